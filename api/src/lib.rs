@@ -1,0 +1,1 @@
+//! api crate of qswitch; see docs/ARCHITECTURE.md.

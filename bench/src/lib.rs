@@ -1,0 +1,1 @@
+//! bench crate of qswitch; see docs/ARCHITECTURE.md.

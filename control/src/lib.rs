@@ -1,0 +1,1 @@
+//! control crate of qswitch; see docs/ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+//! dataplane crate of qswitch; see docs/ARCHITECTURE.md.
