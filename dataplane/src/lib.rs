@@ -1,1 +1,32 @@
-//! dataplane crate of qswitch; see docs/ARCHITECTURE.md.
+//! The qswitch data plane: an L2 switch in user space on AF_XDP.
+//!
+//! Frames arrive on *ports* (interfaces opened with AF_XDP sockets, or in-memory ports in tests),
+//! are classified to a *network* by their ingress port (access ports: one network, untagged) or
+//! by their 802.1Q tag (the uplink trunk), learned and looked up in the network's MAC table, and
+//! forwarded to one port or flooded to the network's other ports. Networks are isolated: a frame
+//! of one network never reaches a port of another, and a VM cannot send tagged frames.
+//!
+//! Layout (one concept a module; see `docs/ARCHITECTURE.md` for the whole picture):
+//! - [`wire`]: checked views of Ethernet and 802.1Q headers; tag push/pop.
+//! - [`fdb`]: the MAC tables (learning, aging, limits, static entries, O(1) flush).
+//! - [`pipeline`]: the per-frame decision (classify, police, anti-spoof, learn, look up).
+//! - [`config`]: the desired configuration and the immutable snapshot the workers run with.
+//! - [`port`]: the port interface, the frame pool and the in-memory backend.
+//! - [`worker`]: the poll-mode loop that moves frames between ports.
+//! - [`switch`]: the control-side handle: applies configurations, opens ports, reports status.
+//! - `sys`: the only module with `unsafe`: AF_XDP sockets and rings, UMEM, bpf() syscalls.
+//! - [`policer`], [`security`], [`stats`]: QoS token buckets, anti-spoofing, counters.
+//!
+//! Everything above `sys` is safe Rust, never panics on frame bytes, and neither allocates nor
+//! locks per packet.
+
+pub mod config;
+pub mod fdb;
+pub mod pipeline;
+pub mod policer;
+pub mod security;
+pub mod stats;
+pub mod wire;
+
+pub use config::{NetworkConfig, PortConfig, PortRole, SwitchConfig};
+pub use wire::Mac;

@@ -1,0 +1,462 @@
+//! The switch's desired configuration, as the control plane (or a TOML file) states it, and the
+//! immutable forwarding snapshot compiled from it for the workers.
+//!
+//! # Design
+//! [`SwitchConfig`] speaks in names: network ids, port ids, device names. The control side keeps
+//! stable small integer *slots* for them ([`SlotMap`]), each with a generation that changes when a
+//! slot is reused, and compiles a [`Snapshot`] indexed by slot. Workers adopt a new snapshot between
+//! batches (read-copy-update): the snapshot is never mutated once published.
+
+use std::collections::HashMap;
+
+use crate::policer::PolicerConfig;
+use crate::security::PortSecurity;
+use crate::wire::Mac;
+
+/// Largest VLAN id a network may use (4095 is reserved).
+pub const MAX_VLAN: u16 = 4094;
+/// Default MTU of a port: the largest IP packet it carries, as on Linux interfaces.
+pub const DEFAULT_MTU: u32 = 1500;
+
+/// One L2 network (a Quantum network): its own MAC table, its own VLAN on the trunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkConfig {
+    /// Stable id (the control plane's network UUID, or a name in the TOML file).
+    pub id: String,
+    /// Segmentation id: the 802.1Q VLAN id this network's frames carry on the uplink trunk.
+    pub vlan: u16,
+    /// Learning limit of the network's MAC table.
+    pub mac_limit: u32,
+}
+
+/// What a port is to the switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortRole {
+    /// A VM attachment: untagged frames of one network.
+    Access {
+        /// The network's id.
+        network: String,
+    },
+    /// The uplink: carries every local network, each tagged with its VLAN id.
+    Trunk,
+}
+
+/// One port: an interface the switch opens with AF_XDP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortConfig {
+    /// Stable id (the control plane's port UUID, or a name in the TOML file).
+    pub id: String,
+    /// Host interface name, e.g. `tap1234` or a veth end.
+    pub device: String,
+    /// Access or trunk.
+    pub role: PortRole,
+    /// Administrative state: a DOWN port neither receives nor sends.
+    pub admin_up: bool,
+    /// MAC addresses known to live behind this port, installed as static entries.
+    pub static_macs: Vec<Mac>,
+    /// Ingress rate limit, if any.
+    pub policer: Option<PolicerConfig>,
+    /// Anti-spoofing rules, if enabled.
+    pub security: Option<PortSecurity>,
+    /// MTU; frames longer than `mtu + 14` (+4 with a tag) are dropped. `None`: the default.
+    pub mtu: Option<u32>,
+}
+
+impl PortConfig {
+    /// An admin-up access port of `network` on `device`, with no extras.
+    pub fn access(id: &str, device: &str, network: &str) -> Self {
+        PortConfig {
+            id: id.to_owned(),
+            device: device.to_owned(),
+            role: PortRole::Access {
+                network: network.to_owned(),
+            },
+            admin_up: true,
+            static_macs: Vec::new(),
+            policer: None,
+            security: None,
+            mtu: None,
+        }
+    }
+
+    /// An admin-up trunk port on `device`.
+    pub fn trunk(id: &str, device: &str) -> Self {
+        PortConfig {
+            role: PortRole::Trunk,
+            ..PortConfig::access(id, device, "")
+        }
+    }
+}
+
+/// The whole desired configuration of a switch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SwitchConfig {
+    /// Networks.
+    pub networks: Vec<NetworkConfig>,
+    /// Ports.
+    pub ports: Vec<PortConfig>,
+}
+
+/// Why a configuration was refused. Nothing of a refused configuration is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Two networks or two ports share an id.
+    DuplicateId(String),
+    /// Two networks share a VLAN id.
+    DuplicateVlan(u16),
+    /// A VLAN id outside 1..=4094.
+    InvalidVlan(u16),
+    /// A port names a network that does not exist.
+    UnknownNetwork {
+        /// The port.
+        port: String,
+        /// The network it names.
+        network: String,
+    },
+    /// Two ports use the same device.
+    DuplicateDevice(String),
+    /// More networks or ports than slots (65 535).
+    TooMany,
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ConfigError::DuplicateId(id) => write!(f, "duplicate id {id:?}"),
+            ConfigError::DuplicateVlan(v) => write!(f, "VLAN {v} is used by two networks"),
+            ConfigError::InvalidVlan(v) => write!(f, "VLAN {v} is outside 1..=4094"),
+            ConfigError::UnknownNetwork { port, network } => {
+                write!(f, "port {port:?} names unknown network {network:?}")
+            }
+            ConfigError::DuplicateDevice(d) => write!(f, "device {d:?} is used by two ports"),
+            ConfigError::TooMany => write!(f, "too many networks or ports"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl SwitchConfig {
+    /// Checks the configuration's consistency.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut ids = HashMap::new();
+        let mut vlans = HashMap::new();
+        for n in &self.networks {
+            if ids.insert(n.id.as_str(), ()).is_some() {
+                return Err(ConfigError::DuplicateId(n.id.clone()));
+            }
+            if n.vlan == 0 || n.vlan > MAX_VLAN {
+                return Err(ConfigError::InvalidVlan(n.vlan));
+            }
+            if vlans.insert(n.vlan, ()).is_some() {
+                return Err(ConfigError::DuplicateVlan(n.vlan));
+            }
+        }
+        let mut port_ids = HashMap::new();
+        let mut devices = HashMap::new();
+        for p in &self.ports {
+            if port_ids.insert(p.id.as_str(), ()).is_some() {
+                return Err(ConfigError::DuplicateId(p.id.clone()));
+            }
+            if devices.insert(p.device.as_str(), ()).is_some() {
+                return Err(ConfigError::DuplicateDevice(p.device.clone()));
+            }
+            if let PortRole::Access { network } = &p.role {
+                if !ids.contains_key(network.as_str()) {
+                    return Err(ConfigError::UnknownNetwork {
+                        port: p.id.clone(),
+                        network: network.clone(),
+                    });
+                }
+            }
+        }
+        if self.networks.len() >= usize::from(NONE) || self.ports.len() >= usize::from(NONE) {
+            return Err(ConfigError::TooMany);
+        }
+        Ok(())
+    }
+}
+
+/// The "no slot" marker in slot-indexed tables.
+pub const NONE: u16 = u16::MAX;
+
+/// Stable slots for string ids: a slot keeps its number while its id exists, and a reused slot
+/// gets a new generation.
+#[derive(Debug, Default)]
+pub struct SlotMap {
+    by_id: HashMap<String, u16>,
+    gens: Vec<u32>,
+    free: Vec<u16>,
+}
+
+impl SlotMap {
+    /// The slot of `id`, allocating one if needed. Returns `(slot, generation)`.
+    pub fn get_or_insert(&mut self, id: &str) -> (u16, u32) {
+        if let Some(&s) = self.by_id.get(id) {
+            return (s, self.gens[usize::from(s)]);
+        }
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.gens.push(0);
+                u16::try_from(self.gens.len() - 1).unwrap_or(NONE)
+            }
+        };
+        let g = &mut self.gens[usize::from(slot)];
+        *g = g.wrapping_add(1);
+        self.by_id.insert(id.to_owned(), slot);
+        (slot, *g)
+    }
+
+    /// The slot of `id`, if it has one.
+    pub fn get(&self, id: &str) -> Option<u16> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Frees every slot whose id is not in `keep`.
+    pub fn retain(&mut self, keep: &dyn Fn(&str) -> bool) {
+        let gone: Vec<String> = self.by_id.keys().filter(|k| !keep(k)).cloned().collect();
+        for id in gone {
+            if let Some(s) = self.by_id.remove(&id) {
+                self.free.push(s);
+            }
+        }
+    }
+
+    /// Number of slots ever allocated (the length of slot-indexed tables).
+    pub fn len(&self) -> usize {
+        self.gens.len()
+    }
+
+    /// True when no slot was ever allocated.
+    pub fn is_empty(&self) -> bool {
+        self.gens.is_empty()
+    }
+}
+
+/// How a port takes part in forwarding, as the workers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Access port of the network in this slot.
+    Access(u16),
+    /// Trunk carrying all networks.
+    Trunk,
+}
+
+/// A port in the snapshot.
+#[derive(Debug, Clone)]
+pub struct PortView {
+    /// The port's id.
+    pub id: String,
+    /// Slot generation.
+    pub gen: u32,
+    /// Access or trunk.
+    pub role: Role,
+    /// Administrative state.
+    pub admin_up: bool,
+    /// Largest frame accepted, header included, without a VLAN tag.
+    pub max_frame: u32,
+    /// Static MAC entries.
+    pub static_macs: Vec<Mac>,
+    /// Ingress policer.
+    pub policer: Option<PolicerConfig>,
+    /// Anti-spoofing rules.
+    pub security: Option<PortSecurity>,
+}
+
+/// A network in the snapshot.
+#[derive(Debug, Clone)]
+pub struct NetView {
+    /// The network's id.
+    pub id: String,
+    /// Slot generation (a change flushes the MAC table in O(1)).
+    pub gen: u32,
+    /// VLAN id on the trunk.
+    pub vlan: u16,
+    /// Learning limit.
+    pub mac_limit: u32,
+    /// Admin-up access ports of this network: where floods go, besides the trunks.
+    pub members: Vec<u16>,
+}
+
+/// The immutable forwarding configuration the workers run with.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Increases with every publication.
+    pub version: u64,
+    /// Ports by slot.
+    pub ports: Vec<Option<PortView>>,
+    /// Networks by slot.
+    pub nets: Vec<Option<NetView>>,
+    /// Admin-up trunk ports.
+    pub trunks: Vec<u16>,
+    /// Network slot of each VLAN id, [`NONE`] where no network owns it.
+    pub vlan_to_net: Box<[u16]>,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot {
+            version: 0,
+            ports: Vec::new(),
+            nets: Vec::new(),
+            trunks: Vec::new(),
+            vlan_to_net: vec![NONE; 4096].into_boxed_slice(),
+        }
+    }
+}
+
+impl Snapshot {
+    /// Compiles `cfg` (which must be valid) using and updating the slot maps.
+    pub fn compile(
+        cfg: &SwitchConfig,
+        version: u64,
+        net_slots: &mut SlotMap,
+        port_slots: &mut SlotMap,
+    ) -> Snapshot {
+        net_slots.retain(&|id| cfg.networks.iter().any(|n| n.id == id));
+        port_slots.retain(&|id| cfg.ports.iter().any(|p| p.id == id));
+        let mut snap = Snapshot {
+            version,
+            ..Snapshot::default()
+        };
+        for n in &cfg.networks {
+            let (slot, gen) = net_slots.get_or_insert(&n.id);
+            let i = usize::from(slot);
+            if snap.nets.len() <= i {
+                snap.nets.resize(i + 1, None);
+            }
+            snap.nets[i] = Some(NetView {
+                id: n.id.clone(),
+                gen,
+                vlan: n.vlan,
+                mac_limit: n.mac_limit,
+                members: Vec::new(),
+            });
+            if let Some(v) = snap.vlan_to_net.get_mut(usize::from(n.vlan)) {
+                *v = slot;
+            }
+        }
+        for p in &cfg.ports {
+            let (slot, gen) = port_slots.get_or_insert(&p.id);
+            let role = match &p.role {
+                PortRole::Trunk => Role::Trunk,
+                PortRole::Access { network } => {
+                    Role::Access(net_slots.get(network).unwrap_or(NONE))
+                }
+            };
+            match role {
+                Role::Trunk if p.admin_up => snap.trunks.push(slot),
+                Role::Access(net) if p.admin_up => {
+                    if let Some(Some(n)) = snap.nets.get_mut(usize::from(net)) {
+                        n.members.push(slot);
+                    }
+                }
+                _ => {}
+            }
+            let i = usize::from(slot);
+            if snap.ports.len() <= i {
+                snap.ports.resize(i + 1, None);
+            }
+            let mtu = p.mtu.unwrap_or(DEFAULT_MTU);
+            snap.ports[i] = Some(PortView {
+                id: p.id.clone(),
+                gen,
+                role,
+                admin_up: p.admin_up,
+                max_frame: mtu + crate::wire::ETH_HEADER_LEN as u32,
+                static_macs: p.static_macs.clone(),
+                policer: p.policer,
+                security: p.security.clone(),
+            });
+        }
+        for n in snap.nets.iter_mut().flatten() {
+            n.members.sort_unstable();
+        }
+        snap.trunks.sort_unstable();
+        snap
+    }
+
+    /// The port in `slot`, if any.
+    #[inline]
+    pub fn port(&self, slot: u16) -> Option<&PortView> {
+        self.ports.get(usize::from(slot)).and_then(Option::as_ref)
+    }
+
+    /// The network in `slot`, if any.
+    #[inline]
+    pub fn net(&self, slot: u16) -> Option<&NetView> {
+        self.nets.get(usize::from(slot)).and_then(Option::as_ref)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(id: &str, vlan: u16) -> NetworkConfig {
+        NetworkConfig {
+            id: id.into(),
+            vlan,
+            mac_limit: 10,
+        }
+    }
+
+    #[test]
+    fn validation_catches_inconsistencies() {
+        let mut c = SwitchConfig {
+            networks: vec![net("a", 10), net("b", 10)],
+            ports: vec![],
+        };
+        assert_eq!(c.validate(), Err(ConfigError::DuplicateVlan(10)));
+        c.networks[1].vlan = 4095;
+        assert_eq!(c.validate(), Err(ConfigError::InvalidVlan(4095)));
+        c.networks[1].vlan = 11;
+        c.ports.push(PortConfig::access("p", "qsx", "zz"));
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::UnknownNetwork { .. })
+        ));
+        c.ports[0] = PortConfig::access("p", "qsx", "a");
+        c.ports.push(PortConfig::access("q", "qsx", "b"));
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::DuplicateDevice("qsx".into()))
+        );
+    }
+
+    #[test]
+    fn slots_are_stable_and_reuse_bumps_the_generation() {
+        let mut m = SlotMap::default();
+        let (a, ga) = m.get_or_insert("a");
+        let (b, _) = m.get_or_insert("b");
+        assert_eq!(m.get_or_insert("a"), (a, ga));
+        m.retain(&|id| id != "a");
+        let (c, gc) = m.get_or_insert("c");
+        assert_eq!(c, a);
+        assert_ne!(gc, ga);
+        assert_eq!(m.get("b"), Some(b));
+    }
+
+    #[test]
+    fn compile_lists_admin_up_members_and_trunks() {
+        let mut down = PortConfig::access("p2", "d2", "a");
+        down.admin_up = false;
+        let cfg = SwitchConfig {
+            networks: vec![net("a", 10), net("b", 20)],
+            ports: vec![
+                PortConfig::access("p1", "d1", "a"),
+                down,
+                PortConfig::access("p3", "d3", "b"),
+                PortConfig::trunk("up", "d4"),
+            ],
+        };
+        let (mut ns, mut ps) = (SlotMap::default(), SlotMap::default());
+        let s = Snapshot::compile(&cfg, 1, &mut ns, &mut ps);
+        let a = ns.get("a").unwrap();
+        assert_eq!(s.net(a).unwrap().members, vec![ps.get("p1").unwrap()]);
+        assert_eq!(s.vlan_to_net[20], ns.get("b").unwrap());
+        assert_eq!(s.vlan_to_net[30], NONE);
+        assert_eq!(s.trunks, vec![ps.get("up").unwrap()]);
+    }
+}

@@ -1,0 +1,263 @@
+//! The per-frame forwarding decision: parse, classify, police, check, learn, look up.
+//!
+//! # Design
+//! [`Pipeline::process`] takes one received frame and returns a [`Verdict`]: drop (with a reason,
+//! already counted), unicast to one port, or flood within one network. It never allocates, never
+//! locks, and never panics on any bytes: every header is read through `wire`'s checked views.
+//! Moving buffers (rings, copies, tag push/pop) is the worker's job; this module only decides, so
+//! the same code runs behind AF_XDP sockets, the in-memory ports of the tests, the benchmark and
+//! the fuzzer.
+//!
+//! Rules, in order:
+//! 1. Ingress port unknown, administratively down or bound to no network: drop `port_down`.
+//! 2. Shorter than its headers: `truncated`; longer than the port's MTU allows: `oversize`.
+//! 3. Access (VM) ports take untagged frames only: any tag, including double tags,
+//!    `tagged_on_access`. The trunk takes tagged frames only (`untagged_on_trunk`) of a VLAN a
+//!    local network owns (`unknown_vlan`), and a tagged frame inside the tag is dropped too.
+//! 4. Source multicast or zero: `invalid_source`. Port security: `spoofed`. Policer: `policed`.
+//! 5. Learn the source (limit hits and moves are counted), then look up the destination:
+//!    group addresses and unknown unicast flood to the network's other ports; a destination
+//!    learned on the ingress port itself is dropped (`same_port`), on a down port `egress_down`.
+
+use crate::config::{Role, Snapshot, NONE};
+use crate::fdb::{Learn, MacTable, PortRef, DEFAULT_AGING_SECS};
+use crate::policer::Policer;
+use crate::stats::{DropReason, LocalCounters};
+use crate::wire::{EthernetFrame, Mac, VLAN_TAG_LEN};
+
+/// The time of a batch, read once by the worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Now {
+    /// Seconds (for MAC aging).
+    pub secs: u32,
+    /// Nanoseconds (for policing).
+    pub nanos: u64,
+}
+
+impl Now {
+    /// A time `nanos` after the worker's epoch.
+    pub fn from_nanos(nanos: u64) -> Now {
+        Now {
+            secs: u32::try_from(nanos / 1_000_000_000).unwrap_or(u32::MAX),
+            nanos,
+        }
+    }
+}
+
+/// What to do with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Dropped; the reason has been counted on the ingress port.
+    Drop(DropReason),
+    /// Send to one port of network `net`.
+    Unicast {
+        /// Egress port slot.
+        port: u16,
+        /// Network slot (gives the VLAN for a trunk egress).
+        net: u16,
+    },
+    /// Send to every other admin-up port of network `net`, and the trunks.
+    Flood {
+        /// Network slot.
+        net: u16,
+    },
+}
+
+/// The mutable state the decision needs: MAC tables, counters and policers, owned by one worker.
+#[derive(Debug)]
+pub struct Pipeline {
+    /// MAC tables of all networks.
+    pub fdb: MacTable,
+    /// Counters by port slot.
+    pub counters: Vec<LocalCounters>,
+    policers: Vec<Option<Policer>>,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Pipeline::new(DEFAULT_AGING_SECS, 1 << 20)
+    }
+}
+
+impl Pipeline {
+    /// A pipeline whose MAC table ages entries after `aging_secs` and holds at most `max_macs`.
+    pub fn new(aging_secs: u32, max_macs: usize) -> Self {
+        Pipeline {
+            fdb: MacTable::new(aging_secs, max_macs),
+            counters: Vec::new(),
+            policers: Vec::new(),
+        }
+    }
+
+    /// Adopts a new snapshot: declares networks to the MAC table (a new generation flushes),
+    /// sizes the tables, installs static entries and (re)creates changed policers. Runs between
+    /// batches, never per packet.
+    pub fn adopt(&mut self, snap: &Snapshot, now: Now) {
+        let mut total_limit = 0usize;
+        for (slot, n) in snap.nets.iter().enumerate() {
+            if let (Some(n), Ok(slot)) = (n, u16::try_from(slot)) {
+                self.fdb.sync_network(slot, n.gen, n.mac_limit);
+                total_limit += n.mac_limit as usize;
+            }
+        }
+        self.fdb.reserve(total_limit);
+        if self.counters.len() < snap.ports.len() {
+            self.counters
+                .resize(snap.ports.len(), LocalCounters::default());
+        }
+        self.policers.resize(snap.ports.len(), None);
+        for (slot, p) in snap.ports.iter().enumerate() {
+            let Ok(slot16) = u16::try_from(slot) else {
+                continue;
+            };
+            let Some(p) = p else {
+                self.policers[slot] = None;
+                continue;
+            };
+            let want = p.policer.filter(|c| c.bps > 0 || c.pps > 0);
+            let have = self.policers[slot].as_ref().map(Policer::config);
+            if want != have {
+                self.policers[slot] = want.map(|c| Policer::new(c, now.nanos));
+            }
+            if let Role::Access(net) = p.role {
+                let port = PortRef {
+                    slot: slot16,
+                    gen: p.gen,
+                };
+                for &mac in &p.static_macs {
+                    self.fdb.add_static(net, mac, port, now.secs);
+                }
+            }
+        }
+    }
+
+    /// Resets the counters of a slot (when a new port takes it).
+    pub fn reset_counters(&mut self, slot: u16) {
+        if let Some(c) = self.counters.get_mut(usize::from(slot)) {
+            *c = LocalCounters::default();
+        }
+    }
+
+    #[inline]
+    fn drop(&mut self, ingress: u16, reason: DropReason) -> Verdict {
+        if let Some(c) = self.counters.get_mut(usize::from(ingress)) {
+            c.drop(reason);
+        }
+        Verdict::Drop(reason)
+    }
+
+    /// Decides what to do with `frame`, received on port slot `ingress`.
+    #[inline]
+    pub fn process(&mut self, snap: &Snapshot, ingress: u16, frame: &[u8], now: Now) -> Verdict {
+        if let Some(c) = self.counters.get_mut(usize::from(ingress)) {
+            c.rx_packets += 1;
+            c.rx_bytes += frame.len() as u64;
+        }
+        let Some(port) = snap.port(ingress) else {
+            return self.drop(ingress, DropReason::PortDown);
+        };
+        if !port.admin_up {
+            return self.drop(ingress, DropReason::PortDown);
+        }
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            return self.drop(ingress, DropReason::Truncated);
+        };
+        let tag_len = if eth.is_tagged() { VLAN_TAG_LEN } else { 0 };
+        if frame.len() > port.max_frame as usize + tag_len {
+            return self.drop(ingress, DropReason::Oversize);
+        }
+        let net = match port.role {
+            Role::Access(net) => {
+                if eth.is_tagged() {
+                    return self.drop(ingress, DropReason::TaggedOnAccess);
+                }
+                net
+            }
+            Role::Trunk => {
+                let Some(vid) = eth.vlan_id() else {
+                    return self.drop(ingress, DropReason::UntaggedOnTrunk);
+                };
+                let net = snap
+                    .vlan_to_net
+                    .get(usize::from(vid))
+                    .copied()
+                    .unwrap_or(NONE);
+                if net == NONE || eth.is_double_tagged() {
+                    return self.drop(ingress, DropReason::UnknownVlan);
+                }
+                net
+            }
+        };
+        if snap.net(net).is_none() {
+            return self.drop(ingress, DropReason::PortDown);
+        }
+        let src = eth.src();
+        if src.is_multicast() || src == Mac::ZERO {
+            return self.drop(ingress, DropReason::InvalidSource);
+        }
+        if let Some(sec) = &port.security {
+            if !sec.permits(&eth) {
+                return self.drop(ingress, DropReason::Spoofed);
+            }
+        }
+        if let Some(Some(p)) = self.policers.get_mut(usize::from(ingress)) {
+            if !p.admit(frame.len(), now.nanos) {
+                return self.drop(ingress, DropReason::Policed);
+            }
+        }
+
+        let me = PortRef {
+            slot: ingress,
+            gen: port.gen,
+        };
+        match self.fdb.learn(net, src, me, now.secs) {
+            Learn::Refreshed | Learn::Learned | Learn::StaticConflict => {}
+            Learn::Moved => self.count(ingress, |c| c.mac_moves += 1),
+            Learn::LimitReached => self.count(ingress, |c| c.learn_limit += 1),
+        }
+
+        let dst = eth.dst();
+        if !dst.is_multicast() {
+            if let Some(to) = self.fdb.lookup(net, dst, now.secs) {
+                if to.slot == ingress {
+                    return self.drop(ingress, DropReason::SamePort);
+                }
+                // An entry of a removed port whose slot was reused reads as unknown: flood.
+                if let Some(egress) = snap.port(to.slot).filter(|p| p.gen == to.gen) {
+                    if !egress.admin_up {
+                        return self.drop(ingress, DropReason::EgressDown);
+                    }
+                    return Verdict::Unicast { port: to.slot, net };
+                }
+            }
+        }
+        self.count(ingress, |c| c.floods += 1);
+        Verdict::Flood { net }
+    }
+
+    #[inline]
+    fn count(&mut self, slot: u16, f: impl FnOnce(&mut LocalCounters)) {
+        if let Some(c) = self.counters.get_mut(usize::from(slot)) {
+            f(c);
+        }
+    }
+}
+
+/// The ports a flood of network `net` from `ingress` reaches: the network's admin-up access
+/// ports and the trunks, never the ingress port.
+#[inline]
+pub fn flood_targets<'a>(
+    snap: &'a Snapshot,
+    net: u16,
+    ingress: u16,
+) -> impl Iterator<Item = u16> + 'a {
+    let members = snap.net(net).map_or(&[][..], |n| &n.members[..]);
+    members
+        .iter()
+        .chain(snap.trunks.iter())
+        .copied()
+        .filter(move |&p| p != ingress)
+}
+
+#[cfg(test)]
+mod tests;

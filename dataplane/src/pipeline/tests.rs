@@ -1,0 +1,415 @@
+//! Unit and property tests of the forwarding decision.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::{NetworkConfig, PortConfig, SlotMap, SwitchConfig};
+use crate::policer::PolicerConfig;
+use crate::security::PortSecurity;
+use crate::wire::{build_frame, ETHERTYPE_IPV4};
+
+const VM1: Mac = Mac([0x02, 0, 0, 0, 0, 1]);
+const VM2: Mac = Mac([0x02, 0, 0, 0, 0, 2]);
+const VM3: Mac = Mac([0x02, 0, 0, 0, 0, 3]);
+
+struct Fixture {
+    snap: Snapshot,
+    pipe: Pipeline,
+    nets: SlotMap,
+    ports: SlotMap,
+    cfg: SwitchConfig,
+}
+
+impl Fixture {
+    /// Networks a (VLAN 10) and b (VLAN 20); ports a1, a2, a3 in a, b1 in b, trunk up.
+    fn new() -> Fixture {
+        let net = |id: &str, vlan| NetworkConfig {
+            id: id.into(),
+            vlan,
+            mac_limit: 8192,
+        };
+        let cfg = SwitchConfig {
+            networks: vec![net("a", 10), net("b", 20)],
+            ports: vec![
+                PortConfig::access("a1", "d1", "a"),
+                PortConfig::access("a2", "d2", "a"),
+                PortConfig::access("a3", "d3", "a"),
+                PortConfig::access("b1", "d4", "b"),
+                PortConfig::trunk("up", "d5"),
+            ],
+        };
+        let mut f = Fixture {
+            snap: Snapshot::default(),
+            pipe: Pipeline::default(),
+            nets: SlotMap::default(),
+            ports: SlotMap::default(),
+            cfg,
+        };
+        f.apply();
+        f
+    }
+
+    fn apply(&mut self) {
+        self.cfg.validate().unwrap();
+        self.snap = Snapshot::compile(&self.cfg, 1, &mut self.nets, &mut self.ports);
+        self.pipe.adopt(&self.snap, Now::default());
+    }
+
+    fn port_cfg(&mut self, id: &str) -> &mut PortConfig {
+        self.cfg.ports.iter_mut().find(|p| p.id == id).unwrap()
+    }
+
+    fn p(&self, id: &str) -> u16 {
+        self.ports.get(id).unwrap()
+    }
+
+    fn n(&self, id: &str) -> u16 {
+        self.nets.get(id).unwrap()
+    }
+
+    fn send(&mut self, from: &str, frame: &[u8]) -> Verdict {
+        let slot = self.p(from);
+        self.pipe.process(&self.snap, slot, frame, Now::default())
+    }
+
+    fn drops(&self, port: &str, reason: DropReason) -> u64 {
+        self.pipe.counters[usize::from(self.p(port))].drops[reason as usize]
+    }
+}
+
+fn frame(dst: Mac, src: Mac) -> Vec<u8> {
+    build_frame(dst, src, None, ETHERTYPE_IPV4, &[0; 46])
+}
+
+fn tagged(dst: Mac, src: Mac, vid: u16) -> Vec<u8> {
+    build_frame(dst, src, Some(vid), ETHERTYPE_IPV4, &[0; 46])
+}
+
+#[test]
+fn unknown_unicast_floods_then_learned_address_is_unicast() {
+    let mut f = Fixture::new();
+    let a = f.n("a");
+    assert_eq!(f.send("a1", &frame(VM2, VM1)), Verdict::Flood { net: a });
+    assert_eq!(
+        f.send("a2", &frame(VM1, VM2)),
+        Verdict::Unicast {
+            port: f.p("a1"),
+            net: a
+        }
+    );
+}
+
+#[test]
+fn flood_scope_is_the_network_and_trunk_without_ingress() {
+    let f = Fixture::new();
+    let targets: Vec<u16> = flood_targets(&f.snap, f.n("a"), f.p("a1")).collect();
+    assert_eq!(targets, vec![f.p("a2"), f.p("a3"), f.p("up")]);
+    let from_trunk: Vec<u16> = flood_targets(&f.snap, f.n("b"), f.p("up")).collect();
+    assert_eq!(from_trunk, vec![f.p("b1")]);
+}
+
+#[test]
+fn broadcast_and_multicast_flood() {
+    let mut f = Fixture::new();
+    let a = f.n("a");
+    assert_eq!(
+        f.send("a1", &frame(Mac::BROADCAST, VM1)),
+        Verdict::Flood { net: a }
+    );
+    let mcast = Mac([0x01, 0x00, 0x5e, 0, 0, 1]);
+    assert_eq!(f.send("a1", &frame(mcast, VM1)), Verdict::Flood { net: a });
+}
+
+#[test]
+fn networks_are_isolated_even_with_the_same_mac() {
+    let mut f = Fixture::new();
+    f.send("b1", &frame(Mac::BROADCAST, VM2)); // VM2 learned in b only
+    assert_eq!(
+        f.send("a1", &frame(VM2, VM1)),
+        Verdict::Flood { net: f.n("a") }
+    );
+    // The same MAC now also appears in network a, on a2.
+    f.send("a2", &frame(Mac::BROADCAST, VM2));
+    assert_eq!(
+        f.send("a1", &frame(VM2, VM1)),
+        Verdict::Unicast {
+            port: f.p("a2"),
+            net: f.n("a")
+        }
+    );
+    assert_eq!(
+        f.pipe.fdb.lookup(f.n("b"), VM2, 0),
+        Some(PortRef {
+            slot: f.p("b1"),
+            gen: 1
+        })
+    );
+}
+
+#[test]
+fn tagged_frame_from_access_port_is_dropped() {
+    let mut f = Fixture::new();
+    assert_eq!(
+        f.send("a1", &tagged(VM2, VM1, 20)),
+        Verdict::Drop(DropReason::TaggedOnAccess)
+    );
+    assert_eq!(f.drops("a1", DropReason::TaggedOnAccess), 1);
+    // Nothing was learned from it.
+    assert_eq!(f.pipe.fdb.lookup(f.n("a"), VM1, 0), None);
+}
+
+#[test]
+fn double_tagged_frame_from_access_port_is_dropped() {
+    let mut f = Fixture::new();
+    let inner = tagged(VM2, VM1, 20);
+    let mut qinq = inner[..12].to_vec();
+    qinq.extend_from_slice(&[0x88, 0xa8, 0, 10]);
+    qinq.extend_from_slice(&inner[12..]);
+    assert_eq!(
+        f.send("a1", &qinq),
+        Verdict::Drop(DropReason::TaggedOnAccess)
+    );
+}
+
+#[test]
+fn trunk_frames_are_classified_by_vlan() {
+    let mut f = Fixture::new();
+    assert_eq!(
+        f.send("up", &tagged(VM2, VM1, 20)),
+        Verdict::Flood { net: f.n("b") }
+    );
+    assert_eq!(
+        f.send("up", &tagged(VM2, VM1, 30)),
+        Verdict::Drop(DropReason::UnknownVlan)
+    );
+    assert_eq!(
+        f.send("up", &frame(VM2, VM1)),
+        Verdict::Drop(DropReason::UntaggedOnTrunk)
+    );
+    // A reply from b1 goes back to the trunk as unicast.
+    assert_eq!(
+        f.send("b1", &frame(VM1, VM2)),
+        Verdict::Unicast {
+            port: f.p("up"),
+            net: f.n("b")
+        }
+    );
+}
+
+#[test]
+fn double_tagged_frame_on_trunk_is_dropped() {
+    let mut f = Fixture::new();
+    let inner = tagged(VM2, VM1, 20);
+    let mut qinq = inner[..12].to_vec();
+    qinq.extend_from_slice(&[0x81, 0x00, 0, 10]);
+    qinq.extend_from_slice(&inner[12..]);
+    assert_eq!(f.send("up", &qinq), Verdict::Drop(DropReason::UnknownVlan));
+}
+
+#[test]
+fn admin_down_port_neither_receives_nor_sends() {
+    let mut f = Fixture::new();
+    f.send("a2", &frame(Mac::BROADCAST, VM2));
+    f.port_cfg("a2").admin_up = false;
+    f.apply();
+    assert_eq!(
+        f.send("a2", &frame(VM1, VM2)),
+        Verdict::Drop(DropReason::PortDown)
+    );
+    assert_eq!(
+        f.send("a1", &frame(VM2, VM1)),
+        Verdict::Drop(DropReason::EgressDown)
+    );
+    let targets: Vec<u16> = flood_targets(&f.snap, f.n("a"), f.p("a1")).collect();
+    assert!(!targets.contains(&f.p("a2")));
+}
+
+#[test]
+fn destination_on_the_ingress_port_is_dropped() {
+    let mut f = Fixture::new();
+    f.send("a1", &frame(Mac::BROADCAST, VM1));
+    assert_eq!(
+        f.send("a1", &frame(VM1, VM3)),
+        Verdict::Drop(DropReason::SamePort)
+    );
+}
+
+#[test]
+fn mac_move_is_counted_and_followed() {
+    let mut f = Fixture::new();
+    f.send("a1", &frame(Mac::BROADCAST, VM1));
+    f.send("a2", &frame(Mac::BROADCAST, VM1));
+    assert_eq!(f.pipe.counters[usize::from(f.p("a2"))].mac_moves, 1);
+    assert_eq!(
+        f.send("a3", &frame(VM1, VM3)),
+        Verdict::Unicast {
+            port: f.p("a2"),
+            net: f.n("a")
+        }
+    );
+}
+
+#[test]
+fn learn_limit_floods_but_does_not_learn() {
+    let mut f = Fixture::new();
+    f.cfg.networks[0].mac_limit = 2;
+    f.apply();
+    for i in 0..5u8 {
+        f.send("a1", &frame(Mac::BROADCAST, Mac([2, 0, 0, 0, 1, i])));
+    }
+    assert_eq!(f.pipe.counters[usize::from(f.p("a1"))].learn_limit, 3);
+    assert_eq!(f.pipe.fdb.network_len(f.n("a")), 2);
+    assert_eq!(
+        f.send("a2", &frame(Mac([2, 0, 0, 0, 1, 4]), VM2)),
+        Verdict::Flood { net: f.n("a") }
+    );
+}
+
+#[test]
+fn aging_uses_the_batch_clock() {
+    let mut f = Fixture::new();
+    let a1 = f.p("a1");
+    f.pipe
+        .process(&f.snap, a1, &frame(Mac::BROADCAST, VM1), Now::from_nanos(0));
+    let a2 = f.p("a2");
+    let at = |s: u64| Now::from_nanos(s * 1_000_000_000);
+    assert!(matches!(
+        f.pipe.process(&f.snap, a2, &frame(VM1, VM2), at(299)),
+        Verdict::Unicast { .. }
+    ));
+    assert!(matches!(
+        f.pipe.process(&f.snap, a2, &frame(VM1, VM2), at(300)),
+        Verdict::Flood { .. }
+    ));
+}
+
+#[test]
+fn removed_network_forgets_its_macs() {
+    let mut f = Fixture::new();
+    f.send("b1", &frame(Mac::BROADCAST, VM2));
+    f.cfg.ports.retain(|p| p.id != "b1");
+    f.cfg.networks.retain(|n| n.id != "b");
+    f.apply();
+    f.cfg.networks.push(NetworkConfig {
+        id: "c".into(),
+        vlan: 30,
+        mac_limit: 10,
+    });
+    f.cfg.ports.push(PortConfig::access("c1", "d6", "c"));
+    f.apply();
+    assert_eq!(f.nets.get("c"), Some(f.n("c")));
+    assert_eq!(f.pipe.fdb.lookup(f.n("c"), VM2, 0), None);
+}
+
+#[test]
+fn static_entries_are_installed_from_config() {
+    let mut f = Fixture::new();
+    f.port_cfg("a3").static_macs = vec![VM3];
+    f.apply();
+    assert_eq!(
+        f.send("a1", &frame(VM3, VM1)),
+        Verdict::Unicast {
+            port: f.p("a3"),
+            net: f.n("a")
+        }
+    );
+}
+
+#[test]
+fn oversize_and_truncated_frames_are_counted() {
+    let mut f = Fixture::new();
+    let big = build_frame(VM2, VM1, None, ETHERTYPE_IPV4, &[0; 1501]);
+    assert_eq!(f.send("a1", &big), Verdict::Drop(DropReason::Oversize));
+    let max = build_frame(VM2, VM1, None, ETHERTYPE_IPV4, &[0; 1500]);
+    assert!(matches!(f.send("a1", &max), Verdict::Flood { .. }));
+    let max_tagged = build_frame(VM2, VM1, Some(10), ETHERTYPE_IPV4, &[0; 1500]);
+    assert!(matches!(f.send("up", &max_tagged), Verdict::Flood { .. }));
+    assert_eq!(f.send("a1", &[0; 13]), Verdict::Drop(DropReason::Truncated));
+    assert_eq!(f.drops("a1", DropReason::Truncated), 1);
+}
+
+#[test]
+fn invalid_sources_are_dropped() {
+    let mut f = Fixture::new();
+    assert_eq!(
+        f.send("a1", &frame(VM2, Mac::BROADCAST)),
+        Verdict::Drop(DropReason::InvalidSource)
+    );
+    assert_eq!(
+        f.send("a1", &frame(VM2, Mac::ZERO)),
+        Verdict::Drop(DropReason::InvalidSource)
+    );
+}
+
+#[test]
+fn port_security_drops_spoofed_frames() {
+    let mut f = Fixture::new();
+    f.port_cfg("a1").security = Some(PortSecurity {
+        mac: VM1,
+        ..Default::default()
+    });
+    f.apply();
+    assert_eq!(
+        f.send("a1", &frame(VM2, VM3)),
+        Verdict::Drop(DropReason::Spoofed)
+    );
+    assert_eq!(f.drops("a1", DropReason::Spoofed), 1);
+}
+
+#[test]
+fn policer_limits_ingress() {
+    let mut f = Fixture::new();
+    f.port_cfg("a1").policer = Some(PolicerConfig {
+        pps: 10,
+        burst_packets: 5,
+        ..Default::default()
+    });
+    f.apply();
+    let passed = (0..20)
+        .filter(|_| f.send("a1", &frame(VM2, VM1)) != Verdict::Drop(DropReason::Policed))
+        .count();
+    assert_eq!(passed, 5);
+    assert_eq!(f.drops("a1", DropReason::Policed), 15);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Any bytes on any port: never a panic, and each frame is either forwarded or counted as
+    /// exactly one drop.
+    #[test]
+    fn arbitrary_frames_are_forwarded_or_counted(
+        frames in proptest::collection::vec(
+            (0u16..5, proptest::collection::vec(any::<u8>(), 0..1600)), 1..40),
+    ) {
+        let mut f = Fixture::new();
+        for (port, bytes) in &frames {
+            let before: u64 = f.pipe.counters.iter().map(LocalCounters::total_drops).sum();
+            let v = f.pipe.process(&f.snap, *port, bytes, Now::default());
+            let after: u64 = f.pipe.counters.iter().map(LocalCounters::total_drops).sum();
+            match v {
+                Verdict::Drop(_) => prop_assert_eq!(after, before + 1),
+                Verdict::Unicast { port: to, .. } => {
+                    prop_assert_eq!(after, before);
+                    prop_assert_ne!(to, *port);
+                }
+                Verdict::Flood { .. } => prop_assert_eq!(after, before),
+            }
+        }
+    }
+
+    /// A frame from a VM never leaves for a port of another network.
+    #[test]
+    fn access_frames_stay_in_their_network(dst in any::<[u8; 6]>(), src in 1u8..255, port in 0usize..4) {
+        let mut f = Fixture::new();
+        let ids = ["a1", "a2", "a3", "b1"];
+        let net = if port == 3 { f.n("b") } else { f.n("a") };
+        // Teach the table an address in the other network with the same bytes as dst.
+        let other = if port == 3 { "a1" } else { "b1" };
+        f.send(other, &frame(Mac::BROADCAST, Mac(dst)));
+        match f.send(ids[port], &frame(Mac(dst), Mac([2, 0, 0, 0, 9, src]))) {
+            Verdict::Unicast { net: n, .. } | Verdict::Flood { net: n } => prop_assert_eq!(n, net),
+            Verdict::Drop(_) => {}
+        }
+    }
+}
