@@ -1,1 +1,52 @@
-//! control crate of qswitch; see docs/ARCHITECTURE.md.
+//! The control plane of qswitch: the Quantum model, its rules, its store and
+//! the reconciler that drives the data plane.
+//!
+//! See `docs/ARCHITECTURE.md` for where this sits. In short:
+//!
+//! - [`model`]: tenants' networks (each with a VLAN segmentation id), ports
+//!   (admin state `ACTIVE`/`DOWN`), attachments (an interface id plugged into
+//!   at most one port) and host interfaces registered to a tenant by the
+//!   hypervisor side, plus the rules their values follow.
+//! - [`store`]: the [`store::Store`] trait with all SQL behind it, and its
+//!   SQLite implementation (WAL, `synchronous=FULL`, versioned migrations in
+//!   `migrations/`).
+//! - [`Control`]: every Quantum operation, scoped by tenant (another tenant's
+//!   network is `NetworkNotFound`), each write one committed transaction
+//!   before it returns.
+//! - [`forward`]: the boundary to the data plane. After every committed change
+//!   (and once at startup) the reconciler derives a [`DesiredState`] from the
+//!   store and hands it to a [`Forwarder`]; the forwarder answers whether a
+//!   port forwards, which is the port's `op-status`.
+//! - [`filter`]: the list filters of Quantum v1.1.
+//!
+//! Errors are one enum, [`ControlError`], whose `Display` is the fault detail
+//! a client sees; the HTTP mapping lives in the `api` crate.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use control::{Control, ControlOptions, NullForwarder, PortState};
+//!
+//! let control = Control::in_memory(Arc::new(NullForwarder), ControlOptions::default())?;
+//! let net = control.create_network("tenant-a", "net1")?;
+//! control.register_interface("tenant-a", "vif-1", "tap0")?;
+//! let port = control.create_port("tenant-a", &net.id, PortState::Active)?;
+//! control.plug("tenant-a", &net.id, &port.id, "vif-1")?;
+//! assert_eq!(control.desired_state()?.ports[0].device, "tap0");
+//! # Ok::<(), control::ControlError>(())
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod filter;
+pub mod forward;
+pub mod model;
+mod reconcile;
+mod service;
+pub mod store;
+
+pub use error::{ControlError, Result};
+pub use filter::{NetworkFilter, PortFilter};
+pub use forward::{DesiredNetwork, DesiredPort, DesiredState, Forwarder, NullForwarder};
+pub use model::{Interface, Network, NetworkView, OpStatus, Port, PortState, PortView};
+pub use service::{Control, ControlOptions, Registered};

@@ -1,0 +1,159 @@
+//! The errors of the control plane: one enum, each message written once.
+//!
+//! The `Display` text of each variant is the fault's `detail` string; the
+//! Quantum variants reproduce the original `quantum.common.exceptions`
+//! templates word for word (including their typos), because clients match on
+//! them. The HTTP mapping lives in the `api` crate.
+
+use std::fmt;
+
+/// Everything a control-plane operation can fail with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlError {
+    /// The network does not exist or belongs to another tenant.
+    NetworkNotFound {
+        /// The network id asked for.
+        net_id: String,
+    },
+    /// The network still has ports with attachments plugged.
+    NetworkInUse {
+        /// The network id.
+        net_id: String,
+    },
+    /// The port does not exist on that network.
+    PortNotFound {
+        /// The network id the port was looked up in.
+        net_id: String,
+        /// The port id asked for.
+        port_id: String,
+    },
+    /// A port state other than exactly `ACTIVE` or `DOWN`.
+    StateInvalid {
+        /// The state asked for, as received.
+        state: String,
+    },
+    /// The port has an attachment plugged.
+    PortInUse {
+        /// The network id.
+        net_id: String,
+        /// The port id.
+        port_id: String,
+        /// The attachment plugged into the port.
+        att_id: String,
+    },
+    /// The attachment is already plugged into a port.
+    AlreadyAttached {
+        /// The network id of the port being plugged.
+        net_id: String,
+        /// The port being plugged.
+        port_id: String,
+        /// The attachment (interface id).
+        att_id: String,
+        /// The port the attachment is plugged into.
+        att_port_id: String,
+    },
+    /// The interface is not registered to this tenant (registry lookups).
+    InterfaceNotFound {
+        /// The interface id asked for.
+        interface_id: String,
+    },
+    /// Plugging an interface that is not registered to this tenant.
+    InterfaceNotRegistered {
+        /// The interface id asked for.
+        interface_id: String,
+    },
+    /// Unregistering an interface that is still plugged into a port.
+    InterfaceInUse {
+        /// The interface id.
+        interface_id: String,
+        /// The port it is plugged into.
+        port_id: String,
+    },
+    /// Registering an interface id or a device that is already registered
+    /// elsewhere.
+    InterfaceConflict {
+        /// Why the registration conflicts.
+        reason: String,
+    },
+    /// Every segmentation id (VLAN) of the configured range is in use.
+    NoFreeVlan {
+        /// Lowest VLAN id of the range.
+        min: u16,
+        /// Highest VLAN id of the range.
+        max: u16,
+    },
+    /// A value that breaks a model rule (too long, bad characters, ...).
+    Invalid {
+        /// What is wrong, for the client.
+        reason: String,
+    },
+    /// The store failed; the detail is for the log, never for the client.
+    Store {
+        /// The store's own message.
+        detail: String,
+    },
+}
+
+impl fmt::Display for ControlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NetworkNotFound { net_id } => write!(f, "Network {net_id} could not be found"),
+            Self::NetworkInUse { net_id } => write!(
+                f,
+                "Unable to complete operation on network {net_id}. \
+                 There is one or more attachments plugged into its ports."
+            ),
+            Self::PortNotFound { net_id, port_id } => {
+                write!(f, "Port {port_id} could not be found on network {net_id}")
+            }
+            Self::StateInvalid { state } => write!(f, "Unsupported port state: {state}"),
+            // The missing space after the quote is the original's.
+            Self::PortInUse {
+                net_id,
+                port_id,
+                att_id,
+            } => write!(
+                f,
+                "Unable to complete operation on port {port_id} for network {net_id}. \
+                 The attachment '{att_id}is plugged into the logical port."
+            ),
+            Self::AlreadyAttached {
+                net_id,
+                port_id,
+                att_id,
+                att_port_id,
+            } => write!(
+                f,
+                "Unable to plug the attachment {att_id} into port {port_id} for network \
+                 {net_id}. The attachment is already plugged into port {att_port_id}"
+            ),
+            Self::InterfaceNotFound { interface_id } => {
+                write!(f, "Interface {interface_id} could not be found")
+            }
+            Self::InterfaceNotRegistered { interface_id } => write!(
+                f,
+                "Interface {interface_id} is not registered to this tenant; \
+                 register it with PUT /interfaces/{interface_id} before plugging it"
+            ),
+            Self::InterfaceInUse {
+                interface_id,
+                port_id,
+            } => write!(
+                f,
+                "Interface {interface_id} is plugged into port {port_id}; unplug it first"
+            ),
+            Self::InterfaceConflict { reason } => f.write_str(reason),
+            Self::NoFreeVlan { min, max } => write!(
+                f,
+                "No free segmentation id: all VLAN ids {min}..{max} are in use by networks"
+            ),
+            Self::Invalid { reason } => f.write_str(reason),
+            Self::Store { .. } => f.write_str("internal store error"),
+        }
+    }
+}
+
+impl std::error::Error for ControlError {}
+
+/// The result type of the control plane.
+pub type Result<T, E = ControlError> = std::result::Result<T, E>;

@@ -1,0 +1,481 @@
+//! [`Control`]: the operations of the Quantum model, with their rules.
+//!
+//! # Thread-safety
+//!
+//! The store sits behind one `Mutex`. Every operation takes it, runs its rule
+//! checks and writes inside one store transaction, commits, and (for writes)
+//! derives the desired state and calls [`Forwarder::apply`] before letting
+//! go, so applies are serialized in commit order. Operations are synchronous
+//! and block on disk I/O (the commit's fsync): async callers run them on a
+//! blocking thread (`tokio::task::spawn_blocking`). `Forwarder::port_up` is
+//! asked after the lock is released.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::{ControlError, Result};
+use crate::forward::{DesiredState, Forwarder};
+use crate::model::{self, Interface, Network, NetworkView, Port, PortState, PortView};
+use crate::reconcile;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, Tx};
+
+/// Tunables of the control plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlOptions {
+    /// Lowest VLAN id handed to networks (default 1).
+    pub vlan_min: u16,
+    /// Highest VLAN id handed to networks (default 4094).
+    pub vlan_max: u16,
+}
+
+impl Default for ControlOptions {
+    fn default() -> Self {
+        Self {
+            vlan_min: 1,
+            vlan_max: 4094,
+        }
+    }
+}
+
+/// Whether a registration created an interface or changed an existing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    /// The interface id was new.
+    Created,
+    /// The interface id was already registered to this tenant; its device
+    /// was set.
+    Updated,
+}
+
+/// The control plane: the model, its store and the reconciler.
+pub struct Control {
+    store: Mutex<Box<dyn Store>>,
+    forwarder: Arc<dyn Forwarder>,
+    options: ControlOptions,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("store", &self.store)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Control {
+    /// Opens (creating it with its schema on first start) the SQLite database
+    /// at `path`, rebuilds the desired state from it and applies it once.
+    pub fn open(path: impl AsRef<Path>, forwarder: Arc<dyn Forwarder>) -> Result<Self> {
+        Self::open_with(path, forwarder, ControlOptions::default())
+    }
+
+    /// As [`Control::open`], with options.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        forwarder: Arc<dyn Forwarder>,
+        options: ControlOptions,
+    ) -> Result<Self> {
+        let store = SqliteStore::open(path.as_ref())?;
+        Self::with_store(Box::new(store), forwarder, options)
+    }
+
+    /// A control plane on an in-memory database (for tests).
+    pub fn in_memory(forwarder: Arc<dyn Forwarder>, options: ControlOptions) -> Result<Self> {
+        Self::with_store(Box::new(SqliteStore::open_in_memory()?), forwarder, options)
+    }
+
+    /// A control plane on any store; applies the stored state once.
+    pub fn with_store(
+        store: Box<dyn Store>,
+        forwarder: Arc<dyn Forwarder>,
+        options: ControlOptions,
+    ) -> Result<Self> {
+        if options.vlan_min == 0 || options.vlan_min > options.vlan_max || options.vlan_max > 4094 {
+            return Err(ControlError::Invalid {
+                reason: format!(
+                    "VLAN range {}..{} is not within 1..4094",
+                    options.vlan_min, options.vlan_max
+                ),
+            });
+        }
+        let control = Self {
+            store: Mutex::new(store),
+            forwarder,
+            options,
+        };
+        control.reconcile()?;
+        Ok(control)
+    }
+
+    /// Derives the desired state from the store and applies it (done at
+    /// startup and after every write; callable to force a resync).
+    pub fn reconcile(&self) -> Result<()> {
+        let mut store = self.lock();
+        let state = Self::derive(&mut store)?;
+        self.forwarder.apply(&state);
+        Ok(())
+    }
+
+    /// The desired state as derived from the store right now.
+    pub fn desired_state(&self) -> Result<DesiredState> {
+        Self::derive(&mut self.lock())
+    }
+
+    fn derive(store: &mut MutexGuard<'_, Box<dyn Store>>) -> Result<DesiredState> {
+        let tx = store.begin(false)?;
+        reconcile::desired_state(tx.as_ref())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Box<dyn Store>> {
+        // A panic while holding the lock dropped its transaction, which
+        // rolled back: the store is consistent, so poisoning is ignored.
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&dyn Tx) -> Result<T>) -> Result<T> {
+        let mut store = self.lock();
+        let tx = store.begin(false)?;
+        f(tx.as_ref())
+    }
+
+    /// Runs `f` in one write transaction; on success commits, then applies
+    /// the new desired state.
+    fn write<T>(&self, f: impl FnOnce(&dyn Tx) -> Result<T>) -> Result<T> {
+        let mut store = self.lock();
+        let out = {
+            let tx = store.begin(true)?;
+            let out = f(tx.as_ref())?;
+            tx.commit()?;
+            out
+        };
+        match Self::derive(&mut store) {
+            Ok(state) => self.forwarder.apply(&state),
+            // The change is committed; the next write or restart repairs it.
+            Err(e) => tracing::error!(error = ?e, "could not derive desired state after commit"),
+        }
+        Ok(out)
+    }
+
+    fn port_view(&self, port: Port) -> PortView {
+        let forwarding = port.attachment.is_some() && self.forwarder.port_up(&port.id);
+        PortView {
+            op_status: model::port_op_status(&port, forwarding),
+            port,
+        }
+    }
+
+    fn network_view(&self, network: Network, ports: Vec<Port>) -> NetworkView {
+        NetworkView {
+            op_status: model::network_op_status(&network),
+            ports: ports.into_iter().map(|p| self.port_view(p)).collect(),
+            network,
+        }
+    }
+
+    // ---- networks -------------------------------------------------------
+
+    /// A tenant's networks with their ports, in creation order.
+    pub fn list_networks(&self, tenant_id: &str) -> Result<Vec<NetworkView>> {
+        let (networks, mut ports) =
+            self.read(|tx| Ok((tx.networks(tenant_id)?, tx.tenant_ports(tenant_id)?)))?;
+        Ok(networks
+            .into_iter()
+            .map(|n| {
+                let (mine, rest): (Vec<Port>, Vec<Port>) =
+                    ports.drain(..).partition(|p| p.network_id == n.id);
+                ports = rest;
+                self.network_view(n, mine)
+            })
+            .collect())
+    }
+
+    /// One network with its ports.
+    pub fn network(&self, tenant_id: &str, net_id: &str) -> Result<NetworkView> {
+        let (n, ports) = self.read(|tx| {
+            let n = find_network(tx, tenant_id, net_id)?;
+            let ports = tx.ports(net_id)?;
+            Ok((n, ports))
+        })?;
+        Ok(self.network_view(n, ports))
+    }
+
+    /// Creates a network with the lowest free VLAN id.
+    pub fn create_network(&self, tenant_id: &str, name: &str) -> Result<Network> {
+        model::validate_tenant_id(tenant_id)?;
+        model::validate_network_name(name)?;
+        let (min, max) = (self.options.vlan_min, self.options.vlan_max);
+        self.write(|tx| {
+            let vlan = tx
+                .free_vlan(min, max)?
+                .ok_or(ControlError::NoFreeVlan { min, max })?;
+            let n = Network {
+                id: new_id(),
+                tenant_id: tenant_id.to_owned(),
+                name: name.to_owned(),
+                vlan,
+            };
+            tx.insert_network(&n)?;
+            Ok(n)
+        })
+    }
+
+    /// Renames a network.
+    pub fn rename_network(&self, tenant_id: &str, net_id: &str, name: &str) -> Result<()> {
+        self.write(|tx| {
+            find_network(tx, tenant_id, net_id)?;
+            model::validate_network_name(name)?;
+            tx.rename_network(net_id, name)
+        })
+    }
+
+    /// Deletes a network and its ports; refused while any port is plugged.
+    pub fn delete_network(&self, tenant_id: &str, net_id: &str) -> Result<()> {
+        self.write(|tx| {
+            find_network(tx, tenant_id, net_id)?;
+            if tx.ports(net_id)?.iter().any(|p| p.attachment.is_some()) {
+                return Err(ControlError::NetworkInUse {
+                    net_id: net_id.to_owned(),
+                });
+            }
+            tx.delete_network(net_id)
+        })
+    }
+
+    // ---- ports ----------------------------------------------------------
+
+    /// A network's ports in creation order.
+    pub fn list_ports(&self, tenant_id: &str, net_id: &str) -> Result<Vec<PortView>> {
+        let ports = self.read(|tx| {
+            find_network(tx, tenant_id, net_id)?;
+            tx.ports(net_id)
+        })?;
+        Ok(ports.into_iter().map(|p| self.port_view(p)).collect())
+    }
+
+    /// One port.
+    pub fn port(&self, tenant_id: &str, net_id: &str, port_id: &str) -> Result<PortView> {
+        let port = self.read(|tx| find_port(tx, tenant_id, net_id, port_id))?;
+        Ok(self.port_view(port))
+    }
+
+    /// Creates a port in the given admin state.
+    pub fn create_port(&self, tenant_id: &str, net_id: &str, state: PortState) -> Result<Port> {
+        self.write(|tx| {
+            find_network(tx, tenant_id, net_id)?;
+            let p = Port {
+                id: new_id(),
+                network_id: net_id.to_owned(),
+                state,
+                attachment: None,
+            };
+            tx.insert_port(&p)?;
+            Ok(p)
+        })
+    }
+
+    /// Sets a port's admin state.
+    pub fn set_port_state(
+        &self,
+        tenant_id: &str,
+        net_id: &str,
+        port_id: &str,
+        state: PortState,
+    ) -> Result<()> {
+        self.write(|tx| {
+            find_port(tx, tenant_id, net_id, port_id)?;
+            tx.set_port_state(port_id, state)
+        })
+    }
+
+    /// Deletes a port; refused while it is plugged.
+    pub fn delete_port(&self, tenant_id: &str, net_id: &str, port_id: &str) -> Result<()> {
+        self.write(|tx| {
+            let p = find_port(tx, tenant_id, net_id, port_id)?;
+            if let Some(att_id) = p.attachment {
+                return Err(ControlError::PortInUse {
+                    net_id: net_id.to_owned(),
+                    port_id: port_id.to_owned(),
+                    att_id,
+                });
+            }
+            tx.delete_port(port_id)
+        })
+    }
+
+    // ---- attachments ----------------------------------------------------
+
+    /// The attachment plugged into a port, if any.
+    pub fn attachment(
+        &self,
+        tenant_id: &str,
+        net_id: &str,
+        port_id: &str,
+    ) -> Result<Option<String>> {
+        self.read(|tx| Ok(find_port(tx, tenant_id, net_id, port_id)?.attachment))
+    }
+
+    /// Plugs a registered interface into a port.
+    ///
+    /// Rules, in order: the network and port must exist for this tenant; the
+    /// interface must be registered to this tenant (`InterfaceNotRegistered`,
+    /// checked before anything that could reveal where the id is plugged);
+    /// an interface already on a port of this network (this port included)
+    /// is `AlreadyAttached`; a port already plugged is `PortInUse`; an
+    /// interface plugged anywhere else is `AlreadyAttached`.
+    pub fn plug(
+        &self,
+        tenant_id: &str,
+        net_id: &str,
+        port_id: &str,
+        interface_id: &str,
+    ) -> Result<()> {
+        self.write(|tx| {
+            let port = find_port(tx, tenant_id, net_id, port_id)?;
+            let registered = tx
+                .interface(interface_id)?
+                .is_some_and(|i| i.tenant_id == tenant_id);
+            if !registered {
+                return Err(ControlError::InterfaceNotRegistered {
+                    interface_id: interface_id.to_owned(),
+                });
+            }
+            let current = tx.port_by_attachment(interface_id)?;
+            let already = |holder: Port| ControlError::AlreadyAttached {
+                net_id: net_id.to_owned(),
+                port_id: port_id.to_owned(),
+                att_id: interface_id.to_owned(),
+                att_port_id: holder.id,
+            };
+            if let Some(holder) = current.clone().filter(|h| h.network_id == net_id) {
+                return Err(already(holder));
+            }
+            if let Some(att_id) = port.attachment {
+                return Err(ControlError::PortInUse {
+                    net_id: net_id.to_owned(),
+                    port_id: port_id.to_owned(),
+                    att_id,
+                });
+            }
+            if let Some(holder) = current {
+                return Err(already(holder));
+            }
+            tx.set_port_attachment(port_id, Some(interface_id))
+        })
+    }
+
+    /// Unplugs a port's attachment (a no-op when nothing is plugged).
+    pub fn unplug(&self, tenant_id: &str, net_id: &str, port_id: &str) -> Result<()> {
+        self.write(|tx| {
+            let port = find_port(tx, tenant_id, net_id, port_id)?;
+            if port.attachment.is_some() {
+                tx.set_port_attachment(port_id, None)?;
+            }
+            Ok(())
+        })
+    }
+
+    // ---- interface registry ---------------------------------------------
+
+    /// Registers a host interface to a tenant, or changes its device.
+    ///
+    /// An id registered to another tenant, or a device registered under
+    /// another id, is `InterfaceConflict`.
+    pub fn register_interface(
+        &self,
+        tenant_id: &str,
+        interface_id: &str,
+        device: &str,
+    ) -> Result<(Interface, Registered)> {
+        model::validate_tenant_id(tenant_id)?;
+        model::validate_interface_id(interface_id)?;
+        model::validate_device(device)?;
+        self.write(|tx| {
+            let existing = tx.interface(interface_id)?;
+            if existing.as_ref().is_some_and(|i| i.tenant_id != tenant_id) {
+                return Err(ControlError::InterfaceConflict {
+                    reason: format!("Interface {interface_id} is already registered"),
+                });
+            }
+            if let Some(other) = tx.interface_by_device(device)? {
+                if other.id != interface_id {
+                    return Err(ControlError::InterfaceConflict {
+                        reason: format!(
+                            "Device {device} is already registered as another interface"
+                        ),
+                    });
+                }
+            }
+            let iface = Interface {
+                id: interface_id.to_owned(),
+                tenant_id: tenant_id.to_owned(),
+                device: device.to_owned(),
+            };
+            tx.upsert_interface(&iface)?;
+            let how = if existing.is_some() {
+                Registered::Updated
+            } else {
+                Registered::Created
+            };
+            Ok((iface, how))
+        })
+    }
+
+    /// A tenant's registered interfaces.
+    pub fn interfaces(&self, tenant_id: &str) -> Result<Vec<Interface>> {
+        self.read(|tx| tx.interfaces(tenant_id))
+    }
+
+    /// One of a tenant's registered interfaces.
+    pub fn interface(&self, tenant_id: &str, interface_id: &str) -> Result<Interface> {
+        self.read(|tx| find_interface(tx, tenant_id, interface_id))
+    }
+
+    /// Removes an interface from the registry; refused while it is plugged.
+    pub fn unregister_interface(&self, tenant_id: &str, interface_id: &str) -> Result<()> {
+        self.write(|tx| {
+            find_interface(tx, tenant_id, interface_id)?;
+            if let Some(p) = tx.port_by_attachment(interface_id)? {
+                return Err(ControlError::InterfaceInUse {
+                    interface_id: interface_id.to_owned(),
+                    port_id: p.id,
+                });
+            }
+            tx.delete_interface(interface_id)
+        })
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The tenant's network, or `NetworkNotFound` (also for another tenant's).
+fn find_network(tx: &dyn Tx, tenant_id: &str, net_id: &str) -> Result<Network> {
+    tx.network(tenant_id, net_id)?
+        .ok_or_else(|| ControlError::NetworkNotFound {
+            net_id: net_id.to_owned(),
+        })
+}
+
+/// The port of the tenant's network: the network is looked up first.
+fn find_port(tx: &dyn Tx, tenant_id: &str, net_id: &str, port_id: &str) -> Result<Port> {
+    find_network(tx, tenant_id, net_id)?;
+    tx.port(net_id, port_id)?
+        .ok_or_else(|| ControlError::PortNotFound {
+            net_id: net_id.to_owned(),
+            port_id: port_id.to_owned(),
+        })
+}
+
+fn find_interface(tx: &dyn Tx, tenant_id: &str, interface_id: &str) -> Result<Interface> {
+    tx.interface(interface_id)?
+        .filter(|i| i.tenant_id == tenant_id)
+        .ok_or_else(|| ControlError::InterfaceNotFound {
+            interface_id: interface_id.to_owned(),
+        })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,388 @@
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::forward::{DesiredNetwork, DesiredPort, NullForwarder};
+use crate::model::OpStatus;
+
+/// Records every applied state; reports the ports listed in `up` as up.
+#[derive(Debug, Default)]
+struct Recorder {
+    applied: Mutex<Vec<DesiredState>>,
+    up: Mutex<HashSet<String>>,
+}
+
+impl Forwarder for Recorder {
+    fn apply(&self, state: &DesiredState) {
+        self.applied.lock().unwrap().push(state.clone());
+    }
+    fn port_up(&self, port_id: &str) -> bool {
+        self.up.lock().unwrap().contains(port_id)
+    }
+}
+
+impl Recorder {
+    fn last(&self) -> DesiredState {
+        self.applied.lock().unwrap().last().cloned().unwrap()
+    }
+    fn count(&self) -> usize {
+        self.applied.lock().unwrap().len()
+    }
+}
+
+fn setup() -> (Control, Arc<Recorder>) {
+    setup_with(ControlOptions::default())
+}
+
+fn setup_with(options: ControlOptions) -> (Control, Arc<Recorder>) {
+    let rec = Arc::new(Recorder::default());
+    let control = Control::in_memory(rec.clone(), options).unwrap();
+    (control, rec)
+}
+
+const A: &str = "tenant-a";
+const B: &str = "tenant-b";
+
+#[test]
+fn opening_applies_the_stored_state_once() {
+    let (_c, rec) = setup();
+    assert_eq!(rec.count(), 1);
+    assert_eq!(rec.last(), DesiredState::default());
+}
+
+#[test]
+fn restart_rebuilds_desired_state_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let (net, port) = {
+        let c = Control::open(&path, Arc::new(NullForwarder)).unwrap();
+        let net = c.create_network(A, "n").unwrap();
+        c.register_interface(A, "vif-1", "tap0").unwrap();
+        let port = c.create_port(A, &net.id, PortState::Active).unwrap();
+        c.plug(A, &net.id, &port.id, "vif-1").unwrap();
+        (net, port)
+    };
+    let rec = Arc::new(Recorder::default());
+    let _c = Control::open(&path, rec.clone()).unwrap();
+    assert_eq!(rec.count(), 1);
+    assert_eq!(
+        rec.last(),
+        DesiredState {
+            networks: vec![DesiredNetwork {
+                id: net.id.clone(),
+                tenant_id: A.into(),
+                vlan: 1
+            }],
+            ports: vec![DesiredPort {
+                id: port.id,
+                network_id: net.id,
+                device: "tap0".into(),
+                admin_up: true
+            }],
+        }
+    );
+}
+
+#[test]
+fn networks_get_distinct_vlans_and_freed_vlans_are_reused() {
+    let (c, _) = setup();
+    let n1 = c.create_network(A, "one").unwrap();
+    let n2 = c.create_network(B, "two").unwrap();
+    assert_eq!((n1.vlan, n2.vlan), (1, 2));
+    c.delete_network(A, &n1.id).unwrap();
+    let n3 = c.create_network(A, "three").unwrap();
+    assert_eq!(n3.vlan, 1);
+}
+
+#[test]
+fn exhausting_vlans_is_a_clear_error_and_creates_nothing() {
+    let (c, _) = setup_with(ControlOptions {
+        vlan_min: 100,
+        vlan_max: 101,
+    });
+    c.create_network(A, "a").unwrap();
+    c.create_network(A, "b").unwrap();
+    assert_eq!(
+        c.create_network(A, "c"),
+        Err(ControlError::NoFreeVlan { min: 100, max: 101 })
+    );
+    assert_eq!(c.list_networks(A).unwrap().len(), 2);
+}
+
+#[test]
+fn invalid_vlan_range_is_refused() {
+    let opts = ControlOptions {
+        vlan_min: 0,
+        vlan_max: 10,
+    };
+    assert!(Control::in_memory(Arc::new(NullForwarder), opts).is_err());
+}
+
+#[test]
+fn another_tenants_network_is_not_found() {
+    let (c, _) = setup();
+    let n = c.create_network(A, "n").unwrap();
+    let p = c.create_port(A, &n.id, PortState::Down).unwrap();
+    let nf = Err(ControlError::NetworkNotFound {
+        net_id: n.id.clone(),
+    });
+    assert_eq!(c.network(B, &n.id).map(drop), nf);
+    assert_eq!(c.rename_network(B, &n.id, "x"), nf);
+    assert_eq!(c.delete_network(B, &n.id), nf);
+    assert_eq!(c.list_ports(B, &n.id).map(drop), nf);
+    assert_eq!(c.port(B, &n.id, &p.id).map(drop), nf);
+    assert_eq!(c.create_port(B, &n.id, PortState::Down).map(drop), nf);
+    assert_eq!(c.set_port_state(B, &n.id, &p.id, PortState::Active), nf);
+    assert_eq!(c.delete_port(B, &n.id, &p.id), nf);
+    assert_eq!(c.attachment(B, &n.id, &p.id).map(drop), nf);
+    assert_eq!(c.unplug(B, &n.id, &p.id), nf);
+    assert!(c.list_networks(B).unwrap().is_empty());
+    assert_eq!(c.network(A, &n.id).unwrap().network.name, "n");
+}
+
+#[test]
+fn port_of_another_network_is_not_found() {
+    let (c, _) = setup();
+    let n1 = c.create_network(A, "1").unwrap();
+    let n2 = c.create_network(A, "2").unwrap();
+    let p = c.create_port(A, &n1.id, PortState::Down).unwrap();
+    assert_eq!(
+        c.port(A, &n2.id, &p.id).map(drop),
+        Err(ControlError::PortNotFound {
+            net_id: n2.id.clone(),
+            port_id: p.id.clone()
+        })
+    );
+}
+
+#[test]
+fn plugging_an_unregistered_or_foreign_interface_changes_nothing() {
+    let (c, rec) = setup();
+    let n = c.create_network(A, "n").unwrap();
+    let p = c.create_port(A, &n.id, PortState::Active).unwrap();
+    c.register_interface(B, "vif-b", "tap9").unwrap();
+    let before = rec.count();
+    for id in ["vif-b", "vif-nowhere"] {
+        assert_eq!(
+            c.plug(A, &n.id, &p.id, id),
+            Err(ControlError::InterfaceNotRegistered {
+                interface_id: id.into()
+            })
+        );
+    }
+    assert_eq!(c.attachment(A, &n.id, &p.id).unwrap(), None);
+    assert_eq!(rec.count(), before);
+}
+
+#[test]
+fn plug_rules_follow_the_reference_order() {
+    let (c, _) = setup();
+    let n = c.create_network(A, "n").unwrap();
+    let other = c.create_network(A, "other").unwrap();
+    let p1 = c.create_port(A, &n.id, PortState::Active).unwrap();
+    let p2 = c.create_port(A, &n.id, PortState::Active).unwrap();
+    let q = c.create_port(A, &other.id, PortState::Active).unwrap();
+    c.register_interface(A, "vif-1", "tap1").unwrap();
+    c.register_interface(A, "vif-2", "tap2").unwrap();
+    c.plug(A, &n.id, &p1.id, "vif-1").unwrap();
+
+    let already = |port: &str, net: &str| ControlError::AlreadyAttached {
+        net_id: net.into(),
+        port_id: port.into(),
+        att_id: "vif-1".into(),
+        att_port_id: p1.id.clone(),
+    };
+    // Same id into the same port again.
+    assert_eq!(
+        c.plug(A, &n.id, &p1.id, "vif-1"),
+        Err(already(&p1.id, &n.id))
+    );
+    // Same id into another port of the same network.
+    assert_eq!(
+        c.plug(A, &n.id, &p2.id, "vif-1"),
+        Err(already(&p2.id, &n.id))
+    );
+    // Another id into a plugged port.
+    assert_eq!(
+        c.plug(A, &n.id, &p1.id, "vif-2"),
+        Err(ControlError::PortInUse {
+            net_id: n.id.clone(),
+            port_id: p1.id.clone(),
+            att_id: "vif-1".into()
+        })
+    );
+    // Same id into a port of another network.
+    assert_eq!(
+        c.plug(A, &other.id, &q.id, "vif-1"),
+        Err(already(&q.id, &other.id))
+    );
+}
+
+#[test]
+fn plugged_ports_block_deletes_until_unplugged() {
+    let (c, _) = setup();
+    let n = c.create_network(A, "n").unwrap();
+    let p = c.create_port(A, &n.id, PortState::Down).unwrap();
+    c.register_interface(A, "vif", "tap0").unwrap();
+    c.plug(A, &n.id, &p.id, "vif").unwrap();
+    assert_eq!(
+        c.delete_network(A, &n.id),
+        Err(ControlError::NetworkInUse {
+            net_id: n.id.clone()
+        })
+    );
+    assert!(matches!(
+        c.delete_port(A, &n.id, &p.id),
+        Err(ControlError::PortInUse { .. })
+    ));
+    assert!(matches!(
+        c.unregister_interface(A, "vif"),
+        Err(ControlError::InterfaceInUse { .. })
+    ));
+    c.unplug(A, &n.id, &p.id).unwrap();
+    c.unplug(A, &n.id, &p.id).unwrap();
+    c.delete_network(A, &n.id).unwrap();
+    c.unregister_interface(A, "vif").unwrap();
+    assert!(c.interfaces(A).unwrap().is_empty());
+}
+
+#[test]
+fn deleting_a_network_deletes_its_unplugged_ports() {
+    let (c, _) = setup();
+    let n = c.create_network(A, "n").unwrap();
+    let p = c.create_port(A, &n.id, PortState::Down).unwrap();
+    c.delete_network(A, &n.id).unwrap();
+    let n2 = c.create_network(A, "n2").unwrap();
+    assert!(matches!(
+        c.port(A, &n2.id, &p.id),
+        Err(ControlError::PortNotFound { .. })
+    ));
+}
+
+#[test]
+fn forwarder_sees_plug_state_change_unplug_and_delete() {
+    let (c, rec) = setup();
+    let n = c.create_network(A, "n").unwrap();
+    let p = c.create_port(A, &n.id, PortState::Active).unwrap();
+    c.register_interface(A, "vif", "tap0").unwrap();
+    assert!(rec.last().ports.is_empty());
+
+    c.plug(A, &n.id, &p.id, "vif").unwrap();
+    let port = DesiredPort {
+        id: p.id.clone(),
+        network_id: n.id.clone(),
+        device: "tap0".into(),
+        admin_up: true,
+    };
+    assert_eq!(rec.last().ports, vec![port.clone()]);
+
+    c.set_port_state(A, &n.id, &p.id, PortState::Down).unwrap();
+    assert_eq!(
+        rec.last().ports,
+        vec![DesiredPort {
+            admin_up: false,
+            ..port.clone()
+        }]
+    );
+
+    // A device change of a plugged interface moves the port.
+    c.register_interface(A, "vif", "tap1").unwrap();
+    assert_eq!(rec.last().ports[0].device, "tap1");
+
+    c.unplug(A, &n.id, &p.id).unwrap();
+    assert!(rec.last().ports.is_empty());
+    assert_eq!(rec.last().networks.len(), 1);
+
+    c.delete_port(A, &n.id, &p.id).unwrap();
+    c.delete_network(A, &n.id).unwrap();
+    assert_eq!(rec.last(), DesiredState::default());
+}
+
+#[test]
+fn op_status_is_up_only_when_forwarder_reports_it() {
+    let (c, rec) = setup();
+    let n = c.create_network(A, "n").unwrap();
+    let p = c.create_port(A, &n.id, PortState::Active).unwrap();
+    c.register_interface(A, "vif", "tap0").unwrap();
+    rec.up.lock().unwrap().insert(p.id.clone());
+    // Not plugged yet: DOWN even if the forwarder says up.
+    assert_eq!(c.port(A, &n.id, &p.id).unwrap().op_status, OpStatus::Down);
+    c.plug(A, &n.id, &p.id, "vif").unwrap();
+    assert_eq!(c.port(A, &n.id, &p.id).unwrap().op_status, OpStatus::Up);
+    c.set_port_state(A, &n.id, &p.id, PortState::Down).unwrap();
+    assert_eq!(c.port(A, &n.id, &p.id).unwrap().op_status, OpStatus::Down);
+    c.set_port_state(A, &n.id, &p.id, PortState::Active)
+        .unwrap();
+    rec.up.lock().unwrap().clear();
+    assert_eq!(c.port(A, &n.id, &p.id).unwrap().op_status, OpStatus::Down);
+    assert_eq!(c.network(A, &n.id).unwrap().op_status, OpStatus::Up);
+}
+
+#[test]
+fn failed_writes_do_not_reach_the_forwarder() {
+    let (c, rec) = setup();
+    let before = rec.count();
+    assert!(c.create_port(A, "missing", PortState::Down).is_err());
+    assert!(c.create_network(A, "bad\u{0}name").is_err());
+    assert_eq!(rec.count(), before);
+}
+
+#[test]
+fn interface_registry_is_scoped_and_guards_ids_and_devices() {
+    let (c, _) = setup();
+    assert_eq!(
+        c.register_interface(A, "vif", "tap0").unwrap().1,
+        Registered::Created
+    );
+    assert_eq!(
+        c.register_interface(A, "vif", "tap1").unwrap().1,
+        Registered::Updated
+    );
+    assert!(matches!(
+        c.register_interface(B, "vif", "tap5"),
+        Err(ControlError::InterfaceConflict { .. })
+    ));
+    assert!(matches!(
+        c.register_interface(A, "vif-2", "tap1"),
+        Err(ControlError::InterfaceConflict { .. })
+    ));
+    assert!(matches!(
+        c.register_interface(A, "vif-3", "bad/dev"),
+        Err(ControlError::Invalid { .. })
+    ));
+    assert_eq!(
+        c.interface(B, "vif"),
+        Err(ControlError::InterfaceNotFound {
+            interface_id: "vif".into()
+        })
+    );
+    assert_eq!(
+        c.unregister_interface(B, "vif"),
+        Err(ControlError::InterfaceNotFound {
+            interface_id: "vif".into()
+        })
+    );
+    assert!(c.interfaces(B).unwrap().is_empty());
+    assert_eq!(c.interface(A, "vif").unwrap().device, "tap1");
+}
+
+#[test]
+fn lists_keep_creation_order_and_group_ports_by_network() {
+    let (c, _) = setup();
+    let n1 = c.create_network(A, "z").unwrap();
+    let n2 = c.create_network(A, "a").unwrap();
+    let p1 = c.create_port(A, &n2.id, PortState::Down).unwrap();
+    let p2 = c.create_port(A, &n1.id, PortState::Down).unwrap();
+    let p3 = c.create_port(A, &n2.id, PortState::Active).unwrap();
+    let nets = c.list_networks(A).unwrap();
+    let ids: Vec<_> = nets.iter().map(|n| n.network.id.clone()).collect();
+    assert_eq!(ids, vec![n1.id.clone(), n2.id.clone()]);
+    let ports = |v: &NetworkView| {
+        v.ports
+            .iter()
+            .map(|p| p.port.id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ports(&nets[0]), vec![p2.id]);
+    assert_eq!(ports(&nets[1]), vec![p1.id, p3.id]);
+}

@@ -1,0 +1,80 @@
+//! The store: where the model is persisted.
+//!
+//! # Design
+//!
+//! A [`Store`] opens transactions; a [`Tx`] offers the row-level reads and
+//! writes the control plane needs and is committed explicitly (dropping it
+//! rolls back). The rules of the model run in [`crate::Control`], inside one
+//! transaction per API call, so a failed rule leaves nothing half applied and
+//! a write is durable before its answer is sent. All SQL lives in the store
+//! implementations ([`sqlite`] today); a PostgreSQL store implements the same
+//! two traits.
+//!
+//! Uniqueness that the rules check (one port per attachment, one network per
+//! VLAN, one interface per device) is also enforced by the schema, so that a
+//! second writer on a shared database cannot break it.
+
+pub mod sqlite;
+
+use crate::error::Result;
+use crate::model::{Interface, Network, Port, PortState};
+
+/// A persistent home for the model.
+pub trait Store: Send + std::fmt::Debug {
+    /// Starts a transaction. Write transactions take the write lock up front
+    /// (SQLite `BEGIN IMMEDIATE`) so that check-then-write rules are atomic.
+    fn begin(&mut self, write: bool) -> Result<Box<dyn Tx + '_>>;
+}
+
+/// One transaction on the store. Dropping it without [`Tx::commit`] rolls
+/// back.
+pub trait Tx {
+    /// Makes every write of this transaction durable.
+    fn commit(self: Box<Self>) -> Result<()>;
+
+    /// A tenant's network, if it exists and the tenant owns it.
+    fn network(&self, tenant_id: &str, net_id: &str) -> Result<Option<Network>>;
+    /// A tenant's networks in creation order.
+    fn networks(&self, tenant_id: &str) -> Result<Vec<Network>>;
+    /// Every network of every tenant, in creation order.
+    fn all_networks(&self) -> Result<Vec<Network>>;
+    /// The lowest VLAN id in `min..=max` that no network uses.
+    fn free_vlan(&self, min: u16, max: u16) -> Result<Option<u16>>;
+    /// Inserts a network.
+    fn insert_network(&self, network: &Network) -> Result<()>;
+    /// Renames a network.
+    fn rename_network(&self, net_id: &str, name: &str) -> Result<()>;
+    /// Deletes a network and its ports.
+    fn delete_network(&self, net_id: &str) -> Result<()>;
+
+    /// A port of a network.
+    fn port(&self, net_id: &str, port_id: &str) -> Result<Option<Port>>;
+    /// A network's ports in creation order.
+    fn ports(&self, net_id: &str) -> Result<Vec<Port>>;
+    /// The ports of all the given tenant's networks, in creation order.
+    fn tenant_ports(&self, tenant_id: &str) -> Result<Vec<Port>>;
+    /// The port an interface is plugged into, if any.
+    fn port_by_attachment(&self, interface_id: &str) -> Result<Option<Port>>;
+    /// Every plugged port joined with its interface's device, in creation
+    /// order.
+    fn plugged_ports(&self) -> Result<Vec<(Port, String)>>;
+    /// Inserts a port.
+    fn insert_port(&self, port: &Port) -> Result<()>;
+    /// Sets a port's admin state.
+    fn set_port_state(&self, port_id: &str, state: PortState) -> Result<()>;
+    /// Plugs (`Some`) or unplugs (`None`) a port's attachment.
+    fn set_port_attachment(&self, port_id: &str, interface_id: Option<&str>) -> Result<()>;
+    /// Deletes a port.
+    fn delete_port(&self, port_id: &str) -> Result<()>;
+
+    /// An interface by id, whoever owns it.
+    fn interface(&self, interface_id: &str) -> Result<Option<Interface>>;
+    /// The interface registered for a host device, if any.
+    fn interface_by_device(&self, device: &str) -> Result<Option<Interface>>;
+    /// A tenant's interfaces in registration order.
+    fn interfaces(&self, tenant_id: &str) -> Result<Vec<Interface>>;
+    /// Registers an interface or changes its device.
+    fn upsert_interface(&self, interface: &Interface) -> Result<()>;
+    /// Removes an interface from the registry.
+    fn delete_interface(&self, interface_id: &str) -> Result<()>;
+}
