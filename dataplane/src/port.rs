@@ -1,0 +1,96 @@
+//! Ports: the interface between the worker and whatever moves frames in and out.
+//!
+//! # Design
+//! A port is a source and sink of frames that live in the worker's [`Umem`]. Like an AF_XDP
+//! socket in copy mode, a port is handed empty chunks to receive into (`refill`), returns received
+//! frames as descriptors (`recv`), takes frames to send (`send`, then `flush`) and gives their
+//! chunks back once sent (`reclaim`). Every chunk move goes through the [`Umem`]'s ownership
+//! tracking, so frame accounting holds whatever the backend.
+//!
+//! Two backends: [`afxdp::AfXdpPort`] (real interfaces) and [`mem::MemPort`] (queues in memory,
+//! for tests, the pipeline benchmark and the fuzzer).
+
+pub mod afxdp;
+pub mod mem;
+
+use std::io;
+
+use crate::stats::XdpStats;
+pub use crate::sys::ring::XdpDesc;
+pub use crate::sys::umem::Umem;
+
+/// How a port's frames reach user space, as reported to operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PortMode {
+    /// Not open.
+    #[default]
+    Closed,
+    /// Driver XDP, frames copied into the UMEM.
+    NativeCopy,
+    /// Driver XDP, frames DMAed straight into the UMEM.
+    NativeZeroCopy,
+    /// Generic (skb) XDP, frames copied.
+    GenericCopy,
+    /// In-memory test port.
+    Memory,
+}
+
+impl PortMode {
+    /// A short name: `native-copy`, `native-zerocopy`, `generic-copy`, `memory`, `closed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PortMode::Closed => "closed",
+            PortMode::NativeCopy => "native-copy",
+            PortMode::NativeZeroCopy => "native-zerocopy",
+            PortMode::GenericCopy => "generic-copy",
+            PortMode::Memory => "memory",
+        }
+    }
+}
+
+/// A frame source and sink backed by the worker's UMEM.
+pub trait PortIo: Sized + Send {
+    /// What is needed to open one (a device name and mode for AF_XDP).
+    type Spec: Send + Clone + core::fmt::Debug;
+
+    /// Opens a port as slot `slot`. `peer` is an open port of the same worker, if any (AF_XDP
+    /// sockets after the first share its UMEM registration).
+    fn open(spec: &Self::Spec, slot: u16, umem: &mut Umem, peer: Option<&Self>)
+        -> io::Result<Self>;
+
+    /// How frames move (reported to operators).
+    fn mode(&self) -> PortMode;
+
+    /// Moves up to `out.len()` received frames into `out`; their chunks are the worker's now.
+    fn recv(&mut self, umem: &mut Umem, out: &mut [XdpDesc]) -> usize;
+
+    /// How many frames `send` takes now without refusing any.
+    fn tx_room(&mut self) -> u32;
+
+    /// Queues worker-owned frames for transmission; returns how many were taken (all of them if
+    /// `descs.len() <= tx_room()`). The caller keeps the rest.
+    fn send(&mut self, umem: &mut Umem, descs: &[XdpDesc]) -> usize;
+
+    /// Starts transmission of what was queued. An error means the port cannot send any more
+    /// (interface gone or down).
+    fn flush(&mut self) -> io::Result<()>;
+
+    /// Returns sent chunks to the pool; returns how many.
+    fn reclaim(&mut self, umem: &mut Umem) -> usize;
+
+    /// Tops up the receive side to about `target` chunks per queue from the pool.
+    fn refill(&mut self, umem: &mut Umem, target: u32);
+
+    /// Number of RX queues (each gets `target` chunks).
+    fn queues(&self) -> u32 {
+        1
+    }
+
+    /// The kernel's statistics (zero for backends without any).
+    fn xdp_stats(&self) -> XdpStats {
+        XdpStats::default()
+    }
+
+    /// Closes the port and returns every chunk it held to the pool.
+    fn close(self, umem: &mut Umem);
+}

@@ -1,0 +1,320 @@
+//! A port on a real interface: one AF_XDP socket per RX queue, the redirect program attached with
+//! a BPF link, all sockets sharing the worker's UMEM.
+//!
+//! # Design
+//! * Every RX queue of the interface gets a socket, so no frame bypasses the switch.
+//! * Mode is best effort, like OVS: XDP is attached natively when the driver allows it, else in
+//!   generic mode; the socket binds zero-copy when the driver supports it, else copy. Either can be
+//!   forced. The chosen mode is reported.
+//! * The fill ring of each queue is topped up in bulk (at least [`REFILL_BULK`] at a time) using
+//!   our own count of the chunks it holds, so the kernel's index is not read every loop.
+//! * Transmission uses the TX ring of queue 0; copy mode needs a `sendto` per batch.
+//! * Dropping the port detaches the program (the link fd closes) before closing the sockets.
+
+use std::io;
+use std::os::fd::OwnedFd;
+
+use super::{PortIo, PortMode, Umem, XdpDesc};
+use crate::stats::XdpStats;
+use crate::sys::{bpf, netdev, xsk};
+
+/// Chunks moved to a fill ring at once, at least.
+pub const REFILL_BULK: u32 = 128;
+
+/// Which XDP attach mode to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XdpMode {
+    /// Native if the driver supports it, else generic.
+    #[default]
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic (skb) mode only.
+    Generic,
+}
+
+/// Which socket bind mode to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BindMode {
+    /// Zero-copy if the driver supports it, else copy.
+    #[default]
+    Auto,
+    /// Copy only.
+    Copy,
+    /// Zero-copy only (fails on drivers without support, e.g. veth).
+    ZeroCopy,
+}
+
+/// How to open an AF_XDP port.
+#[derive(Debug, Clone)]
+pub struct AfXdpSpec {
+    /// Interface name.
+    pub device: String,
+    /// XDP attach mode.
+    pub xdp_mode: XdpMode,
+    /// Socket bind mode.
+    pub bind_mode: BindMode,
+    /// Ring sizes of each socket.
+    pub rings: xsk::RingSizes,
+}
+
+impl AfXdpSpec {
+    /// Best-effort modes and default rings on `device`.
+    pub fn new(device: &str) -> Self {
+        AfXdpSpec {
+            device: device.to_owned(),
+            xdp_mode: XdpMode::Auto,
+            bind_mode: BindMode::Auto,
+            rings: xsk::RingSizes::default(),
+        }
+    }
+}
+
+struct Queue {
+    sock: xsk::XskSocket,
+    /// Chunks on the fill ring or the RX ring: given to the kernel, not yet received.
+    in_fill: u32,
+}
+
+/// An open AF_XDP port.
+pub struct AfXdpPort {
+    slot: u16,
+    ifindex: u32,
+    mode: PortMode,
+    // Field order is drop order: the link (program) goes first, then the sockets.
+    link: OwnedFd,
+    queues: Vec<Queue>,
+    _prog: OwnedFd,
+    map: OwnedFd,
+    rr: usize,
+    tx_pending: bool,
+    buf: Vec<u64>,
+    descs: Vec<XdpDesc>,
+}
+
+impl core::fmt::Debug for AfXdpPort {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("AfXdpPort")
+            .field("slot", &self.slot)
+            .field("ifindex", &self.ifindex)
+            .field("queues", &self.queues.len())
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+impl AfXdpPort {
+    /// The interface index the port was opened on.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    fn shared_fd(&self) -> i32 {
+        self.queues[0].sock.raw_fd()
+    }
+}
+
+fn context(e: io::Error, what: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+impl PortIo for AfXdpPort {
+    type Spec = AfXdpSpec;
+
+    fn open(spec: &AfXdpSpec, slot: u16, umem: &mut Umem, peer: Option<&Self>) -> io::Result<Self> {
+        let ifindex = netdev::ifindex(&spec.device).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no interface {}", spec.device),
+            )
+        })?;
+        let nq = netdev::rx_queues(&spec.device).map_err(|e| context(e, "queues"))?;
+        let map = bpf::create_xskmap(nq).map_err(|e| context(e, "XSKMAP"))?;
+        let prog = bpf::load_redirect_program(&map).map_err(|e| context(e, "XDP program"))?;
+        let flags = xsk::XDP_USE_NEED_WAKEUP
+            | match spec.bind_mode {
+                BindMode::Auto => 0,
+                BindMode::Copy => xsk::XDP_COPY,
+                BindMode::ZeroCopy => xsk::XDP_ZEROCOPY,
+            };
+        let mut queues: Vec<Queue> = Vec::with_capacity(nq as usize);
+        for q in 0..nq {
+            let shared = queues
+                .first()
+                .map(|f| f.sock.raw_fd())
+                .or_else(|| peer.map(AfXdpPort::shared_fd));
+            let sock = xsk::XskSocket::open(umem, shared, ifindex, q, spec.rings, flags)
+                .map_err(|e| context(e, &format!("AF_XDP bind queue {q}")))?;
+            bpf::map_set(&map, q, sock.raw_fd()).map_err(|e| context(e, "XSKMAP update"))?;
+            queues.push(Queue { sock, in_fill: 0 });
+        }
+        let attach = |m| bpf::attach_xdp(&prog, ifindex, m);
+        let (link, native) = match spec.xdp_mode {
+            XdpMode::Native => (attach(bpf::XDP_FLAGS_DRV_MODE), true),
+            XdpMode::Generic => (attach(bpf::XDP_FLAGS_SKB_MODE), false),
+            XdpMode::Auto => match attach(bpf::XDP_FLAGS_DRV_MODE) {
+                Ok(l) => (Ok(l), true),
+                Err(_) => (attach(bpf::XDP_FLAGS_SKB_MODE), false),
+            },
+        };
+        let link = link.map_err(|e| context(e, "XDP attach"))?;
+        let zc = queues[0].sock.is_zerocopy();
+        let mode = match (native, zc) {
+            (true, true) => PortMode::NativeZeroCopy,
+            (true, false) => PortMode::NativeCopy,
+            (false, _) => PortMode::GenericCopy,
+        };
+        Ok(AfXdpPort {
+            slot,
+            ifindex,
+            mode,
+            link,
+            queues,
+            _prog: prog,
+            map,
+            rr: 0,
+            tx_pending: false,
+            buf: vec![0; spec.rings.fill.max(spec.rings.comp) as usize],
+            descs: Vec::with_capacity(spec.rings.tx as usize),
+        })
+    }
+
+    fn mode(&self) -> PortMode {
+        self.mode
+    }
+
+    fn queues(&self) -> u32 {
+        self.queues.len() as u32
+    }
+
+    #[inline]
+    fn recv(&mut self, umem: &mut Umem, out: &mut [XdpDesc]) -> usize {
+        let nq = self.queues.len();
+        let mut n = 0;
+        for i in 0..nq {
+            if n == out.len() {
+                break;
+            }
+            // Start with a different queue each time so that none starves.
+            let q = &mut self.queues[(self.rr + i) % nq];
+            let got = q.sock.rx.pop(&mut out[n..]);
+            q.in_fill -= (got as u32).min(q.in_fill);
+            let (start, end) = (n, n + got);
+            for j in start..end {
+                let d = out[j];
+                // A descriptor for a chunk this port did not hold cannot happen with a correct
+                // kernel; `take` refuses it, and the worker then ignores the frame.
+                if umem.take(d.addr, self.slot) {
+                    out[n] = d;
+                    n += 1;
+                }
+            }
+        }
+        self.rr = self.rr.wrapping_add(1);
+        n
+    }
+
+    #[inline]
+    fn tx_room(&mut self) -> u32 {
+        self.queues[0].sock.tx.free(64)
+    }
+
+    #[inline]
+    fn send(&mut self, umem: &mut Umem, descs: &[XdpDesc]) -> usize {
+        let room = self.tx_room() as usize;
+        let take = descs.len().min(room);
+        self.descs.clear();
+        for d in &descs[..take] {
+            if umem.give(d.addr, self.slot) {
+                self.descs.push(*d);
+            }
+        }
+        // Room was checked above, so the ring takes every descriptor.
+        let pushed = self.queues[0].sock.tx.push(&self.descs);
+        self.tx_pending |= pushed > 0;
+        take
+    }
+
+    #[inline]
+    fn flush(&mut self) -> io::Result<()> {
+        if self.tx_pending {
+            self.tx_pending = false;
+            self.queues[0].sock.kick_tx()?;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn reclaim(&mut self, umem: &mut Umem) -> usize {
+        let mut total = 0;
+        let slot = self.slot;
+        let buf = &mut self.buf;
+        for q in &mut self.queues {
+            let n = q.sock.comp.pop(buf);
+            for &a in &buf[..n] {
+                umem.complete(a, slot);
+            }
+            total += n;
+        }
+        total
+    }
+
+    #[inline]
+    fn refill(&mut self, umem: &mut Umem, target: u32) {
+        let slot = self.slot;
+        for q in &mut self.queues {
+            if q.in_fill + REFILL_BULK.min(target) > target {
+                continue;
+            }
+            let want = q.sock.fill.free(target - q.in_fill).min(target - q.in_fill) as usize;
+            let mut n = 0;
+            while n < want.min(self.buf.len()) {
+                match umem.alloc_for(slot) {
+                    Some(a) => {
+                        self.buf[n] = a;
+                        n += 1;
+                    }
+                    None => break,
+                }
+            }
+            // `want` was bounded by the ring's free space, so every chunk fits.
+            let pushed = q.sock.fill.push(&self.buf[..n]);
+            for &a in &self.buf[pushed..n] {
+                if umem.take(a, slot) {
+                    umem.release(a);
+                }
+            }
+            q.in_fill += pushed as u32;
+            if q.sock.fill.needs_wakeup() {
+                q.sock.kick_rx();
+            }
+        }
+    }
+
+    fn xdp_stats(&self) -> XdpStats {
+        let mut s = XdpStats::default();
+        for q in &self.queues {
+            if let Ok(x) = q.sock.statistics() {
+                s += x;
+            }
+        }
+        s
+    }
+
+    fn close(self, umem: &mut Umem) {
+        let AfXdpPort {
+            slot,
+            link,
+            queues,
+            map,
+            ..
+        } = self;
+        drop(link);
+        for q in 0..queues.len() as u32 {
+            let _ = bpf::map_clear(&map, q);
+        }
+        // Closing the sockets unbinds them: the kernel lets go of every chunk they held.
+        drop(queues);
+        umem.reclaim_port(slot);
+    }
+}

@@ -1,0 +1,169 @@
+//! An in-memory port: frames are injected into an inbox and collected from an outbox.
+//!
+//! It behaves like an AF_XDP socket in copy mode: a frame in the inbox is received only if a fill
+//! chunk is available, and frames larger than a chunk's data area are dropped and counted as the
+//! kernel would (`rx_dropped`).
+
+use std::collections::VecDeque;
+use std::io;
+
+use super::{PortIo, PortMode, Umem, XdpDesc};
+use crate::stats::XdpStats;
+use crate::sys::umem::KERNEL_HEADROOM;
+
+/// How an in-memory port is opened.
+#[derive(Debug, Clone, Default)]
+pub struct MemSpec {
+    /// Keep a copy of every frame sent (tests); without it, sent frames are only counted
+    /// (benchmarks).
+    pub capture: bool,
+    /// TX ring size.
+    pub tx_size: u32,
+}
+
+/// An in-memory port.
+#[derive(Debug)]
+pub struct MemPort {
+    slot: u16,
+    spec: MemSpec,
+    fill: VecDeque<u64>,
+    comp: VecDeque<u64>,
+    /// Frames waiting to be received, oldest first.
+    pub inbox: VecDeque<Vec<u8>>,
+    /// Frames sent, oldest first (with `capture`).
+    pub outbox: Vec<Vec<u8>>,
+    /// Frames sent.
+    pub sent: u64,
+    /// Set to make `flush` fail, as a vanished interface would.
+    pub fail_tx: bool,
+    stats: XdpStats,
+}
+
+impl MemPort {
+    /// Frames received by the "kernel side" of this port and dropped for lack of a fill chunk.
+    pub fn stats(&self) -> XdpStats {
+        self.stats
+    }
+}
+
+impl PortIo for MemPort {
+    type Spec = MemSpec;
+
+    fn open(spec: &MemSpec, slot: u16, _umem: &mut Umem, _peer: Option<&Self>) -> io::Result<Self> {
+        Ok(MemPort {
+            slot,
+            spec: MemSpec {
+                tx_size: if spec.tx_size == 0 {
+                    2048
+                } else {
+                    spec.tx_size
+                },
+                ..spec.clone()
+            },
+            fill: VecDeque::new(),
+            comp: VecDeque::new(),
+            inbox: VecDeque::new(),
+            outbox: Vec::new(),
+            sent: 0,
+            fail_tx: false,
+            stats: XdpStats::default(),
+        })
+    }
+
+    fn mode(&self) -> PortMode {
+        PortMode::Memory
+    }
+
+    fn recv(&mut self, umem: &mut Umem, out: &mut [XdpDesc]) -> usize {
+        let mut n = 0;
+        let room = (umem.chunk_size() - KERNEL_HEADROOM) as usize;
+        while n < out.len() {
+            let Some(frame) = self.inbox.front() else {
+                break;
+            };
+            if frame.len() > room {
+                self.inbox.pop_front();
+                self.stats.rx_dropped += 1;
+                continue;
+            }
+            let Some(addr) = self.fill.pop_front() else {
+                self.stats.rx_fill_ring_empty_descs += 1;
+                break;
+            };
+            let Some(frame) = self.inbox.pop_front() else {
+                break;
+            };
+            if !umem.take(addr, self.slot) {
+                continue;
+            }
+            let data = addr + u64::from(KERNEL_HEADROOM);
+            let len = frame.len() as u32;
+            match umem.frame(data, len) {
+                Some(buf) => buf.copy_from_slice(&frame),
+                None => {
+                    umem.release(addr);
+                    continue;
+                }
+            }
+            out[n] = XdpDesc {
+                addr: data,
+                len,
+                options: 0,
+            };
+            n += 1;
+        }
+        n
+    }
+
+    fn tx_room(&mut self) -> u32 {
+        self.spec.tx_size.saturating_sub(self.comp.len() as u32)
+    }
+
+    fn send(&mut self, umem: &mut Umem, descs: &[XdpDesc]) -> usize {
+        let n = descs.len().min(self.tx_room() as usize);
+        for d in &descs[..n] {
+            if self.spec.capture {
+                if let Some(bytes) = umem.frame(d.addr, d.len) {
+                    self.outbox.push(bytes.to_vec());
+                }
+            }
+            self.sent += 1;
+            if umem.give(d.addr, self.slot) {
+                self.comp.push_back(umem.chunk_base(d.addr));
+            }
+        }
+        n
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.fail_tx {
+            return Err(io::Error::from_raw_os_error(libc::ENXIO));
+        }
+        Ok(())
+    }
+
+    fn reclaim(&mut self, umem: &mut Umem) -> usize {
+        let n = self.comp.len();
+        for addr in self.comp.drain(..) {
+            umem.complete(addr, self.slot);
+        }
+        n
+    }
+
+    fn refill(&mut self, umem: &mut Umem, target: u32) {
+        while self.fill.len() < target as usize {
+            match umem.alloc_for(self.slot) {
+                Some(a) => self.fill.push_back(a),
+                None => break,
+            }
+        }
+    }
+
+    fn xdp_stats(&self) -> XdpStats {
+        self.stats
+    }
+
+    fn close(self, umem: &mut Umem) {
+        umem.reclaim_port(self.slot);
+    }
+}

@@ -1,0 +1,190 @@
+//! The `bpf()` syscalls the switch needs, and nothing more: an XSKMAP, the 6-instruction
+//! redirect program, and a BPF link attaching it to an interface.
+//!
+//! # Design
+//! The program is the one libbpf installs for AF_XDP by default:
+//! ```text
+//! r2 = *(u32 *)(r1 + 16)      ; ctx->rx_queue_index
+//! r1 = <xskmap fd> ll         ; two instruction slots, src = BPF_PSEUDO_MAP_FD
+//! r3 = 2                      ; XDP_PASS when the queue has no socket
+//! call bpf_redirect_map       ; helper 51
+//! exit
+//! ```
+//! It is assembled here as bytes, so building the switch needs no compiler for BPF, no ELF
+//! loader and no C library. The program is attached with `BPF_LINK_CREATE`: the link detaches by
+//! itself when its fd is closed, so a killed switch never leaves a program on an interface.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_LINK_CREATE: libc::c_long = 28;
+
+const BPF_MAP_TYPE_XSKMAP: u32 = 17;
+const BPF_PROG_TYPE_XDP: u32 = 6;
+const BPF_XDP: u32 = 37;
+
+/// `XDP_FLAGS_SKB_MODE`: generic XDP, works on every interface.
+pub const XDP_FLAGS_SKB_MODE: u32 = 2;
+/// `XDP_FLAGS_DRV_MODE`: native (driver) XDP.
+pub const XDP_FLAGS_DRV_MODE: u32 = 4;
+
+/// `union bpf_attr`, zero-padded to the size this kernel family uses.
+#[repr(C, align(8))]
+struct Attr([u8; 144]);
+
+impl Attr {
+    fn new() -> Attr {
+        Attr([0; 144])
+    }
+    fn u32(&mut self, off: usize, v: u32) -> &mut Self {
+        self.0[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+        self
+    }
+    fn u64(&mut self, off: usize, v: u64) -> &mut Self {
+        self.0[off..off + 8].copy_from_slice(&v.to_ne_bytes());
+        self
+    }
+}
+
+fn bpf(cmd: libc::c_long, attr: &mut Attr) -> io::Result<libc::c_long> {
+    // SAFETY: `attr` is a live, 8-byte aligned, zero-padded `bpf_attr` of the size passed; every
+    // pointer stored in it points to memory that outlives this call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut Attr,
+            core::mem::size_of::<Attr>(),
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn owned(fd: libc::c_long) -> io::Result<OwnedFd> {
+    let fd = RawFd::try_from(fd).map_err(|_| io::Error::other("fd out of range"))?;
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Creates an XSKMAP with `entries` slots (one per queue).
+pub fn create_xskmap(entries: u32) -> io::Result<OwnedFd> {
+    let mut a = Attr::new();
+    a.u32(0, BPF_MAP_TYPE_XSKMAP)
+        .u32(4, 4)
+        .u32(8, 4)
+        .u32(12, entries.max(1));
+    let name = b"qswitch_xsks";
+    a.0[28..28 + name.len()].copy_from_slice(name);
+    owned(bpf(BPF_MAP_CREATE, &mut a)?)
+}
+
+/// Points queue `queue` of the map at socket `sock`.
+pub fn map_set(map: &OwnedFd, queue: u32, sock: RawFd) -> io::Result<()> {
+    let key = queue;
+    let val = u32::try_from(sock).map_err(|_| io::Error::other("bad fd"))?;
+    let mut a = Attr::new();
+    a.u32(0, map.as_raw_fd() as u32)
+        .u64(8, &key as *const u32 as u64)
+        .u64(16, &val as *const u32 as u64)
+        .u64(24, 0);
+    bpf(BPF_MAP_UPDATE_ELEM, &mut a).map(drop)
+}
+
+/// Clears queue `queue` of the map (its frames then pass to the kernel stack).
+pub fn map_clear(map: &OwnedFd, queue: u32) -> io::Result<()> {
+    let key = queue;
+    let mut a = Attr::new();
+    a.u32(0, map.as_raw_fd() as u32)
+        .u64(8, &key as *const u32 as u64);
+    bpf(BPF_MAP_DELETE_ELEM, &mut a).map(drop)
+}
+
+fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> [u8; 8] {
+    let o = off.to_ne_bytes();
+    let i = imm.to_ne_bytes();
+    [
+        code,
+        (src << 4) | (dst & 0xf),
+        o[0],
+        o[1],
+        i[0],
+        i[1],
+        i[2],
+        i[3],
+    ]
+}
+
+/// The redirect program's instructions for `map`.
+fn redirect_program(map: RawFd) -> Vec<u8> {
+    const BPF_PSEUDO_MAP_FD: u8 = 1;
+    [
+        insn(0x61, 2, 1, 16, 0),                  // r2 = *(u32 *)(r1 + 16)
+        insn(0x18, 1, BPF_PSEUDO_MAP_FD, 0, map), // r1 = map (ld_imm64, low half)
+        insn(0x00, 0, 0, 0, 0),                   //            (high half)
+        insn(0xb7, 3, 0, 0, 2),                   // r3 = XDP_PASS
+        insn(0x85, 0, 0, 0, 51),                  // call bpf_redirect_map
+        insn(0x95, 0, 0, 0, 0),                   // exit
+    ]
+    .concat()
+}
+
+/// Loads the redirect program for `map`. On failure the error carries the verifier's log.
+pub fn load_redirect_program(map: &OwnedFd) -> io::Result<OwnedFd> {
+    let prog = redirect_program(map.as_raw_fd());
+    let license = b"GPL\0";
+    let mut log = vec![0u8; 4096];
+    let mut a = Attr::new();
+    a.u32(0, BPF_PROG_TYPE_XDP)
+        .u32(4, (prog.len() / 8) as u32)
+        .u64(8, prog.as_ptr() as u64)
+        .u64(16, license.as_ptr() as u64)
+        .u32(24, 1) // log_level
+        .u32(28, log.len() as u32)
+        .u64(32, log.as_mut_ptr() as u64)
+        .u32(68, BPF_XDP); // expected_attach_type
+    let name = b"qswitch_xsk";
+    a.0[48..48 + name.len()].copy_from_slice(name);
+    match bpf(BPF_PROG_LOAD, &mut a) {
+        Ok(fd) => owned(fd),
+        Err(e) => {
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            let text = String::from_utf8_lossy(&log[..end]);
+            Err(io::Error::new(
+                e.kind(),
+                format!("{e}; verifier: {}", text.trim()),
+            ))
+        }
+    }
+}
+
+/// Attaches `prog` to interface `ifindex` with a BPF link in the given mode
+/// ([`XDP_FLAGS_DRV_MODE`] or [`XDP_FLAGS_SKB_MODE`]). Dropping the returned fd detaches it.
+pub fn attach_xdp(prog: &OwnedFd, ifindex: u32, mode: u32) -> io::Result<OwnedFd> {
+    let mut a = Attr::new();
+    a.u32(0, prog.as_raw_fd() as u32)
+        .u32(4, ifindex)
+        .u32(8, BPF_XDP)
+        .u32(12, mode);
+    owned(bpf(BPF_LINK_CREATE, &mut a)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_encodes_six_instructions() {
+        let p = redirect_program(7);
+        assert_eq!(p.len(), 48);
+        assert_eq!(&p[8..16], &[0x18, 0x11, 0, 0, 7, 0, 0, 0]);
+        assert_eq!(&p[32..40], &[0x85, 0, 0, 0, 51, 0, 0, 0]);
+    }
+}

@@ -1,0 +1,51 @@
+//! The kernel boundary: the only module of the data plane that uses `unsafe`.
+//!
+//! - [`umem`]: the frame memory shared with the kernel, with per-frame ownership tracking that
+//!   makes handing out `&mut [u8]` to a frame sound (a frame is either the kernel's or ours).
+//! - [`ring`]: the four AF_XDP rings (fill, completion, RX, TX) as safe producer/consumer types.
+//! - [`xsk`]: AF_XDP sockets: UMEM registration, shared UMEM binding, wakeups, statistics.
+//! - [`bpf`]: the `bpf()` syscalls that create an XSKMAP, load the 6-instruction redirect
+//!   program and attach it with a BPF link (which detaches by itself when its fd closes).
+//! - [`netdev`]: interface lookups (index, queues, MTU, state).
+//!
+//! Every `unsafe` block carries a `// SAFETY:` comment naming the invariant it relies on.
+#![allow(unsafe_code)]
+
+pub mod bpf;
+pub mod netdev;
+pub mod ring;
+pub mod umem;
+pub mod xsk;
+
+use std::io;
+
+/// The last OS error, as an `io::Error`.
+pub(crate) fn last_error() -> io::Error {
+    io::Error::last_os_error()
+}
+
+/// Turns a `-1` return into the OS error.
+pub(crate) fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(last_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Pins the calling thread to one CPU.
+pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
+    // SAFETY: `cpu_set_t` is plain data for which all-zero bytes are a valid (empty) set.
+    let mut set: libc::cpu_set_t = unsafe { core::mem::zeroed() };
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "CPU out of range",
+        ));
+    }
+    // SAFETY: `cpu` was checked against the set's capacity just above.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid, initialised set and its exact size is passed; pid 0 is this thread.
+    check(unsafe { libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &set) })
+        .map(drop)
+}

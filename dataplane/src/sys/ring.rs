@@ -1,0 +1,292 @@
+//! The AF_XDP rings as safe single-producer / single-consumer types.
+//!
+//! # Design
+//! Each ring is a power-of-two array of entries in memory shared with the kernel, with a producer
+//! and a consumer index (free-running `u32`s) and a flags word. User space produces on the fill
+//! and TX rings and consumes on the RX and completion rings. Indices are cached: the other side's
+//! index is read (with `Acquire`) only when the cached view says the ring is full or empty, and
+//! ours is published with `Release` once per batch. A push never takes more items than there is
+//! room for, so no buffer can be lost on a full ring.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// `struct xdp_desc`: one RX or TX descriptor.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XdpDesc {
+    /// Address of the frame in the UMEM.
+    pub addr: u64,
+    /// Length of the frame.
+    pub len: u32,
+    /// Options (unused: no multi-buffer).
+    pub options: u32,
+}
+
+/// `struct xdp_ring_offset`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RingOffset {
+    pub(crate) producer: u64,
+    pub(crate) consumer: u64,
+    pub(crate) desc: u64,
+    pub(crate) flags: u64,
+}
+
+/// Entries a ring can hold: descriptors or addresses.
+pub trait Entry: Copy + Default {}
+impl Entry for u64 {}
+impl Entry for XdpDesc {}
+
+/// The ring's `NEED_WAKEUP` flag.
+const XDP_RING_NEED_WAKEUP: u32 = 1;
+
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    producer: NonNull<AtomicU32>,
+    consumer: NonNull<AtomicU32>,
+    flags: NonNull<AtomicU32>,
+    entries: NonNull<u8>,
+    mask: u32,
+}
+
+impl Mapping {
+    fn new<T: Entry>(
+        fd: BorrowedFd<'_>,
+        off: &RingOffset,
+        size: u32,
+        pgoff: i64,
+    ) -> io::Result<Self> {
+        let len = usize::try_from(off.desc)
+            .unwrap_or(usize::MAX)
+            .saturating_add(size as usize * core::mem::size_of::<T>());
+        // SAFETY: a shared mapping of the ring the kernel created for this socket at `pgoff`, of
+        // the size the kernel's own offsets imply; the result is checked below.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
+                pgoff,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(super::last_error());
+        }
+        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(super::last_error)?;
+        let at = |o: u64| -> io::Result<NonNull<u8>> {
+            let o = usize::try_from(o).map_err(|_| io::Error::other("ring offset"))?;
+            if o >= len {
+                return Err(io::Error::other("ring offset outside mapping"));
+            }
+            // SAFETY: `o < len`, so the result stays inside the mapping.
+            Ok(unsafe { ptr.add(o) })
+        };
+        let m = Mapping {
+            ptr,
+            len,
+            producer: at(off.producer)?.cast(),
+            consumer: at(off.consumer)?.cast(),
+            flags: at(off.flags)?.cast(),
+            entries: at(off.desc)?,
+            mask: size - 1,
+        };
+        Ok(m)
+    }
+
+    #[inline]
+    fn producer(&self) -> &AtomicU32 {
+        // SAFETY: the kernel places a naturally aligned u32 index at this offset of the mapping,
+        // which lives as long as `self`; it is only accessed atomically.
+        unsafe { self.producer.as_ref() }
+    }
+
+    #[inline]
+    fn consumer(&self) -> &AtomicU32 {
+        // SAFETY: as for `producer`.
+        unsafe { self.consumer.as_ref() }
+    }
+
+    #[inline]
+    fn flags(&self) -> u32 {
+        // SAFETY: as for `producer`.
+        unsafe { self.flags.as_ref() }.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn entry<T: Entry>(&self, idx: u32) -> *mut T {
+        // SAFETY: `idx & mask < size`, and the mapping holds `size` entries of `T` after `desc`.
+        unsafe {
+            self.entries
+                .cast::<T>()
+                .as_ptr()
+                .add((idx & self.mask) as usize)
+        }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `new` mapped; no reference into it outlives `self`.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// A ring user space produces on (fill, TX).
+pub struct ProdRing<T: Entry> {
+    map: Mapping,
+    size: u32,
+    cached_prod: u32,
+    cached_cons: u32,
+    _t: core::marker::PhantomData<T>,
+}
+
+/// A ring user space consumes from (RX, completion).
+pub struct ConsRing<T: Entry> {
+    map: Mapping,
+    cached_prod: u32,
+    cached_cons: u32,
+    _t: core::marker::PhantomData<T>,
+}
+
+// SAFETY: a ring is a handle to shared memory whose user-space side is single-threaded by
+// construction (`&mut self` on every operation); moving it to the worker thread is fine.
+unsafe impl<T: Entry> Send for ProdRing<T> {}
+// SAFETY: as above.
+unsafe impl<T: Entry> Send for ConsRing<T> {}
+
+impl<T: Entry> core::fmt::Debug for ProdRing<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ProdRing")
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+impl<T: Entry> core::fmt::Debug for ConsRing<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ConsRing")
+            .field("size", &(self.map.mask + 1))
+            .finish()
+    }
+}
+
+impl<T: Entry> ProdRing<T> {
+    pub(crate) fn map(
+        fd: BorrowedFd<'_>,
+        off: &RingOffset,
+        size: u32,
+        pgoff: i64,
+    ) -> io::Result<Self> {
+        let map = Mapping::new::<T>(fd, off, size, pgoff)?;
+        let cached_prod = map.producer().load(Ordering::Relaxed);
+        let cached_cons = map.consumer().load(Ordering::Acquire);
+        Ok(ProdRing {
+            map,
+            size,
+            cached_prod,
+            cached_cons,
+            _t: core::marker::PhantomData,
+        })
+    }
+
+    /// Free entries, re-reading the kernel's consumer index only when fewer than `want` are
+    /// known to be free.
+    #[inline]
+    pub fn free(&mut self, want: u32) -> u32 {
+        let mut free = self.size - self.cached_prod.wrapping_sub(self.cached_cons);
+        if free < want {
+            self.cached_cons = self.map.consumer().load(Ordering::Acquire);
+            free = self.size - self.cached_prod.wrapping_sub(self.cached_cons);
+        }
+        free
+    }
+
+    /// Entries produced and not yet consumed by the kernel (as last seen).
+    pub fn outstanding(&mut self) -> u32 {
+        self.cached_cons = self.map.consumer().load(Ordering::Acquire);
+        self.cached_prod.wrapping_sub(self.cached_cons)
+    }
+
+    /// Pushes as many of `items` as fit and publishes them. Returns how many were pushed; the
+    /// rest stay with the caller.
+    #[inline]
+    pub fn push(&mut self, items: &[T]) -> usize {
+        let n = (self.free(items.len() as u32) as usize).min(items.len());
+        for (i, item) in items[..n].iter().enumerate() {
+            let p = self.map.entry::<T>(self.cached_prod.wrapping_add(i as u32));
+            // SAFETY: the entry is in the free part of the ring (`n <= free`), which the kernel
+            // does not read until the producer index below is published.
+            unsafe { p.write(*item) };
+        }
+        if n > 0 {
+            self.cached_prod = self.cached_prod.wrapping_add(n as u32);
+            self.map
+                .producer()
+                .store(self.cached_prod, Ordering::Release);
+        }
+        n
+    }
+
+    /// Does the kernel ask for a wakeup syscall?
+    #[inline]
+    pub fn needs_wakeup(&self) -> bool {
+        self.map.flags() & XDP_RING_NEED_WAKEUP != 0
+    }
+}
+
+impl<T: Entry> ConsRing<T> {
+    pub(crate) fn map(
+        fd: BorrowedFd<'_>,
+        off: &RingOffset,
+        size: u32,
+        pgoff: i64,
+    ) -> io::Result<Self> {
+        let map = Mapping::new::<T>(fd, off, size, pgoff)?;
+        let cached_cons = map.consumer().load(Ordering::Relaxed);
+        let cached_prod = map.producer().load(Ordering::Acquire);
+        Ok(ConsRing {
+            map,
+            cached_prod,
+            cached_cons,
+            _t: core::marker::PhantomData,
+        })
+    }
+
+    /// Entries available to consume, re-reading the kernel's producer index if none are cached.
+    #[inline]
+    pub fn available(&mut self) -> u32 {
+        let mut n = self.cached_prod.wrapping_sub(self.cached_cons);
+        if n == 0 {
+            self.cached_prod = self.map.producer().load(Ordering::Acquire);
+            n = self.cached_prod.wrapping_sub(self.cached_cons);
+        }
+        n
+    }
+
+    /// Moves up to `out.len()` entries into `out` and releases them to the kernel.
+    #[inline]
+    pub fn pop(&mut self, out: &mut [T]) -> usize {
+        let n = (self.available() as usize).min(out.len());
+        for (i, slot) in out[..n].iter_mut().enumerate() {
+            let p = self.map.entry::<T>(self.cached_cons.wrapping_add(i as u32));
+            // SAFETY: the entry lies between our consumer and the kernel's published producer
+            // index (read with Acquire), so the kernel has finished writing it.
+            *slot = unsafe { p.read() };
+        }
+        if n > 0 {
+            self.cached_cons = self.cached_cons.wrapping_add(n as u32);
+            self.map
+                .consumer()
+                .store(self.cached_cons, Ordering::Release);
+        }
+        n
+    }
+}

@@ -1,0 +1,308 @@
+//! AF_XDP sockets: one per (interface, queue), all sharing the worker's UMEM.
+//!
+//! # Design
+//! The first socket of a UMEM registers it (`XDP_UMEM_REG`) and binds with
+//! `XDP_USE_NEED_WAKEUP` (plus `XDP_ZEROCOPY` or `XDP_COPY` when forced); every further socket
+//! binds with `XDP_SHARED_UMEM` alone, naming a bound socket of the same UMEM, and inherits its
+//! mode. Each socket has its own fill and completion rings (required once several devices or
+//! queues share a UMEM) besides its RX and TX rings. Closing the socket (dropping it) unbinds it;
+//! the kernel then no longer touches any chunk it held.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use super::check;
+use super::ring::{ConsRing, ProdRing, RingOffset, XdpDesc};
+use super::umem::Umem;
+use crate::stats::XdpStats;
+
+const AF_XDP: libc::c_int = 44;
+const SOL_XDP: libc::c_int = 283;
+const XDP_MMAP_OFFSETS: libc::c_int = 1;
+const XDP_RX_RING: libc::c_int = 2;
+const XDP_TX_RING: libc::c_int = 3;
+const XDP_UMEM_REG: libc::c_int = 4;
+const XDP_UMEM_FILL_RING: libc::c_int = 5;
+const XDP_UMEM_COMPLETION_RING: libc::c_int = 6;
+const XDP_STATISTICS: libc::c_int = 7;
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+
+const XDP_PGOFF_RX_RING: i64 = 0;
+const XDP_PGOFF_TX_RING: i64 = 0x8000_0000;
+const XDP_UMEM_PGOFF_FILL_RING: i64 = 0x1_0000_0000;
+const XDP_UMEM_PGOFF_COMPLETION_RING: i64 = 0x1_8000_0000;
+
+/// Bind flag: share the UMEM of another socket.
+pub const XDP_SHARED_UMEM: u16 = 1;
+/// Bind flag: force copy mode.
+pub const XDP_COPY: u16 = 2;
+/// Bind flag: force zero-copy mode.
+pub const XDP_ZEROCOPY: u16 = 4;
+/// Bind flag: the kernel sets NEED_WAKEUP flags instead of polling on its own.
+pub const XDP_USE_NEED_WAKEUP: u16 = 8;
+
+#[repr(C)]
+struct UmemReg {
+    addr: u64,
+    len: u64,
+    chunk_size: u32,
+    headroom: u32,
+    flags: u32,
+    tx_metadata_len: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct MmapOffsets {
+    rx: RingOffset,
+    tx: RingOffset,
+    fr: RingOffset,
+    cr: RingOffset,
+}
+
+#[repr(C)]
+struct SockaddrXdp {
+    family: u16,
+    flags: u16,
+    ifindex: u32,
+    queue_id: u32,
+    shared_umem_fd: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct RawStats {
+    rx_dropped: u64,
+    rx_invalid_descs: u64,
+    tx_invalid_descs: u64,
+    rx_ring_full: u64,
+    rx_fill_ring_empty_descs: u64,
+    tx_ring_empty_descs: u64,
+}
+
+/// Ring sizes of one socket (powers of two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingSizes {
+    /// Fill ring entries.
+    pub fill: u32,
+    /// Completion ring entries.
+    pub comp: u32,
+    /// RX ring entries.
+    pub rx: u32,
+    /// TX ring entries.
+    pub tx: u32,
+}
+
+impl Default for RingSizes {
+    fn default() -> Self {
+        RingSizes {
+            fill: 4096,
+            comp: 2048,
+            rx: 2048,
+            tx: 2048,
+        }
+    }
+}
+
+/// One bound AF_XDP socket with its four rings.
+pub struct XskSocket {
+    /// Fill ring: chunks handed to the kernel for receiving.
+    pub fill: ProdRing<u64>,
+    /// Completion ring: chunks the kernel has finished sending.
+    pub comp: ConsRing<u64>,
+    /// RX ring: received frames.
+    pub rx: ConsRing<XdpDesc>,
+    /// TX ring: frames to send.
+    pub tx: ProdRing<XdpDesc>,
+    // Declared last: the rings are unmapped before the socket is closed.
+    fd: OwnedFd,
+    queue: u32,
+}
+
+impl core::fmt::Debug for XskSocket {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("XskSocket")
+            .field("fd", &self.fd.as_raw_fd())
+            .field("queue", &self.queue)
+            .finish()
+    }
+}
+
+fn setsockopt<T>(fd: BorrowedFd<'_>, name: libc::c_int, val: &T) -> io::Result<()> {
+    // SAFETY: `val` points to a live `T` and the length passed is exactly its size.
+    check(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            SOL_XDP,
+            name,
+            (val as *const T).cast(),
+            core::mem::size_of::<T>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+fn getsockopt<T: Default>(fd: BorrowedFd<'_>, name: libc::c_int) -> io::Result<T> {
+    let mut val = T::default();
+    let mut len = core::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: `val` is a writable `T` and `len` tells the kernel its exact size.
+    check(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            SOL_XDP,
+            name,
+            (&mut val as *mut T).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(val)
+}
+
+impl XskSocket {
+    /// Opens and binds a socket on `(ifindex, queue)`.
+    ///
+    /// With `shared = None` the socket registers `umem` and binds with `flags`
+    /// (`XDP_USE_NEED_WAKEUP` and optionally `XDP_COPY` / `XDP_ZEROCOPY`); with `shared =
+    /// Some(fd)` it shares the UMEM registered by that bound socket and `flags` are ignored.
+    pub fn open(
+        umem: &Umem,
+        shared: Option<RawFd>,
+        ifindex: u32,
+        queue: u32,
+        sizes: RingSizes,
+        flags: u16,
+    ) -> io::Result<XskSocket> {
+        // SAFETY: plain socket creation; the result is checked and owned right away.
+        let raw = check(unsafe { libc::socket(AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })?;
+        // SAFETY: `raw` is a fresh fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let b = fd.as_fd();
+        if shared.is_none() {
+            let (addr, len) = umem.region();
+            let reg = UmemReg {
+                addr: addr as u64,
+                len: len as u64,
+                chunk_size: umem.chunk_size(),
+                headroom: 0,
+                flags: 0,
+                tx_metadata_len: 0,
+            };
+            setsockopt(b, XDP_UMEM_REG, &reg)?;
+        }
+        setsockopt(b, XDP_UMEM_FILL_RING, &sizes.fill)?;
+        setsockopt(b, XDP_UMEM_COMPLETION_RING, &sizes.comp)?;
+        setsockopt(b, XDP_RX_RING, &sizes.rx)?;
+        setsockopt(b, XDP_TX_RING, &sizes.tx)?;
+        // Let one sendto() move up to 256 frames in copy mode (the default is 32). Older kernels
+        // lack the option; that only costs more syscalls.
+        let _ = setsockopt(b, XDP_MAX_TX_SKB_BUDGET, &256u32);
+        let off: MmapOffsets = getsockopt(b, XDP_MMAP_OFFSETS)?;
+        let fill = ProdRing::map(b, &off.fr, sizes.fill, XDP_UMEM_PGOFF_FILL_RING)?;
+        let comp = ConsRing::map(b, &off.cr, sizes.comp, XDP_UMEM_PGOFF_COMPLETION_RING)?;
+        let rx = ConsRing::map(b, &off.rx, sizes.rx, XDP_PGOFF_RX_RING)?;
+        let tx = ProdRing::map(b, &off.tx, sizes.tx, XDP_PGOFF_TX_RING)?;
+        let sa = SockaddrXdp {
+            family: AF_XDP as u16,
+            flags: if shared.is_some() {
+                XDP_SHARED_UMEM
+            } else {
+                flags
+            },
+            ifindex,
+            queue_id: queue,
+            shared_umem_fd: shared.map_or(0, |f| f as u32),
+        };
+        // SAFETY: `sa` is a complete `sockaddr_xdp` and its exact size is passed.
+        check(unsafe {
+            libc::bind(
+                b.as_raw_fd(),
+                (&sa as *const SockaddrXdp).cast(),
+                core::mem::size_of::<SockaddrXdp>() as libc::socklen_t,
+            )
+        })?;
+        Ok(XskSocket {
+            fill,
+            comp,
+            rx,
+            tx,
+            fd,
+            queue,
+        })
+    }
+
+    /// The socket's fd (for the XSKMAP and for sharing the UMEM).
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// The queue this socket is bound to.
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    /// Asks the kernel to transmit what is on the TX ring (copy mode always needs this).
+    /// Transient conditions (`EAGAIN`, `EBUSY`, `ENOBUFS`) are not errors.
+    #[inline]
+    pub fn kick_tx(&self) -> io::Result<()> {
+        // SAFETY: a zero-length send with no buffer and no address; only the fd is used.
+        let r = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                core::ptr::null(),
+                0,
+                libc::MSG_DONTWAIT,
+                core::ptr::null(),
+                0,
+            )
+        };
+        if r >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::EINTR) => Ok(()),
+            _ => Err(e),
+        }
+    }
+
+    /// Wakes the kernel's receive side when the fill ring asks for it.
+    #[inline]
+    pub fn kick_rx(&self) {
+        // SAFETY: a zero-length non-blocking receive with no buffer; only the fd is used.
+        unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                core::ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+            );
+        }
+    }
+
+    /// The kernel's statistics for this socket.
+    pub fn statistics(&self) -> io::Result<XdpStats> {
+        let s: RawStats = getsockopt(self.fd.as_fd(), XDP_STATISTICS)?;
+        Ok(XdpStats {
+            rx_dropped: s.rx_dropped,
+            rx_invalid_descs: s.rx_invalid_descs,
+            tx_invalid_descs: s.tx_invalid_descs,
+            rx_ring_full: s.rx_ring_full,
+            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
+            tx_ring_empty_descs: s.tx_ring_empty_descs,
+        })
+    }
+}
+
+const XDP_OPTIONS: libc::c_int = 8;
+const XDP_OPTIONS_ZEROCOPY: u32 = 1;
+
+impl XskSocket {
+    /// Did the kernel bind this socket in zero-copy mode?
+    pub fn is_zerocopy(&self) -> bool {
+        getsockopt::<u32>(self.fd.as_fd(), XDP_OPTIONS)
+            .map(|f| f & XDP_OPTIONS_ZEROCOPY != 0)
+            .unwrap_or(false)
+    }
+}

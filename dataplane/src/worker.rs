@@ -1,0 +1,620 @@
+//! The poll-mode worker: owns a UMEM, the ports that share it, the MAC tables and the counters,
+//! and moves frames between the ports.
+//!
+//! # Design
+//! One loop iteration ([`Worker::poll`]):
+//! 1. every open port returns its sent chunks to the pool and has its fill rings topped up;
+//! 2. the batch size is bounded by the smallest free TX room of any port, so a full TX ring
+//!    holds frames back in the ingress port's RX ring (where the kernel counts `rx_ring_full`
+//!    if it overflows) and no buffer is ever lost in user space;
+//! 3. each port's batch (up to 64 frames) goes through the [`Pipeline`], and the resulting
+//!    descriptors are staged per egress port: a unicast frame moves its descriptor (zero copy),
+//!    a flood copies the frame for all targets but the last, and a tag is pushed or popped in
+//!    place when the frame crosses between an access port and the trunk;
+//! 4. each egress port with staged frames is sent and kicked once per ingress batch.
+//!
+//! Configuration arrives as [`Command`]s on a channel, checked between batches through one
+//! flag: a new [`Snapshot`] (read-copy-update), ports opened or closed, and queries. The hot path
+//! takes no lock and allocates nothing.
+//!
+//! # Thread-safety
+//! The worker is one thread. It shares with the rest of the process only the per-port
+//! [`PortShared`] (relaxed atomics it publishes at most every millisecond and when idle).
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::{Role, Snapshot};
+use crate::fdb::{MacEntry, DEFAULT_AGING_SECS};
+use crate::pipeline::{flood_targets, Now, Pipeline, Verdict};
+use crate::port::{PortIo, PortMode, XdpDesc};
+use crate::stats::{DropReason, LocalCounters, PortCounters, XdpStats};
+use crate::sys::umem::{Accounting, Umem};
+use crate::wire::{pop_vlan_tag, push_vlan_tag, VLAN_TAG_LEN};
+
+/// Largest batch taken from one port at a time.
+pub const MAX_BATCH: usize = 64;
+
+/// How the worker waits when there is no traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PollMode {
+    /// Spin, then sleep briefly after a while without traffic (saves a core when idle).
+    #[default]
+    Adaptive,
+    /// Never sleep (lowest latency, one core always busy).
+    Busy,
+}
+
+/// Worker parameters.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Chunks in the UMEM.
+    pub frames: u32,
+    /// Bytes per chunk (2048 carries frames up to 1792 bytes).
+    pub chunk_size: u32,
+    /// MAC aging, seconds.
+    pub aging_secs: u32,
+    /// Cap on the MAC table's total entries.
+    pub max_macs: usize,
+    /// Idle behaviour.
+    pub poll: PollMode,
+    /// Largest fill ring target per queue.
+    pub max_fill: u32,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            frames: 32768,
+            chunk_size: 2048,
+            aging_secs: DEFAULT_AGING_SECS,
+            max_macs: 1 << 20,
+            poll: PollMode::Adaptive,
+            max_fill: 2048,
+        }
+    }
+}
+
+/// The state of an open (or opening) port, as its owner sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LinkState {
+    /// Not open (yet, or any more).
+    Closed = 0,
+    /// Open and forwarding.
+    Up = 1,
+    /// Was open, then the kernel refused to send (interface gone or down).
+    Failed = 2,
+    /// Opening failed; see the error.
+    OpenFailed = 3,
+}
+
+/// What the worker shares about a port with the rest of the process.
+#[derive(Debug, Default)]
+pub struct PortShared {
+    /// Counters, published by the worker.
+    pub counters: PortCounters,
+    state: AtomicU8,
+    mode: AtomicU8,
+    error: Mutex<Option<String>>,
+}
+
+impl PortShared {
+    /// The port's state.
+    pub fn state(&self) -> LinkState {
+        match self.state.load(Ordering::Acquire) {
+            1 => LinkState::Up,
+            2 => LinkState::Failed,
+            3 => LinkState::OpenFailed,
+            _ => LinkState::Closed,
+        }
+    }
+
+    /// The mode it was opened in.
+    pub fn mode(&self) -> PortMode {
+        match self.mode.load(Ordering::Relaxed) {
+            1 => PortMode::NativeCopy,
+            2 => PortMode::NativeZeroCopy,
+            3 => PortMode::GenericCopy,
+            4 => PortMode::Memory,
+            _ => PortMode::Closed,
+        }
+    }
+
+    /// The last error, if the port failed.
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().ok().and_then(|e| e.clone())
+    }
+
+    fn set(&self, state: LinkState, mode: PortMode, error: Option<String>) {
+        if let Ok(mut e) = self.error.lock() {
+            *e = error;
+        }
+        let m = match mode {
+            PortMode::Closed => 0,
+            PortMode::NativeCopy => 1,
+            PortMode::NativeZeroCopy => 2,
+            PortMode::GenericCopy => 3,
+            PortMode::Memory => 4,
+        };
+        self.mode.store(m, Ordering::Relaxed);
+        self.state.store(state as u8, Ordering::Release);
+    }
+}
+
+/// A request to the worker.
+pub enum Command<P: PortIo> {
+    /// Adopt a new forwarding snapshot.
+    Snapshot(Arc<Snapshot>),
+    /// Open a port in `slot` (closing whatever was there).
+    AddPort {
+        /// Slot (as in the snapshot).
+        slot: u16,
+        /// How to open it.
+        spec: P::Spec,
+        /// Where to report its state and counters.
+        shared: Arc<PortShared>,
+    },
+    /// Close the port in `slot`.
+    RemovePort {
+        /// Slot.
+        slot: u16,
+    },
+    /// Send the live entries of a network's MAC table.
+    MacTable {
+        /// Network slot.
+        net: u16,
+        /// Where to send them.
+        reply: Sender<Vec<MacEntry>>,
+    },
+    /// Send the frame accounting.
+    Accounting {
+        /// Where to send it.
+        reply: Sender<Accounting>,
+    },
+    /// Close every port and end the loop.
+    Stop,
+}
+
+impl<P: PortIo> core::fmt::Debug for Command<P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Command::Snapshot(s) => write!(f, "Snapshot(v{})", s.version),
+            Command::AddPort { slot, spec, .. } => write!(f, "AddPort({slot}, {spec:?})"),
+            Command::RemovePort { slot } => write!(f, "RemovePort({slot})"),
+            Command::MacTable { net, .. } => write!(f, "MacTable({net})"),
+            Command::Accounting { .. } => write!(f, "Accounting"),
+            Command::Stop => write!(f, "Stop"),
+        }
+    }
+}
+
+struct Open<P> {
+    io: P,
+    shared: Arc<PortShared>,
+    healthy: bool,
+    xdp: XdpStats,
+}
+
+/// A worker: one UMEM, its ports, the pipeline.
+pub struct Worker<P: PortIo> {
+    umem: Umem,
+    pipe: Pipeline,
+    snap: Arc<Snapshot>,
+    ports: Vec<Option<Open<P>>>,
+    active: Vec<u16>,
+    rx: Vec<XdpDesc>,
+    stage: Vec<Vec<XdpDesc>>,
+    staged: Vec<u16>,
+    fill_target: u32,
+    cfg: WorkerConfig,
+    last_publish: u64,
+    last_xdp: u64,
+    dirty: bool,
+}
+
+impl<P: PortIo> core::fmt::Debug for Worker<P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Worker")
+            .field("umem", &self.umem)
+            .field("active", &self.active)
+            .field("snapshot", &self.snap.version)
+            .finish()
+    }
+}
+
+impl<P: PortIo> Worker<P> {
+    /// A worker with no ports.
+    pub fn new(cfg: WorkerConfig) -> io::Result<Self> {
+        Ok(Worker {
+            umem: Umem::new(cfg.frames, cfg.chunk_size)?,
+            pipe: Pipeline::new(cfg.aging_secs, cfg.max_macs),
+            snap: Arc::new(Snapshot::default()),
+            ports: Vec::new(),
+            active: Vec::new(),
+            rx: vec![XdpDesc::default(); MAX_BATCH],
+            stage: Vec::new(),
+            staged: Vec::new(),
+            fill_target: 0,
+            cfg,
+            last_publish: 0,
+            last_xdp: 0,
+            dirty: false,
+        })
+    }
+
+    /// The port in `slot`, if open (tests use it to reach in-memory ports).
+    pub fn port_mut(&mut self, slot: u16) -> Option<&mut P> {
+        self.ports
+            .get_mut(usize::from(slot))
+            .and_then(Option::as_mut)
+            .map(|o| &mut o.io)
+    }
+
+    /// The worker's counters of a slot (exact, unpublished).
+    pub fn counters(&self, slot: u16) -> LocalCounters {
+        self.pipe
+            .counters
+            .get(usize::from(slot))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Where every frame is.
+    pub fn accounting(&self) -> Accounting {
+        self.umem.accounting()
+    }
+
+    /// The pipeline (MAC tables), for inspection.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipe
+    }
+
+    fn ensure_slot(&mut self, slot: u16) {
+        let n = usize::from(slot) + 1;
+        if self.ports.len() < n {
+            self.ports.resize_with(n, || None);
+        }
+        if self.stage.len() < n {
+            self.stage.resize_with(n, || Vec::with_capacity(MAX_BATCH));
+        }
+        if self.pipe.counters.len() < n {
+            self.pipe.counters.resize(n, LocalCounters::default());
+        }
+    }
+
+    fn recompute_fill_target(&mut self) {
+        let queues: u32 = self
+            .active
+            .iter()
+            .filter_map(|&s| self.ports[usize::from(s)].as_ref())
+            .map(|o| o.io.queues())
+            .sum();
+        // Half the frames wait in fill rings; the other half are in flight (RX, TX, copies).
+        self.fill_target = (self.cfg.frames / 2 / queues.max(1)).clamp(16, self.cfg.max_fill);
+    }
+
+    /// Carries out one command. Returns false for [`Command::Stop`].
+    pub fn handle(&mut self, cmd: Command<P>, now: Now) -> bool {
+        match cmd {
+            Command::Snapshot(s) => {
+                self.pipe.adopt(&s, now);
+                let n = s.ports.len();
+                if n > 0 {
+                    self.ensure_slot(u16::try_from(n - 1).unwrap_or(u16::MAX - 2));
+                }
+                self.snap = s;
+            }
+            Command::AddPort { slot, spec, shared } => {
+                self.close_port(slot);
+                self.ensure_slot(slot);
+                let peer = self
+                    .active
+                    .iter()
+                    .filter_map(|&s| self.ports[usize::from(s)].as_ref())
+                    .find(|o| o.healthy)
+                    .map(|o| &o.io);
+                match P::open(&spec, slot, &mut self.umem, peer) {
+                    Ok(io) => {
+                        // A port that is re-opened (its device came back) keeps its counters.
+                        let published = shared.counters.read();
+                        self.pipe.counters[usize::from(slot)] = published.counters;
+                        shared.set(LinkState::Up, io.mode(), None);
+                        self.ports[usize::from(slot)] = Some(Open {
+                            io,
+                            shared,
+                            healthy: true,
+                            xdp: XdpStats::default(),
+                        });
+                        self.active.push(slot);
+                        self.recompute_fill_target();
+                    }
+                    Err(e) => {
+                        log::warn!("port {slot} ({spec:?}) failed to open: {e}");
+                        shared.set(LinkState::OpenFailed, PortMode::Closed, Some(e.to_string()));
+                    }
+                }
+            }
+            Command::RemovePort { slot } => self.close_port(slot),
+            Command::MacTable { net, reply } => {
+                let _ = reply.send(self.pipe.fdb.entries(net, now.secs));
+            }
+            Command::Accounting { reply } => {
+                let _ = reply.send(self.umem.accounting());
+            }
+            Command::Stop => {
+                for slot in self.active.clone() {
+                    self.close_port(slot);
+                }
+                return false;
+            }
+        }
+        true
+    }
+
+    fn close_port(&mut self, slot: u16) {
+        let Some(open) = self.ports.get_mut(usize::from(slot)).and_then(Option::take) else {
+            return;
+        };
+        self.active.retain(|&s| s != slot);
+        let c = self.counters(slot);
+        open.shared.counters.publish(&c, &open.xdp);
+        open.io.close(&mut self.umem);
+        open.shared.set(LinkState::Closed, PortMode::Closed, None);
+        self.recompute_fill_target();
+    }
+
+    /// One round over all ports. Returns the number of frames received and completed.
+    pub fn poll(&mut self, now: Now) -> usize {
+        let mut work = 0;
+        let mut room = MAX_BATCH as u32;
+        for &s in &self.active {
+            if let Some(o) = self.ports[usize::from(s)].as_mut() {
+                work += o.io.reclaim(&mut self.umem);
+                if o.healthy {
+                    o.io.refill(&mut self.umem, self.fill_target);
+                    room = room.min(o.io.tx_room());
+                }
+            }
+        }
+        for i in 0..self.active.len() {
+            let slot = self.active[i];
+            let Some(o) = self.ports[usize::from(slot)].as_mut() else {
+                continue;
+            };
+            if !o.healthy {
+                continue;
+            }
+            if room == 0 {
+                self.pipe.counters[usize::from(slot)].backpressure += 1;
+                continue;
+            }
+            let n = o.io.recv(&mut self.umem, &mut self.rx[..room as usize]);
+            if n == 0 {
+                continue;
+            }
+            work += n;
+            for j in 0..n {
+                let d = self.rx[j];
+                let verdict = match self.umem.frame(d.addr, d.len) {
+                    Some(bytes) => self.pipe.process(&self.snap, slot, bytes, now),
+                    None => Verdict::Drop(DropReason::Truncated),
+                };
+                self.emit(slot, d, verdict);
+            }
+            self.flush_staged();
+        }
+        if work > 0 {
+            self.dirty = true;
+        }
+        if self.dirty && now.nanos.saturating_sub(self.last_publish) >= 1_000_000 {
+            self.publish(now);
+        }
+        work
+    }
+
+    /// Publishes counters (and, at most every 100 ms, the kernel's statistics).
+    pub fn publish(&mut self, now: Now) {
+        let read_xdp = now.nanos.saturating_sub(self.last_xdp) >= 100_000_000;
+        if read_xdp {
+            self.last_xdp = now.nanos;
+        }
+        for &s in &self.active {
+            if let Some(o) = self.ports[usize::from(s)].as_mut() {
+                if read_xdp {
+                    o.xdp = o.io.xdp_stats();
+                }
+                o.shared
+                    .counters
+                    .publish(&self.pipe.counters[usize::from(s)], &o.xdp);
+            }
+        }
+        self.last_publish = now.nanos;
+        self.dirty = false;
+    }
+
+    /// Housekeeping off the per-packet path: ages out a slice of the MAC table.
+    pub fn sweep(&mut self, now: Now, budget: usize) {
+        self.pipe.fdb.sweep(now.secs, budget);
+    }
+
+    #[inline]
+    fn is_sendable(&self, slot: u16) -> bool {
+        matches!(self.ports.get(usize::from(slot)), Some(Some(o)) if o.healthy)
+    }
+
+    /// Turns a verdict into staged descriptors (or a released chunk).
+    #[inline]
+    fn emit(&mut self, ingress: u16, d: XdpDesc, verdict: Verdict) {
+        let (net, unicast) = match verdict {
+            Verdict::Drop(_) => {
+                self.umem.release(d.addr);
+                return;
+            }
+            Verdict::Unicast { port, net } => (net, Some(port)),
+            Verdict::Flood { net } => (net, None),
+        };
+        let ingress_tagged = matches!(self.snap.port(ingress).map(|p| p.role), Some(Role::Trunk));
+        let vlan = self.snap.net(net).map_or(0, |n| n.vlan);
+        if let Some(port) = unicast {
+            if self.is_sendable(port) {
+                self.stage_to(port, d, ingress_tagged, vlan, ingress);
+            } else {
+                self.pipe.counters[usize::from(ingress)].drop(DropReason::EgressDown);
+                self.umem.release(d.addr);
+            }
+            return;
+        }
+        let snap = Arc::clone(&self.snap);
+        let mut current: Option<u16> = None;
+        for next in flood_targets(&snap, net, ingress) {
+            if !self.is_sendable(next) {
+                continue;
+            }
+            if let Some(target) = current {
+                match self.umem.copy_frame(d.addr, d.len) {
+                    Some(addr) => {
+                        let copy = XdpDesc { addr, ..d };
+                        self.stage_to(target, copy, ingress_tagged, vlan, ingress);
+                    }
+                    None => self.pipe.counters[usize::from(target)].drop(DropReason::NoBuffer),
+                }
+            }
+            current = Some(next);
+        }
+        let Some(current) = current else {
+            self.umem.release(d.addr);
+            return;
+        };
+        self.stage_to(current, d, ingress_tagged, vlan, ingress);
+    }
+
+    /// Stages a worker-owned frame for `egress`, pushing or popping the VLAN tag as the egress
+    /// port's role requires.
+    #[inline]
+    fn stage_to(&mut self, egress: u16, mut d: XdpDesc, tagged: bool, vlan: u16, ingress: u16) {
+        let to_trunk = matches!(self.snap.port(egress).map(|p| p.role), Some(Role::Trunk));
+        if to_trunk != tagged {
+            let moved = self.umem.chunk_mut(d.addr).and_then(|(chunk, off)| {
+                let len = d.len as usize;
+                if to_trunk {
+                    push_vlan_tag(chunk, off, len, vlan)
+                } else {
+                    pop_vlan_tag(chunk, off, len)
+                }
+            });
+            let Some(new_off) = moved else {
+                self.pipe.counters[usize::from(ingress)].drop(DropReason::NoBuffer);
+                self.umem.release(d.addr);
+                return;
+            };
+            let base = self.umem.chunk_base(d.addr);
+            d.addr = base + new_off as u64;
+            d.len = if to_trunk {
+                d.len + VLAN_TAG_LEN as u32
+            } else {
+                d.len - VLAN_TAG_LEN as u32
+            };
+        }
+        let stage = &mut self.stage[usize::from(egress)];
+        if stage.is_empty() {
+            self.staged.push(egress);
+        }
+        stage.push(d);
+    }
+
+    fn flush_staged(&mut self) {
+        for k in 0..self.staged.len() {
+            let slot = self.staged[k];
+            let i = usize::from(slot);
+            let stage = core::mem::take(&mut self.stage[i]);
+            let Some(o) = self.ports[i].as_mut() else {
+                for d in &stage {
+                    self.umem.release(d.addr);
+                }
+                self.stage[i] = stage;
+                self.stage[i].clear();
+                continue;
+            };
+            let sent = o.io.send(&mut self.umem, &stage);
+            let c = &mut self.pipe.counters[i];
+            c.tx_packets += sent as u64;
+            c.tx_bytes += stage[..sent].iter().map(|d| u64::from(d.len)).sum::<u64>();
+            for d in &stage[sent..] {
+                // Cannot happen while the batch is bounded by the TX room; kept total anyway.
+                c.backpressure += 1;
+                self.umem.release(d.addr);
+            }
+            if let Err(e) = o.io.flush() {
+                c.drop(DropReason::TxError);
+                o.healthy = false;
+                log::warn!("port {slot} stopped: transmit failed: {e}");
+                o.shared.set(
+                    LinkState::Failed,
+                    o.io.mode(),
+                    Some(format!("transmit failed: {e}")),
+                );
+            }
+            self.stage[i] = stage;
+            self.stage[i].clear();
+        }
+        self.staged.clear();
+    }
+
+    /// Runs the loop until [`Command::Stop`] or until the command channel closes.
+    pub fn run(mut self, commands: Receiver<Command<P>>, pending: Arc<AtomicBool>) {
+        let epoch = Instant::now();
+        let now = || Now::from_nanos(u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        let mut idle: u32 = 0;
+        let mut last_sweep = 0u64;
+        loop {
+            if pending.swap(false, Ordering::Acquire) {
+                loop {
+                    match commands.try_recv() {
+                        Ok(cmd) => {
+                            if !self.handle(cmd, now()) {
+                                return;
+                            }
+                        }
+                        Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                            self.handle(Command::Stop, now());
+                            return;
+                        }
+                    }
+                }
+            }
+            let t = now();
+            if self.poll(t) > 0 {
+                idle = 0;
+                continue;
+            }
+            idle = idle.saturating_add(1);
+            if self.dirty {
+                self.publish(t);
+            }
+            if t.nanos.saturating_sub(last_sweep) >= 1_000_000 {
+                // 1024 slots a millisecond: a million-entry table is swept every second.
+                self.sweep(t, 1024);
+                last_sweep = t.nanos;
+            }
+            match self.cfg.poll {
+                PollMode::Busy => std::hint::spin_loop(),
+                PollMode::Adaptive if idle < 20_000 => {
+                    // Wait about a microsecond before polling again: polling an idle ring at full
+                    // speed only bounces its cache line between the cores.
+                    for _ in 0..64 {
+                        std::hint::spin_loop();
+                    }
+                }
+                PollMode::Adaptive => std::thread::sleep(Duration::from_micros(200)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

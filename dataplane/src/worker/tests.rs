@@ -1,0 +1,307 @@
+//! The worker loop over in-memory ports: delivery, tagging, flood copies, back-pressure and
+//! frame accounting.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::config::{NetworkConfig, PortConfig, SlotMap, SwitchConfig};
+use crate::port::mem::{MemPort, MemSpec};
+use crate::wire::{build_frame, EthernetFrame, Mac, ETHERTYPE_IPV4};
+
+const VM1: Mac = Mac([0x02, 0, 0, 0, 0, 1]);
+const VM2: Mac = Mac([0x02, 0, 0, 0, 0, 2]);
+
+struct Rig {
+    w: Worker<MemPort>,
+    ports: SlotMap,
+    nets: SlotMap,
+}
+
+fn cfg() -> SwitchConfig {
+    let net = |id: &str, vlan| NetworkConfig {
+        id: id.into(),
+        vlan,
+        mac_limit: 100,
+    };
+    SwitchConfig {
+        networks: vec![net("a", 10), net("b", 20)],
+        ports: vec![
+            PortConfig::access("a1", "d1", "a"),
+            PortConfig::access("a2", "d2", "a"),
+            PortConfig::access("a3", "d3", "a"),
+            PortConfig::access("b1", "d4", "b"),
+            PortConfig::trunk("up", "d5"),
+        ],
+    }
+}
+
+impl Rig {
+    fn new(frames: u32) -> Rig {
+        let wc = WorkerConfig {
+            frames,
+            ..WorkerConfig::default()
+        };
+        let mut r = Rig {
+            w: Worker::new(wc).unwrap(),
+            ports: SlotMap::default(),
+            nets: SlotMap::default(),
+        };
+        let c = cfg();
+        r.apply(&c);
+        for p in &c.ports {
+            let slot = r.ports.get(&p.id).unwrap();
+            r.w.handle(
+                Command::AddPort {
+                    slot,
+                    spec: MemSpec {
+                        capture: true,
+                        tx_size: 256,
+                    },
+                    shared: Arc::new(PortShared::default()),
+                },
+                Now::default(),
+            );
+        }
+        r
+    }
+
+    fn apply(&mut self, c: &SwitchConfig) {
+        let s = Snapshot::compile(c, 1, &mut self.nets, &mut self.ports);
+        self.w
+            .handle(Command::Snapshot(Arc::new(s)), Now::default());
+    }
+
+    fn port(&mut self, id: &str) -> &mut MemPort {
+        let slot = self.ports.get(id).unwrap();
+        self.w.port_mut(slot).unwrap()
+    }
+
+    fn inject(&mut self, id: &str, frame: Vec<u8>) {
+        self.port(id).inbox.push_back(frame);
+    }
+
+    fn run(&mut self) {
+        for _ in 0..4 {
+            self.w.poll(Now::default());
+        }
+    }
+
+    fn out(&mut self, id: &str) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.port(id).outbox)
+    }
+
+    fn check_accounting(&self) {
+        let a = self.w.accounting();
+        assert_eq!(a.free + a.user + a.in_kernel(), a.total);
+        assert_eq!(a.user, 0, "the worker holds no frame between rounds");
+    }
+}
+
+fn frame(dst: Mac, src: Mac) -> Vec<u8> {
+    build_frame(dst, src, None, ETHERTYPE_IPV4, &[0xab; 46])
+}
+
+#[test]
+fn unicast_after_learning_reaches_only_its_port() {
+    let mut r = Rig::new(4096);
+    r.inject("a2", frame(Mac::BROADCAST, VM2));
+    r.run();
+    for p in ["a1", "a2", "a3", "b1", "up"] {
+        r.out(p);
+    }
+    r.inject("a1", frame(VM2, VM1));
+    r.run();
+    assert_eq!(r.out("a2"), vec![frame(VM2, VM1)]);
+    assert!(r.out("a3").is_empty());
+    assert!(r.out("up").is_empty());
+    assert!(r.out("b1").is_empty());
+    r.check_accounting();
+}
+
+#[test]
+fn flood_reaches_the_network_and_the_trunk_tagged() {
+    let mut r = Rig::new(4096);
+    r.inject("a1", frame(Mac::BROADCAST, VM1));
+    r.run();
+    assert_eq!(r.out("a2"), vec![frame(Mac::BROADCAST, VM1)]);
+    assert_eq!(r.out("a3"), vec![frame(Mac::BROADCAST, VM1)]);
+    assert!(r.out("a1").is_empty(), "never back out of the ingress port");
+    assert!(r.out("b1").is_empty(), "never into another network");
+    let up = r.out("up");
+    assert_eq!(
+        up,
+        vec![build_frame(
+            Mac::BROADCAST,
+            VM1,
+            Some(10),
+            ETHERTYPE_IPV4,
+            &[0xab; 46]
+        )]
+    );
+    r.check_accounting();
+}
+
+#[test]
+fn trunk_frames_are_untagged_into_their_network() {
+    let mut r = Rig::new(4096);
+    r.inject(
+        "up",
+        build_frame(Mac::BROADCAST, VM1, Some(20), ETHERTYPE_IPV4, &[1; 46]),
+    );
+    r.run();
+    assert_eq!(
+        r.out("b1"),
+        vec![build_frame(
+            Mac::BROADCAST,
+            VM1,
+            None,
+            ETHERTYPE_IPV4,
+            &[1; 46]
+        )]
+    );
+    assert!(r.out("a1").is_empty());
+    // The reply goes back tagged, as unicast.
+    r.inject("b1", frame(VM1, VM2));
+    r.run();
+    let up = r.out("up");
+    assert_eq!(up.len(), 1);
+    let v = EthernetFrame::new_checked(&up[0]).unwrap();
+    assert_eq!(v.vlan_id(), Some(20));
+    r.check_accounting();
+}
+
+#[test]
+fn tagged_frames_from_vms_never_leave() {
+    let mut r = Rig::new(4096);
+    r.inject(
+        "a1",
+        build_frame(Mac::BROADCAST, VM1, Some(20), ETHERTYPE_IPV4, &[0; 46]),
+    );
+    r.run();
+    for p in ["a2", "a3", "b1", "up"] {
+        assert!(r.out(p).is_empty(), "{p}");
+    }
+    let slot = r.ports.get("a1").unwrap();
+    assert_eq!(
+        r.w.counters(slot).drops[DropReason::TaggedOnAccess as usize],
+        1
+    );
+    r.check_accounting();
+}
+
+#[test]
+fn every_frame_is_delivered_or_counted_under_load() {
+    // Few frames, small TX rings: floods need copies and rings fill up.
+    let mut r = Rig::new(512);
+    let mut offered = 0u64;
+    for i in 0..2000u32 {
+        let src = Mac([2, 0, 0, 1, (i >> 8) as u8, i as u8]);
+        let dst = if i % 3 == 0 { Mac::BROADCAST } else { VM2 };
+        r.inject(["a1", "a2", "a3"][i as usize % 3], frame(dst, src));
+        offered += 1;
+        if i % 100 == 0 {
+            r.run();
+            r.check_accounting();
+        }
+    }
+    for _ in 0..200 {
+        r.run();
+    }
+    r.check_accounting();
+    let rx: u64 = ["a1", "a2", "a3"]
+        .iter()
+        .map(|p| r.w.counters(r.ports.get(p).unwrap()).rx_packets)
+        .sum();
+    let kernel_drops: u64 = ["a1", "a2", "a3"]
+        .iter()
+        .map(|p| r.port(p).stats().rx_dropped)
+        .sum();
+    assert_eq!(rx + kernel_drops, offered);
+    let pending: usize = ["a1", "a2", "a3"]
+        .iter()
+        .map(|p| r.port(p).inbox.len())
+        .sum();
+    assert_eq!(pending, 0);
+}
+
+#[test]
+fn removing_a_port_returns_all_its_frames() {
+    let mut r = Rig::new(4096);
+    r.run();
+    let slot = r.ports.get("a3").unwrap();
+    let before = r.w.accounting();
+    assert!(before.by_port.iter().any(|&(s, n)| s == slot && n > 0));
+    r.w.handle(Command::RemovePort { slot }, Now::default());
+    let after = r.w.accounting();
+    assert!(after.by_port.iter().all(|&(s, _)| s != slot));
+    r.check_accounting();
+    // Floods skip the closed port and still reach the others.
+    r.inject("a1", frame(Mac::BROADCAST, VM1));
+    r.run();
+    assert_eq!(r.out("a2").len(), 1);
+}
+
+#[test]
+fn failed_transmit_marks_the_port_and_keeps_forwarding_elsewhere() {
+    let mut r = Rig::new(4096);
+    let shared = Arc::new(PortShared::default());
+    let slot = r.ports.get("a2").unwrap();
+    r.w.handle(
+        Command::AddPort {
+            slot,
+            spec: MemSpec {
+                capture: true,
+                tx_size: 64,
+            },
+            shared: Arc::clone(&shared),
+        },
+        Now::default(),
+    );
+    r.port("a2").fail_tx = true;
+    r.inject("a1", frame(Mac::BROADCAST, VM1));
+    r.run();
+    assert_eq!(shared.state(), LinkState::Failed);
+    r.inject("a1", frame(Mac::BROADCAST, VM1));
+    r.run();
+    assert_eq!(r.out("a3").len(), 2);
+    r.check_accounting();
+}
+
+#[test]
+fn oversize_frames_are_dropped_by_the_port_or_the_pipeline() {
+    let mut r = Rig::new(4096);
+    r.inject(
+        "a1",
+        build_frame(VM2, VM1, None, ETHERTYPE_IPV4, &[0; 1600]),
+    );
+    r.inject(
+        "a1",
+        build_frame(VM2, VM1, None, ETHERTYPE_IPV4, &[0; 2000]),
+    );
+    r.run();
+    let slot = r.ports.get("a1").unwrap();
+    assert_eq!(r.w.counters(slot).drops[DropReason::Oversize as usize], 1);
+    assert_eq!(r.port("a1").stats().rx_dropped, 1);
+    assert!(r.out("a2").is_empty());
+}
+
+#[test]
+fn counters_publish_to_the_shared_copy() {
+    let mut r = Rig::new(4096);
+    let shared = Arc::new(PortShared::default());
+    let slot = r.ports.get("a1").unwrap();
+    r.w.handle(
+        Command::AddPort {
+            slot,
+            spec: MemSpec::default(),
+            shared: Arc::clone(&shared),
+        },
+        Now::default(),
+    );
+    r.inject("a1", frame(Mac::BROADCAST, VM1));
+    r.run();
+    r.w.publish(Now::from_nanos(1));
+    let s = shared.counters.read();
+    assert_eq!(s.counters.rx_packets, 1);
+    assert_eq!(s.counters.floods, 1);
+}
