@@ -1,1 +1,155 @@
-//! api crate of qswitch; see docs/ARCHITECTURE.md.
+//! The HTTP front end of qswitch: the OpenStack Quantum API v1.0 and v1.1
+//! (JSON and XML) on axum, over the [`control`] crate.
+//!
+//! See `docs/ARCHITECTURE.md` for the layering and `docs/API.md` for every
+//! call with curl examples. The contract is `spec/quantum-v1.md` sections
+//! 0-5 (routes, faults, content negotiation, XML, filters, extensions) plus
+//! section 8's authenticated attachments (the `interfaces` extension).
+//!
+//! Layout:
+//! - [`router`] builds the whole application: `GET /` (versions document),
+//!   `/v1.0/...` and `/v1.1/...` (the same handlers, per-version views and
+//!   faults), `GET /openapi.json`.
+//! - `negotiate`: versions, formats, the `.json`/`.xml` suffix and the
+//!   `Content-Type`/`Accept` rules.
+//! - `fault`: the one error type of the boundary and its mapping to status
+//!   codes and bodies, per version and format.
+//! - `ctx`: the request context extractor, body reading (size-capped) and
+//!   the success reply.
+//! - `xml`: the XML serializer and request parser.
+//! - `quantum`: the routes and handlers, views and filters.
+//!
+//! Control-plane calls are synchronous (they wait for the store's commit)
+//! and run on tokio's blocking pool. Every request gets a tracing span with
+//! its method, path and matched route.
+//!
+//! ```no_run
+//! # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! let control = Arc::new(control::Control::open("qswitch.db", Arc::new(control::NullForwarder))?);
+//! let app = api::router(control, api::ApiOptions::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9696").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod ctx;
+mod fault;
+mod negotiate;
+mod quantum;
+mod xml;
+
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::header::{CONTENT_TYPE, HOST};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use control::Control;
+use serde_json::json;
+use tower::ServiceExt;
+use tower_http::trace::TraceLayer;
+
+use crate::ctx::{Reply, VersionState};
+use crate::fault::ApiError;
+use crate::negotiate::{negotiate, Format, Suffix, Version};
+
+/// The default cap on request bodies: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Options of the HTTP front end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiOptions {
+    /// Request bodies above this many bytes are refused with 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// The OpenAPI 3 description of the JSON API, served at `/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+
+/// The whole HTTP application, ready for `axum::serve`.
+pub fn router(control: Arc<Control>, opts: ApiOptions) -> Router {
+    let state = |version| VersionState {
+        control: control.clone(),
+        version,
+        max_body: opts.max_body_bytes,
+    };
+    let trace = TraceLayer::new_for_http().make_span_with(|req: &Request| {
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str)
+            .unwrap_or("");
+        tracing::info_span!(
+            "request",
+            method = %req.method(),
+            path = %req.uri().path(),
+            route,
+        )
+    });
+    let inner = Router::new()
+        .route("/", get(versions))
+        .route("/openapi.json", get(openapi))
+        .nest("/v1.0", quantum::router(state(Version::V10)))
+        .nest("/v1.1", quantum::router(state(Version::V11)))
+        .fallback(root_not_found)
+        .layer(trace);
+    // The suffix must come off before routing, so the rewrite wraps the
+    // whole router.
+    Router::new().fallback_service(inner.map_request(negotiate::strip_suffix))
+}
+
+fn format_of(req_headers: &HeaderMap, suffix: Option<Suffix>) -> Format {
+    negotiate(suffix, req_headers)
+}
+
+/// `GET /`: the versions document; hrefs are built from the `Host` the
+/// client used.
+async fn versions(headers: HeaderMap, uri: Uri) -> Response {
+    let host = headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| uri.authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| "localhost".to_owned());
+    let entry = |v: Version, status: &str| {
+        json!({
+            "id": v.as_str(),
+            "status": status,
+            "links": [{"rel": "self", "href": format!("http://{host}/{}", v.as_str())}],
+        })
+    };
+    let body =
+        json!({"versions": [entry(Version::V10, "CURRENT"), entry(Version::V11, "PROPOSED")]});
+    const ATTRS: xml::Attrs<'static> =
+        &[("version", &["id", "status"]), ("link", &["rel", "href"])];
+    Reply::ok(body, ATTRS)
+        .without_namespace()
+        .render(None, format_of(&headers, None))
+}
+
+/// `GET /openapi.json`.
+async fn openapi() -> Response {
+    let mut resp = (StatusCode::OK, OPENAPI_JSON).into_response();
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// Any path outside `/`, `/openapi.json`, `/v1.0/...` and `/v1.1/...`.
+async fn root_not_found(headers: HeaderMap, uri: Uri) -> Response {
+    ApiError::NotFound(format!("No resource at {}", uri.path()))
+        .render(None, format_of(&headers, None))
+}

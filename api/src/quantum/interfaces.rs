@@ -1,0 +1,76 @@
+//! The interface registry extension (alias `interfaces`):
+//! `/tenants/{tenant_id}/interfaces[/{interface_id}]`.
+//!
+//! The hypervisor side registers each host interface (a VM's tap or veth)
+//! under the tenant that owns the VM; only that tenant can then plug the
+//! interface id as an attachment (spec section 8, "attachments are
+//! authenticated"). Like the original's extension controllers, reads and
+//! writes answer 200 with the resource; removal answers 204.
+
+use axum::body::Body;
+use axum::response::Response;
+use serde_json::json;
+
+use super::views;
+use crate::ctx::{req_str, resource, Ctx, Reply};
+use crate::fault::ApiError;
+
+/// `GET /interfaces`: `{"interfaces": [{"id", "device"}]}`.
+pub(crate) async fn list(ctx: Ctx) -> Response {
+    let r = async {
+        let tenant = ctx.tenant();
+        let all = ctx.run(move |c| c.interfaces(&tenant)).await?;
+        let items: Vec<_> = all.iter().map(views::interface).collect();
+        Ok(Reply::ok(
+            json!({ "interfaces": items }),
+            views::ATTRS_INTERFACES,
+        ))
+    };
+    let r: Result<Reply, ApiError> = r.await;
+    ctx.finish(r)
+}
+
+/// `GET /interfaces/{id}`: `{"interface": {"id", "device"}}`.
+pub(crate) async fn show(ctx: Ctx) -> Response {
+    let r = async {
+        let (tenant, id) = (ctx.tenant(), ctx.param("interface_id"));
+        let i = ctx.run(move |c| c.interface(&tenant, &id)).await?;
+        Ok(Reply::ok(
+            json!({ "interface": views::interface(&i) }),
+            views::ATTRS_INTERFACES,
+        ))
+    };
+    let r: Result<Reply, ApiError> = r.await;
+    ctx.finish(r)
+}
+
+/// `PUT /interfaces/{id}` with `{"interface": {"device"}}`: registers the
+/// interface (or changes its device) and answers 200 with it.
+pub(crate) async fn register(ctx: Ctx, body: Body) -> Response {
+    let r = async {
+        let res = resource(ctx.body(body).await?, "interface", false)?;
+        let device = req_str(&res, "device")?;
+        let (tenant, id) = (ctx.tenant(), ctx.param("interface_id"));
+        let (i, _) = ctx
+            .run(move |c| c.register_interface(&tenant, &id, &device))
+            .await?;
+        Ok(Reply::ok(
+            json!({ "interface": views::interface(&i) }),
+            views::ATTRS_INTERFACES,
+        ))
+    };
+    let r = r.await;
+    ctx.finish(r)
+}
+
+/// `DELETE /interfaces/{id}`: 204; InterfaceInUse while plugged.
+pub(crate) async fn unregister(ctx: Ctx) -> Response {
+    let r = async {
+        let (tenant, id) = (ctx.tenant(), ctx.param("interface_id"));
+        ctx.run(move |c| c.unregister_interface(&tenant, &id))
+            .await?;
+        Ok(Reply::no_content())
+    };
+    let r: Result<Reply, ApiError> = r.await;
+    ctx.finish(r)
+}

@@ -1,0 +1,121 @@
+//! `/tenants/{tenant_id}/networks[/detail|/{network_id}[/detail]]`.
+
+use axum::body::Body;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::filters::{self, Parsed};
+use super::{create_status, views};
+use crate::ctx::{req_str, resource, Ctx, Reply};
+use crate::fault::ApiError;
+
+async fn list_impl(ctx: &Ctx, detail: bool) -> Result<Reply, ApiError> {
+    let filter = filters::networks(ctx.version, ctx.query.as_deref())?;
+    let tenant = ctx.tenant();
+    let all = ctx.run(move |c| c.list_networks(&tenant)).await?;
+    let v = ctx.version;
+    let items: Vec<Value> = match filter {
+        Parsed::MatchNothing => Vec::new(),
+        Parsed::Filter(f) => all
+            .iter()
+            .filter(|n| f.matches(n))
+            .map(|n| {
+                if detail {
+                    Value::Object(views::network(v, n))
+                } else {
+                    views::brief(&n.network.id)
+                }
+            })
+            .collect(),
+    };
+    Ok(Reply::ok(
+        json!({ "networks": items }),
+        views::core_attrs(v),
+    ))
+}
+
+/// `GET /networks`: `{"networks": [{"id"}]}`.
+pub(crate) async fn list(ctx: Ctx) -> Response {
+    ctx.finish(list_impl(&ctx, false).await)
+}
+
+/// `GET /networks/detail`: `{"networks": [{"id", "name"[, "op-status"]}]}`.
+pub(crate) async fn list_detail(ctx: Ctx) -> Response {
+    ctx.finish(list_impl(&ctx, true).await)
+}
+
+/// `POST /networks` with `{"network": {"name"}}`: 200 (v1.0) / 202 (v1.1).
+pub(crate) async fn create(ctx: Ctx, body: Body) -> Response {
+    let r = async {
+        let res = resource(ctx.body(body).await?, "network", false)?;
+        // `name` must be present; an empty string is accepted (duplicates
+        // and empty names are allowed by the model).
+        let name = match res.get("name") {
+            Some(Value::String(s)) => s.clone(),
+            None | Some(Value::Null) => return Err(ApiError::MissingParam("name")),
+            Some(_) => {
+                return Err(ApiError::BadRequest(
+                    "Failed to parse request. Parameter: name must be a string".into(),
+                ))
+            }
+        };
+        let tenant = ctx.tenant();
+        let n = ctx.run(move |c| c.create_network(&tenant, &name)).await?;
+        Ok(Reply::body(
+            create_status(ctx.version),
+            json!({"network": views::brief(&n.id)}),
+            views::core_attrs(ctx.version),
+        ))
+    };
+    let r = r.await;
+    ctx.finish(r)
+}
+
+async fn show_impl(ctx: &Ctx, detail: bool) -> Result<Reply, ApiError> {
+    let (tenant, net) = (ctx.tenant(), ctx.param("network_id"));
+    let n = ctx.run(move |c| c.network(&tenant, &net)).await?;
+    let body = if detail {
+        views::network_detail(ctx.version, &n)
+    } else {
+        Value::Object(views::network(ctx.version, &n))
+    };
+    Ok(Reply::ok(
+        json!({ "network": body }),
+        views::core_attrs(ctx.version),
+    ))
+}
+
+/// `GET /networks/{id}`.
+pub(crate) async fn show(ctx: Ctx) -> Response {
+    ctx.finish(show_impl(&ctx, false).await)
+}
+
+/// `GET /networks/{id}/detail`: with ports and attachments.
+pub(crate) async fn show_detail(ctx: Ctx) -> Response {
+    ctx.finish(show_impl(&ctx, true).await)
+}
+
+/// `PUT /networks/{id}` with `{"network": {"name"}}`: 204.
+pub(crate) async fn update(ctx: Ctx, body: Body) -> Response {
+    let r = async {
+        let res = resource(ctx.body(body).await?, "network", false)?;
+        let name = req_str(&res, "name")?;
+        let (tenant, net) = (ctx.tenant(), ctx.param("network_id"));
+        ctx.run(move |c| c.rename_network(&tenant, &net, &name))
+            .await?;
+        Ok(Reply::no_content())
+    };
+    let r = r.await;
+    ctx.finish(r)
+}
+
+/// `DELETE /networks/{id}`: 204; NetworkInUse while a port is plugged.
+pub(crate) async fn delete(ctx: Ctx) -> Response {
+    let r = async {
+        let (tenant, net) = (ctx.tenant(), ctx.param("network_id"));
+        ctx.run(move |c| c.delete_network(&tenant, &net)).await?;
+        Ok(Reply::no_content())
+    };
+    let r = r.await;
+    ctx.finish(r)
+}

@@ -1,0 +1,182 @@
+//! `/tenants/{tenant_id}/networks/{network_id}/ports[/detail|/{port_id}[/detail]]`
+//! and the port's `attachment` sub-resource.
+
+use axum::body::Body;
+use axum::response::Response;
+use control::PortState;
+use serde_json::{json, Map, Value};
+
+use super::filters::{self, Parsed};
+use super::{create_status, views};
+use crate::ctx::{req_str, resource, Ctx, Reply};
+use crate::fault::ApiError;
+
+/// The `state` parameter: absent, `null` or `""` default to `DOWN` (the
+/// original's `_prepare_request_body`); anything else must be exactly
+/// `ACTIVE` or `DOWN`.
+fn state_param(res: &Map<String, Value>) -> Result<PortState, ApiError> {
+    let raw = match res.get("state") {
+        None | Some(Value::Null) => return Ok(PortState::Down),
+        Some(Value::String(s)) if s.is_empty() => return Ok(PortState::Down),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    PortState::parse(&raw).map_err(ApiError::Control)
+}
+
+async fn list_impl(ctx: &Ctx, detail: bool) -> Result<Reply, ApiError> {
+    let (tenant, net) = (ctx.tenant(), ctx.param("network_id"));
+    let all = ctx.run(move |c| c.list_ports(&tenant, &net)).await?;
+    // The network is looked up before the query is judged.
+    let filter = filters::ports(ctx.version, ctx.query.as_deref())?;
+    let v = ctx.version;
+    let items: Vec<Value> = match filter {
+        Parsed::MatchNothing => Vec::new(),
+        Parsed::Filter(f) => all
+            .iter()
+            .filter(|p| f.matches(p))
+            .map(|p| {
+                if detail {
+                    Value::Object(views::port(v, p))
+                } else {
+                    views::brief(&p.port.id)
+                }
+            })
+            .collect(),
+    };
+    Ok(Reply::ok(json!({ "ports": items }), views::core_attrs(v)))
+}
+
+/// `GET /ports`: `{"ports": [{"id"}]}`.
+pub(crate) async fn list(ctx: Ctx) -> Response {
+    ctx.finish(list_impl(&ctx, false).await)
+}
+
+/// `GET /ports/detail`: `{"ports": [{"id", "state"[, "op-status"]}]}`.
+pub(crate) async fn list_detail(ctx: Ctx) -> Response {
+    ctx.finish(list_impl(&ctx, true).await)
+}
+
+/// `POST /ports`, body optional: 200 (v1.0) / 202 (v1.1).
+pub(crate) async fn create(ctx: Ctx, body: Body) -> Response {
+    let r = async {
+        let res = resource(ctx.body(body).await?, "port", true)?;
+        let state = state_param(&res)?;
+        let (tenant, net) = (ctx.tenant(), ctx.param("network_id"));
+        let p = ctx
+            .run(move |c| c.create_port(&tenant, &net, state))
+            .await?;
+        Ok(Reply::body(
+            create_status(ctx.version),
+            json!({"port": views::brief(&p.id)}),
+            views::core_attrs(ctx.version),
+        ))
+    };
+    let r = r.await;
+    ctx.finish(r)
+}
+
+async fn show_impl(ctx: &Ctx, detail: bool) -> Result<Reply, ApiError> {
+    let (tenant, net, port) = (ctx.tenant(), ctx.param("network_id"), ctx.param("port_id"));
+    let p = ctx.run(move |c| c.port(&tenant, &net, &port)).await?;
+    let body = if detail {
+        views::port_detail(ctx.version, &p)
+    } else {
+        Value::Object(views::port(ctx.version, &p))
+    };
+    Ok(Reply::ok(
+        json!({ "port": body }),
+        views::core_attrs(ctx.version),
+    ))
+}
+
+/// `GET /ports/{id}`.
+pub(crate) async fn show(ctx: Ctx) -> Response {
+    ctx.finish(show_impl(&ctx, false).await)
+}
+
+/// `GET /ports/{id}/detail`: with the attachment when plugged.
+pub(crate) async fn show_detail(ctx: Ctx) -> Response {
+    ctx.finish(show_impl(&ctx, true).await)
+}
+
+/// `PUT /ports/{id}` with `{"port": {"state"}}`: 204.
+pub(crate) async fn update(ctx: Ctx, body: Body) -> Response {
+    let r = async {
+        let res = resource(ctx.body(body).await?, "port", false)?;
+        let (tenant, net, port) = (ctx.tenant(), ctx.param("network_id"), ctx.param("port_id"));
+        // Not found beats a bad state: look the port up first.
+        let state = match state_param(&res) {
+            Ok(s) => s,
+            Err(e) => {
+                ctx.run(move |c| c.port(&tenant, &net, &port)).await?;
+                return Err(e);
+            }
+        };
+        ctx.run(move |c| c.set_port_state(&tenant, &net, &port, state))
+            .await?;
+        Ok(Reply::no_content())
+    };
+    let r = r.await;
+    ctx.finish(r)
+}
+
+/// `DELETE /ports/{id}`: 204; PortInUse while plugged.
+pub(crate) async fn delete(ctx: Ctx) -> Response {
+    let r = async {
+        let (tenant, net, port) = (ctx.tenant(), ctx.param("network_id"), ctx.param("port_id"));
+        ctx.run(move |c| c.delete_port(&tenant, &net, &port))
+            .await?;
+        Ok(Reply::no_content())
+    };
+    let r = r.await;
+    ctx.finish(r)
+}
+
+/// `GET /ports/{id}/attachment`: `{"attachment": {"id"}}` or
+/// `{"attachment": {}}`. In XML the id is a child element (the original's
+/// attachment metadata was never applied).
+pub(crate) async fn show_attachment(ctx: Ctx) -> Response {
+    let r = async {
+        let (tenant, net, port) = (ctx.tenant(), ctx.param("network_id"), ctx.param("port_id"));
+        let att = ctx.run(move |c| c.attachment(&tenant, &net, &port)).await?;
+        let body = match att {
+            Some(id) => json!({"attachment": {"id": id}}),
+            None => json!({"attachment": {}}),
+        };
+        Ok(Reply::ok(body, &[]))
+    };
+    let r = r.await;
+    ctx.finish(r)
+}
+
+/// `PUT /ports/{id}/attachment` with `{"attachment": {"id"}}`: 204. The id
+/// must be an interface registered to this tenant.
+pub(crate) async fn plug(ctx: Ctx, body: Body) -> Response {
+    let r = async {
+        let res = resource(ctx.body(body).await?, "attachment", false)?;
+        let (tenant, net, port) = (ctx.tenant(), ctx.param("network_id"), ctx.param("port_id"));
+        let id = match req_str(&res, "id") {
+            Ok(id) => id,
+            Err(e) => {
+                ctx.run(move |c| c.port(&tenant, &net, &port)).await?;
+                return Err(e);
+            }
+        };
+        ctx.run(move |c| c.plug(&tenant, &net, &port, &id)).await?;
+        Ok(Reply::no_content())
+    };
+    let r = r.await;
+    ctx.finish(r)
+}
+
+/// `DELETE /ports/{id}/attachment`: 204, also when nothing is plugged.
+pub(crate) async fn unplug(ctx: Ctx) -> Response {
+    let r = async {
+        let (tenant, net, port) = (ctx.tenant(), ctx.param("network_id"), ctx.param("port_id"));
+        ctx.run(move |c| c.unplug(&tenant, &net, &port)).await?;
+        Ok(Reply::no_content())
+    };
+    let r = r.await;
+    ctx.finish(r)
+}

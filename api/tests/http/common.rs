@@ -1,0 +1,206 @@
+//! Test harness: the router on a temporary SQLite file, called in-process.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use control::{Control, ControlOptions, DesiredState, Forwarder};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// Records every applied state; reports the ports in `up` as forwarding.
+#[derive(Debug, Default)]
+pub(crate) struct Recorder {
+    pub(crate) applied: Mutex<Vec<DesiredState>>,
+    pub(crate) up: Mutex<HashSet<String>>,
+}
+
+impl Forwarder for Recorder {
+    fn apply(&self, state: &DesiredState) {
+        self.applied.lock().unwrap().push(state.clone());
+    }
+    fn port_up(&self, port_id: &str) -> bool {
+        self.up.lock().unwrap().contains(port_id)
+    }
+}
+
+impl Recorder {
+    pub(crate) fn last(&self) -> DesiredState {
+        self.applied.lock().unwrap().last().cloned().unwrap()
+    }
+    pub(crate) fn count(&self) -> usize {
+        self.applied.lock().unwrap().len()
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct App {
+    pub(crate) router: Router,
+    pub(crate) control: Arc<Control>,
+    pub(crate) fwd: Arc<Recorder>,
+    _dir: tempfile::TempDir,
+}
+
+#[derive(Debug)]
+pub(crate) struct Resp {
+    pub(crate) status: StatusCode,
+    pub(crate) content_type: Option<String>,
+    pub(crate) allow: Option<String>,
+    pub(crate) body: String,
+}
+
+impl Resp {
+    pub(crate) fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+    pub(crate) fn code(&self) -> u16 {
+        self.status.as_u16()
+    }
+}
+
+pub(crate) fn app() -> App {
+    app_with(ControlOptions::default(), api::ApiOptions::default())
+}
+
+pub(crate) fn app_with(copts: ControlOptions, aopts: api::ApiOptions) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let fwd = Arc::new(Recorder::default());
+    let control =
+        Arc::new(Control::open_with(dir.path().join("q.db"), fwd.clone(), copts).unwrap());
+    let router = api::router(control.clone(), aopts);
+    App {
+        router,
+        control,
+        fwd,
+        _dir: dir,
+    }
+}
+
+impl App {
+    pub(crate) async fn req(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", "127.0.0.1:9696");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b
+            .body(body.map_or_else(Body::empty, |s| Body::from(s.to_owned())))
+            .unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let content_type = header("content-type");
+        let allow = header("allow");
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        Resp {
+            status,
+            content_type,
+            allow,
+            body: String::from_utf8(bytes.to_vec()).unwrap(),
+        }
+    }
+
+    pub(crate) async fn get(&self, uri: &str) -> Resp {
+        self.req("GET", uri, None, &[]).await
+    }
+
+    pub(crate) async fn delete(&self, uri: &str) -> Resp {
+        self.req("DELETE", uri, None, &[]).await
+    }
+
+    /// A JSON body.
+    pub(crate) async fn send(&self, method: &str, uri: &str, body: &str) -> Resp {
+        self.req(
+            method,
+            uri,
+            Some(body),
+            &[("content-type", "application/json")],
+        )
+        .await
+    }
+
+    /// An XML body, XML answer.
+    pub(crate) async fn send_xml(&self, method: &str, uri: &str, body: &str) -> Resp {
+        self.req(
+            method,
+            uri,
+            Some(body),
+            &[("content-type", "application/xml")],
+        )
+        .await
+    }
+
+    /// Creates a network through the API and returns its id.
+    pub(crate) async fn network(&self, v: &str, tenant: &str, name: &str) -> String {
+        let r = self
+            .send(
+                "POST",
+                &format!("/{v}/tenants/{tenant}/networks"),
+                &format!(r#"{{"network": {{"name": "{name}"}}}}"#),
+            )
+            .await;
+        assert!(r.status.is_success(), "{r:?}");
+        r.json()["network"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a port through the API and returns its id.
+    pub(crate) async fn port(&self, v: &str, tenant: &str, net: &str, state: &str) -> String {
+        let r = self
+            .send(
+                "POST",
+                &format!("/{v}/tenants/{tenant}/networks/{net}/ports"),
+                &format!(r#"{{"port": {{"state": "{state}"}}}}"#),
+            )
+            .await;
+        assert!(r.status.is_success(), "{r:?}");
+        r.json()["port"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Registers an interface through the API.
+    pub(crate) async fn register(&self, v: &str, tenant: &str, id: &str, device: &str) {
+        let r = self
+            .send(
+                "PUT",
+                &format!("/{v}/tenants/{tenant}/interfaces/{id}"),
+                &format!(r#"{{"interface": {{"device": "{device}"}}}}"#),
+            )
+            .await;
+        assert_eq!(r.code(), 200, "{r:?}");
+    }
+
+    /// Plugs an attachment through the API.
+    pub(crate) async fn plug(
+        &self,
+        v: &str,
+        tenant: &str,
+        net: &str,
+        port: &str,
+        att: &str,
+    ) -> Resp {
+        self.send(
+            "PUT",
+            &format!("/{v}/tenants/{tenant}/networks/{net}/ports/{port}/attachment"),
+            &format!(r#"{{"attachment": {{"id": "{att}"}}}}"#),
+        )
+        .await
+    }
+}
+
+pub(crate) const XMLNS_10: &str = "http://openstack.org/quantum/api/v1.0";
+pub(crate) const XMLNS_11: &str = "http://openstack.org/quantum/api/v1.1";
