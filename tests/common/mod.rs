@@ -1,0 +1,342 @@
+//! Shared fixtures of the end-to-end tests: namespaces and veth pairs that clean up after
+//! themselves (even when a test fails), the daemon as a child process, and raw frames through
+//! `tests/tools/frames.py`.
+//!
+//! Every name starts with `qs` and is unique to the test process; every address is in
+//! 198.18.0.0/15. Nothing is sent anywhere else.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Runs a command, panicking with its output if it fails.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command and reports whether it succeeded.
+pub fn try_sh(args: &[&str]) -> bool {
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// A short name unique to this test process: `qs` + 4 digits + a counter letter pair.
+pub fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id() % 10_000;
+    format!("qs{tag}{pid:04}{n:02}")
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(name: &str) -> Netns {
+        sh(&["ip", "netns", "add", name]);
+        let ns = Netns { name: name.into() };
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+        ns
+    }
+
+    pub fn exec(&self, args: &[&str]) -> String {
+        let mut v = vec!["ip", "netns", "exec", &self.name];
+        v.extend_from_slice(args);
+        sh(&v)
+    }
+
+    pub fn try_exec(&self, args: &[&str]) -> bool {
+        let mut v = vec!["ip", "netns", "exec", &self.name];
+        v.extend_from_slice(args);
+        try_sh(&v)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = try_sh(&["ip", "netns", "del", &self.name]);
+    }
+}
+
+/// A "VM": a namespace holding one end of a veth pair; the other end (`host`) stays in the
+/// root namespace for the switch.
+pub struct Vm {
+    pub ns: Netns,
+    pub host: String,
+    pub dev: String,
+    pub mac: String,
+    pub ip: String,
+}
+
+impl Vm {
+    /// Creates the namespace and the pair; `n` picks the MAC and the address 198.18.<net>.<n>.
+    pub fn new(tag: &str, n: u8, subnet: u8) -> Vm {
+        let base = unique(tag);
+        let ns = Netns::new(&base);
+        let vm = Vm {
+            host: format!("{base}h"),
+            dev: format!("{base}v"),
+            mac: format!("02:00:00:00:{subnet:02x}:{n:02x}"),
+            ip: format!("198.18.{subnet}.{n}"),
+            ns,
+        };
+        vm.plug_cable();
+        vm
+    }
+
+    /// (Re)creates the veth pair.
+    pub fn plug_cable(&self) {
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &self.host,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &self.dev,
+            "netns",
+            &self.ns.name,
+        ]);
+        let _ = try_sh(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{}.disable_ipv6=1", self.host),
+        ]);
+        sh(&["ip", "link", "set", &self.host, "up"]);
+        self.ns
+            .exec(&["ip", "link", "set", &self.dev, "address", &self.mac]);
+        self.ns.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/16", self.ip),
+            "dev",
+            &self.dev,
+        ]);
+        self.ns.exec(&["ip", "link", "set", &self.dev, "up"]);
+    }
+
+    /// Deletes the veth pair (the switch's port loses its device).
+    pub fn unplug_cable(&self) {
+        let _ = try_sh(&["ip", "link", "del", &self.host]);
+    }
+
+    /// One ping round; true if answered.
+    pub fn ping(&self, ip: &str) -> bool {
+        self.ns.try_exec(&["ping", "-c", "1", "-W", "1", "-q", ip])
+    }
+
+    /// Pings until answered or `timeout` passes.
+    pub fn ping_until(&self, ip: &str, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.ping(ip) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Sends raw frames (hex) from the VM's interface.
+    pub fn send(&self, frames: &[String]) {
+        let tool = tools();
+        let mut args = vec!["python3", tool.to_str().unwrap(), "send", &self.dev];
+        args.extend(frames.iter().map(String::as_str));
+        self.ns.exec(&args);
+    }
+
+    /// Starts capturing frames of EtherType `etype` on the VM's interface for `secs`.
+    pub fn capture(&self, secs: f32, etype: u16) -> Capture {
+        Capture::start(&self.ns.name, &self.dev, secs, etype)
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.unplug_cable();
+    }
+}
+
+fn tools() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/frames.py")
+}
+
+/// A frame seen by a capture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub hex: String,
+    pub vlan: Option<u16>,
+}
+
+/// A running capture.
+pub struct Capture {
+    child: Child,
+}
+
+impl Capture {
+    fn start(ns: &str, dev: &str, secs: f32, etype: u16) -> Capture {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "python3"])
+            .arg(tools())
+            .args(["capture", dev, &secs.to_string(), &format!("{etype:x}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("capture");
+        // Wait until the socket is bound.
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        let _ = err.read_line(&mut line);
+        assert!(line.contains("ready"), "capture did not start: {line}");
+        Capture { child }
+    }
+
+    /// Waits for the capture to end and returns what it saw.
+    pub fn finish(mut self) -> Vec<Seen> {
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let _ = self.child.wait();
+        out.lines()
+            .filter_map(|l| {
+                let hex = l.split("\"hex\": \"").nth(1)?.split('"').next()?.to_owned();
+                let vlan = l
+                    .split("\"vlan\": ")
+                    .nth(1)
+                    .and_then(|v| v.trim_end_matches('}').trim().parse().ok());
+                Some(Seen { hex, vlan })
+            })
+            .collect()
+    }
+}
+
+/// EtherType the tests use for their own frames (IEEE local experimental), so captures ignore
+/// everything else.
+pub const TEST_ETHERTYPE: u16 = 0x88b5;
+
+/// A test frame as hex: `dst`, `src` (colon MACs), optional VLAN tag, a marker payload.
+pub fn frame_hex(dst: &str, src: &str, vlan: Option<u16>, marker: u8) -> String {
+    let mut s = String::new();
+    s.push_str(&dst.replace(':', ""));
+    s.push_str(&src.replace(':', ""));
+    if let Some(v) = vlan {
+        s.push_str(&format!("8100{:04x}", v & 0x0fff));
+    }
+    s.push_str(&format!("{TEST_ETHERTYPE:04x}"));
+    for _ in 0..46 {
+        s.push_str(&format!("{marker:02x}"));
+    }
+    s
+}
+
+/// The daemon as a child process; stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub dir: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `qswitch serve` with `args`, in a fresh temporary directory.
+    pub fn start(args: &[&str]) -> Daemon {
+        let dir = std::env::temp_dir().join(unique("d"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Daemon::start_in(dir, args)
+    }
+
+    pub fn start_in(dir: PathBuf, args: &[&str]) -> Daemon {
+        let log = std::fs::File::create(dir.join("qswitch.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_qswitch"))
+            .arg("serve")
+            .args(args)
+            .current_dir(&dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start qswitch");
+        Daemon { child, dir }
+    }
+
+    /// Starts the daemon with a TOML configuration written to its directory.
+    pub fn with_config(toml: &str, extra: &[&str]) -> Daemon {
+        let dir = std::env::temp_dir().join(unique("d"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("qswitch.toml");
+        std::fs::write(&cfg, toml).unwrap();
+        let mut args = vec!["--config", cfg.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        Daemon::start_in(dir, &refs)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("qswitch.log")).unwrap_or_default()
+    }
+
+    /// Sends a signal and waits up to 5 s for the exit.
+    pub fn signal(&mut self, sig: &str) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = try_sh(&["kill", sig, &pid]);
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if !self.signal("-TERM") {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Does interface `dev` have an XDP program attached?
+pub fn has_xdp(dev: &str) -> bool {
+    sh(&["ip", "-o", "link", "show", "dev", dev]).contains(" xdp")
+}
+
+/// Waits until `f` holds or `timeout` passes.
+pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}

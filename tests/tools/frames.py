@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Raw Ethernet frames for the integration tests (run inside a test namespace).
+
+  frames.py send IFACE HEX [HEX ...]        send each frame as given (tags included)
+  frames.py capture IFACE SECONDS [ETYPE]   print one JSON object per frame received:
+                                            {"hex": ..., "vlan": VID or null}; with ETYPE
+                                            (hex), only frames whose payload has that type
+
+The kernel moves a received 802.1Q tag out of the frame into metadata; the capture reads it
+back from PACKET_AUXDATA, so "vlan" is the tag the frame carried on the wire.
+"""
+import json
+import select
+import socket
+import struct
+import sys
+import time
+
+SOL_PACKET = 263
+PACKET_AUXDATA = 8
+TP_STATUS_VLAN_VALID = 0x10
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+
+
+def send(iface, frames):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    for h in frames:
+        s.send(bytes.fromhex(h))
+
+
+def capture(iface, seconds, etype):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    s.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+    s.bind((iface, ETH_P_ALL))
+    print("ready", file=sys.stderr, flush=True)
+    end = time.monotonic() + seconds
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            break
+        r, _, _ = select.select([s], [], [], left)
+        if not r:
+            continue
+        data, anc, _, addr = s.recvmsg(65536, socket.CMSG_SPACE(32))
+        if addr[2] == PACKET_OUTGOING:
+            continue
+        vlan = None
+        for level, typ, cdata in anc:
+            if level == SOL_PACKET and typ == PACKET_AUXDATA and len(cdata) >= 20:
+                status, _, _, _, _, tci, _tpid = struct.unpack("IIIHHHH", cdata[:20])
+                if status & TP_STATUS_VLAN_VALID:
+                    vlan = tci & 0x0FFF
+        if len(data) >= 14 and etype is not None:
+            t = struct.unpack("!H", data[12:14])[0]
+            if t == 0x8100 and len(data) >= 18:
+                t = struct.unpack("!H", data[16:18])[0]
+            if t != etype:
+                continue
+        print(json.dumps({"hex": data.hex(), "vlan": vlan}), flush=True)
+
+
+def main():
+    cmd = sys.argv[1]
+    if cmd == "send":
+        send(sys.argv[2], sys.argv[3:])
+    elif cmd == "capture":
+        etype = int(sys.argv[4], 16) if len(sys.argv) > 4 else None
+        capture(sys.argv[2], float(sys.argv[3]), etype)
+    else:
+        sys.exit("unknown command " + cmd)
+
+
+if __name__ == "__main__":
+    main()
