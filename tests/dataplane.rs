@@ -99,7 +99,7 @@ fn broadcast_floods_to_its_network_and_the_trunk_only() {
     let cu = lab.up.capture(1.5, TEST_ETHERTYPE);
     let c1 = lab.vm1.capture(1.5, TEST_ETHERTYPE);
     let f = frame_hex(BCAST, &lab.vm1.mac, None, 0x11);
-    lab.vm1.send(&[f.clone()]);
+    lab.vm1.send(std::slice::from_ref(&f));
     let (s1, s2, s3, su) = (c1.finish(), c2.finish(), c3.finish(), cu.finish());
     assert_eq!(
         s2,
