@@ -285,6 +285,27 @@ impl Switch {
         Ok(())
     }
 
+    /// Waits until every port whose device exists has been opened or has failed to open (the
+    /// worker has processed the requests), or until `timeout` passes. Returns true if settled.
+    pub fn wait_settled(&self, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        loop {
+            let pending = {
+                let st = self.inner.lock();
+                st.handles
+                    .values()
+                    .any(|h| h.requested.is_some() && h.shared.state() == LinkState::Closed)
+            };
+            if !pending {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+
     /// The configuration last applied.
     pub fn config(&self) -> SwitchConfig {
         self.inner.lock().cfg.clone()
