@@ -87,7 +87,8 @@ pub enum ControlError {
         /// What is wrong, for the client.
         reason: String,
     },
-    /// The store failed; the detail is for the log, never for the client.
+    /// The store failed; the detail is for the operator's log, never for an
+    /// API client.
     Store {
         /// The store's own message.
         detail: String,
@@ -148,7 +149,8 @@ impl fmt::Display for ControlError {
                 "No free segmentation id: all VLAN ids {min}..{max} are in use by networks"
             ),
             Self::Invalid { reason } => f.write_str(reason),
-            Self::Store { .. } => f.write_str("internal store error"),
+            // For logs and startup errors; the API never shows it to clients.
+            Self::Store { detail } => write!(f, "store error: {detail}"),
         }
     }
 }

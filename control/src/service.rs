@@ -10,6 +10,7 @@
 //! blocking thread (`tokio::task::spawn_blocking`). `Forwarder::port_up` is
 //! asked after the lock is released.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -178,14 +179,16 @@ impl Control {
 
     /// A tenant's networks with their ports, in creation order.
     pub fn list_networks(&self, tenant_id: &str) -> Result<Vec<NetworkView>> {
-        let (networks, mut ports) =
+        let (networks, ports) =
             self.read(|tx| Ok((tx.networks(tenant_id)?, tx.tenant_ports(tenant_id)?)))?;
+        let mut by_network: HashMap<String, Vec<Port>> = HashMap::new();
+        for p in ports {
+            by_network.entry(p.network_id.clone()).or_default().push(p);
+        }
         Ok(networks
             .into_iter()
             .map(|n| {
-                let (mine, rest): (Vec<Port>, Vec<Port>) =
-                    ports.drain(..).partition(|p| p.network_id == n.id);
-                ports = rest;
+                let mine = by_network.remove(&n.id).unwrap_or_default();
                 self.network_view(n, mine)
             })
             .collect())

@@ -438,6 +438,28 @@ async fn openapi_document_is_served() {
     assert_eq!(r.code(), 200);
     let doc = r.json();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let t = "/{version}/tenants/{tenant_id}";
+    for path in [
+        format!("{t}/networks"),
+        format!("{t}/networks/detail"),
+        format!("{t}/networks/{{network_id}}"),
+        format!("{t}/networks/{{network_id}}/detail"),
+        format!("{t}/networks/{{network_id}}/ports"),
+        format!("{t}/networks/{{network_id}}/ports/detail"),
+        format!("{t}/networks/{{network_id}}/ports/{{port_id}}"),
+        format!("{t}/networks/{{network_id}}/ports/{{port_id}}/detail"),
+        format!("{t}/networks/{{network_id}}/ports/{{port_id}}/attachment"),
+        format!("{t}/interfaces"),
+        format!("{t}/interfaces/{{interface_id}}"),
+        "/{version}/extensions".to_owned(),
+        "/{version}/extensions/{alias}".to_owned(),
+        "/".to_owned(),
+    ] {
+        assert!(
+            doc["paths"][&path].is_object(),
+            "{path} missing from openapi.json"
+        );
+    }
 }
 
 #[tokio::test]
