@@ -45,7 +45,7 @@ use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::header::{CONTENT_TYPE, HOST};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -100,8 +100,11 @@ pub fn router(control: Arc<Control>, opts: ApiOptions) -> Router {
         )
     });
     let inner = Router::new()
-        .route("/", get(versions))
-        .route("/openapi.json", get(openapi))
+        .route("/", get(versions).fallback(root_method_not_allowed))
+        .route(
+            "/openapi.json",
+            get(openapi).fallback(root_method_not_allowed),
+        )
         .nest("/v1.0", quantum::router(state(Version::V10)))
         .nest("/v1.1", quantum::router(state(Version::V11)))
         .fallback(root_not_found)
@@ -152,4 +155,13 @@ async fn openapi() -> Response {
 async fn root_not_found(headers: HeaderMap, uri: Uri) -> Response {
     ApiError::NotFound(format!("No resource at {}", uri.path()))
         .render(None, format_of(&headers, None))
+}
+
+/// A method other than GET on `/` or `/openapi.json`.
+async fn root_method_not_allowed(headers: HeaderMap, method: Method) -> Response {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        allow: Some(HeaderValue::from_static("GET,HEAD")),
+    }
+    .render(None, format_of(&headers, None))
 }

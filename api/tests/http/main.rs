@@ -6,4 +6,5 @@ mod faults;
 mod filters;
 mod interfaces;
 mod isolation;
+mod robustness;
 mod routes;
