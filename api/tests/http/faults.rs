@@ -554,3 +554,59 @@ async fn invalid_ids_in_paths_are_not_found() {
         .await;
     assert_eq!(r.code(), 400);
 }
+
+/// A store that fails every transaction once `fail` is set.
+#[derive(Debug)]
+struct Flaky {
+    inner: control::store::sqlite::SqliteStore,
+    fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl control::store::Store for Flaky {
+    fn begin(&mut self, write: bool) -> control::Result<Box<dyn control::store::Tx + '_>> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(control::ControlError::Store {
+                detail: "disk I/O error in /var/lib/secret.db".into(),
+            });
+        }
+        self.inner.begin(write)
+    }
+}
+
+#[tokio::test]
+async fn store_failures_are_500_without_internal_detail() {
+    let fail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store = Flaky {
+        inner: control::store::sqlite::SqliteStore::open_in_memory().unwrap(),
+        fail: fail.clone(),
+    };
+    let c = control::Control::with_store(
+        Box::new(store),
+        std::sync::Arc::new(control::NullForwarder),
+        control::ControlOptions::default(),
+    )
+    .unwrap();
+    let router = api::router(std::sync::Arc::new(c), api::ApiOptions::default());
+    fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    for (v, key) in [("v1.0", "Internal Server Error"), ("v1.1", "QuantumError")] {
+        let req = axum::http::Request::get(format!("/{v}/tenants/t/networks"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = tower::ServiceExt::oneshot(router.clone(), req)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 500);
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        let text = body.to_string();
+        assert!(!text.contains("secret"), "{text}");
+        assert_eq!(
+            body[key]["message"],
+            "The server has either erred or is incapable of performing the requested operation."
+        );
+        assert_eq!(body[key]["detail"], "");
+    }
+}

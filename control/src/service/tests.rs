@@ -386,3 +386,29 @@ fn lists_keep_creation_order_and_group_ports_by_network() {
     assert_eq!(ports(&nets[0]), vec![p2.id]);
     assert_eq!(ports(&nets[1]), vec![p1.id, p3.id]);
 }
+
+#[test]
+fn concurrent_creates_get_unique_vlans() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(Control::open(dir.path().join("q.db"), Arc::new(NullForwarder)).unwrap());
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|i| {
+                        c.create_network(&format!("t{t}"), &format!("n{i}"))
+                            .unwrap()
+                            .vlan
+                    })
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    let mut vlans: Vec<u16> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    vlans.sort_unstable();
+    assert_eq!(vlans, (1..=40).collect::<Vec<u16>>());
+}
