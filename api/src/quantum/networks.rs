@@ -2,12 +2,24 @@
 
 use axum::body::Body;
 use axum::response::Response;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::filters::{self, Parsed};
 use super::{create_status, views};
-use crate::ctx::{req_str, resource, Ctx, Reply};
+use crate::ctx::{resource, Ctx, Reply};
 use crate::fault::ApiError;
+
+/// The `name` parameter: required; an empty string is accepted (the model
+/// allows empty and duplicate names).
+fn name_param(res: &Map<String, Value>) -> Result<String, ApiError> {
+    match res.get("name") {
+        Some(Value::String(s)) => Ok(s.clone()),
+        None | Some(Value::Null) => Err(ApiError::MissingParam("name")),
+        Some(_) => Err(ApiError::BadRequest(
+            "Failed to parse request. Parameter: name must be a string".into(),
+        )),
+    }
+}
 
 async fn list_impl(ctx: &Ctx, detail: bool) -> Result<Reply, ApiError> {
     let filter = filters::networks(ctx.version, ctx.query.as_deref())?;
@@ -48,17 +60,7 @@ pub(crate) async fn list_detail(ctx: Ctx) -> Response {
 pub(crate) async fn create(ctx: Ctx, body: Body) -> Response {
     let r = async {
         let res = resource(ctx.body(body).await?, "network", false)?;
-        // `name` must be present; an empty string is accepted (duplicates
-        // and empty names are allowed by the model).
-        let name = match res.get("name") {
-            Some(Value::String(s)) => s.clone(),
-            None | Some(Value::Null) => return Err(ApiError::MissingParam("name")),
-            Some(_) => {
-                return Err(ApiError::BadRequest(
-                    "Failed to parse request. Parameter: name must be a string".into(),
-                ))
-            }
-        };
+        let name = name_param(&res)?;
         let tenant = ctx.tenant();
         let n = ctx.run(move |c| c.create_network(&tenant, &name)).await?;
         Ok(Reply::body(
@@ -99,7 +101,7 @@ pub(crate) async fn show_detail(ctx: Ctx) -> Response {
 pub(crate) async fn update(ctx: Ctx, body: Body) -> Response {
     let r = async {
         let res = resource(ctx.body(body).await?, "network", false)?;
-        let name = req_str(&res, "name")?;
+        let name = name_param(&res)?;
         let (tenant, net) = (ctx.tenant(), ctx.param("network_id"));
         ctx.run(move |c| c.rename_network(&tenant, &net, &name))
             .await?;

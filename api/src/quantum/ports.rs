@@ -61,8 +61,15 @@ pub(crate) async fn list_detail(ctx: Ctx) -> Response {
 pub(crate) async fn create(ctx: Ctx, body: Body) -> Response {
     let r = async {
         let res = resource(ctx.body(body).await?, "port", true)?;
-        let state = state_param(&res)?;
         let (tenant, net) = (ctx.tenant(), ctx.param("network_id"));
+        // The network is looked up before the state is judged.
+        let state = match state_param(&res) {
+            Ok(s) => s,
+            Err(e) => {
+                ctx.run(move |c| c.list_ports(&tenant, &net)).await?;
+                return Err(e);
+            }
+        };
         let p = ctx
             .run(move |c| c.create_port(&tenant, &net, state))
             .await?;
@@ -156,13 +163,8 @@ pub(crate) async fn plug(ctx: Ctx, body: Body) -> Response {
     let r = async {
         let res = resource(ctx.body(body).await?, "attachment", false)?;
         let (tenant, net, port) = (ctx.tenant(), ctx.param("network_id"), ctx.param("port_id"));
-        let id = match req_str(&res, "id") {
-            Ok(id) => id,
-            Err(e) => {
-                ctx.run(move |c| c.port(&tenant, &net, &port)).await?;
-                return Err(e);
-            }
-        };
+        // Request parsing comes before any lookup, as in the original.
+        let id = req_str(&res, "id")?;
         ctx.run(move |c| c.plug(&tenant, &net, &port, &id)).await?;
         Ok(Reply::no_content())
     };

@@ -610,3 +610,48 @@ async fn store_failures_are_500_without_internal_detail() {
         assert_eq!(body[key]["detail"], "");
     }
 }
+
+#[tokio::test]
+async fn request_parsing_comes_before_lookups_and_state_after() {
+    let app = app();
+    // Missing parameters are judged first, even on a missing network.
+    let r = app
+        .send("PUT", "/v1.1/tenants/t/networks/nope", r#"{"network": {}}"#)
+        .await;
+    assert_eq!(r.code(), 400);
+    let r = app
+        .send(
+            "PUT",
+            "/v1.1/tenants/t/networks/nope/ports/p/attachment",
+            r#"{"attachment": {}}"#,
+        )
+        .await;
+    assert_eq!(r.code(), 400);
+    // A bad state is judged after the lookups.
+    let r = app
+        .send(
+            "POST",
+            "/v1.0/tenants/t/networks/nope/ports",
+            r#"{"port": {"state": "bad"}}"#,
+        )
+        .await;
+    assert_eq!(r.code(), 420);
+    let net = app.network("v1.1", "t", "n").await;
+    let r = app
+        .send(
+            "PUT",
+            &format!("/v1.0/tenants/t/networks/{net}/ports/nope"),
+            r#"{"port": {"state": "bad"}}"#,
+        )
+        .await;
+    assert_eq!(r.code(), 430);
+    // An empty name is a name, on create and on rename.
+    let r = app
+        .send(
+            "PUT",
+            &format!("/v1.1/tenants/t/networks/{net}"),
+            r#"{"network": {"name": ""}}"#,
+        )
+        .await;
+    assert_eq!(r.code(), 204);
+}
