@@ -9,6 +9,16 @@
 //! and block on disk I/O (the commit's fsync): async callers run them on a
 //! blocking thread (`tokio::task::spawn_blocking`). `Forwarder::port_up` is
 //! asked after the lock is released.
+//!
+//! # Limitations
+//!
+//! One connection serves reads and writes, so requests are served one at a
+//! time by the store. A commit with `synchronous=FULL` costs one fsync (well
+//! under a millisecond on SSDs with a write cache, a few ms otherwise), which
+//! bounds writes per second; reads are index lookups. A pool of read
+//! connections (WAL allows readers beside the writer) is the next step if
+//! reads ever queue behind writes. The desired state is rebuilt in full after
+//! each write: one scan of networks and plugged ports.
 
 use std::collections::HashMap;
 use std::path::Path;
