@@ -97,6 +97,9 @@ fn node(out: &mut String, name: &str, data: &Value, attrs: Attrs<'_>, xmlns: Opt
     out.push('>');
 }
 
+/// Deepest element nesting accepted in a request (Quantum bodies use 2).
+const MAX_DEPTH: usize = 16;
+
 /// Why an XML body was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Malformed;
@@ -170,6 +173,9 @@ pub(crate) fn from_xml(body: &str) -> Result<Value, Malformed> {
         match reader.read_event().map_err(|_| Malformed)? {
             Event::Start(e) => {
                 if root.is_some() {
+                    return Err(Malformed);
+                }
+                if stack.len() >= MAX_DEPTH {
                     return Err(Malformed);
                 }
                 stack.push(start(&e)?);
@@ -286,6 +292,7 @@ mod tests {
             "text",
             "<a>&custom;</a>",
             r#"<!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>"#,
+            &"<a>".repeat(100_000),
         ] {
             assert_eq!(from_xml(bad), Err(Malformed), "{bad}");
         }

@@ -64,3 +64,23 @@ async fn no_request_gets_a_server_error() {
         }
     }
 }
+
+#[tokio::test]
+async fn deeply_nested_bodies_are_malformed_not_a_crash() {
+    let app = app();
+    let depth = 100_000;
+    let json = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let r = app.send("POST", "/v1.1/tenants/t/networks", &json).await;
+    assert_eq!(r.code(), 400);
+    assert_eq!(r.json()["Error"]["message"], "Malformed request body");
+    let xml = format!("{}{}", "<a>".repeat(depth), "</a>".repeat(depth));
+    let r = app.send_xml("POST", "/v1.1/tenants/t/networks", &xml).await;
+    assert_eq!(r.code(), 400);
+    let xml = format!(
+        "<network>{}{}</network>",
+        "<a>".repeat(20),
+        "</a>".repeat(20)
+    );
+    let r = app.send_xml("POST", "/v1.1/tenants/t/networks", &xml).await;
+    assert_eq!(r.code(), 400);
+}
