@@ -1,1 +1,1 @@
-//! bench crate of qswitch; see docs/ARCHITECTURE.md.
+//! qswitch benchmarks; see `benches/` and docs/BENCHMARKS.md.

@@ -1,0 +1,139 @@
+//! The forwarding pipeline without the kernel, in nanoseconds per 64-byte frame.
+//!
+//! Cases:
+//! - `decide/{1k,1m}`: `Pipeline::process` alone (parse, classify, learn, look up) on unicast
+//!   frames between two ports of one network whose MAC table holds 1 000 or 1 000 000 entries.
+//! - `worker/{1k,1m}`: one `Worker::poll` round per 64 frames over in-memory ports: the decision
+//!   plus descriptor movement, UMEM ownership checks and counters (the AF_XDP worker's user-space
+//!   work; the in-memory port's copy of the 64 bytes into the UMEM is included).
+//!
+//! Run: `cargo bench -p bench --bench pipeline`.
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use dataplane::config::{NetworkConfig, PortConfig, SlotMap, Snapshot, SwitchConfig};
+use dataplane::pipeline::{Now, Pipeline};
+use dataplane::port::mem::{MemPort, MemSpec};
+use dataplane::wire::{build_frame, Mac};
+use dataplane::worker::{Command, PortShared, Worker, WorkerConfig};
+
+fn mac(side: u8, i: u32) -> Mac {
+    let b = i.to_be_bytes();
+    Mac([0x02, side, b[0], b[1], b[2], b[3]])
+}
+
+fn config(macs: u32) -> SwitchConfig {
+    SwitchConfig {
+        networks: vec![NetworkConfig {
+            id: "n".into(),
+            vlan: 10,
+            mac_limit: macs + 16,
+        }],
+        ports: vec![
+            PortConfig::access("a", "da", "n"),
+            PortConfig::access("b", "db", "n"),
+        ],
+    }
+}
+
+/// Frames from port a to port b: sources are the `n/2` MACs behind a, destinations the `n/2`
+/// behind b, visited in a scrambled order so lookups miss the cache as a real table would.
+fn frames(n: u32, count: usize) -> Vec<Vec<u8>> {
+    let half = (n / 2).max(1);
+    (0..count as u32)
+        .map(|i| {
+            let j = i.wrapping_mul(2_654_435_761) % half;
+            build_frame(mac(2, j), mac(1, i % half), None, 0x0800, &[0; 50])
+        })
+        .collect()
+}
+
+fn setup(n: u32) -> (Pipeline, Snapshot, u16, u16) {
+    let cfg = config(n);
+    let (mut ns, mut ps) = (SlotMap::default(), SlotMap::default());
+    let snap = Snapshot::compile(&cfg, 1, &mut ns, &mut ps);
+    let mut pipe = Pipeline::new(300, 1 << 22);
+    pipe.adopt(&snap, Now::default());
+    let (a, b) = (ps.get("a").unwrap(), ps.get("b").unwrap());
+    let half = (n / 2).max(1);
+    for i in 0..half {
+        let f = build_frame(Mac::BROADCAST, mac(2, i), None, 0x0800, &[0; 50]);
+        pipe.process(&snap, b, &f, Now::default());
+        let f = build_frame(Mac::BROADCAST, mac(1, i), None, 0x0800, &[0; 50]);
+        pipe.process(&snap, a, &f, Now::default());
+    }
+    (pipe, snap, a, b)
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("decide");
+    for (name, n) in [("1k", 1_000u32), ("1m", 1_000_000)] {
+        let (mut pipe, snap, a, _) = setup(n);
+        let fs = frames(n, 1 << 16);
+        let mut k = 0usize;
+        g.throughput(Throughput::Elements(64));
+        g.bench_function(BenchmarkId::from_parameter(name), |bn| {
+            bn.iter(|| {
+                for _ in 0..64 {
+                    let v = pipe.process(&snap, a, &fs[k & 0xffff], Now::default());
+                    std::hint::black_box(v);
+                    k += 1;
+                }
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("worker");
+    for (name, n) in [("1k", 1_000u32), ("1m", 1_000_000)] {
+        let cfg = config(n);
+        let (mut ns, mut ps) = (SlotMap::default(), SlotMap::default());
+        let snap = Arc::new(Snapshot::compile(&cfg, 1, &mut ns, &mut ps));
+        let mut w: Worker<MemPort> = Worker::new(WorkerConfig {
+            frames: 8192,
+            max_macs: 1 << 22,
+            ..WorkerConfig::default()
+        })
+        .unwrap();
+        w.handle(Command::Snapshot(snap), Now::default());
+        for id in ["a", "b"] {
+            let slot = ps.get(id).unwrap();
+            w.handle(
+                Command::AddPort {
+                    slot,
+                    spec: MemSpec {
+                        capture: false,
+                        tx_size: 4096,
+                    },
+                    shared: Arc::new(PortShared::default()),
+                },
+                Now::default(),
+            );
+        }
+        let (a, b) = (ps.get("a").unwrap(), ps.get("b").unwrap());
+        // Learn every address once.
+        let half = (n / 2).max(1);
+        for (slot, side) in [(b, 2u8), (a, 1u8)] {
+            let learn: Vec<Vec<u8>> = (0..half)
+                .map(|i| build_frame(Mac::BROADCAST, mac(side, i), None, 0x0800, &[0; 50]))
+                .collect();
+            let total = learn.len();
+            w.port_mut(slot).unwrap().set_source(Arc::new(learn));
+            let mut done = 0;
+            while done < total {
+                done += w.poll(Now::default()).min(total - done).max(1);
+            }
+            w.port_mut(slot).unwrap().set_source(Arc::new(Vec::new()));
+        }
+        w.port_mut(a).unwrap().set_source(Arc::new(frames(n, 1 << 16)));
+        g.throughput(Throughput::Elements(64));
+        g.bench_function(BenchmarkId::from_parameter(name), |bn| {
+            bn.iter(|| std::hint::black_box(w.poll(Now::default())))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
