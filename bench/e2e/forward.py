@@ -158,13 +158,28 @@ def run_once(dut, seconds, binary, workdir):
         sink_r.close()
         sent = (g1[2] - g0[2]) / (g1[0] - g0[0])
         got = (s1[1] - s0[1]) / (s1[0] - s0[0])
-        return {"dut": dut, "offered_pps": sent, "forwarded_pps": got,
-                "loss": max(0.0, 1 - got / sent) if sent else 0.0}
+        res = {"dut": dut, "offered_pps": sent, "forwarded_pps": got,
+               "loss": max(0.0, 1 - got / sent) if sent else 0.0}
+        if sw:
+            sw.send_signal(signal.SIGTERM)
+            sw.wait()
+            sw = None
+            res["worker_ns_per_frame"] = worker_cost(os.path.join(workdir, "qswitch.log"))
+        return res
     finally:
         if sw:
             sw.send_signal(signal.SIGTERM)
             sw.wait()
         teardown()
+
+
+def worker_cost(log):
+    """The worker's own cost per frame, as it logs it on shutdown."""
+    with open(log) as f:
+        for line in f:
+            if "ns of busy rounds per frame" in line:
+                return float(line.split(" frames received, ")[1].split()[0])
+    return None
 
 
 def main():
@@ -188,14 +203,20 @@ def main():
         finally:
             teardown()
     med = {d: statistics.median(x["forwarded_pps"] for x in results[d]) for d in duts}
-    print(f"\n| DUT | forwarded Mpps (median of {a.runs}) | spread | vs none | vs bridge |")
-    print("|---|---|---|---|---|")
+    print(f"\n| DUT | forwarded Mpps (median of {a.runs}) | spread | vs none | vs bridge | max loss |")
+    print("|---|---|---|---|---|---|")
     for d in duts:
         vals = [x["forwarded_pps"] for x in results[d]]
         spread = (max(vals) - min(vals)) / med[d] * 100 if med[d] else 0
         vs_none = f"{med[d] / med['none']:.2f}" if med.get("none") else "-"
         vs_br = f"{med[d] / med['bridge']:.2f}" if med.get("bridge") else "-"
-        print(f"| {d} | {med[d] / 1e6:.3f} | {spread:.0f}% | {vs_none} | {vs_br} |")
+        loss = max(x["loss"] for x in results[d]) * 100
+        print(f"| {d} | {med[d] / 1e6:.3f} | {spread:.0f}% | {vs_none} | {vs_br} | {loss:.3f}% |")
+    costs = [x.get("worker_ns_per_frame") for x in results.get("qswitch", [])]
+    costs = [c for c in costs if c]
+    if costs:
+        print(f"\nqswitch worker thread: {statistics.median(costs):.0f} ns per frame (median), "
+              "including its TX syscalls")
     print(json.dumps({"median_pps": med, "runs": results}))
 
 

@@ -214,6 +214,10 @@ pub struct Worker<P: PortIo> {
     last_publish: u64,
     last_xdp: u64,
     dirty: bool,
+    /// Frames received, over the worker's life.
+    rx_total: u64,
+    /// Time spent in rounds that found work, over the worker's life.
+    busy_ns: u64,
 }
 
 impl<P: PortIo> core::fmt::Debug for Worker<P> {
@@ -243,6 +247,8 @@ impl<P: PortIo> Worker<P> {
             last_publish: 0,
             last_xdp: 0,
             dirty: false,
+            rx_total: 0,
+            busy_ns: 0,
         })
     }
 
@@ -349,6 +355,14 @@ impl<P: PortIo> Worker<P> {
                 for slot in self.active.clone() {
                     self.close_port(slot);
                 }
+                if self.rx_total > 0 {
+                    log::info!(
+                        "worker: {} frames received, {:.1} ns of busy rounds per frame \
+                         (user space plus the TX syscalls' kernel work)",
+                        self.rx_total,
+                        self.busy_ns as f64 / self.rx_total as f64
+                    );
+                }
                 return false;
             }
         }
@@ -397,6 +411,7 @@ impl<P: PortIo> Worker<P> {
                 continue;
             }
             work += n;
+            self.rx_total += n as u64;
             for j in 0..n {
                 let d = self.rx[j];
                 let verdict = match self.umem.frame(d.addr, d.len) {
@@ -589,6 +604,7 @@ impl<P: PortIo> Worker<P> {
             }
             let t = now();
             if self.poll(t) > 0 {
+                self.busy_ns += now().nanos.saturating_sub(t.nanos);
                 idle = 0;
                 continue;
             }
