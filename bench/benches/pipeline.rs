@@ -126,7 +126,9 @@ fn bench(c: &mut Criterion) {
             }
             w.port_mut(slot).unwrap().set_source(Arc::new(Vec::new()));
         }
-        w.port_mut(a).unwrap().set_source(Arc::new(frames(n, 1 << 16)));
+        w.port_mut(a)
+            .unwrap()
+            .set_source(Arc::new(frames(n, 1 << 16)));
         g.throughput(Throughput::Elements(64));
         g.bench_function(BenchmarkId::from_parameter(name), |bn| {
             bn.iter(|| std::hint::black_box(w.poll(Now::default())))
