@@ -217,3 +217,43 @@ fn shutdown_detaches_every_program_also_after_sigkill() {
         "a killed switch must not leave programs behind"
     );
 }
+
+#[test]
+fn frames_longer_than_the_port_mtu_are_dropped() {
+    // The interfaces carry 1600 bytes, the switch's ports are configured for 1500.
+    let vm1 = Vm::new("m", 1, 0);
+    let vm2 = Vm::new("m", 2, 0);
+    for v in [&vm1, &vm2] {
+        sh(&["ip", "link", "set", &v.host, "mtu", "1600"]);
+        v.ns.exec(&["ip", "link", "set", &v.dev, "mtu", "1600"]);
+    }
+    let toml = format!(
+        "[[network]]\nid = \"a\"\nvlan = 10\n\
+         [[port]]\nid = \"p1\"\ndevice = \"{}\"\nnetwork = \"a\"\nmtu = 1500\n\
+         [[port]]\nid = \"p2\"\ndevice = \"{}\"\nnetwork = \"a\"\nmtu = 1500\n",
+        vm1.host, vm2.host
+    );
+    let d = Daemon::with_config(&toml, &[]);
+    assert!(
+        wait_for(Duration::from_secs(10), || has_xdp(&vm1.host)
+            && has_xdp(&vm2.host)),
+        "{}",
+        d.log()
+    );
+    let mk = |payload: usize, marker: u8| {
+        let mut f = frame_hex(BCAST, &vm1.mac, None, marker);
+        f.truncate(28); // addresses + EtherType
+        f.push_str(&format!("{marker:02x}").repeat(payload));
+        f
+    };
+    let c = vm2.capture(1.5, TEST_ETHERTYPE);
+    vm1.send(&[mk(1500, 0x61), mk(1501, 0x62)]);
+    let seen = c.finish();
+    assert_eq!(
+        seen.len(),
+        1,
+        "only the 1514-byte frame crosses: {}",
+        seen.len()
+    );
+    assert_eq!(seen[0].hex.len(), 1514 * 2);
+}

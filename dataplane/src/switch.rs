@@ -240,8 +240,13 @@ impl Switch {
 
     /// Makes `cfg` the switch's configuration. Ports whose device exists are opened at once;
     /// the others as soon as their device appears. Nothing of an invalid configuration is applied.
-    pub fn apply(&self, cfg: SwitchConfig) -> Result<(), ConfigError> {
+    pub fn apply(&self, mut cfg: SwitchConfig) -> Result<(), ConfigError> {
         cfg.validate()?;
+        // A port without an explicit MTU takes its interface's (frames up to the interface MTU
+        // cross, longer ones are dropped and counted), or the default while the device is absent.
+        for p in cfg.ports.iter_mut().filter(|p| p.mtu.is_none()) {
+            p.mtu = netdev::mtu(&p.device).ok();
+        }
         let inner = &self.inner;
         let mut st = inner.lock();
         // Close ports that are gone or moved to another device, before their slots can be reused.
