@@ -94,10 +94,10 @@ fn nothing_crosses_networks() {
 #[test]
 fn broadcast_floods_to_its_network_and_the_trunk_only() {
     let lab = Lab::new("f");
-    let c2 = lab.vm2.capture(1.5, TEST_ETHERTYPE);
-    let c3 = lab.vm3.capture(1.5, TEST_ETHERTYPE);
-    let cu = lab.up.capture(1.5, TEST_ETHERTYPE);
-    let c1 = lab.vm1.capture(1.5, TEST_ETHERTYPE);
+    let c2 = lab.vm2.capture(10.0, TEST_ETHERTYPE);
+    let c3 = lab.vm3.capture(10.0, TEST_ETHERTYPE);
+    let cu = lab.up.capture(10.0, TEST_ETHERTYPE);
+    let c1 = lab.vm1.capture(10.0, TEST_ETHERTYPE);
     let f = frame_hex(BCAST, &lab.vm1.mac, None, 0x11);
     lab.vm1.send(std::slice::from_ref(&f));
     let (s1, s2, s3, su) = (c1.finish(), c2.finish(), c3.finish(), cu.finish());
@@ -119,15 +119,15 @@ fn broadcast_floods_to_its_network_and_the_trunk_only() {
 fn unknown_unicast_is_flooded_and_learned_unicast_is_not() {
     let lab = Lab::new("u");
     let unknown = "02:00:00:00:77:77";
-    let c2 = lab.vm2.capture(1.5, TEST_ETHERTYPE);
+    let c2 = lab.vm2.capture(10.0, TEST_ETHERTYPE);
     lab.vm1
         .send(&[frame_hex(unknown, &lab.vm1.mac, None, 0x21)]);
     assert_eq!(c2.finish().len(), 1, "unknown unicast floods");
     // vm2 announces itself; a frame to it then reaches vm2 only, not the trunk.
     lab.vm2.send(&[frame_hex(BCAST, &lab.vm2.mac, None, 0x22)]);
     std::thread::sleep(Duration::from_millis(100));
-    let c2 = lab.vm2.capture(1.5, TEST_ETHERTYPE);
-    let cu = lab.up.capture(1.5, TEST_ETHERTYPE);
+    let c2 = lab.vm2.capture(10.0, TEST_ETHERTYPE);
+    let cu = lab.up.capture(10.0, TEST_ETHERTYPE);
     lab.vm1
         .send(&[frame_hex(&lab.vm2.mac, &lab.vm1.mac, None, 0x23)]);
     assert_eq!(c2.finish().len(), 1);
@@ -137,9 +137,9 @@ fn unknown_unicast_is_flooded_and_learned_unicast_is_not() {
 #[test]
 fn tagged_frames_from_a_vm_are_dropped() {
     let lab = Lab::new("t");
-    let c2 = lab.vm2.capture(1.5, TEST_ETHERTYPE);
-    let c3 = lab.vm3.capture(1.5, TEST_ETHERTYPE);
-    let cu = lab.up.capture(1.5, TEST_ETHERTYPE);
+    let c2 = lab.vm2.capture(10.0, TEST_ETHERTYPE);
+    let c3 = lab.vm3.capture(10.0, TEST_ETHERTYPE);
+    let cu = lab.up.capture(10.0, TEST_ETHERTYPE);
     // A VM in network a tries to hop into network b's VLAN, and to reach its own VLAN tagged.
     lab.vm1.send(&[
         frame_hex(BCAST, &lab.vm1.mac, Some(20), 0x31),
@@ -153,8 +153,8 @@ fn tagged_frames_from_a_vm_are_dropped() {
 #[test]
 fn trunk_frames_reach_their_network_untagged() {
     let lab = Lab::new("k");
-    let c1 = lab.vm1.capture(1.5, TEST_ETHERTYPE);
-    let c3 = lab.vm3.capture(1.5, TEST_ETHERTYPE);
+    let c1 = lab.vm1.capture(10.0, TEST_ETHERTYPE);
+    let c3 = lab.vm3.capture(10.0, TEST_ETHERTYPE);
     let remote = "02:00:00:00:99:01";
     lab.up.send(&[
         frame_hex(BCAST, remote, Some(20), 0x41),
@@ -170,7 +170,7 @@ fn trunk_frames_reach_their_network_untagged() {
     );
     assert!(c1.finish().is_empty());
     // The reply from vm3 to the remote host goes back out tagged with VLAN 20.
-    let cu = lab.up.capture(1.5, TEST_ETHERTYPE);
+    let cu = lab.up.capture(10.0, TEST_ETHERTYPE);
     lab.vm3.send(&[frame_hex(remote, &lab.vm3.mac, None, 0x43)]);
     let su = cu.finish();
     assert_eq!(su.len(), 1, "{su:?}");
@@ -183,7 +183,7 @@ fn a_port_that_loses_its_device_recovers_and_the_others_keep_forwarding() {
     assert!(lab.vm1.ping_until(&lab.vm2.ip, Duration::from_secs(5)));
     // vm2's cable is pulled while traffic flows between vm1 and the trunk side.
     lab.vm2.unplug_cable();
-    let c = lab.up.capture(1.0, TEST_ETHERTYPE);
+    let c = lab.up.capture(10.0, TEST_ETHERTYPE);
     lab.vm1.send(&[frame_hex(BCAST, &lab.vm1.mac, None, 0x51)]);
     assert_eq!(
         c.finish().len(),
@@ -246,7 +246,7 @@ fn frames_longer_than_the_port_mtu_are_dropped() {
         f.push_str(&format!("{marker:02x}").repeat(payload));
         f
     };
-    let c = vm2.capture(1.5, TEST_ETHERTYPE);
+    let c = vm2.capture(10.0, TEST_ETHERTYPE);
     vm1.send(&[mk(1500, 0x61), mk(1501, 0x62)]);
     let seen = c.finish();
     assert_eq!(

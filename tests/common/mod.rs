@@ -168,7 +168,8 @@ impl Vm {
         self.ns.exec(&args);
     }
 
-    /// Starts capturing frames of EtherType `etype` on the VM's interface for `secs`.
+    /// Starts capturing frames of EtherType `etype` on the VM's interface, for at most `secs`
+    /// (`Capture::finish` ends it earlier).
     pub fn capture(&self, secs: f32, etype: u16) -> Capture {
         Capture::start(&self.ns.name, &self.dev, secs, etype)
     }
@@ -202,6 +203,7 @@ impl Capture {
             .args(["netns", "exec", ns, "python3"])
             .arg(tools())
             .args(["capture", dev, &secs.to_string(), &format!("{etype:x}")])
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -214,8 +216,10 @@ impl Capture {
         Capture { child }
     }
 
-    /// Waits for the capture to end and returns what it saw.
+    /// Lets frames in flight arrive (300 ms), ends the capture and returns what it saw.
     pub fn finish(mut self) -> Vec<Seen> {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(self.child.stdin.take());
         let mut out = String::new();
         self.child
             .stdout

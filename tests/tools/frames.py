@@ -4,7 +4,8 @@
   frames.py send IFACE HEX [HEX ...]        send each frame as given (tags included)
   frames.py capture IFACE SECONDS [ETYPE]   print one JSON object per frame received:
                                             {"hex": ..., "vlan": VID or null}; with ETYPE
-                                            (hex), only frames whose payload has that type
+                                            (hex), only frames whose payload has that type.
+                                            Stops after SECONDS or when stdin closes.
 
 The kernel moves a received 802.1Q tag out of the frame into metadata; the capture reads it
 back from PACKET_AUXDATA, so "vlan" is the tag the frame carried on the wire.
@@ -40,8 +41,10 @@ def capture(iface, seconds, etype):
         left = end - time.monotonic()
         if left <= 0:
             break
-        r, _, _ = select.select([s], [], [], left)
-        if not r:
+        r, _, _ = select.select([s, sys.stdin], [], [], left)
+        if sys.stdin in r and not sys.stdin.buffer.read1(1):
+            break
+        if s not in r:
             continue
         data, anc, _, addr = s.recvmsg(65536, socket.CMSG_SPACE(32))
         if addr[2] == PACKET_OUTGOING:
