@@ -293,7 +293,16 @@ impl Daemon {
         std::fs::create_dir_all(&dir).unwrap();
         let cfg = dir.join("qswitch.toml");
         std::fs::write(&cfg, toml).unwrap();
+        // Each daemon gets its own API port and database, so tests can run side by side.
+        let listen = free_addr();
+        let db = dir.join("q.db");
         let mut args = vec!["--config", cfg.to_str().unwrap()];
+        if !extra.contains(&"--listen") {
+            args.extend_from_slice(&["--listen", &listen]);
+        }
+        if !extra.contains(&"--db") {
+            args.extend_from_slice(&["--db", db.to_str().unwrap()]);
+        }
         args.extend_from_slice(extra);
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
