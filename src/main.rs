@@ -91,6 +91,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let opts = file.options()?;
     let static_cfg = file.switch_config()?;
+    // Bind the API first: a daemon that cannot serve its API must not take over interfaces.
+    let std_listener = std::net::TcpListener::bind(args.listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| format!("listening on {}: {e}", args.listen))?;
     let (forwarder, switch): (Arc<dyn control::forward::Forwarder>, _) = if args.dataplane {
         let switch = Arc::new(
             dataplane::Switch::start(opts).map_err(|e| format!("starting the data plane: {e}"))?,
@@ -111,8 +115,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let app = api::router(control, api::ApiOptions::default());
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
+        let listener = tokio::net::TcpListener::from_std(std_listener)
             .map_err(|e| format!("listening on {}: {e}", args.listen))?;
         tracing::info!(
             "qswitch API on http://{} (db {}, data plane {})",
