@@ -1,0 +1,748 @@
+//! Request bodies of the v2.0 resources: which attributes exist, which a
+//! POST or a PUT may carry, and their conversion and validation, with
+//! Neutron's messages (`neutron/api/v2/base.py:prepare_request_body`,
+//! `neutron_lib/api/validators`).
+//!
+//! Order of the checks, as Neutron's: unknown attributes, attributes the
+//! verb may not set, required ones, then each value.
+
+use control::ipam::{self, Cidr, Family};
+use control::neutron::{
+    FixedIpRequest, GatewayRequest, NetworkSpec, NetworkUpdate, PairRequest, PortSpec, PortUpdate,
+    Scope, SubnetSpec, SubnetUpdate, DEFAULT_MTU,
+};
+use serde_json::{Map, Value};
+
+use super::error::NeutronError;
+use super::Kind;
+
+type R<T> = Result<T, NeutronError>;
+
+/// Longest name or description.
+const MAX_NAME: usize = 255;
+
+/// One attribute: may a POST set it, may a PUT change it, is it required
+/// on POST.
+struct Attr {
+    name: &'static str,
+    post: bool,
+    put: bool,
+    required: bool,
+}
+
+const fn a(name: &'static str, post: bool, put: bool, required: bool) -> Attr {
+    Attr {
+        name,
+        post,
+        put,
+        required,
+    }
+}
+
+const NETWORK: &[Attr] = &[
+    a("id", false, false, false),
+    a("name", true, true, false),
+    a("tenant_id", true, false, false),
+    a("project_id", true, false, false),
+    a("admin_state_up", true, true, false),
+    a("mtu", true, true, false),
+    a("status", false, false, false),
+    a("subnets", false, false, false),
+    a("shared", true, true, false),
+    a("port_security_enabled", true, true, false),
+    a("router:external", true, true, false),
+    a("provider:network_type", false, false, false),
+    a("provider:physical_network", false, false, false),
+    a("provider:segmentation_id", false, false, false),
+    a("availability_zone_hints", false, false, false),
+    a("availability_zones", false, false, false),
+    a("ipv4_address_scope", false, false, false),
+    a("ipv6_address_scope", false, false, false),
+    a("description", true, true, false),
+    a("tags", false, false, false),
+    a("created_at", false, false, false),
+    a("updated_at", false, false, false),
+    a("revision_number", false, false, false),
+];
+
+const PORT: &[Attr] = &[
+    a("id", false, false, false),
+    a("name", true, true, false),
+    a("network_id", true, false, true),
+    a("tenant_id", true, false, false),
+    a("project_id", true, false, false),
+    a("mac_address", true, true, false),
+    a("admin_state_up", true, true, false),
+    a("status", false, false, false),
+    a("device_id", true, true, false),
+    a("device_owner", true, true, false),
+    a("fixed_ips", true, true, false),
+    a("port_security_enabled", true, true, false),
+    a("security_groups", true, true, false),
+    a("binding:vnic_type", true, true, false),
+    a("binding:profile", true, true, false),
+    a("binding:host_id", true, true, false),
+    a("binding:vif_type", false, false, false),
+    a("binding:vif_details", false, false, false),
+    a("allowed_address_pairs", true, true, false),
+    a("extra_dhcp_opts", true, true, false),
+    a("description", true, true, false),
+    a("tags", false, false, false),
+    a("created_at", false, false, false),
+    a("updated_at", false, false, false),
+    a("revision_number", false, false, false),
+];
+
+const SUBNET: &[Attr] = &[
+    a("id", false, false, false),
+    a("name", true, true, false),
+    a("tenant_id", true, false, false),
+    a("project_id", true, false, false),
+    a("network_id", true, false, true),
+    a("ip_version", true, false, true),
+    a("subnetpool_id", true, false, false),
+    a("enable_dhcp", true, true, false),
+    a("ipv6_ra_mode", true, false, false),
+    a("ipv6_address_mode", true, false, false),
+    a("gateway_ip", true, true, false),
+    a("cidr", true, false, true),
+    a("allocation_pools", true, true, false),
+    a("host_routes", true, true, false),
+    a("dns_nameservers", true, true, false),
+    a("description", true, true, false),
+    a("router:external", false, false, false),
+    a("service_types", false, false, false),
+    a("tags", false, false, false),
+    a("created_at", false, false, false),
+    a("updated_at", false, false, false),
+    a("revision_number", false, false, false),
+];
+
+fn table(kind: Kind) -> &'static [Attr] {
+    match kind {
+        Kind::Network => NETWORK,
+        Kind::Port => PORT,
+        Kind::Subnet => SUBNET,
+    }
+}
+
+/// Is `name` an attribute of the resource (for filters and sort keys)?
+pub(crate) fn known(kind: Kind, name: &str) -> bool {
+    table(kind).iter().any(|a| a.name == name)
+}
+
+/// Checks the attribute names of a POST (`create`) or PUT body.
+fn check_names(kind: Kind, body: &Map<String, Value>, create: bool) -> R<()> {
+    let attrs = table(kind);
+    let unknown: Vec<&str> = body
+        .keys()
+        .filter(|k| !attrs.iter().any(|a| a.name == k.as_str()))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(NeutronError::bad_request(format!(
+            "Unrecognized attribute(s) '{}'",
+            unknown.join(", ")
+        )));
+    }
+    for a in attrs {
+        if !body.contains_key(a.name) {
+            continue;
+        }
+        if create && !a.post {
+            return Err(NeutronError::bad_request(format!(
+                "Attribute '{}' not allowed in POST",
+                a.name
+            )));
+        }
+        if !create && !a.put {
+            return Err(NeutronError::bad_request(format!(
+                "Cannot update read-only attribute {}",
+                a.name
+            )));
+        }
+    }
+    if create {
+        if let Some(a) = attrs
+            .iter()
+            .find(|a| a.required && !body.contains_key(a.name))
+        {
+            return Err(NeutronError::bad_request(format!(
+                "Failed to parse request. Required attribute '{}' not specified",
+                a.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Neutron's `convert_to_boolean`.
+pub(crate) fn to_bool(v: &Value) -> R<bool> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::Number(n) if n.as_i64() == Some(0) => Ok(false),
+        Value::Number(n) if n.as_i64() == Some(1) => Ok(true),
+        Value::String(s) => str_to_bool(s),
+        other => Err(NeutronError::invalid_input(format!(
+            "'{}' cannot be converted to boolean.",
+            py(other)
+        ))),
+    }
+}
+
+/// Neutron's `convert_to_boolean` on a query-string value.
+pub(crate) fn str_to_bool(s: &str) -> R<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(NeutronError::invalid_input(format!(
+            "'{s}' cannot be converted to boolean."
+        ))),
+    }
+}
+
+/// A value as Python prints it in Neutron's messages.
+fn py(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "None".to_owned(),
+        Value::Bool(true) => "True".to_owned(),
+        Value::Bool(false) => "False".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn opt_bool(body: &Map<String, Value>, name: &str) -> R<Option<bool>> {
+    body.get(name).map(to_bool).transpose()
+}
+
+/// A string of at most `max` characters (`validate_string`).
+fn string(body: &Map<String, Value>, name: &str, max: usize) -> R<Option<String>> {
+    match body.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => {
+            if s.chars().count() > max {
+                Err(NeutronError::invalid_attr(
+                    name,
+                    format!("'{s}' exceeds maximum length of {max}."),
+                ))
+            } else {
+                Ok(Some(s.clone()))
+            }
+        }
+        Some(other) => Err(NeutronError::invalid_attr(
+            name,
+            format!("'{}' is not a valid string", py(other)),
+        )),
+    }
+}
+
+fn is_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+fn uuid(body: &Map<String, Value>, name: &str) -> R<Option<String>> {
+    match body.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) if is_uuid(s) => Ok(Some(s.to_ascii_lowercase())),
+        Some(other) => Err(NeutronError::invalid_attr(
+            name,
+            format!("'{}' is not a valid UUID.", py(other)),
+        )),
+    }
+}
+
+fn ip_string(attr: &str, v: &Value) -> R<String> {
+    match v {
+        Value::String(s) if ipam::parse_ip(s).is_some() => {
+            Ok(ipam::parse_ip(s).map(|i| i.to_string()).unwrap_or_default())
+        }
+        other => Err(NeutronError::invalid_attr(
+            attr,
+            format!("'{}' is not a valid IP address.", py(other)),
+        )),
+    }
+}
+
+fn list<'a>(body: &'a Map<String, Value>, name: &str) -> R<Option<&'a Vec<Value>>> {
+    match body.get(name) {
+        None => Ok(None),
+        Some(Value::Array(v)) => Ok(Some(v)),
+        Some(other) => Err(NeutronError::invalid_attr(
+            name,
+            format!("'{}' is not a list", py(other)),
+        )),
+    }
+}
+
+fn dict<'a>(attr: &str, v: &'a Value) -> R<&'a Map<String, Value>> {
+    v.as_object()
+        .ok_or_else(|| NeutronError::invalid_attr(attr, format!("'{}' is not a dictionary", py(v))))
+}
+
+/// A list the server keeps empty (security groups, extra DHCP options):
+/// only `[]` is accepted.
+fn empty_list_only(body: &Map<String, Value>, name: &str) -> R<()> {
+    match list(body, name)? {
+        Some(v) if !v.is_empty() => Err(NeutronError::invalid_input(format!(
+            "{name} are not supported by this server."
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The project a create is for: the body's `project_id`/`tenant_id` (they
+/// must agree; a non-admin may only name its own), else the caller's.
+fn project(body: &Map<String, Value>, scope: &Scope) -> R<String> {
+    let t = string(body, "tenant_id", MAX_NAME)?;
+    let p = string(body, "project_id", MAX_NAME)?;
+    let chosen = match (t, p) {
+        (Some(t), Some(p)) if t != p => {
+            return Err(NeutronError::bad_request(
+                "'project_id' and 'tenant_id' do not match",
+            ))
+        }
+        (t, p) => p.or(t),
+    };
+    match chosen {
+        Some(c) if c != scope.tenant_id && !scope.admin => Err(NeutronError::bad_request(
+            "Specifying 'project_id' or 'tenant_id' other than the authenticated project in \
+             request requires admin privileges",
+        )),
+        Some(c) => Ok(c),
+        None => Ok(scope.tenant_id.clone()),
+    }
+}
+
+fn mtu(body: &Map<String, Value>) -> R<Option<u32>> {
+    match body.get("mtu") {
+        None => Ok(None),
+        Some(v) => {
+            let n = v
+                .as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                .ok_or_else(|| {
+                    NeutronError::invalid_attr("mtu", format!("'{}' is not an integer", py(v)))
+                })?;
+            if !(68..=9216).contains(&n) {
+                return Err(NeutronError::invalid_input(format!(
+                    "Requested MTU {n} is out of range 68..9216."
+                )));
+            }
+            Ok(u32::try_from(n).ok())
+        }
+    }
+}
+
+fn router_external(body: &Map<String, Value>) -> R<()> {
+    if opt_bool(body, "router:external")? == Some(true) {
+        return Err(NeutronError::invalid_input(
+            "external networks (router:external) are not supported by this server.",
+        ));
+    }
+    Ok(())
+}
+
+/// A POST body of a network.
+pub(crate) fn network_spec(body: &Map<String, Value>, scope: &Scope) -> R<NetworkSpec> {
+    check_names(Kind::Network, body, true)?;
+    router_external(body)?;
+    Ok(NetworkSpec {
+        tenant_id: project(body, scope)?,
+        name: string(body, "name", MAX_NAME)?.unwrap_or_default(),
+        admin_state_up: opt_bool(body, "admin_state_up")?.unwrap_or(true),
+        shared: opt_bool(body, "shared")?.unwrap_or(false),
+        mtu: mtu(body)?.unwrap_or(DEFAULT_MTU),
+        description: string(body, "description", MAX_NAME)?.unwrap_or_default(),
+        port_security_enabled: opt_bool(body, "port_security_enabled")?.unwrap_or(true),
+    })
+}
+
+/// A PUT body of a network.
+pub(crate) fn network_update(body: &Map<String, Value>) -> R<NetworkUpdate> {
+    check_names(Kind::Network, body, false)?;
+    router_external(body)?;
+    Ok(NetworkUpdate {
+        name: string(body, "name", MAX_NAME)?,
+        admin_state_up: opt_bool(body, "admin_state_up")?,
+        shared: opt_bool(body, "shared")?,
+        mtu: mtu(body)?,
+        description: string(body, "description", MAX_NAME)?,
+        port_security_enabled: opt_bool(body, "port_security_enabled")?,
+    })
+}
+
+fn mac(body: &Map<String, Value>) -> R<Option<String>> {
+    match body.get("mac_address") {
+        None => Ok(None),
+        Some(v) => v
+            .as_str()
+            .and_then(control::mac::normalize)
+            .map(Some)
+            .ok_or_else(|| {
+                NeutronError::invalid_attr(
+                    "mac_address",
+                    format!("'{}' is not a valid MAC address.", py(v)),
+                )
+            }),
+    }
+}
+
+fn fixed_ips(body: &Map<String, Value>) -> R<Option<Vec<FixedIpRequest>>> {
+    let Some(items) = list(body, "fixed_ips")? else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let d = dict("fixed_ips", item)?;
+        if let Some(k) = d
+            .keys()
+            .find(|k| k.as_str() != "subnet_id" && k.as_str() != "ip_address")
+        {
+            return Err(NeutronError::invalid_attr(
+                "fixed_ips",
+                format!("Invalid data format for fixed IP: '{k}'"),
+            ));
+        }
+        let subnet_id = match d.get("subnet_id") {
+            None => None,
+            Some(Value::String(s)) if is_uuid(s) => Some(s.to_ascii_lowercase()),
+            Some(other) => {
+                return Err(NeutronError::invalid_attr(
+                    "fixed_ips",
+                    format!("'{}' is not a valid UUID.", py(other)),
+                ))
+            }
+        };
+        let ip_address = d
+            .get("ip_address")
+            .map(|v| ip_string("fixed_ips", v))
+            .transpose()?;
+        out.push(FixedIpRequest {
+            subnet_id,
+            ip_address,
+        });
+    }
+    Ok(Some(out))
+}
+
+fn address_pairs(body: &Map<String, Value>) -> R<Option<Vec<PairRequest>>> {
+    let Some(items) = list(body, "allowed_address_pairs")? else {
+        return Ok(None);
+    };
+    let mut out: Vec<PairRequest> = Vec::with_capacity(items.len());
+    for item in items {
+        let d = dict("allowed_address_pairs", item)?;
+        if let Some(k) = d
+            .keys()
+            .find(|k| k.as_str() != "mac_address" && k.as_str() != "ip_address")
+        {
+            return Err(NeutronError::bad_request(format!(
+                "Unrecognized attribute(s) '{k}'"
+            )));
+        }
+        let ip = match d.get("ip_address") {
+            Some(Value::String(s)) => match Cidr::parse(s) {
+                // A host prefix is kept as the bare address, as Neutron
+                // answers it.
+                Some(_) if !s.contains('/') => s.clone(),
+                Some(c) => c.to_string(),
+                None => {
+                    return Err(NeutronError::bad_request(format!(
+                        "'{s}' is not a valid IP address or CIDR."
+                    )))
+                }
+            },
+            _ => {
+                return Err(NeutronError::bad_request(
+                    "AllowedAddressPair must contain ip_address",
+                ))
+            }
+        };
+        let mac_address = match d.get("mac_address") {
+            None => None,
+            Some(v) => Some(
+                v.as_str()
+                    .and_then(control::mac::normalize)
+                    .ok_or_else(|| {
+                        NeutronError::invalid_attr(
+                            "mac_address",
+                            format!("'{}' is not a valid MAC address.", py(v)),
+                        )
+                    })?,
+            ),
+        };
+        if out
+            .iter()
+            .any(|p| p.ip_address == ip && p.mac_address == mac_address)
+        {
+            return Err(NeutronError::bad_request(
+                "Request contains duplicate address pair",
+            ));
+        }
+        out.push(PairRequest {
+            ip_address: ip,
+            mac_address,
+        });
+    }
+    Ok(Some(out))
+}
+
+fn binding(body: &Map<String, Value>) -> R<()> {
+    if let Some(v) = body.get("binding:vnic_type") {
+        if v.as_str() != Some("normal") {
+            return Err(NeutronError::invalid_attr(
+                "binding:vnic_type",
+                format!(
+                    "'{}' is not in ['normal'] (the only VNIC type of this switch)",
+                    py(v)
+                ),
+            ));
+        }
+    }
+    if let Some(v) = body.get("binding:profile") {
+        if !(v.is_null() || v.as_object().is_some_and(Map::is_empty)) {
+            return Err(NeutronError::invalid_input(
+                "binding:profile must be empty on this server.",
+            ));
+        }
+    }
+    empty_list_only(body, "security_groups")?;
+    empty_list_only(body, "extra_dhcp_opts")
+}
+
+/// A POST body of a port.
+pub(crate) fn port_spec(body: &Map<String, Value>, scope: &Scope) -> R<PortSpec> {
+    check_names(Kind::Port, body, true)?;
+    binding(body)?;
+    Ok(PortSpec {
+        tenant_id: project(body, scope)?,
+        network_id: uuid(body, "network_id")?.unwrap_or_default(),
+        name: string(body, "name", MAX_NAME)?.unwrap_or_default(),
+        admin_state_up: opt_bool(body, "admin_state_up")?.unwrap_or(true),
+        mac_address: mac(body)?,
+        fixed_ips: fixed_ips(body)?,
+        device_id: string(body, "device_id", MAX_NAME)?.unwrap_or_default(),
+        device_owner: string(body, "device_owner", MAX_NAME)?.unwrap_or_default(),
+        description: string(body, "description", MAX_NAME)?.unwrap_or_default(),
+        port_security_enabled: opt_bool(body, "port_security_enabled")?,
+        allowed_address_pairs: address_pairs(body)?.unwrap_or_default(),
+        host_id: string(body, "binding:host_id", MAX_NAME)?.unwrap_or_default(),
+    })
+}
+
+/// A PUT body of a port.
+pub(crate) fn port_update(body: &Map<String, Value>) -> R<PortUpdate> {
+    check_names(Kind::Port, body, false)?;
+    binding(body)?;
+    Ok(PortUpdate {
+        name: string(body, "name", MAX_NAME)?,
+        admin_state_up: opt_bool(body, "admin_state_up")?,
+        mac_address: mac(body)?,
+        fixed_ips: fixed_ips(body)?,
+        device_id: string(body, "device_id", MAX_NAME)?,
+        device_owner: string(body, "device_owner", MAX_NAME)?,
+        description: string(body, "description", MAX_NAME)?,
+        port_security_enabled: opt_bool(body, "port_security_enabled")?,
+        allowed_address_pairs: address_pairs(body)?,
+        host_id: string(body, "binding:host_id", MAX_NAME)?,
+    })
+}
+
+fn gateway(body: &Map<String, Value>) -> R<Option<GatewayRequest>> {
+    match body.get("gateway_ip") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(GatewayRequest::Disabled)),
+        Some(v) => Ok(Some(GatewayRequest::Address(ip_string("gateway_ip", v)?))),
+    }
+}
+
+fn pools(body: &Map<String, Value>) -> R<Option<Vec<(String, String)>>> {
+    let Some(items) = list(body, "allocation_pools")? else {
+        return Ok(None);
+    };
+    items
+        .iter()
+        .map(|item| {
+            let d = dict("allocation_pools", item)?;
+            let get = |k: &str| d.get(k).and_then(Value::as_str).map(str::to_owned);
+            match (get("start"), get("end")) {
+                (Some(s), Some(e)) if d.len() == 2 => Ok((s, e)),
+                _ => Err(NeutronError::invalid_attr(
+                    "allocation_pools",
+                    format!(
+                        "Invalid data format for IP pool: '{}'",
+                        Value::Object(d.clone())
+                    ),
+                )),
+            }
+        })
+        .collect::<R<Vec<_>>>()
+        .map(Some)
+}
+
+fn nameservers(body: &Map<String, Value>) -> R<Option<Vec<String>>> {
+    let Some(items) = list(body, "dns_nameservers")? else {
+        return Ok(None);
+    };
+    let mut out: Vec<String> = Vec::new();
+    for v in items {
+        let ip = ip_string("dns_nameservers", v)?;
+        if out.contains(&ip) {
+            return Err(NeutronError::invalid_attr(
+                "dns_nameservers",
+                format!("Duplicate nameserver '{ip}'"),
+            ));
+        }
+        out.push(ip);
+    }
+    Ok(Some(out))
+}
+
+fn routes(body: &Map<String, Value>) -> R<Option<Vec<(String, String)>>> {
+    let Some(items) = list(body, "host_routes")? else {
+        return Ok(None);
+    };
+    items
+        .iter()
+        .map(|item| {
+            let d = dict("host_routes", item)?;
+            let dest = d
+                .get("destination")
+                .and_then(Value::as_str)
+                .and_then(Cidr::parse);
+            let hop = d.get("nexthop").map(|v| ip_string("host_routes", v));
+            match (dest, hop) {
+                (Some(c), Some(h)) if d.len() == 2 => Ok((c.to_string(), h?)),
+                _ => Err(NeutronError::invalid_attr(
+                    "host_routes",
+                    format!(
+                        "Invalid data format for hostroute: '{}'",
+                        Value::Object(d.clone())
+                    ),
+                )),
+            }
+        })
+        .collect::<R<Vec<_>>>()
+        .map(Some)
+}
+
+fn ipv6_mode(body: &Map<String, Value>, name: &str) -> R<Option<String>> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s))
+            if ["slaac", "dhcpv6-stateful", "dhcpv6-stateless"].contains(&s.as_str()) =>
+        {
+            Ok(Some(s.clone()))
+        }
+        Some(v) => Err(NeutronError::invalid_attr(
+            name,
+            format!(
+                "'{}' is not in ['dhcpv6-stateful', 'dhcpv6-stateless', 'slaac']",
+                py(v)
+            ),
+        )),
+    }
+}
+
+/// A POST body of a subnet.
+pub(crate) fn subnet_spec(body: &Map<String, Value>, scope: &Scope) -> R<SubnetSpec> {
+    check_names(Kind::Subnet, body, true)?;
+    let family = body
+        .get("ip_version")
+        .and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
+        .and_then(|n| u8::try_from(n).ok())
+        .and_then(Family::from_version)
+        .ok_or_else(|| {
+            NeutronError::invalid_attr(
+                "ip_version",
+                format!(
+                    "{} is not in [4, 6]",
+                    py(body.get("ip_version").unwrap_or(&Value::Null))
+                ),
+            )
+        })?;
+    if !matches!(body.get("subnetpool_id"), None | Some(Value::Null)) {
+        return Err(NeutronError::invalid_input(
+            "subnet pools are not supported by this server.",
+        ));
+    }
+    let cidr = match body.get("cidr") {
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => {
+            return Err(NeutronError::invalid_input(format!(
+                "{} is not in a CIDR format.",
+                py(v)
+            )))
+        }
+        None => String::new(),
+    };
+    let ra = ipv6_mode(body, "ipv6_ra_mode")?;
+    let addr = ipv6_mode(body, "ipv6_address_mode")?;
+    if family == Family::V4 && (ra.is_some() || addr.is_some()) {
+        return Err(NeutronError::invalid_input(
+            "ipv6_ra_mode or ipv6_address_mode cannot be set when enable_dhcp is set to \
+             False, or when ip_version is 4.",
+        ));
+    }
+    Ok(SubnetSpec {
+        tenant_id: project(body, scope)?,
+        network_id: uuid(body, "network_id")?.unwrap_or_default(),
+        name: string(body, "name", MAX_NAME)?.unwrap_or_default(),
+        description: string(body, "description", MAX_NAME)?.unwrap_or_default(),
+        family,
+        cidr,
+        gateway_ip: gateway(body)?.unwrap_or_default(),
+        allocation_pools: pools(body)?,
+        enable_dhcp: opt_bool(body, "enable_dhcp")?.unwrap_or(true),
+        dns_nameservers: nameservers(body)?.unwrap_or_default(),
+        host_routes: routes(body)?.unwrap_or_default(),
+        ipv6_ra_mode: ra,
+        ipv6_address_mode: addr,
+    })
+}
+
+/// A PUT body of a subnet.
+pub(crate) fn subnet_update(body: &Map<String, Value>) -> R<SubnetUpdate> {
+    check_names(Kind::Subnet, body, false)?;
+    Ok(SubnetUpdate {
+        name: string(body, "name", MAX_NAME)?,
+        description: string(body, "description", MAX_NAME)?,
+        gateway_ip: gateway(body)?,
+        allocation_pools: pools(body)?,
+        enable_dhcp: opt_bool(body, "enable_dhcp")?,
+        dns_nameservers: nameservers(body)?,
+        host_routes: routes(body)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_are_checked_by_shape() {
+        assert!(is_uuid("6fbc6351-2a56-4beb-a699-4122ab9d653b"));
+        assert!(!is_uuid("nonexist"));
+        assert!(!is_uuid("6fbc6351x2a56-4beb-a699-4122ab9d653b"));
+    }
+
+    #[test]
+    fn booleans_convert_like_neutron() {
+        assert_eq!(str_to_bool("True").unwrap(), true);
+        assert_eq!(str_to_bool("0").unwrap(), false);
+        let e = str_to_bool("maybe").unwrap_err();
+        assert_eq!(
+            e.message,
+            "Invalid input for operation: 'maybe' cannot be converted to boolean."
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! `GET /v2.0/extensions[/{alias}]`: the extensions this server implements,
+//! and only those (clients probe them: `openstack port create` needs the
+//! list to answer 200).
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use super::error::NeutronError;
+use super::ok;
+
+/// (alias, name, description, updated) of every implemented extension.
+const EXTENSIONS: &[(&str, &str, &str, &str)] = &[
+    (
+        "allowed-address-pairs",
+        "Allowed Address Pairs",
+        "Provides allowed address pairs, enforced by the switch's anti-spoofing",
+        "2013-07-23T10:00:00-00:00",
+    ),
+    (
+        "binding",
+        "Port Binding",
+        "Expose port bindings of a virtual port to external application \
+         (binding:host_id; VNIC type normal; a port is bound to device tap + 11 characters of its id)",
+        "2014-02-03T10:00:00-00:00",
+    ),
+    (
+        "filter-validation",
+        "Filter parameters validation",
+        "Provides validation on filtering parameters.",
+        "2018-03-21T10:00:00-00:00",
+    ),
+    (
+        "net-mtu-writable",
+        "Network MTU (writable)",
+        "Provides a writable MTU attribute for a network resource.",
+        "2017-07-12T00:00:00-00:00",
+    ),
+    (
+        "network-mtu",
+        "Network MTU",
+        "Provides MTU attribute for a network resource.",
+        "2015-03-25T10:00:00-00:00",
+    ),
+    (
+        "pagination",
+        "Pagination support",
+        "Extension that indicates that pagination is enabled.",
+        "2016-06-12T00:00:00-00:00",
+    ),
+    (
+        "port-security",
+        "Port Security",
+        "Provides port security",
+        "2012-07-23T10:00:00-00:00",
+    ),
+    (
+        "project-id",
+        "project_id field enabled",
+        "Extension that indicates that project_id field is enabled.",
+        "2016-09-09T09:09:09-09:09",
+    ),
+    (
+        "sorting",
+        "Sorting support",
+        "Extension that indicates that sorting is enabled.",
+        "2016-06-12T00:00:00-00:00",
+    ),
+    (
+        "standard-attr-description",
+        "standard-attr-description",
+        "Extension to add descriptions to standard attributes",
+        "2016-02-10T10:00:00-00:00",
+    ),
+    (
+        "standard-attr-revisions",
+        "Resource revision numbers",
+        "This extension will display the revision number of neutron resources.",
+        "2016-04-11T10:00:00-00:00",
+    ),
+    (
+        "standard-attr-timestamp",
+        "Resource timestamps",
+        "Adds created_at and updated_at fields to all Neutron resources that have Neutron \
+         standard attributes.",
+        "2016-09-12T10:00:00-00:00",
+    ),
+];
+
+fn descriptor(e: &(&str, &str, &str, &str)) -> Value {
+    json!({"name": e.1, "alias": e.0, "description": e.2, "updated": e.3, "links": []})
+}
+
+/// `GET /v2.0/extensions`.
+pub(crate) async fn list() -> Response {
+    let all: Vec<Value> = EXTENSIONS.iter().map(descriptor).collect();
+    ok(StatusCode::OK, json!({ "extensions": all }))
+}
+
+/// `GET /v2.0/extensions/{alias}`: the descriptor, or 404.
+pub(crate) async fn show(Path(alias): Path<String>) -> Response {
+    match EXTENSIONS.iter().find(|e| e.0 == alias) {
+        Some(e) => ok(StatusCode::OK, json!({ "extension": descriptor(e) })),
+        None => NeutronError {
+            status: StatusCode::NOT_FOUND,
+            kind: "HTTPNotFound",
+            message: format!("Extension with alias {alias} does not exist"),
+        }
+        .into_response(),
+    }
+}

@@ -1,0 +1,127 @@
+//! The v2.0 bodies of networks, ports and subnets: Neutron ML2's key set,
+//! in its order.
+
+use control::neutron::{NetworkRecord, PortStatusView, Subnet};
+use serde_json::{json, Map, Value};
+
+/// The physical network name of the VLAN trunk (the uplink).
+pub(crate) const PHYSICAL_NETWORK: &str = "uplink";
+
+fn object(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// A network.
+pub(crate) fn network(n: &NetworkRecord) -> Map<String, Value> {
+    let a = &n.attrs;
+    object(json!({
+        "id": n.network.id,
+        "name": n.network.name,
+        "tenant_id": n.network.tenant_id,
+        "project_id": n.network.tenant_id,
+        "admin_state_up": a.admin_state_up,
+        "mtu": a.mtu,
+        "status": "ACTIVE",
+        "subnets": n.subnets,
+        "shared": a.shared,
+        "port_security_enabled": a.port_security_enabled,
+        "router:external": false,
+        "provider:network_type": "vlan",
+        "provider:physical_network": PHYSICAL_NETWORK,
+        "provider:segmentation_id": n.network.vlan,
+        "availability_zone_hints": [],
+        "availability_zones": [],
+        "ipv4_address_scope": null,
+        "ipv6_address_scope": null,
+        "description": a.description,
+        "tags": [],
+        "created_at": a.created_at,
+        "updated_at": a.updated_at,
+        "revision_number": a.revision_number,
+    }))
+}
+
+/// A port; `status` is ACTIVE while the data plane forwards for it.
+pub(crate) fn port(p: &PortStatusView) -> Map<String, Value> {
+    let r = &p.record;
+    let a = &r.attrs;
+    let fixed: Vec<Value> = a
+        .fixed_ips
+        .iter()
+        .map(|f| json!({"subnet_id": f.subnet_id, "ip_address": f.ip_address}))
+        .collect();
+    let pairs: Vec<Value> = a
+        .allowed_address_pairs
+        .iter()
+        .map(|p| json!({"mac_address": p.mac_address, "ip_address": p.ip_address}))
+        .collect();
+    let bound = r.port.attachment.is_some() || !a.host_id.is_empty();
+    object(json!({
+        "id": r.port.id,
+        "name": a.name,
+        "network_id": r.port.network_id,
+        "tenant_id": a.tenant_id,
+        "project_id": a.tenant_id,
+        "mac_address": a.mac_address,
+        "admin_state_up": r.port.state == control::PortState::Active,
+        "status": if p.active { "ACTIVE" } else { "DOWN" },
+        "device_id": a.device_id,
+        "device_owner": a.device_owner,
+        "fixed_ips": fixed,
+        "port_security_enabled": a.port_security_enabled,
+        "security_groups": [],
+        "binding:vnic_type": "normal",
+        "binding:profile": {},
+        "binding:host_id": a.host_id,
+        "binding:vif_type": if bound { "tap" } else { "unbound" },
+        "binding:vif_details": {},
+        "allowed_address_pairs": pairs,
+        "extra_dhcp_opts": [],
+        "description": a.description,
+        "tags": [],
+        "created_at": a.created_at,
+        "updated_at": a.updated_at,
+        "revision_number": a.revision_number,
+    }))
+}
+
+/// A subnet.
+pub(crate) fn subnet(s: &Subnet) -> Map<String, Value> {
+    let pools: Vec<Value> = s
+        .allocation_pools
+        .iter()
+        .map(|(a, b)| json!({"start": a, "end": b}))
+        .collect();
+    let routes: Vec<Value> = s
+        .host_routes
+        .iter()
+        .map(|(d, n)| json!({"destination": d, "nexthop": n}))
+        .collect();
+    object(json!({
+        "id": s.id,
+        "name": s.name,
+        "tenant_id": s.tenant_id,
+        "project_id": s.tenant_id,
+        "network_id": s.network_id,
+        "ip_version": s.family.version(),
+        "subnetpool_id": null,
+        "enable_dhcp": s.enable_dhcp,
+        "ipv6_ra_mode": s.ipv6_ra_mode,
+        "ipv6_address_mode": s.ipv6_address_mode,
+        "gateway_ip": s.gateway_ip,
+        "cidr": s.cidr,
+        "allocation_pools": pools,
+        "host_routes": routes,
+        "dns_nameservers": s.dns_nameservers,
+        "description": s.description,
+        "router:external": false,
+        "service_types": [],
+        "tags": [],
+        "created_at": s.created_at,
+        "updated_at": s.updated_at,
+        "revision_number": s.revision_number,
+    }))
+}

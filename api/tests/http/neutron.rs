@@ -1,0 +1,1019 @@
+//! Neutron v2.0: every route, status code and error type, in-process.
+
+use serde_json::{json, Value};
+
+use crate::common::{app, App, Resp};
+
+const NONE_ID: &str = "11111111-1111-1111-1111-111111111111";
+
+impl App {
+    async fn post2(&self, path: &str, body: Value) -> Resp {
+        self.send("POST", path, &body.to_string()).await
+    }
+
+    async fn put2(&self, path: &str, body: Value) -> Resp {
+        self.send("PUT", path, &body.to_string()).await
+    }
+
+    async fn net2(&self, name: &str) -> String {
+        let r = self
+            .post2("/v2.0/networks", json!({"network": {"name": name}}))
+            .await;
+        assert_eq!(r.code(), 201, "{r:?}");
+        r.json_full()["network"]["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn subnet2(&self, net: &str, cidr: &str, extra: Value) -> Resp {
+        let mut s = json!({"network_id": net, "cidr": cidr,
+            "ip_version": if cidr.contains(':') { 6 } else { 4 }});
+        for (k, v) in extra.as_object().unwrap() {
+            s[k] = v.clone();
+        }
+        self.post2("/v2.0/subnets", json!({ "subnet": s })).await
+    }
+
+    async fn port2(&self, body: Value) -> Resp {
+        self.post2("/v2.0/ports", json!({ "port": body })).await
+    }
+}
+
+fn error_type(r: &Resp) -> String {
+    assert_eq!(r.content_type.as_deref(), Some("application/json"), "{r:?}");
+    let e = &r.json_full()["NeutronError"];
+    assert_eq!(e["detail"], "", "{r:?}");
+    assert!(e["message"].is_string(), "{r:?}");
+    e["type"].as_str().unwrap_or_default().to_owned()
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+#[tokio::test]
+async fn root_lists_v2_first_and_keeps_quantum_versions() {
+    let app = app();
+    let r = app.get("/").await;
+    assert_eq!(r.code(), 200);
+    let v = r.json_full();
+    let ids: Vec<&str> = v["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["v2.0", "v1.0", "v1.1"]);
+    assert_eq!(v["versions"][0]["status"], "CURRENT");
+    assert_eq!(
+        v["versions"][0]["links"][0],
+        json!({"rel": "self", "href": "http://127.0.0.1:9696/v2.0/"})
+    );
+}
+
+#[tokio::test]
+async fn resources_document_with_and_without_slash() {
+    let app = app();
+    for path in ["/v2.0/", "/v2.0"] {
+        let r = app.get(path).await;
+        assert_eq!(r.code(), 200, "{path}");
+        let v = r.json_full();
+        let names: Vec<&str> = v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["collection"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["networks", "subnets", "ports"]);
+        assert_eq!(
+            v["resources"][0]["links"][0]["href"],
+            "http://127.0.0.1:9696/v2.0/networks"
+        );
+    }
+}
+
+#[tokio::test]
+async fn extensions_list_show_and_unknown_alias() {
+    let app = app();
+    let r = app.get("/v2.0/extensions").await;
+    assert_eq!(r.code(), 200);
+    let aliases: Vec<String> = r.json_full()["extensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["alias"].as_str().unwrap().to_owned())
+        .collect();
+    for a in [
+        "port-security",
+        "allowed-address-pairs",
+        "binding",
+        "project-id",
+    ] {
+        assert!(aliases.iter().any(|x| x == a), "{a} in {aliases:?}");
+    }
+    let r = app.get("/v2.0/extensions/port-security").await;
+    assert_eq!(r.code(), 200);
+    assert_eq!(r.json_full()["extension"]["alias"], "port-security");
+    let r = app
+        .get("/v2.0/extensions/tag-ports-during-bulk-creation")
+        .await;
+    assert_eq!(r.code(), 404);
+    assert_eq!(error_type(&r), "HTTPNotFound");
+}
+
+#[tokio::test]
+async fn network_create_show_update_list_delete_with_neutron_codes_and_keys() {
+    let app = app();
+    let r = app
+        .post2("/v2.0/networks", json!({"network": {"name": "net-a"}}))
+        .await;
+    assert_eq!(r.code(), 201);
+    let n = r.json_full()["network"].clone();
+    for k in [
+        "id",
+        "name",
+        "tenant_id",
+        "project_id",
+        "admin_state_up",
+        "status",
+        "shared",
+        "mtu",
+        "subnets",
+        "port_security_enabled",
+        "router:external",
+        "description",
+        "tags",
+        "created_at",
+        "updated_at",
+        "revision_number",
+        "provider:segmentation_id",
+    ] {
+        assert!(n.get(k).is_some(), "{k} missing in {n}");
+    }
+    assert_eq!(n["status"], "ACTIVE");
+    assert_eq!(n["admin_state_up"], true);
+    assert_eq!(n["tenant_id"], api::DEFAULT_TENANT);
+    assert_eq!(n["project_id"], api::DEFAULT_TENANT);
+    assert_eq!(n["subnets"], json!([]));
+    assert_eq!(n["mtu"], 1500);
+    let id = n["id"].as_str().unwrap();
+
+    let r = app.get(&format!("/v2.0/networks/{id}")).await;
+    assert_eq!(r.code(), 200);
+    assert_eq!(r.json_full()["network"], n);
+
+    let r = app
+        .put2(
+            &format!("/v2.0/networks/{id}"),
+            json!({"network": {"name": "renamed", "admin_state_up": false, "mtu": 1400}}),
+        )
+        .await;
+    assert_eq!(r.code(), 200);
+    let u = r.json_full()["network"].clone();
+    assert_eq!(u["name"], "renamed");
+    assert_eq!(u["admin_state_up"], false);
+    assert_eq!(u["mtu"], 1400);
+    assert_eq!(u["revision_number"], 2);
+
+    let r = app.get("/v2.0/networks").await;
+    assert_eq!(r.code(), 200);
+    assert_eq!(r.json_full()["networks"].as_array().unwrap().len(), 1);
+    assert!(r.json_full().get("networks_links").is_none());
+
+    let r = app.delete(&format!("/v2.0/networks/{id}")).await;
+    assert_eq!(r.code(), 204);
+    assert!(r.body.is_empty());
+    let r = app.get(&format!("/v2.0/networks/{id}")).await;
+    assert_eq!(r.code(), 404);
+    assert_eq!(error_type(&r), "NetworkNotFound");
+    assert_eq!(
+        r.json_full()["NeutronError"]["message"],
+        format!("Network {id} could not be found.")
+    );
+    let r = app.delete(&format!("/v2.0/networks/{id}")).await;
+    assert_eq!(r.code(), 404);
+}
+
+#[tokio::test]
+async fn v2_network_is_the_quantum_network() {
+    let app = app();
+    let id = app.net2("shared-model").await;
+    let t = api::DEFAULT_TENANT;
+    let r = app.get(&format!("/v1.1/tenants/{t}/networks/{id}")).await;
+    assert_eq!(r.code(), 200, "{r:?}");
+    assert_eq!(r.json_full()["network"]["name"], "shared-model");
+    let qnet = app.network("v1.1", t, "from-quantum").await;
+    let r = app.get(&format!("/v2.0/networks/{qnet}")).await;
+    assert_eq!(r.code(), 200);
+    assert_eq!(r.json_full()["network"]["name"], "from-quantum");
+    let qport = app.port("v1.1", t, &qnet, "ACTIVE").await;
+    let r = app.get(&format!("/v2.0/ports/{qport}")).await;
+    assert_eq!(r.code(), 200);
+    let p = r.json_full()["port"].clone();
+    assert_eq!(p["network_id"], qnet.as_str());
+    assert_eq!(p["admin_state_up"], true);
+    assert!(p["mac_address"].as_str().unwrap().starts_with("fa:16:3e:"));
+    // The same VLAN both ways.
+    let seg = r.json_full()["port"]["network_id"].clone();
+    assert_eq!(seg, qnet.as_str());
+}
+
+#[tokio::test]
+async fn bulk_create_is_all_or_nothing() {
+    let app = app();
+    let r = app
+        .post2(
+            "/v2.0/networks",
+            json!({"networks": [{"name": "b1"}, {"name": "b2"}]}),
+        )
+        .await;
+    assert_eq!(r.code(), 201);
+    assert_eq!(r.json_full()["networks"].as_array().unwrap().len(), 2);
+    let net = r.json_full()["networks"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .post2(
+            "/v2.0/ports",
+            json!({"ports": [
+                {"network_id": net, "mac_address": "fa:16:3e:00:00:07"},
+                {"network_id": net, "mac_address": "fa:16:3e:00:00:07"}
+            ]}),
+        )
+        .await;
+    assert_eq!(r.code(), 409);
+    assert_eq!(error_type(&r), "MacAddressInUse");
+    let r = app.get("/v2.0/ports").await;
+    assert_eq!(r.json_full()["ports"], json!([]));
+    let r = app.post2("/v2.0/networks", json!({"networks": []})).await;
+    assert_eq!(r.code(), 400);
+}
+
+#[tokio::test]
+async fn bad_bodies_get_neutron_errors() {
+    let app = app();
+    let cases = [
+        (
+            json!({"network": {"name": "n", "foo": 1}}),
+            "HTTPBadRequest",
+        ),
+        (json!({"network": {"status": "DOWN"}}), "HTTPBadRequest"),
+        (
+            json!({"network": {"name": "x".repeat(256)}}),
+            "HTTPBadRequest",
+        ),
+        (
+            json!({"network": {"description": "x".repeat(256)}}),
+            "HTTPBadRequest",
+        ),
+        (
+            json!({"network": {"admin_state_up": "maybe"}}),
+            "InvalidInput",
+        ),
+        (
+            json!({"network": {"router:external": true}}),
+            "InvalidInput",
+        ),
+        (json!({}), "HTTPBadRequest"),
+        (json!([1]), "HTTPBadRequest"),
+    ];
+    for (body, ty) in cases {
+        let r = app.post2("/v2.0/networks", body.clone()).await;
+        assert_eq!(r.code(), 400, "{body}: {r:?}");
+        assert_eq!(error_type(&r), ty, "{body}");
+    }
+    let r = app
+        .req(
+            "POST",
+            "/v2.0/networks",
+            Some("not json"),
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(r.code(), 400);
+    assert_eq!(error_type(&r), "HTTPBadRequest");
+    let r = app
+        .post2(
+            "/v2.0/networks",
+            json!({"network": {"name": "x".repeat(256)}}),
+        )
+        .await;
+    assert!(r.json_full()["NeutronError"]["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("exceeds maximum length of 255."));
+    let id = app.net2("n").await;
+    let r = app
+        .put2(
+            &format!("/v2.0/networks/{id}"),
+            json!({"network": {"id": "x"}}),
+        )
+        .await;
+    assert_eq!(r.code(), 400);
+    assert_eq!(
+        r.json_full()["NeutronError"]["message"],
+        "Cannot update read-only attribute id"
+    );
+    let r = app
+        .put2(
+            &format!("/v2.0/networks/{NONE_ID}"),
+            json!({"network": {"name": "x"}}),
+        )
+        .await;
+    assert_eq!(r.code(), 404);
+    assert_eq!(error_type(&r), "NetworkNotFound");
+}
+
+#[tokio::test]
+async fn unknown_and_non_uuid_ids_are_404_and_unknown_routes_too() {
+    let app = app();
+    for (path, ty) in [
+        ("/v2.0/networks/net-b", "NetworkNotFound"),
+        (&format!("/v2.0/networks/{NONE_ID}"), "NetworkNotFound"),
+        ("/v2.0/ports/p1", "PortNotFound"),
+        ("/v2.0/subnets/s1", "SubnetNotFound"),
+        ("/v2.0/routers", "HTTPNotFound"),
+        ("/v2.0/a/b/c", "HTTPNotFound"),
+    ] {
+        let r = app.get(path).await;
+        assert_eq!(r.code(), 404, "{path}");
+        assert_eq!(error_type(&r), ty, "{path}");
+    }
+    let r = app.req("PATCH", "/v2.0/networks", None, &[]).await;
+    assert_eq!(r.code(), 405);
+    assert_eq!(error_type(&r), "HTTPMethodNotAllowed");
+}
+
+#[tokio::test]
+async fn fields_filters_and_sorting() {
+    let app = app();
+    for (name, up) in [("c", true), ("a", false), ("b", true)] {
+        let r = app
+            .post2(
+                "/v2.0/networks",
+                json!({"network": {"name": name, "admin_state_up": up}}),
+            )
+            .await;
+        assert_eq!(r.code(), 201);
+    }
+    let r = app.get("/v2.0/networks?fields=id&fields=name").await;
+    for n in r.json_full()["networks"].as_array().unwrap() {
+        assert_eq!(keys(n), ["id", "name"]);
+    }
+    let r = app.get("/v2.0/networks?fields=bogus").await;
+    assert_eq!(r.json_full()["networks"], json!([{}, {}, {}]));
+    let id = r.json_full()["networks"].as_array().unwrap().len();
+    assert_eq!(id, 3);
+
+    let names = |r: &Resp| -> Vec<String> {
+        r.json_full()["networks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let r = app.get("/v2.0/networks?name=a&name=b&fields=name").await;
+    assert_eq!(names(&r), ["a", "b"]);
+    let r = app
+        .get("/v2.0/networks?name=a&name=b&admin_state_up=True&fields=name")
+        .await;
+    assert_eq!(names(&r), ["b"]);
+    let r = app.get("/v2.0/networks?foo=bar").await;
+    assert_eq!(r.code(), 400);
+    assert_eq!(
+        r.json_full()["NeutronError"]["message"],
+        "['foo'] is invalid attribute for filtering"
+    );
+    let r = app.get("/v2.0/networks?admin_state_up=maybe").await;
+    assert_eq!(r.code(), 400);
+    assert_eq!(error_type(&r), "InvalidInput");
+
+    let r = app.get("/v2.0/networks?sort_key=name&sort_dir=asc").await;
+    assert_eq!(names(&r), ["a", "b", "c"]);
+    let r = app
+        .get("/v2.0/networks?sort_key=admin_state_up&sort_dir=desc&sort_key=name&sort_dir=desc")
+        .await;
+    assert_eq!(names(&r), ["c", "b", "a"]);
+    for (q, msg) in [
+        (
+            "sort_key=name",
+            "The number of sort_keys and sort_dirs must be same",
+        ),
+        (
+            "sort_key=foo&sort_dir=asc",
+            "['foo'] is invalid attribute for sort_keys",
+        ),
+        (
+            "sort_key=name&sort_dir=up",
+            "['up'] is invalid value for sort_dirs, valid value is 'asc' and 'desc'",
+        ),
+    ] {
+        let r = app.get(&format!("/v2.0/networks?{q}")).await;
+        assert_eq!(r.code(), 400, "{q}");
+        assert_eq!(r.json_full()["NeutronError"]["message"], msg, "{q}");
+    }
+    // `fields` on a show.
+    let r = app.get("/v2.0/networks").await;
+    let id = r.json_full()["networks"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .get(&format!("/v2.0/networks/{id}?fields=name&fields=status"))
+        .await;
+    assert_eq!(keys(&r.json_full()["network"]), ["name", "status"]);
+}
+
+#[tokio::test]
+async fn pagination_follows_neutron_link_rules() {
+    let app = app();
+    let mut ids = Vec::new();
+    for name in ["n1", "n2", "n3"] {
+        ids.push(app.net2(name).await);
+    }
+    let base = "http://127.0.0.1:9696/v2.0/networks";
+    let r = app.get("/v2.0/networks?limit=2").await;
+    let v = r.json_full();
+    assert_eq!(v["networks"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        v["networks_links"],
+        json!([
+            {"rel": "next", "href": format!("{base}?limit=2&marker={}", ids[1])},
+            {"rel": "previous", "href": format!("{base}?limit=2&marker={}&page_reverse=True", ids[0])},
+        ])
+    );
+    // A short last page going forward: previous only.
+    let r = app
+        .get(&format!("/v2.0/networks?limit=2&marker={}", ids[1]))
+        .await;
+    let v = r.json_full();
+    assert_eq!(v["networks"][0]["id"], ids[2].as_str());
+    assert_eq!(
+        v["networks_links"],
+        json!([{"rel": "previous", "href": format!("{base}?limit=2&marker={}&page_reverse=True", ids[2])}])
+    );
+    // A full last page still has a next link; the page after it is empty.
+    let r = app
+        .get(&format!("/v2.0/networks?limit=1&marker={}", ids[1]))
+        .await;
+    assert!(r.json_full()["networks_links"][0]["rel"] == "next");
+    let r = app
+        .get(&format!("/v2.0/networks?limit=1&marker={}", ids[2]))
+        .await;
+    assert_eq!(
+        r.json_full(),
+        json!({"networks": [], "networks_links": [
+            {"rel": "previous", "href": format!("{base}?limit=1&page_reverse=True")}
+        ]})
+    );
+    // Backwards from the last one.
+    let r = app
+        .get(&format!(
+            "/v2.0/networks?limit=5&marker={}&page_reverse=True",
+            ids[2]
+        ))
+        .await;
+    let v = r.json_full();
+    let got: Vec<&str> = v["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, [ids[0].as_str(), ids[1].as_str()]);
+    assert_eq!(v["networks_links"].as_array().unwrap().len(), 1);
+    assert_eq!(v["networks_links"][0]["rel"], "next");
+    // Unknown marker: an empty page; limit=0: no paging.
+    let r = app
+        .get(&format!("/v2.0/networks?limit=1&marker={NONE_ID}"))
+        .await;
+    assert_eq!(r.json_full()["networks"], json!([]));
+    let r = app.get("/v2.0/networks?limit=0").await;
+    assert_eq!(r.json_full()["networks"].as_array().unwrap().len(), 3);
+    assert!(r.json_full().get("networks_links").is_none());
+    for bad in ["-1", "x"] {
+        let r = app.get(&format!("/v2.0/networks?limit={bad}")).await;
+        assert_eq!(r.code(), 400);
+        assert_eq!(error_type(&r), "BadRequest");
+        assert_eq!(
+            r.json_full()["NeutronError"]["message"],
+            format!("Bad limit request: Limit must be an integer 0 or greater and not '{bad}'.")
+        );
+    }
+}
+
+#[tokio::test]
+async fn subnets_are_validated_normalised_and_refuse_overlaps() {
+    let app = app();
+    let net = app.net2("ipam").await;
+    let r = app.subnet2(&net, "10.9.0.5/24", json!({})).await;
+    assert_eq!(r.code(), 201, "{r:?}");
+    let s = r.json_full()["subnet"].clone();
+    assert_eq!(s["cidr"], "10.9.0.0/24");
+    assert_eq!(s["gateway_ip"], "10.9.0.1");
+    assert_eq!(
+        s["allocation_pools"],
+        json!([{"start": "10.9.0.2", "end": "10.9.0.254"}])
+    );
+    assert_eq!(s["enable_dhcp"], true);
+    let r = app.get(&format!("/v2.0/networks/{net}")).await;
+    assert_eq!(r.json_full()["network"]["subnets"], json!([s["id"]]));
+
+    let cases = [
+        ("10.9.0.0/25", json!({}), 400, "InvalidInput"),
+        ("bogus", json!({}), 400, "InvalidInput"),
+        (
+            "10.15.0.0/24",
+            json!({"ip_version": 6}),
+            400,
+            "InvalidInput",
+        ),
+        (
+            "10.16.0.0/24",
+            json!({"ip_version": 5}),
+            400,
+            "HTTPBadRequest",
+        ),
+        (
+            "10.11.0.0/24",
+            json!({"allocation_pools": [{"start": "10.11.0.1", "end": "10.11.0.20"}]}),
+            409,
+            "GatewayConflictWithAllocationPools",
+        ),
+        (
+            "10.12.0.0/24",
+            json!({"allocation_pools": [{"start": "10.12.0.10", "end": "10.12.1.20"}]}),
+            400,
+            "OutOfBoundsAllocationPool",
+        ),
+        (
+            "10.13.0.0/24",
+            json!({"allocation_pools": [
+                {"start": "10.13.0.10", "end": "10.13.0.20"},
+                {"start": "10.13.0.15", "end": "10.13.0.30"}]}),
+            409,
+            "OverlappingAllocationPools",
+        ),
+        (
+            "10.14.0.0/24",
+            json!({"allocation_pools": [{"start": "10.14.0.20", "end": "10.14.0.10"}]}),
+            400,
+            "InvalidAllocationPool",
+        ),
+        (
+            "10.17.0.0/24",
+            json!({"gateway_ip": "x"}),
+            400,
+            "HTTPBadRequest",
+        ),
+        (
+            "10.18.0.0/24",
+            json!({"dns_nameservers": ["nope"]}),
+            400,
+            "HTTPBadRequest",
+        ),
+    ];
+    for (cidr, extra, code, ty) in cases {
+        let r = app.subnet2(&net, cidr, extra.clone()).await;
+        assert_eq!(r.code(), code, "{cidr} {extra}: {r:?}");
+        assert_eq!(error_type(&r), ty, "{cidr} {extra}");
+    }
+    let r = app
+        .subnet2(&net, "10.10.0.0/29", json!({"gateway_ip": null}))
+        .await;
+    assert_eq!(r.code(), 201);
+    assert_eq!(r.json_full()["subnet"]["gateway_ip"], Value::Null);
+    assert_eq!(
+        r.json_full()["subnet"]["allocation_pools"],
+        json!([{"start": "10.10.0.1", "end": "10.10.0.6"}])
+    );
+    let r = app
+        .subnet2(
+            &net,
+            "10.20.0.0/24",
+            json!({"dns_nameservers": ["198.18.0.53"], "enable_dhcp": false,
+                   "host_routes": [{"destination": "10.0.0.0/8", "nexthop": "10.20.0.254"}]}),
+        )
+        .await;
+    assert_eq!(r.code(), 201);
+    let s2 = r.json_full()["subnet"].clone();
+    assert_eq!(s2["dns_nameservers"], json!(["198.18.0.53"]));
+    assert_eq!(s2["enable_dhcp"], false);
+    assert_eq!(
+        s2["host_routes"],
+        json!([{"destination": "10.0.0.0/8", "nexthop": "10.20.0.254"}])
+    );
+    let r = app.subnet2(&net, "2001:db8::/64", json!({})).await;
+    assert_eq!(r.code(), 201);
+    assert_eq!(r.json_full()["subnet"]["gateway_ip"], "2001:db8::");
+    assert_eq!(
+        r.json_full()["subnet"]["allocation_pools"],
+        json!([{"start": "2001:db8::1", "end": "2001:db8::ffff:ffff:ffff:ffff"}])
+    );
+    // Update and delete.
+    let sid = s2["id"].as_str().unwrap();
+    let r = app
+        .put2(
+            &format!("/v2.0/subnets/{sid}"),
+            json!({"subnet": {"name": "renamed", "gateway_ip": "10.20.0.5"}}),
+        )
+        .await;
+    assert_eq!(r.code(), 409, "{r:?}");
+    assert_eq!(error_type(&r), "GatewayConflictWithAllocationPools");
+    let r = app
+        .put2(
+            &format!("/v2.0/subnets/{sid}"),
+            json!({"subnet": {"name": "renamed", "dns_nameservers": []}}),
+        )
+        .await;
+    assert_eq!(r.code(), 200);
+    assert_eq!(r.json_full()["subnet"]["name"], "renamed");
+    let r = app.get("/v2.0/subnets?ip_version=6").await;
+    assert_eq!(r.json_full()["subnets"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        app.delete(&format!("/v2.0/subnets/{sid}")).await.code(),
+        204
+    );
+    assert_eq!(
+        app.delete(&format!("/v2.0/subnets/{sid}")).await.code(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn ports_get_macs_and_addresses_and_free_them() {
+    let app = app();
+    let net = app.net2("ports").await;
+    let s4 = app
+        .subnet2(&net, "198.18.0.0/24", json!({}))
+        .await
+        .json_full()["subnet"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let s6 = app
+        .subnet2(&net, "2001:db8::/64", json!({}))
+        .await
+        .json_full()["subnet"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app.port2(json!({"network_id": net, "name": "p1"})).await;
+    assert_eq!(r.code(), 201, "{r:?}");
+    let p = r.json_full()["port"].clone();
+    for k in [
+        "id",
+        "name",
+        "network_id",
+        "tenant_id",
+        "project_id",
+        "mac_address",
+        "admin_state_up",
+        "status",
+        "device_id",
+        "device_owner",
+        "fixed_ips",
+        "allowed_address_pairs",
+        "extra_dhcp_opts",
+        "security_groups",
+        "description",
+        "binding:vnic_type",
+        "binding:host_id",
+        "port_security_enabled",
+        "tags",
+        "created_at",
+        "updated_at",
+        "revision_number",
+    ] {
+        assert!(p.get(k).is_some(), "{k} missing in {p}");
+    }
+    assert_eq!(p["status"], "DOWN");
+    assert_eq!(p["admin_state_up"], true);
+    assert_eq!(p["port_security_enabled"], true);
+    assert_eq!(p["device_id"], "");
+    assert!(p["mac_address"].as_str().unwrap().starts_with("fa:16:3e:"));
+    assert_eq!(
+        p["fixed_ips"],
+        json!([{"subnet_id": s4, "ip_address": "198.18.0.2"},
+               {"subnet_id": s6, "ip_address": "2001:db8::1"}])
+    );
+    let pid = p["id"].as_str().unwrap().to_owned();
+    let r = app.get(&format!("/v2.0/ports/{pid}")).await;
+    assert_eq!(r.json_full()["port"], p);
+
+    // A specific address; taken; outside the subnet; outside the network.
+    let r = app
+        .port2(json!({"network_id": net, "fixed_ips": [{"ip_address": "198.18.0.7"}]}))
+        .await;
+    assert_eq!(r.code(), 201);
+    assert_eq!(
+        r.json_full()["port"]["fixed_ips"],
+        json!([{"subnet_id": s4, "ip_address": "198.18.0.7"}])
+    );
+    let p7 = r.json_full()["port"]["id"].as_str().unwrap().to_owned();
+    let r = app
+        .port2(json!({"network_id": net, "fixed_ips": [{"ip_address": "198.18.0.7"}]}))
+        .await;
+    assert_eq!(r.code(), 409);
+    assert_eq!(error_type(&r), "IpAddressAlreadyAllocated");
+    let r = app
+        .port2(json!({"network_id": net, "fixed_ips": [{"subnet_id": s6, "ip_address": "198.18.0.8"}]}))
+        .await;
+    assert_eq!(r.code(), 400);
+    assert_eq!(error_type(&r), "InvalidIpForSubnet");
+    let r = app
+        .port2(json!({"network_id": net, "fixed_ips": [{"ip_address": "198.19.0.7"}]}))
+        .await;
+    assert_eq!(r.code(), 400);
+    assert_eq!(error_type(&r), "InvalidIpForNetwork");
+    let r = app
+        .port2(json!({"network_id": net, "fixed_ips": [{"subnet_id": "nope"}]}))
+        .await;
+    assert_eq!(r.code(), 400);
+    assert_eq!(error_type(&r), "HTTPBadRequest");
+    let r = app.port2(json!({"network_id": "nonexist"})).await;
+    assert_eq!(r.code(), 400);
+    let r = app.port2(json!({"network_id": NONE_ID})).await;
+    assert_eq!(r.code(), 404);
+    assert_eq!(error_type(&r), "NetworkNotFound");
+    let r = app.port2(json!({"name": "x"})).await;
+    assert_eq!(r.code(), 400);
+    assert_eq!(
+        r.json_full()["NeutronError"]["message"],
+        "Failed to parse request. Required attribute 'network_id' not specified"
+    );
+
+    // Subnet in use; deleting the port frees its address for the next port.
+    let r = app.delete(&format!("/v2.0/subnets/{s4}")).await;
+    assert_eq!(r.code(), 409);
+    assert_eq!(error_type(&r), "SubnetInUse");
+    assert_eq!(app.delete(&format!("/v2.0/ports/{p7}")).await.code(), 204);
+    let r = app
+        .port2(json!({"network_id": net, "fixed_ips": [{"ip_address": "198.18.0.7"}]}))
+        .await;
+    assert_eq!(r.code(), 201);
+
+    // Update: name, device, fixed_ips kept by subnet, admin state.
+    let r = app
+        .put2(
+            &format!("/v2.0/ports/{pid}"),
+            json!({"port": {"name": "p1-renamed", "device_owner": "compute:nova",
+                   "device_id": "dev-1", "fixed_ips": [{"subnet_id": s4}]}}),
+        )
+        .await;
+    assert_eq!(r.code(), 200, "{r:?}");
+    let u = r.json_full()["port"].clone();
+    assert_eq!(u["name"], "p1-renamed");
+    assert_eq!(u["device_owner"], "compute:nova");
+    assert_eq!(
+        u["fixed_ips"],
+        json!([{"subnet_id": s4, "ip_address": "198.18.0.2"}])
+    );
+    let r = app
+        .put2(
+            &format!("/v2.0/ports/{pid}"),
+            json!({"port": {"network_id": net}}),
+        )
+        .await;
+    assert_eq!(r.code(), 400);
+
+    // Network in use.
+    let r = app.delete(&format!("/v2.0/networks/{net}")).await;
+    assert_eq!(r.code(), 409);
+    assert_eq!(error_type(&r), "NetworkInUse");
+    let r = app
+        .get(&format!("/v2.0/ports?network_id={net}&fields=id"))
+        .await;
+    assert_eq!(r.json_full()["ports"].as_array().unwrap().len(), 2);
+    let r = app
+        .get("/v2.0/ports?fixed_ips=ip_address%3D198.18.0.7&fields=id")
+        .await;
+    assert_eq!(r.json_full()["ports"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn macs_are_unique_per_network_honoured_and_reusable() {
+    let app = app();
+    let n1 = app.net2("m1").await;
+    let n2 = app.net2("m2").await;
+    let mac = "fa:16:3e:00:00:01";
+    let r = app
+        .port2(json!({"network_id": n1, "mac_address": "FA-16-3E-00-00-01"}))
+        .await;
+    assert_eq!(r.code(), 201);
+    assert_eq!(r.json_full()["port"]["mac_address"], mac);
+    let first = r.json_full()["port"]["id"].as_str().unwrap().to_owned();
+    let r = app
+        .port2(json!({"network_id": n1, "mac_address": mac}))
+        .await;
+    assert_eq!(r.code(), 409);
+    assert_eq!(error_type(&r), "MacAddressInUse");
+    assert_eq!(
+        r.json_full()["NeutronError"]["message"],
+        format!("Unable to complete operation for network {n1}. The mac address {mac} is in use.")
+    );
+    let r = app
+        .port2(json!({"network_id": n2, "mac_address": mac}))
+        .await;
+    assert_eq!(r.code(), 201);
+    let r = app
+        .port2(json!({"network_id": n1, "mac_address": "zz"}))
+        .await;
+    assert_eq!(r.code(), 400);
+    assert_eq!(
+        r.json_full()["NeutronError"]["message"],
+        "Invalid input for mac_address. Reason: 'zz' is not a valid MAC address."
+    );
+    assert_eq!(
+        app.delete(&format!("/v2.0/ports/{first}")).await.code(),
+        204
+    );
+    let r = app
+        .port2(json!({"network_id": n1, "mac_address": mac}))
+        .await;
+    assert_eq!(r.code(), 201);
+}
+
+#[tokio::test]
+async fn exhausted_pools_fail_generation() {
+    let app = app();
+    let net = app.net2("small").await;
+    // A /30: one usable address besides the gateway.
+    assert_eq!(
+        app.subnet2(&net, "198.18.9.0/30", json!({})).await.code(),
+        201
+    );
+    assert_eq!(app.port2(json!({"network_id": net})).await.code(), 201);
+    let r = app.port2(json!({"network_id": net})).await;
+    assert_eq!(r.code(), 409);
+    assert_eq!(error_type(&r), "IpAddressGenerationFailure");
+}
+
+#[tokio::test]
+async fn port_security_and_address_pairs_reach_the_forwarder() {
+    let app = app();
+    let net = app.net2("sec").await;
+    app.subnet2(&net, "198.18.4.0/24", json!({})).await;
+    let r = app
+        .port2(json!({"network_id": net, "port_security_enabled": false,
+                      "allowed_address_pairs": [{"ip_address": "198.18.4.100"}]}))
+        .await;
+    assert_eq!(r.code(), 409);
+    assert_eq!(error_type(&r), "AddressPairAndPortSecurityRequired");
+    let r = app
+        .port2(json!({"network_id": net, "allowed_address_pairs": [
+            {"ip_address": "198.18.5.0/24", "mac_address": "fa:16:3e:11:11:11"},
+            {"ip_address": "198.18.4.100"}]}))
+        .await;
+    assert_eq!(r.code(), 201, "{r:?}");
+    let p = r.json_full()["port"].clone();
+    let pid = p["id"].as_str().unwrap().to_owned();
+    let mac = p["mac_address"].as_str().unwrap().to_owned();
+    assert_eq!(
+        p["allowed_address_pairs"],
+        json!([{"mac_address": "fa:16:3e:11:11:11", "ip_address": "198.18.5.0/24"},
+               {"mac_address": mac, "ip_address": "198.18.4.100"}])
+    );
+    let desired = app.fwd.last();
+    let d = desired.ports.iter().find(|d| d.id == pid).unwrap();
+    assert_eq!(d.device, format!("tap{}", &pid[..11]));
+    assert_eq!(d.mac, mac);
+    let sec = d.security.clone().unwrap();
+    assert_eq!(
+        sec.fixed_ips,
+        vec!["198.18.4.2".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(sec.allowed_pairs.len(), 2);
+
+    // Live update: port security off (pairs cleared first), then admin down.
+    let r = app
+        .put2(
+            &format!("/v2.0/ports/{pid}"),
+            json!({"port": {"port_security_enabled": false}}),
+        )
+        .await;
+    assert_eq!(r.code(), 409);
+    let r = app
+        .put2(
+            &format!("/v2.0/ports/{pid}"),
+            json!({"port": {"port_security_enabled": false, "allowed_address_pairs": []}}),
+        )
+        .await;
+    assert_eq!(r.code(), 200);
+    let d = app
+        .fwd
+        .last()
+        .ports
+        .into_iter()
+        .find(|d| d.id == pid)
+        .unwrap();
+    assert!(d.security.is_none());
+    assert!(d.admin_up);
+    app.put2(
+        &format!("/v2.0/ports/{pid}"),
+        json!({"port": {"admin_state_up": false}}),
+    )
+    .await;
+    let d = app
+        .fwd
+        .last()
+        .ports
+        .into_iter()
+        .find(|d| d.id == pid)
+        .unwrap();
+    assert!(!d.admin_up);
+    // A network taken down takes its ports down.
+    app.put2(
+        &format!("/v2.0/ports/{pid}"),
+        json!({"port": {"admin_state_up": true}}),
+    )
+    .await;
+    app.put2(
+        &format!("/v2.0/networks/{net}"),
+        json!({"network": {"admin_state_up": false}}),
+    )
+    .await;
+    let d = app
+        .fwd
+        .last()
+        .ports
+        .into_iter()
+        .find(|d| d.id == pid)
+        .unwrap();
+    assert!(!d.admin_up);
+    assert_eq!(app.delete(&format!("/v2.0/ports/{pid}")).await.code(), 204);
+    assert!(app.fwd.last().ports.iter().all(|d| d.id != pid));
+}
+
+#[tokio::test]
+async fn status_is_active_only_while_forwarding() {
+    let app = app();
+    let net = app.net2("st").await;
+    let r = app.port2(json!({"network_id": net})).await;
+    let pid = r.json_full()["port"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.json_full()["port"]["status"], "DOWN");
+    app.fwd.up.lock().unwrap().insert(pid.clone());
+    let r = app.get(&format!("/v2.0/ports/{pid}")).await;
+    assert_eq!(r.json_full()["port"]["status"], "ACTIVE");
+    let r = app.get("/v2.0/ports?status=ACTIVE&fields=id").await;
+    assert_eq!(r.json_full()["ports"], json!([{"id": pid}]));
+    app.put2(
+        &format!("/v2.0/ports/{pid}"),
+        json!({"port": {"admin_state_up": false}}),
+    )
+    .await;
+    let r = app.get(&format!("/v2.0/ports/{pid}")).await;
+    assert_eq!(r.json_full()["port"]["status"], "DOWN");
+}
+
+#[tokio::test]
+async fn project_headers_and_body_owner_scope_requests() {
+    let app = app();
+    let h = [("content-type", "application/json"), ("x-project-id", "p1")];
+    let r = app
+        .req(
+            "POST",
+            "/v2.0/networks",
+            Some(r#"{"network": {"name": "mine"}}"#),
+            &h,
+        )
+        .await;
+    assert_eq!(r.code(), 201);
+    assert_eq!(r.json_full()["network"]["project_id"], "p1");
+    let mine = r.json_full()["network"]["id"].as_str().unwrap().to_owned();
+    let r = app
+        .req(
+            "POST",
+            "/v2.0/networks",
+            Some(r#"{"network": {"name": "x", "project_id": "p2"}}"#),
+            &h,
+        )
+        .await;
+    assert_eq!(r.code(), 400);
+    // The noauth admin names the owner in the body and sees everything.
+    let r = app
+        .post2(
+            "/v2.0/networks",
+            json!({"network": {"name": "theirs", "tenant_id": "p2"}}),
+        )
+        .await;
+    assert_eq!(r.code(), 201);
+    assert_eq!(r.json_full()["network"]["tenant_id"], "p2");
+    let theirs = r.json_full()["network"]["id"].as_str().unwrap().to_owned();
+    let r = app.get("/v2.0/networks?fields=name").await;
+    assert_eq!(r.json_full()["networks"].as_array().unwrap().len(), 2);
+    let r = app.get("/v2.0/networks?project_id=p2&fields=name").await;
+    assert_eq!(r.json_full()["networks"], json!([{"name": "theirs"}]));
+    // A project sees its own only.
+    let r = app.req("GET", "/v2.0/networks", None, &h).await;
+    assert_eq!(r.json_full()["networks"][0]["id"], mine.as_str());
+    assert_eq!(r.json_full()["networks"].as_array().unwrap().len(), 1);
+    let r = app
+        .req("GET", &format!("/v2.0/networks/{theirs}"), None, &h)
+        .await;
+    assert_eq!(r.code(), 404);
+    let r = app
+        .req("DELETE", &format!("/v2.0/networks/{theirs}"), None, &h)
+        .await;
+    assert_eq!(r.code(), 404);
+}

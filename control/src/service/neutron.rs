@@ -1,0 +1,722 @@
+//! The Neutron v2.0 operations of [`Control`]: networks, ports and subnets
+//! seen as Neutron sees them, on the same rows as Quantum's.
+//!
+//! Visibility follows Neutron's policy for a project and for an admin: a
+//! caller sees its own project's resources (every project's when admin) and
+//! the shared networks (with their subnets); it changes and deletes only
+//! what it owns. What is not visible is `NotFound`, never `Forbidden`.
+//!
+//! Bulk creates are one transaction: either every item is created or none.
+
+use std::collections::{BTreeSet, HashSet};
+
+use super::{new_id, Control};
+use crate::error::{ControlError, Result};
+use crate::ipam::{self, Cidr, Family, Pool};
+use crate::mac;
+use crate::model::{self, Network, Port, PortState};
+use crate::neutron::{
+    now_iso8601, AddressPair, FixedIp, FixedIpRequest, GatewayRequest, NetworkAttrs, NetworkRecord,
+    NetworkSpec, NetworkUpdate, PairRequest, PortAttrs, PortRecord, PortSpec, PortStatusView,
+    PortUpdate, Scope, Subnet, SubnetSpec, SubnetUpdate,
+};
+use crate::store::Tx;
+
+impl Control {
+    // ---- networks -------------------------------------------------------
+
+    /// The networks the caller sees, in creation order.
+    pub fn v2_networks(&self, scope: &Scope) -> Result<Vec<NetworkRecord>> {
+        let all = self.read(|tx| tx.network_records(None))?;
+        Ok(all.into_iter().filter(|n| net_visible(scope, n)).collect())
+    }
+
+    /// One network the caller sees.
+    pub fn v2_network(&self, scope: &Scope, net_id: &str) -> Result<NetworkRecord> {
+        self.read(|tx| visible_network(tx, scope, net_id))
+    }
+
+    /// Creates networks (one transaction for all), each with the lowest free
+    /// VLAN id.
+    pub fn v2_create_networks(
+        &self,
+        scope: &Scope,
+        specs: Vec<NetworkSpec>,
+    ) -> Result<Vec<NetworkRecord>> {
+        for s in &specs {
+            model::validate_tenant_id(&s.tenant_id)?;
+            model::validate_network_name(&s.name)?;
+        }
+        let _ = scope;
+        let (min, max) = (self.options.vlan_min, self.options.vlan_max);
+        self.write(|tx| {
+            let now = now_iso8601();
+            let mut ids = Vec::with_capacity(specs.len());
+            for s in specs {
+                let vlan = tx
+                    .free_vlan(min, max)?
+                    .ok_or(ControlError::NoFreeVlan { min, max })?;
+                let n = Network {
+                    id: new_id(),
+                    tenant_id: s.tenant_id,
+                    name: s.name,
+                    vlan,
+                };
+                tx.insert_network(&n)?;
+                let attrs = NetworkAttrs {
+                    admin_state_up: s.admin_state_up,
+                    shared: s.shared,
+                    mtu: s.mtu,
+                    description: s.description,
+                    port_security_enabled: s.port_security_enabled,
+                    created_at: now.clone(),
+                    updated_at: now.clone(),
+                    revision_number: 1,
+                };
+                tx.save_network_attrs(&n.id, &n.name, &attrs)?;
+                ids.push(n.id);
+            }
+            ids.iter().map(|id| network_record(tx, id)).collect()
+        })
+    }
+
+    /// Changes a network the caller owns.
+    pub fn v2_update_network(
+        &self,
+        scope: &Scope,
+        net_id: &str,
+        upd: NetworkUpdate,
+    ) -> Result<NetworkRecord> {
+        if let Some(name) = &upd.name {
+            model::validate_network_name(name)?;
+        }
+        self.write(|tx| {
+            let mut n = owned_network(tx, scope, net_id)?;
+            let a = &mut n.attrs;
+            let name = upd.name.unwrap_or(n.network.name);
+            set(&mut a.admin_state_up, upd.admin_state_up);
+            set(&mut a.shared, upd.shared);
+            set(&mut a.mtu, upd.mtu);
+            set(&mut a.description, upd.description);
+            set(&mut a.port_security_enabled, upd.port_security_enabled);
+            a.updated_at = now_iso8601();
+            a.revision_number += 1;
+            tx.save_network_attrs(net_id, &name, a)?;
+            network_record(tx, net_id)
+        })
+    }
+
+    /// Deletes a network the caller owns, with its subnets; refused while
+    /// any port is on it (Neutron's `NetworkInUse`).
+    pub fn v2_delete_network(&self, scope: &Scope, net_id: &str) -> Result<()> {
+        self.write(|tx| {
+            owned_network(tx, scope, net_id)?;
+            let ports = tx.ports(net_id)?;
+            if !ports.is_empty() {
+                return Err(ControlError::NetworkHasPorts {
+                    net_id: net_id.to_owned(),
+                    port_ids: ports.into_iter().map(|p| p.id).collect(),
+                });
+            }
+            tx.delete_network(net_id)
+        })
+    }
+
+    // ---- ports ----------------------------------------------------------
+
+    fn port_status(&self, record: PortRecord, net_up: bool) -> PortStatusView {
+        let active = net_up
+            && record.port.state == PortState::Active
+            && self.forwarder.port_up(&record.port.id);
+        PortStatusView { record, active }
+    }
+
+    fn port_views(&self, records: Vec<(PortRecord, bool)>) -> Vec<PortStatusView> {
+        records
+            .into_iter()
+            .map(|(r, up)| self.port_status(r, up))
+            .collect()
+    }
+
+    /// The ports the caller sees, in creation order, with their status.
+    pub fn v2_ports(&self, scope: &Scope) -> Result<Vec<PortStatusView>> {
+        let records = self.read(|tx| {
+            let nets = tx.network_records(None)?;
+            let up = |id: &str| {
+                nets.iter()
+                    .find(|n| n.network.id == id)
+                    .is_none_or(|n| n.attrs.admin_state_up)
+            };
+            Ok(tx
+                .port_records(None)?
+                .into_iter()
+                .filter(|p| scope.owns(&p.attrs.tenant_id))
+                .map(|p| {
+                    let u = up(&p.port.network_id);
+                    (p, u)
+                })
+                .collect::<Vec<_>>())
+        })?;
+        Ok(self.port_views(records))
+    }
+
+    /// One port the caller sees.
+    pub fn v2_port(&self, scope: &Scope, port_id: &str) -> Result<PortStatusView> {
+        let (r, up) = self.read(|tx| {
+            let r = visible_port(tx, scope, port_id)?;
+            let up = network_record(tx, &r.port.network_id)?.attrs.admin_state_up;
+            Ok((r, up))
+        })?;
+        Ok(self.port_status(r, up))
+    }
+
+    /// Creates ports (one transaction for all). Each gets a MAC (the one
+    /// asked for, if free in its network), addresses from its network's
+    /// subnets (or those asked for) and, when port security is on, its
+    /// anti-spoofing rules; it is bound to its `tap` device.
+    pub fn v2_create_ports(
+        &self,
+        scope: &Scope,
+        specs: Vec<PortSpec>,
+    ) -> Result<Vec<PortStatusView>> {
+        for s in &specs {
+            model::validate_tenant_id(&s.tenant_id)?;
+        }
+        let records = self.write(|tx| {
+            let now = now_iso8601();
+            let mut out = Vec::with_capacity(specs.len());
+            for s in specs {
+                let net = visible_network(tx, scope, &s.network_id)?;
+                let net_id = net.network.id.clone();
+                let port_security = s
+                    .port_security_enabled
+                    .unwrap_or(net.attrs.port_security_enabled);
+                if !port_security && !s.allowed_address_pairs.is_empty() {
+                    return Err(ControlError::AddressPairAndPortSecurityRequired);
+                }
+                let mac_address = match s.mac_address {
+                    Some(m) => {
+                        if tx.mac_in_use(&net_id, &m, None)? {
+                            return Err(ControlError::MacAddressInUse { net_id, mac: m });
+                        }
+                        m
+                    }
+                    None => fresh_mac(tx, &net_id)?,
+                };
+                let id = new_id();
+                let fixed_ips = allocate(tx, &net_id, &id, &[], s.fixed_ips.as_deref())?;
+                let port = Port {
+                    id: id.clone(),
+                    network_id: net_id,
+                    state: if s.admin_state_up {
+                        PortState::Active
+                    } else {
+                        PortState::Down
+                    },
+                    attachment: None,
+                };
+                tx.insert_port(&port)?;
+                let attrs = PortAttrs {
+                    tenant_id: s.tenant_id,
+                    name: s.name,
+                    allowed_address_pairs: pairs(&s.allowed_address_pairs, &mac_address),
+                    mac_address,
+                    device_id: s.device_id,
+                    device_owner: s.device_owner,
+                    description: s.description,
+                    port_security_enabled: port_security,
+                    host_id: s.host_id,
+                    bind_tap: true,
+                    created_at: now.clone(),
+                    updated_at: now.clone(),
+                    revision_number: 1,
+                    fixed_ips,
+                };
+                tx.save_port_attrs(&id, &attrs)?;
+                out.push((PortRecord { port, attrs }, net.attrs.admin_state_up));
+            }
+            Ok(out)
+        })?;
+        Ok(self.port_views(records))
+    }
+
+    /// Changes a port the caller owns. `fixed_ips` and
+    /// `allowed_address_pairs`, when given, replace the whole set; addresses
+    /// kept stay held, the others are freed.
+    pub fn v2_update_port(
+        &self,
+        scope: &Scope,
+        port_id: &str,
+        upd: PortUpdate,
+    ) -> Result<PortStatusView> {
+        let (r, up) = self.write(|tx| {
+            let mut r = visible_port(tx, scope, port_id)?;
+            let net = network_record(tx, &r.port.network_id)?;
+            let net_id = net.network.id.clone();
+            let a = &mut r.attrs;
+            if let Some(m) = upd.mac_address {
+                if m != a.mac_address && tx.mac_in_use(&net_id, &m, Some(port_id))? {
+                    return Err(ControlError::MacAddressInUse { net_id, mac: m });
+                }
+                // Pairs that took the old MAC by default keep naming the port.
+                for p in &mut a.allowed_address_pairs {
+                    if p.mac_address == a.mac_address {
+                        p.mac_address.clone_from(&m);
+                    }
+                }
+                a.mac_address = m;
+            }
+            set(&mut a.port_security_enabled, upd.port_security_enabled);
+            if let Some(p) = &upd.allowed_address_pairs {
+                a.allowed_address_pairs = pairs(p, &a.mac_address);
+            }
+            if !a.port_security_enabled && !a.allowed_address_pairs.is_empty() {
+                return Err(ControlError::AddressPairAndPortSecurityRequired);
+            }
+            if let Some(req) = &upd.fixed_ips {
+                a.fixed_ips = allocate(tx, &net_id, port_id, &a.fixed_ips, Some(req))?;
+            }
+            set(&mut a.name, upd.name);
+            set(&mut a.device_id, upd.device_id);
+            set(&mut a.device_owner, upd.device_owner);
+            set(&mut a.description, upd.description);
+            set(&mut a.host_id, upd.host_id);
+            a.updated_at = now_iso8601();
+            a.revision_number += 1;
+            if let Some(up) = upd.admin_state_up {
+                r.port.state = if up {
+                    PortState::Active
+                } else {
+                    PortState::Down
+                };
+                tx.set_port_state(port_id, r.port.state)?;
+            }
+            tx.save_port_attrs(port_id, &r.attrs)?;
+            Ok((r, net.attrs.admin_state_up))
+        })?;
+        Ok(self.port_status(r, up))
+    }
+
+    /// Deletes a port the caller owns, plugged or not; its addresses are
+    /// freed.
+    pub fn v2_delete_port(&self, scope: &Scope, port_id: &str) -> Result<()> {
+        self.write(|tx| {
+            visible_port(tx, scope, port_id)?;
+            tx.delete_port(port_id)
+        })
+    }
+
+    // ---- subnets --------------------------------------------------------
+
+    /// The subnets the caller sees (its own and those of shared networks).
+    pub fn v2_subnets(&self, scope: &Scope) -> Result<Vec<Subnet>> {
+        self.read(|tx| {
+            let shared: HashSet<String> = tx
+                .network_records(None)?
+                .into_iter()
+                .filter(|n| n.attrs.shared)
+                .map(|n| n.network.id)
+                .collect();
+            Ok(tx
+                .subnets(None, None)?
+                .into_iter()
+                .filter(|s| scope.owns(&s.tenant_id) || shared.contains(&s.network_id))
+                .collect())
+        })
+    }
+
+    /// One subnet the caller sees.
+    pub fn v2_subnet(&self, scope: &Scope, subnet_id: &str) -> Result<Subnet> {
+        self.read(|tx| visible_subnet(tx, scope, subnet_id))
+    }
+
+    /// Creates subnets (one transaction for all).
+    pub fn v2_create_subnets(&self, scope: &Scope, specs: Vec<SubnetSpec>) -> Result<Vec<Subnet>> {
+        for s in &specs {
+            model::validate_tenant_id(&s.tenant_id)?;
+        }
+        self.write(|tx| {
+            let now = now_iso8601();
+            let mut out = Vec::with_capacity(specs.len());
+            for s in specs {
+                let net = owned_network(tx, scope, &s.network_id)?;
+                let net_id = net.network.id;
+                let cidr = Cidr::parse(&s.cidr).ok_or_else(|| ControlError::InvalidInput {
+                    reason: format!("{} is not in a CIDR format.", s.cidr),
+                })?;
+                if cidr.family != s.family {
+                    return Err(invalid_input(format!(
+                        "cidr '{}' does not match the ip_version '{}'.",
+                        s.cidr,
+                        s.family.version()
+                    )));
+                }
+                for other in tx.subnets(None, Some(&net_id))? {
+                    if Cidr::parse(&other.cidr).is_some_and(|o| o.overlaps(&cidr)) {
+                        return Err(invalid_input(format!(
+                            "Requested subnet with cidr: {cidr} for network: {net_id} \
+                             overlaps with another subnet."
+                        )));
+                    }
+                }
+                let gateway = match &s.gateway_ip {
+                    GatewayRequest::Default => cidr.default_gateway(),
+                    GatewayRequest::Disabled => None,
+                    GatewayRequest::Address(g) => Some(gateway_of(&cidr, g)?),
+                };
+                let pools = match &s.allocation_pools {
+                    Some(p) => ipam::validate_pools(&cidr, gateway, p)?,
+                    None => cidr.default_pools(gateway),
+                };
+                let subnet = Subnet {
+                    id: new_id(),
+                    network_id: net_id,
+                    tenant_id: s.tenant_id,
+                    name: s.name,
+                    description: s.description,
+                    family: cidr.family,
+                    cidr: cidr.to_string(),
+                    gateway_ip: gateway.map(|g| ipam::from_u128(cidr.family, g).to_string()),
+                    enable_dhcp: s.enable_dhcp,
+                    allocation_pools: stored_pools(cidr.family, &pools),
+                    dns_nameservers: s.dns_nameservers,
+                    host_routes: s.host_routes,
+                    ipv6_ra_mode: s.ipv6_ra_mode,
+                    ipv6_address_mode: s.ipv6_address_mode,
+                    created_at: now.clone(),
+                    updated_at: now.clone(),
+                    revision_number: 0,
+                };
+                tx.insert_subnet(&subnet)?;
+                out.push(subnet);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Changes a subnet the caller owns; a new gateway or new pools are
+    /// checked against each other as on create.
+    pub fn v2_update_subnet(
+        &self,
+        scope: &Scope,
+        subnet_id: &str,
+        upd: SubnetUpdate,
+    ) -> Result<Subnet> {
+        self.write(|tx| {
+            let mut s = visible_subnet(tx, scope, subnet_id)?;
+            if !scope.owns(&s.tenant_id) {
+                return Err(ControlError::SubnetNotFound {
+                    subnet_id: subnet_id.to_owned(),
+                });
+            }
+            let cidr = Cidr::parse(&s.cidr).ok_or_else(|| ControlError::Store {
+                detail: format!("stored subnet {subnet_id} has a bad CIDR"),
+            })?;
+            let gateway = match &upd.gateway_ip {
+                None => s
+                    .gateway_ip
+                    .as_deref()
+                    .map(|g| gateway_of(&cidr, g))
+                    .transpose()?,
+                Some(GatewayRequest::Disabled) => None,
+                Some(GatewayRequest::Default) => cidr.default_gateway(),
+                Some(GatewayRequest::Address(g)) => Some(gateway_of(&cidr, g)?),
+            };
+            let pools = upd.allocation_pools.as_ref().unwrap_or(&s.allocation_pools);
+            let pools = ipam::validate_pools(&cidr, gateway, pools)?;
+            s.gateway_ip = gateway.map(|g| ipam::from_u128(cidr.family, g).to_string());
+            s.allocation_pools = stored_pools(cidr.family, &pools);
+            set(&mut s.name, upd.name);
+            set(&mut s.description, upd.description);
+            set(&mut s.enable_dhcp, upd.enable_dhcp);
+            set(&mut s.dns_nameservers, upd.dns_nameservers);
+            set(&mut s.host_routes, upd.host_routes);
+            s.updated_at = now_iso8601();
+            s.revision_number += 1;
+            tx.update_subnet(&s)?;
+            Ok(s)
+        })
+    }
+
+    /// Deletes a subnet the caller owns; refused while a port holds an
+    /// address from it.
+    pub fn v2_delete_subnet(&self, scope: &Scope, subnet_id: &str) -> Result<()> {
+        self.write(|tx| {
+            let s = visible_subnet(tx, scope, subnet_id)?;
+            if !scope.owns(&s.tenant_id) {
+                return Err(ControlError::SubnetNotFound {
+                    subnet_id: subnet_id.to_owned(),
+                });
+            }
+            if !tx.subnet_allocations(subnet_id)?.is_empty() {
+                return Err(ControlError::SubnetInUse {
+                    subnet_id: subnet_id.to_owned(),
+                });
+            }
+            tx.delete_subnet(subnet_id)
+        })
+    }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+fn invalid_input(reason: String) -> ControlError {
+    ControlError::InvalidInput { reason }
+}
+
+fn net_visible(scope: &Scope, n: &NetworkRecord) -> bool {
+    scope.owns(&n.network.tenant_id) || n.attrs.shared
+}
+
+fn network_record(tx: &dyn Tx, net_id: &str) -> Result<NetworkRecord> {
+    tx.network_records(Some(net_id))?
+        .pop()
+        .ok_or_else(|| ControlError::NetworkNotFound {
+            net_id: net_id.to_owned(),
+        })
+}
+
+fn visible_network(tx: &dyn Tx, scope: &Scope, net_id: &str) -> Result<NetworkRecord> {
+    let n = network_record(tx, net_id)?;
+    if net_visible(scope, &n) {
+        Ok(n)
+    } else {
+        Err(ControlError::NetworkNotFound {
+            net_id: net_id.to_owned(),
+        })
+    }
+}
+
+fn owned_network(tx: &dyn Tx, scope: &Scope, net_id: &str) -> Result<NetworkRecord> {
+    let n = network_record(tx, net_id)?;
+    if scope.owns(&n.network.tenant_id) {
+        Ok(n)
+    } else {
+        Err(ControlError::NetworkNotFound {
+            net_id: net_id.to_owned(),
+        })
+    }
+}
+
+fn visible_port(tx: &dyn Tx, scope: &Scope, port_id: &str) -> Result<PortRecord> {
+    tx.port_records(Some(port_id))?
+        .pop()
+        .filter(|p| scope.owns(&p.attrs.tenant_id))
+        .ok_or_else(|| ControlError::PortNotFound {
+            net_id: String::new(),
+            port_id: port_id.to_owned(),
+        })
+}
+
+fn visible_subnet(tx: &dyn Tx, scope: &Scope, subnet_id: &str) -> Result<Subnet> {
+    let not_found = || ControlError::SubnetNotFound {
+        subnet_id: subnet_id.to_owned(),
+    };
+    let s = tx
+        .subnets(Some(subnet_id), None)?
+        .pop()
+        .ok_or_else(not_found)?;
+    if scope.owns(&s.tenant_id) {
+        return Ok(s);
+    }
+    match tx.network_records(Some(&s.network_id))?.pop() {
+        Some(n) if n.attrs.shared => Ok(s),
+        _ => Err(not_found()),
+    }
+}
+
+/// A MAC in the base prefix that no port of the network uses.
+pub(super) fn fresh_mac(tx: &dyn Tx, net_id: &str) -> Result<String> {
+    for _ in 0..mac::MAC_TRIES {
+        let m = mac::random();
+        if !tx.mac_in_use(net_id, &m, None)? {
+            return Ok(m);
+        }
+    }
+    Err(ControlError::InvalidInput {
+        reason: format!("Unable to generate a unique mac address on network {net_id}."),
+    })
+}
+
+/// The default attributes of a port created through Quantum: its network's
+/// tenant, a fresh MAC, no anti-spoofing, no `tap` binding.
+pub(super) fn quantum_port_attrs(tx: &dyn Tx, net: &Network) -> Result<PortAttrs> {
+    let now = now_iso8601();
+    Ok(PortAttrs {
+        tenant_id: net.tenant_id.clone(),
+        name: String::new(),
+        mac_address: fresh_mac(tx, &net.id)?,
+        device_id: String::new(),
+        device_owner: String::new(),
+        description: String::new(),
+        port_security_enabled: false,
+        host_id: String::new(),
+        bind_tap: false,
+        created_at: now.clone(),
+        updated_at: now,
+        revision_number: 1,
+        allowed_address_pairs: Vec::new(),
+        fixed_ips: Vec::new(),
+    })
+}
+
+fn pairs(req: &[PairRequest], own_mac: &str) -> Vec<AddressPair> {
+    req.iter()
+        .map(|p| AddressPair {
+            mac_address: p.mac_address.clone().unwrap_or_else(|| own_mac.to_owned()),
+            ip_address: p.ip_address.clone(),
+        })
+        .collect()
+}
+
+fn stored_pools(family: Family, pools: &[Pool]) -> Vec<(String, String)> {
+    pools
+        .iter()
+        .map(|p| {
+            (
+                ipam::from_u128(family, p.first).to_string(),
+                ipam::from_u128(family, p.last).to_string(),
+            )
+        })
+        .collect()
+}
+
+fn gateway_of(cidr: &Cidr, g: &str) -> Result<u128> {
+    match ipam::parse_ip(g) {
+        Some(ip) if Family::of(ip) == cidr.family => Ok(ipam::to_u128(ip)),
+        _ => Err(invalid_input(format!(
+            "gateway_ip '{g}' does not match the ip_version '{}'.",
+            cidr.family.version()
+        ))),
+    }
+}
+
+/// The pools of a stored subnet.
+fn pools_of(s: &Subnet) -> Vec<Pool> {
+    s.allocation_pools
+        .iter()
+        .filter_map(|(a, b)| Pool::parse_stored(&format!("{a}-{b}")))
+        .collect()
+}
+
+/// Addresses of a subnet held by ports other than `port_id`.
+fn held_by_others(tx: &dyn Tx, subnet_id: &str, port_id: &str) -> Result<BTreeSet<u128>> {
+    Ok(tx
+        .subnet_allocations(subnet_id)?
+        .into_iter()
+        .filter(|(_, p)| p != port_id)
+        .filter_map(|(ip, _)| ipam::parse_ip(&ip).map(ipam::to_u128))
+        .collect())
+}
+
+/// The fixed IPs of a port: with no request, one address from the first
+/// IPv4 subnet with room and one from the first IPv6 subnet with room;
+/// otherwise each requested entry (a subnet, an address, or both), keeping
+/// an address the port already holds in a subnet asked for by id alone.
+fn allocate(
+    tx: &dyn Tx,
+    net_id: &str,
+    port_id: &str,
+    current: &[FixedIp],
+    req: Option<&[FixedIpRequest]>,
+) -> Result<Vec<FixedIp>> {
+    let subnets = tx.subnets(None, Some(net_id))?;
+    let exhausted = || ControlError::IpAddressGenerationFailure {
+        net_id: net_id.to_owned(),
+    };
+    let mut out: Vec<FixedIp> = Vec::new();
+    let Some(req) = req else {
+        for family in [Family::V4, Family::V6] {
+            let mut any = false;
+            let mut got = false;
+            for s in subnets.iter().filter(|s| s.family == family) {
+                any = true;
+                let held = held_by_others(tx, &s.id, port_id)?;
+                if let Some(ip) = ipam::first_free(&pools_of(s), &held) {
+                    out.push(FixedIp {
+                        subnet_id: s.id.clone(),
+                        ip_address: ipam::from_u128(family, ip).to_string(),
+                    });
+                    got = true;
+                    break;
+                }
+            }
+            if any && !got {
+                return Err(exhausted());
+            }
+        }
+        return Ok(out);
+    };
+    let mut chosen: HashSet<(String, u128)> = HashSet::new();
+    for r in req {
+        let subnet = match (&r.subnet_id, &r.ip_address) {
+            (Some(id), _) => subnets.iter().find(|s| &s.id == id).ok_or_else(|| {
+                invalid_input(format!(
+                    "Failed to create port on network {net_id}, because fixed_ips included \
+                     invalid subnet {id}."
+                ))
+            })?,
+            (None, Some(ip)) => {
+                let addr = ipam::parse_ip(ip)
+                    .ok_or_else(|| ControlError::InvalidIpForNetwork { ip: ip.clone() })?;
+                subnets
+                    .iter()
+                    .find(|s| Cidr::parse(&s.cidr).is_some_and(|c| c.contains_ip(addr)))
+                    .ok_or_else(|| ControlError::InvalidIpForNetwork { ip: ip.clone() })?
+            }
+            (None, None) => {
+                return Err(invalid_input(
+                    "fixed_ips entries need a subnet_id or an ip_address.".to_owned(),
+                ))
+            }
+        };
+        let cidr = Cidr::parse(&subnet.cidr).ok_or_else(|| ControlError::Store {
+            detail: format!("stored subnet {} has a bad CIDR", subnet.id),
+        })?;
+        let mut held = held_by_others(tx, &subnet.id, port_id)?;
+        let ip = match &r.ip_address {
+            Some(ip) => {
+                let addr = ipam::parse_ip(ip)
+                    .filter(|a| cidr.contains_ip(*a))
+                    .ok_or_else(|| ControlError::InvalidIpForSubnet { ip: ip.clone() })?;
+                let n = ipam::to_u128(addr);
+                if held.contains(&n) || chosen.contains(&(subnet.id.clone(), n)) {
+                    return Err(ControlError::IpAddressAlreadyAllocated {
+                        ip: addr.to_string(),
+                        subnet_id: subnet.id.clone(),
+                    });
+                }
+                n
+            }
+            None => {
+                let kept = current
+                    .iter()
+                    .filter(|f| f.subnet_id == subnet.id)
+                    .filter_map(|f| ipam::parse_ip(&f.ip_address).map(ipam::to_u128))
+                    .find(|n| !chosen.contains(&(subnet.id.clone(), *n)));
+                match kept {
+                    Some(n) => n,
+                    None => {
+                        held.extend(
+                            chosen
+                                .iter()
+                                .filter(|(s, _)| *s == subnet.id)
+                                .map(|(_, n)| *n),
+                        );
+                        ipam::first_free(&pools_of(subnet), &held).ok_or_else(exhausted)?
+                    }
+                }
+            }
+        };
+        chosen.insert((subnet.id.clone(), ip));
+        out.push(FixedIp {
+            subnet_id: subnet.id.clone(),
+            ip_address: ipam::from_u128(cidr.family, ip).to_string(),
+        });
+    }
+    Ok(out)
+}
