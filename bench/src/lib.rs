@@ -1,5 +1,10 @@
-//! qswitch benchmarks: the pipeline alone (`benches/pipeline.rs`, criterion), end-to-end
-//! forwarding on veth (`e2e/forward.py`), and the API load driver (`qswitch-apibench`).
-//! Results and the commands that produced them are in `docs/BENCHMARKS.md`.
+//! qswitch benchmarks: the pipeline alone (`benches/pipeline.rs`, criterion), the packet
+//! harness `qswitch-bench` (RFC 2544 throughput and latency on veth, qswitch side by side with the
+//! Linux bridge and with no device), the API load driver `qswitch-apibench`, and
+//! `e2e/forward.py` (the first trafgen-based forwarding measurement). Results and the commands
+//! that produced them are in `docs/BENCHMARKS.md`.
 
 pub mod http;
+pub mod report;
+pub mod topo;
+pub mod traffic;

@@ -352,6 +352,25 @@ impl<P: PortIo> Worker<P> {
                 let _ = reply.send(self.umem.accounting());
             }
             Command::Stop => {
+                for &slot in &self.active {
+                    if let Some(o) = self.ports[usize::from(slot)].as_ref() {
+                        let c = self.counters(slot);
+                        let drops: Vec<String> = crate::stats::DropReason::ALL
+                            .iter()
+                            .filter(|r| c.drops[**r as usize] > 0)
+                            .map(|r| format!("{}={}", r.name(), c.drops[*r as usize]))
+                            .collect();
+                        log::info!(
+                            "port {slot}: rx {} tx {} floods {} backpressure {} drops [{}] kernel {:?}",
+                            c.rx_packets,
+                            c.tx_packets,
+                            c.floods,
+                            c.backpressure,
+                            drops.join(" "),
+                            o.io.xdp_stats()
+                        );
+                    }
+                }
                 for slot in self.active.clone() {
                     self.close_port(slot);
                 }

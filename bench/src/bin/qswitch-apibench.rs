@@ -9,6 +9,14 @@
 //! The mix (per client, in turn): list networks, show network, list ports, create port,
 //! register an interface and plug it into the new port. Each client works in its own tenant so
 //! that the numbers are not only lock contention on one tenant's rows.
+//!
+//! `--paging-ports N` measures pagination instead: it creates N ports on one network (the
+//! clients in parallel), walks the list with `limit=--page-size` through the `next` links, then
+//! times page 1 against the deepest page reached (page 1000 of 100 000 ports at the defaults):
+//!
+//! ```sh
+//! cargo run --release -p bench --bin qswitch-apibench -- --addr 127.0.0.1:9797 --paging-ports 100000
+//! ```
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -19,6 +27,9 @@ struct Args {
     addr: String,
     clients: usize,
     seconds: f64,
+    paging_ports: usize,
+    page_size: usize,
+    rounds: usize,
 }
 
 fn args() -> Result<Args, String> {
@@ -26,6 +37,9 @@ fn args() -> Result<Args, String> {
         addr: "127.0.0.1:9696".into(),
         clients: 8,
         seconds: 10.0,
+        paging_ports: 0,
+        page_size: 100,
+        rounds: 300,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -34,6 +48,11 @@ fn args() -> Result<Args, String> {
             "--addr" => a.addr = v()?,
             "--clients" => a.clients = v()?.parse().map_err(|e| format!("--clients: {e}"))?,
             "--seconds" => a.seconds = v()?.parse().map_err(|e| format!("--seconds: {e}"))?,
+            "--paging-ports" => {
+                a.paging_ports = v()?.parse().map_err(|e| format!("--paging-ports: {e}"))?
+            }
+            "--page-size" => a.page_size = v()?.parse().map_err(|e| format!("--page-size: {e}"))?,
+            "--rounds" => a.rounds = v()?.parse().map_err(|e| format!("--rounds: {e}"))?,
             _ => return Err(format!("unknown option {k}")),
         }
     }
@@ -124,6 +143,108 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e3
 }
 
+/// The `next` link of a v1.1 list body, as a path.
+fn next_link(body: &str) -> Option<String> {
+    let rest = body.split_once(r#""rel":"next""#)?.1;
+    let href = json_str(rest, "href")?;
+    let path = href.strip_prefix("http://")?;
+    path.find('/').map(|i| path[i..].to_owned())
+}
+
+/// Creates `n` ports on one network, walks its pages and times the first against the deepest.
+fn paging(a: &Args) -> Result<(), String> {
+    let tenant = format!("paging-{}", std::process::id());
+    let base = format!("/v1.1/tenants/{tenant}");
+    let mut c = Conn::open(&a.addr).map_err(|e| e.to_string())?;
+    let r = c
+        .request(
+            "POST",
+            &format!("{base}/networks"),
+            Some(r#"{"network": {"name": "paging"}}"#),
+        )
+        .map_err(|e| e.to_string())?;
+    let net = json_str(&r.body, "id").ok_or("no network id")?.to_owned();
+    let ports = format!("{base}/networks/{net}/ports");
+    let t = Instant::now();
+    let per = a.paging_ports.div_ceil(a.clients.max(1));
+    let handles: Vec<_> = (0..a.clients.max(1))
+        .map(|i| {
+            let (addr, ports) = (a.addr.clone(), ports.clone());
+            let n = per.min(a.paging_ports.saturating_sub(i * per));
+            std::thread::spawn(move || -> Result<(), String> {
+                let mut c = Conn::open(&addr).map_err(|e| e.to_string())?;
+                for _ in 0..n {
+                    let r = c.request("POST", &ports, None).map_err(|e| e.to_string())?;
+                    if r.status >= 400 {
+                        return Err(format!("create port: {} {}", r.status, r.body));
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().map_err(|_| "client panicked")??;
+    }
+    println!(
+        "{} ports created in {:.1} s",
+        a.paging_ports,
+        t.elapsed().as_secs_f64()
+    );
+    // Walk the pages to find the deepest page's URL.
+    let first = format!("{ports}?limit={}", a.page_size);
+    let mut url = first.clone();
+    let mut page = 1usize;
+    let t = Instant::now();
+    loop {
+        let r = c.request("GET", &url, None).map_err(|e| e.to_string())?;
+        if r.status != 200 {
+            return Err(format!("GET {url}: {} {}", r.status, r.body));
+        }
+        match next_link(&r.body) {
+            Some(next) if page < 1000 => {
+                url = next;
+                page += 1;
+            }
+            _ => break,
+        }
+    }
+    let walk = t.elapsed().as_secs_f64();
+    println!(
+        "walked {page} pages of {} in {walk:.2} s ({:.2} ms a page)\n",
+        a.page_size,
+        walk * 1e3 / page as f64
+    );
+    let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..a.rounds {
+        for (i, u) in [&first, &url].into_iter().enumerate() {
+            let t = Instant::now();
+            let r = c.request("GET", u, None).map_err(|e| e.to_string())?;
+            times[i].push(t.elapsed());
+            if r.status != 200 {
+                return Err(format!("GET {u}: {}", r.status));
+            }
+        }
+    }
+    println!(
+        "| page (limit {}) | requests | p50 ms | p99 ms |",
+        a.page_size
+    );
+    println!("|---|---|---|---|");
+    let names = ["1".to_owned(), page.to_string()];
+    for (name, v) in names.iter().zip(times.iter_mut()) {
+        v.sort();
+        println!(
+            "| {name} of {} ports | {} | {:.2} | {:.2} |",
+            a.paging_ports,
+            v.len(),
+            pct(v, 0.5),
+            pct(v, 0.99)
+        );
+    }
+    Ok(())
+}
+
 fn main() {
     let a = match args() {
         Ok(a) => a,
@@ -132,6 +253,13 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if a.paging_ports > 0 {
+        if let Err(e) = paging(&a) {
+            eprintln!("qswitch-apibench: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let start = Instant::now();
     let until = start + Duration::from_secs_f64(a.seconds);
     let handles: Vec<_> = (0..a.clients)

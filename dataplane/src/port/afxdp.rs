@@ -114,6 +114,29 @@ impl AfXdpPort {
     }
 }
 
+/// How long a bind waits for the previous socket of the same queue to be released: the kernel
+/// frees a closed socket's buffer pool from a work queue, and until then the queue reads busy.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+fn open_socket(
+    umem: &Umem,
+    shared: Option<i32>,
+    ifindex: u32,
+    queue: u32,
+    rings: xsk::RingSizes,
+    flags: u16,
+) -> io::Result<xsk::XskSocket> {
+    let start = std::time::Instant::now();
+    loop {
+        match xsk::XskSocket::open(umem, shared, ifindex, queue, rings, flags) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < BUSY_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            r => return r,
+        }
+    }
+}
+
 fn context(e: io::Error, what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
 }
@@ -143,7 +166,7 @@ impl PortIo for AfXdpPort {
                 .first()
                 .map(|f| f.sock.raw_fd())
                 .or_else(|| peer.map(AfXdpPort::shared_fd));
-            let sock = xsk::XskSocket::open(umem, shared, ifindex, q, spec.rings, flags)
+            let sock = open_socket(umem, shared, ifindex, q, spec.rings, flags)
                 .map_err(|e| context(e, &format!("AF_XDP bind queue {q}")))?;
             bpf::map_set(&map, q, sock.raw_fd()).map_err(|e| context(e, "XSKMAP update"))?;
             queues.push(Queue { sock, in_fill: 0 });

@@ -1,0 +1,505 @@
+//! `qswitch-bench`: builds a veth topology per device under test and measures it the way RFC 2544
+//! measures LAN switches, with qswitch, the Linux bridge and no device side by side in one run.
+//!
+//! ```sh
+//! cargo build --release && sudo ./target/release/qswitch-bench run            # full run
+//! sudo ./target/release/qswitch-bench run --quick                             # < 1 minute
+//! ```
+//!
+//! Tests per DUT and frame size: the generator flat out (offered and delivered rate); RFC 2544
+//! throughput (binary search for the highest rate with no loss) and the partial-drop rate (0.5 %
+//! loss allowed); latency percentiles at 50 % and 90 % of the throughput. On the `none` topology
+//! the harness also measures `trafgen -P 1` (when installed) beside its own generator.
+//!
+//! Traffic comes from AF_XDP agents: this binary re-executed inside the generator and sink
+//! namespaces (`agent gen|sink`), driven over their stdin. The sink's counters are read by this
+//! process from `/proc/<agent pid>/net/dev`: no process is forked under load.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bench::report::{json, svg_bars, Point};
+use bench::topo::{self, Dut, Topology, SINK_MAC};
+use bench::traffic::{frame, percentile, Generator, Sink};
+use dataplane::Mac;
+
+const USAGE: &str = "\
+qswitch-bench run [--quick] [--duts none,bridge,qswitch] [--sizes 64,512,1518]
+                  [--trial SECS] [--steps N] [--flows N] [--out DIR] [--qswitch PATH]
+qswitch-bench agent gen|sink DEVICE     (internal: runs inside a namespace)";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let r = match args.first().map(String::as_str) {
+        Some("run") => run(&args[1..]),
+        Some("agent") => agent(&args[1..]),
+        _ => Err(USAGE.to_string()),
+    };
+    if let Err(e) = r {
+        eprintln!("qswitch-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agents (inside a namespace)
+
+fn agent(args: &[String]) -> Result<(), String> {
+    let (role, dev) = match args {
+        [r, d] => (r.as_str(), d.as_str()),
+        _ => return Err(USAGE.into()),
+    };
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout();
+    let mut gen = if role == "gen" {
+        Some(Generator::open(dev).map_err(|e| format!("generator on {dev}: {e}"))?)
+    } else {
+        None
+    };
+    let mut sink: Option<Sink> = None;
+    writeln!(out, "ready").map_err(|e| e.to_string())?;
+    for line in stdin.lock().lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let reply = match (w.as_slice(), gen.as_mut()) {
+            (["send", flows, size, pps, secs], Some(g)) => {
+                let p = |s: &str| s.parse::<f64>().unwrap_or(0.0);
+                let sent = g
+                    .send(SINK_MAC, p(flows) as u32, p(size) as usize, p(pps), p(secs))
+                    .map_err(|e| e.to_string())?;
+                format!("sent {} {}", sent.frames, sent.elapsed.as_nanos())
+            }
+            (["announce"], _) => {
+                let mut g = Generator::open(dev).map_err(|e| e.to_string())?;
+                g.send_one(&frame(Mac::BROADCAST, SINK_MAC, 64))
+                    .map_err(|e| e.to_string())?;
+                "ok".into()
+            }
+            (["open"], None) => {
+                sink = Some(Sink::open(dev).map_err(|e| format!("sink on {dev}: {e}"))?);
+                "ok".into()
+            }
+            (["close"], None) => {
+                sink = None;
+                "ok".into()
+            }
+            (["recv", secs], None) => {
+                let s = sink.as_mut().ok_or("recv before open")?;
+                let mut seen = s.receive(Duration::from_secs_f64(secs.parse().unwrap_or(1.0)));
+                seen.latencies.sort_unstable();
+                let l = &seen.latencies;
+                format!(
+                    "seen {} {} {} {} {}",
+                    seen.frames,
+                    percentile(l, 0.5),
+                    percentile(l, 0.9),
+                    percentile(l, 0.99),
+                    l.last().copied().unwrap_or(0)
+                )
+            }
+            _ => format!("error unknown command {line:?}"),
+        };
+        writeln!(out, "{reply}").map_err(|e| e.to_string())?;
+        out.flush().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// An agent process, talked to line by line.
+struct Agent {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Agent {
+    fn start(ns: &str, cpu: Option<usize>, role: &str, dev: &str) -> Result<Agent, String> {
+        let me = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns]);
+        if let Some(c) = cpu {
+            cmd.args(["taskset", "-c", &c.to_string()]);
+        }
+        let mut child = cmd
+            .arg(me)
+            .args(["agent", role, dev])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        let mut a = Agent {
+            child,
+            stdin,
+            stdout,
+        };
+        let hello = a.read()?;
+        if hello != "ready" {
+            return Err(format!("{role} agent: {hello}"));
+        }
+        Ok(a)
+    }
+
+    fn write(&mut self, cmd: &str) -> Result<(), String> {
+        writeln!(self.stdin, "{cmd}").map_err(|e| e.to_string())?;
+        self.stdin.flush().map_err(|e| e.to_string())
+    }
+
+    fn read(&mut self) -> Result<String, String> {
+        let mut l = String::new();
+        self.stdout.read_line(&mut l).map_err(|e| e.to_string())?;
+        if l.is_empty() {
+            return Err("agent exited".into());
+        }
+        Ok(l.trim().to_owned())
+    }
+
+    fn ask(&mut self, cmd: &str) -> Result<Vec<f64>, String> {
+        self.write(cmd)?;
+        let r = self.read()?;
+        Ok(r.split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect())
+    }
+
+    /// The agent's pid, to read its namespace's counters.
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+struct Opts {
+    duts: Vec<Dut>,
+    sizes: Vec<usize>,
+    trial: f64,
+    steps: u32,
+    flows: u32,
+    out: PathBuf,
+    qswitch: String,
+}
+
+fn parse(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts {
+        duts: vec![Dut::None, Dut::Bridge, Dut::Qswitch],
+        sizes: vec![64, 128, 256, 512, 1024, 1518],
+        trial: 2.0,
+        steps: 7,
+        flows: 16,
+        out: PathBuf::from("target/qswitch-bench"),
+        qswitch: std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("qswitch")))
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "qswitch".into()),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut v = || it.next().cloned().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--quick" => {
+                o.sizes = vec![64, 1518];
+                o.trial = 0.4;
+                o.steps = 3;
+            }
+            "--duts" => {
+                o.duts = v()?
+                    .split(',')
+                    .map(|d| Dut::parse(d).ok_or(format!("unknown DUT {d}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--sizes" => {
+                o.sizes = v()?
+                    .split(',')
+                    .map(|s| s.parse().map_err(|_| format!("bad size {s}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--trial" => o.trial = v()?.parse().map_err(|_| "bad --trial")?,
+            "--steps" => o.steps = v()?.parse().map_err(|_| "bad --steps")?,
+            "--flows" => o.flows = v()?.parse().map_err(|_| "bad --flows")?,
+            "--out" => o.out = PathBuf::from(v()?),
+            "--qswitch" => o.qswitch = v()?,
+            _ => return Err(format!("unknown option {a}\n{USAGE}")),
+        }
+    }
+    if o.sizes.iter().any(|&s| !(60..=1518).contains(&s)) {
+        return Err("frame sizes must be within 60..=1518".into());
+    }
+    Ok(o)
+}
+
+struct Rig {
+    gen: Agent,
+    sink: Agent,
+}
+
+impl Rig {
+    /// One trial: offers `pps` (0 = flat out) for `secs`; returns (offered pps, delivered pps, loss).
+    fn trial(
+        &mut self,
+        o: &Opts,
+        size: usize,
+        pps: f64,
+        secs: f64,
+    ) -> Result<(f64, f64, f64), String> {
+        let before = topo::counters(self.sink.pid(), "sink-v").ok_or("no sink counters")?;
+        let r = self
+            .gen
+            .ask(&format!("send {} {size} {pps} {secs}", o.flows))?;
+        std::thread::sleep(Duration::from_millis(50));
+        let after = topo::counters(self.sink.pid(), "sink-v").ok_or("no sink counters")?;
+        let (sent, ns) = (
+            r.first().copied().unwrap_or(0.0),
+            r.get(1).copied().unwrap_or(1.0),
+        );
+        let got = (after.0 - before.0) as f64;
+        let dur = ns / 1e9;
+        let loss = if sent > 0.0 {
+            (1.0 - got / sent).max(0.0)
+        } else {
+            0.0
+        };
+        Ok((sent / dur, got.min(sent) / dur, loss))
+    }
+
+    /// RFC 2544 binary search for the highest rate with loss at most `tolerance`.
+    fn search(&mut self, o: &Opts, size: usize, max: f64, tolerance: f64) -> Result<f64, String> {
+        let (mut lo, mut hi) = (0.0, max);
+        let (offered, _, loss) = self.trial(o, size, max, o.trial)?;
+        if loss <= tolerance {
+            return Ok(offered);
+        }
+        for _ in 0..o.steps {
+            let mid = (lo + hi) / 2.0;
+            let (offered, _, loss) = self.trial(o, size, mid, o.trial)?;
+            if loss <= tolerance {
+                lo = offered.min(mid);
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    fn latency(&mut self, o: &Opts, size: usize, pps: f64) -> Result<[f64; 4], String> {
+        self.sink.ask("open")?;
+        self.sink.write(&format!("recv {}", o.trial + 0.3))?;
+        self.gen
+            .ask(&format!("send {} {size} {pps} {}", o.flows, o.trial))?;
+        let r = self.sink.read()?;
+        self.sink.ask("close")?;
+        let v: Vec<f64> = r
+            .split_whitespace()
+            .skip(2)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let us = |i: usize| v.get(i).copied().unwrap_or(0.0) / 1e3;
+        Ok([us(0), us(1), us(2), us(3)])
+    }
+}
+
+fn trafgen_rate(o: &Opts, sink_pid: u32) -> Option<f64> {
+    let cfg = o.out.join("trafgen.cfg");
+    let dst: Vec<String> = SINK_MAC.0.iter().map(|b| format!("0x{b:02x}")).collect();
+    let text = format!(
+        "{{ {}, 0x02, 0xbe, 0, 0, 0, 1, 0x88, 0xb5, fill(0x00, 46) }}\n",
+        dst.join(", ")
+    );
+    std::fs::write(&cfg, text).ok()?;
+    let before = topo::counters(sink_pid, "sink-v")?;
+    let t0 = Instant::now();
+    let mut child = Command::new("ip")
+        .args([
+            "netns", "exec", "qsbgen", "taskset", "-c", "0", "trafgen", "-o", "gen-v", "-c",
+        ])
+        .arg(&cfg)
+        .args(["-P", "1", "-q"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .ok()?;
+    std::thread::sleep(Duration::from_secs_f64(o.trial + 0.5));
+    let after = topo::counters(sink_pid, "sink-v")?;
+    let dt = t0.elapsed().as_secs_f64();
+    // trafgen forks a worker: signal the whole group, and kill it if it lingers.
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill").args(["-INT", "--", &group]).status();
+    let end = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < end && !matches!(child.try_wait(), Ok(Some(_))) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    let _ = child.wait();
+    // The first half second is start-up; rate over the whole window is a lower bound.
+    Some((after.0 - before.0) as f64 / dt)
+}
+
+use std::os::unix::process::CommandExt as _;
+
+fn run(args: &[String]) -> Result<(), String> {
+    let o = parse(args)?;
+    std::fs::create_dir_all(&o.out).map_err(|e| e.to_string())?;
+    let work = o.out.join("work");
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let mut points: Vec<Point> = Vec::new();
+    let total = o.duts.len() * o.sizes.len();
+    let mut step = 0;
+    let mut trafgen = None;
+    for &dut in &o.duts {
+        let t = match Topology::build(dut, &o.qswitch, &work) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("skipping {}: {e}", dut.name());
+                continue;
+            }
+        };
+        let gen = Agent::start("qsbgen", Some(0), "gen", "gen-v")?;
+        let sink = Agent::start("qsbsink", None, "sink", "sink-v")?;
+        let mut rig = Rig { gen, sink };
+        rig.sink.ask("announce")?;
+        for &size in &o.sizes {
+            step += 1;
+            eprintln!("[{step}/{total}] {} {size} B", dut.name());
+            let (offered, delivered, loss) = rig.trial(&o, size, 0.0, o.trial)?;
+            let mut pt = |test: &str, pps: f64, loss: f64, lat, note: &str| {
+                points.push(Point {
+                    dut: dut.name().into(),
+                    size,
+                    test: test.into(),
+                    pps,
+                    loss,
+                    latency_us: lat,
+                    note: note.into(),
+                })
+            };
+            pt("offered", offered, 0.0, None, "generator flat out");
+            pt("delivered", delivered, loss, None, "generator flat out");
+            let thr = rig.search(&o, size, offered, 0.0)?;
+            let note = if (thr - offered).abs() < 1.0 {
+                "generator-bound"
+            } else {
+                ""
+            };
+            pt("throughput", thr, 0.0, None, note);
+            let partial = rig.search(&o, size, offered, 0.005)?;
+            pt("partial-drop-0.5%", partial, 0.005, None, "");
+            for (name, frac) in [("latency@50%", 0.5), ("latency@90%", 0.9)] {
+                if thr > 0.0 {
+                    let lat = rig.latency(&o, size, thr * frac)?;
+                    pt(name, thr * frac, 0.0, Some(lat), "");
+                }
+            }
+        }
+        if dut == Dut::None && trafgen.is_none() {
+            trafgen = trafgen_rate(&o, rig.sink.pid());
+        }
+        drop(rig);
+        drop(t);
+    }
+    topo::teardown();
+    print_report(&o, &points, trafgen);
+    std::fs::write(o.out.join("report.json"), json(&points)).map_err(|e| e.to_string())?;
+    std::fs::write(
+        o.out.join("throughput.svg"),
+        svg_bars(
+            &points,
+            "throughput",
+            "RFC 2544 throughput (no loss) by frame size",
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    eprintln!(
+        "wrote {0}/report.json and {0}/throughput.svg",
+        o.out.display()
+    );
+    Ok(())
+}
+
+fn print_report(o: &Opts, points: &[Point], trafgen: Option<f64>) {
+    let get = |dut: &str, size: usize, test: &str| {
+        points
+            .iter()
+            .find(|p| p.dut == dut && p.size == size && p.test == test)
+    };
+    println!(
+        "## RFC 2544 throughput (trial {} s, {} search steps, {} flows)\n",
+        o.trial, o.steps, o.flows
+    );
+    println!("| DUT | size | offered Mpps | throughput Mpps | Gbit/s | partial-drop Mpps | vs none | vs bridge | note |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &size in &o.sizes {
+        for dut in &o.duts {
+            let Some(t) = get(dut.name(), size, "throughput") else {
+                continue;
+            };
+            let off = get(dut.name(), size, "offered").map_or(0.0, |p| p.pps);
+            let pd = get(dut.name(), size, "partial-drop-0.5%").map_or(0.0, |p| p.pps);
+            let ratio = |other: &str| {
+                get(other, size, "throughput")
+                    .filter(|p| p.pps > 0.0)
+                    .map_or("-".to_string(), |p| format!("{:.2}", t.pps / p.pps))
+            };
+            println!(
+                "| {} | {size} | {:.3} | {:.3} | {:.2} | {:.3} | {} | {} | {} |",
+                dut.name(),
+                off / 1e6,
+                t.pps / 1e6,
+                t.gbps(),
+                pd / 1e6,
+                ratio("none"),
+                ratio("bridge"),
+                t.note
+            );
+        }
+    }
+    println!("\n## Latency (µs, one way, generator to sink)\n");
+    println!("| DUT | size | load | p50 | p90 | p99 | max |");
+    println!("|---|---|---|---|---|---|---|");
+    for p in points.iter().filter(|p| p.latency_us.is_some()) {
+        let l = p.latency_us.unwrap_or_default();
+        println!(
+            "| {} | {} | {} ({:.3} Mpps) | {:.1} | {:.1} | {:.1} | {:.1} |",
+            p.dut,
+            p.size,
+            p.test.trim_start_matches("latency@"),
+            p.pps / 1e6,
+            l[0],
+            l[1],
+            l[2],
+            l[3]
+        );
+    }
+    if let (Some(tg), Some(ours)) = (
+        trafgen,
+        points
+            .iter()
+            .find(|p| p.dut == "none" && p.test == "offered" && p.size == o.sizes[0]),
+    ) {
+        println!(
+            "\nGenerator check on `none`, {} B: qswitch-bench {:.3} Mpps, trafgen -P 1 {:.3} Mpps (ratio {:.2}).",
+            o.sizes[0],
+            ours.pps / 1e6,
+            tg / 1e6,
+            ours.pps / tg
+        );
+    } else if o.duts.contains(&Dut::None) {
+        println!("\ntrafgen not installed: generator comparison skipped.");
+    }
+    if o.duts.contains(&Dut::Bridge) {
+        println!("\nThe bridge runs with bridge-nf-call-iptables=0 in its namespace (where br_netfilter is loaded).");
+    }
+}

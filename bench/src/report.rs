@@ -1,0 +1,161 @@
+//! Report output: markdown tables on stdout, JSON and SVG files next to each other.
+
+use std::fmt::Write as _;
+
+/// One measured point.
+#[derive(Debug, Clone)]
+pub struct Point {
+    /// Device under test.
+    pub dut: String,
+    /// Frame size in bytes (without FCS).
+    pub size: usize,
+    /// Test name.
+    pub test: String,
+    /// Frames per second delivered.
+    pub pps: f64,
+    /// Fraction lost.
+    pub loss: f64,
+    /// Latency percentiles in µs (p50, p90, p99, max), when measured.
+    pub latency_us: Option<[f64; 4]>,
+    /// Free text (e.g. "generator-bound").
+    pub note: String,
+}
+
+impl Point {
+    /// Gbit/s of Ethernet payload + header (FCS, preamble and gap excluded).
+    pub fn gbps(&self) -> f64 {
+        self.pps * self.size as f64 * 8.0 / 1e9
+    }
+}
+
+/// JSON text of all points.
+pub fn json(points: &[Point]) -> String {
+    let mut s = String::from("[\n");
+    for (i, p) in points.iter().enumerate() {
+        let lat = match p.latency_us {
+            Some(l) => format!(
+                "{{\"p50\": {:.2}, \"p90\": {:.2}, \"p99\": {:.2}, \"max\": {:.2}}}",
+                l[0], l[1], l[2], l[3]
+            ),
+            None => "null".into(),
+        };
+        let _ = write!(
+            s,
+            "  {{\"dut\": \"{}\", \"size\": {}, \"test\": \"{}\", \"pps\": {:.0}, \"gbps\": {:.4}, \"loss\": {:.6}, \"latency_us\": {}, \"note\": \"{}\"}}",
+            p.dut, p.size, p.test, p.pps, p.gbps(), p.loss, lat, p.note
+        );
+        s.push_str(if i + 1 < points.len() { ",\n" } else { "\n" });
+    }
+    s.push(']');
+    s
+}
+
+/// A grouped bar chart (SVG) of `test`'s rate by frame size, one bar per DUT.
+pub fn svg_bars(points: &[Point], test: &str, title: &str) -> String {
+    let pts: Vec<&Point> = points.iter().filter(|p| p.test == test).collect();
+    let mut sizes: Vec<usize> = pts.iter().map(|p| p.size).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut duts: Vec<&str> = Vec::new();
+    for p in &pts {
+        if !duts.contains(&p.dut.as_str()) {
+            duts.push(&p.dut);
+        }
+    }
+    let max = pts.iter().map(|p| p.pps).fold(1.0, f64::max);
+    let (w, h, left, bottom) = (720.0, 360.0, 60.0, 40.0);
+    let group = (w - left - 20.0) / sizes.len().max(1) as f64;
+    let bar = group * 0.8 / duts.len().max(1) as f64;
+    let colors = ["#4c78a8", "#f58518", "#54a24b", "#e45756"];
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <text x=\"{}\" y=\"18\" text-anchor=\"middle\" font-size=\"14\">{title}</text>\n\
+         <line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n",
+        w / 2.0,
+        h - bottom,
+        w - 20.0,
+        h - bottom
+    );
+    for k in 0..=4 {
+        let v = max * k as f64 / 4.0;
+        let y = h - bottom - (h - bottom - 30.0) * k as f64 / 4.0;
+        let _ = writeln!(
+            s,
+            "<text x=\"{}\" y=\"{y:.0}\" text-anchor=\"end\">{:.2}</text><line x1=\"{left}\" y1=\"{y:.0}\" x2=\"{}\" y2=\"{y:.0}\" stroke=\"#ddd\"/>",
+            left - 4.0,
+            v / 1e6,
+            w - 20.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        "<text x=\"14\" y=\"{}\" transform=\"rotate(-90 14 {})\">Mpps</text>",
+        h / 2.0,
+        h / 2.0
+    );
+    for (i, size) in sizes.iter().enumerate() {
+        let gx = left + group * i as f64 + group * 0.1;
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.0}\" y=\"{}\" text-anchor=\"middle\">{size} B</text>",
+            gx + group * 0.4,
+            h - bottom + 16.0
+        );
+        for (j, dut) in duts.iter().enumerate() {
+            if let Some(p) = pts.iter().find(|p| p.size == *size && p.dut == *dut) {
+                let bh = (h - bottom - 30.0) * p.pps / max;
+                let _ = writeln!(
+                    s,
+                    "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{}\"><title>{dut} {size} B: {:.3} Mpps</title></rect>",
+                    gx + bar * j as f64,
+                    h - bottom - bh,
+                    bar - 2.0,
+                    colors[j % colors.len()],
+                    p.pps / 1e6
+                );
+            }
+        }
+    }
+    for (j, dut) in duts.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "<rect x=\"{}\" y=\"28\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"37\">{dut}</text>",
+            left + 10.0 + 90.0 * j as f64,
+            colors[j % colors.len()],
+            left + 24.0 + 90.0 * j as f64
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(dut: &str, size: usize, pps: f64) -> Point {
+        Point {
+            dut: dut.into(),
+            size,
+            test: "throughput".into(),
+            pps,
+            loss: 0.0,
+            latency_us: None,
+            note: String::new(),
+        }
+    }
+
+    #[test]
+    fn json_and_svg_carry_every_point() {
+        let pts = vec![
+            p("none", 64, 2e6),
+            p("qswitch", 64, 1.5e6),
+            p("none", 1518, 5e5),
+        ];
+        let j = json(&pts);
+        assert_eq!(j.matches("\"dut\"").count(), 3);
+        let s = svg_bars(&pts, "throughput", "t");
+        assert_eq!(s.matches("<rect x=").count(), 3 + 2);
+        assert!(s.starts_with("<svg"));
+    }
+}

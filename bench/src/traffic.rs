@@ -1,0 +1,269 @@
+//! The harness's traffic generator and sink, on AF_XDP sockets (the data plane's own ports).
+//!
+//! # Design
+//! The generator writes its frames once into UMEM chunks and then only moves descriptors: each
+//! batch takes free chunks, stamps a sequence number and a timestamp into them, and puts them on
+//! the TX ring; completions return the chunks. Sending is paced per batch against the requested
+//! rate (0 = as fast as possible). A full TX ring is not an error: the generator waits, and its
+//! report says how many frames it really offered.
+//!
+//! Frames: Ethernet to the sink's MAC from one of `flows` source MACs, EtherType 0x88b5, then
+//! `QSB1`, a 64-bit sequence number and a 64-bit send time (ns since the Unix epoch), padded to the
+//! frame size (without FCS: a "64-byte frame" is 60 bytes here).
+//!
+//! The sink counts frames carrying the marker, sequence gaps and one-way latency (both ends on
+//! one machine, one clock).
+
+use std::io;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dataplane::port::afxdp::{AfXdpPort, AfXdpSpec};
+use dataplane::port::{PortIo, Umem, XdpDesc};
+use dataplane::wire::Mac;
+
+/// The payload marker.
+pub const MAGIC: &[u8; 4] = b"QSB1";
+/// The EtherType of generated frames.
+pub const ETHERTYPE: u16 = 0x88b5;
+const HEADROOM: u64 = 256;
+const BATCH: usize = 64;
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The source MAC of flow `i`.
+pub fn flow_mac(i: u32) -> Mac {
+    let b = i.to_be_bytes();
+    Mac([0x02, 0xbe, b[0], b[1], b[2], b[3]])
+}
+
+/// Builds a generated frame of RFC 2544 size `size` (which counts the 4-byte FCS the NIC would
+/// add: a "64-byte frame" is 60 bytes here); sequence and time are stamped when sent.
+pub fn frame(dst: Mac, src: Mac, size: usize) -> Vec<u8> {
+    let size = size.saturating_sub(4);
+    let mut f = Vec::with_capacity(size.max(60));
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&ETHERTYPE.to_be_bytes());
+    f.extend_from_slice(MAGIC);
+    f.resize(size.max(60), 0);
+    f
+}
+
+/// What a sending run did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sent {
+    /// Frames put on the wire.
+    pub frames: u64,
+    /// Time from the first to the last send.
+    pub elapsed: Duration,
+}
+
+/// An AF_XDP generator on one interface.
+#[derive(Debug)]
+pub struct Generator {
+    umem: Umem,
+    port: AfXdpPort,
+    seq: u64,
+}
+
+impl Generator {
+    /// Opens the generator's socket on `device`.
+    pub fn open(device: &str) -> io::Result<Generator> {
+        let mut umem = Umem::new(8192, 2048)?;
+        let port = AfXdpPort::open(&AfXdpSpec::new(device), 0, &mut umem, None)?;
+        Ok(Generator { umem, port, seq: 0 })
+    }
+
+    /// Sends one frame as given (announcing a MAC to the switch, for example).
+    pub fn send_one(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let chunk = self
+            .umem
+            .alloc()
+            .ok_or_else(|| io::Error::other("no frame"))?;
+        let addr = chunk + HEADROOM;
+        if let Some(buf) = self.umem.frame(addr, bytes.len() as u32) {
+            buf.copy_from_slice(bytes);
+        }
+        let d = XdpDesc {
+            addr,
+            len: bytes.len() as u32,
+            options: 0,
+        };
+        if self.port.send(&mut self.umem, &[d]) == 0 {
+            self.umem.release(addr);
+        }
+        self.port.flush()?;
+        std::thread::sleep(Duration::from_millis(5));
+        self.port.reclaim(&mut self.umem);
+        Ok(())
+    }
+
+    /// Sends frames of `size` bytes to `dst` from `flows` source MACs at `pps` (0 = flat out)
+    /// for `secs` seconds.
+    pub fn send(
+        &mut self,
+        dst: Mac,
+        flows: u32,
+        size: usize,
+        pps: f64,
+        secs: f64,
+    ) -> io::Result<Sent> {
+        let templates: Vec<Vec<u8>> = (0..flows.max(1))
+            .map(|i| frame(dst, flow_mac(i), size))
+            .collect();
+        let start = Instant::now();
+        let end = start + Duration::from_secs_f64(secs);
+        let mut sent = 0u64;
+        let mut descs = Vec::with_capacity(BATCH);
+        loop {
+            let now = Instant::now();
+            if now >= end {
+                break;
+            }
+            if pps > 0.0 {
+                let due = start + Duration::from_secs_f64(sent as f64 / pps);
+                if now < due {
+                    std::hint::spin_loop();
+                    continue;
+                }
+            }
+            self.port.reclaim(&mut self.umem);
+            let room = (self.port.tx_room() as usize).min(BATCH);
+            let want = if pps > 0.0 {
+                let due_total = ((now - start).as_secs_f64() * pps) as u64 + 1;
+                (due_total.saturating_sub(sent) as usize).clamp(1, room.max(1))
+            } else {
+                room
+            };
+            descs.clear();
+            for _ in 0..want.min(room) {
+                let Some(chunk) = self.umem.alloc() else {
+                    break;
+                };
+                let addr = chunk + HEADROOM;
+                let t = &templates[(self.seq % templates.len() as u64) as usize];
+                if let Some(buf) = self.umem.frame(addr, t.len() as u32) {
+                    buf.copy_from_slice(t);
+                    buf[18..26].copy_from_slice(&self.seq.to_be_bytes());
+                    buf[26..34].copy_from_slice(&now_ns().to_be_bytes());
+                }
+                self.seq += 1;
+                descs.push(XdpDesc {
+                    addr,
+                    len: t.len() as u32,
+                    options: 0,
+                });
+            }
+            if descs.is_empty() {
+                continue;
+            }
+            let n = self.port.send(&mut self.umem, &descs);
+            for d in &descs[n..] {
+                self.umem.release(d.addr);
+            }
+            self.port.flush()?;
+            sent += n as u64;
+        }
+        // Let the last completions come back.
+        let settle = Instant::now();
+        while settle.elapsed() < Duration::from_millis(20) {
+            self.port.reclaim(&mut self.umem);
+        }
+        Ok(Sent {
+            frames: sent,
+            elapsed: start.elapsed(),
+        })
+    }
+}
+
+/// What a sink saw.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    /// Frames with the marker.
+    pub frames: u64,
+    /// Latencies in ns, one per frame (sampled: every frame up to a million).
+    pub latencies: Vec<u64>,
+}
+
+/// An AF_XDP sink on one interface.
+#[derive(Debug)]
+pub struct Sink {
+    umem: Umem,
+    port: AfXdpPort,
+}
+
+impl Sink {
+    /// Opens the sink's socket on `device`.
+    pub fn open(device: &str) -> io::Result<Sink> {
+        let mut umem = Umem::new(16384, 2048)?;
+        let port = AfXdpPort::open(&AfXdpSpec::new(device), 0, &mut umem, None)?;
+        Ok(Sink { umem, port })
+    }
+
+    /// Receives for `dur`, then returns what arrived.
+    pub fn receive(&mut self, dur: Duration) -> Seen {
+        let mut seen = Seen::default();
+        let mut descs = vec![XdpDesc::default(); BATCH];
+        let end = Instant::now() + dur;
+        while Instant::now() < end {
+            self.port.refill(&mut self.umem, 4096);
+            let n = self.port.recv(&mut self.umem, &mut descs);
+            if n == 0 {
+                std::thread::sleep(Duration::from_micros(50));
+                continue;
+            }
+            let t = now_ns();
+            for d in &descs[..n] {
+                if let Some(b) = self.umem.frame(d.addr, d.len) {
+                    if b.len() >= 34 && &b[14..18] == MAGIC {
+                        seen.frames += 1;
+                        let mut ts = [0u8; 8];
+                        ts.copy_from_slice(&b[26..34]);
+                        if seen.latencies.len() < 1_000_000 {
+                            seen.latencies
+                                .push(t.saturating_sub(u64::from_be_bytes(ts)));
+                        }
+                    }
+                }
+                self.umem.release(d.addr);
+            }
+        }
+        seen
+    }
+}
+
+/// The `p`-th percentile (0..=1) of sorted values.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_carry_the_marker_and_pad_to_size() {
+        let f = frame(Mac::BROADCAST, flow_mac(7), 64);
+        assert_eq!(f.len(), 60);
+        assert_eq!(frame(Mac::BROADCAST, flow_mac(7), 1518).len(), 1514);
+        assert_eq!(&f[14..18], MAGIC);
+        assert_eq!(frame(Mac::BROADCAST, flow_mac(0), 10).len(), 60);
+    }
+
+    #[test]
+    fn percentiles_pick_ranks() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 0.5), 51);
+        assert_eq!(percentile(&v, 0.99), 99);
+        assert_eq!(percentile(&[], 0.5), 0);
+    }
+}
