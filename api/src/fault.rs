@@ -23,6 +23,7 @@ const BAD_REQUEST: &str =
     "The server could not comply with the request since it is either malformed or otherwise incorrect.";
 const NOT_FOUND: &str = "The resource could not be found.";
 const METHOD_NOT_ALLOWED: &str = "The method is not allowed for this resource.";
+const CONFLICT: &str = "There was a conflict when trying to complete your request.";
 const TOO_LARGE: &str = "The body of your request was too large for this server.";
 const SERVER_ERROR: &str =
     "The server has either erred or is incapable of performing the requested operation.";
@@ -175,6 +176,15 @@ fn control_fault(e: &ControlError) -> Shape {
         ),
         E::Invalid { .. } => http(400, "Bad Request", BAD_REQUEST, detail),
         E::Store { .. } => http(500, "Internal Server Error", SERVER_ERROR, String::new()),
+        // The Neutron v2.0 rules; Quantum routes meet them only through the
+        // shared model (e.g. a network's subnets), as plain HTTP errors.
+        E::SubnetNotFound { .. } => http(404, "Not Found", NOT_FOUND, detail),
+        E::InvalidIpForSubnet { .. }
+        | E::InvalidIpForNetwork { .. }
+        | E::InvalidAllocationPool { .. }
+        | E::OutOfBoundsAllocationPool { .. }
+        | E::InvalidInput { .. } => http(400, "Bad Request", BAD_REQUEST, detail),
+        _ => http(409, "Conflict", CONFLICT, detail),
     })
 }
 

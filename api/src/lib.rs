@@ -1,5 +1,6 @@
 //! The HTTP front end of qswitch: the OpenStack Quantum API v1.0 and v1.1
-//! (JSON and XML) on axum, over the [`control`] crate.
+//! (JSON and XML) and the Neutron v2.0 subset (JSON) on axum, over the
+//! [`control`] crate.
 //!
 //! See `docs/ARCHITECTURE.md` for the layering and `docs/API.md` for every
 //! call with curl examples. The contract is `spec/quantum-v1.md` sections
@@ -9,7 +10,10 @@
 //! Layout:
 //! - [`router`] builds the whole application: `GET /` (versions document),
 //!   `/v1.0/...` and `/v1.1/...` (the same handlers, per-version views and
-//!   faults), `GET /openapi.json`.
+//!   faults), `/v2.0/...` (Neutron), `GET /openapi.json`.
+//! - `neutron`: the Neutron v2.0 subset (`spec/neutron-v2.md`): networks,
+//!   subnets and ports of the same model, with Neutron's bodies, errors,
+//!   filters, sorting and pagination.
 //! - `negotiate`: versions, formats, the `.json`/`.xml` suffix and the
 //!   `Content-Type`/`Accept` rules.
 //! - `fault`: the one error type of the boundary and its mapping to status
@@ -38,6 +42,7 @@
 mod ctx;
 mod fault;
 mod negotiate;
+mod neutron;
 mod quantum;
 mod xml;
 
@@ -61,17 +66,25 @@ use crate::negotiate::{negotiate, Format, Suffix, Version};
 /// The default cap on request bodies: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 
+/// The project of v2.0 requests that name none (noauth mode), as the
+/// reference Neutron's noauth context names it.
+pub const DEFAULT_TENANT: &str = "fake_project_id";
+
 /// Options of the HTTP front end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiOptions {
     /// Request bodies above this many bytes are refused with 413.
     pub max_body_bytes: usize,
+    /// The project v2.0 requests run as (admin) when they carry no
+    /// `X-Project-Id`: clients that never send a tenant id work.
+    pub default_tenant: String,
 }
 
 impl Default for ApiOptions {
     fn default() -> Self {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            default_tenant: DEFAULT_TENANT.to_owned(),
         }
     }
 }
@@ -107,6 +120,11 @@ pub fn router(control: Arc<Control>, opts: ApiOptions) -> Router {
         )
         .nest("/v1.0", quantum::router(state(Version::V10)))
         .nest("/v1.1", quantum::router(state(Version::V11)))
+        .merge(neutron::router(neutron::NeutronState {
+            control: control.clone(),
+            max_body: opts.max_body_bytes,
+            default_tenant: opts.default_tenant.clone(),
+        }))
         .fallback(root_not_found)
         .layer(trace);
     // The suffix must come off before routing, so the rewrite wraps the
@@ -134,8 +152,14 @@ async fn versions(headers: HeaderMap, uri: Uri) -> Response {
             "links": [{"rel": "self", "href": format!("http://{host}/{}", v.as_str())}],
         })
     };
-    let body =
-        json!({"versions": [entry(Version::V10, "CURRENT"), entry(Version::V11, "PROPOSED")]});
+    // v2.0 first: keystoneauth picks the entry whose major version matches
+    // the service's (network: 2) and takes its self link as the endpoint;
+    // Quantum clients address their version's URL directly.
+    let body = json!({"versions": [
+        neutron::version_entry(&host),
+        entry(Version::V10, "CURRENT"),
+        entry(Version::V11, "PROPOSED"),
+    ]});
     const ATTRS: xml::Attrs<'static> =
         &[("version", &["id", "status"]), ("link", &["rel", "href"])];
     Reply::ok(body, ATTRS)
@@ -151,8 +175,12 @@ async fn openapi() -> Response {
     resp
 }
 
-/// Any path outside `/`, `/openapi.json`, `/v1.0/...` and `/v1.1/...`.
+/// Any path outside `/`, `/openapi.json`, `/v1.0/...`, `/v1.1/...` and the
+/// v2.0 routes (whose unknown paths answer Neutron's 404).
 async fn root_not_found(headers: HeaderMap, uri: Uri) -> Response {
+    if uri.path().starts_with("/v2.0/") {
+        return neutron::not_found().await;
+    }
     ApiError::NotFound(format!("No resource at {}", uri.path()))
         .render(None, format_of(&headers, None))
 }

@@ -82,6 +82,89 @@ pub enum ControlError {
         /// Highest VLAN id of the range.
         max: u16,
     },
+    /// No such subnet (or not visible to the caller).
+    SubnetNotFound {
+        /// The subnet id asked for.
+        subnet_id: String,
+    },
+    /// Deleting a network that still has ports (Neutron's rule: any port).
+    NetworkHasPorts {
+        /// The network id.
+        net_id: String,
+        /// The ports still on it.
+        port_ids: Vec<String>,
+    },
+    /// A MAC already used by another port of the network.
+    MacAddressInUse {
+        /// The network id.
+        net_id: String,
+        /// The MAC asked for.
+        mac: String,
+    },
+    /// An address already held by another port.
+    IpAddressAlreadyAllocated {
+        /// The address.
+        ip: String,
+        /// The subnet it belongs to.
+        subnet_id: String,
+    },
+    /// No free address is left in the pools of the network's subnets.
+    IpAddressGenerationFailure {
+        /// The network id.
+        net_id: String,
+    },
+    /// An address outside the subnet asked for.
+    InvalidIpForSubnet {
+        /// The address.
+        ip: String,
+    },
+    /// An address inside none of the network's subnets.
+    InvalidIpForNetwork {
+        /// The address.
+        ip: String,
+    },
+    /// Deleting a subnet from which ports still hold addresses.
+    SubnetInUse {
+        /// The subnet id.
+        subnet_id: String,
+    },
+    /// Allowed address pairs on a port whose port security is off.
+    AddressPairAndPortSecurityRequired,
+    /// The gateway lies inside an allocation pool.
+    GatewayConflictWithAllocationPools {
+        /// The pool, `first-last`.
+        pool: String,
+        /// The gateway address.
+        ip: String,
+    },
+    /// Two allocation pools share addresses.
+    OverlappingAllocationPools {
+        /// The first pool, `first-last`.
+        pool_1: String,
+        /// The second pool, `first-last`.
+        pool_2: String,
+        /// The subnet's CIDR.
+        cidr: String,
+    },
+    /// A pool whose bounds are not addresses of the subnet's version or are
+    /// reversed.
+    InvalidAllocationPool {
+        /// The pool as given.
+        pool: String,
+    },
+    /// A pool reaching outside the subnet's CIDR.
+    OutOfBoundsAllocationPool {
+        /// The pool, `first-last`.
+        pool: String,
+        /// The subnet's CIDR.
+        cidr: String,
+    },
+    /// A value that breaks a Neutron rule on an operation as a whole
+    /// (Neutron's `InvalidInput`).
+    InvalidInput {
+        /// What is wrong, for the client.
+        reason: String,
+    },
     /// A value that breaks a model rule (too long, bad characters, ...).
     Invalid {
         /// What is wrong, for the client.
@@ -148,6 +231,66 @@ impl fmt::Display for ControlError {
                 f,
                 "No free segmentation id: all VLAN ids {min}..{max} are in use by networks"
             ),
+            Self::SubnetNotFound { subnet_id } => {
+                write!(f, "Subnet {subnet_id} could not be found.")
+            }
+            Self::NetworkHasPorts { net_id, port_ids } => write!(
+                f,
+                "Unable to complete operation on network {net_id}. There are one or more \
+                 ports still in use on the network, id for these ports is: {}.",
+                port_ids.join(",")
+            ),
+            Self::MacAddressInUse { net_id, mac } => write!(
+                f,
+                "Unable to complete operation for network {net_id}. \
+                 The mac address {mac} is in use."
+            ),
+            Self::IpAddressAlreadyAllocated { ip, subnet_id } => {
+                write!(f, "IP address {ip} already allocated in subnet {subnet_id}")
+            }
+            Self::IpAddressGenerationFailure { net_id } => {
+                write!(f, "No more IP addresses available on network {net_id}.")
+            }
+            Self::InvalidIpForSubnet { ip } => {
+                write!(
+                    f,
+                    "IP address {ip} is not a valid IP for the specified subnet."
+                )
+            }
+            Self::InvalidIpForNetwork { ip } => write!(
+                f,
+                "IP address {ip} is not a valid IP for any of the subnets on the \
+                 specified network."
+            ),
+            Self::SubnetInUse { subnet_id } => write!(
+                f,
+                "Unable to complete operation on subnet {subnet_id}: One or more ports \
+                 have an IP allocation from this subnet."
+            ),
+            Self::AddressPairAndPortSecurityRequired => f.write_str(
+                "Port Security must be enabled in order to have allowed address pairs on a port.",
+            ),
+            Self::GatewayConflictWithAllocationPools { pool, ip } => {
+                write!(f, "Gateway ip {ip} conflicts with allocation pool {pool}.")
+            }
+            Self::OverlappingAllocationPools {
+                pool_1,
+                pool_2,
+                cidr,
+            } => write!(
+                f,
+                "Found overlapping allocation pools: {pool_1} {pool_2} for subnet {cidr}."
+            ),
+            Self::InvalidAllocationPool { pool } => {
+                write!(f, "The allocation pool {pool} is not valid.")
+            }
+            Self::OutOfBoundsAllocationPool { pool, cidr } => write!(
+                f,
+                "The allocation pool {pool} spans beyond the subnet cidr {cidr}."
+            ),
+            Self::InvalidInput { reason } => {
+                write!(f, "Invalid input for operation: {reason}")
+            }
             Self::Invalid { reason } => f.write_str(reason),
             // For logs and startup errors; the API never shows it to clients.
             Self::Store { detail } => write!(f, "store error: {detail}"),

@@ -6,6 +6,8 @@
 //! `dataplane` crate. The forwarder answers whether a port's interface is
 //! open and forwarding, which drives the port's `op-status`.
 
+use std::net::IpAddr;
+
 /// A network as the data plane needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredNetwork {
@@ -17,8 +19,21 @@ pub struct DesiredNetwork {
     pub vlan: u16,
 }
 
+/// A port's anti-spoofing rules (Neutron port security): it may send only
+/// from its MAC, and for ARP/IPv4/IPv6 only from its fixed IPs, or from an
+/// allowed address pair.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DesiredSecurity {
+    /// The port's MAC, `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    /// The port's fixed IPs.
+    pub fixed_ips: Vec<IpAddr>,
+    /// Allowed address pairs: a MAC and an address or CIDR.
+    pub allowed_pairs: Vec<(String, String)>,
+}
+
 /// A port as the data plane needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DesiredPort {
     /// Port id.
     pub id: String,
@@ -26,14 +41,21 @@ pub struct DesiredPort {
     pub network_id: String,
     /// The host device to open (from the interface registry).
     pub device: String,
-    /// Admin state: forward only when true.
+    /// Admin state (of the port and its network): forward only when true.
     pub admin_up: bool,
+    /// The port's MAC, `aa:bb:cc:dd:ee:ff` (installed as a static entry).
+    pub mac: String,
+    /// Anti-spoofing rules, when port security is on.
+    pub security: Option<DesiredSecurity>,
 }
 
 /// The whole desired forwarding configuration.
 ///
-/// Only ports whose attachment is plugged and whose interface is registered
-/// (device known) appear. Networks and ports are in creation order.
+/// The ports that appear: those whose attachment is plugged (with their
+/// registered interface's device), and the others created through v2.0,
+/// with the device `tap` + the first 11 characters of their id (the
+/// Neutron/Nova convention), which the data plane opens when it appears.
+/// Networks and ports are in creation order; no two ports share a device.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DesiredState {
     /// Every network.

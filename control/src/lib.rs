@@ -18,6 +18,12 @@
 //!   store and hands it to a [`Forwarder`]; the forwarder answers whether a
 //!   port forwards, which is the port's `op-status`.
 //! - [`filter`]: the list filters of Quantum v1.1.
+//! - [`neutron`]: the Neutron v2.0 view of the same model (network and port
+//!   attributes, subnets, fixed IPs, allowed address pairs) whose operations
+//!   are [`Control`]'s `v2_*` methods; [`ipam`] allocates addresses and
+//!   [`mac`] MACs. A port created through v2.0 is bound to the host device
+//!   `tap` + the first 11 characters of its id unless an attachment is
+//!   plugged, and carries its anti-spoofing rules to the data plane.
 //!
 //! Errors are one enum, [`ControlError`], whose `Display` is the fault detail
 //! a client sees; the HTTP mapping lives in the `api` crate.
@@ -40,13 +46,18 @@
 pub mod error;
 pub mod filter;
 pub mod forward;
+pub mod ipam;
+pub mod mac;
 pub mod model;
+pub mod neutron;
 mod reconcile;
 mod service;
 pub mod store;
 
 pub use error::{ControlError, Result};
 pub use filter::{NetworkFilter, PortFilter};
-pub use forward::{DesiredNetwork, DesiredPort, DesiredState, Forwarder, NullForwarder};
+pub use forward::{
+    DesiredNetwork, DesiredPort, DesiredSecurity, DesiredState, Forwarder, NullForwarder,
+};
 pub use model::{Interface, Network, NetworkView, OpStatus, Port, PortState, PortView};
 pub use service::{Control, ControlOptions, Registered};

@@ -276,7 +276,7 @@ impl Control {
     /// Creates a port in the given admin state.
     pub fn create_port(&self, tenant_id: &str, net_id: &str, state: PortState) -> Result<Port> {
         self.write(|tx| {
-            find_network(tx, tenant_id, net_id)?;
+            let net = find_network(tx, tenant_id, net_id)?;
             let p = Port {
                 id: new_id(),
                 network_id: net_id.to_owned(),
@@ -284,6 +284,7 @@ impl Control {
                 attachment: None,
             };
             tx.insert_port(&p)?;
+            tx.save_port_attrs(&p.id, &neutron::quantum_port_attrs(tx, &net)?)?;
             Ok(p)
         })
     }
@@ -489,6 +490,8 @@ fn find_interface(tx: &dyn Tx, tenant_id: &str, interface_id: &str) -> Result<In
             interface_id: interface_id.to_owned(),
         })
 }
+
+mod neutron;
 
 #[cfg(test)]
 mod tests;

@@ -737,8 +737,8 @@ mod tests {
 
     #[test]
     fn booleans_convert_like_neutron() {
-        assert_eq!(str_to_bool("True").unwrap(), true);
-        assert_eq!(str_to_bool("0").unwrap(), false);
+        assert!(str_to_bool("True").unwrap());
+        assert!(!str_to_bool("0").unwrap());
         let e = str_to_bool("maybe").unwrap_err();
         assert_eq!(
             e.message,

@@ -304,10 +304,10 @@ fn links(q: &ListQuery, base: &str, page: &[Map<String, Value>]) -> Vec<Value> {
         m.and_then(|m| m.get("id")).and_then(Value::as_str)
     }
     let mut out = Vec::new();
-    if !(short && !q.page_reverse) {
+    if !short || q.page_reverse {
         out.push(json!({"rel": "next", "href": href(id(page.last()), false)}));
     }
-    if !(short && q.page_reverse) {
+    if !short || !q.page_reverse {
         out.push(json!({"rel": "previous", "href": href(id(page.first()), true)}));
     }
     out

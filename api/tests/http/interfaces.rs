@@ -152,6 +152,8 @@ async fn forwarder_gets_the_desired_state_after_plug_down_unplug_and_delete() {
         network_id: net.clone(),
         device: "tap0".into(),
         admin_up: true,
+        mac: app.fwd.last().ports[0].mac.clone(),
+        security: None,
     };
     assert_eq!(
         app.fwd.last(),

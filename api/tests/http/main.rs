@@ -6,5 +6,6 @@ mod faults;
 mod filters;
 mod interfaces;
 mod isolation;
+mod neutron;
 mod robustness;
 mod routes;

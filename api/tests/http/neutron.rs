@@ -20,7 +20,7 @@ impl App {
             .post2("/v2.0/networks", json!({"network": {"name": name}}))
             .await;
         assert_eq!(r.code(), 201, "{r:?}");
-        r.json_full()["network"]["id"].as_str().unwrap().to_owned()
+        r.full()["network"]["id"].as_str().unwrap().to_owned()
     }
 
     async fn subnet2(&self, net: &str, cidr: &str, extra: Value) -> Resp {
@@ -37,9 +37,21 @@ impl App {
     }
 }
 
+/// The body exactly as sent (links included).
+trait Full {
+    fn full(&self) -> Value;
+}
+
+impl Full for Resp {
+    fn full(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
 fn error_type(r: &Resp) -> String {
     assert_eq!(r.content_type.as_deref(), Some("application/json"), "{r:?}");
-    let e = &r.json_full()["NeutronError"];
+    let e = &r.full()["NeutronError"];
     assert_eq!(e["detail"], "", "{r:?}");
     assert!(e["message"].is_string(), "{r:?}");
     e["type"].as_str().unwrap_or_default().to_owned()
@@ -54,7 +66,7 @@ async fn root_lists_v2_first_and_keeps_quantum_versions() {
     let app = app();
     let r = app.get("/").await;
     assert_eq!(r.code(), 200);
-    let v = r.json_full();
+    let v = r.full();
     let ids: Vec<&str> = v["versions"]
         .as_array()
         .unwrap()
@@ -75,7 +87,7 @@ async fn resources_document_with_and_without_slash() {
     for path in ["/v2.0/", "/v2.0"] {
         let r = app.get(path).await;
         assert_eq!(r.code(), 200, "{path}");
-        let v = r.json_full();
+        let v = r.full();
         let names: Vec<&str> = v["resources"]
             .as_array()
             .unwrap()
@@ -95,7 +107,7 @@ async fn extensions_list_show_and_unknown_alias() {
     let app = app();
     let r = app.get("/v2.0/extensions").await;
     assert_eq!(r.code(), 200);
-    let aliases: Vec<String> = r.json_full()["extensions"]
+    let aliases: Vec<String> = r.full()["extensions"]
         .as_array()
         .unwrap()
         .iter()
@@ -111,7 +123,7 @@ async fn extensions_list_show_and_unknown_alias() {
     }
     let r = app.get("/v2.0/extensions/port-security").await;
     assert_eq!(r.code(), 200);
-    assert_eq!(r.json_full()["extension"]["alias"], "port-security");
+    assert_eq!(r.full()["extension"]["alias"], "port-security");
     let r = app
         .get("/v2.0/extensions/tag-ports-during-bulk-creation")
         .await;
@@ -126,7 +138,7 @@ async fn network_create_show_update_list_delete_with_neutron_codes_and_keys() {
         .post2("/v2.0/networks", json!({"network": {"name": "net-a"}}))
         .await;
     assert_eq!(r.code(), 201);
-    let n = r.json_full()["network"].clone();
+    let n = r.full()["network"].clone();
     for k in [
         "id",
         "name",
@@ -158,7 +170,7 @@ async fn network_create_show_update_list_delete_with_neutron_codes_and_keys() {
 
     let r = app.get(&format!("/v2.0/networks/{id}")).await;
     assert_eq!(r.code(), 200);
-    assert_eq!(r.json_full()["network"], n);
+    assert_eq!(r.full()["network"], n);
 
     let r = app
         .put2(
@@ -167,7 +179,7 @@ async fn network_create_show_update_list_delete_with_neutron_codes_and_keys() {
         )
         .await;
     assert_eq!(r.code(), 200);
-    let u = r.json_full()["network"].clone();
+    let u = r.full()["network"].clone();
     assert_eq!(u["name"], "renamed");
     assert_eq!(u["admin_state_up"], false);
     assert_eq!(u["mtu"], 1400);
@@ -175,8 +187,8 @@ async fn network_create_show_update_list_delete_with_neutron_codes_and_keys() {
 
     let r = app.get("/v2.0/networks").await;
     assert_eq!(r.code(), 200);
-    assert_eq!(r.json_full()["networks"].as_array().unwrap().len(), 1);
-    assert!(r.json_full().get("networks_links").is_none());
+    assert_eq!(r.full()["networks"].as_array().unwrap().len(), 1);
+    assert!(r.full().get("networks_links").is_none());
 
     let r = app.delete(&format!("/v2.0/networks/{id}")).await;
     assert_eq!(r.code(), 204);
@@ -185,7 +197,7 @@ async fn network_create_show_update_list_delete_with_neutron_codes_and_keys() {
     assert_eq!(r.code(), 404);
     assert_eq!(error_type(&r), "NetworkNotFound");
     assert_eq!(
-        r.json_full()["NeutronError"]["message"],
+        r.full()["NeutronError"]["message"],
         format!("Network {id} could not be found.")
     );
     let r = app.delete(&format!("/v2.0/networks/{id}")).await;
@@ -199,20 +211,20 @@ async fn v2_network_is_the_quantum_network() {
     let t = api::DEFAULT_TENANT;
     let r = app.get(&format!("/v1.1/tenants/{t}/networks/{id}")).await;
     assert_eq!(r.code(), 200, "{r:?}");
-    assert_eq!(r.json_full()["network"]["name"], "shared-model");
+    assert_eq!(r.full()["network"]["name"], "shared-model");
     let qnet = app.network("v1.1", t, "from-quantum").await;
     let r = app.get(&format!("/v2.0/networks/{qnet}")).await;
     assert_eq!(r.code(), 200);
-    assert_eq!(r.json_full()["network"]["name"], "from-quantum");
+    assert_eq!(r.full()["network"]["name"], "from-quantum");
     let qport = app.port("v1.1", t, &qnet, "ACTIVE").await;
     let r = app.get(&format!("/v2.0/ports/{qport}")).await;
     assert_eq!(r.code(), 200);
-    let p = r.json_full()["port"].clone();
+    let p = r.full()["port"].clone();
     assert_eq!(p["network_id"], qnet.as_str());
     assert_eq!(p["admin_state_up"], true);
     assert!(p["mac_address"].as_str().unwrap().starts_with("fa:16:3e:"));
     // The same VLAN both ways.
-    let seg = r.json_full()["port"]["network_id"].clone();
+    let seg = r.full()["port"]["network_id"].clone();
     assert_eq!(seg, qnet.as_str());
 }
 
@@ -226,11 +238,8 @@ async fn bulk_create_is_all_or_nothing() {
         )
         .await;
     assert_eq!(r.code(), 201);
-    assert_eq!(r.json_full()["networks"].as_array().unwrap().len(), 2);
-    let net = r.json_full()["networks"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    assert_eq!(r.full()["networks"].as_array().unwrap().len(), 2);
+    let net = r.full()["networks"][0]["id"].as_str().unwrap().to_owned();
     let r = app
         .post2(
             "/v2.0/ports",
@@ -243,7 +252,7 @@ async fn bulk_create_is_all_or_nothing() {
     assert_eq!(r.code(), 409);
     assert_eq!(error_type(&r), "MacAddressInUse");
     let r = app.get("/v2.0/ports").await;
-    assert_eq!(r.json_full()["ports"], json!([]));
+    assert_eq!(r.full()["ports"], json!([]));
     let r = app.post2("/v2.0/networks", json!({"networks": []})).await;
     assert_eq!(r.code(), 400);
 }
@@ -297,7 +306,7 @@ async fn bad_bodies_get_neutron_errors() {
             json!({"network": {"name": "x".repeat(256)}}),
         )
         .await;
-    assert!(r.json_full()["NeutronError"]["message"]
+    assert!(r.full()["NeutronError"]["message"]
         .as_str()
         .unwrap()
         .ends_with("exceeds maximum length of 255."));
@@ -310,7 +319,7 @@ async fn bad_bodies_get_neutron_errors() {
         .await;
     assert_eq!(r.code(), 400);
     assert_eq!(
-        r.json_full()["NeutronError"]["message"],
+        r.full()["NeutronError"]["message"],
         "Cannot update read-only attribute id"
     );
     let r = app
@@ -356,16 +365,16 @@ async fn fields_filters_and_sorting() {
         assert_eq!(r.code(), 201);
     }
     let r = app.get("/v2.0/networks?fields=id&fields=name").await;
-    for n in r.json_full()["networks"].as_array().unwrap() {
+    for n in r.full()["networks"].as_array().unwrap() {
         assert_eq!(keys(n), ["id", "name"]);
     }
     let r = app.get("/v2.0/networks?fields=bogus").await;
-    assert_eq!(r.json_full()["networks"], json!([{}, {}, {}]));
-    let id = r.json_full()["networks"].as_array().unwrap().len();
+    assert_eq!(r.full()["networks"], json!([{}, {}, {}]));
+    let id = r.full()["networks"].as_array().unwrap().len();
     assert_eq!(id, 3);
 
     let names = |r: &Resp| -> Vec<String> {
-        r.json_full()["networks"]
+        r.full()["networks"]
             .as_array()
             .unwrap()
             .iter()
@@ -381,7 +390,7 @@ async fn fields_filters_and_sorting() {
     let r = app.get("/v2.0/networks?foo=bar").await;
     assert_eq!(r.code(), 400);
     assert_eq!(
-        r.json_full()["NeutronError"]["message"],
+        r.full()["NeutronError"]["message"],
         "['foo'] is invalid attribute for filtering"
     );
     let r = app.get("/v2.0/networks?admin_state_up=maybe").await;
@@ -410,18 +419,15 @@ async fn fields_filters_and_sorting() {
     ] {
         let r = app.get(&format!("/v2.0/networks?{q}")).await;
         assert_eq!(r.code(), 400, "{q}");
-        assert_eq!(r.json_full()["NeutronError"]["message"], msg, "{q}");
+        assert_eq!(r.full()["NeutronError"]["message"], msg, "{q}");
     }
     // `fields` on a show.
     let r = app.get("/v2.0/networks").await;
-    let id = r.json_full()["networks"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = r.full()["networks"][0]["id"].as_str().unwrap().to_owned();
     let r = app
         .get(&format!("/v2.0/networks/{id}?fields=name&fields=status"))
         .await;
-    assert_eq!(keys(&r.json_full()["network"]), ["name", "status"]);
+    assert_eq!(keys(&r.full()["network"]), ["name", "status"]);
 }
 
 #[tokio::test]
@@ -433,7 +439,7 @@ async fn pagination_follows_neutron_link_rules() {
     }
     let base = "http://127.0.0.1:9696/v2.0/networks";
     let r = app.get("/v2.0/networks?limit=2").await;
-    let v = r.json_full();
+    let v = r.full();
     assert_eq!(v["networks"].as_array().unwrap().len(), 2);
     assert_eq!(
         v["networks_links"],
@@ -446,7 +452,7 @@ async fn pagination_follows_neutron_link_rules() {
     let r = app
         .get(&format!("/v2.0/networks?limit=2&marker={}", ids[1]))
         .await;
-    let v = r.json_full();
+    let v = r.full();
     assert_eq!(v["networks"][0]["id"], ids[2].as_str());
     assert_eq!(
         v["networks_links"],
@@ -456,12 +462,12 @@ async fn pagination_follows_neutron_link_rules() {
     let r = app
         .get(&format!("/v2.0/networks?limit=1&marker={}", ids[1]))
         .await;
-    assert!(r.json_full()["networks_links"][0]["rel"] == "next");
+    assert!(r.full()["networks_links"][0]["rel"] == "next");
     let r = app
         .get(&format!("/v2.0/networks?limit=1&marker={}", ids[2]))
         .await;
     assert_eq!(
-        r.json_full(),
+        r.full(),
         json!({"networks": [], "networks_links": [
             {"rel": "previous", "href": format!("{base}?limit=1&page_reverse=True")}
         ]})
@@ -473,7 +479,7 @@ async fn pagination_follows_neutron_link_rules() {
             ids[2]
         ))
         .await;
-    let v = r.json_full();
+    let v = r.full();
     let got: Vec<&str> = v["networks"]
         .as_array()
         .unwrap()
@@ -487,16 +493,16 @@ async fn pagination_follows_neutron_link_rules() {
     let r = app
         .get(&format!("/v2.0/networks?limit=1&marker={NONE_ID}"))
         .await;
-    assert_eq!(r.json_full()["networks"], json!([]));
+    assert_eq!(r.full()["networks"], json!([]));
     let r = app.get("/v2.0/networks?limit=0").await;
-    assert_eq!(r.json_full()["networks"].as_array().unwrap().len(), 3);
-    assert!(r.json_full().get("networks_links").is_none());
+    assert_eq!(r.full()["networks"].as_array().unwrap().len(), 3);
+    assert!(r.full().get("networks_links").is_none());
     for bad in ["-1", "x"] {
         let r = app.get(&format!("/v2.0/networks?limit={bad}")).await;
         assert_eq!(r.code(), 400);
         assert_eq!(error_type(&r), "BadRequest");
         assert_eq!(
-            r.json_full()["NeutronError"]["message"],
+            r.full()["NeutronError"]["message"],
             format!("Bad limit request: Limit must be an integer 0 or greater and not '{bad}'.")
         );
     }
@@ -508,7 +514,7 @@ async fn subnets_are_validated_normalised_and_refuse_overlaps() {
     let net = app.net2("ipam").await;
     let r = app.subnet2(&net, "10.9.0.5/24", json!({})).await;
     assert_eq!(r.code(), 201, "{r:?}");
-    let s = r.json_full()["subnet"].clone();
+    let s = r.full()["subnet"].clone();
     assert_eq!(s["cidr"], "10.9.0.0/24");
     assert_eq!(s["gateway_ip"], "10.9.0.1");
     assert_eq!(
@@ -517,7 +523,7 @@ async fn subnets_are_validated_normalised_and_refuse_overlaps() {
     );
     assert_eq!(s["enable_dhcp"], true);
     let r = app.get(&format!("/v2.0/networks/{net}")).await;
-    assert_eq!(r.json_full()["network"]["subnets"], json!([s["id"]]));
+    assert_eq!(r.full()["network"]["subnets"], json!([s["id"]]));
 
     let cases = [
         ("10.9.0.0/25", json!({}), 400, "InvalidInput"),
@@ -582,9 +588,9 @@ async fn subnets_are_validated_normalised_and_refuse_overlaps() {
         .subnet2(&net, "10.10.0.0/29", json!({"gateway_ip": null}))
         .await;
     assert_eq!(r.code(), 201);
-    assert_eq!(r.json_full()["subnet"]["gateway_ip"], Value::Null);
+    assert_eq!(r.full()["subnet"]["gateway_ip"], Value::Null);
     assert_eq!(
-        r.json_full()["subnet"]["allocation_pools"],
+        r.full()["subnet"]["allocation_pools"],
         json!([{"start": "10.10.0.1", "end": "10.10.0.6"}])
     );
     let r = app
@@ -596,7 +602,7 @@ async fn subnets_are_validated_normalised_and_refuse_overlaps() {
         )
         .await;
     assert_eq!(r.code(), 201);
-    let s2 = r.json_full()["subnet"].clone();
+    let s2 = r.full()["subnet"].clone();
     assert_eq!(s2["dns_nameservers"], json!(["198.18.0.53"]));
     assert_eq!(s2["enable_dhcp"], false);
     assert_eq!(
@@ -605,9 +611,9 @@ async fn subnets_are_validated_normalised_and_refuse_overlaps() {
     );
     let r = app.subnet2(&net, "2001:db8::/64", json!({})).await;
     assert_eq!(r.code(), 201);
-    assert_eq!(r.json_full()["subnet"]["gateway_ip"], "2001:db8::");
+    assert_eq!(r.full()["subnet"]["gateway_ip"], "2001:db8::");
     assert_eq!(
-        r.json_full()["subnet"]["allocation_pools"],
+        r.full()["subnet"]["allocation_pools"],
         json!([{"start": "2001:db8::1", "end": "2001:db8::ffff:ffff:ffff:ffff"}])
     );
     // Update and delete.
@@ -627,9 +633,9 @@ async fn subnets_are_validated_normalised_and_refuse_overlaps() {
         )
         .await;
     assert_eq!(r.code(), 200);
-    assert_eq!(r.json_full()["subnet"]["name"], "renamed");
+    assert_eq!(r.full()["subnet"]["name"], "renamed");
     let r = app.get("/v2.0/subnets?ip_version=6").await;
-    assert_eq!(r.json_full()["subnets"].as_array().unwrap().len(), 1);
+    assert_eq!(r.full()["subnets"].as_array().unwrap().len(), 1);
     assert_eq!(
         app.delete(&format!("/v2.0/subnets/{sid}")).await.code(),
         204
@@ -644,23 +650,17 @@ async fn subnets_are_validated_normalised_and_refuse_overlaps() {
 async fn ports_get_macs_and_addresses_and_free_them() {
     let app = app();
     let net = app.net2("ports").await;
-    let s4 = app
-        .subnet2(&net, "198.18.0.0/24", json!({}))
-        .await
-        .json_full()["subnet"]["id"]
+    let s4 = app.subnet2(&net, "198.18.0.0/24", json!({})).await.full()["subnet"]["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let s6 = app
-        .subnet2(&net, "2001:db8::/64", json!({}))
-        .await
-        .json_full()["subnet"]["id"]
+    let s6 = app.subnet2(&net, "2001:db8::/64", json!({})).await.full()["subnet"]["id"]
         .as_str()
         .unwrap()
         .to_owned();
     let r = app.port2(json!({"network_id": net, "name": "p1"})).await;
     assert_eq!(r.code(), 201, "{r:?}");
-    let p = r.json_full()["port"].clone();
+    let p = r.full()["port"].clone();
     for k in [
         "id",
         "name",
@@ -699,7 +699,7 @@ async fn ports_get_macs_and_addresses_and_free_them() {
     );
     let pid = p["id"].as_str().unwrap().to_owned();
     let r = app.get(&format!("/v2.0/ports/{pid}")).await;
-    assert_eq!(r.json_full()["port"], p);
+    assert_eq!(r.full()["port"], p);
 
     // A specific address; taken; outside the subnet; outside the network.
     let r = app
@@ -707,10 +707,10 @@ async fn ports_get_macs_and_addresses_and_free_them() {
         .await;
     assert_eq!(r.code(), 201);
     assert_eq!(
-        r.json_full()["port"]["fixed_ips"],
+        r.full()["port"]["fixed_ips"],
         json!([{"subnet_id": s4, "ip_address": "198.18.0.7"}])
     );
-    let p7 = r.json_full()["port"]["id"].as_str().unwrap().to_owned();
+    let p7 = r.full()["port"]["id"].as_str().unwrap().to_owned();
     let r = app
         .port2(json!({"network_id": net, "fixed_ips": [{"ip_address": "198.18.0.7"}]}))
         .await;
@@ -739,7 +739,7 @@ async fn ports_get_macs_and_addresses_and_free_them() {
     let r = app.port2(json!({"name": "x"})).await;
     assert_eq!(r.code(), 400);
     assert_eq!(
-        r.json_full()["NeutronError"]["message"],
+        r.full()["NeutronError"]["message"],
         "Failed to parse request. Required attribute 'network_id' not specified"
     );
 
@@ -762,7 +762,7 @@ async fn ports_get_macs_and_addresses_and_free_them() {
         )
         .await;
     assert_eq!(r.code(), 200, "{r:?}");
-    let u = r.json_full()["port"].clone();
+    let u = r.full()["port"].clone();
     assert_eq!(u["name"], "p1-renamed");
     assert_eq!(u["device_owner"], "compute:nova");
     assert_eq!(
@@ -784,11 +784,11 @@ async fn ports_get_macs_and_addresses_and_free_them() {
     let r = app
         .get(&format!("/v2.0/ports?network_id={net}&fields=id"))
         .await;
-    assert_eq!(r.json_full()["ports"].as_array().unwrap().len(), 2);
+    assert_eq!(r.full()["ports"].as_array().unwrap().len(), 2);
     let r = app
         .get("/v2.0/ports?fixed_ips=ip_address%3D198.18.0.7&fields=id")
         .await;
-    assert_eq!(r.json_full()["ports"].as_array().unwrap().len(), 1);
+    assert_eq!(r.full()["ports"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -801,15 +801,15 @@ async fn macs_are_unique_per_network_honoured_and_reusable() {
         .port2(json!({"network_id": n1, "mac_address": "FA-16-3E-00-00-01"}))
         .await;
     assert_eq!(r.code(), 201);
-    assert_eq!(r.json_full()["port"]["mac_address"], mac);
-    let first = r.json_full()["port"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.full()["port"]["mac_address"], mac);
+    let first = r.full()["port"]["id"].as_str().unwrap().to_owned();
     let r = app
         .port2(json!({"network_id": n1, "mac_address": mac}))
         .await;
     assert_eq!(r.code(), 409);
     assert_eq!(error_type(&r), "MacAddressInUse");
     assert_eq!(
-        r.json_full()["NeutronError"]["message"],
+        r.full()["NeutronError"]["message"],
         format!("Unable to complete operation for network {n1}. The mac address {mac} is in use.")
     );
     let r = app
@@ -821,7 +821,7 @@ async fn macs_are_unique_per_network_honoured_and_reusable() {
         .await;
     assert_eq!(r.code(), 400);
     assert_eq!(
-        r.json_full()["NeutronError"]["message"],
+        r.full()["NeutronError"]["message"],
         "Invalid input for mac_address. Reason: 'zz' is not a valid MAC address."
     );
     assert_eq!(
@@ -866,7 +866,7 @@ async fn port_security_and_address_pairs_reach_the_forwarder() {
             {"ip_address": "198.18.4.100"}]}))
         .await;
     assert_eq!(r.code(), 201, "{r:?}");
-    let p = r.json_full()["port"].clone();
+    let p = r.full()["port"].clone();
     let pid = p["id"].as_str().unwrap().to_owned();
     let mac = p["mac_address"].as_str().unwrap().to_owned();
     assert_eq!(
@@ -950,20 +950,20 @@ async fn status_is_active_only_while_forwarding() {
     let app = app();
     let net = app.net2("st").await;
     let r = app.port2(json!({"network_id": net})).await;
-    let pid = r.json_full()["port"]["id"].as_str().unwrap().to_owned();
-    assert_eq!(r.json_full()["port"]["status"], "DOWN");
+    let pid = r.full()["port"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.full()["port"]["status"], "DOWN");
     app.fwd.up.lock().unwrap().insert(pid.clone());
     let r = app.get(&format!("/v2.0/ports/{pid}")).await;
-    assert_eq!(r.json_full()["port"]["status"], "ACTIVE");
+    assert_eq!(r.full()["port"]["status"], "ACTIVE");
     let r = app.get("/v2.0/ports?status=ACTIVE&fields=id").await;
-    assert_eq!(r.json_full()["ports"], json!([{"id": pid}]));
+    assert_eq!(r.full()["ports"], json!([{"id": pid}]));
     app.put2(
         &format!("/v2.0/ports/{pid}"),
         json!({"port": {"admin_state_up": false}}),
     )
     .await;
     let r = app.get(&format!("/v2.0/ports/{pid}")).await;
-    assert_eq!(r.json_full()["port"]["status"], "DOWN");
+    assert_eq!(r.full()["port"]["status"], "DOWN");
 }
 
 #[tokio::test]
@@ -979,8 +979,8 @@ async fn project_headers_and_body_owner_scope_requests() {
         )
         .await;
     assert_eq!(r.code(), 201);
-    assert_eq!(r.json_full()["network"]["project_id"], "p1");
-    let mine = r.json_full()["network"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.full()["network"]["project_id"], "p1");
+    let mine = r.full()["network"]["id"].as_str().unwrap().to_owned();
     let r = app
         .req(
             "POST",
@@ -998,16 +998,16 @@ async fn project_headers_and_body_owner_scope_requests() {
         )
         .await;
     assert_eq!(r.code(), 201);
-    assert_eq!(r.json_full()["network"]["tenant_id"], "p2");
-    let theirs = r.json_full()["network"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.full()["network"]["tenant_id"], "p2");
+    let theirs = r.full()["network"]["id"].as_str().unwrap().to_owned();
     let r = app.get("/v2.0/networks?fields=name").await;
-    assert_eq!(r.json_full()["networks"].as_array().unwrap().len(), 2);
+    assert_eq!(r.full()["networks"].as_array().unwrap().len(), 2);
     let r = app.get("/v2.0/networks?project_id=p2&fields=name").await;
-    assert_eq!(r.json_full()["networks"], json!([{"name": "theirs"}]));
+    assert_eq!(r.full()["networks"], json!([{"name": "theirs"}]));
     // A project sees its own only.
     let r = app.req("GET", "/v2.0/networks", None, &h).await;
-    assert_eq!(r.json_full()["networks"][0]["id"], mine.as_str());
-    assert_eq!(r.json_full()["networks"].as_array().unwrap().len(), 1);
+    assert_eq!(r.full()["networks"][0]["id"], mine.as_str());
+    assert_eq!(r.full()["networks"].as_array().unwrap().len(), 1);
     let r = app
         .req("GET", &format!("/v2.0/networks/{theirs}"), None, &h)
         .await;
@@ -1016,4 +1016,24 @@ async fn project_headers_and_body_owner_scope_requests() {
         .req("DELETE", &format!("/v2.0/networks/{theirs}"), None, &h)
         .await;
     assert_eq!(r.code(), 404);
+}
+
+#[tokio::test]
+async fn openapi_describes_the_v2_routes() {
+    let app = app();
+    let doc = app.get("/openapi.json").await.full();
+    for path in [
+        "/v2.0/",
+        "/v2.0/extensions",
+        "/v2.0/extensions/{alias}",
+        "/v2.0/networks",
+        "/v2.0/networks/{network_id}",
+        "/v2.0/subnets",
+        "/v2.0/subnets/{subnet_id}",
+        "/v2.0/ports",
+        "/v2.0/ports/{port_id}",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    assert!(doc["components"]["schemas"]["NeutronError"].is_object());
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 use crate::common::*;
 
 #[tokio::test]
-async fn versions_document_lists_both_versions_with_self_links() {
+async fn versions_document_lists_every_version_with_self_links() {
     let app = app();
     let r = app.get("/").await;
     assert_eq!(r.code(), 200);
@@ -13,6 +13,7 @@ async fn versions_document_lists_both_versions_with_self_links() {
     assert_eq!(
         r.json(),
         json!({"versions": [
+            {"id": "v2.0", "status": "CURRENT", "links": [{"rel": "self", "href": "http://127.0.0.1:9696/v2.0/"}]},
             {"id": "v1.0", "status": "CURRENT", "links": [{"rel": "self", "href": "http://127.0.0.1:9696/v1.0"}]},
             {"id": "v1.1", "status": "PROPOSED", "links": [{"rel": "self", "href": "http://127.0.0.1:9696/v1.1"}]}
         ]})
@@ -23,7 +24,8 @@ async fn versions_document_lists_both_versions_with_self_links() {
     assert_eq!(r.content_type.as_deref(), Some("application/xml"));
     assert_eq!(
         r.body,
-        "<versions><version id=\"v1.0\" status=\"CURRENT\"><links><link rel=\"self\" href=\"http://127.0.0.1:9696/v1.0\"/></links></version>\
+        "<versions><version id=\"v2.0\" status=\"CURRENT\"><links><link rel=\"self\" href=\"http://127.0.0.1:9696/v2.0/\"/></links></version>\
+         <version id=\"v1.0\" status=\"CURRENT\"><links><link rel=\"self\" href=\"http://127.0.0.1:9696/v1.0\"/></links></version>\
          <version id=\"v1.1\" status=\"PROPOSED\"><links><link rel=\"self\" href=\"http://127.0.0.1:9696/v1.1\"/></links></version></versions>"
     );
 }

@@ -77,7 +77,10 @@ fn restart_rebuilds_desired_state_from_the_file() {
                 id: port.id,
                 network_id: net.id,
                 device: "tap0".into(),
-                admin_up: true
+                admin_up: true,
+                // Quantum ports carry a MAC but no anti-spoofing rules.
+                mac: rec.last().ports[0].mac.clone(),
+                security: None,
             }],
         }
     );
@@ -273,6 +276,8 @@ fn forwarder_sees_plug_state_change_unplug_and_delete() {
         network_id: n.id.clone(),
         device: "tap0".into(),
         admin_up: true,
+        mac: rec.last().ports[0].mac.clone(),
+        security: None,
     };
     assert_eq!(rec.last().ports, vec![port.clone()]);
 

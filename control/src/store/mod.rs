@@ -18,6 +18,7 @@ pub mod sqlite;
 
 use crate::error::Result;
 use crate::model::{Interface, Network, Port, PortState};
+use crate::neutron::{NetworkAttrs, NetworkRecord, PortAttrs, PortRecord, Subnet};
 
 /// A persistent home for the model.
 pub trait Store: Send + std::fmt::Debug {
@@ -77,4 +78,29 @@ pub trait Tx {
     fn upsert_interface(&self, interface: &Interface) -> Result<()>;
     /// Removes an interface from the registry.
     fn delete_interface(&self, interface_id: &str) -> Result<()>;
+
+    // ---- Neutron v2.0 ---------------------------------------------------
+
+    /// Networks with their v2.0 attributes and subnet ids, in creation
+    /// order: one (`Some(id)`) or all.
+    fn network_records(&self, net_id: Option<&str>) -> Result<Vec<NetworkRecord>>;
+    /// Sets a network's name and v2.0 attributes.
+    fn save_network_attrs(&self, net_id: &str, name: &str, attrs: &NetworkAttrs) -> Result<()>;
+    /// Ports with their v2.0 attributes, in creation order: one or all.
+    fn port_records(&self, port_id: Option<&str>) -> Result<Vec<PortRecord>>;
+    /// Sets a port's v2.0 attributes, replacing its address pairs and its
+    /// fixed IPs.
+    fn save_port_attrs(&self, port_id: &str, attrs: &PortAttrs) -> Result<()>;
+    /// Is the MAC used by a port of the network other than `except`?
+    fn mac_in_use(&self, net_id: &str, mac: &str, except: Option<&str>) -> Result<bool>;
+    /// Subnets in creation order: one (`subnet_id`), a network's, or all.
+    fn subnets(&self, subnet_id: Option<&str>, net_id: Option<&str>) -> Result<Vec<Subnet>>;
+    /// Inserts a subnet.
+    fn insert_subnet(&self, subnet: &Subnet) -> Result<()>;
+    /// Rewrites a subnet's mutable attributes.
+    fn update_subnet(&self, subnet: &Subnet) -> Result<()>;
+    /// Deletes a subnet.
+    fn delete_subnet(&self, subnet_id: &str) -> Result<()>;
+    /// The addresses held in a subnet, with the holding port ids.
+    fn subnet_allocations(&self, subnet_id: &str) -> Result<Vec<(String, String)>>;
 }

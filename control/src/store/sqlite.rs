@@ -13,17 +13,25 @@
 //! `PRAGMA user_version` records how many have been applied. A database newer
 //! than this binary is refused rather than guessed at.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::error::{ControlError, Result};
+use crate::ipam::{split_lines, Family};
 use crate::model::{Interface, Network, Port, PortState};
+use crate::neutron::{
+    AddressPair, FixedIp, NetworkAttrs, NetworkRecord, PortAttrs, PortRecord, Subnet,
+};
 use crate::store::{Store, Tx};
 
 /// The schema migrations, in order; the database's `user_version` is the
 /// number applied.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0002_neutron.sql"),
+];
 
 /// How long a writer waits for another connection's lock before failing.
 const BUSY_TIMEOUT_MS: u64 = 5_000;
@@ -156,6 +164,103 @@ fn interface_row(r: &Row<'_>) -> rusqlite::Result<Interface> {
         id: r.get(0)?,
         tenant_id: r.get(1)?,
         device: r.get(2)?,
+    })
+}
+
+const NETWORK_V2_COLS: &str =
+    "id, tenant_id, name, vlan, admin_state_up, shared, mtu, description, \
+     port_security_enabled, created_at, updated_at, revision_number";
+
+fn network_record_row(r: &Row<'_>) -> rusqlite::Result<NetworkRecord> {
+    Ok(NetworkRecord {
+        network: network_row(r)?,
+        attrs: NetworkAttrs {
+            admin_state_up: r.get(4)?,
+            shared: r.get(5)?,
+            mtu: r.get(6)?,
+            description: r.get(7)?,
+            port_security_enabled: r.get(8)?,
+            created_at: r.get(9)?,
+            updated_at: r.get(10)?,
+            revision_number: r.get(11)?,
+        },
+        subnets: Vec::new(),
+    })
+}
+
+const PORT_V2_COLS: &str = "p.id, p.network_id, p.state, p.interface_id, \
+     COALESCE(p.tenant_id, n.tenant_id), p.name, COALESCE(p.mac_address, ''), p.device_id, \
+     p.device_owner, p.description, p.port_security_enabled, p.host_id, p.bind_tap, \
+     p.created_at, p.updated_at, p.revision_number";
+
+fn port_record_row(r: &Row<'_>) -> rusqlite::Result<PortRecord> {
+    Ok(PortRecord {
+        port: port_row(r)?,
+        attrs: PortAttrs {
+            tenant_id: r.get(4)?,
+            name: r.get(5)?,
+            mac_address: r.get(6)?,
+            device_id: r.get(7)?,
+            device_owner: r.get(8)?,
+            description: r.get(9)?,
+            port_security_enabled: r.get(10)?,
+            host_id: r.get(11)?,
+            bind_tap: r.get(12)?,
+            created_at: r.get(13)?,
+            updated_at: r.get(14)?,
+            revision_number: r.get(15)?,
+            allowed_address_pairs: Vec::new(),
+            fixed_ips: Vec::new(),
+        },
+    })
+}
+
+const SUBNET_COLS: &str = "id, network_id, tenant_id, name, description, ip_version, cidr, \
+     gateway_ip, enable_dhcp, allocation_pools, dns_nameservers, host_routes, ipv6_ra_mode, \
+     ipv6_address_mode, created_at, updated_at, revision_number";
+
+fn pairs_of(stored: &str, sep: char) -> Vec<(String, String)> {
+    split_lines(stored)
+        .into_iter()
+        .filter_map(|l| l.split_once(sep).map(|(a, b)| (a.to_owned(), b.to_owned())))
+        .collect()
+}
+
+fn join_pairs(items: &[(String, String)], sep: char) -> String {
+    items
+        .iter()
+        .map(|(a, b)| format!("{a}{sep}{b}\n"))
+        .collect()
+}
+
+fn join_lines(items: &[String]) -> String {
+    items.iter().map(|i| format!("{i}\n")).collect()
+}
+
+fn subnet_row(r: &Row<'_>) -> rusqlite::Result<Subnet> {
+    let version: u8 = r.get(5)?;
+    let pools: String = r.get(9)?;
+    let dns: String = r.get(10)?;
+    let routes: String = r.get(11)?;
+    Ok(Subnet {
+        id: r.get(0)?,
+        network_id: r.get(1)?,
+        tenant_id: r.get(2)?,
+        name: r.get(3)?,
+        description: r.get(4)?,
+        // The schema's CHECK keeps this to 4 or 6.
+        family: Family::from_version(version).unwrap_or(Family::V4),
+        cidr: r.get(6)?,
+        gateway_ip: r.get(7)?,
+        enable_dhcp: r.get(8)?,
+        allocation_pools: pairs_of(&pools, '-'),
+        dns_nameservers: split_lines(&dns),
+        host_routes: pairs_of(&routes, ','),
+        ipv6_ra_mode: r.get(12)?,
+        ipv6_address_mode: r.get(13)?,
+        created_at: r.get(14)?,
+        updated_at: r.get(15)?,
+        revision_number: r.get(16)?,
     })
 }
 
@@ -371,6 +476,216 @@ impl Tx for SqliteTx<'_> {
             params![interface_id],
         )
         .map(drop)
+    }
+
+    fn network_records(&self, net_id: Option<&str>) -> Result<Vec<NetworkRecord>> {
+        let mut nets = self.query(
+            &format!(
+                "SELECT {NETWORK_V2_COLS} FROM networks WHERE ?1 IS NULL OR id = ?1 ORDER BY seq"
+            ),
+            params![net_id],
+            network_record_row,
+        )?;
+        let subnets: Vec<(String, String)> = self.query(
+            "SELECT network_id, id FROM subnets WHERE ?1 IS NULL OR network_id = ?1 ORDER BY seq",
+            params![net_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let mut by_net: HashMap<String, Vec<String>> = HashMap::new();
+        for (n, s) in subnets {
+            by_net.entry(n).or_default().push(s);
+        }
+        for n in &mut nets {
+            n.subnets = by_net.remove(&n.network.id).unwrap_or_default();
+        }
+        Ok(nets)
+    }
+
+    fn save_network_attrs(&self, net_id: &str, name: &str, a: &NetworkAttrs) -> Result<()> {
+        self.exec(
+            "UPDATE networks SET name = ?2, admin_state_up = ?3, shared = ?4, mtu = ?5, \
+             description = ?6, port_security_enabled = ?7, created_at = ?8, updated_at = ?9, \
+             revision_number = ?10 WHERE id = ?1",
+            params![
+                net_id,
+                name,
+                a.admin_state_up,
+                a.shared,
+                a.mtu,
+                a.description,
+                a.port_security_enabled,
+                a.created_at,
+                a.updated_at,
+                a.revision_number
+            ],
+        )
+        .map(drop)
+    }
+
+    fn port_records(&self, port_id: Option<&str>) -> Result<Vec<PortRecord>> {
+        let mut ports = self.query(
+            &format!(
+                "SELECT {PORT_V2_COLS} FROM ports p JOIN networks n ON n.id = p.network_id \
+                 WHERE ?1 IS NULL OR p.id = ?1 ORDER BY p.seq"
+            ),
+            params![port_id],
+            port_record_row,
+        )?;
+        let pairs: Vec<(String, AddressPair)> = self.query(
+            "SELECT port_id, mac_address, ip_address FROM port_address_pairs \
+             WHERE ?1 IS NULL OR port_id = ?1 ORDER BY seq",
+            params![port_id],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    AddressPair {
+                        mac_address: r.get(1)?,
+                        ip_address: r.get(2)?,
+                    },
+                ))
+            },
+        )?;
+        let ips: Vec<(String, FixedIp)> = self.query(
+            "SELECT port_id, subnet_id, ip_address FROM ip_allocations \
+             WHERE ?1 IS NULL OR port_id = ?1 ORDER BY seq",
+            params![port_id],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    FixedIp {
+                        subnet_id: r.get(1)?,
+                        ip_address: r.get(2)?,
+                    },
+                ))
+            },
+        )?;
+        let mut pairs_by: HashMap<String, Vec<AddressPair>> = HashMap::new();
+        for (p, a) in pairs {
+            pairs_by.entry(p).or_default().push(a);
+        }
+        let mut ips_by: HashMap<String, Vec<FixedIp>> = HashMap::new();
+        for (p, i) in ips {
+            ips_by.entry(p).or_default().push(i);
+        }
+        for p in &mut ports {
+            p.attrs.allowed_address_pairs = pairs_by.remove(&p.port.id).unwrap_or_default();
+            p.attrs.fixed_ips = ips_by.remove(&p.port.id).unwrap_or_default();
+        }
+        Ok(ports)
+    }
+
+    fn save_port_attrs(&self, port_id: &str, a: &PortAttrs) -> Result<()> {
+        self.exec(
+            "UPDATE ports SET tenant_id = ?2, name = ?3, mac_address = ?4, device_id = ?5, \
+             device_owner = ?6, description = ?7, port_security_enabled = ?8, host_id = ?9, \
+             bind_tap = ?10, created_at = ?11, updated_at = ?12, revision_number = ?13 \
+             WHERE id = ?1",
+            params![
+                port_id,
+                a.tenant_id,
+                a.name,
+                a.mac_address,
+                a.device_id,
+                a.device_owner,
+                a.description,
+                a.port_security_enabled,
+                a.host_id,
+                a.bind_tap,
+                a.created_at,
+                a.updated_at,
+                a.revision_number
+            ],
+        )?;
+        self.exec(
+            "DELETE FROM port_address_pairs WHERE port_id = ?1",
+            params![port_id],
+        )?;
+        for pair in &a.allowed_address_pairs {
+            self.exec(
+                "INSERT INTO port_address_pairs (port_id, mac_address, ip_address) \
+                 VALUES (?1, ?2, ?3)",
+                params![port_id, pair.mac_address, pair.ip_address],
+            )?;
+        }
+        self.exec(
+            "DELETE FROM ip_allocations WHERE port_id = ?1",
+            params![port_id],
+        )?;
+        for ip in &a.fixed_ips {
+            self.exec(
+                "INSERT INTO ip_allocations (port_id, subnet_id, ip_address) VALUES (?1, ?2, ?3)",
+                params![port_id, ip.subnet_id, ip.ip_address],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn mac_in_use(&self, net_id: &str, mac: &str, except: Option<&str>) -> Result<bool> {
+        self.query_one(
+            "SELECT 1 FROM ports WHERE network_id = ?1 AND mac_address = ?2 \
+             AND (?3 IS NULL OR id <> ?3)",
+            params![net_id, mac, except],
+            |_| Ok(()),
+        )
+        .map(|o| o.is_some())
+    }
+
+    fn subnets(&self, subnet_id: Option<&str>, net_id: Option<&str>) -> Result<Vec<Subnet>> {
+        self.query(
+            &format!(
+                "SELECT {SUBNET_COLS} FROM subnets WHERE (?1 IS NULL OR id = ?1) \
+                 AND (?2 IS NULL OR network_id = ?2) ORDER BY seq"
+            ),
+            params![subnet_id, net_id],
+            subnet_row,
+        )
+    }
+
+    fn insert_subnet(&self, s: &Subnet) -> Result<()> {
+        self.exec(
+            "INSERT INTO subnets (id, network_id, tenant_id, ip_version, cidr) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![s.id, s.network_id, s.tenant_id, s.family.version(), s.cidr],
+        )?;
+        self.update_subnet(s)
+    }
+
+    fn update_subnet(&self, s: &Subnet) -> Result<()> {
+        self.exec(
+            "UPDATE subnets SET name = ?2, description = ?3, gateway_ip = ?4, enable_dhcp = ?5, \
+             allocation_pools = ?6, dns_nameservers = ?7, host_routes = ?8, ipv6_ra_mode = ?9, \
+             ipv6_address_mode = ?10, created_at = ?11, updated_at = ?12, revision_number = ?13 \
+             WHERE id = ?1",
+            params![
+                s.id,
+                s.name,
+                s.description,
+                s.gateway_ip,
+                s.enable_dhcp,
+                join_pairs(&s.allocation_pools, '-'),
+                join_lines(&s.dns_nameservers),
+                join_pairs(&s.host_routes, ','),
+                s.ipv6_ra_mode,
+                s.ipv6_address_mode,
+                s.created_at,
+                s.updated_at,
+                s.revision_number
+            ],
+        )
+        .map(drop)
+    }
+
+    fn delete_subnet(&self, subnet_id: &str) -> Result<()> {
+        self.exec("DELETE FROM subnets WHERE id = ?1", params![subnet_id])
+            .map(drop)
+    }
+
+    fn subnet_allocations(&self, subnet_id: &str) -> Result<Vec<(String, String)>> {
+        self.query(
+            "SELECT ip_address, port_id FROM ip_allocations WHERE subnet_id = ?1 ORDER BY seq",
+            params![subnet_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 }
 

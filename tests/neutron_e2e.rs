@@ -1,0 +1,224 @@
+//! End to end through the Neutron v2.0 API: a network, a subnet and two ports created over
+//! REST; each port's "VM" is a namespace configured with the MAC and the address the port was
+//! given, cabled to the switch by a veth whose host end is named by the Neutron/Nova convention
+//! (`tap` + the first 11 characters of the port id). The switch opens each tap when it appears,
+//! the ports go ACTIVE and the VMs ping each other; a spoofed source address is dropped by the
+//! port's anti-spoofing rules until an allowed address pair (or turning port security off)
+//! lets it through. Needs root (CI runs as root).
+
+mod common;
+
+use std::time::Duration;
+
+use common::http::{request, wait_ready};
+use common::*;
+use serde_json::{json, Value};
+
+/// A namespace "VM" for a v2.0 port: the veth's host end is the port's tap device. The pair and
+/// the namespace are deleted on drop, also when the test fails.
+struct TapVm {
+    ns: Netns,
+    tap: String,
+    ip: String,
+}
+
+impl TapVm {
+    fn new(port: &Value, prefix_len: u8) -> TapVm {
+        let id = port["id"].as_str().unwrap();
+        let mac = port["mac_address"].as_str().unwrap();
+        let ip = port["fixed_ips"][0]["ip_address"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let ns = Netns::new(&unique("n"));
+        let tap = format!("tap{}", &id[..11]);
+        let dev = format!("{}v", ns.name);
+        // The guard exists before the pair, so a failure below still deletes what was made.
+        let vm = TapVm { ns, tap, ip };
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &vm.tap,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &dev,
+            "netns",
+            &vm.ns.name,
+        ]);
+        let _ = try_sh(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{}.disable_ipv6=1", vm.tap),
+        ]);
+        vm.ns.exec(&["ip", "link", "set", &dev, "address", mac]);
+        vm.ns.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/{prefix_len}", vm.ip),
+            "dev",
+            &dev,
+        ]);
+        vm.ns.exec(&["ip", "link", "set", &dev, "up"]);
+        sh(&["ip", "link", "set", &vm.tap, "up"]);
+        vm
+    }
+
+    fn ping(&self, ip: &str, from: Option<&str>) -> bool {
+        let mut args = vec!["ping", "-c", "1", "-W", "1", "-q"];
+        if let Some(src) = from {
+            args.extend_from_slice(&["-I", src]);
+        }
+        args.push(ip);
+        self.ns.try_exec(&args)
+    }
+
+    fn ping_until(&self, ip: &str, from: Option<&str>, timeout: Duration) -> bool {
+        wait_for(timeout, || self.ping(ip, from))
+    }
+}
+
+impl Drop for TapVm {
+    fn drop(&mut self) {
+        let _ = try_sh(&["ip", "link", "del", &self.tap]);
+    }
+}
+
+struct Api {
+    addr: String,
+}
+
+impl Api {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let text = body.map(|b| b.to_string());
+        let r = request(&self.addr, method, path, text.as_deref());
+        let v = if r.body.is_empty() {
+            Value::Null
+        } else {
+            r.json()
+        };
+        (r.status, v)
+    }
+
+    fn create(&self, collection: &str, body: Value) -> Value {
+        let (status, v) = self.call("POST", &format!("/v2.0/{collection}"), Some(body));
+        assert_eq!(status, 201, "POST {collection}: {v}");
+        v
+    }
+
+    fn status(&self, port: &str) -> String {
+        let (_, v) = self.call("GET", &format!("/v2.0/ports/{port}"), None);
+        v["port"]["status"].as_str().unwrap_or("").to_owned()
+    }
+
+    fn update_port(&self, port: &str, body: Value) {
+        let (status, v) = self.call(
+            "PUT",
+            &format!("/v2.0/ports/{port}"),
+            Some(json!({ "port": body })),
+        );
+        assert_eq!(status, 200, "PUT port: {v}");
+    }
+}
+
+#[test]
+fn v2_ports_bound_by_tap_name_forward_and_drop_spoofed_sources() {
+    let dir = std::env::temp_dir().join(unique("db"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("q.db");
+    let api = Api { addr: free_addr() };
+    let daemon = Daemon::start_in(dir, &["--listen", &api.addr, "--db", db.to_str().unwrap()]);
+    assert!(
+        wait_ready(&api.addr),
+        "daemon did not start:\n{}",
+        daemon.log()
+    );
+
+    // A subnet unique to this process inside 198.19.0.0/16 (within 198.18.0.0/15).
+    let third = std::process::id() % 250 + 1;
+    let cidr = format!("198.19.{third}.0/24");
+    let net = api.create("networks", json!({"network": {"name": "e2e"}}))["network"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.create(
+        "subnets",
+        json!({"subnet": {"network_id": net, "cidr": cidr, "ip_version": 4}}),
+    );
+    let pa = api.create("ports", json!({"port": {"network_id": net, "name": "a"}}))["port"].clone();
+    let pb = api.create("ports", json!({"port": {"network_id": net, "name": "b"}}))["port"].clone();
+    let (ida, idb) = (
+        pa["id"].as_str().unwrap().to_owned(),
+        pb["id"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(api.status(&ida), "DOWN", "no device yet");
+
+    let a = TapVm::new(&pa, 24);
+    let b = TapVm::new(&pb, 24);
+    assert!(
+        wait_for(Duration::from_secs(10), || api.status(&ida) == "ACTIVE"
+            && api.status(&idb) == "ACTIVE"),
+        "ports did not go ACTIVE when their taps appeared:\n{}",
+        daemon.log()
+    );
+    assert!(
+        a.ping_until(&b.ip, None, Duration::from_secs(5)),
+        "no ping between the two v2.0 ports:\n{}",
+        daemon.log()
+    );
+    assert!(b.ping(&a.ip, None));
+
+    // A source address the port was not given is dropped.
+    let spoofed = format!("198.19.{third}.250");
+    a.ns.exec(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{spoofed}/32"),
+        "dev",
+        &format!("{}v", a.ns.name),
+    ]);
+    assert!(
+        !a.ping(&b.ip, Some(&spoofed)),
+        "a spoofed source address went through"
+    );
+    assert!(a.ping(&b.ip, None), "the port's own address still works");
+
+    // An allowed address pair lets it through, live.
+    api.update_port(
+        &ida,
+        json!({"allowed_address_pairs": [{"ip_address": spoofed}]}),
+    );
+    assert!(
+        a.ping_until(&b.ip, Some(&spoofed), Duration::from_secs(5)),
+        "an allowed address pair did not pass:\n{}",
+        daemon.log()
+    );
+    // Dropped again without the pair; passes again with port security off.
+    api.update_port(&ida, json!({"allowed_address_pairs": []}));
+    assert!(!a.ping(&b.ip, Some(&spoofed)));
+    api.update_port(&ida, json!({"port_security_enabled": false}));
+    assert!(
+        a.ping_until(&b.ip, Some(&spoofed), Duration::from_secs(5)),
+        "port security off still drops:\n{}",
+        daemon.log()
+    );
+
+    // Admin down: the port is DOWN and forwards nothing.
+    api.update_port(&idb, json!({"admin_state_up": false}));
+    assert!(wait_for(Duration::from_secs(5), || api.status(&idb) == "DOWN"));
+    assert!(!a.ping(&b.ip, None));
+
+    // Deleting the ports and the network through the API.
+    drop(a);
+    drop(b);
+    for id in [&ida, &idb] {
+        let (s, _) = api.call("DELETE", &format!("/v2.0/ports/{id}"), None);
+        assert_eq!(s, 204);
+    }
+    let (s, _) = api.call("DELETE", &format!("/v2.0/networks/{net}"), None);
+    assert_eq!(s, 204);
+}
