@@ -3,9 +3,10 @@
 //!
 //! # Design
 //! * Every RX queue of the interface gets a socket, so no frame bypasses the switch.
-//! * Mode is best effort, like OVS: XDP is attached natively when the driver allows it, else in
-//!   generic mode; the socket binds zero-copy when the driver supports it, else copy. Either can be
-//!   forced. The chosen mode is reported.
+//! * XDP is attached natively when the driver allows it, else in generic mode (best effort, like
+//!   OVS); either can be forced. Sockets bind in copy mode unless zero-copy is forced: all ports
+//!   of a worker share one UMEM, whose mode the first socket fixes for all, and a zero-copy UMEM
+//!   cannot be shared with a device that lacks zero-copy. The chosen modes are reported.
 //! * The fill ring of each queue is topped up in bulk (at least [`REFILL_BULK`] at a time) using
 //!   our own count of the chunks it holds, so the kernel's index is not read every loop.
 //! * Transmission uses the TX ring of queue 0; copy mode needs a `sendto` per batch.
@@ -36,7 +37,7 @@ pub enum XdpMode {
 /// Which socket bind mode to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BindMode {
-    /// Zero-copy if the driver supports it, else copy.
+    /// Copy: works on every device and lets every port share the worker's UMEM.
     #[default]
     Auto,
     /// Copy only.
@@ -154,10 +155,13 @@ impl PortIo for AfXdpPort {
         let nq = netdev::rx_queues(&spec.device).map_err(|e| context(e, "queues"))?;
         let map = bpf::create_xskmap(nq).map_err(|e| context(e, "XSKMAP"))?;
         let prog = bpf::load_redirect_program(&map).map_err(|e| context(e, "XDP program"))?;
+        // Only the socket that registers the UMEM chooses the mode; every socket sharing it
+        // inherits it, and a zero-copy UMEM cannot be shared with a device without zero-copy
+        // support (a veth, say). So `Auto` binds in copy mode, which every device supports;
+        // zero-copy is for workers whose ports all support it, and must be asked for.
         let flags = xsk::XDP_USE_NEED_WAKEUP
             | match spec.bind_mode {
-                BindMode::Auto => 0,
-                BindMode::Copy => xsk::XDP_COPY,
+                BindMode::Auto | BindMode::Copy => xsk::XDP_COPY,
                 BindMode::ZeroCopy => xsk::XDP_ZEROCOPY,
             };
         let mut queues: Vec<Queue> = Vec::with_capacity(nq as usize);
