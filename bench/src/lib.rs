@@ -4,7 +4,9 @@
 //! `e2e/forward.py` (the first trafgen-based forwarding measurement). Results and the commands
 //! that produced them are in `docs/BENCHMARKS.md`.
 
+pub mod agent;
 pub mod http;
 pub mod report;
+pub mod scenario;
 pub mod topo;
 pub mod traffic;

@@ -28,7 +28,8 @@ pub const ETHERTYPE: u16 = 0x88b5;
 const HEADROOM: u64 = 256;
 const BATCH: usize = 64;
 
-fn now_ns() -> u64 {
+/// Nanoseconds since the Unix epoch (one clock for every process of the run).
+pub fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
@@ -203,6 +204,41 @@ impl Sink {
         let mut umem = Umem::new(16384, 2048)?;
         let port = AfXdpPort::open(&AfXdpSpec::new(device), 0, &mut umem, None)?;
         Ok(Sink { umem, port })
+    }
+
+    /// Drops whatever is queued, then waits up to `timeout` for the next marked frame and returns
+    /// its arrival time (ns since the Unix epoch).
+    pub fn first(&mut self, timeout: Duration) -> Option<u64> {
+        let mut descs = vec![XdpDesc::default(); BATCH];
+        loop {
+            self.port.refill(&mut self.umem, 4096);
+            let n = self.port.recv(&mut self.umem, &mut descs);
+            for d in &descs[..n] {
+                self.umem.release(d.addr);
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            self.port.refill(&mut self.umem, 4096);
+            let n = self.port.recv(&mut self.umem, &mut descs);
+            let t = now_ns();
+            let mut hit = false;
+            for d in &descs[..n] {
+                hit |= self
+                    .umem
+                    .frame(d.addr, d.len)
+                    .is_some_and(|b| b.len() >= 18 && &b[14..18] == MAGIC);
+                self.umem.release(d.addr);
+            }
+            if hit {
+                return Some(t);
+            }
+            std::hint::spin_loop();
+        }
+        None
     }
 
     /// Receives for `dur`, then returns what arrived.

@@ -166,7 +166,9 @@ impl Inner {
                     h.last_attempt = Some(now);
                 }
                 Some(_) if state == LinkState::OpenFailed => {
-                    if h.last_attempt.is_none_or(|t| now - t >= RETRY) {
+                    // A queue still held by a socket being released frees up within milliseconds.
+                    let wait = if h.shared.busy() { Duration::ZERO } else { RETRY };
+                    if h.last_attempt.is_none_or(|t| now - t >= wait) {
                         h.requested = None;
                     }
                 }

@@ -100,6 +100,7 @@ pub struct PortShared {
     state: AtomicU8,
     mode: AtomicU8,
     error: Mutex<Option<String>>,
+    busy: AtomicBool,
 }
 
 impl PortShared {
@@ -122,6 +123,12 @@ impl PortShared {
             4 => PortMode::Memory,
             _ => PortMode::Closed,
         }
+    }
+
+    /// Did the last open fail only because the device's queue was still held by a socket being
+    /// released (worth retrying at once)?
+    pub fn busy(&self) -> bool {
+        self.busy.load(Ordering::Relaxed)
     }
 
     /// The last error, if the port failed.
@@ -339,7 +346,13 @@ impl<P: PortIo> Worker<P> {
                         self.recompute_fill_target();
                     }
                     Err(e) => {
-                        log::warn!("port {slot} ({spec:?}) failed to open: {e}");
+                        let busy = e.kind() == io::ErrorKind::ResourceBusy;
+                        shared.busy.store(busy, Ordering::Relaxed);
+                        if busy {
+                            log::debug!("port {slot} ({spec:?}): queue still busy, retrying");
+                        } else {
+                            log::warn!("port {slot} ({spec:?}) failed to open: {e}");
+                        }
                         shared.set(LinkState::OpenFailed, PortMode::Closed, Some(e.to_string()));
                     }
                 }

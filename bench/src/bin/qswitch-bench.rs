@@ -15,12 +15,14 @@
 //! namespaces (`agent gen|sink`), driven over their stdin. The sink's counters are read by this
 //! process from `/proc/<agent pid>/net/dev`: no process is forked under load.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bench::agent::Agent;
 use bench::report::{json, svg_bars, Point};
+use bench::scenario;
 use bench::topo::{self, Dut, Topology, SINK_MAC};
 use bench::traffic::{frame, percentile, Generator, Sink};
 use dataplane::Mac;
@@ -28,12 +30,16 @@ use dataplane::Mac;
 const USAGE: &str = "\
 qswitch-bench run [--quick] [--duts none,bridge,qswitch] [--sizes 64,512,1518]
                   [--trial SECS] [--steps N] [--flows N] [--out DIR] [--qswitch PATH]
+qswitch-bench plug-latency [--count N] [--qswitch PATH]
+qswitch-bench boot-storm [--vms N] [--clients N] [--qswitch PATH]
 qswitch-bench agent gen|sink DEVICE     (internal: runs inside a namespace)";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
+        Some("plug-latency") => scenario::plug_latency(&args[1..]),
+        Some("boot-storm") => scenario::boot_storm(&args[1..]),
         Some("agent") => agent(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
@@ -85,6 +91,11 @@ fn agent(args: &[String]) -> Result<(), String> {
                 sink = None;
                 "ok".into()
             }
+            (["first", secs], None) => {
+                let s = sink.as_mut().ok_or("first before open")?;
+                let t = s.first(Duration::from_secs_f64(secs.parse().unwrap_or(1.0)));
+                format!("first {}", t.unwrap_or(0))
+            }
             (["recv", secs], None) => {
                 let s = sink.as_mut().ok_or("recv before open")?;
                 let mut seen = s.receive(Duration::from_secs_f64(secs.parse().unwrap_or(1.0)));
@@ -105,78 +116,6 @@ fn agent(args: &[String]) -> Result<(), String> {
         out.flush().map_err(|e| e.to_string())?;
     }
     Ok(())
-}
-
-/// An agent process, talked to line by line.
-struct Agent {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Agent {
-    fn start(ns: &str, cpu: Option<usize>, role: &str, dev: &str) -> Result<Agent, String> {
-        let me = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns]);
-        if let Some(c) = cpu {
-            cmd.args(["taskset", "-c", &c.to_string()]);
-        }
-        let mut child = cmd
-            .arg(me)
-            .args(["agent", role, dev])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let stdin = child.stdin.take().ok_or("no stdin")?;
-        let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
-        let mut a = Agent {
-            child,
-            stdin,
-            stdout,
-        };
-        let hello = a.read()?;
-        if hello != "ready" {
-            return Err(format!("{role} agent: {hello}"));
-        }
-        Ok(a)
-    }
-
-    fn write(&mut self, cmd: &str) -> Result<(), String> {
-        writeln!(self.stdin, "{cmd}").map_err(|e| e.to_string())?;
-        self.stdin.flush().map_err(|e| e.to_string())
-    }
-
-    fn read(&mut self) -> Result<String, String> {
-        let mut l = String::new();
-        self.stdout.read_line(&mut l).map_err(|e| e.to_string())?;
-        if l.is_empty() {
-            return Err("agent exited".into());
-        }
-        Ok(l.trim().to_owned())
-    }
-
-    fn ask(&mut self, cmd: &str) -> Result<Vec<f64>, String> {
-        self.write(cmd)?;
-        let r = self.read()?;
-        Ok(r.split_whitespace()
-            .skip(1)
-            .filter_map(|x| x.parse().ok())
-            .collect())
-    }
-
-    /// The agent's pid, to read its namespace's counters.
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -117,7 +117,9 @@ impl AfXdpPort {
 
 /// How long a bind waits for the previous socket of the same queue to be released: the kernel
 /// frees a closed socket's buffer pool from a work queue, and until then the queue reads busy.
-const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+/// Kept short because the worker waits here; past it the open fails as busy and the switch's
+/// monitor retries at its next round.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
 fn open_socket(
     umem: &Umem,

@@ -1,0 +1,78 @@
+//! Agents: the harness binary re-executed inside a namespace (`qswitch-bench agent gen|sink DEV`)
+//! to generate or receive traffic there, driven over its stdin and answering on its stdout.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+/// An agent process (this binary's `agent` command inside a namespace), talked to line by line.
+#[derive(Debug)]
+pub struct Agent {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Agent {
+    pub fn start(ns: &str, cpu: Option<usize>, role: &str, dev: &str) -> Result<Agent, String> {
+        let me = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns]);
+        if let Some(c) = cpu {
+            cmd.args(["taskset", "-c", &c.to_string()]);
+        }
+        let mut child = cmd
+            .arg(me)
+            .args(["agent", role, dev])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        let mut a = Agent {
+            child,
+            stdin,
+            stdout,
+        };
+        let hello = a.read()?;
+        if hello != "ready" {
+            return Err(format!("{role} agent: {hello}"));
+        }
+        Ok(a)
+    }
+
+    pub fn write(&mut self, cmd: &str) -> Result<(), String> {
+        writeln!(self.stdin, "{cmd}").map_err(|e| e.to_string())?;
+        self.stdin.flush().map_err(|e| e.to_string())
+    }
+
+    pub fn read(&mut self) -> Result<String, String> {
+        let mut l = String::new();
+        self.stdout.read_line(&mut l).map_err(|e| e.to_string())?;
+        if l.is_empty() {
+            return Err("agent exited".into());
+        }
+        Ok(l.trim().to_owned())
+    }
+
+    pub fn ask(&mut self, cmd: &str) -> Result<Vec<f64>, String> {
+        self.write(cmd)?;
+        let r = self.read()?;
+        Ok(r.split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect())
+    }
+
+    /// The agent's pid, to read its namespace's counters.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
