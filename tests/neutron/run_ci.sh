@@ -9,12 +9,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$PWD"
-BIN="$ROOT/target/debug/qswitch"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+BIN="$TARGET/debug/qswitch"
 [ -x "$BIN" ] || { echo "missing $BIN: run cargo build first" >&2; exit 1; }
 
 SDK_VERSION=4.22.0
 OSC_VERSION=10.5.0
-VENV="$ROOT/target/neutron-clients"
+VENV="$TARGET/neutron-clients"
 if ! "$VENV/bin/python" -c "import openstack" 2>/dev/null; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
@@ -40,7 +41,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== starting the real Neutron (neutron-reference; a fresh install takes about 2 minutes)"
-export NEUTRON_REF_VENV="${NEUTRON_REF_VENV:-$ROOT/target/neutron-ref-venv}"
+export NEUTRON_REF_VENV="${NEUTRON_REF_VENV:-$TARGET/neutron-ref-venv}"
 "$REF/start.sh" > "$WORK/ref.env"
 cat "$WORK/ref.env"
 NURL="$(sed -n 's/^URL=//p' "$WORK/ref.env")"
