@@ -341,7 +341,7 @@ pub fn boot_storm(args: &[String]) -> Result<(), String> {
     let sample: Vec<String> = lab.vms.iter().skip(1).take(10).cloned().collect();
     let mut sink = Agent::start(&lab.vms[0], None, "sink", &format!("{}v", lab.vms[0]))?;
     sink.ask("open")?;
-    sink.write("recv 3")?;
+    sink.write("recv 8")?;
     let mut sent = 0.0;
     for vm in &sample {
         let mut g = Agent::start(vm, None, "gen", &format!("{vm}v"))?;
@@ -357,6 +357,24 @@ pub fn boot_storm(args: &[String]) -> Result<(), String> {
         .nth(1)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
+    drop(sink);
+    if frames < sent {
+        // Show the daemon's per-port counters (logged on shutdown) to say where frames went.
+        if let Some(mut d) = lab.daemon.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &d.id().to_string()])
+                .status();
+            let _ = d.wait();
+        }
+        let log = std::fs::read_to_string(lab.work.join("qswitch.log")).unwrap_or_default();
+        for l in log
+            .lines()
+            .filter(|l| l.contains("port ") || l.contains("WARN"))
+            .take(30)
+        {
+            eprintln!("{l}");
+        }
+    }
     let s = steps.lock().map_err(|_| "lock")?;
     let names = ["create port", "register interface", "plug"];
     println!("## Boot storm: {vms} VMs, {clients} concurrent API clients\n");

@@ -88,6 +88,8 @@ struct PortHandle {
     /// Interface index the open request was made for; `None` when not requested.
     requested: Option<u32>,
     last_attempt: Option<Instant>,
+    /// Open requests sent; compared with the worker's count of requests carried out.
+    sent: u64,
     admin_up: bool,
 }
 
@@ -165,11 +167,26 @@ impl Inner {
                     h.requested = None;
                     h.last_attempt = Some(now);
                 }
-                Some(_) if state == LinkState::OpenFailed => {
-                    // A queue still held by a socket being released frees up within milliseconds.
-                    let wait = if h.shared.busy() { Duration::ZERO } else { RETRY };
-                    if h.last_attempt.is_none_or(|t| now - t >= wait) {
-                        h.requested = None;
+                Some(ifi) if state == LinkState::OpenFailed => {
+                    // A queue still being released frees up within milliseconds; other failures
+                    // are retried every second.
+                    let wait = if h.shared.busy() {
+                        Duration::ZERO
+                    } else {
+                        RETRY
+                    };
+                    // Only once the worker has carried out the previous request.
+                    let idle = h.shared.attempts() >= h.sent;
+                    if idle && h.last_attempt.is_none_or(|t| now - t >= wait) {
+                        h.last_attempt = Some(now);
+                        h.requested = Some(ifi);
+                        h.sent += 1;
+                        let spec = self.spec(&h.device);
+                        self.send(Command::AddPort {
+                            slot,
+                            spec,
+                            shared: Arc::clone(&h.shared),
+                        });
                     }
                 }
                 Some(_) => {}
@@ -179,6 +196,7 @@ impl Inner {
                         let spec = self.spec(&h.device);
                         h.requested = Some(ifi);
                         h.last_attempt = Some(now);
+                        h.sent += 1;
                         self.send(Command::AddPort {
                             slot,
                             spec,
@@ -226,11 +244,15 @@ impl Switch {
             .name("qswitch-monitor".into())
             .spawn(move || {
                 while !m.stop.load(Ordering::Acquire) {
-                    {
+                    let retry_soon = {
                         let mut st = m.lock();
                         m.reconcile_devices(&mut st);
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
+                        st.handles
+                            .values()
+                            .any(|h| h.shared.state() == LinkState::OpenFailed && h.shared.busy())
+                    };
+                    // A queue still being released frees up within milliseconds: look again soon.
+                    std::thread::sleep(Duration::from_millis(if retry_soon { 5 } else { 100 }));
                 }
             })?;
         Ok(Switch {
@@ -283,6 +305,7 @@ impl Switch {
                     shared: Arc::new(PortShared::default()),
                     requested: None,
                     last_attempt: None,
+                    sent: 0,
                     admin_up: p.admin_up,
                 });
             h.admin_up = p.admin_up;
@@ -292,16 +315,20 @@ impl Switch {
         Ok(())
     }
 
-    /// Waits until every port whose device exists has been opened or has failed to open (the
-    /// worker has processed the requests), or until `timeout` passes. Returns true if settled.
+    /// Waits until every port whose device exists has been opened or has failed to open for good
+    /// (the worker has processed the requests; a queue still being released is retried), or until
+    /// `timeout` passes. Returns true if settled.
     pub fn wait_settled(&self, timeout: Duration) -> bool {
         let end = Instant::now() + timeout;
         loop {
             let pending = {
                 let st = self.inner.lock();
-                st.handles
-                    .values()
-                    .any(|h| h.requested.is_some() && h.shared.state() == LinkState::Closed)
+                st.handles.values().any(|h| {
+                    let state = h.shared.state();
+                    h.requested.is_some()
+                        && (state == LinkState::Closed
+                            || (state == LinkState::OpenFailed && h.shared.busy()))
+                })
             };
             if !pending {
                 return true;

@@ -68,7 +68,7 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
-            frames: 32768,
+            frames: 131072,
             chunk_size: 2048,
             aging_secs: DEFAULT_AGING_SECS,
             max_macs: 1 << 20,
@@ -101,6 +101,7 @@ pub struct PortShared {
     mode: AtomicU8,
     error: Mutex<Option<String>>,
     busy: AtomicBool,
+    attempts: std::sync::atomic::AtomicU64,
 }
 
 impl PortShared {
@@ -129,6 +130,11 @@ impl PortShared {
     /// released (worth retrying at once)?
     pub fn busy(&self) -> bool {
         self.busy.load(Ordering::Relaxed)
+    }
+
+    /// How many open requests the worker has carried out for this port.
+    pub fn attempts(&self) -> u64 {
+        self.attempts.load(Ordering::Acquire)
     }
 
     /// The last error, if the port failed.
@@ -322,40 +328,9 @@ impl<P: PortIo> Worker<P> {
                 self.snap = s;
             }
             Command::AddPort { slot, spec, shared } => {
-                self.close_port(slot);
-                self.ensure_slot(slot);
-                let peer = self
-                    .active
-                    .iter()
-                    .filter_map(|&s| self.ports[usize::from(s)].as_ref())
-                    .find(|o| o.healthy)
-                    .map(|o| &o.io);
-                match P::open(&spec, slot, &mut self.umem, peer) {
-                    Ok(io) => {
-                        // A port that is re-opened (its device came back) keeps its counters.
-                        let published = shared.counters.read();
-                        self.pipe.counters[usize::from(slot)] = published.counters;
-                        shared.set(LinkState::Up, io.mode(), None);
-                        self.ports[usize::from(slot)] = Some(Open {
-                            io,
-                            shared,
-                            healthy: true,
-                            xdp: XdpStats::default(),
-                        });
-                        self.active.push(slot);
-                        self.recompute_fill_target();
-                    }
-                    Err(e) => {
-                        let busy = e.kind() == io::ErrorKind::ResourceBusy;
-                        shared.busy.store(busy, Ordering::Relaxed);
-                        if busy {
-                            log::debug!("port {slot} ({spec:?}): queue still busy, retrying");
-                        } else {
-                            log::warn!("port {slot} ({spec:?}) failed to open: {e}");
-                        }
-                        shared.set(LinkState::OpenFailed, PortMode::Closed, Some(e.to_string()));
-                    }
-                }
+                let done = Arc::clone(&shared);
+                self.add_port(slot, spec, shared);
+                done.attempts.fetch_add(1, Ordering::Release);
             }
             Command::RemovePort { slot } => self.close_port(slot),
             Command::MacTable { net, reply } => {
@@ -399,6 +374,44 @@ impl<P: PortIo> Worker<P> {
             }
         }
         true
+    }
+
+    fn add_port(&mut self, slot: u16, spec: P::Spec, shared: Arc<PortShared>) {
+        self.close_port(slot);
+        self.ensure_slot(slot);
+        let peer = self
+            .active
+            .iter()
+            .filter_map(|&s| self.ports[usize::from(s)].as_ref())
+            .find(|o| o.healthy)
+            .map(|o| &o.io);
+        match P::open(&spec, slot, &mut self.umem, peer) {
+            Ok(io) => {
+                // A port that is re-opened (its device came back) keeps its counters.
+                let published = shared.counters.read();
+                self.pipe.counters[usize::from(slot)] = published.counters;
+                shared.busy.store(false, Ordering::Relaxed);
+                shared.set(LinkState::Up, io.mode(), None);
+                self.ports[usize::from(slot)] = Some(Open {
+                    io,
+                    shared,
+                    healthy: true,
+                    xdp: XdpStats::default(),
+                });
+                self.active.push(slot);
+                self.recompute_fill_target();
+            }
+            Err(e) => {
+                let busy = e.kind() == io::ErrorKind::ResourceBusy;
+                shared.busy.store(busy, Ordering::Relaxed);
+                if busy {
+                    log::debug!("port {slot} ({spec:?}): queue still busy, retrying");
+                } else {
+                    log::warn!("port {slot} ({spec:?}) failed to open: {e}");
+                }
+                shared.set(LinkState::OpenFailed, PortMode::Closed, Some(e.to_string()));
+            }
+        }
     }
 
     fn close_port(&mut self, slot: u16) {

@@ -156,7 +156,8 @@ fn frames_cross_counters_match_and_accounting_holds() {
         .unwrap_or(true));
     sw.apply(cfg).unwrap();
     assert!(sw.wait_settled(Duration::from_secs(5)));
-    assert_eq!(sw.port_status("pb").unwrap().link, LinkState::Up);
+    let st = sw.port_status("pb").unwrap();
+    assert_eq!(st.link, LinkState::Up, "{st:?}");
     sw.shutdown();
 }
 

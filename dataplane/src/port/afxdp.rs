@@ -7,8 +7,10 @@
 //!   OVS); either can be forced. Sockets bind in copy mode unless zero-copy is forced: all ports
 //!   of a worker share one UMEM, whose mode the first socket fixes for all, and a zero-copy UMEM
 //!   cannot be shared with a device that lacks zero-copy. The chosen modes are reported.
-//! * The fill ring of each queue is topped up in bulk (at least [`REFILL_BULK`] at a time) using
-//!   our own count of the chunks it holds, so the kernel's index is not read every loop.
+//! * The fill ring of each queue is topped up in bulk using our own count of the chunks it holds,
+//!   so the kernel's index is not read every loop. Its level starts small and doubles while
+//!   traffic uses it, so a thousand idle ports do not hold the UMEM hostage (the kernel never
+//!   gives back what sits on a fill ring).
 //! * Transmission uses the TX ring of queue 0; copy mode needs a `sendto` per batch.
 //! * Dropping the port detaches the program (the link fd closes) before closing the sockets.
 
@@ -75,7 +77,14 @@ struct Queue {
     sock: xsk::XskSocket,
     /// Chunks on the fill ring or the RX ring: given to the kernel, not yet received.
     in_fill: u32,
+    /// How many chunks this queue's fill ring is kept at: starts small and doubles (up to the
+    /// worker's cap) whenever traffic has used more than half of it, so idle ports hold few
+    /// frames and busy ones many. Frames on a fill ring cannot be taken back.
+    want: u32,
 }
+
+/// Fill level of a new queue.
+const INITIAL_FILL: u32 = 64;
 
 /// An open AF_XDP port.
 pub struct AfXdpPort {
@@ -175,7 +184,11 @@ impl PortIo for AfXdpPort {
             let sock = open_socket(umem, shared, ifindex, q, spec.rings, flags)
                 .map_err(|e| context(e, &format!("AF_XDP bind queue {q}")))?;
             bpf::map_set(&map, q, sock.raw_fd()).map_err(|e| context(e, "XSKMAP update"))?;
-            queues.push(Queue { sock, in_fill: 0 });
+            queues.push(Queue {
+                sock,
+                in_fill: 0,
+                want: INITIAL_FILL,
+            });
         }
         let attach = |m| bpf::attach_xdp(&prog, ifindex, m);
         let (link, native) = match spec.xdp_mode {
@@ -292,7 +305,13 @@ impl PortIo for AfXdpPort {
     fn refill(&mut self, umem: &mut Umem, target: u32) {
         let slot = self.slot;
         for q in &mut self.queues {
-            if q.in_fill + REFILL_BULK.min(target) > target {
+            if q.in_fill < q.want / 2 {
+                q.want = (q.want * 2).min(target.max(INITIAL_FILL));
+            }
+            q.want = q.want.min(target.max(INITIAL_FILL));
+            let target = q.want;
+            let bulk = (target / 2).clamp(1, REFILL_BULK);
+            if q.in_fill + bulk > target {
                 continue;
             }
             let want = q.sock.fill.free(target - q.in_fill).min(target - q.in_fill) as usize;

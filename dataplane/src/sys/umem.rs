@@ -31,6 +31,7 @@ pub struct Umem {
     chunk_shift: u32,
     owner: Vec<u16>,
     free: Vec<u32>,
+    reserve: usize,
 }
 
 // SAFETY: the region is plain memory owned by this value; the raw pointer is only dereferenced
@@ -98,6 +99,7 @@ impl Umem {
             chunk_shift: chunk_size.trailing_zeros(),
             owner: vec![OWNER_FREE; frames as usize],
             free: (0..frames).rev().collect(),
+            reserve: frames as usize / 8,
         })
     }
 
@@ -146,9 +148,14 @@ impl Umem {
         Some(self.base_of(i))
     }
 
-    /// Takes a free chunk and gives it straight to port `slot` (for its fill ring).
+    /// Takes a free chunk and gives it straight to port `slot` (for its fill ring), unless the
+    /// pool is down to its reserve: fill rings cannot be drained back, so an eighth of the frames
+    /// is kept for flood copies and tag pushes, whatever the number of ports.
     #[inline]
     pub fn alloc_for(&mut self, slot: u16) -> Option<u64> {
+        if self.free.len() <= self.reserve {
+            return None;
+        }
         let i = self.free.pop()? as usize;
         self.owner[i] = slot;
         Some(self.base_of(i))
@@ -307,6 +314,15 @@ mod tests {
     fn ownership_moves_are_checked_and_accounted() {
         let mut u = Umem::new(8, 2048).unwrap();
         let a = u.alloc_for(3).unwrap();
+        // Fill rings may take the pool down to its reserve (an eighth), copies may take the rest.
+        let fills: Vec<u64> = std::iter::from_fn(|| u.alloc_for(4)).collect();
+        assert_eq!(fills.len(), 8 - 1 - 1);
+        let copy = u.alloc().expect("the reserve serves copies");
+        u.release(copy);
+        for f in fills {
+            assert!(u.take(f, 4));
+            u.release(f);
+        }
         assert!(
             u.chunk_mut(a).is_none(),
             "kernel-held chunk must not be readable"
