@@ -1037,3 +1037,38 @@ async fn openapi_describes_the_v2_routes() {
     }
     assert!(doc["components"]["schemas"]["NeutronError"].is_object());
 }
+
+#[tokio::test]
+// Field by field: the option structs grow with other features; `..Default::default()` would be a
+// needless update while they have only these fields.
+#[allow(clippy::field_reassign_with_default)]
+async fn no_vlan_left_is_503_and_huge_bodies_are_413() {
+    let mut copts = control::ControlOptions::default();
+    copts.vlan_min = 7;
+    copts.vlan_max = 7;
+    let mut aopts = api::ApiOptions::default();
+    aopts.max_body_bytes = 256;
+    let app = crate::common::app_with(copts, aopts);
+    app.net2("only").await;
+    let r = app
+        .post2(
+            "/v2.0/networks",
+            json!({"network": {"name": "one-too-many"}}),
+        )
+        .await;
+    assert_eq!(r.code(), 503);
+    assert_eq!(error_type(&r), "NoNetworkAvailable");
+    let r = app
+        .post2(
+            "/v2.0/networks",
+            json!({"network": {"name": "x".repeat(1000)}}),
+        )
+        .await;
+    assert_eq!(r.code(), 413);
+    assert_eq!(error_type(&r), "HTTPRequestEntityTooLarge");
+    let r = app.get("/v2.0/networks").await;
+    assert_eq!(
+        r.full()["networks"][0]["provider:segmentation_id"],
+        json!(7)
+    );
+}
