@@ -399,16 +399,8 @@ fn fixed_ips(body: &Map<String, Value>) -> R<Option<Vec<FixedIpRequest>>> {
     };
     let mut out = Vec::with_capacity(items.len());
     for item in items {
+        // Other keys are ignored, as Neutron ignores them.
         let d = dict("fixed_ips", item)?;
-        if let Some(k) = d
-            .keys()
-            .find(|k| k.as_str() != "subnet_id" && k.as_str() != "ip_address")
-        {
-            return Err(NeutronError::invalid_attr(
-                "fixed_ips",
-                format!("Invalid data format for fixed IP: '{k}'"),
-            ));
-        }
         let subnet_id = match d.get("subnet_id") {
             None => None,
             Some(Value::String(s)) if is_uuid(s) => Some(s.to_ascii_lowercase()),

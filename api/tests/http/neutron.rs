@@ -1072,3 +1072,41 @@ async fn no_vlan_left_is_503_and_huge_bodies_are_413() {
         json!(7)
     );
 }
+
+#[tokio::test]
+async fn fixed_ips_entries_need_a_subnet_or_an_address_and_the_network_subnets() {
+    let app = app();
+    let bare = app.net2("no-subnets").await;
+    let r = app
+        .port2(json!({"network_id": bare, "fixed_ips": [{"ip_address": "198.18.7.1"}]}))
+        .await;
+    assert_eq!(r.code(), 400);
+    assert_eq!(
+        r.full()["NeutronError"]["message"],
+        "Invalid input for operation: IP allocation requires subnets for network."
+    );
+    // Without fixed_ips, a network without subnets gives a port without addresses.
+    let r = app.port2(json!({"network_id": bare})).await;
+    assert_eq!(r.code(), 201);
+    assert_eq!(r.full()["port"]["fixed_ips"], json!([]));
+    let net = app.net2("with-subnet").await;
+    app.subnet2(&net, "198.18.8.0/24", json!({})).await;
+    for entry in [json!({}), json!({"foo": "bar"})] {
+        let r = app
+            .port2(json!({"network_id": net, "fixed_ips": [entry]}))
+            .await;
+        assert_eq!(r.code(), 400);
+        assert_eq!(error_type(&r), "InvalidInput");
+        assert_eq!(
+            r.full()["NeutronError"]["message"],
+            "Invalid input for operation: IP allocation requires subnet_id or ip_address."
+        );
+    }
+    let r = app
+        .port2(json!({"network_id": net, "fixed_ips": [{"ip_address": "nope"}]}))
+        .await;
+    assert_eq!(
+        r.full()["NeutronError"]["message"],
+        "Invalid input for fixed_ips. Reason: 'nope' is not a valid IP address."
+    );
+}

@@ -651,6 +651,11 @@ fn allocate(
         }
         return Ok(out);
     };
+    if subnets.is_empty() && !req.is_empty() {
+        return Err(invalid_input(
+            "IP allocation requires subnets for network.".to_owned(),
+        ));
+    }
     let mut chosen: HashSet<(String, u128)> = HashSet::new();
     for r in req {
         let subnet = match (&r.subnet_id, &r.ip_address) {
@@ -670,7 +675,7 @@ fn allocate(
             }
             (None, None) => {
                 return Err(invalid_input(
-                    "fixed_ips entries need a subnet_id or an ip_address.".to_owned(),
+                    "IP allocation requires subnet_id or ip_address.".to_owned(),
                 ))
             }
         };
