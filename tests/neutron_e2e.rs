@@ -67,6 +67,23 @@ impl TapVm {
         vm
     }
 
+    fn dev(&self) -> String {
+        format!("{}v", self.ns.name)
+    }
+
+    /// Gives the VM's interface another MAC and forgets every neighbour, so the next ping
+    /// resolves again (from the new MAC).
+    fn set_mac(&self, mac: &str, peer: &TapVm) {
+        self.ns
+            .exec(&["ip", "link", "set", "dev", &self.dev(), "address", mac]);
+        self.flush_neighbours();
+        peer.flush_neighbours();
+    }
+
+    fn flush_neighbours(&self) {
+        self.ns.exec(&["ip", "neigh", "flush", "dev", &self.dev()]);
+    }
+
     fn ping(&self, ip: &str, from: Option<&str>) -> bool {
         let mut args = vec!["ping", "-c", "1", "-W", "1", "-q"];
         if let Some(src) = from {
@@ -197,9 +214,30 @@ fn v2_ports_bound_by_tap_name_forward_and_drop_spoofed_sources() {
         "an allowed address pair did not pass:\n{}",
         daemon.log()
     );
-    // Dropped again without the pair; passes again with port security off.
+    // Dropped again without the pair.
     api.update_port(&ida, json!({"allowed_address_pairs": []}));
     assert!(!a.ping(&b.ip, Some(&spoofed)));
+
+    // A foreign source MAC is dropped; a pair with that MAC (and the port's address) passes.
+    let foreign = "fa:16:3e:99:99:99";
+    a.set_mac(foreign, &b);
+    assert!(!a.ping(&b.ip, None), "a foreign source MAC went through");
+    api.update_port(
+        &ida,
+        json!({"allowed_address_pairs": [{"ip_address": a.ip, "mac_address": foreign}]}),
+    );
+    a.flush_neighbours();
+    b.flush_neighbours();
+    assert!(
+        a.ping_until(&b.ip, None, Duration::from_secs(5)),
+        "an allowed pair with the foreign MAC did not pass:\n{}",
+        daemon.log()
+    );
+    api.update_port(&ida, json!({"allowed_address_pairs": []}));
+    a.set_mac(pa["mac_address"].as_str().unwrap(), &b);
+    assert!(a.ping_until(&b.ip, None, Duration::from_secs(5)));
+
+    // Everything passes with port security off.
     api.update_port(&ida, json!({"port_security_enabled": false}));
     assert!(
         a.ping_until(&b.ip, Some(&spoofed), Duration::from_secs(5)),
