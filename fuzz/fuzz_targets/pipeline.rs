@@ -3,7 +3,8 @@
 //! Properties: no panic; every received frame is forwarded or counted as a drop; frame
 //! accounting holds after every round.
 //!
-//! Run (nightly toolchain): `cargo fuzz run pipeline fuzz/corpus/pipeline`.
+//! Run: `fuzz/run.sh pipeline 60` (stable toolchain, libFuzzer coverage instrumentation), or
+//! `cargo fuzz run pipeline fuzz/corpus/pipeline` with cargo-fuzz on nightly.
 #![no_main]
 
 use std::sync::Arc;
