@@ -1,7 +1,7 @@
 //! Fuzzes parse + classify + learn + forward through the worker with in-memory ports: the first
 //! byte of each record picks the ingress port, the next two the frame length, then the bytes.
-//! Properties: no panic; every received frame is forwarded or counted as a drop; frame
-//! accounting holds after every round.
+//! Properties: no panic, and frame accounting holds after every round (that every frame is
+//! forwarded or counted as exactly one drop is the property test in `dataplane/src/pipeline`).
 //!
 //! Run: `fuzz/run.sh pipeline 60` (stable toolchain, libFuzzer coverage instrumentation), or
 //! `cargo fuzz run pipeline fuzz/corpus/pipeline` with cargo-fuzz on nightly.
