@@ -17,6 +17,76 @@ pub(crate) struct FileConfig {
     pub(crate) networks: Vec<NetworkSection>,
     #[serde(default, rename = "port")]
     pub(crate) ports: Vec<PortSection>,
+    #[serde(default)]
+    pub(crate) api: ApiSection,
+}
+
+/// `[api]`: page size, rate limits and quotas of the HTTP API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ApiSection {
+    pub(crate) max_page_size: usize,
+    pub(crate) rate_limit: RateLimitSection,
+    pub(crate) quotas: QuotaSection,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection {
+            max_page_size: api::DEFAULT_MAX_PAGE_SIZE,
+            rate_limit: RateLimitSection::default(),
+            quotas: QuotaSection::default(),
+        }
+    }
+}
+
+/// `[api.rate_limit]`: requests per minute and burst per tenant, for reads (GET, HEAD) and
+/// writes (POST, PUT, PATCH, DELETE). Absent: unlimited.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RateLimitSection {
+    pub(crate) read_per_minute: Option<u32>,
+    pub(crate) read_burst: Option<u32>,
+    pub(crate) write_per_minute: Option<u32>,
+    pub(crate) write_burst: Option<u32>,
+}
+
+/// `[api.quotas]`: most networks, ports and interfaces per tenant. Absent: unlimited.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QuotaSection {
+    pub(crate) networks: Option<u64>,
+    pub(crate) ports: Option<u64>,
+    pub(crate) interfaces: Option<u64>,
+}
+
+/// The API part of the file, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiConfig {
+    pub(crate) max_page_size: usize,
+    pub(crate) rate_limits: api::RateLimits,
+    pub(crate) quotas: control::Quotas,
+}
+
+/// A class's rate: `per_minute` at least 1; the burst defaults to a tenth of a minute's worth.
+fn rate(
+    class: &str,
+    per_minute: Option<u32>,
+    burst: Option<u32>,
+) -> Result<Option<api::Rate>, String> {
+    match (per_minute, burst) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(format!(
+            "[api.rate_limit] {class}_burst needs {class}_per_minute"
+        )),
+        (Some(0), _) | (_, Some(0)) => Err(format!(
+            "[api.rate_limit] {class}: rates and bursts are at least 1 (leave them out for no limit)"
+        )),
+        (Some(per_minute), burst) => Ok(Some(api::Rate {
+            per_minute,
+            burst: burst.unwrap_or((per_minute / 10).max(1)),
+        })),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +190,27 @@ impl FileConfig {
         Ok(o)
     }
 
+    /// The `[api]` section, checked.
+    pub(crate) fn api_config(&self) -> Result<ApiConfig, String> {
+        let a = &self.api;
+        if a.max_page_size == 0 {
+            return Err("[api] max_page_size is at least 1".into());
+        }
+        let r = &a.rate_limit;
+        Ok(ApiConfig {
+            max_page_size: a.max_page_size,
+            rate_limits: api::RateLimits {
+                read: rate("read", r.read_per_minute, r.read_burst)?,
+                write: rate("write", r.write_per_minute, r.write_burst)?,
+            },
+            quotas: control::Quotas {
+                networks: a.quotas.networks,
+                ports: a.quotas.ports,
+                interfaces: a.quotas.interfaces,
+            },
+        })
+    }
+
     /// The static part of the switch configuration: the uplink and the file's networks and ports.
     pub(crate) fn switch_config(&self) -> Result<SwitchConfig, String> {
         let mut cfg = SwitchConfig::default();
@@ -178,6 +269,48 @@ mod tests {
         let c = f.switch_config().unwrap();
         assert_eq!(c.ports.len(), 2);
         assert_eq!(c.networks[0].mac_limit, 8192);
+    }
+
+    #[test]
+    fn api_section_sets_page_size_rates_and_quotas() {
+        let f: FileConfig = toml::from_str(
+            r#"
+            [api]
+            max_page_size = 50
+            [api.rate_limit]
+            read_per_minute = 600
+            write_per_minute = 60
+            write_burst = 5
+            [api.quotas]
+            networks = 10
+            ports = 100
+            "#,
+        )
+        .unwrap();
+        let a = f.api_config().unwrap();
+        assert_eq!(a.max_page_size, 50);
+        assert_eq!(
+            a.rate_limits.read,
+            Some(api::Rate {
+                per_minute: 600,
+                burst: 60
+            })
+        );
+        assert_eq!(a.rate_limits.write.unwrap().burst, 5);
+        assert_eq!(a.quotas.networks, Some(10));
+        assert_eq!(a.quotas.interfaces, None);
+        let d = FileConfig::default().api_config().unwrap();
+        assert!(d.rate_limits.is_unlimited());
+        assert_eq!(d.max_page_size, api::DEFAULT_MAX_PAGE_SIZE);
+        for bad in [
+            "[api]\nmax_page_size = 0",
+            "[api.rate_limit]\nread_burst = 3",
+            "[api.rate_limit]\nwrite_per_minute = 0",
+        ] {
+            let f: FileConfig = toml::from_str(bad).unwrap();
+            assert!(f.api_config().is_err(), "{bad}");
+        }
+        assert!(toml::from_str::<FileConfig>("[api.quotas]\nsubnets = 1").is_err());
     }
 
     #[test]

@@ -5,9 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use control::forward::{DesiredPort, DesiredSecurity, DesiredState, Forwarder};
+use control::forward::{
+    DesiredPort, DesiredSecurity, DesiredState, Forwarder, MacEntry, PortStatistics,
+};
+use control::QosLimit;
+use dataplane::policer::PolicerConfig;
 use dataplane::security::{IpPrefix, PortSecurity};
-use dataplane::{Mac, NetworkConfig, PortConfig, Switch, SwitchConfig};
+use dataplane::{DropReason, Mac, NetworkConfig, PortConfig, PortStats, Switch, SwitchConfig};
 
 /// How long a plug waits for the switch to open the new port before answering.
 const SETTLE: Duration = Duration::from_millis(250);
@@ -55,6 +59,7 @@ impl SwitchForwarder {
 fn port_config(p: &DesiredPort) -> PortConfig {
     let mut pc = PortConfig::access(&p.id, &p.device, &p.network_id);
     pc.admin_up = p.admin_up;
+    pc.policer = p.qos.as_ref().map(policer);
     if let Some(sec) = &p.security {
         if let Some(mac) = Mac::parse(&p.mac) {
             pc.static_macs.push(mac);
@@ -78,6 +83,67 @@ fn port_security(sec: &DesiredSecurity) -> PortSecurity {
     }
 }
 
+/// How much of a rate an unspecified burst holds: 100 ms. The worker stamps a whole batch with
+/// one time, so when it is kept off the CPU for a while, frames that arrived over that while meet
+/// the bucket at once; a bucket shallower than such a gap (the data plane's own 10 ms default)
+/// then delivers less than the rate. 100 ms rides out scheduling gaps on a busy host.
+const DEFAULT_BURST_DIVISOR: u64 = 10;
+
+/// The QoS extension's limit as the data plane's token bucket. A rate of 0 is no limit on that
+/// dimension; a burst of 0 is [`DEFAULT_BURST_DIVISOR`]'s share of the rate (at least one
+/// full-size frame, or one packet).
+fn policer(q: &QosLimit) -> PolicerConfig {
+    let or_default = |burst: u64, rate: u64, floor: u64| {
+        if burst > 0 {
+            burst
+        } else {
+            (rate / DEFAULT_BURST_DIVISOR).max(floor)
+        }
+    };
+    PolicerConfig {
+        bps: q.rate_bps,
+        burst_bits: or_default(q.burst_bits, q.rate_bps, 1518 * 8),
+        pps: q.rate_pps,
+        burst_packets: or_default(q.burst_packets, q.rate_pps, 1),
+    }
+}
+
+/// The port statistics extension's view of a port's counters: the original `portstats` six
+/// (errors are malformed frames received and transmits the kernel refused), every drop reason,
+/// and the kernel's socket statistics.
+fn port_statistics(s: &PortStats) -> PortStatistics {
+    let c = &s.counters;
+    let drops = |r: DropReason| c.drops[r as usize];
+    PortStatistics {
+        rx_packets: c.rx_packets,
+        rx_bytes: c.rx_bytes,
+        tx_packets: c.tx_packets,
+        tx_bytes: c.tx_bytes,
+        rx_errors: drops(DropReason::Truncated)
+            + drops(DropReason::Oversize)
+            + drops(DropReason::InvalidSource)
+            + s.xdp.rx_invalid_descs,
+        tx_errors: drops(DropReason::TxError) + s.xdp.tx_invalid_descs,
+        dropped: c.total_drops(),
+        floods: c.floods,
+        drops: DropReason::ALL
+            .iter()
+            .map(|r| (r.name().to_owned(), drops(*r)))
+            .collect(),
+        kernel: [
+            ("rx_dropped", s.xdp.rx_dropped),
+            ("rx_invalid_descs", s.xdp.rx_invalid_descs),
+            ("tx_invalid_descs", s.xdp.tx_invalid_descs),
+            ("rx_ring_full", s.xdp.rx_ring_full),
+            ("rx_fill_ring_empty_descs", s.xdp.rx_fill_ring_empty_descs),
+            ("tx_ring_empty_descs", s.xdp.tx_ring_empty_descs),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect(),
+    }
+}
+
 impl Forwarder for SwitchForwarder {
     fn apply(&self, state: &DesiredState) {
         let cfg = self.config_for(state);
@@ -93,6 +159,25 @@ impl Forwarder for SwitchForwarder {
         self.switch
             .port_status(port_id)
             .is_some_and(|s| s.is_forwarding())
+    }
+
+    fn port_stats(&self, port_id: &str) -> Option<PortStatistics> {
+        self.switch.port_stats(port_id).map(|s| port_statistics(&s))
+    }
+
+    fn mac_table(&self, network_id: &str) -> Option<Vec<MacEntry>> {
+        let entries = self.switch.mac_table(network_id)?;
+        Some(
+            entries
+                .into_iter()
+                .map(|e| MacEntry {
+                    mac: e.mac.to_string(),
+                    port_id: e.port,
+                    age_secs: e.age_secs,
+                    is_static: e.is_static,
+                })
+                .collect(),
+        )
     }
 }
 
@@ -116,6 +201,7 @@ mod tests {
                     ("bad".into(), "198.18.2.1".into()),
                 ],
             }),
+            ..DesiredPort::default()
         };
         let pc = port_config(&p);
         let sec = pc.security.unwrap();

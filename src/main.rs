@@ -13,6 +13,8 @@ qswitch: a userspace AF_XDP virtual switch with the Quantum / Neutron networking
 
 USAGE:
     qswitch serve [--listen ADDR] [--db PATH] [--config FILE] [--no-dataplane]
+                  [--auth noauth|token] [--tokens FILE] [--allow-noauth-remote]
+    qswitch token-digest TOKEN
     qswitch --help | --version
 
 serve options:
@@ -20,6 +22,13 @@ serve options:
     --db PATH         SQLite database, created on first start (default qswitch.db)
     --config FILE     TOML configuration (switch parameters, uplink, static networks and ports)
     --no-dataplane    serve the API only; no interface is opened (ports stay DOWN)
+    --auth MODE       noauth (default: every request may act on every tenant) or token
+                      (X-Auth-Token required, looked up in --tokens)
+    --tokens FILE     the tokens file (TOML or JSON): SHA-256 digest -> tenant and roles
+    --allow-noauth-remote
+                      serve noauth on a non-loopback address (refused without this flag)
+
+token-digest prints the SHA-256 digest of a token, as the tokens file stores it.
 ";
 
 struct ServeArgs {
@@ -27,6 +36,15 @@ struct ServeArgs {
     db: PathBuf,
     config: Option<PathBuf>,
     dataplane: bool,
+    auth: AuthMode,
+    tokens: Option<PathBuf>,
+    allow_noauth_remote: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthMode {
+    NoAuth,
+    Token,
 }
 
 fn parse_serve(mut args: impl Iterator<Item = String>) -> Result<ServeArgs, String> {
@@ -35,6 +53,9 @@ fn parse_serve(mut args: impl Iterator<Item = String>) -> Result<ServeArgs, Stri
         db: PathBuf::from("qswitch.db"),
         config: None,
         dataplane: true,
+        auth: AuthMode::NoAuth,
+        tokens: None,
+        allow_noauth_remote: false,
     };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -48,10 +69,52 @@ fn parse_serve(mut args: impl Iterator<Item = String>) -> Result<ServeArgs, Stri
             "--db" => a.db = PathBuf::from(value("--db")?),
             "--config" => a.config = Some(PathBuf::from(value("--config")?)),
             "--no-dataplane" => a.dataplane = false,
+            "--auth" => {
+                a.auth = match value("--auth")?.as_str() {
+                    "noauth" => AuthMode::NoAuth,
+                    "token" => AuthMode::Token,
+                    m => return Err(format!("--auth {m:?}: expected noauth or token")),
+                }
+            }
+            "--tokens" => a.tokens = Some(PathBuf::from(value("--tokens")?)),
+            "--allow-noauth-remote" => a.allow_noauth_remote = true,
             other => return Err(format!("unknown option {other:?}")),
         }
     }
+    match (a.auth, &a.tokens) {
+        (AuthMode::Token, None) => return Err("--auth token needs --tokens FILE".into()),
+        (AuthMode::NoAuth, Some(_)) => {
+            return Err("--tokens is for --auth token; add --auth token".into())
+        }
+        _ => {}
+    }
+    if a.auth == AuthMode::NoAuth && !a.listen.ip().is_loopback() && !a.allow_noauth_remote {
+        return Err(format!(
+            "refusing to serve without authentication on {}: anyone who reaches it could \
+             change every tenant's networks. Use --auth token --tokens FILE, listen on a \
+             loopback address, or pass --allow-noauth-remote",
+            a.listen
+        ));
+    }
     Ok(a)
+}
+
+/// The authentication mode of the API.
+fn api_auth(args: &ServeArgs) -> Result<api::Auth, String> {
+    match (&args.auth, &args.tokens) {
+        (AuthMode::Token, Some(path)) => {
+            let tokens = api::Tokens::load(path)?;
+            if tokens.is_empty() {
+                return Err(format!(
+                    "{}: no token: every call would be refused",
+                    path.display()
+                ));
+            }
+            tracing::info!(tokens = tokens.len(), "token authentication");
+            Ok(api::Auth::Token(Arc::new(tokens)))
+        }
+        _ => Ok(api::Auth::NoAuth),
+    }
 }
 
 fn main() -> ExitCode {
@@ -65,6 +128,13 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let result = match args.next().as_deref() {
         Some("serve") => parse_serve(args).and_then(serve),
+        Some("token-digest") => match (args.next(), args.next()) {
+            (Some(token), None) => {
+                println!("{}", api::token_digest(&token));
+                Ok(())
+            }
+            _ => Err("token-digest takes one argument, the token".into()),
+        },
         Some("--version") => {
             println!("qswitch {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -91,6 +161,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let opts = file.options()?;
     let static_cfg = file.switch_config()?;
+    let api_cfg = file.api_config()?;
+    let auth = api_auth(&args)?;
     // Bind the API first: a daemon that cannot serve its API must not take over interfaces.
     let std_listener = std::net::TcpListener::bind(args.listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
@@ -109,10 +181,25 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     };
     // Opening the store rebuilds the desired state and applies it: forwarding comes back.
     let control = Arc::new(
-        control::Control::open(&args.db, forwarder)
-            .map_err(|e| format!("opening {}: {e}", args.db.display()))?,
+        control::Control::open_with(
+            &args.db,
+            forwarder,
+            control::ControlOptions {
+                quotas: api_cfg.quotas,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| format!("opening {}: {e}", args.db.display()))?,
     );
-    let app = api::router(control, api::ApiOptions::default());
+    let app = api::router(
+        control,
+        api::ApiOptions {
+            max_page_size: api_cfg.max_page_size,
+            auth,
+            rate_limits: api_cfg.rate_limits,
+            ..Default::default()
+        },
+    );
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::from_std(std_listener)
@@ -152,5 +239,41 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<ServeArgs, String> {
+        parse_serve(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn noauth_is_refused_on_non_loopback_addresses_unless_asked_for() {
+        assert!(parse(&["--listen", "127.0.0.1:9696"]).is_ok());
+        assert!(parse(&["--listen", "[::1]:9696"]).is_ok());
+        let e = parse(&["--listen", "0.0.0.0:9696"]).err().unwrap();
+        assert!(e.contains("refusing"), "{e}");
+        assert!(parse(&["--listen", "198.18.0.1:9696", "--auth", "noauth"]).is_err());
+        assert!(parse(&["--listen", "0.0.0.0:9696", "--allow-noauth-remote"]).is_ok());
+        let a = parse(&[
+            "--listen",
+            "0.0.0.0:9696",
+            "--auth",
+            "token",
+            "--tokens",
+            "t.toml",
+        ])
+        .unwrap();
+        assert_eq!(a.auth, AuthMode::Token);
+    }
+
+    #[test]
+    fn token_mode_and_the_tokens_file_go_together() {
+        assert!(parse(&["--auth", "token"]).is_err());
+        assert!(parse(&["--tokens", "t.toml"]).is_err());
+        assert!(parse(&["--auth", "magic"]).is_err());
     }
 }

@@ -11,8 +11,8 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, RawPathParams};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::extract::{FromRequestParts, MatchedPath, OriginalUri, RawPathParams};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,10 @@ use bytes::Bytes;
 use control::Control;
 use serde_json::{Map, Value};
 
+use crate::auth::{self, Principal};
 use crate::fault::{ApiError, Fault};
+use crate::limit::RateLimiter;
+use crate::links::{self, Links};
 use crate::negotiate::{self, Format, Suffix, Version};
 use crate::xml;
 
@@ -30,6 +33,10 @@ pub(crate) struct VersionState {
     pub(crate) control: Arc<Control>,
     pub(crate) version: Version,
     pub(crate) max_body: usize,
+    /// The server's maximum page size (v1.1 lists).
+    pub(crate) max_page: usize,
+    /// The rate limiter, for the limits document.
+    pub(crate) limiter: Arc<RateLimiter>,
 }
 
 /// A versioned request's context.
@@ -43,6 +50,14 @@ pub(crate) struct Ctx {
     content_type: Option<String>,
     content_length: Option<u64>,
     max_body: usize,
+    /// `http://host` of the request, for links.
+    pub(crate) origin: String,
+    /// The path as the client sent it (suffix included), for page links.
+    pub(crate) path: String,
+    pub(crate) max_page: usize,
+    pub(crate) limiter: Arc<RateLimiter>,
+    /// The authenticated caller (token mode).
+    pub(crate) principal: Option<Principal>,
 }
 
 impl FromRequestParts<VersionState> for Ctx {
@@ -59,18 +74,37 @@ impl FromRequestParts<VersionState> for Ctx {
             version: Some(state.version),
             format,
         };
-        let params = match RawPathParams::from_request_parts(parts, state).await {
-            Ok(raw) => raw
-                .iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-            Err(_) => {
-                return Err(fault(ApiError::BadRequest(
-                    "Path parameters must be valid UTF-8".to_owned(),
-                )))
-            }
-        };
+        let params: Vec<(String, String)> =
+            match RawPathParams::from_request_parts(parts, state).await {
+                Ok(raw) => raw
+                    .iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+                Err(_) => {
+                    return Err(fault(ApiError::BadRequest(
+                        "Path parameters must be valid UTF-8".to_owned(),
+                    )))
+                }
+            };
+        let principal = parts.extensions.get::<Principal>().cloned();
+        if let Some(p) = &principal {
+            let route = parts
+                .extensions
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str)
+                .unwrap_or("");
+            auth::authorize(p, &parts.method, route, &params).map_err(fault)?;
+        }
+        let path = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or_else(|| parts.uri.path().to_owned(), |u| u.path().to_owned());
         Ok(Self {
+            origin: links::origin(parts.headers.get(HOST).and_then(|h| h.to_str().ok())),
+            path,
+            max_page: state.max_page,
+            limiter: state.limiter.clone(),
+            principal,
             control: state.control.clone(),
             version: state.version,
             format,
@@ -103,6 +137,11 @@ impl Ctx {
     /// The tenant id of the URL.
     pub(crate) fn tenant(&self) -> String {
         self.param("tenant_id")
+    }
+
+    /// The link builder of this request's tenant.
+    pub(crate) fn links(&self) -> Links {
+        Links::new(self.origin.clone(), self.version, &self.tenant())
     }
 
     /// Runs a control-plane call on a blocking thread (it may wait on the

@@ -9,7 +9,7 @@
 //! - Outside a version (`/` and unknown top-level paths) only the generic
 //!   body exists.
 
-use axum::http::header::{ALLOW, CONTENT_TYPE};
+use axum::http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use control::ControlError;
@@ -56,6 +56,17 @@ pub(crate) enum ApiError {
     },
     /// The body is over the configured limit.
     TooLarge(usize),
+    /// No token, or one that is not known (token mode).
+    Unauthorized(&'static str),
+    /// The token's roles do not allow the call.
+    Forbidden(&'static str),
+    /// The tenant sent more requests of this verb class than its rate.
+    RateLimited {
+        /// Whole seconds until one more request would pass.
+        retry_after: u64,
+        /// Which limit, for the client.
+        detail: String,
+    },
     /// Something broke on our side; never detailed to the client.
     Internal,
 }
@@ -174,6 +185,12 @@ fn control_fault(e: &ControlError) -> Shape {
             "No segmentation id is left for a new network.",
             detail,
         ),
+        E::OverQuota { .. } => quantum(
+            (413, "overLimit"),
+            (409, "OverQuota"),
+            "Quota exceeded: the tenant holds as many of these resources as it may.",
+            detail,
+        ),
         E::Invalid { .. } => http(400, "Bad Request", BAD_REQUEST, detail),
         E::Store { .. } => http(500, "Internal Server Error", SERVER_ERROR, String::new()),
         // The Neutron v2.0 rules; Quantum routes meet them only through the
@@ -234,6 +251,25 @@ impl ApiError {
                 TOO_LARGE,
                 format!("Request bodies are limited to {limit} bytes"),
             )),
+            Self::Unauthorized(detail) => Shape::Versioned(quantum(
+                (401, "unauthorized"),
+                (401, "Unauthorized"),
+                "This server could not verify that you are authorized to access the document \
+                 you requested.",
+                (*detail).to_owned(),
+            )),
+            Self::Forbidden(detail) => Shape::Versioned(quantum(
+                (403, "forbidden"),
+                (403, "Forbidden"),
+                "Access was denied to this resource.",
+                (*detail).to_owned(),
+            )),
+            Self::RateLimited { detail, .. } => Shape::Versioned(quantum(
+                (429, "overLimit"),
+                (429, "OverLimit"),
+                "Too many requests: the rate limit of this tenant was reached.",
+                detail.clone(),
+            )),
             Self::Internal => Shape::Versioned(http(
                 500,
                 "Internal Server Error",
@@ -276,11 +312,23 @@ impl ApiError {
         let mut resp = (status, text).into_response();
         resp.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(format.mime()));
-        if let Self::MethodNotAllowed {
-            allow: Some(allow), ..
-        } = self
-        {
-            resp.headers_mut().insert(ALLOW, allow.clone());
+        match self {
+            Self::MethodNotAllowed {
+                allow: Some(allow), ..
+            } => {
+                resp.headers_mut().insert(ALLOW, allow.clone());
+            }
+            Self::Unauthorized(_) => {
+                resp.headers_mut().insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("X-Auth-Token realm=\"qswitch\""),
+                );
+            }
+            Self::RateLimited { retry_after, .. } => {
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            _ => {}
         }
         resp
     }

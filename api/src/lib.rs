@@ -21,6 +21,14 @@
 //! - `ctx`: the request context extractor, body reading (size-capped) and
 //!   the success reply.
 //! - `xml`: the XML serializer and request parser.
+//! - [`auth`]: no-auth and token modes (`X-Auth-Token`, SHA-256 digests,
+//!   roles admin/member/hypervisor) and the one authorization rule every
+//!   versioned handler passes through.
+//! - [`limit`]: the rate-limiting tower middleware (per tenant and verb
+//!   class, 429 with `Retry-After`).
+//! - `page` and `links`: v1.1 pagination parameters, `*_links` next/previous
+//!   links and ATOM `self`/`bookmark` links; `/tenants/...` bookmarks
+//!   redirect to the current version.
 //! - `quantum`: the routes and handlers, views and filters.
 //!
 //! Control-plane calls are synchronous (they wait for the store's commit)
@@ -39,20 +47,28 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 mod ctx;
 mod fault;
+pub mod limit;
+mod links;
 mod negotiate;
 mod neutron;
+mod page;
 mod quantum;
 mod xml;
+
+pub use auth::{token_digest, Auth, Principal, Role, Tokens};
+pub use limit::{Clock, Rate, RateLimits};
+pub use page::DEFAULT_MAX_PAGE_SIZE;
 
 use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::header::{CONTENT_TYPE, HOST};
+use axum::http::header::{CONTENT_TYPE, HOST, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 use control::Control;
 use serde_json::json;
@@ -71,13 +87,22 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 pub const DEFAULT_TENANT: &str = "fake_project_id";
 
 /// Options of the HTTP front end.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ApiOptions {
     /// Request bodies above this many bytes are refused with 413.
     pub max_body_bytes: usize,
     /// The project v2.0 requests run as (admin) when they carry no
     /// `X-Project-Id`: clients that never send a tenant id work.
     pub default_tenant: String,
+    /// The largest page of a v1.1 list, also the page size when a request
+    /// gives no `limit`.
+    pub max_page_size: usize,
+    /// No-auth or token mode.
+    pub auth: Auth,
+    /// Request rates per tenant and verb class.
+    pub rate_limits: RateLimits,
+    /// The clock of the rate limiter.
+    pub clock: Clock,
 }
 
 impl Default for ApiOptions {
@@ -85,6 +110,10 @@ impl Default for ApiOptions {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             default_tenant: DEFAULT_TENANT.to_owned(),
+            max_page_size: DEFAULT_MAX_PAGE_SIZE,
+            auth: Auth::NoAuth,
+            rate_limits: RateLimits::default(),
+            clock: Clock::system(),
         }
     }
 }
@@ -94,10 +123,32 @@ pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
 
 /// The whole HTTP application, ready for `axum::serve`.
 pub fn router(control: Arc<Control>, opts: ApiOptions) -> Router {
+    let limiter = Arc::new(limit::RateLimiter::new(
+        opts.rate_limits,
+        opts.clock.clone(),
+    ));
     let state = |version| VersionState {
         control: control.clone(),
         version,
         max_body: opts.max_body_bytes,
+        max_page: opts.max_page_size.max(1),
+        limiter: limiter.clone(),
+    };
+    // Authentication runs first (outermost), then the rate limit (which
+    // charges the authenticated tenant), then the routes.
+    let versioned = |version| {
+        quantum::router(state(version))
+            .layer(limit::RateLimitLayer {
+                limiter: limiter.clone(),
+                version,
+            })
+            .layer(axum::middleware::from_fn_with_state(
+                auth::AuthState {
+                    auth: opts.auth.clone(),
+                    version,
+                },
+                auth::authenticate,
+            ))
     };
     let trace = TraceLayer::new_for_http().make_span_with(|req: &Request| {
         let route = req
@@ -118,8 +169,9 @@ pub fn router(control: Arc<Control>, opts: ApiOptions) -> Router {
             "/openapi.json",
             get(openapi).fallback(root_method_not_allowed),
         )
-        .nest("/v1.0", quantum::router(state(Version::V10)))
-        .nest("/v1.1", quantum::router(state(Version::V11)))
+        .route("/tenants/{*rest}", any(bookmark))
+        .nest("/v1.0", versioned(Version::V10))
+        .nest("/v1.1", versioned(Version::V11))
         .merge(neutron::router(neutron::NeutronState {
             control: control.clone(),
             max_body: opts.max_body_bytes,
@@ -165,6 +217,26 @@ async fn versions(headers: HeaderMap, uri: Uri) -> Response {
     Reply::ok(body, ATTRS)
         .without_namespace()
         .render(None, format_of(&headers, None))
+}
+
+/// `/tenants/...`: a bookmark (a version-independent link). Answers a
+/// permanent redirect to the same path in the current version: 301 for GET
+/// and HEAD, 308 (method and body kept) for the others.
+async fn bookmark(method: Method, uri: Uri) -> Response {
+    let mut target = format!("/{}{}", links::CURRENT.as_str(), uri.path());
+    if let Some(q) = uri.query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    let status = if method == Method::GET || method == Method::HEAD {
+        StatusCode::MOVED_PERMANENTLY
+    } else {
+        StatusCode::PERMANENT_REDIRECT
+    };
+    match HeaderValue::try_from(target) {
+        Ok(location) => (status, [(LOCATION, location)]).into_response(),
+        Err(_) => StatusCode::BAD_REQUEST.into_response(),
+    }
 }
 
 /// `GET /openapi.json`.

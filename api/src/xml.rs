@@ -18,11 +18,33 @@ use serde_json::{Map, Value};
 /// Per element name, the fields written as attributes.
 pub(crate) type Attrs<'a> = &'a [(&'a str, &'a [&'a str])];
 
-/// Serializes a one-key JSON object as XML.
+/// Serializes a JSON object as XML: its first key is the root element; any
+/// further key (a paged list's `<collection>_links`) becomes a child
+/// element at the end of the root, left out when it is an empty list.
 pub(crate) fn to_xml(value: &Value, attrs: Attrs<'_>, xmlns: Option<&str>) -> String {
     let mut out = String::new();
-    if let Some((root, data)) = value.as_object().and_then(|m| m.iter().next()) {
-        node(&mut out, root, data, attrs, xmlns);
+    let Some(map) = value.as_object() else {
+        return out;
+    };
+    let mut keys = map.iter();
+    let Some((root, data)) = keys.next() else {
+        return out;
+    };
+    node(&mut out, root, data, attrs, xmlns);
+    let mut extra = String::new();
+    for (k, v) in keys {
+        if v.as_array().is_some_and(Vec::is_empty) {
+            continue;
+        }
+        node(&mut extra, k, v, attrs, None);
+    }
+    if !extra.is_empty() {
+        let close = format!("</{root}>");
+        if let Some(body) = out.strip_suffix(&close) {
+            out = format!("{body}{extra}{close}");
+        } else if let Some(body) = out.strip_suffix("/>") {
+            out = format!("{body}>{extra}{close}");
+        }
     }
     out
 }

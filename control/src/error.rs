@@ -165,6 +165,15 @@ pub enum ControlError {
         /// What is wrong, for the client.
         reason: String,
     },
+    /// One more resource would exceed the tenant's quota.
+    OverQuota {
+        /// `networks`, `ports` or `interfaces`.
+        resource: &'static str,
+        /// The tenant's limit.
+        limit: u64,
+        /// What the tenant holds.
+        used: u64,
+    },
     /// A value that breaks a model rule (too long, bad characters, ...).
     Invalid {
         /// What is wrong, for the client.
@@ -291,6 +300,14 @@ impl fmt::Display for ControlError {
             Self::InvalidInput { reason } => {
                 write!(f, "Invalid input for operation: {reason}")
             }
+            Self::OverQuota {
+                resource,
+                limit,
+                used,
+            } => write!(
+                f,
+                "Quota exceeded for {resource}: the tenant holds {used} of its limit of {limit}"
+            ),
             Self::Invalid { reason } => f.write_str(reason),
             // For logs and startup errors; the API never shows it to clients.
             Self::Store { detail } => write!(f, "store error: {detail}"),

@@ -8,6 +8,8 @@
 
 use std::net::IpAddr;
 
+use crate::qos::QosLimit;
+
 /// A network as the data plane needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredNetwork {
@@ -47,6 +49,8 @@ pub struct DesiredPort {
     pub mac: String,
     /// Anti-spoofing rules, when port security is on.
     pub security: Option<DesiredSecurity>,
+    /// Ingress rate limit (the QoS extension), if any.
+    pub qos: Option<QosLimit>,
 }
 
 /// The whole desired forwarding configuration.
@@ -77,6 +81,57 @@ pub trait Forwarder: Send + Sync + 'static {
     /// True while this port's interface is open and forwarding (drives the
     /// port's op-status: UP/DOWN).
     fn port_up(&self, port_id: &str) -> bool;
+
+    /// Live counters of a port the data plane holds (the port statistics
+    /// extension); `None` when it holds no such port.
+    fn port_stats(&self, _port_id: &str) -> Option<PortStatistics> {
+        None
+    }
+
+    /// The learned and static MAC entries of a network (the admin MAC table
+    /// view); `None` when the data plane has no such network.
+    fn mac_table(&self, _network_id: &str) -> Option<Vec<MacEntry>> {
+        None
+    }
+}
+
+/// Live counters of one port as the data plane reports them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PortStatistics {
+    /// Frames received from the port's device (sent by the VM).
+    pub rx_packets: u64,
+    /// Bytes received from the port's device.
+    pub rx_bytes: u64,
+    /// Frames sent to the port's device.
+    pub tx_packets: u64,
+    /// Bytes sent to the port's device.
+    pub tx_bytes: u64,
+    /// Received frames that were malformed (too short, too long, bad source).
+    pub rx_errors: u64,
+    /// Frames the kernel refused to transmit.
+    pub tx_errors: u64,
+    /// Frames dropped, whatever the reason.
+    pub dropped: u64,
+    /// Received frames that were flooded.
+    pub floods: u64,
+    /// Drops by reason (every reason, zeros included), in a stable order.
+    pub drops: Vec<(String, u64)>,
+    /// The kernel's socket statistics by name.
+    pub kernel: Vec<(String, u64)>,
+}
+
+/// One entry of a network's MAC table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MacEntry {
+    /// The address, `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    /// The port it was learned on (or is statically bound to); empty when
+    /// that port is gone.
+    pub port_id: String,
+    /// Seconds since a frame from it was last seen.
+    pub age_secs: u32,
+    /// Installed from configuration, never aged out.
+    pub is_static: bool,
 }
 
 /// A forwarder that forwards nothing: ports are never up. For tests and

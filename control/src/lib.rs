@@ -17,7 +17,10 @@
 //!   (and once at startup) the reconciler derives a [`DesiredState`] from the
 //!   store and hands it to a [`Forwarder`]; the forwarder answers whether a
 //!   port forwards, which is the port's `op-status`.
-//! - [`filter`]: the list filters of Quantum v1.1.
+//! - [`filter`]: the list filters of Quantum v1.1; [`page`]: keyset
+//!   pagination of the lists; [`quota`]: absolute limits per tenant;
+//!   [`qos`]: the QoS extension's per-port rate limits. Port statistics and
+//!   a network's MAC table come live from the [`Forwarder`].
 //! - [`neutron`]: the Neutron v2.0 view of the same model (network and port
 //!   attributes, subnets, fixed IPs, allowed address pairs) whose operations
 //!   are [`Control`]'s `v2_*` methods; [`ipam`] allocates addresses and
@@ -50,6 +53,9 @@ pub mod ipam;
 pub mod mac;
 pub mod model;
 pub mod neutron;
+pub mod page;
+pub mod qos;
+pub mod quota;
 mod reconcile;
 mod service;
 pub mod store;
@@ -59,5 +65,9 @@ pub use filter::{NetworkFilter, PortFilter};
 pub use forward::{
     DesiredNetwork, DesiredPort, DesiredSecurity, DesiredState, Forwarder, NullForwarder,
 };
+pub use forward::{MacEntry, PortStatistics};
 pub use model::{Interface, Network, NetworkView, OpStatus, Port, PortState, PortView};
+pub use page::{Page, PageRequest};
+pub use qos::QosLimit;
+pub use quota::{Quotas, Usage};
 pub use service::{Control, ControlOptions, Registered};

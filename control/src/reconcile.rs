@@ -61,6 +61,10 @@ pub(crate) fn desired_state(tx: &dyn Tx) -> Result<DesiredState> {
             && net_up.get(&r.port.network_id).copied().unwrap_or(true);
         ports.push(desired_port(r, device, admin_up));
     }
+    let mut qos: HashMap<String, _> = tx.all_port_qos()?.into_iter().collect();
+    for p in &mut ports {
+        p.qos = qos.remove(&p.id);
+    }
     Ok(DesiredState { networks, ports })
 }
 
@@ -87,5 +91,6 @@ fn desired_port(r: PortRecord, device: String, admin_up: bool) -> DesiredPort {
         admin_up,
         mac: r.attrs.mac_address,
         security,
+        qos: None,
     }
 }

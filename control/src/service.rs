@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::error::{ControlError, Result};
 use crate::forward::{DesiredState, Forwarder};
 use crate::model::{self, Interface, Network, NetworkView, Port, PortState, PortView};
+use crate::quota::{Quotas, Resource};
 use crate::reconcile;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, Tx};
@@ -38,6 +39,8 @@ pub struct ControlOptions {
     pub vlan_min: u16,
     /// Highest VLAN id handed to networks (default 4094).
     pub vlan_max: u16,
+    /// Absolute limits per tenant (default: none).
+    pub quotas: Quotas,
 }
 
 impl Default for ControlOptions {
@@ -45,6 +48,7 @@ impl Default for ControlOptions {
         Self {
             vlan_min: 1,
             vlan_max: 4094,
+            quotas: Quotas::default(),
         }
     }
 }
@@ -220,6 +224,7 @@ impl Control {
         model::validate_network_name(name)?;
         let (min, max) = (self.options.vlan_min, self.options.vlan_max);
         self.write(|tx| {
+            check_quota(tx, &self.options.quotas, tenant_id, Resource::Networks)?;
             let vlan = tx
                 .free_vlan(min, max)?
                 .ok_or(ControlError::NoFreeVlan { min, max })?;
@@ -277,6 +282,7 @@ impl Control {
     pub fn create_port(&self, tenant_id: &str, net_id: &str, state: PortState) -> Result<Port> {
         self.write(|tx| {
             let net = find_network(tx, tenant_id, net_id)?;
+            check_quota(tx, &self.options.quotas, tenant_id, Resource::Ports)?;
             let p = Port {
                 id: new_id(),
                 network_id: net_id.to_owned(),
@@ -412,6 +418,9 @@ impl Control {
                     reason: format!("Interface {interface_id} is already registered"),
                 });
             }
+            if existing.is_none() {
+                check_quota(tx, &self.options.quotas, tenant_id, Resource::Interfaces)?;
+            }
             if let Some(other) = tx.interface_by_device(device)? {
                 if other.id != interface_id {
                     return Err(ControlError::InterfaceConflict {
@@ -483,6 +492,22 @@ fn find_port(tx: &dyn Tx, tenant_id: &str, net_id: &str, port_id: &str) -> Resul
         })
 }
 
+/// `OverQuota` when one more `resource` would exceed the tenant's quota.
+fn check_quota(tx: &dyn Tx, quotas: &Quotas, tenant_id: &str, resource: Resource) -> Result<()> {
+    let Some(limit) = quotas.limit(resource) else {
+        return Ok(());
+    };
+    let used = tx.tenant_usage(tenant_id)?.of(resource);
+    if used >= limit {
+        return Err(ControlError::OverQuota {
+            resource: resource.as_str(),
+            limit,
+            used,
+        });
+    }
+    Ok(())
+}
+
 fn find_interface(tx: &dyn Tx, tenant_id: &str, interface_id: &str) -> Result<Interface> {
     tx.interface(interface_id)?
         .filter(|i| i.tenant_id == tenant_id)
@@ -491,7 +516,9 @@ fn find_interface(tx: &dyn Tx, tenant_id: &str, interface_id: &str) -> Result<In
         })
 }
 
+mod extensions;
 mod neutron;
+mod pages;
 
 #[cfg(test)]
 mod tests;

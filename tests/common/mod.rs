@@ -168,10 +168,36 @@ impl Vm {
         self.ns.exec(&args);
     }
 
+    /// Sends `count` copies of one frame (hex) paced at `pps`; returns the seconds from the first
+    /// send to the last.
+    pub fn send_paced(&self, pps: u32, count: u32, frame: &str) -> f64 {
+        let tool = tools();
+        let (pps, count) = (pps.to_string(), count.to_string());
+        let out = self.ns.exec(&[
+            "python3",
+            tool.to_str().unwrap(),
+            "send-rate",
+            &self.dev,
+            &pps,
+            &count,
+            frame,
+        ]);
+        out.split("\"seconds\": ")
+            .nth(1)
+            .and_then(|v| v.trim().trim_end_matches('}').parse().ok())
+            .unwrap_or_else(|| panic!("send-rate said {out:?}"))
+    }
+
     /// Starts capturing frames of EtherType `etype` on the VM's interface, for at most `secs`
     /// (`Capture::finish` ends it earlier).
     pub fn capture(&self, secs: f32, etype: u16) -> Capture {
-        Capture::start(&self.ns.name, &self.dev, secs, etype)
+        Capture::start(&self.ns.name, &self.dev, "capture", secs, etype)
+    }
+
+    /// As [`Vm::capture`], counting the frames only (any number: nothing is printed per frame);
+    /// read the count with [`Capture::finish_count`].
+    pub fn count(&self, secs: f32, etype: u16) -> Capture {
+        Capture::start(&self.ns.name, &self.dev, "count", secs, etype)
     }
 }
 
@@ -198,11 +224,11 @@ pub struct Capture {
 }
 
 impl Capture {
-    fn start(ns: &str, dev: &str, secs: f32, etype: u16) -> Capture {
+    fn start(ns: &str, dev: &str, cmd: &str, secs: f32, etype: u16) -> Capture {
         let mut child = Command::new("ip")
             .args(["netns", "exec", ns, "python3"])
             .arg(tools())
-            .args(["capture", dev, &secs.to_string(), &format!("{etype:x}")])
+            .args([cmd, dev, &secs.to_string(), &format!("{etype:x}")])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -216,8 +242,8 @@ impl Capture {
         Capture { child }
     }
 
-    /// Lets frames in flight arrive (300 ms), ends the capture and returns what it saw.
-    pub fn finish(mut self) -> Vec<Seen> {
+    /// Lets frames in flight arrive (300 ms), ends the capture and returns its output.
+    fn end(mut self) -> String {
         std::thread::sleep(Duration::from_millis(300));
         drop(self.child.stdin.take());
         let mut out = String::new();
@@ -228,7 +254,22 @@ impl Capture {
             .read_to_string(&mut out)
             .unwrap();
         let _ = self.child.wait();
-        out.lines()
+        out
+    }
+
+    /// The number of frames a [`Vm::count`] saw.
+    pub fn finish_count(self) -> usize {
+        let out = self.end();
+        out.split("\"count\": ")
+            .nth(1)
+            .and_then(|v| v.trim().trim_end_matches('}').parse().ok())
+            .unwrap_or_else(|| panic!("count said {out:?}"))
+    }
+
+    /// Lets frames in flight arrive (300 ms), ends the capture and returns what it saw.
+    pub fn finish(self) -> Vec<Seen> {
+        self.end()
+            .lines()
             .filter_map(|l| {
                 let hex = l.split("\"hex\": \"").nth(1)?.split('"').next()?.to_owned();
                 let vlan = l
@@ -376,12 +417,27 @@ pub mod http {
 
     /// Sends one request with a JSON body (if any) and returns the response.
     pub fn request(addr: &str, method: &str, path: &str, body: Option<&str>) -> Response {
+        request_with(addr, method, path, body, &[])
+    }
+
+    /// As [`request`], with extra headers.
+    pub fn request_with(
+        addr: &str,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Response {
         let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let body = body.unwrap_or("");
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         let req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
             body.len()
         );
         s.write_all(req.as_bytes()).unwrap();

@@ -2,6 +2,11 @@
 """Raw Ethernet frames for the integration tests (run inside a test namespace).
 
   frames.py send IFACE HEX [HEX ...]        send each frame as given (tags included)
+  frames.py send-rate IFACE PPS COUNT HEX   send COUNT copies of one frame, paced at PPS frames
+                                            per second; prints {"sent": N, "seconds": S}, S being
+                                            the time from the first send to the last
+  frames.py count IFACE SECONDS ETYPE       as capture, but print only {"count": N} at the end
+                                            (for many frames: nothing backs up in the pipe)
   frames.py capture IFACE SECONDS [ETYPE]   print one JSON object per frame received:
                                             {"hex": ..., "vlan": VID or null}; with ETYPE
                                             (hex), only frames whose payload has that type.
@@ -31,12 +36,33 @@ def send(iface, frames):
         s.send(bytes.fromhex(h))
 
 
-def capture(iface, seconds, etype):
+def send_rate(iface, pps, count, frame):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    data = bytes.fromhex(frame)
+    interval = 1.0 / pps
+    start = time.perf_counter()
+    last = start
+    for i in range(count):
+        due = start + i * interval
+        while True:
+            now = time.perf_counter()
+            if now >= due:
+                break
+            if due - now > 0.0005:
+                time.sleep(due - now - 0.0003)
+        s.send(data)
+        last = time.perf_counter()
+    print(json.dumps({"sent": count, "seconds": last - start}), flush=True)
+
+
+def capture(iface, seconds, etype, count_only=False):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     s.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
     s.bind((iface, ETH_P_ALL))
     print("ready", file=sys.stderr, flush=True)
     end = time.monotonic() + seconds
+    counted = 0
     while True:
         left = end - time.monotonic()
         if left <= 0:
@@ -61,13 +87,22 @@ def capture(iface, seconds, etype):
                 t = struct.unpack("!H", data[16:18])[0]
             if t != etype:
                 continue
+        if count_only:
+            counted += 1
+            continue
         print(json.dumps({"hex": data.hex(), "vlan": vlan}), flush=True)
+    if count_only:
+        print(json.dumps({"count": counted}), flush=True)
 
 
 def main():
     cmd = sys.argv[1]
     if cmd == "send":
         send(sys.argv[2], sys.argv[3:])
+    elif cmd == "send-rate":
+        send_rate(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    elif cmd == "count":
+        capture(sys.argv[2], float(sys.argv[3]), int(sys.argv[4], 16), count_only=True)
     elif cmd == "capture":
         etype = int(sys.argv[4], 16) if len(sys.argv) > 4 else None
         capture(sys.argv[2], float(sys.argv[3]), etype)

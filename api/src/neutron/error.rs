@@ -156,6 +156,11 @@ impl From<ControlError> for NeutronError {
             E::InterfaceInUse { .. } | E::InterfaceConflict { .. } => {
                 Self::new(S::CONFLICT, "Conflict", msg)
             }
+            E::OverQuota { resource, .. } => Self::new(
+                S::CONFLICT,
+                "OverQuota",
+                format!("Quota exceeded for resources: ['{resource}']."),
+            ),
             E::Store { detail } => {
                 tracing::error!(%detail, "store failure");
                 Self::internal()

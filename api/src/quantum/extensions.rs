@@ -11,21 +11,62 @@ use crate::fault::ApiError;
 
 /// The interface registry's alias.
 pub(crate) const INTERFACES_ALIAS: &str = "interfaces";
+/// The QoS extension's alias.
+pub(crate) const QOS_ALIAS: &str = "qos";
+/// The port statistics extension's alias (the original's).
+pub(crate) const PORTSTATS_ALIAS: &str = "portstats";
+/// The MAC table extension's alias.
+pub(crate) const MACTABLE_ALIAS: &str = "mactable";
 
 /// Every extension this server provides, in the original descriptor format.
 fn descriptors() -> Vec<Value> {
-    vec![json!({
-        "name": "Interface Registry",
-        "alias": INTERFACES_ALIAS,
-        "description": "Host interfaces registered by the hypervisor side under the tenant \
-                        that owns them; a tenant can plug only its own registered \
-                        interfaces as attachments. \
-                        PUT/GET/DELETE /tenants/{tenant_id}/interfaces/{interface_id}, \
-                        GET /tenants/{tenant_id}/interfaces.",
-        "namespace": "http://qswitch.org/ext/interfaces/api/v1.0",
-        "updated": "2026-11-25T00:00:00-00:00",
-        "links": []
-    })]
+    vec![
+        json!({
+            "name": "Interface Registry",
+            "alias": INTERFACES_ALIAS,
+            "description": "Host interfaces registered by the hypervisor side under the tenant \
+                            that owns them; a tenant can plug only its own registered \
+                            interfaces as attachments. \
+                            PUT/GET/DELETE /tenants/{tenant_id}/interfaces/{interface_id}, \
+                            GET /tenants/{tenant_id}/interfaces.",
+            "namespace": "http://qswitch.org/ext/interfaces/api/v1.0",
+            "updated": "2026-11-25T00:00:00-00:00",
+            "links": []
+        }),
+        json!({
+            "name": "Port QoS",
+            "alias": QOS_ALIAS,
+            "description": "An ingress rate limit per port (bits per second and packets per \
+                            second, each with a burst), enforced by the switch's token bucket on \
+                            every frame the port's VM sends; changes apply to the next frame. \
+                            GET/PUT/DELETE /tenants/{tenant_id}/networks/{network_id}/ports/\
+                            {port_id}/qos with {\"qos\": {\"rate_bps\", \"burst_bits\", \
+                            \"rate_pps\", \"burst_packets\"}}.",
+            "namespace": "http://qswitch.org/ext/qos/api/v1.0",
+            "updated": "2026-11-25T00:00:00-00:00",
+            "links": []
+        }),
+        json!({
+            "name": "Port Statistics",
+            "alias": PORTSTATS_ALIAS,
+            "description": "Live counters of a port from the switch: rx/tx packets, bytes and \
+                            errors, drops by reason and the kernel's socket statistics. \
+                            GET /tenants/{tenant_id}/networks/{network_id}/ports/{port_id}/stats.",
+            "namespace": "http://docs.openstack.org/ext/portstats/api/v1.0",
+            "updated": "2026-11-25T00:00:00-00:00",
+            "links": []
+        }),
+        json!({
+            "name": "MAC Table",
+            "alias": MACTABLE_ALIAS,
+            "description": "The switch's MAC table of a network (admin only): each learned or \
+                            static address with its port and age in seconds. \
+                            GET /tenants/{tenant_id}/networks/{network_id}/mac_table.",
+            "namespace": "http://qswitch.org/ext/mactable/api/v1.0",
+            "updated": "2026-11-25T00:00:00-00:00",
+            "links": []
+        }),
+    ]
 }
 
 /// `GET /extensions`: `{"extensions": [descriptor, ...]}`.

@@ -51,10 +51,12 @@ fn check<F>(
     pairs: &[(String, String)],
     filter: F,
 ) -> Result<Parsed<F>, ApiError> {
+    // v1.1's paging keys are not filters.
+    let paging = |k: &str| v == Version::V11 && crate::page::KEYS.contains(&k);
     let unknown: Vec<&str> = pairs
         .iter()
         .map(|(k, _)| k.as_str())
-        .filter(|k| !known.contains(k))
+        .filter(|k| !known.contains(k) && !paging(k))
         .collect();
     match v {
         Version::V11 => {

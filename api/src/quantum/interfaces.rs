@@ -20,7 +20,8 @@ pub(crate) async fn list(ctx: Ctx) -> Response {
     let r = async {
         let tenant = ctx.tenant();
         let all = ctx.run(move |c| c.interfaces(&tenant)).await?;
-        let items: Vec<_> = all.iter().map(views::interface).collect();
+        let links = ctx.links();
+        let items: Vec<_> = all.iter().map(|i| views::interface(&links, i)).collect();
         Ok(Reply::ok(
             json!({ "interfaces": items }),
             views::ATTRS_INTERFACES,
@@ -36,7 +37,7 @@ pub(crate) async fn show(ctx: Ctx) -> Response {
         let (tenant, id) = (ctx.tenant(), ctx.param("interface_id"));
         let i = ctx.run(move |c| c.interface(&tenant, &id)).await?;
         Ok(Reply::ok(
-            json!({ "interface": views::interface(&i) }),
+            json!({ "interface": views::interface(&ctx.links(), &i) }),
             views::ATTRS_INTERFACES,
         ))
     };
@@ -55,7 +56,7 @@ pub(crate) async fn register(ctx: Ctx, body: Body) -> Response {
             .run(move |c| c.register_interface(&tenant, &id, &device))
             .await?;
         Ok(Reply::ok(
-            json!({ "interface": views::interface(&i) }),
+            json!({ "interface": views::interface(&ctx.links(), &i) }),
             views::ATTRS_INTERFACES,
         ))
     };

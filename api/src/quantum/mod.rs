@@ -4,8 +4,11 @@
 mod extensions;
 mod filters;
 mod interfaces;
+mod limits;
 mod networks;
 mod ports;
+mod qos;
+mod stats;
 pub(crate) mod views;
 
 use axum::extract::OriginalUri;
@@ -34,7 +37,12 @@ pub(crate) fn router(state: VersionState) -> Router {
     let port = format!("{net}/ports/{{port_id}}");
     let ext: fn() -> MethodRouter<VersionState> =
         || MethodRouter::new().fallback(extensions::not_found);
-    Router::new()
+    // The limits document is a v1.1 addition; v1.0 stays as it was.
+    let mut router = Router::new();
+    if state.version == Version::V11 {
+        router = router.route(&format!("{T}/limits"), get(limits::show));
+    }
+    router
         .route(
             &format!("{T}/networks"),
             get(networks::list).post(networks::create),
@@ -63,6 +71,12 @@ pub(crate) fn router(state: VersionState) -> Router {
                 .put(ports::plug)
                 .delete(ports::unplug),
         )
+        .route(
+            &format!("{port}/qos"),
+            get(qos::show).put(qos::set).delete(qos::clear),
+        )
+        .route(&format!("{port}/stats"), get(stats::port_stats))
+        .route(&format!("{net}/mac_table"), get(stats::mac_table))
         .route(&format!("{T}/interfaces"), get(interfaces::list))
         .route(
             &format!("{T}/interfaces/{{interface_id}}"),

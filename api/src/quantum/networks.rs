@@ -4,10 +4,15 @@ use axum::body::Body;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
+use control::NetworkView;
+
 use super::filters::{self, Parsed};
 use super::{create_status, views};
 use crate::ctx::{resource, Ctx, Reply};
 use crate::fault::ApiError;
+use crate::links::{self, Links};
+use crate::negotiate::Version;
+use crate::page;
 
 /// The `name` parameter: required; an empty string is accepted (the model
 /// allows empty and duplicate names).
@@ -21,27 +26,63 @@ fn name_param(res: &Map<String, Value>) -> Result<String, ApiError> {
     }
 }
 
+fn item(ctx: &Ctx, links: &Links, n: &NetworkView, detail: bool) -> Value {
+    if detail {
+        Value::Object(views::network(ctx.version, links, n))
+    } else {
+        views::network_brief(links, &n.network.id)
+    }
+}
+
 async fn list_impl(ctx: &Ctx, detail: bool) -> Result<Reply, ApiError> {
     let filter = filters::networks(ctx.version, ctx.query.as_deref())?;
     let tenant = ctx.tenant();
-    let all = ctx.run(move |c| c.list_networks(&tenant)).await?;
     let v = ctx.version;
-    let items: Vec<Value> = match filter {
-        Parsed::MatchNothing => Vec::new(),
-        Parsed::Filter(f) => all
-            .iter()
-            .filter(|n| f.matches(n))
-            .map(|n| {
-                if detail {
-                    Value::Object(views::network(v, n))
-                } else {
-                    views::brief(&n.network.id)
-                }
+    let links = ctx.links();
+    if v == Version::V10 {
+        let all = ctx.run(move |c| c.list_networks(&tenant)).await?;
+        let items: Vec<Value> = match filter {
+            Parsed::MatchNothing => Vec::new(),
+            Parsed::Filter(f) => all
+                .iter()
+                .filter(|n| f.matches(n))
+                .map(|n| item(ctx, &links, n, detail))
+                .collect(),
+        };
+        return Ok(Reply::ok(
+            json!({ "networks": items }),
+            views::core_attrs(v),
+        ));
+    }
+    // v1.1: filters, then keyset paging.
+    let req = page::request(ctx.query.as_deref(), ctx.max_page)?;
+    let limit = req.limit;
+    let page = ctx
+        .run(move |c| {
+            c.networks_page(&tenant, &req, &|n| match &filter {
+                Parsed::Filter(f) => f.matches(n),
+                Parsed::MatchNothing => false,
             })
-            .collect(),
-    };
+        })
+        .await?;
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .map(|n| item(ctx, &links, n, detail))
+        .collect();
+    fn id(n: Option<&NetworkView>) -> Option<&str> {
+        n.map(|n| n.network.id.as_str())
+    }
+    let page_links = links::page_links(
+        &ctx.origin,
+        &ctx.path,
+        ctx.query.as_deref(),
+        limit,
+        id(page.items.last()).filter(|_| page.has_next),
+        id(page.items.first()).filter(|_| page.has_previous),
+    );
     Ok(Reply::ok(
-        json!({ "networks": items }),
+        json!({ "networks": items, "networks_links": page_links }),
         views::core_attrs(v),
     ))
 }
@@ -65,7 +106,7 @@ pub(crate) async fn create(ctx: Ctx, body: Body) -> Response {
         let n = ctx.run(move |c| c.create_network(&tenant, &name)).await?;
         Ok(Reply::body(
             create_status(ctx.version),
-            json!({"network": views::brief(&n.id)}),
+            json!({"network": views::network_brief(&ctx.links(), &n.id)}),
             views::core_attrs(ctx.version),
         ))
     };
@@ -76,10 +117,11 @@ pub(crate) async fn create(ctx: Ctx, body: Body) -> Response {
 async fn show_impl(ctx: &Ctx, detail: bool) -> Result<Reply, ApiError> {
     let (tenant, net) = (ctx.tenant(), ctx.param("network_id"));
     let n = ctx.run(move |c| c.network(&tenant, &net)).await?;
+    let links = ctx.links();
     let body = if detail {
-        views::network_detail(ctx.version, &n)
+        views::network_detail(ctx.version, &links, &n)
     } else {
-        Value::Object(views::network(ctx.version, &n))
+        Value::Object(views::network(ctx.version, &links, &n))
     };
     Ok(Reply::ok(
         json!({ "network": body }),

@@ -3,13 +3,16 @@
 
 use axum::body::Body;
 use axum::response::Response;
-use control::PortState;
+use control::{PortState, PortView};
 use serde_json::{json, Map, Value};
 
 use super::filters::{self, Parsed};
 use super::{create_status, views};
 use crate::ctx::{req_str, resource, Ctx, Reply};
 use crate::fault::ApiError;
+use crate::links::{self, Links};
+use crate::negotiate::Version;
+use crate::page;
 
 /// The `state` parameter: absent, `null` or `""` default to `DOWN` (the
 /// original's `_prepare_request_body`); anything else must be exactly
@@ -24,27 +27,72 @@ fn state_param(res: &Map<String, Value>) -> Result<PortState, ApiError> {
     PortState::parse(&raw).map_err(ApiError::Control)
 }
 
+fn item(ctx: &Ctx, links: &Links, p: &PortView, detail: bool) -> Value {
+    if detail {
+        Value::Object(views::port(ctx.version, links, p))
+    } else {
+        views::port_brief(links, &p.port.network_id, &p.port.id)
+    }
+}
+
 async fn list_impl(ctx: &Ctx, detail: bool) -> Result<Reply, ApiError> {
     let (tenant, net) = (ctx.tenant(), ctx.param("network_id"));
-    let all = ctx.run(move |c| c.list_ports(&tenant, &net)).await?;
-    // The network is looked up before the query is judged.
-    let filter = filters::ports(ctx.version, ctx.query.as_deref())?;
     let v = ctx.version;
-    let items: Vec<Value> = match filter {
-        Parsed::MatchNothing => Vec::new(),
-        Parsed::Filter(f) => all
-            .iter()
-            .filter(|p| f.matches(p))
-            .map(|p| {
-                if detail {
-                    Value::Object(views::port(v, p))
-                } else {
-                    views::brief(&p.port.id)
-                }
-            })
-            .collect(),
+    let links = ctx.links();
+    if v == Version::V10 {
+        let all = ctx.run(move |c| c.list_ports(&tenant, &net)).await?;
+        // The network is looked up before the query is judged.
+        let filter = filters::ports(ctx.version, ctx.query.as_deref())?;
+        let items: Vec<Value> = match filter {
+            Parsed::MatchNothing => Vec::new(),
+            Parsed::Filter(f) => all
+                .iter()
+                .filter(|p| f.matches(p))
+                .map(|p| item(ctx, &links, p, detail))
+                .collect(),
+        };
+        return Ok(Reply::ok(json!({ "ports": items }), views::core_attrs(v)));
+    }
+    // v1.1: filters, then keyset paging. The network is looked up before
+    // the query is judged.
+    let parsed = filters::ports(v, ctx.query.as_deref())
+        .and_then(|f| Ok((f, page::request(ctx.query.as_deref(), ctx.max_page)?)));
+    let (filter, req) = match parsed {
+        Ok(x) => x,
+        Err(e) => {
+            ctx.run(move |c| c.network(&tenant, &net)).await?;
+            return Err(e);
+        }
     };
-    Ok(Reply::ok(json!({ "ports": items }), views::core_attrs(v)))
+    let limit = req.limit;
+    let page = ctx
+        .run(move |c| {
+            c.ports_page(&tenant, &net, &req, &|p| match &filter {
+                Parsed::Filter(f) => f.matches(p),
+                Parsed::MatchNothing => false,
+            })
+        })
+        .await?;
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .map(|p| item(ctx, &links, p, detail))
+        .collect();
+    fn id(p: Option<&PortView>) -> Option<&str> {
+        p.map(|p| p.port.id.as_str())
+    }
+    let page_links = links::page_links(
+        &ctx.origin,
+        &ctx.path,
+        ctx.query.as_deref(),
+        limit,
+        id(page.items.last()).filter(|_| page.has_next),
+        id(page.items.first()).filter(|_| page.has_previous),
+    );
+    Ok(Reply::ok(
+        json!({ "ports": items, "ports_links": page_links }),
+        views::core_attrs(v),
+    ))
 }
 
 /// `GET /ports`: `{"ports": [{"id"}]}`.
@@ -75,7 +123,7 @@ pub(crate) async fn create(ctx: Ctx, body: Body) -> Response {
             .await?;
         Ok(Reply::body(
             create_status(ctx.version),
-            json!({"port": views::brief(&p.id)}),
+            json!({"port": views::port_brief(&ctx.links(), &p.network_id, &p.id)}),
             views::core_attrs(ctx.version),
         ))
     };
@@ -86,10 +134,11 @@ pub(crate) async fn create(ctx: Ctx, body: Body) -> Response {
 async fn show_impl(ctx: &Ctx, detail: bool) -> Result<Reply, ApiError> {
     let (tenant, net, port) = (ctx.tenant(), ctx.param("network_id"), ctx.param("port_id"));
     let p = ctx.run(move |c| c.port(&tenant, &net, &port)).await?;
+    let links = ctx.links();
     let body = if detail {
-        views::port_detail(ctx.version, &p)
+        views::port_detail(ctx.version, &links, &p)
     } else {
-        Value::Object(views::port(ctx.version, &p))
+        Value::Object(views::port(ctx.version, &links, &p))
     };
     Ok(Reply::ok(
         json!({ "port": body }),

@@ -1,21 +1,24 @@
 //! Test harness: the router on a temporary SQLite file, called in-process.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use control::{Control, ControlOptions, DesiredState, Forwarder};
+use control::{Control, ControlOptions, DesiredState, Forwarder, MacEntry, PortStatistics};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-/// Records every applied state; reports the ports in `up` as forwarding.
+/// Records every applied state; reports the ports in `up` as forwarding, and the counters and
+/// MAC tables the test put in `stats` and `macs`.
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
     pub(crate) applied: Mutex<Vec<DesiredState>>,
     pub(crate) up: Mutex<HashSet<String>>,
+    pub(crate) stats: Mutex<HashMap<String, PortStatistics>>,
+    pub(crate) macs: Mutex<HashMap<String, Vec<MacEntry>>>,
 }
 
 impl Forwarder for Recorder {
@@ -24,6 +27,12 @@ impl Forwarder for Recorder {
     }
     fn port_up(&self, port_id: &str) -> bool {
         self.up.lock().unwrap().contains(port_id)
+    }
+    fn port_stats(&self, port_id: &str) -> Option<PortStatistics> {
+        self.stats.lock().unwrap().get(port_id).cloned()
+    }
+    fn mac_table(&self, network_id: &str) -> Option<Vec<MacEntry>> {
+        self.macs.lock().unwrap().get(network_id).cloned()
     }
 }
 
@@ -49,11 +58,60 @@ pub(crate) struct Resp {
     pub(crate) status: StatusCode,
     pub(crate) content_type: Option<String>,
     pub(crate) allow: Option<String>,
+    pub(crate) location: Option<String>,
+    pub(crate) retry_after: Option<String>,
     pub(crate) body: String,
 }
 
+/// Removes the v1.1 ATOM links (`links`, `<collection>_links`) everywhere in
+/// a body, so that assertions on resource fields need not spell them out;
+/// the links have their own tests.
+fn without_links(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                // A resource's links are the ones with a bookmark; the
+                // versions document's and extension descriptors' stay.
+                .filter(|(k, v)| {
+                    let atom = v
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|l| l["rel"] == "bookmark"));
+                    !(k.ends_with("_links") || (k == "links" && atom))
+                })
+                .map(|(k, v)| (k, without_links(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(without_links).collect()),
+        other => other,
+    }
+}
+
+/// An XML body without its ATOM `<links>` elements, elements left empty by
+/// their removal written as empty-element tags (as they were before v1.1
+/// carried links).
+pub(crate) fn xml_without_links(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some(i) = rest.find("<links>") {
+        out.push_str(&rest[..i]);
+        let end = rest[i..].find("</links>").expect("unclosed <links>");
+        rest = &rest[i + end + "</links>".len()..];
+    }
+    out.push_str(rest);
+    for name in ["network", "port", "interface"] {
+        out = out.replace(&format!("\"></{name}>"), "\"/>");
+    }
+    out
+}
+
 impl Resp {
+    /// The JSON body without its ATOM links (see [`Resp::json_full`]).
     pub(crate) fn json(&self) -> Value {
+        without_links(self.json_full())
+    }
+
+    /// The JSON body as sent.
+    pub(crate) fn json_full(&self) -> Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
@@ -107,11 +165,15 @@ impl App {
         };
         let content_type = header("content-type");
         let allow = header("allow");
+        let location = header("location");
+        let retry_after = header("retry-after");
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         Resp {
             status,
             content_type,
             allow,
+            location,
+            retry_after,
             body: String::from_utf8(bytes.to_vec()).unwrap(),
         }
     }

@@ -503,6 +503,7 @@ async fn exhausted_vlans_are_a_clear_fault() {
         control::ControlOptions {
             vlan_min: 10,
             vlan_max: 10,
+            ..Default::default()
         },
         api::ApiOptions::default(),
     );

@@ -1,11 +1,15 @@
 //! HTTP-level tests: the router called in-process with `oneshot`, on a
 //! temporary SQLite file with a recording forwarder.
 
+mod auth;
 mod common;
+mod extensions;
 mod faults;
 mod filters;
 mod interfaces;
 mod isolation;
+mod limits;
 mod neutron;
+mod paging;
 mod robustness;
 mod routes;

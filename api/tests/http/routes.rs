@@ -11,7 +11,7 @@ async fn versions_document_lists_every_version_with_self_links() {
     assert_eq!(r.code(), 200);
     assert_eq!(r.content_type.as_deref(), Some("application/json"));
     assert_eq!(
-        r.json(),
+        r.json_full(),
         json!({"versions": [
             {"id": "v2.0", "status": "CURRENT", "links": [{"rel": "self", "href": "http://127.0.0.1:9696/v2.0/"}]},
             {"id": "v1.0", "status": "CURRENT", "links": [{"rel": "self", "href": "http://127.0.0.1:9696/v1.0"}]},
@@ -110,7 +110,7 @@ async fn network_detail_shows_ports_with_attachment_only_when_plugged() {
         .get(&format!("/v1.1/tenants/t/networks/{net}/detail.xml"))
         .await;
     assert_eq!(
-        r.body,
+        xml_without_links(&r.body),
         format!(
             "<network xmlns=\"{XMLNS_11}\" id=\"{net}\" name=\"n\" op-status=\"UP\"><ports>\
              <port id=\"{p1}\" state=\"ACTIVE\" op-status=\"DOWN\"><attachment id=\"vif-1\"/></port>\
@@ -226,13 +226,28 @@ async fn xml_requests_and_responses_in_both_versions() {
         assert!(r.status.is_success(), "{r:?}");
         assert_eq!(r.content_type.as_deref(), Some("application/xml"));
         let id = r.body.split('"').nth(3).unwrap().to_owned();
-        assert_eq!(r.body, format!("<network xmlns=\"{ns}\" id=\"{id}\"/>"));
+        // v1.1 elements carry their ATOM links as child elements.
+        let end = |name: &str, path: &str| {
+            if v == "v1.1" {
+                format!(
+                    "><links><link rel=\"self\" href=\"http://127.0.0.1:9696/v1.1/tenants/t/{path}\"/>\
+                     <link rel=\"bookmark\" href=\"http://127.0.0.1:9696/tenants/t/{path}\"/></links></{name}>"
+                )
+            } else {
+                "/>".to_owned()
+            }
+        };
+        let net_end = end("network", &format!("networks/{id}"));
+        assert_eq!(
+            r.body,
+            format!("<network xmlns=\"{ns}\" id=\"{id}\"{net_end}")
+        );
 
         let r = app.get(&format!("/{v}/tenants/t/networks/{id}.xml")).await;
         let op = if v == "v1.1" { " op-status=\"UP\"" } else { "" };
         assert_eq!(
             r.body,
-            format!("<network xmlns=\"{ns}\" id=\"{id}\" name=\"x&amp;y\"{op}/>")
+            format!("<network xmlns=\"{ns}\" id=\"{id}\" name=\"x&amp;y\"{op}{net_end}")
         );
 
         let r = app
@@ -253,7 +268,11 @@ async fn xml_requests_and_responses_in_both_versions() {
             .await;
         assert!(r.status.is_success(), "{r:?}");
         let port = r.body.split('"').nth(3).unwrap().to_owned();
-        assert_eq!(r.body, format!("<port xmlns=\"{ns}\" id=\"{port}\"/>"));
+        let port_end = end("port", &format!("networks/{id}/ports/{port}"));
+        assert_eq!(
+            r.body,
+            format!("<port xmlns=\"{ns}\" id=\"{port}\"{port_end}")
+        );
 
         let r = app
             .get(&format!("/{v}/tenants/t/networks/{id}/ports/{port}.xml"))
@@ -265,7 +284,7 @@ async fn xml_requests_and_responses_in_both_versions() {
         };
         assert_eq!(
             r.body,
-            format!("<port xmlns=\"{ns}\" id=\"{port}\" state=\"ACTIVE\"{pop}/>")
+            format!("<port xmlns=\"{ns}\" id=\"{port}\" state=\"ACTIVE\"{pop}{port_end}")
         );
 
         let r = app.get(&format!("/{v}/tenants/t/networks.xml")).await;
@@ -281,7 +300,7 @@ async fn xml_requests_and_responses_in_both_versions() {
             .await;
         assert_eq!(
             r.body,
-            format!("<ports xmlns=\"{ns}\"><port id=\"{port}\"/></ports>")
+            format!("<ports xmlns=\"{ns}\"><port id=\"{port}\"{port_end}</ports>")
         );
 
         let vif = format!("vif-{v}");
@@ -302,7 +321,7 @@ async fn xml_requests_and_responses_in_both_versions() {
             .await;
         assert_eq!(r.code(), 200, "{r:?}");
         assert_eq!(
-            r.body,
+            xml_without_links(&r.body),
             format!(
                 "<interface xmlns=\"{ns}\" id=\"{vif}\" device=\"tap{}\"/>",
                 &v[3..]
@@ -404,13 +423,19 @@ async fn extensions_list_the_interface_registry() {
         let r = app.get(&format!("/{v}/extensions")).await;
         assert_eq!(r.code(), 200);
         let exts = r.json()["extensions"].as_array().unwrap().clone();
-        assert_eq!(exts.len(), 1);
-        let d = &exts[0];
-        assert_eq!(d["alias"], "interfaces");
-        for key in ["name", "alias", "description", "namespace", "updated"] {
-            assert!(d[key].is_string(), "{key}");
+        let aliases: Vec<&str> = exts.iter().map(|d| d["alias"].as_str().unwrap()).collect();
+        assert_eq!(aliases, ["interfaces", "qos", "portstats", "mactable"]);
+        for d in &exts {
+            for key in ["name", "alias", "description", "namespace", "updated"] {
+                assert!(d[key].is_string(), "{key}");
+            }
+            assert_eq!(d["links"], json!([]));
+            let r = app
+                .get(&format!("/{v}/extensions/{}", d["alias"].as_str().unwrap()))
+                .await;
+            assert_eq!(r.json(), *d, "bare descriptor");
         }
-        assert_eq!(d["links"], json!([]));
+        let d = &exts[0];
         let r = app.get(&format!("/{v}/extensions/interfaces")).await;
         assert_eq!(r.json(), *d, "bare descriptor");
         let r = app.get(&format!("/{v}/extensions/interfaces.xml")).await;

@@ -12,10 +12,14 @@
 //!
 //! `--paging-ports N` measures pagination instead: it creates N ports on one network (the
 //! clients in parallel), walks the list with `limit=--page-size` through the `next` links, then
-//! times page 1 against the deepest page reached (page 1000 of 100 000 ports at the defaults):
+//! times page 1 against the deepest page reached (page 1000 of 100 000 ports at the defaults).
+//! `--paging-network TENANT/NETWORK` walks an existing network instead (filled with
+//! `bench/api/populate.py`, much faster than 100 000 creates through the API); the full recipe
+//! is in `docs/BENCHMARKS.md`:
 //!
 //! ```sh
-//! cargo run --release -p bench --bin qswitch-apibench -- --addr 127.0.0.1:9797 --paging-ports 100000
+//! cargo run --release -p bench --bin qswitch-apibench -- --addr 127.0.0.1:9797 --paging-ports 10000
+//! cargo run --release -p bench --bin qswitch-apibench -- --addr 127.0.0.1:9797 --paging-network acme/8bec...
 //! ```
 
 use std::collections::BTreeMap;
@@ -28,6 +32,7 @@ struct Args {
     clients: usize,
     seconds: f64,
     paging_ports: usize,
+    paging_network: Option<String>,
     page_size: usize,
     rounds: usize,
 }
@@ -38,6 +43,7 @@ fn args() -> Result<Args, String> {
         clients: 8,
         seconds: 10.0,
         paging_ports: 0,
+        paging_network: None,
         page_size: 100,
         rounds: 300,
     };
@@ -51,6 +57,7 @@ fn args() -> Result<Args, String> {
             "--paging-ports" => {
                 a.paging_ports = v()?.parse().map_err(|e| format!("--paging-ports: {e}"))?
             }
+            "--paging-network" => a.paging_network = Some(v()?),
             "--page-size" => a.page_size = v()?.parse().map_err(|e| format!("--page-size: {e}"))?,
             "--rounds" => a.rounds = v()?.parse().map_err(|e| format!("--rounds: {e}"))?,
             _ => return Err(format!("unknown option {k}")),
@@ -151,11 +158,19 @@ fn next_link(body: &str) -> Option<String> {
     path.find('/').map(|i| path[i..].to_owned())
 }
 
-/// Creates `n` ports on one network, walks its pages and times the first against the deepest.
+/// Walks the ports of an existing network (`TENANT/NETWORK`) or of a new one with `n` ports
+/// made through the API, and times the first page against the deepest.
 fn paging(a: &Args) -> Result<(), String> {
+    let mut c = Conn::open(&a.addr).map_err(|e| e.to_string())?;
+    if let Some(tn) = &a.paging_network {
+        let (tenant, net) = tn
+            .split_once('/')
+            .ok_or("--paging-network TENANT/NETWORK")?;
+        let ports = format!("/v1.1/tenants/{tenant}/networks/{net}/ports");
+        return walk_and_time(a, &mut c, &ports);
+    }
     let tenant = format!("paging-{}", std::process::id());
     let base = format!("/v1.1/tenants/{tenant}");
-    let mut c = Conn::open(&a.addr).map_err(|e| e.to_string())?;
     let r = c
         .request(
             "POST",
@@ -191,6 +206,12 @@ fn paging(a: &Args) -> Result<(), String> {
         a.paging_ports,
         t.elapsed().as_secs_f64()
     );
+    walk_and_time(a, &mut c, &ports)
+}
+
+/// Walks a port list's pages (up to 1000) through the `next` links, then times page 1 and the
+/// last page reached, alternately.
+fn walk_and_time(a: &Args, c: &mut Conn, ports: &str) -> Result<(), String> {
     // Walk the pages to find the deepest page's URL.
     let first = format!("{ports}?limit={}", a.page_size);
     let mut url = first.clone();
@@ -235,8 +256,7 @@ fn paging(a: &Args) -> Result<(), String> {
     for (name, v) in names.iter().zip(times.iter_mut()) {
         v.sort();
         println!(
-            "| {name} of {} ports | {} | {:.2} | {:.2} |",
-            a.paging_ports,
+            "| {name} | {} | {:.2} | {:.2} |",
             v.len(),
             pct(v, 0.5),
             pct(v, 0.99)
@@ -253,7 +273,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if a.paging_ports > 0 {
+    if a.paging_ports > 0 || a.paging_network.is_some() {
         if let Err(e) = paging(&a) {
             eprintln!("qswitch-apibench: {e}");
             std::process::exit(1);

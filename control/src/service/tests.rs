@@ -81,6 +81,7 @@ fn restart_rebuilds_desired_state_from_the_file() {
                 // Quantum ports carry a MAC but no anti-spoofing rules.
                 mac: rec.last().ports[0].mac.clone(),
                 security: None,
+                qos: None,
             }],
         }
     );
@@ -102,6 +103,7 @@ fn exhausting_vlans_is_a_clear_error_and_creates_nothing() {
     let (c, _) = setup_with(ControlOptions {
         vlan_min: 100,
         vlan_max: 101,
+        ..Default::default()
     });
     c.create_network(A, "a").unwrap();
     c.create_network(A, "b").unwrap();
@@ -117,6 +119,7 @@ fn invalid_vlan_range_is_refused() {
     let opts = ControlOptions {
         vlan_min: 0,
         vlan_max: 10,
+        ..Default::default()
     };
     assert!(Control::in_memory(Arc::new(NullForwarder), opts).is_err());
 }
@@ -278,6 +281,7 @@ fn forwarder_sees_plug_state_change_unplug_and_delete() {
         admin_up: true,
         mac: rec.last().ports[0].mac.clone(),
         security: None,
+        qos: None,
     };
     assert_eq!(rec.last().ports, vec![port.clone()]);
 

@@ -19,6 +19,8 @@ pub mod sqlite;
 use crate::error::Result;
 use crate::model::{Interface, Network, Port, PortState};
 use crate::neutron::{NetworkAttrs, NetworkRecord, PortAttrs, PortRecord, Subnet};
+use crate::qos::QosLimit;
+use crate::quota::Usage;
 
 /// A persistent home for the model.
 pub trait Store: Send + std::fmt::Debug {
@@ -103,4 +105,38 @@ pub trait Tx {
     fn delete_subnet(&self, subnet_id: &str) -> Result<()>;
     /// The addresses held in a subnet, with the holding port ids.
     fn subnet_allocations(&self, subnet_id: &str) -> Result<Vec<(String, String)>>;
+
+    // ---- paging, quotas and QoS -----------------------------------------
+
+    /// The creation-order key (`seq`) of a tenant's network.
+    fn network_seq(&self, tenant_id: &str, net_id: &str) -> Result<Option<i64>>;
+    /// Up to `limit` of a tenant's networks strictly after `from` in
+    /// creation order (before it, newest first, when `reverse`), each with
+    /// its `seq`.
+    fn networks_page(
+        &self,
+        tenant_id: &str,
+        from: Option<i64>,
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<(i64, Network)>>;
+    /// The creation-order key (`seq`) of a network's port.
+    fn port_seq(&self, net_id: &str, port_id: &str) -> Result<Option<i64>>;
+    /// As [`Tx::networks_page`], for a network's ports.
+    fn ports_page(
+        &self,
+        net_id: &str,
+        from: Option<i64>,
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<(i64, Port)>>;
+    /// How many networks, ports (on its networks) and interfaces a tenant
+    /// holds.
+    fn tenant_usage(&self, tenant_id: &str) -> Result<Usage>;
+    /// A port's QoS limit, if any.
+    fn port_qos(&self, port_id: &str) -> Result<Option<QosLimit>>;
+    /// Sets (`Some`) or removes (`None`) a port's QoS limit.
+    fn set_port_qos(&self, port_id: &str, qos: Option<&QosLimit>) -> Result<()>;
+    /// Every port's QoS limit.
+    fn all_port_qos(&self) -> Result<Vec<(String, QosLimit)>>;
 }

@@ -13,17 +13,20 @@
 //! `PRAGMA user_version` records how many have been applied. A database newer
 //! than this binary is refused rather than guessed at.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::error::{ControlError, Result};
+use std::collections::HashMap;
+
 use crate::ipam::{split_lines, Family};
 use crate::model::{Interface, Network, Port, PortState};
 use crate::neutron::{
     AddressPair, FixedIp, NetworkAttrs, NetworkRecord, PortAttrs, PortRecord, Subnet,
 };
+use crate::qos::QosLimit;
+use crate::quota::Usage;
 use crate::store::{Store, Tx};
 
 /// The schema migrations, in order; the database's `user_version` is the
@@ -31,6 +34,7 @@ use crate::store::{Store, Tx};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_neutron.sql"),
+    include_str!("../../migrations/0003_qos.sql"),
 ];
 
 /// How long a writer waits for another connection's lock before failing.
@@ -687,6 +691,156 @@ impl Tx for SqliteTx<'_> {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
     }
+
+    fn network_seq(&self, tenant_id: &str, net_id: &str) -> Result<Option<i64>> {
+        self.query_one(
+            "SELECT seq FROM networks WHERE id = ?1 AND tenant_id = ?2",
+            params![net_id, tenant_id],
+            |r| r.get(0),
+        )
+    }
+
+    fn networks_page(
+        &self,
+        tenant_id: &str,
+        from: Option<i64>,
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<(i64, Network)>> {
+        let sql = networks_page_sql(from, reverse);
+        self.query(&sql, params![tenant_id, from, limit_param(limit)], |r| {
+            Ok((r.get(r.as_ref().column_count() - 1)?, network_row(r)?))
+        })
+    }
+
+    fn port_seq(&self, net_id: &str, port_id: &str) -> Result<Option<i64>> {
+        self.query_one(
+            "SELECT seq FROM ports WHERE id = ?1 AND network_id = ?2",
+            params![port_id, net_id],
+            |r| r.get(0),
+        )
+    }
+
+    fn ports_page(
+        &self,
+        net_id: &str,
+        from: Option<i64>,
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<(i64, Port)>> {
+        let sql = ports_page_sql(from, reverse);
+        self.query(&sql, params![net_id, from, limit_param(limit)], |r| {
+            Ok((r.get(r.as_ref().column_count() - 1)?, port_row(r)?))
+        })
+    }
+
+    fn tenant_usage(&self, tenant_id: &str) -> Result<Usage> {
+        self.query_one(
+            "SELECT (SELECT COUNT(*) FROM networks WHERE tenant_id = ?1), \
+                    (SELECT COUNT(*) FROM ports p JOIN networks n ON n.id = p.network_id \
+                     WHERE n.tenant_id = ?1), \
+                    (SELECT COUNT(*) FROM interfaces WHERE tenant_id = ?1)",
+            params![tenant_id],
+            |r| {
+                let count = |i: usize| r.get::<_, i64>(i).map(|n| u64::try_from(n).unwrap_or(0));
+                Ok(Usage {
+                    networks: count(0)?,
+                    ports: count(1)?,
+                    interfaces: count(2)?,
+                })
+            },
+        )
+        .map(Option::unwrap_or_default)
+    }
+
+    fn port_qos(&self, port_id: &str) -> Result<Option<QosLimit>> {
+        self.query_one(
+            &format!("SELECT {QOS_COLS} FROM port_qos WHERE port_id = ?1"),
+            params![port_id],
+            qos_row,
+        )
+    }
+
+    fn set_port_qos(&self, port_id: &str, qos: Option<&QosLimit>) -> Result<()> {
+        match qos {
+            None => self.exec("DELETE FROM port_qos WHERE port_id = ?1", params![port_id]),
+            Some(q) => self.exec(
+                "INSERT INTO port_qos (port_id, rate_bps, burst_bits, rate_pps, burst_packets) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (port_id) DO UPDATE SET rate_bps = ?2, burst_bits = ?3, \
+                 rate_pps = ?4, burst_packets = ?5",
+                params![
+                    port_id,
+                    to_sql_u64(q.rate_bps),
+                    to_sql_u64(q.burst_bits),
+                    to_sql_u64(q.rate_pps),
+                    to_sql_u64(q.burst_packets)
+                ],
+            ),
+        }
+        .map(drop)
+    }
+
+    fn all_port_qos(&self) -> Result<Vec<(String, QosLimit)>> {
+        self.query(
+            &format!("SELECT {QOS_COLS}, port_id FROM port_qos ORDER BY port_id"),
+            [],
+            |r| Ok((r.get(4)?, qos_row(r)?)),
+        )
+    }
+}
+
+/// The keyset condition and order of a page: rows after `?2`, oldest first,
+/// or before it, newest first; all rows when there is no marker (`?2` is then
+/// NULL). The condition is a plain range on `col` so that the index on
+/// (parent, `seq`) seeks straight to the marker: `?2 IS NULL OR col > ?2`
+/// would make SQLite scan from the start of the list.
+fn keyset(col: &str, from: Option<i64>, reverse: bool) -> String {
+    match (from.is_some(), reverse) {
+        (false, false) => format!("?2 IS NULL ORDER BY {col}"),
+        (false, true) => format!("?2 IS NULL ORDER BY {col} DESC"),
+        (true, false) => format!("{col} > ?2 ORDER BY {col}"),
+        (true, true) => format!("{col} < ?2 ORDER BY {col} DESC"),
+    }
+}
+
+/// A page of a tenant's networks; the `seq` is the last column, whatever
+/// NETWORK_COLS holds.
+fn networks_page_sql(from: Option<i64>, reverse: bool) -> String {
+    format!(
+        "SELECT {NETWORK_COLS}, seq FROM networks WHERE tenant_id = ?1 AND {} LIMIT ?3",
+        keyset("seq", from, reverse)
+    )
+}
+
+/// A page of a network's ports; the `seq` is the last column.
+fn ports_page_sql(from: Option<i64>, reverse: bool) -> String {
+    format!(
+        "SELECT {PORT_COLS}, p.seq FROM ports p WHERE p.network_id = ?1 AND {} LIMIT ?3",
+        keyset("p.seq", from, reverse)
+    )
+}
+
+fn limit_param(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+const QOS_COLS: &str = "rate_bps, burst_bits, rate_pps, burst_packets";
+
+fn qos_row(r: &Row<'_>) -> rusqlite::Result<QosLimit> {
+    // The schema's CHECK constraints keep these non-negative.
+    let get = |i: usize| r.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
+    Ok(QosLimit {
+        rate_bps: get(0)?,
+        burst_bits: get(1)?,
+        rate_pps: get(2)?,
+        burst_packets: get(3)?,
+    })
+}
+
+/// QoS values are validated far below `i64::MAX`; saturate all the same.
+fn to_sql_u64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -801,6 +955,59 @@ mod tests {
         tx.upsert_interface(&iface("a", "tap1")).unwrap();
         tx.upsert_interface(&iface("b", "tap2")).unwrap();
         assert_eq!(tx.interface("vif").unwrap(), Some(iface("a", "tap1")));
+    }
+
+    #[test]
+    fn pages_seek_to_their_marker_through_the_index() {
+        let s = SqliteStore::open_in_memory().unwrap();
+        for reverse in [false, true] {
+            for (sql, index) in [
+                (networks_page_sql(Some(7), reverse), "networks_by_tenant"),
+                (ports_page_sql(Some(7), reverse), "ports_by_network"),
+            ] {
+                let mut stmt = s
+                    .conn
+                    .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .unwrap();
+                let plan: Vec<String> = stmt
+                    .query_map(params!["x", 7, 10], |r| r.get(3))
+                    .unwrap()
+                    .collect::<rusqlite::Result<_>>()
+                    .unwrap();
+                let want = if reverse { "seq<?" } else { "seq>?" };
+                assert!(
+                    plan.iter().any(|p| p.contains(index) && p.contains(want)),
+                    "{sql}: {plan:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pages_walk_both_ways_from_a_marker() {
+        let mut s = SqliteStore::open_in_memory().unwrap();
+        let tx = s.begin(true).unwrap();
+        for i in 1..=5u16 {
+            tx.insert_network(&net(&format!("n{i}"), "t", i)).unwrap();
+        }
+        tx.insert_network(&net("other", "u", 9)).unwrap();
+        let ids = |v: Vec<(i64, Network)>| v.into_iter().map(|(_, n)| n.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(tx.networks_page("t", None, false, 2).unwrap()),
+            ["n1", "n2"]
+        );
+        let m = tx.network_seq("t", "n2").unwrap();
+        assert_eq!(
+            ids(tx.networks_page("t", m, false, 2).unwrap()),
+            ["n3", "n4"]
+        );
+        let m = tx.network_seq("t", "n4").unwrap();
+        assert_eq!(
+            ids(tx.networks_page("t", m, true, 9).unwrap()),
+            ["n3", "n2", "n1"]
+        );
+        assert_eq!(ids(tx.networks_page("t", None, true, 1).unwrap()), ["n5"]);
+        assert_eq!(tx.network_seq("t", "other").unwrap(), None);
     }
 
     #[test]

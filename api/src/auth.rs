@@ -1,0 +1,369 @@
+//! Authentication and authorization (spec section 8, "Auth").
+//!
+//! # Design
+//!
+//! Two modes. [`Auth::NoAuth`] (development, loopback only unless the
+//! operator insists) lets every request act on every tenant, as the original
+//! did without keystone. [`Auth::Token`] requires an `X-Auth-Token` header on
+//! every versioned call; the token's SHA-256 digest is looked up in a
+//! [`Tokens`] table (loaded from a file that holds only digests), which
+//! gives the caller's tenant and roles. A missing or unknown token is 401
+//! with the version's fault body.
+//!
+//! The [`authenticate`] middleware resolves the token and leaves the
+//! [`Principal`] in the request's extensions; the request context extractor
+//! then applies [`authorize`] to the matched route, so every handler is
+//! covered by the same rules:
+//!
+//! - a `member` sees and changes only its own tenant: any path of another
+//!   tenant answers as if nothing were there (NetworkNotFound,
+//!   InterfaceNotFound, or 404), for every method;
+//! - a `hypervisor` also registers, reads and removes interfaces of any
+//!   tenant (it registers each VM's device under the VM's tenant); only
+//!   hypervisors and admins register or remove interfaces (403 otherwise);
+//! - an `admin` reads and changes every tenant, and alone reads a network's
+//!   MAC table.
+//!
+//! Digests are compared by hash-map lookup: the attacker controls the token,
+//! not its digest, so lookup timing reveals nothing useful.
+
+mod sha256;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+use serde::Deserialize;
+
+use crate::fault::ApiError;
+use crate::negotiate::{self, Suffix, Version};
+
+/// The header that carries the token (keystone's).
+pub const TOKEN_HEADER: &str = "x-auth-token";
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Every tenant, every call.
+    Admin,
+    /// Its own tenant's resources.
+    Member,
+    /// Registers interfaces for any tenant.
+    Hypervisor,
+}
+
+/// The caller behind a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The token's own tenant.
+    pub tenant: String,
+    /// Its roles.
+    pub roles: Vec<Role>,
+}
+
+impl Principal {
+    /// Has this role.
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// The token table: SHA-256 digest (hex) -> principal.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    by_digest: HashMap<String, Principal>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokensFile {
+    #[serde(default)]
+    token: Vec<TokenEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenEntry {
+    sha256: String,
+    tenant: String,
+    roles: Vec<Role>,
+}
+
+/// The SHA-256 digest of a token as the tokens file stores it (64 lower-case
+/// hex digits).
+pub fn token_digest(token: &str) -> String {
+    sha256::hex_digest(token.as_bytes())
+}
+
+impl Tokens {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads a tokens file: TOML (`[[token]]` tables) or, when it starts
+    /// with `{`, JSON (`{"token": [...]}`); each entry has `sha256`,
+    /// `tenant` and `roles`.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses the text of a tokens file (see [`Tokens::load`]).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let file: TokensFile = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| e.to_string())?
+        } else {
+            toml::from_str(text).map_err(|e| e.to_string())?
+        };
+        let mut t = Self::new();
+        for e in file.token {
+            t.insert_digest(
+                &e.sha256,
+                Principal {
+                    tenant: e.tenant,
+                    roles: e.roles,
+                },
+            )?;
+        }
+        Ok(t)
+    }
+
+    /// Adds a token by its digest.
+    pub fn insert_digest(&mut self, sha256_hex: &str, p: Principal) -> Result<(), String> {
+        let d = sha256_hex.to_ascii_lowercase();
+        if d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "token digest {sha256_hex:?} is not 64 hex digits (SHA-256)"
+            ));
+        }
+        control::model::validate_tenant_id(&p.tenant).map_err(|e| e.to_string())?;
+        if p.roles.is_empty() {
+            return Err(format!("the token of tenant {} has no role", p.tenant));
+        }
+        if self.by_digest.insert(d, p).is_some() {
+            return Err(format!("token digest {sha256_hex} is listed twice"));
+        }
+        Ok(())
+    }
+
+    /// Adds a token in clear (hashed here); for tests and tools.
+    pub fn insert_token(&mut self, token: &str, p: Principal) -> Result<(), String> {
+        self.insert_digest(&token_digest(token), p)
+    }
+
+    /// The principal of a token.
+    pub fn resolve(&self, token: &str) -> Option<&Principal> {
+        self.by_digest.get(&token_digest(token))
+    }
+
+    /// How many tokens the table holds.
+    pub fn len(&self) -> usize {
+        self.by_digest.len()
+    }
+
+    /// No token at all.
+    pub fn is_empty(&self) -> bool {
+        self.by_digest.is_empty()
+    }
+}
+
+/// The authentication mode.
+#[derive(Debug, Clone, Default)]
+pub enum Auth {
+    /// No token needed; every request may act on every tenant.
+    #[default]
+    NoAuth,
+    /// `X-Auth-Token` required and looked up in the table.
+    Token(Arc<Tokens>),
+}
+
+/// State of the [`authenticate`] middleware of one version.
+#[derive(Debug, Clone)]
+pub(crate) struct AuthState {
+    pub(crate) auth: Auth,
+    pub(crate) version: Version,
+}
+
+/// Resolves `X-Auth-Token` into a [`Principal`] (token mode) or answers 401.
+pub(crate) async fn authenticate(
+    State(st): State<AuthState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Auth::Token(tokens) = &st.auth else {
+        return next.run(req).await;
+    };
+    let token = req
+        .headers()
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    let error = match token {
+        None | Some("") => ApiError::Unauthorized("This call needs an X-Auth-Token header"),
+        Some(t) => match tokens.resolve(t) {
+            Some(p) => {
+                let p = p.clone();
+                req.extensions_mut().insert(p);
+                return next.run(req).await;
+            }
+            None => ApiError::Unauthorized("The X-Auth-Token is not valid"),
+        },
+    };
+    let format = negotiate::negotiate(req.extensions().get::<Suffix>().copied(), req.headers());
+    error.render(Some(st.version), format)
+}
+
+/// Whether `p` may call `method` on the route matched as `route`, with the
+/// URL's path parameters.
+pub(crate) fn authorize(
+    p: &Principal,
+    method: &Method,
+    route: &str,
+    params: &[(String, String)],
+) -> Result<(), ApiError> {
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let admin = p.has(Role::Admin);
+    let interfaces = route.contains("/interfaces");
+    if let Some(tenant) = param("tenant_id") {
+        let visible = admin || tenant == p.tenant || (interfaces && p.has(Role::Hypervisor));
+        if !visible {
+            return Err(invisible(params, route));
+        }
+    }
+    let reading = method == Method::GET || method == Method::HEAD;
+    if interfaces && !reading && !admin && !p.has(Role::Hypervisor) {
+        return Err(ApiError::Forbidden(
+            "Only the hypervisor side (role hypervisor) or an admin registers and removes \
+             interfaces",
+        ));
+    }
+    if route.ends_with("/mac_table") && !admin {
+        return Err(ApiError::Forbidden("The MAC table is for admins only"));
+    }
+    Ok(())
+}
+
+/// The fault of a path of a tenant the caller may not see: what the lookup
+/// would answer if that tenant held nothing.
+fn invisible(params: &[(String, String)], route: &str) -> ApiError {
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    if let Some(net_id) = param("network_id") {
+        return ApiError::Control(control::ControlError::NetworkNotFound { net_id });
+    }
+    if let Some(interface_id) = param("interface_id") {
+        return ApiError::Control(control::ControlError::InterfaceNotFound { interface_id });
+    }
+    ApiError::NotFound(format!("No resource at {route}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(t: &str) -> Principal {
+        Principal {
+            tenant: t.into(),
+            roles: vec![Role::Member],
+        }
+    }
+
+    fn params(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn tokens_file_in_toml_and_json() {
+        let d = token_digest("s3cret");
+        let toml = format!(
+            "[[token]]\nsha256 = \"{d}\"\ntenant = \"a\"\nroles = [\"member\", \"hypervisor\"]\n"
+        );
+        let t = Tokens::parse(&toml).unwrap();
+        assert_eq!(t.resolve("s3cret").unwrap().tenant, "a");
+        assert!(t.resolve("S3cret").is_none());
+        let json =
+            format!(r#"{{"token": [{{"sha256": "{d}", "tenant": "b", "roles": ["admin"]}}]}}"#);
+        let t = Tokens::parse(&json).unwrap();
+        assert!(t.resolve("s3cret").unwrap().has(Role::Admin));
+    }
+
+    #[test]
+    fn bad_tokens_files_are_refused() {
+        let d = token_digest("x");
+        for bad in [
+            "[[token]]\nsha256 = \"abc\"\ntenant = \"a\"\nroles = [\"member\"]".to_owned(),
+            format!("[[token]]\nsha256 = \"{d}\"\ntenant = \"a\"\nroles = [\"root\"]"),
+            format!("[[token]]\nsha256 = \"{d}\"\ntenant = \"a\"\nroles = []"),
+            format!("[[token]]\nsha256 = \"{d}\"\ntenant = \"\"\nroles = [\"member\"]"),
+            format!(
+                "[[token]]\nsha256 = \"{d}\"\ntenant = \"a\"\nroles = [\"member\"]\n\
+                 [[token]]\nsha256 = \"{d}\"\ntenant = \"b\"\nroles = [\"member\"]"
+            ),
+            format!("[[token]]\nsha256 = \"{d}\"\ntenant = \"a\"\nroles = [\"member\"]\nx = 1"),
+        ] {
+            assert!(Tokens::parse(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn members_see_only_their_tenant() {
+        let p = member("a");
+        let route = "/v1.1/tenants/{tenant_id}/networks/{network_id}";
+        assert!(authorize(&p, &Method::GET, route, &params(&[("tenant_id", "a")])).is_ok());
+        let e = authorize(
+            &p,
+            &Method::DELETE,
+            route,
+            &params(&[("tenant_id", "b"), ("network_id", "n")]),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            ApiError::Control(control::ControlError::NetworkNotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn only_hypervisors_and_admins_register_interfaces() {
+        let route = "/v1.1/tenants/{tenant_id}/interfaces/{interface_id}";
+        let own = params(&[("tenant_id", "a"), ("interface_id", "i")]);
+        let other = params(&[("tenant_id", "b"), ("interface_id", "i")]);
+        let m = member("a");
+        assert!(authorize(&m, &Method::GET, route, &own).is_ok());
+        assert!(matches!(
+            authorize(&m, &Method::PUT, route, &own),
+            Err(ApiError::Forbidden(_))
+        ));
+        let h = Principal {
+            tenant: "svc".into(),
+            roles: vec![Role::Hypervisor],
+        };
+        assert!(authorize(&h, &Method::PUT, route, &other).is_ok());
+        // The hypervisor role opens interfaces only, not networks.
+        let net = params(&[("tenant_id", "b"), ("network_id", "n")]);
+        assert!(authorize(
+            &h,
+            &Method::GET,
+            "/v1.1/tenants/{tenant_id}/networks/{network_id}",
+            &net
+        )
+        .is_err());
+    }
+}
