@@ -92,16 +92,8 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if let Some(mut d) = self.daemon.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &d.id().to_string()])
-                .status();
-            let end = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < end && !matches!(d.try_wait(), Ok(Some(_))) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = d.kill();
-            let _ = d.wait();
+        if let Some(d) = self.daemon.take() {
+            crate::agent::stop(d);
         }
         for name in &self.vms {
             let _ = ip(&["link", "del", &format!("{name}h")]);
@@ -125,6 +117,46 @@ fn id_of(body: &str) -> Result<String, String> {
     json_str(body, "id")
         .map(str::to_owned)
         .ok_or_else(|| format!("no id in {body}"))
+}
+
+/// Quantum v1.1 calls the scenarios make, in tenant `bench`.
+const TENANT: &str = "/v1.1/tenants/bench";
+
+fn create_network(c: &mut Conn, name: &str) -> Result<String, String> {
+    let body = format!(r#"{{"network": {{"name": "{name}"}}}}"#);
+    id_of(&call(
+        c,
+        "POST",
+        &format!("{TENANT}/networks"),
+        Some(&body),
+    )?)
+}
+
+fn create_port(c: &mut Conn, net: &str) -> Result<String, String> {
+    let body = r#"{"port": {"state": "ACTIVE"}}"#;
+    id_of(&call(
+        c,
+        "POST",
+        &format!("{TENANT}/networks/{net}/ports"),
+        Some(body),
+    )?)
+}
+
+fn register(c: &mut Conn, interface: &str, device: &str) -> Result<(), String> {
+    let body = format!(r#"{{"interface": {{"device": "{device}"}}}}"#);
+    call(
+        c,
+        "PUT",
+        &format!("{TENANT}/interfaces/{interface}"),
+        Some(&body),
+    )
+    .map(drop)
+}
+
+fn plug(c: &mut Conn, net: &str, port: &str, interface: &str) -> Result<(), String> {
+    let body = format!(r#"{{"attachment": {{"id": "{interface}"}}}}"#);
+    let path = format!("{TENANT}/networks/{net}/ports/{port}/attachment");
+    call(c, "PUT", &path, Some(&body)).map(drop)
 }
 
 fn default_qswitch() -> String {
@@ -155,32 +187,14 @@ pub fn plug_latency(args: &[String]) -> Result<(), String> {
     let mut lab = Lab::new("qsbp", 2)?;
     lab.start_daemon(&qswitch)?;
     let mut c = Conn::open(&lab.api).map_err(|e| e.to_string())?;
-    let t = "/v1.1/tenants/bench";
-    let net = id_of(&call(
-        &mut c,
-        "POST",
-        &format!("{t}/networks"),
-        Some(r#"{"network": {"name": "plug"}}"#),
-    )?)?;
+    let net = create_network(&mut c, "plug")?;
     let mut ports = Vec::new();
     for (i, vm) in lab.vms.clone().iter().enumerate() {
-        let p = id_of(&call(
-            &mut c,
-            "POST",
-            &format!("{t}/networks/{net}/ports"),
-            Some(r#"{"port": {"state": "ACTIVE"}}"#),
-        )?)?;
-        call(
-            &mut c,
-            "PUT",
-            &format!("{t}/interfaces/qsbp-if{i}"),
-            Some(&format!(r#"{{"interface": {{"device": "{vm}h"}}}}"#)),
-        )?;
-        ports.push(p);
+        ports.push(create_port(&mut c, &net)?);
+        register(&mut c, &format!("qsbp-if{i}"), &format!("{vm}h"))?;
     }
-    let attach = |i: usize| format!("{t}/networks/{net}/ports/{}/attachment", ports[i]);
-    let plug_body = |i: usize| format!(r#"{{"attachment": {{"id": "qsbp-if{i}"}}}}"#);
-    call(&mut c, "PUT", &attach(0), Some(&plug_body(0)))?;
+    let attach = format!("{TENANT}/networks/{net}/ports/{}/attachment", ports[1]);
+    plug(&mut c, &net, &ports[0], "qsbp-if0")?;
 
     let mut gen = Agent::start(&lab.vms[0], Some(0), "gen", &format!("{}v", lab.vms[0]))?;
     let mut sink = Agent::start(&lab.vms[1], None, "sink", &format!("{}v", lab.vms[1]))?;
@@ -190,12 +204,12 @@ pub fn plug_latency(args: &[String]) -> Result<(), String> {
     let (mut calls, mut after_return, mut after_request) = (Vec::new(), Vec::new(), Vec::new());
     let mut missed = 0;
     for _ in 0..count {
-        call(&mut c, "DELETE", &attach(1), None)?;
+        call(&mut c, "DELETE", &attach, None)?;
         std::thread::sleep(Duration::from_millis(30));
         sink.write("first 2")?;
         std::thread::sleep(Duration::from_millis(5));
         let t0 = now_ns();
-        call(&mut c, "PUT", &attach(1), Some(&plug_body(1)))?;
+        plug(&mut c, &net, &ports[1], "qsbp-if1")?;
         let t1 = now_ns();
         let first: u64 = sink
             .read()?
@@ -261,13 +275,7 @@ pub fn boot_storm(args: &[String]) -> Result<(), String> {
     let mut lab = Lab::new("qsbs", vms.max(2))?;
     lab.start_daemon(&qswitch)?;
     let mut c = Conn::open(&lab.api).map_err(|e| e.to_string())?;
-    let t = "/v1.1/tenants/bench";
-    let net = id_of(&call(
-        &mut c,
-        "POST",
-        &format!("{t}/networks"),
-        Some(r#"{"network": {"name": "storm"}}"#),
-    )?)?;
+    let net = create_network(&mut c, "storm")?;
     let steps: Arc<Mutex<[Vec<u64>; 3]>> =
         Arc::new(Mutex::new([Vec::new(), Vec::new(), Vec::new()]));
     let start = Instant::now();
@@ -284,26 +292,11 @@ pub fn boot_storm(args: &[String]) -> Result<(), String> {
                 let mut c = Conn::open(&api).map_err(|e| e.to_string())?;
                 for (i, vm) in names.iter().enumerate().skip(k).step_by(clients.max(1)) {
                     let t0 = Instant::now();
-                    let p = id_of(&call(
-                        &mut c,
-                        "POST",
-                        &format!("{t}/networks/{net}/ports"),
-                        Some(r#"{"port": {"state": "ACTIVE"}}"#),
-                    )?)?;
+                    let p = create_port(&mut c, &net)?;
                     let t1 = Instant::now();
-                    call(
-                        &mut c,
-                        "PUT",
-                        &format!("{t}/interfaces/qsbs-if{i}"),
-                        Some(&format!(r#"{{"interface": {{"device": "{vm}h"}}}}"#)),
-                    )?;
+                    register(&mut c, &format!("qsbs-if{i}"), &format!("{vm}h"))?;
                     let t2 = Instant::now();
-                    call(
-                        &mut c,
-                        "PUT",
-                        &format!("{t}/networks/{net}/ports/{p}/attachment"),
-                        Some(&format!(r#"{{"attachment": {{"id": "qsbs-if{i}"}}}}"#)),
-                    )?;
+                    plug(&mut c, &net, &p, &format!("qsbs-if{i}"))?;
                     let t3 = Instant::now();
                     if let Ok(mut s) = steps.lock() {
                         s[0].push((t1 - t0).as_nanos() as u64);
@@ -325,7 +318,7 @@ pub fn boot_storm(args: &[String]) -> Result<(), String> {
         let body = call(
             &mut c,
             "GET",
-            &format!("{t}/networks/{net}/ports/detail"),
+            &format!("{TENANT}/networks/{net}/ports/detail"),
             None,
         )?;
         let up = body.matches("\"UP\"").count();
@@ -360,11 +353,8 @@ pub fn boot_storm(args: &[String]) -> Result<(), String> {
     drop(sink);
     if frames < sent {
         // Show the daemon's per-port counters (logged on shutdown) to say where frames went.
-        if let Some(mut d) = lab.daemon.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &d.id().to_string()])
-                .status();
-            let _ = d.wait();
+        if let Some(d) = lab.daemon.take() {
+            crate::agent::stop(d);
         }
         let log = std::fs::read_to_string(lab.work.join("qswitch.log")).unwrap_or_default();
         for l in log
