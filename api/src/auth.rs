@@ -24,6 +24,10 @@
 //! - an `admin` reads and changes every tenant, and alone reads a network's
 //!   MAC table.
 //!
+//! In token mode the Neutron v2.0 routes are behind [`authenticate_v2`],
+//! which sets the project and roles headers those routes read from the
+//! token, as keystonemiddleware does in front of Neutron.
+//!
 //! Digests are compared by hash-map lookup: the attacker controls the token,
 //! not its digest, so lookup timing reveals nothing useful.
 
@@ -36,7 +40,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::fault::ApiError;
@@ -217,6 +221,72 @@ pub(crate) async fn authenticate(
     };
     let format = negotiate::negotiate(req.extensions().get::<Suffix>().copied(), req.headers());
     error.render(Some(st.version), format)
+}
+
+/// The Neutron v2.0 side of token mode, as keystonemiddleware's `auth_token`
+/// filter does it in front of Neutron: a valid `X-Auth-Token` is required
+/// (401 with keystone's error body otherwise), and the identity headers the
+/// v2.0 routes read (`X-Project-Id`, `X-Tenant-Id`, `X-Roles`) are replaced by
+/// the token's, so a client cannot claim another project or the admin role.
+pub(crate) async fn authenticate_v2(
+    State(auth): State<Auth>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Auth::Token(tokens) = &auth else {
+        return next.run(req).await;
+    };
+    let principal = req
+        .headers()
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| tokens.resolve(t.trim()))
+        .cloned();
+    let Some(p) = principal else {
+        let body = serde_json::json!({"error": {
+            "code": 401,
+            "title": "Unauthorized",
+            "message": "The request you have made requires authentication.",
+        }});
+        let mut resp = (
+            axum::http::StatusCode::UNAUTHORIZED,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+        resp.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("X-Auth-Token realm=\"qswitch\""),
+        );
+        return resp;
+    };
+    let headers = req.headers_mut();
+    for name in ["x-project-id", "x-tenant-id", "x-roles"] {
+        headers.remove(name);
+    }
+    let roles: Vec<&str> = p
+        .roles
+        .iter()
+        .map(|r| match r {
+            Role::Admin => "admin",
+            Role::Member => "member",
+            Role::Hypervisor => "hypervisor",
+        })
+        .collect();
+    // Tenant ids are validated when the tokens file is read (no control
+    // characters), so they are valid header values; refuse otherwise.
+    match (
+        axum::http::HeaderValue::try_from(p.tenant.as_str()),
+        axum::http::HeaderValue::try_from(roles.join(",")),
+    ) {
+        (Ok(project), Ok(roles)) => {
+            headers.insert("x-project-id", project);
+            headers.insert("x-roles", roles);
+        }
+        _ => return axum::http::StatusCode::FORBIDDEN.into_response(),
+    }
+    req.extensions_mut().insert(p);
+    next.run(req).await
 }
 
 /// Whether `p` may call `method` on the route matched as `route`, with the

@@ -172,11 +172,17 @@ pub fn router(control: Arc<Control>, opts: ApiOptions) -> Router {
         .route("/tenants/{*rest}", any(bookmark))
         .nest("/v1.0", versioned(Version::V10))
         .nest("/v1.1", versioned(Version::V11))
-        .merge(neutron::router(neutron::NeutronState {
-            control: control.clone(),
-            max_body: opts.max_body_bytes,
-            default_tenant: opts.default_tenant.clone(),
-        }))
+        .merge(
+            neutron::router(neutron::NeutronState {
+                control: control.clone(),
+                max_body: opts.max_body_bytes,
+                default_tenant: opts.default_tenant.clone(),
+            })
+            .layer(axum::middleware::from_fn_with_state(
+                opts.auth.clone(),
+                auth::authenticate_v2,
+            )),
+        )
         .fallback(root_not_found)
         .layer(trace);
     // The suffix must come off before routing, so the rewrite wraps the

@@ -245,3 +245,45 @@ async fn admins_read_every_tenant_and_alone_read_mac_tables() {
     .await;
     assert_eq!(r.code(), 403);
 }
+
+#[tokio::test]
+async fn neutron_v2_takes_the_project_and_roles_from_the_token() {
+    let app = token_app();
+    let r = call(&app, "", "GET", "/v2.0/networks", None).await;
+    assert_eq!(r.code(), 401);
+    assert_eq!(r.json()["error"]["code"], 401);
+    let r = call(&app, "nope", "GET", "/v2.0/networks", None).await;
+    assert_eq!(r.code(), 401);
+    // Tenant a's network, made through v2.0 with a's token.
+    let r = call(
+        &app,
+        A,
+        "POST",
+        "/v2.0/networks",
+        Some(r#"{"network": {"name": "a-v2"}}"#),
+    )
+    .await;
+    assert_eq!(r.code(), 201, "{r:?}");
+    assert_eq!(r.json()["network"]["project_id"], "a");
+    let id = r.json()["network"]["id"].as_str().unwrap().to_owned();
+    // Tenant b cannot claim a's project or the admin role with headers.
+    let spoofed = [
+        ("content-type", "application/json"),
+        ("x-auth-token", B),
+        ("x-project-id", "a"),
+        ("x-roles", "admin"),
+    ];
+    let r = app.req("GET", "/v2.0/networks", None, &spoofed).await;
+    assert_eq!(r.code(), 200);
+    assert_eq!(r.json()["networks"], serde_json::json!([]), "{r:?}");
+    let r = app
+        .req("DELETE", &format!("/v2.0/networks/{id}"), None, &spoofed)
+        .await;
+    assert_eq!(r.code(), 404, "{r:?}");
+    // An admin token sees it.
+    let r = call(&app, ADMIN, "GET", &format!("/v2.0/networks/{id}"), None).await;
+    assert_eq!(r.code(), 200, "{r:?}");
+    // And the Quantum view of tenant a has it too.
+    let r = call(&app, A, "GET", "/v1.1/tenants/a/networks", None).await;
+    assert_eq!(r.json()["networks"][0]["id"], id.as_str());
+}

@@ -196,3 +196,50 @@ async fn quotas_refuse_the_resource_over_the_limit_with_a_clear_fault() {
     assert_eq!(doc["limits"]["absolute"]["totalInterfacesUsed"], 1);
     assert_eq!(doc["limits"]["rate"], json!([]));
 }
+
+#[tokio::test]
+async fn quotas_hold_for_neutron_v2_creates_too() {
+    let app = app_with(
+        control::ControlOptions {
+            quotas: control::Quotas {
+                networks: Some(1),
+                ports: Some(1),
+                interfaces: None,
+            },
+            ..Default::default()
+        },
+        api::ApiOptions::default(),
+    );
+    let h = [("content-type", "application/json"), ("x-project-id", "p")];
+    let r = app
+        .req(
+            "POST",
+            "/v2.0/networks",
+            Some(r#"{"network": {"name": "a"}}"#),
+            &h,
+        )
+        .await;
+    assert_eq!(r.code(), 201, "{r:?}");
+    let net = r.json()["network"]["id"].as_str().unwrap().to_owned();
+    let r = app
+        .req(
+            "POST",
+            "/v2.0/networks",
+            Some(r#"{"network": {"name": "b"}}"#),
+            &h,
+        )
+        .await;
+    assert_eq!(r.code(), 409, "{r:?}");
+    assert_eq!(r.json()["NeutronError"]["type"], "OverQuota");
+    let port = format!(r#"{{"port": {{"network_id": "{net}"}}}}"#);
+    assert_eq!(
+        app.req("POST", "/v2.0/ports", Some(&port), &h).await.code(),
+        201
+    );
+    let r = app.req("POST", "/v2.0/ports", Some(&port), &h).await;
+    assert_eq!(r.code(), 409, "{r:?}");
+    // The same count is seen from Quantum.
+    let doc = app.get("/v1.1/tenants/p/limits").await.json();
+    assert_eq!(doc["limits"]["absolute"]["totalNetworksUsed"], 1);
+    assert_eq!(doc["limits"]["absolute"]["totalPortsUsed"], 1);
+}

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use super::{new_id, Control};
+use super::{check_quota, new_id, Control};
 use crate::error::{ControlError, Result};
 use crate::ipam::{self, Cidr, Family, Pool};
 use crate::mac;
@@ -20,6 +20,7 @@ use crate::neutron::{
     NetworkSpec, NetworkUpdate, PairRequest, PortAttrs, PortRecord, PortSpec, PortStatusView,
     PortUpdate, Scope, Subnet, SubnetSpec, SubnetUpdate,
 };
+use crate::quota::Resource;
 use crate::store::Tx;
 
 impl Control {
@@ -53,6 +54,7 @@ impl Control {
             let now = now_iso8601();
             let mut ids = Vec::with_capacity(specs.len());
             for s in specs {
+                check_quota(tx, &self.options.quotas, &s.tenant_id, Resource::Networks)?;
                 let vlan = tx
                     .free_vlan(min, max)?
                     .ok_or(ControlError::NoFreeVlan { min, max })?;
@@ -187,6 +189,13 @@ impl Control {
             let mut out = Vec::with_capacity(specs.len());
             for s in specs {
                 let net = visible_network(tx, scope, &s.network_id)?;
+                // Ports count against their network's tenant, as Quantum's do.
+                check_quota(
+                    tx,
+                    &self.options.quotas,
+                    &net.network.tenant_id,
+                    Resource::Ports,
+                )?;
                 let net_id = net.network.id.clone();
                 let port_security = s
                     .port_security_enabled
