@@ -224,3 +224,32 @@ async fn mac_table_lists_the_forwarders_entries_by_address() {
     assert_eq!(r.code(), 404);
     assert_eq!(r.json()["QuantumError"]["type"], "NetworkNotFound");
 }
+
+#[tokio::test]
+async fn openapi_covers_the_v11_production_features() {
+    let app = app();
+    let doc = app.get("/openapi.json").await.json_full();
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/{version}/tenants/{tenant_id}/limits",
+        "/{version}/tenants/{tenant_id}/networks/{network_id}/mac_table",
+        "/{version}/tenants/{tenant_id}/networks/{network_id}/ports/{port_id}/qos",
+        "/{version}/tenants/{tenant_id}/networks/{network_id}/ports/{port_id}/stats",
+        "/tenants/{path}",
+    ] {
+        assert!(paths.contains_key(p), "{p}");
+    }
+    let list = &paths["/{version}/tenants/{tenant_id}/networks"]["get"];
+    let params: Vec<&str> = list["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(params.contains(&"limit") && params.contains(&"marker"));
+    assert!(list["responses"]["429"].is_object());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["token"]["name"],
+        "X-Auth-Token"
+    );
+}
