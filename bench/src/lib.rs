@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod http;
 pub mod report;
+pub mod rfc2889;
 pub mod scenario;
 pub mod topo;
 pub mod traffic;

@@ -14,6 +14,19 @@ use std::time::{Duration, Instant};
 
 /// Namespaces of the topology.
 pub const NAMESPACES: [&str; 3] = ["qsbgen", "qsbsink", "qsbdut"];
+/// Most ports a meshed topology has.
+pub const MAX_MESH: usize = 8;
+
+/// The namespace of port `i` of a meshed topology.
+pub fn mesh_ns(i: usize) -> String {
+    format!("qsbm{i}")
+}
+
+/// The MAC of port `i` of a meshed topology.
+pub fn mesh_mac(i: usize) -> dataplane::Mac {
+    dataplane::Mac([0x02, 0xbe, 0xff, 0, 1, i as u8])
+}
+
 /// The sink's MAC.
 pub const SINK_MAC: dataplane::Mac = dataplane::Mac([0x02, 0xbe, 0xff, 0, 0, 2]);
 
@@ -76,9 +89,10 @@ pub fn in_ns(ns: &str, args: &[&str]) -> Result<String, String> {
 
 /// Removes every namespace of the topology (and so every interface in them).
 pub fn teardown() {
-    for ns in NAMESPACES {
+    let mesh = (0..MAX_MESH).map(mesh_ns);
+    for ns in NAMESPACES.iter().map(|s| s.to_string()).chain(mesh) {
         let _ = Command::new("ip")
-            .args(["netns", "del", ns])
+            .args(["netns", "del", &ns])
             .stderr(Stdio::null())
             .status();
     }
@@ -144,61 +158,76 @@ impl Topology {
             "qsbsink",
             &["nft", "add chain netdev qsb in { type filter hook ingress device sink-v priority 0; policy drop; }"],
         )?;
-        match dut {
-            Dut::None => {}
-            Dut::Bridge => {
-                in_ns("qsbdut", &["ip", "link", "add", "br0", "type", "bridge"])?;
-                // Only present when br_netfilter is loaded; per namespace.
-                let _ = in_ns(
-                    "qsbdut",
-                    &["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0"],
-                );
-                for d in ["gen-h", "sink-h"] {
-                    in_ns("qsbdut", &["ip", "link", "set", d, "master", "br0"])?;
-                }
-                in_ns("qsbdut", &["ip", "link", "set", "br0", "up"])?;
-            }
-            Dut::Qswitch => {
-                let cfg = work.join("qswitch.toml");
-                std::fs::write(
-                    &cfg,
-                    format!("[switch]\ncpu = 1\npoll = \"busy\"\nxdp_mode = \"{mode}\"\n[[network]]\nid = \"n\"\nvlan = 10\n\
-                     [[port]]\nid = \"gen\"\ndevice = \"gen-h\"\nnetwork = \"n\"\n\
-                     [[port]]\nid = \"sink\"\ndevice = \"sink-h\"\nnetwork = \"n\"\n",
-                    mode = std::env::var("QSB_XDP_MODE").unwrap_or_else(|_| "auto".into()),
-                    ),
-                )
-                .map_err(|e| e.to_string())?;
-                let log =
-                    std::fs::File::create(work.join("qswitch.log")).map_err(|e| e.to_string())?;
-                let db = work.join("qswitch.db");
-                let _ = std::fs::remove_file(&db);
-                let child = Command::new("ip")
-                    .args(["netns", "exec", "qsbdut", qswitch, "serve", "--config"])
-                    .arg(&cfg)
-                    .arg("--db")
-                    .arg(&db)
-                    .args(["--listen", "127.0.0.1:19696"])
-                    .stdout(log.try_clone().map_err(|e| e.to_string())?)
-                    .stderr(log)
-                    .spawn()
-                    .map_err(|e| format!("{qswitch}: {e}"))?;
-                t.daemon = Some(child);
-                let end = Instant::now() + Duration::from_secs(10);
-                loop {
-                    let links = in_ns("qsbdut", &["ip", "-o", "link", "show"])?;
-                    if links.matches(" xdp").count() >= 2 {
-                        break;
-                    }
-                    if Instant::now() > end {
-                        return Err("qswitch did not open its ports (see qswitch.log)".into());
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-            Dut::Ovs => return Err("Open vSwitch runs are not built yet".into()),
+        if dut != Dut::None {
+            t.daemon = start_dut(dut, &["gen-h", "sink-h"], qswitch, work)?;
         }
         Ok(t)
+    }
+}
+
+/// Makes the device under test switch `devices` (interfaces in namespace `qsbdut`): a bridge
+/// over them, or qswitch with one access port each on one network (returned: the daemon).
+pub fn start_dut(
+    dut: Dut,
+    devices: &[&str],
+    qswitch: &str,
+    work: &std::path::Path,
+) -> Result<Option<Child>, String> {
+    match dut {
+        Dut::None => Ok(None),
+        Dut::Bridge => {
+            in_ns("qsbdut", &["ip", "link", "add", "br0", "type", "bridge"])?;
+            // Only present when br_netfilter is loaded; per namespace.
+            let _ = in_ns(
+                "qsbdut",
+                &["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0"],
+            );
+            for d in devices {
+                in_ns("qsbdut", &["ip", "link", "set", d, "master", "br0"])?;
+            }
+            in_ns("qsbdut", &["ip", "link", "set", "br0", "up"])?;
+            Ok(None)
+        }
+        Dut::Qswitch => {
+            let mode = std::env::var("QSB_XDP_MODE").unwrap_or_else(|_| "auto".into());
+            let mut cfg = format!(
+                "[switch]\ncpu = 1\npoll = \"busy\"\nxdp_mode = \"{mode}\"\n\
+                 [[network]]\nid = \"n\"\nvlan = 10\n"
+            );
+            for d in devices {
+                cfg.push_str(&format!(
+                    "[[port]]\nid = \"{d}\"\ndevice = \"{d}\"\nnetwork = \"n\"\n"
+                ));
+            }
+            let path = work.join("qswitch.toml");
+            std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
+            let log = std::fs::File::create(work.join("qswitch.log")).map_err(|e| e.to_string())?;
+            let db = work.join("qswitch.db");
+            let _ = std::fs::remove_file(&db);
+            let child = Command::new("ip")
+                .args(["netns", "exec", "qsbdut", qswitch, "serve", "--config"])
+                .arg(&path)
+                .arg("--db")
+                .arg(&db)
+                .args(["--listen", "127.0.0.1:19696"])
+                .stdout(log.try_clone().map_err(|e| e.to_string())?)
+                .stderr(log)
+                .spawn()
+                .map_err(|e| format!("{qswitch}: {e}"))?;
+            let end = Instant::now() + Duration::from_secs(10);
+            loop {
+                let links = in_ns("qsbdut", &["ip", "-o", "link", "show"])?;
+                if links.matches(" xdp").count() >= devices.len() {
+                    return Ok(Some(child));
+                }
+                if Instant::now() > end {
+                    crate::agent::stop(child);
+                    return Err("qswitch did not open its ports (see qswitch.log)".into());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Dut::Ovs => Err("Open vSwitch runs are not built yet".into()),
     }
 }
 

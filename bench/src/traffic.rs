@@ -117,13 +117,28 @@ impl Generator {
         let templates: Vec<Vec<u8>> = (0..flows.max(1))
             .map(|i| frame(dst, flow_mac(i), size))
             .collect();
+        self.send_frames(&templates, pps, secs, u64::MAX)
+    }
+
+    /// Sends `templates` round robin (stamped with sequence and time) at `pps` (0 = flat out)
+    /// for `secs` seconds or until `max` frames have gone.
+    pub fn send_frames(
+        &mut self,
+        templates: &[Vec<u8>],
+        pps: f64,
+        secs: f64,
+        max: u64,
+    ) -> io::Result<Sent> {
+        if templates.is_empty() {
+            return Ok(Sent::default());
+        }
         let start = Instant::now();
         let end = start + Duration::from_secs_f64(secs);
         let mut sent = 0u64;
         let mut descs = Vec::with_capacity(BATCH);
         loop {
             let now = Instant::now();
-            if now >= end {
+            if now >= end || sent >= max {
                 break;
             }
             if pps > 0.0 {
@@ -142,6 +157,7 @@ impl Generator {
                 room
             };
             descs.clear();
+            let want = want.min(usize::try_from(max - sent).unwrap_or(usize::MAX));
             for _ in 0..want.min(room) {
                 let Some(chunk) = self.umem.alloc() else {
                     break;

@@ -38,6 +38,10 @@ use crate::wire::{pop_vlan_tag, push_vlan_tag, VLAN_TAG_LEN};
 /// Largest batch taken from one port at a time.
 pub const MAX_BATCH: usize = 64;
 
+/// Frames staged for one egress port before it is sent early: stages are otherwise sent once per
+/// round, so that a `sendto` carries the frames of every ingress port, not of one batch.
+const STAGE_CAP: usize = 256;
+
 /// How the worker waits when there is no traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PollMode {
@@ -298,7 +302,7 @@ impl<P: PortIo> Worker<P> {
             self.ports.resize_with(n, || None);
         }
         if self.stage.len() < n {
-            self.stage.resize_with(n, || Vec::with_capacity(MAX_BATCH));
+            self.stage.resize_with(n, || Vec::with_capacity(STAGE_CAP));
         }
         if self.pipe.counters.len() < n {
             self.pipe.counters.resize(n, LocalCounters::default());
@@ -429,7 +433,9 @@ impl<P: PortIo> Worker<P> {
     /// One round over all ports. Returns the number of frames received and completed.
     pub fn poll(&mut self, now: Now) -> usize {
         let mut work = 0;
-        let mut room = MAX_BATCH as u32;
+        // Every frame received this round may go to any port: the round takes no more than the
+        // smallest free TX room, so a full TX ring holds frames back in the RX rings.
+        let mut room = u32::MAX;
         for &s in &self.active {
             if let Some(o) = self.ports[usize::from(s)].as_mut() {
                 work += o.io.reclaim(&mut self.umem);
@@ -451,10 +457,12 @@ impl<P: PortIo> Worker<P> {
                 self.pipe.counters[usize::from(slot)].backpressure += 1;
                 continue;
             }
-            let n = o.io.recv(&mut self.umem, &mut self.rx[..room as usize]);
+            let take = (room as usize).min(MAX_BATCH);
+            let n = o.io.recv(&mut self.umem, &mut self.rx[..take]);
             if n == 0 {
                 continue;
             }
+            room -= n as u32;
             work += n;
             self.rx_total += n as u64;
             for j in 0..n {
@@ -465,8 +473,9 @@ impl<P: PortIo> Worker<P> {
                 };
                 self.emit(slot, d, verdict);
             }
-            self.flush_staged();
+            self.flush_staged(false);
         }
+        self.flush_staged(true);
         if work > 0 {
             self.dirty = true;
         }
@@ -586,10 +595,18 @@ impl<P: PortIo> Worker<P> {
         stage.push(d);
     }
 
-    fn flush_staged(&mut self) {
-        for k in 0..self.staged.len() {
+    /// Sends the staged frames of every egress port (`all`), or of those whose stage could not
+    /// take another batch.
+    fn flush_staged(&mut self, all: bool) {
+        let mut k = 0;
+        while k < self.staged.len() {
             let slot = self.staged[k];
             let i = usize::from(slot);
+            if !all && self.stage[i].len() + MAX_BATCH <= STAGE_CAP {
+                k += 1;
+                continue;
+            }
+            self.staged.swap_remove(k);
             let stage = core::mem::take(&mut self.stage[i]);
             let Some(o) = self.ports[i].as_mut() else {
                 for d in &stage {
@@ -621,7 +638,6 @@ impl<P: PortIo> Worker<P> {
             self.stage[i] = stage;
             self.stage[i].clear();
         }
-        self.staged.clear();
     }
 
     /// Runs the loop until [`Command::Stop`] or until the command channel closes.

@@ -32,6 +32,7 @@ qswitch-bench run [--quick] [--duts none,bridge,qswitch] [--sizes 64,512,1518]
                   [--trial SECS] [--steps N] [--flows N] [--out DIR] [--qswitch PATH]
 qswitch-bench plug-latency [--count N] [--qswitch PATH]
 qswitch-bench boot-storm [--vms N] [--clients N] [--qswitch PATH]
+qswitch-bench rfc2889 [--quick] [--duts bridge,qswitch] [--ports K] [--qswitch PATH]
 qswitch-bench agent gen|sink DEVICE     (internal: runs inside a namespace)";
 
 fn main() {
@@ -40,6 +41,7 @@ fn main() {
         Some("run") => run(&args[1..]),
         Some("plug-latency") => scenario::plug_latency(&args[1..]),
         Some("boot-storm") => scenario::boot_storm(&args[1..]),
+        Some("rfc2889") => bench::rfc2889::run(&args[1..]),
         Some("agent") => agent(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
@@ -74,6 +76,17 @@ fn agent(args: &[String]) -> Result<(), String> {
                 let p = |s: &str| s.parse::<f64>().unwrap_or(0.0);
                 let sent = g
                     .send(SINK_MAC, p(flows) as u32, p(size) as usize, p(pps), p(secs))
+                    .map_err(|e| e.to_string())?;
+                format!("sent {} {}", sent.frames, sent.elapsed.as_nanos())
+            }
+            (["sendx", dst, src, flows, size, pps, secs, max], Some(g)) => {
+                let p = |s: &str| s.parse::<f64>().unwrap_or(0.0);
+                let n = (p(flows) as u32).max(1);
+                let templates = (0..n)
+                    .map(|i| Ok(frame(addr(dst, i)?, addr(src, i)?, p(size) as usize)))
+                    .collect::<Result<Vec<_>, String>>()?;
+                let sent = g
+                    .send_frames(&templates, p(pps), p(secs), max.parse().unwrap_or(u64::MAX))
                     .map_err(|e| e.to_string())?;
                 format!("sent {} {}", sent.frames, sent.elapsed.as_nanos())
             }
@@ -116,6 +129,27 @@ fn agent(args: &[String]) -> Result<(), String> {
         out.flush().map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// A frame address in an agent command: `bcast`, `mac=<MAC>`, `flow=<base>` (flow MAC `base + i`)
+/// or `list=<MAC>,<MAC>,...` (the `i`-th, round robin).
+fn addr(spec: &str, i: u32) -> Result<Mac, String> {
+    let bad = || format!("bad address {spec:?}");
+    if spec == "bcast" {
+        return Ok(Mac::BROADCAST);
+    }
+    let (kind, v) = spec.split_once('=').ok_or_else(bad)?;
+    match kind {
+        "mac" => Mac::parse(v).ok_or_else(bad),
+        "flow" => Ok(bench::traffic::flow_mac(
+            v.parse::<u32>().map_err(|_| bad())? + i,
+        )),
+        "list" => {
+            let l: Vec<&str> = v.split(',').collect();
+            Mac::parse(l[i as usize % l.len()]).ok_or_else(bad)
+        }
+        _ => Err(bad()),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
