@@ -263,3 +263,43 @@ fn token_mode_daemon_refuses_unknown_tokens_and_serves_known_ones() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing"));
 }
+
+#[test]
+fn the_config_files_api_section_sets_page_size_rate_limits_and_quotas() {
+    let addr = free_addr();
+    let daemon = Daemon::with_config(
+        "[api]\nmax_page_size = 2\n\
+         [api.rate_limit]\nwrite_per_minute = 60\nwrite_burst = 3\n\
+         [api.quotas]\nnetworks = 2\n",
+        &["--listen", &addr, "--db", "q.db", "--no-dataplane"],
+    );
+    assert!(wait_ready(&addr), "daemon did not start:\n{}", daemon.log());
+    let create = |tenant: &str| {
+        request(
+            &addr,
+            "POST",
+            &format!("/v1.1/tenants/{tenant}/networks"),
+            Some(r#"{"network": {"name": "n"}}"#),
+        )
+    };
+    assert_eq!(create("a").status, 202);
+    assert_eq!(create("a").status, 202);
+    let r = create("a");
+    assert_eq!(r.status, 409, "quota of 2 networks: {}", r.body);
+    assert_eq!(r.json()["QuantumError"]["type"], "OverQuota");
+    // That was the third write of a burst of 3: the fourth is refused.
+    let r = create("a");
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+    assert_eq!(r.json()["QuantumError"]["type"], "OverLimit");
+    // Another tenant is not affected by a's rate.
+    assert_eq!(create("b").status, 202);
+    // Pages hold at most 2 networks.
+    let r = request(&addr, "GET", "/v1.1/tenants/a/networks?limit=50", None);
+    assert_eq!(r.json()["networks"].as_array().unwrap().len(), 2);
+    let limits = request(&addr, "GET", "/v1.1/tenants/a/limits", None).json();
+    assert_eq!(limits["limits"]["absolute"]["maxNetworks"], 2);
+    assert_eq!(limits["limits"]["rate"][0]["class"], "write");
+    // After a second, one more write passes.
+    assert!(wait_for(Duration::from_secs(3), || create("a").status == 409));
+}

@@ -406,9 +406,21 @@ pub mod http {
     pub struct Response {
         pub status: u16,
         pub body: String,
+        /// The status line and headers as received.
+        pub head: String,
     }
 
     impl Response {
+        /// A header's value (name case-insensitive).
+        pub fn header(&self, name: &str) -> Option<String> {
+            self.head.lines().skip(1).find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_owned())
+            })
+        }
+
         pub fn json(&self) -> serde_json::Value {
             serde_json::from_str(&self.body)
                 .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
@@ -458,7 +470,11 @@ pub mod http {
         } else {
             rest.to_owned()
         };
-        Response { status, body }
+        Response {
+            status,
+            body,
+            head: head.to_owned(),
+        }
     }
 
     fn dechunk(mut s: &str) -> String {
