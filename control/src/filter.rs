@@ -51,6 +51,16 @@ impl NetworkFilter {
         *self == Self::default()
     }
 
+    /// Whether a filter that is set looks at the network's ports (a list
+    /// that has none can skip reading them).
+    pub fn needs_ports(&self) -> bool {
+        self.port_op_status.is_some()
+            || self.port_state.is_some()
+            || self.has_attachment.is_some()
+            || self.attachment.is_some()
+            || self.port.is_some()
+    }
+
     /// Whether a network passes every filter that is set.
     pub fn matches(&self, n: &NetworkView) -> bool {
         let any_port = |f: &dyn Fn(&PortView) -> bool| n.ports.iter().any(f);

@@ -57,9 +57,13 @@ async fn list_impl(ctx: &Ctx, detail: bool) -> Result<Reply, ApiError> {
     // v1.1: filters, then keyset paging.
     let req = page::request(ctx.query.as_deref(), ctx.max_page)?;
     let limit = req.limit;
+    let with_ports = match &filter {
+        Parsed::Filter(f) => f.needs_ports(),
+        Parsed::MatchNothing => false,
+    };
     let page = ctx
         .run(move |c| {
-            c.networks_page(&tenant, &req, &|n| match &filter {
+            c.networks_page(&tenant, &req, with_ports, &|n| match &filter {
                 Parsed::Filter(f) => f.matches(n),
                 Parsed::MatchNothing => false,
             })
