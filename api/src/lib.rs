@@ -140,7 +140,7 @@ pub fn router(control: Arc<Control>, opts: ApiOptions) -> Router {
         quantum::router(state(version))
             .layer(limit::RateLimitLayer {
                 limiter: limiter.clone(),
-                version,
+                flavor: limit::Flavor::Quantum(version),
             })
             .layer(axum::middleware::from_fn_with_state(
                 auth::AuthState {
@@ -177,6 +177,10 @@ pub fn router(control: Arc<Control>, opts: ApiOptions) -> Router {
                 control: control.clone(),
                 max_body: opts.max_body_bytes,
                 default_tenant: opts.default_tenant.clone(),
+            })
+            .layer(limit::RateLimitLayer {
+                limiter: limiter.clone(),
+                flavor: limit::Flavor::Neutron,
             })
             .layer(axum::middleware::from_fn_with_state(
                 opts.auth.clone(),

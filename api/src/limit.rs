@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use axum::http::Method;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
 use crate::auth::Principal;
@@ -261,7 +261,8 @@ impl RateLimiter {
 }
 
 /// The tenant a request is charged to: the token's, else the URL's
-/// (`.../tenants/{tenant_id}/...`), else the anonymous bucket `""`.
+/// (`.../tenants/{tenant_id}/...`), else v2.0's `X-Project-Id` (no-auth
+/// mode), else the anonymous bucket `""`.
 fn tenant_of(req: &Request) -> String {
     if let Some(p) = req.extensions().get::<Principal>() {
         return p.tenant.clone();
@@ -273,7 +274,20 @@ fn tenant_of(req: &Request) -> String {
             return percent_decode(t);
         }
     }
-    String::new()
+    ["x-project-id", "x-tenant-id"]
+        .iter()
+        .find_map(|h| req.headers().get(*h)?.to_str().ok())
+        .map(|t| t.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Whose fault body a refusal carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    /// Quantum v1.0 or v1.1.
+    Quantum(Version),
+    /// Neutron v2.0.
+    Neutron,
 }
 
 fn percent_decode(s: &str) -> String {
@@ -287,7 +301,7 @@ fn percent_decode(s: &str) -> String {
 #[derive(Debug, Clone)]
 pub(crate) struct RateLimitLayer {
     pub(crate) limiter: Arc<RateLimiter>,
-    pub(crate) version: Version,
+    pub(crate) flavor: Flavor,
 }
 
 impl<S> Layer<S> for RateLimitLayer {
@@ -297,7 +311,7 @@ impl<S> Layer<S> for RateLimitLayer {
         RateLimitService {
             inner,
             limiter: self.limiter.clone(),
-            version: self.version,
+            flavor: self.flavor,
         }
     }
 }
@@ -307,7 +321,7 @@ impl<S> Layer<S> for RateLimitLayer {
 pub(crate) struct RateLimitService<S> {
     inner: S,
     limiter: Arc<RateLimiter>,
-    version: Version,
+    flavor: Flavor,
 }
 
 impl<S> Service<Request> for RateLimitService<S>
@@ -332,20 +346,45 @@ where
                 let secs = refused.retry_after.as_secs_f64().ceil().max(1.0);
                 // At most the time to refill one request: a minute.
                 let retry_after = if secs > 60.0 { 60 } else { secs as u64 };
-                let format =
-                    negotiate::negotiate(req.extensions().get::<Suffix>().copied(), req.headers());
-                let error = ApiError::RateLimited {
-                    retry_after,
-                    detail: format!(
-                        "Rate limit of {} {} requests per minute (burst {}) exceeded for \
-                         tenant '{}'; retry after {retry_after} s",
-                        refused.rate.per_minute,
-                        class.as_str(),
-                        refused.rate.burst,
-                        tenant
-                    ),
+                let detail = format!(
+                    "Rate limit of {} {} requests per minute (burst {}) exceeded for \
+                     tenant '{}'; retry after {retry_after} s",
+                    refused.rate.per_minute,
+                    class.as_str(),
+                    refused.rate.burst,
+                    tenant
+                );
+                let resp = match self.flavor {
+                    Flavor::Quantum(version) => {
+                        let format = negotiate::negotiate(
+                            req.extensions().get::<Suffix>().copied(),
+                            req.headers(),
+                        );
+                        ApiError::RateLimited {
+                            retry_after,
+                            detail,
+                        }
+                        .render(Some(version), format)
+                    }
+                    Flavor::Neutron => {
+                        let body = serde_json::json!({"NeutronError": {
+                            "type": "OverLimit",
+                            "message": detail,
+                            "detail": "",
+                        }});
+                        let mut resp = (
+                            axum::http::StatusCode::TOO_MANY_REQUESTS,
+                            [(axum::http::header::CONTENT_TYPE, "application/json")],
+                            body.to_string(),
+                        )
+                            .into_response();
+                        resp.headers_mut().insert(
+                            axum::http::header::RETRY_AFTER,
+                            axum::http::HeaderValue::from(retry_after),
+                        );
+                        resp
+                    }
                 };
-                let resp = error.render(Some(self.version), format);
                 Box::pin(async move { Ok(resp) })
             }
         }

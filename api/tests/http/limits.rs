@@ -243,3 +243,32 @@ async fn quotas_hold_for_neutron_v2_creates_too() {
     assert_eq!(doc["limits"]["absolute"]["totalNetworksUsed"], 1);
     assert_eq!(doc["limits"]["absolute"]["totalPortsUsed"], 1);
 }
+
+#[tokio::test]
+async fn neutron_v2_is_rate_limited_per_project_with_its_own_fault_body() {
+    let (app, clock) = limited();
+    let post = |project: &'static str| {
+        let app = &app;
+        async move {
+            app.req(
+                "POST",
+                "/v2.0/networks",
+                Some(r#"{"network": {"name": "n"}}"#),
+                &[
+                    ("content-type", "application/json"),
+                    ("x-project-id", project),
+                ],
+            )
+            .await
+        }
+    };
+    assert_eq!(post("p").await.code(), 201);
+    assert_eq!(post("p").await.code(), 201);
+    let r = post("p").await;
+    assert_eq!(r.code(), 429, "{r:?}");
+    assert_eq!(r.retry_after.as_deref(), Some("1"));
+    assert_eq!(r.json()["NeutronError"]["type"], "OverLimit");
+    assert_eq!(post("q").await.code(), 201, "another project");
+    clock.store(1_000, Ordering::Relaxed);
+    assert_eq!(post("p").await.code(), 201);
+}
