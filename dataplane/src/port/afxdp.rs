@@ -304,16 +304,19 @@ impl PortIo for AfXdpPort {
     #[inline]
     fn refill(&mut self, umem: &mut Umem, target: u32) {
         let slot = self.slot;
+        let cap = target.max(INITIAL_FILL);
         for q in &mut self.queues {
-            if q.in_fill < q.want / 2 {
-                q.want = (q.want * 2).min(target.max(INITIAL_FILL));
-            }
-            q.want = q.want.min(target.max(INITIAL_FILL));
-            let target = q.want;
-            let bulk = (target / 2).clamp(1, REFILL_BULK);
-            if q.in_fill + bulk > target {
+            q.want = q.want.min(cap);
+            let bulk = (q.want / 2).clamp(1, REFILL_BULK);
+            if q.in_fill + bulk > q.want {
                 continue;
             }
+            // Traffic took more than half of what the fill ring held before we came back: give
+            // it twice as much. (Read the kernel's index only here, once per bulk refill.)
+            if q.sock.fill.outstanding() < q.want / 2 {
+                q.want = (q.want * 2).min(cap);
+            }
+            let target = q.want;
             let want = q.sock.fill.free(target - q.in_fill).min(target - q.in_fill) as usize;
             let mut n = 0;
             while n < want.min(self.buf.len()) {
