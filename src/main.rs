@@ -14,7 +14,7 @@ qswitch: a userspace AF_XDP virtual switch with the Quantum / Neutron networking
 USAGE:
     qswitch serve [--listen ADDR] [--db PATH] [--config FILE] [--no-dataplane]
                   [--auth noauth|token] [--tokens FILE] [--allow-noauth-remote]
-    qswitch token-digest TOKEN
+    qswitch token-digest TOKEN|-
     qswitch --help | --version
 
 serve options:
@@ -28,7 +28,8 @@ serve options:
     --allow-noauth-remote
                       serve noauth on a non-loopback address (refused without this flag)
 
-token-digest prints the SHA-256 digest of a token, as the tokens file stores it.
+token-digest prints the SHA-256 digest of a token, as the tokens file stores it; with -, the
+token is the first line of stdin (kept out of the shell history and the process list).
 ";
 
 struct ServeArgs {
@@ -99,6 +100,22 @@ fn parse_serve(mut args: impl Iterator<Item = String>) -> Result<ServeArgs, Stri
     Ok(a)
 }
 
+/// The token of `token-digest`: the argument, or with `-` the first line of stdin.
+fn read_token(arg: &str) -> Result<String, String> {
+    if arg != "-" {
+        return Ok(arg.to_owned());
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the token from stdin: {e}"))?;
+    let t = line.trim_end_matches(['\n', '\r']);
+    if t.is_empty() {
+        return Err("no token on stdin".into());
+    }
+    Ok(t.to_owned())
+}
+
 /// The authentication mode of the API.
 fn api_auth(args: &ServeArgs) -> Result<api::Auth, String> {
     match (&args.auth, &args.tokens) {
@@ -130,10 +147,11 @@ fn main() -> ExitCode {
         Some("serve") => parse_serve(args).and_then(serve),
         Some("token-digest") => match (args.next(), args.next()) {
             (Some(token), None) => {
-                println!("{}", api::token_digest(&token));
-                Ok(())
+                read_token(&token).map(|t| println!("{}", api::token_digest(&t)))
             }
-            _ => Err("token-digest takes one argument, the token".into()),
+            _ => {
+                Err("token-digest takes one argument: the token, or - to read it from stdin".into())
+            }
         },
         Some("--version") => {
             println!("qswitch {}", env!("CARGO_PKG_VERSION"));
