@@ -41,6 +41,36 @@ fn quick_run_reports_every_dut_and_cleans_up() {
     assert!(json.contains("\"test\": \"throughput\""));
     let svg = std::fs::read_to_string(out.join("throughput.svg")).unwrap();
     assert!(svg.starts_with("<svg"));
+    let _ = std::fs::remove_dir_all(&out);
+
+    // RFC 2889 on four ports, the control-to-forwarding latency and a small boot storm (one
+    // after the other: they would share namespaces and CPUs).
+    let run = |args: &[&str]| {
+        let r = Command::new(&exe)
+            .args(args)
+            .arg("--qswitch")
+            .arg(&qswitch)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&r.stdout).into_owned();
+        assert!(
+            r.status.success(),
+            "{args:?} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        stdout
+    };
+    let rfc = run(&["rfc2889", "--quick", "--duts", "qswitch"]);
+    assert!(rfc.lines().any(|l| l.starts_with("| qswitch |")), "{rfc}");
+    let plug = run(&["plug-latency", "--count", "3"]);
+    assert!(
+        plug.contains("plug response to first frame delivered"),
+        "{plug}"
+    );
+    assert!(plug.contains("0 of 3 plugs saw no frame"), "{plug}");
+    let storm = run(&["boot-storm", "--vms", "6", "--clients", "3"]);
+    assert!(storm.contains("every port forwarding"), "{storm}");
+
     let ns = String::from_utf8_lossy(
         &Command::new("ip")
             .args(["netns", "list"])
@@ -50,5 +80,4 @@ fn quick_run_reports_every_dut_and_cleans_up() {
     )
     .into_owned();
     assert!(!ns.contains("qsb"), "namespaces left behind: {ns}");
-    let _ = std::fs::remove_dir_all(&out);
 }
