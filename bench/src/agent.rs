@@ -91,3 +91,16 @@ pub fn stop(mut child: Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Takes the machine-wide harness lock (held until the returned file is dropped): the harness's
+/// namespaces have fixed names, so two runs on one machine take turns instead of tearing down
+/// each other's topologies.
+pub fn exclusive() -> std::io::Result<std::fs::File> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("qswitch-bench.lock"))?;
+    f.lock()?;
+    Ok(f)
+}

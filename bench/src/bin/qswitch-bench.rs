@@ -37,6 +37,17 @@ qswitch-bench agent gen|sink DEVICE     (internal: runs inside a namespace)";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Every command but the agents builds namespaces with fixed names: one run at a time.
+    let _lock = match args.first().map(String::as_str) {
+        Some("agent") | None => None,
+        _ => match bench::agent::exclusive() {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("qswitch-bench: cannot take the harness lock: {e}");
+                std::process::exit(1);
+            }
+        },
+    };
     let r = match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
         Some("plug-latency") => scenario::plug_latency(&args[1..]),
