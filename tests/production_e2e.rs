@@ -47,6 +47,28 @@ fn policed(stats: &Value) -> u64 {
     stats["drops"]["policed"].as_u64().unwrap()
 }
 
+/// Frames the kernel dropped before the switch saw them.
+fn kernel_drops(stats: &Value) -> u64 {
+    ["rx_dropped", "rx_ring_full", "rx_fill_ring_empty_descs"]
+        .iter()
+        .map(|k| stats["kernel"][k].as_u64().unwrap())
+        .sum()
+}
+
+/// A port's counters once they stop moving (published every millisecond while traffic flows).
+fn settled(api: &Api, port: &str) -> Value {
+    let mut last = api.stats(port);
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = api.stats(port);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("counters of {port} never settled: {last}");
+}
+
 /// Sends `count` frames at `pps` from `from` and counts what `to` receives; returns (received,
 /// seconds the sending took).
 fn measure(from: &Vm, to: &Vm, pps: u32, count: u32) -> (usize, f64) {
@@ -115,24 +137,27 @@ fn qos_limits_real_frames_live_and_counters_match_frames_sent() {
     }
     let (p1, p2) = (&ports[0], &ports[1]);
 
-    // Unlimited: every frame arrives and both ports count exactly the frames sent.
-    let (a1, a2) = (api.stats(p1), api.stats(p2));
-    let (seen, _) = measure(&vm1, &vm2, 2000, 300);
-    assert_eq!(seen, 300, "frames lost without a limit:\n{}", daemon.log());
-    let settled = wait_for(Duration::from_secs(2), || {
-        counter(&api.stats(p1), "rx_packets") - counter(&a1, "rx_packets") == 300
-    });
-    assert!(settled, "rx counter: {} -> {}", a1, api.stats(p1));
-    let (b1, b2) = (api.stats(p1), api.stats(p2));
-    assert_eq!(
-        counter(&b1, "rx_bytes") - counter(&a1, "rx_bytes"),
-        300 * 60
+    // Unlimited: every frame the switch receives arrives, and the counters say exactly what
+    // happened: rx on vm1's port = tx on vm2's port = frames vm2 saw, 60 bytes each. A frame the
+    // kernel could not hand to the switch (its rings full while a loaded host kept the worker off
+    // the CPU) is in the kernel's own counters instead. A warm-up lets the rings grow first.
+    measure(&vm1, &vm2, 1000, 200);
+    let (a1, a2) = (settled(&api, p1), settled(&api, p2));
+    let (seen, _) = measure(&vm1, &vm2, 1000, 300);
+    let (b1, b2) = (settled(&api, p1), settled(&api, p2));
+    let rx = counter(&b1, "rx_packets") - counter(&a1, "rx_packets");
+    let lost = kernel_drops(&b1) - kernel_drops(&a1);
+    assert!(
+        rx + lost >= 300 && rx >= 285,
+        "sent 300, switch got {rx}, kernel lost {lost}:\n{b1}"
     );
-    assert_eq!(counter(&b2, "tx_packets") - counter(&a2, "tx_packets"), 300);
     assert_eq!(
-        counter(&b2, "tx_bytes") - counter(&a2, "tx_bytes"),
-        300 * 60
+        seen as u64, rx,
+        "frames the switch received but did not deliver:\n{b1}"
     );
+    assert_eq!(counter(&b1, "rx_bytes") - counter(&a1, "rx_bytes"), rx * 60);
+    assert_eq!(counter(&b2, "tx_packets") - counter(&a2, "tx_packets"), rx);
+    assert_eq!(counter(&b2, "tx_bytes") - counter(&a2, "tx_bytes"), rx * 60);
     assert_eq!(policed(&b1), policed(&a1));
 
     // 500 frames/s with a 50-frame bucket: 3000 frames at 1000/s over ~3 s. A token bucket
@@ -150,12 +175,15 @@ fn qos_limits_real_frames_live_and_counters_match_frames_sent() {
         (rate - 500.0).abs() <= 50.0,
         "delivered {rate:.1} pps for 500"
     );
-    let settled = wait_for(Duration::from_secs(2), || {
-        counter(&api.stats(p1), "rx_packets") - counter(&b1, "rx_packets") == 3000
-    });
-    assert!(settled);
-    let (c1, c2) = (api.stats(p1), api.stats(p2));
-    assert_eq!(policed(&c1) - policed(&b1), 3000 - seen as u64, "{c1}");
+    let (c1, c2) = (settled(&api, p1), settled(&api, p2));
+    let rx = counter(&c1, "rx_packets") - counter(&b1, "rx_packets");
+    let lost = kernel_drops(&c1) - kernel_drops(&b1);
+    assert!(
+        rx + lost >= 3000,
+        "sent 3000, switch got {rx}, kernel lost {lost}"
+    );
+    // Every frame received was either delivered or policed.
+    assert_eq!(policed(&c1) - policed(&b1), rx - seen as u64, "{c1}");
     assert_eq!(
         counter(&c2, "tx_packets") - counter(&b2, "tx_packets"),
         seen as u64
@@ -196,8 +224,13 @@ fn qos_limits_real_frames_live_and_counters_match_frames_sent() {
         api.ok("GET", &format!("{p1}/qos"), None)["qos"],
         serde_json::json!({})
     );
-    let (seen, _) = measure(&vm1, &vm2, 2000, 200);
-    assert_eq!(seen, 200);
+    let before = settled(&api, p1);
+    let (seen, _) = measure(&vm1, &vm2, 1000, 300);
+    let after = settled(&api, p1);
+    let rx = counter(&after, "rx_packets") - counter(&before, "rx_packets");
+    assert!(rx >= 285, "sent 300, switch got {rx}");
+    assert_eq!(seen as u64, rx, "nothing policed any more: {after}");
+    assert_eq!(policed(&after), policed(&before));
 
     // The switch learned vm1's MAC on its port (noauth: the caller is an admin).
     let macs = api.ok("GET", &format!("{t}/networks/{net}/mac_table"), None);
