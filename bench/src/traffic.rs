@@ -36,6 +36,23 @@ pub fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// Opens an AF_XDP port on `device`, waiting (up to 2 s) for a queue that a socket closed just
+/// before is still releasing.
+fn open_port(device: &str, umem: &mut Umem) -> io::Result<AfXdpPort> {
+    let start = Instant::now();
+    loop {
+        match AfXdpPort::open(&AfXdpSpec::new(device), 0, umem, None) {
+            Err(e)
+                if e.kind() == io::ErrorKind::ResourceBusy
+                    && start.elapsed() < Duration::from_secs(2) =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// The source MAC of flow `i`.
 pub fn flow_mac(i: u32) -> Mac {
     let b = i.to_be_bytes();
@@ -76,7 +93,7 @@ impl Generator {
     /// Opens the generator's socket on `device`.
     pub fn open(device: &str) -> io::Result<Generator> {
         let mut umem = Umem::new(8192, 2048)?;
-        let port = AfXdpPort::open(&AfXdpSpec::new(device), 0, &mut umem, None)?;
+        let port = open_port(device, &mut umem)?;
         Ok(Generator { umem, port, seq: 0 })
     }
 
@@ -218,7 +235,7 @@ impl Sink {
     /// Opens the sink's socket on `device`.
     pub fn open(device: &str) -> io::Result<Sink> {
         let mut umem = Umem::new(16384, 2048)?;
-        let port = AfXdpPort::open(&AfXdpSpec::new(device), 0, &mut umem, None)?;
+        let port = open_port(device, &mut umem)?;
         Ok(Sink { umem, port })
     }
 
