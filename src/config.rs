@@ -26,6 +26,8 @@ pub(crate) struct FileConfig {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct ApiSection {
     pub(crate) max_page_size: usize,
+    /// The project (tenant) of Neutron v2.0 requests that name none, in noauth mode.
+    pub(crate) default_project: String,
     pub(crate) rate_limit: RateLimitSection,
     pub(crate) quotas: QuotaSection,
 }
@@ -34,6 +36,7 @@ impl Default for ApiSection {
     fn default() -> Self {
         ApiSection {
             max_page_size: api::DEFAULT_MAX_PAGE_SIZE,
+            default_project: api::DEFAULT_TENANT.to_owned(),
             rate_limit: RateLimitSection::default(),
             quotas: QuotaSection::default(),
         }
@@ -64,6 +67,7 @@ pub(crate) struct QuotaSection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ApiConfig {
     pub(crate) max_page_size: usize,
+    pub(crate) default_project: String,
     pub(crate) rate_limits: api::RateLimits,
     pub(crate) quotas: control::Quotas,
 }
@@ -196,9 +200,13 @@ impl FileConfig {
         if a.max_page_size == 0 {
             return Err("[api] max_page_size is at least 1".into());
         }
+        if a.default_project.is_empty() || a.default_project.len() > 255 {
+            return Err("[api] default_project is 1 to 255 characters".into());
+        }
         let r = &a.rate_limit;
         Ok(ApiConfig {
             max_page_size: a.max_page_size,
+            default_project: a.default_project.clone(),
             rate_limits: api::RateLimits {
                 read: rate("read", r.read_per_minute, r.read_burst)?,
                 write: rate("write", r.write_per_minute, r.write_burst)?,
@@ -318,5 +326,20 @@ mod tests {
         assert!(toml::from_str::<FileConfig>("[switch]\nbogus = 1").is_err());
         let f: FileConfig = toml::from_str("[switch]\npoll = \"sometimes\"").unwrap();
         assert!(f.options().is_err());
+    }
+}
+
+#[cfg(test)]
+mod api_section_tests {
+    use super::*;
+
+    #[test]
+    fn default_project_is_configurable_and_checked() {
+        let f: FileConfig = toml::from_str("").unwrap();
+        assert_eq!(f.api_config().unwrap().default_project, api::DEFAULT_TENANT);
+        let f: FileConfig = toml::from_str("[api]\ndefault_project = \"ops\"").unwrap();
+        assert_eq!(f.api_config().unwrap().default_project, "ops");
+        let f: FileConfig = toml::from_str("[api]\ndefault_project = \"\"").unwrap();
+        assert!(f.api_config().is_err());
     }
 }

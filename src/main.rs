@@ -213,6 +213,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         control,
         api::ApiOptions {
             max_page_size: api_cfg.max_page_size,
+            default_tenant: api_cfg.default_project,
             auth,
             rate_limits: api_cfg.rate_limits,
             ..Default::default()

@@ -119,7 +119,7 @@ impl Default for ApiOptions {
 }
 
 /// The OpenAPI 3 description of the JSON API, served at `/openapi.json`.
-pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
 
 /// The whole HTTP application, ready for `axum::serve`.
 pub fn router(control: Arc<Control>, opts: ApiOptions) -> Router {
