@@ -77,7 +77,7 @@ impl Default for WorkerConfig {
             aging_secs: DEFAULT_AGING_SECS,
             max_macs: 1 << 20,
             poll: PollMode::Adaptive,
-            max_fill: 4096,
+            max_fill: 8192,
         }
     }
 }

@@ -96,9 +96,9 @@ pub struct RingSizes {
 impl Default for RingSizes {
     fn default() -> Self {
         RingSizes {
-            fill: 4096,
+            fill: 8192,
             comp: 2048,
-            rx: 2048,
+            rx: 8192,
             tx: 2048,
         }
     }
