@@ -3,6 +3,9 @@
 //! Linux bridge and with no device), the API load driver `qswitch-apibench`, and
 //! `e2e/forward.py` (the first trafgen-based forwarding measurement). Results and the commands
 //! that produced them are in `docs/BENCHMARKS.md`.
+//!
+//! Environment knobs of `qswitch-bench`: `QSB_XDP_MODE` (`auto`, `native`, `generic`) sets the
+//! qswitch DUT's XDP mode; `QSB_DEBUG` prints per-trial details and the DUT's per-port counters.
 
 pub mod agent;
 pub mod http;
