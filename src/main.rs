@@ -2,6 +2,7 @@
 
 mod config;
 mod forwarder;
+mod inspect;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +16,9 @@ USAGE:
     qswitch serve [--listen ADDR] [--db PATH] [--config FILE] [--no-dataplane]
                   [--auth noauth|token] [--tokens FILE] [--allow-noauth-remote]
     qswitch token-digest TOKEN|-
+    qswitch ports --tenant T NETWORK_ID            [--api ADDR] [--token TOKEN]
+    qswitch macs  --tenant T NETWORK_ID            [--api ADDR] [--token TOKEN]
+    qswitch stats --tenant T NETWORK_ID PORT_ID    [--api ADDR] [--token TOKEN]
     qswitch --help | --version
 
 serve options:
@@ -27,6 +31,9 @@ serve options:
     --tokens FILE     the tokens file (TOML or JSON): SHA-256 digest -> tenant and roles
     --allow-noauth-remote
                       serve noauth on a non-loopback address (refused without this flag)
+
+ports, macs and stats ask a running daemon (--api, default 127.0.0.1:9696; the token may also
+come from QSWITCH_TOKEN) for a network's ports, its MAC table (admin) or a port's live counters.
 
 token-digest prints the SHA-256 digest of a token, as the tokens file stores it; with -, the
 token is the first line of stdin (kept out of the shell history and the process list).
@@ -153,6 +160,13 @@ fn main() -> ExitCode {
                 Err("token-digest takes one argument: the token, or - to read it from stdin".into())
             }
         },
+        Some(cmd @ ("ports" | "macs" | "stats")) => {
+            inspect::parse(args).and_then(|(t, rest)| match cmd {
+                "ports" => inspect::ports(&t, &rest),
+                "macs" => inspect::macs(&t, &rest),
+                _ => inspect::stats(&t, &rest),
+            })
+        }
         Some("--version") => {
             println!("qswitch {}", env!("CARGO_PKG_VERSION"));
             Ok(())
