@@ -33,25 +33,44 @@ impl SwitchForwarder {
 
     /// The switch configuration for a desired state.
     pub(crate) fn config_for(&self, state: &DesiredState) -> SwitchConfig {
-        let mut cfg = self.base.clone();
-        for n in &state.networks {
-            cfg.networks.push(NetworkConfig {
-                id: n.id.clone(),
-                vlan: n.vlan,
-                mac_limit: self.mac_limit,
-            });
-        }
-        for p in &state.ports {
-            // The file's static ports keep their devices; the switch refuses a configuration
-            // that gives one device to two ports.
-            if cfg.ports.iter().any(|b| b.device == p.device) {
-                tracing::warn!(port = %p.id, device = %p.device, "device taken by a static port; not bound");
-                continue;
-            }
-            cfg.ports.push(port_config(p));
-        }
-        cfg
+        merge(&self.base, self.mac_limit, state)
     }
+}
+
+/// The file's static configuration plus the API's networks and ports. What would collide with a
+/// static network (VLAN, id) or port (device) is left out and logged, so that one bad entry does
+/// not make the switch refuse the whole configuration.
+fn merge(base: &SwitchConfig, mac_limit: u32, state: &DesiredState) -> SwitchConfig {
+    let mut cfg = base.clone();
+    let mut skipped = std::collections::HashSet::new();
+    for n in &state.networks {
+        if cfg
+            .networks
+            .iter()
+            .any(|b| b.vlan == n.vlan || b.id == n.id)
+        {
+            tracing::warn!(network = %n.id, vlan = n.vlan, "VLAN taken by a static network; not forwarded");
+            skipped.insert(n.id.as_str());
+            continue;
+        }
+        cfg.networks.push(NetworkConfig {
+            id: n.id.clone(),
+            vlan: n.vlan,
+            mac_limit,
+        });
+    }
+    for p in &state.ports {
+        if skipped.contains(p.network_id.as_str()) {
+            continue;
+        }
+        // The file's static ports keep their devices.
+        if cfg.ports.iter().any(|b| b.device == p.device) {
+            tracing::warn!(port = %p.id, device = %p.device, "device taken by a static port; not bound");
+            continue;
+        }
+        cfg.ports.push(port_config(p));
+    }
+    cfg
 }
 
 /// The data plane's view of one desired port: an access port of its network, with its MAC as a
@@ -217,5 +236,44 @@ mod tests {
             ..p
         });
         assert!(open.security.is_none() && open.static_macs.is_empty());
+    }
+
+    #[test]
+    fn api_entries_colliding_with_the_file_are_left_out() {
+        use control::forward::DesiredNetwork;
+        let base = SwitchConfig {
+            networks: vec![NetworkConfig {
+                id: "static".into(),
+                vlan: 1,
+                mac_limit: 10,
+            }],
+            ports: vec![PortConfig::trunk("uplink", "eth9")],
+        };
+        let net = |id: &str, vlan| DesiredNetwork {
+            id: id.into(),
+            tenant_id: "t".into(),
+            vlan,
+        };
+        let port = |id: &str, net: &str, dev: &str| DesiredPort {
+            id: id.into(),
+            network_id: net.into(),
+            device: dev.into(),
+            admin_up: true,
+            ..DesiredPort::default()
+        };
+        let state = DesiredState {
+            networks: vec![net("a", 1), net("b", 2)],
+            ports: vec![
+                port("pa", "a", "tapa"),
+                port("pb", "b", "tapb"),
+                port("pc", "b", "eth9"),
+            ],
+        };
+        let cfg = merge(&base, 8192, &state);
+        assert!(cfg.validate().is_ok());
+        let ids: Vec<&str> = cfg.networks.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["static", "b"]);
+        let ports: Vec<&str> = cfg.ports.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ports, ["uplink", "pb"]);
     }
 }
