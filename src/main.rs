@@ -218,6 +218,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             forwarder,
             control::ControlOptions {
                 quotas: api_cfg.quotas,
+                // With authenticated callers, a v2.0 port takes its tap device only when the
+                // hypervisor side registered that device for the port's tenant.
+                authorize_tap_binding: matches!(auth, api::Auth::Token(_)),
                 ..Default::default()
             },
         )

@@ -23,11 +23,15 @@ use crate::store::Tx;
 ///
 /// A plugged attachment's device wins over the `tap` convention; a device
 /// already taken by an earlier port is not given to a later one.
-pub(crate) fn desired_state(tx: &dyn Tx) -> Result<DesiredState> {
+pub(crate) fn desired_state(tx: &dyn Tx, authorize_tap: bool) -> Result<DesiredState> {
     let records = tx.network_records(None)?;
     let net_up: HashMap<String, bool> = records
         .iter()
         .map(|r| (r.network.id.clone(), r.attrs.admin_state_up))
+        .collect();
+    let net_tenant: HashMap<String, String> = records
+        .iter()
+        .map(|r| (r.network.id.clone(), r.network.tenant_id.clone()))
         .collect();
     let networks = records
         .into_iter()
@@ -49,6 +53,14 @@ pub(crate) fn desired_state(tx: &dyn Tx) -> Result<DesiredState> {
             Some(d) => d.clone(),
             None if r.attrs.bind_tap => {
                 let d = tap_device(&r.port.id);
+                if authorize_tap {
+                    // Only a device the hypervisor side registered for the port's tenant.
+                    let tenant = net_tenant.get(&r.port.network_id);
+                    let registered = tx.interface_by_device(&d)?;
+                    if registered.is_none_or(|i| Some(&i.tenant_id) != tenant) {
+                        continue;
+                    }
+                }
                 if !taken.insert(d.clone()) {
                     tracing::warn!(port = %r.port.id, device = %d, "device already in use; port not bound");
                     continue;

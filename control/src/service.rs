@@ -41,6 +41,10 @@ pub struct ControlOptions {
     pub vlan_max: u16,
     /// Absolute limits per tenant (default: none).
     pub quotas: Quotas,
+    /// Bind a v2.0 port to its `tap` device only when that device is registered as an interface
+    /// of the port's tenant (by the hypervisor side), instead of whenever the device appears.
+    /// On in token mode, where callers are authenticated; off in noauth mode.
+    pub authorize_tap_binding: bool,
 }
 
 impl Default for ControlOptions {
@@ -49,6 +53,7 @@ impl Default for ControlOptions {
             vlan_min: 1,
             vlan_max: 4094,
             quotas: Quotas::default(),
+            authorize_tap_binding: false,
         }
     }
 }
@@ -128,19 +133,22 @@ impl Control {
     /// startup and after every write; callable to force a resync).
     pub fn reconcile(&self) -> Result<()> {
         let mut store = self.lock();
-        let state = Self::derive(&mut store)?;
+        let state = Self::derive(&mut store, self.options.authorize_tap_binding)?;
         self.forwarder.apply(&state);
         Ok(())
     }
 
     /// The desired state as derived from the store right now.
     pub fn desired_state(&self) -> Result<DesiredState> {
-        Self::derive(&mut self.lock())
+        Self::derive(&mut self.lock(), self.options.authorize_tap_binding)
     }
 
-    fn derive(store: &mut MutexGuard<'_, Box<dyn Store>>) -> Result<DesiredState> {
+    fn derive(
+        store: &mut MutexGuard<'_, Box<dyn Store>>,
+        authorize_tap: bool,
+    ) -> Result<DesiredState> {
         let tx = store.begin(false)?;
-        reconcile::desired_state(tx.as_ref())
+        reconcile::desired_state(tx.as_ref(), authorize_tap)
     }
 
     fn lock(&self) -> MutexGuard<'_, Box<dyn Store>> {
@@ -165,7 +173,7 @@ impl Control {
             tx.commit()?;
             out
         };
-        match Self::derive(&mut store) {
+        match Self::derive(&mut store, self.options.authorize_tap_binding) {
             Ok(state) => self.forwarder.apply(&state),
             // The change is committed; the next write or restart repairs it.
             Err(e) => tracing::error!(error = ?e, "could not derive desired state after commit"),

@@ -421,3 +421,71 @@ fn concurrent_creates_get_unique_vlans() {
     vlans.sort_unstable();
     assert_eq!(vlans, (1..=40).collect::<Vec<u16>>());
 }
+
+#[test]
+fn tap_binding_needs_a_registered_device_when_authorized() {
+    use crate::neutron::{tap_device, NetworkSpec, PortSpec, Scope};
+    for authorize in [false, true] {
+        let c = Control::in_memory(
+            Arc::new(NullForwarder),
+            ControlOptions {
+                authorize_tap_binding: authorize,
+                ..ControlOptions::default()
+            },
+        )
+        .unwrap();
+        let scope = Scope {
+            tenant_id: A.into(),
+            admin: false,
+        };
+        let net = c
+            .v2_create_networks(
+                &scope,
+                vec![NetworkSpec {
+                    tenant_id: A.into(),
+                    name: "n".into(),
+                    admin_state_up: true,
+                    shared: false,
+                    mtu: 1500,
+                    description: String::new(),
+                    port_security_enabled: true,
+                }],
+            )
+            .unwrap()
+            .remove(0);
+        let port = c
+            .v2_create_ports(
+                &scope,
+                vec![PortSpec {
+                    tenant_id: A.into(),
+                    network_id: net.network.id.clone(),
+                    name: String::new(),
+                    admin_state_up: true,
+                    mac_address: None,
+                    fixed_ips: None,
+                    device_id: String::new(),
+                    device_owner: String::new(),
+                    description: String::new(),
+                    port_security_enabled: None,
+                    allowed_address_pairs: Vec::new(),
+                    host_id: String::new(),
+                }],
+            )
+            .unwrap()
+            .remove(0);
+        let id = port.record.port.id.clone();
+        let bound = |c: &Control| c.desired_state().unwrap().ports.iter().any(|p| p.id == id);
+        // Without authorization the device binds as soon as it exists; with it, only once the
+        // hypervisor side registered it for the port's tenant (not another tenant's).
+        assert_eq!(bound(&c), !authorize, "authorize={authorize}");
+        c.register_interface(B, "vif-b", &tap_device(&id)).unwrap();
+        assert_eq!(
+            bound(&c),
+            !authorize,
+            "another tenant's registration, authorize={authorize}"
+        );
+        c.unregister_interface(B, "vif-b").unwrap();
+        c.register_interface(A, "vif-a", &tap_device(&id)).unwrap();
+        assert!(bound(&c), "own registration, authorize={authorize}");
+    }
+}
