@@ -166,12 +166,13 @@ fn port_statistics(s: &PortStats) -> PortStatistics {
 impl Forwarder for SwitchForwarder {
     fn apply(&self, state: &DesiredState) {
         let cfg = self.config_for(state);
-        match self.switch.apply(cfg) {
-            Ok(()) => {
-                self.switch.wait_settled(SETTLE);
-            }
-            Err(e) => tracing::error!("the data plane refused the configuration: {e}"),
+        if let Err(e) = self.switch.apply(cfg) {
+            tracing::error!("the data plane refused the configuration: {e}");
         }
+    }
+
+    fn settle(&self) {
+        self.switch.wait_settled(SETTLE);
     }
 
     fn port_up(&self, port_id: &str) -> bool {

@@ -78,6 +78,13 @@ pub trait Forwarder: Send + Sync + 'static {
     /// [`crate::Control`]; it should publish the new configuration and return.
     fn apply(&self, state: &DesiredState);
 
+    /// Waits (briefly) until the last applied state is in force, e.g. until
+    /// newly plugged ports are open. Called after every `apply` of a write,
+    /// once the store lock is released, so that waiting for the data plane
+    /// holds up neither readers nor other writers; the write is answered
+    /// after it returns.
+    fn settle(&self) {}
+
     /// True while this port's interface is open and forwarding (drives the
     /// port's op-status: UP/DOWN).
     fn port_up(&self, port_id: &str) -> bool;

@@ -178,6 +178,10 @@ impl Control {
             // The change is committed; the next write or restart repairs it.
             Err(e) => tracing::error!(error = ?e, "could not derive desired state after commit"),
         }
+        // States are applied in commit order under the lock; waiting for the data plane to
+        // catch up happens outside it.
+        drop(store);
+        self.forwarder.settle();
         Ok(out)
     }
 
