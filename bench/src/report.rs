@@ -11,7 +11,7 @@ pub struct Point {
     pub size: usize,
     /// Test name.
     pub test: String,
-    /// Frames per second delivered.
+    /// Frames per second delivered (for `back-to-back`: frames in the longest clean burst).
     pub pps: f64,
     /// Fraction lost.
     pub loss: f64,
@@ -39,10 +39,16 @@ pub fn json(points: &[Point]) -> String {
             ),
             None => "null".into(),
         };
+        // A back-to-back point counts frames in a burst, not frames per second.
+        let rate = if p.test == "back-to-back" {
+            format!("\"frames\": {:.0}", p.pps)
+        } else {
+            format!("\"pps\": {:.0}, \"gbps\": {:.4}", p.pps, p.gbps())
+        };
         let _ = write!(
             s,
-            "  {{\"dut\": \"{}\", \"size\": {}, \"test\": \"{}\", \"pps\": {:.0}, \"gbps\": {:.4}, \"loss\": {:.6}, \"latency_us\": {}, \"note\": \"{}\"}}",
-            p.dut, p.size, p.test, p.pps, p.gbps(), p.loss, lat, p.note
+            "  {{\"dut\": \"{}\", \"size\": {}, \"test\": \"{}\", {rate}, \"loss\": {:.6}, \"latency_us\": {}, \"note\": \"{}\"}}",
+            p.dut, p.size, p.test, p.loss, lat, p.note
         );
         s.push_str(if i + 1 < points.len() { ",\n" } else { "\n" });
     }

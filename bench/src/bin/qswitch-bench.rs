@@ -8,7 +8,8 @@
 //!
 //! Tests per DUT and frame size: the generator flat out (offered and delivered rate); RFC 2544
 //! throughput (binary search for the highest rate with no loss) and the partial-drop rate (0.5 %
-//! loss allowed); latency percentiles at 50 % and 90 % of the throughput. On the `none` topology
+//! loss allowed); back-to-back (the longest burst at full rate with no loss); latency percentiles
+//! at 50 % and 90 % of the throughput. On the `none` topology
 //! the harness also measures `trafgen -P 1` (when installed) beside its own generator.
 //!
 //! Traffic comes from AF_XDP agents: this binary re-executed inside the generator and sink
@@ -167,6 +168,8 @@ fn addr(spec: &str, i: u32) -> Result<Mac, String> {
 // The run
 
 struct Opts {
+    /// Longest back-to-back burst tried.
+    burst_max: u64,
     duts: Vec<Dut>,
     sizes: Vec<usize>,
     trial: f64,
@@ -178,6 +181,7 @@ struct Opts {
 
 fn parse(args: &[String]) -> Result<Opts, String> {
     let mut o = Opts {
+        burst_max: 1 << 17,
         duts: vec![Dut::None, Dut::Bridge, Dut::Qswitch],
         sizes: vec![64, 128, 256, 512, 1024, 1518],
         trial: 2.0,
@@ -198,6 +202,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                 o.sizes = vec![64, 1518];
                 o.trial = 0.4;
                 o.steps = 3;
+                o.burst_max = 4096;
             }
             "--duts" => {
                 o.duts = v()?
@@ -276,6 +281,49 @@ impl Rig {
             }
         }
         Ok(lo)
+    }
+
+    /// Does a burst of `n` frames sent back to back (flat out) arrive whole?
+    fn burst_passes(&mut self, o: &Opts, size: usize, n: u64) -> Result<bool, String> {
+        let before = topo::counters(self.sink.pid(), "sink-v").ok_or("no sink counters")?;
+        let cmd = format!(
+            "sendx mac={SINK_MAC} flow=0 {} {size} 0 {} {n}",
+            o.flows.max(1),
+            o.trial.max(1.0)
+        );
+        let sent = self.gen.ask(&cmd)?.first().copied().unwrap_or(0.0) as u64;
+        std::thread::sleep(Duration::from_millis(50));
+        let after = topo::counters(self.sink.pid(), "sink-v").ok_or("no sink counters")?;
+        Ok(sent == n && after.0 - before.0 >= n)
+    }
+
+    /// RFC 2544 back-to-back: the longest burst at the maximum rate that crosses with no loss
+    /// (doubling up to `max`, then a binary search). `(frames, true)` when even `max` passed.
+    fn back_to_back(&mut self, o: &Opts, size: usize, max: u64) -> Result<(u64, bool), String> {
+        let (mut good, mut n) = (0, 64);
+        while n <= max {
+            if !self.burst_passes(o, size, n)? {
+                break;
+            }
+            good = n;
+            n *= 2;
+        }
+        if n > max {
+            return Ok((good, true));
+        }
+        let (mut lo, mut hi) = (good, n);
+        for _ in 0..o.steps {
+            let mid = (lo + hi) / 2;
+            if mid == lo {
+                break;
+            }
+            if self.burst_passes(o, size, mid)? {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok((lo, false))
     }
 
     fn latency(&mut self, o: &Opts, size: usize, pps: f64) -> Result<[f64; 4], String> {
@@ -381,6 +429,9 @@ fn run(args: &[String]) -> Result<(), String> {
             pt("throughput", thr, 0.0, None, note);
             let partial = rig.search(&o, size, offered, 0.005)?;
             pt("partial-drop-0.5%", partial, 0.005, None, "");
+            let (burst, all) = rig.back_to_back(&o, size, o.burst_max)?;
+            let note = if all { "largest tried" } else { "" };
+            pt("back-to-back", burst as f64, 0.0, None, note);
             for (name, frac) in [("latency@50%", 0.5), ("latency@90%", 0.9)] {
                 if thr > 0.0 {
                     let lat = rig.latency(&o, size, thr * frac)?;
@@ -423,8 +474,8 @@ fn print_report(o: &Opts, points: &[Point], trafgen: Option<f64>) {
         "## RFC 2544 throughput (trial {} s, {} search steps, {} flows)\n",
         o.trial, o.steps, o.flows
     );
-    println!("| DUT | size | offered Mpps | throughput Mpps | Gbit/s | partial-drop Mpps | vs none | vs bridge | note |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| DUT | size | offered Mpps | throughput Mpps | Gbit/s | partial-drop Mpps | vs none | vs bridge | back-to-back frames | note |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for &size in &o.sizes {
         for dut in &o.duts {
             let Some(t) = get(dut.name(), size, "throughput") else {
@@ -437,8 +488,12 @@ fn print_report(o: &Opts, points: &[Point], trafgen: Option<f64>) {
                     .filter(|p| p.pps > 0.0)
                     .map_or("-".to_string(), |p| format!("{:.2}", t.pps / p.pps))
             };
+            let b2b = get(dut.name(), size, "back-to-back").map_or("-".to_string(), |p| {
+                let more = if p.note.is_empty() { "" } else { ">= " };
+                format!("{more}{:.0}", p.pps)
+            });
             println!(
-                "| {} | {size} | {:.3} | {:.3} | {:.2} | {:.3} | {} | {} | {} |",
+                "| {} | {size} | {:.3} | {:.3} | {:.2} | {:.3} | {} | {} | {b2b} | {} |",
                 dut.name(),
                 off / 1e6,
                 t.pps / 1e6,
