@@ -191,7 +191,7 @@ pub fn start_dut(
         Dut::Qswitch => {
             let mode = std::env::var("QSB_XDP_MODE").unwrap_or_else(|_| "auto".into());
             let mut cfg = format!(
-                "[switch]\ncpu = 1\npoll = \"busy\"\nxdp_mode = \"{mode}\"\n\
+                "[switch]\ncpu = 1\npoll = \"busy\"\numem_frames = 131072\nxdp_mode = \"{mode}\"\n\
                  [[network]]\nid = \"n\"\nvlan = 10\n"
             );
             for d in devices {

@@ -72,7 +72,7 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
-            frames: 131072,
+            frames: 32768,
             chunk_size: 2048,
             aging_secs: DEFAULT_AGING_SECS,
             max_macs: 1 << 20,
@@ -389,8 +389,15 @@ impl<P: PortIo> Worker<P> {
             .filter_map(|&s| self.ports[usize::from(s)].as_ref())
             .find(|o| o.healthy)
             .map(|o| &o.io);
+        let started = Instant::now();
         match P::open(&spec, slot, &mut self.umem, peer) {
             Ok(io) => {
+                log::info!(
+                    "port {slot} opened in {} µs: {} ({} queues)",
+                    started.elapsed().as_micros(),
+                    io.mode().name(),
+                    io.queues()
+                );
                 // A port that is re-opened (its device came back) keeps its counters.
                 let published = shared.counters.read();
                 self.pipe.counters[usize::from(slot)] = published.counters;

@@ -9,7 +9,7 @@
 //!   cannot be shared with a device that lacks zero-copy. The chosen modes are reported.
 //! * The fill ring of each queue is topped up in bulk using our own count of the chunks it holds,
 //!   so the kernel's index is not read every loop. Its level starts small and doubles while
-//!   traffic uses it, so a thousand idle ports do not hold the UMEM hostage (the kernel never
+//!   traffic uses it, so many idle ports do not hold the UMEM hostage (the kernel never
 //!   gives back what sits on a fill ring).
 //! * Transmission uses the TX ring of queue 0; copy mode needs a `sendto` per batch.
 //! * Dropping the port detaches the program (the link fd closes) before closing the sockets.
@@ -304,7 +304,7 @@ impl PortIo for AfXdpPort {
     #[inline]
     fn refill(&mut self, umem: &mut Umem, target: u32) {
         let slot = self.slot;
-        let cap = target.max(INITIAL_FILL);
+        let cap = target.max(1);
         for q in &mut self.queues {
             q.want = q.want.min(cap);
             let bulk = (q.want / 2).clamp(1, REFILL_BULK);
