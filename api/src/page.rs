@@ -12,9 +12,12 @@
 //! A repeated key keeps its last value, as the filters do. v1.0 knows none
 //! of these keys: they stay v1.0 filter keys (ignored).
 
-use control::PageRequest;
+use control::{Page, PageRequest};
+use serde_json::{json, Value};
 
+use crate::ctx::Ctx;
 use crate::fault::ApiError;
+use crate::links;
 
 /// The query keys that are paging, not filters.
 pub(crate) const KEYS: &[&str] = &["limit", "marker", "page_reverse"];
@@ -65,6 +68,28 @@ pub(crate) fn request(query: Option<&str>, max: usize) -> Result<PageRequest, Ap
         }
     }
     Ok(req)
+}
+
+/// The v1.1 body of one page of `key` (`networks` or `ports`): its items, and `<key>_links` with
+/// `next`/`previous` built from the request's own URL.
+pub(crate) fn body<T>(
+    ctx: &Ctx,
+    key: &str,
+    page: &Page<T>,
+    limit: usize,
+    id: impl Fn(&T) -> &str,
+    item: impl Fn(&T) -> Value,
+) -> Value {
+    let items: Vec<Value> = page.items.iter().map(item).collect();
+    let page_links = links::page_links(
+        &ctx.origin,
+        &ctx.path,
+        ctx.query.as_deref(),
+        limit,
+        page.items.last().map(&id).filter(|_| page.has_next),
+        page.items.first().map(&id).filter(|_| page.has_previous),
+    );
+    json!({ key: items, format!("{key}_links"): page_links })
 }
 
 #[cfg(test)]

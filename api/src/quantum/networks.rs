@@ -10,7 +10,7 @@ use super::filters::{self, Parsed};
 use super::{create_status, views};
 use crate::ctx::{resource, Ctx, Reply};
 use crate::fault::ApiError;
-use crate::links::{self, Links};
+use crate::links::Links;
 use crate::negotiate::Version;
 use crate::page;
 
@@ -69,26 +69,15 @@ async fn list_impl(ctx: &Ctx, detail: bool) -> Result<Reply, ApiError> {
             })
         })
         .await?;
-    let items: Vec<Value> = page
-        .items
-        .iter()
-        .map(|n| item(ctx, &links, n, detail))
-        .collect();
-    fn id(n: Option<&NetworkView>) -> Option<&str> {
-        n.map(|n| n.network.id.as_str())
-    }
-    let page_links = links::page_links(
-        &ctx.origin,
-        &ctx.path,
-        ctx.query.as_deref(),
+    let body = page::body(
+        ctx,
+        "networks",
+        &page,
         limit,
-        id(page.items.last()).filter(|_| page.has_next),
-        id(page.items.first()).filter(|_| page.has_previous),
+        |n| n.network.id.as_str(),
+        |n| item(ctx, &links, n, detail),
     );
-    Ok(Reply::ok(
-        json!({ "networks": items, "networks_links": page_links }),
-        views::core_attrs(v),
-    ))
+    Ok(Reply::ok(body, views::core_attrs(v)))
 }
 
 /// `GET /networks`: `{"networks": [{"id"}]}`.

@@ -10,7 +10,7 @@ use super::filters::{self, Parsed};
 use super::{create_status, views};
 use crate::ctx::{req_str, resource, Ctx, Reply};
 use crate::fault::ApiError;
-use crate::links::{self, Links};
+use crate::links::Links;
 use crate::negotiate::Version;
 use crate::page;
 
@@ -73,26 +73,15 @@ async fn list_impl(ctx: &Ctx, detail: bool) -> Result<Reply, ApiError> {
             })
         })
         .await?;
-    let items: Vec<Value> = page
-        .items
-        .iter()
-        .map(|p| item(ctx, &links, p, detail))
-        .collect();
-    fn id(p: Option<&PortView>) -> Option<&str> {
-        p.map(|p| p.port.id.as_str())
-    }
-    let page_links = links::page_links(
-        &ctx.origin,
-        &ctx.path,
-        ctx.query.as_deref(),
+    let body = page::body(
+        ctx,
+        "ports",
+        &page,
         limit,
-        id(page.items.last()).filter(|_| page.has_next),
-        id(page.items.first()).filter(|_| page.has_previous),
+        |p| p.port.id.as_str(),
+        |p| item(ctx, &links, p, detail),
     );
-    Ok(Reply::ok(
-        json!({ "ports": items, "ports_links": page_links }),
-        views::core_attrs(v),
-    ))
+    Ok(Reply::ok(body, views::core_attrs(v)))
 }
 
 /// `GET /ports`: `{"ports": [{"id"}]}`.
