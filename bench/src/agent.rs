@@ -81,6 +81,7 @@ impl Drop for Agent {
 /// Stops a daemon the harness started: SIGTERM (it closes its ports and detaches its programs),
 /// then SIGKILL if it has not exited within 5 s.
 pub fn stop(mut child: Child) {
+    crate::interrupt::untrack(child.id());
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

@@ -6,9 +6,14 @@
 //!
 //! Environment knobs of `qswitch-bench`: `QSB_XDP_MODE` (`auto`, `native`, `generic`) sets the
 //! qswitch DUT's XDP mode; `QSB_DEBUG` prints per-trial details and the DUT's per-port counters.
+//!
+//! Ctrl-C (or SIGTERM) during a run stops every process the harness started and deletes its
+//! namespaces before exiting (`interrupt`).
 
 pub mod agent;
 pub mod http;
+pub mod interrupt;
+pub mod progress;
 pub mod report;
 pub mod rfc2889;
 pub mod scenario;

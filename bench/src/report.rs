@@ -17,6 +17,8 @@ pub struct Point {
     pub loss: f64,
     /// Latency percentiles in µs (p50, p90, p99, max), when measured.
     pub latency_us: Option<[f64; 4]>,
+    /// The latency CDF, when measured: (quantile, µs) pairs in rising order.
+    pub cdf: Vec<(f64, f64)>,
     /// Free text (e.g. "generator-bound").
     pub note: String,
 }
@@ -26,6 +28,35 @@ impl Point {
     pub fn gbps(&self) -> f64 {
         self.pps * self.size as f64 * 8.0 / 1e9
     }
+}
+
+/// A single measured value (the RFC 2889 tests), for the JSON report.
+#[derive(Debug, Clone)]
+pub struct Metric {
+    /// Device under test.
+    pub dut: String,
+    /// Test name.
+    pub test: String,
+    /// The value, in `unit`.
+    pub value: f64,
+    /// `pps`, `fps`, `addresses`, `fraction`...
+    pub unit: String,
+    /// Free text (e.g. "lower bound: largest tried").
+    pub note: String,
+}
+
+/// JSON text of all metrics.
+pub fn json_metrics(metrics: &[Metric]) -> String {
+    let rows: Vec<String> = metrics
+        .iter()
+        .map(|m| {
+            format!(
+                "  {{\"dut\": \"{}\", \"test\": \"{}\", \"value\": {}, \"unit\": \"{}\", \"note\": \"{}\"}}",
+                m.dut, m.test, m.value, m.unit, m.note
+            )
+        })
+        .collect();
+    format!("[\n{}\n]", rows.join(",\n"))
 }
 
 /// JSON text of all points.
@@ -39,6 +70,16 @@ pub fn json(points: &[Point]) -> String {
             ),
             None => "null".into(),
         };
+        let cdf = if p.cdf.is_empty() {
+            String::new()
+        } else {
+            let pairs: Vec<String> = p
+                .cdf
+                .iter()
+                .map(|(q, us)| format!("[{q}, {us:.2}]"))
+                .collect();
+            format!(", \"cdf\": [{}]", pairs.join(", "))
+        };
         // A back-to-back point counts frames in a burst, not frames per second.
         let rate = if p.test == "back-to-back" {
             format!("\"frames\": {:.0}", p.pps)
@@ -47,12 +88,119 @@ pub fn json(points: &[Point]) -> String {
         };
         let _ = write!(
             s,
-            "  {{\"dut\": \"{}\", \"size\": {}, \"test\": \"{}\", {rate}, \"loss\": {:.6}, \"latency_us\": {}, \"note\": \"{}\"}}",
+            "  {{\"dut\": \"{}\", \"size\": {}, \"test\": \"{}\", {rate}, \"loss\": {:.6}, \"latency_us\": {}{cdf}, \"note\": \"{}\"}}",
             p.dut, p.size, p.test, p.loss, lat, p.note
         );
         s.push_str(if i + 1 < points.len() { ",\n" } else { "\n" });
     }
     s.push(']');
+    s
+}
+
+/// One colour per DUT, in the order the DUTs first appear.
+const COLORS: [&str; 5] = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2"];
+
+/// The DUTs' colours, in a row under the title.
+fn legend(s: &mut String, duts: &[&str], left: f64) {
+    for (j, dut) in duts.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "<rect x=\"{}\" y=\"28\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"37\">{dut}</text>",
+            left + 10.0 + 90.0 * j as f64,
+            COLORS[j % COLORS.len()],
+            left + 24.0 + 90.0 * j as f64
+        );
+    }
+}
+
+/// Latency CDFs (SVG) of the latency tests at frame size `size`: one curve per DUT and load
+/// (solid at 90 %, dashed at 50 % of the throughput), latency on a log scale.
+pub fn svg_cdf(points: &[Point], size: usize, title: &str) -> String {
+    let pts: Vec<&Point> = points
+        .iter()
+        .filter(|p| p.size == size && !p.cdf.is_empty())
+        .collect();
+    let mut duts: Vec<&str> = Vec::new();
+    for p in &pts {
+        if !duts.contains(&p.dut.as_str()) {
+            duts.push(&p.dut);
+        }
+    }
+    let all = pts.iter().flat_map(|p| p.cdf.iter().map(|c| c.1.max(1.0)));
+    let (lo, hi) = all.fold((f64::MAX, 1.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = (
+        lo.min(hi).log10().floor(),
+        hi.log10().ceil().max(lo.log10() + 1.0),
+    );
+    let (w, h, left, bottom, top) = (720.0, 400.0, 60.0, 40.0, 50.0);
+    let x = |us: f64| left + (w - left - 20.0) * (us.max(1.0).log10() - lo) / (hi - lo);
+    let y = |q: f64| h - bottom - (h - bottom - top) * q;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <text x=\"{}\" y=\"18\" text-anchor=\"middle\" font-size=\"14\">{title}</text>\n",
+        w / 2.0
+    );
+    for k in 0..=4 {
+        let q = f64::from(k) / 4.0;
+        let _ = writeln!(
+            s,
+            "<text x=\"{}\" y=\"{:.0}\" text-anchor=\"end\">{q:.2}</text><line x1=\"{left}\" y1=\"{:.0}\" x2=\"{}\" y2=\"{:.0}\" stroke=\"#ddd\"/>",
+            left - 4.0,
+            y(q) + 4.0,
+            y(q),
+            w - 20.0,
+            y(q)
+        );
+    }
+    let mut e = lo;
+    while e <= hi {
+        let us = 10f64.powf(e);
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.0}\" y=\"{}\" text-anchor=\"middle\">{us} µs</text><line x1=\"{:.0}\" y1=\"{top}\" x2=\"{:.0}\" y2=\"{}\" stroke=\"#ddd\"/>",
+            x(us),
+            h - bottom + 16.0,
+            x(us),
+            x(us),
+            h - bottom
+        );
+        e += 1.0;
+    }
+    let _ = writeln!(
+        s,
+        "<text x=\"14\" y=\"{}\" transform=\"rotate(-90 14 {})\">fraction of frames</text>",
+        h / 2.0,
+        h / 2.0
+    );
+    for p in &pts {
+        let j = duts.iter().position(|d| *d == p.dut).unwrap_or(0);
+        let dash = if p.test.ends_with("@50%") {
+            " stroke-dasharray=\"6 4\""
+        } else {
+            ""
+        };
+        let path: Vec<String> = p
+            .cdf
+            .iter()
+            .map(|&(q, us)| format!("{:.1},{:.1}", x(us), y(q)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\"{dash} points=\"{}\"><title>{} {}</title></polyline>",
+            COLORS[j % COLORS.len()],
+            path.join(" "),
+            p.dut,
+            p.test
+        );
+    }
+    legend(&mut s, &duts, left);
+    let _ = writeln!(
+        s,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">solid: 90 % load, dashed: 50 %</text>",
+        w - 20.0,
+        h - 4.0
+    );
+    s.push_str("</svg>\n");
     s
 }
 
@@ -72,7 +220,6 @@ pub fn svg_bars(points: &[Point], test: &str, title: &str) -> String {
     let (w, h, left, bottom) = (720.0, 360.0, 60.0, 40.0);
     let group = (w - left - 20.0) / sizes.len().max(1) as f64;
     let bar = group * 0.8 / duts.len().max(1) as f64;
-    let colors = ["#4c78a8", "#f58518", "#54a24b", "#e45756"];
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <text x=\"{}\" y=\"18\" text-anchor=\"middle\" font-size=\"14\">{title}</text>\n\
@@ -116,21 +263,13 @@ pub fn svg_bars(points: &[Point], test: &str, title: &str) -> String {
                     gx + bar * j as f64,
                     h - bottom - bh,
                     bar - 2.0,
-                    colors[j % colors.len()],
+                    COLORS[j % COLORS.len()],
                     p.pps / 1e6
                 );
             }
         }
     }
-    for (j, dut) in duts.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            "<rect x=\"{}\" y=\"28\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"37\">{dut}</text>",
-            left + 10.0 + 90.0 * j as f64,
-            colors[j % colors.len()],
-            left + 24.0 + 90.0 * j as f64
-        );
-    }
+    legend(&mut s, &duts, left);
     s.push_str("</svg>\n");
     s
 }
@@ -147,6 +286,7 @@ mod tests {
             pps,
             loss: 0.0,
             latency_us: None,
+            cdf: Vec::new(),
             note: String::new(),
         }
     }
@@ -163,5 +303,19 @@ mod tests {
         let s = svg_bars(&pts, "throughput", "t");
         assert_eq!(s.matches("<rect x=").count(), 3 + 2);
         assert!(s.starts_with("<svg"));
+    }
+
+    #[test]
+    fn cdf_curves_one_per_latency_point() {
+        let mut a = p("qswitch", 64, 1e6);
+        a.test = "latency@90%".into();
+        a.cdf = vec![(0.0, 10.0), (0.5, 20.0), (1.0, 400.0)];
+        let mut b = a.clone();
+        b.test = "latency@50%".into();
+        let pts = vec![a, b, p("none", 64, 2e6)];
+        let s = svg_cdf(&pts, 64, "t");
+        assert_eq!(s.matches("<polyline").count(), 2);
+        assert_eq!(s.matches("stroke-dasharray").count(), 1);
+        assert!(json(&pts).contains("\"cdf\": [[0, 10.00], [0.5, 20.00], [1, 400.00]]"));
     }
 }

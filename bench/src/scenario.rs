@@ -78,6 +78,7 @@ impl Lab {
             .stderr(log)
             .spawn()
             .map_err(|e| format!("{qswitch}: {e}"))?;
+        crate::interrupt::track(child.id());
         self.daemon = Some(child);
         let end = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(&self.api).is_err() {

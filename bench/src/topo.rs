@@ -39,20 +39,26 @@ pub enum Dut {
     Bridge,
     /// qswitch (release binary), worker pinned to CPU 1, busy polling.
     Qswitch,
-    /// Open vSwitch in userspace mode (when installed).
+    /// Open vSwitch's userspace datapath (`datapath_type=netdev`) with its default ports on the
+    /// veths (packet sockets, polled by the main thread), pinned to CPU 1.
     Ovs,
+    /// Open vSwitch's userspace datapath with AF_XDP ports (`type=afxdp`), its PMD thread on CPU 1.
+    OvsAfxdp,
 }
 
 impl Dut {
-    /// Parses `none`, `bridge`, `qswitch`, `ovs`.
+    /// Every device under test, in report order.
+    pub const ALL: [Dut; 5] = [
+        Dut::None,
+        Dut::Bridge,
+        Dut::Qswitch,
+        Dut::Ovs,
+        Dut::OvsAfxdp,
+    ];
+
+    /// Parses `none`, `bridge`, `qswitch`, `ovs`, `ovs-afxdp`.
     pub fn parse(s: &str) -> Option<Dut> {
-        Some(match s {
-            "none" => Dut::None,
-            "bridge" => Dut::Bridge,
-            "qswitch" => Dut::Qswitch,
-            "ovs" => Dut::Ovs,
-            _ => return None,
-        })
+        Dut::ALL.into_iter().find(|d| d.name() == s)
     }
 
     /// The name used in reports.
@@ -62,7 +68,41 @@ impl Dut {
             Dut::Bridge => "bridge",
             Dut::Qswitch => "qswitch",
             Dut::Ovs => "ovs",
+            Dut::OvsAfxdp => "ovs-afxdp",
         }
+    }
+
+    /// Why this DUT cannot run on this machine, if it cannot (Open vSwitch not installed).
+    pub fn unavailable(self) -> Option<String> {
+        match self {
+            Dut::Ovs | Dut::OvsAfxdp => ovs::missing(),
+            _ => None,
+        }
+    }
+
+    /// The DUTs of `duts` that can run here; prints a line for each one skipped, saying why.
+    pub fn available(duts: &[Dut]) -> Vec<Dut> {
+        duts.iter()
+            .copied()
+            .filter(|d| match d.unavailable() {
+                Some(why) => {
+                    eprintln!("skipping {}: {why}", d.name());
+                    false
+                }
+                None => true,
+            })
+            .collect()
+    }
+
+    /// Parses a comma-separated DUT list.
+    pub fn parse_list(s: &str) -> Result<Vec<Dut>, String> {
+        s.split(',')
+            .map(|d| {
+                Dut::parse(d).ok_or(format!(
+                    "unknown DUT {d} (known: none, bridge, qswitch, ovs, ovs-afxdp)"
+                ))
+            })
+            .collect()
     }
 }
 
@@ -87,14 +127,90 @@ pub fn in_ns(ns: &str, args: &[&str]) -> Result<String, String> {
     run(&v)
 }
 
-/// Removes every namespace of the topology (and so every interface in them).
+/// Every namespace the harness owns: the names start with `qsb`.
+fn harness_namespaces() -> Vec<String> {
+    run(&["ip", "netns", "list"])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with("qsb"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Is `pid` still running (not gone, not a zombie)?
+pub fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_owned()))
+        .is_some_and(|r| !r.starts_with('Z'))
+}
+
+/// Sends SIGTERM to `pids`, waits up to `grace` for them to exit, then SIGKILLs the rest.
+pub fn terminate(pids: &[String], grace: Duration) {
+    if pids.is_empty() {
+        return;
+    }
+    let signal = |sig: &str, pids: &[String]| {
+        let _ = Command::new("kill")
+            .arg(sig)
+            .arg("--")
+            .args(pids)
+            .stderr(Stdio::null())
+            .status();
+    };
+    signal("-TERM", pids);
+    let end = Instant::now() + grace;
+    while Instant::now() < end && pids.iter().any(|p| alive(p)) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left: Vec<String> = pids.iter().filter(|p| alive(p)).cloned().collect();
+    if !left.is_empty() {
+        signal("-KILL", &left);
+    }
+}
+
+/// Removes every namespace of the harness (and so every interface in them), after stopping
+/// whatever still runs inside them (agents, a DUT daemon, Open vSwitch): SIGTERM, then SIGKILL
+/// after 3 s.
 pub fn teardown() {
-    let mesh = (0..MAX_MESH).map(mesh_ns);
-    for ns in NAMESPACES.iter().map(|s| s.to_string()).chain(mesh) {
+    let spaces = harness_namespaces();
+    let pids: Vec<String> = spaces
+        .iter()
+        .flat_map(|ns| {
+            run(&["ip", "netns", "pids", ns])
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    terminate(&pids, Duration::from_secs(3));
+    for ns in spaces {
         let _ = Command::new("ip")
             .args(["netns", "del", &ns])
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+/// Processes a DUT runs (qswitch, or Open vSwitch's database and switch), stopped on drop:
+/// SIGTERM, then SIGKILL after 5 s, the last started first.
+#[derive(Debug, Default)]
+pub struct Daemons(Vec<Child>);
+
+impl Daemons {
+    fn push(&mut self, child: Child) {
+        crate::interrupt::track(child.id());
+        self.0.push(child);
+    }
+}
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        while let Some(c) = self.0.pop() {
+            crate::agent::stop(c);
+        }
     }
 }
 
@@ -103,7 +219,7 @@ pub fn teardown() {
 pub struct Topology {
     /// The device under test.
     pub dut: Dut,
-    daemon: Option<Child>,
+    daemons: Daemons,
 }
 
 impl Topology {
@@ -111,7 +227,10 @@ impl Topology {
     /// scratch directory.
     pub fn build(dut: Dut, qswitch: &str, work: &std::path::Path) -> Result<Topology, String> {
         teardown();
-        let mut t = Topology { dut, daemon: None };
+        let mut t = Topology {
+            dut,
+            daemons: Daemons::default(),
+        };
         for ns in NAMESPACES {
             run(&["ip", "netns", "add", ns])?;
             in_ns(ns, &["ip", "link", "set", "lo", "up"])?;
@@ -159,22 +278,24 @@ impl Topology {
             &["nft", "add chain netdev qsb in { type filter hook ingress device sink-v priority 0; policy drop; }"],
         )?;
         if dut != Dut::None {
-            t.daemon = start_dut(dut, &["gen-h", "sink-h"], qswitch, work)?;
+            t.daemons = start_dut(dut, &["gen-h", "sink-h"], qswitch, work)?;
         }
         Ok(t)
     }
 }
 
 /// Makes the device under test switch `devices` (interfaces in namespace `qsbdut`): a bridge
-/// over them, or qswitch with one access port each on one network (returned: the daemon).
+/// over them, qswitch with one access port each on one network, or an Open vSwitch bridge
+/// (returned: the processes it runs).
 pub fn start_dut(
     dut: Dut,
     devices: &[&str],
     qswitch: &str,
     work: &std::path::Path,
-) -> Result<Option<Child>, String> {
+) -> Result<Daemons, String> {
+    let mut daemons = Daemons::default();
     match dut {
-        Dut::None => Ok(None),
+        Dut::None => Ok(daemons),
         Dut::Bridge => {
             in_ns("qsbdut", &["ip", "link", "add", "br0", "type", "bridge"])?;
             // Only present when br_netfilter is loaded; per namespace.
@@ -186,7 +307,7 @@ pub fn start_dut(
                 in_ns("qsbdut", &["ip", "link", "set", d, "master", "br0"])?;
             }
             in_ns("qsbdut", &["ip", "link", "set", "br0", "up"])?;
-            Ok(None)
+            Ok(daemons)
         }
         Dut::Qswitch => {
             let mode = std::env::var("QSB_XDP_MODE").unwrap_or_else(|_| "auto".into());
@@ -214,28 +335,200 @@ pub fn start_dut(
                 .stderr(log)
                 .spawn()
                 .map_err(|e| format!("{qswitch}: {e}"))?;
-            let end = Instant::now() + Duration::from_secs(10);
+            daemons.push(child);
+            wait_xdp(devices, "qswitch did not open its ports (see qswitch.log)")?;
+            Ok(daemons)
+        }
+        Dut::Ovs | Dut::OvsAfxdp => {
+            ovs::start(&mut daemons, dut == Dut::OvsAfxdp, devices, work)?;
+            Ok(daemons)
+        }
+    }
+}
+
+/// Waits (up to 10 s) until every one of `devices` in `qsbdut` has an XDP program attached.
+fn wait_xdp(devices: &[&str], failure: &str) -> Result<(), String> {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let links = in_ns("qsbdut", &["ip", "-o", "link", "show"])?;
+        if links.matches(" xdp").count() >= devices.len() {
+            return Ok(());
+        }
+        if Instant::now() > end {
+            return Err(failure.into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Open vSwitch as a device under test: a private database and switch daemon inside `qsbdut`
+/// (their sockets, database and logs in the run's scratch directory), one bridge with the
+/// userspace datapath, and the default `NORMAL` flow (MAC learning, flooding).
+mod ovs {
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::{in_ns, run, wait_xdp, Daemons};
+
+    const SCHEMAS: [&str; 2] = [
+        "/usr/share/openvswitch/vswitch.ovsschema",
+        "/usr/local/share/openvswitch/vswitch.ovsschema",
+    ];
+
+    fn find(program: &str) -> Option<PathBuf> {
+        let path = std::env::var("PATH").unwrap_or_default();
+        let found = path
+            .split(':')
+            .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"])
+            .map(|d| Path::new(d).join(program))
+            .find(|p| p.is_file());
+        found
+    }
+
+    fn schema() -> Option<&'static str> {
+        SCHEMAS.into_iter().find(|s| Path::new(s).is_file())
+    }
+
+    /// Why Open vSwitch cannot run here, if it cannot.
+    pub(super) fn missing() -> Option<String> {
+        let tools = ["ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl"];
+        let absent: Vec<&str> = tools.into_iter().filter(|t| find(t).is_none()).collect();
+        if !absent.is_empty() {
+            return Some(format!(
+                "Open vSwitch is not installed ({} not found; Debian: apt-get install openvswitch-switch)",
+                absent.join(", ")
+            ));
+        }
+        schema()
+            .is_none()
+            .then(|| "Open vSwitch's vswitch.ovsschema not found".to_owned())
+    }
+
+    fn vsctl(db: &str, args: &[&str]) -> Result<String, String> {
+        let mut v = vec!["ovs-vsctl", "--timeout=20"];
+        let db = format!("--db=unix:{db}");
+        v.push(&db);
+        v.extend_from_slice(args);
+        run(&v)
+    }
+
+    /// Starts the database and the switch in `qsbdut` and builds bridge `br0` over `devices`
+    /// (AF_XDP ports when `afxdp`).
+    pub(super) fn start(
+        daemons: &mut Daemons,
+        afxdp: bool,
+        devices: &[&str],
+        work: &Path,
+    ) -> Result<(), String> {
+        if let Some(why) = missing() {
+            return Err(why);
+        }
+        let dir = work.join("ovs");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let d = |f: &str| dir.join(f).display().to_string();
+        let (conf, sock) = (d("conf.db"), d("db.sock"));
+        run(&[
+            "ovsdb-tool",
+            "create",
+            &conf,
+            schema().unwrap_or(SCHEMAS[0]),
+        ])?;
+        let log = std::fs::File::create(dir.join("ovs.log")).map_err(|e| e.to_string())?;
+        let spawn = |args: &[&str]| -> Result<std::process::Child, String> {
+            Command::new("ip")
+                .args(["netns", "exec", "qsbdut", "taskset", "-c", "1"])
+                .args(args)
+                // Runtime files (control sockets, the bridge's management socket) stay here.
+                .env("OVS_RUNDIR", &dir)
+                .env("OVS_DBDIR", &dir)
+                .env("OVS_LOGDIR", &dir)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().map_err(|e| e.to_string())?)
+                .stderr(log.try_clone().map_err(|e| e.to_string())?)
+                .spawn()
+                .map_err(|e| format!("{}: {e}", args[0]))
+        };
+        let remote = format!("--remote=punix:{sock}");
+        daemons.push(spawn(&["ovsdb-server", &conf, &remote])?);
+        let end = Instant::now() + Duration::from_secs(10);
+        while !Path::new(&sock).exists() {
+            if Instant::now() > end {
+                return Err("ovsdb-server did not start (see ovs/ovs.log)".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        vsctl(&sock, &["--no-wait", "init"])?;
+        if afxdp {
+            // The PMD thread polls the AF_XDP ports on CPU 1, where qswitch's worker runs.
+            vsctl(
+                &sock,
+                &[
+                    "--no-wait",
+                    "set",
+                    "Open_vSwitch",
+                    ".",
+                    "other_config:pmd-cpu-mask=0x2",
+                ],
+            )?;
+        }
+        let db = format!("unix:{sock}");
+        daemons.push(spawn(&["ovs-vswitchd", &db, "--disable-system"])?);
+        vsctl(
+            &sock,
+            &[
+                "add-br",
+                "br0",
+                "--",
+                "set",
+                "bridge",
+                "br0",
+                "datapath_type=netdev",
+            ],
+        )?;
+        // The DUT namespace has no IPv6: no discovery chatter from the bridge's own port.
+        let _ = in_ns("qsbdut", &["ip", "link", "set", "br0", "up"]);
+        let mode = match std::env::var("QSB_XDP_MODE").as_deref() {
+            Ok("native") => "native",
+            Ok("generic") => "generic",
+            _ => "best-effort",
+        };
+        for dev in devices {
+            let mut args = vec!["add-port", "br0", dev];
+            let opt = format!("options:xdp-mode={mode}");
+            if afxdp {
+                args.extend(["--", "set", "interface", dev, "type=afxdp", &opt]);
+            }
+            vsctl(&sock, &args)?;
+        }
+        let end = Instant::now() + Duration::from_secs(10);
+        for dev in devices {
             loop {
-                let links = in_ns("qsbdut", &["ip", "-o", "link", "show"])?;
-                if links.matches(" xdp").count() >= devices.len() {
-                    return Ok(Some(child));
+                let ofport = vsctl(&sock, &["get", "interface", dev, "ofport"])?;
+                if ofport.trim().parse::<i64>().is_ok_and(|p| p > 0) {
+                    break;
                 }
                 if Instant::now() > end {
-                    crate::agent::stop(child);
-                    return Err("qswitch did not open its ports (see qswitch.log)".into());
+                    let err = vsctl(&sock, &["get", "interface", dev, "error"]).unwrap_or_default();
+                    return Err(format!("Open vSwitch did not add {dev}: {}", err.trim()));
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        Dut::Ovs => Err("Open vSwitch runs are not built yet".into()),
+        if afxdp {
+            wait_xdp(
+                devices,
+                "Open vSwitch did not open its AF_XDP ports (see ovs/ovs.log)",
+            )?;
+        }
+        Ok(())
     }
 }
 
 impl Drop for Topology {
     fn drop(&mut self) {
-        if let Some(d) = self.daemon.take() {
-            crate::agent::stop(d);
-        }
+        self.daemons = Daemons::default();
         teardown();
     }
 }

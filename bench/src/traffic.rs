@@ -203,6 +203,7 @@ impl Generator {
             self.port.flush()?;
             sent += n as u64;
         }
+        let elapsed = start.elapsed();
         // Let the last completions come back.
         let settle = Instant::now();
         while settle.elapsed() < Duration::from_millis(20) {
@@ -210,7 +211,7 @@ impl Generator {
         }
         Ok(Sent {
             frames: sent,
-            elapsed: start.elapsed(),
+            elapsed,
         })
     }
 }
@@ -306,6 +307,21 @@ impl Sink {
     }
 }
 
+/// The quantiles a latency CDF is reported at: every percent, then the tail.
+pub fn cdf_quantiles() -> Vec<f64> {
+    let mut q: Vec<f64> = (0..100).map(|i| f64::from(i) / 100.0).collect();
+    q.extend([0.995, 0.999, 0.9999, 1.0]);
+    q
+}
+
+/// The latency CDF of sorted values: the value at each of `cdf_quantiles()`.
+pub fn cdf(sorted: &[u64]) -> Vec<u64> {
+    cdf_quantiles()
+        .into_iter()
+        .map(|q| percentile(sorted, q))
+        .collect()
+}
+
 /// The `p`-th percentile (0..=1) of sorted values.
 pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
@@ -334,5 +350,9 @@ mod tests {
         assert_eq!(percentile(&v, 0.5), 51);
         assert_eq!(percentile(&v, 0.99), 99);
         assert_eq!(percentile(&[], 0.5), 0);
+        let c = cdf(&v);
+        assert_eq!(c.len(), cdf_quantiles().len());
+        assert_eq!((c[0], c[50], *c.last().unwrap()), (1, 51, 100));
+        assert!(c.windows(2).all(|w| w[0] <= w[1]));
     }
 }

@@ -15,11 +15,22 @@ fn quick_run_reports_every_dut_and_cleans_up() {
         qswitch.display()
     );
     let out = std::env::temp_dir().join(format!("qsb-test-{}", std::process::id()));
+    // Open vSwitch is measured where it is installed (CI installs it) and skipped with a line
+    // saying so elsewhere.
+    let ovs = Command::new("ovs-vswitchd")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let duts: &[&str] = if ovs {
+        &["none", "bridge", "qswitch", "ovs", "ovs-afxdp"]
+    } else {
+        &["none", "bridge", "qswitch"]
+    };
     let r = Command::new(&exe)
         .args([
             "run", "--quick", "--sizes", "64", "--trial", "0.2", "--steps", "2",
         ])
-        .args(["--duts", "none,bridge,qswitch"])
+        .args(["--duts", "none,bridge,qswitch,ovs,ovs-afxdp"])
         .arg("--qswitch")
         .arg(&qswitch)
         .arg("--out")
@@ -29,7 +40,13 @@ fn quick_run_reports_every_dut_and_cleans_up() {
     let stdout = String::from_utf8_lossy(&r.stdout);
     let stderr = String::from_utf8_lossy(&r.stderr);
     assert!(r.status.success(), "harness failed:\n{stdout}\n{stderr}");
-    for dut in ["none", "bridge", "qswitch"] {
+    if !ovs {
+        assert!(
+            stderr.contains("skipping ovs: Open vSwitch is not installed"),
+            "{stderr}"
+        );
+    }
+    for dut in duts {
         let row = stdout
             .lines()
             .find(|l| l.starts_with(&format!("| {dut} | 64 |")))
@@ -39,9 +56,15 @@ fn quick_run_reports_every_dut_and_cleans_up() {
     }
     let json = std::fs::read_to_string(out.join("report.json")).unwrap();
     assert!(json.contains("\"test\": \"throughput\""));
+    assert!(
+        json.contains("\"cdf\": [[0, "),
+        "no latency CDF in the JSON report"
+    );
     let svg = std::fs::read_to_string(out.join("throughput.svg")).unwrap();
     assert!(svg.starts_with("<svg"));
-    let _ = std::fs::remove_dir_all(&out);
+    let cdf = std::fs::read_to_string(out.join("latency-cdf-64.svg")).unwrap();
+    // One curve per DUT that forwarded and per load (50 % and 90 %).
+    assert!(cdf.matches("<polyline").count() >= 2 * 3, "{cdf}");
 
     // RFC 2889 on four ports, the control-to-forwarding latency and a small boot storm (one
     // after the other: they would share namespaces and CPUs).
@@ -60,8 +83,43 @@ fn quick_run_reports_every_dut_and_cleans_up() {
         );
         stdout
     };
-    let rfc = run(&["rfc2889", "--quick", "--duts", "qswitch"]);
-    assert!(rfc.lines().any(|l| l.starts_with("| qswitch |")), "{rfc}");
+    let rfc_out = out.join("rfc2889");
+    let rfc = run(&[
+        "rfc2889",
+        "--quick",
+        "--duts",
+        "qswitch",
+        "--out",
+        rfc_out.to_str().unwrap(),
+    ]);
+    // Meshed and broadcast, caching and learning, congestion at the port rate and flat out.
+    let rows: Vec<&str> = rfc
+        .lines()
+        .filter(|l| l.starts_with("| qswitch |"))
+        .collect();
+    assert_eq!(rows.len(), 4, "{rfc}");
+    assert!(
+        rows[1].contains("| >= 4096 |"),
+        "qswitch forgot addresses: {rfc}"
+    );
+    assert!(
+        rows[2].contains("port rate") && rows[3].contains("flat out"),
+        "{rfc}"
+    );
+    let json = std::fs::read_to_string(rfc_out.join("rfc2889.json")).unwrap();
+    for test in [
+        "fully-meshed-per-port",
+        "broadcast-per-port",
+        "address-learning-rate",
+        "address-caching-capacity",
+        "congestion-flat-out-uncongested-loss",
+    ] {
+        assert!(
+            json.contains(&format!("\"test\": \"{test}\"")),
+            "{test}: {json}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&out);
     let plug = run(&["plug-latency", "--count", "3"]);
     assert!(
         plug.contains("plug response to first frame delivered"),
@@ -80,4 +138,66 @@ fn quick_run_reports_every_dut_and_cleans_up() {
     )
     .into_owned();
     assert!(!ns.contains("qsb"), "namespaces left behind: {ns}");
+    interrupted_run_tears_down(&exe, &qswitch);
+}
+
+fn harness_namespaces() -> String {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("qsb"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// SIGINT in the middle of a run (qswitch forwarding, agents sending) stops every process the
+/// harness started and deletes its namespaces; the harness exits with 130.
+fn interrupted_run_tears_down(exe: &std::path::Path, qswitch: &std::path::Path) {
+    let out = std::env::temp_dir().join(format!("qsb-int-{}", std::process::id()));
+    let child = Command::new(exe)
+        .args(["run", "--duts", "qswitch", "--sizes", "64", "--trial", "1"])
+        .arg("--qswitch")
+        .arg(qswitch)
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the DUT forwards (its topology is up and the agents run), then interrupt.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let pids = Command::new("ip")
+            .args(["netns", "pids", "qsbdut"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        if !pids.is_empty() && !harness_namespaces().is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "the run never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let r = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted, tearing down"), "{stderr}");
+    assert_eq!(harness_namespaces(), "", "namespaces left behind");
+    let left = Command::new("pgrep")
+        .args(["-f", &format!("{} serve", qswitch.display())])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "qswitch left running: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    let _ = std::fs::remove_dir_all(&out);
 }

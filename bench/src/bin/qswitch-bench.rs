@@ -22,18 +22,20 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bench::agent::Agent;
-use bench::report::{json, svg_bars, Point};
+use bench::progress::{self, Progress};
+use bench::report::{json, svg_bars, svg_cdf, Point};
 use bench::scenario;
 use bench::topo::{self, Dut, Topology, SINK_MAC};
-use bench::traffic::{frame, percentile, Generator, Sink};
+use bench::traffic::{cdf, cdf_quantiles, frame, percentile, Generator, Sink};
 use dataplane::Mac;
 
 const USAGE: &str = "\
-qswitch-bench run [--quick] [--duts none,bridge,qswitch] [--sizes 64,512,1518]
+qswitch-bench run [--quick] [--duts none,bridge,qswitch,ovs,ovs-afxdp] [--sizes 64,512,1518]
                   [--trial SECS] [--steps N] [--flows N] [--out DIR] [--qswitch PATH]
 qswitch-bench plug-latency [--count N] [--qswitch PATH]
 qswitch-bench boot-storm [--vms N] [--clients N] [--qswitch PATH]
-qswitch-bench rfc2889 [--quick] [--duts bridge,qswitch] [--ports K] [--qswitch PATH]
+qswitch-bench rfc2889 [--quick] [--duts bridge,qswitch,ovs,ovs-afxdp] [--ports K] [--trial SECS]
+                      [--steps N] [--out DIR] [--qswitch PATH]
 qswitch-bench agent gen|sink DEVICE     (internal: runs inside a namespace)";
 
 fn main() {
@@ -49,6 +51,12 @@ fn main() {
             }
         },
     };
+    if !matches!(args.first().map(String::as_str), Some("agent") | None) {
+        if let Err(e) = bench::interrupt::install() {
+            eprintln!("qswitch-bench: cannot install the signal handlers: {e}");
+            std::process::exit(1);
+        }
+    }
     let r = match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
         Some("plug-latency") => scenario::plug_latency(&args[1..]),
@@ -58,6 +66,11 @@ fn main() {
         _ => Err(USAGE.to_string()),
     };
     if let Err(e) = r {
+        if bench::interrupt::requested() {
+            // The failure is the interrupt's doing (an agent died of the same Ctrl-C).
+            bench::interrupt::wait_for_exit();
+        }
+        progress::clear();
         eprintln!("qswitch-bench: {e}");
         std::process::exit(1);
     }
@@ -126,13 +139,15 @@ fn agent(args: &[String]) -> Result<(), String> {
                 let mut seen = s.receive(Duration::from_secs_f64(secs.parse().unwrap_or(1.0)));
                 seen.latencies.sort_unstable();
                 let l = &seen.latencies;
+                let c: Vec<String> = cdf(l).iter().map(u64::to_string).collect();
                 format!(
-                    "seen {} {} {} {} {}",
+                    "seen {} {} {} {} {} cdf={}",
                     seen.frames,
                     percentile(l, 0.5),
                     percentile(l, 0.9),
                     percentile(l, 0.99),
-                    l.last().copied().unwrap_or(0)
+                    l.last().copied().unwrap_or(0),
+                    c.join(",")
                 )
             }
             _ => format!("error unknown command {line:?}"),
@@ -182,7 +197,7 @@ struct Opts {
 fn parse(args: &[String]) -> Result<Opts, String> {
     let mut o = Opts {
         burst_max: 1 << 17,
-        duts: vec![Dut::None, Dut::Bridge, Dut::Qswitch],
+        duts: Dut::ALL.to_vec(),
         sizes: vec![64, 128, 256, 512, 1024, 1518],
         trial: 2.0,
         steps: 7,
@@ -204,12 +219,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                 o.steps = 3;
                 o.burst_max = 4096;
             }
-            "--duts" => {
-                o.duts = v()?
-                    .split(',')
-                    .map(|d| Dut::parse(d).ok_or(format!("unknown DUT {d}")))
-                    .collect::<Result<_, _>>()?
-            }
+            "--duts" => o.duts = Dut::parse_list(&v()?)?,
             "--sizes" => {
                 o.sizes = v()?
                     .split(',')
@@ -229,6 +239,9 @@ fn parse(args: &[String]) -> Result<Opts, String> {
     }
     Ok(o)
 }
+
+/// Latency percentiles (p50, p90, p99, max) in µs and the CDF as (quantile, µs) pairs.
+type Latency = ([f64; 4], Vec<(f64, f64)>);
 
 struct Rig {
     gen: Agent,
@@ -326,7 +339,8 @@ impl Rig {
         Ok((lo, false))
     }
 
-    fn latency(&mut self, o: &Opts, size: usize, pps: f64) -> Result<[f64; 4], String> {
+    /// Latency at `pps`.
+    fn latency(&mut self, o: &Opts, size: usize, pps: f64) -> Result<Latency, String> {
         self.sink.ask("open")?;
         self.sink.write(&format!("recv {}", o.trial + 0.3))?;
         self.gen
@@ -339,7 +353,17 @@ impl Rig {
             .filter_map(|x| x.parse().ok())
             .collect();
         let us = |i: usize| v.get(i).copied().unwrap_or(0.0) / 1e3;
-        Ok([us(0), us(1), us(2), us(3)])
+        let curve: Vec<(f64, f64)> = r
+            .split_once("cdf=")
+            .map(|(_, c)| {
+                cdf_quantiles()
+                    .into_iter()
+                    .zip(c.split(',').filter_map(|x| x.parse::<f64>().ok()))
+                    .map(|(q, ns)| (q, ns / 1e3))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(([us(0), us(1), us(2), us(3)], curve))
     }
 }
 
@@ -388,14 +412,21 @@ fn run(args: &[String]) -> Result<(), String> {
     let work = o.out.join("work");
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let mut points: Vec<Point> = Vec::new();
-    let total = o.duts.len() * o.sizes.len();
-    let mut step = 0;
+    let duts = Dut::available(&o.duts);
+    // Per DUT and size: flat out, throughput, partial drop, back-to-back, latency.
+    const PHASES: usize = 5;
+    let mut bar = Progress::new(duts.len() * o.sizes.len() * PHASES);
     let mut trafgen = None;
-    for &dut in &o.duts {
+    for &dut in &duts {
+        bar.show(&format!("{}: building the topology", dut.name()));
         let t = match Topology::build(dut, &o.qswitch, &work) {
             Ok(t) => t,
             Err(e) => {
+                progress::clear();
                 eprintln!("skipping {}: {e}", dut.name());
+                for _ in 0..o.sizes.len() * PHASES {
+                    bar.advance();
+                }
                 continue;
             }
         };
@@ -404,40 +435,56 @@ fn run(args: &[String]) -> Result<(), String> {
         let mut rig = Rig { gen, sink };
         rig.sink.ask("announce")?;
         for &size in &o.sizes {
-            step += 1;
-            eprintln!("[{step}/{total}] {} {size} B", dut.name());
+            let phase = |bar: &Progress, what: &str| {
+                bar.show(&format!("{} {size} B: {what}", dut.name()));
+            };
+            phase(&bar, "flat out");
             let (offered, delivered, loss) = rig.trial(&o, size, 0.0, o.trial)?;
-            let mut pt = |test: &str, pps: f64, loss: f64, lat, note: &str| {
+            bar.advance();
+            let mut pt = |test: &str, pps: f64, loss: f64, lat: Option<Latency>, note: &str| {
+                let (latency_us, cdf) = match lat {
+                    Some((l, c)) => (Some(l), c),
+                    None => (None, Vec::new()),
+                };
                 points.push(Point {
                     dut: dut.name().into(),
                     size,
                     test: test.into(),
                     pps,
                     loss,
-                    latency_us: lat,
+                    latency_us,
+                    cdf,
                     note: note.into(),
                 })
             };
             pt("offered", offered, 0.0, None, "generator flat out");
             pt("delivered", delivered, loss, None, "generator flat out");
+            phase(&bar, "throughput (no loss)");
             let thr = rig.search(&o, size, offered, 0.0)?;
+            bar.advance();
             let note = if (thr - offered).abs() < 1.0 {
                 "generator-bound"
             } else {
                 ""
             };
             pt("throughput", thr, 0.0, None, note);
+            phase(&bar, "partial drop (0.5 %)");
             let partial = rig.search(&o, size, offered, 0.005)?;
+            bar.advance();
             pt("partial-drop-0.5%", partial, 0.005, None, "");
+            phase(&bar, "back-to-back");
             let (burst, all) = rig.back_to_back(&o, size, o.burst_max)?;
+            bar.advance();
             let note = if all { "largest tried" } else { "" };
             pt("back-to-back", burst as f64, 0.0, None, note);
+            phase(&bar, "latency");
             for (name, frac) in [("latency@50%", 0.5), ("latency@90%", 0.9)] {
                 if thr > 0.0 {
                     let lat = rig.latency(&o, size, thr * frac)?;
                     pt(name, thr * frac, 0.0, Some(lat), "");
                 }
             }
+            bar.advance();
         }
         if dut == Dut::None && trafgen.is_none() {
             trafgen = trafgen_rate(&o, rig.sink.pid());
@@ -446,25 +493,38 @@ fn run(args: &[String]) -> Result<(), String> {
         drop(t);
     }
     topo::teardown();
-    print_report(&o, &points, trafgen);
-    std::fs::write(o.out.join("report.json"), json(&points)).map_err(|e| e.to_string())?;
-    std::fs::write(
-        o.out.join("throughput.svg"),
+    bar.finish();
+    print_report(&o, &duts, &points, trafgen);
+    let write = |name: &str, text: String| {
+        std::fs::write(o.out.join(name), text).map_err(|e| format!("{name}: {e}"))
+    };
+    write("report.json", json(&points))?;
+    write(
+        "throughput.svg",
         svg_bars(
             &points,
             "throughput",
             "RFC 2544 throughput (no loss) by frame size",
         ),
-    )
-    .map_err(|e| e.to_string())?;
-    eprintln!(
-        "wrote {0}/report.json and {0}/throughput.svg",
-        o.out.display()
-    );
+    )?;
+    let mut files = vec!["report.json".to_owned(), "throughput.svg".to_owned()];
+    for &size in &o.sizes {
+        let name = format!("latency-cdf-{size}.svg");
+        write(
+            &name,
+            svg_cdf(
+                &points,
+                size,
+                &format!("One-way latency CDF, {size} B frames"),
+            ),
+        )?;
+        files.push(name);
+    }
+    eprintln!("wrote {} in {}", files.join(", "), o.out.display());
     Ok(())
 }
 
-fn print_report(o: &Opts, points: &[Point], trafgen: Option<f64>) {
+fn print_report(o: &Opts, duts: &[Dut], points: &[Point], trafgen: Option<f64>) {
     let get = |dut: &str, size: usize, test: &str| {
         points
             .iter()
@@ -474,33 +534,32 @@ fn print_report(o: &Opts, points: &[Point], trafgen: Option<f64>) {
         "## RFC 2544 throughput (trial {} s, {} search steps, {} flows)\n",
         o.trial, o.steps, o.flows
     );
-    println!("| DUT | size | offered Mpps | throughput Mpps | Gbit/s | partial-drop Mpps | vs none | vs bridge | back-to-back frames | note |");
+    println!("| DUT | size | offered Mpps | throughput Mpps | Gbit/s | partial-drop Mpps | of none | qswitch ÷ DUT | back-to-back frames | note |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for &size in &o.sizes {
-        for dut in &o.duts {
+        for dut in duts {
             let Some(t) = get(dut.name(), size, "throughput") else {
                 continue;
             };
             let off = get(dut.name(), size, "offered").map_or(0.0, |p| p.pps);
             let pd = get(dut.name(), size, "partial-drop-0.5%").map_or(0.0, |p| p.pps);
-            let ratio = |other: &str| {
-                get(other, size, "throughput")
-                    .filter(|p| p.pps > 0.0)
-                    .map_or("-".to_string(), |p| format!("{:.2}", t.pps / p.pps))
+            let ratio = |a: Option<&Point>, b: Option<&Point>| match (a, b) {
+                (Some(a), Some(b)) if b.pps > 0.0 => format!("{:.2}", a.pps / b.pps),
+                _ => "-".to_string(),
             };
+            let of_none = ratio(Some(t), get("none", size, "throughput"));
+            let qswitch_over = ratio(get("qswitch", size, "throughput"), Some(t));
             let b2b = get(dut.name(), size, "back-to-back").map_or("-".to_string(), |p| {
                 let more = if p.note.is_empty() { "" } else { ">= " };
                 format!("{more}{:.0}", p.pps)
             });
             println!(
-                "| {} | {size} | {:.3} | {:.3} | {:.2} | {:.3} | {} | {} | {b2b} | {} |",
+                "| {} | {size} | {:.3} | {:.3} | {:.2} | {:.3} | {of_none} | {qswitch_over} | {b2b} | {} |",
                 dut.name(),
                 off / 1e6,
                 t.pps / 1e6,
                 t.gbps(),
                 pd / 1e6,
-                ratio("none"),
-                ratio("bridge"),
                 t.note
             );
         }
@@ -535,10 +594,20 @@ fn print_report(o: &Opts, points: &[Point], trafgen: Option<f64>) {
             tg / 1e6,
             ours.pps / tg
         );
-    } else if o.duts.contains(&Dut::None) {
+    } else if duts.contains(&Dut::None) {
         println!("\ntrafgen not installed: generator comparison skipped.");
     }
-    if o.duts.contains(&Dut::Bridge) {
+    for d in o.duts.iter().filter(|d| !duts.contains(d)) {
+        println!(
+            "\n{} skipped: {}",
+            d.name(),
+            d.unavailable().unwrap_or_default()
+        );
+    }
+    if duts.contains(&Dut::Ovs) || duts.contains(&Dut::OvsAfxdp) {
+        println!("\nOpen vSwitch runs its userspace datapath (datapath_type=netdev) pinned to CPU 1, with packet-socket ports (`ovs`) or AF_XDP ports and its PMD thread on CPU 1 (`ovs-afxdp`).");
+    }
+    if duts.contains(&Dut::Bridge) {
         println!("\nThe bridge runs with bridge-nf-call-iptables=0 in its namespace (where br_netfilter is loaded).");
     }
 }
