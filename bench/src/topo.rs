@@ -42,7 +42,8 @@ pub enum Dut {
     /// Open vSwitch's userspace datapath (`datapath_type=netdev`) with its default ports on the
     /// veths (packet sockets, polled by the main thread), pinned to CPU 1.
     Ovs,
-    /// Open vSwitch's userspace datapath with AF_XDP ports (`type=afxdp`), its PMD thread on CPU 1.
+    /// Open vSwitch's userspace datapath with AF_XDP ports (`type=afxdp`), its PMD thread on CPU 1
+    /// (the other threads float).
     OvsAfxdp,
 }
 
@@ -436,9 +437,18 @@ mod ovs {
             schema().unwrap_or(SCHEMAS[0]),
         ])?;
         let log = std::fs::File::create(dir.join("ovs.log")).map_err(|e| e.to_string())?;
+        // Packet-socket ports are polled by the main thread: the whole switch goes on CPU 1.
+        // With AF_XDP ports the PMD thread polls them, on CPU 1 by `pmd-cpu-mask`, and the other
+        // threads (handlers, revalidators) float, as qswitch's threads beside its worker do.
+        let pin: &[&str] = if afxdp {
+            &[]
+        } else {
+            &["taskset", "-c", "1"]
+        };
         let spawn = |args: &[&str]| -> Result<std::process::Child, String> {
             Command::new("ip")
-                .args(["netns", "exec", "qsbdut", "taskset", "-c", "1"])
+                .args(["netns", "exec", "qsbdut"])
+                .args(pin)
                 .args(args)
                 // Runtime files (control sockets, the bridge's management socket) stay here.
                 .env("OVS_RUNDIR", &dir)

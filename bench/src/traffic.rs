@@ -72,6 +72,56 @@ pub fn frame(dst: Mac, src: Mac, size: usize) -> Vec<u8> {
     f
 }
 
+/// An IPv4/UDP frame of RFC 2544 size `size` from `src` to `dst` (MAC and address), whose
+/// payload starts with the marker: what a port with anti-spoofing rules may send. Sinks count it
+/// (they carry no timestamp).
+pub fn udp_frame(
+    dst: (Mac, std::net::Ipv4Addr),
+    src: (Mac, std::net::Ipv4Addr),
+    size: usize,
+) -> Vec<u8> {
+    let len = size.saturating_sub(4).max(60);
+    let mut f = Vec::with_capacity(len);
+    f.extend_from_slice(&dst.0 .0);
+    f.extend_from_slice(&src.0 .0);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    let ip_len = (len - 14) as u16;
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&src.1.octets());
+    ip[16..20].copy_from_slice(&dst.1.octets());
+    let sum: u32 = ip
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    let folded = (sum & 0xffff) + (sum >> 16);
+    let csum = !((folded & 0xffff) + (folded >> 16)) as u16;
+    ip[10..12].copy_from_slice(&csum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    // UDP 49152 -> 49152, no checksum.
+    f.extend_from_slice(&[0xc0, 0, 0xc0, 0]);
+    f.extend_from_slice(&(ip_len - 20).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(MAGIC);
+    f.resize(len, 0);
+    f
+}
+
+/// Does `b` carry the marker: right after the Ethernet header (generated frames, which carry a
+/// sequence number and a timestamp) or as an IPv4/UDP payload (`udp_frame`, which do not)?
+fn marked(b: &[u8]) -> Option<bool> {
+    if b.len() >= 34 && &b[14..18] == MAGIC {
+        Some(true)
+    } else if b.len() >= 46 && b[12..14] == [0x08, 0x00] && &b[42..46] == MAGIC {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// What a sending run did.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sent {
@@ -264,7 +314,7 @@ impl Sink {
                 hit |= self
                     .umem
                     .frame(d.addr, d.len)
-                    .is_some_and(|b| b.len() >= 18 && &b[14..18] == MAGIC);
+                    .is_some_and(|b| marked(b).is_some());
                 self.umem.release(d.addr);
             }
             if hit {
@@ -290,14 +340,13 @@ impl Sink {
             let t = now_ns();
             for d in &descs[..n] {
                 if let Some(b) = self.umem.frame(d.addr, d.len) {
-                    if b.len() >= 34 && &b[14..18] == MAGIC {
-                        seen.frames += 1;
+                    let stamped = marked(b);
+                    seen.frames += u64::from(stamped.is_some());
+                    if stamped == Some(true) && seen.latencies.len() < 1_000_000 {
                         let mut ts = [0u8; 8];
                         ts.copy_from_slice(&b[26..34]);
-                        if seen.latencies.len() < 1_000_000 {
-                            seen.latencies
-                                .push(t.saturating_sub(u64::from_be_bytes(ts)));
-                        }
+                        seen.latencies
+                            .push(t.saturating_sub(u64::from_be_bytes(ts)));
                     }
                 }
                 self.umem.release(d.addr);
@@ -342,6 +391,24 @@ mod tests {
         assert_eq!(frame(Mac::BROADCAST, flow_mac(7), 1518).len(), 1514);
         assert_eq!(&f[14..18], MAGIC);
         assert_eq!(frame(Mac::BROADCAST, flow_mac(0), 10).len(), 60);
+    }
+
+    #[test]
+    fn udp_frames_are_valid_ipv4_and_marked() {
+        let a = (flow_mac(1), std::net::Ipv4Addr::new(198, 18, 0, 3));
+        let b = (flow_mac(2), std::net::Ipv4Addr::new(198, 18, 0, 4));
+        let f = udp_frame(b, a, 64);
+        assert_eq!(f.len(), 60);
+        assert_eq!(marked(&f), Some(false));
+        assert_eq!(marked(&frame(Mac::BROADCAST, flow_mac(1), 64)), Some(true));
+        // The header checksum sums to 0xffff.
+        let sum: u32 = f[14..34]
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
+        assert_eq!((sum & 0xffff) + (sum >> 16), 0xffff);
+        assert_eq!(&f[26..30], &[198, 18, 0, 3]);
+        assert_eq!(u16::from_be_bytes([f[16], f[17]]), 46);
     }
 
     #[test]

@@ -126,8 +126,14 @@ fn quick_run_reports_every_dut_and_cleans_up() {
         "{plug}"
     );
     assert!(plug.contains("0 of 3 plugs saw no frame"), "{plug}");
-    let storm = run(&["boot-storm", "--vms", "6", "--clients", "3"]);
-    assert!(storm.contains("every port forwarding"), "{storm}");
+    // Through v1.1 (three calls per VM) and v2.0 (bulk calls of two ports); five sample VMs
+    // send ten frames each to VM 0, through anti-spoofing rules on v2.0.
+    let storm = run(&["boot-storm", "--vms", "6", "--clients", "3", "--batch", "2"]);
+    assert_eq!(storm.matches("Every port forwarding").count(), 2, "{storm}");
+    assert_eq!(storm.matches("50 of 50 received").count(), 2, "{storm}");
+    assert!(storm.contains("19 API requests, 3.17 per VM"), "{storm}");
+    // Network, subnet and one bulk call per client.
+    assert!(storm.contains("5 API requests, 0.83 per VM"), "{storm}");
 
     let ns = String::from_utf8_lossy(
         &Command::new("ip")

@@ -115,6 +115,18 @@ fn agent(args: &[String]) -> Result<(), String> {
                     .map_err(|e| e.to_string())?;
                 format!("sent {} {}", sent.frames, sent.elapsed.as_nanos())
             }
+            (["raw", hex, count], Some(g)) => {
+                let bytes = (0..hex.len() / 2)
+                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+                    .collect::<Result<Vec<u8>, _>>()
+                    .map_err(|_| format!("bad frame {hex:?}"))?;
+                let mut sent = 0;
+                for _ in 0..count.parse::<u32>().unwrap_or(1) {
+                    g.send_one(&bytes).map_err(|e| e.to_string())?;
+                    sent += 1;
+                }
+                format!("sent {sent} 0")
+            }
             (["announce"], _) => {
                 let mut g = Generator::open(dev).map_err(|e| e.to_string())?;
                 g.send_one(&frame(Mac::BROADCAST, SINK_MAC, 64))
@@ -605,7 +617,7 @@ fn print_report(o: &Opts, duts: &[Dut], points: &[Point], trafgen: Option<f64>) 
         );
     }
     if duts.contains(&Dut::Ovs) || duts.contains(&Dut::OvsAfxdp) {
-        println!("\nOpen vSwitch runs its userspace datapath (datapath_type=netdev) pinned to CPU 1, with packet-socket ports (`ovs`) or AF_XDP ports and its PMD thread on CPU 1 (`ovs-afxdp`).");
+        println!("\nOpen vSwitch runs its userspace datapath (datapath_type=netdev): with packet-socket ports polled by its main thread, the whole process pinned to CPU 1 (`ovs`), or with AF_XDP ports polled by its PMD thread on CPU 1, its other threads floating (`ovs-afxdp`).");
     }
     if duts.contains(&Dut::Bridge) {
         println!("\nThe bridge runs with bridge-nf-call-iptables=0 in its namespace (where br_netfilter is loaded).");
