@@ -99,6 +99,7 @@ pub(crate) struct SwitchSection {
     pub(crate) xdp_mode: String,
     pub(crate) bind_mode: String,
     pub(crate) umem_frames: u32,
+    pub(crate) max_fill: u32,
     pub(crate) aging_secs: u32,
     pub(crate) max_macs: usize,
     pub(crate) mac_limit: u32,
@@ -113,6 +114,7 @@ impl Default for SwitchSection {
             xdp_mode: "auto".into(),
             bind_mode: "auto".into(),
             umem_frames: w.frames,
+            max_fill: w.max_fill,
             aging_secs: w.aging_secs,
             max_macs: w.max_macs,
             mac_limit: dataplane::fdb::DEFAULT_MAC_LIMIT,
@@ -187,7 +189,14 @@ impl FileConfig {
             cpu: s.cpu,
             ..Default::default()
         };
+        if !(16..=8192).contains(&s.max_fill) {
+            return Err(format!(
+                "max_fill {}: expected 16..=8192 (the fill ring's size)",
+                s.max_fill
+            ));
+        }
         o.worker.frames = s.umem_frames;
+        o.worker.max_fill = s.max_fill;
         o.worker.aging_secs = s.aging_secs;
         o.worker.max_macs = s.max_macs;
         o.worker.poll = poll;
@@ -258,6 +267,7 @@ mod tests {
             [switch]
             xdp_mode = "generic"
             aging_secs = 60
+            max_fill = 4096
             [uplink]
             device = "eth1"
             [[network]]
@@ -274,6 +284,11 @@ mod tests {
         let o = f.options().unwrap();
         assert_eq!(o.xdp_mode, XdpMode::Generic);
         assert_eq!(o.worker.aging_secs, 60);
+        assert_eq!(o.worker.max_fill, 4096);
+        assert_eq!(
+            FileConfig::default().options().unwrap().worker.max_fill,
+            2048
+        );
         let c = f.switch_config().unwrap();
         assert_eq!(c.ports.len(), 2);
         assert_eq!(c.networks[0].mac_limit, 8192);
@@ -324,8 +339,14 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_errors() {
         assert!(toml::from_str::<FileConfig>("[switch]\nbogus = 1").is_err());
-        let f: FileConfig = toml::from_str("[switch]\npoll = \"sometimes\"").unwrap();
-        assert!(f.options().is_err());
+        for bad in [
+            "[switch]\npoll = \"sometimes\"",
+            "[switch]\nmax_fill = 8",
+            "[switch]\nmax_fill = 16384",
+        ] {
+            let f: FileConfig = toml::from_str(bad).unwrap();
+            assert!(f.options().is_err(), "{bad}");
+        }
     }
 }
 

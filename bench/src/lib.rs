@@ -5,7 +5,8 @@
 //! that produced them are in `docs/BENCHMARKS.md`.
 //!
 //! Environment knobs of `qswitch-bench`: `QSB_XDP_MODE` (`auto`, `native`, `generic`) sets the
-//! qswitch DUT's XDP mode; `QSB_DEBUG` prints per-trial details and the DUT's per-port counters.
+//! qswitch DUT's XDP mode, `QSB_UMEM_FRAMES` and `QSB_MAX_FILL` its `umem_frames` and `max_fill`
+//! (default: the daemon's own); `QSB_DEBUG` prints per-trial details and the DUT's per-port counters.
 //!
 //! Ctrl-C (or SIGTERM) during a run stops every process the harness started and deletes its
 //! namespaces before exiting (`interrupt`).
@@ -19,3 +20,8 @@ pub mod rfc2889;
 pub mod scenario;
 pub mod topo;
 pub mod traffic;
+
+/// Is `QSB_DEBUG` set (print per-trial details)?
+pub fn debug() -> bool {
+    std::env::var_os("QSB_DEBUG").is_some()
+}

@@ -21,6 +21,8 @@ pub struct Point {
     pub cdf: Vec<(f64, f64)>,
     /// Free text (e.g. "generator-bound").
     pub note: String,
+    /// `pps` of every run this point is the median of (one value for a single run).
+    pub runs: Vec<f64>,
 }
 
 impl Point {
@@ -28,6 +30,59 @@ impl Point {
     pub fn gbps(&self) -> f64 {
         self.pps * self.size as f64 * 8.0 / 1e9
     }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Folds repeated runs into one point per (DUT, size, test): the median of the rate, the loss,
+/// each latency percentile and each point of the CDF, with every run's rate kept in `runs`. A note
+/// that not every run shares is dropped.
+pub fn aggregate(points: &[Point]) -> Vec<Point> {
+    let mut out: Vec<Point> = Vec::new();
+    let mut groups: Vec<Vec<&Point>> = Vec::new();
+    for p in points {
+        match out
+            .iter()
+            .position(|o| o.dut == p.dut && o.size == p.size && o.test == p.test)
+        {
+            Some(i) => groups[i].push(p),
+            None => {
+                out.push(p.clone());
+                groups.push(vec![p]);
+            }
+        }
+    }
+    for (o, g) in out.iter_mut().zip(groups) {
+        o.runs = g.iter().flat_map(|p| p.runs.iter().copied()).collect();
+        o.pps = median(o.runs.clone());
+        o.loss = median(g.iter().map(|p| p.loss).collect());
+        let lats: Vec<[f64; 4]> = g.iter().filter_map(|p| p.latency_us).collect();
+        if !lats.is_empty() {
+            o.latency_us = Some(std::array::from_fn(|k| {
+                median(lats.iter().map(|l| l[k]).collect())
+            }));
+        }
+        o.cdf = (0..o.cdf.len())
+            .map(|k| {
+                let q = o.cdf[k].0;
+                (
+                    q,
+                    median(g.iter().filter_map(|p| p.cdf.get(k).map(|c| c.1)).collect()),
+                )
+            })
+            .collect();
+        if g.iter().any(|p| p.note != o.note) {
+            o.note.clear();
+        }
+    }
+    out
 }
 
 /// A single measured value (the RFC 2889 tests), for the JSON report.
@@ -86,6 +141,8 @@ pub fn json(points: &[Point]) -> String {
         } else {
             format!("\"pps\": {:.0}, \"gbps\": {:.4}", p.pps, p.gbps())
         };
+        let runs: Vec<String> = p.runs.iter().map(|r| format!("{r:.0}")).collect();
+        let rate = format!("{rate}, \"runs\": [{}]", runs.join(", "));
         let _ = write!(
             s,
             "  {{\"dut\": \"{}\", \"size\": {}, \"test\": \"{}\", {rate}, \"loss\": {:.6}, \"latency_us\": {}{cdf}, \"note\": \"{}\"}}",
@@ -133,7 +190,7 @@ pub fn svg_cdf(points: &[Point], size: usize, title: &str) -> String {
         hi.log10().ceil().max(lo.log10() + 1.0),
     );
     let (w, h, left, bottom, top) = (720.0, 400.0, 60.0, 40.0, 50.0);
-    let x = |us: f64| left + (w - left - 20.0) * (us.max(1.0).log10() - lo) / (hi - lo);
+    let x = |us: f64| left + (w - left - 40.0) * (us.max(1.0).log10() - lo) / (hi - lo);
     let y = |q: f64| h - bottom - (h - bottom - top) * q;
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
@@ -231,7 +288,7 @@ pub fn svg_bars(points: &[Point], test: &str, title: &str) -> String {
     );
     for k in 0..=4 {
         let v = max * k as f64 / 4.0;
-        let y = h - bottom - (h - bottom - 30.0) * k as f64 / 4.0;
+        let y = h - bottom - (h - bottom - 50.0) * k as f64 / 4.0;
         let _ = writeln!(
             s,
             "<text x=\"{}\" y=\"{y:.0}\" text-anchor=\"end\">{:.2}</text><line x1=\"{left}\" y1=\"{y:.0}\" x2=\"{}\" y2=\"{y:.0}\" stroke=\"#ddd\"/>",
@@ -256,7 +313,7 @@ pub fn svg_bars(points: &[Point], test: &str, title: &str) -> String {
         );
         for (j, dut) in duts.iter().enumerate() {
             if let Some(p) = pts.iter().find(|p| p.size == *size && p.dut == *dut) {
-                let bh = (h - bottom - 30.0) * p.pps / max;
+                let bh = (h - bottom - 50.0) * p.pps / max;
                 let _ = writeln!(
                     s,
                     "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{}\"><title>{dut} {size} B: {:.3} Mpps</title></rect>",
@@ -288,6 +345,7 @@ mod tests {
             latency_us: None,
             cdf: Vec::new(),
             note: String::new(),
+            runs: vec![pps],
         }
     }
 
@@ -303,6 +361,29 @@ mod tests {
         let s = svg_bars(&pts, "throughput", "t");
         assert_eq!(s.matches("<rect x=").count(), 3 + 2);
         assert!(s.starts_with("<svg"));
+    }
+
+    #[test]
+    fn repeated_runs_fold_into_medians() {
+        let mut a = p("qswitch", 64, 1e6);
+        a.latency_us = Some([10.0, 20.0, 30.0, 40.0]);
+        a.cdf = vec![(0.5, 10.0), (1.0, 40.0)];
+        a.note = "generator-bound".into();
+        let mut b = p("qswitch", 64, 3e6);
+        b.latency_us = Some([30.0, 40.0, 50.0, 60.0]);
+        b.cdf = vec![(0.5, 30.0), (1.0, 60.0)];
+        let mut c = p("qswitch", 64, 2e6);
+        c.latency_us = Some([20.0, 30.0, 40.0, 50.0]);
+        c.cdf = vec![(0.5, 20.0), (1.0, 50.0)];
+        let agg = aggregate(&[a, p("none", 64, 5e6), b, c]);
+        assert_eq!(agg.len(), 2);
+        let q = &agg[0];
+        assert_eq!((q.pps, q.runs.len()), (2e6, 3));
+        assert_eq!(q.latency_us, Some([20.0, 30.0, 40.0, 50.0]));
+        assert_eq!(q.cdf, vec![(0.5, 20.0), (1.0, 50.0)]);
+        assert_eq!(q.note, "", "a note not every run shares is dropped");
+        assert!(json(&agg).contains("\"runs\": [1000000, 3000000, 2000000]"));
+        assert_eq!(median(vec![1.0, 4.0]), 2.5);
     }
 
     #[test]

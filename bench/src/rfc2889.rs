@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::agent::Agent;
+use crate::debug;
 use crate::progress::{self, Progress};
 use crate::report::{json_metrics, Metric};
 use crate::topo::{self, counters, in_ns, mesh_mac, mesh_ns, start_dut, Daemons, Dut};
@@ -168,10 +169,6 @@ struct Opts {
     qswitch: String,
     work: PathBuf,
     out: PathBuf,
-}
-
-fn debug() -> bool {
-    std::env::var_os("QSB_DEBUG").is_some()
 }
 
 /// `qswitch-bench rfc2889`.

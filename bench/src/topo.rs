@@ -312,8 +312,16 @@ pub fn start_dut(
         }
         Dut::Qswitch => {
             let mode = std::env::var("QSB_XDP_MODE").unwrap_or_else(|_| "auto".into());
+            // The daemon's own UMEM and fill depth unless the environment asks otherwise.
+            let sizing: String = [
+                ("umem_frames", "QSB_UMEM_FRAMES"),
+                ("max_fill", "QSB_MAX_FILL"),
+            ]
+            .iter()
+            .filter_map(|(key, var)| Some(format!("{key} = {}\n", std::env::var(var).ok()?)))
+            .collect();
             let mut cfg = format!(
-                "[switch]\ncpu = 1\npoll = \"busy\"\numem_frames = 131072\nxdp_mode = \"{mode}\"\n\
+                "[switch]\ncpu = 1\npoll = \"busy\"\n{sizing}xdp_mode = \"{mode}\"\n\
                  [[network]]\nid = \"n\"\nvlan = 10\n"
             );
             for d in devices {
@@ -440,11 +448,7 @@ mod ovs {
         // Packet-socket ports are polled by the main thread: the whole switch goes on CPU 1.
         // With AF_XDP ports the PMD thread polls them, on CPU 1 by `pmd-cpu-mask`, and the other
         // threads (handlers, revalidators) float, as qswitch's threads beside its worker do.
-        let pin: &[&str] = if afxdp {
-            &[]
-        } else {
-            &["taskset", "-c", "1"]
-        };
+        let pin: &[&str] = if afxdp { &[] } else { &["taskset", "-c", "1"] };
         let spawn = |args: &[&str]| -> Result<std::process::Child, String> {
             Command::new("ip")
                 .args(["netns", "exec", "qsbdut"])

@@ -28,7 +28,7 @@ fn quick_run_reports_every_dut_and_cleans_up() {
     };
     let r = Command::new(&exe)
         .args([
-            "run", "--quick", "--sizes", "64", "--trial", "0.2", "--steps", "2",
+            "run", "--quick", "--sizes", "64", "--trial", "0.2", "--steps", "2", "--repeat", "2",
         ])
         .args(["--duts", "none,bridge,qswitch,ovs,ovs-afxdp"])
         .arg("--qswitch")

@@ -86,6 +86,11 @@ pub trait PortIo: Sized + Send {
         1
     }
 
+    /// Deepest fill level any of its queues has grown to (0 for backends without fill rings).
+    fn fill_depth(&self) -> u32 {
+        0
+    }
+
     /// The kernel's statistics (zero for backends without any).
     fn xdp_stats(&self) -> XdpStats {
         XdpStats::default()

@@ -235,6 +235,11 @@ pub struct Worker<P: PortIo> {
     rx_total: u64,
     /// Time spent in rounds that found work, over the worker's life.
     busy_ns: u64,
+    /// Longest time between the start of a round that found work and the start of the next (a
+    /// long round, or the thread held off its CPU), and how many such gaps exceeded a
+    /// millisecond: a fill ring shallower than the rate times the gap runs dry.
+    max_gap_ns: u64,
+    gaps_over_1ms: u64,
 }
 
 impl<P: PortIo> core::fmt::Debug for Worker<P> {
@@ -266,6 +271,8 @@ impl<P: PortIo> Worker<P> {
             dirty: false,
             rx_total: 0,
             busy_ns: 0,
+            max_gap_ns: 0,
+            gaps_over_1ms: 0,
         })
     }
 
@@ -353,12 +360,13 @@ impl<P: PortIo> Worker<P> {
                             .map(|r| format!("{}={}", r.name(), c.drops[*r as usize]))
                             .collect();
                         log::info!(
-                            "port {slot}: rx {} tx {} floods {} backpressure {} drops [{}] kernel {:?}",
+                            "port {slot}: rx {} tx {} floods {} backpressure {} drops [{}] fill depth {} kernel {:?}",
                             c.rx_packets,
                             c.tx_packets,
                             c.floods,
                             c.backpressure,
                             drops.join(" "),
+                            o.io.fill_depth(),
                             o.io.xdp_stats()
                         );
                     }
@@ -369,9 +377,12 @@ impl<P: PortIo> Worker<P> {
                 if self.rx_total > 0 {
                     log::info!(
                         "worker: {} frames received, {:.1} ns of busy rounds per frame \
-                         (user space plus the TX syscalls' kernel work)",
+                         (user space plus the TX syscalls' kernel work); longest gap between \
+                         rounds {} us, {} gaps over 1 ms",
                         self.rx_total,
-                        self.busy_ns as f64 / self.rx_total as f64
+                        self.busy_ns as f64 / self.rx_total as f64,
+                        self.max_gap_ns / 1000,
+                        self.gaps_over_1ms
                     );
                 }
                 return false;
@@ -653,6 +664,7 @@ impl<P: PortIo> Worker<P> {
         let now = || Now::from_nanos(u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX));
         let mut idle: u32 = 0;
         let mut last_sweep = 0u64;
+        let mut prev_round = now().nanos;
         loop {
             if pending.swap(false, Ordering::Acquire) {
                 loop {
@@ -671,6 +683,21 @@ impl<P: PortIo> Worker<P> {
                 }
             }
             let t = now();
+            if idle == 0 {
+                // Only while traffic flows (an idle adaptive worker sleeps on purpose).
+                let gap = t.nanos.saturating_sub(prev_round);
+                self.max_gap_ns = self.max_gap_ns.max(gap);
+                self.gaps_over_1ms += u64::from(gap > 1_000_000);
+                if gap > 5_000_000 {
+                    log::debug!(
+                        "worker: {:.1} ms between two rounds while forwarding (frames arriving meanwhile \
+                         wait in fill rings of at most {} frames)",
+                        gap as f64 / 1e6,
+                        self.fill_target
+                    );
+                }
+            }
+            prev_round = t.nanos;
             if self.poll(t) > 0 {
                 self.busy_ns += now().nanos.saturating_sub(t.nanos);
                 idle = 0;

@@ -2,7 +2,7 @@
 //! measures LAN switches, with qswitch, the Linux bridge and no device side by side in one run.
 //!
 //! ```sh
-//! cargo build --release && sudo ./target/release/qswitch-bench run            # full run
+//! cargo build --release --workspace && sudo ./target/release/qswitch-bench run   # full run
 //! sudo ./target/release/qswitch-bench run --quick                             # < 1 minute
 //! ```
 //!
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use bench::agent::Agent;
 use bench::progress::{self, Progress};
-use bench::report::{json, svg_bars, svg_cdf, Point};
+use bench::report::{aggregate, json, svg_bars, svg_cdf, Point};
 use bench::scenario;
 use bench::topo::{self, Dut, Topology, SINK_MAC};
 use bench::traffic::{cdf, cdf_quantiles, frame, percentile, Generator, Sink};
@@ -31,7 +31,7 @@ use dataplane::Mac;
 
 const USAGE: &str = "\
 qswitch-bench run [--quick] [--duts none,bridge,qswitch,ovs,ovs-afxdp] [--sizes 64,512,1518]
-                  [--trial SECS] [--steps N] [--flows N] [--out DIR] [--qswitch PATH]
+                  [--trial SECS] [--steps N] [--repeat N] [--flows N] [--out DIR] [--qswitch PATH]
 qswitch-bench plug-latency [--count N] [--qswitch PATH]
 qswitch-bench boot-storm [--vms N] [--clients N] [--qswitch PATH]
 qswitch-bench rfc2889 [--quick] [--duts bridge,qswitch,ovs,ovs-afxdp] [--ports K] [--trial SECS]
@@ -195,6 +195,8 @@ fn addr(spec: &str, i: u32) -> Result<Mac, String> {
 // The run
 
 struct Opts {
+    /// Runs of every measurement (medians reported).
+    repeat: usize,
     /// Longest back-to-back burst tried.
     burst_max: u64,
     duts: Vec<Dut>,
@@ -208,6 +210,7 @@ struct Opts {
 
 fn parse(args: &[String]) -> Result<Opts, String> {
     let mut o = Opts {
+        repeat: 1,
         burst_max: 1 << 17,
         duts: Dut::ALL.to_vec(),
         sizes: vec![64, 128, 256, 512, 1024, 1518],
@@ -240,6 +243,13 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             }
             "--trial" => o.trial = v()?.parse().map_err(|_| "bad --trial")?,
             "--steps" => o.steps = v()?.parse().map_err(|_| "bad --steps")?,
+            "--repeat" => {
+                o.repeat = v()?
+                    .parse()
+                    .ok()
+                    .filter(|&r| r >= 1)
+                    .ok_or("--repeat must be at least 1")?
+            }
             "--flows" => o.flows = v()?.parse().map_err(|_| "bad --flows")?,
             "--out" => o.out = PathBuf::from(v()?),
             "--qswitch" => o.qswitch = v()?,
@@ -281,6 +291,15 @@ impl Rig {
         );
         let got = (after.0 - before.0) as f64;
         let dur = ns / 1e9;
+        if bench::debug() {
+            progress::clear();
+            eprintln!("trial {size} B at {pps:.0} pps: sent {sent} got {got} in {dur:.3} s");
+            if let Ok(t) = std::fs::read_to_string(format!("/proc/{}/net/dev", self.sink.pid())) {
+                for l in t.lines().filter(|l| l.contains("sink-v")) {
+                    eprintln!("  {}", l.trim());
+                }
+            }
+        }
         let loss = if sent > 0.0 {
             (1.0 - got / sent).max(0.0)
         } else {
@@ -427,85 +446,96 @@ fn run(args: &[String]) -> Result<(), String> {
     let duts = Dut::available(&o.duts);
     // Per DUT and size: flat out, throughput, partial drop, back-to-back, latency.
     const PHASES: usize = 5;
-    let mut bar = Progress::new(duts.len() * o.sizes.len() * PHASES);
+    let mut bar = Progress::new(o.repeat * duts.len() * o.sizes.len() * PHASES);
     let mut trafgen = None;
-    for &dut in &duts {
-        bar.show(&format!("{}: building the topology", dut.name()));
-        let t = match Topology::build(dut, &o.qswitch, &work) {
-            Ok(t) => t,
-            Err(e) => {
-                progress::clear();
-                eprintln!("skipping {}: {e}", dut.name());
-                for _ in 0..o.sizes.len() * PHASES {
-                    bar.advance();
-                }
-                continue;
-            }
-        };
-        let gen = Agent::start("qsbgen", Some(0), "gen", "gen-v")?;
-        let sink = Agent::start("qsbsink", None, "sink", "sink-v")?;
-        let mut rig = Rig { gen, sink };
-        rig.sink.ask("announce")?;
-        for &size in &o.sizes {
-            let phase = |bar: &Progress, what: &str| {
-                bar.show(&format!("{} {size} B: {what}", dut.name()));
-            };
-            phase(&bar, "flat out");
-            let (offered, delivered, loss) = rig.trial(&o, size, 0.0, o.trial)?;
-            bar.advance();
-            let mut pt = |test: &str, pps: f64, loss: f64, lat: Option<Latency>, note: &str| {
-                let (latency_us, cdf) = match lat {
-                    Some((l, c)) => (Some(l), c),
-                    None => (None, Vec::new()),
-                };
-                points.push(Point {
-                    dut: dut.name().into(),
-                    size,
-                    test: test.into(),
-                    pps,
-                    loss,
-                    latency_us,
-                    cdf,
-                    note: note.into(),
-                })
-            };
-            pt("offered", offered, 0.0, None, "generator flat out");
-            pt("delivered", delivered, loss, None, "generator flat out");
-            phase(&bar, "throughput (no loss)");
-            let thr = rig.search(&o, size, offered, 0.0)?;
-            bar.advance();
-            let note = if (thr - offered).abs() < 1.0 {
-                "generator-bound"
+    // Repetitions go round all DUTs in turn, so that a slow spell of the machine spreads over
+    // every DUT instead of hitting one.
+    for rep in 0..o.repeat {
+        for &dut in &duts {
+            let dut_label = if o.repeat > 1 {
+                format!("{} (run {}/{})", dut.name(), rep + 1, o.repeat)
             } else {
-                ""
+                dut.name().to_owned()
             };
-            pt("throughput", thr, 0.0, None, note);
-            phase(&bar, "partial drop (0.5 %)");
-            let partial = rig.search(&o, size, offered, 0.005)?;
-            bar.advance();
-            pt("partial-drop-0.5%", partial, 0.005, None, "");
-            phase(&bar, "back-to-back");
-            let (burst, all) = rig.back_to_back(&o, size, o.burst_max)?;
-            bar.advance();
-            let note = if all { "largest tried" } else { "" };
-            pt("back-to-back", burst as f64, 0.0, None, note);
-            phase(&bar, "latency");
-            for (name, frac) in [("latency@50%", 0.5), ("latency@90%", 0.9)] {
-                if thr > 0.0 {
-                    let lat = rig.latency(&o, size, thr * frac)?;
-                    pt(name, thr * frac, 0.0, Some(lat), "");
+            bar.show(&format!("{dut_label}: building the topology"));
+            let t = match Topology::build(dut, &o.qswitch, &work) {
+                Ok(t) => t,
+                Err(e) => {
+                    progress::clear();
+                    eprintln!("skipping {}: {e}", dut.name());
+                    for _ in 0..o.sizes.len() * PHASES {
+                        bar.advance();
+                    }
+                    continue;
                 }
+            };
+            let gen = Agent::start("qsbgen", Some(0), "gen", "gen-v")?;
+            let sink = Agent::start("qsbsink", None, "sink", "sink-v")?;
+            let mut rig = Rig { gen, sink };
+            rig.sink.ask("announce")?;
+            for &size in &o.sizes {
+                let phase = |bar: &Progress, what: &str| {
+                    bar.show(&format!("{dut_label} {size} B: {what}"));
+                };
+                phase(&bar, "flat out");
+                let (offered, delivered, loss) = rig.trial(&o, size, 0.0, o.trial)?;
+                bar.advance();
+                let mut pt = |test: &str, pps: f64, loss: f64, lat: Option<Latency>, note: &str| {
+                    let (latency_us, cdf) = match lat {
+                        Some((l, c)) => (Some(l), c),
+                        None => (None, Vec::new()),
+                    };
+                    points.push(Point {
+                        dut: dut.name().into(),
+                        size,
+                        test: test.into(),
+                        pps,
+                        loss,
+                        latency_us,
+                        cdf,
+                        note: note.into(),
+                        runs: vec![pps],
+                    })
+                };
+                pt("offered", offered, 0.0, None, "generator flat out");
+                pt("delivered", delivered, loss, None, "generator flat out");
+                phase(&bar, "throughput (no loss)");
+                let thr = rig.search(&o, size, offered, 0.0)?;
+                bar.advance();
+                let note = if (thr - offered).abs() < 1.0 {
+                    "generator-bound"
+                } else {
+                    ""
+                };
+                pt("throughput", thr, 0.0, None, note);
+                phase(&bar, "partial drop (0.5 %)");
+                let partial = rig.search(&o, size, offered, 0.005)?;
+                bar.advance();
+                pt("partial-drop-0.5%", partial, 0.005, None, "");
+                phase(&bar, "back-to-back");
+                let (burst, all) = rig.back_to_back(&o, size, o.burst_max)?;
+                bar.advance();
+                let note = if all { "largest tried" } else { "" };
+                pt("back-to-back", burst as f64, 0.0, None, note);
+                phase(&bar, "latency");
+                for (name, frac) in [("latency@50%", 0.5), ("latency@90%", 0.9)] {
+                    if thr > 0.0 {
+                        let lat = rig.latency(&o, size, thr * frac)?;
+                        pt(name, thr * frac, 0.0, Some(lat), "");
+                    }
+                }
+                bar.advance();
             }
-            bar.advance();
+            if dut == Dut::None && trafgen.is_none() {
+                trafgen = trafgen_rate(&o, rig.sink.pid());
+            }
+            drop(rig);
+            drop(t);
         }
-        if dut == Dut::None && trafgen.is_none() {
-            trafgen = trafgen_rate(&o, rig.sink.pid());
-        }
-        drop(rig);
-        drop(t);
     }
     topo::teardown();
     bar.finish();
+    let points = aggregate(&points);
     print_report(&o, &duts, &points, trafgen);
     let write = |name: &str, text: String| {
         std::fs::write(o.out.join(name), text).map_err(|e| format!("{name}: {e}"))
@@ -543,8 +573,17 @@ fn print_report(o: &Opts, duts: &[Dut], points: &[Point], trafgen: Option<f64>) 
             .find(|p| p.dut == dut && p.size == size && p.test == test)
     };
     println!(
-        "## RFC 2544 throughput (trial {} s, {} search steps, {} flows)\n",
-        o.trial, o.steps, o.flows
+        "## RFC 2544 throughput (trial {} s, {} search steps, {} flows, {} run{}{})\n",
+        o.trial,
+        o.steps,
+        o.flows,
+        o.repeat,
+        if o.repeat > 1 { "s" } else { "" },
+        if o.repeat > 1 {
+            ": medians, throughput range in brackets"
+        } else {
+            ""
+        }
     );
     println!("| DUT | size | offered Mpps | throughput Mpps | Gbit/s | partial-drop Mpps | of none | qswitch ÷ DUT | back-to-back frames | note |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
@@ -565,8 +604,15 @@ fn print_report(o: &Opts, duts: &[Dut], points: &[Point], trafgen: Option<f64>) 
                 let more = if p.note.is_empty() { "" } else { ">= " };
                 format!("{more}{:.0}", p.pps)
             });
+            let range = if t.runs.len() > 1 {
+                let lo = t.runs.iter().copied().fold(f64::MAX, f64::min);
+                let hi = t.runs.iter().copied().fold(0.0, f64::max);
+                format!(" ({:.3}-{:.3})", lo / 1e6, hi / 1e6)
+            } else {
+                String::new()
+            };
             println!(
-                "| {} | {size} | {:.3} | {:.3} | {:.2} | {:.3} | {of_none} | {qswitch_over} | {b2b} | {} |",
+                "| {} | {size} | {:.3} | {:.3}{range} | {:.2} | {:.3} | {of_none} | {qswitch_over} | {b2b} | {} |",
                 dut.name(),
                 off / 1e6,
                 t.pps / 1e6,

@@ -342,6 +342,10 @@ impl PortIo for AfXdpPort {
         }
     }
 
+    fn fill_depth(&self) -> u32 {
+        self.queues.iter().map(|q| q.want).max().unwrap_or(0)
+    }
+
     fn xdp_stats(&self) -> XdpStats {
         let mut s = XdpStats::default();
         for q in &self.queues {
