@@ -287,7 +287,7 @@ mod tests {
         assert_eq!(o.worker.max_fill, 4096);
         assert_eq!(
             FileConfig::default().options().unwrap().worker.max_fill,
-            2048
+            8192
         );
         let c = f.switch_config().unwrap();
         assert_eq!(c.ports.len(), 2);

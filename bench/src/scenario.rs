@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::agent::Agent;
 use crate::http::{json_str, Conn};
+use crate::report::{json_metrics, Metric};
 use crate::traffic::{now_ns, percentile, udp_frame};
 use dataplane::Mac;
 use std::net::Ipv4Addr;
@@ -252,26 +253,62 @@ pub fn plug_latency(args: &[String]) -> Result<(), String> {
             v[((v.len() - 1) as f64 * p).round() as usize] as f64
         }
     };
+    let as_i64 = |v: &[u64]| -> Vec<i64> { v.iter().map(|&x| x as i64).collect() };
+    let rows = [
+        (
+            "plug call (request to response)",
+            "plug-call",
+            as_i64(&calls),
+        ),
+        (
+            "plug request to first frame delivered",
+            "plug-request-to-first-frame",
+            as_i64(&after_request),
+        ),
+        (
+            "plug response to first frame delivered",
+            "plug-response-to-first-frame",
+            after_return,
+        ),
+    ];
     println!("## Control-to-forwarding latency ({count} unplug/plug cycles, 100 kpps offered)\n");
     println!("| measure | p50 ms | p99 ms | max ms |");
     println!("|---|---|---|---|");
-    let row = |name: &str, v: &[u64]| {
-        println!(
-            "| {name} | {:.2} | {:.2} | {:.2} |",
-            ms(percentile(v, 0.5) as f64),
-            ms(percentile(v, 0.99) as f64),
-            ms(v.last().copied().unwrap_or(0) as f64)
-        )
-    };
-    row("plug call (request to response)", &calls);
-    row("plug request to first frame delivered", &after_request);
-    println!(
-        "| plug response to first frame delivered | {:.2} | {:.2} | {:.2} |",
-        ms(pi(&after_return, 0.5)),
-        ms(pi(&after_return, 0.99)),
-        ms(after_return.last().copied().unwrap_or(0) as f64)
-    );
+    let mut metrics = vec![metric("plugs-without-frame", missed as f64, "plugs")];
+    for (name, key, v) in &rows {
+        let (p50, p99, max) = (
+            ms(pi(v, 0.5)),
+            ms(pi(v, 0.99)),
+            ms(v.last().copied().unwrap_or(0) as f64),
+        );
+        println!("| {name} | {p50:.2} | {p99:.2} | {max:.2} |");
+        for (q, x) in [("p50", p50), ("p99", p99), ("max", max)] {
+            metrics.push(metric(&format!("{key}-{q}"), x, "ms"));
+        }
+    }
     println!("\n{missed} of {count} plugs saw no frame within 2 s.");
+    write_json(args, "plug-latency.json", &metrics)
+}
+
+fn metric(test: &str, value: f64, unit: &str) -> Metric {
+    Metric {
+        dut: "qswitch".into(),
+        test: test.into(),
+        value,
+        unit: unit.into(),
+        note: String::new(),
+    }
+}
+
+/// Writes `metrics` as `name` into `--out` (default `target/qswitch-bench`).
+fn write_json(args: &[String], name: &str, metrics: &[Metric]) -> Result<(), String> {
+    let dir = std::path::PathBuf::from(
+        flag(args, "--out").unwrap_or_else(|| "target/qswitch-bench".into()),
+    );
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let path = dir.join(name);
+    std::fs::write(&path, json_metrics(metrics)).map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!("wrote {}", path.display());
     Ok(())
 }
 
@@ -510,6 +547,7 @@ pub fn boot_storm(args: &[String]) -> Result<(), String> {
         Some("v2.0") => &["v2.0"],
         Some(a) => return Err(format!("--api must be v1.1, v2.0 or both, not {a}")),
     };
+    let mut metrics = Vec::new();
     for api in apis {
         eprintln!("boot storm through {api}: creating {vms} VMs...");
         let mut lab = Lab::new("qsbs", vms, *api == "v1.1")?;
@@ -531,6 +569,7 @@ pub fn boot_storm(args: &[String]) -> Result<(), String> {
         println!("| step (per VM) | p50 ms | p99 ms | max ms |");
         println!("|---|---|---|---|");
         let mut slowest = ("", 0u64);
+        let m = |test: &str, value: f64, unit: &str| metric(&format!("{api}-{test}"), value, unit);
         for (name, v) in &storm.steps {
             let mut v = v.clone();
             v.sort_unstable();
@@ -538,13 +577,31 @@ pub fn boot_storm(args: &[String]) -> Result<(), String> {
             if p99 > slowest.1 {
                 slowest = (name, p99);
             }
+            let (p50, max) = (percentile(&v, 0.5), v.last().copied().unwrap_or(0));
             println!(
                 "| {name} | {:.2} | {:.2} | {:.2} |",
-                ms(percentile(&v, 0.5) as f64),
+                ms(p50 as f64),
                 ms(p99 as f64),
-                ms(v.last().copied().unwrap_or(0) as f64)
+                ms(max as f64)
             );
+            let mut step = metric(&format!("{api}-step"), ms(p50 as f64), "ms p50");
+            step.note = (*name).to_owned();
+            metrics.push(step);
+            let mut step = metric(&format!("{api}-step"), ms(p99 as f64), "ms p99");
+            step.note = (*name).to_owned();
+            metrics.push(step);
         }
+        metrics.extend([
+            m("seconds-to-forwarding", all_up.as_secs_f64(), "s"),
+            m("api-requests", storm.requests as f64, "requests"),
+            m(
+                "requests-per-vm",
+                storm.requests as f64 / vms as f64,
+                "requests",
+            ),
+            m("sample-frames-sent", sent as f64, "frames"),
+            m("sample-frames-received", frames as f64, "frames"),
+        ]);
         println!(
             "\nEvery port forwarding after {:.2} s ({:.0} VMs/s); {} API requests, {:.2} per VM; \
              slowest step (p99): {}. Frames sent by {} sample VMs to VM 0: {frames} of {sent} received.\n",
@@ -556,7 +613,7 @@ pub fn boot_storm(args: &[String]) -> Result<(), String> {
             storm.addrs.len().saturating_sub(1).min(10),
         );
     }
-    Ok(())
+    write_json(args, "boot-storm.json", &metrics)
 }
 
 /// Real frames: VM 0 listens, up to 10 other VMs each send 10 IPv4/UDP frames to it from their

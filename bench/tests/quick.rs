@@ -17,10 +17,7 @@ fn quick_run_reports_every_dut_and_cleans_up() {
     let out = std::env::temp_dir().join(format!("qsb-test-{}", std::process::id()));
     // Open vSwitch is measured where it is installed (CI installs it) and skipped with a line
     // saying so elsewhere.
-    let ovs = Command::new("ovs-vswitchd")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let ovs = bench::topo::Dut::Ovs.unavailable().is_none();
     let duts: &[&str] = if ovs {
         &["none", "bridge", "qswitch", "ovs", "ovs-afxdp"]
     } else {
@@ -119,8 +116,15 @@ fn quick_run_reports_every_dut_and_cleans_up() {
             "{test}: {json}"
         );
     }
-    let _ = std::fs::remove_dir_all(&out);
-    let plug = run(&["plug-latency", "--count", "3"]);
+    let plug = run(&[
+        "plug-latency",
+        "--count",
+        "3",
+        "--out",
+        rfc_out.to_str().unwrap(),
+    ]);
+    let json = std::fs::read_to_string(rfc_out.join("plug-latency.json")).unwrap();
+    assert!(json.contains("\"test\": \"plug-call-p50\""), "{json}");
     assert!(
         plug.contains("plug response to first frame delivered"),
         "{plug}"
@@ -128,12 +132,28 @@ fn quick_run_reports_every_dut_and_cleans_up() {
     assert!(plug.contains("0 of 3 plugs saw no frame"), "{plug}");
     // Through v1.1 (three calls per VM) and v2.0 (bulk calls of two ports); five sample VMs
     // send ten frames each to VM 0, through anti-spoofing rules on v2.0.
-    let storm = run(&["boot-storm", "--vms", "6", "--clients", "3", "--batch", "2"]);
+    let storm = run(&[
+        "boot-storm",
+        "--vms",
+        "6",
+        "--clients",
+        "3",
+        "--batch",
+        "2",
+        "--out",
+        rfc_out.to_str().unwrap(),
+    ]);
+    let json = std::fs::read_to_string(rfc_out.join("boot-storm.json")).unwrap();
+    assert!(
+        json.contains("\"test\": \"v2.0-requests-per-vm\""),
+        "{json}"
+    );
     assert_eq!(storm.matches("Every port forwarding").count(), 2, "{storm}");
     assert_eq!(storm.matches("50 of 50 received").count(), 2, "{storm}");
     assert!(storm.contains("19 API requests, 3.17 per VM"), "{storm}");
     // Network, subnet and one bulk call per client.
     assert!(storm.contains("5 API requests, 0.83 per VM"), "{storm}");
+    let _ = std::fs::remove_dir_all(&out);
 
     let ns = String::from_utf8_lossy(
         &Command::new("ip")

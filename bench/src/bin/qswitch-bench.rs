@@ -32,8 +32,9 @@ use dataplane::Mac;
 const USAGE: &str = "\
 qswitch-bench run [--quick] [--duts none,bridge,qswitch,ovs,ovs-afxdp] [--sizes 64,512,1518]
                   [--trial SECS] [--steps N] [--repeat N] [--flows N] [--out DIR] [--qswitch PATH]
-qswitch-bench plug-latency [--count N] [--qswitch PATH]
-qswitch-bench boot-storm [--vms N] [--clients N] [--qswitch PATH]
+qswitch-bench plug-latency [--count N] [--out DIR] [--qswitch PATH]
+qswitch-bench boot-storm [--vms N] [--clients N] [--batch N] [--api v1.1|v2.0|both] [--out DIR]
+                         [--qswitch PATH]
 qswitch-bench rfc2889 [--quick] [--duts bridge,qswitch,ovs,ovs-afxdp] [--ports K] [--trial SECS]
                       [--steps N] [--out DIR] [--qswitch PATH]
 qswitch-bench agent gen|sink DEVICE     (internal: runs inside a namespace)";
