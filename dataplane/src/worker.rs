@@ -685,7 +685,9 @@ impl<P: PortIo> Worker<P> {
             let t = now();
             if idle == 0 {
                 // Only while traffic flows (an idle adaptive worker sleeps on purpose).
+                // The previous round found work: it lasted until now (one clock read a round).
                 let gap = t.nanos.saturating_sub(prev_round);
+                self.busy_ns += gap;
                 self.max_gap_ns = self.max_gap_ns.max(gap);
                 self.gaps_over_1ms += u64::from(gap > 1_000_000);
                 if gap > 5_000_000 {
@@ -699,7 +701,6 @@ impl<P: PortIo> Worker<P> {
             }
             prev_round = t.nanos;
             if self.poll(t) > 0 {
-                self.busy_ns += now().nanos.saturating_sub(t.nanos);
                 idle = 0;
                 continue;
             }
