@@ -5,6 +5,7 @@
 //! The signal handler only sets a flag (`signal_hook::flag`); everything else happens on the
 //! watcher thread, where it is safe to fork `ip` and `kill`.
 
+use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -22,6 +23,8 @@ pub fn install() -> std::io::Result<()> {
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
     ] {
+        // A second signal while the teardown runs ends the process at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone())?;
         signal_hook::flag::register(sig, flag.clone())?;
     }
     std::thread::Builder::new()
@@ -29,11 +32,22 @@ pub fn install() -> std::io::Result<()> {
         .spawn(move || loop {
             if flag.load(Ordering::Relaxed) {
                 crate::progress::clear();
-                eprintln!("qswitch-bench: interrupted, tearing down");
+                // stderr may be gone (SIGHUP, a closed pipe): never panic on it here.
+                let say = |m: &str| {
+                    let _ = writeln!(std::io::stderr(), "qswitch-bench: {m}");
+                };
+                say("interrupted, tearing down");
                 let pids: Vec<String> = tracked().iter().map(u32::to_string).collect();
                 crate::topo::terminate(&pids, Duration::from_secs(5));
-                crate::topo::teardown();
-                eprintln!("qswitch-bench: torn down");
+                // The main thread may create a namespace or two before it notices: go again
+                // until none is left.
+                for _ in 0..5 {
+                    if !crate::topo::teardown() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                say("torn down");
                 std::process::exit(130);
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -46,10 +60,19 @@ pub fn requested() -> bool {
     FLAG.get().is_some_and(|f| f.load(Ordering::Relaxed))
 }
 
-/// Waits for the watcher to finish the teardown and exit.
+/// Waits for the watcher to finish the teardown and exit (or exits after 60 s, if it could not).
 pub fn wait_for_exit() -> ! {
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_secs(60));
+    std::process::exit(130);
+}
+
+/// Fails once a stop has been asked for: building steps call it so that nothing new is created
+/// while the watcher tears down.
+pub fn check() -> Result<(), String> {
+    if requested() {
+        Err("interrupted".into())
+    } else {
+        Ok(())
     }
 }
 

@@ -11,7 +11,7 @@ static DRAWN: AtomicBool = AtomicBool::new(false);
 /// Clears a bar drawn on the terminal, so that a message can take the line.
 pub fn clear() {
     if DRAWN.swap(false, Ordering::Relaxed) {
-        eprint!("\r\x1b[K");
+        let _ = write!(std::io::stderr(), "\r\x1b[K");
     }
 }
 

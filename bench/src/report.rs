@@ -173,10 +173,17 @@ fn legend(s: &mut String, duts: &[&str], left: f64) {
 /// Latency CDFs (SVG) of the latency tests at frame size `size`: one curve per DUT and load
 /// (solid at 90 %, dashed at 50 % of the throughput), latency on a log scale.
 pub fn svg_cdf(points: &[Point], size: usize, title: &str) -> String {
+    // A sink that saw nothing reports zeros: no curve for it.
     let pts: Vec<&Point> = points
         .iter()
-        .filter(|p| p.size == size && !p.cdf.is_empty())
+        .filter(|p| p.size == size && p.cdf.last().is_some_and(|c| c.1 > 0.0))
         .collect();
+    if pts.is_empty() {
+        return format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"720\" height=\"60\" font-family=\"sans-serif\" font-size=\"14\">\n\
+             <text x=\"360\" y=\"35\" text-anchor=\"middle\">{title}: no latency measured</text>\n</svg>\n"
+        );
+    }
     let mut duts: Vec<&str> = Vec::new();
     for p in &pts {
         if !duts.contains(&p.dut.as_str()) {
@@ -396,6 +403,8 @@ mod tests {
         let pts = vec![a, b, p("none", 64, 2e6)];
         let s = svg_cdf(&pts, 64, "t");
         assert_eq!(s.matches("<polyline").count(), 2);
+        assert!(svg_cdf(&pts, 1518, "t").contains("no latency measured"));
+        assert!(!svg_cdf(&pts, 1518, "t").contains("inf"));
         assert_eq!(s.matches("stroke-dasharray").count(), 1);
         assert!(json(&pts).contains("\"cdf\": [[0, 10.00], [0.5, 20.00], [1, 400.00]]"));
     }

@@ -41,7 +41,13 @@ struct Mesh {
 impl Mesh {
     fn build(dut: Dut, k: usize, qswitch: &str, work: &Path) -> Result<Mesh, String> {
         topo::teardown();
+        // The guard first: a failure below tears down whatever was built.
+        let mut mesh = Mesh {
+            agents: Vec::new(),
+            daemons: Daemons::default(),
+        };
         let ip = |a: &[&str]| {
+            crate::interrupt::check()?;
             let mut v = vec!["ip"];
             v.extend_from_slice(a);
             std::process::Command::new(v[0])
@@ -92,11 +98,7 @@ impl Mesh {
             devices.push(h);
         }
         let refs: Vec<&str> = devices.iter().map(String::as_str).collect();
-        let daemons = start_dut(dut, &refs, qswitch, work)?;
-        let mut mesh = Mesh {
-            agents: Vec::new(),
-            daemons,
-        };
+        mesh.daemons = start_dut(dut, &refs, qswitch, work)?;
         for i in 0..k {
             // Generators share CPU 0; the DUT (qswitch's worker) has CPU 1.
             mesh.agents.push(Agent::start(
@@ -213,7 +215,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
                     .filter(|k| (3..=topo::MAX_MESH).contains(k))
                     .ok_or("--ports must be 3..=8")?
             }
-            "--trial" => o.trial = v()?.parse().map_err(|_| "bad --trial")?,
+            "--trial" => {
+                o.trial = v()?
+                    .parse()
+                    .ok()
+                    .filter(|t: &f64| *t > 0.0)
+                    .ok_or("--trial must be a positive number of seconds")?
+            }
             "--steps" => o.steps = v()?.parse().map_err(|_| "bad --steps")?,
             "--caching-max" => o.caching_max = v()?.parse().map_err(|_| "bad --caching-max")?,
             "--learn-addrs" => o.learn_addrs = v()?.parse().map_err(|_| "bad --learn-addrs")?,
@@ -232,10 +240,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
     for &dut in &duts {
         match measure(dut, &o, &mut bar) {
             Ok(r) => results.push((dut, r)),
+            Err(e) if crate::interrupt::requested() => return Err(e),
             Err(e) => {
+                // One DUT failing does not throw away what the others measured.
                 progress::clear();
-                eprintln!("{}: {e}", dut.name());
-                return Err(e);
+                eprintln!("skipping {}: {e}", dut.name());
             }
         }
     }

@@ -17,6 +17,7 @@ use dataplane::Mac;
 use std::net::Ipv4Addr;
 
 fn ip(args: &[&str]) -> Result<(), String> {
+    crate::interrupt::check()?;
     let st = Command::new("ip")
         .args(args)
         .stderr(Stdio::null())

@@ -108,6 +108,7 @@ impl Dut {
 }
 
 fn run(args: &[&str]) -> Result<String, String> {
+    crate::interrupt::check()?;
     let out = Command::new(args[0])
         .args(&args[1..])
         .output()
@@ -130,8 +131,7 @@ pub fn in_ns(ns: &str, args: &[&str]) -> Result<String, String> {
 
 /// Every namespace the harness owns: the names start with `qsb`.
 fn harness_namespaces() -> Vec<String> {
-    run(&["ip", "netns", "list"])
-        .unwrap_or_default()
+    list(&["ip", "netns", "list"])
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .filter(|n| n.starts_with("qsb"))
@@ -147,52 +147,76 @@ pub fn alive(pid: &str) -> bool {
         .is_some_and(|r| !r.starts_with('Z'))
 }
 
-/// Sends SIGTERM to `pids`, waits up to `grace` for them to exit, then SIGKILLs the rest.
-pub fn terminate(pids: &[String], grace: Duration) {
+fn signal_all(sig: &str, pids: &[String]) {
     if pids.is_empty() {
         return;
     }
-    let signal = |sig: &str, pids: &[String]| {
-        let _ = Command::new("kill")
-            .arg(sig)
-            .arg("--")
-            .args(pids)
-            .stderr(Stdio::null())
-            .status();
-    };
-    signal("-TERM", pids);
+    let _ = Command::new("kill")
+        .arg(sig)
+        .arg("--")
+        .args(pids)
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Sends SIGTERM to `pids` (children of this process: a PID stays theirs until reaped), waits up
+/// to `grace` for them to exit, then SIGKILLs the rest.
+pub fn terminate(pids: &[String], grace: Duration) {
+    signal_all("-TERM", pids);
     let end = Instant::now() + grace;
     while Instant::now() < end && pids.iter().any(|p| alive(p)) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let left: Vec<String> = pids.iter().filter(|p| alive(p)).cloned().collect();
-    if !left.is_empty() {
-        signal("-KILL", &left);
-    }
+    signal_all("-KILL", &left);
 }
 
-/// Removes every namespace of the harness (and so every interface in them), after stopping
-/// whatever still runs inside them (agents, a DUT daemon, Open vSwitch): SIGTERM, then SIGKILL
-/// after 3 s.
-pub fn teardown() {
-    let spaces = harness_namespaces();
-    let pids: Vec<String> = spaces
+/// Runs a listing command, without the interrupt check (teardown must work after one).
+fn list(args: &[&str]) -> String {
+    Command::new(args[0])
+        .args(&args[1..])
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// The processes inside the harness's namespaces.
+fn namespace_pids(spaces: &[String]) -> Vec<String> {
+    spaces
         .iter()
         .flat_map(|ns| {
-            run(&["ip", "netns", "pids", ns])
-                .unwrap_or_default()
+            list(&["ip", "netns", "pids", ns])
                 .split_whitespace()
                 .map(str::to_owned)
                 .collect::<Vec<_>>()
         })
-        .collect();
-    terminate(&pids, Duration::from_secs(3));
+        .collect()
+}
+
+/// Removes every namespace of the harness (and so every interface in them), after stopping
+/// whatever still runs inside them (agents, a DUT daemon, Open vSwitch): SIGTERM, then SIGKILL
+/// after 3 s to those still inside (listed again: a PID that left may have been reused). Returns
+/// whether there was anything to remove.
+pub fn teardown() -> bool {
+    let spaces = harness_namespaces();
+    if spaces.is_empty() {
+        return false;
+    }
+    let pids = namespace_pids(&spaces);
+    signal_all("-TERM", &pids);
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end && pids.iter().any(|p| alive(p)) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal_all("-KILL", &namespace_pids(&spaces));
     for ns in spaces {
         let _ = Command::new("ip")
             .args(["netns", "del", &ns])
             .stderr(Stdio::null())
             .status();
     }
+    true
 }
 
 /// Processes a DUT runs (qswitch, or Open vSwitch's database and switch), stopped on drop:

@@ -662,7 +662,8 @@ impl<P: PortIo> Worker<P> {
     pub fn run(mut self, commands: Receiver<Command<P>>, pending: Arc<AtomicBool>) {
         let epoch = Instant::now();
         let now = || Now::from_nanos(u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX));
-        let mut idle: u32 = 0;
+        // Not 0: the first round follows no round that found work.
+        let mut idle: u32 = 1;
         let mut last_sweep = 0u64;
         let mut prev_round = now().nanos;
         loop {

@@ -66,11 +66,11 @@ fn main() {
         Some("agent") => agent(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
+    if bench::interrupt::requested() {
+        // Whatever the run returned, the watcher is tearing down and exits with 130.
+        bench::interrupt::wait_for_exit();
+    }
     if let Err(e) = r {
-        if bench::interrupt::requested() {
-            // The failure is the interrupt's doing (an agent died of the same Ctrl-C).
-            bench::interrupt::wait_for_exit();
-        }
         progress::clear();
         eprintln!("qswitch-bench: {e}");
         std::process::exit(1);
@@ -242,7 +242,13 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                     .map(|s| s.parse().map_err(|_| format!("bad size {s}")))
                     .collect::<Result<_, _>>()?
             }
-            "--trial" => o.trial = v()?.parse().map_err(|_| "bad --trial")?,
+            "--trial" => {
+                o.trial = v()?
+                    .parse()
+                    .ok()
+                    .filter(|t: &f64| *t > 0.0)
+                    .ok_or("--trial must be a positive number of seconds")?
+            }
             "--steps" => o.steps = v()?.parse().map_err(|_| "bad --steps")?,
             "--repeat" => {
                 o.repeat = v()?
