@@ -25,3 +25,11 @@ pub mod traffic;
 pub fn debug() -> bool {
     std::env::var_os("QSB_DEBUG").is_some()
 }
+
+/// Parses a `--trial` value: a positive number of seconds.
+pub fn trial_secs(v: &str) -> Result<f64, String> {
+    v.parse()
+        .ok()
+        .filter(|t: &f64| *t > 0.0 && t.is_finite())
+        .ok_or_else(|| format!("--trial {v}: expected a positive number of seconds"))
+}

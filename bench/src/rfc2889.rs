@@ -215,13 +215,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
                     .filter(|k| (3..=topo::MAX_MESH).contains(k))
                     .ok_or("--ports must be 3..=8")?
             }
-            "--trial" => {
-                o.trial = v()?
-                    .parse()
-                    .ok()
-                    .filter(|t: &f64| *t > 0.0)
-                    .ok_or("--trial must be a positive number of seconds")?
-            }
+            "--trial" => o.trial = crate::trial_secs(&v()?)?,
             "--steps" => o.steps = v()?.parse().map_err(|_| "bad --steps")?,
             "--caching-max" => o.caching_max = v()?.parse().map_err(|_| "bad --caching-max")?,
             "--learn-addrs" => o.learn_addrs = v()?.parse().map_err(|_| "bad --learn-addrs")?,

@@ -242,13 +242,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                     .map(|s| s.parse().map_err(|_| format!("bad size {s}")))
                     .collect::<Result<_, _>>()?
             }
-            "--trial" => {
-                o.trial = v()?
-                    .parse()
-                    .ok()
-                    .filter(|t: &f64| *t > 0.0)
-                    .ok_or("--trial must be a positive number of seconds")?
-            }
+            "--trial" => o.trial = bench::trial_secs(&v()?)?,
             "--steps" => o.steps = v()?.parse().map_err(|_| "bad --steps")?,
             "--repeat" => {
                 o.repeat = v()?
