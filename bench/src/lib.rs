@@ -18,6 +18,7 @@ pub mod progress;
 pub mod report;
 pub mod rfc2889;
 pub mod scenario;
+pub mod search;
 pub mod topo;
 pub mod traffic;
 
@@ -32,4 +33,16 @@ pub fn trial_secs(v: &str) -> Result<f64, String> {
         .ok()
         .filter(|t: &f64| *t > 0.0 && t.is_finite())
         .ok_or_else(|| format!("--trial {v}: expected a positive number of seconds"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_trial_lasts_a_positive_number_of_seconds() {
+        assert_eq!(super::trial_secs("0.5"), Ok(0.5));
+        for bad in ["0", "-1", "abc", "inf", "NaN", ""] {
+            let e = super::trial_secs(bad).unwrap_err();
+            assert!(e.contains("positive number of seconds"), "{bad}: {e}");
+        }
+    }
 }

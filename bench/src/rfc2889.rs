@@ -29,6 +29,7 @@ use crate::agent::Agent;
 use crate::debug;
 use crate::progress::{self, Progress};
 use crate::report::{json_metrics, Metric};
+use crate::search;
 use crate::topo::{self, counters, in_ns, mesh_mac, mesh_ns, start_dut, Daemons, Dut};
 
 /// A meshed topology: namespace `qsbm<i>` holds `m<i>-v`, whose peer `m<i>-h` is a port of the
@@ -477,17 +478,10 @@ fn meshed(m: &mut Mesh, o: &Opts) -> Result<f64, String> {
     if got >= sent {
         return Ok(max);
     }
-    let (mut lo, mut hi) = (0.0, max);
-    for _ in 0..o.steps {
-        let mid = (lo + hi) / 2.0;
-        let (sent, got) = trial(m, mid)?;
-        if got >= sent {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    Ok(lo)
+    search::highest_rate(max, o.steps, |rate| {
+        let (sent, got) = trial(m, rate)?;
+        Ok((got >= sent).then_some(rate))
+    })
 }
 
 /// Broadcast frames from port 0, flat out: the mean rate at which the other ports receive them.
@@ -651,45 +645,56 @@ fn learning_rate(dut: Dut, n: u32, o: &Opts) -> Result<(f64, bool), String> {
     if ok {
         return Ok((top, true));
     }
-    let (mut lo, mut hi) = (0.0, top);
-    for _ in 0..o.steps {
-        let mid = (lo + hi) / 2.0;
-        if learns(dut, n, mid, test_rate, o)?.0 {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    Ok((lo, false))
+    let rate = search::highest_rate(top, o.steps, |rate| {
+        Ok(learns(dut, n, rate, test_rate, o)?.0.then_some(rate))
+    })?;
+    Ok((rate, false))
 }
 
 /// Binary search for the address caching capacity, teaching at `rate`: `(n, true)` when even
 /// the largest tried fit.
 fn caching(dut: Dut, o: &Opts, rate: f64) -> Result<(u32, bool), String> {
-    let remembers = |n: u32| learns(dut, n, rate, rate, o).map(|r| r.0);
-    let mut n = 256;
-    let mut good = 0;
-    while n <= o.caching_max {
-        if !remembers(n)? {
-            break;
-        }
-        good = n;
-        n *= 2;
-    }
-    if n > o.caching_max {
-        return Ok((good, true));
-    }
-    let (mut lo, mut hi) = (good, n);
-    for _ in 0..o.steps {
-        let mid = (lo + hi) / 2;
-        if mid == lo {
-            break;
-        }
-        if remembers(mid)? {
-            lo = mid;
-        } else {
-            hi = mid;
+    let (n, all) = search::largest_count(256, u64::from(o.caching_max), o.steps, |n| {
+        let n = u32::try_from(n).map_err(|_| "too many addresses")?;
+        learns(dut, n, rate, rate, o).map(|r| r.0)
+    })?;
+    Ok((u32::try_from(n).unwrap_or(u32::MAX), all))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(pps: f64, to_c: f64, got_c: f64, to_u: f64, got_u: f64) -> Congestion {
+        Congestion {
+            pps,
+            to_congested: to_c,
+            got_congested: got_c,
+            to_uncongested: to_u,
+            got_uncongested: got_u,
         }
     }
-    Ok((lo, false))
+
+    #[test]
+    fn loss_forgives_the_one_frame_split_and_nothing_more() {
+        assert_eq!(loss(100.0, 99.0), 0.0);
+        assert_eq!(loss(100.0, 101.0), 0.0);
+        assert!((loss(100.0, 90.0) - 0.1).abs() < 1e-9);
+        assert_eq!(loss(0.0, 0.0), 0.0);
+    }
+
+    #[test]
+    fn head_of_line_blocking_is_loss_at_the_uncongested_port_only() {
+        assert_eq!(c(1e5, 150.0, 150.0, 50.0, 50.0).verdict(), "no");
+        // Dropping at the congested port is what a switch should do.
+        assert_eq!(c(0.0, 150.0, 100.0, 50.0, 50.0).verdict(), "no");
+        assert_eq!(c(1e5, 150.0, 150.0, 50.0, 40.0).verdict(), "yes");
+        assert_eq!(c(0.0, 150.0, 150.0, 50.0, 40.0).verdict(), "yes");
+        assert_eq!(
+            c(0.0, 150.0, 100.0, 50.0, 40.0).verdict(),
+            "overloaded: every port loses"
+        );
+        assert_eq!(c(0.0, 1.0, 1.0, 1.0, 1.0).label(), "flat-out");
+        assert_eq!(c(5.0, 1.0, 1.0, 1.0, 1.0).label(), "port-rate");
+    }
 }

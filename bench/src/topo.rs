@@ -587,3 +587,24 @@ pub fn counters(pid: u32, dev: &str) -> Option<(u64, u64)> {
         .collect();
     Some((*v.get(1)?, *v.get(9)?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dut_lists_parse_by_name_and_name_what_is_known() {
+        assert_eq!(
+            Dut::parse_list("none,ovs-afxdp").unwrap(),
+            vec![Dut::None, Dut::OvsAfxdp]
+        );
+        for d in Dut::ALL {
+            assert_eq!(Dut::parse(d.name()), Some(d));
+        }
+        let e = Dut::parse_list("bridge,vpp").unwrap_err();
+        assert!(
+            e.contains("unknown DUT vpp") && e.contains("ovs-afxdp"),
+            "{e}"
+        );
+    }
+}

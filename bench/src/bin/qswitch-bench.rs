@@ -25,6 +25,7 @@ use bench::agent::Agent;
 use bench::progress::{self, Progress};
 use bench::report::{aggregate, json, svg_bars, svg_cdf, Point};
 use bench::scenario;
+use bench::search;
 use bench::topo::{self, Dut, Topology, SINK_MAC};
 use bench::traffic::{cdf, cdf_quantiles, frame, percentile, Generator, Sink};
 use dataplane::Mac;
@@ -311,21 +312,14 @@ impl Rig {
 
     /// RFC 2544 binary search for the highest rate with loss at most `tolerance`.
     fn search(&mut self, o: &Opts, size: usize, max: f64, tolerance: f64) -> Result<f64, String> {
-        let (mut lo, mut hi) = (0.0, max);
         let (offered, _, loss) = self.trial(o, size, max, o.trial)?;
         if loss <= tolerance {
             return Ok(offered);
         }
-        for _ in 0..o.steps {
-            let mid = (lo + hi) / 2.0;
-            let (offered, _, loss) = self.trial(o, size, mid, o.trial)?;
-            if loss <= tolerance {
-                lo = offered.min(mid);
-            } else {
-                hi = mid;
-            }
-        }
-        Ok(lo)
+        search::highest_rate(max, o.steps, |rate| {
+            let (offered, _, loss) = self.trial(o, size, rate, o.trial)?;
+            Ok((loss <= tolerance).then_some(offered))
+        })
     }
 
     /// Does a burst of `n` frames sent back to back (flat out) arrive whole?
@@ -345,30 +339,7 @@ impl Rig {
     /// RFC 2544 back-to-back: the longest burst at the maximum rate that crosses with no loss
     /// (doubling up to `max`, then a binary search). `(frames, true)` when even `max` passed.
     fn back_to_back(&mut self, o: &Opts, size: usize, max: u64) -> Result<(u64, bool), String> {
-        let (mut good, mut n) = (0, 64);
-        while n <= max {
-            if !self.burst_passes(o, size, n)? {
-                break;
-            }
-            good = n;
-            n *= 2;
-        }
-        if n > max {
-            return Ok((good, true));
-        }
-        let (mut lo, mut hi) = (good, n);
-        for _ in 0..o.steps {
-            let mid = (lo + hi) / 2;
-            if mid == lo {
-                break;
-            }
-            if self.burst_passes(o, size, mid)? {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        Ok((lo, false))
+        search::largest_count(64, max, o.steps, |n| self.burst_passes(o, size, n))
     }
 
     /// Latency at `pps`.
