@@ -145,6 +145,7 @@ fn port_statistics(s: &PortStats) -> PortStatistics {
         tx_errors: drops(DropReason::TxError) + s.xdp.tx_invalid_descs,
         dropped: c.total_drops(),
         floods: c.floods,
+        csum_completed: c.csum_completed,
         drops: DropReason::ALL
             .iter()
             .map(|r| (r.name().to_owned(), drops(*r)))

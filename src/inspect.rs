@@ -150,6 +150,7 @@ pub(crate) fn stats(t: &Target, args: &[String]) -> Result<(), String> {
         "tx_errors",
         "dropped",
         "floods",
+        "csum_completed",
     ] {
         println!("{key:<28} {}", s[key].as_u64().unwrap_or(0));
     }

@@ -257,3 +257,156 @@ fn frames_longer_than_the_port_mtu_are_dropped() {
     );
     assert_eq!(seen[0].hex.len(), 1514 * 2);
 }
+
+/// IPv6 addresses of the VMs (the benchmarking range of RFC 5180).
+const V6_1: &str = "2001:2::1";
+const V6_2: &str = "2001:2::2";
+
+/// Asserts that the VM's interface has Linux's defaults: the stack leaves TCP and UDP checksums
+/// partial for the device to finish.
+fn assert_default_offloads(vm: &Vm) {
+    let k = vm.offloads();
+    assert!(k.contains("tx-checksumming: on"), "{}: {k}", vm.dev);
+}
+
+/// The checksums the switch completed, from the per-port lines of the shutdown log.
+fn checksums_completed(log: &str) -> u64 {
+    log.lines()
+        .filter_map(|l| l.split("checksums completed ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn tcp_and_udp_over_ipv4_and_ipv6_cross_the_switch_with_default_offloads() {
+    let mut lab = Lab::new("c");
+    assert_default_offloads(&lab.vm1);
+    assert_default_offloads(&lab.vm2);
+    lab.vm1.enable_ipv6(V6_1);
+    lab.vm2.enable_ipv6(V6_2);
+    let mb8 = 8 << 20;
+    for (from, to, ip) in [
+        (&lab.vm1, &lab.vm2, lab.vm2.ip.as_str()),
+        (&lab.vm2, &lab.vm1, lab.vm1.ip.as_str()),
+        (&lab.vm1, &lab.vm2, V6_2),
+    ] {
+        if let Err(e) = from.ns.tcp_transfer(&to.ns, ip, mb8) {
+            panic!("TCP to {ip}: {e}\n{}", lab.daemon.log());
+        }
+    }
+    for ip in [lab.vm2.ip.as_str(), V6_2] {
+        let (echoed, altered) = lab.vm1.ns.udp_echo(&lab.vm2.ns, ip, 200, 1200);
+        assert_eq!(altered, 0, "UDP to {ip}: datagrams altered");
+        assert!(echoed >= 196, "UDP to {ip}: {echoed} of 200 echoed");
+    }
+    assert!(lab.daemon.signal("-TERM"));
+    let log = lab.daemon.log();
+    assert!(
+        checksums_completed(&log) > 1000,
+        "the guests' partial checksums went through the switch's completion:\n{log}"
+    );
+}
+
+#[test]
+fn tcp_crosses_the_uplink_trunk_between_two_switches() {
+    // Two hosts: vm1 behind switch 1, vm2 behind switch 2, their uplinks joined by a cable.
+    // Frames cross the cable tagged with network a's VLAN.
+    let vm1 = Vm::new("x", 1, 0);
+    let vm2 = Vm::new("x", 2, 0);
+    let cable = Cable::new("x");
+    let config = |uplink: &str, dev: &str| {
+        format!(
+            "[uplink]\ndevice = \"{uplink}\"\n[[network]]\nid = \"a\"\nvlan = 10\n\
+             [[port]]\nid = \"vm\"\ndevice = \"{dev}\"\nnetwork = \"a\"\n"
+        )
+    };
+    let d1 = Daemon::with_config(&config(&cable.a, &vm1.host), &[]);
+    let d2 = Daemon::with_config(&config(&cable.b, &vm2.host), &[]);
+    assert!(
+        wait_for(Duration::from_secs(10), || [
+            &vm1.host, &vm2.host, &cable.a, &cable.b
+        ]
+        .iter()
+        .all(|d| has_xdp(d))),
+        "ports did not open:\n{}\n{}",
+        d1.log(),
+        d2.log()
+    );
+    vm1.enable_ipv6(V6_1);
+    vm2.enable_ipv6(V6_2);
+    for (from, to, ip) in [(&vm1, &vm2, vm2.ip.as_str()), (&vm2, &vm1, V6_1)] {
+        if let Err(e) = from.ns.tcp_transfer(&to.ns, ip, 4 << 20) {
+            panic!("TCP to {ip}: {e}\n{}\n{}", d1.log(), d2.log());
+        }
+    }
+    let (echoed, altered) = vm1.ns.udp_echo(&vm2.ns, &vm2.ip, 100, 1400);
+    assert_eq!(altered, 0);
+    assert!(echoed >= 98, "{echoed} of 100 UDP datagrams echoed");
+}
+
+/// An IPv4/UDP frame from `src` to `dst` whose checksum field holds `field(pseudo, full)`,
+/// given the pseudo-header sum and the correct checksum.
+fn udp_frame(src: &Vm, dst: &Vm, payload: &[u8], field: impl Fn(u16, u16) -> u16) -> Vec<u8> {
+    fn sum(words: &[u8], mut acc: u32) -> u32 {
+        for pair in words.chunks(2) {
+            acc += u32::from(pair[0]) << 8 | pair.get(1).copied().map_or(0, u32::from);
+        }
+        acc
+    }
+    fn fold(mut s: u32) -> u16 {
+        while s > 0xffff {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        s as u16
+    }
+    let ip = |s: &str| -> Vec<u8> { s.split('.').map(|o| o.parse::<u8>().unwrap()).collect() };
+    let mac = |s: &str| -> Vec<u8> {
+        s.split(':')
+            .map(|o| u8::from_str_radix(o, 16).unwrap())
+            .collect()
+    };
+    let (sip, dip) = (ip(&src.ip), ip(&dst.ip));
+    let udp_len = 8 + payload.len() as u16;
+    let mut udp = vec![0x9c, 0x41, 0x9c, 0x42];
+    udp.extend_from_slice(&udp_len.to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(payload);
+    let pseudo = sum(&sip, sum(&dip, 17 + u32::from(udp_len)));
+    let full = !fold(sum(&udp, pseudo));
+    udp[6..8].copy_from_slice(&field(fold(pseudo), full).to_be_bytes());
+    let mut ipv4 = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0];
+    ipv4[2..4].copy_from_slice(&(20 + udp_len).to_be_bytes());
+    ipv4.extend_from_slice(&sip);
+    ipv4.extend_from_slice(&dip);
+    let hsum = !fold(sum(&ipv4, 0));
+    ipv4[10..12].copy_from_slice(&hsum.to_be_bytes());
+    let mut f = mac(&dst.mac);
+    f.extend(mac(&src.mac));
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend(ipv4);
+    f.extend(udp);
+    f
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn a_wrong_checksum_crosses_untouched_and_a_partial_one_arrives_completed() {
+    let lab = Lab::new("w");
+    let payload = b"qswitch checksum test payload, 40 bytes.";
+    let wrong = udp_frame(&lab.vm1, &lab.vm2, payload, |_, full| full ^ 0x0101);
+    let partial = udp_frame(&lab.vm1, &lab.vm2, payload, |pseudo, _| pseudo);
+    let complete = udp_frame(&lab.vm1, &lab.vm2, payload, |_, full| full);
+    assert_ne!(partial, complete);
+    let c2 = lab.vm2.capture(10.0, 0x0800);
+    lab.vm1.send(&[hex(&wrong), hex(&partial)]);
+    let seen: Vec<String> = c2.finish().into_iter().map(|s| s.hex).collect();
+    assert_eq!(
+        seen,
+        vec![hex(&wrong), hex(&complete)],
+        "the wrong checksum reaches the receiver as it was sent (so it drops it); the partial \
+         one arrives as the sender's NIC would have finished it"
+    );
+}

@@ -187,6 +187,12 @@ fn v2_ports_bound_by_tap_name_forward_and_drop_spoofed_sources() {
         daemon.log()
     );
     assert!(b.ping(&a.ip, None));
+    // TCP both ways with the guests' default offloads, every byte checked.
+    for (from, to) in [(&a, &b), (&b, &a)] {
+        if let Err(e) = from.ns.tcp_transfer(&to.ns, &to.ip, 4 << 20) {
+            panic!("TCP to {}: {e}\n{}", to.ip, daemon.log());
+        }
+    }
 
     // A source address the port was not given is dropped.
     let spoofed = format!("198.19.{third}.250");

@@ -126,6 +126,10 @@ fn api_drives_forwarding_and_survives_kill_9() {
         "no ping inside a1:\n{}",
         daemon.log()
     );
+    // A tenant's TCP with the guests' default offloads (partial checksums), bytes checked.
+    if let Err(e) = vm1.ns.tcp_transfer(&vm2.ns, &vm2.ip, 4 << 20) {
+        panic!("TCP inside a1: {e}\n{}", daemon.log());
+    }
     assert!(!vm1.ping(&vm3.ip), "a1 and a2 are different networks");
     assert!(!vm1.ping(&vm4.ip), "tenant B's network is unreachable");
     assert!(!vm4.ping(&vm2.ip));

@@ -1,8 +1,8 @@
 //! qswitch benchmarks: the pipeline alone (`benches/pipeline.rs`, criterion), the packet
 //! harness `qswitch-bench` (RFC 2544 throughput and latency on veth, qswitch side by side with the
 //! Linux bridge and with no device), the API load driver `qswitch-apibench`, and
-//! `e2e/forward.py` (the first trafgen-based forwarding measurement). Results and the commands
-//! that produced them are in `docs/BENCHMARKS.md`.
+//! `e2e/forward.py` (the first trafgen-based forwarding measurement); `qswitch-bench goodput`
+//! measures TCP goodput between two VMs with iperf3. Results and the commands that produced them are in `docs/BENCHMARKS.md`.
 //!
 //! Environment knobs of `qswitch-bench`: `QSB_XDP_MODE` (`auto`, `native`, `generic`) sets the
 //! qswitch DUT's XDP mode, `QSB_UMEM_FRAMES` and `QSB_MAX_FILL` its `umem_frames` and `max_fill`
@@ -12,6 +12,7 @@
 //! namespaces before exiting (`interrupt`).
 
 pub mod agent;
+pub mod goodput;
 pub mod http;
 pub mod interrupt;
 pub mod progress;
@@ -21,6 +22,15 @@ pub mod scenario;
 pub mod search;
 pub mod topo;
 pub mod traffic;
+
+/// The qswitch binary beside this one (`--qswitch` overrides it).
+pub fn default_qswitch() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("qswitch")))
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "qswitch".into())
+}
 
 /// Is `QSB_DEBUG` set (print per-trial details)?
 pub fn debug() -> bool {

@@ -27,10 +27,10 @@ use std::time::Duration;
 
 use crate::agent::Agent;
 use crate::debug;
-use crate::progress::{self, Progress};
+use crate::progress::Progress;
 use crate::report::{json_metrics, Metric};
 use crate::search;
-use crate::topo::{self, counters, in_ns, mesh_mac, mesh_ns, start_dut, Daemons, Dut};
+use crate::topo::{self, counters, in_ns, mesh_mac, mesh_ns, start_dut, Daemons, Dut, Placement};
 
 /// A meshed topology: namespace `qsbm<i>` holds `m<i>-v`, whose peer `m<i>-h` is a port of the
 /// DUT in `qsbdut`. Torn down on drop.
@@ -99,7 +99,7 @@ impl Mesh {
             devices.push(h);
         }
         let refs: Vec<&str> = devices.iter().map(String::as_str).collect();
-        mesh.daemons = start_dut(dut, &refs, qswitch, work)?;
+        mesh.daemons = start_dut(dut, &refs, qswitch, work, Placement::Pinned)?;
         for i in 0..k {
             // Generators share CPU 0; the DUT (qswitch's worker) has CPU 1.
             mesh.agents.push(Agent::start(
@@ -184,11 +184,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         caching_max: 65536,
         caching_rate: 20_000.0,
         learn_addrs: 2048,
-        qswitch: std::env::current_exe()
-            .ok()
-            .and_then(|p| p.parent().map(|d| d.join("qswitch")))
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "qswitch".into()),
+        qswitch: crate::default_qswitch(),
         work: std::env::temp_dir().join(format!("qsb2889-{}", std::process::id())),
         out: PathBuf::from("target/qswitch-bench"),
     };
@@ -231,18 +227,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let duts = Dut::available(&o.duts);
     // Per DUT: meshed, broadcast, congestion, learning rate, caching.
     let mut bar = Progress::new(duts.len() * 5);
-    let mut results = Vec::new();
-    for &dut in &duts {
-        match measure(dut, &o, &mut bar) {
-            Ok(r) => results.push((dut, r)),
-            Err(e) if crate::interrupt::requested() => return Err(e),
-            Err(e) => {
-                // One DUT failing does not throw away what the others measured.
-                progress::clear();
-                eprintln!("skipping {}: {e}", dut.name());
-            }
-        }
-    }
+    let results = Dut::measure_each(&duts, |dut| measure(dut, &o, &mut bar))?;
     bar.finish();
     let _ = std::fs::remove_dir_all(&o.work);
     print(&o, &duts, &results);

@@ -176,14 +176,6 @@ fn plug(c: &mut Conn, net: &str, port: &str, interface: &str) -> Result<(), Stri
     call(c, "PUT", &path, Some(&body)).map(drop)
 }
 
-fn default_qswitch() -> String {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("qswitch")))
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "qswitch".into())
-}
-
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
@@ -200,7 +192,7 @@ pub fn plug_latency(args: &[String]) -> Result<(), String> {
     let count: usize = flag(args, "--count")
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
-    let qswitch = flag(args, "--qswitch").unwrap_or_else(default_qswitch);
+    let qswitch = flag(args, "--qswitch").unwrap_or_else(crate::default_qswitch);
     let mut lab = Lab::new("qsbp", 2, true)?;
     lab.start_daemon(&qswitch)?;
     let mut c = Conn::open(&lab.api).map_err(|e| e.to_string())?;
@@ -541,7 +533,7 @@ pub fn boot_storm(args: &[String]) -> Result<(), String> {
         num("--clients", 8),
         num("--batch", 50),
     );
-    let qswitch = flag(args, "--qswitch").unwrap_or_else(default_qswitch);
+    let qswitch = flag(args, "--qswitch").unwrap_or_else(crate::default_qswitch);
     let apis: &[&str] = match flag(args, "--api").as_deref() {
         None | Some("both") => &["v1.1", "v2.0"],
         Some("v1.1") => &["v1.1"],

@@ -30,6 +30,16 @@ pub fn mesh_mac(i: usize) -> dataplane::Mac {
 /// The sink's MAC.
 pub const SINK_MAC: dataplane::Mac = dataplane::Mac([0x02, 0xbe, 0xff, 0, 0, 2]);
 
+/// Where qswitch's worker runs and how it waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Pinned to CPU 1 and busy polling: the packet tests, whose generator owns CPU 0.
+    Pinned,
+    /// The daemon's defaults (adaptive polling, no pinning): a host whose guests need the
+    /// cores too, as in the TCP goodput test.
+    Defaults,
+}
+
 /// Devices under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dut {
@@ -93,6 +103,26 @@ impl Dut {
                 None => true,
             })
             .collect()
+    }
+
+    /// Runs `measure` on each of `duts` in turn. One DUT failing does not throw away what the
+    /// others measured: it is skipped with a line saying why. An interrupt ends the whole run.
+    pub fn measure_each<T>(
+        duts: &[Dut],
+        mut measure: impl FnMut(Dut) -> Result<T, String>,
+    ) -> Result<Vec<(Dut, T)>, String> {
+        let mut results = Vec::new();
+        for &dut in duts {
+            match measure(dut) {
+                Ok(r) => results.push((dut, r)),
+                Err(e) if crate::interrupt::requested() => return Err(e),
+                Err(e) => {
+                    crate::progress::clear();
+                    eprintln!("skipping {}: {e}", dut.name());
+                }
+            }
+        }
+        Ok(results)
     }
 
     /// Parses a comma-separated DUT list.
@@ -250,7 +280,12 @@ pub struct Topology {
 impl Topology {
     /// Builds the topology for `dut`. `qswitch` is the path of the qswitch binary; `work` a
     /// scratch directory.
-    pub fn build(dut: Dut, qswitch: &str, work: &std::path::Path) -> Result<Topology, String> {
+    pub fn build(
+        dut: Dut,
+        qswitch: &str,
+        work: &std::path::Path,
+        placement: Placement,
+    ) -> Result<Topology, String> {
         teardown();
         let mut t = Topology {
             dut,
@@ -303,7 +338,7 @@ impl Topology {
             &["nft", "add chain netdev qsb in { type filter hook ingress device sink-v priority 0; policy drop; }"],
         )?;
         if dut != Dut::None {
-            t.daemons = start_dut(dut, &["gen-h", "sink-h"], qswitch, work)?;
+            t.daemons = start_dut(dut, &["gen-h", "sink-h"], qswitch, work, placement)?;
         }
         Ok(t)
     }
@@ -317,6 +352,7 @@ pub fn start_dut(
     devices: &[&str],
     qswitch: &str,
     work: &std::path::Path,
+    placement: Placement,
 ) -> Result<Daemons, String> {
     let mut daemons = Daemons::default();
     match dut {
@@ -344,8 +380,12 @@ pub fn start_dut(
             .iter()
             .filter_map(|(key, var)| Some(format!("{key} = {}\n", std::env::var(var).ok()?)))
             .collect();
+            let pin = match placement {
+                Placement::Pinned => "cpu = 1\npoll = \"busy\"\n",
+                Placement::Defaults => "",
+            };
             let mut cfg = format!(
-                "[switch]\ncpu = 1\npoll = \"busy\"\n{sizing}xdp_mode = \"{mode}\"\n\
+                "[switch]\n{pin}{sizing}xdp_mode = \"{mode}\"\n\
                  [[network]]\nid = \"n\"\nvlan = 10\n"
             );
             for d in devices {

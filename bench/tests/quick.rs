@@ -160,6 +160,32 @@ fn quick_run_reports_every_dut_and_cleans_up() {
     assert!(storm.contains("19 API requests, 3.17 per VM"), "{storm}");
     // Network, subnet and one bulk call per client.
     assert!(storm.contains("5 API requests, 0.83 per VM"), "{storm}");
+    // TCP goodput between two VMs through qswitch, both offload settings: a transfer that moved
+    // no byte (a checksum the switch left partial) fails the run.
+    let goodput = run(&[
+        "goodput",
+        "--quick",
+        "--duts",
+        "qswitch",
+        "--time",
+        "1",
+        "--streams",
+        "1",
+        "--out",
+        rfc_out.to_str().unwrap(),
+    ]);
+    let json = std::fs::read_to_string(rfc_out.join("goodput.json")).unwrap();
+    for test in ["tcp-goodput-default-1", "tcp-goodput-tx-off-1"] {
+        let value: f64 = json
+            .lines()
+            .find(|l| l.contains(&format!("\"test\": \"{test}\"")))
+            .and_then(|l| l.split("\"value\": ").nth(1))
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {test} in {json}\n{goodput}"));
+        assert!(value > 0.0, "{test}: {json}");
+    }
+    assert!(goodput.contains("| qswitch | default | 1 |"), "{goodput}");
     let _ = std::fs::remove_dir_all(&out);
 
     let ns = String::from_utf8_lossy(

@@ -121,6 +121,9 @@ pub struct PortStatistics {
     pub dropped: u64,
     /// Received frames that were flooded.
     pub floods: u64,
+    /// Received frames whose partial TCP/UDP checksum (left by the VM for its NIC to finish)
+    /// the switch completed.
+    pub csum_completed: u64,
     /// Drops by reason (every reason, zeros included), in a stable order.
     pub drops: Vec<(String, u64)>,
     /// The kernel's socket statistics by name.

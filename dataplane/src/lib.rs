@@ -8,6 +8,7 @@
 //!
 //! Layout (one concept a module; see `docs/ARCHITECTURE.md` for the whole picture):
 //! - [`wire`]: checked views of Ethernet and 802.1Q headers; tag push/pop.
+//! - [`csum`]: completing the partial TCP/UDP checksums of guests with checksum offload.
 //! - [`fdb`]: the MAC tables (learning, aging, limits, static entries, O(1) flush).
 //! - [`pipeline`]: the per-frame decision (classify, police, anti-spoof, learn, look up).
 //! - [`config`]: the desired configuration and the immutable snapshot the workers run with.
@@ -21,6 +22,7 @@
 //! locks per packet.
 
 pub mod config;
+pub mod csum;
 pub mod fdb;
 pub mod pipeline;
 pub mod policer;

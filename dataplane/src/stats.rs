@@ -66,6 +66,9 @@ pub struct LocalCounters {
     pub mac_moves: u64,
     /// Times the worker stopped reading this port because an egress TX ring was full.
     pub backpressure: u64,
+    /// Frames received from this port whose partial TCP/UDP checksum (left by the sender for
+    /// its NIC to finish) the switch completed.
+    pub csum_completed: u64,
     /// Drops of frames received on (or destined to) this port, by reason.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -131,6 +134,7 @@ pub struct PortCounters {
     learn_limit: AtomicU64,
     mac_moves: AtomicU64,
     backpressure: AtomicU64,
+    csum_completed: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
     xdp: [AtomicU64; 6],
 }
@@ -146,6 +150,7 @@ impl PortCounters {
         self.learn_limit.store(c.learn_limit, Relaxed);
         self.mac_moves.store(c.mac_moves, Relaxed);
         self.backpressure.store(c.backpressure, Relaxed);
+        self.csum_completed.store(c.csum_completed, Relaxed);
         for (a, v) in self.drops.iter().zip(c.drops) {
             a.store(v, Relaxed);
         }
@@ -179,6 +184,7 @@ impl PortCounters {
                 learn_limit: self.learn_limit.load(Relaxed),
                 mac_moves: self.mac_moves.load(Relaxed),
                 backpressure: self.backpressure.load(Relaxed),
+                csum_completed: self.csum_completed.load(Relaxed),
                 drops,
             },
             xdp: XdpStats {
@@ -210,6 +216,7 @@ mod tests {
         let mut c = LocalCounters {
             rx_packets: 3,
             tx_bytes: 99,
+            csum_completed: 2,
             ..Default::default()
         };
         c.drop(DropReason::Oversize);

@@ -7,7 +7,8 @@
 //! 2. the batch size is bounded by the smallest free TX room of any port, so a full TX ring
 //!    holds frames back in the ingress port's RX ring (where the kernel counts `rx_ring_full`
 //!    if it overflows) and no buffer is ever lost in user space;
-//! 3. each port's batch (up to 64 frames) goes through the [`Pipeline`], and the resulting
+//! 3. each port's batch (up to 64 frames) goes through the [`Pipeline`]; a forwarded frame whose
+//!    TCP/UDP checksum the sender left partial is completed ([`csum`]); the resulting
 //!    descriptors are staged per egress port: a unicast frame moves its descriptor (zero copy),
 //!    a flood copies the frame for all targets but the last, and a tag is pushed or popped in
 //!    place when the frame crosses between an access port and the trunk;
@@ -28,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::{Role, Snapshot};
+use crate::csum::{self, Checksum};
 use crate::fdb::{MacEntry, DEFAULT_AGING_SECS};
 use crate::pipeline::{flood_targets, Now, Pipeline, Verdict};
 use crate::port::{PortIo, PortMode, XdpDesc};
@@ -360,11 +362,12 @@ impl<P: PortIo> Worker<P> {
                             .map(|r| format!("{}={}", r.name(), c.drops[*r as usize]))
                             .collect();
                         log::info!(
-                            "port {slot}: rx {} tx {} floods {} backpressure {} drops [{}] fill depth {} kernel {:?}",
+                            "port {slot}: rx {} tx {} floods {} backpressure {} checksums completed {} drops [{}] fill depth {} kernel {:?}",
                             c.rx_packets,
                             c.tx_packets,
                             c.floods,
                             c.backpressure,
+                            c.csum_completed,
                             drops.join(" "),
                             o.io.fill_depth(),
                             o.io.xdp_stats()
@@ -486,7 +489,17 @@ impl<P: PortIo> Worker<P> {
             for j in 0..n {
                 let d = self.rx[j];
                 let verdict = match self.umem.frame(d.addr, d.len) {
-                    Some(bytes) => self.pipe.process(&self.snap, slot, bytes, now),
+                    Some(bytes) => {
+                        let v = self.pipe.process(&self.snap, slot, bytes, now);
+                        // After the decision, so that every check saw the frame as sent; before
+                        // the copies of a flood, so that each carries the finished checksum.
+                        if !matches!(v, Verdict::Drop(_))
+                            && csum::complete_partial(bytes) == Checksum::Completed
+                        {
+                            self.pipe.counters[usize::from(slot)].csum_completed += 1;
+                        }
+                        v
+                    }
                     None => Verdict::Drop(DropReason::Truncated),
                 };
                 self.emit(slot, d, verdict);

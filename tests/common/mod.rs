@@ -71,6 +71,55 @@ impl Netns {
         v.extend_from_slice(args);
         try_sh(&v)
     }
+
+    /// Moves `bytes` pseudo-random bytes over TCP from this namespace to `server` (listening on `ip`),
+    /// which answers with their count and SHA-256. Returns the seconds it took, or what went
+    /// wrong.
+    pub fn tcp_transfer(&self, server: &Netns, ip: &str, bytes: usize) -> Result<f64, String> {
+        let port = next_port();
+        let _srv = Server::start(&server.name, &["tcp-server", ip, &port]);
+        let out = self.transport(&["tcp-client", ip, &port, &bytes.to_string()])?;
+        if !out.contains("\"ok\": true") {
+            return Err(format!("content differs: {out}"));
+        }
+        json_field(&out, "seconds").ok_or_else(|| format!("tcp-client said {out}"))
+    }
+
+    /// Sends `count` UDP datagrams of `size` bytes to an echo server in `server` (on `ip`), one
+    /// at a time. Returns (echoed intact, echoed altered).
+    pub fn udp_echo(&self, server: &Netns, ip: &str, count: u32, size: usize) -> (u32, u32) {
+        let port = next_port();
+        let _srv = Server::start(&server.name, &["udp-server", ip, &port]);
+        let out = self
+            .transport(&[
+                "udp-client",
+                ip,
+                &port,
+                &count.to_string(),
+                &size.to_string(),
+            ])
+            .unwrap_or_else(|e| panic!("udp-client: {e}"));
+        let n = |k| json_field(&out, k).map_or(0, |v: f64| v as u32);
+        (n("echoed"), n("mismatched"))
+    }
+
+    fn transport(&self, args: &[&str]) -> Result<String, String> {
+        let tool = tools_dir().join("transport.py");
+        let out = Command::new("timeout")
+            .args(["60", "ip", "netns", "exec", &self.name, "python3"])
+            .arg(tool)
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            return Err(format!(
+                "{args:?} failed: {text} {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(text)
+    }
 }
 
 impl Drop for Netns {
@@ -199,6 +248,33 @@ impl Vm {
     pub fn count(&self, secs: f32, etype: u16) -> Capture {
         Capture::start(&self.ns.name, &self.dev, "count", secs, etype)
     }
+
+    /// Turns IPv6 on in the VM (namespaces start with it off) and gives its interface `addr`
+    /// (`/64`, no duplicate address detection, so that it is usable at once).
+    pub fn enable_ipv6(&self, addr: &str) {
+        for conf in ["all", "default", self.dev.as_str()] {
+            self.ns.exec(&[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{conf}.disable_ipv6=0"),
+            ]);
+        }
+        self.ns.exec(&[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            &format!("{addr}/64"),
+            "dev",
+            &self.dev,
+            "nodad",
+        ]);
+    }
+
+    /// The VM interface's offload settings as `ethtool -k` prints them.
+    pub fn offloads(&self) -> String {
+        self.ns.exec(&["ethtool", "-k", &self.dev])
+    }
 }
 
 impl Drop for Vm {
@@ -207,8 +283,90 @@ impl Drop for Vm {
     }
 }
 
+/// A server of `tests/tools/transport.py` in a namespace, killed on drop.
+struct Server {
+    child: Child,
+}
+
+impl Server {
+    fn start(ns: &str, args: &[&str]) -> Server {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "python3"])
+            .arg(tools_dir().join("transport.py"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("transport server");
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        let _ = err.read_line(&mut line);
+        assert!(line.contains("ready"), "server did not start: {line}");
+        Server { child }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP/UDP port for a test server, unique within the test process.
+fn next_port() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    (20_000 + N.fetch_add(1, Ordering::Relaxed)).to_string()
+}
+
+/// A number field of a one-line JSON object.
+fn json_field(json: &str, key: &str) -> Option<f64> {
+    let v: serde_json::Value = serde_json::from_str(json.trim()).ok()?;
+    v.get(key)?.as_f64()
+}
+
+/// A veth pair whose two ends stay in the root namespace (a cable between two switches' uplinks),
+/// deleted on drop.
+pub struct Cable {
+    pub a: String,
+    pub b: String,
+}
+
+impl Cable {
+    pub fn new(tag: &str) -> Cable {
+        let base = unique(tag);
+        let c = Cable {
+            a: format!("{base}a"),
+            b: format!("{base}b"),
+        };
+        sh(&[
+            "ip", "link", "add", &c.a, "type", "veth", "peer", "name", &c.b,
+        ]);
+        for end in [&c.a, &c.b] {
+            let _ = try_sh(&[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{end}.disable_ipv6=1"),
+            ]);
+            sh(&["ip", "link", "set", end, "up"]);
+        }
+        c
+    }
+}
+
+impl Drop for Cable {
+    fn drop(&mut self) {
+        let _ = try_sh(&["ip", "link", "del", &self.a]);
+    }
+}
+
+fn tools_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools")
+}
+
 fn tools() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/frames.py")
+    tools_dir().join("frames.py")
 }
 
 /// A frame seen by a capture.

@@ -25,6 +25,7 @@ pub(crate) const STATS_ATTRS: Attrs<'static> = &[(
         "tx_errors",
         "dropped",
         "floods",
+        "csum_completed",
     ],
 )];
 
@@ -32,7 +33,7 @@ pub(crate) const STATS_ATTRS: Attrs<'static> = &[(
 pub(crate) const MAC_ATTRS: Attrs<'static> = &[("mac", &["address", "port_id", "age", "static"])];
 
 /// `GET .../ports/{id}/stats`: `{"stats": {"rx_packets", "rx_bytes",
-/// "rx_errors", "tx_packets", "tx_bytes", "tx_errors", "dropped", "floods",
+/// "rx_errors", "tx_packets", "tx_bytes", "tx_errors", "dropped", "floods", "csum_completed",
 /// "drops": {reason: n}, "kernel": {name: n}}}`.
 pub(crate) async fn port_stats(ctx: Ctx) -> Response {
     let r = async {
@@ -54,6 +55,7 @@ pub(crate) async fn port_stats(ctx: Ctx) -> Response {
             "tx_errors": s.tx_errors,
             "dropped": s.dropped,
             "floods": s.floods,
+            "csum_completed": s.csum_completed,
             "drops": map(&s.drops),
             "kernel": map(&s.kernel),
         }});

@@ -26,7 +26,7 @@ use bench::progress::{self, Progress};
 use bench::report::{aggregate, json, svg_bars, svg_cdf, Point};
 use bench::scenario;
 use bench::search;
-use bench::topo::{self, Dut, Topology, SINK_MAC};
+use bench::topo::{self, Dut, Placement, Topology, SINK_MAC};
 use bench::traffic::{cdf, cdf_quantiles, frame, percentile, Generator, Sink};
 use dataplane::Mac;
 
@@ -36,6 +36,8 @@ qswitch-bench run [--quick] [--duts none,bridge,qswitch,ovs,ovs-afxdp] [--sizes 
 qswitch-bench plug-latency [--count N] [--out DIR] [--qswitch PATH]
 qswitch-bench boot-storm [--vms N] [--clients N] [--batch N] [--api v1.1|v2.0|both] [--out DIR]
                          [--qswitch PATH]
+qswitch-bench goodput [--quick] [--duts bridge,qswitch,ovs-afxdp] [--time SECS] [--streams 1,4]
+                      [--repeat N] [--pinned] [--out DIR] [--qswitch PATH]
 qswitch-bench rfc2889 [--quick] [--duts bridge,qswitch,ovs,ovs-afxdp] [--ports K] [--trial SECS]
                       [--steps N] [--out DIR] [--qswitch PATH]
 qswitch-bench agent gen|sink DEVICE     (internal: runs inside a namespace)";
@@ -64,6 +66,7 @@ fn main() {
         Some("plug-latency") => scenario::plug_latency(&args[1..]),
         Some("boot-storm") => scenario::boot_storm(&args[1..]),
         Some("rfc2889") => bench::rfc2889::run(&args[1..]),
+        Some("goodput") => bench::goodput::run(&args[1..]),
         Some("agent") => agent(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
@@ -220,11 +223,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         steps: 7,
         flows: 16,
         out: PathBuf::from("target/qswitch-bench"),
-        qswitch: std::env::current_exe()
-            .ok()
-            .and_then(|p| p.parent().map(|d| d.join("qswitch")))
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "qswitch".into()),
+        qswitch: bench::default_qswitch(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -430,7 +429,7 @@ fn run(args: &[String]) -> Result<(), String> {
                 dut.name().to_owned()
             };
             bar.show(&format!("{dut_label}: building the topology"));
-            let t = match Topology::build(dut, &o.qswitch, &work) {
+            let t = match Topology::build(dut, &o.qswitch, &work, Placement::Pinned) {
                 Ok(t) => t,
                 Err(e) => {
                     progress::clear();

@@ -1,0 +1,383 @@
+//! TCP goodput between two VMs through the device under test: what a tenant's bulk transfer
+//! gets, as `iperf3` measures it, with the guests' offloads as Linux sets them by default and
+//! with transmit checksum offload off.
+//!
+//! The topology is the packet harness's (`topo`): the generator namespace is the client VM, the
+//! sink namespace the server VM (its drop filter removed), each with an address in
+//! 198.18.0.0/24. Per DUT and repetition the topology is built once; then for each offload
+//! setting (`ethtool -K <vm interface> tx on|off` on both VMs) and each stream count, one
+//! `iperf3 -c ... -t SECS -P N -J` run. Repetitions go round the DUTs in turn; the report gives
+//! the median goodput (what the receiver got, Gbit/s) and every run's figure.
+//!
+//! qswitch runs with the daemon's defaults (adaptive polling, no pinning: the guests need the
+//! cores as much as the switch); `--pinned` pins its worker to CPU 1 with busy polling, as the
+//! packet tests do. Open vSwitch's PMD thread busy-polls on CPU 1 either way.
+//!
+//! With checksum offload on, a veth peer also offers TSO: through the bridge, 64 KB segments
+//! cross whole. An XDP program on a veth (qswitch's, or OVS AF_XDP's) takes TSO away from its
+//! peer, so the guest segments in software and every MTU-sized frame crosses the switch alone.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::progress::{self, Progress};
+use crate::report::{json_metrics, median, Metric};
+use crate::topo::{in_ns, Dut, Placement, Topology};
+
+const CLIENT_NS: &str = "qsbgen";
+const CLIENT_DEV: &str = "gen-v";
+const SERVER_NS: &str = "qsbsink";
+const SERVER_DEV: &str = "sink-v";
+const CLIENT_IP: &str = "198.18.0.1";
+const SERVER_IP: &str = "198.18.0.2";
+
+/// The guests' transmit offloads in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Offloads {
+    /// As Linux sets up a veth: checksum offload on (and TSO where the peer allows it).
+    Default,
+    /// `ethtool -K <dev> tx off`: the guest computes every checksum (and so cannot use TSO).
+    TxOff,
+}
+
+impl Offloads {
+    fn name(self) -> &'static str {
+        match self {
+            Offloads::Default => "default",
+            Offloads::TxOff => "tx-off",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Options {
+    duts: Vec<Dut>,
+    secs: u32,
+    streams: Vec<u32>,
+    repeat: usize,
+    placement: Placement,
+    qswitch: String,
+    work: PathBuf,
+    out: PathBuf,
+}
+
+/// One iperf3 run.
+#[derive(Debug, Clone)]
+struct Run {
+    dut: Dut,
+    offloads: Offloads,
+    streams: u32,
+    /// What the receiver got, Gbit/s.
+    gbps: f64,
+    /// Segments the sender retransmitted.
+    retransmits: u64,
+}
+
+/// `qswitch-bench goodput`.
+pub fn run(args: &[String]) -> Result<(), String> {
+    let o = options(args)?;
+    if which("iperf3").is_none() {
+        return Err("iperf3 is not installed (apt-get install iperf3)".into());
+    }
+    std::fs::create_dir_all(&o.work).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&o.out).map_err(|e| e.to_string())?;
+    let duts = Dut::available(&o.duts);
+    let per_dut = 2 * o.streams.len();
+    let mut bar = Progress::new(duts.len() * o.repeat * per_dut);
+    let mut runs = Vec::new();
+    for _ in 0..o.repeat {
+        let round = Dut::measure_each(&duts, |dut| measure(dut, &o, &mut bar))?;
+        runs.extend(round.into_iter().flat_map(|(_, r)| r));
+    }
+    bar.finish();
+    let _ = std::fs::remove_dir_all(&o.work);
+    print(&o, &duts, &runs);
+    let metrics: Vec<Metric> = summary(&duts, &o, &runs)
+        .into_iter()
+        .map(|(dut, off, n, med, all)| Metric {
+            dut: dut.name().into(),
+            test: format!("tcp-goodput-{}-{n}", off.name()),
+            value: med,
+            unit: "Gbit/s".into(),
+            note: format!("runs {}", list(&all)),
+        })
+        .collect();
+    let path = o.out.join("goodput.json");
+    std::fs::write(&path, json_metrics(&metrics)).map_err(|e| e.to_string())?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+fn options(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        duts: vec![Dut::Bridge, Dut::Qswitch, Dut::OvsAfxdp],
+        secs: 5,
+        streams: vec![1, 4],
+        repeat: 3,
+        placement: Placement::Defaults,
+        qswitch: crate::default_qswitch(),
+        work: std::env::temp_dir().join(format!("qsbgoodput-{}", std::process::id())),
+        out: PathBuf::from("target/qswitch-bench"),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut v = || it.next().cloned().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--quick" => {
+                o.secs = 2;
+                o.repeat = 1;
+            }
+            "--duts" => o.duts = Dut::parse_list(&v()?)?,
+            "--time" => {
+                o.secs = v()?
+                    .parse()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or("--time takes a whole number of seconds above 0")?
+            }
+            "--streams" => {
+                o.streams = v()?
+                    .split(',')
+                    .map(|s| s.parse().ok().filter(|n| (1..=128).contains(n)))
+                    .collect::<Option<Vec<u32>>>()
+                    .ok_or("--streams takes a list of stream counts, 1 to 128")?
+            }
+            "--repeat" => {
+                o.repeat = v()?
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or("--repeat must be at least 1")?
+            }
+            "--pinned" => o.placement = Placement::Pinned,
+            "--out" => o.out = PathBuf::from(v()?),
+            "--qswitch" => o.qswitch = v()?,
+            _ => return Err(format!("unknown option {a}")),
+        }
+    }
+    Ok(o)
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/bin", "/usr/sbin"])
+        .map(|d| std::path::Path::new(d).join(program))
+        .find(|p| p.is_file());
+    found
+}
+
+/// Builds the topology for `dut` and runs every offload setting and stream count on it.
+fn measure(dut: Dut, o: &Options, bar: &mut Progress) -> Result<Vec<Run>, String> {
+    let _topology = Topology::build(dut, &o.qswitch, &o.work, o.placement)?;
+    in_ns(SERVER_NS, &["nft", "delete table netdev qsb"])?;
+    for (ns, dev, ip) in [
+        (CLIENT_NS, CLIENT_DEV, CLIENT_IP),
+        (SERVER_NS, SERVER_DEV, SERVER_IP),
+    ] {
+        in_ns(ns, &["ip", "addr", "add", &format!("{ip}/24"), "dev", dev])?;
+    }
+    let mut runs = Vec::new();
+    for offloads in [Offloads::Default, Offloads::TxOff] {
+        let tx = if offloads == Offloads::Default {
+            "on"
+        } else {
+            "off"
+        };
+        for (ns, dev) in [(CLIENT_NS, CLIENT_DEV), (SERVER_NS, SERVER_DEV)] {
+            in_ns(ns, &["ethtool", "-K", dev, "tx", tx])?;
+        }
+        for &streams in &o.streams {
+            bar.show(&format!(
+                "goodput {} {} {streams} stream(s)",
+                dut.name(),
+                offloads.name()
+            ));
+            let (gbps, retransmits) = iperf3(o.secs, streams)?;
+            if crate::debug() {
+                progress::clear();
+                eprintln!(
+                    "{} {} P{streams}: {gbps:.2} Gbit/s, {retransmits} retransmits",
+                    dut.name(),
+                    offloads.name()
+                );
+            }
+            runs.push(Run {
+                dut,
+                offloads,
+                streams,
+                gbps,
+                retransmits,
+            });
+            bar.advance();
+        }
+    }
+    Ok(runs)
+}
+
+/// An iperf3 server in the server VM, for one test; killed on drop.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One iperf3 test: (receiver goodput in Gbit/s, sender retransmits).
+fn iperf3(secs: u32, streams: u32) -> Result<(f64, u64), String> {
+    crate::interrupt::check()?;
+    let server = Command::new("ip")
+        .args([
+            "netns", "exec", SERVER_NS, "iperf3", "-s", "-1", "-B", SERVER_IP,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("iperf3 server: {e}"))?;
+    let _server = Server(server);
+    let (secs_s, streams_s) = (secs.to_string(), streams.to_string());
+    let limit = (secs + 20).to_string();
+    // The server needs a moment to listen; a refused first connection is tried again.
+    let mut last = String::new();
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(100));
+        let out = Command::new("timeout")
+            .args([&limit, "ip", "netns", "exec", CLIENT_NS, "iperf3", "-c"])
+            .args([SERVER_IP, "-t", &secs_s, "-P", &streams_s, "-J"])
+            .output()
+            .map_err(|e| format!("iperf3 client: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            return parse_iperf3(&text).ok_or_else(|| format!("iperf3 said: {text}"));
+        }
+        if !text.contains("unable to connect") {
+            return Err(format!("iperf3 failed: {}", text.trim()));
+        }
+        last = text;
+    }
+    Err(format!("iperf3 could not connect: {}", last.trim()))
+}
+
+/// (receiver Gbit/s, sender retransmits) from iperf3's JSON (`-J`): the `end` section's
+/// `sum_received.bits_per_second` and `sum_sent.retransmits`.
+fn parse_iperf3(json: &str) -> Option<(f64, u64)> {
+    let end = &json[json.find("\"end\"")?..];
+    let number_after = |section: &str, key: &str| -> Option<f64> {
+        let s = &end[end.find(section)?..];
+        let s = &s[s.find(key)? + key.len()..];
+        let s = s.trim_start_matches([':', ' ', '\t', '\n']);
+        let n: String = s
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
+            .collect();
+        n.parse().ok()
+    };
+    let bps = number_after("\"sum_received\"", "\"bits_per_second\"")?;
+    let retransmits = number_after("\"sum_sent\"", "\"retransmits\"").unwrap_or(0.0);
+    Some((bps / 1e9, retransmits as u64))
+}
+
+fn list(v: &[f64]) -> String {
+    v.iter()
+        .map(|g| format!("{g:.2}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Per (DUT, offloads, streams): the median goodput and every run's.
+fn summary(duts: &[Dut], o: &Options, runs: &[Run]) -> Vec<(Dut, Offloads, u32, f64, Vec<f64>)> {
+    let mut out = Vec::new();
+    for &dut in duts {
+        for off in [Offloads::Default, Offloads::TxOff] {
+            for &n in &o.streams {
+                let all: Vec<f64> = runs
+                    .iter()
+                    .filter(|r| r.dut == dut && r.offloads == off && r.streams == n)
+                    .map(|r| r.gbps)
+                    .collect();
+                if !all.is_empty() {
+                    out.push((dut, off, n, median(all.clone()), all));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn print(o: &Options, duts: &[Dut], runs: &[Run]) {
+    println!(
+        "\nTCP goodput, iperf3 -t {} between two VMs through the DUT (median of {} run(s), Gbit/s)\n",
+        o.secs, o.repeat
+    );
+    println!("| DUT | guest offloads | streams | goodput | runs | retransmits | qswitch ÷ DUT |");
+    println!("|---|---|---|---|---|---|---|");
+    let rows = summary(duts, o, runs);
+    for (dut, off, n, med, all) in &rows {
+        let retrans: u64 = runs
+            .iter()
+            .filter(|r| r.dut == *dut && r.offloads == *off && r.streams == *n)
+            .map(|r| r.retransmits)
+            .sum();
+        let ours = rows
+            .iter()
+            .find(|(d, f, k, _, _)| *d == Dut::Qswitch && f == off && k == n)
+            .map(|r| r.3);
+        let ratio = match ours {
+            Some(q) if *med > 0.0 => format!("{:.2}", q / med),
+            _ => "-".into(),
+        };
+        println!(
+            "| {} | {} | {n} | {med:.2} | {} | {retrans} | {ratio} |",
+            dut.name(),
+            off.name(),
+            list(all)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iperf3_json_gives_the_receivers_rate_and_the_senders_retransmits() {
+        let json = r#"{"start": {"bits_per_second": 1},
+            "intervals": [{"sum": {"bits_per_second": 5e9}}],
+            "end": {"streams": [{"receiver": {"bits_per_second": 1.1e9}}],
+                "sum_sent": {"bytes": 10, "bits_per_second": 2.5e9, "retransmits": 7},
+                "sum_received": {"bytes": 9, "bits_per_second": 2400000000.5}}}"#;
+        let (gbps, retransmits) = parse_iperf3(json).unwrap();
+        assert!((gbps - 2.4).abs() < 1e-6, "{gbps}");
+        assert_eq!(retransmits, 7);
+        assert_eq!(parse_iperf3("{\"error\": \"unable to connect\"}"), None);
+    }
+
+    #[test]
+    fn options_parse_and_refuse_nonsense() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let o = options(&args(&[
+            "--streams",
+            "1,2,8",
+            "--time",
+            "3",
+            "--repeat",
+            "2",
+        ]))
+        .unwrap();
+        assert_eq!(o.streams, vec![1, 2, 8]);
+        assert_eq!((o.secs, o.repeat), (3, 2));
+        for bad in [
+            &["--streams", "0"][..],
+            &["--time", "0"],
+            &["--repeat", "x"],
+            &["--duts", "hub"],
+            &["--frobnicate"],
+        ] {
+            assert!(options(&args(bad)).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Transport checksums a sender left for the device to finish (`CHECKSUM_PARTIAL`).
+//!
+//! # Design
+//! A guest whose virtual NIC offers transmit checksum offload (veth and tap with virtio-net
+//! offloads, Linux's defaults) hands its TCP and UDP segments over with the checksum only begun:
+//! the field holds the pseudo-header sum (addresses, protocol, length), folded but not
+//! complemented, and the device is expected to add the segment's bytes and complement. AF_XDP
+//! copies the bytes and drops the skb metadata that said so, so the switch must finish the job,
+//! or the receiver (another VM, or a NIC that does not rewrite the field) drops every segment.
+//!
+//! The headers alone tell a partial checksum from a complete one: a frame is partial when its
+//! checksum field equals the pseudo-header sum computed from its own IP header. Only those are
+//! completed ([`complete_partial`]): ones'-complement sum of the segment (which includes the
+//! field), complemented, exactly what the device would have written. A frame whose checksum is
+//! simply wrong is left as it is, so the receiver drops it as it would on a wire; real
+//! corruption is never hidden. Completing is idempotent: a complete, correct checksum that
+//! happens to equal the pseudo-header sum (one frame in 65 536) is rewritten with the same value.
+//!
+//! Handled: IPv4 (with options) and IPv6 (through hop-by-hop and destination-options headers),
+//! TCP and UDP, behind at most one VLAN tag. Left alone: fragments (Linux completes checksums
+//! before fragmenting), IPv6 routing headers (the pseudo-header would name the final
+//! destination), UDP with checksum 0 (none), UDP-Lite, SCTP's CRC32c, tunnels, and anything
+//! truncated or inconsistent (an IP length beyond the frame).
+//!
+//! No function in this module panics on any input, and none allocates.
+
+use crate::wire::{is_vlan_tpid, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, VLAN_TAG_LEN};
+
+const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
+const TCP_CSUM_OFFSET: usize = 16;
+const TCP_MIN_LEN: usize = 20;
+const UDP_CSUM_OFFSET: usize = 6;
+const UDP_LEN: usize = 8;
+/// IPv6 extension headers walked before giving up.
+const MAX_IPV6_EXT: usize = 8;
+
+/// What [`complete_partial`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checksum {
+    /// Not a TCP or UDP segment it can check (other protocols, fragments, truncated headers).
+    NotApplicable,
+    /// The field did not hold the pseudo-header sum: complete (correct or not), left untouched.
+    Untouched,
+    /// The field held the pseudo-header sum and now holds the full checksum.
+    Completed,
+}
+
+/// Where a segment's transport checksum lives, and the sum of its pseudo-header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Segment {
+    /// Offset of the transport header in the frame.
+    start: usize,
+    /// Length of the transport header and payload (from the IP header, not the frame: a frame
+    /// may carry Ethernet padding).
+    len: usize,
+    /// Offset of the checksum field from `start`.
+    field: usize,
+    proto: u8,
+    /// Pseudo-header sum, not folded.
+    pseudo: u64,
+}
+
+/// Completes the TCP or UDP checksum of `frame` if, and only if, its field holds exactly the
+/// pseudo-header sum (a partial checksum left for the device).
+pub fn complete_partial(frame: &mut [u8]) -> Checksum {
+    let Some(seg) = segment(frame) else {
+        return Checksum::NotApplicable;
+    };
+    let Some(bytes) = frame.get_mut(seg.start..seg.start + seg.len) else {
+        return Checksum::NotApplicable;
+    };
+    let field = u16::from_be_bytes([bytes[seg.field], bytes[seg.field + 1]]);
+    let partial = fold(seg.pseudo);
+    // 0x0000 and 0xffff are both zero in ones' complement; a sender may write either.
+    if field != partial && !(partial == 0xffff && field == 0) {
+        return Checksum::Untouched;
+    }
+    let mut sum = !fold(sum_words(bytes, 0));
+    if sum == 0 && seg.proto == PROTO_UDP {
+        // RFC 768: a computed zero is sent as all ones (zero means "no checksum").
+        sum = 0xffff;
+    }
+    bytes[seg.field..seg.field + 2].copy_from_slice(&sum.to_be_bytes());
+    Checksum::Completed
+}
+
+/// Is the transport checksum of `frame` correct? `None` when `frame` is not a TCP or UDP segment
+/// [`complete_partial`] would look at. For tests and tools; the switch never verifies.
+pub fn verify(frame: &[u8]) -> Option<bool> {
+    let seg = segment(frame)?;
+    let bytes = frame.get(seg.start..seg.start + seg.len)?;
+    if seg.proto == PROTO_UDP && bytes[seg.field] == 0 && bytes[seg.field + 1] == 0 {
+        return Some(true);
+    }
+    Some(fold(sum_words(bytes, seg.pseudo)) == 0xffff)
+}
+
+/// Writes the pseudo-header sum into the TCP or UDP checksum field of `frame`, as a sender with
+/// checksum offload leaves it. Returns false (and changes nothing) when `frame` is not a segment
+/// [`complete_partial`] would look at. For tests, tools and benchmarks.
+pub fn make_partial(frame: &mut [u8]) -> bool {
+    let Some(seg) = segment(frame) else {
+        return false;
+    };
+    let at = seg.start + seg.field;
+    frame[at..at + 2].copy_from_slice(&fold(seg.pseudo).to_be_bytes());
+    true
+}
+
+/// Finds the TCP or UDP segment of an Ethernet frame (untagged or with one tag).
+fn segment(frame: &[u8]) -> Option<Segment> {
+    let mut l3 = ETH_HEADER_LEN;
+    let mut ethertype = be16(frame, 12)?;
+    if is_vlan_tpid(ethertype) {
+        ethertype = be16(frame, 16)?;
+        l3 += VLAN_TAG_LEN;
+    }
+    let ip = frame.get(l3..)?;
+    let (start, len, proto, pseudo) = match ethertype {
+        ETHERTYPE_IPV4 => ipv4(ip)?,
+        ETHERTYPE_IPV6 => ipv6(ip)?,
+        _ => return None,
+    };
+    let (field, min) = match proto {
+        PROTO_TCP => (TCP_CSUM_OFFSET, TCP_MIN_LEN),
+        PROTO_UDP => (UDP_CSUM_OFFSET, UDP_LEN),
+        _ => return None,
+    };
+    if len < min || start.checked_add(len)? > ip.len() {
+        return None;
+    }
+    if proto == PROTO_UDP && usize::from(be16(ip, start + 4)?) != len {
+        return None;
+    }
+    Some(Segment {
+        start: l3 + start,
+        len,
+        field,
+        proto,
+        pseudo,
+    })
+}
+
+/// IPv4: (transport offset, transport length, protocol, pseudo-header sum).
+fn ipv4(ip: &[u8]) -> Option<(usize, usize, u8, u64)> {
+    let first = *ip.first()?;
+    let ihl = usize::from(first & 0x0f) * 4;
+    if first >> 4 != 4 || ihl < 20 || ip.len() < ihl {
+        return None;
+    }
+    let total = usize::from(be16(ip, 2)?);
+    // More fragments, or not the first: Linux finishes checksums before it fragments.
+    if be16(ip, 6)? & 0x3fff != 0 || total < ihl || total > ip.len() {
+        return None;
+    }
+    let proto = ip[9];
+    let len = total - ihl;
+    let pseudo = sum_words(&ip[12..20], u64::from(proto) + len as u64);
+    Some((ihl, len, proto, pseudo))
+}
+
+/// IPv6: (transport offset, transport length, protocol, pseudo-header sum).
+fn ipv6(ip: &[u8]) -> Option<(usize, usize, u8, u64)> {
+    if ip.len() < 40 || ip[0] >> 4 != 6 {
+        return None;
+    }
+    let payload = usize::from(be16(ip, 4)?);
+    // A payload length of 0 announces a jumbogram: not handled.
+    if payload == 0 || 40 + payload > ip.len() {
+        return None;
+    }
+    let mut next = ip[6];
+    let mut off = 40;
+    for _ in 0..MAX_IPV6_EXT {
+        match next {
+            // Hop-by-hop and destination options: skipped. Routing (43), fragment (44) and
+            // everything else end the walk.
+            0 | 60 => {
+                let ext = ip.get(off..off + 2)?;
+                next = ext[0];
+                off += (usize::from(ext[1]) + 1) * 8;
+            }
+            _ => break,
+        }
+    }
+    let len = (40 + payload).checked_sub(off)?;
+    let pseudo = sum_words(&ip[8..40], u64::from(next) + len as u64);
+    Some((off, len, next, pseudo))
+}
+
+#[inline]
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    match b.get(at..at + 2)? {
+        &[x, y] => Some(u16::from_be_bytes([x, y])),
+        _ => None,
+    }
+}
+
+/// Adds `data` to `sum` as big-endian 16-bit words (an odd last byte is padded with zero), with
+/// no folding: the caller folds. A `u64` holds the sum of any frame without overflow.
+#[inline]
+fn sum_words(data: &[u8], mut sum: u64) -> u64 {
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        sum += (w >> 32) + (w & 0xffff_ffff);
+    }
+    let mut rest = chunks.remainder().chunks_exact(2);
+    for c in &mut rest {
+        sum += u64::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let &[last] = rest.remainder() {
+        sum += u64::from(last) << 8;
+    }
+    sum
+}
+
+/// Folds a sum into 16 bits with end-around carry (not complemented).
+#[inline]
+fn fold(mut sum: u64) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+#[cfg(test)]
+mod tests;

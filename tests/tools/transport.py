@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""A tenant's transport traffic for the integration tests (run inside a test namespace), with
+every byte checked: nothing is accepted on the kernel's word alone.
+
+  transport.py tcp-server ADDR PORT           accept one connection, read to EOF, answer
+                                              {"bytes": N, "sha256": HEX} and exit
+  transport.py tcp-client ADDR PORT BYTES     connect, send BYTES pseudo-random bytes, read the
+                                              answer; prints {"ok": bool, "bytes": N, "seconds": S}
+  transport.py udp-server ADDR PORT           echo every datagram back until stdin closes
+  transport.py udp-client ADDR PORT COUNT SIZE
+                                              send COUNT datagrams of SIZE bytes (sequence number
+                                              and pseudo-random content), each waiting up to 1 s
+                                              for its echo; prints {"sent": N, "echoed": M,
+                                              "mismatched": K}
+
+Servers print "ready" on stderr once they listen. The address picks IPv4 or IPv6.
+"""
+import hashlib
+import json
+import random
+import select
+import socket
+import struct
+import sys
+import time
+
+
+def family(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def pattern(seed, n):
+    return random.Random(seed).randbytes(n)
+
+
+def tcp_server(addr, port):
+    s = socket.socket(family(addr), socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    s.listen(1)
+    s.settimeout(30)
+    print("ready", file=sys.stderr, flush=True)
+    c, _ = s.accept()
+    c.settimeout(30)
+    h = hashlib.sha256()
+    n = 0
+    while True:
+        b = c.recv(1 << 16)
+        if not b:
+            break
+        h.update(b)
+        n += len(b)
+    c.sendall(json.dumps({"bytes": n, "sha256": h.hexdigest()}).encode())
+    c.close()
+
+
+def tcp_client(addr, port, nbytes):
+    data = pattern(nbytes, nbytes)
+    start = time.monotonic()
+    c = socket.create_connection((addr, port), timeout=10)
+    c.settimeout(30)
+    c.sendall(data)
+    c.shutdown(socket.SHUT_WR)
+    answer = b""
+    while True:
+        b = c.recv(4096)
+        if not b:
+            break
+        answer += b
+    seconds = time.monotonic() - start
+    got = json.loads(answer)
+    ok = got["bytes"] == nbytes and got["sha256"] == hashlib.sha256(data).hexdigest()
+    print(json.dumps({"ok": ok, "bytes": got["bytes"], "seconds": seconds}), flush=True)
+
+
+def udp_server(addr, port):
+    s = socket.socket(family(addr), socket.SOCK_DGRAM)
+    s.bind((addr, port))
+    print("ready", file=sys.stderr, flush=True)
+    while True:
+        r, _, _ = select.select([s, sys.stdin], [], [], 30)
+        if sys.stdin in r or not r:
+            return
+        b, peer = s.recvfrom(1 << 16)
+        s.sendto(b, peer)
+
+
+def udp_client(addr, port, count, size):
+    s = socket.socket(family(addr), socket.SOCK_DGRAM)
+    s.connect((addr, port))
+    s.settimeout(1)
+    echoed = mismatched = 0
+    for seq in range(count):
+        msg = struct.pack("!I", seq) + pattern(seq, max(size - 4, 0))
+        s.send(msg)
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:
+            try:
+                b = s.recv(1 << 16)
+            except (socket.timeout, ConnectionRefusedError):
+                break
+            if b == msg:
+                echoed += 1
+                break
+            if b[:4] != msg[:4]:
+                continue  # a late echo of an earlier datagram
+            mismatched += 1
+            break
+    print(json.dumps({"sent": count, "echoed": echoed, "mismatched": mismatched}), flush=True)
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "tcp-server":
+        tcp_server(args[0], int(args[1]))
+    elif cmd == "tcp-client":
+        tcp_client(args[0], int(args[1]), int(args[2]))
+    elif cmd == "udp-server":
+        udp_server(args[0], int(args[1]))
+    elif cmd == "udp-client":
+        udp_client(args[0], int(args[1]), int(args[2]), int(args[3]))
+    else:
+        sys.exit(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    main()
