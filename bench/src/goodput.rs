@@ -72,6 +72,8 @@ struct Run {
     gbps: f64,
     /// Segments the sender retransmitted.
     retransmits: u64,
+    /// Why no data moved, when none did.
+    failed: Option<String>,
 }
 
 /// `qswitch-bench goodput`.
@@ -195,11 +197,17 @@ fn measure(dut: Dut, o: &Options, bar: &mut Progress) -> Result<Vec<Run>, String
                 dut.name(),
                 offloads.name()
             ));
-            let (gbps, retransmits) = iperf3(o.secs, streams)?;
+            // A transfer that fails (no connection: the DUT delivers no segment intact) is a
+            // result of its own, not a reason to give up on the DUT.
+            crate::interrupt::check()?;
+            let (gbps, retransmits, failed) = match iperf3(o.secs, streams) {
+                Ok((g, r)) => (g, r, None),
+                Err(e) => (0.0, 0, Some(e)),
+            };
             if crate::debug() {
                 progress::clear();
                 eprintln!(
-                    "{} {} P{streams}: {gbps:.2} Gbit/s, {retransmits} retransmits",
+                    "{} {} P{streams}: {gbps:.2} Gbit/s, {retransmits} retransmits {failed:?}",
                     dut.name(),
                     offloads.name()
                 );
@@ -210,6 +218,7 @@ fn measure(dut: Dut, o: &Options, bar: &mut Progress) -> Result<Vec<Run>, String
                 streams,
                 gbps,
                 retransmits,
+                failed,
             });
             bar.advance();
         }
@@ -241,25 +250,37 @@ fn iperf3(secs: u32, streams: u32) -> Result<(f64, u64), String> {
     let _server = Server(server);
     let (secs_s, streams_s) = (secs.to_string(), streams.to_string());
     let limit = (secs + 20).to_string();
-    // The server needs a moment to listen; a refused first connection is tried again.
+    // The server needs a moment to listen: a refused connection is tried again. A connection
+    // that times out (3 s) is a DUT that delivers no segment intact.
     let mut last = String::new();
     for _ in 0..20 {
         std::thread::sleep(Duration::from_millis(100));
         let out = Command::new("timeout")
             .args([&limit, "ip", "netns", "exec", CLIENT_NS, "iperf3", "-c"])
             .args([SERVER_IP, "-t", &secs_s, "-P", &streams_s, "-J"])
+            .args(["--connect-timeout", "3000"])
             .output()
             .map_err(|e| format!("iperf3 client: {e}"))?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if out.status.success() {
-            return parse_iperf3(&text).ok_or_else(|| format!("iperf3 said: {text}"));
+        // iperf3 -J may exit 0 after a failed connection: its JSON tells.
+        if let Some(result) = parse_iperf3(&text).filter(|_| out.status.success()) {
+            return Ok(result);
         }
-        if !text.contains("unable to connect") {
-            return Err(format!("iperf3 failed: {}", text.trim()));
+        let error = iperf3_error(&text);
+        if !error.contains("Connection refused") {
+            return Err(error);
         }
-        last = text;
+        last = error;
     }
-    Err(format!("iperf3 could not connect: {}", last.trim()))
+    Err(last)
+}
+
+/// The `error` of iperf3's JSON (`-J`), or its whole output when there is none.
+fn iperf3_error(json: &str) -> String {
+    json.split("\"error\":")
+        .nth(1)
+        .and_then(|s| s.split('"').nth(1))
+        .map_or_else(|| json.trim().to_owned(), str::to_owned)
 }
 
 /// (receiver Gbit/s, sender retransmits) from iperf3's JSON (`-J`): the `end` section's
@@ -316,12 +337,22 @@ fn print(o: &Options, duts: &[Dut], runs: &[Run]) {
     println!("| DUT | guest offloads | streams | goodput | runs | retransmits | qswitch ÷ DUT |");
     println!("|---|---|---|---|---|---|---|");
     let rows = summary(duts, o, runs);
+    let mut failures = Vec::new();
     for (dut, off, n, med, all) in &rows {
-        let retrans: u64 = runs
-            .iter()
-            .filter(|r| r.dut == *dut && r.offloads == *off && r.streams == *n)
-            .map(|r| r.retransmits)
-            .sum();
+        let these = || {
+            runs.iter()
+                .filter(|r| r.dut == *dut && r.offloads == *off && r.streams == *n)
+        };
+        let retrans: u64 = these().map(|r| r.retransmits).sum();
+        if let Some(why) = these().find_map(|r| r.failed.as_deref()) {
+            failures.push(format!(
+                "{} {} {n} stream(s): {} of {} run(s) moved no data ({why})",
+                dut.name(),
+                off.name(),
+                these().filter(|r| r.failed.is_some()).count(),
+                all.len()
+            ));
+        }
         let ours = rows
             .iter()
             .find(|(d, f, k, _, _)| *d == Dut::Qswitch && f == off && k == n)
@@ -336,6 +367,9 @@ fn print(o: &Options, duts: &[Dut], runs: &[Run]) {
             off.name(),
             list(all)
         );
+    }
+    for f in failures {
+        println!("\n{f}");
     }
 }
 
@@ -353,7 +387,13 @@ mod tests {
         let (gbps, retransmits) = parse_iperf3(json).unwrap();
         assert!((gbps - 2.4).abs() < 1e-6, "{gbps}");
         assert_eq!(retransmits, 7);
-        assert_eq!(parse_iperf3("{\"error\": \"unable to connect\"}"), None);
+        let failed =
+            "{\"start\": {}, \"error\": \"unable to connect to server: Connection timed out\"}";
+        assert_eq!(parse_iperf3(failed), None);
+        assert_eq!(
+            iperf3_error(failed),
+            "unable to connect to server: Connection timed out"
+        );
     }
 
     #[test]

@@ -216,6 +216,8 @@ struct Open<P> {
     shared: Arc<PortShared>,
     healthy: bool,
     xdp: XdpStats,
+    /// When the last warning about frames the kernel dropped was logged.
+    warned_at: Option<u64>,
 }
 
 /// A worker: one UMEM, its ports, the pipeline.
@@ -242,6 +244,27 @@ pub struct Worker<P: PortIo> {
     /// millisecond: a fill ring shallower than the rate times the gap runs dry.
     max_gap_ns: u64,
     gaps_over_1ms: u64,
+}
+
+/// Warns (at most every 10 s per port) when the kernel dropped frames of a port before they
+/// reached the switch: frames larger than a UMEM chunk, which is what a guest's TSO/GSO
+/// super-frames are where they reach generic XDP (tap devices, `xdp_mode = "generic"`), or no
+/// free buffer on the fill ring.
+fn warn_kernel_drops<P>(slot: u16, o: &mut Open<P>, x: &XdpStats, now: u64) {
+    let new = x.rx_dropped.saturating_sub(o.xdp.rx_dropped);
+    let quiet = o
+        .warned_at
+        .is_some_and(|t| now.saturating_sub(t) < 10_000_000_000);
+    if new == 0 || quiet {
+        return;
+    }
+    o.warned_at = Some(now);
+    log::warn!(
+        "port {slot}: the kernel dropped {new} received frames before the switch saw them \
+         ({} in all): frames larger than a UMEM chunk (a guest's TSO/GSO super-frames through \
+         generic XDP: see docs/OPERATIONS.md, \"Offloads\") or an empty fill ring",
+        x.rx_dropped
+    );
 }
 
 impl<P: PortIo> core::fmt::Debug for Worker<P> {
@@ -422,6 +445,7 @@ impl<P: PortIo> Worker<P> {
                     shared,
                     healthy: true,
                     xdp: XdpStats::default(),
+                    warned_at: None,
                 });
                 self.active.push(slot);
                 self.recompute_fill_target();
@@ -525,7 +549,9 @@ impl<P: PortIo> Worker<P> {
         for &s in &self.active {
             if let Some(o) = self.ports[usize::from(s)].as_mut() {
                 if read_xdp {
-                    o.xdp = o.io.xdp_stats();
+                    let x = o.io.xdp_stats();
+                    warn_kernel_drops(s, o, &x, now.nanos);
+                    o.xdp = x;
                 }
                 o.shared
                     .counters
