@@ -146,6 +146,7 @@ fn port_statistics(s: &PortStats) -> PortStatistics {
         dropped: c.total_drops(),
         floods: c.floods,
         csum_completed: c.csum_completed,
+        gso_segmented: c.gso_segmented,
         drops: DropReason::ALL
             .iter()
             .map(|r| (r.name().to_owned(), drops(*r)))

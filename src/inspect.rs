@@ -151,6 +151,7 @@ pub(crate) fn stats(t: &Target, args: &[String]) -> Result<(), String> {
         "dropped",
         "floods",
         "csum_completed",
+        "gso_segmented",
     ] {
         println!("{key:<28} {}", s[key].as_u64().unwrap_or(0));
     }

@@ -124,6 +124,8 @@ pub struct PortStatistics {
     /// Received frames whose partial TCP/UDP checksum (left by the VM for its NIC to finish)
     /// the switch completed.
     pub csum_completed: u64,
+    /// TCP super-frames (the VM's TSO frames, received whole) the switch split into segments.
+    pub gso_segmented: u64,
     /// Drops by reason (every reason, zeros included), in a stable order.
     pub drops: Vec<(String, u64)>,
     /// The kernel's socket statistics by name.

@@ -24,7 +24,9 @@
 //!
 //! No function in this module panics on any input, and none allocates.
 
-use crate::wire::{is_vlan_tpid, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, VLAN_TAG_LEN};
+use crate::wire::{
+    be16, is_vlan_tpid, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, VLAN_TAG_LEN,
+};
 
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
@@ -108,6 +110,11 @@ pub fn make_partial(frame: &mut [u8]) -> bool {
     true
 }
 
+/// The checksum of an IPv4 header whose checksum field is zero.
+pub(crate) fn header_checksum(header: &[u8]) -> u16 {
+    !fold(sum_header(header, 0))
+}
+
 /// Finds the TCP or UDP segment of an Ethernet frame (untagged or with one tag).
 fn segment(frame: &[u8]) -> Option<Segment> {
     let mut l3 = ETH_HEADER_LEN;
@@ -187,14 +194,6 @@ fn ipv6(ip: &[u8]) -> Option<(usize, usize, u8, u64)> {
     let len = (40 + payload).checked_sub(off)?;
     let pseudo = sum_header(&ip[8..40], u64::from(next) + len as u64);
     Some((off, len, next, pseudo))
-}
-
-#[inline]
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    match b.get(at..at + 2)? {
-        &[x, y] => Some(u16::from_be_bytes([x, y])),
-        _ => None,
-    }
 }
 
 /// Adds the big-endian 16-bit words of a few header bytes (an even number) to `sum`: the

@@ -138,6 +138,16 @@ impl Pipeline {
         }
     }
 
+    /// Counts a frame received on `ingress` (`len` bytes) and dropped before the decision (a
+    /// multi-buffer frame that cannot be segmented).
+    pub fn count_dropped(&mut self, ingress: u16, len: usize, reason: DropReason) {
+        if let Some(c) = self.counters.get_mut(usize::from(ingress)) {
+            c.rx_packets += 1;
+            c.rx_bytes += len as u64;
+            c.drop(reason);
+        }
+    }
+
     #[inline]
     fn drop(&mut self, ingress: u16, reason: DropReason) -> Verdict {
         if let Some(c) = self.counters.get_mut(usize::from(ingress)) {

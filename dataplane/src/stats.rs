@@ -69,6 +69,9 @@ pub struct LocalCounters {
     /// Frames received from this port whose partial TCP/UDP checksum (left by the sender for
     /// its NIC to finish) the switch completed.
     pub csum_completed: u64,
+    /// TCP super-frames (a guest's TSO frames, received as multi-buffer chains) received from
+    /// this port that the switch split into MTU-sized segments.
+    pub gso_segmented: u64,
     /// Drops of frames received on (or destined to) this port, by reason.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -135,6 +138,7 @@ pub struct PortCounters {
     mac_moves: AtomicU64,
     backpressure: AtomicU64,
     csum_completed: AtomicU64,
+    gso_segmented: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
     xdp: [AtomicU64; 6],
 }
@@ -151,6 +155,7 @@ impl PortCounters {
         self.mac_moves.store(c.mac_moves, Relaxed);
         self.backpressure.store(c.backpressure, Relaxed);
         self.csum_completed.store(c.csum_completed, Relaxed);
+        self.gso_segmented.store(c.gso_segmented, Relaxed);
         for (a, v) in self.drops.iter().zip(c.drops) {
             a.store(v, Relaxed);
         }
@@ -185,6 +190,7 @@ impl PortCounters {
                 mac_moves: self.mac_moves.load(Relaxed),
                 backpressure: self.backpressure.load(Relaxed),
                 csum_completed: self.csum_completed.load(Relaxed),
+                gso_segmented: self.gso_segmented.load(Relaxed),
                 drops,
             },
             xdp: XdpStats {
@@ -217,6 +223,7 @@ mod tests {
             rx_packets: 3,
             tx_bytes: 99,
             csum_completed: 2,
+            gso_segmented: 1,
             ..Default::default()
         };
         c.drop(DropReason::Oversize);

@@ -100,6 +100,15 @@ impl fmt::Debug for Mac {
     }
 }
 
+/// The big-endian 16-bit word at `at`, if `b` holds it.
+#[inline]
+pub(crate) fn be16(b: &[u8], at: usize) -> Option<u16> {
+    match b.get(at..at + 2)? {
+        &[x, y] => Some(u16::from_be_bytes([x, y])),
+        _ => None,
+    }
+}
+
 /// Is this EtherType one of the VLAN tag protocol identifiers?
 #[inline]
 pub fn is_vlan_tpid(ethertype: u16) -> bool {

@@ -8,7 +8,9 @@
 //!    holds frames back in the ingress port's RX ring (where the kernel counts `rx_ring_full`
 //!    if it overflows) and no buffer is ever lost in user space;
 //! 3. each port's batch (up to 64 frames) goes through the [`Pipeline`]; a forwarded frame whose
-//!    TCP/UDP checksum the sender left partial is completed ([`csum`]); the resulting
+//!    TCP/UDP checksum the sender left partial is completed ([`csum`]); a frame that came as a
+//!    chain of chunks (a TSO super-frame, multi-buffer AF_XDP) is first split into segments
+//!    that fit the port's MTU ([`gso`]), each then processed as a frame of its own; the resulting
 //!    descriptors are staged per egress port: a unicast frame moves its descriptor (zero copy),
 //!    a flood copies the frame for all targets but the last, and a tag is pushed or popped in
 //!    place when the frame crosses between an access port and the trunk;
@@ -31,14 +33,20 @@ use std::time::{Duration, Instant};
 use crate::config::{Role, Snapshot};
 use crate::csum::{self, Checksum};
 use crate::fdb::{MacEntry, DEFAULT_AGING_SECS};
+use crate::gso;
 use crate::pipeline::{flood_targets, Now, Pipeline, Verdict};
 use crate::port::{PortIo, PortMode, XdpDesc};
 use crate::stats::{DropReason, LocalCounters, PortCounters, XdpStats};
-use crate::sys::umem::{Accounting, Umem};
-use crate::wire::{pop_vlan_tag, push_vlan_tag, VLAN_TAG_LEN};
+use crate::sys::umem::{Accounting, Umem, KERNEL_HEADROOM};
+use crate::sys::xsk::XDP_PKT_CONTD;
+use crate::wire::{is_vlan_tpid, pop_vlan_tag, push_vlan_tag, VLAN_TAG_LEN};
 
 /// Largest batch taken from one port at a time.
 pub const MAX_BATCH: usize = 64;
+
+/// Room for the largest multi-buffer frame (an IP packet of 64 KB, its Ethernet header and a
+/// tag, with margin), so gathering one never allocates.
+const GSO_BUF: usize = 72 * 1024;
 
 /// Frames staged for one egress port before it is sent early: stages are otherwise sent once per
 /// round, so that a `sendto` carries the frames of every ingress port, not of one batch.
@@ -228,6 +236,8 @@ pub struct Worker<P: PortIo> {
     ports: Vec<Option<Open<P>>>,
     active: Vec<u16>,
     rx: Vec<XdpDesc>,
+    /// A multi-buffer frame gathered for segmentation (64 KB and more, allocated once).
+    gso_buf: Vec<u8>,
     stage: Vec<Vec<XdpDesc>>,
     staged: Vec<u16>,
     fill_target: u32,
@@ -247,9 +257,9 @@ pub struct Worker<P: PortIo> {
 }
 
 /// Warns (at most every 10 s per port) when the kernel dropped frames of a port before they
-/// reached the switch: frames larger than a UMEM chunk, which is what a guest's TSO/GSO
-/// super-frames are where they reach generic XDP (tap devices, `xdp_mode = "generic"`), or no
-/// free buffer on the fill ring.
+/// reached the switch: no free buffer on the fill ring for a whole frame, or, on a kernel
+/// without multi-buffer sockets, a frame larger than a UMEM chunk (a guest's TSO super-frames
+/// where they reach generic XDP: tap devices, `xdp_mode = "generic"`).
 fn warn_kernel_drops<P>(slot: u16, o: &mut Open<P>, x: &XdpStats, now: u64) {
     let new = x.rx_dropped.saturating_sub(o.xdp.rx_dropped);
     let quiet = o
@@ -261,8 +271,9 @@ fn warn_kernel_drops<P>(slot: u16, o: &mut Open<P>, x: &XdpStats, now: u64) {
     o.warned_at = Some(now);
     log::warn!(
         "port {slot}: the kernel dropped {new} received frames before the switch saw them \
-         ({} in all): frames larger than a UMEM chunk (a guest's TSO/GSO super-frames through \
-         generic XDP: see docs/OPERATIONS.md, \"Offloads\") or an empty fill ring",
+         ({} in all): no free buffer on the fill ring for a whole frame, or a frame larger than \
+         a UMEM chunk on a kernel without multi-buffer sockets (see docs/OPERATIONS.md, \
+         \"Offloads\")",
         x.rx_dropped
     );
 }
@@ -287,6 +298,7 @@ impl<P: PortIo> Worker<P> {
             ports: Vec::new(),
             active: Vec::new(),
             rx: vec![XdpDesc::default(); MAX_BATCH],
+            gso_buf: Vec::with_capacity(GSO_BUF),
             stage: Vec::new(),
             staged: Vec::new(),
             fill_target: 0,
@@ -385,12 +397,13 @@ impl<P: PortIo> Worker<P> {
                             .map(|r| format!("{}={}", r.name(), c.drops[*r as usize]))
                             .collect();
                         log::info!(
-                            "port {slot}: rx {} tx {} floods {} backpressure {} checksums completed {} drops [{}] fill depth {} kernel {:?}",
+                            "port {slot}: rx {} tx {} floods {} backpressure {} checksums completed {} super-frames segmented {} drops [{}] fill depth {} kernel {:?}",
                             c.rx_packets,
                             c.tx_packets,
                             c.floods,
                             c.backpressure,
                             c.csum_completed,
+                            c.gso_segmented,
                             drops.join(" "),
                             o.io.fill_depth(),
                             o.io.xdp_stats()
@@ -510,8 +523,22 @@ impl<P: PortIo> Worker<P> {
             room -= n as u32;
             work += n;
             self.rx_total += n as u64;
-            for j in 0..n {
+            let mut j = 0;
+            while j < n {
                 let d = self.rx[j];
+                if d.options & XDP_PKT_CONTD != 0 {
+                    // A frame larger than a chunk: its chunks up to the first without the flag.
+                    let end = self.rx[j..n]
+                        .iter()
+                        .position(|c| c.options & XDP_PKT_CONTD == 0)
+                        .map_or(n, |p| j + p + 1);
+                    let segments = self.super_frame(slot, j, end, now);
+                    // Segments beyond the chunks they came from take TX room too.
+                    room = room.saturating_sub(segments.saturating_sub((end - j) as u32));
+                    j = end;
+                    continue;
+                }
+                j += 1;
                 let verdict = match self.umem.frame(d.addr, d.len) {
                     Some(bytes) => {
                         let v = self.pipe.process(&self.snap, slot, bytes, now);
@@ -538,6 +565,69 @@ impl<P: PortIo> Worker<P> {
             self.publish(now);
         }
         work
+    }
+
+    /// Handles the frame whose chunks are `self.rx[from..to]` (a multi-buffer chain): a TCP
+    /// super-frame is gathered, split into segments that fit the ingress port's MTU (`gso`), and
+    /// each segment goes through the pipeline as if the guest's NIC had sent it; anything else is
+    /// dropped as oversize. Returns the number of segments made.
+    fn super_frame(&mut self, slot: u16, from: usize, to: usize, now: Now) -> u32 {
+        self.gso_buf.clear();
+        for d in &self.rx[from..to] {
+            if let Some(bytes) = self.umem.frame(d.addr, d.len) {
+                self.gso_buf.extend_from_slice(bytes);
+            }
+            self.umem.release(d.addr);
+        }
+        let tagged = self
+            .gso_buf
+            .get(12..14)
+            .is_some_and(|t| is_vlan_tpid(u16::from_be_bytes([t[0], t[1]])));
+        let max_len = self.snap.port(slot).map_or(0, |p| p.max_frame as usize)
+            + if tagged { VLAN_TAG_LEN } else { 0 };
+        let Some(plan) = gso::Plan::new(&self.gso_buf, max_len) else {
+            self.pipe
+                .count_dropped(slot, self.gso_buf.len(), DropReason::Oversize);
+            return 0;
+        };
+        self.pipe.counters[usize::from(slot)].gso_segmented += 1;
+        let mut made = 0;
+        for k in 0..plan.segments() {
+            let Some(base) = self.umem.alloc() else {
+                self.pipe.counters[usize::from(slot)].drop(DropReason::NoBuffer);
+                break;
+            };
+            let addr = base + u64::from(KERNEL_HEADROOM);
+            let off = KERNEL_HEADROOM as usize;
+            let verdict = match self.umem.chunk_mut(base) {
+                Some((chunk, _)) => match plan.write(&self.gso_buf, k, &mut chunk[off..]) {
+                    Some(len) => {
+                        made += 1;
+                        let v = self
+                            .pipe
+                            .process(&self.snap, slot, &chunk[off..off + len], now);
+                        Some((len, v))
+                    }
+                    None => None,
+                },
+                None => None,
+            };
+            match verdict {
+                Some((len, v)) => {
+                    let d = XdpDesc {
+                        addr,
+                        len: len as u32,
+                        options: 0,
+                    };
+                    self.emit(slot, d, v);
+                }
+                None => {
+                    self.umem.release(base);
+                    break;
+                }
+            }
+        }
+        made
     }
 
     /// Publishes counters (and, at most every 100 ms, the kernel's statistics).

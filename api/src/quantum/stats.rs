@@ -26,6 +26,7 @@ pub(crate) const STATS_ATTRS: Attrs<'static> = &[(
         "dropped",
         "floods",
         "csum_completed",
+        "gso_segmented",
     ],
 )];
 
@@ -34,6 +35,7 @@ pub(crate) const MAC_ATTRS: Attrs<'static> = &[("mac", &["address", "port_id", "
 
 /// `GET .../ports/{id}/stats`: `{"stats": {"rx_packets", "rx_bytes",
 /// "rx_errors", "tx_packets", "tx_bytes", "tx_errors", "dropped", "floods", "csum_completed",
+/// "gso_segmented",
 /// "drops": {reason: n}, "kernel": {name: n}}}`.
 pub(crate) async fn port_stats(ctx: Ctx) -> Response {
     let r = async {
@@ -56,6 +58,7 @@ pub(crate) async fn port_stats(ctx: Ctx) -> Response {
             "dropped": s.dropped,
             "floods": s.floods,
             "csum_completed": s.csum_completed,
+            "gso_segmented": s.gso_segmented,
             "drops": map(&s.drops),
             "kernel": map(&s.kernel),
         }});

@@ -12,6 +12,9 @@
 //!   traffic uses it, so many idle ports do not hold the UMEM hostage (the kernel never
 //!   gives back what sits on a fill ring).
 //! * Transmission uses the TX ring of queue 0; copy mode needs a `sendto` per batch.
+//! * Sockets bind with `XDP_USE_SG` where the kernel has it and the program is frags-aware: a
+//!   frame larger than a chunk (a guest's TSO frame through generic XDP) arrives as a chain of
+//!   descriptors, `XDP_PKT_CONTD` on all but the last. `recv` returns whole chains only.
 //! * Dropping the port detaches the program (the link fd closes) before closing the sockets.
 
 use std::io;
@@ -81,7 +84,14 @@ struct Queue {
     /// worker's cap) whenever traffic has used more than half of it, so idle ports hold few
     /// frames and busy ones many. Frames on a fill ring cannot be taken back.
     want: u32,
+    /// The first chunks of a multi-buffer frame whose last chunk did not fit in the caller's
+    /// batch: handed out first next time, so that `recv` only ever returns whole frames.
+    carry: Vec<XdpDesc>,
 }
+
+/// Most chunks one frame may span: a 64 KB TSO frame in 1792-byte chunks takes 37. A longer
+/// chain cannot come from the kernel; its chunks are returned to the pool.
+const MAX_CHAIN: usize = 64;
 
 /// Fill level of a new queue.
 const INITIAL_FILL: u32 = 64;
@@ -170,7 +180,10 @@ impl PortIo for AfXdpPort {
         // inherits it, and a zero-copy UMEM cannot be shared with a device without zero-copy
         // support (a veth, say). So `Auto` binds in copy mode, which every device supports;
         // zero-copy is for workers whose ports all support it, and must be asked for.
+        // Multi-buffer too, where the kernel has it (6.6 and later): frames larger than a chunk
+        // (a guest's TSO frames through generic XDP) arrive as chains instead of being dropped.
         let flags = xsk::XDP_USE_NEED_WAKEUP
+            | xsk::XDP_USE_SG
             | match spec.bind_mode {
                 BindMode::Auto | BindMode::Copy => xsk::XDP_COPY,
                 BindMode::ZeroCopy => xsk::XDP_ZEROCOPY,
@@ -182,12 +195,20 @@ impl PortIo for AfXdpPort {
                 .map(|f| f.sock.raw_fd())
                 .or_else(|| peer.map(AfXdpPort::shared_fd));
             let sock = open_socket(umem, shared, ifindex, q, spec.rings, flags)
+                .or_else(|e| match e.raw_os_error() {
+                    // A kernel or driver without multi-buffer sockets.
+                    Some(libc::EINVAL | libc::EOPNOTSUPP) if shared.is_none() => {
+                        open_socket(umem, None, ifindex, q, spec.rings, flags & !xsk::XDP_USE_SG)
+                    }
+                    _ => Err(e),
+                })
                 .map_err(|e| context(e, &format!("AF_XDP bind queue {q}")))?;
             bpf::map_set(&map, q, sock.raw_fd()).map_err(|e| context(e, "XSKMAP update"))?;
             queues.push(Queue {
                 sock,
                 in_fill: 0,
                 want: INITIAL_FILL,
+                carry: Vec::with_capacity(MAX_CHAIN),
             });
         }
         let attach = |m| bpf::attach_xdp(&prog, ifindex, m);
@@ -234,11 +255,15 @@ impl PortIo for AfXdpPort {
         let nq = self.queues.len();
         let mut n = 0;
         for i in 0..nq {
-            if n == out.len() {
-                break;
-            }
             // Start with a different queue each time so that none starves.
             let q = &mut self.queues[(self.rr + i) % nq];
+            let frame_start = n;
+            if q.carry.len() > out.len() - n {
+                continue;
+            }
+            out[n..n + q.carry.len()].copy_from_slice(&q.carry);
+            n += q.carry.len();
+            q.carry.clear();
             let got = q.sock.rx.pop(&mut out[n..]);
             q.in_fill -= (got as u32).min(q.in_fill);
             let (start, end) = (n, n + got);
@@ -250,6 +275,22 @@ impl PortIo for AfXdpPort {
                     out[n] = d;
                     n += 1;
                 }
+            }
+            // The kernel publishes a frame's chunks together, but the batch may have cut the
+            // last frame short: keep its first chunks for next time.
+            let whole = out[frame_start..n]
+                .iter()
+                .rposition(|d| d.options & xsk::XDP_PKT_CONTD == 0)
+                .map_or(frame_start, |p| frame_start + p + 1);
+            q.carry.extend_from_slice(&out[whole..n]);
+            n = whole;
+            if q.carry.len() > MAX_CHAIN {
+                for d in q.carry.drain(..) {
+                    umem.release(d.addr);
+                }
+            }
+            if n == out.len() {
+                break;
             }
         }
         self.rr = self.rr.wrapping_add(1);
@@ -367,6 +408,10 @@ impl PortIo for AfXdpPort {
         drop(link);
         for q in 0..queues.len() as u32 {
             let _ = bpf::map_clear(&map, q);
+        }
+        // Chunks of a frame cut short by the last batch were taken from the kernel already.
+        for d in queues.iter().flat_map(|q| &q.carry) {
+            umem.release(d.addr);
         }
         // Closing the sockets unbinds them: the kernel lets go of every chunk they held.
         drop(queues);

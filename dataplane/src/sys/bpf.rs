@@ -136,8 +136,17 @@ fn redirect_program(map: RawFd) -> Vec<u8> {
     .concat()
 }
 
-/// Loads the redirect program for `map`. On failure the error carries the verifier's log.
+/// `prog_flags`: the program handles multi-buffer frames (it never reads past the first buffer),
+/// so generic XDP hands it a non-linear skb as it is instead of linearising 64 KB.
+const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
+
+/// Loads the redirect program for `map`, frags-aware where the kernel knows the flag (5.18 and
+/// later), else without it. On failure the error carries the verifier's log.
 pub fn load_redirect_program(map: &OwnedFd) -> io::Result<OwnedFd> {
+    load_program(map, BPF_F_XDP_HAS_FRAGS).or_else(|_| load_program(map, 0))
+}
+
+fn load_program(map: &OwnedFd, prog_flags: u32) -> io::Result<OwnedFd> {
     let prog = redirect_program(map.as_raw_fd());
     let license = b"GPL\0";
     let mut log = vec![0u8; 4096];
@@ -149,6 +158,7 @@ pub fn load_redirect_program(map: &OwnedFd) -> io::Result<OwnedFd> {
         .u32(24, 1) // log_level
         .u32(28, log.len() as u32)
         .u64(32, log.as_mut_ptr() as u64)
+        .u32(44, prog_flags)
         .u32(68, BPF_XDP); // expected_attach_type
     let name = b"qswitch_xsk";
     a.0[48..48 + name.len()].copy_from_slice(name);

@@ -21,7 +21,7 @@ pub struct XdpDesc {
     pub addr: u64,
     /// Length of the frame.
     pub len: u32,
-    /// Options (unused: no multi-buffer).
+    /// Options: `XDP_PKT_CONTD` on every chunk of a multi-buffer frame but the last.
     pub options: u32,
 }
 

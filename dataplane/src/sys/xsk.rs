@@ -40,6 +40,11 @@ pub const XDP_COPY: u16 = 2;
 pub const XDP_ZEROCOPY: u16 = 4;
 /// Bind flag: the kernel sets NEED_WAKEUP flags instead of polling on its own.
 pub const XDP_USE_NEED_WAKEUP: u16 = 8;
+/// Bind flag: multi-buffer, a frame larger than a chunk arrives as a chain of descriptors (the
+/// UMEM keeps it for every socket that shares it).
+pub const XDP_USE_SG: u16 = 16;
+/// Descriptor option: more chunks of this frame follow.
+pub const XDP_PKT_CONTD: u32 = 1;
 
 #[repr(C)]
 struct UmemReg {

@@ -1,0 +1,162 @@
+//! Segmentation of TCP super-frames: what a guest's NIC does with TSO, done by the switch for the
+//! guests whose super-frames reach it whole.
+//!
+//! # Design
+//! A guest that keeps TSO hands its interface TCP segments of up to 64 KB (one header, the
+//! payload of many MTU-sized segments). On a veth in native XDP mode the kernel takes TSO away
+//! from the guest while the switch is attached, so none arrive; where frames reach the program
+//! through generic XDP (tap devices, forced generic mode) they do, and multi-buffer AF_XDP
+//! (`XDP_USE_SG`) hands them to the worker as a chain of chunks. AF_XDP carries no GSO metadata
+//! (no `gso_size`), so the switch segments at the largest size the ingress port's MTU allows, as
+//! any TCP sender may: the receiver sees ordinary segments, each within the MTU.
+//!
+//! A [`Plan`] reads the super-frame's headers once (Ethernet, at most one VLAN tag, IPv4 with
+//! options or IPv6 with hop-by-hop and destination options, TCP with options); [`Plan::write`]
+//! then builds segment `k`: the headers copied, the IP length set (and for IPv4 the
+//! identification advanced by `k` and the header checksum recomputed), the sequence number
+//! advanced by `k` times the segment size, FIN and PSH kept on the last segment only and CWR on the
+//! first only, and a full TCP checksum. Anything else (UDP, whose GSO datagram size cannot be
+//! known; IP fragments; tunnels) is not segmentable and is dropped by the caller as oversize.
+//!
+//! No function in this module panics on any input.
+
+use crate::csum;
+use crate::wire::{
+    be16, is_vlan_tpid, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, VLAN_TAG_LEN,
+};
+
+const PROTO_TCP: u8 = 6;
+const TCP_FIN: u8 = 0x01;
+const TCP_PSH: u8 = 0x08;
+const TCP_CWR: u8 = 0x80;
+
+/// How a super-frame splits into segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// Offset of the IP header.
+    l3: usize,
+    /// Offset of the TCP header.
+    l4: usize,
+    /// Length of every header, Ethernet to TCP options.
+    hdr: usize,
+    /// End of the IP packet in the frame (Ethernet padding excluded).
+    end: usize,
+    /// Payload bytes per segment.
+    mss: usize,
+    ipv4: bool,
+}
+
+impl Plan {
+    /// Plans the segmentation of `frame` into frames of at most `max_len` bytes. `None` when it
+    /// is not a TCP segment this module can split.
+    pub fn new(frame: &[u8], max_len: usize) -> Option<Plan> {
+        let mut l3 = ETH_HEADER_LEN;
+        let mut ethertype = be16(frame, 12)?;
+        if is_vlan_tpid(ethertype) {
+            ethertype = be16(frame, 16)?;
+            l3 += VLAN_TAG_LEN;
+        }
+        let (l4, end, ipv4) = match ethertype {
+            ETHERTYPE_IPV4 => {
+                let first = *frame.get(l3)?;
+                let ihl = usize::from(first & 0x0f) * 4;
+                let total = usize::from(be16(frame, l3 + 2)?);
+                let fragment = be16(frame, l3 + 6)? & 0x3fff != 0;
+                if first >> 4 != 4 || ihl < 20 || fragment || *frame.get(l3 + 9)? != PROTO_TCP {
+                    return None;
+                }
+                (l3 + ihl, l3 + total, true)
+            }
+            ETHERTYPE_IPV6 => {
+                if *frame.get(l3)? >> 4 != 6 {
+                    return None;
+                }
+                let end = l3 + 40 + usize::from(be16(frame, l3 + 4)?);
+                let mut next = *frame.get(l3 + 6)?;
+                let mut off = l3 + 40;
+                // Hop-by-hop and destination options are copied into every segment.
+                while next == 0 || next == 60 {
+                    next = *frame.get(off)?;
+                    off += (usize::from(*frame.get(off + 1)?) + 1) * 8;
+                }
+                if next != PROTO_TCP {
+                    return None;
+                }
+                (off, end, false)
+            }
+            _ => return None,
+        };
+        let tcp_len = usize::from(*frame.get(l4 + 12)? >> 4) * 4;
+        let hdr = l4 + tcp_len;
+        if tcp_len < 20 || end > frame.len() || hdr >= end || max_len <= hdr {
+            return None;
+        }
+        Some(Plan {
+            l3,
+            l4,
+            hdr,
+            end,
+            mss: max_len - hdr,
+            ipv4,
+        })
+    }
+
+    /// How many segments the frame makes.
+    pub fn segments(&self) -> usize {
+        (self.end - self.hdr).div_ceil(self.mss)
+    }
+
+    /// Writes segment `k` of `frame` into `dst` and returns its length, or `None` if `k` is out
+    /// of range or `dst` too small.
+    pub fn write(&self, frame: &[u8], k: usize, dst: &mut [u8]) -> Option<usize> {
+        let from = self.hdr.checked_add(k.checked_mul(self.mss)?)?;
+        if from >= self.end {
+            return None;
+        }
+        let to = (from + self.mss).min(self.end);
+        let len = self.hdr + (to - from);
+        let out = dst.get_mut(..len)?;
+        out[..self.hdr].copy_from_slice(frame.get(..self.hdr)?);
+        out[self.hdr..].copy_from_slice(frame.get(from..to)?);
+        let ip_len = len - self.l3;
+        if self.ipv4 {
+            put16(out, self.l3 + 2, ip_len as u16);
+            let id = be16(out, self.l3 + 4)?.wrapping_add(k as u16);
+            put16(out, self.l3 + 4, id);
+            put16(out, self.l3 + 10, 0);
+            let ihl = self.l4 - self.l3;
+            let sum = csum::header_checksum(&out[self.l3..self.l3 + ihl]);
+            put16(out, self.l3 + 10, sum);
+        } else {
+            put16(out, self.l3 + 4, (ip_len - 40) as u16);
+        }
+        let seq = u32::from_be_bytes(out.get(self.l4 + 4..self.l4 + 8)?.try_into().ok()?);
+        let seq = seq.wrapping_add((k * self.mss) as u32);
+        out[self.l4 + 4..self.l4 + 8].copy_from_slice(&seq.to_be_bytes());
+        let last = to == self.end;
+        let mut flags = out[self.l4 + 13];
+        if !last {
+            flags &= !(TCP_FIN | TCP_PSH);
+        }
+        if k > 0 {
+            flags &= !TCP_CWR;
+        }
+        out[self.l4 + 13] = flags;
+        // The pseudo-header sum, then completed: the same two steps as a sender with offload and
+        // its NIC.
+        if !csum::make_partial(out) || csum::complete_partial(out) != csum::Checksum::Completed {
+            return None;
+        }
+        Some(len)
+    }
+}
+
+#[inline]
+fn put16(b: &mut [u8], at: usize, v: u16) {
+    if let Some(s) = b.get_mut(at..at + 2) {
+        s.copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests;
