@@ -502,8 +502,9 @@ impl Drop for Vmm {
 
 #[test]
 fn a_tap_guests_tso_frames_and_partial_checksums_arrive_as_valid_segments() {
-    // A VM behind a tap whose VMM negotiated checksum offload and TSO: one 20 000-byte TCP
-    // super-frame and one UDP datagram, both with their checksums left partial.
+    // A VM behind a tap whose VMM negotiated checksum offload and TSO: a 20 000-byte TCP
+    // super-frame (a chain of chunks), a 1 600-byte one (one chunk, above the MTU) and a UDP
+    // datagram, all with their checksums left partial.
     let vm2 = Vm::new("q", 2, 0);
     let mut vmm = Vmm::start("02:00:00:00:00:01", &vm2);
     let toml = format!(
@@ -521,6 +522,7 @@ fn a_tap_guests_tso_frames_and_partial_checksums_arrive_as_valid_segments() {
     );
     let c = vm2.capture(10.0, 0x0800);
     vmm.send("tso 20000");
+    vmm.send("tso 1600");
     vmm.send("udp 100");
     let seen: Vec<Vec<u8>> = c
         .finish()
@@ -536,7 +538,7 @@ fn a_tap_guests_tso_frames_and_partial_checksums_arrive_as_valid_segments() {
     let udp: Vec<&Vec<u8>> = seen.iter().filter(|f| f[23] == 17).collect();
     assert_eq!(
         tcp.len(),
-        20_000usize.div_ceil(1460),
+        20_000usize.div_ceil(1460) + 2,
         "{seen:?}\n{}",
         d.log()
     );
@@ -548,9 +550,8 @@ fn a_tap_guests_tso_frames_and_partial_checksums_arrive_as_valid_segments() {
         assert_eq!(seq as usize, 1000 + payload.len(), "segment {k}");
         payload.extend_from_slice(&f[54..]);
     }
-    let want: Vec<u8> = (0..20_000usize)
-        .map(|i| ((i * 7 + 1) % 251) as u8)
-        .collect();
+    let pattern = |n: usize| (0..n).map(|i| ((i * 7 + 1) % 251) as u8);
+    let want: Vec<u8> = pattern(20_000).chain(pattern(1_600)).collect();
     assert_eq!(payload, want, "the super-frame's payload, in order");
     assert_eq!(udp.len(), 1);
     assert_eq!(dataplane::csum::verify(udp[0]), Some(true));

@@ -35,7 +35,7 @@ const TCP_MIN_LEN: usize = 20;
 const UDP_CSUM_OFFSET: usize = 6;
 const UDP_LEN: usize = 8;
 /// IPv6 extension headers walked before giving up.
-const MAX_IPV6_EXT: usize = 8;
+pub(crate) const MAX_IPV6_EXT: usize = 8;
 
 /// What [`complete_partial`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,8 +74,9 @@ pub fn complete_partial(frame: &mut [u8]) -> Checksum {
     };
     let field = u16::from_be_bytes([bytes[seg.field], bytes[seg.field + 1]]);
     let partial = fold(seg.pseudo);
-    // 0x0000 and 0xffff are both zero in ones' complement; a sender may write either.
-    if field != partial && !(partial == 0xffff && field == 0) {
+    // 0x0000 and 0xffff are both zero in ones' complement; a TCP sender may write either (a UDP
+    // field of 0 means "no checksum" and stays so).
+    if field != partial && !(partial == 0xffff && field == 0 && seg.proto == PROTO_TCP) {
         return Checksum::Untouched;
     }
     let mut sum = !fold(sum_words(bytes, 0));

@@ -74,8 +74,12 @@ impl Plan {
                 let end = l3 + 40 + usize::from(be16(frame, l3 + 4)?);
                 let mut next = *frame.get(l3 + 6)?;
                 let mut off = l3 + 40;
-                // Hop-by-hop and destination options are copied into every segment.
-                while next == 0 || next == 60 {
+                // Hop-by-hop and destination options are copied into every segment (as many as
+                // the checksum code walks).
+                for _ in 0..csum::MAX_IPV6_EXT {
+                    if next != 0 && next != 60 {
+                        break;
+                    }
                     next = *frame.get(off)?;
                     off += (usize::from(*frame.get(off + 1)?) + 1) * 8;
                 }

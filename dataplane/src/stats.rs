@@ -41,7 +41,7 @@ drop_reasons! {
     UnknownVlan => "unknown_vlan", "A tagged frame on the trunk whose VLAN no local network owns.";
     SamePort => "same_port", "The destination is learned on the ingress port itself.";
     EgressDown => "egress_down", "The destination port is down.";
-    NoBuffer => "no_buffer", "No free frame for a flood copy or a tag push.";
+    NoBuffer => "no_buffer", "No free frame for a flood copy, a tag push or a segment, or no transmit room for a super-frame's segments.";
     Spoofed => "spoofed", "Port security: a source MAC or IP the port does not own.";
     Policed => "policed", "Over the port's QoS rate limit.";
     TxError => "tx_error", "The kernel refused the transmit (interface gone or down).";

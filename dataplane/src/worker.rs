@@ -39,7 +39,7 @@ use crate::port::{PortIo, PortMode, XdpDesc};
 use crate::stats::{DropReason, LocalCounters, PortCounters, XdpStats};
 use crate::sys::umem::{Accounting, Umem, KERNEL_HEADROOM};
 use crate::sys::xsk::XDP_PKT_CONTD;
-use crate::wire::{is_vlan_tpid, pop_vlan_tag, push_vlan_tag, VLAN_TAG_LEN};
+use crate::wire::{self, is_vlan_tpid, pop_vlan_tag, push_vlan_tag, VLAN_TAG_LEN};
 
 /// Largest batch taken from one port at a time.
 pub const MAX_BATCH: usize = 64;
@@ -47,6 +47,10 @@ pub const MAX_BATCH: usize = 64;
 /// Room for the largest multi-buffer frame (an IP packet of 64 KB, its Ethernet header and a
 /// tag, with margin), so gathering one never allocates.
 const GSO_BUF: usize = 72 * 1024;
+
+/// Most segments one super-frame may make (a 64 KB frame at an MTU of 576 makes 123): a port
+/// MTU so small that a frame would need more is refused, not allowed to drain the UMEM.
+const MAX_SEGMENTS: usize = 128;
 
 /// Frames staged for one egress port before it is sent early: stages are otherwise sent once per
 /// round, so that a `sendto` carries the frames of every ingress port, not of one batch.
@@ -523,17 +527,26 @@ impl<P: PortIo> Worker<P> {
             room -= n as u32;
             work += n;
             self.rx_total += n as u64;
+            let max_frame = self.snap.port(slot).map_or(u32::MAX, |p| p.max_frame);
             let mut j = 0;
             while j < n {
                 let d = self.rx[j];
-                if d.options & XDP_PKT_CONTD != 0 {
-                    // A frame larger than a chunk: its chunks up to the first without the flag.
-                    let end = self.rx[j..n]
-                        .iter()
-                        .position(|c| c.options & XDP_PKT_CONTD == 0)
-                        .map_or(n, |p| j + p + 1);
-                    let segments = self.super_frame(slot, j, end, now);
-                    // Segments beyond the chunks they came from take TX room too.
+                let chained = d.options & XDP_PKT_CONTD != 0;
+                if chained || (d.len > max_frame && self.above_mtu(d, max_frame)) {
+                    // A frame larger than a chunk (its chunks up to the first without the
+                    // flag), or a single chunk above the MTU (a TSO send of a little more than
+                    // one segment): segmented if it is TCP.
+                    let end = if chained {
+                        self.rx[j..n]
+                            .iter()
+                            .position(|c| c.options & XDP_PKT_CONTD == 0)
+                            .map_or(n, |p| j + p + 1)
+                    } else {
+                        j + 1
+                    };
+                    // Its own chunks were counted in `room` already.
+                    let budget = room + (end - j) as u32;
+                    let segments = self.super_frame(slot, j, end, budget, now);
                     room = room.saturating_sub(segments.saturating_sub((end - j) as u32));
                     j = end;
                     continue;
@@ -571,7 +584,18 @@ impl<P: PortIo> Worker<P> {
     /// super-frame is gathered, split into segments that fit the ingress port's MTU (`gso`), and
     /// each segment goes through the pipeline as if the guest's NIC had sent it; anything else is
     /// dropped as oversize. Returns the number of segments made.
-    fn super_frame(&mut self, slot: u16, from: usize, to: usize, now: Now) -> u32 {
+    /// Is the single-chunk frame `d` longer than `max_frame` allows, with a tag if it has one?
+    fn above_mtu(&mut self, d: XdpDesc, max_frame: u32) -> bool {
+        let tagged = self
+            .umem
+            .frame(d.addr, d.len)
+            .and_then(|b| wire::be16(b, 12))
+            .is_some_and(is_vlan_tpid);
+        d.len > max_frame + if tagged { VLAN_TAG_LEN as u32 } else { 0 }
+    }
+
+    /// As [`Worker::super_frame`] describes; `budget` is the TX room the segments may take.
+    fn super_frame(&mut self, slot: u16, from: usize, to: usize, budget: u32, now: Now) -> u32 {
         self.gso_buf.clear();
         for d in &self.rx[from..to] {
             if let Some(bytes) = self.umem.frame(d.addr, d.len) {
@@ -579,22 +603,32 @@ impl<P: PortIo> Worker<P> {
             }
             self.umem.release(d.addr);
         }
-        let tagged = self
-            .gso_buf
-            .get(12..14)
-            .is_some_and(|t| is_vlan_tpid(u16::from_be_bytes([t[0], t[1]])));
-        let max_len = self.snap.port(slot).map_or(0, |p| p.max_frame as usize)
-            + if tagged { VLAN_TAG_LEN } else { 0 };
-        let Some(plan) = gso::Plan::new(&self.gso_buf, max_len) else {
+        let tagged = wire::be16(&self.gso_buf, 12).is_some_and(is_vlan_tpid);
+        // Segments are built in one chunk each, behind the kernel's headroom (room for a tag).
+        let max_len = (self.snap.port(slot).map_or(0, |p| p.max_frame as usize)
+            + if tagged { VLAN_TAG_LEN } else { 0 })
+        .min((self.umem.chunk_size() - KERNEL_HEADROOM) as usize);
+        let plan = gso::Plan::new(&self.gso_buf, max_len);
+        let Some(plan) = plan.filter(|p| p.segments() <= MAX_SEGMENTS) else {
             self.pipe
                 .count_dropped(slot, self.gso_buf.len(), DropReason::Oversize);
             return 0;
         };
+        let segments = plan.segments();
+        if segments > budget as usize {
+            // Not enough transmit room for every segment: the whole frame is lost, as a frame
+            // is when a NIC's ring is full (TCP sends it again).
+            self.pipe
+                .count_dropped(slot, self.gso_buf.len(), DropReason::NoBuffer);
+            return 0;
+        }
         self.pipe.counters[usize::from(slot)].gso_segmented += 1;
         let mut made = 0;
-        for k in 0..plan.segments() {
+        for k in 0..segments {
             let Some(base) = self.umem.alloc() else {
-                self.pipe.counters[usize::from(slot)].drop(DropReason::NoBuffer);
+                for _ in k..segments {
+                    self.pipe.count_dropped(slot, 0, DropReason::NoBuffer);
+                }
                 break;
             };
             let addr = base + u64::from(KERNEL_HEADROOM);
@@ -622,7 +656,11 @@ impl<P: PortIo> Worker<P> {
                     self.emit(slot, d, v);
                 }
                 None => {
+                    // Cannot happen: the plan fits a chunk. Counted anyway.
                     self.umem.release(base);
+                    for _ in k..segments {
+                        self.pipe.count_dropped(slot, 0, DropReason::NoBuffer);
+                    }
                     break;
                 }
             }

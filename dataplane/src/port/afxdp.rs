@@ -89,8 +89,9 @@ struct Queue {
     carry: Vec<XdpDesc>,
 }
 
-/// Most chunks one frame may span: a 64 KB TSO frame in 1792-byte chunks takes 37. A longer
-/// chain cannot come from the kernel; its chunks are returned to the pool.
+/// Most chunks one frame may span: a 64 KB TSO frame in 1792-byte chunks takes 37. A chain
+/// this long cannot come from the kernel and would never fit the worker's batch (64); its
+/// chunks are returned to the pool.
 const MAX_CHAIN: usize = 64;
 
 /// Fill level of a new queue.
@@ -267,13 +268,29 @@ impl PortIo for AfXdpPort {
             let got = q.sock.rx.pop(&mut out[n..]);
             q.in_fill -= (got as u32).min(q.in_fill);
             let (start, end) = (n, n + got);
+            // Where the frame being read starts (the carried chunks begin one), and whether one
+            // of its chunks was refused.
+            let (mut chain, mut broken) = (frame_start, false);
             for j in start..end {
                 let d = out[j];
                 // A descriptor for a chunk this port did not hold cannot happen with a correct
-                // kernel; `take` refuses it, and the worker then ignores the frame.
+                // kernel; `take` refuses it, and the whole frame it belongs to is dropped.
                 if umem.take(d.addr, self.slot) {
-                    out[n] = d;
-                    n += 1;
+                    if broken {
+                        umem.release(d.addr);
+                    } else {
+                        out[n] = d;
+                        n += 1;
+                    }
+                } else {
+                    broken = true;
+                    for c in &out[chain..n] {
+                        umem.release(c.addr);
+                    }
+                    n = chain;
+                }
+                if d.options & xsk::XDP_PKT_CONTD == 0 {
+                    (chain, broken) = (n, false);
                 }
             }
             // The kernel publishes a frame's chunks together, but the batch may have cut the
@@ -284,7 +301,8 @@ impl PortIo for AfXdpPort {
                 .map_or(frame_start, |p| frame_start + p + 1);
             q.carry.extend_from_slice(&out[whole..n]);
             n = whole;
-            if q.carry.len() > MAX_CHAIN {
+            if q.carry.len() >= MAX_CHAIN {
+                // A chain this long cannot come from the kernel and could never be handed out.
                 for d in q.carry.drain(..) {
                     umem.release(d.addr);
                 }
