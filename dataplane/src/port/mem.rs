@@ -1,8 +1,9 @@
 //! An in-memory port: frames are injected into an inbox and collected from an outbox.
 //!
-//! It behaves like an AF_XDP socket in copy mode: a frame in the inbox is received only if a fill
-//! chunk is available, and frames larger than a chunk's data area are dropped and counted as the
-//! kernel would (`rx_dropped`).
+//! It behaves like an AF_XDP socket in copy mode with multi-buffer (`XDP_USE_SG`): a frame in the
+//! inbox is received only if fill chunks are available for all of it (else it is dropped and
+//! counted as the kernel would, `rx_dropped`), and a frame larger than a chunk's data area
+//! arrives as a chain of chunks, `XDP_PKT_CONTD` on all but the last, never cut by the batch.
 
 use std::collections::VecDeque;
 use std::io;
@@ -10,6 +11,7 @@ use std::io;
 use super::{PortIo, PortMode, Umem, XdpDesc};
 use crate::stats::XdpStats;
 use crate::sys::umem::KERNEL_HEADROOM;
+use crate::sys::xsk::XDP_PKT_CONTD;
 
 /// How an in-memory port is opened.
 #[derive(Debug, Clone, Default)]
@@ -118,36 +120,54 @@ impl PortIo for MemPort {
             let Some(frame) = self.inbox.front() else {
                 break;
             };
-            if frame.len() > room {
-                self.inbox.pop_front();
-                self.stats.rx_dropped += 1;
-                continue;
+            let chunks = frame.len().div_ceil(room).max(1);
+            if chunks > out.len() - n {
+                break;
             }
-            let Some(addr) = self.fill.pop_front() else {
+            if self.fill.is_empty() {
                 self.stats.rx_fill_ring_empty_descs += 1;
                 break;
-            };
+            }
             let Some(frame) = self.inbox.pop_front() else {
                 break;
             };
-            if !umem.take(addr, self.slot) {
+            if self.fill.len() < chunks {
+                self.stats.rx_dropped += 1;
                 continue;
             }
-            let data = addr + u64::from(KERNEL_HEADROOM);
-            let len = frame.len() as u32;
-            match umem.frame(data, len) {
-                Some(buf) => buf.copy_from_slice(&frame),
-                None => {
-                    umem.release(addr);
+            let start = n;
+            for (k, piece) in frame.chunks(room.max(1)).enumerate() {
+                let Some(addr) = self.fill.pop_front() else {
+                    break;
+                };
+                if !umem.take(addr, self.slot) {
                     continue;
                 }
+                let data = addr + u64::from(KERNEL_HEADROOM);
+                let len = piece.len() as u32;
+                match umem.frame(data, len) {
+                    Some(buf) => buf.copy_from_slice(piece),
+                    None => {
+                        umem.release(addr);
+                        continue;
+                    }
+                }
+                let more = k + 1 < chunks;
+                out[n] = XdpDesc {
+                    addr: data,
+                    len,
+                    options: if more { XDP_PKT_CONTD } else { 0 },
+                };
+                n += 1;
             }
-            out[n] = XdpDesc {
-                addr: data,
-                len,
-                options: 0,
-            };
-            n += 1;
+            if n - start != chunks {
+                // A chunk could not be used: the frame is lost whole, as in the kernel.
+                for d in &out[start..n] {
+                    umem.release(d.addr);
+                }
+                n = start;
+                self.stats.rx_dropped += 1;
+            }
         }
         n
     }

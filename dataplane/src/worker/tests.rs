@@ -268,8 +268,9 @@ fn failed_transmit_marks_the_port_and_keeps_forwarding_elsewhere() {
 }
 
 #[test]
-fn oversize_frames_are_dropped_by_the_port_or_the_pipeline() {
+fn oversize_frames_that_are_not_tcp_are_dropped_whole_or_chained() {
     let mut r = Rig::new(4096);
+    // One chunk above the MTU, and a chain of two chunks: neither is TCP.
     r.inject(
         "a1",
         build_frame(VM2, VM1, None, ETHERTYPE_IPV4, &[0; 1600]),
@@ -280,9 +281,59 @@ fn oversize_frames_are_dropped_by_the_port_or_the_pipeline() {
     );
     r.run();
     let slot = r.ports.get("a1").unwrap();
-    assert_eq!(r.w.counters(slot).drops[DropReason::Oversize as usize], 1);
-    assert_eq!(r.port("a1").stats().rx_dropped, 1);
+    assert_eq!(r.w.counters(slot).drops[DropReason::Oversize as usize], 2);
+    assert_eq!(r.w.counters(slot).rx_packets, 2);
+    assert_eq!(r.port("a1").stats().rx_dropped, 0);
     assert!(r.out("a2").is_empty());
+    r.check_accounting();
+}
+
+/// An IPv4/TCP frame from VM1 to VM2 carrying `payload` (a TSO super-frame when long).
+fn tcp_frame(payload: &[u8]) -> Vec<u8> {
+    let mut ip = vec![
+        0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2,
+    ];
+    ip[2..4].copy_from_slice(&((40 + payload.len()) as u16).to_be_bytes());
+    let mut tcp = vec![0u8; 20];
+    tcp[4..8].copy_from_slice(&100u32.to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = 0x18;
+    ip.extend(tcp);
+    ip.extend_from_slice(payload);
+    build_frame(VM2, VM1, None, ETHERTYPE_IPV4, &ip)
+}
+
+#[test]
+fn a_tcp_super_frame_chain_leaves_as_segments_and_every_chunk_is_accounted() {
+    let mut r = Rig::new(4096);
+    r.inject("a2", frame(Mac::BROADCAST, VM2));
+    r.run();
+    for p in ["a1", "a2", "a3", "b1", "up"] {
+        r.out(p);
+    }
+    let payload: Vec<u8> = (0..20_000u32).map(|i| (i % 249) as u8).collect();
+    // A chain of 12 chunks, then a single chunk above the MTU.
+    r.inject("a1", tcp_frame(&payload));
+    r.inject("a1", tcp_frame(&payload[..1600]));
+    r.run();
+    let out = r.out("a2");
+    assert_eq!(out.len(), 14 + 2);
+    let mut joined = Vec::new();
+    for f in &out {
+        assert!(f.len() <= 1514);
+        assert_eq!(crate::csum::verify(f), Some(true));
+        joined.extend_from_slice(&f[54..]);
+    }
+    let want: Vec<u8> = payload.iter().chain(&payload[..1600]).copied().collect();
+    assert_eq!(joined, want);
+    assert!(
+        r.out("a3").is_empty(),
+        "learned unicast, segment by segment"
+    );
+    let slot = r.ports.get("a1").unwrap();
+    assert_eq!(r.w.counters(slot).gso_segmented, 2);
+    assert_eq!(r.w.counters(slot).rx_packets, 16);
+    r.check_accounting();
 }
 
 #[test]
