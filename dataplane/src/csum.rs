@@ -16,11 +16,15 @@
 //! corruption is never hidden. Completing is idempotent: a complete, correct checksum that
 //! happens to equal the pseudo-header sum (one frame in 65 536) is rewritten with the same value.
 //!
+//! SCTP's offloaded CRC32c works the other way: the sender leaves the field zero and the device
+//! computes the CRC over the packet; a zero field is filled in with the CRC (RFC 9653's zero
+//! checksum, where negotiated, accepts a correct CRC as well), any other value is left alone.
+//!
 //! Handled: IPv4 (with options) and IPv6 (through hop-by-hop and destination-options headers),
-//! TCP and UDP, behind at most one VLAN tag. Left alone: fragments (Linux completes checksums
-//! before fragmenting), IPv6 routing headers (the pseudo-header would name the final
-//! destination), UDP with checksum 0 (none), UDP-Lite, SCTP's CRC32c, tunnels, and anything
-//! truncated or inconsistent (an IP length beyond the frame).
+//! TCP, UDP and SCTP, behind at most one VLAN tag. Left alone: fragments (Linux completes
+//! checksums before fragmenting), IPv6 routing headers (the pseudo-header would name the final
+//! destination), UDP with checksum 0 (none), UDP-Lite, tunnels, and anything truncated or
+//! inconsistent (an IP length beyond the frame).
 //!
 //! No function in this module panics on any input, and none allocates.
 
@@ -30,6 +34,9 @@ use crate::wire::{
 
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
+const PROTO_SCTP: u8 = 132;
+const SCTP_CSUM_OFFSET: usize = 8;
+const SCTP_HEADER_LEN: usize = 12;
 const TCP_CSUM_OFFSET: usize = 16;
 const TCP_MIN_LEN: usize = 20;
 const UDP_CSUM_OFFSET: usize = 6;
@@ -64,7 +71,8 @@ struct Segment {
 }
 
 /// Completes the TCP or UDP checksum of `frame` if, and only if, its field holds exactly the
-/// pseudo-header sum (a partial checksum left for the device).
+/// pseudo-header sum (a partial checksum left for the device), and SCTP's CRC32c if its field is
+/// zero.
 pub fn complete_partial(frame: &mut [u8]) -> Checksum {
     let Some(seg) = segment(frame) else {
         return Checksum::NotApplicable;
@@ -72,6 +80,17 @@ pub fn complete_partial(frame: &mut [u8]) -> Checksum {
     let Some(bytes) = frame.get_mut(seg.start..seg.start + seg.len) else {
         return Checksum::NotApplicable;
     };
+    if seg.proto == PROTO_SCTP {
+        // SCTP's CRC32c offload leaves the field zero; a sender without offload never writes
+        // zero (one CRC in 2^32), and RFC 9653's zero checksum accepts a correct CRC as well.
+        let field = &mut bytes[SCTP_CSUM_OFFSET..SCTP_CSUM_OFFSET + 4];
+        if field != [0; 4] {
+            return Checksum::Untouched;
+        }
+        let crc = crc32c(&[bytes]);
+        bytes[SCTP_CSUM_OFFSET..SCTP_CSUM_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+        return Checksum::Completed;
+    }
     let field = u16::from_be_bytes([bytes[seg.field], bytes[seg.field + 1]]);
     let partial = fold(seg.pseudo);
     // 0x0000 and 0xffff are both zero in ones' complement; a TCP sender may write either (a UDP
@@ -93,6 +112,12 @@ pub fn complete_partial(frame: &mut [u8]) -> Checksum {
 pub fn verify(frame: &[u8]) -> Option<bool> {
     let seg = segment(frame)?;
     let bytes = frame.get(seg.start..seg.start + seg.len)?;
+    if seg.proto == PROTO_SCTP {
+        let (head, rest) = bytes.split_at(SCTP_CSUM_OFFSET);
+        let (field, chunks) = rest.split_at(4);
+        let crc = crc32c(&[head, &[0; 4], chunks]);
+        return Some(field == crc.to_le_bytes());
+    }
     if seg.proto == PROTO_UDP && bytes[seg.field] == 0 && bytes[seg.field + 1] == 0 {
         return Some(true);
     }
@@ -107,7 +132,11 @@ pub fn make_partial(frame: &mut [u8]) -> bool {
         return false;
     };
     let at = seg.start + seg.field;
-    frame[at..at + 2].copy_from_slice(&fold(seg.pseudo).to_be_bytes());
+    if seg.proto == PROTO_SCTP {
+        frame[at..at + 4].fill(0);
+    } else {
+        frame[at..at + 2].copy_from_slice(&fold(seg.pseudo).to_be_bytes());
+    }
     true
 }
 
@@ -133,6 +162,7 @@ fn segment(frame: &[u8]) -> Option<Segment> {
     let (field, min) = match proto {
         PROTO_TCP => (TCP_CSUM_OFFSET, TCP_MIN_LEN),
         PROTO_UDP => (UDP_CSUM_OFFSET, UDP_LEN),
+        PROTO_SCTP => (SCTP_CSUM_OFFSET, SCTP_HEADER_LEN),
         _ => return None,
     };
     if len < min || start.checked_add(len)? > ip.len() {
@@ -247,6 +277,35 @@ fn word(b: &[u8]) -> [u8; 8] {
         w = a;
     }
     w
+}
+
+/// CRC32c (Castagnoli, reflected polynomial 0x82f63b78), as SCTP uses it (RFC 9260, appendix A),
+/// over the concatenation of `parts`. A byte at a time: SCTP is rare and this is not its hot path.
+fn crc32c(parts: &[&[u8]]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut t = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 == 1 {
+                    (c >> 1) ^ 0x82f6_3b78
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            t[i] = c;
+            i += 1;
+        }
+        t
+    };
+    let mut crc = !0u32;
+    for &b in parts.iter().flat_map(|p| p.iter()) {
+        crc = TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
+    }
+    !crc
 }
 
 /// Folds a sum into 16 bits with end-around carry (not complemented).

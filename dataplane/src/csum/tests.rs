@@ -401,3 +401,47 @@ proptest! {
         let _ = verify(&bytes);
     }
 }
+
+#[test]
+fn crc32c_matches_the_standard_check_value() {
+    // The CRC-32C check value (RFC 3720, B.4; "123456789").
+    assert_eq!(crc32c(&[b"123456789"]), 0xe306_9283);
+    assert_eq!(crc32c(&[b"1234", b"", b"56789"]), 0xe306_9283);
+}
+
+/// An IPv4/SCTP frame: common header (ports, verification tag, checksum) and one DATA chunk.
+fn sctp_frame(checksum: [u8; 4]) -> Vec<u8> {
+    let mut sctp = vec![0x13, 0x88, 0x13, 0x89, 0xde, 0xad, 0xbe, 0xef];
+    sctp.extend_from_slice(&checksum);
+    sctp.extend_from_slice(&[0, 3, 0, 20, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+    sctp.extend_from_slice(b"ping");
+    let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, PROTO_SCTP, 0, 0];
+    ip[2..4].copy_from_slice(&((20 + sctp.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&SRC4);
+    ip.extend_from_slice(&DST4);
+    ip.extend_from_slice(&sctp);
+    build_frame(B, A, None, ETHERTYPE_IPV4, &ip)
+}
+
+#[test]
+fn an_sctp_crc_left_to_the_device_is_filled_in_and_a_wrong_one_left_alone() {
+    let mut f = sctp_frame([0; 4]);
+    assert_eq!(verify(&f), Some(false));
+    assert_eq!(complete_partial(&mut f), Checksum::Completed);
+    assert_eq!(verify(&f), Some(true));
+    // The CRC over the packet with a zero field, little-endian (as Linux stores it).
+    let mut zeroed = f.clone();
+    zeroed[42..46].fill(0);
+    assert_eq!(crc32c(&[&zeroed[34..]]).to_le_bytes(), f[42..46]);
+    let done = f.clone();
+    assert_eq!(complete_partial(&mut f), Checksum::Untouched);
+    assert_eq!(f, done);
+    let mut wrong = sctp_frame([1, 2, 3, 4]);
+    let before = wrong.clone();
+    assert_eq!(complete_partial(&mut wrong), Checksum::Untouched);
+    assert_eq!(wrong, before);
+    assert_eq!(verify(&wrong), Some(false));
+    let mut again = done.clone();
+    assert!(make_partial(&mut again));
+    assert_eq!(again, zeroed);
+}
