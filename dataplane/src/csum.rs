@@ -28,13 +28,11 @@
 //!
 //! No function in this module panics on any input, and none allocates.
 
+use crate::wire::ipproto::{SCTP, TCP, UDP};
 use crate::wire::{
     be16, is_vlan_tpid, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, VLAN_TAG_LEN,
 };
 
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
-const PROTO_SCTP: u8 = 132;
 const SCTP_CSUM_OFFSET: usize = 8;
 const SCTP_HEADER_LEN: usize = 12;
 const TCP_CSUM_OFFSET: usize = 16;
@@ -80,7 +78,7 @@ pub fn complete_partial(frame: &mut [u8]) -> Checksum {
     let Some(bytes) = frame.get_mut(seg.start..seg.start + seg.len) else {
         return Checksum::NotApplicable;
     };
-    if seg.proto == PROTO_SCTP {
+    if seg.proto == SCTP {
         // SCTP's CRC32c offload leaves the field zero; a sender without offload never writes
         // zero (one CRC in 2^32), and RFC 9653's zero checksum accepts a correct CRC as well.
         let field = &mut bytes[SCTP_CSUM_OFFSET..SCTP_CSUM_OFFSET + 4];
@@ -95,11 +93,11 @@ pub fn complete_partial(frame: &mut [u8]) -> Checksum {
     let partial = fold(seg.pseudo);
     // 0x0000 and 0xffff are both zero in ones' complement; a TCP sender may write either (a UDP
     // field of 0 means "no checksum" and stays so).
-    if field != partial && !(partial == 0xffff && field == 0 && seg.proto == PROTO_TCP) {
+    if field != partial && !(partial == 0xffff && field == 0 && seg.proto == TCP) {
         return Checksum::Untouched;
     }
     let mut sum = !fold(sum_words(bytes, 0));
-    if sum == 0 && seg.proto == PROTO_UDP {
+    if sum == 0 && seg.proto == UDP {
         // RFC 768: a computed zero is sent as all ones (zero means "no checksum").
         sum = 0xffff;
     }
@@ -112,13 +110,13 @@ pub fn complete_partial(frame: &mut [u8]) -> Checksum {
 pub fn verify(frame: &[u8]) -> Option<bool> {
     let seg = segment(frame)?;
     let bytes = frame.get(seg.start..seg.start + seg.len)?;
-    if seg.proto == PROTO_SCTP {
+    if seg.proto == SCTP {
         let (head, rest) = bytes.split_at(SCTP_CSUM_OFFSET);
         let (field, chunks) = rest.split_at(4);
         let crc = crc32c(&[head, &[0; 4], chunks]);
         return Some(field == crc.to_le_bytes());
     }
-    if seg.proto == PROTO_UDP && bytes[seg.field] == 0 && bytes[seg.field + 1] == 0 {
+    if seg.proto == UDP && bytes[seg.field] == 0 && bytes[seg.field + 1] == 0 {
         return Some(true);
     }
     Some(fold(sum_words(bytes, seg.pseudo)) == 0xffff)
@@ -132,7 +130,7 @@ pub fn make_partial(frame: &mut [u8]) -> bool {
         return false;
     };
     let at = seg.start + seg.field;
-    if seg.proto == PROTO_SCTP {
+    if seg.proto == SCTP {
         frame[at..at + 4].fill(0);
     } else {
         frame[at..at + 2].copy_from_slice(&fold(seg.pseudo).to_be_bytes());
@@ -160,15 +158,15 @@ fn segment(frame: &[u8]) -> Option<Segment> {
         _ => return None,
     };
     let (field, min) = match proto {
-        PROTO_TCP => (TCP_CSUM_OFFSET, TCP_MIN_LEN),
-        PROTO_UDP => (UDP_CSUM_OFFSET, UDP_LEN),
-        PROTO_SCTP => (SCTP_CSUM_OFFSET, SCTP_HEADER_LEN),
+        TCP => (TCP_CSUM_OFFSET, TCP_MIN_LEN),
+        UDP => (UDP_CSUM_OFFSET, UDP_LEN),
+        SCTP => (SCTP_CSUM_OFFSET, SCTP_HEADER_LEN),
         _ => return None,
     };
     if len < min || start.checked_add(len)? > ip.len() {
         return None;
     }
-    if proto == PROTO_UDP && usize::from(be16(ip, start + 4)?) != len {
+    if proto == UDP && usize::from(be16(ip, start + 4)?) != len {
         return None;
     }
     Some(Segment {

@@ -21,11 +21,11 @@
 //! No function in this module panics on any input.
 
 use crate::csum;
+use crate::wire::ipproto::TCP;
 use crate::wire::{
     be16, is_vlan_tpid, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, VLAN_TAG_LEN,
 };
 
-const PROTO_TCP: u8 = 6;
 const TCP_FIN: u8 = 0x01;
 const TCP_PSH: u8 = 0x08;
 const TCP_CWR: u8 = 0x80;
@@ -62,7 +62,7 @@ impl Plan {
                 let ihl = usize::from(first & 0x0f) * 4;
                 let total = usize::from(be16(frame, l3 + 2)?);
                 let fragment = be16(frame, l3 + 6)? & 0x3fff != 0;
-                if first >> 4 != 4 || ihl < 20 || fragment || *frame.get(l3 + 9)? != PROTO_TCP {
+                if first >> 4 != 4 || ihl < 20 || fragment || *frame.get(l3 + 9)? != TCP {
                     return None;
                 }
                 (l3 + ihl, l3 + total, true)
@@ -83,7 +83,7 @@ impl Plan {
                     next = *frame.get(off)?;
                     off += (usize::from(*frame.get(off + 1)?) + 1) * 8;
                 }
-                if next != PROTO_TCP {
+                if next != TCP {
                     return None;
                 }
                 (off, end, false)
@@ -103,6 +103,20 @@ impl Plan {
             mss: max_len - hdr,
             ipv4,
         })
+    }
+
+    /// The destination address of the super-frame (4 or 16 bytes).
+    pub fn destination<'a>(&self, frame: &'a [u8]) -> Option<&'a [u8]> {
+        if self.ipv4 {
+            frame.get(self.l3 + 16..self.l3 + 20)
+        } else {
+            frame.get(self.l3 + 24..self.l3 + 40)
+        }
+    }
+
+    /// Offset of the IP header.
+    pub fn l3(&self) -> usize {
+        self.l3
     }
 
     /// How many segments the frame makes.

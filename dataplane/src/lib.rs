@@ -9,7 +9,8 @@
 //! Layout (one concept a module; see `docs/ARCHITECTURE.md` for the whole picture):
 //! - [`wire`]: checked views of Ethernet and 802.1Q headers; tag push/pop.
 //! - [`csum`]: completing the partial TCP/UDP checksums of guests with checksum offload.
-//! - [`gso`]: segmenting the TCP super-frames of guests with TSO that reach the switch whole.
+//! - [`gso`]: segmenting the TCP super-frames of guests with TSO that reach the switch whole;
+//!   [`mss`]: the segment sizes remote hosts take (MSS options, ICMP too-big), for segmentation.
 //! - [`fdb`]: the MAC tables (learning, aging, limits, static entries, O(1) flush).
 //! - [`pipeline`]: the per-frame decision (classify, police, anti-spoof, learn, look up).
 //! - [`config`]: the desired configuration and the immutable snapshot the workers run with.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod csum;
 pub mod fdb;
 pub mod gso;
+pub mod mss;
 pub mod pipeline;
 pub mod policer;
 pub mod port;

@@ -34,6 +34,7 @@ use crate::config::{Role, Snapshot};
 use crate::csum::{self, Checksum};
 use crate::fdb::{MacEntry, DEFAULT_AGING_SECS};
 use crate::gso;
+use crate::mss::MssTable;
 use crate::pipeline::{flood_targets, Now, Pipeline, Verdict};
 use crate::port::{PortIo, PortMode, XdpDesc};
 use crate::stats::{DropReason, LocalCounters, PortCounters, XdpStats};
@@ -242,6 +243,8 @@ pub struct Worker<P: PortIo> {
     rx: Vec<XdpDesc>,
     /// A multi-buffer frame gathered for segmentation (64 KB and more, allocated once).
     gso_buf: Vec<u8>,
+    /// Segment size limits learned from SYNs and ICMP errors, for segmentation.
+    mss: MssTable,
     stage: Vec<Vec<XdpDesc>>,
     staged: Vec<u16>,
     fill_target: u32,
@@ -303,6 +306,7 @@ impl<P: PortIo> Worker<P> {
             active: Vec::new(),
             rx: vec![XdpDesc::default(); MAX_BATCH],
             gso_buf: Vec::with_capacity(GSO_BUF),
+            mss: MssTable::default(),
             stage: Vec::new(),
             staged: Vec::new(),
             fill_target: 0,
@@ -555,6 +559,9 @@ impl<P: PortIo> Worker<P> {
                 let verdict = match self.umem.frame(d.addr, d.len) {
                     Some(bytes) => {
                         let v = self.pipe.process(&self.snap, slot, bytes, now);
+                        if let Verdict::Unicast { net, .. } | Verdict::Flood { net } = v {
+                            self.mss.observe(net, bytes, now.secs);
+                        }
                         // After the decision, so that every check saw the frame as sent; before
                         // the copies of a flood, so that each carries the finished checksum.
                         if !matches!(v, Verdict::Drop(_))
@@ -584,6 +591,20 @@ impl<P: PortIo> Worker<P> {
     /// super-frame is gathered, split into segments that fit the ingress port's MTU (`gso`), and
     /// each segment goes through the pipeline as if the guest's NIC had sent it; anything else is
     /// dropped as oversize. Returns the number of segments made.
+    /// The network of a frame received on `slot`: its access network, or on the trunk the
+    /// network of the frame's VLAN (the tag read from the gathered frame).
+    fn ingress_net(&self, slot: u16, tagged: bool) -> Option<u16> {
+        match self.snap.port(slot)?.role {
+            Role::Access(net) => Some(net),
+            Role::Trunk if tagged => {
+                let vid = wire::be16(&self.gso_buf, 14)? & 0x0fff;
+                let net = *self.snap.vlan_to_net.get(usize::from(vid))?;
+                (net != crate::config::NONE).then_some(net)
+            }
+            Role::Trunk => None,
+        }
+    }
+
     /// Is the single-chunk frame `d` longer than `max_frame` allows, with a tag if it has one?
     fn above_mtu(&mut self, d: XdpDesc, max_frame: u32) -> bool {
         let tagged = self
@@ -608,7 +629,20 @@ impl<P: PortIo> Worker<P> {
         let max_len = (self.snap.port(slot).map_or(0, |p| p.max_frame as usize)
             + if tagged { VLAN_TAG_LEN } else { 0 })
         .min((self.umem.chunk_size() - KERNEL_HEADROOM) as usize);
-        let plan = gso::Plan::new(&self.gso_buf, max_len);
+        let mut plan = gso::Plan::new(&self.gso_buf, max_len);
+        // Never larger than the guest's own segments would be: the peer's MSS and the path's
+        // MTU, as the switch saw them go by (`mss`).
+        let limit = plan.as_ref().and_then(|p| {
+            let net = self.ingress_net(slot, tagged)?;
+            let l3 = p.l3();
+            let cap = self
+                .mss
+                .limit(net, p.destination(&self.gso_buf)?, now.secs)?;
+            Some(l3 + usize::from(cap))
+        });
+        if let Some(cap) = limit.filter(|&c| c < max_len) {
+            plan = gso::Plan::new(&self.gso_buf, cap);
+        }
         let Some(plan) = plan.filter(|p| p.segments() <= MAX_SEGMENTS) else {
             self.pipe
                 .count_dropped(slot, self.gso_buf.len(), DropReason::Oversize);

@@ -38,7 +38,7 @@ enum Ip {
 
 /// A transport segment (header + payload) with a zero checksum field.
 fn segment_bytes(proto: u8, payload: &[u8]) -> Vec<u8> {
-    let mut s = if proto == PROTO_TCP {
+    let mut s = if proto == TCP {
         let mut h = vec![0u8; 20];
         h[0..4].copy_from_slice(&[0x30, 0x39, 0x00, 0x50]); // ports 12345 -> 80
         h[4..8].copy_from_slice(&7u32.to_be_bytes()); // sequence
@@ -112,7 +112,7 @@ fn frame(ip: Ip, proto: u8, seg: &[u8], vlan: Option<u16>, pad: usize) -> Vec<u8
 }
 
 fn field_offset(proto: u8) -> usize {
-    if proto == PROTO_TCP {
+    if proto == TCP {
         TCP_CSUM_OFFSET
     } else {
         UDP_CSUM_OFFSET
@@ -127,7 +127,7 @@ fn with_checksum(ip: Ip, proto: u8, payload: &[u8], partial: bool) -> Vec<u8> {
         reference(&[&ph])
     } else {
         let c = !reference(&[&ph, &seg]);
-        if c == 0 && proto == PROTO_UDP {
+        if c == 0 && proto == UDP {
             0xffff
         } else {
             c
@@ -150,12 +150,12 @@ fn field_in_frame(ip: Ip, proto: u8, vlan: bool) -> usize {
 }
 
 const CASES: [(Ip, u8); 6] = [
-    (Ip::V4, PROTO_TCP),
-    (Ip::V4, PROTO_UDP),
-    (Ip::V6, PROTO_TCP),
-    (Ip::V6, PROTO_UDP),
-    (Ip::V6Ext, PROTO_TCP),
-    (Ip::V6Ext, PROTO_UDP),
+    (Ip::V4, TCP),
+    (Ip::V4, UDP),
+    (Ip::V6, TCP),
+    (Ip::V6, UDP),
+    (Ip::V6Ext, TCP),
+    (Ip::V6Ext, UDP),
 ];
 
 #[test]
@@ -230,8 +230,8 @@ fn complete_and_corrupt_checksums_are_left_untouched() {
 #[test]
 fn udp_without_a_checksum_stays_without() {
     for ip in [Ip::V4, Ip::V6] {
-        let seg = segment_bytes(PROTO_UDP, b"no checksum");
-        let mut f = frame(ip, PROTO_UDP, &seg, None, 0);
+        let seg = segment_bytes(UDP, b"no checksum");
+        let mut f = frame(ip, UDP, &seg, None, 0);
         let before = f.clone();
         assert_eq!(complete_partial(&mut f), Checksum::Untouched);
         assert_eq!(f, before);
@@ -243,18 +243,18 @@ fn a_udp_checksum_computed_as_zero_is_sent_as_all_ones() {
     // Choose the last payload word so that the full checksum comes out as zero.
     let mut payload = vec![0x5au8; 20];
     payload[18..20].copy_from_slice(&[0, 0]);
-    let zero_word = with_checksum(Ip::V4, PROTO_UDP, &payload, false);
+    let zero_word = with_checksum(Ip::V4, UDP, &payload, false);
     let c = u16::from_be_bytes([zero_word[6], zero_word[7]]);
     payload[18..20].copy_from_slice(&c.to_be_bytes());
     let mut f = frame(
         Ip::V4,
-        PROTO_UDP,
-        &with_checksum(Ip::V4, PROTO_UDP, &payload, true),
+        UDP,
+        &with_checksum(Ip::V4, UDP, &payload, true),
         None,
         0,
     );
     assert_eq!(complete_partial(&mut f), Checksum::Completed);
-    let at = field_in_frame(Ip::V4, PROTO_UDP, false);
+    let at = field_in_frame(Ip::V4, UDP, false);
     assert_eq!(&f[at..at + 2], &[0xff, 0xff]);
     assert_eq!(verify(&f), Some(true));
 }
@@ -263,18 +263,18 @@ fn a_udp_checksum_computed_as_zero_is_sent_as_all_ones() {
 fn a_full_checksum_equal_to_the_pseudo_header_sum_is_rewritten_unchanged() {
     // Find the payload word that makes the full checksum equal the pseudo-header sum.
     let mut payload = vec![0x11u8; 30];
-    let target = with_checksum(Ip::V4, PROTO_TCP, &payload, true);
+    let target = with_checksum(Ip::V4, TCP, &payload, true);
     let partial = u16::from_be_bytes([target[16], target[17]]);
     let found = (0..=u16::MAX).find(|&x| {
         payload[28..30].copy_from_slice(&x.to_be_bytes());
-        let full = with_checksum(Ip::V4, PROTO_TCP, &payload, false);
+        let full = with_checksum(Ip::V4, TCP, &payload, false);
         u16::from_be_bytes([full[16], full[17]]) == partial
     });
     assert!(found.is_some());
     let full = frame(
         Ip::V4,
-        PROTO_TCP,
-        &with_checksum(Ip::V4, PROTO_TCP, &payload, false),
+        TCP,
+        &with_checksum(Ip::V4, TCP, &payload, false),
         None,
         0,
     );
@@ -288,8 +288,8 @@ fn ethernet_padding_is_not_summed() {
     let payload = b"short".to_vec();
     let mut f = frame(
         Ip::V4,
-        PROTO_TCP,
-        &with_checksum(Ip::V4, PROTO_TCP, &payload, true),
+        TCP,
+        &with_checksum(Ip::V4, TCP, &payload, true),
         None,
         6,
     );
@@ -301,8 +301,8 @@ fn ethernet_padding_is_not_summed() {
 
 #[test]
 fn what_cannot_be_a_partial_checksum_is_not_applicable() {
-    let seg = with_checksum(Ip::V4, PROTO_TCP, b"payload", true);
-    let good = frame(Ip::V4, PROTO_TCP, &seg, None, 0);
+    let seg = with_checksum(Ip::V4, TCP, b"payload", true);
+    let good = frame(Ip::V4, TCP, &seg, None, 0);
     let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
     let mut frag = good.clone();
     frag[14 + 6] = 0x20; // more fragments
@@ -325,8 +325,8 @@ fn what_cannot_be_a_partial_checksum_is_not_applicable() {
     cases.push(("not IP", build_frame(B, A, None, 0x88b5, &good[14..])));
     let udp = frame(
         Ip::V4,
-        PROTO_UDP,
-        &with_checksum(Ip::V4, PROTO_UDP, b"payload", true),
+        UDP,
+        &with_checksum(Ip::V4, UDP, b"payload", true),
         None,
         0,
     );
@@ -335,8 +335,8 @@ fn what_cannot_be_a_partial_checksum_is_not_applicable() {
     cases.push(("UDP length mismatch", udp_len));
     let v6 = frame(
         Ip::V6,
-        PROTO_TCP,
-        &with_checksum(Ip::V6, PROTO_TCP, b"payload", true),
+        TCP,
+        &with_checksum(Ip::V6, TCP, b"payload", true),
         None,
         0,
     );
@@ -415,7 +415,7 @@ fn sctp_frame(checksum: [u8; 4]) -> Vec<u8> {
     sctp.extend_from_slice(&checksum);
     sctp.extend_from_slice(&[0, 3, 0, 20, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
     sctp.extend_from_slice(b"ping");
-    let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, PROTO_SCTP, 0, 0];
+    let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, SCTP, 0, 0];
     ip[2..4].copy_from_slice(&((20 + sctp.len()) as u16).to_be_bytes());
     ip.extend_from_slice(&SRC4);
     ip.extend_from_slice(&DST4);

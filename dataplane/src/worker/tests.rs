@@ -356,3 +356,39 @@ fn counters_publish_to_the_shared_copy() {
     assert_eq!(s.counters.rx_packets, 1);
     assert_eq!(s.counters.floods, 1);
 }
+
+#[test]
+fn segments_never_exceed_the_mss_the_peer_announced() {
+    let mut r = Rig::new(4096);
+    // VM2 answers a SYN with MSS 1000 (a clamped path): the switch sees it go by.
+    let mut tcp = vec![0u8; 24];
+    tcp[12] = 6 << 4;
+    tcp[13] = 0x12;
+    tcp[20..24].copy_from_slice(&[2, 4, 0x03, 0xe8]);
+    let mut ip = vec![
+        0x45, 0, 0, 44, 0, 1, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 2, 198, 18, 0, 1,
+    ];
+    ip.extend(tcp);
+    r.inject("a2", build_frame(VM1, VM2, None, ETHERTYPE_IPV4, &ip));
+    r.run();
+    for p in ["a1", "a2", "a3", "b1", "up"] {
+        r.out(p);
+    }
+    let payload: Vec<u8> = (0..10_000u32).map(|i| (i % 241) as u8).collect();
+    r.inject("a1", tcp_frame(&payload));
+    r.run();
+    let out = r.out("a2");
+    assert_eq!(out.len(), 10_000usize.div_ceil(1000));
+    let mut joined = Vec::new();
+    for f in &out {
+        assert!(
+            f.len() - 14 <= 1040,
+            "an IP packet of {} bytes",
+            f.len() - 14
+        );
+        assert_eq!(crate::csum::verify(f), Some(true));
+        joined.extend_from_slice(&f[54..]);
+    }
+    assert_eq!(joined, payload);
+    r.check_accounting();
+}
