@@ -15,8 +15,10 @@
 //! (Linux's path MTU expiry); segmentation takes the smaller of the port's MTU and that limit.
 //!
 //! A fixed table (4096 entries, allocated once), indexed by a hash of the network and address; a
-//! colliding entry is replaced. Reading a frame costs a few byte comparisons unless it is a SYN or
-//! an ICMP error. A limit is per network, so no tenant lowers another's segments.
+//! colliding entry is replaced, and limits at or above the MTU are not kept. Reading a frame
+//! costs a few byte comparisons unless it is a SYN or an ICMP error. A limit is per network, so
+//! no tenant lowers another's segments; within a network, anyone can send such a message (as to
+//! any TCP stack), and the floors bound what it costs: smaller segments, never lost ones.
 //!
 //! No function in this module panics on any input.
 
@@ -78,7 +80,10 @@ fn mss_option(tcp: &[u8]) -> Option<u16> {
                 if kind == 2 && l == 4 {
                     return be16(opts, 2);
                 }
-                opts = opts.get(l.max(2)..)?;
+                if l < 2 {
+                    return None; // malformed: Linux stops here too
+                }
+                opts = opts.get(l..)?;
             }
         }
     }
@@ -91,14 +96,22 @@ impl MssTable {
         (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52) as usize % ENTRIES
     }
 
-    fn lower(&mut self, net: u16, addr: u128, limit: u16, floor: u16, secs: u32) {
+    fn lower(&mut self, net: u16, addr: u128, limit: u16, floor: u16, mtu: u32, secs: u32) {
         let limit = limit.max(floor);
+        // At or above the MTU it changes nothing: not worth a slot.
+        if u32::from(limit) >= mtu {
+            return;
+        }
         let e = &mut self.entries[Self::slot(net, addr)];
         let live = e.limit != 0
             && e.addr == addr
             && e.net == net
             && secs.saturating_sub(e.secs) < EXPIRY_SECS;
-        let limit = if live { limit.min(e.limit) } else { limit };
+        // A larger limit while a smaller one holds neither raises it nor keeps it alive: the
+        // smaller one expires on time.
+        if live && limit > e.limit {
+            return;
+        }
         *e = Entry {
             addr,
             net,
@@ -123,9 +136,10 @@ impl MssTable {
             .then_some(e.limit)
     }
 
-    /// Reads a frame forwarded in network `net`: a TCP SYN's MSS option, or an ICMP
-    /// "fragmentation needed" / ICMPv6 "packet too big".
-    pub fn observe(&mut self, net: u16, frame: &[u8], secs: u32) {
+    /// Reads a frame forwarded in network `net`, whose ports have an MTU of `mtu`: a TCP SYN's
+    /// MSS option, or an ICMP "fragmentation needed" / ICMPv6 "packet too big" about a TCP packet.
+    /// Limits at or above `mtu` are not kept.
+    pub fn observe(&mut self, net: u16, frame: &[u8], mtu: u32, secs: u32) {
         let (mut l3, mut ethertype) = (ETH_HEADER_LEN, be16(frame, 12).unwrap_or(0));
         if is_vlan_tpid(ethertype) {
             l3 += VLAN_TAG_LEN;
@@ -135,44 +149,52 @@ impl MssTable {
             return;
         };
         match ethertype {
-            ETHERTYPE_IPV4 if ip.len() >= 20 => {
+            ETHERTYPE_IPV4 if ip.len() >= 20 && ip[0] >> 4 == 4 => {
                 let ihl = usize::from(ip[0] & 0x0f) * 4;
-                let Some(l4) = ip.get(ihl..).filter(|_| ihl >= 20) else {
+                // Not a later fragment: its payload is no header.
+                let first = be16(ip, 6).is_some_and(|f| f & 0x1fff == 0);
+                let Some(l4) = ip.get(ihl..).filter(|_| ihl >= 20 && first) else {
                     return;
                 };
                 match ip[9] {
                     TCP if l4.get(13).is_some_and(|f| f & TCP_SYN != 0) => {
                         if let (Some(m), Some(src)) = (mss_option(l4), v4(&ip[12..16])) {
-                            self.lower(net, src, m.saturating_add(40), MIN_V4, secs);
+                            self.lower(net, src, m.saturating_add(40), MIN_V4, mtu, secs);
                         }
                     }
                     // Destination unreachable, fragmentation needed: the next hop's MTU, and
                     // the header of the packet that did not fit.
-                    ICMP if l4.first() == Some(&3) && l4.get(1) == Some(&4) => {
-                        if let (Some(mtu), Some(dst)) = (be16(l4, 6), l4.get(24..28).and_then(v4)) {
-                            self.lower(net, dst, mtu, MIN_V4, secs);
+                    ICMP if l4.first() == Some(&3)
+                        && l4.get(1) == Some(&4)
+                        && l4.get(8).is_some_and(|v| v >> 4 == 4)
+                        && l4.get(17) == Some(&TCP) =>
+                    {
+                        if let (Some(next_hop), Some(dst)) =
+                            (be16(l4, 6), l4.get(24..28).and_then(v4))
+                        {
+                            self.lower(net, dst, next_hop, MIN_V4, mtu, secs);
                         }
                     }
                     _ => {}
                 }
             }
-            ETHERTYPE_IPV6 if ip.len() >= 40 => {
+            ETHERTYPE_IPV6 if ip.len() >= 40 && ip[0] >> 4 == 6 => {
                 let l4 = &ip[40..];
                 match ip[6] {
                     TCP if l4.get(13).is_some_and(|f| f & TCP_SYN != 0) => {
                         if let (Some(m), Some(src)) = (mss_option(l4), v6(&ip[8..24])) {
-                            self.lower(net, src, m.saturating_add(60), MIN_V6, secs);
+                            self.lower(net, src, m.saturating_add(60), MIN_V6, mtu, secs);
                         }
                     }
                     // Packet too big: the MTU (32 bits), then the packet that did not fit.
-                    ICMPV6 if l4.first() == Some(&2) => {
-                        let mtu = l4
+                    ICMPV6 if l4.first() == Some(&2) && l4.get(8).is_some_and(|v| v >> 4 == 6) => {
+                        let path = l4
                             .get(4..8)
                             .and_then(|b| b.try_into().ok())
                             .map(u32::from_be_bytes);
-                        if let (Some(mtu), Some(dst)) = (mtu, l4.get(32..48).and_then(v6)) {
-                            let mtu = u16::try_from(mtu).unwrap_or(u16::MAX);
-                            self.lower(net, dst, mtu, MIN_V6, secs);
+                        if let (Some(path), Some(dst)) = (path, l4.get(32..48).and_then(v6)) {
+                            let path = u16::try_from(path).unwrap_or(u16::MAX);
+                            self.lower(net, dst, path, MIN_V6, mtu, secs);
                         }
                     }
                     _ => {}

@@ -40,7 +40,7 @@ use crate::port::{PortIo, PortMode, XdpDesc};
 use crate::stats::{DropReason, LocalCounters, PortCounters, XdpStats};
 use crate::sys::umem::{Accounting, Umem, KERNEL_HEADROOM};
 use crate::sys::xsk::XDP_PKT_CONTD;
-use crate::wire::{self, is_vlan_tpid, pop_vlan_tag, push_vlan_tag, VLAN_TAG_LEN};
+use crate::wire::{self, is_vlan_tpid, pop_vlan_tag, push_vlan_tag, ETH_HEADER_LEN, VLAN_TAG_LEN};
 
 /// Largest batch taken from one port at a time.
 pub const MAX_BATCH: usize = 64;
@@ -49,9 +49,10 @@ pub const MAX_BATCH: usize = 64;
 /// tag, with margin), so gathering one never allocates.
 const GSO_BUF: usize = 72 * 1024;
 
-/// Most segments one super-frame may make (a 64 KB frame at an MTU of 576 makes 123): a port
+/// Most segments one super-frame may make: a 64 KB frame at the smallest segment size `mss`
+/// accepts (552-byte IPv4 packets, about 430 bytes of payload with TCP options) makes 153. A port
 /// MTU so small that a frame would need more is refused, not allowed to drain the UMEM.
-const MAX_SEGMENTS: usize = 128;
+const MAX_SEGMENTS: usize = 256;
 
 /// Frames staged for one egress port before it is sent early: stages are otherwise sent once per
 /// round, so that a `sendto` carries the frames of every ingress port, not of one batch.
@@ -560,7 +561,8 @@ impl<P: PortIo> Worker<P> {
                     Some(bytes) => {
                         let v = self.pipe.process(&self.snap, slot, bytes, now);
                         if let Verdict::Unicast { net, .. } | Verdict::Flood { net } = v {
-                            self.mss.observe(net, bytes, now.secs);
+                            let mtu = max_frame.saturating_sub(ETH_HEADER_LEN as u32);
+                            self.mss.observe(net, bytes, mtu, now.secs);
                         }
                         // After the decision, so that every check saw the frame as sent; before
                         // the copies of a flood, so that each carries the finished checksum.
@@ -587,10 +589,6 @@ impl<P: PortIo> Worker<P> {
         work
     }
 
-    /// Handles the frame whose chunks are `self.rx[from..to]` (a multi-buffer chain): a TCP
-    /// super-frame is gathered, split into segments that fit the ingress port's MTU (`gso`), and
-    /// each segment goes through the pipeline as if the guest's NIC had sent it; anything else is
-    /// dropped as oversize. Returns the number of segments made.
     /// The network of a frame received on `slot`: its access network, or on the trunk the
     /// network of the frame's VLAN (the tag read from the gathered frame).
     fn ingress_net(&self, slot: u16, tagged: bool) -> Option<u16> {
@@ -615,7 +613,11 @@ impl<P: PortIo> Worker<P> {
         d.len > max_frame + if tagged { VLAN_TAG_LEN as u32 } else { 0 }
     }
 
-    /// As [`Worker::super_frame`] describes; `budget` is the TX room the segments may take.
+    /// Handles the frame whose chunks are `self.rx[from..to]` (a multi-buffer chain, or one chunk
+    /// above the MTU): a TCP super-frame is gathered, split into segments that fit the ingress
+    /// port's MTU and what its destination takes (`gso`, `mss`), and each segment goes through
+    /// the pipeline as if the guest's NIC had sent it; anything else is dropped as oversize.
+    /// `budget` is the TX room the segments may take. Returns the number of segments made.
     fn super_frame(&mut self, slot: u16, from: usize, to: usize, budget: u32, now: Now) -> u32 {
         self.gso_buf.clear();
         for d in &self.rx[from..to] {

@@ -57,35 +57,40 @@ fn too_big_v6(about: [u8; 16], mtu: u32) -> Vec<u8> {
 fn a_syns_mss_limits_packets_towards_its_sender() {
     let mut t = MssTable::default();
     assert_eq!(t.limit(1, &HOST, 0), None);
-    t.observe(1, &syn_v4(HOST, Some(1200), 0x12), 5);
+    t.observe(1, &syn_v4(HOST, Some(1200), 0x12), 1500, 5);
     assert_eq!(t.limit(1, &HOST, 5), Some(1240));
     // Another network has its own view.
     assert_eq!(t.limit(2, &HOST, 5), None);
     // A later, larger MSS does not raise it while the limit holds; a smaller one lowers it.
-    t.observe(1, &syn_v4(HOST, Some(1400), 0x02), 6);
+    t.observe(1, &syn_v4(HOST, Some(1400), 0x02), 1500, 6);
     assert_eq!(t.limit(1, &HOST, 6), Some(1240));
-    t.observe(1, &syn_v4(HOST, Some(1000), 0x02), 7);
+    t.observe(1, &syn_v4(HOST, Some(1000), 0x02), 1500, 7);
     assert_eq!(t.limit(1, &HOST, 7), Some(1040));
-    // Expired after 10 minutes.
+    // A larger MSS later does not keep the small limit alive: it expires on time.
+    t.observe(1, &syn_v4(HOST, Some(1300), 0x12), 1500, 300);
+    assert_eq!(t.limit(1, &HOST, 300), Some(1040));
     assert_eq!(t.limit(1, &HOST, 7 + EXPIRY_SECS), None);
+    // Limits at or above the network's MTU are not kept.
+    t.observe(1, &syn_v4(HOST, Some(1460), 0x12), 1500, 900);
+    assert_eq!(t.limit(1, &HOST, 900), None);
     // Not a SYN, or no MSS option: nothing learned.
     let other = [198, 18, 7, 8];
-    t.observe(1, &syn_v4(other, Some(500), 0x10), 8);
-    t.observe(1, &syn_v4(other, None, 0x02), 8);
+    t.observe(1, &syn_v4(other, Some(500), 0x10), 1500, 8);
+    t.observe(1, &syn_v4(other, None, 0x02), 1500, 8);
     assert_eq!(t.limit(1, &other, 8), None);
 }
 
 #[test]
 fn icmp_errors_limit_packets_towards_the_quoted_destination_with_a_floor() {
     let mut t = MssTable::default();
-    t.observe(3, &frag_needed(HOST, 1400), 1);
+    t.observe(3, &frag_needed(HOST, 1400), 1500, 1);
     assert_eq!(t.limit(3, &HOST, 1), Some(1400));
     // Nobody makes the switch cut segments below Linux's smallest path MTU.
-    t.observe(3, &frag_needed(HOST, 68), 2);
+    t.observe(3, &frag_needed(HOST, 68), 1500, 2);
     assert_eq!(t.limit(3, &HOST, 2), Some(552));
-    t.observe(3, &too_big_v6(HOST6, 1300), 1);
+    t.observe(3, &too_big_v6(HOST6, 1300), 1500, 1);
     assert_eq!(t.limit(3, &HOST6, 1), Some(1300));
-    t.observe(3, &too_big_v6(HOST6, 600), 1);
+    t.observe(3, &too_big_v6(HOST6, 600), 1500, 1);
     assert_eq!(t.limit(3, &HOST6, 1), Some(1280));
 }
 
@@ -94,15 +99,15 @@ fn arbitrary_bytes_never_panic() {
     let mut t = MssTable::default();
     let base = syn_v4(HOST, Some(1200), 0x02);
     for cut in 0..base.len() {
-        t.observe(0, &base[..cut], 0);
+        t.observe(0, &base[..cut], 1500, 0);
     }
     let mut bad = base.clone();
     bad[14 + 20 + 12] = 0xf0; // data offset beyond the frame
-    t.observe(0, &bad, 0);
+    t.observe(0, &bad, 1500, 0);
     let mut loop_opts = base.clone();
     loop_opts[14 + 20 + 20 + 2] = 9; // an option whose length runs past the header
-    t.observe(0, &loop_opts, 0);
+    t.observe(0, &loop_opts, 1500, 0);
     for cut in 0..too_big_v6(HOST6, 1300).len() {
-        t.observe(0, &too_big_v6(HOST6, 1300)[..cut], 0);
+        t.observe(0, &too_big_v6(HOST6, 1300)[..cut], 1500, 0);
     }
 }
