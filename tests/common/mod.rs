@@ -533,6 +533,9 @@ impl Drop for Daemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // Its scratch directory (database, log, config) goes with it; a second daemon started
+        // in the same directory is dropped first, being declared later.
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
