@@ -520,16 +520,19 @@ impl<P: PortIo> Worker<P> {
             if !o.healthy {
                 continue;
             }
-            if room == 0 {
+            // A chain of chunks may become more segments than it had chunks (1792-byte chunks
+            // into 1448-byte segments: at most 5 for 4), so a round takes no more chunks than
+            // four fifths of the room: its segments always fit.
+            let take = (room as usize * 4 / 5).min(MAX_BATCH);
+            if take == 0 {
                 self.pipe.counters[usize::from(slot)].backpressure += 1;
                 continue;
             }
-            let take = (room as usize).min(MAX_BATCH);
             let n = o.io.recv(&mut self.umem, &mut self.rx[..take]);
             if n == 0 {
                 continue;
             }
-            room -= n as u32;
+            room = room.saturating_sub(n as u32);
             work += n;
             self.rx_total += n as u64;
             let max_frame = self.snap.port(slot).map_or(u32::MAX, |p| p.max_frame);
