@@ -4,7 +4,8 @@
 //! # Design
 //! One loop iteration ([`Worker::poll`]):
 //! 1. every open port returns its sent chunks to the pool and has its fill rings topped up;
-//! 2. the batch size is bounded by the smallest free TX room of any port, so a full TX ring
+//! 2. the batch size is bounded by four fifths of the smallest free TX room of any port (a
+//!    chain's segments outnumber its chunks by at most a quarter), so a full TX ring
 //!    holds frames back in the ingress port's RX ring (where the kernel counts `rx_ring_full`
 //!    if it overflows) and no buffer is ever lost in user space;
 //! 3. each port's batch (up to 64 frames) goes through the [`Pipeline`]; a forwarded frame whose
