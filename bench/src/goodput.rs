@@ -120,7 +120,7 @@ fn options(args: &[String]) -> Result<Options, String> {
         placement: Placement::Defaults,
         qswitch: crate::default_qswitch(),
         work: std::env::temp_dir().join(format!("qsbgoodput-{}", std::process::id())),
-        out: PathBuf::from("target/qswitch-bench"),
+        out: PathBuf::from(crate::DEFAULT_OUT),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -131,13 +131,7 @@ fn options(args: &[String]) -> Result<Options, String> {
                 o.repeat = 1;
             }
             "--duts" => o.duts = Dut::parse_list(&v()?)?,
-            "--time" => {
-                o.secs = v()?
-                    .parse()
-                    .ok()
-                    .filter(|s| *s > 0)
-                    .ok_or("--time takes a whole number of seconds above 0")?
-            }
+            "--time" => o.secs = crate::positive(&v()?, "--time")?,
             "--streams" => {
                 o.streams = v()?
                     .split(',')
@@ -145,13 +139,7 @@ fn options(args: &[String]) -> Result<Options, String> {
                     .collect::<Option<Vec<u32>>>()
                     .ok_or("--streams takes a list of stream counts, 1 to 128")?
             }
-            "--repeat" => {
-                o.repeat = v()?
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or("--repeat must be at least 1")?
-            }
+            "--repeat" => o.repeat = crate::positive(&v()?, "--repeat")? as usize,
             "--pinned" => o.placement = Placement::Pinned,
             "--out" => o.out = PathBuf::from(v()?),
             "--qswitch" => o.qswitch = v()?,

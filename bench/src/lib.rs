@@ -37,6 +37,17 @@ pub fn debug() -> bool {
     std::env::var_os("QSB_DEBUG").is_some()
 }
 
+/// Where reports go unless `--out` says otherwise.
+pub const DEFAULT_OUT: &str = "target/qswitch-bench";
+
+/// Parses a whole number of at least 1 (`--repeat`, `--time`), or says what `option` takes.
+pub fn positive(v: &str, option: &str) -> Result<u32, String> {
+    v.parse()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| format!("{option} takes a whole number of at least 1, not {v:?}"))
+}
+
 /// Parses a `--trial` value: a positive number of seconds.
 pub fn trial_secs(v: &str) -> Result<f64, String> {
     v.parse()
@@ -47,6 +58,15 @@ pub fn trial_secs(v: &str) -> Result<f64, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn counts_are_whole_numbers_of_at_least_one() {
+        assert_eq!(super::positive("3", "--repeat"), Ok(3));
+        for bad in ["0", "-1", "1.5", "x", ""] {
+            let e = super::positive(bad, "--repeat").unwrap_err();
+            assert!(e.starts_with("--repeat takes a whole number"), "{bad}: {e}");
+        }
+    }
+
     #[test]
     fn a_trial_lasts_a_positive_number_of_seconds() {
         assert_eq!(super::trial_secs("0.5"), Ok(0.5));

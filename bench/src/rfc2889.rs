@@ -186,7 +186,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         learn_addrs: 2048,
         qswitch: crate::default_qswitch(),
         work: std::env::temp_dir().join(format!("qsb2889-{}", std::process::id())),
-        out: PathBuf::from("target/qswitch-bench"),
+        out: PathBuf::from(crate::DEFAULT_OUT),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {

@@ -222,7 +222,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         trial: 2.0,
         steps: 7,
         flows: 16,
-        out: PathBuf::from("target/qswitch-bench"),
+        out: PathBuf::from(bench::DEFAULT_OUT),
         qswitch: bench::default_qswitch(),
     };
     let mut it = args.iter();
@@ -244,13 +244,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             }
             "--trial" => o.trial = bench::trial_secs(&v()?)?,
             "--steps" => o.steps = v()?.parse().map_err(|_| "bad --steps")?,
-            "--repeat" => {
-                o.repeat = v()?
-                    .parse()
-                    .ok()
-                    .filter(|&r| r >= 1)
-                    .ok_or("--repeat must be at least 1")?
-            }
+            "--repeat" => o.repeat = bench::positive(&v()?, "--repeat")? as usize,
             "--flows" => o.flows = v()?.parse().map_err(|_| "bad --flows")?,
             "--out" => o.out = PathBuf::from(v()?),
             "--qswitch" => o.qswitch = v()?,
