@@ -1,19 +1,23 @@
-//! The control plane's [`Forwarder`] on top of the data plane's [`Switch`]: every committed
-//! change becomes a new switch configuration (the file's static part plus the API's networks and
-//! plugged ports), and a port's op-status is whether the switch forwards for it.
+//! The control plane's [`Forwarder`] on top of the data plane's [`Switch`]: the file's static
+//! configuration is applied once at startup, and every change set of the API's networks and ports
+//! becomes a [`ConfigDelta`] of the switch (a full change set replaces the API's part whole). The
+//! switch accepts or refuses each item on its own; a port's op-status is whether it forwards.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use control::forward::{
-    DesiredPort, DesiredSecurity, DesiredState, Forwarder, MacEntry, PortStatistics,
+    Change, Changes, DesiredNetwork, DesiredPort, DesiredSecurity, Forwarder, MacEntry,
+    PortStatistics,
 };
 use control::QosLimit;
 use dataplane::policer::PolicerConfig;
 use dataplane::security::{IpPrefix, PortSecurity};
-use dataplane::{DropReason, Mac, NetworkConfig, PortConfig, PortStats, Switch, SwitchConfig};
+use dataplane::{
+    ConfigDelta, DropReason, Mac, NetworkConfig, PortConfig, PortStats, Switch, SwitchConfig,
+};
 
-/// How long a plug waits for the switch to open the new port before answering.
+/// How long a write that set ports waits for the switch to open them before answering.
 const SETTLE: Duration = Duration::from_millis(250);
 
 pub(crate) struct SwitchForwarder {
@@ -31,46 +35,31 @@ impl SwitchForwarder {
         }
     }
 
-    /// The switch configuration for a desired state.
-    pub(crate) fn config_for(&self, state: &DesiredState) -> SwitchConfig {
-        merge(&self.base, self.mac_limit, state)
+    fn network_config(&self, n: &DesiredNetwork) -> NetworkConfig {
+        NetworkConfig {
+            id: n.id.clone(),
+            vlan: n.vlan,
+            mac_limit: self.mac_limit,
+        }
     }
 }
 
-/// The file's static configuration plus the API's networks and ports. What would collide with a
-/// static network (VLAN, id) or port (device) is left out and logged, so that one bad entry does
-/// not make the switch refuse the whole configuration.
-fn merge(base: &SwitchConfig, mac_limit: u32, state: &DesiredState) -> SwitchConfig {
-    let mut cfg = base.clone();
-    let mut skipped = std::collections::HashSet::new();
-    for n in &state.networks {
-        if cfg
-            .networks
-            .iter()
-            .any(|b| b.vlan == n.vlan || b.id == n.id)
-        {
-            tracing::warn!(network = %n.id, vlan = n.vlan, "VLAN taken by a static network; not forwarded");
-            skipped.insert(n.id.as_str());
-            continue;
+/// A change set as the switch's delta: removals by id, the rest as configurations.
+fn delta(changes: &Changes, network: impl Fn(&DesiredNetwork) -> NetworkConfig) -> ConfigDelta {
+    let mut d = ConfigDelta::default();
+    for c in &changes.networks {
+        match c {
+            Change::Set(n) => d.networks.push(network(n)),
+            Change::Removed(id) => d.removed_networks.push(id.clone()),
         }
-        cfg.networks.push(NetworkConfig {
-            id: n.id.clone(),
-            vlan: n.vlan,
-            mac_limit,
-        });
     }
-    for p in &state.ports {
-        if skipped.contains(p.network_id.as_str()) {
-            continue;
+    for c in &changes.ports {
+        match c {
+            Change::Set(p) => d.ports.push(port_config(p)),
+            Change::Removed(id) => d.removed_ports.push(id.clone()),
         }
-        // The file's static ports keep their devices.
-        if cfg.ports.iter().any(|b| b.device == p.device) {
-            tracing::warn!(port = %p.id, device = %p.device, "device taken by a static port; not bound");
-            continue;
-        }
-        cfg.ports.push(port_config(p));
     }
-    cfg
+    d
 }
 
 /// The data plane's view of one desired port: an access port of its network, with its MAC as a
@@ -166,21 +155,35 @@ fn port_statistics(s: &PortStats) -> PortStatistics {
 }
 
 impl Forwarder for SwitchForwarder {
-    fn apply(&self, state: &DesiredState) {
-        let cfg = self.config_for(state);
-        if let Err(e) = self.switch.apply(cfg) {
-            tracing::error!("the data plane refused the configuration: {e}");
+    fn apply(&self, changes: &Changes) {
+        let d = delta(changes, |n| self.network_config(n));
+        if changes.full {
+            // The file's static part first: it keeps its VLANs and devices when the API's items
+            // collide with them (those are refused and reported).
+            let mut cfg = self.base.clone();
+            cfg.networks.extend(d.networks);
+            cfg.ports.extend(d.ports);
+            self.switch.sync(cfg);
+        } else {
+            self.switch.update(d);
         }
     }
 
-    fn settle(&self) {
-        self.switch.wait_settled(SETTLE);
+    fn settle(&self, ports: &[String]) {
+        self.switch.wait_ports_settled(ports, SETTLE);
     }
 
     fn port_up(&self, port_id: &str) -> bool {
         self.switch
             .port_status(port_id)
             .is_some_and(|s| s.is_forwarding())
+    }
+
+    fn port_error(&self, port_id: &str) -> Option<String> {
+        self.switch
+            .port_status(port_id)
+            .filter(|s| s.refused)
+            .and_then(|s| s.error)
     }
 
     fn port_stats(&self, port_id: &str) -> Option<PortStatistics> {
@@ -242,41 +245,38 @@ mod tests {
     }
 
     #[test]
-    fn api_entries_colliding_with_the_file_are_left_out() {
-        use control::forward::DesiredNetwork;
-        let base = SwitchConfig {
-            networks: vec![NetworkConfig {
-                id: "static".into(),
-                vlan: 1,
-                mac_limit: 10,
-            }],
-            ports: vec![PortConfig::trunk("uplink", "eth9")],
-        };
-        let net = |id: &str, vlan| DesiredNetwork {
-            id: id.into(),
-            tenant_id: "t".into(),
-            vlan,
-        };
-        let port = |id: &str, net: &str, dev: &str| DesiredPort {
-            id: id.into(),
-            network_id: net.into(),
-            device: dev.into(),
-            admin_up: true,
-            ..DesiredPort::default()
-        };
-        let state = DesiredState {
-            networks: vec![net("a", 1), net("b", 2)],
+    fn change_sets_become_switch_deltas() {
+        let changes = Changes {
+            revision: 3,
+            full: false,
+            networks: vec![
+                Change::Set(DesiredNetwork {
+                    id: "n".into(),
+                    tenant_id: "t".into(),
+                    vlan: 7,
+                }),
+                Change::Removed("old".into()),
+            ],
             ports: vec![
-                port("pa", "a", "tapa"),
-                port("pb", "b", "tapb"),
-                port("pc", "b", "eth9"),
+                Change::Set(DesiredPort {
+                    id: "p".into(),
+                    network_id: "n".into(),
+                    device: "tapp".into(),
+                    admin_up: true,
+                    ..DesiredPort::default()
+                }),
+                Change::Removed("q".into()),
             ],
         };
-        let cfg = merge(&base, 8192, &state);
-        assert!(cfg.validate().is_ok());
-        let ids: Vec<&str> = cfg.networks.iter().map(|n| n.id.as_str()).collect();
-        assert_eq!(ids, ["static", "b"]);
-        let ports: Vec<&str> = cfg.ports.iter().map(|p| p.id.as_str()).collect();
-        assert_eq!(ports, ["uplink", "pb"]);
+        let d = delta(&changes, |n| NetworkConfig {
+            id: n.id.clone(),
+            vlan: n.vlan,
+            mac_limit: 5,
+        });
+        assert_eq!(d.networks[0].vlan, 7);
+        assert_eq!(d.networks[0].mac_limit, 5);
+        assert_eq!(d.removed_networks, ["old"]);
+        assert_eq!(d.ports[0].device, "tapp");
+        assert_eq!(d.removed_ports, ["q"]);
     }
 }

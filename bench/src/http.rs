@@ -40,9 +40,23 @@ impl Conn {
         path: &str,
         body: Option<&str>,
     ) -> io::Result<Response> {
+        self.request_as(method, path, body, None)
+    }
+
+    /// As [`Conn::request`], as a v2.0 project (`X-Project-Id`) when one is given.
+    pub fn request_as(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        project: Option<&str>,
+    ) -> io::Result<Response> {
         let body = body.unwrap_or("");
+        let project = project
+            .map(|p| format!("X-Project-Id: {p}\r\n"))
+            .unwrap_or_default();
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n{project}\
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             self.addr,
             body.len()

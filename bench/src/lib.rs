@@ -12,6 +12,7 @@
 //! namespaces before exiting (`interrupt`).
 
 pub mod agent;
+pub mod apiscale;
 pub mod goodput;
 pub mod http;
 pub mod interrupt;

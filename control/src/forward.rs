@@ -59,7 +59,9 @@ pub struct DesiredPort {
 /// registered interface's device), and the others created through v2.0,
 /// with the device `tap` + the first 11 characters of their id (the
 /// Neutron/Nova convention), which the data plane opens when it appears.
-/// Networks and ports are in creation order; no two ports share a device.
+/// Networks and ports are in creation order. Two ports may name the same
+/// device (a plugged interface and a `tap` name); the data plane forwards
+/// for the first and reports the other as refused.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DesiredState {
     /// Every network.
@@ -68,26 +70,91 @@ pub struct DesiredState {
     pub ports: Vec<DesiredPort>,
 }
 
+/// One item of a change set: set (added or changed) or removed, by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change<T> {
+    /// Added, or changed: the item as it is now.
+    Set(T),
+    /// Removed (or no longer forwarded): its id.
+    Removed(String),
+}
+
+/// What changed in the desired state, as of a revision of the store.
+///
+/// A `full` change set is the whole state: whatever it does not name is
+/// gone. It is sent at startup and on an explicit resync; every other change
+/// set names only what changed since the previous one, and change sets arrive
+/// in revision order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Changes {
+    /// The store revision this brings the data plane to.
+    pub revision: u64,
+    /// The whole state rather than a delta.
+    pub full: bool,
+    /// Networks set or removed.
+    pub networks: Vec<Change<DesiredNetwork>>,
+    /// Ports set or removed.
+    pub ports: Vec<Change<DesiredPort>>,
+}
+
+impl Changes {
+    /// True when it changes nothing (a full change set always counts).
+    pub fn is_empty(&self) -> bool {
+        !self.full && self.networks.is_empty() && self.ports.is_empty()
+    }
+}
+
+impl DesiredState {
+    /// Applies a change set, keeping creation order: a new item goes last, a
+    /// changed one keeps its place.
+    pub fn apply(&mut self, changes: &Changes) {
+        if changes.full {
+            *self = DesiredState::default();
+        }
+        fn apply_one<T: Clone>(items: &mut Vec<T>, c: &Change<T>, id: impl Fn(&T) -> &str) {
+            match c {
+                Change::Set(v) => match items.iter_mut().find(|x| id(x) == id(v)) {
+                    Some(x) => *x = v.clone(),
+                    None => items.push(v.clone()),
+                },
+                Change::Removed(gone) => items.retain(|x| id(x) != gone),
+            }
+        }
+        for c in &changes.networks {
+            apply_one(&mut self.networks, c, |n| &n.id);
+        }
+        for c in &changes.ports {
+            apply_one(&mut self.ports, c, |p| &p.id);
+        }
+    }
+}
+
 /// What the control plane drives.
 pub trait Forwarder: Send + Sync + 'static {
-    /// Called after every committed change (and once at startup) with the
-    /// whole desired state.
+    /// Called with every change of the desired state: once at startup with
+    /// the whole state (`full`), then with each committed write's effect, in
+    /// revision order. Writes that change nothing the data plane sees (names,
+    /// descriptions, subnets) cause no call.
     ///
-    /// Calls are serialized and arrive in commit order. It is called while
-    /// the control plane holds its store lock, so it must not call back into
-    /// [`crate::Control`]; it should publish the new configuration and return.
-    fn apply(&self, state: &DesiredState);
+    /// Calls come from one thread, one at a time; several writes' changes
+    /// may arrive as one set. It must not call back into [`crate::Control`];
+    /// it should publish the new configuration and return.
+    fn apply(&self, changes: &Changes);
 
-    /// Waits (briefly) until the last applied state is in force, e.g. until
-    /// newly plugged ports are open. Called after every `apply` of a write,
-    /// once the store lock is released, so that waiting for the data plane
-    /// holds up neither readers nor other writers; the write is answered
-    /// after it returns.
-    fn settle(&self) {}
+    /// Waits (briefly) until these ports, just set, are in force (opened,
+    /// when their device exists here). Called before a write that set them
+    /// is answered, outside every lock.
+    fn settle(&self, _ports: &[String]) {}
 
     /// True while this port's interface is open and forwarding (drives the
     /// port's op-status: UP/DOWN).
     fn port_up(&self, port_id: &str) -> bool;
+
+    /// Why the data plane refuses to forward for this port (a conflict or a
+    /// limit), if it does: the port's status is then ERROR.
+    fn port_error(&self, _port_id: &str) -> Option<String> {
+        None
+    }
 
     /// Live counters of a port the data plane holds (the port statistics
     /// extension); `None` when it holds no such port.
@@ -152,7 +219,7 @@ pub struct MacEntry {
 pub struct NullForwarder;
 
 impl Forwarder for NullForwarder {
-    fn apply(&self, _state: &DesiredState) {}
+    fn apply(&self, _changes: &Changes) {}
 
     fn port_up(&self, _port_id: &str) -> bool {
         false

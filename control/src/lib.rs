@@ -13,10 +13,12 @@
 //! - [`Control`]: every Quantum operation, scoped by tenant (another tenant's
 //!   network is `NetworkNotFound`), each write one committed transaction
 //!   before it returns.
-//! - [`forward`]: the boundary to the data plane. After every committed change
-//!   (and once at startup) the reconciler derives a [`DesiredState`] from the
-//!   store and hands it to a [`Forwarder`]; the forwarder answers whether a
-//!   port forwards, which is the port's `op-status`.
+//! - [`forward`]: the boundary to the data plane. At startup the reconciler
+//!   derives the whole [`DesiredState`] from the store; after that each
+//!   committed write re-derives only what it touched (the store's revision
+//!   log says what) and the applier hands the [`Forwarder`] just the
+//!   [`Changes`], in revision order. The forwarder answers whether a port
+//!   forwards, which is the port's `op-status`.
 //! - [`filter`]: the list filters of Quantum v1.1; [`page`]: keyset
 //!   pagination of the lists; [`quota`]: absolute limits per tenant;
 //!   [`qos`]: the QoS extension's per-port rate limits. Port statistics and
@@ -63,7 +65,8 @@ pub mod store;
 pub use error::{ControlError, Result};
 pub use filter::{NetworkFilter, PortFilter};
 pub use forward::{
-    DesiredNetwork, DesiredPort, DesiredSecurity, DesiredState, Forwarder, NullForwarder,
+    Change, Changes, DesiredNetwork, DesiredPort, DesiredSecurity, DesiredState, Forwarder,
+    NullForwarder,
 };
 pub use forward::{MacEntry, PortStatistics};
 pub use model::{Interface, Network, NetworkView, OpStatus, Port, PortState, PortView};

@@ -134,12 +134,18 @@ pub struct PortStatusView {
     pub record: PortRecord,
     /// Admin up and forwarding.
     pub active: bool,
+    /// Why the data plane refuses to forward for the port (a conflict or a
+    /// limit), if it does: its status is `ERROR`.
+    pub error: Option<String>,
 }
+
+/// How many characters of a port id its `tap` device name carries.
+pub const TAP_ID_CHARS: usize = 11;
 
 /// The host device of the Neutron/Nova convention for a port id: `tap` and
 /// the first 11 characters of the id.
 pub fn tap_device(port_id: &str) -> String {
-    let head: String = port_id.chars().take(11).collect();
+    let head: String = port_id.chars().take(TAP_ID_CHARS).collect();
     format!("tap{head}")
 }
 

@@ -1,37 +1,43 @@
 //! The reconciler: turns the stored model into the data plane's desired
-//! state.
+//! state, whole or item by item.
 //!
 //! # Design
 //!
-//! The whole [`DesiredState`] is derived from the store after each committed
-//! change and once at startup, and handed to the [`crate::Forwarder`] in
-//! commit order. Handing over the whole state (rather than deltas) makes the
-//! forwarder idempotent and self-healing: a restart, a missed call or a
-//! failed device open is repaired by the next call, and startup is the same
-//! code path as any change. The cost is one scan of networks and plugged
-//! ports per write, which is small next to the fsync of the commit.
+//! At startup (and on an explicit resync) the whole [`DesiredState`] is
+//! derived from the store. After that, each committed write re-derives only
+//! what it touched, as the store's revision log names it ([`Touched`]), inside
+//! the write's own transaction: a port's record, its network, its plugged
+//! interface and its QoS limit are a handful of index lookups, so a write
+//! costs what it changes however large the store grows. The applier in
+//! [`crate::Control`] compares the result with what the data plane already
+//! has, so a write that changes nothing the data plane sees (a rename) never
+//! reaches it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use crate::error::Result;
 use crate::forward::{DesiredNetwork, DesiredPort, DesiredSecurity, DesiredState};
 use crate::model::PortState;
-use crate::neutron::{tap_device, PortRecord};
-use crate::store::Tx;
+use crate::neutron::{tap_device, PortRecord, TAP_ID_CHARS};
+use crate::store::{Touched, Tx};
 
-/// Derives the desired forwarding state from the store.
-///
-/// A plugged attachment's device wins over the `tap` convention; a device
-/// already taken by an earlier port is not given to a later one.
+/// The desired form of the touched items: `None` where an item is gone or
+/// has nothing to forward.
+#[derive(Debug, Default)]
+pub(crate) struct Delta {
+    pub(crate) networks: Vec<(String, Option<DesiredNetwork>)>,
+    pub(crate) ports: Vec<(String, Option<DesiredPort>)>,
+}
+
+/// Derives the whole desired forwarding state from the store.
 pub(crate) fn desired_state(tx: &dyn Tx, authorize_tap: bool) -> Result<DesiredState> {
     let records = tx.network_records(None)?;
-    let net_up: HashMap<String, bool> = records
+    let nets: HashMap<String, (bool, String)> = records
         .iter()
-        .map(|r| (r.network.id.clone(), r.attrs.admin_state_up))
-        .collect();
-    let net_tenant: HashMap<String, String> = records
-        .iter()
-        .map(|r| (r.network.id.clone(), r.network.tenant_id.clone()))
+        .map(|r| {
+            let info = (r.attrs.admin_state_up, r.network.tenant_id.clone());
+            (r.network.id.clone(), info)
+        })
         .collect();
     let networks = records
         .into_iter()
@@ -46,41 +52,121 @@ pub(crate) fn desired_state(tx: &dyn Tx, authorize_tap: bool) -> Result<DesiredS
         .into_iter()
         .map(|(p, device)| (p.id, device))
         .collect();
-    let mut taken: HashSet<String> = plugged.values().cloned().collect();
+    let mut qos: HashMap<String, _> = tx.all_port_qos()?.into_iter().collect();
     let mut ports = Vec::new();
     for r in tx.port_records(None)? {
-        let device = match plugged.get(&r.port.id) {
-            Some(d) => d.clone(),
-            None if r.attrs.bind_tap => {
-                let d = tap_device(&r.port.id);
-                if authorize_tap {
-                    // Only a device the hypervisor side registered for the port's tenant.
-                    let tenant = net_tenant.get(&r.port.network_id);
-                    let registered = tx.interface_by_device(&d)?;
-                    if registered.is_none_or(|i| Some(&i.tenant_id) != tenant) {
-                        continue;
-                    }
-                }
-                if !taken.insert(d.clone()) {
-                    tracing::warn!(port = %r.port.id, device = %d, "device already in use; port not bound");
-                    continue;
-                }
-                d
-            }
-            None => continue,
-        };
-        let admin_up = r.port.state == PortState::Active
-            && net_up.get(&r.port.network_id).copied().unwrap_or(true);
-        ports.push(desired_port(r, device, admin_up));
-    }
-    let mut qos: HashMap<String, _> = tx.all_port_qos()?.into_iter().collect();
-    for p in &mut ports {
-        p.qos = qos.remove(&p.id);
+        let (up, tenant) = nets
+            .get(&r.port.network_id)
+            .map_or((true, None), |(u, t)| (*u, Some(t.as_str())));
+        let device = plugged.get(&r.port.id).cloned();
+        if let Some(mut p) = port_for(tx, r, device, up, tenant, authorize_tap)? {
+            p.qos = qos.remove(&p.id);
+            ports.push(p);
+        }
     }
     Ok(DesiredState { networks, ports })
 }
 
-fn desired_port(r: PortRecord, device: String, admin_up: bool) -> DesiredPort {
+/// Derives the desired form of what a write touched.
+pub(crate) fn delta(tx: &dyn Tx, touched: &[Touched], authorize_tap: bool) -> Result<Delta> {
+    let mut nets = BTreeSet::new();
+    let mut ports = BTreeSet::new();
+    for t in touched {
+        match t {
+            Touched::Network(id) => {
+                nets.insert(id.clone());
+            }
+            Touched::NetworkPorts(id) => {
+                ports.extend(tx.ports(id)?.into_iter().map(|p| p.id));
+            }
+            Touched::Port(id) => {
+                ports.insert(id.clone());
+            }
+            Touched::Interface(id) => {
+                if let Some(p) = tx.port_by_attachment(id)? {
+                    ports.insert(p.id);
+                }
+            }
+            Touched::Device(device) => {
+                // A registered `tap` device authorizes (or no longer does) the port it names.
+                if let Some(prefix) = device.strip_prefix("tap") {
+                    if authorize_tap && prefix.len() == TAP_ID_CHARS {
+                        ports.extend(tx.port_ids_with_prefix(prefix)?);
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Delta::default();
+    for id in nets {
+        let n = tx
+            .network_records(Some(&id))?
+            .pop()
+            .map(|r| DesiredNetwork {
+                id: r.network.id,
+                tenant_id: r.network.tenant_id,
+                vlan: r.network.vlan,
+            });
+        out.networks.push((id, n));
+    }
+    for id in ports {
+        let p = desired_port(tx, &id, authorize_tap)?;
+        out.ports.push((id, p));
+    }
+    Ok(out)
+}
+
+/// One port's desired form, from a few index lookups.
+fn desired_port(tx: &dyn Tx, port_id: &str, authorize_tap: bool) -> Result<Option<DesiredPort>> {
+    let Some(r) = tx.port_records(Some(port_id))?.pop() else {
+        return Ok(None);
+    };
+    let net = tx.network_records(Some(&r.port.network_id))?.pop();
+    let (up, tenant) = net.as_ref().map_or((true, None), |n| {
+        (n.attrs.admin_state_up, Some(n.network.tenant_id.as_str()))
+    });
+    let device = match &r.port.attachment {
+        Some(iface) => tx.interface(iface)?.map(|i| i.device),
+        None => None,
+    };
+    let Some(mut p) = port_for(tx, r, device, up, tenant, authorize_tap)? else {
+        return Ok(None);
+    };
+    p.qos = tx.port_qos(port_id)?;
+    Ok(Some(p))
+}
+
+/// A port record as the data plane needs it, given its plugged device and its network's admin
+/// state and tenant; `None` when it has no device to forward on. A plugged attachment's device
+/// wins over the `tap` convention.
+fn port_for(
+    tx: &dyn Tx,
+    r: PortRecord,
+    plugged: Option<String>,
+    net_up: bool,
+    net_tenant: Option<&str>,
+    authorize_tap: bool,
+) -> Result<Option<DesiredPort>> {
+    let device = match plugged {
+        Some(d) => d,
+        None if r.attrs.bind_tap => {
+            let d = tap_device(&r.port.id);
+            if authorize_tap {
+                // Only a device the hypervisor side registered for the port's tenant.
+                let registered = tx.interface_by_device(&d)?;
+                if registered.is_none_or(|i| Some(i.tenant_id.as_str()) != net_tenant) {
+                    return Ok(None);
+                }
+            }
+            d
+        }
+        None => return Ok(None),
+    };
+    let admin_up = r.port.state == PortState::Active && net_up;
+    Ok(Some(desired_port_of(r, device, admin_up)))
+}
+
+fn desired_port_of(r: PortRecord, device: String, admin_up: bool) -> DesiredPort {
     let security = r.attrs.port_security_enabled.then(|| DesiredSecurity {
         mac: r.attrs.mac_address.clone(),
         fixed_ips: r

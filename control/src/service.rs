@@ -2,27 +2,29 @@
 //!
 //! # Thread-safety
 //!
-//! The store sits behind one `Mutex`. Every operation takes it, runs its rule
-//! checks and writes inside one store transaction, commits, and (for writes)
-//! derives the desired state and calls [`Forwarder::apply`] before letting
-//! go, so applies are serialized in commit order. Operations are synchronous
-//! and block on disk I/O (the commit's fsync): async callers run them on a
-//! blocking thread (`tokio::task::spawn_blocking`). `Forwarder::port_up` is
-//! asked after the lock is released.
+//! [`Control`] holds no lock of its own: the store owns its concurrency.
+//! Reads run on a pool of read connections and never wait for writers; a
+//! write runs its rule checks and changes in one write transaction (writers
+//! are serialized by the store), records what it touched in the store's
+//! revision log, derives the desired form of just those items inside the same
+//! transaction, commits, and hands that delta to the applier. The applier is
+//! one thread that feeds the [`Forwarder`] in revision order, coalescing the
+//! deltas of concurrent writers and dropping what changes nothing the data
+//! plane sees. A write is answered once its delta is applied and the ports it
+//! set are in force ([`Forwarder::settle`]), so a client that reads after a
+//! plug sees the port's status. Operations are synchronous and block on disk
+//! I/O (the commit's fsync): async callers run them on a blocking thread
+//! (`tokio::task::spawn_blocking`).
 //!
 //! # Limitations
 //!
-//! One connection serves reads and writes, so requests are served one at a
-//! time by the store. A commit with `synchronous=FULL` costs one fsync (well
-//! under a millisecond on SSDs with a write cache, a few ms otherwise), which
-//! bounds writes per second; reads are index lookups. A pool of read
-//! connections (WAL allows readers beside the writer) is the next step if
-//! reads ever queue behind writes. The desired state is rebuilt in full after
-//! each write: one scan of networks and plugged ports.
+//! Each write commits alone: one fsync per write (`synchronous=FULL`), which
+//! bounds durable writes per second; bulk requests are one transaction.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use crate::error::{ControlError, Result};
 use crate::forward::{DesiredState, Forwarder};
@@ -31,6 +33,10 @@ use crate::quota::{Quotas, Resource};
 use crate::reconcile;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, Tx};
+
+mod applier;
+
+use applier::{Applier, Work};
 
 /// Tunables of the control plane.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,8 +76,9 @@ pub enum Registered {
 
 /// The control plane: the model, its store and the reconciler.
 pub struct Control {
-    store: Mutex<Box<dyn Store>>,
+    store: Box<dyn Store>,
     forwarder: Arc<dyn Forwarder>,
+    applier: Applier,
     options: ControlOptions,
 }
 
@@ -121,7 +128,8 @@ impl Control {
             });
         }
         let control = Self {
-            store: Mutex::new(store),
+            store,
+            applier: Applier::start(Arc::clone(&forwarder))?,
             forwarder,
             options,
         };
@@ -129,60 +137,98 @@ impl Control {
         Ok(control)
     }
 
-    /// Derives the desired state from the store and applies it (done at
-    /// startup and after every write; callable to force a resync).
+    /// Derives the whole desired state from the store and hands it to the
+    /// data plane in place of what it had (done at startup; callable to
+    /// force a resync).
     pub fn reconcile(&self) -> Result<()> {
-        let mut store = self.lock();
-        let state = Self::derive(&mut store, self.options.authorize_tap_binding)?;
-        self.forwarder.apply(&state);
+        let authorize = self.options.authorize_tap_binding;
+        let found = RefCell::new(None);
+        let ticket = RefCell::new(None);
+        // Derived under the write lock, so that it takes its place in revision order.
+        self.store.write(
+            &mut |tx| {
+                let state = reconcile::desired_state(tx, authorize)?;
+                *found.borrow_mut() = Some((tx.revision()?, state));
+                Ok(())
+            },
+            &mut || {
+                if let Some((rev, state)) = found.borrow_mut().take() {
+                    *ticket.borrow_mut() = Some(self.applier.send(Work::Full(rev, state)));
+                }
+            },
+        )?;
+        if let Some(t) = ticket.into_inner() {
+            self.applier.wait(t);
+        }
         Ok(())
     }
 
     /// The desired state as derived from the store right now.
     pub fn desired_state(&self) -> Result<DesiredState> {
-        Self::derive(&mut self.lock(), self.options.authorize_tap_binding)
+        self.read(|tx| reconcile::desired_state(tx, self.options.authorize_tap_binding))
     }
 
-    fn derive(
-        store: &mut MutexGuard<'_, Box<dyn Store>>,
-        authorize_tap: bool,
-    ) -> Result<DesiredState> {
-        let tx = store.begin(false)?;
-        reconcile::desired_state(tx.as_ref(), authorize_tap)
+    /// The store's last committed revision.
+    pub fn store_revision(&self) -> Result<u64> {
+        self.read(|tx| tx.revision())
     }
 
-    fn lock(&self) -> MutexGuard<'_, Box<dyn Store>> {
-        // A panic while holding the lock dropped its transaction, which
-        // rolled back: the store is consistent, so poisoning is ignored.
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    /// The last revision the data plane has been handed.
+    pub fn applied_revision(&self) -> u64 {
+        self.applier.applied()
     }
 
     fn read<T>(&self, f: impl FnOnce(&dyn Tx) -> Result<T>) -> Result<T> {
-        let mut store = self.lock();
-        let tx = store.begin(false)?;
-        f(tx.as_ref())
+        let mut f = Some(f);
+        let mut out = None;
+        self.store.read(&mut |tx| {
+            let f = f.take().ok_or_else(ran_twice)?;
+            out = Some(f(tx)?);
+            Ok(())
+        })?;
+        out.ok_or_else(ran_twice)
     }
 
-    /// Runs `f` in one write transaction; on success commits, then applies
-    /// the new desired state.
+    /// Runs `f` in one write transaction; on success derives what it touched,
+    /// commits, hands the delta to the applier and waits until it is in
+    /// force.
     fn write<T>(&self, f: impl FnOnce(&dyn Tx) -> Result<T>) -> Result<T> {
-        let mut store = self.lock();
-        let out = {
-            let tx = store.begin(true)?;
-            let out = f(tx.as_ref())?;
-            tx.commit()?;
-            out
-        };
-        match Self::derive(&mut store, self.options.authorize_tap_binding) {
-            Ok(state) => self.forwarder.apply(&state),
-            // The change is committed; the next write or restart repairs it.
-            Err(e) => tracing::error!(error = ?e, "could not derive desired state after commit"),
+        let authorize = self.options.authorize_tap_binding;
+        let mut f = Some(f);
+        let mut out = None;
+        let work = RefCell::new(None);
+        let settle = RefCell::new(None);
+        self.store.write(
+            &mut |tx| {
+                let f = f.take().ok_or_else(ran_twice)?;
+                out = Some(f(tx)?);
+                if let Some((rev, touched)) = tx.close_revision()? {
+                    let delta = reconcile::delta(tx, &touched, authorize)?;
+                    *work.borrow_mut() = Some((rev, delta));
+                }
+                Ok(())
+            },
+            &mut || {
+                if let Some((rev, delta)) = work.borrow_mut().take() {
+                    let set: Vec<String> = delta
+                        .ports
+                        .iter()
+                        .filter(|(_, p)| p.is_some())
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    let ticket = self.applier.send(Work::Delta(rev, delta));
+                    *settle.borrow_mut() = Some((ticket, set));
+                }
+            },
+        )?;
+        // Waiting for the data plane happens outside every lock.
+        if let Some((ticket, set)) = settle.into_inner() {
+            self.applier.wait(ticket);
+            if !set.is_empty() {
+                self.forwarder.settle(&set);
+            }
         }
-        // States are applied in commit order under the lock; waiting for the data plane to
-        // catch up happens outside it.
-        drop(store);
-        self.forwarder.settle();
-        Ok(out)
+        out.ok_or_else(ran_twice)
     }
 
     fn port_view(&self, port: Port) -> PortView {
@@ -479,6 +525,12 @@ impl Control {
             }
             tx.delete_interface(interface_id)
         })
+    }
+}
+
+fn ran_twice() -> ControlError {
+    ControlError::Store {
+        detail: "a transaction body ran twice or not at all".into(),
     }
 }
 

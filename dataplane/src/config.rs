@@ -215,12 +215,26 @@ impl SlotMap {
 
     /// Frees every slot whose id is not in `keep`.
     pub fn retain(&mut self, keep: &dyn Fn(&str) -> bool) {
-        let gone: Vec<String> = self.by_id.keys().filter(|k| !keep(k)).cloned().collect();
-        for id in gone {
-            if let Some(s) = self.by_id.remove(&id) {
-                self.free.push(s);
+        let free = &mut self.free;
+        self.by_id.retain(|id, s| {
+            let kept = keep(id);
+            if !kept {
+                free.push(*s);
             }
+            kept
+        });
+    }
+
+    /// Frees the slot of `id`, if it has one.
+    pub fn remove(&mut self, id: &str) {
+        if let Some(s) = self.by_id.remove(id) {
+            self.free.push(s);
         }
+    }
+
+    /// Number of slots in use.
+    pub fn live(&self) -> usize {
+        self.by_id.len()
     }
 
     /// Number of slots ever allocated (the length of slot-indexed tables).
@@ -314,8 +328,12 @@ impl Snapshot {
         net_slots: &mut SlotMap,
         port_slots: &mut SlotMap,
     ) -> Snapshot {
-        net_slots.retain(&|id| cfg.networks.iter().any(|n| n.id == id));
-        port_slots.retain(&|id| cfg.ports.iter().any(|p| p.id == id));
+        let nets: std::collections::HashSet<&str> =
+            cfg.networks.iter().map(|n| n.id.as_str()).collect();
+        let ports: std::collections::HashSet<&str> =
+            cfg.ports.iter().map(|p| p.id.as_str()).collect();
+        net_slots.retain(&|id| nets.contains(id));
+        port_slots.retain(&|id| ports.contains(id));
         let mut snap = Snapshot {
             version,
             ..Snapshot::default()

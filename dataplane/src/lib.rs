@@ -42,6 +42,6 @@ pub use config::{ConfigError, NetworkConfig, PortConfig, PortRole, SwitchConfig}
 pub use port::afxdp::{BindMode, XdpMode};
 pub use port::PortMode;
 pub use stats::{DropReason, PortStats};
-pub use switch::{MacTableEntry, PortStatus, Switch, SwitchOptions};
+pub use switch::{ConfigDelta, MacTableEntry, PortStatus, Switch, SwitchOptions};
 pub use wire::Mac;
 pub use worker::{LinkState, PollMode, WorkerConfig};

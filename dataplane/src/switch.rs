@@ -2,16 +2,25 @@
 //! real interfaces, watches their devices, and answers status, counter and MAC-table queries.
 //!
 //! # Design
-//! [`Switch::apply`] validates a [`SwitchConfig`], compiles it into a [`Snapshot`] (stable slots
-//! per network and port), and sends the worker the difference: ports to close, the snapshot, ports
-//! to open. It never waits for the worker. A monitor thread checks every 100 ms that each port's
-//! device still exists with the same index: a port whose interface disappeared is closed and
-//! reported DOWN, and opened again when the interface comes back, all without touching the
-//! other ports. Shutdown (drop, or [`Switch::shutdown`]) closes every port: programs detach and
-//! sockets close. If the process is killed instead, the kernel closes the fds and the BPF links
-//! detach by themselves.
+//! The switch keeps the desired networks and ports by id. [`Switch::update`] changes some of
+//! them, [`Switch::sync`] replaces them all and [`Switch::apply`] does the same after checking
+//! that a whole configuration (the TOML file's) is consistent. Each item is checked on its own:
+//! a network whose VLAN another network holds, or a port whose device another port holds, whose
+//! network is not forwarded, or that finds no free slot, is *refused* (reported in
+//! [`PortStatus::error`] and the log) while everything else goes on. A change costs what it
+//! changes: the forwarding [`Snapshot`] the worker runs with holds the networks and only the
+//! *placed* ports (those whose device exists on this host, each with a stable slot), so desired
+//! ports whose devices live elsewhere or do not exist yet cost nothing on the packet path.
+//!
+//! After a change the switch sends the worker the difference: ports to close, the snapshot, ports
+//! to open. It never waits for the worker. A monitor thread checks every 100 ms that each placed
+//! port's device still exists with the same index (a port whose interface disappeared is closed
+//! and reported DOWN, and opened again when the interface comes back) and looks through the host's
+//! interfaces (one directory read) for the devices of desired ports not placed yet. Shutdown
+//! (drop, or [`Switch::shutdown`]) closes every port: programs detach and sockets close. If the
+//! process is killed instead, the kernel closes the fds and the BPF links detach by themselves.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -19,7 +28,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::config::{ConfigError, SlotMap, Snapshot, SwitchConfig};
+use crate::config::{
+    ConfigError, NetworkConfig, PortConfig, PortRole, SlotMap, Snapshot, SwitchConfig, MAX_VLAN,
+    NONE,
+};
 use crate::fdb::MacEntry;
 use crate::port::afxdp::{AfXdpPort, AfXdpSpec, BindMode, XdpMode};
 use crate::port::PortMode;
@@ -58,6 +70,8 @@ pub struct PortStatus {
     pub link: LinkState,
     /// How frames move.
     pub mode: PortMode,
+    /// Refused by the switch (see `error`): a conflict or a limit, not a missing device.
+    pub refused: bool,
     /// Why the port is not open, if it is not.
     pub error: Option<String>,
 }
@@ -83,22 +97,259 @@ pub struct MacTableEntry {
 }
 
 struct PortHandle {
-    device: String,
     shared: Arc<PortShared>,
     /// Interface index the open request was made for; `None` when not requested.
     requested: Option<u32>,
     last_attempt: Option<Instant>,
     /// Open requests sent; compared with the worker's count of requests carried out.
     sent: u64,
-    admin_up: bool,
 }
 
+impl PortHandle {
+    fn new() -> Self {
+        PortHandle {
+            shared: Arc::new(PortShared::default()),
+            requested: None,
+            last_attempt: None,
+            sent: 0,
+        }
+    }
+}
+
+/// A desired network and whether it forwards.
+struct NetEntry {
+    cfg: NetworkConfig,
+    /// Why it is not forwarded, if it is not.
+    refused: Option<String>,
+}
+
+/// A desired port.
+struct PortEntry {
+    cfg: PortConfig,
+    /// Why it is not forwarded, if it is not (its own conflicts, not a missing device).
+    refused: Option<String>,
+    /// Present while the port is placed: it has a slot and the worker may hold it open.
+    handle: Option<PortHandle>,
+    /// The MTU it runs with: the configured one, or its interface's when placed.
+    mtu: Option<u32>,
+}
+
+impl PortEntry {
+    /// Opened, or failed to open for good, or not asked to open.
+    fn settled(&self) -> bool {
+        self.handle.as_ref().is_none_or(|h| {
+            let state = h.shared.state();
+            h.requested.is_none()
+                || !(state == LinkState::Closed
+                    || (state == LinkState::OpenFailed && h.shared.busy()))
+        })
+    }
+}
+
+/// Which items to add, change or remove. Items are matched by id; an item given again replaces
+/// the earlier one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigDelta {
+    /// Networks added or changed.
+    pub networks: Vec<NetworkConfig>,
+    /// Ids of networks removed.
+    pub removed_networks: Vec<String>,
+    /// Ports added or changed.
+    pub ports: Vec<PortConfig>,
+    /// Ids of ports removed.
+    pub removed_ports: Vec<String>,
+}
+
+impl ConfigDelta {
+    /// True when it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.networks.is_empty()
+            && self.removed_networks.is_empty()
+            && self.ports.is_empty()
+            && self.removed_ports.is_empty()
+    }
+}
+
+#[derive(Default)]
 struct State {
-    cfg: SwitchConfig,
+    networks: HashMap<String, NetEntry>,
+    ports: HashMap<String, PortEntry>,
+    /// VLAN id → the forwarded network holding it.
+    vlans: HashMap<u16, String>,
+    /// Device → the accepted port holding it.
+    devices: HashMap<String, String>,
+    /// Ports whose own checks failed, re-examined when something is released.
+    refused: HashSet<String>,
+    /// Ports with a slot.
+    placed: HashSet<String>,
     nets: SlotMap,
-    ports: SlotMap,
+    slots: SlotMap,
     version: u64,
-    handles: HashMap<String, PortHandle>,
+}
+
+/// The most ports the snapshot can hold (slots are 16 bits, one value marks "none").
+const MAX_SLOTS: usize = NONE as usize;
+
+impl State {
+    /// Accepts or refuses a network on its own merits (its VLAN).
+    fn admit_network(&mut self, id: &str) {
+        let Some(n) = self.networks.get_mut(id) else {
+            return;
+        };
+        let vlan = n.cfg.vlan;
+        n.refused = if vlan == 0 || vlan > MAX_VLAN {
+            Some(format!("VLAN {vlan} is outside 1..=4094"))
+        } else {
+            match self.vlans.get(&vlan) {
+                Some(holder) if holder != id => {
+                    Some(format!("VLAN {vlan} is held by network {holder}"))
+                }
+                _ => {
+                    self.vlans.insert(vlan, id.to_owned());
+                    None
+                }
+            }
+        };
+        if let Some(reason) = &n.refused {
+            log::warn!("network {id} is not forwarded: {reason}");
+        }
+    }
+
+    fn release_network(&mut self, id: &str, cfg: &NetworkConfig) {
+        if self.vlans.get(&cfg.vlan).is_some_and(|h| h == id) {
+            self.vlans.remove(&cfg.vlan);
+        }
+    }
+
+    /// Accepts or refuses a port on its own merits: its network forwards, its device is free.
+    fn admit_port(&mut self, id: &str) {
+        let Some(p) = self.ports.get(id) else {
+            return;
+        };
+        let reason = match &p.cfg.role {
+            PortRole::Access { network } => match self.networks.get(network) {
+                None => Some(format!("network {network} does not exist")),
+                Some(n) if n.refused.is_some() => {
+                    Some(format!("network {network} is not forwarded"))
+                }
+                Some(_) => None,
+            },
+            PortRole::Trunk => None,
+        }
+        .or_else(|| match self.devices.get(&p.cfg.device) {
+            Some(holder) if holder != id => {
+                Some(format!("device {} is held by port {holder}", p.cfg.device))
+            }
+            _ => None,
+        });
+        let accepted = reason.is_none();
+        if accepted {
+            self.devices.insert(p.cfg.device.clone(), id.to_owned());
+            self.refused.remove(id);
+        } else if self.refused.insert(id.to_owned()) {
+            log::warn!(
+                "port {id} is not forwarded: {}",
+                reason.as_deref().unwrap_or("")
+            );
+        }
+        if let Some(p) = self.ports.get_mut(id) {
+            p.refused = reason;
+        }
+    }
+
+    fn release_port_device(&mut self, id: &str, device: &str) {
+        if self.devices.get(device).is_some_and(|h| h == id) {
+            self.devices.remove(device);
+        }
+    }
+
+    /// Places an accepted port whose device exists: gives it a slot. Returns whether it is
+    /// placed.
+    fn place(&mut self, id: &str) -> bool {
+        let Some(p) = self.ports.get(id) else {
+            return false;
+        };
+        if p.refused.is_some() {
+            return false;
+        }
+        if p.handle.is_some() {
+            return true;
+        }
+        if netdev::ifindex(&p.cfg.device).is_none() {
+            return false;
+        }
+        if self.slots.get(id).is_none() && self.slots.live() >= MAX_SLOTS - 1 {
+            let reason = format!(
+                "no free port slot (a switch holds at most {} open ports)",
+                MAX_SLOTS - 1
+            );
+            log::warn!("port {id} is not forwarded: {reason}");
+            self.refused.insert(id.to_owned());
+            if let Some(p) = self.ports.get_mut(id) {
+                p.refused = Some(reason);
+            }
+            return false;
+        }
+        self.slots.get_or_insert(id);
+        let Some(p) = self.ports.get_mut(id) else {
+            return false;
+        };
+        // A port without an explicit MTU takes its interface's (frames up to the interface MTU
+        // cross, longer ones are dropped and counted).
+        p.mtu = p.cfg.mtu.or_else(|| netdev::mtu(&p.cfg.device).ok());
+        p.handle = Some(PortHandle::new());
+        self.placed.insert(id.to_owned());
+        true
+    }
+
+    /// Takes a port out of the snapshot: asks the worker to close it and frees its slot at the
+    /// next compile.
+    fn unplace(&mut self, id: &str, inner: &Inner) {
+        let Some(p) = self.ports.get_mut(id) else {
+            return;
+        };
+        if let Some(h) = p.handle.take() {
+            if let (Some(slot), true) = (self.slots.get(id), h.requested.is_some()) {
+                inner.send(Command::RemovePort { slot });
+            }
+        }
+        self.slots.remove(id);
+        self.placed.remove(id);
+    }
+
+    /// Forgets a port: closes it and releases its device. Returns whether it existed.
+    fn remove_port(&mut self, id: &str, inner: &Inner) -> bool {
+        self.unplace(id, inner);
+        let Some(p) = self.ports.remove(id) else {
+            return false;
+        };
+        self.release_port_device(id, &p.cfg.device);
+        self.refused.remove(id);
+        true
+    }
+
+    /// Compiles the forwarded networks and placed ports into a snapshot.
+    fn compile(&mut self) -> Snapshot {
+        self.version += 1;
+        let cfg = SwitchConfig {
+            networks: self
+                .networks
+                .values()
+                .filter(|n| n.refused.is_none())
+                .map(|n| n.cfg.clone())
+                .collect(),
+            ports: self
+                .placed
+                .iter()
+                .filter_map(|id| self.ports.get(id))
+                .map(|p| PortConfig {
+                    mtu: p.mtu,
+                    ..p.cfg.clone()
+                })
+                .collect(),
+        };
+        Snapshot::compile(&cfg, self.version, &mut self.nets, &mut self.slots)
+    }
 }
 
 struct Inner {
@@ -146,18 +397,52 @@ impl Inner {
         }
     }
 
-    /// Opens ports whose device exists and closes ports whose device went away.
+    /// Compiles and publishes a new snapshot, then opens what needs opening.
+    fn publish(&self, st: &mut State) {
+        let snap = st.compile();
+        self.send(Command::Snapshot(Arc::new(snap)));
+        self.reconcile_devices(st);
+    }
+
+    /// Places the desired ports whose devices appeared on the host since the last look.
+    fn discover_devices(&self, st: &mut State) -> bool {
+        let waiting = st.devices.len() > st.placed.len();
+        if !waiting {
+            return false;
+        }
+        let mut placed = false;
+        for name in netdev::names() {
+            let Some(id) = st.devices.get(&name).cloned() else {
+                continue;
+            };
+            if !st.placed.contains(&id) {
+                placed |= st.place(&id);
+            }
+        }
+        placed
+    }
+
+    /// Opens placed ports whose device exists and closes ports whose device went away.
     fn reconcile_devices(&self, st: &mut State) {
         let now = Instant::now();
-        let ids: Vec<String> = st.handles.keys().cloned().collect();
-        for id in ids {
-            let Some(slot) = st.ports.get(&id) else {
+        let State {
+            ports,
+            placed,
+            slots,
+            ..
+        } = st;
+        for id in placed.iter() {
+            let Some(slot) = slots.get(id) else {
                 continue;
             };
-            let Some(h) = st.handles.get_mut(&id) else {
+            let Some(p) = ports.get_mut(id) else {
                 continue;
             };
-            let present = netdev::ifindex(&h.device);
+            let Some(h) = p.handle.as_mut() else {
+                continue;
+            };
+            let device = &p.cfg.device;
+            let present = netdev::ifindex(device);
             let state = h.shared.state();
             match h.requested {
                 Some(ifi) if present != Some(ifi) || state == LinkState::Failed => {
@@ -181,10 +466,9 @@ impl Inner {
                         h.last_attempt = Some(now);
                         h.requested = Some(ifi);
                         h.sent += 1;
-                        let spec = self.spec(&h.device);
                         self.send(Command::AddPort {
                             slot,
-                            spec,
+                            spec: self.spec(device),
                             shared: Arc::clone(&h.shared),
                         });
                     }
@@ -193,13 +477,12 @@ impl Inner {
                 None => {
                     let backoff = h.last_attempt.is_some_and(|t| now - t < RETRY / 10);
                     if let (Some(ifi), false) = (present, backoff) {
-                        let spec = self.spec(&h.device);
                         h.requested = Some(ifi);
                         h.last_attempt = Some(now);
                         h.sent += 1;
                         self.send(Command::AddPort {
                             slot,
-                            spec,
+                            spec: self.spec(device),
                             shared: Arc::clone(&h.shared),
                         });
                     }
@@ -218,13 +501,7 @@ impl Switch {
         let inner = Arc::new(Inner {
             tx: Mutex::new(tx),
             pending: Arc::clone(&pending),
-            state: Mutex::new(State {
-                cfg: SwitchConfig::default(),
-                nets: SlotMap::default(),
-                ports: SlotMap::default(),
-                version: 0,
-                handles: HashMap::new(),
-            }),
+            state: Mutex::new(State::default()),
             opts: opts.clone(),
             stop: AtomicBool::new(false),
         });
@@ -246,10 +523,19 @@ impl Switch {
                 while !m.stop.load(Ordering::Acquire) {
                     let retry_soon = {
                         let mut st = m.lock();
-                        m.reconcile_devices(&mut st);
-                        st.handles
-                            .values()
-                            .any(|h| h.shared.state() == LinkState::OpenFailed && h.shared.busy())
+                        if m.discover_devices(&mut st) {
+                            m.publish(&mut st);
+                        } else {
+                            m.reconcile_devices(&mut st);
+                        }
+                        st.placed.iter().any(|id| {
+                            st.ports
+                                .get(id)
+                                .and_then(|p| p.handle.as_ref())
+                                .is_some_and(|h| {
+                                    h.shared.state() == LinkState::OpenFailed && h.shared.busy()
+                                })
+                        })
                     };
                     // A queue still being released frees up within milliseconds: look again soon.
                     std::thread::sleep(Duration::from_millis(if retry_soon { 5 } else { 100 }));
@@ -262,119 +548,229 @@ impl Switch {
         })
     }
 
-    /// Makes `cfg` the switch's configuration. Ports whose device exists are opened at once;
-    /// the others as soon as their device appears. Nothing of an invalid configuration is applied.
-    pub fn apply(&self, mut cfg: SwitchConfig) -> Result<(), ConfigError> {
+    /// Checks that `cfg` is consistent as a whole (the configuration file), then makes it the
+    /// switch's configuration. Nothing of an inconsistent configuration is applied.
+    pub fn apply(&self, cfg: SwitchConfig) -> Result<(), ConfigError> {
         cfg.validate()?;
-        // A port without an explicit MTU takes its interface's (frames up to the interface MTU
-        // cross, longer ones are dropped and counted), or the default while the device is absent.
-        for p in cfg.ports.iter_mut().filter(|p| p.mtu.is_none()) {
-            p.mtu = netdev::mtu(&p.device).ok();
-        }
-        let inner = &self.inner;
-        let mut st = inner.lock();
-        // Close ports that are gone or moved to another device, before their slots can be reused.
-        let mut gone = Vec::new();
-        for (id, h) in &st.handles {
-            let keep = cfg
-                .ports
-                .iter()
-                .any(|p| &p.id == id && p.device == h.device);
-            if !keep {
-                gone.push(id.clone());
-            }
-        }
-        for id in gone {
-            if let (Some(slot), Some(h)) = (st.ports.get(&id), st.handles.remove(&id)) {
-                if h.requested.is_some() {
-                    inner.send(Command::RemovePort { slot });
-                }
-            }
-        }
-        st.version += 1;
-        let version = st.version;
-        let State { nets, ports, .. } = &mut *st;
-        let snap = Snapshot::compile(&cfg, version, nets, ports);
-        inner.send(Command::Snapshot(Arc::new(snap)));
-        for p in &cfg.ports {
-            let h = st
-                .handles
-                .entry(p.id.clone())
-                .or_insert_with(|| PortHandle {
-                    device: p.device.clone(),
-                    shared: Arc::new(PortShared::default()),
-                    requested: None,
-                    last_attempt: None,
-                    sent: 0,
-                    admin_up: p.admin_up,
-                });
-            h.admin_up = p.admin_up;
-        }
-        st.cfg = cfg;
-        inner.reconcile_devices(&mut st);
+        self.sync(cfg);
         Ok(())
     }
 
-    /// Waits until every port whose device exists has been opened or has failed to open for good
-    /// (the worker has processed the requests; a queue still being released is retried), or until
-    /// `timeout` passes. Returns true if settled.
+    /// Makes `cfg` the switch's whole configuration, item by item: what conflicts is refused and
+    /// reported, the rest forwards.
+    pub fn sync(&self, cfg: SwitchConfig) {
+        let delta = {
+            let st = self.inner.lock();
+            let nets: HashSet<&str> = cfg.networks.iter().map(|n| n.id.as_str()).collect();
+            let ports: HashSet<&str> = cfg.ports.iter().map(|p| p.id.as_str()).collect();
+            ConfigDelta {
+                removed_networks: st
+                    .networks
+                    .keys()
+                    .filter(|id| !nets.contains(id.as_str()))
+                    .cloned()
+                    .collect(),
+                removed_ports: st
+                    .ports
+                    .keys()
+                    .filter(|id| !ports.contains(id.as_str()))
+                    .cloned()
+                    .collect(),
+                networks: cfg.networks,
+                ports: cfg.ports,
+            }
+        };
+        self.update(delta);
+    }
+
+    /// Adds, changes and removes networks and ports. Each item is accepted or refused on its
+    /// own; ports whose device exists are opened at once, the others as soon as their device
+    /// appears. Costs what it changes, plus one snapshot of the forwarded networks and the
+    /// ports placed on this host.
+    pub fn update(&self, delta: ConfigDelta) {
+        if delta.is_empty() {
+            return;
+        }
+        let inner = &self.inner;
+        let mut st = inner.lock();
+        // Whether something was released that a refused port may have been waiting for.
+        let mut released = false;
+        let mut nets_changed = false;
+        for id in &delta.removed_ports {
+            released |= st.remove_port(id, inner);
+        }
+        for id in &delta.removed_networks {
+            if let Some(n) = st.networks.remove(id) {
+                st.release_network(id, &n.cfg);
+                released = true;
+            }
+        }
+        for n in delta.networks {
+            let id = n.id.clone();
+            match st.networks.get_mut(&id) {
+                Some(e) if e.cfg == n => continue,
+                Some(e) if e.cfg.vlan == n.vlan => {
+                    e.cfg = n;
+                    continue;
+                }
+                Some(_) => {
+                    if let Some(old) = st.networks.remove(&id) {
+                        st.release_network(&id, &old.cfg);
+                    }
+                    released = true;
+                }
+                None => {}
+            }
+            st.networks.insert(
+                id.clone(),
+                NetEntry {
+                    cfg: n,
+                    refused: None,
+                },
+            );
+            st.admit_network(&id);
+            nets_changed = true;
+        }
+        if released || nets_changed {
+            // Networks that came, went or changed their VLAN: a refused network may now forward,
+            // and the ports on a network that went are refused.
+            let refused: Vec<String> = st
+                .networks
+                .iter()
+                .filter(|(_, n)| n.refused.is_some())
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in refused {
+                st.admit_network(&id);
+            }
+            let orphans: Vec<String> = st
+                .ports
+                .iter()
+                .filter(|(_, p)| match &p.cfg.role {
+                    PortRole::Access { network } => {
+                        st.networks.get(network).is_none_or(|n| n.refused.is_some())
+                    }
+                    PortRole::Trunk => false,
+                })
+                .filter(|(id, _)| !st.refused.contains(*id))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in orphans {
+                st.admit_port(&id);
+                st.unplace(&id, inner);
+            }
+        }
+        for p in delta.ports {
+            let id = p.id.clone();
+            if let Some(e) = st.ports.get_mut(&id) {
+                if e.cfg == p {
+                    continue;
+                }
+                if e.cfg.device == p.device && e.cfg.role == p.role {
+                    // Same device, same network: the port stays open with its new settings.
+                    e.cfg = p;
+                    continue;
+                }
+                released |= st.remove_port(&id, inner);
+            }
+            st.ports.insert(
+                id.clone(),
+                PortEntry {
+                    cfg: p,
+                    refused: None,
+                    handle: None,
+                    mtu: None,
+                },
+            );
+            st.admit_port(&id);
+            st.place(&id);
+        }
+        if released || nets_changed {
+            let waiting: Vec<String> = st.refused.iter().cloned().collect();
+            for id in waiting {
+                st.admit_port(&id);
+                st.place(&id);
+            }
+        }
+        inner.publish(&mut st);
+    }
+
+    /// Waits until every placed port whose device exists has been opened or has failed to open
+    /// for good (the worker has processed the requests; a queue still being released is
+    /// retried), or until `timeout` passes. Returns true if settled.
     pub fn wait_settled(&self, timeout: Duration) -> bool {
+        self.wait_until(timeout, |st| {
+            st.placed
+                .iter()
+                .all(|id| st.ports.get(id).is_none_or(PortEntry::settled))
+        })
+    }
+
+    /// As [`Switch::wait_settled`], for the given ports only (ports not placed on this host
+    /// are settled).
+    pub fn wait_ports_settled(&self, ids: &[String], timeout: Duration) -> bool {
+        self.wait_until(timeout, |st| {
+            ids.iter()
+                .all(|id| st.ports.get(id).is_none_or(PortEntry::settled))
+        })
+    }
+
+    fn wait_until(&self, timeout: Duration, done: impl Fn(&State) -> bool) -> bool {
         let end = Instant::now() + timeout;
         loop {
-            let pending = {
-                let st = self.inner.lock();
-                st.handles.values().any(|h| {
-                    let state = h.shared.state();
-                    h.requested.is_some()
-                        && (state == LinkState::Closed
-                            || (state == LinkState::OpenFailed && h.shared.busy()))
-                })
-            };
-            if !pending {
+            if done(&self.inner.lock()) {
                 return true;
             }
             if Instant::now() >= end {
                 return false;
             }
-            std::thread::sleep(Duration::from_micros(500));
+            std::thread::sleep(Duration::from_micros(200));
         }
-    }
-
-    /// The configuration last applied.
-    pub fn config(&self) -> SwitchConfig {
-        self.inner.lock().cfg.clone()
     }
 
     /// Status of one port.
     pub fn port_status(&self, id: &str) -> Option<PortStatus> {
         let st = self.inner.lock();
-        let h = st.handles.get(id)?;
+        let p = st.ports.get(id)?;
+        let h = p.handle.as_ref();
+        let device = &p.cfg.device;
         Some(PortStatus {
             id: id.to_owned(),
-            device: h.device.clone(),
-            admin_up: h.admin_up,
-            link: h.shared.state(),
-            mode: h.shared.mode(),
-            error: h.shared.error().or_else(|| {
-                netdev::ifindex(&h.device)
-                    .is_none()
-                    .then(|| format!("no interface {}", h.device))
-            }),
+            device: device.clone(),
+            admin_up: p.cfg.admin_up,
+            link: h.map_or(LinkState::Closed, |h| h.shared.state()),
+            mode: h.map_or(PortMode::Closed, |h| h.shared.mode()),
+            refused: p.refused.is_some(),
+            error: p
+                .refused
+                .clone()
+                .or_else(|| h.and_then(|h| h.shared.error()))
+                .or_else(|| {
+                    netdev::ifindex(device)
+                        .is_none()
+                        .then(|| format!("no interface {device}"))
+                }),
         })
     }
 
     /// Status of every port, sorted by id.
     pub fn ports(&self) -> Vec<PortStatus> {
-        let ids: Vec<String> = self.inner.lock().handles.keys().cloned().collect();
+        let ids: Vec<String> = self.inner.lock().ports.keys().cloned().collect();
         let mut v: Vec<PortStatus> = ids.iter().filter_map(|id| self.port_status(id)).collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
     }
 
-    /// Counters of one port (at most a millisecond old while traffic flows).
+    /// Counters of one port (at most a millisecond old while traffic flows); zeros for a port
+    /// not placed on this host.
     pub fn port_stats(&self, id: &str) -> Option<PortStats> {
         let st = self.inner.lock();
-        st.handles.get(id).map(|h| h.shared.counters.read())
+        let p = st.ports.get(id)?;
+        Some(
+            p.handle
+                .as_ref()
+                .map_or_else(PortStats::default, |h| h.shared.counters.read()),
+        )
     }
 
     /// The live MAC table of a network.
@@ -383,9 +779,9 @@ impl Switch {
             let st = self.inner.lock();
             let net = st.nets.get(network)?;
             let slots: HashMap<u16, String> = st
-                .handles
-                .keys()
-                .filter_map(|id| st.ports.get(id).map(|s| (s, id.clone())))
+                .placed
+                .iter()
+                .filter_map(|id| st.slots.get(id).map(|s| (s, id.clone())))
                 .collect();
             (net, slots)
         };

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dataplane::worker::LinkState;
-use dataplane::{NetworkConfig, PortConfig, Switch, SwitchConfig, SwitchOptions};
+use dataplane::{ConfigDelta, NetworkConfig, PortConfig, Switch, SwitchConfig, SwitchOptions};
 
 fn sh(args: &[&str]) -> bool {
     Command::new(args[0])
@@ -191,5 +191,43 @@ fn a_port_whose_device_is_missing_is_down_and_opens_when_it_appears() {
     // And disappears: the port goes down, the switch stays up.
     let _ = sh(&["ip", "link", "del", &pair.host]);
     assert!(wait_for(|| !sw.port_status("p").unwrap().is_forwarding()));
+    sw.shutdown();
+}
+
+#[test]
+fn conflicting_items_are_refused_one_by_one_and_admitted_when_freed() {
+    let sw = Switch::start(SwitchOptions::default()).unwrap();
+    let net = |id: &str, vlan| NetworkConfig {
+        id: id.into(),
+        vlan,
+        mac_limit: 64,
+    };
+    // No such devices: the ports are desired but not placed, and their checks still run.
+    sw.update(ConfigDelta {
+        networks: vec![net("a", 10), net("b", 10)],
+        ports: vec![
+            PortConfig::access("pa", "qsxnodev1", "a"),
+            PortConfig::access("pb", "qsxnodev2", "b"),
+            PortConfig::access("pc", "qsxnodev1", "a"),
+        ],
+        ..ConfigDelta::default()
+    });
+    let st = |id: &str| sw.port_status(id).unwrap();
+    assert!(!st("pa").refused, "{:?}", st("pa"));
+    assert!(st("pa").error.unwrap().contains("no interface"));
+    assert!(st("pb").refused);
+    assert!(st("pb").error.unwrap().contains("not forwarded"));
+    assert!(st("pc").refused);
+    assert!(st("pc").error.unwrap().contains("held by port pa"));
+
+    // Network a and port pa go: b takes VLAN 10, pc takes the device but has no network.
+    sw.update(ConfigDelta {
+        removed_networks: vec!["a".into()],
+        removed_ports: vec!["pa".into()],
+        ..ConfigDelta::default()
+    });
+    assert!(!st("pb").refused, "{:?}", st("pb"));
+    assert!(st("pc").error.unwrap().contains("does not exist"));
+    assert!(sw.port_status("pa").is_none());
     sw.shutdown();
 }

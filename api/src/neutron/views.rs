@@ -67,7 +67,11 @@ pub(crate) fn port(p: &PortStatusView) -> Map<String, Value> {
         "project_id": a.tenant_id,
         "mac_address": a.mac_address,
         "admin_state_up": r.port.state == control::PortState::Active,
-        "status": if p.active { "ACTIVE" } else { "DOWN" },
+        "status": match (&p.error, p.active) {
+            (Some(_), _) => "ERROR",
+            (None, true) => "ACTIVE",
+            (None, false) => "DOWN",
+        },
         "device_id": a.device_id,
         "device_owner": a.device_owner,
         "fixed_ips": fixed,

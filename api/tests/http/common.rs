@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use control::{Control, ControlOptions, DesiredState, Forwarder, MacEntry, PortStatistics};
+use control::{
+    Changes, Control, ControlOptions, DesiredState, Forwarder, MacEntry, PortStatistics,
+};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -22,8 +24,11 @@ pub(crate) struct Recorder {
 }
 
 impl Forwarder for Recorder {
-    fn apply(&self, state: &DesiredState) {
-        self.applied.lock().unwrap().push(state.clone());
+    fn apply(&self, changes: &Changes) {
+        let mut applied = self.applied.lock().unwrap();
+        let mut state = applied.last().cloned().unwrap_or_default();
+        state.apply(changes);
+        applied.push(state);
     }
     fn port_up(&self, port_id: &str) -> bool {
         self.up.lock().unwrap().contains(port_id)

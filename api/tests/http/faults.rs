@@ -564,14 +564,28 @@ struct Flaky {
     fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-impl control::store::Store for Flaky {
-    fn begin(&mut self, write: bool) -> control::Result<Box<dyn control::store::Tx + '_>> {
+impl Flaky {
+    fn check(&self) -> control::Result<()> {
         if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(control::ControlError::Store {
                 detail: "disk I/O error in /var/lib/secret.db".into(),
             });
         }
-        self.inner.begin(write)
+        Ok(())
+    }
+}
+
+type Body<'a> = &'a mut dyn FnMut(&dyn control::store::Tx) -> control::Result<()>;
+
+impl control::store::Store for Flaky {
+    fn read(&self, f: Body<'_>) -> control::Result<()> {
+        self.check()?;
+        self.inner.read(f)
+    }
+
+    fn write(&self, f: Body<'_>, committed: &mut dyn FnMut()) -> control::Result<()> {
+        self.check()?;
+        self.inner.write(f, committed)
     }
 }
 

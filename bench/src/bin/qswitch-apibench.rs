@@ -17,7 +17,12 @@
 //! `bench/api/populate.py`, much faster than 100 000 creates through the API); the full recipe
 //! is in `docs/BENCHMARKS.md`:
 //!
+//! `--scale N` measures every call (both API versions) on the empty store and again after
+//! growing it to N ports through v2.0 bulk creates (`--per-project`, `--samples`): see
+//! `bench::apiscale`.
+//!
 //! ```sh
+//! cargo run --release -p bench --bin qswitch-apibench -- --addr 127.0.0.1:9797 --scale 100000
 //! cargo run --release -p bench --bin qswitch-apibench -- --addr 127.0.0.1:9797 --paging-ports 10000
 //! cargo run --release -p bench --bin qswitch-apibench -- --addr 127.0.0.1:9797 --paging-network acme/8bec...
 //! ```
@@ -35,6 +40,9 @@ struct Args {
     paging_network: Option<String>,
     page_size: usize,
     rounds: usize,
+    scale: usize,
+    per_project: usize,
+    samples: usize,
 }
 
 fn args() -> Result<Args, String> {
@@ -46,6 +54,9 @@ fn args() -> Result<Args, String> {
         paging_network: None,
         page_size: 100,
         rounds: 300,
+        scale: 0,
+        per_project: 250,
+        samples: 100,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -60,6 +71,11 @@ fn args() -> Result<Args, String> {
             "--paging-network" => a.paging_network = Some(v()?),
             "--page-size" => a.page_size = v()?.parse().map_err(|e| format!("--page-size: {e}"))?,
             "--rounds" => a.rounds = v()?.parse().map_err(|e| format!("--rounds: {e}"))?,
+            "--scale" => a.scale = v()?.parse().map_err(|e| format!("--scale: {e}"))?,
+            "--per-project" => {
+                a.per_project = v()?.parse().map_err(|e| format!("--per-project: {e}"))?
+            }
+            "--samples" => a.samples = v()?.parse().map_err(|e| format!("--samples: {e}"))?,
             _ => return Err(format!("unknown option {k}")),
         }
     }
@@ -273,6 +289,19 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if a.scale > 0 {
+        let s = bench::apiscale::Scale {
+            addr: a.addr.clone(),
+            ports: a.scale,
+            per_project: a.per_project,
+            samples: a.samples,
+        };
+        if let Err(e) = bench::apiscale::run(&s) {
+            eprintln!("qswitch-apibench: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if a.paging_ports > 0 || a.paging_network.is_some() {
         if let Err(e) = paging(&a) {
             eprintln!("qswitch-apibench: {e}");

@@ -130,7 +130,12 @@ impl Control {
         let active = net_up
             && record.port.state == PortState::Active
             && self.forwarder.port_up(&record.port.id);
-        PortStatusView { record, active }
+        let error = self.forwarder.port_error(&record.port.id);
+        PortStatusView {
+            record,
+            active,
+            error,
+        }
     }
 
     fn port_views(&self, records: Vec<(PortRecord, bool)>) -> Vec<PortStatusView> {

@@ -2,7 +2,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::forward::{DesiredNetwork, DesiredPort, NullForwarder};
+use crate::forward::{Change, Changes, DesiredNetwork, DesiredPort, NullForwarder};
 use crate::model::OpStatus;
 
 /// Records every applied state; reports the ports listed in `up` as up.
@@ -13,8 +13,11 @@ struct Recorder {
 }
 
 impl Forwarder for Recorder {
-    fn apply(&self, state: &DesiredState) {
-        self.applied.lock().unwrap().push(state.clone());
+    fn apply(&self, changes: &Changes) {
+        let mut applied = self.applied.lock().unwrap();
+        let mut state = applied.last().cloned().unwrap_or_default();
+        state.apply(changes);
+        applied.push(state);
     }
     fn port_up(&self, port_id: &str) -> bool {
         self.up.lock().unwrap().contains(port_id)
@@ -488,4 +491,114 @@ fn tap_binding_needs_a_registered_device_when_authorized() {
         c.register_interface(A, "vif-a", &tap_device(&id)).unwrap();
         assert!(bound(&c), "own registration, authorize={authorize}");
     }
+}
+
+/// Records the change sets themselves (not only the state they lead to).
+#[derive(Debug, Default)]
+struct ChangeLog {
+    sets: Mutex<Vec<Changes>>,
+}
+
+impl Forwarder for ChangeLog {
+    fn apply(&self, changes: &Changes) {
+        self.sets.lock().unwrap().push(changes.clone());
+    }
+    fn port_up(&self, _port_id: &str) -> bool {
+        false
+    }
+}
+
+#[test]
+fn writes_hand_over_only_what_they_change() {
+    let log = Arc::new(ChangeLog::default());
+    let c = Control::in_memory(log.clone(), ControlOptions::default()).unwrap();
+    let sets = || log.sets.lock().unwrap().clone();
+    assert!(sets()[0].full, "startup hands over the whole state");
+
+    let n = c.create_network(A, "n").unwrap();
+    c.register_interface(A, "vif", "tap0").unwrap();
+    let p = c.create_port(A, &n.id, PortState::Active).unwrap();
+    let before = sets().len();
+    c.plug(A, &n.id, &p.id, "vif").unwrap();
+    let last = sets().last().cloned().unwrap();
+    assert_eq!(sets().len(), before + 1);
+    assert!(!last.full);
+    assert!(last.networks.is_empty());
+    assert!(
+        matches!(&last.ports[..], [Change::Set(d)] if d.id == p.id && d.device == "tap0"),
+        "{last:?}"
+    );
+    assert!(last.revision > sets()[0].revision);
+
+    // Names change nothing the data plane sees: no change set at all.
+    let before = sets().len();
+    c.rename_network(A, &n.id, "renamed").unwrap();
+    assert_eq!(sets().len(), before);
+
+    // The network's admin state reaches its ports.
+    let scope = crate::neutron::Scope {
+        tenant_id: A.into(),
+        admin: true,
+    };
+    c.v2_update_network(
+        &scope,
+        &n.id,
+        crate::neutron::NetworkUpdate {
+            admin_state_up: Some(false),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let last = sets().last().cloned().unwrap();
+    assert!(
+        matches!(&last.ports[..], [Change::Set(d)] if !d.admin_up),
+        "{last:?}"
+    );
+
+    c.unplug(A, &n.id, &p.id).unwrap();
+    let last = sets().last().cloned().unwrap();
+    assert_eq!(last.ports, vec![Change::Removed(p.id.clone())]);
+    assert_eq!(c.applied_revision(), c.store_revision().unwrap());
+}
+
+#[test]
+fn concurrent_writers_leave_the_data_plane_equal_to_the_store() {
+    let (c, rec) = setup();
+    let c = Arc::new(c);
+    let n = c.create_network(A, "n").unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let c = Arc::clone(&c);
+            let net = n.id.clone();
+            s.spawn(move || {
+                for i in 0..10 {
+                    let vif = format!("vif-{t}-{i}");
+                    c.register_interface(A, &vif, &format!("tq{t}x{i}"))
+                        .unwrap();
+                    let p = c.create_port(A, &net, PortState::Active).unwrap();
+                    c.plug(A, &net, &p.id, &vif).unwrap();
+                    if i % 3 == 0 {
+                        c.unplug(A, &net, &p.id).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let mut want = c.desired_state().unwrap();
+    let mut got = rec.last();
+    want.ports.sort_by(|a, b| a.id.cmp(&b.id));
+    got.ports.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(got, want);
+    assert_eq!(c.applied_revision(), c.store_revision().unwrap());
+}
+
+#[test]
+fn resync_hands_over_the_whole_state_again() {
+    let log = Arc::new(ChangeLog::default());
+    let c = Control::in_memory(log.clone(), ControlOptions::default()).unwrap();
+    c.create_network(A, "n").unwrap();
+    c.reconcile().unwrap();
+    let last = log.sets.lock().unwrap().last().cloned().unwrap();
+    assert!(last.full);
+    assert_eq!(last.networks.len(), 1);
 }

@@ -22,18 +22,51 @@ use crate::neutron::{NetworkAttrs, NetworkRecord, PortAttrs, PortRecord, Subnet}
 use crate::qos::QosLimit;
 use crate::quota::Usage;
 
-/// A persistent home for the model.
-pub trait Store: Send + std::fmt::Debug {
-    /// Starts a transaction. Write transactions take the write lock up front
-    /// (SQLite `BEGIN IMMEDIATE`) so that check-then-write rules are atomic.
-    fn begin(&mut self, write: bool) -> Result<Box<dyn Tx + '_>>;
+/// A persistent home for the model. Its methods take `&self`: the backend
+/// owns its concurrency (SQLite: one writer connection and a pool of readers).
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Runs `f` in a read transaction on a consistent committed state. Reads
+    /// never wait for writers.
+    fn read(&self, f: &mut dyn FnMut(&dyn Tx) -> Result<()>) -> Result<()>;
+
+    /// Runs `f` in a write transaction and commits it durably when `f`
+    /// succeeds (an error rolls everything back). Write transactions take the
+    /// write lock up front (SQLite `BEGIN IMMEDIATE`) so that check-then-write
+    /// rules are atomic. `committed` runs after the commit, before the next
+    /// writer may start: what it does happens in commit order.
+    fn write(
+        &self,
+        f: &mut dyn FnMut(&dyn Tx) -> Result<()>,
+        committed: &mut dyn FnMut(),
+    ) -> Result<()>;
 }
 
-/// One transaction on the store. Dropping it without [`Tx::commit`] rolls
-/// back.
+/// What a write touched, as the revision log records it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Touched {
+    /// A network (its VLAN, owner or admin state, or the network itself).
+    Network(String),
+    /// Every port of a network (its admin state changed).
+    NetworkPorts(String),
+    /// A port or one of its addresses, pairs or QoS limit.
+    Port(String),
+    /// A registered interface (what it is plugged into may change device).
+    Interface(String),
+    /// A host device name registered or released.
+    Device(String),
+}
+
+/// One transaction on the store, inside [`Store::read`] or [`Store::write`].
 pub trait Tx {
-    /// Makes every write of this transaction durable.
-    fn commit(self: Box<Self>) -> Result<()>;
+    /// Ends a write's revision: when the write touched anything, takes the
+    /// next revision and returns it with what was touched (from the revision
+    /// log, kept by the store in the same transaction); `None` when nothing
+    /// was touched.
+    fn close_revision(&self) -> Result<Option<(u64, Vec<Touched>)>>;
+    /// The last committed revision.
+    fn revision(&self) -> Result<u64>;
+    /// The ids of the ports whose id starts with `prefix`.
+    fn port_ids_with_prefix(&self, prefix: &str) -> Result<Vec<String>>;
 
     /// A tenant's network, if it exists and the tenant owns it.
     fn network(&self, tenant_id: &str, net_id: &str) -> Result<Option<Network>>;

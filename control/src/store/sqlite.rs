@@ -15,7 +15,10 @@
 
 use std::path::Path;
 
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
 use crate::error::{ControlError, Result};
 use std::collections::HashMap;
@@ -27,7 +30,7 @@ use crate::neutron::{
 };
 use crate::qos::QosLimit;
 use crate::quota::Usage;
-use crate::store::{Store, Tx};
+use crate::store::{Store, Touched, Tx};
 
 /// The schema migrations, in order; the database's `user_version` is the
 /// number applied.
@@ -35,15 +38,32 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_neutron.sql"),
     include_str!("../../migrations/0003_qos.sql"),
+    include_str!("../../migrations/0004_revisions.sql"),
 ];
+
+/// The revision log keeps the changes of this many revisions; a follower
+/// further behind resyncs in full.
+const KEEP_REVISIONS: i64 = 100_000;
+/// How often (in revisions) older changes are pruned.
+const PRUNE_EVERY: i64 = 1_000;
 
 /// How long a writer waits for another connection's lock before failing.
 const BUSY_TIMEOUT_MS: u64 = 5_000;
 
-/// A [`Store`] on one SQLite connection.
+/// Read connections kept open for reuse; more are opened when more readers
+/// run at once, and closed when they finish.
+const READERS_KEPT: usize = 16;
+
+/// A [`Store`] on one SQLite database: one writer connection and a pool of
+/// readers (WAL lets readers run beside the writer, each on the last
+/// committed state).
 #[derive(Debug)]
 pub struct SqliteStore {
-    conn: Connection,
+    writer: Mutex<Connection>,
+    /// The database file; `None` for a private in-memory database, whose
+    /// reads go through the writer connection.
+    path: Option<PathBuf>,
+    readers: Mutex<Vec<Connection>>,
 }
 
 impl SqliteStore {
@@ -51,19 +71,19 @@ impl SqliteStore {
     /// to date.
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path).map_err(store_err)?;
-        Self::init(conn, true)
+        Self::init(conn, Some(path.to_owned()))
     }
 
     /// A private in-memory database, for tests.
     pub fn open_in_memory() -> Result<Self> {
         let conn = Connection::open_in_memory().map_err(store_err)?;
-        Self::init(conn, false)
+        Self::init(conn, None)
     }
 
-    fn init(mut conn: Connection, file: bool) -> Result<Self> {
+    fn init(mut conn: Connection, path: Option<PathBuf>) -> Result<Self> {
         conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
             .map_err(store_err)?;
-        if file {
+        if path.is_some() {
             let mode: String = conn
                 .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
                 .map_err(store_err)?;
@@ -76,15 +96,56 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
             .map_err(store_err)?;
         migrate(&mut conn)?;
-        Ok(Self { conn })
+        Ok(Self {
+            writer: Mutex::new(conn),
+            path,
+            readers: Mutex::new(Vec::new()),
+        })
     }
 
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<u32> {
-        self.conn
+        lock(&self.writer)
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(store_err)
     }
+
+    fn open_reader(path: &Path) -> Result<Connection> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(store_err)?;
+        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
+            .map_err(store_err)?;
+        Ok(conn)
+    }
+}
+
+/// A poisoned lock means a panic while a transaction was open; the
+/// transaction rolled back when it was dropped, so the connection is sound.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `f` in a transaction on `conn`; commits it when `write`.
+fn run(conn: &mut Connection, write: bool, f: &mut dyn FnMut(&dyn Tx) -> Result<()>) -> Result<()> {
+    let behavior = if write {
+        TransactionBehavior::Immediate
+    } else {
+        TransactionBehavior::Deferred
+    };
+    let tx = conn
+        .transaction_with_behavior(behavior)
+        .map_err(store_err)?;
+    let stx = SqliteTx { tx };
+    f(&stx)?;
+    if write {
+        stx.tx.commit().map_err(store_err)?;
+    }
+    Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
@@ -114,17 +175,32 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 }
 
 impl Store for SqliteStore {
-    fn begin(&mut self, write: bool) -> Result<Box<dyn Tx + '_>> {
-        let behavior = if write {
-            TransactionBehavior::Immediate
-        } else {
-            TransactionBehavior::Deferred
+    fn read(&self, f: &mut dyn FnMut(&dyn Tx) -> Result<()>) -> Result<()> {
+        let Some(path) = &self.path else {
+            return run(&mut lock(&self.writer), false, f);
         };
-        let tx = self
-            .conn
-            .transaction_with_behavior(behavior)
-            .map_err(store_err)?;
-        Ok(Box::new(SqliteTx { tx }))
+        let pooled = lock(&self.readers).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => Self::open_reader(path)?,
+        };
+        let out = run(&mut conn, false, f);
+        let mut readers = lock(&self.readers);
+        if readers.len() < READERS_KEPT {
+            readers.push(conn);
+        }
+        out
+    }
+
+    fn write(
+        &self,
+        f: &mut dyn FnMut(&dyn Tx) -> Result<()>,
+        committed: &mut dyn FnMut(),
+    ) -> Result<()> {
+        let mut conn = lock(&self.writer);
+        run(&mut conn, true, f)?;
+        committed();
+        Ok(())
     }
 }
 
@@ -298,8 +374,56 @@ impl SqliteTx<'_> {
 }
 
 impl Tx for SqliteTx<'_> {
-    fn commit(self: Box<Self>) -> Result<()> {
-        self.tx.commit().map_err(store_err)
+    fn close_revision(&self) -> Result<Option<(u64, Vec<Touched>)>> {
+        let touched = self.query(
+            "SELECT kind, id FROM changes \
+             WHERE revision = (SELECT revision + 1 FROM revision) \
+             GROUP BY kind, id ORDER BY MIN(seq)",
+            [],
+            |r| {
+                let kind: String = r.get(0)?;
+                let id: String = r.get(1)?;
+                Ok(match kind.as_str() {
+                    "network" => Touched::Network(id),
+                    "network_ports" => Touched::NetworkPorts(id),
+                    "interface" => Touched::Interface(id),
+                    "device" => Touched::Device(id),
+                    _ => Touched::Port(id),
+                })
+            },
+        )?;
+        if touched.is_empty() {
+            return Ok(None);
+        }
+        let revision: i64 = self
+            .query_one(
+                "UPDATE revision SET revision = revision + 1 RETURNING revision",
+                [],
+                |r| r.get(0),
+            )?
+            .unwrap_or_default();
+        if revision % PRUNE_EVERY == 0 {
+            self.exec(
+                "DELETE FROM changes WHERE revision <= ?1",
+                params![revision - KEEP_REVISIONS],
+            )?;
+        }
+        Ok(Some((u64::try_from(revision).unwrap_or_default(), touched)))
+    }
+
+    fn revision(&self) -> Result<u64> {
+        let r: Option<i64> = self.query_one("SELECT revision FROM revision", [], |r| r.get(0))?;
+        Ok(r.and_then(|r| u64::try_from(r).ok()).unwrap_or_default())
+    }
+
+    fn port_ids_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
+        // A range on the unique index: every id that starts with `prefix`.
+        let end = format!("{prefix}\u{10FFFF}");
+        self.query(
+            "SELECT id FROM ports WHERE id >= ?1 AND id < ?2",
+            params![prefix, end],
+            |r| r.get(0),
+        )
     }
 
     fn network(&self, tenant_id: &str, net_id: &str) -> Result<Option<Network>> {
@@ -485,13 +609,17 @@ impl Tx for SqliteTx<'_> {
     fn network_records(&self, net_id: Option<&str>) -> Result<Vec<NetworkRecord>> {
         let mut nets = self.query(
             &format!(
-                "SELECT {NETWORK_V2_COLS} FROM networks WHERE ?1 IS NULL OR id = ?1 ORDER BY seq"
+                "SELECT {NETWORK_V2_COLS} FROM networks WHERE {} ORDER BY seq",
+                eq("id", 1, net_id)
             ),
             params![net_id],
             network_record_row,
         )?;
         let subnets: Vec<(String, String)> = self.query(
-            "SELECT network_id, id FROM subnets WHERE ?1 IS NULL OR network_id = ?1 ORDER BY seq",
+            &format!(
+                "SELECT network_id, id FROM subnets WHERE {} ORDER BY seq",
+                eq("network_id", 1, net_id)
+            ),
             params![net_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
@@ -530,14 +658,18 @@ impl Tx for SqliteTx<'_> {
         let mut ports = self.query(
             &format!(
                 "SELECT {PORT_V2_COLS} FROM ports p JOIN networks n ON n.id = p.network_id \
-                 WHERE ?1 IS NULL OR p.id = ?1 ORDER BY p.seq"
+                 WHERE {} ORDER BY p.seq",
+                eq("p.id", 1, port_id)
             ),
             params![port_id],
             port_record_row,
         )?;
         let pairs: Vec<(String, AddressPair)> = self.query(
-            "SELECT port_id, mac_address, ip_address FROM port_address_pairs \
-             WHERE ?1 IS NULL OR port_id = ?1 ORDER BY seq",
+            &format!(
+                "SELECT port_id, mac_address, ip_address FROM port_address_pairs \
+                 WHERE {} ORDER BY seq",
+                eq("port_id", 1, port_id)
+            ),
             params![port_id],
             |r| {
                 Ok((
@@ -550,8 +682,11 @@ impl Tx for SqliteTx<'_> {
             },
         )?;
         let ips: Vec<(String, FixedIp)> = self.query(
-            "SELECT port_id, subnet_id, ip_address FROM ip_allocations \
-             WHERE ?1 IS NULL OR port_id = ?1 ORDER BY seq",
+            &format!(
+                "SELECT port_id, subnet_id, ip_address FROM ip_allocations \
+                 WHERE {} ORDER BY seq",
+                eq("port_id", 1, port_id)
+            ),
             params![port_id],
             |r| {
                 Ok((
@@ -637,8 +772,9 @@ impl Tx for SqliteTx<'_> {
     fn subnets(&self, subnet_id: Option<&str>, net_id: Option<&str>) -> Result<Vec<Subnet>> {
         self.query(
             &format!(
-                "SELECT {SUBNET_COLS} FROM subnets WHERE (?1 IS NULL OR id = ?1) \
-                 AND (?2 IS NULL OR network_id = ?2) ORDER BY seq"
+                "SELECT {SUBNET_COLS} FROM subnets WHERE {} AND {} ORDER BY seq",
+                eq("id", 1, subnet_id),
+                eq("network_id", 2, net_id)
             ),
             params![subnet_id, net_id],
             subnet_row,
@@ -795,6 +931,16 @@ impl Tx for SqliteTx<'_> {
 /// NULL). The condition is a plain range on `col` so that the index on
 /// (parent, `seq`) seeks straight to the marker: `?2 IS NULL OR col > ?2`
 /// would make SQLite scan from the start of the list.
+/// `col = ?n` when filtering on a value, else a condition that is always true
+/// (`?n IS NULL`), so that a lookup by id is an index seek and not a scan that
+/// tests `?n IS NULL OR col = ?n` on every row.
+fn eq(col: &str, n: u8, value: Option<&str>) -> String {
+    match value {
+        Some(_) => format!("{col} = ?{n}"),
+        None => format!("?{n} IS NULL"),
+    }
+}
+
 fn keyset(col: &str, from: Option<i64>, reverse: bool) -> String {
     match (from.is_some(), reverse) {
         (false, false) => format!("?2 IS NULL ORDER BY {col}"),
@@ -847,6 +993,29 @@ fn to_sql_u64(v: u64) -> i64 {
 mod tests {
     use super::*;
 
+    /// Runs `f` in a write transaction and commits it.
+    fn write(s: &SqliteStore, f: impl FnOnce(&dyn Tx)) {
+        let mut f = Some(f);
+        s.write(
+            &mut |tx| {
+                (f.take().unwrap())(tx);
+                Ok(())
+            },
+            &mut || {},
+        )
+        .unwrap();
+    }
+
+    /// Runs `f` in a read transaction.
+    fn read(s: &SqliteStore, f: impl FnOnce(&dyn Tx)) {
+        let mut f = Some(f);
+        s.read(&mut |tx| {
+            (f.take().unwrap())(tx);
+            Ok(())
+        })
+        .unwrap();
+    }
+
     fn net(id: &str, tenant: &str, vlan: u16) -> Network {
         Network {
             id: id.into(),
@@ -861,19 +1030,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("q.db");
         {
-            let mut s = SqliteStore::open(&path).unwrap();
+            let s = SqliteStore::open(&path).unwrap();
             assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as u32);
-            let tx = s.begin(true).unwrap();
-            tx.insert_network(&net("n1", "t", 1)).unwrap();
-            tx.commit().unwrap();
+            write(&s, |tx| tx.insert_network(&net("n1", "t", 1)).unwrap());
         }
-        let mut s = SqliteStore::open(&path).unwrap();
-        {
-            let tx = s.begin(false).unwrap();
+        let s = SqliteStore::open(&path).unwrap();
+        read(&s, |tx| {
             assert_eq!(tx.all_networks().unwrap(), vec![net("n1", "t", 1)]);
-        }
-        let mode: String = s
-            .conn
+        });
+        let mode: String = lock(&s.writer)
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
@@ -893,68 +1058,76 @@ mod tests {
 
     #[test]
     fn dropped_transaction_rolls_back() {
-        let mut s = SqliteStore::open_in_memory().unwrap();
-        {
-            let tx = s.begin(true).unwrap();
-            tx.insert_network(&net("n1", "t", 1)).unwrap();
-        }
-        let tx = s.begin(false).unwrap();
-        assert!(tx.all_networks().unwrap().is_empty());
+        let s = SqliteStore::open_in_memory().unwrap();
+        let failed = s.write(
+            &mut |tx| {
+                tx.insert_network(&net("n1", "t", 1))?;
+                Err(ControlError::Invalid {
+                    reason: "no".into(),
+                })
+            },
+            &mut || panic!("not committed"),
+        );
+        assert!(failed.is_err());
+        read(&s, |tx| assert!(tx.all_networks().unwrap().is_empty()));
     }
 
     #[test]
     fn free_vlan_is_the_lowest_unused_in_range() {
-        let mut s = SqliteStore::open_in_memory().unwrap();
-        let tx = s.begin(true).unwrap();
-        assert_eq!(tx.free_vlan(1, 4094).unwrap(), Some(1));
-        tx.insert_network(&net("a", "t", 1)).unwrap();
-        tx.insert_network(&net("b", "t", 2)).unwrap();
-        tx.insert_network(&net("c", "t", 4)).unwrap();
-        assert_eq!(tx.free_vlan(1, 4094).unwrap(), Some(3));
-        tx.insert_network(&net("d", "t", 3)).unwrap();
-        assert_eq!(tx.free_vlan(1, 4094).unwrap(), Some(5));
-        assert_eq!(tx.free_vlan(1, 4).unwrap(), None);
-        assert_eq!(tx.free_vlan(10, 12).unwrap(), Some(10));
+        let s = SqliteStore::open_in_memory().unwrap();
+        write(&s, |tx| {
+            assert_eq!(tx.free_vlan(1, 4094).unwrap(), Some(1));
+            tx.insert_network(&net("a", "t", 1)).unwrap();
+            tx.insert_network(&net("b", "t", 2)).unwrap();
+            tx.insert_network(&net("c", "t", 4)).unwrap();
+            assert_eq!(tx.free_vlan(1, 4094).unwrap(), Some(3));
+            tx.insert_network(&net("d", "t", 3)).unwrap();
+            assert_eq!(tx.free_vlan(1, 4094).unwrap(), Some(5));
+            assert_eq!(tx.free_vlan(1, 4).unwrap(), None);
+            assert_eq!(tx.free_vlan(10, 12).unwrap(), Some(10));
+        });
     }
 
     #[test]
     fn schema_rejects_duplicate_vlans_and_attachments() {
-        let mut s = SqliteStore::open_in_memory().unwrap();
-        let tx = s.begin(true).unwrap();
-        tx.insert_network(&net("a", "t", 7)).unwrap();
-        assert!(tx.insert_network(&net("b", "t", 7)).is_err());
-        tx.upsert_interface(&Interface {
-            id: "vif".into(),
-            tenant_id: "t".into(),
-            device: "tap0".into(),
-        })
-        .unwrap();
-        let port = |id: &str, att: Option<&str>| Port {
-            id: id.into(),
-            network_id: "a".into(),
-            state: PortState::Active,
-            attachment: att.map(str::to_owned),
-        };
-        tx.insert_port(&port("p1", Some("vif"))).unwrap();
-        assert!(tx.insert_port(&port("p2", Some("vif"))).is_err());
-        // Unregistered interfaces cannot be referenced.
-        assert!(tx.insert_port(&port("p3", Some("nope"))).is_err());
-        assert_eq!(tx.plugged_ports().unwrap().len(), 1);
+        let s = SqliteStore::open_in_memory().unwrap();
+        write(&s, |tx| {
+            tx.insert_network(&net("a", "t", 7)).unwrap();
+            assert!(tx.insert_network(&net("b", "t", 7)).is_err());
+            tx.upsert_interface(&Interface {
+                id: "vif".into(),
+                tenant_id: "t".into(),
+                device: "tap0".into(),
+            })
+            .unwrap();
+            let port = |id: &str, att: Option<&str>| Port {
+                id: id.into(),
+                network_id: "a".into(),
+                state: PortState::Active,
+                attachment: att.map(str::to_owned),
+            };
+            tx.insert_port(&port("p1", Some("vif"))).unwrap();
+            assert!(tx.insert_port(&port("p2", Some("vif"))).is_err());
+            // Unregistered interfaces cannot be referenced.
+            assert!(tx.insert_port(&port("p3", Some("nope"))).is_err());
+            assert_eq!(tx.plugged_ports().unwrap().len(), 1);
+        });
     }
 
     #[test]
     fn upsert_never_moves_an_interface_to_another_tenant() {
-        let mut s = SqliteStore::open_in_memory().unwrap();
-        let tx = s.begin(true).unwrap();
-        let iface = |tenant: &str, dev: &str| Interface {
-            id: "vif".into(),
-            tenant_id: tenant.into(),
-            device: dev.into(),
-        };
-        tx.upsert_interface(&iface("a", "tap0")).unwrap();
-        tx.upsert_interface(&iface("a", "tap1")).unwrap();
-        tx.upsert_interface(&iface("b", "tap2")).unwrap();
-        assert_eq!(tx.interface("vif").unwrap(), Some(iface("a", "tap1")));
+        let s = SqliteStore::open_in_memory().unwrap();
+        write(&s, |tx| {
+            let iface = |tenant: &str, dev: &str| Interface {
+                id: "vif".into(),
+                tenant_id: tenant.into(),
+                device: dev.into(),
+            };
+            tx.upsert_interface(&iface("a", "tap0")).unwrap();
+            tx.upsert_interface(&iface("a", "tap1")).unwrap();
+            tx.upsert_interface(&iface("b", "tap2")).unwrap();
+            assert_eq!(tx.interface("vif").unwrap(), Some(iface("a", "tap1")));
+        });
     }
 
     #[test]
@@ -965,10 +1138,8 @@ mod tests {
                 (networks_page_sql(Some(7), reverse), "networks_by_tenant"),
                 (ports_page_sql(Some(7), reverse), "ports_by_network"),
             ] {
-                let mut stmt = s
-                    .conn
-                    .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-                    .unwrap();
+                let conn = lock(&s.writer);
+                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
                 let plan: Vec<String> = stmt
                     .query_map(params!["x", 7, 10], |r| r.get(3))
                     .unwrap()
@@ -985,45 +1156,108 @@ mod tests {
 
     #[test]
     fn pages_walk_both_ways_from_a_marker() {
-        let mut s = SqliteStore::open_in_memory().unwrap();
-        let tx = s.begin(true).unwrap();
-        for i in 1..=5u16 {
-            tx.insert_network(&net(&format!("n{i}"), "t", i)).unwrap();
-        }
-        tx.insert_network(&net("other", "u", 9)).unwrap();
-        let ids = |v: Vec<(i64, Network)>| v.into_iter().map(|(_, n)| n.id).collect::<Vec<_>>();
-        assert_eq!(
-            ids(tx.networks_page("t", None, false, 2).unwrap()),
-            ["n1", "n2"]
-        );
-        let m = tx.network_seq("t", "n2").unwrap();
-        assert_eq!(
-            ids(tx.networks_page("t", m, false, 2).unwrap()),
-            ["n3", "n4"]
-        );
-        let m = tx.network_seq("t", "n4").unwrap();
-        assert_eq!(
-            ids(tx.networks_page("t", m, true, 9).unwrap()),
-            ["n3", "n2", "n1"]
-        );
-        assert_eq!(ids(tx.networks_page("t", None, true, 1).unwrap()), ["n5"]);
-        assert_eq!(tx.network_seq("t", "other").unwrap(), None);
+        let s = SqliteStore::open_in_memory().unwrap();
+        write(&s, |tx| {
+            for i in 1..=5u16 {
+                tx.insert_network(&net(&format!("n{i}"), "t", i)).unwrap();
+            }
+            tx.insert_network(&net("other", "u", 9)).unwrap();
+            let ids = |v: Vec<(i64, Network)>| v.into_iter().map(|(_, n)| n.id).collect::<Vec<_>>();
+            assert_eq!(
+                ids(tx.networks_page("t", None, false, 2).unwrap()),
+                ["n1", "n2"]
+            );
+            let m = tx.network_seq("t", "n2").unwrap();
+            assert_eq!(
+                ids(tx.networks_page("t", m, false, 2).unwrap()),
+                ["n3", "n4"]
+            );
+            let m = tx.network_seq("t", "n4").unwrap();
+            assert_eq!(
+                ids(tx.networks_page("t", m, true, 9).unwrap()),
+                ["n3", "n2", "n1"]
+            );
+            assert_eq!(ids(tx.networks_page("t", None, true, 1).unwrap()), ["n5"]);
+            assert_eq!(tx.network_seq("t", "other").unwrap(), None);
+        });
     }
 
     #[test]
     fn deleting_a_network_deletes_its_ports() {
-        let mut s = SqliteStore::open_in_memory().unwrap();
-        let tx = s.begin(true).unwrap();
-        tx.insert_network(&net("a", "t", 1)).unwrap();
-        tx.insert_port(&Port {
+        let s = SqliteStore::open_in_memory().unwrap();
+        write(&s, |tx| {
+            tx.insert_network(&net("a", "t", 1)).unwrap();
+            tx.insert_port(&Port {
+                id: "p".into(),
+                network_id: "a".into(),
+                state: PortState::Down,
+                attachment: None,
+            })
+            .unwrap();
+            tx.delete_network("a").unwrap();
+            assert!(tx.ports("a").unwrap().is_empty());
+            assert!(tx.port_by_attachment("x").unwrap().is_none());
+        });
+    }
+
+    /// Closes a write's revision and returns what it touched.
+    fn touched(s: &SqliteStore, f: impl FnOnce(&dyn Tx)) -> Option<(u64, Vec<Touched>)> {
+        let mut f = Some(f);
+        let mut out = None;
+        s.write(
+            &mut |tx| {
+                (f.take().unwrap())(tx);
+                out = tx.close_revision()?;
+                Ok(())
+            },
+            &mut || {},
+        )
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn the_revision_log_names_what_each_write_touched() {
+        let s = SqliteStore::open_in_memory().unwrap();
+        let port = Port {
             id: "p".into(),
             network_id: "a".into(),
             state: PortState::Down,
             attachment: None,
+        };
+        let (r1, t) = touched(&s, |tx| {
+            tx.insert_network(&net("a", "t", 1)).unwrap();
+            tx.insert_port(&port).unwrap();
         })
         .unwrap();
-        tx.delete_network("a").unwrap();
-        assert!(tx.ports("a").unwrap().is_empty());
-        assert!(tx.port_by_attachment("x").unwrap().is_none());
+        assert_eq!(t, [Touched::Network("a".into()), Touched::Port("p".into())]);
+        // A rename touches nothing the data plane sees: no revision.
+        assert!(touched(&s, |tx| tx.rename_network("a", "b").unwrap()).is_none());
+        let (r2, t) = touched(&s, |tx| tx.set_port_state("p", PortState::Active).unwrap()).unwrap();
+        assert_eq!((r2, t), (r1 + 1, vec![Touched::Port("p".into())]));
+        // Deleting a network logs its ports too (the cascade fires the port triggers).
+        let (_, t) = touched(&s, |tx| tx.delete_network("a").unwrap()).unwrap();
+        assert!(t.contains(&Touched::Port("p".into())), "{t:?}");
+        assert!(t.contains(&Touched::Network("a".into())), "{t:?}");
+        read(&s, |tx| assert_eq!(tx.revision().unwrap(), r2 + 1));
+    }
+
+    #[test]
+    fn ports_are_found_by_id_prefix() {
+        let s = SqliteStore::open_in_memory().unwrap();
+        write(&s, |tx| {
+            tx.insert_network(&net("a", "t", 1)).unwrap();
+            for id in ["abc-1", "abc-2", "abd-1"] {
+                tx.insert_port(&Port {
+                    id: id.into(),
+                    network_id: "a".into(),
+                    state: PortState::Down,
+                    attachment: None,
+                })
+                .unwrap();
+            }
+            assert_eq!(tx.port_ids_with_prefix("abc").unwrap(), ["abc-1", "abc-2"]);
+            assert!(tx.port_ids_with_prefix("x").unwrap().is_empty());
+        });
     }
 }

@@ -11,6 +11,17 @@ pub fn ifindex(name: &str) -> Option<u32> {
     (i != 0).then_some(i)
 }
 
+/// The names of the host's interfaces (in this network namespace), from one directory read.
+pub fn names() -> Vec<String> {
+    std::fs::read_dir("/sys/class/net")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn sysfs(name: &str, file: &str) -> io::Result<String> {
     if name.contains('/') || name.starts_with('.') {
         return Err(io::Error::new(
