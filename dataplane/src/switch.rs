@@ -595,7 +595,10 @@ impl Switch {
         let mut st = inner.lock();
         // Whether something was released that a refused port may have been waiting for.
         let mut released = false;
+        // Whether a network came, went or changed its VLAN (refused items may now be admitted).
         let mut nets_changed = false;
+        // Whether a network went or changed its VLAN (its ports may have to be refused).
+        let mut nets_lost = false;
         for id in &delta.removed_ports {
             released |= st.remove_port(id, inner);
         }
@@ -603,6 +606,8 @@ impl Switch {
             if let Some(n) = st.networks.remove(id) {
                 st.release_network(id, &n.cfg);
                 released = true;
+                nets_changed = true;
+                nets_lost = true;
             }
         }
         for n in delta.networks {
@@ -618,6 +623,7 @@ impl Switch {
                         st.release_network(&id, &old.cfg);
                     }
                     released = true;
+                    nets_lost = true;
                 }
                 None => {}
             }
@@ -631,9 +637,8 @@ impl Switch {
             st.admit_network(&id);
             nets_changed = true;
         }
-        if released || nets_changed {
-            // Networks that came, went or changed their VLAN: a refused network may now forward,
-            // and the ports on a network that went are refused.
+        if nets_changed {
+            // Networks that came, went or changed their VLAN: a refused network may now forward.
             let refused: Vec<String> = st
                 .networks
                 .iter()
@@ -643,6 +648,10 @@ impl Switch {
             for id in refused {
                 st.admit_network(&id);
             }
+        }
+        if nets_lost {
+            // The ports on a network that went (or is refused now) are refused: one pass over
+            // the ports, only when a network is lost.
             let orphans: Vec<String> = st
                 .ports
                 .iter()

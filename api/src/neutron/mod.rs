@@ -146,10 +146,15 @@ fn scope(state: &NeutronState, headers: &HeaderMap) -> Scope {
 }
 
 fn ok(status: StatusCode, body: Value) -> Response {
+    ok_text(status, body.to_string())
+}
+
+/// A JSON body already serialized (off the async runtime, for big lists).
+fn ok_text(status: StatusCode, body: String) -> Response {
     (
         status,
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        body,
     )
         .into_response()
 }
@@ -163,9 +168,19 @@ where
     T: Send + 'static,
     F: FnOnce(&Control) -> control::Result<T> + Send + 'static,
 {
+    blocking(state, move |c| f(c).map_err(NeutronError::from)).await
+}
+
+/// Runs `f` on a blocking thread: store calls block on I/O, and building a big page is CPU work
+/// that must not hold up the async runtime either.
+async fn blocking<T, F>(state: &NeutronState, f: F) -> R<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Control) -> R<T> + Send + 'static,
+{
     let control = state.control.clone();
     match tokio::task::spawn_blocking(move || f(&control)).await {
-        Ok(r) => r.map_err(NeutronError::from),
+        Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "control call panicked or was cancelled");
             Err(NeutronError::internal())
@@ -230,23 +245,11 @@ fn kind_of(collection: &str) -> R<Kind> {
 }
 
 /// The visible items of a collection, as bodies, in creation order.
-async fn all_views(state: &NeutronState, kind: Kind, s: Scope) -> R<Vec<Map<String, Value>>> {
+fn all_views(c: &Control, kind: Kind, s: &Scope) -> R<Vec<Map<String, Value>>> {
     Ok(match kind {
-        Kind::Network => run(state, move |c| c.v2_networks(&s))
-            .await?
-            .iter()
-            .map(views::network)
-            .collect(),
-        Kind::Port => run(state, move |c| c.v2_ports(&s))
-            .await?
-            .iter()
-            .map(views::port)
-            .collect(),
-        Kind::Subnet => run(state, move |c| c.v2_subnets(&s))
-            .await?
-            .iter()
-            .map(views::subnet)
-            .collect(),
+        Kind::Network => c.v2_networks(s)?.iter().map(views::network).collect(),
+        Kind::Port => c.v2_ports(s)?.iter().map(views::port).collect(),
+        Kind::Subnet => c.v2_subnets(s)?.iter().map(views::subnet).collect(),
     })
 }
 
@@ -269,10 +272,25 @@ async fn list(
         async {
             let kind = kind_of(&collection)?;
             let q = query::parse(kind, uri.query())?;
-            let items = all_views(&state, kind, scope(&state, &headers)).await?;
+            let s = scope(&state, &headers);
             let base = format!("http://{}{}", host(&headers), uri.path());
-            let body = query::answer(&q, kind.plural(), &base, items)?;
-            Ok(ok(StatusCode::OK, body))
+            let body = blocking(&state, move |c| {
+                // Port lists page in the store when their filters allow it; the rest in memory.
+                let pushed = match kind {
+                    Kind::Port => query::port_pushdown(&q)?,
+                    _ => None,
+                };
+                let (items, q) = match pushed {
+                    Some((pq, rest)) => {
+                        let page = c.v2_ports_page(&s, pq)?;
+                        (page.iter().map(views::port).collect(), rest)
+                    }
+                    None => (all_views(c, kind, &s)?, q),
+                };
+                Ok(query::answer(&q, kind.plural(), &base, items)?.to_string())
+            })
+            .await?;
+            Ok(ok_text(StatusCode::OK, body))
         }
         .await,
     )

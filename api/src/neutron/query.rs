@@ -13,6 +13,7 @@
 
 use std::cmp::Ordering;
 
+use control::store::{PortKey, PortQuery};
 use serde_json::{json, Map, Value};
 
 use super::attrs::{self, str_to_bool};
@@ -22,7 +23,7 @@ use super::Kind;
 type R<T> = Result<T, NeutronError>;
 
 /// A parsed list query.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct ListQuery {
     /// The raw pairs, in order (for the links).
     raw: Vec<(String, String)>,
@@ -111,6 +112,70 @@ pub(crate) fn parse(kind: Kind, query: Option<&str>) -> R<ListQuery> {
     }
     q.raw = raw;
     Ok(q)
+}
+
+/// The store-side form of a port list, when it has one: no sort keys and every filter on an
+/// attribute the store indexes. Returns the store query (filters and marker) and what is left to
+/// [`answer`] (limit, direction, fields and links over the page the store returns).
+pub(crate) fn port_pushdown(q: &ListQuery) -> R<Option<(PortQuery, ListQuery)>> {
+    if !q.sort.is_empty() {
+        return Ok(None);
+    }
+    let mut filters = Vec::with_capacity(q.filters.len());
+    for (name, values) in &q.filters {
+        let key = match name.as_str() {
+            "id" => PortKey::Id,
+            "network_id" => PortKey::NetworkId,
+            "tenant_id" | "project_id" => PortKey::Tenant,
+            "device_id" => PortKey::DeviceId,
+            "device_owner" => PortKey::DeviceOwner,
+            "mac_address" => PortKey::MacAddress,
+            "name" => PortKey::Name,
+            "description" => PortKey::Description,
+            "binding:host_id" => PortKey::HostId,
+            "admin_state_up" => {
+                let mut v = Vec::with_capacity(values.len());
+                for x in values {
+                    v.push(str_to_bool(x)?.to_string());
+                }
+                filters.push((PortKey::AdminStateUp, v));
+                continue;
+            }
+            "fixed_ips" => {
+                let mut ips = Vec::new();
+                let mut subnets = Vec::new();
+                for v in values {
+                    match v.split_once('=') {
+                        Some(("ip_address", ip)) => ips.push(ip.to_owned()),
+                        Some(("subnet_id", id)) => subnets.push(id.to_owned()),
+                        _ => return Ok(None),
+                    }
+                }
+                if !ips.is_empty() {
+                    filters.push((PortKey::FixedIpAddress, ips));
+                }
+                if !subnets.is_empty() {
+                    filters.push((PortKey::FixedIpSubnet, subnets));
+                }
+                continue;
+            }
+            _ => return Ok(None),
+        };
+        filters.push((key, values.clone()));
+    }
+    let store = PortQuery {
+        tenant: None,
+        filters,
+        marker: q.marker.clone(),
+        reverse: q.page_reverse,
+        limit: q.limit,
+    };
+    let rest = ListQuery {
+        filters: Vec::new(),
+        marker: None,
+        ..q.clone()
+    };
+    Ok(Some((store, rest)))
 }
 
 /// Attributes that are lists or objects cannot be sort keys.

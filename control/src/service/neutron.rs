@@ -8,7 +8,7 @@
 //!
 //! Bulk creates are one transaction: either every item is created or none.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::{check_quota, new_id, Control};
 use crate::error::{ControlError, Result};
@@ -21,7 +21,7 @@ use crate::neutron::{
     PortUpdate, Scope, Subnet, SubnetSpec, SubnetUpdate,
 };
 use crate::quota::Resource;
-use crate::store::Tx;
+use crate::store::{PortQuery, Tx};
 
 impl Control {
     // ---- networks -------------------------------------------------------
@@ -163,6 +163,35 @@ impl Control {
                     (p, u)
                 })
                 .collect::<Vec<_>>())
+        })?;
+        Ok(self.port_views(records))
+    }
+
+    /// One page of the ports the caller sees, filtered and paged in the
+    /// store (index range reads: the cost of a page does not grow with the
+    /// number of ports), in creation order, with their status.
+    pub fn v2_ports_page(&self, scope: &Scope, mut q: PortQuery) -> Result<Vec<PortStatusView>> {
+        q.tenant = (!scope.admin).then(|| scope.tenant_id.clone());
+        let records = self.read(|tx| {
+            let ports = tx.port_page(&q)?;
+            let mut up: HashMap<String, bool> = HashMap::new();
+            let mut out = Vec::with_capacity(ports.len());
+            for p in ports {
+                let net = &p.port.network_id;
+                let u = match up.get(net) {
+                    Some(u) => *u,
+                    None => {
+                        let u = tx
+                            .network_records(Some(net))?
+                            .first()
+                            .is_none_or(|n| n.attrs.admin_state_up);
+                        up.insert(net.clone(), u);
+                        u
+                    }
+                };
+                out.push((p, u));
+            }
+            Ok(out)
         })?;
         Ok(self.port_views(records))
     }

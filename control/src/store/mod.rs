@@ -56,6 +56,53 @@ pub enum Touched {
     Device(String),
 }
 
+/// A port attribute a v2.0 list can filter on in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortKey {
+    /// `id`.
+    Id,
+    /// `network_id`.
+    NetworkId,
+    /// `tenant_id` / `project_id`.
+    Tenant,
+    /// `device_id`.
+    DeviceId,
+    /// `device_owner`.
+    DeviceOwner,
+    /// `mac_address`.
+    MacAddress,
+    /// `name`.
+    Name,
+    /// `description`.
+    Description,
+    /// `binding:host_id`.
+    HostId,
+    /// `admin_state_up` (values `true`/`false`).
+    AdminStateUp,
+    /// `fixed_ips=ip_address=…`.
+    FixedIpAddress,
+    /// `fixed_ips=subnet_id=…`.
+    FixedIpSubnet,
+}
+
+/// A v2.0 port list pushed into the store: visibility, filters, and a
+/// keyset page in creation order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortQuery {
+    /// Only this project's ports (`None`: every port).
+    pub tenant: Option<String>,
+    /// Each key matches one of its values; all keys must match. The fixed IP
+    /// keys together match a port holding any of their values.
+    pub filters: Vec<(PortKey, Vec<String>)>,
+    /// The page starts after this port (before it when `reverse`); a marker
+    /// that is not in the filtered list gives an empty page.
+    pub marker: Option<String>,
+    /// Page backwards from the marker (or from the end).
+    pub reverse: bool,
+    /// At most this many ports (0: all).
+    pub limit: usize,
+}
+
 /// One transaction on the store, inside [`Store::read`] or [`Store::write`].
 pub trait Tx {
     /// Ends a write's revision: when the write touched anything, takes the
@@ -123,6 +170,8 @@ pub trait Tx {
     fn save_network_attrs(&self, net_id: &str, name: &str, attrs: &NetworkAttrs) -> Result<()>;
     /// Ports with their v2.0 attributes, in creation order: one or all.
     fn port_records(&self, port_id: Option<&str>) -> Result<Vec<PortRecord>>;
+    /// One page of a port list, in creation order, with index range reads.
+    fn port_page(&self, query: &PortQuery) -> Result<Vec<PortRecord>>;
     /// Sets a port's v2.0 attributes, replacing its address pairs and its
     /// fixed IPs.
     fn save_port_attrs(&self, port_id: &str, attrs: &PortAttrs) -> Result<()>;

@@ -30,7 +30,7 @@ use crate::neutron::{
 };
 use crate::qos::QosLimit;
 use crate::quota::Usage;
-use crate::store::{Store, Touched, Tx};
+use crate::store::{PortKey, PortQuery, Store, Touched, Tx};
 
 /// The schema migrations, in order; the database's `user_version` is the
 /// number applied.
@@ -39,7 +39,12 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_neutron.sql"),
     include_str!("../../migrations/0003_qos.sql"),
     include_str!("../../migrations/0004_revisions.sql"),
+    include_str!("../../migrations/0005_list_indexes.sql"),
 ];
+
+/// Above this many ports a page reads every port's pairs and addresses in one
+/// scan instead of one index lookup per port.
+const ATTACH_ALL_ABOVE: usize = 1_000;
 
 /// The revision log keeps the changes of this many revisions; a follower
 /// further behind resyncs in full.
@@ -367,6 +372,58 @@ impl SqliteTx<'_> {
         stmt.query_row(params, f).optional().map_err(store_err)
     }
 
+    /// Fills the address pairs and fixed IPs of `ports`: of the one port named, or read for
+    /// every port (`None`).
+    fn attach_pairs_and_ips(&self, ports: &mut [PortRecord], port_id: Option<&str>) -> Result<()> {
+        let pairs: Vec<(String, AddressPair)> = self.query(
+            &format!(
+                "SELECT port_id, mac_address, ip_address FROM port_address_pairs \
+                 WHERE {} ORDER BY seq",
+                eq("port_id", 1, port_id)
+            ),
+            params![port_id],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    AddressPair {
+                        mac_address: r.get(1)?,
+                        ip_address: r.get(2)?,
+                    },
+                ))
+            },
+        )?;
+        let ips: Vec<(String, FixedIp)> = self.query(
+            &format!(
+                "SELECT port_id, subnet_id, ip_address FROM ip_allocations \
+                 WHERE {} ORDER BY seq",
+                eq("port_id", 1, port_id)
+            ),
+            params![port_id],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    FixedIp {
+                        subnet_id: r.get(1)?,
+                        ip_address: r.get(2)?,
+                    },
+                ))
+            },
+        )?;
+        let mut pairs_by: HashMap<String, Vec<AddressPair>> = HashMap::new();
+        for (p, a) in pairs {
+            pairs_by.entry(p).or_default().push(a);
+        }
+        let mut ips_by: HashMap<String, Vec<FixedIp>> = HashMap::new();
+        for (p, i) in ips {
+            ips_by.entry(p).or_default().push(i);
+        }
+        for p in ports.iter_mut() {
+            p.attrs.allowed_address_pairs = pairs_by.remove(&p.port.id).unwrap_or_default();
+            p.attrs.fixed_ips = ips_by.remove(&p.port.id).unwrap_or_default();
+        }
+        Ok(())
+    }
+
     fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> Result<usize> {
         let mut stmt = self.tx.prepare_cached(sql).map_err(store_err)?;
         stmt.execute(params).map_err(store_err)
@@ -537,7 +594,8 @@ impl Tx for SqliteTx<'_> {
 
     fn insert_port(&self, p: &Port) -> Result<()> {
         self.exec(
-            "INSERT INTO ports (id, network_id, state, interface_id) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO ports (id, network_id, state, interface_id, tenant_id) \
+             VALUES (?1, ?2, ?3, ?4, (SELECT tenant_id FROM networks WHERE id = ?2))",
             params![p.id, p.network_id, p.state.as_str(), p.attachment],
         )
         .map(drop)
@@ -664,51 +722,119 @@ impl Tx for SqliteTx<'_> {
             params![port_id],
             port_record_row,
         )?;
-        let pairs: Vec<(String, AddressPair)> = self.query(
-            &format!(
-                "SELECT port_id, mac_address, ip_address FROM port_address_pairs \
-                 WHERE {} ORDER BY seq",
-                eq("port_id", 1, port_id)
-            ),
-            params![port_id],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    AddressPair {
-                        mac_address: r.get(1)?,
-                        ip_address: r.get(2)?,
-                    },
-                ))
-            },
-        )?;
-        let ips: Vec<(String, FixedIp)> = self.query(
-            &format!(
-                "SELECT port_id, subnet_id, ip_address FROM ip_allocations \
-                 WHERE {} ORDER BY seq",
-                eq("port_id", 1, port_id)
-            ),
-            params![port_id],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    FixedIp {
-                        subnet_id: r.get(1)?,
-                        ip_address: r.get(2)?,
-                    },
-                ))
-            },
-        )?;
-        let mut pairs_by: HashMap<String, Vec<AddressPair>> = HashMap::new();
-        for (p, a) in pairs {
-            pairs_by.entry(p).or_default().push(a);
+        self.attach_pairs_and_ips(&mut ports, port_id)?;
+        Ok(ports)
+    }
+
+    fn port_page(&self, q: &PortQuery) -> Result<Vec<PortRecord>> {
+        let mut conds: Vec<String> = Vec::new();
+        let mut args: Vec<String> = Vec::new();
+        let arg = |v: &str, args: &mut Vec<String>| {
+            args.push(v.to_owned());
+            format!("?{}", args.len())
+        };
+        if let Some(t) = &q.tenant {
+            conds.push(format!("p.tenant_id = {}", arg(t, &mut args)));
         }
-        let mut ips_by: HashMap<String, Vec<FixedIp>> = HashMap::new();
-        for (p, i) in ips {
-            ips_by.entry(p).or_default().push(i);
+        let mut ip_conds = Vec::new();
+        for (key, values) in &q.filters {
+            let list = |args: &mut Vec<String>| {
+                values
+                    .iter()
+                    .map(|v| arg(v, args))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let col = match key {
+                PortKey::Id => "p.id",
+                PortKey::NetworkId => "p.network_id",
+                PortKey::Tenant => "p.tenant_id",
+                PortKey::DeviceId => "p.device_id",
+                PortKey::DeviceOwner => "p.device_owner",
+                PortKey::MacAddress => "p.mac_address",
+                PortKey::Name => "p.name",
+                PortKey::Description => "p.description",
+                PortKey::HostId => "p.host_id",
+                PortKey::AdminStateUp => {
+                    let states: Vec<&str> = values
+                        .iter()
+                        .map(|v| if v == "true" { "ACTIVE" } else { "DOWN" })
+                        .collect();
+                    let l: Vec<String> = states.iter().map(|v| arg(v, &mut args)).collect();
+                    conds.push(format!("p.state IN ({})", l.join(", ")));
+                    continue;
+                }
+                PortKey::FixedIpAddress => {
+                    ip_conds.push(format!("ip_address IN ({})", list(&mut args)));
+                    continue;
+                }
+                PortKey::FixedIpSubnet => {
+                    ip_conds.push(format!("subnet_id IN ({})", list(&mut args)));
+                    continue;
+                }
+            };
+            conds.push(format!("{col} IN ({})", list(&mut args)));
         }
-        for p in &mut ports {
-            p.attrs.allowed_address_pairs = pairs_by.remove(&p.port.id).unwrap_or_default();
-            p.attrs.fixed_ips = ips_by.remove(&p.port.id).unwrap_or_default();
+        if !ip_conds.is_empty() {
+            conds.push(format!(
+                "p.id IN (SELECT port_id FROM ip_allocations WHERE {})",
+                ip_conds.join(" OR ")
+            ));
+        }
+        let filtered = if conds.is_empty() {
+            "1".to_owned()
+        } else {
+            conds.join(" AND ")
+        };
+        let mut page = filtered.clone();
+        if let Some(m) = &q.marker {
+            // Neutron's emulated pagination: a marker outside the filtered list is an empty page.
+            let mut margs = args.clone();
+            margs.push(m.clone());
+            let n = margs.len();
+            let member = self.query_one(
+                &format!(
+                    "SELECT 1 FROM ports p JOIN networks n ON n.id = p.network_id \
+                     WHERE {filtered} AND p.id = ?{n}"
+                ),
+                rusqlite::params_from_iter(margs.iter()),
+                |_| Ok(()),
+            )?;
+            if member.is_none() {
+                return Ok(Vec::new());
+            }
+            let op = if q.reverse { "<" } else { ">" };
+            page = format!(
+                "{page} AND p.seq {op} (SELECT seq FROM ports WHERE id = {})",
+                arg(m, &mut args)
+            );
+        }
+        let dir = if q.reverse { "DESC" } else { "ASC" };
+        let limit = if q.limit == 0 {
+            -1
+        } else {
+            i64::try_from(q.limit).unwrap_or(i64::MAX)
+        };
+        let sql = format!(
+            "SELECT {PORT_V2_COLS} FROM ports p JOIN networks n ON n.id = p.network_id \
+             WHERE {page} ORDER BY p.seq {dir} LIMIT {limit}"
+        );
+        let mut ports = self.query(
+            &sql,
+            rusqlite::params_from_iter(args.iter()),
+            port_record_row,
+        )?;
+        if q.reverse {
+            ports.reverse();
+        }
+        let one = (ports.len() == 1).then(|| ports[0].port.id.clone());
+        if one.is_some() || ports.len() > ATTACH_ALL_ABOVE {
+            self.attach_pairs_and_ips(&mut ports, one.as_deref())?;
+        } else {
+            for p in &mut ports {
+                let id = p.port.id.clone();
+                self.attach_pairs_and_ips(std::slice::from_mut(p), Some(&id))?;
+            }
         }
         Ok(ports)
     }
