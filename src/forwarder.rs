@@ -174,16 +174,11 @@ impl Forwarder for SwitchForwarder {
     }
 
     fn port_up(&self, port_id: &str) -> bool {
-        self.switch
-            .port_status(port_id)
-            .is_some_and(|s| s.is_forwarding())
+        self.switch.is_forwarding(port_id)
     }
 
     fn port_error(&self, port_id: &str) -> Option<String> {
-        self.switch
-            .port_status(port_id)
-            .filter(|s| s.refused)
-            .and_then(|s| s.error)
+        self.switch.refusal(port_id)
     }
 
     fn port_stats(&self, port_id: &str) -> Option<PortStatistics> {

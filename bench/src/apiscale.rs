@@ -4,8 +4,9 @@
 //!
 //! The store is grown through the v2.0 API as a cloud would: projects of `per_project` ports
 //! each, every project with its network and a /24 subnet of 198.18.0.0/15 (so every port gets an
-//! address), one bulk request per project. A probe project is measured before and after: single
-//! calls one after another on one keep-alive connection, `samples` of each.
+//! address), one bulk request per project. A probe project (holding a full page of 100 ports from
+//! the start, so that list pages hold as many ports before as after) is measured before and
+//! after: single calls one after another on one keep-alive connection, `samples` of each.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -88,6 +89,27 @@ fn project(c: &mut Conn, tenant: &str, index: usize) -> Result<String, String> {
     Ok(net)
 }
 
+/// Ports per list page, and in the probe project from the start.
+const PAGE: usize = 100;
+const PAGE_QUERY: &str = "/v2.0/ports?limit=100";
+
+/// Creates `n` ports on `net` in one bulk request; returns how long it took.
+fn bulk(c: &mut Conn, tenant: &str, net: &str, n: usize) -> Result<Duration, String> {
+    let items: Vec<String> = (0..n)
+        .map(|_| format!(r#"{{"network_id": "{net}"}}"#))
+        .collect();
+    let body = format!(r#"{{"ports": [{}]}}"#, items.join(","));
+    let t = Instant::now();
+    let r = c
+        .request_as("POST", "/v2.0/ports", Some(&body), Some(tenant))
+        .map_err(|e| e.to_string())?;
+    let took = t.elapsed();
+    if r.status != 201 {
+        return Err(format!("bulk create: {} {}", r.status, r.body));
+    }
+    Ok(took)
+}
+
 /// One round of every call, in the probe project.
 fn probe_round(c: &mut Client, tenant: &str, net: &str, n: usize) -> Result<(), String> {
     let me = Some(tenant);
@@ -101,14 +123,14 @@ fn probe_round(c: &mut Client, tenant: &str, net: &str, n: usize) -> Result<(), 
     c.call(
         "v2.0 list ports page (project)",
         "GET",
-        "/v2.0/ports?limit=100",
+        PAGE_QUERY,
         None,
         me,
     )?;
     c.call(
         "v2.0 list ports page (admin, all)",
         "GET",
-        "/v2.0/ports?limit=100",
+        PAGE_QUERY,
         None,
         None,
     )?;
@@ -148,7 +170,7 @@ fn probe_round(c: &mut Client, tenant: &str, net: &str, n: usize) -> Result<(), 
     c.call(
         "v1.1 list ports page",
         "GET",
-        &format!("{ports}?limit=100"),
+        &format!("{ports}?limit={PAGE}"),
         None,
         None,
     )?;
@@ -203,6 +225,9 @@ pub fn run(s: &Scale) -> Result<(), String> {
     let run_id = std::process::id();
     let probe_tenant = format!("scale-probe-{run_id}");
     let probe_net = project(&mut c, &probe_tenant, 511)?;
+    // A full page in the probe project, so that its list pages hold as many ports before the
+    // store grows as after.
+    bulk(&mut c, &probe_tenant, &probe_net, PAGE)?;
     let before = probe(&s.addr, &probe_tenant, &probe_net, s.samples)?;
 
     let mut bulks = Vec::with_capacity(projects);
@@ -211,18 +236,7 @@ pub fn run(s: &Scale) -> Result<(), String> {
         let tenant = format!("scale-{run_id}-{i}");
         let net = project(&mut c, &tenant, i)?;
         let n = per.min(s.ports - i * per);
-        let items: Vec<String> = (0..n)
-            .map(|_| format!(r#"{{"network_id": "{net}"}}"#))
-            .collect();
-        let body = format!(r#"{{"ports": [{}]}}"#, items.join(","));
-        let t = Instant::now();
-        let r = c
-            .request_as("POST", "/v2.0/ports", Some(&body), Some(&tenant))
-            .map_err(|e| e.to_string())?;
-        bulks.push(t.elapsed());
-        if r.status != 201 {
-            return Err(format!("bulk create: {} {}", r.status, r.body));
-        }
+        bulks.push(bulk(&mut c, &tenant, &net, n)?);
         if (i + 1) % 40 == 0 {
             eprintln!(
                 "{} ports in {:.0} s",

@@ -762,6 +762,22 @@ impl Switch {
         })
     }
 
+    /// Whether the switch forwards for this port now (admin up and open): no system call.
+    pub fn is_forwarding(&self, id: &str) -> bool {
+        let st = self.inner.lock();
+        st.ports.get(id).is_some_and(|p| {
+            p.cfg.admin_up
+                && p.handle
+                    .as_ref()
+                    .is_some_and(|h| h.shared.state() == LinkState::Up)
+        })
+    }
+
+    /// Why the switch refuses this port (a conflict or a limit), if it does.
+    pub fn refusal(&self, id: &str) -> Option<String> {
+        self.inner.lock().ports.get(id)?.refused.clone()
+    }
+
     /// Status of every port, sorted by id.
     pub fn ports(&self) -> Vec<PortStatus> {
         let ids: Vec<String> = self.inner.lock().ports.keys().cloned().collect();
