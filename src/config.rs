@@ -54,13 +54,27 @@ pub(crate) struct RateLimitSection {
     pub(crate) write_burst: Option<u32>,
 }
 
-/// `[api.quotas]`: most networks, ports and interfaces per tenant. Absent: unlimited.
+/// `[api.quotas]`: most networks, subnets, ports and interfaces per tenant. Absent: Neutron's
+/// defaults (100 networks, 100 subnets, 500 ports; interfaces unlimited); `-1`: unlimited.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct QuotaSection {
-    pub(crate) networks: Option<u64>,
-    pub(crate) ports: Option<u64>,
-    pub(crate) interfaces: Option<u64>,
+    pub(crate) networks: Option<i64>,
+    pub(crate) subnets: Option<i64>,
+    pub(crate) ports: Option<i64>,
+    pub(crate) interfaces: Option<i64>,
+}
+
+/// One quota from the file: absent keeps the default, `-1` is unlimited, other negatives are
+/// refused.
+fn quota(name: &str, value: Option<i64>, default: Option<u64>) -> Result<Option<u64>, String> {
+    match value {
+        None => Ok(default),
+        Some(-1) => Ok(None),
+        Some(v) => u64::try_from(v)
+            .map(Some)
+            .map_err(|_| format!("[api.quotas] {name} = {v}: expected -1 (unlimited) or a count")),
+    }
 }
 
 /// The API part of the file, checked.
@@ -220,10 +234,15 @@ impl FileConfig {
                 read: rate("read", r.read_per_minute, r.read_burst)?,
                 write: rate("write", r.write_per_minute, r.write_burst)?,
             },
-            quotas: control::Quotas {
-                networks: a.quotas.networks,
-                ports: a.quotas.ports,
-                interfaces: a.quotas.interfaces,
+            quotas: {
+                let d = control::Quotas::default();
+                let q = &a.quotas;
+                control::Quotas {
+                    networks: quota("networks", q.networks, d.networks)?,
+                    subnets: quota("subnets", q.subnets, d.subnets)?,
+                    ports: quota("ports", q.ports, d.ports)?,
+                    interfaces: quota("interfaces", q.interfaces, d.interfaces)?,
+                }
             },
         })
     }
@@ -306,7 +325,7 @@ mod tests {
             write_burst = 5
             [api.quotas]
             networks = 10
-            ports = 100
+            ports = -1
             "#,
         )
         .unwrap();
@@ -321,8 +340,15 @@ mod tests {
         );
         assert_eq!(a.rate_limits.write.unwrap().burst, 5);
         assert_eq!(a.quotas.networks, Some(10));
+        assert_eq!(a.quotas.ports, None, "-1 is unlimited");
+        assert_eq!(
+            a.quotas.subnets,
+            Some(100),
+            "absent keeps Neutron's default"
+        );
         assert_eq!(a.quotas.interfaces, None);
         let d = FileConfig::default().api_config().unwrap();
+        assert_eq!(d.quotas, control::Quotas::default());
         assert!(d.rate_limits.is_unlimited());
         assert_eq!(d.max_page_size, api::DEFAULT_MAX_PAGE_SIZE);
         for bad in [
@@ -333,7 +359,9 @@ mod tests {
             let f: FileConfig = toml::from_str(bad).unwrap();
             assert!(f.api_config().is_err(), "{bad}");
         }
-        assert!(toml::from_str::<FileConfig>("[api.quotas]\nsubnets = 1").is_err());
+        assert!(toml::from_str::<FileConfig>("[api.quotas]\nrouters = 1").is_err());
+        let f: FileConfig = toml::from_str("[api.quotas]\nports = -2").unwrap();
+        assert!(f.api_config().is_err());
     }
 
     #[test]

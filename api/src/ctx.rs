@@ -86,6 +86,13 @@ impl FromRequestParts<VersionState> for Ctx {
                     )))
                 }
             };
+        // `/tenants//networks`: no tenant is named, so there is nothing there.
+        if params.iter().any(|(k, v)| k == "tenant_id" && v.is_empty()) {
+            return Err(fault(ApiError::NotFound(format!(
+                "No resource at {}",
+                parts.uri.path()
+            ))));
+        }
         let principal = parts.extensions.get::<Principal>().cloned();
         if let Some(p) = &principal {
             let route = parts

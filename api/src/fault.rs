@@ -25,6 +25,7 @@ const NOT_FOUND: &str = "The resource could not be found.";
 const METHOD_NOT_ALLOWED: &str = "The method is not allowed for this resource.";
 const CONFLICT: &str = "There was a conflict when trying to complete your request.";
 const TOO_LARGE: &str = "The body of your request was too large for this server.";
+const HEADER_TOO_LARGE: &str = "A header line of your request was too large for this server.";
 const SERVER_ERROR: &str =
     "The server has either erred or is incapable of performing the requested operation.";
 
@@ -56,6 +57,8 @@ pub(crate) enum ApiError {
     },
     /// The body is over the configured limit.
     TooLarge(usize),
+    /// A request header line is over the limit (bytes).
+    HeaderTooLarge(usize),
     /// No token, or one that is not known (token mode).
     Unauthorized(&'static str),
     /// The token's roles do not allow the call.
@@ -250,6 +253,12 @@ impl ApiError {
                 "Request Entity Too Large",
                 TOO_LARGE,
                 format!("Request bodies are limited to {limit} bytes"),
+            )),
+            Self::HeaderTooLarge(limit) => Shape::Versioned(http(
+                431,
+                "Request Header Fields Too Large",
+                HEADER_TOO_LARGE,
+                format!("Request header lines are limited to {limit} bytes"),
             )),
             Self::Unauthorized(detail) => Shape::Versioned(quantum(
                 (401, "unauthorized"),

@@ -190,8 +190,38 @@ pub fn router(control: Arc<Control>, opts: ApiOptions) -> Router {
         .fallback(root_not_found)
         .layer(trace);
     // The suffix must come off before routing, so the rewrite wraps the
-    // whole router.
-    Router::new().fallback_service(inner.map_request(negotiate::strip_suffix))
+    // whole router; oversized header lines are refused before anything else.
+    Router::new()
+        .fallback_service(inner.map_request(negotiate::strip_suffix))
+        .layer(axum::middleware::from_fn(header_limit))
+}
+
+/// The longest request header line accepted (name, `: ` and value), as common proxies' default
+/// (nginx's `large_client_header_buffers` is 8k).
+pub const MAX_HEADER_LINE: usize = 8 * 1024;
+
+/// 431 for a request with a header line over [`MAX_HEADER_LINE`], in the fault format of the API
+/// the path names.
+async fn header_limit(req: Request, next: axum::middleware::Next) -> Response {
+    let too_long = req
+        .headers()
+        .iter()
+        .any(|(k, v)| k.as_str().len() + 2 + v.len() > MAX_HEADER_LINE);
+    if !too_long {
+        return next.run(req).await;
+    }
+    let path = req.uri().path();
+    if path.starts_with("/v2.0") {
+        return neutron::header_too_large(MAX_HEADER_LINE);
+    }
+    let version = if path.starts_with("/v1.0") {
+        Some(Version::V10)
+    } else if path.starts_with("/v1.1") {
+        Some(Version::V11)
+    } else {
+        None
+    };
+    ApiError::HeaderTooLarge(MAX_HEADER_LINE).render(version, format_of(req.headers(), None))
 }
 
 fn format_of(req_headers: &HeaderMap, suffix: Option<Suffix>) -> Format {

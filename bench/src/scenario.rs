@@ -87,8 +87,13 @@ impl Lab {
         drop(l);
         let log =
             std::fs::File::create(self.work.join("qswitch.log")).map_err(|e| e.to_string())?;
+        // A boot storm puts every VM in one tenant: no quotas.
+        let config = self.work.join("qswitch.toml");
+        std::fs::write(&config, UNLIMITED).map_err(|e| e.to_string())?;
         let child = Command::new(qswitch)
-            .args(["serve", "--listen", &self.api, "--db"])
+            .args(["serve", "--listen", &self.api, "--config"])
+            .arg(&config)
+            .arg("--db")
             .arg(self.work.join("q.db"))
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
@@ -135,6 +140,9 @@ fn id_of(body: &str) -> Result<String, String> {
         .map(str::to_owned)
         .ok_or_else(|| format!("no id in {body}"))
 }
+
+/// The daemon's configuration for the scenarios: quotas off (`bench/api/unlimited.toml`).
+const UNLIMITED: &str = include_str!("../api/unlimited.toml");
 
 /// Quantum v1.1 calls the scenarios make, in tenant `bench`.
 const TENANT: &str = "/v1.1/tenants/bench";

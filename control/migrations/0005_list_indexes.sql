@@ -3,7 +3,7 @@
 -- Every port now carries its project (Quantum ports made before version 2
 -- took their network's), so that a project's ports are one index range in
 -- creation order; the filters clients send most (device, owner, MAC, name,
--- fixed IP) each have an index.
+-- fixed IP) each have an index; subnets are counted per project for quotas.
 
 UPDATE ports SET tenant_id = (SELECT tenant_id FROM networks WHERE id = ports.network_id)
     WHERE tenant_id IS NULL;
@@ -13,3 +13,4 @@ CREATE INDEX ports_by_owner ON ports (device_owner, seq);
 CREATE INDEX ports_by_mac ON ports (mac_address);
 CREATE INDEX ports_by_name ON ports (name, seq);
 CREATE INDEX ip_allocations_by_address ON ip_allocations (ip_address);
+CREATE INDEX subnets_by_tenant ON subnets (tenant_id);

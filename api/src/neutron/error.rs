@@ -79,6 +79,15 @@ impl NeutronError {
         )
     }
 
+    /// 431 for a header line over the limit.
+    pub(crate) fn header_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "HTTPRequestHeaderFieldsTooLarge",
+            format!("Request header lines are limited to {limit} bytes."),
+        )
+    }
+
     /// 500, never detailed.
     pub(crate) fn internal() -> Self {
         Self::new(
@@ -159,7 +168,11 @@ impl From<ControlError> for NeutronError {
             E::OverQuota { resource, .. } => Self::new(
                 S::CONFLICT,
                 "OverQuota",
-                format!("Quota exceeded for resources: ['{resource}']."),
+                // Neutron names the resource in the singular: ['port'].
+                format!(
+                    "Quota exceeded for resources: ['{}'].",
+                    resource.strip_suffix('s').unwrap_or(resource)
+                ),
             ),
             E::Store { detail } => {
                 tracing::error!(%detail, "store failure");

@@ -465,3 +465,8 @@ async fn method_not_allowed(method: Method) -> Response {
 pub(crate) async fn not_found() -> Response {
     NeutronError::not_found().into_response()
 }
+
+/// 431 for a request header line over `limit` bytes.
+pub(crate) fn header_too_large(limit: usize) -> Response {
+    NeutronError::header_too_large(limit).into_response()
+}

@@ -42,9 +42,11 @@ pub(crate) async fn show(ctx: Ctx) -> Response {
             "rate": rate,
             "absolute": {
                 "maxNetworks": max(quotas.networks),
+                "maxSubnets": max(quotas.subnets),
                 "maxPorts": max(quotas.ports),
                 "maxInterfaces": max(quotas.interfaces),
                 "totalNetworksUsed": usage.networks,
+                "totalSubnetsUsed": usage.subnets,
                 "totalPortsUsed": usage.ports,
                 "totalInterfacesUsed": usage.interfaces,
             },

@@ -101,6 +101,7 @@ async fn limits_document_shows_rates_remaining_and_quotas() {
         control::ControlOptions {
             quotas: control::Quotas {
                 networks: Some(2),
+                subnets: Some(7),
                 ports: None,
                 interfaces: Some(5),
             },
@@ -126,8 +127,9 @@ async fn limits_document_shows_rates_remaining_and_quotas() {
         json!({"limits": {
             "rate": [{"class": "read", "verbs": ["GET", "HEAD"], "value": 120, "unit": "MINUTE",
                       "burst": 10, "remaining": 9}],
-            "absolute": {"maxNetworks": 2, "maxPorts": -1, "maxInterfaces": 5,
-                         "totalNetworksUsed": 1, "totalPortsUsed": 0, "totalInterfacesUsed": 0}
+            "absolute": {"maxNetworks": 2, "maxSubnets": 7, "maxPorts": -1, "maxInterfaces": 5,
+                         "totalNetworksUsed": 1, "totalSubnetsUsed": 0, "totalPortsUsed": 0,
+                         "totalInterfacesUsed": 0}
         }})
     );
     // A v1.1 addition only.
@@ -140,6 +142,7 @@ async fn quotas_refuse_the_resource_over_the_limit_with_a_clear_fault() {
         control::ControlOptions {
             quotas: control::Quotas {
                 networks: Some(2),
+                subnets: None,
                 ports: Some(3),
                 interfaces: Some(1),
             },
@@ -203,6 +206,7 @@ async fn quotas_hold_for_neutron_v2_creates_too() {
         control::ControlOptions {
             quotas: control::Quotas {
                 networks: Some(1),
+                subnets: Some(1),
                 ports: Some(1),
                 interfaces: None,
             },
@@ -238,6 +242,21 @@ async fn quotas_hold_for_neutron_v2_creates_too() {
     );
     let r = app.req("POST", "/v2.0/ports", Some(&port), &h).await;
     assert_eq!(r.code(), 409, "{r:?}");
+    let subnet = |cidr: &str| {
+        format!(r#"{{"subnet": {{"network_id": "{net}", "ip_version": 4, "cidr": "{cidr}"}}}}"#)
+    };
+    let r = app
+        .req("POST", "/v2.0/subnets", Some(&subnet("198.18.1.0/24")), &h)
+        .await;
+    assert_eq!(r.code(), 201, "{r:?}");
+    let r = app
+        .req("POST", "/v2.0/subnets", Some(&subnet("198.18.2.0/24")), &h)
+        .await;
+    assert_eq!(r.code(), 409, "{r:?}");
+    assert_eq!(
+        r.json()["NeutronError"]["message"],
+        "Quota exceeded for resources: ['subnet']."
+    );
     // The same count is seen from Quantum.
     let doc = app.get("/v1.1/tenants/p/limits").await.json();
     assert_eq!(doc["limits"]["absolute"]["totalNetworksUsed"], 1);
@@ -271,4 +290,15 @@ async fn neutron_v2_is_rate_limited_per_project_with_its_own_fault_body() {
     assert_eq!(post("q").await.code(), 201, "another project");
     clock.store(1_000, Ordering::Relaxed);
     assert_eq!(post("p").await.code(), 201);
+}
+
+#[tokio::test]
+async fn default_quotas_are_neutrons() {
+    let app = app();
+    let doc = app.get("/v1.1/tenants/t/limits").await.json();
+    let abs = &doc["limits"]["absolute"];
+    assert_eq!(abs["maxNetworks"], 100);
+    assert_eq!(abs["maxSubnets"], 100);
+    assert_eq!(abs["maxPorts"], 500);
+    assert_eq!(abs["maxInterfaces"], -1);
 }

@@ -514,3 +514,98 @@ async fn data_survives_reopening_the_database() {
     let c = control::Control::open(&path, std::sync::Arc::new(control::NullForwarder)).unwrap();
     assert_eq!(c.network("t", &id).unwrap().network.name, "kept");
 }
+
+/// Every `oneOf` of the OpenAPI document has alternatives that exclude each other (each requires
+/// its own key, and the v1.0 fault's free-form key excludes the others), so that a response
+/// matches exactly one of them, as schema-checking tools demand.
+#[tokio::test]
+async fn openapi_alternatives_exclude_each_other() {
+    let app = app();
+    let doc = app.get("/openapi.json").await.json();
+    let resolve = |v: &serde_json::Value| -> serde_json::Value {
+        match v["$ref"].as_str() {
+            Some(r) => {
+                let name = r.rsplit('/').next().unwrap();
+                doc["components"]["schemas"][name].clone()
+            }
+            None => v.clone(),
+        }
+    };
+    fn one_ofs(v: &serde_json::Value, out: &mut Vec<Vec<serde_json::Value>>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(alts) = m.get("oneOf").and_then(|a| a.as_array()) {
+                    out.push(alts.clone());
+                }
+                m.values().for_each(|x| one_ofs(x, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| one_ofs(x, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    one_ofs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for alts in all {
+        let mut keys = std::collections::HashSet::new();
+        for a in alts.iter().map(resolve) {
+            match a["required"].as_array() {
+                Some(req) => {
+                    assert_eq!(req.len(), 1, "{a}");
+                    assert!(keys.insert(req[0].as_str().unwrap().to_owned()), "{a}");
+                }
+                None => {
+                    // The free-form one: a single key that none of the others use.
+                    assert_eq!(a["maxProperties"], 1, "{a}");
+                    assert!(a["not"]["anyOf"].is_array(), "{a}");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_empty_tenant_in_a_path_is_not_found() {
+    let app = app();
+    for v in ["v1.0", "v1.1"] {
+        let r = app.get(&format!("/{v}/tenants//networks")).await;
+        assert_eq!(r.code(), 404, "{v}: {r:?}");
+        let r = app
+            .send(
+                "POST",
+                &format!("/{v}/tenants//networks"),
+                r#"{"network": {"name": "n"}}"#,
+            )
+            .await;
+        assert_eq!(r.code(), 404, "{v}: {r:?}");
+    }
+}
+
+#[tokio::test]
+async fn header_lines_over_8_kib_are_431() {
+    let app = app();
+    let long = "x".repeat(8 * 1024);
+    let r = app
+        .req(
+            "GET",
+            "/v1.1/tenants/t/networks",
+            None,
+            &[("x-long", &long)],
+        )
+        .await;
+    assert_eq!(r.code(), 431, "{r:?}");
+    let r = app
+        .req("GET", "/v2.0/networks", None, &[("x-long", &long)])
+        .await;
+    assert_eq!(r.code(), 431, "{r:?}");
+    let fine = "x".repeat(7 * 1024);
+    let r = app
+        .req(
+            "GET",
+            "/v1.1/tenants/t/networks",
+            None,
+            &[("x-long", &fine)],
+        )
+        .await;
+    assert_eq!(r.code(), 200, "{r:?}");
+}

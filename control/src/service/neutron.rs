@@ -223,13 +223,8 @@ impl Control {
             let mut out = Vec::with_capacity(specs.len());
             for s in specs {
                 let net = visible_network(tx, scope, &s.network_id)?;
-                // Ports count against their network's tenant, as Quantum's do.
-                check_quota(
-                    tx,
-                    &self.options.quotas,
-                    &net.network.tenant_id,
-                    Resource::Ports,
-                )?;
+                // A port counts against its own project, as in Neutron.
+                check_quota(tx, &self.options.quotas, &s.tenant_id, Resource::Ports)?;
                 let net_id = net.network.id.clone();
                 let port_security = s
                     .port_security_enabled
@@ -383,6 +378,7 @@ impl Control {
             let mut out = Vec::with_capacity(specs.len());
             for s in specs {
                 let net = owned_network(tx, scope, &s.network_id)?;
+                check_quota(tx, &self.options.quotas, &s.tenant_id, Resource::Subnets)?;
                 let net_id = net.network.id;
                 let cidr = Cidr::parse(&s.cidr).ok_or_else(|| ControlError::InvalidInput {
                     reason: format!("{} is not in a CIDR format.", s.cidr),

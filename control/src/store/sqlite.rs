@@ -1016,9 +1016,9 @@ impl Tx for SqliteTx<'_> {
     fn tenant_usage(&self, tenant_id: &str) -> Result<Usage> {
         self.query_one(
             "SELECT (SELECT COUNT(*) FROM networks WHERE tenant_id = ?1), \
-                    (SELECT COUNT(*) FROM ports p JOIN networks n ON n.id = p.network_id \
-                     WHERE n.tenant_id = ?1), \
-                    (SELECT COUNT(*) FROM interfaces WHERE tenant_id = ?1)",
+                    (SELECT COUNT(*) FROM ports WHERE tenant_id = ?1), \
+                    (SELECT COUNT(*) FROM interfaces WHERE tenant_id = ?1), \
+                    (SELECT COUNT(*) FROM subnets WHERE tenant_id = ?1)",
             params![tenant_id],
             |r| {
                 let count = |i: usize| r.get::<_, i64>(i).map(|n| u64::try_from(n).unwrap_or(0));
@@ -1026,6 +1026,7 @@ impl Tx for SqliteTx<'_> {
                     networks: count(0)?,
                     ports: count(1)?,
                     interfaces: count(2)?,
+                    subnets: count(3)?,
                 })
             },
         )
