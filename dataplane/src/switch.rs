@@ -33,7 +33,7 @@ use crate::config::{
     NONE,
 };
 use crate::fdb::MacEntry;
-use crate::port::afxdp::{AfXdpPort, AfXdpSpec, BindMode, XdpMode};
+use crate::port::afxdp::{AfXdpPort, AfXdpSpec, BindMode, PreparedSlot, XdpMode};
 use crate::port::PortMode;
 use crate::stats::PortStats;
 use crate::sys::netdev;
@@ -358,6 +358,18 @@ struct Inner {
     state: Mutex<State>,
     opts: SwitchOptions,
     stop: AtomicBool,
+    /// Ports to prepare (program attached) off the worker, before it binds their sockets.
+    opener: Mutex<Option<Sender<OpenJob>>>,
+}
+
+/// A port to open: prepared by the opener thread, then handed to the worker if still wanted.
+struct OpenJob {
+    id: String,
+    slot: u16,
+    /// The handle's request count when the job was made: a later request supersedes it.
+    sent: u64,
+    spec: AfXdpSpec,
+    shared: Arc<PortShared>,
 }
 
 /// The running data plane.
@@ -365,6 +377,7 @@ pub struct Switch {
     inner: Arc<Inner>,
     worker: Option<JoinHandle<()>>,
     monitor: Option<JoinHandle<()>>,
+    opener: Option<JoinHandle<()>>,
 }
 
 impl core::fmt::Debug for Switch {
@@ -394,6 +407,56 @@ impl Inner {
             xdp_mode: self.opts.xdp_mode,
             bind_mode: self.opts.bind_mode,
             rings: self.opts.rings,
+            prepared: None,
+        }
+    }
+
+    /// Asks for a port to be opened: the opener thread attaches its program (the slow part,
+    /// serialized by the kernel), then the worker binds its sockets, so the worker never stalls
+    /// on an open.
+    fn open_port(&self, id: &str, slot: u16, h: &PortHandle, device: &str) {
+        let job = OpenJob {
+            id: id.to_owned(),
+            slot,
+            sent: h.sent,
+            spec: self.spec(device),
+            shared: Arc::clone(&h.shared),
+        };
+        let queued = match self.opener.lock() {
+            Ok(o) => o.as_ref().map(|tx| tx.send(job)),
+            Err(_) => None,
+        };
+        if !matches!(queued, Some(Ok(()))) {
+            // No opener (shutting down): nothing to open.
+            h.shared.attempt_dropped();
+        }
+    }
+
+    /// The opener thread: prepares each port, then hands it to the worker if it is still the
+    /// request in force (the port may have been removed, or asked again, meanwhile).
+    fn run_opener(&self, jobs: &mpsc::Receiver<OpenJob>) {
+        while let Ok(mut job) = jobs.recv() {
+            let prepared = crate::port::afxdp::prepare(&job.spec);
+            let st = self.lock();
+            let current = !self.stop.load(Ordering::Acquire)
+                && st.slots.get(&job.id) == Some(job.slot)
+                && st
+                    .ports
+                    .get(&job.id)
+                    .and_then(|p| p.handle.as_ref())
+                    .is_some_and(|h| h.requested.is_some() && h.sent == job.sent);
+            if !current {
+                job.shared.attempt_dropped();
+                continue;
+            }
+            // A failed preparation is retried by the worker's open, which reports the error.
+            job.spec.prepared = prepared.ok().map(PreparedSlot::new);
+            self.send(Command::AddPort {
+                slot: job.slot,
+                spec: job.spec,
+                shared: job.shared,
+            });
+            drop(st);
         }
     }
 
@@ -466,11 +529,7 @@ impl Inner {
                         h.last_attempt = Some(now);
                         h.requested = Some(ifi);
                         h.sent += 1;
-                        self.send(Command::AddPort {
-                            slot,
-                            spec: self.spec(device),
-                            shared: Arc::clone(&h.shared),
-                        });
+                        self.open_port(id, slot, h, device);
                     }
                 }
                 Some(_) => {}
@@ -480,11 +539,7 @@ impl Inner {
                         h.requested = Some(ifi);
                         h.last_attempt = Some(now);
                         h.sent += 1;
-                        self.send(Command::AddPort {
-                            slot,
-                            spec: self.spec(device),
-                            shared: Arc::clone(&h.shared),
-                        });
+                        self.open_port(id, slot, h, device);
                     }
                 }
             }
@@ -504,7 +559,16 @@ impl Switch {
             state: Mutex::new(State::default()),
             opts: opts.clone(),
             stop: AtomicBool::new(false),
+            opener: Mutex::new(None),
         });
+        let (jobs_tx, jobs) = mpsc::channel();
+        if let Ok(mut o) = inner.opener.lock() {
+            *o = Some(jobs_tx);
+        }
+        let o = Arc::clone(&inner);
+        let opener = std::thread::Builder::new()
+            .name("qswitch-opener".into())
+            .spawn(move || o.run_opener(&jobs))?;
         let cpu = opts.cpu;
         let worker = std::thread::Builder::new()
             .name("qswitch-worker".into())
@@ -545,6 +609,7 @@ impl Switch {
             inner,
             worker: Some(worker),
             monitor: Some(monitor),
+            opener: Some(opener),
         })
     }
 
@@ -847,6 +912,12 @@ impl Switch {
         self.inner.stop.store(true, Ordering::Release);
         if let Some(m) = self.monitor.take() {
             let _ = m.join();
+        }
+        if let Ok(mut o) = self.inner.opener.lock() {
+            *o = None;
+        }
+        if let Some(o) = self.opener.take() {
+            let _ = o.join();
         }
         self.inner.send(Command::Stop);
         if let Some(w) = self.worker.take() {

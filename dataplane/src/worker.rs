@@ -158,6 +158,11 @@ impl PortShared {
         self.attempts.load(Ordering::Acquire)
     }
 
+    /// Counts an open request as carried out without reaching the worker (it was superseded).
+    pub(crate) fn attempt_dropped(&self) {
+        self.attempts.fetch_add(1, Ordering::Release);
+    }
+
     /// The last error, if the port failed.
     pub fn error(&self) -> Option<String> {
         self.error.lock().ok().and_then(|e| e.clone())

@@ -1193,3 +1193,21 @@ async fn port_lists_page_the_same_in_the_store_and_in_memory() {
         }
     }
 }
+
+#[tokio::test]
+async fn quantum_made_resources_have_real_timestamps_in_v2() {
+    let app = app();
+    let net = app.network("v1.1", "t", "n").await;
+    let port = app.port("v1.1", "t", &net, "ACTIVE").await;
+    let stamp = |v: &Value| {
+        let s = v.as_str().unwrap().to_owned();
+        assert_eq!(s.len(), 20, "{s}");
+        assert!(s.starts_with("20") && s.ends_with('Z'), "{s}");
+        s
+    };
+    let n = app.get(&format!("/v2.0/networks/{net}")).await.full();
+    stamp(&n["network"]["created_at"]);
+    let p = app.get(&format!("/v2.0/ports/{port}")).await.full();
+    let created = stamp(&p["port"]["created_at"]);
+    assert!(stamp(&p["port"]["updated_at"]) >= created);
+}

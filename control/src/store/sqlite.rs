@@ -543,7 +543,8 @@ impl Tx for SqliteTx<'_> {
 
     fn insert_network(&self, n: &Network) -> Result<()> {
         self.exec(
-            "INSERT INTO networks (id, tenant_id, name, vlan) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO networks (id, tenant_id, name, vlan, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))",
             params![n.id, n.tenant_id, n.name, n.vlan],
         )
         .map(drop)
@@ -551,7 +552,8 @@ impl Tx for SqliteTx<'_> {
 
     fn rename_network(&self, net_id: &str, name: &str) -> Result<()> {
         self.exec(
-            "UPDATE networks SET name = ?2 WHERE id = ?1",
+            "UPDATE networks SET name = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), \
+             revision_number = revision_number + 1 WHERE id = ?1",
             params![net_id, name],
         )
         .map(drop)
@@ -611,8 +613,9 @@ impl Tx for SqliteTx<'_> {
 
     fn insert_port(&self, p: &Port) -> Result<()> {
         self.exec(
-            "INSERT INTO ports (id, network_id, state, interface_id, tenant_id) \
-             VALUES (?1, ?2, ?3, ?4, (SELECT tenant_id FROM networks WHERE id = ?2))",
+            "INSERT INTO ports (id, network_id, state, interface_id, tenant_id, created_at, \
+             updated_at) VALUES (?1, ?2, ?3, ?4, (SELECT tenant_id FROM networks WHERE id = ?2), \
+             strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))",
             params![p.id, p.network_id, p.state.as_str(), p.attachment],
         )
         .map(drop)
@@ -620,7 +623,8 @@ impl Tx for SqliteTx<'_> {
 
     fn set_port_state(&self, port_id: &str, state: PortState) -> Result<()> {
         self.exec(
-            "UPDATE ports SET state = ?2 WHERE id = ?1",
+            "UPDATE ports SET state = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), \
+             revision_number = revision_number + 1 WHERE id = ?1",
             params![port_id, state.as_str()],
         )
         .map(drop)
@@ -628,7 +632,8 @@ impl Tx for SqliteTx<'_> {
 
     fn set_port_attachment(&self, port_id: &str, interface_id: Option<&str>) -> Result<()> {
         self.exec(
-            "UPDATE ports SET interface_id = ?2 WHERE id = ?1",
+            "UPDATE ports SET interface_id = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), \
+             revision_number = revision_number + 1 WHERE id = ?1",
             params![port_id, interface_id],
         )
         .map(drop)

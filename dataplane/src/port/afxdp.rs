@@ -19,6 +19,7 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
 
 use super::{PortIo, PortMode, Umem, XdpDesc};
 use crate::stats::XdpStats;
@@ -62,6 +63,9 @@ pub struct AfXdpSpec {
     pub bind_mode: BindMode,
     /// Ring sizes of each socket.
     pub rings: xsk::RingSizes,
+    /// The device's program, attached ahead by [`prepare`] off the worker; `open` attaches it
+    /// itself when there is none (or it is for another interface index).
+    pub prepared: Option<PreparedSlot>,
 }
 
 impl AfXdpSpec {
@@ -72,7 +76,82 @@ impl AfXdpSpec {
             xdp_mode: XdpMode::Auto,
             bind_mode: BindMode::Auto,
             rings: xsk::RingSizes::default(),
+            prepared: None,
         }
+    }
+}
+
+/// What opening a port needs from the kernel besides sockets: the XSKMAP, the program and its
+/// attachment to the device. Attaching takes the kernel's RTNL lock and waits for an RCU grace
+/// period (15 to 30 ms on a small VM, serialized across devices), so the switch does it on a
+/// thread of its own and the worker only binds sockets into a prepared map.
+#[derive(Debug)]
+pub struct Prepared {
+    ifindex: u32,
+    queues: u32,
+    map: OwnedFd,
+    prog: OwnedFd,
+    link: OwnedFd,
+    native: bool,
+}
+
+/// A prepared device handed from the preparing thread to the worker (taken once).
+#[derive(Debug, Clone, Default)]
+pub struct PreparedSlot(Arc<Mutex<Option<Prepared>>>);
+
+impl PreparedSlot {
+    /// A slot holding `p`.
+    pub fn new(p: Prepared) -> Self {
+        PreparedSlot(Arc::new(Mutex::new(Some(p))))
+    }
+
+    fn take(&self) -> Option<Prepared> {
+        self.0.lock().ok()?.take()
+    }
+}
+
+/// Creates the device's XSKMAP (one entry per RX queue) and program and attaches it. Until
+/// sockets are bound into the map, the program passes every frame on to the kernel's stack, as
+/// if nothing were attached.
+pub fn prepare(spec: &AfXdpSpec) -> io::Result<Prepared> {
+    let ifindex = netdev::ifindex(&spec.device).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface {}", spec.device),
+        )
+    })?;
+    let queues = netdev::rx_queues(&spec.device).map_err(|e| context(e, "queues"))?;
+    let map = bpf::create_xskmap(queues).map_err(|e| context(e, "XSKMAP"))?;
+    let prog = bpf::load_redirect_program(&map).map_err(|e| context(e, "XDP program"))?;
+    let attach = |m| bpf::attach_xdp(&prog, ifindex, m);
+    let (link, native) = match spec.xdp_mode {
+        XdpMode::Native => (attach(bpf::XDP_FLAGS_DRV_MODE), true),
+        XdpMode::Generic => (attach(bpf::XDP_FLAGS_SKB_MODE), false),
+        XdpMode::Auto => match attach(bpf::XDP_FLAGS_DRV_MODE) {
+            Ok(l) => (Ok(l), true),
+            Err(_) => (attach(bpf::XDP_FLAGS_SKB_MODE), false),
+        },
+    };
+    let link = link.map_err(|e| context(e, "XDP attach"))?;
+    Ok(Prepared {
+        ifindex,
+        queues,
+        map,
+        prog,
+        link,
+        native,
+    })
+}
+
+/// Detaches a program (the link, program and map closed) on a thread of its own: like
+/// attaching, it waits for the kernel's RTNL lock and a grace period.
+fn detach_later(link: OwnedFd, prog: OwnedFd, map: OwnedFd) {
+    let parts = (link, prog, map);
+    let spawned = std::thread::Builder::new()
+        .name("qswitch-detach".into())
+        .spawn(move || drop(parts));
+    if let Err(e) = spawned {
+        log::warn!("cannot detach on a thread of its own ({e}); detached by the worker");
     }
 }
 
@@ -105,7 +184,7 @@ pub struct AfXdpPort {
     // Field order is drop order: the link (program) goes first, then the sockets.
     link: OwnedFd,
     queues: Vec<Queue>,
-    _prog: OwnedFd,
+    prog: OwnedFd,
     map: OwnedFd,
     rr: usize,
     tx_pending: bool,
@@ -168,15 +247,24 @@ impl PortIo for AfXdpPort {
     type Spec = AfXdpSpec;
 
     fn open(spec: &AfXdpSpec, slot: u16, umem: &mut Umem, peer: Option<&Self>) -> io::Result<Self> {
-        let ifindex = netdev::ifindex(&spec.device).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no interface {}", spec.device),
-            )
-        })?;
-        let nq = netdev::rx_queues(&spec.device).map_err(|e| context(e, "queues"))?;
-        let map = bpf::create_xskmap(nq).map_err(|e| context(e, "XSKMAP"))?;
-        let prog = bpf::load_redirect_program(&map).map_err(|e| context(e, "XDP program"))?;
+        // The program prepared off the worker, if it is for the device as it is now.
+        let current = netdev::ifindex(&spec.device);
+        let pre = match spec.prepared.as_ref().and_then(PreparedSlot::take) {
+            Some(p) if Some(p.ifindex) == current => p,
+            Some(stale) => {
+                detach_later(stale.link, stale.prog, stale.map);
+                prepare(spec)?
+            }
+            None => prepare(spec)?,
+        };
+        let Prepared {
+            ifindex,
+            queues: nq,
+            map,
+            prog,
+            link,
+            native,
+        } = pre;
         // Only the socket that registers the UMEM chooses the mode; every socket sharing it
         // inherits it, and a zero-copy UMEM cannot be shared with a device without zero-copy
         // support (a veth, say). So `Auto` binds in copy mode, which every device supports;
@@ -212,16 +300,6 @@ impl PortIo for AfXdpPort {
                 carry: Vec::with_capacity(MAX_CHAIN),
             });
         }
-        let attach = |m| bpf::attach_xdp(&prog, ifindex, m);
-        let (link, native) = match spec.xdp_mode {
-            XdpMode::Native => (attach(bpf::XDP_FLAGS_DRV_MODE), true),
-            XdpMode::Generic => (attach(bpf::XDP_FLAGS_SKB_MODE), false),
-            XdpMode::Auto => match attach(bpf::XDP_FLAGS_DRV_MODE) {
-                Ok(l) => (Ok(l), true),
-                Err(_) => (attach(bpf::XDP_FLAGS_SKB_MODE), false),
-            },
-        };
-        let link = link.map_err(|e| context(e, "XDP attach"))?;
         let zc = queues[0].sock.is_zerocopy();
         let mode = match (native, zc) {
             (true, true) => PortMode::NativeZeroCopy,
@@ -234,7 +312,7 @@ impl PortIo for AfXdpPort {
             mode,
             link,
             queues,
-            _prog: prog,
+            prog,
             map,
             rr: 0,
             tx_pending: false,
@@ -420,10 +498,11 @@ impl PortIo for AfXdpPort {
             slot,
             link,
             queues,
+            prog,
             map,
             ..
         } = self;
-        drop(link);
+        // With the map empty the program redirects nothing: frames pass to the kernel's stack.
         for q in 0..queues.len() as u32 {
             let _ = bpf::map_clear(&map, q);
         }
@@ -434,5 +513,6 @@ impl PortIo for AfXdpPort {
         // Closing the sockets unbinds them: the kernel lets go of every chunk they held.
         drop(queues);
         umem.reclaim_port(slot);
+        detach_later(link, prog, map);
     }
 }
