@@ -17,6 +17,8 @@
 //! `bench/api/populate.py`, much faster than 100 000 creates through the API); the full recipe
 //! is in `docs/BENCHMARKS.md`:
 //!
+//! `--show-only`: the clients only show their network (read throughput).
+//!
 //! `--scale N` measures every call (both API versions) on the empty store and again after
 //! growing it to N ports through v2.0 bulk creates (`--per-project`, `--samples`): see
 //! `bench::apiscale`.
@@ -43,6 +45,7 @@ struct Args {
     scale: usize,
     per_project: usize,
     samples: usize,
+    show_only: bool,
 }
 
 fn args() -> Result<Args, String> {
@@ -57,6 +60,7 @@ fn args() -> Result<Args, String> {
         scale: 0,
         per_project: 250,
         samples: 100,
+        show_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -76,6 +80,7 @@ fn args() -> Result<Args, String> {
                 a.per_project = v()?.parse().map_err(|e| format!("--per-project: {e}"))?
             }
             "--samples" => a.samples = v()?.parse().map_err(|e| format!("--samples: {e}"))?,
+            "--show-only" => a.show_only = true,
             _ => return Err(format!("unknown option {k}")),
         }
     }
@@ -84,7 +89,7 @@ fn args() -> Result<Args, String> {
 
 type Samples = BTreeMap<&'static str, Vec<Duration>>;
 
-fn client(addr: &str, id: usize, until: Instant) -> Result<Samples, String> {
+fn client(addr: &str, id: usize, until: Instant, show_only: bool) -> Result<Samples, String> {
     let mut c = Conn::open(addr).map_err(|e| e.to_string())?;
     let tenant = format!("bench-{id}-{}", std::process::id());
     let base = format!("/v1.1/tenants/{tenant}");
@@ -107,6 +112,15 @@ fn client(addr: &str, id: usize, until: Instant) -> Result<Samples, String> {
     )?;
     let net = json_str(&r.body, "id").ok_or("no network id")?.to_owned();
     let mut n = 0u64;
+    while show_only && Instant::now() < until {
+        timed(
+            &mut c,
+            "show network",
+            "GET",
+            &format!("{base}/networks/{net}"),
+            None,
+        )?;
+    }
     while Instant::now() < until {
         timed(
             &mut c,
@@ -314,7 +328,8 @@ fn main() {
     let handles: Vec<_> = (0..a.clients)
         .map(|i| {
             let addr = a.addr.clone();
-            std::thread::spawn(move || client(&addr, i, until))
+            let show_only = a.show_only;
+            std::thread::spawn(move || client(&addr, i, until, show_only))
         })
         .collect();
     let mut all: Samples = BTreeMap::new();
