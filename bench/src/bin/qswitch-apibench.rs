@@ -112,14 +112,9 @@ fn client(addr: &str, id: usize, until: Instant, show_only: bool) -> Result<Samp
     )?;
     let net = json_str(&r.body, "id").ok_or("no network id")?.to_owned();
     let mut n = 0u64;
+    let show = format!("{base}/networks/{net}");
     while show_only && Instant::now() < until {
-        timed(
-            &mut c,
-            "show network",
-            "GET",
-            &format!("{base}/networks/{net}"),
-            None,
-        )?;
+        timed(&mut c, "show network", "GET", &show, None)?;
     }
     while Instant::now() < until {
         timed(
@@ -129,13 +124,7 @@ fn client(addr: &str, id: usize, until: Instant, show_only: bool) -> Result<Samp
             &format!("{base}/networks"),
             None,
         )?;
-        timed(
-            &mut c,
-            "show network",
-            "GET",
-            &format!("{base}/networks/{net}"),
-            None,
-        )?;
+        timed(&mut c, "show network", "GET", &show, None)?;
         timed(
             &mut c,
             "list ports",
