@@ -179,6 +179,13 @@ pub enum ControlError {
         /// What is wrong, for the client.
         reason: String,
     },
+    /// A write broke a uniqueness or reference the store enforces (another
+    /// writer got there first): the client may retry. The detail is for the
+    /// operator's log.
+    Conflict {
+        /// The store's own message.
+        detail: String,
+    },
     /// The store failed; the detail is for the operator's log, never for an
     /// API client.
     Store {
@@ -309,6 +316,9 @@ impl fmt::Display for ControlError {
                 "Quota exceeded for {resource}: the tenant holds {used} of its limit of {limit}"
             ),
             Self::Invalid { reason } => f.write_str(reason),
+            Self::Conflict { .. } => {
+                f.write_str("The request conflicts with a concurrent change; retry it")
+            }
             // For logs and startup errors; the API never shows it to clients.
             Self::Store { detail } => write!(f, "store error: {detail}"),
         }

@@ -266,6 +266,12 @@ impl Control {
             .collect())
     }
 
+    /// One network without its ports (one index lookup, however many ports it has).
+    pub fn network_summary(&self, tenant_id: &str, net_id: &str) -> Result<NetworkView> {
+        let n = self.read(|tx| find_network(tx, tenant_id, net_id))?;
+        Ok(self.network_view(n, Vec::new()))
+    }
+
     /// One network with its ports.
     pub fn network(&self, tenant_id: &str, net_id: &str) -> Result<NetworkView> {
         let (n, ports) = self.read(|tx| {

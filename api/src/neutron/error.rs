@@ -174,6 +174,7 @@ impl From<ControlError> for NeutronError {
                     resource.strip_suffix('s').unwrap_or(resource)
                 ),
             ),
+            E::Conflict { .. } => Self::new(S::CONFLICT, "Conflict", msg),
             E::Store { detail } => {
                 tracing::error!(%detail, "store failure");
                 Self::internal()

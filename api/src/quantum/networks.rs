@@ -109,7 +109,16 @@ pub(crate) async fn create(ctx: Ctx, body: Body) -> Response {
 
 async fn show_impl(ctx: &Ctx, detail: bool) -> Result<Reply, ApiError> {
     let (tenant, net) = (ctx.tenant(), ctx.param("network_id"));
-    let n = ctx.run(move |c| c.network(&tenant, &net)).await?;
+    // Only the detail view lists the ports: a show does not read them.
+    let n = ctx
+        .run(move |c| {
+            if detail {
+                c.network(&tenant, &net)
+            } else {
+                c.network_summary(&tenant, &net)
+            }
+        })
+        .await?;
     let links = ctx.links();
     let body = if detail {
         views::network_detail(ctx.version, &links, &n)

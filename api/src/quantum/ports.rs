@@ -60,7 +60,7 @@ async fn list_impl(ctx: &Ctx, detail: bool) -> Result<Reply, ApiError> {
     let (filter, req) = match parsed {
         Ok(x) => x,
         Err(e) => {
-            ctx.run(move |c| c.network(&tenant, &net)).await?;
+            ctx.run(move |c| c.network_summary(&tenant, &net)).await?;
             return Err(e);
         }
     };

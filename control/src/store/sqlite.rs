@@ -234,9 +234,20 @@ struct SqliteTx<'c> {
     tx: rusqlite::Transaction<'c>,
 }
 
+/// A constraint the schema enforces (unique VLAN, MAC per network, one port per attachment, ...)
+/// is a conflict (409), not a failure of the store: the rules check first, so only a concurrent
+/// writer on a shared database gets here.
 fn store_err(e: rusqlite::Error) -> ControlError {
-    ControlError::Store {
-        detail: e.to_string(),
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => {
+            tracing::info!(error = %e, "write refused by a store constraint");
+            ControlError::Conflict {
+                detail: e.to_string(),
+            }
+        }
+        _ => ControlError::Store {
+            detail: e.to_string(),
+        },
     }
 }
 
@@ -1246,7 +1257,10 @@ mod tests {
         let s = SqliteStore::open_in_memory().unwrap();
         write(&s, |tx| {
             tx.insert_network(&net("a", "t", 7)).unwrap();
-            assert!(tx.insert_network(&net("b", "t", 7)).is_err());
+            assert!(matches!(
+                tx.insert_network(&net("b", "t", 7)),
+                Err(ControlError::Conflict { .. })
+            ));
             tx.upsert_interface(&Interface {
                 id: "vif".into(),
                 tenant_id: "t".into(),
