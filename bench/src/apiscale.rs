@@ -278,3 +278,139 @@ pub fn run(s: &Scale) -> Result<(), String> {
     );
     Ok(())
 }
+
+/// One API server to profile: its address and the processes whose CPU time it uses.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// What to call it in the table.
+    pub name: String,
+    /// `host:port`.
+    pub addr: String,
+    /// Its processes (Neutron's uWSGI master and workers; qswitch's one).
+    pub pids: Vec<u32>,
+}
+
+/// CPU time (user + system) the processes have used, in clock ticks.
+fn cpu_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|s| {
+            // Fields after the command's closing parenthesis: utime is the 12th, stime the 13th.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// Each v2.0 call, `samples` times in a row, on each server: p50 latency and server CPU per
+/// request. Projects are named in bodies and filters (Neutron's noauth ignores `X-Project-Id`).
+pub fn compare(servers: &[Server], samples: usize) -> Result<(), String> {
+    let mut rows: BTreeMap<&'static str, Vec<(f64, f64)>> = BTreeMap::new();
+    for s in servers {
+        let mut c = Conn::open(&s.addr).map_err(|e| format!("{}: {e}", s.name))?;
+        let tenant = format!("profile-{}", std::process::id());
+        let call = |c: &mut Conn, m: &str, p: &str, b: Option<&str>| -> Result<String, String> {
+            let r = c.request(m, p, b).map_err(|e| format!("{}: {e}", s.name))?;
+            if r.status >= 400 {
+                return Err(format!("{}: {m} {p}: {} {}", s.name, r.status, r.body));
+            }
+            Ok(r.body)
+        };
+        let body = call(
+            &mut c,
+            "POST",
+            "/v2.0/networks",
+            Some(&format!(
+                r#"{{"network": {{"name": "profile", "project_id": "{tenant}"}}}}"#
+            )),
+        )?;
+        let net = id_of(&body)?;
+        call(
+            &mut c,
+            "POST",
+            "/v2.0/subnets",
+            Some(&format!(
+                r#"{{"subnet": {{"network_id": "{net}", "ip_version": 4, "cidr": "198.19.0.0/16", "project_id": "{tenant}"}}}}"#
+            )),
+        )?;
+        let page: Vec<String> = (0..PAGE)
+            .map(|_| format!(r#"{{"network_id": "{net}", "project_id": "{tenant}"}}"#))
+            .collect();
+        call(
+            &mut c,
+            "POST",
+            "/v2.0/ports",
+            Some(&format!(r#"{{"ports": [{}]}}"#, page.join(","))),
+        )?;
+        let mut ids = Vec::with_capacity(samples);
+        let mut timed = |name: &'static str,
+                         c: &mut Conn,
+                         reqs: &mut dyn FnMut(usize) -> (String, String, Option<String>)|
+         -> Result<Vec<String>, String> {
+            let mut lat = Vec::with_capacity(samples);
+            let mut bodies = Vec::with_capacity(samples);
+            let before = cpu_ticks(&s.pids);
+            for i in 0..samples {
+                let (m, p, b) = reqs(i);
+                let t = Instant::now();
+                bodies.push(call(c, &m, &p, b.as_deref())?);
+                lat.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            let cpu =
+                (cpu_ticks(&s.pids) - before) as f64 / TICKS_PER_SECOND * 1e3 / samples as f64;
+            rows.entry(name).or_default().push((median(lat), cpu));
+            Ok(bodies)
+        };
+        let create = format!(r#"{{"port": {{"network_id": "{net}", "project_id": "{tenant}"}}}}"#);
+        for b in timed("create port", &mut c, &mut |_| {
+            ("POST".into(), "/v2.0/ports".into(), Some(create.clone()))
+        })? {
+            ids.push(id_of(&b)?);
+        }
+        timed("show port", &mut c, &mut |i| {
+            ("GET".into(), format!("/v2.0/ports/{}", ids[i]), None)
+        })?;
+        timed("update port (name)", &mut c, &mut |i| {
+            (
+                "PUT".into(),
+                format!("/v2.0/ports/{}", ids[i]),
+                Some(r#"{"port": {"name": "renamed"}}"#.into()),
+            )
+        })?;
+        timed(
+            "list ports, page of 100 (project filter)",
+            &mut c,
+            &mut |_| {
+                (
+                    "GET".into(),
+                    format!("/v2.0/ports?project_id={tenant}&limit=100"),
+                    None,
+                )
+            },
+        )?;
+        timed("show network", &mut c, &mut |_| {
+            ("GET".into(), format!("/v2.0/networks/{net}"), None)
+        })?;
+        timed("delete port", &mut c, &mut |i| {
+            ("DELETE".into(), format!("/v2.0/ports/{}", ids[i]), None)
+        })?;
+    }
+    print!("| call |");
+    for s in servers {
+        print!(" {} p50 ms | {} CPU ms/request |", s.name, s.name);
+    }
+    println!();
+    println!("|---|{}", "---|---|".repeat(servers.len()));
+    for (name, v) in rows {
+        print!("| {name} |");
+        for (lat, cpu) in v {
+            print!(" {lat:.2} | {cpu:.2} |");
+        }
+        println!();
+    }
+    Ok(())
+}

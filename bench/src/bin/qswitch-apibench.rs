@@ -19,6 +19,10 @@
 //!
 //! `--show-only`: the clients only show their network (read throughput).
 //!
+//! `--compare NAME=HOST:PORT=PID[,PID...]` (twice or more: qswitch and the real Neutron from
+//! `tools/neutron-reference`) times each v2.0 call `--samples` times in a row on each server and
+//! reports its p50 and the server's CPU time per request (from `/proc/PID/stat`).
+//!
 //! `--scale N` measures every call (both API versions) on the empty store and again after
 //! growing it to N ports through v2.0 bulk creates (`--per-project`, `--samples`): see
 //! `bench::apiscale`.
@@ -46,6 +50,7 @@ struct Args {
     per_project: usize,
     samples: usize,
     show_only: bool,
+    compare: Vec<String>,
 }
 
 fn args() -> Result<Args, String> {
@@ -61,6 +66,7 @@ fn args() -> Result<Args, String> {
         per_project: 250,
         samples: 100,
         show_only: false,
+        compare: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -81,6 +87,7 @@ fn args() -> Result<Args, String> {
             }
             "--samples" => a.samples = v()?.parse().map_err(|e| format!("--samples: {e}"))?,
             "--show-only" => a.show_only = true,
+            "--compare" => a.compare.push(v()?),
             _ => return Err(format!("unknown option {k}")),
         }
     }
@@ -284,6 +291,28 @@ fn walk_and_time(a: &Args, c: &mut Conn, ports: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `NAME=HOST:PORT=PID[,PID...]`: a server for `--compare`.
+fn server(spec: &str) -> Result<bench::apiscale::Server, String> {
+    let mut parts = spec.splitn(3, '=');
+    let (Some(name), Some(addr), Some(pids)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!(
+            "--compare {spec}: expected NAME=HOST:PORT=PID[,PID...]"
+        ));
+    };
+    let pids = pids
+        .split(',')
+        .map(|p| {
+            p.parse()
+                .map_err(|_| format!("--compare {spec}: bad pid {p}"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(bench::apiscale::Server {
+        name: name.to_owned(),
+        addr: addr.to_owned(),
+        pids,
+    })
+}
+
 fn main() {
     let a = match args() {
         Ok(a) => a,
@@ -292,6 +321,14 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if !a.compare.is_empty() {
+        let servers: Result<Vec<_>, String> = a.compare.iter().map(|s| server(s)).collect();
+        if let Err(e) = servers.and_then(|s| bench::apiscale::compare(&s, a.samples)) {
+            eprintln!("qswitch-apibench: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if a.scale > 0 {
         let s = bench::apiscale::Scale {
             addr: a.addr.clone(),
