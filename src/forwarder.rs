@@ -173,6 +173,14 @@ impl Forwarder for SwitchForwarder {
         self.switch.wait_ports_settled(ports, SETTLE);
     }
 
+    fn prepare_devices(&self, devices: &[String]) {
+        self.switch.prepare_devices(devices);
+    }
+
+    fn release_devices(&self, devices: &[String]) {
+        self.switch.release_devices(devices);
+    }
+
     fn port_up(&self, port_id: &str) -> bool {
         self.switch.is_forwarding(port_id)
     }

@@ -146,6 +146,14 @@ pub trait Forwarder: Send + Sync + 'static {
     /// is answered, outside every lock.
     fn settle(&self, _ports: &[String]) {}
 
+    /// These host devices are registered interfaces: ports are expected on
+    /// them, so the data plane may prepare them ahead (attach its program)
+    /// to make a plug fast. Called after registrations and at startup.
+    fn prepare_devices(&self, _devices: &[String]) {}
+
+    /// These devices are no longer registered interfaces.
+    fn release_devices(&self, _devices: &[String]) {}
+
     /// True while this port's interface is open and forwarding (drives the
     /// port's op-status: UP/DOWN).
     fn port_up(&self, port_id: &str) -> bool;

@@ -134,6 +134,12 @@ impl Control {
             options,
         };
         control.reconcile()?;
+        let devices: Vec<String> = control
+            .read(|tx| tx.all_interfaces())?
+            .into_iter()
+            .map(|i| i.device)
+            .collect();
+        control.forwarder.prepare_devices(&devices);
         Ok(control)
     }
 
@@ -475,7 +481,7 @@ impl Control {
         model::validate_tenant_id(tenant_id)?;
         model::validate_interface_id(interface_id)?;
         model::validate_device(device)?;
-        self.write(|tx| {
+        let (iface, how, old) = self.write(|tx| {
             let existing = tx.interface(interface_id)?;
             if existing.as_ref().is_some_and(|i| i.tenant_id != tenant_id) {
                 return Err(ControlError::InterfaceConflict {
@@ -505,8 +511,15 @@ impl Control {
             } else {
                 Registered::Created
             };
-            Ok((iface, how))
-        })
+            Ok((iface, how, existing.map(|i| i.device)))
+        })?;
+        // The data plane prepares the device a port is expected on.
+        if let Some(old) = old.filter(|d| d != device) {
+            self.forwarder.release_devices(&[old]);
+        }
+        self.forwarder
+            .prepare_devices(std::slice::from_ref(&iface.device));
+        Ok((iface, how))
     }
 
     /// A tenant's registered interfaces.
@@ -521,16 +534,19 @@ impl Control {
 
     /// Removes an interface from the registry; refused while it is plugged.
     pub fn unregister_interface(&self, tenant_id: &str, interface_id: &str) -> Result<()> {
-        self.write(|tx| {
-            find_interface(tx, tenant_id, interface_id)?;
+        let gone = self.write(|tx| {
+            let iface = find_interface(tx, tenant_id, interface_id)?;
             if let Some(p) = tx.port_by_attachment(interface_id)? {
                 return Err(ControlError::InterfaceInUse {
                     interface_id: interface_id.to_owned(),
                     port_id: p.id,
                 });
             }
-            tx.delete_interface(interface_id)
-        })
+            tx.delete_interface(interface_id)?;
+            Ok(iface.device)
+        })?;
+        self.forwarder.release_devices(&[gone]);
+        Ok(())
     }
 }
 

@@ -33,7 +33,7 @@ use crate::config::{
     NONE,
 };
 use crate::fdb::MacEntry;
-use crate::port::afxdp::{AfXdpPort, AfXdpSpec, BindMode, PreparedSlot, XdpMode};
+use crate::port::afxdp::{self, AfXdpPort, AfXdpSpec, BindMode, Prepared, XdpMode};
 use crate::port::PortMode;
 use crate::stats::PortStats;
 use crate::sys::netdev;
@@ -360,16 +360,36 @@ struct Inner {
     stop: AtomicBool,
     /// Ports to prepare (program attached) off the worker, before it binds their sockets.
     opener: Mutex<Option<Sender<OpenJob>>>,
+    /// Devices kept prepared while they are registered.
+    warm: Mutex<Warm>,
 }
 
-/// A port to open: prepared by the opener thread, then handed to the worker if still wanted.
-struct OpenJob {
-    id: String,
-    slot: u16,
-    /// The handle's request count when the job was made: a later request supersedes it.
-    sent: u64,
-    spec: AfXdpSpec,
-    shared: Arc<PortShared>,
+/// Devices the control plane expects ports on (registered interfaces): their programs are
+/// attached ahead and stay attached across ports, so that a plug only binds sockets (about a
+/// millisecond) instead of waiting for the kernel's attach (15 to 30 ms, serialized).
+#[derive(Default)]
+struct Warm {
+    /// Devices to keep prepared.
+    pinned: HashSet<String>,
+    /// Their prepared programs (a device that does not exist yet has none).
+    prepared: HashMap<String, Arc<Prepared>>,
+    /// Devices with a preparation queued.
+    queued: HashSet<String>,
+}
+
+/// Work for the opener thread.
+enum OpenJob {
+    /// A port to open: prepared, then handed to the worker if still wanted.
+    Port {
+        id: String,
+        slot: u16,
+        /// The handle's request count when the job was made: a later request supersedes it.
+        sent: u64,
+        spec: AfXdpSpec,
+        shared: Arc<PortShared>,
+    },
+    /// A registered device to prepare ahead of its port.
+    Device(AfXdpSpec),
 }
 
 /// The running data plane.
@@ -415,47 +435,125 @@ impl Inner {
     /// serialized by the kernel), then the worker binds its sockets, so the worker never stalls
     /// on an open.
     fn open_port(&self, id: &str, slot: u16, h: &PortHandle, device: &str) {
-        let job = OpenJob {
+        let job = OpenJob::Port {
             id: id.to_owned(),
             slot,
             sent: h.sent,
             spec: self.spec(device),
             shared: Arc::clone(&h.shared),
         };
-        let queued = match self.opener.lock() {
-            Ok(o) => o.as_ref().map(|tx| tx.send(job)),
-            Err(_) => None,
-        };
-        if !matches!(queued, Some(Ok(()))) {
+        if !self.queue(job) {
             // No opener (shutting down): nothing to open.
             h.shared.attempt_dropped();
+        }
+    }
+
+    fn queue(&self, job: OpenJob) -> bool {
+        match self.opener.lock() {
+            Ok(o) => o.as_ref().is_some_and(|tx| tx.send(job).is_ok()),
+            Err(_) => false,
+        }
+    }
+
+    fn warm(&self) -> MutexGuard<'_, Warm> {
+        self.warm.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The device's program, kept attached if it is registered, or attached now.
+    fn prepared(&self, spec: &AfXdpSpec) -> io::Result<Arc<Prepared>> {
+        let current = netdev::ifindex(&spec.device);
+        let kept = self
+            .warm()
+            .prepared
+            .get(&spec.device)
+            .filter(|p| Some(p.ifindex()) == current)
+            .cloned();
+        if let Some(p) = kept {
+            return Ok(p);
+        }
+        let p = Arc::new(afxdp::prepare(spec)?);
+        let mut warm = self.warm();
+        if warm.pinned.contains(&spec.device) {
+            if let Some(stale) = warm.prepared.insert(spec.device.clone(), Arc::clone(&p)) {
+                afxdp::drop_later(stale);
+            }
+        }
+        Ok(p)
+    }
+
+    /// Keeps the registered devices prepared: queues those that exist and have no program yet,
+    /// and lets go of programs whose device vanished or was re-created.
+    fn tend_warm(&self) {
+        let mut warm = self.warm();
+        let gone: Vec<String> = warm
+            .prepared
+            .iter()
+            .filter(|(dev, p)| netdev::ifindex(dev) != Some(p.ifindex()))
+            .map(|(dev, _)| dev.clone())
+            .collect();
+        for dev in gone {
+            if let Some(p) = warm.prepared.remove(&dev) {
+                afxdp::drop_later(p);
+            }
+        }
+        let wanted: Vec<String> = warm
+            .pinned
+            .iter()
+            .filter(|d| !warm.prepared.contains_key(*d) && !warm.queued.contains(*d))
+            .filter(|d| netdev::ifindex(d).is_some())
+            .cloned()
+            .collect();
+        for dev in wanted {
+            warm.queued.insert(dev.clone());
+            let spec = self.spec(&dev);
+            drop(warm);
+            self.queue(OpenJob::Device(spec));
+            warm = self.warm();
         }
     }
 
     /// The opener thread: prepares each port, then hands it to the worker if it is still the
     /// request in force (the port may have been removed, or asked again, meanwhile).
     fn run_opener(&self, jobs: &mpsc::Receiver<OpenJob>) {
-        while let Ok(mut job) = jobs.recv() {
-            let prepared = crate::port::afxdp::prepare(&job.spec);
+        while let Ok(job) = jobs.recv() {
+            let (id, slot, sent, mut spec, shared) = match job {
+                OpenJob::Device(spec) => {
+                    let pinned = self.warm().pinned.contains(&spec.device);
+                    if pinned {
+                        if let Err(e) = self.prepared(&spec) {
+                            log::debug!("cannot prepare {}: {e}", spec.device);
+                        }
+                    }
+                    self.warm().queued.remove(&spec.device);
+                    continue;
+                }
+                OpenJob::Port {
+                    id,
+                    slot,
+                    sent,
+                    spec,
+                    shared,
+                } => (id, slot, sent, spec, shared),
+            };
+            let prepared = self.prepared(&spec);
             let st = self.lock();
             let current = !self.stop.load(Ordering::Acquire)
-                && st.slots.get(&job.id) == Some(job.slot)
+                && st.slots.get(&id) == Some(slot)
                 && st
                     .ports
-                    .get(&job.id)
+                    .get(&id)
                     .and_then(|p| p.handle.as_ref())
-                    .is_some_and(|h| h.requested.is_some() && h.sent == job.sent);
+                    .is_some_and(|h| h.requested.is_some() && h.sent == sent);
             if !current {
-                job.shared.attempt_dropped();
+                if let Ok(p) = prepared {
+                    afxdp::drop_later(p);
+                }
+                shared.attempt_dropped();
                 continue;
             }
             // A failed preparation is retried by the worker's open, which reports the error.
-            job.spec.prepared = prepared.ok().map(PreparedSlot::new);
-            self.send(Command::AddPort {
-                slot: job.slot,
-                spec: job.spec,
-                shared: job.shared,
-            });
+            spec.prepared = prepared.ok();
+            self.send(Command::AddPort { slot, spec, shared });
             drop(st);
         }
     }
@@ -560,6 +658,7 @@ impl Switch {
             opts: opts.clone(),
             stop: AtomicBool::new(false),
             opener: Mutex::new(None),
+            warm: Mutex::new(Warm::default()),
         });
         let (jobs_tx, jobs) = mpsc::channel();
         if let Ok(mut o) = inner.opener.lock() {
@@ -585,6 +684,7 @@ impl Switch {
             .name("qswitch-monitor".into())
             .spawn(move || {
                 while !m.stop.load(Ordering::Acquire) {
+                    m.tend_warm();
                     let retry_soon = {
                         let mut st = m.lock();
                         if m.discover_devices(&mut st) {
@@ -827,6 +927,30 @@ impl Switch {
         })
     }
 
+    /// Keeps these devices prepared (their programs attached, passing every frame on until a
+    /// port opens on them) from now on, so that a port on one of them opens in about a
+    /// millisecond: the control plane's registered interfaces. A device that does not exist yet
+    /// is prepared when it appears.
+    pub fn prepare_devices(&self, devices: &[String]) {
+        let mut warm = self.inner.warm();
+        for d in devices {
+            warm.pinned.insert(d.clone());
+        }
+        drop(warm);
+        self.inner.tend_warm();
+    }
+
+    /// Stops keeping these devices prepared; a program no open port uses detaches.
+    pub fn release_devices(&self, devices: &[String]) {
+        let mut warm = self.inner.warm();
+        for d in devices {
+            warm.pinned.remove(d);
+            if let Some(p) = warm.prepared.remove(d) {
+                afxdp::drop_later(p);
+            }
+        }
+    }
+
     /// Whether the switch forwards for this port now (admin up and open): no system call.
     pub fn is_forwarding(&self, id: &str) -> bool {
         let st = self.inner.lock();
@@ -923,6 +1047,10 @@ impl Switch {
         if let Some(w) = self.worker.take() {
             let _ = w.join();
         }
+        // Every port is closed: the programs kept for registered devices detach now.
+        let mut warm = self.inner.warm();
+        warm.pinned.clear();
+        warm.prepared.clear();
     }
 }
 

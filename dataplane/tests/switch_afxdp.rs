@@ -231,3 +231,49 @@ fn conflicting_items_are_refused_one_by_one_and_admitted_when_freed() {
     assert!(sw.port_status("pa").is_none());
     sw.shutdown();
 }
+
+fn has_xdp(dev: &str) -> bool {
+    Command::new("ip")
+        .args(["-o", "link", "show", "dev", dev])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(" xdp"))
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_registered_device_stays_prepared_across_its_ports_until_released() {
+    let a = Pair::new("w");
+    let sw = Switch::start(SwitchOptions::default()).unwrap();
+    assert!(!has_xdp(&a.host));
+    // Prepared ahead: the program is attached before any port exists.
+    sw.prepare_devices(std::slice::from_ref(&a.host));
+    assert!(wait_for(|| has_xdp(&a.host)));
+    let net = NetworkConfig {
+        id: "n".into(),
+        vlan: 10,
+        mac_limit: 64,
+    };
+    let port = PortConfig::access("p", &a.host, "n");
+    for _ in 0..3 {
+        sw.update(ConfigDelta {
+            networks: vec![net.clone()],
+            ports: vec![port.clone()],
+            ..ConfigDelta::default()
+        });
+        assert!(sw.wait_ports_settled(&["p".into()], Duration::from_secs(5)));
+        assert!(sw.port_status("p").unwrap().is_forwarding());
+        sw.update(ConfigDelta {
+            removed_ports: vec!["p".into()],
+            ..ConfigDelta::default()
+        });
+        // The port is gone; the program stays for the next one.
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(has_xdp(&a.host), "detached with the port");
+    }
+    sw.release_devices(std::slice::from_ref(&a.host));
+    assert!(
+        wait_for(|| !has_xdp(&a.host)),
+        "still attached after release"
+    );
+    sw.shutdown();
+}

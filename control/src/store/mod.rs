@@ -156,6 +156,8 @@ pub trait Tx {
     fn interface_by_device(&self, device: &str) -> Result<Option<Interface>>;
     /// A tenant's interfaces in registration order.
     fn interfaces(&self, tenant_id: &str) -> Result<Vec<Interface>>;
+    /// Every tenant's interfaces in registration order.
+    fn all_interfaces(&self) -> Result<Vec<Interface>>;
     /// Registers an interface or changes its device.
     fn upsert_interface(&self, interface: &Interface) -> Result<()>;
     /// Removes an interface from the registry.

@@ -675,6 +675,14 @@ impl Tx for SqliteTx<'_> {
         )
     }
 
+    fn all_interfaces(&self) -> Result<Vec<Interface>> {
+        self.query(
+            &format!("SELECT {INTERFACE_COLS} FROM interfaces ORDER BY seq"),
+            [],
+            interface_row,
+        )
+    }
+
     fn interfaces(&self, tenant_id: &str) -> Result<Vec<Interface>> {
         self.query(
             &format!("SELECT {INTERFACE_COLS} FROM interfaces WHERE tenant_id = ?1 ORDER BY seq"),

@@ -19,7 +19,7 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::{PortIo, PortMode, Umem, XdpDesc};
 use crate::stats::XdpStats;
@@ -63,9 +63,10 @@ pub struct AfXdpSpec {
     pub bind_mode: BindMode,
     /// Ring sizes of each socket.
     pub rings: xsk::RingSizes,
-    /// The device's program, attached ahead by [`prepare`] off the worker; `open` attaches it
-    /// itself when there is none (or it is for another interface index).
-    pub prepared: Option<PreparedSlot>,
+    /// The device's program, attached ahead by [`prepare`] off the worker (and possibly kept
+    /// attached across ports, for a registered device); `open` attaches one itself when there
+    /// is none, or it is for another interface index.
+    pub prepared: Option<Arc<Prepared>>,
 }
 
 impl AfXdpSpec {
@@ -85,28 +86,25 @@ impl AfXdpSpec {
 /// attachment to the device. Attaching takes the kernel's RTNL lock and waits for an RCU grace
 /// period (15 to 30 ms on a small VM, serialized across devices), so the switch does it on a
 /// thread of its own and the worker only binds sockets into a prepared map.
+///
+/// Dropping it detaches the program (closing the link); the last holder decides when, and
+/// [`drop_later`] does it off the calling thread.
 #[derive(Debug)]
 pub struct Prepared {
+    // Field order is drop order: the link (the attachment) goes first. The link and program
+    // are held only to be closed when this is dropped.
+    _link: OwnedFd,
+    _prog: OwnedFd,
+    map: OwnedFd,
     ifindex: u32,
     queues: u32,
-    map: OwnedFd,
-    prog: OwnedFd,
-    link: OwnedFd,
     native: bool,
 }
 
-/// A prepared device handed from the preparing thread to the worker (taken once).
-#[derive(Debug, Clone, Default)]
-pub struct PreparedSlot(Arc<Mutex<Option<Prepared>>>);
-
-impl PreparedSlot {
-    /// A slot holding `p`.
-    pub fn new(p: Prepared) -> Self {
-        PreparedSlot(Arc::new(Mutex::new(Some(p))))
-    }
-
-    fn take(&self) -> Option<Prepared> {
-        self.0.lock().ok()?.take()
+impl Prepared {
+    /// The interface index the program is attached to.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
     }
 }
 
@@ -137,21 +135,24 @@ pub fn prepare(spec: &AfXdpSpec) -> io::Result<Prepared> {
         ifindex,
         queues,
         map,
-        prog,
-        link,
+        _prog: prog,
+        _link: link,
         native,
     })
 }
 
-/// Detaches a program (the link, program and map closed) on a thread of its own: like
-/// attaching, it waits for the kernel's RTNL lock and a grace period.
-fn detach_later(link: OwnedFd, prog: OwnedFd, map: OwnedFd) {
-    let parts = (link, prog, map);
+/// Drops a prepared device on a thread of its own when this is its last holder: detaching, like
+/// attaching, waits for the kernel's RTNL lock and a grace period.
+pub fn drop_later(pre: Arc<Prepared>) {
+    if Arc::strong_count(&pre) > 1 {
+        // Kept by another holder (a registered device stays attached): nothing to detach.
+        return;
+    }
     let spawned = std::thread::Builder::new()
         .name("qswitch-detach".into())
-        .spawn(move || drop(parts));
+        .spawn(move || drop(pre));
     if let Err(e) = spawned {
-        log::warn!("cannot detach on a thread of its own ({e}); detached by the worker");
+        log::warn!("cannot detach on a thread of its own ({e}); detached here");
     }
 }
 
@@ -181,11 +182,10 @@ pub struct AfXdpPort {
     slot: u16,
     ifindex: u32,
     mode: PortMode,
-    // Field order is drop order: the link (program) goes first, then the sockets.
-    link: OwnedFd,
+    // Field order is drop order: the program (when this is its last holder) goes first, then
+    // the sockets.
+    pre: Arc<Prepared>,
     queues: Vec<Queue>,
-    prog: OwnedFd,
-    map: OwnedFd,
     rr: usize,
     tx_pending: bool,
     buf: Vec<u64>,
@@ -249,22 +249,12 @@ impl PortIo for AfXdpPort {
     fn open(spec: &AfXdpSpec, slot: u16, umem: &mut Umem, peer: Option<&Self>) -> io::Result<Self> {
         // The program prepared off the worker, if it is for the device as it is now.
         let current = netdev::ifindex(&spec.device);
-        let pre = match spec.prepared.as_ref().and_then(PreparedSlot::take) {
+        let pre = match spec.prepared.clone() {
             Some(p) if Some(p.ifindex) == current => p,
-            Some(stale) => {
-                detach_later(stale.link, stale.prog, stale.map);
-                prepare(spec)?
-            }
-            None => prepare(spec)?,
+            _ => Arc::new(prepare(spec)?),
         };
-        let Prepared {
-            ifindex,
-            queues: nq,
-            map,
-            prog,
-            link,
-            native,
-        } = pre;
+        let (ifindex, nq, native) = (pre.ifindex, pre.queues, pre.native);
+        let map = &pre.map;
         // Only the socket that registers the UMEM chooses the mode; every socket sharing it
         // inherits it, and a zero-copy UMEM cannot be shared with a device without zero-copy
         // support (a veth, say). So `Auto` binds in copy mode, which every device supports;
@@ -292,7 +282,7 @@ impl PortIo for AfXdpPort {
                     _ => Err(e),
                 })
                 .map_err(|e| context(e, &format!("AF_XDP bind queue {q}")))?;
-            bpf::map_set(&map, q, sock.raw_fd()).map_err(|e| context(e, "XSKMAP update"))?;
+            bpf::map_set(map, q, sock.raw_fd()).map_err(|e| context(e, "XSKMAP update"))?;
             queues.push(Queue {
                 sock,
                 in_fill: 0,
@@ -310,10 +300,8 @@ impl PortIo for AfXdpPort {
             slot,
             ifindex,
             mode,
-            link,
+            pre,
             queues,
-            prog,
-            map,
             rr: 0,
             tx_pending: false,
             buf: vec![0; spec.rings.fill.max(spec.rings.comp) as usize],
@@ -495,16 +483,11 @@ impl PortIo for AfXdpPort {
 
     fn close(self, umem: &mut Umem) {
         let AfXdpPort {
-            slot,
-            link,
-            queues,
-            prog,
-            map,
-            ..
+            slot, pre, queues, ..
         } = self;
         // With the map empty the program redirects nothing: frames pass to the kernel's stack.
         for q in 0..queues.len() as u32 {
-            let _ = bpf::map_clear(&map, q);
+            let _ = bpf::map_clear(&pre.map, q);
         }
         // Chunks of a frame cut short by the last batch were taken from the kernel already.
         for d in queues.iter().flat_map(|q| &q.carry) {
@@ -513,6 +496,6 @@ impl PortIo for AfXdpPort {
         // Closing the sockets unbinds them: the kernel lets go of every chunk they held.
         drop(queues);
         umem.reclaim_port(slot);
-        detach_later(link, prog, map);
+        drop_later(pre);
     }
 }
