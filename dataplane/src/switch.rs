@@ -481,8 +481,9 @@ impl Inner {
         Ok(p)
     }
 
-    /// Keeps the registered devices prepared: queues those that exist and have no program yet,
-    /// and lets go of programs whose device vanished or was re-created.
+    /// Keeps the registered devices prepared: lets go of programs whose device vanished or was
+    /// re-created, and queues the registered devices present on the host (one directory read)
+    /// that have no program yet. Costs what the host has, not what is registered.
     fn tend_warm(&self) {
         let mut warm = self.warm();
         let gone: Vec<String> = warm
@@ -496,19 +497,29 @@ impl Inner {
                 afxdp::drop_later(p);
             }
         }
-        let wanted: Vec<String> = warm
-            .pinned
-            .iter()
-            .filter(|d| !warm.prepared.contains_key(*d) && !warm.queued.contains(*d))
-            .filter(|d| netdev::ifindex(d).is_some())
-            .cloned()
+        if warm.pinned.len() == warm.prepared.len() {
+            return;
+        }
+        let present: Vec<String> = netdev::names()
+            .into_iter()
+            .filter(|d| warm.pinned.contains(d))
             .collect();
-        for dev in wanted {
-            warm.queued.insert(dev.clone());
-            let spec = self.spec(&dev);
-            drop(warm);
-            self.queue(OpenJob::Device(spec));
-            warm = self.warm();
+        drop(warm);
+        self.queue_devices(&present);
+    }
+
+    /// Queues the preparation of these registered devices, those not prepared or queued yet.
+    fn queue_devices(&self, devices: &[String]) {
+        for dev in devices {
+            {
+                let mut warm = self.warm();
+                if warm.prepared.contains_key(dev) || !warm.queued.insert(dev.clone()) {
+                    continue;
+                }
+            }
+            if !self.queue(OpenJob::Device(self.spec(dev))) {
+                self.warm().queued.remove(dev);
+            }
         }
     }
 
@@ -937,7 +948,12 @@ impl Switch {
             warm.pinned.insert(d.clone());
         }
         drop(warm);
-        self.inner.tend_warm();
+        let present: Vec<String> = devices
+            .iter()
+            .filter(|d| netdev::ifindex(d).is_some())
+            .cloned()
+            .collect();
+        self.inner.queue_devices(&present);
     }
 
     /// Stops keeping these devices prepared; a program no open port uses detaches.
