@@ -1063,10 +1063,15 @@ impl Switch {
         if let Some(w) = self.worker.take() {
             let _ = w.join();
         }
-        // Every port is closed: the programs kept for registered devices detach now.
+        // Every port is closed: the programs kept for registered devices detach now, and those
+        // handed to detach threads are waited for.
         let mut warm = self.inner.warm();
         warm.pinned.clear();
         warm.prepared.clear();
+        drop(warm);
+        if !afxdp::wait_detached(Duration::from_secs(5)) {
+            log::warn!("programs still detaching at shutdown; the kernel detaches them at exit");
+        }
     }
 }
 

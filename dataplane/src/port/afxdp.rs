@@ -19,6 +19,7 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::{PortIo, PortMode, Umem, XdpDesc};
@@ -148,12 +149,34 @@ pub fn drop_later(pre: Arc<Prepared>) {
         // Kept by another holder (a registered device stays attached): nothing to detach.
         return;
     }
+    DETACHING.fetch_add(1, Ordering::AcqRel);
     let spawned = std::thread::Builder::new()
         .name("qswitch-detach".into())
-        .spawn(move || drop(pre));
+        .spawn(move || {
+            drop(pre);
+            DETACHING.fetch_sub(1, Ordering::AcqRel);
+        });
     if let Err(e) = spawned {
+        // The closure (and the program with it) was dropped here.
+        DETACHING.fetch_sub(1, Ordering::AcqRel);
         log::warn!("cannot detach on a thread of its own ({e}); detached here");
     }
+}
+
+/// Detaches still running on their threads.
+static DETACHING: AtomicUsize = AtomicUsize::new(0);
+
+/// Waits (at most `timeout`) until every program handed to [`drop_later`] is detached, so that
+/// a switch that shuts down leaves no program behind. Returns true when none is left.
+pub fn wait_detached(timeout: std::time::Duration) -> bool {
+    let end = std::time::Instant::now() + timeout;
+    while DETACHING.load(Ordering::Acquire) > 0 {
+        if std::time::Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    true
 }
 
 struct Queue {
