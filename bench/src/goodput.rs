@@ -120,7 +120,7 @@ fn options(args: &[String]) -> Result<Options, String> {
         placement: Placement::Defaults,
         qswitch: crate::default_qswitch(),
         work: std::env::temp_dir().join(format!("qsbgoodput-{}", std::process::id())),
-        out: PathBuf::from(crate::DEFAULT_OUT),
+        out: crate::out_dir(None),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -141,7 +141,7 @@ fn options(args: &[String]) -> Result<Options, String> {
             }
             "--repeat" => o.repeat = crate::positive(&v()?, "--repeat")? as usize,
             "--pinned" => o.placement = Placement::Pinned,
-            "--out" => o.out = PathBuf::from(v()?),
+            "--out" => o.out = crate::out_dir(Some(&v()?)),
             "--qswitch" => o.qswitch = v()?,
             _ => return Err(format!("unknown option {a}")),
         }

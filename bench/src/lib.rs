@@ -41,6 +41,14 @@ pub fn debug() -> bool {
 /// Where reports go unless `--out` says otherwise.
 pub const DEFAULT_OUT: &str = "target/qswitch-bench";
 
+/// The report folder `--out` names (or the default), made absolute: the harness hands paths in
+/// it to daemons that run in other directories (Open vSwitch's database server takes its socket
+/// path from it), where a relative path would point elsewhere.
+pub fn out_dir(given: Option<&str>) -> std::path::PathBuf {
+    let p = std::path::PathBuf::from(given.unwrap_or(DEFAULT_OUT));
+    std::path::absolute(&p).unwrap_or(p)
+}
+
 /// Parses a whole number of at least 1 (`--repeat`, `--time`), or says what `option` takes.
 pub fn positive(v: &str, option: &str) -> Result<u32, String> {
     v.parse()

@@ -186,7 +186,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         learn_addrs: 2048,
         qswitch: crate::default_qswitch(),
         work: std::env::temp_dir().join(format!("qsb2889-{}", std::process::id())),
-        out: PathBuf::from(crate::DEFAULT_OUT),
+        out: crate::out_dir(None),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -217,7 +217,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             "--caching-max" => o.caching_max = v()?.parse().map_err(|_| "bad --caching-max")?,
             "--learn-addrs" => o.learn_addrs = v()?.parse().map_err(|_| "bad --learn-addrs")?,
             "--caching-rate" => o.caching_rate = v()?.parse().map_err(|_| "bad --caching-rate")?,
-            "--out" => o.out = PathBuf::from(v()?),
+            "--out" => o.out = crate::out_dir(Some(&v()?)),
             "--qswitch" => o.qswitch = v()?,
             _ => return Err(format!("unknown option {a}")),
         }

@@ -303,9 +303,7 @@ fn metric(test: &str, value: f64, unit: &str) -> Metric {
 
 /// Writes `metrics` as `name` into `--out` (default `target/qswitch-bench`).
 fn write_json(args: &[String], name: &str, metrics: &[Metric]) -> Result<(), String> {
-    let dir = std::path::PathBuf::from(
-        flag(args, "--out").unwrap_or_else(|| "target/qswitch-bench".into()),
-    );
+    let dir = crate::out_dir(flag(args, "--out").as_deref());
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let path = dir.join(name);
     std::fs::write(&path, json_metrics(metrics)).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -257,6 +257,8 @@ pub struct Worker<P: PortIo> {
     fill_target: u32,
     cfg: WorkerConfig,
     last_publish: u64,
+    /// When the MAC table's sweeper last ran.
+    last_sweep: u64,
     last_xdp: u64,
     dirty: bool,
     /// Frames received, over the worker's life.
@@ -319,6 +321,7 @@ impl<P: PortIo> Worker<P> {
             fill_target: 0,
             cfg,
             last_publish: 0,
+            last_sweep: 0,
             last_xdp: 0,
             dirty: false,
             rx_total: 0,
@@ -740,6 +743,26 @@ impl<P: PortIo> Worker<P> {
         self.pipe.fdb.sweep(now.secs, budget);
     }
 
+    /// One round of the loop: the clock's work first, every round, traffic or not (ageing must
+    /// not wait for a pause), then the ports. Returns the frames handled.
+    pub fn round(&mut self, now: Now) -> usize {
+        self.housekeep(now);
+        self.poll(now)
+    }
+
+    /// Work driven by the clock, run at the start of every round whether or not frames flow
+    /// (as VPP's age scanner runs on a timer): once a millisecond, the MAC table's sweeper
+    /// visits 1024 slots (a million-slot table every second), so entries that expired stop
+    /// counting against their network's learning limit even under traffic that never pauses.
+    /// Costs one comparison in the other rounds. Counters are published from `poll`, also by the
+    /// clock.
+    fn housekeep(&mut self, now: Now) {
+        if now.nanos.saturating_sub(self.last_sweep) >= 1_000_000 {
+            self.sweep(now, 1024);
+            self.last_sweep = now.nanos;
+        }
+    }
+
     #[inline]
     fn is_sendable(&self, slot: u16) -> bool {
         matches!(self.ports.get(usize::from(slot)), Some(Some(o)) if o.healthy)
@@ -876,7 +899,6 @@ impl<P: PortIo> Worker<P> {
         let now = || Now::from_nanos(u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX));
         // Not 0: the first round follows no round that found work.
         let mut idle: u32 = 1;
-        let mut last_sweep = 0u64;
         let mut prev_round = now().nanos;
         loop {
             if pending.swap(false, Ordering::Acquire) {
@@ -913,18 +935,13 @@ impl<P: PortIo> Worker<P> {
                 }
             }
             prev_round = t.nanos;
-            if self.poll(t) > 0 {
+            if self.round(t) > 0 {
                 idle = 0;
                 continue;
             }
             idle = idle.saturating_add(1);
             if self.dirty {
                 self.publish(t);
-            }
-            if t.nanos.saturating_sub(last_sweep) >= 1_000_000 {
-                // 1024 slots a millisecond: a million-entry table is swept every second.
-                self.sweep(t, 1024);
-                last_sweep = t.nanos;
             }
             match self.cfg.poll {
                 PollMode::Busy => std::hint::spin_loop(),

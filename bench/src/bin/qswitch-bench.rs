@@ -222,7 +222,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         trial: 2.0,
         steps: 7,
         flows: 16,
-        out: PathBuf::from(bench::DEFAULT_OUT),
+        out: bench::out_dir(None),
         qswitch: bench::default_qswitch(),
     };
     let mut it = args.iter();
@@ -246,7 +246,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--steps" => o.steps = v()?.parse().map_err(|_| "bad --steps")?,
             "--repeat" => o.repeat = bench::positive(&v()?, "--repeat")? as usize,
             "--flows" => o.flows = v()?.parse().map_err(|_| "bad --flows")?,
-            "--out" => o.out = PathBuf::from(v()?),
+            "--out" => o.out = bench::out_dir(Some(&v()?)),
             "--qswitch" => o.qswitch = v()?,
             _ => return Err(format!("unknown option {a}\n{USAGE}")),
         }

@@ -37,10 +37,13 @@ fn cfg() -> SwitchConfig {
 
 impl Rig {
     fn new(frames: u32) -> Rig {
-        let wc = WorkerConfig {
+        Rig::with(WorkerConfig {
             frames,
             ..WorkerConfig::default()
-        };
+        })
+    }
+
+    fn with(wc: WorkerConfig) -> Rig {
         let mut r = Rig {
             w: Worker::new(wc).unwrap(),
             ports: SlotMap::default(),
@@ -390,5 +393,64 @@ fn segments_never_exceed_the_mss_the_peer_announced() {
         joined.extend_from_slice(&f[54..]);
     }
     assert_eq!(joined, payload);
+    r.check_accounting();
+}
+
+/// Traffic that never pauses: the sweeper still runs (by the clock, every round), so MACs that
+/// stopped sending are gone after the ageing time and new MACs are learned at the limit.
+#[test]
+fn entries_age_out_and_learning_goes_on_under_traffic_that_never_pauses() {
+    let mut r = Rig::with(WorkerConfig {
+        frames: 4096,
+        aging_secs: 1,
+        ..WorkerConfig::default()
+    });
+    let mut c = cfg();
+    c.networks[0].mac_limit = 3;
+    r.apply(&c);
+    let (x, y, z) = (
+        Mac([0x02, 0, 0, 0, 0, 0x0a]),
+        Mac([0x02, 0, 0, 0, 0, 0x0b]),
+        Mac([0x02, 0, 0, 0, 0, 0x0c]),
+    );
+    let a3 = r.ports.get("a3").unwrap();
+    let round = |r: &mut Rig, ms: u64| {
+        let t = Now::from_nanos(ms * 1_000_000);
+        // VM1 on a1 sends in every round: the worker always finds work.
+        r.inject("a1", frame(Mac::BROADCAST, VM1));
+        assert!(r.w.round(t) > 0);
+    };
+    // X and Y (on a2) send once, at the start, then fall silent: with VM1, the limit is full.
+    r.inject("a2", frame(Mac::BROADCAST, x));
+    r.inject("a2", frame(Mac::BROADCAST, y));
+    round(&mut r, 0);
+    let net = r.nets.get("a").unwrap();
+    let live = |r: &Rig, ms: u64| -> Vec<Mac> {
+        let secs = u32::try_from(ms / 1000).unwrap();
+        r.w.pipe
+            .fdb
+            .entries(net, secs)
+            .iter()
+            .map(|e| e.mac)
+            .collect()
+    };
+    assert_eq!(live(&r, 0).len(), 3);
+    // Z cannot be learned yet.
+    r.inject("a3", frame(Mac::BROADCAST, z));
+    round(&mut r, 1);
+    assert_eq!(r.w.counters(a3).learn_limit, 1);
+    // Past the ageing time, under traffic all along: X and Y are gone, and Z is learned.
+    for ms in 2..=3_000 {
+        round(&mut r, ms);
+    }
+    let now = live(&r, 3_000);
+    assert!(
+        now.contains(&VM1) && !now.contains(&x) && !now.contains(&y),
+        "{now:?}"
+    );
+    r.inject("a3", frame(Mac::BROADCAST, z));
+    round(&mut r, 3_001);
+    assert_eq!(r.w.counters(a3).learn_limit, 1, "Z hit the limit again");
+    assert!(live(&r, 3_001).contains(&z));
     r.check_accounting();
 }
