@@ -242,10 +242,11 @@ struct Open<P> {
 
 /// A worker: one UMEM, its ports, the pipeline.
 pub struct Worker<P: PortIo> {
-    umem: Umem,
+    // Field order is drop order: the ports (their sockets, which the kernel writes through into
+    // the UMEM) close before the UMEM is unmapped, on every path, a panic included.
+    ports: Vec<Option<Open<P>>>,
     pipe: Pipeline,
     snap: Arc<Snapshot>,
-    ports: Vec<Option<Open<P>>>,
     active: Vec<u16>,
     rx: Vec<XdpDesc>,
     /// A multi-buffer frame gathered for segmentation (64 KB and more, allocated once).
@@ -270,6 +271,8 @@ pub struct Worker<P: PortIo> {
     /// millisecond: a fill ring shallower than the rate times the gap runs dry.
     max_gap_ns: u64,
     gaps_over_1ms: u64,
+    /// Last: unmapped after every socket that shares it has closed.
+    umem: Umem,
 }
 
 /// Warns (at most every 10 s per port) when the kernel dropped frames of a port before they

@@ -290,3 +290,98 @@ impl<T: Entry> ConsRing<T> {
         n
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    /// Producer index at 0, consumer at 64, flags at 128, entries from 192: a layout like the
+    /// kernel's, in a file both rings map (two shared mappings of one file see each other's
+    /// writes), so that a `ConsRing` plays the kernel for a `ProdRing` and the other way round.
+    const OFF: RingOffset = RingOffset {
+        producer: 0,
+        consumer: 64,
+        flags: 128,
+        desc: 192,
+    };
+
+    /// A producer and a consumer over one ring of `size` entries whose indices start at `start`.
+    fn pair(size: u32, start: u32) -> (ProdRing<u64>, ConsRing<u64>, std::fs::File) {
+        let path =
+            std::env::temp_dir().join(format!("qsring-{}-{size}-{start}", std::process::id()));
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        f.set_len(192 + u64::from(size) * 8).unwrap();
+        for at in [0, 64] {
+            f.seek(SeekFrom::Start(at)).unwrap();
+            f.write_all(&start.to_ne_bytes()).unwrap();
+        }
+        let p = ProdRing::<u64>::map(f.as_fd(), &OFF, size, 0).unwrap();
+        let c = ConsRing::<u64>::map(f.as_fd(), &OFF, size, 0).unwrap();
+        (p, c, f)
+    }
+
+    #[test]
+    fn a_full_ring_takes_nothing_more_and_an_empty_one_gives_nothing() {
+        let (mut p, mut c, _f) = pair(8, 0);
+        let mut out = [0u64; 16];
+        assert_eq!(c.pop(&mut out), 0, "empty");
+        assert_eq!(p.free(8), 8);
+        assert_eq!(p.push(&[1, 2, 3, 4, 5]), 5);
+        assert_eq!(p.push(&[6, 7, 8, 9, 10]), 3, "only the room there is");
+        assert_eq!(p.free(1), 0);
+        assert_eq!(p.push(&[11]), 0);
+        assert_eq!(p.outstanding(), 8);
+        assert_eq!(c.available(), 8);
+        assert_eq!(c.pop(&mut out[..3]), 3);
+        assert_eq!(&out[..3], &[1, 2, 3]);
+        // The producer's cached view still says full until it looks again.
+        assert_eq!(p.free(3), 3);
+        assert_eq!(p.push(&[9, 10, 11]), 3);
+        // The consumer takes what its cached view holds first, and looks again only when that
+        // is used up.
+        assert_eq!(c.pop(&mut out), 5);
+        assert_eq!(&out[..5], &[4, 5, 6, 7, 8]);
+        assert_eq!(c.pop(&mut out), 3);
+        assert_eq!(&out[..3], &[9, 10, 11]);
+        assert_eq!(c.pop(&mut out), 0);
+        assert_eq!(p.outstanding(), 0);
+    }
+
+    #[test]
+    fn order_holds_across_the_end_of_the_ring_and_the_index_wrap() {
+        // Indices start 5 short of u32::MAX: they wrap within the first rounds.
+        let (mut p, mut c, _f) = pair(16, u32::MAX - 5);
+        let mut next = 0u64;
+        let mut expect = 0u64;
+        let mut out = [0u64; 16];
+        for round in 0..500u64 {
+            // Uneven batches on both sides, so that every offset in the ring is crossed.
+            let want = (round * 7 % 13 + 1) as usize;
+            let items: Vec<u64> = (next..next + want as u64).collect();
+            let pushed = p.push(&items);
+            assert!(pushed <= want);
+            next += pushed as u64;
+            let take = (round * 5 % 11 + 1) as usize;
+            let got = c.pop(&mut out[..take]);
+            for v in &out[..got] {
+                assert_eq!(*v, expect, "round {round}");
+                expect += 1;
+            }
+            assert!(
+                next - expect <= 16,
+                "never more in flight than the ring holds"
+            );
+        }
+        assert!(expect > 1_000, "the rings moved {expect} entries");
+    }
+}
