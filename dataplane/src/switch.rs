@@ -375,6 +375,9 @@ struct Warm {
     prepared: HashMap<String, Arc<Prepared>>,
     /// Devices with a preparation queued.
     queued: HashSet<String>,
+    /// Devices whose preparation failed, with the interface index it failed on (the device may
+    /// already carry a port's own program): tried again only once the device is re-created.
+    failed: HashMap<String, u32>,
 }
 
 /// Work for the opener thread.
@@ -503,6 +506,11 @@ impl Inner {
         let present: Vec<String> = netdev::names()
             .into_iter()
             .filter(|d| warm.pinned.contains(d))
+            .filter(|d| {
+                warm.failed
+                    .get(d)
+                    .is_none_or(|&ifi| netdev::ifindex(d) != Some(ifi))
+            })
             .collect();
         drop(warm);
         self.queue_devices(&present);
@@ -530,12 +538,21 @@ impl Inner {
             let (id, slot, sent, mut spec, shared) = match job {
                 OpenJob::Device(spec) => {
                     let pinned = self.warm().pinned.contains(&spec.device);
-                    if pinned {
-                        if let Err(e) = self.prepared(&spec) {
-                            log::debug!("cannot prepare {}: {e}", spec.device);
+                    let failed = pinned && self.prepared(&spec).is_err();
+                    let mut warm = self.warm();
+                    warm.queued.remove(&spec.device);
+                    match netdev::ifindex(&spec.device) {
+                        Some(ifi) if failed => {
+                            log::debug!(
+                                "cannot prepare {} ahead; its ports attach on open",
+                                spec.device
+                            );
+                            warm.failed.insert(spec.device.clone(), ifi);
+                        }
+                        _ => {
+                            warm.failed.remove(&spec.device);
                         }
                     }
-                    self.warm().queued.remove(&spec.device);
                     continue;
                 }
                 OpenJob::Port {
@@ -554,7 +571,11 @@ impl Inner {
                     .ports
                     .get(&id)
                     .and_then(|p| p.handle.as_ref())
-                    .is_some_and(|h| h.requested.is_some() && h.sent == sent);
+                    .is_some_and(|h| {
+                        // This very handle (a port re-created on the same slot starts counting
+                        // again), and its request in force.
+                        Arc::ptr_eq(&h.shared, &shared) && h.requested.is_some() && h.sent == sent
+                    });
             if !current {
                 if let Ok(p) = prepared {
                     afxdp::drop_later(p);
@@ -852,7 +873,11 @@ impl Switch {
                     continue;
                 }
                 if e.cfg.device == p.device && e.cfg.role == p.role {
-                    // Same device, same network: the port stays open with its new settings.
+                    // Same device, same network: the port stays open with its new settings (its
+                    // MTU read again from the interface when none is configured).
+                    if e.handle.is_some() {
+                        e.mtu = p.mtu.or_else(|| netdev::mtu(&p.device).ok());
+                    }
                     e.cfg = p;
                     continue;
                 }
@@ -961,6 +986,7 @@ impl Switch {
         let mut warm = self.inner.warm();
         for d in devices {
             warm.pinned.remove(d);
+            warm.failed.remove(d);
             if let Some(p) = warm.prepared.remove(d) {
                 afxdp::drop_later(p);
             }
