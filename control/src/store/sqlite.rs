@@ -407,53 +407,57 @@ impl SqliteTx<'_> {
     /// Fills the address pairs and fixed IPs of `ports`: of the one port named, or read for
     /// every port (`None`).
     fn attach_pairs_and_ips(&self, ports: &mut [PortRecord], port_id: Option<&str>) -> Result<()> {
-        let pairs: Vec<(String, AddressPair)> = self.query(
-            &format!(
-                "SELECT port_id, mac_address, ip_address FROM port_address_pairs \
-                 WHERE {} ORDER BY seq",
-                eq("port_id", 1, port_id)
-            ),
-            params![port_id],
+        let mut pairs = self.by_port(
+            "SELECT port_id, mac_address, ip_address FROM port_address_pairs",
+            port_id,
             |r| {
-                Ok((
-                    r.get(0)?,
-                    AddressPair {
-                        mac_address: r.get(1)?,
-                        ip_address: r.get(2)?,
-                    },
-                ))
+                Ok(AddressPair {
+                    mac_address: r.get(1)?,
+                    ip_address: r.get(2)?,
+                })
             },
         )?;
-        let ips: Vec<(String, FixedIp)> = self.query(
-            &format!(
-                "SELECT port_id, subnet_id, ip_address FROM ip_allocations \
-                 WHERE {} ORDER BY seq",
-                eq("port_id", 1, port_id)
-            ),
-            params![port_id],
+        let mut ips = self.by_port(
+            "SELECT port_id, subnet_id, ip_address FROM ip_allocations",
+            port_id,
             |r| {
-                Ok((
-                    r.get(0)?,
-                    FixedIp {
-                        subnet_id: r.get(1)?,
-                        ip_address: r.get(2)?,
-                    },
-                ))
+                Ok(FixedIp {
+                    subnet_id: r.get(1)?,
+                    ip_address: r.get(2)?,
+                })
             },
         )?;
-        let mut pairs_by: HashMap<String, Vec<AddressPair>> = HashMap::new();
-        for (p, a) in pairs {
-            pairs_by.entry(p).or_default().push(a);
-        }
-        let mut ips_by: HashMap<String, Vec<FixedIp>> = HashMap::new();
-        for (p, i) in ips {
-            ips_by.entry(p).or_default().push(i);
-        }
         for p in ports.iter_mut() {
-            p.attrs.allowed_address_pairs = pairs_by.remove(&p.port.id).unwrap_or_default();
-            p.attrs.fixed_ips = ips_by.remove(&p.port.id).unwrap_or_default();
+            p.attrs.allowed_address_pairs = pairs.remove(&p.port.id).unwrap_or_default();
+            p.attrs.fixed_ips = ips.remove(&p.port.id).unwrap_or_default();
         }
         Ok(())
+    }
+
+    /// The rows of a per-port table (`select` reads `port_id` first), grouped by port in their
+    /// order: of one port, or of every port (`None`).
+    fn by_port<T>(
+        &self,
+        select: &str,
+        port_id: Option<&str>,
+        row: fn(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<HashMap<String, Vec<T>>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(&format!(
+                "{select} WHERE {} ORDER BY seq",
+                eq("port_id", 1, port_id)
+            ))
+            .map_err(store_err)?;
+        let rows = stmt
+            .query_map(params![port_id], |r| Ok((r.get::<_, String>(0)?, row(r)?)))
+            .map_err(store_err)?;
+        let mut out: HashMap<String, Vec<T>> = HashMap::new();
+        for r in rows {
+            let (port, item) = r.map_err(store_err)?;
+            out.entry(port).or_default().push(item);
+        }
+        Ok(out)
     }
 
     fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> Result<usize> {
