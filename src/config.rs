@@ -19,6 +19,24 @@ pub(crate) struct FileConfig {
     pub(crate) ports: Vec<PortSection>,
     #[serde(default)]
     pub(crate) api: ApiSection,
+    #[serde(default)]
+    pub(crate) metrics: MetricsSection,
+}
+
+/// `[metrics]`: the label sets of `/metrics` (see `docs/OPERATIONS.md`, "Metrics").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MetricsSection {
+    /// Label API refusals with the tenant id too (one series per refused tenant).
+    pub(crate) tenant_labels: bool,
+}
+
+impl MetricsSection {
+    pub(crate) fn options(&self) -> api::MetricsOptions {
+        api::MetricsOptions {
+            tenant_labels: self.tenant_labels,
+        }
+    }
 }
 
 /// `[api]`: page size, rate limits and quotas of the HTTP API.

@@ -1,92 +1,47 @@
 //! `qswitch ports|macs|stats`: the operator's view of a running daemon, through its API (the
 //! port statistics and MAC table extensions), printed as tables.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
 use serde_json::Value;
 
 /// Where the daemon is and how to talk to it.
+#[derive(Debug, clap::Args)]
 pub(crate) struct Target {
+    /// The daemon's API address
+    #[arg(long, env = "QSWITCH_API", default_value = "127.0.0.1:9696")]
     api: String,
+    /// The token (token mode)
+    #[arg(long, env = "QSWITCH_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The tenant whose network to show
+    #[arg(long, env = "QSWITCH_TENANT")]
     tenant: String,
-}
-
-/// Parses `[--api ADDR] [--token T] --tenant T` and returns the target and the other arguments.
-pub(crate) fn parse(args: impl Iterator<Item = String>) -> Result<(Target, Vec<String>), String> {
-    let mut t = Target {
-        api: "127.0.0.1:9696".into(),
-        token: std::env::var("QSWITCH_TOKEN").ok(),
-        tenant: String::new(),
-    };
-    let mut rest = Vec::new();
-    let mut args = args.peekable();
-    while let Some(a) = args.next() {
-        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
-        match a.as_str() {
-            "--api" => t.api = value("--api")?,
-            "--token" => t.token = Some(value("--token")?),
-            "--tenant" => t.tenant = value("--tenant")?,
-            _ => rest.push(a),
-        }
-    }
-    if t.tenant.is_empty() {
-        return Err("--tenant is required".into());
-    }
-    Ok((t, rest))
 }
 
 impl Target {
     /// `GET /v1.1/tenants/{tenant}{path}` as JSON.
     fn get(&self, path: &str) -> Result<Value, String> {
         let path = format!("/v1.1/tenants/{}{path}", self.tenant);
-        let mut s = TcpStream::connect(&self.api).map_err(|e| format!("{}: {e}", self.api))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))
-            .map_err(|e| e.to_string())?;
-        let token = self
-            .token
-            .as_ref()
-            .map(|t| format!("X-Auth-Token: {t}\r\n"))
-            .unwrap_or_default();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n{token}Connection: close\r\n\r\n",
-            self.api
-        )
-        .map_err(|e| e.to_string())?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&raw);
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head.split_whitespace().nth(1).unwrap_or("?");
-        let body = if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            dechunk(body)
-        } else {
-            body.to_owned()
-        };
-        if status != "200" {
-            return Err(format!("GET {path}: {status} {}", body.trim()));
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(10)))
+            .build()
+            .into();
+        let mut req = agent
+            .get(format!("http://{}{path}", self.api))
+            .header("Accept", "application/json");
+        if let Some(t) = &self.token {
+            req = req.header("X-Auth-Token", t);
+        }
+        let mut resp = req.call().map_err(|e| format!("{}: {e}", self.api))?;
+        let body = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| format!("GET {path}: {e}"))?;
+        if resp.status() != 200 {
+            return Err(format!("GET {path}: {} {}", resp.status(), body.trim()));
         }
         serde_json::from_str(&body).map_err(|e| format!("GET {path}: {e}"))
     }
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -94,10 +49,7 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
 }
 
 /// `qswitch ports --tenant T NETWORK`: the network's ports, state, op-status and attachment.
-pub(crate) fn ports(t: &Target, args: &[String]) -> Result<(), String> {
-    let [net] = args else {
-        return Err("usage: qswitch ports --tenant T NETWORK_ID".into());
-    };
+pub(crate) fn ports(t: &Target, net: &str) -> Result<(), String> {
     let v = t.get(&format!("/networks/{net}/ports/detail"))?;
     println!(
         "{:<36}  {:<6}  {:<9}  attachment",
@@ -116,10 +68,7 @@ pub(crate) fn ports(t: &Target, args: &[String]) -> Result<(), String> {
 }
 
 /// `qswitch macs --tenant T NETWORK`: the switch's MAC table of a network (admin).
-pub(crate) fn macs(t: &Target, args: &[String]) -> Result<(), String> {
-    let [net] = args else {
-        return Err("usage: qswitch macs --tenant T NETWORK_ID".into());
-    };
+pub(crate) fn macs(t: &Target, net: &str) -> Result<(), String> {
     let v = t.get(&format!("/networks/{net}/mac_table"))?;
     println!("{:<17}  {:<36}  {:>6}  static", "mac", "port", "age s");
     for e in v["macs"].as_array().into_iter().flatten() {
@@ -135,10 +84,7 @@ pub(crate) fn macs(t: &Target, args: &[String]) -> Result<(), String> {
 }
 
 /// `qswitch stats --tenant T NETWORK PORT`: a port's live counters, non-zero drops by reason.
-pub(crate) fn stats(t: &Target, args: &[String]) -> Result<(), String> {
-    let [net, port] = args else {
-        return Err("usage: qswitch stats --tenant T NETWORK_ID PORT_ID".into());
-    };
+pub(crate) fn stats(t: &Target, net: &str, port: &str) -> Result<(), String> {
     let v = t.get(&format!("/networks/{net}/ports/{port}/stats"))?;
     let s = &v["stats"];
     for key in [

@@ -3,108 +3,144 @@
 mod config;
 mod forwarder;
 mod inspect;
+mod metrics;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-const USAGE: &str = "\
-qswitch: a userspace AF_XDP virtual switch with the Quantum / Neutron networking API
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-USAGE:
-    qswitch serve [--listen ADDR] [--db PATH] [--config FILE] [--no-dataplane]
-                  [--auth noauth|token] [--tokens FILE] [--allow-noauth-remote]
-    qswitch token-digest TOKEN|-
-    qswitch ports --tenant T NETWORK_ID            [--api ADDR] [--token TOKEN]
-    qswitch macs  --tenant T NETWORK_ID            [--api ADDR] [--token TOKEN]
-    qswitch stats --tenant T NETWORK_ID PORT_ID    [--api ADDR] [--token TOKEN]
-    qswitch --help | --version
-
-serve options:
-    --listen ADDR     API address (default 127.0.0.1:9696)
-    --db PATH         SQLite database, created on first start (default qswitch.db)
-    --config FILE     TOML configuration (switch parameters, uplink, static networks and ports)
-    --no-dataplane    serve the API only; no interface is opened (ports stay DOWN)
-    --auth MODE       noauth (default: every request may act on every tenant) or token
-                      (X-Auth-Token required, looked up in --tokens)
-    --tokens FILE     the tokens file (TOML or JSON): SHA-256 digest -> tenant and roles
-    --allow-noauth-remote
-                      serve noauth on a non-loopback address (refused without this flag)
-
-ports, macs and stats ask a running daemon (--api, default 127.0.0.1:9696; the token may also
-come from QSWITCH_TOKEN) for a network's ports, its MAC table (admin) or a port's live counters.
-
-token-digest prints the SHA-256 digest of a token, as the tokens file stores it; with -, the
-token is the first line of stdin (kept out of the shell history and the process list).
-";
-
-struct ServeArgs {
-    listen: SocketAddr,
-    db: PathBuf,
-    config: Option<PathBuf>,
-    dataplane: bool,
-    auth: AuthMode,
-    tokens: Option<PathBuf>,
-    allow_noauth_remote: bool,
+/// qswitch: a userspace AF_XDP virtual switch with the Quantum / Neutron networking API.
+///
+/// Every option can also be set by its environment variable (shown in each command's --help).
+#[derive(Debug, Parser)]
+#[command(name = "qswitch", version, propagate_version = true)]
+struct Cli {
+    /// Log lines as text or as JSON objects (one per line); the level comes from RUST_LOG
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "QSWITCH_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the switch and its API (embedded SQLite store)
+    Serve(ServeArgs),
+    /// Print the SHA-256 digest of a token, as the tokens file stores it
+    TokenDigest {
+        /// The token; with -, the first line of stdin (kept out of the shell history and the
+        /// process list)
+        token: String,
+    },
+    /// A network's ports, their state and attachment, from a running daemon
+    Ports {
+        #[command(flatten)]
+        target: inspect::Target,
+        /// The network's id
+        network: String,
+    },
+    /// A network's MAC table as the switch holds it (admin), from a running daemon
+    Macs {
+        #[command(flatten)]
+        target: inspect::Target,
+        /// The network's id
+        network: String,
+    },
+    /// A port's live counters and non-zero drops by reason, from a running daemon
+    Stats {
+        #[command(flatten)]
+        target: inspect::Target,
+        /// The network's id
+        network: String,
+        /// The port's id
+        port: String,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+}
+
+/// A boolean flag that its environment variable may also set (1/0, true/false, yes/no, on/off).
+fn flag() -> clap::builder::BoolishValueParser {
+    clap::builder::BoolishValueParser::new()
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// API address
+    #[arg(long, env = "QSWITCH_LISTEN", default_value = "127.0.0.1:9696")]
+    listen: SocketAddr,
+    /// SQLite database, created on first start
+    #[arg(long, env = "QSWITCH_DB", default_value = "qswitch.db")]
+    db: PathBuf,
+    /// TOML configuration (switch parameters, uplink, static networks and ports, [api], [metrics])
+    #[arg(long, env = "QSWITCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Serve the API only; no interface is opened (ports stay DOWN)
+    #[arg(long, env = "QSWITCH_NO_DATAPLANE", value_parser = flag())]
+    no_dataplane: bool,
+    /// noauth: every request may act on every tenant; token: X-Auth-Token required, looked up
+    /// in --tokens
+    #[arg(long, value_enum, env = "QSWITCH_AUTH", default_value = "noauth")]
+    auth: AuthMode,
+    /// The tokens file (TOML or JSON): SHA-256 digest -> tenant and roles
+    #[arg(long, env = "QSWITCH_TOKENS")]
+    tokens: Option<PathBuf>,
+    /// Serve noauth on a non-loopback address (refused without this flag)
+    #[arg(long, env = "QSWITCH_ALLOW_NOAUTH_REMOTE", value_parser = flag())]
+    allow_noauth_remote: bool,
+    /// Also serve GET /metrics (Prometheus) on this address, without authentication
+    #[arg(long, env = "QSWITCH_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum AuthMode {
+    #[value(name = "noauth")]
     NoAuth,
     Token,
 }
 
-fn parse_serve(mut args: impl Iterator<Item = String>) -> Result<ServeArgs, String> {
-    let mut a = ServeArgs {
-        listen: SocketAddr::from(([127, 0, 0, 1], 9696)),
-        db: PathBuf::from("qswitch.db"),
-        config: None,
-        dataplane: true,
-        auth: AuthMode::NoAuth,
-        tokens: None,
-        allow_noauth_remote: false,
-    };
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
-        match arg.as_str() {
-            "--listen" => {
-                let v = value("--listen")?;
-                a.listen = v
-                    .parse()
-                    .map_err(|_| format!("--listen {v:?}: expected IP:PORT"))?;
+impl ServeArgs {
+    /// The rules between options that clap's attributes do not express.
+    fn check(self) -> Result<Self, String> {
+        match (self.auth, &self.tokens) {
+            (AuthMode::Token, None) => return Err("--auth token needs --tokens FILE".into()),
+            (AuthMode::NoAuth, Some(_)) => {
+                return Err("--tokens is for --auth token; add --auth token".into())
             }
-            "--db" => a.db = PathBuf::from(value("--db")?),
-            "--config" => a.config = Some(PathBuf::from(value("--config")?)),
-            "--no-dataplane" => a.dataplane = false,
-            "--auth" => {
-                a.auth = match value("--auth")?.as_str() {
-                    "noauth" => AuthMode::NoAuth,
-                    "token" => AuthMode::Token,
-                    m => return Err(format!("--auth {m:?}: expected noauth or token")),
-                }
-            }
-            "--tokens" => a.tokens = Some(PathBuf::from(value("--tokens")?)),
-            "--allow-noauth-remote" => a.allow_noauth_remote = true,
-            other => return Err(format!("unknown option {other:?}")),
+            _ => {}
         }
-    }
-    match (a.auth, &a.tokens) {
-        (AuthMode::Token, None) => return Err("--auth token needs --tokens FILE".into()),
-        (AuthMode::NoAuth, Some(_)) => {
-            return Err("--tokens is for --auth token; add --auth token".into())
+        if self.auth == AuthMode::NoAuth
+            && !self.listen.ip().is_loopback()
+            && !self.allow_noauth_remote
+        {
+            return Err(format!(
+                "--listen {}: refusing to serve without authentication there: anyone who \
+                 reaches it could change every tenant's networks. Use --auth token --tokens \
+                 FILE, listen on a loopback address, or pass --allow-noauth-remote",
+                self.listen
+            ));
         }
-        _ => {}
+        Ok(self)
     }
-    if a.auth == AuthMode::NoAuth && !a.listen.ip().is_loopback() && !a.allow_noauth_remote {
-        return Err(format!(
-            "refusing to serve without authentication on {}: anyone who reaches it could \
-             change every tenant's networks. Use --auth token --tokens FILE, listen on a \
-             loopback address, or pass --allow-noauth-remote",
-            a.listen
-        ));
-    }
-    Ok(a)
 }
 
 /// The token of `token-digest`: the argument, or with `-` the first line of stdin.
@@ -141,41 +177,44 @@ fn api_auth(args: &ServeArgs) -> Result<api::Auth, String> {
     }
 }
 
+fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let mut args = std::env::args().skip(1);
-    let result = match args.next().as_deref() {
-        Some("serve") => parse_serve(args).and_then(serve),
-        Some("token-digest") => match (args.next(), args.next()) {
-            (Some(token), None) => {
-                read_token(&token).map(|t| println!("{}", api::token_digest(&t)))
-            }
-            _ => {
-                Err("token-digest takes one argument: the token, or - to read it from stdin".into())
-            }
-        },
-        Some(cmd @ ("ports" | "macs" | "stats")) => {
-            inspect::parse(args).and_then(|(t, rest)| match cmd {
-                "ports" => inspect::ports(&t, &rest),
-                "macs" => inspect::macs(&t, &rest),
-                _ => inspect::stats(&t, &rest),
-            })
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Serve(args) => args.check().and_then(serve),
+        Command::TokenDigest { token } => {
+            read_token(&token).map(|t| println!("{}", api::token_digest(&t)))
         }
-        Some("--version") => {
-            println!("qswitch {}", env!("CARGO_PKG_VERSION"));
+        Command::Ports { target, network } => inspect::ports(&target, &network),
+        Command::Macs { target, network } => inspect::macs(&target, &network),
+        Command::Stats {
+            target,
+            network,
+            port,
+        } => inspect::stats(&target, &network, &port),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "qswitch",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
-        Some("--help" | "-h") | None => {
-            print!("{USAGE}");
-            Ok(())
-        }
-        Some(other) => Err(format!("unknown command {other:?}\n\n{USAGE}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -199,7 +238,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let std_listener = std::net::TcpListener::bind(args.listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| format!("listening on {}: {e}", args.listen))?;
-    let (forwarder, switch): (Arc<dyn control::forward::Forwarder>, _) = if args.dataplane {
+    let metrics_listener = args
+        .metrics_listen
+        .map(|addr| {
+            std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|e| format!("--metrics-listen {addr}: {e}"))
+        })
+        .transpose()?;
+    let (forwarder, switch): (Arc<dyn control::forward::Forwarder>, _) = if !args.no_dataplane {
         let switch = Arc::new(
             dataplane::Switch::start(opts).map_err(|e| format!("starting the data plane: {e}"))?,
         );
@@ -226,9 +273,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         )
         .map_err(|e| format!("opening {}: {e}", args.db.display()))?,
     );
+    let collectors: Vec<Box<dyn prometheus_client::collector::Collector>> = match &switch {
+        Some(s) => vec![Box::new(metrics::DataplaneCollector(Arc::clone(s)))],
+        None => Vec::new(),
+    };
+    let metrics = api::Metrics::new(control.clone(), file.metrics.options(), collectors);
     let app = api::router(
         control,
         api::ApiOptions {
+            metrics: Some(metrics.clone()),
             max_page_size: api_cfg.max_page_size,
             default_tenant: api_cfg.default_project,
             auth,
@@ -246,6 +299,19 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             args.db.display(),
             if switch.is_some() { "on" } else { "off" }
         );
+        if let Some(l) = metrics_listener {
+            let l = tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?;
+            tracing::info!(
+                "metrics on http://{}/metrics",
+                args.metrics_listen.unwrap_or(args.listen)
+            );
+            let app = api::metrics_router(metrics);
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, app).await {
+                    tracing::error!(%e, "the metrics listener stopped");
+                }
+            });
+        }
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
@@ -283,7 +349,19 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<ServeArgs, String> {
-        parse_serve(args.iter().map(|s| s.to_string()))
+        let argv = ["qswitch", "serve"].iter().chain(args);
+        match Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            Command::Serve(a) => a.check(),
+            c => Err(format!("not serve: {c:?}")),
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
     }
 
     #[test]
@@ -291,7 +369,7 @@ mod tests {
         assert!(parse(&["--listen", "127.0.0.1:9696"]).is_ok());
         assert!(parse(&["--listen", "[::1]:9696"]).is_ok());
         let e = parse(&["--listen", "0.0.0.0:9696"]).err().unwrap();
-        assert!(e.contains("refusing"), "{e}");
+        assert!(e.contains("refusing") && e.contains("--listen"), "{e}");
         assert!(parse(&["--listen", "198.18.0.1:9696", "--auth", "noauth"]).is_err());
         assert!(parse(&["--listen", "0.0.0.0:9696", "--allow-noauth-remote"]).is_ok());
         let a = parse(&[
@@ -310,6 +388,9 @@ mod tests {
     fn token_mode_and_the_tokens_file_go_together() {
         assert!(parse(&["--auth", "token"]).is_err());
         assert!(parse(&["--tokens", "t.toml"]).is_err());
-        assert!(parse(&["--auth", "magic"]).is_err());
+        let e = parse(&["--auth", "magic"]).err().unwrap();
+        assert!(e.contains("--auth"), "{e}");
+        let e = parse(&["--listen", "nowhere"]).err().unwrap();
+        assert!(e.contains("--listen"), "{e}");
     }
 }

@@ -28,12 +28,11 @@
 //! which sets the project and roles headers those routes read from the
 //! token, as keystonemiddleware does in front of Neutron.
 //!
-//! Digests are compared by hash-map lookup: the attacker controls the token,
-//! not its digest, so lookup timing reveals nothing useful.
+//! A token is hashed (SHA-256, the `sha2` crate) and its digest compared with
+//! every stored digest in constant time (`subtle`), all of them every time:
+//! how long a lookup takes depends only on how many tokens there are, never
+//! on how close a guess came.
 
-mod sha256;
-
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -77,10 +76,10 @@ impl Principal {
     }
 }
 
-/// The token table: SHA-256 digest (hex) -> principal.
+/// The token table: SHA-256 digest -> principal.
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
-    by_digest: HashMap<String, Principal>,
+    by_digest: Vec<([u8; 32], Principal)>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,7 +100,12 @@ struct TokenEntry {
 /// The SHA-256 digest of a token as the tokens file stores it (64 lower-case
 /// hex digits).
 pub fn token_digest(token: &str) -> String {
-    sha256::hex_digest(token.as_bytes())
+    digest(token).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
 }
 
 impl Tokens {
@@ -140,8 +144,17 @@ impl Tokens {
 
     /// Adds a token by its digest.
     pub fn insert_digest(&mut self, sha256_hex: &str, p: Principal) -> Result<(), String> {
-        let d = sha256_hex.to_ascii_lowercase();
-        if d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let hex = sha256_hex.as_bytes();
+        let mut d = [0u8; 32];
+        let parsed = hex.len() == 64
+            && d.iter_mut().zip(hex.chunks_exact(2)).all(|(b, pair)| {
+                std::str::from_utf8(pair)
+                    .ok()
+                    .and_then(|s| u8::from_str_radix(s, 16).ok())
+                    .map(|v| *b = v)
+                    .is_some()
+            });
+        if !parsed {
             return Err(format!(
                 "token digest {sha256_hex:?} is not 64 hex digits (SHA-256)"
             ));
@@ -150,9 +163,10 @@ impl Tokens {
         if p.roles.is_empty() {
             return Err(format!("the token of tenant {} has no role", p.tenant));
         }
-        if self.by_digest.insert(d, p).is_some() {
+        if self.by_digest.iter().any(|(known, _)| *known == d) {
             return Err(format!("token digest {sha256_hex} is listed twice"));
         }
+        self.by_digest.push((d, p));
         Ok(())
     }
 
@@ -163,7 +177,16 @@ impl Tokens {
 
     /// The principal of a token.
     pub fn resolve(&self, token: &str) -> Option<&Principal> {
-        self.by_digest.get(&token_digest(token))
+        use subtle::ConstantTimeEq;
+        let d = digest(token);
+        let mut found: Option<&Principal> = None;
+        for (known, p) in &self.by_digest {
+            // Every entry is compared in full; only the choice below depends on the outcome.
+            if bool::from(known.ct_eq(&d)) {
+                found = Some(p);
+            }
+        }
+        found
     }
 
     /// How many tokens the table holds.
@@ -357,6 +380,25 @@ mod tests {
         v.iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn digests_are_sha256_and_resolve_only_their_token() {
+        // FIPS 180-4's "abc" example.
+        assert_eq!(
+            token_digest("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let mut t = Tokens::new();
+        t.insert_token("secret-a", member("a")).unwrap();
+        t.insert_digest(&token_digest("secret-b").to_uppercase(), member("b"))
+            .unwrap();
+        assert_eq!(t.resolve("secret-a").unwrap().tenant, "a");
+        assert_eq!(t.resolve("secret-b").unwrap().tenant, "b");
+        assert!(t.resolve("secret-c").is_none());
+        assert!(t.insert_token("secret-a", member("c")).is_err());
+        assert!(t.insert_digest("zz", member("c")).is_err());
+        assert!(t.insert_digest(&"g".repeat(64), member("c")).is_err());
     }
 
     #[test]

@@ -337,6 +337,9 @@ impl ApiError {
                 resp.headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from(*retry_after));
             }
+            Self::Control(ControlError::OverQuota { .. }) => {
+                return crate::metrics::Refusal::Quota.mark(resp);
+            }
             _ => {}
         }
         resp

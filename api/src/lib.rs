@@ -52,6 +52,7 @@ mod ctx;
 mod fault;
 pub mod limit;
 mod links;
+pub mod metrics;
 mod negotiate;
 mod neutron;
 mod page;
@@ -60,6 +61,7 @@ mod xml;
 
 pub use auth::{token_digest, Auth, Principal, Role, Tokens};
 pub use limit::{Clock, Rate, RateLimits};
+pub use metrics::{metrics_router, Metrics, MetricsOptions};
 pub use page::DEFAULT_MAX_PAGE_SIZE;
 
 use std::sync::Arc;
@@ -103,6 +105,8 @@ pub struct ApiOptions {
     pub rate_limits: RateLimits,
     /// The clock of the rate limiter.
     pub clock: Clock,
+    /// The process's metrics, served at `/metrics`; `None`: the API's own only.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for ApiOptions {
@@ -114,6 +118,7 @@ impl Default for ApiOptions {
             auth: Auth::NoAuth,
             rate_limits: RateLimits::default(),
             clock: Clock::system(),
+            metrics: None,
         }
     }
 }
@@ -134,14 +139,20 @@ pub fn router(control: Arc<Control>, opts: ApiOptions) -> Router {
         max_page: opts.max_page_size.max(1),
         limiter: limiter.clone(),
     };
-    // Authentication runs first (outermost), then the rate limit (which
-    // charges the authenticated tenant), then the routes.
+    let metrics = opts
+        .metrics
+        .clone()
+        .unwrap_or_else(|| Metrics::new(control.clone(), MetricsOptions::default(), Vec::new()));
+    let refusals = axum::middleware::from_fn_with_state(metrics.clone(), metrics::count_refusals);
+    // Authentication runs first (outermost), then the refusal counter (which sees the caller),
+    // then the rate limit (which charges the authenticated tenant), then the routes.
     let versioned = |version| {
         quantum::router(state(version))
             .layer(limit::RateLimitLayer {
                 limiter: limiter.clone(),
                 flavor: limit::Flavor::Quantum(version),
             })
+            .layer(refusals.clone())
             .layer(axum::middleware::from_fn_with_state(
                 auth::AuthState {
                     auth: opts.auth.clone(),
@@ -182,11 +193,19 @@ pub fn router(control: Arc<Control>, opts: ApiOptions) -> Router {
                 limiter: limiter.clone(),
                 flavor: limit::Flavor::Neutron,
             })
+            .layer(refusals)
             .layer(axum::middleware::from_fn_with_state(
                 opts.auth.clone(),
                 auth::authenticate_v2,
             )),
         )
+        .route(
+            "/metrics",
+            get(metrics::serve_api)
+                .with_state((metrics.clone(), opts.auth.clone()))
+                .fallback(root_method_not_allowed),
+        )
+        .route_layer(axum::middleware::from_fn(metrics::tag_route))
         .fallback(root_not_found)
         .layer(trace);
     // The suffix must come off before routing, so the rewrite wraps the
@@ -194,6 +213,10 @@ pub fn router(control: Arc<Control>, opts: ApiOptions) -> Router {
     Router::new()
         .fallback_service(inner.map_request(negotiate::strip_suffix))
         .layer(axum::middleware::from_fn(header_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track,
+        ))
 }
 
 /// The longest request header line accepted (name, `: ` and value), as common proxies' default

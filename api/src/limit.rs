@@ -263,7 +263,7 @@ impl RateLimiter {
 /// The tenant a request is charged to: the token's, else the URL's
 /// (`.../tenants/{tenant_id}/...`), else v2.0's `X-Project-Id` (no-auth
 /// mode), else the anonymous bucket `""`.
-fn tenant_of(req: &Request) -> String {
+pub(crate) fn tenant_of(req: &Request) -> String {
     if let Some(p) = req.extensions().get::<Principal>() {
         return p.tenant.clone();
     }
@@ -385,6 +385,7 @@ where
                         resp
                     }
                 };
+                let resp = crate::metrics::Refusal::RateLimit.mark(resp);
                 Box::pin(async move { Ok(resp) })
             }
         }

@@ -11,7 +11,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::http::{json_str, Conn};
+use serde_json::json;
+
+use crate::http::{id_of, Conn};
 use crate::report::median;
 
 /// What to run.
@@ -56,12 +58,6 @@ impl Client {
     }
 }
 
-fn id_of(body: &str) -> Result<String, String> {
-    json_str(body, "id")
-        .map(str::to_owned)
-        .ok_or_else(|| format!("no id in {body}"))
-}
-
 /// A project with a network and a /24 subnet (the `index`-th of 198.18.0.0/15); returns the
 /// network id.
 fn project(c: &mut Conn, tenant: &str, index: usize) -> Result<String, String> {
@@ -78,8 +74,7 @@ fn project(c: &mut Conn, tenant: &str, index: usize) -> Result<String, String> {
     }
     let net = id_of(&r.body)?;
     let cidr = format!("198.{}.{}.0/24", 18 + index / 256, index % 256);
-    let body =
-        format!(r#"{{"subnet": {{"network_id": "{net}", "ip_version": 4, "cidr": "{cidr}"}}}}"#);
+    let body = json!({"subnet": {"network_id": net, "ip_version": 4, "cidr": cidr}}).to_string();
     let r = c
         .request_as("POST", "/v2.0/subnets", Some(&body), Some(tenant))
         .map_err(|e| e.to_string())?;
@@ -95,10 +90,8 @@ const PAGE_QUERY: &str = "/v2.0/ports?limit=100";
 
 /// Creates `n` ports on `net` in one bulk request; returns how long it took.
 fn bulk(c: &mut Conn, tenant: &str, net: &str, n: usize) -> Result<Duration, String> {
-    let items: Vec<String> = (0..n)
-        .map(|_| format!(r#"{{"network_id": "{net}"}}"#))
-        .collect();
-    let body = format!(r#"{{"ports": [{}]}}"#, items.join(","));
+    let items = vec![json!({"network_id": net}); n];
+    let body = json!({ "ports": items }).to_string();
     let t = Instant::now();
     let r = c
         .request_as("POST", "/v2.0/ports", Some(&body), Some(tenant))
@@ -114,7 +107,7 @@ fn bulk(c: &mut Conn, tenant: &str, net: &str, n: usize) -> Result<Duration, Str
 fn probe_round(c: &mut Client, tenant: &str, net: &str, n: usize) -> Result<(), String> {
     let me = Some(tenant);
     // v2.0
-    let body = format!(r#"{{"port": {{"network_id": "{net}"}}}}"#);
+    let body = json!({"port": {"network_id": net}}).to_string();
     let port = id_of(&c.call("v2.0 create port", "POST", "/v2.0/ports", Some(&body), me)?)?;
     let one = format!("/v2.0/ports/{port}");
     c.call("v2.0 show port", "GET", &one, None, me)?;
@@ -161,11 +154,11 @@ fn probe_round(c: &mut Client, tenant: &str, net: &str, n: usize) -> Result<(), 
         "v1.1 register interface",
         "PUT",
         &format!("{base}/interfaces/{vif}"),
-        Some(&format!(r#"{{"interface": {{"device": "{dev}"}}}}"#)),
+        Some(&json!({"interface": {"device": dev}}).to_string()),
         None,
     )?;
     let att = format!("{one}/attachment");
-    let plug = format!(r#"{{"attachment": {{"id": "{vif}"}}}}"#);
+    let plug = json!({"attachment": {"id": vif}}).to_string();
     c.call("v1.1 plug", "PUT", &att, Some(&plug), None)?;
     c.call(
         "v1.1 list ports page",
@@ -333,18 +326,19 @@ pub fn compare(servers: &[Server], samples: usize) -> Result<(), String> {
             &mut c,
             "POST",
             "/v2.0/subnets",
-            Some(&format!(
-                r#"{{"subnet": {{"network_id": "{net}", "ip_version": 4, "cidr": "198.19.0.0/16", "project_id": "{tenant}"}}}}"#
-            )),
+            Some(
+                &json!({"subnet": {
+                    "network_id": net, "ip_version": 4, "cidr": "198.19.0.0/16", "project_id": tenant,
+                }})
+                .to_string(),
+            ),
         )?;
-        let page: Vec<String> = (0..PAGE)
-            .map(|_| format!(r#"{{"network_id": "{net}", "project_id": "{tenant}"}}"#))
-            .collect();
+        let page = vec![json!({"network_id": net, "project_id": tenant}); PAGE];
         call(
             &mut c,
             "POST",
             "/v2.0/ports",
-            Some(&format!(r#"{{"ports": [{}]}}"#, page.join(","))),
+            Some(&json!({ "ports": page }).to_string()),
         )?;
         let mut ids = Vec::with_capacity(samples);
         let mut timed = |name: &'static str,
@@ -365,7 +359,7 @@ pub fn compare(servers: &[Server], samples: usize) -> Result<(), String> {
             rows.entry(name).or_default().push((median(lat), cpu));
             Ok(bodies)
         };
-        let create = format!(r#"{{"port": {{"network_id": "{net}", "project_id": "{tenant}"}}}}"#);
+        let create = json!({"port": {"network_id": net, "project_id": tenant}}).to_string();
         for b in timed("create port", &mut c, &mut |_| {
             ("POST".into(), "/v2.0/ports".into(), Some(create.clone()))
         })? {

@@ -77,8 +77,8 @@ struct Run {
 }
 
 /// `qswitch-bench goodput`.
-pub fn run(args: &[String]) -> Result<(), String> {
-    let o = options(args)?;
+pub fn run(args: Args) -> Result<(), String> {
+    let o = options(args);
     if which("iperf3").is_none() {
         return Err("iperf3 is not installed (apt-get install iperf3)".into());
     }
@@ -111,42 +111,47 @@ pub fn run(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn options(args: &[String]) -> Result<Options, String> {
-    let mut o = Options {
-        duts: vec![Dut::Bridge, Dut::Qswitch, Dut::OvsAfxdp],
-        secs: 5,
-        streams: vec![1, 4],
-        repeat: 3,
-        placement: Placement::Defaults,
-        qswitch: crate::default_qswitch(),
+/// `qswitch-bench goodput`: TCP goodput between two VM namespaces (iperf3), default offloads
+/// and transmit checksum offload off.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Two-second runs, one round (explicit --time and --repeat still win)
+    #[arg(long)]
+    quick: bool,
+    /// Devices under test
+    #[arg(long, value_delimiter = ',', value_parser = crate::dut, default_value = "bridge,qswitch,ovs-afxdp")]
+    duts: Vec<Dut>,
+    /// Seconds per iperf3 run [default: 5; 2 with --quick]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    time: Option<u32>,
+    /// Parallel TCP streams per run, a list (1 to 128 each)
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=128), default_value = "1,4")]
+    streams: Vec<u32>,
+    /// Rounds over every DUT; medians are reported [default: 3; 1 with --quick]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: Option<u32>,
+    /// Pin the guests' and the switch's threads to separate CPUs
+    #[arg(long)]
+    pinned: bool,
+    #[command(flatten)]
+    common: crate::Common,
+}
+
+fn options(a: Args) -> Options {
+    Options {
+        duts: a.duts,
+        secs: a.time.unwrap_or(if a.quick { 2 } else { 5 }),
+        streams: a.streams,
+        repeat: a.repeat.unwrap_or(if a.quick { 1 } else { 3 }) as usize,
+        placement: if a.pinned {
+            Placement::Pinned
+        } else {
+            Placement::Defaults
+        },
+        qswitch: a.common.qswitch,
         work: std::env::temp_dir().join(format!("qsbgoodput-{}", std::process::id())),
-        out: crate::out_dir(None),
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut v = || it.next().cloned().ok_or(format!("{a} needs a value"));
-        match a.as_str() {
-            "--quick" => {
-                o.secs = 2;
-                o.repeat = 1;
-            }
-            "--duts" => o.duts = Dut::parse_list(&v()?)?,
-            "--time" => o.secs = crate::positive(&v()?, "--time")?,
-            "--streams" => {
-                o.streams = v()?
-                    .split(',')
-                    .map(|s| s.parse().ok().filter(|n| (1..=128).contains(n)))
-                    .collect::<Option<Vec<u32>>>()
-                    .ok_or("--streams takes a list of stream counts, 1 to 128")?
-            }
-            "--repeat" => o.repeat = crate::positive(&v()?, "--repeat")? as usize,
-            "--pinned" => o.placement = Placement::Pinned,
-            "--out" => o.out = crate::out_dir(Some(&v()?)),
-            "--qswitch" => o.qswitch = v()?,
-            _ => return Err(format!("unknown option {a}")),
-        }
+        out: a.common.out,
     }
-    Ok(o)
 }
 
 fn which(program: &str) -> Option<PathBuf> {
@@ -386,18 +391,25 @@ mod tests {
 
     #[test]
     fn options_parse_and_refuse_nonsense() {
-        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let o = options(&args(&[
-            "--streams",
-            "1,2,8",
-            "--time",
-            "3",
-            "--repeat",
-            "2",
-        ]))
-        .unwrap();
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let parse = |v: &[&str]| {
+            use clap::Parser;
+            Cli::try_parse_from(std::iter::once(&"goodput").chain(v)).map(|c| options(c.args))
+        };
+        let o = parse(&["--streams", "1,2,8", "--time", "3", "--repeat", "2"]).unwrap();
         assert_eq!(o.streams, vec![1, 2, 8]);
         assert_eq!((o.secs, o.repeat), (3, 2));
+        let q = parse(&["--quick", "--repeat", "4"]).unwrap();
+        assert_eq!(
+            (q.secs, q.repeat),
+            (2, 4),
+            "an explicit option wins over --quick"
+        );
+        assert_eq!(parse(&[]).unwrap().duts.len(), 3);
         for bad in [
             &["--streams", "0"][..],
             &["--time", "0"],
@@ -405,7 +417,7 @@ mod tests {
             &["--duts", "hub"],
             &["--frobnicate"],
         ] {
-            assert!(options(&args(bad)).is_err(), "{bad:?}");
+            assert!(parse(bad).is_err(), "{bad:?}");
         }
     }
 }

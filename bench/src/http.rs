@@ -1,35 +1,56 @@
-//! A small HTTP/1.1 client with keep-alive, enough for load-driving the daemon's API without
-//! pulling an HTTP stack into the benchmarks.
+//! The HTTP client of the harness, the integration tests and the load drivers: `ureq` with
+//! keep-alive, every status answered as a response (a 4xx is a result to check, not an error).
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io;
+use std::time::Duration;
 
-/// One persistent connection.
-#[derive(Debug)]
+use ureq::Agent;
+
+/// A client of one API address; its connections are kept alive between requests.
+#[derive(Debug, Clone)]
 pub struct Conn {
-    addr: String,
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    base: String,
+    agent: Agent,
 }
 
-/// A response: status and body.
+/// A response: status, headers and body.
 #[derive(Debug)]
 pub struct Response {
     /// HTTP status code.
     pub status: u16,
     /// Body as text.
     pub body: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Response {
+    /// A header's value (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Result<serde_json::Value, String> {
+        serde_json::from_str(&self.body).map_err(|e| format!("not JSON ({e}): {}", self.body))
+    }
 }
 
 impl Conn {
-    /// Connects to `addr` (`host:port`).
+    /// A client of `addr` (`host:port`). Connects on the first request.
     pub fn open(addr: &str) -> io::Result<Conn> {
-        let s = TcpStream::connect(addr)?;
-        s.set_nodelay(true)?;
+        let agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .allow_non_standard_methods(true)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .max_idle_connections_per_host(4)
+            .build()
+            .into();
         Ok(Conn {
-            addr: addr.to_owned(),
-            reader: BufReader::new(s.try_clone()?),
-            writer: s,
+            base: format!("http://{addr}"),
+            agent,
         })
     }
 
@@ -51,68 +72,80 @@ impl Conn {
         body: Option<&str>,
         project: Option<&str>,
     ) -> io::Result<Response> {
-        let body = body.unwrap_or("");
-        let project = project
-            .map(|p| format!("X-Project-Id: {p}\r\n"))
-            .unwrap_or_default();
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n{project}\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        );
-        self.writer.write_all(req.as_bytes())?;
-        let mut line = String::new();
-        self.reader.read_line(&mut line)?;
-        let status = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("bad status line {line:?}")))?;
-        let mut length = 0usize;
-        let mut chunked = false;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line)?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            let lower = l.to_ascii_lowercase();
-            if let Some(v) = lower.strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap_or(0);
-            } else if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
-                chunked = true;
-            }
+        let headers: &[(&str, &str)] = match project {
+            Some(p) => &[("X-Project-Id", p)],
+            None => &[],
+        };
+        self.send(method, path, body, headers)
+    }
+
+    /// Sends a request with extra headers.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> io::Result<Response> {
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("Accept", "application/json")
+            .header("Content-Type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
-        let mut buf = Vec::new();
-        if chunked {
-            loop {
-                line.clear();
-                self.reader.read_line(&mut line)?;
-                let n = usize::from_str_radix(line.trim(), 16).unwrap_or(0);
-                let mut chunk = vec![0; n + 2];
-                self.reader.read_exact(&mut chunk)?;
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-        } else {
-            buf.resize(length, 0);
-            self.reader.read_exact(&mut buf)?;
+        let mut resp = match body {
+            Some(b) => self
+                .agent
+                .run(req.body(b.to_owned()).map_err(io::Error::other)?),
+            None => self.agent.run(req.body(()).map_err(io::Error::other)?),
         }
+        .map_err(io::Error::other)?;
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (k.as_str().to_owned(), v)
+            })
+            .collect();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_string()
+            .map_err(io::Error::other)?;
         Ok(Response {
-            status,
-            body: String::from_utf8_lossy(&buf).into_owned(),
+            status: resp.status().as_u16(),
+            body,
+            headers,
         })
     }
 }
 
-/// The value of `"key": "value"` in a JSON text (first occurrence), without a JSON parser.
-pub fn json_str<'a>(body: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!("\"{key}\":");
-    let rest = body.split_once(&pat)?.1.trim_start();
-    let rest = rest.strip_prefix('"')?;
-    rest.split_once('"').map(|(v, _)| v)
+/// The `id` of the resource a create or show answered (`{"network": {"id": ...}}`).
+pub fn id_of(body: &str) -> Result<String, String> {
+    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| format!("{e}: {body}"))?;
+    v.as_object()
+        .and_then(|o| o.values().next())
+        .and_then(|r| r.get("id"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no id in {body}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_of_reads_the_resource_id() {
+        assert_eq!(
+            id_of(r#"{"network": {"name": "n", "id": "abc"}}"#).unwrap(),
+            "abc"
+        );
+        assert!(id_of(r#"{"networks": []}"#).is_err());
+        assert!(id_of("not json").is_err());
+    }
 }

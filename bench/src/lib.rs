@@ -49,12 +49,19 @@ pub fn out_dir(given: Option<&str>) -> std::path::PathBuf {
     std::path::absolute(&p).unwrap_or(p)
 }
 
-/// Parses a whole number of at least 1 (`--repeat`, `--time`), or says what `option` takes.
-pub fn positive(v: &str, option: &str) -> Result<u32, String> {
-    v.parse()
-        .ok()
-        .filter(|n| *n >= 1)
-        .ok_or_else(|| format!("{option} takes a whole number of at least 1, not {v:?}"))
+fn out_path(v: &str) -> Result<std::path::PathBuf, String> {
+    Ok(out_dir(Some(v)))
+}
+
+/// The options every measuring command takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Common {
+    /// Where the JSON reports and SVG plots go
+    #[arg(long, env = "QSB_OUT", default_value = DEFAULT_OUT, value_parser = out_path)]
+    pub out: std::path::PathBuf,
+    /// The qswitch binary to measure (default: the one beside this binary)
+    #[arg(long, env = "QSB_QSWITCH", default_value_t = default_qswitch())]
+    pub qswitch: String,
 }
 
 /// Parses a `--trial` value: a positive number of seconds.
@@ -62,20 +69,18 @@ pub fn trial_secs(v: &str) -> Result<f64, String> {
     v.parse()
         .ok()
         .filter(|t: &f64| *t > 0.0 && t.is_finite())
-        .ok_or_else(|| format!("--trial {v}: expected a positive number of seconds"))
+        .ok_or_else(|| format!("{v:?}: expected a positive number of seconds"))
+}
+
+/// Parses a device under test (`none`, `bridge`, `qswitch`, `ovs`, `ovs-afxdp`).
+pub fn dut(v: &str) -> Result<topo::Dut, String> {
+    topo::Dut::parse(v).ok_or(format!(
+        "unknown DUT {v} (known: none, bridge, qswitch, ovs, ovs-afxdp)"
+    ))
 }
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn counts_are_whole_numbers_of_at_least_one() {
-        assert_eq!(super::positive("3", "--repeat"), Ok(3));
-        for bad in ["0", "-1", "1.5", "x", ""] {
-            let e = super::positive(bad, "--repeat").unwrap_err();
-            assert!(e.starts_with("--repeat takes a whole number"), "{bad}: {e}");
-        }
-    }
-
     #[test]
     fn a_trial_lasts_a_positive_number_of_seconds() {
         assert_eq!(super::trial_secs("0.5"), Ok(0.5));

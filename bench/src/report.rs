@@ -87,7 +87,7 @@ pub fn aggregate(points: &[Point]) -> Vec<Point> {
 }
 
 /// A single measured value (the RFC 2889 tests), for the JSON report.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Metric {
     /// Device under test.
     pub dut: String,
@@ -103,56 +103,54 @@ pub struct Metric {
 
 /// JSON text of all metrics.
 pub fn json_metrics(metrics: &[Metric]) -> String {
-    let rows: Vec<String> = metrics
-        .iter()
-        .map(|m| {
-            format!(
-                "  {{\"dut\": \"{}\", \"test\": \"{}\", \"value\": {}, \"unit\": \"{}\", \"note\": \"{}\"}}",
-                m.dut, m.test, m.value, m.unit, m.note
-            )
-        })
-        .collect();
-    format!("[\n{}\n]", rows.join(",\n"))
+    serde_json::to_string_pretty(metrics).unwrap_or_default()
+}
+
+/// `x` rounded to `digits` decimals (the reports' precision).
+fn round(x: f64, digits: i32) -> f64 {
+    let k = 10f64.powi(digits);
+    (x * k).round() / k
 }
 
 /// JSON text of all points.
 pub fn json(points: &[Point]) -> String {
-    let mut s = String::from("[\n");
-    for (i, p) in points.iter().enumerate() {
-        let lat = match p.latency_us {
-            Some(l) => format!(
-                "{{\"p50\": {:.2}, \"p90\": {:.2}, \"p99\": {:.2}, \"max\": {:.2}}}",
-                l[0], l[1], l[2], l[3]
-            ),
-            None => "null".into(),
-        };
-        let cdf = if p.cdf.is_empty() {
-            String::new()
-        } else {
-            let pairs: Vec<String> = p
-                .cdf
-                .iter()
-                .map(|(q, us)| format!("[{q}, {us:.2}]"))
-                .collect();
-            format!(", \"cdf\": [{}]", pairs.join(", "))
-        };
-        // A back-to-back point counts frames in a burst, not frames per second.
-        let rate = if p.test == "back-to-back" {
-            format!("\"frames\": {:.0}", p.pps)
-        } else {
-            format!("\"pps\": {:.0}, \"gbps\": {:.4}", p.pps, p.gbps())
-        };
-        let runs: Vec<String> = p.runs.iter().map(|r| format!("{r:.0}")).collect();
-        let rate = format!("{rate}, \"runs\": [{}]", runs.join(", "));
-        let _ = write!(
-            s,
-            "  {{\"dut\": \"{}\", \"size\": {}, \"test\": \"{}\", {rate}, \"loss\": {:.6}, \"latency_us\": {}{cdf}, \"note\": \"{}\"}}",
-            p.dut, p.size, p.test, p.loss, lat, p.note
-        );
-        s.push_str(if i + 1 < points.len() { ",\n" } else { "\n" });
-    }
-    s.push(']');
-    s
+    let rows: Vec<serde_json::Value> = points
+        .iter()
+        .map(|p| {
+            let mut row = serde_json::json!({
+                "dut": p.dut,
+                "size": p.size,
+                "test": p.test,
+            });
+            let o = row.as_object_mut().expect("an object");
+            // A back-to-back point counts frames in a burst, not frames per second.
+            if p.test == "back-to-back" {
+                o.insert("frames".into(), p.pps.round().into());
+            } else {
+                o.insert("pps".into(), p.pps.round().into());
+                o.insert("gbps".into(), round(p.gbps(), 4).into());
+            }
+            let runs: Vec<f64> = p.runs.iter().map(|r| r.round()).collect();
+            o.insert("runs".into(), runs.into());
+            o.insert("loss".into(), round(p.loss, 6).into());
+            let latency = p.latency_us.map(|l| {
+                serde_json::json!({
+                    "p50": round(l[0], 2),
+                    "p90": round(l[1], 2),
+                    "p99": round(l[2], 2),
+                    "max": round(l[3], 2),
+                })
+            });
+            o.insert("latency_us".into(), latency.into());
+            if !p.cdf.is_empty() {
+                let cdf: Vec<[f64; 2]> = p.cdf.iter().map(|&(q, us)| [q, round(us, 2)]).collect();
+                o.insert("cdf".into(), serde_json::json!(cdf));
+            }
+            o.insert("note".into(), p.note.clone().into());
+            row
+        })
+        .collect();
+    serde_json::to_string_pretty(&rows).unwrap_or_default()
 }
 
 /// One colour per DUT, in the order the DUTs first appear.
@@ -364,8 +362,16 @@ mod tests {
             p("qswitch", 64, 1.5e6),
             p("none", 1518, 5e5),
         ];
-        let j = json(&pts);
-        assert_eq!(j.matches("\"dut\"").count(), 3);
+        let j: serde_json::Value = serde_json::from_str(&json(&pts)).unwrap();
+        assert_eq!(j.as_array().unwrap().len(), 3);
+        assert_eq!(j[1]["dut"], "qswitch");
+        assert_eq!(j[1]["pps"], 1.5e6);
+        // Names and notes are escaped, whatever they hold.
+        let mut odd = p("a\"b", 64, 1.0);
+        odd.note = "line\nbreak \\ quote\"".into();
+        let back: serde_json::Value = serde_json::from_str(&json(&[odd.clone()])).unwrap();
+        assert_eq!(back[0]["dut"], "a\"b");
+        assert_eq!(back[0]["note"], odd.note);
         let s = svg_bars(&pts, "throughput", "t");
         assert_eq!(s.matches("<rect x=").count(), 3 + 2);
         assert!(s.starts_with("<svg"));
@@ -390,7 +396,8 @@ mod tests {
         assert_eq!(q.latency_us, Some([20.0, 30.0, 40.0, 50.0]));
         assert_eq!(q.cdf, vec![(0.5, 20.0), (1.0, 50.0)]);
         assert_eq!(q.note, "", "a note not every run shares is dropped");
-        assert!(json(&agg).contains("\"runs\": [1000000, 3000000, 2000000]"));
+        let j: serde_json::Value = serde_json::from_str(&json(&agg)).unwrap();
+        assert_eq!(j[0]["runs"], serde_json::json!([1e6, 3e6, 2e6]));
         assert_eq!(median(vec![1.0, 4.0]), 2.5);
     }
 
@@ -407,6 +414,10 @@ mod tests {
         assert!(svg_cdf(&pts, 1518, "t").contains("no latency measured"));
         assert!(!svg_cdf(&pts, 1518, "t").contains("inf"));
         assert_eq!(s.matches("stroke-dasharray").count(), 1);
-        assert!(json(&pts).contains("\"cdf\": [[0, 10.00], [0.5, 20.00], [1, 400.00]]"));
+        let j: serde_json::Value = serde_json::from_str(&json(&pts)).unwrap();
+        assert_eq!(
+            j[0]["cdf"],
+            serde_json::json!([[0.0, 10.0], [0.5, 20.0], [1.0, 400.0]])
+        );
     }
 }

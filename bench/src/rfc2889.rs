@@ -174,54 +174,58 @@ struct Opts {
     out: PathBuf,
 }
 
+/// `qswitch-bench rfc2889`: fully meshed, broadcast, congestion control, address learning rate
+/// and address caching capacity on a K-port mesh.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Short trials, small searches (explicit options still win)
+    #[arg(long)]
+    quick: bool,
+    /// Devices under test (not none)
+    #[arg(long, value_delimiter = ',', value_parser = crate::dut, default_value = "bridge,qswitch,ovs,ovs-afxdp")]
+    duts: Vec<Dut>,
+    /// Ports of the mesh
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(3..=topo::MAX_MESH as i64))]
+    ports: u8,
+    /// Seconds per trial [default: 1; 0.3 with --quick]
+    #[arg(long, value_parser = crate::trial_secs)]
+    trial: Option<f64>,
+    /// Steps of each binary search [default: 5; 2 with --quick]
+    #[arg(long)]
+    steps: Option<u32>,
+    /// Largest address count the caching search tries [default: 65536; 4096 with --quick]
+    #[arg(long)]
+    caching_max: Option<u32>,
+    /// Frames per second of the caching test [default: 20000; 50000 with --quick]
+    #[arg(long)]
+    caching_rate: Option<f64>,
+    /// Addresses of the learning-rate test [default: 2048; 1024 with --quick]
+    #[arg(long)]
+    learn_addrs: Option<u32>,
+    #[command(flatten)]
+    common: crate::Common,
+}
+
 /// `qswitch-bench rfc2889`.
-pub fn run(args: &[String]) -> Result<(), String> {
-    let mut o = Opts {
-        duts: vec![Dut::Bridge, Dut::Qswitch, Dut::Ovs, Dut::OvsAfxdp],
-        ports: 4,
-        trial: 1.0,
-        steps: 5,
-        caching_max: 65536,
-        caching_rate: 20_000.0,
-        learn_addrs: 2048,
-        qswitch: crate::default_qswitch(),
-        work: std::env::temp_dir().join(format!("qsb2889-{}", std::process::id())),
-        out: crate::out_dir(None),
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut v = || it.next().cloned().ok_or(format!("{a} needs a value"));
-        match a.as_str() {
-            "--quick" => {
-                o.trial = 0.3;
-                o.steps = 2;
-                o.caching_max = 4096;
-                o.caching_rate = 50_000.0;
-                o.learn_addrs = 1024;
-            }
-            "--duts" => {
-                o.duts = Dut::parse_list(&v()?)?;
-                if o.duts.contains(&Dut::None) {
-                    return Err("rfc2889 needs a device under test (not none)".into());
-                }
-            }
-            "--ports" => {
-                o.ports = v()?
-                    .parse()
-                    .ok()
-                    .filter(|k| (3..=topo::MAX_MESH).contains(k))
-                    .ok_or("--ports must be 3..=8")?
-            }
-            "--trial" => o.trial = crate::trial_secs(&v()?)?,
-            "--steps" => o.steps = v()?.parse().map_err(|_| "bad --steps")?,
-            "--caching-max" => o.caching_max = v()?.parse().map_err(|_| "bad --caching-max")?,
-            "--learn-addrs" => o.learn_addrs = v()?.parse().map_err(|_| "bad --learn-addrs")?,
-            "--caching-rate" => o.caching_rate = v()?.parse().map_err(|_| "bad --caching-rate")?,
-            "--out" => o.out = crate::out_dir(Some(&v()?)),
-            "--qswitch" => o.qswitch = v()?,
-            _ => return Err(format!("unknown option {a}")),
-        }
+pub fn run(a: Args) -> Result<(), String> {
+    if a.duts.contains(&Dut::None) {
+        return Err("rfc2889 needs a device under test (not none)".into());
     }
+    let q = a.quick;
+    let o = Opts {
+        duts: a.duts,
+        ports: usize::from(a.ports),
+        trial: a.trial.unwrap_or(if q { 0.3 } else { 1.0 }),
+        steps: a.steps.unwrap_or(if q { 2 } else { 5 }),
+        caching_max: a.caching_max.unwrap_or(if q { 4096 } else { 65536 }),
+        caching_rate: a
+            .caching_rate
+            .unwrap_or(if q { 50_000.0 } else { 20_000.0 }),
+        learn_addrs: a.learn_addrs.unwrap_or(if q { 1024 } else { 2048 }),
+        qswitch: a.common.qswitch,
+        work: std::env::temp_dir().join(format!("qsb2889-{}", std::process::id())),
+        out: a.common.out,
+    };
     std::fs::create_dir_all(&o.work).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&o.out).map_err(|e| e.to_string())?;
     let duts = Dut::available(&o.duts);

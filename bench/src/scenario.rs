@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::agent::Agent;
-use crate::http::{json_str, Conn};
+use serde_json::json;
+
+use crate::http::{id_of, Conn};
 use crate::report::{json_metrics, Metric};
 use crate::traffic::{now_ns, percentile, udp_frame};
 use dataplane::Mac;
@@ -135,20 +137,27 @@ fn call(c: &mut Conn, m: &str, path: &str, body: Option<&str>) -> Result<String,
     Ok(r.body)
 }
 
-fn id_of(body: &str) -> Result<String, String> {
-    json_str(body, "id")
-        .map(str::to_owned)
-        .ok_or_else(|| format!("no id in {body}"))
-}
-
 /// The daemon's configuration for the scenarios: quotas off (`bench/api/unlimited.toml`).
 const UNLIMITED: &str = include_str!("../api/unlimited.toml");
+
+/// Gives VM `vm`'s interface the address `mac`.
+fn set_vm_mac(vm: &str, mac: Mac) -> Result<(), String> {
+    ip(&[
+        "-n",
+        vm,
+        "link",
+        "set",
+        &format!("{vm}v"),
+        "address",
+        &mac.to_string(),
+    ])
+}
 
 /// Quantum v1.1 calls the scenarios make, in tenant `bench`.
 const TENANT: &str = "/v1.1/tenants/bench";
 
 fn create_network(c: &mut Conn, name: &str) -> Result<String, String> {
-    let body = format!(r#"{{"network": {{"name": "{name}"}}}}"#);
+    let body = json!({"network": {"name": name}}).to_string();
     id_of(&call(
         c,
         "POST",
@@ -168,7 +177,7 @@ fn create_port(c: &mut Conn, net: &str) -> Result<String, String> {
 }
 
 fn register(c: &mut Conn, interface: &str, device: &str) -> Result<(), String> {
-    let body = format!(r#"{{"interface": {{"device": "{device}"}}}}"#);
+    let body = json!({"interface": {"device": device}}).to_string();
     call(
         c,
         "PUT",
@@ -179,30 +188,64 @@ fn register(c: &mut Conn, interface: &str, device: &str) -> Result<(), String> {
 }
 
 fn plug(c: &mut Conn, net: &str, port: &str, interface: &str) -> Result<(), String> {
-    let body = format!(r#"{{"attachment": {{"id": "{interface}"}}}}"#);
+    let body = json!({"attachment": {"id": interface}}).to_string();
     let path = format!("{TENANT}/networks/{net}/ports/{port}/attachment");
     call(c, "PUT", &path, Some(&body)).map(drop)
-}
-
-fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn ms(ns: f64) -> f64 {
     ns / 1e6
 }
 
+/// `qswitch-bench plug-latency`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlugArgs {
+    /// Unplug/plug cycles
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    count: u32,
+    #[command(flatten)]
+    common: crate::Common,
+}
+
+/// Which API a boot storm goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StormApi {
+    /// Quantum v1.1
+    #[value(name = "v1.1")]
+    V11,
+    /// Neutron v2.0
+    #[value(name = "v2.0")]
+    V20,
+    /// One after the other, each on a fresh daemon
+    Both,
+}
+
+/// `qswitch-bench boot-storm`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StormArgs {
+    /// VMs booted at once
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(2..))]
+    vms: u32,
+    /// Concurrent API clients
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    clients: u32,
+    /// Ports per v2.0 bulk create
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    batch: u32,
+    /// The API the storm goes through
+    #[arg(long, value_enum, default_value = "both")]
+    api: StormApi,
+    #[command(flatten)]
+    common: crate::Common,
+}
+
 /// `qswitch-bench plug-latency`: the time from an API plug call returning to the first frame
 /// delivered through the new port, over many unplug/plug cycles while a generator sends.
-pub fn plug_latency(args: &[String]) -> Result<(), String> {
-    let count: usize = flag(args, "--count")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
-    let qswitch = flag(args, "--qswitch").unwrap_or_else(crate::default_qswitch);
+pub fn plug_latency(args: PlugArgs) -> Result<(), String> {
+    let count = args.count as usize;
+    let qswitch = &args.common.qswitch;
     let mut lab = Lab::new("qsbp", 2, true)?;
-    lab.start_daemon(&qswitch)?;
+    lab.start_daemon(qswitch)?;
     let mut c = Conn::open(&lab.api).map_err(|e| e.to_string())?;
     let net = create_network(&mut c, "plug")?;
     let mut ports = Vec::new();
@@ -288,7 +331,7 @@ pub fn plug_latency(args: &[String]) -> Result<(), String> {
         }
     }
     println!("\n{missed} of {count} plugs saw no frame within 2 s.");
-    write_json(args, "plug-latency.json", &metrics)
+    write_json(&args.common, "plug-latency.json", &metrics)
 }
 
 fn metric(test: &str, value: f64, unit: &str) -> Metric {
@@ -302,9 +345,9 @@ fn metric(test: &str, value: f64, unit: &str) -> Metric {
 }
 
 /// Writes `metrics` as `name` into `--out` (default `target/qswitch-bench`).
-fn write_json(args: &[String], name: &str, metrics: &[Metric]) -> Result<(), String> {
-    let dir = crate::out_dir(flag(args, "--out").as_deref());
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+fn write_json(common: &crate::Common, name: &str, metrics: &[Metric]) -> Result<(), String> {
+    let dir = &common.out;
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let path = dir.join(name);
     std::fs::write(&path, json_metrics(metrics)).map_err(|e| format!("{}: {e}", path.display()))?;
     eprintln!("wrote {}", path.display());
@@ -334,15 +377,7 @@ fn storm_v11(lab: &Lab, clients: usize) -> Result<Storm, String> {
     let addrs: Vec<Option<VmAddr>> = (0..n).map(|i| Some(harness_addr(i))).collect();
     for (vm, a) in lab.vms.iter().zip(&addrs) {
         if let Some(a) = a {
-            ip(&[
-                "-n",
-                vm,
-                "link",
-                "set",
-                &format!("{vm}v"),
-                "address",
-                &a.mac.to_string(),
-            ])?;
+            set_vm_mac(vm, a.mac)?;
         }
     }
     let steps: Arc<Mutex<[Vec<u64>; 3]>> = Arc::default();
@@ -432,16 +467,16 @@ fn storm_v2(lab: &Lab, clients: usize, batch: usize) -> Result<Storm, String> {
                 let mut c = Conn::open(&api).map_err(|e| e.to_string())?;
                 let mine: Vec<usize> = (k..names.len()).step_by(clients).collect();
                 for chunk in mine.chunks(batch) {
-                    let items: Vec<String> = chunk
+                    let items: Vec<serde_json::Value> = chunk
                         .iter()
                         .map(|&i| {
-                            format!(
-                                r#"{{"network_id": "{net}", "name": "{0}", "device_id": "{0}", "device_owner": "compute:bench", "binding:host_id": "qsb-host"}}"#,
-                                names[i]
-                            )
+                            json!({
+                                "network_id": net, "name": names[i], "device_id": names[i],
+                                "device_owner": "compute:bench", "binding:host_id": "qsb-host",
+                            })
                         })
                         .collect();
-                    let body = format!(r#"{{"ports": [{}]}}"#, items.join(", "));
+                    let body = json!({ "ports": items }).to_string();
                     let t0 = Instant::now();
                     let r = call(&mut c, "POST", "/v2.0/ports", Some(&body))?;
                     let t1 = Instant::now();
@@ -449,8 +484,15 @@ fn storm_v2(lab: &Lab, clients: usize, batch: usize) -> Result<Storm, String> {
                     let ids = json_all(&r, "id");
                     let macs = json_all(&r, "mac_address");
                     let ips = json_all(&r, "ip_address");
-                    if ids.len() != chunk.len() || macs.len() != chunk.len() || ips.len() != chunk.len() {
-                        return Err(format!("bulk create answered {} ports for {}", ids.len(), chunk.len()));
+                    if ids.len() != chunk.len()
+                        || macs.len() != chunk.len()
+                        || ips.len() != chunk.len()
+                    {
+                        return Err(format!(
+                            "bulk create answered {} ports for {}",
+                            ids.len(),
+                            chunk.len()
+                        ));
                     }
                     let mut plugs = Vec::new();
                     for (j, &i) in chunk.iter().enumerate() {
@@ -461,7 +503,7 @@ fn storm_v2(lab: &Lab, clients: usize, batch: usize) -> Result<Storm, String> {
                         let vm = &names[i];
                         let t = Instant::now();
                         let tap = format!("tap{}", &ids[j][..11.min(ids[j].len())]);
-                        ip(&["-n", vm, "link", "set", &format!("{vm}v"), "address", &a.mac.to_string()])?;
+                        set_vm_mac(vm, a.mac)?;
                         ip(&["link", "set", &format!("{vm}h"), "name", &tap, "up"])?;
                         plugs.push(t.elapsed().as_nanos() as u64);
                         if let Ok(mut v) = addrs.lock() {
@@ -470,7 +512,10 @@ fn storm_v2(lab: &Lab, clients: usize, batch: usize) -> Result<Storm, String> {
                     }
                     if let Ok(mut s) = steps.lock() {
                         // Every VM of the batch waited for the whole bulk call.
-                        s[0].extend(std::iter::repeat_n((t1 - t0).as_nanos() as u64, chunk.len()));
+                        s[0].extend(std::iter::repeat_n(
+                            (t1 - t0).as_nanos() as u64,
+                            chunk.len(),
+                        ));
                         s[1].extend(plugs);
                     }
                 }
@@ -527,30 +572,23 @@ fn wait_forwarding(c: &mut Conn, path: &str, marker: &str, n: usize) -> Result<(
 /// port creation in batches of `--batch`, then the tap device), each on a fresh daemon
 /// (`--api v1.1|v2.0|both`). Reports the time until every port forwards, the requests per VM,
 /// the slowest step, and checks real frames from a sample of VMs.
-pub fn boot_storm(args: &[String]) -> Result<(), String> {
-    let num = |name: &str, default: usize| {
-        flag(args, name)
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(default)
-            .max(1)
-    };
+pub fn boot_storm(args: StormArgs) -> Result<(), String> {
     let (vms, clients, batch) = (
-        num("--vms", 100).max(2),
-        num("--clients", 8),
-        num("--batch", 50),
+        args.vms as usize,
+        args.clients as usize,
+        args.batch as usize,
     );
-    let qswitch = flag(args, "--qswitch").unwrap_or_else(crate::default_qswitch);
-    let apis: &[&str] = match flag(args, "--api").as_deref() {
-        None | Some("both") => &["v1.1", "v2.0"],
-        Some("v1.1") => &["v1.1"],
-        Some("v2.0") => &["v2.0"],
-        Some(a) => return Err(format!("--api must be v1.1, v2.0 or both, not {a}")),
+    let qswitch = &args.common.qswitch;
+    let apis: &[&str] = match args.api {
+        StormApi::Both => &["v1.1", "v2.0"],
+        StormApi::V11 => &["v1.1"],
+        StormApi::V20 => &["v2.0"],
     };
     let mut metrics = Vec::new();
     for api in apis {
         eprintln!("boot storm through {api}: creating {vms} VMs...");
         let mut lab = Lab::new("qsbs", vms, *api == "v1.1")?;
-        lab.start_daemon(&qswitch)?;
+        lab.start_daemon(qswitch)?;
         let start = Instant::now();
         let storm = if *api == "v1.1" {
             storm_v11(&lab, clients)?
@@ -612,7 +650,7 @@ pub fn boot_storm(args: &[String]) -> Result<(), String> {
             storm.addrs.len().saturating_sub(1).min(10),
         );
     }
-    write_json(args, "boot-storm.json", &metrics)
+    write_json(&args.common, "boot-storm.json", &metrics)
 }
 
 /// Real frames: VM 0 listens, up to 10 other VMs each send 10 IPv4/UDP frames to it from their

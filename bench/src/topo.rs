@@ -124,17 +124,6 @@ impl Dut {
         }
         Ok(results)
     }
-
-    /// Parses a comma-separated DUT list.
-    pub fn parse_list(s: &str) -> Result<Vec<Dut>, String> {
-        s.split(',')
-            .map(|d| {
-                Dut::parse(d).ok_or(format!(
-                    "unknown DUT {d} (known: none, bridge, qswitch, ovs, ovs-afxdp)"
-                ))
-            })
-            .collect()
-    }
 }
 
 fn run(args: &[&str]) -> Result<String, String> {
@@ -633,15 +622,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dut_lists_parse_by_name_and_name_what_is_known() {
-        assert_eq!(
-            Dut::parse_list("none,ovs-afxdp").unwrap(),
-            vec![Dut::None, Dut::OvsAfxdp]
-        );
+    fn duts_parse_by_name_and_name_what_is_known() {
         for d in Dut::ALL {
             assert_eq!(Dut::parse(d.name()), Some(d));
         }
-        let e = Dut::parse_list("bridge,vpp").unwrap_err();
+        let e = crate::dut("vpp").unwrap_err();
         assert!(
             e.contains("unknown DUT vpp") && e.contains("ovs-afxdp"),
             "{e}"

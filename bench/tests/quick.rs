@@ -5,6 +5,16 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+fn read_json(path: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}: {text}", path.display()))
+}
+
+/// The value of the metric `test` in a metrics report.
+fn metric(json: &serde_json::Value, test: &str) -> Option<f64> {
+    json.as_array()?.iter().find(|m| m["test"] == test)?["value"].as_f64()
+}
+
 #[test]
 fn quick_run_reports_every_dut_and_cleans_up() {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_qswitch-bench"));
@@ -59,10 +69,12 @@ fn quick_run_reports_every_dut_and_cleans_up() {
         let offered: f64 = row.split('|').nth(3).unwrap().trim().parse().unwrap();
         assert!(offered > 0.0, "{dut} was offered nothing: {row}");
     }
-    let json = std::fs::read_to_string(out.join("report.json")).unwrap();
-    assert!(json.contains("\"test\": \"throughput\""));
+    let json = read_json(&out.join("report.json"));
+    let rows = json.as_array().unwrap();
+    assert!(rows.iter().any(|r| r["test"] == "throughput"), "{json}");
     assert!(
-        json.contains("\"cdf\": [[0, "),
+        rows.iter()
+            .any(|r| r["cdf"].as_array().is_some_and(|c| c[0][0] == 0.0)),
         "no latency CDF in the JSON report"
     );
     let svg = std::fs::read_to_string(out.join("throughput.svg")).unwrap();
@@ -110,7 +122,7 @@ fn quick_run_reports_every_dut_and_cleans_up() {
         "qswitch forgot addresses: {rfc}"
     );
     assert!(rows.last().unwrap().contains("flat out"), "{rfc}");
-    let json = std::fs::read_to_string(rfc_out.join("rfc2889.json")).unwrap();
+    let json = read_json(&rfc_out.join("rfc2889.json"));
     for test in [
         "fully-meshed-per-port",
         "broadcast-per-port",
@@ -118,10 +130,7 @@ fn quick_run_reports_every_dut_and_cleans_up() {
         "address-caching-capacity",
         "congestion-flat-out-uncongested-loss",
     ] {
-        assert!(
-            json.contains(&format!("\"test\": \"{test}\"")),
-            "{test}: {json}"
-        );
+        assert!(metric(&json, test).is_some(), "{test}: {json}");
     }
     let plug = run(&[
         "plug-latency",
@@ -130,8 +139,8 @@ fn quick_run_reports_every_dut_and_cleans_up() {
         "--out",
         rfc_out.to_str().unwrap(),
     ]);
-    let json = std::fs::read_to_string(rfc_out.join("plug-latency.json")).unwrap();
-    assert!(json.contains("\"test\": \"plug-call-p50\""), "{json}");
+    let json = read_json(&rfc_out.join("plug-latency.json"));
+    assert!(metric(&json, "plug-call-p50").is_some(), "{json}");
     assert!(
         plug.contains("plug response to first frame delivered"),
         "{plug}"
@@ -150,11 +159,8 @@ fn quick_run_reports_every_dut_and_cleans_up() {
         "--out",
         rfc_out.to_str().unwrap(),
     ]);
-    let json = std::fs::read_to_string(rfc_out.join("boot-storm.json")).unwrap();
-    assert!(
-        json.contains("\"test\": \"v2.0-requests-per-vm\""),
-        "{json}"
-    );
+    let json = read_json(&rfc_out.join("boot-storm.json"));
+    assert!(metric(&json, "v2.0-requests-per-vm").is_some(), "{json}");
     assert_eq!(storm.matches("Every port forwarding").count(), 2, "{storm}");
     assert_eq!(storm.matches("50 of 50 received").count(), 2, "{storm}");
     assert!(storm.contains("19 API requests, 3.17 per VM"), "{storm}");
@@ -174,15 +180,9 @@ fn quick_run_reports_every_dut_and_cleans_up() {
         "--out",
         rfc_out.to_str().unwrap(),
     ]);
-    let json = std::fs::read_to_string(rfc_out.join("goodput.json")).unwrap();
+    let json = read_json(&rfc_out.join("goodput.json"));
     for test in ["tcp-goodput-default-1", "tcp-goodput-tx-off-1"] {
-        let value: f64 = json
-            .lines()
-            .find(|l| l.contains(&format!("\"test\": \"{test}\"")))
-            .and_then(|l| l.split("\"value\": ").nth(1))
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {test} in {json}\n{goodput}"));
+        let value = metric(&json, test).unwrap_or_else(|| panic!("no {test} in {json}\n{goodput}"));
         assert!(value > 0.0, "{test}: {json}");
     }
     assert!(goodput.contains("| qswitch | default | 1 |"), "{goodput}");

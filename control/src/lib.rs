@@ -53,6 +53,7 @@ pub mod filter;
 pub mod forward;
 pub mod ipam;
 pub mod mac;
+pub mod metrics;
 pub mod model;
 pub mod neutron;
 pub mod page;

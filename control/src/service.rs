@@ -80,6 +80,7 @@ pub struct Control {
     forwarder: Arc<dyn Forwarder>,
     applier: Applier,
     options: ControlOptions,
+    metrics: crate::metrics::StoreMetrics,
 }
 
 impl std::fmt::Debug for Control {
@@ -132,6 +133,7 @@ impl Control {
             applier: Applier::start(Arc::clone(&forwarder))?,
             forwarder,
             options,
+            metrics: crate::metrics::StoreMetrics::default(),
         };
         control.reconcile()?;
         let devices: Vec<String> = control
@@ -151,6 +153,7 @@ impl Control {
         let found = RefCell::new(None);
         let ticket = RefCell::new(None);
         // Derived under the write lock, so that it takes its place in revision order.
+        let started = std::time::Instant::now();
         self.store.write(
             &mut |tx| {
                 let state = reconcile::desired_state(tx, authorize)?;
@@ -159,10 +162,12 @@ impl Control {
             },
             &mut || {
                 if let Some((rev, state)) = found.borrow_mut().take() {
+                    self.metrics.committed(rev);
                     *ticket.borrow_mut() = Some(self.applier.send(Work::Full(rev, state)));
                 }
             },
         )?;
+        self.metrics.observe("write", started);
         if let Some(t) = ticket.into_inner() {
             self.applier.wait(t);
         }
@@ -184,14 +189,22 @@ impl Control {
         self.applier.applied()
     }
 
+    /// The control plane's own measurements (store latency, revisions), for exporters.
+    pub fn metrics(&self) -> &crate::metrics::StoreMetrics {
+        &self.metrics
+    }
+
     fn read<T>(&self, f: impl FnOnce(&dyn Tx) -> Result<T>) -> Result<T> {
         let mut f = Some(f);
         let mut out = None;
-        self.store.read(&mut |tx| {
+        let started = std::time::Instant::now();
+        let result = self.store.read(&mut |tx| {
             let f = f.take().ok_or_else(ran_twice)?;
             out = Some(f(tx)?);
             Ok(())
-        })?;
+        });
+        self.metrics.observe("read", started);
+        result?;
         out.ok_or_else(ran_twice)
     }
 
@@ -204,7 +217,8 @@ impl Control {
         let mut out = None;
         let work = RefCell::new(None);
         let settle = RefCell::new(None);
-        self.store.write(
+        let started = std::time::Instant::now();
+        let result = self.store.write(
             &mut |tx| {
                 let f = f.take().ok_or_else(ran_twice)?;
                 out = Some(f(tx)?);
@@ -216,6 +230,7 @@ impl Control {
             },
             &mut || {
                 if let Some((rev, delta)) = work.borrow_mut().take() {
+                    self.metrics.committed(rev);
                     let set: Vec<String> = delta
                         .ports
                         .iter()
@@ -226,7 +241,9 @@ impl Control {
                     *settle.borrow_mut() = Some((ticket, set));
                 }
             },
-        )?;
+        );
+        self.metrics.observe("write", started);
+        result?;
         // Waiting for the data plane happens outside every lock.
         if let Some((ticket, set)) = settle.into_inner() {
             self.applier.wait(ticket);

@@ -162,6 +162,11 @@ impl MacTable {
         self.nets.get(usize::from(net)).map_or(0, |n| n.count)
     }
 
+    /// Live entries and learning limit of every network slot, in slot order.
+    pub fn network_sizes(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.nets.iter().map(|n| (n.count, n.limit))
+    }
+
     /// Slots in the table (twice the entries it is sized for).
     pub fn capacity(&self) -> usize {
         self.slots.len()

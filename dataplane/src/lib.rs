@@ -41,7 +41,10 @@ pub mod worker;
 pub use config::{ConfigError, NetworkConfig, PortConfig, PortRole, SwitchConfig};
 pub use port::afxdp::{BindMode, XdpMode};
 pub use port::PortMode;
-pub use stats::{DropReason, PortStats};
-pub use switch::{ConfigDelta, MacTableEntry, PortStatus, Switch, SwitchOptions};
+pub use stats::{DropReason, PortStats, WorkerReading};
+pub use switch::{
+    ConfigDelta, MacTableEntry, NetworkObservation, Observation, PortObservation, PortState,
+    PortStatus, Switch, SwitchOptions,
+};
 pub use wire::Mac;
 pub use worker::{LinkState, PollMode, WorkerConfig};

@@ -205,6 +205,87 @@ impl PortCounters {
     }
 }
 
+/// What a worker publishes about itself and its MAC table, for exporters: written by the worker
+/// every 100 ms from its clock-driven housekeeping, never on the per-packet path.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    rounds: AtomicU64,
+    busy_ns: AtomicU64,
+    rx_frames: AtomicU64,
+    gaps_over_1ms: AtomicU64,
+    /// Over the last complete window ([`WorkerStats::WINDOW_NS`]).
+    window_busy_ppm: AtomicU64,
+    window_max_gap_ns: AtomicU64,
+    /// Per network slot: live MAC entries and learning limit. The worker only `try_lock`s it, so
+    /// a slow reader costs the worker one skipped update, never a wait.
+    macs: std::sync::Mutex<Vec<(u32, u32)>>,
+}
+
+/// One reading of a [`WorkerStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WorkerReading {
+    /// Loop rounds run.
+    pub rounds: u64,
+    /// Seconds spent in rounds that found work.
+    pub busy_seconds: f64,
+    /// Frames received.
+    pub rx_frames: u64,
+    /// Gaps over a millisecond between two rounds while forwarding.
+    pub gaps_over_1ms: u64,
+    /// Share of the last complete window spent in rounds that found work (0 to 1).
+    pub busy_ratio: f64,
+    /// Longest gap between two rounds while forwarding, in the last complete window, seconds.
+    pub max_gap_seconds: f64,
+}
+
+impl WorkerStats {
+    /// The window of the busy ratio and the longest gap: 10 s.
+    pub const WINDOW_NS: u64 = 10_000_000_000;
+
+    /// Publishes the lifetime counters (single writer: the worker).
+    pub fn publish(&self, rounds: u64, busy_ns: u64, rx_frames: u64, gaps_over_1ms: u64) {
+        self.rounds.store(rounds, Relaxed);
+        self.busy_ns.store(busy_ns, Relaxed);
+        self.rx_frames.store(rx_frames, Relaxed);
+        self.gaps_over_1ms.store(gaps_over_1ms, Relaxed);
+    }
+
+    /// Publishes a completed window: busy time and longest gap over `len_ns`.
+    pub fn publish_window(&self, busy_ns: u64, max_gap_ns: u64, len_ns: u64) {
+        let ppm = busy_ns.saturating_mul(1_000_000) / len_ns.max(1);
+        self.window_busy_ppm.store(ppm.min(1_000_000), Relaxed);
+        self.window_max_gap_ns.store(max_gap_ns, Relaxed);
+    }
+
+    /// Publishes the MAC tables' sizes; skipped (not waited for) while a reader holds them.
+    pub fn publish_macs(&self, fill: impl FnOnce(&mut Vec<(u32, u32)>)) {
+        if let Ok(mut m) = self.macs.try_lock() {
+            m.clear();
+            fill(&mut m);
+        }
+    }
+
+    /// Live entries and learning limit of the network in `slot`, as last published.
+    pub fn macs(&self, slot: u16) -> (u32, u32) {
+        self.macs
+            .lock()
+            .map(|m| m.get(usize::from(slot)).copied().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Reads the last published values.
+    pub fn read(&self) -> WorkerReading {
+        WorkerReading {
+            rounds: self.rounds.load(Relaxed),
+            busy_seconds: self.busy_ns.load(Relaxed) as f64 / 1e9,
+            rx_frames: self.rx_frames.load(Relaxed),
+            gaps_over_1ms: self.gaps_over_1ms.load(Relaxed),
+            busy_ratio: self.window_busy_ppm.load(Relaxed) as f64 / 1e6,
+            max_gap_seconds: self.window_max_gap_ns.load(Relaxed) as f64 / 1e9,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,5 +318,20 @@ mod tests {
         assert_eq!(s.counters, c);
         assert_eq!(s.xdp, x);
         assert_eq!(s.counters.total_drops(), 1);
+    }
+
+    #[test]
+    fn worker_stats_read_back() {
+        let w = WorkerStats::default();
+        w.publish(10, 2_500_000_000, 7, 1);
+        w.publish_window(5_000_000_000, 3_000_000, WorkerStats::WINDOW_NS);
+        w.publish_macs(|m| m.extend([(0, 0), (3, 100)]));
+        let r = w.read();
+        assert_eq!((r.rounds, r.rx_frames, r.gaps_over_1ms), (10, 7, 1));
+        assert!((r.busy_seconds - 2.5).abs() < 1e-9);
+        assert!((r.busy_ratio - 0.5).abs() < 1e-9);
+        assert!((r.max_gap_seconds - 0.003).abs() < 1e-12);
+        assert_eq!(w.macs(1), (3, 100));
+        assert_eq!(w.macs(9), (0, 0));
     }
 }

@@ -35,7 +35,7 @@ use crate::config::{
 use crate::fdb::MacEntry;
 use crate::port::afxdp::{self, AfXdpPort, AfXdpSpec, BindMode, Prepared, XdpMode};
 use crate::port::PortMode;
-use crate::stats::PortStats;
+use crate::stats::{PortStats, WorkerReading, WorkerStats};
 use crate::sys::netdev;
 use crate::sys::umem::Accounting;
 use crate::sys::xsk::RingSizes;
@@ -81,6 +81,70 @@ impl PortStatus {
     pub fn is_forwarding(&self) -> bool {
         self.admin_up && self.link == LinkState::Up
     }
+}
+
+/// A port's state as a gauge shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortState {
+    /// Administratively up, open and forwarding.
+    Up,
+    /// Administratively down, or its device is absent or not open yet.
+    Down,
+    /// Refused by the switch, or its device failed to open or to send.
+    Error,
+}
+
+impl PortState {
+    /// Every state, in gauge order.
+    pub const ALL: [PortState; 3] = [PortState::Up, PortState::Down, PortState::Error];
+
+    /// Its name as a label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            PortState::Up => "up",
+            PortState::Down => "down",
+            PortState::Error => "error",
+        }
+    }
+}
+
+/// A port as an exporter reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortObservation {
+    /// Port id.
+    pub id: String,
+    /// Host device.
+    pub device: String,
+    /// Network id; `None` for the uplink trunk.
+    pub network: Option<String>,
+    /// Up, down or in error.
+    pub state: PortState,
+    /// Its counters (zeros while not placed).
+    pub stats: PortStats,
+}
+
+/// A forwarded network as an exporter reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkObservation {
+    /// Network id.
+    pub id: String,
+    /// Its VLAN on the trunk.
+    pub vlan: u16,
+    /// Live entries of its MAC table (at most 100 ms old).
+    pub mac_entries: u32,
+    /// Its learning limit.
+    pub mac_limit: u32,
+}
+
+/// One reading of everything an exporter reports; see [`Switch::observe`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observation {
+    /// Every desired port, sorted by id.
+    pub ports: Vec<PortObservation>,
+    /// Every forwarded network, sorted by id.
+    pub networks: Vec<NetworkObservation>,
+    /// Each worker's statistics, by worker index.
+    pub workers: Vec<WorkerReading>,
 }
 
 /// One MAC table entry with the port's id.
@@ -211,7 +275,7 @@ impl State {
             }
         };
         if let Some(reason) = &n.refused {
-            log::warn!("network {id} is not forwarded: {reason}");
+            tracing::warn!("network {id} is not forwarded: {reason}");
         }
     }
 
@@ -247,7 +311,7 @@ impl State {
             self.devices.insert(p.cfg.device.clone(), id.to_owned());
             self.refused.remove(id);
         } else if self.refused.insert(id.to_owned()) {
-            log::warn!(
+            tracing::warn!(
                 "port {id} is not forwarded: {}",
                 reason.as_deref().unwrap_or("")
             );
@@ -283,7 +347,7 @@ impl State {
                 "no free port slot (a switch holds at most {} open ports)",
                 MAX_SLOTS - 1
             );
-            log::warn!("port {id} is not forwarded: {reason}");
+            tracing::warn!("port {id} is not forwarded: {reason}");
             self.refused.insert(id.to_owned());
             if let Some(p) = self.ports.get_mut(id) {
                 p.refused = Some(reason);
@@ -362,6 +426,8 @@ struct Inner {
     opener: Mutex<Option<Sender<OpenJob>>>,
     /// Devices kept prepared while they are registered.
     warm: Mutex<Warm>,
+    /// What the worker publishes about itself.
+    worker_stats: Arc<WorkerStats>,
 }
 
 /// Devices the control plane expects ports on (registered interfaces): their programs are
@@ -543,7 +609,7 @@ impl Inner {
                     warm.queued.remove(&spec.device);
                     match netdev::ifindex(&spec.device) {
                         Some(ifi) if failed => {
-                            log::debug!(
+                            tracing::debug!(
                                 "cannot prepare {} ahead; its ports attach on open",
                                 spec.device
                             );
@@ -691,6 +757,7 @@ impl Switch {
             stop: AtomicBool::new(false),
             opener: Mutex::new(None),
             warm: Mutex::new(Warm::default()),
+            worker_stats: worker.stats(),
         });
         let (jobs_tx, jobs) = mpsc::channel();
         if let Ok(mut o) = inner.opener.lock() {
@@ -706,7 +773,7 @@ impl Switch {
             .spawn(move || {
                 if let Some(cpu) = cpu {
                     if let Err(e) = crate::sys::pin_current_thread(cpu) {
-                        log::warn!("cannot pin the worker to CPU {cpu}: {e}");
+                        tracing::warn!("cannot pin the worker to CPU {cpu}: {e}");
                     }
                 }
                 worker.run(rx, pending)
@@ -1057,6 +1124,64 @@ impl Switch {
         )
     }
 
+    /// Everything an exporter reports, read in one pass from the published copies (no system
+    /// call, nothing asked of the worker): ports sorted by id with their counters, forwarded
+    /// networks with their MAC tables' sizes, the worker's own statistics.
+    pub fn observe(&self) -> Observation {
+        let st = self.inner.lock();
+        let mut ports: Vec<PortObservation> = st
+            .ports
+            .iter()
+            .map(|(id, p)| {
+                let h = p.handle.as_ref();
+                let link = h.map_or(LinkState::Closed, |h| h.shared.state());
+                let state = if p.refused.is_some()
+                    || matches!(link, LinkState::Failed | LinkState::OpenFailed)
+                {
+                    PortState::Error
+                } else if p.cfg.admin_up && link == LinkState::Up {
+                    PortState::Up
+                } else {
+                    PortState::Down
+                };
+                PortObservation {
+                    id: id.clone(),
+                    device: p.cfg.device.clone(),
+                    network: match &p.cfg.role {
+                        PortRole::Access { network } => Some(network.clone()),
+                        PortRole::Trunk => None,
+                    },
+                    state,
+                    stats: h.map_or_else(PortStats::default, |h| h.shared.counters.read()),
+                }
+            })
+            .collect();
+        ports.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let mut networks: Vec<NetworkObservation> = st
+            .networks
+            .iter()
+            .filter(|(_, n)| n.refused.is_none())
+            .map(|(id, n)| {
+                let (entries, _) = st
+                    .nets
+                    .get(id)
+                    .map_or((0, 0), |slot| self.inner.worker_stats.macs(slot));
+                NetworkObservation {
+                    id: id.clone(),
+                    vlan: n.cfg.vlan,
+                    mac_entries: entries,
+                    mac_limit: n.cfg.mac_limit,
+                }
+            })
+            .collect();
+        networks.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        Observation {
+            ports,
+            networks,
+            workers: vec![self.inner.worker_stats.read()],
+        }
+    }
+
     /// Where the UMEM's frames are (free, worker, kernel per port).
     pub fn accounting(&self) -> Option<Accounting> {
         let (tx, rx) = mpsc::channel();
@@ -1096,7 +1221,9 @@ impl Switch {
         warm.prepared.clear();
         drop(warm);
         if !afxdp::wait_detached(Duration::from_secs(5)) {
-            log::warn!("programs still detaching at shutdown; the kernel detaches them at exit");
+            tracing::warn!(
+                "programs still detaching at shutdown; the kernel detaches them at exit"
+            );
         }
     }
 }

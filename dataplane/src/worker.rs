@@ -38,7 +38,7 @@ use crate::gso;
 use crate::mss::MssTable;
 use crate::pipeline::{flood_targets, Now, Pipeline, Verdict};
 use crate::port::{PortIo, PortMode, XdpDesc};
-use crate::stats::{DropReason, LocalCounters, PortCounters, XdpStats};
+use crate::stats::{DropReason, LocalCounters, PortCounters, WorkerStats, XdpStats};
 use crate::sys::umem::{Accounting, Umem, KERNEL_HEADROOM};
 use crate::sys::xsk::XDP_PKT_CONTD;
 use crate::wire::{self, is_vlan_tpid, pop_vlan_tag, push_vlan_tag, ETH_HEADER_LEN, VLAN_TAG_LEN};
@@ -271,6 +271,13 @@ pub struct Worker<P: PortIo> {
     /// millisecond: a fill ring shallower than the rate times the gap runs dry.
     max_gap_ns: u64,
     gaps_over_1ms: u64,
+    /// Rounds run, over the worker's life.
+    rounds: u64,
+    /// The current statistics window: when it started, busy time and longest gap so far.
+    window: (u64, u64, u64),
+    /// When the worker's own statistics were last published.
+    last_stats: u64,
+    stats: Arc<WorkerStats>,
     /// Last: unmapped after every socket that shares it has closed.
     umem: Umem,
 }
@@ -288,7 +295,7 @@ fn warn_kernel_drops<P>(slot: u16, o: &mut Open<P>, x: &XdpStats, now: u64) {
         return;
     }
     o.warned_at = Some(now);
-    log::warn!(
+    tracing::warn!(
         "port {slot}: the kernel dropped {new} received frames before the switch saw them \
          ({} in all): no free buffer on the fill ring for a whole frame, or a frame larger than \
          a UMEM chunk on a kernel without multi-buffer sockets (see docs/OPERATIONS.md, \
@@ -331,7 +338,16 @@ impl<P: PortIo> Worker<P> {
             busy_ns: 0,
             max_gap_ns: 0,
             gaps_over_1ms: 0,
+            rounds: 0,
+            window: (0, 0, 0),
+            last_stats: 0,
+            stats: Arc::default(),
         })
+    }
+
+    /// What the worker publishes about itself, for exporters.
+    pub fn stats(&self) -> Arc<WorkerStats> {
+        Arc::clone(&self.stats)
     }
 
     /// The port in `slot`, if open (tests use it to reach in-memory ports).
@@ -417,7 +433,7 @@ impl<P: PortIo> Worker<P> {
                             .filter(|r| c.drops[**r as usize] > 0)
                             .map(|r| format!("{}={}", r.name(), c.drops[*r as usize]))
                             .collect();
-                        log::info!(
+                        tracing::info!(
                             "port {slot}: rx {} tx {} floods {} backpressure {} checksums completed {} super-frames segmented {} drops [{}] fill depth {} kernel {:?}",
                             c.rx_packets,
                             c.tx_packets,
@@ -435,7 +451,7 @@ impl<P: PortIo> Worker<P> {
                     self.close_port(slot);
                 }
                 if self.rx_total > 0 {
-                    log::info!(
+                    tracing::info!(
                         "worker: {} frames received, {:.1} ns of busy rounds per frame \
                          (user space plus the TX syscalls' kernel work); longest gap between \
                          rounds {} us, {} gaps over 1 ms",
@@ -463,7 +479,7 @@ impl<P: PortIo> Worker<P> {
         let started = Instant::now();
         match P::open(&spec, slot, &mut self.umem, peer) {
             Ok(io) => {
-                log::info!(
+                tracing::info!(
                     "port {slot} opened in {} µs: {} ({} queues)",
                     started.elapsed().as_micros(),
                     io.mode().name(),
@@ -488,9 +504,9 @@ impl<P: PortIo> Worker<P> {
                 let busy = e.kind() == io::ErrorKind::ResourceBusy;
                 shared.busy.store(busy, Ordering::Relaxed);
                 if busy {
-                    log::debug!("port {slot} ({spec:?}): queue still busy, retrying");
+                    tracing::debug!("port {slot} ({spec:?}): queue still busy, retrying");
                 } else {
-                    log::warn!("port {slot} ({spec:?}) failed to open: {e}");
+                    tracing::warn!("port {slot} ({spec:?}) failed to open: {e}");
                 }
                 shared.set(LinkState::OpenFailed, PortMode::Closed, Some(e.to_string()));
             }
@@ -749,6 +765,7 @@ impl<P: PortIo> Worker<P> {
     /// One round of the loop: the clock's work first, every round, traffic or not (ageing must
     /// not wait for a pause), then the ports. Returns the frames handled.
     pub fn round(&mut self, now: Now) -> usize {
+        self.rounds += 1;
         self.housekeep(now);
         self.poll(now)
     }
@@ -764,6 +781,25 @@ impl<P: PortIo> Worker<P> {
             self.sweep(now, 1024);
             self.last_sweep = now.nanos;
         }
+        if now.nanos.saturating_sub(self.last_stats) >= 100_000_000 {
+            self.publish_stats(now);
+        }
+    }
+
+    /// Publishes the worker's own statistics and its MAC tables' sizes (every 100 ms).
+    fn publish_stats(&mut self, now: Now) {
+        self.last_stats = now.nanos;
+        self.stats
+            .publish(self.rounds, self.busy_ns, self.rx_total, self.gaps_over_1ms);
+        let (start, busy_at_start, max_gap) = self.window;
+        let len = now.nanos.saturating_sub(start);
+        if len >= WorkerStats::WINDOW_NS {
+            self.stats
+                .publish_window(self.busy_ns - busy_at_start, max_gap, len);
+            self.window = (now.nanos, self.busy_ns, 0);
+        }
+        let fdb = &self.pipe.fdb;
+        self.stats.publish_macs(|m| m.extend(fdb.network_sizes()));
     }
 
     #[inline]
@@ -884,7 +920,7 @@ impl<P: PortIo> Worker<P> {
             if let Err(e) = o.io.flush() {
                 c.drop(DropReason::TxError);
                 o.healthy = false;
-                log::warn!("port {slot} stopped: transmit failed: {e}");
+                tracing::warn!("port {slot} stopped: transmit failed: {e}");
                 o.shared.set(
                     LinkState::Failed,
                     o.io.mode(),
@@ -927,9 +963,10 @@ impl<P: PortIo> Worker<P> {
                 let gap = t.nanos.saturating_sub(prev_round);
                 self.busy_ns += gap;
                 self.max_gap_ns = self.max_gap_ns.max(gap);
+                self.window.2 = self.window.2.max(gap);
                 self.gaps_over_1ms += u64::from(gap > 1_000_000);
                 if gap > 5_000_000 {
-                    log::debug!(
+                    tracing::debug!(
                         "worker: {:.1} ms between two rounds while forwarding (frames arriving meanwhile \
                          wait in fill rings of at most {} frames)",
                         gap as f64 / 1e6,

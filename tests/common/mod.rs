@@ -556,35 +556,26 @@ pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
-/// A minimal HTTP/1.1 client for the tests (one request per connection).
+/// The tests' HTTP client: the harness's (`bench::http`, on `ureq`), one request at a time.
 pub mod http {
-    use std::io::{Read, Write};
     use std::net::TcpStream;
     use std::time::Duration;
 
-    /// Status and body of a response.
+    /// Status, headers and body of a response.
     #[derive(Debug)]
-    pub struct Response {
-        pub status: u16,
-        pub body: String,
-        /// The status line and headers as received.
-        pub head: String,
+    pub struct Response(bench::http::Response);
+
+    impl std::ops::Deref for Response {
+        type Target = bench::http::Response;
+        fn deref(&self) -> &Self::Target {
+            &self.0
+        }
     }
 
     impl Response {
-        /// A header's value (name case-insensitive).
-        pub fn header(&self, name: &str) -> Option<String> {
-            self.head.lines().skip(1).find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_owned())
-            })
-        }
-
+        /// The body as JSON (panics with the body if it is not).
         pub fn json(&self) -> serde_json::Value {
-            serde_json::from_str(&self.body)
-                .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+            self.0.json().unwrap_or_else(|e| panic!("{e}"))
         }
     }
 
@@ -601,60 +592,42 @@ pub mod http {
         body: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Response {
-        let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let body = body.unwrap_or("");
-        let extra: String = headers
-            .iter()
-            .map(|(k, v)| format!("{k}: {v}\r\n"))
-            .collect();
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let chunked = head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked");
-        let body = if chunked {
-            dechunk(rest)
-        } else {
-            rest.to_owned()
-        };
-        Response {
-            status,
-            body,
-            head: head.to_owned(),
-        }
-    }
-
-    fn dechunk(mut s: &str) -> String {
-        let mut out = String::new();
-        while let Some((size, rest)) = s.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 || rest.len() < n {
-                break;
-            }
-            out.push_str(&rest[..n]);
-            s = rest[n..].trim_start_matches("\r\n");
-        }
-        out
+        let conn = bench::http::Conn::open(addr).unwrap();
+        Response(
+            conn.send(method, path, body, headers)
+                .unwrap_or_else(|e| panic!("{method} {addr}{path}: {e}")),
+        )
     }
 
     /// Waits until the daemon answers `GET /`.
     pub fn wait_ready(addr: &str) -> bool {
         super::wait_for(Duration::from_secs(10), || TcpStream::connect(addr).is_ok())
     }
+}
+
+/// A Python interpreter with `packages` installed, in a virtual environment kept under the
+/// target directory (made on first use; pip reaches PyPI).
+pub fn python_with(packages: &[&str]) -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("qs-pyenv");
+    let python = venv.join("bin/python3");
+    let missing = |p: &&str| {
+        !Command::new(&python)
+            .args(["-c", &format!("import {}", p.replace('-', "_"))])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let need: Vec<&str> = packages.iter().copied().filter(missing).collect();
+    if need.is_empty() {
+        return python;
+    }
+    if !python.exists() {
+        sh(&["python3", "-m", "venv", venv.to_str().unwrap()]);
+    }
+    let pip = venv.join("bin/pip");
+    let mut args = vec![pip.to_str().unwrap(), "install", "-q"];
+    args.extend(need);
+    sh(&args);
+    python
 }
 
 /// A free loopback port for a daemon's API.

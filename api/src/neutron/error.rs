@@ -193,6 +193,9 @@ impl IntoResponse for NeutronError {
         let mut resp = (self.status, body.to_string()).into_response();
         resp.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if self.kind == "OverQuota" {
+            return crate::metrics::Refusal::Quota.mark(resp);
+        }
         resp
     }
 }

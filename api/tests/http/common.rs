@@ -55,7 +55,7 @@ pub(crate) struct App {
     pub(crate) router: Router,
     pub(crate) control: Arc<Control>,
     pub(crate) fwd: Arc<Recorder>,
-    _dir: tempfile::TempDir,
+    pub(crate) _dir: tempfile::TempDir,
 }
 
 #[derive(Debug)]

@@ -9,6 +9,7 @@ mod filters;
 mod interfaces;
 mod isolation;
 mod limits;
+mod metrics;
 mod neutron;
 mod paging;
 mod robustness;

@@ -36,62 +36,50 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use bench::http::{json_str, Conn};
+use bench::http::{id_of, Conn};
+use clap::builder::TypedValueParser as _;
 
+/// Drives a running daemon's API: a mixed load, pagination, growth to N ports, or a comparison
+/// of servers call by call. Every option can also be set by its environment variable.
+#[derive(Debug, clap::Parser)]
+#[command(name = "qswitch-apibench", version)]
 struct Args {
+    /// The daemon's API address
+    #[arg(long, env = "QSWITCH_API", default_value = "127.0.0.1:9696")]
     addr: String,
+    /// Concurrent clients, each over its own keep-alive connection
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     clients: usize,
+    /// Seconds of the mixed load
+    #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// Measure pagination over N new ports of one network instead
+    #[arg(long, default_value_t = 0)]
     paging_ports: usize,
+    /// Measure pagination over an existing network (TENANT/NETWORK)
+    #[arg(long)]
     paging_network: Option<String>,
+    /// Page size of the pagination walk
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     page_size: usize,
+    /// Timed fetches of the first and the deepest page
+    #[arg(long, default_value_t = 300)]
     rounds: usize,
+    /// Measure every call on the empty store and again at N ports (see bench::apiscale)
+    #[arg(long, default_value_t = 0)]
     scale: usize,
+    /// Ports per project while growing to --scale
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     per_project: usize,
+    /// Samples per call (--scale, --compare)
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     samples: usize,
+    /// The clients only show their network (read throughput)
+    #[arg(long)]
     show_only: bool,
+    /// NAME=HOST:PORT=PID[,PID...]: a server to compare, twice or more
+    #[arg(long)]
     compare: Vec<String>,
-}
-
-fn args() -> Result<Args, String> {
-    let mut a = Args {
-        addr: "127.0.0.1:9696".into(),
-        clients: 8,
-        seconds: 10.0,
-        paging_ports: 0,
-        paging_network: None,
-        page_size: 100,
-        rounds: 300,
-        scale: 0,
-        per_project: 250,
-        samples: 100,
-        show_only: false,
-        compare: Vec::new(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let mut v = || it.next().ok_or(format!("{k} needs a value"));
-        match k.as_str() {
-            "--addr" => a.addr = v()?,
-            "--clients" => a.clients = v()?.parse().map_err(|e| format!("--clients: {e}"))?,
-            "--seconds" => a.seconds = v()?.parse().map_err(|e| format!("--seconds: {e}"))?,
-            "--paging-ports" => {
-                a.paging_ports = v()?.parse().map_err(|e| format!("--paging-ports: {e}"))?
-            }
-            "--paging-network" => a.paging_network = Some(v()?),
-            "--page-size" => a.page_size = v()?.parse().map_err(|e| format!("--page-size: {e}"))?,
-            "--rounds" => a.rounds = v()?.parse().map_err(|e| format!("--rounds: {e}"))?,
-            "--scale" => a.scale = v()?.parse().map_err(|e| format!("--scale: {e}"))?,
-            "--per-project" => {
-                a.per_project = v()?.parse().map_err(|e| format!("--per-project: {e}"))?
-            }
-            "--samples" => a.samples = v()?.parse().map_err(|e| format!("--samples: {e}"))?,
-            "--show-only" => a.show_only = true,
-            "--compare" => a.compare.push(v()?),
-            _ => return Err(format!("unknown option {k}")),
-        }
-    }
-    Ok(a)
 }
 
 type Samples = BTreeMap<&'static str, Vec<Duration>>;
@@ -117,7 +105,7 @@ fn client(addr: &str, id: usize, until: Instant, show_only: bool) -> Result<Samp
         &format!("{base}/networks"),
         Some(r#"{"network": {"name": "bench"}}"#),
     )?;
-    let net = json_str(&r.body, "id").ok_or("no network id")?.to_owned();
+    let net = id_of(&r.body)?;
     let mut n = 0u64;
     let show = format!("{base}/networks/{net}");
     while show_only && Instant::now() < until {
@@ -146,13 +134,15 @@ fn client(addr: &str, id: usize, until: Instant, show_only: bool) -> Result<Samp
             &format!("{base}/networks/{net}/ports"),
             Some(r#"{"port": {"state": "ACTIVE"}}"#),
         )?;
-        let port = json_str(&r.body, "id").ok_or("no port id")?.to_owned();
+        let port = id_of(&r.body)?;
         timed(
             &mut c,
             "register interface",
             "PUT",
             &format!("{base}/interfaces/{tenant}-vif-{n}"),
-            Some(&format!(r#"{{"interface": {{"device": "qsab{id}x{n}"}}}}"#)),
+            Some(
+                &serde_json::json!({"interface": {"device": format!("qsab{id}x{n}")}}).to_string(),
+            ),
         )?;
         timed(
             &mut c,
@@ -178,8 +168,14 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 
 /// The `next` link of a v1.1 list body, as a path.
 fn next_link(body: &str) -> Option<String> {
-    let rest = body.split_once(r#""rel":"next""#)?.1;
-    let href = json_str(rest, "href")?;
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let href = v
+        .as_object()?
+        .iter()
+        .filter(|(k, _)| k.ends_with("_links"))
+        .flat_map(|(_, l)| l.as_array().into_iter().flatten())
+        .find(|l| l["rel"] == "next")?["href"]
+        .as_str()?;
     let path = href.strip_prefix("http://")?;
     path.find('/').map(|i| path[i..].to_owned())
 }
@@ -204,7 +200,7 @@ fn paging(a: &Args) -> Result<(), String> {
             Some(r#"{"network": {"name": "paging"}}"#),
         )
         .map_err(|e| e.to_string())?;
-    let net = json_str(&r.body, "id").ok_or("no network id")?.to_owned();
+    let net = id_of(&r.body)?;
     let ports = format!("{base}/networks/{net}/ports");
     let t = Instant::now();
     let per = a.paging_ports.div_ceil(a.clients.max(1));
@@ -314,13 +310,7 @@ fn server(spec: &str) -> Result<bench::apiscale::Server, String> {
 }
 
 fn main() {
-    let a = match args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("qswitch-apibench: {e}");
-            std::process::exit(2);
-        }
-    };
+    let a = <Args as clap::Parser>::parse();
     if !a.compare.is_empty() {
         let servers: Result<Vec<_>, String> = a.compare.iter().map(|s| server(s)).collect();
         if let Err(e) = servers.and_then(|s| bench::apiscale::compare(&s, a.samples)) {

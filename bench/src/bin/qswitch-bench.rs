@@ -17,6 +17,8 @@
 //! process from `/proc/<agent pid>/net/dev`: no process is forked under load.
 
 use std::io::{BufRead, Write};
+
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,45 +32,76 @@ use bench::topo::{self, Dut, Placement, Topology, SINK_MAC};
 use bench::traffic::{cdf, cdf_quantiles, frame, percentile, Generator, Sink};
 use dataplane::Mac;
 
-const USAGE: &str = "\
-qswitch-bench run [--quick] [--duts none,bridge,qswitch,ovs,ovs-afxdp] [--sizes 64,512,1518]
-                  [--trial SECS] [--steps N] [--repeat N] [--flows N] [--out DIR] [--qswitch PATH]
-qswitch-bench plug-latency [--count N] [--out DIR] [--qswitch PATH]
-qswitch-bench boot-storm [--vms N] [--clients N] [--batch N] [--api v1.1|v2.0|both] [--out DIR]
-                         [--qswitch PATH]
-qswitch-bench goodput [--quick] [--duts bridge,qswitch,ovs-afxdp] [--time SECS] [--streams 1,4]
-                      [--repeat N] [--pinned] [--out DIR] [--qswitch PATH]
-qswitch-bench rfc2889 [--quick] [--duts bridge,qswitch,ovs,ovs-afxdp] [--ports K] [--trial SECS]
-                      [--steps N] [--out DIR] [--qswitch PATH]
-qswitch-bench agent gen|sink DEVICE     (internal: runs inside a namespace)";
+/// Measures qswitch against the Linux bridge, no device and Open vSwitch on the same veth
+/// topology. Every option can also be set by its environment variable (see each command's --help).
+#[derive(Debug, Parser)]
+#[command(name = "qswitch-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// RFC 2544: throughput, partial drop, back-to-back and latency per DUT and frame size
+    Run(RunArgs),
+    /// The time from an API plug to the first frame through the new port
+    PlugLatency(scenario::PlugArgs),
+    /// Many VMs booted at once through the API, until every port forwards
+    BootStorm(scenario::StormArgs),
+    /// RFC 2889 on a K-port mesh
+    Rfc2889(bench::rfc2889::Args),
+    /// TCP goodput between two VMs (iperf3), default offloads and tx checksum offload off
+    Goodput(bench::goodput::Args),
+    /// Print a shell completion script
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Internal: a traffic agent inside a namespace, driven over stdin
+    #[command(hide = true)]
+    Agent {
+        /// gen or sink
+        #[arg(value_parser = ["gen", "sink"])]
+        role: String,
+        /// Its interface
+        device: String,
+    },
+}
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = Cli::parse();
+    let measuring = !matches!(cli.command, Cmd::Agent { .. } | Cmd::Completions { .. });
     // Every command but the agents builds namespaces with fixed names: one run at a time.
-    let _lock = match args.first().map(String::as_str) {
-        Some("agent") | None => None,
-        _ => match bench::agent::exclusive() {
+    let _lock = if measuring {
+        match bench::agent::exclusive() {
             Ok(f) => Some(f),
             Err(e) => {
                 eprintln!("qswitch-bench: cannot take the harness lock: {e}");
                 std::process::exit(1);
             }
-        },
+        }
+    } else {
+        None
     };
-    if !matches!(args.first().map(String::as_str), Some("agent") | None) {
+    if measuring {
         if let Err(e) = bench::interrupt::install() {
             eprintln!("qswitch-bench: cannot install the signal handlers: {e}");
             std::process::exit(1);
         }
     }
-    let r = match args.first().map(String::as_str) {
-        Some("run") => run(&args[1..]),
-        Some("plug-latency") => scenario::plug_latency(&args[1..]),
-        Some("boot-storm") => scenario::boot_storm(&args[1..]),
-        Some("rfc2889") => bench::rfc2889::run(&args[1..]),
-        Some("goodput") => bench::goodput::run(&args[1..]),
-        Some("agent") => agent(&args[1..]),
-        _ => Err(USAGE.to_string()),
+    let r = match cli.command {
+        Cmd::Run(a) => run(a),
+        Cmd::PlugLatency(a) => scenario::plug_latency(a),
+        Cmd::BootStorm(a) => scenario::boot_storm(a),
+        Cmd::Rfc2889(a) => bench::rfc2889::run(a),
+        Cmd::Goodput(a) => bench::goodput::run(a),
+        Cmd::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "qswitch-bench", &mut std::io::stdout());
+            Ok(())
+        }
+        Cmd::Agent { role, device } => agent(&role, &device),
     };
     if bench::interrupt::requested() {
         // Whatever the run returned, the watcher is tearing down and exits with 130.
@@ -84,11 +117,7 @@ fn main() {
 // ---------------------------------------------------------------------------------------------
 // Agents (inside a namespace)
 
-fn agent(args: &[String]) -> Result<(), String> {
-    let (role, dev) = match args {
-        [r, d] => (r.as_str(), d.as_str()),
-        _ => return Err(USAGE.into()),
-    };
+fn agent(role: &str, dev: &str) -> Result<(), String> {
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
     let mut gen = if role == "gen" {
@@ -213,48 +242,52 @@ struct Opts {
     qswitch: String,
 }
 
-fn parse(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts {
-        repeat: 1,
-        burst_max: 1 << 17,
-        duts: Dut::ALL.to_vec(),
-        sizes: vec![64, 128, 256, 512, 1024, 1518],
-        trial: 2.0,
-        steps: 7,
-        flows: 16,
-        out: bench::out_dir(None),
-        qswitch: bench::default_qswitch(),
+/// `qswitch-bench run`.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// 64 and 1518 B only, short trials, small searches: under a minute (explicit options win)
+    #[arg(long)]
+    quick: bool,
+    /// Devices under test
+    #[arg(long, value_delimiter = ',', value_parser = bench::dut, default_value = "none,bridge,qswitch,ovs,ovs-afxdp")]
+    duts: Vec<Dut>,
+    /// Frame sizes, bytes (60 to 1518) [default: 64,128,256,512,1024,1518; 64,1518 with --quick]
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(60..=1518))]
+    sizes: Option<Vec<u16>>,
+    /// Seconds per trial [default: 2; 0.4 with --quick]
+    #[arg(long, value_parser = bench::trial_secs)]
+    trial: Option<f64>,
+    /// Steps of each binary search [default: 7; 3 with --quick]
+    #[arg(long)]
+    steps: Option<u32>,
+    /// Rounds over every DUT; medians are reported
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
+    /// Flows (MAC address pairs) the generator cycles through
+    #[arg(long, default_value_t = 16)]
+    flows: u32,
+    #[command(flatten)]
+    common: bench::Common,
+}
+
+fn options(a: RunArgs) -> Opts {
+    let q = a.quick;
+    let sizes = match a.sizes {
+        Some(s) => s.into_iter().map(usize::from).collect(),
+        None if q => vec![64, 1518],
+        None => vec![64, 128, 256, 512, 1024, 1518],
     };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut v = || it.next().cloned().ok_or(format!("{a} needs a value"));
-        match a.as_str() {
-            "--quick" => {
-                o.sizes = vec![64, 1518];
-                o.trial = 0.4;
-                o.steps = 3;
-                o.burst_max = 4096;
-            }
-            "--duts" => o.duts = Dut::parse_list(&v()?)?,
-            "--sizes" => {
-                o.sizes = v()?
-                    .split(',')
-                    .map(|s| s.parse().map_err(|_| format!("bad size {s}")))
-                    .collect::<Result<_, _>>()?
-            }
-            "--trial" => o.trial = bench::trial_secs(&v()?)?,
-            "--steps" => o.steps = v()?.parse().map_err(|_| "bad --steps")?,
-            "--repeat" => o.repeat = bench::positive(&v()?, "--repeat")? as usize,
-            "--flows" => o.flows = v()?.parse().map_err(|_| "bad --flows")?,
-            "--out" => o.out = bench::out_dir(Some(&v()?)),
-            "--qswitch" => o.qswitch = v()?,
-            _ => return Err(format!("unknown option {a}\n{USAGE}")),
-        }
+    Opts {
+        repeat: a.repeat as usize,
+        burst_max: if q { 4096 } else { 1 << 17 },
+        duts: a.duts,
+        sizes,
+        trial: a.trial.unwrap_or(if q { 0.4 } else { 2.0 }),
+        steps: a.steps.unwrap_or(if q { 3 } else { 7 }),
+        flows: a.flows,
+        out: a.common.out,
+        qswitch: a.common.qswitch,
     }
-    if o.sizes.iter().any(|&s| !(60..=1518).contains(&s)) {
-        return Err("frame sizes must be within 60..=1518".into());
-    }
-    Ok(o)
 }
 
 /// Latency percentiles (p50, p90, p99, max) in µs and the CDF as (quantile, µs) pairs.
@@ -402,8 +435,8 @@ fn trafgen_rate(o: &Opts, sink_pid: u32) -> Option<f64> {
 
 use std::os::unix::process::CommandExt as _;
 
-fn run(args: &[String]) -> Result<(), String> {
-    let o = parse(args)?;
+fn run(args: RunArgs) -> Result<(), String> {
+    let o = options(args);
     std::fs::create_dir_all(&o.out).map_err(|e| e.to_string())?;
     let work = o.out.join("work");
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;

@@ -159,7 +159,7 @@ pub fn drop_later(pre: Arc<Prepared>) {
     if let Err(e) = spawned {
         // The closure (and the program with it) was dropped here.
         DETACHING.fetch_sub(1, Ordering::AcqRel);
-        log::warn!("cannot detach on a thread of its own ({e}); detached here");
+        tracing::warn!("cannot detach on a thread of its own ({e}); detached here");
     }
 }
 
