@@ -23,6 +23,8 @@ impl Target {
         let path = format!("/v1.1/tenants/{}{path}", self.tenant);
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .proxy(None)
+            .max_redirects(0)
             .timeout_global(Some(std::time::Duration::from_secs(10)))
             .build()
             .into();
@@ -35,6 +37,8 @@ impl Target {
         let mut resp = req.call().map_err(|e| format!("{}: {e}", self.api))?;
         let body = resp
             .body_mut()
+            .with_config()
+            .limit(u64::MAX)
             .read_to_string()
             .map_err(|e| format!("GET {path}: {e}"))?;
         if resp.status() != 200 {

@@ -45,6 +45,7 @@ enum Command {
     TokenDigest {
         /// The token; with -, the first line of stdin (kept out of the shell history and the
         /// process list)
+        #[arg(allow_hyphen_values = true)]
         token: String,
     },
     /// A network's ports, their state and attachment, from a running daemon
@@ -301,10 +302,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         );
         if let Some(l) = metrics_listener {
             let l = tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?;
-            tracing::info!(
-                "metrics on http://{}/metrics",
-                args.metrics_listen.unwrap_or(args.listen)
-            );
+            let at = args.metrics_listen.unwrap_or(args.listen);
+            if at.ip().is_loopback() {
+                tracing::info!("metrics on http://{at}/metrics");
+            } else {
+                tracing::warn!(
+                    "metrics on http://{at}/metrics without authentication: whoever reaches it \
+                     reads every port and network id of this host"
+                );
+            }
             let app = api::metrics_router(metrics);
             tokio::spawn(async move {
                 if let Err(e) = axum::serve(l, app).await {

@@ -226,7 +226,7 @@ impl Collector for DataplaneCollector {
         family(
             &mut enc,
             "qswitch_port_state",
-            "1 for the port's current state (up: forwarding; down: admin down or no device; error: refused or failed)",
+            "1 for the port's current state (up: forwarding; down: no device or not open yet; admin_down; error: refused or failed)",
             MetricType::Gauge,
             states,
         )?;

@@ -147,6 +147,7 @@ impl Tokens {
         let hex = sha256_hex.as_bytes();
         let mut d = [0u8; 32];
         let parsed = hex.len() == 64
+            && hex.iter().all(u8::is_ascii_hexdigit)
             && d.iter_mut().zip(hex.chunks_exact(2)).all(|(b, pair)| {
                 std::str::from_utf8(pair)
                     .ok()
@@ -399,6 +400,7 @@ mod tests {
         assert!(t.insert_token("secret-a", member("c")).is_err());
         assert!(t.insert_digest("zz", member("c")).is_err());
         assert!(t.insert_digest(&"g".repeat(64), member("c")).is_err());
+        assert!(t.insert_digest(&"+f".repeat(32), member("c")).is_err());
     }
 
     #[test]

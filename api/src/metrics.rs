@@ -35,8 +35,9 @@ const UNMATCHED: &str = "unmatched";
 /// What the metrics may label by.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MetricsOptions {
-    /// Label refusals with the tenant id as well as its class: one series per tenant that was
-    /// ever refused. Off by default, as a cloud has unbounded tenants.
+    /// Label refusals with the tenant id as well as its class (token mode: the token's tenant):
+    /// one series per tenant that was ever refused. Off by default, as a cloud has unbounded
+    /// tenants.
     pub tenant_labels: bool,
 }
 
@@ -145,16 +146,10 @@ impl Metrics {
     }
 
     /// The whole exposition, in the Prometheus text format (version 0.0.4).
-    pub fn render(&self) -> String {
+    pub fn render(&self) -> Result<String, fmt::Error> {
         let mut out = String::with_capacity(64 * 1024);
-        // Writing into a String cannot fail; a collector's error would leave a partial page,
-        // which the scraper reports as a parse error rather than silently missing series.
-        if let Err(e) =
-            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
-        {
-            tracing::error!(%e, "encoding the metrics failed");
-        }
-        out
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
+        Ok(out)
     }
 
     fn record(&self, route: String, method: &Method, status: StatusCode, started: Instant) {
@@ -198,6 +193,19 @@ impl Collector for Revisions {
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
         Ok(())
+    }
+}
+
+/// The route label of a request: its template, with a v2.0 `{collection}` resolved to the
+/// collection it names when that is one of the API's (`/v2.0/ports/{id}`), so that each
+/// resource has its own series and the label stays bounded.
+fn route_label(template: &str, path: &str) -> String {
+    let Some(i) = template.split('/').position(|s| s == "{collection}") else {
+        return template.to_owned();
+    };
+    match path.split('/').nth(i) {
+        Some(c) if crate::neutron::is_collection(c) => template.replacen("{collection}", c, 1),
+        _ => template.to_owned(),
     }
 }
 
@@ -245,7 +253,7 @@ pub(crate) async fn tag_route(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| RouteTemplate(p.as_str().to_owned()));
+        .map(|p| RouteTemplate(route_label(p.as_str(), req.uri().path())));
     let mut resp = next.run(req).await;
     if let Some(r) = route {
         resp.extensions_mut().insert(r);
@@ -261,12 +269,11 @@ pub(crate) async fn count_refusals(
     next: Next,
 ) -> Response {
     let class = tenant_class(&req);
-    let tenant = if m.options.tenant_labels {
-        req.extensions()
-            .get::<Principal>()
-            .map_or_else(|| crate::limit::tenant_of(&req), |p| p.tenant.clone())
-    } else {
-        String::new()
+    // Only a token's tenant: in noauth mode the caller names any tenant it likes, and each new
+    // name would be a new series.
+    let tenant = match req.extensions().get::<Principal>() {
+        Some(p) if m.options.tenant_labels => p.tenant.clone(),
+        _ => String::new(),
     };
     let resp = next.run(req).await;
     let family = match resp.extensions().get::<Refusal>() {
@@ -315,9 +322,14 @@ pub(crate) async fn serve_api(
 async fn exposition(m: &Arc<Metrics>) -> Response {
     let m = Arc::clone(m);
     // A scrape of a large host encodes tens of thousands of series: off the async workers.
-    let text = tokio::task::spawn_blocking(move || m.render())
-        .await
-        .unwrap_or_default();
+    let text = match tokio::task::spawn_blocking(move || m.render()).await {
+        Ok(Ok(text)) => text,
+        // A partial page would read as a target without those series: say it failed instead.
+        failed => {
+            tracing::error!(?failed, "encoding the metrics failed");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
     let mut resp = text.into_response();
     resp.headers_mut().insert(
         CONTENT_TYPE,
@@ -335,4 +347,33 @@ pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
             get(|State(m): State<Arc<Metrics>>| async move { exposition(&m).await }),
         )
         .with_state(metrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_label;
+
+    #[test]
+    fn v2_collections_get_their_own_route_label() {
+        assert_eq!(
+            route_label("/v2.0/{collection}/{id}", "/v2.0/ports/abc"),
+            "/v2.0/ports/{id}"
+        );
+        assert_eq!(
+            route_label("/v2.0/{collection}", "/v2.0/subnets"),
+            "/v2.0/subnets"
+        );
+        // Anything else keeps the template: the label stays bounded.
+        assert_eq!(
+            route_label("/v2.0/{collection}", "/v2.0/x%20y"),
+            "/v2.0/{collection}"
+        );
+        assert_eq!(
+            route_label(
+                "/v1.1/tenants/{tenant_id}/networks",
+                "/v1.1/tenants/a/networks"
+            ),
+            "/v1.1/tenants/{tenant_id}/networks"
+        );
+    }
 }

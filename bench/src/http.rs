@@ -44,6 +44,10 @@ impl Conn {
         let agent = Agent::config_builder()
             .http_status_as_error(false)
             .allow_non_standard_methods(true)
+            // The daemon answers itself: no proxy from the environment, no redirect followed
+            // (a 301 is a result to check).
+            .proxy(None)
+            .max_redirects(0)
             .timeout_global(Some(Duration::from_secs(60)))
             .max_idle_connections_per_host(4)
             .build()

@@ -125,12 +125,12 @@ pub fn json(points: &[Point]) -> String {
             let o = row.as_object_mut().expect("an object");
             // A back-to-back point counts frames in a burst, not frames per second.
             if p.test == "back-to-back" {
-                o.insert("frames".into(), p.pps.round().into());
+                o.insert("frames".into(), (p.pps.round() as u64).into());
             } else {
-                o.insert("pps".into(), p.pps.round().into());
+                o.insert("pps".into(), (p.pps.round() as u64).into());
                 o.insert("gbps".into(), round(p.gbps(), 4).into());
             }
-            let runs: Vec<f64> = p.runs.iter().map(|r| r.round()).collect();
+            let runs: Vec<u64> = p.runs.iter().map(|r| r.round() as u64).collect();
             o.insert("runs".into(), runs.into());
             o.insert("loss".into(), round(p.loss, 6).into());
             let latency = p.latency_us.map(|l| {
@@ -365,7 +365,7 @@ mod tests {
         let j: serde_json::Value = serde_json::from_str(&json(&pts)).unwrap();
         assert_eq!(j.as_array().unwrap().len(), 3);
         assert_eq!(j[1]["dut"], "qswitch");
-        assert_eq!(j[1]["pps"], 1.5e6);
+        assert_eq!(j[1]["pps"], 1_500_000);
         // Names and notes are escaped, whatever they hold.
         let mut odd = p("a\"b", 64, 1.0);
         odd.note = "line\nbreak \\ quote\"".into();
@@ -397,7 +397,7 @@ mod tests {
         assert_eq!(q.cdf, vec![(0.5, 20.0), (1.0, 50.0)]);
         assert_eq!(q.note, "", "a note not every run shares is dropped");
         let j: serde_json::Value = serde_json::from_str(&json(&agg)).unwrap();
-        assert_eq!(j[0]["runs"], serde_json::json!([1e6, 3e6, 2e6]));
+        assert_eq!(j[0]["runs"], serde_json::json!([1000000, 3000000, 2000000]));
         assert_eq!(median(vec![1.0, 4.0]), 2.5);
     }
 

@@ -88,21 +88,29 @@ impl PortStatus {
 pub enum PortState {
     /// Administratively up, open and forwarding.
     Up,
-    /// Administratively down, or its device is absent or not open yet.
+    /// Administratively up, but its device is absent or not open yet.
     Down,
+    /// Administratively down (on purpose).
+    AdminDown,
     /// Refused by the switch, or its device failed to open or to send.
     Error,
 }
 
 impl PortState {
     /// Every state, in gauge order.
-    pub const ALL: [PortState; 3] = [PortState::Up, PortState::Down, PortState::Error];
+    pub const ALL: [PortState; 4] = [
+        PortState::Up,
+        PortState::Down,
+        PortState::AdminDown,
+        PortState::Error,
+    ];
 
     /// Its name as a label value.
     pub fn name(self) -> &'static str {
         match self {
             PortState::Up => "up",
             PortState::Down => "down",
+            PortState::AdminDown => "admin_down",
             PortState::Error => "error",
         }
     }
@@ -1139,7 +1147,9 @@ impl Switch {
                     || matches!(link, LinkState::Failed | LinkState::OpenFailed)
                 {
                     PortState::Error
-                } else if p.cfg.admin_up && link == LinkState::Up {
+                } else if !p.cfg.admin_up {
+                    PortState::AdminDown
+                } else if link == LinkState::Up {
                     PortState::Up
                 } else {
                     PortState::Down

@@ -786,9 +786,12 @@ impl<P: PortIo> Worker<P> {
         }
     }
 
-    /// Publishes the worker's own statistics and its MAC tables' sizes (every 100 ms).
+    /// Publishes the worker's own statistics and its MAC tables' sizes, and every port's
+    /// counters with the kernel's statistics (every 100 ms, traffic or not: when the kernel drops
+    /// every frame before the switch sees one, its counters are the ones that move).
     fn publish_stats(&mut self, now: Now) {
         self.last_stats = now.nanos;
+        self.publish(now);
         self.stats
             .publish(self.rounds, self.busy_ns, self.rx_total, self.gaps_over_1ms);
         let (start, busy_at_start, max_gap) = self.window;

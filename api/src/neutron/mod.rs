@@ -75,6 +75,11 @@ impl Kind {
     }
 }
 
+/// Whether `s` is one of the v2.0 collections (`networks`, `ports`, `subnets`).
+pub(crate) fn is_collection(s: &str) -> bool {
+    Kind::from_plural(s).is_some()
+}
+
 type R<T> = Result<T, NeutronError>;
 
 /// The v2.0 routes, to be merged into the application.

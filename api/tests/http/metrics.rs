@@ -16,7 +16,8 @@ fn sample(page: &str, name: &str, labels: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(&key)?.strip_prefix(' ')?.parse().ok())
 }
 
-fn limited(tenant_labels: bool) -> App {
+/// A rate-limited app (reads: burst of 2), in token mode when `tokens` are given.
+fn limited(tenant_labels: bool, tokens: Option<api::Tokens>) -> App {
     let mut opts = api::ApiOptions {
         rate_limits: api::RateLimits {
             read: Some(api::Rate {
@@ -25,6 +26,7 @@ fn limited(tenant_labels: bool) -> App {
             }),
             write: None,
         },
+        auth: tokens.map_or(api::Auth::NoAuth, |t| api::Auth::Token(Arc::new(t))),
         ..Default::default()
     };
     let app = app_with(control::ControlOptions::default(), opts.clone());
@@ -37,6 +39,21 @@ fn limited(tenant_labels: bool) -> App {
         router: api::router(app.control.clone(), opts),
         ..app
     }
+}
+
+fn member_and_admin() -> api::Tokens {
+    let mut tokens = api::Tokens::new();
+    let p = |tenant: &str, role| api::Principal {
+        tenant: tenant.into(),
+        roles: vec![role],
+    };
+    tokens
+        .insert_token("tok-admin", p("ops", api::Role::Admin))
+        .unwrap();
+    tokens
+        .insert_token("tok-a", p("a", api::Role::Member))
+        .unwrap();
+    tokens
 }
 
 #[tokio::test]
@@ -95,21 +112,36 @@ async fn requests_are_counted_by_route_template_method_and_status() {
 
 #[tokio::test]
 async fn refusals_are_counted_by_tenant_class_and_by_tenant_only_when_configured() {
+    let refused = |page: &str, labels: &str| sample(page, "qswitch_api_rate_limited_total", labels);
     for tenant_labels in [false, true] {
-        let app = limited(tenant_labels);
+        // Token mode: the token's class, and its tenant when configured.
+        let app = limited(tenant_labels, Some(member_and_admin()));
         for _ in 0..5 {
-            app.get("/v1.1/tenants/flood/networks").await;
+            let h = [("x-auth-token", "tok-a")];
+            app.req("GET", "/v1.1/tenants/a/networks", None, &h).await;
         }
-        let page = app.get("/metrics").await.body;
-        let tenant = if tenant_labels { "flood" } else { "" };
+        let h = [("x-auth-token", "tok-admin")];
+        let page = app.req("GET", "/metrics", None, &h).await.body;
+        let tenant = if tenant_labels { "a" } else { "" };
         assert_eq!(
-            sample(
+            refused(
                 &page,
-                "qswitch_api_rate_limited_total",
-                &format!("tenant_class=\"noauth\",tenant=\"{tenant}\"")
+                &format!("tenant_class=\"member\",tenant=\"{tenant}\"")
             ),
             Some(3.0),
             "burst of 2, then refused: {page}"
+        );
+        // noauth: the class only, whatever tenant the caller names.
+        let app = limited(tenant_labels, None);
+        for i in 0..5 {
+            app.get(&format!("/v1.1/tenants/flood{}/networks", i / 3))
+                .await;
+        }
+        let page = app.get("/metrics").await.body;
+        assert_eq!(
+            refused(&page, "tenant_class=\"noauth\",tenant=\"\""),
+            Some(1.0),
+            "{page}"
         );
     }
 }
@@ -146,4 +178,68 @@ async fn metrics_need_an_admin_token_in_token_mode() {
     assert!(r.body.contains("qswitch_api_requests_total"), "{}", r.body);
     // The callers' classes: the member's refused scrape is not a rate or quota refusal.
     assert!(!r.body.contains("qswitch_api_rate_limited_total{"));
+}
+
+#[tokio::test]
+async fn v2_quota_refusals_count_and_v2_routes_name_their_collection() {
+    let app = app_with(
+        control::ControlOptions {
+            quotas: control::Quotas {
+                networks: Some(1),
+                ..control::Quotas::default()
+            },
+            ..Default::default()
+        },
+        api::ApiOptions::default(),
+    );
+    let create = || app.send("POST", "/v2.0/networks", r#"{"network": {"name": "n"}}"#);
+    assert_eq!(create().await.code(), 201);
+    assert_eq!(create().await.code(), 409);
+    assert_eq!(app.get("/v2.0/ports").await.code(), 200);
+    let page = app.get("/metrics").await.body;
+    assert_eq!(
+        sample(
+            &page,
+            "qswitch_api_over_quota_total",
+            "tenant_class=\"noauth\",tenant=\"\""
+        ),
+        Some(1.0),
+        "{page}"
+    );
+    let requests = |route: &str, method: &str, status: u16| {
+        sample(
+            &page,
+            "qswitch_api_requests_total",
+            &format!("route=\"{route}\",method=\"{method}\",status=\"{status}\""),
+        )
+    };
+    assert_eq!(requests("/v2.0/networks", "POST", 409), Some(1.0));
+    assert_eq!(requests("/v2.0/ports", "GET", 200), Some(1.0));
+}
+
+#[tokio::test]
+async fn the_metrics_listener_serves_without_a_token_and_nothing_else() {
+    use tower::ServiceExt;
+    let app = app();
+    let metrics = api::Metrics::new(
+        app.control.clone(),
+        api::MetricsOptions::default(),
+        Vec::new(),
+    );
+    let get = |uri: &str| {
+        axum::http::Request::builder()
+            .uri(uri)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let r = api::metrics_router(metrics.clone())
+        .oneshot(get("/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = api::metrics_router(metrics)
+        .oneshot(get("/v1.1/tenants/a/networks"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 }

@@ -33,7 +33,7 @@ use bench::traffic::{cdf, cdf_quantiles, frame, percentile, Generator, Sink};
 use dataplane::Mac;
 
 /// Measures qswitch against the Linux bridge, no device and Open vSwitch on the same veth
-/// topology. Every option can also be set by its environment variable (see each command's --help).
+/// topology. `--out` and `--qswitch` may also come from QSB_OUT and QSB_QSWITCH.
 #[derive(Debug, Parser)]
 #[command(name = "qswitch-bench", version)]
 struct Cli {
