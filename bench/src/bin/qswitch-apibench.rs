@@ -17,7 +17,8 @@
 //! `bench/api/populate.py`, much faster than 100 000 creates through the API); the full recipe
 //! is in `docs/BENCHMARKS.md`:
 //!
-//! `--show-only`: the clients only show their network (read throughput).
+//! `--show-only`: the clients only show their network (read throughput). `--writes-only`: they
+//! only set their port's state (durable writes; concurrent writers share commits).
 //!
 //! `--compare NAME=HOST:PORT=PID[,PID...]` (twice or more: qswitch and the real Neutron from
 //! `tools/neutron-reference`) times each v2.0 call `--samples` times in a row on each server and
@@ -40,7 +41,7 @@ use bench::http::{id_of, Conn};
 use clap::builder::TypedValueParser as _;
 
 /// Drives a running daemon's API: a mixed load, pagination, growth to N ports, or a comparison
-/// of servers call by call. Every option can also be set by its environment variable.
+/// of servers call by call. `--addr` may also come from QSWITCH_API.
 #[derive(Debug, clap::Parser)]
 #[command(name = "qswitch-apibench", version)]
 struct Args {
@@ -75,8 +76,12 @@ struct Args {
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     samples: usize,
     /// The clients only show their network (read throughput)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "writes_only")]
     show_only: bool,
+    /// The clients only set their port's state, DOWN and ACTIVE in turn (durable write
+    /// throughput: each answer waits for its commit)
+    #[arg(long)]
+    writes_only: bool,
     /// NAME=HOST:PORT=PID[,PID...]: a server to compare, twice or more
     #[arg(long)]
     compare: Vec<String>,
@@ -84,7 +89,15 @@ struct Args {
 
 type Samples = BTreeMap<&'static str, Vec<Duration>>;
 
-fn client(addr: &str, id: usize, until: Instant, show_only: bool) -> Result<Samples, String> {
+/// What the clients of the load run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    Mix,
+    ShowOnly,
+    WritesOnly,
+}
+
+fn client(addr: &str, id: usize, until: Instant, load: Load) -> Result<Samples, String> {
     let mut c = Conn::open(addr).map_err(|e| e.to_string())?;
     let tenant = format!("bench-{id}-{}", std::process::id());
     let base = format!("/v1.1/tenants/{tenant}");
@@ -108,8 +121,31 @@ fn client(addr: &str, id: usize, until: Instant, show_only: bool) -> Result<Samp
     let net = id_of(&r.body)?;
     let mut n = 0u64;
     let show = format!("{base}/networks/{net}");
-    while show_only && Instant::now() < until {
+    while load == Load::ShowOnly && Instant::now() < until {
         timed(&mut c, "show network", "GET", &show, None)?;
+    }
+    if load == Load::WritesOnly {
+        let ports = format!("{base}/networks/{net}/ports");
+        let r = timed(
+            &mut c,
+            "create port",
+            "POST",
+            &ports,
+            Some(r#"{"port": {"state": "ACTIVE"}}"#),
+        )?;
+        let port = format!("{ports}/{}", id_of(&r.body)?);
+        let mut down = true;
+        while Instant::now() < until {
+            let body = serde_json::json!({"port": {"state": if down { "DOWN" } else { "ACTIVE" }}});
+            timed(
+                &mut c,
+                "set port state",
+                "PUT",
+                &port,
+                Some(&body.to_string()),
+            )?;
+            down = !down;
+        }
     }
     while Instant::now() < until {
         timed(
@@ -344,8 +380,12 @@ fn main() {
     let handles: Vec<_> = (0..a.clients)
         .map(|i| {
             let addr = a.addr.clone();
-            let show_only = a.show_only;
-            std::thread::spawn(move || client(&addr, i, until, show_only))
+            let load = match (a.show_only, a.writes_only) {
+                (true, _) => Load::ShowOnly,
+                (_, true) => Load::WritesOnly,
+                _ => Load::Mix,
+            };
+            std::thread::spawn(move || client(&addr, i, until, load))
         })
         .collect();
     let mut all: Samples = BTreeMap::new();

@@ -7,6 +7,15 @@
 //! write answered to a client survives a power loss, not only a crash of the
 //! process (`NORMAL` would only guarantee the latter).
 //!
+//! # Group commit
+//!
+//! Writers that arrive while another write runs share its transaction and its fsync: each runs
+//! its closure inside a savepoint of the open transaction (a failed one rolls back only its own
+//! savepoint), and the last writer in (none waiting behind it, or [`GROUP_MAX`] reached)
+//! commits for all of them. Every writer is answered only after that commit is durable; then
+//! each runs its `committed` step in the order the writes ran (revision order), while the writer
+//! connection stays locked, so the next group's steps come after.
+//!
 //! # Migrations
 //!
 //! `migrations/NNNN_*.sql` are applied in order inside one transaction, and
@@ -16,7 +25,8 @@
 use std::path::Path;
 
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
@@ -71,7 +81,9 @@ const READERS_KEPT: usize = 16;
 /// committed state).
 #[derive(Debug)]
 pub struct SqliteStore {
-    writer: Mutex<Connection>,
+    writer: Mutex<Writer>,
+    /// Writers waiting for the writer connection: while there are, a group stays open for them.
+    waiting: AtomicUsize,
     /// The database file; `None` for a private in-memory database, whose
     /// reads go through the writer connection.
     path: Option<PathBuf>,
@@ -110,7 +122,8 @@ impl SqliteStore {
         tune(&conn)?;
         migrate(&mut conn)?;
         Ok(Self {
-            writer: Mutex::new(conn),
+            writer: Mutex::new(Writer { conn, group: None }),
+            waiting: AtomicUsize::new(0),
             path,
             readers: Mutex::new(Vec::new()),
         })
@@ -119,6 +132,7 @@ impl SqliteStore {
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<u32> {
         lock(&self.writer)
+            .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(store_err)
     }
@@ -166,12 +180,105 @@ fn run(conn: &mut Connection, write: bool, f: &mut dyn FnMut(&dyn Tx) -> Result<
     let tx = conn
         .transaction_with_behavior(behavior)
         .map_err(store_err)?;
-    let stx = SqliteTx { tx };
-    f(&stx)?;
+    f(&SqliteTx { tx: &tx })?;
     if write {
-        stx.tx.commit().map_err(store_err)?;
+        tx.commit().map_err(store_err)?;
     }
     Ok(())
+}
+
+/// The most writes one group commit carries.
+const GROUP_MAX: usize = 64;
+
+/// The writer connection and the group transaction open on it, if any.
+#[derive(Debug)]
+struct Writer {
+    conn: Connection,
+    /// The open group and how many writes (that succeeded) it holds.
+    group: Option<(Arc<Group>, usize)>,
+}
+
+/// One group commit: the writes that share a transaction, each waiting for its commit, then
+/// running its `committed` step in turn.
+#[derive(Debug, Default)]
+struct Group {
+    phase: Mutex<Phase>,
+    cv: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Phase {
+    /// The commit's outcome, once it ran.
+    outcome: Option<std::result::Result<(), String>>,
+    /// The member whose `committed` step runs next.
+    turn: usize,
+}
+
+impl Group {
+    fn wait(&self, until: impl Fn(&Phase) -> bool) -> MutexGuard<'_, Phase> {
+        let mut p = lock(&self.phase);
+        while !until(&p) {
+            p = self.cv.wait(p).unwrap_or_else(|e| e.into_inner());
+        }
+        p
+    }
+
+    fn finish(&self, outcome: std::result::Result<(), String>) {
+        lock(&self.phase).outcome = Some(outcome);
+        self.cv.notify_all();
+    }
+
+    /// Member `seq`: waits for the commit and for the members before it, runs `step` if the
+    /// commit succeeded, and passes the turn on.
+    fn take_turn(&self, seq: usize, step: &mut dyn FnMut()) -> Result<()> {
+        let outcome = self
+            .wait(|p| p.outcome.is_some() && p.turn == seq)
+            .outcome
+            .clone()
+            .unwrap_or(Ok(()));
+        if outcome.is_ok() {
+            step();
+        }
+        lock(&self.phase).turn += 1;
+        self.cv.notify_all();
+        outcome.map_err(|detail| ControlError::Store { detail })
+    }
+}
+
+/// A panic inside a write's closure, carried past the group's bookkeeping.
+type Panic = Box<dyn std::any::Any + Send>;
+
+/// Runs one write's closure in a savepoint of the open transaction: kept when it succeeds,
+/// rolled back (alone) when it fails or panics.
+fn run_member(
+    conn: &Connection,
+    f: &mut dyn FnMut(&dyn Tx) -> Result<()>,
+) -> (Result<()>, Option<Panic>) {
+    if let Err(e) = conn.execute_batch("SAVEPOINT member") {
+        return (Err(store_err(e)), None);
+    }
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&SqliteTx { tx: conn })));
+    let (result, panic) = match run {
+        Ok(r) => (r, None),
+        Err(p) => (
+            Err(ControlError::Store {
+                detail: "a write panicked".into(),
+            }),
+            Some(p),
+        ),
+    };
+    let end = if result.is_ok() {
+        conn.execute_batch("RELEASE member")
+    } else {
+        conn.execute_batch("ROLLBACK TO member; RELEASE member")
+    };
+    match end {
+        Ok(()) => (result, panic),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK TO member; RELEASE member");
+            (result.and(Err(store_err(e))), panic)
+        }
+    }
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
@@ -203,7 +310,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 impl Store for SqliteStore {
     fn read(&self, f: &mut dyn FnMut(&dyn Tx) -> Result<()>) -> Result<()> {
         let Some(path) = &self.path else {
-            return run(&mut lock(&self.writer), false, f);
+            return run(&mut lock(&self.writer).conn, false, f);
         };
         let pooled = lock(&self.readers).pop();
         let mut conn = match pooled {
@@ -223,15 +330,53 @@ impl Store for SqliteStore {
         f: &mut dyn FnMut(&dyn Tx) -> Result<()>,
         committed: &mut dyn FnMut(),
     ) -> Result<()> {
-        let mut conn = lock(&self.writer);
-        run(&mut conn, true, f)?;
-        committed();
-        Ok(())
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut w = lock(&self.writer);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let (group, seq) = match w.group.clone() {
+            Some(g) => g,
+            None => {
+                w.conn.execute_batch("BEGIN IMMEDIATE").map_err(store_err)?;
+                (Arc::default(), 0)
+            }
+        };
+        let (own, panic) = run_member(&w.conn, f);
+        let members = seq + usize::from(own.is_ok());
+        // A private in-memory database shares its connection with readers: no group stays open
+        // while the lock is released.
+        let more =
+            self.path.is_some() && self.waiting.load(Ordering::SeqCst) > 0 && members < GROUP_MAX;
+        if more {
+            w.group = Some((Arc::clone(&group), members));
+            drop(w);
+            if let Some(p) = panic {
+                std::panic::resume_unwind(p);
+            }
+            return own.and_then(|()| group.take_turn(seq, committed));
+        }
+        // The last writer in commits for the whole group.
+        w.group = None;
+        let outcome = match w.conn.execute_batch("COMMIT") {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = w.conn.execute_batch("ROLLBACK");
+                Err(format!("commit failed: {e}"))
+            }
+        };
+        group.finish(outcome);
+        let mine = own.and_then(|()| group.take_turn(seq, committed));
+        // Every member's step runs before the next group may start.
+        drop(group.wait(|p| p.turn >= members));
+        drop(w);
+        if let Some(p) = panic {
+            std::panic::resume_unwind(p);
+        }
+        mine
     }
 }
 
 struct SqliteTx<'c> {
-    tx: rusqlite::Transaction<'c>,
+    tx: &'c Connection,
 }
 
 /// A constraint the schema enforces (unique VLAN, MAC per network, one port per attachment, ...)
@@ -1215,6 +1360,7 @@ mod tests {
             assert_eq!(tx.all_networks().unwrap(), vec![net("n1", "t", 1)]);
         });
         let mode: String = lock(&s.writer)
+            .conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
@@ -1317,8 +1463,11 @@ mod tests {
                 (networks_page_sql(Some(7), reverse), "networks_by_tenant"),
                 (ports_page_sql(Some(7), reverse), "ports_by_network"),
             ] {
-                let conn = lock(&s.writer);
-                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+                let w = lock(&s.writer);
+                let mut stmt = w
+                    .conn
+                    .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .unwrap();
                 let plan: Vec<String> = stmt
                     .query_map(params!["x", 7, 10], |r| r.get(3))
                     .unwrap()
@@ -1419,6 +1568,84 @@ mod tests {
         assert!(t.contains(&Touched::Port("p".into())), "{t:?}");
         assert!(t.contains(&Touched::Network("a".into())), "{t:?}");
         read(&s, |tx| assert_eq!(tx.revision().unwrap(), r2 + 1));
+    }
+
+    #[test]
+    fn concurrent_writes_share_commits_and_keep_their_order_and_their_failures() {
+        use std::sync::atomic::AtomicU64;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(SqliteStore::open(&dir.path().join("q.db")).unwrap());
+        // Steps run in revision order, and only for committed writes.
+        let last_step = Arc::new(AtomicU64::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let (s, last_step) = (Arc::clone(&s), Arc::clone(&last_step));
+                std::thread::spawn(move || {
+                    for i in 0..40u16 {
+                        let id = format!("n{t}-{i}");
+                        let vlan = 1 + t * 40 + i;
+                        let fail = i % 10 == 9;
+                        let rev = std::cell::Cell::new(None);
+                        let r = s.write(
+                            &mut |tx| {
+                                tx.insert_network(&net(&id, "t", vlan))?;
+                                rev.set(tx.close_revision()?.map(|(r, _)| r));
+                                if fail {
+                                    return Err(ControlError::Invalid {
+                                        reason: "no".into(),
+                                    });
+                                }
+                                Ok(())
+                            },
+                            &mut || {
+                                let r = rev.get().unwrap();
+                                let before = last_step.swap(r, Ordering::SeqCst);
+                                assert!(before < r, "step of revision {r} after {before}");
+                            },
+                        );
+                        assert_eq!(r.is_err(), fail, "{id}: {r:?}");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        read(&s, |tx| {
+            let nets = tx.all_networks().unwrap();
+            assert_eq!(
+                nets.len(),
+                8 * 36,
+                "every write that succeeded, none that failed"
+            );
+            assert!(nets
+                .iter()
+                .all(|n| !n.id.ends_with("-9") && !n.id.ends_with("-19")));
+            assert_eq!(tx.revision().unwrap(), 8 * 36);
+        });
+        assert_eq!(last_step.load(Ordering::SeqCst), 8 * 36);
+        // A write that panics leaves nothing behind, and the store goes on.
+        let s2 = Arc::clone(&s);
+        let panicked = std::thread::spawn(move || {
+            write(&s2, |tx| {
+                tx.insert_network(&net("boom", "t", 4000)).unwrap();
+                panic!("a bug in a write");
+            })
+        })
+        .join();
+        assert!(panicked.is_err());
+        write(&s, |tx| {
+            tx.insert_network(&net("after", "t", 4001)).unwrap()
+        });
+        read(&s, |tx| {
+            let ids: Vec<String> = tx
+                .all_networks()
+                .unwrap()
+                .into_iter()
+                .map(|n| n.id)
+                .collect();
+            assert!(ids.contains(&"after".to_owned()) && !ids.contains(&"boom".to_owned()));
+        });
     }
 
     #[test]
