@@ -11,5 +11,6 @@ RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=3 \
 -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks" \
   cargo build --release --target "$triple" --bin "$target"
 work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 cp corpus/"$target"/* "$work"/
 "target/$triple/release/$target" "$work" -max_total_time="$secs" -max_len=4096
