@@ -280,16 +280,23 @@ async fn list(
             let s = scope(&state, &headers);
             let base = format!("http://{}{}", host(&headers), uri.path());
             let body = blocking(&state, move |c| {
-                // Port lists page in the store when their filters allow it; the rest in memory.
+                // Lists page in the store when their filters allow it; the rest in memory.
                 let pushed = match kind {
-                    Kind::Port => query::port_pushdown(&q)?,
-                    _ => None,
+                    Kind::Port => query::port_pushdown(&q)?.map(|(pq, rest)| {
+                        c.v2_ports_page(&s, pq)
+                            .map(|page| (page.iter().map(views::port).collect(), rest))
+                    }),
+                    Kind::Network => query::network_pushdown(&q)?.map(|(nq, rest)| {
+                        c.v2_networks_page(&s, nq)
+                            .map(|page| (page.iter().map(views::network).collect(), rest))
+                    }),
+                    Kind::Subnet => query::subnet_pushdown(&q)?.map(|(sq, rest)| {
+                        c.v2_subnets_page(&s, sq)
+                            .map(|page| (page.iter().map(views::subnet).collect(), rest))
+                    }),
                 };
                 let (items, q) = match pushed {
-                    Some((pq, rest)) => {
-                        let page = c.v2_ports_page(&s, pq)?;
-                        (page.iter().map(views::port).collect(), rest)
-                    }
+                    Some(page) => page?,
                     None => (all_views(c, kind, &s)?, q),
                 };
                 Ok(query::answer(&q, kind.plural(), &base, items)?.to_string())

@@ -13,7 +13,7 @@
 
 use std::cmp::Ordering;
 
-use control::store::{PortKey, PortQuery};
+use control::store::{NetworkKey, NetworkQuery, PortKey, PortQuery, SubnetKey, SubnetQuery};
 use serde_json::{json, Map, Value};
 
 use super::attrs::{self, str_to_bool};
@@ -170,12 +170,86 @@ pub(crate) fn port_pushdown(q: &ListQuery) -> R<Option<(PortQuery, ListQuery)>> 
         reverse: q.page_reverse,
         limit: q.limit,
     };
-    let rest = ListQuery {
+    Ok(Some((store, after_store(q))))
+}
+
+/// What is left to [`answer`] once the store filtered and paged: limit, direction, fields and
+/// links over the page it returns.
+fn after_store(q: &ListQuery) -> ListQuery {
+    ListQuery {
         filters: Vec::new(),
         marker: None,
         ..q.clone()
+    }
+}
+
+/// The store-side form of a network or subnet list, when it has one: no sort keys and every
+/// filter on an attribute `key` maps to a stored column (`true` for a boolean one).
+fn list_pushdown<K>(
+    q: &ListQuery,
+    key: fn(&str) -> Option<(K, bool)>,
+) -> R<Option<(control::store::ListQuery<K>, ListQuery)>> {
+    if !q.sort.is_empty() {
+        return Ok(None);
+    }
+    let mut filters = Vec::with_capacity(q.filters.len());
+    for (name, values) in &q.filters {
+        let Some((k, boolean)) = key(name) else {
+            return Ok(None);
+        };
+        let values = if boolean {
+            let mut v = Vec::with_capacity(values.len());
+            for x in values {
+                v.push(str_to_bool(x)?.to_string());
+            }
+            v
+        } else {
+            values.clone()
+        };
+        filters.push((k, values));
+    }
+    let store = control::store::ListQuery {
+        visible_to: None,
+        filters,
+        marker: q.marker.clone(),
+        reverse: q.page_reverse,
+        limit: q.limit,
     };
-    Ok(Some((store, rest)))
+    Ok(Some((store, after_store(q))))
+}
+
+/// A network list in the store, unless it filters on what the store does not hold (`status`,
+/// `subnets`, `mtu`, ...).
+pub(crate) fn network_pushdown(q: &ListQuery) -> R<Option<(NetworkQuery, ListQuery)>> {
+    list_pushdown(q, |name| {
+        Some(match name {
+            "id" => (NetworkKey::Id, false),
+            "name" => (NetworkKey::Name, false),
+            "tenant_id" | "project_id" => (NetworkKey::Tenant, false),
+            "description" => (NetworkKey::Description, false),
+            "admin_state_up" => (NetworkKey::AdminStateUp, true),
+            "shared" => (NetworkKey::Shared, true),
+            _ => return None,
+        })
+    })
+}
+
+/// A subnet list in the store, unless it filters on what the store does not hold as a column
+/// (`enable_dhcp`, pools, routes, ...).
+pub(crate) fn subnet_pushdown(q: &ListQuery) -> R<Option<(SubnetQuery, ListQuery)>> {
+    list_pushdown(q, |name| {
+        Some(match name {
+            "id" => (SubnetKey::Id, false),
+            "network_id" => (SubnetKey::NetworkId, false),
+            "name" => (SubnetKey::Name, false),
+            "tenant_id" | "project_id" => (SubnetKey::Tenant, false),
+            "description" => (SubnetKey::Description, false),
+            "cidr" => (SubnetKey::Cidr, false),
+            "ip_version" => (SubnetKey::IpVersion, false),
+            "gateway_ip" => (SubnetKey::GatewayIp, false),
+            _ => return None,
+        })
+    })
 }
 
 /// Attributes that are lists or objects cannot be sort keys.
@@ -376,4 +450,39 @@ fn links(q: &ListQuery, base: &str, page: &[Map<String, Value>]) -> Vec<Value> {
         out.push(json!({"rel": "previous", "href": href(id(page.first()), true)}));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_lists_go_to_the_store_only_when_it_answers_every_filter() {
+        let q = parse(Kind::Network, Some("name=a&shared=True&limit=2&marker=m")).unwrap();
+        let (store, rest) = network_pushdown(&q).unwrap().expect("pushed down");
+        assert_eq!(
+            store.filters,
+            vec![
+                (NetworkKey::Name, vec!["a".to_owned()]),
+                (NetworkKey::Shared, vec!["true".to_owned()]),
+            ]
+        );
+        assert_eq!((store.marker.as_deref(), store.limit), (Some("m"), 2));
+        assert!(rest.filters.is_empty() && rest.marker.is_none());
+        for kept in [
+            "mtu=1500",
+            "status=ACTIVE",
+            "subnets=x",
+            "sort_key=name&sort_dir=asc",
+        ] {
+            let q = parse(Kind::Network, Some(kept)).unwrap();
+            assert!(network_pushdown(&q).unwrap().is_none(), "{kept}");
+        }
+        let q = parse(Kind::Network, Some("shared=maybe")).unwrap();
+        assert!(network_pushdown(&q).is_err());
+        let q = parse(Kind::Subnet, Some("ip_version=4&cidr=198.18.0.0/24")).unwrap();
+        assert!(subnet_pushdown(&q).unwrap().is_some());
+        let q = parse(Kind::Subnet, Some("enable_dhcp=true")).unwrap();
+        assert!(subnet_pushdown(&q).unwrap().is_none());
+    }
 }

@@ -1111,6 +1111,57 @@ async fn fixed_ips_entries_need_a_subnet_or_an_address_and_the_network_subnets()
     );
 }
 
+/// Asks each query of a `collection` list twice, as an admin and as project `pa`: as given
+/// (the store path, where its filters allow) and with `force` added (a filter the store does not
+/// answer, matching every item: the in-memory path). Both must answer the same, links included
+/// (but for `force` itself); pa's unfiltered list has `pa_sees` items.
+async fn same_in_store_and_memory(
+    app: &App,
+    collection: &str,
+    queries: &[String],
+    force: &str,
+    pa_sees: usize,
+) {
+    let body = |r: Resp| -> Value { serde_json::from_str(&r.body).unwrap() };
+    let strip = |v: &Value| -> Value {
+        let mut v = v.clone();
+        if let Some(links) = v[format!("{collection}_links")].as_array_mut() {
+            for l in links {
+                let href = l["href"]
+                    .as_str()
+                    .unwrap()
+                    .replace(&format!("&{force}"), "");
+                l["href"] = Value::String(href);
+            }
+        }
+        v
+    };
+    for q in queries {
+        for project in [None, Some("pa")] {
+            let h: Vec<(&str, &str)> = project.map(|p| ("x-project-id", p)).into_iter().collect();
+            let sep = if q.is_empty() { "" } else { "&" };
+            let store = app
+                .req("GET", &format!("/v2.0/{collection}?{q}"), None, &h)
+                .await;
+            let memory = app
+                .req(
+                    "GET",
+                    &format!("/v2.0/{collection}?{q}{sep}{force}"),
+                    None,
+                    &h,
+                )
+                .await;
+            assert_eq!(store.code(), 200, "{q}: {store:?}");
+            assert_eq!(memory.code(), 200, "{q}: {memory:?}");
+            let (s, m) = (body(store), body(memory));
+            assert_eq!(strip(&s), strip(&m), "{q} as {project:?}");
+            if q.is_empty() && project.is_some() {
+                assert_eq!(s[collection].as_array().unwrap().len(), pa_sees, "{s}");
+            }
+        }
+    }
+}
+
 /// Port lists page in the store when their filters allow it; a filter on a derived attribute
 /// (`status`) takes the in-memory path. Both must give the same pages and links, whatever the
 /// filters, markers, directions and limits.
@@ -1167,31 +1218,107 @@ async fn port_lists_page_the_same_in_the_store_and_in_memory() {
         "limit=0".into(),
         "fields=id&fields=name&limit=3".into(),
     ];
-    let body = |r: Resp| -> Value { serde_json::from_str(&r.body).unwrap() };
-    let strip = |v: &Value| -> Value {
-        let mut v = v.clone();
-        if let Some(links) = v["ports_links"].as_array_mut() {
-            for l in links {
-                let href = l["href"].as_str().unwrap().replace("&status=DOWN", "");
-                l["href"] = Value::String(href);
-            }
-        }
-        v
-    };
-    for q in &queries {
-        for project in [None, Some("pa")] {
-            let h: Vec<(&str, &str)> = project.map(|p| ("x-project-id", p)).into_iter().collect();
-            let sep = if q.is_empty() { "" } else { "&" };
-            let store = app.req("GET", &format!("/v2.0/ports?{q}"), None, &h).await;
-            let memory = app
-                .req("GET", &format!("/v2.0/ports?{q}{sep}status=DOWN"), None, &h)
-                .await;
-            assert_eq!(store.code(), 200, "{q}: {store:?}");
-            assert_eq!(memory.code(), 200, "{q}: {memory:?}");
-            let (s, m) = (body(store), body(memory));
-            assert_eq!(strip(&s), strip(&m), "{q} as {project:?}");
-        }
+    // pa's own six ports.
+    same_in_store_and_memory(&app, "ports", &queries, "status=DOWN", 6).await;
+}
+
+/// Network lists page in the store when their filters allow it; a filter on an attribute the
+/// store does not answer (`mtu`, here matching every network) takes the in-memory path. Both must
+/// give the same pages and links, for an admin and for a project (its own and shared networks).
+#[tokio::test]
+async fn network_lists_page_the_same_in_the_store_and_in_memory() {
+    let app = app();
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let body = json!({"network": {"name": format!("n{}", i % 3),
+            "tenant_id": if i % 2 == 0 { "pa" } else { "pb" },
+            "shared": i % 4 == 3, "admin_state_up": i % 5 != 2,
+            "description": if i % 3 == 0 { "x" } else { "" }}});
+        let r = app.post2("/v2.0/networks", body).await;
+        assert_eq!(r.code(), 201, "{r:?}");
+        ids.push(r.full()["network"]["id"].as_str().unwrap().to_owned());
     }
+    let subnet = app.subnet2(&ids[1], "198.18.20.0/24", json!({})).await;
+    assert_eq!(subnet.code(), 201, "{subnet:?}");
+    let m = &ids[4];
+    let queries = [
+        String::new(),
+        "limit=4".into(),
+        format!("limit=3&marker={m}"),
+        format!("limit=2&marker={m}&page_reverse=True"),
+        "limit=3&page_reverse=True".into(),
+        "name=n1&limit=2".into(),
+        "name=n0&name=n2".into(),
+        "tenant_id=pb".into(),
+        format!("project_id=pa&marker={m}"),
+        "shared=True".into(),
+        "shared=false&limit=3".into(),
+        "admin_state_up=False".into(),
+        "description=x".into(),
+        format!("id={}&id={}", ids[0], ids[7]),
+        // A marker outside the filtered list: an empty page.
+        format!("tenant_id=pb&marker={}", ids[0]),
+        "fields=id&fields=subnets&limit=3".into(),
+    ];
+    // pa's five networks and pb's two shared ones (3 and 7).
+    same_in_store_and_memory(&app, "networks", &queries, "mtu=1500", 7).await;
+}
+
+/// Subnet lists too: the store path against the in-memory one (`enable_dhcp`, true for every
+/// subnet here, is not a column filter), for an admin and for a project that sees its own
+/// subnets and those of shared networks.
+#[tokio::test]
+async fn subnet_lists_page_the_same_in_the_store_and_in_memory() {
+    let app = app();
+    let mut nets = Vec::new();
+    for (i, (tenant, shared)) in [("pa", false), ("pb", false), ("pb", true)]
+        .iter()
+        .enumerate()
+    {
+        let body =
+            json!({"network": {"name": format!("n{i}"), "tenant_id": tenant, "shared": shared}});
+        let r = app.post2("/v2.0/networks", body).await;
+        assert_eq!(r.code(), 201, "{r:?}");
+        nets.push(r.full()["network"]["id"].as_str().unwrap().to_owned());
+    }
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        let net = &nets[i % 3];
+        let tenant = if i % 3 == 0 { "pa" } else { "pb" };
+        let (cidr, extra) = if i % 4 == 3 {
+            (
+                format!("2001:db8:{i}::/64"),
+                json!({"name": "six", "tenant_id": tenant}),
+            )
+        } else {
+            (
+                format!("198.18.{i}.0/24"),
+                json!({"name": format!("s{}", i % 2), "tenant_id": tenant}),
+            )
+        };
+        let r = app.subnet2(net, &cidr, extra).await;
+        assert_eq!(r.code(), 201, "{r:?}");
+        ids.push(r.full()["subnet"]["id"].as_str().unwrap().to_owned());
+    }
+    let m = &ids[4];
+    let queries = [
+        String::new(),
+        "limit=4".into(),
+        format!("limit=3&marker={m}"),
+        format!("limit=2&marker={m}&page_reverse=True"),
+        format!("network_id={}", nets[1]),
+        "name=s0&limit=2".into(),
+        "ip_version=6".into(),
+        "cidr=198.18.4.0/24".into(),
+        "gateway_ip=198.18.5.1".into(),
+        "tenant_id=pb&limit=3".into(),
+        format!("project_id=pa&marker={}", ids[3]),
+        format!("id={}&id={}", ids[0], ids[8]),
+        format!("network_id={}&marker={}", nets[0], ids[1]),
+        "fields=id&fields=cidr&limit=3".into(),
+    ];
+    // pa's three subnets (network 0) and the three of the shared network 2.
+    same_in_store_and_memory(&app, "subnets", &queries, "enable_dhcp=True", 6).await;
 }
 
 #[tokio::test]

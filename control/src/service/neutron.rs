@@ -21,7 +21,7 @@ use crate::neutron::{
     PortUpdate, Scope, Subnet, SubnetSpec, SubnetUpdate,
 };
 use crate::quota::Resource;
-use crate::store::{PortQuery, Tx};
+use crate::store::{NetworkQuery, PortQuery, SubnetQuery, Tx};
 
 impl Control {
     // ---- networks -------------------------------------------------------
@@ -30,6 +30,17 @@ impl Control {
     pub fn v2_networks(&self, scope: &Scope) -> Result<Vec<NetworkRecord>> {
         let all = self.read(|tx| tx.network_records(None))?;
         Ok(all.into_iter().filter(|n| net_visible(scope, n)).collect())
+    }
+
+    /// One page of the networks the caller sees, filtered and paged in the store, in creation
+    /// order.
+    pub fn v2_networks_page(
+        &self,
+        scope: &Scope,
+        mut q: NetworkQuery,
+    ) -> Result<Vec<NetworkRecord>> {
+        q.visible_to = (!scope.admin).then(|| scope.tenant_id.clone());
+        self.read(|tx| tx.network_page(&q))
     }
 
     /// One network the caller sees.
@@ -345,6 +356,13 @@ impl Control {
     }
 
     // ---- subnets --------------------------------------------------------
+
+    /// One page of the subnets the caller sees, filtered and paged in the store, in creation
+    /// order.
+    pub fn v2_subnets_page(&self, scope: &Scope, mut q: SubnetQuery) -> Result<Vec<Subnet>> {
+        q.visible_to = (!scope.admin).then(|| scope.tenant_id.clone());
+        self.read(|tx| tx.subnet_page(&q))
+    }
 
     /// The subnets the caller sees (its own and those of shared networks).
     pub fn v2_subnets(&self, scope: &Scope) -> Result<Vec<Subnet>> {

@@ -85,6 +85,67 @@ pub enum PortKey {
     FixedIpSubnet,
 }
 
+/// A key of a v2.0 network list filter the store answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkKey {
+    /// `id`.
+    Id,
+    /// `name`.
+    Name,
+    /// `tenant_id` / `project_id`.
+    Tenant,
+    /// `description`.
+    Description,
+    /// `admin_state_up` (values `true`/`false`).
+    AdminStateUp,
+    /// `shared` (values `true`/`false`).
+    Shared,
+}
+
+/// A key of a v2.0 subnet list filter the store answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubnetKey {
+    /// `id`.
+    Id,
+    /// `network_id`.
+    NetworkId,
+    /// `name`.
+    Name,
+    /// `tenant_id` / `project_id`.
+    Tenant,
+    /// `description`.
+    Description,
+    /// `cidr` (as stored: normalised).
+    Cidr,
+    /// `ip_version`.
+    IpVersion,
+    /// `gateway_ip`.
+    GatewayIp,
+}
+
+/// A v2.0 network or subnet list pushed into the store: visibility, filters, and a keyset page
+/// in creation order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery<K> {
+    /// Only what this project sees: its own and the shared networks (and their subnets);
+    /// `None`: everything.
+    pub visible_to: Option<String>,
+    /// Each key matches one of its values; all keys must match.
+    pub filters: Vec<(K, Vec<String>)>,
+    /// The page starts after this item (before it when `reverse`); a marker that is not in the
+    /// filtered list gives an empty page.
+    pub marker: Option<String>,
+    /// Page backwards from the marker (or from the end).
+    pub reverse: bool,
+    /// At most this many items (0: all).
+    pub limit: usize,
+}
+
+/// A v2.0 network list pushed into the store.
+pub type NetworkQuery = ListQuery<NetworkKey>;
+/// A v2.0 subnet list pushed into the store.
+pub type SubnetQuery = ListQuery<SubnetKey>;
+
 /// A v2.0 port list pushed into the store: visibility, filters, and a
 /// keyset page in creation order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -174,6 +235,11 @@ pub trait Tx {
     fn port_records(&self, port_id: Option<&str>) -> Result<Vec<PortRecord>>;
     /// One page of a port list, in creation order, with index range reads.
     fn port_page(&self, query: &PortQuery) -> Result<Vec<PortRecord>>;
+    /// One page of v2.0 networks, with their subnet ids: visibility, filters and keyset paging
+    /// in the store.
+    fn network_page(&self, query: &NetworkQuery) -> Result<Vec<NetworkRecord>>;
+    /// One page of v2.0 subnets: visibility, filters and keyset paging in the store.
+    fn subnet_page(&self, query: &SubnetQuery) -> Result<Vec<Subnet>>;
     /// Sets a port's v2.0 attributes, replacing its address pairs and its
     /// fixed IPs.
     fn save_port_attrs(&self, port_id: &str, attrs: &PortAttrs) -> Result<()>;

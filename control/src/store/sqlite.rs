@@ -40,7 +40,9 @@ use crate::neutron::{
 };
 use crate::qos::QosLimit;
 use crate::quota::Usage;
-use crate::store::{PortKey, PortQuery, Store, Touched, Tx};
+use crate::store::{
+    NetworkKey, NetworkQuery, PortKey, PortQuery, Store, SubnetKey, SubnetQuery, Touched, Tx,
+};
 
 /// The schema migrations, in order; the database's `user_version` is the
 /// number applied.
@@ -62,6 +64,55 @@ const CACHE_KIB: u32 = 16 * 1024;
 /// Above this many ports a page reads every port's pairs and addresses in one
 /// scan instead of one index lookup per port.
 const ATTACH_ALL_ABOVE: usize = 1_000;
+
+/// Gives each network its subnets' ids from `(network_id, subnet_id)` rows in creation order.
+fn fill_subnets(nets: &mut [NetworkRecord], rows: Vec<(String, String)>) {
+    let mut by_net: HashMap<String, Vec<String>> = HashMap::new();
+    for (n, s) in rows {
+        by_net.entry(n).or_default().push(s);
+    }
+    for n in nets {
+        n.subnets = by_net.remove(&n.network.id).unwrap_or_default();
+    }
+}
+
+/// `?N, ?M, ...` for `values`, appended to `args`.
+fn in_list(values: &[String], args: &mut Vec<String>) -> String {
+    let marks: Vec<String> = values
+        .iter()
+        .map(|v| {
+            args.push(v.clone());
+            format!("?{}", args.len())
+        })
+        .collect();
+    marks.join(", ")
+}
+
+/// `col IN (...)` for a filter's values; `boolean` columns store `true`/`false` as 1/0.
+fn in_cond(col: &str, values: &[String], boolean: bool, args: &mut Vec<String>) -> String {
+    let values: Vec<String> = if boolean {
+        values
+            .iter()
+            .map(|v| if v == "true" { "1" } else { "0" }.to_owned())
+            .collect()
+    } else {
+        values.to_vec()
+    };
+    format!("{col} IN ({})", in_list(&values, args))
+}
+
+/// Where and how a keyset page reads (see `SqliteTx::keyset_page`).
+struct Keyset<'a> {
+    /// The `FROM` clause.
+    from: &'a str,
+    /// The alias of the paged table in it.
+    alias: &'a str,
+    /// The paged table (its `seq` is the order).
+    table: &'a str,
+    marker: Option<&'a str>,
+    reverse: bool,
+    limit: usize,
+}
 
 /// The revision log keeps the changes of this many revisions; a follower
 /// further behind resyncs in full.
@@ -549,6 +600,62 @@ impl SqliteTx<'_> {
         stmt.query_row(params, f).optional().map_err(store_err)
     }
 
+    /// One keyset page in creation order (`seq`): the rows of `page.from` matching every
+    /// condition (`args` are their `?N` parameters), after the marker (before it, when
+    /// reverse), at most `page.limit` (0: all). A marker outside the filtered rows gives an
+    /// empty page, as Neutron's emulated pagination does.
+    fn keyset_page<T>(
+        &self,
+        page: &Keyset<'_>,
+        conds: Vec<String>,
+        mut args: Vec<String>,
+        cols: &str,
+        row: fn(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let a = page.alias;
+        let filtered = if conds.is_empty() {
+            "1".to_owned()
+        } else {
+            conds.join(" AND ")
+        };
+        let mut cond = filtered.clone();
+        if let Some(m) = page.marker {
+            args.push(m.to_owned());
+            let n = args.len();
+            let member = self.query_one(
+                &format!(
+                    "SELECT 1 FROM {} WHERE {filtered} AND {a}.id = ?{n}",
+                    page.from
+                ),
+                rusqlite::params_from_iter(args.iter()),
+                |_| Ok(()),
+            )?;
+            if member.is_none() {
+                return Ok(Vec::new());
+            }
+            let op = if page.reverse { "<" } else { ">" };
+            cond = format!(
+                "{cond} AND {a}.seq {op} (SELECT seq FROM {} WHERE id = ?{n})",
+                page.table
+            );
+        }
+        let dir = if page.reverse { "DESC" } else { "ASC" };
+        let limit = if page.limit == 0 {
+            -1
+        } else {
+            i64::try_from(page.limit).unwrap_or(i64::MAX)
+        };
+        let sql = format!(
+            "SELECT {cols} FROM {} WHERE {cond} ORDER BY {a}.seq {dir} LIMIT {limit}",
+            page.from
+        );
+        let mut rows = self.query(&sql, rusqlite::params_from_iter(args.iter()), row)?;
+        if page.reverse {
+            rows.reverse();
+        }
+        Ok(rows)
+    }
+
     /// Fills the address pairs and fixed IPs of `ports`: of the one port named, or read for
     /// every port (`None`).
     fn attach_pairs_and_ips(&self, ports: &mut [PortRecord], port_id: Option<&str>) -> Result<()> {
@@ -875,13 +982,7 @@ impl Tx for SqliteTx<'_> {
             params![net_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let mut by_net: HashMap<String, Vec<String>> = HashMap::new();
-        for (n, s) in subnets {
-            by_net.entry(n).or_default().push(s);
-        }
-        for n in &mut nets {
-            n.subnets = by_net.remove(&n.network.id).unwrap_or_default();
-        }
+        fill_subnets(&mut nets, subnets);
         Ok(nets)
     }
 
@@ -975,52 +1076,16 @@ impl Tx for SqliteTx<'_> {
                 ip_conds.join(" OR ")
             ));
         }
-        let filtered = if conds.is_empty() {
-            "1".to_owned()
-        } else {
-            conds.join(" AND ")
+        let from = "ports p JOIN networks n ON n.id = p.network_id";
+        let page = Keyset {
+            from,
+            alias: "p",
+            table: "ports",
+            marker: q.marker.as_deref(),
+            reverse: q.reverse,
+            limit: q.limit,
         };
-        let mut page = filtered.clone();
-        if let Some(m) = &q.marker {
-            // Neutron's emulated pagination: a marker outside the filtered list is an empty page.
-            let mut margs = args.clone();
-            margs.push(m.clone());
-            let n = margs.len();
-            let member = self.query_one(
-                &format!(
-                    "SELECT 1 FROM ports p JOIN networks n ON n.id = p.network_id \
-                     WHERE {filtered} AND p.id = ?{n}"
-                ),
-                rusqlite::params_from_iter(margs.iter()),
-                |_| Ok(()),
-            )?;
-            if member.is_none() {
-                return Ok(Vec::new());
-            }
-            let op = if q.reverse { "<" } else { ">" };
-            page = format!(
-                "{page} AND p.seq {op} (SELECT seq FROM ports WHERE id = {})",
-                arg(m, &mut args)
-            );
-        }
-        let dir = if q.reverse { "DESC" } else { "ASC" };
-        let limit = if q.limit == 0 {
-            -1
-        } else {
-            i64::try_from(q.limit).unwrap_or(i64::MAX)
-        };
-        let sql = format!(
-            "SELECT {PORT_V2_COLS} FROM ports p JOIN networks n ON n.id = p.network_id \
-             WHERE {page} ORDER BY p.seq {dir} LIMIT {limit}"
-        );
-        let mut ports = self.query(
-            &sql,
-            rusqlite::params_from_iter(args.iter()),
-            port_record_row,
-        )?;
-        if q.reverse {
-            ports.reverse();
-        }
+        let mut ports = self.keyset_page(&page, conds, args, PORT_V2_COLS, port_record_row)?;
         let one = (ports.len() == 1).then(|| ports[0].port.id.clone());
         if one.is_some() || ports.len() > ATTACH_ALL_ABOVE {
             self.attach_pairs_and_ips(&mut ports, one.as_deref())?;
@@ -1031,6 +1096,83 @@ impl Tx for SqliteTx<'_> {
             }
         }
         Ok(ports)
+    }
+
+    fn network_page(&self, q: &NetworkQuery) -> Result<Vec<NetworkRecord>> {
+        let mut conds: Vec<String> = Vec::new();
+        let mut args: Vec<String> = Vec::new();
+        if let Some(t) = &q.visible_to {
+            let l = in_list(std::slice::from_ref(t), &mut args);
+            conds.push(format!("(n.tenant_id IN ({l}) OR n.shared)"));
+        }
+        for (key, values) in &q.filters {
+            let (col, boolean) = match key {
+                NetworkKey::Id => ("n.id", false),
+                NetworkKey::Name => ("n.name", false),
+                NetworkKey::Tenant => ("n.tenant_id", false),
+                NetworkKey::Description => ("n.description", false),
+                NetworkKey::AdminStateUp => ("n.admin_state_up", true),
+                NetworkKey::Shared => ("n.shared", true),
+            };
+            conds.push(in_cond(col, values, boolean, &mut args));
+        }
+        let page = Keyset {
+            from: "networks n",
+            alias: "n",
+            table: "networks",
+            marker: q.marker.as_deref(),
+            reverse: q.reverse,
+            limit: q.limit,
+        };
+        let mut nets = self.keyset_page(&page, conds, args, NETWORK_V2_COLS, network_record_row)?;
+        // Their subnets, in one read for the page.
+        let ids: Vec<&str> = nets.iter().map(|n| n.network.id.as_str()).collect();
+        if !ids.is_empty() {
+            let marks: Vec<String> = (1..=ids.len()).map(|i| format!("?{i}")).collect();
+            let subnets: Vec<(String, String)> = self.query(
+                &format!(
+                    "SELECT network_id, id FROM subnets WHERE network_id IN ({}) ORDER BY seq",
+                    marks.join(", ")
+                ),
+                rusqlite::params_from_iter(ids.iter()),
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            fill_subnets(&mut nets, subnets);
+        }
+        Ok(nets)
+    }
+
+    fn subnet_page(&self, q: &SubnetQuery) -> Result<Vec<Subnet>> {
+        let mut conds: Vec<String> = Vec::new();
+        let mut args: Vec<String> = Vec::new();
+        if let Some(t) = &q.visible_to {
+            let l = in_list(std::slice::from_ref(t), &mut args);
+            conds.push(format!(
+                "(s.tenant_id IN ({l}) OR s.network_id IN (SELECT id FROM networks WHERE shared))"
+            ));
+        }
+        for (key, values) in &q.filters {
+            let col = match key {
+                SubnetKey::Id => "s.id",
+                SubnetKey::NetworkId => "s.network_id",
+                SubnetKey::Name => "s.name",
+                SubnetKey::Tenant => "s.tenant_id",
+                SubnetKey::Description => "s.description",
+                SubnetKey::Cidr => "s.cidr",
+                SubnetKey::IpVersion => "s.ip_version",
+                SubnetKey::GatewayIp => "s.gateway_ip",
+            };
+            conds.push(in_cond(col, values, false, &mut args));
+        }
+        let page = Keyset {
+            from: "subnets s",
+            alias: "s",
+            table: "subnets",
+            marker: q.marker.as_deref(),
+            reverse: q.reverse,
+            limit: q.limit,
+        };
+        self.keyset_page(&page, conds, args, SUBNET_COLS, subnet_row)
     }
 
     fn save_port_attrs(&self, port_id: &str, a: &PortAttrs) -> Result<()> {
