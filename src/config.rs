@@ -48,6 +48,8 @@ pub(crate) struct ApiSection {
     pub(crate) default_project: String,
     pub(crate) rate_limit: RateLimitSection,
     pub(crate) quotas: QuotaSection,
+    /// The largest network MTU and the default one (Neutron's `global_physnet_mtu`).
+    pub(crate) global_physnet_mtu: u32,
 }
 
 impl Default for ApiSection {
@@ -57,6 +59,7 @@ impl Default for ApiSection {
             default_project: api::DEFAULT_TENANT.to_owned(),
             rate_limit: RateLimitSection::default(),
             quotas: QuotaSection::default(),
+            global_physnet_mtu: 1500,
         }
     }
 }
@@ -102,6 +105,7 @@ pub(crate) struct ApiConfig {
     pub(crate) default_project: String,
     pub(crate) rate_limits: api::RateLimits,
     pub(crate) quotas: control::Quotas,
+    pub(crate) physnet_mtu: u32,
 }
 
 /// A class's rate: `per_minute` at least 1; the burst defaults to a tenth of a minute's worth.
@@ -244,10 +248,14 @@ impl FileConfig {
         if a.default_project.is_empty() || a.default_project.len() > 255 {
             return Err("[api] default_project is 1 to 255 characters".into());
         }
+        if !(68..=65535).contains(&a.global_physnet_mtu) {
+            return Err("[api] global_physnet_mtu is 68 to 65535".into());
+        }
         let r = &a.rate_limit;
         Ok(ApiConfig {
             max_page_size: a.max_page_size,
             default_project: a.default_project.clone(),
+            physnet_mtu: a.global_physnet_mtu,
             rate_limits: api::RateLimits {
                 read: rate("read", r.read_per_minute, r.read_burst)?,
                 write: rate("write", r.write_per_minute, r.write_burst)?,

@@ -266,6 +266,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             forwarder,
             control::ControlOptions {
                 quotas: api_cfg.quotas,
+                physnet_mtu: api_cfg.physnet_mtu,
                 // With authenticated callers, a v2.0 port takes its tap device only when the
                 // hypervisor side registered that device for the port's tenant.
                 authorize_tap_binding: matches!(auth, api::Auth::Token(_)),

@@ -220,6 +220,14 @@ pub enum ControlError {
         /// What the tenant holds.
         used: u64,
     },
+    /// A network MTU too small for one of its subnets (68 for IPv4, 1280 for IPv6).
+    #[error("MTU of {net_id} is not valid, subnet requires a minimum of {min}")]
+    NetworkMtuSubnetConflict {
+        /// The network id.
+        net_id: String,
+        /// The smallest MTU its subnets allow.
+        min: u32,
+    },
     /// A value that breaks a model rule (too long, bad characters, ...).
     #[error("{reason}")]
     Invalid {

@@ -199,8 +199,8 @@ pub struct NetworkSpec {
     pub admin_state_up: bool,
     /// `shared` (default false).
     pub shared: bool,
-    /// `mtu` (default 1500).
-    pub mtu: u32,
+    /// `mtu` (default: the physical network's, 1500 unless configured).
+    pub mtu: Option<u32>,
     /// `description`.
     pub description: String,
     /// `port_security_enabled` (default true).

@@ -51,6 +51,9 @@ pub struct ControlOptions {
     /// of the port's tenant (by the hypervisor side), instead of whenever the device appears.
     /// On in token mode, where callers are authenticated; off in noauth mode.
     pub authorize_tap_binding: bool,
+    /// The largest network MTU, and the default of a new network's (Neutron's
+    /// `global_physnet_mtu`; default 1500).
+    pub physnet_mtu: u32,
 }
 
 impl Default for ControlOptions {
@@ -60,6 +63,7 @@ impl Default for ControlOptions {
             vlan_max: 4094,
             quotas: Quotas::default(),
             authorize_tap_binding: false,
+            physnet_mtu: crate::neutron::DEFAULT_MTU,
         }
     }
 }

@@ -9,7 +9,7 @@
 use control::ipam::{self, Cidr, Family};
 use control::neutron::{
     FixedIpRequest, GatewayRequest, NetworkSpec, NetworkUpdate, PairRequest, PortSpec, PortUpdate,
-    Scope, SubnetSpec, SubnetUpdate, DEFAULT_MTU,
+    Scope, SubnetSpec, SubnetUpdate,
 };
 use serde_json::{Map, Value};
 
@@ -319,24 +319,24 @@ fn project(body: &Map<String, Value>, scope: &Scope) -> R<String> {
     }
 }
 
+/// `mtu`: a non-negative integer (or its decimal string), as Neutron converts it; its upper
+/// bound (the physical network's MTU) and its lower bounds (its subnets') are the control
+/// plane's rules.
 fn mtu(body: &Map<String, Value>) -> R<Option<u32>> {
-    match body.get("mtu") {
-        None => Ok(None),
-        Some(v) => {
-            let n = v
-                .as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                .ok_or_else(|| {
-                    NeutronError::invalid_attr("mtu", format!("'{}' is not an integer", py(v)))
-                })?;
-            if !(68..=9216).contains(&n) {
-                return Err(NeutronError::invalid_input(format!(
-                    "Requested MTU {n} is out of range 68..9216."
-                )));
-            }
-            Ok(u32::try_from(n).ok())
-        }
+    let Some(v) = body.get("mtu") else {
+        return Ok(None);
+    };
+    let n = v
+        .as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        .ok_or_else(|| NeutronError::invalid_input(format!("'{}' is not an integer.", py(v))))?;
+    if n < 0 {
+        return Err(NeutronError::invalid_attr(
+            "mtu",
+            format!("'{n}' should be non-negative."),
+        ));
     }
+    Ok(Some(u32::try_from(n).unwrap_or(u32::MAX)))
 }
 
 fn router_external(body: &Map<String, Value>) -> R<()> {
@@ -357,7 +357,7 @@ pub(crate) fn network_spec(body: &Map<String, Value>, scope: &Scope) -> R<Networ
         name: string(body, "name", MAX_NAME)?.unwrap_or_default(),
         admin_state_up: opt_bool(body, "admin_state_up")?.unwrap_or(true),
         shared: opt_bool(body, "shared")?.unwrap_or(false),
-        mtu: mtu(body)?.unwrap_or(DEFAULT_MTU),
+        mtu: mtu(body)?,
         description: string(body, "description", MAX_NAME)?.unwrap_or_default(),
         port_security_enabled: opt_bool(body, "port_security_enabled")?.unwrap_or(true),
     })

@@ -175,6 +175,9 @@ impl From<ControlError> for NeutronError {
                 ),
             ),
             E::Conflict { .. } => Self::new(S::CONFLICT, "Conflict", msg),
+            E::NetworkMtuSubnetConflict { .. } => {
+                Self::new(S::CONFLICT, "NetworkMTUSubnetConflict", msg)
+            }
             E::Store { detail } => {
                 tracing::error!(%detail, "store failure");
                 Self::internal()

@@ -1338,3 +1338,71 @@ async fn quantum_made_resources_have_real_timestamps_in_v2() {
     let created = stamp(&p["port"]["created_at"]);
     assert!(stamp(&p["port"]["updated_at"]) >= created);
 }
+
+/// MTU as Neutron: at most the physical network's (1500), any non-negative value below it; a
+/// subnet needs 68 (IPv4) or 1280 (IPv6), also when the MTU is lowered later.
+#[tokio::test]
+async fn network_mtus_follow_neutrons_rules() {
+    let app = app();
+    let create = |mtu: Value| {
+        app.post2(
+            "/v2.0/networks",
+            json!({"network": {"name": "m", "mtu": mtu}}),
+        )
+    };
+    let r = create(json!(1501)).await;
+    assert_eq!(r.code(), 400);
+    assert_eq!(
+        r.full()["NeutronError"]["message"],
+        "Invalid input for operation: Requested MTU is too big, maximum is 1500."
+    );
+    let r = create(json!("abc")).await;
+    assert_eq!(r.code(), 400);
+    assert_eq!(
+        r.full()["NeutronError"]["message"],
+        "Invalid input for operation: 'abc' is not an integer."
+    );
+    let r = create(json!(-1)).await;
+    assert_eq!(r.code(), 400);
+    assert_eq!(
+        r.full()["NeutronError"]["message"],
+        "Invalid input for mtu. Reason: '-1' should be non-negative."
+    );
+    assert_eq!(app.net2("default").await.len(), 36);
+    let r = app.get("/v2.0/networks?name=default").await;
+    assert_eq!(r.full()["networks"][0]["mtu"], 1500);
+    // A tiny MTU is a valid network, but no subnet fits it.
+    let r = create(json!(60)).await;
+    assert_eq!(r.code(), 201, "{r:?}");
+    let tiny = r.full()["network"]["id"].as_str().unwrap().to_owned();
+    let r = app.subnet2(&tiny, "198.18.0.0/24", json!({})).await;
+    assert_eq!(r.code(), 409, "{r:?}");
+    assert_eq!(r.full()["NeutronError"]["type"], "NetworkMTUSubnetConflict");
+    assert_eq!(
+        r.full()["NeutronError"]["message"],
+        format!("MTU of {tiny} is not valid, subnet requires a minimum of 68")
+    );
+    // IPv6 needs 1280; lowering the MTU under what a subnet needs is refused.
+    let r = create(json!(1000)).await;
+    let small = r.full()["network"]["id"].as_str().unwrap().to_owned();
+    let r = app.subnet2(&small, "2001:db8::/64", json!({})).await;
+    assert_eq!(r.code(), 409, "{r:?}");
+    assert!(r.body.contains("a minimum of 1280"), "{r:?}");
+    assert_eq!(
+        app.subnet2(&small, "198.18.1.0/24", json!({})).await.code(),
+        201
+    );
+    let url = format!("/v2.0/networks/{small}");
+    let bodies: Vec<String> = [50, 1400, 1600]
+        .iter()
+        .map(|m| json!({"network": {"mtu": m}}).to_string())
+        .collect();
+    let put = |i: usize| app.send("PUT", &url, &bodies[i]);
+    let r = put(0).await;
+    assert_eq!(r.code(), 409, "{r:?}");
+    assert!(r.body.contains("a minimum of 68"), "{r:?}");
+    let r = put(1).await;
+    assert_eq!(r.code(), 200, "{r:?}");
+    assert_eq!(r.full()["network"]["mtu"], 1400);
+    assert_eq!(put(2).await.code(), 400);
+}

@@ -32,6 +32,19 @@ impl Control {
         Ok(all.into_iter().filter(|n| net_visible(scope, n)).collect())
     }
 
+    /// A network MTU above the physical network's is refused (Neutron's message).
+    fn check_mtu(&self, mtu: Option<u32>) -> Result<()> {
+        match mtu {
+            Some(m) if m > self.options.physnet_mtu => Err(ControlError::InvalidInput {
+                reason: format!(
+                    "Requested MTU is too big, maximum is {}.",
+                    self.options.physnet_mtu
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// One page of the networks the caller sees, filtered and paged in the store, in creation
     /// order.
     pub fn v2_networks_page(
@@ -58,6 +71,7 @@ impl Control {
         for s in &specs {
             model::validate_tenant_id(&s.tenant_id)?;
             model::validate_network_name(&s.name)?;
+            self.check_mtu(s.mtu)?;
         }
         let _ = scope;
         let (min, max) = (self.options.vlan_min, self.options.vlan_max);
@@ -79,7 +93,7 @@ impl Control {
                 let attrs = NetworkAttrs {
                     admin_state_up: s.admin_state_up,
                     shared: s.shared,
-                    mtu: s.mtu,
+                    mtu: s.mtu.unwrap_or(self.options.physnet_mtu),
                     description: s.description,
                     port_security_enabled: s.port_security_enabled,
                     created_at: now.clone(),
@@ -103,8 +117,14 @@ impl Control {
         if let Some(name) = &upd.name {
             model::validate_network_name(name)?;
         }
+        self.check_mtu(upd.mtu)?;
         self.write(|tx| {
             let mut n = owned_network(tx, scope, net_id)?;
+            if let Some(mtu) = upd.mtu {
+                for s in tx.subnets(None, Some(net_id))? {
+                    subnet_fits_mtu(net_id, mtu, s.family)?;
+                }
+            }
             let a = &mut n.attrs;
             let name = upd.name.unwrap_or(n.network.name);
             set(&mut a.admin_state_up, upd.admin_state_up);
@@ -398,6 +418,7 @@ impl Control {
                 let net = owned_network(tx, scope, &s.network_id)?;
                 check_quota(tx, &self.options.quotas, &s.tenant_id, Resource::Subnets)?;
                 let net_id = net.network.id;
+                subnet_fits_mtu(&net_id, net.attrs.mtu, s.family)?;
                 let cidr = Cidr::parse(&s.cidr).ok_or_else(|| ControlError::InvalidInput {
                     reason: format!("{} is not in a CIDR format.", s.cidr),
                 })?;
@@ -523,6 +544,19 @@ fn set<T>(slot: &mut T, value: Option<T>) {
 
 fn invalid_input(reason: String) -> ControlError {
     ControlError::InvalidInput { reason }
+}
+
+/// A subnet needs its network's MTU to be at least 68 (IPv4's minimum), and 1280 for IPv6.
+fn subnet_fits_mtu(net_id: &str, mtu: u32, family: Family) -> Result<()> {
+    let min = match family {
+        _ if mtu < 68 => 68,
+        Family::V6 if mtu < 1280 => 1280,
+        _ => return Ok(()),
+    };
+    Err(ControlError::NetworkMtuSubnetConflict {
+        net_id: net_id.to_owned(),
+        min,
+    })
 }
 
 fn net_visible(scope: &Scope, n: &NetworkRecord) -> bool {

@@ -449,7 +449,7 @@ fn tap_binding_needs_a_registered_device_when_authorized() {
                     name: "n".into(),
                     admin_state_up: true,
                     shared: false,
-                    mtu: 1500,
+                    mtu: Some(1500),
                     description: String::new(),
                     port_security_enabled: true,
                 }],
