@@ -220,6 +220,36 @@ pub enum ControlError {
         /// What the tenant holds.
         used: u64,
     },
+    /// No such security group (or not visible to the caller).
+    #[error("Security group {id} does not exist")]
+    SecurityGroupNotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// No such security group rule.
+    #[error("Security group rule {id} does not exist")]
+    SecurityGroupRuleNotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// A security group rule or group request Neutron refuses as invalid (400), with Neutron's
+    /// type (`SecurityGroupInvalidPortRange`, ...) and message.
+    #[error("{message}")]
+    SecurityGroupInvalid {
+        /// Neutron's error type.
+        kind: &'static str,
+        /// Neutron's message.
+        message: String,
+    },
+    /// A security group request that conflicts with the state (409): a duplicate rule, a group
+    /// in use, the default group.
+    #[error("{message}")]
+    SecurityGroupConflict {
+        /// Neutron's error type.
+        kind: &'static str,
+        /// Neutron's message.
+        message: String,
+    },
     /// A network MTU too small for one of its subnets (68 for IPv4, 1280 for IPv6).
     #[error("MTU of {net_id} is not valid, subnet requires a minimum of {min}")]
     NetworkMtuSubnetConflict {

@@ -60,6 +60,7 @@ pub mod page;
 pub mod qos;
 pub mod quota;
 mod reconcile;
+pub mod security;
 mod service;
 pub mod store;
 

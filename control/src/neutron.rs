@@ -115,6 +115,8 @@ pub struct PortAttrs {
     pub allowed_address_pairs: Vec<AddressPair>,
     /// `fixed_ips`, in allocation order.
     pub fixed_ips: Vec<FixedIp>,
+    /// `security_groups`, in the order they were given.
+    pub security_groups: Vec<String>,
 }
 
 /// A port with its v2.0 attributes.
@@ -269,6 +271,8 @@ pub struct PortSpec {
     pub allowed_address_pairs: Vec<PairRequest>,
     /// `binding:host_id`.
     pub host_id: String,
+    /// `security_groups`; `None`: the project's default group (when port security is on).
+    pub security_groups: Option<Vec<String>>,
 }
 
 /// Changes to a port; `None` leaves a value as it is.
@@ -292,6 +296,8 @@ pub struct PortUpdate {
     pub port_security_enabled: Option<bool>,
     /// `allowed_address_pairs`: the whole new set.
     pub allowed_address_pairs: Option<Vec<PairRequest>>,
+    /// `security_groups`: replaces the port's groups.
+    pub security_groups: Option<Vec<String>>,
     /// `binding:host_id`.
     pub host_id: Option<String>,
 }

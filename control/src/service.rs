@@ -626,6 +626,7 @@ fn find_interface(tx: &dyn Tx, tenant_id: &str, interface_id: &str) -> Result<In
 mod extensions;
 mod neutron;
 mod pages;
+mod security;
 
 #[cfg(test)]
 mod tests;

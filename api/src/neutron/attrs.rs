@@ -11,6 +11,7 @@ use control::neutron::{
     FixedIpRequest, GatewayRequest, NetworkSpec, NetworkUpdate, PairRequest, PortSpec, PortUpdate,
     Scope, SubnetSpec, SubnetUpdate,
 };
+use control::security::{SecurityGroupSpec, SecurityGroupUpdate, SgRuleSpec};
 use serde_json::{Map, Value};
 
 use super::error::NeutronError;
@@ -118,11 +119,49 @@ const SUBNET: &[Attr] = &[
     a("revision_number", false, false, false),
 ];
 
+const SECURITY_GROUP: &[Attr] = &[
+    a("id", false, false, false),
+    a("name", true, true, false),
+    a("description", true, true, false),
+    a("tenant_id", true, false, false),
+    a("project_id", true, false, false),
+    a("stateful", true, true, false),
+    a("shared", false, false, false),
+    a("security_group_rules", false, false, false),
+    a("tags", false, false, false),
+    a("created_at", false, false, false),
+    a("updated_at", false, false, false),
+    a("revision_number", false, false, false),
+];
+
+const SECURITY_GROUP_RULE: &[Attr] = &[
+    a("id", false, false, false),
+    a("security_group_id", true, false, true),
+    a("direction", true, false, true),
+    a("ethertype", true, false, false),
+    a("protocol", true, false, false),
+    a("port_range_min", true, false, false),
+    a("port_range_max", true, false, false),
+    a("remote_ip_prefix", true, false, false),
+    a("remote_group_id", true, false, false),
+    a("remote_address_group_id", true, false, false),
+    a("normalized_cidr", false, false, false),
+    a("belongs_to_default_sg", false, false, false),
+    a("description", true, true, false),
+    a("tenant_id", true, false, false),
+    a("project_id", true, false, false),
+    a("created_at", false, false, false),
+    a("updated_at", false, false, false),
+    a("revision_number", false, false, false),
+];
+
 fn table(kind: Kind) -> &'static [Attr] {
     match kind {
         Kind::Network => NETWORK,
         Kind::Port => PORT,
         Kind::Subnet => SUBNET,
+        Kind::SecurityGroup => SECURITY_GROUP,
+        Kind::SecurityGroupRule => SECURITY_GROUP_RULE,
     }
 }
 
@@ -285,7 +324,123 @@ fn dict<'a>(attr: &str, v: &'a Value) -> R<&'a Map<String, Value>> {
         .ok_or_else(|| NeutronError::invalid_attr(attr, format!("'{}' is not a dictionary", py(v))))
 }
 
-/// A list the server keeps empty (security groups, extra DHCP options):
+/// `security_groups`: a list of group ids (`null` is an empty list).
+fn security_groups(body: &Map<String, Value>) -> R<Option<Vec<String>>> {
+    if body.get("security_groups").is_some_and(Value::is_null) {
+        return Ok(Some(Vec::new()));
+    }
+    let Some(items) = list(body, "security_groups")? else {
+        return Ok(None);
+    };
+    items
+        .iter()
+        .map(|v| match v {
+            Value::String(s) => Ok(s.clone()),
+            other => Err(NeutronError::invalid_attr(
+                "security_groups",
+                format!("'{}' is not a valid UUID", py(other)),
+            )),
+        })
+        .collect::<R<Vec<_>>>()
+        .map(Some)
+}
+
+/// An optional string that may be `null`.
+fn nullable_string(body: &Map<String, Value>, name: &str) -> R<Option<String>> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(NeutronError::invalid_attr(
+            name,
+            format!("'{}' is not a valid string", py(other)),
+        )),
+    }
+}
+
+/// An optional integer (or its decimal string) that may be `null`.
+fn nullable_int(body: &Map<String, Value>, name: &str) -> R<Option<i64>> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            .map(Some)
+            .ok_or_else(|| {
+                NeutronError::invalid_attr(name, format!("'{}' is not an integer", py(v)))
+            }),
+    }
+}
+
+/// A POST body of a security group.
+pub(crate) fn security_group_spec(
+    body: &Map<String, Value>,
+    scope: &Scope,
+) -> R<SecurityGroupSpec> {
+    check_names(Kind::SecurityGroup, body, true)?;
+    Ok(SecurityGroupSpec {
+        tenant_id: project(body, scope)?,
+        name: string(body, "name", MAX_NAME)?.unwrap_or_default(),
+        description: string(body, "description", MAX_NAME)?.unwrap_or_default(),
+        stateful: opt_bool(body, "stateful")?.unwrap_or(true),
+    })
+}
+
+/// A PUT body of a security group.
+pub(crate) fn security_group_update(body: &Map<String, Value>) -> R<SecurityGroupUpdate> {
+    check_names(Kind::SecurityGroup, body, false)?;
+    Ok(SecurityGroupUpdate {
+        name: string(body, "name", MAX_NAME)?,
+        description: string(body, "description", MAX_NAME)?,
+        stateful: opt_bool(body, "stateful")?,
+    })
+}
+
+/// A POST body of a security group rule (the rule itself is checked by the control plane).
+pub(crate) fn sg_rule_spec(body: &Map<String, Value>, scope: &Scope) -> R<SgRuleSpec> {
+    check_names(Kind::SecurityGroupRule, body, true)?;
+    let direction = string(body, "direction", MAX_NAME)?.unwrap_or_default();
+    if direction != "ingress" && direction != "egress" {
+        return Err(NeutronError::invalid_attr(
+            "direction",
+            format!("{direction} is not in valid_values."),
+        ));
+    }
+    if nullable_string(body, "remote_address_group_id")?.is_some() {
+        return Err(NeutronError::invalid_input(
+            "remote_address_group_id is not supported by this server.",
+        ));
+    }
+    let protocol = match body.get("protocol") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::String(s)) => Some(s.to_ascii_lowercase()),
+        Some(other) => Some(py(other)),
+    };
+    let tenant = match (body.get("tenant_id"), body.get("project_id")) {
+        (None, None) => None,
+        _ => Some(project(body, scope)?),
+    };
+    Ok(SgRuleSpec {
+        security_group_id: string(body, "security_group_id", MAX_NAME)?.unwrap_or_default(),
+        tenant_id: tenant,
+        direction,
+        ethertype: nullable_string(body, "ethertype")?,
+        protocol,
+        port_range_min: nullable_int(body, "port_range_min")?,
+        port_range_max: nullable_int(body, "port_range_max")?,
+        remote_ip_prefix: nullable_string(body, "remote_ip_prefix")?,
+        remote_group_id: nullable_string(body, "remote_group_id")?,
+        description: string(body, "description", MAX_NAME)?.unwrap_or_default(),
+    })
+}
+
+/// A PUT body of a security group rule: its description.
+pub(crate) fn sg_rule_update(body: &Map<String, Value>) -> R<Option<String>> {
+    check_names(Kind::SecurityGroupRule, body, false)?;
+    string(body, "description", MAX_NAME)
+}
+
+/// A list the server keeps empty (extra DHCP options):
 /// only `[]` is accepted.
 fn empty_list_only(body: &Map<String, Value>, name: &str) -> R<()> {
     match list(body, name)? {
@@ -504,7 +659,6 @@ fn binding(body: &Map<String, Value>) -> R<()> {
             ));
         }
     }
-    empty_list_only(body, "security_groups")?;
     empty_list_only(body, "extra_dhcp_opts")
 }
 
@@ -525,6 +679,7 @@ pub(crate) fn port_spec(body: &Map<String, Value>, scope: &Scope) -> R<PortSpec>
         port_security_enabled: opt_bool(body, "port_security_enabled")?,
         allowed_address_pairs: address_pairs(body)?.unwrap_or_default(),
         host_id: string(body, "binding:host_id", MAX_NAME)?.unwrap_or_default(),
+        security_groups: security_groups(body)?,
     })
 }
 
@@ -543,6 +698,7 @@ pub(crate) fn port_update(body: &Map<String, Value>) -> R<PortUpdate> {
         port_security_enabled: opt_bool(body, "port_security_enabled")?,
         allowed_address_pairs: address_pairs(body)?,
         host_id: string(body, "binding:host_id", MAX_NAME)?,
+        security_groups: security_groups(body)?,
     })
 }
 

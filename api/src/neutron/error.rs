@@ -175,6 +175,14 @@ impl From<ControlError> for NeutronError {
                 ),
             ),
             E::Conflict { .. } => Self::new(S::CONFLICT, "Conflict", msg),
+            E::SecurityGroupNotFound { .. } => {
+                Self::new(S::NOT_FOUND, "SecurityGroupNotFound", msg)
+            }
+            E::SecurityGroupRuleNotFound { .. } => {
+                Self::new(S::NOT_FOUND, "SecurityGroupRuleNotFound", msg)
+            }
+            E::SecurityGroupInvalid { kind, .. } => Self::new(S::BAD_REQUEST, kind, msg),
+            E::SecurityGroupConflict { kind, .. } => Self::new(S::CONFLICT, kind, msg),
             E::NetworkMtuSubnetConflict { .. } => {
                 Self::new(S::CONFLICT, "NetworkMTUSubnetConflict", msg)
             }

@@ -56,10 +56,35 @@ const EXTENSIONS: &[(&str, &str, &str, &str)] = &[
         "2012-07-23T10:00:00-00:00",
     ),
     (
+        "port-security-groups-filtering",
+        "Port filtering on security groups",
+        "Provides security groups filtering when listing ports",
+        "2018-01-09T09:00:00-00:00",
+    ),
+    (
         "project-id",
         "project_id field enabled",
         "Extension that indicates that project_id field is enabled.",
         "2016-09-09T09:09:09-09:09",
+    ),
+    (
+        "security-group",
+        "security-group",
+        "The security groups extension.",
+        "2012-10-05T10:00:00-00:00",
+    ),
+    (
+        "security-groups-normalized-cidr",
+        "Security group rule normalized CIDR",
+        "Add new field with normalized remote_ip_prefix cidr in SG rule",
+        "2019-08-02T10:00:00-00:00",
+    ),
+    (
+        "security-groups-rules-belongs-to-default-sg",
+        "Security group rule belongs to the project's default security group",
+        "Flag to determine if the security group rule belongs to the project's default \
+         security group",
+        "2023-05-08T00:00:00-00:00",
     ),
     (
         "sorting",
@@ -85,6 +110,12 @@ const EXTENSIONS: &[(&str, &str, &str, &str)] = &[
         "Adds created_at and updated_at fields to all Neutron resources that have Neutron \
          standard attributes.",
         "2016-09-12T10:00:00-00:00",
+    ),
+    (
+        "stateful-security-group",
+        "Stateful security group",
+        "Indicates if the security group is stateful or not",
+        "2019-11-26T09:00:00-00:00",
     ),
 ];
 

@@ -43,41 +43,64 @@ pub(crate) struct NeutronState {
     pub(crate) default_tenant: String,
 }
 
-/// The three resources.
+/// The resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Network,
     Port,
     Subnet,
+    SecurityGroup,
+    SecurityGroupRule,
 }
 
 impl Kind {
+    const ALL: [Kind; 5] = [
+        Self::Network,
+        Self::Port,
+        Self::Subnet,
+        Self::SecurityGroup,
+        Self::SecurityGroupRule,
+    ];
+
+    /// The key of one item in bodies.
     fn singular(self) -> &'static str {
         match self {
             Self::Network => "network",
             Self::Port => "port",
             Self::Subnet => "subnet",
+            Self::SecurityGroup => "security_group",
+            Self::SecurityGroupRule => "security_group_rule",
         }
     }
 
+    /// The key of a list in bodies.
     fn plural(self) -> &'static str {
         match self {
             Self::Network => "networks",
             Self::Port => "ports",
             Self::Subnet => "subnets",
+            Self::SecurityGroup => "security_groups",
+            Self::SecurityGroupRule => "security_group_rules",
         }
     }
 
-    fn from_plural(s: &str) -> Option<Self> {
-        [Self::Network, Self::Port, Self::Subnet]
-            .into_iter()
-            .find(|k| k.plural() == s)
+    /// The collection in URLs.
+    fn path(self) -> &'static str {
+        match self {
+            Self::SecurityGroup => "security-groups",
+            Self::SecurityGroupRule => "security-group-rules",
+            k => k.plural(),
+        }
+    }
+
+    fn from_path(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.path() == s)
     }
 }
 
 /// Whether `s` is one of the v2.0 collections (`networks`, `ports`, `subnets`).
 pub(crate) fn is_collection(s: &str) -> bool {
-    Kind::from_plural(s).is_some()
+    Kind::from_path(s).is_some()
 }
 
 type R<T> = Result<T, NeutronError>;
@@ -246,7 +269,7 @@ fn items(kind: Kind, body: Value) -> R<(Vec<Map<String, Value>>, bool)> {
 }
 
 fn kind_of(collection: &str) -> R<Kind> {
-    Kind::from_plural(collection).ok_or_else(NeutronError::not_found)
+    Kind::from_path(collection).ok_or_else(NeutronError::not_found)
 }
 
 /// The visible items of a collection, as bodies, in creation order.
@@ -255,6 +278,12 @@ fn all_views(c: &Control, kind: Kind, s: &Scope) -> R<Vec<Map<String, Value>>> {
         Kind::Network => c.v2_networks(s)?.iter().map(views::network).collect(),
         Kind::Port => c.v2_ports(s)?.iter().map(views::port).collect(),
         Kind::Subnet => c.v2_subnets(s)?.iter().map(views::subnet).collect(),
+        Kind::SecurityGroup => c
+            .v2_security_groups(s)?
+            .iter()
+            .map(views::security_group)
+            .collect(),
+        Kind::SecurityGroupRule => c.v2_sg_rules(s)?.iter().map(views::sg_rule).collect(),
     })
 }
 
@@ -263,6 +292,12 @@ async fn one_view(state: &NeutronState, kind: Kind, s: Scope, id: String) -> R<M
         Kind::Network => views::network(&run(state, move |c| c.v2_network(&s, &id)).await?),
         Kind::Port => views::port(&run(state, move |c| c.v2_port(&s, &id)).await?),
         Kind::Subnet => views::subnet(&run(state, move |c| c.v2_subnet(&s, &id)).await?),
+        Kind::SecurityGroup => {
+            views::security_group(&run(state, move |c| c.v2_security_group(&s, &id)).await?)
+        }
+        Kind::SecurityGroupRule => {
+            views::sg_rule(&run(state, move |c| c.v2_sg_rule(&s, &id)).await?)
+        }
     })
 }
 
@@ -294,6 +329,7 @@ async fn list(
                         c.v2_subnets_page(&s, sq)
                             .map(|page| (page.iter().map(views::subnet).collect(), rest))
                     }),
+                    Kind::SecurityGroup | Kind::SecurityGroupRule => None,
                 };
                 let (items, q) = match pushed {
                     Some(page) => page?,
@@ -375,6 +411,28 @@ async fn create(
                         .map(views::subnet)
                         .collect()
                 }
+                Kind::SecurityGroup => {
+                    let specs = bodies
+                        .iter()
+                        .map(|b| attrs::security_group_spec(b, &s))
+                        .collect::<R<Vec<_>>>()?;
+                    run(&state, move |c| c.v2_create_security_groups(&s, specs))
+                        .await?
+                        .iter()
+                        .map(views::security_group)
+                        .collect()
+                }
+                Kind::SecurityGroupRule => {
+                    let specs = bodies
+                        .iter()
+                        .map(|b| attrs::sg_rule_spec(b, &s))
+                        .collect::<R<Vec<_>>>()?;
+                    run(&state, move |c| c.v2_create_sg_rules(&s, specs))
+                        .await?
+                        .iter()
+                        .map(views::sg_rule)
+                        .collect()
+                }
             };
             let body = if bulk {
                 json!({ kind.plural(): created })
@@ -424,6 +482,16 @@ async fn update(
                     let upd = attrs::subnet_update(&res)?;
                     views::subnet(&run(&state, move |c| c.v2_update_subnet(&s, &id, upd)).await?)
                 }
+                Kind::SecurityGroup => {
+                    let upd = attrs::security_group_update(&res)?;
+                    views::security_group(
+                        &run(&state, move |c| c.v2_update_security_group(&s, &id, upd)).await?,
+                    )
+                }
+                Kind::SecurityGroupRule => {
+                    let d = attrs::sg_rule_update(&res)?;
+                    views::sg_rule(&run(&state, move |c| c.v2_update_sg_rule(&s, &id, d)).await?)
+                }
             };
             Ok(ok(StatusCode::OK, json!({ kind.singular(): item })))
         }
@@ -445,6 +513,12 @@ async fn delete(
                 Kind::Network => run(&state, move |c| c.v2_delete_network(&s, &id)).await?,
                 Kind::Port => run(&state, move |c| c.v2_delete_port(&s, &id)).await?,
                 Kind::Subnet => run(&state, move |c| c.v2_delete_subnet(&s, &id)).await?,
+                Kind::SecurityGroup => {
+                    run(&state, move |c| c.v2_delete_security_group(&s, &id)).await?
+                }
+                Kind::SecurityGroupRule => {
+                    run(&state, move |c| c.v2_delete_sg_rule(&s, &id)).await?
+                }
             }
             Ok(StatusCode::NO_CONTENT.into_response())
         }

@@ -2,6 +2,7 @@
 //! in its order.
 
 use control::neutron::{NetworkRecord, PortStatusView, Subnet};
+use control::security::{GroupView, SgRule};
 use serde_json::{json, Map, Value};
 
 /// The physical network name of the VLAN trunk (the uplink).
@@ -76,7 +77,7 @@ pub(crate) fn port(p: &PortStatusView) -> Map<String, Value> {
         "device_owner": a.device_owner,
         "fixed_ips": fixed,
         "port_security_enabled": a.port_security_enabled,
-        "security_groups": [],
+        "security_groups": a.security_groups,
         "binding:vnic_type": "normal",
         "binding:profile": {},
         "binding:host_id": a.host_id,
@@ -127,5 +128,48 @@ pub(crate) fn subnet(s: &Subnet) -> Map<String, Value> {
         "created_at": s.created_at,
         "updated_at": s.updated_at,
         "revision_number": s.revision_number,
+    }))
+}
+
+/// A security group rule.
+pub(crate) fn sg_rule(r: &SgRule) -> Map<String, Value> {
+    object(json!({
+        "id": r.id,
+        "security_group_id": r.security_group_id,
+        "tenant_id": r.tenant_id,
+        "project_id": r.tenant_id,
+        "direction": r.direction,
+        "ethertype": r.ethertype,
+        "protocol": r.protocol,
+        "port_range_min": r.port_range_min,
+        "port_range_max": r.port_range_max,
+        "remote_ip_prefix": r.remote_ip_prefix,
+        "normalized_cidr": r.normalized_cidr(),
+        "remote_group_id": r.remote_group_id,
+        "remote_address_group_id": null,
+        "belongs_to_default_sg": r.in_default_group,
+        "description": r.description,
+        "created_at": r.created_at,
+        "updated_at": r.updated_at,
+        "revision_number": r.revision_number,
+    }))
+}
+
+/// A security group with its rules.
+pub(crate) fn security_group((g, rules): &GroupView) -> Map<String, Value> {
+    let rules: Vec<Map<String, Value>> = rules.iter().map(sg_rule).collect();
+    object(json!({
+        "id": g.id,
+        "name": g.name,
+        "stateful": g.stateful,
+        "tenant_id": g.tenant_id,
+        "project_id": g.tenant_id,
+        "description": g.description,
+        "shared": false,
+        "security_group_rules": rules,
+        "tags": [],
+        "created_at": g.created_at,
+        "updated_at": g.updated_at,
+        "revision_number": g.revision_number,
     }))
 }

@@ -14,3 +14,4 @@ mod neutron;
 mod paging;
 mod robustness;
 mod routes;
+mod security_groups;

@@ -885,7 +885,7 @@ async fn port_security_and_address_pairs_reach_the_forwarder() {
     );
     assert_eq!(sec.allowed_pairs.len(), 2);
 
-    // Live update: port security off (pairs cleared first), then admin down.
+    // Live update: port security off (pairs and groups cleared with it), then admin down.
     let r = app
         .put2(
             &format!("/v2.0/ports/{pid}"),
@@ -896,7 +896,8 @@ async fn port_security_and_address_pairs_reach_the_forwarder() {
     let r = app
         .put2(
             &format!("/v2.0/ports/{pid}"),
-            json!({"port": {"port_security_enabled": false, "allowed_address_pairs": []}}),
+            json!({"port": {"port_security_enabled": false, "allowed_address_pairs": [],
+                "security_groups": []}}),
         )
         .await;
     assert_eq!(r.code(), 200);

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use super::security::port_groups;
 use super::{check_quota, new_id, Control};
 use crate::error::{ControlError, Result};
 use crate::ipam::{self, Cidr, Family, Pool};
@@ -273,6 +274,8 @@ impl Control {
                     None => fresh_mac(tx, &net_id)?,
                 };
                 let id = new_id();
+                let security_groups =
+                    port_groups(tx, &s.tenant_id, port_security, s.security_groups)?;
                 let fixed_ips = allocate(tx, &net_id, &id, &[], s.fixed_ips.as_deref())?;
                 let port = Port {
                     id: id.clone(),
@@ -300,6 +303,7 @@ impl Control {
                     updated_at: now.clone(),
                     revision_number: 1,
                     fixed_ips,
+                    security_groups,
                 };
                 tx.save_port_attrs(&id, &attrs)?;
                 out.push((PortRecord { port, attrs }, net.attrs.admin_state_up));
@@ -341,6 +345,21 @@ impl Control {
             }
             if !a.port_security_enabled && !a.allowed_address_pairs.is_empty() {
                 return Err(ControlError::AddressPairAndPortSecurityRequired);
+            }
+            match upd.security_groups {
+                Some(groups) => {
+                    a.security_groups =
+                        port_groups(tx, &a.tenant_id, a.port_security_enabled, Some(groups))?;
+                }
+                None if !a.port_security_enabled && !a.security_groups.is_empty() => {
+                    return Err(ControlError::SecurityGroupConflict {
+                        kind: "PortSecurityPortHasSecurityGroup",
+                        message: "Port has security group associated. Cannot disable port \
+                                  security or IP address until security group is removed."
+                            .into(),
+                    });
+                }
+                None => {}
             }
             if let Some(req) = &upd.fixed_ips {
                 a.fixed_ips = allocate(tx, &net_id, port_id, &a.fixed_ips, Some(req))?;
@@ -652,6 +671,7 @@ pub(super) fn quantum_port_attrs(tx: &dyn Tx, net: &Network) -> Result<PortAttrs
         revision_number: 1,
         allowed_address_pairs: Vec::new(),
         fixed_ips: Vec::new(),
+        security_groups: Vec::new(),
     })
 }
 

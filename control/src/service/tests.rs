@@ -472,6 +472,7 @@ fn tap_binding_needs_a_registered_device_when_authorized() {
                     port_security_enabled: None,
                     allowed_address_pairs: Vec::new(),
                     host_id: String::new(),
+                    security_groups: None,
                 }],
             )
             .unwrap()

@@ -21,6 +21,7 @@ use crate::model::{Interface, Network, Port, PortState};
 use crate::neutron::{NetworkAttrs, NetworkRecord, PortAttrs, PortRecord, Subnet};
 use crate::qos::QosLimit;
 use crate::quota::Usage;
+use crate::security::{SecurityGroup, SgRule};
 
 /// A persistent home for the model. Its methods take `&self`: the backend
 /// owns its concurrency (SQLite: one writer connection and a pool of readers).
@@ -240,6 +241,31 @@ pub trait Tx {
     fn network_page(&self, query: &NetworkQuery) -> Result<Vec<NetworkRecord>>;
     /// One page of v2.0 subnets: visibility, filters and keyset paging in the store.
     fn subnet_page(&self, query: &SubnetQuery) -> Result<Vec<Subnet>>;
+
+    // ---- security groups ------------------------------------------------
+
+    /// Security groups in creation order: one (`id`) or all.
+    fn security_groups(&self, id: Option<&str>) -> Result<Vec<SecurityGroup>>;
+    /// The id of a project's default group, if it has one yet.
+    fn default_security_group(&self, tenant_id: &str) -> Result<Option<String>>;
+    /// Inserts a group.
+    fn insert_security_group(&self, group: &SecurityGroup) -> Result<()>;
+    /// Rewrites a group's name, description, statefulness and timestamps.
+    fn save_security_group(&self, group: &SecurityGroup) -> Result<()>;
+    /// Deletes a group with its rules (and the rules naming it as their remote group).
+    fn delete_security_group(&self, id: &str) -> Result<()>;
+    /// Rules in creation order: one (`id`), a group's, or all.
+    fn sg_rules(&self, group: Option<&str>, id: Option<&str>) -> Result<Vec<SgRule>>;
+    /// Inserts a rule.
+    fn insert_sg_rule(&self, rule: &SgRule) -> Result<()>;
+    /// Rewrites a rule's description and timestamps.
+    fn save_sg_rule(&self, rule: &SgRule) -> Result<()>;
+    /// Deletes a rule.
+    fn delete_sg_rule(&self, id: &str) -> Result<()>;
+    /// The ports a group is attached to.
+    fn security_group_ports(&self, group: &str) -> Result<Vec<String>>;
+    /// A project's groups and rules (for quotas).
+    fn security_usage(&self, tenant_id: &str) -> Result<(u64, u64)>;
     /// Sets a port's v2.0 attributes, replacing its address pairs and its
     /// fixed IPs.
     fn save_port_attrs(&self, port_id: &str, attrs: &PortAttrs) -> Result<()>;

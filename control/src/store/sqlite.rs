@@ -40,6 +40,7 @@ use crate::neutron::{
 };
 use crate::qos::QosLimit;
 use crate::quota::Usage;
+use crate::security::{SecurityGroup, SgRule};
 use crate::store::{
     NetworkKey, NetworkQuery, PortKey, PortQuery, Store, SubnetKey, SubnetQuery, Touched, Tx,
 };
@@ -52,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_qos.sql"),
     include_str!("../../migrations/0004_revisions.sql"),
     include_str!("../../migrations/0005_list_indexes.sql"),
+    include_str!("../../migrations/0006_security_groups.sql"),
 ];
 
 /// How much of the database file each connection maps.
@@ -524,7 +526,46 @@ fn port_record_row(r: &Row<'_>) -> rusqlite::Result<PortRecord> {
             revision_number: r.get(15)?,
             allowed_address_pairs: Vec::new(),
             fixed_ips: Vec::new(),
+            security_groups: Vec::new(),
         },
+    })
+}
+
+const SG_COLS: &str = "id, tenant_id, name, description, stateful, is_default, created_at,      updated_at, revision_number";
+
+fn sg_row(r: &Row<'_>) -> rusqlite::Result<SecurityGroup> {
+    Ok(SecurityGroup {
+        id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        name: r.get(2)?,
+        description: r.get(3)?,
+        stateful: r.get(4)?,
+        is_default: r.get(5)?,
+        created_at: r.get(6)?,
+        updated_at: r.get(7)?,
+        revision_number: r.get(8)?,
+    })
+}
+
+const SG_RULE_COLS: &str = "id, security_group_id, tenant_id, direction, ethertype, protocol,      port_range_min, port_range_max, remote_ip_prefix, remote_group_id, description, created_at,      updated_at, revision_number";
+
+fn sg_rule_row(r: &Row<'_>) -> rusqlite::Result<SgRule> {
+    Ok(SgRule {
+        id: r.get(0)?,
+        security_group_id: r.get(1)?,
+        tenant_id: r.get(2)?,
+        direction: r.get(3)?,
+        ethertype: r.get(4)?,
+        protocol: r.get(5)?,
+        port_range_min: r.get(6)?,
+        port_range_max: r.get(7)?,
+        remote_ip_prefix: r.get(8)?,
+        remote_group_id: r.get(9)?,
+        description: r.get(10)?,
+        created_at: r.get(11)?,
+        updated_at: r.get(12)?,
+        revision_number: r.get(13)?,
+        in_default_group: false,
     })
 }
 
@@ -679,9 +720,15 @@ impl SqliteTx<'_> {
                 })
             },
         )?;
+        let mut groups = self.by_port(
+            "SELECT port_id, security_group_id FROM port_security_groups",
+            port_id,
+            |r| r.get(1),
+        )?;
         for p in ports.iter_mut() {
             p.attrs.allowed_address_pairs = pairs.remove(&p.port.id).unwrap_or_default();
             p.attrs.fixed_ips = ips.remove(&p.port.id).unwrap_or_default();
+            p.attrs.security_groups = groups.remove(&p.port.id).unwrap_or_default();
         }
         Ok(())
     }
@@ -1218,6 +1265,16 @@ impl Tx for SqliteTx<'_> {
                 params![port_id, ip.subnet_id, ip.ip_address],
             )?;
         }
+        self.exec(
+            "DELETE FROM port_security_groups WHERE port_id = ?1",
+            params![port_id],
+        )?;
+        for g in &a.security_groups {
+            self.exec(
+                "INSERT INTO port_security_groups (port_id, security_group_id) VALUES (?1, ?2)",
+                params![port_id, g],
+            )?;
+        }
         Ok(())
     }
 
@@ -1275,6 +1332,124 @@ impl Tx for SqliteTx<'_> {
             ],
         )
         .map(drop)
+    }
+
+    fn security_groups(&self, id: Option<&str>) -> Result<Vec<SecurityGroup>> {
+        self.query(
+            &format!(
+                "SELECT {SG_COLS} FROM security_groups WHERE {} ORDER BY seq",
+                eq("id", 1, id)
+            ),
+            params![id],
+            sg_row,
+        )
+    }
+
+    fn default_security_group(&self, tenant_id: &str) -> Result<Option<String>> {
+        self.query_one(
+            "SELECT id FROM security_groups WHERE tenant_id = ?1 AND is_default",
+            params![tenant_id],
+            |r| r.get(0),
+        )
+    }
+
+    fn insert_security_group(&self, g: &SecurityGroup) -> Result<()> {
+        self.exec(
+            "INSERT INTO security_groups (id, tenant_id, is_default) VALUES (?1, ?2, ?3)",
+            params![g.id, g.tenant_id, g.is_default],
+        )?;
+        self.save_security_group(g)
+    }
+
+    fn save_security_group(&self, g: &SecurityGroup) -> Result<()> {
+        self.exec(
+            "UPDATE security_groups SET name = ?2, description = ?3, stateful = ?4,              created_at = ?5, updated_at = ?6, revision_number = ?7 WHERE id = ?1",
+            params![
+                g.id,
+                g.name,
+                g.description,
+                g.stateful,
+                g.created_at,
+                g.updated_at,
+                g.revision_number
+            ],
+        )
+        .map(drop)
+    }
+
+    fn delete_security_group(&self, id: &str) -> Result<()> {
+        self.exec("DELETE FROM security_groups WHERE id = ?1", params![id])
+            .map(drop)
+    }
+
+    fn sg_rules(&self, group: Option<&str>, id: Option<&str>) -> Result<Vec<SgRule>> {
+        self.query(
+            &format!(
+                "SELECT {SG_RULE_COLS} FROM security_group_rules WHERE {} AND {} ORDER BY seq",
+                eq("security_group_id", 1, group),
+                eq("id", 2, id)
+            ),
+            params![group, id],
+            sg_rule_row,
+        )
+    }
+
+    fn insert_sg_rule(&self, r: &SgRule) -> Result<()> {
+        self.exec(
+            "INSERT INTO security_group_rules (id, security_group_id, tenant_id, direction,              ethertype, protocol, port_range_min, port_range_max, remote_ip_prefix,              remote_group_id, description, created_at, updated_at, revision_number)              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![
+                r.id,
+                r.security_group_id,
+                r.tenant_id,
+                r.direction,
+                r.ethertype,
+                r.protocol,
+                r.port_range_min,
+                r.port_range_max,
+                r.remote_ip_prefix,
+                r.remote_group_id,
+                r.description,
+                r.created_at,
+                r.updated_at,
+                r.revision_number
+            ],
+        )
+        .map(drop)
+    }
+
+    fn save_sg_rule(&self, r: &SgRule) -> Result<()> {
+        self.exec(
+            "UPDATE security_group_rules SET description = ?2, updated_at = ?3,              revision_number = ?4 WHERE id = ?1",
+            params![r.id, r.description, r.updated_at, r.revision_number],
+        )
+        .map(drop)
+    }
+
+    fn delete_sg_rule(&self, id: &str) -> Result<()> {
+        self.exec(
+            "DELETE FROM security_group_rules WHERE id = ?1",
+            params![id],
+        )
+        .map(drop)
+    }
+
+    fn security_group_ports(&self, group: &str) -> Result<Vec<String>> {
+        self.query(
+            "SELECT port_id FROM port_security_groups WHERE security_group_id = ?1 ORDER BY seq",
+            params![group],
+            |r| r.get(0),
+        )
+    }
+
+    fn security_usage(&self, tenant_id: &str) -> Result<(u64, u64)> {
+        let count = |sql: &str| -> Result<u64> {
+            self.query_one(sql, params![tenant_id], |r| r.get::<_, i64>(0))
+                .map(|n| n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+        };
+        Ok((
+            count("SELECT COUNT(*) FROM security_groups WHERE tenant_id = ?1")?,
+            count("SELECT COUNT(*) FROM security_group_rules WHERE tenant_id = ?1")?,
+        ))
     }
 
     fn delete_subnet(&self, subnet_id: &str) -> Result<()> {
