@@ -74,7 +74,42 @@ fn port_config(p: &DesiredPort) -> PortConfig {
         }
         pc.security = Some(port_security(sec));
     }
+    pc.dhcp = p
+        .dhcp
+        .as_ref()
+        .and_then(|d| dhcp_config(d, &p.mac))
+        .map(Arc::new);
     pc
+}
+
+/// The DHCP responder's answers for a port (none when an address does not parse, which the API
+/// never stores). The server identifier is the subnet's gateway, else its first address.
+fn dhcp_config(d: &control::DesiredDhcp, mac: &str) -> Option<dataplane::dhcp::DhcpConfig> {
+    use std::net::Ipv4Addr;
+    let (net, len) = d.cidr.split_once('/')?;
+    let net: Ipv4Addr = net.parse().ok()?;
+    let prefix_len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
+    let router = d.gateway.as_deref().and_then(|g| g.parse().ok());
+    let routes = d
+        .routes
+        .iter()
+        .filter_map(|(dst, via)| {
+            let (a, l) = dst.split_once('/')?;
+            Some((a.parse().ok()?, l.parse().ok()?, via.parse().ok()?))
+        })
+        .collect();
+    Some(dataplane::dhcp::DhcpConfig {
+        client_mac: Mac::parse(mac)?,
+        ip: d.ip.parse().ok()?,
+        prefix_len,
+        router,
+        dns: d.dns.iter().filter_map(|a| a.parse().ok()).collect(),
+        routes,
+        mtu: u16::try_from(d.mtu).unwrap_or(u16::MAX),
+        lease_secs: dataplane::dhcp::DEFAULT_LEASE_SECS,
+        server_ip: router.unwrap_or_else(|| Ipv4Addr::from(u32::from(net).wrapping_add(1))),
+        server_mac: dataplane::dhcp::SERVER_MAC,
+    })
 }
 
 /// Anti-spoofing rules: an unparsable MAC or address (which the API never stores) allows

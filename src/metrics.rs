@@ -20,7 +20,7 @@ pub(crate) struct DataplaneCollector(pub(crate) Arc<Switch>);
 /// A port counter: name, help, and how to read it.
 type PortCounter = (&'static str, &'static str, fn(&LocalCounters) -> u64);
 
-const PORT_COUNTERS: [PortCounter; 10] = [
+const PORT_COUNTERS: [PortCounter; 11] = [
     (
         "qswitch_port_rx_packets",
         "Frames received from the port",
@@ -66,6 +66,11 @@ const PORT_COUNTERS: [PortCounter; 10] = [
         "qswitch_port_segmented",
         "TCP super-frames from the port the switch split into MTU-sized segments",
         |c| c.gso_segmented,
+    ),
+    (
+        "qswitch_port_dhcp_replies",
+        "DHCP replies the switch's responder sent to the port",
+        |c| c.dhcp_replies,
     ),
 ];
 

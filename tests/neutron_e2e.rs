@@ -243,8 +243,11 @@ fn v2_ports_bound_by_tap_name_forward_and_drop_spoofed_sources() {
     a.set_mac(pa["mac_address"].as_str().unwrap(), &b);
     assert!(a.ping_until(&b.ip, None, Duration::from_secs(5)));
 
-    // Everything passes with port security off.
-    api.update_port(&ida, json!({"port_security_enabled": false}));
+    // Everything passes with port security off (its groups go with it, as Neutron requires).
+    api.update_port(
+        &ida,
+        json!({"port_security_enabled": false, "security_groups": []}),
+    );
     assert!(
         a.ping_until(&b.ip, Some(&spoofed), Duration::from_secs(5)),
         "port security off still drops:\n{}",
@@ -265,4 +268,114 @@ fn v2_ports_bound_by_tap_name_forward_and_drop_spoofed_sources() {
     }
     let (s, _) = api.call("DELETE", &format!("/v2.0/networks/{net}"), None);
     assert_eq!(s, 204);
+}
+
+/// Runs busybox's DHCP client on a VM's interface (address flushed first) with a script that
+/// records what it was given and configures it; returns the record, or `None` with no lease.
+fn dhcp_client(vm: &TapVm, tries: &str) -> Option<String> {
+    let dir = std::env::temp_dir().join(unique("dhcp"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = dir.join("lease");
+    let script = dir.join("script.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in bound|renew)\n  echo \"ip=$ip subnet=$subnet mask=$mask \
+             router=$router dns=$dns mtu=$mtu staticroutes=$staticroutes\" > {}\n  ip addr \
+             add \"$ip/$mask\" dev \"$interface\"\n;; esac\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    sh(&["chmod", "+x", script.to_str().unwrap()]);
+    vm.ns.exec(&["ip", "addr", "flush", "dev", &vm.dev()]);
+    let ok = vm.ns.try_exec(&[
+        "busybox",
+        "udhcpc",
+        "-i",
+        &vm.dev(),
+        "-f",
+        "-q",
+        "-n",
+        "-t",
+        tries,
+        "-T",
+        "1",
+        "-s",
+        script.to_str().unwrap(),
+    ]);
+    let out = std::fs::read_to_string(&record).ok();
+    let _ = std::fs::remove_dir_all(&dir);
+    out.filter(|_| ok)
+}
+
+#[test]
+fn the_switch_answers_a_ports_dhcp_client_with_its_address_and_subnet() {
+    let dir = std::env::temp_dir().join(unique("db"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("q.db");
+    let api = Api { addr: free_addr() };
+    let daemon = Daemon::start_in(dir, &["--listen", &api.addr, "--db", db.to_str().unwrap()]);
+    assert!(wait_ready(&api.addr), "{}", daemon.log());
+    // Subnets unique to this process inside 198.18.0.0/16.
+    let third = std::process::id() % 120 + 1;
+    let (lan, dark) = (format!("198.18.{third}"), format!("198.18.{}", third + 120));
+    let net = |name: &str| {
+        api.create("networks", json!({"network": {"name": name}}))["network"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (n1, n2) = (net("dhcp"), net("no-dhcp"));
+    api.create(
+        "subnets",
+        json!({"subnet": {"network_id": n1, "cidr": format!("{lan}.0/24"), "ip_version": 4,
+            "dns_nameservers": [format!("{lan}.53")],
+            "host_routes": [{"destination": "198.19.0.0/16", "nexthop": format!("{lan}.254")}]}}),
+    );
+    api.create(
+        "subnets",
+        json!({"subnet": {"network_id": n2, "cidr": format!("{dark}.0/24"), "ip_version": 4,
+            "enable_dhcp": false}}),
+    );
+    let pa = api.create("ports", json!({"port": {"network_id": n1}}))["port"].clone();
+    let pc = api.create("ports", json!({"port": {"network_id": n2}}))["port"].clone();
+    let a = TapVm::new(&pa, 24);
+    let c = TapVm::new(&pc, 24);
+    let (ida, idc) = (pa["id"].as_str().unwrap(), pc["id"].as_str().unwrap());
+    assert!(
+        wait_for(Duration::from_secs(10), || api.status(ida) == "ACTIVE"
+            && api.status(idc) == "ACTIVE"),
+        "{}",
+        daemon.log()
+    );
+    let lease = dhcp_client(&a, "5").unwrap_or_else(|| panic!("no lease:\n{}", daemon.log()));
+    for want in [
+        format!("ip={} ", a.ip),
+        "subnet=255.255.255.0 ".into(),
+        format!("router={lan}.1 "),
+        format!("dns={lan}.53"),
+        "mtu=1500".into(),
+    ] {
+        assert!(lease.contains(&want), "{want} in {lease}");
+    }
+    // The client configured exactly the port's address, and it works.
+    let addrs =
+        a.ns.exec(&["ip", "-4", "-o", "addr", "show", "dev", &a.dev()]);
+    assert!(addrs.contains(&format!("{}/24", a.ip)), "{addrs}");
+    // A subnet's settings reach the responder live.
+    let subnet = pa["fixed_ips"][0]["subnet_id"].as_str().unwrap();
+    let (status, v) = api.call(
+        "PUT",
+        &format!("/v2.0/subnets/{subnet}"),
+        Some(json!({"subnet": {"dns_nameservers": [format!("{lan}.54")]}})),
+    );
+    assert_eq!(status, 200, "{v}");
+    let lease = dhcp_client(&a, "5").unwrap_or_else(|| panic!("no lease:\n{}", daemon.log()));
+    assert!(lease.contains(&format!("dns={lan}.54")), "{lease}");
+    // No answer where DHCP is disabled.
+    assert!(
+        dhcp_client(&c, "2").is_none(),
+        "a lease on a subnet without DHCP"
+    );
 }

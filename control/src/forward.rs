@@ -51,6 +51,26 @@ pub struct DesiredPort {
     pub security: Option<DesiredSecurity>,
     /// Ingress rate limit (the QoS extension), if any.
     pub qos: Option<QosLimit>,
+    /// What the switch's DHCP responder answers the port's client, when the port has a fixed
+    /// IPv4 address on a subnet with DHCP enabled.
+    pub dhcp: Option<DesiredDhcp>,
+}
+
+/// A port's DHCP answers: its address on a DHCP-enabled subnet and that subnet's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DesiredDhcp {
+    /// The port's IPv4 address.
+    pub ip: String,
+    /// The subnet's CIDR.
+    pub cidr: String,
+    /// The subnet's gateway.
+    pub gateway: Option<String>,
+    /// `dns_nameservers`.
+    pub dns: Vec<String>,
+    /// `host_routes`: destination CIDR and next hop.
+    pub routes: Vec<(String, String)>,
+    /// The network's MTU.
+    pub mtu: u32,
 }
 
 /// The whole desired forwarding configuration.

@@ -16,7 +16,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::error::Result;
-use crate::forward::{DesiredNetwork, DesiredPort, DesiredSecurity, DesiredState};
+use crate::forward::{DesiredDhcp, DesiredNetwork, DesiredPort, DesiredSecurity, DesiredState};
 use crate::model::PortState;
 use crate::neutron::{tap_device, PortRecord, TAP_ID_CHARS};
 use crate::store::{Touched, Tx};
@@ -163,7 +163,42 @@ fn port_for(
         None => return Ok(None),
     };
     let admin_up = r.port.state == PortState::Active && net_up;
-    Ok(Some(desired_port_of(r, device, admin_up)))
+    let dhcp = dhcp_of(tx, &r)?;
+    let mut p = desired_port_of(r, device, admin_up);
+    p.dhcp = dhcp;
+    Ok(Some(p))
+}
+
+/// The DHCP answers of a port: its first fixed IPv4 address on a subnet with DHCP enabled.
+fn dhcp_of(tx: &dyn Tx, r: &PortRecord) -> Result<Option<DesiredDhcp>> {
+    for f in &r.attrs.fixed_ips {
+        if !f
+            .ip_address
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_ipv4())
+        {
+            continue;
+        }
+        let Some(s) = tx.subnets(Some(&f.subnet_id), None)?.pop() else {
+            continue;
+        };
+        if !s.enable_dhcp {
+            continue;
+        }
+        let mtu = tx
+            .network_records(Some(&r.port.network_id))?
+            .pop()
+            .map_or(crate::neutron::DEFAULT_MTU, |n| n.attrs.mtu);
+        return Ok(Some(DesiredDhcp {
+            ip: f.ip_address.clone(),
+            cidr: s.cidr,
+            gateway: s.gateway_ip,
+            dns: s.dns_nameservers,
+            routes: s.host_routes,
+            mtu,
+        }));
+    }
+    Ok(None)
 }
 
 fn desired_port_of(r: PortRecord, device: String, admin_up: bool) -> DesiredPort {
@@ -190,5 +225,6 @@ fn desired_port_of(r: PortRecord, device: String, admin_up: bool) -> DesiredPort
         mac: r.attrs.mac_address,
         security,
         qos: None,
+        dhcp: None,
     }
 }

@@ -60,6 +60,8 @@ pub struct PortConfig {
     pub security: Option<PortSecurity>,
     /// MTU; frames longer than `mtu + 14` (+4 with a tag) are dropped. `None`: the default.
     pub mtu: Option<u32>,
+    /// The native DHCP responder's answers for this port's client, when its subnet has DHCP.
+    pub dhcp: Option<std::sync::Arc<crate::dhcp::DhcpConfig>>,
 }
 
 impl PortConfig {
@@ -76,6 +78,7 @@ impl PortConfig {
             policer: None,
             security: None,
             mtu: None,
+            dhcp: None,
         }
     }
 
@@ -276,6 +279,8 @@ pub struct PortView {
     pub policer: Option<PolicerConfig>,
     /// Anti-spoofing rules.
     pub security: Option<PortSecurity>,
+    /// The DHCP responder's answers for the port's client.
+    pub dhcp: Option<std::sync::Arc<crate::dhcp::DhcpConfig>>,
 }
 
 /// A network in the snapshot.
@@ -386,6 +391,7 @@ impl Snapshot {
                 static_macs: p.static_macs.clone(),
                 policer: p.policer,
                 security: p.security.clone(),
+                dhcp: p.dhcp.clone(),
             });
         }
         for n in snap.nets.iter_mut().flatten() {

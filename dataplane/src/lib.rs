@@ -25,6 +25,7 @@
 
 pub mod config;
 pub mod csum;
+pub mod dhcp;
 pub mod fdb;
 pub mod gso;
 pub mod mss;

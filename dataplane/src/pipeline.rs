@@ -56,6 +56,9 @@ pub enum Verdict {
         /// Network slot (gives the VLAN for a trunk egress).
         net: u16,
     },
+    /// A DHCP client message of a port with a DHCP configuration: the switch answers it (back
+    /// to the ingress port); it goes nowhere else.
+    Dhcp,
     /// Send to every other admin-up port of network `net`, and the trunks.
     Flood {
         /// Network slot.
@@ -226,6 +229,9 @@ impl Pipeline {
             Learn::LimitReached => self.count(ingress, |c| c.learn_limit += 1),
         }
 
+        if port.dhcp.is_some() && crate::dhcp::client_message(frame).is_some() {
+            return Verdict::Dhcp;
+        }
         let dst = eth.dst();
         if !dst.is_multicast() {
             if let Some(to) = self.fdb.lookup(net, dst, now.secs) {

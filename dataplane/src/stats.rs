@@ -45,6 +45,7 @@ drop_reasons! {
     Spoofed => "spoofed", "Port security: a source MAC or IP the port does not own.";
     Policed => "policed", "Over the port's QoS rate limit.";
     TxError => "tx_error", "The kernel refused the transmit (interface gone or down).";
+    DhcpUnanswered => "dhcp_unanswered", "A DHCP client message the responder answers nothing to (a release, a decline, another server's, not the port's MAC).";
 }
 
 /// Counters of one port, as a worker accumulates them.
@@ -72,6 +73,8 @@ pub struct LocalCounters {
     /// TCP super-frames (a guest's TSO frames, received as multi-buffer chains) received from
     /// this port that the switch split into MTU-sized segments.
     pub gso_segmented: u64,
+    /// DHCP replies the switch's responder sent to this port.
+    pub dhcp_replies: u64,
     /// Drops of frames received on (or destined to) this port, by reason.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -139,6 +142,7 @@ pub struct PortCounters {
     backpressure: AtomicU64,
     csum_completed: AtomicU64,
     gso_segmented: AtomicU64,
+    dhcp_replies: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
     xdp: [AtomicU64; 6],
 }
@@ -156,6 +160,7 @@ impl PortCounters {
         self.backpressure.store(c.backpressure, Relaxed);
         self.csum_completed.store(c.csum_completed, Relaxed);
         self.gso_segmented.store(c.gso_segmented, Relaxed);
+        self.dhcp_replies.store(c.dhcp_replies, Relaxed);
         for (a, v) in self.drops.iter().zip(c.drops) {
             a.store(v, Relaxed);
         }
@@ -191,6 +196,7 @@ impl PortCounters {
                 backpressure: self.backpressure.load(Relaxed),
                 csum_completed: self.csum_completed.load(Relaxed),
                 gso_segmented: self.gso_segmented.load(Relaxed),
+                dhcp_replies: self.dhcp_replies.load(Relaxed),
                 drops,
             },
             xdp: XdpStats {

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Role, Snapshot};
 use crate::csum::{self, Checksum};
+use crate::dhcp;
 use crate::fdb::{MacEntry, DEFAULT_AGING_SECS};
 use crate::gso;
 use crate::mss::MssTable;
@@ -818,6 +819,10 @@ impl<P: PortIo> Worker<P> {
                 self.umem.release(d.addr);
                 return;
             }
+            Verdict::Dhcp => {
+                self.answer_dhcp(ingress, d);
+                return;
+            }
             Verdict::Unicast { port, net } => (net, Some(port)),
             Verdict::Flood { net } => (net, None),
         };
@@ -854,6 +859,31 @@ impl<P: PortIo> Worker<P> {
             return;
         };
         self.stage_to(current, d, ingress_tagged, vlan, ingress);
+    }
+
+    /// Answers a port's DHCP client message in its own chunk and sends the reply back to the
+    /// port; a message that gets no answer is counted and its chunk released.
+    fn answer_dhcp(&mut self, port: u16, mut d: XdpDesc) {
+        let cfg = self.snap.port(port).and_then(|p| p.dhcp.clone());
+        let len = cfg.and_then(|cfg| {
+            // Rare and small: the request is copied, the reply written over it.
+            let request = self.umem.frame(d.addr, d.len)?.to_vec();
+            let at = dhcp::client_message(&request)?;
+            let (chunk, off) = self.umem.chunk_mut(d.addr)?;
+            dhcp::respond(&cfg, &request, at, &mut chunk[off..])
+        });
+        let c = &mut self.pipe.counters[usize::from(port)];
+        match len.and_then(|n| u32::try_from(n).ok()) {
+            Some(n) => {
+                c.dhcp_replies += 1;
+                d.len = n;
+                self.stage_to(port, d, false, 0, port);
+            }
+            None => {
+                c.drop(DropReason::DhcpUnanswered);
+                self.umem.release(d.addr);
+            }
+        }
     }
 
     /// Stages a worker-owned frame for `egress`, pushing or popping the VLAN tag as the egress

@@ -85,6 +85,7 @@ fn restart_rebuilds_desired_state_from_the_file() {
                 mac: rec.last().ports[0].mac.clone(),
                 security: None,
                 qos: None,
+                dhcp: None,
             }],
         }
     );
@@ -285,6 +286,7 @@ fn forwarder_sees_plug_state_change_unplug_and_delete() {
         mac: rec.last().ports[0].mac.clone(),
         security: None,
         qos: None,
+        dhcp: None,
     };
     assert_eq!(rec.last().ports, vec![port.clone()]);
 

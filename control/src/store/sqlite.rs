@@ -54,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_revisions.sql"),
     include_str!("../../migrations/0005_list_indexes.sql"),
     include_str!("../../migrations/0006_security_groups.sql"),
+    include_str!("../../migrations/0007_dhcp.sql"),
 ];
 
 /// How much of the database file each connection maps.

@@ -394,6 +394,7 @@ proptest! {
                     prop_assert_ne!(to, *port);
                 }
                 Verdict::Flood { .. } => prop_assert_eq!(after, before),
+                Verdict::Dhcp => prop_assert!(false, "no port of the fixture answers DHCP"),
             }
         }
     }
@@ -410,6 +411,7 @@ proptest! {
         match f.send(ids[port], &frame(Mac(dst), Mac([2, 0, 0, 0, 9, src]))) {
             Verdict::Unicast { net: n, .. } | Verdict::Flood { net: n } => prop_assert_eq!(n, net),
             Verdict::Drop(_) => {}
+            Verdict::Dhcp => prop_assert!(false, "no port of the fixture answers DHCP"),
         }
     }
 }

@@ -1,0 +1,184 @@
+use super::*;
+
+const CLIENT: Mac = Mac([0xfa, 0x16, 0x3e, 0, 0, 7]);
+
+fn cfg() -> DhcpConfig {
+    DhcpConfig {
+        client_mac: CLIENT,
+        ip: Ipv4Addr::new(198, 18, 0, 7),
+        prefix_len: 24,
+        router: Some(Ipv4Addr::new(198, 18, 0, 1)),
+        dns: vec![Ipv4Addr::new(198, 18, 9, 9)],
+        routes: vec![(
+            Ipv4Addr::new(198, 19, 0, 0),
+            16,
+            Ipv4Addr::new(198, 18, 0, 254),
+        )],
+        mtu: 1450,
+        lease_secs: 3600,
+        server_ip: Ipv4Addr::new(198, 18, 0, 1),
+        server_mac: SERVER_MAC,
+    }
+}
+
+/// A client message from `mac`: type, then options (code, value).
+fn message(mac: Mac, kind: u8, ciaddr: [u8; 4], opts: &[(u8, &[u8])]) -> Vec<u8> {
+    let mut bootp = vec![0u8; BOOTP_FIXED];
+    bootp[0] = 1;
+    bootp[1] = 1;
+    bootp[2] = 6;
+    bootp[4..8].copy_from_slice(&[1, 2, 3, 4]);
+    bootp[12..16].copy_from_slice(&ciaddr);
+    bootp[28..34].copy_from_slice(&mac.0);
+    bootp.extend_from_slice(&MAGIC);
+    bootp.extend_from_slice(&[53, 1, kind]);
+    for (code, v) in opts {
+        bootp.push(*code);
+        bootp.push(v.len() as u8);
+        bootp.extend_from_slice(v);
+    }
+    bootp.push(255);
+    let udp_len = 8 + bootp.len();
+    let mut f = Vec::new();
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&mac.0);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let mut ip = vec![
+        0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255,
+    ];
+    ip[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&[0, 68, 0, 67]);
+    f.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&bootp);
+    f
+}
+
+fn reply(req: &[u8]) -> Option<Vec<u8>> {
+    let at = client_message(req)?;
+    let mut out = vec![0u8; 2048];
+    let n = respond(&cfg(), req, at, &mut out)?;
+    out.truncate(n);
+    Some(out)
+}
+
+/// The options of a reply: code -> value.
+fn options(r: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut o = &r[42 + BOOTP_FIXED + 4..];
+    let mut out = Vec::new();
+    while let [code, rest @ ..] = o {
+        match code {
+            0 => o = rest,
+            255 => break,
+            _ => {
+                let len = usize::from(rest[0]);
+                out.push((*code, rest[1..1 + len].to_vec()));
+                o = &rest[1 + len..];
+            }
+        }
+    }
+    out
+}
+
+fn option(r: &[u8], code: u8) -> Option<Vec<u8>> {
+    options(r)
+        .into_iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, v)| v)
+}
+
+#[test]
+fn discover_gets_an_offer_of_the_ports_address_with_its_subnet() {
+    let r = reply(&message(CLIENT, DISCOVER, [0; 4], &[])).unwrap();
+    assert_eq!(&r[0..6], &CLIENT.0, "to the client's MAC");
+    assert_eq!(&r[6..12], &SERVER_MAC.0);
+    assert_eq!(csum::verify(&r), Some(true), "a valid UDP checksum");
+    assert_eq!(
+        csum::header_checksum(&r[14..34]),
+        0,
+        "a valid IP header checksum"
+    );
+    assert_eq!(
+        &r[14 + 12..14 + 16],
+        &[198, 18, 0, 1],
+        "from the server address"
+    );
+    assert_eq!(
+        &r[14 + 16..14 + 20],
+        &[198, 18, 0, 7],
+        "to the offered address"
+    );
+    let m = &r[42..];
+    assert_eq!(m[0], 2);
+    assert_eq!(&m[4..8], &[1, 2, 3, 4], "the client's xid");
+    assert_eq!(&m[16..20], &[198, 18, 0, 7], "yiaddr");
+    assert!(m.len() >= MIN_MESSAGE);
+    assert_eq!(option(&r, 53), Some(vec![OFFER]));
+    assert_eq!(option(&r, 54), Some(vec![198, 18, 0, 1]));
+    assert_eq!(option(&r, 1), Some(vec![255, 255, 255, 0]));
+    assert_eq!(option(&r, 3), Some(vec![198, 18, 0, 1]));
+    assert_eq!(option(&r, 6), Some(vec![198, 18, 9, 9]));
+    assert_eq!(option(&r, 26), Some(1450u16.to_be_bytes().to_vec()));
+    assert_eq!(option(&r, 51), Some(3600u32.to_be_bytes().to_vec()));
+    // The host route, then the default route (RFC 3442 encoding).
+    assert_eq!(
+        option(&r, 121),
+        Some(vec![16, 198, 19, 198, 18, 0, 254, 0, 198, 18, 0, 1])
+    );
+}
+
+#[test]
+fn requests_get_an_ack_for_the_ports_address_and_a_nak_otherwise() {
+    let ip = [198, 18, 0, 7];
+    let r = reply(&message(
+        CLIENT,
+        REQUEST,
+        [0; 4],
+        &[(50, &ip), (54, &[198, 18, 0, 1])],
+    ))
+    .unwrap();
+    assert_eq!(option(&r, 53), Some(vec![ACK]));
+    // Renewing: the address in ciaddr, the reply unicast to it.
+    let r = reply(&message(CLIENT, REQUEST, ip, &[])).unwrap();
+    assert_eq!(option(&r, 53), Some(vec![ACK]));
+    assert_eq!(&r[14 + 16..14 + 20], &ip);
+    let r = reply(&message(CLIENT, REQUEST, [0; 4], &[(50, &[198, 18, 0, 8])])).unwrap();
+    assert_eq!(option(&r, 53), Some(vec![NAK]));
+    assert_eq!(&r[14 + 16..14 + 20], &[255; 4], "a NAK is broadcast");
+    assert_eq!(&r[42 + 16..42 + 20], &[0; 4], "and offers nothing");
+    assert_eq!(option(&r, 51), None);
+}
+
+#[test]
+fn nothing_answers_other_servers_macs_or_messages() {
+    let ip = [198, 18, 0, 7];
+    // The client took another server's offer.
+    assert!(reply(&message(
+        CLIENT,
+        REQUEST,
+        [0; 4],
+        &[(50, &ip), (54, &[10, 0, 0, 1])]
+    ))
+    .is_none());
+    // Another MAC than the port's.
+    let other = Mac([0xfa, 0x16, 0x3e, 0, 0, 8]);
+    assert!(reply(&message(other, DISCOVER, [0; 4], &[])).is_none());
+    // Release, decline, inform.
+    for kind in [7, 4, 8] {
+        assert!(reply(&message(CLIENT, kind, ip, &[])).is_none(), "{kind}");
+    }
+    // Not DHCP: server to client, truncated, another protocol.
+    let mut m = message(CLIENT, DISCOVER, [0; 4], &[]);
+    m[34..38].copy_from_slice(&[0, 67, 0, 68]);
+    assert!(client_message(&m).is_none());
+    let m = message(CLIENT, DISCOVER, [0; 4], &[]);
+    for cut in [20, 40, 42 + 100, 42 + BOOTP_FIXED + 2] {
+        let at = client_message(&m[..cut]);
+        let mut out = vec![0u8; 2048];
+        assert!(
+            at.is_none_or(|at| respond(&cfg(), &m[..cut], at, &mut out).is_none()),
+            "{cut}"
+        );
+    }
+}
