@@ -95,19 +95,30 @@ fn dhcp_config(d: &control::DesiredDhcp, mac: &str) -> Option<dataplane::dhcp::D
         .iter()
         .filter_map(|(dst, via)| {
             let (a, l) = dst.split_once('/')?;
-            Some((a.parse().ok()?, l.parse().ok()?, via.parse().ok()?))
+            let l: u8 = l.parse().ok().filter(|l| *l <= 32)?;
+            Some((a.parse().ok()?, l, via.parse().ok()?))
         })
         .collect();
+    let ip: Ipv4Addr = d.ip.parse().ok()?;
+    // The server's address on the subnet: its gateway, else its last usable address (pools
+    // start at the first), never the client's own.
+    let size = 1u32.checked_shl(32 - u32::from(prefix_len)).unwrap_or(0);
+    let last = u32::from(net).wrapping_add(size.saturating_sub(2));
+    let first = u32::from(net).wrapping_add(1);
+    let server_ip = router
+        .into_iter()
+        .chain([Ipv4Addr::from(last), Ipv4Addr::from(first)])
+        .find(|s| *s != ip)?;
     Some(dataplane::dhcp::DhcpConfig {
         client_mac: Mac::parse(mac)?,
-        ip: d.ip.parse().ok()?,
+        ip,
         prefix_len,
         router,
         dns: d.dns.iter().filter_map(|a| a.parse().ok()).collect(),
         routes,
         mtu: u16::try_from(d.mtu).unwrap_or(u16::MAX),
         lease_secs: dataplane::dhcp::DEFAULT_LEASE_SECS,
-        server_ip: router.unwrap_or_else(|| Ipv4Addr::from(u32::from(net).wrapping_add(1))),
+        server_ip,
         server_mac: dataplane::dhcp::SERVER_MAC,
     })
 }
@@ -247,6 +258,48 @@ impl Forwarder for SwitchForwarder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dhcp_server_address_is_on_the_subnet_and_never_the_clients() {
+        let d = control::DesiredDhcp {
+            ip: "198.18.0.1".into(),
+            cidr: "198.18.0.0/24".into(),
+            gateway: None,
+            dns: vec!["198.18.0.53".into()],
+            routes: vec![("198.19.0.0/16".into(), "198.18.0.254".into())],
+            mtu: 1450,
+        };
+        let c = dhcp_config(&d, "fa:16:3e:00:00:01").unwrap();
+        assert_eq!(
+            c.server_ip.to_string(),
+            "198.18.0.254",
+            "the last usable address"
+        );
+        assert_eq!((c.prefix_len, c.mtu, c.routes.len()), (24, 1450, 1));
+        let with_gw = control::DesiredDhcp {
+            gateway: Some("198.18.0.1".into()),
+            ip: "198.18.0.9".into(),
+            ..d.clone()
+        };
+        assert_eq!(
+            dhcp_config(&with_gw, "fa:16:3e:00:00:01")
+                .unwrap()
+                .server_ip
+                .to_string(),
+            "198.18.0.1"
+        );
+        let client_at_last = control::DesiredDhcp {
+            ip: "198.18.0.254".into(),
+            ..d
+        };
+        assert_eq!(
+            dhcp_config(&client_at_last, "fa:16:3e:00:00:01")
+                .unwrap()
+                .server_ip
+                .to_string(),
+            "198.18.0.1"
+        );
+    }
 
     #[test]
     fn port_security_maps_macs_addresses_and_pairs() {

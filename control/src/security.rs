@@ -238,6 +238,16 @@ pub fn checked_rule(spec: &SgRuleSpec) -> Result<SgRule> {
         ));
     }
     let number = protocol.as_deref().and_then(protocol_number);
+    // IPv6's own protocols (ICMPv6, the extension headers) on an IPv4 rule.
+    if ethertype == "IPv4" && matches!(number, Some(43 | 44 | 58 | 59 | 60)) {
+        return Err(invalid(
+            "SecurityGroupEthertypeConflictWithProtocol",
+            format!(
+                "Invalid ethertype IPv4 for protocol {}.",
+                protocol.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
     let (min, max) = (spec.port_range_min, spec.port_range_max);
     if (min.is_some() || max.is_some()) && protocol.is_none() {
         return Err(invalid(

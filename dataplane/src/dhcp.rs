@@ -50,8 +50,9 @@ const BOOTP_FIXED: usize = 236;
 const MAGIC: [u8; 4] = [0x63, 0x82, 0x53, 0x63];
 /// The smallest DHCP message clients must accept (BOOTP's 300 bytes).
 const MIN_MESSAGE: usize = 300;
-/// The largest reply this responder builds.
-pub const MAX_REPLY: usize = ETH_HEADER_LEN + IPV4_HEADER + UDP_HEADER + 576;
+/// The largest reply this responder builds: a 576-byte IP datagram, which every client accepts
+/// (RFC 2131 2), in an Ethernet frame. Options that would not fit are left out.
+pub const MAX_REPLY: usize = ETH_HEADER_LEN + 576;
 
 const DISCOVER: u8 = 1;
 const OFFER: u8 = 2;
@@ -166,6 +167,9 @@ pub fn respond(cfg: &DhcpConfig, frame: &[u8], at: usize, out: &mut [u8]) -> Opt
     // The DHCP message.
     let dhcp_at = ETH_HEADER_LEN + IPV4_HEADER + UDP_HEADER;
     let room = out.len().checked_sub(dhcp_at)?.min(MAX_REPLY - dhcp_at);
+    if room < MIN_MESSAGE {
+        return None;
+    }
     let m = &mut out[dhcp_at..dhcp_at + room];
     m.fill(0);
     m[0] = 2; // BOOTREPLY
@@ -199,9 +203,10 @@ pub fn respond(cfg: &DhcpConfig, frame: &[u8], at: usize, out: &mut [u8]) -> Opt
         if let Some(r) = cfg.router {
             w.option(3, &r.octets())?;
         }
+        // The optional ones are left out when they do not fit (one byte stays for the end).
         if !cfg.dns.is_empty() {
             let v: Vec<u8> = cfg.dns.iter().flat_map(|a| a.octets()).collect();
-            w.option(6, &v)?;
+            w.optional(6, &v);
         }
         if !cfg.routes.is_empty() {
             // A client that takes option 121 ignores option 3 (RFC 3442): the default route
@@ -209,14 +214,17 @@ pub fn respond(cfg: &DhcpConfig, frame: &[u8], at: usize, out: &mut [u8]) -> Opt
             let mut v = Vec::new();
             let default = cfg.router.map(|r| (Ipv4Addr::UNSPECIFIED, 0, r));
             for (dst, len, via) in cfg.routes.iter().copied().chain(default) {
+                if len > 32 {
+                    continue;
+                }
                 v.push(len);
                 let significant = usize::from(len).div_ceil(8);
                 v.extend_from_slice(&dst.octets()[..significant]);
                 v.extend_from_slice(&via.octets());
             }
-            w.option(121, &v)?;
+            w.optional(121, &v);
         }
-        w.option(26, &cfg.mtu.to_be_bytes())?;
+        w.optional(26, &cfg.mtu.to_be_bytes());
     }
     w.put(&[255])?;
     let dhcp_len = w.at.max(MIN_MESSAGE);
@@ -273,8 +281,19 @@ impl Writer<'_> {
     }
 
     fn option(&mut self, code: u8, value: &[u8]) -> Option<()> {
-        self.put(&[code, u8::try_from(value.len()).ok()?])?;
+        let len = u8::try_from(value.len()).ok()?;
+        if self.at + 2 + value.len() > self.buf.len() {
+            return None;
+        }
+        self.put(&[code, len])?;
         self.put(value)
+    }
+
+    /// An option the reply can do without: written only if it fits with room for the end.
+    fn optional(&mut self, code: u8, value: &[u8]) {
+        if self.at + 2 + value.len() < self.buf.len() {
+            let _ = self.option(code, value);
+        }
     }
 }
 

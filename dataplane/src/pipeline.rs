@@ -229,7 +229,11 @@ impl Pipeline {
             Learn::LimitReached => self.count(ingress, |c| c.learn_limit += 1),
         }
 
-        if port.dhcp.is_some() && crate::dhcp::client_message(frame).is_some() {
+        // The port's own client only: other MACs behind the port (nested guests, pairs) are
+        // switched as usual.
+        if port.dhcp.as_ref().is_some_and(|d| d.client_mac == src)
+            && crate::dhcp::client_message(frame).is_some()
+        {
             return Verdict::Dhcp;
         }
         let dst = eth.dst();

@@ -295,6 +295,10 @@ async fn rules_are_checked_as_neutron_checks_them() {
         ),
         (json!({"remote_ip_prefix": "198.18.0.1/33"}), "InvalidCIDR"),
         (
+            json!({"protocol": "ipv6-icmp"}),
+            "SecurityGroupEthertypeConflictWithProtocol",
+        ),
+        (
             json!({"remote_ip_prefix": "198.18.0.0/16", "remote_group_id": g}),
             "SecurityGroupMultipleRemoteEntites",
         ),
@@ -436,6 +440,18 @@ async fn ports_get_the_default_group_or_the_ones_asked_for() {
             "SecurityGroupInUse".into(),
             format!("Security Group {web} in use.")
         )
+    );
+    let r = app
+        .send(
+            "PUT",
+            &format!("/v2.0/security-groups/{web}"),
+            r#"{"security_group": {"stateful": false}}"#,
+        )
+        .await;
+    assert_eq!(
+        fault(&r).0,
+        "SecurityGroupInUse",
+        "statefulness is fixed while ports use it"
     );
     let r = app
         .send(

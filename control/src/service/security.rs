@@ -273,6 +273,12 @@ impl Control {
                 g.description = d;
             }
             if let Some(s) = upd.stateful {
+                if s != g.stateful && !tx.security_group_ports(id)?.is_empty() {
+                    return Err(conflict(
+                        "SecurityGroupInUse",
+                        format!("Security Group {id} in use."),
+                    ));
+                }
                 g.stateful = s;
             }
             g.updated_at = now_iso8601();
@@ -308,9 +314,19 @@ impl Control {
     pub fn v2_sg_rules(&self, scope: &Scope) -> Result<Vec<SgRule>> {
         self.ensure_own_default(scope)?;
         self.read(|tx| {
+            let owners: std::collections::HashMap<String, String> = tx
+                .security_groups(None)?
+                .into_iter()
+                .map(|g| (g.id, g.tenant_id))
+                .collect();
             Ok(rules_of(tx, None)?
                 .into_iter()
-                .filter(|r| scope.owns(&r.tenant_id))
+                .filter(|r| {
+                    scope.owns(&r.tenant_id)
+                        || owners
+                            .get(&r.security_group_id)
+                            .is_some_and(|t| scope.owns(t))
+                })
                 .collect())
         })
     }
@@ -396,13 +412,14 @@ impl Control {
     }
 }
 
+/// A rule the caller sees: its own, or one in a group it owns.
 fn visible_rule(tx: &dyn Tx, scope: &Scope, id: &str) -> Result<SgRule> {
-    let r = tx
-        .sg_rules(None, Some(id))?
-        .pop()
-        .filter(|r| scope.owns(&r.tenant_id))
-        .ok_or_else(|| ControlError::SecurityGroupRuleNotFound { id: id.to_owned() })?;
+    let missing = || ControlError::SecurityGroupRuleNotFound { id: id.to_owned() };
+    let r = tx.sg_rules(None, Some(id))?.pop().ok_or_else(missing)?;
     let group = tx.security_groups(Some(&r.security_group_id))?.pop();
+    if !scope.owns(&r.tenant_id) && !group.as_ref().is_some_and(|g| scope.owns(&g.tenant_id)) {
+        return Err(missing());
+    }
     Ok(SgRule {
         in_default_group: group.is_some_and(|g| g.is_default),
         ..r

@@ -218,8 +218,8 @@ fn tune(conn: &Connection) -> Result<()> {
     .map_err(store_err)
 }
 
-/// A poisoned lock means a panic while a transaction was open; the
-/// transaction rolled back when it was dropped, so the connection is sound.
+/// A poisoned lock means a panic while the lock was held; a write's own panic is caught and
+/// rolled back to its savepoint before the lock is released, so the connection is sound.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -290,12 +290,23 @@ impl Group {
             .outcome
             .clone()
             .unwrap_or(Ok(()));
+        // The turn passes on even if the step panics: the members after it, and the committer
+        // holding the writer, must not wait forever.
+        let _pass = PassTurn(self);
         if outcome.is_ok() {
             step();
         }
-        lock(&self.phase).turn += 1;
-        self.cv.notify_all();
         outcome.map_err(|detail| ControlError::Store { detail })
+    }
+}
+
+/// Passes a group's turn to the next member when dropped.
+struct PassTurn<'a>(&'a Group);
+
+impl Drop for PassTurn<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.phase).turn += 1;
+        self.0.cv.notify_all();
     }
 }
 
@@ -396,10 +407,15 @@ impl Store for SqliteStore {
         };
         let (own, panic) = run_member(&w.conn, f);
         let members = seq + usize::from(own.is_ok());
+        // SQLite may have rolled the whole transaction back by itself (disk full, I/O error):
+        // then the group ends here, failed, and nothing runs outside a transaction.
+        let lost = w.conn.is_autocommit();
         // A private in-memory database shares its connection with readers: no group stays open
         // while the lock is released.
-        let more =
-            self.path.is_some() && self.waiting.load(Ordering::SeqCst) > 0 && members < GROUP_MAX;
+        let more = !lost
+            && self.path.is_some()
+            && self.waiting.load(Ordering::SeqCst) > 0
+            && members < GROUP_MAX;
         if more {
             w.group = Some((Arc::clone(&group), members));
             drop(w);
@@ -410,11 +426,15 @@ impl Store for SqliteStore {
         }
         // The last writer in commits for the whole group.
         w.group = None;
-        let outcome = match w.conn.execute_batch("COMMIT") {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let _ = w.conn.execute_batch("ROLLBACK");
-                Err(format!("commit failed: {e}"))
+        let outcome = if lost {
+            Err("the store rolled the transaction back".to_owned())
+        } else {
+            match w.conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let _ = w.conn.execute_batch("ROLLBACK");
+                    Err(format!("commit failed: {e}"))
+                }
             }
         };
         group.finish(outcome);
@@ -1963,6 +1983,24 @@ mod tests {
                 .map(|n| n.id)
                 .collect();
             assert!(ids.contains(&"after".to_owned()) && !ids.contains(&"boom".to_owned()));
+        });
+    }
+
+    #[test]
+    fn a_panicking_commit_step_does_not_stop_later_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(SqliteStore::open(&dir.path().join("q.db")).unwrap());
+        let s2 = Arc::clone(&s);
+        let panicked = std::thread::spawn(move || {
+            s2.write(&mut |tx| tx.insert_network(&net("a", "t", 1)), &mut || {
+                panic!("a bug after the commit")
+            })
+        })
+        .join();
+        assert!(panicked.is_err());
+        write(&s, |tx| tx.insert_network(&net("b", "t", 2)).unwrap());
+        read(&s, |tx| {
+            assert_eq!(tx.all_networks().unwrap().len(), 2, "both committed")
         });
     }
 

@@ -182,3 +182,22 @@ fn nothing_answers_other_servers_macs_or_messages() {
         );
     }
 }
+
+#[test]
+fn options_that_do_not_fit_are_left_out_not_the_lease() {
+    let mut c = cfg();
+    // 80 DNS servers: 320 bytes, more than one option and more than a 576-byte datagram holds.
+    c.dns = (0..80).map(|i| Ipv4Addr::new(198, 18, 9, i)).collect();
+    let req = message(CLIENT, DISCOVER, [0; 4], &[]);
+    let at = client_message(&req).unwrap();
+    let mut out = vec![0u8; 2048];
+    let n = respond(&c, &req, at, &mut out).unwrap();
+    assert!(n <= MAX_REPLY, "{n}");
+    let r = &out[..n];
+    assert_eq!(option(r, 53), Some(vec![OFFER]));
+    assert_eq!(option(r, 6), None);
+    assert_eq!(&r[42 + 16..42 + 20], &[198, 18, 0, 7]);
+    // Too little room for any reply: none, and no panic.
+    let mut small = vec![0u8; 200];
+    assert!(respond(&cfg(), &req, at, &mut small).is_none());
+}
