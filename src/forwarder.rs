@@ -182,6 +182,7 @@ fn port_statistics(s: &PortStats) -> PortStatistics {
         floods: c.floods,
         csum_completed: c.csum_completed,
         gso_segmented: c.gso_segmented,
+        dhcp_replies: c.dhcp_replies,
         drops: DropReason::ALL
             .iter()
             .map(|r| (r.name().to_owned(), drops(*r)))

@@ -102,6 +102,7 @@ pub(crate) fn stats(t: &Target, net: &str, port: &str) -> Result<(), String> {
         "floods",
         "csum_completed",
         "gso_segmented",
+        "dhcp_replies",
     ] {
         println!("{key:<28} {}", s[key].as_u64().unwrap_or(0));
     }

@@ -221,6 +221,8 @@ pub struct PortStatistics {
     pub csum_completed: u64,
     /// TCP super-frames (the VM's TSO frames, received whole) the switch split into segments.
     pub gso_segmented: u64,
+    /// DHCP replies the switch's responder sent to the port.
+    pub dhcp_replies: u64,
     /// Drops by reason (every reason, zeros included), in a stable order.
     pub drops: Vec<(String, u64)>,
     /// The kernel's socket statistics by name.

@@ -27,6 +27,7 @@ pub(crate) const STATS_ATTRS: Attrs<'static> = &[(
         "floods",
         "csum_completed",
         "gso_segmented",
+        "dhcp_replies",
     ],
 )];
 
@@ -35,7 +36,7 @@ pub(crate) const MAC_ATTRS: Attrs<'static> = &[("mac", &["address", "port_id", "
 
 /// `GET .../ports/{id}/stats`: `{"stats": {"rx_packets", "rx_bytes",
 /// "rx_errors", "tx_packets", "tx_bytes", "tx_errors", "dropped", "floods", "csum_completed",
-/// "gso_segmented",
+/// "gso_segmented", "dhcp_replies",
 /// "drops": {reason: n}, "kernel": {name: n}}}`.
 pub(crate) async fn port_stats(ctx: Ctx) -> Response {
     let r = async {
@@ -59,6 +60,7 @@ pub(crate) async fn port_stats(ctx: Ctx) -> Response {
             "floods": s.floods,
             "csum_completed": s.csum_completed,
             "gso_segmented": s.gso_segmented,
+            "dhcp_replies": s.dhcp_replies,
             "drops": map(&s.drops),
             "kernel": map(&s.kernel),
         }});

@@ -429,8 +429,9 @@ fn trafgen_rate(o: &Opts, sink_pid: u32) -> Option<f64> {
     }
     let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
     let _ = child.wait();
-    // The first half second is start-up; rate over the whole window is a lower bound.
-    Some((after.0 - before.0) as f64 / dt)
+    // The first half second is start-up; rate over the whole window is a lower bound. Nothing
+    // at all: trafgen is not there (or could not send).
+    Some((after.0 - before.0) as f64 / dt).filter(|r| *r > 0.0)
 }
 
 use std::os::unix::process::CommandExt as _;
@@ -651,7 +652,7 @@ fn print_report(o: &Opts, duts: &[Dut], points: &[Point], trafgen: Option<f64>) 
             ours.pps / tg
         );
     } else if duts.contains(&Dut::None) {
-        println!("\ntrafgen not installed: generator comparison skipped.");
+        println!("\ntrafgen not installed (or it sent nothing): generator comparison skipped.");
     }
     for d in o.duts.iter().filter(|d| !duts.contains(d)) {
         println!(
