@@ -5,6 +5,15 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// Removes a report folder when dropped: also when an assertion fails.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn read_json(path: &std::path::Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}: {text}", path.display()))
@@ -25,6 +34,7 @@ fn quick_run_reports_every_dut_and_cleans_up() {
         qswitch.display()
     );
     let out = std::env::temp_dir().join(format!("qsb-test-{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(out.clone());
     // Open vSwitch is measured where it is installed (CI installs it) and skipped with a line
     // saying so elsewhere.
     let ovs = bench::topo::Dut::Ovs.unavailable().is_none();
@@ -186,7 +196,6 @@ fn quick_run_reports_every_dut_and_cleans_up() {
         assert!(value > 0.0, "{test}: {json}");
     }
     assert!(goodput.contains("| qswitch | default | 1 |"), "{goodput}");
-    let _ = std::fs::remove_dir_all(&out);
 
     let ns = String::from_utf8_lossy(
         &Command::new("ip")
@@ -213,6 +222,7 @@ fn harness_namespaces() -> String {
 /// harness started and deletes its namespaces; the harness exits with 130.
 fn interrupted_run_tears_down(exe: &std::path::Path, qswitch: &std::path::Path) {
     let out = std::env::temp_dir().join(format!("qsb-int-{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(out.clone());
     let child = Command::new(exe)
         .args(["run", "--duts", "qswitch", "--sizes", "64", "--trial", "1"])
         .arg("--qswitch")
@@ -258,5 +268,4 @@ fn interrupted_run_tears_down(exe: &std::path::Path, qswitch: &std::path::Path) 
         "qswitch left running: {}",
         String::from_utf8_lossy(&left.stdout)
     );
-    let _ = std::fs::remove_dir_all(&out);
 }
