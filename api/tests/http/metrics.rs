@@ -148,21 +148,10 @@ async fn refusals_are_counted_by_tenant_class_and_by_tenant_only_when_configured
 
 #[tokio::test]
 async fn metrics_need_an_admin_token_in_token_mode() {
-    let mut tokens = api::Tokens::new();
-    let p = |tenant: &str, role| api::Principal {
-        tenant: tenant.into(),
-        roles: vec![role],
-    };
-    tokens
-        .insert_token("tok-admin", p("ops", api::Role::Admin))
-        .unwrap();
-    tokens
-        .insert_token("tok-a", p("a", api::Role::Member))
-        .unwrap();
     let app = app_with(
         control::ControlOptions::default(),
         api::ApiOptions {
-            auth: api::Auth::Token(Arc::new(tokens)),
+            auth: api::Auth::Token(Arc::new(member_and_admin())),
             ..Default::default()
         },
     );
