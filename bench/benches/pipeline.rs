@@ -38,6 +38,7 @@ fn config(macs: u32) -> SwitchConfig {
             PortConfig::access("a", "da", "n"),
             PortConfig::access("b", "db", "n"),
         ],
+        ..SwitchConfig::default()
     }
 }
 

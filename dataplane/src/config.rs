@@ -8,7 +8,9 @@
 //! batches (read-copy-update): the snapshot is never mutated once published.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use crate::acl::{AddrSets, PortFilter};
 use crate::policer::PolicerConfig;
 use crate::security::PortSecurity;
 use crate::wire::Mac;
@@ -62,6 +64,9 @@ pub struct PortConfig {
     pub mtu: Option<u32>,
     /// The native DHCP responder's answers for this port's client, when its subnet has DHCP.
     pub dhcp: Option<std::sync::Arc<crate::dhcp::DhcpConfig>>,
+    /// Security group rules, when port security is on (no rules: only what Neutron always
+    /// allows passes).
+    pub filter: Option<Arc<PortFilter>>,
 }
 
 impl PortConfig {
@@ -79,6 +84,7 @@ impl PortConfig {
             security: None,
             mtu: None,
             dhcp: None,
+            filter: None,
         }
     }
 
@@ -98,6 +104,11 @@ pub struct SwitchConfig {
     pub networks: Vec<NetworkConfig>,
     /// Ports.
     pub ports: Vec<PortConfig>,
+    /// Address sets of the remote groups the ports' rules name, by group id.
+    pub address_sets: Arc<AddrSets>,
+    /// Moves whenever a rule or an address set changes: tracked connections are checked
+    /// again against the rules when they meet a new epoch.
+    pub policy_epoch: u64,
 }
 
 /// Why a configuration was refused. Nothing of a refused configuration is applied.
@@ -281,6 +292,8 @@ pub struct PortView {
     pub security: Option<PortSecurity>,
     /// The DHCP responder's answers for the port's client.
     pub dhcp: Option<std::sync::Arc<crate::dhcp::DhcpConfig>>,
+    /// Security group rules.
+    pub filter: Option<Arc<PortFilter>>,
 }
 
 /// A network in the snapshot.
@@ -311,6 +324,12 @@ pub struct Snapshot {
     pub trunks: Vec<u16>,
     /// Network slot of each VLAN id, [`NONE`] where no network owns it.
     pub vlan_to_net: Box<[u16]>,
+    /// Does any port have security group rules (frames are then parsed to layer 4)?
+    pub filtering: bool,
+    /// Address sets of remote groups.
+    pub address_sets: Arc<AddrSets>,
+    /// The policy epoch (see [`SwitchConfig::policy_epoch`]).
+    pub policy_epoch: u64,
 }
 
 impl Default for Snapshot {
@@ -321,6 +340,9 @@ impl Default for Snapshot {
             nets: Vec::new(),
             trunks: Vec::new(),
             vlan_to_net: vec![NONE; 4096].into_boxed_slice(),
+            filtering: false,
+            address_sets: Arc::default(),
+            policy_epoch: 0,
         }
     }
 }
@@ -341,6 +363,8 @@ impl Snapshot {
         port_slots.retain(&|id| ports.contains(id));
         let mut snap = Snapshot {
             version,
+            address_sets: Arc::clone(&cfg.address_sets),
+            policy_epoch: cfg.policy_epoch,
             ..Snapshot::default()
         };
         for n in &cfg.networks {
@@ -392,7 +416,9 @@ impl Snapshot {
                 policer: p.policer,
                 security: p.security.clone(),
                 dhcp: p.dhcp.clone(),
+                filter: p.filter.clone(),
             });
+            snap.filtering |= p.filter.is_some();
         }
         for n in snap.nets.iter_mut().flatten() {
             n.members.sort_unstable();
@@ -431,6 +457,7 @@ mod tests {
         let mut c = SwitchConfig {
             networks: vec![net("a", 10), net("b", 10)],
             ports: vec![],
+            ..SwitchConfig::default()
         };
         assert_eq!(c.validate(), Err(ConfigError::DuplicateVlan(10)));
         c.networks[1].vlan = 4095;
@@ -474,6 +501,7 @@ mod tests {
                 PortConfig::access("p3", "d3", "b"),
                 PortConfig::trunk("up", "d4"),
             ],
+            ..SwitchConfig::default()
         };
         let (mut ns, mut ps) = (SlotMap::default(), SlotMap::default());
         let s = Snapshot::compile(&cfg, 1, &mut ns, &mut ps);

@@ -12,7 +12,10 @@
 //! - [`gso`]: segmenting the TCP super-frames of guests with TSO that reach the switch whole;
 //!   [`mss`]: the segment sizes remote hosts take (MSS options, ICMP too-big), for segmentation.
 //! - [`fdb`]: the MAC tables (learning, aging, limits, static entries, O(1) flush).
-//! - [`pipeline`]: the per-frame decision (classify, police, anti-spoof, learn, look up).
+//! - [`pipeline`]: the per-frame decision (classify, police, anti-spoof, filter, learn, look up).
+//! - [`acl`], [`conntrack`], [`flow`]: security groups (rules, remote-group address sets, the
+//!   per-frame check), the connection table of stateful groups, and the layer 3/4 view of a
+//!   frame they match on.
 //! - [`config`]: the desired configuration and the immutable snapshot the workers run with.
 //! - [`port`]: the port interface, the frame pool and the in-memory backend.
 //! - [`worker`]: the poll-mode loop that moves frames between ports.
@@ -23,10 +26,13 @@
 //! Everything above `sys` is safe Rust, never panics on frame bytes, and neither allocates nor
 //! locks per packet.
 
+pub mod acl;
 pub mod config;
+pub mod conntrack;
 pub mod csum;
 pub mod dhcp;
 pub mod fdb;
+pub mod flow;
 pub mod gso;
 pub mod mss;
 pub mod pipeline;

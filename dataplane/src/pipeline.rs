@@ -15,12 +15,17 @@
 //!    `tagged_on_access`. The trunk takes tagged frames only (`untagged_on_trunk`) of a VLAN a
 //!    local network owns (`unknown_vlan`), and a tagged frame inside the tag is dropped too.
 //! 4. Source multicast or zero: `invalid_source`. Port security: `spoofed`. Policer: `policed`.
+//!    Security groups, the VM's egress rules (`acl`): `sg_egress`, `conntrack_full`. The ingress
+//!    rules of each port a frame goes to are checked by [`Pipeline::admit`], once per copy.
 //! 5. Learn the source (limit hits and moves are counted), then look up the destination:
 //!    group addresses and unknown unicast flood to the network's other ports; a destination
 //!    learned on the ingress port itself is dropped (`same_port`), on a down port `egress_down`.
 
+use crate::acl::{self, Direction, Policy, Zone};
 use crate::config::{Role, Snapshot, NONE};
+use crate::conntrack::ConnTable;
 use crate::fdb::{Learn, MacTable, PortRef, DEFAULT_AGING_SECS};
+use crate::flow::{self, L3};
 use crate::policer::Policer;
 use crate::stats::{DropReason, LocalCounters};
 use crate::wire::{EthernetFrame, Mac, VLAN_TAG_LEN};
@@ -73,7 +78,12 @@ pub struct Pipeline {
     pub fdb: MacTable,
     /// Counters by port slot.
     pub counters: Vec<LocalCounters>,
+    /// Connections of the ports' stateful security groups.
+    pub conns: ConnTable,
     policers: Vec<Option<Policer>>,
+    /// The layer 3/4 view of the frame [`Pipeline::process`] last decided on, for
+    /// [`Pipeline::admit`]; read only while some port has security group rules.
+    l3: Option<L3>,
 }
 
 impl Default for Pipeline {
@@ -88,7 +98,9 @@ impl Pipeline {
         Pipeline {
             fdb: MacTable::new(aging_secs, max_macs),
             counters: Vec::new(),
+            conns: ConnTable::default(),
             policers: Vec::new(),
+            l3: None,
         }
     }
 
@@ -218,6 +230,11 @@ impl Pipeline {
                 return self.drop(ingress, DropReason::Policed);
             }
         }
+        self.l3 = snap.filtering.then(|| flow::parse(frame));
+        let l3 = self.l3.as_ref();
+        if let Err(reason) = filter(&mut self.conns, l3, snap, ingress, Direction::Egress, now) {
+            return self.drop(ingress, reason);
+        }
 
         let me = PortRef {
             slot: ingress,
@@ -255,12 +272,56 @@ impl Pipeline {
         Verdict::Flood { net }
     }
 
+    /// May the frame [`Pipeline::process`] just forwarded be sent to port `egress`? Checks the
+    /// ingress rules of the port's security groups (once per copy of a flood); a refused copy
+    /// is counted on `egress`, whose rules refused it.
+    #[inline]
+    pub fn admit(&mut self, snap: &Snapshot, egress: u16, now: Now) -> bool {
+        let l3 = self.l3.as_ref();
+        match filter(&mut self.conns, l3, snap, egress, Direction::Ingress, now) {
+            Ok(()) => true,
+            Err(reason) => {
+                self.count(egress, |c| c.drop(reason));
+                false
+            }
+        }
+    }
+
     #[inline]
     fn count(&mut self, slot: u16, f: impl FnOnce(&mut LocalCounters)) {
         if let Some(c) = self.counters.get_mut(usize::from(slot)) {
             f(c);
         }
     }
+}
+
+/// Checks the frame `l3` against the security groups of port `slot` in direction `dir` (passes
+/// when the port has none).
+#[inline]
+fn filter(
+    conns: &mut ConnTable,
+    l3: Option<&L3>,
+    snap: &Snapshot,
+    slot: u16,
+    dir: Direction,
+    now: Now,
+) -> Result<(), DropReason> {
+    let (Some(port), Some(l3)) = (snap.port(slot), l3) else {
+        return Ok(());
+    };
+    let Some(filter) = &port.filter else {
+        return Ok(());
+    };
+    let zone = Zone {
+        slot,
+        gen: port.gen,
+        filter,
+    };
+    let policy = Policy {
+        sets: &snap.address_sets,
+        epoch: snap.policy_epoch,
+    };
+    acl::check(conns, zone, dir, l3, policy, now.secs)
 }
 
 /// The ports a flood of network `net` from `ingress` reaches: the network's admin-up access

@@ -46,6 +46,9 @@ drop_reasons! {
     Policed => "policed", "Over the port's QoS rate limit.";
     TxError => "tx_error", "The kernel refused the transmit (interface gone or down).";
     DhcpUnanswered => "dhcp_unanswered", "A DHCP client message the responder answers nothing to (a release, a decline, another server's, not the port's MAC).";
+    SgEgress => "sg_egress", "Security groups: a frame the VM sent that no rule of its groups allows, or of a connection a rule change cut.";
+    SgIngress => "sg_ingress", "Security groups: a frame to the VM that no rule of its groups allows (counted on the VM's port), or of a cut connection.";
+    ConntrackFull => "conntrack_full", "Security groups: a new connection beyond the port's share of the connection table.";
 }
 
 /// Counters of one port, as a worker accumulates them.

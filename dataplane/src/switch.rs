@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::acl::{AddrSet, AddrSets};
 use crate::config::{
     ConfigError, NetworkConfig, PortConfig, PortRole, SlotMap, Snapshot, SwitchConfig, MAX_VLAN,
     NONE,
@@ -230,6 +231,10 @@ pub struct ConfigDelta {
     pub ports: Vec<PortConfig>,
     /// Ids of ports removed.
     pub removed_ports: Vec<String>,
+    /// Address sets (of remote security groups) added or changed, by group id.
+    pub address_sets: Vec<(String, Arc<AddrSet>)>,
+    /// Ids of address sets removed.
+    pub removed_address_sets: Vec<String>,
 }
 
 impl ConfigDelta {
@@ -239,6 +244,8 @@ impl ConfigDelta {
             && self.removed_networks.is_empty()
             && self.ports.is_empty()
             && self.removed_ports.is_empty()
+            && self.address_sets.is_empty()
+            && self.removed_address_sets.is_empty()
     }
 }
 
@@ -257,6 +264,10 @@ struct State {
     nets: SlotMap,
     slots: SlotMap,
     version: u64,
+    /// Address sets of remote security groups.
+    address_sets: Arc<AddrSets>,
+    /// Moves with every change of a port's rules or of an address set.
+    policy_epoch: u64,
 }
 
 /// The most ports the snapshot can hold (slots are 16 bits, one value marks "none").
@@ -400,6 +411,26 @@ impl State {
         true
     }
 
+    /// Sets and removes address sets; a change moves the policy epoch.
+    fn update_address_sets(&mut self, set: Vec<(String, Arc<AddrSet>)>, removed: &[String]) {
+        let mut changed = false;
+        for id in removed {
+            if self.address_sets.contains_key(id.as_str()) {
+                Arc::make_mut(&mut self.address_sets).remove(id.as_str());
+                changed = true;
+            }
+        }
+        for (id, s) in set {
+            if self.address_sets.get(id.as_str()) != Some(&s) {
+                Arc::make_mut(&mut self.address_sets).insert(Arc::from(id), s);
+                changed = true;
+            }
+        }
+        if changed {
+            self.policy_epoch += 1;
+        }
+    }
+
     /// Compiles the forwarded networks and placed ports into a snapshot.
     fn compile(&mut self) -> Snapshot {
         self.version += 1;
@@ -419,6 +450,8 @@ impl State {
                     ..p.cfg.clone()
                 })
                 .collect(),
+            address_sets: Arc::clone(&self.address_sets),
+            policy_epoch: self.policy_epoch,
         };
         Snapshot::compile(&cfg, self.version, &mut self.nets, &mut self.slots)
     }
@@ -836,6 +869,17 @@ impl Switch {
             let nets: HashSet<&str> = cfg.networks.iter().map(|n| n.id.as_str()).collect();
             let ports: HashSet<&str> = cfg.ports.iter().map(|p| p.id.as_str()).collect();
             ConfigDelta {
+                removed_address_sets: st
+                    .address_sets
+                    .keys()
+                    .filter(|id| !cfg.address_sets.contains_key(&**id))
+                    .map(|id| id.to_string())
+                    .collect(),
+                address_sets: cfg
+                    .address_sets
+                    .iter()
+                    .map(|(id, set)| (id.to_string(), Arc::clone(set)))
+                    .collect(),
                 removed_networks: st
                     .networks
                     .keys()
@@ -941,12 +985,20 @@ impl Switch {
                 st.unplace(&id, inner);
             }
         }
+        st.update_address_sets(delta.address_sets, &delta.removed_address_sets);
         for p in delta.ports {
             let id = p.id.clone();
             if let Some(e) = st.ports.get_mut(&id) {
                 if e.cfg == p {
                     continue;
                 }
+                if e.cfg.filter != p.filter {
+                    // Tracked connections are checked again against the new rules.
+                    st.policy_epoch += 1;
+                }
+                let Some(e) = st.ports.get_mut(&id) else {
+                    continue;
+                };
                 if e.cfg.device == p.device && e.cfg.role == p.role {
                     // Same device, same network: the port stays open with its new settings (its
                     // MTU read again from the interface when none is configured).

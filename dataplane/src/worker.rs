@@ -607,7 +607,7 @@ impl<P: PortIo> Worker<P> {
                     }
                     None => Verdict::Drop(DropReason::Truncated),
                 };
-                self.emit(slot, d, verdict);
+                self.emit(slot, d, verdict, now);
             }
             self.flush_staged(false);
         }
@@ -721,7 +721,7 @@ impl<P: PortIo> Worker<P> {
                         len: len as u32,
                         options: 0,
                     };
-                    self.emit(slot, d, v);
+                    self.emit(slot, d, v, now);
                 }
                 None => {
                     // Cannot happen: the plan fits a chunk. Counted anyway.
@@ -758,9 +758,11 @@ impl<P: PortIo> Worker<P> {
         self.dirty = false;
     }
 
-    /// Housekeeping off the per-packet path: ages out a slice of the MAC table.
+    /// Housekeeping off the per-packet path: ages out a slice of the MAC table and of the
+    /// connection table.
     pub fn sweep(&mut self, now: Now, budget: usize) {
         self.pipe.fdb.sweep(now.secs, budget);
+        self.pipe.conns.sweep(now.secs, budget);
     }
 
     /// One round of the loop: the clock's work first, every round, traffic or not (ageing must
@@ -813,7 +815,7 @@ impl<P: PortIo> Worker<P> {
 
     /// Turns a verdict into staged descriptors (or a released chunk).
     #[inline]
-    fn emit(&mut self, ingress: u16, d: XdpDesc, verdict: Verdict) {
+    fn emit(&mut self, ingress: u16, d: XdpDesc, verdict: Verdict, now: Now) {
         let (net, unicast) = match verdict {
             Verdict::Drop(_) => {
                 self.umem.release(d.addr);
@@ -829,10 +831,12 @@ impl<P: PortIo> Worker<P> {
         let ingress_tagged = matches!(self.snap.port(ingress).map(|p| p.role), Some(Role::Trunk));
         let vlan = self.snap.net(net).map_or(0, |n| n.vlan);
         if let Some(port) = unicast {
-            if self.is_sendable(port) {
+            if !self.is_sendable(port) {
+                self.pipe.counters[usize::from(ingress)].drop(DropReason::EgressDown);
+                self.umem.release(d.addr);
+            } else if self.pipe.admit(&self.snap, port, now) {
                 self.stage_to(port, d, ingress_tagged, vlan, ingress);
             } else {
-                self.pipe.counters[usize::from(ingress)].drop(DropReason::EgressDown);
                 self.umem.release(d.addr);
             }
             return;
@@ -840,7 +844,7 @@ impl<P: PortIo> Worker<P> {
         let snap = Arc::clone(&self.snap);
         let mut current: Option<u16> = None;
         for next in flood_targets(&snap, net, ingress) {
-            if !self.is_sendable(next) {
+            if !self.is_sendable(next) || !self.pipe.admit(&snap, next, now) {
                 continue;
             }
             if let Some(target) = current {

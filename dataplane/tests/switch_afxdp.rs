@@ -101,6 +101,7 @@ fn frames_cross_counters_match_and_accounting_holds() {
             PortConfig::access("pa", &a.host, "n"),
             PortConfig::access("pb", &b.host, "n"),
         ],
+        ..SwitchConfig::default()
     };
     sw.apply(cfg.clone()).unwrap();
     assert!(sw.wait_settled(Duration::from_secs(5)));
@@ -169,6 +170,7 @@ fn a_port_whose_device_is_missing_is_down_and_opens_when_it_appears() {
             mac_limit: 64,
         }],
         ports: vec![PortConfig::access("p", &name, "n")],
+        ..SwitchConfig::default()
     };
     sw.apply(cfg).unwrap();
     let st = sw.port_status("p").unwrap();

@@ -37,6 +37,7 @@ impl Fixture {
                 PortConfig::access("b1", "d4", "b"),
                 PortConfig::trunk("up", "d5"),
             ],
+            ..SwitchConfig::default()
         };
         let mut f = Fixture {
             snap: Snapshot::default(),

@@ -32,6 +32,7 @@ fn cfg() -> SwitchConfig {
             PortConfig::access("b1", "d4", "b"),
             PortConfig::trunk("up", "d5"),
         ],
+        ..SwitchConfig::default()
     }
 }
 
@@ -452,5 +453,80 @@ fn entries_age_out_and_learning_goes_on_under_traffic_that_never_pauses() {
     round(&mut r, 3_001);
     assert_eq!(r.w.counters(a3).learn_limit, 1, "Z hit the limit again");
     assert!(live(&r, 3_001).contains(&z));
+    r.check_accounting();
+}
+
+/// a2 and a3 filter with the default group's rules (members: `members`); a1 does not filter.
+fn filtered_cfg(members: &[[u8; 4]]) -> SwitchConfig {
+    use crate::acl::{AddrSet, PortFilter, Remote, Rule};
+    use crate::security::IpPrefix;
+    let rule = |remote: Remote| Rule {
+        v6: false,
+        proto: None,
+        ports: None,
+        icmp_type: None,
+        icmp_code: None,
+        remote,
+        stateful: true,
+    };
+    let filter = Arc::new(PortFilter {
+        ingress: vec![rule(Remote::Group(Arc::from("g")))],
+        egress: vec![rule(Remote::Any)],
+    });
+    let mut c = cfg();
+    for p in c.ports.iter_mut().filter(|p| p.id == "a2" || p.id == "a3") {
+        p.filter = Some(Arc::clone(&filter));
+    }
+    let set = AddrSet::new(members.iter().map(|a| IpPrefix::host((*a).into())));
+    c.address_sets = Arc::new([(Arc::from("g"), Arc::new(set))].into_iter().collect());
+    c
+}
+
+#[test]
+fn security_groups_filter_each_copy_and_count_on_the_refusing_port() {
+    use crate::flow::build::{ipv4_packet, udp};
+    use crate::wire::ipproto::UDP;
+    const IP1: [u8; 4] = [198, 18, 0, 1];
+    const IP2: [u8; 4] = [198, 18, 0, 2];
+    const ALL: [u8; 4] = [198, 18, 0, 255];
+    let datagram =
+        |dst: Mac, src: Mac, (from, sport): ([u8; 4], u16), (to, dport): ([u8; 4], u16)| {
+            let packet = ipv4_packet(from, to, UDP, &udp(sport, dport), 0, 1);
+            build_frame(dst, src, None, ETHERTYPE_IPV4, &packet)
+        };
+    let slot = |r: &Rig, id: &str| r.ports.get(id).unwrap();
+    let sg_in = |r: &Rig, id: &str| r.w.counters(slot(r, id)).drops[DropReason::SgIngress as usize];
+
+    let mut r = Rig::new(4096);
+    r.apply(&filtered_cfg(&[IP2]));
+    // A broadcast from a1 (not a member): a2 and a3 refuse their copies, the trunk takes its.
+    let bcast = datagram(Mac::BROADCAST, VM1, (IP1, 4000), (ALL, 5000));
+    r.inject("a1", bcast.clone());
+    r.run();
+    assert!(r.out("a2").is_empty() && r.out("a3").is_empty());
+    assert_eq!(r.out("up").len(), 1);
+    assert_eq!(
+        (sg_in(&r, "a2"), sg_in(&r, "a3"), sg_in(&r, "a1")),
+        (1, 1, 0)
+    );
+    // From a2 (a member): a3 takes it, and so does a1, which does not filter.
+    r.inject(
+        "a2",
+        datagram(Mac::BROADCAST, VM2, (IP2, 4000), (IP1, 5000)),
+    );
+    r.run();
+    assert_eq!((r.out("a1").len(), r.out("a3").len()), (1, 1));
+    // a1's answer is a reply of the connection a2 opened; another datagram is not.
+    r.inject("a1", datagram(VM2, VM1, (IP1, 5001), (IP2, 4000)));
+    r.run();
+    assert!(r.out("a2").is_empty(), "not a reply: another port");
+    r.inject("a1", datagram(VM2, VM1, (IP1, 5000), (IP2, 4000)));
+    r.run();
+    assert_eq!(r.out("a2").len(), 1);
+    // Membership changes apply: a1's address joins the group.
+    r.apply(&filtered_cfg(&[IP1, IP2]));
+    r.inject("a1", bcast);
+    r.run();
+    assert_eq!((r.out("a2").len(), r.out("a3").len()), (1, 1));
     r.check_accounting();
 }

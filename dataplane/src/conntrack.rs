@@ -1,0 +1,429 @@
+//! The connection table of stateful security groups: which connections each port's rules let
+//! open, so that their replies pass without a rule.
+//!
+//! # Design
+//! One table per worker holds the connections of all its ports; a port's slot is its *zone*
+//! (as Neutron gives each port its own conntrack zone), so two VMs' connections never mix, and
+//! a connection between two VMs of the switch is tracked twice: once in the zone of the VM that
+//! sent it (egress) and once in the zone of the VM that received it (ingress). A key is the zone,
+//! the protocol and the two endpoints in a fixed order, so one lookup finds a connection from
+//! either side. ICMP echo is tracked by its identifier; other protocols without ports by
+//! addresses.
+//!
+//! Entries live in a slab indexed by a hash map (foldhash, randomly seeded, so a VM cannot aim
+//! collisions at the table). The sweeper walks the slab a bounded slice at a time and removes
+//! what has expired: timeouts depend on the protocol and on what was seen (a TCP connection
+//! that got a reply stays a day, one reset goes after 10 s; see [`timeout`]). Each zone holds
+//! at most its share ([`ConnTable::new`]): a VM that opens connections without end fills only
+//! its own share, and its next new connections are dropped (`conntrack_full`) while every other
+//! port's go on. A slot taken by a new port starts an empty zone: entries of the slot's previous
+//! generation are dead on sight and swept.
+//!
+//! Later fragments carry no ports: a first fragment that passed records its datagram (zone,
+//! addresses, protocol, identification) for a few seconds so that the rest follows it.
+
+use std::collections::HashMap;
+
+use crate::acl::Direction;
+use crate::flow::{tcp, Flow, Tuple};
+use crate::stats::DropReason;
+use crate::wire::ipproto::TCP;
+
+type RandomState = foldhash::fast::RandomState;
+
+/// A connection's identity: zone, protocol and the two endpoints, lower first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    zone: u16,
+    v6: bool,
+    proto: u8,
+    a: [u8; 16],
+    pa: u16,
+    b: [u8; 16],
+    pb: u16,
+}
+
+impl Key {
+    /// The key of the connection `t` belongs to, in zone `zone`.
+    #[inline]
+    pub fn of(zone: u16, t: &Tuple) -> Key {
+        let (a, pa, b, pb) = if (t.src, t.sport) <= (t.dst, t.dport) {
+            (t.src, t.sport, t.dst, t.dport)
+        } else {
+            (t.dst, t.dport, t.src, t.sport)
+        };
+        Key {
+            zone,
+            v6: t.v6,
+            proto: t.proto,
+            a,
+            pa,
+            b,
+            pb,
+        }
+    }
+
+    /// Does `t` go from endpoint `a` to endpoint `b`?
+    #[inline]
+    fn a_to_b(&self, t: &Tuple) -> bool {
+        t.src == self.a && t.sport == self.pa
+    }
+}
+
+/// How a connection was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Start {
+    /// The direction of the packet that opened it, for the port.
+    pub dir: Direction,
+    /// The policy epoch it was allowed under.
+    pub epoch: u64,
+}
+
+const SEEN_REPLY: u8 = 1;
+const FIN_ORIG: u8 = 2;
+const FIN_REPLY: u8 = 4;
+const RESET: u8 = 8;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    key: Key,
+    gen: u32,
+    start: Start,
+    /// The opening packet went from `a` to `b`.
+    orig_a: bool,
+    /// The opening packet's ICMP type and code (for checking it again).
+    icmp: (u8, u8),
+    state: u8,
+    /// No longer allowed by the rules: dropped both ways until it expires.
+    cut: bool,
+    /// Seconds, when a packet last passed.
+    last: u32,
+}
+
+impl Entry {
+    /// The packet that opened the connection, as the rules see it.
+    fn opening(&self) -> Flow {
+        let k = &self.key;
+        let (src, sport, dst, dport) = if self.orig_a {
+            (k.a, k.pa, k.b, k.pb)
+        } else {
+            (k.b, k.pb, k.a, k.pa)
+        };
+        Flow {
+            tuple: Tuple {
+                v6: k.v6,
+                proto: k.proto,
+                src,
+                dst,
+                sport,
+                dport,
+            },
+            icmp_type: self.icmp.0,
+            icmp_code: self.icmp.1,
+            ..Flow::default()
+        }
+    }
+
+    fn update(&mut self, flow: &Flow, now: u32) {
+        let orig = self.key.a_to_b(&flow.tuple) == self.orig_a;
+        if !orig {
+            self.state |= SEEN_REPLY;
+        }
+        if self.key.proto == TCP {
+            let f = flow.tcp_flags;
+            if f & tcp::SYN != 0 && f & tcp::ACK == 0 && orig && self.closed() {
+                // The endpoints open the same connection again.
+                self.state = 0;
+            }
+            if f & tcp::RST != 0 {
+                self.state |= RESET;
+            }
+            if f & tcp::FIN != 0 {
+                self.state |= if orig { FIN_ORIG } else { FIN_REPLY };
+            }
+        }
+        self.last = now;
+    }
+
+    fn closed(&self) -> bool {
+        self.state & RESET != 0 || self.state & (FIN_ORIG | FIN_REPLY) == FIN_ORIG | FIN_REPLY
+    }
+
+    fn expired(&self, now: u32) -> bool {
+        now.saturating_sub(self.last) > timeout(self.key.proto, self.state)
+    }
+}
+
+/// How long a connection lives without a packet, in seconds: TCP a day once answered, 2 minutes
+/// while opening, 30 s once both sides sent FIN, 10 s after a reset (Linux's and Open vSwitch's
+/// orders of magnitude); UDP and other protocols with ports 30 s, 2 minutes once answered;
+/// ICMP 30 s; other protocols 60 s, 10 minutes once answered.
+pub fn timeout(proto: u8, state: u8) -> u32 {
+    let replied = state & SEEN_REPLY != 0;
+    match proto {
+        TCP if state & RESET != 0 => 10,
+        TCP if state & (FIN_ORIG | FIN_REPLY) == FIN_ORIG | FIN_REPLY => 30,
+        TCP if replied => 86_400,
+        TCP => 120,
+        p if crate::flow::has_ports(p) => {
+            if replied {
+                120
+            } else {
+                30
+            }
+        }
+        crate::wire::ipproto::ICMP | crate::wire::ipproto::ICMPV6 => 30,
+        _ if replied => 600,
+        _ => 60,
+    }
+}
+
+/// A zone's generation and live entries.
+#[derive(Debug, Clone, Copy, Default)]
+struct ZoneCount {
+    gen: u32,
+    live: u32,
+}
+
+/// A datagram whose first fragment passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FragKey {
+    zone: u16,
+    gen: u32,
+    v6: bool,
+    proto: u8,
+    src: [u8; 16],
+    dst: [u8; 16],
+    id: u32,
+}
+
+impl FragKey {
+    fn of(zone: u16, gen: u32, f: &Flow) -> Self {
+        FragKey {
+            zone,
+            gen,
+            v6: f.tuple.v6,
+            proto: f.tuple.proto,
+            src: f.tuple.src,
+            dst: f.tuple.dst,
+            id: f.frag_id,
+        }
+    }
+}
+
+/// Datagrams remembered at most at once, and for how long (seconds).
+const FRAGMENTS: usize = 4096;
+const FRAGMENT_SECS: u32 = 5;
+
+/// The connections of a worker's ports.
+#[derive(Debug)]
+pub struct ConnTable {
+    index: HashMap<Key, u32, RandomState>,
+    slab: Vec<Option<Entry>>,
+    free: Vec<u32>,
+    zones: Vec<ZoneCount>,
+    per_zone: u32,
+    cursor: usize,
+    fragments: HashMap<FragKey, u32, RandomState>,
+}
+
+/// The default share of a port: connections tracked at once.
+pub const DEFAULT_PER_PORT: u32 = 65_536;
+
+impl Default for ConnTable {
+    fn default() -> Self {
+        ConnTable::new(DEFAULT_PER_PORT)
+    }
+}
+
+impl ConnTable {
+    /// A table in which each port holds at most `per_zone` connections.
+    pub fn new(per_zone: u32) -> Self {
+        ConnTable {
+            index: HashMap::with_capacity_and_hasher(1024, RandomState::default()),
+            slab: Vec::with_capacity(1024),
+            free: Vec::new(),
+            zones: Vec::new(),
+            per_zone: per_zone.max(1),
+            cursor: 0,
+            fragments: HashMap::with_hasher(RandomState::default()),
+        }
+    }
+
+    /// Connections tracked (dead ones not yet swept included).
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// True when nothing is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Live connections of a zone of generation `gen`.
+    pub fn zone_len(&self, zone: u16, gen: u32) -> u32 {
+        self.zones
+            .get(usize::from(zone))
+            .filter(|z| z.gen == gen)
+            .map_or(0, |z| z.live)
+    }
+
+    /// Does the zone track anything (of any generation)?
+    #[inline]
+    pub fn tracks(&self, zone: u16) -> bool {
+        self.zones
+            .get(usize::from(zone))
+            .is_some_and(|z| z.live > 0)
+    }
+
+    /// Looks up the live connection `key` of a zone of generation `gen`: `None` when there is
+    /// none, else whether the packet may pass (false: the connection was cut). A connection
+    /// allowed under an older epoch is checked again with `allowed` (the opening packet and
+    /// direction). `update`, the packet itself, refreshes it (an ICMP error about it does not).
+    #[inline]
+    pub fn established(
+        &mut self,
+        key: &Key,
+        gen: u32,
+        epoch: u64,
+        update: Option<&Flow>,
+        now: u32,
+        allowed: impl FnOnce(&Flow, Direction) -> bool,
+    ) -> Option<bool> {
+        let i = *self.index.get(key)?;
+        let e = self.slab.get_mut(i as usize)?.as_mut()?;
+        if e.gen != gen || e.expired(now) {
+            self.remove(i);
+            return None;
+        }
+        if e.start.epoch != epoch {
+            e.cut = !allowed(&e.opening(), e.start.dir);
+            e.start.epoch = epoch;
+        }
+        if e.cut {
+            return Some(false);
+        }
+        if let Some(f) = update {
+            e.update(f, now);
+        }
+        Some(true)
+    }
+
+    /// Records a connection opened by `flow` in a zone of generation `gen`; refused when the zone
+    /// holds its share already.
+    pub fn open(
+        &mut self,
+        zone: u16,
+        gen: u32,
+        flow: &Flow,
+        start: Start,
+        now: u32,
+    ) -> Result<(), DropReason> {
+        let z = usize::from(zone);
+        if self.zones.len() <= z {
+            self.zones.resize(z + 1, ZoneCount::default());
+        }
+        if self.zones[z].gen != gen {
+            self.zones[z] = ZoneCount { gen, live: 0 };
+        }
+        if self.zones[z].live >= self.per_zone {
+            return Err(DropReason::ConntrackFull);
+        }
+        let key = Key::of(zone, &flow.tuple);
+        if let Some(i) = self.index.get(&key).copied() {
+            // A dead entry (expired, or of an earlier generation) in the way.
+            self.remove(i);
+        }
+        let entry = Entry {
+            key,
+            gen,
+            start,
+            orig_a: key.a_to_b(&flow.tuple),
+            icmp: (flow.icmp_type, flow.icmp_code),
+            state: 0,
+            cut: false,
+            last: now,
+        };
+        let mut e = entry;
+        e.update(flow, now);
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slab[i as usize] = Some(e);
+                i
+            }
+            None => {
+                let Ok(i) = u32::try_from(self.slab.len()) else {
+                    return Err(DropReason::ConntrackFull);
+                };
+                self.slab.push(Some(e));
+                i
+            }
+        };
+        self.index.insert(key, i);
+        self.zones[z].live += 1;
+        Ok(())
+    }
+
+    fn remove(&mut self, i: u32) {
+        let Some(e) = self.slab.get_mut(i as usize).and_then(Option::take) else {
+            return;
+        };
+        self.index.remove(&e.key);
+        self.free.push(i);
+        if let Some(z) = self.zones.get_mut(usize::from(e.key.zone)) {
+            if z.gen == e.gen {
+                z.live = z.live.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Visits up to `budget` slots of the slab and removes what has expired or belongs to a
+    /// zone's earlier generation. Runs off the per-packet path.
+    pub fn sweep(&mut self, now: u32, budget: usize) {
+        if self.slab.is_empty() {
+            return;
+        }
+        for _ in 0..budget.min(self.slab.len()) {
+            if self.cursor >= self.slab.len() {
+                self.cursor = 0;
+            }
+            let i = self.cursor;
+            self.cursor += 1;
+            let dead = self.slab[i].as_ref().is_some_and(|e| {
+                e.expired(now)
+                    || self
+                        .zones
+                        .get(usize::from(e.key.zone))
+                        .is_none_or(|z| z.gen != e.gen)
+            });
+            if dead {
+                self.remove(i as u32);
+            }
+        }
+        if self.fragments.len() > FRAGMENTS / 2 {
+            self.fragments.retain(|_, until| *until >= now);
+        }
+    }
+
+    /// Remembers that the first fragment of `flow`'s datagram passed.
+    pub fn fragment_seen(&mut self, zone: u16, gen: u32, flow: &Flow, now: u32) {
+        if self.fragments.len() >= FRAGMENTS {
+            self.fragments.retain(|_, until| *until >= now);
+            if self.fragments.len() >= FRAGMENTS {
+                return;
+            }
+        }
+        self.fragments
+            .insert(FragKey::of(zone, gen, flow), now + FRAGMENT_SECS);
+    }
+
+    /// Did the first fragment of `flow`'s datagram pass (recently)?
+    pub fn fragment_passed(&self, zone: u16, gen: u32, flow: &Flow, now: u32) -> bool {
+        self.fragments
+            .get(&FragKey::of(zone, gen, flow))
+            .is_some_and(|until| *until >= now)
+    }
+}
+
+#[cfg(test)]
+mod tests;

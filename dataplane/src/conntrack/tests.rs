@@ -1,0 +1,104 @@
+//! The table on its own: keys from either side, timeouts, the sweeper, zones and generations.
+
+use super::*;
+use crate::flow::build::*;
+use crate::flow::{parse, L3};
+use crate::wire::ipproto::UDP;
+
+const A: [u8; 4] = [198, 18, 0, 1];
+const B: [u8; 4] = [198, 18, 0, 2];
+
+fn flow(frame: &[u8]) -> Flow {
+    match parse(frame) {
+        L3::Ip(f) => f,
+        other => panic!("{other:?}"),
+    }
+}
+
+const START: Start = Start {
+    dir: Direction::Egress,
+    epoch: 1,
+};
+
+fn live(t: &mut ConnTable, f: &Flow, gen: u32, now: u32) -> Option<bool> {
+    t.established(&Key::of(1, &f.tuple), gen, 1, Some(f), now, |_, _| true)
+}
+
+#[test]
+fn one_key_from_either_side() {
+    let there = flow(&v4(A, B, TCP, &tcp(1000, 80, tcp::SYN)));
+    let back = flow(&v4(B, A, TCP, &tcp(80, 1000, tcp::ACK)));
+    assert_eq!(Key::of(1, &there.tuple), Key::of(1, &back.tuple));
+    assert_ne!(Key::of(1, &there.tuple), Key::of(2, &there.tuple));
+    let mut t = ConnTable::default();
+    t.open(1, 1, &there, START, 10).unwrap();
+    assert_eq!(live(&mut t, &back, 1, 11), Some(true));
+    assert_eq!(t.len(), 1);
+}
+
+#[test]
+fn timeouts_follow_what_was_seen_and_the_sweeper_removes_the_dead() {
+    let mut t = ConnTable::default();
+    let syn = flow(&v4(A, B, TCP, &tcp(1000, 80, tcp::SYN)));
+    let ack = flow(&v4(B, A, TCP, &tcp(80, 1000, tcp::SYN | tcp::ACK)));
+    let udp_out = flow(&v4(A, B, UDP, &udp(5000, 53)));
+    t.open(1, 1, &syn, START, 0).unwrap();
+    t.open(1, 1, &udp_out, START, 0).unwrap();
+    // Unanswered UDP goes after 30 s; the TCP connection, answered, stays.
+    assert_eq!(live(&mut t, &ack, 1, 20), Some(true));
+    t.sweep(60, 16);
+    assert_eq!(t.len(), 1);
+    assert_eq!(t.zone_len(1, 1), 1);
+    assert_eq!(live(&mut t, &syn, 1, 3600), Some(true));
+    // A reset ends it 10 s later.
+    let rst = flow(&v4(B, A, TCP, &tcp(80, 1000, tcp::RST)));
+    assert_eq!(live(&mut t, &rst, 1, 3601), Some(true));
+    t.sweep(3620, 16);
+    assert!(t.is_empty());
+    assert_eq!(t.zone_len(1, 1), 0);
+}
+
+#[test]
+fn a_new_port_in_the_slot_starts_with_no_connections() {
+    let mut t = ConnTable::new(2);
+    let f = flow(&v4(A, B, UDP, &udp(1, 2)));
+    let g = flow(&v4(A, B, UDP, &udp(3, 4)));
+    t.open(1, 1, &f, START, 0).unwrap();
+    t.open(1, 1, &g, START, 0).unwrap();
+    assert_eq!(
+        t.open(1, 1, &flow(&v4(A, B, UDP, &udp(5, 6))), START, 0),
+        Err(DropReason::ConntrackFull)
+    );
+    // Generation 2 of slot 1: the old entries are dead, the share is whole again.
+    assert_eq!(live(&mut t, &f, 2, 1), None);
+    t.open(1, 2, &g, START, 1).unwrap();
+    t.open(1, 2, &flow(&v4(A, B, UDP, &udp(5, 6))), START, 1)
+        .unwrap();
+    t.sweep(2, 16);
+    assert_eq!(t.len(), 2);
+    assert_eq!(t.zone_len(1, 2), 2);
+}
+
+#[test]
+fn a_connection_met_under_a_new_epoch_is_checked_again() {
+    let mut t = ConnTable::default();
+    let f = flow(&v4(A, B, UDP, &udp(1, 2)));
+    t.open(1, 1, &f, START, 0).unwrap();
+    let key = Key::of(1, &f.tuple);
+    let mut asked = None;
+    let r = t.established(&key, 1, 2, Some(&f), 1, |opening, dir| {
+        asked = Some((opening.tuple, dir));
+        false
+    });
+    assert_eq!(r, Some(false));
+    assert_eq!(asked, Some((f.tuple, Direction::Egress)));
+    // Cut until the next epoch, without asking again.
+    assert_eq!(
+        t.established(&key, 1, 2, Some(&f), 1, |_, _| true),
+        Some(false)
+    );
+    assert_eq!(
+        t.established(&key, 1, 3, Some(&f), 1, |_, _| true),
+        Some(true)
+    );
+}

@@ -1,0 +1,341 @@
+//! The layer 3 and 4 view of a frame that security groups match on and connections are tracked
+//! by: addresses, protocol, ports (or ICMP type, code and echo identifier), TCP flags, the
+//! fragment it is, and for an ICMP error the flow of the packet it quotes.
+//!
+//! # Design
+//! [`parse`] reads the headers once per frame through checked slices, behind at most one VLAN
+//! tag, walking at most [`MAX_IPV6_EXT`] IPv6 extension headers (hop-by-hop, routing,
+//! destination options, fragment). Addresses are kept as 16 bytes (IPv4 in the first four) so
+//! that one key type serves both families. A frame whose IP header is inconsistent (short,
+//! wrong version, lengths beyond the frame) is [`L3::Malformed`]: the filter refuses it.
+//!
+//! No function in this module panics on any input, and none allocates.
+
+use crate::csum::MAX_IPV6_EXT;
+use crate::wire::ipproto::{ICMP, ICMPV6, SCTP, TCP, UDP};
+use crate::wire::{
+    be16, is_vlan_tpid, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, VLAN_TAG_LEN,
+};
+
+/// DCCP's protocol number (a protocol with ports).
+pub const DCCP: u8 = 33;
+/// UDP-Lite's protocol number (a protocol with ports).
+pub const UDPLITE: u8 = 136;
+
+/// Does this protocol carry source and destination ports in its first four bytes?
+#[inline]
+pub fn has_ports(proto: u8) -> bool {
+    matches!(proto, TCP | UDP | SCTP | DCCP | UDPLITE)
+}
+
+/// Where a packet sits in a fragmented datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fragment {
+    /// A whole datagram.
+    #[default]
+    Whole,
+    /// The first fragment: it carries the transport header.
+    First,
+    /// A later fragment: no transport header; matched through its datagram's first fragment.
+    Later,
+}
+
+/// The addresses, protocol and ports of a packet (or of the packet an ICMP error quotes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Tuple {
+    /// IPv6 (else IPv4).
+    pub v6: bool,
+    /// IP protocol (the last header of an IPv6 chain).
+    pub proto: u8,
+    /// Source address (IPv4 in the first four bytes).
+    pub src: [u8; 16],
+    /// Destination address.
+    pub dst: [u8; 16],
+    /// Source port; for ICMP echo, the identifier; else 0.
+    pub sport: u16,
+    /// Destination port; for ICMP echo, the identifier; else 0.
+    pub dport: u16,
+}
+
+/// One IP packet as the filter sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Flow {
+    /// Addresses, protocol and ports.
+    pub tuple: Tuple,
+    /// ICMP type (ICMP and ICMPv6 only).
+    pub icmp_type: u8,
+    /// ICMP code (ICMP and ICMPv6 only).
+    pub icmp_code: u8,
+    /// TCP flags (TCP only).
+    pub tcp_flags: u8,
+    /// Fragment position.
+    pub fragment: Fragment,
+    /// The datagram's identification (fragments only).
+    pub frag_id: u32,
+    /// For an ICMP error: the packet it quotes, as that packet was sent.
+    pub quoted: Option<Tuple>,
+}
+
+/// TCP flags.
+pub mod tcp {
+    /// FIN.
+    pub const FIN: u8 = 0x01;
+    /// SYN.
+    pub const SYN: u8 = 0x02;
+    /// RST.
+    pub const RST: u8 = 0x04;
+    /// ACK.
+    pub const ACK: u8 = 0x10;
+}
+
+/// What a frame is, for the filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L3 {
+    /// ARP (always allowed, as Neutron allows it).
+    Arp,
+    /// An IP packet.
+    Ip(Flow),
+    /// Another EtherType.
+    Other(u16),
+    /// An IP header that does not hold together.
+    Malformed,
+}
+
+impl Flow {
+    /// Is this an ICMP echo request (which starts an ICMP "connection")?
+    #[inline]
+    pub fn is_echo_request(&self) -> bool {
+        match self.tuple.proto {
+            ICMP if !self.tuple.v6 => self.icmp_type == 8,
+            ICMPV6 if self.tuple.v6 => self.icmp_type == 128,
+            _ => false,
+        }
+    }
+
+    /// Is this an ICMP echo reply?
+    #[inline]
+    pub fn is_echo_reply(&self) -> bool {
+        match self.tuple.proto {
+            ICMP if !self.tuple.v6 => self.icmp_type == 0,
+            ICMPV6 if self.tuple.v6 => self.icmp_type == 129,
+            _ => false,
+        }
+    }
+
+    /// Is this ICMP (of its family)?
+    #[inline]
+    pub fn is_icmp(&self) -> bool {
+        (self.tuple.proto == ICMP && !self.tuple.v6)
+            || (self.tuple.proto == ICMPV6 && self.tuple.v6)
+    }
+}
+
+/// Reads a frame's layer 3 and 4 headers.
+pub fn parse(frame: &[u8]) -> L3 {
+    let (mut ethertype, mut l3) = match be16(frame, 12) {
+        Some(t) => (t, ETH_HEADER_LEN),
+        None => return L3::Malformed,
+    };
+    if is_vlan_tpid(ethertype) {
+        match be16(frame, 16) {
+            Some(t) => ethertype = t,
+            None => return L3::Malformed,
+        }
+        l3 += VLAN_TAG_LEN;
+    }
+    let ip = frame.get(l3..).unwrap_or_default();
+    let header = match ethertype {
+        ETHERTYPE_ARP => return L3::Arp,
+        ETHERTYPE_IPV4 => ipv4_header(ip, false),
+        ETHERTYPE_IPV6 => ipv6_header(ip, false),
+        other => return L3::Other(other),
+    };
+    let Some(h) = header else {
+        return L3::Malformed;
+    };
+    let mut flow = Flow {
+        tuple: h.tuple,
+        fragment: h.fragment,
+        frag_id: h.frag_id,
+        ..Flow::default()
+    };
+    if h.fragment != Fragment::Later {
+        transport(&mut flow, h.l4);
+    }
+    L3::Ip(flow)
+}
+
+/// An IP header as read: the tuple without ports, the transport bytes, the fragment position.
+struct Header<'a> {
+    tuple: Tuple,
+    l4: &'a [u8],
+    fragment: Fragment,
+    frag_id: u32,
+}
+
+/// Where a fragment sits, from its offset and more-fragments flag.
+fn position(offset: u16, more: bool) -> Fragment {
+    match (offset, more) {
+        (0, false) => Fragment::Whole,
+        (0, true) => Fragment::First,
+        _ => Fragment::Later,
+    }
+}
+
+/// An IPv4 header. A quoted header (inside an ICMP error) may be cut short: its total length
+/// is not checked.
+fn ipv4_header(ip: &[u8], quoted: bool) -> Option<Header<'_>> {
+    let first = *ip.first()?;
+    let ihl = usize::from(first & 0x0f) * 4;
+    if first >> 4 != 4 || ihl < 20 || ip.len() < ihl {
+        return None;
+    }
+    let total = usize::from(be16(ip, 2)?);
+    let end = if quoted {
+        ip.len()
+    } else {
+        if total < ihl || total > ip.len() {
+            return None;
+        }
+        total
+    };
+    let mut tuple = Tuple {
+        proto: ip[9],
+        ..Tuple::default()
+    };
+    tuple.src[..4].copy_from_slice(&ip[12..16]);
+    tuple.dst[..4].copy_from_slice(&ip[16..20]);
+    let frag = be16(ip, 6)?;
+    Some(Header {
+        tuple,
+        l4: ip.get(ihl..end)?,
+        fragment: position(frag & 0x1fff, frag & 0x2000 != 0),
+        frag_id: u32::from(be16(ip, 4)?),
+    })
+}
+
+/// An IPv6 header and its extension headers (as [`ipv4_header`] for a quoted one).
+fn ipv6_header(ip: &[u8], quoted: bool) -> Option<Header<'_>> {
+    if ip.len() < 40 || ip[0] >> 4 != 6 {
+        return None;
+    }
+    let payload = usize::from(be16(ip, 4)?);
+    let end = if quoted {
+        ip.len()
+    } else {
+        // A payload length of 0 announces a jumbogram: not handled.
+        if payload == 0 || 40 + payload > ip.len() {
+            return None;
+        }
+        40 + payload
+    };
+    let mut tuple = Tuple {
+        v6: true,
+        ..Tuple::default()
+    };
+    tuple.src.copy_from_slice(&ip[8..24]);
+    tuple.dst.copy_from_slice(&ip[24..40]);
+    let mut next = ip[6];
+    let mut off = 40;
+    let (mut fragment, mut frag_id) = (Fragment::Whole, 0);
+    for _ in 0..MAX_IPV6_EXT {
+        match next {
+            // Hop-by-hop, routing and destination options: skipped.
+            0 | 43 | 60 => {
+                let ext = ip.get(off..off + 2)?;
+                next = ext[0];
+                off += (usize::from(ext[1]) + 1) * 8;
+            }
+            // Fragment header: 8 bytes, offset and M flag, 32-bit identification.
+            44 => {
+                let ext = ip.get(off..off + 8)?;
+                next = ext[0];
+                let word = u16::from_be_bytes([ext[2], ext[3]]);
+                fragment = position(word >> 3, word & 1 != 0);
+                frag_id = u32::from_be_bytes([ext[4], ext[5], ext[6], ext[7]]);
+                off += 8;
+                if fragment == Fragment::Later {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    tuple.proto = next;
+    Some(Header {
+        tuple,
+        l4: ip.get(off..end)?,
+        fragment,
+        frag_id,
+    })
+}
+
+/// Fills in ports, ICMP fields and TCP flags from the transport bytes (left zero when short).
+fn transport(flow: &mut Flow, l4: &[u8]) {
+    let t = &mut flow.tuple;
+    if has_ports(t.proto) {
+        t.sport = be16(l4, 0).unwrap_or(0);
+        t.dport = be16(l4, 2).unwrap_or(0);
+        if t.proto == TCP {
+            flow.tcp_flags = l4.get(13).copied().unwrap_or(0);
+        }
+        return;
+    }
+    if !flow.is_icmp() {
+        return;
+    }
+    let (Some(&ty), Some(&code)) = (l4.first(), l4.get(1)) else {
+        return;
+    };
+    flow.icmp_type = ty;
+    flow.icmp_code = code;
+    if flow.is_echo_request() || flow.is_echo_reply() {
+        let id = be16(l4, 4).unwrap_or(0);
+        flow.tuple.sport = id;
+        flow.tuple.dport = id;
+    } else if is_icmp_error(flow.tuple.v6, ty) {
+        flow.quoted = l4.get(8..).and_then(|inner| quoted(flow.tuple.v6, inner));
+    }
+}
+
+/// ICMP errors, which quote the packet they are about: destination unreachable, source quench,
+/// redirect, time exceeded, parameter problem (IPv4); destination unreachable, packet too big,
+/// time exceeded, parameter problem (IPv6).
+#[inline]
+fn is_icmp_error(v6: bool, ty: u8) -> bool {
+    if v6 {
+        matches!(ty, 1..=4)
+    } else {
+        matches!(ty, 3 | 4 | 5 | 11 | 12)
+    }
+}
+
+/// The tuple of a packet quoted in an ICMP error (its IP header and at least 8 bytes more).
+fn quoted(v6: bool, inner: &[u8]) -> Option<Tuple> {
+    let h = if v6 {
+        ipv6_header(inner, true)?
+    } else {
+        ipv4_header(inner, true)?
+    };
+    let (mut t, l4) = (h.tuple, h.l4);
+    if h.fragment == Fragment::Later {
+        return Some(t);
+    }
+    if has_ports(t.proto) {
+        t.sport = be16(l4, 0)?;
+        t.dport = be16(l4, 2)?;
+    } else if (t.proto == ICMP && !v6) || (t.proto == ICMPV6 && v6) {
+        let ty = *l4.first()?;
+        if (!v6 && (ty == 8 || ty == 0)) || (v6 && (ty == 128 || ty == 129)) {
+            let id = be16(l4, 4)?;
+            t.sport = id;
+            t.dport = id;
+        }
+    }
+    Some(t)
+}
+
+#[cfg(test)]
+pub(crate) mod build;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,137 @@
+//! The layer 3/4 view of crafted frames, and arbitrary bytes never panic.
+
+use proptest::prelude::*;
+
+use super::build::*;
+use super::*;
+use crate::wire::{build_frame, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
+
+const S4: [u8; 4] = [198, 18, 0, 1];
+const D4: [u8; 4] = [198, 18, 0, 2];
+
+fn ip(l3: L3) -> Flow {
+    match l3 {
+        L3::Ip(f) => f,
+        other => panic!("not IP: {other:?}"),
+    }
+}
+
+#[test]
+fn tcp_udp_and_icmp_echo_read_their_ports_flags_and_identifier() {
+    let f = ip(parse(&v4(S4, D4, TCP, &tcp(40000, 22, tcp::SYN))));
+    assert!(!f.tuple.v6);
+    assert_eq!(f.tuple.proto, TCP);
+    assert_eq!(&f.tuple.src[..4], &S4);
+    assert_eq!(&f.tuple.dst[..4], &D4);
+    assert_eq!((f.tuple.sport, f.tuple.dport), (40000, 22));
+    assert_eq!(f.tcp_flags, tcp::SYN);
+    assert_eq!(f.fragment, Fragment::Whole);
+
+    let f = ip(parse(&v6(a6(1), a6(2), UDP, &udp(5353, 53))));
+    assert!(f.tuple.v6);
+    assert_eq!(
+        (f.tuple.proto, f.tuple.sport, f.tuple.dport),
+        (UDP, 5353, 53)
+    );
+    assert_eq!(f.tuple.src, a6(1));
+
+    let f = ip(parse(&v4(S4, D4, ICMP, &icmp(8, 0, 77))));
+    assert!(f.is_echo_request());
+    assert_eq!((f.tuple.sport, f.tuple.dport), (77, 77));
+    let f = ip(parse(&v6(a6(1), a6(2), ICMPV6, &icmp(129, 0, 78))));
+    assert!(f.is_echo_reply() && f.is_icmp());
+    assert_eq!(f.tuple.sport, 78);
+}
+
+#[test]
+fn behind_a_vlan_tag_and_other_ethertypes() {
+    let packet = ipv4_packet(S4, D4, UDP, &udp(1, 2), 0, 1);
+    let tagged = build_frame(PEER, VM, Some(10), ETHERTYPE_IPV4, &packet);
+    assert_eq!(ip(parse(&tagged)).tuple.dport, 2);
+    let arp = build_frame(PEER, VM, None, crate::wire::ETHERTYPE_ARP, &[0; 28]);
+    assert_eq!(parse(&arp), L3::Arp);
+    let other = build_frame(PEER, VM, None, 0x88cc, &[0; 28]);
+    assert_eq!(parse(&other), L3::Other(0x88cc));
+}
+
+#[test]
+fn inconsistent_ip_headers_are_malformed() {
+    let mut packet = ipv4_packet(S4, D4, UDP, &udp(1, 2), 0, 1);
+    packet[2..4].copy_from_slice(&200u16.to_be_bytes()); // longer than the frame
+    let f = build_frame(PEER, VM, None, ETHERTYPE_IPV4, &packet);
+    assert_eq!(parse(&f), L3::Malformed);
+    let short = build_frame(PEER, VM, None, ETHERTYPE_IPV6, &[0x60; 20]);
+    assert_eq!(parse(&short), L3::Malformed);
+    let wrong_version = build_frame(PEER, VM, None, ETHERTYPE_IPV4, &[0x65; 40]);
+    assert_eq!(parse(&wrong_version), L3::Malformed);
+}
+
+#[test]
+fn fragments_are_told_apart_and_later_ones_carry_no_ports() {
+    // First fragment: offset 0, more fragments.
+    let first = ipv4_packet(S4, D4, UDP, &udp(1000, 2000), 0x2000, 42);
+    let f = ip(parse(&build_frame(PEER, VM, None, ETHERTYPE_IPV4, &first)));
+    assert_eq!(
+        (f.fragment, f.frag_id, f.tuple.dport),
+        (Fragment::First, 42, 2000)
+    );
+    // A later fragment: offset 185 (1480 bytes); its first bytes are payload, not ports.
+    let later = ipv4_packet(S4, D4, UDP, &udp(7, 7), 185, 42);
+    let f = ip(parse(&build_frame(PEER, VM, None, ETHERTYPE_IPV4, &later)));
+    assert_eq!(
+        (f.fragment, f.frag_id, f.tuple.dport),
+        (Fragment::Later, 42, 0)
+    );
+
+    // IPv6: hop-by-hop options, then a fragment header (offset 0, M), then UDP.
+    let mut ext = vec![44, 0, 1, 4, 0, 0, 0, 0]; // hop-by-hop: next = fragment, PadN
+    ext.extend_from_slice(&[UDP, 0, 0, 1, 0, 0, 0, 9]); // fragment: offset 0, M, id 9
+    let p = ipv6_packet(a6(1), a6(2), 0, &ext, &udp(10, 20));
+    let f = ip(parse(&build_frame(PEER, VM, None, ETHERTYPE_IPV6, &p)));
+    assert_eq!(
+        (f.tuple.proto, f.fragment, f.frag_id, f.tuple.dport),
+        (UDP, Fragment::First, 9, 20)
+    );
+    let later = [UDP, 0, 0x05, 0xa8, 0, 0, 0, 9]; // offset 181, no M
+    let p = ipv6_packet(a6(1), a6(2), 44, &later, &[1, 2, 3, 4, 5, 6, 7, 8]);
+    let f = ip(parse(&build_frame(PEER, VM, None, ETHERTYPE_IPV6, &p)));
+    assert_eq!(
+        (f.tuple.proto, f.fragment, f.tuple.dport),
+        (UDP, Fragment::Later, 0)
+    );
+}
+
+#[test]
+fn icmp_errors_quote_the_packet_they_are_about() {
+    // A host answers "port unreachable" about a UDP datagram D4:5000 -> S4:53.
+    let about = ipv4_packet(D4, S4, UDP, &udp(5000, 53), 0, 3);
+    let mut l4 = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    l4.extend_from_slice(&about[..28]);
+    let f = ip(parse(&v4(S4, D4, ICMP, &l4)));
+    let q = f.quoted.expect("quoted");
+    assert_eq!((q.proto, q.sport, q.dport), (UDP, 5000, 53));
+    assert_eq!(&q.src[..4], &D4);
+    // ICMPv6 packet too big about a TCP segment.
+    let about = ipv6_packet(a6(2), a6(1), TCP, &[], &tcp(443, 50000, tcp::ACK));
+    let mut l4 = vec![2, 0, 0, 0, 0, 0, 0x05, 0xdc];
+    l4.extend_from_slice(&about[..48]);
+    let f = ip(parse(&v6(a6(1), a6(2), ICMPV6, &l4)));
+    let q = f.quoted.expect("quoted");
+    assert_eq!((q.v6, q.proto, q.sport, q.dport), (true, TCP, 443, 50000));
+    // An error quoting too little quotes nothing.
+    let f = ip(parse(&v4(S4, D4, ICMP, &[3, 3, 0, 0, 0, 0, 0, 0, 0x45])));
+    assert_eq!(f.quoted, None);
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), ty in prop::sample::select(vec![0x0800u16, 0x86dd, 0x8100, 0x0806])) {
+        let mut f = build_frame(PEER, VM, None, ty, &bytes);
+        let _ = parse(&f);
+        if f.len() > 14 {
+            f[14] = if ty == 0x86dd { 0x60 } else { 0x45 };
+            let _ = parse(&f);
+        }
+        let _ = parse(&bytes);
+    }
+}
