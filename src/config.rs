@@ -138,6 +138,7 @@ pub(crate) struct SwitchSection {
     pub(crate) max_fill: u32,
     pub(crate) aging_secs: u32,
     pub(crate) max_macs: usize,
+    pub(crate) conntrack_per_port: u32,
     pub(crate) mac_limit: u32,
     pub(crate) poll: String,
     pub(crate) cpu: Option<usize>,
@@ -153,6 +154,7 @@ impl Default for SwitchSection {
             max_fill: w.max_fill,
             aging_secs: w.aging_secs,
             max_macs: w.max_macs,
+            conntrack_per_port: w.conntrack_per_port,
             mac_limit: dataplane::fdb::DEFAULT_MAC_LIMIT,
             poll: "adaptive".into(),
             cpu: None,
@@ -235,6 +237,10 @@ impl FileConfig {
         o.worker.max_fill = s.max_fill;
         o.worker.aging_secs = s.aging_secs;
         o.worker.max_macs = s.max_macs;
+        if s.conntrack_per_port == 0 {
+            return Err("conntrack_per_port 0: expected at least 1".into());
+        }
+        o.worker.conntrack_per_port = s.conntrack_per_port;
         o.worker.poll = poll;
         Ok(o)
     }
@@ -313,6 +319,7 @@ mod tests {
             xdp_mode = "generic"
             aging_secs = 60
             max_fill = 4096
+            conntrack_per_port = 1000
             [uplink]
             device = "eth1"
             [[network]]
@@ -330,6 +337,7 @@ mod tests {
         assert_eq!(o.xdp_mode, XdpMode::Generic);
         assert_eq!(o.worker.aging_secs, 60);
         assert_eq!(o.worker.max_fill, 4096);
+        assert_eq!(o.worker.conntrack_per_port, 1000);
         assert_eq!(
             FileConfig::default().options().unwrap().worker.max_fill,
             8192

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use control::forward::{
-    Change, Changes, DesiredNetwork, DesiredPort, DesiredSecurity, Forwarder, MacEntry,
-    PortStatistics,
+    Change, Changes, DesiredFilter, DesiredGroup, DesiredNetwork, DesiredPort, DesiredSecurity,
+    Forwarder, MacEntry, PortStatistics,
 };
 use control::QosLimit;
+use dataplane::acl::{AddrSet, PortFilter, Remote, Rule};
 use dataplane::policer::PolicerConfig;
 use dataplane::security::{IpPrefix, PortSecurity};
 use dataplane::{
@@ -59,7 +60,67 @@ fn delta(changes: &Changes, network: impl Fn(&DesiredNetwork) -> NetworkConfig) 
             Change::Removed(id) => d.removed_ports.push(id.clone()),
         }
     }
+    for c in &changes.groups {
+        match c {
+            Change::Set(g) => d
+                .address_sets
+                .push((g.id.clone(), Arc::new(address_set(g)))),
+            Change::Removed(id) => d.removed_address_sets.push(id.clone()),
+        }
+    }
     d
+}
+
+/// A security group's members' addresses as an address set (an address that does not parse,
+/// which the API never stores, is left out).
+fn address_set(g: &DesiredGroup) -> AddrSet {
+    AddrSet::new(g.addresses.iter().filter_map(|a| IpPrefix::parse(a)))
+}
+
+/// A port's security group rules as the switch matches them. A rule whose prefix or ICMP type
+/// does not parse (which the API never stores) is left out: it allows nothing.
+fn port_filter(f: &DesiredFilter) -> PortFilter {
+    let mut pf = PortFilter::default();
+    for r in &f.rules {
+        let remote = match (&r.remote_group, &r.remote_prefix) {
+            (Some(g), _) => Remote::Group(Arc::from(g.as_str())),
+            (None, Some(p)) => match IpPrefix::parse(p) {
+                Some(p) => Remote::Prefix(p),
+                None => continue,
+            },
+            (None, None) => Remote::Any,
+        };
+        let icmp = matches!((r.protocol, r.ipv6), (Some(1), false) | (Some(58), true));
+        let (mut ports, mut icmp_type, mut icmp_code) = (None, None, None);
+        if icmp {
+            let byte = |v: Option<u16>| v.map(u8::try_from).transpose();
+            match (byte(r.port_min), byte(r.port_max)) {
+                (Ok(t), Ok(c)) => (icmp_type, icmp_code) = (t, c),
+                _ => continue,
+            }
+        } else if r.protocol.is_some_and(dataplane::flow::has_ports) {
+            ports = match (r.port_min, r.port_max) {
+                (None, None) => None,
+                (Some(lo), None) => Some((lo, lo)),
+                (lo, Some(hi)) => Some((lo.unwrap_or(0), hi)),
+            };
+        }
+        let rule = Rule {
+            v6: r.ipv6,
+            proto: r.protocol,
+            ports,
+            icmp_type,
+            icmp_code,
+            remote,
+            stateful: r.stateful,
+        };
+        if r.ingress {
+            pf.ingress.push(rule);
+        } else {
+            pf.egress.push(rule);
+        }
+    }
+    pf
 }
 
 /// The data plane's view of one desired port: an access port of its network, with its MAC as a
@@ -79,6 +140,7 @@ fn port_config(p: &DesiredPort) -> PortConfig {
         .as_ref()
         .and_then(|d| dhcp_config(d, &p.mac))
         .map(Arc::new);
+    pc.filter = p.filter.as_ref().map(|f| Arc::new(port_filter(f)));
     pc
 }
 
@@ -210,6 +272,12 @@ impl Forwarder for SwitchForwarder {
             let mut cfg = self.base.clone();
             cfg.networks.extend(d.networks);
             cfg.ports.extend(d.ports);
+            cfg.address_sets = Arc::new(
+                d.address_sets
+                    .into_iter()
+                    .map(|(id, set)| (Arc::from(id), set))
+                    .collect(),
+            );
             self.switch.sync(cfg);
         } else {
             self.switch.update(d);
@@ -359,6 +427,13 @@ mod tests {
                 }),
                 Change::Removed("q".into()),
             ],
+            groups: vec![
+                Change::Set(DesiredGroup {
+                    id: "g".into(),
+                    addresses: vec!["198.18.0.2".into(), "198.18.1.0/24".into()],
+                }),
+                Change::Removed("h".into()),
+            ],
         };
         let d = delta(&changes, |n| NetworkConfig {
             id: n.id.clone(),
@@ -370,5 +445,65 @@ mod tests {
         assert_eq!(d.removed_networks, ["old"]);
         assert_eq!(d.ports[0].device, "tapp");
         assert_eq!(d.removed_ports, ["q"]);
+        assert_eq!(d.address_sets[0].0, "g");
+        assert_eq!(d.address_sets[0].1.len(), 2);
+        assert_eq!(d.removed_address_sets, ["h"]);
+    }
+
+    #[test]
+    fn security_group_rules_map_ports_icmp_and_remotes() {
+        use control::DesiredRule;
+        let rule = |protocol, port_min, port_max, ipv6| DesiredRule {
+            ingress: true,
+            ipv6,
+            protocol,
+            port_min,
+            port_max,
+            remote_prefix: None,
+            remote_group: None,
+            stateful: true,
+        };
+        let f = DesiredFilter {
+            rules: vec![
+                rule(Some(6), Some(22), None, false),
+                rule(Some(17), Some(1000), Some(2000), false),
+                rule(Some(1), Some(8), None, false),
+                rule(Some(58), Some(128), Some(0), true),
+                rule(Some(47), Some(1), Some(2), false),
+                DesiredRule {
+                    ingress: false,
+                    remote_group: Some("g".into()),
+                    ..rule(None, None, None, false)
+                },
+                DesiredRule {
+                    remote_prefix: Some("198.18.0.0/15".into()),
+                    ..rule(None, None, None, false)
+                },
+                DesiredRule {
+                    remote_prefix: Some("bad".into()),
+                    ..rule(None, None, None, false)
+                },
+                rule(Some(1), Some(300), None, false),
+            ],
+        };
+        let pf = port_filter(&f);
+        assert_eq!(
+            pf.ingress.len(),
+            6,
+            "the unparsable prefix and ICMP type are left out"
+        );
+        assert_eq!(pf.ingress[0].ports, Some((22, 22)));
+        assert_eq!(pf.ingress[1].ports, Some((1000, 2000)));
+        assert_eq!(
+            (pf.ingress[2].icmp_type, pf.ingress[2].icmp_code),
+            (Some(8), None)
+        );
+        assert_eq!(
+            (pf.ingress[3].icmp_type, pf.ingress[3].icmp_code),
+            (Some(128), Some(0))
+        );
+        assert_eq!(pf.ingress[4].ports, None, "GRE has no ports");
+        assert!(matches!(pf.ingress[5].remote, Remote::Prefix(_)));
+        assert_eq!(pf.egress[0].remote, Remote::Group(Arc::from("g")));
     }
 }

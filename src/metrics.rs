@@ -118,7 +118,7 @@ type WorkerSeries = (
     fn(&WorkerReading) -> f64,
 );
 
-const WORKER_SERIES: [WorkerSeries; 6] = [
+const WORKER_SERIES: [WorkerSeries; 7] = [
     (
         "qswitch_worker_rounds",
         "Poll rounds the worker ran",
@@ -154,6 +154,12 @@ const WORKER_SERIES: [WorkerSeries; 6] = [
         "Frames the worker received, all ports",
         MetricType::Counter,
         |w| w.rx_frames as f64,
+    ),
+    (
+        "qswitch_conntrack_entries",
+        "Connections the worker's security groups track, all ports",
+        MetricType::Gauge,
+        |w| w.conntrack_entries as f64,
     ),
 ];
 

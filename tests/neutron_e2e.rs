@@ -141,8 +141,8 @@ impl Api {
     }
 }
 
-#[test]
-fn v2_ports_bound_by_tap_name_forward_and_drop_spoofed_sources() {
+/// A daemon with its store in a fresh directory, and its API.
+fn start() -> (Api, Daemon) {
     let dir = std::env::temp_dir().join(unique("db"));
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("q.db");
@@ -153,6 +153,12 @@ fn v2_ports_bound_by_tap_name_forward_and_drop_spoofed_sources() {
         "daemon did not start:\n{}",
         daemon.log()
     );
+    (api, daemon)
+}
+
+#[test]
+fn v2_ports_bound_by_tap_name_forward_and_drop_spoofed_sources() {
+    let (api, daemon) = start();
 
     // A subnet unique to this process inside 198.19.0.0/16 (within 198.18.0.0/15).
     let third = std::process::id() % 250 + 1;
@@ -243,14 +249,26 @@ fn v2_ports_bound_by_tap_name_forward_and_drop_spoofed_sources() {
     a.set_mac(pa["mac_address"].as_str().unwrap(), &b);
     assert!(a.ping_until(&b.ip, None, Duration::from_secs(5)));
 
-    // Everything passes with port security off (its groups go with it, as Neutron requires).
+    // With port security off (its groups go with it, as Neutron requires) a sends from any
+    // address; b's groups still decide what b receives: a is no longer a member of b's
+    // default group, so b takes the ping only once a rule lets ICMP in from anywhere.
     api.update_port(
         &ida,
         json!({"port_security_enabled": false, "security_groups": []}),
     );
     assert!(
+        !a.ping(&b.ip, Some(&spoofed)),
+        "b's groups let a non-member in"
+    );
+    let default = pb["security_groups"][0].as_str().unwrap();
+    api.create(
+        "security-group-rules",
+        json!({"security_group_rule": {"security_group_id": default, "direction": "ingress",
+            "protocol": "icmp", "remote_ip_prefix": "0.0.0.0/0"}}),
+    );
+    assert!(
         a.ping_until(&b.ip, Some(&spoofed), Duration::from_secs(5)),
-        "port security off still drops:\n{}",
+        "port security off and ICMP allowed still drops:\n{}",
         daemon.log()
     );
 
@@ -268,6 +286,164 @@ fn v2_ports_bound_by_tap_name_forward_and_drop_spoofed_sources() {
     }
     let (s, _) = api.call("DELETE", &format!("/v2.0/networks/{net}"), None);
     assert_eq!(s, 204);
+}
+
+/// The count of a port's drops under `reason`, from the daemon's `/metrics`.
+fn drops(api: &Api, port: &str, reason: &str) -> u64 {
+    let r = request(&api.addr, "GET", "/metrics", None);
+    r.body
+        .lines()
+        .filter(|l| l.starts_with("qswitch_port_drops") && l.contains(port))
+        .filter(|l| l.contains(&format!("reason=\"{reason}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The replies a background `ping` got, by sequence number, from its output.
+fn replied_seqs(out: &str) -> Vec<u32> {
+    out.lines()
+        .filter_map(|l| l.split("icmp_seq=").nth(1)?.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn security_groups_filter_traffic_between_vms_live() {
+    let (api, daemon) = start();
+    let third = std::process::id() % 120 + 100;
+    let net = api.create("networks", json!({"network": {"name": "sg"}}))["network"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.create(
+        "subnets",
+        json!({"subnet": {"network_id": net, "cidr": format!("198.19.{third}.0/24"),
+            "ip_version": 4}}),
+    );
+    let web = api.create(
+        "security-groups",
+        json!({"security_group": {"name": "web"}}),
+    )["security_group"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let port = |groups: Option<Vec<&str>>| {
+        let mut body = json!({"network_id": net});
+        if let Some(g) = groups {
+            body["security_groups"] = json!(g);
+        }
+        api.create("ports", json!({ "port": body }))["port"].clone()
+    };
+    // a and b in the project's default group; c in "web" only.
+    let (pa, pb, pc) = (port(None), port(None), port(Some(vec![&web])));
+    let default = pa["security_groups"][0].as_str().unwrap().to_owned();
+    let (a, b, c) = (
+        TapVm::new(&pa, 24),
+        TapVm::new(&pb, 24),
+        TapVm::new(&pc, 24),
+    );
+    let ids: Vec<String> = [&pa, &pb, &pc]
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        wait_for(Duration::from_secs(10), || ids
+            .iter()
+            .all(|id| api.status(id) == "ACTIVE")),
+        "{}",
+        daemon.log()
+    );
+    let rule = |group: &str, body: Value| {
+        let mut r = body;
+        r["security_group_id"] = json!(group);
+        r["direction"] = json!("ingress");
+        api.create("security-group-rules", json!({ "security_group_rule": r }))
+            ["security_group_rule"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    // Members of the default group reach each other; TCP and UDP too (replies tracked).
+    assert!(
+        a.ping_until(&b.ip, None, Duration::from_secs(5)),
+        "{}",
+        daemon.log()
+    );
+    a.ns.tcp_transfer(&b.ns, &b.ip, 1 << 20)
+        .unwrap_or_else(|e| panic!("TCP a -> b: {e}\n{}", daemon.log()));
+    assert_eq!(a.ns.udp_echo(&b.ns, &b.ip, 20, 300), (20, 0));
+
+    // c's group lets nothing in, and c is not a member of a's group: no ping either way.
+    assert!(!a.ping(&c.ip, None), "web lets ICMP in without a rule");
+    assert!(!c.ping(&a.ip, None), "default lets a non-member in");
+    assert!(drops(&api, &ids[2], "sg_ingress") > 0);
+    assert!(drops(&api, &ids[0], "sg_ingress") > 0);
+
+    // A rule applies at once: ICMP from the default group's members into web.
+    let icmp = rule(
+        &web,
+        json!({"protocol": "icmp", "remote_group_id": default}),
+    );
+    assert!(
+        a.ping_until(&c.ip, None, Duration::from_secs(5)),
+        "{}",
+        daemon.log()
+    );
+    assert!(b.ping(&c.ip, None));
+    // TCP only where a rule allows it: 20000-20999 (the test servers' ports) from anywhere.
+    assert!(
+        a.ns.tcp_transfer(&c.ns, &c.ip, 4096).is_err(),
+        "TCP without a rule"
+    );
+    let tcp = rule(
+        &web,
+        json!({"protocol": "tcp", "port_range_min": 20000,
+        "port_range_max": 20999, "remote_ip_prefix": "0.0.0.0/0"}),
+    );
+    a.ns.tcp_transfer(&c.ns, &c.ip, 1 << 20)
+        .unwrap_or_else(|e| panic!("TCP a -> c with a rule: {e}\n{}", daemon.log()));
+
+    // Membership changes apply live: b leaves the default group, so c no longer takes its ping.
+    api.update_port(&ids[1], json!({"security_groups": [web]}));
+    assert!(
+        wait_for(Duration::from_secs(5), || !b.ping(&c.ip, None)),
+        "a former member still reaches c"
+    );
+    assert!(a.ping(&c.ip, None), "a is still a member");
+
+    // Removing a rule cuts the connections it allowed: a ping running across the removal
+    // gets no replies after it.
+    let child = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &a.ns.name, "ping", "-c", "30", "-i", "0.2", "-W", "1",
+        ])
+        .arg(&c.ip)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let (s, _) = api.call(
+        "DELETE",
+        &format!("/v2.0/security-group-rules/{icmp}"),
+        None,
+    );
+    assert_eq!(s, 204);
+    let out = child.wait_with_output().unwrap();
+    let seqs = replied_seqs(&String::from_utf8_lossy(&out.stdout));
+    assert!(seqs.len() >= 3, "the ping ran before the removal: {seqs:?}");
+    assert!(
+        seqs.iter().all(|s| *s < 20),
+        "replies long after the rule went: {seqs:?}"
+    );
+    // The TCP rule stays in force.
+    a.ns.tcp_transfer(&c.ns, &c.ip, 1 << 16)
+        .unwrap_or_else(|e| panic!("TCP after the ICMP rule went: {e}"));
+    let (s, _) = api.call("DELETE", &format!("/v2.0/security-group-rules/{tcp}"), None);
+    assert_eq!(s, 204);
+    assert!(
+        a.ns.tcp_transfer(&c.ns, &c.ip, 4096).is_err(),
+        "TCP rule removed"
+    );
 }
 
 /// Runs busybox's DHCP client on a VM's interface (address flushed first) with a script that
@@ -311,12 +487,7 @@ fn dhcp_client(vm: &TapVm, tries: &str) -> Option<String> {
 
 #[test]
 fn the_switch_answers_a_ports_dhcp_client_with_its_address_and_subnet() {
-    let dir = std::env::temp_dir().join(unique("db"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("q.db");
-    let api = Api { addr: free_addr() };
-    let daemon = Daemon::start_in(dir, &["--listen", &api.addr, "--db", db.to_str().unwrap()]);
-    assert!(wait_ready(&api.addr), "{}", daemon.log());
+    let (api, daemon) = start();
     // Subnets unique to this process inside 198.18.0.0/16.
     let third = std::process::id() % 120 + 1;
     let (lan, dark) = (format!("198.18.{third}"), format!("198.18.{}", third + 120));

@@ -10,15 +10,23 @@
 //!   checksum is partial (completed: one pass over the segment) or already complete (the headers
 //!   are read and the frame left alone), for 64- and 1518-byte frames.
 //!
+//! - `sg/{established,refused}`: security groups on both ports (10 rules each, the default
+//!   group's and eight TCP port rules that never match): `process` (the sender's egress rules)
+//!   plus `admit` (the receiver's ingress rules) on IPv4/UDP frames of 1 024 flows. `established`:
+//!   every flow's connection is tracked, two connection-table hits per frame; `refused`: no rule
+//!   matches (the remote is not a member of the receiver's group), a miss and ten rules per frame.
+//!
 //! Run: `cargo bench -p bench --bench pipeline`.
 
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use dataplane::acl::{AddrSet, PortFilter, Remote, Rule};
 use dataplane::config::{NetworkConfig, PortConfig, SlotMap, Snapshot, SwitchConfig};
 use dataplane::csum::{self, Checksum};
-use dataplane::pipeline::{Now, Pipeline};
+use dataplane::pipeline::{Now, Pipeline, Verdict};
 use dataplane::port::mem::{MemPort, MemSpec};
+use dataplane::security::IpPrefix;
 use dataplane::wire::{build_frame, Mac};
 use dataplane::worker::{Command, PortShared, Worker, WorkerConfig};
 
@@ -172,5 +180,93 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// Ten rules: the default group's four (egress anything, ingress from the group's members) and
+/// eight ingress TCP port rules that UDP never matches, before them.
+fn sg_filter() -> PortFilter {
+    let rule = Rule::new;
+    let members = Remote::Group(Arc::from("default"));
+    let mut ingress: Vec<Rule> = (0..8)
+        .map(|i| rule(false, Some(6), Some((1000 + i, 1000 + i)), Remote::Any))
+        .collect();
+    ingress.push(rule(false, None, None, members.clone()));
+    ingress.push(rule(true, None, None, members));
+    PortFilter {
+        ingress,
+        egress: vec![
+            rule(false, None, None, Remote::Any),
+            rule(true, None, None, Remote::Any),
+        ],
+    }
+}
+
+/// UDP frames from a (198.18.0.1, its MAC) to b (198.18.0.2) over `flows` source ports.
+fn sg_frames(flows: u16) -> Vec<Vec<u8>> {
+    (0..flows)
+        .map(|i| {
+            let mut ip = vec![
+                0x45, 0, 0, 50, 0, 1, 0, 0, 64, 17, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2,
+            ];
+            let mut udp = vec![0u8; 30];
+            udp[0..2].copy_from_slice(&(10_000 + i).to_be_bytes());
+            udp[2..4].copy_from_slice(&53u16.to_be_bytes());
+            udp[4..6].copy_from_slice(&30u16.to_be_bytes());
+            ip.extend(udp);
+            build_frame(mac(2, 0), mac(1, 0), None, 0x0800, &ip)
+        })
+        .collect()
+}
+
+fn bench_security_groups(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sg");
+    for (name, member) in [("established", true), ("refused", false)] {
+        let mut cfg = config(16);
+        let filter = Arc::new(sg_filter());
+        for p in &mut cfg.ports {
+            p.filter = Some(Arc::clone(&filter));
+        }
+        let members: Vec<IpPrefix> = ["198.18.0.2", "198.18.0.1"]
+            .iter()
+            .take(if member { 2 } else { 1 })
+            .filter_map(|a| IpPrefix::parse(a))
+            .collect();
+        let sets = [(Arc::from("default"), Arc::new(AddrSet::new(members)))];
+        cfg.address_sets = Arc::new(sets.into_iter().collect());
+        let (mut ns, mut ps) = (SlotMap::default(), SlotMap::default());
+        let snap = Snapshot::compile(&cfg, 1, &mut ns, &mut ps);
+        let mut pipe = Pipeline::new(300, 1 << 16);
+        pipe.adopt(&snap, Now::default());
+        let (a, b) = (ps.get("a").unwrap(), ps.get("b").unwrap());
+        // b's MAC learned, so frames from a are unicast to b.
+        let learn = build_frame(Mac::BROADCAST, mac(2, 0), None, 0x0806, &[0; 28]);
+        pipe.process(&snap, b, &learn, Now::default());
+        let fs = sg_frames(1024);
+        // One pass opens every connection (or finds none to open).
+        for f in &fs {
+            if let Verdict::Unicast { port, .. } = pipe.process(&snap, a, f, Now::default()) {
+                pipe.admit(&snap, port, Now::default());
+            }
+        }
+        let mut k = 0usize;
+        g.throughput(Throughput::Elements(64));
+        g.bench_function(BenchmarkId::from_parameter(name), |bn| {
+            bn.iter(|| {
+                for _ in 0..64 {
+                    let v = pipe.process(&snap, a, &fs[k & 1023], Now::default());
+                    let sent = matches!(v, Verdict::Unicast { port, .. }
+                        if pipe.admit(&snap, port, Now::default()));
+                    std::hint::black_box(sent);
+                    k += 1;
+                }
+            })
+        });
+        let allowed = fs.iter().all(|f| {
+            matches!(pipe.process(&snap, a, f, Now::default()), Verdict::Unicast { port, .. }
+                if pipe.admit(&snap, port, Now::default()))
+        });
+        assert_eq!(allowed, member, "the case measures what it says");
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_security_groups);
 criterion_main!(benches);

@@ -54,6 +54,47 @@ pub struct DesiredPort {
     /// What the switch's DHCP responder answers the port's client, when the port has a fixed
     /// IPv4 address on a subnet with DHCP enabled.
     pub dhcp: Option<DesiredDhcp>,
+    /// The rules of the port's security groups, when port security is on (no groups: no rules,
+    /// and only what Neutron always allows passes).
+    pub filter: Option<DesiredFilter>,
+}
+
+/// A port's security group rules: the union of its groups' rules, in a stable order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DesiredFilter {
+    /// The rules, sorted, without duplicates.
+    pub rules: Vec<DesiredRule>,
+}
+
+/// One security group rule as the data plane matches it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DesiredRule {
+    /// Towards the VM (else from it).
+    pub ingress: bool,
+    /// IPv6 (else IPv4).
+    pub ipv6: bool,
+    /// IP protocol number; `None` for any (ICMP of an IPv6 rule is ICMPv6, 58).
+    pub protocol: Option<u8>,
+    /// `port_range_min`: the first destination port, or the ICMP type.
+    pub port_min: Option<u16>,
+    /// `port_range_max`: the last destination port, or the ICMP code.
+    pub port_max: Option<u16>,
+    /// `remote_ip_prefix`, normalized.
+    pub remote_prefix: Option<String>,
+    /// `remote_group_id`: the group whose members' addresses are the remote side.
+    pub remote_group: Option<String>,
+    /// The rule's group is stateful.
+    pub stateful: bool,
+}
+
+/// A security group's members' addresses (fixed IPs and allowed address pairs), which rules
+/// naming it as their remote group match.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DesiredGroup {
+    /// Group id.
+    pub id: String,
+    /// Addresses and prefixes, sorted, without duplicates.
+    pub addresses: Vec<String>,
 }
 
 /// A port's DHCP answers: its address on a DHCP-enabled subnet and that subnet's settings.
@@ -88,6 +129,8 @@ pub struct DesiredState {
     pub networks: Vec<DesiredNetwork>,
     /// Every plugged port.
     pub ports: Vec<DesiredPort>,
+    /// Every security group's members' addresses.
+    pub groups: Vec<DesiredGroup>,
 }
 
 /// One item of a change set: set (added or changed) or removed, by id.
@@ -115,12 +158,14 @@ pub struct Changes {
     pub networks: Vec<Change<DesiredNetwork>>,
     /// Ports set or removed.
     pub ports: Vec<Change<DesiredPort>>,
+    /// Security groups' member addresses set or removed.
+    pub groups: Vec<Change<DesiredGroup>>,
 }
 
 impl Changes {
     /// True when it changes nothing (a full change set always counts).
     pub fn is_empty(&self) -> bool {
-        !self.full && self.networks.is_empty() && self.ports.is_empty()
+        !self.full && self.networks.is_empty() && self.ports.is_empty() && self.groups.is_empty()
     }
 }
 
@@ -145,6 +190,9 @@ impl DesiredState {
         }
         for c in &changes.ports {
             apply_one(&mut self.ports, c, |p| &p.id);
+        }
+        for c in &changes.groups {
+            apply_one(&mut self.groups, c, |g| &g.id);
         }
     }
 }

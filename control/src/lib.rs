@@ -67,8 +67,8 @@ pub mod store;
 pub use error::{ControlError, Result};
 pub use filter::{NetworkFilter, PortFilter};
 pub use forward::{
-    Change, Changes, DesiredDhcp, DesiredNetwork, DesiredPort, DesiredSecurity, DesiredState,
-    Forwarder, NullForwarder,
+    Change, Changes, DesiredDhcp, DesiredFilter, DesiredGroup, DesiredNetwork, DesiredPort,
+    DesiredRule, DesiredSecurity, DesiredState, Forwarder, NullForwarder,
 };
 pub use forward::{MacEntry, PortStatistics};
 pub use model::{Interface, Network, NetworkView, OpStatus, Port, PortState, PortView};

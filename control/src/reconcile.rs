@@ -16,9 +16,13 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::error::Result;
-use crate::forward::{DesiredDhcp, DesiredNetwork, DesiredPort, DesiredSecurity, DesiredState};
+use crate::forward::{
+    DesiredDhcp, DesiredFilter, DesiredGroup, DesiredNetwork, DesiredPort, DesiredRule,
+    DesiredSecurity, DesiredState,
+};
 use crate::model::PortState;
 use crate::neutron::{tap_device, PortRecord, TAP_ID_CHARS};
+use crate::security::SgRule;
 use crate::store::{Touched, Tx};
 
 /// The desired form of the touched items: `None` where an item is gone or
@@ -27,6 +31,7 @@ use crate::store::{Touched, Tx};
 pub(crate) struct Delta {
     pub(crate) networks: Vec<(String, Option<DesiredNetwork>)>,
     pub(crate) ports: Vec<(String, Option<DesiredPort>)>,
+    pub(crate) groups: Vec<(String, Option<DesiredGroup>)>,
 }
 
 /// Derives the whole desired forwarding state from the store.
@@ -53,24 +58,34 @@ pub(crate) fn desired_state(tx: &dyn Tx, authorize_tap: bool) -> Result<DesiredS
         .map(|(p, device)| (p.id, device))
         .collect();
     let mut qos: HashMap<String, _> = tx.all_port_qos()?.into_iter().collect();
+    let mut rules = GroupRules::new(tx);
     let mut ports = Vec::new();
     for r in tx.port_records(None)? {
         let (up, tenant) = nets
             .get(&r.port.network_id)
             .map_or((true, None), |(u, t)| (*u, Some(t.as_str())));
         let device = plugged.get(&r.port.id).cloned();
-        if let Some(mut p) = port_for(tx, r, device, up, tenant, authorize_tap)? {
+        if let Some(mut p) = port_for(tx, r, device, up, tenant, authorize_tap, &mut rules)? {
             p.qos = qos.remove(&p.id);
             ports.push(p);
         }
     }
-    Ok(DesiredState { networks, ports })
+    let mut groups = Vec::new();
+    for g in tx.security_groups(None)? {
+        groups.extend(desired_group(tx, &g.id)?);
+    }
+    Ok(DesiredState {
+        networks,
+        ports,
+        groups,
+    })
 }
 
 /// Derives the desired form of what a write touched.
 pub(crate) fn delta(tx: &dyn Tx, touched: &[Touched], authorize_tap: bool) -> Result<Delta> {
     let mut nets = BTreeSet::new();
     let mut ports = BTreeSet::new();
+    let mut groups = BTreeSet::new();
     for t in touched {
         match t {
             Touched::Network(id) => {
@@ -95,6 +110,12 @@ pub(crate) fn delta(tx: &dyn Tx, touched: &[Touched], authorize_tap: bool) -> Re
                     }
                 }
             }
+            Touched::SecurityGroup(id) => {
+                ports.extend(tx.security_group_ports(id)?);
+            }
+            Touched::GroupMembers(id) => {
+                groups.insert(id.clone());
+            }
         }
     }
     let mut out = Delta::default();
@@ -109,15 +130,99 @@ pub(crate) fn delta(tx: &dyn Tx, touched: &[Touched], authorize_tap: bool) -> Re
             });
         out.networks.push((id, n));
     }
+    let mut rules = GroupRules::new(tx);
     for id in ports {
-        let p = desired_port(tx, &id, authorize_tap)?;
+        let p = desired_port(tx, &id, authorize_tap, &mut rules)?;
         out.ports.push((id, p));
+    }
+    for id in groups {
+        let g = desired_group(tx, &id)?;
+        out.groups.push((id, g));
     }
     Ok(out)
 }
 
+/// A security group's address set; `None` when the group is gone.
+fn desired_group(tx: &dyn Tx, id: &str) -> Result<Option<DesiredGroup>> {
+    if tx.security_groups(Some(id))?.is_empty() {
+        return Ok(None);
+    }
+    let mut addresses = tx.security_group_addresses(id)?;
+    addresses.sort_unstable();
+    addresses.dedup();
+    Ok(Some(DesiredGroup {
+        id: id.to_owned(),
+        addresses,
+    }))
+}
+
+/// The data plane's rules of security groups, read once per group per derivation.
+struct GroupRules<'a> {
+    tx: &'a dyn Tx,
+    cache: HashMap<String, Vec<DesiredRule>>,
+}
+
+impl<'a> GroupRules<'a> {
+    fn new(tx: &'a dyn Tx) -> Self {
+        GroupRules {
+            tx,
+            cache: HashMap::new(),
+        }
+    }
+
+    /// The rules of a port's groups, when port security is on.
+    fn filter_of(&mut self, r: &PortRecord) -> Result<Option<DesiredFilter>> {
+        if !r.attrs.port_security_enabled {
+            return Ok(None);
+        }
+        let mut rules = Vec::new();
+        for g in &r.attrs.security_groups {
+            if !self.cache.contains_key(g) {
+                let stateful = self
+                    .tx
+                    .security_groups(Some(g))?
+                    .first()
+                    .is_none_or(|g| g.stateful);
+                let of_group = self.tx.sg_rules(Some(g), None)?;
+                let desired = of_group.iter().map(|r| desired_rule(r, stateful)).collect();
+                self.cache.insert(g.clone(), desired);
+            }
+            rules.extend(self.cache.get(g).into_iter().flatten().cloned());
+        }
+        rules.sort_unstable();
+        rules.dedup();
+        Ok(Some(DesiredFilter { rules }))
+    }
+}
+
+/// A stored rule as the data plane matches it: protocols by number (ICMP of an IPv6 rule is
+/// ICMPv6), the prefix normalized.
+fn desired_rule(r: &SgRule, stateful: bool) -> DesiredRule {
+    let ipv6 = r.ethertype == "IPv6";
+    let protocol = match r.protocol_number() {
+        Some(1) if ipv6 => Some(58),
+        p => p,
+    };
+    let port = |p: Option<u32>| p.and_then(|p| u16::try_from(p).ok());
+    DesiredRule {
+        ingress: r.direction == "ingress",
+        ipv6,
+        protocol,
+        port_min: port(r.port_range_min),
+        port_max: port(r.port_range_max),
+        remote_prefix: r.normalized_cidr(),
+        remote_group: r.remote_group_id.clone(),
+        stateful,
+    }
+}
+
 /// One port's desired form, from a few index lookups.
-fn desired_port(tx: &dyn Tx, port_id: &str, authorize_tap: bool) -> Result<Option<DesiredPort>> {
+fn desired_port(
+    tx: &dyn Tx,
+    port_id: &str,
+    authorize_tap: bool,
+    rules: &mut GroupRules<'_>,
+) -> Result<Option<DesiredPort>> {
     let Some(r) = tx.port_records(Some(port_id))?.pop() else {
         return Ok(None);
     };
@@ -129,7 +234,7 @@ fn desired_port(tx: &dyn Tx, port_id: &str, authorize_tap: bool) -> Result<Optio
         Some(iface) => tx.interface(iface)?.map(|i| i.device),
         None => None,
     };
-    let Some(mut p) = port_for(tx, r, device, up, tenant, authorize_tap)? else {
+    let Some(mut p) = port_for(tx, r, device, up, tenant, authorize_tap, rules)? else {
         return Ok(None);
     };
     p.qos = tx.port_qos(port_id)?;
@@ -146,6 +251,7 @@ fn port_for(
     net_up: bool,
     net_tenant: Option<&str>,
     authorize_tap: bool,
+    rules: &mut GroupRules<'_>,
 ) -> Result<Option<DesiredPort>> {
     let device = match plugged {
         Some(d) => d,
@@ -164,8 +270,10 @@ fn port_for(
     };
     let admin_up = r.port.state == PortState::Active && net_up;
     let dhcp = dhcp_of(tx, &r)?;
+    let filter = rules.filter_of(&r)?;
     let mut p = desired_port_of(r, device, admin_up);
     p.dhcp = dhcp;
+    p.filter = filter;
     Ok(Some(p))
 }
 
@@ -226,5 +334,6 @@ fn desired_port_of(r: PortRecord, device: String, admin_up: bool) -> DesiredPort
         security,
         qos: None,
         dhcp: None,
+        filter: None,
     }
 }

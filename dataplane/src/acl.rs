@@ -85,6 +85,20 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// A stateful rule of no ICMP type: `proto` (any when `None`) to the destination `ports`
+    /// (any when `None`), from or to `remote`.
+    pub fn new(v6: bool, proto: Option<u8>, ports: Option<(u16, u16)>, remote: Remote) -> Rule {
+        Rule {
+            v6,
+            proto,
+            ports,
+            icmp_type: None,
+            icmp_code: None,
+            remote,
+            stateful: true,
+        }
+    }
+
     /// Does the rule match `flow` in direction `dir`? `ports_known` is false for a later
     /// fragment, which no rule with a port range or an ICMP type matches.
     pub fn matches(&self, flow: &Flow, dir: Direction, sets: &AddrSets, ports_known: bool) -> bool {

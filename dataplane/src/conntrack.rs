@@ -10,8 +10,9 @@
 //! either side. ICMP echo is tracked by its identifier; other protocols without ports by
 //! addresses.
 //!
-//! Entries live in a slab indexed by a hash map (foldhash, randomly seeded, so a VM cannot aim
-//! collisions at the table). The sweeper walks the slab a bounded slice at a time and removes
+//! Entries live in a hash map (foldhash, randomly seeded, so a VM cannot aim collisions at the
+//! table), one lookup per check; their keys also sit in a slab that the sweeper walks a bounded
+//! slice at a time, removing
 //! what has expired: timeouts depend on the protocol and on what was seen (a TCP connection
 //! that got a reply stays a day, one reset goes after 10 s; see [`timeout`]). Each zone holds
 //! at most its share ([`ConnTable::new`]): a VM that opens connections without end fills only
@@ -31,42 +32,90 @@ use crate::wire::ipproto::TCP;
 
 type RandomState = foldhash::fast::RandomState;
 
-/// A connection's identity: zone, protocol and the two endpoints, lower first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A connection's identity: zone, protocol and the two endpoints, lower first, packed into five
+/// words so that hashing and comparing it is a handful of word operations.
+#[derive(Debug, Clone, Copy, Eq)]
 pub struct Key {
-    zone: u16,
-    v6: bool,
-    proto: u8,
-    a: [u8; 16],
-    pa: u16,
-    b: [u8; 16],
-    pb: u16,
+    /// zone (16 bits) | protocol (8) | IPv6 (8) | port of `a` (16) | port of `b` (16), then the
+    /// addresses `a` and `b` as two words each.
+    w: [u64; 5],
+}
+
+impl PartialEq for Key {
+    /// Word by word, without a call to `memcmp`.
+    #[inline]
+    fn eq(&self, o: &Key) -> bool {
+        let x = self.w.iter().zip(&o.w).fold(0, |acc, (a, b)| acc | (a ^ b));
+        x == 0
+    }
+}
+
+impl core::hash::Hash for Key {
+    #[inline]
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        for w in self.w {
+            state.write_u64(w);
+        }
+    }
 }
 
 impl Key {
     /// The key of the connection `t` belongs to, in zone `zone`.
     #[inline]
     pub fn of(zone: u16, t: &Tuple) -> Key {
-        let (a, pa, b, pb) = if (t.src, t.sport) <= (t.dst, t.dport) {
-            (t.src, t.sport, t.dst, t.dport)
+        let (s, d) = (u128::from_be_bytes(t.src), u128::from_be_bytes(t.dst));
+        let (a, pa, b, pb) = if (s, t.sport) <= (d, t.dport) {
+            (s, t.sport, d, t.dport)
         } else {
-            (t.dst, t.dport, t.src, t.sport)
+            (d, t.dport, s, t.sport)
         };
+        let head = u64::from(zone) << 48
+            | u64::from(t.proto) << 40
+            | u64::from(t.v6) << 32
+            | u64::from(pa) << 16
+            | u64::from(pb);
         Key {
-            zone,
-            v6: t.v6,
-            proto: t.proto,
-            a,
-            pa,
-            b,
-            pb,
+            w: [head, (a >> 64) as u64, a as u64, (b >> 64) as u64, b as u64],
         }
+    }
+
+    #[inline]
+    fn zone(&self) -> u16 {
+        (self.w[0] >> 48) as u16
+    }
+
+    #[inline]
+    fn proto(&self) -> u8 {
+        (self.w[0] >> 40) as u8
+    }
+
+    #[inline]
+    fn v6(&self) -> bool {
+        (self.w[0] >> 32) & 0xff != 0
+    }
+
+    /// Endpoint `a`: address and port.
+    #[inline]
+    fn a(&self) -> (u128, u16) {
+        (
+            u128::from(self.w[1]) << 64 | u128::from(self.w[2]),
+            (self.w[0] >> 16) as u16,
+        )
+    }
+
+    /// Endpoint `b`: address and port.
+    #[inline]
+    fn b(&self) -> (u128, u16) {
+        (
+            u128::from(self.w[3]) << 64 | u128::from(self.w[4]),
+            self.w[0] as u16,
+        )
     }
 
     /// Does `t` go from endpoint `a` to endpoint `b`?
     #[inline]
     fn a_to_b(&self, t: &Tuple) -> bool {
-        t.src == self.a && t.sport == self.pa
+        (u128::from_be_bytes(t.src), t.sport) == self.a()
     }
 }
 
@@ -86,7 +135,8 @@ const RESET: u8 = 8;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    key: Key,
+    /// Its place in the sweeper's list of keys.
+    slot: u32,
     gen: u32,
     start: Start,
     /// The opening packet went from `a` to `b`.
@@ -102,19 +152,18 @@ struct Entry {
 
 impl Entry {
     /// The packet that opened the connection, as the rules see it.
-    fn opening(&self) -> Flow {
-        let k = &self.key;
-        let (src, sport, dst, dport) = if self.orig_a {
-            (k.a, k.pa, k.b, k.pb)
+    fn opening(&self, k: &Key) -> Flow {
+        let ((src, sport), (dst, dport)) = if self.orig_a {
+            (k.a(), k.b())
         } else {
-            (k.b, k.pb, k.a, k.pa)
+            (k.b(), k.a())
         };
         Flow {
             tuple: Tuple {
-                v6: k.v6,
-                proto: k.proto,
-                src,
-                dst,
+                v6: k.v6(),
+                proto: k.proto(),
+                src: src.to_be_bytes(),
+                dst: dst.to_be_bytes(),
                 sport,
                 dport,
             },
@@ -124,12 +173,12 @@ impl Entry {
         }
     }
 
-    fn update(&mut self, flow: &Flow, now: u32) {
-        let orig = self.key.a_to_b(&flow.tuple) == self.orig_a;
+    fn update(&mut self, k: &Key, flow: &Flow, now: u32) {
+        let orig = k.a_to_b(&flow.tuple) == self.orig_a;
         if !orig {
             self.state |= SEEN_REPLY;
         }
-        if self.key.proto == TCP {
+        if k.proto() == TCP {
             let f = flow.tcp_flags;
             if f & tcp::SYN != 0 && f & tcp::ACK == 0 && orig && self.closed() {
                 // The endpoints open the same connection again.
@@ -149,8 +198,8 @@ impl Entry {
         self.state & RESET != 0 || self.state & (FIN_ORIG | FIN_REPLY) == FIN_ORIG | FIN_REPLY
     }
 
-    fn expired(&self, now: u32) -> bool {
-        now.saturating_sub(self.last) > timeout(self.key.proto, self.state)
+    fn expired(&self, k: &Key, now: u32) -> bool {
+        now.saturating_sub(self.last) > timeout(k.proto(), self.state)
     }
 }
 
@@ -218,8 +267,9 @@ const FRAGMENT_SECS: u32 = 5;
 /// The connections of a worker's ports.
 #[derive(Debug)]
 pub struct ConnTable {
-    index: HashMap<Key, u32, RandomState>,
-    slab: Vec<Option<Entry>>,
+    conns: HashMap<Key, Entry, RandomState>,
+    /// Every key, in a slab the sweeper walks (entries name their slot).
+    keys: Vec<Option<Key>>,
     free: Vec<u32>,
     zones: Vec<ZoneCount>,
     per_zone: u32,
@@ -240,8 +290,8 @@ impl ConnTable {
     /// A table in which each port holds at most `per_zone` connections.
     pub fn new(per_zone: u32) -> Self {
         ConnTable {
-            index: HashMap::with_capacity_and_hasher(1024, RandomState::default()),
-            slab: Vec::with_capacity(1024),
+            conns: HashMap::with_capacity_and_hasher(1024, RandomState::default()),
+            keys: Vec::with_capacity(1024),
             free: Vec::new(),
             zones: Vec::new(),
             per_zone: per_zone.max(1),
@@ -252,12 +302,12 @@ impl ConnTable {
 
     /// Connections tracked (dead ones not yet swept included).
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.conns.len()
     }
 
     /// True when nothing is tracked.
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.conns.is_empty()
     }
 
     /// Live connections of a zone of generation `gen`.
@@ -290,21 +340,20 @@ impl ConnTable {
         now: u32,
         allowed: impl FnOnce(&Flow, Direction) -> bool,
     ) -> Option<bool> {
-        let i = *self.index.get(key)?;
-        let e = self.slab.get_mut(i as usize)?.as_mut()?;
-        if e.gen != gen || e.expired(now) {
-            self.remove(i);
+        let e = self.conns.get_mut(key)?;
+        if e.gen != gen || e.expired(key, now) {
+            self.remove(key);
             return None;
         }
         if e.start.epoch != epoch {
-            e.cut = !allowed(&e.opening(), e.start.dir);
+            e.cut = !allowed(&e.opening(key), e.start.dir);
             e.start.epoch = epoch;
         }
         if e.cut {
             return Some(false);
         }
         if let Some(f) = update {
-            e.update(f, now);
+            e.update(key, f, now);
         }
         Some(true)
     }
@@ -330,12 +379,23 @@ impl ConnTable {
             return Err(DropReason::ConntrackFull);
         }
         let key = Key::of(zone, &flow.tuple);
-        if let Some(i) = self.index.get(&key).copied() {
-            // A dead entry (expired, or of an earlier generation) in the way.
-            self.remove(i);
-        }
-        let entry = Entry {
-            key,
+        // A dead entry (expired, or of an earlier generation) in the way.
+        self.remove(&key);
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.keys[i as usize] = Some(key);
+                i
+            }
+            None => {
+                let Ok(i) = u32::try_from(self.keys.len()) else {
+                    return Err(DropReason::ConntrackFull);
+                };
+                self.keys.push(Some(key));
+                i
+            }
+        };
+        let mut e = Entry {
+            slot,
             gen,
             start,
             orig_a: key.a_to_b(&flow.tuple),
@@ -344,33 +404,21 @@ impl ConnTable {
             cut: false,
             last: now,
         };
-        let mut e = entry;
-        e.update(flow, now);
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.slab[i as usize] = Some(e);
-                i
-            }
-            None => {
-                let Ok(i) = u32::try_from(self.slab.len()) else {
-                    return Err(DropReason::ConntrackFull);
-                };
-                self.slab.push(Some(e));
-                i
-            }
-        };
-        self.index.insert(key, i);
+        e.update(&key, flow, now);
+        self.conns.insert(key, e);
         self.zones[z].live += 1;
         Ok(())
     }
 
-    fn remove(&mut self, i: u32) {
-        let Some(e) = self.slab.get_mut(i as usize).and_then(Option::take) else {
+    fn remove(&mut self, key: &Key) {
+        let Some(e) = self.conns.remove(key) else {
             return;
         };
-        self.index.remove(&e.key);
-        self.free.push(i);
-        if let Some(z) = self.zones.get_mut(usize::from(e.key.zone)) {
+        if let Some(k) = self.keys.get_mut(e.slot as usize) {
+            *k = None;
+            self.free.push(e.slot);
+        }
+        if let Some(z) = self.zones.get_mut(usize::from(key.zone())) {
             if z.gen == e.gen {
                 z.live = z.live.saturating_sub(1);
             }
@@ -380,24 +428,24 @@ impl ConnTable {
     /// Visits up to `budget` slots of the slab and removes what has expired or belongs to a
     /// zone's earlier generation. Runs off the per-packet path.
     pub fn sweep(&mut self, now: u32, budget: usize) {
-        if self.slab.is_empty() {
-            return;
-        }
-        for _ in 0..budget.min(self.slab.len()) {
-            if self.cursor >= self.slab.len() {
+        for _ in 0..budget.min(self.keys.len()) {
+            if self.cursor >= self.keys.len() {
                 self.cursor = 0;
             }
-            let i = self.cursor;
+            let Some(key) = self.keys[self.cursor] else {
+                self.cursor += 1;
+                continue;
+            };
             self.cursor += 1;
-            let dead = self.slab[i].as_ref().is_some_and(|e| {
-                e.expired(now)
+            let dead = self.conns.get(&key).is_some_and(|e| {
+                e.expired(&key, now)
                     || self
                         .zones
-                        .get(usize::from(e.key.zone))
+                        .get(usize::from(key.zone()))
                         .is_none_or(|z| z.gen != e.gen)
             });
             if dead {
-                self.remove(i as u32);
+                self.remove(&key);
             }
         }
         if self.fragments.len() > FRAGMENTS / 2 {

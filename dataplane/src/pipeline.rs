@@ -95,10 +95,15 @@ impl Default for Pipeline {
 impl Pipeline {
     /// A pipeline whose MAC table ages entries after `aging_secs` and holds at most `max_macs`.
     pub fn new(aging_secs: u32, max_macs: usize) -> Self {
+        Pipeline::with_conntrack(aging_secs, max_macs, crate::conntrack::DEFAULT_PER_PORT)
+    }
+
+    /// As [`Pipeline::new`], each port tracking at most `per_port` connections.
+    pub fn with_conntrack(aging_secs: u32, max_macs: usize, per_port: u32) -> Self {
         Pipeline {
             fdb: MacTable::new(aging_secs, max_macs),
             counters: Vec::new(),
-            conns: ConnTable::default(),
+            conns: ConnTable::new(per_port),
             policers: Vec::new(),
             l3: None,
         }

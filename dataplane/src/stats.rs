@@ -225,6 +225,7 @@ pub struct WorkerStats {
     /// Over the last complete window ([`WorkerStats::WINDOW_NS`]).
     window_busy_ppm: AtomicU64,
     window_max_gap_ns: AtomicU64,
+    conntrack_entries: AtomicU64,
     /// Per network slot: live MAC entries and learning limit. The worker only `try_lock`s it, so
     /// a slow reader costs the worker one skipped update, never a wait.
     macs: std::sync::Mutex<Vec<(u32, u32)>>,
@@ -245,6 +246,8 @@ pub struct WorkerReading {
     pub busy_ratio: f64,
     /// Longest gap between two rounds while forwarding, in the last complete window, seconds.
     pub max_gap_seconds: f64,
+    /// Connections in the worker's connection table (security groups).
+    pub conntrack_entries: u64,
 }
 
 impl WorkerStats {
@@ -264,6 +267,11 @@ impl WorkerStats {
         let ppm = busy_ns.saturating_mul(1_000_000) / len_ns.max(1);
         self.window_busy_ppm.store(ppm.min(1_000_000), Relaxed);
         self.window_max_gap_ns.store(max_gap_ns, Relaxed);
+    }
+
+    /// Publishes the connection table's size.
+    pub fn publish_conntrack(&self, entries: u64) {
+        self.conntrack_entries.store(entries, Relaxed);
     }
 
     /// Publishes the MAC tables' sizes; skipped (not waited for) while a reader holds them.
@@ -291,6 +299,7 @@ impl WorkerStats {
             gaps_over_1ms: self.gaps_over_1ms.load(Relaxed),
             busy_ratio: self.window_busy_ppm.load(Relaxed) as f64 / 1e6,
             max_gap_seconds: self.window_max_gap_ns.load(Relaxed) as f64 / 1e9,
+            conntrack_entries: self.conntrack_entries.load(Relaxed),
         }
     }
 }

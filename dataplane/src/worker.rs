@@ -81,6 +81,8 @@ pub struct WorkerConfig {
     pub aging_secs: u32,
     /// Cap on the MAC table's total entries.
     pub max_macs: usize,
+    /// Connections a port's stateful security groups may track at once.
+    pub conntrack_per_port: u32,
     /// Idle behaviour.
     pub poll: PollMode,
     /// Largest fill ring target per queue.
@@ -94,6 +96,7 @@ impl Default for WorkerConfig {
             chunk_size: 2048,
             aging_secs: DEFAULT_AGING_SECS,
             max_macs: 1 << 20,
+            conntrack_per_port: crate::conntrack::DEFAULT_PER_PORT,
             poll: PollMode::Adaptive,
             max_fill: 8192,
         }
@@ -320,7 +323,7 @@ impl<P: PortIo> Worker<P> {
     pub fn new(cfg: WorkerConfig) -> io::Result<Self> {
         Ok(Worker {
             umem: Umem::new(cfg.frames, cfg.chunk_size)?,
-            pipe: Pipeline::new(cfg.aging_secs, cfg.max_macs),
+            pipe: Pipeline::with_conntrack(cfg.aging_secs, cfg.max_macs, cfg.conntrack_per_port),
             snap: Arc::new(Snapshot::default()),
             ports: Vec::new(),
             active: Vec::new(),
@@ -806,6 +809,7 @@ impl<P: PortIo> Worker<P> {
         }
         let fdb = &self.pipe.fdb;
         self.stats.publish_macs(|m| m.extend(fdb.network_sizes()));
+        self.stats.publish_conntrack(self.pipe.conns.len() as u64);
     }
 
     #[inline]

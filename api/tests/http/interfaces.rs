@@ -142,7 +142,8 @@ async fn forwarder_gets_the_desired_state_after_plug_down_unplug_and_delete() {
         app.fwd.last(),
         DesiredState {
             networks: vec![network.clone()],
-            ports: vec![]
+            ports: vec![],
+            groups: vec![],
         }
     );
 
@@ -156,12 +157,14 @@ async fn forwarder_gets_the_desired_state_after_plug_down_unplug_and_delete() {
         security: None,
         qos: None,
         dhcp: None,
+        filter: None,
     };
     assert_eq!(
         app.fwd.last(),
         DesiredState {
             networks: vec![network.clone()],
-            ports: vec![desired.clone()]
+            ports: vec![desired.clone()],
+            groups: vec![],
         }
     );
 
@@ -185,7 +188,8 @@ async fn forwarder_gets_the_desired_state_after_plug_down_unplug_and_delete() {
         app.fwd.last(),
         DesiredState {
             networks: vec![network],
-            ports: vec![]
+            ports: vec![],
+            groups: vec![],
         }
     );
 

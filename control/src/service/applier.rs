@@ -16,7 +16,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::{ControlError, Result};
-use crate::forward::{Change, Changes, DesiredNetwork, DesiredPort, DesiredState, Forwarder};
+use crate::forward::{
+    Change, Changes, DesiredGroup, DesiredNetwork, DesiredPort, DesiredState, Forwarder,
+};
 use crate::reconcile::Delta;
 
 /// How long a writer waits for the applier before answering anyway (the
@@ -118,6 +120,15 @@ impl Drop for Applier {
 struct Applied {
     networks: HashMap<String, DesiredNetwork>,
     ports: HashMap<String, DesiredPort>,
+    groups: HashMap<String, DesiredGroup>,
+}
+
+/// Items by id.
+fn by_id<T: Clone>(items: &[T], id: impl Fn(&T) -> &str) -> HashMap<String, T> {
+    items
+        .iter()
+        .map(|x| (id(x).to_owned(), x.clone()))
+        .collect()
 }
 
 fn run(rx: &Receiver<Work>, forwarder: &dyn Forwarder, progress: &Progress) {
@@ -135,22 +146,16 @@ fn run(rx: &Receiver<Work>, forwarder: &dyn Forwarder, progress: &Progress) {
                     pending.flush(&have, forwarder);
                     pending = Pending::default();
                     have = Applied {
-                        networks: state
-                            .networks
-                            .iter()
-                            .map(|n| (n.id.clone(), n.clone()))
-                            .collect(),
-                        ports: state
-                            .ports
-                            .iter()
-                            .map(|p| (p.id.clone(), p.clone()))
-                            .collect(),
+                        networks: by_id(&state.networks, |n| &n.id),
+                        ports: by_id(&state.ports, |p| &p.id),
+                        groups: by_id(&state.groups, |g| &g.id),
                     };
                     forwarder.apply(&Changes {
                         revision: rev,
                         full: true,
                         networks: state.networks.into_iter().map(Change::Set).collect(),
                         ports: state.ports.into_iter().map(Change::Set).collect(),
+                        groups: state.groups.into_iter().map(Change::Set).collect(),
                     });
                     reached = Some(rev);
                 }
@@ -172,6 +177,7 @@ struct Pending {
     revision: Option<u64>,
     networks: Vec<(String, Option<DesiredNetwork>)>,
     ports: Vec<(String, Option<DesiredPort>)>,
+    groups: Vec<(String, Option<DesiredGroup>)>,
     seen: HashSet<String>,
 }
 
@@ -191,6 +197,16 @@ impl Pending {
         for (id, p) in delta.ports {
             track(&mut have.ports, &mut self.ports, &mut self.seen, 'p', id, p);
         }
+        for (id, g) in delta.groups {
+            track(
+                &mut have.groups,
+                &mut self.groups,
+                &mut self.seen,
+                'g',
+                id,
+                g,
+            );
+        }
     }
 
     /// Hands the differences to the forwarder; returns the revision reached.
@@ -202,6 +218,7 @@ impl Pending {
             full: false,
             networks: diff(std::mem::take(&mut self.networks), &have.networks),
             ports: diff(std::mem::take(&mut self.ports), &have.ports),
+            groups: diff(std::mem::take(&mut self.groups), &have.groups),
         };
         if !changes.is_empty() {
             forwarder.apply(&changes);

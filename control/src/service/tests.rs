@@ -86,7 +86,9 @@ fn restart_rebuilds_desired_state_from_the_file() {
                 security: None,
                 qos: None,
                 dhcp: None,
+                filter: None,
             }],
+            groups: vec![],
         }
     );
 }
@@ -287,6 +289,7 @@ fn forwarder_sees_plug_state_change_unplug_and_delete() {
         security: None,
         qos: None,
         dhcp: None,
+        filter: None,
     };
     assert_eq!(rec.last().ports, vec![port.clone()]);
 
@@ -427,9 +430,47 @@ fn concurrent_creates_get_unique_vlans() {
     assert_eq!(vlans, (1..=40).collect::<Vec<u16>>());
 }
 
+/// A v2.0 network of tenant A with port security on.
+fn v2_network(c: &Control, scope: &crate::neutron::Scope) -> crate::neutron::NetworkRecord {
+    let spec = crate::neutron::NetworkSpec {
+        tenant_id: A.into(),
+        name: "n".into(),
+        admin_state_up: true,
+        shared: false,
+        mtu: Some(1500),
+        description: String::new(),
+        port_security_enabled: true,
+    };
+    c.v2_create_networks(scope, vec![spec]).unwrap().remove(0)
+}
+
+/// A v2.0 port of tenant A on `net`, every attribute left to its default.
+fn v2_port(
+    c: &Control,
+    scope: &crate::neutron::Scope,
+    net: &str,
+) -> crate::neutron::PortStatusView {
+    let spec = crate::neutron::PortSpec {
+        tenant_id: A.into(),
+        network_id: net.into(),
+        name: String::new(),
+        admin_state_up: true,
+        mac_address: None,
+        fixed_ips: None,
+        device_id: String::new(),
+        device_owner: String::new(),
+        description: String::new(),
+        port_security_enabled: None,
+        allowed_address_pairs: Vec::new(),
+        host_id: String::new(),
+        security_groups: None,
+    };
+    c.v2_create_ports(scope, vec![spec]).unwrap().remove(0)
+}
+
 #[test]
 fn tap_binding_needs_a_registered_device_when_authorized() {
-    use crate::neutron::{tap_device, NetworkSpec, PortSpec, Scope};
+    use crate::neutron::{tap_device, Scope};
     for authorize in [false, true] {
         let c = Control::in_memory(
             Arc::new(NullForwarder),
@@ -443,42 +484,8 @@ fn tap_binding_needs_a_registered_device_when_authorized() {
             tenant_id: A.into(),
             admin: false,
         };
-        let net = c
-            .v2_create_networks(
-                &scope,
-                vec![NetworkSpec {
-                    tenant_id: A.into(),
-                    name: "n".into(),
-                    admin_state_up: true,
-                    shared: false,
-                    mtu: Some(1500),
-                    description: String::new(),
-                    port_security_enabled: true,
-                }],
-            )
-            .unwrap()
-            .remove(0);
-        let port = c
-            .v2_create_ports(
-                &scope,
-                vec![PortSpec {
-                    tenant_id: A.into(),
-                    network_id: net.network.id.clone(),
-                    name: String::new(),
-                    admin_state_up: true,
-                    mac_address: None,
-                    fixed_ips: None,
-                    device_id: String::new(),
-                    device_owner: String::new(),
-                    description: String::new(),
-                    port_security_enabled: None,
-                    allowed_address_pairs: Vec::new(),
-                    host_id: String::new(),
-                    security_groups: None,
-                }],
-            )
-            .unwrap()
-            .remove(0);
+        let net = v2_network(&c, &scope);
+        let port = v2_port(&c, &scope, &net.network.id);
         let id = port.record.port.id.clone();
         let bound = |c: &Control| c.desired_state().unwrap().ports.iter().any(|p| p.id == id);
         // Without authorization the device binds as soon as it exists; with it, only once the
@@ -604,4 +611,133 @@ fn resync_hands_over_the_whole_state_again() {
     let last = log.sets.lock().unwrap().last().cloned().unwrap();
     assert!(last.full);
     assert_eq!(last.networks.len(), 1);
+}
+
+#[test]
+fn security_groups_reach_the_data_plane_as_rules_and_address_sets() {
+    use crate::ipam::Family;
+    use crate::neutron::{GatewayRequest, PortUpdate, Scope, SubnetSpec};
+    use crate::security::{SecurityGroupSpec, SgRuleSpec};
+    let log = Arc::new(ChangeLog::default());
+    let c = Control::in_memory(log.clone(), ControlOptions::default()).unwrap();
+    let sets = || log.sets.lock().unwrap().clone();
+    let scope = Scope {
+        tenant_id: A.into(),
+        admin: false,
+    };
+    let net = v2_network(&c, &scope);
+    c.v2_create_subnets(
+        &scope,
+        vec![SubnetSpec {
+            tenant_id: A.into(),
+            network_id: net.network.id.clone(),
+            name: String::new(),
+            description: String::new(),
+            family: Family::V4,
+            cidr: "198.18.0.0/24".into(),
+            gateway_ip: GatewayRequest::Default,
+            allocation_pools: None,
+            enable_dhcp: true,
+            dns_nameservers: vec![],
+            host_routes: vec![],
+            ipv6_ra_mode: None,
+            ipv6_address_mode: None,
+        }],
+    )
+    .unwrap();
+    let p1 = v2_port(&c, &scope, &net.network.id);
+    let p2 = v2_port(&c, &scope, &net.network.id);
+    let ip = |p: &crate::neutron::PortStatusView| p.record.attrs.fixed_ips[0].ip_address.clone();
+    let default = p1.record.attrs.security_groups[0].clone();
+
+    // Each port: Neutron's default rules; the default group's set: both ports' addresses.
+    let state = c.desired_state().unwrap();
+    let filter = state.ports[0].filter.clone().expect("port security is on");
+    assert_eq!(filter.rules.len(), 4, "{filter:?}");
+    let ingress: Vec<_> = filter.rules.iter().filter(|r| r.ingress).collect();
+    assert!(ingress
+        .iter()
+        .all(|r| r.remote_group.as_deref() == Some(default.as_str()) && r.stateful));
+    let group = state.groups.iter().find(|g| g.id == default).unwrap();
+    let mut want = vec![ip(&p1), ip(&p2)];
+    want.sort();
+    assert_eq!(group.addresses, want);
+
+    // A rule reaches every port of its group, and nothing else moves.
+    let before = sets().len();
+    c.v2_create_sg_rules(
+        &scope,
+        vec![SgRuleSpec {
+            security_group_id: default.clone(),
+            direction: "ingress".into(),
+            protocol: Some("tcp".into()),
+            port_range_min: Some(22),
+            port_range_max: Some(22),
+            remote_ip_prefix: Some("0.0.0.0/0".into()),
+            ..SgRuleSpec::default()
+        }],
+    )
+    .unwrap();
+    let last = sets().last().cloned().unwrap();
+    assert_eq!(sets().len(), before + 1);
+    assert_eq!(last.ports.len(), 2, "{last:?}");
+    assert!(last.groups.is_empty() && last.networks.is_empty());
+    assert!(last.ports.iter().all(|p| matches!(p, Change::Set(d)
+        if d.filter.as_ref().unwrap().rules.iter().any(|r| r.port_min == Some(22) && r.protocol == Some(6)))));
+
+    // A port that leaves the group: its rules go, and so does its address from the set.
+    let web = c
+        .v2_create_security_groups(
+            &scope,
+            vec![SecurityGroupSpec {
+                tenant_id: A.into(),
+                name: "web".into(),
+                description: String::new(),
+                stateful: true,
+            }],
+        )
+        .unwrap()
+        .remove(0);
+    c.v2_update_port(
+        &scope,
+        &p2.record.port.id,
+        PortUpdate {
+            security_groups: Some(vec![web.0.id.clone()]),
+            ..PortUpdate::default()
+        },
+    )
+    .unwrap();
+    let state = c.desired_state().unwrap();
+    let group = |id: &str| state.groups.iter().find(|g| g.id == id).unwrap().clone();
+    assert_eq!(group(&default).addresses, vec![ip(&p1)]);
+    assert_eq!(group(&web.0.id).addresses, vec![ip(&p2)]);
+    let p2_filter = state
+        .ports
+        .iter()
+        .find(|p| p.id == p2.record.port.id)
+        .unwrap();
+    assert_eq!(
+        p2_filter.filter.as_ref().unwrap().rules.len(),
+        2,
+        "a new group's default egress rules"
+    );
+    let last = sets().last().cloned().unwrap();
+    assert_eq!(last.groups.len(), 2, "{last:?}");
+    // A deleted port leaves its group's set.
+    c.v2_delete_port(&scope, &p1.record.port.id).unwrap();
+    let state = c.desired_state().unwrap();
+    let set = state.groups.iter().find(|g| g.id == default).unwrap();
+    assert!(set.addresses.is_empty(), "{set:?}");
+    assert_eq!(c.applied_revision(), c.store_revision().unwrap());
+    // The data plane's view equals a full derivation.
+    let mut live = DesiredState::default();
+    for s in sets() {
+        live.apply(&s);
+    }
+    let mut want = c.desired_state().unwrap();
+    for st in [&mut live, &mut want] {
+        st.ports.sort_by(|a, b| a.id.cmp(&b.id));
+        st.groups.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+    assert_eq!(live, want);
 }

@@ -55,6 +55,10 @@ pub enum Touched {
     Interface(String),
     /// A host device name registered or released.
     Device(String),
+    /// A security group's rules or statefulness: every port in the group.
+    SecurityGroup(String),
+    /// A security group's members or their addresses (its address set), or the group itself.
+    GroupMembers(String),
 }
 
 /// A port attribute a v2.0 list can filter on in the store.
@@ -264,6 +268,9 @@ pub trait Tx {
     fn delete_sg_rule(&self, id: &str) -> Result<()>;
     /// The ports a group is attached to.
     fn security_group_ports(&self, group: &str) -> Result<Vec<String>>;
+    /// The addresses of a group's member ports: their fixed IPs and allowed address pairs (as
+    /// given: an address or a CIDR), without duplicates.
+    fn security_group_addresses(&self, group: &str) -> Result<Vec<String>>;
     /// A project's groups and rules (for quotas).
     fn security_usage(&self, tenant_id: &str) -> Result<(u64, u64)>;
     /// Sets a port's v2.0 attributes, replacing its address pairs and its

@@ -55,6 +55,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0005_list_indexes.sql"),
     include_str!("../../migrations/0006_security_groups.sql"),
     include_str!("../../migrations/0007_dhcp.sql"),
+    include_str!("../../migrations/0008_security_changes.sql"),
 ];
 
 /// How much of the database file each connection maps.
@@ -801,6 +802,8 @@ impl Tx for SqliteTx<'_> {
                     "network_ports" => Touched::NetworkPorts(id),
                     "interface" => Touched::Interface(id),
                     "device" => Touched::Device(id),
+                    "security_group" => Touched::SecurityGroup(id),
+                    "group_members" => Touched::GroupMembers(id),
                     _ => Touched::Port(id),
                 })
             },
@@ -1457,6 +1460,17 @@ impl Tx for SqliteTx<'_> {
     fn security_group_ports(&self, group: &str) -> Result<Vec<String>> {
         self.query(
             "SELECT port_id FROM port_security_groups WHERE security_group_id = ?1 ORDER BY seq",
+            params![group],
+            |r| r.get(0),
+        )
+    }
+
+    fn security_group_addresses(&self, group: &str) -> Result<Vec<String>> {
+        self.query(
+            "SELECT a.ip_address FROM port_security_groups g \
+             JOIN ip_allocations a ON a.port_id = g.port_id WHERE g.security_group_id = ?1 \
+             UNION SELECT p.ip_address FROM port_security_groups g \
+             JOIN port_address_pairs p ON p.port_id = g.port_id WHERE g.security_group_id = ?1",
             params![group],
             |r| r.get(0),
         )

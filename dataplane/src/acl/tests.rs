@@ -14,15 +14,7 @@ const PEER4: [u8; 4] = [198, 18, 0, 20];
 const OTHER4: [u8; 4] = [198, 19, 0, 1];
 
 fn rule(v6: bool, proto: Option<u8>, ports: Option<(u16, u16)>, remote: Remote) -> Rule {
-    Rule {
-        v6,
-        proto,
-        ports,
-        icmp_type: None,
-        icmp_code: None,
-        remote,
-        stateful: true,
-    }
+    Rule::new(v6, proto, ports, remote)
 }
 
 /// Neutron's default group for a port: egress anything, ingress from the group's members.

@@ -460,15 +460,7 @@ fn entries_age_out_and_learning_goes_on_under_traffic_that_never_pauses() {
 fn filtered_cfg(members: &[[u8; 4]]) -> SwitchConfig {
     use crate::acl::{AddrSet, PortFilter, Remote, Rule};
     use crate::security::IpPrefix;
-    let rule = |remote: Remote| Rule {
-        v6: false,
-        proto: None,
-        ports: None,
-        icmp_type: None,
-        icmp_code: None,
-        remote,
-        stateful: true,
-    };
+    let rule = |remote| Rule::new(false, None, None, remote);
     let filter = Arc::new(PortFilter {
         ingress: vec![rule(Remote::Group(Arc::from("g")))],
         egress: vec![rule(Remote::Any)],
