@@ -80,7 +80,7 @@ fn address_set(g: &DesiredGroup) -> AddrSet {
 /// A port's security group rules as the switch matches them. A rule whose prefix or ICMP type
 /// does not parse (which the API never stores) is left out: it allows nothing.
 fn port_filter(f: &DesiredFilter) -> PortFilter {
-    let mut pf = PortFilter::default();
+    let (mut ingress, mut egress) = (Vec::new(), Vec::new());
     for r in &f.rules {
         let remote = match (&r.remote_group, &r.remote_prefix) {
             (Some(g), _) => Remote::Group(Arc::from(g.as_str())),
@@ -115,12 +115,12 @@ fn port_filter(f: &DesiredFilter) -> PortFilter {
             stateful: r.stateful,
         };
         if r.ingress {
-            pf.ingress.push(rule);
+            ingress.push(rule);
         } else {
-            pf.egress.push(rule);
+            egress.push(rule);
         }
     }
-    pf
+    PortFilter::new(ingress, egress)
 }
 
 /// The data plane's view of one desired port: an access port of its network, with its MAC as a
@@ -487,23 +487,25 @@ mod tests {
             ],
         };
         let pf = port_filter(&f);
+        let ingress = pf.rules(dataplane::acl::Direction::Ingress);
+        let egress = pf.rules(dataplane::acl::Direction::Egress);
         assert_eq!(
-            pf.ingress.len(),
+            ingress.len(),
             6,
             "the unparsable prefix and ICMP type are left out"
         );
-        assert_eq!(pf.ingress[0].ports, Some((22, 22)));
-        assert_eq!(pf.ingress[1].ports, Some((1000, 2000)));
+        assert_eq!(ingress[0].ports, Some((22, 22)));
+        assert_eq!(ingress[1].ports, Some((1000, 2000)));
         assert_eq!(
-            (pf.ingress[2].icmp_type, pf.ingress[2].icmp_code),
+            (ingress[2].icmp_type, ingress[2].icmp_code),
             (Some(8), None)
         );
         assert_eq!(
-            (pf.ingress[3].icmp_type, pf.ingress[3].icmp_code),
+            (ingress[3].icmp_type, ingress[3].icmp_code),
             (Some(128), Some(0))
         );
-        assert_eq!(pf.ingress[4].ports, None, "GRE has no ports");
-        assert!(matches!(pf.ingress[5].remote, Remote::Prefix(_)));
-        assert_eq!(pf.egress[0].remote, Remote::Group(Arc::from("g")));
+        assert_eq!(ingress[4].ports, None, "GRE has no ports");
+        assert!(matches!(ingress[5].remote, Remote::Prefix(_)));
+        assert_eq!(egress[0].remote, Remote::Group(Arc::from("g")));
     }
 }

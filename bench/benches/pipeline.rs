@@ -190,13 +190,11 @@ fn sg_filter() -> PortFilter {
         .collect();
     ingress.push(rule(false, None, None, members.clone()));
     ingress.push(rule(true, None, None, members));
-    PortFilter {
-        ingress,
-        egress: vec![
-            rule(false, None, None, Remote::Any),
-            rule(true, None, None, Remote::Any),
-        ],
-    }
+    let egress = vec![
+        rule(false, None, None, Remote::Any),
+        rule(true, None, None, Remote::Any),
+    ];
+    PortFilter::new(ingress, egress)
 }
 
 /// UDP frames from a (198.18.0.1, its MAC) to b (198.18.0.2) over `flows` source ports.

@@ -201,6 +201,8 @@ fn desired_rule(r: &SgRule, stateful: bool) -> DesiredRule {
     let ipv6 = r.ethertype == "IPv6";
     let protocol = match r.protocol_number() {
         Some(1) if ipv6 => Some(58),
+        // `0` (`ip`, `hopopt`) is any protocol to Neutron's firewalls.
+        Some(0) => None,
         p => p,
     };
     let port = |p: Option<u32>| p.and_then(|p| u16::try_from(p).ok());

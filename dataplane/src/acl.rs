@@ -131,16 +131,28 @@ impl Rule {
     }
 }
 
-/// The rules of a port's groups, by direction.
+/// The rules of a port's groups, by direction, rules of stateful groups first (a packet that
+/// both kinds allow is tracked, as it would be were the stateless rule absent).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PortFilter {
-    /// Rules for what the VM receives.
-    pub ingress: Vec<Rule>,
-    /// Rules for what the VM sends.
-    pub egress: Vec<Rule>,
+    ingress: Vec<Rule>,
+    egress: Vec<Rule>,
+    stateful: bool,
 }
 
 impl PortFilter {
+    /// A port's rules for what its VM receives (`ingress`) and sends (`egress`).
+    pub fn new(mut ingress: Vec<Rule>, mut egress: Vec<Rule>) -> Self {
+        ingress.sort_by_key(|r| !r.stateful);
+        egress.sort_by_key(|r| !r.stateful);
+        let stateful = ingress.iter().chain(&egress).any(|r| r.stateful);
+        PortFilter {
+            ingress,
+            egress,
+            stateful,
+        }
+    }
+
     /// The rules of one direction.
     #[inline]
     pub fn rules(&self, dir: Direction) -> &[Rule] {
@@ -151,8 +163,9 @@ impl PortFilter {
     }
 
     /// Does any rule track connections?
+    #[inline]
     pub fn stateful(&self) -> bool {
-        self.ingress.iter().chain(&self.egress).any(|r| r.stateful)
+        self.stateful
     }
 
     /// The first rule of `dir` matching `flow`.

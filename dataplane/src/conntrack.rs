@@ -12,16 +12,17 @@
 //!
 //! Entries live in a hash map (foldhash, randomly seeded, so a VM cannot aim collisions at the
 //! table), one lookup per check; their keys also sit in a slab that the sweeper walks a bounded
-//! slice at a time, removing
-//! what has expired: timeouts depend on the protocol and on what was seen (a TCP connection
-//! that got a reply stays a day, one reset goes after 10 s; see [`timeout`]). Each zone holds
-//! at most its share ([`ConnTable::new`]): a VM that opens connections without end fills only
-//! its own share, and its next new connections are dropped (`conntrack_full`) while every other
-//! port's go on. A slot taken by a new port starts an empty zone: entries of the slot's previous
-//! generation are dead on sight and swept.
+//! slice at a time, removing what has expired: timeouts depend on the protocol and on what was
+//! seen (an established TCP connection stays a day, one reset goes after 10 s; see [`timeout`]).
+//! Each zone holds at most its share ([`ConnTable::new`]): a VM that opens connections without
+//! end fills only its own share, and its next new connections are dropped (`conntrack_full`)
+//! while every other port's go on. When a snapshot is adopted, a zone whose port went or whose
+//! slot a new port took ([`ConnTable::sync_zone`]) starts empty: the earlier entries are dead on
+//! sight and swept.
 //!
 //! Later fragments carry no ports: a first fragment that passed records its datagram (zone,
-//! addresses, protocol, identification) for a few seconds so that the rest follows it.
+//! addresses, protocol, identification) for a few seconds so that the rest follows it, at most
+//! [`FRAGMENTS_PER_ZONE`] datagrams per port.
 
 use std::collections::HashMap;
 
@@ -132,6 +133,8 @@ const SEEN_REPLY: u8 = 1;
 const FIN_ORIG: u8 = 2;
 const FIN_REPLY: u8 = 4;
 const RESET: u8 = 8;
+/// TCP: the opener acknowledged after the other side answered (the handshake completed).
+const ESTABLISHED: u8 = 16;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -173,8 +176,14 @@ impl Entry {
         }
     }
 
+    /// Does `flow` go the way the opening packet went?
+    #[inline]
+    fn is_orig(&self, k: &Key, flow: &Flow) -> bool {
+        k.a_to_b(&flow.tuple) == self.orig_a
+    }
+
     fn update(&mut self, k: &Key, flow: &Flow, now: u32) {
-        let orig = k.a_to_b(&flow.tuple) == self.orig_a;
+        let orig = self.is_orig(k, flow);
         if !orig {
             self.state |= SEEN_REPLY;
         }
@@ -183,6 +192,9 @@ impl Entry {
             if f & tcp::SYN != 0 && f & tcp::ACK == 0 && orig && self.closed() {
                 // The endpoints open the same connection again.
                 self.state = 0;
+            }
+            if orig && f & tcp::ACK != 0 && f & tcp::SYN == 0 && self.state & SEEN_REPLY != 0 {
+                self.state |= ESTABLISHED;
             }
             if f & tcp::RST != 0 {
                 self.state |= RESET;
@@ -203,16 +215,19 @@ impl Entry {
     }
 }
 
-/// How long a connection lives without a packet, in seconds: TCP a day once answered, 2 minutes
-/// while opening, 30 s once both sides sent FIN, 10 s after a reset (Linux's and Open vSwitch's
-/// orders of magnitude); UDP and other protocols with ports 30 s, 2 minutes once answered;
-/// ICMP 30 s; other protocols 60 s, 10 minutes once answered.
+/// How long a connection lives without a packet, in seconds: TCP a day once established (the
+/// opener acknowledged the answer), 2 minutes while unanswered, 1 minute answered but not
+/// acknowledged (a SYN flood whose answers never complete fills a port's share for a minute, not
+/// a day), 30 s once both sides sent FIN, 10 s after a reset (Linux's and Open vSwitch's orders
+/// of magnitude); UDP and other protocols with ports 30 s, 2 minutes once answered; ICMP 30 s;
+/// other protocols 60 s, 10 minutes once answered.
 pub fn timeout(proto: u8, state: u8) -> u32 {
     let replied = state & SEEN_REPLY != 0;
     match proto {
         TCP if state & RESET != 0 => 10,
         TCP if state & (FIN_ORIG | FIN_REPLY) == FIN_ORIG | FIN_REPLY => 30,
-        TCP if replied => 86_400,
+        TCP if state & ESTABLISHED != 0 => 86_400,
+        TCP if replied => 60,
         TCP => 120,
         p if crate::flow::has_ports(p) => {
             if replied {
@@ -227,11 +242,12 @@ pub fn timeout(proto: u8, state: u8) -> u32 {
     }
 }
 
-/// A zone's generation and live entries.
+/// A zone's generation, live entries and remembered datagrams.
 #[derive(Debug, Clone, Copy, Default)]
 struct ZoneCount {
     gen: u32,
     live: u32,
+    frags: u32,
 }
 
 /// A datagram whose first fragment passed.
@@ -261,7 +277,8 @@ impl FragKey {
 }
 
 /// Datagrams remembered at most at once, and for how long (seconds).
-const FRAGMENTS: usize = 4096;
+/// Datagrams a port may have remembered at once, and for how long (seconds).
+const FRAGMENTS_PER_ZONE: u32 = 256;
 const FRAGMENT_SECS: u32 = 5;
 
 /// The connections of a worker's ports.
@@ -275,6 +292,8 @@ pub struct ConnTable {
     per_zone: u32,
     cursor: usize,
     fragments: HashMap<FragKey, u32, RandomState>,
+    /// The second the fragments were last swept.
+    frags_swept: u32,
 }
 
 /// The default share of a port: connections tracked at once.
@@ -297,6 +316,7 @@ impl ConnTable {
             per_zone: per_zone.max(1),
             cursor: 0,
             fragments: HashMap::with_hasher(RandomState::default()),
+            frags_swept: 0,
         }
     }
 
@@ -316,6 +336,26 @@ impl ConnTable {
             .get(usize::from(zone))
             .filter(|z| z.gen == gen)
             .map_or(0, |z| z.live)
+    }
+
+    /// Makes zone `zone` belong to the port of generation `gen` now in its slot (`None`: no port):
+    /// the connections of an earlier port are dead at once and swept. Called when a snapshot is
+    /// adopted.
+    pub fn sync_zone(&mut self, zone: u16, gen: Option<u32>) {
+        if let Some(z) = self.zones.get_mut(usize::from(zone)) {
+            let gen = gen.unwrap_or(u32::MAX);
+            if z.gen != gen && (z.live > 0 || z.frags > 0) {
+                *z = ZoneCount {
+                    gen,
+                    ..ZoneCount::default()
+                };
+            }
+        }
+    }
+
+    /// Zones known to the table (slots that tracked something).
+    pub fn zones(&self) -> usize {
+        self.zones.len()
     }
 
     /// Does the zone track anything (of any generation)?
@@ -353,6 +393,13 @@ impl ConnTable {
             return Some(false);
         }
         if let Some(f) = update {
+            let orig = e.is_orig(key, f);
+            // Not part of the connection, but the start of another: an echo request from the
+            // side that answered, or a SYN once the connection has closed. The rules decide.
+            let syn = f.tcp_flags & (tcp::SYN | tcp::ACK) == tcp::SYN && key.proto() == TCP;
+            if (f.is_echo_request() && !orig) || (syn && e.closed()) {
+                return None;
+            }
             e.update(key, f, now);
         }
         Some(true)
@@ -373,7 +420,10 @@ impl ConnTable {
             self.zones.resize(z + 1, ZoneCount::default());
         }
         if self.zones[z].gen != gen {
-            self.zones[z] = ZoneCount { gen, live: 0 };
+            self.zones[z] = ZoneCount {
+                gen,
+                ..ZoneCount::default()
+            };
         }
         if self.zones[z].live >= self.per_zone {
             return Err(DropReason::ConntrackFull);
@@ -448,21 +498,52 @@ impl ConnTable {
                 self.remove(&key);
             }
         }
-        if self.fragments.len() > FRAGMENTS / 2 {
-            self.fragments.retain(|_, until| *until >= now);
+        if now != self.frags_swept && !self.fragments.is_empty() {
+            // Once a second; at most 256 datagrams per port are remembered.
+            self.frags_swept = now;
+            let zones = &mut self.zones;
+            self.fragments.retain(|k, until| {
+                let keep = *until >= now;
+                if !keep {
+                    if let Some(z) = zones
+                        .get_mut(usize::from(k.zone))
+                        .filter(|z| z.gen == k.gen)
+                    {
+                        z.frags = z.frags.saturating_sub(1);
+                    }
+                }
+                keep
+            });
         }
     }
 
-    /// Remembers that the first fragment of `flow`'s datagram passed.
+    /// Remembers that the first fragment of `flow`'s datagram passed; a port that has
+    /// [`FRAGMENTS_PER_ZONE`] datagrams remembered already gets no more (their later fragments
+    /// are then checked by the rules without ports), so one VM cannot crowd out the others.
     pub fn fragment_seen(&mut self, zone: u16, gen: u32, flow: &Flow, now: u32) {
-        if self.fragments.len() >= FRAGMENTS {
-            self.fragments.retain(|_, until| *until >= now);
-            if self.fragments.len() >= FRAGMENTS {
-                return;
-            }
+        let z = usize::from(zone);
+        if self.zones.len() <= z {
+            self.zones.resize(z + 1, ZoneCount::default());
         }
-        self.fragments
-            .insert(FragKey::of(zone, gen, flow), now + FRAGMENT_SECS);
+        if self.zones[z].gen != gen {
+            self.zones[z] = ZoneCount {
+                gen,
+                ..ZoneCount::default()
+            };
+        }
+        if self.zones[z].frags >= FRAGMENTS_PER_ZONE {
+            return;
+        }
+        let fresh = self
+            .fragments
+            .insert(
+                FragKey::of(zone, gen, flow),
+                now.saturating_add(FRAGMENT_SECS),
+            )
+            .is_none();
+        if fresh {
+            self.zones[z].frags += 1;
+        }
     }
 
     /// Did the first fragment of `flow`'s datagram pass (recently)?

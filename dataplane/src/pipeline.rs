@@ -121,6 +121,12 @@ impl Pipeline {
             }
         }
         self.fdb.reserve(total_limit);
+        // Connections of a port that went, or whose slot another port took, are dead.
+        for zone in 0..self.conns.zones() {
+            if let Ok(slot) = u16::try_from(zone) {
+                self.conns.sync_zone(slot, snap.port(slot).map(|p| p.gen));
+            }
+        }
         if self.counters.len() < snap.ports.len() {
             self.counters
                 .resize(snap.ports.len(), LocalCounters::default());

@@ -1,5 +1,7 @@
-//! Fuzzes parse + classify + learn + forward through the worker with in-memory ports: the first
-//! byte of each record picks the ingress port, the next two the frame length, then the bytes.
+//! Fuzzes parse + classify + filter + learn + forward through the worker with in-memory ports: the
+//! first byte of each record picks the ingress port, the next two the frame length, then the
+//! bytes. Ports a1 and a2 have security group rules (stateful, a remote group, a port range, an
+//! ICMP type), so layer 3/4 parsing and the connection table see every frame.
 //! Properties: no panic, and frame accounting holds after every round (that every frame is
 //! forwarded or counted as exactly one drop is the property test in `dataplane/src/pipeline`).
 //!
@@ -9,33 +11,77 @@
 
 use std::sync::Arc;
 
+use dataplane::acl::{AddrSet, PortFilter, Remote, Rule};
 use dataplane::config::{NetworkConfig, PortConfig, SlotMap, Snapshot, SwitchConfig};
 use dataplane::pipeline::Now;
 use dataplane::port::mem::{MemPort, MemSpec};
+use dataplane::security::IpPrefix;
 use dataplane::worker::{Command, PortShared, Worker, WorkerConfig};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let net = |id: &str, vlan| NetworkConfig { id: id.into(), vlan, mac_limit: 16 };
+    let net = |id: &str, vlan| NetworkConfig {
+        id: id.into(),
+        vlan,
+        mac_limit: 16,
+    };
+    let group = Remote::Group(Arc::from("g"));
+    let ping = Rule {
+        icmp_type: Some(8),
+        ..Rule::new(false, Some(1), None, Remote::Any)
+    };
+    let mut stateless = Rule::new(true, Some(17), Some((53, 53)), Remote::Any);
+    stateless.stateful = false;
+    let filter = Arc::new(PortFilter::new(
+        vec![
+            Rule::new(false, None, None, group.clone()),
+            Rule::new(false, Some(6), Some((22, 80)), Remote::Any),
+            ping,
+            stateless,
+        ],
+        vec![
+            Rule::new(false, None, None, Remote::Any),
+            Rule::new(true, None, None, group),
+        ],
+    ));
+    let filtered = |id, dev| PortConfig {
+        filter: Some(Arc::clone(&filter)),
+        ..PortConfig::access(id, dev, "a")
+    };
+    let members = ["198.18.0.1", "198.18.0.0/30", "2001:db8::1"]
+        .iter()
+        .filter_map(|a| IpPrefix::parse(a));
     let cfg = SwitchConfig {
         networks: vec![net("a", 10), net("b", 20)],
         ports: vec![
-            PortConfig::access("a1", "d1", "a"),
-            PortConfig::access("a2", "d2", "a"),
+            filtered("a1", "d1"),
+            filtered("a2", "d2"),
             PortConfig::access("b1", "d3", "b"),
             PortConfig::trunk("up", "d4"),
         ],
+        address_sets: Arc::new(
+            [(Arc::from("g"), Arc::new(AddrSet::new(members)))]
+                .into_iter()
+                .collect(),
+        ),
+        policy_epoch: 1,
     };
     let (mut ns, mut ps) = (SlotMap::default(), SlotMap::default());
     let snap = Arc::new(Snapshot::compile(&cfg, 1, &mut ns, &mut ps));
-    let mut w: Worker<MemPort> =
-        Worker::new(WorkerConfig { frames: 256, ..WorkerConfig::default() }).unwrap();
+    let mut w: Worker<MemPort> = Worker::new(WorkerConfig {
+        frames: 256,
+        ..WorkerConfig::default()
+    })
+    .unwrap();
     w.handle(Command::Snapshot(snap), Now::default());
     for slot in 0..4u16 {
         w.handle(
             Command::AddPort {
                 slot,
-                spec: MemSpec { capture: false, tx_size: 32 },
+                spec: MemSpec {
+                    capture: false,
+                    tx_size: 32,
+                },
                 shared: Arc::new(PortShared::default()),
             },
             Now::default(),

@@ -20,16 +20,16 @@ fn rule(v6: bool, proto: Option<u8>, ports: Option<(u16, u16)>, remote: Remote) 
 /// Neutron's default group for a port: egress anything, ingress from the group's members.
 fn default_group() -> PortFilter {
     let members = Remote::Group(Arc::from("default"));
-    PortFilter {
-        ingress: vec![
+    PortFilter::new(
+        vec![
             rule(false, None, None, members.clone()),
             rule(true, None, None, members),
         ],
-        egress: vec![
+        vec![
             rule(false, None, None, Remote::Any),
             rule(true, None, None, Remote::Any),
         ],
-    }
+    )
 }
 
 fn sets(members: &[[u8; 4]]) -> AddrSets {
@@ -182,10 +182,7 @@ fn port_ranges_icmp_types_and_prefixes() {
         icmp_code: Some(0),
         ..rule(false, Some(ICMP), None, Remote::Any)
     };
-    let mut r = Rig::new(PortFilter {
-        ingress: vec![ssh, web, ping],
-        egress: vec![],
-    });
+    let mut r = Rig::new(PortFilter::new(vec![ssh, web, ping], vec![]));
     assert_eq!(r.inbound(OTHER4, TCP, &tcp(1, 22, tcp::SYN)), Ok(()));
     assert_eq!(r.inbound(OTHER4, TCP, &tcp(1, 23, tcp::SYN)), NO_IN);
     assert_eq!(r.inbound(PEER4, TCP, &tcp(1, 8080, tcp::SYN)), Ok(()));
@@ -209,10 +206,10 @@ fn port_ranges_icmp_types_and_prefixes() {
         Ok(())
     );
     // IPv6 rules do not match IPv4 packets.
-    let mut r = Rig::new(PortFilter {
-        ingress: vec![rule(true, None, None, Remote::Any)],
-        egress: vec![],
-    });
+    let mut r = Rig::new(PortFilter::new(
+        vec![rule(true, None, None, Remote::Any)],
+        vec![],
+    ));
     assert_eq!(r.inbound(PEER4, UDP, &udp(1, 2)), NO_IN);
     assert_eq!(
         r.check(Direction::Ingress, &v6(a6(1), a6(2), UDP, &udp(1, 2))),
@@ -223,10 +220,10 @@ fn port_ranges_icmp_types_and_prefixes() {
 #[test]
 fn removing_a_rule_cuts_the_connections_it_allowed_both_ways() {
     let ssh = rule(false, Some(TCP), Some((22, 22)), Remote::Any);
-    let mut r = Rig::new(PortFilter {
-        ingress: vec![ssh.clone()],
-        egress: vec![rule(false, None, None, Remote::Any)],
-    });
+    let mut r = Rig::new(PortFilter::new(
+        vec![ssh.clone()],
+        vec![rule(false, None, None, Remote::Any)],
+    ));
     assert_eq!(r.inbound(PEER4, TCP, &tcp(50000, 22, tcp::SYN)), Ok(()));
     assert_eq!(
         r.outbound(TCP, &tcp(22, 50000, tcp::SYN | tcp::ACK)),
@@ -234,14 +231,15 @@ fn removing_a_rule_cuts_the_connections_it_allowed_both_ways() {
     );
     // A connection the VM opened stays: its rule is still there.
     assert_eq!(r.outbound(UDP, &udp(5000, 53)), Ok(()));
-    r.filter.ingress.clear();
+    let egress = vec![rule(false, None, None, Remote::Any)];
+    r.filter = PortFilter::new(vec![], egress.clone());
     r.epoch += 1;
     assert_eq!(r.inbound(PEER4, TCP, &tcp(50000, 22, tcp::ACK)), NO_IN);
     // The VM's side cannot reopen it either, though its egress rules allow anything.
     assert_eq!(r.outbound(TCP, &tcp(22, 50000, tcp::ACK)), NO_OUT);
     assert_eq!(r.inbound(PEER4, UDP, &udp(53, 5000)), Ok(()));
     // Put back, it passes again.
-    r.filter.ingress.push(ssh);
+    r.filter = PortFilter::new(vec![ssh], egress);
     r.epoch += 1;
     assert_eq!(r.inbound(PEER4, TCP, &tcp(50000, 22, tcp::ACK)), Ok(()));
 }
@@ -250,10 +248,7 @@ fn removing_a_rule_cuts_the_connections_it_allowed_both_ways() {
 fn stateless_rules_track_nothing() {
     let mut any = rule(false, None, None, Remote::Any);
     any.stateful = false;
-    let mut r = Rig::new(PortFilter {
-        ingress: vec![],
-        egress: vec![any],
-    });
+    let mut r = Rig::new(PortFilter::new(vec![], vec![any]));
     assert_eq!(r.outbound(TCP, &tcp(40000, 80, tcp::SYN)), Ok(()));
     assert_eq!(
         r.inbound(PEER4, TCP, &tcp(80, 40000, tcp::SYN | tcp::ACK)),
@@ -264,10 +259,10 @@ fn stateless_rules_track_nothing() {
 
 #[test]
 fn later_fragments_follow_their_first() {
-    let mut r = Rig::new(PortFilter {
-        ingress: vec![rule(false, Some(UDP), Some((53, 53)), Remote::Any)],
-        egress: vec![],
-    });
+    let mut r = Rig::new(PortFilter::new(
+        vec![rule(false, Some(UDP), Some((53, 53)), Remote::Any)],
+        vec![],
+    ));
     let frame = |l4: &[u8], frag: u16, id: u16| {
         build_frame(
             PEER,

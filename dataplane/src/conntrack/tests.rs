@@ -3,7 +3,7 @@
 use super::*;
 use crate::flow::build::*;
 use crate::flow::{parse, L3};
-use crate::wire::ipproto::UDP;
+use crate::wire::ipproto::{ICMP, UDP};
 
 const A: [u8; 4] = [198, 18, 0, 1];
 const B: [u8; 4] = [198, 18, 0, 2];
@@ -40,16 +40,18 @@ fn one_key_from_either_side() {
 fn timeouts_follow_what_was_seen_and_the_sweeper_removes_the_dead() {
     let mut t = ConnTable::default();
     let syn = flow(&v4(A, B, TCP, &tcp(1000, 80, tcp::SYN)));
-    let ack = flow(&v4(B, A, TCP, &tcp(80, 1000, tcp::SYN | tcp::ACK)));
+    let synack = flow(&v4(B, A, TCP, &tcp(80, 1000, tcp::SYN | tcp::ACK)));
+    let ack = flow(&v4(A, B, TCP, &tcp(1000, 80, tcp::ACK)));
     let udp_out = flow(&v4(A, B, UDP, &udp(5000, 53)));
     t.open(1, 1, &syn, START, 0).unwrap();
     t.open(1, 1, &udp_out, START, 0).unwrap();
-    // Unanswered UDP goes after 30 s; the TCP connection, answered, stays.
+    // Unanswered UDP goes after 30 s; the TCP connection, established, stays.
+    assert_eq!(live(&mut t, &synack, 1, 20), Some(true));
     assert_eq!(live(&mut t, &ack, 1, 20), Some(true));
     t.sweep(60, 16);
     assert_eq!(t.len(), 1);
     assert_eq!(t.zone_len(1, 1), 1);
-    assert_eq!(live(&mut t, &syn, 1, 3600), Some(true));
+    assert_eq!(live(&mut t, &ack, 1, 3600), Some(true));
     // A reset ends it 10 s later.
     let rst = flow(&v4(B, A, TCP, &tcp(80, 1000, tcp::RST)));
     assert_eq!(live(&mut t, &rst, 1, 3601), Some(true));
@@ -101,4 +103,78 @@ fn a_connection_met_under_a_new_epoch_is_checked_again() {
         t.established(&key, 1, 3, Some(&f), 1, |_, _| true),
         Some(true)
     );
+}
+
+#[test]
+fn an_answer_alone_does_not_make_a_tcp_connection_last_a_day() {
+    let mut t = ConnTable::default();
+    let syn = flow(&v4(A, B, TCP, &tcp(1000, 80, tcp::SYN)));
+    let synack = flow(&v4(B, A, TCP, &tcp(80, 1000, tcp::SYN | tcp::ACK)));
+    let ack = flow(&v4(A, B, TCP, &tcp(1000, 80, tcp::ACK)));
+    t.open(1, 1, &syn, START, 0).unwrap();
+    assert_eq!(live(&mut t, &synack, 1, 1), Some(true));
+    // Answered, never acknowledged: gone after a minute.
+    t.sweep(100, 16);
+    assert!(t.is_empty());
+    t.open(1, 1, &syn, START, 200).unwrap();
+    assert_eq!(live(&mut t, &synack, 1, 200), Some(true));
+    assert_eq!(live(&mut t, &ack, 1, 200), Some(true));
+    t.sweep(200 + 3600, 16);
+    assert_eq!(t.len(), 1, "established");
+}
+
+#[test]
+fn the_answering_side_cannot_start_traffic_on_an_old_entry() {
+    let mut t = ConnTable::default();
+    let request = flow(&v4(A, B, ICMP, &icmp(8, 0, 7)));
+    let reply = flow(&v4(B, A, ICMP, &icmp(0, 0, 7)));
+    let reverse_request = flow(&v4(B, A, ICMP, &icmp(8, 0, 7)));
+    t.open(1, 1, &request, START, 0).unwrap();
+    assert_eq!(live(&mut t, &reply, 1, 1), Some(true));
+    assert_eq!(live(&mut t, &reverse_request, 1, 1), None, "a new exchange");
+    // A SYN on a closed TCP connection is a new connection, from either side.
+    let syn = flow(&v4(A, B, TCP, &tcp(1000, 80, tcp::SYN)));
+    let rst = flow(&v4(B, A, TCP, &tcp(80, 1000, tcp::RST)));
+    let back = flow(&v4(B, A, TCP, &tcp(80, 1000, tcp::SYN)));
+    t.open(1, 1, &syn, START, 0).unwrap();
+    assert_eq!(live(&mut t, &rst, 1, 1), Some(true));
+    assert_eq!(live(&mut t, &back, 1, 2), None);
+    assert_eq!(live(&mut t, &syn, 1, 2), None);
+}
+
+#[test]
+fn a_removed_port_s_connections_go_when_the_snapshot_says_so() {
+    let mut t = ConnTable::default();
+    let f = flow(&v4(A, B, UDP, &udp(1, 2)));
+    t.open(1, 1, &f, START, 0).unwrap();
+    t.sync_zone(1, Some(1));
+    assert_eq!(t.zone_len(1, 1), 1, "same port: kept");
+    t.sync_zone(1, None);
+    assert!(!t.tracks(1));
+    t.sweep(1, 16);
+    assert!(t.is_empty());
+}
+
+#[test]
+fn a_port_remembers_a_bounded_number_of_fragmented_datagrams() {
+    use crate::flow::build::ipv4_packet;
+    use crate::wire::{build_frame, ETHERTYPE_IPV4};
+    let mut t = ConnTable::default();
+    let first = |id: u16| {
+        let p = ipv4_packet(A, B, UDP, &udp(1, 2), 0x2000, id);
+        flow(&build_frame(PEER, VM, None, ETHERTYPE_IPV4, &p))
+    };
+    for id in 0..300 {
+        t.fragment_seen(1, 1, &first(id), 0);
+        t.fragment_seen(2, 1, &first(id), 0);
+    }
+    assert!(t.fragment_passed(1, 1, &first(255), 0));
+    assert!(
+        !t.fragment_passed(1, 1, &first(256), 0),
+        "over the port's share"
+    );
+    // Expired datagrams free the share.
+    t.sweep(10, 1);
+    t.fragment_seen(1, 1, &first(299), 10);
+    assert!(t.fragment_passed(1, 1, &first(299), 10));
 }

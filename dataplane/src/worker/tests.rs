@@ -461,10 +461,10 @@ fn filtered_cfg(members: &[[u8; 4]]) -> SwitchConfig {
     use crate::acl::{AddrSet, PortFilter, Remote, Rule};
     use crate::security::IpPrefix;
     let rule = |remote| Rule::new(false, None, None, remote);
-    let filter = Arc::new(PortFilter {
-        ingress: vec![rule(Remote::Group(Arc::from("g")))],
-        egress: vec![rule(Remote::Any)],
-    });
+    let filter = Arc::new(PortFilter::new(
+        vec![rule(Remote::Group(Arc::from("g")))],
+        vec![rule(Remote::Any)],
+    ));
     let mut c = cfg();
     for p in c.ports.iter_mut().filter(|p| p.id == "a2" || p.id == "a3") {
         p.filter = Some(Arc::clone(&filter));
