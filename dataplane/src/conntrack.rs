@@ -416,15 +416,7 @@ impl ConnTable {
         now: u32,
     ) -> Result<(), DropReason> {
         let z = usize::from(zone);
-        if self.zones.len() <= z {
-            self.zones.resize(z + 1, ZoneCount::default());
-        }
-        if self.zones[z].gen != gen {
-            self.zones[z] = ZoneCount {
-                gen,
-                ..ZoneCount::default()
-            };
-        }
+        self.claim_zone(z, gen);
         if self.zones[z].live >= self.per_zone {
             return Err(DropReason::ConntrackFull);
         }
@@ -517,11 +509,8 @@ impl ConnTable {
         }
     }
 
-    /// Remembers that the first fragment of `flow`'s datagram passed; a port that has
-    /// [`FRAGMENTS_PER_ZONE`] datagrams remembered already gets no more (their later fragments
-    /// are then checked by the rules without ports), so one VM cannot crowd out the others.
-    pub fn fragment_seen(&mut self, zone: u16, gen: u32, flow: &Flow, now: u32) {
-        let z = usize::from(zone);
+    /// Makes zone `z` the zone of generation `gen`, empty if it held another generation's.
+    fn claim_zone(&mut self, z: usize, gen: u32) {
         if self.zones.len() <= z {
             self.zones.resize(z + 1, ZoneCount::default());
         }
@@ -531,6 +520,14 @@ impl ConnTable {
                 ..ZoneCount::default()
             };
         }
+    }
+
+    /// Remembers that the first fragment of `flow`'s datagram passed; a port that has
+    /// [`FRAGMENTS_PER_ZONE`] datagrams remembered already gets no more (their later fragments
+    /// are then checked by the rules without ports), so one VM cannot crowd out the others.
+    pub fn fragment_seen(&mut self, zone: u16, gen: u32, flow: &Flow, now: u32) {
+        let z = usize::from(zone);
+        self.claim_zone(z, gen);
         if self.zones[z].frags >= FRAGMENTS_PER_ZONE {
             return;
         }
