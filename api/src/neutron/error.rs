@@ -52,6 +52,15 @@ impl NeutronError {
     }
 
     /// 404 `HTTPNotFound`: no such route.
+    /// 404 `AgentNotFound`: the switch runs no Neutron agents.
+    pub(crate) fn agent_not_found(id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "AgentNotFound",
+            format!("Agent {id} could not be found."),
+        )
+    }
+
     pub(crate) fn not_found() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,

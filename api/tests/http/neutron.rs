@@ -132,6 +132,17 @@ async fn extensions_list_show_and_unknown_alias() {
 }
 
 #[tokio::test]
+async fn agents_are_an_empty_list_and_none_is_found() {
+    let app = app();
+    let r = app.get("/v2.0/agents").await;
+    assert_eq!(r.code(), 200);
+    assert_eq!(r.full(), json!({"agents": []}));
+    let r = app.get("/v2.0/agents/dhcp-1").await;
+    assert_eq!(r.code(), 404);
+    assert_eq!(error_type(&r), "AgentNotFound");
+}
+
+#[tokio::test]
 async fn network_create_show_update_list_delete_with_neutron_codes_and_keys() {
     let app = app();
     let r = app

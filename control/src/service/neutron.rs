@@ -276,7 +276,8 @@ impl Control {
                 let id = new_id();
                 let security_groups =
                     port_groups(tx, &s.tenant_id, port_security, s.security_groups)?;
-                let fixed_ips = allocate(tx, &net_id, &id, &[], s.fixed_ips.as_deref())?;
+                let fixed_ips =
+                    allocate(tx, &net_id, &id, &mac_address, &[], s.fixed_ips.as_deref())?;
                 let port = Port {
                     id: id.clone(),
                     network_id: net_id,
@@ -362,7 +363,14 @@ impl Control {
                 None => {}
             }
             if let Some(req) = &upd.fixed_ips {
-                a.fixed_ips = allocate(tx, &net_id, port_id, &a.fixed_ips, Some(req))?;
+                a.fixed_ips = allocate(
+                    tx,
+                    &net_id,
+                    port_id,
+                    &a.mac_address,
+                    &a.fixed_ips,
+                    Some(req),
+                )?;
             }
             set(&mut a.name, upd.name);
             set(&mut a.device_id, upd.device_id);
@@ -545,7 +553,16 @@ impl Control {
                     subnet_id: subnet_id.to_owned(),
                 });
             }
-            if !tx.subnet_allocations(subnet_id)?.is_empty() {
+            let held = tx.subnet_allocations(subnet_id)?;
+            if auto_address(&s) {
+                // As Neutron: a SLAAC subnet goes with its ports' addresses in it.
+                for port_id in held.iter().map(|(_, p)| p).collect::<BTreeSet<_>>() {
+                    if let Some(mut r) = tx.port_records(Some(port_id))?.pop() {
+                        r.attrs.fixed_ips.retain(|f| f.subnet_id != subnet_id);
+                        tx.save_port_attrs(port_id, &r.attrs)?;
+                    }
+                }
+            } else if !held.is_empty() {
                 return Err(ControlError::SubnetInUse {
                     subnet_id: subnet_id.to_owned(),
                 });
@@ -715,6 +732,28 @@ fn pools_of(s: &Subnet) -> Vec<Pool> {
 }
 
 /// Addresses of a subnet held by ports other than `port_id`.
+/// A port's EUI-64 address in a SLAAC subnet; another port of the network with the same MAC
+/// cannot exist, so the address is free but for a pair or a hand-made conflict.
+fn slaac_ip(tx: &dyn Tx, s: &Subnet, port_id: &str, mac: &str) -> Result<FixedIp> {
+    let cidr = Cidr::parse(&s.cidr).ok_or_else(|| ControlError::Store {
+        detail: format!("stored subnet {} has a bad CIDR", s.id),
+    })?;
+    let n = eui64(&cidr, mac).ok_or_else(|| ControlError::Store {
+        detail: format!("port {port_id} has a bad MAC {mac}"),
+    })?;
+    let ip = ipam::from_u128(Family::V6, n).to_string();
+    if held_by_others(tx, &s.id, port_id)?.contains(&n) {
+        return Err(ControlError::IpAddressAlreadyAllocated {
+            ip,
+            subnet_id: s.id.clone(),
+        });
+    }
+    Ok(FixedIp {
+        subnet_id: s.id.clone(),
+        ip_address: ip,
+    })
+}
+
 fn held_by_others(tx: &dyn Tx, subnet_id: &str, port_id: &str) -> Result<BTreeSet<u128>> {
     Ok(tx
         .subnet_allocations(subnet_id)?
@@ -724,14 +763,40 @@ fn held_by_others(tx: &dyn Tx, subnet_id: &str, port_id: &str) -> Result<BTreeSe
         .collect())
 }
 
+/// Does the subnet give addresses by SLAAC (`ipv6_address_mode` `slaac` or `dhcpv6-stateless`)?
+/// Its ports then hold the EUI-64 address of their MAC, as Neutron computes it.
+fn auto_address(s: &Subnet) -> bool {
+    matches!(
+        s.ipv6_address_mode.as_deref(),
+        Some("slaac" | "dhcpv6-stateless")
+    )
+}
+
+/// The EUI-64 address of `mac` in `cidr` (RFC 4291, appendix A: the universal/local bit
+/// flipped, `ff:fe` in the middle).
+fn eui64(cidr: &Cidr, mac: &str) -> Option<u128> {
+    let m: Vec<u8> = mac
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).ok())
+        .collect::<Option<_>>()?;
+    let [a, b, c, d, e, f] = m[..] else {
+        return None;
+    };
+    let iid = u64::from_be_bytes([a ^ 0x02, b, c, 0xff, 0xfe, d, e, f]);
+    let net = cidr.network & !u128::from(u64::MAX);
+    Some(net | u128::from(iid))
+}
+
 /// The fixed IPs of a port: with no request, one address from the first
-/// IPv4 subnet with room and one from the first IPv6 subnet with room;
+/// IPv4 subnet with room, one from the first IPv6 subnet with room that
+/// assigns addresses, and the EUI-64 address in every SLAAC subnet;
 /// otherwise each requested entry (a subnet, an address, or both), keeping
 /// an address the port already holds in a subnet asked for by id alone.
 fn allocate(
     tx: &dyn Tx,
     net_id: &str,
     port_id: &str,
+    mac: &str,
     current: &[FixedIp],
     req: Option<&[FixedIpRequest]>,
 ) -> Result<Vec<FixedIp>> {
@@ -745,6 +810,13 @@ fn allocate(
             let mut any = false;
             let mut got = false;
             for s in subnets.iter().filter(|s| s.family == family) {
+                if auto_address(s) {
+                    out.push(slaac_ip(tx, s, port_id, mac)?);
+                    continue;
+                }
+                if got {
+                    continue;
+                }
                 any = true;
                 let held = held_by_others(tx, &s.id, port_id)?;
                 if let Some(ip) = ipam::first_free(&pools_of(s), &held) {
@@ -753,7 +825,6 @@ fn allocate(
                         ip_address: ipam::from_u128(family, ip).to_string(),
                     });
                     got = true;
-                    break;
                 }
             }
             if any && !got {
@@ -790,6 +861,22 @@ fn allocate(
                 ))
             }
         };
+        if auto_address(subnet) {
+            if let Some(ip) = &r.ip_address {
+                return Err(invalid_input(format!(
+                    "IPv6 address {ip} cannot be directly assigned to a port on subnet {} with {} \
+                     address mode",
+                    subnet.id,
+                    subnet.ipv6_address_mode.as_deref().unwrap_or_default()
+                )));
+            }
+            let f = slaac_ip(tx, subnet, port_id, mac)?;
+            if let Some(n) = ipam::parse_ip(&f.ip_address).map(ipam::to_u128) {
+                chosen.insert((subnet.id.clone(), n));
+            }
+            out.push(f);
+            continue;
+        }
         let cidr = Cidr::parse(&subnet.cidr).ok_or_else(|| ControlError::Store {
             detail: format!("stored subnet {} has a bad CIDR", subnet.id),
         })?;

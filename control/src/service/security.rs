@@ -17,6 +17,18 @@ fn conflict(kind: &'static str, message: impl Into<String>) -> ControlError {
     }
 }
 
+/// Neutron's `name_not_default` check of a group's name, on create and update alike: `default`,
+/// in any case, is taken.
+fn name_not_default(name: &str) -> Result<()> {
+    if name.eq_ignore_ascii_case(DEFAULT_NAME) {
+        return Err(conflict(
+            "SecurityGroupDefaultAlreadyExists",
+            "Default security group already exists.",
+        ));
+    }
+    Ok(())
+}
+
 fn not_found(id: &str) -> ControlError {
     ControlError::SecurityGroupNotFound { id: id.to_owned() }
 }
@@ -211,12 +223,7 @@ impl Control {
             let mut out = Vec::with_capacity(specs.len());
             for s in specs {
                 ensure_default(tx, &s.tenant_id)?;
-                if s.name == DEFAULT_NAME {
-                    return Err(conflict(
-                        "SecurityGroupDefaultAlreadyExists",
-                        "Default security group already exists.",
-                    ));
-                }
+                name_not_default(&s.name)?;
                 let (groups, rules) = tx.security_usage(&s.tenant_id)?;
                 if groups >= GROUP_QUOTA {
                     return Err(ControlError::OverQuota {
@@ -251,7 +258,8 @@ impl Control {
         })
     }
 
-    /// Changes a group's name, description or statefulness (the default group keeps its name).
+    /// Changes a group's name, description or statefulness (the default group keeps its name;
+    /// no group takes the name `default`).
     pub fn v2_update_security_group(
         &self,
         scope: &Scope,
@@ -261,6 +269,7 @@ impl Control {
         self.write(|tx| {
             let mut g = visible_group(tx, scope, id)?;
             if let Some(name) = upd.name {
+                name_not_default(&name)?;
                 if g.is_default && name != g.name {
                     return Err(conflict(
                         "SecurityGroupCannotUpdateDefault",

@@ -741,3 +741,65 @@ fn security_groups_reach_the_data_plane_as_rules_and_address_sets() {
     }
     assert_eq!(live, want);
 }
+
+#[test]
+fn slaac_subnets_give_eui64_addresses_and_go_with_them() {
+    use crate::ipam::Family;
+    use crate::neutron::{GatewayRequest, Scope, SubnetSpec};
+    let (c, _) = setup();
+    let scope = Scope {
+        tenant_id: A.into(),
+        admin: false,
+    };
+    let net = v2_network(&c, &scope);
+    let subnet = |cidr: &str, mode: Option<&str>, family| SubnetSpec {
+        tenant_id: A.into(),
+        network_id: net.network.id.clone(),
+        name: String::new(),
+        description: String::new(),
+        family,
+        cidr: cidr.into(),
+        gateway_ip: GatewayRequest::Default,
+        allocation_pools: None,
+        enable_dhcp: true,
+        dns_nameservers: vec![],
+        host_routes: vec![],
+        ipv6_ra_mode: mode.map(str::to_owned),
+        ipv6_address_mode: mode.map(str::to_owned),
+    };
+    let specs = vec![
+        subnet("198.18.0.0/24", None, Family::V4),
+        subnet("2001:db8:1::/64", Some("slaac"), Family::V6),
+    ];
+    let made = c.v2_create_subnets(&scope, specs).unwrap();
+    let port = v2_port(&c, &scope, &net.network.id);
+    let ips: Vec<String> = port
+        .record
+        .attrs
+        .fixed_ips
+        .iter()
+        .map(|f| f.ip_address.clone())
+        .collect();
+    // fa:16:3e:dd:ee:ff -> 2001:db8:1::f816:3eff:fedd:eeff
+    let m: Vec<u8> = port
+        .record
+        .attrs
+        .mac_address
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    let mut want = [0u8; 16];
+    want[..6].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 1]);
+    want[8..].copy_from_slice(&[m[0] ^ 2, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]]);
+    assert_eq!(ips.len(), 2, "{ips:?}");
+    assert_eq!(
+        ips[1].parse::<std::net::Ipv6Addr>().unwrap(),
+        std::net::Ipv6Addr::from(want)
+    );
+    // The SLAAC subnet can go while the port holds an address in it; the port loses it.
+    c.v2_delete_subnet(&scope, &made[1].id).unwrap();
+    let after = c.v2_port(&scope, &port.record.port.id).unwrap();
+    assert_eq!(after.record.attrs.fixed_ips.len(), 1);
+    // The IPv4 subnet, with an address in use, cannot.
+    assert!(c.v2_delete_subnet(&scope, &made[0].id).is_err());
+}

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Runs Tempest's network API tests against qswitch (token mode, no data plane), with a minimal
+# Keystone (tests/tools/fake_keystone.py) that hands Tempest's pre-provisioned accounts fixed
+# tokens, which qswitch's token file maps to their projects and roles (Tempest's project reader
+# is a member to qswitch, which has no read-only role).
+#
+# Usage: bash tests/neutron/tempest.sh [REGEX]   (default: the security group API tests)
+# QSWITCH_BIN=path uses that binary instead of building the release one.
+# Needs python3 and PyPI (Tempest goes into target/tempest-venv). Prints Tempest's summary and
+# leaves the full log in target/tempest/; exits with Tempest's status.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+regex=${1:-'^tempest\.api\.network\.(test_security_groups|test_security_groups_negative)\.'}
+venv=$root/target/tempest-venv
+work=$root/target/tempest
+rm -rf "$work"
+mkdir -p "$work"
+
+if [ ! -x "$venv/bin/tempest" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q tempest
+fi
+bin=${QSWITCH_BIN:-}
+if [ -z "$bin" ]; then
+    cargo build --release --bin qswitch
+    bin=$root/target/release/qswitch
+fi
+
+api_port=$((20000 + RANDOM % 10000))
+ks_port=$((api_port + 1))
+cat >"$work/users.json" <<EOF
+[
+ {"name": "primary", "password": "pw", "project": "tempest-p1",
+  "project_id": "1d0c6a7e5a1c4c1f9d1a000000000001", "token": "tok-primary", "roles": ["member"]},
+ {"name": "reader", "password": "pw", "project": "tempest-p1",
+  "project_id": "1d0c6a7e5a1c4c1f9d1a000000000001", "token": "tok-reader", "roles": ["reader"],
+  "api_roles": ["member"]},
+ {"name": "alt", "password": "pw", "project": "tempest-p2",
+  "project_id": "1d0c6a7e5a1c4c1f9d1a000000000002", "token": "tok-alt", "roles": ["member"]},
+ {"name": "admin", "password": "pw", "project": "tempest-admin",
+  "project_id": "1d0c6a7e5a1c4c1f9d1a0000000000ad", "token": "tok-admin", "roles": ["admin"]}
+]
+EOF
+python3 - "$work/users.json" "$work/tokens.json" <<'EOF'
+import hashlib, json, sys
+users = json.load(open(sys.argv[1]))
+tokens = [{"sha256": hashlib.sha256(u["token"].encode()).hexdigest(),
+           "tenant": u["project_id"], "roles": u.get("api_roles", u["roles"])} for u in users]
+json.dump({"token": tokens}, open(sys.argv[2], "w"))
+EOF
+cat >"$work/accounts.yaml" <<EOF
+- username: primary
+  project_name: tempest-p1
+  password: pw
+  domain_name: Default
+  roles: [member]
+- username: reader
+  project_name: tempest-p1
+  password: pw
+  domain_name: Default
+  roles: [reader]
+- username: alt
+  project_name: tempest-p2
+  password: pw
+  domain_name: Default
+  roles: [member]
+- username: admin
+  project_name: tempest-admin
+  password: pw
+  domain_name: Default
+  types: [admin]
+EOF
+
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    "$venv/bin/tempest" workspace remove --name "qswitch-$$" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+"$bin" serve --no-dataplane --listen "127.0.0.1:$api_port" \
+    --db "$work/q.db" --auth token --tokens "$work/tokens.json" >"$work/qswitch.log" 2>&1 &
+pids+=($!)
+python3 tests/tools/fake_keystone.py "$ks_port" "http://127.0.0.1:$api_port" \
+    "$work/users.json" >"$work/keystone.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$api_port/" >/dev/null && curl -sf "http://127.0.0.1:$ks_port/v3" >/dev/null && break
+    sleep 0.1
+done
+
+# Tempest runs the tests of the extensions the server lists, as a deployment configures it.
+extensions=$(curl -sf -H 'X-Auth-Token: tok-admin' "http://127.0.0.1:$api_port/v2.0/extensions" |
+    python3 -c 'import json, sys; print(",".join(e["alias"] for e in json.load(sys.stdin)["extensions"]))')
+
+cd "$work"
+"$venv/bin/tempest" init --name "qswitch-$$" ws >/dev/null
+cat >ws/etc/tempest.conf <<EOF
+[DEFAULT]
+log_dir = $work/ws/logs
+log_file = tempest.log
+
+[auth]
+use_dynamic_credentials = false
+test_accounts_file = $work/accounts.yaml
+create_isolated_networks = false
+admin_role = admin
+
+[identity]
+uri_v3 = http://127.0.0.1:$ks_port/v3
+auth_version = v3
+region = RegionOne
+
+[identity-feature-enabled]
+api_v2 = false
+
+[service_available]
+neutron = true
+nova = false
+cinder = false
+glance = false
+swift = false
+
+[network]
+project_network_cidr = 198.18.0.0/16
+project_network_mask_bits = 24
+project_network_v6_cidr = 2001:db8::/48
+project_network_v6_mask_bits = 64
+
+[network-feature-enabled]
+api_extensions = $extensions
+ipv6 = true
+ipv6_subnet_attributes = true
+EOF
+cd ws
+status=0
+"$venv/bin/tempest" run --serial --regex "$regex" >"$work/run.log" 2>&1 || status=$?
+grep -E "^(=+|Totals|     - |Sum of)|Passed|Skipped|Failed|^\{" "$work/run.log" | tail -40
+exit "$status"
