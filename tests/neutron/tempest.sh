@@ -6,6 +6,9 @@
 #
 # Usage: bash tests/neutron/tempest.sh [REGEX]   (default: the security group API tests)
 # QSWITCH_BIN=path uses that binary instead of building the release one.
+# NEUTRON_URL=http://... runs the same tests against that server instead (the real Neutron of
+# ../shared/tools/neutron-reference, noauth: every account is then an admin of its one project,
+# `fake_project_id`), to compare.
 # Needs python3 and PyPI (Tempest goes into target/tempest-venv). Prints Tempest's summary and
 # leaves the full log in target/tempest/; exits with Tempest's status.
 set -euo pipefail
@@ -22,7 +25,8 @@ if [ ! -x "$venv/bin/tempest" ]; then
     "$venv/bin/pip" install -q tempest
 fi
 bin=${QSWITCH_BIN:-}
-if [ -z "$bin" ]; then
+target=${NEUTRON_URL:-}
+if [ -z "$bin" ] && [ -z "$target" ]; then
     cargo build --release --bin qswitch
     bin=$root/target/release/qswitch
 fi
@@ -49,6 +53,9 @@ tokens = [{"sha256": hashlib.sha256(u["token"].encode()).hexdigest(),
            "tenant": u["project_id"], "roles": u.get("api_roles", u["roles"])} for u in users]
 json.dump({"token": tokens}, open(sys.argv[2], "w"))
 EOF
+if [ -n "$target" ]; then
+    sed -i 's/"project_id": "[0-9a-f]*"/"project_id": "fake_project_id"/' "$work/users.json"
+fi
 cat >"$work/accounts.yaml" <<EOF
 - username: primary
   project_name: tempest-p1
@@ -80,19 +87,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin" serve --no-dataplane --listen "127.0.0.1:$api_port" \
-    --db "$work/q.db" --auth token --tokens "$work/tokens.json" >"$work/qswitch.log" 2>&1 &
-pids+=($!)
-python3 tests/tools/fake_keystone.py "$ks_port" "http://127.0.0.1:$api_port" \
-    "$work/users.json" >"$work/keystone.log" 2>&1 &
+if [ -z "$target" ]; then
+    target=http://127.0.0.1:$api_port
+    "$bin" serve --no-dataplane --listen "127.0.0.1:$api_port" \
+        --db "$work/q.db" --auth token --tokens "$work/tokens.json" >"$work/qswitch.log" 2>&1 &
+    pids+=($!)
+fi
+python3 tests/tools/fake_keystone.py "$ks_port" "$target" "$work/users.json" \
+    >"$work/keystone.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$api_port/" >/dev/null && curl -sf "http://127.0.0.1:$ks_port/v3" >/dev/null && break
+    curl -sf "$target/" >/dev/null && curl -sf "http://127.0.0.1:$ks_port/v3" >/dev/null && break
     sleep 0.1
 done
 
 # Tempest runs the tests of the extensions the server lists, as a deployment configures it.
-extensions=$(curl -sf -H 'X-Auth-Token: tok-admin' "http://127.0.0.1:$api_port/v2.0/extensions" |
+extensions=$(curl -sf -H 'X-Auth-Token: tok-admin' "$target/v2.0/extensions" |
     python3 -c 'import json, sys; print(",".join(e["alias"] for e in json.load(sys.stdin)["extensions"]))')
 
 cd "$work"
