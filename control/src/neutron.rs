@@ -45,6 +45,8 @@ pub struct NetworkAttrs {
     pub description: String,
     /// `port_security_enabled`: the default of its new ports.
     pub port_security_enabled: bool,
+    /// `router:external` (stored and shown; set by admins only).
+    pub router_external: bool,
     /// `created_at`, ISO 8601 UTC.
     pub created_at: String,
     /// `updated_at`, ISO 8601 UTC.
@@ -207,6 +209,8 @@ pub struct NetworkSpec {
     pub description: String,
     /// `port_security_enabled` (default true).
     pub port_security_enabled: bool,
+    /// `router:external` (default false).
+    pub router_external: bool,
 }
 
 /// Changes to a network; `None` leaves a value as it is.
@@ -224,6 +228,8 @@ pub struct NetworkUpdate {
     pub description: Option<String>,
     /// `port_security_enabled`.
     pub port_security_enabled: Option<bool>,
+    /// `router:external`.
+    pub router_external: Option<bool>,
 }
 
 /// One entry of a port's requested `fixed_ips`.

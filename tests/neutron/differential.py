@@ -288,6 +288,14 @@ STEPS = [
     ("delete subnet with unknown id", "DELETE", f"/v2.0/subnets/{NONE_ID}", None, None, {}),
     ("subnet in use", "DELETE", "/v2.0/subnets/{sub4}", None, None, {}),
     ("network in use", "DELETE", "/v2.0/networks/{net}", None, None, {}),
+    ("create external network", "POST", "/v2.0/networks",
+     {"network": {"name": f"d-{RUN}-ext", "router:external": True}}, "extnet", {}),
+    ("list external networks", "GET",
+     f"/v2.0/networks?router:external=True&name=d-{RUN}-ext&fields=id&fields=router:external",
+     None, None, {}),
+    ("make a network internal", "PUT", "/v2.0/networks/{extnet}",
+     {"network": {"router:external": False}}, None, {}),
+    ("delete external network", "DELETE", "/v2.0/networks/{extnet}", None, None, {}),
     # Security groups (new groups' default egress rules differ: the reference Neutron here has
     # no default-rule templates, so lists of rules are compared filtered to the rules made here).
     ("create security group", "POST", "/v2.0/security-groups",

@@ -494,19 +494,26 @@ fn mtu(body: &Map<String, Value>) -> R<Option<u32>> {
     Ok(Some(u32::try_from(n).unwrap_or(u32::MAX)))
 }
 
-fn router_external(body: &Map<String, Value>) -> R<()> {
-    if opt_bool(body, "router:external")? == Some(true) {
-        return Err(NeutronError::invalid_input(
-            "external networks (router:external) are not supported by this server.",
-        ));
+/// `router:external`: only admins set it (Neutron's policy: on create when it differs from the
+/// default, on update whenever it is given).
+fn router_external(body: &Map<String, Value>, scope: &Scope, create: bool) -> R<Option<bool>> {
+    let v = opt_bool(body, "router:external")?;
+    let explicit = if create { v == Some(true) } else { v.is_some() };
+    if explicit && !scope.admin {
+        let rule = if create {
+            "(rule:create_network and rule:create_network:router:external)"
+        } else {
+            "(rule:update_network and rule:update_network:router:external)"
+        };
+        return Err(NeutronError::policy(rule));
     }
-    Ok(())
+    Ok(v)
 }
 
 /// A POST body of a network.
 pub(crate) fn network_spec(body: &Map<String, Value>, scope: &Scope) -> R<NetworkSpec> {
     check_names(Kind::Network, body, true)?;
-    router_external(body)?;
+    let router_external = router_external(body, scope, true)?.unwrap_or(false);
     Ok(NetworkSpec {
         tenant_id: project(body, scope)?,
         name: string(body, "name", MAX_NAME)?.unwrap_or_default(),
@@ -515,13 +522,14 @@ pub(crate) fn network_spec(body: &Map<String, Value>, scope: &Scope) -> R<Networ
         mtu: mtu(body)?,
         description: string(body, "description", MAX_NAME)?.unwrap_or_default(),
         port_security_enabled: opt_bool(body, "port_security_enabled")?.unwrap_or(true),
+        router_external,
     })
 }
 
 /// A PUT body of a network.
-pub(crate) fn network_update(body: &Map<String, Value>) -> R<NetworkUpdate> {
+pub(crate) fn network_update(body: &Map<String, Value>, scope: &Scope) -> R<NetworkUpdate> {
     check_names(Kind::Network, body, false)?;
-    router_external(body)?;
+    let router_external = router_external(body, scope, false)?;
     Ok(NetworkUpdate {
         name: string(body, "name", MAX_NAME)?,
         admin_state_up: opt_bool(body, "admin_state_up")?,
@@ -529,6 +537,7 @@ pub(crate) fn network_update(body: &Map<String, Value>) -> R<NetworkUpdate> {
         mtu: mtu(body)?,
         description: string(body, "description", MAX_NAME)?,
         port_security_enabled: opt_bool(body, "port_security_enabled")?,
+        router_external,
     })
 }
 

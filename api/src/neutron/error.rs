@@ -52,6 +52,15 @@ impl NeutronError {
     }
 
     /// 404 `HTTPNotFound`: no such route.
+    /// 403 `PolicyNotAuthorized`: an attribute only admins may set (Neutron's policy message).
+    pub(crate) fn policy(rule: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "PolicyNotAuthorized",
+            format!("{rule} is disallowed by policy"),
+        )
+    }
+
     /// 404 `AgentNotFound`: the switch runs no Neutron agents.
     pub(crate) fn agent_not_found(id: &str) -> Self {
         Self::new(

@@ -484,7 +484,7 @@ async fn update(
             };
             let item = match kind {
                 Kind::Network => {
-                    let upd = attrs::network_update(&res)?;
+                    let upd = attrs::network_update(&res, &s)?;
                     views::network(&run(&state, move |c| c.v2_update_network(&s, &id, upd)).await?)
                 }
                 Kind::Port => {

@@ -29,7 +29,7 @@ pub(crate) fn network(n: &NetworkRecord) -> Map<String, Value> {
         "subnets": n.subnets,
         "shared": a.shared,
         "port_security_enabled": a.port_security_enabled,
-        "router:external": false,
+        "router:external": a.router_external,
         "provider:network_type": "vlan",
         "provider:physical_network": PHYSICAL_NETWORK,
         "provider:segmentation_id": n.network.vlan,

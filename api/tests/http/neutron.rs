@@ -132,6 +132,92 @@ async fn extensions_list_show_and_unknown_alias() {
 }
 
 #[tokio::test]
+async fn router_external_is_stored_shown_filtered_and_set_by_admins_only() {
+    let app = app();
+    let r = app
+        .post2(
+            "/v2.0/networks",
+            json!({"network": {"name": "ext", "router:external": true}}),
+        )
+        .await;
+    assert_eq!(r.code(), 201);
+    let id = r.full()["network"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.full()["network"]["router:external"], true);
+    app.post2("/v2.0/networks", json!({"network": {"name": "int"}}))
+        .await;
+    let r = app.get("/v2.0/networks?router:external=True").await;
+    let names: Vec<String> = r.full()["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["ext"]);
+    let r = app
+        .req(
+            "PUT",
+            &format!("/v2.0/networks/{id}"),
+            Some(r#"{"network": {"router:external": false}}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(r.code(), 200);
+    assert_eq!(r.full()["network"]["router:external"], false);
+    // A project member may not set it; false on create is the default and passes.
+    let member = [("content-type", "application/json"), ("x-project-id", "p")];
+    for (method, uri, body) in [
+        (
+            "POST",
+            "/v2.0/networks".to_owned(),
+            r#"{"network": {"router:external": true}}"#,
+        ),
+        (
+            "PUT",
+            format!("/v2.0/networks/{id}"),
+            r#"{"network": {"router:external": false}}"#,
+        ),
+    ] {
+        let r = app.req(method, &uri, Some(body), &member).await;
+        assert_eq!(r.code(), 403, "{method}");
+        assert_eq!(error_type(&r), "PolicyNotAuthorized");
+    }
+    // Every project sees an external network; only its owner puts ports on it.
+    let r = app
+        .req(
+            "PUT",
+            &format!("/v2.0/networks/{id}"),
+            Some(r#"{"network": {"router:external": true}}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(r.code(), 200);
+    let r = app
+        .req("GET", &format!("/v2.0/networks/{id}"), None, &member)
+        .await;
+    assert_eq!(r.code(), 200);
+    let r = app
+        .req("GET", "/v2.0/networks?limit=10", None, &member)
+        .await;
+    assert!(r.full()["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["id"] == id.as_str()));
+    let port = format!(r#"{{"port": {{"network_id": "{id}"}}}}"#);
+    let r = app.req("POST", "/v2.0/ports", Some(&port), &member).await;
+    assert_eq!(r.code(), 404);
+    let r = app
+        .req(
+            "POST",
+            "/v2.0/networks",
+            Some(r#"{"network": {"router:external": false}}"#),
+            &member,
+        )
+        .await;
+    assert_eq!(r.code(), 201);
+}
+
+#[tokio::test]
 async fn agents_are_an_empty_list_and_none_is_found() {
     let app = app();
     let r = app.get("/v2.0/agents").await;
@@ -290,7 +376,7 @@ async fn bad_bodies_get_neutron_errors() {
             "InvalidInput",
         ),
         (
-            json!({"network": {"router:external": true}}),
+            json!({"network": {"router:external": "maybe"}}),
             "InvalidInput",
         ),
         (json!({}), "HTTPBadRequest"),

@@ -97,6 +97,7 @@ impl Control {
                     mtu: s.mtu.unwrap_or(self.options.physnet_mtu),
                     description: s.description,
                     port_security_enabled: s.port_security_enabled,
+                    router_external: s.router_external,
                     created_at: now.clone(),
                     updated_at: now.clone(),
                     revision_number: 1,
@@ -133,6 +134,7 @@ impl Control {
             set(&mut a.mtu, upd.mtu);
             set(&mut a.description, upd.description);
             set(&mut a.port_security_enabled, upd.port_security_enabled);
+            set(&mut a.router_external, upd.router_external);
             a.updated_at = now_iso8601();
             a.revision_number += 1;
             tx.save_network_attrs(net_id, &name, a)?;
@@ -254,7 +256,7 @@ impl Control {
             let now = now_iso8601();
             let mut out = Vec::with_capacity(specs.len());
             for s in specs {
-                let net = visible_network(tx, scope, &s.network_id)?;
+                let net = network_if(tx, scope, &s.network_id, net_usable)?;
                 // A port counts against its own project, as in Neutron.
                 check_quota(tx, &self.options.quotas, &s.tenant_id, Resource::Ports)?;
                 let net_id = net.network.id.clone();
@@ -595,7 +597,14 @@ fn subnet_fits_mtu(net_id: &str, mtu: u32, family: Family) -> Result<()> {
     })
 }
 
+/// Who sees a network: its owner, and everyone when it is shared or external (as Neutron's
+/// `get_network` policy).
 fn net_visible(scope: &Scope, n: &NetworkRecord) -> bool {
+    net_usable(scope, n) || n.attrs.router_external
+}
+
+/// Who may put ports on a network: its owner, and everyone when it is shared.
+fn net_usable(scope: &Scope, n: &NetworkRecord) -> bool {
     scope.owns(&n.network.tenant_id) || n.attrs.shared
 }
 
@@ -608,8 +617,18 @@ fn network_record(tx: &dyn Tx, net_id: &str) -> Result<NetworkRecord> {
 }
 
 fn visible_network(tx: &dyn Tx, scope: &Scope, net_id: &str) -> Result<NetworkRecord> {
+    network_if(tx, scope, net_id, net_visible)
+}
+
+/// The network, if `allowed` lets the caller at it (else 404, as Neutron hides it).
+fn network_if(
+    tx: &dyn Tx,
+    scope: &Scope,
+    net_id: &str,
+    allowed: fn(&Scope, &NetworkRecord) -> bool,
+) -> Result<NetworkRecord> {
     let n = network_record(tx, net_id)?;
-    if net_visible(scope, &n) {
+    if allowed(scope, &n) {
         Ok(n)
     } else {
         Err(ControlError::NetworkNotFound {

@@ -440,6 +440,7 @@ fn v2_network(c: &Control, scope: &crate::neutron::Scope) -> crate::neutron::Net
         mtu: Some(1500),
         description: String::new(),
         port_security_enabled: true,
+        router_external: false,
     };
     c.v2_create_networks(scope, vec![spec]).unwrap().remove(0)
 }

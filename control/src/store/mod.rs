@@ -132,8 +132,8 @@ pub enum SubnetKey {
 /// in creation order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListQuery<K> {
-    /// Only what this project sees: its own and the shared networks (and their subnets);
-    /// `None`: everything.
+    /// Only what this project sees: its own, the shared and the external networks (and the
+    /// subnets of its own and the shared ones); `None`: everything.
     pub visible_to: Option<String>,
     /// Each key matches one of its values; all keys must match.
     pub filters: Vec<(K, Vec<String>)>,

@@ -56,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0006_security_groups.sql"),
     include_str!("../../migrations/0007_dhcp.sql"),
     include_str!("../../migrations/0008_security_changes.sql"),
+    include_str!("../../migrations/0009_router_external.sql"),
 ];
 
 /// How much of the database file each connection maps.
@@ -506,7 +507,7 @@ fn interface_row(r: &Row<'_>) -> rusqlite::Result<Interface> {
 
 const NETWORK_V2_COLS: &str =
     "id, tenant_id, name, vlan, admin_state_up, shared, mtu, description, \
-     port_security_enabled, created_at, updated_at, revision_number";
+     port_security_enabled, created_at, updated_at, revision_number, router_external";
 
 fn network_record_row(r: &Row<'_>) -> rusqlite::Result<NetworkRecord> {
     Ok(NetworkRecord {
@@ -520,6 +521,7 @@ fn network_record_row(r: &Row<'_>) -> rusqlite::Result<NetworkRecord> {
             created_at: r.get(9)?,
             updated_at: r.get(10)?,
             revision_number: r.get(11)?,
+            router_external: r.get(12)?,
         },
         subnets: Vec::new(),
     })
@@ -1061,7 +1063,7 @@ impl Tx for SqliteTx<'_> {
         self.exec(
             "UPDATE networks SET name = ?2, admin_state_up = ?3, shared = ?4, mtu = ?5, \
              description = ?6, port_security_enabled = ?7, created_at = ?8, updated_at = ?9, \
-             revision_number = ?10 WHERE id = ?1",
+             revision_number = ?10, router_external = ?11 WHERE id = ?1",
             params![
                 net_id,
                 name,
@@ -1072,7 +1074,8 @@ impl Tx for SqliteTx<'_> {
                 a.port_security_enabled,
                 a.created_at,
                 a.updated_at,
-                a.revision_number
+                a.revision_number,
+                a.router_external
             ],
         )
         .map(drop)
@@ -1174,7 +1177,9 @@ impl Tx for SqliteTx<'_> {
         let mut args: Vec<String> = Vec::new();
         if let Some(t) = &q.visible_to {
             let l = in_list(std::slice::from_ref(t), &mut args);
-            conds.push(format!("(n.tenant_id IN ({l}) OR n.shared)"));
+            conds.push(format!(
+                "(n.tenant_id IN ({l}) OR n.shared OR n.router_external)"
+            ));
         }
         for (key, values) in &q.filters {
             let (col, boolean) = match key {
