@@ -239,7 +239,7 @@ pub fn checked_rule(spec: &SgRuleSpec) -> Result<SgRule> {
     }
     let number = protocol.as_deref().and_then(protocol_number);
     // IPv6's own protocols (ICMPv6, the extension headers) on an IPv4 rule.
-    if ethertype == "IPv4" && matches!(number, Some(43 | 44 | 58 | 59 | 60)) {
+    if ethertype == "IPv4" && matches!(number, Some(41 | 43 | 44 | 58 | 59 | 60)) {
         return Err(invalid(
             "SecurityGroupEthertypeConflictWithProtocol",
             format!(

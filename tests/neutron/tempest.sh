@@ -5,6 +5,7 @@
 # is a member to qswitch, which has no read-only role).
 #
 # Usage: bash tests/neutron/tempest.sh [REGEX]   (default: the security group API tests)
+# TEMPEST_EXCLUDE=REGEX leaves tests out (empty: none).
 # QSWITCH_BIN=path uses that binary instead of building the release one.
 # NEUTRON_URL=http://... runs the same tests against that server instead (the real Neutron of
 # ../shared/tools/neutron-reference, noauth: every account is then an admin of its one project,
@@ -14,7 +15,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
-regex=${1:-'^tempest\.api\.network\.(test_security_groups|test_security_groups_negative)\.'}
+# Default: the security group API tests of Tempest and of neutron-tempest-plugin. The plugin's
+# search-criteria class cannot get its credentials from pre-provisioned accounts here (Tempest's
+# credentials provider fails before any request), so it is left out by default.
+regex=${1:-'^(tempest\.api\.network|neutron_tempest_plugin\.api)\.(test_security_groups|test_security_groups_negative)\.'}
+exclude=${TEMPEST_EXCLUDE-SecGroupSearchCriteriaTest}
 venv=$root/target/tempest-venv
 work=$root/target/tempest
 rm -rf "$work"
@@ -22,7 +27,7 @@ mkdir -p "$work"
 
 if [ ! -x "$venv/bin/tempest" ]; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q tempest
+    "$venv/bin/pip" install -q tempest neutron-tempest-plugin
 fi
 bin=${QSWITCH_BIN:-}
 target=${NEUTRON_URL:-}
@@ -56,24 +61,30 @@ EOF
 if [ -n "$target" ]; then
     sed -i 's/"project_id": "[0-9a-f]*"/"project_id": "fake_project_id"/' "$work/users.json"
 fi
+project_of() { python3 -c 'import json, sys; print({u["name"]: u["project_id"] for u in json.load(open(sys.argv[1]))}[sys.argv[2]])' "$work/users.json" "$1"; }
+p1=$(project_of primary) p2=$(project_of alt) padmin=$(project_of admin)
 cat >"$work/accounts.yaml" <<EOF
 - username: primary
   project_name: tempest-p1
+  project_id: $p1
   password: pw
   domain_name: Default
   roles: [member]
 - username: reader
   project_name: tempest-p1
+  project_id: $p1
   password: pw
   domain_name: Default
   roles: [reader]
 - username: alt
   project_name: tempest-p2
+  project_id: $p2
   password: pw
   domain_name: Default
   roles: [member]
 - username: admin
   project_name: tempest-admin
+  project_id: $padmin
   password: pw
   domain_name: Default
   types: [admin]
@@ -117,6 +128,10 @@ use_dynamic_credentials = false
 test_accounts_file = $work/accounts.yaml
 create_isolated_networks = false
 admin_role = admin
+admin_username = admin
+admin_password = pw
+admin_project_name = tempest-admin
+admin_domain_name = Default
 
 [identity]
 uri_v3 = http://127.0.0.1:$ks_port/v3
@@ -146,6 +161,7 @@ ipv6_subnet_attributes = true
 EOF
 cd ws
 status=0
-"$venv/bin/tempest" run --serial --regex "$regex" >"$work/run.log" 2>&1 || status=$?
+"$venv/bin/tempest" run --serial --regex "$regex" ${exclude:+--exclude-regex "$exclude"} \
+    >"$work/run.log" 2>&1 || status=$?
 grep -E "^(=+|Totals|     - |Sum of)|Passed|Skipped|Failed|^\{" "$work/run.log" | tail -40
 exit "$status"

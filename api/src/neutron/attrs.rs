@@ -332,7 +332,7 @@ fn security_groups(body: &Map<String, Value>) -> R<Option<Vec<String>>> {
     let Some(items) = list(body, "security_groups")? else {
         return Ok(None);
     };
-    items
+    let ids = items
         .iter()
         .map(|v| match v {
             Value::String(s) => Ok(s.clone()),
@@ -341,8 +341,21 @@ fn security_groups(body: &Map<String, Value>) -> R<Option<Vec<String>>> {
                 format!("'{}' is not a valid UUID", py(other)),
             )),
         })
-        .collect::<R<Vec<_>>>()
-        .map(Some)
+        .collect::<R<Vec<_>>>()?;
+    // Neutron's list validator: duplicates are named, in first-seen order.
+    let mut dups: Vec<&str> = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        if ids[..i].contains(id) && !dups.contains(&id.as_str()) {
+            dups.push(id);
+        }
+    }
+    if !dups.is_empty() {
+        return Err(NeutronError::invalid_attr(
+            "security_groups",
+            format!("Duplicate items in the list: '{}'", dups.join(", ")),
+        ));
+    }
+    Ok(Some(ids))
 }
 
 /// An optional string that may be `null`.

@@ -427,6 +427,22 @@ async fn ports_get_the_default_group_or_the_ones_asked_for() {
     let r = port(json!({"security_groups": ["00000000-0000-0000-0000-000000000000"]})).await;
     assert_eq!(r.code(), 404);
     assert_eq!(fault(&r).0, "SecurityGroupNotFound");
+    // A group twice is 400; stateful and stateless groups together 409.
+    let r = port(json!({"security_groups": [web, web]})).await;
+    assert_eq!(r.code(), 400, "{r:?}");
+    let r = post(
+        &app,
+        "/v2.0/security-groups",
+        json!({"security_group": {"name": "raw", "stateful": false}}),
+    )
+    .await;
+    let raw = body(&r)["security_group"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = port(json!({"security_groups": [web, raw]})).await;
+    assert_eq!(r.code(), 409, "{r:?}");
+    assert_eq!(fault(&r).0, "SecurityGroupConflict");
     // Filter ports by group; a group in use cannot go; port security needs the groups gone.
     let r = app
         .get(&format!("/v2.0/ports?security_groups={web}&fields=id"))

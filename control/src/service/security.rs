@@ -114,13 +114,20 @@ pub(super) fn port_groups(
         return Ok(vec![ensure_default(tx, tenant_id)?]);
     };
     let mut out: Vec<String> = Vec::with_capacity(requested.len());
+    let mut statefulness = None;
     for id in requested {
-        let owned = tx
+        let group = tx
             .security_groups(Some(&id))?
             .pop()
-            .is_some_and(|g| g.tenant_id == tenant_id);
-        if !owned {
-            return Err(not_found(&id));
+            .filter(|g| g.tenant_id == tenant_id)
+            .ok_or_else(|| not_found(&id))?;
+        // As Neutron: a port's groups are all stateful or all stateless.
+        if *statefulness.get_or_insert(group.stateful) != group.stateful {
+            return Err(conflict(
+                "SecurityGroupConflict",
+                "Error Cannot apply both stateful and stateless security groups on the same \
+                 port at the same time. while attempting the operation.",
+            ));
         }
         if !out.contains(&id) {
             out.push(id);
