@@ -630,8 +630,21 @@ pub fn python_with(packages: &[&str]) -> PathBuf {
     python
 }
 
-/// A free loopback port for a daemon's API.
+/// A free loopback port for a daemon's API, below Linux's ephemeral range (32768-60999): a port
+/// the kernel hands out for `bind(0)` or as another test's outgoing source port can be taken
+/// again between this check and the daemon's bind, and a daemon that failed to bind would look
+/// ready to `wait_ready` while another socket answered. Ports spread by process id and a
+/// counter, each checked free.
 pub fn free_addr() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    for _ in 0..1000 {
+        let k = N.fetch_add(1, Ordering::Relaxed);
+        let port = 10_000 + (std::process::id().wrapping_mul(7919).wrapping_add(k * 131)) % 9_000;
+        let addr = format!("127.0.0.1:{port}");
+        if std::net::TcpListener::bind(&addr).is_ok() {
+            return addr;
+        }
+    }
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().to_string()
 }
