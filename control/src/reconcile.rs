@@ -339,3 +339,55 @@ fn desired_port_of(r: PortRecord, device: String, admin_up: bool) -> DesiredPort
         filter: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(ethertype: &str, protocol: Option<&str>) -> SgRule {
+        SgRule {
+            id: "r".into(),
+            security_group_id: "g".into(),
+            tenant_id: "t".into(),
+            direction: "ingress".into(),
+            ethertype: ethertype.into(),
+            protocol: protocol.map(str::to_owned),
+            port_range_min: Some(8),
+            port_range_max: None,
+            remote_ip_prefix: Some("198.18.0.5/15".into()),
+            remote_group_id: None,
+            description: String::new(),
+            created_at: String::new(),
+            updated_at: String::new(),
+            revision_number: 0,
+            in_default_group: false,
+        }
+    }
+
+    #[test]
+    fn rules_reach_the_switch_with_neutrons_protocol_meanings() {
+        let r = desired_rule(&rule("IPv6", Some("icmp")), true);
+        assert_eq!((r.protocol, r.ipv6, r.ingress), (Some(58), true, true));
+        assert_eq!(r.port_min, Some(8));
+        assert_eq!(r.remote_prefix.as_deref(), Some("198.18.0.0/15"));
+        assert_eq!(
+            desired_rule(&rule("IPv4", Some("icmp")), true).protocol,
+            Some(1)
+        );
+        for any in ["0", "ip", "hopopt"] {
+            assert_eq!(
+                desired_rule(&rule("IPv4", Some(any)), true).protocol,
+                None,
+                "{any}"
+            );
+        }
+        assert_eq!(
+            desired_rule(&rule("IPv4", Some("any")), false).protocol,
+            None
+        );
+        assert_eq!(
+            desired_rule(&rule("IPv4", Some("tcp")), false).protocol,
+            Some(6)
+        );
+    }
+}

@@ -309,6 +309,9 @@ pub struct NetView {
     pub mac_limit: u32,
     /// Admin-up access ports of this network: where floods go, besides the trunks.
     pub members: Vec<u16>,
+    /// Does a port of this network have security group rules? Only then are its frames read to
+    /// layer 4 (a frame reaches ports of its own network only).
+    pub filtering: bool,
 }
 
 /// The immutable forwarding configuration the workers run with.
@@ -324,8 +327,6 @@ pub struct Snapshot {
     pub trunks: Vec<u16>,
     /// Network slot of each VLAN id, [`NONE`] where no network owns it.
     pub vlan_to_net: Box<[u16]>,
-    /// Does any port have security group rules (frames are then parsed to layer 4)?
-    pub filtering: bool,
     /// Address sets of remote groups.
     pub address_sets: Arc<AddrSets>,
     /// The policy epoch (see [`SwitchConfig::policy_epoch`]).
@@ -340,7 +341,6 @@ impl Default for Snapshot {
             nets: Vec::new(),
             trunks: Vec::new(),
             vlan_to_net: vec![NONE; 4096].into_boxed_slice(),
-            filtering: false,
             address_sets: Arc::default(),
             policy_epoch: 0,
         }
@@ -379,6 +379,7 @@ impl Snapshot {
                 vlan: n.vlan,
                 mac_limit: n.mac_limit,
                 members: Vec::new(),
+                filtering: false,
             });
             if let Some(v) = snap.vlan_to_net.get_mut(usize::from(n.vlan)) {
                 *v = slot;
@@ -418,7 +419,11 @@ impl Snapshot {
                 dhcp: p.dhcp.clone(),
                 filter: p.filter.clone(),
             });
-            snap.filtering |= p.filter.is_some();
+            if let (Role::Access(net), Some(_)) = (role, &p.filter) {
+                if let Some(Some(n)) = snap.nets.get_mut(usize::from(net)) {
+                    n.filtering = true;
+                }
+            }
         }
         for n in snap.nets.iter_mut().flatten() {
             n.members.sort_unstable();

@@ -105,21 +105,13 @@ impl Flow {
     /// Is this an ICMP echo request (which starts an ICMP "connection")?
     #[inline]
     pub fn is_echo_request(&self) -> bool {
-        match self.tuple.proto {
-            ICMP if !self.tuple.v6 => self.icmp_type == 8,
-            ICMPV6 if self.tuple.v6 => self.icmp_type == 128,
-            _ => false,
-        }
+        self.is_icmp_type(8, 128)
     }
 
     /// Is this an ICMP echo reply?
     #[inline]
     pub fn is_echo_reply(&self) -> bool {
-        match self.tuple.proto {
-            ICMP if !self.tuple.v6 => self.icmp_type == 0,
-            ICMPV6 if self.tuple.v6 => self.icmp_type == 129,
-            _ => false,
-        }
+        self.is_icmp_type(0, 129)
     }
 
     /// Is this ICMP (of its family)?
@@ -127,6 +119,12 @@ impl Flow {
     pub fn is_icmp(&self) -> bool {
         (self.tuple.proto == ICMP && !self.tuple.v6)
             || (self.tuple.proto == ICMPV6 && self.tuple.v6)
+    }
+
+    /// Is this ICMP of type `v4` (ICMPv6 of type `v6`)?
+    #[inline]
+    fn is_icmp_type(&self, v4: u8, v6: u8) -> bool {
+        self.is_icmp() && self.icmp_type == if self.tuple.v6 { v6 } else { v4 }
     }
 }
 

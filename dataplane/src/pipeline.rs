@@ -241,7 +241,10 @@ impl Pipeline {
                 return self.drop(ingress, DropReason::Policed);
             }
         }
-        self.l3 = snap.filtering.then(|| flow::parse(frame));
+        // Read to layer 4 only where a port of the network filters (the sender, or a port the
+        // frame may go to).
+        let filtering = snap.net(net).is_some_and(|n| n.filtering);
+        self.l3 = filtering.then(|| flow::parse(frame));
         let l3 = self.l3.as_ref();
         if let Err(reason) = filter(&mut self.conns, l3, snap, ingress, Direction::Egress, now) {
             return self.drop(ingress, reason);

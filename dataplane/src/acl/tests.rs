@@ -314,3 +314,18 @@ fn a_port_filling_its_share_drops_only_its_own_new_connections() {
     assert_eq!(out(1, 1000), Ok(()));
     assert_eq!(out(2, 2000), Ok(()));
 }
+
+#[test]
+fn a_stateful_rule_decides_before_a_stateless_one_matching_the_same_packet() {
+    let mut loose = rule(false, None, None, Remote::Any);
+    loose.stateful = false;
+    let tracked = rule(false, Some(UDP), None, Remote::Any);
+    let mut r = Rig::new(PortFilter::new(vec![], vec![loose, tracked]));
+    assert!(r.filter.stateful());
+    assert_eq!(r.outbound(UDP, &udp(5000, 53)), Ok(()));
+    assert_eq!(
+        r.inbound(PEER4, UDP, &udp(53, 5000)),
+        Ok(()),
+        "tracked: the reply passes"
+    );
+}
