@@ -142,6 +142,8 @@ pub(crate) struct SwitchSection {
     pub(crate) mac_limit: u32,
     pub(crate) poll: String,
     pub(crate) cpu: Option<usize>,
+    /// Poll-mode workers; 0 (the default): one per CPU the process may use.
+    pub(crate) workers: usize,
 }
 
 impl Default for SwitchSection {
@@ -158,6 +160,7 @@ impl Default for SwitchSection {
             mac_limit: dataplane::fdb::DEFAULT_MAC_LIMIT,
             poll: "adaptive".into(),
             cpu: None,
+            workers: 0,
         }
     }
 }
@@ -166,6 +169,8 @@ impl Default for SwitchSection {
 #[serde(deny_unknown_fields)]
 pub(crate) struct UplinkSection {
     pub(crate) device: String,
+    /// The worker that serves it (default: the least loaded).
+    pub(crate) worker: Option<u16>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,6 +192,8 @@ pub(crate) struct PortSection {
     #[serde(default)]
     pub(crate) static_macs: Vec<String>,
     pub(crate) mtu: Option<u32>,
+    /// The worker that serves it (default: the least loaded).
+    pub(crate) worker: Option<u16>,
 }
 
 fn yes() -> bool {
@@ -221,10 +228,17 @@ impl FileConfig {
             "busy" => PollMode::Busy,
             m => return Err(format!("poll {m:?}: expected adaptive or busy")),
         };
+        if s.workers > 64 {
+            return Err(format!(
+                "workers {}: expected 0 (one per CPU) to 64",
+                s.workers
+            ));
+        }
         let mut o = dataplane::SwitchOptions {
             xdp_mode,
             bind_mode,
             cpu: s.cpu,
+            workers: s.workers,
             ..Default::default()
         };
         if !(16..=8192).contains(&s.max_fill) {
@@ -293,6 +307,7 @@ impl FileConfig {
             let mut pc = PortConfig::access(&p.id, &p.device, &p.network);
             pc.admin_up = p.admin_up;
             pc.mtu = p.mtu;
+            pc.worker = p.worker;
             for m in &p.static_macs {
                 pc.static_macs
                     .push(dataplane::Mac::parse(m).ok_or_else(|| format!("bad MAC {m:?}"))?);
@@ -300,7 +315,9 @@ impl FileConfig {
             cfg.ports.push(pc);
         }
         if let Some(u) = &self.uplink {
-            cfg.ports.push(PortConfig::trunk(UPLINK_ID, &u.device));
+            let mut trunk = PortConfig::trunk(UPLINK_ID, &u.device);
+            trunk.worker = u.worker;
+            cfg.ports.push(trunk);
         }
         cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)
@@ -320,8 +337,10 @@ mod tests {
             aging_secs = 60
             max_fill = 4096
             conntrack_per_port = 1000
+            workers = 2
             [uplink]
             device = "eth1"
+            worker = 1
             [[network]]
             id = "blue"
             vlan = 100
@@ -338,12 +357,15 @@ mod tests {
         assert_eq!(o.worker.aging_secs, 60);
         assert_eq!(o.worker.max_fill, 4096);
         assert_eq!(o.worker.conntrack_per_port, 1000);
+        assert_eq!((o.workers, o.worker_count()), (2, 2));
+        assert!(FileConfig::default().options().unwrap().worker_count() >= 1);
         assert_eq!(
             FileConfig::default().options().unwrap().worker.max_fill,
             8192
         );
         let c = f.switch_config().unwrap();
         assert_eq!(c.ports.len(), 2);
+        assert_eq!(c.ports[1].worker, Some(1));
         assert_eq!(c.networks[0].mac_limit, 8192);
     }
 
@@ -405,6 +427,7 @@ mod tests {
             "[switch]\npoll = \"sometimes\"",
             "[switch]\nmax_fill = 8",
             "[switch]\nmax_fill = 16384",
+            "[switch]\nworkers = 65",
         ] {
             let f: FileConfig = toml::from_str(bad).unwrap();
             assert!(f.options().is_err(), "{bad}");

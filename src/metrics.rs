@@ -118,7 +118,7 @@ type WorkerSeries = (
     fn(&WorkerReading) -> f64,
 );
 
-const WORKER_SERIES: [WorkerSeries; 7] = [
+const WORKER_SERIES: [WorkerSeries; 9] = [
     (
         "qswitch_worker_rounds",
         "Poll rounds the worker ran",
@@ -154,6 +154,18 @@ const WORKER_SERIES: [WorkerSeries; 7] = [
         "Frames the worker received, all ports",
         MetricType::Counter,
         |w| w.rx_frames as f64,
+    ),
+    (
+        "qswitch_worker_crossed_out_frames",
+        "Frames (one per flood, not per copy) the worker handed to another worker for its ports",
+        MetricType::Counter,
+        |w| w.crossed_out as f64,
+    ),
+    (
+        "qswitch_worker_crossed_in_frames",
+        "Frames the worker took from other workers for its ports",
+        MetricType::Counter,
+        |w| w.crossed_in as f64,
     ),
     (
         "qswitch_conntrack_entries",

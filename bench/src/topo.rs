@@ -33,7 +33,8 @@ pub const SINK_MAC: dataplane::Mac = dataplane::Mac([0x02, 0xbe, 0xff, 0, 0, 2])
 /// Where qswitch's worker runs and how it waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
-    /// Pinned to CPU 1 and busy polling: the packet tests, whose generator owns CPU 0.
+    /// One worker (`QSB_WORKERS` for more, pinned from CPU 1 on), pinned to CPU 1 and busy
+    /// polling: the packet tests, whose generator owns CPU 0.
     Pinned,
     /// The daemon's defaults (adaptive polling, no pinning): a host whose guests need the
     /// cores too, as in the TCP goodput test.
@@ -370,8 +371,11 @@ pub fn start_dut(
             .filter_map(|(key, var)| Some(format!("{key} = {}\n", std::env::var(var).ok()?)))
             .collect();
             let pin = match placement {
-                Placement::Pinned => "cpu = 1\npoll = \"busy\"\n",
-                Placement::Defaults => "",
+                Placement::Pinned => {
+                    let workers = std::env::var("QSB_WORKERS").unwrap_or_else(|_| "1".into());
+                    format!("cpu = 1\npoll = \"busy\"\nworkers = {workers}\n")
+                }
+                Placement::Defaults => String::new(),
             };
             let mut cfg = format!(
                 "[switch]\n{pin}{sizing}xdp_mode = \"{mode}\"\n\

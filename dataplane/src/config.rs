@@ -67,6 +67,8 @@ pub struct PortConfig {
     /// Security group rules, when port security is on (no rules: only what Neutron always
     /// allows passes).
     pub filter: Option<Arc<PortFilter>>,
+    /// The worker that serves the port (the switch chooses by load when `None`).
+    pub worker: Option<u16>,
 }
 
 impl PortConfig {
@@ -85,6 +87,7 @@ impl PortConfig {
             mtu: None,
             dhcp: None,
             filter: None,
+            worker: None,
         }
     }
 
@@ -294,6 +297,8 @@ pub struct PortView {
     pub dhcp: Option<std::sync::Arc<crate::dhcp::DhcpConfig>>,
     /// Security group rules.
     pub filter: Option<Arc<PortFilter>>,
+    /// The worker that owns the port (its sockets, its counters, its connection-table zone).
+    pub worker: u16,
 }
 
 /// A network in the snapshot.
@@ -418,6 +423,7 @@ impl Snapshot {
                 security: p.security.clone(),
                 dhcp: p.dhcp.clone(),
                 filter: p.filter.clone(),
+                worker: p.worker.unwrap_or(0),
             });
             if let (Role::Access(net), Some(_)) = (role, &p.filter) {
                 if let Some(Some(n)) = snap.nets.get_mut(usize::from(net)) {

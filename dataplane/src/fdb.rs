@@ -1,4 +1,4 @@
-//! The MAC table (forwarding database) of every network a worker serves.
+//! The MAC table (forwarding database) of every network, shared by all workers.
 //!
 //! # Design
 //! One open-addressing hash table with linear probing holds the entries of all networks, keyed by
@@ -7,7 +7,7 @@
 //! on (slot and generation), when it was last seen, and whether it is static.
 //!
 //! * **Aging.** An entry not seen for `aging` seconds is treated as absent at once and removed by
-//!   the incremental sweeper ([`MacTable::sweep`]), which the worker runs off the per-packet path.
+//!   the incremental sweeper ([`MacTable::sweep`]), which the workers run off the per-packet path.
 //! * **Limits.** Each network has a learning limit (default [`DEFAULT_MAC_LIMIT`], like OVS's
 //!   `MAC_DEFAULT_MAX`). Past it frames still flood but their source is not learned: the caller
 //!   counts [`Learn::LimitReached`].
@@ -20,11 +20,33 @@
 //!   so learning never allocates. [`MacTable::reserve`] grows it when a snapshot is adopted.
 //!
 //! # Thread-safety
-//! A table belongs to one worker thread, which owns all the ports of its networks; it is not shared.
-//! Operators read it through a copy the worker publishes (see `worker`).
+//! Every worker holds a [`MacTable`], a view of one shared table (`Clone` makes another view).
+//! Lookups vastly outnumber changes, so reads take no lock and write nothing shared:
+//! * **Lookups** are lock-free under a sequence lock (as VPP's bihash readers are): a reader
+//!   notes the table's sequence number, probes with relaxed atomic loads, and probes again if a
+//!   writer ran meanwhile (the number moved or is odd).
+//! * **Refreshes** (a known address seen again on its port, nearly every frame) store the entry's
+//!   `seen` second with one relaxed compare-and-swap, only when the second changed: at most one
+//!   write a second per entry to a line other workers read.
+//! * **Refusals** a reader can decide alone take no lock either: a static entry of another port,
+//!   or an unknown address in a network at its limit (a flood of spoofed sources does not make
+//!   every worker queue on the writer lock).
+//! * **Changes** (learning a new address, a move, static entries, the sweeper's removals,
+//!   network limits and generations) take the writer mutex, and mark the sequence number odd
+//!   while they move entries. Only these contend, and they are rare: at most one per new or
+//!   moved address.
+//! * **Growth** builds a new table under the writer mutex and publishes it; each view picks it up
+//!   at its next [`MacTable::refresh`] (a worker calls it every round). A refresh stored in the
+//!   old table meanwhile is lost, which costs at most a relearn.
 //!
-//! # Limitations
-//! With several workers, each would learn its own view; one worker serves all ports today.
+//! A refresh may race with a removal that shifts another entry into the slot it read: the
+//! compare-and-swap then finds another `seen` and writes nothing (unless both were seen in the
+//! same second, when the other entry is refreshed by at most that second). Workers stamp with a
+//! clock they share, read at slightly different moments: a `seen` a second ahead of a worker's
+//! `now` counts as fresh.
+
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use crate::wire::Mac;
 
@@ -73,6 +95,7 @@ pub struct MacEntry {
 const EMPTY: u64 = 0;
 const FLAG_STATIC: u8 = 1;
 
+/// An entry as the code handles it (a copy of a [`Slot`]).
 #[derive(Clone, Copy, Default)]
 struct Entry {
     /// `(net + 1) << 48 | mac`, or [`EMPTY`].
@@ -84,33 +107,31 @@ struct Entry {
     flags: u8,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct NetState {
-    gen: u32,
-    limit: u32,
-    count: u32,
+/// An entry as the table stores it: atomics, so that readers never need a lock.
+#[derive(Default)]
+struct Slot {
+    key: AtomicU64,
+    /// `port_gen << 32 | flags << 16 | port`.
+    meta: AtomicU64,
+    net_gen: AtomicU32,
+    seen: AtomicU32,
 }
 
-/// The MAC table of one worker: all networks, isolated by key.
-pub struct MacTable {
-    slots: Vec<Entry>,
+#[derive(Default)]
+struct Net {
+    gen: AtomicU32,
+    limit: AtomicU32,
+    count: AtomicU32,
+}
+
+/// One generation of storage: replaced whole when it grows.
+struct Tables {
+    /// Odd while a writer moves entries.
+    seq: AtomicU64,
+    aging: AtomicU32,
+    slots: Box<[Slot]>,
     mask: usize,
-    /// Occupied slots, stale or not.
-    used: usize,
-    nets: Vec<NetState>,
-    aging: u32,
-    max_entries: usize,
-    sweep_cursor: usize,
-}
-
-impl core::fmt::Debug for MacTable {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("MacTable")
-            .field("capacity", &self.slots.len())
-            .field("used", &self.used)
-            .field("aging", &self.aging)
-            .finish()
-    }
+    nets: Box<[Net]>,
 }
 
 #[inline]
@@ -131,96 +152,73 @@ fn hash(key: u64) -> u64 {
     h ^ (h >> 29)
 }
 
-impl MacTable {
-    /// An empty table with the given aging time (seconds) and a cap on its total entries.
-    pub fn new(aging_secs: u32, max_entries: usize) -> Self {
-        let mut t = MacTable {
-            slots: Vec::new(),
-            mask: 0,
-            used: 0,
-            nets: Vec::new(),
-            aging: aging_secs.max(1),
-            max_entries: max_entries.max(16),
-            sweep_cursor: 0,
-        };
-        t.rehash(64);
-        t
-    }
+const RELAXED: Ordering = Ordering::Relaxed;
 
-    /// The configured aging time in seconds.
-    pub fn aging_secs(&self) -> u32 {
-        self.aging
-    }
-
-    /// Sets the aging time; takes effect on the next lookup.
-    pub fn set_aging_secs(&mut self, secs: u32) {
-        self.aging = secs.max(1);
-    }
-
-    /// Number of live entries of a network.
-    pub fn network_len(&self, net: u16) -> u32 {
-        self.nets.get(usize::from(net)).map_or(0, |n| n.count)
-    }
-
-    /// Live entries and learning limit of every network slot, in slot order.
-    pub fn network_sizes(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
-        self.nets.iter().map(|n| (n.count, n.limit))
-    }
-
-    /// Slots in the table (twice the entries it is sized for).
-    pub fn capacity(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// Declares network `net` with generation `gen` and learning `limit`. A generation different
-    /// from the one the table knows flushes the network in O(1).
-    pub fn sync_network(&mut self, net: u16, gen: u32, limit: u32) {
-        let i = usize::from(net);
-        if self.nets.len() <= i {
-            self.nets.resize(i + 1, NetState::default());
-        }
-        let n = &mut self.nets[i];
-        if n.gen != gen {
-            n.gen = gen;
-            n.count = 0;
-        }
-        n.limit = limit;
-    }
-
-    /// Flushes every entry of `net` in O(1).
-    pub fn flush_network(&mut self, net: u16) {
-        if let Some(n) = self.nets.get_mut(usize::from(net)) {
-            n.gen = n.gen.wrapping_add(1);
-            n.count = 0;
+impl Tables {
+    fn new(cap: usize, nets: usize, aging: u32) -> Tables {
+        Tables {
+            seq: AtomicU64::new(0),
+            aging: AtomicU32::new(aging),
+            slots: std::iter::repeat_with(Slot::default).take(cap).collect(),
+            mask: cap - 1,
+            nets: std::iter::repeat_with(Net::default).take(nets).collect(),
         }
     }
 
-    /// Grows the table so that `entries` live entries fit at a load of at most one half. Called
-    /// when configuration changes, never per packet.
-    pub fn reserve(&mut self, entries: usize) {
-        let want = (entries.min(self.max_entries) * 2)
-            .next_power_of_two()
-            .max(64);
-        if want > self.slots.len() {
-            self.rehash(want);
+    #[inline]
+    fn load(&self, i: usize) -> Entry {
+        let s = &self.slots[i];
+        let meta = s.meta.load(RELAXED);
+        Entry {
+            key: s.key.load(RELAXED),
+            net_gen: s.net_gen.load(RELAXED),
+            port_gen: (meta >> 32) as u32,
+            seen: s.seen.load(RELAXED),
+            port: meta as u16,
+            flags: (meta >> 16) as u8,
         }
     }
 
-    fn rehash(&mut self, cap: usize) {
-        let old = core::mem::replace(&mut self.slots, vec![Entry::default(); cap]);
-        self.mask = cap - 1;
-        self.used = 0;
-        for e in old.into_iter().filter(|e| e.key != EMPTY) {
-            if self.is_current(&e) {
-                let mut i = self.home(e.key);
-                while self.slots[i].key != EMPTY {
-                    i = (i + 1) & self.mask;
+    /// Writes an entry (the writer mutex held, the sequence number odd).
+    fn store(&self, i: usize, e: &Entry) {
+        let s = &self.slots[i];
+        s.meta.store(
+            u64::from(e.port_gen) << 32 | u64::from(e.flags) << 16 | u64::from(e.port),
+            RELAXED,
+        );
+        s.net_gen.store(e.net_gen, RELAXED);
+        s.seen.store(e.seen, RELAXED);
+        s.key.store(e.key, RELAXED);
+    }
+
+    /// Marks the start of a change readers must not see half done (the writer mutex held).
+    fn begin(&self) {
+        let s = self.seq.load(RELAXED);
+        self.seq.store(s.wrapping_add(1), RELAXED);
+        fence(Ordering::Release);
+    }
+
+    /// Marks its end.
+    fn end(&self) {
+        let s = self.seq.load(RELAXED);
+        self.seq.store(s.wrapping_add(1), Ordering::Release);
+    }
+
+    /// Runs `f` on a consistent state: again if a writer moved entries meanwhile. `f` must be a
+    /// pure read that tolerates torn values (it only probes and copies).
+    #[inline]
+    fn read<R>(&self, f: impl Fn(&Tables) -> R) -> R {
+        loop {
+            let before = self.seq.load(Ordering::Acquire);
+            if before & 1 == 0 {
+                let r = f(self);
+                fence(Ordering::Acquire);
+                if self.seq.load(RELAXED) == before {
+                    return r;
                 }
-                self.slots[i] = e;
-                self.used += 1;
             }
+            std::hint::spin_loop();
         }
-        self.sweep_cursor = 0;
     }
 
     #[inline]
@@ -228,25 +226,36 @@ impl MacTable {
         (hash(key) as usize) & self.mask
     }
 
+    #[inline]
+    fn aging(&self) -> u32 {
+        self.aging.load(RELAXED)
+    }
+
     /// Is the entry of the network's current generation? (Expiry is checked separately.)
     #[inline]
     fn is_current(&self, e: &Entry) -> bool {
         self.nets
             .get(net_of(e.key))
-            .is_some_and(|n| n.gen == e.net_gen)
+            .is_some_and(|n| n.gen.load(RELAXED) == e.net_gen)
     }
 
+    /// Live: of the network's current generation, and static or seen less than the aging time
+    /// ago. A `seen` ahead of `now` (another worker read the shared clock a moment later) is
+    /// fresh, not a wrapped-around age.
     #[inline]
     fn is_live(&self, e: &Entry, now: u32) -> bool {
-        self.is_current(e) && (e.flags & FLAG_STATIC != 0 || now.wrapping_sub(e.seen) < self.aging)
+        self.is_current(e)
+            && (e.flags & FLAG_STATIC != 0
+                || (now.wrapping_sub(e.seen) as i32) < self.aging() as i32)
     }
 
-    /// Finds the slot of `key`, live or not.
+    /// Finds the slot of `key`, live or not. Bounded by the table's size, so that a probe racing
+    /// a writer always ends.
     #[inline]
     fn find(&self, key: u64) -> Option<usize> {
         let mut i = self.home(key);
-        loop {
-            let k = self.slots[i].key;
+        for _ in 0..=self.mask {
+            let k = self.slots[i].key.load(RELAXED);
             if k == key {
                 return Some(i);
             }
@@ -255,206 +264,364 @@ impl MacTable {
             }
             i = (i + 1) & self.mask;
         }
+        None
+    }
+
+    fn net(&self, net: u16) -> Option<&Net> {
+        self.nets.get(usize::from(net))
+    }
+}
+
+/// The state only writers touch, behind the mutex.
+struct Writer {
+    /// The current tables (views may still read older ones until they refresh).
+    tables: Arc<Tables>,
+    /// Occupied slots, stale or not.
+    used: usize,
+    sweep_cursor: usize,
+}
+
+struct Shared {
+    writer: Mutex<Writer>,
+    /// The current tables, for views that see `version` move.
+    published: RwLock<Arc<Tables>>,
+    version: AtomicU64,
+    max_entries: usize,
+}
+
+/// A view of the MAC table shared by all workers: all networks, isolated by key. Lookups through
+/// it take no lock; see the module documentation.
+pub struct MacTable {
+    shared: Arc<Shared>,
+    tables: Arc<Tables>,
+    version: u64,
+}
+
+impl Clone for MacTable {
+    /// Another view of the same table.
+    fn clone(&self) -> Self {
+        MacTable {
+            shared: Arc::clone(&self.shared),
+            tables: Arc::clone(&self.tables),
+            version: self.version,
+        }
+    }
+}
+
+impl core::fmt::Debug for MacTable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MacTable")
+            .field("capacity", &self.tables.slots.len())
+            .field("aging", &self.tables.aging())
+            .finish()
+    }
+}
+
+impl MacTable {
+    /// An empty table with the given aging time (seconds) and a cap on its total entries.
+    pub fn new(aging_secs: u32, max_entries: usize) -> Self {
+        let tables = Arc::new(Tables::new(64, 0, aging_secs.max(1)));
+        let shared = Arc::new(Shared {
+            writer: Mutex::new(Writer {
+                tables: Arc::clone(&tables),
+                used: 0,
+                sweep_cursor: 0,
+            }),
+            published: RwLock::new(Arc::clone(&tables)),
+            version: AtomicU64::new(0),
+            max_entries: max_entries.max(16),
+        });
+        MacTable {
+            shared,
+            tables,
+            version: 0,
+        }
+    }
+
+    /// Picks up the table another view grew (one atomic load when nothing changed).
+    #[inline]
+    pub fn refresh(&mut self) {
+        let v = self.shared.version.load(Ordering::Acquire);
+        if v != self.version {
+            let t = self
+                .shared
+                .published
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            self.tables = Arc::clone(&t);
+            self.version = v;
+        }
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        // A writer panics only on a bug; the table stays consistent enough to keep forwarding.
+        self.shared
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The configured aging time in seconds.
+    pub fn aging_secs(&self) -> u32 {
+        self.writer().tables.aging()
+    }
+
+    /// Sets the aging time; takes effect on the next lookup.
+    pub fn set_aging_secs(&self, secs: u32) {
+        self.writer().tables.aging.store(secs.max(1), RELAXED);
+    }
+
+    /// Number of live entries of a network.
+    pub fn network_len(&self, net: u16) -> u32 {
+        self.writer()
+            .tables
+            .net(net)
+            .map_or(0, |n| n.count.load(RELAXED))
+    }
+
+    /// Live entries and learning limit of every network slot, in slot order.
+    pub fn network_sizes(&self) -> Vec<(u32, u32)> {
+        let t = Arc::clone(&self.writer().tables);
+        t.nets
+            .iter()
+            .map(|n| (n.count.load(RELAXED), n.limit.load(RELAXED)))
+            .collect()
+    }
+
+    /// Slots in the table (twice the entries it is sized for).
+    pub fn capacity(&self) -> usize {
+        self.writer().tables.slots.len()
+    }
+
+    /// Declares network `net` with generation `gen` and learning `limit`. A generation newer than
+    /// the one the table knows flushes the network in O(1); an older one (a worker that has not
+    /// adopted the latest snapshot yet) changes nothing, so workers adopting the same snapshots
+    /// at different moments never undo each other's declarations.
+    pub fn sync_network(&mut self, net: u16, gen: u32, limit: u32) {
+        {
+            let mut w = self.writer();
+            let i = usize::from(net);
+            if w.tables.nets.len() <= i {
+                let nets = (i + 1).next_power_of_two().max(64);
+                let cap = w.tables.slots.len();
+                self.rebuild(&mut w, cap, nets);
+            }
+            let n = &w.tables.nets[i];
+            let cur = n.gen.load(RELAXED);
+            let newer = (gen.wrapping_sub(cur) as i32) > 0;
+            if newer {
+                n.gen.store(gen, RELAXED);
+                n.count.store(0, RELAXED);
+            }
+            if newer || gen == cur {
+                n.limit.store(limit, RELAXED);
+            }
+        }
+        self.refresh();
+    }
+
+    /// Grows the table so that `entries` live entries fit at a load of at most one half. Called
+    /// when configuration changes, never per packet.
+    pub fn reserve(&mut self, entries: usize) {
+        {
+            let mut w = self.writer();
+            let want = (entries.min(self.shared.max_entries) * 2)
+                .next_power_of_two()
+                .max(64);
+            if want > w.tables.slots.len() {
+                let nets = w.tables.nets.len();
+                self.rebuild(&mut w, want, nets);
+            }
+        }
+        self.refresh();
+    }
+
+    /// Replaces the tables with new ones of `cap` slots and `nets` networks holding the current
+    /// entries, and publishes them.
+    fn rebuild(&self, w: &mut Writer, cap: usize, nets: usize) {
+        let old = Arc::clone(&w.tables);
+        let new = Tables::new(cap, nets.max(old.nets.len()), old.aging());
+        for (n, o) in new.nets.iter().zip(old.nets.iter()) {
+            n.gen.store(o.gen.load(RELAXED), RELAXED);
+            n.limit.store(o.limit.load(RELAXED), RELAXED);
+            n.count.store(o.count.load(RELAXED), RELAXED);
+        }
+        let mut used = 0;
+        for i in 0..old.slots.len() {
+            let e = old.load(i);
+            if e.key != EMPTY && old.is_current(&e) {
+                let mut j = new.home(e.key);
+                while new.slots[j].key.load(RELAXED) != EMPTY {
+                    j = (j + 1) & new.mask;
+                }
+                new.store(j, &e);
+                used += 1;
+            }
+        }
+        let new = Arc::new(new);
+        w.tables = Arc::clone(&new);
+        w.used = used;
+        w.sweep_cursor = 0;
+        *self
+            .shared
+            .published
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = new;
+        self.shared.version.fetch_add(1, Ordering::Release);
     }
 
     /// Where is `mac` in network `net`? Expired and stale entries read as absent.
     #[inline]
     pub fn lookup(&self, net: u16, mac: Mac, now: u32) -> Option<PortRef> {
-        let i = self.find(key_of(net, mac))?;
-        let e = &self.slots[i];
-        self.is_live(e, now).then_some(PortRef {
-            slot: e.port,
-            gen: e.port_gen,
+        let key = key_of(net, mac);
+        self.tables.read(|t| {
+            let e = t.load(t.find(key)?);
+            t.is_live(&e, now).then_some(PortRef {
+                slot: e.port,
+                gen: e.port_gen,
+            })
         })
     }
 
     /// Learns (or refreshes) that `mac` is reached through `port` in network `net`.
     #[inline]
-    pub fn learn(&mut self, net: u16, mac: Mac, port: PortRef, now: u32) -> Learn {
+    pub fn learn(&self, net: u16, mac: Mac, port: PortRef, now: u32) -> Learn {
         let key = key_of(net, mac);
-        if let Some(i) = self.find(key) {
-            let live = self.is_live(&self.slots[i], now);
-            let e = &mut self.slots[i];
-            if live {
+        // The common cases, without the lock: a live entry of this very port, a static entry of
+        // another, or a network at its limit that does not know the address.
+        let fast = self.tables.read(|t| match t.find(key) {
+            Some(i) => {
+                let e = t.load(i);
+                if !t.is_live(&e, now) {
+                    None
+                } else if e.port == port.slot && e.port_gen == port.gen {
+                    Some((Learn::Refreshed, i, e.seen))
+                } else if e.flags & FLAG_STATIC != 0 {
+                    Some((Learn::StaticConflict, i, e.seen))
+                } else {
+                    None
+                }
+            }
+            None => (!has_room(t, net)).then_some((Learn::LimitReached, 0, 0)),
+        });
+        if let Some((verdict, i, seen)) = fast {
+            if verdict == Learn::Refreshed && seen != now {
+                // Only if the slot still holds what was read: a removal may have shifted another
+                // entry into it since, which must not be revived.
+                let _ = self.tables.slots[i]
+                    .seen
+                    .compare_exchange(seen, now, RELAXED, RELAXED);
+            }
+            return verdict;
+        }
+        let mut w = self.writer();
+        let t = Arc::clone(&w.tables);
+        if let Some(i) = t.find(key) {
+            let e = t.load(i);
+            if t.is_live(&e, now) {
                 if e.port == port.slot && e.port_gen == port.gen {
-                    e.seen = now;
+                    t.slots[i].seen.store(now, RELAXED);
                     return Learn::Refreshed;
                 }
                 if e.flags & FLAG_STATIC != 0 {
                     return Learn::StaticConflict;
                 }
-                e.port = port.slot;
-                e.port_gen = port.gen;
-                e.seen = now;
+                t.begin();
+                t.store(
+                    i,
+                    &Entry {
+                        port: port.slot,
+                        port_gen: port.gen,
+                        seen: now,
+                        ..e
+                    },
+                );
+                t.end();
                 return Learn::Moved;
             }
             // A stale or expired entry of this very key: revive it if the network has room.
-            return self.revive(i, net, port, now, 0);
+            return revive(&t, i, net, port, now, 0);
         }
-        self.insert_new(key, net, port, now, 0)
+        insert_new(&t, &mut w, key, net, port, now, 0)
     }
 
     /// Installs a static entry: it never ages and learning never moves it.
-    pub fn add_static(&mut self, net: u16, mac: Mac, port: PortRef, now: u32) -> Learn {
+    pub fn add_static(&self, net: u16, mac: Mac, port: PortRef, now: u32) -> Learn {
         let key = key_of(net, mac);
-        if let Some(i) = self.find(key) {
-            if self.is_live(&self.slots[i], now) {
-                let e = &mut self.slots[i];
-                e.port = port.slot;
-                e.port_gen = port.gen;
-                e.flags = FLAG_STATIC;
+        let mut w = self.writer();
+        let t = Arc::clone(&w.tables);
+        if let Some(i) = t.find(key) {
+            let e = t.load(i);
+            if t.is_live(&e, now) {
+                // Every worker installs the static entries of each snapshot it adopts: an
+                // unchanged one is not written again (a write makes lookups probe again).
+                let same = e.port == port.slot && e.port_gen == port.gen && e.flags == FLAG_STATIC;
+                if !same {
+                    t.begin();
+                    t.store(
+                        i,
+                        &Entry {
+                            port: port.slot,
+                            port_gen: port.gen,
+                            flags: FLAG_STATIC,
+                            ..e
+                        },
+                    );
+                    t.end();
+                }
                 return Learn::Refreshed;
             }
-            return self.revive(i, net, port, now, FLAG_STATIC);
+            return revive(&t, i, net, port, now, FLAG_STATIC);
         }
-        self.insert_new(key, net, port, now, FLAG_STATIC)
+        insert_new(&t, &mut w, key, net, port, now, FLAG_STATIC)
     }
 
     /// Removes a live entry of a network, if present.
-    pub fn remove(&mut self, net: u16, mac: Mac, now: u32) -> bool {
-        match self.find(key_of(net, mac)) {
-            Some(i) => {
-                let live = self.is_live(&self.slots[i], now);
-                self.delete_slot(i);
-                if live {
-                    self.dec_count(net);
-                }
-                live
-            }
-            None => false,
-        }
-    }
-
-    fn has_room(&self, net: u16) -> bool {
-        self.nets
-            .get(usize::from(net))
-            .is_some_and(|n| n.count < n.limit)
-    }
-
-    fn inc_count(&mut self, net: u16) {
-        if let Some(n) = self.nets.get_mut(usize::from(net)) {
-            n.count += 1;
-        }
-    }
-
-    fn dec_count(&mut self, net: u16) {
-        if let Some(n) = self.nets.get_mut(usize::from(net)) {
-            n.count = n.count.saturating_sub(1);
-        }
-    }
-
-    fn revive(&mut self, i: usize, net: u16, port: PortRef, now: u32, flags: u8) -> Learn {
-        // An expired entry of the current generation still counts against the limit until it is
-        // revived or swept; a stale one (old generation) does not.
-        let was_counted = self.is_current(&self.slots[i]);
-        if !was_counted && !self.has_room(net) && flags == 0 {
-            return Learn::LimitReached;
-        }
-        let gen = self.nets.get(usize::from(net)).map_or(0, |n| n.gen);
-        self.slots[i] = Entry {
-            key: self.slots[i].key,
-            net_gen: gen,
-            port_gen: port.gen,
-            seen: now,
-            port: port.slot,
-            flags,
+    pub fn remove(&self, net: u16, mac: Mac, now: u32) -> bool {
+        let mut w = self.writer();
+        let t = Arc::clone(&w.tables);
+        let Some(i) = t.find(key_of(net, mac)) else {
+            return false;
         };
-        if !was_counted {
-            self.inc_count(net);
+        let e = t.load(i);
+        let live = t.is_live(&e, now);
+        t.begin();
+        delete_slot(&t, &mut w, i);
+        t.end();
+        // An expired entry of the current generation still counted against the limit.
+        if t.is_current(&e) {
+            dec_count(&t, net);
         }
-        Learn::Learned
-    }
-
-    fn insert_new(&mut self, key: u64, net: u16, port: PortRef, now: u32, flags: u8) -> Learn {
-        let Some(state) = self.nets.get(usize::from(net)).copied() else {
-            return Learn::LimitReached;
-        };
-        if flags == 0 && state.count >= state.limit {
-            return Learn::LimitReached;
-        }
-        // Keep the load at or below 3/4 so probes stay short: reclaim dead entries first, and
-        // refuse to learn if the table is still full of live ones.
-        if self.used + 1 > self.slots.len() / 4 * 3 {
-            // Bounded, so that a flood of new addresses cannot make each frame scan the table.
-            self.sweep(now, 256);
-            if self.used + 1 > self.slots.len() / 4 * 3 {
-                return Learn::LimitReached;
-            }
-        }
-        let mut i = self.home(key);
-        while self.slots[i].key != EMPTY {
-            i = (i + 1) & self.mask;
-        }
-        self.slots[i] = Entry {
-            key,
-            net_gen: state.gen,
-            port_gen: port.gen,
-            seen: now,
-            port: port.slot,
-            flags,
-        };
-        self.used += 1;
-        self.inc_count(net);
-        Learn::Learned
-    }
-
-    /// Backward-shift deletion: keeps every probe chain unbroken without tombstones.
-    fn delete_slot(&mut self, mut hole: usize) {
-        self.slots[hole] = Entry::default();
-        self.used -= 1;
-        let mut j = hole;
-        loop {
-            j = (j + 1) & self.mask;
-            let key = self.slots[j].key;
-            if key == EMPTY {
-                return;
-            }
-            let home = self.home(key);
-            // Can the entry at j move back to the hole? Only if its home is not in (hole, j].
-            let dist_home = j.wrapping_sub(home) & self.mask;
-            let dist_hole = j.wrapping_sub(hole) & self.mask;
-            if dist_home >= dist_hole {
-                self.slots[hole] = self.slots[j];
-                self.slots[j] = Entry::default();
-                hole = j;
-            }
-        }
+        live
     }
 
     /// Removes up to `budget` slots' worth of expired and stale entries, resuming where the last
     /// call stopped. Returns how many entries were removed.
-    pub fn sweep(&mut self, now: u32, budget: usize) -> usize {
-        let cap = self.slots.len();
-        let mut removed = 0;
-        let mut i = self.sweep_cursor;
-        for _ in 0..budget.min(cap) {
-            let e = self.slots[i];
-            if e.key != EMPTY && !self.is_live(&e, now) {
-                let net = net_of(e.key);
-                if self.is_current(&e) {
-                    // Expired, not stale: it still counted against its network's limit.
-                    if let Ok(net) = u16::try_from(net) {
-                        self.dec_count(net);
-                    }
-                }
-                self.delete_slot(i);
-                removed += 1;
-                // The shift may have moved an unvisited entry into `i`: look at it again.
-                continue;
-            }
-            i = (i + 1) & self.mask;
-        }
-        self.sweep_cursor = i;
-        removed
+    pub fn sweep(&self, now: u32, budget: usize) -> usize {
+        let mut w = self.writer();
+        let t = Arc::clone(&w.tables);
+        sweep(&t, &mut w, now, budget)
+    }
+
+    /// As [`MacTable::sweep`], unless another worker holds the writer lock (it is sweeping or
+    /// learning): then nothing, at once. The workers' clock-driven housekeeping uses this.
+    pub fn try_sweep(&self, now: u32, budget: usize) -> usize {
+        let mut w = match self.shared.writer.try_lock() {
+            Ok(w) => w,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return 0,
+        };
+        let t = Arc::clone(&w.tables);
+        sweep(&t, &mut w, now, budget)
     }
 
     /// The live entries of a network, for the operator's view.
     pub fn entries(&self, net: u16, now: u32) -> Vec<MacEntry> {
         let want = u64::from(net) + 1;
-        let mut out: Vec<MacEntry> = self
-            .slots
-            .iter()
-            .filter(|e| e.key != EMPTY && e.key >> 48 == want && self.is_live(e, now))
+        let t = Arc::clone(&self.writer().tables);
+        let mut out: Vec<MacEntry> = (0..t.slots.len())
+            .map(|i| t.load(i))
+            .filter(|e| e.key != EMPTY && e.key >> 48 == want && t.is_live(e, now))
             .map(|e| MacEntry {
                 mac: Mac::from_u64(e.key),
                 port: PortRef {
@@ -472,6 +639,151 @@ impl MacTable {
         out.sort_by_key(|e| e.mac);
         out
     }
+}
+
+fn has_room(t: &Tables, net: u16) -> bool {
+    t.net(net)
+        .is_some_and(|n| n.count.load(RELAXED) < n.limit.load(RELAXED))
+}
+
+fn inc_count(t: &Tables, net: u16) {
+    if let Some(n) = t.net(net) {
+        n.count.store(n.count.load(RELAXED) + 1, RELAXED);
+    }
+}
+
+fn dec_count(t: &Tables, net: u16) {
+    if let Some(n) = t.net(net) {
+        n.count
+            .store(n.count.load(RELAXED).saturating_sub(1), RELAXED);
+    }
+}
+
+// The functions below run with the writer mutex held (`w` proves it).
+
+fn revive(t: &Tables, i: usize, net: u16, port: PortRef, now: u32, flags: u8) -> Learn {
+    // An expired entry of the current generation still counts against the limit until it is
+    // revived or swept; a stale one (old generation) does not.
+    let e = t.load(i);
+    let was_counted = t.is_current(&e);
+    if !was_counted && !has_room(t, net) && flags == 0 {
+        return Learn::LimitReached;
+    }
+    let gen = t.net(net).map_or(0, |n| n.gen.load(RELAXED));
+    t.begin();
+    t.store(
+        i,
+        &Entry {
+            key: e.key,
+            net_gen: gen,
+            port_gen: port.gen,
+            seen: now,
+            port: port.slot,
+            flags,
+        },
+    );
+    t.end();
+    if !was_counted {
+        inc_count(t, net);
+    }
+    Learn::Learned
+}
+
+fn insert_new(
+    t: &Tables,
+    w: &mut Writer,
+    key: u64,
+    net: u16,
+    port: PortRef,
+    now: u32,
+    flags: u8,
+) -> Learn {
+    let Some(state) = t.net(net) else {
+        return Learn::LimitReached;
+    };
+    if flags == 0 && state.count.load(RELAXED) >= state.limit.load(RELAXED) {
+        return Learn::LimitReached;
+    }
+    // Keep the load at or below 3/4 so probes stay short: reclaim dead entries first, and
+    // refuse to learn if the table is still full of live ones.
+    if w.used + 1 > t.slots.len() / 4 * 3 {
+        // Bounded, so that a flood of new addresses cannot make each frame scan the table.
+        sweep(t, w, now, 256);
+        if w.used + 1 > t.slots.len() / 4 * 3 {
+            return Learn::LimitReached;
+        }
+    }
+    let mut i = t.home(key);
+    while t.slots[i].key.load(RELAXED) != EMPTY {
+        i = (i + 1) & t.mask;
+    }
+    t.begin();
+    t.store(
+        i,
+        &Entry {
+            key,
+            net_gen: state.gen.load(RELAXED),
+            port_gen: port.gen,
+            seen: now,
+            port: port.slot,
+            flags,
+        },
+    );
+    t.end();
+    w.used += 1;
+    inc_count(t, net);
+    Learn::Learned
+}
+
+/// Backward-shift deletion: keeps every probe chain unbroken without tombstones. The caller
+/// brackets it with `begin`/`end`.
+fn delete_slot(t: &Tables, w: &mut Writer, mut hole: usize) {
+    t.store(hole, &Entry::default());
+    w.used -= 1;
+    let mut j = hole;
+    loop {
+        j = (j + 1) & t.mask;
+        let key = t.slots[j].key.load(RELAXED);
+        if key == EMPTY {
+            return;
+        }
+        let home = t.home(key);
+        // Can the entry at j move back to the hole? Only if its home is not in (hole, j].
+        let dist_home = j.wrapping_sub(home) & t.mask;
+        let dist_hole = j.wrapping_sub(hole) & t.mask;
+        if dist_home >= dist_hole {
+            t.store(hole, &t.load(j));
+            t.store(j, &Entry::default());
+            hole = j;
+        }
+    }
+}
+
+fn sweep(t: &Tables, w: &mut Writer, now: u32, budget: usize) -> usize {
+    let cap = t.slots.len();
+    let mut removed = 0;
+    let mut i = w.sweep_cursor & t.mask;
+    for _ in 0..budget.min(cap) {
+        let e = t.load(i);
+        if e.key != EMPTY && !t.is_live(&e, now) {
+            if t.is_current(&e) {
+                // Expired, not stale: it still counted against its network's limit.
+                if let Ok(net) = u16::try_from(net_of(e.key)) {
+                    dec_count(t, net);
+                }
+            }
+            // One removal at a time, so that readers wait for one shift, not for the scan.
+            t.begin();
+            delete_slot(t, w, i);
+            t.end();
+            removed += 1;
+            // The shift may have moved an unvisited entry into `i`: look at it again.
+            continue;
+        }
+        i = (i + 1) & t.mask;
+    }
+    w.sweep_cursor = i;
+    removed
 }
 
 #[cfg(test)]
@@ -495,7 +807,7 @@ mod tests {
 
     #[test]
     fn learned_address_is_found_in_its_network_only() {
-        let mut t = table();
+        let t = table();
         assert_eq!(t.learn(0, mac(1), P1, 0), Learn::Learned);
         assert_eq!(t.lookup(0, mac(1), 1), Some(P1));
         assert_eq!(t.lookup(1, mac(1), 1), None);
@@ -503,7 +815,7 @@ mod tests {
 
     #[test]
     fn same_mac_lives_in_two_networks() {
-        let mut t = table();
+        let t = table();
         t.learn(0, mac(1), P1, 0);
         t.learn(1, mac(1), P2, 0);
         assert_eq!(t.lookup(0, mac(1), 0), Some(P1));
@@ -514,7 +826,7 @@ mod tests {
 
     #[test]
     fn entries_age_out_after_the_aging_time() {
-        let mut t = table();
+        let t = table();
         t.set_aging_secs(300);
         t.learn(0, mac(1), P1, 1000);
         assert_eq!(t.lookup(0, mac(1), 1299), Some(P1));
@@ -525,7 +837,7 @@ mod tests {
 
     #[test]
     fn refresh_keeps_an_entry_alive() {
-        let mut t = table();
+        let t = table();
         t.learn(0, mac(1), P1, 0);
         assert_eq!(t.learn(0, mac(1), P1, 200), Learn::Refreshed);
         assert_eq!(t.lookup(0, mac(1), 450), Some(P1));
@@ -533,7 +845,7 @@ mod tests {
 
     #[test]
     fn mac_move_updates_the_port() {
-        let mut t = table();
+        let t = table();
         t.learn(0, mac(1), P1, 0);
         assert_eq!(t.learn(0, mac(1), P2, 1), Learn::Moved);
         assert_eq!(t.lookup(0, mac(1), 1), Some(P2));
@@ -560,7 +872,7 @@ mod tests {
 
     #[test]
     fn static_entries_neither_age_nor_move() {
-        let mut t = table();
+        let t = table();
         t.add_static(0, mac(9), P1, 0);
         assert_eq!(t.learn(0, mac(9), P2, 10), Learn::StaticConflict);
         assert_eq!(t.lookup(0, mac(9), 1_000_000), Some(P1));
@@ -573,7 +885,7 @@ mod tests {
             t.learn(0, mac(i), P1, 0);
             t.learn(1, mac(i), P2, 0);
         }
-        t.flush_network(0);
+        t.sync_network(0, 2, 8192);
         assert_eq!(t.lookup(0, mac(5), 0), None);
         assert_eq!(t.network_len(0), 0);
         assert_eq!(t.lookup(1, mac(5), 0), Some(P2));
@@ -582,6 +894,25 @@ mod tests {
         assert_eq!(t.sweep(0, usize::MAX), 99);
         assert_eq!(t.network_len(0), 1);
         assert_eq!(t.network_len(1), 100);
+    }
+
+    #[test]
+    fn an_older_generation_changes_nothing() {
+        // A worker still on the older snapshot declares the network after one on the newer.
+        let mut t = table();
+        t.sync_network(0, 2, 8192);
+        t.learn(0, mac(1), P1, 0);
+        t.sync_network(0, 1, 8192);
+        assert_eq!(t.lookup(0, mac(1), 0), Some(P1));
+        assert_eq!(t.network_len(0), 1);
+    }
+
+    #[test]
+    fn an_entry_stamped_a_second_ahead_is_fresh() {
+        let t = table();
+        t.learn(0, mac(1), P1, 11);
+        assert_eq!(t.lookup(0, mac(1), 10), Some(P1));
+        assert_eq!(t.sweep(10, usize::MAX), 0);
     }
 
     #[test]
@@ -624,7 +955,7 @@ mod tests {
 
     #[test]
     fn entries_lists_live_entries_with_age() {
-        let mut t = table();
+        let t = table();
         t.learn(0, mac(2), P1, 10);
         t.add_static(0, mac(1), P2, 0);
         let e = t.entries(0, 15);
@@ -632,5 +963,65 @@ mod tests {
         assert_eq!(e[0].mac, mac(1));
         assert!(e[0].is_static);
         assert_eq!(e[1].age_secs, 5);
+    }
+
+    #[test]
+    fn readers_never_miss_a_stable_entry_while_another_view_removes() {
+        // Removals shift entries back along their probe chains: a reader racing them must retry,
+        // never report a stable address as unknown or as another port's. The stable addresses
+        // are learned after the ones removed, so that they sit behind them in their chains and
+        // move when those go.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for round in 0..40u32 {
+            let mut t = MacTable::new(300, 1 << 20);
+            t.sync_network(0, 1, 1 << 20);
+            // 8192 slots, 6000 entries: long probe chains, many shifts.
+            t.reserve(4096);
+            let churn = 100_000..104_000;
+            for i in churn.clone() {
+                t.learn(0, mac(i), P2, 0);
+            }
+            for i in 0..2000 {
+                t.learn(0, mac(i), P1, 0);
+            }
+            stop.store(false, RELAXED);
+            let reader = t.clone();
+            let done = Arc::clone(&stop);
+            let start = Arc::new(std::sync::Barrier::new(2));
+            let started = Arc::clone(&start);
+            let check = std::thread::spawn(move || {
+                started.wait();
+                while !done.load(RELAXED) {
+                    for i in 0..2000 {
+                        assert_eq!(
+                            reader.lookup(0, mac(i), 1),
+                            Some(P1),
+                            "round {round}, mac {i}"
+                        );
+                    }
+                }
+            });
+            start.wait();
+            for i in churn {
+                assert!(t.remove(0, mac(i), 0));
+            }
+            stop.store(true, RELAXED);
+            check.join().expect("reader");
+            assert_eq!(t.network_len(0), 2000);
+        }
+    }
+
+    #[test]
+    fn a_view_picks_up_the_table_another_view_grew() {
+        let mut a = MacTable::new(300, 1 << 20);
+        let mut b = a.clone();
+        a.sync_network(0, 1, 100_000);
+        a.learn(0, mac(1), P1, 0);
+        a.reserve(100_000);
+        b.refresh();
+        assert_eq!(b.capacity(), a.capacity());
+        assert_eq!(b.lookup(0, mac(1), 0), Some(P1));
+        assert_eq!(b.learn(0, mac(2), P2, 0), Learn::Learned);
+        assert_eq!(a.lookup(0, mac(2), 0), Some(P2));
     }
 }

@@ -286,6 +286,13 @@ impl Pipeline {
         Verdict::Flood { net }
     }
 
+    /// Reads `frame` of network `net` to layer 4 for [`Pipeline::admit`], where the network has
+    /// a filtering port, as [`Pipeline::process`] does: for a frame another worker decided on.
+    pub fn inspect(&mut self, snap: &Snapshot, net: u16, frame: &[u8]) {
+        let filtering = snap.net(net).is_some_and(|n| n.filtering);
+        self.l3 = filtering.then(|| flow::parse(frame));
+    }
+
     /// May the frame [`Pipeline::process`] just forwarded be sent to port `egress`? Checks the
     /// ingress rules of the port's security groups (once per copy of a flood); a refused copy
     /// is counted on `egress`, whose rules refused it.

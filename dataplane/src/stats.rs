@@ -226,6 +226,8 @@ pub struct WorkerStats {
     window_busy_ppm: AtomicU64,
     window_max_gap_ns: AtomicU64,
     conntrack_entries: AtomicU64,
+    crossed_out: AtomicU64,
+    crossed_in: AtomicU64,
     /// Per network slot: live MAC entries and learning limit. The worker only `try_lock`s it, so
     /// a slow reader costs the worker one skipped update, never a wait.
     macs: std::sync::Mutex<Vec<(u32, u32)>>,
@@ -248,6 +250,10 @@ pub struct WorkerReading {
     pub max_gap_seconds: f64,
     /// Connections in the worker's connection table (security groups).
     pub conntrack_entries: u64,
+    /// Frames (or flood copies) the worker handed to another worker, whose port they go to.
+    pub crossed_out: u64,
+    /// Frames the worker took from other workers, for its ports.
+    pub crossed_in: u64,
 }
 
 impl WorkerStats {
@@ -267,6 +273,12 @@ impl WorkerStats {
         let ppm = busy_ns.saturating_mul(1_000_000) / len_ns.max(1);
         self.window_busy_ppm.store(ppm.min(1_000_000), Relaxed);
         self.window_max_gap_ns.store(max_gap_ns, Relaxed);
+    }
+
+    /// Publishes the frames handed to and taken from other workers.
+    pub fn publish_crossed(&self, out: u64, r#in: u64) {
+        self.crossed_out.store(out, Relaxed);
+        self.crossed_in.store(r#in, Relaxed);
     }
 
     /// Publishes the connection table's size.
@@ -300,6 +312,8 @@ impl WorkerStats {
             busy_ratio: self.window_busy_ppm.load(Relaxed) as f64 / 1e6,
             max_gap_seconds: self.window_max_gap_ns.load(Relaxed) as f64 / 1e9,
             conntrack_entries: self.conntrack_entries.load(Relaxed),
+            crossed_out: self.crossed_out.load(Relaxed),
+            crossed_in: self.crossed_in.load(Relaxed),
         }
     }
 }

@@ -33,7 +33,7 @@ use crate::config::{
     ConfigError, NetworkConfig, PortConfig, PortRole, SlotMap, Snapshot, SwitchConfig, MAX_VLAN,
     NONE,
 };
-use crate::fdb::MacEntry;
+use crate::fdb::{MacEntry, MacTable};
 use crate::port::afxdp::{self, AfXdpPort, AfXdpSpec, BindMode, Prepared, XdpMode};
 use crate::port::PortMode;
 use crate::stats::{PortStats, WorkerReading, WorkerStats};
@@ -41,7 +41,7 @@ use crate::sys::netdev;
 use crate::sys::umem::Accounting;
 use crate::sys::xsk::RingSizes;
 use crate::wire::Mac;
-use crate::worker::{Command, LinkState, PollMode, PortShared, Worker, WorkerConfig};
+use crate::worker::{self, Command, LinkState, PollMode, PortShared, Worker, WorkerConfig};
 
 /// How to run the switch.
 #[derive(Debug, Clone, Default)]
@@ -54,8 +54,23 @@ pub struct SwitchOptions {
     pub bind_mode: BindMode,
     /// Ring sizes.
     pub rings: RingSizes,
-    /// Pin the worker thread to this CPU.
+    /// Pin the workers to CPUs from this one on (worker `i` to `cpu + i`).
     pub cpu: Option<usize>,
+    /// Poll-mode workers to run; 0: one per CPU the process may use.
+    pub workers: usize,
+}
+
+impl SwitchOptions {
+    /// The number of workers these options run: `workers`, or one per CPU the process may use
+    /// (at least 1, at most 64).
+    pub fn worker_count(&self) -> usize {
+        let n = if self.workers == 0 {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        } else {
+            self.workers
+        };
+        n.clamp(1, 64)
+    }
 }
 
 /// A port as operators see it.
@@ -176,15 +191,18 @@ struct PortHandle {
     last_attempt: Option<Instant>,
     /// Open requests sent; compared with the worker's count of requests carried out.
     sent: u64,
+    /// The worker that serves the port while it is placed.
+    worker: u16,
 }
 
 impl PortHandle {
-    fn new() -> Self {
+    fn new(worker: u16) -> Self {
         PortHandle {
             shared: Arc::new(PortShared::default()),
             requested: None,
             last_attempt: None,
             sent: 0,
+            worker,
         }
     }
 }
@@ -268,6 +286,8 @@ struct State {
     address_sets: Arc<AddrSets>,
     /// Moves with every change of a port's rules or of an address set.
     policy_epoch: u64,
+    /// Placed ports per worker (its length is the number of workers).
+    load: Vec<u32>,
 }
 
 /// The most ports the snapshot can hold (slots are 16 bits, one value marks "none").
@@ -380,7 +400,25 @@ impl State {
         // A port without an explicit MTU takes its interface's (frames up to the interface MTU
         // cross, longer ones are dropped and counted).
         p.mtu = p.cfg.mtu.or_else(|| netdev::mtu(&p.cfg.device).ok());
-        p.handle = Some(PortHandle::new());
+        // The configured worker, or the one serving the fewest ports.
+        let least = (0..self.load.len())
+            .min_by_key(|&w| self.load[w])
+            .unwrap_or(0);
+        let worker = match p.cfg.worker.map(usize::from) {
+            Some(w) if w < self.load.len() => w,
+            Some(w) => {
+                tracing::warn!(
+                    "port {id}: worker {w} does not exist ({} workers); using worker {least}",
+                    self.load.len()
+                );
+                least
+            }
+            None => least,
+        };
+        if let Some(l) = self.load.get_mut(worker) {
+            *l += 1;
+        }
+        p.handle = Some(PortHandle::new(worker as u16));
         self.placed.insert(id.to_owned());
         true
     }
@@ -393,7 +431,10 @@ impl State {
         };
         if let Some(h) = p.handle.take() {
             if let (Some(slot), true) = (self.slots.get(id), h.requested.is_some()) {
-                inner.send(Command::RemovePort { slot });
+                inner.send_to(h.worker, Command::RemovePort { slot });
+            }
+            if let Some(l) = self.load.get_mut(usize::from(h.worker)) {
+                *l = l.saturating_sub(1);
             }
         }
         self.slots.remove(id);
@@ -447,6 +488,7 @@ impl State {
                 .filter_map(|id| self.ports.get(id))
                 .map(|p| PortConfig {
                     mtu: p.mtu,
+                    worker: p.handle.as_ref().map(|h| h.worker),
                     ..p.cfg.clone()
                 })
                 .collect(),
@@ -457,9 +499,17 @@ impl State {
     }
 }
 
-struct Inner {
+/// The switch's end of one worker.
+struct Hand {
     tx: Mutex<Sender<Command<AfXdpPort>>>,
     pending: Arc<AtomicBool>,
+    /// What the worker publishes about itself.
+    stats: Arc<WorkerStats>,
+}
+
+struct Inner {
+    /// The workers, by index.
+    crew: Vec<Hand>,
     state: Mutex<State>,
     opts: SwitchOptions,
     stop: AtomicBool,
@@ -467,8 +517,6 @@ struct Inner {
     opener: Mutex<Option<Sender<OpenJob>>>,
     /// Devices kept prepared while they are registered.
     warm: Mutex<Warm>,
-    /// What the worker publishes about itself.
-    worker_stats: Arc<WorkerStats>,
 }
 
 /// Devices the control plane expects ports on (registered interfaces): their programs are
@@ -505,7 +553,7 @@ enum OpenJob {
 /// The running data plane.
 pub struct Switch {
     inner: Arc<Inner>,
-    worker: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
     monitor: Option<JoinHandle<()>>,
     opener: Option<JoinHandle<()>>,
 }
@@ -524,11 +572,22 @@ impl Inner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn send(&self, cmd: Command<AfXdpPort>) {
-        if let Ok(tx) = self.tx.lock() {
+    /// Sends a command to worker `w`.
+    fn send_to(&self, w: u16, cmd: Command<AfXdpPort>) {
+        let Some(hand) = self.crew.get(usize::from(w)) else {
+            return;
+        };
+        if let Ok(tx) = hand.tx.lock() {
             let _ = tx.send(cmd);
         }
-        self.pending.store(true, Ordering::Release);
+        hand.pending.store(true, Ordering::Release);
+    }
+
+    /// Sends a command, made for each, to every worker.
+    fn send_all(&self, cmd: impl Fn() -> Command<AfXdpPort>) {
+        for w in 0..self.crew.len() {
+            self.send_to(w as u16, cmd());
+        }
     }
 
     fn spec(&self, device: &str) -> AfXdpSpec {
@@ -692,15 +751,20 @@ impl Inner {
             }
             // A failed preparation is retried by the worker's open, which reports the error.
             spec.prepared = prepared.ok();
-            self.send(Command::AddPort { slot, spec, shared });
+            let worker = st
+                .ports
+                .get(&id)
+                .and_then(|p| p.handle.as_ref())
+                .map_or(0, |h| h.worker);
+            self.send_to(worker, Command::AddPort { slot, spec, shared });
             drop(st);
         }
     }
 
     /// Compiles and publishes a new snapshot, then opens what needs opening.
     fn publish(&self, st: &mut State) {
-        let snap = st.compile();
-        self.send(Command::Snapshot(Arc::new(snap)));
+        let snap = Arc::new(st.compile());
+        self.send_all(|| Command::Snapshot(Arc::clone(&snap)));
         self.reconcile_devices(st);
     }
 
@@ -748,7 +812,7 @@ impl Inner {
                 Some(ifi) if present != Some(ifi) || state == LinkState::Failed => {
                     // The interface vanished, was re-created, or stopped sending: close the port
                     // (it is reported DOWN); it is opened again once the device is usable.
-                    self.send(Command::RemovePort { slot });
+                    self.send_to(h.worker, Command::RemovePort { slot });
                     h.requested = None;
                     h.last_attempt = Some(now);
                 }
@@ -785,20 +849,39 @@ impl Inner {
 }
 
 impl Switch {
-    /// Starts the worker and the device monitor, with no networks and no ports.
+    /// Starts the workers and the device monitor, with no networks and no ports.
     pub fn start(opts: SwitchOptions) -> io::Result<Switch> {
-        let worker: Worker<AfXdpPort> = Worker::new(opts.worker.clone())?;
-        let (tx, rx) = mpsc::channel();
-        let pending = Arc::new(AtomicBool::new(false));
+        let n = opts.worker_count();
+        let wc = &opts.worker;
+        let fdb = MacTable::new(wc.aging_secs, wc.max_macs);
+        let epoch = Instant::now();
+        // Ring buffers between each pair of workers: 2 MiB per direction with two workers,
+        // fewer per pair with more.
+        let depth = (1024 / n.saturating_sub(1).max(1)).max(64);
+        let mut workers = Vec::with_capacity(n);
+        let mut crew = Vec::with_capacity(n);
+        let mut loops = Vec::with_capacity(n);
+        for links in worker::cross::mesh(n, depth, wc.chunk_size as usize) {
+            let w: Worker<AfXdpPort> = Worker::in_crew(wc.clone(), links, fdb.clone(), epoch)?;
+            let (tx, rx) = mpsc::channel();
+            let pending = Arc::new(AtomicBool::new(false));
+            crew.push(Hand {
+                tx: Mutex::new(tx),
+                pending: Arc::clone(&pending),
+                stats: w.stats(),
+            });
+            loops.push((w, rx, pending));
+        }
         let inner = Arc::new(Inner {
-            tx: Mutex::new(tx),
-            pending: Arc::clone(&pending),
-            state: Mutex::new(State::default()),
+            crew,
+            state: Mutex::new(State {
+                load: vec![0; n],
+                ..State::default()
+            }),
             opts: opts.clone(),
             stop: AtomicBool::new(false),
             opener: Mutex::new(None),
             warm: Mutex::new(Warm::default()),
-            worker_stats: worker.stats(),
         });
         let (jobs_tx, jobs) = mpsc::channel();
         if let Ok(mut o) = inner.opener.lock() {
@@ -808,17 +891,24 @@ impl Switch {
         let opener = std::thread::Builder::new()
             .name("qswitch-opener".into())
             .spawn(move || o.run_opener(&jobs))?;
-        let cpu = opts.cpu;
-        let worker = std::thread::Builder::new()
-            .name("qswitch-worker".into())
-            .spawn(move || {
+        for (w, rx, pending) in loops {
+            let id = w.id();
+            let cpu = opts.cpu.map(|c| c + usize::from(id));
+            let name = if n == 1 {
+                "qswitch-worker".to_owned()
+            } else {
+                format!("qswitch-worker{id}")
+            };
+            workers.push(std::thread::Builder::new().name(name).spawn(move || {
                 if let Some(cpu) = cpu {
                     if let Err(e) = crate::sys::pin_current_thread(cpu) {
-                        tracing::warn!("cannot pin the worker to CPU {cpu}: {e}");
+                        tracing::warn!("cannot pin worker {id} to CPU {cpu}: {e}");
                     }
                 }
-                worker.run(rx, pending)
-            })?;
+                w.run(rx, pending)
+            })?);
+        }
+        tracing::info!("data plane: {n} worker{}", if n == 1 { "" } else { "s" });
         let m = Arc::clone(&inner);
         let monitor = std::thread::Builder::new()
             .name("qswitch-monitor".into())
@@ -847,7 +937,7 @@ impl Switch {
             })?;
         Ok(Switch {
             inner,
-            worker: Some(worker),
+            workers,
             monitor: Some(monitor),
             opener: Some(opener),
         })
@@ -1168,8 +1258,9 @@ impl Switch {
                 .collect();
             (net, slots)
         };
+        // The table is shared: any worker answers, on the clock they share.
         let (tx, rx) = mpsc::channel();
-        self.inner.send(Command::MacTable { net, reply: tx });
+        self.inner.send_to(0, Command::MacTable { net, reply: tx });
         let entries: Vec<MacEntry> = rx.recv_timeout(Duration::from_secs(2)).ok()?;
         Some(
             entries
@@ -1227,7 +1318,7 @@ impl Switch {
                 let (entries, _) = st
                     .nets
                     .get(id)
-                    .map_or((0, 0), |slot| self.inner.worker_stats.macs(slot));
+                    .map_or((0, 0), |slot| self.inner.crew[0].stats.macs(slot));
                 NetworkObservation {
                     id: id.clone(),
                     vlan: n.cfg.vlan,
@@ -1240,15 +1331,29 @@ impl Switch {
         Observation {
             ports,
             networks,
-            workers: vec![self.inner.worker_stats.read()],
+            workers: self.inner.crew.iter().map(|h| h.stats.read()).collect(),
         }
     }
 
-    /// Where the UMEM's frames are (free, worker, kernel per port).
+    /// Where the UMEMs' frames are (free, workers, kernel per port), over all workers.
     pub fn accounting(&self) -> Option<Accounting> {
-        let (tx, rx) = mpsc::channel();
-        self.inner.send(Command::Accounting { reply: tx });
-        rx.recv_timeout(Duration::from_secs(2)).ok()
+        let mut all = Accounting::default();
+        for w in 0..self.inner.crew.len() {
+            let (tx, rx) = mpsc::channel();
+            self.inner
+                .send_to(w as u16, Command::Accounting { reply: tx });
+            let a = rx.recv_timeout(Duration::from_secs(2)).ok()?;
+            all.total += a.total;
+            all.free += a.free;
+            all.user += a.user;
+            all.by_port.extend(a.by_port);
+        }
+        Some(all)
+    }
+
+    /// The number of workers.
+    pub fn workers(&self) -> usize {
+        self.inner.crew.len()
     }
 
     /// The worker's poll mode.
@@ -1272,8 +1377,8 @@ impl Switch {
         if let Some(o) = self.opener.take() {
             let _ = o.join();
         }
-        self.inner.send(Command::Stop);
-        if let Some(w) = self.worker.take() {
+        self.inner.send_all(|| Command::Stop);
+        for w in self.workers.drain(..) {
             let _ = w.join();
         }
         // Every port is closed: the programs kept for registered devices detach now, and those

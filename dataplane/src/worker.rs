@@ -21,9 +21,19 @@
 //! flag: a new [`Snapshot`] (read-copy-update), ports opened or closed, and queries. The hot path
 //! takes no lock and allocates nothing.
 //!
+//! # Several workers
+//! A switch runs several workers (one per core by default). Each owns its ports and its own
+//! UMEM, so no ring is shared between threads. The MAC table is shared (lookups lock-free, see
+//! [`crate::fdb`]); the snapshot says which worker owns each port. A frame whose egress port
+//! belongs to another worker is copied into that worker's bounded ring ([`cross`]), once per
+//! worker for a flood; the owner checks the port's ingress security group rules (its
+//! connection-table zone lives there) and sends it. A round takes no more frames than every
+//! ring can carry, so a full ring holds frames back in the RX rings, as a full TX ring does.
+//!
 //! # Thread-safety
-//! The worker is one thread. It shares with the rest of the process only the per-port
-//! [`PortShared`] (relaxed atomics it publishes at most every millisecond and when idle).
+//! The worker is one thread. It shares with the rest of the process the per-port
+//! [`PortShared`] (relaxed atomics it publishes at most every millisecond and when idle), the MAC
+//! table and its rings to the other workers.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -43,6 +53,11 @@ use crate::stats::{DropReason, LocalCounters, PortCounters, WorkerStats, XdpStat
 use crate::sys::umem::{Accounting, Umem, KERNEL_HEADROOM};
 use crate::sys::xsk::XDP_PKT_CONTD;
 use crate::wire::{self, is_vlan_tpid, pop_vlan_tag, push_vlan_tag, ETH_HEADER_LEN, VLAN_TAG_LEN};
+
+pub mod cross;
+
+use crate::fdb::MacTable;
+use cross::{Crossing, Links, Target};
 
 /// Largest batch taken from one port at a time.
 pub const MAX_BATCH: usize = 64;
@@ -282,6 +297,12 @@ pub struct Worker<P: PortIo> {
     /// When the worker's own statistics were last published.
     last_stats: u64,
     stats: Arc<WorkerStats>,
+    /// Rings to and from the other workers.
+    links: Links,
+    /// Frames handed to other workers, and received from them, over the worker's life.
+    crossed: (u64, u64),
+    /// The clock every worker of a switch shares (MAC entries are stamped with its seconds).
+    epoch: Instant,
     /// Last: unmapped after every socket that shares it has closed.
     umem: Umem,
 }
@@ -319,11 +340,26 @@ impl<P: PortIo> core::fmt::Debug for Worker<P> {
 }
 
 impl<P: PortIo> Worker<P> {
-    /// A worker with no ports.
+    /// A worker with no ports, alone (its own MAC table, no other workers).
     pub fn new(cfg: WorkerConfig) -> io::Result<Self> {
+        let fdb = MacTable::new(cfg.aging_secs, cfg.max_macs);
+        Worker::in_crew(cfg, Links::default(), fdb, Instant::now())
+    }
+
+    /// A worker among others: `links` (from [`cross::mesh`]) reach them, `fdb` is a view of the
+    /// MAC table they share, and `epoch` the clock they share.
+    pub fn in_crew(
+        cfg: WorkerConfig,
+        links: Links,
+        fdb: MacTable,
+        epoch: Instant,
+    ) -> io::Result<Self> {
+        let mut pipe =
+            Pipeline::with_conntrack(cfg.aging_secs, cfg.max_macs, cfg.conntrack_per_port);
+        pipe.fdb = fdb;
         Ok(Worker {
             umem: Umem::new(cfg.frames, cfg.chunk_size)?,
-            pipe: Pipeline::with_conntrack(cfg.aging_secs, cfg.max_macs, cfg.conntrack_per_port),
+            pipe,
             snap: Arc::new(Snapshot::default()),
             ports: Vec::new(),
             active: Vec::new(),
@@ -346,7 +382,15 @@ impl<P: PortIo> Worker<P> {
             window: (0, 0, 0),
             last_stats: 0,
             stats: Arc::default(),
+            links,
+            crossed: (0, 0),
+            epoch,
         })
+    }
+
+    /// This worker's index among the switch's workers.
+    pub fn id(&self) -> u16 {
+        self.links.id
     }
 
     /// What the worker publishes about itself, for exporters.
@@ -532,9 +576,14 @@ impl<P: PortIo> Worker<P> {
     /// One round over all ports. Returns the number of frames received and completed.
     pub fn poll(&mut self, now: Now) -> usize {
         let mut work = 0;
-        // Every frame received this round may go to any port: the round takes no more than the
-        // smallest free TX room, so a full TX ring holds frames back in the RX rings.
+        // Every frame received this round may go to any port, and to every other worker: the
+        // round takes no more than the smallest free TX room and the fewest free buffers towards
+        // a peer, so a full TX ring or a full ring to a peer holds frames back in the RX rings.
         let mut room = u32::MAX;
+        let mut peers_room = u32::MAX;
+        for o in self.links.out.iter_mut().flatten() {
+            peers_room = peers_room.min(u32::try_from(o.reclaim()).unwrap_or(u32::MAX));
+        }
         for &s in &self.active {
             if let Some(o) = self.ports[usize::from(s)].as_mut() {
                 work += o.io.reclaim(&mut self.umem);
@@ -544,6 +593,11 @@ impl<P: PortIo> Worker<P> {
                 }
             }
         }
+        // Frames from other workers first, bounded by the TX room only: they never cross again,
+        // so taking them never waits on a peer (two workers whose rings towards each other are
+        // full still drain each other's).
+        work += self.take_crossings(&mut room, now);
+        room = room.min(peers_room);
         for i in 0..self.active.len() {
             let slot = self.active[i];
             let Some(o) = self.ports[usize::from(slot)].as_mut() else {
@@ -764,7 +818,7 @@ impl<P: PortIo> Worker<P> {
     /// Housekeeping off the per-packet path: ages out a slice of the MAC table and of the
     /// connection table.
     pub fn sweep(&mut self, now: Now, budget: usize) {
-        self.pipe.fdb.sweep(now.secs, budget);
+        self.pipe.fdb.try_sweep(now.secs, budget);
         self.pipe.conns.sweep(now.secs, budget);
     }
 
@@ -772,6 +826,8 @@ impl<P: PortIo> Worker<P> {
     /// not wait for a pause), then the ports. Returns the frames handled.
     pub fn round(&mut self, now: Now) -> usize {
         self.rounds += 1;
+        // Another worker may have grown the shared MAC table (one atomic load if not).
+        self.pipe.fdb.refresh();
         self.housekeep(now);
         self.poll(now)
     }
@@ -800,6 +856,7 @@ impl<P: PortIo> Worker<P> {
         self.publish(now);
         self.stats
             .publish(self.rounds, self.busy_ns, self.rx_total, self.gaps_over_1ms);
+        self.stats.publish_crossed(self.crossed.0, self.crossed.1);
         let (start, busy_at_start, max_gap) = self.window;
         let len = now.nanos.saturating_sub(start);
         if len >= WorkerStats::WINDOW_NS {
@@ -835,6 +892,12 @@ impl<P: PortIo> Worker<P> {
         let ingress_tagged = matches!(self.snap.port(ingress).map(|p| p.role), Some(Role::Trunk));
         let vlan = self.snap.net(net).map_or(0, |n| n.vlan);
         if let Some(port) = unicast {
+            let owner = self.owner(port);
+            if owner != self.links.id {
+                self.cross(owner, Target::Port(port), net, ingress, ingress_tagged, d);
+                self.umem.release(d.addr);
+                return;
+            }
             if !self.is_sendable(port) {
                 self.pipe.counters[usize::from(ingress)].drop(DropReason::EgressDown);
                 self.umem.release(d.addr);
@@ -845,6 +908,143 @@ impl<P: PortIo> Worker<P> {
             }
             return;
         }
+        if !self.links.out.is_empty() {
+            // Once to each other worker with ports to flood to, before the copies here (the
+            // last of which may move the tag in place).
+            let mut foreign = 0u64;
+            for next in flood_targets(&self.snap, net, ingress) {
+                let owner = self.owner(next);
+                if owner != self.links.id {
+                    foreign |= 1 << (owner & 63);
+                }
+            }
+            while foreign != 0 {
+                let owner = foreign.trailing_zeros() as u16;
+                foreign &= foreign - 1;
+                self.cross(owner, Target::Flood, net, ingress, ingress_tagged, d);
+            }
+        }
+        self.flood_here(d, net, ingress, ingress_tagged, vlan, now);
+    }
+
+    /// The worker that owns port `slot` (this one for a port the snapshot does not know).
+    #[inline]
+    fn owner(&self, slot: u16) -> u16 {
+        self.snap.port(slot).map_or(self.links.id, |p| p.worker)
+    }
+
+    /// Copies frame `d` to worker `to` (the caller still owns `d`); counted on the ingress port
+    /// as `no_buffer` if the ring is full (cannot happen while rounds are bounded by the rings'
+    /// room) or the frame does not fit.
+    fn cross(&mut self, to: u16, target: Target, net: u16, ingress: u16, tagged: bool, d: XdpDesc) {
+        let out = self
+            .links
+            .out
+            .get_mut(usize::from(to))
+            .and_then(Option::as_mut);
+        let sent = match (out, self.umem.frame(d.addr, d.len)) {
+            (Some(o), Some(bytes)) => o.send(target, net, ingress, tagged, bytes),
+            _ => false,
+        };
+        if sent {
+            self.crossed.0 += 1;
+        } else {
+            self.pipe.counters[usize::from(ingress)].drop(DropReason::NoBuffer);
+        }
+    }
+
+    /// Takes frames other workers handed over, at most `room` (lowered by what it takes), and
+    /// sends them to this worker's ports. Returns how many it took.
+    fn take_crossings(&mut self, room: &mut u32, now: Now) -> usize {
+        let mut taken: usize = 0;
+        for k in 0..self.links.inbound.len() {
+            while *room > 0 {
+                let Some(c) = self.links.inbound[k].next() else {
+                    break;
+                };
+                *room -= 1;
+                taken += 1;
+                self.deliver(&c, now);
+                self.links.inbound[k].done(c);
+                if taken.is_multiple_of(MAX_BATCH) {
+                    // Stages stay within their capacity (they never grow).
+                    self.flush_staged(false);
+                }
+            }
+        }
+        self.crossed.1 += taken as u64;
+        taken
+    }
+
+    /// Sends a frame another worker handed over to its port, or floods it to this worker's
+    /// ports of its network, each copy through the port's ingress security group rules.
+    fn deliver(&mut self, c: &Crossing, now: Now) {
+        let frame = c.frame();
+        let egress = match c.target {
+            Target::Port(p) => p,
+            Target::Flood => c.ingress,
+        };
+        let Some(base) = self.umem.alloc() else {
+            // Counted as a flood copy without a buffer is: on each port it would have reached.
+            match c.target {
+                Target::Port(p) => self.pipe.counters[usize::from(p)].drop(DropReason::NoBuffer),
+                Target::Flood => {
+                    let snap = Arc::clone(&self.snap);
+                    for t in flood_targets(&snap, c.net, c.ingress) {
+                        if self.is_sendable(t) {
+                            self.pipe.counters[usize::from(t)].drop(DropReason::NoBuffer);
+                        }
+                    }
+                }
+            }
+            return;
+        };
+        let off = KERNEL_HEADROOM as usize;
+        let copied = self
+            .umem
+            .chunk_mut(base)
+            .and_then(|(chunk, _)| chunk.get_mut(off..off + frame.len()))
+            .map(|dst| dst.copy_from_slice(frame))
+            .is_some();
+        if !copied {
+            // Cannot happen: the sender's chunks are the size of ours.
+            self.umem.release(base);
+            if let Target::Port(p) = c.target {
+                self.pipe.counters[usize::from(p)].drop(DropReason::NoBuffer);
+            }
+            return;
+        }
+        let d = XdpDesc {
+            addr: base + u64::from(KERNEL_HEADROOM),
+            len: c.len,
+            options: 0,
+        };
+        self.pipe.inspect(&self.snap, c.net, frame);
+        let vlan = self.snap.net(c.net).map_or(0, |n| n.vlan);
+        match c.target {
+            Target::Port(p) if !self.is_sendable(p) => {
+                self.pipe.counters[usize::from(p)].drop(DropReason::EgressDown);
+                self.umem.release(d.addr);
+            }
+            Target::Port(p) if self.pipe.admit(&self.snap, p, now) => {
+                self.stage_to(p, d, c.tagged, vlan, egress);
+            }
+            Target::Port(_) => self.umem.release(d.addr),
+            Target::Flood => self.flood_here(d, c.net, c.ingress, c.tagged, vlan, now),
+        }
+    }
+
+    /// Floods frame `d` of network `net` to this worker's ports of it (other workers' ports are
+    /// not sendable here), each copy through the port's ingress rules.
+    fn flood_here(
+        &mut self,
+        d: XdpDesc,
+        net: u16,
+        ingress: u16,
+        ingress_tagged: bool,
+        vlan: u16,
+        now: Now,
+    ) {
         let snap = Arc::clone(&self.snap);
         let mut current: Option<u16> = None;
         for next in flood_targets(&snap, net, ingress) {
@@ -855,7 +1055,8 @@ impl<P: PortIo> Worker<P> {
                 match self.umem.copy_frame(d.addr, d.len) {
                     Some(addr) => {
                         let copy = XdpDesc { addr, ..d };
-                        self.stage_to(target, copy, ingress_tagged, vlan, ingress);
+                        let at = self.counted_on(ingress, target);
+                        self.stage_to(target, copy, ingress_tagged, vlan, at);
                     }
                     None => self.pipe.counters[usize::from(target)].drop(DropReason::NoBuffer),
                 }
@@ -866,7 +1067,19 @@ impl<P: PortIo> Worker<P> {
             self.umem.release(d.addr);
             return;
         };
-        self.stage_to(current, d, ingress_tagged, vlan, ingress);
+        let at = self.counted_on(ingress, current);
+        self.stage_to(current, d, ingress_tagged, vlan, at);
+    }
+
+    /// Where a failure to stage a copy for `target` is counted: on the ingress port if this
+    /// worker owns it (and publishes its counters), else on the target.
+    #[inline]
+    fn counted_on(&self, ingress: u16, target: u16) -> u16 {
+        if self.owner(ingress) == self.links.id {
+            ingress
+        } else {
+            target
+        }
     }
 
     /// Answers a port's DHCP client message in its own chunk and sends the reply back to the
@@ -975,7 +1188,7 @@ impl<P: PortIo> Worker<P> {
 
     /// Runs the loop until [`Command::Stop`] or until the command channel closes.
     pub fn run(mut self, commands: Receiver<Command<P>>, pending: Arc<AtomicBool>) {
-        let epoch = Instant::now();
+        let epoch = self.epoch;
         let now = || Now::from_nanos(u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX));
         // Not 0: the first round follows no round that found work.
         let mut idle: u32 = 1;
@@ -1041,3 +1254,6 @@ impl<P: PortIo> Worker<P> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod crew_tests;

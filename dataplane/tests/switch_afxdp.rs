@@ -90,7 +90,14 @@ fn wait_for(mut f: impl FnMut() -> bool) -> bool {
 fn frames_cross_counters_match_and_accounting_holds() {
     let a = Pair::new("a");
     let b = Pair::new("b");
-    let sw = Switch::start(SwitchOptions::default()).unwrap();
+    // Two workers: the two ports go to one each (the least loaded), so every frame between them
+    // crosses from one worker to the other.
+    let sw = Switch::start(SwitchOptions {
+        workers: 2,
+        ..SwitchOptions::default()
+    })
+    .unwrap();
+    assert_eq!(sw.workers(), 2);
     let cfg = SwitchConfig {
         networks: vec![NetworkConfig {
             id: "n".into(),
@@ -132,6 +139,17 @@ fn frames_cross_counters_match_and_accounting_holds() {
     let pb = sw.port_stats("pb").unwrap().counters;
     assert_eq!(pb.rx_packets, 1);
     assert_eq!(pb.floods, 1);
+    // 101 frames crossed: b's flood one way, a's 100 the other.
+    assert!(
+        wait_for(|| {
+            let w = sw.observe().workers;
+            let out: u64 = w.iter().map(|w| w.crossed_out).sum();
+            let taken: u64 = w.iter().map(|w| w.crossed_in).sum();
+            out == 101 && taken == 101 && w.iter().all(|w| w.crossed_out > 0)
+        }),
+        "{:?}",
+        sw.observe().workers
+    );
 
     let macs = sw.mac_table("n").unwrap();
     let find = |m: &str| {

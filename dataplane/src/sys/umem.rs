@@ -49,7 +49,7 @@ impl core::fmt::Debug for Umem {
 }
 
 /// Where the frames are, as counted by [`Umem::accounting`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Accounting {
     /// All frames.
     pub total: usize,

@@ -17,6 +17,21 @@ struct Rig {
     nets: SlotMap,
 }
 
+/// Opens an in-memory port in `slot` that keeps what it sends, with a 256-frame TX ring.
+pub(super) fn open_mem_port(w: &mut Worker<MemPort>, slot: u16) {
+    w.handle(
+        Command::AddPort {
+            slot,
+            spec: MemSpec {
+                capture: true,
+                tx_size: 256,
+            },
+            shared: Arc::new(PortShared::default()),
+        },
+        Now::default(),
+    );
+}
+
 fn cfg() -> SwitchConfig {
     let net = |id: &str, vlan| NetworkConfig {
         id: id.into(),
@@ -54,17 +69,7 @@ impl Rig {
         r.apply(&c);
         for p in &c.ports {
             let slot = r.ports.get(&p.id).unwrap();
-            r.w.handle(
-                Command::AddPort {
-                    slot,
-                    spec: MemSpec {
-                        capture: true,
-                        tx_size: 256,
-                    },
-                    shared: Arc::new(PortShared::default()),
-                },
-                Now::default(),
-            );
+            open_mem_port(&mut r.w, slot);
         }
         r
     }
