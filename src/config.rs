@@ -13,6 +13,8 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub(crate) switch: SwitchSection,
     pub(crate) uplink: Option<UplinkSection>,
+    #[serde(default, rename = "physnet")]
+    pub(crate) physnets: Vec<PhysnetSection>,
     #[serde(default, rename = "network")]
     pub(crate) networks: Vec<NetworkSection>,
     #[serde(default, rename = "port")]
@@ -173,12 +175,48 @@ pub(crate) struct UplinkSection {
     pub(crate) worker: Option<u16>,
 }
 
+/// `[[physnet]]`: a physical network, its uplink on this host (if any) and the VLAN ranges
+/// tenant networks draw from (Neutron's `network_vlan_ranges`). `[uplink]` is the same as a
+/// physical network named `physnet1` with the ranges `1:4094`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PhysnetSection {
+    pub(crate) name: String,
+    pub(crate) device: Option<String>,
+    /// `"100:199,300:399"`; absent or empty: provider networks only.
+    #[serde(default)]
+    pub(crate) vlan_ranges: String,
+    pub(crate) worker: Option<u16>,
+}
+
+/// Parses `"100:199,300:399"` into inclusive ranges within 1..=4094.
+fn vlan_ranges(name: &str, text: &str) -> Result<Vec<(u16, u16)>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            let bad =
+                || format!("[[physnet]] {name}: vlan range {r:?}: expected MIN:MAX within 1..4094");
+            let (a, b) = r.split_once(':').ok_or_else(bad)?;
+            let a: u16 = a.trim().parse().map_err(|_| bad())?;
+            let b: u16 = b.trim().parse().map_err(|_| bad())?;
+            if a == 0 || a > b || b > 4094 {
+                return Err(bad());
+            }
+            Ok((a, b))
+        })
+        .collect()
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NetworkSection {
     pub(crate) id: String,
+    /// The VLAN on its physical network's uplink; 0: untagged there (a flat network).
     pub(crate) vlan: u16,
     pub(crate) mac_limit: Option<u32>,
+    /// Its physical network (default `physnet1`).
+    pub(crate) physnet: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,6 +297,32 @@ impl FileConfig {
         Ok(o)
     }
 
+    /// The physical networks, in order: `[uplink]`'s (`physnet1`, VLANs 1 to 4094) and each
+    /// `[[physnet]]`'s; `physnet1` alone when the file names none.
+    pub(crate) fn physnets(&self) -> Result<Vec<control::Physnet>, String> {
+        let mut out = Vec::new();
+        if self.uplink.is_some() || self.physnets.is_empty() {
+            out = control::Physnet::default_set();
+        }
+        for p in &self.physnets {
+            if p.name.is_empty() || p.name.contains(char::is_whitespace) {
+                return Err(format!("[[physnet]] name {:?}: a non-empty word", p.name));
+            }
+            if out.iter().any(|o: &control::Physnet| o.name == p.name) {
+                return Err(format!(
+                    "[[physnet]] {}: named twice (or also the [uplink]'s, {})",
+                    p.name,
+                    dataplane::DEFAULT_PHYSNET
+                ));
+            }
+            out.push(control::Physnet {
+                name: p.name.clone(),
+                vlan_ranges: vlan_ranges(&p.name, &p.vlan_ranges)?,
+            });
+        }
+        Ok(out)
+    }
+
     /// The `[api]` section, checked.
     pub(crate) fn api_config(&self) -> Result<ApiConfig, String> {
         let a = &self.api;
@@ -301,6 +365,11 @@ impl FileConfig {
                 id: n.id.clone(),
                 vlan: n.vlan,
                 mac_limit: n.mac_limit.unwrap_or(self.switch.mac_limit),
+                physnet: Some(
+                    n.physnet
+                        .clone()
+                        .unwrap_or_else(|| dataplane::DEFAULT_PHYSNET.into()),
+                ),
             });
         }
         for p in &self.ports {
@@ -318,6 +387,14 @@ impl FileConfig {
             let mut trunk = PortConfig::trunk(UPLINK_ID, &u.device);
             trunk.worker = u.worker;
             cfg.ports.push(trunk);
+        }
+        for p in &self.physnets {
+            if let Some(device) = &p.device {
+                let mut trunk =
+                    PortConfig::uplink(&format!("{UPLINK_ID}:{}", p.name), device, &p.name);
+                trunk.worker = p.worker;
+                cfg.ports.push(trunk);
+            }
         }
         cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)
@@ -366,6 +443,7 @@ mod tests {
         let c = f.switch_config().unwrap();
         assert_eq!(c.ports.len(), 2);
         assert_eq!(c.ports[1].worker, Some(1));
+        assert_eq!(f.physnets().unwrap(), control::Physnet::default_set());
         assert_eq!(c.networks[0].mac_limit, 8192);
     }
 
@@ -447,5 +525,53 @@ mod api_section_tests {
         assert_eq!(f.api_config().unwrap().default_project, "ops");
         let f: FileConfig = toml::from_str("[api]\ndefault_project = \"\"").unwrap();
         assert!(f.api_config().is_err());
+    }
+}
+
+#[cfg(test)]
+mod physnet_tests {
+    use super::*;
+    use dataplane::PortRole;
+
+    #[test]
+    fn physnets_name_their_uplinks_and_ranges() {
+        let f: FileConfig = toml::from_str(
+            r#"
+            [[physnet]]
+            name = "datacentre"
+            device = "eth1"
+            vlan_ranges = "100:199, 300:300"
+            [[physnet]]
+            name = "storage"
+            [[network]]
+            id = "outside"
+            vlan = 0
+            physnet = "datacentre"
+            "#,
+        )
+        .unwrap();
+        let p = f.physnets().unwrap();
+        assert_eq!(p.len(), 2, "no [uplink]: no physnet1");
+        assert_eq!(p[0].vlan_ranges, vec![(100, 199), (300, 300)]);
+        assert!(p[1].vlan_ranges.is_empty());
+        let c = f.switch_config().unwrap();
+        assert_eq!(c.ports.len(), 1, "storage has no uplink on this host");
+        assert_eq!(
+            c.ports[0].role,
+            PortRole::Trunk {
+                physnet: "datacentre".into()
+            }
+        );
+        assert_eq!(c.networks[0].physnet.as_deref(), Some("datacentre"));
+        for bad in [
+            "[[physnet]]\nname = \"a\"\nvlan_ranges = \"5:4\"",
+            "[[physnet]]\nname = \"a\"\nvlan_ranges = \"0:4\"",
+            "[[physnet]]\nname = \"a\"\nvlan_ranges = \"1-4\"",
+            "[uplink]\ndevice = \"x\"\n[[physnet]]\nname = \"physnet1\"",
+            "[[physnet]]\nname = \"a\"\n[[physnet]]\nname = \"a\"",
+        ] {
+            let f: FileConfig = toml::from_str(bad).unwrap();
+            assert!(f.physnets().is_err(), "{bad}");
+        }
     }
 }

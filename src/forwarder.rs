@@ -41,6 +41,7 @@ impl SwitchForwarder {
             id: n.id.clone(),
             vlan: n.vlan,
             mac_limit: self.mac_limit,
+            physnet: n.physnet.clone(),
         }
     }
 }
@@ -414,6 +415,7 @@ mod tests {
                     id: "n".into(),
                     tenant_id: "t".into(),
                     vlan: 7,
+                    physnet: Some("physnet1".into()),
                 }),
                 Change::Removed("old".into()),
             ],
@@ -439,6 +441,7 @@ mod tests {
             id: n.id.clone(),
             vlan: n.vlan,
             mac_limit: 5,
+            physnet: Some(dataplane::DEFAULT_PHYSNET.into()),
         });
         assert_eq!(d.networks[0].vlan, 7);
         assert_eq!(d.networks[0].mac_limit, 5);

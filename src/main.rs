@@ -265,12 +265,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             &args.db,
             forwarder,
             control::ControlOptions {
+                physnets: file.physnets()?,
                 quotas: api_cfg.quotas,
                 physnet_mtu: api_cfg.physnet_mtu,
                 // With authenticated callers, a v2.0 port takes its tap device only when the
                 // hypervisor side registered that device for the port's tenant.
                 authorize_tap_binding: matches!(auth, api::Auth::Token(_)),
-                ..Default::default()
             },
         )
         .map_err(|e| format!("opening {}: {e}", args.db.display()))?,

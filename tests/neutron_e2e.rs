@@ -550,3 +550,187 @@ fn the_switch_answers_a_ports_dhcp_client_with_its_address_and_subnet() {
         "a lease on a subnet without DHCP"
     );
 }
+
+/// A host outside the switch: a namespace holding one end of a veth pair whose other end
+/// (`link`) stays in the root namespace, for a switch to open; deleted on drop.
+struct Outside {
+    ns: Netns,
+    link: String,
+}
+
+impl Outside {
+    fn new(tag: &str, cidr: &str) -> Outside {
+        let ns = Netns::new(&unique(tag));
+        let o = Outside {
+            link: format!("{}u", ns.name),
+            ns,
+        };
+        let dev = format!("{}o", o.ns.name);
+        sh(&[
+            "ip", "link", "add", &o.link, "type", "veth", "peer", "name", &dev, "netns", &o.ns.name,
+        ]);
+        let _ = try_sh(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{}.disable_ipv6=1", o.link),
+        ]);
+        sh(&["ip", "link", "set", &o.link, "up"]);
+        o.ns.exec(&["ip", "addr", "add", cidr, "dev", &dev]);
+        o.ns.exec(&["ip", "link", "set", &dev, "up"]);
+        o
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = try_sh(&["ip", "link", "del", &self.link]);
+    }
+}
+
+#[test]
+fn provider_networks_reach_their_outside_segment_and_nothing_else() {
+    // Two physical networks. "datacentre" carries tenant VLANs 100-199; its uplink is cabled
+    // to the datacentre's own switch (a second qswitch, its trunk), where VLAN 200 leads to a
+    // router (`r200`) and the untagged segment to another host (`r0`) with an address of the
+    // same subnet, which the VLAN 200 network must not reach. "storage" is flat: its uplink
+    // leads straight to a storage host.
+    let third = std::process::id() % 100 + 1;
+    let (net_a, net_b) = (format!("198.19.{third}"), format!("198.19.{}", third + 100));
+    let cable = Cable::new("dc");
+    let r200 = Outside::new("rv", &format!("{net_a}.1/24"));
+    let r0 = Outside::new("ru", &format!("{net_a}.2/24"));
+    let storage = Outside::new("st", &format!("{net_b}.1/24"));
+    let _datacentre = Daemon::with_config(
+        &format!(
+            "[uplink]\ndevice = \"{}\"\n\
+             [[network]]\nid = \"v200\"\nvlan = 200\n\
+             [[network]]\nid = \"untagged\"\nvlan = 0\n\
+             [[port]]\nid = \"r200\"\ndevice = \"{}\"\nnetwork = \"v200\"\n\
+             [[port]]\nid = \"r0\"\ndevice = \"{}\"\nnetwork = \"untagged\"\n",
+            cable.b, r200.link, r0.link
+        ),
+        &[],
+    );
+    let api = Api { addr: free_addr() };
+    let daemon = Daemon::with_config(
+        &format!(
+            "[[physnet]]\nname = \"datacentre\"\ndevice = \"{}\"\nvlan_ranges = \"100:199\"\n\
+             [[physnet]]\nname = \"storage\"\ndevice = \"{}\"\n",
+            cable.a, storage.link
+        ),
+        &["--listen", &api.addr],
+    );
+    assert!(wait_ready(&api.addr), "{}", daemon.log());
+
+    let network =
+        |body: Value| api.call("POST", "/v2.0/networks", Some(json!({ "network": body })));
+    // A tenant network draws its VLAN from the first physical network with ranges.
+    let (s, tenant) = network(json!({"name": "t"}));
+    assert_eq!(s, 201, "{tenant}");
+    let t = &tenant["network"];
+    assert_eq!(t["provider:network_type"], "vlan");
+    assert_eq!(t["provider:physical_network"], "datacentre");
+    assert_eq!(t["provider:segmentation_id"], 100);
+    // Provider networks, as an admin maps them.
+    let (s, a) = network(json!({"name": "a", "provider:network_type": "vlan",
+        "provider:physical_network": "datacentre", "provider:segmentation_id": 200}));
+    assert_eq!(s, 201, "{a}");
+    let (s, b) = network(json!({"name": "b", "provider:network_type": "flat",
+        "provider:physical_network": "storage"}));
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["network"]["provider:segmentation_id"], Value::Null);
+    // Refusals, as Neutron's ML2 gives them.
+    for (body, status, kind) in [
+        (
+            json!({"provider:network_type": "vlan", "provider:physical_network": "datacentre",
+            "provider:segmentation_id": 200}),
+            409,
+            "VlanIdInUse",
+        ),
+        (
+            json!({"provider:network_type": "flat", "provider:physical_network": "storage"}),
+            409,
+            "FlatNetworkInUse",
+        ),
+        (
+            json!({"provider:network_type": "vlan", "provider:physical_network": "nowhere",
+            "provider:segmentation_id": 5}),
+            400,
+            "InvalidInput",
+        ),
+        (
+            json!({"provider:network_type": "vlan", "provider:physical_network": "datacentre",
+            "provider:segmentation_id": 4095}),
+            400,
+            "InvalidInput",
+        ),
+        (
+            json!({"provider:network_type": "vxlan"}),
+            400,
+            "InvalidInput",
+        ),
+    ] {
+        let (s, v) = network(body.clone());
+        assert_eq!(
+            (s, v["NeutronError"]["type"].as_str()),
+            (status, Some(kind)),
+            "{body}: {v}"
+        );
+    }
+    // VLAN 200 of the other physical network is another segment.
+    let (s, v) = network(json!({"provider:network_type": "vlan",
+        "provider:physical_network": "storage", "provider:segmentation_id": 200}));
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = network(json!({"provider:network_type": "local"}));
+    assert_eq!(
+        (s, v["network"]["provider:physical_network"].clone()),
+        (201, Value::Null)
+    );
+
+    let vm = |net: &Value, prefix: &str| {
+        let id = net["network"]["id"].as_str().unwrap();
+        api.create(
+            "subnets",
+            json!({"subnet": {"network_id": id, "cidr": format!("{prefix}.0/24"),
+                "ip_version": 4, "gateway_ip": null,
+                "allocation_pools": [{"start": format!("{prefix}.10"), "end": format!("{prefix}.20")}]}}),
+        );
+        let p = api.create(
+            "ports",
+            json!({"port": {"network_id": id,
+            "port_security_enabled": false}}),
+        )["port"]
+            .clone();
+        (p["id"].as_str().unwrap().to_owned(), TapVm::new(&p, 24))
+    };
+    let (pa, va) = vm(&a, &net_a);
+    let (pb, vb) = vm(&b, &net_b);
+    assert!(
+        wait_for(Duration::from_secs(10), || api.status(&pa) == "ACTIVE"
+            && api.status(&pb) == "ACTIVE"),
+        "{}",
+        daemon.log()
+    );
+    assert!(
+        va.ping_until(&format!("{net_a}.1"), None, Duration::from_secs(10)),
+        "VLAN 200 of datacentre: {}",
+        daemon.log()
+    );
+    assert!(
+        vb.ping_until(&format!("{net_b}.1"), None, Duration::from_secs(5)),
+        "untagged on storage: {}",
+        daemon.log()
+    );
+    // The VLAN 200 network reaches VLAN 200 only, not the untagged segment of datacentre.
+    assert!(!va.ping(&format!("{net_a}.2"), None));
+    // A tenant's traffic: TCP both ways, with default offloads.
+    va.ns
+        .tcp_transfer(&r200.ns, &format!("{net_a}.1"), 1 << 20)
+        .unwrap_or_else(|e| panic!("TCP to datacentre: {e}\n{}", daemon.log()));
+    r200.ns
+        .tcp_transfer(&va.ns, &va.ip, 1 << 20)
+        .unwrap_or_else(|e| panic!("TCP from datacentre: {e}\n{}", daemon.log()));
+    vb.ns
+        .tcp_transfer(&storage.ns, &format!("{net_b}.1"), 1 << 20)
+        .unwrap_or_else(|e| panic!("TCP to storage: {e}\n{}", daemon.log()));
+}

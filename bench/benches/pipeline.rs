@@ -41,6 +41,7 @@ fn config(macs: u32) -> SwitchConfig {
             id: "n".into(),
             vlan: 10,
             mac_limit: macs + 16,
+            physnet: Some(dataplane::DEFAULT_PHYSNET.into()),
         }],
         ports: vec![
             PortConfig::access("a", "da", "n"),

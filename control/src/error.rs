@@ -258,6 +258,16 @@ pub enum ControlError {
         /// The smallest MTU its subnets allow.
         min: u32,
     },
+    /// A provider network's segment (a VLAN or the untagged segment of a physical network)
+    /// is held by another network (409), with Neutron's type (`VlanIdInUse`,
+    /// `FlatNetworkInUse`) and message.
+    #[error("{message}")]
+    SegmentInUse {
+        /// Neutron's error type.
+        kind: &'static str,
+        /// Neutron's message.
+        message: String,
+    },
     /// A value that breaks a model rule (too long, bad characters, ...).
     #[error("{reason}")]
     Invalid {

@@ -132,6 +132,8 @@ mod tests {
                 tenant_id: "t".into(),
                 name: name.into(),
                 vlan: 1,
+                network_type: crate::model::NetworkType::Vlan,
+                physnet: Some("physnet1".into()),
             },
             op_status: OpStatus::Up,
             ports,

@@ -17,8 +17,11 @@ pub struct DesiredNetwork {
     pub id: String,
     /// Owning tenant.
     pub tenant_id: String,
-    /// Segmentation id: the 802.1Q tag on the uplink trunk.
+    /// Segmentation id: the 802.1Q tag on its physical network's uplink (0: untagged, or
+    /// local).
     pub vlan: u16,
+    /// Its physical network (`None`: a local network, on no uplink).
+    pub physnet: Option<String>,
 }
 
 /// A port's anti-spoofing rules (Neutron port security): it may send only

@@ -71,8 +71,10 @@ pub use forward::{
     DesiredRule, DesiredSecurity, DesiredState, Forwarder, NullForwarder,
 };
 pub use forward::{MacEntry, PortStatistics};
-pub use model::{Interface, Network, NetworkView, OpStatus, Port, PortState, PortView};
+pub use model::{
+    Interface, Network, NetworkType, NetworkView, OpStatus, Port, PortState, PortView,
+};
 pub use page::{Page, PageRequest};
 pub use qos::QosLimit;
 pub use quota::{Quotas, Usage};
-pub use service::{Control, ControlOptions, Registered};
+pub use service::{Control, ControlOptions, Physnet, Registered};

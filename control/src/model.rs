@@ -82,6 +82,39 @@ impl fmt::Display for OpStatus {
     }
 }
 
+/// How a network meets the outside: Neutron's provider network types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetworkType {
+    /// A VLAN of a physical network (tenant networks, and provider networks an admin maps).
+    #[default]
+    Vlan,
+    /// The untagged segment of a physical network.
+    Flat,
+    /// No physical network: its ports reach each other only.
+    Local,
+}
+
+impl NetworkType {
+    /// The name the API shows (`provider:network_type`) and the store keeps.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkType::Vlan => "vlan",
+            NetworkType::Flat => "flat",
+            NetworkType::Local => "local",
+        }
+    }
+
+    /// The type named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "vlan" => Some(NetworkType::Vlan),
+            "flat" => Some(NetworkType::Flat),
+            "local" => Some(NetworkType::Local),
+            _ => None,
+        }
+    }
+}
+
 /// A network as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {
@@ -91,8 +124,13 @@ pub struct Network {
     pub tenant_id: String,
     /// Free-form name; duplicates are allowed.
     pub name: String,
-    /// Segmentation id, unique among live networks.
+    /// Segmentation id: the VLAN on its physical network, unique there among live networks;
+    /// 0 for a flat or a local network.
     pub vlan: u16,
+    /// Vlan, flat or local.
+    pub network_type: NetworkType,
+    /// Its physical network (`None` for a local network).
+    pub physnet: Option<String>,
 }
 
 /// A port as stored.

@@ -211,6 +211,28 @@ pub struct NetworkSpec {
     pub port_security_enabled: bool,
     /// `router:external` (default false).
     pub router_external: bool,
+    /// `provider:*` (admins only); all absent: a tenant network.
+    pub provider: ProviderSpec,
+}
+
+/// The provider attributes of a network to create, as given.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProviderSpec {
+    /// `provider:network_type`: `vlan`, `flat` or `local`.
+    pub network_type: Option<String>,
+    /// `provider:physical_network`.
+    pub physical_network: Option<String>,
+    /// `provider:segmentation_id`, unchecked.
+    pub segmentation_id: Option<i64>,
+}
+
+impl ProviderSpec {
+    /// No provider attribute given.
+    pub fn is_empty(&self) -> bool {
+        self.network_type.is_none()
+            && self.physical_network.is_none()
+            && self.segmentation_id.is_none()
+    }
 }
 
 /// Changes to a network; `None` leaves a value as it is.

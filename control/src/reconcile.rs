@@ -50,6 +50,7 @@ pub(crate) fn desired_state(tx: &dyn Tx, authorize_tap: bool) -> Result<DesiredS
             id: r.network.id,
             tenant_id: r.network.tenant_id,
             vlan: r.network.vlan,
+            physnet: r.network.physnet,
         })
         .collect();
     let plugged: HashMap<String, String> = tx
@@ -127,6 +128,7 @@ pub(crate) fn delta(tx: &dyn Tx, touched: &[Touched], authorize_tap: bool) -> Re
                 id: r.network.id,
                 tenant_id: r.network.tenant_id,
                 vlan: r.network.vlan,
+                physnet: r.network.physnet,
             });
         out.networks.push((id, n));
     }

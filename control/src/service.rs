@@ -38,13 +38,31 @@ mod applier;
 
 use applier::{Applier, Work};
 
+/// A physical network: a name networks are mapped onto, and the VLAN ranges tenant networks
+/// draw their segmentation ids from (Neutron's `network_vlan_ranges`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Physnet {
+    /// Its name (`provider:physical_network`).
+    pub name: String,
+    /// Inclusive VLAN ranges for tenant networks; none: provider networks only.
+    pub vlan_ranges: Vec<(u16, u16)>,
+}
+
+impl Physnet {
+    /// The default physical network: `physnet1`, VLANs 1 to 4094 for tenant networks.
+    pub fn default_set() -> Vec<Physnet> {
+        vec![Physnet {
+            name: "physnet1".into(),
+            vlan_ranges: vec![(1, 4094)],
+        }]
+    }
+}
+
 /// Tunables of the control plane.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlOptions {
-    /// Lowest VLAN id handed to networks (default 1).
-    pub vlan_min: u16,
-    /// Highest VLAN id handed to networks (default 4094).
-    pub vlan_max: u16,
+    /// The physical networks, in the order tenant networks draw VLANs from their ranges.
+    pub physnets: Vec<Physnet>,
     /// Absolute limits per tenant (default: none).
     pub quotas: Quotas,
     /// Bind a v2.0 port to its `tap` device only when that device is registered as an interface
@@ -59,8 +77,7 @@ pub struct ControlOptions {
 impl Default for ControlOptions {
     fn default() -> Self {
         Self {
-            vlan_min: 1,
-            vlan_max: 4094,
+            physnets: Physnet::default_set(),
             quotas: Quotas::default(),
             authorize_tap_binding: false,
             physnet_mtu: crate::neutron::DEFAULT_MTU,
@@ -124,13 +141,23 @@ impl Control {
         forwarder: Arc<dyn Forwarder>,
         options: ControlOptions,
     ) -> Result<Self> {
-        if options.vlan_min == 0 || options.vlan_min > options.vlan_max || options.vlan_max > 4094 {
-            return Err(ControlError::Invalid {
-                reason: format!(
-                    "VLAN range {}..{} is not within 1..4094",
-                    options.vlan_min, options.vlan_max
-                ),
-            });
+        let mut names = std::collections::HashSet::new();
+        for p in &options.physnets {
+            if p.name.is_empty() || !names.insert(p.name.as_str()) {
+                return Err(ControlError::Invalid {
+                    reason: format!("physical network {:?}: empty or named twice", p.name),
+                });
+            }
+            for &(min, max) in &p.vlan_ranges {
+                if min == 0 || min > max || max > 4094 {
+                    return Err(ControlError::Invalid {
+                        reason: format!(
+                            "VLAN range {min}..{max} of {} is not within 1..4094",
+                            p.name
+                        ),
+                    });
+                }
+            }
         }
         let control = Self {
             store,
@@ -313,20 +340,36 @@ impl Control {
     pub fn create_network(&self, tenant_id: &str, name: &str) -> Result<Network> {
         model::validate_tenant_id(tenant_id)?;
         model::validate_network_name(name)?;
-        let (min, max) = (self.options.vlan_min, self.options.vlan_max);
         self.write(|tx| {
             check_quota(tx, &self.options.quotas, tenant_id, Resource::Networks)?;
-            let vlan = tx
-                .free_vlan(min, max)?
-                .ok_or(ControlError::NoFreeVlan { min, max })?;
+            let (physnet, vlan) = self.tenant_segment(tx)?;
             let n = Network {
                 id: new_id(),
                 tenant_id: tenant_id.to_owned(),
                 name: name.to_owned(),
                 vlan,
+                network_type: model::NetworkType::Vlan,
+                physnet: Some(physnet),
             };
             tx.insert_network(&n)?;
             Ok(n)
+        })
+    }
+
+    /// A tenant network's segment: the lowest free VLAN of the first physical network whose
+    /// ranges have one, in the configured order.
+    pub(crate) fn tenant_segment(&self, tx: &dyn Tx) -> Result<(String, u16)> {
+        for p in &self.options.physnets {
+            for &(min, max) in &p.vlan_ranges {
+                if let Some(vlan) = tx.free_vlan(&p.name, min, max)? {
+                    return Ok((p.name.clone(), vlan));
+                }
+            }
+        }
+        let ranges = self.options.physnets.iter().flat_map(|p| &p.vlan_ranges);
+        Err(ControlError::NoFreeVlan {
+            min: ranges.clone().map(|r| r.0).min().unwrap_or(0),
+            max: ranges.map(|r| r.1).max().unwrap_or(0),
         })
     }
 

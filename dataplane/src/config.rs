@@ -19,16 +19,35 @@ use crate::wire::Mac;
 pub const MAX_VLAN: u16 = 4094;
 /// Default MTU of a port: the largest IP packet it carries, as on Linux interfaces.
 pub const DEFAULT_MTU: u32 = 1500;
+/// The physical network of the `[uplink]` section, and of networks that name none.
+pub const DEFAULT_PHYSNET: &str = "physnet1";
 
-/// One L2 network (a Quantum network): its own MAC table, its own VLAN on the trunk.
+/// One L2 network (a Quantum network): its own MAC table, its own segment on its physical
+/// network's uplink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkConfig {
     /// Stable id (the control plane's network UUID, or a name in the TOML file).
     pub id: String,
-    /// Segmentation id: the 802.1Q VLAN id this network's frames carry on the uplink trunk.
+    /// Segmentation id: the 802.1Q VLAN id this network's frames carry on its physical
+    /// network's uplink; 0 for a flat network (untagged on the uplink) and a local one.
     pub vlan: u16,
     /// Learning limit of the network's MAC table.
     pub mac_limit: u32,
+    /// The physical network whose uplink carries it; `None` for a local network, which reaches
+    /// no uplink.
+    pub physnet: Option<String>,
+}
+
+impl NetworkConfig {
+    /// A VLAN network of the default physical network.
+    pub fn vlan(id: &str, vlan: u16, mac_limit: u32) -> Self {
+        NetworkConfig {
+            id: id.to_owned(),
+            vlan,
+            mac_limit,
+            physnet: Some(DEFAULT_PHYSNET.to_owned()),
+        }
+    }
 }
 
 /// What a port is to the switch.
@@ -39,8 +58,12 @@ pub enum PortRole {
         /// The network's id.
         network: String,
     },
-    /// The uplink: carries every local network, each tagged with its VLAN id.
-    Trunk,
+    /// The uplink of a physical network: carries that physical network's networks, each tagged
+    /// with its VLAN id (a flat one untagged).
+    Trunk {
+        /// The physical network.
+        physnet: String,
+    },
 }
 
 /// One port: an interface the switch opens with AF_XDP.
@@ -91,10 +114,17 @@ impl PortConfig {
         }
     }
 
-    /// An admin-up trunk port on `device`.
+    /// An admin-up trunk port on `device`, the uplink of the default physical network.
     pub fn trunk(id: &str, device: &str) -> Self {
+        PortConfig::uplink(id, device, DEFAULT_PHYSNET)
+    }
+
+    /// An admin-up trunk port on `device`, the uplink of physical network `physnet`.
+    pub fn uplink(id: &str, device: &str, physnet: &str) -> Self {
         PortConfig {
-            role: PortRole::Trunk,
+            role: PortRole::Trunk {
+                physnet: physnet.to_owned(),
+            },
             ..PortConfig::access(id, device, "")
         }
     }
@@ -119,10 +149,12 @@ pub struct SwitchConfig {
 pub enum ConfigError {
     /// Two networks or two ports share an id.
     DuplicateId(String),
-    /// Two networks share a VLAN id.
+    /// Two networks share a VLAN id (or the untagged segment, 0) of one physical network.
     DuplicateVlan(u16),
-    /// A VLAN id outside 1..=4094.
+    /// A VLAN id outside 1..=4094 (or not 0 on a local network).
     InvalidVlan(u16),
+    /// Two uplinks for one physical network.
+    DuplicateUplink(String),
     /// A port names a network that does not exist.
     UnknownNetwork {
         /// The port.
@@ -142,6 +174,9 @@ impl core::fmt::Display for ConfigError {
             ConfigError::DuplicateId(id) => write!(f, "duplicate id {id:?}"),
             ConfigError::DuplicateVlan(v) => write!(f, "VLAN {v} is used by two networks"),
             ConfigError::InvalidVlan(v) => write!(f, "VLAN {v} is outside 1..=4094"),
+            ConfigError::DuplicateUplink(p) => {
+                write!(f, "physical network {p:?} has two uplinks")
+            }
             ConfigError::UnknownNetwork { port, network } => {
                 write!(f, "port {port:?} names unknown network {network:?}")
             }
@@ -162,13 +197,16 @@ impl SwitchConfig {
             if ids.insert(n.id.as_str(), ()).is_some() {
                 return Err(ConfigError::DuplicateId(n.id.clone()));
             }
-            if n.vlan == 0 || n.vlan > MAX_VLAN {
+            if n.vlan > MAX_VLAN || (n.physnet.is_none() && n.vlan != 0) {
                 return Err(ConfigError::InvalidVlan(n.vlan));
             }
-            if vlans.insert(n.vlan, ()).is_some() {
-                return Err(ConfigError::DuplicateVlan(n.vlan));
+            if let Some(p) = &n.physnet {
+                if vlans.insert((p.as_str(), n.vlan), ()).is_some() {
+                    return Err(ConfigError::DuplicateVlan(n.vlan));
+                }
             }
         }
+        let mut uplinks = HashMap::new();
         let mut port_ids = HashMap::new();
         let mut devices = HashMap::new();
         for p in &self.ports {
@@ -178,12 +216,19 @@ impl SwitchConfig {
             if devices.insert(p.device.as_str(), ()).is_some() {
                 return Err(ConfigError::DuplicateDevice(p.device.clone()));
             }
-            if let PortRole::Access { network } = &p.role {
-                if !ids.contains_key(network.as_str()) {
-                    return Err(ConfigError::UnknownNetwork {
-                        port: p.id.clone(),
-                        network: network.clone(),
-                    });
+            match &p.role {
+                PortRole::Access { network } => {
+                    if !ids.contains_key(network.as_str()) {
+                        return Err(ConfigError::UnknownNetwork {
+                            port: p.id.clone(),
+                            network: network.clone(),
+                        });
+                    }
+                }
+                PortRole::Trunk { physnet } => {
+                    if uplinks.insert(physnet.as_str(), ()).is_some() {
+                        return Err(ConfigError::DuplicateUplink(physnet.clone()));
+                    }
                 }
             }
         }
@@ -270,8 +315,8 @@ impl SlotMap {
 pub enum Role {
     /// Access port of the network in this slot.
     Access(u16),
-    /// Trunk carrying all networks.
-    Trunk,
+    /// Uplink of the physical network with this index (in [`Snapshot::physnets`]).
+    Trunk(u16),
 }
 
 /// A port in the snapshot.
@@ -308,11 +353,16 @@ pub struct NetView {
     pub id: String,
     /// Slot generation (a change flushes the MAC table in O(1)).
     pub gen: u32,
-    /// VLAN id on the trunk.
+    /// VLAN id on its physical network's uplink; 0: untagged there (flat), or local.
     pub vlan: u16,
+    /// Index of its physical network in [`Snapshot::physnets`]; [`NONE`] for a local network.
+    pub physnet: u16,
+    /// Admin-up uplinks of its physical network (at most one): where floods go besides the
+    /// members.
+    pub uplinks: Vec<u16>,
     /// Learning limit.
     pub mac_limit: u32,
-    /// Admin-up access ports of this network: where floods go, besides the trunks.
+    /// Admin-up access ports of this network: where floods go, besides the uplinks.
     pub members: Vec<u16>,
     /// Does a port of this network have security group rules? Only then are its frames read to
     /// layer 4 (a frame reaches ports of its own network only).
@@ -320,7 +370,7 @@ pub struct NetView {
 }
 
 /// The immutable forwarding configuration the workers run with.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// Increases with every publication.
     pub version: u64,
@@ -328,28 +378,15 @@ pub struct Snapshot {
     pub ports: Vec<Option<PortView>>,
     /// Networks by slot.
     pub nets: Vec<Option<NetView>>,
-    /// Admin-up trunk ports.
-    pub trunks: Vec<u16>,
-    /// Network slot of each VLAN id, [`NONE`] where no network owns it.
-    pub vlan_to_net: Box<[u16]>,
+    /// The physical networks named by networks or uplinks, by index.
+    pub physnets: Vec<String>,
+    /// Per physical network: the network slot of each VLAN id (index 0: the flat network, of
+    /// untagged frames), [`NONE`] where no network owns it.
+    pub vlan_to_net: Vec<Box<[u16]>>,
     /// Address sets of remote groups.
     pub address_sets: Arc<AddrSets>,
     /// The policy epoch (see [`SwitchConfig::policy_epoch`]).
     pub policy_epoch: u64,
-}
-
-impl Default for Snapshot {
-    fn default() -> Self {
-        Snapshot {
-            version: 0,
-            ports: Vec::new(),
-            nets: Vec::new(),
-            trunks: Vec::new(),
-            vlan_to_net: vec![NONE; 4096].into_boxed_slice(),
-            address_sets: Arc::default(),
-            policy_epoch: 0,
-        }
-    }
 }
 
 impl Snapshot {
@@ -378,28 +415,36 @@ impl Snapshot {
             if snap.nets.len() <= i {
                 snap.nets.resize(i + 1, None);
             }
+            let physnet = n.physnet.as_deref().map_or(NONE, |p| snap.physnet(p));
             snap.nets[i] = Some(NetView {
                 id: n.id.clone(),
                 gen,
                 vlan: n.vlan,
+                physnet,
+                uplinks: Vec::new(),
                 mac_limit: n.mac_limit,
                 members: Vec::new(),
                 filtering: false,
             });
-            if let Some(v) = snap.vlan_to_net.get_mut(usize::from(n.vlan)) {
+            if let Some(v) = snap
+                .vlan_to_net
+                .get_mut(usize::from(physnet))
+                .and_then(|t| t.get_mut(usize::from(n.vlan)))
+            {
                 *v = slot;
             }
         }
+        let mut uplinks: Vec<(u16, u16)> = Vec::new();
         for p in &cfg.ports {
             let (slot, gen) = port_slots.get_or_insert(&p.id);
             let role = match &p.role {
-                PortRole::Trunk => Role::Trunk,
+                PortRole::Trunk { physnet } => Role::Trunk(snap.physnet(physnet)),
                 PortRole::Access { network } => {
                     Role::Access(net_slots.get(network).unwrap_or(NONE))
                 }
             };
             match role {
-                Role::Trunk if p.admin_up => snap.trunks.push(slot),
+                Role::Trunk(physnet) if p.admin_up => uplinks.push((physnet, slot)),
                 Role::Access(net) if p.admin_up => {
                     if let Some(Some(n)) = snap.nets.get_mut(usize::from(net)) {
                         n.members.push(slot);
@@ -431,11 +476,37 @@ impl Snapshot {
                 }
             }
         }
+        uplinks.sort_unstable();
         for n in snap.nets.iter_mut().flatten() {
             n.members.sort_unstable();
+            n.uplinks = uplinks
+                .iter()
+                .filter(|(p, _)| *p == n.physnet)
+                .map(|&(_, slot)| slot)
+                .collect();
         }
-        snap.trunks.sort_unstable();
         snap
+    }
+
+    /// The index of physical network `name`, added if new.
+    fn physnet(&mut self, name: &str) -> u16 {
+        if let Some(i) = self.physnets.iter().position(|p| p == name) {
+            return i as u16;
+        }
+        self.physnets.push(name.to_owned());
+        self.vlan_to_net.push(vec![NONE; 4096].into_boxed_slice());
+        (self.physnets.len() - 1) as u16
+    }
+
+    /// The network of a frame with VLAN id `vid` (0: untagged) on the uplink of physical network
+    /// `physnet`, if a network owns that segment.
+    #[inline]
+    pub fn uplink_net(&self, physnet: u16, vid: u16) -> Option<u16> {
+        let net = *self
+            .vlan_to_net
+            .get(usize::from(physnet))?
+            .get(usize::from(vid))?;
+        (net != NONE).then_some(net)
     }
 
     /// The port in `slot`, if any.
@@ -456,11 +527,7 @@ mod tests {
     use super::*;
 
     fn net(id: &str, vlan: u16) -> NetworkConfig {
-        NetworkConfig {
-            id: id.into(),
-            vlan,
-            mac_limit: 10,
-        }
+        NetworkConfig::vlan(id, vlan, 10)
     }
 
     #[test]
@@ -518,8 +585,8 @@ mod tests {
         let s = Snapshot::compile(&cfg, 1, &mut ns, &mut ps);
         let a = ns.get("a").unwrap();
         assert_eq!(s.net(a).unwrap().members, vec![ps.get("p1").unwrap()]);
-        assert_eq!(s.vlan_to_net[20], ns.get("b").unwrap());
-        assert_eq!(s.vlan_to_net[30], NONE);
-        assert_eq!(s.trunks, vec![ps.get("up").unwrap()]);
+        assert_eq!(s.uplink_net(0, 20), ns.get("b"));
+        assert_eq!(s.uplink_net(0, 30), None);
+        assert_eq!(s.net(a).unwrap().uplinks, vec![ps.get("up").unwrap()]);
     }
 }

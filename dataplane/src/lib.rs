@@ -45,7 +45,7 @@ pub mod sys;
 pub mod wire;
 pub mod worker;
 
-pub use config::{ConfigError, NetworkConfig, PortConfig, PortRole, SwitchConfig};
+pub use config::{ConfigError, NetworkConfig, PortConfig, PortRole, SwitchConfig, DEFAULT_PHYSNET};
 pub use port::afxdp::{BindMode, XdpMode};
 pub use port::PortMode;
 pub use stats::{DropReason, PortStats, WorkerReading};

@@ -22,7 +22,7 @@
 //!    learned on the ingress port itself is dropped (`same_port`), on a down port `egress_down`.
 
 use crate::acl::{self, Direction, Policy, Zone};
-use crate::config::{Role, Snapshot, NONE};
+use crate::config::{Role, Snapshot};
 use crate::conntrack::ConnTable;
 use crate::fdb::{Learn, MacTable, PortRef, DEFAULT_AGING_SECS};
 use crate::flow::{self, L3};
@@ -209,20 +209,18 @@ impl Pipeline {
                 }
                 net
             }
-            Role::Trunk => {
-                let Some(vid) = eth.vlan_id() else {
-                    return self.drop(ingress, DropReason::UntaggedOnTrunk);
-                };
-                let net = snap
-                    .vlan_to_net
-                    .get(usize::from(vid))
-                    .copied()
-                    .unwrap_or(NONE);
-                if net == NONE || eth.is_double_tagged() {
-                    return self.drop(ingress, DropReason::UnknownVlan);
-                }
-                net
-            }
+            Role::Trunk(physnet) => match eth.vlan_id() {
+                // Untagged: the physical network's flat network, if it has one.
+                None => match snap.uplink_net(physnet, 0) {
+                    Some(net) => net,
+                    None => return self.drop(ingress, DropReason::UntaggedOnTrunk),
+                },
+                // A priority tag (VLAN 0) or a tag inside the tag belongs to no network.
+                Some(vid) => match snap.uplink_net(physnet, vid) {
+                    Some(net) if vid != 0 && !eth.is_double_tagged() => net,
+                    _ => return self.drop(ingress, DropReason::UnknownVlan),
+                },
+            },
         };
         if snap.net(net).is_none() {
             return self.drop(ingress, DropReason::PortDown);
@@ -346,17 +344,19 @@ fn filter(
 }
 
 /// The ports a flood of network `net` from `ingress` reaches: the network's admin-up access
-/// ports and the trunks, never the ingress port.
+/// ports and its physical network's uplink, never the ingress port.
 #[inline]
 pub fn flood_targets<'a>(
     snap: &'a Snapshot,
     net: u16,
     ingress: u16,
 ) -> impl Iterator<Item = u16> + 'a {
-    let members = snap.net(net).map_or(&[][..], |n| &n.members[..]);
+    let (members, uplinks) = snap
+        .net(net)
+        .map_or((&[][..], &[][..]), |n| (&n.members[..], &n.uplinks[..]));
     members
         .iter()
-        .chain(snap.trunks.iter())
+        .chain(uplinks.iter())
         .copied()
         .filter(move |&p| p != ingress)
 }

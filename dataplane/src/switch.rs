@@ -272,7 +272,9 @@ struct State {
     networks: HashMap<String, NetEntry>,
     ports: HashMap<String, PortEntry>,
     /// VLAN id → the forwarded network holding it.
-    vlans: HashMap<u16, String>,
+    /// Segment (physical network, VLAN id or 0 for untagged) → the forwarded network holding
+    /// it. Local networks hold none.
+    vlans: HashMap<(String, u16), String>,
     /// Device → the accepted port holding it.
     devices: HashMap<String, String>,
     /// Ports whose own checks failed, re-examined when something is released.
@@ -300,16 +302,22 @@ impl State {
             return;
         };
         let vlan = n.cfg.vlan;
-        n.refused = if vlan == 0 || vlan > MAX_VLAN {
-            Some(format!("VLAN {vlan} is outside 1..=4094"))
-        } else {
-            match self.vlans.get(&vlan) {
-                Some(holder) if holder != id => {
-                    Some(format!("VLAN {vlan} is held by network {holder}"))
-                }
-                _ => {
-                    self.vlans.insert(vlan, id.to_owned());
-                    None
+        n.refused = match &n.cfg.physnet {
+            _ if vlan > MAX_VLAN => Some(format!("VLAN {vlan} is outside 1..=4094")),
+            None if vlan != 0 => Some(format!("a local network has no VLAN (got {vlan})")),
+            None => None,
+            Some(physnet) => {
+                let segment = (physnet.clone(), vlan);
+                match self.vlans.get(&segment) {
+                    Some(holder) if holder != id => Some(if vlan == 0 {
+                        format!("the untagged segment of {physnet} is held by network {holder}")
+                    } else {
+                        format!("VLAN {vlan} of {physnet} is held by network {holder}")
+                    }),
+                    _ => {
+                        self.vlans.insert(segment, id.to_owned());
+                        None
+                    }
                 }
             }
         };
@@ -319,8 +327,11 @@ impl State {
     }
 
     fn release_network(&mut self, id: &str, cfg: &NetworkConfig) {
-        if self.vlans.get(&cfg.vlan).is_some_and(|h| h == id) {
-            self.vlans.remove(&cfg.vlan);
+        if let Some(physnet) = &cfg.physnet {
+            let segment = (physnet.clone(), cfg.vlan);
+            if self.vlans.get(&segment).is_some_and(|h| h == id) {
+                self.vlans.remove(&segment);
+            }
         }
     }
 
@@ -337,7 +348,7 @@ impl State {
                 }
                 Some(_) => None,
             },
-            PortRole::Trunk => None,
+            PortRole::Trunk { .. } => None,
         }
         .or_else(|| match self.devices.get(&p.cfg.device) {
             Some(holder) if holder != id => {
@@ -1065,7 +1076,7 @@ impl Switch {
                     PortRole::Access { network } => {
                         st.networks.get(network).is_none_or(|n| n.refused.is_some())
                     }
-                    PortRole::Trunk => false,
+                    PortRole::Trunk { .. } => false,
                 })
                 .filter(|(id, _)| !st.refused.contains(*id))
                 .map(|(id, _)| id.clone())
@@ -1302,7 +1313,7 @@ impl Switch {
                     device: p.cfg.device.clone(),
                     network: match &p.cfg.role {
                         PortRole::Access { network } => Some(network.clone()),
-                        PortRole::Trunk => None,
+                        PortRole::Trunk { .. } => None,
                     },
                     state,
                     stats: h.map_or_else(PortStats::default, |h| h.shared.counters.read()),

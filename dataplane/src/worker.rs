@@ -683,12 +683,11 @@ impl<P: PortIo> Worker<P> {
     fn ingress_net(&self, slot: u16, tagged: bool) -> Option<u16> {
         match self.snap.port(slot)?.role {
             Role::Access(net) => Some(net),
-            Role::Trunk if tagged => {
+            Role::Trunk(physnet) if tagged => {
                 let vid = wire::be16(&self.gso_buf, 14)? & 0x0fff;
-                let net = *self.snap.vlan_to_net.get(usize::from(vid))?;
-                (net != crate::config::NONE).then_some(net)
+                self.snap.uplink_net(physnet, vid).filter(|_| vid != 0)
             }
-            Role::Trunk => None,
+            Role::Trunk(physnet) => self.snap.uplink_net(physnet, 0),
         }
     }
 
@@ -889,8 +888,13 @@ impl<P: PortIo> Worker<P> {
             Verdict::Unicast { port, net } => (net, Some(port)),
             Verdict::Flood { net } => (net, None),
         };
-        let ingress_tagged = matches!(self.snap.port(ingress).map(|p| p.role), Some(Role::Trunk));
         let vlan = self.snap.net(net).map_or(0, |n| n.vlan);
+        // Frames of a flat network are untagged on the uplink too.
+        let ingress_tagged = vlan != 0
+            && matches!(
+                self.snap.port(ingress).map(|p| p.role),
+                Some(Role::Trunk(_))
+            );
         if let Some(port) = unicast {
             let owner = self.owner(port);
             if owner != self.links.id {
@@ -1111,7 +1115,8 @@ impl<P: PortIo> Worker<P> {
     /// port's role requires.
     #[inline]
     fn stage_to(&mut self, egress: u16, mut d: XdpDesc, tagged: bool, vlan: u16, ingress: u16) {
-        let to_trunk = matches!(self.snap.port(egress).map(|p| p.role), Some(Role::Trunk));
+        let to_trunk =
+            vlan != 0 && matches!(self.snap.port(egress).map(|p| p.role), Some(Role::Trunk(_)));
         if to_trunk != tagged {
             let moved = self.umem.chunk_mut(d.addr).and_then(|(chunk, off)| {
                 let len = d.len as usize;

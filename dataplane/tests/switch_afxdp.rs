@@ -103,6 +103,7 @@ fn frames_cross_counters_match_and_accounting_holds() {
             id: "n".into(),
             vlan: 10,
             mac_limit: 64,
+            physnet: Some(dataplane::DEFAULT_PHYSNET.into()),
         }],
         ports: vec![
             PortConfig::access("pa", &a.host, "n"),
@@ -186,6 +187,7 @@ fn a_port_whose_device_is_missing_is_down_and_opens_when_it_appears() {
             id: "n".into(),
             vlan: 10,
             mac_limit: 64,
+            physnet: Some(dataplane::DEFAULT_PHYSNET.into()),
         }],
         ports: vec![PortConfig::access("p", &name, "n")],
         ..SwitchConfig::default()
@@ -218,6 +220,7 @@ fn conflicting_items_are_refused_one_by_one_and_admitted_when_freed() {
         id: id.into(),
         vlan,
         mac_limit: 64,
+        physnet: Some(dataplane::DEFAULT_PHYSNET.into()),
     };
     // No such devices: the ports are desired but not placed, and their checks still run.
     sw.update(ConfigDelta {
@@ -269,6 +272,7 @@ fn a_registered_device_stays_prepared_across_its_ports_until_released() {
         id: "n".into(),
         vlan: 10,
         mac_limit: 64,
+        physnet: Some(dataplane::DEFAULT_PHYSNET.into()),
     };
     let port = PortConfig::access("p", &a.host, "n");
     for _ in 0..3 {

@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
         id: id.into(),
         vlan,
         mac_limit: 16,
+        physnet: Some(dataplane::DEFAULT_PHYSNET.into()),
     };
     let group = Remote::Group(Arc::from("g"));
     let ping = Rule {

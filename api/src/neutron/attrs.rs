@@ -9,7 +9,7 @@
 use control::ipam::{self, Cidr, Family};
 use control::neutron::{
     FixedIpRequest, GatewayRequest, NetworkSpec, NetworkUpdate, PairRequest, PortSpec, PortUpdate,
-    Scope, SubnetSpec, SubnetUpdate,
+    ProviderSpec, Scope, SubnetSpec, SubnetUpdate,
 };
 use control::security::{SecurityGroupSpec, SecurityGroupUpdate, SgRuleSpec};
 use serde_json::{Map, Value};
@@ -52,9 +52,9 @@ const NETWORK: &[Attr] = &[
     a("shared", true, true, false),
     a("port_security_enabled", true, true, false),
     a("router:external", true, true, false),
-    a("provider:network_type", false, false, false),
-    a("provider:physical_network", false, false, false),
-    a("provider:segmentation_id", false, false, false),
+    a("provider:network_type", true, false, false),
+    a("provider:physical_network", true, false, false),
+    a("provider:segmentation_id", true, false, false),
     a("availability_zone_hints", false, false, false),
     a("availability_zones", false, false, false),
     a("ipv4_address_scope", false, false, false),
@@ -523,10 +523,64 @@ fn router_external(body: &Map<String, Value>, scope: &Scope, create: bool) -> R<
     Ok(v)
 }
 
+/// The `provider:*` attributes of a network to create: admins only (Neutron's policy), a
+/// string, a string and an integer (or its decimal string); `null` is absent. Their meaning is
+/// the control plane's (ML2's type drivers' rules).
+fn provider(body: &Map<String, Value>, scope: &Scope) -> R<ProviderSpec> {
+    const ATTRS: [&str; 3] = [
+        "provider:network_type",
+        "provider:physical_network",
+        "provider:segmentation_id",
+    ];
+    let given = |k: &str| body.get(k).is_some_and(|v| !v.is_null());
+    if let Some(first) = ATTRS.iter().find(|k| given(k)) {
+        if !scope.admin {
+            return Err(NeutronError::policy(&format!(
+                "(rule:create_network and rule:create_network:{first})"
+            )));
+        }
+    }
+    let text = |k: &str| -> R<Option<String>> {
+        match body.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(v) => Err(NeutronError::invalid_attr(
+                k,
+                format!("'{}' is not a valid string", py(v)),
+            )),
+        }
+    };
+    let segmentation_id = match body.get("provider:segmentation_id") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                .ok_or_else(|| {
+                    NeutronError::invalid_attr(
+                        "provider:segmentation_id",
+                        format!("'{}' is not an integer", py(v)),
+                    )
+                })?,
+        ),
+    };
+    Ok(ProviderSpec {
+        network_type: text("provider:network_type")?,
+        physical_network: text("provider:physical_network")?,
+        segmentation_id,
+    })
+}
+
 /// A POST body of a network.
 pub(crate) fn network_spec(body: &Map<String, Value>, scope: &Scope) -> R<NetworkSpec> {
     check_names(Kind::Network, body, true)?;
+    if body.contains_key("segments") {
+        return Err(NeutronError::invalid_input(
+            "the multi-provider extension (segments) is not supported; use the provider:* \
+             attributes",
+        ));
+    }
     let router_external = router_external(body, scope, true)?.unwrap_or(false);
+    let provider = provider(body, scope)?;
     Ok(NetworkSpec {
         tenant_id: project(body, scope)?,
         name: string(body, "name", MAX_NAME)?.unwrap_or_default(),
@@ -536,6 +590,7 @@ pub(crate) fn network_spec(body: &Map<String, Value>, scope: &Scope) -> R<Networ
         description: string(body, "description", MAX_NAME)?.unwrap_or_default(),
         port_security_enabled: opt_bool(body, "port_security_enabled")?.unwrap_or(true),
         router_external,
+        provider,
     })
 }
 

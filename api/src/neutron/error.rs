@@ -201,6 +201,7 @@ impl From<ControlError> for NeutronError {
             }
             E::SecurityGroupInvalid { kind, .. } => Self::new(S::BAD_REQUEST, kind, msg),
             E::SecurityGroupConflict { kind, .. } => Self::new(S::CONFLICT, kind, msg),
+            E::SegmentInUse { kind, .. } => Self::new(S::CONFLICT, kind, msg),
             E::NetworkMtuSubnetConflict { .. } => {
                 Self::new(S::CONFLICT, "NetworkMTUSubnetConflict", msg)
             }

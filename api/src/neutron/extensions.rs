@@ -62,6 +62,13 @@ const EXTENSIONS: &[(&str, &str, &str, &str)] = &[
         "2018-01-09T09:00:00-00:00",
     ),
     (
+        "provider",
+        "Provider Network",
+        "Expose mapping of virtual networks to physical networks (vlan, flat and local; \
+         admins set them on create)",
+        "2012-09-07T10:00:00-00:00",
+    ),
+    (
         "project-id",
         "project_id field enabled",
         "Extension that indicates that project_id field is enabled.",

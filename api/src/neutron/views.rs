@@ -5,9 +5,6 @@ use control::neutron::{NetworkRecord, PortStatusView, Subnet};
 use control::security::{GroupView, SgRule};
 use serde_json::{json, Map, Value};
 
-/// The physical network name of the VLAN trunk (the uplink).
-pub(crate) const PHYSICAL_NETWORK: &str = "uplink";
-
 fn object(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
@@ -18,6 +15,8 @@ fn object(v: Value) -> Map<String, Value> {
 /// A network.
 pub(crate) fn network(n: &NetworkRecord) -> Map<String, Value> {
     let a = &n.attrs;
+    let net = &n.network;
+    let segmentation_id = (net.network_type == control::NetworkType::Vlan).then_some(net.vlan);
     object(json!({
         "id": n.network.id,
         "name": n.network.name,
@@ -30,9 +29,9 @@ pub(crate) fn network(n: &NetworkRecord) -> Map<String, Value> {
         "shared": a.shared,
         "port_security_enabled": a.port_security_enabled,
         "router:external": a.router_external,
-        "provider:network_type": "vlan",
-        "provider:physical_network": PHYSICAL_NETWORK,
-        "provider:segmentation_id": n.network.vlan,
+        "provider:network_type": net.network_type.as_str(),
+        "provider:physical_network": net.physnet,
+        "provider:segmentation_id": segmentation_id,
         "availability_zone_hints": [],
         "availability_zones": [],
         "ipv4_address_scope": null,

@@ -501,8 +501,10 @@ async fn default_body_cap_is_one_mebibyte() {
 async fn exhausted_vlans_are_a_clear_fault() {
     let app = app_with(
         control::ControlOptions {
-            vlan_min: 10,
-            vlan_max: 10,
+            physnets: vec![control::Physnet {
+                name: "physnet1".into(),
+                vlan_ranges: vec![(10, 10)],
+            }],
             ..Default::default()
         },
         api::ApiOptions::default(),

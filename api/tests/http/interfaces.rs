@@ -137,6 +137,7 @@ async fn forwarder_gets_the_desired_state_after_plug_down_unplug_and_delete() {
         id: net.clone(),
         tenant_id: "t".into(),
         vlan: 1,
+        physnet: Some("physnet1".into()),
     };
     assert_eq!(
         app.fwd.last(),

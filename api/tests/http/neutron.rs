@@ -1142,8 +1142,7 @@ async fn openapi_describes_the_v2_routes() {
 #[allow(clippy::field_reassign_with_default)]
 async fn no_vlan_left_is_503_and_huge_bodies_are_413() {
     let mut copts = control::ControlOptions::default();
-    copts.vlan_min = 7;
-    copts.vlan_max = 7;
+    copts.physnets[0].vlan_ranges = vec![(7, 7)];
     let mut aopts = api::ApiOptions::default();
     aopts.max_body_bytes = 256;
     let app = crate::common::app_with(copts, aopts);

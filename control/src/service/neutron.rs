@@ -15,11 +15,11 @@ use super::{check_quota, new_id, Control};
 use crate::error::{ControlError, Result};
 use crate::ipam::{self, Cidr, Family, Pool};
 use crate::mac;
-use crate::model::{self, Network, Port, PortState};
+use crate::model::{self, Network, NetworkType, Port, PortState};
 use crate::neutron::{
     now_iso8601, AddressPair, FixedIp, FixedIpRequest, GatewayRequest, NetworkAttrs, NetworkRecord,
     NetworkSpec, NetworkUpdate, PairRequest, PortAttrs, PortRecord, PortSpec, PortStatusView,
-    PortUpdate, Scope, Subnet, SubnetSpec, SubnetUpdate,
+    PortUpdate, ProviderSpec, Scope, Subnet, SubnetSpec, SubnetUpdate,
 };
 use crate::quota::Resource;
 use crate::store::{NetworkQuery, PortQuery, SubnetQuery, Tx};
@@ -75,20 +75,19 @@ impl Control {
             self.check_mtu(s.mtu)?;
         }
         let _ = scope;
-        let (min, max) = (self.options.vlan_min, self.options.vlan_max);
         self.write(|tx| {
             let now = now_iso8601();
             let mut ids = Vec::with_capacity(specs.len());
             for s in specs {
                 check_quota(tx, &self.options.quotas, &s.tenant_id, Resource::Networks)?;
-                let vlan = tx
-                    .free_vlan(min, max)?
-                    .ok_or(ControlError::NoFreeVlan { min, max })?;
+                let (network_type, physnet, vlan) = self.segment(tx, &s.provider)?;
                 let n = Network {
                     id: new_id(),
                     tenant_id: s.tenant_id,
                     name: s.name,
                     vlan,
+                    network_type,
+                    physnet,
                 };
                 tx.insert_network(&n)?;
                 let attrs = NetworkAttrs {
@@ -107,6 +106,118 @@ impl Control {
             }
             ids.iter().map(|id| network_record(tx, id)).collect()
         })
+    }
+
+    /// The segment of a network to create: a tenant VLAN when no provider attribute is given,
+    /// else the one the provider attributes name, checked as Neutron's ML2 type drivers check
+    /// them (the same messages), and free.
+    fn segment(&self, tx: &dyn Tx, p: &ProviderSpec) -> Result<(NetworkType, Option<String>, u16)> {
+        let invalid = |reason: String| ControlError::InvalidInput { reason };
+        if p.is_empty() {
+            let (physnet, vlan) = self.tenant_segment(tx)?;
+            return Ok((NetworkType::Vlan, Some(physnet), vlan));
+        }
+        let Some(name) = &p.network_type else {
+            return Err(invalid("network_type required.".into()));
+        };
+        let ty = NetworkType::parse(name)
+            .ok_or_else(|| invalid(format!("network_type value '{name}' not supported.")))?;
+        let known = |physnet: &str| self.options.physnets.iter().find(|k| k.name == physnet);
+        let physnet = p.physical_network.as_deref();
+        let (physnet, vlan) = match ty {
+            NetworkType::Local => {
+                if physnet.is_some() {
+                    return Err(invalid(
+                        "physical_network prohibited for local provider network.".into(),
+                    ));
+                }
+                if p.segmentation_id.is_some() {
+                    return Err(invalid(
+                        "segmentation_id prohibited for local provider network.".into(),
+                    ));
+                }
+                return Ok((NetworkType::Local, None, 0));
+            }
+            NetworkType::Flat => {
+                let Some(physnet) = physnet else {
+                    return Err(invalid(
+                        "physical_network required for flat provider network.".into(),
+                    ));
+                };
+                if known(physnet).is_none() {
+                    return Err(invalid(format!(
+                        "physical_network '{physnet}' unknown for flat provider network."
+                    )));
+                }
+                if p.segmentation_id.is_some() {
+                    return Err(invalid(
+                        "segmentation_id prohibited for flat provider network.".into(),
+                    ));
+                }
+                (physnet.to_owned(), 0)
+            }
+            NetworkType::Vlan => match (physnet, p.segmentation_id) {
+                (None, Some(_)) => {
+                    return Err(invalid(
+                        "segmentation_id requires physical_network for VLAN provider network."
+                            .into(),
+                    ))
+                }
+                (None, None) => self.tenant_segment(tx)?,
+                (Some(physnet), seg) => {
+                    let Some(known) = known(physnet) else {
+                        return Err(invalid(format!(
+                            "physical_network '{physnet}' unknown for VLAN provider network."
+                        )));
+                    };
+                    match seg {
+                        Some(id) => match u16::try_from(id) {
+                            Ok(v) if (1..=4094).contains(&v) => (physnet.to_owned(), v),
+                            _ => {
+                                return Err(invalid(
+                                    "segmentation_id out of range (1 through 4094).".into(),
+                                ))
+                            }
+                        },
+                        None if known.vlan_ranges.is_empty() => {
+                            return Err(invalid(format!(
+                                "Physical network {physnet} requires segmentation_id to be \
+                                 specified when creating a provider network."
+                            )))
+                        }
+                        None => {
+                            let free = known.vlan_ranges.iter().find_map(|&(min, max)| {
+                                tx.free_vlan(physnet, min, max).transpose()
+                            });
+                            let vlan = free.transpose()?.ok_or(ControlError::NoFreeVlan {
+                                min: known.vlan_ranges.iter().map(|r| r.0).min().unwrap_or(0),
+                                max: known.vlan_ranges.iter().map(|r| r.1).max().unwrap_or(0),
+                            })?;
+                            (physnet.to_owned(), vlan)
+                        }
+                    }
+                }
+            },
+        };
+        if tx.segment_holder(&physnet, vlan)?.is_some() {
+            return Err(if ty == NetworkType::Flat {
+                ControlError::SegmentInUse {
+                    kind: "FlatNetworkInUse",
+                    message: format!(
+                        "Unable to create the flat network. Physical network {physnet} is in use."
+                    ),
+                }
+            } else {
+                ControlError::SegmentInUse {
+                    kind: "VlanIdInUse",
+                    message: format!(
+                        "Unable to create the network. The VLAN {vlan} on physical network \
+                         {physnet} is in use."
+                    ),
+                }
+            });
+        }
+        Ok((ty, Some(physnet), vlan))
     }
 
     /// Changes a network the caller owns.

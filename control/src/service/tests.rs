@@ -74,7 +74,8 @@ fn restart_rebuilds_desired_state_from_the_file() {
             networks: vec![DesiredNetwork {
                 id: net.id.clone(),
                 tenant_id: A.into(),
-                vlan: 1
+                vlan: 1,
+                physnet: Some("physnet1".into()),
             }],
             ports: vec![DesiredPort {
                 id: port.id,
@@ -107,8 +108,10 @@ fn networks_get_distinct_vlans_and_freed_vlans_are_reused() {
 #[test]
 fn exhausting_vlans_is_a_clear_error_and_creates_nothing() {
     let (c, _) = setup_with(ControlOptions {
-        vlan_min: 100,
-        vlan_max: 101,
+        physnets: vec![crate::service::Physnet {
+            name: "physnet1".into(),
+            vlan_ranges: vec![(100, 101)],
+        }],
         ..Default::default()
     });
     c.create_network(A, "a").unwrap();
@@ -123,8 +126,10 @@ fn exhausting_vlans_is_a_clear_error_and_creates_nothing() {
 #[test]
 fn invalid_vlan_range_is_refused() {
     let opts = ControlOptions {
-        vlan_min: 0,
-        vlan_max: 10,
+        physnets: vec![crate::service::Physnet {
+            name: "physnet1".into(),
+            vlan_ranges: vec![(0, 10)],
+        }],
         ..Default::default()
     };
     assert!(Control::in_memory(Arc::new(NullForwarder), opts).is_err());
@@ -441,8 +446,108 @@ fn v2_network(c: &Control, scope: &crate::neutron::Scope) -> crate::neutron::Net
         description: String::new(),
         port_security_enabled: true,
         router_external: false,
+        provider: Default::default(),
     };
     c.v2_create_networks(scope, vec![spec]).unwrap().remove(0)
+}
+
+#[test]
+fn tenant_networks_draw_from_the_physnets_in_order_and_provider_segments_are_checked() {
+    use crate::neutron::ProviderSpec;
+    use crate::service::Physnet;
+    let opts = ControlOptions {
+        physnets: vec![
+            Physnet {
+                name: "a".into(),
+                vlan_ranges: vec![(10, 10)],
+            },
+            Physnet {
+                name: "b".into(),
+                vlan_ranges: vec![(20, 21)],
+            },
+            Physnet {
+                name: "c".into(),
+                vlan_ranges: vec![],
+            },
+        ],
+        ..Default::default()
+    };
+    let c = Control::in_memory(Arc::new(NullForwarder), opts).unwrap();
+    let scope = crate::neutron::Scope {
+        tenant_id: A.into(),
+        admin: true,
+    };
+    let make = |p: ProviderSpec| {
+        let spec = crate::neutron::NetworkSpec {
+            tenant_id: A.into(),
+            name: "n".into(),
+            admin_state_up: true,
+            shared: false,
+            mtu: None,
+            description: String::new(),
+            port_security_enabled: true,
+            router_external: false,
+            provider: p,
+        };
+        c.v2_create_networks(&scope, vec![spec])
+            .map(|mut v| v.remove(0).network)
+    };
+    let seg = |n: crate::model::Network| (n.physnet.unwrap_or_default(), n.vlan);
+    let tenant = || make(ProviderSpec::default());
+    assert_eq!(seg(tenant().unwrap()), ("a".into(), 10));
+    assert_eq!(seg(tenant().unwrap()), ("b".into(), 20));
+    // A provider VLAN takes one of b's range: the next tenant network gets none there.
+    let p = |ty: &str, physnet: Option<&str>, id: Option<i64>| ProviderSpec {
+        network_type: Some(ty.into()),
+        physical_network: physnet.map(str::to_owned),
+        segmentation_id: id,
+    };
+    assert_eq!(
+        seg(make(p("vlan", Some("b"), Some(21))).unwrap()),
+        ("b".into(), 21)
+    );
+    assert!(matches!(tenant(), Err(ControlError::NoFreeVlan { .. })));
+    // The same VLAN elsewhere is another segment; twice on one physnet is refused.
+    assert_eq!(
+        seg(make(p("vlan", Some("c"), Some(21))).unwrap()),
+        ("c".into(), 21)
+    );
+    let in_use = make(p("vlan", Some("c"), Some(21))).unwrap_err();
+    assert!(matches!(
+        in_use,
+        ControlError::SegmentInUse {
+            kind: "VlanIdInUse",
+            ..
+        }
+    ));
+    let msg = |e: ControlError| e.to_string();
+    assert_eq!(
+        msg(make(p("vlan", Some("c"), None)).unwrap_err()),
+        "Invalid input for operation: Physical network c requires segmentation_id to be \
+         specified when creating a provider network."
+    );
+    assert!(msg(make(p("vlan", Some("x"), Some(3))).unwrap_err()).contains("unknown for VLAN"));
+    assert!(msg(make(p("vlan", Some("a"), Some(4095))).unwrap_err()).contains("out of range"));
+    assert!(msg(make(p("vlan", None, Some(3))).unwrap_err()).contains("requires physical_network"));
+    assert!(msg(make(p("gre", None, None)).unwrap_err()).contains("'gre' not supported"));
+    // Flat: one per physical network, never with an id; local: nothing else.
+    let flat = make(p("flat", Some("c"), None)).unwrap();
+    assert_eq!(
+        (flat.network_type, flat.vlan),
+        (crate::model::NetworkType::Flat, 0)
+    );
+    assert!(matches!(
+        make(p("flat", Some("c"), None)).unwrap_err(),
+        ControlError::SegmentInUse {
+            kind: "FlatNetworkInUse",
+            ..
+        }
+    ));
+    assert!(msg(make(p("flat", Some("a"), Some(1))).unwrap_err()).contains("prohibited"));
+    assert!(msg(make(p("flat", None, None)).unwrap_err()).contains("required for flat"));
+    let local = make(p("local", None, None)).unwrap();
+    assert_eq!(local.physnet, None);
+    assert!(msg(make(p("local", Some("a"), None)).unwrap_err()).contains("prohibited"));
 }
 
 /// A v2.0 port of tenant A on `net`, every attribute left to its default.

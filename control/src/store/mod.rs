@@ -187,8 +187,10 @@ pub trait Tx {
     fn networks(&self, tenant_id: &str) -> Result<Vec<Network>>;
     /// Every network of every tenant, in creation order.
     fn all_networks(&self) -> Result<Vec<Network>>;
-    /// The lowest VLAN id in `min..=max` that no network uses.
-    fn free_vlan(&self, min: u16, max: u16) -> Result<Option<u16>>;
+    /// The lowest VLAN id in `min..=max` that no network of physical network `physnet` uses.
+    fn free_vlan(&self, physnet: &str, min: u16, max: u16) -> Result<Option<u16>>;
+    /// The network holding segment `vlan` (0: the untagged one) of physical network `physnet`.
+    fn segment_holder(&self, physnet: &str, vlan: u16) -> Result<Option<String>>;
     /// Inserts a network.
     fn insert_network(&self, network: &Network) -> Result<()>;
     /// Renames a network.

@@ -34,7 +34,7 @@ use crate::error::{ControlError, Result};
 use std::collections::HashMap;
 
 use crate::ipam::{split_lines, Family};
-use crate::model::{Interface, Network, Port, PortState};
+use crate::model::{Interface, Network, NetworkType, Port, PortState};
 use crate::neutron::{
     AddressPair, FixedIp, NetworkAttrs, NetworkRecord, PortAttrs, PortRecord, Subnet,
 };
@@ -57,6 +57,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0007_dhcp.sql"),
     include_str!("../../migrations/0008_security_changes.sql"),
     include_str!("../../migrations/0009_router_external.sql"),
+    include_str!("../../migrations/0010_provider_networks.sql"),
 ];
 
 /// How much of the database file each connection maps.
@@ -349,6 +350,18 @@ fn run_member(
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
+    // A migration may rebuild a table others reference (SQLite's procedure for changing a
+    // column's constraints): foreign keys are off while migrations run (the pragma has no
+    // effect inside a transaction), checked before the commit, and on again after.
+    conn.execute_batch("PRAGMA foreign_keys=OFF")
+        .map_err(store_err)?;
+    let done = migrate_all(conn);
+    conn.execute_batch("PRAGMA foreign_keys=ON")
+        .map_err(store_err)?;
+    done
+}
+
+fn migrate_all(conn: &mut Connection) -> Result<()> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(store_err)?;
@@ -370,6 +383,15 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         tx.pragma_update(None, "user_version", version)
             .map_err(store_err)?;
         tracing::info!(version = i + 1, "applied store migration");
+    }
+    let broken: Option<String> = tx
+        .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+        .optional()
+        .map_err(store_err)?;
+    if let Some(table) = broken {
+        return Err(ControlError::Store {
+            detail: format!("a migration left rows of {table} referencing nothing"),
+        });
     }
     tx.commit().map_err(store_err)
 }
@@ -472,16 +494,21 @@ fn store_err(e: rusqlite::Error) -> ControlError {
     }
 }
 
-const NETWORK_COLS: &str = "id, tenant_id, name, vlan";
+const NETWORK_COLS: &str = "id, tenant_id, name, vlan, network_type, physical_network";
 const PORT_COLS: &str = "p.id, p.network_id, p.state, p.interface_id";
 const INTERFACE_COLS: &str = "id, tenant_id, device";
 
 fn network_row(r: &Row<'_>) -> rusqlite::Result<Network> {
+    // The segment by name: the column lists that hold it differ in what comes before.
+    let network_type: String = r.get("network_type")?;
     Ok(Network {
         id: r.get(0)?,
         tenant_id: r.get(1)?,
         name: r.get(2)?,
         vlan: r.get(3)?,
+        // The schema's CHECK constraint keeps this to the three values.
+        network_type: NetworkType::parse(&network_type).unwrap_or_default(),
+        physnet: r.get("physical_network")?,
     })
 }
 
@@ -507,7 +534,8 @@ fn interface_row(r: &Row<'_>) -> rusqlite::Result<Interface> {
 
 const NETWORK_V2_COLS: &str =
     "id, tenant_id, name, vlan, admin_state_up, shared, mtu, description, \
-     port_security_enabled, created_at, updated_at, revision_number, router_external";
+     port_security_enabled, created_at, updated_at, revision_number, router_external, \
+     network_type, physical_network";
 
 fn network_record_row(r: &Row<'_>) -> rusqlite::Result<NetworkRecord> {
     Ok(NetworkRecord {
@@ -868,28 +896,39 @@ impl Tx for SqliteTx<'_> {
         )
     }
 
-    fn free_vlan(&self, min: u16, max: u16) -> Result<Option<u16>> {
+    fn free_vlan(&self, physnet: &str, min: u16, max: u16) -> Result<Option<u16>> {
         // The lowest free id is either `min` itself or one above a used id
-        // whose successor is free; the UNIQUE index on `vlan` makes each
-        // probe a lookup.
+        // whose successor is free; the UNIQUE index on (physical network, vlan)
+        // makes each probe a lookup.
         self.query_one(
             "SELECT v FROM ( \
-                 SELECT ?1 AS v WHERE NOT EXISTS (SELECT 1 FROM networks WHERE vlan = ?1) \
+                 SELECT ?1 AS v WHERE NOT EXISTS \
+                     (SELECT 1 FROM networks WHERE physical_network = ?3 AND vlan = ?1) \
                  UNION ALL \
                  SELECT n.vlan + 1 FROM networks n \
-                 WHERE n.vlan >= ?1 AND n.vlan < ?2 \
-                   AND NOT EXISTS (SELECT 1 FROM networks m WHERE m.vlan = n.vlan + 1) \
+                 WHERE n.physical_network = ?3 AND n.vlan >= ?1 AND n.vlan < ?2 \
+                   AND NOT EXISTS (SELECT 1 FROM networks m \
+                                   WHERE m.physical_network = ?3 AND m.vlan = n.vlan + 1) \
              ) ORDER BY v LIMIT 1",
-            params![min, max],
+            params![min, max, physnet],
+            |r| r.get(0),
+        )
+    }
+
+    fn segment_holder(&self, physnet: &str, vlan: u16) -> Result<Option<String>> {
+        self.query_one(
+            "SELECT id FROM networks WHERE physical_network = ?1 AND vlan = ?2",
+            params![physnet, vlan],
             |r| r.get(0),
         )
     }
 
     fn insert_network(&self, n: &Network) -> Result<()> {
         self.exec(
-            "INSERT INTO networks (id, tenant_id, name, vlan, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))",
-            params![n.id, n.tenant_id, n.name, n.vlan],
+            "INSERT INTO networks (id, tenant_id, name, vlan, network_type, physical_network, \
+             created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))",
+            params![n.id, n.tenant_id, n.name, n.vlan, n.network_type.as_str(), n.physnet],
         )
         .map(drop)
     }
@@ -1700,6 +1739,8 @@ mod tests {
             tenant_id: tenant.into(),
             name: format!("name-{id}"),
             vlan,
+            network_type: NetworkType::Vlan,
+            physnet: Some("physnet1".into()),
         }
     }
 
@@ -1755,16 +1796,127 @@ mod tests {
     fn free_vlan_is_the_lowest_unused_in_range() {
         let s = SqliteStore::open_in_memory().unwrap();
         write(&s, |tx| {
-            assert_eq!(tx.free_vlan(1, 4094).unwrap(), Some(1));
+            assert_eq!(tx.free_vlan("physnet1", 1, 4094).unwrap(), Some(1));
             tx.insert_network(&net("a", "t", 1)).unwrap();
             tx.insert_network(&net("b", "t", 2)).unwrap();
             tx.insert_network(&net("c", "t", 4)).unwrap();
-            assert_eq!(tx.free_vlan(1, 4094).unwrap(), Some(3));
+            assert_eq!(tx.free_vlan("physnet1", 1, 4094).unwrap(), Some(3));
             tx.insert_network(&net("d", "t", 3)).unwrap();
-            assert_eq!(tx.free_vlan(1, 4094).unwrap(), Some(5));
-            assert_eq!(tx.free_vlan(1, 4).unwrap(), None);
-            assert_eq!(tx.free_vlan(10, 12).unwrap(), Some(10));
+            assert_eq!(tx.free_vlan("physnet1", 1, 4094).unwrap(), Some(5));
+            assert_eq!(tx.free_vlan("physnet1", 1, 4).unwrap(), None);
+            assert_eq!(tx.free_vlan("physnet1", 10, 12).unwrap(), Some(10));
         });
+    }
+
+    #[test]
+    fn a_segment_is_unique_per_physical_network() {
+        let s = SqliteStore::open_in_memory().unwrap();
+        write(&s, |tx| {
+            tx.insert_network(&net("a", "t", 7)).unwrap();
+            let other = Network {
+                physnet: Some("physnet2".into()),
+                ..net("b", "t", 7)
+            };
+            tx.insert_network(&other).unwrap();
+            let flat = |id: &str| Network {
+                vlan: 0,
+                network_type: NetworkType::Flat,
+                ..net(id, "t", 1)
+            };
+            tx.insert_network(&flat("f1")).unwrap();
+            assert!(matches!(
+                tx.insert_network(&flat("f2")),
+                Err(ControlError::Conflict { .. })
+            ));
+            let local = |id: &str| Network {
+                vlan: 0,
+                network_type: NetworkType::Local,
+                physnet: None,
+                ..net(id, "t", 1)
+            };
+            tx.insert_network(&local("l1")).unwrap();
+            tx.insert_network(&local("l2")).unwrap();
+            assert_eq!(
+                tx.segment_holder("physnet2", 7).unwrap().as_deref(),
+                Some("b")
+            );
+            assert_eq!(
+                tx.segment_holder("physnet1", 0).unwrap().as_deref(),
+                Some("f1")
+            );
+            assert_eq!(tx.free_vlan("physnet2", 7, 9).unwrap(), Some(8));
+            assert_eq!(tx.free_vlan("physnet3", 7, 9).unwrap(), Some(7));
+            // The schema's rule: a flat network has a physical network.
+            let bad = Network {
+                physnet: None,
+                ..flat("f3")
+            };
+            assert!(tx.insert_network(&bad).is_err());
+            let back = tx.network_records(Some("l1")).unwrap().pop().unwrap();
+            assert_eq!(
+                (back.network.network_type, back.network.physnet),
+                (NetworkType::Local, None)
+            );
+        });
+    }
+
+    #[test]
+    fn the_provider_migration_keeps_every_network_and_what_references_it() {
+        // A database at schema 9 with a network, a port and a subnet on it.
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys=ON").unwrap();
+        for sql in &MIGRATIONS[..9] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 9).unwrap();
+        conn.execute_batch(
+            "INSERT INTO networks (id, tenant_id, name, vlan, mtu) VALUES ('n', 't', 'net', 42, 1400); \
+             INSERT INTO ports (id, network_id, state) VALUES ('p', 'n', 'ACTIVE');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let version: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version as usize, MIGRATIONS.len());
+        let (vlan, ty, physnet, mtu): (u16, String, String, u32) = conn
+            .query_row(
+                "SELECT vlan, network_type, physical_network, mtu FROM networks WHERE id = 'n'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (vlan, ty.as_str(), physnet.as_str(), mtu),
+            (42, "vlan", "physnet1", 1400)
+        );
+        let ports: u32 = conn
+            .query_row(
+                "SELECT count(*) FROM ports WHERE network_id = 'n'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(ports, 1, "the rebuild deleted no port");
+        let fk: bool = conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert!(fk, "foreign keys are on again");
+        // Deleting the network still cascades to its ports, and the log still records it.
+        conn.execute_batch("DELETE FROM networks WHERE id = 'n'")
+            .unwrap();
+        let left: u32 = conn
+            .query_row("SELECT count(*) FROM ports", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+        let logged: u32 = conn
+            .query_row(
+                "SELECT count(*) FROM changes WHERE kind = 'network' AND id = 'n'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(logged >= 1);
     }
 
     #[test]

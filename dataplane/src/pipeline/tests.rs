@@ -27,6 +27,7 @@ impl Fixture {
             id: id.into(),
             vlan,
             mac_limit: 8192,
+            physnet: Some(crate::config::DEFAULT_PHYSNET.into()),
         };
         let cfg = SwitchConfig {
             networks: vec![net("a", 10), net("b", 20)],
@@ -295,6 +296,7 @@ fn removed_network_forgets_its_macs() {
         id: "c".into(),
         vlan: 30,
         mac_limit: 10,
+        physnet: Some(crate::config::DEFAULT_PHYSNET.into()),
     });
     f.cfg.ports.push(PortConfig::access("c1", "d6", "c"));
     f.apply();

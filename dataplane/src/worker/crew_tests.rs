@@ -46,6 +46,7 @@ impl Crew {
             id: id.into(),
             vlan,
             mac_limit: 100,
+            physnet: Some(crate::config::DEFAULT_PHYSNET.into()),
         };
         let on = |mut p: PortConfig| {
             p.worker = Some(owner(&p.id) as u16);

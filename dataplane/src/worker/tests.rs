@@ -37,6 +37,7 @@ fn cfg() -> SwitchConfig {
         id: id.into(),
         vlan,
         mac_limit: 100,
+        physnet: Some(crate::config::DEFAULT_PHYSNET.into()),
     };
     SwitchConfig {
         networks: vec![net("a", 10), net("b", 20)],
