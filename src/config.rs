@@ -360,7 +360,15 @@ impl FileConfig {
     /// The static part of the switch configuration: the uplink and the file's networks and ports.
     pub(crate) fn switch_config(&self) -> Result<SwitchConfig, String> {
         let mut cfg = SwitchConfig::default();
+        let physnets = self.physnets()?;
         for n in &self.networks {
+            let physnet = n.physnet.as_deref().unwrap_or(dataplane::DEFAULT_PHYSNET);
+            if !physnets.iter().any(|p| p.name == physnet) {
+                return Err(format!(
+                    "[[network]] {}: physical network {physnet:?} is not configured",
+                    n.id
+                ));
+            }
             cfg.networks.push(NetworkConfig {
                 id: n.id.clone(),
                 vlan: n.vlan,

@@ -130,6 +130,7 @@ fn port_config(p: &DesiredPort) -> PortConfig {
     let mut pc = PortConfig::access(&p.id, &p.device, &p.network_id);
     pc.admin_up = p.admin_up;
     pc.policer = p.qos.as_ref().map(policer);
+    pc.policer_in = p.qos_ingress.as_ref().map(policer);
     if let Some(sec) = &p.security {
         if let Some(mac) = Mac::parse(&p.mac) {
             pc.static_macs.push(mac);

@@ -275,6 +275,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         )
         .map_err(|e| format!("opening {}: {e}", args.db.display()))?,
     );
+    for (net, physnet) in control.networks_on_unknown_physnets().unwrap_or_default() {
+        tracing::warn!(
+            "network {net} is on physical network {physnet}, which the configuration does not \
+             name: it reaches no uplink (docs/OPERATIONS.md, \"Physical networks\")"
+        );
+    }
     let collectors: Vec<Box<dyn prometheus_client::collector::Collector>> = match &switch {
         Some(s) => vec![Box::new(metrics::DataplaneCollector(Arc::clone(s)))],
         None => Vec::new(),

@@ -258,6 +258,7 @@ impl Collector for DataplaneCollector {
             [
                 ("network", networks[i].id.as_str()),
                 ("vlan", vlan[i].as_str()),
+                ("physnet", networks[i].physnet.as_deref().unwrap_or("")),
             ]
         };
         family(

@@ -78,23 +78,26 @@ fn measure(from: &Vm, to: &Vm, pps: u32, count: u32) -> (usize, f64) {
     (cap.finish_count(), secs)
 }
 
-#[test]
-fn qos_limits_real_frames_live_and_counters_match_frames_sent() {
-    let vm1 = Vm::new("p", 1, 0);
-    let vm2 = Vm::new("p", 2, 0);
+/// A daemon with its store in a fresh directory, and its API.
+fn start() -> (Api, Daemon) {
     let dir = std::env::temp_dir().join(unique("db"));
     std::fs::create_dir_all(&dir).unwrap();
     let api = Api { addr: free_addr() };
     let db = dir.join("q.db");
-    let daemon = Daemon::start_in(
-        dir.clone(),
-        &["--listen", &api.addr, "--db", db.to_str().unwrap()],
-    );
+    let daemon = Daemon::start_in(dir, &["--listen", &api.addr, "--db", db.to_str().unwrap()]);
     assert!(
         wait_ready(&api.addr),
         "daemon did not start:\n{}",
         daemon.log()
     );
+    (api, daemon)
+}
+
+#[test]
+fn qos_limits_real_frames_live_and_counters_match_frames_sent() {
+    let vm1 = Vm::new("p", 1, 0);
+    let vm2 = Vm::new("p", 2, 0);
+    let (api, daemon) = start();
 
     let t = "/v1.1/tenants/qos";
     let net = api.ok(
@@ -105,36 +108,7 @@ fn qos_limits_real_frames_live_and_counters_match_frames_sent() {
         .as_str()
         .unwrap()
         .to_owned();
-    let mut ports = Vec::new();
-    for (vm, vif) in [(&vm1, "vif-p1"), (&vm2, "vif-p2")] {
-        let id = api.ok(
-            "POST",
-            &format!("{t}/networks/{net}/ports"),
-            Some(r#"{"port": {"state": "ACTIVE"}}"#),
-        )["port"]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        api.ok(
-            "PUT",
-            &format!("{t}/interfaces/{vif}"),
-            Some(&format!(r#"{{"interface": {{"device": "{}"}}}}"#, vm.host)),
-        );
-        let port = format!("{t}/networks/{net}/ports/{id}");
-        api.ok(
-            "PUT",
-            &format!("{port}/attachment"),
-            Some(&format!(r#"{{"attachment": {{"id": "{vif}"}}}}"#)),
-        );
-        assert!(
-            wait_for(Duration::from_secs(10), || {
-                api.ok("GET", &port, None)["port"]["op-status"] == "UP"
-            }),
-            "port did not come up:\n{}",
-            daemon.log()
-        );
-        ports.push(port);
-    }
+    let ports = plugged_pair(&api, &daemon, t, &net, [&vm1, &vm2]);
     let (p1, p2) = (&ports[0], &ports[1]);
 
     // Unlimited: every frame the switch receives arrives, and the counters say exactly what
@@ -335,4 +309,152 @@ fn the_config_files_api_section_sets_page_size_rate_limits_and_quotas() {
     assert_eq!(limits["limits"]["rate"][0]["class"], "write");
     // After a second, one more write passes.
     assert!(wait_for(Duration::from_secs(3), || create("a").status == 409));
+}
+
+/// Plugs a new Quantum port of `net` for each VM (registering its device as an interface of
+/// tenant path `t`) and waits for both to come up; returns the ports' paths.
+fn plugged_pair(api: &Api, daemon: &Daemon, t: &str, net: &str, vms: [&Vm; 2]) -> Vec<String> {
+    let mut ports = Vec::new();
+    for (vm, vif) in [(vms[0], "vif-p1"), (vms[1], "vif-p2")] {
+        let id = api.ok(
+            "POST",
+            &format!("{t}/networks/{net}/ports"),
+            Some(r#"{"port": {"state": "ACTIVE"}}"#),
+        )["port"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        api.ok(
+            "PUT",
+            &format!("{t}/interfaces/{vif}"),
+            Some(&format!(r#"{{"interface": {{"device": "{}"}}}}"#, vm.host)),
+        );
+        let port = format!("{t}/networks/{net}/ports/{id}");
+        api.ok(
+            "PUT",
+            &format!("{port}/attachment"),
+            Some(&format!(r#"{{"attachment": {{"id": "{vif}"}}}}"#)),
+        );
+        assert!(
+            wait_for(Duration::from_secs(10), || {
+                api.ok("GET", &port, None)["port"]["op-status"] == "UP"
+            }),
+            "port did not come up:\n{}",
+            daemon.log()
+        );
+        ports.push(port);
+    }
+    ports
+}
+
+#[test]
+fn neutron_qos_policies_limit_what_a_port_sends_and_receives() {
+    let vm1 = Vm::new("p", 3, 0);
+    let vm2 = Vm::new("p", 4, 0);
+    let (api, daemon) = start();
+    let t = "/v1.1/tenants/qosv2";
+    let net = api.ok(
+        "POST",
+        &format!("{t}/networks"),
+        Some(r#"{"network": {"name": "q"}}"#),
+    )["network"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Quantum ports are v2.0 ports: their QoS policy is set through v2.0.
+    let ports = plugged_pair(&api, &daemon, t, &net, [&vm1, &vm2]);
+    let id = |path: &str| path.rsplit('/').next().unwrap().to_owned();
+    let p1 = id(&ports[0]);
+    let policy = |rules: &[(&str, &str)]| {
+        let (s, v) = api.call(
+            "POST",
+            "/v2.0/qos/policies",
+            Some(r#"{"policy": {"name": "l"}}"#),
+        );
+        assert_eq!(s, 201, "{v}");
+        let pid = v["policy"]["id"].as_str().unwrap().to_owned();
+        for (collection, body) in rules {
+            let (s, v) = api.call(
+                "POST",
+                &format!("/v2.0/qos/policies/{pid}/{collection}"),
+                Some(body),
+            );
+            assert_eq!(s, 201, "{v}");
+        }
+        pid
+    };
+    measure(&vm1, &vm2, 1000, 200);
+
+    // What vm1 sends: 1 kpps (a bucket of 100 ms of it), sent at 2 kpps.
+    let pps = policy(&[(
+        "packet_rate_limit_rules",
+        r#"{"packet_rate_limit_rule": {"max_kpps": 1, "direction": "egress"}}"#,
+    )]);
+    let (s, v) = api.call(
+        "PUT",
+        &format!("/v2.0/ports/{p1}"),
+        Some(&format!(r#"{{"port": {{"qos_policy_id": "{pps}"}}}}"#)),
+    );
+    assert_eq!(
+        (s, v["port"]["qos_policy_id"].as_str()),
+        (200, Some(pps.as_str())),
+        "{v}"
+    );
+    let before = settled(&api, &ports[0]);
+    let (seen, secs) = measure(&vm1, &vm2, 2000, 4000);
+    let rate = seen as f64 / secs;
+    eprintln!("egress 1 kpps: {seen} of 4000 frames in {secs:.3} s = {rate:.1} pps");
+    assert!(
+        (rate - 1000.0).abs() <= 100.0,
+        "delivered {rate:.1} pps for 1000"
+    );
+    let after = settled(&api, &ports[0]);
+    assert!(policed(&after) > policed(&before), "{after}");
+    // In use: the policy cannot go.
+    let (s, v) = api.call("DELETE", &format!("/v2.0/qos/policies/{pps}"), None);
+    assert_eq!(
+        (s, v["NeutronError"]["type"].as_str()),
+        (409, Some("QosPolicyInUse"))
+    );
+
+    // What vm2 receives, from its network's policy (vm1's own policy removed): 400 kbit/s of
+    // 60-byte frames is ~833 frames/s, with a 24 kbit (50-frame) bucket.
+    let (s, _) = api.call(
+        "PUT",
+        &format!("/v2.0/ports/{p1}"),
+        Some(r#"{"port": {"qos_policy_id": null}}"#),
+    );
+    assert_eq!(s, 200);
+    let bw = policy(&[(
+        "bandwidth_limit_rules",
+        r#"{"bandwidth_limit_rule": {"max_kbps": 400, "max_burst_kbps": 24, "direction": "ingress"}}"#,
+    )]);
+    let (s, v) = api.call(
+        "PUT",
+        &format!("/v2.0/networks/{net}"),
+        Some(&format!(r#"{{"network": {{"qos_policy_id": "{bw}"}}}}"#)),
+    );
+    assert_eq!(s, 200, "{v}");
+    let before = settled(&api, &ports[1]);
+    let (seen, secs) = measure(&vm1, &vm2, 2000, 4000);
+    let bps = seen as f64 * 480.0 / secs;
+    eprintln!("ingress 400 kbit/s: {seen} of 4000 frames in {secs:.3} s = {bps:.0} bit/s");
+    assert!(
+        (bps - 400_000.0).abs() <= 40_000.0,
+        "delivered {bps:.0} bit/s for 400000"
+    );
+    let after = settled(&api, &ports[1]);
+    assert!(
+        policed(&after) - policed(&before) >= 4000 - seen as u64 - 50,
+        "refused copies are counted on the receiving port: {after}"
+    );
+    // The policy deleted from the network: unlimited again.
+    let (s, _) = api.call(
+        "PUT",
+        &format!("/v2.0/networks/{net}"),
+        Some(r#"{"network": {"qos_policy_id": null}}"#),
+    );
+    assert_eq!(s, 200);
+    let (seen, _) = measure(&vm1, &vm2, 1000, 1000);
+    assert!(seen >= 980, "{seen} of 1000 without a policy");
 }

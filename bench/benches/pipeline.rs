@@ -242,7 +242,7 @@ fn bench_security_groups(c: &mut Criterion) {
         // One pass opens every connection (or finds none to open).
         for f in &fs {
             if let Verdict::Unicast { port, .. } = pipe.process(&snap, a, f, Now::default()) {
-                pipe.admit(&snap, port, Now::default());
+                pipe.admit(&snap, port, 64, Now::default());
             }
         }
         let mut k = 0usize;
@@ -252,7 +252,7 @@ fn bench_security_groups(c: &mut Criterion) {
                 for _ in 0..64 {
                     let v = pipe.process(&snap, a, &fs[k & 1023], Now::default());
                     let sent = matches!(v, Verdict::Unicast { port, .. }
-                        if pipe.admit(&snap, port, Now::default()));
+                        if pipe.admit(&snap, port, 64, Now::default()));
                     std::hint::black_box(sent);
                     k += 1;
                 }
@@ -260,7 +260,7 @@ fn bench_security_groups(c: &mut Criterion) {
         });
         let allowed = fs.iter().all(|f| {
             matches!(pipe.process(&snap, a, f, Now::default()), Verdict::Unicast { port, .. }
-                if pipe.admit(&snap, port, Now::default()))
+                if pipe.admit(&snap, port, 64, Now::default()))
         });
         assert_eq!(allowed, member, "the case measures what it says");
     }

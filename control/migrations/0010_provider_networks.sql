@@ -38,6 +38,9 @@ INSERT INTO networks_new (seq, id, tenant_id, name, vlan, admin_state_up, shared
            port_security_enabled, created_at, updated_at, revision_number, router_external,
            'vlan', 'physnet1'
     FROM networks;
+-- Ids of deleted networks' rows are not handed out again: the counter goes with the rows.
+UPDATE sqlite_sequence SET seq = (SELECT seq FROM sqlite_sequence WHERE name = 'networks')
+    WHERE name = 'networks_new' AND EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'networks');
 DROP TABLE networks;
 ALTER TABLE networks_new RENAME TO networks;
 PRAGMA legacy_alter_table = OFF;

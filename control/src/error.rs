@@ -268,6 +268,29 @@ pub enum ControlError {
         /// Neutron's message.
         message: String,
     },
+    /// No such QoS policy (or not visible to the caller).
+    #[error("QoS policy {id} could not be found.")]
+    QosPolicyNotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// No such rule in the policy.
+    #[error("QoS rule {rule_id} for policy {policy_id} could not be found.")]
+    QosRuleNotFound {
+        /// The rule asked for.
+        rule_id: String,
+        /// Its policy.
+        policy_id: String,
+    },
+    /// A QoS request that conflicts with the state (409): a policy in use, a second default
+    /// policy, a second rule of a type and direction; with Neutron's type and message.
+    #[error("{message}")]
+    QosConflict {
+        /// Neutron's error type.
+        kind: &'static str,
+        /// Neutron's message.
+        message: String,
+    },
     /// A value that breaks a model rule (too long, bad characters, ...).
     #[error("{reason}")]
     Invalid {

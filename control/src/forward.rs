@@ -52,8 +52,11 @@ pub struct DesiredPort {
     pub mac: String,
     /// Anti-spoofing rules, when port security is on.
     pub security: Option<DesiredSecurity>,
-    /// Ingress rate limit (the QoS extension), if any.
+    /// The rate limit of what the VM sends (the QoS extension's, else the egress rules of its
+    /// QoS policy), if any.
     pub qos: Option<QosLimit>,
+    /// The rate limit of what the VM receives (the ingress rules of its QoS policy), if any.
+    pub qos_ingress: Option<QosLimit>,
     /// What the switch's DHCP responder answers the port's client, when the port has a fixed
     /// IPv4 address on a subnet with DHCP enabled.
     pub dhcp: Option<DesiredDhcp>,

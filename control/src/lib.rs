@@ -77,4 +77,5 @@ pub use model::{
 pub use page::{Page, PageRequest};
 pub use qos::QosLimit;
 pub use quota::{Quotas, Usage};
+pub use service::qos::{PolicyView, QosPolicySpec, QosPolicyUpdate, QosRuleSpec};
 pub use service::{Control, ControlOptions, Physnet, Registered};

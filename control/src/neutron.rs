@@ -47,6 +47,8 @@ pub struct NetworkAttrs {
     pub port_security_enabled: bool,
     /// `router:external` (stored and shown; set by admins only).
     pub router_external: bool,
+    /// `qos_policy_id`: the QoS policy of its ports that have none of their own.
+    pub qos_policy_id: Option<String>,
     /// `created_at`, ISO 8601 UTC.
     pub created_at: String,
     /// `updated_at`, ISO 8601 UTC.
@@ -107,6 +109,10 @@ pub struct PortAttrs {
     /// Bound to the device named `tap` + the first 11 characters of the id
     /// when no attachment is plugged.
     pub bind_tap: bool,
+    /// `qos_policy_id`: its own QoS policy (else its network's applies).
+    pub qos_policy_id: Option<String>,
+    /// `qos_network_policy_id`: its network's QoS policy (read with the port; not stored).
+    pub network_qos_policy_id: Option<String>,
     /// `created_at`.
     pub created_at: String,
     /// `updated_at`.
@@ -213,6 +219,8 @@ pub struct NetworkSpec {
     pub router_external: bool,
     /// `provider:*` (admins only); all absent: a tenant network.
     pub provider: ProviderSpec,
+    /// `qos_policy_id` (default: the project's default policy, if any).
+    pub qos_policy_id: Option<String>,
 }
 
 /// The provider attributes of a network to create, as given.
@@ -252,6 +260,8 @@ pub struct NetworkUpdate {
     pub port_security_enabled: Option<bool>,
     /// `router:external`.
     pub router_external: Option<bool>,
+    /// `qos_policy_id`: `Some(None)` removes the policy.
+    pub qos_policy_id: Option<Option<String>>,
 }
 
 /// One entry of a port's requested `fixed_ips`.
@@ -301,6 +311,8 @@ pub struct PortSpec {
     pub host_id: String,
     /// `security_groups`; `None`: the project's default group (when port security is on).
     pub security_groups: Option<Vec<String>>,
+    /// `qos_policy_id`.
+    pub qos_policy_id: Option<String>,
 }
 
 /// Changes to a port; `None` leaves a value as it is.
@@ -328,6 +340,8 @@ pub struct PortUpdate {
     pub security_groups: Option<Vec<String>>,
     /// `binding:host_id`.
     pub host_id: Option<String>,
+    /// `qos_policy_id`: `Some(None)` removes the port's own policy.
+    pub qos_policy_id: Option<Option<String>>,
 }
 
 /// A subnet's requested gateway.

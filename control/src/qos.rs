@@ -58,6 +58,132 @@ impl QosLimit {
     }
 }
 
+/// The kind of a Neutron QoS rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QosRuleType {
+    /// `bandwidth_limit`: `max_kbps`, `max_burst_kbps`.
+    BandwidthLimit,
+    /// `packet_rate_limit`: `max_kpps`, `max_burst_kpps`.
+    PacketRateLimit,
+}
+
+impl QosRuleType {
+    /// Every type, as `/v2.0/qos/rule-types` lists them.
+    pub const ALL: [QosRuleType; 2] = [QosRuleType::BandwidthLimit, QosRuleType::PacketRateLimit];
+
+    /// The type's name (`bandwidth_limit`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QosRuleType::BandwidthLimit => "bandwidth_limit",
+            QosRuleType::PacketRateLimit => "packet_rate_limit",
+        }
+    }
+
+    /// The type named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// The names of its rate and burst attributes.
+    pub fn keys(self) -> (&'static str, &'static str) {
+        match self {
+            QosRuleType::BandwidthLimit => ("max_kbps", "max_burst_kbps"),
+            QosRuleType::PacketRateLimit => ("max_kpps", "max_burst_kpps"),
+        }
+    }
+}
+
+/// Which way a rule limits, as Neutron names it from the VM's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum QosDirection {
+    /// What the VM sends (the switch polices it as it arrives).
+    #[default]
+    Egress,
+    /// What the VM receives (the switch polices it before sending it to the VM).
+    Ingress,
+}
+
+impl QosDirection {
+    /// The name (`egress`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QosDirection::Egress => "egress",
+            QosDirection::Ingress => "ingress",
+        }
+    }
+
+    /// The direction named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "egress" => Some(QosDirection::Egress),
+            "ingress" => Some(QosDirection::Ingress),
+            _ => None,
+        }
+    }
+}
+
+/// A QoS policy (its rules are kept apart).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QosPolicy {
+    /// Server-made uuid4.
+    pub id: String,
+    /// Owning project.
+    pub tenant_id: String,
+    /// `name`.
+    pub name: String,
+    /// `description`.
+    pub description: String,
+    /// Usable by every project.
+    pub shared: bool,
+    /// The project's default: new networks of the project without a policy get it.
+    pub is_default: bool,
+    /// Creation time.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+    /// Bumped by every change.
+    pub revision_number: i64,
+}
+
+/// A rule of a QoS policy: at most one per type and direction in a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QosRule {
+    /// Server-made uuid4.
+    pub id: String,
+    /// Its policy.
+    pub policy_id: String,
+    /// Bandwidth or packet rate.
+    pub rule_type: QosRuleType,
+    /// Egress or ingress.
+    pub direction: QosDirection,
+    /// kbit/s, or kilo-packets/s.
+    pub rate: u64,
+    /// kbit, or kilo-packets (0: the switch's default burst).
+    pub burst: u64,
+}
+
+/// The limits a port's policy rules make: (what the VM sends, what it receives); `None` where
+/// no rule applies.
+pub fn policy_limits(rules: &[QosRule]) -> (Option<QosLimit>, Option<QosLimit>) {
+    let limit = |dir: QosDirection| {
+        let mut l = QosLimit::default();
+        for r in rules.iter().filter(|r| r.direction == dir) {
+            match r.rule_type {
+                QosRuleType::BandwidthLimit => {
+                    l.rate_bps = r.rate.saturating_mul(1000);
+                    l.burst_bits = r.burst.saturating_mul(1000);
+                }
+                QosRuleType::PacketRateLimit => {
+                    l.rate_pps = r.rate.saturating_mul(1000);
+                    l.burst_packets = r.burst.saturating_mul(1000);
+                }
+            }
+        }
+        (l.rate_bps > 0 || l.rate_pps > 0).then_some(l)
+    };
+    (limit(QosDirection::Egress), limit(QosDirection::Ingress))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,7 @@ use crate::forward::{
 };
 use crate::model::PortState;
 use crate::neutron::{tap_device, PortRecord, TAP_ID_CHARS};
+use crate::qos::QosRule;
 use crate::security::SgRule;
 use crate::store::{Touched, Tx};
 
@@ -44,6 +45,17 @@ pub(crate) fn desired_state(tx: &dyn Tx, authorize_tap: bool) -> Result<DesiredS
             (r.network.id.clone(), info)
         })
         .collect();
+    let net_policies: HashMap<String, String> = records
+        .iter()
+        .filter_map(|r| Some((r.network.id.clone(), r.attrs.qos_policy_id.clone()?)))
+        .collect();
+    let mut policy_rules: HashMap<String, Vec<QosRule>> = HashMap::new();
+    for rule in tx.qos_rules(None)? {
+        policy_rules
+            .entry(rule.policy_id.clone())
+            .or_default()
+            .push(rule);
+    }
     let networks = records
         .into_iter()
         .map(|r| DesiredNetwork {
@@ -66,8 +78,16 @@ pub(crate) fn desired_state(tx: &dyn Tx, authorize_tap: bool) -> Result<DesiredS
             .get(&r.port.network_id)
             .map_or((true, None), |(u, t)| (*u, Some(t.as_str())));
         let device = plugged.get(&r.port.id).cloned();
+        let policy = r
+            .attrs
+            .qos_policy_id
+            .clone()
+            .or_else(|| net_policies.get(&r.port.network_id).cloned());
         if let Some(mut p) = port_for(tx, r, device, up, tenant, authorize_tap, &mut rules)? {
             p.qos = qos.remove(&p.id);
+            let none = Vec::new();
+            let policy = policy.and_then(|id| policy_rules.get(&id)).unwrap_or(&none);
+            apply_policy(&mut p, policy);
             ports.push(p);
         }
     }
@@ -238,11 +258,31 @@ fn desired_port(
         Some(iface) => tx.interface(iface)?.map(|i| i.device),
         None => None,
     };
+    let policy = r
+        .attrs
+        .qos_policy_id
+        .clone()
+        .or_else(|| net.as_ref().and_then(|n| n.attrs.qos_policy_id.clone()));
     let Some(mut p) = port_for(tx, r, device, up, tenant, authorize_tap, rules)? else {
         return Ok(None);
     };
     p.qos = tx.port_qos(port_id)?;
+    let policy = match policy {
+        Some(id) => tx.qos_rules(Some(&id))?,
+        None => Vec::new(),
+    };
+    apply_policy(&mut p, &policy);
     Ok(Some(p))
+}
+
+/// Sets a port's limits from its QoS policy's rules; a limit the Quantum QoS extension set on
+/// the port itself wins over the policy's egress rules.
+fn apply_policy(p: &mut DesiredPort, rules: &[QosRule]) {
+    let (egress, ingress) = crate::qos::policy_limits(rules);
+    if p.qos.is_none() {
+        p.qos = egress;
+    }
+    p.qos_ingress = ingress;
 }
 
 /// A port record as the data plane needs it, given its plugged device and its network's admin
@@ -337,6 +377,7 @@ fn desired_port_of(r: PortRecord, device: String, admin_up: bool) -> DesiredPort
         mac: r.attrs.mac_address,
         security,
         qos: None,
+        qos_ingress: None,
         dhcp: None,
         filter: None,
     }

@@ -356,6 +356,25 @@ impl Control {
         })
     }
 
+    /// Networks whose physical network is not configured (they reach no uplink), with it: the
+    /// daemon warns about them at start-up.
+    pub fn networks_on_unknown_physnets(&self) -> Result<Vec<(String, String)>> {
+        let known: std::collections::HashSet<&str> = self
+            .options
+            .physnets
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        self.read(|tx| {
+            Ok(tx
+                .all_networks()?
+                .into_iter()
+                .filter_map(|n| Some((n.id, n.physnet?)))
+                .filter(|(_, p)| !known.contains(p.as_str()))
+                .collect())
+        })
+    }
+
     /// A tenant network's segment: the lowest free VLAN of the first physical network whose
     /// ranges have one, in the configured order.
     pub(crate) fn tenant_segment(&self, tx: &dyn Tx) -> Result<(String, u16)> {
@@ -669,6 +688,7 @@ fn find_interface(tx: &dyn Tx, tenant_id: &str, interface_id: &str) -> Result<In
 mod extensions;
 mod neutron;
 mod pages;
+pub(crate) mod qos;
 mod security;
 
 #[cfg(test)]

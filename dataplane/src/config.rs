@@ -79,8 +79,10 @@ pub struct PortConfig {
     pub admin_up: bool,
     /// MAC addresses known to live behind this port, installed as static entries.
     pub static_macs: Vec<Mac>,
-    /// Ingress rate limit, if any.
+    /// Rate limit of what the port's VM sends (the port's ingress), if any.
     pub policer: Option<PolicerConfig>,
+    /// Rate limit of what the port's VM receives (the port's egress), if any.
+    pub policer_in: Option<PolicerConfig>,
     /// Anti-spoofing rules, if enabled.
     pub security: Option<PortSecurity>,
     /// MTU; frames longer than `mtu + 14` (+4 with a tag) are dropped. `None`: the default.
@@ -106,6 +108,7 @@ impl PortConfig {
             admin_up: true,
             static_macs: Vec::new(),
             policer: None,
+            policer_in: None,
             security: None,
             mtu: None,
             dhcp: None,
@@ -334,8 +337,10 @@ pub struct PortView {
     pub max_frame: u32,
     /// Static MAC entries.
     pub static_macs: Vec<Mac>,
-    /// Ingress policer.
+    /// Policer of what the VM sends.
     pub policer: Option<PolicerConfig>,
+    /// Policer of what the VM receives.
+    pub policer_in: Option<PolicerConfig>,
     /// Anti-spoofing rules.
     pub security: Option<PortSecurity>,
     /// The DHCP responder's answers for the port's client.
@@ -465,6 +470,7 @@ impl Snapshot {
                 max_frame: mtu + crate::wire::ETH_HEADER_LEN as u32,
                 static_macs: p.static_macs.clone(),
                 policer: p.policer,
+                policer_in: p.policer_in,
                 security: p.security.clone(),
                 dhcp: p.dhcp.clone(),
                 filter: p.filter.clone(),

@@ -81,6 +81,8 @@ pub struct Pipeline {
     /// Connections of the ports' stateful security groups.
     pub conns: ConnTable,
     policers: Vec<Option<Policer>>,
+    /// Policers of what ports' VMs receive, by slot.
+    policers_in: Vec<Option<Policer>>,
     /// The layer 3/4 view of the frame [`Pipeline::process`] last decided on, for
     /// [`Pipeline::admit`]; read only while some port has security group rules.
     l3: Option<L3>,
@@ -105,6 +107,7 @@ impl Pipeline {
             counters: Vec::new(),
             conns: ConnTable::new(per_port),
             policers: Vec::new(),
+            policers_in: Vec::new(),
             l3: None,
         }
     }
@@ -132,18 +135,25 @@ impl Pipeline {
                 .resize(snap.ports.len(), LocalCounters::default());
         }
         self.policers.resize(snap.ports.len(), None);
+        self.policers_in.resize(snap.ports.len(), None);
         for (slot, p) in snap.ports.iter().enumerate() {
             let Ok(slot16) = u16::try_from(slot) else {
                 continue;
             };
             let Some(p) = p else {
                 self.policers[slot] = None;
+                self.policers_in[slot] = None;
                 continue;
             };
-            let want = p.policer.filter(|c| c.bps > 0 || c.pps > 0);
-            let have = self.policers[slot].as_ref().map(Policer::config);
-            if want != have {
-                self.policers[slot] = want.map(|c| Policer::new(c, now.nanos));
+            // A policer keeps its bucket while its configuration stays the same.
+            for (have, want) in [
+                (&mut self.policers[slot], p.policer),
+                (&mut self.policers_in[slot], p.policer_in),
+            ] {
+                let want = want.filter(|c| c.bps > 0 || c.pps > 0);
+                if want != have.as_ref().map(Policer::config) {
+                    *have = want.map(|c| Policer::new(c, now.nanos));
+                }
             }
             if let Role::Access(net) = p.role {
                 let port = PortRef {
@@ -291,13 +301,24 @@ impl Pipeline {
         self.l3 = filtering.then(|| flow::parse(frame));
     }
 
-    /// May the frame [`Pipeline::process`] just forwarded be sent to port `egress`? Checks the
-    /// ingress rules of the port's security groups (once per copy of a flood); a refused copy
-    /// is counted on `egress`, whose rules refused it.
+    /// May the frame [`Pipeline::process`] just forwarded (`len` bytes) be sent to port
+    /// `egress`? Checks the ingress rules of the port's security groups, then the rate limit of
+    /// what its VM receives (once per copy of a flood); a refused copy is counted on `egress`,
+    /// whose rules or limit refused it.
     #[inline]
-    pub fn admit(&mut self, snap: &Snapshot, egress: u16, now: Now) -> bool {
+    pub fn admit(&mut self, snap: &Snapshot, egress: u16, len: usize, now: Now) -> bool {
         let l3 = self.l3.as_ref();
-        match filter(&mut self.conns, l3, snap, egress, Direction::Ingress, now) {
+        let verdict =
+            filter(&mut self.conns, l3, snap, egress, Direction::Ingress, now).and_then(|()| {
+                match self.policers_in.get_mut(usize::from(egress)) {
+                    Some(Some(p)) => match p.admit(len, now.nanos) {
+                        true => Ok(()),
+                        false => Err(DropReason::Policed),
+                    },
+                    _ => Ok(()),
+                }
+            });
+        match verdict {
             Ok(()) => true,
             Err(reason) => {
                 self.count(egress, |c| c.drop(reason));

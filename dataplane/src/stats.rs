@@ -37,13 +37,13 @@ drop_reasons! {
     InvalidSource => "invalid_source", "Source address is multicast, broadcast or zero.";
     PortDown => "port_down", "Arrived on a port that is administratively down or unbound.";
     TaggedOnAccess => "tagged_on_access", "A VLAN-tagged (or double-tagged) frame from a VM port.";
-    UntaggedOnTrunk => "untagged_on_trunk", "An untagged frame on the uplink trunk.";
-    UnknownVlan => "unknown_vlan", "A tagged frame on the trunk whose VLAN no local network owns.";
+    UntaggedOnTrunk => "untagged_on_trunk", "An untagged frame on an uplink whose physical network has no flat network.";
+    UnknownVlan => "unknown_vlan", "A tagged frame on an uplink whose VLAN no network of its physical network owns (or a priority or double tag).";
     SamePort => "same_port", "The destination is learned on the ingress port itself.";
     EgressDown => "egress_down", "The destination port is down.";
     NoBuffer => "no_buffer", "No free frame for a flood copy, a tag push or a segment, or no transmit room for a super-frame's segments.";
     Spoofed => "spoofed", "Port security: a source MAC or IP the port does not own.";
-    Policed => "policed", "Over the port's QoS rate limit.";
+    Policed => "policed", "Over the port's QoS rate limit: of what its VM sends, or (per copy) of what it receives.";
     TxError => "tx_error", "The kernel refused the transmit (interface gone or down).";
     DhcpUnanswered => "dhcp_unanswered", "A DHCP client message the responder answers nothing to (a release, a decline, another server's, not the port's MAC).";
     SgEgress => "sg_egress", "Security groups: a frame the VM sent that no rule of its groups allows, or of a connection a rule change cut.";

@@ -139,7 +139,7 @@ pub struct PortObservation {
     pub id: String,
     /// Host device.
     pub device: String,
-    /// Network id; `None` for the uplink trunk.
+    /// Network id; `None` for an uplink.
     pub network: Option<String>,
     /// Up, down or in error.
     pub state: PortState,
@@ -152,8 +152,10 @@ pub struct PortObservation {
 pub struct NetworkObservation {
     /// Network id.
     pub id: String,
-    /// Its VLAN on the trunk.
+    /// Its VLAN on its physical network's uplink (0: flat or local).
     pub vlan: u16,
+    /// Its physical network (`None`: local).
+    pub physnet: Option<String>,
     /// Live entries of its MAC table (at most 100 ms old).
     pub mac_entries: u32,
     /// Its learning limit.
@@ -348,7 +350,16 @@ impl State {
                 }
                 Some(_) => None,
             },
-            PortRole::Trunk { .. } => None,
+            // One uplink per physical network (two would make a loop).
+            PortRole::Trunk { physnet } => self
+                .ports
+                .iter()
+                .find(|(other, o)| {
+                    other.as_str() != id
+                        && o.refused.is_none()
+                        && matches!(&o.cfg.role, PortRole::Trunk { physnet: q } if q == physnet)
+                })
+                .map(|(other, _)| format!("physical network {physnet} has uplink {other}")),
         }
         .or_else(|| match self.devices.get(&p.cfg.device) {
             Some(holder) if holder != id => {
@@ -1031,14 +1042,18 @@ impl Switch {
             let id = n.id.clone();
             match st.networks.get_mut(&id) {
                 Some(e) if e.cfg == n => continue,
-                Some(e) if e.cfg.vlan == n.vlan => {
+                // Only the learning limit changed: same segment, same MAC table.
+                Some(e) if e.cfg.vlan == n.vlan && e.cfg.physnet == n.physnet => {
                     e.cfg = n;
                     continue;
                 }
                 Some(_) => {
+                    // Another segment: its old one is released, and a fresh slot generation
+                    // forgets what was learned on the old one.
                     if let Some(old) = st.networks.remove(&id) {
                         st.release_network(&id, &old.cfg);
                     }
+                    st.nets.remove(&id);
                     released = true;
                     nets_lost = true;
                 }
@@ -1333,6 +1348,7 @@ impl Switch {
                 NetworkObservation {
                     id: id.clone(),
                     vlan: n.cfg.vlan,
+                    physnet: n.cfg.physnet.clone(),
                     mac_entries: entries,
                     mac_limit: n.cfg.mac_limit,
                 }

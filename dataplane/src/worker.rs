@@ -905,7 +905,7 @@ impl<P: PortIo> Worker<P> {
             if !self.is_sendable(port) {
                 self.pipe.counters[usize::from(ingress)].drop(DropReason::EgressDown);
                 self.umem.release(d.addr);
-            } else if self.pipe.admit(&self.snap, port, now) {
+            } else if self.pipe.admit(&self.snap, port, d.len as usize, now) {
                 self.stage_to(port, d, ingress_tagged, vlan, ingress);
             } else {
                 self.umem.release(d.addr);
@@ -1030,7 +1030,7 @@ impl<P: PortIo> Worker<P> {
                 self.pipe.counters[usize::from(p)].drop(DropReason::EgressDown);
                 self.umem.release(d.addr);
             }
-            Target::Port(p) if self.pipe.admit(&self.snap, p, now) => {
+            Target::Port(p) if self.pipe.admit(&self.snap, p, d.len as usize, now) => {
                 self.stage_to(p, d, c.tagged, vlan, egress);
             }
             Target::Port(_) => self.umem.release(d.addr),
@@ -1052,7 +1052,7 @@ impl<P: PortIo> Worker<P> {
         let snap = Arc::clone(&self.snap);
         let mut current: Option<u16> = None;
         for next in flood_targets(&snap, net, ingress) {
-            if !self.is_sendable(next) || !self.pipe.admit(&snap, next, now) {
+            if !self.is_sendable(next) || !self.pipe.admit(&snap, next, d.len as usize, now) {
                 continue;
             }
             if let Some(target) = current {

@@ -42,6 +42,15 @@ trap cleanup EXIT
 
 echo "== starting the real Neutron (neutron-reference; a fresh install takes about 2 minutes)"
 export NEUTRON_REF_VENV="${NEUTRON_REF_VENV:-$TARGET/neutron-ref-venv}"
+# With Neutron's QoS service plugin and ML2's qos extension driver (a copy of the tool with its
+# configuration changed), so that QoS policies and `qos_policy_id` compare too.
+cp -r "$REF" "$WORK/neutron-reference"
+REF="$WORK/neutron-reference"
+sed -i -e 's/^service_plugins =.*/service_plugins = qos/' \
+  -e 's/^extension_drivers = port_security$/extension_drivers = port_security,qos/' \
+  "$REF/neutron.conf.in"
+grep -q '^service_plugins = qos' "$REF/neutron.conf.in"
+grep -q '^extension_drivers = port_security,qos' "$REF/neutron.conf.in"
 "$REF/start.sh" > "$WORK/ref.env"
 cat "$WORK/ref.env"
 NURL="$(sed -n 's/^URL=//p' "$WORK/ref.env")"

@@ -20,7 +20,7 @@ use super::Kind;
 type R<T> = Result<T, NeutronError>;
 
 /// Longest name or description.
-const MAX_NAME: usize = 255;
+pub(crate) const MAX_NAME: usize = 255;
 
 /// One attribute: may a POST set it, may a PUT change it, is it required
 /// on POST.
@@ -52,6 +52,7 @@ const NETWORK: &[Attr] = &[
     a("shared", true, true, false),
     a("port_security_enabled", true, true, false),
     a("router:external", true, true, false),
+    a("qos_policy_id", true, true, false),
     a("provider:network_type", true, false, false),
     a("provider:physical_network", true, false, false),
     a("provider:segmentation_id", true, false, false),
@@ -80,6 +81,7 @@ const PORT: &[Attr] = &[
     a("fixed_ips", true, true, false),
     a("port_security_enabled", true, true, false),
     a("security_groups", true, true, false),
+    a("qos_policy_id", true, true, false),
     a("binding:vnic_type", true, true, false),
     a("binding:profile", true, true, false),
     a("binding:host_id", true, true, false),
@@ -241,7 +243,7 @@ pub(crate) fn str_to_bool(s: &str) -> R<bool> {
 }
 
 /// A value as Python prints it in Neutron's messages.
-fn py(v: &Value) -> String {
+pub(crate) fn py(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => "None".to_owned(),
@@ -251,12 +253,12 @@ fn py(v: &Value) -> String {
     }
 }
 
-fn opt_bool(body: &Map<String, Value>, name: &str) -> R<Option<bool>> {
+pub(crate) fn opt_bool(body: &Map<String, Value>, name: &str) -> R<Option<bool>> {
     body.get(name).map(to_bool).transpose()
 }
 
 /// A string of at most `max` characters (`validate_string`).
-fn string(body: &Map<String, Value>, name: &str, max: usize) -> R<Option<String>> {
+pub(crate) fn string(body: &Map<String, Value>, name: &str, max: usize) -> R<Option<String>> {
     match body.get(name) {
         None => Ok(None),
         Some(Value::String(s)) => {
@@ -466,7 +468,7 @@ fn empty_list_only(body: &Map<String, Value>, name: &str) -> R<()> {
 
 /// The project a create is for: the body's `project_id`/`tenant_id` (they
 /// must agree; a non-admin may only name its own), else the caller's.
-fn project(body: &Map<String, Value>, scope: &Scope) -> R<String> {
+pub(crate) fn project(body: &Map<String, Value>, scope: &Scope) -> R<String> {
     let t = string(body, "tenant_id", MAX_NAME)?;
     let p = string(body, "project_id", MAX_NAME)?;
     let chosen = match (t, p) {
@@ -572,13 +574,13 @@ fn provider(body: &Map<String, Value>, scope: &Scope) -> R<ProviderSpec> {
 
 /// A POST body of a network.
 pub(crate) fn network_spec(body: &Map<String, Value>, scope: &Scope) -> R<NetworkSpec> {
-    check_names(Kind::Network, body, true)?;
     if body.contains_key("segments") {
         return Err(NeutronError::invalid_input(
             "the multi-provider extension (segments) is not supported; use the provider:* \
              attributes",
         ));
     }
+    check_names(Kind::Network, body, true)?;
     let router_external = router_external(body, scope, true)?.unwrap_or(false);
     let provider = provider(body, scope)?;
     Ok(NetworkSpec {
@@ -591,6 +593,7 @@ pub(crate) fn network_spec(body: &Map<String, Value>, scope: &Scope) -> R<Networ
         port_security_enabled: opt_bool(body, "port_security_enabled")?.unwrap_or(true),
         router_external,
         provider,
+        qos_policy_id: qos_policy_id(body)?.flatten(),
     })
 }
 
@@ -606,7 +609,21 @@ pub(crate) fn network_update(body: &Map<String, Value>, scope: &Scope) -> R<Netw
         description: string(body, "description", MAX_NAME)?,
         port_security_enabled: opt_bool(body, "port_security_enabled")?,
         router_external,
+        qos_policy_id: qos_policy_id(body)?,
     })
+}
+
+/// `qos_policy_id`: a policy id, or `null` (no policy); absent: `None`.
+fn qos_policy_id(body: &Map<String, Value>) -> R<Option<Option<String>>> {
+    match body.get("qos_policy_id") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
+        Some(v) => Err(NeutronError::invalid_attr(
+            "qos_policy_id",
+            format!("'{}' is not a valid UUID", py(v)),
+        )),
+    }
 }
 
 fn mac(body: &Map<String, Value>) -> R<Option<String>> {
@@ -757,6 +774,7 @@ pub(crate) fn port_spec(body: &Map<String, Value>, scope: &Scope) -> R<PortSpec>
         allowed_address_pairs: address_pairs(body)?.unwrap_or_default(),
         host_id: string(body, "binding:host_id", MAX_NAME)?.unwrap_or_default(),
         security_groups: security_groups(body)?,
+        qos_policy_id: qos_policy_id(body)?.flatten(),
     })
 }
 
@@ -776,6 +794,7 @@ pub(crate) fn port_update(body: &Map<String, Value>) -> R<PortUpdate> {
         allowed_address_pairs: address_pairs(body)?,
         host_id: string(body, "binding:host_id", MAX_NAME)?,
         security_groups: security_groups(body)?,
+        qos_policy_id: qos_policy_id(body)?,
     })
 }
 

@@ -19,7 +19,7 @@ pub(crate) struct NeutronError {
 }
 
 impl NeutronError {
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             kind,
@@ -202,6 +202,9 @@ impl From<ControlError> for NeutronError {
             E::SecurityGroupInvalid { kind, .. } => Self::new(S::BAD_REQUEST, kind, msg),
             E::SecurityGroupConflict { kind, .. } => Self::new(S::CONFLICT, kind, msg),
             E::SegmentInUse { kind, .. } => Self::new(S::CONFLICT, kind, msg),
+            E::QosConflict { kind, .. } => Self::new(S::CONFLICT, kind, msg),
+            E::QosPolicyNotFound { .. } => Self::new(S::NOT_FOUND, "QosPolicyNotFound", msg),
+            E::QosRuleNotFound { .. } => Self::new(S::NOT_FOUND, "QosRuleNotFound", msg),
             E::NetworkMtuSubnetConflict { .. } => {
                 Self::new(S::CONFLICT, "NetworkMTUSubnetConflict", msg)
             }

@@ -69,6 +69,37 @@ const EXTENSIONS: &[(&str, &str, &str, &str)] = &[
         "2012-09-07T10:00:00-00:00",
     ),
     (
+        "qos",
+        "Quality of Service",
+        "The Quality of Service extension: policies with bandwidth and packet rate limit \
+         rules, on ports and networks, enforced by the switch's policers",
+        "2015-06-08T10:00:00-00:00",
+    ),
+    (
+        "qos-bw-limit-direction",
+        "Direction for QoS bandwidth limit rule",
+        "Allow to configure QoS bandwidth limit rule with specific direction: ingress or egress",
+        "2017-04-10T10:00:00-00:00",
+    ),
+    (
+        "qos-default",
+        "QoS default policy",
+        "Expose the QoS default policy per project",
+        "2017-04-06T10:00:00-00:00",
+    ),
+    (
+        "qos-pps",
+        "QoS Packet Rate Limit Rule",
+        "Add QoS Rule Packet Rate Limit",
+        "2021-01-01T00:00:00-00:00",
+    ),
+    (
+        "qos-rule-type-details",
+        "Details of QoS rule types",
+        "Expose details about QoS rule types supported by loaded backend drivers",
+        "2017-06-22T10:00:00-00:00",
+    ),
+    (
         "project-id",
         "project_id field enabled",
         "Extension that indicates that project_id field is enabled.",

@@ -17,6 +17,7 @@
 mod attrs;
 mod error;
 mod extensions;
+mod qos;
 mod query;
 mod views;
 
@@ -131,6 +132,7 @@ pub(crate) fn router(state: NeutronState) -> Router {
                 .delete(delete)
                 .fallback(method_not_allowed),
         )
+        .merge(qos::routes())
         .with_state(state)
 }
 

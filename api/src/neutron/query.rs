@@ -275,7 +275,7 @@ fn sortable(kind: Kind, key: &str) -> bool {
 }
 
 /// Does one attribute value match one filter value?
-fn matches_one(value: Option<&Value>, want: &str) -> R<bool> {
+pub(crate) fn matches_one(value: Option<&Value>, want: &str) -> R<bool> {
     Ok(match value {
         None => false,
         Some(Value::Null) => want.is_empty() || want == "None",

@@ -157,6 +157,7 @@ async fn forwarder_gets_the_desired_state_after_plug_down_unplug_and_delete() {
         mac: app.fwd.last().ports[0].mac.clone(),
         security: None,
         qos: None,
+        qos_ingress: None,
         dhcp: None,
         filter: None,
     };

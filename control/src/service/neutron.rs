@@ -74,7 +74,6 @@ impl Control {
             model::validate_network_name(&s.name)?;
             self.check_mtu(s.mtu)?;
         }
-        let _ = scope;
         self.write(|tx| {
             let now = now_iso8601();
             let mut ids = Vec::with_capacity(specs.len());
@@ -97,6 +96,11 @@ impl Control {
                     description: s.description,
                     port_security_enabled: s.port_security_enabled,
                     router_external: s.router_external,
+                    // The project's default policy unless one is given.
+                    qos_policy_id: match &s.qos_policy_id {
+                        Some(id) => Some(usable_qos_policy(tx, scope, id)?),
+                        None => tx.default_qos_policy(&n.tenant_id)?,
+                    },
                     created_at: now.clone(),
                     updated_at: now.clone(),
                     revision_number: 1,
@@ -126,12 +130,13 @@ impl Control {
         let physnet = p.physical_network.as_deref();
         let (physnet, vlan) = match ty {
             NetworkType::Local => {
-                if physnet.is_some() {
+                // As ML2's drivers, an empty value is no value.
+                if physnet.is_some_and(|p| !p.is_empty()) {
                     return Err(invalid(
                         "physical_network prohibited for local provider network.".into(),
                     ));
                 }
-                if p.segmentation_id.is_some() {
+                if p.segmentation_id.is_some_and(|id| id != 0) {
                     return Err(invalid(
                         "segmentation_id prohibited for local provider network.".into(),
                     ));
@@ -139,7 +144,7 @@ impl Control {
                 return Ok((NetworkType::Local, None, 0));
             }
             NetworkType::Flat => {
-                let Some(physnet) = physnet else {
+                let Some(physnet) = physnet.filter(|p| !p.is_empty()) else {
                     return Err(invalid(
                         "physical_network required for flat provider network.".into(),
                     ));
@@ -149,7 +154,7 @@ impl Control {
                         "physical_network '{physnet}' unknown for flat provider network."
                     )));
                 }
-                if p.segmentation_id.is_some() {
+                if p.segmentation_id.is_some_and(|id| id != 0) {
                     return Err(invalid(
                         "segmentation_id prohibited for flat provider network.".into(),
                     ));
@@ -246,6 +251,12 @@ impl Control {
             set(&mut a.description, upd.description);
             set(&mut a.port_security_enabled, upd.port_security_enabled);
             set(&mut a.router_external, upd.router_external);
+            if let Some(policy) = &upd.qos_policy_id {
+                a.qos_policy_id = match policy {
+                    Some(id) => Some(usable_qos_policy(tx, scope, id)?),
+                    None => None,
+                };
+            }
             a.updated_at = now_iso8601();
             a.revision_number += 1;
             tx.save_network_attrs(net_id, &name, a)?;
@@ -412,6 +423,11 @@ impl Control {
                     description: s.description,
                     port_security_enabled: port_security,
                     host_id: s.host_id,
+                    qos_policy_id: match &s.qos_policy_id {
+                        Some(id) => Some(usable_qos_policy(tx, scope, id)?),
+                        None => None,
+                    },
+                    network_qos_policy_id: net.attrs.qos_policy_id.clone(),
                     bind_tap: true,
                     created_at: now.clone(),
                     updated_at: now.clone(),
@@ -490,6 +506,12 @@ impl Control {
             set(&mut a.device_owner, upd.device_owner);
             set(&mut a.description, upd.description);
             set(&mut a.host_id, upd.host_id);
+            if let Some(policy) = &upd.qos_policy_id {
+                a.qos_policy_id = match policy {
+                    Some(id) => Some(usable_qos_policy(tx, scope, id)?),
+                    None => None,
+                };
+            }
             a.updated_at = now_iso8601();
             a.revision_number += 1;
             if let Some(up) = upd.admin_state_up {
@@ -727,6 +749,12 @@ fn network_record(tx: &dyn Tx, net_id: &str) -> Result<NetworkRecord> {
         })
 }
 
+/// A QoS policy the caller may put on its network or port: one it sees (its own or a shared
+/// one); its id.
+fn usable_qos_policy(tx: &dyn Tx, scope: &Scope, id: &str) -> Result<String> {
+    super::qos::visible_policy(tx, scope, id).map(|p| p.id)
+}
+
 fn visible_network(tx: &dyn Tx, scope: &Scope, net_id: &str) -> Result<NetworkRecord> {
     network_if(tx, scope, net_id, net_visible)
 }
@@ -812,6 +840,8 @@ pub(super) fn quantum_port_attrs(tx: &dyn Tx, net: &Network) -> Result<PortAttrs
         description: String::new(),
         port_security_enabled: false,
         host_id: String::new(),
+        qos_policy_id: None,
+        network_qos_policy_id: None,
         bind_tap: false,
         created_at: now.clone(),
         updated_at: now,

@@ -86,6 +86,7 @@ fn restart_rebuilds_desired_state_from_the_file() {
                 mac: rec.last().ports[0].mac.clone(),
                 security: None,
                 qos: None,
+                qos_ingress: None,
                 dhcp: None,
                 filter: None,
             }],
@@ -293,6 +294,7 @@ fn forwarder_sees_plug_state_change_unplug_and_delete() {
         mac: rec.last().ports[0].mac.clone(),
         security: None,
         qos: None,
+        qos_ingress: None,
         dhcp: None,
         filter: None,
     };
@@ -447,6 +449,7 @@ fn v2_network(c: &Control, scope: &crate::neutron::Scope) -> crate::neutron::Net
         port_security_enabled: true,
         router_external: false,
         provider: Default::default(),
+        qos_policy_id: None,
     };
     c.v2_create_networks(scope, vec![spec]).unwrap().remove(0)
 }
@@ -488,6 +491,7 @@ fn tenant_networks_draw_from_the_physnets_in_order_and_provider_segments_are_che
             port_security_enabled: true,
             router_external: false,
             provider: p,
+            qos_policy_id: None,
         };
         c.v2_create_networks(&scope, vec![spec])
             .map(|mut v| v.remove(0).network)
@@ -570,6 +574,7 @@ fn v2_port(
         allowed_address_pairs: Vec::new(),
         host_id: String::new(),
         security_groups: None,
+        qos_policy_id: None,
     };
     c.v2_create_ports(scope, vec![spec]).unwrap().remove(0)
 }
@@ -908,4 +913,102 @@ fn slaac_subnets_give_eui64_addresses_and_go_with_them() {
     assert_eq!(after.record.attrs.fixed_ips.len(), 1);
     // The IPv4 subnet, with an address in use, cannot.
     assert!(c.v2_delete_subnet(&scope, &made[0].id).is_err());
+}
+
+#[test]
+fn qos_policies_give_ports_their_limits_and_follow_changes() {
+    use crate::neutron::{NetworkUpdate, PortUpdate, Scope};
+    use crate::qos::{QosDirection, QosRuleType};
+    use crate::{QosPolicySpec, QosRuleSpec};
+    let (c, rec) = setup();
+    let scope = Scope {
+        tenant_id: A.into(),
+        admin: true,
+    };
+    let net = v2_network(&c, &scope);
+    let id = v2_port(&c, &scope, &net.network.id).record.port.id;
+    let limits = |rec: &Recorder| {
+        let s = rec.last();
+        let p = s.ports.iter().find(|p| p.id == id).unwrap().clone();
+        (p.qos, p.qos_ingress)
+    };
+    assert_eq!(limits(&rec), (None, None));
+    let policy = |is_default: bool| {
+        c.v2_create_qos_policy(QosPolicySpec {
+            tenant_id: A.into(),
+            is_default,
+            ..Default::default()
+        })
+        .map(|p| p.0.id)
+    };
+    let pol = policy(false).unwrap();
+    let rule = |rate, direction| QosRuleSpec {
+        rate: Some(rate),
+        burst: Some(100),
+        direction,
+    };
+    c.v2_create_qos_rule(&scope, &pol, QosRuleType::BandwidthLimit, rule(1000, None))
+        .unwrap();
+    // The network's policy applies to its port.
+    let set_net = |p: Option<String>| NetworkUpdate {
+        qos_policy_id: Some(p),
+        ..Default::default()
+    };
+    c.v2_update_network(&scope, &net.network.id, set_net(Some(pol.clone())))
+        .unwrap();
+    let egress = limits(&rec).0.map(|l| (l.rate_bps, l.burst_bits));
+    assert_eq!(egress, Some((1_000_000, 100_000)));
+    // A rule added to the policy reaches the port at once.
+    c.v2_create_qos_rule(
+        &scope,
+        &pol,
+        QosRuleType::PacketRateLimit,
+        rule(2, Some(QosDirection::Ingress)),
+    )
+    .unwrap();
+    assert_eq!(limits(&rec).1.map(|l| l.rate_pps), Some(2000));
+    // A second rule of a type and direction is refused.
+    let twin = c.v2_create_qos_rule(&scope, &pol, QosRuleType::BandwidthLimit, rule(5, None));
+    assert!(matches!(
+        twin,
+        Err(ControlError::QosConflict {
+            kind: "QoSRulesConflict",
+            ..
+        })
+    ));
+    // The port's own policy (without rules) wins over its network's.
+    let own = policy(false).unwrap();
+    let set_port = PortUpdate {
+        qos_policy_id: Some(Some(own.clone())),
+        ..Default::default()
+    };
+    c.v2_update_port(&scope, &id, set_port).unwrap();
+    assert_eq!(limits(&rec), (None, None));
+    assert!(matches!(
+        c.v2_delete_qos_policy(&scope, &own),
+        Err(ControlError::QosConflict {
+            kind: "QosPolicyInUse",
+            ..
+        })
+    ));
+    // A project's default policy goes to its new networks; there is one default.
+    let d = policy(true).unwrap();
+    assert!(matches!(
+        policy(true),
+        Err(ControlError::QosConflict {
+            kind: "QoSPolicyDefaultAlreadyExists",
+            ..
+        })
+    ));
+    let net2 = v2_network(&c, &scope);
+    assert_eq!(net2.attrs.qos_policy_id.as_deref(), Some(d.as_str()));
+    // Another project sees neither a policy that is not shared nor may use it.
+    let other = Scope {
+        tenant_id: B.into(),
+        admin: false,
+    };
+    assert!(matches!(
+        c.v2_qos_policy(&other, &pol),
+        Err(ControlError::QosPolicyNotFound { .. })
+    ));
 }

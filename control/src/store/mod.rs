@@ -19,7 +19,7 @@ pub mod sqlite;
 use crate::error::Result;
 use crate::model::{Interface, Network, Port, PortState};
 use crate::neutron::{NetworkAttrs, NetworkRecord, PortAttrs, PortRecord, Subnet};
-use crate::qos::QosLimit;
+use crate::qos::{QosLimit, QosPolicy, QosRule};
 use crate::quota::Usage;
 use crate::security::{SecurityGroup, SgRule};
 
@@ -260,6 +260,22 @@ pub trait Tx {
     fn save_security_group(&self, group: &SecurityGroup) -> Result<()>;
     /// Deletes a group with its rules (and the rules naming it as their remote group).
     fn delete_security_group(&self, id: &str) -> Result<()>;
+    /// QoS policies, all or the one with this id, in creation order.
+    fn qos_policies(&self, id: Option<&str>) -> Result<Vec<QosPolicy>>;
+    /// Creates or replaces a QoS policy.
+    fn save_qos_policy(&self, policy: &QosPolicy) -> Result<()>;
+    /// Deletes a QoS policy with its rules.
+    fn delete_qos_policy(&self, id: &str) -> Result<()>;
+    /// The rules of one policy, or of all, in creation order.
+    fn qos_rules(&self, policy_id: Option<&str>) -> Result<Vec<QosRule>>;
+    /// Creates or replaces a QoS rule.
+    fn save_qos_rule(&self, rule: &QosRule) -> Result<()>;
+    /// Deletes a QoS rule.
+    fn delete_qos_rule(&self, id: &str) -> Result<()>;
+    /// A network or a port the policy is set on: (`"network"` or `"port"`, its id).
+    fn qos_policy_user(&self, policy_id: &str) -> Result<Option<(&'static str, String)>>;
+    /// The project's default QoS policy.
+    fn default_qos_policy(&self, tenant_id: &str) -> Result<Option<String>>;
     /// Rules in creation order: one (`id`), a group's, or all.
     fn sg_rules(&self, group: Option<&str>, id: Option<&str>) -> Result<Vec<SgRule>>;
     /// Inserts a rule.

@@ -38,7 +38,7 @@ use crate::model::{Interface, Network, NetworkType, Port, PortState};
 use crate::neutron::{
     AddressPair, FixedIp, NetworkAttrs, NetworkRecord, PortAttrs, PortRecord, Subnet,
 };
-use crate::qos::QosLimit;
+use crate::qos::{QosDirection, QosLimit, QosPolicy, QosRule, QosRuleType};
 use crate::quota::Usage;
 use crate::security::{SecurityGroup, SgRule};
 use crate::store::{
@@ -58,6 +58,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0008_security_changes.sql"),
     include_str!("../../migrations/0009_router_external.sql"),
     include_str!("../../migrations/0010_provider_networks.sql"),
+    include_str!("../../migrations/0011_qos_policies.sql"),
 ];
 
 /// How much of the database file each connection maps.
@@ -384,10 +385,14 @@ fn migrate_all(conn: &mut Connection) -> Result<()> {
             .map_err(store_err)?;
         tracing::info!(version = i + 1, "applied store migration");
     }
-    let broken: Option<String> = tx
-        .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
-        .optional()
-        .map_err(store_err)?;
+    // Only after migrations ran (the check reads every table).
+    let broken: Option<String> = if current < MIGRATIONS.len() {
+        tx.query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+            .optional()
+            .map_err(store_err)?
+    } else {
+        None
+    };
     if let Some(table) = broken {
         return Err(ControlError::Store {
             detail: format!("a migration left rows of {table} referencing nothing"),
@@ -535,7 +540,7 @@ fn interface_row(r: &Row<'_>) -> rusqlite::Result<Interface> {
 const NETWORK_V2_COLS: &str =
     "id, tenant_id, name, vlan, admin_state_up, shared, mtu, description, \
      port_security_enabled, created_at, updated_at, revision_number, router_external, \
-     network_type, physical_network";
+     network_type, physical_network, qos_policy_id";
 
 fn network_record_row(r: &Row<'_>) -> rusqlite::Result<NetworkRecord> {
     Ok(NetworkRecord {
@@ -550,6 +555,7 @@ fn network_record_row(r: &Row<'_>) -> rusqlite::Result<NetworkRecord> {
             updated_at: r.get(10)?,
             revision_number: r.get(11)?,
             router_external: r.get(12)?,
+            qos_policy_id: r.get("qos_policy_id")?,
         },
         subnets: Vec::new(),
     })
@@ -558,7 +564,8 @@ fn network_record_row(r: &Row<'_>) -> rusqlite::Result<NetworkRecord> {
 const PORT_V2_COLS: &str = "p.id, p.network_id, p.state, p.interface_id, \
      COALESCE(p.tenant_id, n.tenant_id), p.name, COALESCE(p.mac_address, ''), p.device_id, \
      p.device_owner, p.description, p.port_security_enabled, p.host_id, p.bind_tap, \
-     p.created_at, p.updated_at, p.revision_number";
+     p.created_at, p.updated_at, p.revision_number, p.qos_policy_id, \
+     n.qos_policy_id AS network_qos_policy_id";
 
 fn port_record_row(r: &Row<'_>) -> rusqlite::Result<PortRecord> {
     Ok(PortRecord {
@@ -576,6 +583,8 @@ fn port_record_row(r: &Row<'_>) -> rusqlite::Result<PortRecord> {
             created_at: r.get(13)?,
             updated_at: r.get(14)?,
             revision_number: r.get(15)?,
+            qos_policy_id: r.get("qos_policy_id")?,
+            network_qos_policy_id: r.get("network_qos_policy_id")?,
             allowed_address_pairs: Vec::new(),
             fixed_ips: Vec::new(),
             security_groups: Vec::new(),
@@ -1102,7 +1111,7 @@ impl Tx for SqliteTx<'_> {
         self.exec(
             "UPDATE networks SET name = ?2, admin_state_up = ?3, shared = ?4, mtu = ?5, \
              description = ?6, port_security_enabled = ?7, created_at = ?8, updated_at = ?9, \
-             revision_number = ?10, router_external = ?11 WHERE id = ?1",
+             revision_number = ?10, router_external = ?11, qos_policy_id = ?12 WHERE id = ?1",
             params![
                 net_id,
                 name,
@@ -1114,7 +1123,8 @@ impl Tx for SqliteTx<'_> {
                 a.created_at,
                 a.updated_at,
                 a.revision_number,
-                a.router_external
+                a.router_external,
+                a.qos_policy_id
             ],
         )
         .map(drop)
@@ -1294,8 +1304,8 @@ impl Tx for SqliteTx<'_> {
         self.exec(
             "UPDATE ports SET tenant_id = ?2, name = ?3, mac_address = ?4, device_id = ?5, \
              device_owner = ?6, description = ?7, port_security_enabled = ?8, host_id = ?9, \
-             bind_tap = ?10, created_at = ?11, updated_at = ?12, revision_number = ?13 \
-             WHERE id = ?1",
+             bind_tap = ?10, created_at = ?11, updated_at = ?12, revision_number = ?13, \
+             qos_policy_id = ?14 WHERE id = ?1",
             params![
                 port_id,
                 a.tenant_id,
@@ -1309,7 +1319,8 @@ impl Tx for SqliteTx<'_> {
                 a.bind_tap,
                 a.created_at,
                 a.updated_at,
-                a.revision_number
+                a.revision_number,
+                a.qos_policy_id
             ],
         )?;
         self.exec(
@@ -1443,6 +1454,128 @@ impl Tx for SqliteTx<'_> {
             ],
         )
         .map(drop)
+    }
+
+    fn qos_policies(&self, id: Option<&str>) -> Result<Vec<QosPolicy>> {
+        self.query(
+            &format!(
+                "SELECT id, tenant_id, name, description, shared, is_default, created_at, \
+                 updated_at, revision_number FROM qos_policies WHERE {} ORDER BY seq",
+                eq("id", 1, id)
+            ),
+            params![id],
+            |r| {
+                Ok(QosPolicy {
+                    id: r.get(0)?,
+                    tenant_id: r.get(1)?,
+                    name: r.get(2)?,
+                    description: r.get(3)?,
+                    shared: r.get(4)?,
+                    is_default: r.get(5)?,
+                    created_at: r.get(6)?,
+                    updated_at: r.get(7)?,
+                    revision_number: r.get(8)?,
+                })
+            },
+        )
+    }
+
+    fn save_qos_policy(&self, p: &QosPolicy) -> Result<()> {
+        self.exec(
+            "INSERT INTO qos_policies (id, tenant_id, name, description, shared, is_default, \
+             created_at, updated_at, revision_number) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (id) DO UPDATE SET name = ?3, description = ?4, shared = ?5, \
+             is_default = ?6, updated_at = ?8, revision_number = ?9",
+            params![
+                p.id,
+                p.tenant_id,
+                p.name,
+                p.description,
+                p.shared,
+                p.is_default,
+                p.created_at,
+                p.updated_at,
+                p.revision_number
+            ],
+        )
+        .map(drop)
+    }
+
+    fn delete_qos_policy(&self, id: &str) -> Result<()> {
+        self.exec("DELETE FROM qos_policies WHERE id = ?1", params![id])
+            .map(drop)
+    }
+
+    fn qos_rules(&self, policy_id: Option<&str>) -> Result<Vec<QosRule>> {
+        self.query(
+            &format!(
+                "SELECT id, policy_id, type, direction, rate, burst FROM qos_rules \
+                 WHERE {} ORDER BY seq",
+                eq("policy_id", 1, policy_id)
+            ),
+            params![policy_id],
+            |r| {
+                let ty: String = r.get(2)?;
+                let dir: String = r.get(3)?;
+                let n = |i| r.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
+                Ok(QosRule {
+                    id: r.get(0)?,
+                    policy_id: r.get(1)?,
+                    // The schema's CHECK constraints keep these to the known names.
+                    rule_type: QosRuleType::parse(&ty).unwrap_or(QosRuleType::BandwidthLimit),
+                    direction: QosDirection::parse(&dir).unwrap_or_default(),
+                    rate: n(4)?,
+                    burst: n(5)?,
+                })
+            },
+        )
+    }
+
+    fn save_qos_rule(&self, q: &QosRule) -> Result<()> {
+        self.exec(
+            "INSERT INTO qos_rules (id, policy_id, type, direction, rate, burst) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (id) DO UPDATE SET direction = ?4, rate = ?5, burst = ?6",
+            params![
+                q.id,
+                q.policy_id,
+                q.rule_type.as_str(),
+                q.direction.as_str(),
+                to_sql_u64(q.rate),
+                to_sql_u64(q.burst)
+            ],
+        )
+        .map(drop)
+    }
+
+    fn delete_qos_rule(&self, id: &str) -> Result<()> {
+        self.exec("DELETE FROM qos_rules WHERE id = ?1", params![id])
+            .map(drop)
+    }
+
+    fn qos_policy_user(&self, policy_id: &str) -> Result<Option<(&'static str, String)>> {
+        let net: Option<String> = self.query_one(
+            "SELECT id FROM networks WHERE qos_policy_id = ?1 LIMIT 1",
+            params![policy_id],
+            |r| r.get(0),
+        )?;
+        if let Some(id) = net {
+            return Ok(Some(("network", id)));
+        }
+        let port: Option<String> = self.query_one(
+            "SELECT id FROM ports WHERE qos_policy_id = ?1 LIMIT 1",
+            params![policy_id],
+            |r| r.get(0),
+        )?;
+        Ok(port.map(|id| ("port", id)))
+    }
+
+    fn default_qos_policy(&self, tenant_id: &str) -> Result<Option<String>> {
+        self.query_one(
+            "SELECT id FROM qos_policies WHERE tenant_id = ?1 AND is_default",
+            params![tenant_id],
+            |r| r.get(0),
+        )
     }
 
     fn delete_security_group(&self, id: &str) -> Result<()> {
