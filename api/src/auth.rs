@@ -58,6 +58,9 @@ pub enum Role {
     Member,
     /// Registers interfaces for any tenant.
     Hypervisor,
+    /// A member who also manages its own project's shared resources (Neutron's project
+    /// `manager`: QoS policies and their rules).
+    Manager,
 }
 
 /// The caller behind a token.
@@ -295,6 +298,7 @@ pub(crate) async fn authenticate_v2(
             Role::Admin => "admin",
             Role::Member => "member",
             Role::Hypervisor => "hypervisor",
+            Role::Manager => "manager",
         })
         .collect();
     // Tenant ids are validated when the tokens file is read (no control

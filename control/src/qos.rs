@@ -1,4 +1,5 @@
-//! The QoS extension's model: a port's ingress rate limit.
+//! QoS: the Quantum extension's per-port limit of what the VM sends, and Neutron QoS policies
+//! (rules per direction, on ports and networks) that make a port's two limits.
 //!
 //! A limit has a bit rate and a packet rate, each with a burst (the token
 //! bucket's depth); a rate of 0 leaves that dimension unlimited and a burst

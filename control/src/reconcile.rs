@@ -78,11 +78,11 @@ pub(crate) fn desired_state(tx: &dyn Tx, authorize_tap: bool) -> Result<DesiredS
             .get(&r.port.network_id)
             .map_or((true, None), |(u, t)| (*u, Some(t.as_str())));
         let device = plugged.get(&r.port.id).cloned();
-        let policy = r
-            .attrs
-            .qos_policy_id
-            .clone()
-            .or_else(|| net_policies.get(&r.port.network_id).cloned());
+        let policy = r.attrs.qos_policy_id.clone().or_else(|| {
+            takes_network_policy(&r)
+                .then(|| net_policies.get(&r.port.network_id).cloned())
+                .flatten()
+        });
         if let Some(mut p) = port_for(tx, r, device, up, tenant, authorize_tap, &mut rules)? {
             p.qos = qos.remove(&p.id);
             let none = Vec::new();
@@ -258,11 +258,11 @@ fn desired_port(
         Some(iface) => tx.interface(iface)?.map(|i| i.device),
         None => None,
     };
-    let policy = r
-        .attrs
-        .qos_policy_id
-        .clone()
-        .or_else(|| net.as_ref().and_then(|n| n.attrs.qos_policy_id.clone()));
+    let policy = r.attrs.qos_policy_id.clone().or_else(|| {
+        takes_network_policy(&r)
+            .then(|| net.as_ref().and_then(|n| n.attrs.qos_policy_id.clone()))
+            .flatten()
+    });
     let Some(mut p) = port_for(tx, r, device, up, tenant, authorize_tap, rules)? else {
         return Ok(None);
     };
@@ -273,6 +273,12 @@ fn desired_port(
     };
     apply_policy(&mut p, &policy);
     Ok(Some(p))
+}
+
+/// Does a port without a QoS policy of its own take its network's? Not the network's own ports
+/// (`device_owner` `network:...`: DHCP, router interfaces), as in Neutron.
+fn takes_network_policy(r: &PortRecord) -> bool {
+    !r.attrs.device_owner.starts_with("network:")
 }
 
 /// Sets a port's limits from its QoS policy's rules; a limit the Quantum QoS extension set on

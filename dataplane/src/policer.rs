@@ -96,11 +96,16 @@ impl Policer {
             }
         }
         let need_bits = (len as u64) * 8 * 1000;
-        let ok_bits = self.bits.is_none_or(|b| b.tokens >= need_bits);
+        // A frame larger than the whole bucket (a burst set below a frame's size) passes when
+        // the bucket is full, taking all of it: such a limit still lets frames through, at its
+        // rate, instead of none ever.
+        let ok_bits = self
+            .bits
+            .is_none_or(|b| b.tokens >= need_bits || b.tokens >= b.depth);
         let ok_pkts = self.packets.is_none_or(|b| b.tokens >= 1000);
         if ok_bits && ok_pkts {
             if let Some(b) = &mut self.bits {
-                b.tokens -= need_bits;
+                b.tokens = b.tokens.saturating_sub(need_bits);
             }
             if let Some(b) = &mut self.packets {
                 b.tokens -= 1000;
@@ -155,5 +160,25 @@ mod tests {
     fn zero_rates_mean_unlimited() {
         let mut p = Policer::new(PolicerConfig::default(), 0);
         assert!((0..10_000).all(|_| p.admit(1500, 0)));
+    }
+
+    #[test]
+    fn a_bucket_smaller_than_a_frame_still_passes_frames_at_its_rate() {
+        // 10 kbit of burst, 1514-byte frames (12 112 bits), 100 kbit/s.
+        let mut p = Policer::new(
+            PolicerConfig {
+                bps: 100_000,
+                burst_bits: 10_000,
+                pps: 0,
+                burst_packets: 0,
+            },
+            0,
+        );
+        // Over 10 s, a frame every millisecond offered: about 100 kbit/s passes.
+        let passed = (0..10_000u64)
+            .filter(|i| p.admit(1514, i * 1_000_000))
+            .count();
+        let bps = passed as f64 * 1514.0 * 8.0 / 10.0;
+        assert!((80_000.0..=125_000.0).contains(&bps), "{bps}");
     }
 }

@@ -1,8 +1,8 @@
 //! Neutron QoS (`qos` and its relatives): `/v2.0/qos/policies` with their
 //! `bandwidth_limit_rules` and `packet_rate_limit_rules`, and `/v2.0/qos/rule-types`. Writes are
 //! admins' (Neutron's policy: 403 `PolicyNotAuthorized` for others); a project sees its own
-//! policies and the shared ones. Lists take `fields` and filters on any attribute; they are
-//! neither sorted nor paged (a project has few policies).
+//! policies and the shared ones. Lists take `fields`, filters on any attribute and sort keys;
+//! they are not paged (a project has few policies).
 
 use axum::body::Body;
 use axum::extract::{OriginalUri, Path, State};
@@ -116,23 +116,39 @@ fn policy_view((p, rules): &PolicyView) -> Map<String, Value> {
 struct Query {
     fields: Vec<String>,
     filters: Vec<(String, Vec<String>)>,
+    /// Sort keys, ascending or not (pairs of `sort_key` and `sort_dir`).
+    sort: Vec<(String, bool)>,
 }
 
 fn query(uri: &axum::http::Uri, known: &[&str], list: bool) -> R<Query> {
     let mut q = Query {
         fields: Vec::new(),
         filters: Vec::new(),
+        sort: Vec::new(),
     };
+    let mut dirs = Vec::new();
     for (k, v) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
         let (k, v) = (k.into_owned(), v.into_owned());
         match k.as_str() {
             "fields" => q.fields.push(v),
+            "sort_key" if known.contains(&v.as_str()) => q.sort.push((v, true)),
+            "sort_key" => {
+                return Err(NeutronError::bad_request(format!(
+                    "['{v}'] is invalid attribute for sort_keys"
+                )))
+            }
+            "sort_dir" => dirs.push(v != "desc"),
+            // Lists are short: not paged (the keys are accepted and ignored).
+            "limit" | "marker" | "page_reverse" => {}
             _ if !list => {}
             _ => match q.filters.iter_mut().find(|(name, _)| *name == k) {
                 Some((_, values)) => values.push(v),
                 None => q.filters.push((k, vec![v])),
             },
         }
+    }
+    for (key, asc) in q.sort.iter_mut().zip(dirs) {
+        key.1 = asc;
     }
     let bad: Vec<String> = q
         .filters
@@ -172,7 +188,22 @@ impl Query {
             .collect()
     }
 
-    fn answer(&self, key: &str, items: Vec<Map<String, Value>>) -> R<Response> {
+    fn answer(&self, key: &str, mut items: Vec<Map<String, Value>>) -> R<Response> {
+        let text = |v: Option<&Value>| match v {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        items.sort_by(|a, b| {
+            for (k, asc) in &self.sort {
+                let o = text(a.get(k)).cmp(&text(b.get(k)));
+                let o = if *asc { o } else { o.reverse() };
+                if o.is_ne() {
+                    return o;
+                }
+            }
+            std::cmp::Ordering::Equal
+        });
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             if self.keep(&item)? {
@@ -183,13 +214,41 @@ impl Query {
     }
 }
 
-/// Only admins write QoS (Neutron's policy, rule named after the operation).
+/// QoS writes are an admin's or a project manager's (Neutron 29's `ADMIN_OR_PROJECT_MANAGER`;
+/// the control plane keeps a manager to its own project's policies), rule named after the
+/// operation.
 fn admin_only(state: &NeutronState, headers: &HeaderMap, rule: &str) -> R<control::neutron::Scope> {
     let s = scope(state, headers);
-    if !s.admin {
+    let manager = headers
+        .get("x-roles")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|r| {
+            r.split(',')
+                .any(|r| r.trim().eq_ignore_ascii_case("manager"))
+        });
+    if !s.admin && !manager {
         return Err(NeutronError::policy(&format!("rule:{rule}")));
     }
     Ok(s)
+}
+
+/// As [`admin_only`] for a change of an existing policy (or of its rules): a caller who may not
+/// see the policy learns that it is not found before that it may not change it, as in Neutron.
+async fn may_change(
+    state: &NeutronState,
+    headers: &HeaderMap,
+    rule: &str,
+    policy_id: &str,
+) -> R<control::neutron::Scope> {
+    match admin_only(state, headers, rule) {
+        Ok(s) => Ok(s),
+        Err(denied) => {
+            let s = scope(state, headers);
+            let id = policy_id.to_owned();
+            run(state, move |c| c.v2_qos_policy(&s, &id)).await?;
+            Err(denied)
+        }
+    }
 }
 
 /// The one object of a body: `{"policy": {...}}`.
@@ -264,7 +323,9 @@ async fn create_policy(
 ) -> Response {
     finish(
         async {
-            let s = admin_only(&state, &headers, "create_policy")?;
+            // The body is checked before the caller's rights, as Neutron does (a bad body is 400
+            // for everyone).
+            let s = scope(&state, &headers);
             let b = object(read_json(&state, body).await?, "policy")?;
             check_keys(
                 &b,
@@ -284,6 +345,7 @@ async fn create_policy(
                 shared: opt_bool(&b, "shared")?.unwrap_or(false),
                 is_default: opt_bool(&b, "is_default")?.unwrap_or(false),
             };
+            admin_only(&state, &headers, "create_policy")?;
             let p = run(&state, move |c| c.v2_create_qos_policy(spec)).await?;
             Ok(ok(
                 StatusCode::CREATED,
@@ -302,7 +364,6 @@ async fn update_policy(
 ) -> Response {
     finish(
         async {
-            let s = admin_only(&state, &headers, "update_policy")?;
             let b = object(read_json(&state, body).await?, "policy")?;
             check_keys(&b, &["name", "description", "shared", "is_default"])?;
             let upd = QosPolicyUpdate {
@@ -311,6 +372,7 @@ async fn update_policy(
                 shared: opt_bool(&b, "shared")?,
                 is_default: opt_bool(&b, "is_default")?,
             };
+            let s = may_change(&state, &headers, "update_policy", &id).await?;
             let p = run(&state, move |c| c.v2_update_qos_policy(&s, &id, upd)).await?;
             Ok(ok(StatusCode::OK, json!({ "policy": policy_view(&p) })))
         }
@@ -325,7 +387,7 @@ async fn delete_policy(
 ) -> Response {
     finish(
         async {
-            let s = admin_only(&state, &headers, "delete_policy")?;
+            let s = may_change(&state, &headers, "delete_policy", &id).await?;
             run(&state, move |c| c.v2_delete_qos_policy(&s, &id)).await?;
             Ok(no_content())
         }
@@ -446,9 +508,10 @@ async fn create_rule(
     finish(
         async {
             let ty = rule_kind(&rules)?;
-            let s = admin_only(&state, &headers, &format!("create_policy_{}", singular(ty)))?;
             let b = object(read_json(&state, body).await?, &singular(ty))?;
             let spec = rule_spec(ty, &b, true)?;
+            let rule = format!("create_policy_{}", singular(ty));
+            let s = may_change(&state, &headers, &rule, &id).await?;
             let r = run(&state, move |c| c.v2_create_qos_rule(&s, &id, ty, spec)).await?;
             Ok(ok(
                 StatusCode::CREATED,
@@ -468,9 +531,10 @@ async fn update_rule(
     finish(
         async {
             let ty = rule_kind(&rules)?;
-            let s = admin_only(&state, &headers, &format!("update_policy_{}", singular(ty)))?;
             let b = object(read_json(&state, body).await?, &singular(ty))?;
             let spec = rule_spec(ty, &b, false)?;
+            let rule = format!("update_policy_{}", singular(ty));
+            let s = may_change(&state, &headers, &rule, &id).await?;
             let r = run(&state, move |c| {
                 c.v2_update_qos_rule(&s, &id, ty, &rule_id, spec)
             })
@@ -489,7 +553,8 @@ async fn delete_rule(
     finish(
         async {
             let ty = rule_kind(&rules)?;
-            let s = admin_only(&state, &headers, &format!("delete_policy_{}", singular(ty)))?;
+            let rule = format!("delete_policy_{}", singular(ty));
+            let s = may_change(&state, &headers, &rule, &id).await?;
             run(&state, move |c| c.v2_delete_qos_rule(&s, &id, ty, &rule_id)).await?;
             Ok(no_content())
         }
@@ -518,27 +583,37 @@ fn rule_type_view(ty: QosRuleType, details: bool) -> Value {
     })
 }
 
+/// The rule types, for every caller.
 async fn rule_types() -> Response {
-    let all: Vec<Value> = QosRuleType::ALL
-        .into_iter()
-        .map(|t| rule_type_view(t, false))
-        .collect();
-    ok(StatusCode::OK, json!({ "rule_types": all }))
+    finish(Ok::<_, NeutronError>(()).map(|()| {
+        let all: Vec<Value> = QosRuleType::ALL
+            .into_iter()
+            .map(|t| rule_type_view(t, false))
+            .collect();
+        ok(StatusCode::OK, json!({ "rule_types": all }))
+    }))
 }
 
-async fn rule_type(Path(ty): Path<String>) -> Response {
-    match QosRuleType::parse(&ty) {
-        Some(t) => ok(
+/// A rule type's details: an admin's (Neutron's policy; the list is for every caller).
+async fn rule_type(
+    State(state): State<NeutronState>,
+    Path(ty): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    finish((|| {
+        if !scope(&state, &headers).admin {
+            return Err(NeutronError::policy("rule:get_rule_type"));
+        }
+        let t = QosRuleType::parse(&ty).ok_or_else(|| {
+            NeutronError::new(
+                StatusCode::NOT_FOUND,
+                "QosRuleTypeNotFound",
+                format!("QoS rule type {ty} could not be found."),
+            )
+        })?;
+        Ok(ok(
             StatusCode::OK,
             json!({ "rule_type": rule_type_view(t, true) }),
-        ),
-        None => NeutronError::new(
-            StatusCode::NOT_FOUND,
-            "QosRuleTypeNotFound",
-            format!("QoS rule type {ty} could not be found."),
-        )
-        .into_response(),
-    }
+        ))
+    })())
 }
-
-use axum::response::IntoResponse;

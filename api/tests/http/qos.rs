@@ -183,13 +183,87 @@ async fn policies_and_rules_follow_neutrons_routes_and_errors() {
         )
         .await;
     let net2 = body(&r)["network"]["id"].as_str().unwrap().to_owned();
+    let p2_port = || {
+        let b = json!({"port": {"network_id": net2, "qos_policy_id": id}});
+        as_member(&app, "POST", "/v2.0/ports", Some(b), "p2")
+    };
+    let r = p2_port().await;
+    assert_eq!((r.code(), kind(&r).as_str()), (404, "QosPolicyNotFound"));
+    // Shared, p2 uses it; then it cannot be unshared.
+    let r = app
+        .send(
+            "PUT",
+            &format!("/v2.0/qos/policies/{id}"),
+            r#"{"policy": {"shared": true}}"#,
+        )
+        .await;
+    assert_eq!(r.code(), 200);
+    let r = p2_port().await;
+    assert_eq!(r.code(), 201, "{r:?}");
+    let r = app
+        .send(
+            "PUT",
+            &format!("/v2.0/qos/policies/{id}"),
+            r#"{"policy": {"shared": false}}"#,
+        )
+        .await;
+    assert_eq!((r.code(), kind(&r).as_str()), (409, "RbacPolicyInUse"));
+    // Every caller lists rule types; their details are admins'.
+    let r = as_member(&app, "GET", "/v2.0/qos/rule-types", None, "p1").await;
+    assert_eq!(r.code(), 200);
+    let r = as_member(
+        &app,
+        "GET",
+        "/v2.0/qos/rule-types/bandwidth_limit",
+        None,
+        "p1",
+    )
+    .await;
+    assert_eq!(r.code(), 403);
+    // A bad body is 400 for a member too (checked before the rights).
+    let long = "x".repeat(256);
     let r = as_member(
         &app,
         "POST",
-        "/v2.0/ports",
-        Some(json!({"port": {"network_id": net2, "qos_policy_id": id}})),
-        "p2",
+        "/v2.0/qos/policies",
+        Some(json!({"policy": {"name": long}})),
+        "p1",
+    )
+    .await;
+    assert_eq!(r.code(), 400);
+    // A project manager writes its own project's policies, not another's.
+    let manager = |method: &'static str, uri: String, b: Value| {
+        let app = &app;
+        async move {
+            app.req(
+                method,
+                &uri,
+                Some(&b.to_string()),
+                &[
+                    ("content-type", "application/json"),
+                    ("x-project-id", "p2"),
+                    ("x-roles", "member,manager"),
+                ],
+            )
+            .await
+        }
+    };
+    let r = manager(
+        "POST",
+        "/v2.0/qos/policies".into(),
+        json!({"policy": {"name": "m"}}),
+    )
+    .await;
+    assert_eq!(r.code(), 201, "{r:?}");
+    let r = manager(
+        "PUT",
+        format!("/v2.0/qos/policies/{id}"),
+        json!({"policy": {"name": "taken"}}),
     )
     .await;
     assert_eq!((r.code(), kind(&r).as_str()), (404, "QosPolicyNotFound"));
+    let r = app
+        .get("/v2.0/qos/policies?limit=1&sort_key=name&sort_dir=asc")
+        .await;
+    assert_eq!(r.code(), 200);
 }

@@ -110,9 +110,21 @@ impl Control {
         upd: QosPolicyUpdate,
     ) -> Result<PolicyView> {
         self.write(|tx| {
-            let mut p = visible_policy(tx, scope, id)?;
+            let mut p = writable_policy(tx, scope, id)?;
             if upd.is_default == Some(true) && !p.is_default {
                 one_default(tx, &p.tenant_id, Some(id))?;
+            }
+            // Other projects' networks and ports keep a policy shared while they use it.
+            if upd.shared == Some(false) && p.shared {
+                if let Some((kind, user)) = tx.qos_policy_user(id, Some(&p.tenant_id))? {
+                    return Err(ControlError::QosConflict {
+                        kind: "RbacPolicyInUse",
+                        message: format!(
+                            "RBAC policy on object {id} cannot be removed because other objects \
+                             depend on it: {kind} {user} of another project uses it."
+                        ),
+                    });
+                }
             }
             if let Some(v) = &upd.name {
                 p.name.clone_from(v);
@@ -132,8 +144,8 @@ impl Control {
     /// Deletes a policy; refused while a network or a port has it.
     pub fn v2_delete_qos_policy(&self, scope: &Scope, id: &str) -> Result<()> {
         self.write(|tx| {
-            visible_policy(tx, scope, id)?;
-            if let Some((kind, user)) = tx.qos_policy_user(id)? {
+            writable_policy(tx, scope, id)?;
+            if let Some((kind, user)) = tx.qos_policy_user(id, None)? {
                 return Err(ControlError::QosConflict {
                     kind: "QosPolicyInUse",
                     message: format!("QoS Policy {id} is used by {kind} {user}."),
@@ -178,7 +190,7 @@ impl Control {
         spec: QosRuleSpec,
     ) -> Result<QosRule> {
         self.write(|tx| {
-            visible_policy(tx, scope, policy_id)?;
+            writable_policy(tx, scope, policy_id)?;
             let rule = QosRule {
                 id: new_id(),
                 policy_id: policy_id.to_owned(),
@@ -204,6 +216,7 @@ impl Control {
         spec: QosRuleSpec,
     ) -> Result<QosRule> {
         self.write(|tx| {
+            writable_policy(tx, scope, policy_id)?;
             let mut rule = find_rule(tx, scope, policy_id, ty, rule_id)?;
             rule.direction = spec.direction.unwrap_or(rule.direction);
             rule.rate = spec.rate.unwrap_or(rule.rate);
@@ -224,6 +237,7 @@ impl Control {
         rule_id: &str,
     ) -> Result<()> {
         self.write(|tx| {
+            writable_policy(tx, scope, policy_id)?;
             find_rule(tx, scope, policy_id, ty, rule_id)?;
             tx.delete_qos_rule(rule_id)?;
             bump(tx, policy_id)
@@ -240,6 +254,15 @@ pub(crate) fn visible_policy(tx: &dyn Tx, scope: &Scope, id: &str) -> Result<Qos
     tx.qos_policies(Some(id))?
         .pop()
         .filter(|p| visible(scope, p))
+        .ok_or_else(|| ControlError::QosPolicyNotFound { id: id.to_owned() })
+}
+
+/// A policy the caller may change: one of its own project (an admin: any); others' are not
+/// found, as Neutron hides them.
+fn writable_policy(tx: &dyn Tx, scope: &Scope, id: &str) -> Result<QosPolicy> {
+    visible_policy(tx, scope, id)
+        .ok()
+        .filter(|p| scope.owns(&p.tenant_id))
         .ok_or_else(|| ControlError::QosPolicyNotFound { id: id.to_owned() })
 }
 

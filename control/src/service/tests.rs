@@ -976,6 +976,17 @@ fn qos_policies_give_ports_their_limits_and_follow_changes() {
             ..
         })
     ));
+    // The network's own ports (DHCP, routers) do not take its policy.
+    let owned = |owner: &str| PortUpdate {
+        device_owner: Some(owner.into()),
+        ..Default::default()
+    };
+    c.v2_update_port(&scope, &id, owned("network:dhcp"))
+        .unwrap();
+    assert_eq!(limits(&rec), (None, None));
+    c.v2_update_port(&scope, &id, owned("compute:nova"))
+        .unwrap();
+    assert!(limits(&rec).0.is_some());
     // The port's own policy (without rules) wins over its network's.
     let own = policy(false).unwrap();
     let set_port = PortUpdate {

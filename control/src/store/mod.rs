@@ -272,8 +272,13 @@ pub trait Tx {
     fn save_qos_rule(&self, rule: &QosRule) -> Result<()>;
     /// Deletes a QoS rule.
     fn delete_qos_rule(&self, id: &str) -> Result<()>;
-    /// A network or a port the policy is set on: (`"network"` or `"port"`, its id).
-    fn qos_policy_user(&self, policy_id: &str) -> Result<Option<(&'static str, String)>>;
+    /// A network or a port the policy is set on (of a project other than `except_tenant`, when
+    /// given): (`"network"` or `"port"`, its id).
+    fn qos_policy_user(
+        &self,
+        policy_id: &str,
+        except_tenant: Option<&str>,
+    ) -> Result<Option<(&'static str, String)>>;
     /// The project's default QoS policy.
     fn default_qos_policy(&self, tenant_id: &str) -> Result<Option<String>>;
     /// Rules in creation order: one (`id`), a group's, or all.

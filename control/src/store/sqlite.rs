@@ -59,6 +59,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0009_router_external.sql"),
     include_str!("../../migrations/0010_provider_networks.sql"),
     include_str!("../../migrations/0011_qos_policies.sql"),
+    include_str!("../../migrations/0012_qos_network_owned_ports.sql"),
 ];
 
 /// How much of the database file each connection maps.
@@ -1553,18 +1554,25 @@ impl Tx for SqliteTx<'_> {
             .map(drop)
     }
 
-    fn qos_policy_user(&self, policy_id: &str) -> Result<Option<(&'static str, String)>> {
+    fn qos_policy_user(
+        &self,
+        policy_id: &str,
+        except_tenant: Option<&str>,
+    ) -> Result<Option<(&'static str, String)>> {
         let net: Option<String> = self.query_one(
-            "SELECT id FROM networks WHERE qos_policy_id = ?1 LIMIT 1",
-            params![policy_id],
+            "SELECT id FROM networks WHERE qos_policy_id = ?1 \
+             AND (?2 IS NULL OR tenant_id <> ?2) LIMIT 1",
+            params![policy_id, except_tenant],
             |r| r.get(0),
         )?;
         if let Some(id) = net {
             return Ok(Some(("network", id)));
         }
         let port: Option<String> = self.query_one(
-            "SELECT id FROM ports WHERE qos_policy_id = ?1 LIMIT 1",
-            params![policy_id],
+            "SELECT p.id FROM ports p JOIN networks n ON n.id = p.network_id \
+             WHERE p.qos_policy_id = ?1 \
+             AND (?2 IS NULL OR COALESCE(p.tenant_id, n.tenant_id) <> ?2) LIMIT 1",
+            params![policy_id, except_tenant],
             |r| r.get(0),
         )?;
         Ok(port.map(|id| ("port", id)))
