@@ -100,15 +100,7 @@ fn qos_limits_real_frames_live_and_counters_match_frames_sent() {
     let (api, daemon) = start();
 
     let t = "/v1.1/tenants/qos";
-    let net = api.ok(
-        "POST",
-        &format!("{t}/networks"),
-        Some(r#"{"network": {"name": "q"}}"#),
-    )["network"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let ports = plugged_pair(&api, &daemon, t, &net, [&vm1, &vm2]);
+    let (net, ports) = plugged_pair(&api, &daemon, t, [&vm1, &vm2]);
     let (p1, p2) = (&ports[0], &ports[1]);
 
     // Unlimited: every frame the switch receives arrives, and the counters say exactly what
@@ -311,9 +303,18 @@ fn the_config_files_api_section_sets_page_size_rate_limits_and_quotas() {
     assert!(wait_for(Duration::from_secs(3), || create("a").status == 409));
 }
 
-/// Plugs a new Quantum port of `net` for each VM (registering its device as an interface of
-/// tenant path `t`) and waits for both to come up; returns the ports' paths.
-fn plugged_pair(api: &Api, daemon: &Daemon, t: &str, net: &str, vms: [&Vm; 2]) -> Vec<String> {
+/// Creates a Quantum network of tenant path `t` and plugs a new port of it for each VM
+/// (registering its device as an interface of the tenant); waits for both to come up. Returns
+/// the network id and the ports' paths.
+fn plugged_pair(api: &Api, daemon: &Daemon, t: &str, vms: [&Vm; 2]) -> (String, Vec<String>) {
+    let net = api.ok(
+        "POST",
+        &format!("{t}/networks"),
+        Some(r#"{"network": {"name": "q"}}"#),
+    )["network"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let mut ports = Vec::new();
     for (vm, vif) in [(vms[0], "vif-p1"), (vms[1], "vif-p2")] {
         let id = api.ok(
@@ -344,7 +345,7 @@ fn plugged_pair(api: &Api, daemon: &Daemon, t: &str, net: &str, vms: [&Vm; 2]) -
         );
         ports.push(port);
     }
-    ports
+    (net, ports)
 }
 
 #[test]
@@ -353,16 +354,8 @@ fn neutron_qos_policies_limit_what_a_port_sends_and_receives() {
     let vm2 = Vm::new("p", 4, 0);
     let (api, daemon) = start();
     let t = "/v1.1/tenants/qosv2";
-    let net = api.ok(
-        "POST",
-        &format!("{t}/networks"),
-        Some(r#"{"network": {"name": "q"}}"#),
-    )["network"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     // Quantum ports are v2.0 ports: their QoS policy is set through v2.0.
-    let ports = plugged_pair(&api, &daemon, t, &net, [&vm1, &vm2]);
+    let (net, ports) = plugged_pair(&api, &daemon, t, [&vm1, &vm2]);
     let id = |path: &str| path.rsplit('/').next().unwrap().to_owned();
     let p1 = id(&ports[0]);
     let policy = |rules: &[(&str, &str)]| {

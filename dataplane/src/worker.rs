@@ -984,10 +984,6 @@ impl<P: PortIo> Worker<P> {
     /// ports of its network, each copy through the port's ingress security group rules.
     fn deliver(&mut self, c: &Crossing, now: Now) {
         let frame = c.frame();
-        let egress = match c.target {
-            Target::Port(p) => p,
-            Target::Flood => c.ingress,
-        };
         let Some(base) = self.umem.alloc() else {
             // Counted as a flood copy without a buffer is: on each port it would have reached.
             match c.target {
@@ -1031,7 +1027,8 @@ impl<P: PortIo> Worker<P> {
                 self.umem.release(d.addr);
             }
             Target::Port(p) if self.pipe.admit(&self.snap, p, d.len as usize, now) => {
-                self.stage_to(p, d, c.tagged, vlan, egress);
+                // A failure is counted on the port: the ingress belongs to another worker.
+                self.stage_to(p, d, c.tagged, vlan, p);
             }
             Target::Port(_) => self.umem.release(d.addr),
             Target::Flood => self.flood_here(d, c.net, c.ingress, c.tagged, vlan, now),

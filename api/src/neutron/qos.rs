@@ -505,21 +505,7 @@ async fn create_rule(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    finish(
-        async {
-            let ty = rule_kind(&rules)?;
-            let b = object(read_json(&state, body).await?, &singular(ty))?;
-            let spec = rule_spec(ty, &b, true)?;
-            let rule = format!("create_policy_{}", singular(ty));
-            let s = may_change(&state, &headers, &rule, &id).await?;
-            let r = run(&state, move |c| c.v2_create_qos_rule(&s, &id, ty, spec)).await?;
-            Ok(ok(
-                StatusCode::CREATED,
-                json!({ singular(ty): rule_view(&r) }),
-            ))
-        }
-        .await,
-    )
+    finish(write_rule(&state, id, &rules, None, &headers, body).await)
 }
 
 async fn update_rule(
@@ -528,21 +514,48 @@ async fn update_rule(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    finish(
-        async {
-            let ty = rule_kind(&rules)?;
-            let b = object(read_json(&state, body).await?, &singular(ty))?;
-            let spec = rule_spec(ty, &b, false)?;
-            let rule = format!("update_policy_{}", singular(ty));
-            let s = may_change(&state, &headers, &rule, &id).await?;
-            let r = run(&state, move |c| {
+    finish(write_rule(&state, id, &rules, Some(rule_id), &headers, body).await)
+}
+
+/// Creates a rule of policy `id` (`rule_id` `None`: 201) or changes one (200). The body is
+/// checked before the caller's rights, as for policies.
+async fn write_rule(
+    state: &NeutronState,
+    id: String,
+    rules: &str,
+    rule_id: Option<String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> R<Response> {
+    let ty = rule_kind(rules)?;
+    let b = object(read_json(state, body).await?, &singular(ty))?;
+    let spec = rule_spec(ty, &b, rule_id.is_none())?;
+    let verb = if rule_id.is_some() {
+        "update"
+    } else {
+        "create"
+    };
+    let s = may_change(
+        state,
+        headers,
+        &format!("{verb}_policy_{}", singular(ty)),
+        &id,
+    )
+    .await?;
+    let (status, r) = match rule_id {
+        None => (
+            StatusCode::CREATED,
+            run(state, move |c| c.v2_create_qos_rule(&s, &id, ty, spec)).await?,
+        ),
+        Some(rule_id) => (
+            StatusCode::OK,
+            run(state, move |c| {
                 c.v2_update_qos_rule(&s, &id, ty, &rule_id, spec)
             })
-            .await?;
-            Ok(ok(StatusCode::OK, json!({ singular(ty): rule_view(&r) })))
-        }
-        .await,
-    )
+            .await?,
+        ),
+    };
+    Ok(ok(status, json!({ singular(ty): rule_view(&r) })))
 }
 
 async fn delete_rule(
