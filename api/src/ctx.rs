@@ -132,6 +132,22 @@ impl FromRequestParts<VersionState> for Ctx {
 }
 
 impl Ctx {
+    /// Whether the caller may do what only admins may: an admin token, or anyone in noauth
+    /// mode (which trusts every caller, as it does for the MAC table).
+    pub(crate) fn admin_rights(&self) -> bool {
+        self.principal
+            .as_ref()
+            .is_none_or(|p| p.has(crate::auth::Role::Admin))
+    }
+
+    /// Whether the caller authenticated as an admin: only then do views carry admin-only
+    /// attributes (noauth mode keeps the core bodies exactly as the versions define them).
+    pub(crate) fn admin_token(&self) -> bool {
+        self.principal
+            .as_ref()
+            .is_some_and(|p| p.has(crate::auth::Role::Admin))
+    }
+
     /// A path parameter by name (empty if the route has none by that name).
     pub(crate) fn param(&self, name: &str) -> String {
         self.params

@@ -15,6 +15,12 @@ use quick_xml::events::Event;
 use quick_xml::{Reader, XmlVersion};
 use serde_json::{Map, Value};
 
+/// The namespaces of extension attributes, by the prefix their names carry.
+const EXT_NAMESPACES: [(&str, &str); 1] = [(
+    "provider",
+    "http://docs.openstack.org/ext/provider/api/v1.0",
+)];
+
 /// Per element name, the fields written as attributes.
 pub(crate) type Attrs<'a> = &'a [(&'a str, &'a [&'a str])];
 
@@ -31,6 +37,14 @@ pub(crate) fn to_xml(value: &Value, attrs: Attrs<'_>, xmlns: Option<&str>) -> St
         return out;
     };
     node(&mut out, root, data, attrs, xmlns);
+    // Extension attributes (`provider:network_type`) are elements of the extension's
+    // namespace, declared on the root.
+    for (prefix, ns) in EXT_NAMESPACES {
+        if out.contains(&format!("<{prefix}:")) {
+            let decl = format!(" xmlns:{prefix}=\"{ns}\"");
+            out.insert_str(1 + root.len(), &decl);
+        }
+    }
     let mut extra = String::new();
     for (k, v) in keys {
         if v.as_array().is_some_and(Vec::is_empty) {
@@ -143,8 +157,13 @@ impl Elem {
     }
 }
 
+/// A name without its namespace prefix, unless the prefix is an extension's: its attributes
+/// are named with it (`provider:network_type`).
 fn local(name: &str) -> String {
-    name.rsplit(':').next().unwrap_or(name).to_owned()
+    match name.split_once(':') {
+        Some((prefix, _)) if EXT_NAMESPACES.iter().any(|(p, _)| *p == prefix) => name.to_owned(),
+        _ => name.rsplit(':').next().unwrap_or(name).to_owned(),
+    }
 }
 
 fn start(e: &quick_xml::events::BytesStart<'_>) -> Result<Elem, Malformed> {
@@ -161,7 +180,7 @@ fn start(e: &quick_xml::events::BytesStart<'_>) -> Result<Elem, Malformed> {
         fields.insert(local(key), Value::String(value.into_owned()));
     }
     Ok(Elem {
-        name: local(e.local_name().as_ref()),
+        name: local(e.name().as_ref()),
         fields,
         text: String::new(),
         has_children: false,
@@ -302,6 +321,20 @@ mod tests {
             Ok(json!({"attachment": {"id": "vif"}}))
         );
         assert_eq!(from_xml("<port/>"), Ok(json!({"port": ""})));
+    }
+
+    #[test]
+    fn extension_attributes_keep_their_prefix_and_namespace() {
+        let v = json!({"network": {"id": "n", "provider:network_type": "flat"}});
+        assert_eq!(
+            to_xml(&v, &[("network", &["id"])], Some("ns")),
+            r#"<network xmlns:provider="http://docs.openstack.org/ext/provider/api/v1.0" xmlns="ns" id="n"><provider:network_type>flat</provider:network_type></network>"#
+        );
+        let body = r#"<network xmlns:provider="p" name="x"><provider:segmentation_id>7</provider:segmentation_id><q:other>1</q:other></network>"#;
+        assert_eq!(
+            from_xml(body).unwrap(),
+            json!({"network": {"name": "x", "provider:segmentation_id": "7", "other": "1"}})
+        );
     }
 
     #[test]

@@ -133,6 +133,14 @@ pub struct Network {
     pub physnet: Option<String>,
 }
 
+impl Network {
+    /// `provider:segmentation_id` as Neutron shows it: the VLAN of a VLAN network, none for a
+    /// flat or a local one.
+    pub fn segmentation_id(&self) -> Option<u16> {
+        (self.network_type == NetworkType::Vlan).then_some(self.vlan)
+    }
+}
+
 /// A port as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Port {

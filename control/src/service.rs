@@ -29,6 +29,7 @@ use std::sync::Arc;
 use crate::error::{ControlError, Result};
 use crate::forward::{DesiredState, Forwarder};
 use crate::model::{self, Interface, Network, NetworkView, Port, PortState, PortView};
+use crate::neutron::ProviderSpec;
 use crate::quota::{Quotas, Resource};
 use crate::reconcile;
 use crate::store::sqlite::SqliteStore;
@@ -336,20 +337,32 @@ impl Control {
         Ok(self.network_view(n, ports))
     }
 
-    /// Creates a network with the lowest free VLAN id.
+    /// Creates a tenant network: the lowest free VLAN of the physical networks' ranges.
     pub fn create_network(&self, tenant_id: &str, name: &str) -> Result<Network> {
+        self.create_provider_network(tenant_id, name, &ProviderSpec::default())
+    }
+
+    /// Creates a network on the segment the provider attributes name (checked as the Neutron
+    /// face checks them; none given: a tenant network). Callers check that the caller is an
+    /// admin.
+    pub fn create_provider_network(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        provider: &ProviderSpec,
+    ) -> Result<Network> {
         model::validate_tenant_id(tenant_id)?;
         model::validate_network_name(name)?;
         self.write(|tx| {
             check_quota(tx, &self.options.quotas, tenant_id, Resource::Networks)?;
-            let (physnet, vlan) = self.tenant_segment(tx)?;
+            let (network_type, physnet, vlan) = self.segment(tx, provider)?;
             let n = Network {
                 id: new_id(),
                 tenant_id: tenant_id.to_owned(),
                 name: name.to_owned(),
                 vlan,
-                network_type: model::NetworkType::Vlan,
-                physnet: Some(physnet),
+                network_type,
+                physnet,
             };
             tx.insert_network(&n)?;
             Ok(n)

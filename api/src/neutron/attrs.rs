@@ -529,40 +529,48 @@ fn router_external(body: &Map<String, Value>, scope: &Scope, create: bool) -> R<
 /// string, a string and an integer (or its decimal string); `null` is absent. Their meaning is
 /// the control plane's (ML2's type drivers' rules).
 fn provider(body: &Map<String, Value>, scope: &Scope) -> R<ProviderSpec> {
-    const ATTRS: [&str; 3] = [
-        "provider:network_type",
-        "provider:physical_network",
-        "provider:segmentation_id",
-    ];
-    let given = |k: &str| body.get(k).is_some_and(|v| !v.is_null());
-    if let Some(first) = ATTRS.iter().find(|k| given(k)) {
+    if let Some(first) = provider_given(body) {
         if !scope.admin {
             return Err(NeutronError::policy(&format!(
                 "(rule:create_network and rule:create_network:{first})"
             )));
         }
     }
-    let text = |k: &str| -> R<Option<String>> {
-        match body.get(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(v) => Err(NeutronError::invalid_attr(
-                k,
-                format!("'{}' is not a valid string", py(v)),
-            )),
-        }
+    provider_spec(body).map_err(|(k, msg)| NeutronError::invalid_attr(k, msg))
+}
+
+/// The `provider:*` attributes.
+const PROVIDER_ATTRS: [&str; 3] = [
+    "provider:network_type",
+    "provider:physical_network",
+    "provider:segmentation_id",
+];
+
+/// The first `provider:*` attribute the body gives (not `null`), if any.
+pub(crate) fn provider_given(body: &Map<String, Value>) -> Option<&'static str> {
+    PROVIDER_ATTRS
+        .into_iter()
+        .find(|k| body.get(*k).is_some_and(|v| !v.is_null()))
+}
+
+/// The `provider:*` attributes of a body (both faces): the type and the physical network
+/// strings, the segmentation id an integer or its decimal string; `null` is absent. A wrong
+/// type is the attribute's name with the message.
+pub(crate) fn provider_spec(
+    body: &Map<String, Value>,
+) -> Result<ProviderSpec, (&'static str, String)> {
+    let text = |k: &'static str| match body.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(v) => Err((k, format!("'{}' is not a valid string", py(v)))),
     };
-    let segmentation_id = match body.get("provider:segmentation_id") {
+    let id = "provider:segmentation_id";
+    let segmentation_id = match body.get(id) {
         None | Some(Value::Null) => None,
         Some(v) => Some(
             v.as_i64()
                 .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-                .ok_or_else(|| {
-                    NeutronError::invalid_attr(
-                        "provider:segmentation_id",
-                        format!("'{}' is not an integer", py(v)),
-                    )
-                })?,
+                .ok_or_else(|| (id, format!("'{}' is not an integer", py(v))))?,
         ),
     };
     Ok(ProviderSpec {

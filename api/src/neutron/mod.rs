@@ -14,12 +14,12 @@
 //! project, as Neutron's noauth runs every request. Any `X-Auth-Token` is
 //! accepted and ignored.
 
-mod attrs;
+pub(crate) mod attrs;
 mod error;
 mod extensions;
 mod qos;
 mod query;
-mod views;
+pub(crate) mod views;
 
 use std::sync::Arc;
 

@@ -16,8 +16,7 @@ fn object(v: Value) -> Map<String, Value> {
 pub(crate) fn network(n: &NetworkRecord) -> Map<String, Value> {
     let a = &n.attrs;
     let net = &n.network;
-    let segmentation_id = (net.network_type == control::NetworkType::Vlan).then_some(net.vlan);
-    object(json!({
+    let mut m = object(json!({
         "id": n.network.id,
         "name": n.network.name,
         "tenant_id": n.network.tenant_id,
@@ -30,9 +29,6 @@ pub(crate) fn network(n: &NetworkRecord) -> Map<String, Value> {
         "port_security_enabled": a.port_security_enabled,
         "router:external": a.router_external,
         "qos_policy_id": a.qos_policy_id,
-        "provider:network_type": net.network_type.as_str(),
-        "provider:physical_network": net.physnet,
-        "provider:segmentation_id": segmentation_id,
         "availability_zone_hints": [],
         "availability_zones": [],
         "ipv4_address_scope": null,
@@ -42,6 +38,17 @@ pub(crate) fn network(n: &NetworkRecord) -> Map<String, Value> {
         "created_at": a.created_at,
         "updated_at": a.updated_at,
         "revision_number": a.revision_number,
+    }));
+    m.extend(provider(net));
+    m
+}
+
+/// A network's `provider:*` attributes, as Neutron shows them (both faces).
+pub(crate) fn provider(net: &control::Network) -> Map<String, Value> {
+    object(json!({
+        "provider:network_type": net.network_type.as_str(),
+        "provider:physical_network": net.physnet,
+        "provider:segmentation_id": net.segmentation_id(),
     }))
 }
 

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::ctx::{Ctx, Reply};
 use crate::fault::ApiError;
+use crate::negotiate::Version;
 
 /// The interface registry's alias.
 pub(crate) const INTERFACES_ALIAS: &str = "interfaces";
@@ -17,10 +18,13 @@ pub(crate) const QOS_ALIAS: &str = "qos";
 pub(crate) const PORTSTATS_ALIAS: &str = "portstats";
 /// The MAC table extension's alias.
 pub(crate) const MACTABLE_ALIAS: &str = "mactable";
+/// The provider networks extension's alias (Neutron's).
+pub(crate) const PROVIDER_ALIAS: &str = "provider";
 
-/// Every extension this server provides, in the original descriptor format.
-fn descriptors() -> Vec<Value> {
-    vec![
+/// Every extension this server provides in a version, in the original descriptor format (the
+/// provider extension's attributes are v1.1's: v1.0 bodies stay as they were).
+fn descriptors(v: Version) -> Vec<Value> {
+    let mut all = vec![
         json!({
             "name": "Interface Registry",
             "alias": INTERFACES_ALIAS,
@@ -66,18 +70,36 @@ fn descriptors() -> Vec<Value> {
             "updated": "2026-11-25T00:00:00-00:00",
             "links": []
         }),
-    ]
+        json!({
+            "name": "Provider Network",
+            "alias": PROVIDER_ALIAS,
+            "description": "v1.1 networks on a segment an admin names: provider:network_type \
+                            (vlan, flat or local), provider:physical_network and \
+                            provider:segmentation_id, given on POST /tenants/{tenant_id}/networks \
+                            by admins and shown to admins.",
+            "namespace": "http://docs.openstack.org/ext/provider/api/v1.0",
+            "updated": "2026-12-03T00:00:00-00:00",
+            "links": []
+        }),
+    ];
+    if v == Version::V10 {
+        all.retain(|d| d["alias"] != PROVIDER_ALIAS);
+    }
+    all
 }
 
 /// `GET /extensions`: `{"extensions": [descriptor, ...]}`.
 pub(crate) async fn list(ctx: Ctx) -> Response {
-    ctx.finish(Ok(Reply::ok(json!({ "extensions": descriptors() }), &[])))
+    ctx.finish(Ok(Reply::ok(
+        json!({ "extensions": descriptors(ctx.version) }),
+        &[],
+    )))
 }
 
 /// `GET /extensions/{alias}`: the bare descriptor, or 404.
 pub(crate) async fn show(ctx: Ctx) -> Response {
     let alias = ctx.param("alias");
-    let found = descriptors()
+    let found = descriptors(ctx.version)
         .into_iter()
         .find(|d| d["alias"].as_str() == Some(alias.as_str()));
     let r = match found {

@@ -4,6 +4,7 @@ use axum::body::Body;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
+use control::neutron::ProviderSpec;
 use control::NetworkView;
 
 use super::filters::{self, Parsed};
@@ -12,6 +13,7 @@ use crate::ctx::{resource, Ctx, Reply};
 use crate::fault::ApiError;
 use crate::links::Links;
 use crate::negotiate::Version;
+use crate::neutron::attrs::{provider_given, provider_spec};
 use crate::page;
 
 /// The `name` parameter: required; an empty string is accepted (the model
@@ -26,9 +28,25 @@ fn name_param(res: &Map<String, Value>) -> Result<String, ApiError> {
     }
 }
 
+/// The `provider` extension's attributes of a network to create (v1.1, admins; v1.0 bodies
+/// stay as they were, so there they are ignored).
+fn provider(ctx: &Ctx, res: &Map<String, Value>) -> Result<ProviderSpec, ApiError> {
+    if ctx.version == Version::V10 {
+        return Ok(ProviderSpec::default());
+    }
+    if provider_given(res).is_some() && !ctx.admin_rights() {
+        return Err(ApiError::Forbidden(
+            "Provider attributes (provider:network_type, provider:physical_network, \
+             provider:segmentation_id) are for admins only",
+        ));
+    }
+    provider_spec(res)
+        .map_err(|(k, msg)| ApiError::BadRequest(format!("Invalid input for {k}. Reason: {msg}")))
+}
+
 fn item(ctx: &Ctx, links: &Links, n: &NetworkView, detail: bool) -> Value {
     if detail {
-        Value::Object(views::network(ctx.version, links, n))
+        Value::Object(views::network(ctx.version, links, n, ctx.admin_token()))
     } else {
         views::network_brief(links, &n.network.id)
     }
@@ -95,8 +113,11 @@ pub(crate) async fn create(ctx: Ctx, body: Body) -> Response {
     let r = async {
         let res = resource(ctx.body(body).await?, "network", false)?;
         let name = name_param(&res)?;
+        let provider = provider(&ctx, &res)?;
         let tenant = ctx.tenant();
-        let n = ctx.run(move |c| c.create_network(&tenant, &name)).await?;
+        let n = ctx
+            .run(move |c| c.create_provider_network(&tenant, &name, &provider))
+            .await?;
         Ok(Reply::body(
             create_status(ctx.version),
             json!({"network": views::network_brief(&ctx.links(), &n.id)}),
@@ -121,9 +142,9 @@ async fn show_impl(ctx: &Ctx, detail: bool) -> Result<Reply, ApiError> {
         .await?;
     let links = ctx.links();
     let body = if detail {
-        views::network_detail(ctx.version, &links, &n)
+        views::network_detail(ctx.version, &links, &n, ctx.admin_token())
     } else {
-        Value::Object(views::network(ctx.version, &links, &n))
+        Value::Object(views::network(ctx.version, &links, &n, ctx.admin_token()))
     };
     Ok(Reply::ok(
         json!({ "network": body }),

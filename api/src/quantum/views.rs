@@ -62,13 +62,17 @@ pub(crate) fn port_brief(l: &Links, net: &str, id: &str) -> Value {
     Value::Object(m)
 }
 
-/// A network's show view: `{"id", "name"[, "op-status", "links"]}`.
-pub(crate) fn network(v: Version, l: &Links, n: &NetworkView) -> Map<String, Value> {
+/// A network's show view: `{"id", "name"[, "op-status", "links"]}`; in v1.1 an admin also
+/// sees the `provider` extension's attributes.
+pub(crate) fn network(v: Version, l: &Links, n: &NetworkView, admin: bool) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("id".into(), n.network.id.clone().into());
     m.insert("name".into(), n.network.name.clone().into());
     if v == Version::V11 {
         m.insert("op-status".into(), n.op_status.as_str().into());
+        if admin {
+            m.extend(crate::neutron::views::provider(&n.network));
+        }
     }
     if l.enabled() {
         m.insert("links".into(), l.network(&n.network.id));
@@ -77,8 +81,8 @@ pub(crate) fn network(v: Version, l: &Links, n: &NetworkView) -> Map<String, Val
 }
 
 /// A network's detail view: the show view plus its ports with attachments.
-pub(crate) fn network_detail(v: Version, l: &Links, n: &NetworkView) -> Value {
-    let mut m = network(v, l, n);
+pub(crate) fn network_detail(v: Version, l: &Links, n: &NetworkView, admin: bool) -> Value {
+    let mut m = network(v, l, n, admin);
     let ports: Vec<Value> = n.ports.iter().map(|p| port_detail(v, l, p)).collect();
     m.insert("ports".into(), ports.into());
     Value::Object(m)

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use crate::common::*;
 
-const ADMIN: &str = "tok-admin";
-const A: &str = "tok-a";
+pub(crate) const ADMIN: &str = "tok-admin";
+pub(crate) const A: &str = "tok-a";
 const B: &str = "tok-b";
 const HYPERVISOR: &str = "tok-hyp";
 
@@ -27,7 +27,7 @@ fn tokens() -> api::Tokens {
     t
 }
 
-fn token_app() -> App {
+pub(crate) fn token_app() -> App {
     app_with(
         control::ControlOptions::default(),
         api::ApiOptions {
@@ -37,7 +37,13 @@ fn token_app() -> App {
     )
 }
 
-async fn call(app: &App, token: &str, method: &str, uri: &str, body: Option<&str>) -> Resp {
+pub(crate) async fn call(
+    app: &App,
+    token: &str,
+    method: &str,
+    uri: &str,
+    body: Option<&str>,
+) -> Resp {
     let mut h = vec![("content-type", "application/json")];
     if !token.is_empty() {
         h.push(("x-auth-token", token));

@@ -12,6 +12,7 @@ mod limits;
 mod metrics;
 mod neutron;
 mod paging;
+mod provider;
 mod qos;
 mod robustness;
 mod routes;

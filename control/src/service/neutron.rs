@@ -115,7 +115,11 @@ impl Control {
     /// The segment of a network to create: a tenant VLAN when no provider attribute is given,
     /// else the one the provider attributes name, checked as Neutron's ML2 type drivers check
     /// them (the same messages), and free.
-    fn segment(&self, tx: &dyn Tx, p: &ProviderSpec) -> Result<(NetworkType, Option<String>, u16)> {
+    pub(crate) fn segment(
+        &self,
+        tx: &dyn Tx,
+        p: &ProviderSpec,
+    ) -> Result<(NetworkType, Option<String>, u16)> {
         let invalid = |reason: String| ControlError::InvalidInput { reason };
         if p.is_empty() {
             let (physnet, vlan) = self.tenant_segment(tx)?;
