@@ -136,6 +136,21 @@ pub struct PortRecord {
     pub attrs: PortAttrs,
 }
 
+impl PortRecord {
+    /// The QoS policy that makes the port's limits: its own, else its network's, except on
+    /// the network's own ports (`device_owner` `network:...`: DHCP, router interfaces), as in
+    /// Neutron.
+    pub fn effective_qos_policy(&self) -> Option<&str> {
+        self.attrs.qos_policy_id.as_deref().or_else(|| {
+            if self.attrs.device_owner.starts_with("network:") {
+                None
+            } else {
+                self.attrs.network_qos_policy_id.as_deref()
+            }
+        })
+    }
+}
+
 /// A port as answered: the record and whether the data plane forwards for
 /// it (`status` ACTIVE, else DOWN).
 #[derive(Debug, Clone, PartialEq, Eq)]

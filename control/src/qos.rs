@@ -1,5 +1,6 @@
-//! QoS: the Quantum extension's per-port limit of what the VM sends, and Neutron QoS policies
-//! (rules per direction, on ports and networks) that make a port's two limits.
+//! QoS: Neutron QoS policies (rules per direction, on ports and networks) make a port's two
+//! limits; the Quantum extension's per-port limit of what the VM sends is a policy of the port's
+//! own (see `service::extensions`).
 //!
 //! A limit has a bit rate and a packet rate, each with a burst (the token
 //! bucket's depth); a rate of 0 leaves that dimension unlimited and a burst
@@ -144,7 +145,13 @@ pub struct QosPolicy {
     pub updated_at: String,
     /// Bumped by every change.
     pub revision_number: i64,
+    /// The port whose Quantum v1.1 limit it holds, when the Quantum qos extension made it.
+    pub port_id: Option<String>,
 }
+
+/// Neutron's units (kbit/s, kbit, kpackets/s, kpackets) in the stored ones (bit/s, bits,
+/// packets/s, packets).
+pub const NEUTRON_UNIT: u64 = 1000;
 
 /// A rule of a QoS policy: at most one per type and direction in a policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,10 +164,23 @@ pub struct QosRule {
     pub rule_type: QosRuleType,
     /// Egress or ingress.
     pub direction: QosDirection,
-    /// kbit/s, or kilo-packets/s.
+    /// Bits per second, or packets per second.
     pub rate: u64,
-    /// kbit, or kilo-packets (0: the switch's default burst).
+    /// Bits, or packets (0: the switch's default burst).
     pub burst: u64,
+}
+
+impl QosRule {
+    /// The rate in Neutron's units (`max_kbps`, `max_kpps`), rounded up: a rate the Quantum
+    /// extension set below 1000 still shows as a limit.
+    pub fn neutron_rate(&self) -> u64 {
+        self.rate.div_ceil(NEUTRON_UNIT)
+    }
+
+    /// The burst in Neutron's units (`max_burst_kbps`, `max_burst_kpps`), rounded up.
+    pub fn neutron_burst(&self) -> u64 {
+        self.burst.div_ceil(NEUTRON_UNIT)
+    }
 }
 
 /// The limits a port's policy rules make: (what the VM sends, what it receives); `None` where
@@ -171,12 +191,12 @@ pub fn policy_limits(rules: &[QosRule]) -> (Option<QosLimit>, Option<QosLimit>) 
         for r in rules.iter().filter(|r| r.direction == dir) {
             match r.rule_type {
                 QosRuleType::BandwidthLimit => {
-                    l.rate_bps = r.rate.saturating_mul(1000);
-                    l.burst_bits = r.burst.saturating_mul(1000);
+                    l.rate_bps = r.rate;
+                    l.burst_bits = r.burst;
                 }
                 QosRuleType::PacketRateLimit => {
-                    l.rate_pps = r.rate.saturating_mul(1000);
-                    l.burst_packets = r.burst.saturating_mul(1000);
+                    l.rate_pps = r.rate;
+                    l.burst_packets = r.burst;
                 }
             }
         }

@@ -45,10 +45,6 @@ pub(crate) fn desired_state(tx: &dyn Tx, authorize_tap: bool) -> Result<DesiredS
             (r.network.id.clone(), info)
         })
         .collect();
-    let net_policies: HashMap<String, String> = records
-        .iter()
-        .filter_map(|r| Some((r.network.id.clone(), r.attrs.qos_policy_id.clone()?)))
-        .collect();
     let mut policy_rules: HashMap<String, Vec<QosRule>> = HashMap::new();
     for rule in tx.qos_rules(None)? {
         policy_rules
@@ -70,7 +66,6 @@ pub(crate) fn desired_state(tx: &dyn Tx, authorize_tap: bool) -> Result<DesiredS
         .into_iter()
         .map(|(p, device)| (p.id, device))
         .collect();
-    let mut qos: HashMap<String, _> = tx.all_port_qos()?.into_iter().collect();
     let mut rules = GroupRules::new(tx);
     let mut ports = Vec::new();
     for r in tx.port_records(None)? {
@@ -78,13 +73,8 @@ pub(crate) fn desired_state(tx: &dyn Tx, authorize_tap: bool) -> Result<DesiredS
             .get(&r.port.network_id)
             .map_or((true, None), |(u, t)| (*u, Some(t.as_str())));
         let device = plugged.get(&r.port.id).cloned();
-        let policy = r.attrs.qos_policy_id.clone().or_else(|| {
-            takes_network_policy(&r)
-                .then(|| net_policies.get(&r.port.network_id).cloned())
-                .flatten()
-        });
+        let policy = r.effective_qos_policy().map(str::to_owned);
         if let Some(mut p) = port_for(tx, r, device, up, tenant, authorize_tap, &mut rules)? {
-            p.qos = qos.remove(&p.id);
             let none = Vec::new();
             let policy = policy.and_then(|id| policy_rules.get(&id)).unwrap_or(&none);
             apply_policy(&mut p, policy);
@@ -258,15 +248,10 @@ fn desired_port(
         Some(iface) => tx.interface(iface)?.map(|i| i.device),
         None => None,
     };
-    let policy = r.attrs.qos_policy_id.clone().or_else(|| {
-        takes_network_policy(&r)
-            .then(|| net.as_ref().and_then(|n| n.attrs.qos_policy_id.clone()))
-            .flatten()
-    });
+    let policy = r.effective_qos_policy().map(str::to_owned);
     let Some(mut p) = port_for(tx, r, device, up, tenant, authorize_tap, rules)? else {
         return Ok(None);
     };
-    p.qos = tx.port_qos(port_id)?;
     let policy = match policy {
         Some(id) => tx.qos_rules(Some(&id))?,
         None => Vec::new(),
@@ -275,20 +260,9 @@ fn desired_port(
     Ok(Some(p))
 }
 
-/// Does a port without a QoS policy of its own take its network's? Not the network's own ports
-/// (`device_owner` `network:...`: DHCP, router interfaces), as in Neutron.
-fn takes_network_policy(r: &PortRecord) -> bool {
-    !r.attrs.device_owner.starts_with("network:")
-}
-
-/// Sets a port's limits from its QoS policy's rules; a limit the Quantum QoS extension set on
-/// the port itself wins over the policy's egress rules.
+/// Sets a port's limits from its QoS policy's rules.
 fn apply_policy(p: &mut DesiredPort, rules: &[QosRule]) {
-    let (egress, ingress) = crate::qos::policy_limits(rules);
-    if p.qos.is_none() {
-        p.qos = egress;
-    }
-    p.qos_ingress = ingress;
+    (p.qos, p.qos_ingress) = crate::qos::policy_limits(rules);
 }
 
 /// A port record as the data plane needs it, given its plugged device and its network's admin

@@ -88,6 +88,12 @@ const EXTENSIONS: &[(&str, &str, &str, &str)] = &[
         "2017-04-06T10:00:00-00:00",
     ),
     (
+        "qos-port-network-policy",
+        "QoS port network policy ID",
+        "Adds a the QoS network ID to the port definition",
+        "2019-11-01T10:00:00-00:00",
+    ),
+    (
         "qos-pps",
         "QoS Packet Rate Limit Rule",
         "Add QoS Rule Packet Rate Limit",

@@ -77,8 +77,8 @@ fn rule_view(r: &QosRule) -> Map<String, Value> {
     let (rate, burst) = r.rule_type.keys();
     let mut m = Map::new();
     m.insert("id".into(), json!(r.id));
-    m.insert(rate.into(), json!(r.rate));
-    m.insert(burst.into(), json!(r.burst));
+    m.insert(rate.into(), json!(r.neutron_rate()));
+    m.insert(burst.into(), json!(r.neutron_burst()));
     m.insert("direction".into(), json!(r.direction.as_str()));
     m
 }

@@ -43,6 +43,7 @@ fn descriptors(v: Version) -> Vec<Value> {
             "description": "An ingress rate limit per port (bits per second and packets per \
                             second, each with a burst), enforced by the switch's token bucket on \
                             every frame the port's VM sends; changes apply to the next frame. \
+                            A view of the port's Neutron QoS policy (its egress rules). \
                             GET/PUT/DELETE /tenants/{tenant_id}/networks/{network_id}/ports/\
                             {port_id}/qos with {\"qos\": {\"rate_bps\", \"burst_bits\", \
                             \"rate_pps\", \"burst_packets\"}}.",

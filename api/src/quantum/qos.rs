@@ -2,7 +2,10 @@
 //! `/tenants/{tenant_id}/networks/{network_id}/ports/{port_id}/qos`.
 //!
 //! A port's ingress rate limit, enforced by the data plane's token bucket on
-//! the frames the port's VM sends; a change applies to the next frame.
+//! the frames the port's VM sends; a change applies to the next frame. It is
+//! a view of Neutron QoS policies: the egress rules of the policy the port
+//! takes, written into a policy of the port's own (see `control`'s
+//! `service::qos`).
 //! `GET` answers `{"qos": {...}}` (`{"qos": {}}` when the port has none),
 //! `PUT` sets it and answers 200 with it, `DELETE` removes it (204).
 

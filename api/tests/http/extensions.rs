@@ -256,3 +256,121 @@ async fn openapi_covers_the_v11_production_features() {
         "X-Auth-Token"
     );
 }
+
+#[tokio::test]
+async fn the_quantum_qos_extension_is_a_view_of_the_ports_qos_policy() {
+    let w = plugged("v1.1").await;
+    let app = &w.app;
+    let uri = format!("/v1.1/tenants/t/networks/{}/ports/{}/qos", w.net, w.port);
+    let v2_port = format!("/v2.0/ports/{}", w.port);
+    let policy_of = |r: Resp| r.json_full()["port"]["qos_policy_id"].clone();
+    let limit = r#"{"qos": {"rate_bps": 1500, "rate_pps": 500, "burst_packets": 50}}"#;
+    assert_eq!(app.send("PUT", &uri, limit).await.code(), 200);
+
+    // Neutron sees a policy of the port's own, in its units (rounded up).
+    let own = policy_of(app.get(&v2_port).await);
+    let own = own.as_str().expect("the port has a policy").to_owned();
+    let r = app.get(&format!("/v2.0/qos/policies/{own}")).await;
+    let p = r.json_full()["policy"].clone();
+    assert_eq!(
+        (p["name"].clone(), p["project_id"].clone()),
+        (json!(format!("port-{}", w.port)), json!("t"))
+    );
+    let mut rules: Vec<(String, u64)> = p["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let rate = r.get("max_kbps").or(r.get("max_kpps")).unwrap();
+            (
+                r["type"].as_str().unwrap().to_owned(),
+                rate.as_u64().unwrap(),
+            )
+        })
+        .collect();
+    rules.sort();
+    assert_eq!(
+        rules,
+        [
+            ("bandwidth_limit".to_owned(), 2),
+            ("packet_rate_limit".to_owned(), 1)
+        ]
+    );
+    // The data plane has the exact values.
+    let q = app.fwd.last().ports[0].qos.unwrap();
+    assert_eq!((q.rate_bps, q.rate_pps, q.burst_packets), (1500, 500, 50));
+
+    // A Neutron policy on the network: what the port takes once its own limit is removed.
+    let r = app
+        .send(
+            "POST",
+            "/v2.0/qos/policies",
+            &json!({"policy": {"name": "net", "project_id": "t"}}).to_string(),
+        )
+        .await;
+    let net_policy = r.json_full()["policy"]["id"].as_str().unwrap().to_owned();
+    for (kind, rule) in [
+        ("packet_rate_limit", json!({"max_kpps": 2})),
+        (
+            "bandwidth_limit",
+            json!({"max_kbps": 300, "direction": "ingress"}),
+        ),
+    ] {
+        let r = app
+            .send(
+                "POST",
+                &format!("/v2.0/qos/policies/{net_policy}/{kind}_rules"),
+                &json!({ format!("{kind}_rule"): rule }).to_string(),
+            )
+            .await;
+        assert_eq!(r.code(), 201, "{r:?}");
+    }
+    let body = json!({"network": {"qos_policy_id": net_policy}}).to_string();
+    let r = app
+        .send("PUT", &format!("/v2.0/networks/{}", w.net), &body)
+        .await;
+    assert_eq!(r.code(), 200, "{r:?}");
+    // The port's own policy still wins, and Neutron cannot delete it while it is set.
+    assert_eq!(app.fwd.last().ports[0].qos.unwrap().rate_pps, 500);
+    let r = app.delete(&format!("/v2.0/qos/policies/{own}")).await;
+    assert_eq!(r.code(), 409, "{r:?}");
+
+    assert_eq!(app.delete(&uri).await.code(), 204);
+    assert_eq!(policy_of(app.get(&v2_port).await), json!(null));
+    let r = app.get(&format!("/v2.0/qos/policies/{own}")).await;
+    assert_eq!(r.code(), 404, "the port's own policy went with its limit");
+    assert_eq!(
+        app.get(&uri).await.json(),
+        json!({"qos": {"rate_bps": 0, "burst_bits": 0, "rate_pps": 2000, "burst_packets": 0}}),
+        "the network's policy shows through"
+    );
+    let last = app.fwd.last();
+    assert_eq!(last.ports[0].qos.unwrap().rate_pps, 2000);
+    assert_eq!(last.ports[0].qos_ingress.unwrap().rate_bps, 300_000);
+
+    // A new limit keeps what the port receives limited (the network policy's ingress rule).
+    let r = app
+        .send("PUT", &uri, r#"{"qos": {"rate_bps": 1000000}}"#)
+        .await;
+    assert_eq!(r.code(), 200);
+    let own = policy_of(app.get(&v2_port).await);
+    let r = app
+        .get(&format!("/v2.0/qos/policies/{}", own.as_str().unwrap()))
+        .await;
+    let rules = r.json_full()["policy"]["rules"].clone();
+    assert_eq!(rules.as_array().unwrap().len(), 2, "{rules}");
+    let last = app.fwd.last();
+    assert_eq!(last.ports[0].qos.unwrap().rate_bps, 1_000_000);
+    assert_eq!(last.ports[0].qos.unwrap().rate_pps, 0);
+    assert_eq!(last.ports[0].qos_ingress.unwrap().rate_bps, 300_000);
+
+    // Deleting the port deletes its policy.
+    app.delete(&format!("{}/attachment", uri.trim_end_matches("/qos")))
+        .await;
+    let r = app.delete(uri.trim_end_matches("/qos")).await;
+    assert_eq!(r.code(), 204, "{r:?}");
+    let r = app
+        .get(&format!("/v2.0/qos/policies/{}", own.as_str().unwrap()))
+        .await;
+    assert_eq!(r.code(), 404);
+}

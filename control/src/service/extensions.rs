@@ -1,51 +1,13 @@
-//! The operations behind the API's extensions: QoS limits on ports, live
-//! port statistics, a network's MAC table, and the tenant's usage against
-//! its quotas.
+//! The operations behind the API's extensions: live port statistics, a
+//! network's MAC table, and the tenant's usage against its quotas (the QoS
+//! extension's are QoS policies': `service::qos`).
 
 use super::{find_network, find_port, Control};
 use crate::error::Result;
 use crate::forward::{MacEntry, PortStatistics};
-use crate::qos::QosLimit;
 use crate::quota::{Quotas, Usage};
 
 impl Control {
-    /// A port's QoS limit, if it has one.
-    pub fn port_qos(
-        &self,
-        tenant_id: &str,
-        net_id: &str,
-        port_id: &str,
-    ) -> Result<Option<QosLimit>> {
-        self.read(|tx| {
-            find_port(tx, tenant_id, net_id, port_id)?;
-            tx.port_qos(port_id)
-        })
-    }
-
-    /// Sets a port's QoS limit; the data plane enforces it from the next
-    /// frame on.
-    pub fn set_port_qos(
-        &self,
-        tenant_id: &str,
-        net_id: &str,
-        port_id: &str,
-        qos: &QosLimit,
-    ) -> Result<()> {
-        self.write(|tx| {
-            find_port(tx, tenant_id, net_id, port_id)?;
-            qos.validate()?;
-            tx.set_port_qos(port_id, Some(qos))
-        })
-    }
-
-    /// Removes a port's QoS limit (a no-op when it has none).
-    pub fn clear_port_qos(&self, tenant_id: &str, net_id: &str, port_id: &str) -> Result<()> {
-        self.write(|tx| {
-            find_port(tx, tenant_id, net_id, port_id)?;
-            tx.set_port_qos(port_id, None)
-        })
-    }
-
     /// A port's live counters; all zero while the data plane does not hold
     /// the port (nothing plugged, or its device is not open yet).
     pub fn port_stats(

@@ -1,11 +1,16 @@
 //! Neutron QoS policies and their rules; a port's limits come from its own policy, else its
 //! network's (see `reconcile`). Writes are admins' (the API checks the role, as Neutron's
 //! policy); reads show a project its own policies and the shared ones.
+//!
+//! The Quantum v1.1 qos extension is a view of the same policies: a port's limit is the egress
+//! rules of the policy that applies to it, and setting one writes them into a policy of the
+//! port's own (`QosPolicy::port_id`), made on first use and set on the port.
 
-use super::{new_id, Control};
+use super::{find_port, new_id, Control};
 use crate::error::{ControlError, Result};
-use crate::neutron::{now_iso8601, Scope};
-use crate::qos::{QosDirection, QosPolicy, QosRule, QosRuleType};
+use crate::neutron::{now_iso8601, PortRecord, Scope};
+use crate::qos::NEUTRON_UNIT;
+use crate::qos::{policy_limits, QosDirection, QosLimit, QosPolicy, QosRule, QosRuleType};
 use crate::store::Tx;
 
 /// A QoS policy to create.
@@ -40,7 +45,7 @@ pub struct QosPolicyUpdate {
 /// direction egress).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QosRuleSpec {
-    /// `max_kbps` or `max_kpps`.
+    /// `max_kbps` or `max_kpps` (Neutron's units).
     pub rate: Option<u64>,
     /// `max_burst_kbps` or `max_burst_kpps`.
     pub burst: Option<u64>,
@@ -96,6 +101,7 @@ impl Control {
                 created_at: now.clone(),
                 updated_at: now,
                 revision_number: 1,
+                port_id: None,
             };
             tx.save_qos_policy(&p)?;
             Ok((p, Vec::new()))
@@ -196,8 +202,8 @@ impl Control {
                 policy_id: policy_id.to_owned(),
                 rule_type: ty,
                 direction: spec.direction.unwrap_or_default(),
-                rate: spec.rate.unwrap_or(0),
-                burst: spec.burst.unwrap_or(0),
+                rate: stored(spec.rate.unwrap_or(0)),
+                burst: stored(spec.burst.unwrap_or(0)),
             };
             no_twin(tx, &rule)?;
             tx.save_qos_rule(&rule)?;
@@ -219,8 +225,8 @@ impl Control {
             writable_policy(tx, scope, policy_id)?;
             let mut rule = find_rule(tx, scope, policy_id, ty, rule_id)?;
             rule.direction = spec.direction.unwrap_or(rule.direction);
-            rule.rate = spec.rate.unwrap_or(rule.rate);
-            rule.burst = spec.burst.unwrap_or(rule.burst);
+            rule.rate = spec.rate.map_or(rule.rate, stored);
+            rule.burst = spec.burst.map_or(rule.burst, stored);
             no_twin(tx, &rule)?;
             tx.save_qos_rule(&rule)?;
             bump(tx, policy_id)?;
@@ -243,6 +249,151 @@ impl Control {
             bump(tx, policy_id)
         })
     }
+}
+
+/// A value in Neutron's units (kbps, kpps) as stored (bit/s, packets/s).
+fn stored(v: u64) -> u64 {
+    v.saturating_mul(NEUTRON_UNIT)
+}
+
+/// The Quantum v1.1 qos extension.
+impl Control {
+    /// A port's limit of what its VM sends: the egress rules of the policy that applies to it
+    /// (its own, else its network's); `None` when no rule limits it.
+    pub fn port_qos(
+        &self,
+        tenant_id: &str,
+        net_id: &str,
+        port_id: &str,
+    ) -> Result<Option<QosLimit>> {
+        self.read(|tx| {
+            find_port(tx, tenant_id, net_id, port_id)?;
+            Ok(
+                match port_record(tx, net_id, port_id)?.effective_qos_policy() {
+                    Some(id) => policy_limits(&tx.qos_rules(Some(id))?).0,
+                    None => None,
+                },
+            )
+        })
+    }
+
+    /// Sets a port's limit of what its VM sends, from the next frame on: the egress rules of
+    /// the port's own policy. The first time, that policy is made (keeping the ingress rules
+    /// of the policy the port took until then, so that what it receives stays limited) and
+    /// set on the port, in place of any other.
+    pub fn set_port_qos(
+        &self,
+        tenant_id: &str,
+        net_id: &str,
+        port_id: &str,
+        qos: &QosLimit,
+    ) -> Result<()> {
+        self.write(|tx| {
+            find_port(tx, tenant_id, net_id, port_id)?;
+            qos.validate()?;
+            let mut r = port_record(tx, net_id, port_id)?;
+            let policy = match tx.port_qos_policy(port_id)? {
+                Some(p) => p,
+                None => {
+                    let now = now_iso8601();
+                    let p = QosPolicy {
+                        id: new_id(),
+                        tenant_id: tenant_id.to_owned(),
+                        name: format!("port-{port_id}"),
+                        description: format!(
+                            "The limit of port {port_id} set through the Quantum v1.1 qos \
+                             extension"
+                        ),
+                        created_at: now.clone(),
+                        updated_at: now,
+                        revision_number: 0,
+                        port_id: Some(port_id.to_owned()),
+                        ..QosPolicy::default()
+                    };
+                    tx.save_qos_policy(&p)?;
+                    if let Some(before) = r.effective_qos_policy() {
+                        let ingress = tx.qos_rules(Some(before))?.into_iter();
+                        for rule in ingress.filter(|r| r.direction == QosDirection::Ingress) {
+                            tx.save_qos_rule(&QosRule {
+                                id: new_id(),
+                                policy_id: p.id.clone(),
+                                ..rule
+                            })?;
+                        }
+                    }
+                    p
+                }
+            };
+            let rules = tx.qos_rules(Some(&policy.id))?;
+            let limits = [
+                (QosRuleType::BandwidthLimit, qos.rate_bps, qos.burst_bits),
+                (
+                    QosRuleType::PacketRateLimit,
+                    qos.rate_pps,
+                    qos.burst_packets,
+                ),
+            ];
+            for (ty, rate, burst) in limits {
+                let old = rules
+                    .iter()
+                    .find(|r| r.rule_type == ty && r.direction == QosDirection::Egress);
+                match (old, rate) {
+                    (None, 0) => {}
+                    (Some(old), 0) => tx.delete_qos_rule(&old.id)?,
+                    (old, rate) => tx.save_qos_rule(&QosRule {
+                        id: old.map_or_else(new_id, |o| o.id.clone()),
+                        policy_id: policy.id.clone(),
+                        rule_type: ty,
+                        direction: QosDirection::Egress,
+                        rate,
+                        burst,
+                    })?,
+                }
+            }
+            bump(tx, &policy.id)?;
+            if r.attrs.qos_policy_id.as_deref() != Some(policy.id.as_str()) {
+                r.attrs.qos_policy_id = Some(policy.id);
+                save_port_change(tx, &mut r)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes a port's limit: the port no longer has a policy of its own (it takes its
+    /// network's, if any), and the policy made for it goes unless something else uses it. A
+    /// no-op when it had none.
+    pub fn clear_port_qos(&self, tenant_id: &str, net_id: &str, port_id: &str) -> Result<()> {
+        self.write(|tx| {
+            find_port(tx, tenant_id, net_id, port_id)?;
+            let mut r = port_record(tx, net_id, port_id)?;
+            if r.attrs.qos_policy_id.take().is_some() {
+                save_port_change(tx, &mut r)?;
+            }
+            if let Some(p) = tx.port_qos_policy(port_id)? {
+                if tx.qos_policy_user(&p.id, None)?.is_none() {
+                    tx.delete_qos_policy(&p.id)?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A port's record, once `find_port` found it.
+fn port_record(tx: &dyn Tx, net_id: &str, port_id: &str) -> Result<PortRecord> {
+    tx.port_records(Some(port_id))?
+        .pop()
+        .ok_or_else(|| ControlError::PortNotFound {
+            net_id: net_id.to_owned(),
+            port_id: port_id.to_owned(),
+        })
+}
+
+/// Saves a port's changed attributes as a v2.0 update does (a new revision).
+fn save_port_change(tx: &dyn Tx, r: &mut PortRecord) -> Result<()> {
+    r.attrs.updated_at = now_iso8601();
+    r.attrs.revision_number += 1;
+    tx.save_port_attrs(&r.port.id, &r.attrs)
 }
 
 fn visible(scope: &Scope, p: &QosPolicy) -> bool {

@@ -19,7 +19,7 @@ pub mod sqlite;
 use crate::error::Result;
 use crate::model::{Interface, Network, Port, PortState};
 use crate::neutron::{NetworkAttrs, NetworkRecord, PortAttrs, PortRecord, Subnet};
-use crate::qos::{QosLimit, QosPolicy, QosRule};
+use crate::qos::{QosPolicy, QosRule};
 use crate::quota::Usage;
 use crate::security::{SecurityGroup, SgRule};
 
@@ -262,6 +262,8 @@ pub trait Tx {
     fn delete_security_group(&self, id: &str) -> Result<()>;
     /// QoS policies, all or the one with this id, in creation order.
     fn qos_policies(&self, id: Option<&str>) -> Result<Vec<QosPolicy>>;
+    /// The policy the Quantum qos extension made for a port, if any.
+    fn port_qos_policy(&self, port_id: &str) -> Result<Option<QosPolicy>>;
     /// Creates or replaces a QoS policy.
     fn save_qos_policy(&self, policy: &QosPolicy) -> Result<()>;
     /// Deletes a QoS policy with its rules.
@@ -339,10 +341,4 @@ pub trait Tx {
     /// How many networks, ports (on its networks) and interfaces a tenant
     /// holds.
     fn tenant_usage(&self, tenant_id: &str) -> Result<Usage>;
-    /// A port's QoS limit, if any.
-    fn port_qos(&self, port_id: &str) -> Result<Option<QosLimit>>;
-    /// Sets (`Some`) or removes (`None`) a port's QoS limit.
-    fn set_port_qos(&self, port_id: &str, qos: Option<&QosLimit>) -> Result<()>;
-    /// Every port's QoS limit.
-    fn all_port_qos(&self) -> Result<Vec<(String, QosLimit)>>;
 }

@@ -38,7 +38,7 @@ use crate::model::{Interface, Network, NetworkType, Port, PortState};
 use crate::neutron::{
     AddressPair, FixedIp, NetworkAttrs, NetworkRecord, PortAttrs, PortRecord, Subnet,
 };
-use crate::qos::{QosDirection, QosLimit, QosPolicy, QosRule, QosRuleType};
+use crate::qos::{QosDirection, QosPolicy, QosRule, QosRuleType};
 use crate::quota::Usage;
 use crate::security::{SecurityGroup, SgRule};
 use crate::store::{
@@ -60,6 +60,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0010_provider_networks.sql"),
     include_str!("../../migrations/0011_qos_policies.sql"),
     include_str!("../../migrations/0012_qos_network_owned_ports.sql"),
+    include_str!("../../migrations/0013_one_qos_model.sql"),
 ];
 
 /// How much of the database file each connection maps.
@@ -1460,33 +1461,29 @@ impl Tx for SqliteTx<'_> {
     fn qos_policies(&self, id: Option<&str>) -> Result<Vec<QosPolicy>> {
         self.query(
             &format!(
-                "SELECT id, tenant_id, name, description, shared, is_default, created_at, \
-                 updated_at, revision_number FROM qos_policies WHERE {} ORDER BY seq",
+                "SELECT {QOS_POLICY_COLS} FROM qos_policies WHERE {} ORDER BY seq",
                 eq("id", 1, id)
             ),
             params![id],
-            |r| {
-                Ok(QosPolicy {
-                    id: r.get(0)?,
-                    tenant_id: r.get(1)?,
-                    name: r.get(2)?,
-                    description: r.get(3)?,
-                    shared: r.get(4)?,
-                    is_default: r.get(5)?,
-                    created_at: r.get(6)?,
-                    updated_at: r.get(7)?,
-                    revision_number: r.get(8)?,
-                })
-            },
+            qos_policy_row,
+        )
+    }
+
+    fn port_qos_policy(&self, port_id: &str) -> Result<Option<QosPolicy>> {
+        self.query_one(
+            &format!("SELECT {QOS_POLICY_COLS} FROM qos_policies WHERE port_id = ?1"),
+            params![port_id],
+            qos_policy_row,
         )
     }
 
     fn save_qos_policy(&self, p: &QosPolicy) -> Result<()> {
         self.exec(
             "INSERT INTO qos_policies (id, tenant_id, name, description, shared, is_default, \
-             created_at, updated_at, revision_number) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             created_at, updated_at, revision_number, port_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
              ON CONFLICT (id) DO UPDATE SET name = ?3, description = ?4, shared = ?5, \
-             is_default = ?6, updated_at = ?8, revision_number = ?9",
+             is_default = ?6, updated_at = ?8, revision_number = ?9, port_id = ?10",
             params![
                 p.id,
                 p.tenant_id,
@@ -1496,7 +1493,8 @@ impl Tx for SqliteTx<'_> {
                 p.is_default,
                 p.created_at,
                 p.updated_at,
-                p.revision_number
+                p.revision_number,
+                p.port_id
             ],
         )
         .map(drop)
@@ -1746,42 +1744,6 @@ impl Tx for SqliteTx<'_> {
         )
         .map(Option::unwrap_or_default)
     }
-
-    fn port_qos(&self, port_id: &str) -> Result<Option<QosLimit>> {
-        self.query_one(
-            &format!("SELECT {QOS_COLS} FROM port_qos WHERE port_id = ?1"),
-            params![port_id],
-            qos_row,
-        )
-    }
-
-    fn set_port_qos(&self, port_id: &str, qos: Option<&QosLimit>) -> Result<()> {
-        match qos {
-            None => self.exec("DELETE FROM port_qos WHERE port_id = ?1", params![port_id]),
-            Some(q) => self.exec(
-                "INSERT INTO port_qos (port_id, rate_bps, burst_bits, rate_pps, burst_packets) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) \
-                 ON CONFLICT (port_id) DO UPDATE SET rate_bps = ?2, burst_bits = ?3, \
-                 rate_pps = ?4, burst_packets = ?5",
-                params![
-                    port_id,
-                    to_sql_u64(q.rate_bps),
-                    to_sql_u64(q.burst_bits),
-                    to_sql_u64(q.rate_pps),
-                    to_sql_u64(q.burst_packets)
-                ],
-            ),
-        }
-        .map(drop)
-    }
-
-    fn all_port_qos(&self) -> Result<Vec<(String, QosLimit)>> {
-        self.query(
-            &format!("SELECT {QOS_COLS}, port_id FROM port_qos ORDER BY port_id"),
-            [],
-            |r| Ok((r.get(4)?, qos_row(r)?)),
-        )
-    }
 }
 
 /// The keyset condition and order of a page: rows after `?2`, oldest first,
@@ -1829,16 +1791,21 @@ fn limit_param(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
-const QOS_COLS: &str = "rate_bps, burst_bits, rate_pps, burst_packets";
+const QOS_POLICY_COLS: &str = "id, tenant_id, name, description, shared, is_default, \
+     created_at, updated_at, revision_number, port_id";
 
-fn qos_row(r: &Row<'_>) -> rusqlite::Result<QosLimit> {
-    // The schema's CHECK constraints keep these non-negative.
-    let get = |i: usize| r.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
-    Ok(QosLimit {
-        rate_bps: get(0)?,
-        burst_bits: get(1)?,
-        rate_pps: get(2)?,
-        burst_packets: get(3)?,
+fn qos_policy_row(r: &Row<'_>) -> rusqlite::Result<QosPolicy> {
+    Ok(QosPolicy {
+        id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        name: r.get(2)?,
+        description: r.get(3)?,
+        shared: r.get(4)?,
+        is_default: r.get(5)?,
+        created_at: r.get(6)?,
+        updated_at: r.get(7)?,
+        revision_number: r.get(8)?,
+        port_id: r.get(9)?,
     })
 }
 
@@ -2058,6 +2025,81 @@ mod tests {
             )
             .unwrap();
         assert!(logged >= 1);
+    }
+
+    #[test]
+    fn quantum_limits_become_policies_of_their_ports() {
+        // Schema 12: a network whose policy limits what its ports receive (500 kbit/s) and send,
+        // a port with a Quantum limit (500 packets/s) and one without.
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys=ON").unwrap();
+        for sql in &MIGRATIONS[..12] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 12).unwrap();
+        conn.execute_batch(
+            "INSERT INTO qos_policies (id, tenant_id) VALUES ('np', 't'); \
+             INSERT INTO qos_rules (id, policy_id, type, direction, rate, burst) VALUES \
+                 ('r1', 'np', 'bandwidth_limit', 'ingress', 500, 50), \
+                 ('r2', 'np', 'bandwidth_limit', 'egress', 800, 0); \
+             INSERT INTO networks (id, tenant_id, name, vlan, physical_network, qos_policy_id) \
+                 VALUES ('n', 't', 'net', 42, 'physnet1', 'np'); \
+             INSERT INTO ports (id, network_id, state) VALUES ('p', 'n', 'ACTIVE'), \
+                 ('p2', 'n', 'ACTIVE'); \
+             INSERT INTO port_qos (port_id, rate_bps, burst_bits, rate_pps, burst_packets) \
+                 VALUES ('p', 0, 0, 500, 50);",
+        )
+        .unwrap();
+        let s = SqliteStore::init(conn, None).unwrap();
+        read(&s, |tx| {
+            let rules = |id: &str| {
+                let mut r: Vec<_> = tx
+                    .qos_rules(Some(id))
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| (r.rule_type, r.direction, r.rate, r.burst))
+                    .collect();
+                r.sort_by_key(|r| (r.1 as u8, r.0 as u8));
+                r
+            };
+            use QosDirection::*;
+            use QosRuleType::*;
+            assert_eq!(
+                rules("np"),
+                [
+                    (BandwidthLimit, Egress, 800_000, 0),
+                    (BandwidthLimit, Ingress, 500_000, 50_000)
+                ],
+                "Neutron's values are kept in bits"
+            );
+            let own = tx.port_qos_policy("p").unwrap().expect("p has a policy");
+            assert_eq!(
+                (own.tenant_id.as_str(), own.port_id.as_deref()),
+                ("t", Some("p"))
+            );
+            assert_eq!(
+                rules(&own.id),
+                [
+                    (PacketRateLimit, Egress, 500, 50),
+                    (BandwidthLimit, Ingress, 500_000, 50_000)
+                ]
+            );
+            let on = |port: &str| tx.port_records(Some(port)).unwrap()[0].clone();
+            assert_eq!(on("p").attrs.qos_policy_id, Some(own.id.clone()));
+            assert_eq!(on("p2").attrs.qos_policy_id, None);
+            assert!(tx.port_qos_policy("p2").unwrap().is_none());
+        });
+        // The port's policy goes with it.
+        write(&s, |tx| tx.delete_network("n").unwrap());
+        read(&s, |tx| {
+            let left: Vec<String> = tx
+                .qos_policies(None)
+                .unwrap()
+                .into_iter()
+                .map(|p| p.id)
+                .collect();
+            assert_eq!(left, ["np"]);
+        });
     }
 
     #[test]
