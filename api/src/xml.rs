@@ -157,30 +157,50 @@ impl Elem {
     }
 }
 
-/// A name without its namespace prefix, unless the prefix is an extension's: its attributes
-/// are named with it (`provider:network_type`).
-fn local(name: &str) -> String {
-    match name.split_once(':') {
-        Some((prefix, _)) if EXT_NAMESPACES.iter().any(|(p, _)| *p == prefix) => name.to_owned(),
-        _ => name.rsplit(':').next().unwrap_or(name).to_owned(),
+/// The namespace prefixes a body declares (`xmlns:p="uri"`), in one scope for the whole body:
+/// request bodies are two levels deep and declare their namespaces on the root.
+type Prefixes = Vec<(String, String)>;
+
+/// A name without its namespace prefix, unless the prefix is bound to an extension's
+/// namespace: then it is named with the extension's own prefix (`provider:network_type`),
+/// whatever prefix the body chose for it.
+fn local(name: &str, prefixes: &Prefixes) -> String {
+    let Some((prefix, rest)) = name.split_once(':') else {
+        return name.to_owned();
+    };
+    let uri = prefixes.iter().find(|(p, _)| p == prefix).map(|(_, u)| u);
+    match EXT_NAMESPACES
+        .iter()
+        .find(|(_, ns)| Some(*ns) == uri.map(String::as_str))
+    {
+        Some((ext, _)) => format!("{ext}:{rest}"),
+        None => rest.to_owned(),
     }
 }
 
-fn start(e: &quick_xml::events::BytesStart<'_>) -> Result<Elem, Malformed> {
-    let mut fields = Map::new();
+fn start(
+    e: &quick_xml::events::BytesStart<'_>,
+    prefixes: &mut Prefixes,
+) -> Result<Elem, Malformed> {
+    let mut attrs = Vec::new();
     for attr in e.attributes() {
         let attr = attr.map_err(|_| Malformed)?;
         let key = attr.key.as_ref();
-        if key == "xmlns" || key.starts_with("xmlns:") {
-            continue;
-        }
         let value = attr
             .normalized_value(XmlVersion::Implicit1_0)
             .map_err(|_| Malformed)?;
-        fields.insert(local(key), Value::String(value.into_owned()));
+        if let Some(prefix) = key.strip_prefix("xmlns:") {
+            prefixes.push((prefix.to_owned(), value.into_owned()));
+        } else if key != "xmlns" {
+            attrs.push((key.to_owned(), value.into_owned()));
+        }
     }
+    let fields = attrs
+        .into_iter()
+        .map(|(k, v)| (local(&k, prefixes), Value::String(v)))
+        .collect();
     Ok(Elem {
-        name: local(e.name().as_ref()),
+        name: local(e.name().as_ref(), prefixes),
         fields,
         text: String::new(),
         has_children: false,
@@ -192,6 +212,7 @@ pub(crate) fn from_xml(body: &str) -> Result<Value, Malformed> {
     let mut reader = Reader::from_str(body);
     let mut stack: Vec<Elem> = Vec::new();
     let mut root: Option<Value> = None;
+    let mut prefixes = Prefixes::new();
     let finish = |stack: &mut Vec<Elem>, root: &mut Option<Value>, elem: Elem| {
         let name = elem.name.clone();
         let value = elem.into_value();
@@ -219,10 +240,10 @@ pub(crate) fn from_xml(body: &str) -> Result<Value, Malformed> {
                 if stack.len() >= MAX_DEPTH {
                     return Err(Malformed);
                 }
-                stack.push(start(&e)?);
+                stack.push(start(&e, &mut prefixes)?);
             }
             Event::Empty(e) => {
-                let elem = start(&e)?;
+                let elem = start(&e, &mut prefixes)?;
                 finish(&mut stack, &mut root, elem)?;
             }
             Event::End(_) => {
@@ -330,10 +351,11 @@ mod tests {
             to_xml(&v, &[("network", &["id"])], Some("ns")),
             r#"<network xmlns:provider="http://docs.openstack.org/ext/provider/api/v1.0" xmlns="ns" id="n"><provider:network_type>flat</provider:network_type></network>"#
         );
-        let body = r#"<network xmlns:provider="p" name="x"><provider:segmentation_id>7</provider:segmentation_id><q:other>1</q:other></network>"#;
+        // The namespace decides, not the prefix the body chose.
+        let body = r#"<network xmlns:p="http://docs.openstack.org/ext/provider/api/v1.0" xmlns:provider="other" name="x"><p:segmentation_id>7</p:segmentation_id><provider:network_type>flat</provider:network_type><q:other>1</q:other></network>"#;
         assert_eq!(
             from_xml(body).unwrap(),
-            json!({"network": {"name": "x", "provider:segmentation_id": "7", "other": "1"}})
+            json!({"network": {"name": "x", "provider:segmentation_id": "7", "network_type": "flat", "other": "1"}})
         );
     }
 

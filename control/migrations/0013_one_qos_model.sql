@@ -39,10 +39,12 @@ INSERT INTO qos_rules (id, policy_id, type, direction, rate, burst)
     JOIN ports p ON p.id = q.port_id
     JOIN networks n ON n.id = p.network_id
     JOIN qos_rules r ON r.policy_id = COALESCE(p.qos_policy_id,
-        CASE WHEN p.device_owner NOT LIKE 'network:%' THEN n.qos_policy_id END)
+        CASE WHEN substr(p.device_owner, 1, 8) <> 'network:' THEN n.qos_policy_id END)
     WHERE r.direction = 'ingress';
 
-UPDATE ports SET qos_policy_id = (SELECT id FROM qos_policies WHERE port_id = ports.id)
+UPDATE ports SET qos_policy_id = (SELECT id FROM qos_policies WHERE port_id = ports.id),
+                 revision_number = revision_number + 1,
+                 updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
     WHERE id IN (SELECT port_id FROM port_qos);
 
 DROP TABLE port_qos;

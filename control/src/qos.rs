@@ -1,6 +1,6 @@
 //! QoS: Neutron QoS policies (rules per direction, on ports and networks) make a port's two
 //! limits; the Quantum extension's per-port limit of what the VM sends is a policy of the port's
-//! own (see `service::extensions`).
+//! own (see `service::qos`).
 //!
 //! A limit has a bit rate and a packet rate, each with a burst (the token
 //! bucket's depth); a rate of 0 leaves that dimension unlimited and a burst

@@ -48,7 +48,7 @@ fn descriptors(v: Version) -> Vec<Value> {
                             {port_id}/qos with {\"qos\": {\"rate_bps\", \"burst_bits\", \
                             \"rate_pps\", \"burst_packets\"}}.",
             "namespace": "http://qswitch.org/ext/qos/api/v1.0",
-            "updated": "2026-11-25T00:00:00-00:00",
+            "updated": "2026-12-03T00:00:00-00:00",
             "links": []
         }),
         json!({

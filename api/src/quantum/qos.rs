@@ -96,8 +96,9 @@ pub(crate) async fn set(ctx: Ctx, body: Body) -> Response {
                 return Err(e);
             }
         };
-        ctx.run(move |c| c.set_port_qos(&t, &n, &p, &q)).await?;
-        Ok(Reply::ok(json!({ "qos": view(&q) }), ATTRS))
+        let now = ctx.run(move |c| c.set_port_qos(&t, &n, &p, &q)).await?;
+        let body = now.as_ref().map_or_else(|| json!({}), view);
+        Ok(Reply::ok(json!({ "qos": body }), ATTRS))
     };
     let r = r.await;
     ctx.finish(r)

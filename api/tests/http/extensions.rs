@@ -364,6 +364,31 @@ async fn the_quantum_qos_extension_is_a_view_of_the_ports_qos_policy() {
     assert_eq!(last.ports[0].qos.unwrap().rate_pps, 0);
     assert_eq!(last.ports[0].qos_ingress.unwrap().rate_bps, 300_000);
 
+    // A policy set through Neutron takes the place of the port's own; the extension shows it
+    // and its DELETE leaves it; a new limit takes over again, with that policy's ingress rules.
+    let body = json!({"port": {"qos_policy_id": net_policy}}).to_string();
+    assert_eq!(app.send("PUT", &v2_port, &body).await.code(), 200);
+    assert_eq!(app.get(&uri).await.json()["qos"]["rate_pps"], 2000);
+    assert_eq!(app.delete(&uri).await.code(), 204);
+    assert_eq!(policy_of(app.get(&v2_port).await), json!(net_policy));
+    let r = app
+        .send(
+            "PUT",
+            &uri,
+            r#"{"qos": {"rate_pps": 700, "burst_bits": 9}}"#,
+        )
+        .await;
+    assert_eq!(
+        r.json(),
+        json!({"qos": {"rate_bps": 0, "burst_bits": 0, "rate_pps": 700, "burst_packets": 0}}),
+        "the answer is the limit in force"
+    );
+    let own = policy_of(app.get(&v2_port).await);
+    assert_ne!(own, json!(net_policy));
+    let last = app.fwd.last();
+    assert_eq!(last.ports[0].qos.unwrap().rate_pps, 700);
+    assert_eq!(last.ports[0].qos_ingress.unwrap().rate_bps, 300_000);
+
     // Deleting the port deletes its policy.
     app.delete(&format!("{}/attachment", uri.trim_end_matches("/qos")))
         .await;

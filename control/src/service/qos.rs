@@ -277,17 +277,17 @@ impl Control {
         })
     }
 
-    /// Sets a port's limit of what its VM sends, from the next frame on: the egress rules of
-    /// the port's own policy. The first time, that policy is made (keeping the ingress rules
-    /// of the policy the port took until then, so that what it receives stays limited) and
-    /// set on the port, in place of any other.
+    /// Sets a port's limit of what its VM sends, from the next frame on, and answers the limit
+    /// now in force: the egress rules of the port's own policy (made on first use, owned by the
+    /// port's project). Whenever that policy takes the place of another on the port, it takes
+    /// that one's ingress rules, so that what the port receives stays limited as it was.
     pub fn set_port_qos(
         &self,
         tenant_id: &str,
         net_id: &str,
         port_id: &str,
         qos: &QosLimit,
-    ) -> Result<()> {
+    ) -> Result<Option<QosLimit>> {
         self.write(|tx| {
             find_port(tx, tenant_id, net_id, port_id)?;
             qos.validate()?;
@@ -296,9 +296,14 @@ impl Control {
                 Some(p) => p,
                 None => {
                     let now = now_iso8601();
+                    let owner = if r.attrs.tenant_id.is_empty() {
+                        tenant_id
+                    } else {
+                        &r.attrs.tenant_id
+                    };
                     let p = QosPolicy {
                         id: new_id(),
-                        tenant_id: tenant_id.to_owned(),
+                        tenant_id: owner.to_owned(),
                         name: format!("port-{port_id}"),
                         description: format!(
                             "The limit of port {port_id} set through the Quantum v1.1 qos \
@@ -311,20 +316,34 @@ impl Control {
                         ..QosPolicy::default()
                     };
                     tx.save_qos_policy(&p)?;
-                    if let Some(before) = r.effective_qos_policy() {
-                        let ingress = tx.qos_rules(Some(before))?.into_iter();
-                        for rule in ingress.filter(|r| r.direction == QosDirection::Ingress) {
-                            tx.save_qos_rule(&QosRule {
-                                id: new_id(),
-                                policy_id: p.id.clone(),
-                                ..rule
-                            })?;
-                        }
-                    }
                     p
                 }
             };
-            let rules = tx.qos_rules(Some(&policy.id))?;
+            let mut rules = tx.qos_rules(Some(&policy.id))?;
+            let taking_over = r.attrs.qos_policy_id.as_deref() != Some(policy.id.as_str());
+            if taking_over {
+                let before = match r.effective_qos_policy() {
+                    Some(id) => tx.qos_rules(Some(id))?,
+                    None => Vec::new(),
+                };
+                for old in rules
+                    .iter()
+                    .filter(|r| r.direction == QosDirection::Ingress)
+                {
+                    tx.delete_qos_rule(&old.id)?;
+                }
+                for rule in before
+                    .into_iter()
+                    .filter(|r| r.direction == QosDirection::Ingress)
+                {
+                    tx.save_qos_rule(&QosRule {
+                        id: new_id(),
+                        policy_id: policy.id.clone(),
+                        ..rule
+                    })?;
+                }
+                rules.retain(|r| r.direction == QosDirection::Egress);
+            }
             let limits = [
                 (QosRuleType::BandwidthLimit, qos.rate_bps, qos.burst_bits),
                 (
@@ -351,35 +370,39 @@ impl Control {
                 }
             }
             bump(tx, &policy.id)?;
-            if r.attrs.qos_policy_id.as_deref() != Some(policy.id.as_str()) {
-                r.attrs.qos_policy_id = Some(policy.id);
+            if taking_over {
+                r.attrs.qos_policy_id = Some(policy.id.clone());
                 save_port_change(tx, &mut r)?;
             }
-            Ok(())
+            Ok(policy_limits(&tx.qos_rules(Some(&policy.id))?).0)
         })
     }
 
-    /// Removes a port's limit: the port no longer has a policy of its own (it takes its
-    /// network's, if any), and the policy made for it goes unless something else uses it. A
-    /// no-op when it had none.
+    /// Removes the limit set through the Quantum extension: the port's own policy comes off the
+    /// port (it takes its network's again, if any) and goes, unless something else has been
+    /// given it meanwhile (then it is an ordinary policy from now on). A policy set on the port
+    /// through Neutron stays. A no-op when there is nothing to remove.
     pub fn clear_port_qos(&self, tenant_id: &str, net_id: &str, port_id: &str) -> Result<()> {
         self.write(|tx| {
             find_port(tx, tenant_id, net_id, port_id)?;
+            let Some(mut own) = tx.port_qos_policy(port_id)? else {
+                return Ok(());
+            };
             let mut r = port_record(tx, net_id, port_id)?;
-            if r.attrs.qos_policy_id.take().is_some() {
+            if r.attrs.qos_policy_id.as_deref() == Some(own.id.as_str()) {
+                r.attrs.qos_policy_id = None;
                 save_port_change(tx, &mut r)?;
             }
-            if let Some(p) = tx.port_qos_policy(port_id)? {
-                if tx.qos_policy_user(&p.id, None)?.is_none() {
-                    tx.delete_qos_policy(&p.id)?;
-                }
+            if tx.qos_policy_user(&own.id, None)?.is_none() {
+                tx.delete_qos_policy(&own.id)
+            } else {
+                own.port_id = None;
+                tx.save_qos_policy(&own)
             }
-            Ok(())
         })
     }
 }
 
-/// A port's record, once `find_port` found it.
 fn port_record(tx: &dyn Tx, net_id: &str, port_id: &str) -> Result<PortRecord> {
     tx.port_records(Some(port_id))?
         .pop()
