@@ -2031,7 +2031,7 @@ mod tests {
     fn quantum_limits_become_policies_of_their_ports() {
         // Schema 12: a network whose policy limits what its ports receive (500 kbit/s) and send,
         // a port with a Quantum limit (500 packets/s) and one without.
-        let mut conn = Connection::open_in_memory().unwrap();
+        let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("PRAGMA foreign_keys=ON").unwrap();
         for sql in &MIGRATIONS[..12] {
             conn.execute_batch(sql).unwrap();
