@@ -138,6 +138,8 @@ pub(crate) struct SwitchSection {
     pub(crate) bind_mode: String,
     pub(crate) umem_frames: u32,
     pub(crate) max_fill: u32,
+    /// The longest a frame may wait for its worker, µs of the worker's work (0: no bound).
+    pub(crate) max_queue_us: u64,
     pub(crate) aging_secs: u32,
     pub(crate) max_macs: usize,
     pub(crate) conntrack_per_port: u32,
@@ -156,6 +158,7 @@ impl Default for SwitchSection {
             bind_mode: "auto".into(),
             umem_frames: w.frames,
             max_fill: w.max_fill,
+            max_queue_us: w.max_queue_ns / 1000,
             aging_secs: w.aging_secs,
             max_macs: w.max_macs,
             conntrack_per_port: w.conntrack_per_port,
@@ -285,8 +288,15 @@ impl FileConfig {
                 s.max_fill
             ));
         }
+        if s.max_queue_us > 1_000_000 {
+            return Err(format!(
+                "max_queue_us {}: expected 0 (no bound) to 1000000 (a second)",
+                s.max_queue_us
+            ));
+        }
         o.worker.frames = s.umem_frames;
         o.worker.max_fill = s.max_fill;
+        o.worker.max_queue_ns = s.max_queue_us * 1000;
         o.worker.aging_secs = s.aging_secs;
         o.worker.max_macs = s.max_macs;
         if s.conntrack_per_port == 0 {
@@ -421,6 +431,7 @@ mod tests {
             xdp_mode = "generic"
             aging_secs = 60
             max_fill = 4096
+            max_queue_us = 5000
             conntrack_per_port = 1000
             workers = 2
             [uplink]
@@ -441,6 +452,7 @@ mod tests {
         assert_eq!(o.xdp_mode, XdpMode::Generic);
         assert_eq!(o.worker.aging_secs, 60);
         assert_eq!(o.worker.max_fill, 4096);
+        assert_eq!(o.worker.max_queue_ns, 5_000_000);
         assert_eq!(o.worker.conntrack_per_port, 1000);
         assert_eq!((o.workers, o.worker_count()), (2, 2));
         assert!(FileConfig::default().options().unwrap().worker_count() >= 1);
@@ -513,6 +525,7 @@ mod tests {
             "[switch]\npoll = \"sometimes\"",
             "[switch]\nmax_fill = 8",
             "[switch]\nmax_fill = 16384",
+            "[switch]\nmax_queue_us = 1000001",
             "[switch]\nworkers = 65",
         ] {
             let f: FileConfig = toml::from_str(bad).unwrap();

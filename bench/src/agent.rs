@@ -15,11 +15,29 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(ns: &str, cpu: Option<usize>, role: &str, dev: &str) -> Result<Agent, String> {
+        Self::start_with(ns, cpu, false, role, dev)
+    }
+
+    /// Starts an agent, pinned to `cpu` when given, and with the real-time policy
+    /// (`SCHED_FIFO` 10) when `realtime`: its wake-ups then preempt whatever runs on its CPU, as
+    /// a latency sink's must (it sleeps 50 µs when it finds nothing; under the normal policy it
+    /// could wait a time slice behind a busy generator or a polling switch before it reads a
+    /// frame, and that wait would count as the switch's latency).
+    pub fn start_with(
+        ns: &str,
+        cpu: Option<usize>,
+        realtime: bool,
+        role: &str,
+        dev: &str,
+    ) -> Result<Agent, String> {
         let me = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns]);
         if let Some(c) = cpu {
             cmd.args(["taskset", "-c", &c.to_string()]);
+        }
+        if realtime {
+            cmd.args(["chrt", "-f", "10"]);
         }
         let mut child = cmd
             .arg(me)

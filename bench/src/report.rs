@@ -237,10 +237,13 @@ pub fn svg_cdf(points: &[Point], size: usize, title: &str) -> String {
     );
     for p in &pts {
         let j = duts.iter().position(|d| *d == p.dut).unwrap_or(0);
-        let dash = if p.test.ends_with("@50%") {
-            " stroke-dasharray=\"6 4\""
-        } else {
-            ""
+        // At the reference DUT's rates (`latency@bridge 90%`): dotted.
+        let same_rate = p.test.contains(' ');
+        let dash = match (same_rate, p.test.ends_with("50%")) {
+            (false, false) => "",
+            (false, true) => " stroke-dasharray=\"6 4\"",
+            (true, false) => " stroke-dasharray=\"2 3\"",
+            (true, true) => " stroke-dasharray=\"2 8\"",
         };
         let path: Vec<String> = p
             .cdf
@@ -259,7 +262,7 @@ pub fn svg_cdf(points: &[Point], size: usize, title: &str) -> String {
     legend(&mut s, &duts, left);
     let _ = writeln!(
         s,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">solid: 90 % load, dashed: 50 %</text>",
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">solid: 90 % of its own no-loss rate, dashed: 50 %; dotted: the reference's 90 %, sparse: its 50 %</text>",
         w - 20.0,
         h - 4.0
     );

@@ -102,7 +102,20 @@ pub struct WorkerConfig {
     pub poll: PollMode,
     /// Largest fill ring target per queue.
     pub max_fill: u32,
+    /// The longest a frame may wait for the worker, in its work: a busy queue's fill ring holds
+    /// no more frames than the worker handles in this time (at its measured cost per frame),
+    /// so that a rate it cannot keep up with loses frames at once instead of building a queue
+    /// of milliseconds. 0: bounded in frames only (`max_fill`).
+    pub max_queue_ns: u64,
 }
+
+/// The default bound on a frame's wait: 5 ms of the worker's work. Shallower rings lose frames
+/// whenever the worker is held off its core for longer (kernel threads take a core for up to
+/// 8 ms on the machines measured; docs/BENCHMARKS.md).
+pub const DEFAULT_MAX_QUEUE_NS: u64 = 5_000_000;
+
+/// The shallowest fill ring the time bound leaves a busy queue.
+const MIN_BOUNDED_FILL: u32 = 256;
 
 impl Default for WorkerConfig {
     fn default() -> Self {
@@ -114,6 +127,7 @@ impl Default for WorkerConfig {
             conntrack_per_port: crate::conntrack::DEFAULT_PER_PORT,
             poll: PollMode::Adaptive,
             max_fill: 8192,
+            max_queue_ns: DEFAULT_MAX_QUEUE_NS,
         }
     }
 }
@@ -294,6 +308,11 @@ pub struct Worker<P: PortIo> {
     rounds: u64,
     /// The current statistics window: when it started, busy time and longest gap so far.
     window: (u64, u64, u64),
+    /// The worker's recent cost of a received frame (busy time over frames of the last 100 ms
+    /// that saw at least a thousand), ns; 0 until measured. Bounds the fill rings in time.
+    frame_ns: u64,
+    /// Busy time and frames when `frame_ns` was last measured.
+    cost_mark: (u64, u64),
     /// When the worker's own statistics were last published.
     last_stats: u64,
     stats: Arc<WorkerStats>,
@@ -380,6 +399,8 @@ impl<P: PortIo> Worker<P> {
             gaps_over_1ms: 0,
             rounds: 0,
             window: (0, 0, 0),
+            frame_ns: 0,
+            cost_mark: (0, 0),
             last_stats: 0,
             stats: Arc::default(),
             links,
@@ -446,7 +467,33 @@ impl<P: PortIo> Worker<P> {
             .map(|o| o.io.queues())
             .sum();
         // Half the frames wait in fill rings; the other half are in flight (RX, TX, copies).
-        self.fill_target = (self.cfg.frames / 2 / queues.max(1)).clamp(16, self.cfg.max_fill);
+        let by_frames = (self.cfg.frames / 2 / queues.max(1)).clamp(16, self.cfg.max_fill);
+        self.fill_target = by_frames.min(self.fill_by_time());
+    }
+
+    /// The deepest fill ring the time bound allows: what the worker handles in `max_queue_ns`
+    /// at its measured cost per frame, at least `MIN_BOUNDED_FILL`; unbounded until measured.
+    fn fill_by_time(&self) -> u32 {
+        if self.cfg.max_queue_ns == 0 || self.frame_ns == 0 {
+            return u32::MAX;
+        }
+        let frames = self.cfg.max_queue_ns / self.frame_ns;
+        u32::try_from(frames)
+            .unwrap_or(u32::MAX)
+            .max(MIN_BOUNDED_FILL)
+    }
+
+    /// Measures the cost of a frame over the last stretch of busy rounds (at least a thousand
+    /// frames), and bounds the fill rings by it.
+    fn measure_cost(&mut self) {
+        let (busy, rx) = self.cost_mark;
+        let frames = self.rx_total - rx;
+        if frames < 1000 {
+            return;
+        }
+        self.frame_ns = ((self.busy_ns - busy) / frames).max(1);
+        self.cost_mark = (self.busy_ns, self.rx_total);
+        self.recompute_fill_target();
     }
 
     /// Carries out one command. Returns false for [`Command::Stop`].
@@ -852,6 +899,7 @@ impl<P: PortIo> Worker<P> {
     /// every frame before the switch sees one, its counters are the ones that move).
     fn publish_stats(&mut self, now: Now) {
         self.last_stats = now.nanos;
+        self.measure_cost();
         self.publish(now);
         self.stats
             .publish(self.rounds, self.busy_ns, self.rx_total, self.gaps_over_1ms);

@@ -447,6 +447,11 @@ fn run(args: RunArgs) -> Result<(), String> {
     const PHASES: usize = 5;
     let mut bar = Progress::new(o.repeat * duts.len() * o.sizes.len() * PHASES);
     let mut trafgen = None;
+    // The first device measured after `none` (the bridge, in the default order) is the reference:
+    // every later one also has its latency measured at the reference's 50 % and 90 % rates, so
+    // that the latency table compares DUTs at the same offered rates, not only each at its own.
+    let reference = duts.iter().copied().find(|&d| d != Dut::None);
+    let mut reference_rates: Vec<(usize, f64)> = Vec::new();
     // Repetitions go round all DUTs in turn, so that a slow spell of the machine spreads over
     // every DUT instead of hitting one.
     for rep in 0..o.repeat {
@@ -469,7 +474,9 @@ fn run(args: RunArgs) -> Result<(), String> {
                 }
             };
             let gen = Agent::start("qsbgen", Some(0), "gen", "gen-v")?;
-            let sink = Agent::start("qsbsink", None, "sink", "sink-v")?;
+            // The latency sink runs real time unless QSB_SINK_RT=0 (see `Agent::start_with`).
+            let rt = std::env::var("QSB_SINK_RT").map_or(true, |v| v != "0");
+            let sink = Agent::start_with("qsbsink", None, rt, "sink", "sink-v")?;
             let mut rig = Rig { gen, sink };
             rig.sink.ask("announce")?;
             for &size in &o.sizes {
@@ -521,6 +528,21 @@ fn run(args: RunArgs) -> Result<(), String> {
                     if thr > 0.0 {
                         let lat = rig.latency(&o, size, thr * frac)?;
                         pt(name, thr * frac, 0.0, Some(lat), "");
+                    }
+                }
+                if Some(dut) == reference {
+                    reference_rates.retain(|&(s, _)| s != size);
+                    reference_rates.push((size, thr));
+                } else if dut != Dut::None {
+                    let r = reference.map_or("", Dut::name);
+                    let rate = reference_rates.iter().find(|&&(s, _)| s == size);
+                    for frac in [0.5, 0.9] {
+                        let Some(&(_, rate)) = rate.filter(|(_, r)| *r > 0.0) else {
+                            continue;
+                        };
+                        let lat = rig.latency(&o, size, rate * frac)?;
+                        let name = format!("latency@{r} {:.0}%", frac * 100.0);
+                        pt(&name, rate * frac, 0.0, Some(lat), "the reference's rate");
                     }
                 }
                 bar.advance();

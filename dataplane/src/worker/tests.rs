@@ -528,3 +528,31 @@ fn security_groups_filter_each_copy_and_count_on_the_refusing_port() {
     assert_eq!((r.out("a2").len(), r.out("a3").len()), (1, 1));
     r.check_accounting();
 }
+
+#[test]
+fn fill_rings_hold_no_more_than_max_queue_of_the_workers_measured_work() {
+    let mut r = Rig::new(32768);
+    let by_frames = r.w.fill_target;
+    assert!(by_frames > 1000, "{by_frames}");
+    // (busy ns, frames) since the last measure, and the depth it leaves.
+    let steps = [
+        (500_000, 999, by_frames),  // too few frames to measure yet
+        (2_500_000, 1, 1666),       // 3 µs a frame over 1000: 5 ms are 1666 frames
+        (100_000, 1000, by_frames), // 100 ns a frame: the frame bound is the smaller
+        (1_000_000_000, 1000, 256), // a stalled worker keeps the floor
+    ];
+    for (busy, frames, depth) in steps {
+        r.w.busy_ns += busy;
+        r.w.rx_total += frames;
+        r.w.measure_cost();
+        assert_eq!(r.w.fill_target, depth, "{busy} ns over {frames} frames");
+    }
+    let mut r = Rig::with(WorkerConfig {
+        max_queue_ns: 0,
+        ..WorkerConfig::default()
+    });
+    r.w.busy_ns += 3_000_000;
+    r.w.rx_total += 1000;
+    r.w.measure_cost();
+    assert!(r.w.fill_target > 1000, "no time bound: frames only");
+}
