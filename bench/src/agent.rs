@@ -18,6 +18,23 @@ impl Agent {
         Self::start_with(ns, cpu, false, role, dev)
     }
 
+    /// [`Agent::start_with`] real time, else (no right to the real-time policy here) with the
+    /// normal policy and a warning.
+    pub fn start_realtime(
+        ns: &str,
+        cpu: Option<usize>,
+        role: &str,
+        dev: &str,
+    ) -> Result<Agent, String> {
+        Self::start_with(ns, cpu, true, role, dev).or_else(|e| {
+            eprintln!(
+                "warning: the {role} agent cannot run real time ({e}); its scheduling delays \
+                 count as latency"
+            );
+            Self::start_with(ns, cpu, false, role, dev)
+        })
+    }
+
     /// Starts an agent, pinned to `cpu` when given, and with the real-time policy
     /// (`SCHED_FIFO` 10) when `realtime`: its wake-ups then preempt whatever runs on its CPU, as
     /// a latency sink's must (it sleeps 50 µs when it finds nothing; under the normal policy it

@@ -308,10 +308,14 @@ pub struct Worker<P: PortIo> {
     rounds: u64,
     /// The current statistics window: when it started, busy time and longest gap so far.
     window: (u64, u64, u64),
-    /// The worker's recent cost of a received frame (busy time over frames of the last 100 ms
-    /// that saw at least a thousand), ns; 0 until measured. Bounds the fill rings in time.
+    /// The worker's recent cost of a frame (working time over frames received and taken from
+    /// other workers, over the last stretch of at least a thousand), ns; 0 until measured.
+    /// Bounds the fill rings in time.
     frame_ns: u64,
-    /// Busy time and frames when `frame_ns` was last measured.
+    /// Time in rounds that found work, leaving out gaps over a millisecond: those are stalls
+    /// (the thread held off its core), not the cost of frames.
+    working_ns: u64,
+    /// Working time and frames when `frame_ns` was last measured.
     cost_mark: (u64, u64),
     /// When the worker's own statistics were last published.
     last_stats: u64,
@@ -400,6 +404,7 @@ impl<P: PortIo> Worker<P> {
             rounds: 0,
             window: (0, 0, 0),
             frame_ns: 0,
+            working_ns: 0,
             cost_mark: (0, 0),
             last_stats: 0,
             stats: Arc::default(),
@@ -486,13 +491,14 @@ impl<P: PortIo> Worker<P> {
     /// Measures the cost of a frame over the last stretch of busy rounds (at least a thousand
     /// frames), and bounds the fill rings by it.
     fn measure_cost(&mut self) {
-        let (busy, rx) = self.cost_mark;
-        let frames = self.rx_total - rx;
+        let (working, seen) = self.cost_mark;
+        let total = self.rx_total + self.crossed.1;
+        let frames = total - seen;
         if frames < 1000 {
             return;
         }
-        self.frame_ns = ((self.busy_ns - busy) / frames).max(1);
-        self.cost_mark = (self.busy_ns, self.rx_total);
+        self.frame_ns = ((self.working_ns - working) / frames).max(1);
+        self.cost_mark = (self.working_ns, total);
         self.recompute_fill_target();
     }
 
@@ -1266,6 +1272,9 @@ impl<P: PortIo> Worker<P> {
                 // The previous round found work: it lasted until now (one clock read a round).
                 let gap = t.nanos.saturating_sub(prev_round);
                 self.busy_ns += gap;
+                if gap <= 1_000_000 {
+                    self.working_ns += gap;
+                }
                 self.max_gap_ns = self.max_gap_ns.max(gap);
                 self.window.2 = self.window.2.max(gap);
                 self.gaps_over_1ms += u64::from(gap > 1_000_000);

@@ -475,8 +475,11 @@ fn run(args: RunArgs) -> Result<(), String> {
             };
             let gen = Agent::start("qsbgen", Some(0), "gen", "gen-v")?;
             // The latency sink runs real time unless QSB_SINK_RT=0 (see `Agent::start_with`).
-            let rt = std::env::var("QSB_SINK_RT").map_or(true, |v| v != "0");
-            let sink = Agent::start_with("qsbsink", None, rt, "sink", "sink-v")?;
+            let sink = if std::env::var("QSB_SINK_RT").is_ok_and(|v| v == "0") {
+                Agent::start("qsbsink", None, "sink", "sink-v")?
+            } else {
+                Agent::start_realtime("qsbsink", None, "sink", "sink-v")?
+            };
             let mut rig = Rig { gen, sink };
             rig.sink.ask("announce")?;
             for &size in &o.sizes {

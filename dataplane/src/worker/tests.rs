@@ -539,10 +539,10 @@ fn fill_rings_hold_no_more_than_max_queue_of_the_workers_measured_work() {
         (500_000, 999, by_frames),  // too few frames to measure yet
         (2_500_000, 1, 1666),       // 3 µs a frame over 1000: 5 ms are 1666 frames
         (100_000, 1000, by_frames), // 100 ns a frame: the frame bound is the smaller
-        (1_000_000_000, 1000, 256), // a stalled worker keeps the floor
+        (1_000_000_000, 1000, 256), // 1 ms a frame: the floor
     ];
     for (busy, frames, depth) in steps {
-        r.w.busy_ns += busy;
+        r.w.working_ns += busy;
         r.w.rx_total += frames;
         r.w.measure_cost();
         assert_eq!(r.w.fill_target, depth, "{busy} ns over {frames} frames");
@@ -551,7 +551,7 @@ fn fill_rings_hold_no_more_than_max_queue_of_the_workers_measured_work() {
         max_queue_ns: 0,
         ..WorkerConfig::default()
     });
-    r.w.busy_ns += 3_000_000;
+    r.w.working_ns += 3_000_000;
     r.w.rx_total += 1000;
     r.w.measure_cost();
     assert!(r.w.fill_target > 1000, "no time bound: frames only");
