@@ -90,6 +90,8 @@ pub struct PortStatus {
     pub refused: bool,
     /// Why the port is not open, if it is not.
     pub error: Option<String>,
+    /// The worker that serves it, while it is placed.
+    pub worker: Option<u16>,
 }
 
 impl PortStatus {
@@ -195,16 +197,20 @@ struct PortHandle {
     sent: u64,
     /// The worker that serves the port while it is placed.
     worker: u16,
+    /// What the port adds to its worker's load: its device's RX queues (each gets a socket the
+    /// worker polls), at least 1.
+    weight: u32,
 }
 
 impl PortHandle {
-    fn new(worker: u16) -> Self {
+    fn new(worker: u16, weight: u32) -> Self {
         PortHandle {
             shared: Arc::new(PortShared::default()),
             requested: None,
             last_attempt: None,
             sent: 0,
             worker,
+            weight,
         }
     }
 }
@@ -290,7 +296,7 @@ struct State {
     address_sets: Arc<AddrSets>,
     /// Moves with every change of a port's rules or of an address set.
     policy_epoch: u64,
-    /// Placed ports per worker (its length is the number of workers).
+    /// RX queues of the placed ports, per worker (its length is the number of workers).
     load: Vec<u32>,
 }
 
@@ -422,7 +428,9 @@ impl State {
         // A port without an explicit MTU takes its interface's (frames up to the interface MTU
         // cross, longer ones are dropped and counted).
         p.mtu = p.cfg.mtu.or_else(|| netdev::mtu(&p.cfg.device).ok());
-        // The configured worker, or the one serving the fewest ports.
+        // The configured worker, or the one polling the fewest queues (a port brings every RX
+        // queue of its device).
+        let weight = netdev::rx_queues(&p.cfg.device).unwrap_or(1).max(1);
         let least = (0..self.load.len())
             .min_by_key(|&w| self.load[w])
             .unwrap_or(0);
@@ -438,9 +446,9 @@ impl State {
             None => least,
         };
         if let Some(l) = self.load.get_mut(worker) {
-            *l += 1;
+            *l += weight;
         }
-        p.handle = Some(PortHandle::new(worker as u16));
+        p.handle = Some(PortHandle::new(worker as u16, weight));
         self.placed.insert(id.to_owned());
         true
     }
@@ -456,7 +464,7 @@ impl State {
                 inner.send_to(h.worker, Command::RemovePort { slot });
             }
             if let Some(l) = self.load.get_mut(usize::from(h.worker)) {
-                *l = l.saturating_sub(1);
+                *l = l.saturating_sub(h.weight);
             }
         }
         self.slots.remove(id);
@@ -1203,6 +1211,7 @@ impl Switch {
                         .is_none()
                         .then(|| format!("no interface {device}"))
                 }),
+            worker: h.map(|h| h.worker),
         })
     }
 

@@ -25,15 +25,35 @@ struct Pair {
 
 impl Pair {
     fn new(tag: &str) -> Pair {
+        Pair::with_queues(tag, 2)
+    }
+
+    /// A pair whose host end has `queues` RX queues.
+    fn with_queues(tag: &str, queues: u32) -> Pair {
         let base = format!("qsx{tag}{:04}", std::process::id() % 10_000);
         let p = Pair {
             ns: base.clone(),
             host: format!("{base}h"),
             vm: format!("{base}v"),
         };
+        let q = queues.to_string();
         assert!(sh(&["ip", "netns", "add", &p.ns]));
         assert!(sh(&[
-            "ip", "link", "add", &p.host, "type", "veth", "peer", "name", &p.vm, "netns", &p.ns
+            "ip",
+            "link",
+            "add",
+            &p.host,
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &p.vm,
+            "netns",
+            &p.ns
         ]));
         let _ = sh(&[
             "sysctl",
@@ -297,4 +317,41 @@ fn a_registered_device_stays_prepared_across_its_ports_until_released() {
         "still attached after release"
     );
     sw.shutdown();
+}
+
+#[test]
+fn ports_go_to_the_worker_polling_the_fewest_queues() {
+    // A port with 4 RX queues weighs as much as two with 2.
+    let wide = Pair::with_queues("w", 4);
+    let b = Pair::with_queues("q", 2);
+    let c = Pair::with_queues("r", 2);
+    let sw = Switch::start(SwitchOptions {
+        workers: 2,
+        ..SwitchOptions::default()
+    })
+    .unwrap();
+    let net = NetworkConfig {
+        id: "n".into(),
+        vlan: 10,
+        mac_limit: 64,
+        physnet: Some(dataplane::DEFAULT_PHYSNET.into()),
+    };
+    let mut cfg = SwitchConfig {
+        networks: vec![net],
+        ports: vec![PortConfig::access("wide", &wide.host, "n")],
+        ..SwitchConfig::default()
+    };
+    // One at a time, so that the order of placement is known.
+    sw.apply(cfg.clone()).unwrap();
+    for (id, pair) in [("b", &b), ("c", &c)] {
+        cfg.ports.push(PortConfig::access(id, &pair.host, "n"));
+        sw.apply(cfg.clone()).unwrap();
+    }
+    assert!(sw.wait_settled(Duration::from_secs(5)));
+    let worker = |id: &str| sw.port_status(id).unwrap().worker.unwrap();
+    assert_ne!(worker("wide"), worker("b"));
+    assert_eq!(worker("b"), worker("c"), "4 queues against 2 + 2");
+    for id in ["wide", "b", "c"] {
+        assert!(sw.port_status(id).unwrap().is_forwarding(), "{id}");
+    }
 }

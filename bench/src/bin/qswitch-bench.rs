@@ -368,14 +368,28 @@ impl Rig {
         search::largest_count(64, max, o.steps, |n| self.burst_passes(o, size, n))
     }
 
-    /// Latency at `pps`.
-    fn latency(&mut self, o: &Opts, size: usize, pps: f64) -> Result<Latency, String> {
+    /// Latency at `pps`, and the share of the frames sent that the sink did not see.
+    fn latency(&mut self, o: &Opts, size: usize, pps: f64) -> Result<(Latency, f64), String> {
         self.sink.ask("open")?;
         self.sink.write(&format!("recv {}", o.trial + 0.3))?;
-        self.gen
-            .ask(&format!("send {} {size} {pps} {}", o.flows, o.trial))?;
+        let sent = self
+            .gen
+            .ask(&format!("send {} {size} {pps} {}", o.flows, o.trial))?
+            .first()
+            .copied()
+            .unwrap_or(0.0);
         let r = self.sink.read()?;
         self.sink.ask("close")?;
+        let seen: f64 = r
+            .split_whitespace()
+            .nth(1)
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0.0);
+        let loss = if sent > 0.0 {
+            (1.0 - seen / sent).max(0.0)
+        } else {
+            0.0
+        };
         let v: Vec<f64> = r
             .split_whitespace()
             .skip(2)
@@ -392,7 +406,7 @@ impl Rig {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(([us(0), us(1), us(2), us(3)], curve))
+        Ok((([us(0), us(1), us(2), us(3)], curve), loss))
     }
 }
 
@@ -529,8 +543,8 @@ fn run(args: RunArgs) -> Result<(), String> {
                 phase(&bar, "latency");
                 for (name, frac) in [("latency@50%", 0.5), ("latency@90%", 0.9)] {
                     if thr > 0.0 {
-                        let lat = rig.latency(&o, size, thr * frac)?;
-                        pt(name, thr * frac, 0.0, Some(lat), "");
+                        let (lat, loss) = rig.latency(&o, size, thr * frac)?;
+                        pt(name, thr * frac, loss, Some(lat), "");
                     }
                 }
                 if Some(dut) == reference {
@@ -543,9 +557,9 @@ fn run(args: RunArgs) -> Result<(), String> {
                         let Some(&(_, rate)) = rate.filter(|(_, r)| *r > 0.0) else {
                             continue;
                         };
-                        let lat = rig.latency(&o, size, rate * frac)?;
+                        let (lat, loss) = rig.latency(&o, size, rate * frac)?;
                         let name = format!("latency@{r} {:.0}%", frac * 100.0);
-                        pt(&name, rate * frac, 0.0, Some(lat), "the reference's rate");
+                        pt(&name, rate * frac, loss, Some(lat), "the reference's rate");
                     }
                 }
                 bar.advance();
@@ -647,12 +661,12 @@ fn print_report(o: &Opts, duts: &[Dut], points: &[Point], trafgen: Option<f64>) 
         }
     }
     println!("\n## Latency (µs, one way, generator to sink)\n");
-    println!("| DUT | size | load | p50 | p90 | p99 | max |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| DUT | size | load | p50 | p90 | p99 | max | loss |");
+    println!("|---|---|---|---|---|---|---|---|");
     for p in points.iter().filter(|p| p.latency_us.is_some()) {
         let l = p.latency_us.unwrap_or_default();
         println!(
-            "| {} | {} | {} ({:.3} Mpps) | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {} | {} ({:.3} Mpps) | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} % |",
             p.dut,
             p.size,
             p.test.trim_start_matches("latency@"),
@@ -660,7 +674,8 @@ fn print_report(o: &Opts, duts: &[Dut], points: &[Point], trafgen: Option<f64>) 
             l[0],
             l[1],
             l[2],
-            l[3]
+            l[3],
+            p.loss * 100.0
         );
     }
     if let (Some(tg), Some(ours)) = (
