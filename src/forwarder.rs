@@ -143,6 +143,23 @@ fn port_config(p: &DesiredPort) -> PortConfig {
         .and_then(|d| dhcp_config(d, &p.mac))
         .map(Arc::new);
     pc.filter = p.filter.as_ref().map(|f| Arc::new(port_filter(f)));
+    // The switch answers ARP for the port's fixed IPv4 addresses (as OVN's ARP responder does),
+    // where port security guarantees the answer: on, and no address pair (a pair may put the
+    // port's address behind another MAC).
+    let certain = p
+        .security
+        .as_ref()
+        .is_some_and(|s| s.allowed_pairs.is_empty());
+    if let Some(mac) = Mac::parse(&p.mac).filter(|_| certain) {
+        pc.arp = p
+            .fixed_ips
+            .iter()
+            .filter_map(|ip| match ip {
+                std::net::IpAddr::V4(v4) => Some((mac, *v4)),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .collect();
+    }
     pc
 }
 
@@ -247,6 +264,7 @@ fn port_statistics(s: &PortStats) -> PortStatistics {
         csum_completed: c.csum_completed,
         gso_segmented: c.gso_segmented,
         dhcp_replies: c.dhcp_replies,
+        arp_replies: c.arp_replies,
         drops: DropReason::ALL
             .iter()
             .map(|r| (r.name().to_owned(), drops(*r)))
@@ -370,6 +388,41 @@ mod tests {
                 .to_string(),
             "198.18.0.1"
         );
+    }
+
+    #[test]
+    fn arp_answers_only_where_port_security_guarantees_them() {
+        let v4: std::net::IpAddr = "198.18.0.2".parse().unwrap();
+        let v6: std::net::IpAddr = "2001:db8::2".parse().unwrap();
+        let secured = DesiredPort {
+            id: "p".into(),
+            network_id: "n".into(),
+            device: "tapabc".into(),
+            mac: "fa:16:3e:00:00:01".into(),
+            fixed_ips: vec![v4, v6],
+            security: Some(DesiredSecurity {
+                mac: "fa:16:3e:00:00:01".into(),
+                fixed_ips: vec![v4, v6],
+                allowed_pairs: vec![],
+            }),
+            ..DesiredPort::default()
+        };
+        let mac = Mac([0xfa, 0x16, 0x3e, 0, 0, 1]);
+        assert_eq!(
+            port_config(&secured).arp,
+            vec![(mac, "198.18.0.2".parse().unwrap())],
+            "the IPv4 addresses only"
+        );
+        let open = DesiredPort {
+            security: None,
+            ..secured.clone()
+        };
+        assert!(port_config(&open).arp.is_empty(), "port security off");
+        let mut paired = secured;
+        if let Some(s) = paired.security.as_mut() {
+            s.allowed_pairs = vec![("fa:16:3e:00:00:09".into(), "198.18.0.2".into())];
+        }
+        assert!(port_config(&paired).arp.is_empty(), "an address pair");
     }
 
     #[test]

@@ -103,6 +103,7 @@ pub(crate) fn stats(t: &Target, net: &str, port: &str) -> Result<(), String> {
         "csum_completed",
         "gso_segmented",
         "dhcp_replies",
+        "arp_replies",
     ] {
         println!("{key:<28} {}", s[key].as_u64().unwrap_or(0));
     }

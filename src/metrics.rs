@@ -20,7 +20,7 @@ pub(crate) struct DataplaneCollector(pub(crate) Arc<Switch>);
 /// A port counter: name, help, and how to read it.
 type PortCounter = (&'static str, &'static str, fn(&LocalCounters) -> u64);
 
-const PORT_COUNTERS: [PortCounter; 11] = [
+const PORT_COUNTERS: [PortCounter; 12] = [
     (
         "qswitch_port_rx_packets",
         "Frames received from the port",
@@ -71,6 +71,11 @@ const PORT_COUNTERS: [PortCounter; 11] = [
         "qswitch_port_dhcp_replies",
         "DHCP replies the switch's responder sent to the port",
         |c| c.dhcp_replies,
+    ),
+    (
+        "qswitch_port_arp_replies",
+        "ARP replies the switch sent to the port for its network's known addresses",
+        |c| c.arp_replies,
     ),
 ];
 

@@ -485,6 +485,23 @@ fn dhcp_client(vm: &TapVm, tries: &str) -> Option<String> {
     out.filter(|_| ok)
 }
 
+/// A port on each network with a VM on it (a /24 address), once the switch forwards for all.
+fn vms_on<const N: usize>(api: &Api, daemon: &Daemon, nets: [&str; N]) -> [(Value, TapVm); N] {
+    let vms = nets.map(|n| {
+        let p = api.create("ports", json!({"port": {"network_id": n}}))["port"].clone();
+        let vm = TapVm::new(&p, 24);
+        (p, vm)
+    });
+    assert!(
+        wait_for(Duration::from_secs(10), || vms
+            .iter()
+            .all(|(p, _)| api.status(p["id"].as_str().unwrap()) == "ACTIVE")),
+        "{}",
+        daemon.log()
+    );
+    vms
+}
+
 #[test]
 fn the_switch_answers_a_ports_dhcp_client_with_its_address_and_subnet() {
     let (api, daemon) = start();
@@ -509,17 +526,7 @@ fn the_switch_answers_a_ports_dhcp_client_with_its_address_and_subnet() {
         json!({"subnet": {"network_id": n2, "cidr": format!("{dark}.0/24"), "ip_version": 4,
             "enable_dhcp": false}}),
     );
-    let pa = api.create("ports", json!({"port": {"network_id": n1}}))["port"].clone();
-    let pc = api.create("ports", json!({"port": {"network_id": n2}}))["port"].clone();
-    let a = TapVm::new(&pa, 24);
-    let c = TapVm::new(&pc, 24);
-    let (ida, idc) = (pa["id"].as_str().unwrap(), pc["id"].as_str().unwrap());
-    assert!(
-        wait_for(Duration::from_secs(10), || api.status(ida) == "ACTIVE"
-            && api.status(idc) == "ACTIVE"),
-        "{}",
-        daemon.log()
-    );
+    let [(pa, a), (_, c)] = vms_on(&api, &daemon, [&n1, &n2]);
     let lease = dhcp_client(&a, "5").unwrap_or_else(|| panic!("no lease:\n{}", daemon.log()));
     for want in [
         format!("ip={} ", a.ip),
@@ -733,4 +740,41 @@ fn provider_networks_reach_their_outside_segment_and_nothing_else() {
     vb.ns
         .tcp_transfer(&storage.ns, &format!("{net_b}.1"), 1 << 20)
         .unwrap_or_else(|e| panic!("TCP to storage: {e}\n{}", daemon.log()));
+}
+
+#[test]
+fn the_switch_answers_arp_for_the_addresses_of_its_ports() {
+    let (api, daemon) = start();
+    let lan = format!("198.18.{}", std::process::id() % 120 + 1);
+    let n = api.create("networks", json!({"network": {"name": "arp"}}))["network"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.create(
+        "subnets",
+        json!({"subnet": {"network_id": n, "cidr": format!("{lan}.0/24"), "ip_version": 4}}),
+    );
+    let [(pa, a), (pb, b)] = vms_on(&api, &daemon, [&n, &n]);
+    let ida = pa["id"].as_str().unwrap();
+    // b does no ARP at all: only the switch can tell a where b's address is.
+    b.ns.exec(&["ip", "link", "set", "dev", &b.dev(), "arp", "off"]);
+    a.flush_neighbours();
+    let mac_b = pb["mac_address"].as_str().unwrap();
+    let resolved = || {
+        let _ = a.ping(&b.ip, None);
+        a.ns.exec(&["ip", "neigh", "show", &b.ip, "dev", &a.dev()])
+            .contains(mac_b)
+    };
+    assert!(
+        wait_for(Duration::from_secs(5), resolved),
+        "a never learnt {mac_b} for {}:\n{}",
+        b.ip,
+        daemon.log()
+    );
+    // Counted on the asking port.
+    let scrape = request(&api.addr, "GET", "/metrics", None).body.clone();
+    let answered = scrape.lines().any(|l| {
+        l.starts_with("qswitch_port_arp_replies_total{") && l.contains(ida) && !l.ends_with(" 0")
+    });
+    assert!(answered, "no ARP reply counted for {ida}");
 }

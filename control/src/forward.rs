@@ -50,6 +50,9 @@ pub struct DesiredPort {
     pub admin_up: bool,
     /// The port's MAC, `aa:bb:cc:dd:ee:ff` (installed as a static entry).
     pub mac: String,
+    /// The port's fixed IPs, whatever its port security (the switch answers ARP for its IPv4
+    /// ones).
+    pub fixed_ips: Vec<IpAddr>,
     /// Anti-spoofing rules, when port security is on.
     pub security: Option<DesiredSecurity>,
     /// The rate limit of what the VM sends (the QoS extension's, else the egress rules of its
@@ -277,6 +280,8 @@ pub struct PortStatistics {
     pub gso_segmented: u64,
     /// DHCP replies the switch's responder sent to the port.
     pub dhcp_replies: u64,
+    /// ARP replies the switch sent to the port for its network's known addresses.
+    pub arp_replies: u64,
     /// Drops by reason (every reason, zeros included), in a stable order.
     pub drops: Vec<(String, u64)>,
     /// The kernel's socket statistics by name.

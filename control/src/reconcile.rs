@@ -334,14 +334,15 @@ fn dhcp_of(tx: &dyn Tx, r: &PortRecord) -> Result<Option<DesiredDhcp>> {
 }
 
 fn desired_port_of(r: PortRecord, device: String, admin_up: bool) -> DesiredPort {
+    let fixed_ips: Vec<std::net::IpAddr> = r
+        .attrs
+        .fixed_ips
+        .iter()
+        .filter_map(|f| f.ip_address.parse().ok())
+        .collect();
     let security = r.attrs.port_security_enabled.then(|| DesiredSecurity {
         mac: r.attrs.mac_address.clone(),
-        fixed_ips: r
-            .attrs
-            .fixed_ips
-            .iter()
-            .filter_map(|f| f.ip_address.parse().ok())
-            .collect(),
+        fixed_ips: fixed_ips.clone(),
         allowed_pairs: r
             .attrs
             .allowed_address_pairs
@@ -355,6 +356,7 @@ fn desired_port_of(r: PortRecord, device: String, admin_up: bool) -> DesiredPort
         device,
         admin_up,
         mac: r.attrs.mac_address,
+        fixed_ips,
         security,
         qos: None,
         qos_ingress: None,

@@ -8,6 +8,7 @@
 //! batches (read-copy-update): the snapshot is never mutated once published.
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::acl::{AddrSets, PortFilter};
@@ -94,6 +95,9 @@ pub struct PortConfig {
     pub filter: Option<Arc<PortFilter>>,
     /// The worker that serves the port (the switch chooses by load when `None`).
     pub worker: Option<u16>,
+    /// The port's MAC and IPv4 addresses, for which the switch answers ARP requests from the
+    /// other ports of its network (none: requests for them are switched as any broadcast).
+    pub arp: Vec<(Mac, Ipv4Addr)>,
 }
 
 impl PortConfig {
@@ -114,6 +118,7 @@ impl PortConfig {
             dhcp: None,
             filter: None,
             worker: None,
+            arp: Vec::new(),
         }
     }
 
@@ -372,6 +377,17 @@ pub struct NetView {
     /// Does a port of this network have security group rules? Only then are its frames read to
     /// layer 4 (a frame reaches ports of its own network only).
     pub filtering: bool,
+    /// The addresses the switch answers ARP for, sorted by address: (IPv4, MAC, the port that
+    /// holds it). An address two ports claim is left out (the owners answer for themselves).
+    pub arp: Vec<(Ipv4Addr, Mac, u16)>,
+}
+
+impl NetView {
+    /// The MAC and port of `ip`, if the switch answers ARP for it.
+    pub fn arp_owner(&self, ip: Ipv4Addr) -> Option<(Mac, u16)> {
+        let i = self.arp.binary_search_by_key(&ip, |e| e.0).ok()?;
+        Some((self.arp[i].1, self.arp[i].2))
+    }
 }
 
 /// The immutable forwarding configuration the workers run with.
@@ -430,6 +446,7 @@ impl Snapshot {
                 mac_limit: n.mac_limit,
                 members: Vec::new(),
                 filtering: false,
+                arp: Vec::new(),
             });
             if let Some(v) = snap
                 .vlan_to_net
@@ -453,6 +470,7 @@ impl Snapshot {
                 Role::Access(net) if p.admin_up => {
                     if let Some(Some(n)) = snap.nets.get_mut(usize::from(net)) {
                         n.members.push(slot);
+                        n.arp.extend(p.arp.iter().map(|&(mac, ip)| (ip, mac, slot)));
                     }
                 }
                 _ => {}
@@ -485,6 +503,17 @@ impl Snapshot {
         uplinks.sort_unstable();
         for n in snap.nets.iter_mut().flatten() {
             n.members.sort_unstable();
+            n.arp.sort_unstable_by_key(|e| e.0);
+            // An address claimed twice is nobody's to answer for.
+            let mut i = 0;
+            while i < n.arp.len() {
+                let j = i + n.arp[i..].iter().take_while(|e| e.0 == n.arp[i].0).count();
+                if j - i > 1 {
+                    n.arp.drain(i..j);
+                } else {
+                    i = j;
+                }
+            }
             n.uplinks = uplinks
                 .iter()
                 .filter(|(p, _)| *p == n.physnet)

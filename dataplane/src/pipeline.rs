@@ -64,6 +64,9 @@ pub enum Verdict {
     /// A DHCP client message of a port with a DHCP configuration: the switch answers it (back
     /// to the ingress port); it goes nowhere else.
     Dhcp,
+    /// An ARP request for an address another port of the network holds: the switch answers it
+    /// with that port's MAC (back to the ingress port); it goes nowhere else.
+    Arp(Mac),
     /// Send to every other admin-up port of network `net`, and the trunks.
     Flood {
         /// Network slot.
@@ -275,6 +278,13 @@ impl Pipeline {
         {
             return Verdict::Dhcp;
         }
+        if let (Role::Access(_), Some(target)) = (port.role, arp_request_target(frame)) {
+            let owner = snap.net(net).and_then(|n| n.arp_owner(target));
+            // Not for the asker's own address: that is a duplicate-address probe of its own.
+            if let Some((mac, _)) = owner.filter(|&(_, slot)| slot != ingress) {
+                return Verdict::Arp(mac);
+            }
+        }
         let dst = eth.dst();
         if !dst.is_multicast() {
             if let Some(to) = self.fdb.lookup(net, dst, now.secs) {
@@ -384,3 +394,37 @@ pub fn flood_targets<'a>(
 
 #[cfg(test)]
 mod tests;
+
+/// The address an ARP request (Ethernet, IPv4, untagged) asks for; `None` for anything else,
+/// and for a gratuitous request (sender and target addresses the same: an announcement).
+pub fn arp_request_target(frame: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let arp = frame.get(12..42)?;
+    let request = arp[0..2] == [0x08, 0x06] // ethertype ARP
+        && arp[2..4] == [0, 1] // hardware: Ethernet
+        && arp[4..6] == [0x08, 0x00] // protocol: IPv4
+        && arp[6] == 6
+        && arp[7] == 4
+        && arp[8..10] == [0, 1]; // request
+    let (spa, tpa) = (&arp[16..20], &arp[26..30]);
+    (request && spa != tpa).then(|| std::net::Ipv4Addr::new(tpa[0], tpa[1], tpa[2], tpa[3]))
+}
+
+/// Turns the ARP request in `frame` into the reply for `mac`, in place: back to its sender,
+/// from `mac`, saying that the requested address is at `mac`.
+pub fn arp_reply_in_place(frame: &mut [u8], mac: Mac) -> Option<()> {
+    if frame.len() < 42 {
+        return None;
+    }
+    let requester: [u8; 6] = frame[22..28].try_into().ok()?;
+    let requester_ip: [u8; 4] = frame[28..32].try_into().ok()?;
+    let asked: [u8; 4] = frame[38..42].try_into().ok()?;
+    let sender: [u8; 6] = frame[6..12].try_into().ok()?;
+    frame[0..6].copy_from_slice(&sender);
+    frame[6..12].copy_from_slice(&mac.0);
+    frame[20..22].copy_from_slice(&[0, 2]);
+    frame[22..28].copy_from_slice(&mac.0);
+    frame[28..32].copy_from_slice(&asked);
+    frame[32..38].copy_from_slice(&requester);
+    frame[38..42].copy_from_slice(&requester_ip);
+    Some(())
+}

@@ -78,6 +78,8 @@ pub struct LocalCounters {
     pub gso_segmented: u64,
     /// DHCP replies the switch's responder sent to this port.
     pub dhcp_replies: u64,
+    /// ARP replies the switch sent to this port for its network's known addresses.
+    pub arp_replies: u64,
     /// Drops of frames received on (or destined to) this port, by reason.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -146,6 +148,7 @@ pub struct PortCounters {
     csum_completed: AtomicU64,
     gso_segmented: AtomicU64,
     dhcp_replies: AtomicU64,
+    arp_replies: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
     xdp: [AtomicU64; 6],
 }
@@ -164,6 +167,7 @@ impl PortCounters {
         self.csum_completed.store(c.csum_completed, Relaxed);
         self.gso_segmented.store(c.gso_segmented, Relaxed);
         self.dhcp_replies.store(c.dhcp_replies, Relaxed);
+        self.arp_replies.store(c.arp_replies, Relaxed);
         for (a, v) in self.drops.iter().zip(c.drops) {
             a.store(v, Relaxed);
         }
@@ -200,6 +204,7 @@ impl PortCounters {
                 csum_completed: self.csum_completed.load(Relaxed),
                 gso_segmented: self.gso_segmented.load(Relaxed),
                 dhcp_replies: self.dhcp_replies.load(Relaxed),
+                arp_replies: self.arp_replies.load(Relaxed),
                 drops,
             },
             xdp: XdpStats {

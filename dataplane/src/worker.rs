@@ -52,7 +52,9 @@ use crate::port::{PortIo, PortMode, XdpDesc};
 use crate::stats::{DropReason, LocalCounters, PortCounters, WorkerStats, XdpStats};
 use crate::sys::umem::{Accounting, Umem, KERNEL_HEADROOM};
 use crate::sys::xsk::XDP_PKT_CONTD;
-use crate::wire::{self, is_vlan_tpid, pop_vlan_tag, push_vlan_tag, ETH_HEADER_LEN, VLAN_TAG_LEN};
+use crate::wire::{
+    self, is_vlan_tpid, pop_vlan_tag, push_vlan_tag, Mac, ETH_HEADER_LEN, VLAN_TAG_LEN,
+};
 
 pub mod cross;
 
@@ -939,6 +941,10 @@ impl<P: PortIo> Worker<P> {
                 self.answer_dhcp(ingress, d);
                 return;
             }
+            Verdict::Arp(mac) => {
+                self.answer_arp(ingress, d, mac);
+                return;
+            }
             Verdict::Unicast { port, net } => (net, Some(port)),
             Verdict::Flood { net } => (net, None),
         };
@@ -1159,6 +1165,20 @@ impl<P: PortIo> Worker<P> {
                 c.drop(DropReason::DhcpUnanswered);
                 self.umem.release(d.addr);
             }
+        }
+    }
+
+    /// Answers an ARP request for a known address in its own chunk, back to the asking port.
+    fn answer_arp(&mut self, port: u16, d: XdpDesc, mac: Mac) {
+        let answered = self
+            .umem
+            .frame(d.addr, d.len)
+            .and_then(|f| crate::pipeline::arp_reply_in_place(f, mac));
+        if answered.is_some() {
+            self.pipe.counters[usize::from(port)].arp_replies += 1;
+            self.stage_to(port, d, false, 0, port);
+        } else {
+            self.umem.release(d.addr);
         }
     }
 

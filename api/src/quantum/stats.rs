@@ -28,6 +28,7 @@ pub(crate) const STATS_ATTRS: Attrs<'static> = &[(
         "csum_completed",
         "gso_segmented",
         "dhcp_replies",
+        "arp_replies",
     ],
 )];
 
@@ -36,7 +37,7 @@ pub(crate) const MAC_ATTRS: Attrs<'static> = &[("mac", &["address", "port_id", "
 
 /// `GET .../ports/{id}/stats`: `{"stats": {"rx_packets", "rx_bytes",
 /// "rx_errors", "tx_packets", "tx_bytes", "tx_errors", "dropped", "floods", "csum_completed",
-/// "gso_segmented", "dhcp_replies",
+/// "gso_segmented", "dhcp_replies", "arp_replies",
 /// "drops": {reason: n}, "kernel": {name: n}}}`.
 pub(crate) async fn port_stats(ctx: Ctx) -> Response {
     let r = async {
@@ -61,6 +62,7 @@ pub(crate) async fn port_stats(ctx: Ctx) -> Response {
             "csum_completed": s.csum_completed,
             "gso_segmented": s.gso_segmented,
             "dhcp_replies": s.dhcp_replies,
+            "arp_replies": s.arp_replies,
             "drops": map(&s.drops),
             "kernel": map(&s.kernel),
         }});

@@ -155,6 +155,7 @@ async fn forwarder_gets_the_desired_state_after_plug_down_unplug_and_delete() {
         device: "tap0".into(),
         admin_up: true,
         mac: app.fwd.last().ports[0].mac.clone(),
+        fixed_ips: vec![],
         security: None,
         qos: None,
         qos_ingress: None,

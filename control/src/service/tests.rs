@@ -84,6 +84,7 @@ fn restart_rebuilds_desired_state_from_the_file() {
                 admin_up: true,
                 // Quantum ports carry a MAC but no anti-spoofing rules.
                 mac: rec.last().ports[0].mac.clone(),
+                fixed_ips: vec![],
                 security: None,
                 qos: None,
                 qos_ingress: None,
@@ -292,6 +293,7 @@ fn forwarder_sees_plug_state_change_unplug_and_delete() {
         device: "tap0".into(),
         admin_up: true,
         mac: rec.last().ports[0].mac.clone(),
+        fixed_ips: vec![],
         security: None,
         qos: None,
         qos_ingress: None,

@@ -398,6 +398,7 @@ proptest! {
                 }
                 Verdict::Flood { .. } => prop_assert_eq!(after, before),
                 Verdict::Dhcp => prop_assert!(false, "no port of the fixture answers DHCP"),
+                Verdict::Arp(_) => prop_assert!(false, "no port of the fixture has ARP answers"),
             }
         }
     }
@@ -415,6 +416,7 @@ proptest! {
             Verdict::Unicast { net: n, .. } | Verdict::Flood { net: n } => prop_assert_eq!(n, net),
             Verdict::Drop(_) => {}
             Verdict::Dhcp => prop_assert!(false, "no port of the fixture answers DHCP"),
+            Verdict::Arp(_) => prop_assert!(false, "no port of the fixture has ARP answers"),
         }
     }
 }

@@ -556,3 +556,62 @@ fn fill_rings_hold_no_more_than_max_queue_of_the_workers_measured_work() {
     r.w.measure_cost();
     assert!(r.w.fill_target > 1000, "no time bound: frames only");
 }
+
+/// An ARP request from `sha`/`spa` for `tpa`, broadcast.
+fn arp_request(sha: Mac, spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
+    let mut body = vec![0, 1, 0x08, 0x00, 6, 4, 0, 1];
+    body.extend_from_slice(&sha.0);
+    body.extend_from_slice(&spa);
+    body.extend_from_slice(&[0; 6]);
+    body.extend_from_slice(&tpa);
+    body.resize(46, 0);
+    build_frame(Mac::BROADCAST, sha, None, 0x0806, &body)
+}
+
+#[test]
+fn arp_requests_for_known_addresses_are_answered_by_the_switch() {
+    const A2: [u8; 4] = [198, 18, 0, 2];
+    let mut c = cfg();
+    c.ports[1].arp = vec![(VM2, A2.into())];
+    // b1, on another network, holds the same address: never answered across networks.
+    c.ports[3].arp = vec![(Mac([0x02, 0, 0, 0, 0, 4]), [198, 18, 0, 9].into())];
+    let mut r = Rig::new(4096);
+    r.apply(&c);
+    let ask = arp_request(VM1, [198, 18, 0, 1], A2);
+    r.inject("a1", ask.clone());
+    r.run();
+    let replies = r.out("a1");
+    assert_eq!(replies.len(), 1, "one reply, back to the asker");
+    let reply = &replies[0];
+    assert_eq!(&reply[0..6], &VM1.0, "to the asker");
+    assert_eq!(&reply[6..12], &VM2.0, "from the owner's MAC");
+    assert_eq!(&reply[20..22], &[0, 2], "a reply");
+    assert_eq!(&reply[22..28], &VM2.0);
+    assert_eq!(&reply[28..32], &A2);
+    assert_eq!(&reply[32..38], &VM1.0);
+    assert_eq!(&reply[38..42], &[198, 18, 0, 1]);
+    for p in ["a2", "a3", "b1", "up"] {
+        assert!(r.out(p).is_empty(), "{p} saw the request");
+    }
+    let slot = r.ports.get("a1").unwrap();
+    assert_eq!(r.w.counters(slot).arp_replies, 1);
+
+    // Switched as before: an unknown address, the asker's own (a probe), another network's,
+    // and an announcement (sender and target the same).
+    for (from, mac, spa, tpa) in [
+        ("a1", VM1, [198, 18, 0, 1], [198, 18, 0, 7]),
+        ("a2", VM2, [0, 0, 0, 0], A2),
+        ("a1", VM1, [198, 18, 0, 1], [198, 18, 0, 9]),
+        ("a1", VM1, A2, A2),
+    ] {
+        r.inject(from, arp_request(mac, spa, tpa));
+        r.run();
+        assert!(r.out(from).is_empty(), "{tpa:?} answered");
+        assert_eq!(r.out("a3").len(), 1, "{tpa:?} not flooded");
+        for p in ["a1", "a2", "b1", "up"] {
+            r.out(p);
+        }
+    }
+    assert_eq!(r.w.counters(slot).arp_replies, 1);
+    r.check_accounting();
+}
