@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::acl::{AddrSets, PortFilter};
 use crate::policer::PolicerConfig;
-use crate::security::PortSecurity;
+use crate::security::{IpPrefix, PortSecurity};
 use crate::wire::Mac;
 
 /// Largest VLAN id a network may use (4095 is reserved).
@@ -457,6 +457,8 @@ impl Snapshot {
             }
         }
         let mut uplinks: Vec<(u16, u16)> = Vec::new();
+        // Per network: the allowed address pairs of its ports, and the port each belongs to.
+        let mut pairs: Vec<(u16, u16, IpPrefix)> = Vec::new();
         for p in &cfg.ports {
             let (slot, gen) = port_slots.get_or_insert(&p.id);
             let role = match &p.role {
@@ -471,6 +473,10 @@ impl Snapshot {
                     if let Some(Some(n)) = snap.nets.get_mut(usize::from(net)) {
                         n.members.push(slot);
                         n.arp.extend(p.arp.iter().map(|&(mac, ip)| (ip, mac, slot)));
+                    }
+                    if let Some(sec) = &p.security {
+                        let prefixes = sec.allowed_pairs.iter().filter_map(|(_, pre)| *pre);
+                        pairs.extend(prefixes.map(|pre| (net, slot, pre)));
                     }
                 }
                 _ => {}
@@ -503,6 +509,14 @@ impl Snapshot {
         uplinks.sort_unstable();
         for n in snap.nets.iter_mut().flatten() {
             n.members.sort_unstable();
+            // An address another port may also use (an allowed address pair covering it, as
+            // for a VRRP address) can move: its holder answers, not the switch.
+            let net = net_slots.get(&n.id).unwrap_or(NONE);
+            n.arp.retain(|&(ip, _, owner)| {
+                !pairs.iter().any(|&(pn, ps, pre)| {
+                    pn == net && ps != owner && pre.contains(std::net::IpAddr::V4(ip))
+                })
+            });
             n.arp.sort_unstable_by_key(|e| e.0);
             // An address claimed twice is nobody's to answer for.
             let mut i = 0;

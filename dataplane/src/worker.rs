@@ -1174,10 +1174,13 @@ impl<P: PortIo> Worker<P> {
             .umem
             .frame(d.addr, d.len)
             .and_then(|f| crate::pipeline::arp_reply_in_place(f, mac));
+        let c = &mut self.pipe.counters[usize::from(port)];
         if answered.is_some() {
-            self.pipe.counters[usize::from(port)].arp_replies += 1;
+            c.arp_replies += 1;
             self.stage_to(port, d, false, 0, port);
         } else {
+            // Cannot happen (the decision read the same bytes); counted all the same.
+            c.drop(DropReason::Truncated);
             self.umem.release(d.addr);
         }
     }

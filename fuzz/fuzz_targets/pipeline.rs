@@ -16,6 +16,7 @@ use dataplane::config::{NetworkConfig, PortConfig, SlotMap, Snapshot, SwitchConf
 use dataplane::pipeline::Now;
 use dataplane::port::mem::{MemPort, MemSpec};
 use dataplane::security::IpPrefix;
+use dataplane::Mac;
 use dataplane::worker::{Command, PortShared, Worker, WorkerConfig};
 use libfuzzer_sys::fuzz_target;
 
@@ -56,7 +57,11 @@ fuzz_target!(|data: &[u8]| {
         networks: vec![net("a", 10), net("b", 20)],
         ports: vec![
             filtered("a1", "d1"),
-            filtered("a2", "d2"),
+            // The switch answers ARP for a2's address.
+            PortConfig {
+                arp: vec![(Mac([2, 0, 0, 0, 0, 2]), std::net::Ipv4Addr::new(198, 18, 0, 2))],
+                ..filtered("a2", "d2")
+            },
             PortConfig::access("b1", "d3", "b"),
             PortConfig::trunk("up", "d4"),
         ],

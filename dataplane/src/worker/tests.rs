@@ -613,5 +613,18 @@ fn arp_requests_for_known_addresses_are_answered_by_the_switch() {
         }
     }
     assert_eq!(r.w.counters(slot).arp_replies, 1);
+
+    // Another port's address pair covering the address (a VRRP address): its holder answers.
+    let a3 = Mac([0x02, 0, 0, 0, 0, 3]);
+    c.ports[2].security = Some(crate::security::PortSecurity {
+        mac: a3,
+        fixed_ips: vec![],
+        allowed_pairs: vec![(a3, crate::security::IpPrefix::parse("198.18.0.0/30"))],
+    });
+    r.apply(&c);
+    r.inject("a1", ask);
+    r.run();
+    assert!(r.out("a1").is_empty(), "answered for a movable address");
+    assert_eq!(r.out("a3").len(), 1, "flooded to the pair's holder");
     r.check_accounting();
 }
