@@ -7,7 +7,8 @@
 //! takes, written into a policy of the port's own (see `control`'s
 //! `service::qos`).
 //! `GET` answers `{"qos": {...}}` (`{"qos": {}}` when the port has none),
-//! `PUT` sets it and answers 200 with it, `DELETE` removes it (204).
+//! `PUT` sets it and answers 200 with the limit in force, `DELETE` removes what `PUT` set
+//! (204; a policy set through Neutron stays).
 
 use axum::body::Body;
 use axum::response::Response;
