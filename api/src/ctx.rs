@@ -162,6 +162,15 @@ impl Ctx {
         self.param("tenant_id")
     }
 
+    /// The URL's tenant as a scope of the shared operations: Quantum acts on one tenant's own
+    /// resources, whoever calls.
+    pub(crate) fn scope(&self) -> control::neutron::Scope {
+        control::neutron::Scope {
+            tenant_id: self.tenant(),
+            admin: false,
+        }
+    }
+
     /// The link builder of this request's tenant.
     pub(crate) fn links(&self) -> Links {
         Links::new(self.origin.clone(), self.version, &self.tenant())
@@ -182,6 +191,16 @@ impl Ctx {
                 Err(ApiError::Internal)
             }
         }
+    }
+
+    /// Runs a point read (one index seek on a pooled WAL reader, which never waits for a
+    /// writer) on the runtime's own thread: it takes less time than the hop to a blocking
+    /// thread would. Anything that reads a collection or writes goes through [`Ctx::run`].
+    pub(crate) fn read_point<T>(
+        &self,
+        f: impl FnOnce(&Control) -> control::Result<T>,
+    ) -> Result<T, ApiError> {
+        f(&self.control).map_err(ApiError::Control)
     }
 
     /// Renders a handler's result.

@@ -128,6 +128,76 @@ impl Conn {
     }
 }
 
+/// A lean keep-alive client for read-throughput runs: one TCP connection, the request bytes
+/// built once, the response read with no header map and no copies beyond the body. A load
+/// driver whose own cost per request is small leaves the machine's cores to the server it
+/// measures (as `wrk` does); use [`Conn`] for anything that checks what it gets.
+#[derive(Debug)]
+pub struct RawGet {
+    stream: std::io::BufReader<std::net::TcpStream>,
+    request: Vec<u8>,
+    line: String,
+    body: Vec<u8>,
+}
+
+impl RawGet {
+    /// Connects to `addr` (`host:port`) for repeated `GET path` requests.
+    pub fn connect(addr: &str, path: &str) -> io::Result<RawGet> {
+        let stream = std::net::TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n");
+        Ok(RawGet {
+            stream: std::io::BufReader::with_capacity(64 * 1024, stream),
+            request: request.into_bytes(),
+            line: String::new(),
+            body: Vec::new(),
+        })
+    }
+
+    /// Sends the request once and reads the whole answer: its status; the body stays in
+    /// [`RawGet::body`]. Only `Content-Length` framing is understood (what the daemon sends).
+    pub fn get(&mut self) -> io::Result<u16> {
+        use std::io::{BufRead, Read, Write};
+        self.stream.get_mut().write_all(&self.request)?;
+        let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
+        self.line.clear();
+        self.stream.read_line(&mut self.line)?;
+        let status = self
+            .line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("no status line"))?;
+        let mut length = None;
+        loop {
+            self.line.clear();
+            if self.stream.read_line(&mut self.line)? == 0 {
+                return Err(bad("connection closed in the headers"));
+            }
+            let line = self.line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse::<usize>().ok();
+                }
+            }
+        }
+        let length = length.ok_or_else(|| bad("no Content-Length"))?;
+        self.body.resize(length, 0);
+        self.stream.read_exact(&mut self.body)?;
+        Ok(status)
+    }
+
+    /// The body of the last answer.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+}
+
 /// The `id` of the resource a create or show answered (`{"network": {"id": ...}}`).
 pub fn id_of(body: &str) -> Result<String, String> {
     let v: serde_json::Value = serde_json::from_str(body).map_err(|e| format!("{e}: {body}"))?;

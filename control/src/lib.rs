@@ -35,13 +35,16 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use control::{Control, ControlOptions, NullForwarder, PortState};
+//! use control::neutron::{NetworkSpec, PortSpec, Scope};
+//! use control::{Control, ControlOptions, NullForwarder};
 //!
 //! let control = Control::in_memory(Arc::new(NullForwarder), ControlOptions::default())?;
-//! let net = control.create_network("tenant-a", "net1")?;
+//! let me = Scope { tenant_id: "tenant-a".into(), admin: false };
+//! let net = control.create_networks(&me, vec![NetworkSpec::named("tenant-a", "net1")])?;
+//! let net_id = &net[0].network.id;
 //! control.register_interface("tenant-a", "vif-1", "tap0")?;
-//! let port = control.create_port("tenant-a", &net.id, PortState::Active)?;
-//! control.plug("tenant-a", &net.id, &port.id, "vif-1")?;
+//! let port = control.create_ports(&me, vec![PortSpec::bare("tenant-a", net_id, true)])?;
+//! control.plug("tenant-a", net_id, &port[0].record.port.id, "vif-1")?;
 //! assert_eq!(control.desired_state()?.ports[0].device, "tap0");
 //! # Ok::<(), control::ControlError>(())
 //! ```

@@ -8,28 +8,41 @@ pub const BASE_MAC: [u8; 3] = [0xfa, 0x16, 0x3e];
 /// probability ports-on-network / 2^24).
 pub const MAC_TRIES: usize = 16;
 
-/// Parses `aa:bb:cc:dd:ee:ff` (or with `-`), any case, into the lowercase
-/// colon form. The all-zero, broadcast and multicast addresses are refused.
-pub fn normalize(s: &str) -> Option<String> {
-    let parts: Vec<&str> = if s.contains(':') {
-        s.split(':').collect()
-    } else {
-        s.split('-').collect()
-    };
-    if parts.len() != 6 {
-        return None;
-    }
-    let mut bytes = [0u8; 6];
-    for (b, p) in bytes.iter_mut().zip(&parts) {
-        if p.len() != 2 {
+/// A client-given unicast MAC address, parsed once where it enters (the API's edge); shown in
+/// the lowercase colon form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Mac([u8; 6]);
+
+impl Mac {
+    /// Parses `aa:bb:cc:dd:ee:ff` (or with `-`), any case. The all-zero, broadcast and
+    /// multicast addresses are refused.
+    pub fn parse(s: &str) -> Option<Mac> {
+        let sep = if s.contains(':') { ':' } else { '-' };
+        let mut bytes = [0u8; 6];
+        let mut parts = s.split(sep);
+        for b in &mut bytes {
+            let p = parts.next()?;
+            if p.len() != 2 {
+                return None;
+            }
+            *b = u8::from_str_radix(p, 16).ok()?;
+        }
+        if parts.next().is_some() || bytes == [0; 6] || bytes[0] & 1 == 1 {
             return None;
         }
-        *b = u8::from_str_radix(p, 16).ok()?;
+        Some(Mac(bytes))
     }
-    if bytes == [0; 6] || bytes[0] & 1 == 1 {
-        return None;
+
+    /// Its six bytes.
+    pub fn octets(self) -> [u8; 6] {
+        self.0
     }
-    Some(format(bytes))
+}
+
+impl std::fmt::Display for Mac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format(self.0))
+    }
 }
 
 /// The colon form of six bytes.
@@ -54,7 +67,9 @@ mod tests {
     #[test]
     fn client_macs_are_normalised_and_unicast() {
         assert_eq!(
-            normalize("FA-16-3E-00-00-01").as_deref(),
+            Mac::parse("FA-16-3E-00-00-01")
+                .map(|m| m.to_string())
+                .as_deref(),
             Some("fa:16:3e:00:00:01")
         );
         for bad in [
@@ -63,8 +78,11 @@ mod tests {
             "ff:ff:ff:ff:ff:ff",
             "01:00:5e:00:00:01",
             "fa:16:3e:0:0:1",
+            "fa:16:3e:00:00:01:02",
+            "fa:16:3e:00:00",
+            "fa:16-3e:00:00:01",
         ] {
-            assert!(normalize(bad).is_none(), "{bad}");
+            assert!(Mac::parse(bad).is_none(), "{bad}");
         }
         assert!(random().starts_with("fa:16:3e:"));
     }

@@ -10,6 +10,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::ipam::Family;
+use crate::mac::Mac;
 use crate::model::{Network, Port};
 
 /// Who is asking: the project requests run as, and whether it sees and may
@@ -238,6 +239,24 @@ pub struct NetworkSpec {
     pub qos_policy_id: Option<String>,
 }
 
+impl NetworkSpec {
+    /// A tenant network of `tenant_id` with every attribute at its default.
+    pub fn named(tenant_id: &str, name: &str) -> NetworkSpec {
+        NetworkSpec {
+            tenant_id: tenant_id.to_owned(),
+            name: name.to_owned(),
+            admin_state_up: true,
+            shared: false,
+            mtu: None,
+            description: String::new(),
+            port_security_enabled: true,
+            router_external: false,
+            provider: ProviderSpec::default(),
+            qos_policy_id: None,
+        }
+    }
+}
+
 /// The provider attributes of a network to create, as given.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProviderSpec {
@@ -294,7 +313,7 @@ pub struct PairRequest {
     /// An address or CIDR.
     pub ip_address: String,
     /// The MAC; the port's own when absent.
-    pub mac_address: Option<String>,
+    pub mac_address: Option<Mac>,
 }
 
 /// A port to create.
@@ -308,8 +327,8 @@ pub struct PortSpec {
     pub name: String,
     /// `admin_state_up` (default true).
     pub admin_state_up: bool,
-    /// A requested MAC (validated and normalised by the caller).
-    pub mac_address: Option<String>,
+    /// A requested MAC.
+    pub mac_address: Option<Mac>,
     /// Requested addresses; `None` allocates one per IP version.
     pub fixed_ips: Option<Vec<FixedIpRequest>>,
     /// `device_id`.
@@ -328,6 +347,34 @@ pub struct PortSpec {
     pub security_groups: Option<Vec<String>>,
     /// `qos_policy_id`.
     pub qos_policy_id: Option<String>,
+    /// Bind the port to the device named after it (`tap` + the first 11 characters of its id),
+    /// as Nova names a VM's device; off: only an attachment plugs it.
+    pub bind_tap: bool,
+}
+
+impl PortSpec {
+    /// A port with a fresh MAC and nothing else: no addresses, no port security (and so no
+    /// security groups), bound to a device only by a plug. This is a Quantum port: that API
+    /// has no IPAM and no firewall.
+    pub fn bare(tenant_id: &str, network_id: &str, admin_state_up: bool) -> PortSpec {
+        PortSpec {
+            tenant_id: tenant_id.to_owned(),
+            network_id: network_id.to_owned(),
+            name: String::new(),
+            admin_state_up,
+            mac_address: None,
+            fixed_ips: Some(Vec::new()),
+            device_id: String::new(),
+            device_owner: String::new(),
+            description: String::new(),
+            port_security_enabled: Some(false),
+            allowed_address_pairs: Vec::new(),
+            host_id: String::new(),
+            security_groups: None,
+            qos_policy_id: None,
+            bind_tap: false,
+        }
+    }
 }
 
 /// Changes to a port; `None` leaves a value as it is.
@@ -337,8 +384,8 @@ pub struct PortUpdate {
     pub name: Option<String>,
     /// `admin_state_up`.
     pub admin_state_up: Option<bool>,
-    /// `mac_address` (normalised by the caller).
-    pub mac_address: Option<String>,
+    /// `mac_address`.
+    pub mac_address: Option<Mac>,
     /// `fixed_ips`: the whole new set.
     pub fixed_ips: Option<Vec<FixedIpRequest>>,
     /// `device_id`.

@@ -14,12 +14,19 @@
 //! set are in force ([`Forwarder::settle`]), so a client that reads after a
 //! plug sees the port's status. Operations are synchronous and block on disk
 //! I/O (the commit's fsync): async callers run them on a blocking thread
-//! (`tokio::task::spawn_blocking`).
+//! (`tokio::task::spawn_blocking`), except point reads (a show: an index seek
+//! or two on a pooled WAL reader, which never waits for a writer), which cost
+//! less than the hop to a blocking thread.
+//!
+//! Both API versions create networks and ports through the same operations
+//! ([`Control::create_networks`], [`Control::create_ports`]): quotas, segments
+//! and inserts are written once; what differs between the versions (a Quantum
+//! port is [`crate::neutron::PortSpec::bare`]) is the caller's choice of spec.
 //!
 //! # Limitations
 //!
-//! Each write commits alone: one fsync per write (`synchronous=FULL`), which
-//! bounds durable writes per second; bulk requests are one transaction.
+//! Writers are serialized by the store; concurrent writers share a commit (group
+//! commit: one fsync for all of them), and bulk requests are one transaction.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -29,7 +36,6 @@ use std::sync::Arc;
 use crate::error::{ControlError, Result};
 use crate::forward::{DesiredState, Forwarder};
 use crate::model::{self, Interface, Network, NetworkView, Port, PortState, PortView};
-use crate::neutron::ProviderSpec;
 use crate::quota::{Quotas, Resource};
 use crate::reconcile;
 use crate::store::sqlite::SqliteStore;
@@ -337,38 +343,6 @@ impl Control {
         Ok(self.network_view(n, ports))
     }
 
-    /// Creates a tenant network: the lowest free VLAN of the physical networks' ranges.
-    pub fn create_network(&self, tenant_id: &str, name: &str) -> Result<Network> {
-        self.create_provider_network(tenant_id, name, &ProviderSpec::default())
-    }
-
-    /// Creates a network on the segment the provider attributes name (checked as the Neutron
-    /// face checks them; none given: a tenant network). Callers check that the caller is an
-    /// admin.
-    pub fn create_provider_network(
-        &self,
-        tenant_id: &str,
-        name: &str,
-        provider: &ProviderSpec,
-    ) -> Result<Network> {
-        model::validate_tenant_id(tenant_id)?;
-        model::validate_network_name(name)?;
-        self.write(|tx| {
-            check_quota(tx, &self.options.quotas, tenant_id, Resource::Networks)?;
-            let (network_type, physnet, vlan) = self.segment(tx, provider)?;
-            let n = Network {
-                id: new_id(),
-                tenant_id: tenant_id.to_owned(),
-                name: name.to_owned(),
-                vlan,
-                network_type,
-                physnet,
-            };
-            tx.insert_network(&n)?;
-            Ok(n)
-        })
-    }
-
     /// Networks whose physical network is not configured (they reach no uplink), with it: the
     /// daemon warns about them at start-up.
     pub fn networks_on_unknown_physnets(&self) -> Result<Vec<(String, String)>> {
@@ -442,23 +416,6 @@ impl Control {
     pub fn port(&self, tenant_id: &str, net_id: &str, port_id: &str) -> Result<PortView> {
         let port = self.read(|tx| find_port(tx, tenant_id, net_id, port_id))?;
         Ok(self.port_view(port))
-    }
-
-    /// Creates a port in the given admin state.
-    pub fn create_port(&self, tenant_id: &str, net_id: &str, state: PortState) -> Result<Port> {
-        self.write(|tx| {
-            let net = find_network(tx, tenant_id, net_id)?;
-            check_quota(tx, &self.options.quotas, tenant_id, Resource::Ports)?;
-            let p = Port {
-                id: new_id(),
-                network_id: net_id.to_owned(),
-                state,
-                attachment: None,
-            };
-            tx.insert_port(&p)?;
-            tx.save_port_attrs(&p.id, &neutron::quantum_port_attrs(tx, &net)?)?;
-            Ok(p)
-        })
     }
 
     /// Sets a port's admin state.

@@ -7,6 +7,7 @@
 //! verb may not set, required ones, then each value.
 
 use control::ipam::{self, Cidr, Family};
+use control::mac::Mac;
 use control::neutron::{
     FixedIpRequest, GatewayRequest, NetworkSpec, NetworkUpdate, PairRequest, PortSpec, PortUpdate,
     ProviderSpec, Scope, SubnetSpec, SubnetUpdate,
@@ -634,19 +635,15 @@ fn qos_policy_id(body: &Map<String, Value>) -> R<Option<Option<String>>> {
     }
 }
 
-fn mac(body: &Map<String, Value>) -> R<Option<String>> {
+fn mac(body: &Map<String, Value>) -> R<Option<Mac>> {
     match body.get("mac_address") {
         None => Ok(None),
-        Some(v) => v
-            .as_str()
-            .and_then(control::mac::normalize)
-            .map(Some)
-            .ok_or_else(|| {
-                NeutronError::invalid_attr(
-                    "mac_address",
-                    format!("'{}' is not a valid MAC address.", py(v)),
-                )
-            }),
+        Some(v) => v.as_str().and_then(Mac::parse).map(Some).ok_or_else(|| {
+            NeutronError::invalid_attr(
+                "mac_address",
+                format!("'{}' is not a valid MAC address.", py(v)),
+            )
+        }),
     }
 }
 
@@ -715,16 +712,12 @@ fn address_pairs(body: &Map<String, Value>) -> R<Option<Vec<PairRequest>>> {
         };
         let mac_address = match d.get("mac_address") {
             None => None,
-            Some(v) => Some(
-                v.as_str()
-                    .and_then(control::mac::normalize)
-                    .ok_or_else(|| {
-                        NeutronError::invalid_attr(
-                            "mac_address",
-                            format!("'{}' is not a valid MAC address.", py(v)),
-                        )
-                    })?,
-            ),
+            Some(v) => Some(v.as_str().and_then(Mac::parse).ok_or_else(|| {
+                NeutronError::invalid_attr(
+                    "mac_address",
+                    format!("'{}' is not a valid MAC address.", py(v)),
+                )
+            })?),
         };
         if out
             .iter()
@@ -783,6 +776,8 @@ pub(crate) fn port_spec(body: &Map<String, Value>, scope: &Scope) -> R<PortSpec>
         host_id: string(body, "binding:host_id", MAX_NAME)?.unwrap_or_default(),
         security_groups: security_groups(body)?,
         qos_policy_id: qos_policy_id(body)?.flatten(),
+        // Nova names a VM's device after its Neutron port.
+        bind_tap: true,
     })
 }
 

@@ -35,7 +35,7 @@ pub(crate) async fn list(ctx: Ctx) -> Response {
 pub(crate) async fn show(ctx: Ctx) -> Response {
     let r = async {
         let (tenant, id) = (ctx.tenant(), ctx.param("interface_id"));
-        let i = ctx.run(move |c| c.interface(&tenant, &id)).await?;
+        let i = ctx.read_point(|c| c.interface(&tenant, &id))?;
         Ok(Reply::ok(
             json!({ "interface": views::interface(&ctx.links(), &i) }),
             views::ATTRS_INTERFACES,

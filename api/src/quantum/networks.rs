@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
-use control::neutron::ProviderSpec;
+use control::neutron::{NetworkSpec, ProviderSpec};
 use control::NetworkView;
 
 use super::filters::{self, Parsed};
@@ -114,10 +114,14 @@ pub(crate) async fn create(ctx: Ctx, body: Body) -> Response {
         let res = resource(ctx.body(body).await?, "network", false)?;
         let name = name_param(&res)?;
         let provider = provider(&ctx, &res)?;
-        let tenant = ctx.tenant();
+        let mut spec = NetworkSpec::named(&ctx.tenant(), &name);
+        spec.provider = provider;
+        let scope = ctx.scope();
         let n = ctx
-            .run(move |c| c.create_provider_network(&tenant, &name, &provider))
-            .await?;
+            .run(move |c| c.create_networks(&scope, vec![spec]))
+            .await?
+            .remove(0)
+            .network;
         Ok(Reply::body(
             create_status(ctx.version),
             json!({"network": views::network_brief(&ctx.links(), &n.id)}),
@@ -131,15 +135,11 @@ pub(crate) async fn create(ctx: Ctx, body: Body) -> Response {
 async fn show_impl(ctx: &Ctx, detail: bool) -> Result<Reply, ApiError> {
     let (tenant, net) = (ctx.tenant(), ctx.param("network_id"));
     // Only the detail view lists the ports: a show does not read them.
-    let n = ctx
-        .run(move |c| {
-            if detail {
-                c.network(&tenant, &net)
-            } else {
-                c.network_summary(&tenant, &net)
-            }
-        })
-        .await?;
+    let n = if detail {
+        ctx.run(move |c| c.network(&tenant, &net)).await?
+    } else {
+        ctx.read_point(|c| c.network_summary(&tenant, &net))?
+    };
     let links = ctx.links();
     let body = if detail {
         views::network_detail(ctx.version, &links, &n, ctx.admin_token())

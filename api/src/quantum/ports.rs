@@ -3,6 +3,7 @@
 
 use axum::body::Body;
 use axum::response::Response;
+use control::neutron::PortSpec;
 use control::{PortState, PortView};
 use serde_json::{json, Map, Value};
 
@@ -107,9 +108,19 @@ pub(crate) async fn create(ctx: Ctx, body: Body) -> Response {
                 return Err(e);
             }
         };
+        let spec = PortSpec::bare(&tenant, &net, state == PortState::Active);
+        let scope = ctx.scope();
         let p = ctx
-            .run(move |c| c.create_port(&tenant, &net, state))
-            .await?;
+            .run(move |c| {
+                // Quantum puts ports only on the tenant's own networks (never on another's
+                // shared one). A network's owner never changes, so this read cannot go stale.
+                c.network_summary(&tenant, &net)?;
+                c.create_ports(&scope, vec![spec])
+            })
+            .await?
+            .remove(0)
+            .record
+            .port;
         Ok(Reply::body(
             create_status(ctx.version),
             json!({"port": views::port_brief(&ctx.links(), &p.network_id, &p.id)}),
@@ -122,7 +133,7 @@ pub(crate) async fn create(ctx: Ctx, body: Body) -> Response {
 
 async fn show_impl(ctx: &Ctx, detail: bool) -> Result<Reply, ApiError> {
     let (tenant, net, port) = (ctx.tenant(), ctx.param("network_id"), ctx.param("port_id"));
-    let p = ctx.run(move |c| c.port(&tenant, &net, &port)).await?;
+    let p = ctx.read_point(|c| c.port(&tenant, &net, &port))?;
     let links = ctx.links();
     let body = if detail {
         views::port_detail(ctx.version, &links, &p)
@@ -184,7 +195,7 @@ pub(crate) async fn delete(ctx: Ctx) -> Response {
 pub(crate) async fn show_attachment(ctx: Ctx) -> Response {
     let r = async {
         let (tenant, net, port) = (ctx.tenant(), ctx.param("network_id"), ctx.param("port_id"));
-        let att = ctx.run(move |c| c.attachment(&tenant, &net, &port)).await?;
+        let att = ctx.read_point(|c| c.attachment(&tenant, &net, &port))?;
         let body = match att {
             Some(id) => json!({"attachment": {"id": id}}),
             None => json!({"attachment": {}}),

@@ -17,7 +17,9 @@
 //! `bench/api/populate.py`, much faster than 100 000 creates through the API); the full recipe
 //! is in `docs/BENCHMARKS.md`:
 //!
-//! `--show-only`: the clients only show their network (read throughput). `--writes-only`: they
+//! `--show-only`: the clients only show their network (read throughput), each over a lean
+//! keep-alive connection (`bench::http::RawGet`) so that the driver leaves the cores to the
+//! server. `--writes-only`: they
 //! only set their port's state (durable writes; concurrent writers share commits).
 //!
 //! `--compare NAME=HOST:PORT=PID[,PID...]` (twice or more: qswitch and the real Neutron from
@@ -37,7 +39,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use bench::http::{id_of, Conn};
+use bench::http::{id_of, Conn, RawGet};
 use clap::builder::TypedValueParser as _;
 
 /// Drives a running daemon's API: a mixed load, pagination, growth to N ports, or a comparison
@@ -82,6 +84,10 @@ struct Args {
     /// throughput: each answer waits for its commit)
     #[arg(long)]
     writes_only: bool,
+    /// With --show-only: GET this path instead of each client's own network (for example
+    /// `/v2.0/ports/ID` or `/`)
+    #[arg(long, requires = "show_only")]
+    get: Option<String>,
     /// NAME=HOST:PORT=PID[,PID...]: a server to compare, twice or more
     #[arg(long)]
     compare: Vec<String>,
@@ -97,9 +103,18 @@ enum Load {
     WritesOnly,
 }
 
-fn client(addr: &str, id: usize, until: Instant, load: Load) -> Result<Samples, String> {
+fn client(
+    addr: &str,
+    id: usize,
+    until: Instant,
+    load: Load,
+    get: Option<String>,
+) -> Result<Samples, String> {
     let mut c = Conn::open(addr).map_err(|e| e.to_string())?;
     let tenant = format!("bench-{id}-{}", std::process::id());
+    // Device names are unique per run too (a registry entry outlives its run), within the
+    // 15 characters of an interface name.
+    let run = std::process::id() % 0x1000;
     let base = format!("/v1.1/tenants/{tenant}");
     let mut samples: Samples = BTreeMap::new();
     let mut timed = |c: &mut Conn, name: &'static str, m: &str, p: &str, b: Option<&str>| {
@@ -120,9 +135,22 @@ fn client(addr: &str, id: usize, until: Instant, load: Load) -> Result<Samples, 
     )?;
     let net = id_of(&r.body)?;
     let mut n = 0u64;
-    let show = format!("{base}/networks/{net}");
-    while load == Load::ShowOnly && Instant::now() < until {
-        timed(&mut c, "show network", "GET", &show, None)?;
+    let show = get.unwrap_or_else(|| format!("{base}/networks/{net}"));
+    if load == Load::ShowOnly {
+        // The lean client: what is measured is the server, not the load driver's HTTP stack.
+        let mut raw = RawGet::connect(addr, &show).map_err(|e| e.to_string())?;
+        let mut shows = Vec::new();
+        while Instant::now() < until {
+            let t = Instant::now();
+            let status = raw.get().map_err(|e| format!("show network: {e}"))?;
+            shows.push(t.elapsed());
+            if status != 200 {
+                let body = String::from_utf8_lossy(raw.body());
+                return Err(format!("show network GET {show}: {status} {body}"));
+            }
+        }
+        samples.insert("show network", shows);
+        return Ok(samples);
     }
     if load == Load::WritesOnly {
         let ports = format!("{base}/networks/{net}/ports");
@@ -177,7 +205,8 @@ fn client(addr: &str, id: usize, until: Instant, load: Load) -> Result<Samples, 
             "PUT",
             &format!("{base}/interfaces/{tenant}-vif-{n}"),
             Some(
-                &serde_json::json!({"interface": {"device": format!("qsab{id}x{n}")}}).to_string(),
+                &serde_json::json!({"interface": {"device": format!("qs{run:03x}b{id}x{n}")}})
+                    .to_string(),
             ),
         )?;
         timed(
@@ -385,7 +414,8 @@ fn main() {
                 (_, true) => Load::WritesOnly,
                 _ => Load::Mix,
             };
-            std::thread::spawn(move || client(&addr, i, until, load))
+            let get = a.get.clone();
+            std::thread::spawn(move || client(&addr, i, until, load, get))
         })
         .collect();
     let mut all: Samples = BTreeMap::new();

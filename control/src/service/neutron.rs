@@ -62,9 +62,10 @@ impl Control {
         self.read(|tx| visible_network(tx, scope, net_id))
     }
 
-    /// Creates networks (one transaction for all), each with the lowest free
-    /// VLAN id.
-    pub fn v2_create_networks(
+    /// Creates networks (one transaction for all): each a tenant network (the lowest free VLAN
+    /// of the physical networks' ranges) or, with provider attributes, the segment they name
+    /// (callers check that the caller is an admin). Both API versions create through here.
+    pub fn create_networks(
         &self,
         scope: &Scope,
         specs: Vec<NetworkSpec>,
@@ -369,12 +370,9 @@ impl Control {
     /// Creates ports (one transaction for all). Each gets a MAC (the one
     /// asked for, if free in its network), addresses from its network's
     /// subnets (or those asked for) and, when port security is on, its
-    /// anti-spoofing rules; it is bound to its `tap` device.
-    pub fn v2_create_ports(
-        &self,
-        scope: &Scope,
-        specs: Vec<PortSpec>,
-    ) -> Result<Vec<PortStatusView>> {
+    /// anti-spoofing rules and security groups. Both API versions create through here; a
+    /// Quantum port is a [`PortSpec::bare`] one.
+    pub fn create_ports(&self, scope: &Scope, specs: Vec<PortSpec>) -> Result<Vec<PortStatusView>> {
         for s in &specs {
             model::validate_tenant_id(&s.tenant_id)?;
         }
@@ -392,7 +390,7 @@ impl Control {
                 if !port_security && !s.allowed_address_pairs.is_empty() {
                     return Err(ControlError::AddressPairAndPortSecurityRequired);
                 }
-                let mac_address = match s.mac_address {
+                let mac_address = match s.mac_address.map(|m| m.to_string()) {
                     Some(m) => {
                         if tx.mac_in_use(&net_id, &m, None)? {
                             return Err(ControlError::MacAddressInUse { net_id, mac: m });
@@ -432,7 +430,7 @@ impl Control {
                         None => None,
                     },
                     network_qos_policy_id: net.attrs.qos_policy_id.clone(),
-                    bind_tap: true,
+                    bind_tap: s.bind_tap,
                     created_at: now.clone(),
                     updated_at: now.clone(),
                     revision_number: 1,
@@ -461,7 +459,7 @@ impl Control {
             let net = network_record(tx, &r.port.network_id)?;
             let net_id = net.network.id.clone();
             let a = &mut r.attrs;
-            if let Some(m) = upd.mac_address {
+            if let Some(m) = upd.mac_address.map(|m| m.to_string()) {
                 if m != a.mac_address && tx.mac_in_use(&net_id, &m, Some(port_id))? {
                     return Err(ControlError::MacAddressInUse { net_id, mac: m });
                 }
@@ -831,35 +829,12 @@ pub(super) fn fresh_mac(tx: &dyn Tx, net_id: &str) -> Result<String> {
     })
 }
 
-/// The default attributes of a port created through Quantum: its network's
-/// tenant, a fresh MAC, no anti-spoofing, no `tap` binding.
-pub(super) fn quantum_port_attrs(tx: &dyn Tx, net: &Network) -> Result<PortAttrs> {
-    let now = now_iso8601();
-    Ok(PortAttrs {
-        tenant_id: net.tenant_id.clone(),
-        name: String::new(),
-        mac_address: fresh_mac(tx, &net.id)?,
-        device_id: String::new(),
-        device_owner: String::new(),
-        description: String::new(),
-        port_security_enabled: false,
-        host_id: String::new(),
-        qos_policy_id: None,
-        network_qos_policy_id: None,
-        bind_tap: false,
-        created_at: now.clone(),
-        updated_at: now,
-        revision_number: 1,
-        allowed_address_pairs: Vec::new(),
-        fixed_ips: Vec::new(),
-        security_groups: Vec::new(),
-    })
-}
-
 fn pairs(req: &[PairRequest], own_mac: &str) -> Vec<AddressPair> {
     req.iter()
         .map(|p| AddressPair {
-            mac_address: p.mac_address.clone().unwrap_or_else(|| own_mac.to_owned()),
+            mac_address: p
+                .mac_address
+                .map_or_else(|| own_mac.to_owned(), |m| m.to_string()),
             ip_address: p.ip_address.clone(),
         })
         .collect()

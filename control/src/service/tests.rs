@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 use super::*;
 use crate::forward::{Change, Changes, DesiredNetwork, DesiredPort, NullForwarder};
 use crate::model::OpStatus;
+use crate::neutron::{NetworkSpec, PortSpec, Scope};
 
 /// Records every applied state; reports the ports listed in `up` as up.
 #[derive(Debug, Default)]
@@ -43,6 +44,26 @@ fn setup_with(options: ControlOptions) -> (Control, Arc<Recorder>) {
     (control, rec)
 }
 
+/// A tenant network of `tenant`, made as the Quantum face makes it.
+fn create_network(c: &Control, tenant: &str, name: &str) -> Result<Network> {
+    let scope = Scope {
+        tenant_id: tenant.into(),
+        admin: false,
+    };
+    let mut made = c.create_networks(&scope, vec![NetworkSpec::named(tenant, name)])?;
+    Ok(made.remove(0).network)
+}
+
+/// A bare port (a Quantum port) of `tenant` on `net`.
+fn create_port(c: &Control, tenant: &str, net: &str, state: PortState) -> Result<Port> {
+    let scope = Scope {
+        tenant_id: tenant.into(),
+        admin: false,
+    };
+    let spec = PortSpec::bare(tenant, net, state == PortState::Active);
+    Ok(c.create_ports(&scope, vec![spec])?.remove(0).record.port)
+}
+
 const A: &str = "tenant-a";
 const B: &str = "tenant-b";
 
@@ -59,9 +80,9 @@ fn restart_rebuilds_desired_state_from_the_file() {
     let path = dir.path().join("q.db");
     let (net, port) = {
         let c = Control::open(&path, Arc::new(NullForwarder)).unwrap();
-        let net = c.create_network(A, "n").unwrap();
+        let net = create_network(&c, A, "n").unwrap();
         c.register_interface(A, "vif-1", "tap0").unwrap();
-        let port = c.create_port(A, &net.id, PortState::Active).unwrap();
+        let port = create_port(&c, A, &net.id, PortState::Active).unwrap();
         c.plug(A, &net.id, &port.id, "vif-1").unwrap();
         (net, port)
     };
@@ -99,11 +120,11 @@ fn restart_rebuilds_desired_state_from_the_file() {
 #[test]
 fn networks_get_distinct_vlans_and_freed_vlans_are_reused() {
     let (c, _) = setup();
-    let n1 = c.create_network(A, "one").unwrap();
-    let n2 = c.create_network(B, "two").unwrap();
+    let n1 = create_network(&c, A, "one").unwrap();
+    let n2 = create_network(&c, B, "two").unwrap();
     assert_eq!((n1.vlan, n2.vlan), (1, 2));
     c.delete_network(A, &n1.id).unwrap();
-    let n3 = c.create_network(A, "three").unwrap();
+    let n3 = create_network(&c, A, "three").unwrap();
     assert_eq!(n3.vlan, 1);
 }
 
@@ -116,10 +137,10 @@ fn exhausting_vlans_is_a_clear_error_and_creates_nothing() {
         }],
         ..Default::default()
     });
-    c.create_network(A, "a").unwrap();
-    c.create_network(A, "b").unwrap();
+    create_network(&c, A, "a").unwrap();
+    create_network(&c, A, "b").unwrap();
     assert_eq!(
-        c.create_network(A, "c"),
+        create_network(&c, A, "c"),
         Err(ControlError::NoFreeVlan { min: 100, max: 101 })
     );
     assert_eq!(c.list_networks(A).unwrap().len(), 2);
@@ -140,8 +161,8 @@ fn invalid_vlan_range_is_refused() {
 #[test]
 fn another_tenants_network_is_not_found() {
     let (c, _) = setup();
-    let n = c.create_network(A, "n").unwrap();
-    let p = c.create_port(A, &n.id, PortState::Down).unwrap();
+    let n = create_network(&c, A, "n").unwrap();
+    let p = create_port(&c, A, &n.id, PortState::Down).unwrap();
     let nf = Err(ControlError::NetworkNotFound {
         net_id: n.id.clone(),
     });
@@ -150,7 +171,7 @@ fn another_tenants_network_is_not_found() {
     assert_eq!(c.delete_network(B, &n.id), nf);
     assert_eq!(c.list_ports(B, &n.id).map(drop), nf);
     assert_eq!(c.port(B, &n.id, &p.id).map(drop), nf);
-    assert_eq!(c.create_port(B, &n.id, PortState::Down).map(drop), nf);
+    assert_eq!(create_port(&c, B, &n.id, PortState::Down).map(drop), nf);
     assert_eq!(c.set_port_state(B, &n.id, &p.id, PortState::Active), nf);
     assert_eq!(c.delete_port(B, &n.id, &p.id), nf);
     assert_eq!(c.attachment(B, &n.id, &p.id).map(drop), nf);
@@ -162,9 +183,9 @@ fn another_tenants_network_is_not_found() {
 #[test]
 fn port_of_another_network_is_not_found() {
     let (c, _) = setup();
-    let n1 = c.create_network(A, "1").unwrap();
-    let n2 = c.create_network(A, "2").unwrap();
-    let p = c.create_port(A, &n1.id, PortState::Down).unwrap();
+    let n1 = create_network(&c, A, "1").unwrap();
+    let n2 = create_network(&c, A, "2").unwrap();
+    let p = create_port(&c, A, &n1.id, PortState::Down).unwrap();
     assert_eq!(
         c.port(A, &n2.id, &p.id).map(drop),
         Err(ControlError::PortNotFound {
@@ -177,8 +198,8 @@ fn port_of_another_network_is_not_found() {
 #[test]
 fn plugging_an_unregistered_or_foreign_interface_changes_nothing() {
     let (c, rec) = setup();
-    let n = c.create_network(A, "n").unwrap();
-    let p = c.create_port(A, &n.id, PortState::Active).unwrap();
+    let n = create_network(&c, A, "n").unwrap();
+    let p = create_port(&c, A, &n.id, PortState::Active).unwrap();
     c.register_interface(B, "vif-b", "tap9").unwrap();
     let before = rec.count();
     for id in ["vif-b", "vif-nowhere"] {
@@ -196,11 +217,11 @@ fn plugging_an_unregistered_or_foreign_interface_changes_nothing() {
 #[test]
 fn plug_rules_follow_the_reference_order() {
     let (c, _) = setup();
-    let n = c.create_network(A, "n").unwrap();
-    let other = c.create_network(A, "other").unwrap();
-    let p1 = c.create_port(A, &n.id, PortState::Active).unwrap();
-    let p2 = c.create_port(A, &n.id, PortState::Active).unwrap();
-    let q = c.create_port(A, &other.id, PortState::Active).unwrap();
+    let n = create_network(&c, A, "n").unwrap();
+    let other = create_network(&c, A, "other").unwrap();
+    let p1 = create_port(&c, A, &n.id, PortState::Active).unwrap();
+    let p2 = create_port(&c, A, &n.id, PortState::Active).unwrap();
+    let q = create_port(&c, A, &other.id, PortState::Active).unwrap();
     c.register_interface(A, "vif-1", "tap1").unwrap();
     c.register_interface(A, "vif-2", "tap2").unwrap();
     c.plug(A, &n.id, &p1.id, "vif-1").unwrap();
@@ -240,8 +261,8 @@ fn plug_rules_follow_the_reference_order() {
 #[test]
 fn plugged_ports_block_deletes_until_unplugged() {
     let (c, _) = setup();
-    let n = c.create_network(A, "n").unwrap();
-    let p = c.create_port(A, &n.id, PortState::Down).unwrap();
+    let n = create_network(&c, A, "n").unwrap();
+    let p = create_port(&c, A, &n.id, PortState::Down).unwrap();
     c.register_interface(A, "vif", "tap0").unwrap();
     c.plug(A, &n.id, &p.id, "vif").unwrap();
     assert_eq!(
@@ -268,10 +289,10 @@ fn plugged_ports_block_deletes_until_unplugged() {
 #[test]
 fn deleting_a_network_deletes_its_unplugged_ports() {
     let (c, _) = setup();
-    let n = c.create_network(A, "n").unwrap();
-    let p = c.create_port(A, &n.id, PortState::Down).unwrap();
+    let n = create_network(&c, A, "n").unwrap();
+    let p = create_port(&c, A, &n.id, PortState::Down).unwrap();
     c.delete_network(A, &n.id).unwrap();
-    let n2 = c.create_network(A, "n2").unwrap();
+    let n2 = create_network(&c, A, "n2").unwrap();
     assert!(matches!(
         c.port(A, &n2.id, &p.id),
         Err(ControlError::PortNotFound { .. })
@@ -281,8 +302,8 @@ fn deleting_a_network_deletes_its_unplugged_ports() {
 #[test]
 fn forwarder_sees_plug_state_change_unplug_and_delete() {
     let (c, rec) = setup();
-    let n = c.create_network(A, "n").unwrap();
-    let p = c.create_port(A, &n.id, PortState::Active).unwrap();
+    let n = create_network(&c, A, "n").unwrap();
+    let p = create_port(&c, A, &n.id, PortState::Active).unwrap();
     c.register_interface(A, "vif", "tap0").unwrap();
     assert!(rec.last().ports.is_empty());
 
@@ -327,8 +348,8 @@ fn forwarder_sees_plug_state_change_unplug_and_delete() {
 #[test]
 fn op_status_is_up_only_when_forwarder_reports_it() {
     let (c, rec) = setup();
-    let n = c.create_network(A, "n").unwrap();
-    let p = c.create_port(A, &n.id, PortState::Active).unwrap();
+    let n = create_network(&c, A, "n").unwrap();
+    let p = create_port(&c, A, &n.id, PortState::Active).unwrap();
     c.register_interface(A, "vif", "tap0").unwrap();
     rec.up.lock().unwrap().insert(p.id.clone());
     // Not plugged yet: DOWN even if the forwarder says up.
@@ -348,8 +369,8 @@ fn op_status_is_up_only_when_forwarder_reports_it() {
 fn failed_writes_do_not_reach_the_forwarder() {
     let (c, rec) = setup();
     let before = rec.count();
-    assert!(c.create_port(A, "missing", PortState::Down).is_err());
-    assert!(c.create_network(A, "bad\u{0}name").is_err());
+    assert!(create_port(&c, A, "missing", PortState::Down).is_err());
+    assert!(create_network(&c, A, "bad\u{0}name").is_err());
     assert_eq!(rec.count(), before);
 }
 
@@ -395,11 +416,11 @@ fn interface_registry_is_scoped_and_guards_ids_and_devices() {
 #[test]
 fn lists_keep_creation_order_and_group_ports_by_network() {
     let (c, _) = setup();
-    let n1 = c.create_network(A, "z").unwrap();
-    let n2 = c.create_network(A, "a").unwrap();
-    let p1 = c.create_port(A, &n2.id, PortState::Down).unwrap();
-    let p2 = c.create_port(A, &n1.id, PortState::Down).unwrap();
-    let p3 = c.create_port(A, &n2.id, PortState::Active).unwrap();
+    let n1 = create_network(&c, A, "z").unwrap();
+    let n2 = create_network(&c, A, "a").unwrap();
+    let p1 = create_port(&c, A, &n2.id, PortState::Down).unwrap();
+    let p2 = create_port(&c, A, &n1.id, PortState::Down).unwrap();
+    let p3 = create_port(&c, A, &n2.id, PortState::Active).unwrap();
     let nets = c.list_networks(A).unwrap();
     let ids: Vec<_> = nets.iter().map(|n| n.network.id.clone()).collect();
     assert_eq!(ids, vec![n1.id.clone(), n2.id.clone()]);
@@ -423,7 +444,7 @@ fn concurrent_creates_get_unique_vlans() {
             std::thread::spawn(move || {
                 (0..10)
                     .map(|i| {
-                        c.create_network(&format!("t{t}"), &format!("n{i}"))
+                        create_network(&c, &format!("t{t}"), &format!("n{i}"))
                             .unwrap()
                             .vlan
                     })
@@ -441,19 +462,11 @@ fn concurrent_creates_get_unique_vlans() {
 
 /// A v2.0 network of tenant A with port security on.
 fn v2_network(c: &Control, scope: &crate::neutron::Scope) -> crate::neutron::NetworkRecord {
-    let spec = crate::neutron::NetworkSpec {
-        tenant_id: A.into(),
-        name: "n".into(),
-        admin_state_up: true,
-        shared: false,
+    let spec = NetworkSpec {
         mtu: Some(1500),
-        description: String::new(),
-        port_security_enabled: true,
-        router_external: false,
-        provider: Default::default(),
-        qos_policy_id: None,
+        ..NetworkSpec::named(A, "n")
     };
-    c.v2_create_networks(scope, vec![spec]).unwrap().remove(0)
+    c.create_networks(scope, vec![spec]).unwrap().remove(0)
 }
 
 #[test]
@@ -483,19 +496,11 @@ fn tenant_networks_draw_from_the_physnets_in_order_and_provider_segments_are_che
         admin: true,
     };
     let make = |p: ProviderSpec| {
-        let spec = crate::neutron::NetworkSpec {
-            tenant_id: A.into(),
-            name: "n".into(),
-            admin_state_up: true,
-            shared: false,
-            mtu: None,
-            description: String::new(),
-            port_security_enabled: true,
-            router_external: false,
+        let spec = NetworkSpec {
             provider: p,
-            qos_policy_id: None,
+            ..NetworkSpec::named(A, "n")
         };
-        c.v2_create_networks(&scope, vec![spec])
+        c.create_networks(&scope, vec![spec])
             .map(|mut v| v.remove(0).network)
     };
     let seg = |n: crate::model::Network| (n.physnet.unwrap_or_default(), n.vlan);
@@ -577,8 +582,9 @@ fn v2_port(
         host_id: String::new(),
         security_groups: None,
         qos_policy_id: None,
+        bind_tap: true,
     };
-    c.v2_create_ports(scope, vec![spec]).unwrap().remove(0)
+    c.create_ports(scope, vec![spec]).unwrap().remove(0)
 }
 
 #[test]
@@ -638,9 +644,9 @@ fn writes_hand_over_only_what_they_change() {
     let sets = || log.sets.lock().unwrap().clone();
     assert!(sets()[0].full, "startup hands over the whole state");
 
-    let n = c.create_network(A, "n").unwrap();
+    let n = create_network(&c, A, "n").unwrap();
     c.register_interface(A, "vif", "tap0").unwrap();
-    let p = c.create_port(A, &n.id, PortState::Active).unwrap();
+    let p = create_port(&c, A, &n.id, PortState::Active).unwrap();
     let before = sets().len();
     c.plug(A, &n.id, &p.id, "vif").unwrap();
     let last = sets().last().cloned().unwrap();
@@ -688,7 +694,7 @@ fn writes_hand_over_only_what_they_change() {
 fn concurrent_writers_leave_the_data_plane_equal_to_the_store() {
     let (c, rec) = setup();
     let c = Arc::new(c);
-    let n = c.create_network(A, "n").unwrap();
+    let n = create_network(&c, A, "n").unwrap();
     std::thread::scope(|s| {
         for t in 0..4 {
             let c = Arc::clone(&c);
@@ -698,7 +704,7 @@ fn concurrent_writers_leave_the_data_plane_equal_to_the_store() {
                     let vif = format!("vif-{t}-{i}");
                     c.register_interface(A, &vif, &format!("tq{t}x{i}"))
                         .unwrap();
-                    let p = c.create_port(A, &net, PortState::Active).unwrap();
+                    let p = create_port(&c, A, &net, PortState::Active).unwrap();
                     c.plug(A, &net, &p.id, &vif).unwrap();
                     if i % 3 == 0 {
                         c.unplug(A, &net, &p.id).unwrap();
@@ -719,7 +725,7 @@ fn concurrent_writers_leave_the_data_plane_equal_to_the_store() {
 fn resync_hands_over_the_whole_state_again() {
     let log = Arc::new(ChangeLog::default());
     let c = Control::in_memory(log.clone(), ControlOptions::default()).unwrap();
-    c.create_network(A, "n").unwrap();
+    create_network(&c, A, "n").unwrap();
     c.reconcile().unwrap();
     let last = log.sets.lock().unwrap().last().cloned().unwrap();
     assert!(last.full);
