@@ -28,10 +28,9 @@
 //! Writers are serialized by the store; concurrent writers share a commit (group
 //! commit: one fsync for all of them), and bulk requests are one transaction.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::error::{ControlError, Result};
 use crate::forward::{DesiredState, Forwarder};
@@ -39,9 +38,12 @@ use crate::model::{self, Interface, Network, NetworkView, Port, PortState, PortV
 use crate::quota::{Quotas, Resource};
 use crate::reconcile;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Store, Tx};
+use crate::store::{AfterCommit, Store, Tx};
 
 mod applier;
+
+/// An applier ticket and the ports the write set (they must settle before it is answered).
+type Ticket = (u64, Vec<String>);
 
 use applier::{Applier, Work};
 
@@ -106,9 +108,10 @@ pub enum Registered {
 pub struct Control {
     store: Box<dyn Store>,
     forwarder: Arc<dyn Forwarder>,
-    applier: Applier,
+    /// Shared with the after-commit steps of writes, which may run on another writer's thread.
+    applier: Arc<Applier>,
     options: ControlOptions,
-    metrics: crate::metrics::StoreMetrics,
+    metrics: Arc<crate::metrics::StoreMetrics>,
 }
 
 impl std::fmt::Debug for Control {
@@ -168,10 +171,10 @@ impl Control {
         }
         let control = Self {
             store,
-            applier: Applier::start(Arc::clone(&forwarder))?,
+            applier: Arc::new(Applier::start(Arc::clone(&forwarder))?),
             forwarder,
             options,
-            metrics: crate::metrics::StoreMetrics::default(),
+            metrics: Arc::default(),
         };
         control.reconcile()?;
         let devices: Vec<String> = control
@@ -188,28 +191,44 @@ impl Control {
     /// force a resync).
     pub fn reconcile(&self) -> Result<()> {
         let authorize = self.options.authorize_tap_binding;
-        let found = RefCell::new(None);
-        let ticket = RefCell::new(None);
+        let ticket = Arc::new(OnceLock::new());
         // Derived under the write lock, so that it takes its place in revision order.
         let started = std::time::Instant::now();
-        self.store.write(
-            &mut |tx| {
-                let state = reconcile::desired_state(tx, authorize)?;
-                *found.borrow_mut() = Some((tx.revision()?, state));
-                Ok(())
-            },
-            &mut || {
-                if let Some((rev, state)) = found.borrow_mut().take() {
-                    self.metrics.committed(rev);
-                    *ticket.borrow_mut() = Some(self.applier.send(Work::Full(rev, state)));
-                }
-            },
-        )?;
+        self.store.write(&mut |tx| {
+            let state = reconcile::desired_state(tx, authorize)?;
+            let rev = tx.revision()?;
+            Ok(Some(self.after_commit(
+                rev,
+                Work::Full(rev, state),
+                Vec::new(),
+                &ticket,
+            )))
+        })?;
         self.metrics.observe("write", started);
-        if let Some(t) = ticket.into_inner() {
-            self.applier.wait(t);
+        if let Some((t, _)) = ticket.get() {
+            self.applier.wait(*t);
         }
         Ok(())
+    }
+
+    /// A write's after-commit step: counts the revision, hands `work` to the applier and leaves
+    /// the applier's ticket (with the ports the write set) in `ticket` for the writer to wait on.
+    fn after_commit(
+        &self,
+        rev: u64,
+        work: Work,
+        set: Vec<String>,
+        ticket: &Arc<OnceLock<Ticket>>,
+    ) -> AfterCommit {
+        let (applier, metrics, ticket) = (
+            Arc::clone(&self.applier),
+            Arc::clone(&self.metrics),
+            Arc::clone(ticket),
+        );
+        Box::new(move || {
+            metrics.committed(rev);
+            let _ = ticket.set((applier.send(work), set));
+        })
     }
 
     /// The desired state as derived from the store right now.
@@ -253,40 +272,35 @@ impl Control {
         let authorize = self.options.authorize_tap_binding;
         let mut f = Some(f);
         let mut out = None;
-        let work = RefCell::new(None);
-        let settle = RefCell::new(None);
+        let ticket = Arc::new(OnceLock::new());
         let started = std::time::Instant::now();
-        let result = self.store.write(
-            &mut |tx| {
-                let f = f.take().ok_or_else(ran_twice)?;
-                out = Some(f(tx)?);
-                if let Some((rev, touched)) = tx.close_revision()? {
-                    let delta = reconcile::delta(tx, &touched, authorize)?;
-                    *work.borrow_mut() = Some((rev, delta));
-                }
-                Ok(())
-            },
-            &mut || {
-                if let Some((rev, delta)) = work.borrow_mut().take() {
-                    self.metrics.committed(rev);
-                    let set: Vec<String> = delta
-                        .ports
-                        .iter()
-                        .filter(|(_, p)| p.is_some())
-                        .map(|(id, _)| id.clone())
-                        .collect();
-                    let ticket = self.applier.send(Work::Delta(rev, delta));
-                    *settle.borrow_mut() = Some((ticket, set));
-                }
-            },
-        );
+        let result = self.store.write(&mut |tx| {
+            let f = f.take().ok_or_else(ran_twice)?;
+            out = Some(f(tx)?);
+            let Some((rev, touched)) = tx.close_revision()? else {
+                return Ok(None);
+            };
+            let delta = reconcile::delta(tx, &touched, authorize)?;
+            let set: Vec<String> = delta
+                .ports
+                .iter()
+                .filter(|(_, p)| p.is_some())
+                .map(|(id, _)| id.clone())
+                .collect();
+            Ok(Some(self.after_commit(
+                rev,
+                Work::Delta(rev, delta),
+                set,
+                &ticket,
+            )))
+        });
         self.metrics.observe("write", started);
         result?;
         // Waiting for the data plane happens outside every lock.
-        if let Some((ticket, set)) = settle.into_inner() {
-            self.applier.wait(ticket);
+        if let Some((ticket, set)) = ticket.get() {
+            self.applier.wait(*ticket);
             if !set.is_empty() {
-                self.forwarder.settle(&set);
+                self.forwarder.settle(set);
             }
         }
         out.ok_or_else(ran_twice)

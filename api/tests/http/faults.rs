@@ -585,9 +585,14 @@ impl control::store::Store for Flaky {
         self.inner.read(f)
     }
 
-    fn write(&self, f: Body<'_>, committed: &mut dyn FnMut()) -> control::Result<()> {
+    fn write(
+        &self,
+        f: &mut dyn FnMut(
+            &dyn control::store::Tx,
+        ) -> control::Result<Option<control::store::AfterCommit>>,
+    ) -> control::Result<()> {
         self.check()?;
-        self.inner.write(f, committed)
+        self.inner.write(f)
     }
 }
 

@@ -33,14 +33,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Runs `f` in a write transaction and commits it durably when `f`
     /// succeeds (an error rolls everything back). Write transactions take the
     /// write lock up front (SQLite `BEGIN IMMEDIATE`) so that check-then-write
-    /// rules are atomic. `committed` runs after the commit, before the next
-    /// writer may start: what it does happens in commit order.
-    fn write(
-        &self,
-        f: &mut dyn FnMut(&dyn Tx) -> Result<()>,
-        committed: &mut dyn FnMut(),
-    ) -> Result<()>;
+    /// rules are atomic. The step `f` returns runs once the commit is durable,
+    /// before any later write's step: what steps do happens in commit order.
+    /// It has run when `write` returns `Ok`; it never runs when the write
+    /// fails.
+    fn write(&self, f: &mut dyn FnMut(&dyn Tx) -> Result<Option<AfterCommit>>) -> Result<()>;
 }
+
+/// What a write does once its commit is durable (hand its changes to the data plane). It may
+/// run on another writer's thread: the one that commits the group the write joined runs every
+/// member's step, in order, without a hand-off between threads per member.
+pub type AfterCommit = Box<dyn FnOnce() + Send>;
 
 /// What a write touched, as the revision log records it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

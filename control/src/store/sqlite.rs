@@ -12,9 +12,10 @@
 //! Writers that arrive while another write runs share its transaction and its fsync: each runs
 //! its closure inside a savepoint of the open transaction (a failed one rolls back only its own
 //! savepoint), and the last writer in (none waiting behind it, or [`GROUP_MAX`] reached)
-//! commits for all of them. Every writer is answered only after that commit is durable; then
-//! each runs its `committed` step in the order the writes ran (revision order), while the writer
-//! connection stays locked, so the next group's steps come after.
+//! commits for all of them. Every writer is answered only after that commit is durable. The
+//! committer then runs every member's after-commit step itself, in the order the writes ran
+//! (revision order), while the writer connection stays locked, so the next group's steps come
+//! after; then it wakes all the members at once.
 //!
 //! # Migrations
 //!
@@ -42,7 +43,8 @@ use crate::qos::{QosDirection, QosPolicy, QosRule, QosRuleType};
 use crate::quota::Usage;
 use crate::security::{SecurityGroup, SgRule};
 use crate::store::{
-    NetworkKey, NetworkQuery, PortKey, PortQuery, Store, SubnetKey, SubnetQuery, Touched, Tx,
+    AfterCommit, NetworkKey, NetworkQuery, PortKey, PortQuery, Store, SubnetKey, SubnetQuery,
+    Touched, Tx,
 };
 
 /// The schema migrations, in order; the database's `user_version` is the
@@ -182,7 +184,11 @@ impl SqliteStore {
         tune(&conn)?;
         migrate(&mut conn)?;
         Ok(Self {
-            writer: Mutex::new(Writer { conn, group: None }),
+            writer: Mutex::new(Writer {
+                conn,
+                group: None,
+                steps: Vec::new(),
+            }),
             waiting: AtomicUsize::new(0),
             path,
             readers: Mutex::new(Vec::new()),
@@ -264,68 +270,47 @@ impl Drop for ReadTx<'_> {
 const GROUP_MAX: usize = 64;
 
 /// The writer connection and the group transaction open on it, if any.
-#[derive(Debug)]
 struct Writer {
     conn: Connection,
     /// The open group and how many writes (that succeeded) it holds.
     group: Option<(Arc<Group>, usize)>,
+    /// The after-commit steps of the open group's writes, in the order they ran.
+    steps: Vec<AfterCommit>,
 }
 
-/// One group commit: the writes that share a transaction, each waiting for its commit, then
-/// running its `committed` step in turn.
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("conn", &self.conn)
+            .field("group", &self.group)
+            .field("steps", &self.steps.len())
+            .finish()
+    }
+}
+
+/// One group commit: the writes that share a transaction, each waiting for its commit.
 #[derive(Debug, Default)]
 struct Group {
-    phase: Mutex<Phase>,
+    /// The commit's outcome (its steps have run), once it is known.
+    outcome: Mutex<Option<std::result::Result<(), String>>>,
     cv: Condvar,
 }
 
-#[derive(Debug, Default)]
-struct Phase {
-    /// The commit's outcome, once it ran.
-    outcome: Option<std::result::Result<(), String>>,
-    /// The member whose `committed` step runs next.
-    turn: usize,
-}
-
 impl Group {
-    fn wait(&self, until: impl Fn(&Phase) -> bool) -> MutexGuard<'_, Phase> {
-        let mut p = lock(&self.phase);
-        while !until(&p) {
-            p = self.cv.wait(p).unwrap_or_else(|e| e.into_inner());
+    /// Waits for the commit's outcome.
+    fn outcome(&self) -> Result<()> {
+        let mut o = lock(&self.outcome);
+        while o.is_none() {
+            o = self.cv.wait(o).unwrap_or_else(|e| e.into_inner());
         }
-        p
+        o.clone()
+            .unwrap_or(Ok(()))
+            .map_err(|detail| ControlError::Store { detail })
     }
 
     fn finish(&self, outcome: std::result::Result<(), String>) {
-        lock(&self.phase).outcome = Some(outcome);
+        *lock(&self.outcome) = Some(outcome);
         self.cv.notify_all();
-    }
-
-    /// Member `seq`: waits for the commit and for the members before it, runs `step` if the
-    /// commit succeeded, and passes the turn on.
-    fn take_turn(&self, seq: usize, step: &mut dyn FnMut()) -> Result<()> {
-        let outcome = self
-            .wait(|p| p.outcome.is_some() && p.turn == seq)
-            .outcome
-            .clone()
-            .unwrap_or(Ok(()));
-        // The turn passes on even if the step panics: the members after it, and the committer
-        // holding the writer, must not wait forever.
-        let _pass = PassTurn(self);
-        if outcome.is_ok() {
-            step();
-        }
-        outcome.map_err(|detail| ControlError::Store { detail })
-    }
-}
-
-/// Passes a group's turn to the next member when dropped.
-struct PassTurn<'a>(&'a Group);
-
-impl Drop for PassTurn<'_> {
-    fn drop(&mut self) {
-        lock(&self.0.phase).turn += 1;
-        self.0.cv.notify_all();
     }
 }
 
@@ -348,8 +333,8 @@ fn rollback_member(conn: &Connection) -> rusqlite::Result<()> {
 
 fn run_member(
     conn: &Connection,
-    f: &mut dyn FnMut(&dyn Tx) -> Result<()>,
-) -> (Result<()>, Option<Panic>) {
+    f: &mut dyn FnMut(&dyn Tx) -> Result<Option<AfterCommit>>,
+) -> (Result<Option<AfterCommit>>, Option<Panic>) {
     if let Err(e) = exec_cached(conn, "SAVEPOINT member") {
         return (Err(store_err(e)), None);
     }
@@ -446,15 +431,11 @@ impl Store for SqliteStore {
         out
     }
 
-    fn write(
-        &self,
-        f: &mut dyn FnMut(&dyn Tx) -> Result<()>,
-        committed: &mut dyn FnMut(),
-    ) -> Result<()> {
+    fn write(&self, f: &mut dyn FnMut(&dyn Tx) -> Result<Option<AfterCommit>>) -> Result<()> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let mut w = lock(&self.writer);
         self.waiting.fetch_sub(1, Ordering::SeqCst);
-        let (group, seq) = match w.group.clone() {
+        let (group, members) = match w.group.clone() {
             Some(g) => g,
             None => {
                 exec_cached(&w.conn, "BEGIN IMMEDIATE").map_err(store_err)?;
@@ -462,7 +443,8 @@ impl Store for SqliteStore {
             }
         };
         let (own, panic) = run_member(&w.conn, f);
-        let members = seq + usize::from(own.is_ok());
+        let own = own.map(|step| w.steps.extend(step));
+        let members = members + usize::from(own.is_ok());
         // SQLite may have rolled the whole transaction back by itself (disk full, I/O error):
         // then the group ends here, failed, and nothing runs outside a transaction.
         let lost = w.conn.is_autocommit();
@@ -478,10 +460,11 @@ impl Store for SqliteStore {
             if let Some(p) = panic {
                 std::panic::resume_unwind(p);
             }
-            return own.and_then(|()| group.take_turn(seq, committed));
+            return own.and_then(|()| group.outcome());
         }
         // The last writer in commits for the whole group.
         w.group = None;
+        let steps = std::mem::take(&mut w.steps);
         let outcome = if lost {
             Err("the store rolled the transaction back".to_owned())
         } else {
@@ -493,15 +476,21 @@ impl Store for SqliteStore {
                 }
             }
         };
+        if outcome.is_ok() {
+            // Every member's step, in revision order, before the next group may start. A step
+            // that panics is a bug of its own write: the others and the store go on.
+            for step in steps {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).is_err() {
+                    tracing::error!("a write's after-commit step panicked");
+                }
+            }
+        }
         group.finish(outcome);
-        let mine = own.and_then(|()| group.take_turn(seq, committed));
-        // Every member's step runs before the next group may start.
-        drop(group.wait(|p| p.turn >= members));
         drop(w);
         if let Some(p) = panic {
             std::panic::resume_unwind(p);
         }
-        mine
+        own.and_then(|()| group.outcome())
     }
 }
 
@@ -1846,13 +1835,10 @@ mod tests {
     /// Runs `f` in a write transaction and commits it.
     fn write(s: &SqliteStore, f: impl FnOnce(&dyn Tx)) {
         let mut f = Some(f);
-        s.write(
-            &mut |tx| {
-                (f.take().unwrap())(tx);
-                Ok(())
-            },
-            &mut || {},
-        )
+        s.write(&mut |tx| {
+            (f.take().unwrap())(tx);
+            Ok(None)
+        })
         .unwrap();
     }
 
@@ -1928,15 +1914,12 @@ mod tests {
     #[test]
     fn dropped_transaction_rolls_back() {
         let s = SqliteStore::open_in_memory().unwrap();
-        let failed = s.write(
-            &mut |tx| {
-                tx.insert_network(&net("n1", "t", 1))?;
-                Err(ControlError::Invalid {
-                    reason: "no".into(),
-                })
-            },
-            &mut || panic!("not committed"),
-        );
+        let failed = s.write(&mut |tx| {
+            tx.insert_network(&net("n1", "t", 1))?;
+            Err(ControlError::Invalid {
+                reason: "no".into(),
+            })
+        });
         assert!(failed.is_err());
         read(&s, |tx| assert!(tx.all_networks().unwrap().is_empty()));
     }
@@ -2265,14 +2248,11 @@ mod tests {
     fn touched(s: &SqliteStore, f: impl FnOnce(&dyn Tx)) -> Option<(u64, Vec<Touched>)> {
         let mut f = Some(f);
         let mut out = None;
-        s.write(
-            &mut |tx| {
-                (f.take().unwrap())(tx);
-                out = tx.close_revision()?;
-                Ok(())
-            },
-            &mut || {},
-        )
+        s.write(&mut |tx| {
+            (f.take().unwrap())(tx);
+            out = tx.close_revision()?;
+            Ok(None)
+        })
         .unwrap();
         out
     }
@@ -2318,25 +2298,25 @@ mod tests {
                         let id = format!("n{t}-{i}");
                         let vlan = 1 + t * 40 + i;
                         let fail = i % 10 == 9;
-                        let rev = std::cell::Cell::new(None);
-                        let r = s.write(
-                            &mut |tx| {
-                                tx.insert_network(&net(&id, "t", vlan))?;
-                                rev.set(tx.close_revision()?.map(|(r, _)| r));
-                                if fail {
-                                    return Err(ControlError::Invalid {
-                                        reason: "no".into(),
-                                    });
-                                }
-                                Ok(())
-                            },
-                            &mut || {
-                                let r = rev.get().unwrap();
+                        let ran = Arc::new(AtomicU64::new(0));
+                        let r = s.write(&mut |tx| {
+                            tx.insert_network(&net(&id, "t", vlan))?;
+                            let r = tx.close_revision()?.unwrap().0;
+                            if fail {
+                                return Err(ControlError::Invalid {
+                                    reason: "no".into(),
+                                });
+                            }
+                            let (last_step, ran) = (Arc::clone(&last_step), Arc::clone(&ran));
+                            Ok(Some(Box::new(move || {
                                 let before = last_step.swap(r, Ordering::SeqCst);
                                 assert!(before < r, "step of revision {r} after {before}");
-                            },
-                        );
+                                ran.store(r, Ordering::SeqCst);
+                            })))
+                        });
                         assert_eq!(r.is_err(), fail, "{id}: {r:?}");
+                        // A write is answered after its step has run, and only then.
+                        assert_eq!(ran.load(Ordering::SeqCst) != 0, !fail, "{id}");
                     }
                 })
             })
@@ -2387,12 +2367,14 @@ mod tests {
         let s = Arc::new(SqliteStore::open(&dir.path().join("q.db")).unwrap());
         let s2 = Arc::clone(&s);
         let panicked = std::thread::spawn(move || {
-            s2.write(&mut |tx| tx.insert_network(&net("a", "t", 1)), &mut || {
-                panic!("a bug after the commit")
+            s2.write(&mut |tx| {
+                tx.insert_network(&net("a", "t", 1))?;
+                Ok(Some(Box::new(|| panic!("a bug after the commit"))))
             })
         })
         .join();
-        assert!(panicked.is_err());
+        // The step's panic is its own: the write committed and is answered.
+        assert!(matches!(panicked, Ok(Ok(()))), "{panicked:?}");
         write(&s, |tx| tx.insert_network(&net("b", "t", 2)).unwrap());
         read(&s, |tx| {
             assert_eq!(tx.all_networks().unwrap().len(), 2, "both committed")
