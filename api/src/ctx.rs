@@ -193,14 +193,23 @@ impl Ctx {
         }
     }
 
-    /// Runs a point read (one index seek on a pooled WAL reader, which never waits for a
-    /// writer) on the runtime's own thread: it takes less time than the hop to a blocking
-    /// thread would. Anything that reads a collection or writes goes through [`Ctx::run`].
+    /// Runs a point read that only reads the store (an index seek or two on a pooled WAL
+    /// reader, which never waits for a writer) on the runtime's own thread: it takes less time
+    /// than the hop to a blocking thread would. Anything that reads a collection, asks the
+    /// switch (a port's status takes its lock) or writes goes through [`Ctx::run`]. A panic is a
+    /// 500, as on a blocking thread.
     pub(crate) fn read_point<T>(
         &self,
         f: impl FnOnce(&Control) -> control::Result<T>,
     ) -> Result<T, ApiError> {
-        f(&self.control).map_err(ApiError::Control)
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&self.control)))
+            .unwrap_or_else(|_| {
+                tracing::error!("a show panicked");
+                Err(control::ControlError::Store {
+                    detail: "a show panicked".into(),
+                })
+            })
+            .map_err(ApiError::Control)
     }
 
     /// Renders a handler's result.

@@ -167,9 +167,7 @@ pub fn router(control: Arc<Control>, opts: ApiOptions) -> Router {
             .get::<MatchedPath>()
             .map(MatchedPath::as_str)
             .unwrap_or("");
-        // At debug level: the fmt subscriber formats an enabled span's fields on every request,
-        // a tenth of a small request's cost; `RUST_LOG=debug` turns it on.
-        tracing::debug_span!(
+        tracing::info_span!(
             "request",
             method = %req.method(),
             path = %req.uri().path(),

@@ -163,9 +163,12 @@ impl RawGet {
         self.stream.get_mut().write_all(&self.request)?;
         let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
         self.line.clear();
-        self.stream.read_line(&mut self.line)?;
+        if self.stream.read_line(&mut self.line)? == 0 {
+            return Err(bad("the connection closed"));
+        }
         let status = self
             .line
+            .trim_end()
             .split(' ')
             .nth(1)
             .and_then(|s| s.parse().ok())

@@ -22,7 +22,7 @@ impl Mac {
         let mut parts = s.split(sep);
         for b in &mut bytes {
             let p = parts.next()?;
-            if p.len() != 2 {
+            if p.len() != 2 || !p.bytes().all(|c| c.is_ascii_hexdigit()) {
                 return None;
             }
             *b = u8::from_str_radix(p, 16).ok()?;
@@ -81,6 +81,7 @@ mod tests {
             "fa:16:3e:00:00:01:02",
             "fa:16:3e:00:00",
             "fa:16-3e:00:00:01",
+            "+a:16:3e:00:00:01",
         ] {
             assert!(Mac::parse(bad).is_none(), "{bad}");
         }

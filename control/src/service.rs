@@ -14,9 +14,10 @@
 //! set are in force ([`Forwarder::settle`]), so a client that reads after a
 //! plug sees the port's status. Operations are synchronous and block on disk
 //! I/O (the commit's fsync): async callers run them on a blocking thread
-//! (`tokio::task::spawn_blocking`), except point reads (a show: an index seek
-//! or two on a pooled WAL reader, which never waits for a writer), which cost
-//! less than the hop to a blocking thread.
+//! (`tokio::task::spawn_blocking`), except shows that only read the store (an
+//! index seek or two on a pooled WAL reader, which never waits for a writer),
+//! which cost less than the hop to a blocking thread. A port's status is read
+//! from the forwarder, which may lock: port shows take the hop.
 //!
 //! Both API versions create networks and ports through the same operations
 //! ([`Control::create_networks`], [`Control::create_ports`]): quotas, segments

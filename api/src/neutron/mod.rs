@@ -302,16 +302,26 @@ fn all_views(c: &Control, kind: Kind, s: &Scope) -> R<Vec<Map<String, Value>>> {
     })
 }
 
-/// A show is a point read (an index seek or two on a pooled WAL reader, which never waits for a
-/// writer): it runs on the runtime's thread, which costs less than the hop to a blocking thread.
-fn one_view(state: &NeutronState, kind: Kind, s: &Scope, id: &str) -> R<Map<String, Value>> {
+/// A show. Those that only read the store (an index seek or two on a pooled WAL reader, which
+/// never waits for a writer) run on the runtime's thread, which costs less than the hop to a
+/// blocking thread; a port's status comes from the switch, whose lock an update may hold for a
+/// while, so a port show takes the hop.
+async fn one_view(state: &NeutronState, kind: Kind, s: Scope, id: String) -> R<Map<String, Value>> {
     let c = &state.control;
-    Ok(match kind {
-        Kind::Network => views::network(&c.v2_network(s, id)?),
-        Kind::Port => views::port(&c.v2_port(s, id)?),
-        Kind::Subnet => views::subnet(&c.v2_subnet(s, id)?),
-        Kind::SecurityGroup => views::security_group(&c.v2_security_group(s, id)?),
-        Kind::SecurityGroupRule => views::sg_rule(&c.v2_sg_rule(s, id)?),
+    match kind {
+        Kind::Port => Ok(views::port(&run(state, move |c| c.v2_port(&s, &id)).await?)),
+        Kind::Network => point(|| Ok(views::network(&c.v2_network(&s, &id)?))),
+        Kind::Subnet => point(|| Ok(views::subnet(&c.v2_subnet(&s, &id)?))),
+        Kind::SecurityGroup => point(|| Ok(views::security_group(&c.v2_security_group(&s, &id)?))),
+        Kind::SecurityGroupRule => point(|| Ok(views::sg_rule(&c.v2_sg_rule(&s, &id)?))),
+    }
+}
+
+/// Runs a point read on the runtime's thread; a panic in it is a 500, as on a blocking thread.
+fn point<T>(f: impl FnOnce() -> R<T>) -> R<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        tracing::error!("a show panicked");
+        Err(NeutronError::internal())
     })
 }
 
@@ -368,7 +378,7 @@ async fn show(
     finish(
         async {
             let kind = kind_of(&collection)?;
-            let item = one_view(&state, kind, &scope(&state, &headers), &id)?;
+            let item = one_view(&state, kind, scope(&state, &headers), id).await?;
             let q = query::fields_only(uri.query());
             Ok(ok(
                 StatusCode::OK,

@@ -133,7 +133,7 @@ pub(crate) async fn create(ctx: Ctx, body: Body) -> Response {
 
 async fn show_impl(ctx: &Ctx, detail: bool) -> Result<Reply, ApiError> {
     let (tenant, net, port) = (ctx.tenant(), ctx.param("network_id"), ctx.param("port_id"));
-    let p = ctx.read_point(|c| c.port(&tenant, &net, &port))?;
+    let p = ctx.run(move |c| c.port(&tenant, &net, &port)).await?;
     let links = ctx.links();
     let body = if detail {
         views::port_detail(ctx.version, &links, &p)

@@ -135,6 +135,7 @@ fn client(
     )?;
     let net = id_of(&r.body)?;
     let mut n = 0u64;
+    let label = if get.is_some() { "get" } else { "show network" };
     let show = get.unwrap_or_else(|| format!("{base}/networks/{net}"));
     if load == Load::ShowOnly {
         // The lean client: what is measured is the server, not the load driver's HTTP stack.
@@ -142,14 +143,14 @@ fn client(
         let mut shows = Vec::new();
         while Instant::now() < until {
             let t = Instant::now();
-            let status = raw.get().map_err(|e| format!("show network: {e}"))?;
+            let status = raw.get().map_err(|e| format!("{label}: {e}"))?;
             shows.push(t.elapsed());
             if status != 200 {
                 let body = String::from_utf8_lossy(raw.body());
-                return Err(format!("show network GET {show}: {status} {body}"));
+                return Err(format!("{label} GET {show}: {status} {body}"));
             }
         }
-        samples.insert("show network", shows);
+        samples.insert(label, shows);
         return Ok(samples);
     }
     if load == Load::WritesOnly {

@@ -244,7 +244,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Runs `f` in a transaction on `conn`; commits it when `write`.
 /// Runs `f` in one read transaction (its statements see one snapshot). `BEGIN` and `ROLLBACK`
 /// come from the statement cache: a point read is a few microseconds, and parsing them again
 /// on every read cost a quarter of that.
@@ -317,8 +316,6 @@ impl Group {
 /// A panic inside a write's closure, carried past the group's bookkeeping.
 type Panic = Box<dyn std::any::Any + Send>;
 
-/// Runs one write's closure in a savepoint of the open transaction: kept when it succeeds,
-/// rolled back (alone) when it fails or panics.
 /// Runs one statement from the statement cache: the transaction statements of every write
 /// and read are parsed once per connection, not on every use.
 fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
@@ -331,6 +328,8 @@ fn rollback_member(conn: &Connection) -> rusqlite::Result<()> {
     exec_cached(conn, "RELEASE member")
 }
 
+/// Runs one write's closure in a savepoint of the open transaction: kept when it succeeds,
+/// rolled back (alone) when it fails or panics.
 fn run_member(
     conn: &Connection,
     f: &mut dyn FnMut(&dyn Tx) -> Result<Option<AfterCommit>>,
@@ -425,7 +424,9 @@ impl Store for SqliteStore {
         };
         let out = run(&mut conn, f);
         let mut readers = lock(&self.readers);
-        if readers.len() < READERS_KEPT {
+        // A connection whose transaction could not be ended (a failed ROLLBACK) is dropped, never
+        // reused: it would pin an old snapshot and refuse every later BEGIN.
+        if readers.len() < READERS_KEPT && conn.is_autocommit() {
             readers.push(conn);
         }
         out
@@ -438,6 +439,11 @@ impl Store for SqliteStore {
         let (group, members) = match w.group.clone() {
             Some(g) => g,
             None => {
+                // A transaction a failed COMMIT and ROLLBACK left open is ended first.
+                if !w.conn.is_autocommit() {
+                    tracing::warn!("the writer's transaction was left open; rolling it back");
+                    let _ = exec_cached(&w.conn, "ROLLBACK");
+                }
                 exec_cached(&w.conn, "BEGIN IMMEDIATE").map_err(store_err)?;
                 (Arc::default(), 0)
             }
