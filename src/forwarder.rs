@@ -142,6 +142,15 @@ fn port_config(p: &DesiredPort) -> PortConfig {
         .as_ref()
         .and_then(|d| dhcp_config(d, &p.mac))
         .map(Arc::new);
+    pc.ra = p.ra.as_ref().and_then(|ra| {
+        Some(Arc::new(dataplane::ra::RaConfig {
+            client_mac: Mac::parse(&p.mac)?,
+            prefixes: ra.prefixes.clone(),
+            mtu: ra.mtu,
+            dns: ra.dns.clone(),
+            router_mac: dataplane::dhcp::SERVER_MAC,
+        }))
+    });
     pc.filter = p.filter.as_ref().map(|f| Arc::new(port_filter(f)));
     // The switch answers ARP for the port's fixed IPv4 addresses (as OVN's ARP responder does),
     // where port security guarantees the answer: on, and no address pair (a pair may put the
@@ -265,6 +274,7 @@ fn port_statistics(s: &PortStats) -> PortStatistics {
         gso_segmented: c.gso_segmented,
         dhcp_replies: c.dhcp_replies,
         arp_replies: c.arp_replies,
+        ra_replies: c.ra_replies,
         drops: DropReason::ALL
             .iter()
             .map(|r| (r.name().to_owned(), drops(*r)))

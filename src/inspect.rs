@@ -104,6 +104,7 @@ pub(crate) fn stats(t: &Target, net: &str, port: &str) -> Result<(), String> {
         "gso_segmented",
         "dhcp_replies",
         "arp_replies",
+        "ra_replies",
     ] {
         println!("{key:<28} {}", s[key].as_u64().unwrap_or(0));
     }

@@ -20,7 +20,7 @@ pub(crate) struct DataplaneCollector(pub(crate) Arc<Switch>);
 /// A port counter: name, help, and how to read it.
 type PortCounter = (&'static str, &'static str, fn(&LocalCounters) -> u64);
 
-const PORT_COUNTERS: [PortCounter; 12] = [
+const PORT_COUNTERS: [PortCounter; 13] = [
     (
         "qswitch_port_rx_packets",
         "Frames received from the port",
@@ -76,6 +76,11 @@ const PORT_COUNTERS: [PortCounter; 12] = [
         "qswitch_port_arp_replies",
         "ARP replies the switch sent to the port for its network's known addresses",
         |c| c.arp_replies,
+    ),
+    (
+        "qswitch_port_ra_replies",
+        "Router advertisements the switch sent to the port, answering its solicitations",
+        |c| c.ra_replies,
     ),
 ];
 

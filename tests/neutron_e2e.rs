@@ -502,18 +502,21 @@ fn vms_on<const N: usize>(api: &Api, daemon: &Daemon, nets: [&str; N]) -> [(Valu
     vms
 }
 
+/// A new network's id.
+fn network(api: &Api, name: &str) -> String {
+    api.create("networks", json!({"network": {"name": name}}))["network"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[test]
 fn the_switch_answers_a_ports_dhcp_client_with_its_address_and_subnet() {
     let (api, daemon) = start();
     // Subnets unique to this process inside 198.18.0.0/16.
     let third = std::process::id() % 120 + 1;
     let (lan, dark) = (format!("198.18.{third}"), format!("198.18.{}", third + 120));
-    let net = |name: &str| {
-        api.create("networks", json!({"network": {"name": name}}))["network"]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let net = |name: &str| network(&api, name);
     let (n1, n2) = (net("dhcp"), net("no-dhcp"));
     api.create(
         "subnets",
@@ -556,6 +559,83 @@ fn the_switch_answers_a_ports_dhcp_client_with_its_address_and_subnet() {
         dhcp_client(&c, "2").is_none(),
         "a lease on a subnet without DHCP"
     );
+}
+
+#[test]
+fn the_switch_advertises_slaac_prefixes_and_the_vm_takes_its_ports_address() {
+    let (api, daemon) = start();
+    // Addresses unique to this process: 198.18.0.0/16 and the documentation prefix.
+    let tag = std::process::id() % 120 + 1;
+    let net = |name: &str| network(&api, name);
+    let (n1, n2) = (net("slaac"), net("v4-only"));
+    let prefix = format!("2001:db8:{tag:x}::");
+    for (n, cidr) in [
+        (&n1, format!("198.18.{tag}.0/24")),
+        (&n2, format!("198.18.{}.0/24", tag + 120)),
+    ] {
+        api.create(
+            "subnets",
+            json!({"subnet": {"network_id": n, "cidr": cidr, "ip_version": 4}}),
+        );
+    }
+    api.create(
+        "subnets",
+        json!({"subnet": {"network_id": n1, "cidr": format!("{prefix}/64"), "ip_version": 6,
+            "ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac",
+            "dns_nameservers": [format!("{prefix}53")]}}),
+    );
+    let [(pa, a), (_, c)] = vms_on(&api, &daemon, [&n1, &n2]);
+    let v6 = pa["fixed_ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["ip_address"].as_str())
+        .find(|ip| ip.contains(':'))
+        .expect("a SLAAC address on the port")
+        .to_owned();
+    // IPv6 on in both VMs: each kernel solicits a router once its link-local address is ready.
+    for vm in [&a, &c] {
+        for conf in ["all", "default", vm.dev().as_str()] {
+            vm.ns.exec(&[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{conf}.disable_ipv6=0"),
+            ]);
+        }
+    }
+    let global = |vm: &TapVm| {
+        vm.ns.exec(&[
+            "ip",
+            "-6",
+            "-o",
+            "addr",
+            "show",
+            "dev",
+            &vm.dev(),
+            "scope",
+            "global",
+        ])
+    };
+    // The VM forms, from the advertised prefix and its MAC, exactly the port's address.
+    assert!(
+        wait_for(Duration::from_secs(15), || global(&a)
+            .contains(&format!("{v6}/64"))),
+        "no {v6}/64 in {}:\n{}",
+        global(&a),
+        daemon.log()
+    );
+    // The advertisement names no default router (the switch routes nothing) and was counted.
+    let routes = a.ns.exec(&["ip", "-6", "route", "show", "default"]);
+    assert!(routes.trim().is_empty(), "a default route: {routes}");
+    let ida = pa["id"].as_str().unwrap();
+    let scrape = request(&api.addr, "GET", "/metrics", None).body.clone();
+    let answered = scrape.lines().any(|l| {
+        l.starts_with("qswitch_port_ra_replies_total{") && l.contains(ida) && !l.ends_with(" 0")
+    });
+    assert!(answered, "no router advertisement counted for {ida}");
+    // A network without SLAAC subnets advertises nothing.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(global(&c).trim().is_empty(), "{}", global(&c));
 }
 
 /// A host outside the switch: a namespace holding one end of a veth pair whose other end

@@ -63,6 +63,9 @@ pub struct DesiredPort {
     /// What the switch's DHCP responder answers the port's client, when the port has a fixed
     /// IPv4 address on a subnet with DHCP enabled.
     pub dhcp: Option<DesiredDhcp>,
+    /// What the switch advertises to the port's client when it solicits a router: the port's
+    /// SLAAC subnets (`ipv6_ra_mode` `slaac`), if any.
+    pub ra: Option<DesiredRa>,
     /// The rules of the port's security groups, when port security is on (no groups: no rules,
     /// and only what Neutron always allows passes).
     pub filter: Option<DesiredFilter>,
@@ -119,6 +122,17 @@ pub struct DesiredDhcp {
     pub dns: Vec<String>,
     /// `host_routes`: destination CIDR and next hop.
     pub routes: Vec<(String, String)>,
+    /// The network's MTU.
+    pub mtu: u32,
+}
+
+/// What the switch's router advertisements tell a port's VM.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DesiredRa {
+    /// The /64 prefixes of the port's SLAAC subnets.
+    pub prefixes: Vec<std::net::Ipv6Addr>,
+    /// Their IPv6 `dns_nameservers`.
+    pub dns: Vec<std::net::Ipv6Addr>,
     /// The network's MTU.
     pub mtu: u32,
 }
@@ -282,6 +296,8 @@ pub struct PortStatistics {
     pub dhcp_replies: u64,
     /// ARP replies the switch sent to the port for its network's known addresses.
     pub arp_replies: u64,
+    /// Router advertisements the switch sent to the port, answering its solicitations.
+    pub ra_replies: u64,
     /// Drops by reason (every reason, zeros included), in a stable order.
     pub drops: Vec<(String, u64)>,
     /// The kernel's socket statistics by name.

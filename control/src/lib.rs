@@ -71,7 +71,7 @@ pub use error::{ControlError, Result};
 pub use filter::{NetworkFilter, PortFilter};
 pub use forward::{
     Change, Changes, DesiredDhcp, DesiredFilter, DesiredGroup, DesiredNetwork, DesiredPort,
-    DesiredRule, DesiredSecurity, DesiredState, Forwarder, NullForwarder,
+    DesiredRa, DesiredRule, DesiredSecurity, DesiredState, Forwarder, NullForwarder,
 };
 pub use forward::{MacEntry, PortStatistics};
 pub use model::{

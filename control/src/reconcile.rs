@@ -17,7 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::error::Result;
 use crate::forward::{
-    DesiredDhcp, DesiredFilter, DesiredGroup, DesiredNetwork, DesiredPort, DesiredRule,
+    DesiredDhcp, DesiredFilter, DesiredGroup, DesiredNetwork, DesiredPort, DesiredRa, DesiredRule,
     DesiredSecurity, DesiredState,
 };
 use crate::model::PortState;
@@ -294,9 +294,11 @@ fn port_for(
     };
     let admin_up = r.port.state == PortState::Active && net_up;
     let dhcp = dhcp_of(tx, &r)?;
+    let ra = ra_of(tx, &r)?;
     let filter = rules.filter_of(&r)?;
     let mut p = desired_port_of(r, device, admin_up);
     p.dhcp = dhcp;
+    p.ra = ra;
     p.filter = filter;
     Ok(Some(p))
 }
@@ -333,6 +335,42 @@ fn dhcp_of(tx: &dyn Tx, r: &PortRecord) -> Result<Option<DesiredDhcp>> {
     Ok(None)
 }
 
+/// The router advertisement of a port: the /64 prefixes of the subnets it has an address on
+/// whose `ipv6_ra_mode` is `slaac` (the address it forms from one is the one it holds there).
+fn ra_of(tx: &dyn Tx, r: &PortRecord) -> Result<Option<DesiredRa>> {
+    let mut ra = DesiredRa::default();
+    for f in &r.attrs.fixed_ips {
+        let Some(s) = tx.subnets(Some(&f.subnet_id), None)?.pop() else {
+            continue;
+        };
+        if s.ipv6_ra_mode.as_deref() != Some("slaac") {
+            continue;
+        }
+        let Some((prefix, 64)) = s.cidr.split_once('/').and_then(|(a, l)| {
+            Some((a.parse::<std::net::Ipv6Addr>().ok()?, l.parse::<u8>().ok()?))
+        }) else {
+            continue;
+        };
+        if ra.prefixes.contains(&prefix) {
+            continue;
+        }
+        ra.prefixes.push(prefix);
+        for d in s.dns_nameservers.iter().filter_map(|d| d.parse().ok()) {
+            if !ra.dns.contains(&d) {
+                ra.dns.push(d);
+            }
+        }
+    }
+    if ra.prefixes.is_empty() {
+        return Ok(None);
+    }
+    ra.mtu = tx
+        .network_records(Some(&r.port.network_id))?
+        .pop()
+        .map_or(crate::neutron::DEFAULT_MTU, |n| n.attrs.mtu);
+    Ok(Some(ra))
+}
+
 fn desired_port_of(r: PortRecord, device: String, admin_up: bool) -> DesiredPort {
     let fixed_ips: Vec<std::net::IpAddr> = r
         .attrs
@@ -361,6 +399,7 @@ fn desired_port_of(r: PortRecord, device: String, admin_up: bool) -> DesiredPort
         qos: None,
         qos_ingress: None,
         dhcp: None,
+        ra: None,
         filter: None,
     }
 }

@@ -90,6 +90,9 @@ pub struct PortConfig {
     pub mtu: Option<u32>,
     /// The native DHCP responder's answers for this port's client, when its subnet has DHCP.
     pub dhcp: Option<std::sync::Arc<crate::dhcp::DhcpConfig>>,
+    /// The router advertisements the switch answers this port's solicitations with, when its
+    /// network has SLAAC subnets.
+    pub ra: Option<std::sync::Arc<crate::ra::RaConfig>>,
     /// Security group rules, when port security is on (no rules: only what Neutron always
     /// allows passes).
     pub filter: Option<Arc<PortFilter>>,
@@ -116,6 +119,7 @@ impl PortConfig {
             security: None,
             mtu: None,
             dhcp: None,
+            ra: None,
             filter: None,
             worker: None,
             arp: Vec::new(),
@@ -350,6 +354,8 @@ pub struct PortView {
     pub security: Option<PortSecurity>,
     /// The DHCP responder's answers for the port's client.
     pub dhcp: Option<std::sync::Arc<crate::dhcp::DhcpConfig>>,
+    /// The router advertisement for the port's client.
+    pub ra: Option<std::sync::Arc<crate::ra::RaConfig>>,
     /// Security group rules.
     pub filter: Option<Arc<PortFilter>>,
     /// The worker that owns the port (its sockets, its counters, its connection-table zone).
@@ -497,6 +503,7 @@ impl Snapshot {
                 policer_in: p.policer_in,
                 security: p.security.clone(),
                 dhcp: p.dhcp.clone(),
+                ra: p.ra.clone(),
                 filter: p.filter.clone(),
                 worker: p.worker.unwrap_or(0),
             });

@@ -138,6 +138,17 @@ pub fn make_partial(frame: &mut [u8]) -> bool {
     true
 }
 
+/// The ICMPv6 checksum of `msg` (its checksum field zero) between `src` and `dst` (RFC 4443
+/// 2.3: over the IPv6 pseudo-header and the message).
+pub(crate) fn icmpv6_checksum(src: &[u8; 16], dst: &[u8; 16], msg: &[u8]) -> u16 {
+    let len = u32::try_from(msg.len()).unwrap_or(u32::MAX).to_be_bytes();
+    let pseudo = sum_header(&len, sum_header(dst, sum_header(src, 0)));
+    !fold(sum_words(
+        msg,
+        pseudo + u64::from(crate::wire::ipproto::ICMPV6),
+    ))
+}
+
 /// The checksum of an IPv4 header whose checksum field is zero.
 pub(crate) fn header_checksum(header: &[u8]) -> u16 {
     !fold(sum_header(header, 0))

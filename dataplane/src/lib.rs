@@ -38,6 +38,7 @@ pub mod mss;
 pub mod pipeline;
 pub mod policer;
 pub mod port;
+pub mod ra;
 pub mod security;
 pub mod stats;
 pub mod switch;

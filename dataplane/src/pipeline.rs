@@ -67,6 +67,9 @@ pub enum Verdict {
     /// An ARP request for an address another port of the network holds: the switch answers it
     /// with that port's MAC (back to the ingress port); it goes nowhere else.
     Arp(Mac),
+    /// A router solicitation of a port whose network has SLAAC subnets: the switch answers it
+    /// with a router advertisement (back to the ingress port); it goes nowhere else.
+    RouterSolicitation,
     /// Send to every other admin-up port of network `net`, and the trunks.
     Flood {
         /// Network slot.
@@ -277,6 +280,11 @@ impl Pipeline {
             && crate::dhcp::client_message(frame).is_some()
         {
             return Verdict::Dhcp;
+        }
+        if port.ra.as_ref().is_some_and(|r| r.client_mac == src)
+            && crate::ra::is_solicitation(frame)
+        {
+            return Verdict::RouterSolicitation;
         }
         if let (Role::Access(_), Some(target)) = (port.role, arp_request_target(frame)) {
             let owner = snap.net(net).and_then(|n| n.arp_owner(target));

@@ -80,6 +80,8 @@ pub struct LocalCounters {
     pub dhcp_replies: u64,
     /// ARP replies the switch sent to this port for its network's known addresses.
     pub arp_replies: u64,
+    /// Router advertisements the switch sent to this port (answers to its solicitations).
+    pub ra_replies: u64,
     /// Drops of frames received on (or destined to) this port, by reason.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -149,6 +151,7 @@ pub struct PortCounters {
     gso_segmented: AtomicU64,
     dhcp_replies: AtomicU64,
     arp_replies: AtomicU64,
+    ra_replies: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
     xdp: [AtomicU64; 6],
 }
@@ -168,6 +171,7 @@ impl PortCounters {
         self.gso_segmented.store(c.gso_segmented, Relaxed);
         self.dhcp_replies.store(c.dhcp_replies, Relaxed);
         self.arp_replies.store(c.arp_replies, Relaxed);
+        self.ra_replies.store(c.ra_replies, Relaxed);
         for (a, v) in self.drops.iter().zip(c.drops) {
             a.store(v, Relaxed);
         }
@@ -205,6 +209,7 @@ impl PortCounters {
                 gso_segmented: self.gso_segmented.load(Relaxed),
                 dhcp_replies: self.dhcp_replies.load(Relaxed),
                 arp_replies: self.arp_replies.load(Relaxed),
+                ra_replies: self.ra_replies.load(Relaxed),
                 drops,
             },
             xdp: XdpStats {

@@ -945,6 +945,10 @@ impl<P: PortIo> Worker<P> {
                 self.answer_arp(ingress, d, mac);
                 return;
             }
+            Verdict::RouterSolicitation => {
+                self.answer_router_solicitation(ingress, d);
+                return;
+            }
             Verdict::Unicast { port, net } => (net, Some(port)),
             Verdict::Flood { net } => (net, None),
         };
@@ -1145,25 +1149,44 @@ impl<P: PortIo> Worker<P> {
 
     /// Answers a port's DHCP client message in its own chunk and sends the reply back to the
     /// port; a message that gets no answer is counted and its chunk released.
-    fn answer_dhcp(&mut self, port: u16, mut d: XdpDesc) {
+    fn answer_dhcp(&mut self, port: u16, d: XdpDesc) {
         let cfg = self.snap.port(port).and_then(|p| p.dhcp.clone());
-        let len = cfg.and_then(|cfg| {
-            // Rare and small: the request is copied, the reply written over it.
-            let request = self.umem.frame(d.addr, d.len)?.to_vec();
-            let at = dhcp::client_message(&request)?;
-            let (chunk, off) = self.umem.chunk_mut(d.addr)?;
-            dhcp::respond(&cfg, &request, at, &mut chunk[off..])
+        let answered = self.answer_in_place(port, d, |request, out| {
+            let cfg = cfg.as_deref()?;
+            dhcp::respond(cfg, request, dhcp::client_message(request)?, out)
         });
         let c = &mut self.pipe.counters[usize::from(port)];
+        if answered {
+            c.dhcp_replies += 1;
+        } else {
+            c.drop(DropReason::DhcpUnanswered);
+        }
+    }
+
+    /// Writes the switch's answer to a frame a port sent over the frame itself, in its own chunk
+    /// (`respond` gets a copy of the request and the chunk from the frame's start), and sends it
+    /// back to the port. Without an answer the chunk is released. Rare and small frames: the copy
+    /// costs nothing that matters.
+    fn answer_in_place(
+        &mut self,
+        port: u16,
+        mut d: XdpDesc,
+        respond: impl FnOnce(&[u8], &mut [u8]) -> Option<usize>,
+    ) -> bool {
+        let len = (|| {
+            let request = self.umem.frame(d.addr, d.len)?.to_vec();
+            let (chunk, off) = self.umem.chunk_mut(d.addr)?;
+            respond(&request, &mut chunk[off..])
+        })();
         match len.and_then(|n| u32::try_from(n).ok()) {
             Some(n) => {
-                c.dhcp_replies += 1;
                 d.len = n;
                 self.stage_to(port, d, false, 0, port);
+                true
             }
             None => {
-                c.drop(DropReason::DhcpUnanswered);
                 self.umem.release(d.addr);
+                false
             }
         }
     }
@@ -1182,6 +1205,22 @@ impl<P: PortIo> Worker<P> {
             // Cannot happen (the decision read the same bytes); counted all the same.
             c.drop(DropReason::Truncated);
             self.umem.release(d.addr);
+        }
+    }
+
+    /// Answers a port's router solicitation with an advertisement of its network's SLAAC
+    /// prefixes, in its own chunk, back to the port.
+    fn answer_router_solicitation(&mut self, port: u16, d: XdpDesc) {
+        let cfg = self.snap.port(port).and_then(|p| p.ra.clone());
+        let answered = self.answer_in_place(port, d, |request, out| {
+            crate::ra::respond(cfg.as_deref()?, request, out)
+        });
+        let c = &mut self.pipe.counters[usize::from(port)];
+        if answered {
+            c.ra_replies += 1;
+        } else {
+            // Cannot happen (the decision read the same bytes); counted all the same.
+            c.drop(DropReason::Truncated);
         }
     }
 

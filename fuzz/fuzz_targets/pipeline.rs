@@ -57,9 +57,16 @@ fuzz_target!(|data: &[u8]| {
         networks: vec![net("a", 10), net("b", 20)],
         ports: vec![
             filtered("a1", "d1"),
-            // The switch answers ARP for a2's address.
+            // The switch answers ARP for a2's address, and a2's router solicitations.
             PortConfig {
                 arp: vec![(Mac([2, 0, 0, 0, 0, 2]), std::net::Ipv4Addr::new(198, 18, 0, 2))],
+                ra: Some(Arc::new(dataplane::ra::RaConfig {
+                    client_mac: Mac([2, 0, 0, 0, 0, 2]),
+                    prefixes: vec![std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0)],
+                    mtu: 1500,
+                    dns: vec![std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x53)],
+                    router_mac: dataplane::dhcp::SERVER_MAC,
+                })),
                 ..filtered("a2", "d2")
             },
             PortConfig::access("b1", "d3", "b"),

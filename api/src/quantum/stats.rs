@@ -29,6 +29,7 @@ pub(crate) const STATS_ATTRS: Attrs<'static> = &[(
         "gso_segmented",
         "dhcp_replies",
         "arp_replies",
+        "ra_replies",
     ],
 )];
 
@@ -37,7 +38,7 @@ pub(crate) const MAC_ATTRS: Attrs<'static> = &[("mac", &["address", "port_id", "
 
 /// `GET .../ports/{id}/stats`: `{"stats": {"rx_packets", "rx_bytes",
 /// "rx_errors", "tx_packets", "tx_bytes", "tx_errors", "dropped", "floods", "csum_completed",
-/// "gso_segmented", "dhcp_replies", "arp_replies",
+/// "gso_segmented", "dhcp_replies", "arp_replies", "ra_replies",
 /// "drops": {reason: n}, "kernel": {name: n}}}`.
 pub(crate) async fn port_stats(ctx: Ctx) -> Response {
     let r = async {
@@ -63,6 +64,7 @@ pub(crate) async fn port_stats(ctx: Ctx) -> Response {
             "gso_segmented": s.gso_segmented,
             "dhcp_replies": s.dhcp_replies,
             "arp_replies": s.arp_replies,
+            "ra_replies": s.ra_replies,
             "drops": map(&s.drops),
             "kernel": map(&s.kernel),
         }});

@@ -159,6 +159,7 @@ async fn port_stats_come_from_the_forwarder() {
             gso_segmented: 4,
             dhcp_replies: 6,
             arp_replies: 8,
+            ra_replies: 9,
             drops: vec![("policed".into(), 2), ("truncated".into(), 1)],
             kernel: vec![("rx_ring_full".into(), 0)],
         },
@@ -168,7 +169,8 @@ async fn port_stats_come_from_the_forwarder() {
         r.json(),
         json!({"stats": {"rx_packets": 10, "rx_bytes": 600, "rx_errors": 1, "tx_packets": 7,
             "tx_bytes": 420, "tx_errors": 0, "dropped": 3, "floods": 2,
-            "csum_completed": 5, "gso_segmented": 4, "dhcp_replies": 6, "arp_replies": 8, "drops": {"policed": 2, "truncated": 1}, "kernel": {"rx_ring_full": 0}}})
+            "csum_completed": 5, "gso_segmented": 4, "dhcp_replies": 6, "arp_replies": 8, "ra_replies": 9,
+            "drops": {"policed": 2, "truncated": 1}, "kernel": {"rx_ring_full": 0}}})
     );
     let r = w
         .app

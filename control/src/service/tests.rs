@@ -110,6 +110,7 @@ fn restart_rebuilds_desired_state_from_the_file() {
                 qos: None,
                 qos_ingress: None,
                 dhcp: None,
+                ra: None,
                 filter: None,
             }],
             groups: vec![],
@@ -319,6 +320,7 @@ fn forwarder_sees_plug_state_change_unplug_and_delete() {
         qos: None,
         qos_ingress: None,
         dhcp: None,
+        ra: None,
         filter: None,
     };
     assert_eq!(rec.last().ports, vec![port.clone()]);

@@ -569,6 +569,46 @@ fn arp_request(sha: Mac, spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
 }
 
 #[test]
+fn router_solicitations_of_slaac_ports_are_answered_by_the_switch() {
+    let mut c = cfg();
+    c.ports[0].ra = Some(Arc::new(crate::ra::RaConfig {
+        client_mac: VM1,
+        prefixes: vec!["2001:db8:1::".parse().unwrap()],
+        mtu: 1500,
+        dns: vec![],
+        router_mac: crate::dhcp::SERVER_MAC,
+    }));
+    let mut r = Rig::new(4096);
+    r.apply(&c);
+    let solicitation = |mac: Mac| {
+        let mut f = vec![0x33, 0x33, 0, 0, 0, 2];
+        f.extend_from_slice(&mac.0);
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 8, 58, 255]);
+        f.extend_from_slice(&crate::ra::link_local(mac).octets());
+        f.extend_from_slice(&[0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        f.extend_from_slice(&[133, 0, 0, 0, 0, 0, 0, 0]);
+        f
+    };
+    r.inject("a1", solicitation(VM1));
+    r.run();
+    let answers = r.out("a1");
+    assert_eq!(answers.len(), 1, "one advertisement, back to the asker");
+    assert_eq!(&answers[0][0..6], &VM1.0);
+    assert_eq!(answers[0][14 + 40], 134, "a router advertisement");
+    for p in ["a2", "a3", "b1", "up"] {
+        assert!(r.out(p).is_empty(), "{p} saw the solicitation");
+    }
+    let slot = r.ports.get("a1").unwrap();
+    assert_eq!(r.w.counters(slot).ra_replies, 1);
+    // A port without SLAAC subnets: its solicitation is switched as any multicast.
+    r.inject("a2", solicitation(VM2));
+    r.run();
+    assert!(r.out("a2").is_empty());
+    assert_eq!(r.out("a1").len(), 1, "flooded");
+    r.check_accounting();
+}
+
+#[test]
 fn arp_requests_for_known_addresses_are_answered_by_the_switch() {
     const A2: [u8; 4] = [198, 18, 0, 2];
     let mut c = cfg();

@@ -1,0 +1,262 @@
+//! IPv6 router advertisements for a port's SLAAC subnets, answered by the switch: a VM's router
+//! solicitation gets, back on its own port only, an advertisement of the prefixes of its
+//! network's subnets whose `ipv6_ra_mode` is `slaac`, as OVN answers solicitations in its
+//! datapath. The VM forms from each prefix and its MAC (EUI-64) the very address Neutron gave
+//! its port. The solicitation never floods.
+//!
+//! What the advertisement carries (RFC 4861 4.2, 4.6): each prefix on-link and autonomous (valid
+//! 86 400 s, preferred 14 400 s, radvd's defaults as Neutron configures it), the network's MTU,
+//! the router's link-layer address, and the subnets' DNS servers (RDNSS, RFC 8106). The switch
+//! routes nothing, so the router lifetime is 0: no VM takes the switch for a default router.
+//! Its source is the link-local address of [`crate::dhcp::SERVER_MAC`] (EUI-64).
+
+use std::net::Ipv6Addr;
+
+use crate::csum::icmpv6_checksum;
+use crate::wire::ipproto::ICMPV6;
+use crate::wire::{Mac, ETH_HEADER_LEN};
+
+/// What the switch advertises to a port's VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaConfig {
+    /// The port's MAC: only its solicitations are answered.
+    pub client_mac: Mac,
+    /// The SLAAC prefixes (/64) of the port's network.
+    pub prefixes: Vec<Ipv6Addr>,
+    /// The network's MTU.
+    pub mtu: u32,
+    /// The subnets' IPv6 DNS servers.
+    pub dns: Vec<Ipv6Addr>,
+    /// The advertisements' source MAC.
+    pub router_mac: Mac,
+}
+
+const IPV6_HEADER: usize = 40;
+const SOLICITATION: u8 = 133;
+const ADVERTISEMENT: u8 = 134;
+/// Hop limit of every Neighbor Discovery message: a router on the link, not beyond.
+const ND_HOP_LIMIT: u8 = 255;
+const VALID_SECS: u32 = 86_400;
+const PREFERRED_SECS: u32 = 14_400;
+/// RDNSS lifetime: radvd's default for a 600 s advertisement interval (3 times it).
+const DNS_SECS: u32 = 1_800;
+/// Prefixes and DNS servers beyond these are left out (an advertisement stays far below the
+/// minimum IPv6 MTU).
+const MAX_PREFIXES: usize = 8;
+const MAX_DNS: usize = 3;
+
+/// Is `frame` (untagged) an ICMPv6 router solicitation, with the hop limit Neighbor Discovery
+/// requires?
+pub fn is_solicitation(frame: &[u8]) -> bool {
+    frame.len() >= ETH_HEADER_LEN + IPV6_HEADER + 8
+        && frame[12..14] == [0x86, 0xdd]
+        && frame[ETH_HEADER_LEN] >> 4 == 6
+        && frame[ETH_HEADER_LEN + 6] == ICMPV6
+        && frame[ETH_HEADER_LEN + 7] == ND_HOP_LIMIT
+        && frame[ETH_HEADER_LEN + IPV6_HEADER] == SOLICITATION
+        && frame[ETH_HEADER_LEN + IPV6_HEADER + 1] == 0
+}
+
+/// The link-local address of `mac` (modified EUI-64, RFC 4291 2.5.1).
+pub fn link_local(mac: Mac) -> Ipv6Addr {
+    let m = mac.0;
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        m[0] ^ 0x02,
+        m[1],
+        m[2],
+        0xff,
+        0xfe,
+        m[3],
+        m[4],
+        m[5],
+    ])
+}
+
+/// Writes into `out` the advertisement that answers the solicitation `frame` (checked with
+/// [`is_solicitation`]) from the port's client; its length. `None`: not the port's client, or no
+/// room.
+pub fn respond(cfg: &RaConfig, frame: &[u8], out: &mut [u8]) -> Option<usize> {
+    if !is_solicitation(frame) || frame[6..12] != cfg.client_mac.0 {
+        return None;
+    }
+    let ip = &frame[ETH_HEADER_LEN..];
+    let asker: [u8; 16] = ip[8..24].try_into().ok()?;
+    // To the solicitation's source, or to all nodes when it had none yet (RFC 4861 6.2.6).
+    let (dst_ip, dst_mac) = if asker == [0; 16] {
+        (
+            Ipv6Addr::from([0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
+            [0x33, 0x33, 0, 0, 0, 1],
+        )
+    } else {
+        (Ipv6Addr::from(asker), cfg.client_mac.0)
+    };
+    let src_ip = link_local(cfg.router_mac);
+
+    let mut ra: Vec<u8> = Vec::with_capacity(256);
+    ra.extend_from_slice(&[ADVERTISEMENT, 0, 0, 0]);
+    // Current hop limit 64, no managed or other-config flag, router lifetime 0, reachable time
+    // and retransmission timer unspecified.
+    ra.extend_from_slice(&[64, 0, 0, 0]);
+    ra.extend_from_slice(&[0; 8]);
+    // Source link-layer address.
+    ra.extend_from_slice(&[1, 1]);
+    ra.extend_from_slice(&cfg.router_mac.0);
+    // MTU.
+    ra.extend_from_slice(&[5, 1, 0, 0]);
+    ra.extend_from_slice(&cfg.mtu.to_be_bytes());
+    for prefix in cfg.prefixes.iter().take(MAX_PREFIXES) {
+        // Prefix information: /64, on-link and autonomous.
+        ra.extend_from_slice(&[3, 4, 64, 0xc0]);
+        ra.extend_from_slice(&VALID_SECS.to_be_bytes());
+        ra.extend_from_slice(&PREFERRED_SECS.to_be_bytes());
+        ra.extend_from_slice(&[0; 4]);
+        ra.extend_from_slice(&prefix.octets());
+    }
+    let dns: Vec<&Ipv6Addr> = cfg.dns.iter().take(MAX_DNS).collect();
+    if !dns.is_empty() {
+        let units = u8::try_from(1 + 2 * dns.len()).ok()?;
+        ra.extend_from_slice(&[25, units, 0, 0]);
+        ra.extend_from_slice(&DNS_SECS.to_be_bytes());
+        for d in dns {
+            ra.extend_from_slice(&d.octets());
+        }
+    }
+    let sum = icmpv6_checksum(&src_ip.octets(), &dst_ip.octets(), &ra);
+    ra[2..4].copy_from_slice(&sum.to_be_bytes());
+
+    let len = ETH_HEADER_LEN + IPV6_HEADER + ra.len();
+    let f = out.get_mut(..len)?;
+    f[0..6].copy_from_slice(&dst_mac);
+    f[6..12].copy_from_slice(&cfg.router_mac.0);
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    let h = &mut f[ETH_HEADER_LEN..ETH_HEADER_LEN + IPV6_HEADER];
+    h[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
+    h[4..6].copy_from_slice(&u16::try_from(ra.len()).ok()?.to_be_bytes());
+    h[6] = ICMPV6;
+    h[7] = ND_HOP_LIMIT;
+    h[8..24].copy_from_slice(&src_ip.octets());
+    h[24..40].copy_from_slice(&dst_ip.octets());
+    f[ETH_HEADER_LEN + IPV6_HEADER..].copy_from_slice(&ra);
+    Some(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VM: Mac = Mac([0xfa, 0x16, 0x3e, 0x12, 0x34, 0x56]);
+
+    fn config() -> RaConfig {
+        RaConfig {
+            client_mac: VM,
+            prefixes: vec!["2001:db8:1::".parse().unwrap()],
+            mtu: 1450,
+            dns: vec!["2001:db8::53".parse().unwrap()],
+            router_mac: crate::dhcp::SERVER_MAC,
+        }
+    }
+
+    /// A router solicitation from `mac` at `src` (`::` or its link-local address).
+    fn solicitation(mac: Mac, src: Ipv6Addr) -> Vec<u8> {
+        let mut f = vec![0x33, 0x33, 0, 0, 0, 2];
+        f.extend_from_slice(&mac.0);
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 8, ICMPV6, 255]);
+        f.extend_from_slice(&src.octets());
+        f.extend_from_slice(&[0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        f.extend_from_slice(&[SOLICITATION, 0, 0, 0, 0, 0, 0, 0]);
+        f
+    }
+
+    #[test]
+    fn a_solicitation_gets_the_prefixes_mtu_and_dns_from_a_router_of_lifetime_zero() {
+        let asker = link_local(VM);
+        let rs = solicitation(VM, asker);
+        assert!(is_solicitation(&rs));
+        let mut out = [0u8; 512];
+        let n = respond(&config(), &rs, &mut out).unwrap();
+        let f = &out[..n];
+        assert_eq!(f[0..6], VM.0, "unicast back to the asker");
+        assert_eq!(f[6..12], crate::dhcp::SERVER_MAC.0);
+        let ip = &f[ETH_HEADER_LEN..];
+        assert_eq!((ip[6], ip[7]), (ICMPV6, 255));
+        assert_eq!(ip[8..24], link_local(crate::dhcp::SERVER_MAC).octets());
+        assert_eq!(ip[24..40], asker.octets());
+        let ra = &ip[IPV6_HEADER..];
+        assert_eq!(usize::from(u16::from_be_bytes([ip[4], ip[5]])), ra.len());
+        assert_eq!((ra[0], ra[1]), (ADVERTISEMENT, 0));
+        assert_eq!(ra[5], 0, "neither managed nor other configuration");
+        assert_eq!(ra[6..8], [0, 0], "router lifetime 0: not a default router");
+        // The checksum verifies: summing the message with it gives all ones.
+        let src: Ipv6Addr = <[u8; 16]>::try_from(&ip[8..24]).unwrap().into();
+        let mut zeroed = ra.to_vec();
+        zeroed[2..4].copy_from_slice(&[0, 0]);
+        assert_eq!(
+            u16::from_be_bytes([ra[2], ra[3]]),
+            icmpv6_checksum(&src.octets(), &asker.octets(), &zeroed)
+        );
+        // Options: source link-layer address, MTU, one prefix, DNS.
+        let opts = &ra[16..];
+        assert_eq!(opts[0..2], [1, 1]);
+        assert_eq!(opts[8..16], [5, 1, 0, 0, 0, 0, 0x05, 0xaa]);
+        let pio = &opts[16..48];
+        assert_eq!(pio[0..4], [3, 4, 64, 0xc0], "a /64, on-link and autonomous");
+        assert_eq!(
+            pio[16..32],
+            "2001:db8:1::".parse::<Ipv6Addr>().unwrap().octets()
+        );
+        let rdnss = &opts[48..];
+        assert_eq!(rdnss[0..2], [25, 3]);
+        assert_eq!(
+            rdnss[8..24],
+            "2001:db8::53".parse::<Ipv6Addr>().unwrap().octets()
+        );
+    }
+
+    #[test]
+    fn a_solicitation_without_a_source_is_answered_to_all_nodes() {
+        let rs = solicitation(VM, Ipv6Addr::UNSPECIFIED);
+        let mut out = [0u8; 512];
+        let n = respond(&config(), &rs, &mut out).unwrap();
+        assert_eq!(out[0..6], [0x33, 0x33, 0, 0, 0, 1]);
+        assert_eq!(
+            out[ETH_HEADER_LEN + 24..ETH_HEADER_LEN + 40],
+            "ff02::1".parse::<Ipv6Addr>().unwrap().octets()
+        );
+        assert!(n > ETH_HEADER_LEN + IPV6_HEADER + 16);
+    }
+
+    #[test]
+    fn only_the_ports_own_solicitations_are_answered() {
+        let other = Mac([0xfa, 0x16, 0x3e, 0, 0, 9]);
+        let mut out = [0u8; 512];
+        assert!(respond(&config(), &solicitation(other, link_local(other)), &mut out).is_none());
+        // Not a solicitation: a hop limit other than 255, another ICMPv6 type, truncated.
+        let mut rs = solicitation(VM, link_local(VM));
+        rs[ETH_HEADER_LEN + 7] = 64;
+        assert!(!is_solicitation(&rs));
+        let mut rs = solicitation(VM, link_local(VM));
+        rs[ETH_HEADER_LEN + IPV6_HEADER] = 135;
+        assert!(!is_solicitation(&rs));
+        let rs = solicitation(VM, link_local(VM));
+        assert!(!is_solicitation(&rs[..ETH_HEADER_LEN + IPV6_HEADER + 4]));
+        // No room: nothing written.
+        let mut small = [0u8; 64];
+        assert!(respond(&config(), &solicitation(VM, link_local(VM)), &mut small).is_none());
+    }
+
+    #[test]
+    fn link_local_addresses_are_modified_eui64() {
+        assert_eq!(
+            link_local(VM),
+            "fe80::f816:3eff:fe12:3456".parse::<Ipv6Addr>().unwrap()
+        );
+    }
+}
