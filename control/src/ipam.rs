@@ -334,6 +334,21 @@ pub fn split_lines(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// The EUI-64 address of `mac` in `cidr` (RFC 4291, appendix A: the universal/local bit
+/// flipped, `ff:fe` in the middle).
+pub fn eui64(cidr: &Cidr, mac: &str) -> Option<u128> {
+    let m: Vec<u8> = mac
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).ok())
+        .collect::<Option<_>>()?;
+    let [a, b, c, d, e, f] = m[..] else {
+        return None;
+    };
+    let iid = u64::from_be_bytes([a ^ 0x02, b, c, 0xff, 0xfe, d, e, f]);
+    let net = cidr.network & !u128::from(u64::MAX);
+    Some(net | u128::from(iid))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

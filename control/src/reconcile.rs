@@ -335,22 +335,29 @@ fn dhcp_of(tx: &dyn Tx, r: &PortRecord) -> Result<Option<DesiredDhcp>> {
     Ok(None)
 }
 
-/// The router advertisement of a port: the /64 prefixes of the subnets it has an address on
-/// whose `ipv6_ra_mode` is `slaac` (the address it forms from one is the one it holds there).
+/// The router advertisement of a port: the /64 prefixes of the subnets whose `ipv6_ra_mode`
+/// is `slaac` (and DHCP on, as Neutron requires for any IPv6 mode) where the port holds the
+/// EUI-64 address of its MAC, so that the address the VM forms from a prefix is the one it
+/// holds (any other would be dropped by its port security).
 fn ra_of(tx: &dyn Tx, r: &PortRecord) -> Result<Option<DesiredRa>> {
+    use crate::ipam::{self, Cidr, Family};
     let mut ra = DesiredRa::default();
     for f in &r.attrs.fixed_ips {
         let Some(s) = tx.subnets(Some(&f.subnet_id), None)?.pop() else {
             continue;
         };
-        if s.ipv6_ra_mode.as_deref() != Some("slaac") {
+        if s.ipv6_ra_mode.as_deref() != Some("slaac") || !s.enable_dhcp {
             continue;
         }
-        let Some((prefix, 64)) = s.cidr.split_once('/').and_then(|(a, l)| {
-            Some((a.parse::<std::net::Ipv6Addr>().ok()?, l.parse::<u8>().ok()?))
-        }) else {
+        let Some(cidr) = Cidr::parse(&s.cidr).filter(|c| c.family == Family::V6 && c.len == 64)
+        else {
             continue;
         };
+        let held = ipam::parse_ip(&f.ip_address).map(ipam::to_u128);
+        if held.is_none() || held != ipam::eui64(&cidr, &r.attrs.mac_address) {
+            continue;
+        }
+        let prefix = std::net::Ipv6Addr::from(cidr.network);
         if ra.prefixes.contains(&prefix) {
             continue;
         }

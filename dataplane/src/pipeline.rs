@@ -67,9 +67,13 @@ pub enum Verdict {
     /// An ARP request for an address another port of the network holds: the switch answers it
     /// with that port's MAC (back to the ingress port); it goes nowhere else.
     Arp(Mac),
-    /// A router solicitation of a port whose network has SLAAC subnets: the switch answers it
-    /// with a router advertisement (back to the ingress port); it goes nowhere else.
-    RouterSolicitation,
+    /// A router solicitation of a port with SLAAC prefixes: the switch answers it with a router
+    /// advertisement back to the ingress port, and the solicitation floods as any multicast (a
+    /// router on the network answers too).
+    RouterSolicitation {
+        /// Network slot.
+        net: u16,
+    },
     /// Send to every other admin-up port of network `net`, and the trunks.
     Flood {
         /// Network slot.
@@ -284,7 +288,8 @@ impl Pipeline {
         if port.ra.as_ref().is_some_and(|r| r.client_mac == src)
             && crate::ra::is_solicitation(frame)
         {
-            return Verdict::RouterSolicitation;
+            self.count(ingress, |c| c.floods += 1);
+            return Verdict::RouterSolicitation { net };
         }
         if let (Role::Access(_), Some(target)) = (port.role, arp_request_target(frame)) {
             let owner = snap.net(net).and_then(|n| n.arp_owner(target));

@@ -4,11 +4,15 @@
 //! datapath. The VM forms from each prefix and its MAC (EUI-64) the very address Neutron gave
 //! its port. The solicitation never floods.
 //!
-//! What the advertisement carries (RFC 4861 4.2, 4.6): each prefix on-link and autonomous (valid
-//! 86 400 s, preferred 14 400 s, radvd's defaults as Neutron configures it), the network's MTU,
-//! the router's link-layer address, and the subnets' DNS servers (RDNSS, RFC 8106). The switch
-//! routes nothing, so the router lifetime is 0: no VM takes the switch for a default router.
-//! Its source is the link-local address of [`crate::dhcp::SERVER_MAC`] (EUI-64).
+//! What the advertisement carries (RFC 4861 4.2, 4.6): each prefix on-link and autonomous, the
+//! network's MTU, the router's link-layer address, and the subnets' DNS servers (RDNSS, RFC 8106).
+//! Lifetimes are infinite, as in OVN's answers: the switch sends no unsolicited advertisements
+//! (a VM solicits when its interface comes up, and a kernel that got an answer never asks
+//! again), so finite ones would expire with nothing to refresh them. The switch routes nothing,
+//! so the router lifetime is 0: no VM takes the switch for a default router. Its source is the
+//! link-local address of [`crate::dhcp::SERVER_MAC`] (EUI-64). The solicitation itself still goes
+//! where any multicast goes, so a router on the network (a provider network's gateway, a VM)
+//! hears it and answers as well.
 
 use std::net::Ipv6Addr;
 
@@ -36,19 +40,21 @@ const SOLICITATION: u8 = 133;
 const ADVERTISEMENT: u8 = 134;
 /// Hop limit of every Neighbor Discovery message: a router on the link, not beyond.
 const ND_HOP_LIMIT: u8 = 255;
-const VALID_SECS: u32 = 86_400;
-const PREFERRED_SECS: u32 = 14_400;
-/// RDNSS lifetime: radvd's default for a 600 s advertisement interval (3 times it).
-const DNS_SECS: u32 = 1_800;
+/// Prefix and DNS lifetimes: infinity (RFC 4861 4.6.2, RFC 8106 5.1).
+const FOREVER: u32 = u32::MAX;
 /// Prefixes and DNS servers beyond these are left out (an advertisement stays far below the
 /// minimum IPv6 MTU).
 const MAX_PREFIXES: usize = 8;
 const MAX_DNS: usize = 3;
 
-/// Is `frame` (untagged) an ICMPv6 router solicitation, with the hop limit Neighbor Discovery
-/// requires?
+/// The all-routers group's MAC (`ff02::2`): where a host sends its solicitations.
+const ALL_ROUTERS_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 2];
+
+/// Is `frame` (untagged) an ICMPv6 router solicitation to all routers, with the hop limit
+/// Neighbor Discovery requires?
 pub fn is_solicitation(frame: &[u8]) -> bool {
     frame.len() >= ETH_HEADER_LEN + IPV6_HEADER + 8
+        && frame[0..6] == ALL_ROUTERS_MAC
         && frame[12..14] == [0x86, 0xdd]
         && frame[ETH_HEADER_LEN] >> 4 == 6
         && frame[ETH_HEADER_LEN + 6] == ICMPV6
@@ -115,8 +121,8 @@ pub fn respond(cfg: &RaConfig, frame: &[u8], out: &mut [u8]) -> Option<usize> {
     for prefix in cfg.prefixes.iter().take(MAX_PREFIXES) {
         // Prefix information: /64, on-link and autonomous.
         ra.extend_from_slice(&[3, 4, 64, 0xc0]);
-        ra.extend_from_slice(&VALID_SECS.to_be_bytes());
-        ra.extend_from_slice(&PREFERRED_SECS.to_be_bytes());
+        ra.extend_from_slice(&FOREVER.to_be_bytes());
+        ra.extend_from_slice(&FOREVER.to_be_bytes());
         ra.extend_from_slice(&[0; 4]);
         ra.extend_from_slice(&prefix.octets());
     }
@@ -124,7 +130,7 @@ pub fn respond(cfg: &RaConfig, frame: &[u8], out: &mut [u8]) -> Option<usize> {
     if !dns.is_empty() {
         let units = u8::try_from(1 + 2 * dns.len()).ok()?;
         ra.extend_from_slice(&[25, units, 0, 0]);
-        ra.extend_from_slice(&DNS_SECS.to_be_bytes());
+        ra.extend_from_slice(&FOREVER.to_be_bytes());
         for d in dns {
             ra.extend_from_slice(&d.octets());
         }
@@ -247,6 +253,10 @@ mod tests {
         assert!(!is_solicitation(&rs));
         let rs = solicitation(VM, link_local(VM));
         assert!(!is_solicitation(&rs[..ETH_HEADER_LEN + IPV6_HEADER + 4]));
+        // Only solicitations to all routers: one sent to a router's own MAC is that router's.
+        let mut rs = solicitation(VM, link_local(VM));
+        rs[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 9]);
+        assert!(!is_solicitation(&rs));
         // No room: nothing written.
         let mut small = [0u8; 64];
         assert!(respond(&config(), &solicitation(VM, link_local(VM)), &mut small).is_none());

@@ -945,9 +945,9 @@ impl<P: PortIo> Worker<P> {
                 self.answer_arp(ingress, d, mac);
                 return;
             }
-            Verdict::RouterSolicitation => {
+            Verdict::RouterSolicitation { net } => {
                 self.answer_router_solicitation(ingress, d);
-                return;
+                (net, None)
             }
             Verdict::Unicast { port, net } => (net, Some(port)),
             Verdict::Flood { net } => (net, None),
@@ -1208,19 +1208,19 @@ impl<P: PortIo> Worker<P> {
         }
     }
 
-    /// Answers a port's router solicitation with an advertisement of its network's SLAAC
-    /// prefixes, in its own chunk, back to the port.
+    /// Answers a port's router solicitation with an advertisement of its SLAAC prefixes, written
+    /// over a copy of it and sent back to the port (the solicitation itself floods). Without a
+    /// free buffer there is no answer, and nothing is dropped: the VM solicits again.
     fn answer_router_solicitation(&mut self, port: u16, d: XdpDesc) {
         let cfg = self.snap.port(port).and_then(|p| p.ra.clone());
-        let answered = self.answer_in_place(port, d, |request, out| {
+        let Some(addr) = self.umem.copy_frame(d.addr, d.len) else {
+            return;
+        };
+        let copy = XdpDesc { addr, ..d };
+        if self.answer_in_place(port, copy, |request, out| {
             crate::ra::respond(cfg.as_deref()?, request, out)
-        });
-        let c = &mut self.pipe.counters[usize::from(port)];
-        if answered {
-            c.ra_replies += 1;
-        } else {
-            // Cannot happen (the decision read the same bytes); counted all the same.
-            c.drop(DropReason::Truncated);
+        }) {
+            self.pipe.counters[usize::from(port)].ra_replies += 1;
         }
     }
 

@@ -934,7 +934,8 @@ pub(crate) fn subnet_spec(body: &Map<String, Value>, scope: &Scope) -> R<SubnetS
     };
     let ra = ipv6_mode(body, "ipv6_ra_mode")?;
     let addr = ipv6_mode(body, "ipv6_address_mode")?;
-    if family == Family::V4 && (ra.is_some() || addr.is_some()) {
+    let enable_dhcp = opt_bool(body, "enable_dhcp")?.unwrap_or(true);
+    if (family == Family::V4 || !enable_dhcp) && (ra.is_some() || addr.is_some()) {
         return Err(NeutronError::invalid_input(
             "ipv6_ra_mode or ipv6_address_mode cannot be set when enable_dhcp is set to \
              False, or when ip_version is 4.",
@@ -949,7 +950,7 @@ pub(crate) fn subnet_spec(body: &Map<String, Value>, scope: &Scope) -> R<SubnetS
         cidr,
         gateway_ip: gateway(body)?.unwrap_or_default(),
         allocation_pools: pools(body)?,
-        enable_dhcp: opt_bool(body, "enable_dhcp")?.unwrap_or(true),
+        enable_dhcp,
         dns_nameservers: nameservers(body)?.unwrap_or_default(),
         host_routes: routes(body)?.unwrap_or_default(),
         ipv6_ra_mode: ra,

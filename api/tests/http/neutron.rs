@@ -637,6 +637,14 @@ async fn subnets_are_validated_normalised_and_refuse_overlaps() {
             400,
             "HTTPBadRequest",
         ),
+        // IPv6 modes need DHCP on, as in Neutron.
+        (
+            "2001:db8:16::/64",
+            json!({"ip_version": 6, "ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac",
+                "enable_dhcp": false}),
+            400,
+            "InvalidInput",
+        ),
         (
             "10.11.0.0/24",
             json!({"allocation_pools": [{"start": "10.11.0.1", "end": "10.11.0.20"}]}),

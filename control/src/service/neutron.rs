@@ -877,7 +877,7 @@ fn slaac_ip(tx: &dyn Tx, s: &Subnet, port_id: &str, mac: &str) -> Result<FixedIp
     let cidr = Cidr::parse(&s.cidr).ok_or_else(|| ControlError::Store {
         detail: format!("stored subnet {} has a bad CIDR", s.id),
     })?;
-    let n = eui64(&cidr, mac).ok_or_else(|| ControlError::Store {
+    let n = ipam::eui64(&cidr, mac).ok_or_else(|| ControlError::Store {
         detail: format!("port {port_id} has a bad MAC {mac}"),
     })?;
     let ip = ipam::from_u128(Family::V6, n).to_string();
@@ -909,21 +909,6 @@ fn auto_address(s: &Subnet) -> bool {
         s.ipv6_address_mode.as_deref(),
         Some("slaac" | "dhcpv6-stateless")
     )
-}
-
-/// The EUI-64 address of `mac` in `cidr` (RFC 4291, appendix A: the universal/local bit
-/// flipped, `ff:fe` in the middle).
-fn eui64(cidr: &Cidr, mac: &str) -> Option<u128> {
-    let m: Vec<u8> = mac
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16).ok())
-        .collect::<Option<_>>()?;
-    let [a, b, c, d, e, f] = m[..] else {
-        return None;
-    };
-    let iid = u64::from_be_bytes([a ^ 0x02, b, c, 0xff, 0xfe, d, e, f]);
-    let net = cidr.network & !u128::from(u64::MAX);
-    Some(net | u128::from(iid))
 }
 
 /// The fixed IPs of a port: with no request, one address from the first

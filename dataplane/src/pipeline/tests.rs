@@ -399,7 +399,7 @@ proptest! {
                 Verdict::Flood { .. } => prop_assert_eq!(after, before),
                 Verdict::Dhcp => prop_assert!(false, "no port of the fixture answers DHCP"),
                 Verdict::Arp(_) => prop_assert!(false, "no port of the fixture has ARP answers"),
-                Verdict::RouterSolicitation => {
+                Verdict::RouterSolicitation { .. } => {
                     prop_assert!(false, "no port of the fixture advertises prefixes")
                 }
             }
@@ -420,7 +420,7 @@ proptest! {
             Verdict::Drop(_) => {}
             Verdict::Dhcp => prop_assert!(false, "no port of the fixture answers DHCP"),
             Verdict::Arp(_) => prop_assert!(false, "no port of the fixture has ARP answers"),
-            Verdict::RouterSolicitation => {
+            Verdict::RouterSolicitation { .. } => {
                 prop_assert!(false, "no port of the fixture advertises prefixes")
             }
         }
