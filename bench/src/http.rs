@@ -217,6 +217,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_lean_client_reads_answers_by_content_length_over_one_connection() {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut w = s;
+            // Two requests on the one connection: a reason phrase, then none; then it closes.
+            for answer in [
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+                "HTTP/1.1 404\r\nContent-Length: 3\r\n\r\nno!",
+            ] {
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap() > 0 && !line.ends_with("\r\n\r\n") {}
+                assert!(line.starts_with("GET /x HTTP/1.1\r\n"), "{line}");
+                w.write_all(answer.as_bytes()).unwrap();
+            }
+        });
+        let mut c = RawGet::connect(&addr, "/x").unwrap();
+        assert_eq!(c.get().unwrap(), 200);
+        assert_eq!(c.body(), b"{}");
+        assert_eq!(c.get().unwrap(), 404);
+        assert_eq!(c.body(), b"no!");
+        server.join().unwrap();
+        // The server has gone: an error (a closed connection or a reset), never a status.
+        assert!(c.get().is_err());
+    }
+
+    #[test]
     fn id_of_reads_the_resource_id() {
         assert_eq!(
             id_of(r#"{"network": {"name": "n", "id": "abc"}}"#).unwrap(),
