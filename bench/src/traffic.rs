@@ -41,12 +41,17 @@ pub fn now_ns() -> u64 {
 fn open_port(device: &str, umem: &mut Umem) -> io::Result<AfXdpPort> {
     let start = Instant::now();
     loop {
-        match AfXdpPort::open(&AfXdpSpec::new(device), 0, umem, None) {
+        match AfXdpPort::open(&AfXdpSpec::new(device), 0, &umem.region()) {
             Err(e)
                 if e.kind() == io::ErrorKind::ResourceBusy
                     && start.elapsed() < Duration::from_secs(2) =>
             {
                 std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(mut port) => {
+                // Into the device's map, with a first few chunks to receive into.
+                port.start(umem, 64)?;
+                return Ok(port);
             }
             r => return r,
         }

@@ -17,7 +17,7 @@ use std::io;
 
 use crate::stats::XdpStats;
 pub use crate::sys::ring::XdpDesc;
-pub use crate::sys::umem::Umem;
+pub use crate::sys::umem::{Region, Umem};
 
 /// How a port's frames reach user space, as reported to operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,10 +53,17 @@ pub trait PortIo: Sized + Send {
     /// What is needed to open one (a device name and mode for AF_XDP).
     type Spec: Send + Clone + core::fmt::Debug;
 
-    /// Opens a port as slot `slot`. `peer` is an open port of the same worker, if any (AF_XDP
-    /// sockets after the first share its UMEM registration).
-    fn open(spec: &Self::Spec, slot: u16, umem: &mut Umem, peer: Option<&Self>)
-        -> io::Result<Self>;
+    /// Opens a port as slot `slot` over the frames of `region` (its worker's UMEM). Callable on
+    /// any thread: the switch opens ports off the worker, which only adopts them.
+    fn open(spec: &Self::Spec, slot: u16, region: &Region) -> io::Result<Self>;
+
+    /// Starts receiving, once the worker has adopted the port: an AF_XDP port tops up its fill
+    /// rings (within `target` chunks per queue) and enters its sockets in the device's map, so
+    /// that the device's frames pass to the kernel's stack until there is room for them. An
+    /// error closes the port.
+    fn start(&mut self, _umem: &mut Umem, _target: u32) -> io::Result<()> {
+        Ok(())
+    }
 
     /// How frames move (reported to operators).
     fn mode(&self) -> PortMode;

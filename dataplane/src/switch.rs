@@ -35,7 +35,7 @@ use crate::config::{
 };
 use crate::fdb::{MacEntry, MacTable};
 use crate::port::afxdp::{self, AfXdpPort, AfXdpSpec, BindMode, Prepared, XdpMode};
-use crate::port::PortMode;
+use crate::port::{PortIo, PortMode, Region};
 use crate::stats::{PortStats, WorkerReading, WorkerStats};
 use crate::sys::netdev;
 use crate::sys::umem::Accounting;
@@ -535,6 +535,8 @@ struct Hand {
     pending: Arc<AtomicBool>,
     /// What the worker publishes about itself.
     stats: Arc<WorkerStats>,
+    /// The worker's UMEM, which the opener registers each of its ports over.
+    region: Region,
 }
 
 struct Inner {
@@ -550,7 +552,7 @@ struct Inner {
 }
 
 /// Devices the control plane expects ports on (registered interfaces): their programs are
-/// attached ahead and stay attached across ports, so that a plug only binds sockets (about a
+/// attached ahead and stay attached across ports, so that a plug only opens sockets (about a
 /// millisecond) instead of waiting for the kernel's attach (15 to 30 ms, serialized).
 #[derive(Default)]
 struct Warm {
@@ -597,6 +599,29 @@ impl core::fmt::Debug for Switch {
 /// Retry interval for a port whose device exists but failed to open.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// How long the opener retries a bind whose queue still reads busy: the kernel finishes
+/// releasing a closed socket's queue from a work queue, after the socket is gone.
+const BUSY_WAIT: Duration = Duration::from_millis(100);
+
+/// Opens a port for a worker (off it), retrying while the device's queues read busy.
+fn open_port(spec: &AfXdpSpec, slot: u16, region: &Region) -> io::Result<AfXdpPort> {
+    let start = Instant::now();
+    loop {
+        match AfXdpPort::open(spec, slot, region) {
+            Err(e) if e.kind() == io::ErrorKind::ResourceBusy && start.elapsed() < BUSY_WAIT => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            r => return r.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", spec.device))),
+        }
+    }
+}
+
+/// How long the opener waits for a closed port of the same device, or of the same worker's
+/// slot, to release its sockets (an RCU grace period, 5 to 30 ms here, longer on a loaded
+/// host); past it the open is tried anyway and, if the device's queues or the slot are still
+/// held, retried.
+const CLOSE_WAIT: Duration = Duration::from_millis(500);
+
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -631,8 +656,8 @@ impl Inner {
     }
 
     /// Asks for a port to be opened: the opener thread attaches its program (the slow part,
-    /// serialized by the kernel), then the worker binds its sockets, so the worker never stalls
-    /// on an open.
+    /// serialized by the kernel) and opens its sockets, then the worker adopts it, so the worker
+    /// never stalls on an open.
     fn open_port(&self, id: &str, slot: u16, h: &PortHandle, device: &str) {
         let job = OpenJob::Port {
             id: id.to_owned(),
@@ -759,36 +784,80 @@ impl Inner {
                     shared,
                 } => (id, slot, sent, spec, shared),
             };
+            if self.stop.load(Ordering::Acquire) {
+                shared.attempt_dropped();
+                continue;
+            }
             let prepared = self.prepared(&spec);
-            let st = self.lock();
-            let current = !self.stop.load(Ordering::Acquire)
-                && st.slots.get(&id) == Some(slot)
-                && st
-                    .ports
-                    .get(&id)
-                    .and_then(|p| p.handle.as_ref())
-                    .is_some_and(|h| {
-                        // This very handle (a port re-created on the same slot starts counting
-                        // again), and its request in force.
-                        Arc::ptr_eq(&h.shared, &shared) && h.requested.is_some() && h.sent == sent
-                    });
-            if !current {
+            let wanted = self.wanted(&self.lock(), &id, slot, sent, &shared);
+            let Some((worker, region)) = wanted.and_then(|w| {
+                let h = self.crew.get(usize::from(w))?;
+                Some((w, h.region))
+            }) else {
                 if let Ok(p) = prepared {
                     afxdp::drop_later(p);
                 }
                 shared.attempt_dropped();
                 continue;
+            };
+            // A port closed moments ago on this device, or in this slot of the worker, may
+            // still be releasing its sockets (off its worker): the device's queues read busy and
+            // the slot's chunks stay buried until then.
+            let ifindex = prepared
+                .as_ref()
+                .ok()
+                .map(|p| p.ifindex())
+                .or_else(|| netdev::ifindex(&spec.device));
+            if let Some(ifi) = ifindex {
+                afxdp::wait_closed(ifi, &region, slot, CLOSE_WAIT);
             }
-            // A failed preparation is retried by the worker's open, which reports the error.
+            // A failed preparation is retried by the open, which reports the error.
             spec.prepared = prepared.ok();
-            let worker = st
-                .ports
-                .get(&id)
-                .and_then(|p| p.handle.as_ref())
-                .map_or(0, |h| h.worker);
-            self.send_to(worker, Command::AddPort { slot, spec, shared });
+            let started = Instant::now();
+            let opened = open_port(&spec, slot, &region);
+            tracing::debug!(
+                "port {slot} ({}): open took {} µs",
+                spec.device,
+                started.elapsed().as_micros()
+            );
+            let st = self.lock();
+            if self.wanted(&st, &id, slot, sent, &shared) != Some(worker) {
+                // Withdrawn meanwhile; dropping the port here closes it off every worker.
+                drop(st);
+                drop(opened);
+                shared.attempt_dropped();
+                continue;
+            }
+            self.send_to(
+                worker,
+                Command::Adopt {
+                    slot,
+                    opened,
+                    shared,
+                },
+            );
             drop(st);
         }
+    }
+
+    /// The worker of port `id` if this open request (`slot`, `sent`, `shared`) is still the one
+    /// in force: the port may have been removed, or asked again, meanwhile.
+    fn wanted(
+        &self,
+        st: &State,
+        id: &str,
+        slot: u16,
+        sent: u64,
+        shared: &Arc<PortShared>,
+    ) -> Option<u16> {
+        if self.stop.load(Ordering::Acquire) || st.slots.get(id) != Some(slot) {
+            return None;
+        }
+        let h = st.ports.get(id)?.handle.as_ref()?;
+        // This very handle (a port re-created on the same slot starts counting again), and its
+        // request in force.
+        (Arc::ptr_eq(&h.shared, shared) && h.requested.is_some() && h.sent == sent)
+            .then_some(h.worker)
     }
 
     /// Compiles and publishes a new snapshot, then opens what needs opening.
@@ -899,6 +968,7 @@ impl Switch {
                 tx: Mutex::new(tx),
                 pending: Arc::clone(&pending),
                 stats: w.stats(),
+                region: w.region(),
             });
             loops.push((w, rx, pending));
         }
@@ -961,7 +1031,8 @@ impl Switch {
                                 })
                         })
                     };
-                    // A queue still being released frees up within milliseconds: look again soon.
+                    // A queue still being released frees up within milliseconds (the kernel
+                    // finishes the release from a work queue): look again soon.
                     std::thread::sleep(Duration::from_millis(if retry_soon { 5 } else { 100 }));
                 }
             })?;

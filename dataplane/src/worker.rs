@@ -48,7 +48,7 @@ use crate::fdb::{MacEntry, DEFAULT_AGING_SECS};
 use crate::gso;
 use crate::mss::MssTable;
 use crate::pipeline::{flood_targets, Now, Pipeline, Verdict};
-use crate::port::{PortIo, PortMode, XdpDesc};
+use crate::port::{PortIo, PortMode, Region, XdpDesc};
 use crate::stats::{DropReason, LocalCounters, PortCounters, WorkerStats, XdpStats};
 use crate::sys::umem::{Accounting, Umem, KERNEL_HEADROOM};
 use crate::sys::xsk::XDP_PKT_CONTD;
@@ -223,12 +223,22 @@ impl PortShared {
 pub enum Command<P: PortIo> {
     /// Adopt a new forwarding snapshot.
     Snapshot(Arc<Snapshot>),
-    /// Open a port in `slot` (closing whatever was there).
+    /// Open a port in `slot` (closing whatever was there), here on the worker.
     AddPort {
         /// Slot (as in the snapshot).
         slot: u16,
         /// How to open it.
         spec: P::Spec,
+        /// Where to report its state and counters.
+        shared: Arc<PortShared>,
+    },
+    /// Take a port opened elsewhere into `slot` (closing whatever was there); an error is
+    /// reported as the port's.
+    Adopt {
+        /// Slot (as in the snapshot).
+        slot: u16,
+        /// The port, or why it could not be opened.
+        opened: io::Result<P>,
         /// Where to report its state and counters.
         shared: Arc<PortShared>,
     },
@@ -258,6 +268,10 @@ impl<P: PortIo> core::fmt::Debug for Command<P> {
         match self {
             Command::Snapshot(s) => write!(f, "Snapshot(v{})", s.version),
             Command::AddPort { slot, spec, .. } => write!(f, "AddPort({slot}, {spec:?})"),
+            Command::Adopt { slot, opened, .. } => match opened {
+                Ok(_) => write!(f, "Adopt({slot})"),
+                Err(e) => write!(f, "Adopt({slot}, {e})"),
+            },
             Command::RemovePort { slot } => write!(f, "RemovePort({slot})"),
             Command::MacTable { net, .. } => write!(f, "MacTable({net})"),
             Command::Accounting { .. } => write!(f, "Accounting"),
@@ -421,6 +435,11 @@ impl<P: PortIo> Worker<P> {
         self.links.id
     }
 
+    /// Where its UMEM is, to open ports for it on another thread.
+    pub fn region(&self) -> Region {
+        self.umem.region()
+    }
+
     /// What the worker publishes about itself, for exporters.
     pub fn stats(&self) -> Arc<WorkerStats> {
         Arc::clone(&self.stats)
@@ -520,6 +539,15 @@ impl<P: PortIo> Worker<P> {
                 self.add_port(slot, spec, shared);
                 done.attempts.fetch_add(1, Ordering::Release);
             }
+            Command::Adopt {
+                slot,
+                opened,
+                shared,
+            } => {
+                let done = Arc::clone(&shared);
+                self.adopt(slot, opened, shared);
+                done.attempts.fetch_add(1, Ordering::Release);
+            }
             Command::RemovePort { slot } => self.close_port(slot),
             Command::MacTable { net, reply } => {
                 let _ = reply.send(self.pipe.fdb.entries(net, now.secs));
@@ -553,6 +581,10 @@ impl<P: PortIo> Worker<P> {
                 for slot in self.active.clone() {
                     self.close_port(slot);
                 }
+                // Every socket is closed before the UMEM goes.
+                if !self.umem.reap_all(Duration::from_secs(5)) {
+                    tracing::warn!("worker: a closed port's sockets were not released within 5 s");
+                }
                 if self.rx_total > 0 {
                     tracing::info!(
                         "worker: {} frames received, {:.1} ns of busy rounds per frame \
@@ -571,20 +603,45 @@ impl<P: PortIo> Worker<P> {
     }
 
     fn add_port(&mut self, slot: u16, spec: P::Spec, shared: Arc<PortShared>) {
+        let opened = P::open(&spec, slot, &self.umem.region())
+            .map_err(|e| io::Error::new(e.kind(), format!("{spec:?}: {e}")));
+        self.adopt(slot, opened, shared);
+    }
+
+    /// Takes a port opened for `slot` (closing whatever was there), or reports why it could
+    /// not be opened.
+    fn adopt(&mut self, slot: u16, opened: io::Result<P>, shared: Arc<PortShared>) {
         self.close_port(slot);
         self.ensure_slot(slot);
-        let peer = self
-            .active
-            .iter()
-            .filter_map(|&s| self.ports[usize::from(s)].as_ref())
-            .find(|o| o.healthy)
-            .map(|o| &o.io);
-        let started = Instant::now();
-        match P::open(&spec, slot, &mut self.umem, peer) {
+        // The slot's previous port may still be releasing its sockets on another thread: its
+        // chunks are reclaimed first. The switch's opener waited for that release, so the
+        // worker does not wait here: a slot still held fails the open as busy, to be retried.
+        let started = match opened {
+            Ok(io) if !self.umem.unbury(slot, Duration::ZERO) => {
+                io.close(&mut self.umem);
+                Err(io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    "the slot's previous port is still closing",
+                ))
+            }
+            Ok(mut io) => {
+                if self.fill_target == 0 {
+                    self.recompute_fill_target();
+                }
+                match io.start(&mut self.umem, self.fill_target) {
+                    Ok(()) => Ok(io),
+                    Err(e) => {
+                        io.close(&mut self.umem);
+                        Err(e)
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match started {
             Ok(io) => {
                 tracing::info!(
-                    "port {slot} opened in {} µs: {} ({} queues)",
-                    started.elapsed().as_micros(),
+                    "port {slot} forwarding: {} ({} queues)",
                     io.mode().name(),
                     io.queues()
                 );
@@ -607,9 +664,9 @@ impl<P: PortIo> Worker<P> {
                 let busy = e.kind() == io::ErrorKind::ResourceBusy;
                 shared.busy.store(busy, Ordering::Relaxed);
                 if busy {
-                    tracing::debug!("port {slot} ({spec:?}): queue still busy, retrying");
+                    tracing::debug!("port {slot}: still busy ({e}), retrying");
                 } else {
-                    tracing::warn!("port {slot} ({spec:?}) failed to open: {e}");
+                    tracing::warn!("port {slot} failed to open: {e}");
                 }
                 shared.set(LinkState::OpenFailed, PortMode::Closed, Some(e.to_string()));
             }
@@ -896,6 +953,8 @@ impl<P: PortIo> Worker<P> {
         if now.nanos.saturating_sub(self.last_sweep) >= 1_000_000 {
             self.sweep(now, 1024);
             self.last_sweep = now.nanos;
+            // Chunks of closed ports whose sockets are released go back to the pool.
+            self.umem.reap();
         }
         if now.nanos.saturating_sub(self.last_stats) >= 100_000_000 {
             self.publish_stats(now);

@@ -319,12 +319,85 @@ fn a_registered_device_stays_prepared_across_its_ports_until_released() {
     sw.shutdown();
 }
 
+/// A port unplugged and plugged again at once (a registered device, as Quantum attachments do)
+/// reopens every time: its old sockets are released off the worker while the new ones wait for
+/// the device's queues, and the frames it held come back to the pool.
+#[test]
+fn a_port_plugged_again_at_once_forwards_each_time() {
+    let a = Pair::new("p");
+    let b = Pair::new("u");
+    let sw = Switch::start(SwitchOptions {
+        workers: 2,
+        ..SwitchOptions::default()
+    })
+    .unwrap();
+    sw.prepare_devices(&[a.host.clone(), b.host.clone()]);
+    let net = NetworkConfig {
+        id: "n".into(),
+        vlan: 10,
+        mac_limit: 64,
+        physnet: Some(dataplane::DEFAULT_PHYSNET.into()),
+    };
+    let pa = PortConfig::access("pa", &a.host, "n");
+    let pb = PortConfig::access("pb", &b.host, "n");
+    sw.update(ConfigDelta {
+        networks: vec![net],
+        ports: vec![pa, pb.clone()],
+        ..ConfigDelta::default()
+    });
+    assert!(sw.wait_settled(Duration::from_secs(5)));
+    let ids = ["pb".to_owned()];
+    for round in 1..=5 {
+        sw.update(ConfigDelta {
+            removed_ports: vec!["pb".into()],
+            ..ConfigDelta::default()
+        });
+        sw.update(ConfigDelta {
+            ports: vec![pb.clone()],
+            ..ConfigDelta::default()
+        });
+        assert!(sw.wait_ports_settled(&ids, Duration::from_secs(5)));
+        let st = sw.port_status("pb").unwrap();
+        assert_eq!(st.link, LinkState::Up, "round {round}: {st:?}");
+        // A frame from a floods to the new port (whose counters start afresh).
+        a.send(&[frame("ffffffffffff", "020000000a0a")]);
+        assert!(
+            wait_for(|| sw.port_stats("pb").unwrap().counters.tx_packets == 1),
+            "round {round}: {:?}",
+            sw.port_stats("pb").map(|s| s.counters)
+        );
+    }
+    // Another device takes the slot pb just freed (on the same worker, whose previous port is
+    // still releasing its sockets).
+    let c = Pair::new("v");
+    sw.update(ConfigDelta {
+        removed_ports: vec!["pb".into()],
+        ports: vec![PortConfig::access("pc", &c.host, "n")],
+        ..ConfigDelta::default()
+    });
+    assert!(sw.wait_ports_settled(&["pc".into()], Duration::from_secs(5)));
+    let st = sw.port_status("pc").unwrap();
+    assert_eq!(st.link, LinkState::Up, "{st:?}");
+    a.send(&[frame("ffffffffffff", "020000000a0a")]);
+    assert!(
+        wait_for(|| sw.port_stats("pc").unwrap().counters.tx_packets == 1),
+        "{:?}",
+        sw.port_stats("pc").map(|s| s.counters)
+    );
+    // Every frame is accounted for, and none is held for a closed port once its release ends.
+    assert!(wait_for(|| {
+        let acc = sw.accounting().unwrap();
+        acc.by_port.len() == 2 && acc.free + acc.user + acc.in_kernel() == acc.total
+    }));
+    sw.shutdown();
+}
+
 #[test]
 fn ports_go_to_the_worker_polling_the_fewest_queues() {
     // A port with 4 RX queues weighs as much as two with 2.
-    let wide = Pair::with_queues("w", 4);
+    let wide = Pair::with_queues("x", 4);
     let b = Pair::with_queues("q", 2);
-    let c = Pair::with_queues("r", 2);
+    let c = Pair::with_queues("y", 2);
     let sw = Switch::start(SwitchOptions {
         workers: 2,
         ..SwitchOptions::default()

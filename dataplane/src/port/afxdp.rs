@@ -1,12 +1,17 @@
 //! A port on a real interface: one AF_XDP socket per RX queue, the redirect program attached with
-//! a BPF link, all sockets sharing the worker's UMEM.
+//! a BPF link, the sockets registered over the worker's UMEM.
 //!
 //! # Design
 //! * Every RX queue of the interface gets a socket, so no frame bypasses the switch.
 //! * XDP is attached natively when the driver allows it, else in generic mode (best effort, like
-//!   OVS); either can be forced. Sockets bind in copy mode unless zero-copy is forced: all ports
-//!   of a worker share one UMEM, whose mode the first socket fixes for all, and a zero-copy UMEM
-//!   cannot be shared with a device that lacks zero-copy. The chosen modes are reported.
+//!   OVS); either can be forced. Sockets bind in copy mode unless zero-copy is forced. The chosen
+//!   modes are reported.
+//! * A port is opened on any thread (the switch's opener, not the worker): its first socket
+//!   registers the worker's UMEM region afresh (each port has its own registration of the same
+//!   memory, so no port depends on another's sockets; in 2 MiB pages this takes 0.3 to 0.5 ms),
+//!   and binding waits for the kernel's RTNL lock, which attaching programs to other devices
+//!   holds for 15 to 30 ms at a time. The worker only adopts the port and calls `start`, which
+//!   enters its sockets in the device's map.
 //! * The fill ring of each queue is topped up in bulk using our own count of the chunks it holds,
 //!   so the kernel's index is not read every loop. Its level starts small and doubles while
 //!   traffic uses it, so many idle ports do not hold the UMEM hostage (the kernel never
@@ -16,13 +21,20 @@
 //!   frame larger than a chunk (a guest's TSO frame through generic XDP) arrives as a chain of
 //!   descriptors, `XDP_PKT_CONTD` on all but the last. `recv` returns whole chains only.
 //! * Dropping the port detaches the program (the link fd closes) before closing the sockets.
+//! * Closing a port is quick for the worker: it empties the port's map entries (frames pass to
+//!   the kernel's stack again) and hands the sockets to a thread of their own, because the
+//!   kernel's release of a socket waits for an RCU grace period (5 to 30 ms measured here, on
+//!   the worker's every other port before). The port's chunks stay buried in the UMEM until the
+//!   sockets are gone, and an open on the same device waits for its release ([`wait_closed`]).
 
+use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
-use super::{PortIo, PortMode, Umem, XdpDesc};
+use super::{PortIo, PortMode, Region, Umem, XdpDesc};
 use crate::stats::XdpStats;
 use crate::sys::{bpf, netdev, xsk};
 
@@ -86,7 +98,7 @@ impl AfXdpSpec {
 /// What opening a port needs from the kernel besides sockets: the XSKMAP, the program and its
 /// attachment to the device. Attaching takes the kernel's RTNL lock and waits for an RCU grace
 /// period (15 to 30 ms on a small VM, serialized across devices), so the switch does it on a
-/// thread of its own and the worker only binds sockets into a prepared map.
+/// thread of its own, ahead of the port's sockets.
 ///
 /// Dropping it detaches the program (closing the link); the last holder decides when, and
 /// [`drop_later`] does it off the calling thread.
@@ -166,17 +178,115 @@ pub fn drop_later(pre: Arc<Prepared>) {
 /// Detaches still running on their threads.
 static DETACHING: AtomicUsize = AtomicUsize::new(0);
 
-/// Waits (at most `timeout`) until every program handed to [`drop_later`] is detached, so that
-/// a switch that shuts down leaves no program behind. Returns true when none is left.
-pub fn wait_detached(timeout: std::time::Duration) -> bool {
-    let end = std::time::Instant::now() + timeout;
+/// Waits (at most `timeout`) until every program handed to [`drop_later`] is detached and
+/// every closed port's sockets are released, so that a switch that shuts down leaves nothing
+/// behind. Returns true when none is left.
+pub fn wait_detached(timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
     while DETACHING.load(Ordering::Acquire) > 0 {
-        if std::time::Instant::now() >= end {
+        if Instant::now() >= end {
             return false;
         }
-        std::thread::sleep(std::time::Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(2));
     }
     true
+}
+
+/// What a closed port whose sockets are still being released holds up: its device, whose queues
+/// read busy to a new socket until then, and its worker's slot (by the worker's UMEM address),
+/// whose chunks stay buried until then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Held {
+    Device(u32),
+    Slot(usize, u16),
+}
+
+/// Releases under way, by what they hold up.
+static CLOSING: Mutex<BTreeMap<Held, usize>> = Mutex::new(BTreeMap::new());
+/// Signalled whenever a release in [`CLOSING`] ends.
+static CLOSED: Condvar = Condvar::new();
+
+fn closing() -> std::sync::MutexGuard<'static, BTreeMap<Held, usize>> {
+    CLOSING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Waits (at most `timeout`) until no closed port still releasing its sockets holds up interface
+/// `ifindex` or slot `slot` of the worker whose UMEM is `region`, so that a new port there binds
+/// its queues and its worker adopts it without waiting. Returns true if none does.
+pub fn wait_closed(ifindex: u32, region: &Region, slot: u16, timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    let keys = [Held::Device(ifindex), Held::Slot(region.addr, slot)];
+    let mut held = closing();
+    while keys.iter().any(|k| held.contains_key(k)) {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        held = CLOSED
+            .wait_timeout(held, left)
+            .map(|(g, _)| g)
+            .unwrap_or_else(|p| p.into_inner().0);
+    }
+    true
+}
+
+/// A closed port's sockets and program, released when this is dropped: the sockets first (then
+/// `released` is set), the program next (when this was its last holder), and its entries in
+/// [`CLOSING`] last.
+struct Release {
+    held: [Held; 2],
+    queues: Vec<Queue>,
+    pre: Option<Arc<Prepared>>,
+    released: Arc<AtomicBool>,
+}
+
+impl Release {
+    fn new(held: [Held; 2], queues: Vec<Queue>, pre: Arc<Prepared>) -> Self {
+        let mut closing = closing();
+        for k in held {
+            *closing.entry(k).or_insert(0) += 1;
+        }
+        drop(closing);
+        DETACHING.fetch_add(1, Ordering::AcqRel);
+        Release {
+            held,
+            queues,
+            pre: Some(pre),
+            released: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        // Closing the sockets unbinds them: the kernel lets go of every chunk they held.
+        self.queues.clear();
+        self.released.store(true, Ordering::Release);
+        drop(self.pre.take());
+        let mut closing = closing();
+        for k in &self.held {
+            if let Some(n) = closing.get_mut(k) {
+                *n -= 1;
+                if *n == 0 {
+                    closing.remove(k);
+                }
+            }
+        }
+        drop(closing);
+        CLOSED.notify_all();
+        DETACHING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Releases a closed port on a thread of its own (or here, if no thread can be made).
+fn release_later(release: Release) {
+    let spawned = std::thread::Builder::new()
+        .name("qswitch-close".into())
+        .spawn(move || drop(release));
+    if let Err(e) = spawned {
+        // The closure, and the release with it, was dropped: released here.
+        tracing::warn!("cannot close a port's sockets on a thread of their own ({e}); closed here");
+    }
 }
 
 struct Queue {
@@ -231,35 +341,6 @@ impl AfXdpPort {
     pub fn ifindex(&self) -> u32 {
         self.ifindex
     }
-
-    fn shared_fd(&self) -> i32 {
-        self.queues[0].sock.raw_fd()
-    }
-}
-
-/// How long a bind waits for the previous socket of the same queue to be released: the kernel
-/// frees a closed socket's buffer pool from a work queue, and until then the queue reads busy.
-/// Kept short because the worker waits here; past it the open fails as busy and the switch's
-/// monitor retries at its next round.
-const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
-
-fn open_socket(
-    umem: &Umem,
-    shared: Option<i32>,
-    ifindex: u32,
-    queue: u32,
-    rings: xsk::RingSizes,
-    flags: u16,
-) -> io::Result<xsk::XskSocket> {
-    let start = std::time::Instant::now();
-    loop {
-        match xsk::XskSocket::open(umem, shared, ifindex, queue, rings, flags) {
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < BUSY_WAIT => {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            r => return r,
-        }
-    }
 }
 
 fn context(e: io::Error, what: &str) -> io::Error {
@@ -269,21 +350,19 @@ fn context(e: io::Error, what: &str) -> io::Error {
 impl PortIo for AfXdpPort {
     type Spec = AfXdpSpec;
 
-    fn open(spec: &AfXdpSpec, slot: u16, umem: &mut Umem, peer: Option<&Self>) -> io::Result<Self> {
-        // The program prepared off the worker, if it is for the device as it is now.
+    fn open(spec: &AfXdpSpec, slot: u16, region: &Region) -> io::Result<Self> {
+        // The program prepared ahead, if it is for the device as it is now.
         let current = netdev::ifindex(&spec.device);
         let pre = match spec.prepared.clone() {
             Some(p) if Some(p.ifindex) == current => p,
             _ => Arc::new(prepare(spec)?),
         };
         let (ifindex, nq, native) = (pre.ifindex, pre.queues, pre.native);
-        let map = &pre.map;
-        // Only the socket that registers the UMEM chooses the mode; every socket sharing it
-        // inherits it, and a zero-copy UMEM cannot be shared with a device without zero-copy
-        // support (a veth, say). So `Auto` binds in copy mode, which every device supports;
-        // zero-copy is for workers whose ports all support it, and must be asked for.
-        // Multi-buffer too, where the kernel has it (6.6 and later): frames larger than a chunk
-        // (a guest's TSO frames through generic XDP) arrive as chains instead of being dropped.
+        // The port's first socket registers the region and chooses the mode; its other sockets
+        // share that registration and inherit the mode. `Auto` binds in copy mode, which every
+        // device supports; zero-copy must be asked for. Multi-buffer too, where the kernel has
+        // it (6.6 and later): frames larger than a chunk (a guest's TSO frames through generic
+        // XDP) arrive as chains instead of being dropped.
         let flags = xsk::XDP_USE_NEED_WAKEUP
             | xsk::XDP_USE_SG
             | match spec.bind_mode {
@@ -292,20 +371,19 @@ impl PortIo for AfXdpPort {
             };
         let mut queues: Vec<Queue> = Vec::with_capacity(nq as usize);
         for q in 0..nq {
-            let shared = queues
-                .first()
-                .map(|f| f.sock.raw_fd())
-                .or_else(|| peer.map(AfXdpPort::shared_fd));
-            let sock = open_socket(umem, shared, ifindex, q, spec.rings, flags)
+            let shared = queues.first().map(|f| f.sock.raw_fd());
+            let sock = xsk::XskSocket::open(region, shared, ifindex, q, spec.rings, flags)
                 .or_else(|e| match e.raw_os_error() {
                     // A kernel or driver without multi-buffer sockets.
                     Some(libc::EINVAL | libc::EOPNOTSUPP) if shared.is_none() => {
-                        open_socket(umem, None, ifindex, q, spec.rings, flags & !xsk::XDP_USE_SG)
+                        let flags = flags & !xsk::XDP_USE_SG;
+                        xsk::XskSocket::open(region, None, ifindex, q, spec.rings, flags)
                     }
                     _ => Err(e),
                 })
+                // A queue still busy (the device's previous socket is being released) fails
+                // the open as `ResourceBusy`: the caller retries.
                 .map_err(|e| context(e, &format!("AF_XDP bind queue {q}")))?;
-            bpf::map_set(map, q, sock.raw_fd()).map_err(|e| context(e, "XSKMAP update"))?;
             queues.push(Queue {
                 sock,
                 in_fill: 0,
@@ -330,6 +408,15 @@ impl PortIo for AfXdpPort {
             buf: vec![0; spec.rings.fill.max(spec.rings.comp) as usize],
             descs: Vec::with_capacity(spec.rings.tx as usize),
         })
+    }
+
+    fn start(&mut self, umem: &mut Umem, target: u32) -> io::Result<()> {
+        self.refill(umem, target);
+        for q in &self.queues {
+            bpf::map_set(&self.pre.map, q.sock.queue(), q.sock.raw_fd())
+                .map_err(|e| context(e, "XSKMAP update"))?;
+        }
+        Ok(())
     }
 
     fn mode(&self) -> PortMode {
@@ -506,7 +593,11 @@ impl PortIo for AfXdpPort {
 
     fn close(self, umem: &mut Umem) {
         let AfXdpPort {
-            slot, pre, queues, ..
+            slot,
+            ifindex,
+            pre,
+            queues,
+            ..
         } = self;
         // With the map empty the program redirects nothing: frames pass to the kernel's stack.
         for q in 0..queues.len() as u32 {
@@ -516,9 +607,9 @@ impl PortIo for AfXdpPort {
         for d in queues.iter().flat_map(|q| &q.carry) {
             umem.release(d.addr);
         }
-        // Closing the sockets unbinds them: the kernel lets go of every chunk they held.
-        drop(queues);
-        umem.reclaim_port(slot);
-        drop_later(pre);
+        let held = [Held::Device(ifindex), Held::Slot(umem.region().addr, slot)];
+        let release = Release::new(held, queues, pre);
+        umem.bury(slot, Arc::clone(&release.released));
+        release_later(release);
     }
 }

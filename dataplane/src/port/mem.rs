@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::io;
 
-use super::{PortIo, PortMode, Umem, XdpDesc};
+use super::{PortIo, PortMode, Region, Umem, XdpDesc};
 use crate::stats::XdpStats;
 use crate::sys::umem::KERNEL_HEADROOM;
 use crate::sys::xsk::XDP_PKT_CONTD;
@@ -57,7 +57,7 @@ impl MemPort {
 impl PortIo for MemPort {
     type Spec = MemSpec;
 
-    fn open(spec: &MemSpec, slot: u16, _umem: &mut Umem, _peer: Option<&Self>) -> io::Result<Self> {
+    fn open(spec: &MemSpec, slot: u16, _region: &Region) -> io::Result<Self> {
         Ok(MemPort {
             slot,
             spec: MemSpec {

@@ -1,11 +1,12 @@
-//! AF_XDP sockets: one per (interface, queue), all sharing the worker's UMEM.
+//! AF_XDP sockets: one per (interface, queue), all over the worker's UMEM.
 //!
 //! # Design
-//! The first socket of a UMEM registers it (`XDP_UMEM_REG`) and binds with
-//! `XDP_USE_NEED_WAKEUP` (plus `XDP_ZEROCOPY` or `XDP_COPY` when forced); every further socket
-//! binds with `XDP_SHARED_UMEM` alone, naming a bound socket of the same UMEM, and inherits its
-//! mode. Each socket has its own fill and completion rings (required once several devices or
-//! queues share a UMEM) besides its RX and TX rings. Closing the socket (dropping it) unbinds it;
+//! The first socket of a port registers its worker's UMEM region (`XDP_UMEM_REG`: each port
+//! has a registration of its own over the same memory, so chunk addresses mean the same to all)
+//! and binds with `XDP_USE_NEED_WAKEUP` (plus `XDP_ZEROCOPY` or `XDP_COPY`); the port's further
+//! sockets bind with `XDP_SHARED_UMEM` alone, naming its first, and inherit its mode. Each socket
+//! has its own fill and completion rings (required once several queues share a registration)
+//! besides its RX and TX rings. Closing the socket (dropping it) unbinds it;
 //! the kernel then no longer touches any chunk it held.
 
 use std::io;
@@ -13,7 +14,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use super::check;
 use super::ring::{ConsRing, ProdRing, RingOffset, XdpDesc};
-use super::umem::Umem;
+use super::umem::Region;
 use crate::stats::XdpStats;
 
 const AF_XDP: libc::c_int = 44;
@@ -166,11 +167,11 @@ fn getsockopt<T: Default>(fd: BorrowedFd<'_>, name: libc::c_int) -> io::Result<T
 impl XskSocket {
     /// Opens and binds a socket on `(ifindex, queue)`.
     ///
-    /// With `shared = None` the socket registers `umem` and binds with `flags`
+    /// With `shared = None` the socket registers `region` and binds with `flags`
     /// (`XDP_USE_NEED_WAKEUP` and optionally `XDP_COPY` / `XDP_ZEROCOPY`); with `shared =
     /// Some(fd)` it shares the UMEM registered by that bound socket and `flags` are ignored.
     pub fn open(
-        umem: &Umem,
+        region: &Region,
         shared: Option<RawFd>,
         ifindex: u32,
         queue: u32,
@@ -183,11 +184,10 @@ impl XskSocket {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let b = fd.as_fd();
         if shared.is_none() {
-            let (addr, len) = umem.region();
             let reg = UmemReg {
-                addr: addr as u64,
-                len: len as u64,
-                chunk_size: umem.chunk_size(),
+                addr: region.addr as u64,
+                len: region.len as u64,
+                chunk_size: region.chunk_size,
                 headroom: 0,
                 flags: 0,
                 tx_metadata_len: 0,
