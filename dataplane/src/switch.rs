@@ -549,6 +549,8 @@ struct Inner {
     opener: Mutex<Option<Sender<OpenJob>>>,
     /// Devices kept prepared while they are registered.
     warm: Mutex<Warm>,
+    /// Held while an opener attaches a program.
+    attaching: Mutex<()>,
 }
 
 /// Devices the control plane expects ports on (registered interfaces): their programs are
@@ -587,7 +589,7 @@ pub struct Switch {
     inner: Arc<Inner>,
     workers: Vec<JoinHandle<()>>,
     monitor: Option<JoinHandle<()>>,
-    opener: Option<JoinHandle<()>>,
+    openers: Vec<JoinHandle<()>>,
 }
 
 impl core::fmt::Debug for Switch {
@@ -598,6 +600,12 @@ impl core::fmt::Debug for Switch {
 
 /// Retry interval for a port whose device exists but failed to open.
 const RETRY: Duration = Duration::from_secs(1);
+
+/// Opener threads. Attaching a program and binding a socket both take the kernel's RTNL lock,
+/// which anything else configuring the host's interfaces contends for (a hypervisor creating tap
+/// devices): openers waiting for it side by side get their turns sooner than one waiting for
+/// each in turn. Attaches are one at a time among them; binds are not.
+const OPENERS: usize = 4;
 
 /// How long the opener retries a bind whose queue still reads busy: the kernel finishes
 /// releasing a closed socket's queue from a work queue, after the socket is gone.
@@ -685,14 +693,21 @@ impl Inner {
 
     /// The device's program, kept attached if it is registered, or attached now.
     fn prepared(&self, spec: &AfXdpSpec) -> io::Result<Arc<Prepared>> {
-        let current = netdev::ifindex(&spec.device);
-        let kept = self
-            .warm()
-            .prepared
-            .get(&spec.device)
-            .filter(|p| Some(p.ifindex()) == current)
-            .cloned();
-        if let Some(p) = kept {
+        let kept = || {
+            let current = netdev::ifindex(&spec.device);
+            self.warm()
+                .prepared
+                .get(&spec.device)
+                .filter(|p| Some(p.ifindex()) == current)
+                .cloned()
+        };
+        if let Some(p) = kept() {
+            return Ok(p);
+        }
+        // One attach at a time (the kernel serializes them anyway), so that two openers never
+        // attach to one device; the other openers go on binding sockets meanwhile.
+        let _attaching = self.attaching.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = kept() {
             return Ok(p);
         }
         let p = Arc::new(afxdp::prepare(spec)?);
@@ -754,8 +769,15 @@ impl Inner {
 
     /// The opener thread: prepares each port, then hands it to the worker if it is still the
     /// request in force (the port may have been removed, or asked again, meanwhile).
-    fn run_opener(&self, jobs: &mpsc::Receiver<OpenJob>) {
-        while let Ok(job) = jobs.recv() {
+    fn run_opener(&self, jobs: &Mutex<mpsc::Receiver<OpenJob>>) {
+        loop {
+            let job = match jobs.lock() {
+                Ok(rx) => rx.recv(),
+                Err(_) => return,
+            };
+            let Ok(job) = job else {
+                return;
+            };
             let (id, slot, sent, mut spec, shared) = match job {
                 OpenJob::Device(spec) => {
                     let pinned = self.warm().pinned.contains(&spec.device);
@@ -809,7 +831,15 @@ impl Inner {
                 .map(|p| p.ifindex())
                 .or_else(|| netdev::ifindex(&spec.device));
             if let Some(ifi) = ifindex {
-                afxdp::wait_closed(ifi, &region, slot, CLOSE_WAIT);
+                let waited = Instant::now();
+                if !afxdp::wait_closed(ifi, &region, slot, CLOSE_WAIT) {
+                    tracing::debug!("port {slot} ({}): a closed port is still releasing its sockets; opening anyway", spec.device);
+                }
+                tracing::debug!(
+                    "port {slot} ({}): waited {} µs for closed ports' sockets",
+                    spec.device,
+                    waited.elapsed().as_micros()
+                );
             }
             // A failed preparation is retried by the open, which reports the error.
             spec.prepared = prepared.ok();
@@ -982,15 +1012,22 @@ impl Switch {
             stop: AtomicBool::new(false),
             opener: Mutex::new(None),
             warm: Mutex::new(Warm::default()),
+            attaching: Mutex::new(()),
         });
         let (jobs_tx, jobs) = mpsc::channel();
         if let Ok(mut o) = inner.opener.lock() {
             *o = Some(jobs_tx);
         }
-        let o = Arc::clone(&inner);
-        let opener = std::thread::Builder::new()
-            .name("qswitch-opener".into())
-            .spawn(move || o.run_opener(&jobs))?;
+        let jobs = Arc::new(Mutex::new(jobs));
+        let mut openers = Vec::with_capacity(OPENERS);
+        for i in 0..OPENERS {
+            let (o, jobs) = (Arc::clone(&inner), Arc::clone(&jobs));
+            openers.push(
+                std::thread::Builder::new()
+                    .name(format!("qswitch-opener{i}"))
+                    .spawn(move || o.run_opener(&jobs))?,
+            );
+        }
         for (w, rx, pending) in loops {
             let id = w.id();
             let cpu = opts.cpu.map(|c| c + usize::from(id));
@@ -1040,7 +1077,7 @@ impl Switch {
             inner,
             workers,
             monitor: Some(monitor),
-            opener: Some(opener),
+            openers,
         })
     }
 
@@ -1481,7 +1518,7 @@ impl Switch {
         if let Ok(mut o) = self.inner.opener.lock() {
             *o = None;
         }
-        if let Some(o) = self.opener.take() {
+        for o in self.openers.drain(..) {
             let _ = o.join();
         }
         self.inner.send_all(|| Command::Stop);
