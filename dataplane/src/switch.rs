@@ -611,12 +611,18 @@ const OPENERS: usize = 4;
 /// releasing a closed socket's queue from a work queue, after the socket is gone.
 const BUSY_WAIT: Duration = Duration::from_millis(100);
 
-/// Opens a port for a worker (off it), retrying while the device's queues read busy.
+/// Opens a port for a worker (off it), retrying while the device's queues read busy (only with
+/// its program prepared: an open that attaches is not repeated every millisecond).
 fn open_port(spec: &AfXdpSpec, slot: u16, region: &Region) -> io::Result<AfXdpPort> {
     let start = Instant::now();
+    let retry = spec.prepared.is_some();
     loop {
         match AfXdpPort::open(spec, slot, region) {
-            Err(e) if e.kind() == io::ErrorKind::ResourceBusy && start.elapsed() < BUSY_WAIT => {
+            Err(e)
+                if retry
+                    && e.kind() == io::ErrorKind::ResourceBusy
+                    && start.elapsed() < BUSY_WAIT =>
+            {
                 std::thread::sleep(Duration::from_millis(1));
             }
             r => return r.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", spec.device))),
@@ -771,17 +777,15 @@ impl Inner {
     /// request in force (the port may have been removed, or asked again, meanwhile).
     fn run_opener(&self, jobs: &Mutex<mpsc::Receiver<OpenJob>>) {
         loop {
-            let job = match jobs.lock() {
-                Ok(rx) => rx.recv(),
-                Err(_) => return,
-            };
+            let job = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
             let Ok(job) = job else {
                 return;
             };
             let (id, slot, sent, mut spec, shared) = match job {
                 OpenJob::Device(spec) => {
                     let pinned = self.warm().pinned.contains(&spec.device);
-                    let failed = pinned && self.prepared(&spec).is_err();
+                    let stopping = self.stop.load(Ordering::Acquire);
+                    let failed = pinned && !stopping && self.prepared(&spec).is_err();
                     let mut warm = self.warm();
                     warm.queued.remove(&spec.device);
                     match netdev::ifindex(&spec.device) {
@@ -806,43 +810,34 @@ impl Inner {
                     shared,
                 } => (id, slot, sent, spec, shared),
             };
-            if self.stop.load(Ordering::Acquire) {
-                shared.attempt_dropped();
-                continue;
-            }
-            let prepared = self.prepared(&spec);
             let wanted = self.wanted(&self.lock(), &id, slot, sent, &shared);
             let Some((worker, region)) = wanted.and_then(|w| {
                 let h = self.crew.get(usize::from(w))?;
                 Some((w, h.region))
             }) else {
-                if let Ok(p) = prepared {
-                    afxdp::drop_later(p);
-                }
                 shared.attempt_dropped();
                 continue;
             };
             // A port closed moments ago on this device, or in this slot of the worker, may
-            // still be releasing its sockets (off its worker): the device's queues read busy and
-            // the slot's chunks stay buried until then.
-            let ifindex = prepared
-                .as_ref()
-                .ok()
-                .map(|p| p.ifindex())
-                .or_else(|| netdev::ifindex(&spec.device));
-            if let Some(ifi) = ifindex {
+            // still be releasing its sockets (off its worker): the device's queues read busy,
+            // its old program may still be attached, and the slot's chunks stay buried until
+            // then. So wait before preparing.
+            if let Some(ifi) = netdev::ifindex(&spec.device) {
                 let waited = Instant::now();
-                if !afxdp::wait_closed(ifi, &region, slot, CLOSE_WAIT) {
-                    tracing::debug!("port {slot} ({}): a closed port is still releasing its sockets; opening anyway", spec.device);
-                }
+                let released = afxdp::wait_closed(ifi, &region, slot, CLOSE_WAIT);
                 tracing::debug!(
-                    "port {slot} ({}): waited {} µs for closed ports' sockets",
+                    "port {slot} ({}): waited {} µs for closed ports' sockets{}",
                     spec.device,
-                    waited.elapsed().as_micros()
+                    waited.elapsed().as_micros(),
+                    if released {
+                        ""
+                    } else {
+                        ", still held: opening anyway"
+                    }
                 );
             }
-            // A failed preparation is retried by the open, which reports the error.
-            spec.prepared = prepared.ok();
+            // A failed preparation is tried again by the open, which reports the error.
+            spec.prepared = self.prepared(&spec).ok();
             let started = Instant::now();
             let opened = open_port(&spec, slot, &region);
             tracing::debug!(
@@ -852,9 +847,11 @@ impl Inner {
             );
             let st = self.lock();
             if self.wanted(&st, &id, slot, sent, &shared) != Some(worker) {
-                // Withdrawn meanwhile; dropping the port here closes it off every worker.
+                // Withdrawn meanwhile.
                 drop(st);
-                drop(opened);
+                if let Ok(port) = opened {
+                    afxdp::discard(port);
+                }
                 shared.attempt_dropped();
                 continue;
             }
@@ -936,6 +933,9 @@ impl Inner {
             };
             let device = &p.cfg.device;
             let present = netdev::ifindex(device);
+            // The worker reports a port's state, then counts the attempt: read in the other
+            // order, so that a counted attempt comes with its state (never an older one).
+            let attempts = h.shared.attempts();
             let state = h.shared.state();
             match h.requested {
                 Some(ifi) if present != Some(ifi) || state == LinkState::Failed => {
@@ -954,7 +954,7 @@ impl Inner {
                         RETRY
                     };
                     // Only once the worker has carried out the previous request.
-                    let idle = h.shared.attempts() >= h.sent;
+                    let idle = attempts >= h.sent;
                     if idle && h.last_attempt.is_none_or(|t| now - t >= wait) {
                         h.last_attempt = Some(now);
                         h.requested = Some(ifi);

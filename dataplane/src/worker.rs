@@ -294,6 +294,9 @@ pub struct Worker<P: PortIo> {
     // Field order is drop order: the ports (their sockets, which the kernel writes through into
     // the UMEM) close before the UMEM is unmapped, on every path, a panic included.
     ports: Vec<Option<Open<P>>>,
+    /// Ports opened for a slot whose previous port's chunks are still buried (its sockets being
+    /// released on another thread): started as soon as the slot is free.
+    parked: Vec<(u16, P, Arc<PortShared>)>,
     pipe: Pipeline,
     snap: Arc<Snapshot>,
     active: Vec<u16>,
@@ -401,6 +404,7 @@ impl<P: PortIo> Worker<P> {
             pipe,
             snap: Arc::new(Snapshot::default()),
             ports: Vec::new(),
+            parked: Vec::new(),
             active: Vec::new(),
             rx: vec![XdpDesc::default(); MAX_BATCH],
             gso_buf: Vec::with_capacity(GSO_BUF),
@@ -578,7 +582,8 @@ impl<P: PortIo> Worker<P> {
                         );
                     }
                 }
-                for slot in self.active.clone() {
+                let parked: Vec<u16> = self.parked.iter().map(|p| p.0).collect();
+                for slot in self.active.clone().into_iter().chain(parked) {
                     self.close_port(slot);
                 }
                 // Every socket is closed before the UMEM goes.
@@ -611,69 +616,99 @@ impl<P: PortIo> Worker<P> {
     /// Takes a port opened for `slot` (closing whatever was there), or reports why it could
     /// not be opened.
     fn adopt(&mut self, slot: u16, opened: io::Result<P>, shared: Arc<PortShared>) {
+        let io = match opened {
+            Ok(io) => io,
+            Err(e) => {
+                let running = self
+                    .ports
+                    .get(usize::from(slot))
+                    .and_then(Option::as_ref)
+                    .is_some_and(|o| Arc::ptr_eq(&o.shared, &shared));
+                if running {
+                    // A redundant request for a port that is open: it stays as it is.
+                    tracing::debug!("port {slot}: a second open failed ({e}); the port stays open");
+                } else {
+                    self.close_port(slot);
+                    self.failed(slot, &e, &shared);
+                }
+                return;
+            }
+        };
         self.close_port(slot);
         self.ensure_slot(slot);
-        // The slot's previous port may still be releasing its sockets on another thread: its
-        // chunks are reclaimed first. The switch's opener waited for that release, so the
-        // worker does not wait here: a slot still held fails the open as busy, to be retried.
-        let started = match opened {
-            Ok(io) if !self.umem.unbury(slot, Duration::ZERO) => {
-                io.close(&mut self.umem);
-                Err(io::Error::new(
-                    io::ErrorKind::ResourceBusy,
-                    "the slot's previous port is still closing",
-                ))
-            }
-            Ok(mut io) => {
-                if self.fill_target == 0 {
-                    self.recompute_fill_target();
-                }
-                match io.start(&mut self.umem, self.fill_target) {
-                    Ok(()) => Ok(io),
-                    Err(e) => {
-                        io.close(&mut self.umem);
-                        Err(e)
-                    }
-                }
-            }
-            Err(e) => Err(e),
-        };
-        match started {
-            Ok(io) => {
-                tracing::info!(
-                    "port {slot} forwarding: {} ({} queues)",
-                    io.mode().name(),
-                    io.queues()
-                );
-                // A port that is re-opened (its device came back) keeps its counters.
-                let published = shared.counters.read();
-                self.pipe.counters[usize::from(slot)] = published.counters;
-                shared.busy.store(false, Ordering::Relaxed);
-                shared.set(LinkState::Up, io.mode(), None);
-                self.ports[usize::from(slot)] = Some(Open {
-                    io,
-                    shared,
-                    healthy: true,
-                    xdp: XdpStats::default(),
-                    warned_at: None,
-                });
-                self.active.push(slot);
-                self.recompute_fill_target();
-            }
-            Err(e) => {
-                let busy = e.kind() == io::ErrorKind::ResourceBusy;
-                shared.busy.store(busy, Ordering::Relaxed);
-                if busy {
-                    tracing::debug!("port {slot}: still busy ({e}), retrying");
-                } else {
-                    tracing::warn!("port {slot} failed to open: {e}");
-                }
-                shared.set(LinkState::OpenFailed, PortMode::Closed, Some(e.to_string()));
+        // The slot's previous port may still be releasing its sockets on another thread, its
+        // chunks buried: the new port waits aside (started once they are reclaimed), the worker
+        // does not.
+        if self.umem.unbury(slot, Duration::ZERO) {
+            self.start_port(slot, io, shared);
+        } else {
+            tracing::debug!("port {slot}: waiting for the slot's previous port to be released");
+            self.parked.push((slot, io, shared));
+        }
+    }
+
+    /// Starts parked ports whose slots are free now.
+    fn start_parked(&mut self) {
+        let mut i = 0;
+        while i < self.parked.len() {
+            let slot = self.parked[i].0;
+            if self.umem.unbury(slot, Duration::ZERO) {
+                let (slot, io, shared) = self.parked.swap_remove(i);
+                self.start_port(slot, io, shared);
+            } else {
+                i += 1;
             }
         }
     }
 
+    fn start_port(&mut self, slot: u16, mut io: P, shared: Arc<PortShared>) {
+        if self.fill_target == 0 {
+            self.recompute_fill_target();
+        }
+        if let Err(e) = io.start(&mut self.umem, self.fill_target) {
+            io.close(&mut self.umem);
+            self.failed(slot, &e, &shared);
+            return;
+        }
+        tracing::info!(
+            "port {slot} forwarding: {} ({} queues)",
+            io.mode().name(),
+            io.queues()
+        );
+        // A port that is re-opened (its device came back) keeps its counters.
+        let published = shared.counters.read();
+        self.pipe.counters[usize::from(slot)] = published.counters;
+        shared.busy.store(false, Ordering::Relaxed);
+        shared.set(LinkState::Up, io.mode(), None);
+        self.ports[usize::from(slot)] = Some(Open {
+            io,
+            shared,
+            healthy: true,
+            xdp: XdpStats::default(),
+            warned_at: None,
+        });
+        self.active.push(slot);
+        self.recompute_fill_target();
+    }
+
+    /// Reports that the port for `slot` could not be opened or started.
+    fn failed(&self, slot: u16, e: &io::Error, shared: &PortShared) {
+        let busy = e.kind() == io::ErrorKind::ResourceBusy;
+        shared.busy.store(busy, Ordering::Relaxed);
+        if busy {
+            tracing::debug!("port {slot}: still busy ({e}), retrying");
+        } else {
+            tracing::warn!("port {slot} failed to open: {e}");
+        }
+        shared.set(LinkState::OpenFailed, PortMode::Closed, Some(e.to_string()));
+    }
+
     fn close_port(&mut self, slot: u16) {
+        if let Some(i) = self.parked.iter().position(|p| p.0 == slot) {
+            let (_, io, shared) = self.parked.swap_remove(i);
+            io.close(&mut self.umem);
+            shared.set(LinkState::Closed, PortMode::Closed, None);
+        }
         let Some(open) = self.ports.get_mut(usize::from(slot)).and_then(Option::take) else {
             return;
         };
@@ -953,8 +988,12 @@ impl<P: PortIo> Worker<P> {
         if now.nanos.saturating_sub(self.last_sweep) >= 1_000_000 {
             self.sweep(now, 1024);
             self.last_sweep = now.nanos;
-            // Chunks of closed ports whose sockets are released go back to the pool.
+            // Chunks of closed ports whose sockets are released go back to the pool, and ports
+            // that waited for their slots start.
             self.umem.reap();
+            if !self.parked.is_empty() {
+                self.start_parked();
+            }
         }
         if now.nanos.saturating_sub(self.last_stats) >= 100_000_000 {
             self.publish_stats(now);

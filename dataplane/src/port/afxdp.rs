@@ -234,16 +234,16 @@ pub fn wait_closed(ifindex: u32, region: &Region, slot: u16, timeout: Duration) 
 /// `released` is set), the program next (when this was its last holder), and its entries in
 /// [`CLOSING`] last.
 struct Release {
-    held: [Held; 2],
+    held: Vec<Held>,
     queues: Vec<Queue>,
     pre: Option<Arc<Prepared>>,
     released: Arc<AtomicBool>,
 }
 
 impl Release {
-    fn new(held: [Held; 2], queues: Vec<Queue>, pre: Arc<Prepared>) -> Self {
+    fn new(held: Vec<Held>, queues: Vec<Queue>, pre: Arc<Prepared>) -> Self {
         let mut closing = closing();
-        for k in held {
+        for &k in &held {
             *closing.entry(k).or_insert(0) += 1;
         }
         drop(closing);
@@ -276,6 +276,18 @@ impl Drop for Release {
         CLOSED.notify_all();
         DETACHING.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Closes a port that was opened but never started (a request withdrawn meanwhile) off this
+/// thread, holding up its device until its sockets are released. It holds no chunk.
+pub fn discard(port: AfXdpPort) {
+    let AfXdpPort {
+        ifindex,
+        pre,
+        queues,
+        ..
+    } = port;
+    release_later(Release::new(vec![Held::Device(ifindex)], queues, pre));
 }
 
 /// Releases a closed port on a thread of its own (or here, if no thread can be made).
@@ -607,7 +619,7 @@ impl PortIo for AfXdpPort {
         for d in queues.iter().flat_map(|q| &q.carry) {
             umem.release(d.addr);
         }
-        let held = [Held::Device(ifindex), Held::Slot(umem.region().addr, slot)];
+        let held = vec![Held::Device(ifindex), Held::Slot(umem.region().addr, slot)];
         let release = Release::new(held, queues, pre);
         umem.bury(slot, Arc::clone(&release.released));
         release_later(release);

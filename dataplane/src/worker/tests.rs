@@ -670,3 +670,58 @@ fn arp_requests_for_known_addresses_are_answered_by_the_switch() {
     assert_eq!(r.out("a3").len(), 1, "flooded to the pair's holder");
     r.check_accounting();
 }
+
+/// A port adopted while its slot's previous port is still releasing its sockets (its chunks
+/// buried) waits aside, and starts once the housekeeping finds the slot free; a port removed
+/// meanwhile never starts.
+#[test]
+fn a_port_whose_slot_is_still_held_starts_once_the_slot_is_released() {
+    let mut r = Rig::new(1024);
+    let slot = r.ports.get("a1").unwrap();
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    r.w.handle(Command::RemovePort { slot }, Now::default());
+    r.w.umem.bury(slot, Arc::clone(&released));
+    let shared = Arc::new(PortShared::default());
+    let spec = MemSpec {
+        capture: true,
+        tx_size: 256,
+    };
+    let open = |w: &mut Worker<MemPort>, shared: &Arc<PortShared>| {
+        w.handle(
+            Command::AddPort {
+                slot,
+                spec: spec.clone(),
+                shared: Arc::clone(shared),
+            },
+            Now::default(),
+        );
+    };
+    open(&mut r.w, &shared);
+    let mut t = 0;
+    let mut tick = |w: &mut Worker<MemPort>| {
+        t += 2_000_000;
+        w.round(Now::from_nanos(t));
+    };
+    tick(&mut r.w);
+    assert_eq!(shared.state(), LinkState::Closed, "started on a held slot");
+    assert!(r.w.port_mut(slot).is_none());
+    released.store(true, std::sync::atomic::Ordering::Release);
+    tick(&mut r.w);
+    assert_eq!(shared.state(), LinkState::Up);
+    r.inject("a2", frame(Mac::BROADCAST, VM2));
+    r.run();
+    assert_eq!(r.out("a1"), vec![frame(Mac::BROADCAST, VM2)]);
+
+    // Removed while waiting: closed, never started.
+    let again = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    r.w.handle(Command::RemovePort { slot }, Now::default());
+    r.w.umem.bury(slot, Arc::clone(&again));
+    let second = Arc::new(PortShared::default());
+    open(&mut r.w, &second);
+    r.w.handle(Command::RemovePort { slot }, Now::default());
+    again.store(true, std::sync::atomic::Ordering::Release);
+    tick(&mut r.w);
+    assert_eq!(second.state(), LinkState::Closed);
+    assert!(r.w.port_mut(slot).is_none());
+    r.check_accounting();
+}
