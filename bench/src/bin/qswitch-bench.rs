@@ -436,12 +436,19 @@ fn trafgen_rate(o: &Opts, sink_pid: u32) -> Option<f64> {
     let dt = t0.elapsed().as_secs_f64();
     // trafgen forks a worker: signal the whole group, and kill it if it lingers.
     let group = format!("-{}", child.id());
-    let _ = Command::new("kill").args(["-INT", "--", &group]).status();
+    let quiet = |sig: &str| {
+        // The group may be gone already: "No such process" is not news.
+        let _ = Command::new("kill")
+            .args([sig, "--", &group])
+            .stderr(Stdio::null())
+            .status();
+    };
+    quiet("-INT");
     let end = Instant::now() + Duration::from_secs(2);
     while Instant::now() < end && !matches!(child.try_wait(), Ok(Some(_))) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    quiet("-KILL");
     let _ = child.wait();
     // The first half second is start-up; rate over the whole window is a lower bound. Nothing
     // at all: trafgen is not there (or could not send).
