@@ -725,3 +725,49 @@ fn a_port_whose_slot_is_still_held_starts_once_the_slot_is_released() {
     assert!(r.w.port_mut(slot).is_none());
     r.check_accounting();
 }
+
+/// A second open request for a port that is open, and fails (its queues are the open port's),
+/// leaves the open port forwarding and its state as it was.
+#[test]
+fn a_failed_redundant_open_leaves_the_open_port_alone() {
+    let mut r = Rig::new(1024);
+    let slot = r.ports.get("a1").unwrap();
+    let shared = Arc::new(PortShared::default());
+    let open = |w: &mut Worker<MemPort>, opened: io::Result<MemPort>| {
+        w.handle(
+            Command::Adopt {
+                slot,
+                opened,
+                shared: Arc::clone(&shared),
+            },
+            Now::default(),
+        );
+    };
+    let spec = MemSpec {
+        capture: true,
+        tx_size: 256,
+    };
+    let port = MemPort::open(&spec, slot, &r.w.region()).unwrap();
+    open(&mut r.w, Ok(port));
+    assert_eq!(shared.state(), LinkState::Up);
+    let busy = io::Error::new(io::ErrorKind::ResourceBusy, "queue busy");
+    open(&mut r.w, Err(busy));
+    assert_eq!(shared.state(), LinkState::Up, "{:?}", shared.error());
+    r.inject("a2", frame(Mac::BROADCAST, VM2));
+    r.run();
+    assert_eq!(r.out("a1"), vec![frame(Mac::BROADCAST, VM2)]);
+    // Another port's failure in the slot closes what was there and is reported.
+    let other = Arc::new(PortShared::default());
+    r.w.handle(
+        Command::Adopt {
+            slot,
+            opened: Err(io::Error::other("no such device")),
+            shared: Arc::clone(&other),
+        },
+        Now::default(),
+    );
+    assert_eq!(other.state(), LinkState::OpenFailed);
+    assert_eq!(shared.state(), LinkState::Closed);
+    assert!(r.w.port_mut(slot).is_none());
+    r.check_accounting();
+}
