@@ -192,6 +192,11 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// mimalloc: the API's request path makes about a hundred short-lived allocations per call, and
+/// glibc's malloc was a tenth of the server's CPU under a show load (docs/BENCHMARKS.md, "API").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);

@@ -107,7 +107,8 @@ pub enum Registered {
 
 /// The control plane: the model, its store and the reconciler.
 pub struct Control {
-    store: Box<dyn Store>,
+    /// Shared with the applier, which reads the whole state from it to resync.
+    store: Arc<dyn Store>,
     forwarder: Arc<dyn Forwarder>,
     /// Shared with the after-commit steps of writes, which may run on another writer's thread.
     applier: Arc<Applier>,
@@ -170,9 +171,22 @@ impl Control {
                 }
             }
         }
+        let store: Arc<dyn Store> = Arc::from(store);
+        let resync = {
+            let store = Arc::clone(&store);
+            let authorize = options.authorize_tap_binding;
+            Box::new(move || {
+                let mut out = None;
+                store.read(&mut |tx| {
+                    out = Some((tx.revision()?, reconcile::desired_state(tx, authorize)?));
+                    Ok(())
+                })?;
+                out.ok_or_else(ran_twice)
+            })
+        };
         let control = Self {
+            applier: Arc::new(Applier::start(Arc::clone(&forwarder), resync)?),
             store,
-            applier: Arc::new(Applier::start(Arc::clone(&forwarder))?),
             forwarder,
             options,
             metrics: Arc::default(),

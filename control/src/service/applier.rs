@@ -7,6 +7,12 @@
 //! each touched item with what the data plane already has, and calls
 //! [`Forwarder::apply`] with only what differs. Writers wait on
 //! [`Applier::wait`] with the ticket their send returned.
+//!
+//! Revisions are consecutive, so a delta that does not follow the last one reveals a lost
+//! delta (an after-commit step that panicked before it sent its own). That gap, or a panic in
+//! the forwarder, leaves the data plane's state unknown: the thread then derives the whole state
+//! again from the store ([`Resync`]) and skips the deltas that state already holds, as a host
+//! agent does when it finds a gap in the revision log.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +20,8 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::error::{ControlError, Result};
 use crate::forward::{
@@ -24,6 +32,13 @@ use crate::reconcile::Delta;
 /// How long a writer waits for the applier before answering anyway (the
 /// change is committed; the data plane catches up).
 const APPLY_WAIT: Duration = Duration::from_secs(5);
+
+/// How often a resync that failed (a store error) is tried again.
+const RESYNC_RETRY: Duration = Duration::from_secs(1);
+
+/// Derives the whole desired state and the revision it is as of, from one consistent read of
+/// the store.
+pub(crate) type Resync = Box<dyn Fn() -> Result<(u64, DesiredState)> + Send>;
 
 /// Work for the applier.
 #[derive(Debug)]
@@ -53,13 +68,13 @@ pub(crate) struct Applier {
 }
 
 impl Applier {
-    pub(crate) fn start(forwarder: Arc<dyn Forwarder>) -> Result<Self> {
+    pub(crate) fn start(forwarder: Arc<dyn Forwarder>, resync: Resync) -> Result<Self> {
         let (tx, rx) = mpsc::channel();
         let progress = Arc::new(Progress::default());
         let p = Arc::clone(&progress);
         let thread = std::thread::Builder::new()
             .name("qswitch-applier".into())
-            .spawn(move || run(&rx, forwarder.as_ref(), &p))
+            .spawn(move || run(&rx, forwarder.as_ref(), &resync, &p))
             .map_err(|e| ControlError::Store {
                 detail: format!("cannot start the applier thread: {e}"),
             })?;
@@ -131,43 +146,123 @@ fn by_id<T: Clone>(items: &[T], id: impl Fn(&T) -> &str) -> HashMap<String, T> {
         .collect()
 }
 
-fn run(rx: &Receiver<Work>, forwarder: &dyn Forwarder, progress: &Progress) {
+fn run(rx: &Receiver<Work>, forwarder: &dyn Forwarder, resync: &Resync, progress: &Progress) {
     let mut have = Applied::default();
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        batch.extend(rx.try_iter());
+    // The revision the data plane's state is as of, and whether that state is known.
+    let mut at: Option<u64> = None;
+    let mut lost = false;
+    loop {
+        let first = if lost {
+            match rx.recv_timeout(RESYNC_RETRY) {
+                Ok(w) => Some(w),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match rx.recv() {
+                Ok(w) => Some(w),
+                Err(_) => return,
+            }
+        };
+        let batch: Vec<Work> = first.into_iter().chain(rx.try_iter()).collect();
         let tickets = batch.len() as u64;
         let mut reached = None;
         let mut pending = Pending::default();
         for work in batch {
             match work {
                 Work::Full(rev, state) => {
-                    // Whatever came before is superseded: hand it over first, then the whole.
+                    // Whatever came before is superseded: hand it over first, then the whole
+                    // (which stands whether or not that went through).
                     pending.flush(&have, forwarder);
                     pending = Pending::default();
-                    have = Applied {
-                        networks: by_id(&state.networks, |n| &n.id),
-                        ports: by_id(&state.ports, |p| &p.id),
-                        groups: by_id(&state.groups, |g| &g.id),
-                    };
-                    forwarder.apply(&Changes {
-                        revision: rev,
-                        full: true,
-                        networks: state.networks.into_iter().map(Change::Set).collect(),
-                        ports: state.ports.into_iter().map(Change::Set).collect(),
-                        groups: state.groups.into_iter().map(Change::Set).collect(),
-                    });
+                    lost = !full(&mut have, forwarder, rev, state);
+                    at = Some(rev);
                     reached = Some(rev);
                 }
-                Work::Delta(rev, delta) => pending.add(rev, delta, &mut have),
+                // Already part of a whole state handed over (a resync read past it).
+                Work::Delta(rev, _) if at.is_some_and(|at| rev <= at) => {}
+                Work::Delta(rev, delta) => {
+                    if at.is_some_and(|at| rev != at + 1) {
+                        tracing::error!(
+                            after = at,
+                            revision = rev,
+                            "a write's change never reached the data plane; resyncing"
+                        );
+                        lost = true;
+                    }
+                    at = Some(rev);
+                    if !lost {
+                        pending.add(rev, delta, &mut have);
+                    }
+                }
             }
         }
-        reached = pending.flush(&have, forwarder).or(reached);
+        if lost {
+            pending = Pending::default();
+        } else {
+            let flushed = pending.revision;
+            if pending.flush(&have, forwarder) {
+                reached = flushed.or(reached);
+            } else {
+                lost = true;
+            }
+        }
+        // The data plane's state is unknown: the whole state from the store replaces it.
+        if lost {
+            let read = catch_unwind(AssertUnwindSafe(resync)).unwrap_or_else(|_| {
+                Err(ControlError::Store {
+                    detail: "deriving the desired state panicked".into(),
+                })
+            });
+            match read {
+                Ok((rev, state)) => {
+                    lost = !full(&mut have, forwarder, rev, state);
+                    at = Some(rev);
+                    reached = Some(rev);
+                    if !lost {
+                        tracing::info!(revision = rev, "the data plane is resynced with the store");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot resync the data plane; retrying"),
+            }
+        }
         let mut done = progress.done.lock().unwrap_or_else(PoisonError::into_inner);
         done.0 += tickets;
         done.1 = done.1.max(reached.unwrap_or_default());
         progress.cond.notify_all();
     }
+}
+
+/// Hands the forwarder a whole state in place of what it had; false if the forwarder panicked.
+fn full(have: &mut Applied, forwarder: &dyn Forwarder, rev: u64, state: DesiredState) -> bool {
+    *have = Applied {
+        networks: by_id(&state.networks, |n| &n.id),
+        ports: by_id(&state.ports, |p| &p.id),
+        groups: by_id(&state.groups, |g| &g.id),
+    };
+    guarded(
+        forwarder,
+        &Changes {
+            revision: rev,
+            full: true,
+            networks: state.networks.into_iter().map(Change::Set).collect(),
+            ports: state.ports.into_iter().map(Change::Set).collect(),
+            groups: state.groups.into_iter().map(Change::Set).collect(),
+        },
+    )
+}
+
+/// `forwarder.apply`, with a panic caught and logged (false): a bug in the data plane's apply
+/// must not stop every later write from reaching it.
+fn guarded(forwarder: &dyn Forwarder, changes: &Changes) -> bool {
+    let ok = catch_unwind(AssertUnwindSafe(|| forwarder.apply(changes))).is_ok();
+    if !ok {
+        tracing::error!(
+            revision = changes.revision,
+            "the data plane panicked applying a change"
+        );
+    }
+    ok
 }
 
 /// Deltas taken in one go: each touched item with what the data plane had
@@ -209,9 +304,11 @@ impl Pending {
         }
     }
 
-    /// Hands the differences to the forwarder; returns the revision reached.
-    fn flush(&mut self, have: &Applied, forwarder: &dyn Forwarder) -> Option<u64> {
-        let revision = self.revision.take()?;
+    /// Hands the differences to the forwarder; false if the forwarder panicked.
+    fn flush(&mut self, have: &Applied, forwarder: &dyn Forwarder) -> bool {
+        let Some(revision) = self.revision.take() else {
+            return true;
+        };
         self.seen.clear();
         let changes = Changes {
             revision,
@@ -220,10 +317,7 @@ impl Pending {
             ports: diff(std::mem::take(&mut self.ports), &have.ports),
             groups: diff(std::mem::take(&mut self.groups), &have.groups),
         };
-        if !changes.is_empty() {
-            forwarder.apply(&changes);
-        }
-        Some(revision)
+        changes.is_empty() || guarded(forwarder, &changes)
     }
 }
 
@@ -260,4 +354,149 @@ fn diff<T: Clone + PartialEq>(
             (Some(_), None) => Some(Change::Removed(id)),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(id: &str) -> DesiredPort {
+        DesiredPort {
+            id: id.into(),
+            network_id: "n".into(),
+            device: format!("tap-{id}"),
+            admin_up: true,
+            ..Default::default()
+        }
+    }
+
+    fn delta(id: &str) -> Delta {
+        Delta {
+            ports: vec![(id.into(), Some(port(id)))],
+            ..Default::default()
+        }
+    }
+
+    /// Keeps the state its change sets lead to; panics on the apply whose number is `panic_on`.
+    #[derive(Debug, Default)]
+    struct Flaky {
+        state: Mutex<DesiredState>,
+        calls: Mutex<u32>,
+        panic_on: Option<u32>,
+    }
+
+    impl Forwarder for Flaky {
+        fn apply(&self, changes: &Changes) {
+            let n = {
+                let mut calls = self.calls.lock().unwrap();
+                *calls += 1;
+                *calls
+            };
+            assert_ne!(Some(n), self.panic_on, "a bug in the data plane");
+            self.state.lock().unwrap().apply(changes);
+        }
+        fn port_up(&self, _: &str) -> bool {
+            false
+        }
+    }
+
+    impl Flaky {
+        fn ports(&self) -> Vec<String> {
+            let state = self.state.lock().unwrap();
+            state.ports.iter().map(|p| p.id.clone()).collect()
+        }
+    }
+
+    /// The store as a resync reads it: revision and state, and how many resyncs ran.
+    type Truth = Arc<Mutex<(u64, DesiredState, u32)>>;
+
+    fn resync_from(truth: &Truth) -> Resync {
+        let truth = Arc::clone(truth);
+        Box::new(move || {
+            let mut t = truth.lock().unwrap();
+            t.2 += 1;
+            Ok((t.0, t.1.clone()))
+        })
+    }
+
+    fn state(ids: &[&str]) -> DesiredState {
+        DesiredState {
+            ports: ids.iter().map(|id| port(id)).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_lost_delta_is_found_by_its_revision_gap_and_resynced() {
+        let fwd = Arc::new(Flaky::default());
+        let truth: Truth = Arc::default();
+        let a = Applier::start(fwd.clone(), resync_from(&truth)).unwrap();
+        a.wait(a.send(Work::Full(1, state(&[]))));
+        a.wait(a.send(Work::Delta(2, delta("p2"))));
+        assert_eq!(fwd.ports(), ["p2"]);
+        assert_eq!(truth.lock().unwrap().2, 0, "no resync without a gap");
+
+        // Revision 3 (port p3) committed but its delta never came; the store has both.
+        *truth.lock().unwrap() = (4, state(&["p2", "p3", "p4"]), 0);
+        a.wait(a.send(Work::Delta(4, delta("p4"))));
+        assert_eq!(fwd.ports(), ["p2", "p3", "p4"]);
+        assert_eq!(truth.lock().unwrap().2, 1);
+        assert_eq!(a.applied(), 4);
+
+        // Deltas the resync already covered are skipped; the next one applies as usual.
+        a.wait(a.send(Work::Delta(5, delta("p5"))));
+        assert_eq!(fwd.ports(), ["p2", "p3", "p4", "p5"]);
+        assert_eq!(truth.lock().unwrap().2, 1);
+        assert_eq!(a.applied(), 5);
+    }
+
+    #[test]
+    fn a_panicking_forwarder_is_resynced_and_later_writes_still_reach_it() {
+        let fwd = Arc::new(Flaky {
+            panic_on: Some(2),
+            ..Default::default()
+        });
+        let truth: Truth = Arc::default();
+        let a = Applier::start(fwd.clone(), resync_from(&truth)).unwrap();
+        a.wait(a.send(Work::Full(1, state(&[]))));
+        // The second apply panics: the thread survives and resyncs from the store at once.
+        *truth.lock().unwrap() = (2, state(&["p2"]), 0);
+        a.wait(a.send(Work::Delta(2, delta("p2"))));
+        assert_eq!(truth.lock().unwrap().2, 1);
+        assert_eq!(fwd.ports(), ["p2"]);
+        a.wait(a.send(Work::Delta(3, delta("p3"))));
+        assert_eq!(fwd.ports(), ["p2", "p3"]);
+        assert_eq!(a.applied(), 3);
+    }
+
+    #[test]
+    fn a_failed_resync_is_retried() {
+        let fwd = Arc::new(Flaky::default());
+        let tries = Arc::new(Mutex::new(0u32));
+        let t = Arc::clone(&tries);
+        let resync: Resync = Box::new(move || {
+            let mut n = t.lock().unwrap();
+            *n += 1;
+            if *n == 1 {
+                return Err(ControlError::Store {
+                    detail: "disk gone".into(),
+                });
+            }
+            Ok((3, state(&["p2", "p3"])))
+        });
+        let a = Applier::start(fwd.clone(), resync).unwrap();
+        a.wait(a.send(Work::Full(1, state(&[]))));
+        a.wait(a.send(Work::Delta(3, delta("p3"))));
+        assert_eq!(
+            fwd.ports(),
+            Vec::<String>::new(),
+            "nothing applied on a failed resync"
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while fwd.ports().len() < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(fwd.ports(), ["p2", "p3"]);
+        assert_eq!(*tries.lock().unwrap(), 2);
+    }
 }

@@ -1033,3 +1033,55 @@ fn qos_policies_give_ports_their_limits_and_follow_changes() {
         Err(ControlError::QosPolicyNotFound { .. })
     ));
 }
+
+/// A data plane whose apply panics once, on its `nth` change set.
+#[derive(Debug)]
+struct PanicsOnce {
+    inner: Recorder,
+    calls: Mutex<u32>,
+    nth: u32,
+}
+
+impl Forwarder for PanicsOnce {
+    fn apply(&self, changes: &Changes) {
+        let n = {
+            let mut calls = self.calls.lock().unwrap();
+            *calls += 1;
+            *calls
+        };
+        assert_ne!(n, self.nth, "a bug in the data plane");
+        self.inner.apply(changes);
+    }
+    fn port_up(&self, port_id: &str) -> bool {
+        self.inner.port_up(port_id)
+    }
+}
+
+#[test]
+fn a_data_plane_that_panics_is_resynced_and_keeps_following_writes() {
+    let fwd = Arc::new(PanicsOnce {
+        inner: Recorder::default(),
+        calls: Mutex::new(0),
+        nth: 3,
+    });
+    let c = Control::in_memory(fwd.clone(), ControlOptions::default()).unwrap();
+    let n = create_network(&c, A, "n").unwrap();
+    let mut plugged = Vec::new();
+    for i in 0..3 {
+        let vif = format!("vif-{i}");
+        c.register_interface(A, &vif, &format!("tp{i}")).unwrap();
+        let p = create_port(&c, A, &n.id, PortState::Active).unwrap();
+        // Every write is answered, the one whose change set panicked included.
+        c.plug(A, &n.id, &p.id, &vif).unwrap();
+        plugged.push(p.id);
+    }
+    let ids = |s: DesiredState| {
+        let mut ids: Vec<String> = s.ports.into_iter().map(|p| p.id).collect();
+        ids.sort();
+        ids
+    };
+    plugged.sort();
+    assert_eq!(ids(fwd.inner.last()), plugged);
+    assert_eq!(fwd.inner.last(), c.desired_state().unwrap());
+    assert_eq!(c.applied_revision(), c.store_revision().unwrap());
+}
