@@ -220,6 +220,36 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// An address or a CIDR as a request gave it (an allowed address pair's `ip_address`): a bare
+/// address shows bare, a prefix as its normalised CIDR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefix {
+    /// The prefix (a bare address is a host prefix).
+    pub cidr: Cidr,
+    /// Given without a length.
+    pub bare: bool,
+}
+
+impl Prefix {
+    /// Parses `a.b.c.d`, `a.b.c.d/n`, `x::1` or `x::/n`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(Prefix {
+            cidr: Cidr::parse(s)?,
+            bare: !s.contains('/'),
+        })
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.bare {
+            write!(f, "{}", from_u128(self.cidr.family, self.cidr.network))
+        } else {
+            self.cidr.fmt(f)
+        }
+    }
+}
+
 /// An inclusive range of addresses of one subnet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pool {

@@ -7,9 +7,10 @@
 //! the extra columns. The operations are [`crate::Control`]'s `v2_*`
 //! methods.
 
+use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::ipam::Family;
+use crate::ipam::{Cidr, Family, Prefix};
 use crate::mac::Mac;
 use crate::model::{Network, Port};
 
@@ -304,14 +305,14 @@ pub struct FixedIpRequest {
     /// A subnet of the port's network.
     pub subnet_id: Option<String>,
     /// A specific address.
-    pub ip_address: Option<String>,
+    pub ip_address: Option<IpAddr>,
 }
 
 /// One requested allowed address pair.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PairRequest {
     /// An address or CIDR.
-    pub ip_address: String,
+    pub ip_address: Prefix,
     /// The MAC; the port's own when absent.
     pub mac_address: Option<Mac>,
 }
@@ -415,7 +416,7 @@ pub enum GatewayRequest {
     /// `null`: no gateway.
     Disabled,
     /// This address.
-    Address(String),
+    Address(IpAddr),
 }
 
 /// A subnet to create.
@@ -431,8 +432,8 @@ pub struct SubnetSpec {
     pub description: String,
     /// 4 or 6.
     pub family: Family,
-    /// The CIDR as given.
-    pub cidr: String,
+    /// The CIDR (host bits zeroed).
+    pub cidr: Cidr,
     /// `gateway_ip`.
     pub gateway_ip: GatewayRequest,
     /// Pools as given; `None`: the default.
@@ -440,9 +441,9 @@ pub struct SubnetSpec {
     /// `enable_dhcp` (default true).
     pub enable_dhcp: bool,
     /// `dns_nameservers`.
-    pub dns_nameservers: Vec<String>,
-    /// `host_routes`.
-    pub host_routes: Vec<(String, String)>,
+    pub dns_nameservers: Vec<IpAddr>,
+    /// `host_routes` as (destination, nexthop).
+    pub host_routes: Vec<(Cidr, IpAddr)>,
     /// `ipv6_ra_mode`.
     pub ipv6_ra_mode: Option<String>,
     /// `ipv6_address_mode`.
@@ -463,9 +464,9 @@ pub struct SubnetUpdate {
     /// `enable_dhcp`.
     pub enable_dhcp: Option<bool>,
     /// `dns_nameservers`.
-    pub dns_nameservers: Option<Vec<String>>,
-    /// `host_routes`.
-    pub host_routes: Option<Vec<(String, String)>>,
+    pub dns_nameservers: Option<Vec<IpAddr>>,
+    /// `host_routes` as (destination, nexthop).
+    pub host_routes: Option<Vec<(Cidr, IpAddr)>>,
 }
 
 /// Now as Neutron prints timestamps: `2026-11-25T14:25:02Z`.

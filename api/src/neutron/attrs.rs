@@ -6,7 +6,9 @@
 //! Order of the checks, as Neutron's: unknown attributes, attributes the
 //! verb may not set, required ones, then each value.
 
-use control::ipam::{self, Cidr, Family};
+use std::net::IpAddr;
+
+use control::ipam::{self, Cidr, Family, Prefix};
 use control::mac::Mac;
 use control::neutron::{
     FixedIpRequest, GatewayRequest, NetworkSpec, NetworkUpdate, PairRequest, PortSpec, PortUpdate,
@@ -299,14 +301,12 @@ fn uuid(body: &Map<String, Value>, name: &str) -> R<Option<String>> {
     }
 }
 
-fn ip_string(attr: &str, v: &Value) -> R<String> {
-    match v {
-        Value::String(s) if ipam::parse_ip(s).is_some() => {
-            Ok(ipam::parse_ip(s).map(|i| i.to_string()).unwrap_or_default())
-        }
-        other => Err(NeutronError::invalid_attr(
+fn ip(attr: &str, v: &Value) -> R<IpAddr> {
+    match v.as_str().and_then(ipam::parse_ip) {
+        Some(ip) => Ok(ip),
+        None => Err(NeutronError::invalid_attr(
             attr,
-            format!("'{}' is not a valid IP address.", py(other)),
+            format!("'{}' is not a valid IP address.", py(v)),
         )),
     }
 }
@@ -667,7 +667,7 @@ fn fixed_ips(body: &Map<String, Value>) -> R<Option<Vec<FixedIpRequest>>> {
         };
         let ip_address = d
             .get("ip_address")
-            .map(|v| ip_string("fixed_ips", v))
+            .map(|v| ip("fixed_ips", v))
             .transpose()?;
         out.push(FixedIpRequest {
             subnet_id,
@@ -693,11 +693,9 @@ fn address_pairs(body: &Map<String, Value>) -> R<Option<Vec<PairRequest>>> {
             )));
         }
         let ip = match d.get("ip_address") {
-            Some(Value::String(s)) => match Cidr::parse(s) {
-                // A host prefix is kept as the bare address, as Neutron
-                // answers it.
-                Some(_) if !s.contains('/') => s.clone(),
-                Some(c) => c.to_string(),
+            // A host prefix given bare stays bare, as Neutron answers it.
+            Some(Value::String(s)) => match Prefix::parse(s) {
+                Some(p) => p,
                 None => {
                     return Err(NeutronError::bad_request(format!(
                         "'{s}' is not a valid IP address or CIDR."
@@ -805,7 +803,7 @@ fn gateway(body: &Map<String, Value>) -> R<Option<GatewayRequest>> {
     match body.get("gateway_ip") {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(GatewayRequest::Disabled)),
-        Some(v) => Ok(Some(GatewayRequest::Address(ip_string("gateway_ip", v)?))),
+        Some(v) => Ok(Some(GatewayRequest::Address(ip("gateway_ip", v)?))),
     }
 }
 
@@ -833,13 +831,13 @@ fn pools(body: &Map<String, Value>) -> R<Option<Vec<(String, String)>>> {
         .map(Some)
 }
 
-fn nameservers(body: &Map<String, Value>) -> R<Option<Vec<String>>> {
+fn nameservers(body: &Map<String, Value>) -> R<Option<Vec<IpAddr>>> {
     let Some(items) = list(body, "dns_nameservers")? else {
         return Ok(None);
     };
-    let mut out: Vec<String> = Vec::new();
+    let mut out: Vec<IpAddr> = Vec::new();
     for v in items {
-        let ip = ip_string("dns_nameservers", v)?;
+        let ip = ip("dns_nameservers", v)?;
         if out.contains(&ip) {
             return Err(NeutronError::invalid_attr(
                 "dns_nameservers",
@@ -851,7 +849,7 @@ fn nameservers(body: &Map<String, Value>) -> R<Option<Vec<String>>> {
     Ok(Some(out))
 }
 
-fn routes(body: &Map<String, Value>) -> R<Option<Vec<(String, String)>>> {
+fn routes(body: &Map<String, Value>) -> R<Option<Vec<(Cidr, IpAddr)>>> {
     let Some(items) = list(body, "host_routes")? else {
         return Ok(None);
     };
@@ -863,9 +861,9 @@ fn routes(body: &Map<String, Value>) -> R<Option<Vec<(String, String)>>> {
                 .get("destination")
                 .and_then(Value::as_str)
                 .and_then(Cidr::parse);
-            let hop = d.get("nexthop").map(|v| ip_string("host_routes", v));
+            let hop = d.get("nexthop").map(|v| ip("host_routes", v));
             match (dest, hop) {
-                (Some(c), Some(h)) if d.len() == 2 => Ok((c.to_string(), h?)),
+                (Some(c), Some(h)) if d.len() == 2 => Ok((c, h?)),
                 _ => Err(NeutronError::invalid_attr(
                     "host_routes",
                     format!(
@@ -923,14 +921,14 @@ pub(crate) fn subnet_spec(body: &Map<String, Value>, scope: &Scope) -> R<SubnetS
         ));
     }
     let cidr = match body.get("cidr") {
-        Some(Value::String(s)) => s.clone(),
-        Some(v) => {
-            return Err(NeutronError::invalid_input(format!(
-                "{} is not in a CIDR format.",
-                py(v)
-            )))
+        Some(v) => v.as_str().and_then(Cidr::parse).ok_or_else(|| {
+            NeutronError::invalid_input(format!("{} is not in a CIDR format.", py(v)))
+        })?,
+        None => {
+            return Err(NeutronError::bad_request_class(
+                "Bad subnets request: a subnetpool must be specified in the absence of a cidr.",
+            ))
         }
-        None => String::new(),
     };
     let ra = ipv6_mode(body, "ipv6_ra_mode")?;
     let addr = ipv6_mode(body, "ipv6_address_mode")?;

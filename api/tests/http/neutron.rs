@@ -689,6 +689,28 @@ async fn subnets_are_validated_normalised_and_refuse_overlaps() {
         assert_eq!(r.code(), code, "{cidr} {extra}: {r:?}");
         assert_eq!(error_type(&r), ty, "{cidr} {extra}");
     }
+    // Values are checked before the network is looked up, as Neutron's API layer checks them:
+    // a bad CIDR on a network that does not exist is 400, not 404.
+    let nowhere = "0b1d7ad2-2d4e-4c3b-9d52-000000000000";
+    let r = app.subnet2(nowhere, "bogus", json!({})).await;
+    assert_eq!(
+        (r.code(), error_type(&r)),
+        (400, "InvalidInput".into()),
+        "{r:?}"
+    );
+    let r = app.subnet2(nowhere, "10.21.0.0/24", json!({})).await;
+    assert_eq!(r.code(), 404, "{r:?}");
+    let r = app
+        .post2(
+            "/v2.0/subnets",
+            json!({"subnet": {"network_id": net, "ip_version": 4}}),
+        )
+        .await;
+    assert_eq!(
+        (r.code(), error_type(&r)),
+        (400, "HTTPBadRequest".into()),
+        "{r:?}"
+    );
     let r = app
         .subnet2(&net, "10.10.0.0/29", json!({"gateway_ip": null}))
         .await;

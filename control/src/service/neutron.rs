@@ -9,6 +9,7 @@
 //! Bulk creates are one transaction: either every item is created or none.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
 
 use super::security::port_groups;
 use super::{check_quota, new_id, Control};
@@ -583,9 +584,7 @@ impl Control {
                 check_quota(tx, &self.options.quotas, &s.tenant_id, Resource::Subnets)?;
                 let net_id = net.network.id;
                 subnet_fits_mtu(&net_id, net.attrs.mtu, s.family)?;
-                let cidr = Cidr::parse(&s.cidr).ok_or_else(|| ControlError::InvalidInput {
-                    reason: format!("{} is not in a CIDR format.", s.cidr),
-                })?;
+                let cidr = s.cidr;
                 if cidr.family != s.family {
                     return Err(invalid_input(format!(
                         "cidr '{}' does not match the ip_version '{}'.",
@@ -604,7 +603,7 @@ impl Control {
                 let gateway = match &s.gateway_ip {
                     GatewayRequest::Default => cidr.default_gateway(),
                     GatewayRequest::Disabled => None,
-                    GatewayRequest::Address(g) => Some(gateway_of(&cidr, g)?),
+                    GatewayRequest::Address(g) => Some(gateway_of(&cidr, *g)?),
                 };
                 let pools = match &s.allocation_pools {
                     Some(p) => ipam::validate_pools(&cidr, gateway, p)?,
@@ -621,8 +620,8 @@ impl Control {
                     gateway_ip: gateway.map(|g| ipam::from_u128(cidr.family, g).to_string()),
                     enable_dhcp: s.enable_dhcp,
                     allocation_pools: stored_pools(cidr.family, &pools),
-                    dns_nameservers: s.dns_nameservers,
-                    host_routes: s.host_routes,
+                    dns_nameservers: nameservers(&s.dns_nameservers),
+                    host_routes: routes(&s.host_routes),
                     ipv6_ra_mode: s.ipv6_ra_mode,
                     ipv6_address_mode: s.ipv6_address_mode,
                     created_at: now.clone(),
@@ -658,11 +657,16 @@ impl Control {
                 None => s
                     .gateway_ip
                     .as_deref()
-                    .map(|g| gateway_of(&cidr, g))
+                    .map(|g| {
+                        let ip = ipam::parse_ip(g).ok_or_else(|| ControlError::Store {
+                            detail: format!("stored subnet {subnet_id} has a bad gateway {g}"),
+                        })?;
+                        gateway_of(&cidr, ip)
+                    })
                     .transpose()?,
                 Some(GatewayRequest::Disabled) => None,
                 Some(GatewayRequest::Default) => cidr.default_gateway(),
-                Some(GatewayRequest::Address(g)) => Some(gateway_of(&cidr, g)?),
+                Some(GatewayRequest::Address(g)) => Some(gateway_of(&cidr, *g)?),
             };
             let pools = upd.allocation_pools.as_ref().unwrap_or(&s.allocation_pools);
             let pools = ipam::validate_pools(&cidr, gateway, pools)?;
@@ -671,8 +675,11 @@ impl Control {
             set(&mut s.name, upd.name);
             set(&mut s.description, upd.description);
             set(&mut s.enable_dhcp, upd.enable_dhcp);
-            set(&mut s.dns_nameservers, upd.dns_nameservers);
-            set(&mut s.host_routes, upd.host_routes);
+            set(
+                &mut s.dns_nameservers,
+                upd.dns_nameservers.as_deref().map(nameservers),
+            );
+            set(&mut s.host_routes, upd.host_routes.as_deref().map(routes));
             s.updated_at = now_iso8601();
             s.revision_number += 1;
             tx.update_subnet(&s)?;
@@ -835,7 +842,7 @@ fn pairs(req: &[PairRequest], own_mac: &str) -> Vec<AddressPair> {
             mac_address: p
                 .mac_address
                 .map_or_else(|| own_mac.to_owned(), |m| m.to_string()),
-            ip_address: p.ip_address.clone(),
+            ip_address: p.ip_address.to_string(),
         })
         .collect()
 }
@@ -852,14 +859,27 @@ fn stored_pools(family: Family, pools: &[Pool]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn gateway_of(cidr: &Cidr, g: &str) -> Result<u128> {
-    match ipam::parse_ip(g) {
-        Some(ip) if Family::of(ip) == cidr.family => Ok(ipam::to_u128(ip)),
-        _ => Err(invalid_input(format!(
-            "gateway_ip '{g}' does not match the ip_version '{}'.",
-            cidr.family.version()
-        ))),
+fn gateway_of(cidr: &Cidr, g: IpAddr) -> Result<u128> {
+    if Family::of(g) == cidr.family {
+        return Ok(ipam::to_u128(g));
     }
+    Err(invalid_input(format!(
+        "gateway_ip '{g}' does not match the ip_version '{}'.",
+        cidr.family.version()
+    )))
+}
+
+/// `dns_nameservers` as stored and shown.
+fn nameservers(ips: &[IpAddr]) -> Vec<String> {
+    ips.iter().map(IpAddr::to_string).collect()
+}
+
+/// `host_routes` as stored and shown: (destination, nexthop).
+fn routes(routes: &[(Cidr, IpAddr)]) -> Vec<(String, String)> {
+    routes
+        .iter()
+        .map(|(dest, hop)| (dest.to_string(), hop.to_string()))
+        .collect()
 }
 
 /// The pools of a stored subnet.
@@ -971,14 +991,10 @@ fn allocate(
                      invalid subnet {id}."
                 ))
             })?,
-            (None, Some(ip)) => {
-                let addr = ipam::parse_ip(ip)
-                    .ok_or_else(|| ControlError::InvalidIpForNetwork { ip: ip.clone() })?;
-                subnets
-                    .iter()
-                    .find(|s| Cidr::parse(&s.cidr).is_some_and(|c| c.contains_ip(addr)))
-                    .ok_or_else(|| ControlError::InvalidIpForNetwork { ip: ip.clone() })?
-            }
+            (None, Some(ip)) => subnets
+                .iter()
+                .find(|s| Cidr::parse(&s.cidr).is_some_and(|c| c.contains_ip(*ip)))
+                .ok_or_else(|| ControlError::InvalidIpForNetwork { ip: ip.to_string() })?,
             (None, None) => {
                 return Err(invalid_input(
                     "IP allocation requires subnet_id or ip_address.".to_owned(),
@@ -1005,11 +1021,13 @@ fn allocate(
             detail: format!("stored subnet {} has a bad CIDR", subnet.id),
         })?;
         let mut held = held_by_others(tx, &subnet.id, port_id)?;
-        let ip = match &r.ip_address {
-            Some(ip) => {
-                let addr = ipam::parse_ip(ip)
-                    .filter(|a| cidr.contains_ip(*a))
-                    .ok_or_else(|| ControlError::InvalidIpForSubnet { ip: ip.clone() })?;
+        let ip = match r.ip_address {
+            Some(addr) => {
+                if !cidr.contains_ip(addr) {
+                    return Err(ControlError::InvalidIpForSubnet {
+                        ip: addr.to_string(),
+                    });
+                }
                 let n = ipam::to_u128(addr);
                 if held.contains(&n) || chosen.contains(&(subnet.id.clone(), n)) {
                     return Err(ControlError::IpAddressAlreadyAllocated {

@@ -417,7 +417,12 @@ impl Store for SqliteStore {
         let Some(path) = &self.path else {
             return run(&mut lock(&self.writer).conn, f);
         };
-        let pooled = lock(&self.readers).pop();
+        // A pooled connection is never inside a transaction; one that is (whatever left it so)
+        // would refuse the read's BEGIN: it is dropped and another taken.
+        let pooled = {
+            let mut readers = lock(&self.readers);
+            std::iter::from_fn(|| readers.pop()).find(Connection::is_autocommit)
+        };
         let mut conn = match pooled {
             Some(c) => c,
             None => Self::open_reader(path)?,
@@ -2356,15 +2361,8 @@ mod tests {
         write(&s, |tx| {
             tx.insert_network(&net("after", "t", 4001)).unwrap()
         });
-        read(&s, |tx| {
-            let ids: Vec<String> = tx
-                .all_networks()
-                .unwrap()
-                .into_iter()
-                .map(|n| n.id)
-                .collect();
-            assert!(ids.contains(&"after".to_owned()) && !ids.contains(&"boom".to_owned()));
-        });
+        let ids = network_ids(&s);
+        assert!(ids.contains(&"after".to_owned()) && !ids.contains(&"boom".to_owned()));
     }
 
     #[test]
@@ -2385,6 +2383,65 @@ mod tests {
         read(&s, |tx| {
             assert_eq!(tx.all_networks().unwrap().len(), 2, "both committed")
         });
+    }
+
+    /// The ids of every stored network.
+    fn network_ids(s: &SqliteStore) -> Vec<String> {
+        let mut ids = Vec::new();
+        read(s, |tx| {
+            ids = tx
+                .all_networks()
+                .unwrap()
+                .into_iter()
+                .map(|n| n.id)
+                .collect();
+        });
+        ids
+    }
+
+    #[test]
+    fn a_write_after_a_transaction_left_open_rolls_it_back_and_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("q.db")).unwrap();
+        // What a failed COMMIT followed by a failed ROLLBACK leaves: the writer's transaction
+        // open, with a change in it that was never acknowledged.
+        {
+            let w = lock(&s.writer);
+            w.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            SqliteTx { tx: &w.conn }
+                .insert_network(&net("lost", "t", 1))
+                .unwrap();
+            assert!(!w.conn.is_autocommit());
+        }
+        write(&s, |tx| tx.insert_network(&net("b", "t", 2)).unwrap());
+        assert_eq!(
+            network_ids(&s),
+            ["b"],
+            "the unacknowledged change is gone, the new one committed"
+        );
+        // And it is durable: a new process sees it.
+        drop(s);
+        let s = SqliteStore::open(&dir.path().join("q.db")).unwrap();
+        read(&s, |tx| assert_eq!(tx.all_networks().unwrap().len(), 1));
+    }
+
+    #[test]
+    fn a_pooled_reader_inside_a_transaction_is_dropped_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("q.db")).unwrap();
+        write(&s, |tx| tx.insert_network(&net("a", "t", 1)).unwrap());
+        read(&s, |tx| assert_eq!(tx.all_networks().unwrap().len(), 1));
+        // A reader whose ROLLBACK failed, pinned to the snapshot before "b".
+        let stale = SqliteStore::open_reader(s.path.as_ref().unwrap()).unwrap();
+        stale
+            .execute_batch("BEGIN DEFERRED; SELECT count(*) FROM networks;")
+            .unwrap();
+        assert!(!stale.is_autocommit());
+        lock(&s.readers).push(stale);
+        write(&s, |tx| tx.insert_network(&net("b", "t", 2)).unwrap());
+        // The read neither fails on BEGIN nor sees the old snapshot.
+        read(&s, |tx| assert_eq!(tx.all_networks().unwrap().len(), 2));
+        assert!(lock(&s.readers).iter().all(Connection::is_autocommit));
     }
 
     #[test]
