@@ -250,6 +250,45 @@ impl fmt::Display for Prefix {
     }
 }
 
+/// An address with a prefix length, host bits kept (`10.9.0.5/24`), as Neutron converts a security
+/// group rule's `remote_ip_prefix` (netaddr's `IPNetwork`): a bare address is a host prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpPrefix {
+    /// The address as given.
+    pub addr: IpAddr,
+    /// The prefix length.
+    pub len: u8,
+}
+
+impl IpPrefix {
+    /// Parses what [`Cidr::parse`] accepts, keeping the host bits.
+    pub fn parse(s: &str) -> Option<Self> {
+        let cidr = Cidr::parse(s)?;
+        let addr = parse_ip(s.split_once('/').map_or(s, |(a, _)| a))?;
+        Some(IpPrefix {
+            addr,
+            len: cidr.len,
+        })
+    }
+
+    /// The prefix with its host bits cleared (`normalized_cidr`).
+    pub fn cidr(&self) -> Cidr {
+        let mut c = Cidr {
+            family: Family::of(self.addr),
+            network: 0,
+            len: self.len,
+        };
+        c.network = to_u128(self.addr) & c.mask();
+        c
+    }
+}
+
+impl fmt::Display for IpPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
 /// An inclusive range of addresses of one subnet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pool {

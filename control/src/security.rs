@@ -6,7 +6,7 @@
 //! rules: any egress (IPv4 and IPv6), and ingress (IPv4 and IPv6) from members of the group.
 
 use crate::error::{ControlError, Result};
-use crate::ipam::{Cidr, Family};
+use crate::ipam::{Cidr, Family, IpPrefix};
 
 /// Security groups per project (Neutron's default quota).
 pub const GROUP_QUOTA: u64 = 10;
@@ -59,7 +59,7 @@ pub struct SgRule {
     pub port_range_min: Option<u32>,
     /// Highest port (or ICMP code).
     pub port_range_max: Option<u32>,
-    /// Remote addresses, as given.
+    /// Remote addresses: an address and a prefix length (`10.9.0.5/24`, host bits kept).
     pub remote_ip_prefix: Option<String>,
     /// Remote group: the addresses of its member ports.
     pub remote_group_id: Option<String>,
@@ -147,8 +147,8 @@ pub struct SgRuleSpec {
     pub port_range_min: Option<i64>,
     /// `port_range_max`.
     pub port_range_max: Option<i64>,
-    /// `remote_ip_prefix`.
-    pub remote_ip_prefix: Option<String>,
+    /// `remote_ip_prefix`, host bits kept.
+    pub remote_ip_prefix: Option<IpPrefix>,
     /// `remote_group_id`.
     pub remote_group_id: Option<String>,
     /// `description`.
@@ -317,12 +317,7 @@ pub fn checked_rule(spec: &SgRuleSpec) -> Result<SgRule> {
         _ => {}
     }
     if let Some(prefix) = &spec.remote_ip_prefix {
-        let cidr = Cidr::parse(prefix).ok_or_else(|| {
-            invalid(
-                "InvalidCIDR",
-                format!("Invalid CIDR {prefix} given as IP prefix."),
-            )
-        })?;
+        let cidr = prefix.cidr();
         let family = if ethertype == "IPv4" {
             Family::V4
         } else {
@@ -345,7 +340,7 @@ pub fn checked_rule(spec: &SgRuleSpec) -> Result<SgRule> {
         protocol,
         port_range_min: port(min),
         port_range_max: port(max),
-        remote_ip_prefix: spec.remote_ip_prefix.clone(),
+        remote_ip_prefix: spec.remote_ip_prefix.map(|p| p.to_string()),
         remote_group_id: spec.remote_group_id.clone(),
         description: spec.description.clone(),
         created_at: String::new(),
@@ -433,7 +428,7 @@ mod tests {
         assert_eq!(e, "SecurityGroupInvalidPortValue: Invalid value for port 0");
         let e = rule(|s| {
             s.ethertype = Some("IPv6".into());
-            s.remote_ip_prefix = Some("198.18.0.0/16".into());
+            s.remote_ip_prefix = IpPrefix::parse("198.18.0.0/16");
         })
         .unwrap_err();
         assert_eq!(
@@ -443,25 +438,25 @@ mod tests {
         );
         let e = rule(|s| s.protocol = Some("256".into())).unwrap_err();
         assert!(e.starts_with("SecurityGroupRuleInvalidProtocol: Security group rule protocol 256 not supported. Only protocol values (None, 'any', 'ah', 'dccp',"), "{e}");
-        let e = rule(|s| s.remote_ip_prefix = Some("198.18.0.1/33".into())).unwrap_err();
-        assert_eq!(
-            e,
-            "InvalidCIDR: Invalid CIDR 198.18.0.1/33 given as IP prefix."
-        );
+        // A bad prefix never reaches the rule's checks (the API refuses it as InvalidCIDR); a
+        // bare address is a host prefix, shown with its length, as Neutron converts it.
+        assert_eq!(IpPrefix::parse("198.18.0.1/33"), None);
+        let host = rule(|s| s.remote_ip_prefix = IpPrefix::parse("198.18.0.5")).unwrap();
+        assert_eq!(host.remote_ip_prefix.as_deref(), Some("198.18.0.5/32"));
         let a = rule(|s| {
             s.protocol = Some("udp".into());
-            s.remote_ip_prefix = Some("198.18.0.5/24".into());
+            s.remote_ip_prefix = IpPrefix::parse("198.18.0.5/24");
         })
         .unwrap();
         let b = rule(|s| {
             s.protocol = Some("17".into());
-            s.remote_ip_prefix = Some("198.18.0.5/24".into());
+            s.remote_ip_prefix = IpPrefix::parse("198.18.0.5/24");
         })
         .unwrap();
         assert!(a.same_match(&b), "same protocol number");
         let c = rule(|s| {
             s.protocol = Some("udp".into());
-            s.remote_ip_prefix = Some("198.18.0.0/24".into());
+            s.remote_ip_prefix = IpPrefix::parse("198.18.0.0/24");
         })
         .unwrap();
         assert!(!a.same_match(&c), "prefixes compare as given, as Neutron's");

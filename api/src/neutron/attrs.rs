@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use control::ipam::{self, Cidr, Family, Prefix};
+use control::ipam::{self, Cidr, Family, IpPrefix, Prefix};
 use control::mac::Mac;
 use control::neutron::{
     FixedIpRequest, GatewayRequest, NetworkSpec, NetworkUpdate, PairRequest, PortSpec, PortUpdate,
@@ -444,7 +444,18 @@ pub(crate) fn sg_rule_spec(body: &Map<String, Value>, scope: &Scope) -> R<SgRule
         protocol,
         port_range_min: nullable_int(body, "port_range_min")?,
         port_range_max: nullable_int(body, "port_range_max")?,
-        remote_ip_prefix: nullable_string(body, "remote_ip_prefix")?,
+        remote_ip_prefix: nullable_string(body, "remote_ip_prefix")?
+            .map(|p| {
+                // Neutron's converter (netaddr's `IPNetwork`), before any other rule check.
+                IpPrefix::parse(&p).ok_or_else(|| {
+                    NeutronError::new(
+                        axum::http::StatusCode::BAD_REQUEST,
+                        "InvalidCIDR",
+                        format!("Invalid CIDR {p} given as IP prefix."),
+                    )
+                })
+            })
+            .transpose()?,
         remote_group_id: nullable_string(body, "remote_group_id")?,
         description: string(body, "description", MAX_NAME)?.unwrap_or_default(),
     })

@@ -246,6 +246,26 @@ async fn rules_are_checked_as_neutron_checks_them() {
     assert_eq!(created["normalized_cidr"], "198.18.0.0/16");
     assert_eq!(created["belongs_to_default_sg"], false);
     let first = created["id"].as_str().unwrap().to_owned();
+    // A bare address is a host prefix, shown with its length; the same prefix written out is
+    // then a duplicate.
+    let r = rule(
+        &app,
+        &g,
+        json!({"protocol": "udp", "remote_ip_prefix": "198.18.0.9"}),
+    )
+    .await;
+    assert_eq!(r.code(), 201, "{r:?}");
+    assert_eq!(
+        body(&r)["security_group_rule"]["remote_ip_prefix"],
+        "198.18.0.9/32"
+    );
+    let r = rule(
+        &app,
+        &g,
+        json!({"protocol": "udp", "remote_ip_prefix": "198.18.0.9/32"}),
+    )
+    .await;
+    assert_eq!(r.code(), 409, "{r:?}");
     // The same match again (the protocol by its number) is a duplicate.
     let r = rule(&app, &g, json!({"protocol": "6", "port_range_min": 80, "port_range_max": 80, "remote_ip_prefix": "198.18.0.5/16"})).await;
     assert_eq!(r.code(), 409);
@@ -294,6 +314,12 @@ async fn rules_are_checked_as_neutron_checks_them() {
             "SecurityGroupRuleParameterConflict",
         ),
         (json!({"remote_ip_prefix": "198.18.0.1/33"}), "InvalidCIDR"),
+        // Neutron converts the prefix before its rule checks: the bad prefix wins.
+        (
+            json!({"protocol": "tcp", "port_range_min": 90, "port_range_max": 80,
+                   "remote_ip_prefix": "nope", "remote_group_id": g}),
+            "InvalidCIDR",
+        ),
         (
             json!({"protocol": "ipv6-icmp"}),
             "SecurityGroupEthertypeConflictWithProtocol",

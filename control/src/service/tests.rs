@@ -794,7 +794,7 @@ fn security_groups_reach_the_data_plane_as_rules_and_address_sets() {
             protocol: Some("tcp".into()),
             port_range_min: Some(22),
             port_range_max: Some(22),
-            remote_ip_prefix: Some("0.0.0.0/0".into()),
+            remote_ip_prefix: crate::ipam::IpPrefix::parse("0.0.0.0/0"),
             ..SgRuleSpec::default()
         }],
     )
