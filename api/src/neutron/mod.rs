@@ -292,13 +292,13 @@ fn all_views(c: &Control, kind: Kind, s: &Scope) -> R<Vec<Map<String, Value>>> {
     Ok(match kind {
         Kind::Network => c.v2_networks(s)?.iter().map(views::network).collect(),
         Kind::Port => c.v2_ports(s)?.iter().map(views::port).collect(),
-        Kind::Subnet => c.v2_subnets(s)?.iter().map(views::subnet).collect(),
+        Kind::Subnet => c.subnets(s)?.iter().map(views::subnet).collect(),
         Kind::SecurityGroup => c
-            .v2_security_groups(s)?
+            .security_groups(s)?
             .iter()
             .map(views::security_group)
             .collect(),
-        Kind::SecurityGroupRule => c.v2_sg_rules(s)?.iter().map(views::sg_rule).collect(),
+        Kind::SecurityGroupRule => c.sg_rules(s)?.iter().map(views::sg_rule).collect(),
     })
 }
 
@@ -311,9 +311,9 @@ async fn one_view(state: &NeutronState, kind: Kind, s: Scope, id: String) -> R<M
     match kind {
         Kind::Port => Ok(views::port(&run(state, move |c| c.v2_port(&s, &id)).await?)),
         Kind::Network => point(|| Ok(views::network(&c.v2_network(&s, &id)?))),
-        Kind::Subnet => point(|| Ok(views::subnet(&c.v2_subnet(&s, &id)?))),
-        Kind::SecurityGroup => point(|| Ok(views::security_group(&c.v2_security_group(&s, &id)?))),
-        Kind::SecurityGroupRule => point(|| Ok(views::sg_rule(&c.v2_sg_rule(&s, &id)?))),
+        Kind::Subnet => point(|| Ok(views::subnet(&c.subnet(&s, &id)?))),
+        Kind::SecurityGroup => point(|| Ok(views::security_group(&c.security_group(&s, &id)?))),
+        Kind::SecurityGroupRule => point(|| Ok(views::sg_rule(&c.sg_rule(&s, &id)?))),
     }
 }
 
@@ -350,7 +350,7 @@ async fn list(
                             .map(|page| (page.iter().map(views::network).collect(), rest))
                     }),
                     Kind::Subnet => query::subnet_pushdown(&q)?.map(|(sq, rest)| {
-                        c.v2_subnets_page(&s, sq)
+                        c.subnets_page(&s, sq)
                             .map(|page| (page.iter().map(views::subnet).collect(), rest))
                     }),
                     Kind::SecurityGroup | Kind::SecurityGroupRule => None,
@@ -429,7 +429,7 @@ async fn create(
                         .iter()
                         .map(|b| attrs::subnet_spec(b, &s))
                         .collect::<R<Vec<_>>>()?;
-                    run(&state, move |c| c.v2_create_subnets(&s, specs))
+                    run(&state, move |c| c.create_subnets(&s, specs))
                         .await?
                         .iter()
                         .map(views::subnet)
@@ -440,7 +440,7 @@ async fn create(
                         .iter()
                         .map(|b| attrs::security_group_spec(b, &s))
                         .collect::<R<Vec<_>>>()?;
-                    run(&state, move |c| c.v2_create_security_groups(&s, specs))
+                    run(&state, move |c| c.create_security_groups(&s, specs))
                         .await?
                         .iter()
                         .map(views::security_group)
@@ -451,7 +451,7 @@ async fn create(
                         .iter()
                         .map(|b| attrs::sg_rule_spec(b, &s))
                         .collect::<R<Vec<_>>>()?;
-                    run(&state, move |c| c.v2_create_sg_rules(&s, specs))
+                    run(&state, move |c| c.create_sg_rules(&s, specs))
                         .await?
                         .iter()
                         .map(views::sg_rule)
@@ -504,17 +504,17 @@ async fn update(
                 }
                 Kind::Subnet => {
                     let upd = attrs::subnet_update(&res)?;
-                    views::subnet(&run(&state, move |c| c.v2_update_subnet(&s, &id, upd)).await?)
+                    views::subnet(&run(&state, move |c| c.update_subnet(&s, &id, upd)).await?)
                 }
                 Kind::SecurityGroup => {
                     let upd = attrs::security_group_update(&res)?;
                     views::security_group(
-                        &run(&state, move |c| c.v2_update_security_group(&s, &id, upd)).await?,
+                        &run(&state, move |c| c.update_security_group(&s, &id, upd)).await?,
                     )
                 }
                 Kind::SecurityGroupRule => {
                     let d = attrs::sg_rule_update(&res)?;
-                    views::sg_rule(&run(&state, move |c| c.v2_update_sg_rule(&s, &id, d)).await?)
+                    views::sg_rule(&run(&state, move |c| c.update_sg_rule(&s, &id, d)).await?)
                 }
             };
             Ok(ok(StatusCode::OK, json!({ kind.singular(): item })))
@@ -536,13 +536,11 @@ async fn delete(
             match kind {
                 Kind::Network => run(&state, move |c| c.v2_delete_network(&s, &id)).await?,
                 Kind::Port => run(&state, move |c| c.v2_delete_port(&s, &id)).await?,
-                Kind::Subnet => run(&state, move |c| c.v2_delete_subnet(&s, &id)).await?,
+                Kind::Subnet => run(&state, move |c| c.delete_subnet(&s, &id)).await?,
                 Kind::SecurityGroup => {
-                    run(&state, move |c| c.v2_delete_security_group(&s, &id)).await?
+                    run(&state, move |c| c.delete_security_group(&s, &id)).await?
                 }
-                Kind::SecurityGroupRule => {
-                    run(&state, move |c| c.v2_delete_sg_rule(&s, &id)).await?
-                }
+                Kind::SecurityGroupRule => run(&state, move |c| c.delete_sg_rule(&s, &id)).await?,
             }
             Ok(StatusCode::NO_CONTENT.into_response())
         }

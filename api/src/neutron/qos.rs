@@ -245,7 +245,7 @@ async fn may_change(
         Err(denied) => {
             let s = scope(state, headers);
             let id = policy_id.to_owned();
-            run(state, move |c| c.v2_qos_policy(&s, &id)).await?;
+            run(state, move |c| c.qos_policy(&s, &id)).await?;
             Err(denied)
         }
     }
@@ -289,7 +289,7 @@ async fn list_policies(
         async {
             let q = query(&uri, POLICY_ATTRS, true)?;
             let s = scope(&state, &headers);
-            let all = run(&state, move |c| c.v2_qos_policies(&s)).await?;
+            let all = run(&state, move |c| c.qos_policies(&s)).await?;
             q.answer("policies", all.iter().map(policy_view).collect())
         }
         .await,
@@ -306,7 +306,7 @@ async fn show_policy(
         async {
             let q = query(&uri, POLICY_ATTRS, false)?;
             let s = scope(&state, &headers);
-            let p = run(&state, move |c| c.v2_qos_policy(&s, &id)).await?;
+            let p = run(&state, move |c| c.qos_policy(&s, &id)).await?;
             Ok(ok(
                 StatusCode::OK,
                 json!({ "policy": q.project(policy_view(&p)) }),
@@ -346,7 +346,7 @@ async fn create_policy(
                 is_default: opt_bool(&b, "is_default")?.unwrap_or(false),
             };
             admin_only(&state, &headers, "create_policy")?;
-            let p = run(&state, move |c| c.v2_create_qos_policy(spec)).await?;
+            let p = run(&state, move |c| c.create_qos_policy(spec)).await?;
             Ok(ok(
                 StatusCode::CREATED,
                 json!({ "policy": policy_view(&p) }),
@@ -373,7 +373,7 @@ async fn update_policy(
                 is_default: opt_bool(&b, "is_default")?,
             };
             let s = may_change(&state, &headers, "update_policy", &id).await?;
-            let p = run(&state, move |c| c.v2_update_qos_policy(&s, &id, upd)).await?;
+            let p = run(&state, move |c| c.update_qos_policy(&s, &id, upd)).await?;
             Ok(ok(StatusCode::OK, json!({ "policy": policy_view(&p) })))
         }
         .await,
@@ -388,7 +388,7 @@ async fn delete_policy(
     finish(
         async {
             let s = may_change(&state, &headers, "delete_policy", &id).await?;
-            run(&state, move |c| c.v2_delete_qos_policy(&s, &id)).await?;
+            run(&state, move |c| c.delete_qos_policy(&s, &id)).await?;
             Ok(no_content())
         }
         .await,
@@ -471,7 +471,7 @@ async fn list_rules(
             let (rate, burst) = ty.keys();
             let q = query(&uri, &["id", rate, burst, "direction"], true)?;
             let s = scope(&state, &headers);
-            let all = run(&state, move |c| c.v2_qos_rules(&s, &id, ty)).await?;
+            let all = run(&state, move |c| c.qos_rules(&s, &id, ty)).await?;
             q.answer(&rules, all.iter().map(rule_view).collect())
         }
         .await,
@@ -489,7 +489,7 @@ async fn show_rule(
             let ty = rule_kind(&rules)?;
             let q = query(&uri, &[], false)?;
             let s = scope(&state, &headers);
-            let r = run(&state, move |c| c.v2_qos_rule(&s, &id, ty, &rule_id)).await?;
+            let r = run(&state, move |c| c.qos_rule(&s, &id, ty, &rule_id)).await?;
             Ok(ok(
                 StatusCode::OK,
                 json!({ singular(ty): q.project(rule_view(&r)) }),
@@ -545,12 +545,12 @@ async fn write_rule(
     let (status, r) = match rule_id {
         None => (
             StatusCode::CREATED,
-            run(state, move |c| c.v2_create_qos_rule(&s, &id, ty, spec)).await?,
+            run(state, move |c| c.create_qos_rule(&s, &id, ty, spec)).await?,
         ),
         Some(rule_id) => (
             StatusCode::OK,
             run(state, move |c| {
-                c.v2_update_qos_rule(&s, &id, ty, &rule_id, spec)
+                c.update_qos_rule(&s, &id, ty, &rule_id, spec)
             })
             .await?,
         ),
@@ -568,7 +568,7 @@ async fn delete_rule(
             let ty = rule_kind(&rules)?;
             let rule = format!("delete_policy_{}", singular(ty));
             let s = may_change(&state, &headers, &rule, &id).await?;
-            run(&state, move |c| c.v2_delete_qos_rule(&s, &id, ty, &rule_id)).await?;
+            run(&state, move |c| c.delete_qos_rule(&s, &id, ty, &rule_id)).await?;
             Ok(no_content())
         }
         .await,

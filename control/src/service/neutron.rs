@@ -544,13 +544,13 @@ impl Control {
 
     /// One page of the subnets the caller sees, filtered and paged in the store, in creation
     /// order.
-    pub fn v2_subnets_page(&self, scope: &Scope, mut q: SubnetQuery) -> Result<Vec<Subnet>> {
+    pub fn subnets_page(&self, scope: &Scope, mut q: SubnetQuery) -> Result<Vec<Subnet>> {
         q.visible_to = (!scope.admin).then(|| scope.tenant_id.clone());
         self.read(|tx| tx.subnet_page(&q))
     }
 
     /// The subnets the caller sees (its own and those of shared networks).
-    pub fn v2_subnets(&self, scope: &Scope) -> Result<Vec<Subnet>> {
+    pub fn subnets(&self, scope: &Scope) -> Result<Vec<Subnet>> {
         self.read(|tx| {
             let shared: HashSet<String> = tx
                 .network_records(None)?
@@ -567,12 +567,12 @@ impl Control {
     }
 
     /// One subnet the caller sees.
-    pub fn v2_subnet(&self, scope: &Scope, subnet_id: &str) -> Result<Subnet> {
+    pub fn subnet(&self, scope: &Scope, subnet_id: &str) -> Result<Subnet> {
         self.read(|tx| visible_subnet(tx, scope, subnet_id))
     }
 
     /// Creates subnets (one transaction for all).
-    pub fn v2_create_subnets(&self, scope: &Scope, specs: Vec<SubnetSpec>) -> Result<Vec<Subnet>> {
+    pub fn create_subnets(&self, scope: &Scope, specs: Vec<SubnetSpec>) -> Result<Vec<Subnet>> {
         for s in &specs {
             model::validate_tenant_id(&s.tenant_id)?;
         }
@@ -637,7 +637,7 @@ impl Control {
 
     /// Changes a subnet the caller owns; a new gateway or new pools are
     /// checked against each other as on create.
-    pub fn v2_update_subnet(
+    pub fn update_subnet(
         &self,
         scope: &Scope,
         subnet_id: &str,
@@ -689,7 +689,7 @@ impl Control {
 
     /// Deletes a subnet the caller owns; refused while a port holds an
     /// address from it.
-    pub fn v2_delete_subnet(&self, scope: &Scope, subnet_id: &str) -> Result<()> {
+    pub fn delete_subnet(&self, scope: &Scope, subnet_id: &str) -> Result<()> {
         self.write(|tx| {
             let s = visible_subnet(tx, scope, subnet_id)?;
             if !scope.owns(&s.tenant_id) {

@@ -58,7 +58,7 @@ pub type PolicyView = (QosPolicy, Vec<QosRule>);
 
 impl Control {
     /// The QoS policies the caller sees: its own and the shared ones (an admin: all).
-    pub fn v2_qos_policies(&self, scope: &Scope) -> Result<Vec<PolicyView>> {
+    pub fn qos_policies(&self, scope: &Scope) -> Result<Vec<PolicyView>> {
         self.read(|tx| {
             let mut rules = tx.qos_rules(None)?;
             let out = tx
@@ -76,7 +76,7 @@ impl Control {
     }
 
     /// One policy the caller sees.
-    pub fn v2_qos_policy(&self, scope: &Scope, id: &str) -> Result<PolicyView> {
+    pub fn qos_policy(&self, scope: &Scope, id: &str) -> Result<PolicyView> {
         self.read(|tx| {
             let p = visible_policy(tx, scope, id)?;
             Ok((p, tx.qos_rules(Some(id))?))
@@ -84,7 +84,7 @@ impl Control {
     }
 
     /// Creates a policy.
-    pub fn v2_create_qos_policy(&self, spec: QosPolicySpec) -> Result<PolicyView> {
+    pub fn create_qos_policy(&self, spec: QosPolicySpec) -> Result<PolicyView> {
         crate::model::validate_tenant_id(&spec.tenant_id)?;
         self.write(|tx| {
             if spec.is_default {
@@ -109,7 +109,7 @@ impl Control {
     }
 
     /// Changes a policy.
-    pub fn v2_update_qos_policy(
+    pub fn update_qos_policy(
         &self,
         scope: &Scope,
         id: &str,
@@ -148,7 +148,7 @@ impl Control {
     }
 
     /// Deletes a policy; refused while a network or a port has it.
-    pub fn v2_delete_qos_policy(&self, scope: &Scope, id: &str) -> Result<()> {
+    pub fn delete_qos_policy(&self, scope: &Scope, id: &str) -> Result<()> {
         self.write(|tx| {
             writable_policy(tx, scope, id)?;
             if let Some((kind, user)) = tx.qos_policy_user(id, None)? {
@@ -162,7 +162,7 @@ impl Control {
     }
 
     /// The rules of one type of a policy the caller sees.
-    pub fn v2_qos_rules(
+    pub fn qos_rules(
         &self,
         scope: &Scope,
         policy_id: &str,
@@ -177,7 +177,7 @@ impl Control {
     }
 
     /// One rule of a policy the caller sees.
-    pub fn v2_qos_rule(
+    pub fn qos_rule(
         &self,
         scope: &Scope,
         policy_id: &str,
@@ -188,7 +188,7 @@ impl Control {
     }
 
     /// Adds a rule to a policy: one per type and direction.
-    pub fn v2_create_qos_rule(
+    pub fn create_qos_rule(
         &self,
         scope: &Scope,
         policy_id: &str,
@@ -213,7 +213,7 @@ impl Control {
     }
 
     /// Changes a rule.
-    pub fn v2_update_qos_rule(
+    pub fn update_qos_rule(
         &self,
         scope: &Scope,
         policy_id: &str,
@@ -235,7 +235,7 @@ impl Control {
     }
 
     /// Deletes a rule.
-    pub fn v2_delete_qos_rule(
+    pub fn delete_qos_rule(
         &self,
         scope: &Scope,
         policy_id: &str,

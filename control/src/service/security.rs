@@ -188,7 +188,7 @@ impl Control {
     }
 
     /// The groups the caller sees, with their rules, in creation order.
-    pub fn v2_security_groups(&self, scope: &Scope) -> Result<Vec<GroupView>> {
+    pub fn security_groups(&self, scope: &Scope) -> Result<Vec<GroupView>> {
         self.ensure_own_default(scope)?;
         self.read(|tx| {
             let rules = rules_of(tx, None)?;
@@ -209,7 +209,7 @@ impl Control {
     }
 
     /// One group the caller sees.
-    pub fn v2_security_group(&self, scope: &Scope, id: &str) -> Result<GroupView> {
+    pub fn security_group(&self, scope: &Scope, id: &str) -> Result<GroupView> {
         self.read(|tx| {
             let g = visible_group(tx, scope, id)?;
             view(tx, g)
@@ -217,7 +217,7 @@ impl Control {
     }
 
     /// Creates groups (one transaction), each with rules allowing any egress.
-    pub fn v2_create_security_groups(
+    pub fn create_security_groups(
         &self,
         scope: &Scope,
         specs: Vec<SecurityGroupSpec>,
@@ -267,7 +267,7 @@ impl Control {
 
     /// Changes a group's name, description or statefulness (the default group keeps its name;
     /// no group takes the name `default`).
-    pub fn v2_update_security_group(
+    pub fn update_security_group(
         &self,
         scope: &Scope,
         id: &str,
@@ -307,7 +307,7 @@ impl Control {
     /// Deletes a group that no port uses, with its rules and the rules naming it as their
     /// remote group. Only an admin deletes a default group (it comes back on the project's
     /// next use).
-    pub fn v2_delete_security_group(&self, scope: &Scope, id: &str) -> Result<()> {
+    pub fn delete_security_group(&self, scope: &Scope, id: &str) -> Result<()> {
         self.write(|tx| {
             let g = visible_group(tx, scope, id)?;
             if g.is_default && !scope.admin {
@@ -327,7 +327,7 @@ impl Control {
     }
 
     /// The rules the caller sees, in creation order.
-    pub fn v2_sg_rules(&self, scope: &Scope) -> Result<Vec<SgRule>> {
+    pub fn sg_rules(&self, scope: &Scope) -> Result<Vec<SgRule>> {
         self.ensure_own_default(scope)?;
         self.read(|tx| {
             let owners: std::collections::HashMap<String, String> = tx
@@ -348,12 +348,12 @@ impl Control {
     }
 
     /// One rule the caller sees.
-    pub fn v2_sg_rule(&self, scope: &Scope, id: &str) -> Result<SgRule> {
+    pub fn sg_rule(&self, scope: &Scope, id: &str) -> Result<SgRule> {
         self.read(|tx| visible_rule(tx, scope, id))
     }
 
     /// Creates rules (one transaction, all or nothing).
-    pub fn v2_create_sg_rules(&self, scope: &Scope, specs: Vec<SgRuleSpec>) -> Result<Vec<SgRule>> {
+    pub fn create_sg_rules(&self, scope: &Scope, specs: Vec<SgRuleSpec>) -> Result<Vec<SgRule>> {
         let mut checked = Vec::with_capacity(specs.len());
         for s in &specs {
             checked.push(checked_rule(s)?);
@@ -400,7 +400,7 @@ impl Control {
     }
 
     /// Changes a rule's description (the only attribute a rule lets change).
-    pub fn v2_update_sg_rule(
+    pub fn update_sg_rule(
         &self,
         scope: &Scope,
         id: &str,
@@ -419,7 +419,7 @@ impl Control {
     }
 
     /// Deletes a rule.
-    pub fn v2_delete_sg_rule(&self, scope: &Scope, id: &str) -> Result<()> {
+    pub fn delete_sg_rule(&self, scope: &Scope, id: &str) -> Result<()> {
         self.write(|tx| {
             let r = visible_rule(tx, scope, id)?;
             tx.delete_sg_rule(id)?;

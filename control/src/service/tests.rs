@@ -747,7 +747,7 @@ fn security_groups_reach_the_data_plane_as_rules_and_address_sets() {
         admin: false,
     };
     let net = v2_network(&c, &scope);
-    c.v2_create_subnets(
+    c.create_subnets(
         &scope,
         vec![SubnetSpec {
             tenant_id: A.into(),
@@ -786,7 +786,7 @@ fn security_groups_reach_the_data_plane_as_rules_and_address_sets() {
 
     // A rule reaches every port of its group, and nothing else moves.
     let before = sets().len();
-    c.v2_create_sg_rules(
+    c.create_sg_rules(
         &scope,
         vec![SgRuleSpec {
             security_group_id: default.clone(),
@@ -808,7 +808,7 @@ fn security_groups_reach_the_data_plane_as_rules_and_address_sets() {
 
     // A port that leaves the group: its rules go, and so does its address from the set.
     let web = c
-        .v2_create_security_groups(
+        .create_security_groups(
             &scope,
             vec![SecurityGroupSpec {
                 tenant_id: A.into(),
@@ -892,7 +892,7 @@ fn slaac_subnets_give_eui64_addresses_and_go_with_them() {
         subnet("198.18.0.0/24", None, Family::V4),
         subnet("2001:db8:1::/64", Some("slaac"), Family::V6),
     ];
-    let made = c.v2_create_subnets(&scope, specs).unwrap();
+    let made = c.create_subnets(&scope, specs).unwrap();
     let port = v2_port(&c, &scope, &net.network.id);
     let ips: Vec<String> = port
         .record
@@ -918,11 +918,11 @@ fn slaac_subnets_give_eui64_addresses_and_go_with_them() {
         std::net::Ipv6Addr::from(want)
     );
     // The SLAAC subnet can go while the port holds an address in it; the port loses it.
-    c.v2_delete_subnet(&scope, &made[1].id).unwrap();
+    c.delete_subnet(&scope, &made[1].id).unwrap();
     let after = c.v2_port(&scope, &port.record.port.id).unwrap();
     assert_eq!(after.record.attrs.fixed_ips.len(), 1);
     // The IPv4 subnet, with an address in use, cannot.
-    assert!(c.v2_delete_subnet(&scope, &made[0].id).is_err());
+    assert!(c.delete_subnet(&scope, &made[0].id).is_err());
 }
 
 #[test]
@@ -944,7 +944,7 @@ fn qos_policies_give_ports_their_limits_and_follow_changes() {
     };
     assert_eq!(limits(&rec), (None, None));
     let policy = |is_default: bool| {
-        c.v2_create_qos_policy(QosPolicySpec {
+        c.create_qos_policy(QosPolicySpec {
             tenant_id: A.into(),
             is_default,
             ..Default::default()
@@ -957,7 +957,7 @@ fn qos_policies_give_ports_their_limits_and_follow_changes() {
         burst: Some(100),
         direction,
     };
-    c.v2_create_qos_rule(&scope, &pol, QosRuleType::BandwidthLimit, rule(1000, None))
+    c.create_qos_rule(&scope, &pol, QosRuleType::BandwidthLimit, rule(1000, None))
         .unwrap();
     // The network's policy applies to its port.
     let set_net = |p: Option<String>| NetworkUpdate {
@@ -969,7 +969,7 @@ fn qos_policies_give_ports_their_limits_and_follow_changes() {
     let egress = limits(&rec).0.map(|l| (l.rate_bps, l.burst_bits));
     assert_eq!(egress, Some((1_000_000, 100_000)));
     // A rule added to the policy reaches the port at once.
-    c.v2_create_qos_rule(
+    c.create_qos_rule(
         &scope,
         &pol,
         QosRuleType::PacketRateLimit,
@@ -978,7 +978,7 @@ fn qos_policies_give_ports_their_limits_and_follow_changes() {
     .unwrap();
     assert_eq!(limits(&rec).1.map(|l| l.rate_pps), Some(2000));
     // A second rule of a type and direction is refused.
-    let twin = c.v2_create_qos_rule(&scope, &pol, QosRuleType::BandwidthLimit, rule(5, None));
+    let twin = c.create_qos_rule(&scope, &pol, QosRuleType::BandwidthLimit, rule(5, None));
     assert!(matches!(
         twin,
         Err(ControlError::QosConflict {
@@ -1006,7 +1006,7 @@ fn qos_policies_give_ports_their_limits_and_follow_changes() {
     c.v2_update_port(&scope, &id, set_port).unwrap();
     assert_eq!(limits(&rec), (None, None));
     assert!(matches!(
-        c.v2_delete_qos_policy(&scope, &own),
+        c.delete_qos_policy(&scope, &own),
         Err(ControlError::QosConflict {
             kind: "QosPolicyInUse",
             ..
@@ -1029,7 +1029,7 @@ fn qos_policies_give_ports_their_limits_and_follow_changes() {
         admin: false,
     };
     assert!(matches!(
-        c.v2_qos_policy(&other, &pol),
+        c.qos_policy(&other, &pol),
         Err(ControlError::QosPolicyNotFound { .. })
     ));
 }
