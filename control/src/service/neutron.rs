@@ -629,6 +629,9 @@ impl Control {
                     revision_number: 0,
                 };
                 tx.insert_subnet(&subnet)?;
+                if auto_address(&subnet) {
+                    add_auto_addresses(tx, &subnet, &now)?;
+                }
                 out.push(subnet);
             }
             Ok(out)
@@ -920,6 +923,41 @@ fn held_by_others(tx: &dyn Tx, subnet_id: &str, port_id: &str) -> Result<BTreeSe
         .filter(|(_, p)| p != port_id)
         .filter_map(|(ip, _)| ipam::parse_ip(&ip).map(ipam::to_u128))
         .collect())
+}
+
+/// The device owners of router interfaces, whose addresses Neutron never picks for them.
+const ROUTER_INTERFACE_OWNERS: &[&str] = &[
+    "network:router_interface",
+    "network:router_interface_distributed",
+    "network:ha_router_replicated_interface",
+    "network:router_centralized_snat",
+];
+
+/// A new SLAAC subnet gives every port already on its network its EUI-64 address in it, as
+/// Neutron does (`add_auto_addrs_on_network_ports`), router interfaces excepted; each port so
+/// changed is updated (revision, timestamp), which hands the data plane its new address.
+fn add_auto_addresses(tx: &dyn Tx, subnet: &Subnet, now: &str) -> Result<()> {
+    for port in tx.ports(&subnet.network_id)? {
+        let Some(mut r) = tx.port_records(Some(&port.id))?.pop() else {
+            continue;
+        };
+        let a = &mut r.attrs;
+        if ROUTER_INTERFACE_OWNERS.contains(&a.device_owner.as_str())
+            || a.fixed_ips.iter().any(|f| f.subnet_id == subnet.id)
+        {
+            continue;
+        }
+        match slaac_ip(tx, subnet, &port.id, &a.mac_address) {
+            Ok(ip) => a.fixed_ips.push(ip),
+            // Held by another port's hand-made address: this port goes without, as in Neutron.
+            Err(ControlError::IpAddressAlreadyAllocated { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+        a.updated_at = now.to_owned();
+        a.revision_number += 1;
+        tx.save_port_attrs(&port.id, a)?;
+    }
+    Ok(())
 }
 
 /// Does the subnet give addresses by SLAAC (`ipv6_address_mode` `slaac` or `dhcpv6-stateless`)?

@@ -569,7 +569,14 @@ fn v2_port(
     scope: &crate::neutron::Scope,
     net: &str,
 ) -> crate::neutron::PortStatusView {
-    let spec = crate::neutron::PortSpec {
+    c.create_ports(scope, vec![v2_port_spec(net)])
+        .unwrap()
+        .remove(0)
+}
+
+/// A port of tenant `A` on `net` with every attribute at its default.
+fn v2_port_spec(net: &str) -> crate::neutron::PortSpec {
+    crate::neutron::PortSpec {
         tenant_id: A.into(),
         network_id: net.into(),
         name: String::new(),
@@ -585,8 +592,7 @@ fn v2_port(
         security_groups: None,
         qos_policy_id: None,
         bind_tap: true,
-    };
-    c.create_ports(scope, vec![spec]).unwrap().remove(0)
+    }
 }
 
 #[test]
@@ -923,6 +929,62 @@ fn slaac_subnets_give_eui64_addresses_and_go_with_them() {
     assert_eq!(after.record.attrs.fixed_ips.len(), 1);
     // The IPv4 subnet, with an address in use, cannot.
     assert!(c.delete_subnet(&scope, &made[0].id).is_err());
+
+    // A SLAAC subnet added later gives the ports already there their address, as Neutron does;
+    // a router interface is left alone.
+    let router = c
+        .create_ports(
+            &scope,
+            vec![crate::neutron::PortSpec {
+                device_owner: "network:router_interface".into(),
+                ..v2_port_spec(&net.network.id)
+            }],
+        )
+        .unwrap()
+        .remove(0);
+    let again = c
+        .create_subnets(
+            &scope,
+            vec![subnet("2001:db8:2::/64", Some("slaac"), Family::V6)],
+        )
+        .unwrap()
+        .remove(0);
+    let after = c.v2_port(&scope, &port.record.port.id).unwrap();
+    let v6: Vec<_> = after
+        .record
+        .attrs
+        .fixed_ips
+        .iter()
+        .filter(|f| f.subnet_id == again.id)
+        .collect();
+    want[4..6].copy_from_slice(&[0, 2]);
+    assert_eq!(
+        v6.iter()
+            .map(|f| f.ip_address.parse::<std::net::Ipv6Addr>().unwrap())
+            .collect::<Vec<_>>(),
+        [std::net::Ipv6Addr::from(want)]
+    );
+    assert_eq!(
+        after.record.attrs.revision_number,
+        port.record.attrs.revision_number + 1
+    );
+    let r = c.v2_port(&scope, &router.record.port.id).unwrap();
+    assert!(r
+        .record
+        .attrs
+        .fixed_ips
+        .iter()
+        .all(|f| f.subnet_id != again.id));
+    // The data plane has the address (anti-spoofing, router advertisements) at once.
+    let desired = c.desired_state().unwrap();
+    let d = desired
+        .ports
+        .iter()
+        .find(|d| d.id == port.record.port.id)
+        .expect("a port bound by its tap name is a desired port");
+    assert!(d
+        .fixed_ips
+        .contains(&std::net::IpAddr::V6(std::net::Ipv6Addr::from(want))));
 }
 
 #[test]
