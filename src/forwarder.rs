@@ -142,10 +142,22 @@ fn port_config(p: &DesiredPort) -> PortConfig {
         .as_ref()
         .and_then(|d| dhcp_config(d, &p.mac))
         .map(Arc::new);
+    pc.dhcp6 = p.dhcp6.as_ref().and_then(|d| {
+        Some(Arc::new(dataplane::dhcp6::Dhcp6Config {
+            client_mac: Mac::parse(&p.mac)?,
+            addresses: d.addresses.clone(),
+            dns: d.dns.clone(),
+            lease_secs: dataplane::dhcp::DEFAULT_LEASE_SECS,
+            server_mac: dataplane::dhcp::SERVER_MAC,
+        }))
+    });
     pc.ra = p.ra.as_ref().and_then(|ra| {
         Some(Arc::new(dataplane::ra::RaConfig {
             client_mac: Mac::parse(&p.mac)?,
             prefixes: ra.prefixes.clone(),
+            on_link: ra.on_link.clone(),
+            managed: ra.managed,
+            other: ra.other,
             mtu: ra.mtu,
             dns: ra.dns.clone(),
             router_mac: dataplane::dhcp::SERVER_MAC,

@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::process::Command;
 use std::time::Duration;
 
 use common::http::{request, wait_ready};
@@ -485,6 +486,70 @@ fn dhcp_client(vm: &TapVm, tries: &str) -> Option<String> {
     out.filter(|_| ok)
 }
 
+/// Runs ISC dhclient in DHCPv6 mode on a VM's interface (`-S`: an information request only) with
+/// a script that records what it was given and configures the address; returns the record, or
+/// `None` with no answer within `secs` seconds. (dhclient 4.4 runs its script with `RENEW6` for
+/// the answer to an information request.)
+fn dhcp6_client(vm: &TapVm, info_only: bool, secs: u32) -> Option<String> {
+    let dir = std::env::temp_dir().join(unique("dhcp6"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = dir.join("record");
+    let script = dir.join("script.sh");
+    let conf = dir.join("dhclient.conf");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$reason\" in BOUND6|RENEW6|INFORM6)\n  echo \"reason=$reason \
+             ip=$new_ip6_address dns=$new_dhcp6_name_servers\" > {}\n  [ -n \"$new_ip6_address\" ] \
+             && ip -6 addr add \"$new_ip6_address/64\" dev \"$interface\" nodad\n;; esac\nexit 0\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(&conf, format!("timeout {secs};\nretry 1;\n")).unwrap();
+    sh(&["chmod", "+x", script.to_str().unwrap()]);
+    let (lease, pid) = (dir.join("lease"), dir.join("pid"));
+    let mut args = vec![
+        "dhclient",
+        "-6",
+        "-1",
+        "-v",
+        "-cf",
+        conf.to_str().unwrap(),
+        "-sf",
+        script.to_str().unwrap(),
+        "-lf",
+        lease.to_str().unwrap(),
+        "-pf",
+        pid.to_str().unwrap(),
+    ];
+    if info_only {
+        args.push("-S");
+    }
+    let dev = vm.dev();
+    args.push(&dev);
+    let run = Command::new("ip")
+        .args(["netns", "exec", &vm.ns.name])
+        .args(&args)
+        .output()
+        .unwrap();
+    let ok = run.status.success();
+    if !ok {
+        eprintln!(
+            "dhclient: {} {}",
+            run.status,
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    // dhclient -1 stays in the background once it has an answer: stop it.
+    if let Ok(p) = std::fs::read_to_string(&pid) {
+        let _ = Command::new("kill").arg(p.trim()).status();
+    }
+    let out = std::fs::read_to_string(&record).ok();
+    let _ = std::fs::remove_dir_all(&dir);
+    out.filter(|_| ok)
+}
+
 /// A port on each network with a VM on it (a /24 address), once the switch forwards for all.
 fn vms_on<const N: usize>(api: &Api, daemon: &Daemon, nets: [&str; N]) -> [(Value, TapVm); N] {
     let vms = nets.map(|n| {
@@ -561,14 +626,10 @@ fn the_switch_answers_a_ports_dhcp_client_with_its_address_and_subnet() {
     );
 }
 
-#[test]
-fn the_switch_advertises_slaac_prefixes_and_the_vm_takes_its_ports_address() {
-    let (api, daemon) = start();
-    // Addresses unique to this process: 198.18.0.0/16 and the documentation prefix.
-    let tag = std::process::id() % 120 + 1;
-    let net = |name: &str| network(&api, name);
-    let (n1, n2) = (net("slaac"), net("v4-only"));
-    let prefix = format!("2001:db8:{tag:x}::");
+/// Two networks, each with an IPv4 /24 unique to this process (`tag`): the first named
+/// `first`, the second IPv4 only.
+fn two_networks(api: &Api, first: &str, tag: u32) -> (String, String) {
+    let (n1, n2) = (network(api, first), network(api, "v4-only"));
     for (n, cidr) in [
         (&n1, format!("198.18.{tag}.0/24")),
         (&n2, format!("198.18.{}.0/24", tag + 120)),
@@ -578,6 +639,113 @@ fn the_switch_advertises_slaac_prefixes_and_the_vm_takes_its_ports_address() {
             json!({"subnet": {"network_id": n, "cidr": cidr, "ip_version": 4}}),
         );
     }
+    (n1, n2)
+}
+
+/// The port's fixed IP that starts with `prefix` (an IPv6 prefix written `2001:db8:x::`).
+fn address_in(port: &Value, prefix: &str) -> String {
+    port["fixed_ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["ip_address"].as_str())
+        .find(|ip| ip.starts_with(prefix.trim_end_matches(':')))
+        .unwrap_or_else(|| panic!("no address in {prefix} on the port: {port}"))
+        .to_owned()
+}
+
+/// Turns IPv6 on in a VM (every namespace of the tests starts with it off); without duplicate
+/// address detection when `dad` is false, so that the link-local address is ready at once.
+fn enable_ipv6(vm: &TapVm, dad: bool) {
+    let dad = if dad { "1" } else { "0" };
+    for (knob, v) in [("accept_dad", dad), ("disable_ipv6", "0")] {
+        for conf in ["all", "default", vm.dev().as_str()] {
+            vm.ns
+                .exec(&["sysctl", "-qw", &format!("net.ipv6.conf.{conf}.{knob}={v}")]);
+        }
+    }
+}
+
+/// A VM's global IPv6 addresses, as `ip -o` lists them.
+fn global_v6(vm: &TapVm) -> String {
+    vm.ns.exec(&[
+        "ip",
+        "-6",
+        "-o",
+        "addr",
+        "show",
+        "dev",
+        &vm.dev(),
+        "scope",
+        "global",
+    ])
+}
+
+/// Has the port counted any of `counter` (a `qswitch_port_*_total` metric)?
+fn counted(api: &Api, counter: &str, port_id: &str) -> bool {
+    let scrape = request(&api.addr, "GET", "/metrics", None).body.clone();
+    scrape.lines().any(|l| {
+        l.starts_with(&format!("{counter}{{")) && l.contains(port_id) && !l.ends_with(" 0")
+    })
+}
+
+#[test]
+fn the_switch_answers_a_ports_dhcpv6_client_with_its_address_and_dns() {
+    let (api, daemon) = start();
+    let tag = std::process::id() % 120 + 1;
+    let (n1, n2) = two_networks(&api, "dhcpv6", tag);
+    let (stateful, stateless) = (
+        format!("2001:db8:{tag:x}::"),
+        format!("2001:db8:{:x}::", tag + 120),
+    );
+    for (prefix, mode) in [
+        (&stateful, "dhcpv6-stateful"),
+        (&stateless, "dhcpv6-stateless"),
+    ] {
+        api.create(
+            "subnets",
+            json!({"subnet": {"network_id": n1, "cidr": format!("{prefix}/64"), "ip_version": 6,
+                "ipv6_ra_mode": mode, "ipv6_address_mode": mode,
+                "dns_nameservers": [format!("{stateful}53")]}}),
+        );
+    }
+    let [(pa, a), (_, c)] = vms_on(&api, &daemon, [&n1, &n2]);
+    let v6 = address_in(&pa, &stateful);
+    // IPv6 on in both VMs, without duplicate address detection (the client needs a link-local
+    // address that is ready).
+    enable_ipv6(&a, false);
+    enable_ipv6(&c, false);
+    std::thread::sleep(Duration::from_millis(500));
+    let lease =
+        dhcp6_client(&a, false, 10).unwrap_or_else(|| panic!("no DHCPv6 lease:\n{}", daemon.log()));
+    assert!(lease.contains("reason=BOUND6"), "{lease}");
+    assert!(lease.contains(&format!("ip={v6} ")), "{v6} in {lease}");
+    assert!(lease.contains(&format!("dns={stateful}53")), "{lease}");
+    let addrs = global_v6(&a);
+    assert!(addrs.contains(&format!("{v6}/64")), "{addrs}");
+    // Stateless: an information request gets the DNS servers.
+    let info =
+        dhcp6_client(&a, true, 10).unwrap_or_else(|| panic!("no DHCPv6 reply:\n{}", daemon.log()));
+    assert!(info.contains(&format!("dns={stateful}53")), "{info}");
+    // A network without DHCPv6 subnets answers nothing.
+    assert!(
+        dhcp6_client(&c, true, 3).is_none(),
+        "a DHCPv6 answer without DHCPv6 subnets"
+    );
+    let ida = pa["id"].as_str().unwrap();
+    assert!(
+        counted(&api, "qswitch_port_dhcp_replies_total", ida),
+        "no DHCP reply counted for {ida}"
+    );
+}
+
+#[test]
+fn the_switch_advertises_slaac_prefixes_and_the_vm_takes_its_ports_address() {
+    let (api, daemon) = start();
+    // Addresses unique to this process: 198.18.0.0/16 and the documentation prefix.
+    let tag = std::process::id() % 120 + 1;
+    let (n1, n2) = two_networks(&api, "slaac", tag);
+    let prefix = format!("2001:db8:{tag:x}::");
     api.create(
         "subnets",
         json!({"subnet": {"network_id": n1, "cidr": format!("{prefix}/64"), "ip_version": 6,
@@ -585,37 +753,11 @@ fn the_switch_advertises_slaac_prefixes_and_the_vm_takes_its_ports_address() {
             "dns_nameservers": [format!("{prefix}53")]}}),
     );
     let [(pa, a), (_, c)] = vms_on(&api, &daemon, [&n1, &n2]);
-    let v6 = pa["fixed_ips"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|f| f["ip_address"].as_str())
-        .find(|ip| ip.contains(':'))
-        .expect("a SLAAC address on the port")
-        .to_owned();
+    let v6 = address_in(&pa, &prefix);
     // IPv6 on in both VMs: each kernel solicits a router once its link-local address is ready.
-    for vm in [&a, &c] {
-        for conf in ["all", "default", vm.dev().as_str()] {
-            vm.ns.exec(&[
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{conf}.disable_ipv6=0"),
-            ]);
-        }
-    }
-    let global = |vm: &TapVm| {
-        vm.ns.exec(&[
-            "ip",
-            "-6",
-            "-o",
-            "addr",
-            "show",
-            "dev",
-            &vm.dev(),
-            "scope",
-            "global",
-        ])
-    };
+    enable_ipv6(&a, true);
+    enable_ipv6(&c, true);
+    let global = global_v6;
     // The VM forms, from the advertised prefix and its MAC, exactly the port's address.
     assert!(
         wait_for(Duration::from_secs(15), || global(&a)
@@ -628,11 +770,10 @@ fn the_switch_advertises_slaac_prefixes_and_the_vm_takes_its_ports_address() {
     let routes = a.ns.exec(&["ip", "-6", "route", "show", "default"]);
     assert!(routes.trim().is_empty(), "a default route: {routes}");
     let ida = pa["id"].as_str().unwrap();
-    let scrape = request(&api.addr, "GET", "/metrics", None).body.clone();
-    let answered = scrape.lines().any(|l| {
-        l.starts_with("qswitch_port_ra_replies_total{") && l.contains(ida) && !l.ends_with(" 0")
-    });
-    assert!(answered, "no router advertisement counted for {ida}");
+    assert!(
+        counted(&api, "qswitch_port_ra_replies_total", ida),
+        "no router advertisement counted for {ida}"
+    );
     // A network without SLAAC subnets advertises nothing.
     std::thread::sleep(Duration::from_secs(2));
     assert!(global(&c).trim().is_empty(), "{}", global(&c));

@@ -63,8 +63,12 @@ pub struct DesiredPort {
     /// What the switch's DHCP responder answers the port's client, when the port has a fixed
     /// IPv4 address on a subnet with DHCP enabled.
     pub dhcp: Option<DesiredDhcp>,
+    /// What the switch's DHCPv6 responder answers the port's client, when the port holds an
+    /// address on a DHCP-enabled subnet whose `ipv6_address_mode` is `dhcpv6-stateful` or
+    /// `dhcpv6-stateless`.
+    pub dhcp6: Option<DesiredDhcp6>,
     /// What the switch advertises to the port's client when it solicits a router: the port's
-    /// SLAAC subnets (`ipv6_ra_mode` `slaac`), if any.
+    /// subnets with an `ipv6_ra_mode`, if any.
     pub ra: Option<DesiredRa>,
     /// The rules of the port's security groups, when port security is on (no groups: no rules,
     /// and only what Neutron always allows passes).
@@ -126,11 +130,28 @@ pub struct DesiredDhcp {
     pub mtu: u32,
 }
 
+/// A port's DHCPv6 answers: its addresses on `dhcpv6-stateful` subnets (none: only options),
+/// and the DNS servers of its subnets whose addresses or options come from DHCPv6.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DesiredDhcp6 {
+    /// The port's addresses on stateful subnets.
+    pub addresses: Vec<std::net::Ipv6Addr>,
+    /// Their subnets' IPv6 `dns_nameservers`.
+    pub dns: Vec<std::net::Ipv6Addr>,
+}
+
 /// What the switch's router advertisements tell a port's VM.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DesiredRa {
-    /// The /64 prefixes of the port's SLAAC subnets.
+    /// The /64 prefixes the VM forms its address from (`ipv6_ra_mode` `slaac` or
+    /// `dhcpv6-stateless`).
     pub prefixes: Vec<std::net::Ipv6Addr>,
+    /// The on-link prefixes whose addresses come from DHCPv6 (`dhcpv6-stateful`).
+    pub on_link: Vec<std::net::Ipv6Addr>,
+    /// Addresses come from DHCPv6 (a `dhcpv6-stateful` subnet): the managed flag.
+    pub managed: bool,
+    /// Options come from DHCPv6 (either DHCPv6 mode): the other-configuration flag.
+    pub other: bool,
     /// Their IPv6 `dns_nameservers`.
     pub dns: Vec<std::net::Ipv6Addr>,
     /// The network's MTU.

@@ -70,8 +70,8 @@ pub mod store;
 pub use error::{ControlError, Result};
 pub use filter::{NetworkFilter, PortFilter};
 pub use forward::{
-    Change, Changes, DesiredDhcp, DesiredFilter, DesiredGroup, DesiredNetwork, DesiredPort,
-    DesiredRa, DesiredRule, DesiredSecurity, DesiredState, Forwarder, NullForwarder,
+    Change, Changes, DesiredDhcp, DesiredDhcp6, DesiredFilter, DesiredGroup, DesiredNetwork,
+    DesiredPort, DesiredRa, DesiredRule, DesiredSecurity, DesiredState, Forwarder, NullForwarder,
 };
 pub use forward::{MacEntry, PortStatistics};
 pub use model::{

@@ -17,8 +17,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::error::Result;
 use crate::forward::{
-    DesiredDhcp, DesiredFilter, DesiredGroup, DesiredNetwork, DesiredPort, DesiredRa, DesiredRule,
-    DesiredSecurity, DesiredState,
+    DesiredDhcp, DesiredDhcp6, DesiredFilter, DesiredGroup, DesiredNetwork, DesiredPort, DesiredRa,
+    DesiredRule, DesiredSecurity, DesiredState,
 };
 use crate::model::PortState;
 use crate::neutron::{tap_device, PortRecord, TAP_ID_CHARS};
@@ -294,10 +294,12 @@ fn port_for(
     };
     let admin_up = r.port.state == PortState::Active && net_up;
     let dhcp = dhcp_of(tx, &r)?;
+    let dhcp6 = dhcp6_of(tx, &r)?;
     let ra = ra_of(tx, &r)?;
     let filter = rules.filter_of(&r)?;
     let mut p = desired_port_of(r, device, admin_up);
     p.dhcp = dhcp;
+    p.dhcp6 = dhcp6;
     p.ra = ra;
     p.filter = filter;
     Ok(Some(p))
@@ -335,10 +337,12 @@ fn dhcp_of(tx: &dyn Tx, r: &PortRecord) -> Result<Option<DesiredDhcp>> {
     Ok(None)
 }
 
-/// The router advertisement of a port: the /64 prefixes of the subnets whose `ipv6_ra_mode`
-/// is `slaac` (and DHCP on, as Neutron requires for any IPv6 mode) where the port holds the
-/// EUI-64 address of its MAC, so that the address the VM forms from a prefix is the one it
-/// holds (any other would be dropped by its port security).
+/// The router advertisement of a port, from its subnets whose `ipv6_ra_mode` is set (and DHCP
+/// on, as Neutron requires for any IPv6 mode), each a /64: a `slaac` or `dhcpv6-stateless`
+/// prefix where the port holds the EUI-64 address of its MAC (so that the address the VM forms
+/// is the one it holds: any other would be dropped by its port security), a `dhcpv6-stateful`
+/// prefix on-link only, with the managed flag. Either DHCPv6 mode sets the other-configuration
+/// flag.
 fn ra_of(tx: &dyn Tx, r: &PortRecord) -> Result<Option<DesiredRa>> {
     use crate::ipam::{self, Cidr, Family};
     let mut ra = DesiredRa::default();
@@ -346,29 +350,36 @@ fn ra_of(tx: &dyn Tx, r: &PortRecord) -> Result<Option<DesiredRa>> {
         let Some(s) = tx.subnets(Some(&f.subnet_id), None)?.pop() else {
             continue;
         };
-        if s.ipv6_ra_mode.as_deref() != Some("slaac") || !s.enable_dhcp {
+        let (Some(mode), true) = (s.ipv6_ra_mode.as_deref(), s.enable_dhcp) else {
             continue;
-        }
+        };
         let Some(cidr) = Cidr::parse(&s.cidr).filter(|c| c.family == Family::V6 && c.len == 64)
         else {
             continue;
         };
-        let held = ipam::parse_ip(&f.ip_address).map(ipam::to_u128);
-        if held.is_none() || held != ipam::eui64(&cidr, &r.attrs.mac_address) {
-            continue;
-        }
         let prefix = std::net::Ipv6Addr::from(cidr.network);
-        if ra.prefixes.contains(&prefix) {
+        if ra.prefixes.contains(&prefix) || ra.on_link.contains(&prefix) {
             continue;
         }
-        ra.prefixes.push(prefix);
-        for d in s.dns_nameservers.iter().filter_map(|d| d.parse().ok()) {
-            if !ra.dns.contains(&d) {
-                ra.dns.push(d);
+        match mode {
+            "slaac" | "dhcpv6-stateless" => {
+                let held = ipam::parse_ip(&f.ip_address).map(ipam::to_u128);
+                if held.is_none() || held != ipam::eui64(&cidr, &r.attrs.mac_address) {
+                    continue;
+                }
+                ra.prefixes.push(prefix);
+                ra.other |= mode == "dhcpv6-stateless";
             }
+            "dhcpv6-stateful" => {
+                ra.on_link.push(prefix);
+                ra.managed = true;
+                ra.other = true;
+            }
+            _ => continue,
         }
+        add_dns(&mut ra.dns, &s);
     }
-    if ra.prefixes.is_empty() {
+    if ra.prefixes.is_empty() && ra.on_link.is_empty() {
         return Ok(None);
     }
     ra.mtu = tx
@@ -376,6 +387,40 @@ fn ra_of(tx: &dyn Tx, r: &PortRecord) -> Result<Option<DesiredRa>> {
         .pop()
         .map_or(crate::neutron::DEFAULT_MTU, |n| n.attrs.mtu);
     Ok(Some(ra))
+}
+
+/// The DHCPv6 answers of a port: its addresses on DHCP-enabled subnets whose
+/// `ipv6_address_mode` is `dhcpv6-stateful`, and the DNS servers of those and of its
+/// `dhcpv6-stateless` ones (whose addresses the VM forms itself).
+fn dhcp6_of(tx: &dyn Tx, r: &PortRecord) -> Result<Option<DesiredDhcp6>> {
+    let mut out: Option<DesiredDhcp6> = None;
+    for f in &r.attrs.fixed_ips {
+        let Some(s) = tx.subnets(Some(&f.subnet_id), None)?.pop() else {
+            continue;
+        };
+        let stateful = match (s.ipv6_address_mode.as_deref(), s.enable_dhcp) {
+            (Some("dhcpv6-stateful"), true) => true,
+            (Some("dhcpv6-stateless"), true) => false,
+            _ => continue,
+        };
+        let d = out.get_or_insert_with(DesiredDhcp6::default);
+        if stateful {
+            if let Ok(std::net::IpAddr::V6(a)) = f.ip_address.parse() {
+                d.addresses.push(a);
+            }
+        }
+        add_dns(&mut d.dns, &s);
+    }
+    Ok(out)
+}
+
+/// Adds a subnet's IPv6 DNS servers to `dns`, each once.
+fn add_dns(dns: &mut Vec<std::net::Ipv6Addr>, s: &crate::neutron::Subnet) {
+    for d in s.dns_nameservers.iter().filter_map(|d| d.parse().ok()) {
+        if !dns.contains(&d) {
+            dns.push(d);
+        }
+    }
 }
 
 fn desired_port_of(r: PortRecord, device: String, admin_up: bool) -> DesiredPort {
@@ -406,6 +451,7 @@ fn desired_port_of(r: PortRecord, device: String, admin_up: bool) -> DesiredPort
         qos: None,
         qos_ingress: None,
         dhcp: None,
+        dhcp6: None,
         ra: None,
         filter: None,
     }

@@ -90,6 +90,9 @@ pub struct PortConfig {
     pub mtu: Option<u32>,
     /// The native DHCP responder's answers for this port's client, when its subnet has DHCP.
     pub dhcp: Option<std::sync::Arc<crate::dhcp::DhcpConfig>>,
+    /// The native DHCPv6 responder's answers for this port's client, when its subnets give
+    /// addresses or options by DHCPv6.
+    pub dhcp6: Option<std::sync::Arc<crate::dhcp6::Dhcp6Config>>,
     /// The router advertisements the switch answers this port's solicitations with, when its
     /// network has SLAAC subnets.
     pub ra: Option<std::sync::Arc<crate::ra::RaConfig>>,
@@ -119,6 +122,7 @@ impl PortConfig {
             security: None,
             mtu: None,
             dhcp: None,
+            dhcp6: None,
             ra: None,
             filter: None,
             worker: None,
@@ -354,6 +358,8 @@ pub struct PortView {
     pub security: Option<PortSecurity>,
     /// The DHCP responder's answers for the port's client.
     pub dhcp: Option<std::sync::Arc<crate::dhcp::DhcpConfig>>,
+    /// The DHCPv6 responder's answers for the port's client.
+    pub dhcp6: Option<std::sync::Arc<crate::dhcp6::Dhcp6Config>>,
     /// The router advertisement for the port's client.
     pub ra: Option<std::sync::Arc<crate::ra::RaConfig>>,
     /// Security group rules.
@@ -503,6 +509,7 @@ impl Snapshot {
                 policer_in: p.policer_in,
                 security: p.security.clone(),
                 dhcp: p.dhcp.clone(),
+                dhcp6: p.dhcp6.clone(),
                 ra: p.ra.clone(),
                 filter: p.filter.clone(),
                 worker: p.worker.unwrap_or(0),

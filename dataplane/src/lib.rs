@@ -31,6 +31,7 @@ pub mod config;
 pub mod conntrack;
 pub mod csum;
 pub mod dhcp;
+pub mod dhcp6;
 pub mod fdb;
 pub mod flow;
 pub mod gso;

@@ -64,6 +64,8 @@ pub enum Verdict {
     /// A DHCP client message of a port with a DHCP configuration: the switch answers it (back
     /// to the ingress port); it goes nowhere else.
     Dhcp,
+    /// A DHCPv6 client message of a port with a DHCPv6 configuration: answered as [`Verdict::Dhcp`].
+    Dhcp6,
     /// An ARP request for an address another port of the network holds: the switch answers it
     /// with that port's MAC (back to the ingress port); it goes nowhere else.
     Arp(Mac),
@@ -284,6 +286,11 @@ impl Pipeline {
             && crate::dhcp::client_message(frame).is_some()
         {
             return Verdict::Dhcp;
+        }
+        if port.dhcp6.as_ref().is_some_and(|d| d.client_mac == src)
+            && crate::dhcp6::client_message(frame).is_some()
+        {
+            return Verdict::Dhcp6;
         }
         if port.ra.as_ref().is_some_and(|r| r.client_mac == src)
             && crate::ra::is_solicitation(frame)

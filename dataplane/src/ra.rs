@@ -1,11 +1,15 @@
-//! IPv6 router advertisements for a port's SLAAC subnets, answered by the switch: a VM's router
+//! IPv6 router advertisements for a port's IPv6 subnets, answered by the switch: a VM's router
 //! solicitation gets, back on its own port only, an advertisement of the prefixes of its
-//! network's subnets whose `ipv6_ra_mode` is `slaac`, as OVN answers solicitations in its
-//! datapath. The VM forms from each prefix and its MAC (EUI-64) the very address Neutron gave
-//! its port. The solicitation never floods.
+//! subnets that have an `ipv6_ra_mode`, as OVN answers solicitations in its datapath. From a
+//! `slaac` or `dhcpv6-stateless` prefix the VM forms with its MAC (EUI-64) the very address
+//! Neutron gave its port; a `dhcpv6-stateful` prefix is on-link only, and the managed flag sends
+//! the VM to DHCPv6 ([`crate::dhcp6`]) for its address; with either DHCPv6 mode the
+//! other-configuration flag sends it there for its DNS servers. The solicitation still floods
+//! as any multicast does (below).
 //!
-//! What the advertisement carries (RFC 4861 4.2, 4.6): each prefix on-link and autonomous, the
-//! network's MTU, the router's link-layer address, and the subnets' DNS servers (RDNSS, RFC 8106).
+//! What the advertisement carries (RFC 4861 4.2, 4.6): each prefix on-link (and autonomous
+//! unless stateful), the network's MTU, the router's link-layer address, and the subnets' DNS
+//! servers (RDNSS, RFC 8106).
 //! Lifetimes are infinite, as in OVN's answers: the switch sends no unsolicited advertisements
 //! (a VM solicits when its interface comes up, and a kernel that got an answer never asks
 //! again), so finite ones would expire with nothing to refresh them. The switch routes nothing,
@@ -25,8 +29,14 @@ use crate::wire::{Mac, ETH_HEADER_LEN};
 pub struct RaConfig {
     /// The port's MAC: only its solicitations are answered.
     pub client_mac: Mac,
-    /// The SLAAC prefixes (/64) of the port's network.
+    /// The autonomous prefixes (/64: `slaac` and `dhcpv6-stateless` subnets) of the port.
     pub prefixes: Vec<Ipv6Addr>,
+    /// On-link prefixes the VM takes no address from (`dhcpv6-stateful` subnets).
+    pub on_link: Vec<Ipv6Addr>,
+    /// The managed-address flag: addresses come from DHCPv6.
+    pub managed: bool,
+    /// The other-configuration flag: DNS servers come from DHCPv6.
+    pub other: bool,
     /// The network's MTU.
     pub mtu: u32,
     /// The subnets' IPv6 DNS servers.
@@ -108,9 +118,10 @@ pub fn respond(cfg: &RaConfig, frame: &[u8], out: &mut [u8]) -> Option<usize> {
 
     let mut ra: Vec<u8> = Vec::with_capacity(256);
     ra.extend_from_slice(&[ADVERTISEMENT, 0, 0, 0]);
-    // Current hop limit 64, no managed or other-config flag, router lifetime 0, reachable time
-    // and retransmission timer unspecified.
-    ra.extend_from_slice(&[64, 0, 0, 0]);
+    // Current hop limit 64, the managed and other-configuration flags, router lifetime 0,
+    // reachable time and retransmission timer unspecified.
+    let flags = u8::from(cfg.managed) << 7 | u8::from(cfg.other) << 6;
+    ra.extend_from_slice(&[64, flags, 0, 0]);
     ra.extend_from_slice(&[0; 8]);
     // Source link-layer address.
     ra.extend_from_slice(&[1, 1]);
@@ -118,9 +129,11 @@ pub fn respond(cfg: &RaConfig, frame: &[u8], out: &mut [u8]) -> Option<usize> {
     // MTU.
     ra.extend_from_slice(&[5, 1, 0, 0]);
     ra.extend_from_slice(&cfg.mtu.to_be_bytes());
-    for prefix in cfg.prefixes.iter().take(MAX_PREFIXES) {
-        // Prefix information: /64, on-link and autonomous.
-        ra.extend_from_slice(&[3, 4, 64, 0xc0]);
+    let prefixes = cfg.prefixes.iter().map(|p| (p, 0xc0));
+    let on_link = cfg.on_link.iter().map(|p| (p, 0x80));
+    for (prefix, flags) in prefixes.chain(on_link).take(MAX_PREFIXES) {
+        // Prefix information: /64, on-link, and autonomous unless addresses are managed.
+        ra.extend_from_slice(&[3, 4, 64, flags]);
         ra.extend_from_slice(&FOREVER.to_be_bytes());
         ra.extend_from_slice(&FOREVER.to_be_bytes());
         ra.extend_from_slice(&[0; 4]);
@@ -164,6 +177,9 @@ mod tests {
         RaConfig {
             client_mac: VM,
             prefixes: vec!["2001:db8:1::".parse().unwrap()],
+            on_link: Vec::new(),
+            managed: false,
+            other: false,
             mtu: 1450,
             dns: vec!["2001:db8::53".parse().unwrap()],
             router_mac: crate::dhcp::SERVER_MAC,
@@ -223,6 +239,28 @@ mod tests {
         assert_eq!(
             rdnss[8..24],
             "2001:db8::53".parse::<Ipv6Addr>().unwrap().octets()
+        );
+    }
+
+    #[test]
+    fn dhcpv6_subnets_set_the_flags_and_stateful_prefixes_are_on_link_only() {
+        let cfg = RaConfig {
+            prefixes: vec!["2001:db8:1::".parse().unwrap()],
+            on_link: vec!["2001:db8:2::".parse().unwrap()],
+            managed: true,
+            other: true,
+            ..config()
+        };
+        let mut out = [0u8; 512];
+        let n = respond(&cfg, &solicitation(VM, link_local(VM)), &mut out).unwrap();
+        let ra = &out[ETH_HEADER_LEN + IPV6_HEADER..n];
+        assert_eq!(ra[5], 0xc0, "managed and other configuration");
+        let opts = &ra[16..];
+        assert_eq!(opts[16..20], [3, 4, 64, 0xc0], "autonomous");
+        assert_eq!(opts[48..52], [3, 4, 64, 0x80], "on-link only");
+        assert_eq!(
+            opts[64..80],
+            "2001:db8:2::".parse::<Ipv6Addr>().unwrap().octets()
         );
     }
 

@@ -1039,6 +1039,10 @@ impl<P: PortIo> Worker<P> {
                 self.answer_dhcp(ingress, d);
                 return;
             }
+            Verdict::Dhcp6 => {
+                self.answer_dhcp6(ingress, d);
+                return;
+            }
             Verdict::Arp(mac) => {
                 self.answer_arp(ingress, d, mac);
                 return;
@@ -1253,6 +1257,20 @@ impl<P: PortIo> Worker<P> {
             let cfg = cfg.as_deref()?;
             dhcp::respond(cfg, request, dhcp::client_message(request)?, out)
         });
+        self.count_dhcp(port, answered);
+    }
+
+    fn answer_dhcp6(&mut self, port: u16, d: XdpDesc) {
+        let cfg = self.snap.port(port).and_then(|p| p.dhcp6.clone());
+        let answered = self.answer_in_place(port, d, |request, out| {
+            let cfg = cfg.as_deref()?;
+            crate::dhcp6::respond(cfg, request, crate::dhcp6::client_message(request)?, out)
+        });
+        self.count_dhcp(port, answered);
+    }
+
+    /// Counts a DHCP message of `port`'s client: answered, or dropped unanswered.
+    fn count_dhcp(&mut self, port: u16, answered: bool) {
         let c = &mut self.pipe.counters[usize::from(port)];
         if answered {
             c.dhcp_replies += 1;

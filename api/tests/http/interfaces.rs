@@ -160,6 +160,7 @@ async fn forwarder_gets_the_desired_state_after_plug_down_unplug_and_delete() {
         qos: None,
         qos_ingress: None,
         dhcp: None,
+        dhcp6: None,
         ra: None,
         filter: None,
     };

@@ -110,6 +110,7 @@ fn restart_rebuilds_desired_state_from_the_file() {
                 qos: None,
                 qos_ingress: None,
                 dhcp: None,
+                dhcp6: None,
                 ra: None,
                 filter: None,
             }],
@@ -320,6 +321,7 @@ fn forwarder_sees_plug_state_change_unplug_and_delete() {
         qos: None,
         qos_ingress: None,
         dhcp: None,
+        dhcp6: None,
         ra: None,
         filter: None,
     };
@@ -985,6 +987,78 @@ fn slaac_subnets_give_eui64_addresses_and_go_with_them() {
     assert!(d
         .fixed_ips
         .contains(&std::net::IpAddr::V6(std::net::Ipv6Addr::from(want))));
+}
+
+#[test]
+fn dhcpv6_subnets_give_ports_dhcpv6_answers_and_advertisement_flags() {
+    use crate::ipam::Family;
+    use crate::neutron::{GatewayRequest, Scope, SubnetSpec};
+    let (c, _) = setup();
+    let scope = Scope {
+        tenant_id: A.into(),
+        admin: false,
+    };
+    let net = v2_network(&c, &scope);
+    let subnet = |cidr: &str, mode: &str| SubnetSpec {
+        tenant_id: A.into(),
+        network_id: net.network.id.clone(),
+        name: String::new(),
+        description: String::new(),
+        family: Family::V6,
+        cidr: crate::ipam::Cidr::parse(cidr).unwrap(),
+        gateway_ip: GatewayRequest::Default,
+        allocation_pools: None,
+        enable_dhcp: true,
+        dns_nameservers: vec!["2001:db8::53".parse().unwrap()],
+        host_routes: vec![],
+        ipv6_ra_mode: Some(mode.into()),
+        ipv6_address_mode: Some(mode.into()),
+    };
+    c.create_subnets(
+        &scope,
+        vec![
+            subnet("2001:db8:a::/64", "dhcpv6-stateful"),
+            subnet("2001:db8:b::/64", "dhcpv6-stateless"),
+        ],
+    )
+    .unwrap();
+    let port = v2_port(&c, &scope, &net.network.id);
+    let ips: Vec<std::net::Ipv6Addr> = port
+        .record
+        .attrs
+        .fixed_ips
+        .iter()
+        .map(|f| f.ip_address.parse().unwrap())
+        .collect();
+    assert_eq!(ips.len(), 2, "one from each subnet: {ips:?}");
+    let stateful = ips[0];
+    assert_eq!(stateful.segments()[..4], [0x2001, 0xdb8, 0xa, 0]);
+    let desired = c.desired_state().unwrap();
+    let d = desired
+        .ports
+        .iter()
+        .find(|d| d.id == port.record.port.id)
+        .unwrap();
+    let dhcp6 = d.dhcp6.clone().expect("DHCPv6 answers");
+    assert_eq!(
+        dhcp6.addresses,
+        [stateful],
+        "only the stateful subnet's address"
+    );
+    assert_eq!(
+        dhcp6.dns,
+        ["2001:db8::53".parse::<std::net::Ipv6Addr>().unwrap()]
+    );
+    let ra = d.ra.clone().expect("an advertisement");
+    assert_eq!(
+        ra.on_link,
+        ["2001:db8:a::".parse::<std::net::Ipv6Addr>().unwrap()]
+    );
+    assert_eq!(
+        ra.prefixes,
+        ["2001:db8:b::".parse::<std::net::Ipv6Addr>().unwrap()]
+    );
+    assert!(ra.managed && ra.other);
 }
 
 #[test]

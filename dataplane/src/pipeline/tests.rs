@@ -397,7 +397,9 @@ proptest! {
                     prop_assert_ne!(to, *port);
                 }
                 Verdict::Flood { .. } => prop_assert_eq!(after, before),
-                Verdict::Dhcp => prop_assert!(false, "no port of the fixture answers DHCP"),
+                Verdict::Dhcp | Verdict::Dhcp6 => {
+                    prop_assert!(false, "no port of the fixture answers DHCP")
+                }
                 Verdict::Arp(_) => prop_assert!(false, "no port of the fixture has ARP answers"),
                 Verdict::RouterSolicitation { .. } => {
                     prop_assert!(false, "no port of the fixture advertises prefixes")
@@ -418,7 +420,9 @@ proptest! {
         match f.send(ids[port], &frame(Mac(dst), Mac([2, 0, 0, 0, 9, src]))) {
             Verdict::Unicast { net: n, .. } | Verdict::Flood { net: n } => prop_assert_eq!(n, net),
             Verdict::Drop(_) => {}
-            Verdict::Dhcp => prop_assert!(false, "no port of the fixture answers DHCP"),
+            Verdict::Dhcp | Verdict::Dhcp6 => {
+                    prop_assert!(false, "no port of the fixture answers DHCP")
+                }
             Verdict::Arp(_) => prop_assert!(false, "no port of the fixture has ARP answers"),
             Verdict::RouterSolicitation { .. } => {
                 prop_assert!(false, "no port of the fixture advertises prefixes")

@@ -574,6 +574,9 @@ fn router_solicitations_of_slaac_ports_are_answered_by_the_switch() {
     c.ports[0].ra = Some(Arc::new(crate::ra::RaConfig {
         client_mac: VM1,
         prefixes: vec!["2001:db8:1::".parse().unwrap()],
+        on_link: Vec::new(),
+        managed: false,
+        other: false,
         mtu: 1500,
         dns: vec![],
         router_mac: crate::dhcp::SERVER_MAC,
@@ -606,6 +609,47 @@ fn router_solicitations_of_slaac_ports_are_answered_by_the_switch() {
     r.inject("a2", solicitation(VM2));
     r.run();
     assert!(r.out("a2").is_empty());
+    assert_eq!(r.out("a1").len(), 1, "flooded");
+    r.check_accounting();
+}
+
+#[test]
+fn dhcpv6_messages_of_a_ports_client_are_answered_and_never_flood() {
+    let mut c = cfg();
+    c.ports[0].dhcp6 = Some(Arc::new(crate::dhcp6::Dhcp6Config {
+        client_mac: VM1,
+        addresses: Vec::new(),
+        dns: vec!["2001:db8::53".parse().unwrap()],
+        lease_secs: 3600,
+        server_mac: crate::dhcp::SERVER_MAC,
+    }));
+    let mut r = Rig::new(4096);
+    r.apply(&c);
+    // An information request, from the client's link-local address to ff02::1:2.
+    let request = |mac: Mac| {
+        let mut f = vec![0x33, 0x33, 0, 1, 0, 2];
+        f.extend_from_slice(&mac.0);
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 12, 17, 1]);
+        f.extend_from_slice(&crate::ra::link_local(mac).octets());
+        f.extend_from_slice(&[0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2]);
+        f.extend_from_slice(&[2, 34, 2, 35, 0, 12, 0, 0]);
+        f.extend_from_slice(&[11, 1, 2, 3]);
+        f
+    };
+    r.inject("a1", request(VM1));
+    r.run();
+    let answers = r.out("a1");
+    assert_eq!(answers.len(), 1, "one reply, back to the asker");
+    assert_eq!(&answers[0][0..6], &VM1.0);
+    assert_eq!(answers[0][14 + 48], 7, "a DHCPv6 reply");
+    for p in ["a2", "a3", "b1", "up"] {
+        assert!(r.out(p).is_empty(), "{p} saw the request");
+    }
+    let slot = r.ports.get("a1").unwrap();
+    assert_eq!(r.w.counters(slot).dhcp_replies, 1);
+    // A port without DHCPv6: its message is switched as any multicast.
+    r.inject("a2", request(VM2));
+    r.run();
     assert_eq!(r.out("a1").len(), 1, "flooded");
     r.check_accounting();
 }
