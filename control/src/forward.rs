@@ -146,8 +146,9 @@ pub struct DesiredRa {
     /// The /64 prefixes the VM forms its address from (`ipv6_ra_mode` `slaac` or
     /// `dhcpv6-stateless`).
     pub prefixes: Vec<std::net::Ipv6Addr>,
-    /// The on-link prefixes whose addresses come from DHCPv6 (`dhcpv6-stateful`).
-    pub on_link: Vec<std::net::Ipv6Addr>,
+    /// The on-link prefixes whose addresses come from DHCPv6 (`dhcpv6-stateful`), with their
+    /// lengths.
+    pub on_link: Vec<(std::net::Ipv6Addr, u8)>,
     /// Addresses come from DHCPv6 (a `dhcpv6-stateful` subnet): the managed flag.
     pub managed: bool,
     /// Options come from DHCPv6 (either DHCPv6 mode): the other-configuration flag.

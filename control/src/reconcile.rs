@@ -338,10 +338,10 @@ fn dhcp_of(tx: &dyn Tx, r: &PortRecord) -> Result<Option<DesiredDhcp>> {
 }
 
 /// The router advertisement of a port, from its subnets whose `ipv6_ra_mode` is set (and DHCP
-/// on, as Neutron requires for any IPv6 mode), each a /64: a `slaac` or `dhcpv6-stateless`
-/// prefix where the port holds the EUI-64 address of its MAC (so that the address the VM forms
-/// is the one it holds: any other would be dropped by its port security), a `dhcpv6-stateful`
-/// prefix on-link only, with the managed flag. Either DHCPv6 mode sets the other-configuration
+/// on, as Neutron requires for any IPv6 mode): a `slaac` or `dhcpv6-stateless` /64 where the
+/// port holds the EUI-64 address of its MAC (so that the address the VM forms is the one it
+/// holds: any other would be dropped by its port security), a `dhcpv6-stateful` prefix of any
+/// length on-link only, with the managed flag. Either DHCPv6 mode sets the other-configuration
 /// flag.
 fn ra_of(tx: &dyn Tx, r: &PortRecord) -> Result<Option<DesiredRa>> {
     use crate::ipam::{self, Cidr, Family};
@@ -353,16 +353,18 @@ fn ra_of(tx: &dyn Tx, r: &PortRecord) -> Result<Option<DesiredRa>> {
         let (Some(mode), true) = (s.ipv6_ra_mode.as_deref(), s.enable_dhcp) else {
             continue;
         };
-        let Some(cidr) = Cidr::parse(&s.cidr).filter(|c| c.family == Family::V6 && c.len == 64)
-        else {
+        let Some(cidr) = Cidr::parse(&s.cidr).filter(|c| c.family == Family::V6) else {
             continue;
         };
         let prefix = std::net::Ipv6Addr::from(cidr.network);
-        if ra.prefixes.contains(&prefix) || ra.on_link.contains(&prefix) {
+        if ra.prefixes.contains(&prefix) || ra.on_link.iter().any(|(p, _)| *p == prefix) {
             continue;
         }
         match mode {
             "slaac" | "dhcpv6-stateless" => {
+                if cidr.len != 64 {
+                    continue;
+                }
                 let held = ipam::parse_ip(&f.ip_address).map(ipam::to_u128);
                 if held.is_none() || held != ipam::eui64(&cidr, &r.attrs.mac_address) {
                     continue;
@@ -371,7 +373,7 @@ fn ra_of(tx: &dyn Tx, r: &PortRecord) -> Result<Option<DesiredRa>> {
                 ra.other |= mode == "dhcpv6-stateless";
             }
             "dhcpv6-stateful" => {
-                ra.on_link.push(prefix);
+                ra.on_link.push((prefix, cidr.len));
                 ra.managed = true;
                 ra.other = true;
             }

@@ -200,6 +200,26 @@ fn invalid(kind: &'static str, message: impl Into<String>) -> ControlError {
     }
 }
 
+/// Checks a rule's protocol (a name Neutron knows, a number 0 to 255, `any` or none), as Neutron's
+/// converter does before any other check of the rule.
+pub fn check_protocol(protocol: Option<&str>) -> Result<()> {
+    match protocol {
+        None | Some("any") => Ok(()),
+        Some(p) if protocol_number(p).is_some() => Ok(()),
+        Some(p) => {
+            let names: Vec<String> = PROTOCOLS.iter().map(|(n, _)| format!("'{n}'")).collect();
+            Err(invalid(
+                "SecurityGroupRuleInvalidProtocol",
+                format!(
+                    "Security group rule protocol {p} not supported. Only protocol values \
+                     (None, 'any', {}) and integer representations [0 to 255] are supported.",
+                    names.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
 /// Checks a rule as Neutron does and returns its stored form (protocol `any` as none, ethertype
 /// defaulted, ports as numbers).
 pub fn checked_rule(spec: &SgRuleSpec) -> Result<SgRule> {
@@ -213,22 +233,10 @@ pub fn checked_rule(spec: &SgRuleSpec) -> Result<SgRule> {
             ),
         ));
     }
+    check_protocol(spec.protocol.as_deref())?;
     let protocol = match spec.protocol.as_deref() {
         None | Some("any") => None,
-        Some(p) => {
-            if protocol_number(p).is_none() {
-                let names: Vec<String> = PROTOCOLS.iter().map(|(n, _)| format!("'{n}'")).collect();
-                return Err(invalid(
-                    "SecurityGroupRuleInvalidProtocol",
-                    format!(
-                        "Security group rule protocol {p} not supported. Only protocol values \
-                         (None, 'any', {}) and integer representations [0 to 255] are supported.",
-                        names.join(", ")
-                    ),
-                ));
-            }
-            Some(p.to_owned())
-        }
+        Some(p) => Some(p.to_owned()),
     };
     if spec.remote_ip_prefix.is_some() && spec.remote_group_id.is_some() {
         return Err(invalid(

@@ -5,16 +5,19 @@
 //! RFC 8415 server behaviour, reduced to one client per port:
 //! - stateful (the port holds addresses on `dhcpv6-stateful` subnets): SOLICIT gets an
 //!   ADVERTISE (a REPLY when the client asked for rapid commit), REQUEST, RENEW and REBIND get a
-//!   REPLY, each with one IA_NA per IA_NA asked for, holding the port's addresses (an address
-//!   the client asked for that is not the port's is returned with lifetimes 0, so the client
-//!   drops it); CONFIRM gets Success when every address it names is the port's, NotOnLink
-//!   otherwise; RELEASE and DECLINE get Success;
-//! - stateless and stateful: INFORMATION-REQUEST gets the DNS servers.
+//!   REPLY: the first IA_NA asked for holds the port's addresses, any other gets NoAddrsAvail,
+//!   and an address the client names that is not the port's comes back with lifetimes 0 (so the
+//!   client drops it); a message with no IA_NA gets NoAddrsAvail; CONFIRM gets Success when every
+//!   address it names is the port's, NotOnLink otherwise (and nothing when it names none);
+//!   RELEASE and DECLINE get Success;
+//! - stateless and stateful: INFORMATION-REQUEST gets the DNS servers; RENEW and REBIND from a
+//!   port that no longer has stateful addresses get theirs back with lifetimes 0.
 //!
 //! Every reply carries the server's DUID (DUID-LL of [`crate::dhcp::SERVER_MAC`]) and the
 //! client's, and the DNS servers; it goes to the client's link-local source from the server's
 //! link-local address. A message naming another server, a SOLICIT to a port without addresses,
-//! and anything from a MAC other than the port's get nothing.
+//! a message whose source is not a link-local address, and anything from a MAC other than the
+//! port's get nothing.
 
 use std::net::Ipv6Addr;
 
@@ -66,6 +69,7 @@ const OPT_RAPID_COMMIT: u16 = 14;
 const OPT_DNS_SERVERS: u16 = 23;
 
 const SUCCESS: u16 = 0;
+const NO_ADDRS_AVAIL: u16 = 2;
 const NOT_ON_LINK: u16 = 4;
 
 /// DNS servers beyond these are left out.
@@ -115,7 +119,17 @@ pub fn respond(cfg: &Dhcp6Config, frame: &[u8], at: usize, out: &mut [u8]) -> Op
     if frame[6..12] != cfg.client_mac.0 {
         return None;
     }
-    let msg = frame.get(at..)?;
+    // Clients send from their link-local address (RFC 8415 13.1); the reply goes back to it.
+    let src: [u8; 16] = frame[ETH_HEADER_LEN + 8..ETH_HEADER_LEN + 24]
+        .try_into()
+        .ok()?;
+    if src[0] != 0xfe || src[1] & 0xc0 != 0x80 {
+        return None;
+    }
+    // The message ends where the UDP datagram does: bytes beyond it are no options.
+    let udp = ETH_HEADER_LEN + IPV6_HEADER;
+    let udp_len = usize::from(u16::from_be_bytes([frame[udp + 4], frame[udp + 5]]));
+    let msg = frame.get(at..(udp + udp_len).max(at))?;
     let (&kind, rest) = msg.split_first()?;
     let xid = rest.get(..3)?;
     let opts = options(&rest[3..])?;
@@ -138,6 +152,7 @@ pub fn respond(cfg: &Dhcp6Config, frame: &[u8], at: usize, out: &mut [u8]) -> Op
         .take(MAX_IAS)
         .collect();
     let rapid = kind == SOLICIT && get(OPT_RAPID_COMMIT).is_some();
+    let named: Vec<Ipv6Addr> = ias.iter().flat_map(|ia| ia_addresses(ia)).collect();
     let reply_kind = match kind {
         SOLICIT if stateful && client_id.is_some() => {
             if rapid {
@@ -146,11 +161,11 @@ pub fn respond(cfg: &Dhcp6Config, frame: &[u8], at: usize, out: &mut [u8]) -> Op
                 ADVERTISE
             }
         }
-        REQUEST | RENEW | REBIND | CONFIRM | RELEASE | DECLINE
-            if stateful && client_id.is_some() =>
-        {
-            REPLY
-        }
+        // RFC 8415 18.3.3: a CONFIRM naming no address gets no reply.
+        CONFIRM if named.is_empty() => return None,
+        REQUEST | CONFIRM | RELEASE | DECLINE if stateful && client_id.is_some() => REPLY,
+        // A port that lost its stateful addresses: its client is told to drop them.
+        RENEW | REBIND if client_id.is_some() => REPLY,
         INFORMATION_REQUEST if ias.is_empty() => REPLY,
         _ => return None,
     };
@@ -171,13 +186,16 @@ pub fn respond(cfg: &Dhcp6Config, frame: &[u8], at: usize, out: &mut [u8]) -> Op
                 // The only server of the link: the client need not wait for others.
                 put(&mut m, OPT_PREFERENCE, &[255]);
             }
-            for ia in &ias {
-                put(&mut m, OPT_IA_NA, &ia_na(cfg, ia));
+            if ias.is_empty() {
+                status(&mut m, NO_ADDRS_AVAIL);
+            }
+            // The port's addresses go to one IA (an address belongs to one IA, RFC 8415 21.4).
+            for (i, ia) in ias.iter().enumerate() {
+                put(&mut m, OPT_IA_NA, &ia_na(cfg, ia, i == 0));
             }
         }
         CONFIRM => {
-            let asked = ias.iter().flat_map(|ia| ia_addresses(ia));
-            let ours = asked.into_iter().all(|a| cfg.addresses.contains(&a));
+            let ours = named.iter().all(|a| cfg.addresses.contains(a));
             status(&mut m, if ours { SUCCESS } else { NOT_ON_LINK });
         }
         RELEASE | DECLINE => status(&mut m, SUCCESS),
@@ -195,9 +213,7 @@ pub fn respond(cfg: &Dhcp6Config, frame: &[u8], at: usize, out: &mut [u8]) -> Op
 
     // UDP, IPv6, Ethernet: to the client's source, from the server's link-local address.
     let src_ip = link_local(cfg.server_mac);
-    let dst_ip: [u8; 16] = frame[ETH_HEADER_LEN + 8..ETH_HEADER_LEN + 24]
-        .try_into()
-        .ok()?;
+    let dst_ip = src;
     let udp_len = UDP_HEADER + m.len();
     let len = ETH_HEADER_LEN + IPV6_HEADER + udp_len;
     let f = out.get_mut(..len)?;
@@ -246,11 +262,12 @@ fn ia_addresses(ia: &[u8]) -> Vec<Ipv6Addr> {
 }
 
 /// The answer to an IA_NA (its value): the same IAID, renewal at half the lifetime and rebinding
-/// at four fifths, the port's addresses, and the other addresses the client named with
-/// lifetimes 0.
-fn ia_na(cfg: &Dhcp6Config, asked: &[u8]) -> Vec<u8> {
+/// at four fifths; in the IA that `holds` them the port's addresses (NoAddrsAvail in the others,
+/// and when the port has none); the other addresses the client named, with lifetimes 0.
+fn ia_na(cfg: &Dhcp6Config, asked: &[u8], holds: bool) -> Vec<u8> {
     let lease = cfg.lease_secs;
-    let mut v = Vec::with_capacity(12 + 28 * cfg.addresses.len());
+    let ours: &[Ipv6Addr] = if holds { &cfg.addresses } else { &[] };
+    let mut v = Vec::with_capacity(12 + 28 * ours.len());
     v.extend_from_slice(&asked[..4]);
     v.extend_from_slice(&(lease / 2).to_be_bytes());
     v.extend_from_slice(&(lease / 5 * 4).to_be_bytes());
@@ -260,13 +277,16 @@ fn ia_na(cfg: &Dhcp6Config, asked: &[u8]) -> Vec<u8> {
         o.extend_from_slice(&life.to_be_bytes());
         put(&mut v, OPT_IAADDR, &o);
     };
-    for a in &cfg.addresses {
+    for a in ours {
         addr(a, lease);
     }
     for a in ia_addresses(asked) {
-        if !cfg.addresses.contains(&a) {
+        if !ours.contains(&a) {
             addr(&a, 0);
         }
+    }
+    if ours.is_empty() {
+        status(&mut v, NO_ADDRS_AVAIL);
     }
     v
 }

@@ -31,8 +31,9 @@ pub struct RaConfig {
     pub client_mac: Mac,
     /// The autonomous prefixes (/64: `slaac` and `dhcpv6-stateless` subnets) of the port.
     pub prefixes: Vec<Ipv6Addr>,
-    /// On-link prefixes the VM takes no address from (`dhcpv6-stateful` subnets).
-    pub on_link: Vec<Ipv6Addr>,
+    /// On-link prefixes the VM takes no address from (`dhcpv6-stateful` subnets), with their
+    /// lengths.
+    pub on_link: Vec<(Ipv6Addr, u8)>,
     /// The managed-address flag: addresses come from DHCPv6.
     pub managed: bool,
     /// The other-configuration flag: DNS servers come from DHCPv6.
@@ -129,11 +130,11 @@ pub fn respond(cfg: &RaConfig, frame: &[u8], out: &mut [u8]) -> Option<usize> {
     // MTU.
     ra.extend_from_slice(&[5, 1, 0, 0]);
     ra.extend_from_slice(&cfg.mtu.to_be_bytes());
-    let prefixes = cfg.prefixes.iter().map(|p| (p, 0xc0));
-    let on_link = cfg.on_link.iter().map(|p| (p, 0x80));
-    for (prefix, flags) in prefixes.chain(on_link).take(MAX_PREFIXES) {
-        // Prefix information: /64, on-link, and autonomous unless addresses are managed.
-        ra.extend_from_slice(&[3, 4, 64, flags]);
+    let prefixes = cfg.prefixes.iter().map(|p| (p, 64, 0xc0));
+    let on_link = cfg.on_link.iter().map(|(p, len)| (p, *len, 0x80));
+    for (prefix, len, flags) in prefixes.chain(on_link).take(MAX_PREFIXES) {
+        // Prefix information: on-link, and autonomous (a /64) unless addresses are managed.
+        ra.extend_from_slice(&[3, 4, len, flags]);
         ra.extend_from_slice(&FOREVER.to_be_bytes());
         ra.extend_from_slice(&FOREVER.to_be_bytes());
         ra.extend_from_slice(&[0; 4]);
@@ -246,7 +247,7 @@ mod tests {
     fn dhcpv6_subnets_set_the_flags_and_stateful_prefixes_are_on_link_only() {
         let cfg = RaConfig {
             prefixes: vec!["2001:db8:1::".parse().unwrap()],
-            on_link: vec!["2001:db8:2::".parse().unwrap()],
+            on_link: vec![("2001:db8:2::".parse().unwrap(), 56)],
             managed: true,
             other: true,
             ..config()
@@ -257,7 +258,11 @@ mod tests {
         assert_eq!(ra[5], 0xc0, "managed and other configuration");
         let opts = &ra[16..];
         assert_eq!(opts[16..20], [3, 4, 64, 0xc0], "autonomous");
-        assert_eq!(opts[48..52], [3, 4, 64, 0x80], "on-link only");
+        assert_eq!(
+            opts[48..52],
+            [3, 4, 56, 0x80],
+            "on-link only, its own length"
+        );
         assert_eq!(
             opts[64..80],
             "2001:db8:2::".parse::<Ipv6Addr>().unwrap().octets()

@@ -436,26 +436,34 @@ pub(crate) fn sg_rule_spec(body: &Map<String, Value>, scope: &Scope) -> R<SgRule
         (None, None) => None,
         _ => Some(project(body, scope)?),
     };
+    let security_group_id = string(body, "security_group_id", MAX_NAME)?.unwrap_or_default();
+    let ethertype = nullable_string(body, "ethertype")?;
+    let port_range_min = nullable_int(body, "port_range_min")?;
+    let port_range_max = nullable_int(body, "port_range_max")?;
+    // Neutron's converters, in its attribute order: the protocol's, then the prefix's (netaddr's
+    // `IPNetwork`), both before the rule's other checks.
+    let remote_ip_prefix = match nullable_string(body, "remote_ip_prefix")? {
+        None => None,
+        Some(p) => {
+            control::security::check_protocol(protocol.as_deref())?;
+            Some(IpPrefix::parse(&p).ok_or_else(|| {
+                NeutronError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "InvalidCIDR",
+                    format!("Invalid CIDR {p} given as IP prefix."),
+                )
+            })?)
+        }
+    };
     Ok(SgRuleSpec {
-        security_group_id: string(body, "security_group_id", MAX_NAME)?.unwrap_or_default(),
+        security_group_id,
         tenant_id: tenant,
         direction,
-        ethertype: nullable_string(body, "ethertype")?,
+        ethertype,
         protocol,
-        port_range_min: nullable_int(body, "port_range_min")?,
-        port_range_max: nullable_int(body, "port_range_max")?,
-        remote_ip_prefix: nullable_string(body, "remote_ip_prefix")?
-            .map(|p| {
-                // Neutron's converter (netaddr's `IPNetwork`), before any other rule check.
-                IpPrefix::parse(&p).ok_or_else(|| {
-                    NeutronError::new(
-                        axum::http::StatusCode::BAD_REQUEST,
-                        "InvalidCIDR",
-                        format!("Invalid CIDR {p} given as IP prefix."),
-                    )
-                })
-            })
-            .transpose()?,
+        port_range_min,
+        port_range_max,
+        remote_ip_prefix,
         remote_group_id: nullable_string(body, "remote_group_id")?,
         description: string(body, "description", MAX_NAME)?.unwrap_or_default(),
     })

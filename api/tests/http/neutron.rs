@@ -637,6 +637,19 @@ async fn subnets_are_validated_normalised_and_refuse_overlaps() {
             400,
             "HTTPBadRequest",
         ),
+        // SLAAC addresses are EUI-64: the prefix must be a /64, as in Neutron.
+        (
+            "2001:db8:17::/56",
+            json!({"ip_version": 6, "ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac"}),
+            400,
+            "InvalidInput",
+        ),
+        (
+            "2001:db8:18::/80",
+            json!({"ip_version": 6, "ipv6_address_mode": "dhcpv6-stateless"}),
+            400,
+            "InvalidInput",
+        ),
         // IPv6 modes need DHCP on, as in Neutron.
         (
             "2001:db8:16::/64",

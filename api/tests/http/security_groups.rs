@@ -320,6 +320,11 @@ async fn rules_are_checked_as_neutron_checks_them() {
                    "remote_ip_prefix": "nope", "remote_group_id": g}),
             "InvalidCIDR",
         ),
+        // ... after the protocol's converter: a bad protocol wins over a bad prefix.
+        (
+            json!({"protocol": "foo", "remote_ip_prefix": "nope"}),
+            "SecurityGroupRuleInvalidProtocol",
+        ),
         (
             json!({"protocol": "ipv6-icmp"}),
             "SecurityGroupEthertypeConflictWithProtocol",

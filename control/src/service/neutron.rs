@@ -592,6 +592,15 @@ impl Control {
                         s.family.version()
                     )));
                 }
+                // Neutron's `_validate_eui64_applicable`: SLAAC addresses are EUI-64, so a /64.
+                let eui64 =
+                    |m: &Option<String>| matches!(m.as_deref(), Some("slaac" | "dhcpv6-stateless"));
+                if (eui64(&s.ipv6_address_mode) || eui64(&s.ipv6_ra_mode)) && cidr.len != 64 {
+                    return Err(invalid_input(format!(
+                        "Invalid CIDR {cidr} for IPv6 address mode. OpenStack uses the EUI-64 \
+                         address format, which requires the prefix to be /64"
+                    )));
+                }
                 for other in tx.subnets(None, Some(&net_id))? {
                     if Cidr::parse(&other.cidr).is_some_and(|o| o.overlaps(&cidr)) {
                         return Err(invalid_input(format!(

@@ -1052,7 +1052,7 @@ fn dhcpv6_subnets_give_ports_dhcpv6_answers_and_advertisement_flags() {
     let ra = d.ra.clone().expect("an advertisement");
     assert_eq!(
         ra.on_link,
-        ["2001:db8:a::".parse::<std::net::Ipv6Addr>().unwrap()]
+        [("2001:db8:a::".parse::<std::net::Ipv6Addr>().unwrap(), 64)]
     );
     assert_eq!(
         ra.prefixes,

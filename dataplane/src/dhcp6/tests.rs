@@ -303,3 +303,62 @@ fn only_the_ports_client_and_well_formed_messages_are_answered() {
     let at = client_message(&f).unwrap();
     assert!(respond(&stateless(), &f, at, &mut [0u8; 64]).is_none());
 }
+
+#[test]
+fn messages_without_a_usable_ia_get_no_addresses_avail() {
+    let client = opt(OPT_CLIENTID, CLIENT_DUID);
+    let code = |v: &[u8]| u16::from_be_bytes([v[0], v[1]]);
+    // No IA_NA at all: NoAddrsAvail for the message.
+    let f = message(CLIENT, SOLICIT, std::slice::from_ref(&client));
+    let (_, opts) = answer(&stateful(), &f).unwrap();
+    assert_eq!(code(find(&opts, OPT_STATUS_CODE).unwrap()), NO_ADDRS_AVAIL);
+    // Two IA_NAs: the addresses go to the first; the second has none.
+    let mut second = ia(&[]);
+    second[7] = 10;
+    let f = message(CLIENT, SOLICIT, &[client.clone(), ia(&[]), second]);
+    let (_, opts) = answer(&stateful(), &f).unwrap();
+    let ias: Vec<&Vec<u8>> = opts
+        .iter()
+        .filter(|(c, _)| *c == OPT_IA_NA)
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(ias.len(), 2);
+    assert_eq!(leases(&opts).3.len(), 1, "the first holds the address");
+    let inner = options(&ias[1][12..]).unwrap();
+    assert!(inner.iter().all(|(c, _)| *c != OPT_IAADDR));
+    let st = inner.iter().find(|(c, _)| *c == OPT_STATUS_CODE).unwrap().1;
+    assert_eq!(code(st), NO_ADDRS_AVAIL);
+    // A port whose stateful address is gone: a renewal gets it back with lifetimes 0.
+    let f = message(
+        CLIENT,
+        RENEW,
+        &[
+            client.clone(),
+            opt(OPT_SERVERID, &server_duid(SERVER_MAC)),
+            ia(&[addr("2001:db8:5::10")]),
+        ],
+    );
+    let (kind, opts) = answer(&stateless(), &f).unwrap();
+    assert_eq!(kind, REPLY);
+    assert_eq!(leases(&opts).3, [(addr("2001:db8:5::10"), 0, 0)]);
+    // A confirm naming no address gets no reply (RFC 8415 18.3.3).
+    let f = message(CLIENT, CONFIRM, &[client, ia(&[])]);
+    assert!(answer(&stateful(), &f).is_none());
+}
+
+#[test]
+fn only_link_local_sources_are_answered_and_the_message_ends_with_its_datagram() {
+    let mut f = message(CLIENT, INFORMATION_REQUEST, &[]);
+    // From `::` (which port security lets through for duplicate address detection).
+    f[ETH_HEADER_LEN + 8..ETH_HEADER_LEN + 24].fill(0);
+    let at = client_message(&f).unwrap();
+    assert!(respond(&stateless(), &f, at, &mut [0u8; 1024]).is_none());
+    // Padding after the UDP datagram (a short frame padded on the wire) is not an option.
+    let mut f = message(
+        CLIENT,
+        INFORMATION_REQUEST,
+        &[opt(OPT_CLIENTID, CLIENT_DUID)],
+    );
+    f.extend_from_slice(&[0; 7]);
+    assert_eq!(answer(&stateless(), &f).unwrap().0, REPLY);
+}
