@@ -63,6 +63,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0011_qos_policies.sql"),
     include_str!("../../migrations/0012_qos_network_owned_ports.sql"),
     include_str!("../../migrations/0013_one_qos_model.sql"),
+    include_str!("../../migrations/0014_sg_rule_prefixes.sql"),
 ];
 
 /// How much of the database file each connection maps.
@@ -2001,6 +2002,44 @@ mod tests {
                 (NetworkType::Local, None)
             );
         });
+    }
+
+    #[test]
+    fn bare_rule_prefixes_take_their_host_length() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys=ON").unwrap();
+        for sql in &MIGRATIONS[..13] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 13).unwrap();
+        conn.execute_batch(
+            "INSERT INTO security_groups (id, tenant_id) VALUES ('g', 't'); \
+             INSERT INTO security_group_rules (id, security_group_id, tenant_id, direction, \
+                 ethertype, remote_ip_prefix) VALUES \
+               ('a', 'g', 't', 'ingress', 'IPv4', '198.18.0.5'), \
+               ('b', 'g', 't', 'ingress', 'IPv6', '2001:db8::5'), \
+               ('c', 'g', 't', 'ingress', 'IPv4', '198.18.0.5/24'), \
+               ('d', 'g', 't', 'ingress', 'IPv4', NULL);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let mut q = conn
+            .prepare("SELECT remote_ip_prefix FROM security_group_rules ORDER BY id")
+            .unwrap();
+        let got: Vec<Option<String>> = q
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            got,
+            [
+                Some("198.18.0.5/32".to_owned()),
+                Some("2001:db8::5/128".to_owned()),
+                Some("198.18.0.5/24".to_owned()),
+                None
+            ]
+        );
     }
 
     #[test]
