@@ -16,8 +16,8 @@ use dataplane::config::{NetworkConfig, PortConfig, SlotMap, Snapshot, SwitchConf
 use dataplane::pipeline::Now;
 use dataplane::port::mem::{MemPort, MemSpec};
 use dataplane::security::IpPrefix;
-use dataplane::Mac;
 use dataplane::worker::{Command, PortShared, Worker, WorkerConfig};
+use dataplane::Mac;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -57,12 +57,26 @@ fuzz_target!(|data: &[u8]| {
         networks: vec![net("a", 10), net("b", 20)],
         ports: vec![
             filtered("a1", "d1"),
-            // The switch answers ARP for a2's address, and a2's router solicitations.
+            // The switch answers ARP for a2's address, a2's router solicitations and its DHCPv6
+            // client.
             PortConfig {
-                arp: vec![(Mac([2, 0, 0, 0, 0, 2]), std::net::Ipv4Addr::new(198, 18, 0, 2))],
+                arp: vec![(
+                    Mac([2, 0, 0, 0, 0, 2]),
+                    std::net::Ipv4Addr::new(198, 18, 0, 2),
+                )],
+                dhcp6: Some(Arc::new(dataplane::dhcp6::Dhcp6Config {
+                    client_mac: Mac([2, 0, 0, 0, 0, 2]),
+                    addresses: vec![std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2)],
+                    dns: vec![std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x53)],
+                    lease_secs: 3600,
+                    server_mac: dataplane::dhcp::SERVER_MAC,
+                })),
                 ra: Some(Arc::new(dataplane::ra::RaConfig {
                     client_mac: Mac([2, 0, 0, 0, 0, 2]),
                     prefixes: vec![std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0)],
+                    on_link: vec![(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0), 64)],
+                    managed: true,
+                    other: true,
                     mtu: 1500,
                     dns: vec![std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x53)],
                     router_mac: dataplane::dhcp::SERVER_MAC,
