@@ -541,9 +541,17 @@ fn dhcp6_client(vm: &TapVm, info_only: bool, secs: u32) -> Option<String> {
             String::from_utf8_lossy(&run.stderr)
         );
     }
-    // dhclient -1 stays in the background once it has an answer: stop it.
-    if let Ok(p) = std::fs::read_to_string(&pid) {
-        let _ = Command::new("kill").arg(p.trim()).status();
+    // dhclient -1 goes on in the background once it has a lease, and its pid file may appear only
+    // after the foreground process has returned: wait for it (an information request leaves none),
+    // then stop the client.
+    for _ in 0..if info_only { 1 } else { 50 } {
+        if let Ok(p) = std::fs::read_to_string(&pid) {
+            if !p.trim().is_empty() {
+                let _ = Command::new("kill").arg(p.trim()).status();
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     let out = std::fs::read_to_string(&record).ok();
     let _ = std::fs::remove_dir_all(&dir);
