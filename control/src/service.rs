@@ -310,13 +310,24 @@ impl Control {
             )))
         });
         self.metrics.observe("write", started);
+        let committed = started.elapsed();
         result?;
         // Waiting for the data plane happens outside every lock.
         if let Some((ticket, set)) = ticket.get() {
             self.applier.wait(*ticket);
+            let applied = started.elapsed();
             if !set.is_empty() {
                 self.forwarder.settle(set);
             }
+            // Where a write's time goes: the durable commit, the data plane taking the change,
+            // and the ports it set opening (a plug answers after all three).
+            tracing::debug!(
+                committed_us = committed.as_micros() as u64,
+                applied_us = applied.as_micros() as u64,
+                settled_us = started.elapsed().as_micros() as u64,
+                ports = set.len(),
+                "write in force"
+            );
         }
         out.ok_or_else(ran_twice)
     }

@@ -11,7 +11,8 @@
 //!
 //! Writers that arrive while another write runs share its transaction and its fsync: each runs
 //! its closure inside a savepoint of the open transaction (a failed one rolls back only its own
-//! savepoint), and the last writer in (none waiting behind it, or [`GROUP_MAX`] reached)
+//! savepoint; the write that opened the transaction needs none, and a failure of it rolls the
+//! transaction back), and the last writer in (none waiting behind it, or [`GROUP_MAX`] reached)
 //! commits for all of them. Every writer is answered only after that commit is durable. The
 //! committer then runs every member's after-commit step itself, in the order the writes ran
 //! (revision order), while the writer connection stays locked, so the next group's steps come
@@ -233,8 +234,11 @@ fn tune(conn: &Connection) -> Result<()> {
         true,
     )
     .map_err(store_err)?;
+    // Statement journals (a copy of every page a statement or a group member's savepoint
+    // changes) and sorts stay in memory: in temporary files they cost a write(2) per page, more
+    // pages as the B-trees deepen.
     conn.execute_batch(&format!(
-        "PRAGMA mmap_size={MMAP_BYTES}; PRAGMA cache_size=-{CACHE_KIB};"
+        "PRAGMA mmap_size={MMAP_BYTES}; PRAGMA cache_size=-{CACHE_KIB}; PRAGMA temp_store=MEMORY;"
     ))
     .map_err(store_err)
 }
@@ -329,15 +333,28 @@ fn rollback_member(conn: &Connection) -> rusqlite::Result<()> {
     exec_cached(conn, "RELEASE member")
 }
 
-/// Runs one write's closure in a savepoint of the open transaction: kept when it succeeds,
-/// rolled back (alone) when it fails or panics.
+/// Runs one write's closure: kept when it succeeds, rolled back (alone) when it fails or
+/// panics. A write that opened the transaction (`first`) runs without a savepoint and a failure
+/// rolls the whole transaction back: there is nothing else in it yet. A savepoint journals every
+/// page a write changes (a copy into the statement journal), which costs more as the B-trees
+/// deepen, so only the writes that join an open group pay it.
 fn run_member(
     conn: &Connection,
+    first: bool,
     f: &mut dyn FnMut(&dyn Tx) -> Result<Option<AfterCommit>>,
 ) -> (Result<Option<AfterCommit>>, Option<Panic>) {
-    if let Err(e) = exec_cached(conn, "SAVEPOINT member") {
-        return (Err(store_err(e)), None);
+    if !first {
+        if let Err(e) = exec_cached(conn, "SAVEPOINT member") {
+            return (Err(store_err(e)), None);
+        }
     }
+    let undo = |conn: &Connection| {
+        if first {
+            exec_cached(conn, "ROLLBACK")
+        } else {
+            rollback_member(conn)
+        }
+    };
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&SqliteTx { tx: conn })));
     let (result, panic) = match run {
         Ok(r) => (r, None),
@@ -348,15 +365,15 @@ fn run_member(
             Some(p),
         ),
     };
-    let end = if result.is_ok() {
-        exec_cached(conn, "RELEASE member")
-    } else {
-        rollback_member(conn)
+    let end = match (&result, first) {
+        (Ok(_), true) => Ok(()),
+        (Ok(_), false) => exec_cached(conn, "RELEASE member"),
+        (Err(_), _) => undo(conn),
     };
     match end {
         Ok(()) => (result, panic),
         Err(e) => {
-            let _ = rollback_member(conn);
+            let _ = undo(conn);
             (result.and(Err(store_err(e))), panic)
         }
     }
@@ -442,8 +459,8 @@ impl Store for SqliteStore {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let mut w = lock(&self.writer);
         self.waiting.fetch_sub(1, Ordering::SeqCst);
-        let (group, members) = match w.group.clone() {
-            Some(g) => g,
+        let (group, members, first) = match w.group.clone() {
+            Some((g, m)) => (g, m, false),
             None => {
                 // A transaction a failed COMMIT and ROLLBACK left open is ended first.
                 if !w.conn.is_autocommit() {
@@ -451,10 +468,10 @@ impl Store for SqliteStore {
                     let _ = exec_cached(&w.conn, "ROLLBACK");
                 }
                 exec_cached(&w.conn, "BEGIN IMMEDIATE").map_err(store_err)?;
-                (Arc::default(), 0)
+                (Arc::default(), 0, true)
             }
         };
-        let (own, panic) = run_member(&w.conn, f);
+        let (own, panic) = run_member(&w.conn, first, f);
         let own = own.map(|step| w.steps.extend(step));
         let members = members + usize::from(own.is_ok());
         // SQLite may have rolled the whole transaction back by itself (disk full, I/O error):
