@@ -236,7 +236,8 @@ fn tune(conn: &Connection) -> Result<()> {
     .map_err(store_err)?;
     // Statement journals (a copy of every page a statement or a group member's savepoint
     // changes) and sorts stay in memory: in temporary files they cost a write(2) per page, more
-    // pages as the B-trees deepen.
+    // pages as the B-trees deepen. Every query sorts on an index or a page of at most 1000 rows,
+    // so no sort needs the disk.
     conn.execute_batch(&format!(
         "PRAGMA mmap_size={MMAP_BYTES}; PRAGMA cache_size=-{CACHE_KIB}; PRAGMA temp_store=MEMORY;"
     ))
@@ -244,7 +245,8 @@ fn tune(conn: &Connection) -> Result<()> {
 }
 
 /// A poisoned lock means a panic while the lock was held; a write's own panic is caught and
-/// rolled back to its savepoint before the lock is released, so the connection is sound.
+/// rolled back (its savepoint, or the whole transaction for the write that opened it) before
+/// the lock is released, so the connection is sound.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -373,7 +375,11 @@ fn run_member(
     match end {
         Ok(()) => (result, panic),
         Err(e) => {
-            let _ = undo(conn);
+            // If this write's changes still cannot be undone alone, the whole transaction goes,
+            // so that none of them is committed with the group (which then fails as lost).
+            if undo(conn).is_err() && !conn.is_autocommit() {
+                let _ = exec_cached(conn, "ROLLBACK");
+            }
             (result.and(Err(store_err(e))), panic)
         }
     }
@@ -474,9 +480,10 @@ impl Store for SqliteStore {
         let (own, panic) = run_member(&w.conn, first, f);
         let own = own.map(|step| w.steps.extend(step));
         let members = members + usize::from(own.is_ok());
-        // SQLite may have rolled the whole transaction back by itself (disk full, I/O error):
-        // then the group ends here, failed, and nothing runs outside a transaction.
-        let lost = w.conn.is_autocommit();
+        // The transaction is gone when the write that opened it failed (and rolled it back), or
+        // when SQLite rolled it back by itself (disk full, I/O error): then the group ends here,
+        // failed, and nothing runs outside a transaction.
+        let lost = w.conn.is_autocommit() || (first && own.is_err());
         // A private in-memory database shares its connection with readers: no group stays open
         // while the lock is released.
         let more = !lost
@@ -2419,6 +2426,49 @@ mod tests {
         });
         let ids = network_ids(&s);
         assert!(ids.contains(&"after".to_owned()) && !ids.contains(&"boom".to_owned()));
+    }
+
+    #[test]
+    fn a_failed_first_write_ends_the_transaction_and_a_failed_member_only_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(SqliteStore::open(&dir.path().join("q.db")).unwrap());
+        let no = || {
+            Err(ControlError::Invalid {
+                reason: "no".into(),
+            })
+        };
+        // A pretend waiter keeps every group open after its writes.
+        s.waiting.fetch_add(1, Ordering::SeqCst);
+        // The write that opens the transaction fails: the transaction ends, no group is left.
+        let r = s.write(&mut |tx| {
+            tx.insert_network(&net("x", "t", 1))?;
+            no()
+        });
+        assert!(r.is_err());
+        {
+            let w = lock(&s.writer);
+            assert!(w.group.is_none() && w.conn.is_autocommit());
+        }
+        // A write opens a group and waits for its commit; a member that joins it fails alone.
+        let s2 = Arc::clone(&s);
+        let a = std::thread::spawn(move || {
+            write(&s2, |tx| tx.insert_network(&net("a", "t", 2)).unwrap());
+        });
+        while lock(&s.writer).group.is_none() {
+            std::thread::yield_now();
+        }
+        let r = s.write(&mut |tx| {
+            tx.insert_network(&net("b", "t", 3))?;
+            no()
+        });
+        assert!(r.is_err());
+        // The last writer in commits for the group.
+        s.waiting.fetch_sub(1, Ordering::SeqCst);
+        write(&s, |tx| tx.insert_network(&net("c", "t", 4)).unwrap());
+        a.join().unwrap();
+        let mut ids = network_ids(&s);
+        ids.sort();
+        assert_eq!(ids, ["a", "c"]);
     }
 
     #[test]
