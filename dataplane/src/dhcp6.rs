@@ -7,7 +7,9 @@
 //!   ADVERTISE (a REPLY when the client asked for rapid commit), REQUEST, RENEW and REBIND get a
 //!   REPLY: the first IA_NA asked for holds the port's addresses, any other gets NoAddrsAvail,
 //!   and an address the client names that is not the port's comes back with lifetimes 0 (so the
-//!   client drops it); a message with no IA_NA gets NoAddrsAvail; CONFIRM gets Success when every
+//!   client drops it); a message with no IA_NA gets NoAddrsAvail; prefix delegation is not
+//!   offered (an IA_PD beside an IA_NA, or in a REQUEST, gets NoPrefixAvail, in a RENEW or REBIND
+//!   NoBinding, its prefixes with lifetimes 0); CONFIRM gets Success when every
 //!   address it names is the port's, NotOnLink otherwise (and nothing when it names none);
 //!   RELEASE and DECLINE get Success;
 //! - stateless and stateful: INFORMATION-REQUEST gets the DNS servers; RENEW and REBIND from a
@@ -67,14 +69,18 @@ const OPT_PREFERENCE: u16 = 7;
 const OPT_STATUS_CODE: u16 = 13;
 const OPT_RAPID_COMMIT: u16 = 14;
 const OPT_DNS_SERVERS: u16 = 23;
+const OPT_IA_PD: u16 = 25;
+const OPT_IAPREFIX: u16 = 26;
 
 const SUCCESS: u16 = 0;
 const NO_ADDRS_AVAIL: u16 = 2;
+const NO_BINDING: u16 = 3;
 const NOT_ON_LINK: u16 = 4;
+const NO_PREFIX_AVAIL: u16 = 6;
 
 /// DNS servers beyond these are left out.
 const MAX_DNS: usize = 3;
-/// IA_NAs of one message beyond these are left unanswered.
+/// IA_NAs (and IA_PDs) of one message beyond these are left unanswered.
 const MAX_IAS: usize = 4;
 
 /// Where a client's DHCPv6 message starts in an untagged frame, if `frame` is IPv6/UDP from port
@@ -145,12 +151,17 @@ pub fn respond(cfg: &Dhcp6Config, frame: &[u8], at: usize, out: &mut [u8]) -> Op
         _ => {}
     }
     let stateful = !cfg.addresses.is_empty();
-    let ias: Vec<&[u8]> = opts
-        .iter()
-        .filter(|(c, v)| *c == OPT_IA_NA && v.len() >= 12)
-        .map(|(_, v)| *v)
-        .take(MAX_IAS)
-        .collect();
+    // The IA options of a kind (each at least its IAID, T1 and T2).
+    let ias_of = |code| -> Vec<&[u8]> {
+        opts.iter()
+            .filter(|(c, v)| *c == code && v.len() >= 12)
+            .map(|(_, v)| *v)
+            .take(MAX_IAS)
+            .collect()
+    };
+    let ias = ias_of(OPT_IA_NA);
+    // Prefix delegation is not offered: each IA_PD is answered with no prefix.
+    let pds = ias_of(OPT_IA_PD);
     let rapid = kind == SOLICIT && get(OPT_RAPID_COMMIT).is_some();
     let named: Vec<Ipv6Addr> = ias.iter().flat_map(|ia| ia_addresses(ia)).collect();
     let reply_kind = match kind {
@@ -186,12 +197,24 @@ pub fn respond(cfg: &Dhcp6Config, frame: &[u8], at: usize, out: &mut [u8]) -> Op
                 // The only server of the link: the client need not wait for others.
                 put(&mut m, OPT_PREFERENCE, &[255]);
             }
-            if ias.is_empty() {
+            // RFC 8415 18.3.9: a server that would assign nothing advertises only NoAddrsAvail.
+            let nothing = ias.is_empty() && (kind == SOLICIT || pds.is_empty());
+            if nothing {
                 status(&mut m, NO_ADDRS_AVAIL);
             }
             // The port's addresses go to one IA (an address belongs to one IA, RFC 8415 21.4).
             for (i, ia) in ias.iter().enumerate() {
                 put(&mut m, OPT_IA_NA, &ia_na(cfg, ia, i == 0));
+            }
+            if !nothing {
+                let why = if matches!(kind, RENEW | REBIND) {
+                    NO_BINDING
+                } else {
+                    NO_PREFIX_AVAIL
+                };
+                for pd in &pds {
+                    put(&mut m, OPT_IA_PD, &ia_pd(pd, why));
+                }
             }
         }
         CONFIRM => {
@@ -288,6 +311,25 @@ fn ia_na(cfg: &Dhcp6Config, asked: &[u8], holds: bool) -> Vec<u8> {
     if ours.is_empty() {
         status(&mut v, NO_ADDRS_AVAIL);
     }
+    v
+}
+
+/// The answer to an IA_PD (its value): the same IAID, no prefix of its own, the prefixes the
+/// client named with lifetimes 0 (so that it stops using them), and the status `why`
+/// (NoPrefixAvail, or NoBinding to a renewal or rebind).
+fn ia_pd(asked: &[u8], why: u16) -> Vec<u8> {
+    let mut v = asked[..4].to_vec();
+    v.extend_from_slice(&[0; 8]);
+    let named = options(asked.get(12..).unwrap_or_default()).unwrap_or_default();
+    for (_, p) in named
+        .iter()
+        .filter(|(c, p)| *c == OPT_IAPREFIX && p.len() >= 25)
+    {
+        let mut o = vec![0; 8];
+        o.extend_from_slice(&p[8..25]);
+        put(&mut v, OPT_IAPREFIX, &o);
+    }
+    status(&mut v, why);
     v
 }
 

@@ -346,6 +346,93 @@ fn messages_without_a_usable_ia_get_no_addresses_avail() {
     assert!(answer(&stateful(), &f).is_none());
 }
 
+/// An IA_PD with IAID 11 naming `prefixes` (length 56).
+fn ia_pd_asking(prefixes: &[Ipv6Addr]) -> Vec<u8> {
+    let mut v = vec![0, 0, 0, 11];
+    v.extend_from_slice(&[0; 8]);
+    for p in prefixes {
+        let mut o = vec![0, 0, 0x0e, 0x10, 0, 0, 0x1c, 0x20, 56];
+        o.extend_from_slice(&p.octets());
+        v.extend(opt(OPT_IAPREFIX, &o));
+    }
+    opt(OPT_IA_PD, &v)
+}
+
+/// An IA_PD's IAID, its (prefix, length, preferred, valid) entries and its status code.
+type Delegation = ([u8; 4], Vec<(Ipv6Addr, u8, u32, u32)>, u16);
+
+/// The IA_PD in `opts`.
+fn delegation(opts: &[(u16, Vec<u8>)]) -> Delegation {
+    let pd = find(opts, OPT_IA_PD).expect("an IA_PD");
+    let word = |b: &[u8]| u32::from_be_bytes(b.try_into().unwrap());
+    let inner = options(&pd[12..]).unwrap();
+    let prefixes = inner
+        .iter()
+        .filter(|(c, _)| *c == OPT_IAPREFIX)
+        .map(|(_, v)| {
+            let a: [u8; 16] = v[9..25].try_into().unwrap();
+            (Ipv6Addr::from(a), v[8], word(&v[..4]), word(&v[4..8]))
+        })
+        .collect();
+    let st = inner.iter().find(|(c, _)| *c == OPT_STATUS_CODE).unwrap().1;
+    (
+        pd[..4].try_into().unwrap(),
+        prefixes,
+        u16::from_be_bytes([st[0], st[1]]),
+    )
+}
+
+#[test]
+fn prefix_delegation_is_refused_in_the_ia_pd_as_rfc_8415_asks() {
+    let client = opt(OPT_CLIENTID, CLIENT_DUID);
+    let server = opt(OPT_SERVERID, &server_duid(SERVER_MAC));
+    let code = |v: &[u8]| u16::from_be_bytes([v[0], v[1]]);
+    // Beside an IA_NA: the address in the IA_NA, NoPrefixAvail in the IA_PD.
+    let f = message(
+        CLIENT,
+        SOLICIT,
+        &[client.clone(), ia(&[]), ia_pd_asking(&[])],
+    );
+    let (kind, opts) = answer(&stateful(), &f).unwrap();
+    assert_eq!(kind, ADVERTISE);
+    assert_eq!(leases(&opts).3.len(), 1);
+    assert_eq!(delegation(&opts), ([0, 0, 0, 11], vec![], NO_PREFIX_AVAIL));
+    assert!(
+        find(&opts, OPT_STATUS_CODE).is_none(),
+        "no status for the message"
+    );
+    // Only an IA_PD in a SOLICIT: nothing would be assigned, so only NoAddrsAvail.
+    let f = message(CLIENT, SOLICIT, &[client.clone(), ia_pd_asking(&[])]);
+    let (_, opts) = answer(&stateful(), &f).unwrap();
+    assert_eq!(code(find(&opts, OPT_STATUS_CODE).unwrap()), NO_ADDRS_AVAIL);
+    assert!(find(&opts, OPT_IA_PD).is_none());
+    // A REQUEST for a prefix: its IA_PD with NoPrefixAvail.
+    let f = message(
+        CLIENT,
+        REQUEST,
+        &[client.clone(), server.clone(), ia_pd_asking(&[])],
+    );
+    let (kind, opts) = answer(&stateful(), &f).unwrap();
+    assert_eq!(kind, REPLY);
+    assert_eq!(delegation(&opts).2, NO_PREFIX_AVAIL);
+    assert!(find(&opts, OPT_STATUS_CODE).is_none());
+    // A renewal of a prefix: NoBinding, and the prefix back with lifetimes 0.
+    let p = addr("2001:db8:100::");
+    let f = message(
+        CLIENT,
+        RENEW,
+        &[client.clone(), server, ia(&[]), ia_pd_asking(&[p])],
+    );
+    let (_, opts) = answer(&stateful(), &f).unwrap();
+    assert_eq!(
+        delegation(&opts),
+        ([0, 0, 0, 11], vec![(p, 56, 0, 0)], NO_BINDING)
+    );
+    let f = message(CLIENT, REBIND, &[client, ia(&[]), ia_pd_asking(&[p])]);
+    let (_, opts) = answer(&stateful(), &f).unwrap();
+    assert_eq!(delegation(&opts).2, NO_BINDING);
+}
+
 #[test]
 fn only_link_local_sources_are_answered_and_the_message_ends_with_its_datagram() {
     let mut f = message(CLIENT, INFORMATION_REQUEST, &[]);
