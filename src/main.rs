@@ -231,6 +231,44 @@ fn main() -> ExitCode {
     }
 }
 
+/// Reports this host's agent (its data plane runs here) at start and every
+/// `REPORT_INTERVAL_SECS` after, as Neutron's agents report their state: `GET /v2.0/agents`
+/// shows it alive while the reports come.
+async fn report_agent(control: Arc<control::Control>, switch: Arc<dataplane::Switch>) {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let mut start = true;
+    loop {
+        let (c, s, h) = (control.clone(), switch.clone(), host.clone());
+        let reported = tokio::task::spawn_blocking(move || {
+            let ports = s.ports();
+            let forwarding = ports
+                .iter()
+                .filter(|p| p.link == dataplane::LinkState::Up)
+                .count();
+            let configurations = serde_json::json!({
+                "ports": ports.len(),
+                "ports_forwarding": forwarding,
+                "workers": s.workers(),
+            });
+            c.report_agent(&h, &configurations.to_string(), start)
+        })
+        .await;
+        match reported {
+            Ok(Ok(())) => start = false,
+            Ok(Err(e)) => tracing::warn!(%e, "the agent's report failed; trying again"),
+            Err(e) => tracing::warn!(%e, "the agent's report did not run"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(
+            control::agent::REPORT_INTERVAL_SECS,
+        ))
+        .await;
+    }
+}
+
 fn serve(args: ServeArgs) -> Result<(), String> {
     let file = match &args.config {
         Some(p) => config::FileConfig::load(p)?,
@@ -291,6 +329,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         None => Vec::new(),
     };
     let metrics = api::Metrics::new(control.clone(), file.metrics.options(), collectors);
+    let agent_control = control.clone();
     let app = api::router(
         control,
         api::ApiOptions {
@@ -312,6 +351,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             args.db.display(),
             if switch.is_some() { "on" } else { "off" }
         );
+        if let Some(s) = switch.clone() {
+            tokio::spawn(report_agent(agent_control, s));
+        }
         if let Some(l) = metrics_listener {
             let l = tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?;
             let at = args.metrics_listen.unwrap_or(args.listen);

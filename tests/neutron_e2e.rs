@@ -158,6 +158,34 @@ fn start() -> (Api, Daemon) {
 }
 
 #[test]
+fn the_daemon_reports_its_hosts_agent() {
+    let (api, daemon) = start();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned();
+    let mut agents = Value::Null;
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            agents = api.call("GET", "/v2.0/agents", None).1["agents"].clone();
+            agents.as_array().is_some_and(|a| !a.is_empty())
+        }),
+        "no agent reported:\n{}",
+        daemon.log()
+    );
+    let a = &agents[0];
+    assert_eq!(agents.as_array().unwrap().len(), 1, "{agents}");
+    assert_eq!(a["host"], json!(host));
+    assert_eq!(a["agent_type"], "qswitch agent");
+    assert_eq!(a["alive"], true);
+    assert!(a["configurations"]["workers"].as_u64().unwrap() >= 1, "{a}");
+    let id = a["id"].as_str().unwrap();
+    let (status, v) = api.call("GET", &format!("/v2.0/agents/{id}"), None);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["agent"]["host"], json!(host));
+}
+
+#[test]
 fn v2_ports_bound_by_tap_name_forward_and_drop_spoofed_sources() {
     let (api, daemon) = start();
 

@@ -268,6 +268,12 @@ pub enum ControlError {
         /// Neutron's message.
         message: String,
     },
+    /// No such agent (or not visible to the caller).
+    #[error("Agent {id} could not be found.")]
+    AgentNotFound {
+        /// The id asked for.
+        id: String,
+    },
     /// No such QoS policy (or not visible to the caller).
     #[error("QoS policy {id} could not be found.")]
     QosPolicyNotFound {

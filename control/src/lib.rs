@@ -51,6 +51,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod error;
 pub mod filter;
 pub mod forward;

@@ -695,6 +695,7 @@ fn find_interface(tx: &dyn Tx, tenant_id: &str, interface_id: &str) -> Result<In
         })
 }
 
+mod agents;
 mod extensions;
 mod neutron;
 mod pages;

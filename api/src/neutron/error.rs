@@ -61,15 +61,6 @@ impl NeutronError {
         )
     }
 
-    /// 404 `AgentNotFound`: the switch runs no Neutron agents.
-    pub(crate) fn agent_not_found(id: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "AgentNotFound",
-            format!("Agent {id} could not be found."),
-        )
-    }
-
     pub(crate) fn not_found() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -203,6 +194,7 @@ impl From<ControlError> for NeutronError {
             E::SecurityGroupConflict { kind, .. } => Self::new(S::CONFLICT, kind, msg),
             E::SegmentInUse { kind, .. } => Self::new(S::CONFLICT, kind, msg),
             E::QosConflict { kind, .. } => Self::new(S::CONFLICT, kind, msg),
+            E::AgentNotFound { .. } => Self::new(S::NOT_FOUND, "AgentNotFound", msg),
             E::QosPolicyNotFound { .. } => Self::new(S::NOT_FOUND, "QosPolicyNotFound", msg),
             E::QosRuleNotFound { .. } => Self::new(S::NOT_FOUND, "QosRuleNotFound", msg),
             E::NetworkMtuSubnetConflict { .. } => {

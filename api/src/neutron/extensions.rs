@@ -13,6 +13,12 @@ use super::ok;
 /// (alias, name, description, updated) of every implemented extension.
 const EXTENSIONS: &[(&str, &str, &str, &str)] = &[
     (
+        "agent",
+        "agent",
+        "The agent management extension (each host's qswitch data plane as a `qswitch agent`)",
+        "2013-02-03T10:00:00-00:00",
+    ),
+    (
         "allowed-address-pairs",
         "Allowed Address Pairs",
         "Provides allowed address pairs, enforced by the switch's anti-spoofing",

@@ -14,6 +14,7 @@
 //! project, as Neutron's noauth runs every request. Any `X-Auth-Token` is
 //! accepted and ignored.
 
+mod agents;
 pub(crate) mod attrs;
 mod error;
 mod extensions;
@@ -119,8 +120,6 @@ pub(crate) fn router(state: NeutronState) -> Router {
             "/v2.0/extensions/{alias}",
             get(extensions::show).fallback(method_not_allowed),
         )
-        .route("/v2.0/agents", get(agents).fallback(method_not_allowed))
-        .route("/v2.0/agents/{id}", get(agent).fallback(method_not_allowed))
         .route(
             "/v2.0/{collection}",
             get(list).post(create).fallback(method_not_allowed),
@@ -133,18 +132,8 @@ pub(crate) fn router(state: NeutronState) -> Router {
                 .fallback(method_not_allowed),
         )
         .merge(qos::routes())
+        .merge(agents::routes())
         .with_state(state)
-}
-
-/// `GET /v2.0/agents`: the switch forwards and answers DHCP itself, so it runs none of Neutron's
-/// agents; the list is empty (as Neutron answers a caller who may see no agent).
-async fn agents() -> Response {
-    ok(StatusCode::OK, json!({"agents": []}))
-}
-
-/// `GET /v2.0/agents/{id}`: 404 `AgentNotFound`.
-async fn agent(axum::extract::Path(id): axum::extract::Path<String>) -> Response {
-    NeutronError::agent_not_found(&id).into_response()
 }
 
 /// The `versions` entry of v2.0 in the root document.

@@ -113,14 +113,14 @@ fn policy_view((p, rules): &PolicyView) -> Map<String, Value> {
 }
 
 /// `fields=` and filters (`key=value`, repeated keys OR, keys AND) of a list or a show.
-struct Query {
+pub(super) struct Query {
     fields: Vec<String>,
     filters: Vec<(String, Vec<String>)>,
     /// Sort keys, ascending or not (pairs of `sort_key` and `sort_dir`).
     sort: Vec<(String, bool)>,
 }
 
-fn query(uri: &axum::http::Uri, known: &[&str], list: bool) -> R<Query> {
+pub(super) fn query(uri: &axum::http::Uri, known: &[&str], list: bool) -> R<Query> {
     let mut q = Query {
         fields: Vec::new(),
         filters: Vec::new(),
@@ -179,7 +179,7 @@ impl Query {
         Ok(true)
     }
 
-    fn project(&self, item: Map<String, Value>) -> Map<String, Value> {
+    pub(super) fn project(&self, item: Map<String, Value>) -> Map<String, Value> {
         if self.fields.is_empty() {
             return item;
         }
@@ -188,7 +188,7 @@ impl Query {
             .collect()
     }
 
-    fn answer(&self, key: &str, mut items: Vec<Map<String, Value>>) -> R<Response> {
+    pub(super) fn answer(&self, key: &str, mut items: Vec<Map<String, Value>>) -> R<Response> {
         let text = |v: Option<&Value>| match v {
             Some(Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
@@ -252,7 +252,7 @@ async fn may_change(
 }
 
 /// The one object of a body: `{"policy": {...}}`.
-fn object(body: Value, key: &str) -> R<Map<String, Value>> {
+pub(super) fn object(body: Value, key: &str) -> R<Map<String, Value>> {
     match body {
         Value::Object(mut outer) => match outer.remove(key) {
             Some(Value::Object(m)) => Ok(m),
@@ -265,7 +265,7 @@ fn object(body: Value, key: &str) -> R<Map<String, Value>> {
 }
 
 /// Refuses attributes the resource does not have, or may not set.
-fn check_keys(body: &Map<String, Value>, allowed: &[&str]) -> R<()> {
+pub(super) fn check_keys(body: &Map<String, Value>, allowed: &[&str]) -> R<()> {
     let unknown: Vec<&str> = body
         .keys()
         .map(String::as_str)
@@ -395,7 +395,7 @@ async fn delete_policy(
     )
 }
 
-fn no_content() -> Response {
+pub(super) fn no_content() -> Response {
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::NO_CONTENT;
     r

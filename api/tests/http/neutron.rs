@@ -218,14 +218,88 @@ async fn router_external_is_stored_shown_filtered_and_set_by_admins_only() {
 }
 
 #[tokio::test]
-async fn agents_are_an_empty_list_and_none_is_found() {
+async fn agents_report_themselves_and_only_admins_see_change_and_delete_them() {
     let app = app();
+    let member = [
+        ("content-type", "application/json"),
+        ("x-project-id", "p1"),
+        ("x-roles", "member"),
+    ];
+    // None has reported yet.
     let r = app.get("/v2.0/agents").await;
     assert_eq!(r.code(), 200);
     assert_eq!(r.full(), json!({"agents": []}));
     let r = app.get("/v2.0/agents/dhcp-1").await;
     assert_eq!(r.code(), 404);
     assert_eq!(error_type(&r), "AgentNotFound");
+
+    app.control
+        .report_agent("host-a", r#"{"ports": 2}"#, true)
+        .unwrap();
+    let r = app
+        .get("/v2.0/agents?host=host-a&agent_type=qswitch+agent")
+        .await;
+    assert_eq!(r.code(), 200);
+    let a = r.full()["agents"][0].clone();
+    assert_eq!(a["binary"], "qswitch");
+    assert_eq!(a["topic"], "N/A");
+    assert_eq!(
+        (a["alive"].clone(), a["admin_state_up"].clone()),
+        (json!(true), json!(true))
+    );
+    assert_eq!(a["configurations"], json!({"ports": 2}));
+    assert_eq!(a["description"], Value::Null);
+    let beat = a["heartbeat_timestamp"].as_str().unwrap();
+    assert!(beat.len() == 19 && beat.as_bytes()[10] == b' ', "{beat}");
+    let id = a["id"].as_str().unwrap().to_owned();
+    let one = format!("/v2.0/agents/{id}");
+    let r = app.get(&format!("{one}?fields=host&fields=alive")).await;
+    assert_eq!(
+        r.full(),
+        json!({"agent": {"host": "host-a", "alive": true}})
+    );
+
+    // A member lists none and finds none, changes none.
+    let r = app.req("GET", "/v2.0/agents", None, &member).await;
+    assert_eq!(r.full(), json!({"agents": []}));
+    let r = app.req("GET", &one, None, &member).await;
+    assert_eq!(r.code(), 404);
+    let body = r#"{"agent": {"admin_state_up": false}}"#;
+    let r = app.req("PUT", &one, Some(body), &member).await;
+    assert_eq!(r.code(), 404);
+    let r = app.req("DELETE", &one, None, &member).await;
+    assert_eq!(r.code(), 404);
+
+    // An admin takes it out of service and describes why; read-only attributes are refused.
+    let r = app
+        .send(
+            "PUT",
+            &one,
+            r#"{"agent": {"admin_state_up": false, "description": "maintenance"}}"#,
+        )
+        .await;
+    assert_eq!(r.code(), 200);
+    assert_eq!(r.full()["agent"]["admin_state_up"], false);
+    assert_eq!(r.full()["agent"]["description"], "maintenance");
+    let r = app.send("PUT", &one, r#"{"agent": {"host": "b"}}"#).await;
+    assert_eq!(r.code(), 400);
+    // Its next report keeps what the admin set.
+    app.control.report_agent("host-a", "{}", false).unwrap();
+    let r = app.get(&one).await;
+    assert_eq!(r.full()["agent"]["admin_state_up"], false);
+    assert_eq!(r.full()["agent"]["description"], "maintenance");
+    assert_eq!(r.full()["agent"]["configurations"], json!({}));
+
+    // Deleted, it is gone until it reports again, under a new id.
+    let r = app.delete(&one).await;
+    assert_eq!(r.code(), 204);
+    assert_eq!(app.get(&one).await.code(), 404);
+    app.control.report_agent("host-a", "{}", false).unwrap();
+    let r = app.get("/v2.0/agents").await;
+    let agents = r.full()["agents"].as_array().unwrap().clone();
+    assert_eq!(agents.len(), 1);
+    assert_ne!(agents[0]["id"], json!(id));
+    assert_eq!(agents[0]["admin_state_up"], true);
 }
 
 #[tokio::test]

@@ -286,6 +286,12 @@ pub trait Tx {
     ) -> Result<Option<(&'static str, String)>>;
     /// The project's default QoS policy.
     fn default_qos_policy(&self, tenant_id: &str) -> Result<Option<String>>;
+    /// Agents in the order they first reported: one (`id`) or all.
+    fn agents(&self, id: Option<&str>) -> Result<Vec<crate::agent::Agent>>;
+    /// Creates an agent or rewrites it (by id; its type, host and creation time stay).
+    fn save_agent(&self, agent: &crate::agent::Agent) -> Result<()>;
+    /// Deletes an agent.
+    fn delete_agent(&self, id: &str) -> Result<()>;
     /// Rules in creation order: one (`id`), a group's, or all.
     fn sg_rules(&self, group: Option<&str>, id: Option<&str>) -> Result<Vec<SgRule>>;
     /// Inserts a rule.

@@ -32,6 +32,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
+use crate::agent::Agent;
 use crate::error::{ControlError, Result};
 use std::collections::HashMap;
 
@@ -65,6 +66,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0012_qos_network_owned_ports.sql"),
     include_str!("../../migrations/0013_one_qos_model.sql"),
     include_str!("../../migrations/0014_sg_rule_prefixes.sql"),
+    include_str!("../../migrations/0015_agents.sql"),
 ];
 
 /// How much of the database file each connection maps.
@@ -1599,6 +1601,62 @@ impl Tx for SqliteTx<'_> {
 
     fn delete_qos_rule(&self, id: &str) -> Result<()> {
         self.exec("DELETE FROM qos_rules WHERE id = ?1", params![id])
+            .map(drop)
+    }
+
+    fn agents(&self, id: Option<&str>) -> Result<Vec<Agent>> {
+        self.query(
+            &format!(
+                "SELECT id, agent_type, binary_name, host, topic, admin_state_up, description, \
+                 configurations, created_at, started_at, heartbeat_at FROM agents WHERE {} \
+                 ORDER BY rowid",
+                eq("id", 1, id)
+            ),
+            params![id],
+            |r| {
+                Ok(Agent {
+                    id: r.get(0)?,
+                    agent_type: r.get(1)?,
+                    binary: r.get(2)?,
+                    host: r.get(3)?,
+                    topic: r.get(4)?,
+                    admin_state_up: r.get(5)?,
+                    description: r.get(6)?,
+                    configurations: r.get(7)?,
+                    created_at: r.get(8)?,
+                    started_at: r.get(9)?,
+                    heartbeat_at: r.get(10)?,
+                })
+            },
+        )
+    }
+
+    fn save_agent(&self, a: &Agent) -> Result<()> {
+        self.exec(
+            "INSERT INTO agents (id, agent_type, binary_name, host, topic, admin_state_up, \
+             description, configurations, created_at, started_at, heartbeat_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+             ON CONFLICT (id) DO UPDATE SET binary_name = ?3, topic = ?5, admin_state_up = ?6, \
+             description = ?7, configurations = ?8, started_at = ?10, heartbeat_at = ?11",
+            params![
+                a.id,
+                a.agent_type,
+                a.binary,
+                a.host,
+                a.topic,
+                a.admin_state_up,
+                a.description,
+                a.configurations,
+                a.created_at,
+                a.started_at,
+                a.heartbeat_at
+            ],
+        )
+        .map(drop)
+    }
+
+    fn delete_agent(&self, id: &str) -> Result<()> {
+        self.exec("DELETE FROM agents WHERE id = ?1", params![id])
             .map(drop)
     }
 

@@ -1,0 +1,94 @@
+//! Agents, as Neutron's `agent` extension shows them: each host whose data plane runs reports
+//! itself (`qswitch serve` with its data plane on is its own host's agent) with a heartbeat, and
+//! an agent is alive while its last heartbeat is recent. Admins may change an agent's
+//! `admin_state_up` and description and delete it; a deleted agent that is still running
+//! reports itself again, under a new id, at its next heartbeat, as in Neutron.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The `agent_type` of a qswitch host agent.
+pub const AGENT_TYPE: &str = "qswitch agent";
+/// Its `binary`.
+pub const BINARY: &str = "qswitch";
+/// Its `topic` (it takes no RPC topic: it follows the store).
+pub const TOPIC: &str = "N/A";
+/// How often a running agent reports (Neutron's `report_interval`).
+pub const REPORT_INTERVAL_SECS: u64 = 30;
+/// How long after its last heartbeat an agent is taken for dead (Neutron's `agent_down_time`).
+pub const DOWN_TIME_SECS: i64 = 75;
+
+/// An agent as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    /// Its id (a UUID).
+    pub id: String,
+    /// `agent_type`.
+    pub agent_type: String,
+    /// `binary`.
+    pub binary: String,
+    /// The host it runs on.
+    pub host: String,
+    /// `topic`.
+    pub topic: String,
+    /// `admin_state_up`.
+    pub admin_state_up: bool,
+    /// `description` (`None`: null).
+    pub description: Option<String>,
+    /// `configurations`, a JSON object as text.
+    pub configurations: String,
+    /// First report, in seconds since the epoch.
+    pub created_at: i64,
+    /// The report at its process's start.
+    pub started_at: i64,
+    /// Its last report.
+    pub heartbeat_at: i64,
+}
+
+impl Agent {
+    /// Is its last heartbeat recent enough, at `now` (seconds since the epoch)?
+    pub fn alive(&self, now: i64) -> bool {
+        now.saturating_sub(self.heartbeat_at) <= DOWN_TIME_SECS
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+        .unwrap_or(0)
+}
+
+/// An agent timestamp as Neutron shows it: `YYYY-MM-DD HH:MM:SS` (UTC).
+pub fn timestamp(secs: i64) -> String {
+    crate::neutron::iso8601(u64::try_from(secs).unwrap_or(0))
+        .replace('T', " ")
+        .trim_end_matches('Z')
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alive_until_the_down_time_has_passed_and_shown_as_neutron_shows_it() {
+        let a = Agent {
+            id: "a".into(),
+            agent_type: AGENT_TYPE.into(),
+            binary: BINARY.into(),
+            host: "h".into(),
+            topic: TOPIC.into(),
+            admin_state_up: true,
+            description: None,
+            configurations: "{}".into(),
+            created_at: 0,
+            started_at: 0,
+            heartbeat_at: 1_000,
+        };
+        assert!(a.alive(1_000 + DOWN_TIME_SECS));
+        assert!(!a.alive(1_001 + DOWN_TIME_SECS));
+        assert_eq!(timestamp(1_764_825_600), "2025-12-04 05:20:00");
+    }
+}

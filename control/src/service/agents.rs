@@ -1,0 +1,98 @@
+//! Agents (see [`crate::agent`]): a running agent's reports, and what admins see and change.
+//! Only admins see agents (Neutron's policy): anyone else lists none and finds none.
+
+use super::{new_id, Control};
+use crate::agent::{self, Agent};
+use crate::error::{ControlError, Result};
+use crate::neutron::Scope;
+
+impl Control {
+    /// A running agent's report for `host`: its agent is created at its first report (and
+    /// again, under a new id, after an admin deleted it), and its heartbeat and
+    /// `configurations` (a JSON object) renewed at each; `start` marks the first report of its
+    /// process. Nothing the switch forwards changes.
+    pub fn report_agent(&self, host: &str, configurations: &str, start: bool) -> Result<()> {
+        let now = agent::now_secs();
+        self.write(|tx| {
+            let mine = tx
+                .agents(None)?
+                .into_iter()
+                .find(|a| a.agent_type == agent::AGENT_TYPE && a.host == host);
+            let a = match mine {
+                Some(mut a) => {
+                    a.heartbeat_at = now;
+                    if start {
+                        a.started_at = now;
+                    }
+                    a.configurations = configurations.to_owned();
+                    a
+                }
+                None => Agent {
+                    id: new_id(),
+                    agent_type: agent::AGENT_TYPE.to_owned(),
+                    binary: agent::BINARY.to_owned(),
+                    host: host.to_owned(),
+                    topic: agent::TOPIC.to_owned(),
+                    admin_state_up: true,
+                    description: None,
+                    configurations: configurations.to_owned(),
+                    created_at: now,
+                    started_at: now,
+                    heartbeat_at: now,
+                },
+            };
+            tx.save_agent(&a)
+        })
+    }
+
+    /// The agents the caller sees: every one for an admin, none for anyone else.
+    pub fn agents(&self, scope: &Scope) -> Result<Vec<Agent>> {
+        if !scope.admin {
+            return Ok(Vec::new());
+        }
+        self.read(|tx| tx.agents(None))
+    }
+
+    /// One agent, for an admin.
+    pub fn agent(&self, scope: &Scope, id: &str) -> Result<Agent> {
+        self.read(|tx| visible_agent(tx, scope, id))
+    }
+
+    /// Sets an agent's `admin_state_up` and description (`Some(None)`: null); an admin's.
+    pub fn update_agent(
+        &self,
+        scope: &Scope,
+        id: &str,
+        admin_state_up: Option<bool>,
+        description: Option<Option<String>>,
+    ) -> Result<Agent> {
+        self.write(|tx| {
+            let mut a = visible_agent(tx, scope, id)?;
+            if let Some(up) = admin_state_up {
+                a.admin_state_up = up;
+            }
+            if let Some(d) = description {
+                a.description = d;
+            }
+            tx.save_agent(&a)?;
+            Ok(a)
+        })
+    }
+
+    /// Deletes an agent; an admin's. One still running reports itself again.
+    pub fn delete_agent(&self, scope: &Scope, id: &str) -> Result<()> {
+        self.write(|tx| {
+            visible_agent(tx, scope, id)?;
+            tx.delete_agent(id)
+        })
+    }
+}
+
+fn visible_agent(tx: &dyn crate::store::Tx, scope: &Scope, id: &str) -> Result<Agent> {
+    let found = if scope.admin {
+        tx.agents(Some(id))?.pop()
+    } else {
+        None
+    };
+    found.ok_or_else(|| ControlError::AgentNotFound { id: id.to_owned() })
+}
