@@ -7,6 +7,8 @@
 # Usage: bash tests/neutron/tempest.sh [REGEX]   (default: the security group and QoS API tests)
 # TEMPEST_EXCLUDE=REGEX leaves tests out (empty: none).
 # QSWITCH_BIN=path uses that binary instead of building the release one.
+# QSWITCH_DATAPLANE=1 runs the daemon with its data plane on (root; no interface is configured):
+# it then reports its host's agent, which the agent management tests need.
 # NEUTRON_URL=http://... runs the same tests against that server instead (the real Neutron of
 # ../shared/tools/neutron-reference, noauth: every account is then an admin of its one project,
 # `fake_project_id`), to compare.
@@ -103,7 +105,9 @@ trap cleanup EXIT
 
 if [ -z "$target" ]; then
     target=http://127.0.0.1:$api_port
-    "$bin" serve --no-dataplane --listen "127.0.0.1:$api_port" \
+    dataplane=--no-dataplane
+    [ "${QSWITCH_DATAPLANE:-}" = 1 ] && dataplane=
+    "$bin" serve $dataplane --listen "127.0.0.1:$api_port" \
         --db "$work/q.db" --auth token --tokens "$work/tokens.json" >"$work/qswitch.log" 2>&1 &
     pids+=($!)
 fi
