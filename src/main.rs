@@ -260,7 +260,7 @@ async fn report_agent(control: Arc<control::Control>, switch: Arc<dataplane::Swi
         match reported {
             Ok(Ok(())) => start = false,
             Ok(Err(e)) => tracing::warn!(%e, "the agent's report failed; trying again"),
-            Err(e) => tracing::warn!(%e, "the agent's report did not run"),
+            Err(e) => tracing::error!(%e, "the agent's report did not run"),
         }
         tokio::time::sleep(std::time::Duration::from_secs(
             control::agent::REPORT_INTERVAL_SECS,
@@ -338,6 +338,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             default_tenant: api_cfg.default_project,
             auth,
             rate_limits: api_cfg.rate_limits,
+            agents: switch.is_some(),
             ..Default::default()
         },
     );

@@ -107,6 +107,9 @@ pub struct ApiOptions {
     pub clock: Clock,
     /// The process's metrics, served at `/metrics`; `None`: the API's own only.
     pub metrics: Option<Arc<Metrics>>,
+    /// List Neutron's `agent` extension: this process reports its host's agent (its data plane
+    /// runs). Without one, `/v2.0/agents` still answers, with the agents others reported.
+    pub agents: bool,
 }
 
 impl Default for ApiOptions {
@@ -119,6 +122,7 @@ impl Default for ApiOptions {
             rate_limits: RateLimits::default(),
             clock: Clock::system(),
             metrics: None,
+            agents: false,
         }
     }
 }
@@ -188,6 +192,7 @@ pub fn router(control: Arc<Control>, opts: ApiOptions) -> Router {
                 control: control.clone(),
                 max_body: opts.max_body_bytes,
                 default_tenant: opts.default_tenant.clone(),
+                agents: opts.agents,
             })
             .layer(limit::RateLimitLayer {
                 limiter: limiter.clone(),

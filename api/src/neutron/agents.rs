@@ -1,8 +1,8 @@
 //! Neutron's `agent` extension: `/v2.0/agents` lists the hosts' agents (each `qswitch serve`
 //! with its data plane on reports itself, see `control::agent`), shows one, changes its
 //! `admin_state_up` and description, and deletes it. Admins only, as in Neutron: anyone else
-//! lists none and finds none (404 `AgentNotFound`). Lists take `fields`, filters on any attribute
-//! and sort keys; they are not paged.
+//! lists none and finds none (404 `HTTPNotFound`, as Neutron hides what a policy forbids). Lists
+//! take `fields`, filters and sort keys on Neutron's filterable attributes; they are not paged.
 
 use axum::body::Body;
 use axum::extract::{OriginalUri, Path, State};
@@ -14,6 +14,7 @@ use control::agent::{self, Agent};
 use serde_json::{json, Map, Value};
 
 use super::attrs::{opt_bool, string, MAX_NAME};
+use super::error::NeutronError;
 use super::qos::{check_keys, no_content, object, query};
 use super::{finish, method_not_allowed, ok, read_json, run, scope, NeutronState};
 
@@ -30,22 +31,44 @@ pub(crate) fn routes() -> Router<NeutronState> {
         )
 }
 
-const ATTRS: &[&str] = &[
+/// What a list filters and sorts on (Neutron's filterable agent attributes).
+const FILTERS: &[&str] = &[
     "id",
     "agent_type",
     "binary",
     "topic",
     "host",
     "admin_state_up",
+    "alive",
+    "description",
+];
+
+/// What an agent shows besides [`FILTERS`].
+const SHOWN: &[&str] = &[
     "created_at",
     "started_at",
     "heartbeat_timestamp",
-    "alive",
-    "description",
     "configurations",
     "availability_zone",
     "resources_synced",
 ];
+
+/// What an admin may change.
+const UPDATABLE: &[&str] = &["admin_state_up", "description"];
+
+/// The caller's scope, if an admin's: anyone else is told, as Neutron tells them, that there is
+/// no such resource.
+fn admin(
+    state: &NeutronState,
+    headers: &HeaderMap,
+) -> Result<control::neutron::Scope, NeutronError> {
+    let s = scope(state, headers);
+    if s.admin {
+        Ok(s)
+    } else {
+        Err(NeutronError::not_found())
+    }
+}
 
 fn view(a: &Agent, now: i64) -> Map<String, Value> {
     let v = json!({
@@ -78,7 +101,7 @@ async fn list(
 ) -> Response {
     finish(
         async {
-            let q = query(&uri, ATTRS, true)?;
+            let q = query(&uri, FILTERS, true)?;
             let s = scope(&state, &headers);
             let all = run(&state, move |c| c.agents(&s)).await?;
             let now = agent::now_secs();
@@ -96,8 +119,8 @@ async fn show(
 ) -> Response {
     finish(
         async {
-            let q = query(&uri, ATTRS, false)?;
-            let s = scope(&state, &headers);
+            let q = query(&uri, FILTERS, false)?;
+            let s = admin(&state, &headers)?;
             let a = run(&state, move |c| c.agent(&s, &id)).await?;
             let v = q.project(view(&a, agent::now_secs()));
             Ok(ok(StatusCode::OK, json!({ "agent": v })))
@@ -115,14 +138,23 @@ async fn update(
     finish(
         async {
             let b = object(read_json(&state, body).await?, "agent")?;
-            check_keys(&b, &["admin_state_up", "description"])?;
+            if let Some(k) = b
+                .keys()
+                .map(String::as_str)
+                .find(|k| (FILTERS.contains(k) || SHOWN.contains(k)) && !UPDATABLE.contains(k))
+            {
+                return Err(NeutronError::bad_request(format!(
+                    "Cannot update read-only attribute {k}"
+                )));
+            }
+            check_keys(&b, UPDATABLE)?;
             let up = opt_bool(&b, "admin_state_up")?;
             let description = match b.get("description") {
                 None => None,
                 Some(Value::Null) => Some(None),
                 Some(_) => Some(string(&b, "description", MAX_NAME)?),
             };
-            let s = scope(&state, &headers);
+            let s = admin(&state, &headers)?;
             let a = run(&state, move |c| c.update_agent(&s, &id, up, description)).await?;
             Ok(ok(
                 StatusCode::OK,
@@ -140,7 +172,7 @@ async fn delete(
 ) -> Response {
     finish(
         async {
-            let s = scope(&state, &headers);
+            let s = admin(&state, &headers)?;
             run(&state, move |c| c.delete_agent(&s, &id)).await?;
             Ok(no_content())
         }

@@ -2,13 +2,13 @@
 //! and only those (clients probe them: `openstack port create` needs the
 //! list to answer 200).
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::error::NeutronError;
-use super::ok;
+use super::{ok, NeutronState};
 
 /// (alias, name, description, updated) of every implemented extension.
 const EXTENSIONS: &[(&str, &str, &str, &str)] = &[
@@ -174,14 +174,24 @@ fn descriptor(e: &(&str, &str, &str, &str)) -> Value {
 }
 
 /// `GET /v2.0/extensions`.
-pub(crate) async fn list() -> Response {
-    let all: Vec<Value> = EXTENSIONS.iter().map(descriptor).collect();
+/// The extensions this server lists: `agent` only where a host's agent reports (see
+/// `ApiOptions::agents`), so that clients that need an agent find the extension only then.
+fn listed(
+    state: &NeutronState,
+) -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str, &'static str)> + '_ {
+    EXTENSIONS
+        .iter()
+        .filter(move |e| state.agents || e.0 != "agent")
+}
+
+pub(crate) async fn list(State(state): State<NeutronState>) -> Response {
+    let all: Vec<Value> = listed(&state).map(descriptor).collect();
     ok(StatusCode::OK, json!({ "extensions": all }))
 }
 
 /// `GET /v2.0/extensions/{alias}`: the descriptor, or 404.
-pub(crate) async fn show(Path(alias): Path<String>) -> Response {
-    match EXTENSIONS.iter().find(|e| e.0 == alias) {
+pub(crate) async fn show(State(state): State<NeutronState>, Path(alias): Path<String>) -> Response {
+    match listed(&state).find(|e| e.0 == alias) {
         Some(e) => ok(StatusCode::OK, json!({ "extension": descriptor(e) })),
         None => NeutronError {
             status: StatusCode::NOT_FOUND,

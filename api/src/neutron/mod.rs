@@ -43,6 +43,8 @@ pub(crate) struct NeutronState {
     pub(crate) control: Arc<Control>,
     pub(crate) max_body: usize,
     pub(crate) default_tenant: String,
+    /// Whether the `agent` extension is listed.
+    pub(crate) agents: bool,
 }
 
 /// The resources.

@@ -121,6 +121,19 @@ async fn extensions_list_show_and_unknown_alias() {
     ] {
         assert!(aliases.iter().any(|x| x == a), "{a} in {aliases:?}");
     }
+    // `agent` only where this process reports its host's agent (its data plane runs).
+    assert!(!aliases.iter().any(|x| x == "agent"), "{aliases:?}");
+    assert_eq!(app.get("/v2.0/extensions/agent").await.code(), 404);
+    let with_agents = crate::common::app_with(
+        control::ControlOptions::default(),
+        api::ApiOptions {
+            agents: true,
+            ..Default::default()
+        },
+    );
+    let r = with_agents.get("/v2.0/extensions/agent").await;
+    assert_eq!(r.code(), 200);
+    assert_eq!(r.full()["extension"]["alias"], "agent");
     let r = app.get("/v2.0/extensions/port-security").await;
     assert_eq!(r.code(), 200);
     assert_eq!(r.full()["extension"]["alias"], "port-security");
@@ -264,6 +277,7 @@ async fn agents_report_themselves_and_only_admins_see_change_and_delete_them() {
     assert_eq!(r.full(), json!({"agents": []}));
     let r = app.req("GET", &one, None, &member).await;
     assert_eq!(r.code(), 404);
+    assert_eq!(error_type(&r), "HTTPNotFound");
     let body = r#"{"agent": {"admin_state_up": false}}"#;
     let r = app.req("PUT", &one, Some(body), &member).await;
     assert_eq!(r.code(), 404);
@@ -283,12 +297,56 @@ async fn agents_report_themselves_and_only_admins_see_change_and_delete_them() {
     assert_eq!(r.full()["agent"]["description"], "maintenance");
     let r = app.send("PUT", &one, r#"{"agent": {"host": "b"}}"#).await;
     assert_eq!(r.code(), 400);
-    // Its next report keeps what the admin set.
+    assert!(
+        r.body.contains("Cannot update read-only attribute host"),
+        "{}",
+        r.body
+    );
+    let r = app
+        .send("PUT", &one, r#"{"agent": {"admin_state_up": "x"}}"#)
+        .await;
+    assert_eq!(r.code(), 400);
+    let r = app
+        .send(
+            "PUT",
+            "/v2.0/agents/nope",
+            r#"{"agent": {"description": ""}}"#,
+        )
+        .await;
+    assert_eq!(
+        (r.code(), error_type(&r)),
+        (404, "AgentNotFound".to_owned())
+    );
+    assert_eq!(app.delete("/v2.0/agents/nope").await.code(), 404);
+    // Filters are Neutron's: an attribute it does not filter on is refused.
+    let r = app.get("/v2.0/agents?configurations=x").await;
+    assert_eq!(r.code(), 400);
+    // Its next report keeps what the admin set, and its first report's times.
+    let before = app.get(&one).await.full()["agent"].clone();
     app.control.report_agent("host-a", "{}", false).unwrap();
     let r = app.get(&one).await;
+    assert_eq!(r.full()["agent"]["created_at"], before["created_at"]);
+    assert_eq!(r.full()["agent"]["started_at"], before["started_at"]);
     assert_eq!(r.full()["agent"]["admin_state_up"], false);
     assert_eq!(r.full()["agent"]["description"], "maintenance");
     assert_eq!(r.full()["agent"]["configurations"], json!({}));
+
+    // An agent whose last report is older than 75 s is dead.
+    let now = control::agent::now_secs();
+    app.control
+        .report_agent_at("host-b", "{}", true, now - 80)
+        .unwrap();
+    let r = app.get("/v2.0/agents?alive=false").await;
+    let dead = r.full()["agents"].as_array().unwrap().clone();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["host"], "host-b");
+    let r = app.get("/v2.0/agents?alive=true&fields=host").await;
+    assert_eq!(r.full(), json!({"agents": [{"host": "host-a"}]}));
+    let dead_id = dead[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.delete(&format!("/v2.0/agents/{dead_id}")).await.code(),
+        204
+    );
 
     // Deleted, it is gone until it reports again, under a new id.
     let r = app.delete(&one).await;

@@ -12,7 +12,17 @@ impl Control {
     /// `configurations` (a JSON object) renewed at each; `start` marks the first report of its
     /// process. Nothing the switch forwards changes.
     pub fn report_agent(&self, host: &str, configurations: &str, start: bool) -> Result<()> {
-        let now = agent::now_secs();
+        self.report_agent_at(host, configurations, start, agent::now_secs())
+    }
+
+    /// As [`Control::report_agent`], reported at `now` (seconds since the epoch).
+    pub fn report_agent_at(
+        &self,
+        host: &str,
+        configurations: &str,
+        start: bool,
+        now: i64,
+    ) -> Result<()> {
         self.write(|tx| {
             let mine = tx
                 .agents(None)?
