@@ -238,8 +238,8 @@ fn tune(conn: &Connection) -> Result<()> {
     .map_err(store_err)?;
     // Statement journals (a copy of every page a statement or a group member's savepoint
     // changes) and sorts stay in memory: in temporary files they cost a write(2) per page, more
-    // pages as the B-trees deepen. Every query sorts on an index or a page of at most 1000 rows,
-    // so no sort needs the disk.
+    // pages as the B-trees deepen. A sort that no index serves then stays in memory too (the
+    // largest is the start-up read of every port).
     conn.execute_batch(&format!(
         "PRAGMA mmap_size={MMAP_BYTES}; PRAGMA cache_size=-{CACHE_KIB}; PRAGMA temp_store=MEMORY;"
     ))
