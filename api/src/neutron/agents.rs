@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 use super::attrs::{opt_bool, string, MAX_NAME};
 use super::error::NeutronError;
-use super::qos::{check_keys, no_content, object, query};
+use super::unpaged::{check_keys, no_content, object, query};
 use super::{finish, method_not_allowed, ok, read_json, run, scope, NeutronState};
 
 /// The agent routes.

@@ -20,6 +20,7 @@ mod error;
 mod extensions;
 mod qos;
 mod query;
+mod unpaged;
 pub(crate) mod views;
 
 use std::sync::Arc;

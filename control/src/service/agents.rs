@@ -24,11 +24,7 @@ impl Control {
         now: i64,
     ) -> Result<()> {
         self.write(|tx| {
-            let mine = tx
-                .agents(None)?
-                .into_iter()
-                .find(|a| a.agent_type == agent::AGENT_TYPE && a.host == host);
-            let a = match mine {
+            let a = match tx.agent_on(agent::AGENT_TYPE, host)? {
                 Some(mut a) => {
                     a.heartbeat_at = now;
                     if start {

@@ -288,6 +288,8 @@ pub trait Tx {
     fn default_qos_policy(&self, tenant_id: &str) -> Result<Option<String>>;
     /// Agents in the order they first reported: one (`id`) or all.
     fn agents(&self, id: Option<&str>) -> Result<Vec<crate::agent::Agent>>;
+    /// The agent of this type on this host, if it has reported.
+    fn agent_on(&self, agent_type: &str, host: &str) -> Result<Option<crate::agent::Agent>>;
     /// Creates an agent or rewrites it (by id; its type, host and creation time stay).
     fn save_agent(&self, agent: &crate::agent::Agent) -> Result<()>;
     /// Deletes an agent.

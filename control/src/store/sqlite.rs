@@ -553,6 +553,25 @@ fn store_err(e: rusqlite::Error) -> ControlError {
     }
 }
 
+const AGENT_COLS: &str = "id, agent_type, binary_name, host, topic, admin_state_up, \
+     description, configurations, created_at, started_at, heartbeat_at";
+
+fn agent_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
+    Ok(Agent {
+        id: r.get(0)?,
+        agent_type: r.get(1)?,
+        binary: r.get(2)?,
+        host: r.get(3)?,
+        topic: r.get(4)?,
+        admin_state_up: r.get(5)?,
+        description: r.get(6)?,
+        configurations: r.get(7)?,
+        created_at: r.get(8)?,
+        started_at: r.get(9)?,
+        heartbeat_at: r.get(10)?,
+    })
+}
+
 const NETWORK_COLS: &str = "id, tenant_id, name, vlan, network_type, physical_network";
 const PORT_COLS: &str = "p.id, p.network_id, p.state, p.interface_id";
 const INTERFACE_COLS: &str = "id, tenant_id, device";
@@ -1607,27 +1626,19 @@ impl Tx for SqliteTx<'_> {
     fn agents(&self, id: Option<&str>) -> Result<Vec<Agent>> {
         self.query(
             &format!(
-                "SELECT id, agent_type, binary_name, host, topic, admin_state_up, description, \
-                 configurations, created_at, started_at, heartbeat_at FROM agents WHERE {} \
-                 ORDER BY rowid",
+                "SELECT {AGENT_COLS} FROM agents WHERE {} ORDER BY rowid",
                 eq("id", 1, id)
             ),
             params![id],
-            |r| {
-                Ok(Agent {
-                    id: r.get(0)?,
-                    agent_type: r.get(1)?,
-                    binary: r.get(2)?,
-                    host: r.get(3)?,
-                    topic: r.get(4)?,
-                    admin_state_up: r.get(5)?,
-                    description: r.get(6)?,
-                    configurations: r.get(7)?,
-                    created_at: r.get(8)?,
-                    started_at: r.get(9)?,
-                    heartbeat_at: r.get(10)?,
-                })
-            },
+            agent_row,
+        )
+    }
+
+    fn agent_on(&self, agent_type: &str, host: &str) -> Result<Option<Agent>> {
+        self.query_one(
+            &format!("SELECT {AGENT_COLS} FROM agents WHERE agent_type = ?1 AND host = ?2"),
+            params![agent_type, host],
+            agent_row,
         )
     }
 
