@@ -88,9 +88,11 @@ struct ServeArgs {
     /// API address
     #[arg(long, env = "QSWITCH_LISTEN", default_value = "127.0.0.1:9696")]
     listen: SocketAddr,
-    /// SQLite database, created on first start
+    /// The store: an SQLite file (created on first start), or a PostgreSQL database URL
+    /// (`postgres://user@host:port/dbname`; `postgresql:///dbname?host=/run/postgresql` for a
+    /// Unix socket; the `PG*` environment variables fill in what the URL leaves out)
     #[arg(long, env = "QSWITCH_DB", default_value = "qswitch.db")]
-    db: PathBuf,
+    db: String,
     /// TOML configuration (switch parameters, uplink, static networks and ports, [api], [metrics])
     #[arg(long, env = "QSWITCH_CONFIG")]
     config: Option<PathBuf>,
@@ -304,7 +306,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     };
     // Opening the store rebuilds the desired state and applies it: forwarding comes back.
     let control = Arc::new(
-        control::Control::open_with(
+        control::Control::open_db(
             &args.db,
             forwarder,
             control::ControlOptions {
@@ -316,7 +318,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 authorize_tap_binding: matches!(auth, api::Auth::Token(_)),
             },
         )
-        .map_err(|e| format!("opening {}: {e}", args.db.display()))?,
+        .map_err(|e| format!("opening {}: {e}", control::store::describe(&args.db)))?,
     );
     for (net, physnet) in control.networks_on_unknown_physnets().unwrap_or_default() {
         tracing::warn!(
@@ -349,7 +351,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         tracing::info!(
             "qswitch API on http://{} (db {}, data plane {})",
             args.listen,
-            args.db.display(),
+            control::store::describe(&args.db),
             if switch.is_some() { "on" } else { "off" }
         );
         if let Some(s) = switch.clone() {

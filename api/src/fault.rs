@@ -196,6 +196,12 @@ fn control_fault(e: &ControlError) -> Shape {
         ),
         E::Invalid { .. } => http(400, "Bad Request", BAD_REQUEST, detail),
         E::Store { .. } => http(500, "Internal Server Error", SERVER_ERROR, String::new()),
+        E::Unavailable { .. } => quantum(
+            (503, "serviceUnavailable"),
+            (503, "ServiceUnavailable"),
+            "The service is unavailable: its database cannot be reached. Retry later.",
+            String::new(),
+        ),
         // The Neutron v2.0 rules; Quantum routes meet them only through the
         // shared model (e.g. a network's subnets), as plain HTTP errors.
         E::SubnetNotFound { .. } => http(404, "Not Found", NOT_FOUND, detail),
@@ -291,8 +297,14 @@ impl ApiError {
     /// Renders the fault for a version (`None` outside the versioned APIs)
     /// and a format.
     pub(crate) fn render(&self, version: Option<Version>, format: Format) -> Response {
-        if let Self::Control(ControlError::Store { detail }) = self {
-            tracing::error!(%detail, "store failure");
+        match self {
+            Self::Control(ControlError::Store { detail }) => {
+                tracing::error!(%detail, "store failure");
+            }
+            Self::Control(ControlError::Unavailable { detail }) => {
+                tracing::warn!(%detail, "store unavailable");
+            }
+            _ => {}
         }
         let (status, body): (u16, Value) = match (self.shape(), version) {
             (Shape::Versioned(f), Some(Version::V10)) => (

@@ -311,6 +311,14 @@ pub enum ControlError {
         /// The store's own message.
         detail: String,
     },
+    /// The store cannot be reached (its database server is down, restarting or refusing
+    /// connections): nothing was written, and the client may retry. The detail is for the
+    /// operator's log.
+    #[error("The network service is unavailable: its database cannot be reached; retry later")]
+    Unavailable {
+        /// The store's own message.
+        detail: String,
+    },
     /// The store failed; the detail is for the operator's log, never for an
     /// API client.
     #[error("store error: {detail}")]

@@ -67,6 +67,7 @@ mod reconcile;
 pub mod security;
 mod service;
 pub mod store;
+pub mod testing;
 
 pub use error::{ControlError, Result};
 pub use filter::{NetworkFilter, PortFilter};

@@ -142,6 +142,22 @@ impl Control {
         Self::with_store(Box::new(store), forwarder, options)
     }
 
+    /// Opens the store `db` names: a PostgreSQL database for a `postgres://` or
+    /// `postgresql://` URL, else the SQLite file at that path (created with its schema on first
+    /// start); rebuilds the desired state from it and applies it once.
+    pub fn open_db(
+        db: &str,
+        forwarder: Arc<dyn Forwarder>,
+        options: ControlOptions,
+    ) -> Result<Self> {
+        if crate::store::postgres::is_url(db) {
+            let store = crate::store::postgres::PgStore::open(db)?;
+            Self::with_store(Box::new(store), forwarder, options)
+        } else {
+            Self::open_with(db, forwarder, options)
+        }
+    }
+
     /// A control plane on an in-memory database (for tests).
     pub fn in_memory(forwarder: Arc<dyn Forwarder>, options: ControlOptions) -> Result<Self> {
         Self::with_store(Box::new(SqliteStore::open_in_memory()?), forwarder, options)

@@ -204,6 +204,14 @@ impl From<ControlError> for NeutronError {
                 tracing::error!(%detail, "store failure");
                 Self::internal()
             }
+            E::Unavailable { detail } => {
+                tracing::warn!(%detail, "store unavailable");
+                Self::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "The server is currently unavailable. Please try again at a later time.",
+                )
+            }
         }
     }
 }

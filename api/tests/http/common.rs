@@ -1,4 +1,5 @@
-//! Test harness: the router on a temporary SQLite file, called in-process.
+//! Test harness: the router on a temporary SQLite file or a fresh PostgreSQL database (as the
+//! test binary's `STORE` says), called in-process.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -129,11 +130,45 @@ pub(crate) fn app() -> App {
     app_with(ControlOptions::default(), api::ApiOptions::default())
 }
 
+/// The store the tests of a binary run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // each test binary uses one
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The private PostgreSQL server of this test process (durability is not under test here).
+fn postgres() -> &'static control::testing::PrivatePostgres {
+    static SERVER: std::sync::OnceLock<control::testing::PrivatePostgres> =
+        std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        control::testing::PrivatePostgres::start(&["fsync=off", "full_page_writes=off"])
+            .unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+/// A control plane on a new store of the binary's backend.
+pub(crate) fn open_control(
+    dir: &std::path::Path,
+    fwd: Arc<dyn Forwarder>,
+    copts: ControlOptions,
+) -> Control {
+    match crate::STORE {
+        Backend::Sqlite => Control::open_with(dir.join("q.db"), fwd, copts).unwrap(),
+        Backend::Postgres => {
+            let name = format!("qs_{}", uuid::Uuid::new_v4().simple());
+            let url = postgres().create_database(&name, None).unwrap();
+            let store = control::store::postgres::PgStore::open(&url).unwrap();
+            Control::with_store(Box::new(store), fwd, copts).unwrap()
+        }
+    }
+}
+
 pub(crate) fn app_with(copts: ControlOptions, aopts: api::ApiOptions) -> App {
     let dir = tempfile::tempdir().unwrap();
     let fwd = Arc::new(Recorder::default());
-    let control =
-        Arc::new(Control::open_with(dir.path().join("q.db"), fwd.clone(), copts).unwrap());
+    let control = Arc::new(open_control(dir.path(), fwd.clone(), copts));
     let router = api::router(control.clone(), aopts);
     App {
         router,

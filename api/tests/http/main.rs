@@ -1,5 +1,6 @@
 //! HTTP-level tests: the router called in-process with `oneshot`, on a
-//! temporary SQLite file with a recording forwarder.
+//! temporary SQLite file with a recording forwarder. `tests/http_pg` runs the same tests on
+//! PostgreSQL.
 
 mod auth;
 mod common;
@@ -17,3 +18,6 @@ mod qos;
 mod robustness;
 mod routes;
 mod security_groups;
+
+/// The store these tests run on.
+pub(crate) const STORE: common::Backend = common::Backend::Sqlite;

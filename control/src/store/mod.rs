@@ -14,9 +14,41 @@
 //! VLAN, one interface per device) is also enforced by the schema, so that a
 //! second writer on a shared database cannot break it.
 
+pub mod postgres;
+mod sql;
 pub mod sqlite;
+mod tx;
 
 use crate::error::Result;
+
+/// A database whose schema is newer than this binary's migrations (`known`) is refused rather
+/// than guessed at.
+fn known_schema(current: usize, known: usize) -> Result<()> {
+    if current > known {
+        return Err(crate::error::ControlError::Store {
+            detail: format!(
+                "database schema version {current} is newer than this binary ({known})"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// What `--db` names, for logs: the SQLite file's path, or the PostgreSQL database and its
+/// hosts without the URL's password.
+pub fn describe(db: &str) -> String {
+    if !postgres::is_url(db) {
+        return db.to_owned();
+    }
+    match postgres::config(db) {
+        Ok(c) => format!(
+            "PostgreSQL database {} on {:?}",
+            c.get_dbname().unwrap_or("(default)"),
+            c.get_hosts()
+        ),
+        Err(_) => "PostgreSQL (unparsable URL)".into(),
+    }
+}
 use crate::model::{Interface, Network, Port, PortState};
 use crate::neutron::{NetworkAttrs, NetworkRecord, PortAttrs, PortRecord, Subnet};
 use crate::qos::{QosPolicy, QosRule};

@@ -1,0 +1,439 @@
+//! The PostgreSQL store: the same model and the same SQL as the SQLite store, on a database that
+//! several API servers and agents share (`--db postgres://user@host:port/dbname`).
+//!
+//! # Concurrency
+//!
+//! Every write transaction first takes one transaction-scoped advisory lock
+//! (`pg_advisory_xact_lock`), held until its commit or rollback. Writers are so serialized
+//! across every server on the database, as SQLite's single writer serializes them in one
+//! process, and every rule the control plane checks before it writes (a free VLAN, a free IP, a
+//! MAC unique on its network, quotas, a device plugged once) holds under concurrent writers on
+//! any server: a check and the write it allows run with no other writer between them. The
+//! writes are short (one API call's rows, no client round trips inside), so one lock costs less
+//! than the alternative, SERIALIZABLE with retries, which would need every write to be
+//! re-runnable and turns hot rows (the revision counter every write bumps) into retry storms.
+//! The schema enforces the same uniqueness as SQLite's (unique indexes), so a bug in that
+//! discipline is a 409, never a duplicate. Reads run in `REPEATABLE READ, READ ONLY`
+//! transactions on pooled connections: one snapshot per read, never waiting for a writer.
+//!
+//! # Migrations
+//!
+//! `migrations/postgres/NNNN_*.sql` are applied in order, each in its transaction, under a
+//! second advisory lock, so that servers starting together apply each once; `qswitch_schema`
+//! records the version. A database newer than this binary is refused.
+//!
+//! # Connections
+//!
+//! tokio-postgres drives each connection as a task on the store's own small runtime; the
+//! store's callers block on their requests (as on SQLite's file I/O), from any thread, inside
+//! an async runtime or not. A connection that fails is dropped and a new one opened for the
+//! next transaction.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, NoTls, Statement};
+
+use crate::error::{ControlError, Result};
+use crate::store::sql::{pg_err, Val};
+use crate::store::tx::{Conn, SqlTx};
+use crate::store::{AfterCommit, Store, Tx};
+
+/// The schema migrations, in order; `qswitch_schema.version` is the number applied.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_schema.sql")];
+
+/// The advisory lock every write transaction holds: writers are serialized across servers.
+const WRITE_LOCK: i64 = 0x7173_7769_7463_6801;
+/// The advisory lock migrations run under.
+const MIGRATE_LOCK: i64 = 0x7173_7769_7463_6802;
+
+/// Read connections kept open for reuse.
+const READERS_KEPT: usize = 16;
+
+/// How long opening a connection may take before the store reports itself unavailable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether `db` names a PostgreSQL database (a `postgres://` or `postgresql://` URL) rather
+/// than an SQLite file.
+pub fn is_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// Waits for `f` on the calling thread (parked between wake-ups). The futures of a
+/// tokio-postgres client only exchange messages with their connection's task, which runs on the
+/// store's runtime, so they need no runtime of their own here.
+fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+/// Rewrites a statement of the store's SQL for PostgreSQL: SQLite's numbered parameters `?N`
+/// become `$N` (a parameter only tested for NULL gets a type, `$N::text`, which PostgreSQL
+/// could not infer), and SQLite's clock becomes PostgreSQL's, in the same format.
+fn translate(sql: &str) -> String {
+    let sql = sql
+        .replace(
+            "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')",
+            "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+        )
+        .replace("ORDER BY rowid", "ORDER BY seq");
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut quoted = false;
+    let mut chars = sql.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        if c != '?' || quoted {
+            out.push(c);
+            continue;
+        }
+        let mut end = i + 1;
+        while let Some(&(j, d)) = chars.peek() {
+            if !d.is_ascii_digit() {
+                break;
+            }
+            end = j + 1;
+            chars.next();
+        }
+        out.push('$');
+        out.push_str(&sql[i + 1..end]);
+        if sql[end..].starts_with(" IS NULL") {
+            out.push_str("::text");
+        }
+    }
+    out
+}
+
+/// One connection and the statements prepared on it.
+pub struct PgConn {
+    client: Client,
+    statements: Mutex<HashMap<String, Statement>>,
+}
+
+impl std::fmt::Debug for PgConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConn")
+            .field("closed", &self.client.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgConn {
+    fn prepare(&self, sql: &str) -> Result<Statement> {
+        if let Some(s) = lock(&self.statements).get(sql) {
+            return Ok(s.clone());
+        }
+        let stmt = block_on(self.client.prepare(&translate(sql))).map_err(pg_err)?;
+        lock(&self.statements).insert(sql.to_owned(), stmt.clone());
+        Ok(stmt)
+    }
+
+    pub(crate) fn query(&self, sql: &str, args: &[Val<'_>]) -> Result<Vec<tokio_postgres::Row>> {
+        let stmt = self.prepare(sql)?;
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
+        block_on(self.client.query(&stmt, &params)).map_err(pg_err)
+    }
+
+    pub(crate) fn execute(&self, sql: &str, args: &[Val<'_>]) -> Result<u64> {
+        let stmt = self.prepare(sql)?;
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
+        block_on(self.client.execute(&stmt, &params)).map_err(pg_err)
+    }
+
+    /// Statements without parameters, in one round trip (transaction control, migrations).
+    fn batch(&self, sql: &str) -> Result<()> {
+        block_on(self.client.batch_execute(sql)).map_err(pg_err)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A [`Store`] on a PostgreSQL database.
+pub struct PgStore {
+    config: Config,
+    runtime: Option<tokio::runtime::Runtime>,
+    /// This server's writer connection: its writes run one at a time, in the order their
+    /// after-commit steps then run.
+    writer: Mutex<Option<PgConn>>,
+    readers: Mutex<Vec<PgConn>>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("host", &self.config.get_hosts())
+            .field("dbname", &self.config.get_dbname())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which an async caller may not do.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// The connection settings of `url`, completed from the `PG*` environment variables as libpq
+/// completes them (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`); the host defaults
+/// to the local server's Unix socket directory.
+pub fn config(url: &str) -> Result<Config> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut c = Config::from_str(url).map_err(|e| ControlError::Store {
+        detail: format!("database URL: {e}"),
+    })?;
+    if c.get_hosts().is_empty() {
+        let hosts = env("PGHOST").unwrap_or_else(|| "/var/run/postgresql".into());
+        for h in hosts.split(',') {
+            c.host(h);
+        }
+    }
+    if c.get_ports().is_empty() {
+        if let Some(p) = env("PGPORT").and_then(|p| p.parse().ok()) {
+            c.port(p);
+        }
+    }
+    if c.get_user().is_none() {
+        if let Some(u) = env("PGUSER") {
+            c.user(u);
+        }
+    }
+    if c.get_password().is_none() {
+        if let Some(p) = env("PGPASSWORD") {
+            c.password(p);
+        }
+    }
+    if c.get_dbname().is_none() {
+        if let Some(d) = env("PGDATABASE") {
+            c.dbname(d);
+        }
+    }
+    if c.get_connect_timeout().is_none() {
+        c.connect_timeout(CONNECT_TIMEOUT);
+    }
+    c.application_name("qswitch");
+    Ok(c)
+}
+
+impl PgStore {
+    /// Connects to the database at `url` and brings its schema up to date.
+    pub fn open(url: &str) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("qswitch-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| ControlError::Store {
+                detail: format!("PostgreSQL client runtime: {e}"),
+            })?;
+        let store = Self {
+            config: config(url)?,
+            runtime: Some(runtime),
+            writer: Mutex::new(None),
+            readers: Mutex::new(Vec::new()),
+        };
+        let conn = store.connect()?;
+        migrate(&conn)?;
+        *lock(&store.writer) = Some(conn);
+        Ok(store)
+    }
+
+    fn connect(&self) -> Result<PgConn> {
+        let Some(rt) = &self.runtime else {
+            return Err(ControlError::Store {
+                detail: "the store is closed".into(),
+            });
+        };
+        let config = self.config.clone();
+        let (client, connection) = block_on(rt.spawn(async move { config.connect(NoTls).await }))
+            .map_err(|e| ControlError::Store {
+                detail: format!("PostgreSQL connection task: {e}"),
+            })?
+            .map_err(pg_err)?;
+        rt.spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "PostgreSQL connection ended");
+            }
+        });
+        Ok(PgConn {
+            client,
+            statements: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The schema version of the database.
+    pub fn schema_version(&self) -> Result<u32> {
+        let mut v = 0;
+        self.read(&mut |_| Ok(()))?;
+        let w = lock(&self.writer);
+        if let Some(c) = w.as_ref() {
+            v = schema_version(c)?;
+        }
+        Ok(v)
+    }
+}
+
+fn schema_version(c: &PgConn) -> Result<u32> {
+    let rows = c.query("SELECT version FROM qswitch_schema", &[])?;
+    let v: i64 = rows
+        .first()
+        .map(|r| r.try_get(0))
+        .transpose()
+        .map_err(pg_err)?
+        .unwrap_or(0);
+    Ok(u32::try_from(v).unwrap_or(u32::MAX))
+}
+
+fn migrate(c: &PgConn) -> Result<()> {
+    c.batch("BEGIN")?;
+    let done = (|| {
+        c.execute(
+            "SELECT pg_advisory_xact_lock(?1)",
+            &[Val::Int(MIGRATE_LOCK)],
+        )?;
+        c.batch("CREATE TABLE IF NOT EXISTS qswitch_schema (version BIGINT NOT NULL)")?;
+        let current = schema_version(c)? as usize;
+        super::known_schema(current, MIGRATIONS.len())?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+            c.batch(sql)?;
+            c.batch(&format!(
+                "DELETE FROM qswitch_schema; INSERT INTO qswitch_schema VALUES ({})",
+                i + 1
+            ))?;
+            tracing::info!(version = i + 1, "applied store migration");
+        }
+        Ok(())
+    })();
+    match done {
+        Ok(()) => c.batch("COMMIT"),
+        Err(e) => {
+            let _ = c.batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+impl PgStore {
+    /// A connection for the writer slot: the one kept there, or a new one when it failed.
+    fn writer_conn<'a>(&self, slot: &'a mut Option<PgConn>) -> Result<&'a PgConn> {
+        if slot.as_ref().is_none_or(PgConn::is_closed) {
+            *slot = Some(self.connect()?);
+        }
+        slot.as_ref().ok_or_else(|| ControlError::Store {
+            detail: "no writer connection".into(),
+        })
+    }
+}
+
+impl Store for PgStore {
+    fn read(&self, f: &mut dyn FnMut(&dyn Tx) -> Result<()>) -> Result<()> {
+        let pooled = {
+            let mut readers = lock(&self.readers);
+            std::iter::from_fn(|| readers.pop()).find(|c| !c.is_closed())
+        };
+        let conn = match pooled {
+            Some(c) => c,
+            None => self.connect()?,
+        };
+        conn.batch("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            f(&SqlTx {
+                conn: Conn::Pg(&conn),
+            })
+        }));
+        // A connection whose transaction could not be ended is dropped, never reused.
+        if conn.batch("ROLLBACK").is_ok() {
+            let mut readers = lock(&self.readers);
+            if readers.len() < READERS_KEPT {
+                readers.push(conn);
+            }
+        }
+        match out {
+            Ok(r) => r,
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+
+    fn write(&self, f: &mut dyn FnMut(&dyn Tx) -> Result<Option<AfterCommit>>) -> Result<()> {
+        let mut slot = lock(&self.writer);
+        let conn = self.writer_conn(&mut slot)?;
+        conn.batch("BEGIN")?;
+        let run = (|| {
+            conn.execute("SELECT pg_advisory_xact_lock(?1)", &[Val::Int(WRITE_LOCK)])?;
+            Ok(())
+        })()
+        .map(|()| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                f(&SqlTx {
+                    conn: Conn::Pg(conn),
+                })
+            }))
+        });
+        let step = match run {
+            Ok(Ok(Ok(step))) => match conn.batch("COMMIT") {
+                Ok(()) => step,
+                Err(e) => {
+                    let _ = conn.batch("ROLLBACK");
+                    return Err(e);
+                }
+            },
+            Ok(Ok(Err(e))) | Err(e) => {
+                let _ = conn.batch("ROLLBACK");
+                return Err(e);
+            }
+            Ok(Err(p)) => {
+                let _ = conn.batch("ROLLBACK");
+                drop(slot);
+                std::panic::resume_unwind(p);
+            }
+        };
+        // The step runs while this server's writer is held: steps run in commit order.
+        if let Some(step) = step {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).is_err() {
+                tracing::error!("a write's after-commit step panicked");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::translate;
+
+    #[test]
+    fn parameters_and_clock_are_rewritten_outside_quotes() {
+        assert_eq!(
+            translate("SELECT '?1' FROM t WHERE a = ?1 AND (?12 IS NULL OR b = ?12)"),
+            "SELECT '?1' FROM t WHERE a = $1 AND ($12::text IS NULL OR b = $12)"
+        );
+        assert!(translate("VALUES (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))").contains("to_char"));
+    }
+}
