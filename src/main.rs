@@ -39,8 +39,10 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the switch and its API (embedded SQLite store)
+    /// Run the switch and its API (embedded SQLite store, or a shared PostgreSQL database)
     Serve(ServeArgs),
+    /// Run a hypervisor host's data plane, following a shared PostgreSQL database (no API)
+    Agent(AgentArgs),
     /// Print the SHA-256 digest of a token, as the tokens file stores it
     TokenDigest {
         /// The token; with -, the first line of stdin (kept out of the shell history and the
@@ -112,6 +114,25 @@ struct ServeArgs {
     /// Also serve GET /metrics (Prometheus) on this address, without authentication
     #[arg(long, env = "QSWITCH_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// This host's name, as ports are bound to it (`binding:host_id`) and as its agent reports
+    /// (default: the machine's host name). When given, the data plane forwards only for ports
+    /// bound to this host or to none
+    #[arg(long, env = "QSWITCH_HOST")]
+    host: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct AgentArgs {
+    /// The shared store: a PostgreSQL database URL (as `serve --db`)
+    #[arg(long, env = "QSWITCH_DB")]
+    db: String,
+    /// This host's name: the agent forwards for the ports bound to it (`binding:host_id`) or to
+    /// none (default: the machine's host name)
+    #[arg(long, env = "QSWITCH_HOST")]
+    host: Option<String>,
+    /// TOML configuration (switch parameters, uplink, static networks and ports)
+    #[arg(long, env = "QSWITCH_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -204,6 +225,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => args.check().and_then(serve),
+        Command::Agent(args) => agent(args),
         Command::TokenDigest { token } => {
             read_token(&token).map(|t| println!("{}", api::token_digest(&t)))
         }
@@ -236,12 +258,11 @@ fn main() -> ExitCode {
 /// Reports this host's agent (its data plane runs here) at start and every
 /// `REPORT_INTERVAL_SECS` after, as Neutron's agents report their state: `GET /v2.0/agents`
 /// shows it alive while the reports come.
-async fn report_agent(control: Arc<control::Control>, switch: Arc<dataplane::Switch>) {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned());
+async fn report_agent(
+    control: Arc<control::Control>,
+    switch: Arc<dataplane::Switch>,
+    host: String,
+) {
     let mut start = true;
     loop {
         let (c, s, h) = (control.clone(), switch.clone(), host.clone());
@@ -255,6 +276,7 @@ async fn report_agent(control: Arc<control::Control>, switch: Arc<dataplane::Swi
                 "ports": ports.len(),
                 "ports_forwarding": forwarding,
                 "workers": s.workers(),
+                "revision": c.applied_revision(),
             });
             c.report_agent(&h, &configurations.to_string(), start)
         })
@@ -271,13 +293,92 @@ async fn report_agent(control: Arc<control::Control>, switch: Arc<dataplane::Swi
     }
 }
 
-fn serve(args: ServeArgs) -> Result<(), String> {
-    let file = match &args.config {
-        Some(p) => config::FileConfig::load(p)?,
-        None => config::FileConfig::default(),
-    };
-    let opts = file.options()?;
+/// The machine's host name (Neutron's default `host`).
+fn machine_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<config::FileConfig, String> {
+    match path {
+        Some(p) => config::FileConfig::load(p),
+        None => Ok(config::FileConfig::default()),
+    }
+}
+
+/// Starts the data plane with the configuration's switch parameters and static networks.
+fn start_dataplane(
+    file: &config::FileConfig,
+) -> Result<(Arc<dyn control::forward::Forwarder>, Arc<dataplane::Switch>), String> {
+    let switch = Arc::new(
+        dataplane::Switch::start(file.options()?)
+            .map_err(|e| format!("starting the data plane: {e}"))?,
+    );
     let static_cfg = file.switch_config()?;
+    switch
+        .apply(static_cfg.clone())
+        .map_err(|e| e.to_string())?;
+    let f = forwarder::SwitchForwarder::new(switch.clone(), static_cfg, file.switch.mac_limit);
+    Ok((Arc::new(f), switch))
+}
+
+/// Closes every port of the switch, if nothing else holds it.
+fn stop_dataplane(switch: Arc<dataplane::Switch>) {
+    // The control plane (and its forwarder) went with the runtime's tasks; if anything still
+    // holds the switch, dropping our handle is enough: the last one closes every port.
+    match Arc::try_unwrap(switch) {
+        Ok(s) => s.shutdown(),
+        Err(s) => drop(s),
+    }
+}
+
+/// `qswitch agent`: a host's data plane on a shared store, with no API. It follows the store's
+/// revision log (woken by PostgreSQL's NOTIFY) and reports itself every 30 s.
+fn agent(args: AgentArgs) -> Result<(), String> {
+    if !control::store::postgres::is_url(&args.db) {
+        return Err(format!(
+            "--db {}: an agent follows a shared database, a postgres:// URL",
+            args.db
+        ));
+    }
+    let file = load_config(args.config.as_ref())?;
+    let api_cfg = file.api_config()?;
+    let host = args.host.unwrap_or_else(machine_host);
+    let (forwarder, switch) = start_dataplane(&file)?;
+    let control = control::Control::open_db(
+        &args.db,
+        forwarder,
+        control::ControlOptions {
+            physnets: file.physnets()?,
+            quotas: api_cfg.quotas,
+            physnet_mtu: api_cfg.physnet_mtu,
+            authorize_tap_binding: false,
+            host: Some(host.clone()),
+        },
+    )
+    .map(Arc::new)
+    .map_err(|e| format!("opening {}: {e}", control::store::describe(&args.db)))?;
+    tracing::info!(
+        "qswitch agent of host {host} (db {}, revision {})",
+        control::store::describe(&args.db),
+        control.applied_revision()
+    );
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        tokio::spawn(report_agent(control, switch.clone(), host));
+        shutdown_signal().await;
+    });
+    tracing::info!("shutting down: closing ports");
+    drop(rt);
+    stop_dataplane(switch);
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let file = load_config(args.config.as_ref())?;
     let api_cfg = file.api_config()?;
     let auth = api_auth(&args)?;
     // Bind the API first: a daemon that cannot serve its API must not take over interfaces.
@@ -293,14 +394,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         })
         .transpose()?;
     let (forwarder, switch): (Arc<dyn control::forward::Forwarder>, _) = if !args.no_dataplane {
-        let switch = Arc::new(
-            dataplane::Switch::start(opts).map_err(|e| format!("starting the data plane: {e}"))?,
-        );
-        switch
-            .apply(static_cfg.clone())
-            .map_err(|e| e.to_string())?;
-        let f = forwarder::SwitchForwarder::new(switch.clone(), static_cfg, file.switch.mac_limit);
-        (Arc::new(f), Some(switch))
+        let (f, switch) = start_dataplane(&file)?;
+        (f, Some(switch))
     } else {
         (Arc::new(control::forward::NullForwarder), None)
     };
@@ -316,6 +411,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 // With authenticated callers, a v2.0 port takes its tap device only when the
                 // hypervisor side registered that device for the port's tenant.
                 authorize_tap_binding: matches!(auth, api::Auth::Token(_)),
+                host: args.host.clone(),
             },
         )
         .map_err(|e| format!("opening {}: {e}", control::store::describe(&args.db)))?,
@@ -355,7 +451,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             if switch.is_some() { "on" } else { "off" }
         );
         if let Some(s) = switch.clone() {
-            tokio::spawn(report_agent(agent_control, s));
+            let host = args.host.clone().unwrap_or_else(machine_host);
+            tokio::spawn(report_agent(agent_control, s, host));
         }
         if let Some(l) = metrics_listener {
             let l = tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?;
@@ -383,12 +480,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     tracing::info!("shutting down: closing ports");
     drop(rt);
     if let Some(s) = switch {
-        // The control plane (and its forwarder) went with the runtime's tasks; if anything still
-        // holds the switch, dropping our handle is enough: the last one closes every port.
-        match Arc::try_unwrap(s) {
-            Ok(s) => s.shutdown(),
-            Err(s) => drop(s),
-        }
+        stop_dataplane(s);
     }
     Ok(())
 }

@@ -26,6 +26,26 @@ use crate::qos::QosRule;
 use crate::security::SgRule;
 use crate::store::{Touched, Tx};
 
+/// What a process's data plane takes from the store.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Derive {
+    /// A `tap` device binds a v2.0 port only once registered for the port's tenant.
+    pub(crate) authorize_tap: bool,
+    /// The host this data plane runs on: a port bound to another host (`binding:host_id`) is
+    /// not forwarded here. `None`: every port (one host).
+    pub(crate) host: Option<String>,
+}
+
+impl Derive {
+    /// Whether this data plane forwards for `r`: unbound ports and ports bound to its host.
+    fn takes(&self, r: &PortRecord) -> bool {
+        match &self.host {
+            Some(h) => r.attrs.host_id.is_empty() || r.attrs.host_id == *h,
+            None => true,
+        }
+    }
+}
+
 /// The desired form of the touched items: `None` where an item is gone or
 /// has nothing to forward.
 #[derive(Debug, Default)]
@@ -36,7 +56,7 @@ pub(crate) struct Delta {
 }
 
 /// Derives the whole desired forwarding state from the store.
-pub(crate) fn desired_state(tx: &dyn Tx, authorize_tap: bool) -> Result<DesiredState> {
+pub(crate) fn desired_state(tx: &dyn Tx, derive: &Derive) -> Result<DesiredState> {
     let records = tx.network_records(None)?;
     let nets: HashMap<String, (bool, String)> = records
         .iter()
@@ -74,7 +94,7 @@ pub(crate) fn desired_state(tx: &dyn Tx, authorize_tap: bool) -> Result<DesiredS
             .map_or((true, None), |(u, t)| (*u, Some(t.as_str())));
         let device = plugged.get(&r.port.id).cloned();
         let policy = r.effective_qos_policy().map(str::to_owned);
-        if let Some(mut p) = port_for(tx, r, device, up, tenant, authorize_tap, &mut rules)? {
+        if let Some(mut p) = port_for(tx, r, device, up, tenant, derive, &mut rules)? {
             let none = Vec::new();
             let policy = policy.and_then(|id| policy_rules.get(&id)).unwrap_or(&none);
             apply_policy(&mut p, policy);
@@ -93,7 +113,7 @@ pub(crate) fn desired_state(tx: &dyn Tx, authorize_tap: bool) -> Result<DesiredS
 }
 
 /// Derives the desired form of what a write touched.
-pub(crate) fn delta(tx: &dyn Tx, touched: &[Touched], authorize_tap: bool) -> Result<Delta> {
+pub(crate) fn delta(tx: &dyn Tx, touched: &[Touched], derive: &Derive) -> Result<Delta> {
     let mut nets = BTreeSet::new();
     let mut ports = BTreeSet::new();
     let mut groups = BTreeSet::new();
@@ -116,7 +136,7 @@ pub(crate) fn delta(tx: &dyn Tx, touched: &[Touched], authorize_tap: bool) -> Re
             Touched::Device(device) => {
                 // A registered `tap` device authorizes (or no longer does) the port it names.
                 if let Some(prefix) = device.strip_prefix("tap") {
-                    if authorize_tap && prefix.len() == TAP_ID_CHARS {
+                    if derive.authorize_tap && prefix.len() == TAP_ID_CHARS {
                         ports.extend(tx.port_ids_with_prefix(prefix)?);
                     }
                 }
@@ -144,7 +164,7 @@ pub(crate) fn delta(tx: &dyn Tx, touched: &[Touched], authorize_tap: bool) -> Re
     }
     let mut rules = GroupRules::new(tx);
     for id in ports {
-        let p = desired_port(tx, &id, authorize_tap, &mut rules)?;
+        let p = desired_port(tx, &id, derive, &mut rules)?;
         out.ports.push((id, p));
     }
     for id in groups {
@@ -234,7 +254,7 @@ fn desired_rule(r: &SgRule, stateful: bool) -> DesiredRule {
 fn desired_port(
     tx: &dyn Tx,
     port_id: &str,
-    authorize_tap: bool,
+    derive: &Derive,
     rules: &mut GroupRules<'_>,
 ) -> Result<Option<DesiredPort>> {
     let Some(r) = tx.port_records(Some(port_id))?.pop() else {
@@ -249,7 +269,7 @@ fn desired_port(
         None => None,
     };
     let policy = r.effective_qos_policy().map(str::to_owned);
-    let Some(mut p) = port_for(tx, r, device, up, tenant, authorize_tap, rules)? else {
+    let Some(mut p) = port_for(tx, r, device, up, tenant, derive, rules)? else {
         return Ok(None);
     };
     let policy = match policy {
@@ -266,22 +286,25 @@ fn apply_policy(p: &mut DesiredPort, rules: &[QosRule]) {
 }
 
 /// A port record as the data plane needs it, given its plugged device and its network's admin
-/// state and tenant; `None` when it has no device to forward on. A plugged attachment's device
-/// wins over the `tap` convention.
+/// state and tenant; `None` when it has no device to forward on, or is bound to another host.
+/// A plugged attachment's device wins over the `tap` convention.
 fn port_for(
     tx: &dyn Tx,
     r: PortRecord,
     plugged: Option<String>,
     net_up: bool,
     net_tenant: Option<&str>,
-    authorize_tap: bool,
+    derive: &Derive,
     rules: &mut GroupRules<'_>,
 ) -> Result<Option<DesiredPort>> {
+    if !derive.takes(&r) {
+        return Ok(None);
+    }
     let device = match plugged {
         Some(d) => d,
         None if r.attrs.bind_tap => {
             let d = tap_device(&r.port.id);
-            if authorize_tap {
+            if derive.authorize_tap {
                 // Only a device the hypervisor side registered for the port's tenant.
                 let registered = tx.interface_by_device(&d)?;
                 if registered.is_none_or(|i| Some(i.tenant_id.as_str()) != net_tenant) {

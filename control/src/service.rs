@@ -31,6 +31,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::error::{ControlError, Result};
@@ -82,6 +83,18 @@ pub struct ControlOptions {
     /// The largest network MTU, and the default of a new network's (Neutron's
     /// `global_physnet_mtu`; default 1500).
     pub physnet_mtu: u32,
+    /// The host this process's data plane runs on (Neutron's `[DEFAULT] host`): it forwards
+    /// only for ports bound to it (`binding:host_id`) or bound to none. `None`: every port.
+    pub host: Option<String>,
+}
+
+impl ControlOptions {
+    fn derive(&self) -> reconcile::Derive {
+        reconcile::Derive {
+            authorize_tap: self.authorize_tap_binding,
+            host: self.host.clone(),
+        }
+    }
 }
 
 impl Default for ControlOptions {
@@ -91,6 +104,7 @@ impl Default for ControlOptions {
             quotas: Quotas::default(),
             authorize_tap_binding: false,
             physnet_mtu: crate::neutron::DEFAULT_MTU,
+            host: None,
         }
     }
 }
@@ -114,6 +128,101 @@ pub struct Control {
     applier: Arc<Applier>,
     options: ControlOptions,
     metrics: Arc<crate::metrics::StoreMetrics>,
+    /// The last revision handed to the applier (by a write's step or the follower).
+    sent: Arc<AtomicU64>,
+    /// On a shared store: the thread that follows the other processes' revisions.
+    follower: Option<Follower>,
+}
+
+/// The thread that hands the data plane the revisions other processes commit to a shared store.
+/// Dropped, it stops at its next wake-up (at most [`FOLLOW_POLL`] later) without being waited
+/// for: it holds its own references to the store and the applier.
+#[derive(Debug)]
+struct Follower {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// How long the follower waits for a wake-up before it looks at the store's revision anyway.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Inside a write transaction of a shared store: the work for the revisions other processes
+/// committed after `sent`, each revision's delta in order, or the whole state when the revision
+/// log no longer holds all of them (this process was away too long).
+fn catch_up(tx: &dyn Tx, sent: u64, derive: &reconcile::Derive) -> Result<Vec<Work>> {
+    let Some(revisions) = tx.changes_after(sent)? else {
+        let rev = tx.revision()?;
+        tracing::info!(
+            after = sent,
+            revision = rev,
+            "the revision log no longer holds what this process missed; deriving the whole state"
+        );
+        return Ok(vec![Work::Full(rev, reconcile::desired_state(tx, derive)?)]);
+    };
+    revisions
+        .into_iter()
+        .map(|(rev, touched)| Ok(Work::Delta(rev, reconcile::delta(tx, &touched, derive)?)))
+        .collect()
+}
+
+/// The revision a piece of work brings the data plane to.
+fn revision_of(work: &Work) -> u64 {
+    match work {
+        Work::Full(rev, _) | Work::Delta(rev, _) => *rev,
+    }
+}
+
+/// Follows a shared store until `stop`: woken by the store (PostgreSQL's NOTIFY) or every
+/// [`FOLLOW_POLL`], it hands the applier what other processes committed since this process last
+/// did, under the store's write lock so that it keeps its place in revision order among this
+/// process's own writes. A store that cannot be reached is tried again at the next wake-up.
+fn follow(
+    store: &dyn Store,
+    applier: &Arc<Applier>,
+    sent: &Arc<AtomicU64>,
+    derive: &reconcile::Derive,
+    stop: &AtomicBool,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        store.wait_for_change(FOLLOW_POLL);
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let mut behind = false;
+        let looked = store.read(&mut |tx| {
+            behind = tx.revision()? > sent.load(Ordering::SeqCst);
+            Ok(())
+        });
+        if let Err(e) = looked {
+            tracing::debug!(error = %e, "cannot read the store's revision; trying again");
+            continue;
+        }
+        if !behind {
+            continue;
+        }
+        let followed = store.write(&mut |tx| {
+            let works = catch_up(tx, sent.load(Ordering::SeqCst), derive)?;
+            let Some(rev) = works.last().map(revision_of) else {
+                return Ok(None);
+            };
+            let (sent, applier) = (Arc::clone(sent), Arc::clone(applier));
+            let step: AfterCommit = Box::new(move || {
+                for w in works {
+                    applier.send(w);
+                }
+                sent.fetch_max(rev, Ordering::SeqCst);
+            });
+            Ok(Some(step))
+        });
+        if let Err(e) = followed {
+            tracing::warn!(error = %e, "cannot follow the store's revisions; trying again");
+        }
+    }
 }
 
 impl std::fmt::Debug for Control {
@@ -190,24 +299,44 @@ impl Control {
         let store: Arc<dyn Store> = Arc::from(store);
         let resync = {
             let store = Arc::clone(&store);
-            let authorize = options.authorize_tap_binding;
+            let derive = options.derive();
             Box::new(move || {
                 let mut out = None;
                 store.read(&mut |tx| {
-                    out = Some((tx.revision()?, reconcile::desired_state(tx, authorize)?));
+                    out = Some((tx.revision()?, reconcile::desired_state(tx, &derive)?));
                     Ok(())
                 })?;
                 out.ok_or_else(ran_twice)
             })
         };
-        let control = Self {
-            applier: Arc::new(Applier::start(Arc::clone(&forwarder), resync)?),
+        let applier = Arc::new(Applier::start(Arc::clone(&forwarder), resync)?);
+        let sent = Arc::new(AtomicU64::new(0));
+        let mut control = Self {
+            applier,
             store,
             forwarder,
             options,
             metrics: Arc::default(),
+            sent,
+            follower: None,
         };
         control.reconcile()?;
+        if control.store.shared() {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (store, applier, sent) = (
+                Arc::clone(&control.store),
+                Arc::clone(&control.applier),
+                Arc::clone(&control.sent),
+            );
+            let (derive, halt) = (control.options.derive(), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name("qswitch-follower".into())
+                .spawn(move || follow(store.as_ref(), &applier, &sent, &derive, &halt))
+                .map_err(|e| ControlError::Store {
+                    detail: format!("cannot start the follower thread: {e}"),
+                })?;
+            control.follower = Some(Follower { stop });
+        }
         let devices: Vec<String> = control
             .read(|tx| tx.all_interfaces())?
             .into_iter()
@@ -221,16 +350,16 @@ impl Control {
     /// data plane in place of what it had (done at startup; callable to
     /// force a resync).
     pub fn reconcile(&self) -> Result<()> {
-        let authorize = self.options.authorize_tap_binding;
+        let derive = self.options.derive();
         let ticket = Arc::new(OnceLock::new());
         // Derived under the write lock, so that it takes its place in revision order.
         let started = std::time::Instant::now();
         self.store.write(&mut |tx| {
-            let state = reconcile::desired_state(tx, authorize)?;
+            let state = reconcile::desired_state(tx, &derive)?;
             let rev = tx.revision()?;
             Ok(Some(self.after_commit(
                 rev,
-                Work::Full(rev, state),
+                vec![Work::Full(rev, state)],
                 Vec::new(),
                 &ticket,
             )))
@@ -242,29 +371,36 @@ impl Control {
         Ok(())
     }
 
-    /// A write's after-commit step: counts the revision, hands `work` to the applier and leaves
-    /// the applier's ticket (with the ports the write set) in `ticket` for the writer to wait on.
+    /// A write's after-commit step: counts the revision, hands `works` to the applier in order
+    /// (the last is the write's own) and leaves the applier's ticket for the last (with the ports
+    /// the write set) in `ticket` for the writer to wait on.
     fn after_commit(
         &self,
         rev: u64,
-        work: Work,
+        works: Vec<Work>,
         set: Vec<String>,
         ticket: &Arc<OnceLock<Ticket>>,
     ) -> AfterCommit {
-        let (applier, metrics, ticket) = (
+        let (applier, metrics, ticket, sent) = (
             Arc::clone(&self.applier),
             Arc::clone(&self.metrics),
             Arc::clone(ticket),
+            Arc::clone(&self.sent),
         );
         Box::new(move || {
             metrics.committed(rev);
-            let _ = ticket.set((applier.send(work), set));
+            let mut last = 0;
+            for w in works {
+                last = applier.send(w);
+            }
+            sent.fetch_max(rev, Ordering::SeqCst);
+            let _ = ticket.set((last, set));
         })
     }
 
     /// The desired state as derived from the store right now.
     pub fn desired_state(&self) -> Result<DesiredState> {
-        self.read(|tx| reconcile::desired_state(tx, self.options.authorize_tap_binding))
+        self.read(|tx| reconcile::desired_state(tx, &self.options.derive()))
     }
 
     /// The store's last committed revision.
@@ -300,30 +436,36 @@ impl Control {
     /// commits, hands the delta to the applier and waits until it is in
     /// force.
     fn write<T>(&self, f: impl FnOnce(&dyn Tx) -> Result<T>) -> Result<T> {
-        let authorize = self.options.authorize_tap_binding;
+        let derive = self.options.derive();
         let mut f = Some(f);
         let mut out = None;
         let ticket = Arc::new(OnceLock::new());
         let started = std::time::Instant::now();
+        let shared = self.store.shared();
         let result = self.store.write(&mut |tx| {
+            // On a shared store, what other processes committed since comes first.
+            let mut works = if shared {
+                catch_up(tx, self.sent.load(Ordering::SeqCst), &derive)?
+            } else {
+                Vec::new()
+            };
             let f = f.take().ok_or_else(ran_twice)?;
             out = Some(f(tx)?);
             let Some((rev, touched)) = tx.close_revision()? else {
-                return Ok(None);
+                let Some(rev) = works.last().map(revision_of) else {
+                    return Ok(None);
+                };
+                return Ok(Some(self.after_commit(rev, works, Vec::new(), &ticket)));
             };
-            let delta = reconcile::delta(tx, &touched, authorize)?;
+            let delta = reconcile::delta(tx, &touched, &derive)?;
             let set: Vec<String> = delta
                 .ports
                 .iter()
                 .filter(|(_, p)| p.is_some())
                 .map(|(id, _)| id.clone())
                 .collect();
-            Ok(Some(self.after_commit(
-                rev,
-                Work::Delta(rev, delta),
-                set,
-                &ticket,
-            )))
+            works.push(Work::Delta(rev, delta));
+            Ok(Some(self.after_commit(rev, works, set, &ticket)))
         });
         self.metrics.observe("write", started);
         let committed = started.elapsed();

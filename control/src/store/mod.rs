@@ -70,12 +70,27 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// It has run when `write` returns `Ok`; it never runs when the write
     /// fails.
     fn write(&self, f: &mut dyn FnMut(&dyn Tx) -> Result<Option<AfterCommit>>) -> Result<()>;
+
+    /// Whether other processes write to this store too (a database several servers and agents
+    /// share): their revisions reach this process's data plane only through the revision log.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Waits until another process may have committed a revision, or `timeout` passed. A store
+    /// no other process writes has nothing to wait for: it sleeps.
+    fn wait_for_change(&self, timeout: std::time::Duration) {
+        std::thread::sleep(timeout);
+    }
 }
 
 /// What a write does once its commit is durable (hand its changes to the data plane). It may
 /// run on another writer's thread: the one that commits the group the write joined runs every
 /// member's step, in order, without a hand-off between threads per member.
 pub type AfterCommit = Box<dyn FnOnce() + Send>;
+
+/// A committed revision and what it touched.
+pub type Revision = (u64, Vec<Touched>);
 
 /// What a write touched, as the revision log records it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -213,6 +228,10 @@ pub trait Tx {
     fn close_revision(&self) -> Result<Option<(u64, Vec<Touched>)>>;
     /// The last committed revision.
     fn revision(&self) -> Result<u64>;
+
+    /// What each committed revision after `after` touched, in revision order; `None` when the
+    /// revision log no longer holds all of them (pruned): the reader must derive the whole state.
+    fn changes_after(&self, after: u64) -> Result<Option<Vec<Revision>>>;
     /// The ids of the ports whose id starts with `prefix`.
     fn port_ids_with_prefix(&self, prefix: &str) -> Result<Vec<String>>;
 

@@ -32,12 +32,13 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Statement};
 
 use crate::error::{ControlError, Result};
 use crate::store::sql::{pg_err, Val};
@@ -181,6 +182,14 @@ pub struct PgStore {
     /// after-commit steps then run.
     writer: Mutex<Option<PgConn>>,
     readers: Mutex<Vec<PgConn>>,
+    /// The connection that LISTENs for closed revisions, and the wake-ups it receives.
+    listener: Mutex<Option<Listener>>,
+}
+
+/// A connection in `LISTEN qswitch_revision`; its task sends one wake-up per notification.
+struct Listener {
+    _conn: PgConn,
+    wakeups: Receiver<()>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -258,6 +267,7 @@ impl PgStore {
             runtime: Some(runtime),
             writer: Mutex::new(None),
             readers: Mutex::new(Vec::new()),
+            listener: Mutex::new(None),
         };
         let conn = store.connect()?;
         migrate(&conn)?;
@@ -266,20 +276,38 @@ impl PgStore {
     }
 
     fn connect(&self) -> Result<PgConn> {
+        self.connect_with(None)
+    }
+
+    /// A new connection; each notification it receives sends a wake-up to `wakeups`, if given.
+    fn connect_with(&self, wakeups: Option<Sender<()>>) -> Result<PgConn> {
         let Some(rt) = &self.runtime else {
             return Err(ControlError::Store {
                 detail: "the store is closed".into(),
             });
         };
         let config = self.config.clone();
-        let (client, connection) = block_on(rt.spawn(async move { config.connect(NoTls).await }))
-            .map_err(|e| ControlError::Store {
-                detail: format!("PostgreSQL connection task: {e}"),
-            })?
-            .map_err(pg_err)?;
+        let (client, mut connection) =
+            block_on(rt.spawn(async move { config.connect(NoTls).await }))
+                .map_err(|e| ControlError::Store {
+                    detail: format!("PostgreSQL connection task: {e}"),
+                })?
+                .map_err(pg_err)?;
         rt.spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "PostgreSQL connection ended");
+            loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(AsyncMessage::Notification(_))) => {
+                        if let Some(w) = &wakeups {
+                            let _ = w.send(());
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "PostgreSQL connection ended");
+                        break;
+                    }
+                    None => break,
+                }
             }
         });
         Ok(PgConn {
@@ -290,13 +318,11 @@ impl PgStore {
 
     /// The schema version of the database.
     pub fn schema_version(&self) -> Result<u32> {
-        let mut v = 0;
-        self.read(&mut |_| Ok(()))?;
         let w = lock(&self.writer);
-        if let Some(c) = w.as_ref() {
-            v = schema_version(c)?;
+        match w.as_ref() {
+            Some(c) => schema_version(c),
+            None => Ok(0),
         }
-        Ok(v)
     }
 }
 
@@ -353,6 +379,43 @@ impl PgStore {
 }
 
 impl Store for PgStore {
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn wait_for_change(&self, timeout: Duration) {
+        let mut slot = lock(&self.listener);
+        if slot.is_none() {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let listening = self
+                .connect_with(Some(tx))
+                .and_then(|c| c.batch("LISTEN qswitch_revision").map(|()| c));
+            match listening {
+                Ok(conn) => {
+                    *slot = Some(Listener {
+                        _conn: conn,
+                        wakeups: rx,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot LISTEN for revisions; polling");
+                    drop(slot);
+                    std::thread::sleep(timeout);
+                    return;
+                }
+            }
+            // Whatever was committed before the LISTEN took effect: the caller looks now.
+            return;
+        }
+        let Some(l) = slot.as_ref() else { return };
+        match l.wakeups.recv_timeout(timeout) {
+            Ok(()) => while l.wakeups.try_recv().is_ok() {},
+            Err(RecvTimeoutError::Timeout) => {}
+            // The connection ended: a new one at the next call, and a look now.
+            Err(RecvTimeoutError::Disconnected) => *slot = None,
+        }
+    }
+
     fn read(&self, f: &mut dyn FnMut(&dyn Tx) -> Result<()>) -> Result<()> {
         let pooled = {
             let mut readers = lock(&self.readers);

@@ -17,7 +17,7 @@ use crate::security::{SecurityGroup, SgRule};
 use crate::store::postgres::PgConn;
 use crate::store::sql::{args, sqlite_err, Row, Val};
 use crate::store::{
-    NetworkKey, NetworkQuery, PortKey, PortQuery, SubnetKey, SubnetQuery, Touched, Tx,
+    NetworkKey, NetworkQuery, PortKey, PortQuery, Revision, SubnetKey, SubnetQuery, Touched, Tx,
 };
 
 /// Text parameters as values.
@@ -297,6 +297,21 @@ fn subnet_row(r: &Row<'_>) -> Result<Subnet> {
     })
 }
 
+/// A revision log row's kind and id (columns `at` and `at + 1`) as what it touched.
+fn touched_row(r: &Row<'_>, at: usize) -> Result<Touched> {
+    let kind: String = r.get(at)?;
+    let id: String = r.get(at + 1)?;
+    Ok(match kind.as_str() {
+        "network" => Touched::Network(id),
+        "network_ports" => Touched::NetworkPorts(id),
+        "interface" => Touched::Interface(id),
+        "device" => Touched::Device(id),
+        "security_group" => Touched::SecurityGroup(id),
+        "group_members" => Touched::GroupMembers(id),
+        _ => Touched::Port(id),
+    })
+}
+
 impl SqlTx<'_> {
     /// Runs `sql` and hands each row to `f` until it returns `false`.
     fn each(
@@ -486,19 +501,7 @@ impl Tx for SqlTx<'_> {
              WHERE revision = (SELECT revision + 1 FROM revision) \
              GROUP BY kind, id ORDER BY MIN(seq)",
             &[],
-            |r| {
-                let kind: String = r.get(0)?;
-                let id: String = r.get(1)?;
-                Ok(match kind.as_str() {
-                    "network" => Touched::Network(id),
-                    "network_ports" => Touched::NetworkPorts(id),
-                    "interface" => Touched::Interface(id),
-                    "device" => Touched::Device(id),
-                    "security_group" => Touched::SecurityGroup(id),
-                    "group_members" => Touched::GroupMembers(id),
-                    _ => Touched::Port(id),
-                })
-            },
+            |r| touched_row(r, 0),
         )?;
         if touched.is_empty() {
             return Ok(None);
@@ -517,6 +520,33 @@ impl Tx for SqlTx<'_> {
             )?;
         }
         Ok(Some((u64::try_from(revision).unwrap_or_default(), touched)))
+    }
+
+    fn changes_after(&self, after: u64) -> Result<Option<Vec<Revision>>> {
+        let now = self.revision()?;
+        if now <= after {
+            return Ok(Some(Vec::new()));
+        }
+        let rows = self.query(
+            "SELECT revision, kind, id FROM changes \
+             WHERE revision > ?1 AND revision <= ?2 \
+             GROUP BY revision, kind, id ORDER BY revision, MIN(seq)",
+            &args![after, now],
+            |r| Ok((r.get::<_, u64>(0)?, touched_row(r, 1)?)),
+        )?;
+        // Every revision has changes (a write that touched nothing closes none): a gap at the
+        // start means the log was pruned past `after`.
+        if rows.first().map(|(rev, _)| *rev) != Some(after + 1) {
+            return Ok(None);
+        }
+        let mut out: Vec<Revision> = Vec::new();
+        for (rev, t) in rows {
+            match out.last_mut() {
+                Some((r, ts)) if *r == rev => ts.push(t),
+                _ => out.push((rev, vec![t])),
+            }
+        }
+        Ok(Some(out))
     }
 
     fn revision(&self) -> Result<u64> {
