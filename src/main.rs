@@ -257,17 +257,39 @@ fn main() -> ExitCode {
 
 /// Reports this host's agent (its data plane runs here) at start and every
 /// `REPORT_INTERVAL_SECS` after, as Neutron's agents report their state: `GET /v2.0/agents`
-/// shows it alive while the reports come.
+/// shows it alive while the reports come. On a shared store it also reports its ports' states
+/// whenever they or the revision its data plane has applied change (looked at every
+/// `STATUS_POLL`): API servers take ports' statuses from these reports, and a plug waits for
+/// its host's.
 async fn report_agent(
     control: Arc<control::Control>,
     switch: Arc<dataplane::Switch>,
     host: String,
+    ports_too: bool,
 ) {
+    const STATUS_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+    let beat = std::time::Duration::from_secs(control::agent::REPORT_INTERVAL_SECS);
     let mut start = true;
+    let mut last: Option<(u64, Vec<control::agent::PortReport>)> = None;
+    let mut beaten = std::time::Instant::now();
     loop {
         let (c, s, h) = (control.clone(), switch.clone(), host.clone());
+        let previous = last.clone();
+        let due = start || beaten.elapsed() >= beat;
         let reported = tokio::task::spawn_blocking(move || {
+            let revision = c.applied_revision();
+            if ports_too && previous.as_ref().map(|p| p.0) != Some(revision) {
+                // A new revision may have set ports: report them once they have opened.
+                let ids: Vec<String> = s.ports().into_iter().map(|p| p.id).collect();
+                s.wait_ports_settled(&ids, std::time::Duration::from_millis(250));
+            }
             let ports = s.ports();
+            let reports: Vec<control::agent::PortReport> = ports.iter().map(port_report).collect();
+            let now = (revision, reports);
+            let changed = ports_too && previous.as_ref() != Some(&now);
+            if !due && !changed {
+                return Ok(None);
+            }
             let forwarding = ports
                 .iter()
                 .filter(|p| p.link == dataplane::LinkState::Up)
@@ -276,20 +298,51 @@ async fn report_agent(
                 "ports": ports.len(),
                 "ports_forwarding": forwarding,
                 "workers": s.workers(),
-                "revision": c.applied_revision(),
-            });
-            c.report_agent(&h, &configurations.to_string(), start)
+                "revision": revision,
+            })
+            .to_string();
+            if ports_too {
+                c.report_host(&h, &configurations, start, now.0, &now.1)?;
+            } else {
+                c.report_agent(&h, &configurations, start)?;
+            }
+            Ok::<_, control::ControlError>(Some(now))
         })
         .await;
         match reported {
-            Ok(Ok(())) => start = false,
-            Ok(Err(e)) => tracing::warn!(%e, "the agent's report failed; trying again"),
+            Ok(Ok(Some(now))) => {
+                if due {
+                    beaten = std::time::Instant::now();
+                }
+                start = false;
+                last = Some(now);
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(%e, "the agent's report failed; trying again in 1 s");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
             Err(e) => tracing::error!(%e, "the agent's report did not run"),
         }
-        tokio::time::sleep(std::time::Duration::from_secs(
-            control::agent::REPORT_INTERVAL_SECS,
-        ))
-        .await;
+        let pause = if ports_too { STATUS_POLL } else { beat };
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// What the API shows of a port the switch holds: ACTIVE while it forwards, ERROR when the
+/// switch refuses it (with why), DOWN otherwise (no device here yet, or closed).
+fn port_report(p: &dataplane::PortStatus) -> control::agent::PortReport {
+    let (status, reason) = if p.is_forwarding() {
+        ("ACTIVE", None)
+    } else if p.refused {
+        ("ERROR", p.error.clone())
+    } else {
+        ("DOWN", None)
+    };
+    control::agent::PortReport {
+        port_id: p.id.clone(),
+        status,
+        reason,
     }
 }
 
@@ -368,7 +421,7 @@ fn agent(args: AgentArgs) -> Result<(), String> {
     );
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     rt.block_on(async {
-        tokio::spawn(report_agent(control, switch.clone(), host));
+        tokio::spawn(report_agent(control, switch.clone(), host, true));
         shutdown_signal().await;
     });
     tracing::info!("shutting down: closing ports");
@@ -452,7 +505,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         );
         if let Some(s) = switch.clone() {
             let host = args.host.clone().unwrap_or_else(machine_host);
-            tokio::spawn(report_agent(agent_control, s, host));
+            let shared = control::store::postgres::is_url(&args.db);
+            tokio::spawn(report_agent(agent_control, s, host, shared));
         }
         if let Some(l) = metrics_listener {
             let l = tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?;

@@ -113,6 +113,7 @@ impl Drop for Host {
 struct Vm {
     ns: Netns,
     ip: String,
+    port: String,
 }
 
 impl Vm {
@@ -133,7 +134,11 @@ impl Vm {
         ns.exec(&["ip", "link", "set", &dev, "address", mac]);
         ns.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", &dev]);
         ns.exec(&["ip", "link", "set", &dev, "up"]);
-        Vm { ns, ip }
+        Vm {
+            ns,
+            ip,
+            port: id.to_owned(),
+        }
     }
 
     fn ping(&self, ip: &str) -> bool {
@@ -237,6 +242,12 @@ fn vms_on_two_hosts_share_a_network_across_the_trunk_and_survive_an_agent_restar
         .tcp_transfer(&red_b.ns, &red_b.ip, 2_000_000)
         .unwrap_or_else(|e| panic!("TCP across hosts: {e}"));
 
+    // The API server has no data plane: a port's status is what its host's agent reported.
+    for vm in [red_a, red_b, blue_a, blue_b] {
+        let p = http::request(&api_addr, "GET", &format!("/v2.0/ports/{}", vm.port), None).json();
+        assert_eq!(p["port"]["status"], "ACTIVE", "{p}");
+    }
+
     // Each agent reports itself alive, with the revision it has applied.
     let agents = http::request(&api_addr, "GET", "/v2.0/agents", None).json();
     let hosts: Vec<&str> = agents["agents"]
@@ -277,11 +288,161 @@ fn vms_on_two_hosts_share_a_network_across_the_trunk_and_survive_an_agent_restar
         serde_json::json!({"port": {"network_id": net_id, "binding:host_id": b.name,
             "port_security_enabled": false}}),
     );
+    assert_eq!(port["port"]["status"], "DOWN", "no device yet: {port}");
     let late = Vm::new(&b, &port["port"]);
+    let plugged = Instant::now();
+    let path = format!("/v2.0/ports/{}", late.port);
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            http::request(&api_addr, "GET", &path, None).json()["port"]["status"] == "ACTIVE"
+        }),
+        "the late port never reads ACTIVE\n{}",
+        b.log()
+    );
+    eprintln!(
+        "late port ACTIVE through the API {:?} after its device appeared",
+        plugged.elapsed()
+    );
     assert!(
         late.ping_until(&red_a.ip, Duration::from_secs(10)),
         "a port created later on host b does not forward\n{}",
         b.log()
     );
+
+    // PostgreSQL restarts: the API answers 503 with a fault body meanwhile (quickly, never a
+    // 500), the agents keep forwarding what they have, and everything reconnects by itself.
+    pg.stop().unwrap();
+    let asked = Instant::now();
+    let r = http::request(&api_addr, "GET", "/v2.0/networks", None);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.json()["NeutronError"]["type"], "ServiceUnavailable");
+    let r = http::request(
+        &api_addr,
+        "POST",
+        "/v2.0/networks",
+        Some(r#"{"network": {}}"#),
+    );
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(
+        asked.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(
+        red_a.ping(&red_b.ip),
+        "forwarding stopped with the database"
+    );
+    assert!(late.ping(&red_a.ip));
+    pg.restart().unwrap();
+    let port = wait_until_created(&api_addr, &net_id, &a.name);
+    let after = Vm::new(&a, &port);
+    assert!(
+        after.ping_until(&red_b.ip, Duration::from_secs(10)),
+        "a port created after the database restarted does not forward\n{}",
+        a.log()
+    );
     drop(pg);
+}
+
+/// Creates a port on `net` bound to `host` once the API can write again (after a restart of the
+/// database).
+fn wait_until_created(api: &str, net: &str, host: &str) -> serde_json::Value {
+    let body = serde_json::json!({"port": {"network_id": net, "binding:host_id": host,
+        "port_security_enabled": false}})
+    .to_string();
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = http::request(api, "POST", "/v2.0/ports", Some(&body));
+        if r.status == 201 {
+            return r.json()["port"].clone();
+        }
+        assert_eq!(r.status, 503, "while the database comes back: {}", r.body);
+        assert!(
+            Instant::now() < end,
+            "the API did not come back: {}",
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_killed_api_server_loses_no_acknowledged_write_and_clients_carry_on_through_another() {
+    let pg = PrivatePostgres::start(&[]).unwrap_or_else(|e| panic!("{e}"));
+    let url = pg.create_database("ha", None).unwrap();
+    let addrs = [common::free_addr(), common::free_addr()];
+    let mut first = Daemon::start(&["--no-dataplane", "--db", &url, "--listen", &addrs[0]]);
+    let _second = Daemon::start(&["--no-dataplane", "--db", &url, "--listen", &addrs[1]]);
+    assert!(addrs.iter().all(|a| http::wait_ready(a)));
+    // 4 clients, 24 creates each 50 ms apart (under the project's quota of 100 networks); the
+    // first server dies after about half of them.
+    let acknowledged: Vec<String> = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..4)
+            .map(|c| {
+                let addrs = &addrs;
+                s.spawn(move || {
+                    let mut made = Vec::new();
+                    let mut i = 0usize;
+                    while i < 24 {
+                        std::thread::sleep(Duration::from_millis(50));
+                        // Alternate between the servers; when one fails (dead: the connection
+                        // is refused or cut), the client carries on through the other.
+                        let body = format!(r#"{{"network": {{"name": "c{c}-{i}"}}}}"#);
+                        for k in 0..2 {
+                            let addr = &addrs[(c + i + k) % 2];
+                            let Ok(conn) = bench::http::Conn::open(addr) else {
+                                continue;
+                            };
+                            match conn.send("POST", "/v2.0/networks", Some(&body), &[]) {
+                                Ok(r) if r.status == 201 => {
+                                    made.push(
+                                        r.json().unwrap()["network"]["id"]
+                                            .as_str()
+                                            .unwrap()
+                                            .to_owned(),
+                                    );
+                                    break;
+                                }
+                                Ok(r) => panic!("{addr}: {} {}", r.status, r.body),
+                                // The server died with the request in flight: not acknowledged.
+                                Err(_) => {}
+                            }
+                        }
+                        i += 1;
+                    }
+                    made
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(600));
+        // SIGKILL the first server in the middle of the writes.
+        let _ = first.child.kill();
+        let _ = first.child.wait();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect()
+    });
+    // Every create was acknowledged by one server or the other (the one in flight on the
+    // killed server, if any, was retried on the survivor).
+    assert_eq!(acknowledged.len(), 96);
+    let nets = http::request(&addrs[1], "GET", "/v2.0/networks", None).json();
+    let listed: std::collections::HashSet<&str> = nets["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["id"].as_str())
+        .collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !listed.contains(id.as_str()))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    let vlans: std::collections::HashSet<u64> = nets["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["provider:segmentation_id"].as_u64())
+        .collect();
+    assert_eq!(vlans.len(), listed.len(), "a VLAN was given twice");
 }

@@ -68,6 +68,42 @@ pub fn timestamp(secs: i64) -> String {
         .to_owned()
 }
 
+/// What a host's data plane says about one port it forwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortReport {
+    /// The port's id.
+    pub port_id: String,
+    /// `ACTIVE` (forwarding), `DOWN` (no device here yet, or closed) or `ERROR`.
+    pub status: &'static str,
+    /// Why the data plane refuses the port (`ERROR`).
+    pub reason: Option<String>,
+}
+
+/// A port's status as its host reported it, with that host agent's last heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedStatus {
+    /// The port's id.
+    pub port_id: String,
+    /// The reporting host.
+    pub host: String,
+    /// `ACTIVE`, `DOWN` or `ERROR`.
+    pub status: String,
+    /// Why (`ERROR`).
+    pub reason: Option<String>,
+    /// The store revision the host's data plane had applied when it reported.
+    pub revision: u64,
+    /// The reporting agent's last heartbeat (seconds since the epoch); `None` if it has none.
+    pub heartbeat_at: Option<i64>,
+}
+
+impl ReportedStatus {
+    /// Forwarding, as reported by an agent that is alive at `now`: a dead agent's ports are
+    /// DOWN whatever it last said.
+    pub fn forwarding(&self, now: i64) -> bool {
+        self.status == "ACTIVE" && self.heartbeat_at.is_some_and(|h| now - h <= DOWN_TIME_SECS)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +126,30 @@ mod tests {
         assert!(a.alive(1_000 + DOWN_TIME_SECS));
         assert!(!a.alive(1_001 + DOWN_TIME_SECS));
         assert_eq!(timestamp(1_764_825_600), "2025-12-04 05:20:00");
+    }
+
+    #[test]
+    fn a_port_forwards_while_its_host_says_so_and_its_agent_is_alive() {
+        let r = ReportedStatus {
+            port_id: "p".into(),
+            host: "h".into(),
+            status: "ACTIVE".into(),
+            reason: None,
+            revision: 7,
+            heartbeat_at: Some(1_000),
+        };
+        assert!(r.forwarding(1_000 + DOWN_TIME_SECS));
+        // Its agent is dead: DOWN, whatever it last said.
+        assert!(!r.forwarding(1_001 + DOWN_TIME_SECS));
+        let gone = ReportedStatus {
+            heartbeat_at: None,
+            ..r.clone()
+        };
+        assert!(!gone.forwarding(1_000));
+        let down = ReportedStatus {
+            status: "DOWN".into(),
+            ..r
+        };
+        assert!(!down.forwarding(1_000));
     }
 }

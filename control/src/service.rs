@@ -45,7 +45,7 @@ use crate::store::{AfterCommit, Store, Tx};
 mod applier;
 
 /// An applier ticket and the ports the write set (they must settle before it is answered).
-type Ticket = (u64, Vec<String>);
+type Ticket = (u64, u64, Vec<String>);
 
 use applier::{Applier, Work};
 
@@ -147,6 +147,9 @@ impl Drop for Follower {
         self.stop.store(true, Ordering::SeqCst);
     }
 }
+
+/// How long a write on a shared store waits for the hosts of the ports it set to report them.
+const SETTLE_REPORTED: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long the follower waits for a wake-up before it looks at the store's revision anyway.
 const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -365,7 +368,7 @@ impl Control {
             )))
         })?;
         self.metrics.observe("write", started);
-        if let Some((t, _)) = ticket.get() {
+        if let Some((t, _, _)) = ticket.get() {
             self.applier.wait(*t);
         }
         Ok(())
@@ -394,7 +397,7 @@ impl Control {
                 last = applier.send(w);
             }
             sent.fetch_max(rev, Ordering::SeqCst);
-            let _ = ticket.set((last, set));
+            let _ = ticket.set((last, rev, set));
         })
     }
 
@@ -471,11 +474,14 @@ impl Control {
         let committed = started.elapsed();
         result?;
         // Waiting for the data plane happens outside every lock.
-        if let Some((ticket, set)) = ticket.get() {
+        if let Some((ticket, rev, set)) = ticket.get() {
             self.applier.wait(*ticket);
             let applied = started.elapsed();
             if !set.is_empty() {
                 self.forwarder.settle(set);
+                if self.store.shared() {
+                    self.settle_reported(*rev, set);
+                }
             }
             // Where a write's time goes: the durable commit, the data plane taking the change,
             // and the ports it set opening (a plug answers after all three).
@@ -490,8 +496,95 @@ impl Control {
         out.ok_or_else(ran_twice)
     }
 
+    /// On a shared store: waits (at most [`SETTLE_REPORTED`]) until the hosts these ports are
+    /// bound to have reported them as of revision `rev` or later, so that a plug answers with
+    /// the port forwarding, as it does where the data plane is in the same process. Ports bound
+    /// to no host, or to a host whose agent is dead, are not waited for.
+    fn settle_reported(&self, rev: u64, set: &[String]) {
+        let now = crate::agent::now_secs();
+        let waited: Vec<String> = self
+            .read(|tx| {
+                let mut out = Vec::new();
+                for id in set {
+                    let Some(r) = tx.port_records(Some(id))?.pop() else {
+                        continue;
+                    };
+                    let host = &r.attrs.host_id;
+                    let alive = !host.is_empty()
+                        && tx
+                            .agent_on(crate::agent::AGENT_TYPE, host)?
+                            .is_some_and(|a| a.alive(now));
+                    if alive {
+                        out.push(id.clone());
+                    }
+                }
+                Ok(out)
+            })
+            .unwrap_or_default();
+        if waited.is_empty() {
+            return;
+        }
+        let end = std::time::Instant::now() + SETTLE_REPORTED;
+        loop {
+            let done = self
+                .read(|tx| tx.reported_statuses(Some(&waited)))
+                .is_ok_and(|rows| {
+                    rows.len() == waited.len() && rows.iter().all(|r| r.revision >= rev)
+                });
+            if done {
+                return;
+            }
+            if std::time::Instant::now() >= end {
+                tracing::debug!(revision = rev, "a host has not reported its ports yet");
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
+    /// On a shared store, what the hosts reported about these ports (one read); `None` where
+    /// this process's own data plane is the source.
+    fn reported(&self, ids: &[String]) -> Option<HashMap<String, crate::agent::ReportedStatus>> {
+        if !self.store.shared() || ids.is_empty() {
+            return None;
+        }
+        let rows = self
+            .read(|tx| tx.reported_statuses(Some(ids)))
+            .unwrap_or_default();
+        Some(rows.into_iter().map(|r| (r.port_id.clone(), r)).collect())
+    }
+
+    /// Whether a port forwards, and why the data plane refuses it (its status is then ERROR):
+    /// from this process's data plane, or on a shared store from what the port's host reported
+    /// (DOWN when that host's agent is dead). `known`: the reports of a list, read at once.
+    fn forwarding(
+        &self,
+        port_id: &str,
+        known: Option<&HashMap<String, crate::agent::ReportedStatus>>,
+    ) -> (bool, Option<String>) {
+        if !self.store.shared() {
+            return (
+                self.forwarder.port_up(port_id),
+                self.forwarder.port_error(port_id),
+            );
+        }
+        let fetched;
+        let known = match known {
+            Some(k) => k,
+            None => {
+                fetched = self.reported(&[port_id.to_owned()]).unwrap_or_default();
+                &fetched
+            }
+        };
+        let now = crate::agent::now_secs();
+        known.get(port_id).map_or((false, None), |r| {
+            let error = (r.status == "ERROR").then(|| r.reason.clone().unwrap_or_default());
+            (r.forwarding(now), error)
+        })
+    }
+
     fn port_view(&self, port: Port) -> PortView {
-        let forwarding = port.attachment.is_some() && self.forwarder.port_up(&port.id);
+        let forwarding = port.attachment.is_some() && self.forwarding(&port.id, None).0;
         PortView {
             op_status: model::port_op_status(&port, forwarding),
             port,

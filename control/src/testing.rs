@@ -9,11 +9,12 @@
 //! when the process is killed.
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-/// The server's binaries: the newest installed major version.
-fn bin_dir() -> Result<PathBuf, String> {
+/// The server's binaries: the newest installed major version, and that version.
+fn bin_dir() -> Result<(u32, PathBuf), String> {
     let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .map_err(|e| format!("PostgreSQL is not installed (/usr/lib/postgresql: {e})"))?
         .filter_map(|d| d.ok())
@@ -25,7 +26,6 @@ fn bin_dir() -> Result<PathBuf, String> {
         .collect();
     dirs.sort();
     dirs.pop()
-        .map(|(_, b)| b)
         .ok_or_else(|| "no PostgreSQL server under /usr/lib/postgresql".into())
 }
 
@@ -38,13 +38,15 @@ pub struct PrivatePostgres {
     keeper: Child,
     /// The server's options (`pg_ctl -o`).
     opts: String,
+    /// Its major version.
+    version: u32,
 }
 
 impl PrivatePostgres {
     /// Creates a cluster and starts its server, settings as `postgres -c` options (for
     /// example `fsync=off` where durability is not under test).
     pub fn start(settings: &[&str]) -> Result<Self, String> {
-        let bin = bin_dir()?;
+        let (version, bin) = bin_dir()?;
         let dir = std::env::temp_dir().join(format!(
             "qs-pg-{}-{}",
             std::process::id(),
@@ -84,8 +86,11 @@ impl PrivatePostgres {
             data = data.display(),
             dir = dir.display(),
         );
+        // In a process group of its own: a Ctrl-C to the test run does not kill it before it
+        // stops the server (the pipe closing does that).
         let keeper = Command::new("sh")
             .args(["-c", &script])
+            .process_group(0)
             .current_dir("/")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -95,6 +100,7 @@ impl PrivatePostgres {
         let server = Self {
             dir,
             bin,
+            version,
             keeper,
             opts,
         };
@@ -146,8 +152,11 @@ impl PrivatePostgres {
         if let Some(t) = template {
             cmd.args(["-T", t]);
         }
-        // A file copy of the template, not a WAL-logged one: much less to write per database.
-        cmd.args(["-S", "file_copy"]);
+        // A file copy of the template, not a WAL-logged one (the default since 15): much less to
+        // write per database.
+        if self.version >= 15 {
+            cmd.args(["-S", "file_copy"]);
+        }
         run(cmd.arg(name))?;
         Ok(self.url(name))
     }

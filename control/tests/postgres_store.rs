@@ -55,7 +55,7 @@ fn servers_starting_together_migrate_once_and_share_every_write() {
     assert_eq!(
         pg.psql("shared", "SELECT version FROM qswitch_schema")
             .unwrap(),
-        "1"
+        "2"
     );
     // A write acknowledged by one is read by every other right after.
     let made = controls[0]

@@ -179,6 +179,27 @@ pub(crate) fn app_with(copts: ControlOptions, aopts: api::ApiOptions) -> App {
 }
 
 impl App {
+    /// The data plane forwards for this port: the recording forwarder says so, and on a shared
+    /// store (PostgreSQL) a host reports it, as agents do.
+    pub(crate) fn port_up(&self, port_id: &str) {
+        let mut up = self.fwd.up.lock().unwrap();
+        up.insert(port_id.to_owned());
+        if crate::STORE == Backend::Postgres {
+            let reports: Vec<control::agent::PortReport> = up
+                .iter()
+                .map(|id| control::agent::PortReport {
+                    port_id: id.clone(),
+                    status: "ACTIVE",
+                    reason: None,
+                })
+                .collect();
+            let rev = self.control.store_revision().unwrap();
+            self.control
+                .report_host("test-host", "{}", true, rev, &reports)
+                .unwrap();
+        }
+    }
+
     pub(crate) async fn req(
         &self,
         method: &str,

@@ -34,7 +34,7 @@ async fn fixture() -> Fixture {
     app.port("v1.1", "t", &other, "DOWN").await;
     app.register("v1.1", "t", "vif-1", "tap1").await;
     app.plug("v1.1", "t", &plugged, &p_active, "vif-1").await;
-    app.fwd.up.lock().unwrap().insert(p_active.clone());
+    app.port_up(&p_active);
     Fixture {
         app,
         plugged,

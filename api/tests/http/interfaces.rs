@@ -217,7 +217,7 @@ async fn port_op_status_follows_the_forwarder() {
     app.plug("v1.1", "t", &net, &port, "vif").await;
     let uri = format!("/v1.1/tenants/t/networks/{net}/ports/{port}");
     assert_eq!(app.get(&uri).await.json()["port"]["op-status"], "DOWN");
-    app.fwd.up.lock().unwrap().insert(port.clone());
+    app.port_up(&port);
     assert_eq!(app.get(&uri).await.json()["port"]["op-status"], "UP");
     assert_eq!(
         app.get(&format!("/v1.1/tenants/t/networks/{net}/ports/detail"))

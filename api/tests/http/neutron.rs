@@ -1225,7 +1225,7 @@ async fn status_is_active_only_while_forwarding() {
     let r = app.port2(json!({"network_id": net})).await;
     let pid = r.full()["port"]["id"].as_str().unwrap().to_owned();
     assert_eq!(r.full()["port"]["status"], "DOWN");
-    app.fwd.up.lock().unwrap().insert(pid.clone());
+    app.port_up(&pid);
     let r = app.get(&format!("/v2.0/ports/{pid}")).await;
     assert_eq!(r.full()["port"]["status"], "ACTIVE");
     let r = app.get("/v2.0/ports?status=ACTIVE&fields=id").await;

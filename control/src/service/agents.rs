@@ -23,7 +23,36 @@ impl Control {
         start: bool,
         now: i64,
     ) -> Result<()> {
+        self.report(host, configurations, start, now, None)
+    }
+
+    /// As [`Control::report_agent`], with what the host's data plane says about the ports it
+    /// holds, as of the store `revision` it has applied: on a shared store, ports' statuses come
+    /// from these reports (a plug waits for its host's), in one write with the heartbeat.
+    pub fn report_host(
+        &self,
+        host: &str,
+        configurations: &str,
+        start: bool,
+        revision: u64,
+        ports: &[agent::PortReport],
+    ) -> Result<()> {
+        let now = agent::now_secs();
+        self.report(host, configurations, start, now, Some((revision, ports)))
+    }
+
+    fn report(
+        &self,
+        host: &str,
+        configurations: &str,
+        start: bool,
+        now: i64,
+        ports: Option<(u64, &[agent::PortReport])>,
+    ) -> Result<()> {
         self.write(|tx| {
+            if let Some((revision, ports)) = ports {
+                tx.save_port_reports(host, revision, ports)?;
+            }
             let a = match tx.agent_on(agent::AGENT_TYPE, host)? {
                 Some(mut a) => {
                     a.heartbeat_at = now;

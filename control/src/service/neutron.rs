@@ -13,6 +13,7 @@ use std::net::IpAddr;
 
 use super::security::port_groups;
 use super::{check_quota, new_id, Control};
+use crate::agent::ReportedStatus;
 use crate::error::{ControlError, Result};
 use crate::ipam::{self, Cidr, Family, Pool};
 use crate::mac;
@@ -289,10 +290,18 @@ impl Control {
     // ---- ports ----------------------------------------------------------
 
     fn port_status(&self, record: PortRecord, net_up: bool) -> PortStatusView {
-        let active = net_up
-            && record.port.state == PortState::Active
-            && self.forwarder.port_up(&record.port.id);
-        let error = self.forwarder.port_error(&record.port.id);
+        self.port_status_with(record, net_up, None)
+    }
+
+    /// As [`Control::port_status`], with the reports of a list read at once (shared stores).
+    fn port_status_with(
+        &self,
+        record: PortRecord,
+        net_up: bool,
+        known: Option<&HashMap<String, ReportedStatus>>,
+    ) -> PortStatusView {
+        let (forwarding, error) = self.forwarding(&record.port.id, known);
+        let active = net_up && record.port.state == PortState::Active && forwarding;
         PortStatusView {
             record,
             active,
@@ -301,9 +310,11 @@ impl Control {
     }
 
     fn port_views(&self, records: Vec<(PortRecord, bool)>) -> Vec<PortStatusView> {
+        let ids: Vec<String> = records.iter().map(|(r, _)| r.port.id.clone()).collect();
+        let known = self.reported(&ids);
         records
             .into_iter()
-            .map(|(r, up)| self.port_status(r, up))
+            .map(|(r, up)| self.port_status_with(r, up, known.as_ref()))
             .collect()
     }
 

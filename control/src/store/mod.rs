@@ -345,6 +345,21 @@ pub trait Tx {
     fn save_agent(&self, agent: &crate::agent::Agent) -> Result<()>;
     /// Deletes an agent.
     fn delete_agent(&self, id: &str) -> Result<()>;
+
+    /// Replaces what `host` reports about its ports with `reports`, as of `revision`.
+    fn save_port_reports(
+        &self,
+        host: &str,
+        revision: u64,
+        reports: &[crate::agent::PortReport],
+    ) -> Result<()>;
+
+    /// The reported statuses of these ports (all of them: `None`), with the reporting agents'
+    /// heartbeats.
+    fn reported_statuses(
+        &self,
+        ids: Option<&[String]>,
+    ) -> Result<Vec<crate::agent::ReportedStatus>>;
     /// Rules in creation order: one (`id`), a group's, or all.
     fn sg_rules(&self, group: Option<&str>, id: Option<&str>) -> Result<Vec<SgRule>>;
     /// Inserts a rule.

@@ -46,12 +46,22 @@ use crate::store::tx::{Conn, SqlTx};
 use crate::store::{AfterCommit, Store, Tx};
 
 /// The schema migrations, in order; `qswitch_schema.version` is the number applied.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_schema.sql"),
+    include_str!("../../migrations/postgres/0002_port_status.sql"),
+];
 
 /// The advisory lock every write transaction holds: writers are serialized across servers.
 const WRITE_LOCK: i64 = 0x7173_7769_7463_6801;
 /// The advisory lock migrations run under.
 const MIGRATE_LOCK: i64 = 0x7173_7769_7463_6802;
+
+/// Prepared statements kept per connection (the store has about 120 distinct ones).
+const STATEMENT_CACHE: usize = 256;
+
+/// How long a write waits for the write lock (another server's write) before the store reports
+/// itself unavailable; a write holds it for milliseconds.
+const LOCK_TIMEOUT_MS: u32 = 10_000;
 
 /// Read connections kept open for reuse.
 const READERS_KEPT: usize = 16;
@@ -93,7 +103,7 @@ fn translate(sql: &str) -> String {
     let sql = sql
         .replace(
             "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')",
-            "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+            "to_char(statement_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
         )
         .replace("ORDER BY rowid", "ORDER BY seq");
     let mut out = String::with_capacity(sql.len() + 16);
@@ -144,7 +154,13 @@ impl PgConn {
             return Ok(s.clone());
         }
         let stmt = block_on(self.client.prepare(&translate(sql))).map_err(pg_err)?;
-        lock(&self.statements).insert(sql.to_owned(), stmt.clone());
+        let mut cache = lock(&self.statements);
+        // Statements whose text varies (IN lists, LIMITs) must not pile up on the server: past
+        // the bound, the cache starts again (a dropped statement is closed on the server).
+        if cache.len() >= STATEMENT_CACHE {
+            cache.clear();
+        }
+        cache.insert(sql.to_owned(), stmt.clone());
         Ok(stmt)
     }
 
@@ -246,6 +262,15 @@ pub fn config(url: &str) -> Result<Config> {
     }
     if c.get_connect_timeout().is_none() {
         c.connect_timeout(CONNECT_TIMEOUT);
+    }
+    // A server that vanishes without closing the connection (a host or network failure) is
+    // noticed in about 20 s by TCP keepalives, not hours later.
+    c.keepalives(true)
+        .keepalives_idle(Duration::from_secs(10))
+        .keepalives_interval(Duration::from_secs(3))
+        .keepalives_retries(3);
+    if c.get_options().is_none() {
+        c.options(format!("-c lock_timeout={LOCK_TIMEOUT_MS}"));
     }
     c.application_name("qswitch");
     Ok(c)
@@ -447,7 +472,9 @@ impl Store for PgStore {
     fn write(&self, f: &mut dyn FnMut(&dyn Tx) -> Result<Option<AfterCommit>>) -> Result<()> {
         let mut slot = lock(&self.writer);
         let conn = self.writer_conn(&mut slot)?;
-        conn.batch("BEGIN")?;
+        // READ COMMITTED whatever the server's default: each statement after the lock sees every
+        // write committed before it.
+        conn.batch("BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE")?;
         let run = (|| {
             conn.execute("SELECT pg_advisory_xact_lock(?1)", &[Val::Int(WRITE_LOCK)])?;
             Ok(())
@@ -463,16 +490,24 @@ impl Store for PgStore {
             Ok(Ok(Ok(step))) => match conn.batch("COMMIT") {
                 Ok(()) => step,
                 Err(e) => {
-                    let _ = conn.batch("ROLLBACK");
+                    // The connection may have gone with the commit sent: its outcome is unknown.
+                    // If it committed, the revision log has it, and the next write or the
+                    // follower hands it to the data plane (a gap in revisions resyncs).
+                    tracing::warn!(error = %e, "COMMIT failed; the write's outcome is unknown");
+                    *slot = None;
                     return Err(e);
                 }
             },
             Ok(Ok(Err(e))) | Err(e) => {
-                let _ = conn.batch("ROLLBACK");
+                if conn.batch("ROLLBACK").is_err() {
+                    *slot = None;
+                }
                 return Err(e);
             }
             Ok(Err(p)) => {
-                let _ = conn.batch("ROLLBACK");
+                if conn.batch("ROLLBACK").is_err() {
+                    *slot = None;
+                }
                 drop(slot);
                 std::panic::resume_unwind(p);
             }

@@ -276,19 +276,27 @@ pub(crate) fn sqlite_err(e: rusqlite::Error) -> ControlError {
 }
 
 /// As [`sqlite_err`]: a violated constraint (class 23) is a conflict. A server that cannot be
-/// reached, has gone or is shutting down (no answer at all, or class 08 connection exception,
-/// 57 operator intervention, 53 insufficient resources) makes the store unavailable: a 503, not
-/// a 500, and the connection is replaced at the next transaction.
+/// reached or has gone (the connection failed or closed, an I/O error; class 08 connection
+/// exception, 57 operator intervention, 53 insufficient resources, or a lock wait that timed
+/// out) makes the store unavailable: a 503, not a 500, and the connection is replaced at the
+/// next transaction. Anything else (a statement or a value this store got wrong) is a failure
+/// of the store.
 pub(crate) fn pg_err(e: tokio_postgres::Error) -> ControlError {
     // The server's own message (tokio-postgres says only "db error" for all of them).
     let detail = match e.as_db_error() {
         Some(db) => db.to_string(),
         None => e.to_string(),
     };
-    match e.code().map(|c| &c.code()[..2]) {
-        Some("23") => conflict(detail),
-        Some("08" | "57" | "53") => unavailable(detail),
-        None if e.as_db_error().is_none() => unavailable(detail),
+    let code = e.code().map(|c| c.code().to_owned());
+    let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+    let gone = e.is_closed()
+        || io
+        || detail.starts_with("error connecting")
+        || detail.starts_with("timeout");
+    match code.as_deref() {
+        Some(c) if c.starts_with("23") => conflict(detail),
+        Some(c) if ["08", "57", "53"].contains(&&c[..2]) || c == "55P03" => unavailable(detail),
+        None if gone => unavailable(detail),
         _ => ControlError::Store { detail },
     }
 }

@@ -55,6 +55,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0013_one_qos_model.sql"),
     include_str!("../../migrations/0014_sg_rule_prefixes.sql"),
     include_str!("../../migrations/0015_agents.sql"),
+    include_str!("../../migrations/0016_port_status.sql"),
 ];
 
 /// How much of the database file each connection maps.

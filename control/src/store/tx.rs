@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::agent::Agent;
+use crate::agent::{Agent, PortReport, ReportedStatus};
 use crate::error::Result;
 use crate::ipam::{split_lines, Family};
 use crate::model::{Interface, Network, NetworkType, Port, PortState};
@@ -19,6 +19,19 @@ use crate::store::sql::{args, sqlite_err, Row, Val};
 use crate::store::{
     NetworkKey, NetworkQuery, PortKey, PortQuery, Revision, SubnetKey, SubnetQuery, Touched, Tx,
 };
+
+/// The ports a per-port read covers.
+enum Which<'a> {
+    One(&'a str),
+    Many(&'a [String]),
+    All,
+}
+
+impl<'a> From<Option<&'a str>> for Which<'a> {
+    fn from(id: Option<&'a str>) -> Self {
+        id.map_or(Which::All, Which::One)
+    }
+}
 
 /// Text parameters as values.
 fn vals(args: &[String]) -> Vec<Val<'_>> {
@@ -430,6 +443,12 @@ impl SqlTx<'_> {
     /// Fills the address pairs and fixed IPs of `ports`: of the one port named, or read for
     /// every port (`None`).
     fn attach_pairs_and_ips(&self, ports: &mut [PortRecord], port_id: Option<&str>) -> Result<()> {
+        self.attach_of(ports, &Which::from(port_id))
+    }
+
+    /// As `attach_pairs_and_ips`, for the ports `which` names.
+    fn attach_of(&self, ports: &mut [PortRecord], which: &Which<'_>) -> Result<()> {
+        let port_id = which;
         let mut pairs = self.by_port(
             "SELECT port_id, mac_address, ip_address FROM port_address_pairs",
             port_id,
@@ -464,16 +483,32 @@ impl SqlTx<'_> {
     }
 
     /// The rows of a per-port table (`select` reads `port_id` first), grouped by port in their
-    /// order: of one port, or of every port (`None`).
+    /// order: of the ports `which` names.
     fn by_port<T>(
         &self,
         select: &str,
-        port_id: Option<&str>,
+        which: &Which<'_>,
         row: fn(&Row<'_>) -> Result<T>,
     ) -> Result<HashMap<String, Vec<T>>> {
-        let sql = format!("{select} WHERE {} ORDER BY seq", eq("port_id", 1, port_id));
+        let (sql, params): (String, Vec<Val<'_>>) = match which {
+            Which::One(id) => (
+                format!("{select} WHERE port_id = ?1 ORDER BY seq"),
+                vec![Val::Text(id)],
+            ),
+            Which::All => (format!("{select} WHERE TRUE ORDER BY seq"), Vec::new()),
+            Which::Many(ids) => {
+                let marks: Vec<String> = (1..=ids.len()).map(|i| format!("?{i}")).collect();
+                (
+                    format!(
+                        "{select} WHERE port_id IN ({}) ORDER BY seq",
+                        marks.join(", ")
+                    ),
+                    ids.iter().map(|i| Val::Text(i)).collect(),
+                )
+            }
+        };
         let mut out: HashMap<String, Vec<T>> = HashMap::new();
-        self.each(&sql, &args![port_id], &mut |r| {
+        self.each(&sql, &params, &mut |r| {
             out.entry(r.get(0)?).or_default().push(row(r)?);
             Ok(true)
         })?;
@@ -892,6 +927,11 @@ impl Tx for SqlTx<'_> {
         let one = (ports.len() == 1).then(|| ports[0].port.id.clone());
         if one.is_some() || ports.len() > ATTACH_ALL_ABOVE {
             self.attach_pairs_and_ips(&mut ports, one.as_deref())?;
+        } else if matches!(self.conn, Conn::Pg(_)) && !ports.is_empty() {
+            // A round trip per statement: the page's ports in one read per table, not three
+            // reads per port (which cost nothing on SQLite's in-process engine).
+            let ids: Vec<String> = ports.iter().map(|p| p.port.id.clone()).collect();
+            self.attach_of(&mut ports, &Which::Many(&ids))?;
         } else {
             for p in &mut ports {
                 let id = p.port.id.clone();
@@ -964,7 +1004,20 @@ impl Tx for SqlTx<'_> {
                 SubnetKey::Tenant => "s.tenant_id",
                 SubnetKey::Description => "s.description",
                 SubnetKey::Cidr => "s.cidr",
-                SubnetKey::IpVersion => "s.ip_version",
+                SubnetKey::IpVersion => {
+                    // An integer column: a value that is not an integer matches nothing.
+                    let ints: Vec<String> = values
+                        .iter()
+                        .filter(|v| v.parse::<i64>().is_ok())
+                        .cloned()
+                        .collect();
+                    conds.push(if ints.is_empty() {
+                        "FALSE".to_owned()
+                    } else {
+                        in_cond("s.ip_version", &ints, false, &mut args)
+                    });
+                    continue;
+                }
                 SubnetKey::GatewayIp => "s.gateway_ip",
             };
             conds.push(in_cond(col, values, false, &mut args));
@@ -1271,6 +1324,49 @@ impl Tx for SqlTx<'_> {
             ],
         )
         .map(drop)
+    }
+
+    fn save_port_reports(&self, host: &str, revision: u64, reports: &[PortReport]) -> Result<()> {
+        self.exec("DELETE FROM port_status WHERE host = ?1", &args![host])?;
+        for r in reports {
+            self.exec(
+                "INSERT INTO port_status (port_id, host, status, reason, revision) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (port_id) DO UPDATE SET host = ?2, status = ?3, reason = ?4, \
+                 revision = ?5",
+                &args![r.port_id, host, r.status, r.reason, revision],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn reported_statuses(&self, ids: Option<&[String]>) -> Result<Vec<ReportedStatus>> {
+        let select = "SELECT s.port_id, s.host, s.status, s.reason, s.revision, a.heartbeat_at \
+             FROM port_status s LEFT JOIN agents a \
+             ON a.host = s.host AND a.agent_type = 'qswitch agent'";
+        let row = |r: &Row<'_>| {
+            Ok(ReportedStatus {
+                port_id: r.get(0)?,
+                host: r.get(1)?,
+                status: r.get(2)?,
+                reason: r.get(3)?,
+                revision: r.get(4)?,
+                heartbeat_at: r.get(5)?,
+            })
+        };
+        match ids {
+            None => self.query(select, &[], row),
+            Some([]) => Ok(Vec::new()),
+            Some([id]) => self.query(&format!("{select} WHERE s.port_id = ?1"), &args![id], row),
+            Some(ids) => {
+                let marks: Vec<String> = (1..=ids.len()).map(|i| format!("?{i}")).collect();
+                self.query(
+                    &format!("{select} WHERE s.port_id IN ({})", marks.join(", ")),
+                    &ids.iter().map(|i| Val::Text(i)).collect::<Vec<_>>(),
+                    row,
+                )
+            }
+        }
     }
 
     fn delete_agent(&self, id: &str) -> Result<()> {
