@@ -268,28 +268,40 @@ async fn report_agent(
     ports_too: bool,
 ) {
     const STATUS_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+    const REVISION_REPORT: std::time::Duration = std::time::Duration::from_millis(50);
     let beat = std::time::Duration::from_secs(control::agent::REPORT_INTERVAL_SECS);
     let mut start = true;
     let mut last: Option<(u64, Vec<control::agent::PortReport>)> = None;
     let mut beaten = std::time::Instant::now();
+    let mut reported_at = std::time::Instant::now();
     loop {
         let (c, s, h) = (control.clone(), switch.clone(), host.clone());
         let previous = last.clone();
         let due = start || beaten.elapsed() >= beat;
+        let since = reported_at.elapsed();
         let reported = tokio::task::spawn_blocking(move || {
             let revision = c.applied_revision();
-            if ports_too && previous.as_ref().map(|p| p.0) != Some(revision) {
-                // A new revision may have set ports: report them once they have opened.
-                let ids: Vec<String> = s.ports().into_iter().map(|p| p.id).collect();
+            let mut ports = s.ports();
+            let new_ports = previous.as_ref().is_some_and(|p| {
+                p.1.len() != ports.len() || p.1.iter().zip(&ports).any(|(r, q)| r.port_id != q.id)
+            });
+            if ports_too && new_ports {
+                // Ports came or went: report the new ones once they have opened.
+                let ids: Vec<String> = ports.iter().map(|p| p.id.clone()).collect();
                 s.wait_ports_settled(&ids, std::time::Duration::from_millis(250));
+                ports = s.ports();
             }
-            let ports = s.ports();
             let reports: Vec<control::agent::PortReport> = ports.iter().map(port_report).collect();
-            let now = (revision, reports);
-            let changed = ports_too && previous.as_ref() != Some(&now);
+            let states_changed = previous.as_ref().is_none_or(|p| p.1 != reports);
+            let revision_changed = previous.as_ref().is_none_or(|p| p.0 != revision);
+            // A port's state at once; a new revision that changed none of this host's ports at
+            // most every REVISION_REPORT (every host hears every revision).
+            let changed =
+                ports_too && (states_changed || (revision_changed && since >= REVISION_REPORT));
             if !due && !changed {
                 return Ok(None);
             }
+            let now = (revision, reports);
             let forwarding = ports
                 .iter()
                 .filter(|p| p.link == dataplane::LinkState::Up)
@@ -302,7 +314,25 @@ async fn report_agent(
             })
             .to_string();
             if ports_too {
-                c.report_host(&h, &configurations, start, now.0, &now.1)?;
+                // Only what changed since the last report (everything, at the first).
+                let before: std::collections::HashMap<&str, &control::agent::PortReport> = previous
+                    .as_ref()
+                    .map(|p| p.1.iter().map(|r| (r.port_id.as_str(), r)).collect())
+                    .unwrap_or_default();
+                let held: std::collections::HashSet<&str> =
+                    now.1.iter().map(|r| r.port_id.as_str()).collect();
+                let diff: Vec<control::agent::PortReport> = now
+                    .1
+                    .iter()
+                    .filter(|r| before.get(r.port_id.as_str()) != Some(r))
+                    .cloned()
+                    .collect();
+                let gone: Vec<String> = before
+                    .keys()
+                    .filter(|id| !held.contains(*id))
+                    .map(|id| (*id).to_owned())
+                    .collect();
+                c.report_host(&h, &configurations, start, now.0, &diff, &gone)?;
             } else {
                 c.report_agent(&h, &configurations, start)?;
             }
@@ -314,6 +344,7 @@ async fn report_agent(
                 if due {
                     beaten = std::time::Instant::now();
                 }
+                reported_at = std::time::Instant::now();
                 start = false;
                 last = Some(now);
             }

@@ -19,6 +19,7 @@ pub mod interrupt;
 pub mod progress;
 pub mod report;
 pub mod rfc2889;
+pub mod scaleout;
 pub mod scenario;
 pub mod search;
 pub mod topo;

@@ -127,7 +127,8 @@ impl Dut {
     }
 }
 
-fn run(args: &[&str]) -> Result<String, String> {
+/// Runs a command (unless an interrupt was requested), failing with its stderr.
+pub(crate) fn run(args: &[&str]) -> Result<String, String> {
     crate::interrupt::check()?;
     let out = Command::new(args[0])
         .args(&args[1..])

@@ -271,6 +271,12 @@ pub trait Forwarder: Send + Sync + 'static {
     /// port's op-status: UP/DOWN).
     fn port_up(&self, port_id: &str) -> bool;
 
+    /// Whether a data plane stands behind this forwarder (false for an API server without one:
+    /// it then need not follow what other processes commit to a shared store).
+    fn forwards(&self) -> bool {
+        true
+    }
+
     /// Why the data plane refuses to forward for this port (a conflict or a
     /// limit), if it does: the port's status is then ERROR.
     fn port_error(&self, _port_id: &str) -> Option<String> {
@@ -347,6 +353,10 @@ pub struct NullForwarder;
 
 impl Forwarder for NullForwarder {
     fn apply(&self, _changes: &Changes) {}
+
+    fn forwards(&self) -> bool {
+        false
+    }
 
     fn port_up(&self, _port_id: &str) -> bool {
         false

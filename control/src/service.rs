@@ -182,8 +182,9 @@ fn revision_of(work: &Work) -> u64 {
 
 /// Follows a shared store until `stop`: woken by the store (PostgreSQL's NOTIFY) or every
 /// [`FOLLOW_POLL`], it hands the applier what other processes committed since this process last
-/// did, under the store's write lock so that it keeps its place in revision order among this
-/// process's own writes. A store that cannot be reached is tried again at the next wake-up.
+/// did, in this process's write order (`Store::follow`: it keeps its place in revision order
+/// among this process's own writes, without stopping other processes' writers). A store that
+/// cannot be reached is tried again at the next wake-up.
 fn follow(
     store: &dyn Store,
     applier: &Arc<Applier>,
@@ -208,7 +209,7 @@ fn follow(
         if !behind {
             continue;
         }
-        let followed = store.write(&mut |tx| {
+        let followed = store.follow(&mut |tx| {
             let works = catch_up(tx, sent.load(Ordering::SeqCst), derive)?;
             let Some(rev) = works.last().map(revision_of) else {
                 return Ok(None);
@@ -324,7 +325,7 @@ impl Control {
             follower: None,
         };
         control.reconcile()?;
-        if control.store.shared() {
+        if control.store.shared() && control.forwarder.forwards() {
             let stop = Arc::new(AtomicBool::new(false));
             let (store, applier, sent) = (
                 Arc::clone(&control.store),
@@ -390,11 +391,16 @@ impl Control {
             Arc::clone(ticket),
             Arc::clone(&self.sent),
         );
+        // An API server without a data plane on a shared store hands its applier nothing: it
+        // sees only its own revisions, whose gaps (the other servers') would make it resync.
+        let idle = self.store.shared() && !self.forwarder.forwards();
         Box::new(move || {
             metrics.committed(rev);
             let mut last = 0;
             for w in works {
-                last = applier.send(w);
+                if !idle {
+                    last = applier.send(w);
+                }
             }
             sent.fetch_max(rev, Ordering::SeqCst);
             let _ = ticket.set((last, rev, set));
@@ -444,7 +450,7 @@ impl Control {
         let mut out = None;
         let ticket = Arc::new(OnceLock::new());
         let started = std::time::Instant::now();
-        let shared = self.store.shared();
+        let shared = self.store.shared() && self.forwarder.forwards();
         let result = self.store.write(&mut |tx| {
             // On a shared store, what other processes committed since comes first.
             let mut works = if shared {
@@ -525,6 +531,9 @@ impl Control {
             return;
         }
         let end = std::time::Instant::now() + SETTLE_REPORTED;
+        // Polled: 1 ms at first (a host reports within milliseconds), backing off to 16 ms so
+        // that many waiting writes do not keep the database busy answering them.
+        let mut pause = std::time::Duration::from_millis(1);
         loop {
             let done = self
                 .read(|tx| tx.reported_statuses(Some(&waited)))
@@ -538,7 +547,8 @@ impl Control {
                 tracing::debug!(revision = rev, "a host has not reported its ports yet");
                 return;
             }
-            std::thread::sleep(std::time::Duration::from_millis(2));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(16));
         }
     }
 

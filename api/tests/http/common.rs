@@ -195,7 +195,7 @@ impl App {
                 .collect();
             let rev = self.control.store_revision().unwrap();
             self.control
-                .report_host("test-host", "{}", true, rev, &reports)
+                .report_host("test-host", "{}", true, rev, &reports, &[])
                 .unwrap();
         }
     }

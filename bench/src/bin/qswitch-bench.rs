@@ -53,6 +53,8 @@ enum Cmd {
     Rfc2889(bench::rfc2889::Args),
     /// TCP goodput between two VMs (iperf3), default offloads and tx checksum offload off
     Goodput(bench::goodput::Args),
+    /// Hosts' agents and two API servers on one PostgreSQL: convergence and plug latency
+    ScaleOut(bench::scaleout::Args),
     /// Print a shell completion script
     Completions {
         /// The shell
@@ -96,6 +98,7 @@ fn main() {
         Cmd::BootStorm(a) => scenario::boot_storm(a),
         Cmd::Rfc2889(a) => bench::rfc2889::run(a),
         Cmd::Goodput(a) => bench::goodput::run(a),
+        Cmd::ScaleOut(a) => bench::scaleout::run(a),
         Cmd::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "qswitch-bench", &mut std::io::stdout());

@@ -26,19 +26,28 @@ impl Control {
         self.report(host, configurations, start, now, None)
     }
 
-    /// As [`Control::report_agent`], with what the host's data plane says about the ports it
-    /// holds, as of the store `revision` it has applied: on a shared store, ports' statuses come
-    /// from these reports (a plug waits for its host's), in one write with the heartbeat.
+    /// As [`Control::report_agent`], with what the host's data plane says: the store `revision`
+    /// it has applied, the ports whose state changed since its last report (`changed`) and those
+    /// it no longer holds (`gone`). On a shared store, ports' statuses come from these reports (a
+    /// plug waits for its host's). One write with the heartbeat, outside the store's write order
+    /// (hosts reporting never queue behind the API's writes).
     pub fn report_host(
         &self,
         host: &str,
         configurations: &str,
         start: bool,
         revision: u64,
-        ports: &[agent::PortReport],
+        changed: &[agent::PortReport],
+        gone: &[String],
     ) -> Result<()> {
         let now = agent::now_secs();
-        self.report(host, configurations, start, now, Some((revision, ports)))
+        self.report(
+            host,
+            configurations,
+            start,
+            now,
+            Some((revision, changed, gone)),
+        )
     }
 
     fn report(
@@ -47,11 +56,13 @@ impl Control {
         configurations: &str,
         start: bool,
         now: i64,
-        ports: Option<(u64, &[agent::PortReport])>,
+        ports: Option<(u64, &[agent::PortReport], &[String])>,
     ) -> Result<()> {
-        self.write(|tx| {
-            if let Some((revision, ports)) = ports {
-                tx.save_port_reports(host, revision, ports)?;
+        let mut once = Some(());
+        self.store.write_unordered(&mut |tx| {
+            once.take().ok_or_else(super::ran_twice)?;
+            if let Some((revision, changed, gone)) = ports {
+                tx.save_port_reports(host, revision, changed, gone, start)?;
             }
             let a = match tx.agent_on(agent::AGENT_TYPE, host)? {
                 Some(mut a) => {

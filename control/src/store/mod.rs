@@ -71,6 +71,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// fails.
     fn write(&self, f: &mut dyn FnMut(&dyn Tx) -> Result<Option<AfterCommit>>) -> Result<()>;
 
+    /// Runs `f` in a read transaction (one snapshot) and then its step, in this process's write
+    /// order (after the steps of the writes before it, before those after it), without
+    /// stopping other processes' writers: how a process with a data plane follows what other
+    /// processes committed to a shared store. A store no other process writes runs it as a
+    /// write.
+    fn follow(&self, f: &mut dyn FnMut(&dyn Tx) -> Result<Option<AfterCommit>>) -> Result<()> {
+        self.write(f)
+    }
+
+    /// Runs `f` in a write transaction that takes no part in the store's write order: for
+    /// rows no rule reads and no revision covers (a host's reports, heartbeats), so that many
+    /// hosts reporting do not queue behind each other or the API's writes. A store with one
+    /// writer runs it as a write.
+    fn write_unordered(&self, f: &mut dyn FnMut(&dyn Tx) -> Result<()>) -> Result<()> {
+        self.write(&mut |tx| f(tx).map(|()| None))
+    }
+
     /// Whether other processes write to this store too (a database several servers and agents
     /// share): their revisions reach this process's data plane only through the revision log.
     fn shared(&self) -> bool {
@@ -346,12 +363,17 @@ pub trait Tx {
     /// Deletes an agent.
     fn delete_agent(&self, id: &str) -> Result<()>;
 
-    /// Replaces what `host` reports about its ports with `reports`, as of `revision`.
+    /// Records what `host` reports: the revision its data plane has applied, the states of
+    /// ports that changed (`changed`) and the ports it no longer holds (`gone`); with `replace`
+    /// (its process's first report), `changed` is every port it holds and nothing else it
+    /// reported before stands.
     fn save_port_reports(
         &self,
         host: &str,
         revision: u64,
-        reports: &[crate::agent::PortReport],
+        changed: &[crate::agent::PortReport],
+        gone: &[String],
+        replace: bool,
     ) -> Result<()>;
 
     /// The reported statuses of these ports (all of them: `None`), with the reporting agents'

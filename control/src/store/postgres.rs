@@ -341,6 +341,26 @@ impl PgStore {
         })
     }
 
+    /// A pooled connection (one still open), or a new one.
+    fn pooled(&self) -> Result<PgConn> {
+        let pooled = {
+            let mut readers = lock(&self.readers);
+            std::iter::from_fn(|| readers.pop()).find(|c| !c.is_closed())
+        };
+        match pooled {
+            Some(c) => Ok(c),
+            None => self.connect(),
+        }
+    }
+
+    /// Keeps `conn` for reuse (up to [`READERS_KEPT`]).
+    fn give_back(&self, conn: PgConn) {
+        let mut readers = lock(&self.readers);
+        if readers.len() < READERS_KEPT {
+            readers.push(conn);
+        }
+    }
+
     /// The schema version of the database.
     pub fn schema_version(&self) -> Result<u32> {
         let w = lock(&self.writer);
@@ -408,6 +428,59 @@ impl Store for PgStore {
         true
     }
 
+    fn follow(&self, f: &mut dyn FnMut(&dyn Tx) -> Result<Option<AfterCommit>>) -> Result<()> {
+        // This process's writer (its write order), but no advisory lock: other servers write on.
+        let mut slot = lock(&self.writer);
+        let conn = self.writer_conn(&mut slot)?;
+        conn.batch("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            f(&SqlTx {
+                conn: Conn::Pg(conn),
+            })
+        }));
+        if conn.batch("ROLLBACK").is_err() {
+            *slot = None;
+        }
+        let step = match run {
+            Ok(r) => r?,
+            Err(p) => {
+                drop(slot);
+                std::panic::resume_unwind(p)
+            }
+        };
+        if let Some(step) = step {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).is_err() {
+                tracing::error!("a follower's step panicked");
+            }
+        }
+        Ok(())
+    }
+
+    fn write_unordered(&self, f: &mut dyn FnMut(&dyn Tx) -> Result<()>) -> Result<()> {
+        let conn = self.pooled()?;
+        // Reports are re-sent, never acknowledged to a client: their commit need not wait for
+        // the WAL flush.
+        conn.batch(
+            "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE; SET LOCAL synchronous_commit = off",
+        )?;
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            f(&SqlTx {
+                conn: Conn::Pg(&conn),
+            })
+        }));
+        let end = match &run {
+            Ok(Ok(())) => conn.batch("COMMIT"),
+            _ => conn.batch("ROLLBACK"),
+        };
+        if end.is_ok() {
+            self.give_back(conn);
+        }
+        match run {
+            Ok(r) => r.and(end),
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+
     fn wait_for_change(&self, timeout: Duration) {
         let mut slot = lock(&self.listener);
         if slot.is_none() {
@@ -442,14 +515,7 @@ impl Store for PgStore {
     }
 
     fn read(&self, f: &mut dyn FnMut(&dyn Tx) -> Result<()>) -> Result<()> {
-        let pooled = {
-            let mut readers = lock(&self.readers);
-            std::iter::from_fn(|| readers.pop()).find(|c| !c.is_closed())
-        };
-        let conn = match pooled {
-            Some(c) => c,
-            None => self.connect()?,
-        };
+        let conn = self.pooled()?;
         conn.batch("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             f(&SqlTx {
@@ -458,10 +524,7 @@ impl Store for PgStore {
         }));
         // A connection whose transaction could not be ended is dropped, never reused.
         if conn.batch("ROLLBACK").is_ok() {
-            let mut readers = lock(&self.readers);
-            if readers.len() < READERS_KEPT {
-                readers.push(conn);
-            }
+            self.give_back(conn);
         }
         match out {
             Ok(r) => r,

@@ -1326,24 +1326,44 @@ impl Tx for SqlTx<'_> {
         .map(drop)
     }
 
-    fn save_port_reports(&self, host: &str, revision: u64, reports: &[PortReport]) -> Result<()> {
-        self.exec("DELETE FROM port_status WHERE host = ?1", &args![host])?;
-        for r in reports {
+    fn save_port_reports(
+        &self,
+        host: &str,
+        revision: u64,
+        changed: &[PortReport],
+        gone: &[String],
+        replace: bool,
+    ) -> Result<()> {
+        if replace {
+            self.exec("DELETE FROM port_status WHERE host = ?1", &args![host])?;
+        }
+        self.exec(
+            "INSERT INTO host_status (host, revision) VALUES (?1, ?2) \
+             ON CONFLICT (host) DO UPDATE SET revision = ?2",
+            &args![host, revision],
+        )?;
+        for id in gone {
             self.exec(
-                "INSERT INTO port_status (port_id, host, status, reason, revision) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) \
-                 ON CONFLICT (port_id) DO UPDATE SET host = ?2, status = ?3, reason = ?4, \
-                 revision = ?5",
-                &args![r.port_id, host, r.status, r.reason, revision],
+                "DELETE FROM port_status WHERE port_id = ?1 AND host = ?2",
+                &args![id, host],
+            )?;
+        }
+        for r in changed {
+            self.exec(
+                "INSERT INTO port_status (port_id, host, status, reason) \
+                 VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (port_id) DO UPDATE SET host = ?2, status = ?3, reason = ?4",
+                &args![r.port_id, host, r.status, r.reason],
             )?;
         }
         Ok(())
     }
 
     fn reported_statuses(&self, ids: Option<&[String]>) -> Result<Vec<ReportedStatus>> {
-        let select = "SELECT s.port_id, s.host, s.status, s.reason, s.revision, a.heartbeat_at \
-             FROM port_status s LEFT JOIN agents a \
-             ON a.host = s.host AND a.agent_type = 'qswitch agent'";
+        let select = "SELECT s.port_id, s.host, s.status, s.reason, \
+             COALESCE(h.revision, 0), a.heartbeat_at \
+             FROM port_status s LEFT JOIN host_status h ON h.host = s.host \
+             LEFT JOIN agents a ON a.host = s.host AND a.agent_type = 'qswitch agent'";
         let row = |r: &Row<'_>| {
             Ok(ReportedStatus {
                 port_id: r.get(0)?,
