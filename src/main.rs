@@ -393,6 +393,22 @@ fn load_config(path: Option<&PathBuf>) -> Result<config::FileConfig, String> {
     }
 }
 
+/// The control plane's options from the configuration file: physical networks, quotas, MTU.
+fn control_options(
+    file: &config::FileConfig,
+    authorize_tap_binding: bool,
+    host: Option<String>,
+) -> Result<control::ControlOptions, String> {
+    let api = file.api_config()?;
+    Ok(control::ControlOptions {
+        physnets: file.physnets()?,
+        quotas: api.quotas,
+        physnet_mtu: api.physnet_mtu,
+        authorize_tap_binding,
+        host,
+    })
+}
+
 /// Starts the data plane with the configuration's switch parameters and static networks.
 fn start_dataplane(
     file: &config::FileConfig,
@@ -429,22 +445,12 @@ fn agent(args: AgentArgs) -> Result<(), String> {
         ));
     }
     let file = load_config(args.config.as_ref())?;
-    let api_cfg = file.api_config()?;
     let host = args.host.unwrap_or_else(machine_host);
+    let options = control_options(&file, false, Some(host.clone()))?;
     let (forwarder, switch) = start_dataplane(&file)?;
-    let control = control::Control::open_db(
-        &args.db,
-        forwarder,
-        control::ControlOptions {
-            physnets: file.physnets()?,
-            quotas: api_cfg.quotas,
-            physnet_mtu: api_cfg.physnet_mtu,
-            authorize_tap_binding: false,
-            host: Some(host.clone()),
-        },
-    )
-    .map(Arc::new)
-    .map_err(|e| format!("opening {}: {e}", control::store::describe(&args.db)))?;
+    let control = control::Control::open_db(&args.db, forwarder, options)
+        .map(Arc::new)
+        .map_err(|e| format!("opening {}: {e}", control::store::describe(&args.db)))?;
     tracing::info!(
         "qswitch agent of host {host} (db {}, revision {})",
         control::store::describe(&args.db),
@@ -488,15 +494,13 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         control::Control::open_db(
             &args.db,
             forwarder,
-            control::ControlOptions {
-                physnets: file.physnets()?,
-                quotas: api_cfg.quotas,
-                physnet_mtu: api_cfg.physnet_mtu,
-                // With authenticated callers, a v2.0 port takes its tap device only when the
-                // hypervisor side registered that device for the port's tenant.
-                authorize_tap_binding: matches!(auth, api::Auth::Token(_)),
-                host: args.host.clone(),
-            },
+            // With authenticated callers, a v2.0 port takes its tap device only when the
+            // hypervisor side registered that device for the port's tenant.
+            control_options(
+                &file,
+                matches!(auth, api::Auth::Token(_)),
+                args.host.clone(),
+            )?,
         )
         .map_err(|e| format!("opening {}: {e}", control::store::describe(&args.db)))?,
     );
