@@ -133,6 +133,17 @@ struct AgentArgs {
     /// TOML configuration (switch parameters, uplink, static networks and ports)
     #[arg(long, env = "QSWITCH_CONFIG")]
     config: Option<PathBuf>,
+    /// Which device a v2.0 port's `tap` name binds: `registered`, only a device the hypervisor
+    /// side registered for the port's tenant (as `serve --auth token` does); `name`, any device
+    /// of that name (as `serve` without authentication does)
+    #[arg(long, env = "QSWITCH_TAP_BINDING", value_enum, default_value_t = TapBinding::Registered)]
+    tap_binding: TapBinding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TapBinding {
+    Registered,
+    Name,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -260,7 +271,10 @@ fn main() -> ExitCode {
 /// shows it alive while the reports come. On a shared store it also reports its ports' states
 /// whenever they or the revision its data plane has applied change (looked at every
 /// `STATUS_POLL`): API servers take ports' statuses from these reports, and a plug waits for
-/// its host's.
+/// its host's. Only ports whose device is on this host are reported (an unbound port is taken
+/// by every host, and opened where its device is). Between heartbeats a report carries what
+/// changed; each heartbeat, and the first report after one that failed, carries everything, so
+/// that a report lost on its way (they are written without waiting for the disk) is mended.
 async fn report_agent(
     control: Arc<control::Control>,
     switch: Arc<dataplane::Switch>,
@@ -271,37 +285,46 @@ async fn report_agent(
     const REVISION_REPORT: std::time::Duration = std::time::Duration::from_millis(50);
     let beat = std::time::Duration::from_secs(control::agent::REPORT_INTERVAL_SECS);
     let mut start = true;
-    let mut last: Option<(u64, Vec<control::agent::PortReport>)> = None;
+    let mut whole = true;
+    let mut last: Option<Reported> = None;
     let mut beaten = std::time::Instant::now();
     let mut reported_at = std::time::Instant::now();
     loop {
         let (c, s, h) = (control.clone(), switch.clone(), host.clone());
         let previous = last.clone();
         let due = start || beaten.elapsed() >= beat;
+        let full = whole || due;
         let since = reported_at.elapsed();
         let reported = tokio::task::spawn_blocking(move || {
             let revision = c.applied_revision();
             let mut ports = s.ports();
-            let new_ports = previous.as_ref().is_some_and(|p| {
-                p.1.len() != ports.len() || p.1.iter().zip(&ports).any(|(r, q)| r.port_id != q.id)
-            });
+            let new_ports = previous
+                .as_ref()
+                .is_some_and(|p| !p.ids.iter().eq(ports.iter().map(|q| &q.id)));
             if ports_too && new_ports {
                 // Ports came or went: report the new ones once they have opened.
                 let ids: Vec<String> = ports.iter().map(|p| p.id.clone()).collect();
                 s.wait_ports_settled(&ids, std::time::Duration::from_millis(250));
                 ports = s.ports();
             }
-            let reports: Vec<control::agent::PortReport> = ports.iter().map(port_report).collect();
-            let states_changed = previous.as_ref().is_none_or(|p| p.1 != reports);
-            let revision_changed = previous.as_ref().is_none_or(|p| p.0 != revision);
+            let now = Reported {
+                revision,
+                ids: ports.iter().map(|p| p.id.clone()).collect(),
+                reports: ports
+                    .iter()
+                    .filter(|p| p.present)
+                    .map(port_report)
+                    .collect(),
+            };
+            let states_changed = previous.as_ref().is_none_or(|p| p.reports != now.reports);
+            let revision_changed = previous.as_ref().is_none_or(|p| p.revision != revision);
             // A port's state at once; a new revision that changed none of this host's ports at
             // most every REVISION_REPORT (every host hears every revision).
             let changed =
                 ports_too && (states_changed || (revision_changed && since >= REVISION_REPORT));
-            if !due && !changed {
+            if !full && !changed {
                 return Ok(None);
             }
-            let now = (revision, reports);
             let forwarding = ports
                 .iter()
                 .filter(|p| p.link == dataplane::LinkState::Up)
@@ -313,28 +336,25 @@ async fn report_agent(
                 "revision": revision,
             })
             .to_string();
-            if ports_too {
-                // Only what changed since the last report (everything, at the first).
-                let before: std::collections::HashMap<&str, &control::agent::PortReport> = previous
-                    .as_ref()
-                    .map(|p| p.1.iter().map(|r| (r.port_id.as_str(), r)).collect())
-                    .unwrap_or_default();
-                let held: std::collections::HashSet<&str> =
-                    now.1.iter().map(|r| r.port_id.as_str()).collect();
-                let diff: Vec<control::agent::PortReport> = now
-                    .1
-                    .iter()
-                    .filter(|r| before.get(r.port_id.as_str()) != Some(r))
-                    .cloned()
-                    .collect();
-                let gone: Vec<String> = before
-                    .keys()
-                    .filter(|id| !held.contains(*id))
-                    .map(|id| (*id).to_owned())
-                    .collect();
-                c.report_host(&h, &configurations, start, now.0, &diff, &gone)?;
-            } else {
+            if !ports_too {
                 c.report_agent(&h, &configurations, start)?;
+            } else if full {
+                let report = control::agent::HostReport {
+                    revision,
+                    changed: &now.reports,
+                    gone: &[],
+                    full: true,
+                };
+                c.report_host(&h, &configurations, start, &report)?;
+            } else {
+                let (diff, gone) = now.since(previous.as_ref());
+                let report = control::agent::HostReport {
+                    revision,
+                    changed: &diff,
+                    gone: &gone,
+                    full: false,
+                };
+                c.report_host(&h, &configurations, start, &report)?;
             }
             Ok::<_, control::ControlError>(Some(now))
         })
@@ -346,10 +366,13 @@ async fn report_agent(
                 }
                 reported_at = std::time::Instant::now();
                 start = false;
+                whole = false;
                 last = Some(now);
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => {
+                // The store may have kept part of what it was told: the next report is whole.
+                whole = true;
                 tracing::warn!(%e, "the agent's report failed; trying again in 1 s");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
@@ -357,6 +380,43 @@ async fn report_agent(
         }
         let pause = if ports_too { STATUS_POLL } else { beat };
         tokio::time::sleep(pause).await;
+    }
+}
+
+/// What a host last reported: the revision, every port the switch holds (by id, in order) and
+/// the states of those whose device is here.
+#[derive(Debug, Clone)]
+struct Reported {
+    revision: u64,
+    ids: Vec<String>,
+    reports: Vec<control::agent::PortReport>,
+}
+
+impl Reported {
+    /// The reports that differ from `before`'s and the ports `before` reported that this does
+    /// not (sorted, as the reports are).
+    fn since(&self, before: Option<&Reported>) -> (Vec<control::agent::PortReport>, Vec<String>) {
+        let was: std::collections::HashMap<&str, &control::agent::PortReport> = before
+            .map(|b| b.reports.iter().map(|r| (r.port_id.as_str(), r)).collect())
+            .unwrap_or_default();
+        let held: std::collections::HashSet<&str> =
+            self.reports.iter().map(|r| r.port_id.as_str()).collect();
+        let diff = self
+            .reports
+            .iter()
+            .filter(|r| was.get(r.port_id.as_str()) != Some(r))
+            .cloned()
+            .collect();
+        let gone = before
+            .map(|b| {
+                b.reports
+                    .iter()
+                    .filter(|r| !held.contains(r.port_id.as_str()))
+                    .map(|r| r.port_id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        (diff, gone)
     }
 }
 
@@ -446,7 +506,11 @@ fn agent(args: AgentArgs) -> Result<(), String> {
     }
     let file = load_config(args.config.as_ref())?;
     let host = args.host.unwrap_or_else(machine_host);
-    let options = control_options(&file, false, Some(host.clone()))?;
+    let options = control_options(
+        &file,
+        args.tap_binding == TapBinding::Registered,
+        Some(host.clone()),
+    )?;
     let (forwarder, switch) = start_dataplane(&file)?;
     let control = control::Control::open_db(&args.db, forwarder, options)
         .map(Arc::new)

@@ -189,6 +189,11 @@ impl Collector for Revisions {
             ),
         ];
         for (name, help, value) in rows {
+            // A server without a data plane has no applied revision (it would read 0 and look
+            // forever behind).
+            if name == "qswitch_dataplane_applied_revision" && !self.0.has_dataplane() {
+                continue;
+            }
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }

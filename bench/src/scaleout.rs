@@ -179,6 +179,9 @@ pub fn run(args: Args) -> Result<(), String> {
                 &ns,
                 "--config",
                 &cfg,
+                // The API servers run without authentication: tap devices bind by name.
+                "--tap-binding",
+                "name",
             ]),
             &logs.join(format!("agent{i}.log")),
         )?;

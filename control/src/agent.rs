@@ -79,6 +79,19 @@ pub struct PortReport {
     pub reason: Option<String>,
 }
 
+/// One report of a host's data plane about its ports.
+#[derive(Debug, Clone, Copy)]
+pub struct HostReport<'a> {
+    /// The store revision it has applied: every port state in the report is as of it or later.
+    pub revision: u64,
+    /// The ports whose state changed since its last report; with `full`, every port it reports.
+    pub changed: &'a [PortReport],
+    /// The ports it reported before and no longer does (empty with `full`).
+    pub gone: &'a [String],
+    /// `changed` is the whole of what it says: nothing it reported before stands.
+    pub full: bool,
+}
+
 /// A port's status as its host reported it, with that host agent's last heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportedStatus {
@@ -96,11 +109,52 @@ pub struct ReportedStatus {
     pub heartbeat_at: Option<i64>,
 }
 
+/// A host as the store knows it: the revision its data plane last reported having applied
+/// (0: none), and its agent's last heartbeat (`None`: no agent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostState {
+    /// The host's name.
+    pub host: String,
+    /// The store revision its data plane had applied at its last report.
+    pub revision: u64,
+    /// Its agent's last heartbeat (seconds since the epoch).
+    pub heartbeat_at: Option<i64>,
+}
+
+impl HostState {
+    /// Whether its agent is alive at `now`.
+    pub fn alive(&self, now: i64) -> bool {
+        self.heartbeat_at
+            .is_some_and(|h| now.saturating_sub(h) <= DOWN_TIME_SECS)
+    }
+}
+
 impl ReportedStatus {
+    /// How much a report says for its port, when several hosts report an unbound one: one that
+    /// forwards, then one that refuses it (ERROR), then DOWN; a live agent's over a dead one's.
+    pub fn weight(&self, now: i64) -> u8 {
+        let alive = self
+            .heartbeat_at
+            .is_some_and(|h| now.saturating_sub(h) <= DOWN_TIME_SECS);
+        let status = match self.status.as_str() {
+            "ACTIVE" => 3,
+            "ERROR" => 2,
+            _ => 1,
+        };
+        if alive {
+            status + 3
+        } else {
+            status
+        }
+    }
+
     /// Forwarding, as reported by an agent that is alive at `now`: a dead agent's ports are
     /// DOWN whatever it last said.
     pub fn forwarding(&self, now: i64) -> bool {
-        self.status == "ACTIVE" && self.heartbeat_at.is_some_and(|h| now - h <= DOWN_TIME_SECS)
+        self.status == "ACTIVE"
+            && self
+                .heartbeat_at
+                .is_some_and(|h| now.saturating_sub(h) <= DOWN_TIME_SECS)
     }
 }
 

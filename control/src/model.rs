@@ -163,6 +163,10 @@ pub struct Interface {
     pub tenant_id: String,
     /// The host device the data plane opens (e.g. `tap0`, `veth-vm1`).
     pub device: String,
+    /// The host (hypervisor) the device is on: only that host's data plane opens it, and a
+    /// port it is plugged into is bound there. Empty: any host with a device of that name (one
+    /// host).
+    pub host: String,
 }
 
 /// A port as answered: the stored port plus its derived operational status.
@@ -273,6 +277,22 @@ pub fn validate_device(device: &str) -> Result<()> {
             "Invalid device name '{}': a host interface name has 1 to {MAX_DEVICE_LEN} \
              bytes without '/', ':' or whitespace",
             device.escape_debug()
+        )))
+    }
+}
+
+/// The longest host name (Neutron's `binding:host_id` column).
+pub const MAX_HOST_LEN: usize = 255;
+
+/// A host name as interfaces and ports are bound to: up to [`MAX_HOST_LEN`] bytes, without
+/// whitespace or control characters (empty: no host).
+pub fn validate_host(host: &str) -> Result<()> {
+    if host.len() <= MAX_HOST_LEN && !host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "Invalid host '{}': a host name has at most {MAX_HOST_LEN} bytes without whitespace",
+            host.escape_debug()
         )))
     }
 }

@@ -20,7 +20,7 @@ use crate::forward::{
     DesiredDhcp, DesiredDhcp6, DesiredFilter, DesiredGroup, DesiredNetwork, DesiredPort, DesiredRa,
     DesiredRule, DesiredSecurity, DesiredState,
 };
-use crate::model::PortState;
+use crate::model::{Interface, PortState};
 use crate::neutron::{tap_device, PortRecord, TAP_ID_CHARS};
 use crate::qos::QosRule;
 use crate::security::SgRule;
@@ -37,10 +37,20 @@ pub(crate) struct Derive {
 }
 
 impl Derive {
-    /// Whether this data plane forwards for `r`: unbound ports and ports bound to its host.
-    fn takes(&self, r: &PortRecord) -> bool {
+    /// Whether this data plane forwards for `r`, plugged into `plugged`: unbound ports and ports
+    /// bound to its host, by `binding:host_id` or else by the host of the interface plugged in.
+    fn takes(&self, r: &PortRecord, plugged: Option<&Interface>) -> bool {
+        let bound = match (r.attrs.host_id.as_str(), plugged) {
+            ("", Some(i)) => i.host.as_str(),
+            (h, _) => h,
+        };
+        self.on_host(bound)
+    }
+
+    /// Whether `host` (empty: any) is this data plane's.
+    pub(crate) fn on_host(&self, host: &str) -> bool {
         match &self.host {
-            Some(h) => r.attrs.host_id.is_empty() || r.attrs.host_id == *h,
+            Some(h) => host.is_empty() || host == h,
             None => true,
         }
     }
@@ -81,10 +91,10 @@ pub(crate) fn desired_state(tx: &dyn Tx, derive: &Derive) -> Result<DesiredState
             physnet: r.network.physnet,
         })
         .collect();
-    let plugged: HashMap<String, String> = tx
+    let plugged: HashMap<String, Interface> = tx
         .plugged_ports()?
         .into_iter()
-        .map(|(p, device)| (p.id, device))
+        .map(|(p, iface)| (p.id, iface))
         .collect();
     let mut rules = GroupRules::new(tx);
     let mut ports = Vec::new();
@@ -265,7 +275,7 @@ fn desired_port(
         (n.attrs.admin_state_up, Some(n.network.tenant_id.as_str()))
     });
     let device = match &r.port.attachment {
-        Some(iface) => tx.interface(iface)?.map(|i| i.device),
+        Some(iface) => tx.interface(iface)?,
         None => None,
     };
     let policy = r.effective_qos_policy().map(str::to_owned);
@@ -291,23 +301,27 @@ fn apply_policy(p: &mut DesiredPort, rules: &[QosRule]) {
 fn port_for(
     tx: &dyn Tx,
     r: PortRecord,
-    plugged: Option<String>,
+    plugged: Option<Interface>,
     net_up: bool,
     net_tenant: Option<&str>,
     derive: &Derive,
     rules: &mut GroupRules<'_>,
 ) -> Result<Option<DesiredPort>> {
-    if !derive.takes(&r) {
+    if !derive.takes(&r, plugged.as_ref()) {
         return Ok(None);
     }
     let device = match plugged {
-        Some(d) => d,
+        Some(i) => i.device,
         None if r.attrs.bind_tap => {
             let d = tap_device(&r.port.id);
             if derive.authorize_tap {
-                // Only a device the hypervisor side registered for the port's tenant.
-                let registered = tx.interface_by_device(&d)?;
-                if registered.is_none_or(|i| Some(i.tenant_id.as_str()) != net_tenant) {
+                // Only a device the hypervisor side registered for the port's tenant, on this
+                // host (or on any).
+                let registered = tx
+                    .interfaces_by_device(&d)?
+                    .into_iter()
+                    .any(|i| derive.on_host(&i.host) && Some(i.tenant_id.as_str()) == net_tenant);
+                if !registered {
                     return Ok(None);
                 }
             }

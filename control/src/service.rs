@@ -135,16 +135,20 @@ pub struct Control {
 }
 
 /// The thread that hands the data plane the revisions other processes commit to a shared store.
-/// Dropped, it stops at its next wake-up (at most [`FOLLOW_POLL`] later) without being waited
-/// for: it holds its own references to the store and the applier.
+/// Dropped, it stops at its next wake-up (at most [`FOLLOW_POLL`] later) and is waited for, so
+/// that its references to the applier and the data plane are gone when the control plane is.
 #[derive(Debug)]
 struct Follower {
     stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Follower {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -154,23 +158,42 @@ const SETTLE_REPORTED: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long the follower waits for a wake-up before it looks at the store's revision anyway.
 const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Inside a write transaction of a shared store: the work for the revisions other processes
-/// committed after `sent`, each revision's delta in order, or the whole state when the revision
-/// log no longer holds all of them (this process was away too long).
-fn catch_up(tx: &dyn Tx, sent: u64, derive: &reconcile::Derive) -> Result<Vec<Work>> {
+/// Inside a transaction of a shared store: the work for the revisions other processes
+/// committed after `sent`, each revision's delta in order. When the revision log no longer
+/// holds all of them (this process was away too long) or the store's revision went back (a
+/// restored database): with `whole`, the whole state; without (inside a write, under the lock
+/// every server's writes wait on), nothing, and the applier, finding the gap, derives the whole
+/// state itself from a read that stops no one.
+fn catch_up(tx: &dyn Tx, sent: u64, derive: &reconcile::Derive, whole: bool) -> Result<Vec<Work>> {
     let Some(revisions) = tx.changes_after(sent)? else {
         let rev = tx.revision()?;
         tracing::info!(
             after = sent,
             revision = rev,
-            "the revision log no longer holds what this process missed; deriving the whole state"
+            "the revision log does not hold what this process missed; deriving the whole state"
         );
+        if !whole {
+            return Ok(Vec::new());
+        }
         return Ok(vec![Work::Full(rev, reconcile::desired_state(tx, derive)?)]);
     };
     revisions
         .into_iter()
         .map(|(rev, touched)| Ok(Work::Delta(rev, reconcile::delta(tx, &touched, derive)?)))
         .collect()
+}
+
+/// Records that `works` were handed to the applier: `sent` moves to the last one's revision
+/// (back, when a whole state from a restored database is among them).
+fn mark_sent(sent: &AtomicU64, works: &[Work]) {
+    let Some(last) = works.last().map(revision_of) else {
+        return;
+    };
+    if works.iter().any(|w| matches!(w, Work::Full(..))) {
+        sent.store(last, Ordering::SeqCst);
+    } else {
+        sent.fetch_max(last, Ordering::SeqCst);
+    }
 }
 
 /// The revision a piece of work brings the data plane to.
@@ -197,9 +220,10 @@ fn follow(
         if stop.load(Ordering::SeqCst) {
             break;
         }
+        // Behind, or ahead of a database restored to an earlier revision.
         let mut behind = false;
         let looked = store.read(&mut |tx| {
-            behind = tx.revision()? > sent.load(Ordering::SeqCst);
+            behind = tx.revision()? != sent.load(Ordering::SeqCst);
             Ok(())
         });
         if let Err(e) = looked {
@@ -210,16 +234,16 @@ fn follow(
             continue;
         }
         let followed = store.follow(&mut |tx| {
-            let works = catch_up(tx, sent.load(Ordering::SeqCst), derive)?;
-            let Some(rev) = works.last().map(revision_of) else {
+            let works = catch_up(tx, sent.load(Ordering::SeqCst), derive, true)?;
+            if works.is_empty() {
                 return Ok(None);
-            };
+            }
             let (sent, applier) = (Arc::clone(sent), Arc::clone(applier));
             let step: AfterCommit = Box::new(move || {
+                mark_sent(&sent, &works);
                 for w in works {
                     applier.send(w);
                 }
-                sent.fetch_max(rev, Ordering::SeqCst);
             });
             Ok(Some(step))
         });
@@ -333,17 +357,22 @@ impl Control {
                 Arc::clone(&control.sent),
             );
             let (derive, halt) = (control.options.derive(), Arc::clone(&stop));
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name("qswitch-follower".into())
                 .spawn(move || follow(store.as_ref(), &applier, &sent, &derive, &halt))
                 .map_err(|e| ControlError::Store {
                     detail: format!("cannot start the follower thread: {e}"),
                 })?;
-            control.follower = Some(Follower { stop });
+            control.follower = Some(Follower {
+                stop,
+                thread: Some(thread),
+            });
         }
+        let derive = control.options.derive();
         let devices: Vec<String> = control
             .read(|tx| tx.all_interfaces())?
             .into_iter()
+            .filter(|i| derive.on_host(&i.host))
             .map(|i| i.device)
             .collect();
         control.forwarder.prepare_devices(&devices);
@@ -354,11 +383,16 @@ impl Control {
     /// data plane in place of what it had (done at startup; callable to
     /// force a resync).
     pub fn reconcile(&self) -> Result<()> {
+        // An API server without a data plane on a shared store has nothing to hand one.
+        if self.idle() {
+            return Ok(());
+        }
         let derive = self.options.derive();
         let ticket = Arc::new(OnceLock::new());
-        // Derived under the write lock, so that it takes its place in revision order.
+        // Derived in this process's write order (on a shared store, from a snapshot that stops
+        // no other server's writes), so that it takes its place in revision order.
         let started = std::time::Instant::now();
-        self.store.write(&mut |tx| {
+        self.store.follow(&mut |tx| {
             let state = reconcile::desired_state(tx, &derive)?;
             let rev = tx.revision()?;
             Ok(Some(self.after_commit(
@@ -391,20 +425,25 @@ impl Control {
             Arc::clone(ticket),
             Arc::clone(&self.sent),
         );
-        // An API server without a data plane on a shared store hands its applier nothing: it
-        // sees only its own revisions, whose gaps (the other servers') would make it resync.
-        let idle = self.store.shared() && !self.forwarder.forwards();
+        let idle = self.idle();
         Box::new(move || {
             metrics.committed(rev);
+            mark_sent(&sent, &works);
+            sent.fetch_max(rev, Ordering::SeqCst);
             let mut last = 0;
             for w in works {
                 if !idle {
                     last = applier.send(w);
                 }
             }
-            sent.fetch_max(rev, Ordering::SeqCst);
             let _ = ticket.set((last, rev, set));
         })
+    }
+
+    /// An API server without a data plane on a shared store: it hands its applier nothing (it
+    /// sees only its own revisions, whose gaps, the other servers', would make it resync).
+    fn idle(&self) -> bool {
+        self.store.shared() && !self.forwarder.forwards()
     }
 
     /// The desired state as derived from the store right now.
@@ -415,6 +454,11 @@ impl Control {
     /// The store's last committed revision.
     pub fn store_revision(&self) -> Result<u64> {
         self.read(|tx| tx.revision())
+    }
+
+    /// Whether this process drives a data plane (`--no-dataplane` does not).
+    pub fn has_dataplane(&self) -> bool {
+        self.forwarder.forwards()
     }
 
     /// The last revision the data plane has been handed.
@@ -454,7 +498,7 @@ impl Control {
         let result = self.store.write(&mut |tx| {
             // On a shared store, what other processes committed since comes first.
             let mut works = if shared {
-                catch_up(tx, self.sent.load(Ordering::SeqCst), &derive)?
+                catch_up(tx, self.sent.load(Ordering::SeqCst), &derive, false)?
             } else {
                 Vec::new()
             };
@@ -503,30 +547,20 @@ impl Control {
     }
 
     /// On a shared store: waits (at most [`SETTLE_REPORTED`]) until the hosts these ports are
-    /// bound to have reported them as of revision `rev` or later, so that a plug answers with
-    /// the port forwarding, as it does where the data plane is in the same process. Ports bound
-    /// to no host, or to a host whose agent is dead, are not waited for.
+    /// bound to have reported having applied revision `rev` (a host reports its ports' states
+    /// with the revision they are as of), so that a plug answers with the port forwarding, as it
+    /// does where the data plane is in the same process. Ports bound to no host, or to a host
+    /// whose agent is dead, are not waited for. One read per look, whatever the number of ports.
     fn settle_reported(&self, rev: u64, set: &[String]) {
+        let Ok(hosts) = self.read(|tx| tx.bound_hosts(set)) else {
+            return;
+        };
         let now = crate::agent::now_secs();
-        let waited: Vec<String> = self
-            .read(|tx| {
-                let mut out = Vec::new();
-                for id in set {
-                    let Some(r) = tx.port_records(Some(id))?.pop() else {
-                        continue;
-                    };
-                    let host = &r.attrs.host_id;
-                    let alive = !host.is_empty()
-                        && tx
-                            .agent_on(crate::agent::AGENT_TYPE, host)?
-                            .is_some_and(|a| a.alive(now));
-                    if alive {
-                        out.push(id.clone());
-                    }
-                }
-                Ok(out)
-            })
-            .unwrap_or_default();
+        let waited: Vec<String> = hosts
+            .iter()
+            .filter(|h| h.alive(now) && h.revision < rev)
+            .map(|h| h.host.clone())
+            .collect();
         if waited.is_empty() {
             return;
         }
@@ -535,25 +569,25 @@ impl Control {
         // that many waiting writes do not keep the database busy answering them.
         let mut pause = std::time::Duration::from_millis(1);
         loop {
-            let done = self
-                .read(|tx| tx.reported_statuses(Some(&waited)))
-                .is_ok_and(|rows| {
-                    rows.len() == waited.len() && rows.iter().all(|r| r.revision >= rev)
-                });
+            std::thread::sleep(pause);
+            let done = self.read(|tx| tx.bound_hosts(set)).is_ok_and(|hosts| {
+                hosts
+                    .iter()
+                    .all(|h| h.revision >= rev || !waited.contains(&h.host))
+            });
             if done {
                 return;
             }
             if std::time::Instant::now() >= end {
-                tracing::debug!(revision = rev, "a host has not reported its ports yet");
+                tracing::debug!(revision = rev, hosts = ?waited, "a host has not reported yet");
                 return;
             }
-            std::thread::sleep(pause);
             pause = (pause * 2).min(std::time::Duration::from_millis(16));
         }
     }
 
-    /// On a shared store, what the hosts reported about these ports (one read); `None` where
-    /// this process's own data plane is the source.
+    /// On a shared store, what the hosts reported about these ports (one read), the one report
+    /// that speaks for each; `None` where this process's own data plane is the source.
     fn reported(&self, ids: &[String]) -> Option<HashMap<String, crate::agent::ReportedStatus>> {
         if !self.store.shared() || ids.is_empty() {
             return None;
@@ -561,7 +595,17 @@ impl Control {
         let rows = self
             .read(|tx| tx.reported_statuses(Some(ids)))
             .unwrap_or_default();
-        Some(rows.into_iter().map(|r| (r.port_id.clone(), r)).collect())
+        let now = crate::agent::now_secs();
+        let mut out: HashMap<String, crate::agent::ReportedStatus> = HashMap::new();
+        for r in rows {
+            match out.get(&r.port_id) {
+                Some(have) if have.weight(now) >= r.weight(now) => {}
+                _ => {
+                    out.insert(r.port_id.clone(), r);
+                }
+            }
+        }
+        Some(out)
     }
 
     /// Whether a port forwards, and why the data plane refuses it (its status is then ERROR):
@@ -594,17 +638,40 @@ impl Control {
     }
 
     fn port_view(&self, port: Port) -> PortView {
-        let forwarding = port.attachment.is_some() && self.forwarding(&port.id, None).0;
+        self.port_view_with(port, None)
+    }
+
+    /// A port's view, its status from `known` (the reports of a list) where given.
+    fn port_view_with(
+        &self,
+        port: Port,
+        known: Option<&HashMap<String, crate::agent::ReportedStatus>>,
+    ) -> PortView {
+        let forwarding = port.attachment.is_some() && self.forwarding(&port.id, known).0;
         PortView {
             op_status: model::port_op_status(&port, forwarding),
             port,
         }
     }
 
+    /// The views of ports, their statuses read at once on a shared store.
+    fn quantum_port_views(&self, ports: Vec<Port>) -> Vec<PortView> {
+        let plugged: Vec<String> = ports
+            .iter()
+            .filter(|p| p.attachment.is_some())
+            .map(|p| p.id.clone())
+            .collect();
+        let known = self.reported(&plugged);
+        ports
+            .into_iter()
+            .map(|port| self.port_view_with(port, known.as_ref()))
+            .collect()
+    }
+
     fn network_view(&self, network: Network, ports: Vec<Port>) -> NetworkView {
         NetworkView {
             op_status: model::network_op_status(&network),
-            ports: ports.into_iter().map(|p| self.port_view(p)).collect(),
+            ports: self.quantum_port_views(ports),
             network,
         }
     }
@@ -615,15 +682,20 @@ impl Control {
     pub fn list_networks(&self, tenant_id: &str) -> Result<Vec<NetworkView>> {
         let (networks, ports) =
             self.read(|tx| Ok((tx.networks(tenant_id)?, tx.tenant_ports(tenant_id)?)))?;
-        let mut by_network: HashMap<String, Vec<Port>> = HashMap::new();
-        for p in ports {
-            by_network.entry(p.network_id.clone()).or_default().push(p);
+        // Every port's status in one read.
+        let mut by_network: HashMap<String, Vec<PortView>> = HashMap::new();
+        for v in self.quantum_port_views(ports) {
+            by_network
+                .entry(v.port.network_id.clone())
+                .or_default()
+                .push(v);
         }
         Ok(networks
             .into_iter()
-            .map(|n| {
-                let mine = by_network.remove(&n.id).unwrap_or_default();
-                self.network_view(n, mine)
+            .map(|network| NetworkView {
+                op_status: model::network_op_status(&network),
+                ports: by_network.remove(&network.id).unwrap_or_default(),
+                network,
             })
             .collect())
     }
@@ -710,7 +782,7 @@ impl Control {
             find_network(tx, tenant_id, net_id)?;
             tx.ports(net_id)
         })?;
-        Ok(ports.into_iter().map(|p| self.port_view(p)).collect())
+        Ok(self.quantum_port_views(ports))
     }
 
     /// One port.
@@ -822,7 +894,7 @@ impl Control {
 
     // ---- interface registry ---------------------------------------------
 
-    /// Registers a host interface to a tenant, or changes its device.
+    /// Registers a host interface to a tenant, on any host, or changes its device.
     ///
     /// An id registered to another tenant, or a device registered under
     /// another id, is `InterfaceConflict`.
@@ -832,9 +904,23 @@ impl Control {
         interface_id: &str,
         device: &str,
     ) -> Result<(Interface, Registered)> {
+        self.register_interface_on(tenant_id, interface_id, device, "")
+    }
+
+    /// As [`Control::register_interface`], for a device on `host` (empty: any host). A device
+    /// name is registered once per host: under another id on the same host, or on any host
+    /// while it is registered on one (or the other way round), it is `InterfaceConflict`.
+    pub fn register_interface_on(
+        &self,
+        tenant_id: &str,
+        interface_id: &str,
+        device: &str,
+        host: &str,
+    ) -> Result<(Interface, Registered)> {
         model::validate_tenant_id(tenant_id)?;
         model::validate_interface_id(interface_id)?;
         model::validate_device(device)?;
+        model::validate_host(host)?;
         let (iface, how, old) = self.write(|tx| {
             let existing = tx.interface(interface_id)?;
             if existing.as_ref().is_some_and(|i| i.tenant_id != tenant_id) {
@@ -845,19 +931,20 @@ impl Control {
             if existing.is_none() {
                 check_quota(tx, &self.options.quotas, tenant_id, Resource::Interfaces)?;
             }
-            if let Some(other) = tx.interface_by_device(device)? {
-                if other.id != interface_id {
-                    return Err(ControlError::InterfaceConflict {
-                        reason: format!(
-                            "Device {device} is already registered as another interface"
-                        ),
-                    });
-                }
+            let clash = tx.interfaces_by_device(device)?.into_iter().find(|other| {
+                other.id != interface_id
+                    && (other.host == host || other.host.is_empty() || host.is_empty())
+            });
+            if clash.is_some() {
+                return Err(ControlError::InterfaceConflict {
+                    reason: format!("Device {device} is already registered as another interface"),
+                });
             }
             let iface = Interface {
                 id: interface_id.to_owned(),
                 tenant_id: tenant_id.to_owned(),
                 device: device.to_owned(),
+                host: host.to_owned(),
             };
             tx.upsert_interface(&iface)?;
             let how = if existing.is_some() {
@@ -865,14 +952,19 @@ impl Control {
             } else {
                 Registered::Created
             };
-            Ok((iface, how, existing.map(|i| i.device)))
+            Ok((iface, how, existing))
         })?;
-        // The data plane prepares the device a port is expected on.
-        if let Some(old) = old.filter(|d| d != device) {
-            self.forwarder.release_devices(&[old]);
+        // The data plane prepares the device a port is expected on, if it is on this host.
+        let derive = self.options.derive();
+        if let Some(old) = old.filter(|o| o.device != device || o.host != host) {
+            if derive.on_host(&old.host) {
+                self.forwarder.release_devices(&[old.device]);
+            }
         }
-        self.forwarder
-            .prepare_devices(std::slice::from_ref(&iface.device));
+        if derive.on_host(&iface.host) {
+            self.forwarder
+                .prepare_devices(std::slice::from_ref(&iface.device));
+        }
         Ok((iface, how))
     }
 
@@ -897,9 +989,11 @@ impl Control {
                 });
             }
             tx.delete_interface(interface_id)?;
-            Ok(iface.device)
+            Ok(iface)
         })?;
-        self.forwarder.release_devices(&[gone]);
+        if self.options.derive().on_host(&gone.host) {
+            self.forwarder.release_devices(&[gone.device]);
+        }
         Ok(())
     }
 }

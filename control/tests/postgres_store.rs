@@ -3,8 +3,11 @@
 //! several `qswitch serve --db postgres://…` processes would.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use control::agent::{HostReport, PortReport};
+use control::forward::{Changes, DesiredState, Forwarder};
 use control::ipam::{Cidr, Family};
 use control::neutron::{GatewayRequest, NetworkSpec, PortSpec, Scope, SubnetSpec};
 use control::store::postgres::PgStore;
@@ -55,7 +58,7 @@ fn servers_starting_together_migrate_once_and_share_every_write() {
     assert_eq!(
         pg.psql("shared", "SELECT version FROM qswitch_schema")
             .unwrap(),
-        "2"
+        "3"
     );
     // A write acknowledged by one is read by every other right after.
     let made = controls[0]
@@ -197,4 +200,201 @@ fn a_stopped_database_is_unavailable_and_the_store_reconnects_by_itself() {
         .map(|n| n.network.name)
         .collect();
     assert_eq!(names, ["before", "after"]);
+}
+
+/// A data plane that keeps the state it was handed (as a host's agent does).
+#[derive(Debug, Default)]
+struct Kept(Mutex<DesiredState>);
+
+impl Forwarder for Kept {
+    fn apply(&self, changes: &Changes) {
+        self.0.lock().unwrap().apply(changes);
+    }
+    fn port_up(&self, _port_id: &str) -> bool {
+        false
+    }
+}
+
+impl Kept {
+    fn networks(&self) -> Vec<String> {
+        let s = self.0.lock().unwrap();
+        s.networks.iter().map(|n| n.id.clone()).collect()
+    }
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < end, "never: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn report(c: &Control, host: &str, ports: &[(&str, &'static str)]) {
+    let changed: Vec<PortReport> = ports
+        .iter()
+        .map(|(id, status)| PortReport {
+            port_id: (*id).to_owned(),
+            status,
+            reason: None,
+        })
+        .collect();
+    let revision = c.store_revision().unwrap();
+    let r = HostReport {
+        revision,
+        changed: &changed,
+        gone: &[],
+        full: true,
+    };
+    c.report_host(host, "{}", false, &r).unwrap();
+}
+
+#[test]
+fn a_ports_status_is_the_word_of_the_host_it_is_bound_to() {
+    let pg = server();
+    let url = pg.create_database("status", None).unwrap();
+    let c = open(&url);
+    let scope = admin();
+    let net = c
+        .create_networks(&scope, vec![NetworkSpec::named("t", "n")])
+        .unwrap()
+        .remove(0)
+        .network
+        .id;
+    let bound = c
+        .create_ports(
+            &scope,
+            vec![PortSpec {
+                host_id: "h1".into(),
+                ..port_spec(&net)
+            }],
+        )
+        .unwrap()
+        .remove(0)
+        .record
+        .port
+        .id;
+    let unbound = c.create_ports(&scope, vec![port_spec(&net)]).unwrap()[0]
+        .record
+        .port
+        .id
+        .clone();
+    let active = |id: &str| c.v2_port(&scope, id).unwrap().active;
+    // Every host takes an unbound port, and opens it where its device is: the bound host speaks
+    // for its port, whatever another host says or in which order they report.
+    report(&c, "h1", &[(&bound, "ACTIVE"), (&unbound, "DOWN")]);
+    report(&c, "h2", &[(&bound, "DOWN"), (&unbound, "ACTIVE")]);
+    assert!(active(&bound) && active(&unbound));
+    report(&c, "h1", &[(&bound, "ACTIVE"), (&unbound, "DOWN")]);
+    assert!(active(&bound) && active(&unbound));
+    // Only the bound host: another host's ACTIVE does not make it forward.
+    report(&c, "h1", &[]);
+    report(&c, "h2", &[(&bound, "ACTIVE"), (&unbound, "ACTIVE")]);
+    assert!(!active(&bound));
+    assert!(active(&unbound));
+    let listed: Vec<bool> = c
+        .v2_ports(&scope)
+        .unwrap()
+        .iter()
+        .map(|p| p.active)
+        .collect();
+    assert_eq!(listed, [false, true]);
+    // The port moves to h2: h2's word counts now.
+    c.v2_update_port(
+        &scope,
+        &bound,
+        control::neutron::PortUpdate {
+            host_id: Some("h2".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(active(&bound));
+}
+
+#[test]
+fn an_agents_heartbeat_never_undoes_an_admins_change() {
+    let pg = server();
+    let url = pg.create_database("beats", None).unwrap();
+    let (agent_side, api) = (open(&url), open(&url));
+    agent_side.report_agent("h1", "{}", true).unwrap();
+    let id = api.agents(&admin()).unwrap()[0].id.clone();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                agent_side
+                    .report_agent("h1", r#"{"ports": 1}"#, false)
+                    .unwrap();
+            }
+        });
+        for i in 0..40 {
+            let up = i % 2 == 1;
+            let desc = format!("change {i}");
+            api.update_agent(&admin(), &id, Some(up), Some(Some(desc.clone())))
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+            let a = api.agent(&admin(), &id).unwrap();
+            assert_eq!(
+                (a.admin_state_up, a.description.as_deref()),
+                (up, Some(desc.as_str())),
+                "a heartbeat wrote over change {i}"
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(
+        api.agent(&admin(), &id).unwrap().configurations,
+        r#"{"ports": 1}"#
+    );
+}
+
+#[test]
+fn a_follower_resyncs_when_the_database_goes_back_and_stops_with_its_control_plane() {
+    let pg = server();
+    let url = pg.create_database("back", None).unwrap();
+    let api = open(&url);
+    let kept = Arc::new(Kept::default());
+    let host = Control::with_store(
+        Box::new(PgStore::open(&url).unwrap()),
+        kept.clone(),
+        ControlOptions::default(),
+    )
+    .unwrap();
+    let scope = admin();
+    let mut made = Vec::new();
+    for name in ["one", "two"] {
+        let n = api
+            .create_networks(&scope, vec![NetworkSpec::named("t", name)])
+            .unwrap();
+        made.push(n[0].network.id.clone());
+    }
+    wait_until("the host follows both networks", || kept.networks() == made);
+    let before = api.store_revision().unwrap();
+    // The database is restored from a backup taken before "two" was made.
+    pg.psql(
+        "back",
+        &format!(
+            "DELETE FROM networks WHERE id = '{}'; UPDATE revision SET revision = revision - 1",
+            made[1]
+        ),
+    )
+    .unwrap();
+    wait_until("the host resyncs with the restored database", || {
+        kept.networks() == made[..1] && host.applied_revision() == before - 1
+    });
+    // What is written next reaches the host.
+    let three = api
+        .create_networks(&scope, vec![NetworkSpec::named("t", "three")])
+        .unwrap()[0]
+        .network
+        .id
+        .clone();
+    wait_until("the host follows a write after the restore", || {
+        kept.networks() == [made[0].clone(), three.clone()]
+    });
+    // Its control plane gone, nothing of it holds the data plane any more (the follower
+    // thread was waited for).
+    drop(host);
+    assert_eq!(Arc::strong_count(&kept), 1);
 }

@@ -92,6 +92,8 @@ pub struct PortStatus {
     pub error: Option<String>,
     /// The worker that serves it, while it is placed.
     pub worker: Option<u16>,
+    /// Whether its device exists on this host.
+    pub present: bool,
 }
 
 impl PortStatus {
@@ -1303,23 +1305,23 @@ impl Switch {
         let p = st.ports.get(id)?;
         let h = p.handle.as_ref();
         let device = &p.cfg.device;
+        let link = h.map_or(LinkState::Closed, |h| h.shared.state());
+        // An open port's device exists; others are looked up.
+        let present = link == LinkState::Up || netdev::ifindex(device).is_some();
         Some(PortStatus {
             id: id.to_owned(),
             device: device.clone(),
             admin_up: p.cfg.admin_up,
-            link: h.map_or(LinkState::Closed, |h| h.shared.state()),
+            link,
             mode: h.map_or(PortMode::Closed, |h| h.shared.mode()),
             refused: p.refused.is_some(),
             error: p
                 .refused
                 .clone()
                 .or_else(|| h.and_then(|h| h.shared.error()))
-                .or_else(|| {
-                    netdev::ifindex(device)
-                        .is_none()
-                        .then(|| format!("no interface {device}"))
-                }),
+                .or_else(|| (!present).then(|| format!("no interface {device}"))),
             worker: h.map(|h| h.worker),
+            present,
         })
     }
 

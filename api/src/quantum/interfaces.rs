@@ -12,7 +12,7 @@ use axum::response::Response;
 use serde_json::json;
 
 use super::views;
-use crate::ctx::{req_str, resource, Ctx, Reply};
+use crate::ctx::{opt_str, req_str, resource, Ctx, Reply};
 use crate::fault::ApiError;
 
 /// `GET /interfaces`: `{"interfaces": [{"id", "device"}]}`.
@@ -45,15 +45,17 @@ pub(crate) async fn show(ctx: Ctx) -> Response {
     ctx.finish(r)
 }
 
-/// `PUT /interfaces/{id}` with `{"interface": {"device"}}`: registers the
-/// interface (or changes its device) and answers 200 with it.
+/// `PUT /interfaces/{id}` with `{"interface": {"device"[, "host"]}}`: registers the
+/// interface (or changes its device and host) and answers 200 with it. Without `host`, the
+/// device is on any host (one host).
 pub(crate) async fn register(ctx: Ctx, body: Body) -> Response {
     let r = async {
         let res = resource(ctx.body(body).await?, "interface", false)?;
         let device = req_str(&res, "device")?;
+        let host = opt_str(&res, "host")?.unwrap_or_default();
         let (tenant, id) = (ctx.tenant(), ctx.param("interface_id"));
         let (i, _) = ctx
-            .run(move |c| c.register_interface(&tenant, &id, &device))
+            .run(move |c| c.register_interface_on(&tenant, &id, &device, &host))
             .await?;
         Ok(Reply::ok(
             json!({ "interface": views::interface(&ctx.links(), &i) }),

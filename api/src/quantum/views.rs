@@ -26,8 +26,10 @@ const ATTRS_V11: Attrs<'static> = &[
 ];
 
 /// The interface registry's metadata.
-pub(crate) const ATTRS_INTERFACES: Attrs<'static> =
-    &[("interface", &["id", "device"]), ("link", &["rel", "href"])];
+pub(crate) const ATTRS_INTERFACES: Attrs<'static> = &[
+    ("interface", &["id", "device", "host"]),
+    ("link", &["rel", "href"]),
+];
 
 /// The XML metadata of networks and ports.
 pub(crate) fn core_attrs(v: Version) -> Attrs<'static> {
@@ -112,9 +114,12 @@ pub(crate) fn port_detail(v: Version, l: &Links, p: &PortView) -> Value {
     Value::Object(m)
 }
 
-/// A registered interface: `{"id", "device"[, "links"]}`.
+/// A registered interface: `{"id", "device"[, "host"][, "links"]}` (`host` once it is on one).
 pub(crate) fn interface(l: &Links, i: &Interface) -> Value {
     let mut v = json!({ "id": i.id, "device": i.device });
+    if !i.host.is_empty() {
+        v["host"] = json!(i.host);
+    }
     if l.enabled() {
         v["links"] = l.interface(&i.id);
     }

@@ -194,8 +194,14 @@ impl App {
                 })
                 .collect();
             let rev = self.control.store_revision().unwrap();
+            let report = control::agent::HostReport {
+                revision: rev,
+                changed: &reports,
+                gone: &[],
+                full: true,
+            };
             self.control
-                .report_host("test-host", "{}", true, rev, &reports, &[])
+                .report_host("test-host", "{}", true, &report)
                 .unwrap();
         }
     }

@@ -41,6 +41,64 @@ async fn registry_put_get_list_delete_in_both_versions() {
 }
 
 #[tokio::test]
+async fn an_interface_is_registered_on_a_host_in_json_and_xml() {
+    let app = app();
+    let uri = "/v1.1/tenants/t/interfaces/vif";
+    let r = app
+        .send(
+            "PUT",
+            uri,
+            r#"{"interface": {"device": "tap0", "host": "h1"}}"#,
+        )
+        .await;
+    assert_eq!(r.code(), 200, "{r:?}");
+    assert_eq!(
+        r.json(),
+        json!({"interface": {"id": "vif", "device": "tap0", "host": "h1"}})
+    );
+    // The same device name on another host is another interface; on the same host, a conflict.
+    let r = app
+        .send_xml(
+            "PUT",
+            "/v1.1/tenants/t/interfaces/vif-2.xml",
+            r#"<interface device="tap0" host="h2"/>"#,
+        )
+        .await;
+    assert_eq!(r.code(), 200, "{r:?}");
+    assert_eq!(
+        xml_without_links(&r.body),
+        format!("<interface xmlns=\"{XMLNS_11}\" id=\"vif-2\" device=\"tap0\" host=\"h2\"/>")
+    );
+    for body in [
+        r#"{"interface": {"device": "tap0", "host": "h1"}}"#,
+        r#"{"interface": {"device": "tap0"}}"#,
+    ] {
+        let r = app
+            .send("PUT", "/v1.1/tenants/t/interfaces/vif-3", body)
+            .await;
+        assert_eq!(r.code(), 409, "{body}: {r:?}");
+        assert_eq!(r.json()["QuantumError"]["type"], "InterfaceConflict");
+    }
+    for body in [
+        r#"{"interface": {"device": "tap0", "host": 7}}"#,
+        r#"{"interface": {"device": "tap0", "host": "two words"}}"#,
+    ] {
+        let r = app
+            .send("PUT", "/v1.1/tenants/t/interfaces/vif-3", body)
+            .await;
+        assert_eq!(r.code(), 400, "{body}: {r:?}");
+    }
+    // Registered again without a host: on any host.
+    let r = app
+        .send("PUT", uri, r#"{"interface": {"device": "tap1"}}"#)
+        .await;
+    assert_eq!(
+        r.json(),
+        json!({"interface": {"id": "vif", "device": "tap1"}})
+    );
+}
+
+#[tokio::test]
 async fn registry_refuses_bad_devices_and_missing_bodies() {
     let app = app();
     let uri = "/v1.1/tenants/t/interfaces/vif";

@@ -232,3 +232,22 @@ async fn the_metrics_listener_serves_without_a_token_and_nothing_else() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn a_server_without_a_data_plane_exports_no_applied_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = Arc::new(open_control(
+        dir.path(),
+        Arc::new(control::NullForwarder),
+        control::ControlOptions::default(),
+    ));
+    let app = App {
+        router: api::router(control.clone(), api::ApiOptions::default()),
+        control,
+        fwd: Arc::new(Recorder::default()),
+        _dir: dir,
+    };
+    let page = app.get("/metrics").await.body;
+    assert!(sample(&page, "qswitch_store_revision", "").is_some());
+    assert!(sample(&page, "qswitch_dataplane_applied_revision", "").is_none());
+}

@@ -26,28 +26,18 @@ impl Control {
         self.report(host, configurations, start, now, None)
     }
 
-    /// As [`Control::report_agent`], with what the host's data plane says: the store `revision`
-    /// it has applied, the ports whose state changed since its last report (`changed`) and those
-    /// it no longer holds (`gone`). On a shared store, ports' statuses come from these reports (a
-    /// plug waits for its host's). One write with the heartbeat, outside the store's write order
-    /// (hosts reporting never queue behind the API's writes).
+    /// As [`Control::report_agent`], with what the host's data plane says of its ports. On a
+    /// shared store, ports' statuses come from these reports (a plug waits for its host's). One
+    /// write with the heartbeat, outside the store's write order (hosts reporting never queue
+    /// behind the API's writes).
     pub fn report_host(
         &self,
         host: &str,
         configurations: &str,
         start: bool,
-        revision: u64,
-        changed: &[agent::PortReport],
-        gone: &[String],
+        ports: &agent::HostReport<'_>,
     ) -> Result<()> {
-        let now = agent::now_secs();
-        self.report(
-            host,
-            configurations,
-            start,
-            now,
-            Some((revision, changed, gone)),
-        )
+        self.report(host, configurations, start, agent::now_secs(), Some(ports))
     }
 
     fn report(
@@ -56,24 +46,16 @@ impl Control {
         configurations: &str,
         start: bool,
         now: i64,
-        ports: Option<(u64, &[agent::PortReport], &[String])>,
+        ports: Option<&agent::HostReport<'_>>,
     ) -> Result<()> {
         let mut once = Some(());
         self.store.write_unordered(&mut |tx| {
             once.take().ok_or_else(super::ran_twice)?;
-            if let Some((revision, changed, gone)) = ports {
-                tx.save_port_reports(host, revision, changed, gone, start)?;
+            if let Some(r) = ports {
+                tx.save_port_reports(host, r)?;
             }
-            let a = match tx.agent_on(agent::AGENT_TYPE, host)? {
-                Some(mut a) => {
-                    a.heartbeat_at = now;
-                    if start {
-                        a.started_at = now;
-                    }
-                    a.configurations = configurations.to_owned();
-                    a
-                }
-                None => Agent {
+            tx.heartbeat_agent(
+                &Agent {
                     id: new_id(),
                     agent_type: agent::AGENT_TYPE.to_owned(),
                     binary: agent::BINARY.to_owned(),
@@ -86,8 +68,8 @@ impl Control {
                     started_at: now,
                     heartbeat_at: now,
                 },
-            };
-            tx.save_agent(&a)
+                start,
+            )
         })
     }
 
@@ -120,7 +102,7 @@ impl Control {
             if let Some(d) = description {
                 a.description = d;
             }
-            tx.save_agent(&a)?;
+            tx.set_agent_admin(&a.id, a.admin_state_up, a.description.as_deref())?;
             Ok(a)
         })
     }

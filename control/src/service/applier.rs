@@ -173,6 +173,9 @@ fn run(rx: &Receiver<Work>, forwarder: &dyn Forwarder, resync: &Resync, progress
         let batch: Vec<Work> = first.into_iter().chain(rx.try_iter()).collect();
         let tickets = owed + batch.len() as u64;
         let mut reached = None;
+        // A whole state was handed over: its revision stands even below the last one reached
+        // (a database restored to an earlier revision).
+        let mut reset = false;
         let mut pending = Pending::default();
         for work in batch {
             match work {
@@ -184,6 +187,7 @@ fn run(rx: &Receiver<Work>, forwarder: &dyn Forwarder, resync: &Resync, progress
                     lost = !full(&mut have, forwarder, rev, state);
                     at = Some(rev);
                     reached = Some(rev);
+                    reset = true;
                 }
                 // Already part of a whole state handed over (a resync read past it).
                 Work::Delta(rev, _) if at.is_some_and(|at| rev <= at) => {}
@@ -225,6 +229,7 @@ fn run(rx: &Receiver<Work>, forwarder: &dyn Forwarder, resync: &Resync, progress
                     lost = !full(&mut have, forwarder, rev, state);
                     at = Some(rev);
                     reached = Some(rev);
+                    reset = true;
                     if !lost {
                         tracing::info!(revision = rev, "the data plane is resynced with the store");
                     }
@@ -243,7 +248,11 @@ fn run(rx: &Receiver<Work>, forwarder: &dyn Forwarder, resync: &Resync, progress
         retry = RESYNC_RETRY;
         let mut done = progress.done.lock().unwrap_or_else(PoisonError::into_inner);
         done.0 += tickets;
-        done.1 = done.1.max(reached.unwrap_or_default());
+        done.1 = match reached {
+            Some(rev) if reset => rev,
+            Some(rev) => done.1.max(rev),
+            None => done.1,
+        };
         progress.cond.notify_all();
     }
 }

@@ -6,7 +6,7 @@
 
 use super::{find_network, Control};
 use crate::error::{ControlError, Result};
-use crate::model::{NetworkView, PortView};
+use crate::model::{NetworkView, Port, PortView};
 use crate::page::{self, Page, PageRequest};
 
 fn unknown_marker(marker: &str, what: &str) -> ControlError {
@@ -78,8 +78,16 @@ impl Control {
         page::walk(
             from,
             req,
-            |from, n| self.read(|tx| tx.ports_page(net_id, from, req.reverse, n)),
-            |p| self.port_view(p),
+            |from, n| {
+                // A batch's statuses in one read.
+                let rows = self.read(|tx| tx.ports_page(net_id, from, req.reverse, n))?;
+                let (seqs, ports): (Vec<i64>, Vec<Port>) = rows.into_iter().unzip();
+                Ok(seqs
+                    .into_iter()
+                    .zip(self.quantum_port_views(ports))
+                    .collect())
+            },
+            |v| v,
             keep,
         )
     }

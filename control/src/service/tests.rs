@@ -632,6 +632,68 @@ fn tap_binding_needs_a_registered_device_when_authorized() {
     }
 }
 
+#[test]
+fn interfaces_are_registered_per_host_and_bind_their_ports_there() {
+    use crate::neutron::{tap_device, Scope};
+    let c = Control::in_memory(
+        Arc::new(NullForwarder),
+        ControlOptions {
+            authorize_tap_binding: true,
+            host: Some("h1".into()),
+            ..ControlOptions::default()
+        },
+    )
+    .unwrap();
+    // One device name per host: the same name on two hosts, never twice on one, and never on
+    // one host and on any host at once.
+    c.register_interface_on(A, "on-1", "tap7", "h1").unwrap();
+    c.register_interface_on(A, "on-2", "tap7", "h2").unwrap();
+    for (id, host) in [("again-1", "h1"), ("anywhere", "")] {
+        assert!(matches!(
+            c.register_interface_on(A, id, "tap7", host),
+            Err(ControlError::InterfaceConflict { .. })
+        ));
+    }
+    assert!(matches!(
+        c.register_interface_on(A, "bad", "tap8", "h 1"),
+        Err(ControlError::Invalid { .. })
+    ));
+    assert_eq!(c.interface(A, "on-2").unwrap().host, "h2");
+
+    // A Quantum port plugged with an interface of another host is that host's to forward.
+    let n = create_network(&c, A, "n").unwrap();
+    let forwarded = |c: &Control, port: &str| {
+        c.desired_state()
+            .unwrap()
+            .ports
+            .iter()
+            .any(|p| p.id == port)
+    };
+    let here = create_port(&c, A, &n.id, PortState::Active).unwrap();
+    let there = create_port(&c, A, &n.id, PortState::Active).unwrap();
+    c.plug(A, &n.id, &here.id, "on-1").unwrap();
+    c.plug(A, &n.id, &there.id, "on-2").unwrap();
+    assert!(forwarded(&c, &here.id));
+    assert!(!forwarded(&c, &there.id));
+    // Moved to this host (the same id, its device now here): forwarded here.
+    c.register_interface_on(A, "on-2", "tap9", "h1").unwrap();
+    assert!(forwarded(&c, &there.id));
+
+    // A v2.0 port's tap binds only to a device registered on this host (or on any).
+    let scope = Scope {
+        tenant_id: A.into(),
+        admin: false,
+    };
+    let net = v2_network(&c, &scope);
+    let id = v2_port(&c, &scope, &net.network.id).record.port.id;
+    c.register_interface_on(A, "tap-there", &tap_device(&id), "h2")
+        .unwrap();
+    assert!(!forwarded(&c, &id), "registered on another host");
+    c.register_interface_on(A, "tap-here", &tap_device(&id), "h1")
+        .unwrap();
+    assert!(forwarded(&c, &id), "registered on this host");
+}
+
 /// Records the change sets themselves (not only the state they lead to).
 #[derive(Debug, Default)]
 struct ChangeLog {

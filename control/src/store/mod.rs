@@ -247,7 +247,8 @@ pub trait Tx {
     fn revision(&self) -> Result<u64>;
 
     /// What each committed revision after `after` touched, in revision order; `None` when the
-    /// revision log no longer holds all of them (pruned): the reader must derive the whole state.
+    /// revision log no longer holds all of them (pruned), or the store's revision is below
+    /// `after` (a database restored from a backup): the reader must derive the whole state.
     fn changes_after(&self, after: u64) -> Result<Option<Vec<Revision>>>;
     /// The ids of the ports whose id starts with `prefix`.
     fn port_ids_with_prefix(&self, prefix: &str) -> Result<Vec<String>>;
@@ -277,9 +278,8 @@ pub trait Tx {
     fn tenant_ports(&self, tenant_id: &str) -> Result<Vec<Port>>;
     /// The port an interface is plugged into, if any.
     fn port_by_attachment(&self, interface_id: &str) -> Result<Option<Port>>;
-    /// Every plugged port joined with its interface's device, in creation
-    /// order.
-    fn plugged_ports(&self) -> Result<Vec<(Port, String)>>;
+    /// Every plugged port with its interface, in creation order.
+    fn plugged_ports(&self) -> Result<Vec<(Port, Interface)>>;
     /// Inserts a port.
     fn insert_port(&self, port: &Port) -> Result<()>;
     /// Sets a port's admin state.
@@ -291,8 +291,9 @@ pub trait Tx {
 
     /// An interface by id, whoever owns it.
     fn interface(&self, interface_id: &str) -> Result<Option<Interface>>;
-    /// The interface registered for a host device, if any.
-    fn interface_by_device(&self, device: &str) -> Result<Option<Interface>>;
+    /// The interfaces registered for a host device name (on one host each, or on any host),
+    /// in registration order.
+    fn interfaces_by_device(&self, device: &str) -> Result<Vec<Interface>>;
     /// A tenant's interfaces in registration order.
     fn interfaces(&self, tenant_id: &str) -> Result<Vec<Interface>>;
     /// Every tenant's interfaces in registration order.
@@ -356,32 +357,33 @@ pub trait Tx {
     fn default_qos_policy(&self, tenant_id: &str) -> Result<Option<String>>;
     /// Agents in the order they first reported: one (`id`) or all.
     fn agents(&self, id: Option<&str>) -> Result<Vec<crate::agent::Agent>>;
-    /// The agent of this type on this host, if it has reported.
-    fn agent_on(&self, agent_type: &str, host: &str) -> Result<Option<crate::agent::Agent>>;
-    /// Creates an agent or rewrites it (by id; its type, host and creation time stay).
-    fn save_agent(&self, agent: &crate::agent::Agent) -> Result<()>;
+    /// Records a running agent's heartbeat: creates `agent` if no agent of its type is on its
+    /// host, else renews only its heartbeat and configurations (and, with `start`, its start
+    /// time); what admins set stays.
+    fn heartbeat_agent(&self, agent: &crate::agent::Agent, start: bool) -> Result<()>;
+    /// Sets what admins change of an agent.
+    fn set_agent_admin(
+        &self,
+        id: &str,
+        admin_state_up: bool,
+        description: Option<&str>,
+    ) -> Result<()>;
     /// Deletes an agent.
     fn delete_agent(&self, id: &str) -> Result<()>;
 
-    /// Records what `host` reports: the revision its data plane has applied, the states of
-    /// ports that changed (`changed`) and the ports it no longer holds (`gone`); with `replace`
-    /// (its process's first report), `changed` is every port it holds and nothing else it
-    /// reported before stands.
-    fn save_port_reports(
-        &self,
-        host: &str,
-        revision: u64,
-        changed: &[crate::agent::PortReport],
-        gone: &[String],
-        replace: bool,
-    ) -> Result<()>;
+    /// Records what `host` reports of its ports: the revision its data plane has applied and
+    /// the ports' states (all of them, replacing what it said before, or what changed).
+    fn save_port_reports(&self, host: &str, report: &crate::agent::HostReport<'_>) -> Result<()>;
 
-    /// The reported statuses of these ports (all of them: `None`), with the reporting agents'
-    /// heartbeats.
+    /// What hosts reported of these ports (all of them: `None`), with the reporting agents'
+    /// heartbeats: only the bound host's report of a bound port, every host's of an unbound one.
     fn reported_statuses(
         &self,
         ids: Option<&[String]>,
     ) -> Result<Vec<crate::agent::ReportedStatus>>;
+    /// The hosts these ports are bound to (each once, by name), with the revision each reported
+    /// and its agent's heartbeat.
+    fn bound_hosts(&self, ids: &[String]) -> Result<Vec<crate::agent::HostState>>;
     /// Rules in creation order: one (`id`), a group's, or all.
     fn sg_rules(&self, group: Option<&str>, id: Option<&str>) -> Result<Vec<SgRule>>;
     /// Inserts a rule.

@@ -49,6 +49,7 @@ use crate::store::{AfterCommit, Store, Tx};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_schema.sql"),
     include_str!("../../migrations/postgres/0002_port_status.sql"),
+    include_str!("../../migrations/postgres/0003_hosts.sql"),
 ];
 
 /// The advisory lock every write transaction holds: writers are serialized across servers.

@@ -56,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0014_sg_rule_prefixes.sql"),
     include_str!("../../migrations/0015_agents.sql"),
     include_str!("../../migrations/0016_port_status.sql"),
+    include_str!("../../migrations/0017_hosts.sql"),
 ];
 
 /// How much of the database file each connection maps.
@@ -728,6 +729,64 @@ mod tests {
     }
 
     #[test]
+    fn the_hosts_migration_keeps_interfaces_their_plugs_and_their_log() {
+        // Schema 16: an interface plugged into a port, and a host's report.
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys=ON").unwrap();
+        for sql in &MIGRATIONS[..16] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 16).unwrap();
+        conn.execute_batch(
+            "INSERT INTO networks (id, tenant_id, name, vlan, physical_network) \
+                 VALUES ('n', 't', 'net', 42, 'physnet1'); \
+             INSERT INTO interfaces (id, tenant_id, device) VALUES ('vif', 't', 'tap0'); \
+             INSERT INTO ports (id, network_id, state, interface_id) \
+                 VALUES ('p', 'n', 'ACTIVE', 'vif'); \
+             INSERT INTO port_status (port_id, host, status) VALUES ('p', 'h', 'ACTIVE');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let (device, host, plugged): (String, String, u32) = conn
+            .query_row(
+                "SELECT device, host, (SELECT count(*) FROM ports WHERE interface_id = i.id) \
+                 FROM interfaces i WHERE id = 'vif'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((device.as_str(), host.as_str(), plugged), ("tap0", "", 1));
+        // One device name per host; the same name on two hosts.
+        conn.execute_batch(
+            "INSERT INTO interfaces (id, tenant_id, device, host) VALUES ('a', 't', 'tap1', 'h1'); \
+             INSERT INTO interfaces (id, tenant_id, device, host) VALUES ('b', 't', 'tap1', 'h2');",
+        )
+        .unwrap();
+        assert!(conn
+            .execute_batch(
+                "INSERT INTO interfaces (id, tenant_id, device, host) VALUES ('c', 't', 'tap1', 'h1')"
+            )
+            .is_err());
+        // The plug still holds the interface, and the revision log still records it.
+        assert!(conn
+            .execute_batch("DELETE FROM interfaces WHERE id = 'vif'")
+            .is_err());
+        let logged: u32 = conn
+            .query_row(
+                "SELECT count(*) FROM changes WHERE kind = 'device' AND id = 'tap1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(logged, 2);
+        // Reports start again: one per (port, host).
+        let reports: u32 = conn
+            .query_row("SELECT count(*) FROM port_status", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(reports, 0);
+    }
+
+    #[test]
     fn quantum_limits_become_policies_of_their_ports() {
         // Schema 12: a network whose policy limits what its ports receive (500 kbit/s) and send,
         // a port with a Quantum limit (500 packets/s) and one without.
@@ -815,6 +874,7 @@ mod tests {
                 id: "vif".into(),
                 tenant_id: "t".into(),
                 device: "tap0".into(),
+                host: String::new(),
             })
             .unwrap();
             let port = |id: &str, att: Option<&str>| Port {
@@ -839,6 +899,7 @@ mod tests {
                 id: "vif".into(),
                 tenant_id: tenant.into(),
                 device: dev.into(),
+                host: String::new(),
             };
             tx.upsert_interface(&iface("a", "tap0")).unwrap();
             tx.upsert_interface(&iface("a", "tap1")).unwrap();

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::agent::{Agent, PortReport, ReportedStatus};
+use crate::agent::{Agent, HostReport, HostState, ReportedStatus};
 use crate::error::Result;
 use crate::ipam::{split_lines, Family};
 use crate::model::{Interface, Network, NetworkType, Port, PortState};
@@ -51,6 +51,22 @@ fn fill_subnets(nets: &mut [NetworkRecord], rows: Vec<(String, String)>) {
     for n in nets {
         n.subnets = by_net.remove(&n.network.id).unwrap_or_default();
     }
+}
+
+/// The host a port (`p`, its interface `i` joined on its attachment) is bound to: its
+/// `binding:host_id`, else the host of the interface plugged into it; empty: none.
+const BOUND_HOST: &str = "CASE WHEN p.host_id <> '' THEN p.host_id ELSE COALESCE(i.host, '') END";
+
+/// Values per `IN (...)` list of ids: both engines bound a statement's parameters (PostgreSQL to
+/// 65 535, SQLite to 32 766), so reads by long lists of ids go in chunks.
+const IN_CHUNK: usize = 1000;
+
+/// `?1, ?2, ... ?n`.
+fn marks(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `?N, ?M, ...` for `values`, appended to `args`.
@@ -132,7 +148,7 @@ fn agent_row(r: &Row<'_>) -> Result<Agent> {
 
 const NETWORK_COLS: &str = "id, tenant_id, name, vlan, network_type, physical_network";
 const PORT_COLS: &str = "p.id, p.network_id, p.state, p.interface_id";
-const INTERFACE_COLS: &str = "id, tenant_id, device";
+const INTERFACE_COLS: &str = "id, tenant_id, device, host";
 
 fn network_row(r: &Row<'_>) -> Result<Network> {
     // The segment by name: the column lists that hold it differ in what comes before.
@@ -165,6 +181,7 @@ fn interface_row(r: &Row<'_>) -> Result<Interface> {
         id: r.get(0)?,
         tenant_id: r.get(1)?,
         device: r.get(2)?,
+        host: r.get(3)?,
     })
 }
 
@@ -497,14 +514,20 @@ impl SqlTx<'_> {
             ),
             Which::All => (format!("{select} WHERE TRUE ORDER BY seq"), Vec::new()),
             Which::Many(ids) => {
-                let marks: Vec<String> = (1..=ids.len()).map(|i| format!("?{i}")).collect();
-                (
-                    format!(
+                // A port's rows are all in its chunk, in their order.
+                let mut out: HashMap<String, Vec<T>> = HashMap::new();
+                for chunk in ids.chunks(IN_CHUNK) {
+                    let sql = format!(
                         "{select} WHERE port_id IN ({}) ORDER BY seq",
-                        marks.join(", ")
-                    ),
-                    ids.iter().map(|i| Val::Text(i)).collect(),
-                )
+                        marks(chunk.len())
+                    );
+                    let params: Vec<Val<'_>> = chunk.iter().map(|i| Val::Text(i)).collect();
+                    self.each(&sql, &params, &mut |r| {
+                        out.entry(r.get(0)?).or_default().push(row(r)?);
+                        Ok(true)
+                    })?;
+                }
+                return Ok(out);
             }
         };
         let mut out: HashMap<String, Vec<T>> = HashMap::new();
@@ -559,8 +582,12 @@ impl Tx for SqlTx<'_> {
 
     fn changes_after(&self, after: u64) -> Result<Option<Vec<Revision>>> {
         let now = self.revision()?;
-        if now <= after {
+        if now == after {
             return Ok(Some(Vec::new()));
+        }
+        if now < after {
+            // The database went back (restored from a backup): what it holds now is all there is.
+            return Ok(None);
         }
         let rows = self.query(
             "SELECT revision, kind, id FROM changes \
@@ -710,14 +737,22 @@ impl Tx for SqlTx<'_> {
         )
     }
 
-    fn plugged_ports(&self) -> Result<Vec<(Port, String)>> {
+    fn plugged_ports(&self) -> Result<Vec<(Port, Interface)>> {
         self.query(
             &format!(
-                "SELECT {PORT_COLS}, i.device FROM ports p \
+                "SELECT {PORT_COLS}, i.id, i.tenant_id, i.device, i.host FROM ports p \
                  JOIN interfaces i ON i.id = p.interface_id ORDER BY p.seq"
             ),
             &[],
-            |r| Ok((port_row(r)?, r.get(4)?)),
+            |r| {
+                let iface = Interface {
+                    id: r.get(4)?,
+                    tenant_id: r.get(5)?,
+                    device: r.get(6)?,
+                    host: r.get(7)?,
+                };
+                Ok((port_row(r)?, iface))
+            },
         )
     }
 
@@ -762,9 +797,9 @@ impl Tx for SqlTx<'_> {
         )
     }
 
-    fn interface_by_device(&self, device: &str) -> Result<Option<Interface>> {
-        self.query_one(
-            &format!("SELECT {INTERFACE_COLS} FROM interfaces WHERE device = ?1"),
+    fn interfaces_by_device(&self, device: &str) -> Result<Vec<Interface>> {
+        self.query(
+            &format!("SELECT {INTERFACE_COLS} FROM interfaces WHERE device = ?1 ORDER BY seq"),
             &args![device],
             interface_row,
         )
@@ -788,10 +823,10 @@ impl Tx for SqlTx<'_> {
 
     fn upsert_interface(&self, i: &Interface) -> Result<()> {
         self.exec(
-            "INSERT INTO interfaces (id, tenant_id, device) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (id) DO UPDATE SET device = excluded.device \
+            "INSERT INTO interfaces (id, tenant_id, device, host) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (id) DO UPDATE SET device = excluded.device, host = excluded.host \
              WHERE interfaces.tenant_id = excluded.tenant_id",
-            &args![i.id, i.tenant_id, i.device],
+            &args![i.id, i.tenant_id, i.device, i.host],
         )
         .map(drop)
     }
@@ -972,18 +1007,18 @@ impl Tx for SqlTx<'_> {
         let mut nets = self.keyset_page(&page, conds, args, NETWORK_V2_COLS, network_record_row)?;
         // Their subnets, in one read for the page.
         let ids: Vec<&str> = nets.iter().map(|n| n.network.id.as_str()).collect();
-        if !ids.is_empty() {
-            let marks: Vec<String> = (1..=ids.len()).map(|i| format!("?{i}")).collect();
-            let subnets: Vec<(String, String)> = self.query(
+        let mut subnets: Vec<(String, String)> = Vec::new();
+        for chunk in ids.chunks(IN_CHUNK) {
+            subnets.extend(self.query(
                 &format!(
                     "SELECT network_id, id FROM subnets WHERE network_id IN ({}) ORDER BY seq",
-                    marks.join(", ")
+                    marks(chunk.len())
                 ),
-                &ids.iter().map(|i| Val::Text(i)).collect::<Vec<_>>(),
+                &chunk.iter().map(|i| Val::Text(i)).collect::<Vec<_>>(),
                 |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            fill_subnets(&mut nets, subnets);
+            )?);
         }
+        fill_subnets(&mut nets, subnets);
         Ok(nets)
     }
 
@@ -1294,21 +1329,23 @@ impl Tx for SqlTx<'_> {
         )
     }
 
-    fn agent_on(&self, agent_type: &str, host: &str) -> Result<Option<Agent>> {
-        self.query_one(
-            &format!("SELECT {AGENT_COLS} FROM agents WHERE agent_type = ?1 AND host = ?2"),
-            &args![agent_type, host],
-            agent_row,
-        )
-    }
-
-    fn save_agent(&self, a: &Agent) -> Result<()> {
+    fn heartbeat_agent(&self, a: &Agent, start: bool) -> Result<()> {
+        // One statement, no read: an admin's concurrent change of `admin_state_up` or the
+        // description is never written over.
+        let started = if start {
+            ", started_at = excluded.started_at"
+        } else {
+            ""
+        };
         self.exec(
-            "INSERT INTO agents (id, agent_type, binary_name, host, topic, admin_state_up, \
-             description, configurations, created_at, started_at, heartbeat_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
-             ON CONFLICT (id) DO UPDATE SET binary_name = ?3, topic = ?5, admin_state_up = ?6, \
-             description = ?7, configurations = ?8, started_at = ?10, heartbeat_at = ?11",
+            &format!(
+                "INSERT INTO agents (id, agent_type, binary_name, host, topic, admin_state_up, \
+                 description, configurations, created_at, started_at, heartbeat_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                 ON CONFLICT (agent_type, host) DO UPDATE SET \
+                 heartbeat_at = excluded.heartbeat_at, \
+                 configurations = excluded.configurations{started}"
+            ),
             &args![
                 a.id,
                 a.agent_type,
@@ -1326,33 +1363,39 @@ impl Tx for SqlTx<'_> {
         .map(drop)
     }
 
-    fn save_port_reports(
+    fn set_agent_admin(
         &self,
-        host: &str,
-        revision: u64,
-        changed: &[PortReport],
-        gone: &[String],
-        replace: bool,
+        id: &str,
+        admin_state_up: bool,
+        description: Option<&str>,
     ) -> Result<()> {
-        if replace {
+        self.exec(
+            "UPDATE agents SET admin_state_up = ?2, description = ?3 WHERE id = ?1",
+            &args![id, admin_state_up, description],
+        )
+        .map(drop)
+    }
+
+    fn save_port_reports(&self, host: &str, report: &HostReport<'_>) -> Result<()> {
+        if report.full {
             self.exec("DELETE FROM port_status WHERE host = ?1", &args![host])?;
         }
         self.exec(
             "INSERT INTO host_status (host, revision) VALUES (?1, ?2) \
              ON CONFLICT (host) DO UPDATE SET revision = ?2",
-            &args![host, revision],
+            &args![host, report.revision],
         )?;
-        for id in gone {
+        for id in report.gone {
             self.exec(
                 "DELETE FROM port_status WHERE port_id = ?1 AND host = ?2",
                 &args![id, host],
             )?;
         }
-        for r in changed {
+        for r in report.changed {
             self.exec(
                 "INSERT INTO port_status (port_id, host, status, reason) \
                  VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (port_id) DO UPDATE SET host = ?2, status = ?3, reason = ?4",
+                 ON CONFLICT (port_id, host) DO UPDATE SET status = ?3, reason = ?4",
                 &args![r.port_id, host, r.status, r.reason],
             )?;
         }
@@ -1360,10 +1403,16 @@ impl Tx for SqlTx<'_> {
     }
 
     fn reported_statuses(&self, ids: Option<&[String]>) -> Result<Vec<ReportedStatus>> {
-        let select = "SELECT s.port_id, s.host, s.status, s.reason, \
+        // Only the host a port is bound to speaks for it; any host for an unbound port.
+        let select = format!(
+            "SELECT s.port_id, s.host, s.status, s.reason, \
              COALESCE(h.revision, 0), a.heartbeat_at \
-             FROM port_status s LEFT JOIN host_status h ON h.host = s.host \
-             LEFT JOIN agents a ON a.host = s.host AND a.agent_type = 'qswitch agent'";
+             FROM port_status s JOIN ports p ON p.id = s.port_id \
+             LEFT JOIN interfaces i ON i.id = p.interface_id \
+             LEFT JOIN host_status h ON h.host = s.host \
+             LEFT JOIN agents a ON a.host = s.host AND a.agent_type = 'qswitch agent' \
+             WHERE ({BOUND_HOST}) IN ('', s.host)"
+        );
         let row = |r: &Row<'_>| {
             Ok(ReportedStatus {
                 port_id: r.get(0)?,
@@ -1374,19 +1423,47 @@ impl Tx for SqlTx<'_> {
                 heartbeat_at: r.get(5)?,
             })
         };
-        match ids {
-            None => self.query(select, &[], row),
-            Some([]) => Ok(Vec::new()),
-            Some([id]) => self.query(&format!("{select} WHERE s.port_id = ?1"), &args![id], row),
-            Some(ids) => {
-                let marks: Vec<String> = (1..=ids.len()).map(|i| format!("?{i}")).collect();
-                self.query(
-                    &format!("{select} WHERE s.port_id IN ({})", marks.join(", ")),
-                    &ids.iter().map(|i| Val::Text(i)).collect::<Vec<_>>(),
-                    row,
-                )
-            }
+        let Some(ids) = ids else {
+            return self.query(&select, &[], row);
+        };
+        let mut out = Vec::new();
+        for chunk in ids.chunks(IN_CHUNK) {
+            out.extend(self.query(
+                &format!("{select} AND s.port_id IN ({})", marks(chunk.len())),
+                &chunk.iter().map(|i| Val::Text(i)).collect::<Vec<_>>(),
+                row,
+            )?);
         }
+        Ok(out)
+    }
+
+    fn bound_hosts(&self, ids: &[String]) -> Result<Vec<HostState>> {
+        let mut out: Vec<HostState> = Vec::new();
+        for chunk in ids.chunks(IN_CHUNK) {
+            out.extend(self.query(
+                &format!(
+                    "SELECT DISTINCT b.host, COALESCE(h.revision, 0), a.heartbeat_at \
+                     FROM (SELECT {BOUND_HOST} AS host FROM ports p \
+                     LEFT JOIN interfaces i ON i.id = p.interface_id \
+                     WHERE p.id IN ({})) b \
+                     LEFT JOIN host_status h ON h.host = b.host \
+                     LEFT JOIN agents a ON a.host = b.host AND a.agent_type = 'qswitch agent' \
+                     WHERE b.host <> ''",
+                    marks(chunk.len())
+                ),
+                &chunk.iter().map(|i| Val::Text(i)).collect::<Vec<_>>(),
+                |r| {
+                    Ok(HostState {
+                        host: r.get(0)?,
+                        revision: r.get(1)?,
+                        heartbeat_at: r.get(2)?,
+                    })
+                },
+            )?);
+        }
+        out.sort_by(|a, b| a.host.cmp(&b.host));
+        out.dedup_by(|a, b| a.host == b.host);
+        Ok(out)
     }
 
     fn delete_agent(&self, id: &str) -> Result<()> {
