@@ -297,6 +297,7 @@ async fn report_agent(
         let since = reported_at.elapsed();
         let reported = tokio::task::spawn_blocking(move || {
             let revision = c.applied_revision();
+            let setting = c.last_port_revision();
             let mut ports = s.ports();
             let new_ports = previous
                 .as_ref()
@@ -318,10 +319,13 @@ async fn report_agent(
             };
             let states_changed = previous.as_ref().is_none_or(|p| p.reports != now.reports);
             let revision_changed = previous.as_ref().is_none_or(|p| p.revision != revision);
-            // A port's state at once; a new revision that changed none of this host's ports at
-            // most every REVISION_REPORT (every host hears every revision).
-            let changed =
-                ports_too && (states_changed || (revision_changed && since >= REVISION_REPORT));
+            // A port's state at once, and a revision that set one of this host's ports (a write
+            // waits for it); any other new revision at most every REVISION_REPORT (every host
+            // hears every revision).
+            let set_here =
+                revision >= setting && previous.as_ref().is_some_and(|p| p.revision < setting);
+            let changed = ports_too
+                && (states_changed || (revision_changed && (set_here || since >= REVISION_REPORT)));
             if !full && !changed {
                 return Ok(None);
             }

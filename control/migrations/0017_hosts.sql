@@ -27,6 +27,10 @@ CREATE TABLE interfaces_new (
 );
 INSERT INTO interfaces_new (seq, id, tenant_id, device)
     SELECT seq, id, tenant_id, device FROM interfaces;
+-- The ids handed out so far stay handed out (AUTOINCREMENT's high-water mark moves with it).
+DELETE FROM sqlite_sequence WHERE name = 'interfaces_new';
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'interfaces_new', seq FROM sqlite_sequence WHERE name = 'interfaces';
 DROP TABLE interfaces;
 ALTER TABLE interfaces_new RENAME TO interfaces;
 CREATE INDEX interfaces_by_tenant ON interfaces (tenant_id, seq);
@@ -50,4 +54,12 @@ CREATE TRIGGER log_interface_delete AFTER DELETE ON interfaces BEGIN
         SELECT revision + 1, 'interface', OLD.id FROM revision;
     INSERT INTO changes (revision, kind, id)
         SELECT revision + 1, 'device', OLD.device FROM revision;
+END;
+
+-- A port that moves to another host (`binding:host_id`) leaves the old host's data plane and
+-- reaches the new one's.
+CREATE TRIGGER log_port_host AFTER UPDATE OF host_id ON ports
+    WHEN OLD.host_id IS NOT NEW.host_id BEGIN
+    INSERT INTO changes (revision, kind, id)
+        SELECT revision + 1, 'port', NEW.id FROM revision;
 END;

@@ -129,25 +129,43 @@ pub struct Control {
     options: ControlOptions,
     metrics: Arc<crate::metrics::StoreMetrics>,
     /// The last revision handed to the applier (by a write's step or the follower).
-    sent: Arc<AtomicU64>,
+    sent: Arc<Sent>,
     /// On a shared store: the thread that follows the other processes' revisions.
     follower: Option<Follower>,
 }
 
 /// The thread that hands the data plane the revisions other processes commit to a shared store.
 /// Dropped, it stops at its next wake-up (at most [`FOLLOW_POLL`] later) and is waited for, so
-/// that its references to the applier and the data plane are gone when the control plane is.
+/// that its references to the applier and the data plane are gone when the control plane is;
+/// one stuck in a call to an unreachable database is waited for at most [`FOLLOW_STOP`], then
+/// left to end on its own.
 #[derive(Debug)]
 struct Follower {
     stop: Arc<AtomicBool>,
+    ended: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
+
+/// How long dropping a [`Follower`] waits for its thread.
+const FOLLOW_STOP: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Drop for Follower {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        let ended = self
+            .ended
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .recv_timeout(FOLLOW_STOP);
+        match ended {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                tracing::warn!("the follower thread is still in a call to the store; not waiting");
+            }
+            _ => {
+                if let Some(t) = self.thread.take() {
+                    let _ = t.join();
+                }
+            }
         }
     }
 }
@@ -160,10 +178,10 @@ const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Inside a transaction of a shared store: the work for the revisions other processes
 /// committed after `sent`, each revision's delta in order. When the revision log no longer
-/// holds all of them (this process was away too long) or the store's revision went back (a
-/// restored database): with `whole`, the whole state; without (inside a write, under the lock
-/// every server's writes wait on), nothing, and the applier, finding the gap, derives the whole
-/// state itself from a read that stops no one.
+/// holds all of them (this process was away too long): with `whole`, the whole state; without
+/// (inside a write, under the lock every server's writes wait on), a resync the applier does
+/// from a read that stops no one. When the store's revision went back (a database restored from
+/// a backup, rare): the whole state, here (what this transaction writes next builds on it).
 fn catch_up(tx: &dyn Tx, sent: u64, derive: &reconcile::Derive, whole: bool) -> Result<Vec<Work>> {
     let Some(revisions) = tx.changes_after(sent)? else {
         let rev = tx.revision()?;
@@ -172,8 +190,8 @@ fn catch_up(tx: &dyn Tx, sent: u64, derive: &reconcile::Derive, whole: bool) -> 
             revision = rev,
             "the revision log does not hold what this process missed; deriving the whole state"
         );
-        if !whole {
-            return Ok(Vec::new());
+        if !whole && rev > sent {
+            return Ok(vec![Work::Resync(rev)]);
         }
         return Ok(vec![Work::Full(rev, reconcile::desired_state(tx, derive)?)]);
     };
@@ -185,21 +203,44 @@ fn catch_up(tx: &dyn Tx, sent: u64, derive: &reconcile::Derive, whole: bool) -> 
 
 /// Records that `works` were handed to the applier: `sent` moves to the last one's revision
 /// (back, when a whole state from a restored database is among them).
-fn mark_sent(sent: &AtomicU64, works: &[Work]) {
+fn mark_sent(sent: &Sent, works: &[Work]) {
     let Some(last) = works.last().map(revision_of) else {
         return;
     };
+    // The last revision that sets a port (a whole state sets every port).
+    let ports = works
+        .iter()
+        .filter(|w| match w {
+            Work::Full(..) | Work::Resync(_) => true,
+            Work::Delta(_, d) => d.ports.iter().any(|(_, p)| p.is_some()),
+        })
+        .map(revision_of)
+        .max();
     if works.iter().any(|w| matches!(w, Work::Full(..))) {
-        sent.store(last, Ordering::SeqCst);
+        sent.revision.store(last, Ordering::SeqCst);
+        if let Some(r) = ports {
+            sent.ports.store(r, Ordering::SeqCst);
+        }
     } else {
-        sent.fetch_max(last, Ordering::SeqCst);
+        sent.revision.fetch_max(last, Ordering::SeqCst);
+        if let Some(r) = ports {
+            sent.ports.fetch_max(r, Ordering::SeqCst);
+        }
     }
+}
+
+/// What this process has handed its applier: the last revision, and the last one that set a
+/// port of its data plane (a host reports that one at once: a plug waits for it).
+#[derive(Debug, Default)]
+struct Sent {
+    revision: AtomicU64,
+    ports: AtomicU64,
 }
 
 /// The revision a piece of work brings the data plane to.
 fn revision_of(work: &Work) -> u64 {
     match work {
-        Work::Full(rev, _) | Work::Delta(rev, _) => *rev,
+        Work::Full(rev, _) | Work::Delta(rev, _) | Work::Resync(rev) => *rev,
     }
 }
 
@@ -211,7 +252,7 @@ fn revision_of(work: &Work) -> u64 {
 fn follow(
     store: &dyn Store,
     applier: &Arc<Applier>,
-    sent: &Arc<AtomicU64>,
+    sent: &Arc<Sent>,
     derive: &reconcile::Derive,
     stop: &AtomicBool,
 ) {
@@ -223,7 +264,7 @@ fn follow(
         // Behind, or ahead of a database restored to an earlier revision.
         let mut behind = false;
         let looked = store.read(&mut |tx| {
-            behind = tx.revision()? != sent.load(Ordering::SeqCst);
+            behind = tx.revision()? != sent.revision.load(Ordering::SeqCst);
             Ok(())
         });
         if let Err(e) = looked {
@@ -234,7 +275,7 @@ fn follow(
             continue;
         }
         let followed = store.follow(&mut |tx| {
-            let works = catch_up(tx, sent.load(Ordering::SeqCst), derive, true)?;
+            let works = catch_up(tx, sent.revision.load(Ordering::SeqCst), derive, true)?;
             if works.is_empty() {
                 return Ok(None);
             }
@@ -338,7 +379,7 @@ impl Control {
             })
         };
         let applier = Arc::new(Applier::start(Arc::clone(&forwarder), resync)?);
-        let sent = Arc::new(AtomicU64::new(0));
+        let sent = Arc::new(Sent::default());
         let mut control = Self {
             applier,
             store,
@@ -357,14 +398,21 @@ impl Control {
                 Arc::clone(&control.sent),
             );
             let (derive, halt) = (control.options.derive(), Arc::clone(&stop));
+            let (end, ended) = std::sync::mpsc::channel();
             let thread = std::thread::Builder::new()
                 .name("qswitch-follower".into())
-                .spawn(move || follow(store.as_ref(), &applier, &sent, &derive, &halt))
+                .spawn(move || {
+                    follow(store.as_ref(), &applier, &sent, &derive, &halt);
+                    // Its references go before the one waiting is told.
+                    drop((store, applier, sent));
+                    let _ = end.send(());
+                })
                 .map_err(|e| ControlError::Store {
                     detail: format!("cannot start the follower thread: {e}"),
                 })?;
             control.follower = Some(Follower {
                 stop,
+                ended: std::sync::Mutex::new(ended),
                 thread: Some(thread),
             });
         }
@@ -429,7 +477,7 @@ impl Control {
         Box::new(move || {
             metrics.committed(rev);
             mark_sent(&sent, &works);
-            sent.fetch_max(rev, Ordering::SeqCst);
+            sent.revision.fetch_max(rev, Ordering::SeqCst);
             let mut last = 0;
             for w in works {
                 if !idle {
@@ -459,6 +507,13 @@ impl Control {
     /// Whether this process drives a data plane (`--no-dataplane` does not).
     pub fn has_dataplane(&self) -> bool {
         self.forwarder.forwards()
+    }
+
+    /// The last revision handed to the data plane that set one of its ports (a port to open,
+    /// change or keep): a host reports its applied revision at once when it reaches this one,
+    /// since a write that set a port bound to it waits for that report.
+    pub fn last_port_revision(&self) -> u64 {
+        self.sent.ports.load(Ordering::SeqCst)
     }
 
     /// The last revision the data plane has been handed.
@@ -498,7 +553,12 @@ impl Control {
         let result = self.store.write(&mut |tx| {
             // On a shared store, what other processes committed since comes first.
             let mut works = if shared {
-                catch_up(tx, self.sent.load(Ordering::SeqCst), &derive, false)?
+                catch_up(
+                    tx,
+                    self.sent.revision.load(Ordering::SeqCst),
+                    &derive,
+                    false,
+                )?
             } else {
                 Vec::new()
             };
@@ -598,8 +658,11 @@ impl Control {
         let now = crate::agent::now_secs();
         let mut out: HashMap<String, crate::agent::ReportedStatus> = HashMap::new();
         for r in rows {
+            // The heaviest report; between equals, the first host by name (a stable answer).
             match out.get(&r.port_id) {
-                Some(have) if have.weight(now) >= r.weight(now) => {}
+                Some(have)
+                    if (have.weight(now), std::cmp::Reverse(&have.host))
+                        >= (r.weight(now), std::cmp::Reverse(&r.host)) => {}
                 _ => {
                     out.insert(r.port_id.clone(), r);
                 }
@@ -956,12 +1019,13 @@ impl Control {
         })?;
         // The data plane prepares the device a port is expected on, if it is on this host.
         let derive = self.options.derive();
-        if let Some(old) = old.filter(|o| o.device != device || o.host != host) {
+        let here = derive.on_host(&iface.host);
+        if let Some(old) = old.filter(|o| o.device != device || derive.on_host(&o.host) != here) {
             if derive.on_host(&old.host) {
                 self.forwarder.release_devices(&[old.device]);
             }
         }
-        if derive.on_host(&iface.host) {
+        if here {
             self.forwarder
                 .prepare_devices(std::slice::from_ref(&iface.device));
         }

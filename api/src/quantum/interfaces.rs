@@ -15,7 +15,7 @@ use super::views;
 use crate::ctx::{opt_str, req_str, resource, Ctx, Reply};
 use crate::fault::ApiError;
 
-/// `GET /interfaces`: `{"interfaces": [{"id", "device"}]}`.
+/// `GET /interfaces`: `{"interfaces": [{"id", "device"[, "host"]}]}`.
 pub(crate) async fn list(ctx: Ctx) -> Response {
     let r = async {
         let tenant = ctx.tenant();
@@ -31,7 +31,7 @@ pub(crate) async fn list(ctx: Ctx) -> Response {
     ctx.finish(r)
 }
 
-/// `GET /interfaces/{id}`: `{"interface": {"id", "device"}}`.
+/// `GET /interfaces/{id}`: `{"interface": {"id", "device"[, "host"]}}`.
 pub(crate) async fn show(ctx: Ctx) -> Response {
     let r = async {
         let (tenant, id) = (ctx.tenant(), ctx.param("interface_id"));

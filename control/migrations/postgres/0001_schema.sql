@@ -382,3 +382,14 @@ BEGIN
 END $$;
 CREATE TRIGGER log_subnets AFTER UPDATE ON subnets
     FOR EACH ROW EXECUTE FUNCTION qs_subnets();
+
+-- Followers (API servers with a data plane, host agents) LISTEN on qswitch_revision: each closed
+-- revision wakes them when its transaction commits; the revision number tells them what they
+-- missed.
+CREATE FUNCTION qs_revision_closed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('qswitch_revision', NEW.revision::text);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER notify_revision AFTER UPDATE ON revision
+    FOR EACH ROW EXECUTE FUNCTION qs_revision_closed();

@@ -49,6 +49,9 @@ pub(crate) enum Work {
     Full(u64, DesiredState),
     /// What one write touched, as of its revision.
     Delta(u64, Delta),
+    /// The deltas since the last work are not known (the revision log was pruned past them):
+    /// derive the whole state again from the store, as of this revision or later.
+    Resync(u64),
 }
 
 /// How far the thread got: `done` counts the work items taken (tickets), in
@@ -188,6 +191,16 @@ fn run(rx: &Receiver<Work>, forwarder: &dyn Forwarder, resync: &Resync, progress
                     at = Some(rev);
                     reached = Some(rev);
                     reset = true;
+                }
+                Work::Resync(rev) => {
+                    tracing::info!(
+                        revision = rev,
+                        "the revision log no longer holds what the data plane missed; resyncing"
+                    );
+                    pending = Pending::default();
+                    lost = true;
+                    // What follows is read again with the whole state: no gap to report.
+                    at = None;
                 }
                 // Already part of a whole state handed over (a resync read past it).
                 Work::Delta(rev, _) if at.is_some_and(|at| rev <= at) => {}

@@ -694,6 +694,73 @@ fn interfaces_are_registered_per_host_and_bind_their_ports_there() {
     assert!(forwarded(&c, &id), "registered on this host");
 }
 
+#[test]
+fn catching_up_inside_a_write_derives_the_whole_state_only_after_a_restore() {
+    let c = Control::in_memory(Arc::new(NullForwarder), ControlOptions::default()).unwrap();
+    create_network(&c, A, "one").unwrap();
+    create_network(&c, A, "two").unwrap();
+    let now = c.store_revision().unwrap();
+    let derive = reconcile::Derive::default();
+    let caught = |sent: u64| {
+        let mut out = Vec::new();
+        c.store
+            .read(&mut |tx| {
+                out = catch_up(tx, sent, &derive, false)?;
+                Ok(())
+            })
+            .unwrap();
+        out
+    };
+    // Behind: the deltas of what it missed, in order.
+    let works = caught(now - 2);
+    assert_eq!(
+        works.iter().map(revision_of).collect::<Vec<_>>(),
+        [now - 1, now]
+    );
+    assert!(works.iter().all(|w| matches!(w, Work::Delta(..))));
+    // Up to date: nothing.
+    assert!(caught(now).is_empty());
+    // Ahead of the store (a database restored from a backup): the whole state, at once.
+    let works = caught(now + 3);
+    assert!(
+        matches!(&works[..], [Work::Full(rev, state)] if *rev == now && state.networks.len() == 2),
+        "{works:?}"
+    );
+}
+
+#[test]
+fn an_interface_moving_between_hosts_moves_its_port_in_and_out_of_the_data_plane() {
+    let log = Arc::new(ChangeLog::default());
+    let c = Control::in_memory(
+        log.clone(),
+        ControlOptions {
+            host: Some("h1".into()),
+            ..ControlOptions::default()
+        },
+    )
+    .unwrap();
+    let n = create_network(&c, A, "n").unwrap();
+    let p = create_port(&c, A, &n.id, PortState::Active).unwrap();
+    c.register_interface_on(A, "vif", "tap0", "h2").unwrap();
+    c.plug(A, &n.id, &p.id, "vif").unwrap();
+    let last = || log.sets.lock().unwrap().last().cloned().unwrap();
+    assert!(
+        !last()
+            .ports
+            .iter()
+            .any(|ch| matches!(ch, Change::Set(d) if d.id == p.id)),
+        "another host's interface"
+    );
+    c.register_interface_on(A, "vif", "tap0", "h1").unwrap();
+    assert!(
+        matches!(&last().ports[..], [Change::Set(d)] if d.id == p.id && d.device == "tap0"),
+        "{:?}",
+        last()
+    );
+    c.register_interface_on(A, "vif", "tap0", "h2").unwrap();
+    assert_eq!(last().ports, vec![Change::Removed(p.id.clone())]);
+}
+
 /// Records the change sets themselves (not only the state they lead to).
 #[derive(Debug, Default)]
 struct ChangeLog {
