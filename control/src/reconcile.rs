@@ -63,6 +63,9 @@ pub(crate) struct Delta {
     pub(crate) networks: Vec<(String, Option<DesiredNetwork>)>,
     pub(crate) ports: Vec<(String, Option<DesiredPort>)>,
     pub(crate) groups: Vec<(String, Option<DesiredGroup>)>,
+    /// Host devices registered (`true`: on this host or on any, to keep prepared so that a port
+    /// opens on them at once) or no longer registered here (`false`).
+    pub(crate) devices: Vec<(String, bool)>,
 }
 
 /// Derives the whole desired forwarding state from the store.
@@ -127,6 +130,7 @@ pub(crate) fn delta(tx: &dyn Tx, touched: &[Touched], derive: &Derive) -> Result
     let mut nets = BTreeSet::new();
     let mut ports = BTreeSet::new();
     let mut groups = BTreeSet::new();
+    let mut devices = BTreeSet::new();
     for t in touched {
         match t {
             Touched::Network(id) => {
@@ -150,6 +154,7 @@ pub(crate) fn delta(tx: &dyn Tx, touched: &[Touched], derive: &Derive) -> Result
                         ports.extend(tx.port_ids_with_prefix(prefix)?);
                     }
                 }
+                devices.insert(device.clone());
             }
             Touched::SecurityGroup(id) => {
                 ports.extend(tx.security_group_ports(id)?);
@@ -180,6 +185,13 @@ pub(crate) fn delta(tx: &dyn Tx, touched: &[Touched], derive: &Derive) -> Result
     for id in groups {
         let g = desired_group(tx, &id)?;
         out.groups.push((id, g));
+    }
+    for device in devices {
+        let here = tx
+            .interfaces_by_device(&device)?
+            .iter()
+            .any(|i| derive.on_host(&i.host));
+        out.devices.push((device, here));
     }
     Ok(out)
 }

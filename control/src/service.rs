@@ -984,7 +984,7 @@ impl Control {
         model::validate_interface_id(interface_id)?;
         model::validate_device(device)?;
         model::validate_host(host)?;
-        let (iface, how, old) = self.write(|tx| {
+        let (iface, how) = self.write(|tx| {
             let existing = tx.interface(interface_id)?;
             if existing.as_ref().is_some_and(|i| i.tenant_id != tenant_id) {
                 return Err(ControlError::InterfaceConflict {
@@ -1015,20 +1015,10 @@ impl Control {
             } else {
                 Registered::Created
             };
-            Ok((iface, how, existing))
+            Ok((iface, how))
         })?;
-        // The data plane prepares the device a port is expected on, if it is on this host.
-        let derive = self.options.derive();
-        let here = derive.on_host(&iface.host);
-        if let Some(old) = old.filter(|o| o.device != device || derive.on_host(&o.host) != here) {
-            if derive.on_host(&old.host) {
-                self.forwarder.release_devices(&[old.device]);
-            }
-        }
-        if here {
-            self.forwarder
-                .prepare_devices(std::slice::from_ref(&iface.device));
-        }
+        // The data plane keeps the device prepared (a port opens on it at once), when it is on
+        // its host: the write's delta says so (`reconcile::delta`), to every data plane.
         Ok((iface, how))
     }
 
@@ -1044,21 +1034,16 @@ impl Control {
 
     /// Removes an interface from the registry; refused while it is plugged.
     pub fn unregister_interface(&self, tenant_id: &str, interface_id: &str) -> Result<()> {
-        let gone = self.write(|tx| {
-            let iface = find_interface(tx, tenant_id, interface_id)?;
+        self.write(|tx| {
+            find_interface(tx, tenant_id, interface_id)?;
             if let Some(p) = tx.port_by_attachment(interface_id)? {
                 return Err(ControlError::InterfaceInUse {
                     interface_id: interface_id.to_owned(),
                     port_id: p.id,
                 });
             }
-            tx.delete_interface(interface_id)?;
-            Ok(iface)
-        })?;
-        if self.options.derive().on_host(&gone.host) {
-            self.forwarder.release_devices(&[gone.device]);
-        }
-        Ok(())
+            tx.delete_interface(interface_id)
+        })
     }
 }
 

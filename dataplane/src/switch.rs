@@ -13,10 +13,12 @@
 //! ports whose devices live elsewhere or do not exist yet cost nothing on the packet path.
 //!
 //! After a change the switch sends the worker the difference: ports to close, the snapshot, ports
-//! to open. It never waits for the worker. A monitor thread checks every 100 ms that each placed
-//! port's device still exists with the same index (a port whose interface disappeared is closed
-//! and reported DOWN, and opened again when the interface comes back) and looks through the host's
-//! interfaces (one directory read) for the devices of desired ports not placed yet. Shutdown
+//! to open. It never waits for the worker. A monitor thread, woken by the kernel's link events
+//! (rtnetlink) as soon as an interface appears, changes or goes, and at least every 100 ms,
+//! checks that each placed port's device still exists with the same index (a port whose
+//! interface disappeared is closed and reported DOWN, and opened again when the interface comes
+//! back) and looks through the host's interfaces (one directory read) for the devices of desired
+//! ports not placed yet. Shutdown
 //! (drop, or [`Switch::shutdown`]) closes every port: programs detach and sockets close. If the
 //! process is killed instead, the kernel closes the fds and the BPF links detach by themselves.
 
@@ -1052,6 +1054,11 @@ impl Switch {
         let monitor = std::thread::Builder::new()
             .name("qswitch-monitor".into())
             .spawn(move || {
+                // Woken by the kernel when an interface appears (a VM's device: its port opens
+                // at once); without the socket, it looks every 100 ms.
+                let events = netdev::LinkEvents::open()
+                    .map_err(|e| tracing::warn!(error = %e, "no link events; polling interfaces"))
+                    .ok();
                 while !m.stop.load(Ordering::Acquire) {
                     m.tend_warm();
                     let retry_soon = {
@@ -1072,7 +1079,13 @@ impl Switch {
                     };
                     // A queue still being released frees up within milliseconds (the kernel
                     // finishes the release from a work queue): look again soon.
-                    std::thread::sleep(Duration::from_millis(if retry_soon { 5 } else { 100 }));
+                    let pause = Duration::from_millis(if retry_soon { 5 } else { 100 });
+                    match &events {
+                        Some(e) => {
+                            e.wait(pause);
+                        }
+                        None => std::thread::sleep(pause),
+                    }
                 }
             })?;
         Ok(Switch {

@@ -310,6 +310,8 @@ struct Pending {
     networks: Vec<(String, Option<DesiredNetwork>)>,
     ports: Vec<(String, Option<DesiredPort>)>,
     groups: Vec<(String, Option<DesiredGroup>)>,
+    /// Devices to keep prepared or not, the last word for each winning.
+    devices: Vec<(String, bool)>,
     seen: HashSet<String>,
 }
 
@@ -329,6 +331,7 @@ impl Pending {
         for (id, p) in delta.ports {
             track(&mut have.ports, &mut self.ports, &mut self.seen, 'p', id, p);
         }
+        self.devices.extend(delta.devices);
         for (id, g) in delta.groups {
             track(
                 &mut have.groups,
@@ -347,6 +350,22 @@ impl Pending {
             return true;
         };
         self.seen.clear();
+        // Registered devices first: a port that opens on one right after finds it prepared.
+        let mut last: HashMap<String, bool> = HashMap::new();
+        for (d, here) in std::mem::take(&mut self.devices) {
+            last.insert(d, here);
+        }
+        let (keep, drop): (Vec<_>, Vec<_>) = last.into_iter().partition(|(_, here)| *here);
+        let names = |v: Vec<(String, bool)>| v.into_iter().map(|(d, _)| d).collect::<Vec<_>>();
+        let (keep, drop) = (names(keep), names(drop));
+        let prepared = catch_unwind(AssertUnwindSafe(|| {
+            if !drop.is_empty() {
+                forwarder.release_devices(&drop);
+            }
+            if !keep.is_empty() {
+                forwarder.prepare_devices(&keep);
+            }
+        }));
         let changes = Changes {
             revision,
             full: false,
@@ -354,7 +373,7 @@ impl Pending {
             ports: diff(std::mem::take(&mut self.ports), &have.ports),
             groups: diff(std::mem::take(&mut self.groups), &have.groups),
         };
-        changes.is_empty() || guarded(forwarder, &changes)
+        prepared.is_ok() && (changes.is_empty() || guarded(forwarder, &changes))
     }
 }
 

@@ -761,6 +761,59 @@ fn an_interface_moving_between_hosts_moves_its_port_in_and_out_of_the_data_plane
     assert_eq!(last().ports, vec![Change::Removed(p.id.clone())]);
 }
 
+/// Keeps the set of devices it is told to keep prepared.
+#[derive(Debug, Default)]
+struct Prepared(Mutex<HashSet<String>>);
+
+impl Forwarder for Prepared {
+    fn apply(&self, _changes: &Changes) {}
+    fn port_up(&self, _port_id: &str) -> bool {
+        false
+    }
+    fn prepare_devices(&self, devices: &[String]) {
+        self.0.lock().unwrap().extend(devices.iter().cloned());
+    }
+    fn release_devices(&self, devices: &[String]) {
+        let mut set = self.0.lock().unwrap();
+        for d in devices {
+            set.remove(d);
+        }
+    }
+}
+
+#[test]
+fn a_data_plane_keeps_prepared_the_devices_registered_on_its_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let options = || ControlOptions {
+        host: Some("h1".into()),
+        ..ControlOptions::default()
+    };
+    let fwd = Arc::new(Prepared::default());
+    let c = Control::open_with(&db, fwd.clone(), options()).unwrap();
+    let prepared = |f: &Prepared| {
+        let mut v: Vec<String> = f.0.lock().unwrap().iter().cloned().collect();
+        v.sort();
+        v
+    };
+    c.register_interface_on(A, "here", "tap1", "h1").unwrap();
+    c.register_interface_on(A, "there", "tap2", "h2").unwrap();
+    c.register_interface_on(A, "anywhere", "tap3", "").unwrap();
+    assert_eq!(prepared(&fwd), ["tap1", "tap3"]);
+    // Moved away, renamed, removed.
+    c.register_interface_on(A, "here", "tap1", "h2").unwrap();
+    c.register_interface_on(A, "anywhere", "tap4", "").unwrap();
+    c.register_interface_on(A, "there", "tap2", "h1").unwrap();
+    assert_eq!(prepared(&fwd), ["tap2", "tap4"]);
+    c.unregister_interface(A, "there").unwrap();
+    assert_eq!(prepared(&fwd), ["tap4"]);
+    // A data plane that starts later prepares what is registered on its host by then.
+    drop(c);
+    let again = Arc::new(Prepared::default());
+    let _c = Control::open_with(&db, again.clone(), options()).unwrap();
+    assert_eq!(prepared(&again), ["tap4"]);
+}
+
 /// Records the change sets themselves (not only the state they lead to).
 #[derive(Debug, Default)]
 struct ChangeLog {

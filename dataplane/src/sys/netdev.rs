@@ -62,3 +62,76 @@ pub fn is_up(name: &str) -> bool {
         .and_then(|f| u32::from_str_radix(f.trim_start_matches("0x"), 16).ok())
         .is_some_and(|f| f & 1 != 0)
 }
+
+/// A socket that hears the kernel announce interfaces appearing, changing and going (the
+/// rtnetlink link group, `RTMGRP_LINK`), in this network namespace: a wait on it ends as soon as
+/// a VM's device is created, where a look at the interface list every so often would find it
+/// only at its next look.
+#[derive(Debug)]
+pub struct LinkEvents {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl LinkEvents {
+    /// Opens the socket and joins the link group.
+    pub fn open() -> io::Result<Self> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: socket(2) with constant arguments; the descriptor is owned just below.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a new descriptor nothing else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_nl is plain old data; all zeroes is a valid value of it.
+        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        sa.nl_groups = libc::RTMGRP_LINK as u32;
+        // SAFETY: `sa` is a valid sockaddr_nl and the length given is its size.
+        let r = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&raw const sa).cast::<libc::sockaddr>(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { fd })
+    }
+
+    /// Waits until the kernel announces a link event or `timeout` passes; true if one came.
+    /// Whatever is queued is read and dropped (the caller looks at the interfaces itself; an
+    /// overflowed queue counts as an event).
+    pub fn wait(&self, timeout: std::time::Duration) -> bool {
+        use std::os::fd::AsRawFd;
+        let fd = self.fd.as_raw_fd();
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: `pfd` is one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&raw mut pfd, 1, ms) };
+        if n <= 0 {
+            return false;
+        }
+        let mut buf = [0u8; 8192];
+        loop {
+            // SAFETY: `buf` is writable memory of the length given; the socket does not block.
+            let r = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if r <= 0 {
+                break;
+            }
+        }
+        true
+    }
+}
