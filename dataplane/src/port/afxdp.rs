@@ -363,13 +363,19 @@ impl PortIo for AfXdpPort {
     type Spec = AfXdpSpec;
 
     fn open(spec: &AfXdpSpec, slot: u16, region: &Region) -> io::Result<Self> {
-        // The program prepared ahead, if it is for the device as it is now.
+        // The program prepared ahead, if it is for the device as it is now (same index, and a
+        // map with room for every queue it has).
         let current = netdev::ifindex(&spec.device);
+        let queues_now = netdev::rx_queues(&spec.device).ok();
         let pre = match spec.prepared.clone() {
-            Some(p) if Some(p.ifindex) == current => p,
+            Some(p) if Some(p.ifindex) == current && queues_now.is_none_or(|n| n <= p.queues) => p,
             _ => Arc::new(prepare(spec)?),
         };
-        let (ifindex, nq, native) = (pre.ifindex, pre.queues, pre.native);
+        // A device is announced before it is finished (a veth sets its queue count right after
+        // registering both ends): it may have fewer queues now than when its program was
+        // prepared. Its map has room to spare; a socket for each queue it has now.
+        let nq = netdev::rx_queues(&spec.device).map_or(pre.queues, |n| n.min(pre.queues));
+        let (ifindex, native) = (pre.ifindex, pre.native);
         // The port's first socket registers the region and chooses the mode; its other sockets
         // share that registration and inherit the mode. `Auto` binds in copy mode, which every
         // device supports; zero-copy must be asked for. Multi-buffer too, where the kernel has
@@ -394,8 +400,19 @@ impl PortIo for AfXdpPort {
                     _ => Err(e),
                 })
                 // A queue still busy (the device's previous socket is being released) fails
-                // the open as `ResourceBusy`: the caller retries.
-                .map_err(|e| context(e, &format!("AF_XDP bind queue {q}")))?;
+                // the open as `ResourceBusy`: the caller retries. So does a queue the device no
+                // longer has (read while the device was still being created): the retry
+                // prepares for the queues it has now.
+                .map_err(|e| {
+                    let gone = e.raw_os_error() == Some(libc::EINVAL)
+                        && netdev::rx_queues(&spec.device).is_ok_and(|n| n <= q);
+                    let e = if gone {
+                        io::Error::new(io::ErrorKind::ResourceBusy, "its queue count changed")
+                    } else {
+                        e
+                    };
+                    context(e, &format!("AF_XDP bind queue {q}"))
+                })?;
             queues.push(Queue {
                 sock,
                 in_fill: 0,

@@ -63,6 +63,11 @@ pub fn is_up(name: &str) -> bool {
         .is_some_and(|f| f & 1 != 0)
 }
 
+/// How long the link must be quiet after an event before [`LinkEvents::wait`] returns.
+const QUIET: std::time::Duration = std::time::Duration::from_millis(2);
+/// The longest [`LinkEvents::wait`] waits for quiet after an event.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// A socket that hears the kernel announce interfaces appearing, changing and going (the
 /// rtnetlink link group, `RTMGRP_LINK`), in this network namespace: a wait on it ends as soon as
 /// a VM's device is created, where a look at the interface list every so often would find it
@@ -108,30 +113,49 @@ impl LinkEvents {
     }
 
     /// Waits until the kernel announces a link event or `timeout` passes; true if one came.
-    /// Whatever is queued is read and dropped (the caller looks at the interfaces itself; an
-    /// overflowed queue counts as an event).
+    /// After an event it waits for the link to be quiet for [`QUIET`] (at most [`SETTLE`]): a
+    /// device being created is announced before it is finished (a veth sets its queue count
+    /// right after registering both ends), and one creation brings several events. Whatever is
+    /// queued is read and dropped (the caller looks at the interfaces itself; an overflowed
+    /// queue counts as an event).
     pub fn wait(&self, timeout: std::time::Duration) -> bool {
+        if !self.readable(timeout) {
+            return false;
+        }
+        let end = std::time::Instant::now() + SETTLE;
+        loop {
+            self.drain();
+            if std::time::Instant::now() >= end || !self.readable(QUIET) {
+                return true;
+            }
+        }
+    }
+
+    /// Whether something arrives within `timeout`.
+    fn readable(&self, timeout: std::time::Duration) -> bool {
         use std::os::fd::AsRawFd;
-        let fd = self.fd.as_raw_fd();
         let mut pfd = libc::pollfd {
-            fd,
+            fd: self.fd.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
         // SAFETY: `pfd` is one valid pollfd for the duration of the call.
         let n = unsafe { libc::poll(&raw mut pfd, 1, ms) };
-        if n <= 0 {
-            return false;
-        }
+        n > 0
+    }
+
+    /// Reads and drops what is queued.
+    fn drain(&self) {
+        use std::os::fd::AsRawFd;
         let mut buf = [0u8; 8192];
         loop {
             // SAFETY: `buf` is writable memory of the length given; the socket does not block.
-            let r = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let r =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if r <= 0 {
                 break;
             }
         }
-        true
     }
 }
