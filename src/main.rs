@@ -327,7 +327,7 @@ async fn report_agent(
             let changed = ports_too
                 && (states_changed || (revision_changed && (set_here || since >= REVISION_REPORT)));
             if !full && !changed {
-                return Ok(None);
+                return Ok((revision, None));
             }
             let forwarding = ports
                 .iter()
@@ -360,11 +360,14 @@ async fn report_agent(
                 };
                 c.report_host(&h, &configurations, start, &report)?;
             }
-            Ok::<_, control::ControlError>(Some(now))
+            Ok::<_, control::ControlError>((revision, Some(now)))
         })
         .await;
+        // The revision this look saw: the wait below ends at the next one.
+        let mut seen = control.applied_revision();
         match reported {
-            Ok(Ok(Some(now))) => {
+            Ok(Ok((rev, Some(now)))) => {
+                seen = rev;
                 if due {
                     beaten = std::time::Instant::now();
                 }
@@ -373,7 +376,7 @@ async fn report_agent(
                 whole = false;
                 last = Some(now);
             }
-            Ok(Ok(None)) => {}
+            Ok(Ok((rev, None))) => seen = rev,
             Ok(Err(e)) => {
                 // The store may have kept part of what it was told: the next report is whole.
                 whole = true;
@@ -382,8 +385,15 @@ async fn report_agent(
             }
             Err(e) => tracing::error!(%e, "the agent's report did not run"),
         }
-        let pause = if ports_too { STATUS_POLL } else { beat };
-        tokio::time::sleep(pause).await;
+        if ports_too {
+            // Woken by the next revision its data plane applies (a write that set one of its
+            // ports waits for this report), and at least every STATUS_POLL for the ports'
+            // states.
+            let c = control.clone();
+            let _ = tokio::task::spawn_blocking(move || c.wait_applied(seen, STATUS_POLL)).await;
+        } else {
+            tokio::time::sleep(beat).await;
+        }
     }
 }
 

@@ -516,6 +516,12 @@ impl Control {
         self.sent.ports.load(Ordering::SeqCst)
     }
 
+    /// Waits until the data plane's revision is other than `seen` (it applied another), or
+    /// `timeout` passed; the revision then. A host's report loop wakes on it.
+    pub fn wait_applied(&self, seen: u64, timeout: std::time::Duration) -> u64 {
+        self.applier.wait_applied(seen, timeout)
+    }
+
     /// The last revision the data plane has been handed.
     pub fn applied_revision(&self) -> u64 {
         self.applier.applied()

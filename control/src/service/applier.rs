@@ -110,6 +110,18 @@ impl Applier {
             .1
     }
 
+    /// Waits until the data plane's revision is other than `seen`, or `timeout` passed; the
+    /// revision then.
+    pub(crate) fn wait_applied(&self, seen: u64, timeout: Duration) -> u64 {
+        let p = &self.progress;
+        let guard = p.done.lock().unwrap_or_else(PoisonError::into_inner);
+        let (guard, _) = p
+            .cond
+            .wait_timeout_while(guard, timeout, |done| done.1 == seen)
+            .unwrap_or_else(PoisonError::into_inner);
+        guard.1
+    }
+
     /// Waits until the work with this ticket has been handed to the
     /// forwarder (bounded).
     pub(crate) fn wait(&self, ticket: u64) {
