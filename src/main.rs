@@ -386,11 +386,24 @@ async fn report_agent(
             Err(e) => tracing::error!(%e, "the agent's report did not run"),
         }
         if ports_too {
-            // Woken by the next revision its data plane applies (a write that set one of its
-            // ports waits for this report), and at least every STATUS_POLL for the ports'
-            // states.
+            // Woken once its data plane has applied a revision that set one of its ports (a
+            // write waits for this report), and at least every STATUS_POLL for the ports'
+            // states; other revisions wait for the next look.
             let c = control.clone();
-            let _ = tokio::task::spawn_blocking(move || c.wait_applied(seen, STATUS_POLL)).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                let end = std::time::Instant::now() + STATUS_POLL;
+                let mut seen = seen;
+                loop {
+                    let left = end.saturating_duration_since(std::time::Instant::now());
+                    let rev = c.wait_applied(seen, left);
+                    let setting = c.last_port_revision();
+                    if rev == seen || left.is_zero() || (setting > seen && rev >= setting) {
+                        break;
+                    }
+                    seen = rev;
+                }
+            })
+            .await;
         } else {
             tokio::time::sleep(beat).await;
         }

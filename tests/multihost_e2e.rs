@@ -340,6 +340,11 @@ fn vms_on_two_hosts_share_a_network_across_the_trunk_and_survive_an_agent_restar
         "host b's VM never reads ACTIVE\n{}",
         b.log()
     );
+    // (A ping that cannot fail for the network's sake works: the check below means something.)
+    assert!(
+        red_b.ping(&red_b.ip),
+        "ping does not work in a VM namespace"
+    );
     // For a while (each failed ping waits 1 s): not bound later either.
     for _ in 0..3 {
         assert!(
@@ -434,9 +439,22 @@ fn vms_on_two_hosts_share_a_network_across_the_trunk_and_survive_an_agent_restar
         vm.port = port;
         qvms.push((vm, vif));
     }
-    // The VMs' devices exist (the hypervisor made them) before they are plugged, as Nova does:
-    // a plug answers once the port's host reports it forwarding.
-    std::thread::sleep(Duration::from_millis(300));
+    // The VMs' devices exist (the hypervisor made them) before they are plugged, as Nova does.
+    // Each host's agent heard of the registration on its host (through the revision log) and
+    // keeps the device prepared, its program attached ahead of any port.
+    for (host, (vm, _)) in [&a, &b].into_iter().zip(&qvms) {
+        assert!(
+            wait_for(Duration::from_secs(5), || {
+                host.ns
+                    .exec(&["ip", "link", "show", "dev", "qvm0"])
+                    .contains("xdp")
+            }),
+            "{}'s agent did not prepare its registered device for {}\n{}",
+            host.name,
+            vm.ip,
+            host.log()
+        );
+    }
     for (vm, vif) in &qvms {
         let path = format!("{t}/networks/{qnet}/ports/{}", vm.port);
         let plugged = Instant::now();

@@ -201,10 +201,12 @@ STEPS = [
     ("list subnets by network", "GET", "/v2.0/subnets?network_id={net}", None, None, {}),
     ("unknown subnet", "GET", f"/v2.0/subnets/{NONE_ID}", None, None, {}),
     # Ports.
-    ("create port", "POST", "/v2.0/ports", {"port": {"network_id": "{net}", "name": "p1"}},
-     "p1", {}),
+    # The given address first: Neutron hands out a random free address, so a port created
+    # before it could hold 10.9.0.7 in one server and not the other.
     ("create port with address", "POST", "/v2.0/ports",
      {"port": {"network_id": "{net}", "fixed_ips": [{"ip_address": "10.9.0.7"}]}}, "p7", {}),
+    ("create port", "POST", "/v2.0/ports", {"port": {"network_id": "{net}", "name": "p1"}},
+     "p1", {}),
     ("address already allocated", "POST", "/v2.0/ports",
      {"port": {"network_id": "{net}", "fixed_ips": [{"ip_address": "10.9.0.7"}]}}, None, {}),
     ("address in no subnet", "POST", "/v2.0/ports",

@@ -588,7 +588,32 @@ impl Store for PgStore {
 
 #[cfg(test)]
 mod tests {
-    use super::translate;
+    use super::{translate, PgStore, STATEMENT_CACHE};
+    use crate::store::sql::Val;
+    use crate::testing::PrivatePostgres;
+
+    #[test]
+    fn statements_of_varying_text_never_pile_up_on_the_server() {
+        let pg = PrivatePostgres::start(&["fsync=off"]).unwrap_or_else(|e| panic!("{e}"));
+        let url = pg.create_database("stmts", None).unwrap();
+        let store = PgStore::open(&url).unwrap();
+        let conn = store.connect().unwrap();
+        // As an IN list of every length would: a new statement text each time.
+        for n in 1..=3 * STATEMENT_CACHE {
+            let marks: Vec<String> = (1..=n.min(5)).map(|i| format!("?{i}")).collect();
+            let sql = format!("SELECT {n} WHERE 1 IN ({})", marks.join(", "));
+            let args: Vec<Val<'_>> = (0..n.min(5)).map(|_| Val::Int(1)).collect();
+            conn.query(&sql, &args).unwrap();
+        }
+        let rows = conn
+            .query("SELECT count(*) FROM pg_prepared_statements", &[])
+            .unwrap();
+        let held: i64 = rows[0].get(0);
+        assert!(
+            held as usize <= STATEMENT_CACHE + 1,
+            "{held} statements prepared on the server"
+        );
+    }
 
     #[test]
     fn parameters_and_clock_are_rewritten_outside_quotes() {

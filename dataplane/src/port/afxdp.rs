@@ -363,17 +363,17 @@ impl PortIo for AfXdpPort {
     type Spec = AfXdpSpec;
 
     fn open(spec: &AfXdpSpec, slot: u16, region: &Region) -> io::Result<Self> {
-        // The program prepared ahead, if it is for the device as it is now (same index, and a
-        // map with room for every queue it has).
+        // The program prepared ahead, if it is for the device as it is now (its link holds the
+        // device's XDP hook: another program could not attach while it is kept).
         let current = netdev::ifindex(&spec.device);
-        let queues_now = netdev::rx_queues(&spec.device).ok();
         let pre = match spec.prepared.clone() {
-            Some(p) if Some(p.ifindex) == current && queues_now.is_none_or(|n| n <= p.queues) => p,
+            Some(p) if Some(p.ifindex) == current => p,
             _ => Arc::new(prepare(spec)?),
         };
         // A device is announced before it is finished (a veth sets its queue count right after
         // registering both ends): it may have fewer queues now than when its program was
-        // prepared. Its map has room to spare; a socket for each queue it has now.
+        // prepared (its map has room to spare). A socket for each queue it has now, up to the
+        // map's size.
         let nq = netdev::rx_queues(&spec.device).map_or(pre.queues, |n| n.min(pre.queues));
         let (ifindex, native) = (pre.ifindex, pre.native);
         // The port's first socket registers the region and chooses the mode; its other sockets

@@ -142,6 +142,10 @@ impl LinkEvents {
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
         // SAFETY: `pfd` is one valid pollfd for the duration of the call.
         let n = unsafe { libc::poll(&raw mut pfd, 1, ms) };
+        if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            // Not a wait that can end early: wait it out, never spin.
+            std::thread::sleep(timeout);
+        }
         n > 0
     }
 
