@@ -338,6 +338,10 @@ impl Forwarder for SwitchForwarder {
         self.switch.release_devices(devices);
     }
 
+    fn keep_devices(&self, devices: &[String]) {
+        self.switch.keep_devices(devices);
+    }
+
     fn port_up(&self, port_id: &str) -> bool {
         self.switch.is_forwarding(port_id)
     }

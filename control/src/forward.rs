@@ -261,11 +261,17 @@ pub trait Forwarder: Send + Sync + 'static {
 
     /// These host devices are registered interfaces: ports are expected on
     /// them, so the data plane may prepare them ahead (attach its program)
-    /// to make a plug fast. Called after registrations and at startup.
+    /// to make a plug fast. Called with the registrations a write made.
     fn prepare_devices(&self, _devices: &[String]) {}
 
     /// These devices are no longer registered interfaces.
     fn release_devices(&self, _devices: &[String]) {}
+
+    /// Keeps exactly these devices prepared: those it kept and that are not named are released
+    /// (a whole state replaces what the deltas said). By default, prepares them.
+    fn keep_devices(&self, devices: &[String]) {
+        self.prepare_devices(devices);
+    }
 
     /// True while this port's interface is open and forwarding (drives the
     /// port's op-status: UP/DOWN).

@@ -125,6 +125,16 @@ pub(crate) fn desired_state(tx: &dyn Tx, derive: &Derive) -> Result<DesiredState
     })
 }
 
+/// The devices registered on this data plane's host (or on none), to keep prepared.
+pub(crate) fn devices_here(tx: &dyn Tx, derive: &Derive) -> Result<Vec<String>> {
+    Ok(tx
+        .all_interfaces()?
+        .into_iter()
+        .filter(|i| derive.on_host(&i.host))
+        .map(|i| i.device)
+        .collect())
+}
+
 /// Derives the desired form of what a write touched.
 pub(crate) fn delta(tx: &dyn Tx, touched: &[Touched], derive: &Derive) -> Result<Delta> {
     let mut nets = BTreeSet::new();

@@ -193,7 +193,7 @@ fn catch_up(tx: &dyn Tx, sent: u64, derive: &reconcile::Derive, whole: bool) -> 
         if !whole && rev > sent {
             return Ok(vec![Work::Resync(rev)]);
         }
-        return Ok(vec![Work::Full(rev, reconcile::desired_state(tx, derive)?)]);
+        return Ok(vec![whole_state(tx, rev, derive)?]);
     };
     revisions
         .into_iter()
@@ -237,10 +237,19 @@ struct Sent {
     ports: AtomicU64,
 }
 
+/// The whole state as of `rev`, with the devices registered on this data plane's host.
+fn whole_state(tx: &dyn Tx, rev: u64, derive: &reconcile::Derive) -> Result<Work> {
+    Ok(Work::Full(
+        rev,
+        reconcile::desired_state(tx, derive)?,
+        reconcile::devices_here(tx, derive)?,
+    ))
+}
+
 /// The revision a piece of work brings the data plane to.
 fn revision_of(work: &Work) -> u64 {
     match work {
-        Work::Full(rev, _) | Work::Delta(rev, _) | Work::Resync(rev) => *rev,
+        Work::Full(rev, ..) | Work::Delta(rev, _) | Work::Resync(rev) => *rev,
     }
 }
 
@@ -372,7 +381,11 @@ impl Control {
             Box::new(move || {
                 let mut out = None;
                 store.read(&mut |tx| {
-                    out = Some((tx.revision()?, reconcile::desired_state(tx, &derive)?));
+                    out = Some((
+                        tx.revision()?,
+                        reconcile::desired_state(tx, &derive)?,
+                        reconcile::devices_here(tx, &derive)?,
+                    ));
                     Ok(())
                 })?;
                 out.ok_or_else(ran_twice)
@@ -416,14 +429,7 @@ impl Control {
                 thread: Some(thread),
             });
         }
-        let derive = control.options.derive();
-        let devices: Vec<String> = control
-            .read(|tx| tx.all_interfaces())?
-            .into_iter()
-            .filter(|i| derive.on_host(&i.host))
-            .map(|i| i.device)
-            .collect();
-        control.forwarder.prepare_devices(&devices);
+        // The devices registered on this host are in the whole state `reconcile` handed over.
         Ok(control)
     }
 
@@ -441,11 +447,10 @@ impl Control {
         // no other server's writes), so that it takes its place in revision order.
         let started = std::time::Instant::now();
         self.store.follow(&mut |tx| {
-            let state = reconcile::desired_state(tx, &derive)?;
             let rev = tx.revision()?;
             Ok(Some(self.after_commit(
                 rev,
-                vec![Work::Full(rev, state)],
+                vec![whole_state(tx, rev, &derive)?],
                 Vec::new(),
                 &ticket,
             )))

@@ -1356,6 +1356,21 @@ impl Switch {
         self.inner.queue_devices(&present);
     }
 
+    /// Keeps exactly these devices prepared: those kept and not named are released.
+    pub fn keep_devices(&self, devices: &[String]) {
+        let wanted: HashSet<&String> = devices.iter().collect();
+        let gone: Vec<String> = self
+            .inner
+            .warm()
+            .pinned
+            .iter()
+            .filter(|d| !wanted.contains(d))
+            .cloned()
+            .collect();
+        self.release_devices(&gone);
+        self.prepare_devices(devices);
+    }
+
     /// Stops keeping these devices prepared; a program no open port uses detaches.
     pub fn release_devices(&self, devices: &[String]) {
         let mut warm = self.inner.warm();

@@ -40,13 +40,13 @@ const RESYNC_RETRY_MAX: Duration = Duration::from_secs(32);
 
 /// Derives the whole desired state and the revision it is as of, from one consistent read of
 /// the store.
-pub(crate) type Resync = Box<dyn Fn() -> Result<(u64, DesiredState)> + Send>;
+pub(crate) type Resync = Box<dyn Fn() -> Result<(u64, DesiredState, Vec<String>)> + Send>;
 
 /// Work for the applier.
 #[derive(Debug)]
 pub(crate) enum Work {
-    /// The whole desired state as of a revision.
-    Full(u64, DesiredState),
+    /// The whole desired state as of a revision, with the devices to keep prepared.
+    Full(u64, DesiredState, Vec<String>),
     /// What one write touched, as of its revision.
     Delta(u64, Delta),
     /// The deltas since the last work are not known (the revision log was pruned past them):
@@ -194,12 +194,12 @@ fn run(rx: &Receiver<Work>, forwarder: &dyn Forwarder, resync: &Resync, progress
         let mut pending = Pending::default();
         for work in batch {
             match work {
-                Work::Full(rev, state) => {
+                Work::Full(rev, state, devices) => {
                     // Whatever came before is superseded: hand it over first, then the whole
                     // (which stands whether or not that went through).
                     pending.flush(&have, forwarder);
                     pending = Pending::default();
-                    lost = !full(&mut have, forwarder, rev, state);
+                    lost = !full(&mut have, forwarder, rev, state, &devices);
                     at = Some(rev);
                     reached = Some(rev);
                     reset = true;
@@ -250,8 +250,8 @@ fn run(rx: &Receiver<Work>, forwarder: &dyn Forwarder, resync: &Resync, progress
                 })
             });
             match read {
-                Ok((rev, state)) => {
-                    lost = !full(&mut have, forwarder, rev, state);
+                Ok((rev, state, devices)) => {
+                    lost = !full(&mut have, forwarder, rev, state, &devices);
                     at = Some(rev);
                     reached = Some(rev);
                     reset = true;
@@ -282,23 +282,35 @@ fn run(rx: &Receiver<Work>, forwarder: &dyn Forwarder, resync: &Resync, progress
     }
 }
 
-/// Hands the forwarder a whole state in place of what it had; false if the forwarder panicked.
-fn full(have: &mut Applied, forwarder: &dyn Forwarder, rev: u64, state: DesiredState) -> bool {
+/// Hands the forwarder a whole state in place of what it had, and the devices to keep prepared
+/// in place of those it kept; false if the forwarder panicked.
+fn full(
+    have: &mut Applied,
+    forwarder: &dyn Forwarder,
+    rev: u64,
+    state: DesiredState,
+    devices: &[String],
+) -> bool {
+    let kept = catch_unwind(AssertUnwindSafe(|| forwarder.keep_devices(devices)));
+    if kept.is_err() {
+        tracing::error!("the data plane panicked taking the devices to keep prepared");
+    }
     *have = Applied {
         networks: by_id(&state.networks, |n| &n.id),
         ports: by_id(&state.ports, |p| &p.id),
         groups: by_id(&state.groups, |g| &g.id),
     };
-    guarded(
-        forwarder,
-        &Changes {
-            revision: rev,
-            full: true,
-            networks: state.networks.into_iter().map(Change::Set).collect(),
-            ports: state.ports.into_iter().map(Change::Set).collect(),
-            groups: state.groups.into_iter().map(Change::Set).collect(),
-        },
-    )
+    kept.is_ok()
+        && guarded(
+            forwarder,
+            &Changes {
+                revision: rev,
+                full: true,
+                networks: state.networks.into_iter().map(Change::Set).collect(),
+                ports: state.ports.into_iter().map(Change::Set).collect(),
+                groups: state.groups.into_iter().map(Change::Set).collect(),
+            },
+        )
 }
 
 /// `forwarder.apply`, with a panic caught and logged (false): a bug in the data plane's apply
@@ -378,6 +390,9 @@ impl Pending {
                 forwarder.prepare_devices(&keep);
             }
         }));
+        if prepared.is_err() {
+            tracing::error!("the data plane panicked taking registered devices; resyncing");
+        }
         let changes = Changes {
             revision,
             full: false,
@@ -483,7 +498,7 @@ mod tests {
         Box::new(move || {
             let mut t = truth.lock().unwrap();
             t.2 += 1;
-            Ok((t.0, t.1.clone()))
+            Ok((t.0, t.1.clone(), Vec::new()))
         })
     }
 
@@ -499,7 +514,7 @@ mod tests {
         let fwd = Arc::new(Flaky::default());
         let truth: Truth = Arc::default();
         let a = Applier::start(fwd.clone(), resync_from(&truth)).unwrap();
-        a.wait(a.send(Work::Full(1, state(&[]))));
+        a.wait(a.send(Work::Full(1, state(&[]), Vec::new())));
         a.wait(a.send(Work::Delta(2, delta("p2"))));
         assert_eq!(fwd.ports(), ["p2"]);
         assert_eq!(truth.lock().unwrap().2, 0, "no resync without a gap");
@@ -526,7 +541,7 @@ mod tests {
         });
         let truth: Truth = Arc::default();
         let a = Applier::start(fwd.clone(), resync_from(&truth)).unwrap();
-        a.wait(a.send(Work::Full(1, state(&[]))));
+        a.wait(a.send(Work::Full(1, state(&[]), Vec::new())));
         // The second apply panics: the thread survives and resyncs from the store at once.
         *truth.lock().unwrap() = (2, state(&["p2"]), 0);
         a.wait(a.send(Work::Delta(2, delta("p2"))));
@@ -550,10 +565,10 @@ mod tests {
                     detail: "disk gone".into(),
                 });
             }
-            Ok((3, state(&["p2", "p3"])))
+            Ok((3, state(&["p2", "p3"]), Vec::new()))
         });
         let a = Applier::start(fwd.clone(), resync).unwrap();
-        a.wait(a.send(Work::Full(1, state(&[]))));
+        a.wait(a.send(Work::Full(1, state(&[]), Vec::new())));
         // The writer is answered only once the retried resync has brought its change.
         a.wait(a.send(Work::Delta(3, delta("p3"))));
         assert_eq!(fwd.ports(), ["p2", "p3"]);

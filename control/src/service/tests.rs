@@ -723,7 +723,7 @@ fn catching_up_inside_a_write_derives_the_whole_state_only_after_a_restore() {
     // Ahead of the store (a database restored from a backup): the whole state, at once.
     let works = caught(now + 3);
     assert!(
-        matches!(&works[..], [Work::Full(rev, state)] if *rev == now && state.networks.len() == 2),
+        matches!(&works[..], [Work::Full(rev, state, _)] if *rev == now && state.networks.len() == 2),
         "{works:?}"
     );
 }
@@ -779,6 +779,9 @@ impl Forwarder for Prepared {
             set.remove(d);
         }
     }
+    fn keep_devices(&self, devices: &[String]) {
+        *self.0.lock().unwrap() = devices.iter().cloned().collect();
+    }
 }
 
 #[test]
@@ -806,6 +809,10 @@ fn a_data_plane_keeps_prepared_the_devices_registered_on_its_host() {
     c.register_interface_on(A, "there", "tap2", "h1").unwrap();
     assert_eq!(prepared(&fwd), ["tap2", "tap4"]);
     c.unregister_interface(A, "there").unwrap();
+    assert_eq!(prepared(&fwd), ["tap4"]);
+    // A whole state (a resync) says which devices to keep: what a lost delta left is mended.
+    fwd.prepare_devices(&["stale".to_owned()]);
+    c.reconcile().unwrap();
     assert_eq!(prepared(&fwd), ["tap4"]);
     // A data plane that starts later prepares what is registered on its host by then.
     drop(c);
