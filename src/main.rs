@@ -269,9 +269,9 @@ fn main() -> ExitCode {
 /// Reports this host's agent (its data plane runs here) at start and every
 /// `REPORT_INTERVAL_SECS` after, as Neutron's agents report their state: `GET /v2.0/agents`
 /// shows it alive while the reports come. On a shared store it also reports its ports' states
-/// whenever they or the revision its data plane has applied change (looked at every
-/// `STATUS_POLL`): API servers take ports' statuses from these reports, and a plug waits for
-/// its host's. Only ports whose device is on this host are reported (an unbound port is taken
+/// whenever they or the revision its data plane has applied change (looked at when a revision
+/// that set one of its ports is applied, and every `STATUS_POLL`): API servers take ports'
+/// statuses from these reports, and a plug waits for its host's. Only ports whose device is on this host are reported (an unbound port is taken
 /// by every host, and opened where its device is). Between heartbeats a report carries what
 /// changed; each heartbeat, and the first report after one that failed, carries everything, so
 /// that a report lost on its way (they are written without waiting for the disk) is mended.
@@ -342,21 +342,18 @@ async fn report_agent(
             .to_string();
             if !ports_too {
                 c.report_agent(&h, &configurations, start)?;
-            } else if full {
-                let report = control::agent::HostReport {
-                    revision,
-                    changed: &now.reports,
-                    gone: &[],
-                    full: true,
-                };
-                c.report_host(&h, &configurations, start, &report)?;
             } else {
-                let (diff, gone) = now.since(previous.as_ref());
+                // Everything it holds, or only what changed since the last report.
+                let (diff, gone) = if full {
+                    (now.reports.clone(), Vec::new())
+                } else {
+                    now.since(previous.as_ref())
+                };
                 let report = control::agent::HostReport {
                     revision,
                     changed: &diff,
                     gone: &gone,
-                    full: false,
+                    full,
                 };
                 c.report_host(&h, &configurations, start, &report)?;
             }

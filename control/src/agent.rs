@@ -47,8 +47,13 @@ pub struct Agent {
 impl Agent {
     /// Is its last heartbeat recent enough, at `now` (seconds since the epoch)?
     pub fn alive(&self, now: i64) -> bool {
-        now.saturating_sub(self.heartbeat_at) <= DOWN_TIME_SECS
+        alive_at(Some(self.heartbeat_at), now)
     }
+}
+
+/// Whether an agent whose last heartbeat was `heartbeat` (`None`: none) is alive at `now`.
+fn alive_at(heartbeat: Option<i64>, now: i64) -> bool {
+    heartbeat.is_some_and(|h| now.saturating_sub(h) <= DOWN_TIME_SECS)
 }
 
 /// Seconds since the epoch.
@@ -124,8 +129,7 @@ pub struct HostState {
 impl HostState {
     /// Whether its agent is alive at `now`.
     pub fn alive(&self, now: i64) -> bool {
-        self.heartbeat_at
-            .is_some_and(|h| now.saturating_sub(h) <= DOWN_TIME_SECS)
+        alive_at(self.heartbeat_at, now)
     }
 }
 
@@ -133,9 +137,7 @@ impl ReportedStatus {
     /// How much a report says for its port, when several hosts report an unbound one: one that
     /// forwards, then one that refuses it (ERROR), then DOWN; a live agent's over a dead one's.
     pub fn weight(&self, now: i64) -> u8 {
-        let alive = self
-            .heartbeat_at
-            .is_some_and(|h| now.saturating_sub(h) <= DOWN_TIME_SECS);
+        let alive = alive_at(self.heartbeat_at, now);
         let status = match self.status.as_str() {
             "ACTIVE" => 3,
             "ERROR" => 2,
@@ -151,10 +153,7 @@ impl ReportedStatus {
     /// Forwarding, as reported by an agent that is alive at `now`: a dead agent's ports are
     /// DOWN whatever it last said.
     pub fn forwarding(&self, now: i64) -> bool {
-        self.status == "ACTIVE"
-            && self
-                .heartbeat_at
-                .is_some_and(|h| now.saturating_sub(h) <= DOWN_TIME_SECS)
+        self.status == "ACTIVE" && alive_at(self.heartbeat_at, now)
     }
 }
 
