@@ -270,8 +270,9 @@ fn main() -> ExitCode {
 /// `REPORT_INTERVAL_SECS` after, as Neutron's agents report their state: `GET /v2.0/agents`
 /// shows it alive while the reports come. On a shared store it also reports its ports' states
 /// whenever they or the revision its data plane has applied change (looked at when a revision
-/// that set one of its ports is applied, and every `STATUS_POLL`): API servers take ports'
-/// statuses from these reports, and a plug waits for its host's. Only ports whose device is on this host are reported (an unbound port is taken
+/// that touched one of its ports is applied, and every `STATUS_POLL`): API servers take ports'
+/// statuses from these reports, and a plug waits for its host's. Only ports whose device is on
+/// this host are reported (an unbound port is taken
 /// by every host, and opened where its device is). Between heartbeats a report carries what
 /// changed; each heartbeat, and the first report after one that failed, carries everything, so
 /// that a report lost on its way (they are written without waiting for the disk) is mended.
@@ -296,6 +297,7 @@ async fn report_agent(
         let full = whole || due;
         let since = reported_at.elapsed();
         let reported = tokio::task::spawn_blocking(move || {
+            let looked = std::time::Instant::now();
             let revision = c.applied_revision();
             let setting = c.last_port_revision();
             let mut ports = s.ports();
@@ -319,9 +321,9 @@ async fn report_agent(
             };
             let states_changed = previous.as_ref().is_none_or(|p| p.reports != now.reports);
             let revision_changed = previous.as_ref().is_none_or(|p| p.revision != revision);
-            // A port's state at once, and a revision that set one of this host's ports (a write
-            // waits for it); any other new revision at most every REVISION_REPORT (every host
-            // hears every revision).
+            // A port's state at once, and a revision that touched a port this host forwards for
+            // or that is bound to it (a write waits for it: `last_port_revision`); any other new
+            // revision at most every REVISION_REPORT (every host hears every revision).
             let set_here =
                 revision >= setting && previous.as_ref().is_some_and(|p| p.revision < setting);
             let changed = ports_too
@@ -357,6 +359,12 @@ async fn report_agent(
                 };
                 c.report_host(&h, &configurations, start, &report)?;
             }
+            tracing::debug!(
+                revision,
+                full,
+                took_us = looked.elapsed().as_micros() as u64,
+                "reported this host's state"
+            );
             Ok::<_, control::ControlError>((revision, Some(now)))
         })
         .await;
@@ -383,7 +391,7 @@ async fn report_agent(
             Err(e) => tracing::error!(%e, "the agent's report did not run"),
         }
         if ports_too {
-            // Woken once its data plane has applied a revision that set one of its ports (a
+            // Woken once its data plane has applied a revision that touched one of its ports (a
             // write waits for this report), and at least every STATUS_POLL for the ports'
             // states; other revisions wait for the next look.
             let c = control.clone();

@@ -35,12 +35,13 @@ fn sigkill_under_write_load_loses_no_acknowledged_write() {
     )
     .unwrap();
     let addr = free_addr();
+    let db = store(&dir);
     let args = [
         "--no-dataplane",
         "--config",
         "qswitch.toml",
         "--db",
-        "q.db",
+        &db,
         "--listen",
         &addr,
     ];

@@ -75,8 +75,8 @@ fn ports_macs_and_stats_show_the_switch_state() {
     let dir = std::env::temp_dir().join(unique("db"));
     std::fs::create_dir_all(&dir).unwrap();
     let addr = free_addr();
-    let db = dir.join("q.db");
-    let daemon = Daemon::start_in(dir, &["--listen", &addr, "--db", db.to_str().unwrap()]);
+    let db = store(&dir);
+    let daemon = Daemon::start_in(dir, &["--listen", &addr, "--db", &db]);
     assert!(wait_ready(&addr), "{}", daemon.log());
     let t = "/v1.1/tenants/ops";
     let (net, ports) = plugged_network(&addr, t, [&vm1, &vm2], "cli");

@@ -146,9 +146,9 @@ impl Api {
 fn start() -> (Api, Daemon) {
     let dir = std::env::temp_dir().join(unique("db"));
     std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("q.db");
+    let db = store(&dir);
     let api = Api { addr: free_addr() };
-    let daemon = Daemon::start_in(dir, &["--listen", &api.addr, "--db", db.to_str().unwrap()]);
+    let daemon = Daemon::start_in(dir, &["--listen", &api.addr, "--db", &db]);
     assert!(
         wait_ready(&api.addr),
         "daemon did not start:\n{}",

@@ -83,8 +83,8 @@ fn start() -> (Api, Daemon) {
     let dir = std::env::temp_dir().join(unique("db"));
     std::fs::create_dir_all(&dir).unwrap();
     let api = Api { addr: free_addr() };
-    let db = dir.join("q.db");
-    let daemon = Daemon::start_in(dir, &["--listen", &api.addr, "--db", db.to_str().unwrap()]);
+    let db = store(&dir);
+    let daemon = Daemon::start_in(dir, &["--listen", &api.addr, "--db", &db]);
     assert!(
         wait_ready(&api.addr),
         "daemon did not start:\n{}",
@@ -229,13 +229,14 @@ fn token_mode_daemon_refuses_unknown_tokens_and_serves_known_ones() {
     )
     .unwrap();
     let addr = free_addr();
+    let db = store(&dir);
     let daemon = Daemon::start_in(
         dir.clone(),
         &[
             "--listen",
             &addr,
             "--db",
-            dir.join("q.db").to_str().unwrap(),
+            &db,
             "--no-dataplane",
             "--auth",
             "token",
@@ -270,7 +271,7 @@ fn the_config_files_api_section_sets_page_size_rate_limits_and_quotas() {
         "[api]\nmax_page_size = 2\n\
          [api.rate_limit]\nwrite_per_minute = 60\nwrite_burst = 3\n\
          [api.quotas]\nnetworks = 2\n",
-        &["--listen", &addr, "--db", "q.db", "--no-dataplane"],
+        &["--listen", &addr, "--no-dataplane"],
     );
     assert!(wait_ready(&addr), "daemon did not start:\n{}", daemon.log());
     let create = |tenant: &str| {

@@ -80,9 +80,9 @@ fn api_drives_forwarding_and_survives_kill_9() {
     let vm4 = Vm::new("e", 4, 0);
     let dir = std::env::temp_dir().join(unique("db"));
     std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("q.db");
+    let db = store(&dir);
     let api = Api { addr: free_addr() };
-    let args = ["--listen", &api.addr, "--db", db.to_str().unwrap()];
+    let args = ["--listen", &api.addr, "--db", &db];
     let mut daemon = Daemon::start_in(dir.clone(), &args);
     assert!(
         wait_ready(&api.addr),

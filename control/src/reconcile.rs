@@ -40,11 +40,14 @@ impl Derive {
     /// Whether this data plane forwards for `r`, plugged into `plugged`: unbound ports and ports
     /// bound to its host, by `binding:host_id` or else by the host of the interface plugged in.
     fn takes(&self, r: &PortRecord, plugged: Option<&Interface>) -> bool {
-        let bound = match (r.attrs.host_id.as_str(), plugged) {
-            ("", Some(i)) => i.host.as_str(),
-            (h, _) => h,
-        };
-        self.on_host(bound)
+        self.on_host(bound_host(r, plugged))
+    }
+
+    /// Whether `r` is bound to this data plane's host by name (not merely unbound): its host's
+    /// report is what a write on it waits for.
+    fn bound_here(&self, r: &PortRecord, plugged: Option<&Interface>) -> bool {
+        let bound = bound_host(r, plugged);
+        !bound.is_empty() && self.host.as_deref().is_none_or(|h| h == bound)
     }
 
     /// Whether `host` (empty: any) is this data plane's.
@@ -53,6 +56,15 @@ impl Derive {
             Some(h) => host.is_empty() || host == h,
             None => true,
         }
+    }
+}
+
+/// The host a port is bound to: its `binding:host_id`, or else the host of the interface plugged
+/// into it; empty for none.
+fn bound_host<'a>(r: &'a PortRecord, plugged: Option<&'a Interface>) -> &'a str {
+    match (r.attrs.host_id.as_str(), plugged) {
+        ("", Some(i)) => i.host.as_str(),
+        (h, _) => h,
     }
 }
 
@@ -66,6 +78,9 @@ pub(crate) struct Delta {
     /// Host devices registered (`true`: on this host or on any, to keep prepared so that a port
     /// opens on them at once) or no longer registered here (`false`).
     pub(crate) devices: Vec<(String, bool)>,
+    /// Whether it touched a port this data plane forwards for, or one bound to its host whose
+    /// device is not there yet: a write on such a port waits for this host's report.
+    pub(crate) takes_port: bool,
 }
 
 /// Derives the whole desired forwarding state from the store.
@@ -135,45 +150,72 @@ pub(crate) fn devices_here(tx: &dyn Tx, derive: &Derive) -> Result<Vec<String>> 
         .collect())
 }
 
-/// Derives the desired form of what a write touched.
-pub(crate) fn delta(tx: &dyn Tx, touched: &[Touched], derive: &Derive) -> Result<Delta> {
-    let mut nets = BTreeSet::new();
-    let mut ports = BTreeSet::new();
-    let mut groups = BTreeSet::new();
-    let mut devices = BTreeSet::new();
+/// The ids a write's touches stand for: what it touched directly, and the ports behind a
+/// network's ports, an interface, a registered `tap` device or a security group.
+#[derive(Default)]
+struct Touches {
+    nets: BTreeSet<String>,
+    ports: BTreeSet<String>,
+    groups: BTreeSet<String>,
+    devices: BTreeSet<String>,
+}
+
+fn expand(tx: &dyn Tx, touched: &[Touched], derive: &Derive) -> Result<Touches> {
+    let mut out = Touches::default();
     for t in touched {
         match t {
             Touched::Network(id) => {
-                nets.insert(id.clone());
+                out.nets.insert(id.clone());
             }
             Touched::NetworkPorts(id) => {
-                ports.extend(tx.ports(id)?.into_iter().map(|p| p.id));
+                out.ports.extend(tx.ports(id)?.into_iter().map(|p| p.id));
             }
             Touched::Port(id) => {
-                ports.insert(id.clone());
+                out.ports.insert(id.clone());
             }
             Touched::Interface(id) => {
                 if let Some(p) = tx.port_by_attachment(id)? {
-                    ports.insert(p.id);
+                    out.ports.insert(p.id);
                 }
             }
             Touched::Device(device) => {
                 // A registered `tap` device authorizes (or no longer does) the port it names.
                 if let Some(prefix) = device.strip_prefix("tap") {
                     if derive.authorize_tap && prefix.len() == TAP_ID_CHARS {
-                        ports.extend(tx.port_ids_with_prefix(prefix)?);
+                        out.ports.extend(tx.port_ids_with_prefix(prefix)?);
                     }
                 }
-                devices.insert(device.clone());
+                out.devices.insert(device.clone());
             }
             Touched::SecurityGroup(id) => {
-                ports.extend(tx.security_group_ports(id)?);
+                out.ports.extend(tx.security_group_ports(id)?);
             }
             Touched::GroupMembers(id) => {
-                groups.insert(id.clone());
+                out.groups.insert(id.clone());
             }
         }
     }
+    Ok(out)
+}
+
+/// The ports a write touched (some may be gone), without deriving their desired form: what an
+/// API server with no data plane needs to wait for their hosts' reports.
+pub(crate) fn touched_ports(
+    tx: &dyn Tx,
+    touched: &[Touched],
+    derive: &Derive,
+) -> Result<Vec<String>> {
+    Ok(expand(tx, touched, derive)?.ports.into_iter().collect())
+}
+
+/// Derives the desired form of what a write touched.
+pub(crate) fn delta(tx: &dyn Tx, touched: &[Touched], derive: &Derive) -> Result<Delta> {
+    let Touches {
+        nets,
+        ports,
+        groups,
+        devices,
+    } = expand(tx, touched, derive)?;
     let mut out = Delta::default();
     for id in nets {
         let n = tx
@@ -189,7 +231,8 @@ pub(crate) fn delta(tx: &dyn Tx, touched: &[Touched], derive: &Derive) -> Result
     }
     let mut rules = GroupRules::new(tx);
     for id in ports {
-        let p = desired_port(tx, &id, derive, &mut rules)?;
+        let (p, taken) = desired_port(tx, &id, derive, &mut rules)?;
+        out.takes_port |= taken;
         out.ports.push((id, p));
     }
     for id in groups {
@@ -283,14 +326,17 @@ fn desired_rule(r: &SgRule, stateful: bool) -> DesiredRule {
 }
 
 /// One port's desired form, from a few index lookups.
+/// A port's desired form (`None` where it is gone or has nothing to forward here), and whether
+/// this data plane forwards for it or it is bound to this host, with a device or not (see
+/// [`Delta::takes_port`]).
 fn desired_port(
     tx: &dyn Tx,
     port_id: &str,
     derive: &Derive,
     rules: &mut GroupRules<'_>,
-) -> Result<Option<DesiredPort>> {
+) -> Result<(Option<DesiredPort>, bool)> {
     let Some(r) = tx.port_records(Some(port_id))?.pop() else {
-        return Ok(None);
+        return Ok((None, false));
     };
     let net = tx.network_records(Some(&r.port.network_id))?.pop();
     let (up, tenant) = net.as_ref().map_or((true, None), |n| {
@@ -301,15 +347,16 @@ fn desired_port(
         None => None,
     };
     let policy = r.effective_qos_policy().map(str::to_owned);
+    let bound_here = derive.bound_here(&r, device.as_ref());
     let Some(mut p) = port_for(tx, r, device, up, tenant, derive, rules)? else {
-        return Ok(None);
+        return Ok((None, bound_here));
     };
     let policy = match policy {
         Some(id) => tx.qos_rules(Some(&id))?,
         None => Vec::new(),
     };
     apply_policy(&mut p, &policy);
-    Ok(Some(p))
+    Ok((Some(p), true))
 }
 
 /// Sets a port's limits from its QoS policy's rules.

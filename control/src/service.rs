@@ -172,6 +172,9 @@ impl Drop for Follower {
 
 /// How long a write on a shared store waits for the hosts of the ports it set to report them.
 const SETTLE_REPORTED: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often a write waiting for host reports looks without being woken (a notification lost
+/// with its connection).
+const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// How long the follower waits for a wake-up before it looks at the store's revision anyway.
 const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -207,12 +210,13 @@ fn mark_sent(sent: &Sent, works: &[Work]) {
     let Some(last) = works.last().map(revision_of) else {
         return;
     };
-    // The last revision that sets a port (a whole state sets every port).
+    // The last revision that touched a port this data plane takes (a whole state sets every
+    // port).
     let ports = works
         .iter()
         .filter(|w| match w {
             Work::Full(..) | Work::Resync(_) => true,
-            Work::Delta(_, d) => d.ports.iter().any(|(_, p)| p.is_some()),
+            Work::Delta(_, d) => d.takes_port,
         })
         .map(revision_of)
         .max();
@@ -229,8 +233,8 @@ fn mark_sent(sent: &Sent, works: &[Work]) {
     }
 }
 
-/// What this process has handed its applier: the last revision, and the last one that set a
-/// port of its data plane (a host reports that one at once: a plug waits for it).
+/// What this process has handed its applier: the last revision, and the last one that touched a
+/// port its data plane takes (a host reports that one at once: a plug waits for it).
 #[derive(Debug, Default)]
 struct Sent {
     revision: AtomicU64,
@@ -270,6 +274,7 @@ fn follow(
         if stop.load(Ordering::SeqCst) {
             break;
         }
+        let woken = std::time::Instant::now();
         // Behind, or ahead of a database restored to an earlier revision.
         let mut behind = false;
         let looked = store.read(&mut |tx| {
@@ -297,8 +302,15 @@ fn follow(
             });
             Ok(Some(step))
         });
-        if let Err(e) = followed {
-            tracing::warn!(error = %e, "cannot follow the store's revisions; trying again");
+        match followed {
+            Ok(()) => tracing::debug!(
+                revision = sent.revision.load(Ordering::SeqCst),
+                took_us = woken.elapsed().as_micros() as u64,
+                "followed the store's revisions"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot follow the store's revisions; trying again")
+            }
         }
     }
 }
@@ -514,9 +526,10 @@ impl Control {
         self.forwarder.forwards()
     }
 
-    /// The last revision handed to the data plane that set one of its ports (a port to open,
-    /// change or keep): a host reports its applied revision at once when it reaches this one,
-    /// since a write that set a port bound to it waits for that report.
+    /// The last revision handed to the data plane that touched one of its ports (a port to
+    /// open, change or keep, or one bound to its host whose device is not there yet): a host
+    /// reports its applied revision at once when it reaches this one, since a write that set a
+    /// port bound to it waits for that report.
     pub fn last_port_revision(&self) -> u64 {
         self.sent.ports.load(Ordering::SeqCst)
     }
@@ -581,13 +594,23 @@ impl Control {
                 };
                 return Ok(Some(self.after_commit(rev, works, Vec::new(), &ticket)));
             };
-            let delta = reconcile::delta(tx, &touched, &derive)?;
-            let set: Vec<String> = delta
-                .ports
-                .iter()
-                .filter(|(_, p)| p.is_some())
-                .map(|(id, _)| id.clone())
-                .collect();
+            let (delta, set) = if self.forwarder.forwards() {
+                let delta = reconcile::delta(tx, &touched, &derive)?;
+                let set: Vec<String> = delta
+                    .ports
+                    .iter()
+                    .filter(|(_, p)| p.is_some())
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                (delta, set)
+            } else if self.store.shared() {
+                // No data plane here: only which ports to wait for, on their hosts, not their
+                // desired form (which takes a dozen reads under the write lock).
+                let set = reconcile::touched_ports(tx, &touched, &derive)?;
+                (reconcile::Delta::default(), set)
+            } else {
+                (reconcile::Delta::default(), Vec::new())
+            };
             works.push(Work::Delta(rev, delta));
             Ok(Some(self.after_commit(rev, works, set, &ticket)))
         });
@@ -621,39 +644,41 @@ impl Control {
     /// bound to have reported having applied revision `rev` (a host reports its ports' states
     /// with the revision they are as of), so that a plug answers with the port forwarding, as it
     /// does where the data plane is in the same process. Ports bound to no host, or to a host
-    /// whose agent is dead, are not waited for. One read per look, whatever the number of ports.
+    /// whose agent is dead, are not waited for. One read of the hosts' revisions, then the
+    /// revisions the hosts report as they are heard (the store's notifications); a read again
+    /// whenever [`SETTLE_POLL`] passes without one (a notification lost with its connection).
     fn settle_reported(&self, rev: u64, set: &[String]) {
+        // Heard from before the first look: a report committed after it is heard below.
+        let listening = self.store.hear_reports();
         let Ok(hosts) = self.read(|tx| tx.bound_hosts(set)) else {
             return;
         };
         let now = crate::agent::now_secs();
-        let waited: Vec<String> = hosts
+        let mut waited: Vec<String> = hosts
             .iter()
             .filter(|h| h.alive(now) && h.revision < rev)
             .map(|h| h.host.clone())
             .collect();
-        if waited.is_empty() {
-            return;
-        }
         let end = std::time::Instant::now() + SETTLE_REPORTED;
-        // Polled: 1 ms at first (a host reports within milliseconds), backing off to 16 ms so
-        // that many waiting writes do not keep the database busy answering them.
-        let mut pause = std::time::Duration::from_millis(1);
-        loop {
-            std::thread::sleep(pause);
-            let done = self.read(|tx| tx.bound_hosts(set)).is_ok_and(|hosts| {
-                hosts
-                    .iter()
-                    .all(|h| h.revision >= rev || !waited.contains(&h.host))
-            });
-            if done {
-                return;
-            }
-            if std::time::Instant::now() >= end {
+        let mut seen = listening.unwrap_or(0);
+        while !waited.is_empty() {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
                 tracing::debug!(revision = rev, hosts = ?waited, "a host has not reported yet");
                 return;
             }
-            pause = (pause * 2).min(std::time::Duration::from_millis(16));
+            let count = self.store.wait_for_report(seen, left.min(SETTLE_POLL));
+            if listening.is_some() && count > seen {
+                seen = count;
+                waited.retain(|h| self.store.heard_revision(h).is_none_or(|r| r < rev));
+            } else if let Ok(hosts) = self.read(|tx| tx.bound_hosts(set)) {
+                let now = crate::agent::now_secs();
+                waited.retain(|w| {
+                    hosts
+                        .iter()
+                        .any(|h| &h.host == w && h.alive(now) && h.revision < rev)
+                });
+            }
         }
     }
 

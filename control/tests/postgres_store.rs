@@ -58,7 +58,7 @@ fn servers_starting_together_migrate_once_and_share_every_write() {
     assert_eq!(
         pg.psql("shared", "SELECT version FROM qswitch_schema")
             .unwrap(),
-        "3"
+        "4"
     );
     // A write acknowledged by one is read by every other right after.
     let made = controls[0]
@@ -200,6 +200,20 @@ fn a_stopped_database_is_unavailable_and_the_store_reconnects_by_itself() {
         .map(|n| n.network.name)
         .collect();
     assert_eq!(names, ["before", "after"]);
+    // A restart while the store is idle: its pooled connections, closed by the server, are
+    // noticed when taken, and the next calls succeed at once.
+    pg.stop().unwrap();
+    pg.restart().unwrap();
+    assert_eq!(c.list_networks("t").unwrap().len(), 2);
+    c.create_networks(&scope, vec![NetworkSpec::named("t", "idle")])
+        .unwrap();
+    // Rows that span several reads of the socket (long names; the quota allows 100 networks):
+    // the connection hands them over in batches, each taken before the next.
+    let many: Vec<NetworkSpec> = (0..97)
+        .map(|i| NetworkSpec::named("t", &format!("{i:02}{}", "n".repeat(250))))
+        .collect();
+    c.create_networks(&scope, many).unwrap();
+    assert_eq!(c.list_networks("t").unwrap().len(), 100);
 }
 
 /// A data plane that keeps the state it was handed (as a host's agent does).

@@ -45,6 +45,25 @@ pub fn unique(tag: &str) -> String {
     format!("qs{tag}{pid:04}{n:02}")
 }
 
+/// The `--db` argument of a daemon whose scratch directory is `dir`: a SQLite file in it, or, when
+/// the environment has `QSWITCH_TEST_STORE=postgres`, a fresh database on a private PostgreSQL
+/// server shared by the test process (started on first use, stopped when the process ends).
+/// `.ci/run` runs the end-to-end suites both ways.
+pub fn store(dir: &Path) -> String {
+    if std::env::var("QSWITCH_TEST_STORE").as_deref() != Ok("postgres") {
+        return dir.join("q.db").to_str().unwrap().to_owned();
+    }
+    static SERVER: std::sync::OnceLock<control::testing::PrivatePostgres> =
+        std::sync::OnceLock::new();
+    let server = SERVER.get_or_init(|| {
+        control::testing::PrivatePostgres::start(&["fsync=off", "full_page_writes=off"])
+            .unwrap_or_else(|e| panic!("private PostgreSQL: {e}"))
+    });
+    server
+        .create_database(&unique("db"), None)
+        .unwrap_or_else(|e| panic!("createdb: {e}"))
+}
+
 /// A network namespace, deleted on drop.
 pub struct Netns {
     pub name: String,
@@ -494,13 +513,13 @@ impl Daemon {
         std::fs::write(&cfg, toml).unwrap();
         // Each daemon gets its own API port and database, so tests can run side by side.
         let listen = free_addr();
-        let db = dir.join("q.db");
+        let db = (!extra.contains(&"--db")).then(|| store(&dir));
         let mut args = vec!["--config", cfg.to_str().unwrap()];
         if !extra.contains(&"--listen") {
             args.extend_from_slice(&["--listen", &listen]);
         }
-        if !extra.contains(&"--db") {
-            args.extend_from_slice(&["--db", db.to_str().unwrap()]);
+        if let Some(db) = &db {
+            args.extend_from_slice(&["--db", db]);
         }
         args.extend_from_slice(extra);
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();

@@ -5,7 +5,8 @@
 #  2. the same request sequences go to qswitch and to the real Neutron started by
 #     ../shared/tools/neutron-reference/start.sh, and the answers are compared
 #     (tests/neutron/differential.py).
-# Every process started here is stopped on exit, also on failure.
+# Both run twice: on the embedded SQLite store and on PostgreSQL (a private server started here,
+# tests/tools/private_pg.sh). Every process started here is stopped on exit, also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$PWD"
@@ -22,24 +23,30 @@ if ! "$VENV/bin/python" -c "import openstack" 2>/dev/null; then
   "$VENV/bin/pip" install -q "openstacksdk==$SDK_VERSION" "python-openstackclient==$OSC_VERSION"
 fi
 
-echo "== openstacksdk $SDK_VERSION and python-openstackclient $OSC_VERSION against qswitch"
+WORK="$(mktemp -d -t qs-neutron-diff.XXXXXX)"
+NPID=""
+QPIDS=()
+. tests/tools/private_pg.sh
+cleanup() {
+  for p in "${QPIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -n "$NPID" ] && "$REF/stop.sh" "$NPID" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+  pg_stop
+}
+trap cleanup EXIT
+pg_start
+
+echo "== openstacksdk $SDK_VERSION and python-openstackclient $OSC_VERSION against qswitch (SQLite)"
 "$VENV/bin/python" tests/neutron/test_clients.py "$BIN" "$VENV/bin/openstack"
+echo "== openstacksdk $SDK_VERSION and python-openstackclient $OSC_VERSION against qswitch (PostgreSQL)"
+CLIENTS_DB="$(pg_database clients)"
+QSWITCH_TEST_DB="$CLIENTS_DB" "$VENV/bin/python" tests/neutron/test_clients.py "$BIN" "$VENV/bin/openstack"
 
 REF="${NEUTRON_REFERENCE:-$ROOT/../shared/tools/neutron-reference}"
 if [ ! -x "$REF/start.sh" ]; then
   echo "missing $REF/start.sh (the neutron-reference tool beside the clone)" >&2
   exit 1
 fi
-WORK="$(mktemp -d -t qs-neutron-diff.XXXXXX)"
-NPID=""
-QPID=""
-cleanup() {
-  [ -n "$QPID" ] && kill "$QPID" 2>/dev/null || true
-  [ -n "$NPID" ] && "$REF/stop.sh" "$NPID" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
 echo "== starting the real Neutron (neutron-reference; a fresh install takes about 2 minutes)"
 export NEUTRON_REF_VENV="${NEUTRON_REF_VENV:-$TARGET/neutron-ref-venv}"
 # With Neutron's QoS service plugin and ML2's qos extension driver (a copy of the tool with its
@@ -56,13 +63,27 @@ cat "$WORK/ref.env"
 NURL="$(sed -n 's/^URL=//p' "$WORK/ref.env")"
 NPID="$(sed -n 's/^PID=//p' "$WORK/ref.env")"
 
-QPORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-"$BIN" serve --listen "127.0.0.1:$QPORT" --db "$WORK/q.db" --no-dataplane > "$WORK/qswitch.log" 2>&1 &
-QPID=$!
-for _ in $(seq 1 100); do
-  curl -sf -o /dev/null "http://127.0.0.1:$QPORT/" && break
-  sleep 0.1
-done
+# Starts `qswitch serve --no-dataplane` on database $1 (log qswitch-$2.log) and sets QURL once it
+# answers. Not in a subshell, so that its pid reaches the cleanup.
+start_qswitch() {
+  local port
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  "$BIN" serve --listen "127.0.0.1:$port" --db "$1" --no-dataplane > "$WORK/qswitch-$2.log" 2>&1 &
+  QPIDS+=($!)
+  for _ in $(seq 1 100); do
+    curl -sf -o /dev/null "http://127.0.0.1:$port/" && break
+    sleep 0.1
+  done
+  QURL="http://127.0.0.1:$port"
+}
+start_qswitch "$WORK/q.db" sqlite
+QURL_SQLITE=$QURL
+DIFF_DB="$(pg_database differential)"
+start_qswitch "$DIFF_DB" postgres
+QURL_PG=$QURL
 
-echo "== differential: qswitch vs Neutron $(sed -n 's/^VERSION=//p' "$WORK/ref.env")"
-python3 tests/neutron/differential.py "http://127.0.0.1:$QPORT" "$NURL"
+NVERSION="$(sed -n 's/^VERSION=//p' "$WORK/ref.env")"
+echo "== differential: qswitch (SQLite) vs Neutron $NVERSION"
+python3 tests/neutron/differential.py "$QURL_SQLITE" "$NURL"
+echo "== differential: qswitch (PostgreSQL) vs Neutron $NVERSION"
+python3 tests/neutron/differential.py "$QURL_PG" "$NURL"

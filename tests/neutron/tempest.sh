@@ -7,6 +7,8 @@
 # Usage: bash tests/neutron/tempest.sh [REGEX]   (default: the security group and QoS API tests)
 # TEMPEST_EXCLUDE=REGEX leaves tests out (empty: none).
 # QSWITCH_BIN=path uses that binary instead of building the release one.
+# QSWITCH_TEST_DB=URL runs the daemon on that (empty) database, for example a PostgreSQL one,
+# instead of a fresh SQLite file.
 # QSWITCH_DATAPLANE=1 runs the daemon with its data plane on (root; no interface is configured):
 # it then reports its host's agent, which the agent management tests need.
 # NEUTRON_URL=http://... runs the same tests against that server instead (the real Neutron of
@@ -108,7 +110,7 @@ if [ -z "$target" ]; then
     dataplane=--no-dataplane
     [ "${QSWITCH_DATAPLANE:-}" = 1 ] && dataplane=
     "$bin" serve $dataplane --listen "127.0.0.1:$api_port" \
-        --db "$work/q.db" --auth token --tokens "$work/tokens.json" >"$work/qswitch.log" 2>&1 &
+        --db "${QSWITCH_TEST_DB:-$work/q.db}" --auth token --tokens "$work/tokens.json" >"$work/qswitch.log" 2>&1 &
     pids+=($!)
 fi
 python3 tests/tools/fake_keystone.py "$ks_port" "$target" "$work/users.json" \

@@ -9,7 +9,8 @@ a network that still has ports.
 
 Usage: test_clients.py QSWITCH_BINARY [OPENSTACK_CLI]
 Starts `QSWITCH_BINARY serve --no-dataplane` on a free loopback port with a temporary
-database and stops it at the end. Prints one line per check and a final
+SQLite database (or the empty database at the URL in QSWITCH_TEST_DB, for example a
+PostgreSQL one) and stops it at the end. Prints one line per check and a final
 `N passed, N failed`; exits non-zero on any failure.
 """
 
@@ -57,9 +58,9 @@ def free_port():
 def start_daemon(binary, workdir):
     port = free_port()
     log = open(os.path.join(workdir, "qswitch.log"), "w")
+    db = os.environ.get("QSWITCH_TEST_DB") or os.path.join(workdir, "q.db")
     proc = subprocess.Popen(
-        [binary, "serve", "--listen", f"127.0.0.1:{port}", "--db",
-         os.path.join(workdir, "q.db"), "--no-dataplane"],
+        [binary, "serve", "--listen", f"127.0.0.1:{port}", "--db", db, "--no-dataplane"],
         stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 30

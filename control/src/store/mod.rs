@@ -14,6 +14,7 @@
 //! VLAN, one interface per device) is also enforced by the schema, so that a
 //! second writer on a shared database cannot break it.
 
+mod pgwire;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
@@ -98,6 +99,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// no other process writes has nothing to wait for: it sleeps.
     fn wait_for_change(&self, timeout: std::time::Duration) {
         std::thread::sleep(timeout);
+    }
+
+    /// Listens for host reports (agents' applied revisions, PostgreSQL's `NOTIFY`), from the
+    /// first call on, and returns how many this process has heard so far: every report
+    /// committed after a call that answered `Some` is heard. `None` when the store cannot
+    /// listen (or has no notifications): the caller then reads the reports instead.
+    fn hear_reports(&self) -> Option<u64> {
+        None
+    }
+
+    /// The revision `host` last reported applied, as heard (see [`Store::hear_reports`]).
+    fn heard_revision(&self, _host: &str) -> Option<u64> {
+        None
+    }
+
+    /// Waits until more than `seen` host reports were heard or `timeout` passed, and returns
+    /// the count. A store without notifications sleeps.
+    fn wait_for_report(&self, seen: u64, timeout: std::time::Duration) -> u64 {
+        std::thread::sleep(timeout);
+        seen
     }
 }
 

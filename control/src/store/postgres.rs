@@ -24,15 +24,17 @@
 //!
 //! # Connections
 //!
-//! tokio-postgres drives each connection as a task on the store's own small runtime; the
-//! store's callers block on their requests (as on SQLite's file I/O), from any thread, inside
-//! an async runtime or not. A connection that fails is dropped and a new one opened for the
-//! next transaction.
+//! The store's callers block on their requests (as on SQLite's file I/O), from any thread,
+//! inside an async runtime or not. Request connections are polled by the thread that waits on
+//! them, over a blocking socket: a statement is one round trip with no hand-off between threads
+//! (`pgwire`). The connections that LISTEN are polled all the time by tasks of the store's own
+//! small runtime. A connection that fails is dropped and a new one opened for the next
+//! transaction; a pooled one the server closed while it was idle is noticed when it is taken.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::str::FromStr;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -41,6 +43,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Statement};
 
 use crate::error::{ControlError, Result};
+use crate::store::pgwire::Direct;
 use crate::store::sql::{pg_err, Val};
 use crate::store::tx::{Conn, SqlTx};
 use crate::store::{AfterCommit, Store, Tx};
@@ -50,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_schema.sql"),
     include_str!("../../migrations/postgres/0002_port_status.sql"),
     include_str!("../../migrations/postgres/0003_hosts.sql"),
+    include_str!("../../migrations/postgres/0004_report_notify.sql"),
 ];
 
 /// The advisory lock every write transaction holds: writers are serialized across servers.
@@ -138,6 +142,9 @@ fn translate(sql: &str) -> String {
 /// One connection and the statements prepared on it.
 pub struct PgConn {
     client: Client,
+    /// The connection, polled by the callers of its requests; `None` where a task of the
+    /// store's runtime polls it (a connection that LISTENs).
+    direct: Option<Direct>,
     statements: Mutex<HashMap<String, Statement>>,
 }
 
@@ -150,11 +157,21 @@ impl std::fmt::Debug for PgConn {
 }
 
 impl PgConn {
+    /// Waits for a request of this connection's client.
+    fn wait<F: Future>(&self, f: F) -> F::Output {
+        match &self.direct {
+            Some(d) => d.run(f),
+            None => block_on(f),
+        }
+    }
+
     fn prepare(&self, sql: &str) -> Result<Statement> {
         if let Some(s) = lock(&self.statements).get(sql) {
             return Ok(s.clone());
         }
-        let stmt = block_on(self.client.prepare(&translate(sql))).map_err(pg_err)?;
+        let stmt = self
+            .wait(self.client.prepare(&translate(sql)))
+            .map_err(pg_err)?;
         let mut cache = lock(&self.statements);
         // Statements whose text varies (IN lists, LIMITs) must not pile up on the server: past
         // the bound, the cache starts again (a dropped statement is closed on the server).
@@ -168,26 +185,27 @@ impl PgConn {
     pub(crate) fn query(&self, sql: &str, args: &[Val<'_>]) -> Result<Vec<tokio_postgres::Row>> {
         let stmt = self.prepare(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
-        block_on(self.client.query(&stmt, &params)).map_err(pg_err)
+        self.wait(self.client.query(&stmt, &params)).map_err(pg_err)
     }
 
     pub(crate) fn execute(&self, sql: &str, args: &[Val<'_>]) -> Result<u64> {
         let stmt = self.prepare(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
-        block_on(self.client.execute(&stmt, &params)).map_err(pg_err)
+        self.wait(self.client.execute(&stmt, &params))
+            .map_err(pg_err)
     }
 
     /// Statements without parameters, in one round trip (transaction control, migrations).
     fn batch(&self, sql: &str) -> Result<()> {
-        block_on(self.client.batch_execute(sql)).map_err(pg_err)
+        self.wait(self.client.batch_execute(sql)).map_err(pg_err)
     }
 
     fn is_closed(&self) -> bool {
-        self.client.is_closed()
+        self.client.is_closed() || self.direct.as_ref().is_some_and(Direct::is_closed)
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -201,12 +219,55 @@ pub struct PgStore {
     readers: Mutex<Vec<PgConn>>,
     /// The connection that LISTENs for closed revisions, and the wake-ups it receives.
     listener: Mutex<Option<Listener>>,
+    /// The connection that LISTENs for host reports (opened on first use), and what it heard.
+    report_listener: Mutex<ReportListener>,
+    reports: Arc<Heard>,
 }
+
+/// The connection in `LISTEN qswitch_report`, or when opening one last failed (tried again a
+/// second later, not by every waiting write).
+#[derive(Default)]
+struct ReportListener {
+    conn: Option<PgConn>,
+    failed_at: Option<std::time::Instant>,
+}
+
+/// What a LISTENing connection's task does with each notification's payload.
+type OnNotification = Box<dyn FnMut(&str) + Send>;
 
 /// A connection in `LISTEN qswitch_revision`; its task sends one wake-up per notification.
 struct Listener {
     _conn: PgConn,
     wakeups: Receiver<()>,
+}
+
+/// The host reports heard (`LISTEN qswitch_report`): each host's last reported revision, a
+/// count of reports that only grows, and the writes waiting for more.
+#[derive(Default)]
+struct Heard {
+    state: Mutex<HeardState>,
+    grew: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct HeardState {
+    count: u64,
+    revisions: HashMap<String, u64>,
+}
+
+impl Heard {
+    /// A notification's payload, `host:revision`.
+    fn heard(&self, payload: &str) {
+        let Some((host, rev)) = payload.rsplit_once(':') else {
+            return;
+        };
+        let Ok(rev) = rev.parse() else { return };
+        let mut st = lock(&self.state);
+        st.count += 1;
+        st.revisions.insert(host.to_owned(), rev);
+        drop(st);
+        self.grew.notify_all();
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -265,11 +326,15 @@ pub fn config(url: &str) -> Result<Config> {
         c.connect_timeout(CONNECT_TIMEOUT);
     }
     // A server that vanishes without closing the connection (a host or network failure) is
-    // noticed in about 20 s by TCP keepalives, not hours later.
+    // noticed in about 20 s, not hours later: by TCP keepalives on an idle connection, and by
+    // the user timeout (how long sent data may go unacknowledged) on one waiting for an answer.
     c.keepalives(true)
         .keepalives_idle(Duration::from_secs(10))
         .keepalives_interval(Duration::from_secs(3))
         .keepalives_retries(3);
+    if c.get_tcp_user_timeout().is_none() {
+        c.tcp_user_timeout(Duration::from_secs(20));
+    }
     if c.get_options().is_none() {
         c.options(format!("-c lock_timeout={LOCK_TIMEOUT_MS}"));
     }
@@ -294,6 +359,8 @@ impl PgStore {
             writer: Mutex::new(None),
             readers: Mutex::new(Vec::new()),
             listener: Mutex::new(None),
+            report_listener: Mutex::default(),
+            reports: Arc::default(),
         };
         let conn = store.connect()?;
         migrate(&conn)?;
@@ -301,12 +368,24 @@ impl PgStore {
         Ok(store)
     }
 
+    /// A new connection for requests, polled by their callers (see `pgwire`).
     fn connect(&self) -> Result<PgConn> {
-        self.connect_with(None)
+        if self.runtime.is_none() {
+            return Err(ControlError::Store {
+                detail: "the store is closed".into(),
+            });
+        }
+        let (client, direct) = Direct::connect(&self.config)?;
+        Ok(PgConn {
+            client,
+            direct: Some(direct),
+            statements: Mutex::new(HashMap::new()),
+        })
     }
 
-    /// A new connection; each notification it receives sends a wake-up to `wakeups`, if given.
-    fn connect_with(&self, wakeups: Option<Sender<()>>) -> Result<PgConn> {
+    /// A new connection polled by a task of the store's runtime, all the time: each
+    /// notification it receives calls `heard`, if given.
+    fn connect_with(&self, mut heard: Option<OnNotification>) -> Result<PgConn> {
         let Some(rt) = &self.runtime else {
             return Err(ControlError::Store {
                 detail: "the store is closed".into(),
@@ -322,9 +401,9 @@ impl PgStore {
         rt.spawn(async move {
             loop {
                 match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                    Some(Ok(AsyncMessage::Notification(_))) => {
-                        if let Some(w) = &wakeups {
-                            let _ = w.send(());
+                    Some(Ok(AsyncMessage::Notification(n))) => {
+                        if let Some(f) = &mut heard {
+                            f(n.payload());
                         }
                     }
                     Some(Ok(_)) => {}
@@ -338,6 +417,7 @@ impl PgStore {
         });
         Ok(PgConn {
             client,
+            direct: None,
             statements: Mutex::new(HashMap::new()),
         })
     }
@@ -485,9 +565,11 @@ impl Store for PgStore {
     fn wait_for_change(&self, timeout: Duration) {
         let mut slot = lock(&self.listener);
         if slot.is_none() {
-            let (tx, rx) = std::sync::mpsc::channel();
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
             let listening = self
-                .connect_with(Some(tx))
+                .connect_with(Some(Box::new(move |_| {
+                    let _ = tx.send(());
+                })))
                 .and_then(|c| c.batch("LISTEN qswitch_revision").map(|()| c));
             match listening {
                 Ok(conn) => {
@@ -513,6 +595,50 @@ impl Store for PgStore {
             // The connection ended: a new one at the next call, and a look now.
             Err(RecvTimeoutError::Disconnected) => *slot = None,
         }
+    }
+
+    fn hear_reports(&self) -> Option<u64> {
+        let mut slot = lock(&self.report_listener);
+        if slot.conn.as_ref().is_none_or(PgConn::is_closed) {
+            slot.conn = None;
+            if slot
+                .failed_at
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+            {
+                return None;
+            }
+            let reports = Arc::clone(&self.reports);
+            let listening = self
+                .connect_with(Some(Box::new(move |payload| reports.heard(payload))))
+                .and_then(|c| c.batch("LISTEN qswitch_report").map(|()| c));
+            match listening {
+                Ok(conn) => {
+                    slot.conn = Some(conn);
+                    slot.failed_at = None;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot LISTEN for host reports");
+                    slot.failed_at = Some(std::time::Instant::now());
+                    return None;
+                }
+            }
+        }
+        drop(slot);
+        Some(lock(&self.reports.state).count)
+    }
+
+    fn heard_revision(&self, host: &str) -> Option<u64> {
+        lock(&self.reports.state).revisions.get(host).copied()
+    }
+
+    fn wait_for_report(&self, seen: u64, timeout: Duration) -> u64 {
+        let st = lock(&self.reports.state);
+        let (st, _) = self
+            .reports
+            .grew
+            .wait_timeout_while(st, timeout, |st| st.count <= seen)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        st.count
     }
 
     fn read(&self, f: &mut dyn FnMut(&dyn Tx) -> Result<()>) -> Result<()> {

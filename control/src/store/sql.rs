@@ -301,7 +301,7 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> ControlError {
     }
 }
 
-fn unavailable(e: impl fmt::Display) -> ControlError {
+pub(crate) fn unavailable(e: impl fmt::Display) -> ControlError {
     ControlError::Unavailable {
         detail: e.to_string(),
     }
