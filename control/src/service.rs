@@ -172,8 +172,8 @@ impl Drop for Follower {
 
 /// How long a write on a shared store waits for the hosts of the ports it set to report them.
 const SETTLE_REPORTED: std::time::Duration = std::time::Duration::from_secs(1);
-/// How often a write waiting for host reports looks without being woken (a notification lost
-/// with its connection).
+/// How often a write waiting for host reports reads them, whatever it heard (a report made while
+/// no connection listened).
 const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// How long the follower waits for a wake-up before it looks at the store's revision anyway.
@@ -645,14 +645,16 @@ impl Control {
     /// with the revision they are as of), so that a plug answers with the port forwarding, as it
     /// does where the data plane is in the same process. Ports bound to no host, or to a host
     /// whose agent is dead, are not waited for. One read of the hosts' revisions, then the
-    /// revisions the hosts report as they are heard (the store's notifications); a read again
-    /// whenever [`SETTLE_POLL`] passes without one (a notification lost with its connection).
+    /// revisions the hosts report as they are heard (the store's notifications), and a read
+    /// every [`SETTLE_POLL`] besides (a report made while no connection listened).
     fn settle_reported(&self, rev: u64, set: &[String]) {
-        // Heard from before the first look: a report committed after it is heard below.
+        // Heard from before the first look: a report committed after it is heard below. What
+        // was heard before it (another database's, before a restore) is not trusted.
         let listening = self.store.hear_reports();
         let Ok(hosts) = self.read(|tx| tx.bound_hosts(set)) else {
             return;
         };
+        let mut read_at = std::time::Instant::now();
         let now = crate::agent::now_secs();
         let mut waited: Vec<String> = hosts
             .iter()
@@ -660,24 +662,32 @@ impl Control {
             .map(|h| h.host.clone())
             .collect();
         let end = std::time::Instant::now() + SETTLE_REPORTED;
-        let mut seen = listening.unwrap_or(0);
+        // Not listening: each wait below sleeps its whole slice, and the reads do the work.
+        let mut seen = listening.unwrap_or(u64::MAX);
         while !waited.is_empty() {
             let left = end.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 tracing::debug!(revision = rev, hosts = ?waited, "a host has not reported yet");
                 return;
             }
-            let count = self.store.wait_for_report(seen, left.min(SETTLE_POLL));
-            if listening.is_some() && count > seen {
+            let slice = SETTLE_POLL.saturating_sub(read_at.elapsed());
+            let count = self.store.wait_for_report(seen, left.min(slice));
+            if let Some(since) = listening.filter(|_| count > seen) {
                 seen = count;
-                waited.retain(|h| self.store.heard_revision(h).is_none_or(|r| r < rev));
-            } else if let Ok(hosts) = self.read(|tx| tx.bound_hosts(set)) {
-                let now = crate::agent::now_secs();
-                waited.retain(|w| {
-                    hosts
-                        .iter()
-                        .any(|h| &h.host == w && h.alive(now) && h.revision < rev)
-                });
+                waited.retain(|h| self.store.heard_revision(h, since).is_none_or(|r| r < rev));
+            }
+            // A read every SETTLE_POLL whatever was heard: a report made while no connection
+            // listened (between two listeners) is read, not waited for.
+            if !waited.is_empty() && read_at.elapsed() >= SETTLE_POLL {
+                read_at = std::time::Instant::now();
+                if let Ok(hosts) = self.read(|tx| tx.bound_hosts(set)) {
+                    let now = crate::agent::now_secs();
+                    waited.retain(|w| {
+                        hosts
+                            .iter()
+                            .any(|h| &h.host == w && h.alive(now) && h.revision < rev)
+                    });
+                }
             }
         }
     }

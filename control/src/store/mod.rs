@@ -109,8 +109,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         None
     }
 
-    /// The revision `host` last reported applied, as heard (see [`Store::hear_reports`]).
-    fn heard_revision(&self, _host: &str) -> Option<u64> {
+    /// The revision `host` last reported applied, as heard after the count `since` (see
+    /// [`Store::hear_reports`]); `None` when nothing was heard of it since.
+    fn heard_revision(&self, _host: &str, _since: u64) -> Option<u64> {
         None
     }
 

@@ -252,7 +252,8 @@ struct Heard {
 #[derive(Default)]
 struct HeardState {
     count: u64,
-    revisions: HashMap<String, u64>,
+    /// Each host's last revision heard, with the count it was heard at.
+    revisions: HashMap<String, (u64, u64)>,
 }
 
 impl Heard {
@@ -264,7 +265,8 @@ impl Heard {
         let Ok(rev) = rev.parse() else { return };
         let mut st = lock(&self.state);
         st.count += 1;
-        st.revisions.insert(host.to_owned(), rev);
+        let at = st.count;
+        st.revisions.insert(host.to_owned(), (rev, at));
         drop(st);
         self.grew.notify_all();
     }
@@ -627,8 +629,10 @@ impl Store for PgStore {
         Some(lock(&self.reports.state).count)
     }
 
-    fn heard_revision(&self, host: &str) -> Option<u64> {
-        lock(&self.reports.state).revisions.get(host).copied()
+    fn heard_revision(&self, host: &str, since: u64) -> Option<u64> {
+        let st = lock(&self.reports.state);
+        let &(rev, at) = st.revisions.get(host)?;
+        (at > since).then_some(rev)
     }
 
     fn wait_for_report(&self, seen: u64, timeout: Duration) -> u64 {
