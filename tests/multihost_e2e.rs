@@ -590,6 +590,38 @@ fn vms_on_two_hosts_share_a_network_across_the_trunk_and_survive_an_agent_restar
         "a port created after the database restarted does not forward\n{}",
         a.log()
     );
+
+    // Host b's agent dies and stays dead. Once its last heartbeat is older than the down time
+    // (75 s, Neutron's `agent_down_time`; set back in the database here rather than waited for),
+    // the API shows the agent dead and its host's ports DOWN, as Tempest's
+    // `test_port_shut_down` reads them; restarted, it reports again and they read ACTIVE.
+    let path = format!("/v2.0/ports/{}", late.port);
+    let status = || http::request(&api_addr, "GET", &path, None).json()["port"]["status"].clone();
+    assert_eq!(status(), "ACTIVE");
+    b.kill_agent();
+    pg.psql(
+        "cloud",
+        &format!(
+            "UPDATE agents SET heartbeat_at = heartbeat_at - 100 WHERE host = '{}'",
+            b.name
+        ),
+    )
+    .unwrap();
+    assert_eq!(status(), "DOWN", "a dead agent's port");
+    let agents = http::request(
+        &api_addr,
+        "GET",
+        &format!("/v2.0/agents?host={}", b.name),
+        None,
+    )
+    .json();
+    assert_eq!(agents["agents"][0]["alive"], false, "{agents}");
+    b.restart_agent(&url);
+    assert!(
+        wait_for(Duration::from_secs(10), || status() == "ACTIVE"),
+        "host b's port does not read ACTIVE after its agent came back\n{}",
+        b.log()
+    );
 }
 
 /// Creates a port on `net` bound to `host` once the API can write again (after a restart of the
