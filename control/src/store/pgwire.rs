@@ -517,6 +517,42 @@ mod tests {
     }
 
     #[test]
+    fn tcp_connections_try_the_hosts_in_turn_and_take_a_writable_one() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let _pg = PrivatePostgres::start(&["listen_addresses=127.0.0.1", &format!("port={port}")])
+            .unwrap();
+        // The first host refuses (nothing listens on port 1); the second is the server, over
+        // TCP with keepalives and a user timeout, and it takes writes.
+        let url = format!(
+            "postgresql://postgres@127.0.0.1:1,127.0.0.1:{port}/postgres\
+             ?target_session_attrs=read-write"
+        );
+        let config = crate::store::postgres::config(&url).unwrap();
+        let (client, d) = Direct::connect(&config).unwrap();
+        let rows = d
+            .run(client.query("SELECT g FROM generate_series(1, 5000) g", &[]))
+            .unwrap();
+        assert_eq!(rows.len(), 5000);
+        // A server that takes no writes is passed over: here, the only one.
+        d.run(client.batch_execute("ALTER SYSTEM SET default_transaction_read_only = on"))
+            .unwrap();
+        d.run(client.batch_execute("SELECT pg_reload_conf()"))
+            .unwrap();
+        let only = format!(
+            "postgresql://postgres@127.0.0.1:{port}/postgres?target_session_attrs=read-write"
+        );
+        let config = crate::store::postgres::config(&only).unwrap();
+        let e = Direct::connect(&config).err().unwrap();
+        assert!(
+            matches!(&e, crate::ControlError::Unavailable { detail } if detail.contains("ReadWrite")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn connecting_where_no_server_listens_fails_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("postgresql://postgres@/x?host={}", dir.path().display());
