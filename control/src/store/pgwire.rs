@@ -3,10 +3,10 @@
 //! A tokio-postgres connection is a future: something must poll it to write requests and read
 //! answers. Run as a task on a runtime, each statement costs four thread wake-ups (the caller
 //! hands the request to the runtime's thread, which writes it; the server answers that thread,
-//! which hands the rows back), about 150 µs on a busy two-core host against the server's 30 µs.
-//! Here the caller polls the connection itself ([`Direct::run`]) over a plain blocking socket
-//! ([`Wire`]): it writes its request, then blocks in `read` until the server answers, as libpq
-//! does. A statement is one round trip and two wake-ups, and the caller may be any thread,
+//! which hands the rows back). Here the caller polls the connection itself ([`Direct::run`])
+//! over a plain blocking socket ([`Wire`]): it writes its request, then blocks in `read` until
+//! the server answers, as libpq does. A statement is one round trip and two wake-ups (a port
+//! write about 20 % faster under load, docs/BENCHMARKS.md), and the caller may be any thread,
 //! inside an async runtime or not (it blocks, as on SQLite's file I/O).
 //!
 //! Connections that wait for notifications (`LISTEN`) are polled all the time by a task instead
