@@ -655,12 +655,16 @@ impl Control {
             return;
         };
         let mut read_at = std::time::Instant::now();
-        let now = crate::agent::now_secs();
-        let mut waited: Vec<String> = hosts
-            .iter()
-            .filter(|h| h.alive(now) && h.revision < rev)
-            .map(|h| h.host.clone())
-            .collect();
+        // The hosts still to hear from: alive, and behind `rev`.
+        let behind = |hosts: &[crate::agent::HostState]| -> Vec<String> {
+            let now = crate::agent::now_secs();
+            hosts
+                .iter()
+                .filter(|h| h.alive(now) && h.revision < rev)
+                .map(|h| h.host.clone())
+                .collect()
+        };
+        let mut waited = behind(&hosts);
         let end = std::time::Instant::now() + SETTLE_REPORTED;
         // Not listening: each wait below sleeps its whole slice, and the reads do the work.
         let mut seen = listening.unwrap_or(u64::MAX);
@@ -681,12 +685,7 @@ impl Control {
             if !waited.is_empty() && read_at.elapsed() >= SETTLE_POLL {
                 read_at = std::time::Instant::now();
                 if let Ok(hosts) = self.read(|tx| tx.bound_hosts(set)) {
-                    let now = crate::agent::now_secs();
-                    waited.retain(|w| {
-                        hosts
-                            .iter()
-                            .any(|h| &h.host == w && h.alive(now) && h.revision < rev)
-                    });
+                    waited = behind(&hosts);
                 }
             }
         }

@@ -10,7 +10,7 @@
 //! inside an async runtime or not (it blocks, as on SQLite's file I/O).
 //!
 //! Connections that wait for notifications (`LISTEN`) are polled all the time by a task instead
-//! (see `PgStore::connect_with`); this module is for the request/answer ones.
+//! (see `PgStore::listen`); this module is for the request/answer ones.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};

@@ -385,9 +385,9 @@ impl PgStore {
         })
     }
 
-    /// A new connection polled by a task of the store's runtime, all the time: each
-    /// notification it receives calls `heard`, if given.
-    fn connect_with(&self, mut heard: Option<OnNotification>) -> Result<PgConn> {
+    /// A new connection in `LISTEN channel`, polled all the time by a task of the store's
+    /// runtime: each notification it receives calls `heard` with its payload.
+    fn listen(&self, channel: &str, mut heard: OnNotification) -> Result<PgConn> {
         let Some(rt) = &self.runtime else {
             return Err(ControlError::Store {
                 detail: "the store is closed".into(),
@@ -403,11 +403,7 @@ impl PgStore {
         rt.spawn(async move {
             loop {
                 match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                    Some(Ok(AsyncMessage::Notification(n))) => {
-                        if let Some(f) = &mut heard {
-                            f(n.payload());
-                        }
-                    }
+                    Some(Ok(AsyncMessage::Notification(n))) => heard(n.payload()),
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "PostgreSQL connection ended");
@@ -417,11 +413,13 @@ impl PgStore {
                 }
             }
         });
-        Ok(PgConn {
+        let conn = PgConn {
             client,
             direct: None,
             statements: Mutex::new(HashMap::new()),
-        })
+        };
+        conn.batch(&format!("LISTEN {channel}"))?;
+        Ok(conn)
     }
 
     /// A pooled connection (one still open), or a new one.
@@ -568,11 +566,12 @@ impl Store for PgStore {
         let mut slot = lock(&self.listener);
         if slot.is_none() {
             let (tx, rx) = std::sync::mpsc::channel::<()>();
-            let listening = self
-                .connect_with(Some(Box::new(move |_| {
+            let listening = self.listen(
+                "qswitch_revision",
+                Box::new(move |_| {
                     let _ = tx.send(());
-                })))
-                .and_then(|c| c.batch("LISTEN qswitch_revision").map(|()| c));
+                }),
+            );
             match listening {
                 Ok(conn) => {
                     *slot = Some(Listener {
@@ -610,9 +609,7 @@ impl Store for PgStore {
                 return None;
             }
             let reports = Arc::clone(&self.reports);
-            let listening = self
-                .connect_with(Some(Box::new(move |payload| reports.heard(payload))))
-                .and_then(|c| c.batch("LISTEN qswitch_report").map(|()| c));
+            let listening = self.listen("qswitch_report", Box::new(move |p| reports.heard(p)));
             match listening {
                 Ok(conn) => {
                     slot.conn = Some(conn);
