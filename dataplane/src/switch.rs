@@ -302,6 +302,25 @@ struct State {
     policy_epoch: u64,
     /// RX queues of the placed ports, per worker (its length is the number of workers).
     load: Vec<u32>,
+    /// Sockets bound ahead on registered devices that no placed port holds, by device.
+    ahead: HashMap<String, BoundAhead>,
+    /// Devices whose sockets are being bound ahead, with the worker and the RX queues they are
+    /// for (counted as that worker's load while they are bound ahead).
+    binding: HashMap<String, (u16, u32)>,
+    /// Registered devices whose sockets could not be bound ahead, with the interface index it
+    /// failed on: tried again only once the device is re-created.
+    unbindable: HashMap<String, u32>,
+}
+
+/// A registered device's sockets, bound ahead of its port on a worker's UMEM and not started
+/// (not in the device's map: frames pass to the kernel's stack, and no chunk is given). Binding
+/// takes 5 to 15 ms on this project's 2-CPU test machine, most of it the kernel allocating and
+/// zeroing the socket's buffer pool (one descriptor per chunk of the worker's UMEM: 3.5 MiB of
+/// kernel memory per RX queue with the default 32 768 chunks, held while the device stays
+/// registered); a plug on the device adopts these instead of binding.
+struct BoundAhead {
+    worker: u16,
+    port: AfXdpPort,
 }
 
 /// The most ports the snapshot can hold (slots are 16 bits, one value marks "none").
@@ -392,6 +411,13 @@ impl State {
         }
     }
 
+    /// Is `device` held by a placed port (which opens, or has opened, its sockets)?
+    fn holds(&self, device: &str) -> bool {
+        self.devices
+            .get(device)
+            .is_some_and(|id| self.placed.contains(id))
+    }
+
     fn release_port_device(&mut self, id: &str, device: &str) {
         if self.devices.get(device).is_some_and(|h| h == id) {
             self.devices.remove(device);
@@ -432,12 +458,16 @@ impl State {
         // A port without an explicit MTU takes its interface's (frames up to the interface MTU
         // cross, longer ones are dropped and counted).
         p.mtu = p.cfg.mtu.or_else(|| netdev::mtu(&p.cfg.device).ok());
-        // The configured worker, or the one polling the fewest queues (a port brings every RX
-        // queue of its device).
+        // The configured worker, the one its device's sockets are bound ahead on (or being
+        // bound), or the one polling the fewest queues (a port brings every RX queue of its
+        // device).
         let weight = netdev::rx_queues(&p.cfg.device).unwrap_or(1).max(1);
-        let least = (0..self.load.len())
-            .min_by_key(|&w| self.load[w])
-            .unwrap_or(0);
+        let dev = &p.cfg.device;
+        let least = match (self.ahead.get(dev), self.binding.get(dev)) {
+            (Some(k), _) => usize::from(k.worker),
+            (None, Some(&(w, _))) => usize::from(w),
+            (None, None) => least_loaded(&self.load),
+        };
         let worker = match p.cfg.worker.map(usize::from) {
             Some(w) if w < self.load.len() => w,
             Some(w) => {
@@ -533,6 +563,11 @@ impl State {
     }
 }
 
+/// The worker polling the fewest queues.
+fn least_loaded(load: &[u32]) -> usize {
+    (0..load.len()).min_by_key(|&w| load[w]).unwrap_or(0)
+}
+
 /// The switch's end of one worker.
 struct Hand {
     tx: Mutex<Sender<Command<AfXdpPort>>>,
@@ -549,8 +584,11 @@ struct Inner {
     state: Mutex<State>,
     opts: SwitchOptions,
     stop: AtomicBool,
-    /// Ports to prepare (program attached) off the worker, before it binds their sockets.
+    /// Ports to open (program attached, sockets bound) off the worker, before it adopts them.
     opener: Mutex<Option<Sender<OpenJob>>>,
+    /// Registered devices to prepare (program attached, sockets bound ahead): a queue and a
+    /// thread of their own, so that a plug never waits behind them.
+    preparer: Mutex<Option<Sender<OpenJob>>>,
     /// Devices kept prepared while they are registered.
     warm: Mutex<Warm>,
     /// Held while an opener attaches a program.
@@ -558,8 +596,9 @@ struct Inner {
 }
 
 /// Devices the control plane expects ports on (registered interfaces): their programs are
-/// attached ahead and stay attached across ports, so that a plug only opens sockets (about a
-/// millisecond) instead of waiting for the kernel's attach (15 to 30 ms, serialized).
+/// attached ahead and stay attached across ports, so that a plug does not wait for the kernel's
+/// attach (15 to 30 ms, serialized); their sockets are bound ahead too, while no port holds
+/// them ([`BoundAhead`], in the switch's state).
 #[derive(Default)]
 struct Warm {
     /// Devices to keep prepared.
@@ -573,7 +612,7 @@ struct Warm {
     failed: HashMap<String, u32>,
 }
 
-/// Work for the opener thread.
+/// Work for the opener threads (ports) and the preparer thread (devices).
 enum OpenJob {
     /// A port to open: prepared, then handed to the worker if still wanted.
     Port {
@@ -584,7 +623,8 @@ enum OpenJob {
         spec: AfXdpSpec,
         shared: Arc<PortShared>,
     },
-    /// A registered device to prepare ahead of its port.
+    /// A registered device to prepare ahead of its port: its program attached, its sockets
+    /// bound.
     Device(AfXdpSpec),
 }
 
@@ -691,7 +731,11 @@ impl Inner {
     }
 
     fn queue(&self, job: OpenJob) -> bool {
-        match self.opener.lock() {
+        let to = match job {
+            OpenJob::Port { .. } => &self.opener,
+            OpenJob::Device(_) => &self.preparer,
+        };
+        match to.lock() {
             Ok(o) => o.as_ref().is_some_and(|tx| tx.send(job).is_ok()),
             Err(_) => false,
         }
@@ -765,20 +809,26 @@ impl Inner {
     /// Queues the preparation of these registered devices, those not prepared or queued yet.
     fn queue_devices(&self, devices: &[String]) {
         for dev in devices {
-            {
-                let mut warm = self.warm();
-                if warm.prepared.contains_key(dev) || !warm.queued.insert(dev.clone()) {
-                    continue;
-                }
-            }
-            if !self.queue(OpenJob::Device(self.spec(dev))) {
-                self.warm().queued.remove(dev);
+            if !self.warm().prepared.contains_key(dev) {
+                self.queue_device(dev);
             }
         }
     }
 
-    /// The opener thread: prepares each port, then hands it to the worker if it is still the
-    /// request in force (the port may have been removed, or asked again, meanwhile).
+    /// Queues the preparation of a registered device (its program, then its sockets bound
+    /// ahead), unless one is queued.
+    fn queue_device(&self, dev: &str) {
+        if !self.warm().queued.insert(dev.to_owned()) {
+            return;
+        }
+        if !self.queue(OpenJob::Device(self.spec(dev))) {
+            self.warm().queued.remove(dev);
+        }
+    }
+
+    /// An opener thread: prepares each port and opens it (or adopts its sockets bound ahead),
+    /// then hands it to the worker if it is still the request in force (the port may have been
+    /// removed, or asked again, meanwhile). The preparer thread runs this too, for devices.
     fn run_opener(&self, jobs: &Mutex<mpsc::Receiver<OpenJob>>) {
         loop {
             let job = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
@@ -787,23 +837,7 @@ impl Inner {
             };
             let (id, slot, sent, mut spec, shared) = match job {
                 OpenJob::Device(spec) => {
-                    let pinned = self.warm().pinned.contains(&spec.device);
-                    let stopping = self.stop.load(Ordering::Acquire);
-                    let failed = pinned && !stopping && self.prepared(&spec).is_err();
-                    let mut warm = self.warm();
-                    warm.queued.remove(&spec.device);
-                    match netdev::ifindex(&spec.device) {
-                        Some(ifi) if failed => {
-                            tracing::debug!(
-                                "cannot prepare {} ahead; its ports attach on open",
-                                spec.device
-                            );
-                            warm.failed.insert(spec.device.clone(), ifi);
-                        }
-                        _ => {
-                            warm.failed.remove(&spec.device);
-                        }
-                    }
+                    self.prepare_ahead(&spec);
                     continue;
                 }
                 OpenJob::Port {
@@ -822,10 +856,11 @@ impl Inner {
                 shared.attempt_dropped();
                 continue;
             };
+            let ahead = self.take_bound_ahead(&spec.device, worker);
             // A port closed moments ago on this device, or in this slot of the worker, may
             // still be releasing its sockets (off its worker): the device's queues read busy,
             // its old program may still be attached, and the slot's chunks stay buried until
-            // then. So wait before preparing.
+            // then. So wait before preparing (or adopting sockets bound ahead).
             if let Some(ifi) = netdev::ifindex(&spec.device) {
                 let waited = Instant::now();
                 let released = afxdp::wait_closed(ifi, &region, slot, CLOSE_WAIT);
@@ -840,14 +875,21 @@ impl Inner {
                     }
                 );
             }
-            // A failed preparation is tried again by the open, which reports the error.
-            spec.prepared = self.prepared(&spec).ok();
             let started = Instant::now();
-            let opened = open_port(&spec, slot, &region);
+            let bound_ahead = ahead.is_some();
+            let opened = match ahead {
+                Some(port) => Ok(port.into_slot(slot)),
+                None => {
+                    // A failed preparation is tried again by the open, which reports the error.
+                    spec.prepared = self.prepared(&spec).ok();
+                    open_port(&spec, slot, &region)
+                }
+            };
             tracing::debug!(
-                "port {slot} ({}): open took {} µs",
+                "port {slot} ({}): open took {} µs{}",
                 spec.device,
-                started.elapsed().as_micros()
+                started.elapsed().as_micros(),
+                if bound_ahead { " (bound ahead)" } else { "" }
             );
             let st = self.lock();
             if self.wanted(&st, &id, slot, sent, &shared) != Some(worker) {
@@ -868,6 +910,166 @@ impl Inner {
                 },
             );
             drop(st);
+        }
+    }
+
+    /// A registered device: its program attached ahead of its port, and its sockets bound.
+    fn prepare_ahead(&self, spec: &AfXdpSpec) {
+        let pinned = self.warm().pinned.contains(&spec.device);
+        let stopping = self.stop.load(Ordering::Acquire);
+        let prepared = (pinned && !stopping).then(|| self.prepared(spec));
+        if let Some(Ok(pre)) = &prepared {
+            self.bind_ahead(spec, pre);
+        }
+        let failed = matches!(prepared, Some(Err(_)));
+        let mut warm = self.warm();
+        warm.queued.remove(&spec.device);
+        match netdev::ifindex(&spec.device) {
+            Some(ifi) if failed => {
+                tracing::debug!(
+                    "cannot prepare {} ahead; its ports attach on open",
+                    spec.device
+                );
+                warm.failed.insert(spec.device.clone(), ifi);
+            }
+            _ => {
+                warm.failed.remove(&spec.device);
+            }
+        }
+    }
+
+    /// Binds the sockets of a prepared device that no port holds, on the UMEM of the worker
+    /// with the fewest queues (counting sockets bound ahead), for its port to adopt: see
+    /// [`BoundAhead`].
+    fn bind_ahead(&self, spec: &AfXdpSpec, pre: &Arc<Prepared>) {
+        let (dev, ifi) = (&spec.device, pre.ifindex());
+        let worker = {
+            let mut st = self.lock();
+            if st.ahead.contains_key(dev)
+                || st.binding.contains_key(dev)
+                || st.holds(dev)
+                || st.unbindable.get(dev) == Some(&ifi)
+            {
+                return;
+            }
+            let mut load = st.load.clone();
+            let ahead = st.ahead.values().map(|k| (k.worker, k.port.queues()));
+            for (w, q) in ahead.chain(st.binding.values().copied()) {
+                if let Some(l) = load.get_mut(usize::from(w)) {
+                    *l += q;
+                }
+            }
+            let worker = least_loaded(&load) as u16;
+            let queues = netdev::rx_queues(dev).unwrap_or(1).max(1);
+            st.binding.insert(dev.clone(), (worker, queues));
+            worker
+        };
+        let Some(region) = self.crew.get(usize::from(worker)).map(|h| h.region) else {
+            self.lock().binding.remove(dev);
+            return;
+        };
+        afxdp::wait_closed(ifi, &region, NONE, CLOSE_WAIT);
+        let spec = AfXdpSpec {
+            prepared: Some(Arc::clone(pre)),
+            ..spec.clone()
+        };
+        let started = Instant::now();
+        let opened = open_port(&spec, NONE, &region);
+        let mut st = self.lock();
+        st.binding.remove(dev);
+        let port = match opened {
+            Ok(port) => port,
+            Err(e) => {
+                // A queue still held (a port closed moments ago, or one that took the device
+                // meanwhile) is tried again by the monitor; other failures wait for the device
+                // to be re-created.
+                if e.kind() != io::ErrorKind::ResourceBusy && !st.holds(dev) {
+                    tracing::debug!("cannot bind {dev} ahead ({e}); its port binds on open");
+                    st.unbindable.insert(dev.clone(), ifi);
+                }
+                return;
+            }
+        };
+        let wanted = !self.stop.load(Ordering::Acquire)
+            && !st.ahead.contains_key(dev)
+            && !st.holds(dev)
+            && netdev::ifindex(dev) == Some(ifi);
+        if !wanted {
+            drop(st);
+            afxdp::discard(port);
+            return;
+        }
+        tracing::debug!(
+            "{dev}: sockets bound ahead on worker {worker} in {} µs",
+            started.elapsed().as_micros()
+        );
+        st.ahead.insert(dev.clone(), BoundAhead { worker, port });
+        drop(st);
+        // Released meanwhile (`release_devices` unpins first, then closes what is bound ahead).
+        if !self.warm().pinned.contains(dev) {
+            if let Some(k) = self.lock().ahead.remove(dev) {
+                afxdp::discard(k.port);
+            }
+        }
+    }
+
+    /// The sockets bound ahead on `device`, for a port that `worker` serves, if they still fit
+    /// it (the same interface, with as many queues); sockets that do not are closed. Sockets
+    /// being bound ahead right now are waited for (at most `BUSY_WAIT`): the port's own bind
+    /// would find the queues busy meanwhile.
+    fn take_bound_ahead(&self, device: &str, worker: u16) -> Option<AfXdpPort> {
+        let end = Instant::now() + BUSY_WAIT;
+        let k = loop {
+            let mut st = self.lock();
+            if !st.binding.contains_key(device) || Instant::now() >= end {
+                break st.ahead.remove(device)?;
+            }
+            drop(st);
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        if k.worker == worker && k.port.fits(device) {
+            return Some(k.port);
+        }
+        afxdp::discard(k.port);
+        None
+    }
+
+    /// Keeps sockets bound ahead on the prepared devices that no port holds: closes those of
+    /// devices no longer prepared (released, vanished or re-created) and queues the binding of
+    /// the others that have none (again after their port closed). A device a port holds keeps
+    /// its sockets: that port's open adopts them.
+    fn tend_bound_ahead(&self) {
+        let prepared: HashMap<String, u32> = self
+            .warm()
+            .prepared
+            .iter()
+            .map(|(d, p)| (d.clone(), p.ifindex()))
+            .collect();
+        let mut st = self.lock();
+        let stale: Vec<String> = st
+            .ahead
+            .iter()
+            .filter(|(d, k)| prepared.get(*d) != Some(&k.port.ifindex()))
+            .map(|(d, _)| d.clone())
+            .collect();
+        let closing: Vec<BoundAhead> = stale.iter().filter_map(|d| st.ahead.remove(d)).collect();
+        st.unbindable.retain(|d, ifi| prepared.get(d) == Some(ifi));
+        let wanting: Vec<String> = prepared
+            .iter()
+            .filter(|(d, ifi)| {
+                !st.ahead.contains_key(*d)
+                    && !st.binding.contains_key(*d)
+                    && !st.holds(d)
+                    && st.unbindable.get(*d) != Some(*ifi)
+            })
+            .map(|(d, _)| d.clone())
+            .collect();
+        drop(st);
+        for k in closing {
+            afxdp::discard(k.port);
+        }
+        for dev in &wanting {
+            self.queue_device(dev);
         }
     }
 
@@ -1015,6 +1217,7 @@ impl Switch {
             opts: opts.clone(),
             stop: AtomicBool::new(false),
             opener: Mutex::new(None),
+            preparer: Mutex::new(None),
             warm: Mutex::new(Warm::default()),
             attaching: Mutex::new(()),
         });
@@ -1023,7 +1226,7 @@ impl Switch {
             *o = Some(jobs_tx);
         }
         let jobs = Arc::new(Mutex::new(jobs));
-        let mut openers = Vec::with_capacity(OPENERS);
+        let mut openers = Vec::with_capacity(OPENERS + 1);
         for i in 0..OPENERS {
             let (o, jobs) = (Arc::clone(&inner), Arc::clone(&jobs));
             openers.push(
@@ -1032,6 +1235,16 @@ impl Switch {
                     .spawn(move || o.run_opener(&jobs))?,
             );
         }
+        let (devices_tx, devices) = mpsc::channel();
+        if let Ok(mut o) = inner.preparer.lock() {
+            *o = Some(devices_tx);
+        }
+        let (o, devices) = (Arc::clone(&inner), Mutex::new(devices));
+        openers.push(
+            std::thread::Builder::new()
+                .name("qswitch-prepare".into())
+                .spawn(move || o.run_opener(&devices))?,
+        );
         for (w, rx, pending) in loops {
             let id = w.id();
             let cpu = opts.cpu.map(|c| c + usize::from(id));
@@ -1061,6 +1274,7 @@ impl Switch {
                     .ok();
                 while !m.stop.load(Ordering::Acquire) {
                     m.tend_warm();
+                    m.tend_bound_ahead();
                     let retry_soon = {
                         let mut st = m.lock();
                         if m.discover_devices(&mut st) {
@@ -1339,9 +1553,9 @@ impl Switch {
     }
 
     /// Keeps these devices prepared (their programs attached, passing every frame on until a
-    /// port opens on them) from now on, so that a port on one of them opens in about a
-    /// millisecond: the control plane's registered interfaces. A device that does not exist yet
-    /// is prepared when it appears.
+    /// port opens on them, and their sockets bound while no port holds them) from now on, so
+    /// that a port on one of them starts without attaching or binding: the control plane's
+    /// registered interfaces. A device that does not exist yet is prepared when it appears.
     pub fn prepare_devices(&self, devices: &[String]) {
         let mut warm = self.inner.warm();
         for d in devices {
@@ -1371,7 +1585,8 @@ impl Switch {
         self.prepare_devices(devices);
     }
 
-    /// Stops keeping these devices prepared; a program no open port uses detaches.
+    /// Stops keeping these devices prepared: their sockets bound ahead close, and a program no
+    /// open port uses detaches.
     pub fn release_devices(&self, devices: &[String]) {
         let mut warm = self.inner.warm();
         for d in devices {
@@ -1381,6 +1596,19 @@ impl Switch {
                 afxdp::drop_later(p);
             }
         }
+        drop(warm);
+        let mut st = self.inner.lock();
+        let ahead: Vec<BoundAhead> = devices.iter().filter_map(|d| st.ahead.remove(d)).collect();
+        drop(st);
+        for k in ahead {
+            afxdp::discard(k.port);
+        }
+    }
+
+    /// Whether `device`'s sockets are bound ahead, waiting for its port (see
+    /// [`prepare_devices`](Self::prepare_devices)).
+    pub fn bound_ahead(&self, device: &str) -> bool {
+        self.inner.lock().ahead.contains_key(device)
     }
 
     /// Whether the switch forwards for this port now (admin up and open): no system call.
@@ -1545,11 +1773,22 @@ impl Switch {
         if let Some(m) = self.monitor.take() {
             let _ = m.join();
         }
-        if let Ok(mut o) = self.inner.opener.lock() {
-            *o = None;
+        for queue in [&self.inner.opener, &self.inner.preparer] {
+            if let Ok(mut o) = queue.lock() {
+                *o = None;
+            }
         }
         for o in self.openers.drain(..) {
             let _ = o.join();
+        }
+        // Sockets bound ahead on the workers' UMEMs close before the workers unmap them, with
+        // those discarded meanwhile (each close waits for a grace period: side by side).
+        let ahead = std::mem::take(&mut self.inner.lock().ahead);
+        for (_, k) in ahead {
+            afxdp::discard(k.port);
+        }
+        if !afxdp::wait_detached(Duration::from_secs(5)) {
+            tracing::warn!("sockets still closing when the workers stop");
         }
         self.inner.send_all(|| Command::Stop);
         for w in self.workers.drain(..) {

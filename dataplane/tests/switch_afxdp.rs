@@ -285,9 +285,14 @@ fn a_registered_device_stays_prepared_across_its_ports_until_released() {
     let a = Pair::new("w");
     let sw = Switch::start(SwitchOptions::default()).unwrap();
     assert!(!has_xdp(&a.host));
-    // Prepared ahead: the program is attached before any port exists.
+    // Prepared ahead: the program is attached and the sockets are bound before any port
+    // exists.
     sw.prepare_devices(std::slice::from_ref(&a.host));
     assert!(wait_for(|| has_xdp(&a.host)));
+    assert!(
+        wait_for(|| sw.bound_ahead(&a.host)),
+        "no sockets bound ahead"
+    );
     let net = NetworkConfig {
         id: "n".into(),
         vlan: 10,
@@ -303,15 +308,28 @@ fn a_registered_device_stays_prepared_across_its_ports_until_released() {
         });
         assert!(sw.wait_ports_settled(&["p".into()], Duration::from_secs(5)));
         assert!(sw.port_status("p").unwrap().is_forwarding());
+        // The port took the sockets bound ahead (one on each of its device's two queues).
+        assert!(!sw.bound_ahead(&a.host));
+        let before = sw.port_stats("p").unwrap().counters.rx_packets;
+        a.send(&[frame("ffffffffffff", "020000000a0a")]);
+        assert!(wait_for(
+            || sw.port_stats("p").unwrap().counters.rx_packets == before + 1
+        ));
         sw.update(ConfigDelta {
             removed_ports: vec!["p".into()],
             ..ConfigDelta::default()
         });
-        // The port is gone; the program stays for the next one.
+        // The port is gone; the program stays for the next one, and sockets are bound ahead
+        // again once the port's are released.
         std::thread::sleep(Duration::from_millis(50));
         assert!(has_xdp(&a.host), "detached with the port");
+        assert!(
+            wait_for(|| sw.bound_ahead(&a.host)),
+            "no sockets bound ahead again after the port closed"
+        );
     }
     sw.release_devices(std::slice::from_ref(&a.host));
+    assert!(!sw.bound_ahead(&a.host));
     assert!(
         wait_for(|| !has_xdp(&a.host)),
         "still attached after release"
@@ -427,4 +445,48 @@ fn ports_go_to_the_worker_polling_the_fewest_queues() {
     for id in ["wide", "b", "c"] {
         assert!(sw.port_status(id).unwrap().is_forwarding(), "{id}");
     }
+}
+
+/// Registered devices get their sockets bound ahead on the workers as their ports would be
+/// spread (sockets bound ahead count as load), and each port then serves on the worker its
+/// sockets were bound on.
+#[test]
+fn devices_bound_ahead_spread_over_the_workers_and_their_ports_stay_there() {
+    let a = Pair::with_queues("ba", 2);
+    let b = Pair::with_queues("bb", 2);
+    let sw = Switch::start(SwitchOptions {
+        workers: 2,
+        ..SwitchOptions::default()
+    })
+    .unwrap();
+    sw.prepare_devices(&[a.host.clone(), b.host.clone()]);
+    assert!(wait_for(
+        || sw.bound_ahead(&a.host) && sw.bound_ahead(&b.host)
+    ));
+    let net = NetworkConfig {
+        id: "n".into(),
+        vlan: 10,
+        mac_limit: 64,
+        physnet: Some(dataplane::DEFAULT_PHYSNET.into()),
+    };
+    sw.update(ConfigDelta {
+        networks: vec![net],
+        ports: vec![
+            PortConfig::access("pa", &a.host, "n"),
+            PortConfig::access("pb", &b.host, "n"),
+        ],
+        ..ConfigDelta::default()
+    });
+    assert!(sw.wait_settled(Duration::from_secs(5)));
+    let worker = |id: &str| sw.port_status(id).unwrap().worker.unwrap();
+    assert_ne!(worker("pa"), worker("pb"));
+    assert!(!sw.bound_ahead(&a.host) && !sw.bound_ahead(&b.host));
+    // Frames cross between the two workers' ports.
+    a.send(&[frame("ffffffffffff", "020000000a0a")]);
+    assert!(
+        wait_for(|| sw.port_stats("pb").unwrap().counters.tx_packets == 1),
+        "{:?}",
+        sw.port_stats("pb").map(|s| s.counters)
+    );
+    sw.shutdown();
 }

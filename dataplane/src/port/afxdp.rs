@@ -353,6 +353,22 @@ impl AfXdpPort {
     pub fn ifindex(&self) -> u32 {
         self.ifindex
     }
+
+    /// Would an open on `device` now make these sockets: the same interface, and a socket for
+    /// each RX queue it has (up to its map's size, as `open` binds)?
+    pub fn fits(&self, device: &str) -> bool {
+        netdev::ifindex(device) == Some(self.ifindex)
+            && netdev::rx_queues(device)
+                .is_ok_and(|n| n.min(self.pre.queues) == self.queues.len() as u32)
+    }
+
+    /// A port bound ahead of its plug, given the slot it serves in: it was opened but never
+    /// started, so it holds no chunk of any slot yet.
+    pub fn into_slot(mut self, slot: u16) -> AfXdpPort {
+        debug_assert!(self.queues.iter().all(|q| q.in_fill == 0));
+        self.slot = slot;
+        self
+    }
 }
 
 fn context(e: io::Error, what: &str) -> io::Error {
