@@ -93,6 +93,19 @@ pub trait PortIo: Sized + Send {
         1
     }
 
+    /// Has the kernel taken every frame queued for transmission? A worker sleeps only then
+    /// (what the kernel takes next wakes no one).
+    fn drained(&mut self) -> bool {
+        true
+    }
+
+    /// Adds what signals this port's received frames to `out` (its sockets, readable when their
+    /// RX rings hold frames), for an idle worker to sleep on. Returns false for a port that
+    /// cannot signal (its worker then naps and looks again).
+    fn wait_fds(&self, _out: &mut Vec<libc::pollfd>) -> bool {
+        false
+    }
+
     /// Deepest fill level any of its queues has grown to (0 for backends without fill rings).
     fn fill_depth(&self) -> u32 {
         0

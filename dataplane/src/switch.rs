@@ -41,6 +41,7 @@ use crate::port::{PortIo, PortMode, Region};
 use crate::stats::{PortStats, WorkerReading, WorkerStats};
 use crate::sys::netdev;
 use crate::sys::umem::Accounting;
+use crate::sys::wake::Wake;
 use crate::sys::xsk::RingSizes;
 use crate::wire::Mac;
 use crate::worker::{self, Command, LinkState, PollMode, PortShared, Worker, WorkerConfig};
@@ -572,6 +573,8 @@ fn least_loaded(load: &[u32]) -> usize {
 struct Hand {
     tx: Mutex<Sender<Command<AfXdpPort>>>,
     pending: Arc<AtomicBool>,
+    /// Wakes the worker if it sleeps (after `pending` is set).
+    wake: Option<Arc<Wake>>,
     /// What the worker publishes about itself.
     stats: Arc<WorkerStats>,
     /// The worker's UMEM, which the opener registers each of its ports over.
@@ -694,6 +697,9 @@ impl Inner {
             let _ = tx.send(cmd);
         }
         hand.pending.store(true, Ordering::Release);
+        if let Some(w) = &hand.wake {
+            w.notify();
+        }
     }
 
     /// Sends a command, made for each, to every worker.
@@ -1203,6 +1209,7 @@ impl Switch {
             crew.push(Hand {
                 tx: Mutex::new(tx),
                 pending: Arc::clone(&pending),
+                wake: w.wake(),
                 stats: w.stats(),
                 region: w.region(),
             });

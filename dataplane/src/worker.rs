@@ -51,6 +51,7 @@ use crate::pipeline::{flood_targets, Now, Pipeline, Verdict};
 use crate::port::{PortIo, PortMode, Region, XdpDesc};
 use crate::stats::{DropReason, LocalCounters, PortCounters, WorkerStats, XdpStats};
 use crate::sys::umem::{Accounting, Umem, KERNEL_HEADROOM};
+use crate::sys::wake::Wake;
 use crate::sys::xsk::XDP_PKT_CONTD;
 use crate::wire::{
     self, is_vlan_tpid, pop_vlan_tag, push_vlan_tag, Mac, ETH_HEADER_LEN, VLAN_TAG_LEN,
@@ -80,7 +81,8 @@ const STAGE_CAP: usize = 256;
 /// How the worker waits when there is no traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PollMode {
-    /// Spin, then sleep briefly after a while without traffic (saves a core when idle).
+    /// Spin for `idle_spin_ns` without traffic, then sleep until a frame, a command or a frame
+    /// from another worker arrives (or the clock's work is due): an idle worker takes no CPU.
     #[default]
     Adaptive,
     /// Never sleep (lowest latency, one core always busy).
@@ -109,6 +111,13 @@ pub struct WorkerConfig {
     /// so that a rate it cannot keep up with loses frames at once instead of building a queue
     /// of milliseconds. 0: bounded in frames only (`max_fill`).
     pub max_queue_ns: u64,
+    /// How long an adaptive worker spins without traffic before it sleeps: traffic with shorter
+    /// gaps never waits for a wake-up.
+    pub idle_spin_ns: u64,
+    /// The longest an adaptive worker sleeps without traffic (the clock's work, ageing and
+    /// counters, runs at least this often while idle; every millisecond while closed ports'
+    /// chunks, or ports waiting for them, are pending).
+    pub idle_sleep_ns: u64,
 }
 
 /// The default bound on a frame's wait: 5 ms of the worker's work. Shallower rings lose frames
@@ -130,6 +139,8 @@ impl Default for WorkerConfig {
             poll: PollMode::Adaptive,
             max_fill: 8192,
             max_queue_ns: DEFAULT_MAX_QUEUE_NS,
+            idle_spin_ns: 2_000_000,
+            idle_sleep_ns: 100_000_000,
         }
     }
 }
@@ -343,6 +354,17 @@ pub struct Worker<P: PortIo> {
     links: Links,
     /// Frames handed to other workers, and received from them, over the worker's life.
     crossed: (u64, u64),
+    /// The workers frames were handed to this round (a bit each), woken at its end.
+    woken: u64,
+    /// The last round left frames where they were for want of room (a full TX ring or pool
+    /// towards a peer): they wait in RX rings or channels that would wake a sleeper at once,
+    /// while what frees the room does not wake it. Such a worker naps instead.
+    held_back: bool,
+    /// MAC and connection table slots the sweeper owes for the time the worker slept: paid
+    /// 8 192 a millisecond while frames flow, and all at once before the worker sleeps again.
+    sweep_debt: usize,
+    /// What an idle worker sleeps on (scratch, rebuilt each time it sleeps).
+    pollfds: Vec<libc::pollfd>,
     /// The clock every worker of a switch shares (MAC entries are stamped with its seconds).
     epoch: Instant,
     /// Last: unmapped after every socket that shares it has closed.
@@ -430,6 +452,10 @@ impl<P: PortIo> Worker<P> {
             stats: Arc::default(),
             links,
             crossed: (0, 0),
+            woken: 0,
+            held_back: false,
+            sweep_debt: 0,
+            pollfds: Vec::new(),
             epoch,
         })
     }
@@ -442,6 +468,12 @@ impl<P: PortIo> Worker<P> {
     /// Where its UMEM is, to open ports for it on another thread.
     pub fn region(&self) -> Region {
         self.umem.region()
+    }
+
+    /// What wakes the worker when it sleeps: notify it after setting the command flag given to
+    /// [`Worker::run`]. None: it naps instead, and needs no waking.
+    pub fn wake(&self) -> Option<Arc<Wake>> {
+        self.links.wake.clone()
     }
 
     /// What the worker publishes about itself, for exporters.
@@ -723,6 +755,7 @@ impl<P: PortIo> Worker<P> {
     /// One round over all ports. Returns the number of frames received and completed.
     pub fn poll(&mut self, now: Now) -> usize {
         let mut work = 0;
+        self.held_back = false;
         // Every frame received this round may go to any port, and to every other worker: the
         // round takes no more than the smallest free TX room and the fewest free buffers towards
         // a peer, so a full TX ring or a full ring to a peer holds frames back in the RX rings.
@@ -759,6 +792,7 @@ impl<P: PortIo> Worker<P> {
             let take = (room as usize * 4 / 5).min(MAX_BATCH);
             if take == 0 {
                 self.pipe.counters[usize::from(slot)].backpressure += 1;
+                self.held_back = true;
                 continue;
             }
             let n = o.io.recv(&mut self.umem, &mut self.rx[..take]);
@@ -816,6 +850,7 @@ impl<P: PortIo> Worker<P> {
             self.flush_staged(false);
         }
         self.flush_staged(true);
+        self.wake_peers();
         if work > 0 {
             self.dirty = true;
         }
@@ -979,14 +1014,26 @@ impl<P: PortIo> Worker<P> {
     }
 
     /// Work driven by the clock, run at the start of every round whether or not frames flow
-    /// (as VPP's age scanner runs on a timer): once a millisecond, the MAC table's sweeper
-    /// visits 1024 slots (a million-slot table every second), so entries that expired stop
-    /// counting against their network's learning limit even under traffic that never pauses.
-    /// Costs one comparison in the other rounds. Counters are published from `poll`, also by the
-    /// clock.
+    /// (as VPP's age scanner runs on a timer): the MAC and connection tables' sweeper visits
+    /// 1024 slots for each millisecond (a million-slot table every second), so entries that
+    /// expired stop counting against their network's learning limit even under traffic that
+    /// never pauses. Once a millisecond it pays what the time since owes, at most 8 192 slots
+    /// (the rest is a debt paid before the worker next sleeps, so that a frame that wakes it
+    /// does not wait for the sleep's share). Costs one comparison in the other rounds. Counters
+    /// are published from `poll`, also by the clock.
     fn housekeep(&mut self, now: Now) {
-        if now.nanos.saturating_sub(self.last_sweep) >= 1_000_000 {
-            self.sweep(now, 1024);
+        const SWEEP_PER_MS: usize = 1024;
+        const SWEEP_MAX: usize = 1 << 20;
+        let since = now.nanos.saturating_sub(self.last_sweep);
+        if since >= 1_000_000 {
+            let ms = usize::try_from(since / 1_000_000).unwrap_or(usize::MAX);
+            let owed = self
+                .sweep_debt
+                .saturating_add(ms.saturating_mul(SWEEP_PER_MS))
+                .min(SWEEP_MAX);
+            let now_budget = owed.min(8 * SWEEP_PER_MS);
+            self.sweep(now, now_budget);
+            self.sweep_debt = owed - now_budget;
             self.last_sweep = now.nanos;
             // Chunks of closed ports whose sockets are released go back to the pool, and ports
             // that waited for their slots start.
@@ -1097,6 +1144,74 @@ impl<P: PortIo> Worker<P> {
         self.flood_here(d, net, ingress, ingress_tagged, vlan, now);
     }
 
+    /// Wakes the workers this round handed frames to, if they sleep.
+    #[inline]
+    fn wake_peers(&mut self) {
+        while self.woken != 0 {
+            let to = self.woken.trailing_zeros() as usize;
+            self.woken &= self.woken - 1;
+            if let Some(w) = self.links.out.get(to).and_then(Option::as_ref) {
+                if let Some(wake) = &w.wake {
+                    wake.notify();
+                }
+            }
+        }
+    }
+
+    /// Sleeps, when idle, until a frame arrives on a port or from another worker, a command is
+    /// pending, or the clock's work is due (see [`PollMode::Adaptive`]). Returns the frames a
+    /// last look found (then it did not sleep). A worker without a wake-up, or with a port that
+    /// cannot signal its frames, naps briefly instead.
+    fn sleep(&mut self, pending: &AtomicBool, now: Now) -> usize {
+        const NAP: Duration = Duration::from_micros(200);
+        let Some(wake) = self.links.wake.clone() else {
+            std::thread::sleep(NAP);
+            return 0;
+        };
+        // Frames held back for want of room, or sent frames the kernel has not taken yet: what
+        // ends that wakes no one.
+        let mut signals = !self.held_back;
+        self.pollfds.clear();
+        for &s in &self.active {
+            if let Some(o) = self.ports[usize::from(s)].as_mut() {
+                // A port that failed to send is not polled (its frames stay on its RX ring):
+                // it must not wake the worker either.
+                if o.healthy {
+                    signals &= o.io.drained() && o.io.wait_fds(&mut self.pollfds);
+                }
+            }
+        }
+        if !signals {
+            std::thread::sleep(NAP);
+            return 0;
+        }
+        wake.going_to_sleep();
+        // Once more, now that wakers see the flag: a command or frame that came before it
+        // would not wake the worker. (A command is not traffic: the loop takes it next.)
+        if pending.load(Ordering::Acquire) {
+            wake.awake();
+            return 0;
+        }
+        let found = self.round(now);
+        if found > 0 || self.held_back {
+            wake.awake();
+            return found;
+        }
+        // Nothing waits: the sweeper's debt is paid now rather than before the next frame.
+        if self.sweep_debt > 0 {
+            self.sweep(now, self.sweep_debt);
+            self.sweep_debt = 0;
+        }
+        let pending_release = self.umem.has_graves() || !self.parked.is_empty();
+        let timeout = if pending_release {
+            1_000_000
+        } else {
+            self.cfg.idle_sleep_ns.max(1_000_000)
+        };
+        wake.wait(&mut self.pollfds, Duration::from_nanos(timeout));
+        0
+    }
+
     /// The worker that owns port `slot` (this one for a port the snapshot does not know).
     #[inline]
     fn owner(&self, slot: u16) -> u16 {
@@ -1118,6 +1233,7 @@ impl<P: PortIo> Worker<P> {
         };
         if sent {
             self.crossed.0 += 1;
+            self.woken |= 1 << (to & 63);
         } else {
             self.pipe.counters[usize::from(ingress)].drop(DropReason::NoBuffer);
         }
@@ -1141,6 +1257,8 @@ impl<P: PortIo> Worker<P> {
                     self.flush_staged(false);
                 }
             }
+            // Frames may be left in the channel.
+            self.held_back |= *room == 0;
         }
         self.crossed.1 += taken as u64;
         taken
@@ -1427,6 +1545,8 @@ impl<P: PortIo> Worker<P> {
         // Not 0: the first round follows no round that found work.
         let mut idle: u32 = 1;
         let mut prev_round = now().nanos;
+        // When the current stretch without traffic began.
+        let mut idle_since = prev_round;
         loop {
             if pending.swap(false, Ordering::Acquire) {
                 loop {
@@ -1470,20 +1590,29 @@ impl<P: PortIo> Worker<P> {
                 idle = 0;
                 continue;
             }
+            if idle == 0 {
+                idle_since = t.nanos;
+            }
             idle = idle.saturating_add(1);
             if self.dirty {
                 self.publish(t);
             }
             match self.cfg.poll {
                 PollMode::Busy => std::hint::spin_loop(),
-                PollMode::Adaptive if idle < 20_000 => {
+                PollMode::Adaptive
+                    if t.nanos.saturating_sub(idle_since) < self.cfg.idle_spin_ns =>
+                {
                     // Wait about a microsecond before polling again: polling an idle ring at full
                     // speed only bounces its cache line between the cores.
                     for _ in 0..64 {
                         std::hint::spin_loop();
                     }
                 }
-                PollMode::Adaptive => std::thread::sleep(Duration::from_micros(200)),
+                PollMode::Adaptive => {
+                    if self.sleep(&pending, now()) > 0 {
+                        idle = 0;
+                    }
+                }
             }
         }
     }

@@ -490,3 +490,70 @@ fn devices_bound_ahead_spread_over_the_workers_and_their_ports_stay_there() {
     );
     sw.shutdown();
 }
+
+/// Idle workers sleep (here at once, and for up to ten minutes: no timer rescues a wake-up that
+/// is lost), and whatever brings them work wakes them: frames on a port's sockets, frames handed
+/// over by the other worker, and commands (a port added, and the switch's shutdown).
+#[test]
+fn sleeping_workers_wake_for_frames_handed_over_frames_and_commands() {
+    let a = Pair::new("sa");
+    let b = Pair::new("sb");
+    let c = Pair::new("sc");
+    let sw = Switch::start(SwitchOptions {
+        workers: 2,
+        worker: dataplane::WorkerConfig {
+            idle_spin_ns: 0,
+            idle_sleep_ns: 600_000_000_000,
+            ..dataplane::WorkerConfig::default()
+        },
+        ..SwitchOptions::default()
+    })
+    .unwrap();
+    let net = NetworkConfig {
+        id: "n".into(),
+        vlan: 10,
+        mac_limit: 64,
+        physnet: Some(dataplane::DEFAULT_PHYSNET.into()),
+    };
+    let mut cfg = SwitchConfig {
+        networks: vec![net],
+        ports: vec![
+            PortConfig::access("pa", &a.host, "n"),
+            PortConfig::access("pb", &b.host, "n"),
+        ],
+        ..SwitchConfig::default()
+    };
+    sw.apply(cfg.clone()).unwrap();
+    assert!(sw.wait_settled(Duration::from_secs(5)));
+    let worker = |id: &str| sw.port_status(id).unwrap().worker.unwrap();
+    assert_ne!(worker("pa"), worker("pb"));
+    b.send(&[frame("ffffffffffff", "020000000b0b")]);
+    assert!(wait_for(|| sw
+        .port_stats("pa")
+        .unwrap()
+        .counters
+        .tx_packets
+        == 1));
+    for n in 1..=5 {
+        // Both workers asleep again.
+        std::thread::sleep(Duration::from_millis(50));
+        a.send(&[frame("020000000b0b", "020000000a0a")]);
+        assert!(
+            wait_for(|| sw.port_stats("pb").unwrap().counters.tx_packets == n),
+            "frame {n}: {:?}",
+            sw.port_stats("pb").map(|s| s.counters)
+        );
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    cfg.ports.push(PortConfig::access("pc", &c.host, "n"));
+    sw.apply(cfg).unwrap();
+    assert!(sw.wait_settled(Duration::from_secs(5)));
+    assert!(sw.port_status("pc").unwrap().is_forwarding());
+    std::thread::sleep(Duration::from_millis(50));
+    c.send(&[frame("ffffffffffff", "020000000c0c")]);
+    assert!(wait_for(|| {
+        sw.port_stats("pa").unwrap().counters.tx_packets == 2
+            && sw.port_stats("pb").unwrap().counters.tx_packets == 6
+    }));
+    sw.shutdown();
+}

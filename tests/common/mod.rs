@@ -552,9 +552,14 @@ impl Drop for Daemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        // Its scratch directory (database, log, config) goes with it; a second daemon started
-        // in the same directory is dropped first, being declared later.
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // Its scratch directory (database, log, config) goes with it, unless the test failed:
+        // then it is kept for a look. A second daemon started in the same directory is dropped
+        // first, being declared later.
+        if std::thread::panicking() {
+            eprintln!("the daemon's directory is kept: {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

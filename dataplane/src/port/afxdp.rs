@@ -472,6 +472,15 @@ impl PortIo for AfXdpPort {
         self.queues.len() as u32
     }
 
+    fn wait_fds(&self, out: &mut Vec<libc::pollfd>) -> bool {
+        out.extend(
+            self.queues
+                .iter()
+                .map(|q| crate::sys::wake::readable(q.sock.raw_fd())),
+        );
+        true
+    }
+
     #[inline]
     fn recv(&mut self, umem: &mut Umem, out: &mut [XdpDesc]) -> usize {
         let nq = self.queues.len();
@@ -560,10 +569,18 @@ impl PortIo for AfXdpPort {
     #[inline]
     fn flush(&mut self) -> io::Result<()> {
         if self.tx_pending {
-            self.tx_pending = false;
-            self.queues[0].sock.kick_tx()?;
+            let tx = &mut self.queues[0].sock;
+            tx.kick_tx()?;
+            // In copy mode a kick sends a budget of frames (256 where the kernel takes the
+            // option, else 32); what it left is kicked again next round. (A zero-copy device
+            // sends on its own.)
+            self.tx_pending = self.mode != PortMode::NativeZeroCopy && tx.tx.outstanding() > 0;
         }
         Ok(())
+    }
+
+    fn drained(&mut self) -> bool {
+        !self.tx_pending && self.queues[0].sock.tx.outstanding() == 0
     }
 
     #[inline]

@@ -15,6 +15,7 @@ pub mod bpf;
 pub mod netdev;
 pub mod ring;
 pub mod umem;
+pub mod wake;
 pub mod xsk;
 
 use std::io;

@@ -313,6 +313,11 @@ impl Umem {
         self.graves.push((slot, released));
     }
 
+    /// Are chunks of closed ports waiting for their sockets' release?
+    pub fn has_graves(&self) -> bool {
+        !self.graves.is_empty()
+    }
+
     /// Reclaims the chunks of buried ports whose sockets are released. Returns how many. A slot
     /// buried twice (a port that was opened for it and closed again before the first was
     /// released) is reclaimed once both are released: its chunks carry no mark of which port

@@ -13,6 +13,9 @@
 //! port: the receiving worker makes its own copies for its ports.
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use crate::sys::wake::Wake;
 
 /// Where a crossing frame goes on the receiving worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +53,8 @@ pub(crate) struct Outbound {
     tx: SyncSender<Crossing>,
     back: Receiver<Box<[u8]>>,
     free: Vec<Box<[u8]>>,
+    /// The peer's wake-up, if it can sleep: notified once a round in which frames were sent.
+    pub(crate) wake: Option<Arc<Wake>>,
 }
 
 impl Outbound {
@@ -131,6 +136,8 @@ pub struct Links {
     pub(crate) out: Vec<Option<Outbound>>,
     /// From each other worker.
     pub(crate) inbound: Vec<Inbound>,
+    /// What wakes this worker when it sleeps (none: it naps instead, see `Worker::run`).
+    pub(crate) wake: Option<Arc<Wake>>,
 }
 
 impl Links {
@@ -140,7 +147,8 @@ impl Links {
     }
 }
 
-/// The links of `n` workers (at most 64), `depth` buffers of `size` bytes for each ordered pair.
+/// The links of `n` workers (at most 64), `depth` buffers of `size` bytes for each ordered pair,
+/// and each worker's wake-up (none if the system refuses an eventfd).
 pub fn mesh(n: usize, depth: usize, size: usize) -> Vec<Links> {
     let n = n.clamp(1, 64);
     let mut links: Vec<Links> = (0..n)
@@ -148,13 +156,19 @@ pub fn mesh(n: usize, depth: usize, size: usize) -> Vec<Links> {
             id: i as u16,
             out: (0..n).map(|_| None).collect(),
             inbound: Vec::new(),
+            wake: Wake::new()
+                .map_err(|e| tracing::warn!("worker {i} cannot sleep on an eventfd ({e}); it naps"))
+                .ok()
+                .map(Arc::new),
         })
         .collect();
     for from in 0..n {
         for to in (0..n).filter(|&to| to != from) {
             let (tx, rx) = sync_channel(depth);
             let (back_tx, back) = sync_channel(depth);
+            let wake = links[to].wake.clone();
             links[from].out[to] = Some(Outbound {
+                wake,
                 tx,
                 back,
                 free: (0..depth)
