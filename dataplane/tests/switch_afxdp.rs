@@ -95,6 +95,16 @@ fn frame(dst: &str, src: &str) -> String {
     format!("{dst}{src}88b5{}", "00".repeat(46))
 }
 
+/// Network `n`, VLAN 10 on the default physical network.
+fn net_n() -> NetworkConfig {
+    NetworkConfig {
+        id: "n".into(),
+        vlan: 10,
+        mac_limit: 64,
+        physnet: Some(dataplane::DEFAULT_PHYSNET.into()),
+    }
+}
+
 fn wait_for(mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + Duration::from_secs(5);
     while Instant::now() < end {
@@ -119,12 +129,7 @@ fn frames_cross_counters_match_and_accounting_holds() {
     .unwrap();
     assert_eq!(sw.workers(), 2);
     let cfg = SwitchConfig {
-        networks: vec![NetworkConfig {
-            id: "n".into(),
-            vlan: 10,
-            mac_limit: 64,
-            physnet: Some(dataplane::DEFAULT_PHYSNET.into()),
-        }],
+        networks: vec![net_n()],
         ports: vec![
             PortConfig::access("pa", &a.host, "n"),
             PortConfig::access("pb", &b.host, "n"),
@@ -203,12 +208,7 @@ fn a_port_whose_device_is_missing_is_down_and_opens_when_it_appears() {
     let sw = Switch::start(SwitchOptions::default()).unwrap();
     let name = format!("qsxl{:04}h", std::process::id() % 10_000);
     let cfg = SwitchConfig {
-        networks: vec![NetworkConfig {
-            id: "n".into(),
-            vlan: 10,
-            mac_limit: 64,
-            physnet: Some(dataplane::DEFAULT_PHYSNET.into()),
-        }],
+        networks: vec![net_n()],
         ports: vec![PortConfig::access("p", &name, "n")],
         ..SwitchConfig::default()
     };
@@ -293,12 +293,7 @@ fn a_registered_device_stays_prepared_across_its_ports_until_released() {
         wait_for(|| sw.bound_ahead(&a.host)),
         "no sockets bound ahead"
     );
-    let net = NetworkConfig {
-        id: "n".into(),
-        vlan: 10,
-        mac_limit: 64,
-        physnet: Some(dataplane::DEFAULT_PHYSNET.into()),
-    };
+    let net = net_n();
     let port = PortConfig::access("p", &a.host, "n");
     for _ in 0..3 {
         sw.update(ConfigDelta {
@@ -350,12 +345,7 @@ fn a_port_plugged_again_at_once_forwards_each_time() {
     })
     .unwrap();
     sw.prepare_devices(&[a.host.clone(), b.host.clone()]);
-    let net = NetworkConfig {
-        id: "n".into(),
-        vlan: 10,
-        mac_limit: 64,
-        physnet: Some(dataplane::DEFAULT_PHYSNET.into()),
-    };
+    let net = net_n();
     let pa = PortConfig::access("pa", &a.host, "n");
     let pb = PortConfig::access("pb", &b.host, "n");
     sw.update(ConfigDelta {
@@ -421,12 +411,7 @@ fn ports_go_to_the_worker_polling_the_fewest_queues() {
         ..SwitchOptions::default()
     })
     .unwrap();
-    let net = NetworkConfig {
-        id: "n".into(),
-        vlan: 10,
-        mac_limit: 64,
-        physnet: Some(dataplane::DEFAULT_PHYSNET.into()),
-    };
+    let net = net_n();
     let mut cfg = SwitchConfig {
         networks: vec![net],
         ports: vec![PortConfig::access("wide", &wide.host, "n")],
@@ -463,12 +448,7 @@ fn devices_bound_ahead_spread_over_the_workers_and_their_ports_stay_there() {
     assert!(wait_for(
         || sw.bound_ahead(&a.host) && sw.bound_ahead(&b.host)
     ));
-    let net = NetworkConfig {
-        id: "n".into(),
-        vlan: 10,
-        mac_limit: 64,
-        physnet: Some(dataplane::DEFAULT_PHYSNET.into()),
-    };
+    let net = net_n();
     sw.update(ConfigDelta {
         networks: vec![net],
         ports: vec![
@@ -509,12 +489,7 @@ fn sleeping_workers_wake_for_frames_handed_over_frames_and_commands() {
         ..SwitchOptions::default()
     })
     .unwrap();
-    let net = NetworkConfig {
-        id: "n".into(),
-        vlan: 10,
-        mac_limit: 64,
-        physnet: Some(dataplane::DEFAULT_PHYSNET.into()),
-    };
+    let net = net_n();
     let mut cfg = SwitchConfig {
         networks: vec![net],
         ports: vec![
