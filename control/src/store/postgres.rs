@@ -230,6 +230,8 @@ pub struct PgStore {
 struct ReportListener {
     conn: Option<PgConn>,
     failed_at: Option<std::time::Instant>,
+    /// A caller is opening the connection (outside the lock): the others do not wait for it.
+    connecting: bool,
 }
 
 /// What a LISTENing connection's task does with each notification's payload.
@@ -602,14 +604,20 @@ impl Store for PgStore {
         let mut slot = lock(&self.report_listener);
         if slot.conn.as_ref().is_none_or(PgConn::is_closed) {
             slot.conn = None;
-            if slot
+            let failed_lately = slot
                 .failed_at
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
-            {
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+            if failed_lately || slot.connecting {
                 return None;
             }
+            // Opened without the lock: a connect that hangs (up to its timeout) holds up this
+            // write only, while the others read the hosts' reports instead of hearing them.
+            slot.connecting = true;
+            drop(slot);
             let reports = Arc::clone(&self.reports);
             let listening = self.listen("qswitch_report", Box::new(move |p| reports.heard(p)));
+            slot = lock(&self.report_listener);
+            slot.connecting = false;
             match listening {
                 Ok(conn) => {
                     slot.conn = Some(conn);
