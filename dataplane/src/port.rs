@@ -93,6 +93,12 @@ pub trait PortIo: Sized + Send {
         1
     }
 
+    /// Did the last flush leave frames to send (a kick sends a budget)? Then the next round
+    /// flushes again. One flag, no system call.
+    fn tx_leftover(&self) -> bool {
+        false
+    }
+
     /// Has the kernel taken every frame queued for transmission? A worker sleeps only then
     /// (what the kernel takes next wakes no one).
     fn drained(&mut self) -> bool {

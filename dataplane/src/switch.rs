@@ -590,7 +590,7 @@ struct Inner {
     /// Ports to open (program attached, sockets bound) off the worker, before it adopts them.
     opener: Mutex<Option<Sender<OpenJob>>>,
     /// Registered devices to prepare (program attached, sockets bound ahead): a queue and a
-    /// thread of their own, so that a plug never waits behind them.
+    /// thread of their own, so that a port's open does not queue behind them.
     preparer: Mutex<Option<Sender<OpenJob>>>,
     /// Devices kept prepared while they are registered.
     warm: Mutex<Warm>,
@@ -996,9 +996,10 @@ impl Inner {
                 return;
             }
         };
+        // A port placed on the device meanwhile waits for these sockets (`take_bound_ahead`),
+        // or adopts them at its next try.
         let wanted = !self.stop.load(Ordering::Acquire)
             && !st.ahead.contains_key(dev)
-            && !st.holds(dev)
             && netdev::ifindex(dev) == Some(ifi);
         if !wanted {
             drop(st);

@@ -300,6 +300,19 @@ struct Open<P> {
     warned_at: Option<u64>,
 }
 
+/// Stops a port whose transmit failed (its interface gone or down): counted, logged and
+/// reported; the switch closes it.
+fn tx_failed<P: PortIo>(o: &mut Open<P>, slot: u16, c: &mut LocalCounters, e: &io::Error) {
+    c.drop(DropReason::TxError);
+    o.healthy = false;
+    tracing::warn!("port {slot} stopped: transmit failed: {e}");
+    o.shared.set(
+        LinkState::Failed,
+        o.io.mode(),
+        Some(format!("transmit failed: {e}")),
+    );
+}
+
 /// A worker: one UMEM, its ports, the pipeline.
 pub struct Worker<P: PortIo> {
     // Field order is drop order: the ports (their sockets, which the kernel writes through into
@@ -766,6 +779,13 @@ impl<P: PortIo> Worker<P> {
         }
         for &s in &self.active {
             if let Some(o) = self.ports[usize::from(s)].as_mut() {
+                // Frames a kick left on the TX ring (copy mode sends a budget a kick) are kicked
+                // again, whether or not this round sends more.
+                if o.healthy && o.io.tx_leftover() {
+                    if let Err(e) = o.io.flush() {
+                        tx_failed(o, s, &mut self.pipe.counters[usize::from(s)], &e);
+                    }
+                }
                 work += o.io.reclaim(&mut self.umem);
                 if o.healthy {
                     o.io.refill(&mut self.umem, self.fill_target);
@@ -1168,8 +1188,21 @@ impl<P: PortIo> Worker<P> {
             std::thread::sleep(NAP);
             return 0;
         };
-        // Frames held back for want of room, or sent frames the kernel has not taken yet: what
-        // ends that wakes no one.
+        wake.going_to_sleep();
+        // Once more, now that wakers see the flag: a command or frame that came before it
+        // would not wake the worker. (A command is not traffic: the loop takes it next.)
+        if pending.load(Ordering::Acquire) {
+            wake.awake();
+            return 0;
+        }
+        let found = self.round(now);
+        if found > 0 {
+            wake.awake();
+            return found;
+        }
+        // What to wait on, as that round left the ports (it may have started one). Frames held
+        // back for want of room, or sent frames the kernel has not taken yet: what ends that
+        // wakes no one, so the worker naps instead.
         let mut signals = !self.held_back;
         self.pollfds.clear();
         for &s in &self.active {
@@ -1182,20 +1215,9 @@ impl<P: PortIo> Worker<P> {
             }
         }
         if !signals {
+            wake.awake();
             std::thread::sleep(NAP);
             return 0;
-        }
-        wake.going_to_sleep();
-        // Once more, now that wakers see the flag: a command or frame that came before it
-        // would not wake the worker. (A command is not traffic: the loop takes it next.)
-        if pending.load(Ordering::Acquire) {
-            wake.awake();
-            return 0;
-        }
-        let found = self.round(now);
-        if found > 0 || self.held_back {
-            wake.awake();
-            return found;
         }
         // Nothing waits: the sweeper's debt is paid now rather than before the next frame.
         if self.sweep_debt > 0 {
@@ -1524,14 +1546,7 @@ impl<P: PortIo> Worker<P> {
                 self.umem.release(d.addr);
             }
             if let Err(e) = o.io.flush() {
-                c.drop(DropReason::TxError);
-                o.healthy = false;
-                tracing::warn!("port {slot} stopped: transmit failed: {e}");
-                o.shared.set(
-                    LinkState::Failed,
-                    o.io.mode(),
-                    Some(format!("transmit failed: {e}")),
-                );
+                tx_failed(o, slot, c, &e);
             }
             self.stage[i] = stage;
             self.stage[i].clear();

@@ -614,10 +614,18 @@ impl Store for PgStore {
             // write only, while the others read the hosts' reports instead of hearing them.
             slot.connecting = true;
             drop(slot);
+            /// Clears `connecting` however the connect ends (a panic included).
+            struct Connecting<'a>(&'a Mutex<ReportListener>);
+            impl Drop for Connecting<'_> {
+                fn drop(&mut self) {
+                    lock(self.0).connecting = false;
+                }
+            }
+            let connecting = Connecting(&self.report_listener);
             let reports = Arc::clone(&self.reports);
             let listening = self.listen("qswitch_report", Box::new(move |p| reports.heard(p)));
+            drop(connecting);
             slot = lock(&self.report_listener);
-            slot.connecting = false;
             match listening {
                 Ok(conn) => {
                     slot.conn = Some(conn);

@@ -579,6 +579,10 @@ impl PortIo for AfXdpPort {
         Ok(())
     }
 
+    fn tx_leftover(&self) -> bool {
+        self.tx_pending
+    }
+
     fn drained(&mut self) -> bool {
         !self.tx_pending && self.queues[0].sock.tx.outstanding() == 0
     }
