@@ -20,7 +20,8 @@
 //! - [`port`]: the port interface, the frame pool and the in-memory backend.
 //! - [`worker`]: the poll-mode loop that moves frames between ports.
 //! - [`switch`]: the control-side handle: applies configurations, opens ports, reports status.
-//! - `sys`: the only module with `unsafe`: AF_XDP sockets and rings, UMEM, bpf() syscalls.
+//! - `sys`: the only module with `unsafe`: AF_XDP sockets and rings, UMEM, bpf() syscalls, the
+//!   idle worker's eventfd and `poll(2)`.
 //! - [`policer`], [`security`], [`stats`]: QoS token buckets, anti-spoofing, counters.
 //!
 //! Everything above `sys` is safe Rust, never panics on frame bytes, and neither allocates nor
