@@ -105,6 +105,18 @@ fn net_n() -> NetworkConfig {
     }
 }
 
+/// Network `n` with ports `pa` on `a` and `pb` on `b`.
+fn pa_pb(a: &Pair, b: &Pair) -> SwitchConfig {
+    SwitchConfig {
+        networks: vec![net_n()],
+        ports: vec![
+            PortConfig::access("pa", &a.host, "n"),
+            PortConfig::access("pb", &b.host, "n"),
+        ],
+        ..SwitchConfig::default()
+    }
+}
+
 fn wait_for(mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + Duration::from_secs(5);
     while Instant::now() < end {
@@ -128,14 +140,7 @@ fn frames_cross_counters_match_and_accounting_holds() {
     })
     .unwrap();
     assert_eq!(sw.workers(), 2);
-    let cfg = SwitchConfig {
-        networks: vec![net_n()],
-        ports: vec![
-            PortConfig::access("pa", &a.host, "n"),
-            PortConfig::access("pb", &b.host, "n"),
-        ],
-        ..SwitchConfig::default()
-    };
+    let cfg = pa_pb(&a, &b);
     sw.apply(cfg.clone()).unwrap();
     assert!(sw.wait_settled(Duration::from_secs(5)));
     for id in ["pa", "pb"] {
@@ -489,15 +494,7 @@ fn sleeping_workers_wake_for_frames_handed_over_frames_and_commands() {
         ..SwitchOptions::default()
     })
     .unwrap();
-    let net = net_n();
-    let mut cfg = SwitchConfig {
-        networks: vec![net],
-        ports: vec![
-            PortConfig::access("pa", &a.host, "n"),
-            PortConfig::access("pb", &b.host, "n"),
-        ],
-        ..SwitchConfig::default()
-    };
+    let mut cfg = pa_pb(&a, &b);
     sw.apply(cfg.clone()).unwrap();
     assert!(sw.wait_settled(Duration::from_secs(5)));
     let worker = |id: &str| sw.port_status(id).unwrap().worker.unwrap();
