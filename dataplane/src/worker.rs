@@ -1039,8 +1039,8 @@ impl<P: PortIo> Worker<P> {
     /// expired stop counting against their network's learning limit even under traffic that
     /// never pauses. Once a millisecond it pays what the time since owes, at most 8 192 slots
     /// (the rest is a debt paid before the worker next sleeps, so that a frame that wakes it
-    /// does not wait for the sleep's share). Costs one comparison in the other rounds. Counters
-    /// are published from `poll`, also by the clock.
+    /// waits for at most 8 192 slots of the sleep's share). Costs one comparison in the other
+    /// rounds. Counters are published from `poll`, also by the clock.
     fn housekeep(&mut self, now: Now) {
         const SWEEP_PER_MS: usize = 1024;
         const SWEEP_MAX: usize = 1 << 20;
