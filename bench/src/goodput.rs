@@ -29,8 +29,9 @@ const CLIENT_NS: &str = "qsbgen";
 const CLIENT_DEV: &str = "gen-v";
 const SERVER_NS: &str = "qsbsink";
 const SERVER_DEV: &str = "sink-v";
-const CLIENT_IP: &str = "198.18.0.1";
-const SERVER_IP: &str = "198.18.0.2";
+/// The VMs' addresses: the generator's and the sink's (their ports' fixed IPs on `qswitch-sg`).
+const CLIENT_IP: std::net::Ipv4Addr = crate::topo::GEN_IP;
+const SERVER_IP: std::net::Ipv4Addr = crate::topo::SINK_IP;
 
 /// The guests' transmit offloads in a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +120,7 @@ pub struct Args {
     #[arg(long)]
     quick: bool,
     /// Devices under test
-    #[arg(long, value_delimiter = ',', value_parser = crate::dut, default_value = "bridge,qswitch,ovs-afxdp")]
+    #[arg(long, value_delimiter = ',', value_parser = crate::dut, default_value = "bridge,qswitch,qswitch-sg,ovs-afxdp")]
     duts: Vec<Dut>,
     /// Seconds per iperf3 run [default: 5; 2 with --quick]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -172,6 +173,7 @@ fn measure(dut: Dut, o: &Options, bar: &mut Progress) -> Result<Vec<Run>, String
         (CLIENT_NS, CLIENT_DEV, CLIENT_IP),
         (SERVER_NS, SERVER_DEV, SERVER_IP),
     ] {
+        let ip = ip.to_string();
         in_ns(ns, &["ip", "addr", "add", &format!("{ip}/24"), "dev", dev])?;
     }
     let mut runs = Vec::new();
@@ -216,6 +218,7 @@ fn measure(dut: Dut, o: &Options, bar: &mut Progress) -> Result<Vec<Run>, String
             bar.advance();
         }
     }
+    crate::topo::check_filtering(dut)?;
     Ok(runs)
 }
 
@@ -232,9 +235,10 @@ impl Drop for Server {
 /// One iperf3 test: (receiver goodput in Gbit/s, sender retransmits).
 fn iperf3(secs: u32, streams: u32) -> Result<(f64, u64), String> {
     crate::interrupt::check()?;
+    let addr = SERVER_IP.to_string();
     let server = Command::new("ip")
         .args([
-            "netns", "exec", SERVER_NS, "iperf3", "-s", "-1", "-B", SERVER_IP,
+            "netns", "exec", SERVER_NS, "iperf3", "-s", "-1", "-B", &addr,
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -250,7 +254,7 @@ fn iperf3(secs: u32, streams: u32) -> Result<(f64, u64), String> {
         std::thread::sleep(Duration::from_millis(100));
         let out = Command::new("timeout")
             .args([&limit, "ip", "netns", "exec", CLIENT_NS, "iperf3", "-c"])
-            .args([SERVER_IP, "-t", &secs_s, "-P", &streams_s, "-J"])
+            .args([&addr, "-t", &secs_s, "-P", &streams_s, "-J"])
             .args(["--connect-timeout", "3000"])
             .output()
             .map_err(|e| format!("iperf3 client: {e}"))?;
@@ -409,7 +413,7 @@ mod tests {
             (2, 4),
             "an explicit option wins over --quick"
         );
-        assert_eq!(parse(&[]).unwrap().duts.len(), 3);
+        assert_eq!(parse(&[]).unwrap().duts.len(), 4);
         for bad in [
             &["--streams", "0"][..],
             &["--time", "0"],

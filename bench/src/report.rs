@@ -154,7 +154,9 @@ pub fn json(points: &[Point]) -> String {
 }
 
 /// One colour per DUT, in the order the DUTs first appear.
-const COLORS: [&str; 5] = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2"];
+const COLORS: [&str; 6] = [
+    "#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2",
+];
 
 /// The DUTs' colours, in a row under the title.
 fn legend(s: &mut String, duts: &[&str], left: f64) {

@@ -27,8 +27,15 @@ pub fn mesh_mac(i: usize) -> dataplane::Mac {
     dataplane::Mac([0x02, 0xbe, 0xff, 0, 1, i as u8])
 }
 
+/// The generator's MAC (of its interface, `gen-v`).
+pub const GEN_MAC: dataplane::Mac = dataplane::Mac([0x02, 0xbe, 0xff, 0, 0, 1]);
 /// The sink's MAC.
 pub const SINK_MAC: dataplane::Mac = dataplane::Mac([0x02, 0xbe, 0xff, 0, 0, 2]);
+/// The generator's address, where a DUT or a test needs one (its port's fixed IP on
+/// `qswitch-sg`, the client VM's in the goodput test).
+pub const GEN_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 0, 1);
+/// The sink's address.
+pub const SINK_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 0, 2);
 
 /// Where qswitch's worker runs and how it waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +57,12 @@ pub enum Dut {
     Bridge,
     /// qswitch (release binary), worker pinned to CPU 1, busy polling.
     Qswitch,
+    /// qswitch as `Qswitch`, its two ports Neutron v2.0 ports with fixed IPs, port security and
+    /// the project's default security group (stateful: egress anything, ingress from the
+    /// group's members), plugged through Quantum. The generator sends IPv4/UDP from its port's
+    /// MAC and address, so every frame passes anti-spoofing and both ports' rules and
+    /// connection tables. Two-port topologies only (`run`, `goodput`).
+    QswitchSg,
     /// Open vSwitch's userspace datapath (`datapath_type=netdev`) with its default ports on the
     /// veths (packet sockets, polled by the main thread), pinned to CPU 1.
     Ovs,
@@ -60,15 +73,16 @@ pub enum Dut {
 
 impl Dut {
     /// Every device under test, in report order.
-    pub const ALL: [Dut; 5] = [
+    pub const ALL: [Dut; 6] = [
         Dut::None,
         Dut::Bridge,
         Dut::Qswitch,
+        Dut::QswitchSg,
         Dut::Ovs,
         Dut::OvsAfxdp,
     ];
 
-    /// Parses `none`, `bridge`, `qswitch`, `ovs`, `ovs-afxdp`.
+    /// Parses `none`, `bridge`, `qswitch`, `qswitch-sg`, `ovs`, `ovs-afxdp`.
     pub fn parse(s: &str) -> Option<Dut> {
         Dut::ALL.into_iter().find(|d| d.name() == s)
     }
@@ -79,9 +93,16 @@ impl Dut {
             Dut::None => "none",
             Dut::Bridge => "bridge",
             Dut::Qswitch => "qswitch",
+            Dut::QswitchSg => "qswitch-sg",
             Dut::Ovs => "ovs",
             Dut::OvsAfxdp => "ovs-afxdp",
         }
+    }
+
+    /// Do the DUT's ports filter by security groups (so that only IPv4 from each port's own MAC
+    /// and address passes)?
+    pub fn filters(self) -> bool {
+        self == Dut::QswitchSg
     }
 
     /// Why this DUT cannot run on this machine, if it cannot (Open vSwitch not installed).
@@ -306,17 +327,10 @@ impl Topology {
                 in_ns("qsbdut", &["ip", "link", "set", d, "up"])?;
             }
         }
+        let gen_mac = GEN_MAC.to_string();
         in_ns(
             "qsbgen",
-            &[
-                "ip",
-                "link",
-                "set",
-                "gen-v",
-                "address",
-                "02:be:ff:00:00:01",
-                "up",
-            ],
+            &["ip", "link", "set", "gen-v", "address", &gen_mac, "up"],
         )?;
         let sink_mac = SINK_MAC.to_string();
         in_ns(
@@ -361,7 +375,13 @@ pub fn start_dut(
             in_ns("qsbdut", &["ip", "link", "set", "br0", "up"])?;
             Ok(daemons)
         }
-        Dut::Qswitch => {
+        Dut::Qswitch | Dut::QswitchSg => {
+            if dut.filters() && devices != ["gen-h", "sink-h"] {
+                return Err(format!(
+                    "{} runs on the two-port topology only (run, goodput)",
+                    dut.name()
+                ));
+            }
             let mode = std::env::var("QSB_XDP_MODE").unwrap_or_else(|_| "auto".into());
             // The daemon's own UMEM and fill depth unless the environment asks otherwise.
             let sizing: String = [
@@ -379,31 +399,41 @@ pub fn start_dut(
                 }
                 Placement::Defaults => String::new(),
             };
-            let mut cfg = format!(
-                "[switch]\n{pin}{sizing}xdp_mode = \"{mode}\"\n\
-                 [[network]]\nid = \"n\"\nvlan = 10\n"
-            );
-            for d in devices {
-                cfg.push_str(&format!(
-                    "[[port]]\nid = \"{d}\"\ndevice = \"{d}\"\nnetwork = \"n\"\n"
-                ));
+            let mut cfg = format!("[switch]\n{pin}{sizing}xdp_mode = \"{mode}\"\n");
+            // With security groups the ports come from the API (below), as a cloud's do.
+            if !dut.filters() {
+                cfg.push_str("[[network]]\nid = \"n\"\nvlan = 10\n");
+                for d in devices {
+                    cfg.push_str(&format!(
+                        "[[port]]\nid = \"{d}\"\ndevice = \"{d}\"\nnetwork = \"n\"\n"
+                    ));
+                }
             }
             let path = work.join("qswitch.toml");
             std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
             let log = std::fs::File::create(work.join("qswitch.log")).map_err(|e| e.to_string())?;
             let db = work.join("qswitch.db");
-            let _ = std::fs::remove_file(&db);
+            for stale in ["qswitch.db", "qswitch.db-wal", "qswitch.db-shm"] {
+                let _ = std::fs::remove_file(work.join(stale));
+            }
             let child = Command::new("ip")
                 .args(["netns", "exec", "qsbdut", qswitch, "serve", "--config"])
                 .arg(&path)
                 .arg("--db")
                 .arg(&db)
-                .args(["--listen", "127.0.0.1:19696"])
+                .args(["--listen", DUT_API])
                 .stdout(log.try_clone().map_err(|e| e.to_string())?)
                 .stderr(log)
                 .spawn()
                 .map_err(|e| format!("{qswitch}: {e}"))?;
             daemons.push(child);
+            if dut.filters() {
+                // The API listens inside the DUT's namespace: this binary makes the calls there.
+                let me = std::env::current_exe().map_err(|e| e.to_string())?;
+                let me = me.to_string_lossy();
+                in_ns("qsbdut", &[&me, "dut-ports", DUT_API])
+                    .map_err(|e| format!("creating the filtered ports: {e}"))?;
+            }
             wait_xdp(devices, "qswitch did not open its ports (see qswitch.log)")?;
             Ok(daemons)
         }
@@ -411,6 +441,137 @@ pub fn start_dut(
             ovs::start(&mut daemons, dut == Dut::OvsAfxdp, devices, work)?;
             Ok(daemons)
         }
+    }
+}
+
+/// Where the DUT's qswitch serves its API, inside namespace `qsbdut`.
+const DUT_API: &str = "127.0.0.1:19696";
+/// The project the filtered ports belong to.
+const DUT_PROJECT: &str = "qsb";
+
+/// `qswitch-bench dut-ports API`, run inside `qsbdut` for `qswitch-sg`: through the API at `api`,
+/// a network with an IPv4 subnet (198.18.0.0/24, DHCP off), and on it the generator's and the
+/// sink's ports (their MACs and addresses, port security on, the project's default security
+/// group) plugged into `gen-h` and `sink-h` through Quantum attachments.
+pub fn dut_ports(api: &str) -> Result<(), String> {
+    let end = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(api).is_err() {
+        if Instant::now() > end {
+            return Err(format!("qswitch's API did not answer at {api}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut c = crate::http::Conn::open(api).map_err(|e| e.to_string())?;
+    let mut call = |method: &str, path: &str, body: serde_json::Value| {
+        let r = c
+            .request(method, path, Some(&body.to_string()))
+            .map_err(|e| format!("{method} {path}: {e}"))?;
+        if r.status >= 300 {
+            return Err(format!("{method} {path}: {} {}", r.status, r.body));
+        }
+        if r.body.trim().is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        r.json()
+    };
+    let net = call(
+        "POST",
+        "/v2.0/networks",
+        serde_json::json!({"network": {"name": "qsb", "tenant_id": DUT_PROJECT}}),
+    )?;
+    let net = net["network"]["id"]
+        .as_str()
+        .ok_or("no network id")?
+        .to_owned();
+    let subnet = serde_json::json!({"subnet": {
+        "network_id": net, "tenant_id": DUT_PROJECT, "ip_version": 4,
+        "cidr": "198.18.0.0/24", "enable_dhcp": false,
+    }});
+    call("POST", "/v2.0/subnets", subnet)?;
+    for (name, device, mac, ip) in [
+        ("gen", "gen-h", GEN_MAC, GEN_IP),
+        ("sink", "sink-h", SINK_MAC, SINK_IP),
+    ] {
+        let port = serde_json::json!({"port": {
+            "network_id": net, "tenant_id": DUT_PROJECT, "name": name,
+            "mac_address": mac.to_string(), "fixed_ips": [{"ip_address": ip.to_string()}],
+        }});
+        let port = call("POST", "/v2.0/ports", port)?;
+        let groups = port["port"]["security_groups"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if groups != 1 || port["port"]["port_security_enabled"] != true {
+            return Err(format!("port {name} is not filtered: {port}"));
+        }
+        let id = port["port"]["id"].as_str().ok_or("no port id")?;
+        let interface = format!("qsb-{name}");
+        let tenant = format!("/v1.1/tenants/{DUT_PROJECT}");
+        call(
+            "PUT",
+            &format!("{tenant}/interfaces/{interface}"),
+            serde_json::json!({"interface": {"device": device}}),
+        )?;
+        call(
+            "PUT",
+            &format!("{tenant}/networks/{net}/ports/{id}/attachment"),
+            serde_json::json!({"attachment": {"id": interface}}),
+        )?;
+    }
+    Ok(())
+}
+
+/// For a DUT that filters by security groups: fails unless its security groups saw the traffic,
+/// so that a row that says it measured them did (see [`filtering_evidence`]).
+pub fn check_filtering(dut: Dut) -> Result<(), String> {
+    if !dut.filters() {
+        return Ok(());
+    }
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    in_ns(
+        "qsbdut",
+        &[&me.to_string_lossy(), "dut-ports", "--check", DUT_API],
+    )
+    .map(drop)
+    .map_err(|e| format!("{}: {e}", dut.name()))
+}
+
+/// `qswitch-bench dut-ports --check API`: reads qswitch's metrics (within 3 s, as they are
+/// published) and says how many connections its workers track and how many frames the sink's
+/// port was sent. Fails unless both are above zero (the sender's egress rules opened connections;
+/// every frame the sink's port sent passed its ingress rules) and no frame was refused by a
+/// rule (the row would then measure refusals).
+pub fn filtering_evidence(api: &str) -> Result<String, String> {
+    let c = crate::http::Conn::open(api).map_err(|e| e.to_string())?;
+    let end = Instant::now() + Duration::from_secs(3);
+    loop {
+        let r = c
+            .send("GET", "/metrics", None, &[])
+            .map_err(|e| format!("GET /metrics: {e}"))?;
+        let sum = |name: &str, labels: &[&str]| -> f64 {
+            r.body
+                .lines()
+                .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let tracked = sum("qswitch_conntrack_entries", &[]);
+        let delivered = sum("qswitch_port_tx_packets", &["device=\"sink-h\""]);
+        let refused = sum("qswitch_port_drops", &["reason=\"sg_"]);
+        if refused > 0.0 {
+            return Err(format!("its security groups refused {refused} frames"));
+        }
+        if tracked > 0.0 && delivered > 0.0 {
+            return Ok(format!(
+                "{tracked} connections tracked, {delivered} frames through both ports' rules"
+            ));
+        }
+        if Instant::now() > end {
+            return Err(format!(
+                "its security groups saw no traffic ({tracked} connections tracked, {delivered} \
+                 frames to the sink)"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -9,7 +9,10 @@
 //!
 //! Frames: Ethernet to the sink's MAC from one of `flows` source MACs, EtherType 0x88b5, then
 //! `QSB1`, a 64-bit sequence number and a 64-bit send time (ns since the Unix epoch), padded to the
-//! frame size (without FCS: a "64-byte frame" is 60 bytes here).
+//! frame size (without FCS: a "64-byte frame" is 60 bytes here). Where the switch filters by
+//! security groups, frames are IPv4/UDP from the generator's port's own MAC and address to the
+//! sink's, one of `flows` source ports each; their payload is `QSBT`, the send time and the low 48
+//! bits of the sequence number (a 60-byte frame has room for no more).
 //!
 //! The sink counts frames carrying the marker, sequence gaps and one-way latency (both ends on
 //! one machine, one clock).
@@ -77,12 +80,22 @@ pub fn frame(dst: Mac, src: Mac, size: usize) -> Vec<u8> {
     f
 }
 
-/// An IPv4/UDP frame of RFC 2544 size `size` from `src` to `dst` (MAC and address), whose
-/// payload starts with the marker: what a port with anti-spoofing rules may send. Sinks count it
-/// (they carry no timestamp).
+/// An IPv4/UDP frame of RFC 2544 size `size` from `src` to `dst` (MAC and address), UDP port
+/// 49152 to 49152, whose payload starts with the marker: what a port with anti-spoofing rules may
+/// send. Sinks count it; the generator stamps it when it sends it as a template.
 pub fn udp_frame(
     dst: (Mac, std::net::Ipv4Addr),
     src: (Mac, std::net::Ipv4Addr),
+    size: usize,
+) -> Vec<u8> {
+    udp_flow_frame(dst, src, 49152, size)
+}
+
+/// [`udp_frame`] from UDP source port `sport`.
+pub fn udp_flow_frame(
+    dst: (Mac, std::net::Ipv4Addr),
+    src: (Mac, std::net::Ipv4Addr),
+    sport: u16,
     size: usize,
 ) -> Vec<u8> {
     let len = size.saturating_sub(4).max(60);
@@ -106,8 +119,9 @@ pub fn udp_frame(
     let csum = !((folded & 0xffff) + (folded >> 16)) as u16;
     ip[10..12].copy_from_slice(&csum.to_be_bytes());
     f.extend_from_slice(&ip);
-    // UDP 49152 -> 49152, no checksum.
-    f.extend_from_slice(&[0xc0, 0, 0xc0, 0]);
+    // To port 49152, no checksum.
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&[0xc0, 0]);
     f.extend_from_slice(&(ip_len - 20).to_be_bytes());
     f.extend_from_slice(&[0, 0]);
     f.extend_from_slice(MAGIC);
@@ -115,15 +129,47 @@ pub fn udp_frame(
     f
 }
 
+/// The marker of an IPv4/UDP frame the generator stamped.
+const MAGIC_STAMPED_UDP: &[u8; 4] = b"QSBT";
+/// Where the marker of an IPv4/UDP frame sits.
+const UDP_MARK: usize = 42;
+
+/// What a frame carries: the marker (it is counted), and where its send time is, if stamped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// The marker, no send time (an IPv4/UDP frame sent as it was built).
+    Counted,
+    /// The marker and the send time at this offset.
+    Stamped(usize),
+}
+
 /// Does `b` carry the marker: right after the Ethernet header (generated frames, which carry a
-/// sequence number and a timestamp) or as an IPv4/UDP payload (`udp_frame`, which do not)?
-fn marked(b: &[u8]) -> Option<bool> {
+/// sequence number and a timestamp) or as an IPv4/UDP payload (stamped when the generator sent
+/// it from its templates)?
+fn marked(b: &[u8]) -> Option<Mark> {
     if b.len() >= 34 && &b[14..18] == MAGIC {
-        Some(true)
-    } else if b.len() >= 46 && b[12..14] == [0x08, 0x00] && &b[42..46] == MAGIC {
-        Some(false)
-    } else {
-        None
+        return Some(Mark::Stamped(26));
+    }
+    if b.len() < UDP_MARK + 12 || b[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    match &b[UDP_MARK..UDP_MARK + 4] {
+        m if m == MAGIC => Some(Mark::Counted),
+        m if m == MAGIC_STAMPED_UDP => Some(Mark::Stamped(UDP_MARK + 4)),
+        _ => None,
+    }
+}
+
+/// Stamps `buf`, a copy of a template, with sequence number `seq` and send time `now`.
+fn stamp(buf: &mut [u8], seq: u64, now: u64) {
+    if buf.len() >= 34 && &buf[14..18] == MAGIC {
+        buf[18..26].copy_from_slice(&seq.to_be_bytes());
+        buf[26..34].copy_from_slice(&now.to_be_bytes());
+    } else if buf.len() >= UDP_MARK + 18 && marked(buf) == Some(Mark::Counted) {
+        let at = UDP_MARK + 4;
+        buf[UDP_MARK..at].copy_from_slice(MAGIC_STAMPED_UDP);
+        buf[at..at + 8].copy_from_slice(&now.to_be_bytes());
+        buf[at + 8..at + 14].copy_from_slice(&seq.to_be_bytes()[2..]);
     }
 }
 
@@ -192,6 +238,31 @@ impl Generator {
         self.send_frames(&templates, pps, secs, u64::MAX)
     }
 
+    /// Sends IPv4/UDP frames of `size` bytes from the generator's port (its MAC and address,
+    /// `flows` source ports) to the sink's at `pps` (0 = flat out) for `secs` seconds or until
+    /// `max` frames have gone: what a port filtered by security groups may send.
+    pub fn send_udp(
+        &mut self,
+        flows: u32,
+        size: usize,
+        pps: f64,
+        secs: f64,
+        max: u64,
+    ) -> io::Result<Sent> {
+        use crate::topo::{GEN_IP, GEN_MAC, SINK_IP, SINK_MAC};
+        let templates: Vec<Vec<u8>> = (0..flows.clamp(1, 16_384))
+            .map(|i| {
+                udp_flow_frame(
+                    (SINK_MAC, SINK_IP),
+                    (GEN_MAC, GEN_IP),
+                    49152 + i as u16,
+                    size,
+                )
+            })
+            .collect();
+        self.send_frames(&templates, pps, secs, max)
+    }
+
     /// Sends `templates` round robin (stamped with sequence and time) at `pps` (0 = flat out)
     /// for `secs` seconds or until `max` frames have gone.
     pub fn send_frames(
@@ -238,8 +309,7 @@ impl Generator {
                 let t = &templates[(self.seq % templates.len() as u64) as usize];
                 if let Some(buf) = self.umem.frame(addr, t.len() as u32) {
                     buf.copy_from_slice(t);
-                    buf[18..26].copy_from_slice(&self.seq.to_be_bytes());
-                    buf[26..34].copy_from_slice(&now_ns().to_be_bytes());
+                    stamp(buf, self.seq, now_ns());
                 }
                 self.seq += 1;
                 descs.push(XdpDesc {
@@ -345,13 +415,15 @@ impl Sink {
             let t = now_ns();
             for d in &descs[..n] {
                 if let Some(b) = self.umem.frame(d.addr, d.len) {
-                    let stamped = marked(b);
-                    seen.frames += u64::from(stamped.is_some());
-                    if stamped == Some(true) && seen.latencies.len() < 1_000_000 {
-                        let mut ts = [0u8; 8];
-                        ts.copy_from_slice(&b[26..34]);
-                        seen.latencies
-                            .push(t.saturating_sub(u64::from_be_bytes(ts)));
+                    let mark = marked(b);
+                    seen.frames += u64::from(mark.is_some());
+                    if let Some(Mark::Stamped(at)) = mark {
+                        if seen.latencies.len() < 1_000_000 {
+                            let mut ts = [0u8; 8];
+                            ts.copy_from_slice(&b[at..at + 8]);
+                            seen.latencies
+                                .push(t.saturating_sub(u64::from_be_bytes(ts)));
+                        }
                     }
                 }
                 self.umem.release(d.addr);
@@ -404,8 +476,11 @@ mod tests {
         let b = (flow_mac(2), std::net::Ipv4Addr::new(198, 18, 0, 4));
         let f = udp_frame(b, a, 64);
         assert_eq!(f.len(), 60);
-        assert_eq!(marked(&f), Some(false));
-        assert_eq!(marked(&frame(Mac::BROADCAST, flow_mac(1), 64)), Some(true));
+        assert_eq!(marked(&f), Some(Mark::Counted));
+        assert_eq!(
+            marked(&frame(Mac::BROADCAST, flow_mac(1), 64)),
+            Some(Mark::Stamped(26))
+        );
         // The header checksum sums to 0xffff.
         let sum: u32 = f[14..34]
             .chunks(2)
@@ -414,6 +489,38 @@ mod tests {
         assert_eq!((sum & 0xffff) + (sum >> 16), 0xffff);
         assert_eq!(&f[26..30], &[198, 18, 0, 3]);
         assert_eq!(u16::from_be_bytes([f[16], f[17]]), 46);
+        assert_eq!(
+            &udp_flow_frame(b, a, 50_000, 64)[34..38],
+            &[0xc3, 0x50, 0xc0, 0]
+        );
+    }
+
+    #[test]
+    fn stamps_land_where_the_sink_reads_them_and_leave_the_headers_alone() {
+        let a = (flow_mac(1), std::net::Ipv4Addr::new(198, 18, 0, 3));
+        let b = (flow_mac(2), std::net::Ipv4Addr::new(198, 18, 0, 4));
+        for template in [
+            frame(b.0, a.0, 64),
+            udp_frame(b, a, 64),
+            udp_frame(b, a, 1518),
+        ] {
+            let mut f = template.clone();
+            stamp(&mut f, 0x0102_0304_0506_0708, 0x1122_3344_5566_7788);
+            let Some(Mark::Stamped(at)) = marked(&f) else {
+                panic!("not stamped: {f:02x?}");
+            };
+            assert_eq!(f[at..at + 8], 0x1122_3344_5566_7788u64.to_be_bytes());
+            assert_eq!(f.len(), template.len());
+            // Headers up to the marker unchanged.
+            let mark = if at == 26 { 14 } else { UDP_MARK };
+            assert_eq!(f[..mark], template[..mark]);
+        }
+        // A frame too short for a stamp is sent as it is.
+        let mut short = udp_frame(b, a, 64);
+        short.truncate(50);
+        let before = short.clone();
+        stamp(&mut short, 1, 2);
+        assert_eq!(short, before);
     }
 
     #[test]

@@ -39,15 +39,22 @@ fn quick_run_reports_every_dut_and_cleans_up() {
     // saying so elsewhere.
     let ovs = bench::topo::Dut::Ovs.unavailable().is_none();
     let duts: &[&str] = if ovs {
-        &["none", "bridge", "qswitch", "ovs", "ovs-afxdp"]
+        &[
+            "none",
+            "bridge",
+            "qswitch",
+            "qswitch-sg",
+            "ovs",
+            "ovs-afxdp",
+        ]
     } else {
-        &["none", "bridge", "qswitch"]
+        &["none", "bridge", "qswitch", "qswitch-sg"]
     };
     let r = Command::new(&exe)
         .args([
             "run", "--quick", "--sizes", "64", "--trial", "0.2", "--steps", "2", "--repeat", "2",
         ])
-        .args(["--duts", "none,bridge,qswitch,ovs,ovs-afxdp"])
+        .args(["--duts", "none,bridge,qswitch,qswitch-sg,ovs,ovs-afxdp"])
         .arg("--qswitch")
         .arg(&qswitch)
         .arg("--out")
@@ -82,6 +89,18 @@ fn quick_run_reports_every_dut_and_cleans_up() {
     let json = read_json(&out.join("report.json"));
     let rows = json.as_array().unwrap();
     assert!(rows.iter().any(|r| r["test"] == "throughput"), "{json}");
+    // Frames crossed qswitch flat out, on `qswitch-sg` through anti-spoofing and both ports'
+    // security groups (the harness drops that row unless its metrics show it).
+    for dut in ["qswitch", "qswitch-sg"] {
+        let delivered = rows
+            .iter()
+            .find(|r| r["dut"] == dut && r["test"] == "delivered")
+            .and_then(|r| r["pps"].as_f64());
+        assert!(
+            delivered.is_some_and(|d| d > 0.0),
+            "{dut} delivered nothing: {json}"
+        );
+    }
     assert!(
         rows.iter()
             .any(|r| r["cdf"].as_array().is_some_and(|c| c[0][0] == 0.0)),
@@ -176,13 +195,15 @@ fn quick_run_reports_every_dut_and_cleans_up() {
     assert!(storm.contains("19 API requests, 3.17 per VM"), "{storm}");
     // Network, subnet and one bulk call per client.
     assert!(storm.contains("5 API requests, 0.83 per VM"), "{storm}");
-    // TCP goodput between two VMs through qswitch, both offload settings: a transfer that moved
-    // no byte (a checksum the switch left partial) fails the run.
+    // TCP goodput between two VMs through qswitch, both offload settings, without and with
+    // security groups: a transfer that moved no byte (a checksum the switch left partial, a
+    // reply the rules refused) fails the run, and so does a filtered row whose connection
+    // tables tracked nothing.
     let goodput = run(&[
         "goodput",
         "--quick",
         "--duts",
-        "qswitch",
+        "qswitch,qswitch-sg",
         "--time",
         "1",
         "--streams",
@@ -191,11 +212,18 @@ fn quick_run_reports_every_dut_and_cleans_up() {
         rfc_out.to_str().unwrap(),
     ]);
     let json = read_json(&rfc_out.join("goodput.json"));
-    for test in ["tcp-goodput-default-1", "tcp-goodput-tx-off-1"] {
-        let value = metric(&json, test).unwrap_or_else(|| panic!("no {test} in {json}\n{goodput}"));
-        assert!(value > 0.0, "{test}: {json}");
+    for dut in ["qswitch", "qswitch-sg"] {
+        for test in ["tcp-goodput-default-1", "tcp-goodput-tx-off-1"] {
+            let value = json
+                .as_array()
+                .and_then(|a| a.iter().find(|m| m["dut"] == dut && m["test"] == test))
+                .and_then(|m| m["value"].as_f64())
+                .unwrap_or_else(|| panic!("no {dut} {test} in {json}\n{goodput}"));
+            assert!(value > 0.0, "{dut} {test}: {json}");
+        }
+        let row = format!("| {dut} | default | 1 |");
+        assert!(goodput.contains(&row), "{goodput}");
     }
-    assert!(goodput.contains("| qswitch | default | 1 |"), "{goodput}");
 
     let ns = String::from_utf8_lossy(
         &Command::new("ip")

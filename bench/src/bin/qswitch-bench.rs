@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo build --release --workspace && sudo ./target/release/qswitch-bench run   # full run
-//! sudo ./target/release/qswitch-bench run --quick                             # < 1 minute
+//! sudo ./target/release/qswitch-bench run --quick                             # about 1 minute
 //! ```
 //!
 //! Tests per DUT and frame size: the generator flat out (offered and delivered rate); RFC 2544
@@ -69,11 +69,23 @@ enum Cmd {
         /// Its interface
         device: String,
     },
+    /// Internal: creates `qswitch-sg`'s filtered ports through the API inside its namespace
+    #[command(hide = true)]
+    DutPorts {
+        /// The API's address
+        api: String,
+        /// Only check that the ports' connection tables track something
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn main() {
     let cli = Cli::parse();
-    let measuring = !matches!(cli.command, Cmd::Agent { .. } | Cmd::Completions { .. });
+    let measuring = !matches!(
+        cli.command,
+        Cmd::Agent { .. } | Cmd::Completions { .. } | Cmd::DutPorts { .. }
+    );
     // Every command but the agents builds namespaces with fixed names: one run at a time.
     let _lock = if measuring {
         match bench::agent::exclusive() {
@@ -105,6 +117,10 @@ fn main() {
             Ok(())
         }
         Cmd::Agent { role, device } => agent(&role, &device),
+        Cmd::DutPorts { api, check: false } => topo::dut_ports(&api),
+        Cmd::DutPorts { api, check: true } => {
+            topo::filtering_evidence(&api).map(|e| println!("{e}"))
+        }
     };
     if bench::interrupt::requested() {
         // Whatever the run returned, the watcher is tearing down and exits with 130.
@@ -138,6 +154,14 @@ fn agent(role: &str, dev: &str) -> Result<(), String> {
                 let p = |s: &str| s.parse::<f64>().unwrap_or(0.0);
                 let sent = g
                     .send(SINK_MAC, p(flows) as u32, p(size) as usize, p(pps), p(secs))
+                    .map_err(|e| e.to_string())?;
+                format!("sent {} {}", sent.frames, sent.elapsed.as_nanos())
+            }
+            (["sendudp", flows, size, pps, secs, max], Some(g)) => {
+                let p = |s: &str| s.parse::<f64>().unwrap_or(0.0);
+                let max = max.parse().unwrap_or(u64::MAX);
+                let sent = g
+                    .send_udp(p(flows) as u32, p(size) as usize, p(pps), p(secs), max)
                     .map_err(|e| e.to_string())?;
                 format!("sent {} {}", sent.frames, sent.elapsed.as_nanos())
             }
@@ -248,11 +272,11 @@ struct Opts {
 /// `qswitch-bench run`.
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// 64 and 1518 B only, short trials, small searches: under a minute (explicit options win)
+    /// 64 and 1518 B only, short trials, small searches: about a minute (explicit options win)
     #[arg(long)]
     quick: bool,
     /// Devices under test
-    #[arg(long, value_delimiter = ',', value_parser = bench::dut, default_value = "none,bridge,qswitch,ovs,ovs-afxdp")]
+    #[arg(long, value_delimiter = ',', value_parser = bench::dut, default_value = "none,bridge,qswitch,qswitch-sg,ovs,ovs-afxdp")]
     duts: Vec<Dut>,
     /// Frame sizes, bytes (60 to 1518) [default: 64,128,256,512,1024,1518; 64,1518 with --quick]
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(60..=1518))]
@@ -266,8 +290,8 @@ struct RunArgs {
     /// Rounds over every DUT; medians are reported
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
-    /// Flows (MAC address pairs) the generator cycles through
-    #[arg(long, default_value_t = 16)]
+    /// Flows the generator cycles through: source MACs, or UDP source ports on qswitch-sg
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=16384))]
     flows: u32,
     #[command(flatten)]
     common: bench::Common,
@@ -299,9 +323,27 @@ type Latency = ([f64; 4], Vec<(f64, f64)>);
 struct Rig {
     gen: Agent,
     sink: Agent,
+    /// The DUT filters by security groups: IPv4/UDP from the ports' own addresses.
+    udp: bool,
 }
 
 impl Rig {
+    /// The generator's command to send `size`-byte frames of `o.flows` flows at `pps` for
+    /// `secs` or until `max` frames have gone.
+    fn send_cmd(&self, o: &Opts, size: usize, pps: f64, secs: f64, max: Option<u64>) -> String {
+        let flows = o.flows.max(1);
+        match (self.udp, max) {
+            (true, max) => format!(
+                "sendudp {flows} {size} {pps} {secs} {}",
+                max.unwrap_or(u64::MAX)
+            ),
+            (false, None) => format!("send {flows} {size} {pps} {secs}"),
+            (false, Some(n)) => {
+                format!("sendx mac={SINK_MAC} flow=0 {flows} {size} {pps} {secs} {n}")
+            }
+        }
+    }
+
     /// One trial: offers `pps` (0 = flat out) for `secs`; returns (offered pps, delivered pps, loss).
     fn trial(
         &mut self,
@@ -311,9 +353,7 @@ impl Rig {
         secs: f64,
     ) -> Result<(f64, f64, f64), String> {
         let before = topo::counters(self.sink.pid(), "sink-v").ok_or("no sink counters")?;
-        let r = self
-            .gen
-            .ask(&format!("send {} {size} {pps} {secs}", o.flows))?;
+        let r = self.gen.ask(&self.send_cmd(o, size, pps, secs, None))?;
         std::thread::sleep(Duration::from_millis(50));
         let after = topo::counters(self.sink.pid(), "sink-v").ok_or("no sink counters")?;
         let (sent, ns) = (
@@ -354,11 +394,7 @@ impl Rig {
     /// Does a burst of `n` frames sent back to back (flat out) arrive whole?
     fn burst_passes(&mut self, o: &Opts, size: usize, n: u64) -> Result<bool, String> {
         let before = topo::counters(self.sink.pid(), "sink-v").ok_or("no sink counters")?;
-        let cmd = format!(
-            "sendx mac={SINK_MAC} flow=0 {} {size} 0 {} {n}",
-            o.flows.max(1),
-            o.trial.max(1.0)
-        );
+        let cmd = self.send_cmd(o, size, 0.0, o.trial.max(1.0), Some(n));
         let sent = self.gen.ask(&cmd)?.first().copied().unwrap_or(0.0) as u64;
         std::thread::sleep(Duration::from_millis(50));
         let after = topo::counters(self.sink.pid(), "sink-v").ok_or("no sink counters")?;
@@ -377,7 +413,7 @@ impl Rig {
         self.sink.write(&format!("recv {}", o.trial + 0.3))?;
         let sent = self
             .gen
-            .ask(&format!("send {} {size} {pps} {}", o.flows, o.trial))?
+            .ask(&self.send_cmd(o, size, pps, o.trial, None))?
             .first()
             .copied()
             .unwrap_or(0.0);
@@ -504,8 +540,16 @@ fn run(args: RunArgs) -> Result<(), String> {
             } else {
                 Agent::start_realtime("qsbsink", None, "sink", "sink-v")?
             };
-            let mut rig = Rig { gen, sink };
-            rig.sink.ask("announce")?;
+            let mut rig = Rig {
+                gen,
+                sink,
+                udp: dut.filters(),
+            };
+            // The sink's MAC is learned from a broadcast; a filtering DUT's ports are known by
+            // their MACs already (and would refuse a frame that is not IP).
+            if !rig.udp {
+                rig.sink.ask("announce")?;
+            }
             for &size in &o.sizes {
                 let phase = |bar: &Progress, what: &str| {
                     bar.show(&format!("{dut_label} {size} B: {what}"));
@@ -576,6 +620,12 @@ fn run(args: RunArgs) -> Result<(), String> {
             }
             if dut == Dut::None && trafgen.is_none() {
                 trafgen = trafgen_rate(&o, rig.sink.pid());
+            }
+            if let Err(e) = topo::check_filtering(dut) {
+                // The row did not measure what it says: dropped, the others kept.
+                progress::clear();
+                eprintln!("skipping {}: {e}", dut.name());
+                points.retain(|p| p.dut != dut.name());
             }
             drop(rig);
             drop(t);
