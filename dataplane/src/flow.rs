@@ -130,45 +130,73 @@ impl Flow {
 
 /// Reads a frame's layer 3 and 4 headers.
 pub fn parse(frame: &[u8]) -> L3 {
+    let mut l3 = L3::Malformed;
+    parse_into(frame, &mut l3);
+    l3
+}
+
+/// [`parse`] into `out`, in place: the per-frame path writes each field once, where the filter
+/// reads it. (Returning the view by value copies it whole right after its fields were written,
+/// and wide loads of freshly written narrow fields stall on store forwarding.)
+#[inline]
+pub fn parse_into(frame: &[u8], out: &mut L3) {
     let (mut ethertype, mut l3) = match be16(frame, 12) {
         Some(t) => (t, ETH_HEADER_LEN),
-        None => return L3::Malformed,
+        None => return *out = L3::Malformed,
     };
     if is_vlan_tpid(ethertype) {
         match be16(frame, 16) {
             Some(t) => ethertype = t,
-            None => return L3::Malformed,
+            None => return *out = L3::Malformed,
         }
         l3 += VLAN_TAG_LEN;
     }
     let ip = frame.get(l3..).unwrap_or_default();
-    let header = match ethertype {
-        ETHERTYPE_ARP => return L3::Arp,
-        ETHERTYPE_IPV4 => ipv4_header(ip, false),
-        ETHERTYPE_IPV6 => ipv6_header(ip, false),
-        other => return L3::Other(other),
+    let v6 = match ethertype {
+        ETHERTYPE_ARP => return *out = L3::Arp,
+        ETHERTYPE_IPV4 => false,
+        ETHERTYPE_IPV6 => true,
+        other => return *out = L3::Other(other),
+    };
+    if !matches!(out, L3::Ip(_)) {
+        *out = L3::Ip(Flow::default());
+    }
+    let L3::Ip(flow) = out else {
+        return;
+    };
+    let header = if v6 {
+        ipv6_header(ip, false, &mut flow.tuple)
+    } else {
+        ipv4_header(ip, false, &mut flow.tuple)
     };
     let Some(h) = header else {
-        return L3::Malformed;
+        return *out = L3::Malformed;
     };
-    let mut flow = Flow {
-        tuple: h.tuple,
-        fragment: h.fragment,
-        frag_id: h.frag_id,
-        ..Flow::default()
-    };
+    flow.icmp_type = 0;
+    flow.icmp_code = 0;
+    flow.tcp_flags = 0;
+    flow.fragment = h.fragment;
+    flow.frag_id = h.frag_id;
+    flow.quoted = None;
     if h.fragment != Fragment::Later {
-        transport(&mut flow, h.l4);
+        transport(flow, h.l4);
     }
-    L3::Ip(flow)
 }
 
-/// An IP header as read: the tuple without ports, the transport bytes, the fragment position.
+/// An IP header as read, beyond the addresses and protocol: the transport bytes and the
+/// fragment position.
 struct Header<'a> {
-    tuple: Tuple,
     l4: &'a [u8],
     fragment: Fragment,
     frag_id: u32,
+}
+
+/// An IPv4 address in the 16 bytes of a [`Tuple`]'s address, built whole (one store).
+#[inline]
+fn v4_addr(b: &[u8]) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[..4].copy_from_slice(&b[..4]);
+    a
 }
 
 /// Where a fragment sits, from its offset and more-fragments flag.
@@ -180,9 +208,9 @@ fn position(offset: u16, more: bool) -> Fragment {
     }
 }
 
-/// An IPv4 header. A quoted header (inside an ICMP error) may be cut short: its total length
-/// is not checked.
-fn ipv4_header(ip: &[u8], quoted: bool) -> Option<Header<'_>> {
+/// An IPv4 header, its addresses and protocol written into `t` (ports zero). A quoted header
+/// (inside an ICMP error) may be cut short: its total length is not checked.
+fn ipv4_header<'a>(ip: &'a [u8], quoted: bool, t: &mut Tuple) -> Option<Header<'a>> {
     let first = *ip.first()?;
     let ihl = usize::from(first & 0x0f) * 4;
     if first >> 4 != 4 || ihl < 20 || ip.len() < ihl {
@@ -197,23 +225,25 @@ fn ipv4_header(ip: &[u8], quoted: bool) -> Option<Header<'_>> {
         }
         total
     };
-    let mut tuple = Tuple {
-        proto: ip[9],
-        ..Tuple::default()
-    };
-    tuple.src[..4].copy_from_slice(&ip[12..16]);
-    tuple.dst[..4].copy_from_slice(&ip[16..20]);
     let frag = be16(ip, 6)?;
-    Some(Header {
-        tuple,
+    let h = Header {
         l4: ip.get(ihl..end)?,
         fragment: position(frag & 0x1fff, frag & 0x2000 != 0),
         frag_id: u32::from(be16(ip, 4)?),
-    })
+    };
+    *t = Tuple {
+        v6: false,
+        proto: ip[9],
+        src: v4_addr(&ip[12..16]),
+        dst: v4_addr(&ip[16..20]),
+        sport: 0,
+        dport: 0,
+    };
+    Some(h)
 }
 
-/// An IPv6 header and its extension headers (as [`ipv4_header`] for a quoted one).
-fn ipv6_header(ip: &[u8], quoted: bool) -> Option<Header<'_>> {
+/// An IPv6 header and its extension headers (as [`ipv4_header`]).
+fn ipv6_header<'a>(ip: &'a [u8], quoted: bool, t: &mut Tuple) -> Option<Header<'a>> {
     if ip.len() < 40 || ip[0] >> 4 != 6 {
         return None;
     }
@@ -227,12 +257,6 @@ fn ipv6_header(ip: &[u8], quoted: bool) -> Option<Header<'_>> {
         }
         40 + payload
     };
-    let mut tuple = Tuple {
-        v6: true,
-        ..Tuple::default()
-    };
-    tuple.src.copy_from_slice(&ip[8..24]);
-    tuple.dst.copy_from_slice(&ip[24..40]);
     let mut next = ip[6];
     let mut off = 40;
     let (mut fragment, mut frag_id) = (Fragment::Whole, 0);
@@ -259,13 +283,21 @@ fn ipv6_header(ip: &[u8], quoted: bool) -> Option<Header<'_>> {
             _ => break,
         }
     }
-    tuple.proto = next;
-    Some(Header {
-        tuple,
+    let h = Header {
         l4: ip.get(off..end)?,
         fragment,
         frag_id,
-    })
+    };
+    let addr = |at: usize| <[u8; 16]>::try_from(&ip[at..at + 16]).unwrap_or_default();
+    *t = Tuple {
+        v6: true,
+        proto: next,
+        src: addr(8),
+        dst: addr(24),
+        sport: 0,
+        dport: 0,
+    };
+    Some(h)
 }
 
 /// Fills in ports, ICMP fields and TCP flags from the transport bytes (left zero when short).
@@ -310,12 +342,13 @@ fn is_icmp_error(v6: bool, ty: u8) -> bool {
 
 /// The tuple of a packet quoted in an ICMP error (its IP header and at least 8 bytes more).
 fn quoted(v6: bool, inner: &[u8]) -> Option<Tuple> {
+    let mut t = Tuple::default();
     let h = if v6 {
-        ipv6_header(inner, true)?
+        ipv6_header(inner, true, &mut t)?
     } else {
-        ipv4_header(inner, true)?
+        ipv4_header(inner, true, &mut t)?
     };
-    let (mut t, l4) = (h.tuple, h.l4);
+    let l4 = h.l4;
     if h.fragment == Fragment::Later {
         return Some(t);
     }

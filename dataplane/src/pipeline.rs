@@ -263,8 +263,7 @@ impl Pipeline {
         }
         // Read to layer 4 only where a port of the network filters (the sender, or a port the
         // frame may go to).
-        let filtering = snap.net(net).is_some_and(|n| n.filtering);
-        self.l3 = filtering.then(|| flow::parse(frame));
+        self.inspect(snap, net, frame);
         let l3 = self.l3.as_ref();
         if let Err(reason) = filter(&mut self.conns, l3, snap, ingress, Direction::Egress, now) {
             return self.drop(ingress, reason);
@@ -326,9 +325,14 @@ impl Pipeline {
 
     /// Reads `frame` of network `net` to layer 4 for [`Pipeline::admit`], where the network has
     /// a filtering port, as [`Pipeline::process`] does: for a frame another worker decided on.
+    #[inline]
     pub fn inspect(&mut self, snap: &Snapshot, net: u16, frame: &[u8]) {
-        let filtering = snap.net(net).is_some_and(|n| n.filtering);
-        self.l3 = filtering.then(|| flow::parse(frame));
+        if snap.net(net).is_some_and(|n| n.filtering) {
+            // In place: the last frame's view is overwritten, not rebuilt and copied.
+            flow::parse_into(frame, self.l3.get_or_insert(L3::Malformed));
+        } else {
+            self.l3 = None;
+        }
     }
 
     /// May the frame [`Pipeline::process`] just forwarded (`len` bytes) be sent to port

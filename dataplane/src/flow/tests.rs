@@ -123,6 +123,34 @@ fn icmp_errors_quote_the_packet_they_are_about() {
     assert_eq!(f.quoted, None);
 }
 
+#[test]
+fn parsing_in_place_leaves_nothing_of_the_frame_before() {
+    // Every field some frame sets, then frames that set none of them.
+    let about = ipv4_packet(D4, S4, UDP, &udp(5000, 53), 0, 3);
+    let mut error = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    error.extend_from_slice(&about[..28]);
+    let first = ipv4_packet(S4, D4, TCP, &tcp(1, 2, tcp::SYN), 0x2000, 42);
+    let frames = [
+        v6(a6(1), a6(2), TCP, &tcp(40000, 22, tcp::SYN | tcp::ACK)),
+        v4(S4, D4, ICMP, &error),
+        build_frame(PEER, VM, None, ETHERTYPE_IPV4, &first),
+        v4(S4, D4, ICMP, &icmp(8, 0, 77)),
+        v4(S4, D4, UDP, &udp(7, 8)),
+        v4(S4, D4, 89, &[0; 8]),
+        build_frame(PEER, VM, None, crate::wire::ETHERTYPE_ARP, &[0; 28]),
+        v6(a6(3), a6(4), UDP, &udp(9, 10)),
+    ];
+    let mut l3 = L3::Malformed;
+    for (i, a) in frames.iter().enumerate() {
+        for b in &frames {
+            parse_into(a, &mut l3);
+            assert_eq!(l3, parse(a), "frame {i}");
+            parse_into(b, &mut l3);
+            assert_eq!(l3, parse(b), "after frame {i}");
+        }
+    }
+}
+
 proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), ty in prop::sample::select(vec![0x0800u16, 0x86dd, 0x8100, 0x0806])) {
