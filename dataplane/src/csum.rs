@@ -217,12 +217,23 @@ fn ipv6(ip: &[u8]) -> Option<(usize, usize, u8, u64)> {
     if payload == 0 || 40 + payload > ip.len() {
         return None;
     }
-    let mut next = ip[6];
+    let (off, next) = ipv6_upper(ip)?;
+    let len = (40 + payload).checked_sub(off)?;
+    let pseudo = sum_header(&ip[8..40], u64::from(next) + len as u64);
+    Some((off, len, next, pseudo))
+}
+
+/// Where the upper-layer header of the IPv6 packet `ip` (its fixed header first, checked by the
+/// caller) starts, and its protocol: after the hop-by-hop and destination options headers, at
+/// most [`MAX_IPV6_EXT`] of them. Routing (43), fragment (44) and any other header end the walk
+/// and are returned as the protocol: a routing header changes the pseudo-header's destination,
+/// and a fragment carries no whole upper-layer message. `None` when an options header overruns
+/// the packet.
+pub(crate) fn ipv6_upper(ip: &[u8]) -> Option<(usize, u8)> {
+    let mut next = *ip.get(6)?;
     let mut off = 40;
     for _ in 0..MAX_IPV6_EXT {
         match next {
-            // Hop-by-hop and destination options: skipped. Routing (43), fragment (44) and
-            // everything else end the walk.
             0 | 60 => {
                 let ext = ip.get(off..off + 2)?;
                 next = ext[0];
@@ -231,9 +242,7 @@ fn ipv6(ip: &[u8]) -> Option<(usize, usize, u8, u64)> {
             _ => break,
         }
     }
-    let len = (40 + payload).checked_sub(off)?;
-    let pseudo = sum_header(&ip[8..40], u64::from(next) + len as u64);
-    Some((off, len, next, pseudo))
+    (off <= ip.len()).then_some((off, next))
 }
 
 /// Adds the big-endian 16-bit words of a few header bytes (an even number) to `sum`: the

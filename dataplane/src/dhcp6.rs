@@ -84,19 +84,24 @@ const MAX_DNS: usize = 3;
 const MAX_IAS: usize = 4;
 
 /// Where a client's DHCPv6 message starts in an untagged frame, if `frame` is IPv6/UDP from port
-/// 546 to port 547 at `ff02::1:2`.
+/// 546 to port 547 at `ff02::1:2` (behind hop-by-hop or destination options headers too).
 pub fn client_message(frame: &[u8]) -> Option<usize> {
-    let at = ETH_HEADER_LEN + IPV6_HEADER + UDP_HEADER;
-    if frame.len() < at + 4
+    if frame.len() < ETH_HEADER_LEN + IPV6_HEADER
         || frame[0..6] != ALL_SERVERS_MAC
         || frame[12..14] != [0x86, 0xdd]
         || frame[ETH_HEADER_LEN] >> 4 != 6
-        || frame[ETH_HEADER_LEN + 6] != UDP
     {
         return None;
     }
-    let udp = &frame[ETH_HEADER_LEN + IPV6_HEADER..];
-    (udp[0..2] == CLIENT_PORT.to_be_bytes() && udp[2..4] == SERVER_PORT.to_be_bytes()).then_some(at)
+    let (udp, next) = crate::csum::ipv6_upper(&frame[ETH_HEADER_LEN..])?;
+    let udp = ETH_HEADER_LEN + udp;
+    let at = udp + UDP_HEADER;
+    let ports = frame.get(udp..udp + 4)?;
+    (next == UDP
+        && frame.len() >= at + 4
+        && ports[0..2] == CLIENT_PORT.to_be_bytes()
+        && ports[2..4] == SERVER_PORT.to_be_bytes())
+    .then_some(at)
 }
 
 /// The options of a message, each as (code, value), in order; `None` if they overrun.
@@ -133,7 +138,7 @@ pub fn respond(cfg: &Dhcp6Config, frame: &[u8], at: usize, out: &mut [u8]) -> Op
         return None;
     }
     // The message ends where the UDP datagram does: bytes beyond it are no options.
-    let udp = ETH_HEADER_LEN + IPV6_HEADER;
+    let udp = at.checked_sub(UDP_HEADER)?;
     let udp_len = usize::from(u16::from_be_bytes([frame[udp + 4], frame[udp + 5]]));
     let msg = frame.get(at..(udp + udp_len).max(at))?;
     let (&kind, rest) = msg.split_first()?;

@@ -62,16 +62,23 @@ const MAX_DNS: usize = 3;
 const ALL_ROUTERS_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 2];
 
 /// Is `frame` (untagged) an ICMPv6 router solicitation to all routers, with the hop limit
-/// Neighbor Discovery requires?
+/// Neighbor Discovery requires? Behind hop-by-hop or destination options headers too.
 pub fn is_solicitation(frame: &[u8]) -> bool {
-    frame.len() >= ETH_HEADER_LEN + IPV6_HEADER + 8
-        && frame[0..6] == ALL_ROUTERS_MAC
-        && frame[12..14] == [0x86, 0xdd]
-        && frame[ETH_HEADER_LEN] >> 4 == 6
-        && frame[ETH_HEADER_LEN + 6] == ICMPV6
-        && frame[ETH_HEADER_LEN + 7] == ND_HOP_LIMIT
-        && frame[ETH_HEADER_LEN + IPV6_HEADER] == SOLICITATION
-        && frame[ETH_HEADER_LEN + IPV6_HEADER + 1] == 0
+    if frame.len() < ETH_HEADER_LEN + IPV6_HEADER + 8
+        || frame[0..6] != ALL_ROUTERS_MAC
+        || frame[12..14] != [0x86, 0xdd]
+        || frame[ETH_HEADER_LEN] >> 4 != 6
+        || frame[ETH_HEADER_LEN + 7] != ND_HOP_LIMIT
+    {
+        return false;
+    }
+    let ip = &frame[ETH_HEADER_LEN..];
+    match crate::csum::ipv6_upper(ip) {
+        Some((at, ICMPV6)) => ip
+            .get(at..at + 8)
+            .is_some_and(|m| m[0] == SOLICITATION && m[1] == 0),
+        _ => false,
+    }
 }
 
 /// The link-local address of `mac` (modified EUI-64, RFC 4291 2.5.1).
@@ -169,7 +176,7 @@ pub fn respond(cfg: &RaConfig, frame: &[u8], out: &mut [u8]) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const VM: Mac = Mac([0xfa, 0x16, 0x3e, 0x12, 0x34, 0x56]);
@@ -280,6 +287,39 @@ mod tests {
             "ff02::1".parse::<Ipv6Addr>().unwrap().octets()
         );
         assert!(n > ETH_HEADER_LEN + IPV6_HEADER + 16);
+    }
+
+    /// `frame`'s IPv6 packet with an extension header of `kind` (8 bytes, PadN) inserted
+    /// before its upper-layer header.
+    pub(crate) fn with_extension(frame: &[u8], kind: u8) -> Vec<u8> {
+        let ip = ETH_HEADER_LEN;
+        let mut f = frame[..ip + IPV6_HEADER].to_vec();
+        let next = f[ip + 6];
+        f[ip + 6] = kind;
+        let payload = u16::from_be_bytes([f[ip + 4], f[ip + 5]]) + 8;
+        f[ip + 4..ip + 6].copy_from_slice(&payload.to_be_bytes());
+        f.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
+        f.extend_from_slice(&frame[ip + IPV6_HEADER..]);
+        f
+    }
+
+    #[test]
+    fn a_solicitation_behind_options_headers_is_answered_and_behind_others_not() {
+        let rs = solicitation(VM, link_local(VM));
+        let mut out = [0u8; 512];
+        for kind in [0, 60] {
+            let f = with_extension(&rs, kind);
+            assert!(is_solicitation(&f), "behind header {kind}");
+            assert!(respond(&config(), &f, &mut out).is_some());
+            // An options header longer than the packet.
+            let mut long = f.clone();
+            long[ETH_HEADER_LEN + IPV6_HEADER + 1] = 9;
+            assert!(!is_solicitation(&long));
+        }
+        // A routing or fragment header: not a solicitation the switch answers.
+        for kind in [43, 44] {
+            assert!(!is_solicitation(&with_extension(&rs, kind)), "{kind}");
+        }
     }
 
     #[test]

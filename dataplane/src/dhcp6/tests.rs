@@ -273,6 +273,27 @@ fn information_requests_get_dns_and_stateless_ports_nothing_else() {
 }
 
 #[test]
+fn a_message_behind_options_headers_is_answered_as_one_without() {
+    let solicit = message(CLIENT, SOLICIT, &[opt(OPT_CLIENTID, &[1, 2]), ia(&[])]);
+    let plain = answer(&stateful(), &solicit).expect("answered");
+    for kind in [0, 60] {
+        let f = crate::ra::tests::with_extension(&solicit, kind);
+        assert_eq!(
+            client_message(&f),
+            Some(client_message(&solicit).unwrap() + 8)
+        );
+        assert_eq!(
+            answer(&stateful(), &f),
+            Some(plain.clone()),
+            "behind {kind}"
+        );
+    }
+    // Behind a fragment header: no whole message to answer.
+    let f = crate::ra::tests::with_extension(&solicit, 44);
+    assert_eq!(client_message(&f), None);
+}
+
+#[test]
 fn only_the_ports_client_and_well_formed_messages_are_answered() {
     let other = Mac([0xfa, 0x16, 0x3e, 0, 0, 8]);
     let f = message(other, INFORMATION_REQUEST, &[]);
