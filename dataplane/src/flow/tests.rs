@@ -130,7 +130,12 @@ fn parsing_in_place_leaves_nothing_of_the_frame_before() {
     let mut error = vec![3, 3, 0, 0, 0, 0, 0, 0];
     error.extend_from_slice(&about[..28]);
     let first = ipv4_packet(S4, D4, TCP, &tcp(1, 2, tcp::SYN), 0x2000, 42);
+    let later = ipv4_packet(S4, D4, TCP, &tcp(1, 2, tcp::SYN), 185, 42);
     let frames = [
+        build_frame(PEER, VM, None, ETHERTYPE_IPV4, &later),
+        v4(S4, D4, TCP, &[0, 1, 0, 2]),
+        build_frame(PEER, VM, None, ETHERTYPE_IPV4, &[0x65; 40]),
+        build_frame(PEER, VM, None, 0x88cc, &[0; 28]),
         v6(a6(1), a6(2), TCP, &tcp(40000, 22, tcp::SYN | tcp::ACK)),
         v4(S4, D4, ICMP, &error),
         build_frame(PEER, VM, None, ETHERTYPE_IPV4, &first),
