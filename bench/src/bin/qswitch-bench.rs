@@ -74,7 +74,7 @@ enum Cmd {
     DutPorts {
         /// The API's address
         api: String,
-        /// Only check that the ports' connection tables track something
+        /// Only check, from the daemon's metrics, that the ports' rules saw the traffic
         #[arg(long)]
         check: bool,
     },
