@@ -6,6 +6,19 @@ use std::time::Duration;
 
 use ureq::Agent;
 
+/// Waits until something listens at `addr` (`host:port`), trying every 20 ms for `within`;
+/// false when nothing did.
+pub fn wait_listening(addr: &str, within: Duration) -> bool {
+    let end = std::time::Instant::now() + within;
+    while std::net::TcpStream::connect(addr).is_err() {
+        if std::time::Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
 /// A client of one API address; its connections are kept alive between requests.
 #[derive(Debug, Clone)]
 pub struct Conn {

@@ -103,12 +103,8 @@ impl Lab {
             .map_err(|e| format!("{qswitch}: {e}"))?;
         crate::interrupt::track(child.id());
         self.daemon = Some(child);
-        let end = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(&self.api).is_err() {
-            if Instant::now() > end {
-                return Err("the daemon did not start".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if !crate::http::wait_listening(&self.api, Duration::from_secs(10)) {
+            return Err("the daemon did not start".into());
         }
         Ok(())
     }

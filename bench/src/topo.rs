@@ -454,12 +454,8 @@ const DUT_PROJECT: &str = "qsb";
 /// sink's ports (their MACs and addresses, port security on, the project's default security
 /// group) plugged into `gen-h` and `sink-h` through Quantum attachments.
 pub fn dut_ports(api: &str) -> Result<(), String> {
-    let end = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(api).is_err() {
-        if Instant::now() > end {
-            return Err(format!("qswitch's API did not answer at {api}"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if !crate::http::wait_listening(api, Duration::from_secs(10)) {
+        return Err(format!("qswitch's API did not answer at {api}"));
     }
     let mut c = crate::http::Conn::open(api).map_err(|e| e.to_string())?;
     let mut call = |method: &str, path: &str, body: serde_json::Value| {
