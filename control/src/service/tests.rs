@@ -5,6 +5,7 @@ use super::*;
 use crate::forward::{Change, Changes, DesiredNetwork, DesiredPort, NullForwarder};
 use crate::model::OpStatus;
 use crate::neutron::{NetworkSpec, PortSpec, Scope};
+use crate::security::GroupView;
 
 /// Records every applied state; reports the ports listed in `up` as up.
 #[derive(Debug, Default)]
@@ -1409,4 +1410,139 @@ fn a_data_plane_that_panics_is_resynced_and_keeps_following_writes() {
     assert_eq!(ids(fwd.inner.last()), plugged);
     assert_eq!(fwd.inner.last(), c.desired_state().unwrap());
     assert_eq!(c.applied_revision(), c.store_revision().unwrap());
+}
+
+/// The shape of a group's rules, in the order the API lists them, with the group's own id as
+/// `self`.
+fn rule_shapes(group: &GroupView) -> Vec<String> {
+    let (g, rules) = group;
+    rules
+        .iter()
+        .map(|r| {
+            let remote = r.remote_group_id.as_deref().map(|id| match id == g.id {
+                true => "self",
+                false => "other",
+            });
+            format!(
+                "{} {} {:?} {:?} {:?} {:?} {:?} {:?}",
+                r.direction,
+                r.ethertype,
+                r.protocol,
+                r.port_range_min,
+                r.port_range_max,
+                r.remote_ip_prefix,
+                remote,
+                r.description
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn ports_from_before_security_groups_get_their_projects_default_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    // Schema 5: v2.0 ports with port security on (one of another project, on a shared
+    // network), one with it off, and a Quantum port.
+    crate::store::sqlite::create_at_schema(
+        &path,
+        5,
+        "INSERT INTO networks (id, tenant_id, name, vlan, shared) VALUES ('n', 'tenant-a', 'n', 7, 1); \
+         INSERT INTO ports (id, network_id, state, port_security_enabled, tenant_id) VALUES \
+             ('p1', 'n', 'ACTIVE', 1, NULL), ('p2', 'n', 'ACTIVE', 1, 'tenant-b'), \
+             ('p3', 'n', 'ACTIVE', 1, 'tenant-a'), ('off', 'n', 'ACTIVE', 0, NULL); \
+         INSERT INTO ports (id, network_id, state) VALUES ('quantum', 'n', 'ACTIVE');",
+    );
+    let c = Control::open(&path, Arc::new(NullForwarder)).unwrap();
+    let admin = Scope {
+        tenant_id: "admin".into(),
+        admin: true,
+    };
+    let groups_of = |port: &str| {
+        c.v2_port(&admin, port)
+            .unwrap()
+            .record
+            .attrs
+            .security_groups
+    };
+    let default_of = |tenant: &str| {
+        let scope = Scope {
+            tenant_id: tenant.into(),
+            admin: false,
+        };
+        let mut found: Vec<GroupView> = c
+            .security_groups(&scope)
+            .unwrap()
+            .into_iter()
+            .filter(|(g, _)| g.name == "default")
+            .collect();
+        assert_eq!(found.len(), 1, "{tenant} has one default group");
+        found.remove(0)
+    };
+    let (a, b) = (default_of(A), default_of(B));
+    assert!(a.0.is_default && b.0.is_default && a.0.stateful && b.0.stateful);
+    assert_eq!(
+        groups_of("p1"),
+        vec![a.0.id.clone()],
+        "the network's project's"
+    );
+    assert_eq!(
+        groups_of("p3"),
+        vec![a.0.id.clone()],
+        "one group per project"
+    );
+    assert_eq!(
+        groups_of("p2"),
+        vec![b.0.id.clone()],
+        "the port's own project's"
+    );
+    let revision = |port: &str| {
+        c.v2_port(&admin, port)
+            .unwrap()
+            .record
+            .attrs
+            .revision_number
+    };
+    assert_eq!(revision("p1"), 2, "a port given a group counts the change");
+    assert_eq!(revision("off"), 1);
+    assert!(groups_of("off").is_empty());
+    assert!(groups_of("quantum").is_empty());
+    for id in [&a.0.id, &b.0.id] {
+        uuid::Uuid::parse_str(id).unwrap();
+    }
+    // The same group, with the same rules, as the service makes for a project's first use.
+    let fresh = default_of("tenant-c");
+    assert_eq!(rule_shapes(&a), rule_shapes(&fresh));
+    assert_eq!(rule_shapes(&b), rule_shapes(&fresh));
+    assert_eq!(rule_shapes(&a).len(), 4);
+    assert_eq!(
+        (&a.0.name, &a.0.description),
+        (&fresh.0.name, &fresh.0.description)
+    );
+    let rule_ids: HashSet<&str> = a.1.iter().chain(&b.1).map(|r| r.id.as_str()).collect();
+    assert_eq!(rule_ids.len(), 8, "every rule its own id");
+    for id in rule_ids {
+        uuid::Uuid::parse_str(id).unwrap();
+    }
+}
+
+#[test]
+fn ports_made_with_no_group_since_security_groups_keep_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    // Schema 6: a port with port security on and no group was asked for so.
+    crate::store::sqlite::create_at_schema(
+        &path,
+        6,
+        "INSERT INTO networks (id, tenant_id, name, vlan) VALUES ('n', 'tenant-a', 'n', 7); \
+         INSERT INTO ports (id, network_id, state, port_security_enabled) VALUES \
+             ('p', 'n', 'ACTIVE', 1);",
+    );
+    let c = Control::open(&path, Arc::new(NullForwarder)).unwrap();
+    let scope = Scope {
+        tenant_id: A.into(),
+        admin: false,
+    };
+    let port = c.v2_port(&scope, "p").unwrap();
+    assert!(port.record.attrs.security_groups.is_empty());
 }

@@ -23,6 +23,9 @@
 //! `migrations/NNNN_*.sql` are applied in order inside one transaction, and
 //! `PRAGMA user_version` records how many have been applied. A database newer
 //! than this binary is refused rather than guessed at.
+//! A migration may have a backfill (`BACKFILLS`): data its schema change leaves
+//! wrong in an existing database, put right in the same transaction, right
+//! after it, only when it runs on that database.
 
 use std::path::Path;
 
@@ -58,6 +61,15 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0016_port_status.sql"),
     include_str!("../../migrations/0017_hosts.sql"),
 ];
+
+/// Data a migration's schema change leaves wrong in an existing database, put right once: each
+/// runs right after the migration of its version, in the same transaction, whenever that
+/// migration runs (on a new database it finds nothing to do). A database already past that
+/// version is not repaired: what it holds may since have been asked for.
+const BACKFILLS: &[(usize, &str)] = &[(
+    6,
+    include_str!("../../migrations/0006_backfill_default_groups.sql"),
+)];
 
 /// How much of the database file each connection maps.
 const MMAP_BYTES: u64 = 1 << 30;
@@ -324,6 +336,23 @@ fn run_member(
     }
 }
 
+/// A database file at schema `version` (the migrations up to it applied, as a binary of that
+/// version left it), holding the rows `sql` inserts: for tests of what later migrations do to
+/// existing data.
+#[cfg(test)]
+pub(crate) fn create_at_schema(path: &Path, version: usize, sql: &str) {
+    let conn = Connection::open(path).unwrap();
+    for m in &MIGRATIONS[..version] {
+        conn.execute_batch(m).unwrap();
+    }
+    for (_, backfill) in BACKFILLS.iter().filter(|(v, _)| *v <= version) {
+        conn.execute_batch(backfill).unwrap();
+    }
+    let version = u32::try_from(version).unwrap();
+    conn.pragma_update(None, "user_version", version).unwrap();
+    conn.execute_batch(sql).unwrap();
+}
+
 fn migrate(conn: &mut Connection) -> Result<()> {
     // A migration may rebuild a table others reference (SQLite's procedure for changing a
     // column's constraints): foreign keys are off while migrations run (the pragma has no
@@ -347,6 +376,9 @@ fn migrate_all(conn: &mut Connection) -> Result<()> {
     super::known_schema(current, MIGRATIONS.len())?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         tx.execute_batch(sql).map_err(sqlite_err)?;
+        for (_, backfill) in BACKFILLS.iter().filter(|(v, _)| *v == i + 1) {
+            tx.execute_batch(backfill).map_err(sqlite_err)?;
+        }
         let version = u32::try_from(i + 1).unwrap_or(u32::MAX);
         tx.pragma_update(None, "user_version", version)
             .map_err(sqlite_err)?;
