@@ -150,14 +150,15 @@ fn bench(c: &mut Criterion) {
         g.bench_function(BenchmarkId::from_parameter(name), |bn| {
             bn.iter(|| std::hint::black_box(w.poll(Now::default())))
         });
-        // Every frame of the measurement unicast (the learning above flooded).
+        // Every frame of the measurement unicast (the learning above flooded); nothing to check
+        // when a filter left the case out.
         let c = w.counters(a);
-        assert!(
-            c.rx_packets > before.rx_packets
-                && c.floods == before.floods
-                && c.drops.iter().all(|&d| d == 0),
-            "the case measures unicast forwarding: {c:?}"
-        );
+        if c.rx_packets > before.rx_packets {
+            assert!(
+                c.floods == before.floods && c.drops.iter().all(|&d| d == 0),
+                "the case measures unicast forwarding: {c:?}"
+            );
+        }
     }
     g.finish();
 
