@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use control::forward::{
     Change, Changes, DesiredFilter, DesiredGroup, DesiredNetwork, DesiredPort, DesiredSecurity,
-    Forwarder, MacEntry, PortStatistics,
+    Forwarder, MacEntry, PortStatistics, TrackedConnection,
 };
 use control::QosLimit;
 use dataplane::acl::{AddrSet, PortFilter, Remote, Rule};
@@ -364,6 +364,28 @@ impl Forwarder for SwitchForwarder {
                     port_id: e.port,
                     age_secs: e.age_secs,
                     is_static: e.is_static,
+                })
+                .collect(),
+        )
+    }
+
+    fn connections(&self, port_id: &str) -> Option<Vec<TrackedConnection>> {
+        let conns = self.switch.connections(port_id)?;
+        Some(
+            conns
+                .into_iter()
+                .map(|c| TrackedConnection {
+                    protocol: c.proto,
+                    source: c.src,
+                    source_port: c.sport,
+                    destination: c.dst,
+                    destination_port: c.dport,
+                    icmp: c.icmp,
+                    ingress: c.dir == dataplane::acl::Direction::Ingress,
+                    state: c.state.to_owned(),
+                    cut: c.cut,
+                    idle_secs: c.idle_secs,
+                    expires_secs: c.expires_secs,
                 })
                 .collect(),
         )

@@ -1,5 +1,5 @@
-//! `qswitch ports|macs|stats`: the operator's view of a running daemon, through its API (the
-//! port statistics and MAC table extensions), printed as tables.
+//! `qswitch ports|macs|stats|connections`: the operator's view of a running daemon, through its
+//! API (the port statistics, MAC table and tracked connections extensions), printed as tables.
 
 use serde_json::Value;
 
@@ -114,6 +114,62 @@ pub(crate) fn stats(t: &Target, net: &str, port: &str) -> Result<(), String> {
                 println!("{:<28} {}", format!("{prefix}{k}"), n.as_u64().unwrap_or(0));
             }
         }
+    }
+    Ok(())
+}
+
+/// `qswitch connections --tenant T NETWORK PORT`: the connections a port's security groups
+/// track in the switch (admin), one a line: protocol, direction for the port, the opening
+/// packet's endpoints, state, and its idle and remaining seconds.
+pub(crate) fn connections(t: &Target, net: &str, port: &str) -> Result<(), String> {
+    let v = t.get(&format!("/networks/{net}/ports/{port}/connections"))?;
+    println!(
+        "{:<9}  {:<7}  {:<45}  {:<45}  {:<17}  {:>6}  {:>8}",
+        "protocol", "dir", "source", "destination", "state", "idle s", "expires"
+    );
+    for c in v["connections"].as_array().into_iter().flatten() {
+        let end = |addr: &str, port: &str| {
+            let a = str_of(c, addr);
+            let a = if a.contains(':') {
+                format!("[{a}]")
+            } else {
+                a.to_owned()
+            };
+            match c[port].as_u64() {
+                Some(p) => format!("{a}:{p}"),
+                None => a,
+            }
+        };
+        let (src, dst) = match c["icmp_type"].as_u64() {
+            // ICMP: the type, code and echo identifier after the source.
+            Some(ty) => (
+                format!(
+                    "{} type {ty} code {} id {}",
+                    end("source", ""),
+                    c["icmp_code"].as_u64().unwrap_or(0),
+                    c["icmp_id"].as_u64().unwrap_or(0)
+                ),
+                end("destination", ""),
+            ),
+            None => (
+                end("source", "source_port"),
+                end("destination", "destination_port"),
+            ),
+        };
+        let state = match c["cut"].as_bool() {
+            Some(true) => format!("{} (cut)", str_of(c, "state")),
+            _ => str_of(c, "state").to_owned(),
+        };
+        println!(
+            "{:<9}  {:<7}  {:<45}  {:<45}  {:<17}  {:>6}  {:>8}",
+            str_of(c, "protocol"),
+            str_of(c, "direction"),
+            src,
+            dst,
+            state,
+            c["idle"].as_u64().unwrap_or(0),
+            c["expires"].as_u64().unwrap_or(0)
+        );
     }
     Ok(())
 }

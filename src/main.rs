@@ -73,6 +73,16 @@ enum Command {
         /// The port's id
         port: String,
     },
+    /// The connections a port's security groups track in the switch (admin), from a running
+    /// daemon
+    Connections {
+        #[command(flatten)]
+        target: inspect::Target,
+        /// The network's id
+        network: String,
+        /// The port's id
+        port: String,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         /// The shell
@@ -247,6 +257,11 @@ fn main() -> ExitCode {
             network,
             port,
         } => inspect::stats(&target, &network, &port),
+        Command::Connections {
+            target,
+            network,
+            port,
+        } => inspect::connections(&target, &network, &port),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -349,6 +349,11 @@ pub(crate) fn authorize(
     if route.ends_with("/mac_table") && !admin {
         return Err(ApiError::Forbidden("The MAC table is for admins only"));
     }
+    if route.ends_with("/connections") && !admin {
+        return Err(ApiError::Forbidden(
+            "Tracked connections are for admins only",
+        ));
+    }
     Ok(())
 }
 

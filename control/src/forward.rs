@@ -300,6 +300,12 @@ pub trait Forwarder: Send + Sync + 'static {
     fn mac_table(&self, _network_id: &str) -> Option<Vec<MacEntry>> {
         None
     }
+
+    /// The connections a port's stateful security groups track (the admin connections view);
+    /// `None` when the data plane holds no such port.
+    fn connections(&self, _port_id: &str) -> Option<Vec<TrackedConnection>> {
+        None
+    }
 }
 
 /// Live counters of one port as the data plane reports them.
@@ -350,6 +356,33 @@ pub struct MacEntry {
     pub age_secs: u32,
     /// Installed from configuration, never aged out.
     pub is_static: bool,
+}
+
+/// One connection a port's stateful security groups track, as the data plane holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackedConnection {
+    /// IP protocol number.
+    pub protocol: u8,
+    /// Source of the packet that opened it.
+    pub source: std::net::IpAddr,
+    /// Its source port (ICMP echo: the identifier; 0 without ports).
+    pub source_port: u16,
+    /// Destination of the packet that opened it.
+    pub destination: std::net::IpAddr,
+    /// Its destination port (as `source_port`).
+    pub destination_port: u16,
+    /// ICMP type and code of the opening packet (ICMP only).
+    pub icmp: Option<(u8, u8)>,
+    /// The opening packet went to the port's VM (else it came from it).
+    pub ingress: bool,
+    /// `new`, `replied`, `established`, `closing`, `closed` or `reset`.
+    pub state: String,
+    /// Cut by a rule change: dropped both ways until it expires.
+    pub cut: bool,
+    /// Seconds since a packet of it passed.
+    pub idle_secs: u32,
+    /// Seconds until it expires without another packet.
+    pub expires_secs: u32,
 }
 
 /// A forwarder that forwards nothing: ports are never up. For tests and

@@ -75,7 +75,7 @@ pub use forward::{
     Change, Changes, DesiredDhcp, DesiredDhcp6, DesiredFilter, DesiredGroup, DesiredNetwork,
     DesiredPort, DesiredRa, DesiredRule, DesiredSecurity, DesiredState, Forwarder, NullForwarder,
 };
-pub use forward::{MacEntry, PortStatistics};
+pub use forward::{MacEntry, PortStatistics, TrackedConnection};
 pub use model::{
     Interface, Network, NetworkType, NetworkView, OpStatus, Port, PortState, PortView,
 };

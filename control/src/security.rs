@@ -184,6 +184,14 @@ const PROTOCOLS: &[(&str, u8)] = &[
     ("vrrp", 112),
 ];
 
+/// The name Neutron gives protocol `n` (its first, for a number with two), if any.
+pub fn protocol_name(n: u8) -> Option<&'static str> {
+    PROTOCOLS
+        .iter()
+        .find(|(_, v)| *v == n)
+        .map(|(name, _)| *name)
+}
+
 /// The number of a protocol given by name or number.
 pub fn protocol_number(p: &str) -> Option<u8> {
     PROTOCOLS

@@ -242,6 +242,82 @@ pub fn timeout(proto: u8, state: u8) -> u32 {
     }
 }
 
+/// A tracked connection as an operator reads it (`qswitch connections`): the packet that opened
+/// it, which way it went for the port, how far it got and how long it lives on without a packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// IP protocol.
+    pub proto: u8,
+    /// Source of the opening packet.
+    pub src: std::net::IpAddr,
+    /// Its source port (ICMP echo: the identifier; 0 for protocols without ports).
+    pub sport: u16,
+    /// Destination of the opening packet.
+    pub dst: std::net::IpAddr,
+    /// Its destination port (as `sport`).
+    pub dport: u16,
+    /// ICMP type and code of the opening packet (ICMP only).
+    pub icmp: Option<(u8, u8)>,
+    /// The opening packet's direction for the port: sent by its VM (egress) or to it.
+    pub dir: Direction,
+    /// How far it got: `new` (nothing back yet), `replied`, `established` (TCP: the opener
+    /// acknowledged the answer), `closing` (a FIN), `closed` (FINs both ways), `reset`.
+    pub state: &'static str,
+    /// No longer allowed by the rules: its packets are dropped until it expires.
+    pub cut: bool,
+    /// Seconds since a packet of it passed.
+    pub idle_secs: u32,
+    /// Seconds until it expires without another packet.
+    pub expires_secs: u32,
+}
+
+impl Connection {
+    fn of(key: &Key, e: &Entry, now: u32) -> Connection {
+        let opening = e.opening(key);
+        let t = &opening.tuple;
+        let addr = |a: [u8; 16]| -> std::net::IpAddr {
+            if t.v6 {
+                a.into()
+            } else {
+                [a[0], a[1], a[2], a[3]].into()
+            }
+        };
+        let icmp = matches!(
+            t.proto,
+            crate::wire::ipproto::ICMP | crate::wire::ipproto::ICMPV6
+        )
+        .then_some(e.icmp);
+        let fins = e.state & (FIN_ORIG | FIN_REPLY);
+        let state = if e.state & RESET != 0 {
+            "reset"
+        } else if fins == FIN_ORIG | FIN_REPLY {
+            "closed"
+        } else if fins != 0 {
+            "closing"
+        } else if e.state & ESTABLISHED != 0 {
+            "established"
+        } else if e.state & SEEN_REPLY != 0 {
+            "replied"
+        } else {
+            "new"
+        };
+        let idle = now.saturating_sub(e.last);
+        Connection {
+            proto: t.proto,
+            src: addr(t.src),
+            sport: t.sport,
+            dst: addr(t.dst),
+            dport: t.dport,
+            icmp,
+            dir: e.start.dir,
+            state,
+            cut: e.cut,
+            idle_secs: idle,
+            expires_secs: timeout(t.proto, e.state).saturating_sub(idle),
+        }
+    }
+}
+
 /// A zone's generation, live entries and remembered datagrams.
 #[derive(Debug, Clone, Copy, Default)]
 struct ZoneCount {
@@ -336,6 +412,20 @@ impl ConnTable {
             .get(usize::from(zone))
             .filter(|z| z.gen == gen)
             .map_or(0, |z| z.live)
+    }
+
+    /// The live connections of zone `zone` (its port of generation `gen`), by opening packet's
+    /// source, then destination.
+    /// Walks the whole table: for an operator's look, never per packet.
+    pub fn connections(&self, zone: u16, gen: u32, now: u32) -> Vec<Connection> {
+        let mut out: Vec<Connection> = self
+            .conns
+            .iter()
+            .filter(|(k, e)| k.zone() == zone && e.gen == gen && !e.expired(k, now))
+            .map(|(k, e)| Connection::of(k, e, now))
+            .collect();
+        out.sort_by_key(|c| (c.src, c.sport, c.dst, c.dport, c.proto));
+        out
     }
 
     /// Makes zone `zone` belong to the port of generation `gen` now in its slot (`None`: no port):

@@ -35,6 +35,7 @@ use crate::config::{
     ConfigError, NetworkConfig, PortConfig, PortRole, SlotMap, Snapshot, SwitchConfig, MAX_VLAN,
     NONE,
 };
+use crate::conntrack::Connection;
 use crate::fdb::{MacEntry, MacTable};
 use crate::port::afxdp::{self, AfXdpPort, AfXdpSpec, BindMode, Prepared, XdpMode};
 use crate::port::{PortIo, PortMode, Region};
@@ -1653,6 +1654,24 @@ impl Switch {
                 .as_ref()
                 .map_or_else(PortStats::default, |h| h.shared.counters.read()),
         )
+    }
+
+    /// The connections a port's stateful security groups track, as its worker holds them; empty
+    /// for a port not placed on this host, `None` for an unknown port or a worker that did not
+    /// answer within 2 s.
+    pub fn connections(&self, id: &str) -> Option<Vec<Connection>> {
+        let (worker, slot) = {
+            let st = self.inner.lock();
+            let p = st.ports.get(id)?;
+            match (p.handle.as_ref(), st.slots.get(id)) {
+                (Some(h), Some(slot)) => (h.worker, slot),
+                _ => return Some(Vec::new()),
+            }
+        };
+        let (tx, rx) = mpsc::channel();
+        self.inner
+            .send_to(worker, Command::Connections { slot, reply: tx });
+        rx.recv_timeout(Duration::from_secs(2)).ok()
     }
 
     /// The live MAC table of a network.

@@ -59,6 +59,7 @@ use crate::wire::{
 
 pub mod cross;
 
+use crate::conntrack::Connection;
 use crate::fdb::MacTable;
 use cross::{Crossing, Links, Target};
 
@@ -265,6 +266,14 @@ pub enum Command<P: PortIo> {
         /// Where to send them.
         reply: Sender<Vec<MacEntry>>,
     },
+    /// Send the tracked connections of a port's security groups (its zone in this worker's
+    /// connection table, which holds every connection of the ports it owns).
+    Connections {
+        /// Port slot.
+        slot: u16,
+        /// Where to send them.
+        reply: Sender<Vec<Connection>>,
+    },
     /// Send the frame accounting.
     Accounting {
         /// Where to send it.
@@ -285,6 +294,7 @@ impl<P: PortIo> core::fmt::Debug for Command<P> {
             },
             Command::RemovePort { slot } => write!(f, "RemovePort({slot})"),
             Command::MacTable { net, .. } => write!(f, "MacTable({net})"),
+            Command::Connections { slot, .. } => write!(f, "Connections({slot})"),
             Command::Accounting { .. } => write!(f, "Accounting"),
             Command::Stop => write!(f, "Stop"),
         }
@@ -600,6 +610,13 @@ impl<P: PortIo> Worker<P> {
             Command::RemovePort { slot } => self.close_port(slot),
             Command::MacTable { net, reply } => {
                 let _ = reply.send(self.pipe.fdb.entries(net, now.secs));
+            }
+            Command::Connections { slot, reply } => {
+                let conns = match self.snap.port(slot) {
+                    Some(p) => self.pipe.conns.connections(slot, p.gen, now.secs),
+                    None => Vec::new(),
+                };
+                let _ = reply.send(conns);
             }
             Command::Accounting { reply } => {
                 let _ = reply.send(self.umem.accounting());

@@ -18,6 +18,7 @@ pub(crate) const QOS_ALIAS: &str = "qos";
 pub(crate) const PORTSTATS_ALIAS: &str = "portstats";
 /// The MAC table extension's alias.
 pub(crate) const MACTABLE_ALIAS: &str = "mactable";
+pub(crate) const CONNECTIONS_ALIAS: &str = "connections";
 /// The provider networks extension's alias (Neutron's).
 pub(crate) const PROVIDER_ALIAS: &str = "provider";
 
@@ -69,6 +70,20 @@ fn descriptors(v: Version) -> Vec<Value> {
                             GET /tenants/{tenant_id}/networks/{network_id}/mac_table.",
             "namespace": "http://qswitch.org/ext/mactable/api/v1.0",
             "updated": "2026-11-25T00:00:00-00:00",
+            "links": []
+        }),
+        json!({
+            "name": "Tracked Connections",
+            "alias": CONNECTIONS_ALIAS,
+            "description": "The connections a port's stateful security groups track in the \
+                            switch (admin only): for each, the packet that opened it (protocol, \
+                            addresses and ports, or ICMP type, code and identifier), its \
+                            direction for the port, its state, whether a rule change cut it, and \
+                            its idle and remaining seconds. \
+                            GET /tenants/{tenant_id}/networks/{network_id}/ports/{port_id}/\
+                            connections.",
+            "namespace": "http://qswitch.org/ext/connections/api/v1.0",
+            "updated": "2026-12-05T00:00:00-00:00",
             "links": []
         }),
         json!({

@@ -76,6 +76,7 @@ pub(crate) fn router(state: VersionState) -> Router {
             get(qos::show).put(qos::set).delete(qos::clear),
         )
         .route(&format!("{port}/stats"), get(stats::port_stats))
+        .route(&format!("{port}/connections"), get(stats::connections))
         .route(&format!("{net}/mac_table"), get(stats::mac_table))
         .route(&format!("{T}/interfaces"), get(interfaces::list))
         .route(

@@ -1,10 +1,12 @@
 //! The port statistics extension (alias `portstats`):
 //! `GET /tenants/{tenant_id}/networks/{network_id}/ports/{port_id}/stats`,
-//! and the admin MAC table view (alias `mactable`):
-//! `GET /tenants/{tenant_id}/networks/{network_id}/mac_table`.
+//! the admin MAC table view (alias `mactable`):
+//! `GET /tenants/{tenant_id}/networks/{network_id}/mac_table`,
+//! and the admin view of a port's tracked connections (alias `connections`):
+//! `GET /tenants/{tenant_id}/networks/{network_id}/ports/{port_id}/connections`.
 //!
-//! Both read live data-plane state through the control plane's forwarder:
-//! counters at most a millisecond old, the MAC table as the workers hold it.
+//! All read live data-plane state through the control plane's forwarder:
+//! counters at most a millisecond old, the tables as the workers hold them.
 
 use axum::response::Response;
 use serde_json::{json, Map, Value};
@@ -35,6 +37,27 @@ pub(crate) const STATS_ATTRS: Attrs<'static> = &[(
 
 /// Each entry's fields are XML attributes.
 pub(crate) const MAC_ATTRS: Attrs<'static> = &[("mac", &["address", "port_id", "age", "static"])];
+
+/// Each connection's fields are XML attributes.
+pub(crate) const CONNECTION_ATTRS: Attrs<'static> = &[(
+    "connection",
+    &[
+        "protocol",
+        "ethertype",
+        "direction",
+        "source",
+        "source_port",
+        "destination",
+        "destination_port",
+        "icmp_type",
+        "icmp_code",
+        "icmp_id",
+        "state",
+        "cut",
+        "idle",
+        "expires",
+    ],
+)];
 
 /// `GET .../ports/{id}/stats`: `{"stats": {"rx_packets", "rx_bytes",
 /// "rx_errors", "tx_packets", "tx_bytes", "tx_errors", "dropped", "floods", "csum_completed",
@@ -93,6 +116,50 @@ pub(crate) async fn mac_table(ctx: Ctx) -> Response {
             })
             .collect();
         Ok(Reply::ok(json!({ "macs": items }), MAC_ATTRS))
+    };
+    let r: Result<Reply, ApiError> = r.await;
+    ctx.finish(r)
+}
+
+/// `GET .../ports/{id}/connections` (admin): `{"connections": [{"protocol", "ethertype",
+/// "direction", "source", "source_port", "destination", "destination_port" (ICMP: "icmp_type",
+/// "icmp_code", "icmp_id" instead of the ports), "state", "cut", "idle", "expires"}]}`: the
+/// packet that opened each connection, which way it went for the port, and how far it got.
+pub(crate) async fn connections(ctx: Ctx) -> Response {
+    let r = async {
+        let (t, n, p) = (ctx.tenant(), ctx.param("network_id"), ctx.param("port_id"));
+        let conns = ctx.run(move |c| c.connections(&t, &n, &p)).await?;
+        let items: Vec<Value> = conns
+            .iter()
+            .map(|c| {
+                let protocol = control::security::protocol_name(c.protocol)
+                    .map_or_else(|| c.protocol.to_string(), str::to_owned);
+                let mut v = json!({
+                    "protocol": protocol,
+                    "ethertype": if c.source.is_ipv4() { "IPv4" } else { "IPv6" },
+                    "direction": if c.ingress { "ingress" } else { "egress" },
+                    "source": c.source.to_string(),
+                    "destination": c.destination.to_string(),
+                    "state": c.state,
+                    "cut": c.cut,
+                    "idle": c.idle_secs,
+                    "expires": c.expires_secs,
+                });
+                let extra = match c.icmp {
+                    Some((ty, code)) => json!({
+                        "icmp_type": ty, "icmp_code": code, "icmp_id": c.source_port,
+                    }),
+                    None => json!({
+                        "source_port": c.source_port, "destination_port": c.destination_port,
+                    }),
+                };
+                if let (Some(v), Value::Object(extra)) = (v.as_object_mut(), extra) {
+                    v.extend(extra);
+                }
+                v
+            })
+            .collect();
+        Ok(Reply::ok(json!({ "connections": items }), CONNECTION_ATTRS))
     };
     let r: Result<Reply, ApiError> = r.await;
     ctx.finish(r)

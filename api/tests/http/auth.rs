@@ -172,6 +172,7 @@ async fn another_tenant_gets_404_for_every_method_on_every_path() {
             (format!("{p}/attachment"), "network"),
             (format!("{p}/qos"), "network"),
             (format!("{p}/stats"), "network"),
+            (format!("{p}/connections"), "network"),
             (format!("{t}/interfaces"), "collection"),
             (format!("{t}/interfaces/vif-a"), "interface"),
             (format!("{t}/limits"), "collection"),
@@ -223,6 +224,16 @@ async fn admins_read_every_tenant_and_alone_read_mac_tables() {
     assert_eq!(r.code(), 403);
     assert_eq!(r.json()["QuantumError"]["type"], "Forbidden");
     let r = call(&w.app, ADMIN, "GET", &uri, None).await;
+    assert_eq!(r.code(), 200, "{r:?}");
+    // So are a port's tracked connections.
+    let conns = format!(
+        "/v1.1/tenants/a/networks/{}/ports/{}/connections",
+        w.net, w.port
+    );
+    let r = call(&w.app, A, "GET", &conns, None).await;
+    assert_eq!(r.code(), 403);
+    assert_eq!(r.json()["QuantumError"]["type"], "Forbidden");
+    let r = call(&w.app, ADMIN, "GET", &conns, None).await;
     assert_eq!(r.code(), 200, "{r:?}");
     let r = call(&w.app, ADMIN, "GET", "/v1.1/tenants/a/networks", None).await;
     assert_eq!(r.json()["networks"].as_array().unwrap().len(), 1);

@@ -9,19 +9,21 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use control::{
     Changes, Control, ControlOptions, DesiredState, Forwarder, MacEntry, PortStatistics,
+    TrackedConnection,
 };
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-/// Records every applied state; reports the ports in `up` as forwarding, and the counters and
-/// MAC tables the test put in `stats` and `macs`.
+/// Records every applied state; reports the ports in `up` as forwarding, and the counters, MAC
+/// tables and tracked connections the test put in `stats`, `macs` and `conns`.
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
     pub(crate) applied: Mutex<Vec<DesiredState>>,
     pub(crate) up: Mutex<HashSet<String>>,
     pub(crate) stats: Mutex<HashMap<String, PortStatistics>>,
     pub(crate) macs: Mutex<HashMap<String, Vec<MacEntry>>>,
+    pub(crate) conns: Mutex<HashMap<String, Vec<TrackedConnection>>>,
 }
 
 impl Forwarder for Recorder {
@@ -39,6 +41,9 @@ impl Forwarder for Recorder {
     }
     fn mac_table(&self, network_id: &str) -> Option<Vec<MacEntry>> {
         self.macs.lock().unwrap().get(network_id).cloned()
+    }
+    fn connections(&self, port_id: &str) -> Option<Vec<TrackedConnection>> {
+        self.conns.lock().unwrap().get(port_id).cloned()
     }
 }
 

@@ -2,7 +2,7 @@
 //! forwarder: what reaches the data plane, what the forwarder reports, and
 //! the faults of bad requests.
 
-use control::{MacEntry, PortStatistics, QosLimit};
+use control::{MacEntry, PortStatistics, QosLimit, TrackedConnection};
 use serde_json::json;
 
 use crate::common::*;
@@ -232,6 +232,75 @@ async fn mac_table_lists_the_forwarders_entries_by_address() {
 }
 
 #[tokio::test]
+async fn connections_show_the_forwarders_tracked_connections_of_the_port() {
+    let w = plugged("v1.1").await;
+    let uri = format!(
+        "/v1.1/tenants/t/networks/{}/ports/{}/connections",
+        w.net, w.port
+    );
+    assert_eq!(w.app.get(&uri).await.json(), json!({"connections": []}));
+    let conn = |protocol, source: &str, destination: &str, icmp| TrackedConnection {
+        protocol,
+        source: source.parse().unwrap(),
+        source_port: 40000,
+        destination: destination.parse().unwrap(),
+        destination_port: 443,
+        icmp,
+        ingress: icmp.is_some(),
+        state: "established".into(),
+        cut: icmp.is_some(),
+        idle_secs: 2,
+        expires_secs: 86_398,
+    };
+    w.app.fwd.conns.lock().unwrap().insert(
+        w.port.clone(),
+        vec![
+            conn(6, "198.18.0.1", "198.18.0.2", None),
+            conn(58, "2001:db8::2", "2001:db8::1", Some((128, 0))),
+            conn(47, "198.18.0.1", "198.18.0.9", None),
+        ],
+    );
+    let r = w.app.get(&uri).await;
+    assert_eq!(
+        r.json(),
+        json!({"connections": [
+            {"protocol": "tcp", "ethertype": "IPv4", "direction": "egress",
+             "source": "198.18.0.1", "source_port": 40000,
+             "destination": "198.18.0.2", "destination_port": 443,
+             "state": "established", "cut": false, "idle": 2, "expires": 86398},
+            {"protocol": "ipv6-icmp", "ethertype": "IPv6", "direction": "ingress",
+             "source": "2001:db8::2", "destination": "2001:db8::1",
+             "icmp_type": 128, "icmp_code": 0, "icmp_id": 40000,
+             "state": "established", "cut": true, "idle": 2, "expires": 86398},
+            {"protocol": "gre", "ethertype": "IPv4", "direction": "egress",
+             "source": "198.18.0.1", "source_port": 40000,
+             "destination": "198.18.0.9", "destination_port": 443,
+             "state": "established", "cut": false, "idle": 2, "expires": 86398},
+        ]})
+    );
+    // XML: one element per connection, its fields as attributes.
+    let r = w
+        .app
+        .get(&uri.replace("/connections", "/connections.xml"))
+        .await;
+    assert_eq!(r.code(), 200, "{r:?}");
+    assert!(
+        r.body.contains(r#"protocol="tcp""#) && r.body.contains(r#"icmp_type="128""#),
+        "{}",
+        r.body
+    );
+    let r = w
+        .app
+        .get(&format!(
+            "/v1.1/tenants/t/networks/{}/ports/nope/connections",
+            w.net
+        ))
+        .await;
+    assert_eq!(r.code(), 404);
+    assert_eq!(r.json()["QuantumError"]["type"], "PortNotFound");
+}
+
+#[tokio::test]
 async fn openapi_covers_the_v11_production_features() {
     let app = app();
     let doc = app.get("/openapi.json").await.json_full();
@@ -241,6 +310,7 @@ async fn openapi_covers_the_v11_production_features() {
         "/{version}/tenants/{tenant_id}/networks/{network_id}/mac_table",
         "/{version}/tenants/{tenant_id}/networks/{network_id}/ports/{port_id}/qos",
         "/{version}/tenants/{tenant_id}/networks/{network_id}/ports/{port_id}/stats",
+        "/{version}/tenants/{tenant_id}/networks/{network_id}/ports/{port_id}/connections",
         "/tenants/{path}",
     ] {
         assert!(paths.contains_key(p), "{p}");

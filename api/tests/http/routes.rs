@@ -424,7 +424,7 @@ async fn extensions_list_the_interface_registry() {
         assert_eq!(r.code(), 200);
         let exts = r.json()["extensions"].as_array().unwrap().clone();
         let aliases: Vec<&str> = exts.iter().map(|d| d["alias"].as_str().unwrap()).collect();
-        let mut want = vec!["interfaces", "qos", "portstats", "mactable"];
+        let mut want = vec!["interfaces", "qos", "portstats", "mactable", "connections"];
         if v == "v1.1" {
             want.push("provider");
         }

@@ -178,3 +178,83 @@ fn a_port_remembers_a_bounded_number_of_fragmented_datagrams() {
     t.fragment_seen(1, 1, &first(299), 10);
     assert!(t.fragment_passed(1, 1, &first(299), 10));
 }
+
+#[test]
+fn a_zones_connections_read_as_their_opening_packets_with_state_and_time_left() {
+    let mut t = ConnTable::default();
+    // Zone 1 (generation 1): a TCP connection its VM opened to B, answered and acknowledged; a
+    // ping from B to the VM; an unanswered UDP datagram over IPv6. Zone 2 holds one of its own,
+    // and zone 1's earlier generation one that must not show.
+    let syn = flow(&v4(A, B, TCP, &tcp(1000, 80, tcp::SYN)));
+    let synack = flow(&v4(B, A, TCP, &tcp(80, 1000, tcp::SYN | tcp::ACK)));
+    let ack = flow(&v4(A, B, TCP, &tcp(1000, 80, tcp::ACK)));
+    let ping = flow(&v4(B, A, ICMP, &icmp(8, 0, 7)));
+    let dns6 = flow(&v6(a6(1), a6(2), UDP, &udp(5000, 53)));
+    t.open(1, 0, &flow(&v4(A, B, UDP, &udp(9, 9))), START, 0)
+        .unwrap();
+    t.open(1, 1, &syn, START, 10).unwrap();
+    assert_eq!(live(&mut t, &synack, 1, 11), Some(true));
+    assert_eq!(live(&mut t, &ack, 1, 12), Some(true));
+    let inbound = Start {
+        dir: Direction::Ingress,
+        epoch: 1,
+    };
+    t.open(1, 1, &ping, inbound, 13).unwrap();
+    t.open(1, 1, &dns6, START, 14).unwrap();
+    t.open(2, 1, &flow(&v4(A, B, UDP, &udp(1, 2))), START, 14)
+        .unwrap();
+
+    let got = t.connections(1, 1, 20);
+    let ip = |a: [u8; 4]| std::net::IpAddr::from(a);
+    assert_eq!(
+        got,
+        [
+            Connection {
+                proto: TCP,
+                src: ip(A),
+                sport: 1000,
+                dst: ip(B),
+                dport: 80,
+                icmp: None,
+                dir: Direction::Egress,
+                state: "established",
+                cut: false,
+                idle_secs: 8,
+                expires_secs: 86_400 - 8,
+            },
+            Connection {
+                proto: ICMP,
+                src: ip(B),
+                sport: 7,
+                dst: ip(A),
+                dport: 7,
+                icmp: Some((8, 0)),
+                dir: Direction::Ingress,
+                state: "new",
+                cut: false,
+                idle_secs: 7,
+                expires_secs: 30 - 7,
+            },
+            Connection {
+                proto: UDP,
+                src: std::net::IpAddr::from(a6(1)),
+                sport: 5000,
+                dst: std::net::IpAddr::from(a6(2)),
+                dport: 53,
+                icmp: None,
+                dir: Direction::Egress,
+                state: "new",
+                cut: false,
+                idle_secs: 6,
+                expires_secs: 30 - 6,
+            },
+        ]
+    );
+    // What expired is gone from the list before the sweeper gets to it; a reset is shown so.
+    assert_eq!(t.connections(1, 1, 45).len(), 1);
+    let rst = flow(&v4(B, A, TCP, &tcp(80, 1000, tcp::RST)));
+    assert_eq!(live(&mut t, &rst, 1, 46), Some(true));
+    let after = t.connections(1, 1, 47);
+    assert_eq!((after[0].state, after[0].expires_secs), ("reset", 9));
+    assert!(t.connections(3, 1, 47).is_empty());
+}
