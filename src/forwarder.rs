@@ -377,9 +377,8 @@ impl Forwarder for SwitchForwarder {
                 .map(|c| TrackedConnection {
                     protocol: c.proto,
                     source: c.src,
-                    source_port: c.sport,
                     destination: c.dst,
-                    destination_port: c.dport,
+                    ports: c.ports,
                     icmp: c.icmp,
                     ingress: c.dir == dataplane::acl::Direction::Ingress,
                     state: c.state.to_owned(),

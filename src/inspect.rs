@@ -128,34 +128,25 @@ pub(crate) fn connections(t: &Target, net: &str, port: &str) -> Result<(), Strin
         "protocol", "dir", "source", "destination", "state", "idle s", "expires"
     );
     for c in v["connections"].as_array().into_iter().flatten() {
+        // An address, with its port when the protocol has ports (IPv6 then in brackets).
         let end = |addr: &str, port: &str| {
             let a = str_of(c, addr);
-            let a = if a.contains(':') {
-                format!("[{a}]")
-            } else {
-                a.to_owned()
-            };
             match c[port].as_u64() {
+                Some(p) if a.contains(':') => format!("[{a}]:{p}"),
                 Some(p) => format!("{a}:{p}"),
-                None => a,
+                None => a.to_owned(),
             }
         };
-        let (src, dst) = match c["icmp_type"].as_u64() {
+        let mut src = end("source", "source_port");
+        if let Some(ty) = c["icmp_type"].as_u64() {
             // ICMP: the type, code and echo identifier after the source.
-            Some(ty) => (
-                format!(
-                    "{} type {ty} code {} id {}",
-                    end("source", ""),
-                    c["icmp_code"].as_u64().unwrap_or(0),
-                    c["icmp_id"].as_u64().unwrap_or(0)
-                ),
-                end("destination", ""),
-            ),
-            None => (
-                end("source", "source_port"),
-                end("destination", "destination_port"),
-            ),
-        };
+            src = format!(
+                "{src} type {ty} code {} id {}",
+                c["icmp_code"].as_u64().unwrap_or(0),
+                c["icmp_id"].as_u64().unwrap_or(0)
+            );
+        }
+        let dst = end("destination", "destination_port");
         let state = match c["cut"].as_bool() {
             Some(true) => format!("{} (cut)", str_of(c, "state")),
             _ => str_of(c, "state").to_owned(),

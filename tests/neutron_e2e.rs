@@ -432,6 +432,35 @@ fn security_groups_filter_traffic_between_vms_live() {
     a.ns.tcp_transfer(&c.ns, &c.ip, 1 << 20)
         .unwrap_or_else(|e| panic!("TCP a -> c with a rule: {e}\n{}", daemon.log()));
 
+    // The operator's view of what a port's groups track (admin).
+    let tenant = pc["tenant_id"].as_str().unwrap().to_owned();
+    let tracked = |port: &str| {
+        let path = format!("/v1.1/tenants/{tenant}/networks/{net}/ports/{port}/connections");
+        let (s, v) = api.call("GET", &path, None);
+        assert_eq!(s, 200, "{v}");
+        v["connections"].as_array().unwrap().clone()
+    };
+    let between = |x: &Value, proto: &str, from: &str, to: &str| {
+        x["protocol"] == proto && x["source"] == from && x["destination"] == to
+    };
+    // c tracks the transfer its TCP rule let in; a, what it opened towards c.
+    let of_c = tracked(&ids[2]);
+    assert!(
+        of_c.iter().any(|x| between(x, "tcp", &a.ip, &c.ip)
+            && x["direction"] == "ingress"
+            && x["cut"] == false
+            && x["destination_port"]
+                .as_u64()
+                .is_some_and(|p| (20000..=20999).contains(&p))),
+        "a's TCP into c: {of_c:?}"
+    );
+    let of_a = tracked(&ids[0]);
+    assert!(
+        of_a.iter()
+            .any(|x| between(x, "tcp", &a.ip, &c.ip) && x["direction"] == "egress"),
+        "a's TCP out to c: {of_a:?}"
+    );
+
     // Membership changes apply live: b leaves the default group, so c no longer takes its ping.
     api.update_port(&ids[1], json!({"security_groups": [web]}));
     assert!(
@@ -464,19 +493,9 @@ fn security_groups_filter_traffic_between_vms_live() {
         seqs.iter().all(|s| *s < 20),
         "replies long after the rule went: {seqs:?}"
     );
-    // The operator's view of what c's groups track: a's ping, cut by the rule's removal, and
-    // the TCP transfers the TCP rule let in; on a's side, what a opened towards c.
-    let tenant = pc["tenant_id"].as_str().unwrap();
-    let tracked = |port: &str| {
-        let path = format!("/v1.1/tenants/{tenant}/networks/{net}/ports/{port}/connections");
-        let (s, v) = api.call("GET", &path, None);
-        assert_eq!(s, 200, "{v}");
-        v["connections"].as_array().unwrap().clone()
-    };
+    // The ping is cut by the rule's removal, as c's tracked connections say, on the command
+    // line too.
     let of_c = tracked(&ids[2]);
-    let between = |x: &Value, proto: &str, from: &str, to: &str| {
-        x["protocol"] == proto && x["source"] == from && x["destination"] == to
-    };
     assert!(
         of_c.iter().any(|x| between(x, "icmp", &a.ip, &c.ip)
             && x["direction"] == "ingress"
@@ -484,29 +503,13 @@ fn security_groups_filter_traffic_between_vms_live() {
             && x["cut"] == true),
         "the cut ping: {of_c:?}"
     );
-    assert!(
-        of_c.iter().any(|x| between(x, "tcp", &a.ip, &c.ip)
-            && x["direction"] == "ingress"
-            && x["cut"] == false
-            && x["destination_port"]
-                .as_u64()
-                .is_some_and(|p| (20000..=20999).contains(&p))),
-        "a's TCP into c: {of_c:?}"
-    );
-    let of_a = tracked(&ids[0]);
-    assert!(
-        of_a.iter()
-            .any(|x| between(x, "tcp", &a.ip, &c.ip) && x["direction"] == "egress"),
-        "a's TCP out to c: {of_a:?}"
-    );
-    // The same through the command line.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_qswitch"))
         .args([
             "connections",
             "--api",
             &api.addr,
             "--tenant",
-            tenant,
+            &tenant,
             &net,
             &ids[2],
         ])

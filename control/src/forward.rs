@@ -365,19 +365,17 @@ pub struct TrackedConnection {
     pub protocol: u8,
     /// Source of the packet that opened it.
     pub source: std::net::IpAddr,
-    /// Its source port (ICMP echo: the identifier; 0 without ports).
-    pub source_port: u16,
     /// Destination of the packet that opened it.
     pub destination: std::net::IpAddr,
-    /// Its destination port (as `source_port`).
-    pub destination_port: u16,
-    /// ICMP type and code of the opening packet (ICMP only).
-    pub icmp: Option<(u8, u8)>,
+    /// Its source and destination ports, for protocols with ports.
+    pub ports: Option<(u16, u16)>,
+    /// Its ICMP type, code and echo identifier (0 but for echo), for ICMP.
+    pub icmp: Option<(u8, u8, u16)>,
     /// The opening packet went to the port's VM (else it came from it).
     pub ingress: bool,
     /// `new`, `replied`, `established`, `closing`, `closed` or `reset`.
     pub state: String,
-    /// Cut by a rule change: dropped both ways until it expires.
+    /// Not allowed by the rules as they are now: dropped both ways until it expires.
     pub cut: bool,
     /// Seconds since a packet of it passed.
     pub idle_secs: u32,

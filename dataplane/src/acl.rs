@@ -236,12 +236,7 @@ impl AddrSet {
 pub type AddrSets = HashMap<Arc<str>, Arc<AddrSet>>;
 
 fn prefix_contains(p: &IpPrefix, v6: bool, addr: &[u8; 16]) -> bool {
-    let ip = if v6 {
-        IpAddr::from(*addr)
-    } else {
-        IpAddr::from([addr[0], addr[1], addr[2], addr[3]])
-    };
-    p.contains(ip)
+    p.contains(crate::flow::ip_of(v6, addr))
 }
 
 /// What Neutron decides for a packet before any rule.
@@ -339,11 +334,7 @@ pub fn check(
         Fixed::Rules => {}
     }
     let filter = zone.filter;
-    let revalidate = |orig: &Flow, d: Direction| {
-        filter
-            .matching(orig, d, policy.sets, true)
-            .is_some_and(|r| r.stateful)
-    };
+    let revalidate = |orig: &Flow, d: Direction| still_allowed(filter, policy.sets, orig, d);
     if flow.fragment == Fragment::Later {
         if conns.fragment_passed(zone.slot, zone.gen, flow, now) {
             return Ok(());
@@ -374,6 +365,15 @@ pub fn check(
         conns.open(zone.slot, zone.gen, flow, start, now)?;
     }
     pass_fragment(conns, zone, flow, now)
+}
+
+/// Do a port's rules still let a tracked connection be: does a stateful rule of the direction
+/// it was opened in match the packet that opened it? (A connection met under an older policy
+/// epoch is cut when not.)
+pub fn still_allowed(filter: &PortFilter, sets: &AddrSets, opening: &Flow, dir: Direction) -> bool {
+    filter
+        .matching(opening, dir, sets, true)
+        .is_some_and(|r| r.stateful)
 }
 
 /// A first fragment that passes lets its datagram's later fragments pass.

@@ -250,14 +250,12 @@ pub struct Connection {
     pub proto: u8,
     /// Source of the opening packet.
     pub src: std::net::IpAddr,
-    /// Its source port (ICMP echo: the identifier; 0 for protocols without ports).
-    pub sport: u16,
     /// Destination of the opening packet.
     pub dst: std::net::IpAddr,
-    /// Its destination port (as `sport`).
-    pub dport: u16,
-    /// ICMP type and code of the opening packet (ICMP only).
-    pub icmp: Option<(u8, u8)>,
+    /// Its source and destination ports, for protocols with ports.
+    pub ports: Option<(u16, u16)>,
+    /// Its ICMP type, code and echo identifier (0 but for echo), for ICMP.
+    pub icmp: Option<(u8, u8, u16)>,
     /// The opening packet's direction for the port: sent by its VM (egress) or to it.
     pub dir: Direction,
     /// How far it got: `new` (nothing back yet), `replied`, `established` (TCP: the opener
@@ -272,21 +270,10 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn of(key: &Key, e: &Entry, now: u32) -> Connection {
+    /// Entry `e` of `key` at `now`; `cut` as the rules now say.
+    fn of(key: &Key, e: &Entry, cut: bool, now: u32) -> Connection {
         let opening = e.opening(key);
         let t = &opening.tuple;
-        let addr = |a: [u8; 16]| -> std::net::IpAddr {
-            if t.v6 {
-                a.into()
-            } else {
-                [a[0], a[1], a[2], a[3]].into()
-            }
-        };
-        let icmp = matches!(
-            t.proto,
-            crate::wire::ipproto::ICMP | crate::wire::ipproto::ICMPV6
-        )
-        .then_some(e.icmp);
         let fins = e.state & (FIN_ORIG | FIN_REPLY);
         let state = if e.state & RESET != 0 {
             "reset"
@@ -304,14 +291,13 @@ impl Connection {
         let idle = now.saturating_sub(e.last);
         Connection {
             proto: t.proto,
-            src: addr(t.src),
-            sport: t.sport,
-            dst: addr(t.dst),
-            dport: t.dport,
-            icmp,
+            src: crate::flow::ip_of(t.v6, &t.src),
+            dst: crate::flow::ip_of(t.v6, &t.dst),
+            ports: crate::flow::has_ports(t.proto).then_some((t.sport, t.dport)),
+            icmp: opening.is_icmp().then_some((e.icmp.0, e.icmp.1, t.sport)),
             dir: e.start.dir,
             state,
-            cut: e.cut,
+            cut,
             idle_secs: idle,
             expires_secs: timeout(t.proto, e.state).saturating_sub(idle),
         }
@@ -414,17 +400,32 @@ impl ConnTable {
             .map_or(0, |z| z.live)
     }
 
-    /// The live connections of zone `zone` (its port of generation `gen`), by opening packet's
-    /// source, then destination.
-    /// Walks the whole table: for an operator's look, never per packet.
-    pub fn connections(&self, zone: u16, gen: u32, now: u32) -> Vec<Connection> {
+    /// The live connections of zone `zone` (its port of generation `gen`), by the opening
+    /// packet's source, then destination. One met under an older policy epoch than `epoch`
+    /// reads as cut unless `allowed` (the opening packet and direction) says the rules still
+    /// let it be, as its next packet would find. Walks the whole table: for an operator's look,
+    /// never per packet.
+    pub fn connections(
+        &self,
+        zone: u16,
+        gen: u32,
+        epoch: u64,
+        now: u32,
+        allowed: impl Fn(&Flow, Direction) -> bool,
+    ) -> Vec<Connection> {
         let mut out: Vec<Connection> = self
             .conns
             .iter()
             .filter(|(k, e)| k.zone() == zone && e.gen == gen && !e.expired(k, now))
-            .map(|(k, e)| Connection::of(k, e, now))
+            .map(|(k, e)| {
+                let cut = match e.start.epoch == epoch {
+                    true => e.cut,
+                    false => !allowed(&e.opening(k), e.start.dir),
+                };
+                Connection::of(k, e, cut, now)
+            })
             .collect();
-        out.sort_by_key(|c| (c.src, c.sport, c.dst, c.dport, c.proto));
+        out.sort_by_key(|c| (c.src, c.dst, c.proto, c.ports, c.icmp));
         out
     }
 

@@ -28,6 +28,15 @@ pub fn has_ports(proto: u8) -> bool {
     matches!(proto, TCP | UDP | SCTP | DCCP | UDPLITE)
 }
 
+/// An address as a [`Tuple`] holds it (IPv4 in the first four bytes).
+pub fn ip_of(v6: bool, a: &[u8; 16]) -> std::net::IpAddr {
+    if v6 {
+        std::net::IpAddr::from(*a)
+    } else {
+        std::net::IpAddr::from([a[0], a[1], a[2], a[3]])
+    }
+}
+
 /// Where a packet sits in a fragmented datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Fragment {

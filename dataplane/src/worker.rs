@@ -612,8 +612,21 @@ impl<P: PortIo> Worker<P> {
                 let _ = reply.send(self.pipe.fdb.entries(net, now.secs));
             }
             Command::Connections { slot, reply } => {
-                let conns = match self.snap.port(slot) {
-                    Some(p) => self.pipe.conns.connections(slot, p.gen, now.secs),
+                // A port without rules is not filtered: what it tracked before is dead.
+                let snap = &self.snap;
+                let conns = match snap
+                    .port(slot)
+                    .and_then(|p| Some((p.gen, p.filter.as_ref()?)))
+                {
+                    Some((gen, f)) => self.pipe.conns.connections(
+                        slot,
+                        gen,
+                        snap.policy_epoch,
+                        now.secs,
+                        |opening, dir| {
+                            crate::acl::still_allowed(f, &snap.address_sets, opening, dir)
+                        },
+                    ),
                     None => Vec::new(),
                 };
                 let _ = reply.send(conns);

@@ -122,9 +122,10 @@ pub(crate) async fn mac_table(ctx: Ctx) -> Response {
 }
 
 /// `GET .../ports/{id}/connections` (admin): `{"connections": [{"protocol", "ethertype",
-/// "direction", "source", "source_port", "destination", "destination_port" (ICMP: "icmp_type",
-/// "icmp_code", "icmp_id" instead of the ports), "state", "cut", "idle", "expires"}]}`: the
-/// packet that opened each connection, which way it went for the port, and how far it got.
+/// "direction", "source", "destination", "source_port" and "destination_port" (protocols with
+/// ports), "icmp_type", "icmp_code" and "icmp_id" (ICMP), "state", "cut", "idle",
+/// "expires"}]}`: the packet that opened each connection, which way it went for the port, and
+/// how far it got.
 pub(crate) async fn connections(ctx: Ctx) -> Response {
     let r = async {
         let (t, n, p) = (ctx.tenant(), ctx.param("network_id"), ctx.param("port_id"));
@@ -145,16 +146,16 @@ pub(crate) async fn connections(ctx: Ctx) -> Response {
                     "idle": c.idle_secs,
                     "expires": c.expires_secs,
                 });
-                let extra = match c.icmp {
-                    Some((ty, code)) => json!({
-                        "icmp_type": ty, "icmp_code": code, "icmp_id": c.source_port,
-                    }),
-                    None => json!({
-                        "source_port": c.source_port, "destination_port": c.destination_port,
-                    }),
-                };
-                if let (Some(v), Value::Object(extra)) = (v.as_object_mut(), extra) {
-                    v.extend(extra);
+                if let Some(m) = v.as_object_mut() {
+                    if let Some((sport, dport)) = c.ports {
+                        m.insert("source_port".into(), sport.into());
+                        m.insert("destination_port".into(), dport.into());
+                    }
+                    if let Some((ty, code, id)) = c.icmp {
+                        m.insert("icmp_type".into(), ty.into());
+                        m.insert("icmp_code".into(), code.into());
+                        m.insert("icmp_id".into(), id.into());
+                    }
                 }
                 v
             })

@@ -239,24 +239,25 @@ async fn connections_show_the_forwarders_tracked_connections_of_the_port() {
         w.net, w.port
     );
     assert_eq!(w.app.get(&uri).await.json(), json!({"connections": []}));
-    let conn = |protocol, source: &str, destination: &str, icmp| TrackedConnection {
-        protocol,
-        source: source.parse().unwrap(),
-        source_port: 40000,
-        destination: destination.parse().unwrap(),
-        destination_port: 443,
-        icmp,
-        ingress: icmp.is_some(),
-        state: "established".into(),
-        cut: icmp.is_some(),
-        idle_secs: 2,
-        expires_secs: 86_398,
+    let conn = |protocol, source: &str, destination: &str, icmp: Option<(u8, u8, u16)>| {
+        TrackedConnection {
+            protocol,
+            source: source.parse().unwrap(),
+            destination: destination.parse().unwrap(),
+            ports: (protocol == 6).then_some((40000, 443)),
+            icmp,
+            ingress: icmp.is_some(),
+            state: "established".into(),
+            cut: icmp.is_some(),
+            idle_secs: 2,
+            expires_secs: 86_398,
+        }
     };
     w.app.fwd.conns.lock().unwrap().insert(
         w.port.clone(),
         vec![
             conn(6, "198.18.0.1", "198.18.0.2", None),
-            conn(58, "2001:db8::2", "2001:db8::1", Some((128, 0))),
+            conn(58, "2001:db8::2", "2001:db8::1", Some((128, 0, 40000))),
             conn(47, "198.18.0.1", "198.18.0.9", None),
         ],
     );
@@ -273,8 +274,7 @@ async fn connections_show_the_forwarders_tracked_connections_of_the_port() {
              "icmp_type": 128, "icmp_code": 0, "icmp_id": 40000,
              "state": "established", "cut": true, "idle": 2, "expires": 86398},
             {"protocol": "gre", "ethertype": "IPv4", "direction": "egress",
-             "source": "198.18.0.1", "source_port": 40000,
-             "destination": "198.18.0.9", "destination_port": 443,
+             "source": "198.18.0.1", "destination": "198.18.0.9",
              "state": "established", "cut": false, "idle": 2, "expires": 86398},
         ]})
     );

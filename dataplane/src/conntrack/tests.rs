@@ -204,7 +204,8 @@ fn a_zones_connections_read_as_their_opening_packets_with_state_and_time_left() 
     t.open(2, 1, &flow(&v4(A, B, UDP, &udp(1, 2))), START, 14)
         .unwrap();
 
-    let got = t.connections(1, 1, 20);
+    let all = |_: &Flow, _: Direction| true;
+    let got = t.connections(1, 1, 1, 20, all);
     let ip = |a: [u8; 4]| std::net::IpAddr::from(a);
     assert_eq!(
         got,
@@ -212,9 +213,8 @@ fn a_zones_connections_read_as_their_opening_packets_with_state_and_time_left() 
             Connection {
                 proto: TCP,
                 src: ip(A),
-                sport: 1000,
                 dst: ip(B),
-                dport: 80,
+                ports: Some((1000, 80)),
                 icmp: None,
                 dir: Direction::Egress,
                 state: "established",
@@ -225,10 +225,9 @@ fn a_zones_connections_read_as_their_opening_packets_with_state_and_time_left() 
             Connection {
                 proto: ICMP,
                 src: ip(B),
-                sport: 7,
                 dst: ip(A),
-                dport: 7,
-                icmp: Some((8, 0)),
+                ports: None,
+                icmp: Some((8, 0, 7)),
                 dir: Direction::Ingress,
                 state: "new",
                 cut: false,
@@ -238,9 +237,8 @@ fn a_zones_connections_read_as_their_opening_packets_with_state_and_time_left() 
             Connection {
                 proto: UDP,
                 src: std::net::IpAddr::from(a6(1)),
-                sport: 5000,
                 dst: std::net::IpAddr::from(a6(2)),
-                dport: 53,
+                ports: Some((5000, 53)),
                 icmp: None,
                 dir: Direction::Egress,
                 state: "new",
@@ -250,11 +248,20 @@ fn a_zones_connections_read_as_their_opening_packets_with_state_and_time_left() 
             },
         ]
     );
+    // Under a newer policy epoch a connection reads as the rules now say, before its next
+    // packet: cut when they no longer allow its opening packet in its direction.
+    let only_egress = |_: &Flow, dir: Direction| dir == Direction::Egress;
+    let cut: Vec<bool> = t
+        .connections(1, 1, 2, 20, only_egress)
+        .iter()
+        .map(|c| c.cut)
+        .collect();
+    assert_eq!(cut, [false, true, false]);
     // What expired is gone from the list before the sweeper gets to it; a reset is shown so.
-    assert_eq!(t.connections(1, 1, 45).len(), 1);
+    assert_eq!(t.connections(1, 1, 1, 45, all).len(), 1);
     let rst = flow(&v4(B, A, TCP, &tcp(80, 1000, tcp::RST)));
     assert_eq!(live(&mut t, &rst, 1, 46), Some(true));
-    let after = t.connections(1, 1, 47);
+    let after = t.connections(1, 1, 1, 47, all);
     assert_eq!((after[0].state, after[0].expires_secs), ("reset", 9));
-    assert!(t.connections(3, 1, 47).is_empty());
+    assert!(t.connections(3, 1, 1, 47, all).is_empty());
 }

@@ -303,5 +303,21 @@ fn a_port_s_rules_and_connections_live_on_its_worker() {
         0,
         "a2's zone is not on worker 0"
     );
+    // The operator's view asks a2's worker: the connection a2 opened, answered by a1.
+    let slot = c.ports.get("a2").unwrap();
+    let ask = |w: &mut Worker<MemPort>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        w.handle(Command::Connections { slot, reply: tx }, Now::default());
+        rx.recv().unwrap()
+    };
+    let conns = ask(&mut c.w[1]);
+    assert_eq!(conns.len(), 1, "{conns:?}");
+    let (from, to) = (std::net::IpAddr::from(IP2), std::net::IpAddr::from(IP1));
+    assert_eq!(
+        (conns[0].src, conns[0].dst, conns[0].ports, conns[0].dir),
+        (from, to, Some((4000, 5000)), crate::acl::Direction::Egress)
+    );
+    assert_eq!((conns[0].state, conns[0].cut), ("replied", false));
+    assert!(ask(&mut c.w[0]).is_empty());
     c.check_accounting();
 }
