@@ -612,7 +612,8 @@ impl<P: PortIo> Worker<P> {
                 let _ = reply.send(self.pipe.fdb.entries(net, now.secs));
             }
             Command::Connections { slot, reply } => {
-                // A port without rules is not filtered: what it tracked before is dead.
+                // A port without a filter (port security off) is not filtered: what it tracked
+                // before is dead.
                 let snap = &self.snap;
                 let conns = match snap
                     .port(slot)
