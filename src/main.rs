@@ -685,18 +685,21 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Waits for SIGINT or SIGTERM, and logs which came (an unexpected stop says what stopped it).
 async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("SIGINT received");
             return;
         }
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let name = tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    };
+    tracing::info!("{name} received");
 }
 
 #[cfg(test)]

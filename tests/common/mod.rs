@@ -531,8 +531,12 @@ impl Daemon {
         std::fs::read_to_string(self.dir.join("qswitch.log")).unwrap_or_default()
     }
 
-    /// Sends a signal and waits up to 5 s for the exit.
+    /// Sends a signal and waits up to 5 s for the exit. A daemon already reaped (stopped by an
+    /// earlier signal) is not signalled again: its pid may belong to another process by now.
     pub fn signal(&mut self, sig: &str) -> bool {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return true;
+        }
         let pid = self.child.id().to_string();
         let _ = try_sh(&["kill", sig, &pid]);
         let end = Instant::now() + Duration::from_secs(5);
