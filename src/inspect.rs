@@ -123,10 +123,22 @@ pub(crate) fn stats(t: &Target, net: &str, port: &str) -> Result<(), String> {
 /// packet's endpoints, state, and its idle and remaining seconds.
 pub(crate) fn connections(t: &Target, net: &str, port: &str) -> Result<(), String> {
     let v = t.get(&format!("/networks/{net}/ports/{port}/connections"))?;
-    println!(
-        "{:<9}  {:<7}  {:<45}  {:<45}  {:<17}  {:>6}  {:>8}",
-        "protocol", "dir", "source", "destination", "state", "idle s", "expires"
-    );
+    // One layout for the header and the rows.
+    let line = |cols: [&str; 7]| {
+        let [proto, dir, src, dst, state, idle, expires] = cols;
+        println!(
+            "{proto:<9}  {dir:<7}  {src:<45}  {dst:<45}  {state:<17}  {idle:>6}  {expires:>8}"
+        );
+    };
+    line([
+        "protocol",
+        "dir",
+        "source",
+        "destination",
+        "state",
+        "idle s",
+        "expires",
+    ]);
     for c in v["connections"].as_array().into_iter().flatten() {
         // An address, with its port when the protocol has ports (IPv6 then in brackets).
         let end = |addr: &str, port: &str| {
@@ -151,16 +163,16 @@ pub(crate) fn connections(t: &Target, net: &str, port: &str) -> Result<(), Strin
             Some(true) => format!("{} (cut)", str_of(c, "state")),
             _ => str_of(c, "state").to_owned(),
         };
-        println!(
-            "{:<9}  {:<7}  {:<45}  {:<45}  {:<17}  {:>6}  {:>8}",
+        let secs = |key: &str| c[key].as_u64().unwrap_or(0).to_string();
+        line([
             str_of(c, "protocol"),
             str_of(c, "direction"),
-            src,
-            dst,
-            state,
-            c["idle"].as_u64().unwrap_or(0),
-            c["expires"].as_u64().unwrap_or(0)
-        );
+            &src,
+            &dst,
+            &state,
+            &secs("idle"),
+            &secs("expires"),
+        ]);
     }
     Ok(())
 }
