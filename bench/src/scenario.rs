@@ -659,7 +659,7 @@ fn sample_frames(lab: &mut Lab, addrs: &[Option<VmAddr>]) -> Result<(u64, u64), 
         .ok_or("VM 0 has no address")?;
     let mut sink = Agent::start(&lab.vms[0], None, "sink", &format!("{}v", lab.vms[0]))?;
     sink.ask("open")?;
-    sink.write("recv 5")?;
+    sink.write("recv 5 5 5")?;
     let mut sent = 0u64;
     for (vm, a) in lab.vms.iter().zip(addrs).skip(1).take(10) {
         let a = a.ok_or("a VM has no address")?;

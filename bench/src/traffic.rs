@@ -365,13 +365,11 @@ impl Sink {
         Ok(Sink { umem, port })
     }
 
-    /// Drops whatever is queued, then waits up to `timeout` for the next marked frame and returns
-    /// its arrival time (ns since the Unix epoch).
-    pub fn first(&mut self, timeout: Duration) -> Option<u64> {
-        let mut descs = vec![XdpDesc::default(); BATCH];
+    /// Drops whatever is queued.
+    fn drain(&mut self, descs: &mut [XdpDesc]) {
         loop {
             self.port.refill(&mut self.umem, 4096);
-            let n = self.port.recv(&mut self.umem, &mut descs);
+            let n = self.port.recv(&mut self.umem, descs);
             for d in &descs[..n] {
                 self.umem.release(d.addr);
             }
@@ -379,6 +377,13 @@ impl Sink {
                 break;
             }
         }
+    }
+
+    /// Drops whatever is queued, then waits up to `timeout` for the next marked frame and returns
+    /// its arrival time (ns since the Unix epoch).
+    pub fn first(&mut self, timeout: Duration) -> Option<u64> {
+        let mut descs = vec![XdpDesc::default(); BATCH];
+        self.drain(&mut descs);
         let end = Instant::now() + timeout;
         while Instant::now() < end {
             self.port.refill(&mut self.umem, 4096);
@@ -400,12 +405,22 @@ impl Sink {
         None
     }
 
-    /// Receives for `dur`, then returns what arrived.
-    pub fn receive(&mut self, dur: Duration) -> Seen {
+    /// Receives what a trial sends: drops whatever is queued from before, then reads for at
+    /// least `min` and at most `max`, ending early once `quiet` passes without a marked frame
+    /// after `min` (and after the first one: the traffic has drained). Returns what arrived.
+    pub fn receive(&mut self, min: Duration, max: Duration, quiet: Duration) -> Seen {
         let mut seen = Seen::default();
         let mut descs = vec![XdpDesc::default(); BATCH];
-        let end = Instant::now() + dur;
-        while Instant::now() < end {
+        self.drain(&mut descs);
+        let start = Instant::now();
+        let mut last: Option<Instant> = None;
+        loop {
+            let at = Instant::now();
+            let elapsed = at - start;
+            let drained = last.is_some_and(|l| at - l >= quiet);
+            if elapsed >= max || (elapsed >= min && drained) {
+                break;
+            }
             self.port.refill(&mut self.umem, 4096);
             let n = self.port.recv(&mut self.umem, &mut descs);
             if n == 0 {
@@ -416,7 +431,10 @@ impl Sink {
             for d in &descs[..n] {
                 if let Some(b) = self.umem.frame(d.addr, d.len) {
                     let mark = marked(b);
-                    seen.frames += u64::from(mark.is_some());
+                    if mark.is_some() {
+                        seen.frames += 1;
+                        last = Some(at);
+                    }
                     if let Some(Mark::Stamped(at)) = mark {
                         if seen.latencies.len() < 1_000_000 {
                             let mut ts = [0u8; 8];

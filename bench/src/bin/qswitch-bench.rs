@@ -207,9 +207,10 @@ fn agent(role: &str, dev: &str) -> Result<(), String> {
                 let t = s.first(Duration::from_secs_f64(secs.parse().unwrap_or(1.0)));
                 format!("first {}", t.unwrap_or(0))
             }
-            (["recv", secs], None) => {
+            (["recv", min, max, quiet], None) => {
                 let s = sink.as_mut().ok_or("recv before open")?;
-                let mut seen = s.receive(Duration::from_secs_f64(secs.parse().unwrap_or(1.0)));
+                let secs = |v: &str| Duration::from_secs_f64(v.parse().unwrap_or(1.0));
+                let mut seen = s.receive(secs(min), secs(max), secs(quiet));
                 seen.latencies.sort_unstable();
                 let l = &seen.latencies;
                 let c: Vec<String> = cdf(l).iter().map(u64::to_string).collect();
@@ -328,6 +329,18 @@ struct Rig {
 }
 
 impl Rig {
+    /// Readies the sink for the trials: its socket stays open on the sink's port through every
+    /// trial of the DUT (the sink's receive path costs the CPU it runs on, on this machine one
+    /// the DUT shares, so a throughput trial without it would find a rate a latency trial, which
+    /// needs it, cannot hold). The sink's MAC is learned first, from a broadcast: a filtering
+    /// DUT knows its ports' MACs already (and would refuse a frame that is not IP).
+    fn open(&mut self) -> Result<(), String> {
+        if !self.udp {
+            self.sink.ask("announce")?;
+        }
+        self.sink.ask("open").map(drop)
+    }
+
     /// The generator's command to send `size`-byte frames of `o.flows` flows at `pps` for
     /// `secs` or until `max` frames have gone.
     fn send_cmd(&self, o: &Opts, size: usize, pps: f64, secs: f64, max: Option<u64>) -> String {
@@ -344,6 +357,39 @@ impl Rig {
         }
     }
 
+    /// Offers `pps` (0 = flat out) for `secs`, or until `max` frames have gone, and counts what
+    /// reached the sink's port. Every trial runs alike, throughput, back-to-back and latency: the
+    /// sink's socket open (see [`Rig::open`]) and reading, so that a rate the search finds is a
+    /// rate the latency trials hold.
+    fn measure(
+        &mut self,
+        o: &Opts,
+        size: usize,
+        pps: f64,
+        secs: f64,
+        max: Option<u64>,
+    ) -> Result<Trial, String> {
+        let before = topo::counters(self.sink.pid(), "sink-v").ok_or("no sink counters")?;
+        // A burst (`max`) lasts as long as it takes; a trial `secs`. The sink reads until the
+        // traffic has drained (50 ms without a frame), at most 0.3 s past the end.
+        let min = if max.is_some() { 0.0 } else { secs };
+        self.sink
+            .write(&format!("recv {min} {} 0.05", secs + 0.3))?;
+        let r = self.gen.ask(&self.send_cmd(o, size, pps, secs, max))?;
+        let seen = self.sink.read()?;
+        let after = topo::counters(self.sink.pid(), "sink-v").ok_or("no sink counters")?;
+        let t = Trial::new(&r, after.0.saturating_sub(before.0) as f64, &seen);
+        if bench::debug() {
+            progress::clear();
+            eprintln!(
+                "trial {size} B at {pps:.0} pps: sent {} in {:.3} s, {} reached the sink's port, \
+                 the sink read {}",
+                t.sent, t.secs, t.delivered, t.read
+            );
+        }
+        Ok(t)
+    }
+
     /// One trial: offers `pps` (0 = flat out) for `secs`; returns (offered pps, delivered pps, loss).
     fn trial(
         &mut self,
@@ -352,31 +398,8 @@ impl Rig {
         pps: f64,
         secs: f64,
     ) -> Result<(f64, f64, f64), String> {
-        let before = topo::counters(self.sink.pid(), "sink-v").ok_or("no sink counters")?;
-        let r = self.gen.ask(&self.send_cmd(o, size, pps, secs, None))?;
-        std::thread::sleep(Duration::from_millis(50));
-        let after = topo::counters(self.sink.pid(), "sink-v").ok_or("no sink counters")?;
-        let (sent, ns) = (
-            r.first().copied().unwrap_or(0.0),
-            r.get(1).copied().unwrap_or(1.0),
-        );
-        let got = (after.0 - before.0) as f64;
-        let dur = ns / 1e9;
-        if bench::debug() {
-            progress::clear();
-            eprintln!("trial {size} B at {pps:.0} pps: sent {sent} got {got} in {dur:.3} s");
-            if let Ok(t) = std::fs::read_to_string(format!("/proc/{}/net/dev", self.sink.pid())) {
-                for l in t.lines().filter(|l| l.contains("sink-v")) {
-                    eprintln!("  {}", l.trim());
-                }
-            }
-        }
-        let loss = if sent > 0.0 {
-            (1.0 - got / sent).max(0.0)
-        } else {
-            0.0
-        };
-        Ok((sent / dur, got.min(sent) / dur, loss))
+        let t = self.measure(o, size, pps, secs, None)?;
+        Ok((t.sent / t.secs, t.delivered.min(t.sent) / t.secs, t.loss()))
     }
 
     /// RFC 2544 binary search for the highest rate with loss at most `tolerance`.
@@ -393,12 +416,8 @@ impl Rig {
 
     /// Does a burst of `n` frames sent back to back (flat out) arrive whole?
     fn burst_passes(&mut self, o: &Opts, size: usize, n: u64) -> Result<bool, String> {
-        let before = topo::counters(self.sink.pid(), "sink-v").ok_or("no sink counters")?;
-        let cmd = self.send_cmd(o, size, 0.0, o.trial.max(1.0), Some(n));
-        let sent = self.gen.ask(&cmd)?.first().copied().unwrap_or(0.0) as u64;
-        std::thread::sleep(Duration::from_millis(50));
-        let after = topo::counters(self.sink.pid(), "sink-v").ok_or("no sink counters")?;
-        Ok(sent == n && after.0 - before.0 >= n)
+        let t = self.measure(o, size, 0.0, o.trial.max(1.0), Some(n))?;
+        Ok(t.sent as u64 == n && t.delivered as u64 >= n)
     }
 
     /// RFC 2544 back-to-back: the longest burst at the maximum rate that crosses with no loss
@@ -407,35 +426,38 @@ impl Rig {
         search::largest_count(64, max, o.steps, |n| self.burst_passes(o, size, n))
     }
 
-    /// Latency at `pps`, and the share of the frames sent that the sink did not see.
+    /// Latency at `pps`, and the share of the frames sent that did not reach the sink's port.
     fn latency(&mut self, o: &Opts, size: usize, pps: f64) -> Result<(Latency, f64), String> {
-        self.sink.ask("open")?;
-        self.sink.write(&format!("recv {}", o.trial + 0.3))?;
-        let sent = self
-            .gen
-            .ask(&self.send_cmd(o, size, pps, o.trial, None))?
-            .first()
-            .copied()
-            .unwrap_or(0.0);
-        let r = self.sink.read()?;
-        self.sink.ask("close")?;
-        let seen: f64 = r
+        let t = self.measure(o, size, pps, o.trial, None)?;
+        let loss = t.loss();
+        Ok((t.latency, loss))
+    }
+}
+
+/// What one trial saw.
+struct Trial {
+    /// Frames the generator sent, and in how long (seconds).
+    sent: f64,
+    secs: f64,
+    /// Frames that reached the sink's port (its kernel counter: what the DUT delivered, whether
+    /// or not the sink then kept up).
+    delivered: f64,
+    /// Frames the sink read, and their latency.
+    read: f64,
+    latency: Latency,
+}
+
+impl Trial {
+    /// From the generator's answer (`sent ns`), the sink port's received-frame count and the
+    /// sink's answer (`seen FRAMES p50 p90 p99 max cdf=...`, nanoseconds).
+    fn new(sent: &[f64], delivered: f64, seen: &str) -> Trial {
+        let v: Vec<f64> = seen
             .split_whitespace()
-            .nth(1)
-            .and_then(|x| x.parse().ok())
-            .unwrap_or(0.0);
-        let loss = if sent > 0.0 {
-            (1.0 - seen / sent).max(0.0)
-        } else {
-            0.0
-        };
-        let v: Vec<f64> = r
-            .split_whitespace()
-            .skip(2)
+            .skip(1)
             .filter_map(|x| x.parse().ok())
             .collect();
         let us = |i: usize| v.get(i).copied().unwrap_or(0.0) / 1e3;
-        let curve: Vec<(f64, f64)> = r
+        let curve: Vec<(f64, f64)> = seen
             .split_once("cdf=")
             .map(|(_, c)| {
                 cdf_quantiles()
@@ -445,11 +467,28 @@ impl Rig {
                     .collect()
             })
             .unwrap_or_default();
-        Ok((([us(0), us(1), us(2), us(3)], curve), loss))
+        Trial {
+            sent: sent.first().copied().unwrap_or(0.0),
+            secs: sent.get(1).copied().unwrap_or(1.0) / 1e9,
+            delivered,
+            read: v.first().copied().unwrap_or(0.0),
+            latency: ([us(1), us(2), us(3), us(4)], curve),
+        }
+    }
+
+    /// The share of the frames sent that did not reach the sink's port.
+    fn loss(&self) -> f64 {
+        if self.sent > 0.0 {
+            (1.0 - self.delivered / self.sent).max(0.0)
+        } else {
+            0.0
+        }
     }
 }
 
-fn trafgen_rate(o: &Opts, sink_pid: u32) -> Option<f64> {
+/// trafgen's rate to the sink (reading, as in the harness's own trials) over the `none` DUT.
+fn trafgen_rate(o: &Opts, sink: &mut Agent) -> Option<f64> {
+    let sink_pid = sink.pid();
     let cfg = o.out.join("trafgen.cfg");
     let dst: Vec<String> = SINK_MAC.0.iter().map(|b| format!("0x{b:02x}")).collect();
     let text = format!(
@@ -458,6 +497,9 @@ fn trafgen_rate(o: &Opts, sink_pid: u32) -> Option<f64> {
     );
     std::fs::write(&cfg, text).ok()?;
     let before = topo::counters(sink_pid, "sink-v")?;
+    // trafgen's frames carry no marker: the sink reads for the whole window.
+    let window = o.trial + 0.5;
+    sink.write(&format!("recv {window} {window} 0.05")).ok()?;
     let t0 = Instant::now();
     let mut child = Command::new("ip")
         .args([
@@ -470,7 +512,7 @@ fn trafgen_rate(o: &Opts, sink_pid: u32) -> Option<f64> {
         .process_group(0)
         .spawn()
         .ok()?;
-    std::thread::sleep(Duration::from_secs_f64(o.trial + 0.5));
+    let read = sink.read();
     let after = topo::counters(sink_pid, "sink-v")?;
     let dt = t0.elapsed().as_secs_f64();
     // trafgen forks a worker: signal the whole group, and kill it if it lingers.
@@ -489,6 +531,7 @@ fn trafgen_rate(o: &Opts, sink_pid: u32) -> Option<f64> {
     }
     quiet("-KILL");
     let _ = child.wait();
+    read.ok()?;
     // The first half second is start-up; rate over the whole window is a lower bound. Nothing
     // at all: trafgen is not there (or could not send).
     Some((after.0 - before.0) as f64 / dt).filter(|r| *r > 0.0)
@@ -545,11 +588,7 @@ fn run(args: RunArgs) -> Result<(), String> {
                 sink,
                 udp: dut.filters(),
             };
-            // The sink's MAC is learned from a broadcast; a filtering DUT's ports are known by
-            // their MACs already (and would refuse a frame that is not IP).
-            if !rig.udp {
-                rig.sink.ask("announce")?;
-            }
+            rig.open()?;
             for &size in &o.sizes {
                 let phase = |bar: &Progress, what: &str| {
                     bar.show(&format!("{dut_label} {size} B: {what}"));
@@ -619,7 +658,7 @@ fn run(args: RunArgs) -> Result<(), String> {
                 bar.advance();
             }
             if dut == Dut::None && trafgen.is_none() {
-                trafgen = trafgen_rate(&o, rig.sink.pid());
+                trafgen = trafgen_rate(&o, &mut rig.sink);
             }
             if let Err(e) = topo::check_filtering(dut) {
                 // The row did not measure what it says: dropped, the others kept.
@@ -766,5 +805,29 @@ fn print_report(o: &Opts, duts: &[Dut], points: &[Point], trafgen: Option<f64>) 
     }
     if duts.contains(&Dut::Bridge) {
         println!("\nThe bridge runs with bridge-nf-call-iptables=0 in its namespace (where br_netfilter is loaded).");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Trial;
+
+    #[test]
+    fn a_trial_reads_the_generator_the_port_and_the_sink() {
+        let sink = "seen 900 30000 50000 70000 90000 cdf=1000,2000,3000";
+        let t = Trial::new(&[1000.0, 2e9], 950.0, sink);
+        assert_eq!(
+            (t.sent, t.secs, t.delivered, t.read),
+            (1000.0, 2.0, 950.0, 900.0)
+        );
+        // Loss is what the DUT did not deliver to the sink's port, not what the sink missed.
+        assert!((t.loss() - 0.05).abs() < 1e-9);
+        assert_eq!(t.latency.0, [30.0, 50.0, 70.0, 90.0]);
+        assert_eq!(t.latency.1[..3], [(0.0, 1.0), (0.01, 2.0), (0.02, 3.0)]);
+        // More at the port than sent (a stray frame): no negative loss.
+        assert_eq!(Trial::new(&[10.0, 1e9], 11.0, "seen 10").loss(), 0.0);
+        // Nothing sent, or an answer cut short: no loss, no panic.
+        let empty = Trial::new(&[], 0.0, "");
+        assert_eq!((empty.loss(), empty.latency.0), (0.0, [0.0; 4]));
     }
 }
