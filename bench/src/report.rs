@@ -23,6 +23,8 @@ pub struct Point {
     pub note: String,
     /// `pps` of every run this point is the median of (one value for a single run).
     pub runs: Vec<f64>,
+    /// The largest `loss` of those runs.
+    pub worst_loss: f64,
 }
 
 impl Point {
@@ -43,7 +45,8 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Folds repeated runs into one point per (DUT, size, test): the median of the rate, the loss,
-/// each latency percentile and each point of the CDF, with every run's rate kept in `runs`. A note
+/// each latency percentile and each point of the CDF, with every run's rate kept in `runs` and
+/// the largest loss in `worst_loss`. A note
 /// that not every run shares is dropped.
 pub fn aggregate(points: &[Point]) -> Vec<Point> {
     let mut out: Vec<Point> = Vec::new();
@@ -64,6 +67,7 @@ pub fn aggregate(points: &[Point]) -> Vec<Point> {
         o.runs = g.iter().flat_map(|p| p.runs.iter().copied()).collect();
         o.pps = median(o.runs.clone());
         o.loss = median(g.iter().map(|p| p.loss).collect());
+        o.worst_loss = g.iter().map(|p| p.worst_loss).fold(0.0, f64::max);
         let lats: Vec<[f64; 4]> = g.iter().filter_map(|p| p.latency_us).collect();
         if !lats.is_empty() {
             o.latency_us = Some(std::array::from_fn(|k| {
@@ -133,6 +137,7 @@ pub fn json(points: &[Point]) -> String {
             let runs: Vec<u64> = p.runs.iter().map(|r| r.round() as u64).collect();
             o.insert("runs".into(), runs.into());
             o.insert("loss".into(), round(p.loss, 6).into());
+            o.insert("worst_loss".into(), round(p.worst_loss, 6).into());
             let latency = p.latency_us.map(|l| {
                 serde_json::json!({
                     "p50": round(l[0], 2),
@@ -357,6 +362,7 @@ mod tests {
             cdf: Vec::new(),
             note: String::new(),
             runs: vec![pps],
+            worst_loss: 0.0,
         }
     }
 
@@ -391,6 +397,7 @@ mod tests {
         let mut b = p("qswitch", 64, 3e6);
         b.latency_us = Some([30.0, 40.0, 50.0, 60.0]);
         b.cdf = vec![(0.5, 30.0), (1.0, 60.0)];
+        (b.loss, b.worst_loss) = (0.02, 0.02);
         let mut c = p("qswitch", 64, 2e6);
         c.latency_us = Some([20.0, 30.0, 40.0, 50.0]);
         c.cdf = vec![(0.5, 20.0), (1.0, 50.0)];
@@ -401,8 +408,11 @@ mod tests {
         assert_eq!(q.latency_us, Some([20.0, 30.0, 40.0, 50.0]));
         assert_eq!(q.cdf, vec![(0.5, 20.0), (1.0, 50.0)]);
         assert_eq!(q.note, "", "a note not every run shares is dropped");
+        // One run of three lost frames: the median says none, the worst run says it.
+        assert_eq!((q.loss, q.worst_loss), (0.0, 0.02));
         let j: serde_json::Value = serde_json::from_str(&json(&agg)).unwrap();
         assert_eq!(j[0]["runs"], serde_json::json!([1000000, 3000000, 2000000]));
+        assert_eq!(j[0]["worst_loss"], 0.02);
         assert_eq!(median(vec![1.0, 4.0]), 2.5);
     }
 

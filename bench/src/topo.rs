@@ -337,6 +337,9 @@ impl Topology {
             "qsbsink",
             &["ip", "link", "set", "sink-v", "address", &sink_mac, "up"],
         )?;
+        // Frames that reach the sink's stack are dropped at ingress: while the sink's socket is
+        // open (every `run` trial) its program takes them before this chain; otherwise (the
+        // scenarios) they would cost the stack's receive path.
         in_ns("qsbsink", &["nft", "add table netdev qsb"])?;
         in_ns(
             "qsbsink",

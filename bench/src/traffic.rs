@@ -365,9 +365,11 @@ impl Sink {
         Ok(Sink { umem, port })
     }
 
-    /// Drops whatever is queued.
+    /// Drops whatever is queued (at most the UMEM's worth: a sender that is already sending
+    /// does not keep it here).
     fn drain(&mut self, descs: &mut [XdpDesc]) {
-        loop {
+        let mut dropped = 0;
+        while dropped < self.umem.frames() {
             self.port.refill(&mut self.umem, 4096);
             let n = self.port.recv(&mut self.umem, descs);
             for d in &descs[..n] {
@@ -376,6 +378,7 @@ impl Sink {
             if n == 0 {
                 break;
             }
+            dropped += n;
         }
     }
 
@@ -406,19 +409,20 @@ impl Sink {
     }
 
     /// Receives what a trial sends: drops whatever is queued from before, then reads for at
-    /// least `min` and at most `max`, ending early once `quiet` passes without a marked frame
-    /// after `min` (and after the first one: the traffic has drained). Returns what arrived.
+    /// least `min` and at most `max`, ending early once a marked frame has arrived and `quiet`
+    /// has passed since the later of the last one and `min` (the traffic has drained). Returns
+    /// what arrived.
     pub fn receive(&mut self, min: Duration, max: Duration, quiet: Duration) -> Seen {
         let mut seen = Seen::default();
         let mut descs = vec![XdpDesc::default(); BATCH];
         self.drain(&mut descs);
         let start = Instant::now();
+        let (until_min, until_max) = (start + min, start + max);
         let mut last: Option<Instant> = None;
         loop {
             let at = Instant::now();
-            let elapsed = at - start;
-            let drained = last.is_some_and(|l| at - l >= quiet);
-            if elapsed >= max || (elapsed >= min && drained) {
+            let drained = last.is_some_and(|l| at >= l.max(until_min) + quiet);
+            if at >= until_max || drained {
                 break;
             }
             self.port.refill(&mut self.umem, 4096);

@@ -198,10 +198,6 @@ fn agent(role: &str, dev: &str) -> Result<(), String> {
                 sink = Some(Sink::open(dev).map_err(|e| format!("sink on {dev}: {e}"))?);
                 "ok".into()
             }
-            (["close"], None) => {
-                sink = None;
-                "ok".into()
-            }
             (["first", secs], None) => {
                 let s = sink.as_mut().ok_or("first before open")?;
                 let t = s.first(Duration::from_secs_f64(secs.parse().unwrap_or(1.0)));
@@ -370,12 +366,15 @@ impl Rig {
         max: Option<u64>,
     ) -> Result<Trial, String> {
         let before = topo::counters(self.sink.pid(), "sink-v").ok_or("no sink counters")?;
-        // A burst (`max`) lasts as long as it takes; a trial `secs`. The sink reads until the
-        // traffic has drained (50 ms without a frame), at most 0.3 s past the end.
+        // A burst (`max`) lasts as long as it takes, a trial `secs`. The sink reads until the
+        // traffic has drained (50 ms without a marked frame, past `secs` for a trial), at most
+        // `secs` + 0.3 s from its start.
         let min = if max.is_some() { 0.0 } else { secs };
         self.sink
             .write(&format!("recv {min} {} 0.05", secs + 0.3))?;
         let r = self.gen.ask(&self.send_cmd(o, size, pps, secs, max))?;
+        // Frames still queued in the DUT reach the port within this, sink reading or not.
+        std::thread::sleep(Duration::from_millis(50));
         let seen = self.sink.read()?;
         let after = topo::counters(self.sink.pid(), "sink-v").ok_or("no sink counters")?;
         let t = Trial::new(&r, after.0.saturating_sub(before.0) as f64, &seen);
@@ -429,6 +428,15 @@ impl Rig {
     /// Latency at `pps`, and the share of the frames sent that did not reach the sink's port.
     fn latency(&mut self, o: &Opts, size: usize, pps: f64) -> Result<(Latency, f64), String> {
         let t = self.measure(o, size, pps, o.trial, None)?;
+        if t.read < 0.999 * t.delivered {
+            // The frames it missed are the ones that waited longest in its ring.
+            progress::clear();
+            eprintln!(
+                "warning: latency at {size} B, {pps:.0} pps: the sink read {:.1} % of the frames \
+                 that reached its port; the percentiles leave the rest out",
+                100.0 * t.read / t.delivered
+            );
+        }
         let loss = t.loss();
         Ok((t.latency, loss))
     }
@@ -469,7 +477,8 @@ impl Trial {
             .unwrap_or_default();
         Trial {
             sent: sent.first().copied().unwrap_or(0.0),
-            secs: sent.get(1).copied().unwrap_or(1.0) / 1e9,
+            // Nanoseconds; a second when the answer has none.
+            secs: sent.get(1).copied().unwrap_or(1e9) / 1e9,
             delivered,
             read: v.first().copied().unwrap_or(0.0),
             latency: ([us(1), us(2), us(3), us(4)], curve),
@@ -501,7 +510,7 @@ fn trafgen_rate(o: &Opts, sink: &mut Agent) -> Option<f64> {
     let window = o.trial + 0.5;
     sink.write(&format!("recv {window} {window} 0.05")).ok()?;
     let t0 = Instant::now();
-    let mut child = Command::new("ip")
+    let spawned = Command::new("ip")
         .args([
             "netns", "exec", "qsbgen", "taskset", "-c", "0", "trafgen", "-o", "gen-v", "-c",
         ])
@@ -510,10 +519,11 @@ fn trafgen_rate(o: &Opts, sink: &mut Agent) -> Option<f64> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)
-        .spawn()
-        .ok()?;
+        .spawn();
+    // The sink's answer is read whatever happens, so that the next question gets its own.
     let read = sink.read();
-    let after = topo::counters(sink_pid, "sink-v")?;
+    let mut child = spawned.ok()?;
+    let after = topo::counters(sink_pid, "sink-v");
     let dt = t0.elapsed().as_secs_f64();
     // trafgen forks a worker: signal the whole group, and kill it if it lingers.
     let group = format!("-{}", child.id());
@@ -532,6 +542,7 @@ fn trafgen_rate(o: &Opts, sink: &mut Agent) -> Option<f64> {
     quiet("-KILL");
     let _ = child.wait();
     read.ok()?;
+    let after = after?;
     // The first half second is start-up; rate over the whole window is a lower bound. Nothing
     // at all: trafgen is not there (or could not send).
     Some((after.0 - before.0) as f64 / dt).filter(|r| *r > 0.0)
@@ -611,6 +622,7 @@ fn run(args: RunArgs) -> Result<(), String> {
                         cdf,
                         note: note.into(),
                         runs: vec![pps],
+                        worst_loss: loss,
                     })
                 };
                 pt("offered", offered, 0.0, None, "generator flat out");
@@ -760,7 +772,7 @@ fn print_report(o: &Opts, duts: &[Dut], points: &[Point], trafgen: Option<f64>) 
         }
     }
     println!("\n## Latency (µs, one way, generator to sink)\n");
-    println!("| DUT | size | load | p50 | p90 | p99 | max | loss |");
+    println!("| DUT | size | load | p50 | p90 | p99 | max | loss (worst run) |");
     println!("|---|---|---|---|---|---|---|---|");
     for p in points.iter().filter(|p| p.latency_us.is_some()) {
         let l = p.latency_us.unwrap_or_default();
@@ -774,7 +786,7 @@ fn print_report(o: &Opts, duts: &[Dut], points: &[Point], trafgen: Option<f64>) 
             l[1],
             l[2],
             l[3],
-            p.loss * 100.0
+            p.worst_loss * 100.0
         );
     }
     if let (Some(tg), Some(ours)) = (
