@@ -870,6 +870,22 @@ fn the_switch_advertises_slaac_prefixes_and_the_vm_takes_its_ports_address() {
         counted(&api, "qswitch_port_ra_replies_total", ida),
         "no router advertisement counted for {ida}"
     );
+    // A change of what is advertised reaches the VM, whose kernel will not solicit again: the
+    // switch tells it unsolicited. The network's MTU lowered, the VM's IPv6 MTU follows.
+    let (status, v) = api.call(
+        "PUT",
+        &format!("/v2.0/networks/{n1}"),
+        Some(json!({"network": {"mtu": 1400}})),
+    );
+    assert_eq!(status, 200, "{v}");
+    let mtu_knob = format!("net.ipv6.conf.{}.mtu", a.dev());
+    let mtu = || a.ns.exec(&["sysctl", "-n", &mtu_knob]).trim().to_owned();
+    assert!(
+        wait_for(Duration::from_secs(10), || mtu() == "1400"),
+        "the VM's IPv6 MTU is {} after the network's became 1400:\n{}",
+        mtu(),
+        daemon.log()
+    );
     // A network without SLAAC subnets advertises nothing.
     std::thread::sleep(Duration::from_secs(2));
     assert!(global(&c).trim().is_empty(), "{}", global(&c));

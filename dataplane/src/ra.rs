@@ -10,9 +10,14 @@
 //! What the advertisement carries (RFC 4861 4.2, 4.6): each prefix on-link (and autonomous
 //! unless stateful), the network's MTU, the router's link-layer address, and the subnets' DNS
 //! servers (RDNSS, RFC 8106).
-//! Lifetimes are infinite, as in OVN's answers: the switch sends no unsolicited advertisements
-//! (a VM solicits when its interface comes up, and a kernel that got an answer never asks
-//! again), so finite ones would expire with nothing to refresh them. The switch routes nothing,
+//! Lifetimes are infinite, as in OVN's answers: nothing refreshes them on a timer (a VM solicits
+//! when its interface comes up, and a kernel that got an answer never asks again), so finite
+//! ones would expire. What changes reaches the VM anyway: the switch sends the port one
+//! unsolicited advertisement ([`unsolicited`], to all nodes) when the port starts forwarding
+//! and whenever its advertisement changes (a DNS server, the MTU, a prefix added), as a router
+//! sends one when its configuration changes (RFC 4861 6.2.4). A prefix removed is not
+//! withdrawn: a host lowers an advertised lifetime to no less than two hours (RFC 4862
+//! 5.5.3). The switch routes nothing,
 //! so the router lifetime is 0: no VM takes the switch for a default router. Its source is the
 //! link-local address of [`crate::dhcp::SERVER_MAC`] (EUI-64). The solicitation itself still goes
 //! where any multicast goes, so a router on the network (a provider network's gateway, a VM)
@@ -114,14 +119,22 @@ pub fn respond(cfg: &RaConfig, frame: &[u8], out: &mut [u8]) -> Option<usize> {
     let ip = &frame[ETH_HEADER_LEN..];
     let asker: [u8; 16] = ip[8..24].try_into().ok()?;
     // To the solicitation's source, or to all nodes when it had none yet (RFC 4861 6.2.6).
-    let (dst_ip, dst_mac) = if asker == [0; 16] {
-        (
-            Ipv6Addr::from([0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
-            [0x33, 0x33, 0, 0, 0, 1],
-        )
+    if asker == [0; 16] {
+        unsolicited(cfg, out)
     } else {
-        (Ipv6Addr::from(asker), cfg.client_mac.0)
-    };
+        advertise(cfg, Ipv6Addr::from(asker), cfg.client_mac.0, out)
+    }
+}
+
+/// Writes into `out` an unsolicited advertisement for the port's VM, to all nodes (the switch
+/// sends it on that port alone); its length.
+pub fn unsolicited(cfg: &RaConfig, out: &mut [u8]) -> Option<usize> {
+    let all_nodes = Ipv6Addr::from([0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    advertise(cfg, all_nodes, [0x33, 0x33, 0, 0, 0, 1], out)
+}
+
+/// Writes the advertisement of `cfg` to `dst_ip` at `dst_mac` into `out`; its length.
+fn advertise(cfg: &RaConfig, dst_ip: Ipv6Addr, dst_mac: [u8; 6], out: &mut [u8]) -> Option<usize> {
     let src_ip = link_local(cfg.router_mac);
 
     let mut ra: Vec<u8> = Vec::with_capacity(256);
@@ -287,6 +300,29 @@ pub(crate) mod tests {
             "ff02::1".parse::<Ipv6Addr>().unwrap().octets()
         );
         assert!(n > ETH_HEADER_LEN + IPV6_HEADER + 16);
+    }
+
+    #[test]
+    fn an_unsolicited_advertisement_is_the_answer_to_all_nodes() {
+        let (mut solicited, mut unsolicited) = ([0u8; 512], [0u8; 512]);
+        let rs = solicitation(VM, Ipv6Addr::UNSPECIFIED);
+        let n = respond(&config(), &rs, &mut solicited).unwrap();
+        assert_eq!(super::unsolicited(&config(), &mut unsolicited), Some(n));
+        assert_eq!(solicited[..n], unsolicited[..n]);
+        // From the responder's link-local address, hop limit 255, a valid checksum.
+        let ip = &unsolicited[ETH_HEADER_LEN..n];
+        assert_eq!(ip[7], 255);
+        assert_eq!(ip[8..24], link_local(config().router_mac).octets());
+        let (src, dst): ([u8; 16], [u8; 16]) = (
+            ip[8..24].try_into().unwrap(),
+            ip[24..40].try_into().unwrap(),
+        );
+        let mut body = ip[IPV6_HEADER..].to_vec();
+        let sum = u16::from_be_bytes([body[2], body[3]]);
+        body[2..4].copy_from_slice(&[0, 0]);
+        assert_eq!(icmpv6_checksum(&src, &dst, &body), sum);
+        // No room: no advertisement.
+        assert_eq!(super::unsolicited(&config(), &mut [0u8; 40]), None);
     }
 
     /// `frame`'s IPv6 packet with an extension header of `kind` (8 bytes, PadN) inserted

@@ -591,7 +591,15 @@ impl<P: PortIo> Worker<P> {
                 if n > 0 {
                     self.ensure_slot(u16::try_from(n - 1).unwrap_or(u16::MAX - 2));
                 }
+                // Ports whose router advertisement the snapshot changes tell their VMs at once.
+                let changed: Vec<u16> = (self.active.iter().copied())
+                    .filter(|&slot| advertised(&s, slot).is_some_and(|(_, ra)| ra.is_some()))
+                    .filter(|&slot| advertised(&s, slot) != advertised(&self.snap, slot))
+                    .collect();
                 self.snap = s;
+                for slot in changed {
+                    self.announce_ra(slot);
+                }
             }
             Command::AddPort { slot, spec, shared } => {
                 let done = Arc::clone(&shared);
@@ -765,6 +773,7 @@ impl<P: PortIo> Worker<P> {
         });
         self.active.push(slot);
         self.recompute_fill_target();
+        self.announce_ra(slot);
     }
 
     /// Reports that the port for `slot` could not be opened or started.
@@ -1511,6 +1520,37 @@ impl<P: PortIo> Worker<P> {
         }
     }
 
+    /// Sends port `slot` an unsolicited router advertisement, when the snapshot gives it one
+    /// ([`crate::ra`]): as the port starts forwarding and when its advertisement changes. Without
+    /// a free buffer none is sent (the VM's next solicitation is answered all the same).
+    fn announce_ra(&mut self, slot: u16) {
+        let Some(cfg) = self.snap.port(slot).and_then(|p| p.ra.clone()) else {
+            return;
+        };
+        if !self.is_sendable(slot) {
+            return;
+        }
+        let Some(chunk) = self.umem.alloc() else {
+            return;
+        };
+        // At the offset the kernel leaves, as a frame the worker received or copied.
+        let addr = chunk + u64::from(KERNEL_HEADROOM);
+        let len = (self.umem.chunk_mut(addr))
+            .and_then(|(bytes, off)| crate::ra::unsolicited(&cfg, &mut bytes[off..]))
+            .and_then(|n| u32::try_from(n).ok());
+        let Some(len) = len else {
+            self.umem.release(chunk);
+            return;
+        };
+        let d = XdpDesc {
+            addr,
+            len,
+            options: 0,
+        };
+        self.stage_to(slot, d, false, 0, slot);
+        self.pipe.counters[usize::from(slot)].ra_replies += 1;
+    }
+
     /// Stages a worker-owned frame for `egress`, pushing or popping the VLAN tag as the egress
     /// port's role requires.
     #[inline]
@@ -1662,6 +1702,11 @@ impl<P: PortIo> Worker<P> {
             }
         }
     }
+}
+
+/// Port `slot` of `snap` as its router advertisements go: its generation and what it is told.
+fn advertised(snap: &Snapshot, slot: u16) -> Option<(u32, Option<&crate::ra::RaConfig>)> {
+    snap.port(slot).map(|p| (p.gen, p.ra.as_deref()))
 }
 
 #[cfg(test)]

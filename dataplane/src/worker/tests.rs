@@ -568,21 +568,41 @@ fn arp_request(sha: Mac, spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
     build_frame(Mac::BROADCAST, sha, None, 0x0806, &body)
 }
 
-#[test]
-fn router_solicitations_of_slaac_ports_are_answered_by_the_switch() {
-    let mut c = cfg();
-    c.ports[0].ra = Some(Arc::new(crate::ra::RaConfig {
-        client_mac: VM1,
-        prefixes: vec!["2001:db8:1::".parse().unwrap()],
+/// The advertisement of a port on one SLAAC subnet.
+fn slaac(vm: Mac, prefix: &str, mtu: u32) -> Arc<crate::ra::RaConfig> {
+    Arc::new(crate::ra::RaConfig {
+        client_mac: vm,
+        prefixes: vec![prefix.parse().unwrap()],
         on_link: Vec::new(),
         managed: false,
         other: false,
-        mtu: 1500,
+        mtu,
         dns: vec![],
         router_mac: crate::dhcp::SERVER_MAC,
-    }));
+    })
+}
+
+#[test]
+fn router_solicitations_of_slaac_ports_are_answered_by_the_switch() {
+    let mut c = cfg();
+    c.ports[0].ra = Some(slaac(VM1, "2001:db8:1::", 1500));
     let mut r = Rig::new(4096);
     r.apply(&c);
+    r.run();
+    // The snapshot gave a1 an advertisement: its VM is told at once, to all nodes, on a1 alone.
+    let told = r.out("a1");
+    assert_eq!(told.len(), 1, "one unsolicited advertisement");
+    assert_eq!(&told[0][0..6], &[0x33, 0x33, 0, 0, 0, 1]);
+    assert_eq!(told[0][14 + 40], 134, "a router advertisement");
+    for p in ["a2", "a3", "b1", "up"] {
+        assert!(r.out(p).is_empty(), "{p} was told");
+    }
+    // The same advertisement again: nothing new to tell.
+    r.apply(&c);
+    r.run();
+    assert!(r.out("a1").is_empty());
+    let slot = r.ports.get("a1").unwrap();
+    assert_eq!(r.w.counters(slot).ra_replies, 1);
     let solicitation = |mac: Mac| {
         let mut f = vec![0x33, 0x33, 0, 0, 0, 2];
         f.extend_from_slice(&mac.0);
@@ -603,13 +623,47 @@ fn router_solicitations_of_slaac_ports_are_answered_by_the_switch() {
         assert_eq!(r.out(p).len(), 1, "{p} did not get the solicitation");
     }
     assert!(r.out("b1").is_empty(), "another network saw it");
-    let slot = r.ports.get("a1").unwrap();
-    assert_eq!(r.w.counters(slot).ra_replies, 1);
+    assert_eq!(r.w.counters(slot).ra_replies, 2);
     // A port without SLAAC subnets: its solicitation is switched as any multicast.
     r.inject("a2", solicitation(VM2));
     r.run();
     assert!(r.out("a2").is_empty());
     assert_eq!(r.out("a1").len(), 1, "flooded");
+    // A DNS server added (or the MTU, a prefix): the VM, which will not solicit again, is told.
+    let mut changed = (**c.ports[0].ra.as_ref().unwrap()).clone();
+    changed.dns.push("2001:db8::53".parse().unwrap());
+    c.ports[0].ra = Some(Arc::new(changed));
+    r.apply(&c);
+    r.run();
+    let told = r.out("a1");
+    assert_eq!(told.len(), 1);
+    assert!(
+        told[0].len() > answers[0].len(),
+        "the advertisement carries the DNS server"
+    );
+    assert_eq!(r.w.counters(slot).ra_replies, 3);
+    r.check_accounting();
+}
+
+#[test]
+fn a_port_that_starts_forwarding_tells_its_vm_its_advertisement() {
+    let mut c = cfg();
+    c.ports[1].ra = Some(slaac(VM2, "2001:db8:2::", 1400));
+    let mut r = Rig::new(4096);
+    let slot = r.ports.get("a2").unwrap();
+    r.w.handle(Command::RemovePort { slot }, Now::default());
+    r.apply(&c);
+    r.run();
+    assert!(r.out("a1").is_empty(), "no other port is told");
+    open_mem_port(&mut r.w, slot);
+    r.run();
+    let told = r.out("a2");
+    assert_eq!(told.len(), 1, "told once, as it starts");
+    assert_eq!(&told[0][0..6], &[0x33, 0x33, 0, 0, 0, 1]);
+    assert_eq!(r.w.counters(slot).ra_replies, 1);
+    for p in ["a1", "a3", "b1", "up"] {
+        assert!(r.out(p).is_empty(), "{p} was told");
+    }
     r.check_accounting();
 }
 
