@@ -12,12 +12,13 @@
 //! servers (RDNSS, RFC 8106).
 //! Lifetimes are infinite, as in OVN's answers: nothing refreshes them on a timer (a VM solicits
 //! when its interface comes up, and a kernel that got an answer never asks again), so finite
-//! ones would expire. What changes reaches the VM anyway: the switch sends the port one
-//! unsolicited advertisement ([`unsolicited`], to all nodes) when the port starts forwarding
-//! and whenever its advertisement changes (a DNS server, the MTU, a prefix added), as a router
-//! sends one when its configuration changes (RFC 4861 6.2.4). A prefix removed is not
-//! withdrawn: a host lowers an advertised lifetime to no less than two hours (RFC 4862
-//! 5.5.3). The switch routes nothing,
+//! ones would expire. What is added reaches the VM anyway: the switch sends the port three
+//! unsolicited advertisements ([`unsolicited`], to all nodes in a frame to the VM's MAC), a few
+//! seconds apart, when the port starts forwarding or comes up and whenever what it advertises
+//! changes (a DNS server or a prefix added, the MTU), as a router advertises a change of its
+//! configuration (RFC 4861 6.2.4). What is removed is not withdrawn (no advertisement with
+//! lifetime 0): a removed DNS server or prefix stays with the VM until it restarts its
+//! interface. The switch routes nothing,
 //! so the router lifetime is 0: no VM takes the switch for a default router. Its source is the
 //! link-local address of [`crate::dhcp::SERVER_MAC`] (EUI-64). The solicitation itself still goes
 //! where any multicast goes, so a router on the network (a provider network's gateway, a VM)
@@ -120,18 +121,21 @@ pub fn respond(cfg: &RaConfig, frame: &[u8], out: &mut [u8]) -> Option<usize> {
     let asker: [u8; 16] = ip[8..24].try_into().ok()?;
     // To the solicitation's source, or to all nodes when it had none yet (RFC 4861 6.2.6).
     if asker == [0; 16] {
-        unsolicited(cfg, out)
+        advertise(cfg, ALL_NODES, ALL_NODES_MAC, out)
     } else {
         advertise(cfg, Ipv6Addr::from(asker), cfg.client_mac.0, out)
     }
 }
 
-/// Writes into `out` an unsolicited advertisement for the port's VM, to all nodes (the switch
-/// sends it on that port alone); its length.
+/// Writes into `out` an unsolicited advertisement for the port's VM: to all nodes, in a frame
+/// to the VM's MAC (RFC 6085), so that only the VM takes it, not a host behind it; its length.
 pub fn unsolicited(cfg: &RaConfig, out: &mut [u8]) -> Option<usize> {
-    let all_nodes = Ipv6Addr::from([0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-    advertise(cfg, all_nodes, [0x33, 0x33, 0, 0, 0, 1], out)
+    advertise(cfg, ALL_NODES, cfg.client_mac.0, out)
 }
+
+/// The all-nodes group (`ff02::1`) and its MAC.
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
 
 /// Writes the advertisement of `cfg` to `dst_ip` at `dst_mac` into `out`; its length.
 fn advertise(cfg: &RaConfig, dst_ip: Ipv6Addr, dst_mac: [u8; 6], out: &mut [u8]) -> Option<usize> {
@@ -303,12 +307,19 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn an_unsolicited_advertisement_is_the_answer_to_all_nodes() {
+    fn an_unsolicited_advertisement_goes_to_all_nodes_in_a_frame_to_the_vm() {
         let (mut solicited, mut unsolicited) = ([0u8; 512], [0u8; 512]);
         let rs = solicitation(VM, Ipv6Addr::UNSPECIFIED);
         let n = respond(&config(), &rs, &mut solicited).unwrap();
         assert_eq!(super::unsolicited(&config(), &mut unsolicited), Some(n));
-        assert_eq!(solicited[..n], unsolicited[..n]);
+        // The answer to a solicitation without a source, but for the frame's destination.
+        assert_eq!(unsolicited[0..6], VM.0);
+        assert_eq!(solicited[0..6], [0x33, 0x33, 0, 0, 0, 1]);
+        assert_eq!(solicited[6..n], unsolicited[6..n]);
+        assert_eq!(
+            unsolicited[ETH_HEADER_LEN + 24..ETH_HEADER_LEN + 40],
+            "ff02::1".parse::<Ipv6Addr>().unwrap().octets()
+        );
         // From the responder's link-local address, hop limit 255, a valid checksum.
         let ip = &unsolicited[ETH_HEADER_LEN..n];
         assert_eq!(ip[7], 255);

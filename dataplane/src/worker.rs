@@ -331,6 +331,9 @@ pub struct Worker<P: PortIo> {
     /// Ports opened for a slot whose previous port's chunks are still buried (its sockets being
     /// released on another thread): started as soon as the slot is free.
     parked: Vec<(u16, P, Arc<PortShared>)>,
+    /// Unsolicited router advertisements still to send: (slot, generation, copies left, when
+    /// the next is due in ns).
+    ra_due: Vec<(u16, u32, u8, u64)>,
     pipe: Pipeline,
     snap: Arc<Snapshot>,
     active: Vec<u16>,
@@ -450,6 +453,7 @@ impl<P: PortIo> Worker<P> {
             snap: Arc::new(Snapshot::default()),
             ports: Vec::new(),
             parked: Vec::new(),
+            ra_due: Vec::new(),
             active: Vec::new(),
             rx: vec![XdpDesc::default(); MAX_BATCH],
             gso_buf: Vec::with_capacity(GSO_BUF),
@@ -593,12 +597,14 @@ impl<P: PortIo> Worker<P> {
                 }
                 // Ports whose router advertisement the snapshot changes tell their VMs at once.
                 let changed: Vec<u16> = (self.active.iter().copied())
-                    .filter(|&slot| advertised(&s, slot).is_some_and(|(_, ra)| ra.is_some()))
+                    .filter(|&slot| {
+                        advertised(&s, slot).is_some_and(|(_, up, ra)| up && ra.is_some())
+                    })
                     .filter(|&slot| advertised(&s, slot) != advertised(&self.snap, slot))
                     .collect();
                 self.snap = s;
                 for slot in changed {
-                    self.announce_ra(slot);
+                    self.schedule_ra(slot);
                 }
             }
             Command::AddPort { slot, spec, shared } => {
@@ -773,7 +779,7 @@ impl<P: PortIo> Worker<P> {
         });
         self.active.push(slot);
         self.recompute_fill_target();
-        self.announce_ra(slot);
+        self.schedule_ra(slot);
     }
 
     /// Reports that the port for `slot` could not be opened or started.
@@ -1100,6 +1106,9 @@ impl<P: PortIo> Worker<P> {
             self.umem.reap();
             if !self.parked.is_empty() {
                 self.start_parked();
+            }
+            if !self.ra_due.is_empty() {
+                self.send_due_ras(now);
             }
         }
         if now.nanos.saturating_sub(self.last_stats) >= 100_000_000 {
@@ -1520,27 +1529,59 @@ impl<P: PortIo> Worker<P> {
         }
     }
 
-    /// Sends port `slot` an unsolicited router advertisement, when the snapshot gives it one
-    /// ([`crate::ra`]): as the port starts forwarding and when its advertisement changes. Without
-    /// a free buffer none is sent (the VM's next solicitation is answered all the same).
-    fn announce_ra(&mut self, slot: u16) {
-        let Some(cfg) = self.snap.port(slot).and_then(|p| p.ra.clone()) else {
+    /// Plans the unsolicited router advertisements of port `slot` ([`crate::ra`]), as it starts
+    /// forwarding or what it is advertised changes: [`RA_COPIES`] of them, the first at the
+    /// next millisecond's housekeeping, then [`RA_INTERVAL_NS`] apart (RFC 4861 6.2.4 sends up
+    /// to three), so that one lost on the way does not lose the change: the VM will not solicit
+    /// again. A plan made earlier for the slot is replaced.
+    fn schedule_ra(&mut self, slot: u16) {
+        let Some(p) = self
+            .snap
+            .port(slot)
+            .filter(|p| p.ra.is_some() && p.admin_up)
+        else {
             return;
         };
-        if !self.is_sendable(slot) {
-            return;
+        self.ra_due.retain(|d| d.0 != slot);
+        self.ra_due.push((slot, p.gen, RA_COPIES, 0));
+    }
+
+    /// Sends the planned advertisements that are due. A port that went, changed generation, lost
+    /// its advertisement or went down has its plan dropped; one without a free buffer now is
+    /// tried again at the next millisecond.
+    fn send_due_ras(&mut self, now: Now) {
+        let mut i = 0;
+        while i < self.ra_due.len() {
+            let (slot, gen, left, at) = self.ra_due[i];
+            let cfg = (self.snap.port(slot))
+                .filter(|p| p.gen == gen && p.admin_up)
+                .and_then(|p| p.ra.clone());
+            let Some(cfg) = cfg.filter(|_| left > 0 && self.is_sendable(slot)) else {
+                self.ra_due.swap_remove(i);
+                continue;
+            };
+            if at <= now.nanos && self.announce_ra(slot, &cfg) {
+                self.ra_due[i].2 -= 1;
+                self.ra_due[i].3 = now.nanos + RA_INTERVAL_NS;
+            }
+            i += 1;
         }
+    }
+
+    /// Stages an unsolicited advertisement of `cfg` for port `slot`; false without a free buffer.
+    fn announce_ra(&mut self, slot: u16, cfg: &crate::ra::RaConfig) -> bool {
         let Some(chunk) = self.umem.alloc() else {
-            return;
+            return false;
         };
         // At the offset the kernel leaves, as a frame the worker received or copied.
         let addr = chunk + u64::from(KERNEL_HEADROOM);
         let len = (self.umem.chunk_mut(addr))
-            .and_then(|(bytes, off)| crate::ra::unsolicited(&cfg, &mut bytes[off..]))
+            .and_then(|(bytes, off)| crate::ra::unsolicited(cfg, &mut bytes[off..]))
             .and_then(|n| u32::try_from(n).ok());
         let Some(len) = len else {
+            // Cannot happen (a chunk holds far more than an advertisement); the plan ends.
             self.umem.release(chunk);
-            return;
+            return true;
         };
         let d = XdpDesc {
             addr,
@@ -1549,6 +1590,7 @@ impl<P: PortIo> Worker<P> {
         };
         self.stage_to(slot, d, false, 0, slot);
         self.pipe.counters[usize::from(slot)].ra_replies += 1;
+        true
     }
 
     /// Stages a worker-owned frame for `egress`, pushing or popping the VLAN tag as the egress
@@ -1704,9 +1746,15 @@ impl<P: PortIo> Worker<P> {
     }
 }
 
-/// Port `slot` of `snap` as its router advertisements go: its generation and what it is told.
-fn advertised(snap: &Snapshot, slot: u16) -> Option<(u32, Option<&crate::ra::RaConfig>)> {
-    snap.port(slot).map(|p| (p.gen, p.ra.as_deref()))
+/// Unsolicited advertisements sent for each change, and the time between them.
+const RA_COPIES: u8 = 3;
+const RA_INTERVAL_NS: u64 = 4_000_000_000;
+
+/// Port `slot` of `snap` as its router advertisements go: its generation, whether it is up, and
+/// what it is told (a port coming up is told again: its VM's solicitations went nowhere).
+fn advertised(snap: &Snapshot, slot: u16) -> Option<(u32, bool, Option<&crate::ra::RaConfig>)> {
+    snap.port(slot)
+        .map(|p| (p.gen, p.admin_up, p.ra.as_deref()))
 }
 
 #[cfg(test)]

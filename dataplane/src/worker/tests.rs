@@ -15,6 +15,8 @@ struct Rig {
     w: Worker<MemPort>,
     ports: SlotMap,
     nets: SlotMap,
+    /// The clock of [`Rig::tick`], ns.
+    clock: u64,
 }
 
 /// Opens an in-memory port in `slot` that keeps what it sends, with a 256-frame TX ring.
@@ -65,6 +67,7 @@ impl Rig {
             w: Worker::new(wc).unwrap(),
             ports: SlotMap::default(),
             nets: SlotMap::default(),
+            clock: 0,
         };
         let c = cfg();
         r.apply(&c);
@@ -94,6 +97,12 @@ impl Rig {
         for _ in 0..4 {
             self.w.poll(Now::default());
         }
+    }
+
+    /// Moves the clock `ms` on and runs a round: the clock's work (housekeeping) runs too.
+    fn tick(&mut self, ms: u64) {
+        self.clock += ms * 1_000_000;
+        self.w.round(Now::from_nanos(self.clock));
     }
 
     fn out(&mut self, id: &str) -> Vec<Vec<u8>> {
@@ -588,18 +597,19 @@ fn router_solicitations_of_slaac_ports_are_answered_by_the_switch() {
     c.ports[0].ra = Some(slaac(VM1, "2001:db8:1::", 1500));
     let mut r = Rig::new(4096);
     r.apply(&c);
-    r.run();
-    // The snapshot gave a1 an advertisement: its VM is told at once, to all nodes, on a1 alone.
+    r.tick(1);
+    // The snapshot gave a1 an advertisement: its VM is told within the millisecond, to all
+    // nodes in a frame to its MAC, on a1 alone.
     let told = r.out("a1");
     assert_eq!(told.len(), 1, "one unsolicited advertisement");
-    assert_eq!(&told[0][0..6], &[0x33, 0x33, 0, 0, 0, 1]);
+    assert_eq!(&told[0][0..6], &VM1.0);
     assert_eq!(told[0][14 + 40], 134, "a router advertisement");
     for p in ["a2", "a3", "b1", "up"] {
         assert!(r.out(p).is_empty(), "{p} was told");
     }
     // The same advertisement again: nothing new to tell.
     r.apply(&c);
-    r.run();
+    r.tick(1);
     assert!(r.out("a1").is_empty());
     let slot = r.ports.get("a1").unwrap();
     assert_eq!(r.w.counters(slot).ra_replies, 1);
@@ -634,14 +644,24 @@ fn router_solicitations_of_slaac_ports_are_answered_by_the_switch() {
     changed.dns.push("2001:db8::53".parse().unwrap());
     c.ports[0].ra = Some(Arc::new(changed));
     r.apply(&c);
-    r.run();
+    r.tick(1);
     let told = r.out("a1");
     assert_eq!(told.len(), 1);
     assert!(
         told[0].len() > answers[0].len(),
         "the advertisement carries the DNS server"
     );
-    assert_eq!(r.w.counters(slot).ra_replies, 3);
+    // Three in all, 4 s apart, in case one is lost: the VM will not ask.
+    r.tick(3_000);
+    assert!(r.out("a1").is_empty(), "not before 4 s");
+    for _ in 0..2 {
+        r.tick(1_000);
+        assert_eq!(r.out("a1"), told);
+        r.tick(3_000);
+    }
+    r.tick(10_000);
+    assert!(r.out("a1").is_empty(), "three only");
+    assert_eq!(r.w.counters(slot).ra_replies, 5);
     r.check_accounting();
 }
 
@@ -653,17 +673,32 @@ fn a_port_that_starts_forwarding_tells_its_vm_its_advertisement() {
     let slot = r.ports.get("a2").unwrap();
     r.w.handle(Command::RemovePort { slot }, Now::default());
     r.apply(&c);
-    r.run();
-    assert!(r.out("a1").is_empty(), "no other port is told");
+    r.tick(1);
     open_mem_port(&mut r.w, slot);
-    r.run();
+    r.tick(1);
     let told = r.out("a2");
-    assert_eq!(told.len(), 1, "told once, as it starts");
-    assert_eq!(&told[0][0..6], &[0x33, 0x33, 0, 0, 0, 1]);
+    assert_eq!(told.len(), 1, "told as it starts");
+    assert_eq!(&told[0][0..6], &VM2.0);
     assert_eq!(r.w.counters(slot).ra_replies, 1);
     for p in ["a1", "a3", "b1", "up"] {
         assert!(r.out(p).is_empty(), "{p} was told");
     }
+    // Down, it is told nothing (the plan's other copies are dropped); up again, it is told
+    // anew: its VM's solicitations meanwhile went nowhere.
+    c.ports[1].admin_up = false;
+    r.apply(&c);
+    r.tick(4_001);
+    assert!(r.out("a2").is_empty());
+    c.ports[1].admin_up = true;
+    r.apply(&c);
+    r.tick(1);
+    assert_eq!(r.out("a2"), told);
+    // Its advertisement taken away: nothing more is sent.
+    c.ports[1].ra = None;
+    r.apply(&c);
+    r.tick(4_001);
+    assert!(r.out("a2").is_empty());
+    assert_eq!(r.w.counters(slot).ra_replies, 2);
     r.check_accounting();
 }
 
