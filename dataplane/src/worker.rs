@@ -595,7 +595,8 @@ impl<P: PortIo> Worker<P> {
                 if n > 0 {
                     self.ensure_slot(u16::try_from(n - 1).unwrap_or(u16::MAX - 2));
                 }
-                // Ports whose router advertisement the snapshot changes tell their VMs at once.
+                // Ports whose router advertisement the snapshot changes (or that come up) tell
+                // their VMs: planned now, sent from the next rounds' housekeeping.
                 let changed: Vec<u16> = (self.active.iter().copied())
                     .filter(|&slot| {
                         advertised(&s, slot).is_some_and(|(_, up, ra)| up && ra.is_some())
@@ -1579,7 +1580,8 @@ impl<P: PortIo> Worker<P> {
             .and_then(|(bytes, off)| crate::ra::unsolicited(cfg, &mut bytes[off..]))
             .and_then(|n| u32::try_from(n).ok());
         let Some(len) = len else {
-            // Cannot happen (a chunk holds far more than an advertisement); the plan ends.
+            // Cannot happen (a chunk holds far more than an advertisement); counted as a copy
+            // sent, so that the plan still ends.
             self.umem.release(chunk);
             return true;
         };
