@@ -321,3 +321,29 @@ fn a_port_s_rules_and_connections_live_on_its_worker() {
     assert!(ask(&mut c.w[0]).is_empty());
     c.check_accounting();
 }
+
+#[test]
+fn only_the_worker_that_owns_a_port_tells_its_vm_its_advertisement() {
+    let mut c = Crew::with(4096, 256, |cfg| {
+        cfg.ports[2].ra = Some(super::tests::slaac(VM2, "2001:db8:2::", 1500));
+    });
+    let slot = c.ports.get("a2").unwrap();
+    // Both workers adopted the snapshot; a2 is worker 1's. Their housekeeping runs.
+    for w in &mut c.w {
+        w.round(Now::from_nanos(1_000_000));
+    }
+    c.run();
+    let told = c.take("a2");
+    assert_eq!(told.len(), 1, "one advertisement, from a2's worker");
+    assert_eq!(&told[0][0..6], &VM2.0);
+    assert_eq!(c.w[1].counters(slot).ra_replies, 1);
+    assert_eq!(
+        c.w[0].counters(slot).ra_replies,
+        0,
+        "worker 0 sent nothing for a2"
+    );
+    for p in ["a1", "b1", "a3", "up"] {
+        assert!(c.take(p).is_empty(), "{p} was told");
+    }
+    c.check_accounting();
+}

@@ -578,7 +578,7 @@ fn arp_request(sha: Mac, spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
 }
 
 /// The advertisement of a port on one SLAAC subnet.
-fn slaac(vm: Mac, prefix: &str, mtu: u32) -> Arc<crate::ra::RaConfig> {
+pub(super) fn slaac(vm: Mac, prefix: &str, mtu: u32) -> Arc<crate::ra::RaConfig> {
     Arc::new(crate::ra::RaConfig {
         client_mac: vm,
         prefixes: vec![prefix.parse().unwrap()],
