@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::conntrack::{ConnTable, Key, Start};
+use crate::conntrack::{ConnTable, Probe, Start};
 use crate::flow::{has_ports, Flow, Fragment, L3};
 use crate::security::IpPrefix;
 use crate::stats::DropReason;
@@ -314,12 +314,15 @@ pub struct Policy<'a> {
     pub epoch: u64,
 }
 
-/// Checks a frame of port `zone` in direction `dir`; `Err` gives the reason to count.
+/// Checks a frame of port `zone` in direction `dir`; `Err` gives the reason to count. `probe`
+/// keeps the frame's connection once looked up (`None` for a new frame), so that its check in
+/// another zone neither builds nor hashes the key again.
 pub fn check(
     conns: &mut ConnTable,
     zone: Zone<'_>,
     dir: Direction,
     l3: &L3,
+    probe: &mut Option<Probe>,
     policy: Policy<'_>,
     now: u32,
 ) -> Result<(), DropReason> {
@@ -346,9 +349,12 @@ pub fn check(
     }
     if conns.tracks(zone.slot) || filter.stateful() {
         // An ICMP error about a tracked connection passes with it (`RELATED`).
-        let key = Key::of(zone.slot, flow.quoted.as_ref().unwrap_or(&flow.tuple));
+        let tuple = flow.quoted.as_ref().unwrap_or(&flow.tuple);
+        let at = probe
+            .get_or_insert_with(|| conns.probe(tuple))
+            .in_zone(zone.slot);
         let update = flow.quoted.is_none().then_some(flow);
-        match conns.established(&key, zone.gen, policy.epoch, update, now, revalidate) {
+        match conns.established(&at, zone.gen, policy.epoch, update, now, revalidate) {
             Some(true) => return pass_fragment(conns, zone, flow, now),
             Some(false) => return Err(dir.refused()),
             None => {}

@@ -10,8 +10,10 @@
 //! either side. ICMP echo is tracked by its identifier; other protocols without ports by
 //! addresses.
 //!
-//! Entries live in a hash map (foldhash, randomly seeded, so a VM cannot aim collisions at the
-//! table), one lookup per check; their keys also sit in a slab that the sweeper walks a bounded
+//! Entries live in a hash table (foldhash, randomly seeded, so a VM cannot aim collisions at the
+//! table), one lookup per check. A key is hashed without its zone and the zone mixed in after
+//! ([`Probe`]), so a frame checked in two zones (its sender's and its receiver's) builds and
+//! hashes its key once. Their keys also sit in a slab that the sweeper walks a bounded
 //! slice at a time, removing what has expired: timeouts depend on the protocol and on what was
 //! seen (an established TCP connection stays a day, one reset goes after 10 s; see [`timeout`]).
 //! Each zone holds at most its share ([`ConnTable::new`]): a VM that opens connections without
@@ -24,7 +26,10 @@
 //! addresses, protocol, identification) for a few seconds so that the rest follows it, at most
 //! [`FRAGMENTS_PER_ZONE`] datagrams per port.
 
+use core::hash::BuildHasher;
 use std::collections::HashMap;
+
+use hashbrown::HashTable;
 
 use crate::acl::Direction;
 use crate::flow::{tcp, Flow, Tuple};
@@ -85,6 +90,13 @@ impl Key {
         (self.w[0] >> 48) as u16
     }
 
+    /// The same connection in zone `zone`.
+    #[inline]
+    fn with_zone(mut self, zone: u16) -> Key {
+        self.w[0] = self.w[0] & !(0xffff << 48) | u64::from(zone) << 48;
+        self
+    }
+
     #[inline]
     fn proto(&self) -> u8 {
         (self.w[0] >> 40) as u8
@@ -118,6 +130,45 @@ impl Key {
     fn a_to_b(&self, t: &Tuple) -> bool {
         (u128::from_be_bytes(t.src), t.sport) == self.a()
     }
+}
+
+/// A packet's connection without its zone, built and hashed once for every zone the packet is
+/// checked in ([`ConnTable::probe`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Probe {
+    key: Key,
+    hash: u64,
+}
+
+impl Probe {
+    /// The connection in zone `zone`, as the table finds it.
+    #[inline]
+    pub fn in_zone(&self, zone: u16) -> Hashed {
+        Hashed {
+            key: self.key.with_zone(zone),
+            hash: zoned(self.hash, zone),
+        }
+    }
+}
+
+/// A key and its hash in the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Hashed {
+    key: Key,
+    hash: u64,
+}
+
+/// Mixes a zone into the hash of a key without one: an odd multiple of the zone, so that a
+/// connection's entries in different zones sit apart.
+#[inline]
+fn zoned(hash: u64, zone: u16) -> u64 {
+    hash ^ (u64::from(zone) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// The hash of `key` (zone included) in a table seeded with `seed`: what [`Probe::in_zone`]
+/// gives.
+fn hash_of(seed: &RandomState, key: &Key) -> u64 {
+    zoned(seed.hash_one(key.with_zone(0)), key.zone())
 }
 
 /// How a connection was opened.
@@ -346,7 +397,9 @@ const FRAGMENT_SECS: u32 = 5;
 /// The connections of a worker's ports.
 #[derive(Debug)]
 pub struct ConnTable {
-    conns: HashMap<Key, Entry, RandomState>,
+    conns: HashTable<(Key, Entry)>,
+    /// Seeds the hash of [`Probe`]s.
+    seed: RandomState,
     /// Every key, in a slab the sweeper walks (entries name their slot).
     keys: Vec<Option<Key>>,
     free: Vec<u32>,
@@ -371,7 +424,8 @@ impl ConnTable {
     /// A table in which each port holds at most `per_zone` connections.
     pub fn new(per_zone: u32) -> Self {
         ConnTable {
-            conns: HashMap::with_capacity_and_hasher(1024, RandomState::default()),
+            conns: HashTable::with_capacity(1024),
+            seed: RandomState::default(),
             keys: Vec::with_capacity(1024),
             free: Vec::new(),
             zones: Vec::new(),
@@ -379,6 +433,24 @@ impl ConnTable {
             cursor: 0,
             fragments: HashMap::with_hasher(RandomState::default()),
             frags_swept: 0,
+        }
+    }
+
+    /// The connection `t` belongs to, to look up in any zone ([`Probe::in_zone`]).
+    #[inline]
+    pub fn probe(&self, t: &Tuple) -> Probe {
+        let key = Key::of(0, t);
+        Probe {
+            key,
+            hash: self.seed.hash_one(key),
+        }
+    }
+
+    /// `key` and its hash.
+    fn hashed(&self, key: &Key) -> Hashed {
+        Hashed {
+            key: *key,
+            hash: hash_of(&self.seed, key),
         }
     }
 
@@ -457,23 +529,24 @@ impl ConnTable {
             .is_some_and(|z| z.live > 0)
     }
 
-    /// Looks up the live connection `key` of a zone of generation `gen`: `None` when there is
-    /// none, else whether the packet may pass (false: the connection was cut). A connection
+    /// Looks up the live connection `at` (a key with its zone) of a zone of generation `gen`:
+    /// `None` when there is none, else whether the packet may pass (false: the connection was cut). A connection
     /// allowed under an older epoch is checked again with `allowed` (the opening packet and
     /// direction). `update`, the packet itself, refreshes it (an ICMP error about it does not).
     #[inline]
     pub fn established(
         &mut self,
-        key: &Key,
+        at: &Hashed,
         gen: u32,
         epoch: u64,
         update: Option<&Flow>,
         now: u32,
         allowed: impl FnOnce(&Flow, Direction) -> bool,
     ) -> Option<bool> {
-        let e = self.conns.get_mut(key)?;
+        let key = &at.key;
+        let (_, e) = self.conns.find_mut(at.hash, |(k, _)| k == key)?;
         if e.gen != gen || e.expired(key, now) {
-            self.remove(key);
+            self.remove(at);
             return None;
         }
         if e.start.epoch != epoch {
@@ -511,9 +584,10 @@ impl ConnTable {
         if self.zones[z].live >= self.per_zone {
             return Err(DropReason::ConntrackFull);
         }
-        let key = Key::of(zone, &flow.tuple);
+        let at = self.probe(&flow.tuple).in_zone(zone);
+        let key = at.key;
         // A dead entry (expired, or of an earlier generation) in the way.
-        self.remove(&key);
+        self.remove(&at);
         let slot = match self.free.pop() {
             Some(i) => {
                 self.keys[i as usize] = Some(key);
@@ -538,15 +612,18 @@ impl ConnTable {
             last: now,
         };
         e.update(&key, flow, now);
-        self.conns.insert(key, e);
+        let seed = &self.seed;
+        self.conns
+            .insert_unique(at.hash, (key, e), |(k, _)| hash_of(seed, k));
         self.zones[z].live += 1;
         Ok(())
     }
 
-    fn remove(&mut self, key: &Key) {
-        let Some(e) = self.conns.remove(key) else {
+    fn remove(&mut self, at: &Hashed) {
+        let Ok(found) = self.conns.find_entry(at.hash, |(k, _)| *k == at.key) else {
             return;
         };
+        let ((key, e), _) = found.remove();
         if let Some(k) = self.keys.get_mut(e.slot as usize) {
             *k = None;
             self.free.push(e.slot);
@@ -570,7 +647,9 @@ impl ConnTable {
                 continue;
             };
             self.cursor += 1;
-            let dead = self.conns.get(&key).is_some_and(|e| {
+            let at = self.hashed(&key);
+            let found = self.conns.find(at.hash, |(k, _)| *k == key);
+            let dead = found.is_some_and(|(_, e)| {
                 e.expired(&key, now)
                     || self
                         .zones
@@ -578,7 +657,7 @@ impl ConnTable {
                         .is_none_or(|z| z.gen != e.gen)
             });
             if dead {
-                self.remove(&key);
+                self.remove(&at);
             }
         }
         if now != self.frags_swept && !self.fragments.is_empty() {

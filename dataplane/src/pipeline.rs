@@ -23,7 +23,7 @@
 
 use crate::acl::{self, Direction, Policy, Zone};
 use crate::config::{Role, Snapshot};
-use crate::conntrack::ConnTable;
+use crate::conntrack::{ConnTable, Probe};
 use crate::fdb::{Learn, MacTable, PortRef, DEFAULT_AGING_SECS};
 use crate::flow::{self, L3};
 use crate::policer::Policer;
@@ -98,6 +98,9 @@ pub struct Pipeline {
     /// The layer 3/4 view of the frame [`Pipeline::process`] last decided on, for
     /// [`Pipeline::admit`]; read only while some port has security group rules.
     l3: Option<L3>,
+    /// That frame's connection, once a check looked it up: the receiver's check finds it
+    /// without building and hashing the key again.
+    probe: Option<Probe>,
 }
 
 impl Default for Pipeline {
@@ -121,6 +124,7 @@ impl Pipeline {
             policers: Vec::new(),
             policers_in: Vec::new(),
             l3: None,
+            probe: None,
         }
     }
 
@@ -265,7 +269,16 @@ impl Pipeline {
         // frame may go to).
         self.inspect(snap, net, frame);
         let l3 = self.l3.as_ref();
-        if let Err(reason) = filter(&mut self.conns, l3, snap, ingress, Direction::Egress, now) {
+        let probe = &mut self.probe;
+        if let Err(reason) = filter(
+            &mut self.conns,
+            l3,
+            probe,
+            snap,
+            ingress,
+            Direction::Egress,
+            now,
+        ) {
             return self.drop(ingress, reason);
         }
 
@@ -327,6 +340,7 @@ impl Pipeline {
     /// a filtering port, as [`Pipeline::process`] does: for a frame another worker decided on.
     #[inline]
     pub fn inspect(&mut self, snap: &Snapshot, net: u16, frame: &[u8]) {
+        self.probe = None;
         if snap.net(net).is_some_and(|n| n.filtering) {
             // In place: the last frame's view is overwritten, not rebuilt and copied.
             flow::parse_into(frame, self.l3.get_or_insert(L3::Malformed));
@@ -342,16 +356,23 @@ impl Pipeline {
     #[inline]
     pub fn admit(&mut self, snap: &Snapshot, egress: u16, len: usize, now: Now) -> bool {
         let l3 = self.l3.as_ref();
-        let verdict =
-            filter(&mut self.conns, l3, snap, egress, Direction::Ingress, now).and_then(|()| {
-                match self.policers_in.get_mut(usize::from(egress)) {
-                    Some(Some(p)) => match p.admit(len, now.nanos) {
-                        true => Ok(()),
-                        false => Err(DropReason::Policed),
-                    },
-                    _ => Ok(()),
-                }
-            });
+        let probe = &mut self.probe;
+        let verdict = filter(
+            &mut self.conns,
+            l3,
+            probe,
+            snap,
+            egress,
+            Direction::Ingress,
+            now,
+        )
+        .and_then(|()| match self.policers_in.get_mut(usize::from(egress)) {
+            Some(Some(p)) => match p.admit(len, now.nanos) {
+                true => Ok(()),
+                false => Err(DropReason::Policed),
+            },
+            _ => Ok(()),
+        });
         match verdict {
             Ok(()) => true,
             Err(reason) => {
@@ -370,11 +391,12 @@ impl Pipeline {
 }
 
 /// Checks the frame `l3` against the security groups of port `slot` in direction `dir` (passes
-/// when the port has none).
+/// when the port has none); `probe` is the frame's connection once looked up.
 #[inline]
 fn filter(
     conns: &mut ConnTable,
     l3: Option<&L3>,
+    probe: &mut Option<Probe>,
     snap: &Snapshot,
     slot: u16,
     dir: Direction,
@@ -395,7 +417,7 @@ fn filter(
         sets: &snap.address_sets,
         epoch: snap.policy_epoch,
     };
-    acl::check(conns, zone, dir, l3, policy, now.secs)
+    acl::check(conns, zone, dir, l3, probe, policy, now.secs)
 }
 
 /// The ports a flood of network `net` from `ingress` reaches: the network's admin-up access

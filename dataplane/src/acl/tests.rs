@@ -66,7 +66,15 @@ impl Rig {
             sets: &self.sets,
             epoch: self.epoch,
         };
-        check(&mut self.conns, zone, dir, &parse(frame), policy, self.now)
+        check(
+            &mut self.conns,
+            zone,
+            dir,
+            &parse(frame),
+            &mut None,
+            policy,
+            self.now,
+        )
     }
 
     /// From the VM to the peer.
@@ -304,7 +312,15 @@ fn a_port_filling_its_share_drops_only_its_own_new_connections() {
             filter: &filter,
         };
         let f = v4(VM4, PEER4, UDP, &udp(sport, 53));
-        check(&mut conns, zone, Direction::Egress, &parse(&f), policy, 10)
+        check(
+            &mut conns,
+            zone,
+            Direction::Egress,
+            &parse(&f),
+            &mut None,
+            policy,
+            10,
+        )
     };
     for p in 0..4 {
         assert_eq!(out(1, 1000 + p), Ok(()));

@@ -21,7 +21,14 @@ const START: Start = Start {
 };
 
 fn live(t: &mut ConnTable, f: &Flow, gen: u32, now: u32) -> Option<bool> {
-    t.established(&Key::of(1, &f.tuple), gen, 1, Some(f), now, |_, _| true)
+    t.established(
+        &t.probe(&f.tuple).in_zone(1),
+        gen,
+        1,
+        Some(f),
+        now,
+        |_, _| true,
+    )
 }
 
 #[test]
@@ -34,6 +41,34 @@ fn one_key_from_either_side() {
     t.open(1, 1, &there, START, 10).unwrap();
     assert_eq!(live(&mut t, &back, 1, 11), Some(true));
     assert_eq!(t.len(), 1);
+}
+
+#[test]
+fn a_probe_finds_its_connection_in_each_zone_also_after_the_table_grew() {
+    let mut t = ConnTable::default();
+    let flows: Vec<Flow> = (0..3000u16)
+        .map(|i| flow(&v4(A, B, UDP, &udp(1024 + i, 53))))
+        .collect();
+    // Zone 2 holds only every other connection; the table grows well past its first size.
+    for (i, f) in flows.iter().enumerate() {
+        t.open(1, 1, f, START, 0).unwrap();
+        if i % 2 == 0 {
+            t.open(2, 1, f, START, 0).unwrap();
+        }
+    }
+    assert_eq!(t.len(), 4500);
+    for (i, f) in flows.iter().enumerate() {
+        let probe = t.probe(&f.tuple);
+        // What a probe gives is what the table hashed the key to.
+        let at = probe.in_zone(2);
+        assert_eq!(at.hash, hash_of(&t.seed, &Key::of(2, &f.tuple)));
+        assert_eq!(
+            t.established(&probe.in_zone(1), 1, 1, None, 1, |_, _| true),
+            Some(true)
+        );
+        let in_two = t.established(&at, 1, 1, None, 1, |_, _| true);
+        assert_eq!(in_two, (i % 2 == 0).then_some(true), "flow {i}");
+    }
 }
 
 #[test]
@@ -86,7 +121,7 @@ fn a_connection_met_under_a_new_epoch_is_checked_again() {
     let mut t = ConnTable::default();
     let f = flow(&v4(A, B, UDP, &udp(1, 2)));
     t.open(1, 1, &f, START, 0).unwrap();
-    let key = Key::of(1, &f.tuple);
+    let key = t.probe(&f.tuple).in_zone(1);
     let mut asked = None;
     let r = t.established(&key, 1, 2, Some(&f), 1, |opening, dir| {
         asked = Some((opening.tuple, dir));
