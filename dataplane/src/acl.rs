@@ -368,7 +368,11 @@ pub fn check(
             dir,
             epoch: policy.epoch,
         };
-        conns.open(zone.slot, zone.gen, flow, start, now)?;
+        // A packet that starts a connection quotes none: the frame's probe is of its own tuple.
+        let at = probe
+            .get_or_insert_with(|| conns.probe(&flow.tuple))
+            .in_zone(zone.slot);
+        conns.open(&at, zone.gen, flow, start, now)?;
     }
     pass_fragment(conns, zone, flow, now)
 }

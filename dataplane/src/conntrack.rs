@@ -13,7 +13,7 @@
 //! Entries live in a hash table (foldhash, randomly seeded, so a VM cannot aim collisions at the
 //! table), one lookup per check. A key is hashed without its zone and the zone mixed in after
 //! ([`Probe`]), so a frame checked in two zones (its sender's and its receiver's) builds and
-//! hashes its key once. Their keys also sit in a slab that the sweeper walks a bounded
+//! hashes its key once. The entries' keys also sit in a slab that the sweeper walks a bounded
 //! slice at a time, removing what has expired: timeouts depend on the protocol and on what was
 //! seen (an established TCP connection stays a day, one reset goes after 10 s; see [`timeout`]).
 //! Each zone holds at most its share ([`ConnTable::new`]): a VM that opens connections without
@@ -389,7 +389,6 @@ impl FragKey {
     }
 }
 
-/// Datagrams remembered at most at once, and for how long (seconds).
 /// Datagrams a port may have remembered at once, and for how long (seconds).
 const FRAGMENTS_PER_ZONE: u32 = 256;
 const FRAGMENT_SECS: u32 = 5;
@@ -530,9 +529,9 @@ impl ConnTable {
     }
 
     /// Looks up the live connection `at` (a key with its zone) of a zone of generation `gen`:
-    /// `None` when there is none, else whether the packet may pass (false: the connection was cut). A connection
-    /// allowed under an older epoch is checked again with `allowed` (the opening packet and
-    /// direction). `update`, the packet itself, refreshes it (an ICMP error about it does not).
+    /// `None` when there is none, else whether the packet may pass (false: the connection was
+    /// cut). A connection allowed under an older epoch is checked again with `allowed` (the
+    /// opening packet and direction). `update`, the packet itself, refreshes it (an ICMP error about it does not).
     #[inline]
     pub fn established(
         &mut self,
@@ -569,25 +568,24 @@ impl ConnTable {
         Some(true)
     }
 
-    /// Records a connection opened by `flow` in a zone of generation `gen`; refused when the zone
-    /// holds its share already.
+    /// Records the connection `at` (the probe of `flow`'s own tuple, in the zone) opened by
+    /// `flow` in a zone of generation `gen`; refused when the zone holds its share already.
     pub fn open(
         &mut self,
-        zone: u16,
+        at: &Hashed,
         gen: u32,
         flow: &Flow,
         start: Start,
         now: u32,
     ) -> Result<(), DropReason> {
-        let z = usize::from(zone);
+        let key = at.key;
+        let z = usize::from(key.zone());
         self.claim_zone(z, gen);
         if self.zones[z].live >= self.per_zone {
             return Err(DropReason::ConntrackFull);
         }
-        let at = self.probe(&flow.tuple).in_zone(zone);
-        let key = at.key;
         // A dead entry (expired, or of an earlier generation) in the way.
-        self.remove(&at);
+        self.remove(at);
         let slot = match self.free.pop() {
             Some(i) => {
                 self.keys[i as usize] = Some(key);

@@ -20,6 +20,19 @@ const START: Start = Start {
     epoch: 1,
 };
 
+/// Opens `f`'s connection in zone `zone`, as the firewall does.
+fn open(
+    t: &mut ConnTable,
+    zone: u16,
+    gen: u32,
+    f: &Flow,
+    start: Start,
+    now: u32,
+) -> Result<(), DropReason> {
+    let at = t.probe(&f.tuple).in_zone(zone);
+    t.open(&at, gen, f, start, now)
+}
+
 fn live(t: &mut ConnTable, f: &Flow, gen: u32, now: u32) -> Option<bool> {
     t.established(
         &t.probe(&f.tuple).in_zone(1),
@@ -38,7 +51,7 @@ fn one_key_from_either_side() {
     assert_eq!(Key::of(1, &there.tuple), Key::of(1, &back.tuple));
     assert_ne!(Key::of(1, &there.tuple), Key::of(2, &there.tuple));
     let mut t = ConnTable::default();
-    t.open(1, 1, &there, START, 10).unwrap();
+    open(&mut t, 1, 1, &there, START, 10).unwrap();
     assert_eq!(live(&mut t, &back, 1, 11), Some(true));
     assert_eq!(t.len(), 1);
 }
@@ -51,9 +64,9 @@ fn a_probe_finds_its_connection_in_each_zone_also_after_the_table_grew() {
         .collect();
     // Zone 2 holds only every other connection; the table grows well past its first size.
     for (i, f) in flows.iter().enumerate() {
-        t.open(1, 1, f, START, 0).unwrap();
+        open(&mut t, 1, 1, f, START, 0).unwrap();
         if i % 2 == 0 {
-            t.open(2, 1, f, START, 0).unwrap();
+            open(&mut t, 2, 1, f, START, 0).unwrap();
         }
     }
     assert_eq!(t.len(), 4500);
@@ -78,8 +91,8 @@ fn timeouts_follow_what_was_seen_and_the_sweeper_removes_the_dead() {
     let synack = flow(&v4(B, A, TCP, &tcp(80, 1000, tcp::SYN | tcp::ACK)));
     let ack = flow(&v4(A, B, TCP, &tcp(1000, 80, tcp::ACK)));
     let udp_out = flow(&v4(A, B, UDP, &udp(5000, 53)));
-    t.open(1, 1, &syn, START, 0).unwrap();
-    t.open(1, 1, &udp_out, START, 0).unwrap();
+    open(&mut t, 1, 1, &syn, START, 0).unwrap();
+    open(&mut t, 1, 1, &udp_out, START, 0).unwrap();
     // Unanswered UDP goes after 30 s; the TCP connection, established, stays.
     assert_eq!(live(&mut t, &synack, 1, 20), Some(true));
     assert_eq!(live(&mut t, &ack, 1, 20), Some(true));
@@ -100,17 +113,16 @@ fn a_new_port_in_the_slot_starts_with_no_connections() {
     let mut t = ConnTable::new(2);
     let f = flow(&v4(A, B, UDP, &udp(1, 2)));
     let g = flow(&v4(A, B, UDP, &udp(3, 4)));
-    t.open(1, 1, &f, START, 0).unwrap();
-    t.open(1, 1, &g, START, 0).unwrap();
+    open(&mut t, 1, 1, &f, START, 0).unwrap();
+    open(&mut t, 1, 1, &g, START, 0).unwrap();
     assert_eq!(
-        t.open(1, 1, &flow(&v4(A, B, UDP, &udp(5, 6))), START, 0),
+        open(&mut t, 1, 1, &flow(&v4(A, B, UDP, &udp(5, 6))), START, 0),
         Err(DropReason::ConntrackFull)
     );
     // Generation 2 of slot 1: the old entries are dead, the share is whole again.
     assert_eq!(live(&mut t, &f, 2, 1), None);
-    t.open(1, 2, &g, START, 1).unwrap();
-    t.open(1, 2, &flow(&v4(A, B, UDP, &udp(5, 6))), START, 1)
-        .unwrap();
+    open(&mut t, 1, 2, &g, START, 1).unwrap();
+    open(&mut t, 1, 2, &flow(&v4(A, B, UDP, &udp(5, 6))), START, 1).unwrap();
     t.sweep(2, 16);
     assert_eq!(t.len(), 2);
     assert_eq!(t.zone_len(1, 2), 2);
@@ -120,7 +132,7 @@ fn a_new_port_in_the_slot_starts_with_no_connections() {
 fn a_connection_met_under_a_new_epoch_is_checked_again() {
     let mut t = ConnTable::default();
     let f = flow(&v4(A, B, UDP, &udp(1, 2)));
-    t.open(1, 1, &f, START, 0).unwrap();
+    open(&mut t, 1, 1, &f, START, 0).unwrap();
     let key = t.probe(&f.tuple).in_zone(1);
     let mut asked = None;
     let r = t.established(&key, 1, 2, Some(&f), 1, |opening, dir| {
@@ -146,12 +158,12 @@ fn an_answer_alone_does_not_make_a_tcp_connection_last_a_day() {
     let syn = flow(&v4(A, B, TCP, &tcp(1000, 80, tcp::SYN)));
     let synack = flow(&v4(B, A, TCP, &tcp(80, 1000, tcp::SYN | tcp::ACK)));
     let ack = flow(&v4(A, B, TCP, &tcp(1000, 80, tcp::ACK)));
-    t.open(1, 1, &syn, START, 0).unwrap();
+    open(&mut t, 1, 1, &syn, START, 0).unwrap();
     assert_eq!(live(&mut t, &synack, 1, 1), Some(true));
     // Answered, never acknowledged: gone after a minute.
     t.sweep(100, 16);
     assert!(t.is_empty());
-    t.open(1, 1, &syn, START, 200).unwrap();
+    open(&mut t, 1, 1, &syn, START, 200).unwrap();
     assert_eq!(live(&mut t, &synack, 1, 200), Some(true));
     assert_eq!(live(&mut t, &ack, 1, 200), Some(true));
     t.sweep(200 + 3600, 16);
@@ -164,14 +176,14 @@ fn the_answering_side_cannot_start_traffic_on_an_old_entry() {
     let request = flow(&v4(A, B, ICMP, &icmp(8, 0, 7)));
     let reply = flow(&v4(B, A, ICMP, &icmp(0, 0, 7)));
     let reverse_request = flow(&v4(B, A, ICMP, &icmp(8, 0, 7)));
-    t.open(1, 1, &request, START, 0).unwrap();
+    open(&mut t, 1, 1, &request, START, 0).unwrap();
     assert_eq!(live(&mut t, &reply, 1, 1), Some(true));
     assert_eq!(live(&mut t, &reverse_request, 1, 1), None, "a new exchange");
     // A SYN on a closed TCP connection is a new connection, from either side.
     let syn = flow(&v4(A, B, TCP, &tcp(1000, 80, tcp::SYN)));
     let rst = flow(&v4(B, A, TCP, &tcp(80, 1000, tcp::RST)));
     let back = flow(&v4(B, A, TCP, &tcp(80, 1000, tcp::SYN)));
-    t.open(1, 1, &syn, START, 0).unwrap();
+    open(&mut t, 1, 1, &syn, START, 0).unwrap();
     assert_eq!(live(&mut t, &rst, 1, 1), Some(true));
     assert_eq!(live(&mut t, &back, 1, 2), None);
     assert_eq!(live(&mut t, &syn, 1, 2), None);
@@ -181,7 +193,7 @@ fn the_answering_side_cannot_start_traffic_on_an_old_entry() {
 fn a_removed_port_s_connections_go_when_the_snapshot_says_so() {
     let mut t = ConnTable::default();
     let f = flow(&v4(A, B, UDP, &udp(1, 2)));
-    t.open(1, 1, &f, START, 0).unwrap();
+    open(&mut t, 1, 1, &f, START, 0).unwrap();
     t.sync_zone(1, Some(1));
     assert_eq!(t.zone_len(1, 1), 1, "same port: kept");
     t.sync_zone(1, None);
@@ -225,19 +237,17 @@ fn a_zones_connections_read_as_their_opening_packets_with_state_and_time_left() 
     let ack = flow(&v4(A, B, TCP, &tcp(1000, 80, tcp::ACK)));
     let ping = flow(&v4(B, A, ICMP, &icmp(8, 0, 7)));
     let dns6 = flow(&v6(a6(1), a6(2), UDP, &udp(5000, 53)));
-    t.open(1, 0, &flow(&v4(A, B, UDP, &udp(9, 9))), START, 0)
-        .unwrap();
-    t.open(1, 1, &syn, START, 10).unwrap();
+    open(&mut t, 1, 0, &flow(&v4(A, B, UDP, &udp(9, 9))), START, 0).unwrap();
+    open(&mut t, 1, 1, &syn, START, 10).unwrap();
     assert_eq!(live(&mut t, &synack, 1, 11), Some(true));
     assert_eq!(live(&mut t, &ack, 1, 12), Some(true));
     let inbound = Start {
         dir: Direction::Ingress,
         epoch: 1,
     };
-    t.open(1, 1, &ping, inbound, 13).unwrap();
-    t.open(1, 1, &dns6, START, 14).unwrap();
-    t.open(2, 1, &flow(&v4(A, B, UDP, &udp(1, 2))), START, 14)
-        .unwrap();
+    open(&mut t, 1, 1, &ping, inbound, 13).unwrap();
+    open(&mut t, 1, 1, &dns6, START, 14).unwrap();
+    open(&mut t, 2, 1, &flow(&v4(A, B, UDP, &udp(1, 2))), START, 14).unwrap();
 
     let all = |_: &Flow, _: Direction| true;
     let got = t.connections(1, 1, 1, 20, all);

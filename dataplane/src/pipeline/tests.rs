@@ -375,6 +375,65 @@ fn policer_limits_ingress() {
     assert_eq!(f.drops("a1", DropReason::Policed), 15);
 }
 
+#[test]
+fn a_frame_between_two_filtered_ports_is_tracked_in_both_zones() {
+    use crate::acl::{PortFilter, Remote, Rule};
+    use crate::flow::build::{ipv4_packet, udp};
+    use crate::security::IpPrefix;
+    use crate::wire::ipproto::UDP;
+    use std::sync::Arc;
+    const IP1: [u8; 4] = [198, 18, 0, 1];
+    const IP2: [u8; 4] = [198, 18, 0, 2];
+    let datagram = |dst: Mac, src: Mac, from, sport, to, dport| {
+        let packet = ipv4_packet(from, to, UDP, &udp(sport, dport), 0, 1);
+        build_frame(dst, src, None, ETHERTYPE_IPV4, &packet)
+    };
+    let stateful = |remote| Rule::new(false, None, None, remote);
+    let mut f = Fixture::new();
+    // a1 may send anything and receives only replies; a2 receives from a1's address and sends
+    // only replies. So the answer passes only as a connection tracked in both zones.
+    let from_a1 = Remote::Prefix(IpPrefix::parse("198.18.0.1/32").unwrap());
+    f.port_cfg("a1").filter = Some(Arc::new(PortFilter::new(
+        vec![],
+        vec![stateful(Remote::Any)],
+    )));
+    f.port_cfg("a2").filter = Some(Arc::new(PortFilter::new(vec![stateful(from_a1)], vec![])));
+    f.apply();
+    let (a1, a2) = (f.p("a1"), f.p("a2"));
+    // Both MACs learned (ARP passes every filter).
+    for (from, mac) in [("a1", VM1), ("a2", VM2)] {
+        f.send(
+            from,
+            &build_frame(Mac::BROADCAST, mac, None, 0x0806, &[0; 28]),
+        );
+    }
+    let through = |f: &mut Fixture, from: &str, frame: &[u8]| match f.send(from, frame) {
+        Verdict::Unicast { port, .. } => f.pipe.admit(&f.snap, port, frame.len(), Now::default()),
+        other => panic!("{other:?}"),
+    };
+    // An answer before the question: refused by a2's egress rules (none).
+    let answer = datagram(VM1, VM2, IP2, 53, IP1, 4000);
+    assert_eq!(f.send("a2", &answer), Verdict::Drop(DropReason::SgEgress));
+    // The question opens the connection in a1's zone (egress) and in a2's (ingress).
+    assert!(through(
+        &mut f,
+        "a1",
+        &datagram(VM2, VM1, IP1, 4000, IP2, 53)
+    ));
+    let tracked = |f: &Fixture, slot| {
+        let gen = f.snap.port(slot).unwrap().gen;
+        f.pipe.conns.zone_len(slot, gen)
+    };
+    assert_eq!((tracked(&f, a1), tracked(&f, a2)), (1, 1));
+    // Its answer passes both zones: a2's egress and a1's ingress find the connection.
+    assert!(through(&mut f, "a2", &answer));
+    // Another datagram back is no answer: a1's ingress refuses it (a2's egress finds none
+    // either, so it never gets that far).
+    let other = datagram(VM1, VM2, IP2, 54, IP1, 4000);
+    assert_eq!(f.send("a2", &other), Verdict::Drop(DropReason::SgEgress));
+    assert_eq!(f.pipe.conns.len(), 2);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
