@@ -400,7 +400,10 @@ pub fn start_dut(
                     let workers = std::env::var("QSB_WORKERS").unwrap_or_else(|_| "1".into());
                     format!("cpu = 1\npoll = \"busy\"\nworkers = {workers}\n")
                 }
-                Placement::Defaults => String::new(),
+                // The daemon's default (a worker per core) unless the environment asks.
+                Placement::Defaults => std::env::var("QSB_WORKERS")
+                    .map(|w| format!("workers = {w}\n"))
+                    .unwrap_or_default(),
             };
             let mut cfg = format!("[switch]\n{pin}{sizing}xdp_mode = \"{mode}\"\n");
             // With security groups the ports come from the API (below), as a cloud's do.

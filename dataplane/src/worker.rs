@@ -1737,6 +1737,7 @@ impl<P: PortIo> Worker<P> {
                     for _ in 0..64 {
                         std::hint::spin_loop();
                     }
+                    std::thread::yield_now();
                 }
                 PollMode::Adaptive => {
                     if self.sleep(&pending, now()) > 0 {
