@@ -10,7 +10,7 @@
 //! the median goodput (what the receiver got, Gbit/s) and every run's figure.
 //!
 //! qswitch runs with the daemon's defaults (adaptive polling, no pinning: the guests need the
-//! cores as much as the switch); `--pinned` pins its worker to CPU 1 with busy polling, as the
+//! cores as much as the switch; a worker per CPU, or `QSB_WORKERS`); `--pinned` pins its worker to CPU 1 with busy polling, as the
 //! packet tests do. Open vSwitch's PMD thread busy-polls on CPU 1 either way.
 //!
 //! With checksum offload on, a veth peer also offers TSO: through the bridge, 64 KB segments

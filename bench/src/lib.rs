@@ -6,7 +6,10 @@
 //!
 //! Environment knobs of `qswitch-bench`: `QSB_XDP_MODE` (`auto`, `native`, `generic`) sets the
 //! qswitch DUT's XDP mode, `QSB_UMEM_FRAMES` and `QSB_MAX_FILL` its `umem_frames` and `max_fill`
-//! (default: the daemon's own); `QSB_DEBUG` prints per-trial details and the DUT's per-port counters.
+//! (default: the daemon's own), `QSB_MAX_QUEUE_US` its `max_queue_us`, `QSB_WORKERS` its worker
+//! count (default: one in the packet tests, the daemon's own in `goodput`); `QSB_SINK_RT=0` runs
+//! the latency sink without real-time priority; `QSB_DEBUG` prints per-trial details and the
+//! DUT's per-port counters.
 //!
 //! Ctrl-C (or SIGTERM) during a run stops every process the harness started and deletes its
 //! namespaces before exiting (`interrupt`).

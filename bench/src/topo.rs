@@ -43,8 +43,9 @@ pub enum Placement {
     /// One worker (`QSB_WORKERS` for more, pinned from CPU 1 on), pinned to CPU 1 and busy
     /// polling: the packet tests, whose generator owns CPU 0.
     Pinned,
-    /// The daemon's defaults (adaptive polling, no pinning): a host whose guests need the
-    /// cores too, as in the TCP goodput test.
+    /// The daemon's defaults (adaptive polling, no pinning, a worker per CPU unless
+    /// `QSB_WORKERS` says how many): a host whose guests need the cores too, as in the TCP
+    /// goodput test.
     Defaults,
 }
 

@@ -233,6 +233,7 @@ impl Entry {
         k.a_to_b(&flow.tuple) == self.orig_a
     }
 
+    #[inline]
     fn update(&mut self, k: &Key, flow: &Flow, now: u32) {
         let orig = self.is_orig(k, flow);
         if !orig {
@@ -261,10 +262,17 @@ impl Entry {
         self.state & RESET != 0 || self.state & (FIN_ORIG | FIN_REPLY) == FIN_ORIG | FIN_REPLY
     }
 
+    #[inline]
     fn expired(&self, k: &Key, now: u32) -> bool {
-        now.saturating_sub(self.last) > timeout(k.proto(), self.state)
+        // No timeout is shorter than 10 s: a connection seen in the last seconds (every one a
+        // steady flow checks) is live without working out its timeout.
+        let idle = now.saturating_sub(self.last);
+        idle >= MIN_TIMEOUT && idle > timeout(k.proto(), self.state)
     }
 }
+
+/// The shortest of [`timeout`]'s answers.
+const MIN_TIMEOUT: u32 = 10;
 
 /// How long a connection lives without a packet, in seconds: TCP a day once established (the
 /// opener acknowledged the answer), 2 minutes while unanswered, 1 minute answered but not

@@ -82,8 +82,9 @@ const STAGE_CAP: usize = 256;
 /// How the worker waits when there is no traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PollMode {
-    /// Spin for `idle_spin_ns` without traffic, then sleep until a frame, a command or a frame
-    /// from another worker arrives (or the clock's work is due): an idle worker takes no CPU.
+    /// Spin for `idle_spin_ns` without traffic, yielding the CPU between polls, then sleep until
+    /// a frame, a command or a frame from another worker arrives (or the clock's work is due):
+    /// an idle worker takes no CPU, and a process sharing its core runs while it has no work.
     #[default]
     Adaptive,
     /// Never sleep (lowest latency, one core always busy).
@@ -113,7 +114,8 @@ pub struct WorkerConfig {
     /// of milliseconds. 0: bounded in frames only (`max_fill`).
     pub max_queue_ns: u64,
     /// How long an adaptive worker spins without traffic before it sleeps: traffic with shorter
-    /// gaps never waits for a wake-up.
+    /// gaps never waits for a wake-up (but, when another task is runnable on the worker's CPU,
+    /// may wait for that task after the worker yielded to it).
     pub idle_spin_ns: u64,
     /// The longest an adaptive worker sleeps without traffic (the clock's work, ageing and
     /// counters, runs at least this often while idle; every millisecond while closed ports'
@@ -1732,8 +1734,10 @@ impl<P: PortIo> Worker<P> {
                 PollMode::Adaptive
                     if t.nanos.saturating_sub(idle_since) < self.cfg.idle_spin_ns =>
                 {
-                    // Wait about a microsecond before polling again: polling an idle ring at full
-                    // speed only bounces its cache line between the cores.
+                    // Wait a little before polling again: polling an idle ring at full speed only
+                    // bounces its cache line between the cores. Then let whatever else is
+                    // runnable on this CPU run (a VM, the receiving guest's stack); back at once
+                    // when nothing is.
                     for _ in 0..64 {
                         std::hint::spin_loop();
                     }

@@ -310,3 +310,12 @@ fn a_zones_connections_read_as_their_opening_packets_with_state_and_time_left() 
     assert_eq!((after[0].state, after[0].expires_secs), ("reset", 9));
     assert!(t.connections(3, 1, 1, 47, all).is_empty());
 }
+
+#[test]
+fn no_timeout_is_shorter_than_the_one_expiry_skips_below() {
+    for proto in 0..=255u8 {
+        for state in 0..=255u8 {
+            assert!(timeout(proto, state) >= MIN_TIMEOUT, "{proto} {state}");
+        }
+    }
+}
