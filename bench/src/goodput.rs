@@ -10,8 +10,8 @@
 //! the median goodput (what the receiver got, Gbit/s) and every run's figure.
 //!
 //! qswitch runs with the daemon's defaults (adaptive polling, no pinning: the guests need the
-//! cores as much as the switch; a worker per CPU, or `QSB_WORKERS`); `--pinned` pins its worker to CPU 1 with busy polling, as the
-//! packet tests do. Open vSwitch's PMD thread busy-polls on CPU 1 either way.
+//! cores as much as the switch; a worker per CPU, or `QSB_WORKERS`); `--pinned` pins its worker
+//! to CPU 1 with busy polling, as the packet tests do. Open vSwitch's PMD thread busy-polls on CPU 1 either way.
 //!
 //! With checksum offload on, a veth peer also offers TSO: through the bridge, 64 KB segments
 //! cross whole. An XDP program on a veth (qswitch's, or OVS AF_XDP's) takes TSO away from its

@@ -539,7 +539,8 @@ impl ConnTable {
     /// Looks up the live connection `at` (a key with its zone) of a zone of generation `gen`:
     /// `None` when there is none, else whether the packet may pass (false: the connection was
     /// cut). A connection allowed under an older epoch is checked again with `allowed` (the
-    /// opening packet and direction). `update`, the packet itself, refreshes it (an ICMP error about it does not).
+    /// opening packet and direction). `update`, the packet itself, refreshes it (an ICMP error
+    /// about it does not).
     #[inline]
     pub fn established(
         &mut self,
