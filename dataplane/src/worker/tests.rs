@@ -109,6 +109,21 @@ impl Rig {
         std::mem::take(&mut self.port(id).outbox)
     }
 
+    /// The one frame port `id` sent, addressed to `mac`, while no other port sent any: what the
+    /// switch answers or tells that port's VM alone. `what` names it in the failures.
+    fn only_frame_to(&mut self, id: &str, mac: Mac, what: &str) -> Vec<u8> {
+        let mut sent = self.out(id);
+        assert_eq!(sent.len(), 1, "one {what}, on {id}");
+        assert_eq!(&sent[0][0..6], &mac.0, "the {what} goes to {mac:?}");
+        for p in ["a1", "a2", "a3", "b1", "up"]
+            .into_iter()
+            .filter(|&p| p != id)
+        {
+            assert!(self.out(p).is_empty(), "{p} sent a frame too");
+        }
+        sent.remove(0)
+    }
+
     fn check_accounting(&self) {
         let a = self.w.accounting();
         assert_eq!(a.free + a.user + a.in_kernel(), a.total);
@@ -600,13 +615,8 @@ fn router_solicitations_of_slaac_ports_are_answered_by_the_switch() {
     r.tick(1);
     // The snapshot gave a1 an advertisement: its VM is told within the millisecond, to all
     // nodes in a frame to its MAC, on a1 alone.
-    let told = r.out("a1");
-    assert_eq!(told.len(), 1, "one unsolicited advertisement");
-    assert_eq!(&told[0][0..6], &VM1.0);
-    assert_eq!(told[0][14 + 40], 134, "a router advertisement");
-    for p in ["a2", "a3", "b1", "up"] {
-        assert!(r.out(p).is_empty(), "{p} was told");
-    }
+    let told = r.only_frame_to("a1", VM1, "unsolicited advertisement");
+    assert_eq!(told[14 + 40], 134, "a router advertisement");
     // The same advertisement again: nothing new to tell.
     r.apply(&c);
     r.tick(1);
@@ -727,13 +737,8 @@ fn dhcpv6_messages_of_a_ports_client_are_answered_and_never_flood() {
     };
     r.inject("a1", request(VM1));
     r.run();
-    let answers = r.out("a1");
-    assert_eq!(answers.len(), 1, "one reply, back to the asker");
-    assert_eq!(&answers[0][0..6], &VM1.0);
-    assert_eq!(answers[0][14 + 48], 7, "a DHCPv6 reply");
-    for p in ["a2", "a3", "b1", "up"] {
-        assert!(r.out(p).is_empty(), "{p} saw the request");
-    }
+    let answer = r.only_frame_to("a1", VM1, "reply, back to the asker");
+    assert_eq!(answer[14 + 48], 7, "a DHCPv6 reply");
     let slot = r.ports.get("a1").unwrap();
     assert_eq!(r.w.counters(slot).dhcp_replies, 1);
     // A port without DHCPv6: its message is switched as any multicast.
@@ -755,19 +760,13 @@ fn arp_requests_for_known_addresses_are_answered_by_the_switch() {
     let ask = arp_request(VM1, [198, 18, 0, 1], A2);
     r.inject("a1", ask.clone());
     r.run();
-    let replies = r.out("a1");
-    assert_eq!(replies.len(), 1, "one reply, back to the asker");
-    let reply = &replies[0];
-    assert_eq!(&reply[0..6], &VM1.0, "to the asker");
+    let reply = r.only_frame_to("a1", VM1, "reply, back to the asker");
     assert_eq!(&reply[6..12], &VM2.0, "from the owner's MAC");
     assert_eq!(&reply[20..22], &[0, 2], "a reply");
     assert_eq!(&reply[22..28], &VM2.0);
     assert_eq!(&reply[28..32], &A2);
     assert_eq!(&reply[32..38], &VM1.0);
     assert_eq!(&reply[38..42], &[198, 18, 0, 1]);
-    for p in ["a2", "a3", "b1", "up"] {
-        assert!(r.out(p).is_empty(), "{p} saw the request");
-    }
     let slot = r.ports.get("a1").unwrap();
     assert_eq!(r.w.counters(slot).arp_replies, 1);
 
