@@ -36,10 +36,10 @@ impl Agent {
     }
 
     /// Starts an agent, pinned to `cpu` when given, and with the real-time policy
-    /// (`SCHED_FIFO` 10) when `realtime`: its wake-ups then preempt whatever runs on its CPU, as
-    /// a latency sink's must (it sleeps 50 µs when it finds nothing; under the normal policy it
-    /// could wait a time slice behind a busy generator or a polling switch before it reads a
-    /// frame, and that wait would count as the switch's latency).
+    /// (`SCHED_FIFO` 10) when `realtime`: its wake-ups then preempt whatever runs on its CPU, so
+    /// a sink reads its ring before it fills even beside a busy generator or a polling switch
+    /// (and, where its frames carry no arrival stamp, a wait for a time slice does not count as
+    /// the switch's latency).
     pub fn start_with(
         ns: &str,
         cpu: Option<usize>,

@@ -8,20 +8,27 @@
 //! report says how many frames it really offered.
 //!
 //! Frames: Ethernet to the sink's MAC from one of `flows` source MACs, EtherType 0x88b5, then
-//! `QSB1`, a 64-bit sequence number and a 64-bit send time (ns since the Unix epoch), padded to the
+//! `QSB1`, a 64-bit sequence number and a 64-bit send time (`CLOCK_MONOTONIC` ns), padded to the
 //! frame size (without FCS: a "64-byte frame" is 60 bytes here). Where the switch filters by
 //! security groups, frames are IPv4/UDP from the generator's port's own MAC and address to the
 //! sink's, one of `flows` source ports each; their payload is `QSBT`, the send time and the low 48
 //! bits of the sequence number (a 60-byte frame has room for no more).
 //!
 //! The sink counts frames carrying the marker, sequence gaps and one-way latency (both ends on
-//! one machine, one clock).
+//! one machine, one clock). Its interface's XDP program stamps each frame's arrival time into
+//! the frame's metadata (`bpf_ktime_get_ns`, the clock the generator stamps with), so a frame's
+//! latency ends when it reached the sink's interface, not when the sink's thread got to it: the
+//! sink can sleep between reads (0.5 ms when its ring is empty, fewer wake-ups to take a CPU
+//! from the generator or the DUT) without its sleep counting as the DUT's latency. Where the
+//! kernel gave no stamp, the time of the read stands in, and the sink sleeps 50 µs.
 
 use std::io;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dataplane::port::afxdp::{AfXdpPort, AfXdpSpec};
 use dataplane::port::{PortIo, Umem, XdpDesc};
+use dataplane::sys::bpf::{ARRIVAL_MAGIC, ARRIVAL_META_LEN};
+use dataplane::sys::monotonic_ns;
 use dataplane::wire::Mac;
 
 /// The payload marker.
@@ -41,10 +48,15 @@ pub fn now_ns() -> u64 {
 
 /// Opens an AF_XDP port on `device`, waiting (up to 2 s) for a queue that a socket closed just
 /// before is still releasing.
-fn open_port(device: &str, umem: &mut Umem) -> io::Result<AfXdpPort> {
+/// Opens an AF_XDP port on `device` (its program stamping arrival times when `stamp`).
+fn open_port(device: &str, umem: &mut Umem, stamp: bool) -> io::Result<AfXdpPort> {
     let start = Instant::now();
+    let spec = AfXdpSpec {
+        stamp_arrival: stamp,
+        ..AfXdpSpec::new(device)
+    };
     loop {
-        match AfXdpPort::open(&AfXdpSpec::new(device), 0, &umem.region()) {
+        match AfXdpPort::open(&spec, 0, &umem.region()) {
             Err(e)
                 if e.kind() == io::ErrorKind::ResourceBusy
                     && start.elapsed() < Duration::from_secs(2) =>
@@ -194,7 +206,7 @@ impl Generator {
     /// Opens the generator's socket on `device`.
     pub fn open(device: &str) -> io::Result<Generator> {
         let mut umem = Umem::new(8192, 2048)?;
-        let port = open_port(device, &mut umem)?;
+        let port = open_port(device, &mut umem, false)?;
         Ok(Generator { umem, port, seq: 0 })
     }
 
@@ -309,7 +321,7 @@ impl Generator {
                 let t = &templates[(self.seq % templates.len() as u64) as usize];
                 if let Some(buf) = self.umem.frame(addr, t.len() as u32) {
                     buf.copy_from_slice(t);
-                    stamp(buf, self.seq, now_ns());
+                    stamp(buf, self.seq, monotonic_ns());
                 }
                 self.seq += 1;
                 descs.push(XdpDesc {
@@ -346,6 +358,9 @@ impl Generator {
 pub struct Seen {
     /// Frames with the marker.
     pub frames: u64,
+    /// Of those, frames whose latency ends at the arrival time the sink's program stamped (the
+    /// others' at the time the sink read them).
+    pub stamped: u64,
     /// Latencies in ns, one per frame (sampled: every frame up to a million).
     pub latencies: Vec<u64>,
 }
@@ -355,14 +370,20 @@ pub struct Seen {
 pub struct Sink {
     umem: Umem,
     port: AfXdpPort,
+    /// The last frame read carried its arrival time.
+    stamped: bool,
 }
 
 impl Sink {
     /// Opens the sink's socket on `device`.
     pub fn open(device: &str) -> io::Result<Sink> {
         let mut umem = Umem::new(16384, 2048)?;
-        let port = open_port(device, &mut umem)?;
-        Ok(Sink { umem, port })
+        let port = open_port(device, &mut umem, true)?;
+        Ok(Sink {
+            umem,
+            port,
+            stamped: false,
+        })
     }
 
     /// Drops whatever is queued (at most the UMEM's worth: a sender that is already sending
@@ -428,15 +449,21 @@ impl Sink {
             self.port.refill(&mut self.umem, 4096);
             let n = self.port.recv(&mut self.umem, &mut descs);
             if n == 0 {
-                std::thread::sleep(Duration::from_micros(50));
+                // With arrival stamps the sleep costs no accuracy, and a shorter one only takes
+                // the CPU from whatever it preempts (it runs real time) more often.
+                std::thread::sleep(Duration::from_micros(if self.stamped { 500 } else { 50 }));
                 continue;
             }
-            let t = now_ns();
+            let read_at = monotonic_ns();
             for d in &descs[..n] {
+                let arrived = self.umem.meta(d.addr, ARRIVAL_META_LEN).and_then(arrival);
+                self.stamped = arrived.is_some();
+                let t = arrived.unwrap_or(read_at);
                 if let Some(b) = self.umem.frame(d.addr, d.len) {
                     let mark = marked(b);
                     if mark.is_some() {
                         seen.frames += 1;
+                        seen.stamped += u64::from(arrived.is_some());
                         last = Some(at);
                     }
                     if let Some(Mark::Stamped(at)) = mark {
@@ -453,6 +480,15 @@ impl Sink {
         }
         seen
     }
+}
+
+/// The arrival time the sink's program wrote into a frame's metadata `m`, which it then clears
+/// (the chunk comes back for another frame, which may carry none).
+fn arrival(m: &mut [u8]) -> Option<u64> {
+    let magic = u32::from_ne_bytes(m.get(8..12)?.try_into().ok()?);
+    let t = u64::from_ne_bytes(m.get(..8)?.try_into().ok()?);
+    m.fill(0);
+    (magic == ARRIVAL_MAGIC).then_some(t)
 }
 
 /// The quantiles a latency CDF is reported at: every percent, then the tail.
@@ -543,6 +579,19 @@ mod tests {
         let before = short.clone();
         stamp(&mut short, 1, 2);
         assert_eq!(short, before);
+    }
+
+    #[test]
+    fn an_arrival_stamp_is_read_once_and_only_with_its_magic() {
+        let mut m = [0u8; ARRIVAL_META_LEN];
+        m[..8].copy_from_slice(&123_456_789u64.to_ne_bytes());
+        m[8..12].copy_from_slice(&ARRIVAL_MAGIC.to_ne_bytes());
+        assert_eq!(arrival(&mut m), Some(123_456_789));
+        // Cleared: the chunk's next frame, stamped or not, is not taken for this one.
+        assert_eq!(m, [0; ARRIVAL_META_LEN]);
+        assert_eq!(arrival(&mut m), None);
+        m[..8].copy_from_slice(&5u64.to_ne_bytes());
+        assert_eq!(arrival(&mut m), None);
     }
 
     #[test]

@@ -716,7 +716,7 @@ impl Inner {
             xdp_mode: self.opts.xdp_mode,
             bind_mode: self.opts.bind_mode,
             rings: self.opts.rings,
-            prepared: None,
+            ..AfXdpSpec::new(device)
         }
     }
 

@@ -145,6 +145,7 @@ fn agent(role: &str, dev: &str) -> Result<(), String> {
         None
     };
     let mut sink: Option<Sink> = None;
+    let mut warned_unstamped = false;
     writeln!(out, "ready").map_err(|e| e.to_string())?;
     for line in stdin.lock().lines() {
         let line = line.map_err(|e| e.to_string())?;
@@ -207,6 +208,15 @@ fn agent(role: &str, dev: &str) -> Result<(), String> {
                 let s = sink.as_mut().ok_or("recv before open")?;
                 let secs = |v: &str| Duration::from_secs_f64(v.parse().unwrap_or(1.0));
                 let mut seen = s.receive(secs(min), secs(max), secs(quiet));
+                if seen.stamped < seen.frames && !warned_unstamped {
+                    warned_unstamped = true;
+                    progress::clear();
+                    eprintln!(
+                        "warning: the sink's program stamped {} of {} frames with their arrival \
+                         time; the others' latency includes the sink's wait to read them",
+                        seen.stamped, seen.frames
+                    );
+                }
                 seen.latencies.sort_unstable();
                 let l = &seen.latencies;
                 let c: Vec<String> = cdf(l).iter().map(u64::to_string).collect();
@@ -588,11 +598,22 @@ fn run(args: RunArgs) -> Result<(), String> {
                 }
             };
             let gen = Agent::start("qsbgen", Some(0), "gen", "gen-v")?;
-            // The latency sink runs real time unless QSB_SINK_RT=0 (see `Agent::start_with`).
+            // The sink shares the tester's CPU 0 with the generator, so that its reads take no
+            // time from a DUT's own threads on CPU 1 (its arrival stamps make its wake-ups no
+            // part of the latency); QSB_SINK_CPU names another CPU, or `any` lets the scheduler
+            // place it. It runs real time unless QSB_SINK_RT=0 (see `Agent::start_with`).
+            let sink_cpu = match std::env::var("QSB_SINK_CPU") {
+                Ok(v) if v == "any" => None,
+                Ok(v) => Some(
+                    v.parse()
+                        .map_err(|_| format!("QSB_SINK_CPU={v}: a CPU or any"))?,
+                ),
+                Err(_) => Some(0),
+            };
             let sink = if std::env::var("QSB_SINK_RT").is_ok_and(|v| v == "0") {
-                Agent::start("qsbsink", None, "sink", "sink-v")?
+                Agent::start("qsbsink", sink_cpu, "sink", "sink-v")?
             } else {
-                Agent::start_realtime("qsbsink", None, "sink", "sink-v")?
+                Agent::start_realtime("qsbsink", sink_cpu, "sink", "sink-v")?
             };
             let mut rig = Rig {
                 gen,

@@ -80,6 +80,9 @@ pub struct AfXdpSpec {
     /// attached across ports, for a registered device); `open` attaches one itself when there
     /// is none, or it is for another interface index.
     pub prepared: Option<Arc<Prepared>>,
+    /// Load the stamping program ([`bpf::ARRIVAL_META_LEN`] bytes of metadata before each
+    /// frame: when it reached the interface), for a measuring sink; the switch's ports never do.
+    pub stamp_arrival: bool,
 }
 
 impl AfXdpSpec {
@@ -91,6 +94,7 @@ impl AfXdpSpec {
             bind_mode: BindMode::Auto,
             rings: xsk::RingSizes::default(),
             prepared: None,
+            stamp_arrival: false,
         }
     }
 }
@@ -133,7 +137,8 @@ pub fn prepare(spec: &AfXdpSpec) -> io::Result<Prepared> {
     })?;
     let queues = netdev::rx_queues(&spec.device).map_err(|e| context(e, "queues"))?;
     let map = bpf::create_xskmap(queues).map_err(|e| context(e, "XSKMAP"))?;
-    let prog = bpf::load_redirect_program(&map).map_err(|e| context(e, "XDP program"))?;
+    let prog = bpf::load_redirect_program(&map, spec.stamp_arrival)
+        .map_err(|e| context(e, "XDP program"))?;
     let attach = |m| bpf::attach_xdp(&prog, ifindex, m);
     let (link, native) = match spec.xdp_mode {
         XdpMode::Native => (attach(bpf::XDP_FLAGS_DRV_MODE), true),

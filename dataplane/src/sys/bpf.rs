@@ -1,5 +1,6 @@
 //! The `bpf()` syscalls the switch needs, and nothing more: an XSKMAP, the 6-instruction
-//! redirect program, and a BPF link attaching it to an interface.
+//! redirect program (or, for a measuring sink, a variant that first stamps each frame's arrival
+//! time into its metadata), and a BPF link attaching it to an interface.
 //!
 //! # Design
 //! The program is the one libbpf installs for AF_XDP by default:
@@ -124,30 +125,75 @@ fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> [u8; 8] {
 
 /// The redirect program's instructions for `map`.
 fn redirect_program(map: RawFd) -> Vec<u8> {
+    redirect_tail(map, 1).concat()
+}
+
+/// `r2` = the frame's RX queue (read from the context in register `ctx`), then
+/// `bpf_redirect_map(map, r2, XDP_PASS)`: to the queue's socket, or up the stack without one.
+fn redirect_tail(map: RawFd, ctx: u8) -> [[u8; 8]; 6] {
     const BPF_PSEUDO_MAP_FD: u8 = 1;
     [
-        insn(0x61, 2, 1, 16, 0),                  // r2 = *(u32 *)(r1 + 16)
+        insn(0x61, 2, ctx, 16, 0),                // r2 = *(u32 *)(ctx + 16)
         insn(0x18, 1, BPF_PSEUDO_MAP_FD, 0, map), // r1 = map (ld_imm64, low half)
         insn(0x00, 0, 0, 0, 0),                   //            (high half)
         insn(0xb7, 3, 0, 0, 2),                   // r3 = XDP_PASS
         insn(0x85, 0, 0, 0, 51),                  // call bpf_redirect_map
         insn(0x95, 0, 0, 0, 0),                   // exit
     ]
-    .concat()
+}
+
+/// Bytes of metadata the stamping program puts before a frame: the arrival time
+/// (`CLOCK_MONOTONIC` nanoseconds, native byte order), then [`ARRIVAL_MAGIC`] (a `u32`), then
+/// four zero bytes.
+pub const ARRIVAL_META_LEN: usize = 16;
+/// Marks metadata the stamping program wrote.
+pub const ARRIVAL_MAGIC: u32 = 0x5153_5441;
+
+/// The redirect program that first stamps each frame's arrival time into its metadata
+/// ([`ARRIVAL_META_LEN`] bytes before the frame, copied into the UMEM with it), for a measuring
+/// sink: the time the frame reached the interface, whenever its reader gets to it. A frame
+/// whose metadata cannot grow is redirected unstamped.
+fn stamping_program(map: RawFd) -> Vec<u8> {
+    let meta = ARRIVAL_META_LEN as i32;
+    let mut p = vec![
+        insn(0xbf, 6, 1, 0, 0),                    // r6 = r1 (the context)
+        insn(0x85, 0, 0, 0, 5),                    // call bpf_ktime_get_ns
+        insn(0xbf, 7, 0, 0, 0),                    // r7 = r0
+        insn(0xbf, 1, 6, 0, 0),                    // r1 = r6
+        insn(0xb7, 2, 0, 0, -meta),                // r2 = -16
+        insn(0x85, 0, 0, 0, 54),                   // call bpf_xdp_adjust_meta
+        insn(0x55, 0, 0, 8, 0),                    // if r0 != 0 goto redirect
+        insn(0x61, 2, 6, 0, 0),                    // r2 = data
+        insn(0x61, 3, 6, 8, 0),                    // r3 = data_meta
+        insn(0xbf, 4, 3, 0, 0),                    // r4 = r3
+        insn(0x07, 4, 0, 0, meta),                 // r4 += 16
+        insn(0x2d, 4, 2, 3, 0),                    // if r4 > r2 goto redirect
+        insn(0x7b, 3, 7, 0, 0),                    // *(u64 *)(r3 + 0) = r7
+        insn(0x62, 3, 0, 8, ARRIVAL_MAGIC as i32), // *(u32 *)(r3 + 8) = magic
+        insn(0x62, 3, 0, 12, 0),                   // *(u32 *)(r3 + 12) = 0
+    ];
+    p.extend(redirect_tail(map, 6)); // redirect:
+    p.concat()
 }
 
 /// `prog_flags`: the program handles multi-buffer frames (it never reads past the first buffer),
 /// so generic XDP hands it a non-linear skb as it is instead of linearising 64 KB.
 const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
 
-/// Loads the redirect program for `map`, frags-aware where the kernel knows the flag (5.18 and
-/// later), else without it. On failure the error carries the verifier's log.
-pub fn load_redirect_program(map: &OwnedFd) -> io::Result<OwnedFd> {
-    load_program(map, BPF_F_XDP_HAS_FRAGS).or_else(|_| load_program(map, 0))
+/// Loads the redirect program for `map` (the stamping one when `stamp`), frags-aware where the
+/// kernel knows the flag (5.18 and later), else without it. On failure the error carries the
+/// verifier's log.
+pub fn load_redirect_program(map: &OwnedFd, stamp: bool) -> io::Result<OwnedFd> {
+    let fd = map.as_raw_fd();
+    let prog = if stamp {
+        stamping_program(fd)
+    } else {
+        redirect_program(fd)
+    };
+    load_program(&prog, BPF_F_XDP_HAS_FRAGS).or_else(|_| load_program(&prog, 0))
 }
 
-fn load_program(map: &OwnedFd, prog_flags: u32) -> io::Result<OwnedFd> {
-    let prog = redirect_program(map.as_raw_fd());
+fn load_program(prog: &[u8], prog_flags: u32) -> io::Result<OwnedFd> {
     let license = b"GPL\0";
     let mut log = vec![0u8; 4096];
     let mut a = Attr::new();
@@ -196,5 +242,21 @@ mod tests {
         assert_eq!(p.len(), 48);
         assert_eq!(&p[8..16], &[0x18, 0x11, 0, 0, 7, 0, 0, 0]);
         assert_eq!(&p[32..40], &[0x85, 0, 0, 0, 51, 0, 0, 0]);
+    }
+
+    #[test]
+    fn stamping_program_jumps_to_its_redirect() {
+        let p: Vec<[u8; 8]> = stamping_program(7)
+            .chunks(8)
+            .map(|c| c.try_into().unwrap())
+            .collect();
+        let redirect = p.len() - 6;
+        assert_eq!(p[redirect], [0x61, 0x62, 16, 0, 0, 0, 0, 0]);
+        // Both branches land on it: offsets count from the next instruction.
+        for (at, code) in [(6, 0x55), (11, 0x2d)] {
+            assert_eq!(p[at][0], code);
+            let off = i16::from_ne_bytes([p[at][2], p[at][3]]);
+            assert_eq!(at as i16 + 1 + off, redirect as i16);
+        }
     }
 }

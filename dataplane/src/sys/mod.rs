@@ -6,6 +6,7 @@
 //! - [`xsk`]: AF_XDP sockets: UMEM registration, shared UMEM binding, wakeups, statistics.
 //! - [`bpf`]: the `bpf()` syscalls that create an XSKMAP, load the 6-instruction redirect
 //!   program and attach it with a BPF link (which detaches by itself when its fd closes).
+//! - [`monotonic_ns`]: the clock BPF programs read (`bpf_ktime_get_ns`).
 //! - [`netdev`]: interface lookups (index, queues, MTU, state).
 //!
 //! Every `unsafe` block carries a `// SAFETY:` comment naming the invariant it relies on.
@@ -19,6 +20,18 @@ pub mod wake;
 pub mod xsk;
 
 use std::io;
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`, one for every process of
+/// the host.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
 
 /// The last OS error, as an `io::Error`.
 pub(crate) fn last_error() -> io::Error {

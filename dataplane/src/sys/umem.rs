@@ -396,6 +396,13 @@ impl Umem {
         chunk.get_mut(off..off.checked_add(len as usize)?)
     }
 
+    /// The `len` bytes just before the frame at `addr` (where its XDP metadata lands), if the
+    /// worker holds the chunk and they lie inside it.
+    pub fn meta(&mut self, addr: u64, len: usize) -> Option<&mut [u8]> {
+        let (chunk, off) = self.chunk_mut(addr)?;
+        chunk.get_mut(off.checked_sub(len)?..off)
+    }
+
     /// Copies the frame at `src` (`len` bytes) into a new chunk at offset `KERNEL_HEADROOM`.
     /// Returns the new frame's address, or `None` if the pool is empty.
     pub fn copy_frame(&mut self, src: u64, len: u32) -> Option<u64> {
