@@ -28,8 +28,8 @@ impl Agent {
     ) -> Result<Agent, String> {
         Self::start_with(ns, cpu, true, role, dev).or_else(|e| {
             eprintln!(
-                "warning: the {role} agent cannot run real time ({e}); its scheduling delays \
-                 count as latency"
+                "warning: the {role} agent cannot run real time ({e}); behind busy threads it \
+                 may read its ring late (and, without arrival stamps, count its wait as latency)"
             );
             Self::start_with(ns, cpu, false, role, dev)
         })

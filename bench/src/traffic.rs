@@ -46,9 +46,8 @@ pub fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Opens an AF_XDP port on `device`, waiting (up to 2 s) for a queue that a socket closed just
-/// before is still releasing.
-/// Opens an AF_XDP port on `device` (its program stamping arrival times when `stamp`).
+/// Opens an AF_XDP port on `device` (its program stamping arrival times when `stamp`), waiting
+/// (up to 2 s) for a queue that a socket closed just before is still releasing.
 fn open_port(device: &str, umem: &mut Umem, stamp: bool) -> io::Result<AfXdpPort> {
     let start = Instant::now();
     let spec = AfXdpSpec {
@@ -394,7 +393,7 @@ impl Sink {
             self.port.refill(&mut self.umem, 4096);
             let n = self.port.recv(&mut self.umem, descs);
             for d in &descs[..n] {
-                self.umem.release(d.addr);
+                self.discard(d.addr);
             }
             if n == 0 {
                 break;
@@ -403,8 +402,18 @@ impl Sink {
         }
     }
 
+    /// Returns a frame's chunk to the pool, its arrival stamp cleared: the chunk's next frame may
+    /// come without one.
+    fn discard(&mut self, addr: u64) {
+        if let Some(m) = self.umem.meta(addr, ARRIVAL_META_LEN) {
+            m.fill(0);
+        }
+        self.umem.release(addr);
+    }
+
     /// Drops whatever is queued, then waits up to `timeout` for the next marked frame and returns
-    /// its arrival time (ns since the Unix epoch).
+    /// when the sink read it (ns since the Unix epoch: the clock of the API calls it is compared
+    /// with).
     pub fn first(&mut self, timeout: Duration) -> Option<u64> {
         let mut descs = vec![XdpDesc::default(); BATCH];
         self.drain(&mut descs);
@@ -419,7 +428,7 @@ impl Sink {
                     .umem
                     .frame(d.addr, d.len)
                     .is_some_and(|b| marked(b).is_some());
-                self.umem.release(d.addr);
+                self.discard(d.addr);
             }
             if hit {
                 return Some(t);

@@ -567,6 +567,18 @@ fn run(args: RunArgs) -> Result<(), String> {
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let mut points: Vec<Point> = Vec::new();
     let duts = Dut::available(&o.duts);
+    // The sink shares the tester's CPU 0 with the generator, the same for every DUT, so that its
+    // reads never take time from a DUT's own threads on CPU 1 (the bridge's work runs on CPU 0,
+    // in the generator's calls, either way; its arrival stamps make its wake-ups no part of the
+    // latency). QSB_SINK_CPU names another CPU, or `any` lets the scheduler place it.
+    let sink_cpu = match std::env::var("QSB_SINK_CPU") {
+        Ok(v) if v == "any" => None,
+        Ok(v) => Some(
+            v.parse()
+                .map_err(|_| format!("QSB_SINK_CPU={v}: a CPU number or `any`"))?,
+        ),
+        Err(_) => Some(0),
+    };
     // Per DUT and size: flat out, throughput, partial drop, back-to-back, latency.
     const PHASES: usize = 5;
     let mut bar = Progress::new(o.repeat * duts.len() * o.sizes.len() * PHASES);
@@ -598,18 +610,7 @@ fn run(args: RunArgs) -> Result<(), String> {
                 }
             };
             let gen = Agent::start("qsbgen", Some(0), "gen", "gen-v")?;
-            // The sink shares the tester's CPU 0 with the generator, so that its reads take no
-            // time from a DUT's own threads on CPU 1 (its arrival stamps make its wake-ups no
-            // part of the latency); QSB_SINK_CPU names another CPU, or `any` lets the scheduler
-            // place it. It runs real time unless QSB_SINK_RT=0 (see `Agent::start_with`).
-            let sink_cpu = match std::env::var("QSB_SINK_CPU") {
-                Ok(v) if v == "any" => None,
-                Ok(v) => Some(
-                    v.parse()
-                        .map_err(|_| format!("QSB_SINK_CPU={v}: a CPU or any"))?,
-                ),
-                Err(_) => Some(0),
-            };
+            // Real time unless QSB_SINK_RT=0 (see `Agent::start_with`).
             let sink = if std::env::var("QSB_SINK_RT").is_ok_and(|v| v == "0") {
                 Agent::start("qsbsink", sink_cpu, "sink", "sink-v")?
             } else {

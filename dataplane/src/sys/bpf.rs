@@ -190,32 +190,38 @@ pub fn load_redirect_program(map: &OwnedFd, stamp: bool) -> io::Result<OwnedFd> 
     } else {
         redirect_program(fd)
     };
-    load_program(&prog, BPF_F_XDP_HAS_FRAGS).or_else(|_| load_program(&prog, 0))
+    load_program(&prog, BPF_F_XDP_HAS_FRAGS, false)
+        .or_else(|_| load_program(&prog, 0, false))
+        .or_else(|_| load_program(&prog, 0, true))
 }
 
-fn load_program(prog: &[u8], prog_flags: u32) -> io::Result<OwnedFd> {
+/// Loads `prog`; with `log`, asks for the verifier's log (a load that fails only because a
+/// log overflows its buffer is not one to make on the first try).
+fn load_program(prog: &[u8], prog_flags: u32, log: bool) -> io::Result<OwnedFd> {
     let license = b"GPL\0";
-    let mut log = vec![0u8; 4096];
+    let mut text = vec![0u8; if log { 16384 } else { 0 }];
     let mut a = Attr::new();
     a.u32(0, BPF_PROG_TYPE_XDP)
         .u32(4, (prog.len() / 8) as u32)
         .u64(8, prog.as_ptr() as u64)
         .u64(16, license.as_ptr() as u64)
-        .u32(24, 1) // log_level
-        .u32(28, log.len() as u32)
-        .u64(32, log.as_mut_ptr() as u64)
         .u32(44, prog_flags)
         .u32(68, BPF_XDP); // expected_attach_type
+    if log {
+        a.u32(24, 1) // log_level
+            .u32(28, text.len() as u32)
+            .u64(32, text.as_mut_ptr() as u64);
+    }
     let name = b"qswitch_xsk";
     a.0[48..48 + name.len()].copy_from_slice(name);
     match bpf(BPF_PROG_LOAD, &mut a) {
         Ok(fd) => owned(fd),
         Err(e) => {
-            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-            let text = String::from_utf8_lossy(&log[..end]);
+            let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
+            let log = String::from_utf8_lossy(&text[..end]);
             Err(io::Error::new(
                 e.kind(),
-                format!("{e}; verifier: {}", text.trim()),
+                format!("{e}; verifier: {}", log.trim()),
             ))
         }
     }

@@ -5,7 +5,8 @@
 //! - [`ring`]: the four AF_XDP rings (fill, completion, RX, TX) as safe producer/consumer types.
 //! - [`xsk`]: AF_XDP sockets: UMEM registration, shared UMEM binding, wakeups, statistics.
 //! - [`bpf`]: the `bpf()` syscalls that create an XSKMAP, load the 6-instruction redirect
-//!   program and attach it with a BPF link (which detaches by itself when its fd closes).
+//!   program (or, for the benchmark's sink, a variant stamping arrival times) and attach it with
+//!   a BPF link (which detaches by itself when its fd closes).
 //! - [`monotonic_ns`]: the clock BPF programs read (`bpf_ktime_get_ns`).
 //! - [`netdev`]: interface lookups (index, queues, MTU, state).
 //!
@@ -22,7 +23,7 @@ pub mod xsk;
 use std::io;
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`, one for every process of
-/// the host.
+/// the host outside time namespaces.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
