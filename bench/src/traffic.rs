@@ -412,8 +412,8 @@ impl Sink {
     }
 
     /// Drops whatever is queued, then waits up to `timeout` for the next marked frame and returns
-    /// when the sink read it (ns since the Unix epoch: the clock of the API calls it is compared
-    /// with).
+    /// the time the sink read it (ns since the Unix epoch: the clock of the API calls it is
+    /// compared with).
     pub fn first(&mut self, timeout: Duration) -> Option<u64> {
         let mut descs = vec![XdpDesc::default(); BATCH];
         self.drain(&mut descs);

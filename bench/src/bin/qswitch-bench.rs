@@ -569,8 +569,8 @@ fn run(args: RunArgs) -> Result<(), String> {
     let duts = Dut::available(&o.duts);
     // The sink shares the tester's CPU 0 with the generator, the same for every DUT, so that its
     // reads never take time from a DUT's own threads on CPU 1 (the bridge's work runs on CPU 0,
-    // in the generator's calls, either way; its arrival stamps make its wake-ups no part of the
-    // latency). QSB_SINK_CPU names another CPU, or `any` lets the scheduler place it.
+    // in the generator's calls, either way; the sink's arrival stamps make its wake-ups no part
+    // of the latency). QSB_SINK_CPU names another CPU, or `any` lets the scheduler place it.
     let sink_cpu = match std::env::var("QSB_SINK_CPU") {
         Ok(v) if v == "any" => None,
         Ok(v) => Some(

@@ -195,8 +195,8 @@ pub fn load_redirect_program(map: &OwnedFd, stamp: bool) -> io::Result<OwnedFd> 
         .or_else(|_| load_program(&prog, 0, true))
 }
 
-/// Loads `prog`; with `log`, asks for the verifier's log (a load that fails only because a
-/// log overflows its buffer is not one to make on the first try).
+/// Loads `prog`; with `log`, asks for the verifier's log. The first tries ask for none: with
+/// one, a valid program whose log overflows the buffer fails to load (`ENOSPC`).
 fn load_program(prog: &[u8], prog_flags: u32, log: bool) -> io::Result<OwnedFd> {
     let license = b"GPL\0";
     let mut text = vec![0u8; if log { 16384 } else { 0 }];
@@ -218,10 +218,14 @@ fn load_program(prog: &[u8], prog_flags: u32, log: bool) -> io::Result<OwnedFd> 
         Ok(fd) => owned(fd),
         Err(e) => {
             let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
-            let log = String::from_utf8_lossy(&text[..end]);
+            let verifier = String::from_utf8_lossy(&text[..end]);
+            let verifier = verifier.trim();
+            if verifier.is_empty() {
+                return Err(e);
+            }
             Err(io::Error::new(
                 e.kind(),
-                format!("{e}; verifier: {}", log.trim()),
+                format!("{e}; verifier: {verifier}"),
             ))
         }
     }
