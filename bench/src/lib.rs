@@ -26,6 +26,7 @@ pub mod rfc2889;
 pub mod scaleout;
 pub mod scenario;
 pub mod search;
+pub mod stalls;
 pub mod topo;
 pub mod traffic;
 

@@ -560,6 +560,9 @@ fn trafgen_rate(o: &Opts, sink: &mut Agent) -> Option<f64> {
 
 use std::os::unix::process::CommandExt as _;
 
+/// How long the machine's pauses are probed before a run's trials.
+const STALL_PROBE: Duration = Duration::from_secs(2);
+
 fn run(args: RunArgs) -> Result<(), String> {
     let o = options(args);
     std::fs::create_dir_all(&o.out).map_err(|e| e.to_string())?;
@@ -579,6 +582,11 @@ fn run(args: RunArgs) -> Result<(), String> {
         ),
         Err(_) => Some(0),
     };
+    // The machine's own pauses, on every CPU at once, before anything else runs.
+    let cpus: Vec<usize> =
+        (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
+    eprintln!("probing the CPUs' pauses for {} s", STALL_PROBE.as_secs());
+    let stalls = bench::stalls::probe(&cpus, STALL_PROBE);
     // Per DUT and size: flat out, throughput, partial drop, back-to-back, latency.
     const PHASES: usize = 5;
     let mut bar = Progress::new(o.repeat * duts.len() * o.sizes.len() * PHASES);
@@ -707,11 +715,15 @@ fn run(args: RunArgs) -> Result<(), String> {
     topo::teardown();
     bar.finish();
     let points = aggregate(&points);
-    print_report(&o, &duts, &points, trafgen);
+    print_report(&o, &duts, &points, trafgen, &stalls);
     let write = |name: &str, text: String| {
         std::fs::write(o.out.join(name), text).map_err(|e| format!("{name}: {e}"))
     };
     write("report.json", json(&points))?;
+    write(
+        "stalls.json",
+        serde_json::to_string_pretty(&stalls).unwrap_or_default(),
+    )?;
     write(
         "throughput.svg",
         svg_bars(
@@ -720,7 +732,11 @@ fn run(args: RunArgs) -> Result<(), String> {
             "RFC 2544 throughput (no loss) by frame size",
         ),
     )?;
-    let mut files = vec!["report.json".to_owned(), "throughput.svg".to_owned()];
+    let mut files = vec![
+        "report.json".to_owned(),
+        "stalls.json".to_owned(),
+        "throughput.svg".to_owned(),
+    ];
     for &size in &o.sizes {
         let name = format!("latency-cdf-{size}.svg");
         write(
@@ -737,7 +753,13 @@ fn run(args: RunArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn print_report(o: &Opts, duts: &[Dut], points: &[Point], trafgen: Option<f64>) {
+fn print_report(
+    o: &Opts,
+    duts: &[Dut],
+    points: &[Point],
+    trafgen: Option<f64>,
+    stalls: &[bench::stalls::CpuStalls],
+) {
     let get = |dut: &str, size: usize, test: &str| {
         points
             .iter()
@@ -810,6 +832,13 @@ fn print_report(o: &Opts, duts: &[Dut], points: &[Point], trafgen: Option<f64>) 
             l[3],
             p.worst_loss * 100.0
         );
+    }
+    println!(
+        "\nThe machine's own pauses, before the trials (a loop reading the clock on each CPU, \
+         nothing else running; a frame crossing a paused CPU waits as long):\n"
+    );
+    for line in bench::stalls::describe(stalls).lines() {
+        println!("- {line}");
     }
     if let (Some(tg), Some(ours)) = (
         trafgen,
