@@ -1,27 +1,27 @@
 //! How long the machine itself stops a CPU: a loop on each CPU that only reads the clock, the
-//! way rt-tests' `oslat` measures operating-system latency. Any gap between two reads is time
-//! the CPU ran something else (an interrupt, a kernel thread) or, in a virtual machine, time the
-//! hypervisor did not run the virtual CPU at all, which no tool inside the guest sees otherwise:
-//! the scheduler records no switch, and steal time is not always reported.
+//! way rt-tests' `oslat` measures operating-system latency. A gap between two reads is time the
+//! CPU spent elsewhere, whatever the cause: an interrupt, another task, or, in a virtual machine,
+//! the hypervisor not running the virtual CPU at all, which nothing inside the guest records
+//! otherwise (no task switch, and steal time not always reported).
 //!
 //! A frame that crosses two CPUs (the sender's and a poll-mode switch's) waits out every such
-//! pause of the second; a device that forwards in the sender's own system call (the bridge) is
-//! paused only together with the sender, before the frame's send time is stamped. The harness
-//! runs the probe before its latency trials and prints it beside them, so that a latency tail
-//! of the machine's own size can be told from the device's.
+//! pause of the second. A device that forwards in the sender's own system call (the bridge)
+//! meets a pause only while that call runs, and then delays no more than that call's frames.
+//! The harness probes before each device's measurements, with none of its own processes running,
+//! so that a latency tail of the machine's own size can be told from the device's.
 
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-/// Gaps below this are the loop's own noise (a timer tick, a cache miss): not counted.
+/// Gaps up to this are the loop's own noise (a timer tick, a cache miss): not counted.
 pub const MIN_GAP: Duration = Duration::from_micros(100);
 
 /// What the probe saw on one CPU.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct CpuStalls {
     pub cpu: usize,
-    /// How long the loop ran, in seconds.
+    /// How long the loop ran, in seconds (0 when it could not run there).
     pub secs: f64,
     /// Gaps longer than [`MIN_GAP`].
     pub over_100us: u64,
@@ -29,22 +29,11 @@ pub struct CpuStalls {
     pub over_1ms: u64,
     /// The longest gap, in µs.
     pub longest_us: f64,
-    /// The share of the time lost in gaps longer than [`MIN_GAP`].
+    /// The share of `secs` lost in gaps longer than [`MIN_GAP`].
     pub lost: f64,
-}
-
-impl CpuStalls {
-    /// Folds in one gap between two clock reads.
-    fn gap(&mut self, gap: Duration) {
-        if gap <= MIN_GAP {
-            return;
-        }
-        self.over_100us += 1;
-        self.over_1ms += u64::from(gap > Duration::from_millis(1));
-        let us = gap.as_secs_f64() * 1e6;
-        self.longest_us = self.longest_us.max(us);
-        self.lost += us / 1e6;
-    }
+    /// Why the CPU was not probed (the thread could not be pinned to it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Reads the clock in a loop on the calling thread for `secs` and counts the gaps.
@@ -58,12 +47,19 @@ fn spin_with(cpu: usize, secs: Duration, mut between: impl FnMut()) -> CpuStalls
         cpu,
         ..CpuStalls::default()
     };
+    let mut lost = Duration::ZERO;
     let start = Instant::now();
     let mut prev = start;
     loop {
         between();
         let now = Instant::now();
-        s.gap(now - prev);
+        let gap = now - prev;
+        if gap > MIN_GAP {
+            s.over_100us += 1;
+            s.over_1ms += u64::from(gap > Duration::from_millis(1));
+            s.longest_us = s.longest_us.max(gap.as_secs_f64() * 1e6);
+            lost += gap;
+        }
         prev = now;
         if now - start >= secs {
             break;
@@ -71,47 +67,54 @@ fn spin_with(cpu: usize, secs: Duration, mut between: impl FnMut()) -> CpuStalls
     }
     s.secs = (prev - start).as_secs_f64();
     if s.secs > 0.0 {
-        s.lost /= s.secs;
+        s.lost = lost.as_secs_f64() / s.secs;
     }
     s
 }
 
-/// Runs [`spin`] on every CPU `cpus` names at once, each thread pinned to its CPU (a CPU it
-/// cannot be pinned to is left out).
+/// Runs [`spin`] on each of `cpus` at once, each thread pinned to its CPU. A CPU the thread
+/// cannot be pinned to is reported with its error, not left out.
 pub fn probe(cpus: &[usize], secs: Duration) -> Vec<CpuStalls> {
     let threads: Vec<_> = cpus
         .iter()
         .map(|&cpu| {
-            std::thread::spawn(move || {
-                dataplane::sys::pin_current_thread(cpu)
-                    .ok()
-                    .map(|()| spin(cpu, secs))
-            })
+            let t = std::thread::spawn(move || match dataplane::sys::pin_current_thread(cpu) {
+                Ok(()) => spin(cpu, secs),
+                Err(e) => CpuStalls {
+                    cpu,
+                    error: Some(format!("cannot pin a thread to it: {e}")),
+                    ..CpuStalls::default()
+                },
+            });
+            (cpu, t)
         })
         .collect();
     threads
         .into_iter()
-        .filter_map(|t| t.join().ok().flatten())
+        .map(|(cpu, t)| {
+            t.join().unwrap_or_else(|_| CpuStalls {
+                cpu,
+                error: Some("the probe's thread panicked".into()),
+                ..CpuStalls::default()
+            })
+        })
         .collect()
 }
 
 /// One line per CPU, for the report.
-pub fn describe(stalls: &[CpuStalls]) -> String {
-    stalls
-        .iter()
-        .map(|s| {
-            format!(
-                "CPU {}: {} pauses over 100 µs, {} over 1 ms, the longest {:.0} µs ({:.2} % of {:.1} s)",
-                s.cpu,
-                s.over_100us,
-                s.over_1ms,
-                s.longest_us,
-                s.lost * 100.0,
-                s.secs
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+pub fn describe(s: &CpuStalls) -> String {
+    match &s.error {
+        Some(e) => format!("CPU {}: not measured ({e})", s.cpu),
+        None => format!(
+            "CPU {}: {} gaps over 100 µs, {} over 1 ms, the longest {:.0} µs; {:.2} % of {:.1} s lost",
+            s.cpu,
+            s.over_100us,
+            s.over_1ms,
+            s.longest_us,
+            s.lost * 100.0,
+            s.secs
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -119,16 +122,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gaps_are_counted_above_the_threshold_only() {
-        let mut s = CpuStalls::default();
-        s.gap(Duration::from_micros(40));
-        s.gap(MIN_GAP);
-        assert_eq!(s.over_100us, 0);
-        s.gap(Duration::from_micros(300));
-        s.gap(Duration::from_micros(3_200));
-        assert_eq!((s.over_100us, s.over_1ms), (2, 1));
-        assert!((s.longest_us - 3_200.0).abs() < 1e-6);
-        assert!((s.lost - 0.0035).abs() < 1e-9);
+    fn an_unpinnable_cpu_is_reported_not_dropped() {
+        let got = probe(&[usize::MAX], Duration::from_millis(1));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].cpu, usize::MAX);
+        assert!(got[0].error.is_some(), "{got:?}");
+        assert!(describe(&got[0]).contains("not measured"));
     }
 
     #[test]
@@ -144,5 +143,11 @@ mod tests {
         assert!(s.secs >= 0.02);
         assert!(s.over_1ms >= 1, "{s:?}");
         assert!(s.longest_us >= 3_000.0, "{s:?}");
+        // The share lost holds at least that pause, over the whole loop.
+        assert!(
+            s.lost >= s.longest_us / 1e6 / s.secs && s.lost < 1.0,
+            "{s:?}"
+        );
+        assert!(describe(&s).contains("% of 0."), "{}", describe(&s));
     }
 }

@@ -106,6 +106,28 @@ fn quick_run_reports_every_dut_and_cleans_up() {
             .any(|r| r["cdf"].as_array().is_some_and(|c| c[0][0] == 0.0)),
         "no latency CDF in the JSON report"
     );
+    // The machine's pauses, probed on every CPU before each DUT of each repetition.
+    let stalls = read_json(&out.join("stalls.json"));
+    let probes = stalls.as_array().unwrap();
+    assert!(probes.len() >= 2 * 4, "{stalls}");
+    assert!(
+        probes.iter().any(|p| p["before"] == "qswitch (run 2/2)"),
+        "{stalls}"
+    );
+    for p in probes {
+        let cpus = p["cpus"].as_array().unwrap();
+        assert!(!cpus.is_empty(), "{stalls}");
+        assert!(
+            cpus.iter()
+                .all(|c| c["secs"].as_f64().is_some_and(|s| s >= 1.9)
+                    && c["lost"].as_f64().is_some_and(|l| (0.0..1.0).contains(&l))),
+            "{stalls}"
+        );
+    }
+    assert!(
+        stdout.contains("- before qswitch (run 1/2): CPU 0: "),
+        "{stdout}"
+    );
     let svg = std::fs::read_to_string(out.join("throughput.svg")).unwrap();
     assert!(svg.starts_with("<svg"));
     let cdf = std::fs::read_to_string(out.join("latency-cdf-64.svg")).unwrap();

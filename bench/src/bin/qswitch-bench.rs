@@ -560,8 +560,15 @@ fn trafgen_rate(o: &Opts, sink: &mut Agent) -> Option<f64> {
 
 use std::os::unix::process::CommandExt as _;
 
-/// How long the machine's pauses are probed before a run's trials.
+/// How long the machine's pauses are probed before each DUT's trials.
 const STALL_PROBE: Duration = Duration::from_secs(2);
+
+/// The machine's pauses measured before one DUT (of one repetition) was built.
+#[derive(serde::Serialize)]
+struct StallProbe {
+    before: String,
+    cpus: Vec<bench::stalls::CpuStalls>,
+}
 
 fn run(args: RunArgs) -> Result<(), String> {
     let o = options(args);
@@ -582,11 +589,11 @@ fn run(args: RunArgs) -> Result<(), String> {
         ),
         Err(_) => Some(0),
     };
-    // The machine's own pauses, on every CPU at once, before anything else runs.
-    let cpus: Vec<usize> =
-        (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
-    eprintln!("probing the CPUs' pauses for {} s", STALL_PROBE.as_secs());
-    let stalls = bench::stalls::probe(&cpus, STALL_PROBE);
+    // The machine's own pauses are probed on every CPU the harness may use, before each DUT's
+    // topology is built (a crashed run's leftovers removed first, so nothing of ours runs).
+    let cpus = dataplane::sys::allowed_cpus().map_err(|e| format!("sched_getaffinity: {e}"))?;
+    topo::teardown();
+    let mut stalls: Vec<StallProbe> = Vec::new();
     // Per DUT and size: flat out, throughput, partial drop, back-to-back, latency.
     const PHASES: usize = 5;
     let mut bar = Progress::new(o.repeat * duts.len() * o.sizes.len() * PHASES);
@@ -605,6 +612,11 @@ fn run(args: RunArgs) -> Result<(), String> {
             } else {
                 dut.name().to_owned()
             };
+            bar.show(&format!("{dut_label}: the machine's pauses"));
+            stalls.push(StallProbe {
+                before: dut_label.clone(),
+                cpus: bench::stalls::probe(&cpus, STALL_PROBE),
+            });
             bar.show(&format!("{dut_label}: building the topology"));
             let t = match Topology::build(dut, &o.qswitch, &work, Placement::Pinned) {
                 Ok(t) => t,
@@ -758,7 +770,7 @@ fn print_report(
     duts: &[Dut],
     points: &[Point],
     trafgen: Option<f64>,
-    stalls: &[bench::stalls::CpuStalls],
+    stalls: &[StallProbe],
 ) {
     let get = |dut: &str, size: usize, test: &str| {
         points
@@ -834,11 +846,14 @@ fn print_report(
         );
     }
     println!(
-        "\nThe machine's own pauses, before the trials (a loop reading the clock on each CPU, \
-         nothing else running; a frame crossing a paused CPU waits as long):\n"
+        "\n## The machine's own pauses ({} s before each DUT, a loop reading the clock on each \
+         CPU; a frame crossing a paused CPU waits as long)\n",
+        STALL_PROBE.as_secs()
     );
-    for line in bench::stalls::describe(stalls).lines() {
-        println!("- {line}");
+    for p in stalls {
+        for c in &p.cpus {
+            println!("- before {}: {}", p.before, bench::stalls::describe(c));
+        }
     }
     if let (Some(tg), Some(ours)) = (
         trafgen,

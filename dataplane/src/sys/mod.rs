@@ -34,6 +34,20 @@ pub fn monotonic_ns() -> u64 {
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// The CPUs this thread may run on (its affinity mask), in rising order.
+pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: `cpu_set_t` is plain data for which all-zero bytes are a valid (empty) set.
+    let mut set: libc::cpu_set_t = unsafe { core::mem::zeroed() };
+    // SAFETY: `set` is valid and writable and its exact size is passed; pid 0 is this thread.
+    check(unsafe {
+        libc::sched_getaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &mut set)
+    })?;
+    Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: every index is below the set's capacity, and `set` was filled in above.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect())
+}
+
 /// The last OS error, as an `io::Error`.
 pub(crate) fn last_error() -> io::Error {
     io::Error::last_os_error()
