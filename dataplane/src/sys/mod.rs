@@ -8,6 +8,7 @@
 //!   program (or, for the benchmark's sink, a variant stamping arrival times) and attach it with
 //!   a BPF link (which detaches by itself when its fd closes).
 //! - [`monotonic_ns`]: the clock BPF programs read (`bpf_ktime_get_ns`).
+//! - [`prefetch`]: the CPU's cache prefetch hint, for the worker's batches.
 //! - [`netdev`]: interface lookups (index, queues, MTU, state).
 //!
 //! Every `unsafe` block carries a `// SAFETY:` comment naming the invariant it relies on.
@@ -32,6 +33,23 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Asks the CPU to bring the cache line at `p` closer: a hint, which performs no access the
+/// program can observe, never faults (`p` need not point anywhere valid) and may be ignored. The
+/// worker issues it for the frames of a batch ahead of their turn: the kernel wrote each on
+/// another core, so the first read of each would otherwise stall for the line's transfer, one
+/// frame after another (VPP's graph nodes prefetch the same way).
+#[inline(always)]
+pub fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 only hints the cache hierarchy: it reads nothing the program sees and
+    // does not fault, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// The CPUs this thread may run on (its affinity mask), in rising order.

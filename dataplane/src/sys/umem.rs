@@ -396,6 +396,17 @@ impl Umem {
         chunk.get_mut(off..off.checked_add(len as usize)?)
     }
 
+    /// Prefetches the first cache line of the frame at `addr` (see [`super::prefetch`]); an
+    /// address outside the region is ignored. Reads nothing, so the chunk may be anyone's.
+    #[inline]
+    pub fn prefetch(&self, addr: u64) {
+        if let Ok(off) = usize::try_from(addr) {
+            if off < self.len {
+                super::prefetch(self.base.as_ptr().wrapping_add(off));
+            }
+        }
+    }
+
     /// The `len` bytes just before the frame at `addr` (where its XDP metadata lands), if the
     /// worker holds the chunk and they lie inside it.
     pub fn meta(&mut self, addr: u64, len: usize) -> Option<&mut [u8]> {
@@ -565,5 +576,20 @@ mod tests {
             let a = odd.alloc().unwrap();
             odd.chunk_mut(a).unwrap().0.fill(9);
         }
+    }
+
+    #[test]
+    fn a_prefetch_changes_nothing_and_ignores_addresses_outside() {
+        let mut u = Umem::new(4, 2048).unwrap();
+        let a = u.alloc().unwrap();
+        u.chunk_mut(a).unwrap().0.fill(7);
+        let free = u.free_frames();
+        // A chunk of the worker's, one still free (the kernel's, in a real port), the region's
+        // end and beyond: a hint for each, and nothing moves or changes.
+        for addr in [a + 256, 3 * 2048, 4 * 2048, u64::MAX] {
+            u.prefetch(addr);
+        }
+        assert_eq!(u.free_frames(), free);
+        assert!(u.chunk_mut(a).unwrap().0.iter().all(|&b| b == 7));
     }
 }
