@@ -36,6 +36,19 @@ pub struct CpuStalls {
     pub error: Option<String>,
 }
 
+impl CpuStalls {
+    /// Counts one gap between two reads of the clock, adding it to `lost` if it is one.
+    fn record(&mut self, gap: Duration, lost: &mut Duration) {
+        if gap <= MIN_GAP {
+            return;
+        }
+        self.over_100us += 1;
+        self.over_1ms += u64::from(gap > Duration::from_millis(1));
+        self.longest_us = self.longest_us.max(gap.as_secs_f64() * 1e6);
+        *lost += gap;
+    }
+}
+
 /// Reads the clock in a loop on the calling thread for `secs` and counts the gaps.
 pub fn spin(cpu: usize, secs: Duration) -> CpuStalls {
     spin_with(cpu, secs, || ())
@@ -53,13 +66,7 @@ fn spin_with(cpu: usize, secs: Duration, mut between: impl FnMut()) -> CpuStalls
     loop {
         between();
         let now = Instant::now();
-        let gap = now - prev;
-        if gap > MIN_GAP {
-            s.over_100us += 1;
-            s.over_1ms += u64::from(gap > Duration::from_millis(1));
-            s.longest_us = s.longest_us.max(gap.as_secs_f64() * 1e6);
-            lost += gap;
-        }
+        s.record(now - prev, &mut lost);
         prev = now;
         if now - start >= secs {
             break;
@@ -120,6 +127,20 @@ pub fn describe(s: &CpuStalls) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gaps_are_counted_above_the_threshold_only() {
+        let (mut s, mut lost) = (CpuStalls::default(), Duration::ZERO);
+        s.record(Duration::from_micros(40), &mut lost);
+        s.record(MIN_GAP, &mut lost);
+        assert_eq!((s.over_100us, lost), (0, Duration::ZERO));
+        s.record(Duration::from_micros(300), &mut lost);
+        s.record(Duration::from_millis(1), &mut lost);
+        s.record(Duration::from_micros(3_200), &mut lost);
+        assert_eq!((s.over_100us, s.over_1ms), (3, 1));
+        assert!((s.longest_us - 3_200.0).abs() < 1e-6);
+        assert_eq!(lost, Duration::from_micros(4_500));
+    }
 
     #[test]
     fn an_unpinnable_cpu_is_reported_not_dropped() {

@@ -877,14 +877,14 @@ impl<P: PortIo> Worker<P> {
             self.rx_total += n as u64;
             let max_frame = self.snap.port(slot).map_or(u32::MAX, |p| p.max_frame);
             // The frames' first lines are asked for `PREFETCH_AHEAD` frames before their turn,
-            // so that their transfers from the core the kernel wrote them on overlap.
-            for d in &self.rx[..n.min(PREFETCH_AHEAD)] {
-                self.umem.prefetch(d.addr);
-            }
+            // so that their transfers from the core the kernel wrote them on overlap. A cursor,
+            // not `j + PREFETCH_AHEAD`: a chain moves `j` past all its chunks at once.
+            let mut fetched = 0;
             let mut j = 0;
             while j < n {
-                if let Some(ahead) = self.rx[..n].get(j + PREFETCH_AHEAD) {
-                    self.umem.prefetch(ahead.addr);
+                while fetched < n.min(j + PREFETCH_AHEAD) {
+                    self.umem.prefetch(self.rx[fetched].addr);
+                    fetched += 1;
                 }
                 let d = self.rx[j];
                 let chained = d.options & XDP_PKT_CONTD != 0;

@@ -562,6 +562,8 @@ use std::os::unix::process::CommandExt as _;
 
 /// How long the machine's pauses are probed before each DUT's trials.
 const STALL_PROBE: Duration = Duration::from_secs(2);
+/// How long the previous DUT's teardown is left to finish in the kernel before a probe.
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// The machine's pauses measured before one DUT (of one repetition) was built.
 #[derive(serde::Serialize)]
@@ -590,7 +592,8 @@ fn run(args: RunArgs) -> Result<(), String> {
         Err(_) => Some(0),
     };
     // The machine's own pauses are probed on every CPU the harness may use, before each DUT's
-    // topology is built (a crashed run's leftovers removed first, so nothing of ours runs).
+    // topology is built (a crashed run's leftovers removed first, and the previous DUT's
+    // teardown given a second to finish, so that little of ours runs).
     let cpus = dataplane::sys::allowed_cpus().map_err(|e| format!("sched_getaffinity: {e}"))?;
     topo::teardown();
     let mut stalls: Vec<StallProbe> = Vec::new();
@@ -613,6 +616,11 @@ fn run(args: RunArgs) -> Result<(), String> {
                 dut.name().to_owned()
             };
             bar.show(&format!("{dut_label}: the machine's pauses"));
+            if !stalls.is_empty() {
+                // The kernel finishes deleting the previous DUT's namespaces (its veths,
+                // programs and sockets) on a work queue after `ip netns del` returns.
+                std::thread::sleep(SETTLE);
+            }
             stalls.push(StallProbe {
                 before: dut_label.clone(),
                 cpus: bench::stalls::probe(&cpus, STALL_PROBE),

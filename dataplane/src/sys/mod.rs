@@ -36,10 +36,11 @@ pub fn monotonic_ns() -> u64 {
 }
 
 /// Asks the CPU to bring the cache line at `p` closer: a hint, which performs no access the
-/// program can observe, never faults (`p` need not point anywhere valid) and may be ignored. The
-/// worker issues it for the frames of a batch ahead of their turn: the kernel wrote each on
-/// another core, so the first read of each would otherwise stall for the line's transfer, one
-/// frame after another (VPP's graph nodes prefetch the same way).
+/// program can observe, never faults (`p` need not point anywhere valid) and may be ignored; a
+/// no-op on other architectures than x86_64. The worker issues it for the frames of a batch
+/// ahead of their turn: in copy mode the kernel usually wrote each on another core (the one
+/// that received it), so the first read of each would otherwise stall for the line's transfer,
+/// one frame after another (VPP's graph nodes prefetch the same way).
 #[inline(always)]
 pub fn prefetch(p: *const u8) {
     #[cfg(target_arch = "x86_64")]

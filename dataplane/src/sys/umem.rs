@@ -579,7 +579,7 @@ mod tests {
     }
 
     #[test]
-    fn a_prefetch_changes_nothing_and_ignores_addresses_outside() {
+    fn a_prefetch_moves_no_chunk_and_changes_no_byte() {
         let mut u = Umem::new(4, 2048).unwrap();
         let a = u.alloc().unwrap();
         u.chunk_mut(a).unwrap().0.fill(7);
