@@ -37,7 +37,8 @@ pub struct CpuStalls {
 }
 
 impl CpuStalls {
-    /// Counts one gap between two reads of the clock, adding it to `lost` if it is one.
+    /// Counts one gap between two reads of the clock, adding it to `lost` if it is longer than
+    /// [`MIN_GAP`].
     fn record(&mut self, gap: Duration, lost: &mut Duration) {
         if gap <= MIN_GAP {
             return;

@@ -882,7 +882,10 @@ impl<P: PortIo> Worker<P> {
             let mut fetched = 0;
             let mut j = 0;
             while j < n {
-                while fetched < n.min(j + PREFETCH_AHEAD) {
+                // Frame `j + PREFETCH_AHEAD` too; never a chunk behind `j` (a chain longer than
+                // the distance was released already).
+                fetched = fetched.max(j);
+                while fetched < n.min(j + PREFETCH_AHEAD + 1) {
                     self.umem.prefetch(self.rx[fetched].addr);
                     fetched += 1;
                 }

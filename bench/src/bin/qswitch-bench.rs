@@ -616,11 +616,9 @@ fn run(args: RunArgs) -> Result<(), String> {
                 dut.name().to_owned()
             };
             bar.show(&format!("{dut_label}: the machine's pauses"));
-            if !stalls.is_empty() {
-                // The kernel finishes deleting the previous DUT's namespaces (its veths,
-                // programs and sockets) on a work queue after `ip netns del` returns.
-                std::thread::sleep(SETTLE);
-            }
+            // The kernel finishes deleting the previous DUT's namespaces (or a crashed run's:
+            // their veths, programs and sockets) on a work queue after `ip netns del` returns.
+            std::thread::sleep(SETTLE);
             stalls.push(StallProbe {
                 before: dut_label.clone(),
                 cpus: bench::stalls::probe(&cpus, STALL_PROBE),
