@@ -120,6 +120,7 @@ fn bench(c: &mut Criterion) {
                     spec: MemSpec {
                         capture: false,
                         tx_size: 4096,
+                        tx_checksum: false,
                     },
                     shared: Arc::new(PortShared::default()),
                 },

@@ -9,10 +9,14 @@
 //! or the receiver (another VM, or a NIC that does not rewrite the field) drops every segment.
 //!
 //! The headers alone tell a partial checksum from a complete one: a frame is partial when its
-//! checksum field equals the pseudo-header sum computed from its own IP header. Only those are
-//! completed ([`complete_partial`]): ones'-complement sum of the segment (which includes the
-//! field), complemented, exactly what the device would have written. A frame whose checksum is
-//! simply wrong is left as it is, so the receiver drops it as it would on a wire; real
+//! checksum field equals the pseudo-header sum computed from its own IP header ([`pending`]).
+//! Only those are finished, one of two ways. Where the egress port's kernel can finish it on
+//! transmit (AF_XDP transmit metadata, copy mode, a veth or tap), the worker asks it to, with the
+//! [`Partial`]'s offsets (`csum_start`, `csum_offset`): the frame leaves as the guest's stack
+//! left it, and a veth hands it to the receiving guest as a bridge would, unverified. Elsewhere
+//! the switch finishes it ([`finish`]): the ones'-complement sum of the segment (which includes
+//! the field), complemented, exactly what the device would have written. A frame whose checksum
+//! is simply wrong is left as it is, so the receiver drops it as it would on a wire; real
 //! corruption is never hidden. Completing is idempotent: a complete, correct checksum that
 //! happens to equal the pseudo-header sum (one frame in 65 536) is rewritten with the same value.
 //!
@@ -68,41 +72,115 @@ struct Segment {
     pseudo: u64,
 }
 
-/// Completes the TCP or UDP checksum of `frame` if, and only if, its field holds exactly the
-/// pseudo-header sum (a partial checksum left for the device), and SCTP's CRC32c if its field is
-/// zero.
-pub fn complete_partial(frame: &mut [u8]) -> Checksum {
-    let Some(seg) = segment(frame) else {
-        return Checksum::NotApplicable;
-    };
-    let Some(bytes) = frame.get_mut(seg.start..seg.start + seg.len) else {
-        return Checksum::NotApplicable;
-    };
+/// A transport checksum its sender left for the device to finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    /// TCP or UDP: the field holds the pseudo-header sum.
+    Partial(Partial),
+    /// SCTP: the CRC32c field left zero.
+    Crc {
+        /// Offset of the SCTP header in the frame.
+        start: usize,
+        /// Length of the SCTP packet.
+        len: usize,
+    },
+}
+
+/// Where a partial TCP or UDP checksum is finished, as the kernel's `csum_start` and
+/// `csum_offset` say it to a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partial {
+    /// Offset of the transport header in the frame: the sum covers it to the segment's end.
+    pub start: usize,
+    /// Offset of the checksum field from `start`.
+    pub field: usize,
+    /// Length of the transport header and payload.
+    pub len: usize,
+    udp: bool,
+}
+
+impl Partial {
+    /// Does the segment end where a frame of `frame_len` bytes ends? A device sums from `start`
+    /// to the frame's end, so a frame with Ethernet padding after its segment must be finished
+    /// by [`finish`] instead.
+    pub fn ends(&self, frame_len: usize) -> bool {
+        self.start + self.len == frame_len
+    }
+}
+
+/// What the transport checksum of `frame` still needs: `Some` if, and only if, its TCP or UDP
+/// field holds exactly the pseudo-header sum (a partial checksum left for the device), or its
+/// SCTP CRC32c field is zero.
+pub fn pending(frame: &[u8]) -> Option<Pending> {
+    pending_in(frame, segment(frame)?)
+}
+
+/// [`pending`] for the segment `seg` of `frame`.
+fn pending_in(frame: &[u8], seg: Segment) -> Option<Pending> {
+    let bytes = frame.get(seg.start..seg.start + seg.len)?;
     if seg.proto == SCTP {
         // SCTP's CRC32c offload leaves the field zero; a sender without offload never writes
         // zero (one CRC in 2^32), and RFC 9653's zero checksum accepts a correct CRC as well.
-        let field = &mut bytes[SCTP_CSUM_OFFSET..SCTP_CSUM_OFFSET + 4];
-        if field != [0; 4] {
-            return Checksum::Untouched;
-        }
-        let crc = crc32c(&[bytes]);
-        bytes[SCTP_CSUM_OFFSET..SCTP_CSUM_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
-        return Checksum::Completed;
+        return (bytes[SCTP_CSUM_OFFSET..SCTP_CSUM_OFFSET + 4] == [0; 4]).then_some(Pending::Crc {
+            start: seg.start,
+            len: seg.len,
+        });
     }
     let field = u16::from_be_bytes([bytes[seg.field], bytes[seg.field + 1]]);
     let partial = fold(seg.pseudo);
     // 0x0000 and 0xffff are both zero in ones' complement; a TCP sender may write either (a UDP
     // field of 0 means "no checksum" and stays so).
     if field != partial && !(partial == 0xffff && field == 0 && seg.proto == TCP) {
-        return Checksum::Untouched;
+        return None;
     }
-    let mut sum = !fold(sum_words(bytes, 0));
-    if sum == 0 && seg.proto == UDP {
-        // RFC 768: a computed zero is sent as all ones (zero means "no checksum").
-        sum = 0xffff;
+    Some(Pending::Partial(Partial {
+        start: seg.start,
+        field: seg.field,
+        len: seg.len,
+        udp: seg.proto == UDP,
+    }))
+}
+
+/// Finishes the checksum [`pending`] found in `frame`, as the device would have: the
+/// ones'-complement sum of the segment (which includes the pseudo-header sum in the field),
+/// complemented; or SCTP's CRC32c. Does nothing if `frame` is shorter than `p` says.
+pub fn finish(frame: &mut [u8], p: Pending) {
+    match p {
+        Pending::Crc { start, len } => {
+            let Some(bytes) = frame.get_mut(start..start + len) else {
+                return;
+            };
+            let crc = crc32c(&[bytes]);
+            bytes[SCTP_CSUM_OFFSET..SCTP_CSUM_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+        }
+        Pending::Partial(p) => {
+            let Some(bytes) = frame.get_mut(p.start..p.start + p.len) else {
+                return;
+            };
+            let mut sum = !fold(sum_words(bytes, 0));
+            if sum == 0 && p.udp {
+                // RFC 768: a computed zero is sent as all ones (zero means "no checksum").
+                sum = 0xffff;
+            }
+            bytes[p.field..p.field + 2].copy_from_slice(&sum.to_be_bytes());
+        }
     }
-    bytes[seg.field..seg.field + 2].copy_from_slice(&sum.to_be_bytes());
-    Checksum::Completed
+}
+
+/// Completes the TCP or UDP checksum of `frame` if, and only if, its field holds exactly the
+/// pseudo-header sum (a partial checksum left for the device), and SCTP's CRC32c if its field is
+/// zero: [`pending`], then [`finish`].
+pub fn complete_partial(frame: &mut [u8]) -> Checksum {
+    let Some(seg) = segment(frame) else {
+        return Checksum::NotApplicable;
+    };
+    match pending_in(frame, seg) {
+        Some(p) => {
+            finish(frame, p);
+            Checksum::Completed
+        }
+        None => Checksum::Untouched,
+    }
 }
 
 /// Is the transport checksum of `frame` correct? `None` when `frame` is not a TCP or UDP segment
@@ -147,6 +225,11 @@ pub(crate) fn icmpv6_checksum(src: &[u8; 16], dst: &[u8; 16], msg: &[u8]) -> u16
         msg,
         pseudo + u64::from(crate::wire::ipproto::ICMPV6),
     ))
+}
+
+/// The ones'-complement sum of `data` as 16-bit big-endian words, folded, not complemented.
+pub(crate) fn ones_sum(data: &[u8]) -> u16 {
+    fold(sum_words(data, 0))
 }
 
 /// The checksum of an IPv4 header whose checksum field is zero.

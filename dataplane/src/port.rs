@@ -112,6 +112,14 @@ pub trait PortIo: Sized + Send {
         false
     }
 
+    /// Does the port take frames whose partial TCP or UDP checksum the kernel finishes on
+    /// transmit? Such a frame is sent with [`crate::sys::xsk::XDP_TX_METADATA`] and a request
+    /// written before it ([`crate::sys::xsk::write_tx_checksum`]); any other frame must be
+    /// complete. False by default.
+    fn tx_checksum(&self) -> bool {
+        false
+    }
+
     /// Deepest fill level any of its queues has grown to (0 for backends without fill rings).
     fn fill_depth(&self) -> u32 {
         0

@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::{Role, Snapshot};
-use crate::csum::{self, Checksum};
+use crate::csum;
 use crate::dhcp;
 use crate::fdb::{MacEntry, DEFAULT_AGING_SECS};
 use crate::gso;
@@ -52,7 +52,7 @@ use crate::port::{PortIo, PortMode, Region, XdpDesc};
 use crate::stats::{DropReason, LocalCounters, PortCounters, WorkerStats, XdpStats};
 use crate::sys::umem::{Accounting, Umem, KERNEL_HEADROOM};
 use crate::sys::wake::Wake;
-use crate::sys::xsk::XDP_PKT_CONTD;
+use crate::sys::xsk::{write_tx_checksum, TX_METADATA_LEN, XDP_PKT_CONTD, XDP_TX_METADATA};
 use crate::wire::{
     self, is_vlan_tpid, pop_vlan_tag, push_vlan_tag, Mac, ETH_HEADER_LEN, VLAN_TAG_LEN,
 };
@@ -311,6 +311,8 @@ struct Open<P> {
     io: P,
     shared: Arc<PortShared>,
     healthy: bool,
+    /// The port's kernel finishes partial checksums on transmit ([`PortIo::tx_checksum`]).
+    tx_checksum: bool,
     xdp: XdpStats,
     /// When the last warning about frames the kernel dropped was logged.
     warned_at: Option<u64>,
@@ -767,10 +769,16 @@ impl<P: PortIo> Worker<P> {
             self.failed(slot, &e, &shared);
             return;
         }
+        let tx_checksum = io.tx_checksum();
         tracing::info!(
-            "port {slot} forwarding: {} ({} queues)",
+            "port {slot} forwarding: {} ({} queues, partial checksums finished by {})",
             io.mode().name(),
-            io.queues()
+            io.queues(),
+            if tx_checksum {
+                "the kernel on transmit"
+            } else {
+                "the switch"
+            }
         );
         // A port that is re-opened (its device came back) keeps its counters.
         let published = shared.counters.read();
@@ -781,6 +789,7 @@ impl<P: PortIo> Worker<P> {
             io,
             shared,
             healthy: true,
+            tx_checksum,
             xdp: XdpStats::default(),
             warned_at: None,
         });
@@ -889,7 +898,7 @@ impl<P: PortIo> Worker<P> {
                     self.umem.prefetch(self.rx[fetched].addr);
                     fetched += 1;
                 }
-                let d = self.rx[j];
+                let mut d = self.rx[j];
                 let chained = d.options & XDP_PKT_CONTD != 0;
                 if chained || (d.len > max_frame && self.above_mtu(d, max_frame)) {
                     // A frame larger than a chunk (its chunks up to the first without the
@@ -918,12 +927,13 @@ impl<P: PortIo> Worker<P> {
                             let mtu = max_frame.saturating_sub(ETH_HEADER_LEN as u32);
                             self.mss.observe(net, bytes, mtu, now.secs);
                         }
-                        // After the decision, so that every check saw the frame as sent; before
-                        // the copies of a flood, so that each carries the finished checksum.
-                        if !matches!(v, Verdict::Drop(_))
-                            && csum::complete_partial(bytes) == Checksum::Completed
+                        // A checksum left for the device is finished as each copy is staged
+                        // (`finish_checksum`), by the switch or by the egress port's kernel.
+                        if matches!(v, Verdict::Unicast { .. } | Verdict::Flood { .. })
+                            && csum::pending(bytes).is_some()
                         {
                             self.pipe.counters[usize::from(slot)].csum_completed += 1;
+                            d.options |= UNFINISHED;
                         }
                         v
                     }
@@ -1038,10 +1048,11 @@ impl<P: PortIo> Worker<P> {
             };
             match verdict {
                 Some((len, v)) => {
+                    // Its checksum is partial, as the guest left the frame's.
                     let d = XdpDesc {
                         addr,
                         len: len as u32,
-                        options: 0,
+                        options: UNFINISHED,
                     };
                     self.emit(slot, d, v, now);
                 }
@@ -1317,7 +1328,10 @@ impl<P: PortIo> Worker<P> {
             .get_mut(usize::from(to))
             .and_then(Option::as_mut);
         let sent = match (out, self.umem.frame(d.addr, d.len)) {
-            (Some(o), Some(bytes)) => o.send(target, net, ingress, tagged, bytes),
+            (Some(o), Some(bytes)) => {
+                let unfinished = d.options & UNFINISHED != 0;
+                o.send(target, net, ingress, tagged, unfinished, bytes)
+            }
             _ => false,
         };
         if sent {
@@ -1390,7 +1404,7 @@ impl<P: PortIo> Worker<P> {
         let d = XdpDesc {
             addr: base + u64::from(KERNEL_HEADROOM),
             len: c.len,
-            options: 0,
+            options: if c.unfinished { UNFINISHED } else { 0 },
         };
         self.pipe.inspect(&self.snap, c.net, frame);
         let vlan = self.snap.net(c.net).map_or(0, |n| n.vlan);
@@ -1640,11 +1654,46 @@ impl<P: PortIo> Worker<P> {
                 d.len - VLAN_TAG_LEN as u32
             };
         }
+        // Only the kernel's options leave the worker.
+        let unfinished = d.options & UNFINISHED != 0;
+        d.options = 0;
+        if unfinished {
+            self.finish_checksum(egress, &mut d);
+        }
         let stage = &mut self.stage[usize::from(egress)];
         if stage.is_empty() {
             self.staged.push(egress);
         }
         stage.push(d);
+    }
+
+    /// Finishes the checksum the sender of frame `d` left for the device, as it leaves for
+    /// `egress`: a port whose kernel finishes it on transmit gets the request in the frame's
+    /// metadata (and the frame is sent as it came, its checksum field holding the pseudo-header
+    /// sum); any other gets the frame with the checksum computed here. Each copy of a flood is
+    /// finished on its own, after any tag was pushed or popped.
+    #[inline]
+    fn finish_checksum(&mut self, egress: u16, d: &mut XdpDesc) {
+        let offload = matches!(self.ports.get(usize::from(egress)), Some(Some(o)) if o.tx_checksum);
+        let Some((chunk, off)) = self.umem.chunk_mut(d.addr) else {
+            return;
+        };
+        let (head, rest) = chunk.split_at_mut(off);
+        let Some(frame) = rest.get_mut(..d.len as usize) else {
+            return;
+        };
+        match csum::pending(frame) {
+            Some(csum::Pending::Partial(p))
+                if offload
+                    && p.ends(frame.len())
+                    && head.len() >= TX_METADATA_LEN
+                    && write_tx_checksum(&mut head[off - TX_METADATA_LEN..], p.start, p.field) =>
+            {
+                d.options = XDP_TX_METADATA;
+            }
+            Some(p) => csum::finish(frame, p),
+            None => {}
+        }
     }
 
     /// Sends the staged frames of every egress port (`all`), or of those whose stage could not
@@ -1767,6 +1816,11 @@ impl<P: PortIo> Worker<P> {
         }
     }
 }
+
+/// A descriptor option of the worker's own, never handed to a port: the frame's checksum was
+/// left for the device to finish (`csum::pending`), which [`Worker::finish_checksum`] sees to as
+/// each copy is staged.
+const UNFINISHED: u32 = 1 << 31;
 
 /// Unsolicited advertisements sent for each change, and the time between them.
 const RA_COPIES: u8 = 3;

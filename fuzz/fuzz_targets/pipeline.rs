@@ -105,9 +105,12 @@ fuzz_target!(|data: &[u8]| {
         w.handle(
             Command::AddPort {
                 slot,
+                // Two ports finish checksums on request, as veths do: every request the
+                // worker writes is checked as the kernel checks it.
                 spec: MemSpec {
                     capture: false,
                     tx_size: 32,
+                    tx_checksum: slot % 2 == 1,
                 },
                 shared: Arc::new(PortShared::default()),
             },
@@ -125,6 +128,10 @@ fuzz_target!(|data: &[u8]| {
         let a = w.accounting();
         assert_eq!(a.free + a.user + a.in_kernel(), a.total);
         assert_eq!(a.user, 0);
+        for p in 0..4u16 {
+            let refused = w.port_mut(p).unwrap().stats().tx_invalid_descs;
+            assert_eq!(refused, 0, "port {p}: a descriptor the kernel would refuse");
+        }
     }
     for _ in 0..8 {
         w.poll(Now::default());

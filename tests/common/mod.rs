@@ -393,6 +393,9 @@ fn tools() -> PathBuf {
 pub struct Seen {
     pub hex: String,
     pub vlan: Option<u16>,
+    /// Handed over with its transport checksum still to be finished (the receiving kernel's
+    /// skb is `CHECKSUM_PARTIAL`, as from a local sender or through a bridge).
+    pub partial: bool,
 }
 
 /// A running capture.
@@ -453,7 +456,8 @@ impl Capture {
                     .split("\"vlan\": ")
                     .nth(1)
                     .and_then(|v| v.trim_end_matches('}').trim().parse().ok());
-                Some(Seen { hex, vlan })
+                let partial = l.contains("\"partial\": true");
+                Some(Seen { hex, vlan, partial })
             })
             .collect()
     }

@@ -8,12 +8,15 @@
   frames.py count IFACE SECONDS ETYPE       as capture, but print only {"count": N} at the end
                                             (for many frames: nothing backs up in the pipe)
   frames.py capture IFACE SECONDS [ETYPE]   print one JSON object per frame received:
-                                            {"hex": ..., "vlan": VID or null}; with ETYPE
-                                            (hex), only frames whose payload has that type.
+                                            {"hex": ..., "partial": B, "vlan": VID or null};
+                                            with ETYPE (hex), only frames whose payload has
+                                            that type.
                                             Stops after SECONDS or when stdin closes.
 
 The kernel moves a received 802.1Q tag out of the frame into metadata; the capture reads it
-back from PACKET_AUXDATA, so "vlan" is the tag the frame carried on the wire.
+back from PACKET_AUXDATA, so "vlan" is the tag the frame carried on the wire. "partial" says
+whether the kernel handed the frame over with its transport checksum still to be finished
+(TP_STATUS_CSUMNOTREADY: the skb is CHECKSUM_PARTIAL, as a local sender's or a veth peer's is).
 """
 import json
 import select
@@ -24,6 +27,7 @@ import time
 
 SOL_PACKET = 263
 PACKET_AUXDATA = 8
+TP_STATUS_CSUMNOTREADY = 0x8
 TP_STATUS_VLAN_VALID = 0x10
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -76,11 +80,13 @@ def capture(iface, seconds, etype, count_only=False):
         if addr[2] == PACKET_OUTGOING:
             continue
         vlan = None
+        partial = False
         for level, typ, cdata in anc:
             if level == SOL_PACKET and typ == PACKET_AUXDATA and len(cdata) >= 20:
                 status, _, _, _, _, tci, _tpid = struct.unpack("IIIHHHH", cdata[:20])
                 if status & TP_STATUS_VLAN_VALID:
                     vlan = tci & 0x0FFF
+                partial = bool(status & TP_STATUS_CSUMNOTREADY)
         if len(data) >= 14 and etype is not None:
             t = struct.unpack("!H", data[12:14])[0]
             if t == 0x8100 and len(data) >= 18:
@@ -90,7 +96,7 @@ def capture(iface, seconds, etype, count_only=False):
         if count_only:
             counted += 1
             continue
-        print(json.dumps({"hex": data.hex(), "vlan": vlan}), flush=True)
+        print(json.dumps({"hex": data.hex(), "partial": partial, "vlan": vlan}), flush=True)
     if count_only:
         print(json.dumps({"count": counted}), flush=True)
 

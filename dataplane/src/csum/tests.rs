@@ -283,6 +283,60 @@ fn a_full_checksum_equal_to_the_pseudo_header_sum_is_rewritten_unchanged() {
     assert_eq!(f, full);
 }
 
+/// What a device (or the kernel's software fallback) writes when asked to finish a partial
+/// checksum at `(start, field)`: the sum from `start` to the frame's end, complemented.
+fn device_finish(frame: &mut [u8], start: usize, field: usize) {
+    let mut sum = !ones_sum(&frame[start..]);
+    if sum == 0 {
+        sum = 0xffff;
+    }
+    frame[start + field..start + field + 2].copy_from_slice(&sum.to_be_bytes());
+}
+
+#[test]
+fn pending_says_where_a_device_finishes_the_checksum() {
+    for (ip, proto) in CASES {
+        for vlan in [None, Some(42)] {
+            for len in [0usize, 1, 100, 1401] {
+                let payload: Vec<u8> = (0..len).map(|i| (i * 5 + 1) as u8).collect();
+                let partial = with_checksum(ip, proto, &payload, true);
+                let full = frame(
+                    ip,
+                    proto,
+                    &with_checksum(ip, proto, &payload, false),
+                    vlan,
+                    0,
+                );
+                let mut f = frame(ip, proto, &partial, vlan, 0);
+                let Some(Pending::Partial(p)) = pending(&f) else {
+                    panic!("{ip:?} {proto} {vlan:?} {len}: partial");
+                };
+                assert_eq!(p.start + p.field, field_in_frame(ip, proto, vlan.is_some()));
+                assert_eq!((p.field, p.len), (field_offset(proto), partial.len()));
+                assert!(p.ends(f.len()));
+                let mut by_switch = f.clone();
+                finish(&mut by_switch, Pending::Partial(p));
+                device_finish(&mut f, p.start, p.field);
+                assert_eq!(
+                    f, full,
+                    "{ip:?} {proto} {vlan:?} {len}: as a device finishes it"
+                );
+                assert_eq!(
+                    by_switch, full,
+                    "{ip:?} {proto} {vlan:?} {len}: as the switch does"
+                );
+                assert_eq!(pending(&full), None, "a complete checksum needs nothing");
+                // Padding after the segment: a device would sum it too.
+                let padded = frame(ip, proto, &partial, vlan, 6);
+                let Some(Pending::Partial(p)) = pending(&padded) else {
+                    panic!("padded: partial");
+                };
+                assert!(!p.ends(padded.len()));
+            }
+        }
+    }
+}
+
 #[test]
 fn ethernet_padding_is_not_summed() {
     let payload = b"short".to_vec();

@@ -332,6 +332,7 @@ pub struct AfXdpPort {
     slot: u16,
     ifindex: u32,
     mode: PortMode,
+    tx_checksum: bool,
     // Field order is drop order: the program (when this is its last holder) goes first, then
     // the sockets.
     pre: Arc<Prepared>,
@@ -447,10 +448,23 @@ impl PortIo for AfXdpPort {
             (true, false) => PortMode::NativeCopy,
             (false, _) => PortMode::GenericCopy,
         };
+        // Partial checksums are left for the kernel to finish on transmit where the UMEM has
+        // room for the request and the socket builds an skb (copy mode), and only towards the
+        // devices that hand such an skb on as a guest's own stack leaves it: veth (to its peer,
+        // which trusts it) and tun/tap (to the VMM, as virtio-net's "needs checksum"). A NIC's
+        // driver may read fields a socket's skb lacks (its protocol, its network header):
+        // frames to it are finished by the switch.
+        let tx_checksum = queues[0].sock.tx_metadata()
+            && mode != PortMode::NativeZeroCopy
+            && matches!(
+                netdev::driver(&spec.device).as_deref(),
+                Some("veth" | "tun")
+            );
         Ok(AfXdpPort {
             slot,
             ifindex,
             mode,
+            tx_checksum,
             pre,
             queues,
             rr: 0,
@@ -586,6 +600,10 @@ impl PortIo for AfXdpPort {
 
     fn tx_leftover(&self) -> bool {
         self.tx_pending
+    }
+
+    fn tx_checksum(&self) -> bool {
+        self.tx_checksum
     }
 
     fn drained(&mut self) -> bool {

@@ -1,7 +1,8 @@
-//! Interface lookups: index, RX queue count, MTU and operational state, from the kernel.
+//! Interface lookups: index, RX queue count, MTU, operational state and driver, from the kernel.
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd};
 
 /// The index of interface `name`, or `None` if it does not exist.
 pub fn ifindex(name: &str) -> Option<u32> {
@@ -53,6 +54,71 @@ pub fn mtu(name: &str) -> io::Result<u32> {
     sysfs(name, "mtu")?
         .parse()
         .map_err(|_| io::Error::other("unreadable mtu"))
+}
+
+/// The name of the driver behind interface `name` (`veth`, `tun`, a NIC's driver), as
+/// `ethtool -i` reads it (`SIOCETHTOOL`, `ETHTOOL_GDRVINFO`); `None` if the kernel does not say.
+pub fn driver(name: &str) -> Option<String> {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_GDRVINFO: u32 = 3;
+    /// `struct ethtool_drvinfo`.
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        version: [u8; 32],
+        fw_version: [u8; 32],
+        bus_info: [u8; 32],
+        erom_version: [u8; 32],
+        reserved2: [u8; 12],
+        counts: [u32; 5],
+    }
+    /// `struct ifreq` with its `ifr_data` member.
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; libc::IFNAMSIZ],
+        data: *mut DrvInfo,
+        _rest: [u8; 16],
+    }
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return None;
+    }
+    let mut info = DrvInfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        version: [0; 32],
+        fw_version: [0; 32],
+        bus_info: [0; 32],
+        erom_version: [0; 32],
+        reserved2: [0; 12],
+        counts: [0; 5],
+    };
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data: &mut info,
+        _rest: [0; 16],
+    };
+    req.name[..bytes.len()].copy_from_slice(bytes);
+    // SAFETY: plain socket creation; the result is checked and owned right away.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: `raw` is a fresh fd that nothing else owns.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+    // SAFETY: `req` is a complete `struct ifreq` whose name is NUL-terminated and whose data
+    // pointer points to `info`, a complete `struct ethtool_drvinfo` that outlives the call; the
+    // kernel writes only within it.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &mut req) };
+    if r < 0 {
+        return None;
+    }
+    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    std::str::from_utf8(&info.driver[..end])
+        .ok()
+        .filter(|d| !d.is_empty())
+        .map(str::to_owned)
 }
 
 /// Is interface `name` administratively up (`IFF_UP`)?

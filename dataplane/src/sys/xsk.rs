@@ -46,6 +46,55 @@ pub const XDP_USE_NEED_WAKEUP: u16 = 8;
 pub const XDP_USE_SG: u16 = 16;
 /// Descriptor option: more chunks of this frame follow.
 pub const XDP_PKT_CONTD: u32 = 1;
+/// Descriptor option: the [`TX_METADATA_LEN`] bytes before the frame hold a request to the
+/// kernel (`struct xsk_tx_metadata`, see [`write_tx_checksum`]).
+pub const XDP_TX_METADATA: u32 = 2;
+/// UMEM registration flag: `tx_metadata_len` is meant (kernel 6.11, and 6.8 to 6.10 with the
+/// fix that made it required).
+const XDP_UMEM_TX_METADATA_LEN: u32 = 4;
+/// `xsk_tx_metadata` flag: finish the checksum from `csum_start` to the frame's end and store
+/// it at `csum_start + csum_offset`.
+const XDP_TXMD_FLAGS_CHECKSUM: u64 = 2;
+/// Bytes reserved before every transmitted frame for its metadata: `sizeof(struct
+/// xsk_tx_metadata)` (flags, then `csum_start`, `csum_offset` and a launch time). With it
+/// registered, the kernel refuses any descriptor less than this far into its chunk.
+pub const TX_METADATA_LEN: usize = 24;
+
+/// Writes into `meta` (the [`TX_METADATA_LEN`] bytes before a frame) a request that the kernel
+/// finish the frame's partial checksum on transmit: summed from byte `start` of the frame to
+/// its end, stored at `start + field`. In copy mode the kernel marks the skb it builds
+/// `CHECKSUM_PARTIAL` with those offsets, as a guest's stack leaves it: a veth hands it to its
+/// peer as it is (the receiver trusts it, as it trusts the Linux bridge's), any other device
+/// finishes it in software or hardware as it would for a local socket. Returns false (writes
+/// nothing) when `meta` is shorter or an offset does not fit.
+pub fn write_tx_checksum(meta: &mut [u8], start: usize, field: usize) -> bool {
+    let (Ok(start), Ok(field)) = (u16::try_from(start), u16::try_from(field)) else {
+        return false;
+    };
+    let Some(meta) = meta.get_mut(..TX_METADATA_LEN) else {
+        return false;
+    };
+    // The kernel reads the struct in the machine's byte order: flags (u64), csum_start (u16),
+    // csum_offset (u16), padding, launch_time (u64, ignored without its flag).
+    meta.fill(0);
+    meta[..8].copy_from_slice(&XDP_TXMD_FLAGS_CHECKSUM.to_ne_bytes());
+    meta[8..10].copy_from_slice(&start.to_ne_bytes());
+    meta[10..12].copy_from_slice(&field.to_ne_bytes());
+    true
+}
+
+/// Reads back what [`write_tx_checksum`] wrote: `(csum_start, csum_offset)`, or `None` when
+/// `meta` asks for anything else (the in-memory port checks requests as the kernel does).
+pub fn read_tx_checksum(meta: &[u8]) -> Option<(usize, usize)> {
+    let meta = meta.get(..TX_METADATA_LEN)?;
+    let flags = u64::from_ne_bytes(meta[..8].try_into().ok()?);
+    if flags != XDP_TXMD_FLAGS_CHECKSUM {
+        return None;
+    }
+    let start = u16::from_ne_bytes([meta[8], meta[9]]);
+    let field = u16::from_ne_bytes([meta[10], meta[11]]);
+    Some((usize::from(start), usize::from(field)))
+}
 
 #[repr(C)]
 struct UmemReg {
@@ -123,6 +172,7 @@ pub struct XskSocket {
     // Declared last: the rings are unmapped before the socket is closed.
     fd: OwnedFd,
     queue: u32,
+    tx_metadata: bool,
 }
 
 impl core::fmt::Debug for XskSocket {
@@ -183,16 +233,28 @@ impl XskSocket {
         // SAFETY: `raw` is a fresh fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let b = fd.as_fd();
+        // Room for transmit metadata where the kernel has it; a kernel without it refuses the
+        // flag (`EINVAL`), and the registration is made again without.
+        let mut tx_metadata = false;
         if shared.is_none() {
-            let reg = UmemReg {
+            let mut reg = UmemReg {
                 addr: region.addr as u64,
                 len: region.len as u64,
                 chunk_size: region.chunk_size,
                 headroom: 0,
-                flags: 0,
-                tx_metadata_len: 0,
+                flags: XDP_UMEM_TX_METADATA_LEN,
+                tx_metadata_len: TX_METADATA_LEN as u32,
             };
-            setsockopt(b, XDP_UMEM_REG, &reg)?;
+            tx_metadata = match setsockopt(b, XDP_UMEM_REG, &reg) {
+                Ok(()) => true,
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    reg.flags = 0;
+                    reg.tx_metadata_len = 0;
+                    setsockopt(b, XDP_UMEM_REG, &reg)?;
+                    false
+                }
+                Err(e) => return Err(e),
+            };
         }
         setsockopt(b, XDP_UMEM_FILL_RING, &sizes.fill)?;
         setsockopt(b, XDP_UMEM_COMPLETION_RING, &sizes.comp)?;
@@ -232,7 +294,14 @@ impl XskSocket {
             tx,
             fd,
             queue,
+            tx_metadata,
         })
+    }
+
+    /// Did this socket register its UMEM with room for transmit metadata ([`TX_METADATA_LEN`])?
+    /// Always false for a socket that shares another's registration: ask that one.
+    pub fn tx_metadata(&self) -> bool {
+        self.tx_metadata
     }
 
     /// The socket's fd (for the XSKMAP and for sharing the UMEM).
@@ -309,5 +378,27 @@ impl XskSocket {
         getsockopt::<u32>(self.fd.as_fd(), XDP_OPTIONS)
             .map(|f| f & XDP_OPTIONS_ZEROCOPY != 0)
             .unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checksum_request_reads_back_and_refuses_what_does_not_fit() {
+        let mut meta = [0xffu8; TX_METADATA_LEN + 8];
+        assert!(write_tx_checksum(&mut meta[8..], 38, 16));
+        assert_eq!(meta[..8], [0xff; 8], "nothing written before the area");
+        assert_eq!(read_tx_checksum(&meta[8..]), Some((38, 16)));
+        assert_eq!(
+            u64::from_ne_bytes(meta[8..16].try_into().unwrap()),
+            XDP_TXMD_FLAGS_CHECKSUM
+        );
+        assert_eq!(meta[20..], [0; 12], "padding and launch time zero");
+        assert!(!write_tx_checksum(&mut meta[..TX_METADATA_LEN - 1], 38, 16));
+        assert!(!write_tx_checksum(&mut meta, 70_000, 16));
+        assert_eq!(read_tx_checksum(&[0; TX_METADATA_LEN]), None, "no flag");
+        assert_eq!(read_tx_checksum(&meta[..4]), None);
     }
 }

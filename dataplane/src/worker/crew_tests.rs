@@ -32,6 +32,16 @@ impl Crew {
     }
 
     fn with(frames: u32, depth: usize, edit: impl FnOnce(&mut SwitchConfig)) -> Crew {
+        Crew::offloading(frames, depth, edit, &[])
+    }
+
+    /// As [`Crew::with`], the ports named in `offload` finishing checksums on request.
+    fn offloading(
+        frames: u32,
+        depth: usize,
+        edit: impl FnOnce(&mut SwitchConfig),
+        offload: &[&str],
+    ) -> Crew {
         let wc = WorkerConfig {
             frames,
             ..WorkerConfig::default()
@@ -79,7 +89,8 @@ impl Crew {
         }
         for (id, o) in OWNERS {
             let slot = c.ports.get(id).unwrap();
-            super::tests::open_mem_port(&mut c.w[usize::from(o)], slot);
+            let w = &mut c.w[usize::from(o)];
+            super::tests::open_mem_port_with(w, slot, offload.contains(&id));
         }
         c
     }
@@ -109,7 +120,7 @@ impl Crew {
         self.w[owner(id)].counters(self.ports.get(id).unwrap())
     }
 
-    fn check_accounting(&self) {
+    fn check_accounting(&mut self) {
         for w in &self.w {
             let a = w.accounting();
             assert_eq!(
@@ -119,6 +130,12 @@ impl Crew {
                 w.id()
             );
             assert_eq!(a.user, 0, "worker {} holds no frame between rounds", w.id());
+        }
+        for (id, o) in OWNERS {
+            let slot = self.ports.get(id).unwrap();
+            if let Some(p) = self.w[usize::from(o)].port_mut(slot) {
+                assert_eq!(p.stats().tx_invalid_descs, 0, "{id}: refused descriptors");
+            }
         }
     }
 }
@@ -150,6 +167,46 @@ fn unicast_crosses_between_workers_both_ways() {
     assert_eq!(c.counters("a1").tx_packets, 2);
     let (out0, in1) = (c.w[0].crossed.0, c.w[1].crossed.1);
     assert_eq!((out0, in1), (1, 1), "one unicast from worker 0 to 1");
+    c.check_accounting();
+}
+
+#[test]
+fn partial_checksums_crossing_workers_are_finished_on_the_egress_worker() {
+    // a2 (worker 1) finishes checksums on transmit; a3 and the trunk (worker 1) do not.
+    let mut c = Crew::offloading(4096, 64, |_| {}, &["a2"]);
+    c.inject("a2", frame(Mac::BROADCAST, VM2));
+    c.run();
+    for p in ["a1", "a3", "up"] {
+        c.take(p);
+    }
+    let mut ip = vec![
+        0x45, 0, 0, 60, 0, 1, 0x40, 0, 64, 17, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2,
+    ];
+    ip.extend_from_slice(&[0x30, 0x39, 0, 53, 0, 40, 0, 0]);
+    ip.extend_from_slice(&[0x5a; 32]);
+    let udp = |dst: Mac| {
+        let mut f = build_frame(dst, VM1, None, ETHERTYPE_IPV4, &ip);
+        assert!(crate::csum::make_partial(&mut f));
+        f
+    };
+    // Learned unicast across workers: left to a2's kernel.
+    c.inject("a1", udp(VM2));
+    c.run();
+    let out = c.take("a2");
+    assert_eq!(out.len(), 1);
+    assert_eq!(crate::csum::verify(&out[0]), Some(true));
+    assert_eq!(c.port("a2").checksum_requests, 1);
+    // A flood crosses once, partial; worker 1 leaves a2's copy to its kernel and finishes the
+    // others (the trunk's after its tag is pushed).
+    c.inject("a1", udp(Mac::BROADCAST));
+    c.run();
+    assert_eq!(c.port("a2").checksum_requests, 2);
+    for p in ["a2", "a3", "up"] {
+        let out = c.take(p);
+        assert_eq!(out.len(), 1, "{p}");
+        assert_eq!(crate::csum::verify(&out[0]), Some(true), "{p}");
+    }
+    assert_eq!(c.counters("a1").csum_completed, 2);
     c.check_accounting();
 }
 

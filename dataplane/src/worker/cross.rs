@@ -36,6 +36,9 @@ pub(crate) struct Crossing {
     pub(crate) ingress: u16,
     /// Whether the bytes carry the network's tag (the frame came from a trunk).
     pub(crate) tagged: bool,
+    /// Whether the frame's checksum was left for the device to finish (`csum::pending`): the
+    /// receiving worker finishes it, or has its port's kernel finish it, per copy it sends.
+    pub(crate) unfinished: bool,
     pub(crate) len: u32,
     pub(crate) buf: Box<[u8]>,
 }
@@ -74,6 +77,7 @@ impl Outbound {
         net: u16,
         ingress: u16,
         tagged: bool,
+        unfinished: bool,
         frame: &[u8],
     ) -> bool {
         let Some(mut buf) = self.free.pop() else {
@@ -89,6 +93,7 @@ impl Outbound {
             net,
             ingress,
             tagged,
+            unfinished,
             len: frame.len() as u32,
             buf,
         };
@@ -191,18 +196,23 @@ mod tests {
         let inbound = m[1].inbound.pop().unwrap();
         let out = m[0].out[1].as_mut().unwrap();
         assert_eq!(out.reclaim(), 2);
-        assert!(out.send(Target::Port(3), 1, 0, false, &[1, 2, 3]));
-        assert!(out.send(Target::Flood, 1, 0, true, &[4; 64]));
-        assert!(!out.send(Target::Flood, 1, 0, false, &[5]), "pool empty");
+        assert!(out.send(Target::Port(3), 1, 0, false, false, &[1, 2, 3]));
+        assert!(out.send(Target::Flood, 1, 0, true, true, &[4; 64]));
+        assert!(
+            !out.send(Target::Flood, 1, 0, false, false, &[5]),
+            "pool empty"
+        );
         let first = inbound.next().unwrap();
         assert_eq!(
             (first.target, first.frame()),
             (Target::Port(3), &[1u8, 2, 3][..])
         );
+        let first_unfinished = first.unfinished;
         inbound.done(first);
         assert_eq!(out.reclaim(), 1);
         let second = inbound.next().unwrap();
-        assert!(second.tagged && second.frame() == [4; 64]);
+        assert!(second.tagged && second.unfinished && second.frame() == [4; 64]);
+        assert!(!first_unfinished);
         assert!(inbound.next().is_none());
     }
 
@@ -210,7 +220,7 @@ mod tests {
     fn a_frame_larger_than_a_buffer_is_refused_and_keeps_the_buffer() {
         let mut m = mesh(2, 1, 16);
         let out = m[0].out[1].as_mut().unwrap();
-        assert!(!out.send(Target::Flood, 0, 0, false, &[0; 17]));
+        assert!(!out.send(Target::Flood, 0, 0, false, false, &[0; 17]));
         assert_eq!(out.reclaim(), 1);
     }
 }

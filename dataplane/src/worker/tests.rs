@@ -21,12 +21,19 @@ struct Rig {
 
 /// Opens an in-memory port in `slot` that keeps what it sends, with a 256-frame TX ring.
 pub(super) fn open_mem_port(w: &mut Worker<MemPort>, slot: u16) {
+    open_mem_port_with(w, slot, false);
+}
+
+/// As [`open_mem_port`]; with `tx_checksum` the port finishes checksums on request, as a veth's
+/// kernel does ([`PortIo::tx_checksum`]).
+pub(super) fn open_mem_port_with(w: &mut Worker<MemPort>, slot: u16, tx_checksum: bool) {
     w.handle(
         Command::AddPort {
             slot,
             spec: MemSpec {
                 capture: true,
                 tx_size: 256,
+                tx_checksum,
             },
             shared: Arc::new(PortShared::default()),
         },
@@ -63,6 +70,11 @@ impl Rig {
     }
 
     fn with(wc: WorkerConfig) -> Rig {
+        Rig::offloading(wc, &[])
+    }
+
+    /// As [`Rig::with`], the ports named in `offload` finishing checksums on request.
+    fn offloading(wc: WorkerConfig, offload: &[&str]) -> Rig {
         let mut r = Rig {
             w: Worker::new(wc).unwrap(),
             ports: SlotMap::default(),
@@ -73,7 +85,7 @@ impl Rig {
         r.apply(&c);
         for p in &c.ports {
             let slot = r.ports.get(&p.id).unwrap();
-            open_mem_port(&mut r.w, slot);
+            open_mem_port_with(&mut r.w, slot, offload.contains(&p.id.as_str()));
         }
         r
     }
@@ -124,10 +136,20 @@ impl Rig {
         sent.remove(0)
     }
 
-    fn check_accounting(&self) {
+    fn check_accounting(&mut self) {
         let a = self.w.accounting();
         assert_eq!(a.free + a.user + a.in_kernel(), a.total);
         assert_eq!(a.user, 0, "the worker holds no frame between rounds");
+        for p in ["a1", "a2", "a3", "b1", "up"] {
+            let slot = self.ports.get(p).unwrap();
+            if let Some(port) = self.w.port_mut(slot) {
+                let s = port.stats();
+                assert_eq!(
+                    s.tx_invalid_descs, 0,
+                    "{p}: a descriptor the kernel would refuse"
+                );
+            }
+        }
     }
 }
 
@@ -286,6 +308,7 @@ fn failed_transmit_marks_the_port_and_keeps_forwarding_elsewhere() {
             spec: MemSpec {
                 capture: true,
                 tx_size: 64,
+                tx_checksum: false,
             },
             shared: Arc::clone(&shared),
         },
@@ -339,7 +362,17 @@ fn tcp_frame(payload: &[u8]) -> Vec<u8> {
 
 #[test]
 fn a_tcp_super_frame_chain_leaves_as_segments_and_every_chunk_is_accounted() {
-    let mut r = Rig::new(4096);
+    for offload in [false, true] {
+        super_frame_segments(offload);
+    }
+}
+
+fn super_frame_segments(offload: bool) {
+    let wc = WorkerConfig {
+        frames: 4096,
+        ..WorkerConfig::default()
+    };
+    let mut r = Rig::offloading(wc, if offload { &["a2"] } else { &[] });
     r.inject("a2", frame(Mac::BROADCAST, VM2));
     r.run();
     for p in ["a1", "a2", "a3", "b1", "up"] {
@@ -367,6 +400,106 @@ fn a_tcp_super_frame_chain_leaves_as_segments_and_every_chunk_is_accounted() {
     let slot = r.ports.get("a1").unwrap();
     assert_eq!(r.w.counters(slot).gso_segmented, 2);
     assert_eq!(r.w.counters(slot).rx_packets, 16);
+    // Each segment's checksum is finished by a2's kernel, or by the switch.
+    let requests = if offload { 16 } else { 0 };
+    assert_eq!(r.port("a2").checksum_requests, requests);
+    r.check_accounting();
+}
+
+/// A TCP frame from VM1 to `dst` carrying `payload`, its checksum left partial as a guest's
+/// stack leaves it for its NIC; with `tag`, carrying that VLAN tag.
+fn partial_tcp(dst: Mac, payload: &[u8], tag: Option<u16>) -> Vec<u8> {
+    let mut f = tcp_frame(payload);
+    f[0..6].copy_from_slice(&dst.0);
+    if let Some(vid) = tag {
+        f = build_frame(dst, VM1, Some(vid), ETHERTYPE_IPV4, &f[14..]);
+    }
+    assert!(crate::csum::make_partial(&mut f));
+    f
+}
+
+#[test]
+fn partial_checksums_are_left_to_ports_that_finish_them_and_finished_for_the_others() {
+    let wc = WorkerConfig {
+        frames: 1024,
+        ..WorkerConfig::default()
+    };
+    // a2 and the trunk (veths, say) finish checksums on transmit; a1 and a3 do not.
+    let mut r = Rig::offloading(wc, &["a2", "up"]);
+    r.inject("a2", frame(Mac::BROADCAST, VM2));
+    r.run();
+    for p in ["a1", "a2", "a3", "b1", "up"] {
+        r.out(p);
+    }
+    let payload: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+    let requests = |r: &mut Rig| {
+        (
+            r.port("a2").checksum_requests,
+            r.port("up").checksum_requests,
+        )
+    };
+
+    // Learned unicast to a2: left to its kernel, which finishes it.
+    r.inject("a1", partial_tcp(VM2, &payload, None));
+    r.run();
+    let out = r.out("a2");
+    assert_eq!(out.len(), 1);
+    assert_eq!(crate::csum::verify(&out[0]), Some(true));
+    assert_eq!(requests(&mut r), (1, 0));
+
+    // A flood: a2 and the trunk (tagged: the request's offsets follow the tag) get requests, a3
+    // a checksum the switch computed.
+    r.inject(
+        "a1",
+        partial_tcp(Mac([0x02, 0, 0, 0, 0, 9]), &payload, None),
+    );
+    r.run();
+    assert_eq!(requests(&mut r), (2, 1));
+    for p in ["a2", "a3", "up"] {
+        let out = r.out(p);
+        assert_eq!(out.len(), 1, "{p}");
+        assert_eq!(crate::csum::verify(&out[0]), Some(true), "{p}");
+    }
+    assert!(r.out("b1").is_empty());
+
+    // From the trunk, tagged, to a2: the tag is popped and the request's offsets follow.
+    let mut tagged = partial_tcp(VM2, &payload, Some(10));
+    tagged[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 7]);
+    r.inject("up", tagged);
+    r.run();
+    let out = r.out("a2");
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0][12..14], &[0x08, 0x00], "untagged");
+    assert_eq!(crate::csum::verify(&out[0]), Some(true));
+    assert_eq!(requests(&mut r), (3, 1));
+
+    // Ethernet padding after the segment: a device would sum it too, so the switch finishes it.
+    let mut padded = partial_tcp(VM2, &payload[..10], None);
+    padded.extend_from_slice(&[0xee; 6]);
+    r.inject("a1", padded);
+    r.run();
+    let out = r.out("a2");
+    assert_eq!(out.len(), 1);
+    assert_eq!(crate::csum::verify(&out[0]), Some(true));
+    assert_eq!(requests(&mut r), (3, 1));
+
+    // A checksum that is simply wrong is neither finished nor left to the kernel: the receiver
+    // drops the frame, as it would from a wire.
+    let mut wrong = tcp_frame(&payload);
+    wrong[50] ^= 0x5a;
+    r.inject("a1", wrong.clone());
+    r.run();
+    assert_eq!(r.out("a2"), vec![wrong]);
+    assert_eq!(requests(&mut r), (3, 1));
+
+    let a1 = r.ports.get("a1").unwrap();
+    let up = r.ports.get("up").unwrap();
+    assert_eq!(
+        r.w.counters(a1).csum_completed,
+        3,
+        "counted once per frame, on its ingress"
+    );
+    assert_eq!(r.w.counters(up).csum_completed, 1);
     r.check_accounting();
 }
 
@@ -817,6 +950,7 @@ fn a_port_whose_slot_is_still_held_starts_once_the_slot_is_released() {
     let spec = MemSpec {
         capture: true,
         tx_size: 256,
+        tx_checksum: false,
     };
     let open = |w: &mut Worker<MemPort>, shared: &Arc<PortShared>| {
         w.handle(
@@ -878,6 +1012,7 @@ fn a_failed_redundant_open_leaves_the_open_port_alone() {
     let spec = MemSpec {
         capture: true,
         tx_size: 256,
+        tx_checksum: false,
     };
     let port = MemPort::open(&spec, slot, &r.w.region()).unwrap();
     open(&mut r.w, Ok(port));
