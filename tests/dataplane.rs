@@ -360,9 +360,16 @@ fn tcp_crosses_the_uplink_trunk_between_two_switches() {
     assert!(echoed >= 98, "{echoed} of 100 UDP datagrams echoed");
 }
 
+/// A host's MAC and IPv4 address.
+type Host<'a> = (&'a str, &'a str);
+
+fn host(vm: &Vm) -> Host<'_> {
+    (&vm.mac, &vm.ip)
+}
+
 /// An IPv4/UDP frame from `src` to `dst` whose checksum field holds `field(pseudo, full)`,
 /// given the pseudo-header sum and the correct checksum.
-fn udp_frame(src: &Vm, dst: &Vm, payload: &[u8], field: impl Fn(u16, u16) -> u16) -> Vec<u8> {
+fn udp_frame(src: Host, dst: Host, payload: &[u8], field: impl Fn(u16, u16) -> u16) -> Vec<u8> {
     fn sum(words: &[u8], mut acc: u32) -> u32 {
         for pair in words.chunks(2) {
             acc += u32::from(pair[0]) << 8 | pair.get(1).copied().map_or(0, u32::from);
@@ -381,7 +388,7 @@ fn udp_frame(src: &Vm, dst: &Vm, payload: &[u8], field: impl Fn(u16, u16) -> u16
             .map(|o| u8::from_str_radix(o, 16).unwrap())
             .collect()
     };
-    let (sip, dip) = (ip(&src.ip), ip(&dst.ip));
+    let (sip, dip) = (ip(src.1), ip(dst.1));
     let udp_len = 8 + payload.len() as u16;
     let mut udp = vec![0x9c, 0x41, 0x9c, 0x42];
     udp.extend_from_slice(&udp_len.to_be_bytes());
@@ -396,8 +403,8 @@ fn udp_frame(src: &Vm, dst: &Vm, payload: &[u8], field: impl Fn(u16, u16) -> u16
     ipv4.extend_from_slice(&dip);
     let hsum = !fold(sum(&ipv4, 0));
     ipv4[10..12].copy_from_slice(&hsum.to_be_bytes());
-    let mut f = mac(&dst.mac);
-    f.extend(mac(&src.mac));
+    let mut f = mac(dst.0);
+    f.extend(mac(src.0));
     f.extend_from_slice(&[0x08, 0x00]);
     f.extend(ipv4);
     f.extend(udp);
@@ -430,9 +437,11 @@ fn as_finished(s: &Seen) -> Vec<u8> {
 fn a_wrong_checksum_crosses_untouched_and_a_partial_one_arrives_to_be_finished() {
     let lab = Lab::new("w");
     let payload = b"qswitch checksum test payload, 40 bytes.";
-    let wrong = udp_frame(&lab.vm1, &lab.vm2, payload, |_, full| full ^ 0x0101);
-    let partial = udp_frame(&lab.vm1, &lab.vm2, payload, |pseudo, _| pseudo);
-    let complete = udp_frame(&lab.vm1, &lab.vm2, payload, |_, full| full);
+    let wrong = udp_frame(host(&lab.vm1), host(&lab.vm2), payload, |_, full| {
+        full ^ 0x0101
+    });
+    let partial = udp_frame(host(&lab.vm1), host(&lab.vm2), payload, |pseudo, _| pseudo);
+    let complete = udp_frame(host(&lab.vm1), host(&lab.vm2), payload, |_, full| full);
     assert_ne!(partial, complete);
     let c2 = lab.vm2.capture(10.0, 0x0800);
     lab.vm1.send(&[hex(&wrong), hex(&partial)]);
@@ -529,6 +538,11 @@ impl Vmm {
     }
 
     fn send(&mut self, what: &str) {
+        assert_eq!(self.ask(what), "sent");
+    }
+
+    /// One command, one line of answer.
+    fn ask(&mut self, what: &str) -> String {
         use std::io::{BufRead, Write};
         let stdin = self.child.stdin.as_mut().unwrap();
         writeln!(stdin, "{what}").unwrap();
@@ -536,7 +550,7 @@ impl Vmm {
         let mut line = String::new();
         let mut out = std::io::BufReader::new(self.child.stdout.as_mut().unwrap());
         out.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "sent");
+        line.trim().to_owned()
     }
 }
 
@@ -545,6 +559,56 @@ impl Drop for Vmm {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+#[test]
+fn partial_checksums_reach_a_tap_guest_as_virtio_nets_needs_checksum() {
+    // The VMM negotiated checksum offload with its guest (TUN_F_CSUM): the switch leaves the
+    // checksum of vm2's datagram to the tap's kernel, which hands it to the VMM as the
+    // virtio-net header's "needs checksum" with where to finish it, as from a local socket.
+    let vm2 = Vm::new("n", 2, 0);
+    let mut vmm = Vmm::start("02:00:00:00:00:01", &vm2);
+    let toml = format!(
+        "[[network]]\nid = \"a\"\nvlan = 10\n\
+         [[port]]\nid = \"tap\"\ndevice = \"{}\"\nnetwork = \"a\"\n\
+         [[port]]\nid = \"vm2\"\ndevice = \"{}\"\nnetwork = \"a\"\n",
+        vmm.tap, vm2.host
+    );
+    let d = Daemon::with_config(&toml, &[]);
+    assert!(
+        wait_for(Duration::from_secs(10), || has_xdp(&vmm.tap)
+            && has_xdp(&vm2.host)),
+        "{}",
+        d.log()
+    );
+    let guest = ("02:00:00:00:00:01", "198.18.0.1");
+    let payload = b"to a guest behind a tap, to be finished";
+    let partial = udp_frame(host(&vm2), guest, payload, |pseudo, _| pseudo);
+    let complete = udp_frame(host(&vm2), guest, payload, |_, full| full);
+    vm2.send(&[hex(&partial)]);
+    let got = vmm.ask("recv 5");
+    let field = |k: &str| -> u64 {
+        got.split(&format!("\"{k}\": "))
+            .nth(1)
+            .and_then(|v| v.split([',', '}']).next()?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{k} in {got}\n{}", d.log()))
+    };
+    assert_eq!(field("flags"), 1, "VIRTIO_NET_HDR_F_NEEDS_CSUM: {got}");
+    assert_eq!(
+        (field("csum_start"), field("csum_offset")),
+        (34, 6),
+        "{got}"
+    );
+    assert!(
+        got.contains(&hex(&partial)),
+        "the datagram as vm2 left it: {got}"
+    );
+    let mut finished = partial.clone();
+    assert_eq!(
+        dataplane::csum::complete_partial(&mut finished),
+        dataplane::csum::Checksum::Completed
+    );
+    assert_eq!(finished, complete);
 }
 
 #[test]

@@ -11,9 +11,16 @@ Creates tap IFACE (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, offloads TUN_F_CSUM | TUN
   tso N       one IPv4/TCP frame carrying N payload bytes, as a TSO super-frame
               (VIRTIO_NET_HDR_GSO_TCPV4, gso_size 1448, checksum left partial)
   udp N       one IPv4/UDP datagram of N payload bytes, checksum left partial (NEEDS_CSUM)
+  recv S      the first IPv4 TCP or UDP frame the tap hands the VMM within S seconds, printed as
+              {"flags": F, "gso": G, "csum_start": C, "csum_offset": O, "hex": FRAME}
+              (the virtio-net header's fields), or {"none": true}
 
-Payload byte i is (i * 7 + 1) % 251. Prints "sent" after each. Ends when stdin closes.
+Payload byte i is (i * 7 + 1) % 251. Prints "sent" after each frame written. Ends when stdin
+closes.
 """
+import json
+import select
+import time
 import fcntl
 import os
 import struct
@@ -68,6 +75,20 @@ def frame(src_mac, dst_mac, src, dst, proto, l4):
     return dst_mac + src_mac + b"\x08\x00" + hdr + l4
 
 
+def receive(fd, seconds):
+    end = time.monotonic() + seconds
+    while True:
+        left = end - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return {"none": True}
+        data = os.read(fd, 65536)
+        flags, gso, _hdr_len, _gso_size, start, offset = struct.unpack("<BBHHHH", data[:10])
+        f = data[10:]
+        if len(f) >= 34 and f[12:14] == b"\x08\x00" and f[23] in (6, 17):
+            return {"flags": flags, "gso": gso, "csum_start": start, "csum_offset": offset,
+                    "hex": f.hex()}
+
+
 def main():
     iface, src_mac, dst_mac, src, dst = sys.argv[1:6]
     src_mac, dst_mac, src, dst = mac(src_mac), mac(dst_mac), ip(src), ip(dst)
@@ -79,6 +100,9 @@ def main():
     seq = 1000
     for line in sys.stdin:
         kind, n = line.split()
+        if kind == "recv":
+            print(json.dumps(receive(fd, float(n))), flush=True)
+            continue
         data = payload(int(n))
         if kind == "tso":
             tcp = struct.pack("!HHIIBBHHH", 40000, 5201, seq, 1, 5 << 4, 0x18, 65535, 0, 0) + data
