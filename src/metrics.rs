@@ -59,7 +59,7 @@ const PORT_COUNTERS: [PortCounter; 13] = [
     ),
     (
         "qswitch_port_checksums_completed",
-        "Partial TCP/UDP checksums (left by the sender for offload) the switch completed",
+        "Frames from the port whose TCP/UDP checksum the sender left partial, finished by the switch or by the egress port's kernel",
         |c| c.csum_completed,
     ),
     (

@@ -214,6 +214,43 @@ fn getsockopt<T: Default>(fd: BorrowedFd<'_>, name: libc::c_int) -> io::Result<T
     Ok(val)
 }
 
+/// Registers `region` as the UMEM of socket `fd`, with room for transmit metadata where the
+/// kernel has it: a kernel without it refuses the flag (`EINVAL`), and the registration is made
+/// again without. Returns whether the room was registered.
+fn register(fd: BorrowedFd<'_>, region: &Region) -> io::Result<bool> {
+    let mut reg = UmemReg {
+        addr: region.addr as u64,
+        len: region.len as u64,
+        chunk_size: region.chunk_size,
+        headroom: 0,
+        flags: XDP_UMEM_TX_METADATA_LEN,
+        tx_metadata_len: TX_METADATA_LEN as u32,
+    };
+    match setsockopt(fd, XDP_UMEM_REG, &reg) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            reg.flags = 0;
+            reg.tx_metadata_len = 0;
+            setsockopt(fd, XDP_UMEM_REG, &reg).map(|()| false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Does this kernel register a UMEM with room for transmit metadata (so that ports on veth and
+/// tap devices leave partial checksums to it)? Registers `region` with a socket of its own,
+/// closed at once. False where AF_XDP sockets cannot be made at all.
+pub fn kernel_has_tx_metadata(region: &Region) -> bool {
+    // SAFETY: plain socket creation; the result is checked and owned right away.
+    let raw = unsafe { libc::socket(AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return false;
+    }
+    // SAFETY: `raw` is a fresh fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    register(fd.as_fd(), region).unwrap_or(false)
+}
+
 impl XskSocket {
     /// Opens and binds a socket on `(ifindex, queue)`.
     ///
@@ -233,29 +270,10 @@ impl XskSocket {
         // SAFETY: `raw` is a fresh fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let b = fd.as_fd();
-        // Room for transmit metadata where the kernel has it; a kernel without it refuses the
-        // flag (`EINVAL`), and the registration is made again without.
-        let mut tx_metadata = false;
-        if shared.is_none() {
-            let mut reg = UmemReg {
-                addr: region.addr as u64,
-                len: region.len as u64,
-                chunk_size: region.chunk_size,
-                headroom: 0,
-                flags: XDP_UMEM_TX_METADATA_LEN,
-                tx_metadata_len: TX_METADATA_LEN as u32,
-            };
-            tx_metadata = match setsockopt(b, XDP_UMEM_REG, &reg) {
-                Ok(()) => true,
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    reg.flags = 0;
-                    reg.tx_metadata_len = 0;
-                    setsockopt(b, XDP_UMEM_REG, &reg)?;
-                    false
-                }
-                Err(e) => return Err(e),
-            };
-        }
+        let tx_metadata = match shared {
+            None => register(b, region)?,
+            Some(_) => false,
+        };
         setsockopt(b, XDP_UMEM_FILL_RING, &sizes.fill)?;
         setsockopt(b, XDP_UMEM_COMPLETION_RING, &sizes.comp)?;
         setsockopt(b, XDP_RX_RING, &sizes.rx)?;
