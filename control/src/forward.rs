@@ -328,7 +328,7 @@ pub struct PortStatistics {
     /// Received frames that were flooded.
     pub floods: u64,
     /// Received frames whose partial TCP/UDP checksum (left by the VM for its NIC to finish)
-    /// the switch completed.
+    /// was finished, by the switch or by the egress port's kernel.
     pub csum_completed: u64,
     /// TCP super-frames (the VM's TSO frames, received whole) the switch split into segments.
     pub gso_segmented: u64,

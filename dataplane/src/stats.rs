@@ -71,7 +71,7 @@ pub struct LocalCounters {
     /// Times the worker stopped reading this port because an egress TX ring was full.
     pub backpressure: u64,
     /// Frames received from this port whose partial TCP/UDP checksum (left by the sender for
-    /// its NIC to finish) the switch completed.
+    /// its NIC to finish) was finished, by the switch or by the egress port's kernel.
     pub csum_completed: u64,
     /// TCP super-frames (a guest's TSO frames, received as multi-buffer chains) received from
     /// this port that the switch split into MTU-sized segments.

@@ -239,7 +239,8 @@ fn register(fd: BorrowedFd<'_>, region: &Region) -> io::Result<bool> {
 
 /// Does this kernel register a UMEM with room for transmit metadata (so that ports on veth and
 /// tap devices leave partial checksums to it)? Registers `region` with a socket of its own,
-/// closed at once. False where AF_XDP sockets cannot be made at all.
+/// closed at once. False where that fails for any reason (no AF_XDP sockets, no memory to pin):
+/// then a port's registration would most likely fail too.
 pub fn kernel_has_tx_metadata(region: &Region) -> bool {
     // SAFETY: plain socket creation; the result is checked and owned right away.
     let raw = unsafe { libc::socket(AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
