@@ -941,10 +941,13 @@ impl<P: PortIo> Worker<P> {
                 };
                 self.emit(slot, d, verdict, now);
             }
+            // The frames copied for other workers go over before this worker's own sends (a
+            // send runs the receiver's stack, for microseconds): their workers start at once.
+            self.hand_over();
             self.flush_staged(false);
         }
+        self.hand_over();
         self.flush_staged(true);
-        self.wake_peers();
         if work > 0 {
             self.dirty = true;
         }
@@ -1240,6 +1243,15 @@ impl<P: PortIo> Worker<P> {
             }
         }
         self.flood_here(d, net, ingress, ingress_tagged, vlan, now);
+    }
+
+    /// Hands the frames copied for other workers over, and wakes those workers if they sleep.
+    #[inline]
+    fn hand_over(&mut self) {
+        for o in self.links.out.iter_mut().flatten() {
+            o.flush();
+        }
+        self.wake_peers();
     }
 
     /// Wakes the workers this round handed frames to, if they sleep.

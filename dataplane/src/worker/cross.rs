@@ -7,7 +7,13 @@
 //! nothing is allocated per frame, and a pool that is empty is a ring that is full. The worker
 //! takes no more frames from its RX rings in a round than every peer pool can carry, so a full
 //! ring holds frames back in the kernel's RX ring (as a full TX ring does) and no buffer is lost.
-//! The channels are `std::sync::mpsc::sync_channel`s: a lock-free bounded array queue.
+//! The channels are `std::sync::mpsc::sync_channel`s: a lock-free bounded array queue. They carry
+//! batches: the frames a worker copies for a peer from one ingress port's batch go over together
+//! ([`Outbound::flush`], which the worker calls before that port's own sends so that the peer
+//! starts at once; or as soon as [`BATCH`] of them wait), and come back together once the peer
+//! has taken them all, so a channel operation is paid per batch, not per frame (four per frame
+//! before: the frame, its return, and a look at each channel that found it). A batch's vector travels with
+//! it and is reused: nothing is allocated once every vector has been made.
 //!
 //! A flood crosses once per worker that owns some of the network's other ports, not once per
 //! port: the receiving worker makes its own copies for its ports.
@@ -50,12 +56,22 @@ impl Crossing {
     }
 }
 
+/// Frames handed over together, in order.
+type Batch = Vec<Crossing>;
+
+/// Most frames a batch holds before it is handed over without waiting for the round's end.
+pub(crate) const BATCH: usize = 64;
+
 /// The sending end towards one peer.
 #[derive(Debug)]
 pub(crate) struct Outbound {
-    tx: SyncSender<Crossing>,
-    back: Receiver<Box<[u8]>>,
+    tx: SyncSender<Batch>,
+    back: Receiver<Batch>,
     free: Vec<Box<[u8]>>,
+    /// Frames copied and not yet handed over ([`Outbound::flush`]).
+    batch: Batch,
+    /// Empty batches to fill.
+    spare: Vec<Batch>,
     /// The peer's wake-up, if it can sleep: notified once a round in which frames were sent.
     pub(crate) wake: Option<Arc<Wake>>,
 }
@@ -63,14 +79,32 @@ pub(crate) struct Outbound {
 impl Outbound {
     /// Takes back the buffers the peer is done with. Returns how many are free.
     pub(crate) fn reclaim(&mut self) -> usize {
-        while let Ok(b) = self.back.try_recv() {
-            self.free.push(b);
+        while let Ok(mut b) = self.back.try_recv() {
+            self.free.extend(b.drain(..).map(|c| c.buf));
+            self.spare.push(b);
         }
         self.free.len()
     }
 
-    /// Copies `frame` into a free buffer and hands it over; `false` (nothing sent) when every
-    /// buffer is in flight or the peer is gone.
+    /// Hands the frames copied since the last call over to the peer. If the peer is gone their
+    /// buffers are kept (the frames are lost with it).
+    pub(crate) fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let next = self.spare.pop().unwrap_or_default();
+        let batch = core::mem::replace(&mut self.batch, next);
+        if let Err(e) = self.tx.try_send(batch) {
+            // Full cannot happen (the channel holds as many batches as there are buffers).
+            let (TrySendError::Full(mut b) | TrySendError::Disconnected(mut b)) = e;
+            self.free.extend(b.drain(..).map(|c| c.buf));
+            self.spare.push(b);
+        }
+    }
+
+    /// Copies `frame` into a free buffer for the peer (handed over at the next
+    /// [`Outbound::flush`], or now if [`BATCH`] frames wait); `false` (nothing sent) when every
+    /// buffer is in flight.
     pub(crate) fn send(
         &mut self,
         target: Target,
@@ -88,7 +122,7 @@ impl Outbound {
             return false;
         };
         dst.copy_from_slice(frame);
-        let c = Crossing {
+        self.batch.push(Crossing {
             target,
             net,
             ingress,
@@ -96,39 +130,52 @@ impl Outbound {
             unfinished,
             len: frame.len() as u32,
             buf,
-        };
-        match self.tx.try_send(c) {
-            Ok(()) => true,
-            Err(e) => {
-                // Full cannot happen (the channel holds every buffer of the pool); the peer
-                // stopped: keep the buffer.
-                let (TrySendError::Full(c) | TrySendError::Disconnected(c)) = e;
-                self.free.push(c.buf);
-                false
-            }
+        });
+        if self.batch.len() >= BATCH {
+            self.flush();
         }
+        true
     }
 }
 
 /// The receiving end from one peer.
 #[derive(Debug)]
 pub(crate) struct Inbound {
-    rx: Receiver<Crossing>,
-    back: SyncSender<Box<[u8]>>,
+    rx: Receiver<Batch>,
+    back: SyncSender<Batch>,
+    /// The batch being taken, last frame first (popped from the end).
+    current: Batch,
+    /// The frames taken, to go back to the sender together once `current` is empty.
+    taken: Batch,
 }
 
 impl Inbound {
     /// The next frame, if any.
-    pub(crate) fn next(&self) -> Option<Crossing> {
-        // Empty, or the sender is gone: nothing more.
-        self.rx.try_recv().ok()
+    pub(crate) fn next(&mut self) -> Option<Crossing> {
+        if self.current.is_empty() {
+            if !self.taken.is_empty() {
+                // The back channel holds as many batches as there are buffers, so this never
+                // blocks; a sender that is gone no longer needs them. The emptied batch holds
+                // the next returns.
+                let empty = core::mem::take(&mut self.current);
+                let _ = self
+                    .back
+                    .try_send(core::mem::replace(&mut self.taken, empty));
+            }
+            // Empty, or the sender is gone: nothing more.
+            let mut batch = self.rx.try_recv().ok()?;
+            batch.reverse();
+            let spare = core::mem::replace(&mut self.current, batch);
+            if self.taken.capacity() == 0 {
+                self.taken = spare;
+            }
+        }
+        self.current.pop()
     }
 
-    /// Returns a frame's buffer to its sender.
-    pub(crate) fn done(&self, c: Crossing) {
-        // The back channel holds the whole pool, so this never blocks; a sender that is gone
-        // no longer needs it.
-        let _ = self.back.try_send(c.buf);
+    /// Returns a frame's buffer to its sender (with the rest of its batch).
+    pub(crate) fn done(&mut self, c: Crossing) {
+        self.taken.push(c);
     }
 }
 
@@ -179,8 +226,15 @@ pub fn mesh(n: usize, depth: usize, size: usize) -> Vec<Links> {
                 free: (0..depth)
                     .map(|_| vec![0u8; size].into_boxed_slice())
                     .collect(),
+                batch: Vec::with_capacity(BATCH),
+                spare: Vec::new(),
             });
-            links[to].inbound.push(Inbound { rx, back: back_tx });
+            links[to].inbound.push(Inbound {
+                rx,
+                back: back_tx,
+                current: Vec::new(),
+                taken: Vec::new(),
+            });
         }
     }
     links
@@ -193,7 +247,7 @@ mod tests {
     #[test]
     fn a_full_pool_refuses_and_returned_buffers_free_it() {
         let mut m = mesh(2, 2, 64);
-        let inbound = m[1].inbound.pop().unwrap();
+        let mut inbound = m[1].inbound.pop().unwrap();
         let out = m[0].out[1].as_mut().unwrap();
         assert_eq!(out.reclaim(), 2);
         assert!(out.send(Target::Port(3), 1, 0, false, false, &[1, 2, 3]));
@@ -202,18 +256,55 @@ mod tests {
             !out.send(Target::Flood, 1, 0, false, false, &[5]),
             "pool empty"
         );
+        assert!(
+            inbound.next().is_none(),
+            "nothing handed over before the flush"
+        );
+        out.flush();
         let first = inbound.next().unwrap();
         assert_eq!(
-            (first.target, first.frame()),
-            (Target::Port(3), &[1u8, 2, 3][..])
+            (first.target, first.frame(), first.unfinished),
+            (Target::Port(3), &[1u8, 2, 3][..], false)
         );
-        let first_unfinished = first.unfinished;
         inbound.done(first);
-        assert_eq!(out.reclaim(), 1);
+        assert_eq!(out.reclaim(), 0, "a batch goes back whole");
         let second = inbound.next().unwrap();
         assert!(second.tagged && second.unfinished && second.frame() == [4; 64]);
-        assert!(!first_unfinished);
+        inbound.done(second);
         assert!(inbound.next().is_none());
+        assert_eq!(out.reclaim(), 2);
+        // Again, with the vectors the first batch left: in order, and back whole.
+        for k in 0..2u8 {
+            assert!(out.send(Target::Port(u16::from(k)), 1, 0, false, false, &[k]));
+        }
+        out.flush();
+        for k in 0..2u8 {
+            let c = inbound.next().unwrap();
+            assert_eq!(
+                (c.target, c.frame()),
+                (Target::Port(u16::from(k)), &[k][..])
+            );
+            inbound.done(c);
+        }
+        assert!(inbound.next().is_none());
+        assert_eq!(out.reclaim(), 2);
+    }
+
+    #[test]
+    fn a_full_batch_goes_over_without_waiting_for_the_flush() {
+        let mut m = mesh(2, 2 * BATCH, 8);
+        let mut inbound = m[1].inbound.pop().unwrap();
+        let out = m[0].out[1].as_mut().unwrap();
+        for k in 0..BATCH + 1 {
+            assert!(out.send(Target::Flood, 0, 0, false, false, &[k as u8]));
+        }
+        for k in 0..BATCH {
+            assert_eq!(inbound.next().unwrap().frame(), [k as u8]);
+        }
+        assert!(
+            inbound.next().is_none(),
+            "the last frame waits for the flush"
+        );
     }
 
     #[test]
