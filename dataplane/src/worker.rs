@@ -388,7 +388,7 @@ pub struct Worker<P: PortIo> {
     links: Links,
     /// Frames handed to other workers, and received from them, over the worker's life.
     crossed: (u64, u64),
-    /// The workers frames were handed to this round (a bit each), woken at its end.
+    /// The workers frames were handed to (a bit each), woken after each ingress port's batch.
     woken: u64,
     /// The last round left frames where they were for want of room (a full TX ring or pool
     /// towards a peer): they wait in RX rings or channels that would wake a sleeper at once,
@@ -1246,15 +1246,20 @@ impl<P: PortIo> Worker<P> {
     }
 
     /// Hands the frames copied for other workers over, and wakes those workers if they sleep.
+    /// Frames for a worker that is gone (at shutdown) are counted as lost on their ingress.
     #[inline]
     fn hand_over(&mut self) {
+        let (counters, crossed) = (&mut self.pipe.counters, &mut self.crossed.0);
         for o in self.links.out.iter_mut().flatten() {
-            o.flush();
+            o.flush(|ingress| {
+                counters[usize::from(ingress)].drop(DropReason::NoBuffer);
+                *crossed -= 1;
+            });
         }
         self.wake_peers();
     }
 
-    /// Wakes the workers this round handed frames to, if they sleep.
+    /// Wakes the workers frames were handed to, if they sleep.
     #[inline]
     fn wake_peers(&mut self) {
         while self.woken != 0 {

@@ -20,6 +20,8 @@ const OWNERS: [(&str, u16); 5] = [("a1", 0), ("b1", 0), ("a2", 1), ("a3", 1), ("
 struct Crew {
     w: Vec<Worker<MemPort>>,
     ports: SlotMap,
+    /// Crossing buffers per ordered pair of workers.
+    depth: usize,
 }
 
 fn owner(id: &str) -> usize {
@@ -77,6 +79,7 @@ impl Crew {
         let mut c = Crew {
             w,
             ports: SlotMap::default(),
+            depth,
         };
         let snap = Arc::new(Snapshot::compile(
             &cfg,
@@ -135,6 +138,16 @@ impl Crew {
             let slot = self.ports.get(id).unwrap();
             if let Some(p) = self.w[usize::from(o)].port_mut(slot) {
                 assert_eq!(p.stats().tx_invalid_descs, 0, "{id}: refused descriptors");
+            }
+        }
+        // Every crossing buffer is back with its sender between rounds.
+        let depth = self.depth;
+        for w in &mut self.w {
+            let id = w.id();
+            for (to, o) in w.links.out.iter_mut().enumerate() {
+                if let Some(o) = o {
+                    assert_eq!(o.reclaim(), depth, "worker {id}'s buffers towards {to}");
+                }
             }
         }
     }
@@ -207,6 +220,31 @@ fn partial_checksums_crossing_workers_are_finished_on_the_egress_worker() {
         assert_eq!(crate::csum::verify(&out[0]), Some(true), "{p}");
     }
     assert_eq!(c.counters("a1").csum_completed, 2);
+    c.check_accounting();
+}
+
+#[test]
+fn many_frames_crossing_in_batches_arrive_in_order_and_every_buffer_comes_back() {
+    let mut c = Crew::new(4096, 256);
+    c.inject("a2", frame(Mac::BROADCAST, VM2));
+    c.run();
+    for p in ["a1", "a3", "up"] {
+        c.take(p);
+    }
+    let numbered = |k: u16| {
+        let mut payload = [0xab; 46];
+        payload[..2].copy_from_slice(&k.to_be_bytes());
+        build_frame(VM2, VM1, None, ETHERTYPE_IPV4, &payload)
+    };
+    for k in 0..300 {
+        c.inject("a1", numbered(k));
+    }
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        c.run();
+        got.extend(c.take("a2"));
+    }
+    assert_eq!(got, (0..300).map(numbered).collect::<Vec<_>>());
     c.check_accounting();
 }
 

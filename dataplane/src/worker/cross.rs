@@ -2,17 +2,18 @@
 //! egress port belongs to another worker is copied into a buffer handed to that worker.
 //!
 //! # Design
-//! Every ordered pair of workers has one bounded channel of [`Crossing`]s and one back channel
-//! that returns their buffers. The sender owns a fixed pool of buffers per peer, made once:
+//! Every ordered pair of workers has one bounded channel of batches of [`Crossing`]s and one back
+//! channel that returns them with their buffers. The sender owns a fixed pool of buffers per peer, made once:
 //! nothing is allocated per frame, and a pool that is empty is a ring that is full. The worker
 //! takes no more frames from its RX rings in a round than every peer pool can carry, so a full
 //! ring holds frames back in the kernel's RX ring (as a full TX ring does) and no buffer is lost.
 //! The channels are `std::sync::mpsc::sync_channel`s: a lock-free bounded array queue. They carry
 //! batches: the frames a worker copies for a peer from one ingress port's batch go over together
 //! ([`Outbound::flush`], which the worker calls before that port's own sends so that the peer
-//! starts at once; or as soon as [`BATCH`] of them wait), and come back together once the peer
-//! has taken them all, so a channel operation is paid per batch, not per frame (four per frame
-//! before: the frame, its return, and a look at each channel that found it). A batch's vector travels with
+//! starts at once; or as soon as a batch is full: [`BATCH`] frames, or a quarter of the pool
+//! where the pool is small), and come back together as soon as the peer has taken the last of
+//! them, so a channel operation is paid per batch, not per frame (four per frame before: the
+//! frame, its return, and a look at each channel that found it). A batch's vector travels with
 //! it and is reused: nothing is allocated once every vector has been made.
 //!
 //! A flood crosses once per worker that owns some of the network's other ports, not once per
@@ -70,9 +71,12 @@ pub(crate) struct Outbound {
     free: Vec<Box<[u8]>>,
     /// Frames copied and not yet handed over ([`Outbound::flush`]).
     batch: Batch,
+    /// Frames a batch holds before it goes over on its own: [`BATCH`], or a quarter of the pool.
+    full: usize,
     /// Empty batches to fill.
     spare: Vec<Batch>,
-    /// The peer's wake-up, if it can sleep: notified once a round in which frames were sent.
+    /// The peer's wake-up, if it can sleep: notified after the batches in which frames were
+    /// handed over.
     pub(crate) wake: Option<Arc<Wake>>,
 }
 
@@ -87,23 +91,28 @@ impl Outbound {
     }
 
     /// Hands the frames copied since the last call over to the peer. If the peer is gone their
-    /// buffers are kept (the frames are lost with it).
-    pub(crate) fn flush(&mut self) {
+    /// buffers are kept and `lost` is called with each frame's ingress port.
+    pub(crate) fn flush(&mut self, mut lost: impl FnMut(u16)) {
         if self.batch.is_empty() {
             return;
         }
-        let next = self.spare.pop().unwrap_or_default();
+        let next = (self.spare.pop()).unwrap_or_else(|| Vec::with_capacity(self.full));
         let batch = core::mem::replace(&mut self.batch, next);
         if let Err(e) = self.tx.try_send(batch) {
-            // Full cannot happen (the channel holds as many batches as there are buffers).
+            // Full cannot happen: the channel holds as many batches as there are buffers, and a
+            // batch holds one at least.
+            debug_assert!(matches!(e, TrySendError::Disconnected(_)));
             let (TrySendError::Full(mut b) | TrySendError::Disconnected(mut b)) = e;
-            self.free.extend(b.drain(..).map(|c| c.buf));
+            for c in b.drain(..) {
+                lost(c.ingress);
+                self.free.push(c.buf);
+            }
             self.spare.push(b);
         }
     }
 
     /// Copies `frame` into a free buffer for the peer (handed over at the next
-    /// [`Outbound::flush`], or now if [`BATCH`] frames wait); `false` (nothing sent) when every
+    /// [`Outbound::flush`], or now if the batch is full); `false` (nothing sent) when every
     /// buffer is in flight.
     pub(crate) fn send(
         &mut self,
@@ -131,8 +140,9 @@ impl Outbound {
             len: frame.len() as u32,
             buf,
         });
-        if self.batch.len() >= BATCH {
-            self.flush();
+        if self.batch.len() >= self.full {
+            // A peer that is gone loses the frames with no count: it goes only at shutdown.
+            self.flush(|_| {});
         }
         true
     }
@@ -153,29 +163,35 @@ impl Inbound {
     /// The next frame, if any.
     pub(crate) fn next(&mut self) -> Option<Crossing> {
         if self.current.is_empty() {
-            if !self.taken.is_empty() {
-                // The back channel holds as many batches as there are buffers, so this never
-                // blocks; a sender that is gone no longer needs them. The emptied batch holds
-                // the next returns.
-                let empty = core::mem::take(&mut self.current);
-                let _ = self
-                    .back
-                    .try_send(core::mem::replace(&mut self.taken, empty));
-            }
+            self.give_back();
             // Empty, or the sender is gone: nothing more.
             let mut batch = self.rx.try_recv().ok()?;
             batch.reverse();
-            let spare = core::mem::replace(&mut self.current, batch);
+            let emptied = core::mem::replace(&mut self.current, batch);
             if self.taken.capacity() == 0 {
-                self.taken = spare;
+                // It holds the returns of this batch: nothing is allocated.
+                self.taken = emptied;
             }
         }
         self.current.pop()
     }
 
-    /// Returns a frame's buffer to its sender (with the rest of its batch).
+    /// Returns a frame's buffer to its sender: with the rest of its batch, as soon as the
+    /// batch's last frame is done.
     pub(crate) fn done(&mut self, c: Crossing) {
         self.taken.push(c);
+        if self.current.is_empty() {
+            self.give_back();
+        }
+    }
+
+    /// Sends the frames taken back to their sender.
+    fn give_back(&mut self) {
+        if !self.taken.is_empty() {
+            // The back channel holds as many batches as there are buffers, so this never
+            // blocks; a sender that is gone no longer needs them.
+            let _ = self.back.try_send(core::mem::take(&mut self.taken));
+        }
     }
 }
 
@@ -214,6 +230,7 @@ pub fn mesh(n: usize, depth: usize, size: usize) -> Vec<Links> {
                 .map(Arc::new),
         })
         .collect();
+    let full = BATCH.min(depth / 4).max(1);
     for from in 0..n {
         for to in (0..n).filter(|&to| to != from) {
             let (tx, rx) = sync_channel(depth);
@@ -226,7 +243,8 @@ pub fn mesh(n: usize, depth: usize, size: usize) -> Vec<Links> {
                 free: (0..depth)
                     .map(|_| vec![0u8; size].into_boxed_slice())
                     .collect(),
-                batch: Vec::with_capacity(BATCH),
+                batch: Vec::with_capacity(full),
+                full,
                 spare: Vec::new(),
             });
             links[to].inbound.push(Inbound {
@@ -244,67 +262,100 @@ pub fn mesh(n: usize, depth: usize, size: usize) -> Vec<Links> {
 mod tests {
     use super::*;
 
+    /// Sends a one-byte frame `k` for port `k`.
+    fn send_k(out: &mut Outbound, k: usize) -> bool {
+        out.send(Target::Port(k as u16), 1, 0, false, false, &[k as u8])
+    }
+
+    /// Takes the next frame, checks it is `k`, and is done with it.
+    fn take_k(inbound: &mut Inbound, k: usize) {
+        let c = inbound.next().unwrap_or_else(|| panic!("frame {k}"));
+        assert_eq!(
+            (c.target, c.frame()),
+            (Target::Port(k as u16), &[k as u8][..])
+        );
+        inbound.done(c);
+    }
+
     #[test]
     fn a_full_pool_refuses_and_returned_buffers_free_it() {
-        let mut m = mesh(2, 2, 64);
+        // 8 buffers: a batch goes over on its own at 2.
+        let mut m = mesh(2, 8, 64);
         let mut inbound = m[1].inbound.pop().unwrap();
         let out = m[0].out[1].as_mut().unwrap();
-        assert_eq!(out.reclaim(), 2);
+        assert_eq!(out.reclaim(), 8);
         assert!(out.send(Target::Port(3), 1, 0, false, false, &[1, 2, 3]));
-        assert!(out.send(Target::Flood, 1, 0, true, true, &[4; 64]));
-        assert!(
-            !out.send(Target::Flood, 1, 0, false, false, &[5]),
-            "pool empty"
-        );
         assert!(
             inbound.next().is_none(),
             "nothing handed over before the flush"
         );
-        out.flush();
+        out.flush(|_| unreachable!());
         let first = inbound.next().unwrap();
         assert_eq!(
-            (first.target, first.frame(), first.unfinished),
-            (Target::Port(3), &[1u8, 2, 3][..], false)
+            (first.target, first.frame(), first.unfinished, first.tagged),
+            (Target::Port(3), &[1u8, 2, 3][..], false, false)
         );
         inbound.done(first);
-        assert_eq!(out.reclaim(), 0, "a batch goes back whole");
-        let second = inbound.next().unwrap();
-        assert!(second.tagged && second.unfinished && second.frame() == [4; 64]);
-        inbound.done(second);
-        assert!(inbound.next().is_none());
-        assert_eq!(out.reclaim(), 2);
-        // Again, with the vectors the first batch left: in order, and back whole.
-        for k in 0..2u8 {
-            assert!(out.send(Target::Port(u16::from(k)), 1, 0, false, false, &[k]));
+        assert_eq!(out.reclaim(), 8, "back as soon as its batch is done");
+        for k in 0..8 {
+            assert!(send_k(out, k), "frame {k}");
         }
-        out.flush();
-        for k in 0..2u8 {
-            let c = inbound.next().unwrap();
-            assert_eq!(
-                (c.target, c.frame()),
-                (Target::Port(u16::from(k)), &[k][..])
-            );
-            inbound.done(c);
+        assert!(!send_k(out, 8), "pool empty");
+        assert_eq!(out.reclaim(), 0);
+        for k in 0..8 {
+            take_k(&mut inbound, k);
         }
         assert!(inbound.next().is_none());
-        assert_eq!(out.reclaim(), 2);
+        assert_eq!(out.reclaim(), 8);
+        assert!(out.send(Target::Flood, 1, 0, true, true, &[4; 64]));
+        out.flush(|_| unreachable!());
+        let c = inbound.next().unwrap();
+        assert!(c.tagged && c.unfinished && c.frame() == [4; 64]);
     }
 
     #[test]
-    fn a_full_batch_goes_over_without_waiting_for_the_flush() {
-        let mut m = mesh(2, 2 * BATCH, 8);
+    fn batches_keep_their_order_and_go_back_whole_as_each_is_done() {
+        let mut m = mesh(2, 4 * BATCH, 8);
         let mut inbound = m[1].inbound.pop().unwrap();
         let out = m[0].out[1].as_mut().unwrap();
-        for k in 0..BATCH + 1 {
-            assert!(out.send(Target::Flood, 0, 0, false, false, &[k as u8]));
+        // A full batch goes over at once; the frame after it waits for the flush.
+        for k in 0..=BATCH {
+            assert!(send_k(out, k));
         }
-        for k in 0..BATCH {
-            assert_eq!(inbound.next().unwrap().frame(), [k as u8]);
+        for k in 0..BATCH - 1 {
+            take_k(&mut inbound, k);
         }
+        assert_eq!(out.reclaim(), 3 * BATCH - 1, "a batch half done stays");
+        take_k(&mut inbound, BATCH - 1);
+        assert_eq!(out.reclaim(), 4 * BATCH - 1, "done: back at once");
         assert!(
             inbound.next().is_none(),
             "the last frame waits for the flush"
         );
+        out.flush(|_| unreachable!());
+        for k in BATCH + 1..BATCH + 3 {
+            assert!(send_k(out, k));
+        }
+        out.flush(|_| unreachable!());
+        for k in BATCH..BATCH + 3 {
+            take_k(&mut inbound, k);
+        }
+        assert!(inbound.next().is_none());
+        assert_eq!(out.reclaim(), 4 * BATCH);
+    }
+
+    #[test]
+    fn frames_for_a_peer_that_is_gone_are_counted_lost_and_keep_their_buffers() {
+        let mut m = mesh(2, 8, 8);
+        drop(m[1].inbound.pop());
+        let out = m[0].out[1].as_mut().unwrap();
+        assert!(send_k(out, 0));
+        let mut lost = 0;
+        out.flush(|ingress| {
+            assert_eq!(ingress, 0);
+            lost += 1;
+        });
+        assert_eq!((lost, out.reclaim()), (1, 8));
     }
 
     #[test]
