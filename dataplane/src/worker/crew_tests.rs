@@ -115,6 +115,16 @@ impl Crew {
         }
     }
 
+    /// VM2 announces itself on a2 (worker 1): every worker learns it, and the flood it made is
+    /// cleared from the other ports.
+    fn announce_vm2(&mut self) {
+        self.inject("a2", frame(Mac::BROADCAST, VM2));
+        self.run();
+        for p in ["a1", "a3", "up"] {
+            self.take(p);
+        }
+    }
+
     fn take(&mut self, id: &str) -> Vec<Vec<u8>> {
         std::mem::take(&mut self.port(id).outbox)
     }
@@ -187,11 +197,7 @@ fn unicast_crosses_between_workers_both_ways() {
 fn partial_checksums_crossing_workers_are_finished_on_the_egress_worker() {
     // a2 (worker 1) finishes checksums on transmit; a3 and the trunk (worker 1) do not.
     let mut c = Crew::offloading(4096, 64, |_| {}, &["a2"]);
-    c.inject("a2", frame(Mac::BROADCAST, VM2));
-    c.run();
-    for p in ["a1", "a3", "up"] {
-        c.take(p);
-    }
+    c.announce_vm2();
     let mut ip = vec![
         0x45, 0, 0, 60, 0, 1, 0x40, 0, 64, 17, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2,
     ];
@@ -226,11 +232,7 @@ fn partial_checksums_crossing_workers_are_finished_on_the_egress_worker() {
 #[test]
 fn many_frames_crossing_in_batches_arrive_in_order_and_every_buffer_comes_back() {
     let mut c = Crew::new(4096, 256);
-    c.inject("a2", frame(Mac::BROADCAST, VM2));
-    c.run();
-    for p in ["a1", "a3", "up"] {
-        c.take(p);
-    }
+    c.announce_vm2();
     let numbered = |k: u16| {
         let mut payload = [0xab; 46];
         payload[..2].copy_from_slice(&k.to_be_bytes());
@@ -324,11 +326,7 @@ fn a_mac_moving_between_ports_of_different_workers_follows() {
 fn a_full_ring_holds_frames_back_and_loses_none() {
     // Four buffers between the workers, 300 frames at once: rounds take what the ring carries.
     let mut c = Crew::new(4096, 4);
-    c.inject("a2", frame(Mac::BROADCAST, VM2));
-    c.run();
-    for p in ["a1", "a3", "up"] {
-        c.take(p);
-    }
+    c.announce_vm2();
     for _ in 0..300 {
         c.inject("a1", frame(VM2, VM1));
     }

@@ -3,10 +3,11 @@
 //!
 //! # Design
 //! Every ordered pair of workers has one bounded channel of batches of [`Crossing`]s and one back
-//! channel that returns them with their buffers. The sender owns a fixed pool of buffers per peer, made once:
-//! nothing is allocated per frame, and a pool that is empty is a ring that is full. The worker
-//! takes no more frames from its RX rings in a round than every peer pool can carry, so a full
-//! ring holds frames back in the kernel's RX ring (as a full TX ring does) and no buffer is lost.
+//! channel that returns them with their buffers. The sender owns a fixed pool of buffers per
+//! peer, made once: nothing is allocated per frame, and a pool that is empty is a ring that is
+//! full. The worker takes no more frames from its RX rings in a round than every peer pool can
+//! carry, so a full ring holds frames back in the kernel's RX ring (as a full TX ring does) and
+//! no buffer is lost.
 //! The channels are `std::sync::mpsc::sync_channel`s: a lock-free bounded array queue. They carry
 //! batches: the frames a worker copies for a peer from one ingress port's batch go over together
 //! ([`Outbound::flush`], which the worker calls before that port's own sends so that the peer
@@ -60,7 +61,8 @@ impl Crossing {
 /// Frames handed over together, in order.
 type Batch = Vec<Crossing>;
 
-/// Most frames a batch holds before it is handed over without waiting for the round's end.
+/// Most frames a batch holds before it is handed over without waiting for the worker's
+/// [`Outbound::flush`].
 pub(crate) const BATCH: usize = 64;
 
 /// The sending end towards one peer.
