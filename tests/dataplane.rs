@@ -229,19 +229,7 @@ fn frames_longer_than_the_port_mtu_are_dropped() {
         sh(&["ip", "link", "set", &v.host, "mtu", "1600"]);
         v.ns.exec(&["ip", "link", "set", &v.dev, "mtu", "1600"]);
     }
-    let toml = format!(
-        "[[network]]\nid = \"a\"\nvlan = 10\n\
-         [[port]]\nid = \"p1\"\ndevice = \"{}\"\nnetwork = \"a\"\nmtu = 1500\n\
-         [[port]]\nid = \"p2\"\ndevice = \"{}\"\nnetwork = \"a\"\nmtu = 1500\n",
-        vm1.host, vm2.host
-    );
-    let d = Daemon::with_config(&toml, &[]);
-    assert!(
-        wait_for(Duration::from_secs(10), || has_xdp(&vm1.host)
-            && has_xdp(&vm2.host)),
-        "{}",
-        d.log()
-    );
+    let _daemon = two_ports("", [&vm1.host, &vm2.host], "mtu = 1500\n");
     let mk = |payload: usize, marker: u8| {
         let mut f = frame_hex(BCAST, &vm1.mac, None, marker);
         f.truncate(28); // addresses + EtherType
@@ -382,6 +370,28 @@ fn tcp_crosses_the_uplink_trunk_between_two_switches() {
     assert!(echoed >= 98, "{echoed} of 100 UDP datagrams echoed");
 }
 
+/// A daemon with ports `p1` and `p2` on `devices`, in network `a` (VLAN 10), each port's lines
+/// ending with `port_extra`, after `head` (a `[switch]` section, or nothing); returned once both
+/// devices have its program.
+fn two_ports(head: &str, devices: [&str; 2], port_extra: &str) -> Daemon {
+    let mut toml = format!("{head}[[network]]\nid = \"a\"\nvlan = 10\n");
+    for (k, dev) in devices.iter().enumerate() {
+        let id = k + 1;
+        toml.push_str(&format!(
+            "[[port]]\nid = \"p{id}\"\ndevice = \"{dev}\"\nnetwork = \"a\"\n{port_extra}"
+        ));
+    }
+    let d = Daemon::with_config(&toml, &[]);
+    assert!(
+        wait_for(Duration::from_secs(10), || devices
+            .iter()
+            .all(|v| has_xdp(v))),
+        "{}",
+        d.log()
+    );
+    d
+}
+
 /// A host's MAC and IPv4 address.
 type Host<'a> = (&'a str, &'a str);
 
@@ -510,18 +520,10 @@ fn tcp_from_guests_that_keep_tso_is_segmented_by_the_switch() {
     // frames reach the switch as multi-buffer chains and leave as segments within the MTU.
     let vm1 = Vm::new("g", 1, 0);
     let vm2 = Vm::new("g", 2, 0);
-    let toml = format!(
-        "[switch]\nxdp_mode = \"generic\"\n[[network]]\nid = \"a\"\nvlan = 10\n\
-         [[port]]\nid = \"p1\"\ndevice = \"{}\"\nnetwork = \"a\"\n\
-         [[port]]\nid = \"p2\"\ndevice = \"{}\"\nnetwork = \"a\"\n",
-        vm1.host, vm2.host
-    );
-    let mut d = Daemon::with_config(&toml, &[]);
-    assert!(
-        wait_for(Duration::from_secs(10), || has_xdp(&vm1.host)
-            && has_xdp(&vm2.host)),
-        "{}",
-        d.log()
+    let mut d = two_ports(
+        "[switch]\nxdp_mode = \"generic\"\n",
+        [&vm1.host, &vm2.host],
+        "",
     );
     for vm in [&vm1, &vm2] {
         let k = vm.offloads();
@@ -574,6 +576,14 @@ impl Vmm {
         Vmm { child, tap }
     }
 
+    /// A VMM whose guest (MAC 02:00:00:00:00:01) is on network `a` with `peer`, through a daemon
+    /// forwarding on both ports.
+    fn beside(peer: &Vm) -> (Vmm, Daemon) {
+        let vmm = Vmm::start("02:00:00:00:00:01", peer);
+        let d = two_ports("", [&vmm.tap, &peer.host], "");
+        (vmm, d)
+    }
+
     fn send(&mut self, what: &str) {
         assert_eq!(self.ask(what), "sent");
     }
@@ -604,20 +614,7 @@ fn partial_checksums_reach_a_tap_guest_as_virtio_nets_needs_checksum() {
     // checksum of vm2's datagram to the tap's kernel, which hands it to the VMM as the
     // virtio-net header's "needs checksum" with where to finish it, as from a local socket.
     let vm2 = Vm::new("n", 2, 0);
-    let mut vmm = Vmm::start("02:00:00:00:00:01", &vm2);
-    let toml = format!(
-        "[[network]]\nid = \"a\"\nvlan = 10\n\
-         [[port]]\nid = \"tap\"\ndevice = \"{}\"\nnetwork = \"a\"\n\
-         [[port]]\nid = \"vm2\"\ndevice = \"{}\"\nnetwork = \"a\"\n",
-        vmm.tap, vm2.host
-    );
-    let d = Daemon::with_config(&toml, &[]);
-    assert!(
-        wait_for(Duration::from_secs(10), || has_xdp(&vmm.tap)
-            && has_xdp(&vm2.host)),
-        "{}",
-        d.log()
-    );
+    let (mut vmm, d) = Vmm::beside(&vm2);
     let guest = ("02:00:00:00:00:01", "198.18.0.1");
     let payload = b"to a guest behind a tap, to be finished";
     let partial = udp_frame(host(&vm2), guest, payload, |pseudo, _| pseudo);
@@ -660,20 +657,7 @@ fn a_tap_guests_tso_frames_and_partial_checksums_arrive_as_valid_segments() {
     // super-frame (a chain of chunks), a 1 600-byte one (one chunk, above the MTU) and a UDP
     // datagram, all with their checksums left partial.
     let vm2 = Vm::new("q", 2, 0);
-    let mut vmm = Vmm::start("02:00:00:00:00:01", &vm2);
-    let toml = format!(
-        "[[network]]\nid = \"a\"\nvlan = 10\n\
-         [[port]]\nid = \"tap\"\ndevice = \"{}\"\nnetwork = \"a\"\n\
-         [[port]]\nid = \"vm2\"\ndevice = \"{}\"\nnetwork = \"a\"\n",
-        vmm.tap, vm2.host
-    );
-    let d = Daemon::with_config(&toml, &[]);
-    assert!(
-        wait_for(Duration::from_secs(10), || has_xdp(&vmm.tap)
-            && has_xdp(&vm2.host)),
-        "{}",
-        d.log()
-    );
+    let (mut vmm, d) = Vmm::beside(&vm2);
     let c = vm2.capture(10.0, 0x0800);
     vmm.send("tso 20000");
     vmm.send("tso 1600");
