@@ -227,9 +227,16 @@ pub(crate) fn icmpv6_checksum(src: &[u8; 16], dst: &[u8; 16], msg: &[u8]) -> u16
     ))
 }
 
-/// The ones'-complement sum of `data` as 16-bit big-endian words, folded, not complemented.
-pub(crate) fn ones_sum(data: &[u8]) -> u16 {
-    fold(sum_words(data, 0))
+/// Finishes a partial checksum as a device asked with `csum_start` and `csum_offset` does (and
+/// the kernel's software fallback, `skb_checksum_help`): the sum from `start` to the frame's
+/// end, complemented, a zero sent as all ones, stored at `start + field`. For the in-memory
+/// port's emulation of the kernel and for tests; the caller checks the offsets fit.
+pub(crate) fn device_finish(frame: &mut [u8], start: usize, field: usize) {
+    let mut sum = !fold(sum_words(&frame[start..], 0));
+    if sum == 0 {
+        sum = 0xffff;
+    }
+    frame[start + field..start + field + 2].copy_from_slice(&sum.to_be_bytes());
 }
 
 /// The checksum of an IPv4 header whose checksum field is zero.

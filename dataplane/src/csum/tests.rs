@@ -283,16 +283,6 @@ fn a_full_checksum_equal_to_the_pseudo_header_sum_is_rewritten_unchanged() {
     assert_eq!(f, full);
 }
 
-/// What a device (or the kernel's software fallback) writes when asked to finish a partial
-/// checksum at `(start, field)`: the sum from `start` to the frame's end, complemented.
-fn device_finish(frame: &mut [u8], start: usize, field: usize) {
-    let mut sum = !ones_sum(&frame[start..]);
-    if sum == 0 {
-        sum = 0xffff;
-    }
-    frame[start + field..start + field + 2].copy_from_slice(&sum.to_be_bytes());
-}
-
 #[test]
 fn pending_says_where_a_device_finishes_the_checksum() {
     for (ip, proto) in CASES {

@@ -59,9 +59,7 @@ impl MemPort {
     pub fn stats(&self) -> XdpStats {
         self.stats
     }
-}
 
-impl MemPort {
     /// Checks descriptor `d` as the kernel checks it, and with `capture` keeps the frame it puts
     /// on the wire: a requested checksum finished as the kernel's software fallback finishes it
     /// (the sum from `csum_start` to the frame's end). False for a descriptor the kernel would
@@ -96,11 +94,7 @@ impl MemPort {
         if self.spec.capture {
             let mut frame = chunk[off..end].to_vec();
             if let Some((start, field)) = request {
-                let mut sum = !crate::csum::ones_sum(&frame[start..]);
-                if sum == 0 {
-                    sum = 0xffff;
-                }
-                frame[start + field..start + field + 2].copy_from_slice(&sum.to_be_bytes());
+                crate::csum::device_finish(&mut frame, start, field);
             }
             self.outbox.push(frame);
         }
