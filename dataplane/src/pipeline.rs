@@ -228,25 +228,9 @@ impl Pipeline {
         if frame.len() > port.max_frame as usize + tag_len {
             return self.drop(ingress, DropReason::Oversize);
         }
-        let net = match port.role {
-            Role::Access(net) => {
-                if eth.is_tagged() {
-                    return self.drop(ingress, DropReason::TaggedOnAccess);
-                }
-                net
-            }
-            Role::Trunk(physnet) => match eth.vlan_id() {
-                // Untagged: the physical network's flat network, if it has one.
-                None => match snap.uplink_net(physnet, 0) {
-                    Some(net) => net,
-                    None => return self.drop(ingress, DropReason::UntaggedOnTrunk),
-                },
-                // A priority tag (VLAN 0) or a tag inside the tag belongs to no network.
-                Some(vid) => match snap.uplink_net(physnet, vid) {
-                    Some(net) if vid != 0 && !eth.is_double_tagged() => net,
-                    _ => return self.drop(ingress, DropReason::UnknownVlan),
-                },
-            },
+        let net = match ingress_net(snap, port.role, &eth) {
+            Ok(net) => net,
+            Err(reason) => return self.drop(ingress, reason),
         };
         if snap.net(net).is_none() {
             return self.drop(ingress, DropReason::PortDown);
@@ -336,6 +320,33 @@ impl Pipeline {
         Verdict::Flood { net }
     }
 
+    /// Is [`Pipeline::prefetch`] worth calling ([`MacTable::worth_prefetching`])?
+    #[inline]
+    pub fn worth_prefetching(&self) -> bool {
+        self.fdb.worth_prefetching()
+    }
+
+    /// Prefetches the MAC table's lines that [`Pipeline::process`] will read for `frame`,
+    /// received on `ingress` (its source's and its unicast destination's slots), a few frames
+    /// before it is processed; nothing for a frame `process` would drop before the table.
+    #[inline]
+    pub fn prefetch(&self, snap: &Snapshot, ingress: u16, frame: &[u8]) {
+        let Some(port) = snap.port(ingress) else {
+            return;
+        };
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            return;
+        };
+        let Ok(net) = ingress_net(snap, port.role, &eth) else {
+            return;
+        };
+        self.fdb.prefetch(net, eth.src());
+        let dst = eth.dst();
+        if !dst.is_multicast() {
+            self.fdb.prefetch(net, dst);
+        }
+    }
+
     /// Reads `frame` of network `net` to layer 4 for [`Pipeline::admit`], where the network has
     /// a filtering port, as [`Pipeline::process`] does: for a frame another worker decided on.
     #[inline]
@@ -387,6 +398,28 @@ impl Pipeline {
         if let Some(c) = self.counters.get_mut(usize::from(slot)) {
             f(c);
         }
+    }
+}
+
+/// The network of `eth`, received on a port of role `role`: an access port's own network
+/// (untagged frames only), or on a trunk the network of the frame's VLAN (the physical
+/// network's flat network if untagged).
+#[inline(always)]
+fn ingress_net(snap: &Snapshot, role: Role, eth: &EthernetFrame<'_>) -> Result<u16, DropReason> {
+    match role {
+        Role::Access(_) if eth.is_tagged() => Err(DropReason::TaggedOnAccess),
+        Role::Access(net) => Ok(net),
+        Role::Trunk(physnet) => match eth.vlan_id() {
+            // Untagged: the physical network's flat network, if it has one.
+            None => snap
+                .uplink_net(physnet, 0)
+                .ok_or(DropReason::UntaggedOnTrunk),
+            // A priority tag (VLAN 0) or a tag inside the tag belongs to no network.
+            Some(vid) => snap
+                .uplink_net(physnet, vid)
+                .filter(|_| vid != 0 && !eth.is_double_tagged())
+                .ok_or(DropReason::UnknownVlan),
+        },
     }
 }
 

@@ -70,6 +70,11 @@ pub const MAX_BATCH: usize = 64;
 /// as many transfers as a core keeps in flight, each taking the time of several frames' work.
 const PREFETCH_AHEAD: usize = 8;
 
+/// How many frames ahead of its turn a received frame's MAC table slots are prefetched
+/// ([`Pipeline::prefetch`]): half of [`PREFETCH_AHEAD`], so that the frame's first line, asked
+/// for then, has arrived and the slots' lines have as long again to come.
+const LOOKUP_AHEAD: usize = PREFETCH_AHEAD / 2;
+
 /// Room for the largest multi-buffer frame (an IP packet of 64 KB, its Ethernet header and a
 /// tag, with margin), so gathering one never allocates.
 const GSO_BUF: usize = 72 * 1024;
@@ -888,7 +893,15 @@ impl<P: PortIo> Worker<P> {
             // The frames' first lines are asked for `PREFETCH_AHEAD` frames before their turn,
             // so that their transfers from the core the kernel wrote them on overlap. A cursor,
             // not `j + PREFETCH_AHEAD`: a chain moves `j` past all its chunks at once.
-            let mut fetched = 0;
+            // Then, `LOOKUP_AHEAD` frames before their turn, the MAC table's lines each frame
+            // will read, where the table is larger than the caches (else they are there, and
+            // asking costs more than it saves).
+            let lookup_ahead = if self.pipe.worth_prefetching() {
+                LOOKUP_AHEAD
+            } else {
+                0
+            };
+            let (mut fetched, mut looked) = (0, 0);
             let mut j = 0;
             while j < n {
                 // Frame `j + PREFETCH_AHEAD` too; never a chunk behind `j` (a chain longer than
@@ -897,6 +910,18 @@ impl<P: PortIo> Worker<P> {
                 while fetched < n.min(j + PREFETCH_AHEAD + 1) {
                     self.umem.prefetch(self.rx[fetched].addr);
                     fetched += 1;
+                }
+                if lookup_ahead > 0 {
+                    looked = looked.max(j);
+                    while looked < n.min(j + lookup_ahead + 1) {
+                        let d = self.rx[looked];
+                        // Not a chain's later chunks: they hold no headers.
+                        let first = looked == 0 || self.rx[looked - 1].options & XDP_PKT_CONTD == 0;
+                        if let Some(bytes) = self.umem.frame(d.addr, d.len).filter(|_| first) {
+                            self.pipe.prefetch(&self.snap, slot, bytes);
+                        }
+                        looked += 1;
+                    }
                 }
                 let mut d = self.rx[j];
                 let chained = d.options & XDP_PKT_CONTD != 0;

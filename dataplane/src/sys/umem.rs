@@ -20,6 +20,7 @@
 //! The region starts on a huge-page boundary and asks for transparent huge pages, which makes
 //! each registration with the kernel (one per port) about ten times cheaper.
 
+use super::HUGE_PAGE;
 use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,9 +91,6 @@ impl Accounting {
         self.by_port.iter().map(|(_, n)| n).sum()
     }
 }
-
-/// Size of a transparent huge page on x86-64 and arm64 with 4 KiB base pages.
-const HUGE_PAGE: usize = 2 << 20;
 
 fn base_page() -> usize {
     // SAFETY: sysconf reads a constant of the system; no memory is involved.

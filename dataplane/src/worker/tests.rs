@@ -246,6 +246,66 @@ fn tagged_frames_from_vms_never_leave() {
 }
 
 #[test]
+fn a_table_large_enough_to_prefetch_forwards_and_drops_as_a_small_one() {
+    let mut r = Rig::new(4096);
+    assert!(
+        !r.w.pipeline().worth_prefetching(),
+        "200 addresses fit the caches"
+    );
+    // 60 000 addresses a network: a table of 6 MiB, whose slots the worker prefetches.
+    let mut c = cfg();
+    for n in &mut c.networks {
+        n.mac_limit = 60_000;
+    }
+    r.apply(&c);
+    assert!(r.w.pipeline().worth_prefetching());
+    r.inject("a2", frame(Mac::BROADCAST, VM2));
+    r.inject("b1", frame(Mac::BROADCAST, VM1));
+    r.run();
+    for p in ["a1", "a2", "a3", "b1", "up"] {
+        r.out(p);
+    }
+    // One batch a port, malformed frames among the good ones: the frames looked ahead at are
+    // the frames processed, whatever they hold.
+    let tagged = |vid, dst| build_frame(dst, VM2, Some(vid), ETHERTYPE_IPV4, &[7; 46]);
+    for f in [
+        frame(VM2, VM1),
+        vec![0xff; 10],
+        frame(VM2, VM1),
+        tagged(20, VM2),
+        frame(VM2, VM1),
+        frame(VM2, VM1),
+    ] {
+        r.inject("a1", f);
+    }
+    for f in [
+        tagged(20, VM1),
+        tagged(30, VM1),
+        frame(VM1, VM2),
+        tagged(20, VM1),
+    ] {
+        r.inject("up", f);
+    }
+    r.run();
+    assert_eq!(r.out("a2"), vec![frame(VM2, VM1); 4]);
+    assert_eq!(
+        r.out("b1"),
+        vec![build_frame(VM1, VM2, None, ETHERTYPE_IPV4, &[7; 46]); 2]
+    );
+    for p in ["a1", "a3", "up"] {
+        assert!(r.out(p).is_empty(), "{p}");
+    }
+    let drops = |r: &Rig, p: &str, why: DropReason| {
+        r.w.counters(r.ports.get(p).unwrap()).drops[why as usize]
+    };
+    assert_eq!(drops(&r, "a1", DropReason::Truncated), 1);
+    assert_eq!(drops(&r, "a1", DropReason::TaggedOnAccess), 1);
+    assert_eq!(drops(&r, "up", DropReason::UnknownVlan), 1);
+    assert_eq!(drops(&r, "up", DropReason::UntaggedOnTrunk), 1);
+    r.check_accounting();
+}
+
+#[test]
 fn every_frame_is_delivered_or_counted_under_load() {
     // Few frames, small TX rings: floods need copies and rings fill up.
     let mut r = Rig::new(512);
