@@ -328,7 +328,8 @@ impl Pipeline {
 
     /// Prefetches the MAC table's lines that [`Pipeline::process`] will read for `frame`,
     /// received on `ingress` (its source's and its unicast destination's slots), a few frames
-    /// before it is processed; nothing for a frame `process` would drop before the table.
+    /// before it is processed; nothing for a frame of no network (unknown port, malformed or
+    /// with a tag the port refuses).
     #[inline]
     pub fn prefetch(&self, snap: &Snapshot, ingress: u16, frame: &[u8]) {
         let Some(port) = snap.port(ingress) else {

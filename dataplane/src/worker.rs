@@ -917,8 +917,10 @@ impl<P: PortIo> Worker<P> {
                         let d = self.rx[looked];
                         // Not a chain's later chunks: they hold no headers.
                         let first = looked == 0 || self.rx[looked - 1].options & XDP_PKT_CONTD == 0;
-                        if let Some(bytes) = self.umem.frame(d.addr, d.len).filter(|_| first) {
-                            self.pipe.prefetch(&self.snap, slot, bytes);
+                        if first {
+                            if let Some(bytes) = self.umem.frame(d.addr, d.len) {
+                                self.pipe.prefetch(&self.snap, slot, bytes);
+                            }
                         }
                         looked += 1;
                     }

@@ -265,14 +265,16 @@ fn a_table_large_enough_to_prefetch_forwards_and_drops_as_a_small_one() {
     for p in ["a1", "a2", "a3", "b1", "up"] {
         r.out(p);
     }
-    // One batch a port, malformed frames among the good ones: the frames looked ahead at are
-    // the frames processed, whatever they hold.
+    // One batch a port, malformed frames and a chain of 12 chunks (a TCP super-frame) among
+    // the good ones: the frames looked ahead at are the frames processed, whatever they hold.
     let tagged = |vid, dst| build_frame(dst, VM2, Some(vid), ETHERTYPE_IPV4, &[7; 46]);
+    let payload: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
     for f in [
         frame(VM2, VM1),
         vec![0xff; 10],
         frame(VM2, VM1),
         tagged(20, VM2),
+        tcp_frame(&payload),
         frame(VM2, VM1),
         frame(VM2, VM1),
     ] {
@@ -287,7 +289,20 @@ fn a_table_large_enough_to_prefetch_forwards_and_drops_as_a_small_one() {
         r.inject("up", f);
     }
     r.run();
-    assert_eq!(r.out("a2"), vec![frame(VM2, VM1); 4]);
+    let mut a2 = r.out("a2");
+    assert_eq!(
+        a2.len(),
+        4 + 14,
+        "four frames and the super-frame's 14 segments"
+    );
+    let tail = a2.split_off(16);
+    let segments = a2.split_off(2);
+    assert_eq!(
+        [a2, tail],
+        [vec![frame(VM2, VM1); 2], vec![frame(VM2, VM1); 2]]
+    );
+    let joined: Vec<u8> = segments.iter().flat_map(|f| f[54..].to_vec()).collect();
+    assert_eq!(joined, payload);
     assert_eq!(
         r.out("b1"),
         vec![build_frame(VM1, VM2, None, ETHERTYPE_IPV4, &[7; 46]); 2]
