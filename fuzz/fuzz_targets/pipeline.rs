@@ -2,23 +2,56 @@
 //! first byte of each record picks the ingress port, the next two the frame length, then the
 //! bytes. Ports a1 and a2 have security group rules (stateful, a remote group, a port range, an
 //! ICMP type), so layer 3/4 parsing and the connection table see every frame.
-//! Properties: no panic, and frame accounting holds after every round (that every frame is
-//! forwarded or counted as exactly one drop is the property test in `dataplane/src/pipeline`).
+//! Properties: no panic; frame accounting holds after every round (that every frame is
+//! forwarded or counted as exactly one drop is the property test in `dataplane/src/pipeline`);
+//! every descriptor is one the kernel would take; and every TCP, UDP or SCTP frame that leaves
+//! has a correct checksum (finished by the switch, or by the port as a veth's kernel finishes
+//! it on request), unless it came in with a wrong one (neither correct nor left partial) and
+//! leaves as it came, but for a VLAN tag pushed or popped.
 //!
 //! Run: `fuzz/run.sh pipeline 60` (stable toolchain, libFuzzer coverage instrumentation), or
 //! `cargo fuzz run pipeline fuzz/corpus/pipeline` with cargo-fuzz on nightly.
 #![no_main]
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use dataplane::acl::{AddrSet, PortFilter, Remote, Rule};
 use dataplane::config::{NetworkConfig, PortConfig, SlotMap, Snapshot, SwitchConfig};
+use dataplane::csum;
 use dataplane::pipeline::Now;
 use dataplane::port::mem::{MemPort, MemSpec};
 use dataplane::security::IpPrefix;
 use dataplane::worker::{Command, PortShared, Worker, WorkerConfig};
 use dataplane::Mac;
 use libfuzzer_sys::fuzz_target;
+
+/// `frame` without its VLAN tag, if it carries one: what the switch may change of a frame it
+/// forwards as it came.
+fn untagged(frame: &[u8]) -> Vec<u8> {
+    let tagged = frame.len() >= 18
+        && dataplane::wire::is_vlan_tpid(u16::from_be_bytes([frame[12], frame[13]]));
+    if tagged {
+        [&frame[..12], &frame[16..]].concat()
+    } else {
+        frame.to_vec()
+    }
+}
+
+/// Checks the frames every port sent since the last call: a TCP, UDP or SCTP frame whose
+/// checksum is wrong must be one of the frames that came in so (`wrong`, untagged).
+fn check_sent(w: &mut Worker<MemPort>, wrong: &HashSet<Vec<u8>>) {
+    for p in 0..4u16 {
+        for out in std::mem::take(&mut w.port_mut(p).unwrap().outbox) {
+            if csum::verify(&out) == Some(false) {
+                assert!(
+                    wrong.contains(&untagged(&out)),
+                    "port {p} sent a frame whose checksum is not finished: {out:02x?}"
+                );
+            }
+        }
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let net = |id: &str, vlan| NetworkConfig {
@@ -108,7 +141,7 @@ fuzz_target!(|data: &[u8]| {
                 // Two ports finish checksums on request, as veths do: every request the
                 // worker writes is checked as the kernel checks it.
                 spec: MemSpec {
-                    capture: false,
+                    capture: true,
                     tx_size: 32,
                     tx_checksum: slot % 2 == 1,
                 },
@@ -117,14 +150,20 @@ fuzz_target!(|data: &[u8]| {
             Now::default(),
         );
     }
+    // The frames that came in with a wrong checksum, untagged.
+    let mut wrong = HashSet::new();
     let mut rest = data;
     while rest.len() >= 3 {
         let port = u16::from(rest[0] % 4);
         let len = (usize::from(rest[1]) << 8 | usize::from(rest[2])).min(rest.len() - 3);
         let frame = rest[3..3 + len].to_vec();
         rest = &rest[3 + len..];
+        if csum::verify(&frame) == Some(false) && csum::pending(&frame).is_none() {
+            wrong.insert(untagged(&frame));
+        }
         w.port_mut(port).unwrap().inbox.push_back(frame);
         w.poll(Now::default());
+        check_sent(&mut w, &wrong);
         let a = w.accounting();
         assert_eq!(a.free + a.user + a.in_kernel(), a.total);
         assert_eq!(a.user, 0);
@@ -136,4 +175,5 @@ fuzz_target!(|data: &[u8]| {
     for _ in 0..8 {
         w.poll(Now::default());
     }
+    check_sent(&mut w, &wrong);
 });

@@ -274,7 +274,7 @@ fn a_table_large_enough_to_prefetch_forwards_and_drops_as_a_small_one() {
         vec![0xff; 10],
         frame(VM2, VM1),
         tagged(20, VM2),
-        tcp_frame(&payload),
+        partial_tcp(VM2, &payload, None),
         frame(VM2, VM1),
         frame(VM2, VM1),
     ] {
@@ -455,8 +455,8 @@ fn super_frame_segments(offload: bool) {
     }
     let payload: Vec<u8> = (0..20_000u32).map(|i| (i % 249) as u8).collect();
     // A chain of 12 chunks, then a single chunk above the MTU.
-    r.inject("a1", tcp_frame(&payload));
-    r.inject("a1", tcp_frame(&payload[..1600]));
+    r.inject("a1", partial_tcp(VM2, &payload, None));
+    r.inject("a1", partial_tcp(VM2, &payload[..1600], None));
     r.run();
     let out = r.out("a2");
     assert_eq!(out.len(), 14 + 2);
@@ -579,6 +579,39 @@ fn partial_checksums_are_left_to_ports_that_finish_them_and_finished_for_the_oth
 }
 
 #[test]
+fn a_super_frame_is_cut_only_if_its_checksum_is_partial_or_correct() {
+    let mut r = Rig::new(4096);
+    r.inject("a2", frame(Mac::BROADCAST, VM2));
+    r.run();
+    for p in ["a1", "a2", "a3", "b1", "up"] {
+        r.out(p);
+    }
+    let payload: Vec<u8> = (0..6000u32).map(|i| (i % 239) as u8).collect();
+    let partial = partial_tcp(VM2, &payload, None);
+    let mut correct = partial.clone();
+    assert_eq!(
+        crate::csum::complete_partial(&mut correct),
+        crate::csum::Checksum::Completed
+    );
+    // Wrong: cut and finished afresh, its segments would verify and hide the corruption.
+    let mut wrong = partial.clone();
+    wrong[50] ^= 0x5a;
+    let a1 = r.ports.get("a1").unwrap();
+    for (f, cut) in [(wrong, false), (partial, true), (correct, true)] {
+        let oversize = r.w.counters(a1).drops[DropReason::Oversize as usize];
+        r.inject("a1", f);
+        r.run();
+        let out = r.out("a2");
+        assert_eq!(out.len(), if cut { 5 } else { 0 });
+        assert!(out.iter().all(|s| crate::csum::verify(s) == Some(true)));
+        let dropped = r.w.counters(a1).drops[DropReason::Oversize as usize] - oversize;
+        assert_eq!(dropped, u64::from(!cut));
+    }
+    assert_eq!(r.w.counters(a1).gso_segmented, 2);
+    r.check_accounting();
+}
+
+#[test]
 fn counters_publish_to_the_shared_copy() {
     let mut r = Rig::new(4096);
     let shared = Arc::new(PortShared::default());
@@ -617,7 +650,7 @@ fn segments_never_exceed_the_mss_the_peer_announced() {
         r.out(p);
     }
     let payload: Vec<u8> = (0..10_000u32).map(|i| (i % 241) as u8).collect();
-    r.inject("a1", tcp_frame(&payload));
+    r.inject("a1", partial_tcp(VM2, &payload, None));
     r.run();
     let out = r.out("a2");
     assert_eq!(out.len(), 10_000usize.div_ceil(1000));
