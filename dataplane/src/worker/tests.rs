@@ -105,6 +105,16 @@ impl Rig {
         self.port(id).inbox.push_back(frame);
     }
 
+    /// Teaches the switch that `mac` is behind port `id` (a broadcast from it), and forgets the
+    /// copies of that broadcast every port sent.
+    fn learn(&mut self, id: &str, mac: Mac) {
+        self.inject(id, frame(Mac::BROADCAST, mac));
+        self.run();
+        for p in ["a1", "a2", "a3", "b1", "up"] {
+            self.out(p);
+        }
+    }
+
     fn run(&mut self) {
         for _ in 0..4 {
             self.w.poll(Now::default());
@@ -160,11 +170,7 @@ fn frame(dst: Mac, src: Mac) -> Vec<u8> {
 #[test]
 fn unicast_after_learning_reaches_only_its_port() {
     let mut r = Rig::new(4096);
-    r.inject("a2", frame(Mac::BROADCAST, VM2));
-    r.run();
-    for p in ["a1", "a2", "a3", "b1", "up"] {
-        r.out(p);
-    }
+    r.learn("a2", VM2);
     r.inject("a1", frame(VM2, VM1));
     r.run();
     assert_eq!(r.out("a2"), vec![frame(VM2, VM1)]);
@@ -259,12 +265,8 @@ fn a_table_large_enough_to_prefetch_forwards_and_drops_as_a_small_one() {
     }
     r.apply(&c);
     assert!(r.w.pipeline().worth_prefetching());
-    r.inject("a2", frame(Mac::BROADCAST, VM2));
-    r.inject("b1", frame(Mac::BROADCAST, VM1));
-    r.run();
-    for p in ["a1", "a2", "a3", "b1", "up"] {
-        r.out(p);
-    }
+    r.learn("a2", VM2);
+    r.learn("b1", VM1);
     // One batch a port, malformed frames and a chain of 12 chunks (a TCP super-frame) among
     // the good ones: the frames looked ahead at are the frames processed, whatever they hold.
     let tagged = |vid, dst| build_frame(dst, VM2, Some(vid), ETHERTYPE_IPV4, &[7; 46]);
@@ -448,11 +450,7 @@ fn super_frame_segments(offload: bool) {
         ..WorkerConfig::default()
     };
     let mut r = Rig::offloading(wc, if offload { &["a2"] } else { &[] });
-    r.inject("a2", frame(Mac::BROADCAST, VM2));
-    r.run();
-    for p in ["a1", "a2", "a3", "b1", "up"] {
-        r.out(p);
-    }
+    r.learn("a2", VM2);
     let payload: Vec<u8> = (0..20_000u32).map(|i| (i % 249) as u8).collect();
     // A chain of 12 chunks, then a single chunk above the MTU.
     r.inject("a1", partial_tcp(VM2, &payload, None));
@@ -501,11 +499,7 @@ fn partial_checksums_are_left_to_ports_that_finish_them_and_finished_for_the_oth
     };
     // a2 and the trunk (veths, say) finish checksums on transmit; a1 and a3 do not.
     let mut r = Rig::offloading(wc, &["a2", "up"]);
-    r.inject("a2", frame(Mac::BROADCAST, VM2));
-    r.run();
-    for p in ["a1", "a2", "a3", "b1", "up"] {
-        r.out(p);
-    }
+    r.learn("a2", VM2);
     let payload: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
     let requests = |r: &mut Rig| {
         (
@@ -581,11 +575,7 @@ fn partial_checksums_are_left_to_ports_that_finish_them_and_finished_for_the_oth
 #[test]
 fn a_super_frame_is_cut_only_if_its_checksum_is_partial_or_correct() {
     let mut r = Rig::new(4096);
-    r.inject("a2", frame(Mac::BROADCAST, VM2));
-    r.run();
-    for p in ["a1", "a2", "a3", "b1", "up"] {
-        r.out(p);
-    }
+    r.learn("a2", VM2);
     let payload: Vec<u8> = (0..6000u32).map(|i| (i % 239) as u8).collect();
     let partial = partial_tcp(VM2, &payload, None);
     let mut correct = partial.clone();
