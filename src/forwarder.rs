@@ -278,6 +278,7 @@ fn port_statistics(s: &PortStats) -> PortStatistics {
         rx_errors: drops(DropReason::Truncated)
             + drops(DropReason::Oversize)
             + drops(DropReason::InvalidSource)
+            + drops(DropReason::BadChecksum)
             + s.xdp.rx_invalid_descs,
         tx_errors: drops(DropReason::TxError) + s.xdp.tx_invalid_descs,
         dropped: c.total_drops(),

@@ -49,6 +49,7 @@ drop_reasons! {
     SgEgress => "sg_egress", "Security groups: a frame the VM sent that no rule of its groups allows, or of a connection a rule change cut.";
     SgIngress => "sg_ingress", "Security groups: a frame to the VM that no rule of its groups allows (counted on the VM's port), or of a cut connection.";
     ConntrackFull => "conntrack_full", "Security groups: a new connection beyond the port's share of the connection table.";
+    BadChecksum => "bad_checksum", "A TCP super-frame (a guest's TSO send) whose checksum is neither left partial nor correct: it cannot leave whole, and cut into segments with fresh checksums its corruption would be hidden.";
 }
 
 /// Counters of one port, as a worker accumulates them.

@@ -1010,10 +1010,10 @@ impl<P: PortIo> Worker<P> {
     /// Handles the frame whose chunks are `self.rx[from..to]` (a multi-buffer chain, or one chunk
     /// above the MTU): a TCP super-frame is gathered, split into segments that fit the ingress
     /// port's MTU and what its destination takes (`gso`, `mss`), and each segment goes through
-    /// the pipeline as if the guest's NIC had sent it; anything else is dropped as oversize,
-    /// and so is a super-frame whose checksum is neither left partial (as a guest's TSO send
-    /// leaves it) nor correct: its segments' checksums are computed afresh, so cutting it would
-    /// hide what corrupted it.
+    /// the pipeline as if the guest's NIC had sent it; anything else is dropped as oversize. A
+    /// super-frame whose checksum is neither left partial (as a TSO send or GRO leaves it) nor
+    /// correct is dropped as `bad_checksum`: its segments' checksums are computed afresh, so
+    /// cutting it would hide what corrupted it (`csum::tso_sound`).
     /// `budget` is the TX room the segments may take. Returns the number of segments made.
     fn super_frame(&mut self, slot: u16, from: usize, to: usize, budget: u32, now: Now) -> u32 {
         self.gso_buf.clear();
@@ -1028,11 +1028,12 @@ impl<P: PortIo> Worker<P> {
         let max_len = (self.snap.port(slot).map_or(0, |p| p.max_frame as usize)
             + if tagged { VLAN_TAG_LEN } else { 0 })
         .min((self.umem.chunk_size() - KERNEL_HEADROOM) as usize);
-        let sound = matches!(
-            csum::pending(&self.gso_buf),
-            Some(csum::Pending::Partial(_))
-        ) || csum::verify(&self.gso_buf) == Some(true);
-        let mut plan = gso::Plan::new(&self.gso_buf, max_len).filter(|_| sound);
+        let mut plan = gso::Plan::new(&self.gso_buf, max_len);
+        if plan.is_some() && !csum::tso_sound(&self.gso_buf) {
+            self.pipe
+                .count_dropped(slot, self.gso_buf.len(), DropReason::BadChecksum);
+            return 0;
+        }
         // Never larger than the guest's own segments would be: the peer's MSS and the path's
         // MTU, as the switch saw them go by (`mss`).
         let limit = plan.as_ref().and_then(|p| {

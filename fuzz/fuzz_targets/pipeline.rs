@@ -7,7 +7,9 @@
 //! every descriptor is one the kernel would take; and every TCP, UDP or SCTP frame that leaves
 //! has a correct checksum (finished by the switch, or by the port as a veth's kernel finishes
 //! it on request), unless it came in with a wrong one (neither correct nor left partial) and
-//! leaves as it came, but for a VLAN tag pushed or popped.
+//! leaves as it came, but for a VLAN tag pushed or popped; and no TCP super-frame is cut into
+//! segments unless its checksum allowed it (`csum::tso_sound`): the segments' fresh checksums
+//! would hide a wrong one.
 //!
 //! Run: `fuzz/run.sh pipeline 60` (stable toolchain, libFuzzer coverage instrumentation), or
 //! `cargo fuzz run pipeline fuzz/corpus/pipeline` with cargo-fuzz on nightly.
@@ -150,8 +152,9 @@ fuzz_target!(|data: &[u8]| {
             Now::default(),
         );
     }
-    // The frames that came in with a wrong checksum, untagged.
+    // The frames that came in with a wrong checksum, untagged; the super-frames that may be cut.
     let mut wrong = HashSet::new();
+    let mut cuttable = 0u64;
     let mut rest = data;
     while rest.len() >= 3 {
         let port = u16::from(rest[0] % 4);
@@ -161,6 +164,7 @@ fuzz_target!(|data: &[u8]| {
         if csum::verify(&frame) == Some(false) && csum::pending(&frame).is_none() {
             wrong.insert(untagged(&frame));
         }
+        cuttable += u64::from(frame.len() > 1514 && csum::tso_sound(&frame));
         w.port_mut(port).unwrap().inbox.push_back(frame);
         w.poll(Now::default());
         check_sent(&mut w, &wrong);
@@ -176,4 +180,6 @@ fuzz_target!(|data: &[u8]| {
         w.poll(Now::default());
     }
     check_sent(&mut w, &wrong);
+    let cut: u64 = (0..4u16).map(|p| w.counters(p).gso_segmented).sum();
+    assert!(cut <= cuttable, "{cut} super-frames cut, {cuttable} with a checksum that allows it");
 });
