@@ -447,6 +447,48 @@ proptest! {
 }
 
 #[test]
+fn a_super_frame_may_be_cut_with_what_tso_and_gro_leave_or_a_correct_checksum_only() {
+    let payload: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 253) as u8).collect();
+    for ip in [Ip::V4, Ip::V6, Ip::V6Ext] {
+        for vlan in [None, Some(10)] {
+            let at = field_in_frame(ip, TCP, vlan.is_some());
+            let build = |seg: &[u8]| frame(ip, TCP, seg, vlan, 0);
+            let partial = build(&with_checksum(ip, TCP, &payload, true));
+            let correct = build(&with_checksum(ip, TCP, &payload, false));
+            // The pseudo-header sum without the TCP length, as some NICs' TSO wants it.
+            let mut no_length = partial.clone();
+            let sum = reference(&[&pseudo(ip, TCP, 0)]);
+            no_length[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+            let mut corrupted = correct.clone();
+            corrupted[at + 500] ^= 0x40;
+            let mut garbage = partial.clone();
+            garbage[at] ^= 0x81;
+            let case = format!("{ip:?}, vlan {vlan:?}");
+            assert!(tso_sound(&partial), "{case}: partial");
+            assert!(tso_sound(&correct), "{case}: correct");
+            assert!(tso_sound(&no_length), "{case}: without the length");
+            assert!(
+                !tso_sound(&corrupted),
+                "{case}: corrupted after its checksum"
+            );
+            assert!(
+                !tso_sound(&garbage),
+                "{case}: a checksum field of neither kind"
+            );
+        }
+    }
+    // Not TCP: nothing to cut.
+    let udp = frame(
+        Ip::V4,
+        UDP,
+        &with_checksum(Ip::V4, UDP, &payload, true),
+        None,
+        0,
+    );
+    assert!(!tso_sound(&udp));
+}
+
+#[test]
 fn crc32c_matches_the_standard_check_value() {
     // The CRC-32C check value (RFC 3720, B.4; "123456789").
     assert_eq!(crc32c(&[b"123456789"]), 0xe306_9283);
