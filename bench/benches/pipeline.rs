@@ -8,7 +8,9 @@
 //! - `worker/{1k,1m}`: one `Worker::poll` round per 64 frames over in-memory ports: the decision
 //!   plus descriptor movement, UMEM ownership checks and counters (the AF_XDP worker's user-space
 //!   work; the in-memory port's copy of the 64 bytes into the UMEM is included). Every measured
-//!   frame is unicast (checked after the measurement).
+//!   frame is unicast (checked after the measurement). Their frames are of EtherType IPv4 with
+//!   zeros for payload; `worker/1k-udp` sends the packet harness's own IPv4/UDP frames (64 B,
+//!   256 flows), whose headers the worker also reads (its checksum and MSS checks).
 //! - `csum/{partial,complete}-{64,1518}`: `csum::complete_partial` on an IPv4/TCP frame whose
 //!   checksum is partial (completed: one pass over the segment) or already complete (the headers
 //!   are read and the frame left alone), for 64- and 1518-byte frames.
@@ -33,6 +35,8 @@ use dataplane::security::IpPrefix;
 use dataplane::wire::{build_frame, Mac};
 use dataplane::worker::{Command, PortShared, Worker, WorkerConfig};
 
+use bench::traffic::udp_flow_frame;
+
 fn mac(side: u8, i: u32) -> Mac {
     let b = i.to_be_bytes();
     Mac([0x02, side, b[0], b[1], b[2], b[3]])
@@ -56,12 +60,20 @@ fn config(macs: u32) -> SwitchConfig {
 
 /// Frames from port a to port b: sources are the `n/2` MACs behind a, destinations the `n/2`
 /// behind b, visited in a scrambled order so lookups miss the cache as a real table would.
-fn frames(n: u32, count: usize) -> Vec<Vec<u8>> {
+/// `udp`: IPv4/UDP frames of 64 bytes as the packet harness sends them (256 flows); else
+/// frames of EtherType IPv4 whose payload is zeros (no IP header to read).
+fn frames(n: u32, count: usize, udp: bool) -> Vec<Vec<u8>> {
     let half = (n / 2).max(1);
     (0..count as u32)
         .map(|i| {
             let j = i.wrapping_mul(2_654_435_761) % half;
-            build_frame(mac(2, j), mac(1, i % half), None, 0x0800, &[0; 50])
+            let (dst, src) = (mac(2, j), mac(1, i % half));
+            if udp {
+                let ip = |h| std::net::Ipv4Addr::new(198, 18, 0, h);
+                udp_flow_frame((dst, ip(2)), (src, ip(1)), 49152 + (i % 256) as u16, 64)
+            } else {
+                build_frame(dst, src, None, 0x0800, &[0; 50])
+            }
         })
         .collect()
 }
@@ -87,7 +99,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("decide");
     for (name, n) in [("1k", 1_000u32), ("1m", 1_000_000)] {
         let (mut pipe, snap, a, _) = setup(n);
-        let fs = frames(n, 1 << 16);
+        let fs = frames(n, 1 << 16, false);
         let mut k = 0usize;
         // As the worker drives it: a table larger than the caches has its lines prefetched
         // four frames ahead.
@@ -109,7 +121,11 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("worker");
-    for (name, n) in [("1k", 1_000u32), ("1m", 1_000_000)] {
+    for (name, n, udp) in [
+        ("1k", 1_000u32, false),
+        ("1m", 1_000_000, false),
+        ("1k-udp", 1_000, true),
+    ] {
         let cfg = config(n);
         let (mut ns, mut ps) = (SlotMap::default(), SlotMap::default());
         let snap = Arc::new(Snapshot::compile(&cfg, 1, &mut ns, &mut ps));
@@ -153,7 +169,7 @@ fn bench(c: &mut Criterion) {
         }
         w.port_mut(a)
             .unwrap()
-            .set_source(Arc::new(frames(n, 1 << 16)));
+            .set_source(Arc::new(frames(n, 1 << 16, udp)));
         let before = w.counters(a);
         g.throughput(Throughput::Elements(64));
         g.bench_function(BenchmarkId::from_parameter(name), |bn| {

@@ -553,6 +553,13 @@ impl MacTable {
             }
             return verdict;
         }
+        self.learn_locked(key, net, port, now)
+    }
+
+    /// [`MacTable::learn`] under the writer mutex: a new address, a move, or an entry to revive.
+    /// Out of line, so that the lock-free common case inlines into the pipeline small.
+    #[inline(never)]
+    fn learn_locked(&self, key: u64, net: u16, port: PortRef, now: u32) -> Learn {
         let mut w = self.writer();
         let t = Arc::clone(&w.tables);
         if let Some(i) = t.find(key) {

@@ -1210,8 +1210,9 @@ impl<P: PortIo> Worker<P> {
         matches!(self.ports.get(usize::from(slot)), Some(Some(o)) if o.healthy)
     }
 
-    /// Turns a verdict into staged descriptors (or a released chunk).
-    #[inline]
+    /// Turns a verdict into staged descriptors (or a released chunk). Always inline: called
+    /// for every frame, its call cost about 30 instructions of register moves.
+    #[inline(always)]
     fn emit(&mut self, ingress: u16, d: XdpDesc, verdict: Verdict, now: Now) {
         let (net, unicast) = match verdict {
             Verdict::Drop(_) => {
