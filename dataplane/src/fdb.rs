@@ -270,7 +270,7 @@ impl Tables {
     #[inline]
     fn find(&self, key: u64) -> Option<usize> {
         let mut i = self.home(key);
-        for _ in 0..=self.mask {
+        for _ in 0..self.slots.len() {
             let k = self.slots[i].key.load(RELAXED);
             if k == key {
                 return Some(i);
