@@ -423,6 +423,16 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The MAC entries the snapshot's networks may learn together: the sum of their limits, which
+    /// the MAC table is sized for (at most half full; the table's own cap applies).
+    pub fn mac_entries(&self) -> usize {
+        self.nets
+            .iter()
+            .flatten()
+            .map(|n| n.mac_limit as usize)
+            .sum()
+    }
+
     /// Compiles `cfg` (which must be valid) using and updating the slot maps.
     pub fn compile(
         cfg: &SwitchConfig,

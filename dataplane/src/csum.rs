@@ -363,7 +363,10 @@ pub(crate) fn ipv6_upper(ip: &[u8]) -> Option<(usize, u8)> {
 /// one is not, and no caller compares it unfolded).
 #[inline]
 fn sum_header(bytes: &[u8], sum: u64) -> u64 {
-    debug_assert!(bytes.len().is_multiple_of(2), "header bytes come in 16-bit words");
+    debug_assert!(
+        bytes.len().is_multiple_of(2),
+        "header bytes come in 16-bit words"
+    );
     let mut words = bytes.chunks_exact(4);
     let mut sum = sum;
     for w in &mut words {

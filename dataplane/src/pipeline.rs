@@ -132,14 +132,15 @@ impl Pipeline {
     /// sizes the tables, installs static entries and (re)creates changed policers. Runs between
     /// batches, never per packet.
     pub fn adopt(&mut self, snap: &Snapshot, now: Now) {
-        let mut total_limit = 0usize;
+        // Sized first, in one growth for entries and networks: nothing to do where the switch
+        // grew the shared table before publishing the snapshot (`Switch`: a growth copies the
+        // table, tens of milliseconds at a million entries).
+        self.fdb.reserve_for(snap.mac_entries(), snap.nets.len());
         for (slot, n) in snap.nets.iter().enumerate() {
             if let (Some(n), Ok(slot)) = (n, u16::try_from(slot)) {
                 self.fdb.sync_network(slot, n.gen, n.mac_limit);
-                total_limit += n.mac_limit as usize;
             }
         }
-        self.fdb.reserve(total_limit);
         // Connections of a port that went, or whose slot another port took, are dead.
         for zone in 0..self.conns.zones() {
             if let Ok(slot) = u16::try_from(zone) {

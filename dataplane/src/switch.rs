@@ -597,6 +597,9 @@ struct Inner {
     warm: Mutex<Warm>,
     /// Held while an opener attaches a program.
     attaching: Mutex<()>,
+    /// A view of the MAC table the workers share, to grow it before they adopt a snapshot
+    /// that needs more room.
+    fdb: Mutex<MacTable>,
 }
 
 /// Devices the control plane expects ports on (registered interfaces): their programs are
@@ -1101,9 +1104,16 @@ impl Inner {
             .then_some(h.worker)
     }
 
-    /// Compiles and publishes a new snapshot, then opens what needs opening.
+    /// Compiles and publishes a new snapshot, then opens what needs opening. The MAC table is
+    /// grown here first, if the snapshot's networks need more room: a growth copies the table
+    /// (tens of milliseconds at a million entries), which the worker adopting the snapshot
+    /// would otherwise do between two rounds, forwarding nothing meanwhile.
     fn publish(&self, st: &mut State) {
         let snap = Arc::new(st.compile());
+        self.fdb
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reserve_for(snap.mac_entries(), snap.nets.len());
         self.send_all(|| Command::Snapshot(Arc::clone(&snap)));
         self.reconcile_devices(st);
     }
@@ -1229,6 +1239,7 @@ impl Switch {
             preparer: Mutex::new(None),
             warm: Mutex::new(Warm::default()),
             attaching: Mutex::new(()),
+            fdb: Mutex::new(fdb),
         });
         let (jobs_tx, jobs) = mpsc::channel();
         if let Ok(mut o) = inner.opener.lock() {
@@ -1672,6 +1683,16 @@ impl Switch {
         self.inner
             .send_to(worker, Command::Connections { slot, reply: tx });
         rx.recv_timeout(Duration::from_secs(2)).ok()
+    }
+
+    /// Slots in the MAC table the workers share (twice the entries it is sized for: the sum of
+    /// the networks' learning limits, up to `[switch] max_macs`).
+    pub fn mac_table_slots(&self) -> usize {
+        self.inner
+            .fdb
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .capacity()
     }
 
     /// The live MAC table of a network.

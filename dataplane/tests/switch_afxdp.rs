@@ -209,6 +209,30 @@ fn frames_cross_counters_match_and_accounting_holds() {
 }
 
 #[test]
+fn the_mac_table_grows_before_the_workers_adopt_the_snapshot() {
+    // A network that may learn 200 000 addresses: the table (64 slots at the start) must have
+    // grown to twice that by the time `apply` returns, on the caller's thread, so that no worker
+    // stops forwarding to copy it when it adopts the snapshot.
+    let sw = Switch::start(SwitchOptions::default()).unwrap();
+    let small = sw.mac_table_slots();
+    assert!(small < 400_000, "{small}");
+    let cfg = SwitchConfig {
+        networks: vec![NetworkConfig {
+            mac_limit: 200_000,
+            ..net_n()
+        }],
+        ..SwitchConfig::default()
+    };
+    sw.apply(cfg).unwrap();
+    let slots = sw.mac_table_slots();
+    assert!(slots >= 400_000, "{slots} slots");
+    // Removing the network shrinks nothing (a table never shrinks while the switch runs).
+    sw.apply(SwitchConfig::default()).unwrap();
+    assert_eq!(sw.mac_table_slots(), slots);
+    sw.shutdown();
+}
+
+#[test]
 fn a_port_whose_device_is_missing_is_down_and_opens_when_it_appears() {
     let sw = Switch::start(SwitchOptions::default()).unwrap();
     let name = format!("qsxl{:04}h", std::process::id() % 10_000);
