@@ -17,7 +17,8 @@
 //!   Ports also carry a generation, checked by the pipeline, so an entry of a removed port is never
 //!   used for a new port that reuses its slot.
 //! * **Capacity** is fixed between reconfigurations (twice the sum of the network limits, capped),
-//!   so learning never allocates. [`MacTable::reserve`] grows it when a snapshot is adopted.
+//!   so learning never allocates. [`MacTable::reserve_for`] grows it for a snapshot: the switch
+//!   calls it before publishing one, and a worker's adoption finds the room made.
 //! * **Large tables.** The 2 MiB-aligned stretches of a table live in huge pages where the
 //!   kernel allows ([`crate::sys::huge_pages`]), and above [`PREFETCH_ABOVE`] the worker
 //!   prefetches the slots of the frames it will process next ([`MacTable::prefetch`]): a table
@@ -434,6 +435,12 @@ impl MacTable {
             }
         }
         self.refresh();
+    }
+
+    /// How many times the table has grown (or its networks array): for tests.
+    #[cfg(test)]
+    pub(crate) fn growths(&self) -> u64 {
+        self.shared.version.load(Ordering::Acquire)
     }
 
     /// Grows the table so that `entries` live entries fit at a load of at most one half. Called
@@ -861,7 +868,7 @@ mod tests {
         let mut t = MacTable::new(300, 1 << 20);
         t.sync_network(0, 1, 1000);
         assert_eq!(t.learn(0, mac(1), P1, 0), Learn::Learned);
-        let grown = |t: &MacTable| t.shared.version.load(Ordering::Acquire);
+        let grown = MacTable::growths;
         let before = grown(&t);
         t.reserve_for(100_000, 70);
         assert_eq!(grown(&t), before + 1, "one growth");

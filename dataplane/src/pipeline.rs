@@ -134,7 +134,9 @@ impl Pipeline {
     pub fn adopt(&mut self, snap: &Snapshot, now: Now) {
         // Sized first, in one growth for entries and networks: nothing to do where the switch
         // grew the shared table before publishing the snapshot (`Switch`: a growth copies the
-        // table, tens of milliseconds at a million entries).
+        // table, tens of milliseconds at a million entries). A growth before the declarations
+        // copies the entries of a network the snapshot re-creates; its new generation then makes
+        // them stale (read as absent, not counted, swept), as a flush without a growth does.
         self.fdb.reserve_for(snap.mac_entries(), snap.nets.len());
         for (slot, n) in snap.nets.iter().enumerate() {
             if let (Some(n), Ok(slot)) = (n, u16::try_from(slot)) {

@@ -1685,8 +1685,9 @@ impl Switch {
         rx.recv_timeout(Duration::from_secs(2)).ok()
     }
 
-    /// Slots in the MAC table the workers share (twice the entries it is sized for: the sum of
-    /// the networks' learning limits, up to `[switch] max_macs`).
+    /// Slots in the MAC table the workers share: at least twice the sum of the networks' learning
+    /// limits (up to `[switch] max_macs`), a power of two, 64 at least; it never shrinks while
+    /// the switch runs.
     pub fn mac_table_slots(&self) -> usize {
         self.inner
             .fdb

@@ -489,3 +489,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn adopting_a_snapshot_the_table_was_grown_for_copies_nothing() {
+    // As the switch does: the table grown for the snapshot (entries and networks) before the
+    // pipeline adopts it; the adoption then neither grows it nor adds network slots.
+    let cfg = SwitchConfig {
+        networks: (0..70u16)
+            .map(|i| NetworkConfig {
+                id: format!("n{i}"),
+                vlan: 10 + i,
+                mac_limit: 4096,
+                physnet: Some(crate::DEFAULT_PHYSNET.into()),
+            })
+            .collect(),
+        ..SwitchConfig::default()
+    };
+    cfg.validate().unwrap();
+    let (mut nets, mut ports) = (SlotMap::default(), SlotMap::default());
+    let snap = Snapshot::compile(&cfg, 1, &mut nets, &mut ports);
+    let mut pipe = Pipeline::default();
+    let mut view = pipe.fdb.clone();
+    view.reserve_for(snap.mac_entries(), snap.nets.len());
+    let grown = pipe.fdb.growths();
+    pipe.adopt(&snap, Now::default());
+    assert_eq!(pipe.fdb.growths(), grown, "the adoption grew the table");
+    assert!(pipe.fdb.capacity() >= 2 * 70 * 4096);
+    // Without the growth ahead, the adoption does it, once for entries and networks together.
+    let mut fresh = Pipeline::default();
+    let before = fresh.fdb.growths();
+    fresh.adopt(&snap, Now::default());
+    assert_eq!(fresh.fdb.growths(), before + 1);
+}
