@@ -20,7 +20,7 @@ pub(crate) struct DataplaneCollector(pub(crate) Arc<Switch>);
 /// A port counter: name, help, and how to read it.
 type PortCounter = (&'static str, &'static str, fn(&LocalCounters) -> u64);
 
-const PORT_COUNTERS: [PortCounter; 13] = [
+const PORT_COUNTERS: [PortCounter; 14] = [
     (
         "qswitch_port_rx_packets",
         "Frames received from the port",
@@ -51,6 +51,11 @@ const PORT_COUNTERS: [PortCounter; 13] = [
         "qswitch_port_mac_moves",
         "Source addresses that moved to this port from another",
         |c| c.mac_moves,
+    ),
+    (
+        "qswitch_port_learn_deferred",
+        "Source addresses not learned yet because the MAC table was growing",
+        |c| c.learn_deferred,
     ),
     (
         "qswitch_port_backpressure",

@@ -41,9 +41,16 @@
 //!   network limits and generations) take the writer mutex, and mark the sequence number odd
 //!   while they move entries. Only these contend, and they are rare: at most one per new or
 //!   moved address.
-//! * **Growth** builds a new table under the writer mutex and publishes it; each view picks it up
-//!   at its next [`MacTable::refresh`] (a worker calls it every round). A refresh stored in the
-//!   old table meanwhile is lost, which costs at most a relearn.
+//! * **Growth** copies the table into a new one of the size asked and publishes it; each view
+//!   picks it up at its next [`MacTable::refresh`] (a worker calls it every round). The copy, tens
+//!   of milliseconds at a million entries, runs outside the writer mutex, so that no worker waits
+//!   for it: while it runs, lookups and refreshes read the old table, and learning a new or moved
+//!   address is deferred ([`Learn::Deferred`]: the frame is forwarded as it would be, flooded if
+//!   its destination is unknown, and the address is learned from a later frame). A change that
+//!   does take the mutex meanwhile (the control plane's static entries, removals and network
+//!   declarations, a blocking sweep) makes the grower copy again under the mutex at the end, as
+//!   every growth did before. A refresh stored in the old table meanwhile is lost, which costs at
+//!   most a relearn.
 //!
 //! A refresh may race with a removal that shifts another entry into the slot it read: the
 //! compare-and-swap then finds another `seen` and writes nothing (unless both were seen in the
@@ -51,7 +58,7 @@
 //! clock they share, read at slightly different moments: a `seen` a second ahead of a worker's
 //! `now` counts as fresh.
 
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use crate::wire::Mac;
@@ -81,6 +88,9 @@ pub enum Learn {
     Moved,
     /// The network is at its limit (or the table is full): the address was not learned.
     LimitReached,
+    /// The table is growing: a new or moved address is not learned until the copy is done (a
+    /// later frame from it learns it). See the module documentation.
+    Deferred,
     /// The address is a static entry of another port; static entries are never moved.
     StaticConflict,
 }
@@ -296,10 +306,20 @@ struct Writer {
     /// Occupied slots, stale or not.
     used: usize,
     sweep_cursor: usize,
+    /// Changes made under the mutex ([`MacTable::changer`]): a growth whose copy, made outside
+    /// the mutex, saw this number move copies again.
+    changes: u64,
 }
 
 struct Shared {
     writer: Mutex<Writer>,
+    /// Held for a whole growth: one at a time.
+    growth: Mutex<()>,
+    /// Set (under the writer mutex) while a growth copies the table: learning defers.
+    growing: AtomicBool,
+    /// A test's rendezvous with a growth after its copy: two waits.
+    #[cfg(test)]
+    pause_growth: Mutex<Option<Arc<std::sync::Barrier>>>,
     /// The current tables, for views that see `version` move.
     published: RwLock<Arc<Tables>>,
     version: AtomicU64,
@@ -343,7 +363,12 @@ impl MacTable {
                 tables: Arc::clone(&tables),
                 used: 0,
                 sweep_cursor: 0,
+                changes: 0,
             }),
+            growth: Mutex::new(()),
+            growing: AtomicBool::new(false),
+            #[cfg(test)]
+            pause_growth: Mutex::new(None),
             published: RwLock::new(Arc::clone(&tables)),
             version: AtomicU64::new(0),
             max_entries: max_entries.max(16),
@@ -378,6 +403,14 @@ impl MacTable {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The writer mutex, for a change: counted, so that a growth copying meanwhile knows its
+    /// copy is out of date.
+    fn changer(&self) -> MutexGuard<'_, Writer> {
+        let mut w = self.writer();
+        w.changes += 1;
+        w
+    }
+
     /// The configured aging time in seconds.
     pub fn aging_secs(&self) -> u32 {
         self.writer().tables.aging()
@@ -385,7 +418,7 @@ impl MacTable {
 
     /// Sets the aging time; takes effect on the next lookup.
     pub fn set_aging_secs(&self, secs: u32) {
-        self.writer().tables.aging.store(secs.max(1), RELAXED);
+        self.changer().tables.aging.store(secs.max(1), RELAXED);
     }
 
     /// Number of live entries of a network.
@@ -415,14 +448,10 @@ impl MacTable {
     /// adopted the latest snapshot yet) changes nothing, so workers adopting the same snapshots
     /// at different moments never undo each other's declarations.
     pub fn sync_network(&mut self, net: u16, gen: u32, limit: u32) {
+        let i = usize::from(net);
+        self.reserve_for(0, i + 1);
         {
-            let mut w = self.writer();
-            let i = usize::from(net);
-            if w.tables.nets.len() <= i {
-                let nets = (i + 1).next_power_of_two().max(64);
-                let cap = w.tables.slots.len();
-                self.rebuild(&mut w, cap, nets);
-            }
+            let w = self.changer();
             let n = &w.tables.nets[i];
             let cur = n.gen.load(RELAXED);
             let newer = (gen.wrapping_sub(cur) as i32) > 0;
@@ -453,46 +482,45 @@ impl MacTable {
     /// [`MacTable::sync_network`] of those slots then copies nothing. (Growing either copies
     /// the whole table, tens of milliseconds at a million entries.)
     pub fn reserve_for(&mut self, entries: usize, nets: usize) {
-        {
-            let mut w = self.writer();
-            let want = (entries.min(self.shared.max_entries) * 2)
-                .next_power_of_two()
-                .max(64);
-            let (cap, have_nets) = (w.tables.slots.len(), w.tables.nets.len());
-            // As `sync_network` rounds it.
-            let want_nets = if nets > have_nets {
-                nets.next_power_of_two().max(64)
-            } else {
-                have_nets
-            };
-            if want > cap || want_nets > have_nets {
-                self.rebuild(&mut w, want.max(cap), want_nets);
-            }
-        }
+        let want = (entries.min(self.shared.max_entries) * 2)
+            .next_power_of_two()
+            .max(64);
+        self.grow(want, nets);
         self.refresh();
     }
 
-    /// Replaces the tables with new ones of `cap` slots and `nets` networks holding the current
-    /// entries, and publishes them.
-    fn rebuild(&self, w: &mut Writer, cap: usize, nets: usize) {
-        let old = Arc::clone(&w.tables);
-        let new = Tables::new(cap, nets.max(old.nets.len()), old.aging());
-        for (n, o) in new.nets.iter().zip(old.nets.iter()) {
-            n.gen.store(o.gen.load(RELAXED), RELAXED);
-            n.limit.store(o.limit.load(RELAXED), RELAXED);
-            n.count.store(o.count.load(RELAXED), RELAXED);
+    /// Grows the table to at least `want` slots and `nets` network slots, if it is smaller, and
+    /// publishes it. The copy runs outside the writer mutex; see the module documentation.
+    fn grow(&self, want: usize, nets: usize) {
+        let too_small = |t: &Tables| want > t.slots.len() || nets > t.nets.len();
+        if !too_small(&self.writer().tables) {
+            return;
         }
-        let mut used = 0;
-        for i in 0..old.slots.len() {
-            let e = old.load(i);
-            if e.key != EMPTY && old.is_current(&e) {
-                let mut j = new.home(e.key);
-                while new.slots[j].key.load(RELAXED) != EMPTY {
-                    j = (j + 1) & new.mask;
-                }
-                new.store(j, &e);
-                used += 1;
+        // One growth at a time; the one before may have made the room.
+        let _one = self
+            .shared
+            .growth
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (old, changes) = {
+            let w = self.writer();
+            if !too_small(&w.tables) {
+                return;
             }
+            self.shared.growing.store(true, RELAXED);
+            (Arc::clone(&w.tables), w.changes)
+        };
+        let _growing = Growing(&self.shared.growing);
+        // As `sync_network` rounded it, before both came through here.
+        let nets = nets.next_power_of_two().max(64).max(old.nets.len());
+        let cap = want.max(old.slots.len());
+        let (mut new, mut used) = copy(&old, cap, nets);
+        #[cfg(test)]
+        self.pause_growth();
+        let mut w = self.writer();
+        if w.changes != changes {
+            // Something changed under the mutex meanwhile: copy again, holding it.
+            (new, used) = copy(&w.tables, cap, nets);
         }
         let new = Arc::new(new);
         w.tables = Arc::clone(&new);
@@ -504,6 +532,40 @@ impl MacTable {
             .write()
             .unwrap_or_else(PoisonError::into_inner) = new;
         self.shared.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Starts growing the table to room for `entries` on another thread and returns once that
+    /// growth has made its copy, with the barrier that lets it finish (a second wait) and the
+    /// thread: for tests of what happens during a growth.
+    #[cfg(test)]
+    pub(crate) fn growth_paused(
+        &self,
+        entries: usize,
+    ) -> (Arc<std::sync::Barrier>, std::thread::JoinHandle<()>) {
+        let pause = Arc::new(std::sync::Barrier::new(2));
+        let slot = || self.shared.pause_growth.lock().unwrap();
+        *slot() = Some(Arc::clone(&pause));
+        let mut g = self.clone();
+        let grower = std::thread::spawn(move || g.reserve(entries));
+        pause.wait();
+        *slot() = None;
+        (pause, grower)
+    }
+
+    /// Meets a test at the end of a growth's copy, before the growth takes the mutex again, if
+    /// it asked.
+    #[cfg(test)]
+    fn pause_growth(&self) {
+        let pause = self
+            .shared
+            .pause_growth
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(b) = pause {
+            b.wait();
+            b.wait();
+        }
     }
 
     /// Where is `mac` in network `net`? Expired and stale entries read as absent.
@@ -580,7 +642,16 @@ impl MacTable {
     /// Out of line, so that the lock-free common case inlines into the pipeline small.
     #[inline(never)]
     fn learn_locked(&self, key: u64, net: u16, port: PortRef, now: u32) -> Learn {
-        let mut w = self.writer();
+        // Neither wait for a growth's copy nor make it copy again: the address is learned from
+        // a later frame. Checked before the mutex, which a growth holds at its start and end,
+        // and under it (a growth may have started while this waited).
+        if self.shared.growing.load(RELAXED) {
+            return Learn::Deferred;
+        }
+        let mut w = self.changer();
+        if self.shared.growing.load(RELAXED) {
+            return Learn::Deferred;
+        }
         let t = Arc::clone(&w.tables);
         if let Some(i) = t.find(key) {
             let e = t.load(i);
@@ -614,7 +685,7 @@ impl MacTable {
     /// Installs a static entry: it never ages and learning never moves it.
     pub fn add_static(&self, net: u16, mac: Mac, port: PortRef, now: u32) -> Learn {
         let key = key_of(net, mac);
-        let mut w = self.writer();
+        let mut w = self.changer();
         let t = Arc::clone(&w.tables);
         if let Some(i) = t.find(key) {
             let e = t.load(i);
@@ -644,7 +715,7 @@ impl MacTable {
 
     /// Removes a live entry of a network, if present.
     pub fn remove(&self, net: u16, mac: Mac, now: u32) -> bool {
-        let mut w = self.writer();
+        let mut w = self.changer();
         let t = Arc::clone(&w.tables);
         let Some(i) = t.find(key_of(net, mac)) else {
             return false;
@@ -664,19 +735,27 @@ impl MacTable {
     /// Removes up to `budget` slots' worth of expired and stale entries, resuming where the last
     /// call stopped. Returns how many entries were removed.
     pub fn sweep(&self, now: u32, budget: usize) -> usize {
-        let mut w = self.writer();
+        let mut w = self.changer();
         let t = Arc::clone(&w.tables);
         sweep(&t, &mut w, now, budget)
     }
 
     /// As [`MacTable::sweep`], unless another worker holds the writer lock (it is sweeping or
-    /// learning): then nothing, at once. The workers' clock-driven housekeeping uses this.
+    /// learning) or the table is growing: then nothing, at once. The workers' clock-driven
+    /// housekeeping uses this.
     pub fn try_sweep(&self, now: u32, budget: usize) -> usize {
+        if self.shared.growing.load(RELAXED) {
+            return 0;
+        }
         let mut w = match self.shared.writer.try_lock() {
             Ok(w) => w,
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return 0,
         };
+        if self.shared.growing.load(RELAXED) {
+            return 0;
+        }
+        w.changes += 1;
         let t = Arc::clone(&w.tables);
         sweep(&t, &mut w, now, budget)
     }
@@ -705,6 +784,40 @@ impl MacTable {
         out.sort_by_key(|e| e.mac);
         out
     }
+}
+
+/// Clears [`Shared::growing`] when a growth ends, whichever way.
+struct Growing<'a>(&'a AtomicBool);
+
+impl Drop for Growing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, RELAXED);
+    }
+}
+
+/// A new table of `cap` slots and `nets` networks holding `old`'s current entries, and how many.
+/// Outside the writer mutex only while no one may change `old` (see [`MacTable::reserve_for`]);
+/// a refresh's `seen` racing the copy may be read before or after.
+fn copy(old: &Tables, cap: usize, nets: usize) -> (Tables, usize) {
+    let new = Tables::new(cap, nets.max(old.nets.len()), old.aging());
+    for (n, o) in new.nets.iter().zip(old.nets.iter()) {
+        n.gen.store(o.gen.load(RELAXED), RELAXED);
+        n.limit.store(o.limit.load(RELAXED), RELAXED);
+        n.count.store(o.count.load(RELAXED), RELAXED);
+    }
+    let mut used = 0;
+    for i in 0..old.slots.len() {
+        let e = old.load(i);
+        if e.key != EMPTY && old.is_current(&e) {
+            let mut j = new.home(e.key);
+            while new.slots[j].key.load(RELAXED) != EMPTY {
+                j = (j + 1) & new.mask;
+            }
+            new.store(j, &e);
+            used += 1;
+        }
+    }
+    (new, used)
 }
 
 fn has_room(t: &Tables, net: u16) -> bool {
@@ -886,6 +999,63 @@ mod tests {
         // A network beyond the room still grows the table.
         t.sync_network(200, 1, 10);
         assert_eq!(grown(&t), after + 1);
+    }
+
+    #[test]
+    fn learning_during_a_growth_is_deferred_and_lookups_go_on() {
+        let mut t = table();
+        assert_eq!(t.learn(0, mac(1), P1, 0), Learn::Learned);
+        let (slots, grown) = (t.capacity(), t.growths());
+        let (pause, grower) = t.growth_paused(100_000);
+        // The copy runs outside the writer mutex: nothing here waits for it, and nothing here
+        // changes what it copies.
+        assert_eq!(t.learn(0, mac(2), P2, 1), Learn::Deferred, "a new address");
+        assert_eq!(t.learn(0, mac(1), P2, 1), Learn::Deferred, "a move");
+        assert_eq!(t.learn(0, mac(1), P1, 1), Learn::Refreshed, "no lock");
+        assert_eq!(t.lookup(0, mac(1), 1), Some(P1));
+        assert_eq!(t.try_sweep(1000, 1 << 20), 0, "the sweeper waits too");
+        pause.wait();
+        grower.join().unwrap();
+        t.refresh();
+        assert!(t.capacity() > slots);
+        assert_eq!(t.growths(), grown + 1);
+        assert_eq!(t.lookup(0, mac(1), 1), Some(P1), "copied");
+        assert_eq!(
+            t.learn(0, mac(2), P2, 1),
+            Learn::Learned,
+            "learned once grown"
+        );
+        assert_eq!(t.learn(0, mac(1), P2, 1), Learn::Moved);
+        assert_eq!(t.network_len(0), 2);
+    }
+
+    #[test]
+    fn a_change_made_during_a_growth_is_in_the_grown_table() {
+        let mut t = table();
+        t.learn(0, mac(1), P1, 0);
+        t.learn(0, mac(2), P1, 0);
+        t.learn(1, mac(5), P1, 0);
+        let (pause, grower) = t.growth_paused(100_000);
+        // The control plane's changes take the writer mutex, which the copy does not hold.
+        assert_eq!(t.add_static(0, mac(3), P2, 0), Learn::Learned);
+        assert!(t.remove(0, mac(1), 0));
+        t.sync_network(1, 2, 8192);
+        pause.wait();
+        grower.join().unwrap();
+        t.refresh();
+        assert!(t.capacity() >= 200_000);
+        // The copy made during the changes was out of date; the one made after them is not.
+        assert_eq!(t.lookup(0, mac(3), 0), Some(P2));
+        assert_eq!(t.learn(0, mac(3), P1, 0), Learn::StaticConflict);
+        assert_eq!(t.lookup(0, mac(1), 0), None);
+        assert_eq!(t.lookup(0, mac(2), 0), Some(P1));
+        assert_eq!(t.network_len(0), 2);
+        assert_eq!(
+            t.lookup(1, mac(5), 0),
+            None,
+            "flushed by its new generation"
+        );
+        assert_eq!(t.network_len(1), 0);
     }
 
     fn table() -> MacTable {

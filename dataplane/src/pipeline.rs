@@ -277,6 +277,7 @@ impl Pipeline {
             Learn::Refreshed | Learn::Learned | Learn::StaticConflict => {}
             Learn::Moved => self.count(ingress, |c| c.mac_moves += 1),
             Learn::LimitReached => self.count(ingress, |c| c.learn_limit += 1),
+            Learn::Deferred => self.count(ingress, |c| c.learn_deferred += 1),
         }
 
         // The port's own client only: other MACs behind the port (nested guests, pairs) are

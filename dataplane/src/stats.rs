@@ -69,6 +69,9 @@ pub struct LocalCounters {
     pub learn_limit: u64,
     /// Source addresses that moved to this port from another.
     pub mac_moves: u64,
+    /// Source addresses not learned (yet) because the MAC table was growing: learned from a
+    /// later frame.
+    pub learn_deferred: u64,
     /// Times the worker stopped reading this port because an egress TX ring was full.
     pub backpressure: u64,
     /// Frames received from this port whose partial TCP/UDP checksum (left by the sender for
@@ -147,6 +150,7 @@ pub struct PortCounters {
     floods: AtomicU64,
     learn_limit: AtomicU64,
     mac_moves: AtomicU64,
+    learn_deferred: AtomicU64,
     backpressure: AtomicU64,
     csum_completed: AtomicU64,
     gso_segmented: AtomicU64,
@@ -167,6 +171,7 @@ impl PortCounters {
         self.floods.store(c.floods, Relaxed);
         self.learn_limit.store(c.learn_limit, Relaxed);
         self.mac_moves.store(c.mac_moves, Relaxed);
+        self.learn_deferred.store(c.learn_deferred, Relaxed);
         self.backpressure.store(c.backpressure, Relaxed);
         self.csum_completed.store(c.csum_completed, Relaxed);
         self.gso_segmented.store(c.gso_segmented, Relaxed);
@@ -205,6 +210,7 @@ impl PortCounters {
                 floods: self.floods.load(Relaxed),
                 learn_limit: self.learn_limit.load(Relaxed),
                 mac_moves: self.mac_moves.load(Relaxed),
+                learn_deferred: self.learn_deferred.load(Relaxed),
                 backpressure: self.backpressure.load(Relaxed),
                 csum_completed: self.csum_completed.load(Relaxed),
                 gso_segmented: self.gso_segmented.load(Relaxed),
@@ -348,6 +354,7 @@ mod tests {
             tx_bytes: 99,
             csum_completed: 2,
             gso_segmented: 1,
+            learn_deferred: 4,
             ..Default::default()
         };
         c.drop(DropReason::Oversize);

@@ -252,6 +252,37 @@ fn mac_move_is_counted_and_followed() {
 }
 
 #[test]
+fn a_source_met_while_the_table_grows_is_forwarded_and_learned_later() {
+    let mut f = Fixture::new();
+    f.send("a1", &frame(Mac::BROADCAST, VM1));
+    let (pause, grower) = f.pipe.fdb.growth_paused(100_000);
+    // VM2 is new: its frame goes where VM1 is, unlearned, and a frame to VM2 floods.
+    let to_vm1 = Verdict::Unicast {
+        port: f.p("a1"),
+        net: f.n("a"),
+    };
+    assert_eq!(f.send("a2", &frame(VM1, VM2)), to_vm1);
+    assert_eq!(f.pipe.counters[usize::from(f.p("a2"))].learn_deferred, 1);
+    assert_eq!(
+        f.send("a1", &frame(VM2, VM1)),
+        Verdict::Flood { net: f.n("a") }
+    );
+    pause.wait();
+    grower.join().unwrap();
+    // The worker picks up the grown table at its next round; VM2's next frame learns it.
+    f.pipe.fdb.refresh();
+    assert_eq!(f.send("a2", &frame(VM1, VM2)), to_vm1);
+    assert_eq!(f.pipe.counters[usize::from(f.p("a2"))].learn_deferred, 1);
+    assert_eq!(
+        f.send("a1", &frame(VM2, VM1)),
+        Verdict::Unicast {
+            port: f.p("a2"),
+            net: f.n("a")
+        }
+    );
+}
+
+#[test]
 fn learn_limit_floods_but_does_not_learn() {
     let mut f = Fixture::new();
     f.cfg.networks[0].mac_limit = 2;
