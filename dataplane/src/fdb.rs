@@ -43,14 +43,15 @@
 //!   moved address.
 //! * **Growth** copies the table into a new one of the size asked and publishes it; each view
 //!   picks it up at its next [`MacTable::refresh`] (a worker calls it every round). The copy, tens
-//!   of milliseconds at a million entries, runs outside the writer mutex, so that no worker waits
-//!   for it: while it runs, lookups and refreshes read the old table, and learning a new or moved
-//!   address is deferred ([`Learn::Deferred`]: the frame is forwarded as it would be, flooded if
-//!   its destination is unknown, and the address is learned from a later frame). A change that
-//!   does take the mutex meanwhile (the control plane's static entries, removals and network
-//!   declarations, a blocking sweep) makes the grower copy again under the mutex at the end, as
-//!   every growth did before. A refresh stored in the old table meanwhile is lost, which costs at
-//!   most a relearn.
+//!   of milliseconds at a million entries, runs outside the writer mutex, so that workers do not
+//!   wait for it: while it runs, lookups and refreshes read the old table, the sweeper skips its
+//!   turns, and learning a new or moved address is deferred ([`Learn::Deferred`]; the frame is
+//!   forwarded as it would be, and the pipeline learns the address once the copy is done). A
+//!   change written under the mutex meanwhile (a network's generation or limit, a static entry,
+//!   a removal, the aging time: a worker adopting a snapshot that changes them) moves the old
+//!   table's sequence number, and the grower then copies again holding the mutex, as every
+//!   growth did before; for that copy, whatever takes the mutex waits. A refresh stored in the
+//!   old table meanwhile is lost, which costs at most a relearn.
 //!
 //! A refresh may race with a removal that shifts another entry into the slot it read: the
 //! compare-and-swap then finds another `seen` and writes nothing (unless both were seen in the
@@ -306,9 +307,6 @@ struct Writer {
     /// Occupied slots, stale or not.
     used: usize,
     sweep_cursor: usize,
-    /// Changes made under the mutex ([`MacTable::changer`]): a growth whose copy, made outside
-    /// the mutex, saw this number move copies again.
-    changes: u64,
 }
 
 struct Shared {
@@ -320,6 +318,9 @@ struct Shared {
     /// A test's rendezvous with a growth after its copy: two waits.
     #[cfg(test)]
     pause_growth: Mutex<Option<Arc<std::sync::Barrier>>>,
+    /// Growths that copied again under the mutex, for tests.
+    #[cfg(test)]
+    recopies: AtomicU64,
     /// The current tables, for views that see `version` move.
     published: RwLock<Arc<Tables>>,
     version: AtomicU64,
@@ -363,12 +364,13 @@ impl MacTable {
                 tables: Arc::clone(&tables),
                 used: 0,
                 sweep_cursor: 0,
-                changes: 0,
             }),
             growth: Mutex::new(()),
             growing: AtomicBool::new(false),
             #[cfg(test)]
             pause_growth: Mutex::new(None),
+            #[cfg(test)]
+            recopies: AtomicU64::new(0),
             published: RwLock::new(Arc::clone(&tables)),
             version: AtomicU64::new(0),
             max_entries: max_entries.max(16),
@@ -403,14 +405,6 @@ impl MacTable {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The writer mutex, for a change: counted, so that a growth copying meanwhile knows its
-    /// copy is out of date.
-    fn changer(&self) -> MutexGuard<'_, Writer> {
-        let mut w = self.writer();
-        w.changes += 1;
-        w
-    }
-
     /// The configured aging time in seconds.
     pub fn aging_secs(&self) -> u32 {
         self.writer().tables.aging()
@@ -418,7 +412,12 @@ impl MacTable {
 
     /// Sets the aging time; takes effect on the next lookup.
     pub fn set_aging_secs(&self, secs: u32) {
-        self.changer().tables.aging.store(secs.max(1), RELAXED);
+        let w = self.writer();
+        let t = &w.tables;
+        // Bracketed as a change of entries is, so that a growth copying meanwhile sees it.
+        t.begin();
+        t.aging.store(secs.max(1), RELAXED);
+        t.end();
     }
 
     /// Number of live entries of a network.
@@ -451,16 +450,21 @@ impl MacTable {
         let i = usize::from(net);
         self.reserve_for(0, i + 1);
         {
-            let w = self.changer();
-            let n = &w.tables.nets[i];
+            let w = self.writer();
+            let t = &w.tables;
+            let n = &t.nets[i];
             let cur = n.gen.load(RELAXED);
             let newer = (gen.wrapping_sub(cur) as i32) > 0;
-            if newer {
-                n.gen.store(gen, RELAXED);
-                n.count.store(0, RELAXED);
-            }
-            if newer || gen == cur {
+            if newer || (gen == cur && n.limit.load(RELAXED) != limit) {
+                // Bracketed as a change of entries is (a new generation hides them all), so
+                // that a growth copying meanwhile sees it.
+                t.begin();
+                if newer {
+                    n.gen.store(gen, RELAXED);
+                    n.count.store(0, RELAXED);
+                }
                 n.limit.store(limit, RELAXED);
+                t.end();
             }
         }
         self.refresh();
@@ -502,24 +506,32 @@ impl MacTable {
             .growth
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let (old, changes) = {
+        let (old, seq) = {
             let w = self.writer();
             if !too_small(&w.tables) {
                 return;
             }
             self.shared.growing.store(true, RELAXED);
-            (Arc::clone(&w.tables), w.changes)
+            (Arc::clone(&w.tables), w.tables.seq.load(RELAXED))
         };
         let _growing = Growing(&self.shared.growing);
         // As `sync_network` rounded it, before both came through here.
-        let nets = nets.next_power_of_two().max(64).max(old.nets.len());
+        let nets = if nets > old.nets.len() {
+            nets.next_power_of_two().max(64)
+        } else {
+            old.nets.len()
+        };
         let cap = want.max(old.slots.len());
         let (mut new, mut used) = copy(&old, cap, nets);
         #[cfg(test)]
         self.pause_growth();
         let mut w = self.writer();
-        if w.changes != changes {
-            // Something changed under the mutex meanwhile: copy again, holding it.
+        // Every change of `old` under the mutex (entries, a network's generation or limit, the
+        // aging time) moved its sequence number; only growths replace `w.tables`, one at a time.
+        if old.seq.load(RELAXED) != seq {
+            // Copy again, holding the mutex.
+            #[cfg(test)]
+            self.shared.recopies.fetch_add(1, RELAXED);
             (new, used) = copy(&w.tables, cap, nets);
         }
         let new = Arc::new(new);
@@ -542,6 +554,11 @@ impl MacTable {
         &self,
         entries: usize,
     ) -> (Arc<std::sync::Barrier>, std::thread::JoinHandle<()>) {
+        // Else the grower would never stop at the rendezvous.
+        assert!(
+            self.capacity() < (entries * 2).next_power_of_two(),
+            "no growth"
+        );
         let pause = Arc::new(std::sync::Barrier::new(2));
         let slot = || self.shared.pause_growth.lock().unwrap();
         *slot() = Some(Arc::clone(&pause));
@@ -550,6 +567,12 @@ impl MacTable {
         pause.wait();
         *slot() = None;
         (pause, grower)
+    }
+
+    /// Is a growth copying the table? Learning a new or moved address is deferred meanwhile.
+    #[inline]
+    pub fn is_growing(&self) -> bool {
+        self.shared.growing.load(RELAXED)
     }
 
     /// Meets a test at the end of a growth's copy, before the growth takes the mutex again, if
@@ -648,7 +671,7 @@ impl MacTable {
         if self.shared.growing.load(RELAXED) {
             return Learn::Deferred;
         }
-        let mut w = self.changer();
+        let mut w = self.writer();
         if self.shared.growing.load(RELAXED) {
             return Learn::Deferred;
         }
@@ -685,7 +708,7 @@ impl MacTable {
     /// Installs a static entry: it never ages and learning never moves it.
     pub fn add_static(&self, net: u16, mac: Mac, port: PortRef, now: u32) -> Learn {
         let key = key_of(net, mac);
-        let mut w = self.changer();
+        let mut w = self.writer();
         let t = Arc::clone(&w.tables);
         if let Some(i) = t.find(key) {
             let e = t.load(i);
@@ -715,7 +738,7 @@ impl MacTable {
 
     /// Removes a live entry of a network, if present.
     pub fn remove(&self, net: u16, mac: Mac, now: u32) -> bool {
-        let mut w = self.changer();
+        let mut w = self.writer();
         let t = Arc::clone(&w.tables);
         let Some(i) = t.find(key_of(net, mac)) else {
             return false;
@@ -735,7 +758,7 @@ impl MacTable {
     /// Removes up to `budget` slots' worth of expired and stale entries, resuming where the last
     /// call stopped. Returns how many entries were removed.
     pub fn sweep(&self, now: u32, budget: usize) -> usize {
-        let mut w = self.changer();
+        let mut w = self.writer();
         let t = Arc::clone(&w.tables);
         sweep(&t, &mut w, now, budget)
     }
@@ -755,7 +778,6 @@ impl MacTable {
         if self.shared.growing.load(RELAXED) {
             return 0;
         }
-        w.changes += 1;
         let t = Arc::clone(&w.tables);
         sweep(&t, &mut w, now, budget)
     }
@@ -796,8 +818,9 @@ impl Drop for Growing<'_> {
 }
 
 /// A new table of `cap` slots and `nets` networks holding `old`'s current entries, and how many.
-/// Outside the writer mutex only while no one may change `old` (see [`MacTable::reserve_for`]);
-/// a refresh's `seen` racing the copy may be read before or after.
+/// Made outside the writer mutex, it is used only if `old`'s sequence number did not move
+/// meanwhile (see `MacTable::grow`); a refresh's `seen` racing the copy may be read before or
+/// after.
 fn copy(old: &Tables, cap: usize, nets: usize) -> (Tables, usize) {
     let new = Tables::new(cap, nets.max(old.nets.len()), old.aging());
     for (n, o) in new.nets.iter().zip(old.nets.iter()) {
@@ -1001,21 +1024,32 @@ mod tests {
         assert_eq!(grown(&t), after + 1);
     }
 
+    fn recopies(t: &MacTable) -> u64 {
+        t.shared.recopies.load(RELAXED)
+    }
+
     #[test]
     fn learning_during_a_growth_is_deferred_and_lookups_go_on() {
         let mut t = table();
         assert_eq!(t.learn(0, mac(1), P1, 0), Learn::Learned);
+        t.add_static(0, mac(9), P2, 0);
         let (slots, grown) = (t.capacity(), t.growths());
         let (pause, grower) = t.growth_paused(100_000);
         // The copy runs outside the writer mutex: nothing here waits for it, and nothing here
         // changes what it copies.
+        assert!(t.is_growing());
         assert_eq!(t.learn(0, mac(2), P2, 1), Learn::Deferred, "a new address");
         assert_eq!(t.learn(0, mac(1), P2, 1), Learn::Deferred, "a move");
         assert_eq!(t.learn(0, mac(1), P1, 1), Learn::Refreshed, "no lock");
         assert_eq!(t.lookup(0, mac(1), 1), Some(P1));
         assert_eq!(t.try_sweep(1000, 1 << 20), 0, "the sweeper waits too");
+        // A worker adopting a snapshot it already adopted writes nothing.
+        t.sync_network(0, 1, 8192);
+        assert_eq!(t.add_static(0, mac(9), P2, 0), Learn::Refreshed);
         pause.wait();
         grower.join().unwrap();
+        assert!(!t.is_growing());
+        assert_eq!(recopies(&t), 0, "the copy made beside the mutex was used");
         t.refresh();
         assert!(t.capacity() > slots);
         assert_eq!(t.growths(), grown + 1);
@@ -1026,36 +1060,57 @@ mod tests {
             "learned once grown"
         );
         assert_eq!(t.learn(0, mac(1), P2, 1), Learn::Moved);
-        assert_eq!(t.network_len(0), 2);
+        assert_eq!(t.network_len(0), 3);
     }
 
     #[test]
     fn a_change_made_during_a_growth_is_in_the_grown_table() {
-        let mut t = table();
-        t.learn(0, mac(1), P1, 0);
-        t.learn(0, mac(2), P1, 0);
-        t.learn(1, mac(5), P1, 0);
-        let (pause, grower) = t.growth_paused(100_000);
-        // The control plane's changes take the writer mutex, which the copy does not hold.
-        assert_eq!(t.add_static(0, mac(3), P2, 0), Learn::Learned);
-        assert!(t.remove(0, mac(1), 0));
-        t.sync_network(1, 2, 8192);
-        pause.wait();
-        grower.join().unwrap();
-        t.refresh();
-        assert!(t.capacity() >= 200_000);
-        // The copy made during the changes was out of date; the one made after them is not.
-        assert_eq!(t.lookup(0, mac(3), 0), Some(P2));
-        assert_eq!(t.learn(0, mac(3), P1, 0), Learn::StaticConflict);
-        assert_eq!(t.lookup(0, mac(1), 0), None);
-        assert_eq!(t.lookup(0, mac(2), 0), Some(P1));
-        assert_eq!(t.network_len(0), 2);
-        assert_eq!(
-            t.lookup(1, mac(5), 0),
-            None,
-            "flushed by its new generation"
-        );
-        assert_eq!(t.network_len(1), 0);
+        // Each change that takes the writer mutex, alone during a growth's copy: the grower
+        // copies again, and the grown table has it.
+        type Change = fn(&mut MacTable);
+        type Check = fn(&MacTable);
+        let cases: [(&str, Change, Check); 5] = [
+            (
+                "a static entry",
+                |t| assert_eq!(t.add_static(0, mac(3), P2, 0), Learn::Learned),
+                |t| assert_eq!(t.learn(0, mac(3), P1, 0), Learn::StaticConflict),
+            ),
+            (
+                "a removal",
+                |t| assert!(t.remove(0, mac(1), 0)),
+                |t| assert_eq!((t.lookup(0, mac(1), 0), t.network_len(0)), (None, 1)),
+            ),
+            (
+                "a network's new generation",
+                |t| t.sync_network(1, 2, 8192),
+                |t| assert_eq!((t.lookup(1, mac(5), 0), t.network_len(1)), (None, 0)),
+            ),
+            (
+                "a network's limit",
+                |t| t.sync_network(0, 1, 2),
+                |t| assert_eq!(t.learn(0, mac(4), P1, 0), Learn::LimitReached),
+            ),
+            (
+                "the aging time",
+                |t| t.set_aging_secs(7),
+                |t| assert_eq!(t.aging_secs(), 7),
+            ),
+        ];
+        for (what, change, check) in cases {
+            let mut t = table();
+            t.learn(0, mac(1), P1, 0);
+            t.learn(0, mac(2), P1, 0);
+            t.learn(1, mac(5), P1, 0);
+            let (pause, grower) = t.growth_paused(100_000);
+            change(&mut t);
+            pause.wait();
+            grower.join().unwrap();
+            t.refresh();
+            assert!(t.capacity() >= 200_000, "{what}");
+            assert_eq!(recopies(&t), 1, "{what}");
+            check(&t);
+            assert_eq!(t.lookup(0, mac(2), 0), Some(P1), "{what}");
+        }
     }
 
     fn table() -> MacTable {

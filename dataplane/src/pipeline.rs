@@ -101,7 +101,14 @@ pub struct Pipeline {
     /// That frame's connection, once a check looked it up: the receiver's check finds it
     /// without building and hashing the key again.
     probe: Option<Probe>,
+    /// Addresses whose learning a growth of the MAC table deferred, the latest port of each:
+    /// learned once it is done ([`Pipeline::refresh`]), so that a single frame (a migrated VM's
+    /// announcement) met during a growth is not lost. At most [`DEFERRED_MAX`].
+    deferred: Vec<(u16, Mac, PortRef)>,
 }
+
+/// The addresses a pipeline remembers to learn after a growth; past them, later frames learn.
+pub const DEFERRED_MAX: usize = 256;
 
 impl Default for Pipeline {
     fn default() -> Self {
@@ -125,6 +132,7 @@ impl Pipeline {
             policers_in: Vec::new(),
             l3: None,
             probe: None,
+            deferred: Vec::new(),
         }
     }
 
@@ -277,7 +285,7 @@ impl Pipeline {
             Learn::Refreshed | Learn::Learned | Learn::StaticConflict => {}
             Learn::Moved => self.count(ingress, |c| c.mac_moves += 1),
             Learn::LimitReached => self.count(ingress, |c| c.learn_limit += 1),
-            Learn::Deferred => self.count(ingress, |c| c.learn_deferred += 1),
+            Learn::Deferred => self.defer(net, src, me),
         }
 
         // The port's own client only: other MACs behind the port (nested guests, pairs) are
@@ -322,6 +330,45 @@ impl Pipeline {
         }
         self.count(ingress, |c| c.floods += 1);
         Verdict::Flood { net }
+    }
+
+    /// Remembers to learn `mac` on `port` once the MAC table's growth is done.
+    #[cold]
+    fn defer(&mut self, net: u16, mac: Mac, port: PortRef) {
+        self.count(port.slot, |c| c.learn_deferred += 1);
+        let full = self.deferred.len() >= DEFERRED_MAX;
+        match self.deferred.iter_mut().find(|d| (d.0, d.1) == (net, mac)) {
+            Some(d) => d.2 = port,
+            None if !full => self.deferred.push((net, mac, port)),
+            None => {}
+        }
+    }
+
+    /// Picks up the MAC table another view grew (one atomic load when nothing changed; a
+    /// worker calls it every round), then learns the addresses a growth deferred, once it is
+    /// done. An address that moved again meanwhile is put back by its next frame.
+    #[inline]
+    pub fn refresh(&mut self, now: Now) {
+        self.fdb.refresh();
+        if !self.deferred.is_empty() && !self.fdb.is_growing() {
+            self.catch_up(now);
+        }
+    }
+
+    #[cold]
+    fn catch_up(&mut self, now: Now) {
+        let mut deferred = std::mem::take(&mut self.deferred);
+        deferred.retain(|&(net, mac, port)| {
+            match self.fdb.learn(net, mac, port, now.secs) {
+                Learn::Refreshed | Learn::Learned | Learn::StaticConflict => {}
+                Learn::Moved => self.count(port.slot, |c| c.mac_moves += 1),
+                Learn::LimitReached => self.count(port.slot, |c| c.learn_limit += 1),
+                // Another growth began: next time.
+                Learn::Deferred => return true,
+            }
+            false
+        });
+        self.deferred = deferred;
     }
 
     /// Is [`Pipeline::prefetch`] worth calling ([`MacTable::worth_prefetching`])?

@@ -1141,7 +1141,7 @@ impl<P: PortIo> Worker<P> {
     pub fn round(&mut self, now: Now) -> usize {
         self.rounds += 1;
         // Another worker may have grown the shared MAC table (one atomic load if not).
-        self.pipe.fdb.refresh();
+        self.pipe.refresh(now);
         self.housekeep(now);
         self.poll(now)
     }

@@ -252,34 +252,37 @@ fn mac_move_is_counted_and_followed() {
 }
 
 #[test]
-fn a_source_met_while_the_table_grows_is_forwarded_and_learned_later() {
+fn a_source_met_while_the_table_grows_is_forwarded_and_learned_once_it_is_grown() {
     let mut f = Fixture::new();
     f.send("a1", &frame(Mac::BROADCAST, VM1));
+    f.send("a3", &frame(Mac::BROADCAST, VM3));
     let (pause, grower) = f.pipe.fdb.growth_paused(100_000);
-    // VM2 is new: its frame goes where VM1 is, unlearned, and a frame to VM2 floods.
-    let to_vm1 = Verdict::Unicast {
-        port: f.p("a1"),
+    let to = |f: &Fixture, port: &str| Verdict::Unicast {
+        port: f.p(port),
         net: f.n("a"),
     };
-    assert_eq!(f.send("a2", &frame(VM1, VM2)), to_vm1);
-    assert_eq!(f.pipe.counters[usize::from(f.p("a2"))].learn_deferred, 1);
-    assert_eq!(
-        f.send("a1", &frame(VM2, VM1)),
-        Verdict::Flood { net: f.n("a") }
-    );
+    // VM2 is new: its frame goes where VM1 is, and a frame to VM2 floods. VM3 moves to a2 in
+    // one frame (a migrated VM's announcement): frames to it still go to a3 meanwhile.
+    assert_eq!(f.send("a2", &frame(VM1, VM2)), to(&f, "a1"));
+    assert_eq!(f.send("a2", &frame(Mac::BROADCAST, VM3)), flood(&f));
+    assert_eq!(f.pipe.counters[usize::from(f.p("a2"))].learn_deferred, 2);
+    assert_eq!(f.send("a1", &frame(VM2, VM1)), flood(&f));
+    assert_eq!(f.send("a1", &frame(VM3, VM1)), to(&f, "a3"));
+    // Not while the copy runs.
+    f.pipe.refresh(Now::default());
+    assert_eq!(f.send("a1", &frame(VM2, VM1)), flood(&f));
     pause.wait();
     grower.join().unwrap();
-    // The worker picks up the grown table at its next round; VM2's next frame learns it.
-    f.pipe.fdb.refresh();
-    assert_eq!(f.send("a2", &frame(VM1, VM2)), to_vm1);
-    assert_eq!(f.pipe.counters[usize::from(f.p("a2"))].learn_deferred, 1);
-    assert_eq!(
-        f.send("a1", &frame(VM2, VM1)),
-        Verdict::Unicast {
-            port: f.p("a2"),
-            net: f.n("a")
-        }
-    );
+    // The worker's next round learns both, without another frame from them.
+    f.pipe.refresh(Now::default());
+    assert_eq!(f.send("a1", &frame(VM2, VM1)), to(&f, "a2"));
+    assert_eq!(f.send("a1", &frame(VM3, VM1)), to(&f, "a2"));
+    let a2 = f.pipe.counters[usize::from(f.p("a2"))];
+    assert_eq!((a2.learn_deferred, a2.mac_moves), (2, 1));
+}
+
+fn flood(f: &Fixture) -> Verdict {
+    Verdict::Flood { net: f.n("a") }
 }
 
 #[test]
