@@ -47,10 +47,10 @@
 //!   wait for it: while it runs, lookups and refreshes read the old table, the sweeper skips its
 //!   turns, and learning a new or moved address is deferred ([`Learn::Deferred`]; the frame is
 //!   forwarded as it would be, and the pipeline learns the address once the copy is done). A
-//!   change written under the mutex meanwhile (a network's generation or limit, a static entry,
-//!   a removal, the aging time: a worker adopting a snapshot that changes them) moves the old
+//!   change written under the mutex meanwhile (a network's generation or limit, a static entry:
+//!   a worker adopting late a snapshot that changed them; a removal, the aging time) moves the old
 //!   table's sequence number, and the grower then copies again holding the mutex, as every
-//!   growth did before; for that copy, whatever takes the mutex waits. A refresh stored in the
+//!   growth did before; for that copy, what else takes the mutex waits. A refresh stored in the
 //!   old table meanwhile is lost, which costs at most a relearn.
 //!
 //! A refresh may race with a removal that shifts another entry into the slot it read: the
@@ -89,8 +89,8 @@ pub enum Learn {
     Moved,
     /// The network is at its limit (or the table is full): the address was not learned.
     LimitReached,
-    /// The table is growing: a new or moved address is not learned until the copy is done (a
-    /// later frame from it learns it). See the module documentation.
+    /// The table is growing: a new or moved address is not learned until the copy is done (the
+    /// pipeline learns it then, or a later frame does). See the module documentation.
     Deferred,
     /// The address is a static entry of another port; static entries are never moved.
     StaticConflict,
@@ -315,9 +315,10 @@ struct Shared {
     growth: Mutex<()>,
     /// Set (under the writer mutex) while a growth copies the table: learning defers.
     growing: AtomicBool,
-    /// A test's rendezvous with a growth after its copy: two waits.
+    /// A test's rendezvous with the next growth, after its copy: the growth says it got there,
+    /// then waits for the word to go on.
     #[cfg(test)]
-    pause_growth: Mutex<Option<Arc<std::sync::Barrier>>>,
+    pause_growth: Mutex<Option<Rendezvous>>,
     /// Growths that copied again under the mutex, for tests.
     #[cfg(test)]
     recopies: AtomicU64,
@@ -522,18 +523,21 @@ impl MacTable {
             old.nets.len()
         };
         let cap = want.max(old.slots.len());
-        let (mut new, mut used) = copy(&old, cap, nets);
+        let first = copy(&old, cap, nets);
         #[cfg(test)]
         self.pause_growth();
         let mut w = self.writer();
         // Every change of `old` under the mutex (entries, a network's generation or limit, the
         // aging time) moved its sequence number; only growths replace `w.tables`, one at a time.
-        if old.seq.load(RELAXED) != seq {
-            // Copy again, holding the mutex.
+        let (new, used) = if old.seq.load(RELAXED) == seq {
+            first
+        } else {
+            // Copy again, holding the mutex (the first copy freed before).
+            drop(first);
             #[cfg(test)]
             self.shared.recopies.fetch_add(1, RELAXED);
-            (new, used) = copy(&w.tables, cap, nets);
-        }
+            copy(&w.tables, cap, nets)
+        };
         let new = Arc::new(new);
         w.tables = Arc::clone(&new);
         w.used = used;
@@ -547,26 +551,23 @@ impl MacTable {
     }
 
     /// Starts growing the table to room for `entries` on another thread and returns once that
-    /// growth has made its copy, with the barrier that lets it finish (a second wait) and the
-    /// thread: for tests of what happens during a growth.
+    /// growth has made its copy, with the sender whose word lets it finish and the thread: for
+    /// tests of what happens during a growth. Fails (rather than hangs) if no growth gets there.
     #[cfg(test)]
     pub(crate) fn growth_paused(
         &self,
         entries: usize,
-    ) -> (Arc<std::sync::Barrier>, std::thread::JoinHandle<()>) {
-        // Else the grower would never stop at the rendezvous.
-        assert!(
-            self.capacity() < (entries * 2).next_power_of_two(),
-            "no growth"
-        );
-        let pause = Arc::new(std::sync::Barrier::new(2));
-        let slot = || self.shared.pause_growth.lock().unwrap();
-        *slot() = Some(Arc::clone(&pause));
+    ) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+        use std::sync::mpsc::channel;
+        let (there, got_there) = channel();
+        let (go, wait_go) = channel();
+        *self.shared.pause_growth.lock().unwrap() = Some(Rendezvous { there, go: wait_go });
         let mut g = self.clone();
         let grower = std::thread::spawn(move || g.reserve(entries));
-        pause.wait();
-        *slot() = None;
-        (pause, grower)
+        got_there
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("a growth reached the end of its copy");
+        (go, grower)
     }
 
     /// Is a growth copying the table? Learning a new or moved address is deferred meanwhile.
@@ -584,10 +585,10 @@ impl MacTable {
             .pause_growth
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(b) = pause {
-            b.wait();
-            b.wait();
+            .take();
+        if let Some(r) = pause {
+            let _ = r.there.send(());
+            let _ = r.go.recv();
         }
     }
 
@@ -665,8 +666,8 @@ impl MacTable {
     /// Out of line, so that the lock-free common case inlines into the pipeline small.
     #[inline(never)]
     fn learn_locked(&self, key: u64, net: u16, port: PortRef, now: u32) -> Learn {
-        // Neither wait for a growth's copy nor make it copy again: the address is learned from
-        // a later frame. Checked before the mutex, which a growth holds at its start and end,
+        // Neither wait for a growth's copy nor make it copy again: the caller learns the address
+        // once the copy is done. Checked before the mutex, which a growth holds at its start and end,
         // and under it (a growth may have started while this waited).
         if self.shared.growing.load(RELAXED) {
             return Learn::Deferred;
@@ -806,6 +807,13 @@ impl MacTable {
         out.sort_by_key(|e| e.mac);
         out
     }
+}
+
+/// A test's rendezvous with a growth ([`MacTable::growth_paused`]).
+#[cfg(test)]
+struct Rendezvous {
+    there: std::sync::mpsc::Sender<()>,
+    go: std::sync::mpsc::Receiver<()>,
 }
 
 /// Clears [`Shared::growing`] when a growth ends, whichever way.
@@ -1034,7 +1042,7 @@ mod tests {
         assert_eq!(t.learn(0, mac(1), P1, 0), Learn::Learned);
         t.add_static(0, mac(9), P2, 0);
         let (slots, grown) = (t.capacity(), t.growths());
-        let (pause, grower) = t.growth_paused(100_000);
+        let (go, grower) = t.growth_paused(100_000);
         // The copy runs outside the writer mutex: nothing here waits for it, and nothing here
         // changes what it copies.
         assert!(t.is_growing());
@@ -1046,7 +1054,7 @@ mod tests {
         // A worker adopting a snapshot it already adopted writes nothing.
         t.sync_network(0, 1, 8192);
         assert_eq!(t.add_static(0, mac(9), P2, 0), Learn::Refreshed);
-        pause.wait();
+        go.send(()).unwrap();
         grower.join().unwrap();
         assert!(!t.is_growing());
         assert_eq!(recopies(&t), 0, "the copy made beside the mutex was used");
@@ -1101,9 +1109,9 @@ mod tests {
             t.learn(0, mac(1), P1, 0);
             t.learn(0, mac(2), P1, 0);
             t.learn(1, mac(5), P1, 0);
-            let (pause, grower) = t.growth_paused(100_000);
+            let (go, grower) = t.growth_paused(100_000);
             change(&mut t);
-            pause.wait();
+            go.send(()).unwrap();
             grower.join().unwrap();
             t.refresh();
             assert!(t.capacity() >= 200_000, "{what}");

@@ -104,11 +104,26 @@ pub struct Pipeline {
     /// Addresses whose learning a growth of the MAC table deferred, the latest port of each:
     /// learned once it is done ([`Pipeline::refresh`]), so that a single frame (a migrated VM's
     /// announcement) met during a growth is not lost. At most [`DEFERRED_MAX`].
-    deferred: Vec<(u16, Mac, PortRef)>,
+    deferred: Vec<Deferred>,
 }
 
 /// The addresses a pipeline remembers to learn after a growth; past them, later frames learn.
 pub const DEFERRED_MAX: usize = 256;
+
+/// An address to learn once the MAC table's growth is done.
+#[derive(Debug, Clone, Copy)]
+struct Deferred {
+    net: u16,
+    mac: Mac,
+    /// The port it was last seen on.
+    port: PortRef,
+    /// Where the table had it then: if that changed meanwhile (another frame learned it since,
+    /// on this worker or another), the newer entry stands.
+    was: Option<PortRef>,
+    /// The network's generation then: a snapshot that re-creates the network, or removes the
+    /// port, forgets the address.
+    net_gen: u32,
+}
 
 impl Default for Pipeline {
     fn default() -> Self {
@@ -146,6 +161,12 @@ impl Pipeline {
         // copies the entries of a network the snapshot re-creates; its new generation then makes
         // them stale (read as absent, not counted, swept), as a flush without a growth does.
         self.fdb.reserve_for(snap.mac_entries(), snap.nets.len());
+        // Addresses still to learn after a growth, of a port or network that went (or came
+        // again): forgotten.
+        self.deferred.retain(|d| {
+            snap.port(d.port.slot).is_some_and(|p| p.gen == d.port.gen)
+                && snap.net(d.net).is_some_and(|n| n.gen == d.net_gen)
+        });
         for (slot, n) in snap.nets.iter().enumerate() {
             if let (Some(n), Ok(slot)) = (n, u16::try_from(slot)) {
                 self.fdb.sync_network(slot, n.gen, n.mac_limit);
@@ -285,7 +306,7 @@ impl Pipeline {
             Learn::Refreshed | Learn::Learned | Learn::StaticConflict => {}
             Learn::Moved => self.count(ingress, |c| c.mac_moves += 1),
             Learn::LimitReached => self.count(ingress, |c| c.learn_limit += 1),
-            Learn::Deferred => self.defer(net, src, me),
+            Learn::Deferred => self.defer(snap, net, src, me, now),
         }
 
         // The port's own client only: other MACs behind the port (nested guests, pairs) are
@@ -334,19 +355,38 @@ impl Pipeline {
 
     /// Remembers to learn `mac` on `port` once the MAC table's growth is done.
     #[cold]
-    fn defer(&mut self, net: u16, mac: Mac, port: PortRef) {
+    fn defer(&mut self, snap: &Snapshot, net: u16, mac: Mac, port: PortRef, now: Now) {
         self.count(port.slot, |c| c.learn_deferred += 1);
+        let was = self.fdb.lookup(net, mac, now.secs);
+        let net_gen = snap.net(net).map_or(0, |n| n.gen);
         let full = self.deferred.len() >= DEFERRED_MAX;
-        match self.deferred.iter_mut().find(|d| (d.0, d.1) == (net, mac)) {
-            Some(d) => d.2 = port,
-            None if !full => self.deferred.push((net, mac, port)),
+        match self
+            .deferred
+            .iter_mut()
+            .find(|d| (d.net, d.mac) == (net, mac))
+        {
+            Some(d) => (d.port, d.was, d.net_gen) = (port, was, net_gen),
+            None if !full => self.deferred.push(Deferred {
+                net,
+                mac,
+                port,
+                was,
+                net_gen,
+            }),
             None => {}
         }
     }
 
+    /// Addresses wait to be learned once the MAC table's growth is done: the worker should not
+    /// sleep long.
+    #[inline]
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
     /// Picks up the MAC table another view grew (one atomic load when nothing changed; a
     /// worker calls it every round), then learns the addresses a growth deferred, once it is
-    /// done. An address that moved again meanwhile is put back by its next frame.
+    /// done: each where it was last seen, unless a frame learned it elsewhere since.
     #[inline]
     pub fn refresh(&mut self, now: Now) {
         self.fdb.refresh();
@@ -358,11 +398,14 @@ impl Pipeline {
     #[cold]
     fn catch_up(&mut self, now: Now) {
         let mut deferred = std::mem::take(&mut self.deferred);
-        deferred.retain(|&(net, mac, port)| {
-            match self.fdb.learn(net, mac, port, now.secs) {
+        deferred.retain(|d| {
+            if self.fdb.lookup(d.net, d.mac, now.secs) != d.was {
+                return false;
+            }
+            match self.fdb.learn(d.net, d.mac, d.port, now.secs) {
                 Learn::Refreshed | Learn::Learned | Learn::StaticConflict => {}
-                Learn::Moved => self.count(port.slot, |c| c.mac_moves += 1),
-                Learn::LimitReached => self.count(port.slot, |c| c.learn_limit += 1),
+                Learn::Moved => self.count(d.port.slot, |c| c.mac_moves += 1),
+                Learn::LimitReached => self.count(d.port.slot, |c| c.learn_limit += 1),
                 // Another growth began: next time.
                 Learn::Deferred => return true,
             }

@@ -1355,7 +1355,10 @@ impl<P: PortIo> Worker<P> {
             self.sweep(now, self.sweep_debt);
             self.sweep_debt = 0;
         }
-        let pending_release = self.umem.has_graves() || !self.parked.is_empty();
+        // Frames to release, or addresses to learn once a growth of the MAC table is done:
+        // nothing wakes the worker for either.
+        let pending_release =
+            self.umem.has_graves() || !self.parked.is_empty() || self.pipe.has_deferred();
         let timeout = if pending_release {
             1_000_000
         } else {

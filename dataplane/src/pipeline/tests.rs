@@ -256,7 +256,7 @@ fn a_source_met_while_the_table_grows_is_forwarded_and_learned_once_it_is_grown(
     let mut f = Fixture::new();
     f.send("a1", &frame(Mac::BROADCAST, VM1));
     f.send("a3", &frame(Mac::BROADCAST, VM3));
-    let (pause, grower) = f.pipe.fdb.growth_paused(100_000);
+    let (go, grower) = f.pipe.fdb.growth_paused(100_000);
     let to = |f: &Fixture, port: &str| Verdict::Unicast {
         port: f.p(port),
         net: f.n("a"),
@@ -271,7 +271,7 @@ fn a_source_met_while_the_table_grows_is_forwarded_and_learned_once_it_is_grown(
     // Not while the copy runs.
     f.pipe.refresh(Now::default());
     assert_eq!(f.send("a1", &frame(VM2, VM1)), flood(&f));
-    pause.wait();
+    go.send(()).unwrap();
     grower.join().unwrap();
     // The worker's next round learns both, without another frame from them.
     f.pipe.refresh(Now::default());
@@ -279,6 +279,53 @@ fn a_source_met_while_the_table_grows_is_forwarded_and_learned_once_it_is_grown(
     assert_eq!(f.send("a1", &frame(VM3, VM1)), to(&f, "a2"));
     let a2 = f.pipe.counters[usize::from(f.p("a2"))];
     assert_eq!((a2.learn_deferred, a2.mac_moves), (2, 1));
+}
+
+#[test]
+fn a_deferred_address_is_learned_where_it_was_last_seen_unless_learned_since() {
+    let mut f = Fixture::new();
+    for (port, vm) in [("a1", VM1), ("a3", VM3)] {
+        f.send(port, &frame(Mac::BROADCAST, vm));
+    }
+    let (go, grower) = f.pipe.fdb.growth_paused(100_000);
+    // VM2 is seen on a2, then a3: one address to learn, at a3. VM3 is seen on a2.
+    f.send("a2", &frame(Mac::BROADCAST, VM2));
+    f.send("a3", &frame(Mac::BROADCAST, VM2));
+    f.send("a2", &frame(Mac::BROADCAST, VM3));
+    go.send(()).unwrap();
+    grower.join().unwrap();
+    // Before the worker's next round, a frame learns VM3 on a1 (into the grown table): that
+    // stands.
+    f.send("a1", &frame(Mac::BROADCAST, VM3));
+    f.pipe.refresh(Now::default());
+    assert!(!f.pipe.has_deferred());
+    let to = |f: &Fixture, port: &str| Verdict::Unicast {
+        port: f.p(port),
+        net: f.n("a"),
+    };
+    assert_eq!(f.send("a1", &frame(VM2, VM1)), to(&f, "a3"));
+    assert_eq!(f.send("a3", &frame(VM3, VM2)), to(&f, "a1"));
+}
+
+#[test]
+fn a_deferred_address_of_a_port_that_went_is_forgotten() {
+    let mut f = Fixture::new();
+    f.send("a1", &frame(Mac::BROADCAST, VM1));
+    let (go, grower) = f.pipe.fdb.growth_paused(100_000);
+    f.send("a2", &frame(Mac::BROADCAST, VM1));
+    f.cfg.ports.retain(|p| p.id != "a2");
+    f.apply();
+    go.send(()).unwrap();
+    grower.join().unwrap();
+    f.pipe.refresh(Now::default());
+    assert!(!f.pipe.has_deferred());
+    assert_eq!(
+        f.send("a3", &frame(VM1, VM3)),
+        Verdict::Unicast {
+            port: f.p("a1"),
+            net: f.n("a")
+        }
+    );
 }
 
 fn flood(f: &Fixture) -> Verdict {
