@@ -28,7 +28,7 @@ use crate::fdb::{Learn, MacTable, PortRef, DEFAULT_AGING_SECS};
 use crate::flow::{self, L3};
 use crate::policer::Policer;
 use crate::stats::{DropReason, LocalCounters};
-use crate::wire::{EthernetFrame, Mac, VLAN_TAG_LEN};
+use crate::wire::{EthernetFrame, Mac, ETHERTYPE_ARP, VLAN_TAG_LEN};
 
 /// The time of a batch, read once by the worker.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -256,17 +256,18 @@ impl Pipeline {
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             return self.drop(ingress, DropReason::Truncated);
         };
-        let tag_len = if eth.is_tagged() { VLAN_TAG_LEN } else { 0 };
+        let tagged = eth.is_tagged();
+        let tag_len = if tagged { VLAN_TAG_LEN } else { 0 };
         if frame.len() > port.max_frame as usize + tag_len {
             return self.drop(ingress, DropReason::Oversize);
         }
-        let net = match ingress_net(snap, port.role, &eth) {
+        let net = match ingress_net(snap, port.role, &eth, tagged) {
             Ok(net) => net,
             Err(reason) => return self.drop(ingress, reason),
         };
-        if snap.net(net).is_none() {
+        let Some(network) = snap.net(net) else {
             return self.drop(ingress, DropReason::PortDown);
-        }
+        };
         let src = eth.src();
         if src.is_multicast() || src == Mac::ZERO {
             return self.drop(ingress, DropReason::InvalidSource);
@@ -282,20 +283,22 @@ impl Pipeline {
             }
         }
         // Read to layer 4 only where a port of the network filters (the sender, or a port the
-        // frame may go to).
-        self.inspect(snap, net, frame);
-        let l3 = self.l3.as_ref();
-        let probe = &mut self.probe;
-        if let Err(reason) = filter(
-            &mut self.conns,
-            l3,
-            probe,
-            snap,
-            ingress,
-            Direction::Egress,
-            now,
-        ) {
-            return self.drop(ingress, reason);
+        // frame may go to); only then may the sender's rules refuse the frame.
+        self.read_l4(network.filtering, frame);
+        if network.filtering {
+            let l3 = self.l3.as_ref();
+            let probe = &mut self.probe;
+            if let Err(reason) = filter(
+                &mut self.conns,
+                l3,
+                probe,
+                snap,
+                ingress,
+                Direction::Egress,
+                now,
+            ) {
+                return self.drop(ingress, reason);
+            }
         }
 
         let me = PortRef {
@@ -327,8 +330,10 @@ impl Pipeline {
             self.count(ingress, |c| c.floods += 1);
             return Verdict::RouterSolicitation { net };
         }
-        if let (Role::Access(_), Some(target)) = (port.role, arp_request_target(frame)) {
-            let owner = snap.net(net).and_then(|n| n.arp_owner(target));
+        // The EtherType first: the whole request is read for ARP frames only.
+        let arp = matches!(port.role, Role::Access(_)) && eth.ethertype() == ETHERTYPE_ARP;
+        if let Some(target) = arp.then(|| arp_request_target(frame)).flatten() {
+            let owner = network.arp_owner(target);
             // Not for the asker's own address: that is a duplicate-address probe of its own.
             if let Some((mac, _)) = owner.filter(|&(_, slot)| slot != ingress) {
                 return Verdict::Arp(mac);
@@ -432,7 +437,7 @@ impl Pipeline {
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             return;
         };
-        let Ok(net) = ingress_net(snap, port.role, &eth) else {
+        let Ok(net) = ingress_net(snap, port.role, &eth, eth.is_tagged()) else {
             return;
         };
         self.fdb.prefetch(net, eth.src());
@@ -446,13 +451,25 @@ impl Pipeline {
     /// a filtering port, as [`Pipeline::process`] does: for a frame another worker decided on.
     #[inline]
     pub fn inspect(&mut self, snap: &Snapshot, net: u16, frame: &[u8]) {
+        self.read_l4(snap.net(net).is_some_and(|n| n.filtering), frame);
+    }
+
+    /// [`Pipeline::inspect`] of a network that filters, or not.
+    #[inline(always)]
+    fn read_l4(&mut self, filtering: bool, frame: &[u8]) {
         self.probe = None;
-        if snap.net(net).is_some_and(|n| n.filtering) {
-            // In place: the last frame's view is overwritten, not rebuilt and copied.
-            flow::parse_into(frame, self.l3.get_or_insert(L3::Malformed));
+        if filtering {
+            self.parse_l4(frame);
         } else {
             self.l3 = None;
         }
+    }
+
+    /// Out of line: most networks do not filter, and the parser is large.
+    #[inline(never)]
+    fn parse_l4(&mut self, frame: &[u8]) {
+        // In place: the last frame's view is overwritten, not rebuilt and copied.
+        flow::parse_into(frame, self.l3.get_or_insert(L3::Malformed));
     }
 
     /// May the frame [`Pipeline::process`] just forwarded (`len` bytes) be sent to port
@@ -510,11 +527,16 @@ impl Pipeline {
 
 /// The network of `eth`, received on a port of role `role`: an access port's own network
 /// (untagged frames only), or on a trunk the network of the frame's VLAN (the physical
-/// network's flat network if untagged).
+/// network's flat network if untagged). `tagged`: `eth.is_tagged()`, which the caller read.
 #[inline(always)]
-fn ingress_net(snap: &Snapshot, role: Role, eth: &EthernetFrame<'_>) -> Result<u16, DropReason> {
+fn ingress_net(
+    snap: &Snapshot,
+    role: Role,
+    eth: &EthernetFrame<'_>,
+    tagged: bool,
+) -> Result<u16, DropReason> {
     match role {
-        Role::Access(_) if eth.is_tagged() => Err(DropReason::TaggedOnAccess),
+        Role::Access(_) if tagged => Err(DropReason::TaggedOnAccess),
         Role::Access(net) => Ok(net),
         Role::Trunk(physnet) => match eth.vlan_id() {
             // Untagged: the physical network's flat network, if it has one.
