@@ -667,8 +667,8 @@ impl MacTable {
     #[inline(never)]
     fn learn_locked(&self, key: u64, net: u16, port: PortRef, now: u32) -> Learn {
         // Neither wait for a growth's copy nor make it copy again: the caller learns the address
-        // once the copy is done. Checked before the mutex, which a growth holds at its start and end,
-        // and under it (a growth may have started while this waited).
+        // once the copy is done. Checked before the mutex, which a growth holds at its start and
+        // end, and under it (a growth may have started while this waited).
         if self.shared.growing.load(RELAXED) {
             return Learn::Deferred;
         }

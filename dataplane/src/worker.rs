@@ -1140,7 +1140,8 @@ impl<P: PortIo> Worker<P> {
     /// not wait for a pause), then the ports. Returns the frames handled.
     pub fn round(&mut self, now: Now) -> usize {
         self.rounds += 1;
-        // Another worker may have grown the shared MAC table (one atomic load if not).
+        // Another worker may have grown the shared MAC table (one atomic load if not); what a
+        // growth deferred is learned once it is done.
         self.pipe.refresh(now);
         self.housekeep(now);
         self.poll(now)
