@@ -54,7 +54,7 @@ const PORT_COUNTERS: [PortCounter; 14] = [
     ),
     (
         "qswitch_port_learn_deferred",
-        "Source addresses not learned yet because the MAC table was growing",
+        "Frames whose source address was learned only after a growth of the MAC table",
         |c| c.learn_deferred,
     ),
     (

@@ -69,8 +69,9 @@ pub struct LocalCounters {
     pub learn_limit: u64,
     /// Source addresses that moved to this port from another.
     pub mac_moves: u64,
-    /// Source addresses not learned (yet) because the MAC table was growing: learned from a
-    /// later frame.
+    /// Frames from this port whose new or moved source address was not learned at once because
+    /// the MAC table was growing: the worker learns it (up to 256 addresses) once the copy is
+    /// done.
     pub learn_deferred: u64,
     /// Times the worker stopped reading this port because an egress TX ring was full.
     pub backpressure: u64,
