@@ -148,6 +148,8 @@ pub(crate) struct SwitchSection {
     pub(crate) cpu: Option<usize>,
     /// Poll-mode workers; 0 (the default): one per CPU the process may use.
     pub(crate) workers: usize,
+    /// `whole` (the default) or `segment`: how a guest's TCP super-frames leave.
+    pub(crate) super_frames: String,
 }
 
 impl Default for SwitchSection {
@@ -156,6 +158,7 @@ impl Default for SwitchSection {
         SwitchSection {
             xdp_mode: "auto".into(),
             bind_mode: "auto".into(),
+            super_frames: "whole".into(),
             umem_frames: w.frames,
             max_fill: w.max_fill,
             max_queue_us: w.max_queue_ns / 1000,
@@ -264,6 +267,11 @@ impl FileConfig {
             "zerocopy" => BindMode::ZeroCopy,
             m => return Err(format!("bind_mode {m:?}: expected auto, copy or zerocopy")),
         };
+        let whole_super_frames = match s.super_frames.as_str() {
+            "whole" => true,
+            "segment" => false,
+            m => return Err(format!("super_frames {m:?}: expected whole or segment")),
+        };
         let poll = match s.poll.as_str() {
             "adaptive" => PollMode::Adaptive,
             "busy" => PollMode::Busy,
@@ -304,6 +312,7 @@ impl FileConfig {
         }
         o.worker.conntrack_per_port = s.conntrack_per_port;
         o.worker.poll = poll;
+        o.worker.whole_super_frames = whole_super_frames;
         Ok(o)
     }
 
@@ -434,6 +443,7 @@ mod tests {
             max_queue_us = 5000
             conntrack_per_port = 1000
             workers = 2
+            super_frames = "segment"
             [uplink]
             device = "eth1"
             worker = 1
@@ -455,6 +465,14 @@ mod tests {
         assert_eq!(o.worker.max_queue_ns, 5_000_000);
         assert_eq!(o.worker.conntrack_per_port, 1000);
         assert_eq!((o.workers, o.worker_count()), (2, 2));
+        assert!(!o.worker.whole_super_frames);
+        assert!(
+            FileConfig::default()
+                .options()
+                .unwrap()
+                .worker
+                .whole_super_frames
+        );
         assert!(FileConfig::default().options().unwrap().worker_count() >= 1);
         assert_eq!(
             FileConfig::default().options().unwrap().worker.max_fill,

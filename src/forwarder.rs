@@ -285,6 +285,7 @@ fn port_statistics(s: &PortStats) -> PortStatistics {
         floods: c.floods,
         csum_completed: c.csum_completed,
         gso_segmented: c.gso_segmented,
+        gso_whole: c.gso_whole,
         dhcp_replies: c.dhcp_replies,
         arp_replies: c.arp_replies,
         ra_replies: c.ra_replies,

@@ -102,6 +102,7 @@ pub(crate) fn stats(t: &Target, net: &str, port: &str) -> Result<(), String> {
         "floods",
         "csum_completed",
         "gso_segmented",
+        "gso_whole",
         "dhcp_replies",
         "arp_replies",
         "ra_replies",

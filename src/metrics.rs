@@ -20,7 +20,7 @@ pub(crate) struct DataplaneCollector(pub(crate) Arc<Switch>);
 /// A port counter: name, help, and how to read it.
 type PortCounter = (&'static str, &'static str, fn(&LocalCounters) -> u64);
 
-const PORT_COUNTERS: [PortCounter; 14] = [
+const PORT_COUNTERS: [PortCounter; 15] = [
     (
         "qswitch_port_rx_packets",
         "Frames received from the port",
@@ -71,6 +71,11 @@ const PORT_COUNTERS: [PortCounter; 14] = [
         "qswitch_port_segmented",
         "TCP super-frames from the port the switch split into MTU-sized segments",
         |c| c.gso_segmented,
+    ),
+    (
+        "qswitch_port_sent_whole",
+        "TCP super-frames from the port that left whole, with their segment size, through the egress port's packet socket",
+        |c| c.gso_whole,
     ),
     (
         "qswitch_port_dhcp_replies",

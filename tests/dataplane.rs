@@ -514,14 +514,18 @@ fn a_wrong_checksum_crosses_untouched_and_a_partial_one_arrives_to_be_finished()
     assert_eq!(as_finished(&seen[1]), complete);
 }
 
-#[test]
-fn tcp_from_guests_that_keep_tso_is_segmented_by_the_switch() {
+/// TCP both ways (8 MB, IPv4 one way and IPv6 the other) between two guests that keep TSO,
+/// through a daemon in generic XDP mode with `workers` workers and `super_frames` as given.
+/// Returns the super-frames the daemon's ports reported at its stop: segmented, and sent whole.
+fn tso_guests(tag: &str, workers: u32, super_frames: &str) -> (u64, u64) {
     // In generic XDP mode the guests keep TSO (as guests behind tap devices do): their 64 KB
-    // frames reach the switch as multi-buffer chains and leave as segments within the MTU.
-    let vm1 = Vm::new("g", 1, 0);
-    let vm2 = Vm::new("g", 2, 0);
+    // frames reach the switch as multi-buffer chains.
+    let vm1 = Vm::new(tag, 1, 0);
+    let vm2 = Vm::new(tag, 2, 0);
     let mut d = two_ports(
-        "[switch]\nxdp_mode = \"generic\"\n",
+        &format!(
+            "[switch]\nxdp_mode = \"generic\"\nworkers = {workers}\nsuper_frames = \"{super_frames}\"\n"
+        ),
         [&vm1.host, &vm2.host],
         "",
     );
@@ -538,14 +542,42 @@ fn tcp_from_guests_that_keep_tso_is_segmented_by_the_switch() {
     }
     assert!(d.signal("-TERM"));
     let log = d.log();
-    let segmented: u64 = log
-        .lines()
-        .filter_map(|l| l.split("super-frames segmented ").nth(1))
-        .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
+    let total = |what: &str| -> u64 {
+        log.lines()
+            .filter_map(|l| l.split(what).nth(1))
+            .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    };
+    (total("super-frames segmented "), total(" whole "))
+}
+
+#[test]
+fn tcp_from_guests_that_keep_tso_leaves_whole_within_a_worker_and_across() {
+    // The super-frames leave whole, through the egress veth's packet socket with their segment
+    // size, and the receiving guest's stack takes them as it takes the Linux bridge's: between
+    // two ports of one worker, and between ports of two (handed over whole).
+    for (tag, workers) in [("g", 1), ("h", 2)] {
+        let (segmented, whole) = tso_guests(tag, workers, "whole");
+        assert!(
+            whole > 100,
+            "{workers} workers: {whole} super-frames left whole, {segmented} were segmented"
+        );
+        // Some are cut: while the buffers for super-frames towards the other worker are all
+        // in flight, or before the destination was learned (a flood).
+        assert!(
+            segmented < whole,
+            "{workers} workers: {segmented} segmented, {whole} whole"
+        );
+    }
+}
+
+#[test]
+fn tcp_from_guests_that_keep_tso_is_segmented_by_the_switch_when_told() {
+    // `super_frames = "segment"`: the switch cuts them into segments within the MTU.
+    let (segmented, whole) = tso_guests("s", 2, "segment");
     assert!(
-        segmented > 100,
-        "no super-frame went through segmentation:\n{log}"
+        segmented > 100 && whole == 0,
+        "{segmented} super-frames segmented, {whole} whole"
     );
 }
 
@@ -579,8 +611,13 @@ impl Vmm {
     /// A VMM whose guest (MAC 02:00:00:00:00:01) is on network `a` with `peer`, through a daemon
     /// forwarding on both ports.
     fn beside(peer: &Vm) -> (Vmm, Daemon) {
+        Vmm::beside_with(peer, "")
+    }
+
+    /// As [`Vmm::beside`], the daemon's configuration starting with `head`.
+    fn beside_with(peer: &Vm, head: &str) -> (Vmm, Daemon) {
         let vmm = Vmm::start("02:00:00:00:00:01", peer);
-        let d = two_ports("", [&vmm.tap, &peer.host], "");
+        let d = two_ports(head, [&vmm.tap, &peer.host], "");
         (vmm, d)
     }
 
@@ -653,11 +690,31 @@ fn partial_checksums_reach_a_tap_guest_as_virtio_nets_needs_checksum() {
 
 #[test]
 fn a_tap_guests_tso_frames_and_partial_checksums_arrive_as_valid_segments() {
-    // A VM behind a tap whose VMM negotiated checksum offload and TSO: a 20 000-byte TCP
-    // super-frame (a chain of chunks), a 1 600-byte one (one chunk, above the MTU) and a UDP
-    // datagram, all with their checksums left partial.
-    let vm2 = Vm::new("q", 2, 0);
-    let (mut vmm, d) = Vmm::beside(&vm2);
+    tap_guests_tso_frames("q", true);
+}
+
+#[test]
+fn a_tap_guests_tso_frames_arrive_whole_with_their_checksums_to_finish() {
+    tap_guests_tso_frames("k", false);
+}
+
+/// A VM behind a tap whose VMM negotiated checksum offload and TSO sends a 20 000-byte TCP
+/// super-frame (a chain of chunks), a 1 600-byte one (one chunk, above the MTU) and a UDP
+/// datagram, all with their checksums left partial, to a VM behind a veth: they arrive cut into
+/// segments (`segment`: `super_frames = "segment"`), or whole, as GSO frames whose checksums are
+/// to be finished (each TCP frame as the VMM wrote it).
+fn tap_guests_tso_frames(tag: &str, segment: bool) {
+    let vm2 = Vm::new(tag, 2, 0);
+    let head = if segment {
+        "[switch]\nsuper_frames = \"segment\"\n"
+    } else {
+        ""
+    };
+    let (mut vmm, d) = Vmm::beside_with(&vm2, head);
+    // The switch learns where vm2 is (a frame it sends the guest): its frames are known
+    // unicast, not floods (which are always cut).
+    let guest = ("02:00:00:00:00:01", "198.18.0.1");
+    vm2.send(&[hex(&udp_frame(host(&vm2), guest, b"here", |_, full| full))]);
     let c = vm2.capture(10.0, 0x0800);
     vmm.send("tso 20000");
     vmm.send("tso 1600");
@@ -671,15 +728,19 @@ fn a_tap_guests_tso_frames_and_partial_checksums_arrive_as_valid_segments() {
     let seen: Vec<Vec<u8>> = seen.iter().map(as_finished).collect();
     let tcp: Vec<&Vec<u8>> = seen.iter().filter(|f| f[23] == 6).collect();
     let udp: Vec<&Vec<u8>> = seen.iter().filter(|f| f[23] == 17).collect();
-    assert_eq!(
-        tcp.len(),
-        20_000usize.div_ceil(1460) + 2,
-        "{seen:?}\n{}",
-        d.log()
-    );
+    let frames = if segment {
+        20_000usize.div_ceil(1460) + 2
+    } else {
+        2
+    };
+    assert_eq!(tcp.len(), frames, "{seen:?}\n{}", d.log());
     let mut payload = Vec::new();
     for (k, f) in tcp.iter().enumerate() {
-        assert!(f.len() <= 1514, "segment {k}: {} bytes", f.len());
+        assert!(
+            !segment || f.len() <= 1514,
+            "segment {k}: {} bytes",
+            f.len()
+        );
         assert_eq!(dataplane::csum::verify(f), Some(true), "segment {k}");
         let seq = u32::from_be_bytes(f[38..42].try_into().unwrap());
         assert_eq!(seq as usize, 1000 + payload.len(), "segment {k}");

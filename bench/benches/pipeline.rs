@@ -156,6 +156,7 @@ fn bench(c: &mut Criterion) {
                         capture: false,
                         tx_size: 4096,
                         tx_checksum: false,
+                        whole: false,
                     },
                     shared: Arc::new(PortShared::default()),
                 },

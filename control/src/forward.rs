@@ -332,6 +332,9 @@ pub struct PortStatistics {
     pub csum_completed: u64,
     /// TCP super-frames (the VM's TSO frames, received whole) the switch split into segments.
     pub gso_segmented: u64,
+    /// TCP super-frames from the port that left whole, with their segment size (through the
+    /// egress port's packet socket).
+    pub gso_whole: u64,
     /// DHCP replies the switch's responder sent to the port.
     pub dhcp_replies: u64,
     /// ARP replies the switch sent to the port for its network's known addresses.

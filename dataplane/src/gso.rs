@@ -23,6 +23,7 @@
 //! No function in this module panics on any input.
 
 use crate::csum;
+use crate::sys::packet::{VnetHdr, GSO_ECN, GSO_TCPV4, GSO_TCPV6, NEEDS_CSUM};
 use crate::wire::ipproto::TCP;
 use crate::wire::{
     be16, is_vlan_tpid, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, VLAN_TAG_LEN,
@@ -119,6 +120,47 @@ impl Plan {
     /// Offset of the IP header.
     pub fn l3(&self) -> usize {
         self.l3
+    }
+
+    /// Length of every header, Ethernet to TCP options.
+    pub fn headers(&self) -> usize {
+        self.hdr
+    }
+
+    /// The longest segment, headers included.
+    pub fn segment_len(&self) -> usize {
+        self.hdr + self.mss
+    }
+
+    /// End of the IP packet: the frame without its Ethernet padding.
+    pub fn end(&self) -> usize {
+        self.end
+    }
+
+    /// The virtio-net header that has the kernel cut `frame` as [`Plan::write`] would, into
+    /// segments of at most `mss` payload bytes (the plan's own size at most), when the frame
+    /// is sent whole through a packet socket ([`crate::sys::packet`]); its offsets moved by
+    /// `shift` bytes (4 for a tag pushed in front of the IP header, -4 for one popped). A frame
+    /// whose payload fits one segment gets no segmentation, only its checksum to finish. The
+    /// frame's TCP checksum field must hold the pseudo-header sum ([`csum::make_partial`]).
+    pub fn vnet_hdr(&self, frame: &[u8], mss: usize, shift: isize) -> VnetHdr {
+        let mss = mss.min(self.mss);
+        let at = |off: usize| off.saturating_add_signed(shift) as u16;
+        let cwr = frame.get(self.l4 + 13).is_some_and(|f| f & TCP_CWR != 0);
+        let gso_type = if self.end - self.hdr <= mss {
+            0
+        } else {
+            let kind = if self.ipv4 { GSO_TCPV4 } else { GSO_TCPV6 };
+            kind | if cwr { GSO_ECN } else { 0 }
+        };
+        VnetHdr {
+            flags: NEEDS_CSUM,
+            gso_type,
+            hdr_len: at(self.hdr),
+            gso_size: mss.min(usize::from(u16::MAX)) as u16,
+            csum_start: at(self.l4),
+            csum_offset: 16,
+        }
     }
 
     /// How many segments the frame makes.

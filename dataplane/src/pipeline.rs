@@ -243,6 +243,32 @@ impl Pipeline {
     /// Decides what to do with `frame`, received on port slot `ingress`.
     #[inline]
     pub fn process(&mut self, snap: &Snapshot, ingress: u16, frame: &[u8], now: Now) -> Verdict {
+        self.decide(snap, ingress, frame, false, now)
+    }
+
+    /// [`Pipeline::process`] for a TCP super-frame the worker has checked (`gso::Plan`), which
+    /// may leave whole: larger than the port's MTU allows, and decided once for all of its
+    /// segments.
+    pub fn process_super(
+        &mut self,
+        snap: &Snapshot,
+        ingress: u16,
+        frame: &[u8],
+        now: Now,
+    ) -> Verdict {
+        self.decide(snap, ingress, frame, true, now)
+    }
+
+    /// [`Pipeline::process`]; a frame above the port's largest is dropped unless `large`.
+    #[inline(always)]
+    fn decide(
+        &mut self,
+        snap: &Snapshot,
+        ingress: u16,
+        frame: &[u8],
+        large: bool,
+        now: Now,
+    ) -> Verdict {
         if let Some(c) = self.counters.get_mut(usize::from(ingress)) {
             c.rx_packets += 1;
             c.rx_bytes += frame.len() as u64;
@@ -258,7 +284,7 @@ impl Pipeline {
         };
         let tagged = eth.is_tagged();
         let tag_len = if tagged { VLAN_TAG_LEN } else { 0 };
-        if frame.len() > port.max_frame as usize + tag_len {
+        if frame.len() > port.max_frame as usize + tag_len && !large {
             return self.drop(ingress, DropReason::Oversize);
         }
         let net = match ingress_net(snap, port.role, &eth, tagged) {
@@ -470,6 +496,12 @@ impl Pipeline {
     fn parse_l4(&mut self, frame: &[u8]) {
         // In place: the last frame's view is overwritten, not rebuilt and copied.
         flow::parse_into(frame, self.l3.get_or_insert(L3::Malformed));
+    }
+
+    /// Does port `slot` have a rate limit, on what it sends or on what it receives?
+    pub fn polices(&self, slot: u16) -> bool {
+        let limited = |p: &[Option<Policer>]| matches!(p.get(usize::from(slot)), Some(Some(_)));
+        limited(&self.policers) || limited(&self.policers_in)
     }
 
     /// May the frame [`Pipeline::process`] just forwarded (`len` bytes) be sent to port

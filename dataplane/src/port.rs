@@ -16,6 +16,7 @@ pub mod mem;
 use std::io;
 
 use crate::stats::XdpStats;
+pub use crate::sys::packet::VnetHdr;
 pub use crate::sys::ring::XdpDesc;
 pub use crate::sys::umem::{Region, Umem};
 
@@ -118,6 +119,18 @@ pub trait PortIo: Sized + Send {
     /// complete. False by default.
     fn tx_checksum(&self) -> bool {
         false
+    }
+
+    /// Does the port send a TCP super-frame whole ([`PortIo::send_whole`])? False by default.
+    fn takes_whole(&self) -> bool {
+        false
+    }
+
+    /// Sends the frame made of `parts` whole, now, with `hdr` saying how it is to be cut into
+    /// segments and where its partial checksum is to be finished ([`crate::sys::packet`]). Only
+    /// for a port whose [`PortIo::takes_whole`] is true; the frame's bytes stay the caller's.
+    fn send_whole(&mut self, _hdr: &VnetHdr, _parts: &[&[u8]]) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
     }
 
     /// Deepest fill level any of its queues has grown to (0 for backends without fill rings).

@@ -81,6 +81,9 @@ pub struct LocalCounters {
     /// TCP super-frames (a guest's TSO frames, received as multi-buffer chains) received from
     /// this port that the switch split into MTU-sized segments.
     pub gso_segmented: u64,
+    /// TCP super-frames received from this port that left whole, through the egress port's
+    /// packet socket with a virtio-net header (`crate::sys::packet`).
+    pub gso_whole: u64,
     /// DHCP replies the switch's responder sent to this port.
     pub dhcp_replies: u64,
     /// ARP replies the switch sent to this port for its network's known addresses.
@@ -155,6 +158,7 @@ pub struct PortCounters {
     backpressure: AtomicU64,
     csum_completed: AtomicU64,
     gso_segmented: AtomicU64,
+    gso_whole: AtomicU64,
     dhcp_replies: AtomicU64,
     arp_replies: AtomicU64,
     ra_replies: AtomicU64,
@@ -176,6 +180,7 @@ impl PortCounters {
         self.backpressure.store(c.backpressure, Relaxed);
         self.csum_completed.store(c.csum_completed, Relaxed);
         self.gso_segmented.store(c.gso_segmented, Relaxed);
+        self.gso_whole.store(c.gso_whole, Relaxed);
         self.dhcp_replies.store(c.dhcp_replies, Relaxed);
         self.arp_replies.store(c.arp_replies, Relaxed);
         self.ra_replies.store(c.ra_replies, Relaxed);
@@ -215,6 +220,7 @@ impl PortCounters {
                 backpressure: self.backpressure.load(Relaxed),
                 csum_completed: self.csum_completed.load(Relaxed),
                 gso_segmented: self.gso_segmented.load(Relaxed),
+                gso_whole: self.gso_whole.load(Relaxed),
                 dhcp_replies: self.dhcp_replies.load(Relaxed),
                 arp_replies: self.arp_replies.load(Relaxed),
                 ra_replies: self.ra_replies.load(Relaxed),
@@ -355,6 +361,7 @@ mod tests {
             tx_bytes: 99,
             csum_completed: 2,
             gso_segmented: 1,
+            gso_whole: 5,
             learn_deferred: 4,
             ..Default::default()
         };

@@ -719,6 +719,7 @@ impl Inner {
             xdp_mode: self.opts.xdp_mode,
             bind_mode: self.opts.bind_mode,
             rings: self.opts.rings,
+            whole: self.opts.worker.whole_super_frames,
             ..AfXdpSpec::new(device)
         }
     }

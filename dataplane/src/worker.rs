@@ -130,6 +130,10 @@ pub struct WorkerConfig {
     /// counters, runs at least this often while idle; every millisecond while closed ports'
     /// chunks, or ports waiting for them, are pending).
     pub idle_sleep_ns: u64,
+    /// Send a guest's TCP super-frames whole towards a known unicast destination (through its
+    /// port's packet socket, handed over whole to its worker), instead of cutting them into
+    /// segments here.
+    pub whole_super_frames: bool,
 }
 
 /// The default bound on a frame's wait: 5 ms of the worker's work. Shallower rings lose frames
@@ -153,6 +157,7 @@ impl Default for WorkerConfig {
             max_queue_ns: DEFAULT_MAX_QUEUE_NS,
             idle_spin_ns: 2_000_000,
             idle_sleep_ns: 100_000_000,
+            whole_super_frames: true,
         }
     }
 }
@@ -318,6 +323,8 @@ struct Open<P> {
     healthy: bool,
     /// The port's kernel finishes partial checksums on transmit ([`PortIo::tx_checksum`]).
     tx_checksum: bool,
+    /// The port sends TCP super-frames whole ([`PortIo::takes_whole`]).
+    takes_whole: bool,
     xdp: XdpStats,
     /// When the last warning about frames the kernel dropped was logged.
     warned_at: Option<u64>,
@@ -353,6 +360,8 @@ pub struct Worker<P: PortIo> {
     rx: Vec<XdpDesc>,
     /// A multi-buffer frame gathered for segmentation (64 KB and more, allocated once).
     gso_buf: Vec<u8>,
+    /// Super-frames leave whole where they can ([`WorkerConfig::whole_super_frames`]).
+    whole: bool,
     /// Segment size limits learned from SYNs and ICMP errors, for segmentation.
     mss: MssTable,
     stage: Vec<Vec<XdpDesc>>,
@@ -470,6 +479,7 @@ impl<P: PortIo> Worker<P> {
             active: Vec::new(),
             rx: vec![XdpDesc::default(); MAX_BATCH],
             gso_buf: Vec::with_capacity(GSO_BUF),
+            whole: cfg.whole_super_frames,
             mss: MssTable::default(),
             stage: Vec::new(),
             staged: Vec::new(),
@@ -673,13 +683,14 @@ impl<P: PortIo> Worker<P> {
                             .map(|r| format!("{}={}", r.name(), c.drops[*r as usize]))
                             .collect();
                         tracing::info!(
-                            "port {slot}: rx {} tx {} floods {} backpressure {} checksums completed {} super-frames segmented {} drops [{}] fill depth {} kernel {:?}",
+                            "port {slot}: rx {} tx {} floods {} backpressure {} checksums completed {} super-frames segmented {} whole {} drops [{}] fill depth {} kernel {:?}",
                             c.rx_packets,
                             c.tx_packets,
                             c.floods,
                             c.backpressure,
                             c.csum_completed,
                             c.gso_segmented,
+                            c.gso_whole,
                             drops.join(" "),
                             o.io.fill_depth(),
                             o.io.xdp_stats()
@@ -775,15 +786,18 @@ impl<P: PortIo> Worker<P> {
             return;
         }
         let tx_checksum = io.tx_checksum();
+        let takes_whole = io.takes_whole();
         tracing::info!(
-            "port {slot} forwarding: {} ({} queues, partial checksums finished by {})",
+            "port {slot} forwarding: {} ({} queues, partial checksums finished by {}, TCP \
+             super-frames sent {})",
             io.mode().name(),
             io.queues(),
             if tx_checksum {
                 "the kernel on transmit"
             } else {
                 "the switch"
-            }
+            },
+            if takes_whole { "whole" } else { "as segments" }
         );
         // A port that is re-opened (its device came back) keeps its counters.
         let published = shared.counters.read();
@@ -795,6 +809,7 @@ impl<P: PortIo> Worker<P> {
             shared,
             healthy: true,
             tx_checksum,
+            takes_whole,
             xdp: XdpStats::default(),
             warned_at: None,
         });
@@ -1052,6 +1067,25 @@ impl<P: PortIo> Worker<P> {
                 .count_dropped(slot, self.gso_buf.len(), DropReason::Oversize);
             return 0;
         };
+        // Towards a known unicast destination the frame is decided once and leaves whole
+        // (`whole_out`); anywhere else it is cut here.
+        let mut decided = None;
+        if let Some(to) = self.whole_egress(slot, tagged, now) {
+            let len = plan.end();
+            let v = self
+                .pipe
+                .process_super(&self.snap, slot, &self.gso_buf[..len], now);
+            match v {
+                Verdict::Unicast { port, net } if port == to => {
+                    if self.whole_out(slot, port, net, &plan, now) {
+                        return 0;
+                    }
+                    decided = Some(v);
+                }
+                Verdict::Drop(_) => return 0,
+                v => decided = Some(v),
+            }
+        }
         let segments = plan.segments();
         if segments > budget as usize {
             // Not enough transmit room for every segment: the whole frame is lost, as a frame
@@ -1061,6 +1095,8 @@ impl<P: PortIo> Worker<P> {
             return 0;
         }
         self.pipe.counters[usize::from(slot)].gso_segmented += 1;
+        // A frame decided whole whose verdict changed since (its destination moved) is cut
+        // and its segments follow that verdict: it was counted and checked once already.
         let mut made = 0;
         for k in 0..segments {
             let Some(base) = self.umem.alloc() else {
@@ -1075,9 +1111,13 @@ impl<P: PortIo> Worker<P> {
                 Some((chunk, _)) => match plan.write(&self.gso_buf, k, &mut chunk[off..]) {
                     Some(len) => {
                         made += 1;
-                        let v = self
-                            .pipe
-                            .process(&self.snap, slot, &chunk[off..off + len], now);
+                        let v = match decided {
+                            Some(v) => v,
+                            None => {
+                                self.pipe
+                                    .process(&self.snap, slot, &chunk[off..off + len], now)
+                            }
+                        };
                         Some((len, v))
                     }
                     None => None,
@@ -1105,6 +1145,214 @@ impl<P: PortIo> Worker<P> {
             }
         }
         made
+    }
+
+    /// The port a super-frame in `gso_buf`, received on `slot`, would leave whole through: its
+    /// destination's, if the MAC table has it, on another worker or on a healthy port of this
+    /// one that takes super-frames whole, and neither port has a rate limit (a limit applies to
+    /// the segments a guest's own NIC would send, as it does to the segments the switch cuts).
+    fn whole_egress(&self, slot: u16, tagged: bool, now: Now) -> Option<u16> {
+        if !self.whole || self.pipe.polices(slot) {
+            return None;
+        }
+        let net = self.ingress_net(slot, tagged)?;
+        let dst = Mac(self.gso_buf.get(..6)?.try_into().ok()?);
+        let to = self.pipe.fdb.lookup(net, dst, now.secs)?.slot;
+        if to == slot || self.pipe.polices(to) {
+            return None;
+        }
+        let here = self.owner(to) == self.links.id;
+        let takes = !here
+            || matches!(
+                self.ports.get(usize::from(to)),
+                Some(Some(o)) if o.healthy && o.takes_whole
+            );
+        takes.then_some(to)
+    }
+
+    /// Sends the super-frame in `gso_buf`, received on `ingress` and decided for `egress` of
+    /// network `net`, whole: out of `egress` if it is this worker's ([`Worker::send_whole`]),
+    /// or handed over whole to its worker. False, and nothing done, when the frame must be cut
+    /// instead (every buffer for super-frames towards that worker is in flight).
+    fn whole_out(
+        &mut self,
+        ingress: u16,
+        egress: u16,
+        net: u16,
+        plan: &gso::Plan,
+        now: Now,
+    ) -> bool {
+        let vlan = self.snap.net(net).map_or(0, |n| n.vlan);
+        let tagged = vlan != 0
+            && matches!(
+                self.snap.port(ingress).map(|p| p.role),
+                Some(Role::Trunk(_))
+            );
+        let owner = self.owner(egress);
+        if owner != self.links.id {
+            let Some(o) = self
+                .links
+                .out
+                .get_mut(usize::from(owner))
+                .and_then(Option::as_mut)
+            else {
+                return false;
+            };
+            self.gso_buf.truncate(plan.end());
+            let segment = plan.segment_len() as u32;
+            if !o.send_whole(egress, net, ingress, tagged, &mut self.gso_buf, segment) {
+                return false;
+            }
+            self.crossed.0 += 1;
+            self.woken |= 1 << (owner & 63);
+            self.pipe.counters[usize::from(ingress)].gso_whole += 1;
+            return true;
+        }
+        if self.pipe.admit(&self.snap, egress, plan.end(), now)
+            && self.send_whole(ingress, egress, net, tagged, plan)
+        {
+            self.pipe.counters[usize::from(ingress)].gso_whole += 1;
+        }
+        true
+    }
+
+    /// Sends the super-frame in `gso_buf` (of network `net`, carrying its tag if `tagged`)
+    /// whole out of this worker's port `egress`, its tag pushed or popped as the port's role
+    /// requires, after what is staged for that port (so that the guest's frames leave in the
+    /// order they came). The header has the kernel cut it at the smaller of the plan's segment
+    /// size and the one the port's MTU allows; its checksum is left partial for the kernel to
+    /// finish. A frame the socket refuses is counted as lost on `blame` (the ingress port, or
+    /// `egress` for a frame of another worker's port). True if it was sent.
+    fn send_whole(
+        &mut self,
+        blame: u16,
+        egress: u16,
+        net: u16,
+        tagged: bool,
+        plan: &gso::Plan,
+    ) -> bool {
+        let vlan = self.snap.net(net).map_or(0, |n| n.vlan);
+        let to_trunk =
+            vlan != 0 && matches!(self.snap.port(egress).map(|p| p.role), Some(Role::Trunk(_)));
+        let end = plan.end();
+        if !csum::make_partial(&mut self.gso_buf[..end]) {
+            self.pipe.counters[usize::from(blame)].drop(DropReason::Truncated);
+            return false;
+        }
+        // Payload bytes a segment may carry out of `egress`: its largest frame less the headers
+        // (without a tag: `max_frame` is the untagged frame's).
+        let headers = plan.headers() - if tagged { VLAN_TAG_LEN } else { 0 };
+        let egress_mss = self
+            .snap
+            .port(egress)
+            .map_or(0, |p| (p.max_frame as usize).saturating_sub(headers));
+        self.flush_port(egress);
+        let (mut tag, buf) = ([0u8; VLAN_TAG_LEN], &self.gso_buf[..end]);
+        let (shift, parts, count): (isize, [&[u8]; 3], usize) = match (tagged, to_trunk) {
+            (false, true) => {
+                tag[..2].copy_from_slice(&wire::ETHERTYPE_VLAN.to_be_bytes());
+                tag[2..].copy_from_slice(&vlan.to_be_bytes());
+                (4, [&buf[..12], &tag, &buf[12..]], 3)
+            }
+            (true, false) => (-4, [&buf[..12], &buf[12 + VLAN_TAG_LEN..], &[]], 2),
+            _ => (0, [buf, &[], &[]], 1),
+        };
+        let hdr = plan.vnet_hdr(buf, egress_mss, shift);
+        let len = end.saturating_add_signed(shift);
+        let Some(Some(o)) = self.ports.get_mut(usize::from(egress)) else {
+            return false;
+        };
+        match o.io.send_whole(&hdr, &parts[..count]) {
+            Ok(()) => {
+                let c = &mut self.pipe.counters[usize::from(egress)];
+                c.tx_packets += 1;
+                c.tx_bytes += len as u64;
+                true
+            }
+            Err(e) => {
+                let reason = match e.raw_os_error() {
+                    Some(libc::EAGAIN | libc::ENOBUFS) => DropReason::NoBuffer,
+                    _ => DropReason::TxError,
+                };
+                self.pipe.counters[usize::from(blame)].drop(reason);
+                false
+            }
+        }
+    }
+
+    /// Sends a super-frame another worker handed over whole to its port: whole if the port
+    /// takes it, else cut here into segments that fit the port's MTU (`cut_for`), after the
+    /// port's ingress security group rules and receive limit. Losses are counted on the port.
+    fn deliver_whole(&mut self, c: &mut Crossing, now: Now) {
+        let Target::Port(p) = c.target else {
+            return;
+        };
+        if !self.is_sendable(p) {
+            self.pipe.counters[usize::from(p)].drop(DropReason::EgressDown);
+            return;
+        }
+        core::mem::swap(&mut self.gso_buf, &mut c.whole);
+        let len = (c.len as usize).min(self.gso_buf.len());
+        match gso::Plan::new(&self.gso_buf[..len], c.segment as usize) {
+            Some(plan) => {
+                self.pipe.inspect(&self.snap, c.net, &self.gso_buf[..len]);
+                if self.pipe.admit(&self.snap, p, len, now) {
+                    let takes =
+                        matches!(self.ports.get(usize::from(p)), Some(Some(o)) if o.takes_whole);
+                    if takes {
+                        self.send_whole(p, p, c.net, c.tagged, &plan);
+                    } else {
+                        self.cut_for(p, c.net, c.tagged, &plan);
+                    }
+                }
+            }
+            // Cannot happen: the sender planned it.
+            None => self.pipe.counters[usize::from(p)].drop(DropReason::Oversize),
+        }
+        core::mem::swap(&mut self.gso_buf, &mut c.whole);
+    }
+
+    /// Cuts the super-frame in `gso_buf` into segments that fit port `egress` (and `plan`'s
+    /// segment size) and stages them for it, their checksums partial. For a port that does not
+    /// take super-frames whole, when another worker handed one over: the segments are staged
+    /// past this round's bound on the TX room, so a full ring loses some (counted as
+    /// `backpressure` on the port).
+    fn cut_for(&mut self, egress: u16, net: u16, tagged: bool, plan: &gso::Plan) {
+        let vlan = self.snap.net(net).map_or(0, |n| n.vlan);
+        let max = self.snap.port(egress).map_or(0, |p| p.max_frame as usize)
+            + if tagged { VLAN_TAG_LEN } else { 0 };
+        let max = max
+            .min(plan.segment_len())
+            .min((self.umem.chunk_size() - KERNEL_HEADROOM) as usize);
+        let Some(plan) = gso::Plan::new(&self.gso_buf[..plan.end()], max) else {
+            self.pipe.counters[usize::from(egress)].drop(DropReason::Oversize);
+            return;
+        };
+        let off = KERNEL_HEADROOM as usize;
+        for k in 0..plan.segments() {
+            if self.stage[usize::from(egress)].len() >= STAGE_CAP {
+                self.flush_port(egress);
+            }
+            let Some(base) = self.umem.alloc() else {
+                self.pipe.counters[usize::from(egress)].drop(DropReason::NoBuffer);
+                return;
+            };
+            let len = self
+                .umem
+                .chunk_mut(base)
+                .and_then(|(chunk, _)| plan.write(&self.gso_buf, k, &mut chunk[off..]));
+            let Some(len) = len else {
+                self.umem.release(base);
+                self.pipe.counters[usize::from(egress)].drop(DropReason::NoBuffer);
+                return;
+            };
+            let d = XdpDesc {
+                addr: base + off as u64,
+                len: len as u32,
+                options: UNFINISHED,
+            };
+            self.stage_to(egress, d, tagged, vlan, egress);
+        }
     }
 
     /// Publishes counters (and, at most every 100 ms, the kernel's statistics).
@@ -1405,12 +1653,16 @@ impl<P: PortIo> Worker<P> {
         let mut taken: usize = 0;
         for k in 0..self.links.inbound.len() {
             while *room > 0 {
-                let Some(c) = self.links.inbound[k].next() else {
+                let Some(mut c) = self.links.inbound[k].next() else {
                     break;
                 };
                 *room -= 1;
                 taken += 1;
-                self.deliver(&c, now);
+                if c.is_whole() {
+                    self.deliver_whole(&mut c, now);
+                } else {
+                    self.deliver(&c, now);
+                }
                 self.links.inbound[k].done(c);
                 if taken.is_multiple_of(MAX_BATCH) {
                     // Stages stay within their capacity (they never grow).
@@ -1759,21 +2011,27 @@ impl<P: PortIo> Worker<P> {
         let mut k = 0;
         while k < self.staged.len() {
             let slot = self.staged[k];
-            let i = usize::from(slot);
-            if !all && self.stage[i].len() + MAX_BATCH <= STAGE_CAP {
+            if !all && self.stage[usize::from(slot)].len() + MAX_BATCH <= STAGE_CAP {
                 k += 1;
                 continue;
             }
-            self.staged.swap_remove(k);
-            let stage = core::mem::take(&mut self.stage[i]);
-            let Some(o) = self.ports[i].as_mut() else {
-                for d in &stage {
-                    self.umem.release(d.addr);
-                }
-                self.stage[i] = stage;
-                self.stage[i].clear();
-                continue;
-            };
+            self.flush_at(k);
+        }
+    }
+
+    /// Sends the frames staged for port `slot`, if any.
+    fn flush_port(&mut self, slot: u16) {
+        if let Some(k) = self.staged.iter().position(|&s| s == slot) {
+            self.flush_at(k);
+        }
+    }
+
+    /// Sends the frames staged for the port at `self.staged[k]`, and takes it off that list.
+    fn flush_at(&mut self, k: usize) {
+        let slot = self.staged.swap_remove(k);
+        let i = usize::from(slot);
+        let stage = core::mem::take(&mut self.stage[i]);
+        if let Some(o) = self.ports[i].as_mut() {
             let sent = o.io.send(&mut self.umem, &stage);
             let c = &mut self.pipe.counters[i];
             c.tx_packets += sent as u64;
@@ -1786,9 +2044,13 @@ impl<P: PortIo> Worker<P> {
             if let Err(e) = o.io.flush() {
                 tx_failed(o, slot, c, &e);
             }
-            self.stage[i] = stage;
-            self.stage[i].clear();
+        } else {
+            for d in &stage {
+                self.umem.release(d.addr);
+            }
         }
+        self.stage[i] = stage;
+        self.stage[i].clear();
     }
 
     /// Runs the loop until [`Command::Stop`] or until the command channel closes.

@@ -146,6 +146,7 @@ fuzz_target!(|data: &[u8]| {
                     capture: true,
                     tx_size: 32,
                     tx_checksum: slot % 2 == 1,
+                    whole: slot % 2 == 1,
                 },
                 shared: Arc::new(PortShared::default()),
             },

@@ -34,8 +34,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{PortIo, PortMode, Region, Umem, XdpDesc};
+use super::{PortIo, PortMode, Region, Umem, VnetHdr, XdpDesc};
 use crate::stats::XdpStats;
+use crate::sys::packet::GsoTx;
 use crate::sys::{bpf, netdev, xsk};
 
 /// Chunks moved to a fill ring at once, at least.
@@ -83,6 +84,9 @@ pub struct AfXdpSpec {
     /// Load the stamping program ([`bpf::ARRIVAL_META_LEN`] bytes of metadata before each
     /// frame: when it reached the interface), for a measuring sink; the switch's ports never do.
     pub stamp_arrival: bool,
+    /// Send TCP super-frames whole, through a packet socket with a virtio-net header
+    /// ([`crate::sys::packet`]); without it they are cut into segments.
+    pub whole: bool,
 }
 
 impl AfXdpSpec {
@@ -95,6 +99,7 @@ impl AfXdpSpec {
             rings: xsk::RingSizes::default(),
             prepared: None,
             stamp_arrival: false,
+            whole: true,
         }
     }
 }
@@ -333,6 +338,8 @@ pub struct AfXdpPort {
     ifindex: u32,
     mode: PortMode,
     tx_checksum: bool,
+    /// The packet socket that sends super-frames whole, on the devices that take them.
+    whole: Option<GsoTx>,
     // Field order is drop order: the program (when this is its last holder) goes first, then
     // the sockets.
     pre: Arc<Prepared>,
@@ -460,11 +467,26 @@ impl PortIo for AfXdpPort {
                 netdev::driver(&spec.device).as_deref(),
                 Some("veth" | "tun")
             );
+        // TCP super-frames leave whole, through a packet socket with a virtio-net header: a veth
+        // hands the GSO skb to its peer as it is, a tap to the VMM, a NIC segments it in its
+        // hardware (TSO) or the kernel does on transmit. A port whose socket the kernel refused
+        // gets their segments.
+        let whole = spec
+            .whole
+            .then(|| {
+                GsoTx::open(ifindex)
+                    .map_err(|e| {
+                        tracing::warn!("{}: super-frames will be segmented: {e}", spec.device)
+                    })
+                    .ok()
+            })
+            .flatten();
         Ok(AfXdpPort {
             slot,
             ifindex,
             mode,
             tx_checksum,
+            whole,
             pre,
             queues,
             rr: 0,
@@ -604,6 +626,17 @@ impl PortIo for AfXdpPort {
 
     fn tx_checksum(&self) -> bool {
         self.tx_checksum
+    }
+
+    fn takes_whole(&self) -> bool {
+        self.whole.is_some()
+    }
+
+    fn send_whole(&mut self, hdr: &VnetHdr, parts: &[&[u8]]) -> io::Result<()> {
+        match &self.whole {
+            Some(tx) => tx.send(hdr, parts),
+            None => Err(io::ErrorKind::Unsupported.into()),
+        }
     }
 
     fn drained(&mut self) -> bool {

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::io;
 
-use super::{PortIo, PortMode, Region, Umem, XdpDesc};
+use super::{PortIo, PortMode, Region, Umem, VnetHdr, XdpDesc};
 use crate::stats::XdpStats;
 use crate::sys::umem::KERNEL_HEADROOM;
 use crate::sys::xsk::{read_tx_checksum, TX_METADATA_LEN, XDP_PKT_CONTD, XDP_TX_METADATA};
@@ -26,6 +26,10 @@ pub struct MemSpec {
     /// always checked as the kernel checks them with transmit metadata registered (as an AF_XDP
     /// port registers it wherever the kernel has it, whatever its device).
     pub tx_checksum: bool,
+    /// Take TCP super-frames whole ([`PortIo::send_whole`]), as a packet socket with a
+    /// virtio-net header does; each is cut into segments as the kernel's software GSO cuts it
+    /// (into `outbox` with `capture`), so that tests see what a receiver would.
+    pub whole: bool,
 }
 
 /// An in-memory port.
@@ -43,6 +47,8 @@ pub struct MemPort {
     pub sent: u64,
     /// Frames sent with a request to finish their checksum (`tx_checksum`).
     pub checksum_requests: u64,
+    /// Super-frames sent whole ([`PortIo::send_whole`]).
+    pub whole_sent: u64,
     /// Set to make `flush` fail, as a vanished interface would.
     pub fail_tx: bool,
     stats: XdpStats,
@@ -122,6 +128,7 @@ impl PortIo for MemPort {
             outbox: Vec::new(),
             sent: 0,
             checksum_requests: 0,
+            whole_sent: 0,
             fail_tx: false,
             stats: XdpStats::default(),
             source: None,
@@ -248,6 +255,28 @@ impl PortIo for MemPort {
         self.spec.tx_checksum
     }
 
+    fn takes_whole(&self) -> bool {
+        self.spec.whole
+    }
+
+    fn send_whole(&mut self, hdr: &VnetHdr, parts: &[&[u8]]) -> io::Result<()> {
+        if !self.spec.whole {
+            return Err(io::ErrorKind::Unsupported.into());
+        }
+        let frame = parts.concat();
+        let segments = gso_segments(&frame, hdr).ok_or_else(|| {
+            // The kernel refuses a header that does not fit the frame (EINVAL).
+            self.stats.tx_invalid_descs += 1;
+            io::Error::from_raw_os_error(libc::EINVAL)
+        })?;
+        self.whole_sent += 1;
+        self.sent += segments.len() as u64;
+        if self.spec.capture {
+            self.outbox.extend(segments);
+        }
+        Ok(())
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         if self.fail_tx {
             return Err(io::Error::from_raw_os_error(libc::ENXIO));
@@ -279,4 +308,36 @@ impl PortIo for MemPort {
     fn close(self, umem: &mut Umem) {
         umem.reclaim_port(self.slot);
     }
+}
+
+/// What a receiver gets of `frame` sent with `hdr` through a packet socket: its segments as the
+/// kernel cuts it (`gso_size` payload bytes each, headers copied, the checksum finished from
+/// `csum_start`), or the frame itself with its checksum finished. `None` where the kernel would
+/// refuse the header: a checksum request outside the frame, a segmentation whose headers are
+/// not the frame's (`hdr_len` and `csum_start` must be where its TCP header says).
+fn gso_segments(frame: &[u8], hdr: &VnetHdr) -> Option<Vec<Vec<u8>>> {
+    let (start, field) = (usize::from(hdr.csum_start), usize::from(hdr.csum_offset));
+    if hdr.flags != crate::sys::packet::NEEDS_CSUM || start + field + 2 > frame.len() {
+        return None;
+    }
+    let mut out = Vec::new();
+    if hdr.gso_type == 0 {
+        out.push(frame.to_vec());
+    } else {
+        let hdr_len = usize::from(hdr.hdr_len);
+        let plan = crate::gso::Plan::new(frame, hdr_len + usize::from(hdr.gso_size))?;
+        if plan.vnet_hdr(frame, usize::from(hdr.gso_size), 0) != *hdr {
+            return None;
+        }
+        for k in 0..plan.segments() {
+            let mut seg = vec![0; hdr_len + usize::from(hdr.gso_size)];
+            let len = plan.write(frame, k, &mut seg)?;
+            seg.truncate(len);
+            out.push(seg);
+        }
+    }
+    for seg in &mut out {
+        crate::csum::device_finish(seg, start, field);
+    }
+    Some(out)
 }

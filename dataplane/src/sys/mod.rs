@@ -11,12 +11,14 @@
 //! - [`prefetch`]: the CPU's cache prefetch hint, for the worker's batches.
 //! - [`huge_pages`]: asks for a large table's memory in 2 MiB pages (the MAC table's).
 //! - [`netdev`]: interface lookups (index, queues, MTU, state).
+//! - [`packet`]: packet sockets that send a TCP super-frame whole, with a virtio-net header.
 //!
 //! Every `unsafe` block carries a `// SAFETY:` comment naming the invariant it relies on.
 #![allow(unsafe_code)]
 
 pub mod bpf;
 pub mod netdev;
+pub mod packet;
 pub mod ring;
 pub mod umem;
 pub mod wake;

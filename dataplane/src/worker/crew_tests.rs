@@ -44,6 +44,17 @@ impl Crew {
         edit: impl FnOnce(&mut SwitchConfig),
         offload: &[&str],
     ) -> Crew {
+        Crew::ported(frames, depth, edit, offload, &[])
+    }
+
+    /// As [`Crew::offloading`], the ports named in `whole` also taking TCP super-frames whole.
+    fn ported(
+        frames: u32,
+        depth: usize,
+        edit: impl FnOnce(&mut SwitchConfig),
+        offload: &[&str],
+        whole: &[&str],
+    ) -> Crew {
         let wc = WorkerConfig {
             frames,
             ..WorkerConfig::default()
@@ -93,7 +104,8 @@ impl Crew {
         for (id, o) in OWNERS {
             let slot = c.ports.get(id).unwrap();
             let w = &mut c.w[usize::from(o)];
-            super::tests::open_mem_port_with(w, slot, offload.contains(&id));
+            let whole = whole.contains(&id);
+            super::tests::open_mem_port_spec(w, slot, whole || offload.contains(&id), whole);
         }
         c
     }
@@ -157,6 +169,11 @@ impl Crew {
             for (to, o) in w.links.out.iter_mut().enumerate() {
                 if let Some(o) = o {
                     assert_eq!(o.reclaim(), depth, "worker {id}'s buffers towards {to}");
+                    assert_eq!(
+                        o.whole_free(),
+                        cross::WHOLE_DEPTH,
+                        "{id} to {to}: super-frames"
+                    );
                 }
             }
         }
@@ -190,6 +207,42 @@ fn unicast_crosses_between_workers_both_ways() {
     assert_eq!(c.counters("a1").tx_packets, 2);
     let (out0, in1) = (c.w[0].crossed.0, c.w[1].crossed.1);
     assert_eq!((out0, in1), (1, 1), "one unicast from worker 0 to 1");
+    c.check_accounting();
+}
+
+#[test]
+fn a_super_frame_crosses_whole_and_leaves_whole_or_is_cut_by_the_receiving_worker() {
+    use super::tests::{partial_tcp, reassembled};
+    // a2 (worker 1) takes super-frames whole; a3 (worker 1) does not.
+    let mut c = Crew::ported(4096, 64, |_| {}, &[], &["a2"]);
+    c.announce_vm2();
+    c.inject("a3", frame(Mac::BROADCAST, VM3));
+    c.run();
+    for p in ["a1", "a2", "up"] {
+        c.take(p);
+    }
+    let payload: Vec<u8> = (0..20_000u32).map(|i| (i % 247) as u8).collect();
+    // A small segment first, then super-frames to each: the order holds across.
+    c.inject("a1", partial_tcp(VM2, &payload[..100], None));
+    c.inject("a1", partial_tcp(VM2, &payload, None));
+    c.inject("a1", partial_tcp(VM3, &payload, None));
+    c.run();
+    let out = c.take("a2");
+    assert_eq!(out.len(), 1 + 14);
+    let want: Vec<u8> = [&payload[..100], &payload[..]].concat();
+    assert_eq!(reassembled(&out, 54, 1514), want);
+    assert_eq!(c.port("a2").whole_sent, 1);
+    let out = c.take("a3");
+    assert_eq!(out.len(), 14, "cut by worker 1");
+    assert_eq!(reassembled(&out, 54, 1514), payload);
+    assert!(c.take("up").is_empty() && c.take("b1").is_empty());
+    let a1 = c.counters("a1");
+    assert_eq!((a1.gso_whole, a1.gso_segmented, a1.rx_packets), (2, 0, 3));
+    // Besides the other VM's announcement each.
+    assert_eq!(c.counters("a2").tx_packets, 1 + 1 + 1);
+    assert_eq!(c.counters("a3").tx_packets, 1 + 14);
+    let (out0, in1) = (c.w[0].crossed.0, c.w[1].crossed.1);
+    assert_eq!((out0, in1), (3, 3), "one small frame, two super-frames");
     c.check_accounting();
 }
 

@@ -17,6 +17,11 @@
 //! frame, its return, and a look at each channel that found it). A batch's vector travels with
 //! it and is reused: nothing is allocated once every vector has been made.
 //!
+//! A TCP super-frame that is to leave whole ([`crate::sys::packet`]) crosses whole, in a buffer
+//! of a second, smaller pool ([`WHOLE_DEPTH`] per peer), swapped with the sender's own buffer
+//! instead of copied. When that pool is empty the sender cuts the frame into segments, which
+//! cross as any frame does.
+//!
 //! A flood crosses once per worker that owns some of the network's other ports, not once per
 //! port: the receiving worker makes its own copies for its ports.
 
@@ -49,14 +54,30 @@ pub(crate) struct Crossing {
     pub(crate) unfinished: bool,
     pub(crate) len: u32,
     pub(crate) buf: Box<[u8]>,
+    /// A TCP super-frame to leave whole ([`Outbound::send_whole`]), in a buffer of the sender's
+    /// pool of those (`buf` is empty then); empty for any other frame.
+    pub(crate) whole: Vec<u8>,
+    /// With `whole`: the largest segment, headers included, the sender's plan allowed.
+    pub(crate) segment: u32,
 }
 
 impl Crossing {
     /// The frame's bytes.
     pub(crate) fn frame(&self) -> &[u8] {
+        if self.is_whole() {
+            return &self.whole[..(self.len as usize).min(self.whole.len())];
+        }
         &self.buf[..self.len as usize]
     }
+
+    /// Is this a super-frame to leave whole?
+    pub(crate) fn is_whole(&self) -> bool {
+        self.buf.is_empty()
+    }
 }
+
+/// Super-frames in flight towards one peer at most ([`Outbound::send_whole`]).
+pub(crate) const WHOLE_DEPTH: usize = 32;
 
 /// Frames handed over together, in order.
 type Batch = Vec<Crossing>;
@@ -71,6 +92,8 @@ pub(crate) struct Outbound {
     tx: SyncSender<Batch>,
     back: Receiver<Batch>,
     free: Vec<Box<[u8]>>,
+    /// Free buffers for super-frames handed over whole.
+    free_whole: Vec<Vec<u8>>,
     /// Frames copied and not yet handed over ([`Outbound::flush`]).
     batch: Batch,
     /// Frames a batch holds before it goes over on its own: [`BATCH`], or a quarter of the pool.
@@ -86,7 +109,9 @@ impl Outbound {
     /// Takes back the buffers the peer is done with. Returns how many are free.
     pub(crate) fn reclaim(&mut self) -> usize {
         while let Ok(mut b) = self.back.try_recv() {
-            self.free.extend(b.drain(..).map(|c| c.buf));
+            for c in b.drain(..) {
+                self.put_back(c);
+            }
             self.spare.push(b);
         }
         self.free.len()
@@ -101,16 +126,67 @@ impl Outbound {
         let next = (self.spare.pop()).unwrap_or_else(|| Vec::with_capacity(self.full));
         let batch = core::mem::replace(&mut self.batch, next);
         if let Err(e) = self.tx.try_send(batch) {
-            // Full cannot happen: the channel holds as many batches as there are buffers, and a
-            // batch holds one at least.
+            // Full cannot happen: the channel holds as many batches as there are buffers (of
+            // both pools), and a batch holds one at least.
             debug_assert!(matches!(e, TrySendError::Disconnected(_)));
             let (TrySendError::Full(mut b) | TrySendError::Disconnected(mut b)) = e;
             for c in b.drain(..) {
                 lost(c.ingress);
-                self.free.push(c.buf);
+                self.put_back(c);
             }
             self.spare.push(b);
         }
+    }
+
+    /// Free buffers for super-frames (after a [`Outbound::reclaim`]).
+    #[cfg(test)]
+    pub(crate) fn whole_free(&self) -> usize {
+        self.free_whole.len()
+    }
+
+    /// Returns a crossing's buffer to its pool.
+    fn put_back(&mut self, mut c: Crossing) {
+        if c.is_whole() {
+            c.whole.clear();
+            self.free_whole.push(c.whole);
+        } else {
+            self.free.push(c.buf);
+        }
+    }
+
+    /// Hands the super-frame in `frame` (`len` bytes) over whole, for port `port`: `frame` is
+    /// swapped with an empty buffer of the pool of super-frames (nothing is copied; each of
+    /// those buffers grows once, to the largest frame it carries). `false` (nothing sent,
+    /// `frame` unchanged) when [`WHOLE_DEPTH`] of them are in flight. `segment` is the largest
+    /// segment, headers included, the frame may be cut into.
+    pub(crate) fn send_whole(
+        &mut self,
+        port: u16,
+        net: u16,
+        ingress: u16,
+        tagged: bool,
+        frame: &mut Vec<u8>,
+        segment: u32,
+    ) -> bool {
+        let Some(mut buf) = self.free_whole.pop() else {
+            return false;
+        };
+        core::mem::swap(&mut buf, frame);
+        self.batch.push(Crossing {
+            target: Target::Port(port),
+            net,
+            ingress,
+            tagged,
+            unfinished: true,
+            len: buf.len() as u32,
+            buf: Box::default(),
+            whole: buf,
+            segment,
+        });
+        if self.batch.len() >= self.full {
+            self.flush(|_| {});
+        }
+        true
     }
 
     /// Copies `frame` into a free buffer for the peer (handed over at the next
@@ -141,6 +217,8 @@ impl Outbound {
             unfinished,
             len: frame.len() as u32,
             buf,
+            whole: Vec::new(),
+            segment: 0,
         });
         if self.batch.len() >= self.full {
             // A peer that is gone loses the frames with no count: it goes only at shutdown.
@@ -235,8 +313,9 @@ pub fn mesh(n: usize, depth: usize, size: usize) -> Vec<Links> {
     let full = BATCH.min(depth / 4).max(1);
     for from in 0..n {
         for to in (0..n).filter(|&to| to != from) {
-            let (tx, rx) = sync_channel(depth);
-            let (back_tx, back) = sync_channel(depth);
+            // As many batches as there can be crossings in flight: a batch holds one at least.
+            let (tx, rx) = sync_channel(depth + WHOLE_DEPTH);
+            let (back_tx, back) = sync_channel(depth + WHOLE_DEPTH);
             let wake = links[to].wake.clone();
             links[from].out[to] = Some(Outbound {
                 wake,
@@ -245,6 +324,7 @@ pub fn mesh(n: usize, depth: usize, size: usize) -> Vec<Links> {
                 free: (0..depth)
                     .map(|_| vec![0u8; size].into_boxed_slice())
                     .collect(),
+                free_whole: (0..WHOLE_DEPTH).map(|_| Vec::new()).collect(),
                 batch: Vec::with_capacity(full),
                 full,
                 spare: Vec::new(),

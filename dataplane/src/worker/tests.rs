@@ -27,6 +27,17 @@ pub(super) fn open_mem_port(w: &mut Worker<MemPort>, slot: u16) {
 /// As [`open_mem_port`]; with `tx_checksum` the port finishes checksums on request, as a veth's
 /// kernel does ([`PortIo::tx_checksum`]).
 pub(super) fn open_mem_port_with(w: &mut Worker<MemPort>, slot: u16, tx_checksum: bool) {
+    open_mem_port_spec(w, slot, tx_checksum, false);
+}
+
+/// As [`open_mem_port_with`]; with `whole` the port also takes TCP super-frames whole, as a
+/// veth's packet socket does ([`PortIo::takes_whole`]).
+pub(super) fn open_mem_port_spec(
+    w: &mut Worker<MemPort>,
+    slot: u16,
+    tx_checksum: bool,
+    whole: bool,
+) {
     w.handle(
         Command::AddPort {
             slot,
@@ -34,6 +45,7 @@ pub(super) fn open_mem_port_with(w: &mut Worker<MemPort>, slot: u16, tx_checksum
                 capture: true,
                 tx_size: 256,
                 tx_checksum,
+                whole,
             },
             shared: Arc::new(PortShared::default()),
         },
@@ -75,6 +87,12 @@ impl Rig {
 
     /// As [`Rig::with`], the ports named in `offload` finishing checksums on request.
     fn offloading(wc: WorkerConfig, offload: &[&str]) -> Rig {
+        Rig::ported(wc, offload, &[])
+    }
+
+    /// As [`Rig::offloading`], the ports named in `whole` finishing checksums on request and
+    /// taking TCP super-frames whole.
+    fn ported(wc: WorkerConfig, offload: &[&str], whole: &[&str]) -> Rig {
         let mut r = Rig {
             w: Worker::new(wc).unwrap(),
             ports: SlotMap::default(),
@@ -85,7 +103,9 @@ impl Rig {
         r.apply(&c);
         for p in &c.ports {
             let slot = r.ports.get(&p.id).unwrap();
-            open_mem_port_with(&mut r.w, slot, offload.contains(&p.id.as_str()));
+            let whole = whole.contains(&p.id.as_str());
+            let offload = whole || offload.contains(&p.id.as_str());
+            open_mem_port_spec(&mut r.w, slot, offload, whole);
         }
         r
     }
@@ -386,6 +406,7 @@ fn failed_transmit_marks_the_port_and_keeps_forwarding_elsewhere() {
                 capture: true,
                 tx_size: 64,
                 tx_checksum: false,
+                whole: false,
             },
             shared: Arc::clone(&shared),
         },
@@ -482,7 +503,7 @@ fn super_frame_segments(offload: bool) {
 
 /// A TCP frame from VM1 to `dst` carrying `payload`, its checksum left partial as a guest's
 /// stack leaves it for its NIC; with `tag`, carrying that VLAN tag.
-fn partial_tcp(dst: Mac, payload: &[u8], tag: Option<u16>) -> Vec<u8> {
+pub(super) fn partial_tcp(dst: Mac, payload: &[u8], tag: Option<u16>) -> Vec<u8> {
     let mut f = tcp_frame(payload);
     f[0..6].copy_from_slice(&dst.0);
     if let Some(vid) = tag {
@@ -570,6 +591,92 @@ fn partial_checksums_are_left_to_ports_that_finish_them_and_finished_for_the_oth
         "counted once per frame, on its ingress"
     );
     assert_eq!(r.w.counters(up).csum_completed, 1);
+    r.check_accounting();
+}
+
+/// The segments in `out`, as a receiver checks them: each within `max` bytes, its checksum
+/// right, its payload (after `headers` bytes) appended to what the others carried.
+pub(super) fn reassembled(out: &[Vec<u8>], headers: usize, max: usize) -> Vec<u8> {
+    let mut joined = Vec::new();
+    for f in out {
+        assert!(f.len() <= max, "a segment of {} bytes", f.len());
+        assert_eq!(crate::csum::verify(f), Some(true));
+        joined.extend_from_slice(&f[headers..]);
+    }
+    joined
+}
+
+#[test]
+fn a_super_frame_leaves_whole_towards_a_port_that_takes_it_in_order_and_tagged_as_needed() {
+    const VM3: Mac = Mac([0x02, 0, 0, 0, 0, 3]);
+    let wc = WorkerConfig {
+        frames: 4096,
+        ..WorkerConfig::default()
+    };
+    let mut r = Rig::ported(wc, &[], &["a2", "up"]);
+    r.learn("a2", VM2);
+    let a1 = r.ports.get("a1").unwrap();
+    let a2 = r.ports.get("a2").unwrap();
+    let payload: Vec<u8> = (0..20_000u32).map(|i| (i % 249) as u8).collect();
+    // A small segment, a chain of 12 chunks, a single chunk above the MTU: one batch.
+    r.inject("a1", partial_tcp(VM2, &payload[..100], None));
+    r.inject("a1", partial_tcp(VM2, &payload, None));
+    r.inject("a1", partial_tcp(VM2, &payload[..1600], None));
+    r.run();
+    let out = r.out("a2");
+    // What the receiver gets: the small segment first (staged before the super-frames, sent
+    // before them), then the kernel's segments of each.
+    assert_eq!(out.len(), 1 + 14 + 2);
+    assert_eq!(out[0].len(), 54 + 100);
+    let want: Vec<u8> = [&payload[..100], &payload, &payload[..1600]].concat();
+    assert_eq!(reassembled(&out, 54, 1514), want);
+    assert_eq!(r.port("a2").whole_sent, 2);
+    assert!(r.out("a3").is_empty() && r.out("up").is_empty());
+    assert_eq!(r.w.counters(a1).gso_segmented, 0);
+    assert_eq!(r.w.counters(a1).gso_whole, 2);
+    assert_eq!(r.w.counters(a1).rx_packets, 3);
+    assert_eq!(r.w.counters(a2).tx_packets, 3);
+
+    // To the trunk: the network's tag pushed in front of the IP header of every segment.
+    let announce = build_frame(Mac::BROADCAST, VM3, Some(10), ETHERTYPE_IPV4, &[0; 46]);
+    r.inject("up", announce);
+    r.run();
+    for p in ["a1", "a2", "a3"] {
+        r.out(p);
+    }
+    r.inject("a1", partial_tcp(VM3, &payload, None));
+    r.run();
+    let out = r.out("up");
+    assert_eq!(out.len(), 14);
+    assert!(out.iter().all(|f| f[12..16] == [0x81, 0, 0, 10]));
+    assert_eq!(reassembled(&out, 58, 1518), payload);
+    assert_eq!(r.port("up").whole_sent, 1);
+
+    // From the trunk: the tag popped.
+    r.inject("up", partial_tcp(VM2, &payload, Some(10)));
+    r.run();
+    let out = r.out("a2");
+    assert_eq!(out.len(), 14);
+    assert_eq!(reassembled(&out, 54, 1514), payload);
+    assert_eq!(r.port("a2").whole_sent, 3);
+
+    // Towards a port that does not take them (a3), or from a port with a rate limit: cut here.
+    r.learn("a3", VM3);
+    r.inject("a1", partial_tcp(VM3, &payload, None));
+    r.run();
+    assert_eq!(reassembled(&r.out("a3"), 54, 1514), payload);
+    let mut c = cfg();
+    c.ports[0].policer = Some(crate::policer::PolicerConfig {
+        bps: 1 << 40,
+        ..Default::default()
+    });
+    r.apply(&c);
+    r.inject("a1", partial_tcp(VM2, &payload, None));
+    r.run();
+    assert_eq!(reassembled(&r.out("a2"), 54, 1514), payload);
+    assert_eq!(r.port("a2").whole_sent, 3);
+    assert_eq!(r.w.counters(a1).gso_segmented, 2);
+    assert_eq!(r.port("a2").stats().tx_invalid_descs, 0);
     r.check_accounting();
 }
 
@@ -1070,6 +1177,7 @@ fn a_port_whose_slot_is_still_held_starts_once_the_slot_is_released() {
         capture: true,
         tx_size: 256,
         tx_checksum: false,
+        whole: false,
     };
     let open = |w: &mut Worker<MemPort>, shared: &Arc<PortShared>| {
         w.handle(
@@ -1132,6 +1240,7 @@ fn a_failed_redundant_open_leaves_the_open_port_alone() {
         capture: true,
         tx_size: 256,
         tx_checksum: false,
+        whole: false,
     };
     let port = MemPort::open(&spec, slot, &r.w.region()).unwrap();
     open(&mut r.w, Ok(port));
