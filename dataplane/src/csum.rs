@@ -222,8 +222,9 @@ pub fn tso_sound(frame: &[u8]) -> bool {
 }
 
 /// Writes the pseudo-header sum into the TCP or UDP checksum field of `frame`, as a sender with
-/// checksum offload leaves it. Returns false (and changes nothing) when `frame` is not a segment
-/// [`complete_partial`] would look at. For tests, tools and benchmarks.
+/// checksum offload leaves it (the worker, for a super-frame it sends whole; tests, tools and
+/// benchmarks). Returns false (and changes nothing) when `frame` is not a segment
+/// [`complete_partial`] would look at.
 pub fn make_partial(frame: &mut [u8]) -> bool {
     let Some(seg) = segment(frame) else {
         return false;

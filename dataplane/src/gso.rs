@@ -1,5 +1,6 @@
-//! Segmentation of TCP super-frames: what a guest's NIC does with TSO, done by the switch for the
-//! guests whose super-frames reach it whole.
+//! TCP super-frames: the virtio-net header that has the kernel segment one sent whole, or its
+//! segmentation by the switch (what a guest's NIC does with TSO), for the guests whose
+//! super-frames reach it whole.
 //!
 //! # Design
 //! A guest that keeps TSO hands its interface TCP segments of up to 64 KB (one header, the
@@ -9,6 +10,10 @@
 //! (`XDP_USE_SG`) hands them to the worker as a chain of chunks. AF_XDP carries no GSO metadata
 //! (no `gso_size`), so the switch segments at the largest size the ingress port's MTU allows, as
 //! any TCP sender may: the receiver sees ordinary segments, each within the MTU.
+//!
+//! Towards a known unicast destination the worker sends a super-frame whole, through a packet
+//! socket ([`crate::sys::packet`]) with the header [`Plan::vnet_hdr`] makes: the kernel (or the
+//! egress NIC) cuts it as [`Plan::write`] would. Elsewhere the switch cuts it itself.
 //!
 //! A [`Plan`] reads the super-frame's headers once (Ethernet, at most one VLAN tag, IPv4 with
 //! options or IPv6 with hop-by-hop and destination options, TCP with options); [`Plan::write`]

@@ -82,7 +82,8 @@ pub struct LocalCounters {
     /// this port that the switch split into MTU-sized segments.
     pub gso_segmented: u64,
     /// TCP super-frames received from this port that left whole, through the egress port's
-    /// packet socket with a virtio-net header (`crate::sys::packet`).
+    /// packet socket with a virtio-net header (`crate::sys::packet`), or were handed over whole
+    /// to the worker of the egress port (which cuts them if that port has no such socket).
     pub gso_whole: u64,
     /// DHCP replies the switch's responder sent to this port.
     pub dhcp_replies: u64,

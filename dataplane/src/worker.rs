@@ -1023,12 +1023,13 @@ impl<P: PortIo> Worker<P> {
     }
 
     /// Handles the frame whose chunks are `self.rx[from..to]` (a multi-buffer chain, or one chunk
-    /// above the MTU): a TCP super-frame is gathered, split into segments that fit the ingress
-    /// port's MTU and what its destination takes (`gso`, `mss`), and each segment goes through
-    /// the pipeline as if the guest's NIC had sent it; anything else is dropped as oversize. A
-    /// super-frame whose checksum is neither left partial (as a TSO send or GRO leaves it) nor
-    /// correct is dropped as `bad_checksum`: its segments' checksums are computed afresh, so
-    /// cutting it would hide what corrupted it (`csum::tso_sound`).
+    /// above the MTU): a TCP super-frame is gathered and, towards a known unicast destination,
+    /// decided once and sent whole (`whole_egress`, `whole_out`); otherwise it is split into
+    /// segments that fit the ingress port's MTU and what its destination takes (`gso`, `mss`),
+    /// and each segment goes through the pipeline as if the guest's NIC had sent it. Anything
+    /// else is dropped as oversize. A super-frame whose checksum is neither left partial (as a
+    /// TSO send or GRO leaves it) nor correct is dropped as `bad_checksum`: whole or cut, its
+    /// checksum would be computed afresh, hiding what corrupted it (`csum::tso_sound`).
     /// `budget` is the TX room the segments may take. Returns the number of segments made.
     fn super_frame(&mut self, slot: u16, from: usize, to: usize, budget: u32, now: Now) -> u32 {
         self.gso_buf.clear();
@@ -1086,12 +1087,16 @@ impl<P: PortIo> Worker<P> {
                 v => decided = Some(v),
             }
         }
+        // A frame decided already was counted as received: a loss is only a drop.
+        let lost = |pipe: &mut Pipeline, len: usize| match decided {
+            Some(_) => pipe.counters[usize::from(slot)].drop(DropReason::NoBuffer),
+            None => pipe.count_dropped(slot, len, DropReason::NoBuffer),
+        };
         let segments = plan.segments();
         if segments > budget as usize {
             // Not enough transmit room for every segment: the whole frame is lost, as a frame
             // is when a NIC's ring is full (TCP sends it again).
-            self.pipe
-                .count_dropped(slot, self.gso_buf.len(), DropReason::NoBuffer);
+            lost(&mut self.pipe, self.gso_buf.len());
             return 0;
         }
         self.pipe.counters[usize::from(slot)].gso_segmented += 1;
@@ -1101,7 +1106,7 @@ impl<P: PortIo> Worker<P> {
         for k in 0..segments {
             let Some(base) = self.umem.alloc() else {
                 for _ in k..segments {
-                    self.pipe.count_dropped(slot, 0, DropReason::NoBuffer);
+                    lost(&mut self.pipe, 0);
                 }
                 break;
             };
@@ -1138,7 +1143,7 @@ impl<P: PortIo> Worker<P> {
                     // Cannot happen: the plan fits a chunk. Counted anyway.
                     self.umem.release(base);
                     for _ in k..segments {
-                        self.pipe.count_dropped(slot, 0, DropReason::NoBuffer);
+                        lost(&mut self.pipe, 0);
                     }
                     break;
                 }
@@ -1203,15 +1208,20 @@ impl<P: PortIo> Worker<P> {
             if !o.send_whole(egress, net, ingress, tagged, &mut self.gso_buf, segment) {
                 return false;
             }
+            // The pool's buffer it got: its capacity once, then it circulates.
+            self.gso_buf.reserve_exact(GSO_BUF);
             self.crossed.0 += 1;
             self.woken |= 1 << (owner & 63);
             self.pipe.counters[usize::from(ingress)].gso_whole += 1;
             return true;
         }
-        if self.pipe.admit(&self.snap, egress, plan.end(), now)
-            && self.send_whole(ingress, egress, net, tagged, plan)
-        {
-            self.pipe.counters[usize::from(ingress)].gso_whole += 1;
+        if !self.pipe.admit(&self.snap, egress, plan.end(), now) {
+            return true;
+        }
+        match self.send_whole(ingress, egress, net, tagged, plan) {
+            Whole::Sent => self.pipe.counters[usize::from(ingress)].gso_whole += 1,
+            Whole::Lost => {}
+            Whole::Cut => return false,
         }
         true
     }
@@ -1221,8 +1231,11 @@ impl<P: PortIo> Worker<P> {
     /// requires, after what is staged for that port (so that the guest's frames leave in the
     /// order they came). The header has the kernel cut it at the smaller of the plan's segment
     /// size and the one the port's MTU allows; its checksum is left partial for the kernel to
-    /// finish. A frame the socket refuses is counted as lost on `blame` (the ingress port, or
-    /// `egress` for a frame of another worker's port). True if it was sent.
+    /// finish. A frame the socket has no room for is counted as lost on `blame` (the ingress
+    /// port, or `egress` for a frame of another worker's port). A frame that cannot go whole
+    /// after frames staged before it (the port's TX ring still holds some after a few kicks:
+    /// they would leave after it), or that the socket refuses for any other reason, is left to
+    /// be cut (`Whole::Cut`); after such a refusal the port sends no more super-frames whole.
     fn send_whole(
         &mut self,
         blame: u16,
@@ -1230,15 +1243,11 @@ impl<P: PortIo> Worker<P> {
         net: u16,
         tagged: bool,
         plan: &gso::Plan,
-    ) -> bool {
+    ) -> Whole {
         let vlan = self.snap.net(net).map_or(0, |n| n.vlan);
         let to_trunk =
             vlan != 0 && matches!(self.snap.port(egress).map(|p| p.role), Some(Role::Trunk(_)));
         let end = plan.end();
-        if !csum::make_partial(&mut self.gso_buf[..end]) {
-            self.pipe.counters[usize::from(blame)].drop(DropReason::Truncated);
-            return false;
-        }
         // Payload bytes a segment may carry out of `egress`: its largest frame less the headers
         // (without a tag: `max_frame` is the untagged frame's).
         let headers = plan.headers() - if tagged { VLAN_TAG_LEN } else { 0 };
@@ -1246,12 +1255,31 @@ impl<P: PortIo> Worker<P> {
             .snap
             .port(egress)
             .map_or(0, |p| (p.max_frame as usize).saturating_sub(headers));
+        if egress_mss == 0 || !csum::make_partial(&mut self.gso_buf[..end]) {
+            // Cannot happen: the port is in the snapshot, and the plan read a TCP header.
+            return Whole::Cut;
+        }
         self.flush_port(egress);
+        let Some(Some(o)) = self.ports.get_mut(usize::from(egress)) else {
+            return Whole::Cut;
+        };
+        // In copy mode a kick sends a budget of frames: what it left would leave after this one.
+        for _ in 0..WHOLE_KICKS {
+            if o.io.drained() {
+                break;
+            }
+            if o.io.flush().is_err() {
+                break;
+            }
+        }
+        if !o.io.drained() {
+            return Whole::Cut;
+        }
         let (mut tag, buf) = ([0u8; VLAN_TAG_LEN], &self.gso_buf[..end]);
         let (shift, parts, count): (isize, [&[u8]; 3], usize) = match (tagged, to_trunk) {
             (false, true) => {
                 tag[..2].copy_from_slice(&wire::ETHERTYPE_VLAN.to_be_bytes());
-                tag[2..].copy_from_slice(&vlan.to_be_bytes());
+                tag[2..].copy_from_slice(&(vlan & 0x0fff).to_be_bytes());
                 (4, [&buf[..12], &tag, &buf[12..]], 3)
             }
             (true, false) => (-4, [&buf[..12], &buf[12 + VLAN_TAG_LEN..], &[]], 2),
@@ -1259,23 +1287,24 @@ impl<P: PortIo> Worker<P> {
         };
         let hdr = plan.vnet_hdr(buf, egress_mss, shift);
         let len = end.saturating_add_signed(shift);
-        let Some(Some(o)) = self.ports.get_mut(usize::from(egress)) else {
-            return false;
-        };
         match o.io.send_whole(&hdr, &parts[..count]) {
             Ok(()) => {
                 let c = &mut self.pipe.counters[usize::from(egress)];
                 c.tx_packets += 1;
                 c.tx_bytes += len as u64;
-                true
+                Whole::Sent
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS)) => {
+                // The socket's buffer or the device's queue is full, as a full TX ring is.
+                self.pipe.counters[usize::from(blame)].drop(DropReason::NoBuffer);
+                Whole::Lost
             }
             Err(e) => {
-                let reason = match e.raw_os_error() {
-                    Some(libc::EAGAIN | libc::ENOBUFS) => DropReason::NoBuffer,
-                    _ => DropReason::TxError,
-                };
-                self.pipe.counters[usize::from(blame)].drop(reason);
-                false
+                o.takes_whole = false;
+                tracing::warn!(
+                    "port {egress}: super-frames will be segmented: sending one whole failed: {e}"
+                );
+                Whole::Cut
             }
         }
     }
@@ -1283,14 +1312,16 @@ impl<P: PortIo> Worker<P> {
     /// Sends a super-frame another worker handed over whole to its port: whole if the port
     /// takes it, else cut here into segments that fit the port's MTU (`cut_for`), after the
     /// port's ingress security group rules and receive limit. Losses are counted on the port.
-    fn deliver_whole(&mut self, c: &mut Crossing, now: Now) {
+    /// Returns the segments staged (0 if it left whole).
+    fn deliver_whole(&mut self, c: &mut Crossing, now: Now) -> u32 {
         let Target::Port(p) = c.target else {
-            return;
+            return 0;
         };
         if !self.is_sendable(p) {
             self.pipe.counters[usize::from(p)].drop(DropReason::EgressDown);
-            return;
+            return 0;
         }
+        let mut staged = 0;
         core::mem::swap(&mut self.gso_buf, &mut c.whole);
         let len = (c.len as usize).min(self.gso_buf.len());
         match gso::Plan::new(&self.gso_buf[..len], c.segment as usize) {
@@ -1299,10 +1330,8 @@ impl<P: PortIo> Worker<P> {
                 if self.pipe.admit(&self.snap, p, len, now) {
                     let takes =
                         matches!(self.ports.get(usize::from(p)), Some(Some(o)) if o.takes_whole);
-                    if takes {
-                        self.send_whole(p, p, c.net, c.tagged, &plan);
-                    } else {
-                        self.cut_for(p, c.net, c.tagged, &plan);
+                    if !takes || self.send_whole(p, p, c.net, c.tagged, &plan) == Whole::Cut {
+                        staged = self.cut_for(p, c.net, c.tagged, &plan);
                     }
                 }
             }
@@ -1310,14 +1339,15 @@ impl<P: PortIo> Worker<P> {
             None => self.pipe.counters[usize::from(p)].drop(DropReason::Oversize),
         }
         core::mem::swap(&mut self.gso_buf, &mut c.whole);
+        staged
     }
 
     /// Cuts the super-frame in `gso_buf` into segments that fit port `egress` (and `plan`'s
-    /// segment size) and stages them for it, their checksums partial. For a port that does not
-    /// take super-frames whole, when another worker handed one over: the segments are staged
-    /// past this round's bound on the TX room, so a full ring loses some (counted as
-    /// `backpressure` on the port).
-    fn cut_for(&mut self, egress: u16, net: u16, tagged: bool, plan: &gso::Plan) {
+    /// segment size) and stages them for it, their checksums partial: for a port that does not
+    /// take super-frames whole, when another worker handed one over. A frame whose segments the
+    /// port's TX ring has no room for is lost whole (`no_buffer` on the port), as the ingress
+    /// worker's own cut would lose it. Returns the segments staged.
+    fn cut_for(&mut self, egress: u16, net: u16, tagged: bool, plan: &gso::Plan) -> u32 {
         let vlan = self.snap.net(net).map_or(0, |n| n.vlan);
         let max = self.snap.port(egress).map_or(0, |p| p.max_frame as usize)
             + if tagged { VLAN_TAG_LEN } else { 0 };
@@ -1326,16 +1356,23 @@ impl<P: PortIo> Worker<P> {
             .min((self.umem.chunk_size() - KERNEL_HEADROOM) as usize);
         let Some(plan) = gso::Plan::new(&self.gso_buf[..plan.end()], max) else {
             self.pipe.counters[usize::from(egress)].drop(DropReason::Oversize);
-            return;
+            return 0;
         };
+        self.flush_port(egress);
+        let room = match self.ports.get_mut(usize::from(egress)) {
+            Some(Some(o)) => o.io.tx_room() as usize,
+            _ => 0,
+        };
+        if plan.segments() > room.min(STAGE_CAP) {
+            self.pipe.counters[usize::from(egress)].drop(DropReason::NoBuffer);
+            return 0;
+        }
         let off = KERNEL_HEADROOM as usize;
+        let mut staged = 0;
         for k in 0..plan.segments() {
-            if self.stage[usize::from(egress)].len() >= STAGE_CAP {
-                self.flush_port(egress);
-            }
             let Some(base) = self.umem.alloc() else {
                 self.pipe.counters[usize::from(egress)].drop(DropReason::NoBuffer);
-                return;
+                break;
             };
             let len = self
                 .umem
@@ -1344,7 +1381,7 @@ impl<P: PortIo> Worker<P> {
             let Some(len) = len else {
                 self.umem.release(base);
                 self.pipe.counters[usize::from(egress)].drop(DropReason::NoBuffer);
-                return;
+                break;
             };
             let d = XdpDesc {
                 addr: base + off as u64,
@@ -1352,7 +1389,11 @@ impl<P: PortIo> Worker<P> {
                 options: UNFINISHED,
             };
             self.stage_to(egress, d, tagged, vlan, egress);
+            staged += 1;
         }
+        // What the rest of the round stages finds room.
+        self.flush_port(egress);
+        staged
     }
 
     /// Publishes counters (and, at most every 100 ms, the kernel's statistics).
@@ -1659,7 +1700,8 @@ impl<P: PortIo> Worker<P> {
                 *room -= 1;
                 taken += 1;
                 if c.is_whole() {
-                    self.deliver_whole(&mut c, now);
+                    let staged = self.deliver_whole(&mut c, now);
+                    *room = room.saturating_sub(staged.saturating_sub(1));
                 } else {
                     self.deliver(&c, now);
                 }
@@ -2140,6 +2182,21 @@ impl<P: PortIo> Worker<P> {
 /// left for the device to finish (`csum::pending`), which [`Worker::finish_checksum`] sees to as
 /// each copy is staged.
 const UNFINISHED: u32 = 1 << 31;
+
+/// Kicks a port's TX ring gets, at most, to send what is staged before a super-frame leaves
+/// whole behind it.
+const WHOLE_KICKS: usize = 8;
+
+/// What became of a super-frame sent whole ([`Worker::send_whole`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Whole {
+    /// Sent.
+    Sent,
+    /// Lost (no room in the socket or the device's queue), counted.
+    Lost,
+    /// Not sent: to be cut instead.
+    Cut,
+}
 
 /// Unsolicited advertisements sent for each change, and the time between them.
 const RA_COPIES: u8 = 3;

@@ -49,6 +49,9 @@ pub struct MemPort {
     pub checksum_requests: u64,
     /// Super-frames sent whole ([`PortIo::send_whole`]).
     pub whole_sent: u64,
+    /// Set to make `send_whole` fail with this OS error, as a full socket buffer (`EAGAIN`) or
+    /// a kernel refusing the header would.
+    pub whole_error: Option<i32>,
     /// Set to make `flush` fail, as a vanished interface would.
     pub fail_tx: bool,
     stats: XdpStats,
@@ -129,6 +132,7 @@ impl PortIo for MemPort {
             sent: 0,
             checksum_requests: 0,
             whole_sent: 0,
+            whole_error: None,
             fail_tx: false,
             stats: XdpStats::default(),
             source: None,
@@ -262,6 +266,9 @@ impl PortIo for MemPort {
     fn send_whole(&mut self, hdr: &VnetHdr, parts: &[&[u8]]) -> io::Result<()> {
         if !self.spec.whole {
             return Err(io::ErrorKind::Unsupported.into());
+        }
+        if let Some(e) = self.whole_error {
+            return Err(io::Error::from_raw_os_error(e));
         }
         let frame = parts.concat();
         let segments = gso_segments(&frame, hdr).ok_or_else(|| {

@@ -164,16 +164,13 @@ impl Crew {
         }
         // Every crossing buffer is back with its sender between rounds.
         let depth = self.depth;
+        let whole = cross::whole_depth(self.w.len());
         for w in &mut self.w {
             let id = w.id();
             for (to, o) in w.links.out.iter_mut().enumerate() {
                 if let Some(o) = o {
                     assert_eq!(o.reclaim(), depth, "worker {id}'s buffers towards {to}");
-                    assert_eq!(
-                        o.whole_free(),
-                        cross::WHOLE_DEPTH,
-                        "{id} to {to}: super-frames"
-                    );
+                    assert_eq!(o.whole_free(), whole, "{id} to {to}: super-frames");
                 }
             }
         }

@@ -18,9 +18,10 @@
 //! it and is reused: nothing is allocated once every vector has been made.
 //!
 //! A TCP super-frame that is to leave whole ([`crate::sys::packet`]) crosses whole, in a buffer
-//! of a second, smaller pool ([`WHOLE_DEPTH`] per peer), swapped with the sender's own buffer
-//! instead of copied. When that pool is empty the sender cuts the frame into segments, which
-//! cross as any frame does.
+//! of a second, smaller pool ([`whole_depth`] per peer: 32 among two workers, fewer among more,
+//! 2 at least; each buffer takes its 72 KiB when first used), swapped with the sender's own
+//! buffer instead of copied. When that pool is empty the sender cuts the frame into segments,
+//! which cross as any frame does.
 //!
 //! A flood crosses once per worker that owns some of the network's other ports, not once per
 //! port: the receiving worker makes its own copies for its ports.
@@ -76,8 +77,17 @@ impl Crossing {
     }
 }
 
-/// Super-frames in flight towards one peer at most ([`Outbound::send_whole`]).
+/// Super-frames in flight from one worker, at most, towards all its peers together
+/// ([`Outbound::send_whole`]); at least [`MIN_WHOLE_DEPTH`] towards each.
 pub(crate) const WHOLE_DEPTH: usize = 32;
+
+/// Super-frames in flight towards one peer, at least.
+const MIN_WHOLE_DEPTH: usize = 2;
+
+/// Buffers for super-frames towards each peer, among `n` workers.
+pub(crate) fn whole_depth(n: usize) -> usize {
+    (WHOLE_DEPTH / n.saturating_sub(1).max(1)).max(MIN_WHOLE_DEPTH)
+}
 
 /// Frames handed over together, in order.
 type Batch = Vec<Crossing>;
@@ -154,11 +164,11 @@ impl Outbound {
         }
     }
 
-    /// Hands the super-frame in `frame` (`len` bytes) over whole, for port `port`: `frame` is
-    /// swapped with an empty buffer of the pool of super-frames (nothing is copied; each of
-    /// those buffers grows once, to the largest frame it carries). `false` (nothing sent,
-    /// `frame` unchanged) when [`WHOLE_DEPTH`] of them are in flight. `segment` is the largest
-    /// segment, headers included, the frame may be cut into.
+    /// Hands the super-frame in `frame` over whole, for port `port`: `frame` is swapped with an
+    /// empty buffer of the pool of super-frames (nothing is copied; the caller gives the empty
+    /// buffer its capacity, once). `false` (nothing sent, `frame` unchanged) when every buffer
+    /// of that pool is in flight ([`whole_depth`]). `segment` is the largest segment, headers
+    /// included, the frame may be cut into.
     pub(crate) fn send_whole(
         &mut self,
         port: u16,
@@ -314,8 +324,8 @@ pub fn mesh(n: usize, depth: usize, size: usize) -> Vec<Links> {
     for from in 0..n {
         for to in (0..n).filter(|&to| to != from) {
             // As many batches as there can be crossings in flight: a batch holds one at least.
-            let (tx, rx) = sync_channel(depth + WHOLE_DEPTH);
-            let (back_tx, back) = sync_channel(depth + WHOLE_DEPTH);
+            let (tx, rx) = sync_channel(depth + whole_depth(n));
+            let (back_tx, back) = sync_channel(depth + whole_depth(n));
             let wake = links[to].wake.clone();
             links[from].out[to] = Some(Outbound {
                 wake,
@@ -324,7 +334,7 @@ pub fn mesh(n: usize, depth: usize, size: usize) -> Vec<Links> {
                 free: (0..depth)
                     .map(|_| vec![0u8; size].into_boxed_slice())
                     .collect(),
-                free_whole: (0..WHOLE_DEPTH).map(|_| Vec::new()).collect(),
+                free_whole: (0..whole_depth(n)).map(|_| Vec::new()).collect(),
                 batch: Vec::with_capacity(full),
                 full,
                 spare: Vec::new(),

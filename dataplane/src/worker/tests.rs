@@ -681,6 +681,39 @@ fn a_super_frame_leaves_whole_towards_a_port_that_takes_it_in_order_and_tagged_a
 }
 
 #[test]
+fn a_super_frame_the_socket_has_no_room_for_is_lost_and_one_it_refuses_is_cut() {
+    let wc = WorkerConfig {
+        frames: 4096,
+        ..WorkerConfig::default()
+    };
+    let mut r = Rig::ported(wc, &[], &["a2"]);
+    r.learn("a2", VM2);
+    let a1 = r.ports.get("a1").unwrap();
+    let payload: Vec<u8> = (0..20_000u32).map(|i| (i % 241) as u8).collect();
+    // A full socket buffer: lost, as a frame on a full TX ring (TCP sends it again).
+    r.port("a2").whole_error = Some(libc::EAGAIN);
+    r.inject("a1", partial_tcp(VM2, &payload, None));
+    r.run();
+    assert!(r.out("a2").is_empty());
+    assert_eq!(r.w.counters(a1).drops[DropReason::NoBuffer as usize], 1);
+    // A refusal of another kind: cut instead, and every later one cut too.
+    r.port("a2").whole_error = Some(libc::EINVAL);
+    r.inject("a1", partial_tcp(VM2, &payload, None));
+    r.run();
+    assert_eq!(reassembled(&r.out("a2"), 54, 1514), payload);
+    r.port("a2").whole_error = None;
+    r.inject("a1", partial_tcp(VM2, &payload, None));
+    r.run();
+    assert_eq!(reassembled(&r.out("a2"), 54, 1514), payload);
+    assert_eq!(r.port("a2").whole_sent, 0);
+    let c = r.w.counters(a1);
+    // Received: the lost one and the refused one once each (decided whole), the last as its
+    // 14 segments (cut from the start).
+    assert_eq!((c.gso_whole, c.gso_segmented, c.rx_packets), (0, 2, 1 + 1 + 14));
+    r.check_accounting();
+}
+
+#[test]
 fn a_super_frame_is_cut_only_if_its_checksum_is_partial_or_correct() {
     let mut r = Rig::new(4096);
     r.learn("a2", VM2);
