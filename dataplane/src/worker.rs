@@ -325,6 +325,8 @@ struct Open<P> {
     tx_checksum: bool,
     /// The port sends TCP super-frames whole ([`PortIo::takes_whole`]).
     takes_whole: bool,
+    /// Super-frames in a row its socket refused ([`WHOLE_REFUSALS`] turn `takes_whole` off).
+    whole_refusals: u32,
     xdp: XdpStats,
     /// When the last warning about frames the kernel dropped was logged.
     warned_at: Option<u64>,
@@ -810,6 +812,7 @@ impl<P: PortIo> Worker<P> {
             healthy: true,
             tx_checksum,
             takes_whole,
+            whole_refusals: 0,
             xdp: XdpStats::default(),
             warned_at: None,
         });
@@ -1105,7 +1108,9 @@ impl<P: PortIo> Worker<P> {
         let mut made = 0;
         for k in 0..segments {
             let Some(base) = self.umem.alloc() else {
-                for _ in k..segments {
+                // A frame decided already is one frame lost; else each segment was one.
+                let missing = if decided.is_some() { 1 } else { segments - k };
+                for _ in 0..missing {
                     lost(&mut self.pipe, 0);
                 }
                 break;
@@ -1142,7 +1147,8 @@ impl<P: PortIo> Worker<P> {
                 None => {
                     // Cannot happen: the plan fits a chunk. Counted anyway.
                     self.umem.release(base);
-                    for _ in k..segments {
+                    let missing = if decided.is_some() { 1 } else { segments - k };
+                    for _ in 0..missing {
                         lost(&mut self.pipe, 0);
                     }
                     break;
@@ -1235,7 +1241,8 @@ impl<P: PortIo> Worker<P> {
     /// port, or `egress` for a frame of another worker's port). A frame that cannot go whole
     /// after frames staged before it (the port's TX ring still holds some after a few kicks:
     /// they would leave after it), or that the socket refuses for any other reason, is left to
-    /// be cut (`Whole::Cut`); after such a refusal the port sends no more super-frames whole.
+    /// be cut (`Whole::Cut`); after [`WHOLE_REFUSALS`] such refusals in a row the port sends no
+    /// more super-frames whole.
     fn send_whole(
         &mut self,
         blame: u16,
@@ -1289,6 +1296,7 @@ impl<P: PortIo> Worker<P> {
         let len = end.saturating_add_signed(shift);
         match o.io.send_whole(&hdr, &parts[..count]) {
             Ok(()) => {
+                o.whole_refusals = 0;
                 let c = &mut self.pipe.counters[usize::from(egress)];
                 c.tx_packets += 1;
                 c.tx_bytes += len as u64;
@@ -1300,10 +1308,14 @@ impl<P: PortIo> Worker<P> {
                 Whole::Lost
             }
             Err(e) => {
-                o.takes_whole = false;
-                tracing::warn!(
-                    "port {egress}: super-frames will be segmented: sending one whole failed: {e}"
-                );
+                o.whole_refusals += 1;
+                if o.whole_refusals >= WHOLE_REFUSALS {
+                    o.takes_whole = false;
+                    tracing::warn!(
+                        "port {egress}: super-frames will be segmented: {WHOLE_REFUSALS} sent \
+                         whole in a row were refused, the last: {e}"
+                    );
+                }
                 Whole::Cut
             }
         }
@@ -2184,8 +2196,12 @@ impl<P: PortIo> Worker<P> {
 const UNFINISHED: u32 = 1 << 31;
 
 /// Kicks a port's TX ring gets, at most, to send what is staged before a super-frame leaves
-/// whole behind it.
+/// whole behind it. (A zero-copy device completes on its own: one look, in effect.)
 const WHOLE_KICKS: usize = 8;
+
+/// Super-frames in a row a port's socket may refuse (other than for lack of room) before the
+/// port cuts every later one.
+const WHOLE_REFUSALS: u32 = 8;
 
 /// What became of a super-frame sent whole ([`Worker::send_whole`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

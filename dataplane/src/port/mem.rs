@@ -52,6 +52,9 @@ pub struct MemPort {
     /// Set to make `send_whole` fail with this OS error, as a full socket buffer (`EAGAIN`) or
     /// a kernel refusing the header would.
     pub whole_error: Option<i32>,
+    /// Set to report frames still on the TX ring after a flush ([`PortIo::drained`]), as a
+    /// kick that left part of its budget would.
+    pub undrained: bool,
     /// Set to make `flush` fail, as a vanished interface would.
     pub fail_tx: bool,
     stats: XdpStats,
@@ -133,6 +136,7 @@ impl PortIo for MemPort {
             checksum_requests: 0,
             whole_sent: 0,
             whole_error: None,
+            undrained: false,
             fail_tx: false,
             stats: XdpStats::default(),
             source: None,
@@ -261,6 +265,10 @@ impl PortIo for MemPort {
 
     fn takes_whole(&self) -> bool {
         self.spec.whole
+    }
+
+    fn drained(&mut self) -> bool {
+        !self.undrained
     }
 
     fn send_whole(&mut self, hdr: &VnetHdr, parts: &[&[u8]]) -> io::Result<()> {

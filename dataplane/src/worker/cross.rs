@@ -77,8 +77,9 @@ impl Crossing {
     }
 }
 
-/// Super-frames in flight from one worker, at most, towards all its peers together
-/// ([`Outbound::send_whole`]); at least [`MIN_WHOLE_DEPTH`] towards each.
+/// Super-frames in flight from one worker towards all its peers together
+/// ([`Outbound::send_whole`]), shared out among them; but at least [`MIN_WHOLE_DEPTH`] towards
+/// each (so more in all among more than 17 workers).
 pub(crate) const WHOLE_DEPTH: usize = 32;
 
 /// Super-frames in flight towards one peer, at least.

@@ -681,7 +681,8 @@ fn a_super_frame_leaves_whole_towards_a_port_that_takes_it_in_order_and_tagged_a
 }
 
 #[test]
-fn a_super_frame_the_socket_has_no_room_for_is_lost_and_one_it_refuses_is_cut() {
+fn a_super_frame_the_socket_has_no_room_for_is_lost_and_one_it_refuses_or_queued_frames_hold_is_cut(
+) {
     let wc = WorkerConfig {
         frames: 4096,
         ..WorkerConfig::default()
@@ -696,20 +697,33 @@ fn a_super_frame_the_socket_has_no_room_for_is_lost_and_one_it_refuses_is_cut() 
     r.run();
     assert!(r.out("a2").is_empty());
     assert_eq!(r.w.counters(a1).drops[DropReason::NoBuffer as usize], 1);
-    // A refusal of another kind: cut instead, and every later one cut too.
-    r.port("a2").whole_error = Some(libc::EINVAL);
+    // Frames left on the TX ring after the kicks would leave after it: cut behind them.
+    r.port("a2").whole_error = None;
+    r.port("a2").undrained = true;
     r.inject("a1", partial_tcp(VM2, &payload, None));
     r.run();
     assert_eq!(reassembled(&r.out("a2"), 54, 1514), payload);
+    r.port("a2").undrained = false;
+    // A refusal of another kind: cut instead; after eight in a row, every later one is cut
+    // without trying.
+    r.port("a2").whole_error = Some(libc::EINVAL);
+    for _ in 0..8 {
+        r.inject("a1", partial_tcp(VM2, &payload, None));
+        r.run();
+        assert_eq!(reassembled(&r.out("a2"), 54, 1514), payload);
+    }
     r.port("a2").whole_error = None;
     r.inject("a1", partial_tcp(VM2, &payload, None));
     r.run();
     assert_eq!(reassembled(&r.out("a2"), 54, 1514), payload);
     assert_eq!(r.port("a2").whole_sent, 0);
     let c = r.w.counters(a1);
-    // Received: the lost one and the refused one once each (decided whole), the last as its
-    // 14 segments (cut from the start).
-    assert_eq!((c.gso_whole, c.gso_segmented, c.rx_packets), (0, 2, 1 + 1 + 14));
+    // Received: the lost one, the one cut behind the ring's frames and the eight refused once
+    // each (decided whole), the last as its 14 segments (cut from the start).
+    assert_eq!(
+        (c.gso_whole, c.gso_segmented, c.rx_packets),
+        (0, 10, 1 + 1 + 8 + 14)
+    );
     r.check_accounting();
 }
 
