@@ -335,19 +335,40 @@ fn tcp_and_udp_over_ipv4_and_ipv6_cross_the_switch_with_default_offloads() {
 
 #[test]
 fn tcp_crosses_the_uplink_trunk_between_two_switches() {
-    // Two hosts: vm1 behind switch 1, vm2 behind switch 2, their uplinks joined by a cable.
-    // Frames cross the cable tagged with network a's VLAN.
-    let vm1 = Vm::new("x", 1, 0);
-    let vm2 = Vm::new("x", 2, 0);
-    let cable = Cable::new("x");
+    uplink_tcp("x", "");
+}
+
+#[test]
+fn tcp_super_frames_cross_the_uplink_trunk_whole_tagged_and_untagged() {
+    // In generic XDP mode the guests keep TSO: switch 1 sends vm1's super-frames whole out of its
+    // uplink with the VLAN's tag pushed, switch 2 receives them tagged and sends them whole to
+    // vm2 with the tag popped, and back.
+    let (log1, log2) = uplink_tcp("u", "[switch]\nxdp_mode = \"generic\"\n");
+    for log in [&log1, &log2] {
+        let whole: u64 = log
+            .lines()
+            .filter_map(|l| l.split(" whole ").nth(1))
+            .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        assert!(whole > 50, "{whole} super-frames left whole:\n{log}");
+    }
+}
+
+/// Two hosts: vm1 behind switch 1, vm2 behind switch 2, their uplinks joined by a cable, each
+/// daemon's configuration starting with `head`. Frames cross the cable tagged with network a's
+/// VLAN: TCP both ways (IPv4 and IPv6), then UDP. Returns the daemons' logs, after their stop.
+fn uplink_tcp(tag: &str, head: &str) -> (String, String) {
+    let vm1 = Vm::new(tag, 1, 0);
+    let vm2 = Vm::new(tag, 2, 0);
+    let cable = Cable::new(tag);
     let config = |uplink: &str, dev: &str| {
         format!(
-            "[uplink]\ndevice = \"{uplink}\"\n[[network]]\nid = \"a\"\nvlan = 10\n\
+            "{head}[uplink]\ndevice = \"{uplink}\"\n[[network]]\nid = \"a\"\nvlan = 10\n\
              [[port]]\nid = \"vm\"\ndevice = \"{dev}\"\nnetwork = \"a\"\n"
         )
     };
-    let d1 = Daemon::with_config(&config(&cable.a, &vm1.host), &[]);
-    let d2 = Daemon::with_config(&config(&cable.b, &vm2.host), &[]);
+    let mut d1 = Daemon::with_config(&config(&cable.a, &vm1.host), &[]);
+    let mut d2 = Daemon::with_config(&config(&cable.b, &vm2.host), &[]);
     assert!(
         wait_for(Duration::from_secs(10), || [
             &vm1.host, &vm2.host, &cable.a, &cable.b
@@ -368,6 +389,8 @@ fn tcp_crosses_the_uplink_trunk_between_two_switches() {
     let (echoed, altered) = vm1.ns.udp_echo(&vm2.ns, &vm2.ip, 100, 1400);
     assert_eq!(altered, 0);
     assert!(echoed >= 98, "{echoed} of 100 UDP datagrams echoed");
+    assert!(d1.signal("-TERM") && d2.signal("-TERM"));
+    (d1.log(), d2.log())
 }
 
 /// A daemon with ports `p1` and `p2` on `devices`, in network `a` (VLAN 10), each port's lines
