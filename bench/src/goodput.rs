@@ -14,8 +14,10 @@
 //! to CPU 1 with busy polling, as the packet tests do. Open vSwitch's PMD thread busy-polls on CPU 1 either way.
 //!
 //! With checksum offload on, a veth peer also offers TSO: through the bridge, 64 KB segments
-//! cross whole. An XDP program on a veth (qswitch's, or OVS AF_XDP's) takes TSO away from its
-//! peer, so the guest segments in software and every MTU-sized frame crosses the switch alone.
+//! cross whole. A native XDP program on a veth (qswitch's, or OVS AF_XDP's) takes TSO away from
+//! its peer, so the guest segments in software and every MTU-sized frame crosses the switch
+//! alone. `qswitch-generic` attaches in generic mode, which leaves the guests their TSO (as a
+//! tap's guests keep it): their super-frames cross qswitch whole.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -120,7 +122,7 @@ pub struct Args {
     #[arg(long)]
     quick: bool,
     /// Devices under test
-    #[arg(long, value_delimiter = ',', value_parser = crate::dut, default_value = "bridge,qswitch,qswitch-sg,ovs-afxdp")]
+    #[arg(long, value_delimiter = ',', value_parser = crate::dut, default_value = "bridge,qswitch,qswitch-generic,qswitch-sg,ovs-afxdp")]
     duts: Vec<Dut>,
     /// Seconds per iperf3 run [default: 5; 2 with --quick]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -413,7 +415,7 @@ mod tests {
             (2, 4),
             "an explicit option wins over --quick"
         );
-        assert_eq!(parse(&[]).unwrap().duts.len(), 4);
+        assert_eq!(parse(&[]).unwrap().duts.len(), 5);
         for bad in [
             &["--streams", "0"][..],
             &["--time", "0"],

@@ -58,6 +58,9 @@ pub enum Dut {
     Bridge,
     /// qswitch (release binary), worker pinned to CPU 1, busy polling.
     Qswitch,
+    /// qswitch as `Qswitch` in generic XDP mode whatever `QSB_XDP_MODE` says: on a veth the
+    /// guests keep TSO (as guests behind tap devices do) and their super-frames cross whole.
+    QswitchGeneric,
     /// qswitch as `Qswitch`, its two ports Neutron v2.0 ports with fixed IPs, port security and
     /// the project's default security group (stateful: egress anything, ingress from the
     /// group's members), plugged through Quantum. The generator sends IPv4/UDP from its port's
@@ -74,16 +77,17 @@ pub enum Dut {
 
 impl Dut {
     /// Every device under test, in report order.
-    pub const ALL: [Dut; 6] = [
+    pub const ALL: [Dut; 7] = [
         Dut::None,
         Dut::Bridge,
         Dut::Qswitch,
+        Dut::QswitchGeneric,
         Dut::QswitchSg,
         Dut::Ovs,
         Dut::OvsAfxdp,
     ];
 
-    /// Parses `none`, `bridge`, `qswitch`, `qswitch-sg`, `ovs`, `ovs-afxdp`.
+    /// Parses `none`, `bridge`, `qswitch`, `qswitch-generic`, `qswitch-sg`, `ovs`, `ovs-afxdp`.
     pub fn parse(s: &str) -> Option<Dut> {
         Dut::ALL.into_iter().find(|d| d.name() == s)
     }
@@ -94,6 +98,7 @@ impl Dut {
             Dut::None => "none",
             Dut::Bridge => "bridge",
             Dut::Qswitch => "qswitch",
+            Dut::QswitchGeneric => "qswitch-generic",
             Dut::QswitchSg => "qswitch-sg",
             Dut::Ovs => "ovs",
             Dut::OvsAfxdp => "ovs-afxdp",
@@ -379,14 +384,17 @@ pub fn start_dut(
             in_ns("qsbdut", &["ip", "link", "set", "br0", "up"])?;
             Ok(daemons)
         }
-        Dut::Qswitch | Dut::QswitchSg => {
+        Dut::Qswitch | Dut::QswitchGeneric | Dut::QswitchSg => {
             if dut.filters() && devices != ["gen-h", "sink-h"] {
                 return Err(format!(
                     "{} runs on the two-port topology only (run, goodput)",
                     dut.name()
                 ));
             }
-            let mode = std::env::var("QSB_XDP_MODE").unwrap_or_else(|_| "auto".into());
+            let mode = match dut {
+                Dut::QswitchGeneric => "generic".into(),
+                _ => std::env::var("QSB_XDP_MODE").unwrap_or_else(|_| "auto".into()),
+            };
             // The daemon's own UMEM and fill depth unless the environment asks otherwise.
             let sizing: String = [
                 ("umem_frames", "QSB_UMEM_FRAMES"),
