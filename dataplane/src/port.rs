@@ -5,7 +5,9 @@
 //! socket in copy mode, a port is handed empty chunks to receive into (`refill`), returns received
 //! frames as descriptors (`recv`), takes frames to send (`send`, then `flush`) and gives their
 //! chunks back once sent (`reclaim`). Every chunk move goes through the [`Umem`]'s ownership
-//! tracking, so frame accounting holds whatever the backend.
+//! tracking, so frame accounting holds whatever the backend. A port may also send a TCP
+//! super-frame whole from the worker's own buffer (`takes_whole`, `send_whole`), with the
+//! virtio-net header that tells the kernel how to segment it.
 //!
 //! Two backends: [`afxdp::AfXdpPort`] (real interfaces) and [`mem::MemPort`] (queues in memory,
 //! for tests, the pipeline benchmark and the fuzzer).

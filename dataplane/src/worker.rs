@@ -10,9 +10,11 @@
 //!    if it overflows) and no buffer is ever lost in user space;
 //! 3. each port's batch (up to 64 frames) goes through the [`Pipeline`]; a forwarded frame whose
 //!    TCP/UDP checksum the sender left partial is completed ([`csum`]); a frame that came as a
-//!    chain of chunks (a TSO super-frame, multi-buffer AF_XDP) is first split into segments
-//!    that fit the port's MTU ([`gso`]), each then processed as a frame of its own; the resulting
-//!    descriptors are staged per egress port: a unicast frame moves its descriptor (zero copy),
+//!    chain of chunks (a TSO super-frame, multi-buffer AF_XDP) is gathered and, towards a known
+//!    unicast destination, decided once and sent whole through the egress port's packet socket
+//!    ([`PortIo::send_whole`], after what is staged for that port; handed over whole to another
+//!    worker's port), else split into segments that fit the port's MTU ([`gso`]), each then
+//!    processed as a frame of its own; the resulting descriptors are staged per egress port: a unicast frame moves its descriptor (zero copy),
 //!    a flood copies the frame for all targets but the last, and a tag is pushed or popped in
 //!    place when the frame crosses between an access port and the trunk;
 //! 4. each egress port with staged frames is sent and kicked once per ingress batch.
