@@ -150,6 +150,9 @@ pub(crate) struct SwitchSection {
     pub(crate) workers: usize,
     /// `whole` (the default) or `segment`: how a guest's TCP super-frames leave.
     pub(crate) super_frames: String,
+    /// Merge consecutive TCP segments of a flow into super-frames sent whole (with
+    /// `super_frames = "whole"` only).
+    pub(crate) coalesce: bool,
 }
 
 impl Default for SwitchSection {
@@ -159,6 +162,7 @@ impl Default for SwitchSection {
             xdp_mode: "auto".into(),
             bind_mode: "auto".into(),
             super_frames: "whole".into(),
+            coalesce: w.coalesce_segments,
             umem_frames: w.frames,
             max_fill: w.max_fill,
             max_queue_us: w.max_queue_ns / 1000,
@@ -313,6 +317,7 @@ impl FileConfig {
         o.worker.conntrack_per_port = s.conntrack_per_port;
         o.worker.poll = poll;
         o.worker.whole_super_frames = whole_super_frames;
+        o.worker.coalesce_segments = s.coalesce;
         Ok(o)
     }
 
@@ -444,6 +449,7 @@ mod tests {
             conntrack_per_port = 1000
             workers = 2
             super_frames = "segment"
+            coalesce = false
             [uplink]
             device = "eth1"
             worker = 1
@@ -466,6 +472,14 @@ mod tests {
         assert_eq!(o.worker.conntrack_per_port, 1000);
         assert_eq!((o.workers, o.worker_count()), (2, 2));
         assert!(!o.worker.whole_super_frames);
+        assert!(!o.worker.coalesce_segments);
+        assert!(
+            FileConfig::default()
+                .options()
+                .unwrap()
+                .worker
+                .coalesce_segments
+        );
         assert!(
             FileConfig::default()
                 .options()

@@ -286,6 +286,7 @@ fn port_statistics(s: &PortStats) -> PortStatistics {
         csum_completed: c.csum_completed,
         gso_segmented: c.gso_segmented,
         gso_whole: c.gso_whole,
+        coalesced: c.coalesced,
         dhcp_replies: c.dhcp_replies,
         arp_replies: c.arp_replies,
         ra_replies: c.ra_replies,

@@ -103,6 +103,7 @@ pub(crate) fn stats(t: &Target, net: &str, port: &str) -> Result<(), String> {
         "csum_completed",
         "gso_segmented",
         "gso_whole",
+        "coalesced",
         "dhcp_replies",
         "arp_replies",
         "ra_replies",

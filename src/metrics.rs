@@ -20,7 +20,7 @@ pub(crate) struct DataplaneCollector(pub(crate) Arc<Switch>);
 /// A port counter: name, help, and how to read it.
 type PortCounter = (&'static str, &'static str, fn(&LocalCounters) -> u64);
 
-const PORT_COUNTERS: [PortCounter; 15] = [
+const PORT_COUNTERS: [PortCounter; 16] = [
     (
         "qswitch_port_rx_packets",
         "Frames received from the port",
@@ -76,6 +76,11 @@ const PORT_COUNTERS: [PortCounter; 15] = [
         "qswitch_port_sent_whole",
         "TCP super-frames from the port that left whole, with their segment size, through the egress port's packet socket",
         |c| c.gso_whole,
+    ),
+    (
+        "qswitch_port_coalesced",
+        "TCP segments sent to the port merged into super-frames (consecutive segments of one flow, sent as one frame through the port's packet socket)",
+        |c| c.coalesced,
     ),
     (
         "qswitch_port_dhcp_replies",

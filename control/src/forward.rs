@@ -335,6 +335,9 @@ pub struct PortStatistics {
     /// TCP super-frames from the port that left whole, with their segment size (through the
     /// egress port's packet socket).
     pub gso_whole: u64,
+    /// TCP segments sent to the port merged into super-frames (consecutive segments of one
+    /// flow, sent as one frame through the port's packet socket).
+    pub coalesced: u64,
     /// DHCP replies the switch's responder sent to the port.
     pub dhcp_replies: u64,
     /// ARP replies the switch sent to the port for its network's known addresses.

@@ -127,6 +127,16 @@ impl Plan {
         self.l3
     }
 
+    /// Offset of the TCP header.
+    pub fn l4(&self) -> usize {
+        self.l4
+    }
+
+    /// Is it IPv4 (else IPv6)?
+    pub fn ipv4(&self) -> bool {
+        self.ipv4
+    }
+
     /// Length of every header, Ethernet to TCP options.
     pub fn headers(&self) -> usize {
         self.hdr

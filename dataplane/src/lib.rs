@@ -28,6 +28,7 @@
 //! locks per packet.
 
 pub mod acl;
+pub mod coalesce;
 pub mod config;
 pub mod conntrack;
 pub mod csum;

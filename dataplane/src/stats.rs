@@ -85,6 +85,10 @@ pub struct LocalCounters {
     /// packet socket with a virtio-net header (`crate::sys::packet`), or were handed over whole
     /// to the worker of the egress port (which cuts them if that port has no such socket).
     pub gso_whole: u64,
+    /// TCP segments sent to this port merged into super-frames (`crate::coalesce`): frames of
+    /// one flow that came one after another, each counted once on its ingress port, sent as
+    /// one frame through the port's packet socket.
+    pub coalesced: u64,
     /// DHCP replies the switch's responder sent to this port.
     pub dhcp_replies: u64,
     /// ARP replies the switch sent to this port for its network's known addresses.
@@ -160,6 +164,7 @@ pub struct PortCounters {
     csum_completed: AtomicU64,
     gso_segmented: AtomicU64,
     gso_whole: AtomicU64,
+    coalesced: AtomicU64,
     dhcp_replies: AtomicU64,
     arp_replies: AtomicU64,
     ra_replies: AtomicU64,
@@ -182,6 +187,7 @@ impl PortCounters {
         self.csum_completed.store(c.csum_completed, Relaxed);
         self.gso_segmented.store(c.gso_segmented, Relaxed);
         self.gso_whole.store(c.gso_whole, Relaxed);
+        self.coalesced.store(c.coalesced, Relaxed);
         self.dhcp_replies.store(c.dhcp_replies, Relaxed);
         self.arp_replies.store(c.arp_replies, Relaxed);
         self.ra_replies.store(c.ra_replies, Relaxed);
@@ -222,6 +228,7 @@ impl PortCounters {
                 csum_completed: self.csum_completed.load(Relaxed),
                 gso_segmented: self.gso_segmented.load(Relaxed),
                 gso_whole: self.gso_whole.load(Relaxed),
+                coalesced: self.coalesced.load(Relaxed),
                 dhcp_replies: self.dhcp_replies.load(Relaxed),
                 arp_replies: self.arp_replies.load(Relaxed),
                 ra_replies: self.ra_replies.load(Relaxed),
@@ -363,6 +370,7 @@ mod tests {
             csum_completed: 2,
             gso_segmented: 1,
             gso_whole: 5,
+            coalesced: 6,
             learn_deferred: 4,
             ..Default::default()
         };

@@ -43,6 +43,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::coalesce;
 use crate::config::{Role, Snapshot};
 use crate::csum;
 use crate::dhcp;
@@ -136,6 +137,10 @@ pub struct WorkerConfig {
     /// port's packet socket, handed over whole to its worker), instead of cutting them into
     /// segments here.
     pub whole_super_frames: bool,
+    /// Merge the consecutive TCP segments of a flow, within a batch, into one super-frame sent
+    /// whole, towards a port that sends super-frames whole ([`crate::coalesce`]); only with
+    /// `whole_super_frames`.
+    pub coalesce_segments: bool,
 }
 
 /// The default bound on a frame's wait: 5 ms of the worker's work. Shallower rings lose frames
@@ -160,6 +165,7 @@ impl Default for WorkerConfig {
             idle_spin_ns: 2_000_000,
             idle_sleep_ns: 100_000_000,
             whole_super_frames: true,
+            coalesce_segments: true,
         }
     }
 }
@@ -366,6 +372,15 @@ pub struct Worker<P: PortIo> {
     gso_buf: Vec<u8>,
     /// Super-frames leave whole where they can ([`WorkerConfig::whole_super_frames`]).
     whole: bool,
+    /// TCP segments are merged where they can ([`WorkerConfig::coalesce_segments`]).
+    coalesce: bool,
+    /// TCP segments of one flow being merged for one port ([`coalesce`]): open only while a
+    /// batch is handled, closed before anything else is staged for that port.
+    merge: Option<Merge>,
+    /// The merged frame (64 KB, allocated when first used).
+    merge_buf: Vec<u8>,
+    /// A super-frame is being cut into segments here: they are not merged again.
+    cutting: bool,
     /// Segment size limits learned from SYNs and ICMP errors, for segmentation.
     mss: MssTable,
     stage: Vec<Vec<XdpDesc>>,
@@ -484,6 +499,10 @@ impl<P: PortIo> Worker<P> {
             rx: vec![XdpDesc::default(); MAX_BATCH],
             gso_buf: Vec::with_capacity(GSO_BUF),
             whole: cfg.whole_super_frames,
+            coalesce: cfg.coalesce_segments && cfg.whole_super_frames,
+            merge: None,
+            merge_buf: Vec::new(),
+            cutting: false,
             mss: MssTable::default(),
             stage: Vec::new(),
             staged: Vec::new(),
@@ -687,7 +706,7 @@ impl<P: PortIo> Worker<P> {
                             .map(|r| format!("{}={}", r.name(), c.drops[*r as usize]))
                             .collect();
                         tracing::info!(
-                            "port {slot}: rx {} tx {} floods {} backpressure {} checksums completed {} super-frames segmented {} whole {} drops [{}] fill depth {} kernel {:?}",
+                            "port {slot}: rx {} tx {} floods {} backpressure {} checksums completed {} super-frames segmented {} whole {} segments coalesced {} drops [{}] fill depth {} kernel {:?}",
                             c.rx_packets,
                             c.tx_packets,
                             c.floods,
@@ -695,6 +714,7 @@ impl<P: PortIo> Worker<P> {
                             c.csum_completed,
                             c.gso_segmented,
                             c.gso_whole,
+                            c.coalesced,
                             drops.join(" "),
                             o.io.fill_depth(),
                             o.io.xdp_stats()
@@ -1108,6 +1128,8 @@ impl<P: PortIo> Worker<P> {
         // A frame decided whole whose verdict changed since (its destination moved) is cut
         // and its segments follow that verdict: it was counted and checked once already.
         let mut made = 0;
+        // Segments the switch cuts are not merged again (`stage_unicast`).
+        self.cutting = true;
         for k in 0..segments {
             let Some(base) = self.umem.alloc() else {
                 // A frame decided already is one frame lost; else each segment was one.
@@ -1157,6 +1179,7 @@ impl<P: PortIo> Worker<P> {
                 }
             }
         }
+        self.cutting = false;
         made
     }
 
@@ -1560,7 +1583,7 @@ impl<P: PortIo> Worker<P> {
                 self.pipe.counters[usize::from(ingress)].drop(DropReason::EgressDown);
                 self.umem.release(d.addr);
             } else if self.pipe.admit(&self.snap, port, d.len as usize, now) {
-                self.stage_to(port, d, ingress_tagged, vlan, ingress);
+                self.stage_unicast(port, d, ingress_tagged, net, ingress);
             } else {
                 self.umem.release(d.addr);
             }
@@ -1780,7 +1803,7 @@ impl<P: PortIo> Worker<P> {
             }
             Target::Port(p) if self.pipe.admit(&self.snap, p, d.len as usize, now) => {
                 // A failure is counted on the port: the ingress belongs to another worker.
-                self.stage_to(p, d, c.tagged, vlan, p);
+                self.stage_unicast(p, d, c.tagged, c.net, p);
             }
             Target::Port(_) => self.umem.release(d.addr),
             Target::Flood => self.flood_here(d, c.net, c.ingress, c.tagged, vlan, now),
@@ -1991,10 +2014,146 @@ impl<P: PortIo> Worker<P> {
         true
     }
 
+    /// Stages a frame of network `net` decided for this worker's port `egress` (counted on
+    /// `blame` if lost), or merges it with the segments before it ([`Worker::merge_segment`])
+    /// where that port sends super-frames whole.
+    #[inline]
+    fn stage_unicast(&mut self, egress: u16, d: XdpDesc, tagged: bool, net: u16, blame: u16) {
+        let merges = self.coalesce
+            && !self.cutting
+            && matches!(
+                self.ports.get(usize::from(egress)),
+                Some(Some(o)) if o.healthy && o.takes_whole
+            );
+        let d = if merges {
+            match self.merge_segment(egress, d, tagged, net, blame) {
+                Some(d) => d,
+                None => return,
+            }
+        } else {
+            d
+        };
+        let vlan = self.snap.net(net).map_or(0, |n| n.vlan);
+        self.stage_to(egress, d, tagged, vlan, blame);
+    }
+
+    /// Merges frame `d` into the run of segments open for `egress`, if it is the next segment
+    /// of that run's flow, or starts a run with it if it is a TCP segment that may be merged
+    /// (closing any other run: one is open at a time). A segment whose checksums are not sound
+    /// is never merged (the merged frame's checksum would hide it). Returns `d` when it is not
+    /// taken, for the caller to stage.
+    fn merge_segment(
+        &mut self,
+        egress: u16,
+        d: XdpDesc,
+        tagged: bool,
+        net: u16,
+        blame: u16,
+    ) -> Option<XdpDesc> {
+        let Some(frame) = self.umem.frame(d.addr, d.len) else {
+            return Some(d);
+        };
+        let Some(seg) = coalesce::Segment::parse(frame) else {
+            return Some(d);
+        };
+        if !coalesce::sound(frame, &seg, d.options & UNFINISHED != 0) {
+            return Some(d);
+        }
+        // `merge_buf` holds the run's first headers, then (once a second segment joined) the
+        // payloads.
+        let joined = self
+            .merge
+            .as_mut()
+            .filter(|m| m.egress == egress && m.net == net && m.tagged == tagged)
+            .is_some_and(|m| m.run.join(&self.merge_buf, frame, &seg));
+        if !joined {
+            let run = coalesce::Run::start(frame, seg);
+            self.close_merge();
+            let Some(frame) = self.umem.frame(d.addr, d.len) else {
+                return Some(d);
+            };
+            self.merge_buf.clear();
+            self.merge_buf.reserve_exact(GSO_BUF);
+            self.merge_buf.extend_from_slice(&frame[..seg.headers()]);
+            self.merge = Some(Merge {
+                egress,
+                blame,
+                net,
+                tagged,
+                first: Some(d),
+                run,
+            });
+            return None;
+        }
+        // The run's second segment: the first's payload is copied out of its buffer first.
+        if let Some(f) = self.merge.as_mut().and_then(|m| m.first.take()) {
+            if let Some(first) = self.umem.frame(f.addr, f.len) {
+                if let Some(s) = coalesce::Segment::parse(first) {
+                    self.merge_buf
+                        .extend_from_slice(&first[s.headers()..s.headers() + s.payload()]);
+                }
+            }
+            self.umem.release(f.addr);
+        }
+        if let Some(frame) = self.umem.frame(d.addr, d.len) {
+            self.merge_buf
+                .extend_from_slice(&frame[seg.headers()..seg.headers() + seg.payload()]);
+        }
+        self.umem.release(d.addr);
+        None
+    }
+
+    /// Sends the run of segments open, if any: its one segment staged as it came, or the
+    /// segments merged into one super-frame sent whole ([`Worker::send_whole`]; cut again
+    /// if the port refuses it). The merged segments are counted in `coalesced` on the port.
+    fn close_merge(&mut self) {
+        let Some(m) = self.merge.take() else {
+            return;
+        };
+        let vlan = self.snap.net(m.net).map_or(0, |n| n.vlan);
+        if let Some(first) = m.first {
+            self.stage_to(m.egress, first, m.tagged, vlan, m.blame);
+            return;
+        }
+        let count = m.run.count();
+        let plan = m.run.finish(&mut self.merge_buf).and_then(|end| {
+            self.merge_buf.truncate(end);
+            gso::Plan::new(&self.merge_buf, m.run.headers() + m.run.size())
+        });
+        let Some(plan) = plan else {
+            // Cannot happen: the run read these headers.
+            for _ in 0..count {
+                self.pipe.counters[usize::from(m.blame)].drop(DropReason::NoBuffer);
+            }
+            return;
+        };
+        // `send_whole` and `cut_for` send what `gso_buf` holds: a super-frame being cut may be
+        // there (its segments are what closed the run), and is put back after.
+        core::mem::swap(&mut self.gso_buf, &mut self.merge_buf);
+        match self.send_whole(m.blame, m.egress, m.net, m.tagged, &plan) {
+            Whole::Sent => {
+                self.pipe.counters[usize::from(m.egress)].coalesced += u64::from(count);
+            }
+            Whole::Lost => {
+                // One drop counted: the others.
+                for _ in 1..count {
+                    self.pipe.counters[usize::from(m.blame)].drop(DropReason::NoBuffer);
+                }
+            }
+            Whole::Cut => {
+                self.cut_for(m.egress, m.net, m.tagged, &plan);
+            }
+        }
+        core::mem::swap(&mut self.gso_buf, &mut self.merge_buf);
+    }
+
     /// Stages a worker-owned frame for `egress`, pushing or popping the VLAN tag as the egress
     /// port's role requires.
     #[inline]
     fn stage_to(&mut self, egress: u16, mut d: XdpDesc, tagged: bool, vlan: u16, ingress: u16) {
+        if self.merge.as_ref().is_some_and(|m| m.egress == egress) {
+            self.close_merge();
+        }
         let to_trunk =
             vlan != 0 && matches!(self.snap.port(egress).map(|p| p.role), Some(Role::Trunk(_)));
         if to_trunk != tagged {
@@ -2064,6 +2223,9 @@ impl<P: PortIo> Worker<P> {
     /// Sends the staged frames of every egress port (`all`), or of those whose stage could not
     /// take another batch.
     fn flush_staged(&mut self, all: bool) {
+        if self.merge.is_some() {
+            self.close_merge();
+        }
         let mut k = 0;
         while k < self.staged.len() {
             let slot = self.staged[k];
@@ -2077,6 +2239,9 @@ impl<P: PortIo> Worker<P> {
 
     /// Sends the frames staged for port `slot`, if any.
     fn flush_port(&mut self, slot: u16) {
+        if self.merge.as_ref().is_some_and(|m| m.egress == slot) {
+            self.close_merge();
+        }
         if let Some(k) = self.staged.iter().position(|&s| s == slot) {
             self.flush_at(k);
         }
@@ -2204,6 +2369,21 @@ const WHOLE_KICKS: usize = 8;
 /// Super-frames in a row a port's socket may refuse (other than for lack of room) before the
 /// port cuts every later one.
 const WHOLE_REFUSALS: u32 = 8;
+
+/// A run of TCP segments of one flow being merged for one port ([`Worker::merge_segment`]).
+#[derive(Debug)]
+struct Merge {
+    egress: u16,
+    /// Where a loss is counted: the segments' ingress port, or `egress` for frames another
+    /// worker handed over.
+    blame: u16,
+    net: u16,
+    /// The segments carry their network's tag (they came from the trunk).
+    tagged: bool,
+    /// The first segment, until a second joins it (then both are in `merge_buf`).
+    first: Option<XdpDesc>,
+    run: coalesce::Run,
+}
 
 /// What became of a super-frame sent whole ([`Worker::send_whole`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

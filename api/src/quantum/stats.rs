@@ -30,6 +30,7 @@ pub(crate) const STATS_ATTRS: Attrs<'static> = &[(
         "csum_completed",
         "gso_segmented",
         "gso_whole",
+        "coalesced",
         "dhcp_replies",
         "arp_replies",
         "ra_replies",
@@ -62,7 +63,7 @@ pub(crate) const CONNECTION_ATTRS: Attrs<'static> = &[(
 
 /// `GET .../ports/{id}/stats`: `{"stats": {"rx_packets", "rx_bytes",
 /// "rx_errors", "tx_packets", "tx_bytes", "tx_errors", "dropped", "floods", "csum_completed",
-/// "gso_segmented", "gso_whole", "dhcp_replies", "arp_replies", "ra_replies",
+/// "gso_segmented", "gso_whole", "coalesced", "dhcp_replies", "arp_replies", "ra_replies",
 /// "drops": {reason: n}, "kernel": {name: n}}}`.
 pub(crate) async fn port_stats(ctx: Ctx) -> Response {
     let r = async {
@@ -87,6 +88,7 @@ pub(crate) async fn port_stats(ctx: Ctx) -> Response {
             "csum_completed": s.csum_completed,
             "gso_segmented": s.gso_segmented,
             "gso_whole": s.gso_whole,
+            "coalesced": s.coalesced,
             "dhcp_replies": s.dhcp_replies,
             "arp_replies": s.arp_replies,
             "ra_replies": s.ra_replies,

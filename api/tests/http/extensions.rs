@@ -158,6 +158,7 @@ async fn port_stats_come_from_the_forwarder() {
             csum_completed: 5,
             gso_segmented: 4,
             gso_whole: 11,
+            coalesced: 12,
             dhcp_replies: 6,
             arp_replies: 8,
             ra_replies: 9,
@@ -170,7 +171,8 @@ async fn port_stats_come_from_the_forwarder() {
         r.json(),
         json!({"stats": {"rx_packets": 10, "rx_bytes": 600, "rx_errors": 1, "tx_packets": 7,
             "tx_bytes": 420, "tx_errors": 0, "dropped": 3, "floods": 2,
-            "csum_completed": 5, "gso_segmented": 4, "gso_whole": 11, "dhcp_replies": 6, "arp_replies": 8, "ra_replies": 9,
+            "csum_completed": 5, "gso_segmented": 4, "gso_whole": 11, "coalesced": 12,
+            "dhcp_replies": 6, "arp_replies": 8, "ra_replies": 9,
             "drops": {"policed": 2, "truncated": 1}, "kernel": {"rx_ring_full": 0}}})
     );
     let r = w
