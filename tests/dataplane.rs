@@ -298,8 +298,8 @@ fn tcp_and_udp_over_ipv4_and_ipv6_cross_the_switch_with_default_offloads() {
     if let Err(e) = lab.vm1.ns.tcp_transfer(&lab.vm2.ns, &lab.vm2.ip, 1 << 20) {
         panic!("TCP with a capture: {e}");
     }
-    // vm1's TCP segments (vm2's interface may merge them (GRO) before the capture sees them:
-    // 1 MB makes at least 16 of 64 KB).
+    // vm1's TCP segments (the switch merges them, and vm2's interface may too (GRO), before the
+    // capture sees them).
     let vm1_ip: String = (lab.vm1.ip.split('.'))
         .map(|o| format!("{:02x}", o.parse::<u8>().unwrap()))
         .collect();
@@ -313,7 +313,7 @@ fn tcp_and_udp_over_ipv4_and_ipv6_cross_the_switch_with_default_offloads() {
     // one arrives to be finished.
     let partial = from_vm1.iter().filter(|s| s.partial).count();
     assert!(
-        from_vm1.len() >= 16 && (!offload || partial == from_vm1.len()),
+        !from_vm1.is_empty() && (!offload || partial == from_vm1.len()),
         "{partial} of vm1's {} TCP frames reached vm2 with their checksum left to finish \
          (the kernel can finish them: {offload})",
         from_vm1.len()

@@ -4,12 +4,13 @@
 //! # Design
 //! A guest without TSO towards the switch (a veth in native XDP mode takes it away; a guest may
 //! turn it off) sends MTU-sized segments, and the receiving guest's stack runs once for each.
-//! Where the egress port sends super-frames whole (a packet socket with a virtio-net header,
-//! [`crate::sys::packet`]), the worker merges the consecutive segments of one flow it sends out
+//! Where the egress port is a VM's and sends super-frames whole (a packet socket with a
+//! virtio-net header, [`crate::sys::packet`]), the worker merges the consecutive segments of one flow it sends out
 //! of that port within one batch into one super-frame: the receiving stack runs once for up to
 //! 64 KB, as it would behind a NIC with GRO, and the kernel (or the egress NIC) cuts the frame
 //! again into the very segments it was made of wherever it must ([`crate::gso::Plan::vnet_hdr`]:
-//! the segment size is the first segment's payload).
+//! the segment size is the first segment's payload, or less where the egress port's MTU is
+//! smaller).
 //!
 //! The rules are Linux's (`tcp_gro_receive`, `inet_gro_receive`, `ipv6_gro_receive`), kept
 //! narrow: a segment joins a run only if it is the next one of the same flow and says nothing
@@ -18,8 +19,10 @@
 //!   payload, with ACK and no flag but PSH (a PSH ends the run, and the merged frame carries it).
 //! - Every header the same as the first segment's (Ethernet and tag, TOS or traffic class and
 //!   flow label, TTL, addresses, ports, acknowledgment, window, TCP options byte for byte),
-//!   but the IPv4 identification, one more than the last segment's (or the same with DF, as some
-//!   stacks send), and the sequence number, the last segment's end.
+//!   but the IPv4 identification, one more than the last segment's (the kernel numbers the
+//!   segments it cuts so; a sender that repeats one identification with DF, which Linux's GRO
+//!   also merges, is not merged here: the virtio-net header cannot say so), and the sequence
+//!   number, the last segment's end.
 //! - Every segment but the last as long as the first, the last no longer; 64 KB at most.
 //! - Every segment sound: its TCP checksum partial (left to the device) or correct, its IPv4
 //!   header checksum correct. The merged frame's checksum is computed afresh, so a corrupted
@@ -34,8 +37,6 @@ use crate::wire::be16;
 
 const TCP_ACK: u8 = 0x10;
 const TCP_PSH: u8 = 0x08;
-/// The IPv4 "don't fragment" flag, in the flags and fragment offset word.
-const IPV4_DF: u16 = 0x4000;
 /// The longest IP packet a merged frame may be (IPv4's total length, IPv6's payload length).
 const MAX_IP_LEN: usize = 65_535;
 
@@ -99,7 +100,7 @@ pub struct Run {
     size: usize,
     /// The sequence number the next segment must have.
     next_seq: u32,
-    /// The IPv4 identification the next segment must have (or the first's, with DF).
+    /// The IPv4 identification the next segment must have.
     next_id: u16,
     /// Segments merged.
     count: u32,
@@ -174,13 +175,11 @@ impl Run {
         let same = |from: usize, to: usize| h[from..to] == f[from..to];
         let (l3, l4) = (s.l3(), s.l4());
         let ip = if s.ipv4() {
-            let id = be16(f, l3 + 4).unwrap_or(0);
-            let df = be16(f, l3 + 6).unwrap_or(0) & IPV4_DF != 0;
             // Version to TOS; flags to protocol; the addresses.
             same(0, l3 + 2)
                 && same(l3 + 6, l3 + 10)
                 && same(l3 + 12, l3 + 20)
-                && (id == self.next_id || (df && h[l3 + 4..l3 + 6] == f[l3 + 4..l3 + 6]))
+                && be16(f, l3 + 4) == Some(self.next_id)
         } else {
             // Version, traffic class, flow label; next header to the addresses.
             same(0, l3 + 4) && same(l3 + 6, l3 + 40)

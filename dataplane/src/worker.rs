@@ -375,7 +375,8 @@ pub struct Worker<P: PortIo> {
     /// TCP segments are merged where they can ([`WorkerConfig::coalesce_segments`]).
     coalesce: bool,
     /// TCP segments of one flow being merged for one port ([`coalesce`]): open only while a
-    /// batch is handled, closed before anything else is staged for that port.
+    /// port's batch (or the frames taken from other workers) is handled, closed before anything
+    /// else is staged for that port.
     merge: Option<Merge>,
     /// The merged frame (64 KB, allocated when first used).
     merge_buf: Vec<u8>,
@@ -1128,7 +1129,8 @@ impl<P: PortIo> Worker<P> {
         // A frame decided whole whose verdict changed since (its destination moved) is cut
         // and its segments follow that verdict: it was counted and checked once already.
         let mut made = 0;
-        // Segments the switch cuts are not merged again (`stage_unicast`).
+        // Segments this worker cuts are not merged again (`stage_unicast`). (Those another
+        // worker cut and handed over, one by one, may be.)
         self.cutting = true;
         for k in 0..segments {
             let Some(base) = self.umem.alloc() else {
@@ -1751,6 +1753,10 @@ impl<P: PortIo> Worker<P> {
             // Frames may be left in the channel.
             self.held_back |= *room == 0;
         }
+        // A run of handed-over frames ends with them (its losses are counted on the port).
+        if self.merge.is_some() {
+            self.close_merge();
+        }
         self.crossed.1 += taken as u64;
         taken
     }
@@ -2016,14 +2022,20 @@ impl<P: PortIo> Worker<P> {
 
     /// Stages a frame of network `net` decided for this worker's port `egress` (counted on
     /// `blame` if lost), or merges it with the segments before it ([`Worker::merge_segment`])
-    /// where that port sends super-frames whole.
+    /// where that port is a VM's that sends super-frames whole.
     #[inline]
     fn stage_unicast(&mut self, egress: u16, d: XdpDesc, tagged: bool, net: u16, blame: u16) {
+        // Towards a VM's port only: beyond the uplink may be a veth into another switch's
+        // native XDP program, which takes no GSO frame.
         let merges = self.coalesce
             && !self.cutting
             && matches!(
                 self.ports.get(usize::from(egress)),
                 Some(Some(o)) if o.healthy && o.takes_whole
+            )
+            && matches!(
+                self.snap.port(egress).map(|p| p.role),
+                Some(Role::Access(_))
             );
         let d = if merges {
             match self.merge_segment(egress, d, tagged, net, blame) {
@@ -2064,7 +2076,9 @@ impl<P: PortIo> Worker<P> {
         let joined = self
             .merge
             .as_mut()
-            .filter(|m| m.egress == egress && m.net == net && m.tagged == tagged)
+            .filter(|m| {
+                m.egress == egress && m.net == net && m.tagged == tagged && m.blame == blame
+            })
             .is_some_and(|m| m.run.join(&self.merge_buf, frame, &seg));
         if !joined {
             let run = coalesce::Run::start(frame, seg);
@@ -2141,7 +2155,11 @@ impl<P: PortIo> Worker<P> {
                 }
             }
             Whole::Cut => {
-                self.cut_for(m.egress, m.net, m.tagged, &plan);
+                // `cut_for` counts one drop for what it could not stage: the other segments.
+                let staged = self.cut_for(m.egress, m.net, m.tagged, &plan);
+                for _ in 1..count.saturating_sub(staged) {
+                    self.pipe.counters[usize::from(m.egress)].drop(DropReason::NoBuffer);
+                }
             }
         }
         core::mem::swap(&mut self.gso_buf, &mut self.merge_buf);

@@ -127,12 +127,14 @@ fn a_segment_that_is_not_the_next_of_the_flow_does_not_join() {
         csum::complete_partial(&mut other);
         assert!(!fresh().join(&head, &other, &seg(&other)), "byte {at}");
     }
-    // An identification neither the next nor (with DF, as here) the first's.
+    // An identification that is not the next, even the first's repeated with DF (the kernel
+    // would number the segments it cuts anew).
     let mut other = segs[1].clone();
     other[14 + 5] ^= 0x10;
     assert!(!fresh().join(&head, &other, &seg(&other)));
     other[14 + 4..14 + 6].copy_from_slice(&ID.to_be_bytes());
-    assert!(fresh().join(&head, &other, &seg(&other)));
+    assert_eq!(other[14 + 6] & 0x40, 0x40, "DF");
+    assert!(!fresh().join(&head, &other, &seg(&other)));
     // A short segment ends the run: nothing joins after it, not even the next of the flow.
     assert!(segs[4].len() < segs[3].len());
     let mut run = fresh();
