@@ -2026,7 +2026,8 @@ impl<P: PortIo> Worker<P> {
     #[inline]
     fn stage_unicast(&mut self, egress: u16, d: XdpDesc, tagged: bool, net: u16, blame: u16) {
         // Towards a VM's port only: beyond the uplink may be a veth into another switch's
-        // native XDP program, which takes no GSO frame.
+        // native XDP program, where the kernel drops every GSO frame (the send fails with
+        // ENOBUFS, which is also what a full device queue says).
         let merges = self.coalesce
             && !self.cutting
             && matches!(
