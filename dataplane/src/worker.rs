@@ -372,16 +372,15 @@ pub struct Worker<P: PortIo> {
     gso_buf: Vec<u8>,
     /// Super-frames leave whole where they can ([`WorkerConfig::whole_super_frames`]).
     whole: bool,
-    /// TCP segments are merged where they can ([`WorkerConfig::coalesce_segments`]).
-    coalesce: bool,
+    /// TCP segments are merged where they can ([`WorkerConfig::coalesce_segments`]); off
+    /// while a super-frame is cut here (its segments are not merged again).
+    merging: bool,
     /// TCP segments of one flow being merged for one port ([`coalesce`]): open only while a
     /// port's batch (or the frames taken from other workers) is handled, closed before anything
     /// else is staged for that port.
     merge: Option<Merge>,
     /// The merged frame (64 KB, allocated when first used).
     merge_buf: Vec<u8>,
-    /// A super-frame is being cut into segments here: they are not merged again.
-    cutting: bool,
     /// Segment size limits learned from SYNs and ICMP errors, for segmentation.
     mss: MssTable,
     stage: Vec<Vec<XdpDesc>>,
@@ -500,10 +499,9 @@ impl<P: PortIo> Worker<P> {
             rx: vec![XdpDesc::default(); MAX_BATCH],
             gso_buf: Vec::with_capacity(GSO_BUF),
             whole: cfg.whole_super_frames,
-            coalesce: cfg.coalesce_segments && cfg.whole_super_frames,
+            merging: cfg.coalesce_segments && cfg.whole_super_frames,
             merge: None,
             merge_buf: Vec::new(),
-            cutting: false,
             mss: MssTable::default(),
             stage: Vec::new(),
             staged: Vec::new(),
@@ -1131,7 +1129,7 @@ impl<P: PortIo> Worker<P> {
         let mut made = 0;
         // Segments this worker cuts are not merged again (`stage_unicast`). (Those another
         // worker cut and handed over, one by one, may be.)
-        self.cutting = true;
+        let merging = core::mem::replace(&mut self.merging, false);
         for k in 0..segments {
             let Some(base) = self.umem.alloc() else {
                 // A frame decided already is one frame lost; else each segment was one.
@@ -1181,7 +1179,7 @@ impl<P: PortIo> Worker<P> {
                 }
             }
         }
-        self.cutting = false;
+        self.merging = merging;
         made
     }
 
@@ -1585,7 +1583,7 @@ impl<P: PortIo> Worker<P> {
                 self.pipe.counters[usize::from(ingress)].drop(DropReason::EgressDown);
                 self.umem.release(d.addr);
             } else if self.pipe.admit(&self.snap, port, d.len as usize, now) {
-                self.stage_unicast(port, d, ingress_tagged, net, ingress);
+                self.stage_unicast(port, d, ingress_tagged, (net, vlan), ingress);
             } else {
                 self.umem.release(d.addr);
             }
@@ -1809,7 +1807,7 @@ impl<P: PortIo> Worker<P> {
             }
             Target::Port(p) if self.pipe.admit(&self.snap, p, d.len as usize, now) => {
                 // A failure is counted on the port: the ingress belongs to another worker.
-                self.stage_unicast(p, d, c.tagged, c.net, p);
+                self.stage_unicast(p, d, c.tagged, (c.net, vlan), p);
             }
             Target::Port(_) => self.umem.release(d.addr),
             Target::Flood => self.flood_here(d, c.net, c.ingress, c.tagged, vlan, now),
@@ -2020,16 +2018,22 @@ impl<P: PortIo> Worker<P> {
         true
     }
 
-    /// Stages a frame of network `net` decided for this worker's port `egress` (counted on
+    /// Stages a frame of network `net` (VLAN `vlan`) decided for this worker's port `egress` (counted on
     /// `blame` if lost), or merges it with the segments before it ([`Worker::merge_segment`])
     /// where that port is a VM's that sends super-frames whole.
     #[inline]
-    fn stage_unicast(&mut self, egress: u16, d: XdpDesc, tagged: bool, net: u16, blame: u16) {
+    fn stage_unicast(
+        &mut self,
+        egress: u16,
+        d: XdpDesc,
+        tagged: bool,
+        (net, vlan): (u16, u16),
+        blame: u16,
+    ) {
         // Towards a VM's port only: beyond the uplink may be a veth into another switch's
         // native XDP program, where the kernel drops every GSO frame (the send fails with
         // ENOBUFS, which is also what a full device queue says).
-        let merges = self.coalesce
-            && !self.cutting
+        let merges = self.merging
             && matches!(
                 self.ports.get(usize::from(egress)),
                 Some(Some(o)) if o.healthy && o.takes_whole
@@ -2046,7 +2050,6 @@ impl<P: PortIo> Worker<P> {
         } else {
             d
         };
-        let vlan = self.snap.net(net).map_or(0, |n| n.vlan);
         self.stage_to(egress, d, tagged, vlan, blame);
     }
 
@@ -2054,7 +2057,8 @@ impl<P: PortIo> Worker<P> {
     /// of that run's flow, or starts a run with it if it is a TCP segment that may be merged
     /// (closing any other run: one is open at a time). A segment whose checksums are not sound
     /// is never merged (the merged frame's checksum would hide it). Returns `d` when it is not
-    /// taken, for the caller to stage.
+    /// taken, for the caller to stage. Out of line: the common frame does not come here.
+    #[inline(never)]
     fn merge_segment(
         &mut self,
         egress: u16,
@@ -2121,6 +2125,7 @@ impl<P: PortIo> Worker<P> {
     /// Sends the run of segments open, if any: its one segment staged as it came, or the
     /// segments merged into one super-frame sent whole ([`Worker::send_whole`]; cut again
     /// if the port refuses it). The merged segments are counted in `coalesced` on the port.
+    #[inline(never)]
     fn close_merge(&mut self) {
         let Some(m) = self.merge.take() else {
             return;
