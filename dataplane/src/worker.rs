@@ -138,8 +138,8 @@ pub struct WorkerConfig {
     /// segments here.
     pub whole_super_frames: bool,
     /// Merge the consecutive TCP segments of a flow, within a batch, into one super-frame sent
-    /// whole, towards a port that sends super-frames whole ([`crate::coalesce`]); only with
-    /// `whole_super_frames`.
+    /// whole, towards a VM's port (not the uplink) that sends super-frames whole
+    /// ([`crate::coalesce`]); only with `whole_super_frames`.
     pub coalesce_segments: bool,
 }
 
@@ -1249,9 +1249,8 @@ impl<P: PortIo> Worker<P> {
         if !self.pipe.admit(&self.snap, egress, plan.end(), now) {
             return true;
         }
-        match self.send_whole(ingress, egress, net, tagged, plan) {
+        match self.send_whole(egress, net, tagged, plan) {
             Whole::Sent => self.pipe.counters[usize::from(ingress)].gso_whole += 1,
-            Whole::Lost => {}
             Whole::Cut => return false,
         }
         true
@@ -1262,20 +1261,14 @@ impl<P: PortIo> Worker<P> {
     /// requires, after what is staged for that port (so that the guest's frames leave in the
     /// order they came). The header has the kernel cut it at the smaller of the plan's segment
     /// size and the one the port's MTU allows; its checksum is left partial for the kernel to
-    /// finish. A frame the socket has no room for is counted as lost on `blame` (the ingress
-    /// port, or `egress` for a frame of another worker's port). A frame that cannot go whole
-    /// after frames staged before it (the port's TX ring still holds some after a few kicks:
-    /// they would leave after it), or that the socket refuses for any other reason, is left to
-    /// be cut (`Whole::Cut`); after [`WHOLE_REFUSALS`] such refusals in a row the port sends no
-    /// more super-frames whole.
-    fn send_whole(
-        &mut self,
-        blame: u16,
-        egress: u16,
-        net: u16,
-        tagged: bool,
-        plan: &gso::Plan,
-    ) -> Whole {
+    /// finish. A frame that cannot go whole after frames staged before it (the port's TX ring
+    /// still holds some after a few kicks: they would leave after it), or that the socket
+    /// refuses, is left to be cut (`Whole::Cut`). A refusal for want of room (a full socket
+    /// buffer or device queue; also every GSO frame sent to a veth whose peer runs a native
+    /// XDP program, which says the same) is not held against the port; after
+    /// [`WHOLE_REFUSALS`] refusals of any other kind in a row the port sends no more
+    /// super-frames whole.
+    fn send_whole(&mut self, egress: u16, net: u16, tagged: bool, plan: &gso::Plan) -> Whole {
         let vlan = self.snap.net(net).map_or(0, |n| n.vlan);
         let to_trunk =
             vlan != 0 && matches!(self.snap.port(egress).map(|p| p.role), Some(Role::Trunk(_)));
@@ -1328,9 +1321,9 @@ impl<P: PortIo> Worker<P> {
                 Whole::Sent
             }
             Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS)) => {
-                // The socket's buffer or the device's queue is full, as a full TX ring is.
-                self.pipe.counters[usize::from(blame)].drop(DropReason::NoBuffer);
-                Whole::Lost
+                // The socket's buffer or the device's queue is full, or the device takes no GSO
+                // frame (a veth into a native XDP program): the segments may still go.
+                Whole::Cut
             }
             Err(e) => {
                 o.whole_refusals += 1;
@@ -1367,7 +1360,7 @@ impl<P: PortIo> Worker<P> {
                 if self.pipe.admit(&self.snap, p, len, now) {
                     let takes =
                         matches!(self.ports.get(usize::from(p)), Some(Some(o)) if o.takes_whole);
-                    if !takes || self.send_whole(p, p, c.net, c.tagged, &plan) == Whole::Cut {
+                    if !takes || self.send_whole(p, c.net, c.tagged, &plan) == Whole::Cut {
                         staged = self.cut_for(p, c.net, c.tagged, &plan);
                     }
                 }
@@ -2150,15 +2143,9 @@ impl<P: PortIo> Worker<P> {
         // `send_whole` and `cut_for` send what `gso_buf` holds: a super-frame being cut may be
         // there (its segments are what closed the run), and is put back after.
         core::mem::swap(&mut self.gso_buf, &mut self.merge_buf);
-        match self.send_whole(m.blame, m.egress, m.net, m.tagged, &plan) {
+        match self.send_whole(m.egress, m.net, m.tagged, &plan) {
             Whole::Sent => {
                 self.pipe.counters[usize::from(m.egress)].coalesced += u64::from(count);
-            }
-            Whole::Lost => {
-                // One drop counted: the others.
-                for _ in 1..count {
-                    self.pipe.counters[usize::from(m.blame)].drop(DropReason::NoBuffer);
-                }
             }
             Whole::Cut => {
                 // `cut_for` counts one drop for what it could not stage: the other segments.
@@ -2414,8 +2401,6 @@ struct Merge {
 enum Whole {
     /// Sent.
     Sent,
-    /// Lost (no room in the socket or the device's queue), counted.
-    Lost,
     /// Not sent: to be cut instead.
     Cut,
 }

@@ -726,6 +726,18 @@ fn segments_of_one_flow_leave_merged_towards_a_port_that_takes_super_frames_in_o
     assert_eq!(r.w.counters(a2).coalesced, 12);
     assert_eq!(r.w.counters(a2).tx_packets, sent + 1);
 
+    // A socket that refuses the merged frame for want of room (or a device that takes no GSO
+    // frame): cut back into the same segments, nothing lost.
+    r.port("a2").whole_error = Some(libc::ENOBUFS);
+    for f in &segs {
+        r.inject("a1", f.clone());
+    }
+    r.run();
+    assert_eq!(r.out("a2"), segs);
+    assert_eq!(r.port("a2").whole_sent, 1);
+    assert_eq!(r.w.counters(a2).coalesced, 12);
+    r.port("a2").whole_error = None;
+
     // A segment whose checksum is wrong is not merged: it leaves as it came, between the
     // merged frames before and after it, in order.
     let mut bad = segs.clone();
@@ -738,13 +750,21 @@ fn segments_of_one_flow_leave_merged_towards_a_port_that_takes_super_frames_in_o
     assert_eq!(r.port("a2").whole_sent, 3);
     assert_eq!(r.w.counters(a2).coalesced, 12 + 11);
 
-    // A segment of another flow between them ends the run; so does any frame to the port
-    // (here a pure ACK, the other way's); towards a port without a packet socket nothing is
-    // merged.
+    // A segment of another flow between them ends the run; so does any other frame to the
+    // port (here a pure ACK); towards a port without a packet socket nothing is merged.
     let mut other = segs[3].clone();
     other[34] ^= 1; // the source port
     crate::csum::complete_partial(&mut other);
-    let mixed = vec![segs[0].clone(), segs[1].clone(), other, segs[2].clone()];
+    let mut ack = partial_tcp(VM2, &[], None);
+    crate::csum::complete_partial(&mut ack);
+    let mixed = vec![
+        segs[0].clone(),
+        segs[1].clone(),
+        other,
+        segs[2].clone(),
+        ack,
+        segs[3].clone(),
+    ];
     for f in &mixed {
         r.inject("a1", f.clone());
     }
@@ -756,6 +776,7 @@ fn segments_of_one_flow_leave_merged_towards_a_port_that_takes_super_frames_in_o
     }
     r.run();
     assert_eq!(r.out("a3"), tcp_segments(VM3, &payload, 1000));
+    assert_eq!(r.port("a3").whole_sent, 0);
     assert_eq!(r.w.counters(a2).coalesced, 12 + 11 + 2);
     r.check_accounting();
 
@@ -776,8 +797,7 @@ fn segments_of_one_flow_leave_merged_towards_a_port_that_takes_super_frames_in_o
 }
 
 #[test]
-fn a_super_frame_the_socket_has_no_room_for_is_lost_and_one_it_refuses_or_queued_frames_hold_is_cut(
-) {
+fn a_super_frame_the_socket_refuses_or_queued_frames_hold_is_cut() {
     let wc = WorkerConfig {
         frames: 4096,
         ..WorkerConfig::default()
@@ -786,12 +806,23 @@ fn a_super_frame_the_socket_has_no_room_for_is_lost_and_one_it_refuses_or_queued
     r.learn("a2", VM2);
     let a1 = r.ports.get("a1").unwrap();
     let payload: Vec<u8> = (0..20_000u32).map(|i| (i % 241) as u8).collect();
-    // A full socket buffer: lost, as a frame on a full TX ring (TCP sends it again).
-    r.port("a2").whole_error = Some(libc::EAGAIN);
+    // A full socket buffer, or a device that takes no GSO frame (a veth whose peer runs a
+    // native XDP program says the same): cut, and never held against the port.
+    for e in [libc::EAGAIN, libc::ENOBUFS] {
+        r.port("a2").whole_error = Some(e);
+        for _ in 0..10 {
+            r.inject("a1", partial_tcp(VM2, &payload, None));
+            r.run();
+            assert_eq!(reassembled(&r.out("a2"), 54, 1514), payload);
+        }
+    }
+    assert_eq!(r.w.counters(a1).drops[DropReason::NoBuffer as usize], 0);
+    r.port("a2").whole_error = None;
     r.inject("a1", partial_tcp(VM2, &payload, None));
     r.run();
-    assert!(r.out("a2").is_empty());
-    assert_eq!(r.w.counters(a1).drops[DropReason::NoBuffer as usize], 1);
+    assert_eq!(reassembled(&r.out("a2"), 54, 1514), payload);
+    assert_eq!(r.port("a2").whole_sent, 1);
+    let whole_before = r.port("a2").whole_sent;
     // Frames left on the TX ring after the kicks would leave after it: cut behind them.
     r.port("a2").whole_error = None;
     r.port("a2").undrained = true;
@@ -811,13 +842,14 @@ fn a_super_frame_the_socket_has_no_room_for_is_lost_and_one_it_refuses_or_queued
     r.inject("a1", partial_tcp(VM2, &payload, None));
     r.run();
     assert_eq!(reassembled(&r.out("a2"), 54, 1514), payload);
-    assert_eq!(r.port("a2").whole_sent, 0);
+    assert_eq!(r.port("a2").whole_sent, whole_before);
     let c = r.w.counters(a1);
-    // Received: the lost one, the one cut behind the ring's frames and the eight refused once
-    // each (decided whole), the last as its 14 segments (cut from the start).
+    // Received: the twenty cut for want of room and the one sent whole, the one cut behind the
+    // ring's frames and the eight refused once each (decided whole), the last as its 14
+    // segments (cut from the start).
     assert_eq!(
         (c.gso_whole, c.gso_segmented, c.rx_packets),
-        (0, 10, 1 + 1 + 8 + 14)
+        (1, 20 + 1 + 8 + 1, 20 + 1 + 1 + 8 + 14)
     );
     r.check_accounting();
 }
