@@ -5,12 +5,12 @@
 //! A guest without TSO towards the switch (a veth in native XDP mode takes it away; a guest may
 //! turn it off) sends MTU-sized segments, and the receiving guest's stack runs once for each.
 //! Where the egress port is a VM's and sends super-frames whole (a packet socket with a
-//! virtio-net header, [`crate::sys::packet`]), the worker merges the consecutive segments of one flow it sends out
-//! of that port within one batch into one super-frame: the receiving stack runs once for up to
-//! 64 KB, as it would behind a NIC with GRO, and the kernel (or the egress NIC) cuts the frame
-//! again into the very segments it was made of wherever it must ([`crate::gso::Plan::vnet_hdr`]:
-//! the segment size is the first segment's payload, or less where the egress port's MTU is
-//! smaller).
+//! virtio-net header, [`crate::sys::packet`]), the worker merges the consecutive segments of one
+//! flow it sends out of that port within one batch into one super-frame: the receiving stack
+//! runs once for up to 64 KB, as it would behind a NIC with GRO, and the kernel (or the egress
+//! NIC) cuts the frame again into the very segments it was made of wherever it must
+//! ([`crate::gso::Plan::vnet_hdr`]: the segment size is the first segment's payload, or less
+//! where the egress port's MTU is smaller).
 //!
 //! The rules are Linux's (`tcp_gro_receive`, `inet_gro_receive`, `ipv6_gro_receive`), kept
 //! narrow: a segment joins a run only if it is the next one of the same flow and says nothing

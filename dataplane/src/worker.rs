@@ -2011,9 +2011,9 @@ impl<P: PortIo> Worker<P> {
         true
     }
 
-    /// Stages a frame of network `net` (VLAN `vlan`) decided for this worker's port `egress` (counted on
-    /// `blame` if lost), or merges it with the segments before it ([`Worker::merge_segment`])
-    /// where that port is a VM's that sends super-frames whole.
+    /// Stages a frame of network `net` (VLAN `vlan`) decided for this worker's port `egress`
+    /// (counted on `blame` if lost), or merges it with the segments before it
+    /// ([`Worker::merge_segment`]) where that port is a VM's that sends super-frames whole.
     #[inline]
     fn stage_unicast(
         &mut self,
@@ -2024,8 +2024,8 @@ impl<P: PortIo> Worker<P> {
         blame: u16,
     ) {
         // Towards a VM's port only: beyond the uplink may be a veth into another switch's
-        // native XDP program, where the kernel drops every GSO frame (the send fails with
-        // ENOBUFS, which is also what a full device queue says).
+        // native XDP program, to which the kernel delivers no GSO frame (every merged frame
+        // would be built, refused and cut).
         let merges = self.merging
             && matches!(
                 self.ports.get(usize::from(egress)),
@@ -2116,8 +2116,9 @@ impl<P: PortIo> Worker<P> {
     }
 
     /// Sends the run of segments open, if any: its one segment staged as it came, or the
-    /// segments merged into one super-frame sent whole ([`Worker::send_whole`]; cut again
-    /// if the port refuses it). The merged segments are counted in `coalesced` on the port.
+    /// segments merged into one super-frame sent whole ([`Worker::send_whole`]; cut back into
+    /// them where it cannot leave whole). The segments that left merged are counted in
+    /// `coalesced` on the port.
     #[inline(never)]
     fn close_merge(&mut self) {
         let Some(m) = self.merge.take() else {
