@@ -1264,8 +1264,8 @@ impl<P: PortIo> Worker<P> {
     /// finish. A frame that cannot go whole after frames staged before it (the port's TX ring
     /// still holds some after a few kicks: they would leave after it), or that the socket
     /// refuses, is left to be cut (`Whole::Cut`). A refusal for want of room (a full socket
-    /// buffer or device queue; also every GSO frame sent to a veth whose peer runs a native
-    /// XDP program, which says the same) is not held against the port; after
+    /// buffer or device queue; also every GSO frame sent into a veth both of whose ends run a
+    /// native XDP program, which says the same) is not held against the port; after
     /// [`WHOLE_REFUSALS`] refusals of any other kind in a row the port sends no more
     /// super-frames whole.
     fn send_whole(&mut self, egress: u16, net: u16, tagged: bool, plan: &gso::Plan) -> Whole {
@@ -1322,7 +1322,8 @@ impl<P: PortIo> Worker<P> {
             }
             Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS)) => {
                 // The socket's buffer or the device's queue is full, or the device takes no GSO
-                // frame (a veth into a native XDP program): the segments may still go.
+                // frame (a veth both of whose ends run a native XDP program): the segments may
+                // still go.
                 Whole::Cut
             }
             Err(e) => {
@@ -2023,9 +2024,9 @@ impl<P: PortIo> Worker<P> {
         (net, vlan): (u16, u16),
         blame: u16,
     ) {
-        // Towards a VM's port only: beyond the uplink may be a veth into another switch's
-        // native XDP program, to which the kernel delivers no GSO frame (every merged frame
-        // would be built, refused and cut).
+        // Towards a VM's port only: the uplink may be a veth into another switch in native XDP
+        // mode, which with this one's native program refuses every GSO frame (every merged
+        // frame would be built, refused and cut).
         let merges = self.merging
             && matches!(
                 self.ports.get(usize::from(egress)),

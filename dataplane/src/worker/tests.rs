@@ -806,8 +806,8 @@ fn a_super_frame_the_socket_refuses_or_queued_frames_hold_is_cut() {
     r.learn("a2", VM2);
     let a1 = r.ports.get("a1").unwrap();
     let payload: Vec<u8> = (0..20_000u32).map(|i| (i % 241) as u8).collect();
-    // A full socket buffer, or a device that takes no GSO frame (a veth whose peer runs a
-    // native XDP program says the same): cut, and never held against the port.
+    // A full socket buffer, or a device that takes no GSO frame (a veth both of whose ends run
+    // a native XDP program says the same): cut, and never held against the port.
     for e in [libc::EAGAIN, libc::ENOBUFS] {
         r.port("a2").whole_error = Some(e);
         for _ in 0..10 {
