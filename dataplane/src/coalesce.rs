@@ -145,6 +145,11 @@ impl Run {
         self.seg.headers()
     }
 
+    /// Where the first segment's payload lies in its frame.
+    pub fn first_payload(&self) -> core::ops::Range<usize> {
+        self.seg.headers()..self.seg.headers() + self.size
+    }
+
     /// Segments merged so far.
     pub fn count(&self) -> u32 {
         self.count

@@ -2099,12 +2099,13 @@ impl<P: PortIo> Worker<P> {
             return None;
         }
         // The run's second segment: the first's payload is copied out of its buffer first.
-        if let Some(f) = self.merge.as_mut().and_then(|m| m.first.take()) {
-            if let Some(first) = self.umem.frame(f.addr, f.len) {
-                if let Some(s) = coalesce::Segment::parse(first) {
-                    self.merge_buf
-                        .extend_from_slice(&first[s.headers()..s.headers() + s.payload()]);
-                }
+        let first = self
+            .merge
+            .as_mut()
+            .and_then(|m| Some((m.first.take()?, m.run.first_payload())));
+        if let Some((f, payload)) = first {
+            if let Some(bytes) = self.umem.frame(f.addr, f.len).and_then(|b| b.get(payload)) {
+                self.merge_buf.extend_from_slice(bytes);
             }
             self.umem.release(f.addr);
         }
