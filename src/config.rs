@@ -145,6 +145,8 @@ pub(crate) struct SwitchSection {
     pub(crate) conntrack_per_port: u32,
     pub(crate) mac_limit: u32,
     pub(crate) poll: String,
+    /// How long an adaptive worker spins without traffic before it sleeps, µs.
+    pub(crate) idle_spin_us: u64,
     pub(crate) cpu: Option<usize>,
     /// Poll-mode workers; 0 (the default): one per CPU the process may use.
     pub(crate) workers: usize,
@@ -171,6 +173,7 @@ impl Default for SwitchSection {
             conntrack_per_port: w.conntrack_per_port,
             mac_limit: dataplane::fdb::DEFAULT_MAC_LIMIT,
             poll: "adaptive".into(),
+            idle_spin_us: w.idle_spin_ns / 1000,
             cpu: None,
             workers: 0,
         }
@@ -306,6 +309,13 @@ impl FileConfig {
                 s.max_queue_us
             ));
         }
+        if s.idle_spin_us > 1_000_000 {
+            return Err(format!(
+                "idle_spin_us {}: expected 0 (sleep at once) to 1000000 (a second)",
+                s.idle_spin_us
+            ));
+        }
+        o.worker.idle_spin_ns = s.idle_spin_us * 1000;
         o.worker.frames = s.umem_frames;
         o.worker.max_fill = s.max_fill;
         o.worker.max_queue_ns = s.max_queue_us * 1000;
@@ -446,6 +456,7 @@ mod tests {
             aging_secs = 60
             max_fill = 4096
             max_queue_us = 5000
+            idle_spin_us = 200
             conntrack_per_port = 1000
             workers = 2
             super_frames = "segment"
@@ -469,6 +480,7 @@ mod tests {
         assert_eq!(o.worker.aging_secs, 60);
         assert_eq!(o.worker.max_fill, 4096);
         assert_eq!(o.worker.max_queue_ns, 5_000_000);
+        assert_eq!(o.worker.idle_spin_ns, 200_000);
         assert_eq!(o.worker.conntrack_per_port, 1000);
         assert_eq!((o.workers, o.worker_count()), (2, 2));
         assert!(!o.worker.whole_super_frames);
@@ -558,6 +570,7 @@ mod tests {
             "[switch]\nmax_fill = 8",
             "[switch]\nmax_fill = 16384",
             "[switch]\nmax_queue_us = 1000001",
+            "[switch]\nidle_spin_us = 1000001",
             "[switch]\nworkers = 65",
         ] {
             let f: FileConfig = toml::from_str(bad).unwrap();

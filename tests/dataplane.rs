@@ -594,7 +594,8 @@ fn port_counts(log: &str, what: &str) -> Vec<u64> {
 fn tcp_from_guests_that_keep_tso_leaves_whole_within_a_worker_and_across() {
     // The super-frames leave whole, through the egress veth's packet socket with their segment
     // size, and the receiving guest's stack takes them as it takes the Linux bridge's: between
-    // two ports of one worker, and between ports of two (handed over whole).
+    // two ports of one worker, and between ports of two (sent by the ingress port's worker
+    // through the other's socket, or handed over whole).
     for (tag, workers) in [("g", 1), ("h", 2)] {
         let (segmented, whole) = tso_guests(tag, workers, "whole");
         assert!(
@@ -624,7 +625,7 @@ fn tcp_from_guests_that_keep_tso_is_segmented_by_the_switch_when_told() {
 /// towards the switch (native XDP on veth takes it away), vm1 with tx checksum offload off,
 /// through a daemon with `workers` workers and `coalesce` as given. Returns the segments each
 /// of the daemon's ports reported merged at its stop.
-fn segment_guests(tag: &str, workers: u32, coalesce: bool) -> Vec<u64> {
+fn segment_guests(tag: &str, workers: u32, coalesce: bool) -> (Vec<u64>, Vec<u64>) {
     let vm1 = Vm::new(tag, 1, 0);
     let vm2 = Vm::new(tag, 2, 0);
     let mut d = two_ports(
@@ -637,7 +638,11 @@ fn segment_guests(tag: &str, workers: u32, coalesce: bool) -> Vec<u64> {
         let k = vm.offloads();
         assert!(k.contains("tcp-segmentation-offload: off"), "{k}");
     }
-    port_counts(&tcp_both_ways(&vm1, &vm2, &mut d), "segments coalesced ")
+    let log = tcp_both_ways(&vm1, &vm2, &mut d);
+    (
+        port_counts(&log, "segments coalesced "),
+        port_counts(&log, "sent by other workers "),
+    )
 }
 
 #[test]
@@ -645,15 +650,25 @@ fn tcp_segments_of_one_flow_leave_merged_within_a_worker_and_across() {
     // Complete checksums one way (tx off), partial the other: both merged, the content intact
     // (`tcp_transfer` checks it), between ports of one worker and of two.
     // Each port's guest receives 8 MB: vm2 from vm1's complete checksums, vm1 from vm2's
-    // partial ones.
+    // partial ones. With two workers, the worker of the port a flow enters by merges its
+    // segments and sends them out of the other worker's port itself, through that port's socket.
     for (tag, workers) in [("m", 1), ("n", 2)] {
-        let merged = segment_guests(tag, workers, true);
+        let (merged, straight) = segment_guests(tag, workers, true);
         assert!(
             merged.len() == 2 && merged.iter().all(|&n| n > 500),
             "{workers} workers: {merged:?} segments merged, by port"
         );
+        let crossed = if workers == 1 {
+            straight == [0, 0]
+        } else {
+            straight.len() == 2 && straight.iter().all(|&n| n > 50)
+        };
+        assert!(
+            crossed,
+            "{workers} workers: {straight:?} frames sent by the other worker"
+        );
     }
-    assert_eq!(segment_guests("o", 1, false), [0, 0], "coalesce = false");
+    assert_eq!(segment_guests("o", 1, false).0, [0, 0], "coalesce = false");
 }
 
 /// The VMM's side of a tap device (`tests/tools/vmm.py`): writes a guest's frames with the

@@ -157,6 +157,7 @@ fn bench(c: &mut Criterion) {
                         tx_size: 4096,
                         tx_checksum: false,
                         whole: false,
+                        direct: false,
                     },
                     shared: Arc::new(PortShared::default()),
                 },

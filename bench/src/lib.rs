@@ -6,7 +6,8 @@
 //!
 //! Environment knobs of `qswitch-bench`: `QSB_XDP_MODE` (`auto`, `native`, `generic`) sets the
 //! qswitch DUT's XDP mode, `QSB_UMEM_FRAMES` and `QSB_MAX_FILL` its `umem_frames` and `max_fill`
-//! (default: the daemon's own), `QSB_MAX_QUEUE_US` its `max_queue_us`, `QSB_WORKERS` its worker
+//! (default: the daemon's own), `QSB_MAX_QUEUE_US` its `max_queue_us`, `QSB_IDLE_SPIN_US` its
+//! `idle_spin_us` (where it polls adaptively: `goodput`), `QSB_WORKERS` its worker
 //! count (default: one in the packet tests, the daemon's own in `goodput`); `QSB_SINK_RT=0` runs
 //! the sink without real-time priority, `QSB_SINK_CPU` pins it to another CPU (default 0, the
 //! generator's; `any` lets the scheduler place it); `QSB_DEBUG` prints per-trial details and the

@@ -400,6 +400,7 @@ pub fn start_dut(
                 ("umem_frames", "QSB_UMEM_FRAMES"),
                 ("max_fill", "QSB_MAX_FILL"),
                 ("max_queue_us", "QSB_MAX_QUEUE_US"),
+                ("idle_spin_us", "QSB_IDLE_SPIN_US"),
             ]
             .iter()
             .filter_map(|(key, var)| Some(format!("{key} = {}\n", std::env::var(var).ok()?)))

@@ -16,6 +16,7 @@ pub mod afxdp;
 pub mod mem;
 
 use std::io;
+use std::sync::Arc;
 
 use crate::stats::XdpStats;
 pub use crate::sys::packet::VnetHdr;
@@ -49,6 +50,14 @@ impl PortMode {
             PortMode::Memory => "memory",
         }
     }
+}
+
+/// Sends whole frames out of a port from any thread, with the virtio-net header of
+/// [`PortIo::send_whole`]: a port's packet socket, which the other workers send through
+/// ([`PortIo::whole_tx`]) as a multi-queue NIC lets every core transmit.
+pub trait WholeTx: Send + Sync + core::fmt::Debug {
+    /// As [`PortIo::send_whole`].
+    fn send(&self, hdr: &VnetHdr, parts: &[&[u8]]) -> io::Result<()>;
 }
 
 /// A frame source and sink backed by the worker's UMEM.
@@ -133,6 +142,12 @@ pub trait PortIo: Sized + Send {
     /// for a port whose [`PortIo::takes_whole`] is true; the frame's bytes stay the caller's.
     fn send_whole(&mut self, _hdr: &VnetHdr, _parts: &[&[u8]]) -> io::Result<()> {
         Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// What sends whole frames out of this port from other threads (the socket behind
+    /// [`PortIo::send_whole`], shared), if the port has one. None by default.
+    fn whole_tx(&self) -> Option<Arc<dyn WholeTx>> {
+        None
     }
 
     /// Deepest fill level any of its queues has grown to (0 for backends without fill rings).

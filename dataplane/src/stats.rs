@@ -170,6 +170,10 @@ pub struct PortCounters {
     ra_replies: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
     xdp: [AtomicU64; 6],
+    /// Sent out of the port by other workers, straight through its packet socket: frames,
+    /// bytes and segments merged, added by each (several writers), read into `tx_packets`,
+    /// `tx_bytes` and `coalesced`.
+    direct: [AtomicU64; 3],
 }
 
 impl PortCounters {
@@ -207,8 +211,39 @@ impl PortCounters {
         }
     }
 
-    /// Reads the last published values.
+    /// Counts a frame of `bytes` that another worker sent out of the port, `merged` segments
+    /// merged into it (0 for a single segment).
+    pub fn sent_direct(&self, bytes: u64, merged: u64) {
+        self.direct[0].fetch_add(1, Relaxed);
+        self.direct[1].fetch_add(bytes, Relaxed);
+        self.direct[2].fetch_add(merged, Relaxed);
+    }
+
+    /// Reads the last published values, with what other workers sent out of the port.
     pub fn read(&self) -> PortStats {
+        let s = self.read_published();
+        PortStats {
+            counters: self.with_direct(s.counters),
+            xdp: s.xdp,
+        }
+    }
+
+    /// The port's own worker's counters `c` with what other workers sent out of the port.
+    pub fn with_direct(&self, mut c: LocalCounters) -> LocalCounters {
+        c.tx_packets += self.direct[0].load(Relaxed);
+        c.tx_bytes += self.direct[1].load(Relaxed);
+        c.coalesced += self.direct[2].load(Relaxed);
+        c
+    }
+
+    /// Frames other workers sent out of the port.
+    pub fn sent_by_others(&self) -> u64 {
+        self.direct[0].load(Relaxed)
+    }
+
+    /// Reads the values the port's own worker published (what it starts from when the port is
+    /// opened again).
+    pub fn read_published(&self) -> PortStats {
         let mut drops = [0; DropReason::COUNT];
         for (d, a) in drops.iter_mut().zip(&self.drops) {
             *d = a.load(Relaxed);

@@ -51,7 +51,7 @@ use crate::fdb::{MacEntry, DEFAULT_AGING_SECS};
 use crate::gso;
 use crate::mss::MssTable;
 use crate::pipeline::{flood_targets, Now, Pipeline, Verdict};
-use crate::port::{PortIo, PortMode, Region, XdpDesc};
+use crate::port::{PortIo, PortMode, Region, VnetHdr, XdpDesc};
 use crate::stats::{DropReason, LocalCounters, PortCounters, WorkerStats, XdpStats};
 use crate::sys::umem::{Accounting, Umem, KERNEL_HEADROOM};
 use crate::sys::wake::Wake;
@@ -61,10 +61,12 @@ use crate::wire::{
 };
 
 pub mod cross;
+pub mod direct;
 
 use crate::conntrack::Connection;
 use crate::fdb::MacTable;
 use cross::{Crossing, Links, Target};
+use direct::DirectPort;
 
 /// Largest batch taken from one port at a time.
 pub const MAX_BATCH: usize = 64;
@@ -148,6 +150,13 @@ pub struct WorkerConfig {
 /// 8 ms on the machines measured; docs/BENCHMARKS.md).
 pub const DEFAULT_MAX_QUEUE_NS: u64 = 5_000_000;
 
+/// How long an adaptive worker spins without traffic before it sleeps, by default: as long as
+/// a few wake-ups cost. A worker whose traffic comes further apart (the acknowledgments of a TCP
+/// flow, a few every 100 µs) sleeps between them and leaves its CPU to the guests; spinning
+/// through such gaps (2 ms before) took a CPU the guests' stacks needed on a small host (TCP
+/// between two VMs on different workers, 2 CPUs: 4.0 to 4.6 Gbit/s against 6.6).
+pub const DEFAULT_IDLE_SPIN_NS: u64 = 50_000;
+
 /// The shallowest fill ring the time bound leaves a busy queue.
 const MIN_BOUNDED_FILL: u32 = 256;
 
@@ -162,7 +171,7 @@ impl Default for WorkerConfig {
             poll: PollMode::Adaptive,
             max_fill: 8192,
             max_queue_ns: DEFAULT_MAX_QUEUE_NS,
-            idle_spin_ns: 2_000_000,
+            idle_spin_ns: DEFAULT_IDLE_SPIN_NS,
             idle_sleep_ns: 100_000_000,
             whole_super_frames: true,
             coalesce_segments: true,
@@ -340,6 +349,37 @@ struct Open<P> {
     warned_at: Option<u64>,
 }
 
+/// Sends the TCP frame `buf` (`plan`'s) whole through `send`, its checksum made partial for the
+/// kernel to finish and the header telling it to cut at the smaller of the plan's segment size
+/// and `egress_mss`. `(tagged, to_trunk, vlan)`: the frame carries its network's tag, the port
+/// is the uplink where it must carry tag `vlan`; the tag is pushed or popped on the way, the
+/// frame's bytes left as they are. Returns the length sent; `InvalidData` for a frame that
+/// cannot be sent so (no segment size, no TCP header to make partial).
+fn send_frame_whole(
+    buf: &mut [u8],
+    plan: &gso::Plan,
+    (tagged, to_trunk, vlan): (bool, bool, u16),
+    egress_mss: usize,
+    send: impl FnOnce(&VnetHdr, &[&[u8]]) -> io::Result<()>,
+) -> io::Result<usize> {
+    if egress_mss == 0 || !csum::make_partial(buf) {
+        return Err(io::ErrorKind::InvalidData.into());
+    }
+    let (mut tag, buf) = ([0u8; VLAN_TAG_LEN], &*buf);
+    let (shift, parts, count): (isize, [&[u8]; 3], usize) = match (tagged, to_trunk) {
+        (false, true) => {
+            tag[..2].copy_from_slice(&wire::ETHERTYPE_VLAN.to_be_bytes());
+            tag[2..].copy_from_slice(&(vlan & 0x0fff).to_be_bytes());
+            (4, [&buf[..12], &tag, &buf[12..]], 3)
+        }
+        (true, false) => (-4, [&buf[..12], &buf[12 + VLAN_TAG_LEN..], &[]], 2),
+        _ => (0, [buf, &[], &[]], 1),
+    };
+    let hdr = plan.vnet_hdr(buf, egress_mss, shift);
+    send(&hdr, &parts[..count])?;
+    Ok(buf.len().saturating_add_signed(shift))
+}
+
 /// Stops a port whose transmit failed (its interface gone or down): counted, logged and
 /// reported; the switch closes it.
 fn tx_failed<P: PortIo>(o: &mut Open<P>, slot: u16, c: &mut LocalCounters, e: &io::Error) {
@@ -419,6 +459,10 @@ pub struct Worker<P: PortIo> {
     stats: Arc<WorkerStats>,
     /// Rings to and from the other workers.
     links: Links,
+    /// Other workers' ports this worker sends TCP out of itself ([`direct`]), by slot: its copy
+    /// of the switch's table, and the table's version copied.
+    direct: Vec<Option<Arc<DirectPort>>>,
+    direct_seen: u64,
     /// Frames handed to other workers, and received from them, over the worker's life.
     crossed: (u64, u64),
     /// The workers frames were handed to (a bit each), woken after each ingress port's batch.
@@ -523,6 +567,8 @@ impl<P: PortIo> Worker<P> {
             last_stats: 0,
             stats: Arc::default(),
             links,
+            direct: Vec::new(),
+            direct_seen: 0,
             crossed: (0, 0),
             woken: 0,
             held_back: false,
@@ -652,6 +698,9 @@ impl<P: PortIo> Worker<P> {
                 for slot in changed {
                     self.schedule_ra(slot);
                 }
+                for k in 0..self.active.len() {
+                    self.offer_direct(self.active[k]);
+                }
             }
             Command::AddPort { slot, spec, shared } => {
                 let done = Arc::clone(&shared);
@@ -698,14 +747,14 @@ impl<P: PortIo> Worker<P> {
             Command::Stop => {
                 for &slot in &self.active {
                     if let Some(o) = self.ports[usize::from(slot)].as_ref() {
-                        let c = self.counters(slot);
+                        let c = o.shared.counters.with_direct(self.counters(slot));
                         let drops: Vec<String> = crate::stats::DropReason::ALL
                             .iter()
                             .filter(|r| c.drops[**r as usize] > 0)
                             .map(|r| format!("{}={}", r.name(), c.drops[*r as usize]))
                             .collect();
                         tracing::info!(
-                            "port {slot}: rx {} tx {} floods {} backpressure {} checksums completed {} super-frames segmented {} whole {} segments coalesced {} drops [{}] fill depth {} kernel {:?}",
+                            "port {slot}: rx {} tx {} floods {} backpressure {} checksums completed {} super-frames segmented {} whole {} segments coalesced {} sent by other workers {} drops [{}] fill depth {} kernel {:?}",
                             c.rx_packets,
                             c.tx_packets,
                             c.floods,
@@ -714,6 +763,7 @@ impl<P: PortIo> Worker<P> {
                             c.gso_segmented,
                             c.gso_whole,
                             c.coalesced,
+                            o.shared.counters.sent_by_others(),
                             drops.join(" "),
                             o.io.fill_depth(),
                             o.io.xdp_stats()
@@ -823,7 +873,7 @@ impl<P: PortIo> Worker<P> {
             if takes_whole { "whole" } else { "as segments" }
         );
         // A port that is re-opened (its device came back) keeps its counters.
-        let published = shared.counters.read();
+        let published = shared.counters.read_published();
         self.pipe.counters[usize::from(slot)] = published.counters;
         shared.busy.store(false, Ordering::Relaxed);
         shared.set(LinkState::Up, io.mode(), None);
@@ -840,6 +890,30 @@ impl<P: PortIo> Worker<P> {
         self.active.push(slot);
         self.recompute_fill_target();
         self.schedule_ra(slot);
+        self.offer_direct(slot);
+    }
+
+    /// Offers the other workers port `slot`'s packet socket ([`direct`]) while it is a VM's port
+    /// of this worker that is up and sends super-frames whole; withdraws the offer otherwise.
+    fn offer_direct(&self, slot: u16) {
+        if self.links.out.iter().all(Option::is_none) {
+            return;
+        }
+        let port = match (self.ports.get(usize::from(slot)), self.snap.port(slot)) {
+            (Some(Some(o)), Some(v))
+                if o.healthy && o.takes_whole && matches!(v.role, Role::Access(_)) =>
+            {
+                o.io.whole_tx().map(|tx| {
+                    Arc::new(DirectPort {
+                        gen: v.gen,
+                        tx,
+                        shared: Arc::clone(&o.shared),
+                    })
+                })
+            }
+            _ => None,
+        };
+        self.links.direct.offer(slot, port);
     }
 
     /// Reports that the port for `slot` could not be opened or started.
@@ -863,6 +937,7 @@ impl<P: PortIo> Worker<P> {
         let Some(open) = self.ports.get_mut(usize::from(slot)).and_then(Option::take) else {
             return;
         };
+        self.offer_direct(slot);
         self.active.retain(|&s| s != slot);
         let c = self.counters(slot);
         open.shared.counters.publish(&c, &open.xdp);
@@ -875,6 +950,10 @@ impl<P: PortIo> Worker<P> {
     pub fn poll(&mut self, now: Now) -> usize {
         let mut work = 0;
         self.held_back = false;
+        // Another worker opened or closed a port this one may send TCP out of itself.
+        if self.links.direct.version() != self.direct_seen {
+            self.direct_seen = self.links.direct.copy_into(&mut self.direct);
+        }
         // Every frame received this round may go to any port, and to every other worker: the
         // round takes no more than the smallest free TX room and the fewest free buffers towards
         // a peer, so a full TX ring or a full ring to a peer holds frames back in the RX rings.
@@ -1224,27 +1303,13 @@ impl<P: PortIo> Worker<P> {
                 self.snap.port(ingress).map(|p| p.role),
                 Some(Role::Trunk(_))
             );
-        let owner = self.owner(egress);
-        if owner != self.links.id {
-            let Some(o) = self
-                .links
-                .out
-                .get_mut(usize::from(owner))
-                .and_then(Option::as_mut)
-            else {
-                return false;
-            };
-            self.gso_buf.truncate(plan.end());
-            let segment = plan.segment_len() as u32;
-            if !o.send_whole(egress, net, ingress, tagged, &mut self.gso_buf, segment) {
-                return false;
+        if self.owner(egress) != self.links.id {
+            let sent = self.send_straight(egress, net, tagged, plan, 0)
+                || self.hand_over_whole(ingress, egress, net, tagged, plan);
+            if sent {
+                self.pipe.counters[usize::from(ingress)].gso_whole += 1;
             }
-            // The pool's buffer it got: its capacity once, then it circulates.
-            self.gso_buf.reserve_exact(GSO_BUF);
-            self.crossed.0 += 1;
-            self.woken |= 1 << (owner & 63);
-            self.pipe.counters[usize::from(ingress)].gso_whole += 1;
-            return true;
+            return sent;
         }
         if !self.pipe.admit(&self.snap, egress, plan.end(), now) {
             return true;
@@ -1254,6 +1319,94 @@ impl<P: PortIo> Worker<P> {
             Whole::Cut => return false,
         }
         true
+    }
+
+    /// Hands the super-frame in `gso_buf`, received on `ingress` and decided for another
+    /// worker's port `egress` of network `net`, over whole to that worker. False, and nothing
+    /// done, when every buffer for super-frames towards it is in flight.
+    fn hand_over_whole(
+        &mut self,
+        ingress: u16,
+        egress: u16,
+        net: u16,
+        tagged: bool,
+        plan: &gso::Plan,
+    ) -> bool {
+        let owner = self.owner(egress);
+        let Some(o) = self
+            .links
+            .out
+            .get_mut(usize::from(owner))
+            .and_then(Option::as_mut)
+        else {
+            return false;
+        };
+        self.gso_buf.truncate(plan.end());
+        let segment = plan.segment_len() as u32;
+        if !o.send_whole(egress, net, ingress, tagged, &mut self.gso_buf, segment) {
+            return false;
+        }
+        // The pool's buffer it got: its capacity once, then it circulates.
+        self.gso_buf.reserve_exact(GSO_BUF);
+        self.crossed.0 += 1;
+        self.woken |= 1 << (owner & 63);
+        true
+    }
+
+    /// The packet socket of another worker's port `egress` that this worker may send frames of
+    /// network `net` out of itself ([`direct`]): a VM's port, up, offered for the generation the
+    /// snapshot has, of a network without security groups, and without a receive limit.
+    #[inline]
+    fn straight_port(&self, egress: u16, net: u16) -> Option<&Arc<DirectPort>> {
+        let dp = self.direct.get(usize::from(egress))?.as_ref()?;
+        let v = self.snap.port(egress)?;
+        let ok = v.gen == dp.gen
+            && v.admin_up
+            && matches!(v.role, Role::Access(n) if n == net)
+            && dp.shared.state() == LinkState::Up
+            && !self.snap.net(net).is_some_and(|n| n.filtering)
+            && !self.pipe.polices(egress);
+        ok.then_some(dp)
+    }
+
+    /// Sends the TCP frame in `gso_buf` (`plan`'s: a super-frame, merged segments, or one
+    /// segment), of network `net` and carrying its tag if `tagged`, out of another worker's port
+    /// `egress` through the port's packet socket ([`direct`]), and counts it there (`merged`:
+    /// the segments merged into it). False, and nothing sent, where the port is not to be sent
+    /// to from here or its socket refused the frame.
+    fn send_straight(
+        &mut self,
+        egress: u16,
+        net: u16,
+        tagged: bool,
+        plan: &gso::Plan,
+        merged: u64,
+    ) -> bool {
+        let Some(dp) = self.straight_port(egress, net).cloned() else {
+            return false;
+        };
+        let mss = self.egress_mss(egress, plan, tagged);
+        let vlan = self.snap.net(net).map_or(0, |n| n.vlan);
+        let buf = &mut self.gso_buf[..plan.end()];
+        match send_frame_whole(buf, plan, (tagged, false, vlan), mss, |h, p| {
+            dp.tx.send(h, p)
+        }) {
+            Ok(len) => {
+                dp.shared.counters.sent_direct(len as u64, merged);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Payload bytes a segment of the frame `plan` reads (carrying a tag if `tagged`) may carry
+    /// out of `egress`: its largest frame less the headers (without a tag: `max_frame` is the
+    /// untagged frame's). 0 for a port the snapshot does not have.
+    fn egress_mss(&self, egress: u16, plan: &gso::Plan, tagged: bool) -> usize {
+        let headers = plan.headers() - if tagged { VLAN_TAG_LEN } else { 0 };
+        self.snap
+            .port(egress)
+            .map_or(0, |p| (p.max_frame as usize).saturating_sub(headers))
     }
 
     /// Sends the super-frame in `gso_buf` (of network `net`, carrying its tag if `tagged`)
@@ -1273,17 +1426,7 @@ impl<P: PortIo> Worker<P> {
         let to_trunk =
             vlan != 0 && matches!(self.snap.port(egress).map(|p| p.role), Some(Role::Trunk(_)));
         let end = plan.end();
-        // Payload bytes a segment may carry out of `egress`: its largest frame less the headers
-        // (without a tag: `max_frame` is the untagged frame's).
-        let headers = plan.headers() - if tagged { VLAN_TAG_LEN } else { 0 };
-        let egress_mss = self
-            .snap
-            .port(egress)
-            .map_or(0, |p| (p.max_frame as usize).saturating_sub(headers));
-        if egress_mss == 0 || !csum::make_partial(&mut self.gso_buf[..end]) {
-            // Cannot happen: the port is in the snapshot, and the plan read a TCP header.
-            return Whole::Cut;
-        }
+        let egress_mss = self.egress_mss(egress, plan, tagged);
         self.flush_port(egress);
         let Some(Some(o)) = self.ports.get_mut(usize::from(egress)) else {
             return Whole::Cut;
@@ -1300,25 +1443,20 @@ impl<P: PortIo> Worker<P> {
         if !o.io.drained() {
             return Whole::Cut;
         }
-        let (mut tag, buf) = ([0u8; VLAN_TAG_LEN], &self.gso_buf[..end]);
-        let (shift, parts, count): (isize, [&[u8]; 3], usize) = match (tagged, to_trunk) {
-            (false, true) => {
-                tag[..2].copy_from_slice(&wire::ETHERTYPE_VLAN.to_be_bytes());
-                tag[2..].copy_from_slice(&(vlan & 0x0fff).to_be_bytes());
-                (4, [&buf[..12], &tag, &buf[12..]], 3)
-            }
-            (true, false) => (-4, [&buf[..12], &buf[12 + VLAN_TAG_LEN..], &[]], 2),
-            _ => (0, [buf, &[], &[]], 1),
-        };
-        let hdr = plan.vnet_hdr(buf, egress_mss, shift);
-        let len = end.saturating_add_signed(shift);
-        match o.io.send_whole(&hdr, &parts[..count]) {
-            Ok(()) => {
+        let buf = &mut self.gso_buf[..end];
+        match send_frame_whole(buf, plan, (tagged, to_trunk, vlan), egress_mss, |h, p| {
+            o.io.send_whole(h, p)
+        }) {
+            Ok(len) => {
                 o.whole_refusals = 0;
                 let c = &mut self.pipe.counters[usize::from(egress)];
                 c.tx_packets += 1;
                 c.tx_bytes += len as u64;
                 Whole::Sent
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                // Cannot happen: the port is in the snapshot, and the plan read a TCP header.
+                Whole::Cut
             }
             Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS)) => {
                 // The socket's buffer or the device's queue is full, or the device takes no GSO
@@ -1334,6 +1472,7 @@ impl<P: PortIo> Worker<P> {
                         "port {egress}: super-frames will be segmented: {WHOLE_REFUSALS} sent \
                          whole in a row were refused, the last: {e}"
                     );
+                    self.offer_direct(egress);
                 }
                 Whole::Cut
             }
@@ -1569,8 +1708,7 @@ impl<P: PortIo> Worker<P> {
         if let Some(port) = unicast {
             let owner = self.owner(port);
             if owner != self.links.id {
-                self.cross(owner, Target::Port(port), net, ingress, ingress_tagged, d);
-                self.umem.release(d.addr);
+                self.send_across(owner, port, d, (net, ingress_tagged), ingress);
                 return;
             }
             if !self.is_sendable(port) {
@@ -2047,6 +2185,58 @@ impl<P: PortIo> Worker<P> {
         self.stage_to(egress, d, tagged, vlan, blame);
     }
 
+    /// Sends frame `d` of network `net` (carrying its tag if `tagged`), received on `ingress`
+    /// and decided for port `egress` of worker `owner`: out of that port from here if it is TCP
+    /// that may go so ([`Worker::straight`]), else handed over. Out of line: most frames stay on
+    /// their worker.
+    #[inline(never)]
+    fn send_across(
+        &mut self,
+        owner: u16,
+        egress: u16,
+        d: XdpDesc,
+        (net, tagged): (u16, bool),
+        ingress: u16,
+    ) {
+        let d = if self.merge.is_some()
+            || matches!(self.direct.get(usize::from(egress)), Some(Some(_)))
+        {
+            match self.straight(egress, d, tagged, net, ingress) {
+                Some(d) => d,
+                None => return,
+            }
+        } else {
+            d
+        };
+        self.cross(owner, Target::Port(egress), net, ingress, tagged, d);
+        self.umem.release(d.addr);
+    }
+
+    /// Takes frame `d` of network `net`, received on `ingress` and decided for another worker's
+    /// port `egress`, into a run of segments this worker sends out of that port itself
+    /// ([`direct`]; [`Worker::merge_segment`]) if it is a TCP segment that may be merged and the
+    /// port may be sent to from here. Returns `d` when it is not taken, for the caller to hand
+    /// over, after closing any run open for `egress` (the port's frames keep their order). Out
+    /// of line: only frames towards another worker's port come here.
+    fn straight(
+        &mut self,
+        egress: u16,
+        d: XdpDesc,
+        tagged: bool,
+        net: u16,
+        ingress: u16,
+    ) -> Option<XdpDesc> {
+        let d = if self.merging && self.straight_port(egress, net).is_some() {
+            self.merge_segment(egress, d, tagged, net, ingress)?
+        } else {
+            d
+        };
+        if self.merge.as_ref().is_some_and(|m| m.egress == egress) {
+            self.close_merge();
+        }
+        Some(d)
+    }
+
     /// Merges frame `d` into the run of segments open for `egress`, if it is the next segment
     /// of that run's flow, or starts a run with it if it is a TCP segment that may be merged
     /// (closing any other run: one is open at a time). A segment whose checksums are not sound
@@ -2127,8 +2317,13 @@ impl<P: PortIo> Worker<P> {
             return;
         };
         let vlan = self.snap.net(m.net).map_or(0, |n| n.vlan);
+        let straight = self.owner(m.egress) != self.links.id;
         if let Some(first) = m.first {
-            self.stage_to(m.egress, first, m.tagged, vlan, m.blame);
+            if straight {
+                self.close_straight_one(&m, first);
+            } else {
+                self.stage_to(m.egress, first, m.tagged, vlan, m.blame);
+            }
             return;
         }
         let count = m.run.count();
@@ -2146,6 +2341,15 @@ impl<P: PortIo> Worker<P> {
         // `send_whole` and `cut_for` send what `gso_buf` holds: a super-frame being cut may be
         // there (its segments are what closed the run), and is put back after.
         core::mem::swap(&mut self.gso_buf, &mut self.merge_buf);
+        if straight {
+            if !self.send_straight(m.egress, m.net, m.tagged, &plan, u64::from(count))
+                && !self.hand_over_whole(m.blame, m.egress, m.net, m.tagged, &plan)
+            {
+                self.cut_over(&m, &plan);
+            }
+            core::mem::swap(&mut self.gso_buf, &mut self.merge_buf);
+            return;
+        }
         match self.send_whole(m.egress, m.net, m.tagged, &plan) {
             Whole::Sent => {
                 self.pipe.counters[usize::from(m.egress)].coalesced += u64::from(count);
@@ -2159,6 +2363,61 @@ impl<P: PortIo> Worker<P> {
             }
         }
         core::mem::swap(&mut self.gso_buf, &mut self.merge_buf);
+    }
+
+    /// Sends the one segment of run `m`, towards another worker's port, out of that port
+    /// ([`Worker::send_straight`]), or hands it over if it cannot go so.
+    fn close_straight_one(&mut self, m: &Merge, d: XdpDesc) {
+        // `send_straight` sends what `gso_buf` holds, which may be a super-frame being cut (its
+        // segments are what closed the run): the segment is copied into the run's own buffer,
+        // swapped in meanwhile.
+        core::mem::swap(&mut self.gso_buf, &mut self.merge_buf);
+        self.gso_buf.clear();
+        let copied = self
+            .umem
+            .frame(d.addr, d.len)
+            .map(|frame| self.gso_buf.extend_from_slice(frame))
+            .is_some();
+        let sent = copied
+            && gso::Plan::new(&self.gso_buf, self.gso_buf.len())
+                .is_some_and(|plan| self.send_straight(m.egress, m.net, m.tagged, &plan, 0));
+        core::mem::swap(&mut self.gso_buf, &mut self.merge_buf);
+        if !sent {
+            let owner = self.owner(m.egress);
+            self.cross(owner, Target::Port(m.egress), m.net, m.blame, m.tagged, d);
+            self.hand_over();
+        }
+        self.umem.release(d.addr);
+    }
+
+    /// Cuts the merged frame of run `m` in `gso_buf` back into its segments and hands them over
+    /// to the worker of its port, one by one: where neither the port's socket nor a buffer for
+    /// a whole frame took it. A segment without a buffer is lost (`no_buffer` on the ingress).
+    fn cut_over(&mut self, m: &Merge, plan: &gso::Plan) {
+        let owner = self.owner(m.egress);
+        let off = KERNEL_HEADROOM as usize;
+        for k in 0..plan.segments() {
+            let Some(base) = self.umem.alloc() else {
+                self.pipe.counters[usize::from(m.blame)].drop(DropReason::NoBuffer);
+                continue;
+            };
+            let len = self
+                .umem
+                .chunk_mut(base)
+                .and_then(|(chunk, _)| plan.write(&self.gso_buf, k, &mut chunk[off..]));
+            if let Some(len) = len {
+                let d = XdpDesc {
+                    addr: base + off as u64,
+                    len: len as u32,
+                    options: UNFINISHED,
+                };
+                self.cross(owner, Target::Port(m.egress), m.net, m.blame, m.tagged, d);
+            } else {
+                self.pipe.counters[usize::from(m.blame)].drop(DropReason::NoBuffer);
+            }
+            self.umem.release(base);
+        }
+        self.hand_over();
     }
 
     /// Stages a worker-owned frame for `egress`, pushing or popping the VLAN tag as the egress

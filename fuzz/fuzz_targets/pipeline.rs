@@ -147,6 +147,7 @@ fuzz_target!(|data: &[u8]| {
                     tx_size: 32,
                     tx_checksum: slot % 2 == 1,
                     whole: slot % 2 == 1,
+                    direct: false,
                 },
                 shared: Arc::new(PortShared::default()),
             },

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{PortIo, PortMode, Region, Umem, VnetHdr, XdpDesc};
+use super::{PortIo, PortMode, Region, Umem, VnetHdr, WholeTx, XdpDesc};
 use crate::stats::XdpStats;
 use crate::sys::packet::GsoTx;
 use crate::sys::{bpf, netdev, xsk};
@@ -339,7 +339,7 @@ pub struct AfXdpPort {
     mode: PortMode,
     tx_checksum: bool,
     /// The packet socket that sends super-frames whole, on the devices that take them.
-    whole: Option<GsoTx>,
+    whole: Option<Arc<GsoTx>>,
     // Field order is drop order: the program (when this is its last holder) goes first, then
     // the sockets.
     pre: Arc<Prepared>,
@@ -386,6 +386,14 @@ impl AfXdpPort {
 
 fn context(e: io::Error, what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// The other workers send whole frames through the port's packet socket: `sendmsg` on one
+/// socket from several threads is safe, each call builds its own skb.
+impl WholeTx for GsoTx {
+    fn send(&self, hdr: &VnetHdr, parts: &[&[u8]]) -> io::Result<()> {
+        GsoTx::send(self, hdr, parts)
+    }
 }
 
 impl PortIo for AfXdpPort {
@@ -475,6 +483,7 @@ impl PortIo for AfXdpPort {
             .whole
             .then(|| {
                 GsoTx::open(ifindex)
+                    .map(Arc::new)
                     .map_err(|e| {
                         tracing::warn!("{}: super-frames will be segmented: {e}", spec.device)
                     })
@@ -637,6 +646,10 @@ impl PortIo for AfXdpPort {
             Some(tx) => tx.send(hdr, parts),
             None => Err(io::ErrorKind::Unsupported.into()),
         }
+    }
+
+    fn whole_tx(&self) -> Option<Arc<dyn WholeTx>> {
+        self.whole.clone().map(|tx| tx as Arc<dyn WholeTx>)
     }
 
     fn drained(&mut self) -> bool {

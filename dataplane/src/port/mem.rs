@@ -7,8 +7,10 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use super::{PortIo, PortMode, Region, Umem, VnetHdr, XdpDesc};
+use super::{PortIo, PortMode, Region, Umem, VnetHdr, WholeTx, XdpDesc};
 use crate::stats::XdpStats;
 use crate::sys::umem::KERNEL_HEADROOM;
 use crate::sys::xsk::{read_tx_checksum, TX_METADATA_LEN, XDP_PKT_CONTD, XDP_TX_METADATA};
@@ -30,6 +32,37 @@ pub struct MemSpec {
     /// virtio-net header does; each is cut into segments as the kernel's software GSO cuts it
     /// (into `outbox` with `capture`), so that tests see what a receiver would.
     pub whole: bool,
+    /// With `whole`, also let other workers send whole frames out of the port
+    /// ([`PortIo::whole_tx`]): they land in [`MemPort::direct`], not in `outbox`.
+    pub direct: bool,
+}
+
+/// Whole frames other workers sent out of a memory port ([`PortIo::whole_tx`]), each cut into
+/// the segments the kernel's software GSO would put on the wire.
+#[derive(Debug, Default)]
+pub struct MemWholeTx {
+    /// The segments, oldest first.
+    pub segments: Mutex<Vec<Vec<u8>>>,
+    /// Frames sent.
+    pub sent: AtomicU64,
+    /// Set to make sends fail with this OS error (0: none), as a full socket buffer would.
+    pub error: AtomicI32,
+}
+
+impl WholeTx for MemWholeTx {
+    fn send(&self, hdr: &VnetHdr, parts: &[&[u8]]) -> io::Result<()> {
+        match self.error.load(Ordering::Relaxed) {
+            0 => {}
+            e => return Err(io::Error::from_raw_os_error(e)),
+        }
+        let segments = gso_segments(&parts.concat(), hdr)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut s) = self.segments.lock() {
+            s.extend(segments);
+        }
+        Ok(())
+    }
 }
 
 /// An in-memory port.
@@ -57,6 +90,8 @@ pub struct MemPort {
     pub undrained: bool,
     /// Set to make `flush` fail, as a vanished interface would.
     pub fail_tx: bool,
+    /// What other workers send whole frames through (with `whole` and `direct`).
+    pub direct: Option<Arc<MemWholeTx>>,
     stats: XdpStats,
     source: Option<(std::sync::Arc<Vec<Vec<u8>>>, usize)>,
 }
@@ -138,6 +173,7 @@ impl PortIo for MemPort {
             whole_error: None,
             undrained: false,
             fail_tx: false,
+            direct: (spec.whole && spec.direct).then(Arc::default),
             stats: XdpStats::default(),
             source: None,
         })
@@ -290,6 +326,10 @@ impl PortIo for MemPort {
             self.outbox.extend(segments);
         }
         Ok(())
+    }
+
+    fn whole_tx(&self) -> Option<Arc<dyn WholeTx>> {
+        self.direct.clone().map(|tx| tx as Arc<dyn WholeTx>)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::config::{NetworkConfig, PortConfig, SlotMap, SwitchConfig};
-use crate::port::mem::MemPort;
+use crate::port::mem::{MemPort, MemWholeTx};
 use crate::wire::{build_frame, EthernetFrame, Mac, ETHERTYPE_IPV4};
 
 const VM1: Mac = Mac([0x02, 0, 0, 0, 0, 1]);
@@ -54,6 +54,19 @@ impl Crew {
         edit: impl FnOnce(&mut SwitchConfig),
         offload: &[&str],
         whole: &[&str],
+    ) -> Crew {
+        Crew::socketed(frames, depth, edit, offload, whole, &[])
+    }
+
+    /// As [`Crew::ported`], the ports named in `direct` (of those in `whole`) also taking them
+    /// from the other worker, through their sockets ([`PortIo::whole_tx`]).
+    fn socketed(
+        frames: u32,
+        depth: usize,
+        edit: impl FnOnce(&mut SwitchConfig),
+        offload: &[&str],
+        whole: &[&str],
+        direct: &[&str],
     ) -> Crew {
         let wc = WorkerConfig {
             frames,
@@ -105,7 +118,9 @@ impl Crew {
             let slot = c.ports.get(id).unwrap();
             let w = &mut c.w[usize::from(o)];
             let whole = whole.contains(&id);
-            super::tests::open_mem_port_spec(w, slot, whole || offload.contains(&id), whole);
+            let direct = whole && direct.contains(&id);
+            let offload = whole || offload.contains(&id);
+            super::tests::open_mem_port_spec(w, slot, offload, whole, direct);
         }
         c
     }
@@ -488,5 +503,117 @@ fn only_the_worker_that_owns_a_port_tells_its_vm_its_advertisement() {
     for p in ["a1", "b1", "a3", "up"] {
         assert!(c.take(p).is_empty(), "{p} was told");
     }
+    c.check_accounting();
+}
+
+#[test]
+fn tcp_towards_the_other_workers_vm_leaves_merged_through_its_socket_without_crossing() {
+    use super::tests::tcp_segments;
+    use std::sync::atomic::Ordering::Relaxed;
+    // a2 (worker 1) takes super-frames whole, from worker 0 too.
+    let mut c = Crew::socketed(4096, 64, |_| {}, &[], &["a2"], &["a2"]);
+    c.announce_vm2();
+    let slot = c.ports.get("a2").unwrap();
+    let sink = Arc::clone(c.port("a2").direct.as_ref().unwrap());
+    let taken = |sink: &MemWholeTx| std::mem::take(&mut *sink.segments.lock().unwrap());
+    let shared = |c: &Crew| {
+        let o = c.w[1].ports[usize::from(slot)].as_ref().unwrap();
+        o.shared.counters.read().counters
+    };
+    let before = shared(&c).tx_packets;
+    let payload: Vec<u8> = (0..12_000u32).map(|i| (i % 247) as u8).collect();
+    let segs = tcp_segments(VM2, &payload, 1000);
+
+    // Worker 0 merges a1's segments and sends them out of a2 itself: nothing crosses.
+    for f in &segs {
+        c.inject("a1", f.clone());
+    }
+    c.run();
+    assert!(taken(&sink) == segs, "the segments, merged and cut back");
+    assert_eq!(sink.sent.load(Relaxed), 1);
+    assert!(c.take("a2").is_empty(), "nothing through worker 1");
+    assert_eq!(c.w[0].crossed.0, 0);
+    let s = shared(&c);
+    assert_eq!(
+        (s.tx_packets, s.coalesced),
+        (before + 1, 12),
+        "counted on a2"
+    );
+
+    // A lone segment goes the same way, so that it cannot overtake or be overtaken by a run.
+    c.inject("a1", segs[0].clone());
+    c.run();
+    assert!(taken(&sink) == [segs[0].clone()], "the lone segment");
+    assert_eq!((sink.sent.load(Relaxed), c.w[0].crossed.0), (2, 0));
+    assert_eq!(
+        shared(&c).coalesced,
+        12,
+        "a lone segment is not a merged one"
+    );
+
+    // Refused (a full socket buffer): handed over whole, and worker 1 sends it; nothing lost.
+    sink.error.store(libc::ENOBUFS, Relaxed);
+    for f in &segs {
+        c.inject("a1", f.clone());
+    }
+    c.inject("a1", segs[0].clone());
+    c.run();
+    assert!(taken(&sink).is_empty());
+    let mut want = segs.clone();
+    want.push(segs[0].clone());
+    assert!(c.take("a2") == want, "sent by worker 1");
+    assert_eq!(c.port("a2").whole_sent, 1);
+    assert_eq!(
+        c.w[0].crossed.0, 2,
+        "the merged frame whole, the lone segment"
+    );
+    sink.error.store(0, Relaxed);
+
+    // Once worker 1 closes a2, worker 0 no longer sends through its socket (it hands the
+    // segments over, and worker 1 counts them as sent to a port that is down).
+    c.w[1].handle(Command::RemovePort { slot }, Now::default());
+    for f in &segs {
+        c.inject("a1", f.clone());
+    }
+    c.run();
+    assert!(taken(&sink).is_empty());
+    assert_eq!(sink.sent.load(Relaxed), 2);
+    assert_eq!(c.w[0].crossed.0, 2 + 12);
+    c.check_accounting();
+}
+
+#[test]
+fn tcp_towards_a_port_whose_network_filters_crosses_to_its_worker() {
+    use super::tests::tcp_segments;
+    use crate::acl::{PortFilter, Rule};
+    use std::sync::atomic::Ordering::Relaxed;
+    // a3 has security groups: its network's frames are checked on their egress port's worker,
+    // which holds that port's connections; a2's are sent by worker 1 too, merged there.
+    let mut c = Crew::socketed(
+        4096,
+        64,
+        |cfg| {
+            let any = Rule::new(false, None, None, crate::acl::Remote::Any);
+            let filter = Arc::new(PortFilter::new(vec![any.clone()], vec![any]));
+            for p in cfg.ports.iter_mut().filter(|p| p.id == "a3") {
+                p.filter = Some(Arc::clone(&filter));
+            }
+        },
+        &[],
+        &["a2"],
+        &["a2"],
+    );
+    c.announce_vm2();
+    let sink = Arc::clone(c.port("a2").direct.as_ref().unwrap());
+    let payload: Vec<u8> = (0..12_000u32).map(|i| (i % 247) as u8).collect();
+    let segs = tcp_segments(VM2, &payload, 1000);
+    for f in &segs {
+        c.inject("a1", f.clone());
+    }
+    c.run();
+    assert_eq!(sink.sent.load(Relaxed), 0);
+    assert!(c.take("a2") == segs, "merged by worker 1");
+    assert_eq!(c.port("a2").whole_sent, 1, "merged by worker 1");
+    assert_eq!(c.w[0].crossed.0, 12);
     c.check_accounting();
 }

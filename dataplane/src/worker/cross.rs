@@ -29,6 +29,7 @@
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
+use super::direct::Direct;
 use crate::sys::wake::Wake;
 
 /// Where a crossing frame goes on the receiving worker.
@@ -297,6 +298,8 @@ pub struct Links {
     pub(crate) inbound: Vec<Inbound>,
     /// What wakes this worker when it sleeps (none: it naps instead, see `Worker::run`).
     pub(crate) wake: Option<Arc<Wake>>,
+    /// The ports every worker of the switch sends TCP out of itself ([`super::direct`]).
+    pub(crate) direct: Arc<Direct>,
 }
 
 impl Links {
@@ -310,8 +313,10 @@ impl Links {
 /// and each worker's wake-up (none if the system refuses an eventfd).
 pub fn mesh(n: usize, depth: usize, size: usize) -> Vec<Links> {
     let n = n.clamp(1, 64);
+    let direct = Arc::new(Direct::default());
     let mut links: Vec<Links> = (0..n)
         .map(|i| Links {
+            direct: Arc::clone(&direct),
             id: i as u16,
             out: (0..n).map(|_| None).collect(),
             inbound: Vec::new(),

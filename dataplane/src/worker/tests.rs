@@ -27,16 +27,18 @@ pub(super) fn open_mem_port(w: &mut Worker<MemPort>, slot: u16) {
 /// As [`open_mem_port`]; with `tx_checksum` the port finishes checksums on request, as a veth's
 /// kernel does ([`PortIo::tx_checksum`]).
 pub(super) fn open_mem_port_with(w: &mut Worker<MemPort>, slot: u16, tx_checksum: bool) {
-    open_mem_port_spec(w, slot, tx_checksum, false);
+    open_mem_port_spec(w, slot, tx_checksum, false, false);
 }
 
 /// As [`open_mem_port_with`]; with `whole` the port also takes TCP super-frames whole, as a
-/// veth's packet socket does ([`PortIo::takes_whole`]).
+/// veth's packet socket does ([`PortIo::takes_whole`]), and with `direct` from other workers
+/// too ([`PortIo::whole_tx`]).
 pub(super) fn open_mem_port_spec(
     w: &mut Worker<MemPort>,
     slot: u16,
     tx_checksum: bool,
     whole: bool,
+    direct: bool,
 ) {
     w.handle(
         Command::AddPort {
@@ -46,6 +48,7 @@ pub(super) fn open_mem_port_spec(
                 tx_size: 256,
                 tx_checksum,
                 whole,
+                direct,
             },
             shared: Arc::new(PortShared::default()),
         },
@@ -105,7 +108,7 @@ impl Rig {
             let slot = r.ports.get(&p.id).unwrap();
             let whole = whole.contains(&p.id.as_str());
             let offload = whole || offload.contains(&p.id.as_str());
-            open_mem_port_spec(&mut r.w, slot, offload, whole);
+            open_mem_port_spec(&mut r.w, slot, offload, whole, false);
         }
         r
     }
@@ -407,6 +410,7 @@ fn failed_transmit_marks_the_port_and_keeps_forwarding_elsewhere() {
                 tx_size: 64,
                 tx_checksum: false,
                 whole: false,
+                direct: false,
             },
             shared: Arc::clone(&shared),
         },
@@ -682,7 +686,7 @@ fn a_super_frame_leaves_whole_towards_a_port_that_takes_it_in_order_and_tagged_a
 
 /// `payload` to `dst` as a guest without TSO sends it: segments of `mss` bytes (the IPv4
 /// identification and the sequence number advancing, PSH on the last), their checksums complete.
-fn tcp_segments(dst: Mac, payload: &[u8], mss: usize) -> Vec<Vec<u8>> {
+pub(super) fn tcp_segments(dst: Mac, payload: &[u8], mss: usize) -> Vec<Vec<u8>> {
     let mut whole = partial_tcp(dst, payload, None);
     // The IPv4 header checksum, as a sender writes it.
     let sum = crate::csum::header_checksum(&whole[14..34]);
@@ -1352,6 +1356,7 @@ fn a_port_whose_slot_is_still_held_starts_once_the_slot_is_released() {
         tx_size: 256,
         tx_checksum: false,
         whole: false,
+        direct: false,
     };
     let open = |w: &mut Worker<MemPort>, shared: &Arc<PortShared>| {
         w.handle(
@@ -1415,6 +1420,7 @@ fn a_failed_redundant_open_leaves_the_open_port_alone() {
         tx_size: 256,
         tx_checksum: false,
         whole: false,
+        direct: false,
     };
     let port = MemPort::open(&spec, slot, &r.w.region()).unwrap();
     open(&mut r.w, Ok(port));

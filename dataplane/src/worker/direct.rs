@@ -1,0 +1,127 @@
+//! Ports any worker sends TCP out of itself, straight through the port's packet socket.
+//!
+//! # Design
+//! A frame whose egress port belongs to another worker crosses to that worker (`cross`): copied
+//! into a buffer of the ring, again into the owner's UMEM, then sent by the owner, whose
+//! `sendmsg` runs the receiving guest's stack. Between two VMs on different workers every TCP
+//! segment made that trip, and each worker ran half of every flow. For TCP towards a VM's port
+//! that sends super-frames whole, the worker that decided the segments sends them itself
+//! instead, merged ([`crate::coalesce`]) into one frame for the port's packet socket, as each
+//! core of a host transmits on its own queue of a multi-queue NIC (a packet socket takes
+//! `sendmsg` from any thread). A flow then stays on the worker of the port it enters by.
+//!
+//! The owner offers the socket while the port is up and takes super-frames whole, and withdraws
+//! it when the port closes or stops taking them, or the snapshot gives its slot to another port
+//! (the offer names the slot's generation). Every worker keeps its own copy of the table,
+//! refreshed when the table's version changes: one atomic load a round.
+//!
+//! Only where the owner has nothing to apply: the egress port's network has no security groups
+//! (the owner's connection table holds the port's connections) and the port no receive limit
+//! (the owner's policer). What is sent straight is counted on the port by the sender
+//! ([`crate::stats::PortCounters::sent_direct`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::PortShared;
+use crate::port::WholeTx;
+
+/// A port's packet socket, offered by the worker that owns the port.
+#[derive(Debug)]
+pub struct DirectPort {
+    /// The slot's generation in the owner's snapshot when offered.
+    pub gen: u32,
+    /// The socket.
+    pub tx: Arc<dyn WholeTx>,
+    /// The port's state and counters.
+    pub shared: Arc<PortShared>,
+}
+
+/// The ports offered, by slot; shared by every worker of a switch.
+#[derive(Debug, Default)]
+pub struct Direct {
+    version: AtomicU64,
+    ports: Mutex<Vec<Option<Arc<DirectPort>>>>,
+}
+
+impl Direct {
+    /// Offers `port` for `slot`, or withdraws the slot's offer (`None`). The version changes
+    /// only if the offer does.
+    pub fn offer(&self, slot: u16, port: Option<Arc<DirectPort>>) {
+        let Ok(mut ports) = self.ports.lock() else {
+            return;
+        };
+        let i = usize::from(slot);
+        let same = match (ports.get(i).and_then(Option::as_ref), &port) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.gen == b.gen && Arc::ptr_eq(&a.shared, &b.shared),
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        if ports.len() <= i {
+            ports.resize(i + 1, None);
+        }
+        ports[i] = port;
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// The table's version.
+    #[inline]
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Copies the table into `out`; returns the version copied.
+    pub fn copy_into(&self, out: &mut Vec<Option<Arc<DirectPort>>>) -> u64 {
+        match self.ports.lock() {
+            Ok(ports) => {
+                out.clone_from(&ports);
+                self.version()
+            }
+            Err(_) => {
+                out.clear();
+                self.version()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port::mem::MemWholeTx;
+
+    fn port(gen: u32, shared: &Arc<PortShared>) -> Option<Arc<DirectPort>> {
+        Some(Arc::new(DirectPort {
+            gen,
+            tx: Arc::new(MemWholeTx::default()),
+            shared: Arc::clone(shared),
+        }))
+    }
+
+    #[test]
+    fn the_version_changes_only_with_the_offer() {
+        let d = Direct::default();
+        let shared = Arc::new(PortShared::default());
+        let v0 = d.version();
+        d.offer(3, None);
+        assert_eq!(d.version(), v0, "withdrawing nothing changes nothing");
+        d.offer(3, port(1, &shared));
+        let v1 = d.version();
+        assert_ne!(v1, v0);
+        d.offer(3, port(1, &shared));
+        assert_eq!(d.version(), v1, "the same port offered again");
+        d.offer(3, port(2, &shared));
+        assert_ne!(d.version(), v1, "the slot's next generation");
+        let mut copy = Vec::new();
+        assert_eq!(d.copy_into(&mut copy), d.version());
+        assert_eq!(copy.len(), 4);
+        assert_eq!(copy[3].as_ref().map(|p| p.gen), Some(2));
+        assert!(copy[..3].iter().all(Option::is_none));
+        d.offer(3, None);
+        d.copy_into(&mut copy);
+        assert!(copy.iter().all(Option::is_none));
+    }
+}
