@@ -365,19 +365,30 @@ fn send_frame_whole(
     if egress_mss == 0 || !csum::make_partial(buf) {
         return Err(io::ErrorKind::InvalidData.into());
     }
-    let (mut tag, buf) = ([0u8; VLAN_TAG_LEN], &*buf);
-    let (shift, parts, count): (isize, [&[u8]; 3], usize) = match (tagged, to_trunk) {
-        (false, true) => {
-            tag[..2].copy_from_slice(&wire::ETHERTYPE_VLAN.to_be_bytes());
-            tag[2..].copy_from_slice(&(vlan & 0x0fff).to_be_bytes());
-            (4, [&buf[..12], &tag, &buf[12..]], 3)
-        }
-        (true, false) => (-4, [&buf[..12], &buf[12 + VLAN_TAG_LEN..], &[]], 2),
-        _ => (0, [buf, &[], &[]], 1),
-    };
+    let mut tag = [0u8; VLAN_TAG_LEN];
+    let (shift, parts, count) = frame_parts(buf, (tagged, to_trunk, vlan), &mut tag);
     let hdr = plan.vnet_hdr(buf, egress_mss, shift);
     send(&hdr, &parts[..count])?;
     Ok(buf.len().saturating_add_signed(shift))
+}
+
+/// Frame `buf` as it leaves a port, in at most three parts, `tag` holding a tag pushed:
+/// `(tagged, to_trunk, vlan)` as for [`send_frame_whole`]. Returns how far the bytes after the
+/// MAC addresses moved, the parts and how many there are.
+fn frame_parts<'a>(
+    buf: &'a [u8],
+    (tagged, to_trunk, vlan): (bool, bool, u16),
+    tag: &'a mut [u8; VLAN_TAG_LEN],
+) -> (isize, [&'a [u8]; 3], usize) {
+    match (tagged, to_trunk) {
+        (false, true) => {
+            tag[..2].copy_from_slice(&wire::ETHERTYPE_VLAN.to_be_bytes());
+            tag[2..].copy_from_slice(&(vlan & 0x0fff).to_be_bytes());
+            (4, [&buf[..12], &tag[..], &buf[12..]], 3)
+        }
+        (true, false) => (-4, [&buf[..12], &buf[12 + VLAN_TAG_LEN..], &[]], 2),
+        _ => (0, [buf, &[], &[]], 1),
+    }
 }
 
 /// Stops a port whose transmit failed (its interface gone or down): counted, logged and
@@ -896,7 +907,7 @@ impl<P: PortIo> Worker<P> {
     /// Offers the other workers port `slot`'s packet socket ([`direct`]) while it is a VM's port
     /// of this worker that is up and sends super-frames whole; withdraws the offer otherwise.
     fn offer_direct(&self, slot: u16) {
-        if self.links.out.iter().all(Option::is_none) {
+        if !self.whole || self.links.out.iter().all(Option::is_none) {
             return;
         }
         let port = match (self.ports.get(usize::from(slot)), self.snap.port(slot)) {
@@ -937,7 +948,7 @@ impl<P: PortIo> Worker<P> {
         let Some(open) = self.ports.get_mut(usize::from(slot)).and_then(Option::take) else {
             return;
         };
-        self.offer_direct(slot);
+        self.links.direct.withdraw(slot, &open.shared);
         self.active.retain(|&s| s != slot);
         let c = self.counters(slot);
         open.shared.counters.publish(&c, &open.xdp);
@@ -1304,7 +1315,11 @@ impl<P: PortIo> Worker<P> {
                 Some(Role::Trunk(_))
             );
         if self.owner(egress) != self.links.id {
-            let sent = self.send_straight(egress, net, tagged, plan, 0)
+            // The segments of a run open for that port go first.
+            if self.merge.as_ref().is_some_and(|m| m.egress == egress) {
+                self.close_merge();
+            }
+            let sent = self.send_straight(egress, net, tagged, ingress, plan, 0)
                 || self.hand_over_whole(ingress, egress, net, tagged, plan);
             if sent {
                 self.pipe.counters[usize::from(ingress)].gso_whole += 1;
@@ -1360,7 +1375,8 @@ impl<P: PortIo> Worker<P> {
     fn straight_port(&self, egress: u16, net: u16) -> Option<&Arc<DirectPort>> {
         let dp = self.direct.get(usize::from(egress))?.as_ref()?;
         let v = self.snap.port(egress)?;
-        let ok = v.gen == dp.gen
+        let ok = self.whole
+            && v.gen == dp.gen
             && v.admin_up
             && matches!(v.role, Role::Access(n) if n == net)
             && dp.shared.state() == LinkState::Up
@@ -1369,30 +1385,80 @@ impl<P: PortIo> Worker<P> {
         ok.then_some(dp)
     }
 
-    /// Sends the TCP frame in `gso_buf` (`plan`'s: a super-frame, merged segments, or one
-    /// segment), of network `net` and carrying its tag if `tagged`, out of another worker's port
-    /// `egress` through the port's packet socket ([`direct`]), and counts it there (`merged`:
-    /// the segments merged into it). False, and nothing sent, where the port is not to be sent
-    /// to from here or its socket refused the frame.
+    /// Sends the TCP frame in `gso_buf` (`plan`'s: a super-frame or merged segments), of
+    /// network `net` and carrying its tag if `tagged`, out of another worker's port `egress`
+    /// through the port's packet socket ([`direct`]), and counts it there (`merged`: the
+    /// segments merged into it). A frame the socket refuses whole (no room; or a guest end
+    /// running a native XDP program, which refuses every GSO frame) is cut into its segments,
+    /// each sent the same way or, refused too, handed over ([`Worker::cut_over`]; losses counted
+    /// on `blame`). False, and nothing done, where the port is not to be sent to from here.
     fn send_straight(
         &mut self,
         egress: u16,
         net: u16,
         tagged: bool,
+        blame: u16,
         plan: &gso::Plan,
         merged: u64,
     ) -> bool {
-        let Some(dp) = self.straight_port(egress, net).cloned() else {
+        if self.straight_port(egress, net).is_none() {
             return false;
-        };
+        }
         let mss = self.egress_mss(egress, plan, tagged);
         let vlan = self.snap.net(net).map_or(0, |n| n.vlan);
+        let Some(Some(dp)) = self.direct.get(usize::from(egress)) else {
+            return false;
+        };
         let buf = &mut self.gso_buf[..plan.end()];
         match send_frame_whole(buf, plan, (tagged, false, vlan), mss, |h, p| {
             dp.tx.send(h, p)
         }) {
+            Ok(len) => dp.shared.counters.sent_direct(len as u64, merged),
+            Err(_) => self.cut_over(egress, net, tagged, blame, plan),
+        }
+        true
+    }
+
+    /// Sends frame `d` (this worker's chunk; the caller keeps it), of network `net` and
+    /// carrying its tag if `tagged`, out of another worker's port `egress` through the port's
+    /// packet socket as it is: if it is TCP with a payload, its checksum partial (left for the
+    /// kernel to finish, made so if it was correct) or, neither partial nor correct, left wrong
+    /// for the receiver to drop as it would off a wire. False where the port is not to be sent
+    /// to from here, the frame is not such a segment, or the socket refused it; a checksum made
+    /// partial on the way is marked `UNFINISHED` in `d`.
+    fn send_lone(&mut self, egress: u16, net: u16, tagged: bool, d: &mut XdpDesc) -> bool {
+        if self.straight_port(egress, net).is_none() {
+            return false;
+        }
+        let vlan = self.snap.net(net).map_or(0, |n| n.vlan);
+        let (Some(Some(dp)), Some(frame)) = (
+            self.direct.get(usize::from(egress)),
+            self.umem.frame(d.addr, d.len),
+        ) else {
+            return false;
+        };
+        let Some(plan) = gso::Plan::new(frame, frame.len()) else {
+            return false;
+        };
+        let frame = &mut frame[..plan.end()];
+        let partial = d.options & UNFINISHED != 0;
+        let send = |h: &VnetHdr, p: &[&[u8]]| dp.tx.send(h, p);
+        let sent = if partial || csum::tso_sound(frame) {
+            if !csum::make_partial(frame) {
+                return false;
+            }
+            d.options |= UNFINISHED;
+            // One segment: the header asks for no segmentation, only the checksum.
+            let mss = plan.end() - plan.headers();
+            send_frame_whole(frame, &plan, (tagged, false, vlan), mss, send)
+        } else {
+            let mut tag = [0u8; VLAN_TAG_LEN];
+            let (_, parts, count) = frame_parts(frame, (tagged, false, vlan), &mut tag);
+            send(&VnetHdr::default(), &parts[..count]).map(|()| frame.len())
+        };
+        match sent {
             Ok(len) => {
-                dp.shared.counters.sent_direct(len as u64, merged);
+                dp.shared.counters.sent_direct(len as u64, 0);
                 true
             }
             Err(_) => false,
@@ -2212,12 +2278,13 @@ impl<P: PortIo> Worker<P> {
         self.umem.release(d.addr);
     }
 
-    /// Takes frame `d` of network `net`, received on `ingress` and decided for another worker's
-    /// port `egress`, into a run of segments this worker sends out of that port itself
-    /// ([`direct`]; [`Worker::merge_segment`]) if it is a TCP segment that may be merged and the
-    /// port may be sent to from here. Returns `d` when it is not taken, for the caller to hand
-    /// over, after closing any run open for `egress` (the port's frames keep their order). Out
-    /// of line: only frames towards another worker's port come here.
+    /// Sends frame `d` of network `net`, received on `ingress` and decided for another worker's
+    /// port `egress`, out of that port itself ([`direct`]) where the port may be sent to from
+    /// here and the frame is TCP with a payload: merged with the flow's segments
+    /// ([`Worker::merge_segment`]) or, one that may not be merged, on its own
+    /// ([`Worker::send_lone`]), so that no data of a flow crosses while the rest of it goes
+    /// straight. Returns `d` when it is not taken, for the caller to hand over, after closing
+    /// any run open for `egress` (the port's frames keep their order).
     fn straight(
         &mut self,
         egress: u16,
@@ -2226,13 +2293,18 @@ impl<P: PortIo> Worker<P> {
         net: u16,
         ingress: u16,
     ) -> Option<XdpDesc> {
-        let d = if self.merging && self.straight_port(egress, net).is_some() {
+        let straight = self.straight_port(egress, net).is_some();
+        let mut d = if straight && self.merging {
             self.merge_segment(egress, d, tagged, net, ingress)?
         } else {
             d
         };
         if self.merge.as_ref().is_some_and(|m| m.egress == egress) {
             self.close_merge();
+        }
+        if straight && self.send_lone(egress, net, tagged, &mut d) {
+            self.umem.release(d.addr);
+            return None;
         }
         Some(d)
     }
@@ -2342,10 +2414,11 @@ impl<P: PortIo> Worker<P> {
         // there (its segments are what closed the run), and is put back after.
         core::mem::swap(&mut self.gso_buf, &mut self.merge_buf);
         if straight {
-            if !self.send_straight(m.egress, m.net, m.tagged, &plan, u64::from(count))
-                && !self.hand_over_whole(m.blame, m.egress, m.net, m.tagged, &plan)
+            let (e, n, t, b) = (m.egress, m.net, m.tagged, m.blame);
+            if !self.send_straight(e, n, t, b, &plan, u64::from(count))
+                && !self.hand_over_whole(b, e, n, t, &plan)
             {
-                self.cut_over(&m, &plan);
+                self.cut_over(e, n, t, b, &plan);
             }
             core::mem::swap(&mut self.gso_buf, &mut self.merge_buf);
             return;
@@ -2367,22 +2440,8 @@ impl<P: PortIo> Worker<P> {
 
     /// Sends the one segment of run `m`, towards another worker's port, out of that port
     /// ([`Worker::send_straight`]), or hands it over if it cannot go so.
-    fn close_straight_one(&mut self, m: &Merge, d: XdpDesc) {
-        // `send_straight` sends what `gso_buf` holds, which may be a super-frame being cut (its
-        // segments are what closed the run): the segment is copied into the run's own buffer,
-        // swapped in meanwhile.
-        core::mem::swap(&mut self.gso_buf, &mut self.merge_buf);
-        self.gso_buf.clear();
-        let copied = self
-            .umem
-            .frame(d.addr, d.len)
-            .map(|frame| self.gso_buf.extend_from_slice(frame))
-            .is_some();
-        let sent = copied
-            && gso::Plan::new(&self.gso_buf, self.gso_buf.len())
-                .is_some_and(|plan| self.send_straight(m.egress, m.net, m.tagged, &plan, 0));
-        core::mem::swap(&mut self.gso_buf, &mut self.merge_buf);
-        if !sent {
+    fn close_straight_one(&mut self, m: &Merge, mut d: XdpDesc) {
+        if !self.send_lone(m.egress, m.net, m.tagged, &mut d) {
             let owner = self.owner(m.egress);
             self.cross(owner, Target::Port(m.egress), m.net, m.blame, m.tagged, d);
             self.hand_over();
@@ -2390,15 +2449,17 @@ impl<P: PortIo> Worker<P> {
         self.umem.release(d.addr);
     }
 
-    /// Cuts the merged frame of run `m` in `gso_buf` back into its segments and hands them over
-    /// to the worker of its port, one by one: where neither the port's socket nor a buffer for
-    /// a whole frame took it. A segment without a buffer is lost (`no_buffer` on the ingress).
-    fn cut_over(&mut self, m: &Merge, plan: &gso::Plan) {
-        let owner = self.owner(m.egress);
+    /// Cuts the TCP frame in `gso_buf` (`plan`'s), of network `net` and carrying its tag if
+    /// `tagged`, into its segments for another worker's port `egress`: each sent out of the
+    /// port from here ([`Worker::send_lone`]) or, where that cannot be, handed over to the
+    /// port's worker. A segment without a buffer is lost (`no_buffer` on `blame`).
+    fn cut_over(&mut self, egress: u16, net: u16, tagged: bool, blame: u16, plan: &gso::Plan) {
+        let owner = self.owner(egress);
         let off = KERNEL_HEADROOM as usize;
+        let mut crossed = false;
         for k in 0..plan.segments() {
             let Some(base) = self.umem.alloc() else {
-                self.pipe.counters[usize::from(m.blame)].drop(DropReason::NoBuffer);
+                self.pipe.counters[usize::from(blame)].drop(DropReason::NoBuffer);
                 continue;
             };
             let len = self
@@ -2406,18 +2467,23 @@ impl<P: PortIo> Worker<P> {
                 .chunk_mut(base)
                 .and_then(|(chunk, _)| plan.write(&self.gso_buf, k, &mut chunk[off..]));
             if let Some(len) = len {
-                let d = XdpDesc {
+                let mut d = XdpDesc {
                     addr: base + off as u64,
                     len: len as u32,
                     options: UNFINISHED,
                 };
-                self.cross(owner, Target::Port(m.egress), m.net, m.blame, m.tagged, d);
+                if !self.send_lone(egress, net, tagged, &mut d) {
+                    self.cross(owner, Target::Port(egress), net, blame, tagged, d);
+                    crossed = true;
+                }
             } else {
-                self.pipe.counters[usize::from(m.blame)].drop(DropReason::NoBuffer);
+                self.pipe.counters[usize::from(blame)].drop(DropReason::NoBuffer);
             }
             self.umem.release(base);
         }
-        self.hand_over();
+        if crossed {
+            self.hand_over();
+        }
     }
 
     /// Stages a worker-owned frame for `egress`, pushing or popping the VLAN tag as the egress

@@ -47,16 +47,26 @@ pub struct MemWholeTx {
     pub sent: AtomicU64,
     /// Set to make sends fail with this OS error (0: none), as a full socket buffer would.
     pub error: AtomicI32,
+    /// Set to make sends of frames to be segmented fail with this OS error (0: none), as a veth
+    /// whose other end runs a native XDP program refuses every GSO frame.
+    pub refuse_gso: AtomicI32,
 }
 
 impl WholeTx for MemWholeTx {
     fn send(&self, hdr: &VnetHdr, parts: &[&[u8]]) -> io::Result<()> {
-        match self.error.load(Ordering::Relaxed) {
-            0 => {}
-            e => return Err(io::Error::from_raw_os_error(e)),
+        for (refusal, applies) in [(&self.error, true), (&self.refuse_gso, hdr.gso_type != 0)] {
+            match refusal.load(Ordering::Relaxed) {
+                e if e != 0 && applies => return Err(io::Error::from_raw_os_error(e)),
+                _ => {}
+            }
         }
-        let segments = gso_segments(&parts.concat(), hdr)
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let frame = parts.concat();
+        // Without a header's request the frame goes as it is.
+        let segments = match *hdr == VnetHdr::default() {
+            true => Some(vec![frame]),
+            false => gso_segments(&frame, hdr),
+        }
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
         self.sent.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut s) = self.segments.lock() {
             s.extend(segments);

@@ -551,7 +551,30 @@ fn tcp_towards_the_other_workers_vm_leaves_merged_through_its_socket_without_cro
         "a lone segment is not a merged one"
     );
 
-    // Refused (a full socket buffer): handed over whole, and worker 1 sends it; nothing lost.
+    // A segment that may not be merged (its checksum is wrong) goes the same way, as it came,
+    // between the merged frames before and after it: no data of the flow crosses.
+    let mut bad = segs.clone();
+    bad[7][60] ^= 1;
+    for f in &bad {
+        c.inject("a1", f.clone());
+    }
+    c.run();
+    assert!(taken(&sink) == bad, "in order, the wrong checksum kept");
+    assert_eq!((sink.sent.load(Relaxed), c.w[0].crossed.0), (5, 0));
+
+    // A guest end that refuses frames to be segmented (a native XDP program on it): the merged
+    // frame is cut back and its segments sent one by one, still from here.
+    sink.refuse_gso.store(libc::ENOBUFS, Relaxed);
+    for f in &segs {
+        c.inject("a1", f.clone());
+    }
+    c.run();
+    assert!(taken(&sink) == segs, "cut back, in order");
+    assert_eq!((sink.sent.load(Relaxed), c.w[0].crossed.0), (5 + 12, 0));
+    sink.refuse_gso.store(0, Relaxed);
+
+    // A socket that refuses everything (a full buffer): the segments are handed over, and
+    // worker 1 sends them (merging them again); nothing lost.
     sink.error.store(libc::ENOBUFS, Relaxed);
     for f in &segs {
         c.inject("a1", f.clone());
@@ -563,11 +586,51 @@ fn tcp_towards_the_other_workers_vm_leaves_merged_through_its_socket_without_cro
     want.push(segs[0].clone());
     assert!(c.take("a2") == want, "sent by worker 1");
     assert_eq!(c.port("a2").whole_sent, 1);
-    assert_eq!(
-        c.w[0].crossed.0, 2,
-        "the merged frame whole, the lone segment"
-    );
+    assert_eq!(c.w[0].crossed.0, 13, "each segment");
     sink.error.store(0, Relaxed);
+
+    // A super-frame goes straight too, after the segments of the run open for the port.
+    let big: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+    for f in &segs[..3] {
+        c.inject("a1", f.clone());
+    }
+    c.inject("a1", super::tests::partial_tcp(VM2, &big, None));
+    c.run();
+    let out = taken(&sink);
+    assert_eq!(out.len(), 3 + 14);
+    assert!(out[..3] == segs[..3], "the run first");
+    assert_eq!(super::tests::reassembled(&out[3..], 54, 1514), big);
+    assert_eq!(c.w[0].crossed.0, 13);
+
+    // The port opened again (its device came back) starts from its own worker's counters:
+    // what others sent is not counted twice.
+    let o = c.w[1].ports[usize::from(slot)].as_ref().unwrap();
+    let kept = Arc::clone(&o.shared);
+    c.w[1].publish(Now::default());
+    let before = kept.counters.read().counters;
+    assert!(before.coalesced >= 12 + 11 + 3, "{before:?}");
+    c.w[1].handle(Command::RemovePort { slot }, Now::default());
+    c.w[1].handle(
+        Command::AddPort {
+            slot,
+            spec: crate::port::mem::MemSpec {
+                capture: true,
+                tx_size: 256,
+                tx_checksum: true,
+                whole: true,
+                direct: true,
+            },
+            shared: Arc::clone(&kept),
+        },
+        Now::default(),
+    );
+    c.w[1].publish(Now::default());
+    let after = kept.counters.read().counters;
+    assert_eq!(
+        (after.tx_packets, after.tx_bytes, after.coalesced),
+        (before.tx_packets, before.tx_bytes, before.coalesced)
+    );
+    let sink = Arc::clone(c.port("a2").direct.as_ref().unwrap());
 
     // Once worker 1 closes a2, worker 0 no longer sends through its socket (it hands the
     // segments over, and worker 1 counts them as sent to a port that is down).
@@ -577,8 +640,8 @@ fn tcp_towards_the_other_workers_vm_leaves_merged_through_its_socket_without_cro
     }
     c.run();
     assert!(taken(&sink).is_empty());
-    assert_eq!(sink.sent.load(Relaxed), 2);
-    assert_eq!(c.w[0].crossed.0, 2 + 12);
+    assert_eq!(sink.sent.load(Relaxed), 0);
+    assert_eq!(c.w[0].crossed.0, 13 + 12);
     c.check_accounting();
 }
 
@@ -605,6 +668,11 @@ fn tcp_towards_a_port_whose_network_filters_crosses_to_its_worker() {
     );
     c.announce_vm2();
     let sink = Arc::clone(c.port("a2").direct.as_ref().unwrap());
+    let slot = usize::from(c.ports.get("a2").unwrap());
+    assert!(
+        matches!(c.w[0].direct.get(slot), Some(Some(_))),
+        "worker 0 has a2's socket"
+    );
     let payload: Vec<u8> = (0..12_000u32).map(|i| (i % 247) as u8).collect();
     let segs = tcp_segments(VM2, &payload, 1000);
     for f in &segs {

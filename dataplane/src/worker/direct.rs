@@ -67,6 +67,23 @@ impl Direct {
         self.version.fetch_add(1, Ordering::Release);
     }
 
+    /// Withdraws the offer for `slot` if it is that of the port whose state and counters are
+    /// `shared` (a port closing: the slot may be another worker's port by now).
+    pub fn withdraw(&self, slot: u16, shared: &Arc<PortShared>) {
+        let Ok(mut ports) = self.ports.lock() else {
+            return;
+        };
+        if let Some(entry) = ports.get_mut(usize::from(slot)) {
+            if entry
+                .as_ref()
+                .is_some_and(|p| Arc::ptr_eq(&p.shared, shared))
+            {
+                *entry = None;
+                self.version.fetch_add(1, Ordering::Release);
+            }
+        }
+    }
+
     /// The table's version.
     #[inline]
     pub fn version(&self) -> u64 {
@@ -120,8 +137,17 @@ mod tests {
         assert_eq!(copy.len(), 4);
         assert_eq!(copy[3].as_ref().map(|p| p.gen), Some(2));
         assert!(copy[..3].iter().all(Option::is_none));
-        d.offer(3, None);
+        // A closing port withdraws its own offer only: the slot may be another port's by now.
+        let other = Arc::new(PortShared::default());
+        let v = d.version();
+        d.withdraw(3, &other);
+        assert_eq!(d.version(), v);
+        d.withdraw(3, &shared);
+        assert_ne!(d.version(), v);
         d.copy_into(&mut copy);
         assert!(copy.iter().all(Option::is_none));
+        d.offer(3, None);
+        d.withdraw(9, &shared);
+        assert_eq!(d.copy_into(&mut copy), d.version());
     }
 }
