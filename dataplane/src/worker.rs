@@ -1319,12 +1319,16 @@ impl<P: PortIo> Worker<P> {
             if self.merge.as_ref().is_some_and(|m| m.egress == egress) {
                 self.close_merge();
             }
-            let sent = self.send_straight(egress, net, tagged, ingress, plan, 0)
-                || self.hand_over_whole(ingress, egress, net, tagged, plan);
-            if sent {
-                self.pipe.counters[usize::from(ingress)].gso_whole += 1;
-            }
-            return sent;
+            let c = match self.send_straight(egress, net, tagged, ingress, plan, 0) {
+                Some(Whole::Sent) => &mut self.pipe.counters[usize::from(ingress)].gso_whole,
+                Some(Whole::Cut) => &mut self.pipe.counters[usize::from(ingress)].gso_segmented,
+                None if self.hand_over_whole(ingress, egress, net, tagged, plan) => {
+                    &mut self.pipe.counters[usize::from(ingress)].gso_whole
+                }
+                None => return false,
+            };
+            *c += 1;
+            return true;
         }
         if !self.pipe.admit(&self.snap, egress, plan.end(), now) {
             return true;
@@ -1370,7 +1374,7 @@ impl<P: PortIo> Worker<P> {
 
     /// The packet socket of another worker's port `egress` that this worker may send frames of
     /// network `net` out of itself ([`direct`]): a VM's port, up, offered for the generation the
-    /// snapshot has, of a network without security groups, and without a receive limit.
+    /// snapshot has, of a network without security groups, and without a rate limit.
     #[inline]
     fn straight_port(&self, egress: u16, net: u16) -> Option<&Arc<DirectPort>> {
         let dp = self.direct.get(usize::from(egress))?.as_ref()?;
@@ -1391,7 +1395,8 @@ impl<P: PortIo> Worker<P> {
     /// segments merged into it). A frame the socket refuses whole (no room; or a guest end
     /// running a native XDP program, which refuses every GSO frame) is cut into its segments,
     /// each sent the same way or, refused too, handed over ([`Worker::cut_over`]; losses counted
-    /// on `blame`). False, and nothing done, where the port is not to be sent to from here.
+    /// on `blame`). Whether it left whole or was cut; `None`, and nothing done, where the port
+    /// is not to be sent to from here.
     fn send_straight(
         &mut self,
         egress: u16,
@@ -1400,23 +1405,26 @@ impl<P: PortIo> Worker<P> {
         blame: u16,
         plan: &gso::Plan,
         merged: u64,
-    ) -> bool {
-        if self.straight_port(egress, net).is_none() {
-            return false;
-        }
+    ) -> Option<Whole> {
+        self.straight_port(egress, net)?;
         let mss = self.egress_mss(egress, plan, tagged);
         let vlan = self.snap.net(net).map_or(0, |n| n.vlan);
         let Some(Some(dp)) = self.direct.get(usize::from(egress)) else {
-            return false;
+            return None;
         };
         let buf = &mut self.gso_buf[..plan.end()];
         match send_frame_whole(buf, plan, (tagged, false, vlan), mss, |h, p| {
             dp.tx.send(h, p)
         }) {
-            Ok(len) => dp.shared.counters.sent_direct(len as u64, merged),
-            Err(_) => self.cut_over(egress, net, tagged, blame, plan),
+            Ok(len) => {
+                dp.shared.counters.sent_direct(len as u64, merged);
+                Some(Whole::Sent)
+            }
+            Err(_) => {
+                self.cut_over(egress, net, tagged, blame, plan);
+                Some(Whole::Cut)
+            }
         }
-        true
     }
 
     /// Sends frame `d` (this worker's chunk; the caller keeps it), of network `net` and
@@ -1425,8 +1433,16 @@ impl<P: PortIo> Worker<P> {
     /// kernel to finish, made so if it was correct) or, neither partial nor correct, left wrong
     /// for the receiver to drop as it would off a wire. False where the port is not to be sent
     /// to from here, the frame is not such a segment, or the socket refused it; a checksum made
-    /// partial on the way is marked `UNFINISHED` in `d`.
-    fn send_lone(&mut self, egress: u16, net: u16, tagged: bool, d: &mut XdpDesc) -> bool {
+    /// partial on the way is marked `UNFINISHED` in `d`. `sound`: the checksum is known to be
+    /// partial or correct (else it is checked here).
+    fn send_lone(
+        &mut self,
+        egress: u16,
+        net: u16,
+        tagged: bool,
+        d: &mut XdpDesc,
+        sound: bool,
+    ) -> bool {
         if self.straight_port(egress, net).is_none() {
             return false;
         }
@@ -1441,9 +1457,10 @@ impl<P: PortIo> Worker<P> {
             return false;
         };
         let frame = &mut frame[..plan.end()];
-        let partial = d.options & UNFINISHED != 0;
+        // A partial checksum is the pseudo-header sum exactly (`csum::pending`, which marked it).
+        let sound = sound || d.options & UNFINISHED != 0 || csum::verify(frame) == Some(true);
         let send = |h: &VnetHdr, p: &[&[u8]]| dp.tx.send(h, p);
-        let sent = if partial || csum::tso_sound(frame) {
+        let sent = if sound {
             if !csum::make_partial(frame) {
                 return false;
             }
@@ -1453,8 +1470,9 @@ impl<P: PortIo> Worker<P> {
             send_frame_whole(frame, &plan, (tagged, false, vlan), mss, send)
         } else {
             let mut tag = [0u8; VLAN_TAG_LEN];
-            let (_, parts, count) = frame_parts(frame, (tagged, false, vlan), &mut tag);
-            send(&VnetHdr::default(), &parts[..count]).map(|()| frame.len())
+            let (shift, parts, count) = frame_parts(frame, (tagged, false, vlan), &mut tag);
+            let len = frame.len().saturating_add_signed(shift);
+            send(&VnetHdr::default(), &parts[..count]).map(|()| len)
         };
         match sent {
             Ok(len) => {
@@ -2302,7 +2320,7 @@ impl<P: PortIo> Worker<P> {
         if self.merge.as_ref().is_some_and(|m| m.egress == egress) {
             self.close_merge();
         }
-        if straight && self.send_lone(egress, net, tagged, &mut d) {
+        if straight && self.send_lone(egress, net, tagged, &mut d, false) {
             self.umem.release(d.addr);
             return None;
         }
@@ -2415,7 +2433,9 @@ impl<P: PortIo> Worker<P> {
         core::mem::swap(&mut self.gso_buf, &mut self.merge_buf);
         if straight {
             let (e, n, t, b) = (m.egress, m.net, m.tagged, m.blame);
-            if !self.send_straight(e, n, t, b, &plan, u64::from(count))
+            if self
+                .send_straight(e, n, t, b, &plan, u64::from(count))
+                .is_none()
                 && !self.hand_over_whole(b, e, n, t, &plan)
             {
                 self.cut_over(e, n, t, b, &plan);
@@ -2439,9 +2459,10 @@ impl<P: PortIo> Worker<P> {
     }
 
     /// Sends the one segment of run `m`, towards another worker's port, out of that port
-    /// ([`Worker::send_straight`]), or hands it over if it cannot go so.
+    /// ([`Worker::send_lone`]), or hands it over if it cannot go so.
     fn close_straight_one(&mut self, m: &Merge, mut d: XdpDesc) {
-        if !self.send_lone(m.egress, m.net, m.tagged, &mut d) {
+        // The run checked its segment's checksum (`coalesce::sound`).
+        if !self.send_lone(m.egress, m.net, m.tagged, &mut d, true) {
             let owner = self.owner(m.egress);
             self.cross(owner, Target::Port(m.egress), m.net, m.blame, m.tagged, d);
             self.hand_over();
@@ -2450,12 +2471,22 @@ impl<P: PortIo> Worker<P> {
     }
 
     /// Cuts the TCP frame in `gso_buf` (`plan`'s), of network `net` and carrying its tag if
-    /// `tagged`, into its segments for another worker's port `egress`: each sent out of the
-    /// port from here ([`Worker::send_lone`]) or, where that cannot be, handed over to the
-    /// port's worker. A segment without a buffer is lost (`no_buffer` on `blame`).
+    /// `tagged`, into segments that fit another worker's port `egress` (and `plan`'s segment
+    /// size): each sent out of the port from here ([`Worker::send_lone`]) until one cannot be,
+    /// then handed over to the port's worker, that one and every one after it (so that they
+    /// keep their order). A segment without a buffer is lost (`no_buffer` on `blame`).
     fn cut_over(&mut self, egress: u16, net: u16, tagged: bool, blame: u16, plan: &gso::Plan) {
         let owner = self.owner(egress);
         let off = KERNEL_HEADROOM as usize;
+        let max = self.snap.port(egress).map_or(0, |p| p.max_frame as usize)
+            + if tagged { VLAN_TAG_LEN } else { 0 };
+        let max = max
+            .min(plan.segment_len())
+            .min((self.umem.chunk_size() - KERNEL_HEADROOM) as usize);
+        let Some(plan) = gso::Plan::new(&self.gso_buf[..plan.end()], max) else {
+            self.pipe.counters[usize::from(blame)].drop(DropReason::Oversize);
+            return;
+        };
         let mut crossed = false;
         for k in 0..plan.segments() {
             let Some(base) = self.umem.alloc() else {
@@ -2472,7 +2503,8 @@ impl<P: PortIo> Worker<P> {
                     len: len as u32,
                     options: UNFINISHED,
                 };
-                if !self.send_lone(egress, net, tagged, &mut d) {
+                // Its checksum is partial (`plan.write`).
+                if crossed || !self.send_lone(egress, net, tagged, &mut d, true) {
                     self.cross(owner, Target::Port(egress), net, blame, tagged, d);
                     crossed = true;
                 }

@@ -685,3 +685,34 @@ fn tcp_towards_a_port_whose_network_filters_crosses_to_its_worker() {
     assert_eq!(c.w[0].crossed.0, 12);
     c.check_accounting();
 }
+
+#[test]
+fn a_super_frame_refused_whole_leaves_straight_in_segments_that_fit_the_egress_port() {
+    use std::sync::atomic::Ordering::Relaxed;
+    // a2 (worker 1) has a smaller MTU than a1, and its guest end takes no frame to be segmented.
+    let mut c = Crew::socketed(
+        4096,
+        64,
+        |cfg| {
+            for p in cfg.ports.iter_mut().filter(|p| p.id == "a2") {
+                p.mtu = Some(1000);
+            }
+        },
+        &[],
+        &["a2"],
+        &["a2"],
+    );
+    c.announce_vm2();
+    let sink = Arc::clone(c.port("a2").direct.as_ref().unwrap());
+    sink.refuse_gso.store(libc::ENOBUFS, Relaxed);
+    let big: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+    c.inject("a1", super::tests::partial_tcp(VM2, &big, None));
+    c.run();
+    let out = std::mem::take(&mut *sink.segments.lock().unwrap());
+    assert_eq!(out.len(), 20_000usize.div_ceil(1000 - 40));
+    assert!(out.iter().all(|f| f.len() <= 1014), "within a2's MTU");
+    assert_eq!(super::tests::reassembled(&out, 54, 1014), big);
+    assert_eq!(c.w[0].crossed.0, 0);
+    assert_eq!(c.counters("a1").gso_segmented, 1, "cut, not sent whole");
+    c.check_accounting();
+}

@@ -5,19 +5,22 @@
 //! into a buffer of the ring, again into the owner's UMEM, then sent by the owner, whose
 //! `sendmsg` runs the receiving guest's stack. Between two VMs on different workers every TCP
 //! segment made that trip, and each worker ran half of every flow. For TCP towards a VM's port
-//! that sends super-frames whole, the worker that decided the segments sends them itself
-//! instead, merged ([`crate::coalesce`]) into one frame for the port's packet socket, as each
-//! core of a host transmits on its own queue of a multi-queue NIC (a packet socket takes
-//! `sendmsg` from any thread). A flow then stays on the worker of the port it enters by.
+//! that sends super-frames whole, the worker that decided the frames sends them itself instead,
+//! through the port's packet socket, as each core of a host transmits on its own queue of a
+//! multi-queue NIC (a packet socket takes `sendmsg` from any thread): segments merged
+//! ([`crate::coalesce`]) into one frame, those that may not be merged on their own, super-frames
+//! whole; every frame with a payload, so that none of a flow's data crosses while the rest goes
+//! straight. A flow then stays on the worker of the port it enters by.
 //!
 //! The owner offers the socket while the port is up and takes super-frames whole, and withdraws
-//! it when the port closes or stops taking them, or the snapshot gives its slot to another port
-//! (the offer names the slot's generation). Every worker keeps its own copy of the table,
+//! it when the port closes (its own offer only: the slot may be another port's by then) or stops
+//! taking them; the offer names the slot's generation, so a sender whose snapshot gives the slot
+//! to another port does not use it. Every worker keeps its own copy of the table,
 //! refreshed when the table's version changes: one atomic load a round.
 //!
 //! Only where the owner has nothing to apply: the egress port's network has no security groups
-//! (the owner's connection table holds the port's connections) and the port no receive limit
-//! (the owner's policer). What is sent straight is counted on the port by the sender
+//! (the owner's connection table holds the port's connections) and the port no rate limit (the
+//! owner's policers). What is sent straight is counted on the port by the sender
 //! ([`crate::stats::PortCounters::sent_direct`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
