@@ -1596,6 +1596,17 @@ impl<P: PortIo> Worker<P> {
         staged
     }
 
+    /// How the super-frame in `gso_buf` (`plan`'s, carrying a tag if `tagged`) is cut for port
+    /// `egress`: into segments that fit its MTU, a chunk, and `plan`'s segment size.
+    fn plan_for(&self, egress: u16, tagged: bool, plan: &gso::Plan) -> Option<gso::Plan> {
+        let max = self.snap.port(egress).map_or(0, |p| p.max_frame as usize)
+            + if tagged { VLAN_TAG_LEN } else { 0 };
+        let max = max
+            .min(plan.segment_len())
+            .min((self.umem.chunk_size() - KERNEL_HEADROOM) as usize);
+        gso::Plan::new(&self.gso_buf[..plan.end()], max)
+    }
+
     /// Cuts the super-frame in `gso_buf` into segments that fit port `egress` (and `plan`'s
     /// segment size) and stages them for it, their checksums partial: for a port that does not
     /// take super-frames whole, when another worker handed one over. A frame whose segments the
@@ -1603,12 +1614,7 @@ impl<P: PortIo> Worker<P> {
     /// worker's own cut would lose it. Returns the segments staged.
     fn cut_for(&mut self, egress: u16, net: u16, tagged: bool, plan: &gso::Plan) -> u32 {
         let vlan = self.snap.net(net).map_or(0, |n| n.vlan);
-        let max = self.snap.port(egress).map_or(0, |p| p.max_frame as usize)
-            + if tagged { VLAN_TAG_LEN } else { 0 };
-        let max = max
-            .min(plan.segment_len())
-            .min((self.umem.chunk_size() - KERNEL_HEADROOM) as usize);
-        let Some(plan) = gso::Plan::new(&self.gso_buf[..plan.end()], max) else {
+        let Some(plan) = self.plan_for(egress, tagged, plan) else {
             self.pipe.counters[usize::from(egress)].drop(DropReason::Oversize);
             return 0;
         };
@@ -2478,12 +2484,7 @@ impl<P: PortIo> Worker<P> {
     fn cut_over(&mut self, egress: u16, net: u16, tagged: bool, blame: u16, plan: &gso::Plan) {
         let owner = self.owner(egress);
         let off = KERNEL_HEADROOM as usize;
-        let max = self.snap.port(egress).map_or(0, |p| p.max_frame as usize)
-            + if tagged { VLAN_TAG_LEN } else { 0 };
-        let max = max
-            .min(plan.segment_len())
-            .min((self.umem.chunk_size() - KERNEL_HEADROOM) as usize);
-        let Some(plan) = gso::Plan::new(&self.gso_buf[..plan.end()], max) else {
+        let Some(plan) = self.plan_for(egress, tagged, plan) else {
             self.pipe.counters[usize::from(blame)].drop(DropReason::Oversize);
             return;
         };
