@@ -1596,6 +1596,26 @@ impl<P: PortIo> Worker<P> {
         staged
     }
 
+    /// Segment `k` of the super-frame in `gso_buf` (`plan`'s), written into a chunk of this
+    /// worker's, its checksum partial (`UNFINISHED`); `None`, nothing held, without a chunk.
+    fn cut_segment(&mut self, plan: &gso::Plan, k: usize) -> Option<XdpDesc> {
+        let off = KERNEL_HEADROOM as usize;
+        let base = self.umem.alloc()?;
+        let len = self
+            .umem
+            .chunk_mut(base)
+            .and_then(|(chunk, _)| plan.write(&self.gso_buf, k, &mut chunk[off..]));
+        let Some(len) = len else {
+            self.umem.release(base);
+            return None;
+        };
+        Some(XdpDesc {
+            addr: base + off as u64,
+            len: len as u32,
+            options: UNFINISHED,
+        })
+    }
+
     /// How the super-frame in `gso_buf` (`plan`'s, carrying a tag if `tagged`) is cut for port
     /// `egress`: into segments that fit its MTU, a chunk, and `plan`'s segment size.
     fn plan_for(&self, egress: u16, tagged: bool, plan: &gso::Plan) -> Option<gso::Plan> {
@@ -1627,26 +1647,11 @@ impl<P: PortIo> Worker<P> {
             self.pipe.counters[usize::from(egress)].drop(DropReason::NoBuffer);
             return 0;
         }
-        let off = KERNEL_HEADROOM as usize;
         let mut staged = 0;
         for k in 0..plan.segments() {
-            let Some(base) = self.umem.alloc() else {
+            let Some(d) = self.cut_segment(&plan, k) else {
                 self.pipe.counters[usize::from(egress)].drop(DropReason::NoBuffer);
                 break;
-            };
-            let len = self
-                .umem
-                .chunk_mut(base)
-                .and_then(|(chunk, _)| plan.write(&self.gso_buf, k, &mut chunk[off..]));
-            let Some(len) = len else {
-                self.umem.release(base);
-                self.pipe.counters[usize::from(egress)].drop(DropReason::NoBuffer);
-                break;
-            };
-            let d = XdpDesc {
-                addr: base + off as u64,
-                len: len as u32,
-                options: UNFINISHED,
             };
             self.stage_to(egress, d, tagged, vlan, egress);
             staged += 1;
@@ -2483,36 +2488,22 @@ impl<P: PortIo> Worker<P> {
     /// keep their order). A segment without a buffer is lost (`no_buffer` on `blame`).
     fn cut_over(&mut self, egress: u16, net: u16, tagged: bool, blame: u16, plan: &gso::Plan) {
         let owner = self.owner(egress);
-        let off = KERNEL_HEADROOM as usize;
         let Some(plan) = self.plan_for(egress, tagged, plan) else {
             self.pipe.counters[usize::from(blame)].drop(DropReason::Oversize);
             return;
         };
         let mut crossed = false;
         for k in 0..plan.segments() {
-            let Some(base) = self.umem.alloc() else {
+            let Some(mut d) = self.cut_segment(&plan, k) else {
                 self.pipe.counters[usize::from(blame)].drop(DropReason::NoBuffer);
                 continue;
             };
-            let len = self
-                .umem
-                .chunk_mut(base)
-                .and_then(|(chunk, _)| plan.write(&self.gso_buf, k, &mut chunk[off..]));
-            if let Some(len) = len {
-                let mut d = XdpDesc {
-                    addr: base + off as u64,
-                    len: len as u32,
-                    options: UNFINISHED,
-                };
-                // Its checksum is partial (`plan.write`).
-                if crossed || !self.send_lone(egress, net, tagged, &mut d, true) {
-                    self.cross(owner, Target::Port(egress), net, blame, tagged, d);
-                    crossed = true;
-                }
-            } else {
-                self.pipe.counters[usize::from(blame)].drop(DropReason::NoBuffer);
+            // Its checksum is partial (`plan.write`).
+            if crossed || !self.send_lone(egress, net, tagged, &mut d, true) {
+                self.cross(owner, Target::Port(egress), net, blame, tagged, d);
+                crossed = true;
             }
-            self.umem.release(base);
+            self.umem.release(d.addr);
         }
         if crossed {
             self.hand_over();
