@@ -298,14 +298,16 @@ STEPS = [
     ("make a network internal", "PUT", "/v2.0/networks/{extnet}",
      {"network": {"router:external": False}}, None, {}),
     ("delete external network", "DELETE", "/v2.0/networks/{extnet}", None, None, {}),
-    # Provider networks (both servers have physnet1; flat and local allowed).
+    # Provider networks (both servers have physnet1; flat and local allowed). The provider VLAN
+    # lies outside the reference's tenant range (physnet1:100:3999), from which Neutron draws
+    # tenant networks' VLANs at random: inside it, one of this run's networks could hold it.
     ("create provider VLAN network", "POST", "/v2.0/networks",
      {"network": {"name": f"d-{RUN}-pv", "provider:network_type": "vlan",
-                  "provider:physical_network": "physnet1", "provider:segmentation_id": 3901}},
+                  "provider:physical_network": "physnet1", "provider:segmentation_id": 4001}},
      "pvlan", {}),
     ("provider VLAN in use", "POST", "/v2.0/networks",
      {"network": {"provider:network_type": "vlan", "provider:physical_network": "physnet1",
-                  "provider:segmentation_id": 3901}}, None, {}),
+                  "provider:segmentation_id": 4001}}, None, {}),
     ("provider VLAN of an unknown physnet", "POST", "/v2.0/networks",
      {"network": {"provider:network_type": "vlan", "provider:physical_network": "nowhere",
                   "provider:segmentation_id": 5}}, None, {}),
