@@ -58,6 +58,16 @@ impl Plan {
     /// Plans the segmentation of `frame` into frames of at most `max_len` bytes. `None` when it
     /// is not a TCP segment this module can split.
     pub fn new(frame: &[u8], max_len: usize) -> Option<Plan> {
+        Self::parse(frame, max_len).filter(|p| p.hdr < p.end && max_len > p.hdr)
+    }
+
+    /// The plan of a TCP frame sent as it is, one segment: like [`Plan::new`] with room for the
+    /// whole frame, but a frame without a payload (a SYN, a FIN, an acknowledgment) has one too.
+    pub fn lone(frame: &[u8]) -> Option<Plan> {
+        Self::parse(frame, frame.len().saturating_add(1))
+    }
+
+    fn parse(frame: &[u8], max_len: usize) -> Option<Plan> {
         let mut l3 = ETH_HEADER_LEN;
         let mut ethertype = be16(frame, 12)?;
         if is_vlan_tpid(ethertype) {
@@ -100,7 +110,7 @@ impl Plan {
         };
         let tcp_len = usize::from(*frame.get(l4 + 12)? >> 4) * 4;
         let hdr = l4 + tcp_len;
-        if tcp_len < 20 || end > frame.len() || hdr >= end || max_len <= hdr {
+        if tcp_len < 20 || end > frame.len() || hdr > end {
             return None;
         }
         Some(Plan {
@@ -108,7 +118,7 @@ impl Plan {
             l4,
             hdr,
             end,
-            mss: max_len - hdr,
+            mss: max_len.saturating_sub(hdr),
             ipv4,
         })
     }

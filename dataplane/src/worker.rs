@@ -1429,12 +1429,12 @@ impl<P: PortIo> Worker<P> {
 
     /// Sends frame `d` (this worker's chunk; the caller keeps it), of network `net` and
     /// carrying its tag if `tagged`, out of another worker's port `egress` through the port's
-    /// packet socket as it is: if it is TCP with a payload, its checksum partial (left for the
-    /// kernel to finish, made so if it was correct) or, neither partial nor correct, left wrong
-    /// for the receiver to drop as it would off a wire. False where the port is not to be sent
-    /// to from here, the frame is not such a segment, or the socket refused it; a checksum made
-    /// partial on the way is marked `UNFINISHED` in `d`. `sound`: the checksum is known to be
-    /// partial or correct (else it is checked here).
+    /// packet socket as it is (without Ethernet padding): if it is TCP, with a payload or
+    /// without, its checksum partial (left for the kernel to finish, made so if it was correct)
+    /// or, neither partial nor correct, left wrong for the receiver to drop as it would off a
+    /// wire. False where the port is not to be sent to from here, the frame is not TCP, or the
+    /// socket refused it; a checksum made partial on the way is marked `UNFINISHED` in `d`.
+    /// `sound`: the checksum is known to be partial or correct (else it is checked here).
     fn send_lone(
         &mut self,
         egress: u16,
@@ -1453,7 +1453,7 @@ impl<P: PortIo> Worker<P> {
         ) else {
             return false;
         };
-        let Some(plan) = gso::Plan::new(frame, frame.len()) else {
+        let Some(plan) = gso::Plan::lone(frame) else {
             return false;
         };
         let frame = &mut frame[..plan.end()];
@@ -1466,7 +1466,7 @@ impl<P: PortIo> Worker<P> {
             }
             d.options |= UNFINISHED;
             // One segment: the header asks for no segmentation, only the checksum.
-            let mss = plan.end() - plan.headers();
+            let mss = (plan.end() - plan.headers()).max(1);
             send_frame_whole(frame, &plan, (tagged, false, vlan), mss, send)
         } else {
             let mut tag = [0u8; VLAN_TAG_LEN];
@@ -2309,9 +2309,9 @@ impl<P: PortIo> Worker<P> {
 
     /// Sends frame `d` of network `net`, received on `ingress` and decided for another worker's
     /// port `egress`, out of that port itself ([`direct`]) where the port may be sent to from
-    /// here and the frame is TCP with a payload: merged with the flow's segments
-    /// ([`Worker::merge_segment`]) or, one that may not be merged, on its own
-    /// ([`Worker::send_lone`]), so that no data of a flow crosses while the rest of it goes
+    /// here and the frame is TCP: merged with the flow's segments ([`Worker::merge_segment`])
+    /// or, one that may not be merged (without a payload, for one), on its own
+    /// ([`Worker::send_lone`]), so that nothing of a flow crosses while the rest of it goes
     /// straight. Returns `d` when it is not taken, for the caller to hand over, after closing
     /// any run open for `egress` (the port's frames keep their order).
     fn straight(

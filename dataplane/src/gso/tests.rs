@@ -171,6 +171,24 @@ fn what_is_not_plain_tcp_is_not_segmented() {
     assert_eq!(plan.write(&tcp, 0, &mut [0; 100]), None);
 }
 
+#[test]
+fn a_frame_without_a_payload_has_a_plan_to_send_it_alone_and_none_to_split_it() {
+    for (ip, vlan) in [(Ip::V4, None), (Ip::V6Ext, Some(7))] {
+        let mut ack = super_frame(ip, &[], 12, 0x10, vlan);
+        assert_eq!(Plan::new(&ack, 1514), None, "{ip:?}: nothing to split");
+        let plan = Plan::lone(&ack).unwrap();
+        assert_eq!((plan.headers(), plan.end()), (ack.len(), ack.len()));
+        let hdr = plan.vnet_hdr(&ack, 1, 0);
+        assert_eq!((hdr.gso_type, hdr.hdr_len), (0, ack.len() as u16));
+        // Ethernet padding is not the segment's.
+        ack.resize(ack.len() + 6, 0);
+        assert_eq!(Plan::lone(&ack).unwrap().end(), ack.len() - 6);
+    }
+    let tcp = super_frame(Ip::V4, &[1; 100], 0, 0x10, None);
+    assert_eq!(Plan::lone(&tcp), Plan::new(&tcp, tcp.len() + 1));
+    assert_eq!(Plan::lone(&tcp[..40]), None, "truncated");
+}
+
 proptest! {
     #[test]
     fn any_super_frame_reassembles_to_its_payload(

@@ -378,11 +378,14 @@ impl PortIo for MemPort {
 /// What a receiver gets of `frame` sent with `hdr` through a packet socket: its segments as the
 /// kernel cuts it (`gso_size` payload bytes each, headers copied, the checksum finished from
 /// `csum_start`), or the frame itself with its checksum finished. `None` where the kernel would
-/// refuse the header: a checksum request outside the frame, a segmentation whose headers are
-/// not the frame's (`hdr_len` and `csum_start` must be where its TCP header says).
+/// refuse the header: a checksum request or headers beyond the frame, a segmentation whose
+/// headers are not the frame's (`hdr_len` and `csum_start` must be where its TCP header says).
 fn gso_segments(frame: &[u8], hdr: &VnetHdr) -> Option<Vec<Vec<u8>>> {
     let (start, field) = (usize::from(hdr.csum_start), usize::from(hdr.csum_offset));
-    if hdr.flags != crate::sys::packet::NEEDS_CSUM || start + field + 2 > frame.len() {
+    if hdr.flags != crate::sys::packet::NEEDS_CSUM
+        || start + field + 2 > frame.len()
+        || usize::from(hdr.hdr_len) > frame.len()
+    {
         return None;
     }
     let mut out = Vec::new();

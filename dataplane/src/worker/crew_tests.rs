@@ -716,3 +716,97 @@ fn a_super_frame_refused_whole_leaves_straight_in_segments_that_fit_the_egress_p
     assert_eq!(c.counters("a1").gso_segmented, 1, "cut, not sent whole");
     c.check_accounting();
 }
+
+/// A TCP acknowledgment without a payload from VM1 to `dst` over IPv6, its checksum left
+/// partial as a guest with checksum offload leaves it.
+fn partial_ack_v6(dst: Mac) -> Vec<u8> {
+    let mut ip = vec![0x60, 0, 0, 0, 0, 20, 6, 64];
+    ip.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    ip.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    let mut tcp = [0u8; 20];
+    tcp[12] = 5 << 4;
+    tcp[13] = 0x10;
+    ip.extend_from_slice(&tcp);
+    let mut f = build_frame(dst, VM1, None, crate::wire::ETHERTYPE_IPV6, &ip);
+    assert!(crate::csum::make_partial(&mut f));
+    f
+}
+
+/// `f` with its partial checksum finished, as the kernel finishes it on transmit.
+fn finished(f: &[u8]) -> Vec<u8> {
+    let mut f = f.to_vec();
+    crate::csum::complete_partial(&mut f);
+    f
+}
+
+#[test]
+fn tcp_without_a_payload_towards_the_other_workers_vm_leaves_straight_too() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut c = Crew::socketed(4096, 64, |_| {}, &[], &["a2"], &["a2"]);
+    c.announce_vm2();
+    let sink = Arc::clone(c.port("a2").direct.as_ref().unwrap());
+    // An acknowledgment as a guest with checksum offload sends it (partial), the same padded
+    // to Ethernet's shortest frame, one whose checksum is simply wrong, and one over IPv6.
+    let mut ack = super::tests::partial_tcp(VM2, &[], None);
+    let sum = crate::csum::header_checksum(&ack[14..34]);
+    ack[24..26].copy_from_slice(&sum.to_be_bytes());
+    let mut padded = ack.clone();
+    padded.resize(60, 0);
+    let mut wrong = finished(&ack);
+    wrong[50] ^= 0x40;
+    let v6 = partial_ack_v6(VM2);
+    for f in [&ack, &padded, &wrong, &v6] {
+        c.inject("a1", f.clone());
+    }
+    c.run();
+    let out = std::mem::take(&mut *sink.segments.lock().unwrap());
+    assert_eq!(out.len(), 4, "through a2's socket, from worker 0");
+    assert_eq!(c.w[0].crossed.0, 0, "nothing crossed");
+    assert!(
+        out[0] == finished(&ack),
+        "its checksum finished on transmit"
+    );
+    assert!(out[1] == finished(&ack), "without the padding, finished");
+    assert!(out[2] == wrong, "the wrong checksum left wrong");
+    assert_eq!(crate::csum::verify(&out[2]), Some(false));
+    assert!(out[3] == finished(&v6), "IPv6, finished");
+    assert_eq!(crate::csum::verify(&out[3]), Some(true));
+    assert_eq!(sink.sent.load(Relaxed), 4);
+
+    // Refused by the socket (a full buffer), it crosses, and worker 1 finishes its checksum.
+    sink.error.store(libc::ENOBUFS, Relaxed);
+    c.inject("a1", ack.clone());
+    c.run();
+    assert_eq!(c.w[0].crossed.0, 1);
+    assert!(c.take("a2") == [finished(&ack)], "sent by worker 1");
+    c.check_accounting();
+}
+
+#[test]
+fn tcp_without_a_payload_from_the_trunk_leaves_straight_its_tag_popped() {
+    use std::sync::atomic::Ordering::Relaxed;
+    // a1 (worker 0) takes frames from worker 1, which owns the trunk.
+    let mut c = Crew::socketed(4096, 64, |_| {}, &[], &["a1"], &["a1"]);
+    c.inject("a1", frame(Mac::BROADCAST, VM1));
+    c.run();
+    for p in ["a2", "a3", "up"] {
+        c.take(p);
+    }
+    let sink = Arc::clone(c.port("a1").direct.as_ref().unwrap());
+    // From a host beyond the trunk, tagged with network a's VLAN.
+    let from = |tag| {
+        let mut f = super::tests::partial_tcp(VM1, &[], tag);
+        f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 9]);
+        f
+    };
+    c.inject("up", from(Some(10)));
+    c.run();
+    let out = std::mem::take(&mut *sink.segments.lock().unwrap());
+    assert!(
+        out == [finished(&from(None))],
+        "untagged, its checksum finished"
+    );
+    assert_eq!(c.w[1].crossed.0, 0, "nothing crossed");
+    assert_eq!(sink.sent.load(Relaxed), 1);
+    c.check_accounting();
+}

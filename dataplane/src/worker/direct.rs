@@ -9,8 +9,10 @@
 //! through the port's packet socket, as each core of a host transmits on its own queue of a
 //! multi-queue NIC (a packet socket takes `sendmsg` from any thread): segments merged
 //! ([`crate::coalesce`]) into one frame, those that may not be merged on their own, super-frames
-//! whole; every frame with a payload, so that none of a flow's data crosses while the rest goes
-//! straight. A flow then stays on the worker of the port it enters by.
+//! whole; every TCP frame, so that nothing of a flow crosses while the rest goes straight. A
+//! flow then stays on the worker of the port it enters by, and the acknowledgments going back
+//! run the sending guest's stack (and the data it sends on) on the worker of the receiving
+//! guest's port: the two directions of a flow load two workers.
 //!
 //! The owner offers the socket while the port is up and takes super-frames whole, and withdraws
 //! it when the port closes (its own offer only: the slot may be another port's by then) or stops
