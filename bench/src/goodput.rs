@@ -14,10 +14,11 @@
 //! to CPU 1 with busy polling, as the packet tests do. Open vSwitch's PMD thread busy-polls on CPU 1 either way.
 //!
 //! With checksum offload on, a veth peer also offers TSO: through the bridge, 64 KB segments
-//! cross whole. A native XDP program on a veth (qswitch's, or OVS AF_XDP's) takes TSO away from
-//! its peer, so the guest segments in software and every MTU-sized frame crosses the switch
-//! alone. `qswitch-generic` attaches in generic mode, which leaves the guests their TSO (as a
-//! tap's guests keep it): their super-frames cross qswitch whole.
+//! cross whole. A native XDP program on a veth (OVS AF_XDP's, or qswitch's in `qswitch-native`)
+//! takes TSO away from its peer, so the guest segments in software and every MTU-sized frame
+//! crosses the switch alone. qswitch's default (`auto`) attaches to a veth in generic mode, which
+//! leaves the guests their TSO (as a tap's guests keep it): their super-frames cross qswitch
+//! whole (`qswitch-generic` forces that mode on every port).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -122,7 +123,7 @@ pub struct Args {
     #[arg(long)]
     quick: bool,
     /// Devices under test
-    #[arg(long, value_delimiter = ',', value_parser = crate::dut, default_value = "bridge,qswitch,qswitch-generic,qswitch-sg,ovs-afxdp")]
+    #[arg(long, value_delimiter = ',', value_parser = crate::dut, default_value = "bridge,qswitch,qswitch-native,qswitch-sg,ovs-afxdp")]
     duts: Vec<Dut>,
     /// Seconds per iperf3 run [default: 5; 2 with --quick]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]

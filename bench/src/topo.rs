@@ -60,7 +60,11 @@ pub enum Dut {
     Qswitch,
     /// qswitch as `Qswitch` in generic XDP mode whatever `QSB_XDP_MODE` says: on a veth the
     /// guests keep TSO (as guests behind tap devices do) and their super-frames cross whole.
+    /// (`auto`, the daemon's default, takes generic mode on a veth too.)
     QswitchGeneric,
+    /// qswitch as `Qswitch` in native XDP mode whatever `QSB_XDP_MODE` says: on a veth the
+    /// kernel takes TSO from the guests, and every frame crosses the switch alone.
+    QswitchNative,
     /// qswitch as `Qswitch`, its two ports Neutron v2.0 ports with fixed IPs, port security and
     /// the project's default security group (stateful: egress anything, ingress from the
     /// group's members), plugged through Quantum. The generator sends IPv4/UDP from its port's
@@ -77,17 +81,19 @@ pub enum Dut {
 
 impl Dut {
     /// Every device under test, in report order.
-    pub const ALL: [Dut; 7] = [
+    pub const ALL: [Dut; 8] = [
         Dut::None,
         Dut::Bridge,
         Dut::Qswitch,
         Dut::QswitchGeneric,
+        Dut::QswitchNative,
         Dut::QswitchSg,
         Dut::Ovs,
         Dut::OvsAfxdp,
     ];
 
-    /// Parses `none`, `bridge`, `qswitch`, `qswitch-generic`, `qswitch-sg`, `ovs`, `ovs-afxdp`.
+    /// Parses `none`, `bridge`, `qswitch`, `qswitch-generic`, `qswitch-native`, `qswitch-sg`,
+    /// `ovs`, `ovs-afxdp`.
     pub fn parse(s: &str) -> Option<Dut> {
         Dut::ALL.into_iter().find(|d| d.name() == s)
     }
@@ -99,6 +105,7 @@ impl Dut {
             Dut::Bridge => "bridge",
             Dut::Qswitch => "qswitch",
             Dut::QswitchGeneric => "qswitch-generic",
+            Dut::QswitchNative => "qswitch-native",
             Dut::QswitchSg => "qswitch-sg",
             Dut::Ovs => "ovs",
             Dut::OvsAfxdp => "ovs-afxdp",
@@ -384,7 +391,7 @@ pub fn start_dut(
             in_ns("qsbdut", &["ip", "link", "set", "br0", "up"])?;
             Ok(daemons)
         }
-        Dut::Qswitch | Dut::QswitchGeneric | Dut::QswitchSg => {
+        Dut::Qswitch | Dut::QswitchGeneric | Dut::QswitchNative | Dut::QswitchSg => {
             if dut.filters() && devices != ["gen-h", "sink-h"] {
                 return Err(format!(
                     "{} runs on the two-port topology only (run, goodput)",
@@ -393,6 +400,7 @@ pub fn start_dut(
             }
             let mode = match dut {
                 Dut::QswitchGeneric => "generic".into(),
+                Dut::QswitchNative => "native".into(),
                 _ => std::env::var("QSB_XDP_MODE").unwrap_or_else(|_| "auto".into()),
             };
             // The daemon's own UMEM and fill depth unless the environment asks otherwise.

@@ -25,7 +25,7 @@
 use std::io;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use dataplane::port::afxdp::{AfXdpPort, AfXdpSpec};
+use dataplane::port::afxdp::{AfXdpPort, AfXdpSpec, XdpMode};
 use dataplane::port::{PortIo, Umem, XdpDesc};
 use dataplane::sys::bpf::{ARRIVAL_MAGIC, ARRIVAL_META_LEN};
 use dataplane::sys::monotonic_ns;
@@ -46,12 +46,15 @@ pub fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Opens an AF_XDP port on `device` (its program stamping arrival times when `stamp`), waiting
-/// (up to 2 s) for a queue that a socket closed just before is still releasing.
+/// Opens an AF_XDP port on `device` (its program stamping arrival times when `stamp`, attached
+/// natively: the generator's and the sink's way of measuring stays what it was when the
+/// switch's `auto` also meant native on a veth), waiting (up to 2 s) for a queue that a socket
+/// closed just before is still releasing.
 fn open_port(device: &str, umem: &mut Umem, stamp: bool) -> io::Result<AfXdpPort> {
     let start = Instant::now();
     let spec = AfXdpSpec {
         stamp_arrival: stamp,
+        xdp_mode: XdpMode::Native,
         ..AfXdpSpec::new(device)
     };
     loop {
