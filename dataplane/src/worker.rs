@@ -496,7 +496,8 @@ pub struct Worker<P: PortIo> {
 /// Warns (at most every 10 s per port) when the kernel dropped frames of a port before they
 /// reached the switch: no free buffer on the fill ring for a whole frame, or, on a kernel
 /// without multi-buffer sockets, a frame larger than a UMEM chunk (a guest's TSO super-frames
-/// where they reach generic XDP: tap devices, `xdp_mode = "generic"`).
+/// where they reach generic XDP: tap devices, `xdp_mode = "generic"`; `auto` takes generic mode
+/// on a veth only with multi-buffer sockets).
 fn warn_kernel_drops<P>(slot: u16, o: &mut Open<P>, x: &XdpStats, now: u64) {
     let new = x.rx_dropped.saturating_sub(o.xdp.rx_dropped);
     let quiet = o

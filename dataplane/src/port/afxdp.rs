@@ -4,7 +4,8 @@
 //! # Design
 //! * Every RX queue of the interface gets a socket, so no frame bypasses the switch.
 //! * XDP is attached natively when the driver allows it, else in generic mode (best effort, like
-//!   OVS); either can be forced. Sockets bind in copy mode unless zero-copy is forced. The chosen
+//!   OVS), but in generic mode first on a veth, where a native program would take TSO from the
+//!   guest's end; either can be forced. Sockets bind in copy mode unless zero-copy is forced. The chosen
 //!   modes are reported.
 //! * A port is opened on any thread (the switch's opener, not the worker): its first socket
 //!   registers the worker's UMEM region afresh (each port has its own registration of the same
@@ -37,7 +38,7 @@ use std::time::{Duration, Instant};
 use super::{PortIo, PortMode, Region, Umem, VnetHdr, WholeTx, XdpDesc};
 use crate::stats::XdpStats;
 use crate::sys::packet::GsoTx;
-use crate::sys::{bpf, netdev, xsk};
+use crate::sys::{self, bpf, netdev, xsk};
 
 /// Chunks moved to a fill ring at once, at least.
 pub const REFILL_BULK: u32 = 128;
@@ -123,6 +124,8 @@ pub struct Prepared {
     ifindex: u32,
     queues: u32,
     native: bool,
+    /// The device's driver (`veth`, `tun`, a NIC's), read once: the lookup takes RTNL.
+    driver: Option<String>,
 }
 
 impl Prepared {
@@ -153,12 +156,15 @@ pub fn prepare(spec: &AfXdpSpec) -> io::Result<Prepared> {
         };
         bpf::attach_xdp(&prog, ifindex, mode).map(|link| (link, native))
     };
+    let driver = netdev::driver(&spec.device);
     let (link, native) = match spec.xdp_mode {
         XdpMode::Native => attach(true),
         XdpMode::Generic => attach(false),
         // A native program on a veth takes TSO from the guest's end (its every frame then
         // crosses the switch alone); generic mode leaves it, at no more cost per frame there.
-        XdpMode::Auto if netdev::driver(&spec.device).as_deref() == Some("veth") => {
+        // Only where sockets take frames larger than a chunk (multi-buffer, 6.6 and later):
+        // else the guest's TSO frames would be dropped.
+        XdpMode::Auto if driver.as_deref() == Some("veth") && sys::kernel_version() >= (6, 6) => {
             attach(false).or_else(|_| attach(true))
         }
         XdpMode::Auto => attach(true).or_else(|_| attach(false)),
@@ -171,6 +177,7 @@ pub fn prepare(spec: &AfXdpSpec) -> io::Result<Prepared> {
         _prog: prog,
         _link: link,
         native,
+        driver,
     })
 }
 
@@ -422,7 +429,7 @@ impl PortIo for AfXdpPort {
         // prepared (its map has room to spare). A socket for each queue it has now, up to the
         // map's size.
         let nq = netdev::rx_queues(&spec.device).map_or(pre.queues, |n| n.min(pre.queues));
-        let (ifindex, native) = (pre.ifindex, pre.native);
+        let (ifindex, native, driver) = (pre.ifindex, pre.native, pre.driver.clone());
         // The port's first socket registers the region and chooses the mode; its other sockets
         // share that registration and inherit the mode. `Auto` binds in copy mode, which every
         // device supports; zero-copy must be asked for. Multi-buffer too, where the kernel has
@@ -481,10 +488,7 @@ impl PortIo for AfXdpPort {
         // frames to it are finished by the switch.
         let tx_checksum = queues[0].sock.tx_metadata()
             && mode != PortMode::NativeZeroCopy
-            && matches!(
-                netdev::driver(&spec.device).as_deref(),
-                Some("veth" | "tun")
-            );
+            && matches!(driver.as_deref(), Some("veth" | "tun"));
         // TCP super-frames leave whole, through a packet socket with a virtio-net header: a veth
         // hands the GSO skb to its peer as it is, a tap to the VMM, a NIC segments it in its
         // hardware (TSO) or the kernel does on transmit. A port whose socket the kernel refused

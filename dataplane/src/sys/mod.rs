@@ -114,6 +114,15 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
 }
 
 /// The last OS error, as an `io::Error`.
+/// The running kernel's version, `(major, minor)` (`(0, 0)` if unreadable).
+pub fn kernel_version() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut v = release
+        .split(['.', '-'])
+        .map(|x| x.trim().parse::<u32>().unwrap_or(0));
+    (v.next().unwrap_or(0), v.next().unwrap_or(0))
+}
+
 pub(crate) fn last_error() -> io::Error {
     io::Error::last_os_error()
 }
@@ -165,11 +174,7 @@ mod tests {
             .all(|(i, &v)| v == (i as u64).wrapping_mul(0x9E37_79B9)));
         // Where the kernel can (transparent huge pages not off; MADV_COLLAPSE since 6.1), it did,
         // unless it had no huge page to give at the moment (ENOMEM, EAGAIN: memory fragmented).
-        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        let mut v = release
-            .split(['.', '-'])
-            .map(|x| x.parse::<u32>().unwrap_or(0));
-        let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+        let (major, minor) = kernel_version();
         match collapsed {
             Ok(done) => assert_eq!(done, !huge_pages_off()),
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOMEM | libc::EAGAIN)) => {
