@@ -3,13 +3,13 @@
 //! super-frames reach it whole.
 //!
 //! # Design
-//! A guest that keeps TSO hands its interface TCP segments of up to 64 KB (one header, the
-//! payload of many MTU-sized segments). On a veth in native XDP mode the kernel takes TSO away
-//! from the guest while the switch is attached, so none arrive; where frames reach the program
-//! through generic XDP (tap devices, a veth in `auto` or generic mode) they do, and multi-buffer AF_XDP
-//! (`XDP_USE_SG`) hands them to the worker as a chain of chunks. AF_XDP carries no GSO metadata
-//! (no `gso_size`), so the switch segments at the largest size the ingress port's MTU allows, as
-//! any TCP sender may: the receiver sees ordinary segments, each within the MTU.
+//! A guest that keeps TSO hands its interface TCP segments of up to 64 KB (one header, the payload
+//! of many MTU-sized segments). On a veth in native XDP mode the kernel takes TSO away from the
+//! guest while the switch is attached, so none arrive; where frames reach the program through
+//! generic XDP (tap devices, a veth in `auto` or generic mode) they do, and multi-buffer AF_XDP
+//! (`XDP_USE_SG`) hands them to the worker as a chain of chunks. AF_XDP carries no GSO metadata (no
+//! `gso_size`), so the switch segments at the largest size the ingress port's MTU allows, as any
+//! TCP sender may: the receiver sees ordinary segments, each within the MTU.
 //!
 //! Towards a known unicast destination the worker sends a super-frame whole, through a packet
 //! socket ([`crate::sys::packet`]) with the header [`Plan::vnet_hdr`] makes: the kernel (or the

@@ -5,8 +5,8 @@
 //! * Every RX queue of the interface gets a socket, so no frame bypasses the switch.
 //! * XDP is attached natively when the driver allows it, else in generic mode (best effort, like
 //!   OVS), but in generic mode first on a veth, where a native program would take TSO from the
-//!   guest's end; either can be forced. Sockets bind in copy mode unless zero-copy is forced. The chosen
-//!   modes are reported.
+//!   guest's end; either can be forced. Sockets bind in copy mode unless zero-copy is forced.
+//!   The chosen modes are reported.
 //! * A port is opened on any thread (the switch's opener, not the worker): its first socket
 //!   registers the worker's UMEM region afresh (each port has its own registration of the same
 //!   memory, so no port depends on another's sockets; in 2 MiB pages this takes 0.3 to 0.5 ms),

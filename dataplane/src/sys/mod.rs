@@ -113,7 +113,6 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
         .collect())
 }
 
-/// The last OS error, as an `io::Error`.
 /// The running kernel's version, `(major, minor)` (`(0, 0)` if unreadable).
 pub fn kernel_version() -> (u32, u32) {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -123,6 +122,7 @@ pub fn kernel_version() -> (u32, u32) {
     (v.next().unwrap_or(0), v.next().unwrap_or(0))
 }
 
+/// The last OS error, as an `io::Error`.
 pub(crate) fn last_error() -> io::Error {
     io::Error::last_os_error()
 }
