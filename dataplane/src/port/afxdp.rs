@@ -47,8 +47,8 @@ pub const REFILL_BULK: u32 = 128;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum XdpMode {
     /// Generic on a veth, where a native program would take TSO from the guest's end (and
-    /// native costs as much per frame there, copying either way); elsewhere native if the driver
-    /// supports it, else generic.
+    /// native costs as much per frame there, copying either way), on kernels with multi-buffer
+    /// sockets (6.6 and later); elsewhere native if the driver supports it, else generic.
     #[default]
     Auto,
     /// Native (driver) mode only.
