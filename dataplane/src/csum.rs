@@ -41,6 +41,7 @@ const SCTP_CSUM_OFFSET: usize = 8;
 const SCTP_HEADER_LEN: usize = 12;
 const TCP_CSUM_OFFSET: usize = 16;
 const TCP_MIN_LEN: usize = 20;
+const TCP_SYN: u8 = 0x02;
 const UDP_CSUM_OFFSET: usize = 6;
 const UDP_LEN: usize = 8;
 /// IPv6 extension headers walked before giving up.
@@ -115,7 +116,36 @@ pub fn pending(frame: &[u8]) -> Option<Pending> {
     pending_in(frame, segment(frame)?)
 }
 
+/// What the worker reads of every frame it forwards, in one pass over its headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    /// Its transport checksum was left for the device ([`pending`] finds it so).
+    pub partial: bool,
+    /// A TCP, UDP or SCTP segment whose headers hold nothing for the MSS watch
+    /// ([`crate::mss::MssTable::observe`], which reads TCP segments with SYN and ICMP errors):
+    /// not TCP, or TCP without SYN.
+    pub plain: bool,
+}
+
+/// [`pending`]`(frame).is_some()`, and whether `frame` is plain ([`Seen`]). Inline: the
+/// worker calls it for every frame it forwards.
+#[inline(always)]
+pub fn seen(frame: &[u8]) -> Seen {
+    let Some(seg) = segment(frame) else {
+        return Seen {
+            partial: false,
+            plain: false,
+        };
+    };
+    let syn = seg.proto == TCP && frame.get(seg.start + 13).is_some_and(|f| f & TCP_SYN != 0);
+    Seen {
+        partial: pending_in(frame, seg).is_some(),
+        plain: !syn,
+    }
+}
+
 /// [`pending`] for the segment `seg` of `frame`.
+#[inline(always)]
 fn pending_in(frame: &[u8], seg: Segment) -> Option<Pending> {
     let bytes = frame.get(seg.start..seg.start + seg.len)?;
     if seg.proto == SCTP {
@@ -267,6 +297,7 @@ pub(crate) fn header_checksum(header: &[u8]) -> u16 {
 }
 
 /// Finds the TCP or UDP segment of an Ethernet frame (untagged or with one tag).
+#[inline(always)]
 fn segment(frame: &[u8]) -> Option<Segment> {
     let mut l3 = ETH_HEADER_LEN;
     let mut ethertype = be16(frame, 12)?;
@@ -302,6 +333,7 @@ fn segment(frame: &[u8]) -> Option<Segment> {
 }
 
 /// IPv4: (transport offset, transport length, protocol, pseudo-header sum).
+#[inline(always)]
 fn ipv4(ip: &[u8]) -> Option<(usize, usize, u8, u64)> {
     let first = *ip.first()?;
     let ihl = usize::from(first & 0x0f) * 4;

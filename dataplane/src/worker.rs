@@ -1081,16 +1081,19 @@ impl<P: PortIo> Worker<P> {
                     Some(bytes) => {
                         let v = self.pipe.process(&self.snap, slot, bytes, now);
                         if let Verdict::Unicast { net, .. } | Verdict::Flood { net } = v {
-                            let mtu = max_frame.saturating_sub(ETH_HEADER_LEN as u32);
-                            self.mss.observe(net, bytes, mtu, now.secs);
-                        }
-                        // A checksum left for the device is finished as each copy is staged
-                        // (`finish_checksum`), by the switch or by the egress port's kernel.
-                        if matches!(v, Verdict::Unicast { .. } | Verdict::Flood { .. })
-                            && csum::pending(bytes).is_some()
-                        {
-                            self.pipe.counters[usize::from(slot)].csum_completed += 1;
-                            d.options |= UNFINISHED;
+                            // The headers read once for both.
+                            let seen = csum::seen(bytes);
+                            if !seen.plain {
+                                let mtu = max_frame.saturating_sub(ETH_HEADER_LEN as u32);
+                                self.mss.observe(net, bytes, mtu, now.secs);
+                            }
+                            // A checksum left for the device is finished as each copy is
+                            // staged (`finish_checksum`), by the switch or by the egress
+                            // port's kernel.
+                            if seen.partial {
+                                self.pipe.counters[usize::from(slot)].csum_completed += 1;
+                                d.options |= UNFINISHED;
+                            }
                         }
                         v
                     }

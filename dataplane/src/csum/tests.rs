@@ -441,8 +441,85 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(mut bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = seen(&bytes);
         let _ = complete_partial(&mut bytes);
         let _ = verify(&bytes);
+    }
+
+    #[test]
+    fn seen_finds_a_partial_checksum_where_pending_does(
+        case in 0usize..CASES.len(),
+        payload in proptest::collection::vec(any::<u8>(), 0..100),
+        partial in any::<bool>(),
+        vlan in proptest::option::of(1u16..4095),
+        at in 0usize..80,
+        flip in prop_oneof![Just(0u8), any::<u8>()],
+    ) {
+        // A frame with a partial or a full checksum, one byte of its headers (or of the
+        // first payload) changed, or none.
+        let (ip, proto) = CASES[case];
+        let mut f = frame(ip, proto, &with_checksum(ip, proto, &payload, partial), vlan, 0);
+        if let Some(b) = f.get_mut(at) {
+            *b ^= flip;
+        }
+        prop_assert_eq!(seen(&f).partial, pending(&f).is_some());
+        if flip == 0 {
+            // (A full checksum may equal the pseudo-header sum, one in 65 536: `partial` is
+            // not asserted here, the deterministic test does.)
+            prop_assert!(seen(&f).plain);
+            prop_assert!(!partial || seen(&f).partial);
+        }
+    }
+}
+
+#[test]
+fn seen_says_plain_what_the_mss_watch_has_nothing_to_read_in() {
+    let syn = |mut seg: Vec<u8>| {
+        seg[13] = 0x02;
+        seg
+    };
+    for (ip, proto) in CASES {
+        for vlan in [None, Some(7)] {
+            for partial in [false, true] {
+                let seg = with_checksum(ip, proto, b"data", partial);
+                let f = frame(ip, proto, &seg, vlan, 0);
+                let what = format!("{ip:?} {proto} {vlan:?} partial {partial}");
+                assert_eq!(
+                    seen(&f),
+                    Seen {
+                        partial,
+                        plain: true
+                    },
+                    "{what}"
+                );
+            }
+        }
+    }
+    // A TCP segment with SYN is read by the MSS watch, whatever its checksum.
+    for ip in [Ip::V4, Ip::V6] {
+        let f = frame(ip, TCP, &syn(with_checksum(ip, TCP, b"", true)), None, 0);
+        let s = seen(&f);
+        assert!(s.partial && !s.plain, "{ip:?}");
+    }
+    // Neither TCP, UDP nor SCTP (ICMP here), a first fragment, or not IP: for the watch to
+    // look at, and never partial.
+    let icmp = frame(Ip::V4, 1, &[3, 4, 0, 0, 0, 0, 5, 0xdc], None, 0);
+    let mut fragment = frame(
+        Ip::V4,
+        TCP,
+        &syn(with_checksum(Ip::V4, TCP, b"", true)),
+        None,
+        0,
+    );
+    fragment[14 + 6] |= 0x20; // more fragments
+    let arp = build_frame(B, A, None, 0x0806, &[0; 28]);
+    for (what, f) in [("icmp", icmp), ("fragment", fragment), ("arp", arp)] {
+        let none = Seen {
+            partial: false,
+            plain: false,
+        };
+        assert_eq!(seen(&f), none, "{what}");
+        assert_eq!(pending(&f), None, "{what}");
     }
 }
 

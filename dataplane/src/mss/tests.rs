@@ -22,6 +22,8 @@ fn syn_v4(src: [u8; 4], mss: Option<u16>, flags: u8) -> Vec<u8> {
     ip.extend_from_slice(&src);
     ip.extend_from_slice(&[198, 18, 0, 1]);
     ip.extend_from_slice(&tcp);
+    let total = ip.len() as u16;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
     build_frame(B, A, None, 0x0800, &ip)
 }
 
@@ -109,5 +111,45 @@ fn arbitrary_bytes_never_panic() {
     t.observe(0, &loop_opts, 1500, 0);
     for cut in 0..too_big_v6(HOST6, 1300).len() {
         t.observe(0, &too_big_v6(HOST6, 1300)[..cut], 1500, 0);
+    }
+}
+
+proptest::proptest! {
+    /// The worker hands the watch only frames `csum::seen` does not call plain: no plain frame
+    /// holds anything the watch would learn, whatever byte of a SYN's or an ICMP error's
+    /// headers is changed (or none), with or without a tag.
+    #[test]
+    fn a_frame_seen_as_plain_teaches_the_watch_nothing(
+        kind in 0usize..3,
+        vlan in proptest::option::of(1u16..4095),
+        at in 0usize..100,
+        flip in proptest::prop_oneof![proptest::strategy::Just(0u8), proptest::arbitrary::any::<u8>()],
+    ) {
+        let mut f = match kind {
+            0 => syn_v4(HOST, Some(600), 0x02),
+            1 => frag_needed(HOST, 700),
+            _ => too_big_v6(HOST6, 1300),
+        };
+        if let Some(v) = vlan {
+            // The same frame behind a tag.
+            let mut tagged = f[..12].to_vec();
+            tagged.extend_from_slice(&[0x81, 0x00]);
+            tagged.extend_from_slice(&v.to_be_bytes());
+            tagged.extend_from_slice(&f[12..]);
+            f = tagged;
+        }
+        if let Some(b) = f.get_mut(at) {
+            *b ^= flip;
+        }
+        let mut t = MssTable::default();
+        t.observe(1, &f, 1500, 5);
+        let learned = t.entries.iter().any(|e| e.limit != 0);
+        if crate::csum::seen(&f).plain {
+            proptest::prop_assert!(!learned);
+        }
+        if flip == 0 {
+            // Unchanged, each teaches the watch a limit (so the check above is not empty).
+            proptest::prop_assert!(learned);
+        }
     }
 }
