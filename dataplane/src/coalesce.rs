@@ -33,10 +33,8 @@
 
 use crate::csum;
 use crate::gso::Plan;
-use crate::wire::be16;
+use crate::wire::{be16, tcp};
 
-const TCP_ACK: u8 = 0x10;
-const TCP_PSH: u8 = 0x08;
 /// The longest IP packet a merged frame may be (IPv4's total length, IPv6's payload length).
 const MAX_IP_LEN: usize = 65_535;
 
@@ -54,7 +52,7 @@ impl Segment {
         // IPv4 without options, IPv6 without extension headers.
         let plain_ip = p.l4() - p.l3() == if p.ipv4() { 20 } else { 40 };
         let flags = *frame.get(p.l4() + 13)?;
-        let plain_tcp = flags & !TCP_PSH == TCP_ACK && be16(frame, p.l4() + 18)? == 0;
+        let plain_tcp = flags & !tcp::PSH == tcp::ACK && be16(frame, p.l4() + 18)? == 0;
         (plain_ip && plain_tcp).then_some(Segment(p))
     }
 
@@ -136,7 +134,7 @@ impl Run {
         self.next_id = be16(frame, seg.l3() + 4).unwrap_or(0).wrapping_add(1);
         self.count += 1;
         self.bytes += payload;
-        self.psh = frame.get(seg.l4() + 13).is_some_and(|f| f & TCP_PSH != 0);
+        self.psh = frame.get(seg.l4() + 13).is_some_and(|f| f & tcp::PSH != 0);
         self.ended = payload < self.size || self.psh;
     }
 
@@ -193,7 +191,7 @@ impl Run {
             && same(l4, l4 + 4)
             && read32(f, l4 + 4) == Some(self.next_seq)
             && same(l4 + 8, l4 + 13)
-            && h[l4 + 13] & !TCP_PSH == f[l4 + 13] & !TCP_PSH
+            && h[l4 + 13] & !tcp::PSH == f[l4 + 13] & !tcp::PSH
             && same(l4 + 14, l4 + 16)
             && same(l4 + 18, s.headers());
         if tcp {
@@ -220,7 +218,7 @@ impl Run {
             put16(frame, s.l3() + 4, u16::try_from(end - s.l3() - 40).ok()?);
         }
         if self.psh {
-            frame[s.l4() + 13] |= TCP_PSH;
+            frame[s.l4() + 13] |= tcp::PSH;
         }
         Some(end)
     }

@@ -34,14 +34,13 @@
 
 use crate::wire::ipproto::{SCTP, TCP, UDP};
 use crate::wire::{
-    be16, is_vlan_tpid, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, VLAN_TAG_LEN,
+    be16, is_vlan_tpid, tcp, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, VLAN_TAG_LEN,
 };
 
 const SCTP_CSUM_OFFSET: usize = 8;
 const SCTP_HEADER_LEN: usize = 12;
 const TCP_CSUM_OFFSET: usize = 16;
 const TCP_MIN_LEN: usize = 20;
-const TCP_SYN: u8 = 0x02;
 const UDP_CSUM_OFFSET: usize = 6;
 const UDP_LEN: usize = 8;
 /// IPv6 extension headers walked before giving up.
@@ -137,7 +136,7 @@ pub fn seen(frame: &[u8]) -> Seen {
             plain: false,
         };
     };
-    let syn = seg.proto == TCP && frame.get(seg.start + 13).is_some_and(|f| f & TCP_SYN != 0);
+    let syn = seg.proto == TCP && frame.get(seg.start + 13).is_some_and(|f| f & tcp::SYN != 0);
     Seen {
         partial: pending_in(frame, seg).is_some(),
         plain: !syn,

@@ -86,16 +86,7 @@ pub struct Flow {
 }
 
 /// TCP flags.
-pub mod tcp {
-    /// FIN.
-    pub const FIN: u8 = 0x01;
-    /// SYN.
-    pub const SYN: u8 = 0x02;
-    /// RST.
-    pub const RST: u8 = 0x04;
-    /// ACK.
-    pub const ACK: u8 = 0x10;
-}
+pub use crate::wire::tcp;
 
 /// What a frame is, for the filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

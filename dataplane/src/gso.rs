@@ -31,12 +31,8 @@ use crate::csum;
 use crate::sys::packet::{VnetHdr, GSO_ECN, GSO_TCPV4, GSO_TCPV6, NEEDS_CSUM};
 use crate::wire::ipproto::TCP;
 use crate::wire::{
-    be16, is_vlan_tpid, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, VLAN_TAG_LEN,
+    be16, is_vlan_tpid, tcp, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, VLAN_TAG_LEN,
 };
-
-const TCP_FIN: u8 = 0x01;
-const TCP_PSH: u8 = 0x08;
-const TCP_CWR: u8 = 0x80;
 
 /// How a super-frame splits into segments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,7 +167,7 @@ impl Plan {
     pub fn vnet_hdr(&self, frame: &[u8], mss: usize, shift: isize) -> VnetHdr {
         let mss = mss.min(self.mss);
         let at = |off: usize| off.saturating_add_signed(shift) as u16;
-        let cwr = frame.get(self.l4 + 13).is_some_and(|f| f & TCP_CWR != 0);
+        let cwr = frame.get(self.l4 + 13).is_some_and(|f| f & tcp::CWR != 0);
         let gso_type = if self.end - self.hdr <= mss {
             0
         } else {
@@ -224,10 +220,10 @@ impl Plan {
         let last = to == self.end;
         let mut flags = out[self.l4 + 13];
         if !last {
-            flags &= !(TCP_FIN | TCP_PSH);
+            flags &= !(tcp::FIN | tcp::PSH);
         }
         if k > 0 {
-            flags &= !TCP_CWR;
+            flags &= !tcp::CWR;
         }
         out[self.l4 + 13] = flags;
         // The pseudo-header sum, as a sender with checksum offload leaves it.

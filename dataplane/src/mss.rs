@@ -26,7 +26,7 @@
 
 use crate::wire::ipproto::{ICMP, ICMPV6, TCP};
 use crate::wire::{
-    be16, is_vlan_tpid, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, VLAN_TAG_LEN,
+    be16, is_vlan_tpid, tcp, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, VLAN_TAG_LEN,
 };
 
 const ENTRIES: usize = 4096;
@@ -34,7 +34,6 @@ const ENTRIES: usize = 4096;
 pub const EXPIRY_SECS: u32 = 600;
 const MIN_V4: u16 = 552;
 const MIN_V6: u16 = 1280;
-const TCP_SYN: u8 = 0x02;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Entry {
@@ -159,7 +158,7 @@ impl MssTable {
                     return;
                 };
                 match ip[9] {
-                    TCP if l4.get(13).is_some_and(|f| f & TCP_SYN != 0) => {
+                    TCP if l4.get(13).is_some_and(|f| f & tcp::SYN != 0) => {
                         if let (Some(m), Some(src)) = (mss_option(l4), v4(&ip[12..16])) {
                             self.lower(net, src, m.saturating_add(40), MIN_V4, mtu, secs);
                         }
@@ -183,7 +182,7 @@ impl MssTable {
             ETHERTYPE_IPV6 if ip.len() >= 40 && ip[0] >> 4 == 6 => {
                 let l4 = &ip[40..];
                 match ip[6] {
-                    TCP if l4.get(13).is_some_and(|f| f & TCP_SYN != 0) => {
+                    TCP if l4.get(13).is_some_and(|f| f & tcp::SYN != 0) => {
                         if let (Some(m), Some(src)) = (mss_option(l4), v6(&ip[8..24])) {
                             self.lower(net, src, m.saturating_add(60), MIN_V6, mtu, secs);
                         }

@@ -41,6 +41,23 @@ pub mod ipproto {
     pub const SCTP: u8 = 132;
 }
 
+/// TCP header flags the switch reads (connection tracking, segments merged and cut, the MSS
+/// watch, the partial-checksum test's pass).
+pub mod tcp {
+    /// FIN.
+    pub const FIN: u8 = 0x01;
+    /// SYN.
+    pub const SYN: u8 = 0x02;
+    /// RST.
+    pub const RST: u8 = 0x04;
+    /// PSH.
+    pub const PSH: u8 = 0x08;
+    /// ACK.
+    pub const ACK: u8 = 0x10;
+    /// CWR.
+    pub const CWR: u8 = 0x80;
+}
+
 mod field {
     use core::ops::Range;
     pub(super) const DESTINATION: Range<usize> = 0..6;

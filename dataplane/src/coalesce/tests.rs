@@ -20,7 +20,7 @@ fn super_frame(v4: bool, payload: &[u8], opts: usize, psh: bool, vlan: Option<u1
     tcp[4..8].copy_from_slice(&SEQ.to_be_bytes());
     tcp[8..12].copy_from_slice(&[0, 0, 0x12, 0x34]);
     tcp[12] = (((20 + opts) / 4) as u8) << 4;
-    tcp[13] = TCP_ACK | if psh { TCP_PSH } else { 0 };
+    tcp[13] = tcp::ACK | if psh { tcp::PSH } else { 0 };
     tcp[14..16].copy_from_slice(&[0x01, 0xf5]);
     tcp[16..20].fill(0);
     tcp.extend_from_slice(payload);

@@ -110,18 +110,18 @@ fn check(ip: Ip, payload: &[u8], opts: usize, flags: u8, vlan: Option<u16>, max_
         let last = k + 1 == segs.len();
         let fl = s[l4 + 13];
         assert_eq!(
-            fl & TCP_FIN != 0,
-            last && flags & TCP_FIN != 0,
+            fl & tcp::FIN != 0,
+            last && flags & tcp::FIN != 0,
             "FIN on the last only"
         );
         assert_eq!(
-            fl & TCP_PSH != 0,
-            last && flags & TCP_PSH != 0,
+            fl & tcp::PSH != 0,
+            last && flags & tcp::PSH != 0,
             "PSH on the last only"
         );
         assert_eq!(
-            fl & TCP_CWR != 0,
-            k == 0 && flags & TCP_CWR != 0,
+            fl & tcp::CWR != 0,
+            k == 0 && flags & tcp::CWR != 0,
             "CWR on the first only"
         );
         assert_eq!(fl & 0x10, flags & 0x10, "ACK everywhere");
@@ -136,7 +136,7 @@ fn tcp_super_frames_split_into_valid_segments_within_the_mtu() {
     let payload: Vec<u8> = (0..30_000u32).map(|i| (i * 31 % 251) as u8).collect();
     for ip in [Ip::V4, Ip::V6, Ip::V6Ext] {
         for vlan in [None, Some(7)] {
-            check(ip, &payload, 12, 0x18 | TCP_FIN | TCP_CWR, vlan, 1514);
+            check(ip, &payload, 12, 0x18 | tcp::FIN | tcp::CWR, vlan, 1514);
             check(ip, &payload[..1461], 0, 0x10, vlan, 1514);
         }
     }
