@@ -128,15 +128,85 @@ pub fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
-/// Takes the machine-wide harness lock (held until the returned file is dropped): the harness's
-/// namespaces have fixed names, so two runs on one machine take turns instead of tearing down
-/// each other's topologies.
-pub fn exclusive() -> std::io::Result<std::fs::File> {
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(std::env::temp_dir().join("qswitch-bench.lock"))?;
-    f.lock()?;
-    Ok(f)
+/// The machine-wide harness lock, held while this lives: the harness's namespaces have fixed
+/// names, so two runs on one machine take turns instead of tearing down each other's topologies.
+/// Its file is removed when it is dropped (while still held), so a run leaves nothing behind.
+#[derive(Debug)]
+pub struct HarnessLock {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl Drop for HarnessLock {
+    fn drop(&mut self) {
+        // Removed while locked: a run waiting on this file finds it gone once it gets the lock,
+        // and opens a new one (`HarnessLock::take`).
+        let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+impl HarnessLock {
+    /// Waits for the lock whose file is `path`. A file a holder removed while this waited on
+    /// it is no longer the lock: then again with the file now at `path`.
+    pub fn take(path: &std::path::Path) -> std::io::Result<HarnessLock> {
+        use std::os::unix::fs::MetadataExt;
+        loop {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(path)?;
+            file.lock()?;
+            let held = file.metadata()?;
+            match std::fs::metadata(path) {
+                Ok(now) if (now.dev(), now.ino()) == (held.dev(), held.ino()) => {
+                    return Ok(HarnessLock {
+                        file,
+                        path: path.to_owned(),
+                    });
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Takes the machine-wide harness lock ([`HarnessLock`]), `qswitch-bench.lock` in the temporary
+/// directory.
+pub fn exclusive() -> std::io::Result<HarnessLock> {
+    HarnessLock::take(&std::env::temp_dir().join("qswitch-bench.lock"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HarnessLock;
+
+    #[test]
+    fn the_harness_lock_is_taken_in_turn_and_leaves_no_file() {
+        let path = std::env::temp_dir().join(format!("qsb-lock-test-{}", std::process::id()));
+        let first = HarnessLock::take(&path).expect("lock");
+        assert!(path.exists());
+        // A second taker waits until the first is dropped, then holds a file of its own.
+        let waiter = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let l = HarnessLock::take(&path).expect("lock");
+                let held = std::time::Instant::now();
+                drop(l);
+                held
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let released = std::time::Instant::now();
+        drop(first);
+        let held = waiter.join().expect("waiter");
+        assert!(
+            held >= released,
+            "the second took the lock while the first held it"
+        );
+        assert!(!path.exists(), "the lock's file was left behind");
+    }
 }

@@ -87,7 +87,7 @@ fn main() {
         Cmd::Agent { .. } | Cmd::Completions { .. } | Cmd::DutPorts { .. }
     );
     // Every command but the agents builds namespaces with fixed names: one run at a time.
-    let _lock = if measuring {
+    let lock = if measuring {
         match bench::agent::exclusive() {
             Ok(f) => Some(f),
             Err(e) => {
@@ -126,6 +126,8 @@ fn main() {
         // Whatever the run returned, the watcher is tearing down and exits with 130.
         bench::interrupt::wait_for_exit();
     }
+    // Released (its file removed) before the process ends, on every path but an interrupt's.
+    drop(lock);
     if let Err(e) = r {
         progress::clear();
         eprintln!("qswitch-bench: {e}");
