@@ -174,10 +174,28 @@ impl HarnessLock {
     }
 }
 
-/// Takes the machine-wide harness lock ([`HarnessLock`]), `qswitch-bench.lock` in the temporary
-/// directory.
-pub fn exclusive() -> std::io::Result<HarnessLock> {
-    HarnessLock::take(&std::env::temp_dir().join("qswitch-bench.lock"))
+/// The harness lock this process holds, if any ([`exclusive`]).
+static HELD: std::sync::Mutex<Option<HarnessLock>> = std::sync::Mutex::new(None);
+
+/// Takes the machine-wide harness lock ([`HarnessLock`], `qswitch-bench.lock` in the temporary
+/// directory) for this process, until [`release`].
+pub fn exclusive() -> std::io::Result<()> {
+    let lock = HarnessLock::take(&std::env::temp_dir().join("qswitch-bench.lock"))?;
+    *HELD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(lock);
+    Ok(())
+}
+
+/// Releases the harness lock this process holds, its file removed; nothing if it holds none.
+/// The process calls it before it exits, on every path (a run's end, a failure, an interrupt's
+/// teardown): `process::exit` runs no destructors.
+pub fn release() {
+    let held = HELD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    drop(held);
 }
 
 #[cfg(test)]

@@ -48,6 +48,7 @@ pub fn install() -> std::io::Result<()> {
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 say("torn down");
+                crate::agent::release();
                 std::process::exit(130);
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -63,6 +64,7 @@ pub fn requested() -> bool {
 /// Waits for the watcher to finish the teardown and exit (or exits after 60 s, if it could not).
 pub fn wait_for_exit() -> ! {
     std::thread::sleep(Duration::from_secs(60));
+    crate::agent::release();
     std::process::exit(130);
 }
 

@@ -64,6 +64,8 @@ fn quick_run_reports_every_dut_and_cleans_up() {
     let stdout = String::from_utf8_lossy(&r.stdout);
     let stderr = String::from_utf8_lossy(&r.stderr);
     assert!(r.status.success(), "harness failed:\n{stdout}\n{stderr}");
+    let lock = std::env::temp_dir().join("qswitch-bench.lock");
+    assert!(!lock.exists(), "{} left behind", lock.display());
     if !ovs {
         assert!(
             stderr.contains("skipping ovs: Open vSwitch is not installed"),
@@ -310,6 +312,8 @@ fn interrupted_run_tears_down(exe: &std::path::Path, qswitch: &std::path::Path) 
     assert_eq!(r.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted, tearing down"), "{stderr}");
     assert_eq!(harness_namespaces(), "", "namespaces left behind");
+    let lock = std::env::temp_dir().join("qswitch-bench.lock");
+    assert!(!lock.exists(), "{} left behind", lock.display());
     let left = Command::new("pgrep")
         .args(["-f", &format!("{} serve", qswitch.display())])
         .output()

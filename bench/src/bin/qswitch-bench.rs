@@ -87,20 +87,16 @@ fn main() {
         Cmd::Agent { .. } | Cmd::Completions { .. } | Cmd::DutPorts { .. }
     );
     // Every command but the agents builds namespaces with fixed names: one run at a time.
-    let lock = if measuring {
-        match bench::agent::exclusive() {
-            Ok(f) => Some(f),
-            Err(e) => {
-                eprintln!("qswitch-bench: cannot take the harness lock: {e}");
-                std::process::exit(1);
-            }
+    if measuring {
+        if let Err(e) = bench::agent::exclusive() {
+            eprintln!("qswitch-bench: cannot take the harness lock: {e}");
+            std::process::exit(1);
         }
-    } else {
-        None
-    };
+    }
     if measuring {
         if let Err(e) = bench::interrupt::install() {
             eprintln!("qswitch-bench: cannot install the signal handlers: {e}");
+            bench::agent::release();
             std::process::exit(1);
         }
     }
@@ -126,8 +122,8 @@ fn main() {
         // Whatever the run returned, the watcher is tearing down and exits with 130.
         bench::interrupt::wait_for_exit();
     }
-    // Released (its file removed) before the process ends, on every path but an interrupt's.
-    drop(lock);
+    // Released (its file removed) before the process ends; an interrupt's teardown does the same.
+    bench::agent::release();
     if let Err(e) = r {
         progress::clear();
         eprintln!("qswitch-bench: {e}");
