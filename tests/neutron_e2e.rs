@@ -144,11 +144,22 @@ impl Api {
 
 /// A daemon with its store in a fresh directory, and its API.
 fn start() -> (Api, Daemon) {
+    start_with(None)
+}
+
+/// As [`start`], the daemon reading `config` (TOML) as its configuration file, if given.
+fn start_with(config: Option<&str>) -> (Api, Daemon) {
     let dir = std::env::temp_dir().join(unique("db"));
     std::fs::create_dir_all(&dir).unwrap();
     let db = store(&dir);
     let api = Api { addr: free_addr() };
-    let daemon = Daemon::start_in(dir, &["--listen", &api.addr, "--db", &db]);
+    let cfg = dir.join("qswitch.toml");
+    let mut args = vec!["--listen", &api.addr, "--db", &db];
+    if let Some(toml) = config {
+        std::fs::write(&cfg, toml).unwrap();
+        args.extend(["--config", cfg.to_str().unwrap()]);
+    }
+    let daemon = Daemon::start_in(dir, &args);
     assert!(
         wait_ready(&api.addr),
         "daemon did not start:\n{}",
@@ -317,6 +328,17 @@ fn v2_ports_bound_by_tap_name_forward_and_drop_spoofed_sources() {
     assert_eq!(s, 204);
 }
 
+/// The frames all workers handed to another worker, from the daemon's `/metrics`.
+fn crossed(api: &Api) -> u64 {
+    let r = request(&api.addr, "GET", "/metrics", None);
+    r.body
+        .lines()
+        .filter(|l| l.starts_with("qswitch_worker_crossed_out_frames"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
 /// The count of a port's drops under `reason`, from the daemon's `/metrics`.
 fn drops(api: &Api, port: &str, reason: &str) -> u64 {
     let r = request(&api.addr, "GET", "/metrics", None);
@@ -337,7 +359,8 @@ fn replied_seqs(out: &str) -> Vec<u32> {
 
 #[test]
 fn security_groups_filter_traffic_between_vms_live() {
-    let (api, daemon) = start();
+    // Two workers whatever the machine: the ports are spread over both (see the streams below).
+    let (api, daemon) = start_with(Some("[switch]\nworkers = 2\n"));
     let third = std::process::id() % 120 + 100;
     let net = api.create("networks", json!({"network": {"name": "sg"}}))["network"]["id"]
         .as_str()
@@ -527,8 +550,50 @@ fn security_groups_filter_traffic_between_vms_live() {
     // The TCP rule stays in force.
     a.ns.tcp_transfer(&c.ns, &c.ip, 1 << 16)
         .unwrap_or_else(|e| panic!("TCP after the ICMP rule went: {e}"));
-    let (s, _) = api.call("DELETE", &format!("/v2.0/security-group-rules/{tcp}"), None);
-    assert_eq!(s, 204);
+    // Removing it cuts established TCP streams into c, from a and from b. With two workers one
+    // of them is on a worker other than c's (ports go to the least loaded worker): its segments
+    // leave straight through c's socket once c's worker has published the connection (a few
+    // crossings in all, not one per 64 KB), and stop all the same.
+    let remove = || {
+        let (s, _) = api.call("DELETE", &format!("/v2.0/security-group-rules/{tcp}"), None);
+        assert_eq!(s, 204);
+    };
+    let crossed_before = crossed(&api);
+    let ((from_a, at), (from_b, _)) = std::thread::scope(|scope| {
+        let b_stream = scope.spawn(|| {
+            b.ns.tcp_stream(&c.ns, &c.ip, 6, Duration::from_secs(2), || {})
+        });
+        let a_stream =
+            a.ns.tcp_stream(&c.ns, &c.ip, 6, Duration::from_secs(2), remove);
+        (a_stream, b_stream.join().unwrap())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let crossings = crossed(&api) - crossed_before;
+    // From 1.5 s after the removal was answered on (the two streams start within a few hundred
+    // milliseconds of each other).
+    let cut = ((at.as_secs_f64() + 1.5) * 4.0).ceil() as usize;
+    assert!(
+        cut < 24,
+        "the removal took until {at:?} into the 6 s streams"
+    );
+    let mut moved = 0;
+    for (who, received) in [("a", from_a), ("b", from_b)] {
+        let before: u64 = received[..6].iter().sum();
+        assert!(
+            before > 0,
+            "{who}'s stream moved before the removal: {received:?}\n{}",
+            daemon.log()
+        );
+        assert!(
+            received[cut..].iter().all(|&b| b == 0),
+            "{who}'s stream went on after the rule went ({at:?}): {received:?}"
+        );
+        moved += received.iter().sum::<u64>();
+    }
+    assert!(
+        crossings < 200 && crossings * (256 << 10) < moved,
+        "{crossings} frames crossed between the workers for {moved} bytes"
+    );
     assert!(
         a.ns.tcp_transfer(&c.ns, &c.ip, 4096).is_err(),
         "TCP rule removed"

@@ -22,12 +22,17 @@
 //! slot a new port took ([`ConnTable::sync_zone`]) starts empty: the earlier entries are dead on
 //! sight and swept.
 //!
+//! A port's established TCP connections are published for the other workers
+//! ([`published`]), which then send their plain segments into the port themselves; an entry
+//! that goes is taken out of the port's table with it.
+//!
 //! Later fragments carry no ports: a first fragment that passed records its datagram (zone,
 //! addresses, protocol, identification) for a few seconds so that the rest follows it, at most
 //! [`FRAGMENTS_PER_ZONE`] datagrams per port.
 
 use core::hash::BuildHasher;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use hashbrown::HashTable;
 
@@ -35,6 +40,10 @@ use crate::acl::Direction;
 use crate::flow::{tcp, Flow, Tuple};
 use crate::stats::DropReason;
 use crate::wire::ipproto::TCP;
+
+pub mod published;
+
+pub use published::Published;
 
 type RandomState = foldhash::fast::RandomState;
 
@@ -186,6 +195,8 @@ const FIN_REPLY: u8 = 4;
 const RESET: u8 = 8;
 /// TCP: the opener acknowledged after the other side answered (the handshake completed).
 const ESTABLISHED: u8 = 16;
+/// TCP: a FIN or a reset was seen.
+const CLOSING: u8 = FIN_ORIG | FIN_REPLY | RESET;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -271,6 +282,16 @@ impl Entry {
     }
 }
 
+/// Takes connection `key` of a port of generation `gen` out of its zone's table in `published`
+/// ([`ConnTable::share`]), if it is there.
+fn unpublish(published: &[Option<(u32, Arc<Published>)>], key: &Key, gen: u32) {
+    if let Some(Some((g, table))) = published.get(usize::from(key.zone())) {
+        if *g == gen {
+            table.remove(key);
+        }
+    }
+}
+
 /// The shortest of [`timeout`]'s answers.
 const MIN_TIMEOUT: u32 = 10;
 
@@ -322,7 +343,8 @@ pub struct Connection {
     pub state: &'static str,
     /// No longer allowed by the rules: its packets are dropped until it expires.
     pub cut: bool,
-    /// Seconds since a packet of it passed.
+    /// Seconds since a packet of it passed this table's check (not the segments other workers
+    /// sent straight into the port: [`published`]).
     pub idle_secs: u32,
     /// Seconds until it expires without another packet.
     pub expires_secs: u32,
@@ -416,6 +438,9 @@ pub struct ConnTable {
     fragments: HashMap<FragKey, u32, RandomState>,
     /// The second the fragments were last swept.
     frags_swept: u32,
+    /// By zone: the port's generation and the table its established connections are published
+    /// in for other workers ([`published`]).
+    published: Vec<Option<(u32, Arc<Published>)>>,
 }
 
 /// The default share of a port: connections tracked at once.
@@ -440,6 +465,46 @@ impl ConnTable {
             cursor: 0,
             fragments: HashMap::with_hasher(RandomState::default()),
             frags_swept: 0,
+            published: Vec::new(),
+        }
+    }
+
+    /// Publishes the established connections of zone `zone`'s port in `table` from now on:
+    /// `Some((gen, table))` for the port of generation `gen` ([`ConnTable::publish`]), `None`
+    /// for none.
+    pub fn share(&mut self, zone: u16, table: Option<(u32, Arc<Published>)>) {
+        let z = usize::from(zone);
+        if self.published.len() <= z {
+            self.published.resize(z + 1, None);
+        }
+        self.published[z] = table;
+    }
+
+    /// Publishes connection `at` (a key with its zone) in its zone's table, if that is the table
+    /// of the port of generation `gen`, the connection an established TCP connection of that
+    /// port, without FIN or RST, not cut, allowed under policy epoch `epoch` and live at `now`:
+    /// the port's check passes a segment of it without SYN, FIN or RST and changes nothing in it but
+    /// the time a packet was last seen, so other workers may send such segments into the port
+    /// themselves until its timeout could run out. Called for a segment that crossed and passed.
+    pub fn publish(&self, at: &Hashed, gen: u32, epoch: u64, now: u32) {
+        let key = &at.key;
+        let Some(Some((g, table))) = self.published.get(usize::from(key.zone())) else {
+            return;
+        };
+        let Some((_, e)) = self.conns.find(at.hash, |(k, _)| k == key) else {
+            return;
+        };
+        let open = e.state & (ESTABLISHED | CLOSING) == ESTABLISHED;
+        if *g == gen
+            && e.gen == gen
+            && key.proto() == TCP
+            && open
+            && !e.cut
+            && e.start.epoch == epoch
+            && !e.expired(key, now)
+        {
+            let until = e.last.saturating_add(timeout(TCP, e.state));
+            table.insert(key, epoch, until);
         }
     }
 
@@ -572,7 +637,12 @@ impl ConnTable {
             if (f.is_echo_request() && !orig) || (syn && e.closed()) {
                 return None;
             }
+            let was = e.state;
             e.update(key, f, now);
+            if e.state & CLOSING != was & CLOSING {
+                // Closing: its segments cross again, so that the owner sees it to the end.
+                unpublish(&self.published, key, e.gen);
+            }
         }
         Some(true)
     }
@@ -631,6 +701,8 @@ impl ConnTable {
             return;
         };
         let ((key, e), _) = found.remove();
+        // Published, it would go on passing elsewhere.
+        unpublish(&self.published, &key, e.gen);
         if let Some(k) = self.keys.get_mut(e.slot as usize) {
             *k = None;
             self.free.push(e.slot);

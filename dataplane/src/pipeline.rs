@@ -498,6 +498,42 @@ impl Pipeline {
         flow::parse_into(frame, self.l3.get_or_insert(L3::Malformed));
     }
 
+    /// The frame last read ([`Pipeline::process`], [`Pipeline::inspect`]) on a network with
+    /// security groups, if it is a whole TCP segment without SYN, FIN or RST: its addresses and
+    /// ports. Such a segment of a connection a port's worker published
+    /// ([`crate::conntrack::published`]) may be sent into that port by any worker.
+    #[inline]
+    pub fn plain_tcp(&self) -> Option<&flow::Tuple> {
+        match &self.l3 {
+            Some(L3::Ip(f))
+                if f.tuple.proto == crate::wire::ipproto::TCP
+                    && f.fragment == flow::Fragment::Whole
+                    && f.quoted.is_none()
+                    && f.tcp_flags & (flow::tcp::SYN | flow::tcp::FIN | flow::tcp::RST) == 0 =>
+            {
+                Some(&f.tuple)
+            }
+            _ => None,
+        }
+    }
+
+    /// After [`Pipeline::admit`] let the frame last read into port `egress`: publishes its
+    /// connection for the other workers ([`ConnTable::publish`]) if the frame is a plain TCP
+    /// segment ([`Pipeline::plain_tcp`]) that the port's rules passed as part of an established
+    /// connection. For a frame that crossed from another worker: what the others may send
+    /// straight from then on.
+    pub fn publish(&self, snap: &Snapshot, egress: u16, now: Now) {
+        let (Some(_), Some(probe), Some(port)) = (self.plain_tcp(), &self.probe, snap.port(egress))
+        else {
+            return;
+        };
+        if port.filter.is_some() {
+            let at = probe.in_zone(egress);
+            self.conns
+                .publish(&at, port.gen, snap.policy_epoch, now.secs);
+        }
+    }
+
     /// Does port `slot` have a rate limit, on what it sends or on what it receives?
     pub fn polices(&self, slot: u16) -> bool {
         let limited = |p: &[Option<Policer>]| matches!(p.get(usize::from(slot)), Some(Some(_)));

@@ -29,7 +29,10 @@
 //! [`crate::fdb`]); the snapshot says which worker owns each port. A frame whose egress port
 //! belongs to another worker is copied into that worker's bounded ring ([`cross`]), once per
 //! worker for a flood; the owner checks the port's ingress security group rules (its
-//! connection-table zone lives there) and sends it. A round takes no more frames than every
+//! connection-table zone lives there) and sends it. TCP towards a VM's port of another worker
+//! leaves through the port's packet socket from the deciding worker instead ([`direct`]); towards
+//! a port with security group rules, once the owner published the connection
+//! ([`crate::conntrack::published`]). A round takes no more frames than every
 //! ring can carry, so a full ring holds frames back in the RX rings, as a full TX ring does.
 //!
 //! # Thread-safety
@@ -63,7 +66,7 @@ use crate::wire::{
 pub mod cross;
 pub mod direct;
 
-use crate::conntrack::Connection;
+use crate::conntrack::{Connection, Key, Published};
 use crate::fdb::MacTable;
 use cross::{Crossing, Links, Target};
 use direct::DirectPort;
@@ -347,6 +350,9 @@ struct Open<P> {
     xdp: XdpStats,
     /// When the last warning about frames the kernel dropped was logged.
     warned_at: Option<u64>,
+    /// The table the port's established connections are published in for the other workers
+    /// while the port is offered to them ([`direct`]), and the slot's generation it is for.
+    published: Option<(u32, Arc<Published>)>,
 }
 
 /// Sends the TCP frame `buf` (`plan`'s) whole through `send`, its checksum made partial for the
@@ -474,6 +480,9 @@ pub struct Worker<P: PortIo> {
     /// of the switch's table, and the table's version copied.
     direct: Vec<Option<Arc<DirectPort>>>,
     direct_seen: u64,
+    /// The second of the round being polled: a published connection goes straight until its
+    /// second ([`Worker::may_go_straight`]).
+    secs: u32,
     /// Frames handed to other workers, and received from them, over the worker's life.
     crossed: (u64, u64),
     /// The workers frames were handed to (a bit each), woken after each ingress port's batch.
@@ -581,6 +590,7 @@ impl<P: PortIo> Worker<P> {
             links,
             direct: Vec::new(),
             direct_seen: 0,
+            secs: 0,
             crossed: (0, 0),
             woken: 0,
             held_back: false,
@@ -898,6 +908,7 @@ impl<P: PortIo> Worker<P> {
             whole_refusals: 0,
             xdp: XdpStats::default(),
             warned_at: None,
+            published: None,
         });
         self.active.push(slot);
         self.recompute_fill_target();
@@ -907,25 +918,51 @@ impl<P: PortIo> Worker<P> {
 
     /// Offers the other workers port `slot`'s packet socket ([`direct`]) while it is a VM's port
     /// of this worker that is up and sends super-frames whole; withdraws the offer otherwise.
-    fn offer_direct(&self, slot: u16) {
+    /// The offer carries the table the port's established connections are published in (one
+    /// per generation of the slot, kept while the port is offered), told the policy epoch this
+    /// worker applies now.
+    fn offer_direct(&mut self, slot: u16) {
         if !self.whole || self.links.out.iter().all(Option::is_none) {
             return;
         }
-        let port = match (self.ports.get(usize::from(slot)), self.snap.port(slot)) {
-            (Some(Some(o)), Some(v))
-                if o.healthy && o.takes_whole && matches!(v.role, Role::Access(_)) =>
-            {
-                o.io.whole_tx().map(|tx| {
-                    Arc::new(DirectPort {
-                        gen: v.gen,
-                        tx,
-                        shared: Arc::clone(&o.shared),
-                    })
-                })
+        let epoch = self.snap.policy_epoch;
+        let Some(Some(o)) = self.ports.get_mut(usize::from(slot)) else {
+            self.links.direct.offer(slot, None);
+            return;
+        };
+        let offer = match self.snap.port(slot) {
+            Some(v) if o.healthy && o.takes_whole && matches!(v.role, Role::Access(_)) => {
+                o.io.whole_tx().map(|tx| (v.gen, tx))
             }
             _ => None,
         };
-        self.links.direct.offer(slot, port);
+        let Some((gen, tx)) = offer else {
+            if let Some((_, old)) = o.published.take() {
+                old.retire();
+                self.pipe.conns.share(slot, None);
+            }
+            self.links.direct.offer(slot, None);
+            return;
+        };
+        let published = match &o.published {
+            Some((g, p)) if *g == gen => Arc::clone(p),
+            _ => {
+                let p = Arc::new(Published::default());
+                if let Some((_, old)) = o.published.replace((gen, Arc::clone(&p))) {
+                    old.retire();
+                }
+                self.pipe.conns.share(slot, Some((gen, Arc::clone(&p))));
+                p
+            }
+        };
+        published.set_epoch(epoch);
+        let port = DirectPort {
+            gen,
+            tx,
+            shared: Arc::clone(&o.shared),
+            published,
+        };
+        self.links.direct.offer(slot, Some(Arc::new(port)));
     }
 
     /// Reports that the port for `slot` could not be opened or started.
@@ -950,6 +987,10 @@ impl<P: PortIo> Worker<P> {
             return;
         };
         self.links.direct.withdraw(slot, &open.shared);
+        if let Some((_, old)) = &open.published {
+            old.retire();
+            self.pipe.conns.share(slot, None);
+        }
         self.active.retain(|&s| s != slot);
         let c = self.counters(slot);
         open.shared.counters.publish(&c, &open.xdp);
@@ -962,6 +1003,7 @@ impl<P: PortIo> Worker<P> {
     pub fn poll(&mut self, now: Now) -> usize {
         let mut work = 0;
         self.held_back = false;
+        self.secs = now.secs;
         // Another worker opened or closed a port this one may send TCP out of itself.
         if self.links.direct.version() != self.direct_seen {
             self.direct_seen = self.links.direct.copy_into(&mut self.direct);
@@ -1323,7 +1365,12 @@ impl<P: PortIo> Worker<P> {
             if self.merge.as_ref().is_some_and(|m| m.egress == egress) {
                 self.close_merge();
             }
-            let c = match self.send_straight(egress, net, tagged, ingress, plan, 0) {
+            let straight = if self.may_go_straight(egress, net) {
+                self.send_straight(egress, net, tagged, ingress, plan, 0)
+            } else {
+                None
+            };
+            let c = match straight {
                 Some(Whole::Sent) => &mut self.pipe.counters[usize::from(ingress)].gso_whole,
                 Some(Whole::Cut) => &mut self.pipe.counters[usize::from(ingress)].gso_segmented,
                 None if self.hand_over_whole(ingress, egress, net, tagged, plan) => {
@@ -1378,7 +1425,8 @@ impl<P: PortIo> Worker<P> {
 
     /// The packet socket of another worker's port `egress` that this worker may send frames of
     /// network `net` out of itself ([`direct`]): a VM's port, up, offered for the generation the
-    /// snapshot has, of a network without security groups, and without a rate limit.
+    /// snapshot has, and without a rate limit. Whether a frame may go so past the port's
+    /// security groups is [`Worker::may_go_straight`]'s to say.
     #[inline]
     fn straight_port(&self, egress: u16, net: u16) -> Option<&Arc<DirectPort>> {
         let dp = self.direct.get(usize::from(egress))?.as_ref()?;
@@ -1388,9 +1436,28 @@ impl<P: PortIo> Worker<P> {
             && v.admin_up
             && matches!(v.role, Role::Access(n) if n == net)
             && dp.shared.state() == LinkState::Up
-            && !self.snap.net(net).is_some_and(|n| n.filtering)
             && !self.pipe.polices(egress);
         ok.then_some(dp)
+    }
+
+    /// May the frame the pipeline decided last, for another worker's port `egress` of network
+    /// `net`, leave through the port's socket from here ([`Worker::straight_port`])? Where the
+    /// network has security groups and the port has rules, only as a plain TCP segment
+    /// ([`Pipeline::plain_tcp`]) of a connection the port's worker published: one its check
+    /// would pass without a change ([`crate::conntrack::published`]). Everything else crosses
+    /// to be checked there.
+    #[inline]
+    fn may_go_straight(&self, egress: u16, net: u16) -> bool {
+        let Some(dp) = self.straight_port(egress, net) else {
+            return false;
+        };
+        let unfiltered = || self.snap.port(egress).is_some_and(|p| p.filter.is_none());
+        if !self.snap.net(net).is_some_and(|n| n.filtering) || unfiltered() {
+            return true;
+        }
+        self.pipe
+            .plain_tcp()
+            .is_some_and(|t| dp.published.admits(&Key::of(egress, t), self.secs))
     }
 
     /// Sends the TCP frame in `gso_buf` (`plan`'s: a super-frame or merged segments), of
@@ -1586,6 +1653,7 @@ impl<P: PortIo> Worker<P> {
             Some(plan) => {
                 self.pipe.inspect(&self.snap, c.net, &self.gso_buf[..len]);
                 if self.pipe.admit(&self.snap, p, len, now) {
+                    self.pipe.publish(&self.snap, p, now);
                     let takes =
                         matches!(self.ports.get(usize::from(p)), Some(Some(o)) if o.takes_whole);
                     if !takes || self.send_whole(p, c.net, c.tagged, &plan) == Whole::Cut {
@@ -2037,6 +2105,8 @@ impl<P: PortIo> Worker<P> {
                 self.umem.release(d.addr);
             }
             Target::Port(p) if self.pipe.admit(&self.snap, p, d.len as usize, now) => {
+                // The other workers send the rest of an established connection straight.
+                self.pipe.publish(&self.snap, p, now);
                 // A failure is counted on the port: the ingress belongs to another worker.
                 self.stage_unicast(p, d, c.tagged, (c.net, vlan), p);
             }
@@ -2312,8 +2382,8 @@ impl<P: PortIo> Worker<P> {
     }
 
     /// Sends frame `d` of network `net`, received on `ingress` and decided for another worker's
-    /// port `egress`, out of that port itself ([`direct`]) where the port may be sent to from
-    /// here and the frame is TCP: merged with the flow's segments ([`Worker::merge_segment`])
+    /// port `egress`, out of that port itself ([`direct`]) where it may go so from here
+    /// ([`Worker::may_go_straight`]) and is TCP: merged with the flow's segments ([`Worker::merge_segment`])
     /// or, one that may not be merged (without a payload, for one), on its own
     /// ([`Worker::send_lone`]), so that nothing of a flow crosses while the rest of it goes
     /// straight. Returns `d` when it is not taken, for the caller to hand over, after closing
@@ -2326,7 +2396,7 @@ impl<P: PortIo> Worker<P> {
         net: u16,
         ingress: u16,
     ) -> Option<XdpDesc> {
-        let straight = self.straight_port(egress, net).is_some();
+        let straight = self.may_go_straight(egress, net);
         let mut d = if straight && self.merging {
             self.merge_segment(egress, d, tagged, net, ingress)?
         } else {

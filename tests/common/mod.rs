@@ -104,6 +104,52 @@ impl Netns {
         json_field(&out, "seconds").ok_or_else(|| format!("tcp-client said {out}"))
     }
 
+    /// Streams TCP to a sink in `server` (on `ip`) for `seconds`, calling `meanwhile` once the
+    /// stream has run for `after`; returns the bytes the sink received in each quarter second
+    /// from the connection's start, and when `meanwhile` returned, counted from just before the
+    /// source started (a little more than from the connection's start).
+    pub fn tcp_stream(
+        &self,
+        server: &Netns,
+        ip: &str,
+        seconds: u32,
+        after: Duration,
+        meanwhile: impl FnOnce(),
+    ) -> (Vec<u64>, Duration) {
+        let port = next_port();
+        let secs = seconds.to_string();
+        let spawn = |ns: &str, args: &[&str], stderr| {
+            Command::new("ip")
+                .args(["netns", "exec", ns, "python3"])
+                .arg(tools_dir().join("transport.py"))
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(stderr)
+                .spawn()
+                .expect("transport")
+        };
+        let mut sink = spawn(
+            &server.name,
+            &["tcp-sink", ip, &port, &secs],
+            Stdio::piped(),
+        );
+        let mut line = String::new();
+        let _ = BufReader::new(sink.stderr.take().unwrap()).read_line(&mut line);
+        assert!(line.contains("ready"), "sink did not start: {line}");
+        let start = Instant::now();
+        let source = spawn(&self.name, &["tcp-source", ip, &port, &secs], Stdio::null());
+        std::thread::sleep(after);
+        meanwhile();
+        let at = start.elapsed();
+        let _ = source.wait_with_output();
+        let out = sink.wait_with_output().expect("sink");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value = serde_json::from_str(text.trim())
+            .unwrap_or_else(|e| panic!("tcp-sink said {text}: {e}"));
+        let received = v["received"].as_array().expect("received");
+        (received.iter().filter_map(|b| b.as_u64()).collect(), at)
+    }
+
     /// Sends `count` UDP datagrams of `size` bytes to an echo server in `server` (on `ip`), one
     /// at a time. Returns (echoed intact, echoed altered).
     pub fn udp_echo(&self, server: &Netns, ip: &str, count: u32, size: usize) -> (u32, u32) {

@@ -1,11 +1,18 @@
 #!/usr/bin/env python3
 """A tenant's transport traffic for the integration tests (run inside a test namespace), with
-every byte checked: nothing is accepted on the kernel's word alone.
+every byte checked (but for tcp-sink and tcp-source, which only count how much moves when):
+nothing is accepted on the kernel's word alone.
 
   transport.py tcp-server ADDR PORT           accept one connection, read to EOF, answer
                                               {"bytes": N, "sha256": HEX} and exit
   transport.py tcp-client ADDR PORT BYTES     connect, send BYTES pseudo-random bytes, read the
                                               answer; prints {"ok": bool, "bytes": N, "seconds": S}
+  transport.py tcp-sink ADDR PORT SECONDS     accept one connection and read it for SECONDS
+                                              (a 256 KiB receive buffer, so that what it counts
+                                              is what arrived lately); prints {"received": [bytes
+                                              in each quarter second from the connection's start]}
+  transport.py tcp-source ADDR PORT SECONDS   connect and send as fast as the connection takes
+                                              it for SECONDS, whether or not it moves
   transport.py udp-server ADDR PORT           echo every datagram back until stdin closes
   transport.py udp-client ADDR PORT COUNT SIZE
                                               send COUNT datagrams of SIZE bytes (sequence number
@@ -73,6 +80,46 @@ def tcp_client(addr, port, nbytes):
     print(json.dumps({"ok": ok, "bytes": got["bytes"], "seconds": seconds}), flush=True)
 
 
+def tcp_sink(addr, port, seconds):
+    s = socket.socket(family(addr), socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
+    s.bind((addr, port))
+    s.listen(1)
+    s.settimeout(30)
+    print("ready", file=sys.stderr, flush=True)
+    c, _ = s.accept()
+    start = time.monotonic()
+    received = [0] * int(seconds * 4)
+    while True:
+        now = time.monotonic() - start
+        if now >= seconds:
+            break
+        r, _, _ = select.select([c], [], [], 0.05)
+        if r:
+            b = c.recv(1 << 16)
+            if not b:
+                break
+            received[min(int((time.monotonic() - start) * 4), len(received) - 1)] += len(b)
+    print(json.dumps({"received": received}), flush=True)
+
+
+def tcp_source(addr, port, seconds):
+    data = pattern(seconds, 1 << 16)
+    c = socket.create_connection((addr, port), timeout=10)
+    c.setblocking(False)
+    end = time.monotonic() + seconds
+    sent = 0
+    while time.monotonic() < end:
+        _, w, _ = select.select([], [c], [], 0.05)
+        if w:
+            try:
+                sent += c.send(data)
+            except BlockingIOError:
+                pass
+    print(json.dumps({"sent": sent}), flush=True)
+
+
 def udp_server(addr, port):
     s = socket.socket(family(addr), socket.SOCK_DGRAM)
     s.bind((addr, port))
@@ -115,6 +162,10 @@ def main():
         tcp_server(args[0], int(args[1]))
     elif cmd == "tcp-client":
         tcp_client(args[0], int(args[1]), int(args[2]))
+    elif cmd == "tcp-sink":
+        tcp_sink(args[0], int(args[1]), float(args[2]))
+    elif cmd == "tcp-source":
+        tcp_source(args[0], int(args[1]), float(args[2]))
     elif cmd == "udp-server":
         udp_server(args[0], int(args[1]))
     elif cmd == "udp-client":

@@ -319,3 +319,88 @@ fn no_timeout_is_shorter_than_the_one_expiry_skips_below() {
         }
     }
 }
+
+#[test]
+fn only_an_established_open_connection_is_published_and_it_goes_with_its_entry() {
+    let mut t = ConnTable::default();
+    let table = Arc::new(Published::default());
+    table.set_epoch(1);
+    t.share(1, Some((1, Arc::clone(&table))));
+    let syn = flow(&v4(A, B, TCP, &tcp(1000, 80, tcp::SYN)));
+    let synack = flow(&v4(B, A, TCP, &tcp(80, 1000, tcp::SYN | tcp::ACK)));
+    let ack = flow(&v4(A, B, TCP, &tcp(1000, 80, tcp::ACK)));
+    let key = Key::of(1, &ack.tuple);
+    let publish = |t: &ConnTable, gen, epoch, now| {
+        t.publish(&t.probe(&ack.tuple).in_zone(1), gen, epoch, now);
+        table.admits(&key, now)
+    };
+    let establish = |t: &mut ConnTable, now| {
+        open(t, 1, 1, &syn, START, now).unwrap();
+        assert!(!publish(t, 1, 1, now), "a SYN alone");
+        assert_eq!(live(t, &synack, 1, now), Some(true));
+        assert!(!publish(t, 1, 1, now), "answered, not acknowledged");
+        assert_eq!(live(t, &ack, 1, now), Some(true));
+    };
+    establish(&mut t, 1);
+    assert!(!publish(&t, 2, 1, 1), "another generation of the port");
+    table.set_epoch(2);
+    assert!(!publish(&t, 1, 2, 1), "allowed under another epoch");
+    table.set_epoch(1);
+    assert!(publish(&t, 1, 1, 1), "established");
+    // Until its timeout could run out; kept alive by the port's packets, published again.
+    assert!(table.admits(&key, 86_400) && !table.admits(&key, 86_401));
+    assert_eq!(live(&mut t, &ack, 1, 50_000), Some(true));
+    assert!(publish(&t, 1, 1, 86_401));
+    // A UDP exchange, answered, is never published.
+    let query = flow(&v4(A, B, UDP, &udp(5000, 53)));
+    open(&mut t, 1, 1, &query, START, 1).unwrap();
+    t.publish(&t.probe(&query.tuple).in_zone(1), 1, 1, 1);
+    assert!(!table.admits(&Key::of(1, &query.tuple), 1));
+
+    // The entry goes (a day without a packet): so does what was published.
+    t.publish(&t.probe(&ack.tuple).in_zone(1), 1, 1, 50_000);
+    t.sweep(50_000 + 86_401, 16);
+    assert!(t.is_empty());
+    assert!(!table.admits(&key, 50_000));
+
+    // A FIN or a reset, either way, takes it out; a closing connection is not published.
+    for end in [
+        flow(&v4(B, A, TCP, &tcp(80, 1000, tcp::RST))),
+        flow(&v4(A, B, TCP, &tcp(1000, 80, tcp::FIN | tcp::ACK))),
+    ] {
+        establish(&mut t, 200_000);
+        assert!(publish(&t, 1, 1, 200_000));
+        assert_eq!(live(&mut t, &end, 1, 200_000), Some(true));
+        assert!(!table.admits(&key, 200_000), "{end:?}");
+        assert!(!publish(&t, 1, 1, 200_000));
+        t.sweep(300_000, 16);
+    }
+
+    // A new port in the slot: the old port's connections are taken out of its table as they go.
+    establish(&mut t, 400_000);
+    assert!(publish(&t, 1, 1, 400_000));
+    t.sync_zone(1, Some(2));
+    t.sweep(400_000, 16);
+    assert!(t.is_empty());
+    assert!(!table.admits(&key, 400_000));
+    // And one replaced by a new opening goes too.
+    t.share(1, Some((2, Arc::clone(&table))));
+    open(&mut t, 1, 2, &syn, START, 400_001).unwrap();
+    for f in [&synack, &ack] {
+        assert_eq!(
+            t.established(
+                &t.probe(&f.tuple).in_zone(1),
+                2,
+                1,
+                Some(f),
+                400_001,
+                |_, _| true
+            ),
+            Some(true)
+        );
+    }
+    t.publish(&t.probe(&ack.tuple).in_zone(1), 2, 1, 400_001);
+    assert!(table.admits(&key, 400_001));
+    open(&mut t, 1, 2, &syn, START, 400_002).unwrap();
+    assert!(!table.admits(&key, 400_002), "replaced");
+}

@@ -19,7 +19,13 @@ const OWNERS: [(&str, u16); 5] = [("a1", 0), ("b1", 0), ("a2", 1), ("a3", 1), ("
 
 struct Crew {
     w: Vec<Worker<MemPort>>,
+    /// The configuration the workers have, its version, and its networks' slots.
+    cfg: SwitchConfig,
+    version: u64,
+    nets: SlotMap,
     ports: SlotMap,
+    /// The time the workers' rounds run at.
+    now: Now,
     /// Crossing buffers per ordered pair of workers.
     depth: usize,
 }
@@ -102,18 +108,14 @@ impl Crew {
         edit(&mut cfg);
         let mut c = Crew {
             w,
+            cfg,
+            version: 0,
+            nets: SlotMap::default(),
             ports: SlotMap::default(),
+            now: Now::default(),
             depth,
         };
-        let snap = Arc::new(Snapshot::compile(
-            &cfg,
-            1,
-            &mut SlotMap::default(),
-            &mut c.ports,
-        ));
-        for w in &mut c.w {
-            w.handle(Command::Snapshot(Arc::clone(&snap)), Now::default());
-        }
+        c.reconfigure(|_| {});
         for (id, o) in OWNERS {
             let slot = c.ports.get(id).unwrap();
             let w = &mut c.w[usize::from(o)];
@@ -123,6 +125,21 @@ impl Crew {
             super::tests::open_mem_port_spec(w, slot, offload, whole, direct);
         }
         c
+    }
+
+    /// Edits the configuration and gives both workers its next snapshot.
+    fn reconfigure(&mut self, edit: impl FnOnce(&mut SwitchConfig)) {
+        edit(&mut self.cfg);
+        self.version += 1;
+        let snap = Arc::new(Snapshot::compile(
+            &self.cfg,
+            self.version,
+            &mut self.nets,
+            &mut self.ports,
+        ));
+        for w in &mut self.w {
+            w.handle(Command::Snapshot(Arc::clone(&snap)), Now::default());
+        }
     }
 
     fn port(&mut self, id: &str) -> &mut MemPort {
@@ -137,7 +154,7 @@ impl Crew {
     fn run(&mut self) {
         for _ in 0..4 {
             for w in &mut self.w {
-                w.poll(Now::default());
+                w.poll(self.now);
             }
         }
     }
@@ -646,12 +663,12 @@ fn tcp_towards_the_other_workers_vm_leaves_merged_through_its_socket_without_cro
 }
 
 #[test]
-fn tcp_towards_a_port_whose_network_filters_crosses_to_its_worker() {
+fn tcp_towards_a_port_without_rules_leaves_straight_though_its_network_filters() {
     use super::tests::tcp_segments;
     use crate::acl::{PortFilter, Rule};
     use std::sync::atomic::Ordering::Relaxed;
-    // a3 has security groups: its network's frames are checked on their egress port's worker,
-    // which holds that port's connections; a2's are sent by worker 1 too, merged there.
+    // a3 has security groups, a2 none: the network's frames are read to layer 4, but a2's
+    // worker has nothing to check for a2, so worker 0 sends a1's segments out of a2 itself.
     let mut c = Crew::socketed(
         4096,
         64,
@@ -668,21 +685,223 @@ fn tcp_towards_a_port_whose_network_filters_crosses_to_its_worker() {
     );
     c.announce_vm2();
     let sink = Arc::clone(c.port("a2").direct.as_ref().unwrap());
-    let slot = usize::from(c.ports.get("a2").unwrap());
-    assert!(
-        matches!(c.w[0].direct.get(slot), Some(Some(_))),
-        "worker 0 has a2's socket"
+    let segs = tcp_segments(
+        VM2,
+        &(0..12_000u32).map(|i| i as u8).collect::<Vec<_>>(),
+        1000,
     );
-    let payload: Vec<u8> = (0..12_000u32).map(|i| (i % 247) as u8).collect();
-    let segs = tcp_segments(VM2, &payload, 1000);
     for f in &segs {
         c.inject("a1", f.clone());
     }
     c.run();
-    assert_eq!(sink.sent.load(Relaxed), 0);
-    assert!(c.take("a2") == segs, "merged by worker 1");
-    assert_eq!(c.port("a2").whole_sent, 1, "merged by worker 1");
+    assert!(*sink.segments.lock().unwrap() == segs, "merged by worker 0");
+    assert_eq!(sink.sent.load(Relaxed), 1);
+    assert!(c.take("a2").is_empty());
+    assert_eq!(c.w[0].crossed.0, 0);
+    c.check_accounting();
+}
+
+/// IPv4 addresses of VM1 and VM2 in the tests of security groups.
+const IP1: [u8; 4] = [198, 18, 0, 1];
+const IP2: [u8; 4] = [198, 18, 0, 2];
+
+/// A TCP segment from `src` (port `sport`) to `dst` (port 80 of the other address) with
+/// `flags` and `payload`, its checksums right.
+fn segment(dst: Mac, src: Mac, sport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    use crate::flow::build::{ipv4_packet, tcp};
+    let (from, to) = if src == VM1 { (IP1, IP2) } else { (IP2, IP1) };
+    let (sport, dport) = if src == VM1 { (sport, 80) } else { (80, sport) };
+    let mut l4 = tcp(sport, dport, flags);
+    l4.extend_from_slice(payload);
+    let mut f = build_frame(
+        dst,
+        src,
+        None,
+        ETHERTYPE_IPV4,
+        &ipv4_packet(from, to, 6, &l4, 0, 1),
+    );
+    let sum = crate::csum::header_checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&sum.to_be_bytes());
+    assert!(crate::csum::make_partial(&mut f));
+    crate::csum::complete_partial(&mut f);
+    f
+}
+
+#[test]
+fn established_tcp_into_a_port_with_rules_leaves_straight_once_its_worker_published_it() {
+    use crate::acl::{AddrSet, PortFilter, Remote, Rule};
+    use crate::security::IpPrefix;
+    use crate::wire::tcp::{ACK, FIN, PSH, RST, SYN};
+    // a2 (worker 1) takes TCP from group g, which holds VM1's address, and sends anywhere.
+    let rules = |group: &str| {
+        let tcp = |remote| Rule::new(false, Some(6), None, remote);
+        Some(Arc::new(PortFilter::new(
+            vec![tcp(Remote::Group(Arc::from(group)))],
+            vec![tcp(Remote::Any)],
+        )))
+    };
+    let set = |members: &[[u8; 4]]| {
+        Arc::new(AddrSet::new(
+            members.iter().map(|&a| IpPrefix::host(a.into())),
+        ))
+    };
+    let mut c = Crew::socketed(
+        4096,
+        64,
+        |cfg| {
+            for p in cfg.ports.iter_mut().filter(|p| p.id == "a2") {
+                p.filter = rules("g");
+            }
+            let sets = [(Arc::from("g"), set(&[IP1])), (Arc::from("h"), set(&[]))];
+            cfg.address_sets = Arc::new(sets.into_iter().collect());
+        },
+        &[],
+        &["a2"],
+        &["a2"],
+    );
+    let sink = Arc::clone(c.port("a2").direct.as_ref().unwrap());
+    let straight = |sink: &MemWholeTx| std::mem::take(&mut *sink.segments.lock().unwrap());
+    let refused = |c: &Crew| c.counters("a2").drops[DropReason::SgIngress as usize];
+    let data = |sport, n: u8| segment(VM2, VM1, sport, PSH | ACK, &[n; 100]);
+
+    // The handshake: the SYN (a flood: VM2 is not known yet) and the acknowledgment cross to
+    // worker 1, which checks them against a2's rules and tracks the connection.
+    c.inject("a1", segment(Mac::BROADCAST, VM1, 1000, SYN, &[]));
+    c.run();
+    assert_eq!(c.take("a2").len(), 1, "the SYN");
+    for p in ["a3", "up"] {
+        c.take(p);
+    }
+    c.inject("a2", segment(VM1, VM2, 1000, SYN | ACK, &[]));
+    c.run();
+    assert_eq!(c.take("a1").len(), 1, "the answer");
+    c.inject("a1", segment(VM2, VM1, 1000, ACK, &[]));
+    c.run();
+    assert_eq!(
+        c.take("a2").len(),
+        1,
+        "the acknowledgment, through worker 1"
+    );
+    assert_eq!(c.w[0].crossed.0, 2);
+    assert!(straight(&sink).is_empty());
+
+    // Established now, and published by worker 1: the data goes straight from worker 0.
+    c.inject("a1", data(1000, 1));
+    c.inject("a1", data(1000, 2));
+    c.run();
+    assert_eq!(straight(&sink), [data(1000, 1), data(1000, 2)]);
+    assert!(c.take("a2").is_empty());
+    assert_eq!(c.w[0].crossed.0, 2, "nothing more crossed");
+
+    // A day on, the timeout of an established connection (its last packet at second 0): a2's
+    // own segment keeps it alive on worker 1, but what was published counted until then only.
+    // The next segment crosses, and worker 1 publishes the connection again.
+    c.now = Now::from_nanos(86_400 * 1_000_000_000);
+    c.inject("a2", segment(VM1, VM2, 1000, ACK, &[]));
+    c.run();
+    for p in ["a1", "a3", "up"] {
+        c.take(p);
+    }
+    c.inject("a1", data(1000, 1));
+    c.run();
+    c.inject("a1", data(1000, 2));
+    c.run();
+    assert_eq!(c.take("a2"), [data(1000, 1)]);
+    assert_eq!(straight(&sink), [data(1000, 2)]);
+    assert_eq!(c.w[0].crossed.0, 3);
+
+    // Another connection, never opened with a SYN: its segments cross (the rules let a2's
+    // worker track it, but not as established), each of them.
+    c.inject("a1", data(1001, 3));
+    c.run();
+    c.inject("a1", data(1001, 4));
+    c.run();
+    assert_eq!(c.take("a2"), [data(1001, 3), data(1001, 4)]);
+    assert_eq!(c.w[0].crossed.0, 5);
+
+    // A SYN of the published connection, and a first fragment of it, cross: a SYN may start
+    // another connection, and a passing first fragment is remembered for the rest.
+    let syn = segment(VM2, VM1, 1000, SYN, &[]);
+    let mut first = data(1000, 9);
+    first[20] |= 0x20;
+    first[24..26].fill(0);
+    let sum = crate::csum::header_checksum(&first[14..34]);
+    first[24..26].copy_from_slice(&sum.to_be_bytes());
+    c.inject("a1", syn.clone());
+    c.inject("a1", first.clone());
+    c.run();
+    assert!(straight(&sink).is_empty());
+    assert_eq!(c.take("a2"), [syn, first]);
+    assert_eq!(c.w[0].crossed.0, 7);
+
+    // A reset crosses, and the owner takes its connection out: the rest of it crosses too.
+    for (from, to, flags) in [(VM1, VM2, SYN), (VM2, VM1, SYN | ACK), (VM1, VM2, ACK)] {
+        c.inject(
+            if from == VM1 { "a1" } else { "a2" },
+            segment(to, from, 1002, flags, &[]),
+        );
+        c.run();
+    }
+    c.take("a1");
+    assert_eq!(c.take("a2").len(), 2, "the SYN and the acknowledgment");
+    c.inject("a1", data(1002, 1));
+    c.run();
+    assert_eq!(straight(&sink), [data(1002, 1)]);
+    let rst = segment(VM2, VM1, 1002, RST | ACK, &[]);
+    c.inject("a1", rst.clone());
+    c.run();
+    c.inject("a1", data(1002, 2));
+    c.run();
+    assert!(straight(&sink).is_empty());
+    assert_eq!(c.take("a2"), [rst, data(1002, 2)]);
+    assert_eq!(c.w[0].crossed.0, 11);
+
+    // A new policy epoch (an address set changed) that still allows the connection: the next
+    // segment crosses to be checked again, then the rest goes straight.
+    c.reconfigure(|cfg| {
+        let sets = [(Arc::from("g"), set(&[IP1])), (Arc::from("h"), set(&[IP2]))];
+        cfg.address_sets = Arc::new(sets.into_iter().collect());
+        cfg.policy_epoch += 1;
+    });
+    c.inject("a1", data(1000, 5));
+    c.run();
+    c.inject("a1", data(1000, 6));
+    c.run();
+    assert_eq!(c.take("a2"), [data(1000, 5)]);
+    assert_eq!(straight(&sink), [data(1000, 6)]);
     assert_eq!(c.w[0].crossed.0, 12);
+
+    // A segment with FIN or RST changes the connection: it crosses, after the data before it.
+    c.inject("a1", data(1000, 7));
+    c.inject("a1", segment(VM2, VM1, 1000, FIN | ACK, &[]));
+    c.run();
+    assert_eq!(straight(&sink), [data(1000, 7)]);
+    assert_eq!(c.take("a2"), [segment(VM2, VM1, 1000, FIN | ACK, &[])]);
+    assert_eq!(c.w[0].crossed.0, 13);
+
+    // Rules that no longer let VM1 in cut the connection: its segments cross and are refused,
+    // none goes straight again.
+    c.reconfigure(|cfg| {
+        for p in cfg.ports.iter_mut().filter(|p| p.id == "a2") {
+            p.filter = rules("h");
+        }
+        cfg.policy_epoch += 1;
+    });
+    let before = refused(&c);
+    for n in 8..11 {
+        c.inject("a1", data(1000, n));
+        c.run();
+    }
+    assert!(straight(&sink).is_empty());
+    assert!(c.take("a2").is_empty());
+    assert_eq!(refused(&c), before + 3);
+    assert_eq!(c.w[0].crossed.0, 16);
+
+    // A reset crosses as well (and is refused with the connection).
+    c.inject("a1", segment(VM2, VM1, 1000, RST, &[]));
+    c.run();
+    assert!(straight(&sink).is_empty());
+    assert_eq!(c.w[0].crossed.0, 17);
     c.check_accounting();
 }
 

@@ -20,15 +20,18 @@
 //! to another port does not use it. Every worker keeps its own copy of the table,
 //! refreshed when the table's version changes: one atomic load a round.
 //!
-//! Only where the owner has nothing to apply: the egress port's network has no security groups
-//! (the owner's connection table holds the port's connections) and the port no rate limit (the
-//! owner's policers). What is sent straight is counted on the port by the sender
-//! ([`crate::stats::PortCounters::sent_direct`]).
+//! Only where the owner has nothing to apply: the port has no rate limit (the owner's policers)
+//! and, where its network has security groups and the port has rules, the frame is a TCP segment
+//! of an established connection that the owner has published ([`DirectPort::published`],
+//! [`crate::conntrack::published`]): the owner's connection table holds the port's connections,
+//! and its check would pass the segment without a change. What is sent straight is counted on the
+//! port by the sender ([`crate::stats::PortCounters::sent_direct`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::PortShared;
+use crate::conntrack::Published;
 use crate::port::WholeTx;
 
 /// A port's packet socket, offered by the worker that owns the port.
@@ -40,6 +43,9 @@ pub struct DirectPort {
     pub tx: Arc<dyn WholeTx>,
     /// The port's state and counters.
     pub shared: Arc<PortShared>,
+    /// The port's established TCP connections that may be sent into it from here where its
+    /// network has security groups ([`crate::conntrack::published`]).
+    pub published: Arc<Published>,
 }
 
 /// The ports offered, by slot; shared by every worker of a switch.
@@ -59,7 +65,11 @@ impl Direct {
         let i = usize::from(slot);
         let same = match (ports.get(i).and_then(Option::as_ref), &port) {
             (None, None) => true,
-            (Some(a), Some(b)) => a.gen == b.gen && Arc::ptr_eq(&a.shared, &b.shared),
+            (Some(a), Some(b)) => {
+                a.gen == b.gen
+                    && Arc::ptr_eq(&a.shared, &b.shared)
+                    && Arc::ptr_eq(&a.published, &b.published)
+            }
             _ => false,
         };
         if same {
@@ -115,11 +125,12 @@ mod tests {
     use super::*;
     use crate::port::mem::MemWholeTx;
 
-    fn port(gen: u32, shared: &Arc<PortShared>) -> Option<Arc<DirectPort>> {
+    fn port(gen: u32, shared: &Arc<PortShared>, table: &Arc<Published>) -> Option<Arc<DirectPort>> {
         Some(Arc::new(DirectPort {
             gen,
             tx: Arc::new(MemWholeTx::default()),
             shared: Arc::clone(shared),
+            published: Arc::clone(table),
         }))
     }
 
@@ -127,15 +138,19 @@ mod tests {
     fn the_version_changes_only_with_the_offer() {
         let d = Direct::default();
         let shared = Arc::new(PortShared::default());
+        let (table, next) = (Arc::default(), Arc::default());
         let v0 = d.version();
         d.offer(3, None);
         assert_eq!(d.version(), v0, "withdrawing nothing changes nothing");
-        d.offer(3, port(1, &shared));
+        d.offer(3, port(1, &shared, &table));
         let v1 = d.version();
         assert_ne!(v1, v0);
-        d.offer(3, port(1, &shared));
+        d.offer(3, port(1, &shared, &table));
         assert_eq!(d.version(), v1, "the same port offered again");
-        d.offer(3, port(2, &shared));
+        d.offer(3, port(1, &shared, &next));
+        assert_ne!(d.version(), v1, "another table of connections");
+        let v1 = d.version();
+        d.offer(3, port(2, &shared, &next));
         assert_ne!(d.version(), v1, "the slot's next generation");
         let mut copy = Vec::new();
         assert_eq!(d.copy_into(&mut copy), d.version());
