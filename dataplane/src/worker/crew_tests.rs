@@ -727,38 +727,50 @@ fn segment(dst: Mac, src: Mac, sport: u16, flags: u8, payload: &[u8]) -> Vec<u8>
     f
 }
 
-#[test]
-fn established_tcp_into_a_port_with_rules_leaves_straight_once_its_worker_published_it() {
-    use crate::acl::{AddrSet, PortFilter, Remote, Rule};
+/// Rules that take TCP in from address set `group` and let any TCP out.
+fn tcp_rules(group: &str) -> Option<Arc<crate::acl::PortFilter>> {
+    use crate::acl::{PortFilter, Remote, Rule};
+    let tcp = |remote| Rule::new(false, Some(6), None, remote);
+    Some(Arc::new(PortFilter::new(
+        vec![tcp(Remote::Group(Arc::from(group)))],
+        vec![tcp(Remote::Any)],
+    )))
+}
+
+/// An address set of these hosts.
+fn hosts(members: &[[u8; 4]]) -> Arc<crate::acl::AddrSet> {
     use crate::security::IpPrefix;
-    use crate::wire::tcp::{ACK, FIN, PSH, RST, SYN};
-    // a2 (worker 1) takes TCP from group g, which holds VM1's address, and sends anywhere.
-    let rules = |group: &str| {
-        let tcp = |remote| Rule::new(false, Some(6), None, remote);
-        Some(Arc::new(PortFilter::new(
-            vec![tcp(Remote::Group(Arc::from(group)))],
-            vec![tcp(Remote::Any)],
-        )))
-    };
-    let set = |members: &[[u8; 4]]| {
-        Arc::new(AddrSet::new(
-            members.iter().map(|&a| IpPrefix::host(a.into())),
-        ))
-    };
-    let mut c = Crew::socketed(
+    Arc::new(crate::acl::AddrSet::new(
+        members.iter().map(|&a| IpPrefix::host(a.into())),
+    ))
+}
+
+/// Two workers, a2 (worker 1) with rules that take TCP from group g (VM1's address; group h is
+/// empty) and taking super-frames whole, from worker 0 too.
+fn guarded_crew() -> Crew {
+    Crew::socketed(
         4096,
         64,
         |cfg| {
             for p in cfg.ports.iter_mut().filter(|p| p.id == "a2") {
-                p.filter = rules("g");
+                p.filter = tcp_rules("g");
             }
-            let sets = [(Arc::from("g"), set(&[IP1])), (Arc::from("h"), set(&[]))];
+            let sets = [
+                (Arc::from("g"), hosts(&[IP1])),
+                (Arc::from("h"), hosts(&[])),
+            ];
             cfg.address_sets = Arc::new(sets.into_iter().collect());
         },
         &[],
         &["a2"],
         &["a2"],
-    );
+    )
+}
+
+#[test]
+fn established_tcp_into_a_port_with_rules_leaves_straight_once_its_worker_published_it() {
+    use crate::wire::tcp::{ACK, FIN, PSH, RST, SYN};
+    let mut c = guarded_crew();
     let sink = Arc::clone(c.port("a2").direct.as_ref().unwrap());
     let straight = |sink: &MemWholeTx| std::mem::take(&mut *sink.segments.lock().unwrap());
     let refused = |c: &Crew| c.counters("a2").drops[DropReason::SgIngress as usize];
@@ -859,7 +871,10 @@ fn established_tcp_into_a_port_with_rules_leaves_straight_once_its_worker_publis
     // A new policy epoch (an address set changed) that still allows the connection: the next
     // segment crosses to be checked again, then the rest goes straight.
     c.reconfigure(|cfg| {
-        let sets = [(Arc::from("g"), set(&[IP1])), (Arc::from("h"), set(&[IP2]))];
+        let sets = [
+            (Arc::from("g"), hosts(&[IP1])),
+            (Arc::from("h"), hosts(&[IP2])),
+        ];
         cfg.address_sets = Arc::new(sets.into_iter().collect());
         cfg.policy_epoch += 1;
     });
@@ -883,7 +898,7 @@ fn established_tcp_into_a_port_with_rules_leaves_straight_once_its_worker_publis
     // none goes straight again.
     c.reconfigure(|cfg| {
         for p in cfg.ports.iter_mut().filter(|p| p.id == "a2") {
-            p.filter = rules("h");
+            p.filter = tcp_rules("h");
         }
         cfg.policy_epoch += 1;
     });
@@ -902,6 +917,41 @@ fn established_tcp_into_a_port_with_rules_leaves_straight_once_its_worker_publis
     c.run();
     assert!(straight(&sink).is_empty());
     assert_eq!(c.w[0].crossed.0, 17);
+    c.check_accounting();
+}
+
+#[test]
+fn a_port_withdrawn_from_the_other_workers_retires_what_it_published() {
+    use crate::wire::tcp::{ACK, PSH, SYN};
+    let mut c = guarded_crew();
+    let slot = c.ports.get("a2").unwrap();
+    c.inject("a1", segment(Mac::BROADCAST, VM1, 1000, SYN, &[]));
+    c.run();
+    c.inject("a2", segment(VM1, VM2, 1000, SYN | ACK, &[]));
+    c.run();
+    c.inject("a1", segment(VM2, VM1, 1000, ACK, &[]));
+    c.run();
+    let data = segment(VM2, VM1, 1000, PSH | ACK, &[1; 100]);
+    let crate::flow::L3::Ip(f) = crate::flow::parse(&data) else {
+        panic!("not IP");
+    };
+    let key = Key::of(slot, &f.tuple);
+    let table = Arc::clone(&c.w[0].direct[usize::from(slot)].as_ref().unwrap().published);
+    assert!(table.admits(&key, 0), "published");
+
+    // a2's socket refuses what worker 1 sends it whole, for a reason other than room: after
+    // WHOLE_REFUSALS frames a2 takes no more, and worker 1 withdraws it from worker 0. The
+    // table worker 0 still holds admits nothing from then on.
+    c.port("a2").whole_error = Some(libc::EINVAL);
+    let segs = super::tests::tcp_segments(VM2, &[7; 2000], 1000);
+    for _ in 0..WHOLE_REFUSALS {
+        for f in &segs {
+            c.inject("a1", f.clone());
+        }
+        c.run();
+    }
+    assert!(!table.admits(&key, 0), "retired");
+    assert!(c.w[0].direct[usize::from(slot)].is_none(), "withdrawn");
     c.check_accounting();
 }
 
