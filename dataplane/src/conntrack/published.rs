@@ -16,9 +16,10 @@
 //! zone included), the policy epoch it was published under and the second until which the
 //! entry lives even without another packet: a reader that meets a write in progress, or a slot
 //! changed while it read, treats the connection as unpublished and hands the frame over. The
-//! table holds [`SLOTS`] connections, by a hash of the key: a connection that collides with
-//! another replaces it, and the other's segments cross again until published anew. A collision
-//! can only cost a crossing, never pass a frame: the whole key is compared.
+//! table holds [`SLOTS`] connections, two to a bucket chosen by a hash of the key: a connection
+//! whose bucket is full replaces the one published until the earliest second (the least
+//! recently refreshed), whose segments cross again until published anew. A collision can only
+//! cost a crossing, never pass a frame: the whole key is compared.
 //!
 //! What is published is a connection the owner would pass:
 //! - only under the epoch the owner applies now ([`Published::set_epoch`], on each snapshot it
@@ -37,10 +38,16 @@ use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use super::Key;
 
-/// Connections a port's table holds: 8 KB a port.
-pub const SLOTS: usize = 128;
+/// Connections a port's table holds: 16 KB a port.
+pub const SLOTS: usize = 256;
 
-const _: () = assert!(SLOTS.is_power_of_two(), "`index` masks the hash");
+/// Slots a connection may take: its bucket's. A new connection takes an empty one, else the one
+/// published until the earliest second (the least recently refreshed).
+const WAYS: usize = 2;
+
+const BUCKETS: usize = SLOTS / WAYS;
+
+const _: () = assert!(BUCKETS.is_power_of_two(), "`bucket` shifts the hash");
 
 /// One published connection: a sequence lock (odd while the owner writes), the key's words, the
 /// epoch it was published under and the second it is published until. Empty: the first word 0
@@ -79,14 +86,14 @@ impl Default for Published {
     }
 }
 
-/// The slot of `key`: a multiplicative hash of its words (not seeded: a collision costs a
+/// The bucket of `key`: a multiplicative hash of its words (not seeded: a collision costs a
 /// crossing, never a pass).
 #[inline]
-fn index(key: &Key) -> usize {
+fn bucket(key: &Key) -> usize {
     let h = key.w.iter().fold(0u64, |h, &w| {
         (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
     });
-    (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SLOTS.trailing_zeros())) as usize
+    (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - BUCKETS.trailing_zeros())) as usize
 }
 
 impl Published {
@@ -106,11 +113,20 @@ impl Published {
     /// epoch it applies, and not past its second?
     #[inline]
     pub fn admits(&self, key: &Key, now: u32) -> bool {
-        self.read(&self.slots[index(key)]).is_some_and(|h| {
-            Key { w: h.words } == *key
-                && u64::from(now) < h.until
-                && h.epoch == self.epoch.load(Ordering::Acquire)
+        self.ways(key).iter().any(|s| {
+            self.read(s).is_some_and(|h| {
+                Key { w: h.words } == *key
+                    && u64::from(now) < h.until
+                    && h.epoch == self.epoch.load(Ordering::Acquire)
+            })
         })
+    }
+
+    /// The slots `key` may be in.
+    #[inline]
+    fn ways(&self, key: &Key) -> &[Slot] {
+        let b = bucket(key) * WAYS;
+        &self.slots[b..b + WAYS]
     }
 
     /// What slot `s` holds, as the owner last wrote it whole; `None` when a write was in
@@ -141,28 +157,34 @@ impl Published {
 
     /// Publishes `key`'s connection under `epoch` until second `until` (the owner only).
     /// Writes nothing when it is there so already.
+    /// Its own slot, an empty one, else the one published until the earliest second.
     pub(super) fn insert(&self, key: &Key, epoch: u64, until: u32) {
-        let s = &self.slots[index(key)];
         let held = Held {
             words: key.w,
             epoch,
             until: u64::from(until),
         };
-        if Published::own(s) != held {
-            Published::write(s, &held);
+        let ways = self.ways(key);
+        let now: [Held; WAYS] = core::array::from_fn(|w| Published::own(&ways[w]));
+        let w = (now.iter().position(|h| h.words == key.w))
+            .or_else(|| now.iter().position(|h| h.words[0] == 0))
+            .unwrap_or_else(|| (0..WAYS).min_by_key(|&w| now[w].until).unwrap_or(0));
+        if now[w] != held {
+            Published::write(&ways[w], &held);
         }
     }
 
     /// Takes `key`'s connection out, if it is published (the owner only).
     pub(super) fn remove(&self, key: &Key) {
-        let s = &self.slots[index(key)];
-        if Published::own(s).words == key.w {
-            let empty = Held {
-                words: [0; 5],
-                epoch: 0,
-                until: 0,
-            };
-            Published::write(s, &empty);
+        for s in self.ways(key) {
+            if Published::own(s).words == key.w {
+                let empty = Held {
+                    words: [0; 5],
+                    epoch: 0,
+                    until: 0,
+                };
+                Published::write(s, &empty);
+            }
         }
     }
 
@@ -206,12 +228,15 @@ mod tests {
         )
     }
 
-    /// A connection of zone `zone` to host `host` in the slot of `k`.
-    fn colliding(k: &Key, zone: u16, host: u8) -> Key {
-        (1..u16::MAX)
+    /// `n` connections of zone `zone` to host `host` in the bucket of `k`.
+    fn colliding(k: &Key, zone: u16, host: u8, n: usize) -> Vec<Key> {
+        let found: Vec<Key> = (1..u16::MAX)
             .map(|sport| key(zone, sport, host))
-            .find(|o| o != k && index(o) == index(k))
-            .expect("a collision among 65 000 keys")
+            .filter(|o| o != k && bucket(o) == bucket(k))
+            .take(n)
+            .collect();
+        assert_eq!(found.len(), n, "collisions among 65 000 keys");
+        found
     }
 
     #[test]
@@ -251,28 +276,46 @@ mod tests {
     }
 
     #[test]
-    fn a_colliding_connection_replaces_the_one_in_its_slot() {
+    fn a_full_bucket_gives_its_least_recently_published_slot_to_a_new_connection() {
         let p = Published::default();
         let k = key(1, 1, 2);
-        let other = colliding(&k, 1, 2);
+        let others = colliding(&k, 1, 2, 2);
         p.insert(&k, 0, 100);
-        p.insert(&other, 0, 100);
-        assert!(p.admits(&other, 1));
+        p.insert(&others[0], 0, 200);
         assert!(
-            !p.admits(&k, 1),
+            p.admits(&k, 1) && p.admits(&others[0], 1),
+            "two to a bucket"
+        );
+        // Published again (a later second), k is the more recent of the two now.
+        p.insert(&k, 0, 300);
+        p.insert(&others[1], 0, 150);
+        assert!(p.admits(&k, 1) && p.admits(&others[1], 1));
+        assert!(
+            !p.admits(&others[0], 1),
             "replaced: it crosses until published again"
         );
+        p.remove(&others[0]);
+        assert!(
+            p.admits(&k, 1) && p.admits(&others[1], 1),
+            "its removal leaves the others"
+        );
         p.remove(&k);
-        assert!(p.admits(&other, 1), "its removal leaves the other");
+        p.insert(&others[0], 0, 100);
+        assert!(
+            p.admits(&others[0], 1) && p.admits(&others[1], 1),
+            "k's slot, now empty"
+        );
     }
 
     #[test]
     fn a_reader_never_takes_a_slot_the_owner_is_writing() {
-        // The owner writes two connections of one slot in turn, which differ in every word; a
-        // reader on another thread must only ever take one of them whole, or an empty slot.
+        // The owner writes three connections of one bucket in turn (each replacing another),
+        // which differ in every word; a reader on another thread must only ever take one of them
+        // whole from either slot, or an empty slot.
         let p = std::sync::Arc::new(Published::default());
         let a = key(1, 1, 2);
-        let b = colliding(&a, 2, 3);
+        let more = colliding(&a, 2, 3, 2);
+        let (b, c) = (more[0], more[1]);
         assert!(a.w.iter().zip(&b.w).filter(|(x, y)| x != y).count() >= 2);
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let ready = std::sync::Arc::new(std::sync::Barrier::new(2));
@@ -285,12 +328,14 @@ mod tests {
                 loop {
                     // The last read comes after the owner stopped: it reads a whole slot.
                     let done = stop.load(Ordering::Acquire);
-                    if let Some(Held { words, .. }) = p.read(&p.slots[index(&a)]) {
-                        assert!(
-                            words == a.w || words == b.w || words == [0; 5],
-                            "a torn slot was read: {words:x?}"
-                        );
-                        whole += 1;
+                    for s in p.ways(&a) {
+                        if let Some(Held { words, .. }) = p.read(s) {
+                            assert!(
+                                [a.w, b.w, c.w, [0; 5]].contains(&words),
+                                "a torn slot was read: {words:x?}"
+                            );
+                            whole += 1;
+                        }
                     }
                     if done {
                         return whole;
@@ -299,9 +344,10 @@ mod tests {
             })
         };
         ready.wait();
-        for _ in 0..300_000 {
-            p.insert(&a, 0, 100);
-            p.insert(&b, 0, 100);
+        for t in 0..300_000u32 {
+            p.insert(&a, 0, 3 * t);
+            p.insert(&b, 0, 3 * t + 1);
+            p.insert(&c, 0, 3 * t + 2);
             p.remove(&b);
         }
         stop.store(true, Ordering::Release);
