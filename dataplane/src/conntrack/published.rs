@@ -17,8 +17,9 @@
 //! entry lives even without another packet: a reader that meets a write in progress, or a slot
 //! changed while it read, treats the connection as unpublished and hands the frame over. The
 //! table holds [`SLOTS`] connections, two to a bucket chosen by a hash of the key: a connection
-//! whose bucket is full replaces the one published until the earliest second (the least
-//! recently refreshed), whose segments cross again until published anew. A collision can only
+//! whose bucket is full replaces the one published under an old epoch, else the one published
+//! until the earliest second (the least recently published), whose segments cross again until
+//! published anew. A collision can only
 //! cost a crossing, never pass a frame: the whole key is compared.
 //!
 //! What is published is a connection the owner would pass:
@@ -41,8 +42,7 @@ use super::Key;
 /// Connections a port's table holds: 16 KB a port.
 pub const SLOTS: usize = 256;
 
-/// Slots a connection may take: its bucket's. A new connection takes an empty one, else the one
-/// published until the earliest second (the least recently refreshed).
+/// Slots a connection may take: its bucket's ([`Published::insert`] says which).
 const WAYS: usize = 2;
 
 const BUCKETS: usize = SLOTS / WAYS;
@@ -155,9 +155,10 @@ impl Published {
         }
     }
 
-    /// Publishes `key`'s connection under `epoch` until second `until` (the owner only).
-    /// Writes nothing when it is there so already.
-    /// Its own slot, an empty one, else the one published until the earliest second.
+    /// Publishes `key`'s connection under `epoch` until second `until` (the owner only), in its
+    /// own slot if it has one (nothing is written when it is there so already), else in the
+    /// first of its bucket's slots that is empty, else published under another epoch than the
+    /// owner's, else published until the earliest second (the least recently published).
     pub(super) fn insert(&self, key: &Key, epoch: u64, until: u32) {
         let held = Held {
             words: key.w,
@@ -165,11 +166,14 @@ impl Published {
             until: u64::from(until),
         };
         let ways = self.ways(key);
-        let now: [Held; WAYS] = core::array::from_fn(|w| Published::own(&ways[w]));
-        let w = (now.iter().position(|h| h.words == key.w))
-            .or_else(|| now.iter().position(|h| h.words[0] == 0))
-            .unwrap_or_else(|| (0..WAYS).min_by_key(|&w| now[w].until).unwrap_or(0));
-        if now[w] != held {
+        let current = self.epoch.load(Ordering::Relaxed);
+        let cur: [Held; WAYS] = core::array::from_fn(|w| Published::own(&ways[w]));
+        let own = cur.iter().position(|h| h.words == key.w);
+        let w = own.unwrap_or_else(|| {
+            let rank = |h: &Held| (h.words[0] != 0, h.epoch == current, h.until);
+            (0..WAYS).min_by_key(|&w| rank(&cur[w])).unwrap_or(0)
+        });
+        if cur[w] != held {
             Published::write(&ways[w], &held);
         }
     }
@@ -279,39 +283,46 @@ mod tests {
     fn a_full_bucket_gives_its_least_recently_published_slot_to_a_new_connection() {
         let p = Published::default();
         let k = key(1, 1, 2);
-        let others = colliding(&k, 1, 2, 2);
-        p.insert(&k, 0, 100);
-        p.insert(&others[0], 0, 200);
-        assert!(
-            p.admits(&k, 1) && p.admits(&others[0], 1),
-            "two to a bucket"
-        );
-        // Published again (a later second), k is the more recent of the two now.
+        let others = colliding(&k, 1, 2, 3);
+        let both = |x: &Key, y: &Key| p.admits(x, 1) && p.admits(y, 1);
+        p.insert(&k, 0, 200);
+        p.insert(&others[0], 0, 100);
+        assert!(both(&k, &others[0]), "two to a bucket");
+        // Published again, a connection keeps its slot: the other, published until an earlier
+        // second, is not pushed out.
         p.insert(&k, 0, 300);
-        p.insert(&others[1], 0, 150);
-        assert!(p.admits(&k, 1) && p.admits(&others[1], 1));
+        assert!(both(&k, &others[0]));
+        // A third takes the slot published until the earliest second: others[0]'s.
+        p.insert(&others[1], 0, 400);
+        assert!(both(&k, &others[1]));
         assert!(
             !p.admits(&others[0], 1),
             "replaced: it crosses until published again"
         );
-        p.remove(&others[0]);
+        // The earliest second is k's now (300 < 400), but others[1] was published under the
+        // epoch before the owner's: its slot goes first.
+        p.set_epoch(1);
+        p.insert(&k, 1, 300);
+        p.insert(&others[2], 1, 500);
         assert!(
-            p.admits(&k, 1) && p.admits(&others[1], 1),
-            "its removal leaves the others"
+            both(&k, &others[2]),
+            "others[1], of an old epoch, gave up its slot"
         );
-        p.remove(&k);
-        p.insert(&others[0], 0, 100);
-        assert!(
-            p.admits(&others[0], 1) && p.admits(&others[1], 1),
-            "k's slot, now empty"
-        );
+        // Taken out of either slot of the bucket.
+        for x in [k, others[2]] {
+            p.remove(&x);
+            assert!(!p.admits(&x, 1));
+        }
+        p.insert(&others[0], 1, 100);
+        p.insert(&others[1], 1, 100);
+        assert!(both(&others[0], &others[1]), "the slots left empty");
     }
 
     #[test]
     fn a_reader_never_takes_a_slot_the_owner_is_writing() {
         // The owner writes three connections of one bucket in turn (each replacing another),
-        // which differ in every word; a reader on another thread must only ever take one of them
-        // whole from either slot, or an empty slot.
+        // each with seconds of its own; a reader on another thread must only ever take one of
+        // them whole (key and second) from either slot, or an empty slot.
         let p = std::sync::Arc::new(Published::default());
         let a = key(1, 1, 2);
         let more = colliding(&a, 2, 3, 2);
@@ -329,10 +340,13 @@ mod tests {
                     // The last read comes after the owner stopped: it reads a whole slot.
                     let done = stop.load(Ordering::Acquire);
                     for s in p.ways(&a) {
-                        if let Some(Held { words, .. }) = p.read(s) {
+                        if let Some(Held { words, until, .. }) = p.read(s) {
+                            // a's seconds are 0 mod 3, b's 1, c's 2; an empty slot's 0.
+                            let whose = [a.w, b.w, c.w].iter().position(|w| *w == words);
                             assert!(
-                                [a.w, b.w, c.w, [0; 5]].contains(&words),
-                                "a torn slot was read: {words:x?}"
+                                whose.map(|i| i as u64) == Some(until % 3)
+                                    || (words == [0; 5] && until == 0),
+                                "a torn slot was read: {words:x?} until {until}"
                             );
                             whole += 1;
                         }
