@@ -24,7 +24,7 @@
 //!
 //! A port's established TCP connections are published for the other workers
 //! ([`published`]), which then send their plain segments into the port themselves; an entry
-//! that goes is taken out of the port's table with it.
+//! that sees FIN or RST, or goes, is taken out of the port's table.
 //!
 //! Later fragments carry no ports: a first fragment that passed records its datagram (zone,
 //! addresses, protocol, identification) for a few seconds so that the rest follows it, at most
@@ -483,9 +483,10 @@ impl ConnTable {
     /// Publishes connection `at` (a key with its zone) in its zone's table, if that is the table
     /// of the port of generation `gen`, the connection an established TCP connection of that
     /// port, without FIN or RST, not cut, allowed under policy epoch `epoch` and live at `now`:
-    /// the port's check passes a segment of it without SYN, FIN or RST and changes nothing in it but
-    /// the time a packet was last seen, so other workers may send such segments into the port
-    /// themselves until its timeout could run out. Called for a segment that crossed and passed.
+    /// the port's check passes a segment of it without SYN, FIN or RST and changes nothing in
+    /// it but the time a packet was last seen, so other workers may send such segments into the
+    /// port themselves until its timeout could run out. Called for a segment that crossed and
+    /// passed.
     pub fn publish(&self, at: &Hashed, gen: u32, epoch: u64, now: u32) {
         let key = &at.key;
         let Some(Some((g, table))) = self.published.get(usize::from(key.zone())) else {

@@ -2383,11 +2383,11 @@ impl<P: PortIo> Worker<P> {
 
     /// Sends frame `d` of network `net`, received on `ingress` and decided for another worker's
     /// port `egress`, out of that port itself ([`direct`]) where it may go so from here
-    /// ([`Worker::may_go_straight`]) and is TCP: merged with the flow's segments ([`Worker::merge_segment`])
-    /// or, one that may not be merged (without a payload, for one), on its own
-    /// ([`Worker::send_lone`]), so that nothing of a flow crosses while the rest of it goes
-    /// straight. Returns `d` when it is not taken, for the caller to hand over, after closing
-    /// any run open for `egress` (the port's frames keep their order).
+    /// ([`Worker::may_go_straight`]) and is TCP: merged with the flow's segments
+    /// ([`Worker::merge_segment`]) or, one that may not be merged (without a payload, for one),
+    /// on its own ([`Worker::send_lone`]), so that nothing of a flow crosses while the rest of
+    /// it goes straight. Returns `d` when it is not taken, for the caller to hand over, after
+    /// closing any run open for `egress` (the port's frames keep their order).
     fn straight(
         &mut self,
         egress: u16,
