@@ -284,7 +284,7 @@ pub struct Server {
 }
 
 /// CPU time (user + system) the processes have used, in clock ticks.
-fn cpu_ticks(pids: &[u32]) -> u64 {
+pub(crate) fn cpu_ticks(pids: &[u32]) -> u64 {
     pids.iter()
         .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
         .filter_map(|s| {
@@ -297,7 +297,7 @@ fn cpu_ticks(pids: &[u32]) -> u64 {
 }
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
-const TICKS_PER_SECOND: f64 = 100.0;
+pub(crate) const TICKS_PER_SECOND: f64 = 100.0;
 
 /// Each v2.0 call, `samples` times in a row, on each server: p50 latency and server CPU per
 /// request. Projects are named in bodies and filters (Neutron's noauth ignores `X-Project-Id`).

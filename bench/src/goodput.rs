@@ -7,7 +7,12 @@
 //! 198.18.0.0/24. Per DUT and repetition the topology is built once; then for each offload
 //! setting (`ethtool -K <vm interface> tx on|off` on both VMs) and each stream count, one
 //! `iperf3 -c ... -t SECS -P N -J` run. Repetitions go round the DUTs in turn; the report gives
-//! the median goodput (what the receiver got, Gbit/s) and every run's figure.
+//! the median goodput (what the receiver got, Gbit/s) and every run's figure. Beside it, medians
+//! too: the sender's mean round-trip time (iperf3's, from the kernel's smoothed RTT), which
+//! grows with the queue a switch keeps in front of its slowest stage; how many of the machine's
+//! CPUs were busy over the run; and how many of them the switch's own processes used (the
+//! bridge has none: it forwards in the guests' own calls). Where the CPUs are all busy, what the
+//! switch uses is what the guests could not.
 //!
 //! qswitch runs with the daemon's defaults (adaptive polling, no pinning: the guests need the
 //! cores as much as the switch; a worker per CPU, or `QSB_WORKERS`); `--pinned` pins its worker
@@ -22,7 +27,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::progress::{self, Progress};
 use crate::report::{json_metrics, median, Metric};
@@ -76,8 +81,88 @@ struct Run {
     gbps: f64,
     /// Segments the sender retransmitted.
     retransmits: u64,
+    /// The sender's smoothed round-trip time, µs (the mean over the run and its streams), when
+    /// iperf3 reports it.
+    rtt_us: Option<f64>,
+    /// The CPUs in use while it ran.
+    cpu: CpuUse,
     /// Why no data moved, when none did.
     failed: Option<String>,
+}
+
+/// How many CPUs were busy over a run, on average: all of the machine's work, and the
+/// DUT's own processes' (qswitch, Open vSwitch; `None` for the bridge, whose work runs in the
+/// guests' own calls and their softirqs).
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuUse {
+    busy: f64,
+    switch: Option<f64>,
+}
+
+/// The CPU counters a [`CpuUse`] is the difference of.
+struct CpuSample {
+    at: Instant,
+    /// The machine's (busy, all) clock ticks, all CPUs.
+    machine: (u64, u64),
+    /// The DUT's processes' user and system ticks.
+    switch: u64,
+}
+
+impl CpuSample {
+    fn now(pids: &[u32]) -> CpuSample {
+        CpuSample {
+            at: Instant::now(),
+            machine: machine_ticks().unwrap_or_default(),
+            switch: crate::apiscale::cpu_ticks(pids),
+        }
+    }
+
+    /// What was used from `self` until `later`, on a machine of `cpus` CPUs.
+    fn until(&self, later: &CpuSample, cpus: usize, has_switch: bool) -> CpuUse {
+        let (busy, all) = (
+            later.machine.0.saturating_sub(self.machine.0),
+            later.machine.1.saturating_sub(self.machine.1),
+        );
+        let secs = later.at.duration_since(self.at).as_secs_f64();
+        let switch = later.switch.saturating_sub(self.switch) as f64
+            / crate::apiscale::TICKS_PER_SECOND
+            / secs.max(1e-9);
+        CpuUse {
+            busy: if all == 0 {
+                0.0
+            } else {
+                busy as f64 / all as f64 * cpus as f64
+            },
+            switch: has_switch.then_some(switch),
+        }
+    }
+}
+
+/// The machine's CPU time from the first line of `/proc/stat`, in clock ticks, and its CPUs:
+/// ((busy, all), CPUs). Busy is user, nice, system, irq and softirq time; all adds idle, iowait
+/// and steal (time the hypervisor gave to others).
+fn machine_ticks() -> Option<(u64, u64)> {
+    parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?).map(|(t, _)| t)
+}
+
+/// [`machine_ticks`] from the text of `/proc/stat`, and the number of `cpuN` lines.
+fn parse_proc_stat(text: &str) -> Option<((u64, u64), usize)> {
+    let first = text.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = first
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let field = |i: usize| v.get(i).copied().unwrap_or(0);
+    let busy = field(0) + field(1) + field(2) + field(5) + field(6);
+    let all = busy + field(3) + field(4) + field(7);
+    let cpus = text
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("cpu")
+                .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .count();
+    Some(((busy, all), cpus))
 }
 
 /// `qswitch-bench goodput`.
@@ -99,16 +184,39 @@ pub fn run(args: Args) -> Result<(), String> {
     bar.finish();
     let _ = std::fs::remove_dir_all(&o.work);
     print(&o, &duts, &runs);
-    let metrics: Vec<Metric> = summary(&duts, &o, &runs)
-        .into_iter()
-        .map(|(dut, off, n, med, all)| Metric {
+    let mut metrics = Vec::new();
+    for (dut, off, n, med, all) in summary(&duts, &o, &runs) {
+        metrics.push(Metric {
             dut: dut.name().into(),
             test: format!("tcp-goodput-{}-{n}", off.name()),
             value: med,
             unit: "Gbit/s".into(),
             note: format!("runs {}", list(&all)),
-        })
-        .collect();
+        });
+        let these = runs
+            .iter()
+            .filter(|r| r.dut == dut && r.offloads == off && r.streams == n);
+        if let Some(rtt) = median_rtt(these.clone()) {
+            metrics.push(Metric {
+                dut: dut.name().into(),
+                test: format!("tcp-rtt-{}-{n}", off.name()),
+                value: rtt,
+                unit: "us".into(),
+                note: "the sender's mean smoothed RTT, median of the runs".into(),
+            });
+        }
+        if let Some(cpus) = median_switch_cpus(these) {
+            metrics.push(Metric {
+                dut: dut.name().into(),
+                test: format!("tcp-switch-cpus-{}-{n}", off.name()),
+                value: cpus,
+                unit: "CPUs".into(),
+                note:
+                    "CPU time of the switch's processes over a run, per second, median of the runs"
+                        .into(),
+            });
+        }
+    }
     let path = o.out.join("goodput.json");
     std::fs::write(&path, json_metrics(&metrics)).map_err(|e| e.to_string())?;
     eprintln!("wrote {}", path.display());
@@ -170,7 +278,12 @@ fn which(program: &str) -> Option<PathBuf> {
 
 /// Builds the topology for `dut` and runs every offload setting and stream count on it.
 fn measure(dut: Dut, o: &Options, bar: &mut Progress) -> Result<Vec<Run>, String> {
-    let _topology = Topology::build(dut, &o.qswitch, &o.work, o.placement)?;
+    let topology = Topology::build(dut, &o.qswitch, &o.work, o.placement)?;
+    let pids = topology.pids();
+    let cpus = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|t| parse_proc_stat(&t))
+        .map_or(1, |(_, n)| n.max(1));
     in_ns(SERVER_NS, &["nft", "delete table netdev qsb"])?;
     for (ns, dev, ip) in [
         (CLIENT_NS, CLIENT_DEV, CLIENT_IP),
@@ -198,24 +311,31 @@ fn measure(dut: Dut, o: &Options, bar: &mut Progress) -> Result<Vec<Run>, String
             // A transfer that fails (no connection: the DUT delivers no segment intact) is a
             // result of its own, not a reason to give up on the DUT.
             crate::interrupt::check()?;
-            let (gbps, retransmits, failed) = match iperf3(o.secs, streams) {
-                Ok((g, r)) => (g, r, None),
-                Err(e) => (0.0, 0, Some(e)),
+            let before = CpuSample::now(&pids);
+            let (t, failed) = match iperf3(o.secs, streams) {
+                Ok(t) => (t, None),
+                Err(e) => (Transfer::default(), Some(e)),
             };
+            let cpu = before.until(&CpuSample::now(&pids), cpus, !pids.is_empty());
             if crate::debug() {
                 progress::clear();
                 eprintln!(
-                    "{} {} P{streams}: {gbps:.2} Gbit/s, {retransmits} retransmits {failed:?}",
+                    "{} {} P{streams}: {:.2} Gbit/s, {} retransmits, RTT {:?} µs, {cpu:?} {failed:?}",
                     dut.name(),
-                    offloads.name()
+                    offloads.name(),
+                    t.gbps,
+                    t.retransmits,
+                    t.rtt_us
                 );
             }
             runs.push(Run {
                 dut,
                 offloads,
                 streams,
-                gbps,
-                retransmits,
+                gbps: t.gbps,
+                retransmits: t.retransmits,
+                rtt_us: t.rtt_us,
+                cpu,
                 failed,
             });
             bar.advance();
@@ -235,8 +355,8 @@ impl Drop for Server {
     }
 }
 
-/// One iperf3 test: (receiver goodput in Gbit/s, sender retransmits).
-fn iperf3(secs: u32, streams: u32) -> Result<(f64, u64), String> {
+/// One iperf3 test.
+fn iperf3(secs: u32, streams: u32) -> Result<Transfer, String> {
     crate::interrupt::check()?;
     let addr = SERVER_IP.to_string();
     let server = Command::new("ip")
@@ -283,23 +403,54 @@ fn iperf3_error(json: &str) -> String {
         .map_or_else(|| json.trim().to_owned(), str::to_owned)
 }
 
-/// (receiver Gbit/s, sender retransmits) from iperf3's JSON (`-J`): the `end` section's
-/// `sum_received.bits_per_second` and `sum_sent.retransmits`.
-fn parse_iperf3(json: &str) -> Option<(f64, u64)> {
-    let end = &json[json.find("\"end\"")?..];
-    let number_after = |section: &str, key: &str| -> Option<f64> {
-        let s = &end[end.find(section)?..];
-        let s = &s[s.find(key)? + key.len()..];
-        let s = s.trim_start_matches([':', ' ', '\t', '\n']);
-        let n: String = s
-            .chars()
-            .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
-            .collect();
-        n.parse().ok()
-    };
-    let bps = number_after("\"sum_received\"", "\"bits_per_second\"")?;
-    let retransmits = number_after("\"sum_sent\"", "\"retransmits\"").unwrap_or(0.0);
-    Some((bps / 1e9, retransmits as u64))
+/// What one iperf3 test measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Transfer {
+    /// What the receiver got, Gbit/s.
+    gbps: f64,
+    /// Segments the sender retransmitted.
+    retransmits: u64,
+    /// The sender's mean smoothed RTT, µs, averaged over the streams.
+    rtt_us: Option<f64>,
+}
+
+/// A [`Transfer`] from iperf3's JSON (`-J`): the `end` section's
+/// `sum_received.bits_per_second`, `sum_sent.retransmits` and each stream's
+/// `sender.mean_rtt`. `None` when the JSON has no received sum (the test failed).
+fn parse_iperf3(json: &str) -> Option<Transfer> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let end = v.get("end")?;
+    let bps = end.get("sum_received")?.get("bits_per_second")?.as_f64()?;
+    let retransmits = end
+        .get("sum_sent")
+        .and_then(|s| s.get("retransmits"))
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    let rtts: Vec<f64> = end
+        .get("streams")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.get("sender")?.get("mean_rtt")?.as_f64())
+        .collect();
+    let rtt_us = (!rtts.is_empty()).then(|| rtts.iter().sum::<f64>() / rtts.len() as f64);
+    Some(Transfer {
+        gbps: bps / 1e9,
+        retransmits,
+        rtt_us,
+    })
+}
+
+/// The median of the runs' sender RTTs (µs), over the runs that report one.
+fn median_rtt<'a>(runs: impl Iterator<Item = &'a Run>) -> Option<f64> {
+    let rtts: Vec<f64> = runs.filter_map(|r| r.rtt_us).collect();
+    (!rtts.is_empty()).then(|| median(rtts))
+}
+
+/// The median of the CPUs the DUT's processes used over each run, if it has processes.
+fn median_switch_cpus<'a>(runs: impl Iterator<Item = &'a Run>) -> Option<f64> {
+    let cpus: Vec<f64> = runs.filter_map(|r| r.cpu.switch).collect();
+    (!cpus.is_empty()).then(|| median(cpus))
 }
 
 fn list(v: &[f64]) -> String {
@@ -334,8 +485,10 @@ fn print(o: &Options, duts: &[Dut], runs: &[Run]) {
         "\nTCP goodput, iperf3 -t {} between two VMs through the DUT (median of {} run(s), Gbit/s)\n",
         o.secs, o.repeat
     );
-    println!("| DUT | guest offloads | streams | goodput | runs | retransmits | qswitch ÷ DUT |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| DUT | guest offloads | streams | goodput | runs | retransmits | sender's RTT, µs | CPUs busy | the switch's CPUs | qswitch ÷ DUT |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let rows = summary(duts, o, runs);
     let mut failures = Vec::new();
     for (dut, off, n, med, all) in &rows {
@@ -344,6 +497,7 @@ fn print(o: &Options, duts: &[Dut], runs: &[Run]) {
                 .filter(|r| r.dut == *dut && r.offloads == *off && r.streams == *n)
         };
         let retrans: u64 = these().map(|r| r.retransmits).sum();
+        let rtt = median_rtt(these());
         if let Some(why) = these().find_map(|r| r.failed.as_deref()) {
             failures.push(format!(
                 "{} {} {n} stream(s): {} of {} run(s) moved no data ({why})",
@@ -361,8 +515,11 @@ fn print(o: &Options, duts: &[Dut], runs: &[Run]) {
             Some(q) if *med > 0.0 => format!("{:.2}", q / med),
             _ => "-".into(),
         };
+        let rtt = rtt.map_or_else(|| "-".into(), |us| format!("{us:.0}"));
+        let busy = median(these().map(|r| r.cpu.busy).collect());
+        let switch = median_switch_cpus(these()).map_or_else(|| "-".into(), |c| format!("{c:.2}"));
         println!(
-            "| {} | {} | {n} | {med:.2} | {} | {retrans} | {ratio} |",
+            "| {} | {} | {n} | {med:.2} | {} | {retrans} | {rtt} | {busy:.2} | {switch} | {ratio} |",
             dut.name(),
             off.name(),
             list(all)
@@ -378,15 +535,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn iperf3_json_gives_the_receivers_rate_and_the_senders_retransmits() {
+    fn iperf3_json_gives_the_receivers_rate_and_the_senders_retransmits_and_rtt() {
         let json = r#"{"start": {"bits_per_second": 1},
             "intervals": [{"sum": {"bits_per_second": 5e9}}],
-            "end": {"streams": [{"receiver": {"bits_per_second": 1.1e9}}],
+            "end": {"streams": [
+                    {"sender": {"bits_per_second": 2e9, "mean_rtt": 100, "max_rtt": 900},
+                     "receiver": {"bits_per_second": 1.1e9}},
+                    {"sender": {"bits_per_second": 5e8, "mean_rtt": 300},
+                     "receiver": {"bits_per_second": 1.3e9}}],
                 "sum_sent": {"bytes": 10, "bits_per_second": 2.5e9, "retransmits": 7},
                 "sum_received": {"bytes": 9, "bits_per_second": 2400000000.5}}}"#;
-        let (gbps, retransmits) = parse_iperf3(json).unwrap();
-        assert!((gbps - 2.4).abs() < 1e-6, "{gbps}");
-        assert_eq!(retransmits, 7);
+        let t = parse_iperf3(json).unwrap();
+        assert!((t.gbps - 2.4).abs() < 1e-6, "{t:?}");
+        assert_eq!(t.retransmits, 7);
+        assert_eq!(t.rtt_us, Some(200.0), "the streams' mean RTTs averaged");
+        // An iperf3 that reports no RTT (not Linux): the rest still counts.
+        let bare = r#"{"end": {"streams": [{"sender": {"bits_per_second": 1}}],
+            "sum_sent": {"retransmits": 0}, "sum_received": {"bits_per_second": 1e9}}}"#;
+        let t = parse_iperf3(bare).unwrap();
+        assert_eq!((t.gbps, t.retransmits, t.rtt_us), (1.0, 0, None));
         let failed =
             "{\"start\": {}, \"error\": \"unable to connect to server: Connection timed out\"}";
         assert_eq!(parse_iperf3(failed), None);
@@ -394,6 +561,31 @@ mod tests {
             iperf3_error(failed),
             "unable to connect to server: Connection timed out"
         );
+    }
+
+    #[test]
+    fn cpu_use_counts_busy_cpus_and_the_switchs_time() {
+        let stat = "cpu  100 5 50 800 20 3 7 15 0 0\ncpu0 50 2 25 400 10 1 3 8 0 0\n\
+                    cpu1 50 3 25 400 10 2 4 7 0 0\nintr 12345\nctxt 99\n";
+        // Busy: user, nice, system, irq, softirq; all adds idle, iowait and steal.
+        assert_eq!(parse_proc_stat(stat), Some(((165, 1000), 2)));
+        assert_eq!(parse_proc_stat("intr 1\n"), None);
+        let at = Instant::now();
+        let before = CpuSample {
+            at,
+            machine: (165, 1000),
+            switch: 40,
+        };
+        let after = CpuSample {
+            at: at + Duration::from_secs(2),
+            machine: (165 + 300, 1000 + 400),
+            switch: 40 + 150,
+        };
+        // 300 of 400 ticks busy on 2 CPUs; 150 ticks (1.5 s) of the switch's in 2 s.
+        let used = before.until(&after, 2, true);
+        assert!((used.busy - 1.5).abs() < 1e-9, "{used:?}");
+        assert!((used.switch.unwrap() - 0.75).abs() < 1e-9, "{used:?}");
+        assert_eq!(before.until(&after, 2, false).switch, None);
     }
 
     #[test]

@@ -284,6 +284,11 @@ impl Daemons {
         crate::interrupt::track(child.id());
         self.0.push(child);
     }
+
+    /// Their process ids (`ip netns exec` execs the daemon: the child is the daemon).
+    pub fn pids(&self) -> Vec<u32> {
+        self.0.iter().map(Child::id).collect()
+    }
 }
 
 impl Drop for Daemons {
@@ -362,6 +367,14 @@ impl Topology {
             t.daemons = start_dut(dut, &["gen-h", "sink-h"], qswitch, work, placement)?;
         }
         Ok(t)
+    }
+}
+
+impl Topology {
+    /// The processes the device under test runs (none for the bridge: it forwards in the
+    /// senders' own calls).
+    pub fn pids(&self) -> Vec<u32> {
+        self.daemons.pids()
     }
 }
 

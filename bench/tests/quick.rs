@@ -238,7 +238,16 @@ fn quick_run_reports_every_dut_and_cleans_up() {
     ]);
     let json = read_json(&rfc_out.join("goodput.json"));
     for dut in ["qswitch", "qswitch-sg"] {
-        for test in ["tcp-goodput-default-1", "tcp-goodput-tx-off-1"] {
+        // The sender's round-trip time beside each goodput (iperf3 reports it on Linux), and
+        // the CPU time of the switch's process.
+        for test in [
+            "tcp-goodput-default-1",
+            "tcp-goodput-tx-off-1",
+            "tcp-rtt-default-1",
+            "tcp-rtt-tx-off-1",
+            "tcp-switch-cpus-default-1",
+            "tcp-switch-cpus-tx-off-1",
+        ] {
             let value = json
                 .as_array()
                 .and_then(|a| a.iter().find(|m| m["dut"] == dut && m["test"] == test))
