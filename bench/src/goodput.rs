@@ -8,11 +8,11 @@
 //! setting (`ethtool -K <vm interface> tx on|off` on both VMs) and each stream count, one
 //! `iperf3 -c ... -t SECS -P N -J` run. Repetitions go round the DUTs in turn; the report gives
 //! the median goodput (what the receiver got, Gbit/s) and every run's figure. Beside it, medians
-//! too: the sender's mean round-trip time (iperf3's, from the kernel's smoothed RTT), which
-//! grows with the queue a switch keeps in front of its slowest stage; how many of the machine's
-//! CPUs were busy over the run; and how many of them the switch's own processes used (the
-//! bridge has none: it forwards in the guests' own calls). Where the CPUs are all busy, what the
-//! switch uses is what the guests could not.
+//! too: the sender's mean round-trip time (iperf3's mean of its one-a-second samples of the
+//! kernel's smoothed RTT), which grows with the queue a switch keeps in front of its slowest
+//! stage; how many of the machine's CPUs were busy while the client ran; and how much CPU time
+//! was charged to the switch's own threads (the bridge has none: it forwards in the guests' own
+//! calls), which includes the guests' stack work run in those threads' softirqs ([`CpuUse`]).
 //!
 //! qswitch runs with the daemon's defaults (adaptive polling, no pinning: the guests need the
 //! cores as much as the switch; a worker per CPU, or `QSB_WORKERS`); `--pinned` pins its worker
@@ -90,13 +90,46 @@ struct Run {
     failed: Option<String>,
 }
 
-/// How many CPUs were busy over a run, on average: all of the machine's work, and the
-/// DUT's own processes' (qswitch, Open vSwitch; `None` for the bridge, whose work runs in the
-/// guests' own calls and their softirqs).
+/// How many CPUs were busy while an iperf3 client ran, on average: all of the machine's work
+/// (`busy`), and the time charged to the DUT's own processes' threads (`switch`: qswitch, Open
+/// vSwitch; `None` for the bridge, whose work runs in the guests' own calls and their
+/// softirqs). Where the kernel charges softirq time to the thread it interrupts (without
+/// `CONFIG_IRQ_TIME_ACCOUNTING`), the switch's threads are charged for what runs in their
+/// softirqs too: the receiving guest's stack behind a veth, which a send runs at once, and the
+/// sending guest's stack answering the acknowledgments it delivers.
 #[derive(Debug, Clone, Copy, Default)]
 struct CpuUse {
     busy: f64,
     switch: Option<f64>,
+}
+
+/// What measures a [`CpuUse`]: the DUT's processes, and the machine's CPUs.
+struct CpuMeter {
+    pids: Vec<u32>,
+    cpus: usize,
+}
+
+impl CpuMeter {
+    fn of(pids: Vec<u32>) -> CpuMeter {
+        let cpus = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|t| parse_proc_stat(&t))
+            .map_or(1, |(_, n)| n.max(1));
+        CpuMeter { pids, cpus }
+    }
+
+    fn sample(&self) -> CpuSample {
+        CpuSample {
+            at: Instant::now(),
+            machine: machine_ticks().unwrap_or_default(),
+            switch: crate::apiscale::cpu_ticks(&self.pids),
+        }
+    }
+
+    /// What was used since `before`.
+    fn since(&self, before: &CpuSample) -> CpuUse {
+        before.until(&self.sample(), self.cpus, !self.pids.is_empty())
+    }
 }
 
 /// The CPU counters a [`CpuUse`] is the difference of.
@@ -109,14 +142,6 @@ struct CpuSample {
 }
 
 impl CpuSample {
-    fn now(pids: &[u32]) -> CpuSample {
-        CpuSample {
-            at: Instant::now(),
-            machine: machine_ticks().unwrap_or_default(),
-            switch: crate::apiscale::cpu_ticks(pids),
-        }
-    }
-
     /// What was used from `self` until `later`, on a machine of `cpus` CPUs.
     fn until(&self, later: &CpuSample, cpus: usize, has_switch: bool) -> CpuUse {
         let (busy, all) = (
@@ -205,6 +230,13 @@ pub fn run(args: Args) -> Result<(), String> {
                 note: "the sender's mean smoothed RTT, median of the runs".into(),
             });
         }
+        metrics.push(Metric {
+            dut: dut.name().into(),
+            test: format!("tcp-cpus-busy-{}-{n}", off.name()),
+            value: median(these.clone().map(|r| r.cpu.busy).collect()),
+            unit: "CPUs".into(),
+            note: "the machine's busy CPUs while the client ran, median of the runs".into(),
+        });
         if let Some(cpus) = median_switch_cpus(these) {
             metrics.push(Metric {
                 dut: dut.name().into(),
@@ -279,11 +311,7 @@ fn which(program: &str) -> Option<PathBuf> {
 /// Builds the topology for `dut` and runs every offload setting and stream count on it.
 fn measure(dut: Dut, o: &Options, bar: &mut Progress) -> Result<Vec<Run>, String> {
     let topology = Topology::build(dut, &o.qswitch, &o.work, o.placement)?;
-    let pids = topology.pids();
-    let cpus = std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|t| parse_proc_stat(&t))
-        .map_or(1, |(_, n)| n.max(1));
+    let meter = CpuMeter::of(topology.pids());
     in_ns(SERVER_NS, &["nft", "delete table netdev qsb"])?;
     for (ns, dev, ip) in [
         (CLIENT_NS, CLIENT_DEV, CLIENT_IP),
@@ -311,12 +339,11 @@ fn measure(dut: Dut, o: &Options, bar: &mut Progress) -> Result<Vec<Run>, String
             // A transfer that fails (no connection: the DUT delivers no segment intact) is a
             // result of its own, not a reason to give up on the DUT.
             crate::interrupt::check()?;
-            let before = CpuSample::now(&pids);
-            let (t, failed) = match iperf3(o.secs, streams) {
+            let (result, cpu) = iperf3(o.secs, streams, &meter);
+            let (t, failed) = match result {
                 Ok(t) => (t, None),
                 Err(e) => (Transfer::default(), Some(e)),
             };
-            let cpu = before.until(&CpuSample::now(&pids), cpus, !pids.is_empty());
             if crate::debug() {
                 progress::clear();
                 eprintln!(
@@ -355,9 +382,11 @@ impl Drop for Server {
     }
 }
 
-/// One iperf3 test.
-fn iperf3(secs: u32, streams: u32) -> Result<Transfer, String> {
-    crate::interrupt::check()?;
+/// One iperf3 test, and the CPUs used while its client ran (the attempt that connected).
+fn iperf3(secs: u32, streams: u32, meter: &CpuMeter) -> (Result<Transfer, String>, CpuUse) {
+    if let Err(e) = crate::interrupt::check() {
+        return (Err(e), CpuUse::default());
+    }
     let addr = SERVER_IP.to_string();
     let server = Command::new("ip")
         .args([
@@ -365,34 +394,42 @@ fn iperf3(secs: u32, streams: u32) -> Result<Transfer, String> {
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("iperf3 server: {e}"))?;
+        .spawn();
+    let server = match server {
+        Ok(s) => s,
+        Err(e) => return (Err(format!("iperf3 server: {e}")), CpuUse::default()),
+    };
     let _server = Server(server);
     let (secs_s, streams_s) = (secs.to_string(), streams.to_string());
     let limit = (secs + 20).to_string();
     // The server needs a moment to listen: a refused connection is tried again. A connection
     // that times out (3 s) is a DUT that delivers no segment intact.
-    let mut last = String::new();
+    let mut last = (String::new(), CpuUse::default());
     for _ in 0..20 {
         std::thread::sleep(Duration::from_millis(100));
+        let before = meter.sample();
         let out = Command::new("timeout")
             .args([&limit, "ip", "netns", "exec", CLIENT_NS, "iperf3", "-c"])
             .args([&addr, "-t", &secs_s, "-P", &streams_s, "-J"])
             .args(["--connect-timeout", "3000"])
-            .output()
-            .map_err(|e| format!("iperf3 client: {e}"))?;
+            .output();
+        let used = meter.since(&before);
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => return (Err(format!("iperf3 client: {e}")), used),
+        };
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         // iperf3 -J may exit 0 after a failed connection: its JSON tells.
         if let Some(result) = parse_iperf3(&text).filter(|_| out.status.success()) {
-            return Ok(result);
+            return (Ok(result), used);
         }
         let error = iperf3_error(&text);
         if !error.contains("Connection refused") {
-            return Err(error);
+            return (Err(error), used);
         }
-        last = error;
+        last = (error, used);
     }
-    Err(last)
+    (Err(last.0), last.1)
 }
 
 /// The `error` of iperf3's JSON (`-J`), or its whole output when there is none.
@@ -486,7 +523,7 @@ fn print(o: &Options, duts: &[Dut], runs: &[Run]) {
         o.secs, o.repeat
     );
     println!(
-        "| DUT | guest offloads | streams | goodput | runs | retransmits | sender's RTT, µs | CPUs busy | the switch's CPUs | qswitch ÷ DUT |"
+        "| DUT | guest offloads | streams | goodput | runs | retransmits | sender's RTT, µs | CPUs busy | the switch's threads, CPUs | qswitch ÷ DUT |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let rows = summary(duts, o, runs);

@@ -247,6 +247,7 @@ fn quick_run_reports_every_dut_and_cleans_up() {
             "tcp-rtt-tx-off-1",
             "tcp-switch-cpus-default-1",
             "tcp-switch-cpus-tx-off-1",
+            "tcp-cpus-busy-default-1",
         ] {
             let value = json
                 .as_array()
@@ -258,6 +259,10 @@ fn quick_run_reports_every_dut_and_cleans_up() {
         let row = format!("| {dut} | default | 1 |");
         assert!(goodput.contains(&row), "{goodput}");
     }
+    assert!(
+        goodput.contains("| sender's RTT, µs | CPUs busy | the switch's threads, CPUs |"),
+        "{goodput}"
+    );
 
     let ns = String::from_utf8_lossy(
         &Command::new("ip")
