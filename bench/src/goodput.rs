@@ -81,8 +81,8 @@ struct Run {
     gbps: f64,
     /// Segments the sender retransmitted.
     retransmits: u64,
-    /// The sender's smoothed round-trip time, µs (the mean over the run and its streams), when
-    /// iperf3 reports it.
+    /// The sender's smoothed round-trip time, µs (iperf3's mean of its per-second samples,
+    /// averaged over the streams), when iperf3 reports it.
     rtt_us: Option<f64>,
     /// The CPUs in use while it ran.
     cpu: CpuUse,
@@ -163,9 +163,9 @@ impl CpuSample {
     }
 }
 
-/// The machine's CPU time from the first line of `/proc/stat`, in clock ticks, and its CPUs:
-/// ((busy, all), CPUs). Busy is user, nice, system, irq and softirq time; all adds idle, iowait
-/// and steal (time the hypervisor gave to others).
+/// The machine's CPU time from the first line of `/proc/stat`, in clock ticks: (busy, all).
+/// Busy is user, nice, system, irq and softirq time; all adds idle, iowait and steal (time the
+/// hypervisor gave to others).
 fn machine_ticks() -> Option<(u64, u64)> {
     parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?).map(|(t, _)| t)
 }
@@ -243,9 +243,9 @@ pub fn run(args: Args) -> Result<(), String> {
                 test: format!("tcp-switch-cpus-{}-{n}", off.name()),
                 value: cpus,
                 unit: "CPUs".into(),
-                note:
-                    "CPU time of the switch's processes over a run, per second, median of the runs"
-                        .into(),
+                note: "CPU time charged to the switch's threads while the client ran, per second, \
+                       median of the runs"
+                    .into(),
             });
         }
     }
