@@ -120,9 +120,9 @@ pub fn pending(frame: &[u8]) -> Option<Pending> {
 pub struct Seen {
     /// Its transport checksum was left for the device ([`pending`] finds it so).
     pub partial: bool,
-    /// A TCP, UDP or SCTP segment whose headers hold nothing for the MSS watch
-    /// ([`crate::mss::MssTable::observe`], which reads TCP segments with SYN and ICMP errors):
-    /// not TCP, or TCP without SYN.
+    /// Its headers hold nothing for the MSS watch ([`crate::mss::MssTable::observe`], which
+    /// reads TCP segments with SYN and ICMP errors): a TCP segment without SYN, UDP, SCTP, or
+    /// not an IP packet at all.
     pub plain: bool,
 }
 
@@ -133,7 +133,7 @@ pub fn seen(frame: &[u8]) -> Seen {
     let Some(seg) = segment(frame) else {
         return Seen {
             partial: false,
-            plain: false,
+            plain: !is_ip(frame),
         };
     };
     let syn = seg.proto == TCP && frame.get(seg.start + 13).is_some_and(|f| f & tcp::SYN != 0);
@@ -194,6 +194,23 @@ pub fn finish(frame: &mut [u8], p: Pending) {
             bytes[p.field..p.field + 2].copy_from_slice(&sum.to_be_bytes());
         }
     }
+}
+
+/// Is `frame` an IPv4 or IPv6 packet: its EtherType (after one VLAN tag) says so, and so does
+/// the version in its first byte? (What [`seen`] cannot read further, it leaves to the MSS
+/// watch only if so.) Out of line: the frames [`seen`] reads to their transport header never
+/// ask.
+#[inline(never)]
+fn is_ip(frame: &[u8]) -> bool {
+    let (mut l3, mut ethertype) = (ETH_HEADER_LEN, be16(frame, 12));
+    if ethertype.is_some_and(is_vlan_tpid) {
+        (l3, ethertype) = (ETH_HEADER_LEN + VLAN_TAG_LEN, be16(frame, 16));
+    }
+    let version = frame.get(l3).map(|b| b >> 4);
+    matches!(
+        (ethertype, version),
+        (Some(ETHERTYPE_IPV4), Some(4)) | (Some(ETHERTYPE_IPV6), Some(6))
+    )
 }
 
 /// Completes the TCP or UDP checksum of `frame` if, and only if, its field holds exactly the

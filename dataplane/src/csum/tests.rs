@@ -512,8 +512,7 @@ fn seen_says_plain_what_the_mss_watch_has_nothing_to_read_in() {
         0,
     );
     fragment[14 + 6] |= 0x20; // more fragments
-    let arp = build_frame(B, A, None, 0x0806, &[0; 28]);
-    for (what, f) in [("icmp", icmp), ("fragment", fragment), ("arp", arp)] {
+    for (what, f) in [("icmp", icmp), ("fragment", fragment)] {
         let none = Seen {
             partial: false,
             plain: false,
@@ -521,6 +520,24 @@ fn seen_says_plain_what_the_mss_watch_has_nothing_to_read_in() {
         assert_eq!(seen(&f), none, "{what}");
         assert_eq!(pending(&f), None, "{what}");
     }
+    // Not an IP packet (ARP, the packet harness's EtherType, an IPv4 EtherType over another
+    // version), tagged or not: nothing for the watch either.
+    let not_ip = Seen {
+        partial: false,
+        plain: true,
+    };
+    for vlan in [None, Some(7)] {
+        for (ethertype, first) in [
+            (0x0806, 0x45),
+            (0x88b5, 0x45),
+            (0x0800, 0x00),
+            (0x86dd, 0x45),
+        ] {
+            let f = build_frame(B, A, vlan, ethertype, &[first; 46]);
+            assert_eq!(seen(&f), not_ip, "{ethertype:#06x} {first:#x} {vlan:?}");
+        }
+    }
+    assert_eq!(seen(&[0; 13]), not_ip, "too short for an EtherType");
 }
 
 #[test]
