@@ -33,31 +33,10 @@
 
 use crate::csum;
 use crate::gso::Plan;
-use crate::wire::ipproto::TCP;
-use crate::wire::{
-    be16, is_vlan_tpid, tcp, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, VLAN_TAG_LEN,
-};
+use crate::wire::{be16, tcp};
 
 /// The longest IP packet a merged frame may be (IPv4's total length, IPv6's payload length).
 const MAX_IP_LEN: usize = 65_535;
-
-/// Could `frame` be a segment [`Segment::parse`] takes: IPv4 without options carrying TCP, or
-/// IPv6 whose first next header is TCP? A few loads, so that the worker reads no further into
-/// the frames that cannot (UDP, ARP, anything else) before it parses one: where this says no,
-/// `parse` says `None`.
-#[inline(always)]
-pub fn may_merge(frame: &[u8]) -> bool {
-    let (mut l3, mut ethertype) = (ETH_HEADER_LEN, be16(frame, 12));
-    if ethertype.is_some_and(is_vlan_tpid) {
-        (l3, ethertype) = (ETH_HEADER_LEN + VLAN_TAG_LEN, be16(frame, 16));
-    }
-    let byte = |at: usize| frame.get(l3 + at).copied();
-    match ethertype {
-        Some(ETHERTYPE_IPV4) => byte(0) == Some(0x45) && byte(9) == Some(TCP),
-        Some(ETHERTYPE_IPV6) => byte(0).is_some_and(|b| b >> 4 == 6) && byte(6) == Some(TCP),
-        _ => false,
-    }
-}
 
 /// Where the headers of a TCP segment that may be merged lie: those of a super-frame's
 /// [`Plan`], which reads them the same way.

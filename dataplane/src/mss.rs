@@ -16,9 +16,9 @@
 //!
 //! A fixed table (4096 entries, allocated once), indexed by a hash of the network and address; a
 //! colliding entry is replaced, and limits at or above the MTU are not kept. Reading a frame
-//! costs a few byte comparisons unless it is a SYN or an ICMP error; the worker does not hand it
-//! TCP segments without SYN, UDP, SCTP or frames that are not IP at all (`csum::seen` tells them
-//! apart in the pass over the headers the partial-checksum test makes anyway). A limit is per network, so
+//! costs a few byte comparisons unless it is a SYN or an ICMP error; the worker does not hand
+//! it TCP segments without SYN, UDP, SCTP or frames that are not IP at all (`csum::seen` tells
+//! them apart in the pass over the headers the partial-checksum test makes anyway). A limit is per network, so
 //! no tenant lowers another's segments; within a network, anyone can send such a message (as to
 //! any TCP stack), and the floors bound what it costs: smaller segments, never lost ones.
 //!

@@ -2429,10 +2429,6 @@ impl<P: PortIo> Worker<P> {
         let Some(frame) = self.umem.frame(d.addr, d.len) else {
             return Some(d);
         };
-        // Most frames that are not TCP (UDP, ARP) stop at the first bytes.
-        if !coalesce::may_merge(frame) {
-            return Some(d);
-        }
         let Some(seg) = coalesce::Segment::parse(frame) else {
             return Some(d);
         };

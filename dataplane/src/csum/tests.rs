@@ -501,8 +501,8 @@ fn seen_says_plain_what_the_mss_watch_has_nothing_to_read_in() {
         let s = seen(&f);
         assert!(s.partial && !s.plain, "{ip:?}");
     }
-    // Neither TCP, UDP nor SCTP (ICMP here), a first fragment, or not IP: for the watch to
-    // look at, and never partial.
+    // Neither TCP, UDP nor SCTP (ICMP here), or a first fragment: for the watch to look at,
+    // and never partial.
     let icmp = frame(Ip::V4, 1, &[3, 4, 0, 0, 0, 0, 5, 0xdc], None, 0);
     let mut fragment = frame(
         Ip::V4,
