@@ -368,9 +368,7 @@ impl Topology {
         }
         Ok(t)
     }
-}
 
-impl Topology {
     /// The processes the device under test runs (none for the bridge: it forwards in the
     /// senders' own calls).
     pub fn pids(&self) -> Vec<u32> {
