@@ -208,45 +208,35 @@ pub fn run(args: Args) -> Result<(), String> {
     }
     bar.finish();
     let _ = std::fs::remove_dir_all(&o.work);
-    print(&o, &duts, &runs);
+    let rows = summary(&duts, &o, &runs);
+    print(&o, &rows);
     let mut metrics = Vec::new();
-    for (dut, off, n, med, all) in summary(&duts, &o, &runs) {
-        metrics.push(Metric {
-            dut: dut.name().into(),
-            test: format!("tcp-goodput-{}-{n}", off.name()),
-            value: med,
-            unit: "Gbit/s".into(),
-            note: format!("runs {}", list(&all)),
-        });
-        let these = runs
-            .iter()
-            .filter(|r| r.dut == dut && r.offloads == off && r.streams == n);
-        if let Some(rtt) = median_rtt(these.clone()) {
-            metrics.push(Metric {
-                dut: dut.name().into(),
-                test: format!("tcp-rtt-{}-{n}", off.name()),
-                value: rtt,
-                unit: "us".into(),
-                note: "the sender's mean smoothed RTT, median of the runs".into(),
-            });
+    for r in &rows {
+        let (dut, off, n) = (r.dut.name(), r.offloads.name(), r.streams);
+        let metric = |test: &str, value: f64, unit: &str, note: String| Metric {
+            dut: dut.into(),
+            test: format!("tcp-{test}-{off}-{n}"),
+            value,
+            unit: unit.into(),
+            note,
+        };
+        metrics.push(metric(
+            "goodput",
+            r.goodput,
+            "Gbit/s",
+            format!("runs {}", list(&r.runs)),
+        ));
+        if let Some(rtt) = r.rtt_us {
+            let note = "the sender's mean smoothed RTT, median of the runs".into();
+            metrics.push(metric("rtt", rtt, "us", note));
         }
-        metrics.push(Metric {
-            dut: dut.name().into(),
-            test: format!("tcp-cpus-busy-{}-{n}", off.name()),
-            value: median(these.clone().map(|r| r.cpu.busy).collect()),
-            unit: "CPUs".into(),
-            note: "the machine's busy CPUs while the client ran, median of the runs".into(),
-        });
-        if let Some(cpus) = median_switch_cpus(these) {
-            metrics.push(Metric {
-                dut: dut.name().into(),
-                test: format!("tcp-switch-cpus-{}-{n}", off.name()),
-                value: cpus,
-                unit: "CPUs".into(),
-                note: "CPU time charged to the switch's threads while the client ran, per second, \
-                       median of the runs"
-                    .into(),
-            });
+        let note = "the machine's busy CPUs while the client ran, median of the runs".into();
+        metrics.push(metric("cpus-busy", r.busy, "CPUs", note));
+        if let Some(cpus) = r.switch {
+            let note = "CPU time charged to the switch's threads while the client ran, per \
+                        second, median of the runs"
+                .into();
+            metrics.push(metric("switch-cpus", cpus, "CPUs", note));
         }
     }
     let path = o.out.join("goodput.json");
@@ -478,16 +468,10 @@ fn parse_iperf3(json: &str) -> Option<Transfer> {
     })
 }
 
-/// The median of the runs' sender RTTs (µs), over the runs that report one.
-fn median_rtt<'a>(runs: impl Iterator<Item = &'a Run>) -> Option<f64> {
-    let rtts: Vec<f64> = runs.filter_map(|r| r.rtt_us).collect();
-    (!rtts.is_empty()).then(|| median(rtts))
-}
-
-/// The median of the CPUs the DUT's processes used over each run, if it has processes.
-fn median_switch_cpus<'a>(runs: impl Iterator<Item = &'a Run>) -> Option<f64> {
-    let cpus: Vec<f64> = runs.filter_map(|r| r.cpu.switch).collect();
-    (!cpus.is_empty()).then(|| median(cpus))
+/// The median of the values the runs report, `None` if none does.
+fn median_of(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let v: Vec<f64> = values.flatten().collect();
+    (!v.is_empty()).then(|| median(v))
 }
 
 fn list(v: &[f64]) -> String {
@@ -497,27 +481,58 @@ fn list(v: &[f64]) -> String {
         .join(" ")
 }
 
-/// Per (DUT, offloads, streams): the median goodput and every run's.
-fn summary(duts: &[Dut], o: &Options, runs: &[Run]) -> Vec<(Dut, Offloads, u32, f64, Vec<f64>)> {
-    let mut out = Vec::new();
+/// One row of the report: a (DUT, offloads, streams) and what its runs measured.
+struct Row {
+    dut: Dut,
+    offloads: Offloads,
+    streams: u32,
+    /// The median goodput, Gbit/s, and every run's.
+    goodput: f64,
+    runs: Vec<f64>,
+    /// Retransmits, all runs together.
+    retransmits: u64,
+    /// Medians of the runs that report them ([`Run`], [`CpuUse`]).
+    rtt_us: Option<f64>,
+    busy: f64,
+    switch: Option<f64>,
+    /// How many runs moved no data, and why the first of them did not.
+    failed: Option<(usize, String)>,
+}
+
+/// The report's rows: per DUT, offload setting and stream count that has runs.
+fn summary(duts: &[Dut], o: &Options, runs: &[Run]) -> Vec<Row> {
+    let mut rows = Vec::new();
     for &dut in duts {
-        for off in [Offloads::Default, Offloads::TxOff] {
-            for &n in &o.streams {
-                let all: Vec<f64> = runs
+        for offloads in [Offloads::Default, Offloads::TxOff] {
+            for &streams in &o.streams {
+                let these: Vec<&Run> = runs
                     .iter()
-                    .filter(|r| r.dut == dut && r.offloads == off && r.streams == n)
-                    .map(|r| r.gbps)
+                    .filter(|r| r.dut == dut && r.offloads == offloads && r.streams == streams)
                     .collect();
-                if !all.is_empty() {
-                    out.push((dut, off, n, median(all.clone()), all));
+                if these.is_empty() {
+                    continue;
                 }
+                let gbps: Vec<f64> = these.iter().map(|r| r.gbps).collect();
+                let failed: Vec<&str> = these.iter().filter_map(|r| r.failed.as_deref()).collect();
+                rows.push(Row {
+                    dut,
+                    offloads,
+                    streams,
+                    goodput: median(gbps.clone()),
+                    runs: gbps,
+                    retransmits: these.iter().map(|r| r.retransmits).sum(),
+                    rtt_us: median_of(these.iter().map(|r| r.rtt_us)),
+                    busy: median(these.iter().map(|r| r.cpu.busy).collect()),
+                    switch: median_of(these.iter().map(|r| r.cpu.switch)),
+                    failed: failed.first().map(|why| (failed.len(), (*why).to_owned())),
+                });
             }
         }
     }
-    out
+    rows
 }
 
-fn print(o: &Options, duts: &[Dut], runs: &[Run]) {
+fn print(o: &Options, rows: &[Row]) {
     println!(
         "\nTCP goodput, iperf3 -t {} between two VMs through the DUT (median of {} run(s), Gbit/s)\n",
         o.secs, o.repeat
@@ -526,40 +541,31 @@ fn print(o: &Options, duts: &[Dut], runs: &[Run]) {
         "| DUT | guest offloads | streams | goodput | runs | retransmits | sender's RTT, µs | CPUs busy | the switch's threads, CPUs | qswitch ÷ DUT |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    let rows = summary(duts, o, runs);
     let mut failures = Vec::new();
-    for (dut, off, n, med, all) in &rows {
-        let these = || {
-            runs.iter()
-                .filter(|r| r.dut == *dut && r.offloads == *off && r.streams == *n)
-        };
-        let retrans: u64 = these().map(|r| r.retransmits).sum();
-        let rtt = median_rtt(these());
-        if let Some(why) = these().find_map(|r| r.failed.as_deref()) {
+    for r in rows {
+        let (dut, off, n) = (r.dut.name(), r.offloads.name(), r.streams);
+        if let Some((count, why)) = &r.failed {
             failures.push(format!(
-                "{} {} {n} stream(s): {} of {} run(s) moved no data ({why})",
-                dut.name(),
-                off.name(),
-                these().filter(|r| r.failed.is_some()).count(),
-                all.len()
+                "{dut} {off} {n} stream(s): {count} of {} run(s) moved no data ({why})",
+                r.runs.len()
             ));
         }
         let ours = rows
             .iter()
-            .find(|(d, f, k, _, _)| *d == Dut::Qswitch && f == off && k == n)
-            .map(|r| r.3);
+            .find(|q| q.dut == Dut::Qswitch && q.offloads == r.offloads && q.streams == n)
+            .map(|q| q.goodput);
         let ratio = match ours {
-            Some(q) if *med > 0.0 => format!("{:.2}", q / med),
+            Some(q) if r.goodput > 0.0 => format!("{:.2}", q / r.goodput),
             _ => "-".into(),
         };
-        let rtt = rtt.map_or_else(|| "-".into(), |us| format!("{us:.0}"));
-        let busy = median(these().map(|r| r.cpu.busy).collect());
-        let switch = median_switch_cpus(these()).map_or_else(|| "-".into(), |c| format!("{c:.2}"));
+        let rtt = r.rtt_us.map_or_else(|| "-".into(), |us| format!("{us:.0}"));
+        let switch = r.switch.map_or_else(|| "-".into(), |c| format!("{c:.2}"));
         println!(
-            "| {} | {} | {n} | {med:.2} | {} | {retrans} | {rtt} | {busy:.2} | {switch} | {ratio} |",
-            dut.name(),
-            off.name(),
-            list(all)
+            "| {dut} | {off} | {n} | {:.2} | {} | {} | {rtt} | {:.2} | {switch} | {ratio} |",
+            r.goodput,
+            list(&r.runs),
+            r.retransmits,
+            r.busy
         );
     }
     for f in failures {
@@ -623,6 +629,50 @@ mod tests {
         assert!((used.busy - 1.5).abs() < 1e-9, "{used:?}");
         assert!((used.switch.unwrap() - 0.75).abs() < 1e-9, "{used:?}");
         assert_eq!(before.until(&after, 2, false).switch, None);
+    }
+
+    #[test]
+    fn rows_take_medians_over_the_runs_that_report_each_figure() {
+        let run = |dut, gbps, rtt_us, busy, switch, failed: Option<&str>| Run {
+            dut,
+            offloads: Offloads::Default,
+            streams: 1,
+            gbps,
+            retransmits: 2,
+            rtt_us,
+            cpu: CpuUse { busy, switch },
+            failed: failed.map(str::to_owned),
+        };
+        let runs = [
+            run(Dut::Qswitch, 9.0, Some(300.0), 1.9, Some(1.2), None),
+            run(Dut::Qswitch, 0.0, None, 1.0, Some(1.0), Some("timed out")),
+            run(Dut::Qswitch, 7.0, Some(100.0), 1.7, Some(1.4), None),
+            run(Dut::Bridge, 20.0, Some(20.0), 1.6, None, None),
+        ];
+        let o = Options {
+            duts: vec![Dut::Bridge, Dut::Qswitch],
+            secs: 1,
+            streams: vec![1, 4],
+            repeat: 3,
+            placement: Placement::Defaults,
+            qswitch: String::new(),
+            work: PathBuf::new(),
+            out: PathBuf::new(),
+        };
+        let rows = summary(&o.duts, &o, &runs);
+        // Only the (DUT, offloads, streams) that have runs.
+        assert_eq!(rows.len(), 2);
+        let (bridge, q) = (&rows[0], &rows[1]);
+        assert_eq!(
+            (bridge.dut, bridge.switch, bridge.failed.clone()),
+            (Dut::Bridge, None, None)
+        );
+        assert_eq!(q.runs, vec![9.0, 0.0, 7.0]);
+        assert_eq!((q.goodput, q.retransmits, q.busy), (7.0, 6, 1.7));
+        // The failed run reports no RTT: the median is over the two that do.
+        assert_eq!(q.rtt_us, Some(200.0));
+        assert_eq!(q.switch, Some(1.2));
+        assert_eq!(q.failed, Some((1, "timed out".to_owned())));
     }
 
     #[test]
