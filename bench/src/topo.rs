@@ -77,11 +77,16 @@ pub enum Dut {
     /// Open vSwitch's userspace datapath with AF_XDP ports (`type=afxdp`), its PMD thread on CPU 1
     /// (the other threads float).
     OvsAfxdp,
+    /// No switch: an XDP program on each of the DUT's two ports sends every frame out of the
+    /// other (`bpf_redirect`), in generic mode as qswitch's `auto` takes on a veth
+    /// (`QSB_XDP_MODE=native` for native). No frame reaches user space: the ceiling of
+    /// forwarding inside XDP on this machine. Two-port topologies only (`run`, `goodput`).
+    XdpRedirect,
 }
 
 impl Dut {
     /// Every device under test, in report order.
-    pub const ALL: [Dut; 8] = [
+    pub const ALL: [Dut; 9] = [
         Dut::None,
         Dut::Bridge,
         Dut::Qswitch,
@@ -90,10 +95,11 @@ impl Dut {
         Dut::QswitchSg,
         Dut::Ovs,
         Dut::OvsAfxdp,
+        Dut::XdpRedirect,
     ];
 
     /// Parses `none`, `bridge`, `qswitch`, `qswitch-generic`, `qswitch-native`, `qswitch-sg`,
-    /// `ovs`, `ovs-afxdp`.
+    /// `ovs`, `ovs-afxdp`, `xdp-redirect`.
     pub fn parse(s: &str) -> Option<Dut> {
         Dut::ALL.into_iter().find(|d| d.name() == s)
     }
@@ -109,6 +115,7 @@ impl Dut {
             Dut::QswitchSg => "qswitch-sg",
             Dut::Ovs => "ovs",
             Dut::OvsAfxdp => "ovs-afxdp",
+            Dut::XdpRedirect => "xdp-redirect",
         }
     }
 
@@ -476,6 +483,58 @@ pub fn start_dut(
             ovs::start(&mut daemons, dut == Dut::OvsAfxdp, devices, work)?;
             Ok(daemons)
         }
+        Dut::XdpRedirect => {
+            let [a, b] = devices else {
+                return Err(format!(
+                    "{} cross-connects two ports: the two-port topology only (run, goodput)",
+                    dut.name()
+                ));
+            };
+            // The links live as long as the process that made them, inside the DUT's namespace.
+            let me = std::env::current_exe().map_err(|e| e.to_string())?;
+            let log = work.join("xdp-cross.log");
+            let log = std::fs::File::create(log).map_err(|e| e.to_string())?;
+            let child = Command::new("ip")
+                .args(["netns", "exec", "qsbdut"])
+                .arg(&me)
+                .args(["xdp-cross", a, b])
+                .stdout(log.try_clone().map_err(|e| e.to_string())?)
+                .stderr(log)
+                .spawn()
+                .map_err(|e| format!("{}: {e}", me.display()))?;
+            daemons.push(child);
+            wait_xdp(
+                devices,
+                "the cross-connect did not attach (see xdp-cross.log)",
+            )?;
+            Ok(daemons)
+        }
+    }
+}
+
+/// `qswitch-bench xdp-cross A B`, run inside `qsbdut` for `xdp-redirect`: attaches to each of
+/// the two interfaces a program that sends every frame out of the other, in generic XDP mode
+/// (native with `QSB_XDP_MODE=native`), and holds the links until the process is stopped.
+pub fn xdp_cross(a: &str, b: &str) -> Result<(), String> {
+    use dataplane::sys::{bpf, netdev};
+    let mode = match std::env::var("QSB_XDP_MODE").as_deref() {
+        Ok("native") => bpf::XDP_FLAGS_DRV_MODE,
+        Ok("generic" | "auto") | Err(_) => bpf::XDP_FLAGS_SKB_MODE,
+        Ok(other) => return Err(format!("QSB_XDP_MODE={other}: generic or native")),
+    };
+    let index = |d: &str| netdev::ifindex(d).ok_or_else(|| format!("{d}: no such interface"));
+    let (ia, ib) = (index(a)?, index(b)?);
+    let mut links = Vec::new();
+    for (from, name, to) in [(ia, a, ib), (ib, b, ia)] {
+        let prog = bpf::load_forward_program(to)
+            .map_err(|e| format!("loading the program for {name}: {e}"))?;
+        let link =
+            bpf::attach_xdp(&prog, from, mode).map_err(|e| format!("attaching to {name}: {e}"))?;
+        links.push(link);
+    }
+    println!("{a} <-> {b}: attached");
+    loop {
+        std::thread::park();
     }
 }
 

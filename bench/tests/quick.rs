@@ -46,15 +46,19 @@ fn quick_run_reports_every_dut_and_cleans_up() {
             "qswitch-sg",
             "ovs",
             "ovs-afxdp",
+            "xdp-redirect",
         ]
     } else {
-        &["none", "bridge", "qswitch", "qswitch-sg"]
+        &["none", "bridge", "qswitch", "qswitch-sg", "xdp-redirect"]
     };
     let r = Command::new(&exe)
         .args([
             "run", "--quick", "--sizes", "64", "--trial", "0.2", "--steps", "2", "--repeat", "2",
         ])
-        .args(["--duts", "none,bridge,qswitch,qswitch-sg,ovs,ovs-afxdp"])
+        .args([
+            "--duts",
+            "none,bridge,qswitch,qswitch-sg,ovs,ovs-afxdp,xdp-redirect",
+        ])
         .arg("--qswitch")
         .arg(&qswitch)
         .arg("--out")
@@ -92,8 +96,9 @@ fn quick_run_reports_every_dut_and_cleans_up() {
     let rows = json.as_array().unwrap();
     assert!(rows.iter().any(|r| r["test"] == "throughput"), "{json}");
     // Frames crossed qswitch flat out, on `qswitch-sg` through anti-spoofing and both ports'
-    // security groups (the harness drops that row unless its metrics show it).
-    for dut in ["qswitch", "qswitch-sg"] {
+    // security groups (the harness drops that row unless its metrics show it), and the XDP
+    // cross-connect.
+    for dut in ["qswitch", "qswitch-sg", "xdp-redirect"] {
         let delivered = rows
             .iter()
             .find(|r| r["dut"] == dut && r["test"] == "delivered")

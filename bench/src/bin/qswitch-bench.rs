@@ -78,13 +78,21 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// Internal: `xdp-redirect`'s cross-connect between two interfaces, held until stopped
+    #[command(hide = true)]
+    XdpCross {
+        /// One interface
+        a: String,
+        /// The other
+        b: String,
+    },
 }
 
 fn main() {
     let cli = Cli::parse();
     let measuring = !matches!(
         cli.command,
-        Cmd::Agent { .. } | Cmd::Completions { .. } | Cmd::DutPorts { .. }
+        Cmd::Agent { .. } | Cmd::Completions { .. } | Cmd::DutPorts { .. } | Cmd::XdpCross { .. }
     );
     // Every command but the agents builds namespaces with fixed names: one run at a time.
     if measuring {
@@ -117,6 +125,7 @@ fn main() {
         Cmd::DutPorts { api, check: true } => {
             topo::filtering_evidence(&api).map(|e| println!("{e}"))
         }
+        Cmd::XdpCross { a, b } => topo::xdp_cross(&a, &b),
     };
     if bench::interrupt::requested() {
         // Whatever the run returned, the watcher is tearing down and exits with 130.

@@ -1,6 +1,7 @@
 //! The `bpf()` syscalls the switch needs, and nothing more: an XSKMAP, the 6-instruction
 //! redirect program (or, for a measuring sink, a variant that first stamps each frame's arrival
-//! time into its metadata), and a BPF link attaching it to an interface.
+//! time into its metadata), and a BPF link attaching it to an interface. For the packet harness,
+//! also a cross-connect program that sends every frame out of one other interface.
 //!
 //! # Design
 //! The program is the one libbpf installs for AF_XDP by default:
@@ -176,13 +177,30 @@ fn stamping_program(map: RawFd) -> Vec<u8> {
     p.concat()
 }
 
+/// The cross-connect program: every frame leaves by interface `ifindex`
+/// (`bpf_redirect(ifindex, 0)`), unlooked-at. Not used by the switch: the packet harness attaches
+/// it to a DUT's two ports as the ceiling of forwarding inside XDP, where no frame reaches user
+/// space (`qswitch-bench --duts xdp-redirect`).
+fn forward_program(ifindex: u32) -> Vec<u8> {
+    [
+        insn(0xb7, 1, 0, 0, ifindex as i32), // r1 = ifindex
+        insn(0xb7, 2, 0, 0, 0),              // r2 = 0 (flags)
+        insn(0x85, 0, 0, 0, 23),             // call bpf_redirect
+        insn(0x95, 0, 0, 0, 0),              // exit
+    ]
+    .concat()
+}
+
+/// Loads [`forward_program`] towards `ifindex` (as [`load_xdp`] does).
+pub fn load_forward_program(ifindex: u32) -> io::Result<OwnedFd> {
+    load_xdp(&forward_program(ifindex))
+}
+
 /// `prog_flags`: the program handles multi-buffer frames (it never reads past the first buffer),
 /// so generic XDP hands it a non-linear skb as it is instead of linearising 64 KB.
 const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
 
-/// Loads the redirect program for `map` (the stamping one when `stamp`), frags-aware where the
-/// kernel knows the flag (5.18 and later), else without it. On failure the error carries the
-/// verifier's log.
+/// Loads the redirect program for `map` (the stamping one when `stamp`), as [`load_xdp`] does.
 pub fn load_redirect_program(map: &OwnedFd, stamp: bool) -> io::Result<OwnedFd> {
     let fd = map.as_raw_fd();
     let prog = if stamp {
@@ -190,9 +208,15 @@ pub fn load_redirect_program(map: &OwnedFd, stamp: bool) -> io::Result<OwnedFd> 
     } else {
         redirect_program(fd)
     };
-    load_program(&prog, BPF_F_XDP_HAS_FRAGS, false)
-        .or_else(|_| load_program(&prog, 0, false))
-        .or_else(|_| load_program(&prog, 0, true))
+    load_xdp(&prog)
+}
+
+/// Loads the XDP program `prog`, frags-aware where the kernel knows the flag (5.18 and later),
+/// else without it. On failure the error carries the verifier's log.
+fn load_xdp(prog: &[u8]) -> io::Result<OwnedFd> {
+    load_program(prog, BPF_F_XDP_HAS_FRAGS, false)
+        .or_else(|_| load_program(prog, 0, false))
+        .or_else(|_| load_program(prog, 0, true))
 }
 
 /// Loads `prog`; with `log`, asks for the verifier's log. The first tries ask for none: with
@@ -252,6 +276,14 @@ mod tests {
         assert_eq!(p.len(), 48);
         assert_eq!(&p[8..16], &[0x18, 0x11, 0, 0, 7, 0, 0, 0]);
         assert_eq!(&p[32..40], &[0x85, 0, 0, 0, 51, 0, 0, 0]);
+    }
+
+    #[test]
+    fn forward_program_redirects_to_its_interface() {
+        let p = forward_program(0x0102_0304);
+        assert_eq!(p.len(), 32);
+        assert_eq!(&p[0..8], &[0xb7, 0x01, 0, 0, 4, 3, 2, 1]);
+        assert_eq!(&p[16..24], &[0x85, 0, 0, 0, 23, 0, 0, 0]);
     }
 
     #[test]
