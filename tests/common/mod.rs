@@ -118,26 +118,24 @@ impl Netns {
     ) -> (Vec<u64>, Duration) {
         let port = next_port();
         let secs = seconds.to_string();
-        let spawn = |ns: &str, args: &[&str], stderr| {
-            Command::new("ip")
-                .args(["netns", "exec", ns, "python3"])
-                .arg(tools_dir().join("transport.py"))
-                .args(args)
-                .stdout(Stdio::piped())
-                .stderr(stderr)
-                .spawn()
-                .expect("transport")
-        };
-        let mut sink = spawn(
+        let transport = tools_dir().join("transport.py");
+        let sink = spawn_ready(
             &server.name,
+            &transport,
             &["tcp-sink", ip, &port, &secs],
+            Stdio::inherit(),
             Stdio::piped(),
+            "tcp-sink",
         );
-        let mut line = String::new();
-        let _ = BufReader::new(sink.stderr.take().unwrap()).read_line(&mut line);
-        assert!(line.contains("ready"), "sink did not start: {line}");
         let start = Instant::now();
-        let source = spawn(&self.name, &["tcp-source", ip, &port, &secs], Stdio::null());
+        let source = Command::new("ip")
+            .args(["netns", "exec", &self.name, "python3"])
+            .arg(&transport)
+            .args(["tcp-source", ip, &port, &secs])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tcp-source");
         std::thread::sleep(after);
         meanwhile();
         let at = start.elapsed();
@@ -355,19 +353,15 @@ struct Server {
 
 impl Server {
     fn start(ns: &str, args: &[&str]) -> Server {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, "python3"])
-            .arg(tools_dir().join("transport.py"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("transport server");
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        let _ = err.read_line(&mut line);
-        assert!(line.contains("ready"), "server did not start: {line}");
+        let transport = tools_dir().join("transport.py");
+        let child = spawn_ready(
+            ns,
+            &transport,
+            args,
+            Stdio::piped(),
+            Stdio::null(),
+            "server",
+        );
         Server { child }
     }
 }
@@ -377,6 +371,32 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `python3 script args…` inside namespace `ns` and waits for the `ready` line the tool
+/// writes to its stderr once its socket is bound (its stderr is not read after that line).
+/// `what` names it in the failure.
+fn spawn_ready(
+    ns: &str,
+    script: &Path,
+    args: &[&str],
+    stdin: Stdio,
+    stdout: Stdio,
+    what: &str,
+) -> Child {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "python3"])
+        .arg(script)
+        .args(args)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let mut line = String::new();
+    let _ = BufReader::new(child.stderr.take().unwrap()).read_line(&mut line);
+    assert!(line.contains("ready"), "{what} did not start: {line}");
+    child
 }
 
 /// A TCP/UDP port for a test server, unique within the test process.
@@ -451,20 +471,15 @@ pub struct Capture {
 
 impl Capture {
     fn start(ns: &str, dev: &str, cmd: &str, secs: f32, etype: u16) -> Capture {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, "python3"])
-            .arg(tools())
-            .args([cmd, dev, &secs.to_string(), &format!("{etype:x}")])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("capture");
-        // Wait until the socket is bound.
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        let _ = err.read_line(&mut line);
-        assert!(line.contains("ready"), "capture did not start: {line}");
+        let args = [cmd, dev, &secs.to_string(), &format!("{etype:x}")];
+        let child = spawn_ready(
+            ns,
+            &tools(),
+            &args,
+            Stdio::piped(),
+            Stdio::piped(),
+            "capture",
+        );
         Capture { child }
     }
 
