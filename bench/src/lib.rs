@@ -79,7 +79,8 @@ pub fn trial_secs(v: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("{v:?}: expected a positive number of seconds"))
 }
 
-/// Parses a device under test (`none`, `bridge`, `qswitch`, `qswitch-sg`, `ovs`, `ovs-afxdp`).
+/// Parses a device under test by name (`none`, `bridge`, `qswitch`, `ovs-afxdp`, …: every one
+/// of [`topo::Dut::ALL`]).
 pub fn dut(v: &str) -> Result<topo::Dut, String> {
     topo::Dut::parse(v).ok_or_else(|| {
         let known: Vec<&str> = topo::Dut::ALL.iter().map(|d| d.name()).collect();

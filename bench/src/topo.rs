@@ -9,6 +9,7 @@
 //! ceiling). Every name starts with `qsb`; no IP address is configured, no frame leaves the
 //! namespaces.
 
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -78,15 +79,17 @@ pub enum Dut {
     /// (the other threads float).
     OvsAfxdp,
     /// No switch: an XDP program on each of the DUT's two ports sends every frame out of the
-    /// other (`bpf_redirect`), in generic mode as qswitch's `auto` takes on a veth
-    /// (`QSB_XDP_MODE=native` for native). No frame reaches user space: the ceiling of
-    /// forwarding inside XDP on this machine. Two-port topologies only (`run`, `goodput`).
+    /// other (`bpf_redirect`, no lookup), in generic mode as qswitch's `auto` takes on a veth.
+    /// No frame reaches user space: the ceiling of forwarding inside XDP on this machine.
+    /// Two-port topologies only (`run`, `goodput`).
     XdpRedirect,
+    /// `XdpRedirect` in native XDP mode.
+    XdpRedirectNative,
 }
 
 impl Dut {
     /// Every device under test, in report order.
-    pub const ALL: [Dut; 9] = [
+    pub const ALL: [Dut; 10] = [
         Dut::None,
         Dut::Bridge,
         Dut::Qswitch,
@@ -96,10 +99,11 @@ impl Dut {
         Dut::Ovs,
         Dut::OvsAfxdp,
         Dut::XdpRedirect,
+        Dut::XdpRedirectNative,
     ];
 
     /// Parses `none`, `bridge`, `qswitch`, `qswitch-generic`, `qswitch-native`, `qswitch-sg`,
-    /// `ovs`, `ovs-afxdp`, `xdp-redirect`.
+    /// `ovs`, `ovs-afxdp`, `xdp-redirect`, `xdp-redirect-native`.
     pub fn parse(s: &str) -> Option<Dut> {
         Dut::ALL.into_iter().find(|d| d.name() == s)
     }
@@ -116,6 +120,7 @@ impl Dut {
             Dut::Ovs => "ovs",
             Dut::OvsAfxdp => "ovs-afxdp",
             Dut::XdpRedirect => "xdp-redirect",
+            Dut::XdpRedirectNative => "xdp-redirect-native",
         }
     }
 
@@ -281,8 +286,9 @@ pub fn teardown() -> bool {
     true
 }
 
-/// Processes a DUT runs (qswitch, or Open vSwitch's database and switch), stopped on drop:
-/// SIGTERM, then SIGKILL after 5 s, the last started first.
+/// Processes a DUT runs (qswitch, Open vSwitch's database and switch, or the holder of
+/// `xdp-redirect`'s links), stopped on drop: SIGTERM, then SIGKILL after 5 s, the last started
+/// first.
 #[derive(Debug, Default)]
 pub struct Daemons(Vec<Child>);
 
@@ -376,16 +382,20 @@ impl Topology {
         Ok(t)
     }
 
-    /// The processes the device under test runs (none for the bridge: it forwards in the
-    /// senders' own calls).
+    /// The processes the device under test forwards in (none for the bridge and the XDP
+    /// cross-connect: they forward in the senders' own calls; the cross-connect's process only
+    /// holds its links).
     pub fn pids(&self) -> Vec<u32> {
-        self.daemons.pids()
+        match self.dut {
+            Dut::XdpRedirect | Dut::XdpRedirectNative => Vec::new(),
+            _ => self.daemons.pids(),
+        }
     }
 }
 
 /// Makes the device under test switch `devices` (interfaces in namespace `qsbdut`): a bridge
-/// over them, qswitch with one access port each on one network, or an Open vSwitch bridge
-/// (returned: the processes it runs).
+/// over them, qswitch with one access port each on one network, an Open vSwitch bridge, or the
+/// XDP cross-connect between two devices (returned: the processes it runs).
 pub fn start_dut(
     dut: Dut,
     devices: &[&str],
@@ -483,7 +493,7 @@ pub fn start_dut(
             ovs::start(&mut daemons, dut == Dut::OvsAfxdp, devices, work)?;
             Ok(daemons)
         }
-        Dut::XdpRedirect => {
+        Dut::XdpRedirect | Dut::XdpRedirectNative => {
             let [a, b] = devices else {
                 return Err(format!(
                     "{} cross-connects two ports: the two-port topology only (run, goodput)",
@@ -492,45 +502,56 @@ pub fn start_dut(
             };
             // The links live as long as the process that made them, inside the DUT's namespace.
             let me = std::env::current_exe().map_err(|e| e.to_string())?;
-            let log = work.join("xdp-cross.log");
-            let log = std::fs::File::create(log).map_err(|e| e.to_string())?;
-            let child = Command::new("ip")
+            let mode = if dut == Dut::XdpRedirectNative {
+                "native"
+            } else {
+                "generic"
+            };
+            let mut child = Command::new("ip")
                 .args(["netns", "exec", "qsbdut"])
                 .arg(&me)
-                .args(["xdp-cross", a, b])
-                .stdout(log.try_clone().map_err(|e| e.to_string())?)
-                .stderr(log)
+                .args(["xdp-cross", mode, a, b])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
                 .spawn()
                 .map_err(|e| format!("{}: {e}", me.display()))?;
+            // It says "attached" once both links hold, or why not before it exits.
+            let mut line = String::new();
+            let _ = BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line);
+            if !line.contains("attached") {
+                let mut why = String::new();
+                let _ = child.stderr.take().expect("piped").read_to_string(&mut why);
+                crate::agent::stop(child);
+                return Err(format!("the cross-connect did not attach: {}", why.trim()));
+            }
             daemons.push(child);
-            wait_xdp(
-                devices,
-                "the cross-connect did not attach (see xdp-cross.log)",
-            )?;
             Ok(daemons)
         }
     }
 }
 
-/// `qswitch-bench xdp-cross A B`, run inside `qsbdut` for `xdp-redirect`: attaches to each of
-/// the two interfaces a program that sends every frame out of the other, in generic XDP mode
-/// (native with `QSB_XDP_MODE=native`), and holds the links until the process is stopped.
-pub fn xdp_cross(a: &str, b: &str) -> Result<(), String> {
+/// `qswitch-bench xdp-cross MODE A B`, run inside `qsbdut` for `xdp-redirect` (`native`:
+/// `xdp-redirect-native`): attaches to each of the two interfaces, in XDP mode `native` or
+/// `generic`, a program that sends every frame out of the other, says `attached` on stdout, and
+/// holds the links until the process is stopped.
+pub fn xdp_cross(native: bool, a: &str, b: &str) -> Result<std::convert::Infallible, String> {
     use dataplane::sys::{bpf, netdev};
-    let mode = match std::env::var("QSB_XDP_MODE").as_deref() {
-        Ok("native") => bpf::XDP_FLAGS_DRV_MODE,
-        Ok("generic" | "auto") | Err(_) => bpf::XDP_FLAGS_SKB_MODE,
-        Ok(other) => return Err(format!("QSB_XDP_MODE={other}: generic or native")),
+    let mode = if native {
+        bpf::XDP_FLAGS_DRV_MODE
+    } else {
+        bpf::XDP_FLAGS_SKB_MODE
     };
     let index = |d: &str| netdev::ifindex(d).ok_or_else(|| format!("{d}: no such interface"));
     let (ia, ib) = (index(a)?, index(b)?);
-    let mut links = Vec::new();
+    // Held, never read: dropping a link detaches its program.
+    let mut _links = Vec::new();
     for (from, name, to) in [(ia, a, ib), (ib, b, ia)] {
-        let prog = bpf::load_forward_program(to)
+        let prog = bpf::load_cross_connect_program(to)
             .map_err(|e| format!("loading the program for {name}: {e}"))?;
         let link =
             bpf::attach_xdp(&prog, from, mode).map_err(|e| format!("attaching to {name}: {e}"))?;
-        links.push(link);
+        _links.push(link);
     }
     println!("{a} <-> {b}: attached");
     loop {

@@ -47,9 +47,17 @@ fn quick_run_reports_every_dut_and_cleans_up() {
             "ovs",
             "ovs-afxdp",
             "xdp-redirect",
+            "xdp-redirect-native",
         ]
     } else {
-        &["none", "bridge", "qswitch", "qswitch-sg", "xdp-redirect"]
+        &[
+            "none",
+            "bridge",
+            "qswitch",
+            "qswitch-sg",
+            "xdp-redirect",
+            "xdp-redirect-native",
+        ]
     };
     let r = Command::new(&exe)
         .args([
@@ -57,7 +65,7 @@ fn quick_run_reports_every_dut_and_cleans_up() {
         ])
         .args([
             "--duts",
-            "none,bridge,qswitch,qswitch-sg,ovs,ovs-afxdp,xdp-redirect",
+            "none,bridge,qswitch,qswitch-sg,ovs,ovs-afxdp,xdp-redirect,xdp-redirect-native",
         ])
         .arg("--qswitch")
         .arg(&qswitch)
@@ -97,8 +105,13 @@ fn quick_run_reports_every_dut_and_cleans_up() {
     assert!(rows.iter().any(|r| r["test"] == "throughput"), "{json}");
     // Frames crossed qswitch flat out, on `qswitch-sg` through anti-spoofing and both ports'
     // security groups (the harness drops that row unless its metrics show it), and the XDP
-    // cross-connect.
-    for dut in ["qswitch", "qswitch-sg", "xdp-redirect"] {
+    // cross-connect in both modes.
+    for dut in [
+        "qswitch",
+        "qswitch-sg",
+        "xdp-redirect",
+        "xdp-redirect-native",
+    ] {
         let delivered = rows
             .iter()
             .find(|r| r["dut"] == dut && r["test"] == "delivered")

@@ -81,6 +81,9 @@ enum Cmd {
     /// Internal: `xdp-redirect`'s cross-connect between two interfaces, held until stopped
     #[command(hide = true)]
     XdpCross {
+        /// The XDP mode
+        #[arg(value_parser = ["generic", "native"])]
+        mode: String,
         /// One interface
         a: String,
         /// The other
@@ -94,7 +97,8 @@ fn main() {
         cli.command,
         Cmd::Agent { .. } | Cmd::Completions { .. } | Cmd::DutPorts { .. } | Cmd::XdpCross { .. }
     );
-    // Every command but the agents builds namespaces with fixed names: one run at a time.
+    // Every command but the internal ones run inside namespaces (agents, `dut-ports`,
+    // `xdp-cross`) builds namespaces with fixed names: one run at a time.
     if measuring {
         if let Err(e) = bench::agent::exclusive() {
             eprintln!("qswitch-bench: cannot take the harness lock: {e}");
@@ -125,7 +129,9 @@ fn main() {
         Cmd::DutPorts { api, check: true } => {
             topo::filtering_evidence(&api).map(|e| println!("{e}"))
         }
-        Cmd::XdpCross { a, b } => topo::xdp_cross(&a, &b),
+        Cmd::XdpCross { mode, a, b } => {
+            topo::xdp_cross(mode == "native", &a, &b).map(|n| match n {})
+        }
     };
     if bench::interrupt::requested() {
         // Whatever the run returned, the watcher is tearing down and exits with 130.

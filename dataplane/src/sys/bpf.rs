@@ -180,27 +180,32 @@ fn stamping_program(map: RawFd) -> Vec<u8> {
 /// The cross-connect program: every frame leaves by interface `ifindex`
 /// (`bpf_redirect(ifindex, 0)`), unlooked-at. Not used by the switch: the packet harness attaches
 /// it to a DUT's two ports as the ceiling of forwarding inside XDP, where no frame reaches user
-/// space (`qswitch-bench --duts xdp-redirect`).
-fn forward_program(ifindex: u32) -> Vec<u8> {
+/// space (`qswitch-bench run --duts xdp-redirect`).
+fn cross_connect_program(ifindex: u32) -> Vec<u8> {
     [
-        insn(0xb7, 1, 0, 0, ifindex as i32), // r1 = ifindex
-        insn(0xb7, 2, 0, 0, 0),              // r2 = 0 (flags)
+        // A 32-bit move zero-extends: the helper reads the index as a u32.
+        insn(0xb4, 1, 0, 0, ifindex as i32), // w1 = ifindex
+        insn(0xb7, 2, 0, 0, 0),              // r2 = 0 (flags: XDP accepts none)
         insn(0x85, 0, 0, 0, 23),             // call bpf_redirect
         insn(0x95, 0, 0, 0, 0),              // exit
     ]
     .concat()
 }
 
-/// Loads [`forward_program`] towards `ifindex` (as [`load_xdp`] does).
-pub fn load_forward_program(ifindex: u32) -> io::Result<OwnedFd> {
-    load_xdp(&forward_program(ifindex))
+/// Loads the cross-connect program, which sends every frame it sees out of interface `ifindex`
+/// (for the packet harness; the switch does not use it), frags-aware where the kernel knows the
+/// flag. On failure the error carries the verifier's log.
+pub fn load_cross_connect_program(ifindex: u32) -> io::Result<OwnedFd> {
+    load_xdp(&cross_connect_program(ifindex), b"qswitch_xcon")
 }
 
 /// `prog_flags`: the program handles multi-buffer frames (it never reads past the first buffer),
 /// so generic XDP hands it a non-linear skb as it is instead of linearising 64 KB.
 const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
 
-/// Loads the redirect program for `map` (the stamping one when `stamp`), as [`load_xdp`] does.
+/// Loads the redirect program for `map` (the stamping one when `stamp`), frags-aware where the
+/// kernel knows the flag (5.18 and later), else without it. On failure the error carries the
+/// verifier's log.
 pub fn load_redirect_program(map: &OwnedFd, stamp: bool) -> io::Result<OwnedFd> {
     let fd = map.as_raw_fd();
     let prog = if stamp {
@@ -208,20 +213,21 @@ pub fn load_redirect_program(map: &OwnedFd, stamp: bool) -> io::Result<OwnedFd> 
     } else {
         redirect_program(fd)
     };
-    load_xdp(&prog)
+    load_xdp(&prog, b"qswitch_xsk")
 }
 
-/// Loads the XDP program `prog`, frags-aware where the kernel knows the flag (5.18 and later),
-/// else without it. On failure the error carries the verifier's log.
-fn load_xdp(prog: &[u8]) -> io::Result<OwnedFd> {
-    load_program(prog, BPF_F_XDP_HAS_FRAGS, false)
-        .or_else(|_| load_program(prog, 0, false))
-        .or_else(|_| load_program(prog, 0, true))
+/// Loads the XDP program `prog` under `name` (at most 15 bytes), frags-aware where the kernel
+/// knows the flag (5.18 and later), else without it. On failure the error carries the
+/// verifier's log.
+fn load_xdp(prog: &[u8], name: &[u8]) -> io::Result<OwnedFd> {
+    load_program(prog, name, BPF_F_XDP_HAS_FRAGS, false)
+        .or_else(|_| load_program(prog, name, 0, false))
+        .or_else(|_| load_program(prog, name, 0, true))
 }
 
-/// Loads `prog`; with `log`, asks for the verifier's log. The first tries ask for none: with
-/// one, a valid program whose log overflows the buffer fails to load (`ENOSPC`).
-fn load_program(prog: &[u8], prog_flags: u32, log: bool) -> io::Result<OwnedFd> {
+/// Loads `prog` as `name`; with `log`, asks for the verifier's log. The first tries ask for
+/// none: with one, a valid program whose log overflows the buffer fails to load (`ENOSPC`).
+fn load_program(prog: &[u8], name: &[u8], prog_flags: u32, log: bool) -> io::Result<OwnedFd> {
     let license = b"GPL\0";
     let mut text = vec![0u8; if log { 16384 } else { 0 }];
     let mut a = Attr::new();
@@ -236,7 +242,8 @@ fn load_program(prog: &[u8], prog_flags: u32, log: bool) -> io::Result<OwnedFd> 
             .u32(28, text.len() as u32)
             .u64(32, text.as_mut_ptr() as u64);
     }
-    let name = b"qswitch_xsk";
+    // `prog_name` holds 16 bytes, the last a NUL.
+    let name = &name[..name.len().min(15)];
     a.0[48..48 + name.len()].copy_from_slice(name);
     match bpf(BPF_PROG_LOAD, &mut a) {
         Ok(fd) => owned(fd),
@@ -279,11 +286,15 @@ mod tests {
     }
 
     #[test]
-    fn forward_program_redirects_to_its_interface() {
-        let p = forward_program(0x0102_0304);
-        assert_eq!(p.len(), 32);
-        assert_eq!(&p[0..8], &[0xb7, 0x01, 0, 0, 4, 3, 2, 1]);
-        assert_eq!(&p[16..24], &[0x85, 0, 0, 0, 23, 0, 0, 0]);
+    fn cross_connect_program_redirects_to_its_interface() {
+        let p = cross_connect_program(0x0102_0304);
+        let want: [[u8; 8]; 4] = [
+            [0xb4, 0x01, 0, 0, 4, 3, 2, 1],
+            [0xb7, 0x02, 0, 0, 0, 0, 0, 0],
+            [0x85, 0, 0, 0, 23, 0, 0, 0],
+            [0x95, 0, 0, 0, 0, 0, 0, 0],
+        ];
+        assert_eq!(p, want.concat());
     }
 
     #[test]
