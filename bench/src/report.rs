@@ -178,7 +178,8 @@ fn legend(s: &mut String, duts: &[&str], left: f64) {
 
 /// Latency CDFs (SVG) of the latency tests at frame size `size`: one curve per DUT and load
 /// (solid at 90 %, dashed at 50 % of the throughput), latency on a log scale.
-pub fn svg_cdf(points: &[Point], size: usize, title: &str) -> String {
+pub fn svg_cdf(points: &[Point], size: usize, title: &str, loads: [u32; 2]) -> String {
+    let [light, heavy] = loads;
     // A sink that saw nothing reports zeros: no curve for it.
     let pts: Vec<&Point> = points
         .iter()
@@ -246,7 +247,10 @@ pub fn svg_cdf(points: &[Point], size: usize, title: &str) -> String {
         let j = duts.iter().position(|d| *d == p.dut).unwrap_or(0);
         // At the reference DUT's rates (`latency@bridge 90%`): dotted.
         let same_rate = p.test.contains(' ');
-        let dash = match (same_rate, p.test.ends_with("50%")) {
+        let dash = match (
+            same_rate,
+            p.test.ends_with(&format!(" {light}%")) || p.test.ends_with(&format!("@{light}%")),
+        ) {
             (false, false) => "",
             (false, true) => " stroke-dasharray=\"6 4\"",
             (true, false) => " stroke-dasharray=\"2 3\"",
@@ -269,7 +273,7 @@ pub fn svg_cdf(points: &[Point], size: usize, title: &str) -> String {
     legend(&mut s, &duts, left);
     let _ = writeln!(
         s,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">solid: 90 % of its own no-loss rate, dashed: 50 %; dotted: the reference's 90 %, sparse: its 50 %</text>",
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">solid: {heavy} % of its own no-loss rate, dashed: {light} %; dotted: the reference's {heavy} %, sparse: its {light} %</text>",
         w - 20.0,
         h - 4.0
     );
@@ -424,11 +428,30 @@ mod tests {
         let mut b = a.clone();
         b.test = "latency@50%".into();
         let pts = vec![a, b, p("none", 64, 2e6)];
-        let s = svg_cdf(&pts, 64, "t");
+        let s = svg_cdf(&pts, 64, "t", [50, 90]);
         assert_eq!(s.matches("<polyline").count(), 2);
-        assert!(svg_cdf(&pts, 1518, "t").contains("no latency measured"));
-        assert!(!svg_cdf(&pts, 1518, "t").contains("inf"));
+        assert!(svg_cdf(&pts, 1518, "t", [50, 90]).contains("no latency measured"));
+        assert!(!svg_cdf(&pts, 1518, "t", [50, 90]).contains("inf"));
         assert_eq!(s.matches("stroke-dasharray").count(), 1);
+        assert!(
+            s.contains("solid: 90 % of its own no-loss rate, dashed: 50 %"),
+            "{s}"
+        );
+        // Other loads (`--loads 5,20`): the light one dashed, at the reference's rate sparse.
+        let mut light = pts[0].clone();
+        light.test = "latency@5%".into();
+        let mut heavy = light.clone();
+        heavy.test = "latency@20%".into();
+        let mut theirs = light.clone();
+        theirs.test = "latency@bridge 5%".into();
+        let s5 = svg_cdf(&[light, heavy, theirs], 64, "t", [5, 20]);
+        assert_eq!(s5.matches("stroke-dasharray=\"6 4\"").count(), 1, "{s5}");
+        assert_eq!(s5.matches("stroke-dasharray=\"2 8\"").count(), 1, "{s5}");
+        assert_eq!(s5.matches("stroke-dasharray").count(), 2, "{s5}");
+        assert!(
+            s5.contains("solid: 20 % of its own no-loss rate, dashed: 5 %"),
+            "{s5}"
+        );
         let j: serde_json::Value = serde_json::from_str(&json(&pts)).unwrap();
         assert_eq!(
             j[0]["cdf"],

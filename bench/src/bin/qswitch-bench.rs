@@ -282,6 +282,8 @@ struct Opts {
     burst_max: u64,
     duts: Vec<Dut>,
     sizes: Vec<usize>,
+    /// The light and the heavy load latency is measured at, % of a no-loss rate.
+    loads: [u32; 2],
     trial: f64,
     steps: u32,
     flows: u32,
@@ -313,28 +315,43 @@ struct RunArgs {
     /// Flows the generator cycles through: source MACs, or UDP source ports on qswitch-sg
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=16384))]
     flows: u32,
+    /// The two loads latency is measured at, light then heavy, in % of each DUT's no-loss rate
+    /// (and of the reference DUT's)
+    #[arg(long, value_delimiter = ',', num_args = 1, default_value = "50,90",
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    loads: Vec<u32>,
     #[command(flatten)]
     common: bench::Common,
 }
 
-fn options(a: RunArgs) -> Opts {
+fn options(a: RunArgs) -> Result<Opts, String> {
     let q = a.quick;
+    let loads = match a.loads[..] {
+        [light, heavy] if light < heavy => [light, heavy],
+        _ => {
+            return Err(format!(
+                "--loads {:?}: two percentages, the lighter first",
+                a.loads
+            ))
+        }
+    };
     let sizes = match a.sizes {
         Some(s) => s.into_iter().map(usize::from).collect(),
         None if q => vec![64, 1518],
         None => vec![64, 128, 256, 512, 1024, 1518],
     };
-    Opts {
+    Ok(Opts {
         repeat: a.repeat as usize,
         burst_max: if q { 4096 } else { 1 << 17 },
         duts: a.duts,
         sizes,
+        loads,
         trial: a.trial.unwrap_or(if q { 0.4 } else { 2.0 }),
         steps: a.steps.unwrap_or(if q { 3 } else { 7 }),
         flows: a.flows,
         out: a.common.out,
         qswitch: a.common.qswitch,
-    }
+    })
 }
 
 /// Latency percentiles (p50, p90, p99, max) in µs and the CDF as (quantile, µs) pairs.
@@ -586,7 +603,7 @@ struct StallProbe {
 }
 
 fn run(args: RunArgs) -> Result<(), String> {
-    let o = options(args);
+    let o = options(args)?;
     std::fs::create_dir_all(&o.out).map_err(|e| e.to_string())?;
     let work = o.out.join("work");
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
@@ -707,10 +724,11 @@ fn run(args: RunArgs) -> Result<(), String> {
                 let note = if all { "largest tried" } else { "" };
                 pt("back-to-back", burst as f64, 0.0, None, note);
                 phase(&bar, "latency");
-                for (name, frac) in [("latency@50%", 0.5), ("latency@90%", 0.9)] {
+                for pct in o.loads {
+                    let frac = f64::from(pct) / 100.0;
                     if thr > 0.0 {
                         let (lat, loss) = rig.latency(&o, size, thr * frac)?;
-                        pt(name, thr * frac, loss, Some(lat), "");
+                        pt(&format!("latency@{pct}%"), thr * frac, loss, Some(lat), "");
                     }
                 }
                 if Some(dut) == reference {
@@ -719,12 +737,13 @@ fn run(args: RunArgs) -> Result<(), String> {
                 } else if dut != Dut::None {
                     let r = reference.map_or("", Dut::name);
                     let rate = reference_rates.iter().find(|&&(s, _)| s == size);
-                    for frac in [0.5, 0.9] {
+                    for pct in o.loads {
                         let Some(&(_, rate)) = rate.filter(|(_, r)| *r > 0.0) else {
                             continue;
                         };
+                        let frac = f64::from(pct) / 100.0;
                         let (lat, loss) = rig.latency(&o, size, rate * frac)?;
-                        let name = format!("latency@{r} {:.0}%", frac * 100.0);
+                        let name = format!("latency@{r} {pct}%");
                         pt(&name, rate * frac, loss, Some(lat), "the reference's rate");
                     }
                 }
@@ -776,6 +795,7 @@ fn run(args: RunArgs) -> Result<(), String> {
                 &points,
                 size,
                 &format!("One-way latency CDF, {size} B frames"),
+                o.loads,
             ),
         )?;
         files.push(name);
