@@ -79,6 +79,23 @@ pub fn trial_secs(v: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("{v:?}: expected a positive number of seconds"))
 }
 
+/// Parses a `--loads` value, `LIGHT,HEAVY`: two percentages of a no-loss rate (1 to 100), the
+/// lighter first.
+pub fn loads(v: &str) -> Result<[u32; 2], String> {
+    let pct = |s: &str| {
+        s.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|p| (1..=100).contains(p))
+    };
+    match v.split(',').map(pct).collect::<Vec<_>>()[..] {
+        [Some(light), Some(heavy)] if light < heavy => Ok([light, heavy]),
+        _ => Err(format!(
+            "{v:?}: expected LIGHT,HEAVY, two percentages (1 to 100) with LIGHT < HEAVY, e.g. 5,20"
+        )),
+    }
+}
+
 /// Parses a device under test by name (`none`, `bridge`, `qswitch`, `ovs-afxdp`, …: every one
 /// of [`topo::Dut::ALL`]).
 pub fn dut(v: &str) -> Result<topo::Dut, String> {
@@ -96,6 +113,18 @@ mod tests {
         for bad in ["0", "-1", "abc", "inf", "NaN", ""] {
             let e = super::trial_secs(bad).unwrap_err();
             assert!(e.contains("positive number of seconds"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn loads_are_two_percentages_the_lighter_first() {
+        assert_eq!(super::loads("50,90"), Ok([50, 90]));
+        assert_eq!(super::loads("5, 20"), Ok([5, 20]));
+        for bad in [
+            "90,50", "50,50", "50", "5,20,90", "0,50", "50,101", "a,b", "",
+        ] {
+            let e = super::loads(bad).unwrap_err();
+            assert!(e.contains("expected LIGHT,HEAVY"), "{bad}: {e}");
         }
     }
 }

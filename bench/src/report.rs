@@ -177,7 +177,8 @@ fn legend(s: &mut String, duts: &[&str], left: f64) {
 }
 
 /// Latency CDFs (SVG) of the latency tests at frame size `size`: one curve per DUT and load
-/// (solid at 90 %, dashed at 50 % of the throughput), latency on a log scale.
+/// (solid at the heavy of `loads`, dashed at the light, in % of the throughput; dotted and
+/// sparse at the reference DUT's), latency on a log scale.
 pub fn svg_cdf(points: &[Point], size: usize, title: &str, loads: [u32; 2]) -> String {
     let [light, heavy] = loads;
     // A sink that saw nothing reports zeros: no curve for it.
@@ -437,19 +438,35 @@ mod tests {
             s.contains("solid: 90 % of its own no-loss rate, dashed: 50 %"),
             "{s}"
         );
-        // Other loads (`--loads 5,20`): the light one dashed, at the reference's rate sparse.
-        let mut light = pts[0].clone();
-        light.test = "latency@5%".into();
-        let mut heavy = light.clone();
-        heavy.test = "latency@20%".into();
-        let mut theirs = light.clone();
-        theirs.test = "latency@bridge 5%".into();
-        let s5 = svg_cdf(&[light, heavy, theirs], 64, "t", [5, 20]);
-        assert_eq!(s5.matches("stroke-dasharray=\"6 4\"").count(), 1, "{s5}");
-        assert_eq!(s5.matches("stroke-dasharray=\"2 8\"").count(), 1, "{s5}");
-        assert_eq!(s5.matches("stroke-dasharray").count(), 2, "{s5}");
+        // Other loads (`--loads 5,15`, where the heavy one's name ends in the light one's): each
+        // curve's dashes by its own load and rate.
+        let curve = |test: &str| {
+            let mut c = pts[0].clone();
+            c.test = test.into();
+            c
+        };
+        let tests = [
+            "latency@5%",
+            "latency@15%",
+            "latency@bridge 5%",
+            "latency@bridge 15%",
+        ];
+        let s5 = svg_cdf(&tests.map(curve), 64, "t", [5, 15]);
+        let dashes = |test: &str| {
+            let line = s5
+                .lines()
+                .find(|l| l.contains(&format!("<title>qswitch {test}</title>")))
+                .unwrap_or_else(|| panic!("no curve for {test}: {s5}"));
+            line.split("stroke-dasharray=\"")
+                .nth(1)
+                .map(|d| d.split('"').next().unwrap().to_string())
+        };
+        assert_eq!(dashes("latency@5%").as_deref(), Some("6 4"));
+        assert_eq!(dashes("latency@15%"), None);
+        assert_eq!(dashes("latency@bridge 5%").as_deref(), Some("2 8"));
+        assert_eq!(dashes("latency@bridge 15%").as_deref(), Some("2 3"));
         assert!(
-            s5.contains("solid: 20 % of its own no-loss rate, dashed: 5 %"),
+            s5.contains("solid: 15 % of its own no-loss rate, dashed: 5 %"),
             "{s5}"
         );
         let j: serde_json::Value = serde_json::from_str(&json(&pts)).unwrap();

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-/// Gaps up to this are the loop's own noise (a timer tick, a cache miss): not counted.
+/// Gaps up to this are the loop's own noise (a timer tick, a cache miss): not counted. So the
+/// probe does not see the short stops (about 1 250 a second of 8 µs or more, mostly 9 to 17)
+/// that `oslat` finds on the 2 vCPU VMs of docs/BENCHMARKS.md, "Latency at light load".
 pub const MIN_GAP: Duration = Duration::from_micros(100);
 
 /// What the probe saw on one CPU.

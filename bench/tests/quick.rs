@@ -25,6 +25,22 @@ fn metric(json: &serde_json::Value, test: &str) -> Option<f64> {
 }
 
 #[test]
+fn loads_out_of_order_are_refused_before_anything_runs() {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_qswitch-bench"));
+    for loads in ["90,50", "50", "50,50,90"] {
+        let r = Command::new(&exe)
+            .args(["run", "--duts", "bridge", "--loads", loads])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        // Refused by the argument parser (status 2), before the harness lock is taken: this may
+        // run beside the quick run below, which holds it.
+        assert_eq!(r.status.code(), Some(2), "--loads {loads}: {stderr}");
+        assert!(stderr.contains("expected LIGHT,HEAVY"), "{stderr}");
+    }
+}
+
+#[test]
 fn quick_run_reports_every_dut_and_cleans_up() {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_qswitch-bench"));
     let qswitch = exe.parent().unwrap().join("qswitch");

@@ -9,7 +9,7 @@
 //! Tests per DUT and frame size: the generator flat out (offered and delivered rate); RFC 2544
 //! throughput (binary search for the highest rate with no loss) and the partial-drop rate (0.5 %
 //! loss allowed); back-to-back (the longest burst at full rate with no loss); latency percentiles
-//! at 50 % and 90 % of the throughput. On the `none` topology
+//! at 50 % and 90 % of the throughput (`--loads`). On the `none` topology
 //! the harness also measures `trafgen -P 1` (when installed) beside its own generator.
 //!
 //! Traffic comes from AF_XDP agents: this binary re-executed inside the generator and sink
@@ -317,41 +317,31 @@ struct RunArgs {
     flows: u32,
     /// The two loads latency is measured at, light then heavy, in % of each DUT's no-loss rate
     /// (and of the reference DUT's)
-    #[arg(long, value_delimiter = ',', num_args = 1, default_value = "50,90",
-          value_parser = clap::value_parser!(u32).range(1..=100))]
-    loads: Vec<u32>,
+    #[arg(long, value_name = "LIGHT,HEAVY", default_value = "50,90", value_parser = bench::loads)]
+    loads: [u32; 2],
     #[command(flatten)]
     common: bench::Common,
 }
 
-fn options(a: RunArgs) -> Result<Opts, String> {
+fn options(a: RunArgs) -> Opts {
     let q = a.quick;
-    let loads = match a.loads[..] {
-        [light, heavy] if light < heavy => [light, heavy],
-        _ => {
-            return Err(format!(
-                "--loads {:?}: two percentages, the lighter first",
-                a.loads
-            ))
-        }
-    };
     let sizes = match a.sizes {
         Some(s) => s.into_iter().map(usize::from).collect(),
         None if q => vec![64, 1518],
         None => vec![64, 128, 256, 512, 1024, 1518],
     };
-    Ok(Opts {
+    Opts {
         repeat: a.repeat as usize,
         burst_max: if q { 4096 } else { 1 << 17 },
         duts: a.duts,
         sizes,
-        loads,
+        loads: a.loads,
         trial: a.trial.unwrap_or(if q { 0.4 } else { 2.0 }),
         steps: a.steps.unwrap_or(if q { 3 } else { 7 }),
         flows: a.flows,
         out: a.common.out,
         qswitch: a.common.qswitch,
-    })
+    }
 }
 
 /// Latency percentiles (p50, p90, p99, max) in µs and the CDF as (quantile, µs) pairs.
@@ -603,7 +593,7 @@ struct StallProbe {
 }
 
 fn run(args: RunArgs) -> Result<(), String> {
-    let o = options(args)?;
+    let o = options(args);
     std::fs::create_dir_all(&o.out).map_err(|e| e.to_string())?;
     let work = o.out.join("work");
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
@@ -632,7 +622,7 @@ fn run(args: RunArgs) -> Result<(), String> {
     let mut bar = Progress::new(o.repeat * duts.len() * o.sizes.len() * PHASES);
     let mut trafgen = None;
     // The first device measured after `none` (the bridge, in the default order) is the reference:
-    // every later one also has its latency measured at the reference's 50 % and 90 % rates, so
+    // every later one also has its latency measured at the reference's two loads' rates, so
     // that the latency table compares DUTs at the same offered rates, not only each at its own.
     let reference = duts.iter().copied().find(|&d| d != Dut::None);
     let mut reference_rates: Vec<(usize, f64)> = Vec::new();
