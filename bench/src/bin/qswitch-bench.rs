@@ -97,8 +97,8 @@ fn main() {
         cli.command,
         Cmd::Agent { .. } | Cmd::Completions { .. } | Cmd::DutPorts { .. } | Cmd::XdpCross { .. }
     );
-    // Every command but the internal ones run inside namespaces (agents, `dut-ports`,
-    // `xdp-cross`) builds namespaces with fixed names: one run at a time.
+    // Every command builds namespaces with fixed names (one run at a time), but the internal
+    // ones that run inside them (agents, `dut-ports`, `xdp-cross`) and `completions`.
     if measuring {
         if let Err(e) = bench::agent::exclusive() {
             eprintln!("qswitch-bench: cannot take the harness lock: {e}");
