@@ -155,6 +155,8 @@ pub(crate) struct SwitchSection {
     /// Merge consecutive TCP segments of a flow into super-frames sent whole (with
     /// `super_frames = "whole"` only).
     pub(crate) coalesce: bool,
+    /// Forward known unicast between plain VM ports inside the ports' XDP programs.
+    pub(crate) xdp_shortcut: bool,
 }
 
 impl Default for SwitchSection {
@@ -176,6 +178,7 @@ impl Default for SwitchSection {
             idle_spin_us: w.idle_spin_ns / 1000,
             cpu: None,
             workers: 0,
+            xdp_shortcut: false,
         }
     }
 }
@@ -295,6 +298,7 @@ impl FileConfig {
             bind_mode,
             cpu: s.cpu,
             workers: s.workers,
+            xdp_shortcut: s.xdp_shortcut,
             ..Default::default()
         };
         if !(16..=8192).contains(&s.max_fill) {
@@ -461,6 +465,7 @@ mod tests {
             workers = 2
             super_frames = "segment"
             coalesce = false
+            xdp_shortcut = true
             [uplink]
             device = "eth1"
             worker = 1
@@ -483,6 +488,8 @@ mod tests {
         assert_eq!(o.worker.idle_spin_ns, 200_000);
         assert_eq!(o.worker.conntrack_per_port, 1000);
         assert_eq!((o.workers, o.worker_count()), (2, 2));
+        assert!(o.xdp_shortcut);
+        assert!(!SwitchSection::default().xdp_shortcut, "off by default");
         assert!(!o.worker.whole_super_frames);
         assert!(!o.worker.coalesce_segments);
         assert!(

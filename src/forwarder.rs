@@ -290,6 +290,7 @@ fn port_statistics(s: &PortStats) -> PortStatistics {
         dhcp_replies: c.dhcp_replies,
         arp_replies: c.arp_replies,
         ra_replies: c.ra_replies,
+        xdp_forwarded: c.xdp_forwarded,
         drops: DropReason::ALL
             .iter()
             .map(|r| (r.name().to_owned(), drops(*r)))

@@ -107,6 +107,7 @@ pub(crate) fn stats(t: &Target, net: &str, port: &str) -> Result<(), String> {
         "dhcp_replies",
         "arp_replies",
         "ra_replies",
+        "xdp_forwarded",
     ] {
         println!("{key:<28} {}", s[key].as_u64().unwrap_or(0));
     }

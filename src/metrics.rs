@@ -20,7 +20,7 @@ pub(crate) struct DataplaneCollector(pub(crate) Arc<Switch>);
 /// A port counter: name, help, and how to read it.
 type PortCounter = (&'static str, &'static str, fn(&LocalCounters) -> u64);
 
-const PORT_COUNTERS: [PortCounter; 16] = [
+const PORT_COUNTERS: [PortCounter; 17] = [
     (
         "qswitch_port_rx_packets",
         "Frames received from the port",
@@ -97,6 +97,11 @@ const PORT_COUNTERS: [PortCounter; 16] = [
         "Router advertisements the switch sent to the port, answering its solicitations",
         |c| c.ra_replies,
     ),
+    (
+        "qswitch_port_xdp_forwarded",
+        "Frames from the port that its XDP program forwarded itself, by the switch's shortcut (counted in the port's received frames too)",
+        |c| c.xdp_forwarded,
+    ),
 ];
 
 /// The kernel's XDP socket statistics of a port.
@@ -143,7 +148,7 @@ type WorkerSeries = (
     fn(&WorkerReading) -> f64,
 );
 
-const WORKER_SERIES: [WorkerSeries; 9] = [
+const WORKER_SERIES: [WorkerSeries; 12] = [
     (
         "qswitch_worker_rounds",
         "Poll rounds the worker ran",
@@ -197,6 +202,24 @@ const WORKER_SERIES: [WorkerSeries; 9] = [
         "Connections the worker's security groups track, all ports",
         MetricType::Gauge,
         |w| w.conntrack_entries as f64,
+    ),
+    (
+        "qswitch_worker_xdp_shortcut_entries",
+        "XDP shortcut entries the worker holds installed (known unicast forwarded inside the ports' XDP programs)",
+        MetricType::Gauge,
+        |w| w.shortcut_entries as f64,
+    ),
+    (
+        "qswitch_worker_xdp_shortcut_installed",
+        "XDP shortcut entries the worker installed",
+        MetricType::Counter,
+        |w| w.shortcut_installed as f64,
+    ),
+    (
+        "qswitch_worker_xdp_shortcut_withdrawn",
+        "XDP shortcut entries the worker withdrew because the MAC table or the ports changed",
+        MetricType::Counter,
+        |w| w.shortcut_withdrawn as f64,
     ),
 ];
 

@@ -839,3 +839,75 @@ fn tap_guests_tso_frames(tag: &str, segment: bool) {
     assert_eq!(udp.len(), 1);
     assert_eq!(dataplane::csum::verify(udp[0]), Some(true));
 }
+
+/// The sum over the series of metric `name` in a scrape of the daemon at `addr`.
+fn metric_sum(addr: &str, name: &str) -> f64 {
+    let r = common::http::request(addr, "GET", "/metrics", None);
+    r.body
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn known_unicast_crosses_inside_xdp_with_the_shortcut_and_default_offloads() {
+    // Two workers (the ports on different ones), an ageing time shorter than the pings below.
+    let vm1 = Vm::new("x", 1, 0);
+    let vm2 = Vm::new("x", 2, 0);
+    let addr = free_addr();
+    let toml = format!(
+        "[switch]\nxdp_shortcut = true\naging_secs = 3\nworkers = 2\n\
+         [[network]]\nid = \"a\"\nvlan = 10\n\
+         [[port]]\nid = \"p1\"\ndevice = \"{}\"\nnetwork = \"a\"\n\
+         [[port]]\nid = \"p2\"\ndevice = \"{}\"\nnetwork = \"a\"\n",
+        vm1.host, vm2.host
+    );
+    let mut d = Daemon::with_config(&toml, &["--listen", &addr]);
+    assert!(
+        wait_for(Duration::from_secs(10), || has_xdp(&vm1.host)
+            && has_xdp(&vm2.host)),
+        "{}",
+        d.log()
+    );
+    assert_default_offloads(&vm1);
+    assert_default_offloads(&vm2);
+    assert!(
+        vm1.ping_until(&vm2.ip, Duration::from_secs(5)),
+        "{}",
+        d.log()
+    );
+    // Six seconds of pings, twice the ageing time: after the first echo each way, every one
+    // crosses inside XDP, and both addresses stay learned (no entry withdrawn: no change).
+    let out = vm1
+        .ns
+        .exec(&["ping", "-c", "30", "-i", "0.2", "-W", "1", &vm2.ip]);
+    assert!(out.contains(" 30 received"), "{out}\n{}", d.log());
+    std::thread::sleep(Duration::from_millis(300));
+    let forwarded = metric_sum(&addr, "qswitch_port_xdp_forwarded_total");
+    assert!(
+        forwarded >= 56.0,
+        "{forwarded} frames inside XDP\n{}",
+        d.log()
+    );
+    assert!(metric_sum(&addr, "qswitch_worker_xdp_shortcut_installed_total") >= 2.0);
+    assert_eq!(
+        metric_sum(&addr, "qswitch_worker_xdp_shortcut_withdrawn_total"),
+        0.0,
+        "an address aged out while its frames took the shortcut\n{}",
+        d.log()
+    );
+    // A tenant's traffic: UDP datagrams (their checksums left partial by the sender), intact,
+    // then TCP over IPv4 and IPv6 both ways (the guests' super-frames and SYNs go through the
+    // worker, the rest inside XDP).
+    let (echoed, altered) = vm1.ns.udp_echo(&vm2.ns, &vm2.ip, 200, 1200);
+    assert_eq!(altered, 0, "UDP datagrams altered");
+    assert!(echoed >= 196, "{echoed} of 200 UDP datagrams echoed");
+    let log = tcp_both_ways(&vm1, &vm2, &mut d);
+    let inside = port_total(&log, "xdp forwarded ");
+    let rx = port_total(&log, ": rx ");
+    assert!(
+        inside >= 400 && inside < rx,
+        "{inside} of {rx} frames crossed inside XDP:\n{log}"
+    );
+}

@@ -158,6 +158,7 @@ fn bench(c: &mut Criterion) {
                         tx_checksum: false,
                         whole: false,
                         direct: false,
+                        shortcut_ifindex: None,
                     },
                     shared: Arc::new(PortShared::default()),
                 },

@@ -358,7 +358,7 @@ fn measure(dut: Dut, o: &Options, bar: &mut Progress) -> Result<Vec<Run>, String
             bar.advance();
         }
     }
-    crate::topo::check_filtering(dut)?;
+    crate::topo::check_evidence(dut)?;
     Ok(runs)
 }
 

@@ -66,6 +66,10 @@ pub enum Dut {
     /// qswitch as `Qswitch` in native XDP mode whatever `QSB_XDP_MODE` says: on a veth the
     /// kernel takes TSO from the guests, and every frame crosses the switch alone.
     QswitchNative,
+    /// qswitch as `Qswitch` with `xdp_shortcut = true`, in generic XDP mode whatever
+    /// `QSB_XDP_MODE` says: known unicast between its plain ports crosses inside the ports' XDP
+    /// programs, installed by the worker (docs/ARCHITECTURE.md).
+    QswitchShortcut,
     /// qswitch as `Qswitch`, its two ports Neutron v2.0 ports with fixed IPs, port security and
     /// the project's default security group (stateful: egress anything, ingress from the
     /// group's members), plugged through Quantum. The generator sends IPv4/UDP from its port's
@@ -89,12 +93,13 @@ pub enum Dut {
 
 impl Dut {
     /// Every device under test, in report order.
-    pub const ALL: [Dut; 10] = [
+    pub const ALL: [Dut; 11] = [
         Dut::None,
         Dut::Bridge,
         Dut::Qswitch,
         Dut::QswitchGeneric,
         Dut::QswitchNative,
+        Dut::QswitchShortcut,
         Dut::QswitchSg,
         Dut::Ovs,
         Dut::OvsAfxdp,
@@ -102,8 +107,9 @@ impl Dut {
         Dut::XdpRedirectNative,
     ];
 
-    /// Parses `none`, `bridge`, `qswitch`, `qswitch-generic`, `qswitch-native`, `qswitch-sg`,
-    /// `ovs`, `ovs-afxdp`, `xdp-redirect`, `xdp-redirect-native`.
+    /// Parses `none`, `bridge`, `qswitch`, `qswitch-generic`, `qswitch-native`,
+    /// `qswitch-shortcut`, `qswitch-sg`, `ovs`, `ovs-afxdp`, `xdp-redirect`,
+    /// `xdp-redirect-native`.
     pub fn parse(s: &str) -> Option<Dut> {
         Dut::ALL.into_iter().find(|d| d.name() == s)
     }
@@ -116,6 +122,7 @@ impl Dut {
             Dut::Qswitch => "qswitch",
             Dut::QswitchGeneric => "qswitch-generic",
             Dut::QswitchNative => "qswitch-native",
+            Dut::QswitchShortcut => "qswitch-shortcut",
             Dut::QswitchSg => "qswitch-sg",
             Dut::Ovs => "ovs",
             Dut::OvsAfxdp => "ovs-afxdp",
@@ -419,7 +426,11 @@ pub fn start_dut(
             in_ns("qsbdut", &["ip", "link", "set", "br0", "up"])?;
             Ok(daemons)
         }
-        Dut::Qswitch | Dut::QswitchGeneric | Dut::QswitchNative | Dut::QswitchSg => {
+        Dut::Qswitch
+        | Dut::QswitchGeneric
+        | Dut::QswitchNative
+        | Dut::QswitchShortcut
+        | Dut::QswitchSg => {
             if dut.filters() && devices != ["gen-h", "sink-h"] {
                 return Err(format!(
                     "{} runs on the two-port topology only (run, goodput)",
@@ -427,7 +438,8 @@ pub fn start_dut(
                 ));
             }
             let mode = match dut {
-                Dut::QswitchGeneric => "generic".into(),
+                // The shortcut forwards in generic mode only.
+                Dut::QswitchGeneric | Dut::QswitchShortcut => "generic".into(),
                 Dut::QswitchNative => "native".into(),
                 _ => std::env::var("QSB_XDP_MODE").unwrap_or_else(|_| "auto".into()),
             };
@@ -452,6 +464,9 @@ pub fn start_dut(
                     .unwrap_or_default(),
             };
             let mut cfg = format!("[switch]\n{pin}{sizing}xdp_mode = \"{mode}\"\n");
+            if dut == Dut::QswitchShortcut {
+                cfg.push_str("xdp_shortcut = true\n");
+            }
             // With security groups the ports come from the API (below), as a cloud's do.
             if !dut.filters() {
                 cfg.push_str("[[network]]\nid = \"n\"\nvlan = 10\n");
@@ -631,59 +646,97 @@ pub fn dut_ports(api: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// For a DUT that filters by security groups: fails unless its security groups saw the traffic,
-/// so that a row that says it measured them did (see [`filtering_evidence`]).
-pub fn check_filtering(dut: Dut) -> Result<(), String> {
-    if !dut.filters() {
-        return Ok(());
-    }
+/// For a DUT that filters by security groups: fails unless its security groups saw the traffic
+/// (see [`filtering_evidence`]); for `qswitch-shortcut`, unless frames crossed inside XDP (see
+/// [`shortcut_evidence`]): a row that says it measured them did.
+pub fn check_evidence(dut: Dut) -> Result<(), String> {
+    let flag = match dut {
+        _ if dut.filters() => "--check",
+        Dut::QswitchShortcut => "--check-shortcut",
+        _ => return Ok(()),
+    };
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     in_ns(
         "qsbdut",
-        &[&me.to_string_lossy(), "dut-ports", "--check", DUT_API],
+        &[&me.to_string_lossy(), "dut-ports", flag, DUT_API],
     )
     .map(drop)
     .map_err(|e| format!("{}: {e}", dut.name()))
 }
 
-/// `qswitch-bench dut-ports --check API`: reads qswitch's metrics (within 3 s, as they are
-/// published) and says how many connections its workers track and how many frames the sink's
-/// port was sent. Fails unless both are above zero (the sender's egress rules opened connections;
-/// every frame the sink's port sent passed its ingress rules) and no frame was refused by a
-/// rule (the row would then measure refusals).
-pub fn filtering_evidence(api: &str) -> Result<String, String> {
+/// The sum of metric `name`'s series that carry every label of `labels`, in a scrape's `body`.
+fn metric_sum(body: &str, name: &str, labels: &[&str]) -> f64 {
+    body.lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Reads qswitch's metrics at `api` until `judge` (given the scrape, and whether it is the
+/// last look) gives its verdict: within 3 s, as they are published.
+fn judge_metrics(
+    api: &str,
+    judge: impl Fn(&str, bool) -> Option<Result<String, String>>,
+) -> Result<String, String> {
     let c = crate::http::Conn::open(api).map_err(|e| e.to_string())?;
     let end = Instant::now() + Duration::from_secs(3);
     loop {
         let r = c
             .send("GET", "/metrics", None, &[])
             .map_err(|e| format!("GET /metrics: {e}"))?;
-        let sum = |name: &str, labels: &[&str]| -> f64 {
-            r.body
-                .lines()
-                .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum()
-        };
+        if let Some(verdict) = judge(&r.body, Instant::now() > end) {
+            return verdict;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `qswitch-bench dut-ports --check-shortcut API`: reads qswitch's metrics and says how many of
+/// the generator port's frames its XDP program forwarded itself. Fails if none did.
+pub fn shortcut_evidence(api: &str) -> Result<String, String> {
+    judge_metrics(api, |body, last| {
+        let gen = ["device=\"gen-h\""];
+        let inside = metric_sum(body, "qswitch_port_xdp_forwarded", &gen);
+        let received = metric_sum(body, "qswitch_port_rx_packets", &gen);
+        if inside > 0.0 {
+            Some(Ok(format!(
+                "{inside} of {received} frames crossed inside XDP"
+            )))
+        } else {
+            last.then(|| {
+                Err(format!(
+                    "no frame crossed inside XDP ({received} frames received)"
+                ))
+            })
+        }
+    })
+}
+
+/// `qswitch-bench dut-ports --check API`: reads qswitch's metrics and says how many connections its workers track and how many frames the sink's
+/// port was sent. Fails unless both are above zero (the sender's egress rules opened connections;
+/// every frame the sink's port sent passed its ingress rules) and no frame was refused by a
+/// rule (the row would then measure refusals).
+pub fn filtering_evidence(api: &str) -> Result<String, String> {
+    judge_metrics(api, |body, last| {
+        let sum = |name: &str, labels: &[&str]| metric_sum(body, name, labels);
         let tracked = sum("qswitch_conntrack_entries", &[]);
         let delivered = sum("qswitch_port_tx_packets", &["device=\"sink-h\""]);
         let refused = sum("qswitch_port_drops", &["reason=\"sg_"]);
         if refused > 0.0 {
-            return Err(format!("its security groups refused {refused} frames"));
+            return Some(Err(format!("its security groups refused {refused} frames")));
         }
         if tracked > 0.0 && delivered > 0.0 {
-            return Ok(format!(
+            return Some(Ok(format!(
                 "{tracked} connections tracked, {delivered} frames through both ports' rules"
-            ));
+            )));
         }
-        if Instant::now() > end {
-            return Err(format!(
+        last.then(|| {
+            Err(format!(
                 "its security groups saw no traffic ({tracked} connections tracked, {delivered} \
                  frames to the sink)"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+            ))
+        })
+    })
 }
 
 /// Waits (up to 10 s) until every one of `devices` in `qsbdut` has an XDP program attached.

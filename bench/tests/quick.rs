@@ -59,6 +59,7 @@ fn quick_run_reports_every_dut_and_cleans_up() {
             "none",
             "bridge",
             "qswitch",
+            "qswitch-shortcut",
             "qswitch-sg",
             "ovs",
             "ovs-afxdp",
@@ -70,6 +71,7 @@ fn quick_run_reports_every_dut_and_cleans_up() {
             "none",
             "bridge",
             "qswitch",
+            "qswitch-shortcut",
             "qswitch-sg",
             "xdp-redirect",
             "xdp-redirect-native",
@@ -81,7 +83,7 @@ fn quick_run_reports_every_dut_and_cleans_up() {
         ])
         .args([
             "--duts",
-            "none,bridge,qswitch,qswitch-sg,ovs,ovs-afxdp,xdp-redirect,xdp-redirect-native",
+            "none,bridge,qswitch,qswitch-shortcut,qswitch-sg,ovs,ovs-afxdp,xdp-redirect,xdp-redirect-native",
         ])
         .arg("--qswitch")
         .arg(&qswitch)
@@ -120,10 +122,11 @@ fn quick_run_reports_every_dut_and_cleans_up() {
     let rows = json.as_array().unwrap();
     assert!(rows.iter().any(|r| r["test"] == "throughput"), "{json}");
     // Frames crossed qswitch flat out, on `qswitch-sg` through anti-spoofing and both ports'
-    // security groups (the harness drops that row unless its metrics show it), and the XDP
-    // cross-connect in both modes.
+    // security groups, on `qswitch-shortcut` inside XDP (the harness drops those rows unless
+    // the daemon's metrics show it), and the XDP cross-connect in both modes.
     for dut in [
         "qswitch",
+        "qswitch-shortcut",
         "qswitch-sg",
         "xdp-redirect",
         "xdp-redirect-native",

@@ -344,6 +344,9 @@ pub struct PortStatistics {
     pub arp_replies: u64,
     /// Router advertisements the switch sent to the port, answering its solicitations.
     pub ra_replies: u64,
+    /// Frames from the port that its XDP program forwarded itself, by the switch's shortcut
+    /// (counted in `rx_packets` too).
+    pub xdp_forwarded: u64,
     /// Drops by reason (every reason, zeros included), in a stable order.
     pub drops: Vec<(String, u64)>,
     /// The kernel's socket statistics by name.

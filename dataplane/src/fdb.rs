@@ -326,6 +326,10 @@ struct Shared {
     published: RwLock<Arc<Tables>>,
     version: AtomicU64,
     max_entries: usize,
+    /// Counts the changes that may make a copy of an entry held elsewhere wrong (a move, a
+    /// removal, a revival, a static entry replaced, a network flushed); new addresses do not
+    /// count. See [`MacTable::changes`].
+    changes: AtomicU64,
 }
 
 /// A view of the MAC table shared by all workers: all networks, isolated by key. Lookups through
@@ -375,6 +379,7 @@ impl MacTable {
             published: RwLock::new(Arc::clone(&tables)),
             version: AtomicU64::new(0),
             max_entries: max_entries.max(16),
+            changes: AtomicU64::new(0),
         });
         MacTable {
             shared,
@@ -466,6 +471,9 @@ impl MacTable {
                 }
                 n.limit.store(limit, RELAXED);
                 t.end();
+                if newer {
+                    self.changed();
+                }
             }
         }
         self.refresh();
@@ -698,12 +706,53 @@ impl MacTable {
                     },
                 );
                 t.end();
+                self.changed();
                 return Learn::Moved;
             }
             // A stale or expired entry of this very key: revive it if the network has room.
-            return revive(&t, i, net, port, now, 0);
+            let r = revive(&t, i, net, port, now, 0);
+            self.changed();
+            return r;
         }
-        insert_new(&t, &mut w, key, net, port, now, 0)
+        insert_new(&t, &mut w, key, net, port, now, 0, &self.shared.changes)
+    }
+
+    /// Notes a change [`MacTable::changes`] counts.
+    fn changed(&self) {
+        self.shared.changes.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many changes that may make a copy of an entry wrong the table has had: moves,
+    /// removals (swept or not), revivals of expired or stale entries, static entries replaced,
+    /// networks flushed. Learning a new address does not count. A holder of copies (the XDP
+    /// shortcut's entries) reads it before it looks entries up, and drops its copies when it
+    /// moved since.
+    #[inline]
+    pub fn changes(&self) -> u64 {
+        self.shared.changes.load(Ordering::Acquire)
+    }
+
+    /// Refreshes `mac`'s entry in network `net` if it is live and of `port`, as a frame from it
+    /// would: never learns, moves or revives. For frames forwarded where the table did not see
+    /// them (the XDP shortcut). Lock-free.
+    pub fn touch(&self, net: u16, mac: Mac, port: PortRef, now: u32) -> bool {
+        let key = key_of(net, mac);
+        let found = self.tables.read(|t| {
+            let i = t.find(key)?;
+            let e = t.load(i);
+            (t.is_live(&e, now) && e.port == port.slot && e.port_gen == port.gen)
+                .then_some((i, e.seen))
+        });
+        let Some((i, seen)) = found else {
+            return false;
+        };
+        if seen != now {
+            // Only if the slot still holds what was read (as `learn` does).
+            let _ = self.tables.slots[i]
+                .seen
+                .compare_exchange(seen, now, RELAXED, RELAXED);
+        }
+        true
     }
 
     /// Installs a static entry: it never ages and learning never moves it.
@@ -729,12 +778,24 @@ impl MacTable {
                         },
                     );
                     t.end();
+                    self.changed();
                 }
                 return Learn::Refreshed;
             }
-            return revive(&t, i, net, port, now, FLAG_STATIC);
+            let r = revive(&t, i, net, port, now, FLAG_STATIC);
+            self.changed();
+            return r;
         }
-        insert_new(&t, &mut w, key, net, port, now, FLAG_STATIC)
+        insert_new(
+            &t,
+            &mut w,
+            key,
+            net,
+            port,
+            now,
+            FLAG_STATIC,
+            &self.shared.changes,
+        )
     }
 
     /// Removes a live entry of a network, if present.
@@ -753,6 +814,7 @@ impl MacTable {
         if t.is_current(&e) {
             dec_count(&t, net);
         }
+        self.changed();
         live
     }
 
@@ -761,7 +823,7 @@ impl MacTable {
     pub fn sweep(&self, now: u32, budget: usize) -> usize {
         let mut w = self.writer();
         let t = Arc::clone(&w.tables);
-        sweep(&t, &mut w, now, budget)
+        sweep(&t, &mut w, now, budget, &self.shared.changes)
     }
 
     /// As [`MacTable::sweep`], unless another worker holds the writer lock (it is sweeping or
@@ -780,7 +842,7 @@ impl MacTable {
             return 0;
         }
         let t = Arc::clone(&w.tables);
-        sweep(&t, &mut w, now, budget)
+        sweep(&t, &mut w, now, budget, &self.shared.changes)
     }
 
     /// The live entries of a network, for the operator's view.
@@ -899,6 +961,7 @@ fn revive(t: &Tables, i: usize, net: u16, port: PortRef, now: u32, flags: u8) ->
     Learn::Learned
 }
 
+#[allow(clippy::too_many_arguments)]
 fn insert_new(
     t: &Tables,
     w: &mut Writer,
@@ -907,6 +970,7 @@ fn insert_new(
     port: PortRef,
     now: u32,
     flags: u8,
+    changes: &AtomicU64,
 ) -> Learn {
     let Some(state) = t.net(net) else {
         return Learn::LimitReached;
@@ -918,7 +982,7 @@ fn insert_new(
     // refuse to learn if the table is still full of live ones.
     if w.used + 1 > t.slots.len() / 4 * 3 {
         // Bounded, so that a flood of new addresses cannot make each frame scan the table.
-        sweep(t, w, now, 256);
+        sweep(t, w, now, 256, changes);
         if w.used + 1 > t.slots.len() / 4 * 3 {
             return Learn::LimitReached;
         }
@@ -969,7 +1033,9 @@ fn delete_slot(t: &Tables, w: &mut Writer, mut hole: usize) {
     }
 }
 
-fn sweep(t: &Tables, w: &mut Writer, now: u32, budget: usize) -> usize {
+/// Removes up to `budget` slots' worth of expired and stale entries; a removal counts in
+/// `changes` ([`MacTable::changes`]).
+fn sweep(t: &Tables, w: &mut Writer, now: u32, budget: usize, changes: &AtomicU64) -> usize {
     let cap = t.slots.len();
     let mut removed = 0;
     let mut i = w.sweep_cursor & t.mask;
@@ -993,6 +1059,9 @@ fn sweep(t: &Tables, w: &mut Writer, now: u32, budget: usize) -> usize {
         i = (i + 1) & t.mask;
     }
     w.sweep_cursor = i;
+    if removed > 0 {
+        changes.fetch_add(1, Ordering::Release);
+    }
     removed
 }
 
@@ -1157,6 +1226,46 @@ mod tests {
         assert_eq!(t.lookup(0, mac(1), 1300), None);
         assert_eq!(t.sweep(1300, usize::MAX), 1);
         assert_eq!(t.network_len(0), 0);
+    }
+
+    #[test]
+    fn changes_count_what_may_make_a_copy_of_an_entry_wrong() {
+        let t = table();
+        t.set_aging_secs(300);
+        let c = t.changes();
+        assert_eq!(t.learn(0, mac(1), P1, 0), Learn::Learned);
+        assert_eq!(t.learn(0, mac(1), P1, 10), Learn::Refreshed);
+        assert!(t.touch(0, mac(1), P1, 20), "refreshed as a frame would");
+        assert!(!t.touch(0, mac(1), P2, 20), "never moved");
+        assert!(!t.touch(0, mac(9), P1, 20), "never learned");
+        assert_eq!(t.changes(), c, "new addresses and refreshes are no change");
+        assert_eq!(t.lookup(0, mac(1), 319), Some(P1), "touched at 20");
+        assert_eq!(t.learn(0, mac(1), P2, 30), Learn::Moved);
+        assert_eq!(t.changes(), c + 1);
+        // Expired, then learned again before the sweeper saw it: a revival.
+        t.learn(0, mac(2), P1, 0);
+        assert_eq!(t.learn(0, mac(2), P2, 400), Learn::Learned);
+        assert_eq!(t.changes(), c + 2);
+        assert!(t.remove(0, mac(2), 400));
+        assert_eq!(t.changes(), c + 3);
+        assert_eq!(t.sweep(400, usize::MAX), 1, "mac(1), idle since 30");
+        assert_eq!(t.changes(), c + 4);
+        assert_eq!(t.sweep(400, usize::MAX), 0);
+        assert_eq!(t.changes(), c + 4, "a sweep that removes nothing");
+    }
+
+    #[test]
+    fn a_full_tables_own_sweep_counts_as_a_change() {
+        let mut t = MacTable::new(300, 16);
+        t.sync_network(0, 1, 1_000_000);
+        t.reserve(1_000_000);
+        let full = (0..1000)
+            .filter(|&i| t.learn(0, mac(i), P1, 0) == Learn::Learned)
+            .count();
+        let c = t.changes();
+        // Every entry expired: learning makes room by sweeping them.
+        assert_eq!(t.learn(0, mac(5000), P1, 400), Learn::Learned);
+        assert!(full > 0 && t.changes() > c);
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub mod policer;
 pub mod port;
 pub mod ra;
 pub mod security;
+pub mod shortcut;
 pub mod stats;
 pub mod switch;
 pub mod sys;

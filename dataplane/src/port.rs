@@ -60,6 +60,20 @@ pub trait WholeTx: Send + Sync + core::fmt::Debug {
     fn send(&self, hdr: &VnetHdr, parts: &[&[u8]]) -> io::Result<()>;
 }
 
+/// A port's part in the switch's XDP shortcut ([`crate::shortcut`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShortcutPort {
+    /// Its interface's index.
+    pub ifindex: u32,
+    /// Its XDP program has the shortcut: its frames may take entries.
+    pub takes: bool,
+    /// Entries may send to it: `bpf_redirect` from generic XDP hands the frame to the
+    /// device's transmit without the kernel's checks of what the device can take (partial
+    /// checksums, GSO), which a veth takes as its peer's stack does (a tap, by the offloads
+    /// its VMM asked for, which are not checked here).
+    pub receives: bool,
+}
+
 /// A frame source and sink backed by the worker's UMEM.
 pub trait PortIo: Sized + Send {
     /// What is needed to open one (a device name and mode for AF_XDP).
@@ -147,6 +161,12 @@ pub trait PortIo: Sized + Send {
     /// What sends whole frames out of this port from other threads (the socket behind
     /// [`PortIo::send_whole`], shared), if the port has one. None by default.
     fn whole_tx(&self) -> Option<Arc<dyn WholeTx>> {
+        None
+    }
+
+    /// What the port is to the switch's XDP shortcut ([`crate::shortcut`]); None for backends
+    /// without an interface.
+    fn shortcut(&self) -> Option<ShortcutPort> {
         None
     }
 

@@ -95,6 +95,10 @@ pub struct LocalCounters {
     pub arp_replies: u64,
     /// Router advertisements the switch sent to this port (answers to its solicitations).
     pub ra_replies: u64,
+    /// Frames received on this port that its XDP program forwarded itself, by the switch's
+    /// shortcut ([`crate::shortcut`]); they are in `rx_packets` too (and in the egress port's
+    /// `tx_packets`).
+    pub xdp_forwarded: u64,
     /// Drops of frames received on (or destined to) this port, by reason.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -168,6 +172,7 @@ pub struct PortCounters {
     dhcp_replies: AtomicU64,
     arp_replies: AtomicU64,
     ra_replies: AtomicU64,
+    xdp_forwarded: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
     xdp: [AtomicU64; 6],
     /// Sent out of the port by other workers, straight through its packet socket: frames,
@@ -195,6 +200,7 @@ impl PortCounters {
         self.dhcp_replies.store(c.dhcp_replies, Relaxed);
         self.arp_replies.store(c.arp_replies, Relaxed);
         self.ra_replies.store(c.ra_replies, Relaxed);
+        self.xdp_forwarded.store(c.xdp_forwarded, Relaxed);
         for (a, v) in self.drops.iter().zip(c.drops) {
             a.store(v, Relaxed);
         }
@@ -267,6 +273,7 @@ impl PortCounters {
                 dhcp_replies: self.dhcp_replies.load(Relaxed),
                 arp_replies: self.arp_replies.load(Relaxed),
                 ra_replies: self.ra_replies.load(Relaxed),
+                xdp_forwarded: self.xdp_forwarded.load(Relaxed),
                 drops,
             },
             xdp: XdpStats {
@@ -295,6 +302,8 @@ pub struct WorkerStats {
     conntrack_entries: AtomicU64,
     crossed_out: AtomicU64,
     crossed_in: AtomicU64,
+    /// The XDP shortcut's entries: held now, installed and withdrawn over the worker's life.
+    shortcut: [AtomicU64; 3],
     /// Per network slot: live MAC entries and learning limit. The worker only `try_lock`s it, so
     /// a slow reader costs the worker one skipped update, never a wait.
     macs: std::sync::Mutex<Vec<(u32, u32)>>,
@@ -321,6 +330,13 @@ pub struct WorkerReading {
     pub crossed_out: u64,
     /// Frames the worker took from other workers, for its ports.
     pub crossed_in: u64,
+    /// XDP shortcut entries the worker holds installed ([`crate::shortcut`]).
+    pub shortcut_entries: u64,
+    /// XDP shortcut entries the worker installed, over its life.
+    pub shortcut_installed: u64,
+    /// XDP shortcut entries the worker withdrew (the MAC table or the ports changed), over its
+    /// life.
+    pub shortcut_withdrawn: u64,
 }
 
 impl WorkerStats {
@@ -346,6 +362,13 @@ impl WorkerStats {
     pub fn publish_crossed(&self, out: u64, r#in: u64) {
         self.crossed_out.store(out, Relaxed);
         self.crossed_in.store(r#in, Relaxed);
+    }
+
+    /// Publishes the XDP shortcut's entries held, installed and withdrawn.
+    pub fn publish_shortcut(&self, held: u64, installed: u64, withdrawn: u64) {
+        for (a, v) in self.shortcut.iter().zip([held, installed, withdrawn]) {
+            a.store(v, Relaxed);
+        }
     }
 
     /// Publishes the connection table's size.
@@ -381,6 +404,9 @@ impl WorkerStats {
             conntrack_entries: self.conntrack_entries.load(Relaxed),
             crossed_out: self.crossed_out.load(Relaxed),
             crossed_in: self.crossed_in.load(Relaxed),
+            shortcut_entries: self.shortcut[0].load(Relaxed),
+            shortcut_installed: self.shortcut[1].load(Relaxed),
+            shortcut_withdrawn: self.shortcut[2].load(Relaxed),
         }
     }
 }
@@ -407,6 +433,7 @@ mod tests {
             gso_whole: 5,
             coalesced: 6,
             learn_deferred: 4,
+            xdp_forwarded: 8,
             ..Default::default()
         };
         c.drop(DropReason::Oversize);

@@ -39,6 +39,7 @@ use crate::conntrack::Connection;
 use crate::fdb::{MacEntry, MacTable};
 use crate::port::afxdp::{self, AfXdpPort, AfXdpSpec, BindMode, Prepared, XdpMode};
 use crate::port::{PortIo, PortMode, Region};
+use crate::shortcut::Shortcut;
 use crate::stats::{PortStats, WorkerReading, WorkerStats};
 use crate::sys::netdev;
 use crate::sys::umem::Accounting;
@@ -62,6 +63,9 @@ pub struct SwitchOptions {
     pub cpu: Option<usize>,
     /// Poll-mode workers to run; 0: one per CPU the process may use.
     pub workers: usize,
+    /// Forward known unicast between plain VM ports inside XDP ([`crate::shortcut`]): the
+    /// workers install what they decided into the ports' programs.
+    pub xdp_shortcut: bool,
 }
 
 impl SwitchOptions {
@@ -720,6 +724,7 @@ impl Inner {
             bind_mode: self.opts.bind_mode,
             rings: self.opts.rings,
             whole: self.opts.worker.whole_super_frames,
+            shortcut: self.opts.worker.shortcut.clone(),
             ..AfXdpSpec::new(device)
         }
     }
@@ -1204,7 +1209,12 @@ impl Inner {
 
 impl Switch {
     /// Starts the workers and the device monitor, with no networks and no ports.
-    pub fn start(opts: SwitchOptions) -> io::Result<Switch> {
+    pub fn start(mut opts: SwitchOptions) -> io::Result<Switch> {
+        if opts.xdp_shortcut && opts.worker.shortcut.is_none() {
+            let sc = Shortcut::new()
+                .map_err(|e| io::Error::new(e.kind(), format!("the XDP shortcut's maps: {e}")))?;
+            opts.worker.shortcut = Some(Arc::new(sc));
+        }
         let n = opts.worker_count();
         let wc = &opts.worker;
         let fdb = MacTable::new(wc.aging_secs, wc.max_macs);

@@ -55,16 +55,19 @@ use crate::gso;
 use crate::mss::MssTable;
 use crate::pipeline::{flood_targets, Now, Pipeline, Verdict};
 use crate::port::{PortIo, PortMode, Region, VnetHdr, XdpDesc};
+use crate::shortcut::{Counts, Shortcut};
 use crate::stats::{DropReason, LocalCounters, PortCounters, WorkerStats, XdpStats};
 use crate::sys::umem::{Accounting, Umem, KERNEL_HEADROOM};
 use crate::sys::wake::Wake;
 use crate::sys::xsk::{write_tx_checksum, TX_METADATA_LEN, XDP_PKT_CONTD, XDP_TX_METADATA};
 use crate::wire::{
-    self, is_vlan_tpid, pop_vlan_tag, push_vlan_tag, Mac, ETH_HEADER_LEN, VLAN_TAG_LEN,
+    self, is_vlan_tpid, pop_vlan_tag, push_vlan_tag, EthernetFrame, Mac, ETH_HEADER_LEN,
+    VLAN_TAG_LEN,
 };
 
 pub mod cross;
 pub mod direct;
+mod fast;
 
 use crate::conntrack::{Connection, Key, Published};
 use crate::fdb::MacTable;
@@ -146,6 +149,9 @@ pub struct WorkerConfig {
     /// whole, towards a VM's port (not the uplink) that sends super-frames whole
     /// ([`crate::coalesce`]); only with `whole_super_frames`.
     pub coalesce_segments: bool,
+    /// The switch's XDP shortcut, shared by its workers ([`crate::shortcut`]): known unicast
+    /// between plain VM ports forwarded by the ports' XDP programs, installed by the workers.
+    pub shortcut: Option<Arc<Shortcut>>,
 }
 
 /// The default bound on a frame's wait: 5 ms of the worker's work. Shallower rings lose frames
@@ -178,6 +184,7 @@ impl Default for WorkerConfig {
             idle_sleep_ns: 100_000_000,
             whole_super_frames: true,
             coalesce_segments: true,
+            shortcut: None,
         }
     }
 }
@@ -353,6 +360,8 @@ struct Open<P> {
     /// The table the port's established connections are published in for the other workers
     /// while the port is offered to them ([`direct`]), and the slot's generation it is for.
     published: Option<(u32, Arc<Published>)>,
+    /// Its XDP program has the switch's shortcut: entries for its frames may be installed.
+    shortcut: bool,
 }
 
 /// Sends the TCP frame `buf` (`plan`'s) whole through `send`, its checksum made partial for the
@@ -395,6 +404,15 @@ fn frame_parts<'a>(
         (true, false) => (-4, [&buf[..12], &buf[12 + VLAN_TAG_LEN..], &[]], 2),
         _ => (0, [buf, &[], &[]], 1),
     }
+}
+
+/// Adds what the XDP shortcut forwarded from and to a port to its counters.
+fn add_counts(c: &mut LocalCounters, n: Counts) {
+    c.rx_packets += n.rx_packets;
+    c.rx_bytes += n.rx_bytes;
+    c.tx_packets += n.tx_packets;
+    c.tx_bytes += n.tx_bytes;
+    c.xdp_forwarded += n.rx_packets;
 }
 
 /// Stops a port whose transmit failed (its interface gone or down): counted, logged and
@@ -498,6 +516,11 @@ pub struct Worker<P: PortIo> {
     pollfds: Vec<libc::pollfd>,
     /// The clock every worker of a switch shares (MAC entries are stamped with its seconds).
     epoch: Instant,
+    /// The XDP shortcut's entries this worker installed, if the switch has the shortcut.
+    fast: Option<fast::Fast>,
+    /// Unicast frames of the batch being handled that may get an entry: (ingress, egress,
+    /// network, (destination, source)).
+    offers: Vec<(u16, u16, u16, (Mac, Mac))>,
     /// Last: unmapped after every socket that shares it has closed.
     umem: Umem,
 }
@@ -553,6 +576,7 @@ impl<P: PortIo> Worker<P> {
         let mut pipe =
             Pipeline::with_conntrack(cfg.aging_secs, cfg.max_macs, cfg.conntrack_per_port);
         pipe.fdb = fdb;
+        let fast = cfg.shortcut.clone().map(fast::Fast::new);
         Ok(Worker {
             umem: Umem::new(cfg.frames, cfg.chunk_size)?,
             pipe,
@@ -597,6 +621,8 @@ impl<P: PortIo> Worker<P> {
             sweep_debt: 0,
             pollfds: Vec::new(),
             epoch,
+            fast,
+            offers: Vec::new(),
         })
     }
 
@@ -704,6 +730,12 @@ impl<P: PortIo> Worker<P> {
         match cmd {
             Command::Snapshot(s) => {
                 self.pipe.adopt(&s, now);
+                // The XDP shortcut's entries the snapshot no longer allows go (every worker
+                // adopts every snapshot, and checks its own).
+                if let Some(f) = self.fast.as_mut() {
+                    let pipe = &self.pipe;
+                    f.revalidate(&pipe.fdb, &s, |slot| pipe.polices(slot), now.secs);
+                }
                 let n = s.ports.len();
                 if n > 0 {
                     self.ensure_slot(u16::try_from(n - 1).unwrap_or(u16::MAX - 2));
@@ -776,9 +808,10 @@ impl<P: PortIo> Worker<P> {
                             .map(|r| format!("{}={}", r.name(), c.drops[*r as usize]))
                             .collect();
                         tracing::info!(
-                            "port {slot}: rx {} tx {} floods {} backpressure {} checksums completed {} super-frames segmented {} whole {} segments coalesced {} sent by other workers {} drops [{}] fill depth {} kernel {:?}",
+                            "port {slot}: rx {} tx {} xdp forwarded {} floods {} backpressure {} checksums completed {} super-frames segmented {} whole {} segments coalesced {} sent by other workers {} drops [{}] fill depth {} kernel {:?}",
                             c.rx_packets,
                             c.tx_packets,
+                            c.xdp_forwarded,
                             c.floods,
                             c.backpressure,
                             c.csum_completed,
@@ -882,6 +915,11 @@ impl<P: PortIo> Worker<P> {
         }
         let tx_checksum = io.tx_checksum();
         let takes_whole = io.takes_whole();
+        let mut shortcut = false;
+        if let (Some(f), Some(p)) = (self.fast.as_mut(), io.shortcut()) {
+            f.open(slot, p);
+            shortcut = p.takes;
+        }
         tracing::info!(
             "port {slot} forwarding: {} ({} queues, partial checksums finished by {}, TCP \
              super-frames sent {})",
@@ -909,6 +947,7 @@ impl<P: PortIo> Worker<P> {
             xdp: XdpStats::default(),
             warned_at: None,
             published: None,
+            shortcut,
         });
         self.active.push(slot);
         self.recompute_fill_target();
@@ -992,6 +1031,13 @@ impl<P: PortIo> Worker<P> {
             self.pipe.conns.share(slot, None);
         }
         self.active.retain(|&s| s != slot);
+        if let Some(f) = self.fast.as_mut() {
+            f.close(slot);
+            add_counts(
+                &mut self.pipe.counters[usize::from(slot)],
+                f.take_counts(slot),
+            );
+        }
         let c = self.counters(slot);
         open.shared.counters.publish(&c, &open.xdp);
         open.io.close(&mut self.umem);
@@ -1045,6 +1091,7 @@ impl<P: PortIo> Worker<P> {
             if !o.healthy {
                 continue;
             }
+            let offer_fast = o.shortcut && self.fast.is_some();
             // A chain of chunks may become more segments than it had chunks (1792-byte chunks
             // into 1448-byte segments: at most 5 for 4), so a round takes no more chunks than
             // four fifths of the room: its segments always fit.
@@ -1119,9 +1166,15 @@ impl<P: PortIo> Worker<P> {
                     continue;
                 }
                 j += 1;
+                let mut macs = None;
                 let verdict = match self.umem.frame(d.addr, d.len) {
                     Some(bytes) => {
                         let v = self.pipe.process(&self.snap, slot, bytes, now);
+                        if offer_fast && matches!(v, Verdict::Unicast { .. }) {
+                            macs = EthernetFrame::new_checked(bytes)
+                                .ok()
+                                .map(|e| (e.dst(), e.src()));
+                        }
                         if let Verdict::Unicast { net, .. } | Verdict::Flood { net } = v {
                             // The headers read once for both.
                             let seen = csum::seen(bytes);
@@ -1141,12 +1194,20 @@ impl<P: PortIo> Worker<P> {
                     }
                     None => Verdict::Drop(DropReason::Truncated),
                 };
+                if let (Some(macs), Verdict::Unicast { port, net }) = (macs, verdict) {
+                    self.offers.push((slot, port, net, macs));
+                }
                 self.emit(slot, d, verdict, now);
             }
             // The frames copied for other workers go over before this worker's own sends (a
             // send runs the receiver's stack, for microseconds): their workers start at once.
             self.hand_over();
             self.flush_staged(false);
+            // Entries for what this batch forwarded, once its frames left: the pair's next
+            // frames, inside XDP, do not overtake them.
+            if !self.offers.is_empty() {
+                self.offer_fast(now);
+            }
         }
         self.hand_over();
         self.flush_staged(true);
@@ -1157,6 +1218,28 @@ impl<P: PortIo> Worker<P> {
             self.publish(now);
         }
         work
+    }
+
+    /// Installs XDP shortcut entries for the unicast frames the worker just forwarded
+    /// (`offers`), where their pairs' frames may go so ([`fast::Fast::offer`]). Out of line:
+    /// only frames of pairs that have no entry yet, or cannot have one, come here.
+    #[inline(never)]
+    fn offer_fast(&mut self, now: Now) {
+        let Some(f) = self.fast.as_mut() else {
+            self.offers.clear();
+            return;
+        };
+        let pipe = &self.pipe;
+        for (ingress, egress, net, macs) in self.offers.drain(..) {
+            f.offer(
+                &self.snap,
+                &pipe.fdb,
+                |slot| pipe.polices(slot),
+                (ingress, egress, net),
+                macs,
+                now.secs,
+            );
+        }
     }
 
     /// The network of a frame received on `slot`: its access network, or on the trunk the
@@ -1746,6 +1829,13 @@ impl<P: PortIo> Worker<P> {
                     warn_kernel_drops(s, o, &x, now.nanos);
                     o.xdp = x;
                 }
+                if let Some(f) = self.fast.as_mut() {
+                    add_counts(&mut self.pipe.counters[usize::from(s)], f.take_counts(s));
+                    if !o.healthy {
+                        // Its interface refused to send: the entries to and from it go.
+                        f.close(s);
+                    }
+                }
                 o.shared
                     .counters
                     .publish(&self.pipe.counters[usize::from(s)], &o.xdp);
@@ -1769,8 +1859,22 @@ impl<P: PortIo> Worker<P> {
         // Another worker may have grown the shared MAC table (one atomic load if not); what a
         // growth deferred is learned once it is done.
         self.pipe.refresh(now);
+        // Before this round's lookups: entries installed from a table or ports that changed
+        // since go. The other workers are woken to check theirs (one that sleeps would not
+        // look before its sleep ends).
+        let mut changed = false;
+        if let Some(f) = self.fast.as_mut() {
+            let pipe = &self.pipe;
+            changed = f.check(&pipe.fdb, &self.snap, |slot| pipe.polices(slot), now.secs);
+        }
         self.housekeep(now);
-        self.poll(now)
+        let work = self.poll(now);
+        if let Some(f) = &self.fast {
+            if changed || f.moved(&self.pipe.fdb) {
+                self.wake_all();
+            }
+        }
+        work
     }
 
     /// Work driven by the clock, run at the start of every round whether or not frames flow
@@ -1794,6 +1898,11 @@ impl<P: PortIo> Worker<P> {
             let now_budget = owed.min(8 * SWEEP_PER_MS);
             self.sweep(now, now_budget);
             self.sweep_debt = owed - now_budget;
+            // Every entry's hits read about once a second: their sources stay learned.
+            if let Some(f) = self.fast.as_mut() {
+                let due = f.len().saturating_mul(ms).div_ceil(1000);
+                f.sweep(&self.pipe.fdb, now.secs, due);
+            }
             self.last_sweep = now.nanos;
             // Chunks of closed ports whose sockets are released go back to the pool, and ports
             // that waited for their slots start.
@@ -1830,6 +1939,10 @@ impl<P: PortIo> Worker<P> {
         let fdb = &self.pipe.fdb;
         self.stats.publish_macs(|m| m.extend(fdb.network_sizes()));
         self.stats.publish_conntrack(self.pipe.conns.len() as u64);
+        if let Some(f) = &self.fast {
+            self.stats
+                .publish_shortcut(f.len() as u64, f.installed, f.withdrawn);
+        }
     }
 
     #[inline]
@@ -1905,6 +2018,16 @@ impl<P: PortIo> Worker<P> {
             }
         }
         self.flood_here(d, net, ingress, ingress_tagged, vlan, now);
+    }
+
+    /// Wakes every other worker that sleeps.
+    #[cold]
+    fn wake_all(&self) {
+        for w in self.links.out.iter().flatten() {
+            if let Some(wake) = &w.wake {
+                wake.notify();
+            }
+        }
     }
 
     /// Hands the frames copied for other workers over, and wakes those workers if they sleep.

@@ -148,6 +148,7 @@ fuzz_target!(|data: &[u8]| {
                     tx_checksum: slot % 2 == 1,
                     whole: slot % 2 == 1,
                     direct: false,
+                    shortcut_ifindex: None,
                 },
                 shared: Arc::new(PortShared::default()),
             },

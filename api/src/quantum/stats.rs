@@ -34,6 +34,7 @@ pub(crate) const STATS_ATTRS: Attrs<'static> = &[(
         "dhcp_replies",
         "arp_replies",
         "ra_replies",
+        "xdp_forwarded",
     ],
 )];
 
@@ -64,6 +65,7 @@ pub(crate) const CONNECTION_ATTRS: Attrs<'static> = &[(
 /// `GET .../ports/{id}/stats`: `{"stats": {"rx_packets", "rx_bytes",
 /// "rx_errors", "tx_packets", "tx_bytes", "tx_errors", "dropped", "floods", "csum_completed",
 /// "gso_segmented", "gso_whole", "coalesced", "dhcp_replies", "arp_replies", "ra_replies",
+/// "xdp_forwarded",
 /// "drops": {reason: n}, "kernel": {name: n}}}`.
 pub(crate) async fn port_stats(ctx: Ctx) -> Response {
     let r = async {
@@ -92,6 +94,7 @@ pub(crate) async fn port_stats(ctx: Ctx) -> Response {
             "dhcp_replies": s.dhcp_replies,
             "arp_replies": s.arp_replies,
             "ra_replies": s.ra_replies,
+            "xdp_forwarded": s.xdp_forwarded,
             "drops": map(&s.drops),
             "kernel": map(&s.kernel),
         }});

@@ -162,6 +162,7 @@ async fn port_stats_come_from_the_forwarder() {
             dhcp_replies: 6,
             arp_replies: 8,
             ra_replies: 9,
+            xdp_forwarded: 10,
             drops: vec![("policed".into(), 2), ("truncated".into(), 1)],
             kernel: vec![("rx_ring_full".into(), 0)],
         },
@@ -172,7 +173,7 @@ async fn port_stats_come_from_the_forwarder() {
         json!({"stats": {"rx_packets": 10, "rx_bytes": 600, "rx_errors": 1, "tx_packets": 7,
             "tx_bytes": 420, "tx_errors": 0, "dropped": 3, "floods": 2,
             "csum_completed": 5, "gso_segmented": 4, "gso_whole": 11, "coalesced": 12,
-            "dhcp_replies": 6, "arp_replies": 8, "ra_replies": 9,
+            "dhcp_replies": 6, "arp_replies": 8, "ra_replies": 9, "xdp_forwarded": 10,
             "drops": {"policed": 2, "truncated": 1}, "kernel": {"rx_ring_full": 0}}})
     );
     let r = w

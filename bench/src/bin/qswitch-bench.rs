@@ -77,6 +77,9 @@ enum Cmd {
         /// Only check, from the daemon's metrics, that the ports' rules saw the traffic
         #[arg(long)]
         check: bool,
+        /// Only check, from the daemon's metrics, that frames crossed inside XDP
+        #[arg(long, conflicts_with = "check")]
+        check_shortcut: bool,
     },
     /// Internal: `xdp-redirect`'s cross-connect between two interfaces, held until stopped
     #[command(hide = true)]
@@ -125,10 +128,15 @@ fn main() {
             Ok(())
         }
         Cmd::Agent { role, device } => agent(&role, &device),
-        Cmd::DutPorts { api, check: false } => topo::dut_ports(&api),
-        Cmd::DutPorts { api, check: true } => {
-            topo::filtering_evidence(&api).map(|e| println!("{e}"))
-        }
+        Cmd::DutPorts {
+            api,
+            check_shortcut: true,
+            ..
+        } => topo::shortcut_evidence(&api).map(|e| println!("{e}")),
+        Cmd::DutPorts {
+            api, check: true, ..
+        } => topo::filtering_evidence(&api).map(|e| println!("{e}")),
+        Cmd::DutPorts { api, .. } => topo::dut_ports(&api),
         Cmd::XdpCross { mode, a, b } => {
             topo::xdp_cross(mode == "native", &a, &b).map(|n| match n {})
         }
@@ -742,7 +750,7 @@ fn run(args: RunArgs) -> Result<(), String> {
             if dut == Dut::None && trafgen.is_none() {
                 trafgen = trafgen_rate(&o, &mut rig.sink);
             }
-            if let Err(e) = topo::check_filtering(dut) {
+            if let Err(e) = topo::check_evidence(dut) {
                 // The row did not measure what it says: dropped, the others kept.
                 progress::clear();
                 eprintln!("skipping {}: {e}", dut.name());

@@ -35,7 +35,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{PortIo, PortMode, Region, Umem, VnetHdr, WholeTx, XdpDesc};
+use super::{PortIo, PortMode, Region, ShortcutPort, Umem, VnetHdr, WholeTx, XdpDesc};
+use crate::shortcut::Shortcut;
 use crate::stats::XdpStats;
 use crate::sys::packet::GsoTx;
 use crate::sys::{self, bpf, netdev, xsk};
@@ -90,6 +91,9 @@ pub struct AfXdpSpec {
     /// Send TCP super-frames whole, through a packet socket with a virtio-net header
     /// ([`crate::sys::packet`]); without it they are cut into segments.
     pub whole: bool,
+    /// The switch's XDP shortcut ([`crate::shortcut`]): where the program attaches in generic
+    /// mode, it is the one with the shortcut in front.
+    pub shortcut: Option<Arc<Shortcut>>,
 }
 
 impl AfXdpSpec {
@@ -103,6 +107,7 @@ impl AfXdpSpec {
             prepared: None,
             stamp_arrival: false,
             whole: true,
+            shortcut: None,
         }
     }
 }
@@ -124,6 +129,8 @@ pub struct Prepared {
     ifindex: u32,
     queues: u32,
     native: bool,
+    /// The program attached has the shortcut in front.
+    shortcut: bool,
     /// The device's driver (`veth`, `tun`, a NIC's), read once: the lookup takes RTNL.
     driver: Option<String>,
 }
@@ -147,14 +154,29 @@ pub fn prepare(spec: &AfXdpSpec) -> io::Result<Prepared> {
     })?;
     let queues = netdev::rx_queues(&spec.device).map_err(|e| context(e, "queues"))?;
     let map = bpf::create_xskmap(queues).map_err(|e| context(e, "XSKMAP"))?;
-    let prog = bpf::load_redirect_program(&map, spec.stamp_arrival)
+    let plain = bpf::load_redirect_program(&map, spec.stamp_arrival)
         .map_err(|e| context(e, "XDP program"))?;
+    // The shortcut forwards in generic mode only: a native redirect into a veth needs an XDP
+    // program at the veth's far end, which a guest's end does not have.
+    let short = match &spec.shortcut {
+        Some(sc) if !spec.stamp_arrival => match sc.load_program(&map) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(
+                    "{}: the XDP shortcut's program: {e}; the port goes without",
+                    spec.device
+                );
+                None
+            }
+        },
+        _ => None,
+    };
     let attach = |native: bool| {
-        let mode = match native {
-            true => bpf::XDP_FLAGS_DRV_MODE,
-            false => bpf::XDP_FLAGS_SKB_MODE,
+        let (prog, mode) = match native {
+            true => (&plain, bpf::XDP_FLAGS_DRV_MODE),
+            false => (short.as_ref().unwrap_or(&plain), bpf::XDP_FLAGS_SKB_MODE),
         };
-        bpf::attach_xdp(&prog, ifindex, mode).map(|link| (link, native))
+        bpf::attach_xdp(prog, ifindex, mode).map(|link| (link, native))
     };
     let driver = netdev::driver(&spec.device);
     let (link, native) = match spec.xdp_mode {
@@ -170,6 +192,10 @@ pub fn prepare(spec: &AfXdpSpec) -> io::Result<Prepared> {
         XdpMode::Auto => attach(true).or_else(|_| attach(false)),
     }
     .map_err(|e| context(e, "XDP attach"))?;
+    let (prog, shortcut) = match short {
+        Some(p) if !native => (p, true),
+        _ => (plain, false),
+    };
     Ok(Prepared {
         ifindex,
         queues,
@@ -177,6 +203,7 @@ pub fn prepare(spec: &AfXdpSpec) -> io::Result<Prepared> {
         _prog: prog,
         _link: link,
         native,
+        shortcut,
         driver,
     })
 }
@@ -664,6 +691,14 @@ impl PortIo for AfXdpPort {
 
     fn whole_tx(&self) -> Option<Arc<dyn WholeTx>> {
         self.whole.clone().map(|tx| tx as Arc<dyn WholeTx>)
+    }
+
+    fn shortcut(&self) -> Option<ShortcutPort> {
+        Some(ShortcutPort {
+            ifindex: self.ifindex,
+            takes: self.pre.shortcut,
+            receives: self.pre.driver.as_deref() == Some("veth"),
+        })
     }
 
     fn drained(&mut self) -> bool {

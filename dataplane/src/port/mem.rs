@@ -10,7 +10,7 @@ use std::io;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{PortIo, PortMode, Region, Umem, VnetHdr, WholeTx, XdpDesc};
+use super::{PortIo, PortMode, Region, ShortcutPort, Umem, VnetHdr, WholeTx, XdpDesc};
 use crate::stats::XdpStats;
 use crate::sys::umem::KERNEL_HEADROOM;
 use crate::sys::xsk::{read_tx_checksum, TX_METADATA_LEN, XDP_PKT_CONTD, XDP_TX_METADATA};
@@ -35,6 +35,9 @@ pub struct MemSpec {
     /// With `whole`, also let other workers send whole frames out of the port
     /// ([`PortIo::whole_tx`]): they land in [`MemPort::direct`], not in `outbox`.
     pub direct: bool,
+    /// An interface index to report with a shortcut program ([`PortIo::shortcut`]), for tests
+    /// of the worker's side of [`crate::shortcut`]: no frame ever takes the entries.
+    pub shortcut_ifindex: Option<u32>,
 }
 
 /// Whole frames other workers sent out of a memory port ([`PortIo::whole_tx`]), each cut into
@@ -340,6 +343,14 @@ impl PortIo for MemPort {
 
     fn whole_tx(&self) -> Option<Arc<dyn WholeTx>> {
         self.direct.clone().map(|tx| tx as Arc<dyn WholeTx>)
+    }
+
+    fn shortcut(&self) -> Option<ShortcutPort> {
+        self.spec.shortcut_ifindex.map(|ifindex| ShortcutPort {
+            ifindex,
+            takes: true,
+            receives: true,
+        })
     }
 
     fn flush(&mut self) -> io::Result<()> {

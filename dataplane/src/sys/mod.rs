@@ -56,6 +56,13 @@ pub fn prefetch(p: *const u8) {
     let _ = p;
 }
 
+/// Does this process run as root (effective user 0)? For tests that need the kernel's
+/// privileges (BPF maps and programs): they run as root in CI and skip elsewhere.
+pub fn privileged() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// Size of a transparent huge page on x86_64 and arm64 with 4 KiB base pages.
 pub(crate) const HUGE_PAGE: usize = 2 << 20;
 

@@ -636,6 +636,7 @@ fn tcp_towards_the_other_workers_vm_leaves_merged_through_its_socket_without_cro
                 tx_checksum: true,
                 whole: true,
                 direct: true,
+                shortcut_ifindex: None,
             },
             shared: Arc::clone(&kept),
         },

@@ -7,6 +7,7 @@ use super::*;
 use crate::config::{NetworkConfig, PortConfig, SlotMap, SwitchConfig};
 use crate::port::mem::{MemPort, MemSpec};
 use crate::wire::{build_frame, EthernetFrame, Mac, ETHERTYPE_IPV4};
+use std::os::fd::OwnedFd;
 
 const VM1: Mac = Mac([0x02, 0, 0, 0, 0, 1]);
 const VM2: Mac = Mac([0x02, 0, 0, 0, 0, 2]);
@@ -49,6 +50,7 @@ pub(super) fn open_mem_port_spec(
                 tx_checksum,
                 whole,
                 direct,
+                shortcut_ifindex: None,
             },
             shared: Arc::new(PortShared::default()),
         },
@@ -96,6 +98,15 @@ impl Rig {
     /// As [`Rig::offloading`], the ports named in `whole` finishing checksums on request and
     /// taking TCP super-frames whole.
     fn ported(wc: WorkerConfig, offload: &[&str], whole: &[&str]) -> Rig {
+        Rig::opened(wc, |w, id, slot| {
+            let whole = whole.contains(&id);
+            let offload = whole || offload.contains(&id);
+            open_mem_port_spec(w, slot, offload, whole, false);
+        })
+    }
+
+    /// A worker of `wc` with [`cfg`]'s snapshot, each port opened by `open(worker, id, slot)`.
+    fn opened(wc: WorkerConfig, open: impl Fn(&mut Worker<MemPort>, &str, u16)) -> Rig {
         let mut r = Rig {
             w: Worker::new(wc).unwrap(),
             ports: SlotMap::default(),
@@ -105,10 +116,7 @@ impl Rig {
         let c = cfg();
         r.apply(&c);
         for p in &c.ports {
-            let slot = r.ports.get(&p.id).unwrap();
-            let whole = whole.contains(&p.id.as_str());
-            let offload = whole || offload.contains(&p.id.as_str());
-            open_mem_port_spec(&mut r.w, slot, offload, whole, false);
+            open(&mut r.w, &p.id, r.ports.get(&p.id).unwrap());
         }
         r
     }
@@ -411,6 +419,7 @@ fn failed_transmit_marks_the_port_and_keeps_forwarding_elsewhere() {
                 tx_checksum: false,
                 whole: false,
                 direct: false,
+                shortcut_ifindex: None,
             },
             shared: Arc::clone(&shared),
         },
@@ -1357,6 +1366,7 @@ fn a_port_whose_slot_is_still_held_starts_once_the_slot_is_released() {
         tx_checksum: false,
         whole: false,
         direct: false,
+        shortcut_ifindex: None,
     };
     let open = |w: &mut Worker<MemPort>, shared: &Arc<PortShared>| {
         w.handle(
@@ -1421,6 +1431,7 @@ fn a_failed_redundant_open_leaves_the_open_port_alone() {
         tx_checksum: false,
         whole: false,
         direct: false,
+        shortcut_ifindex: None,
     };
     let port = MemPort::open(&spec, slot, &r.w.region()).unwrap();
     open(&mut r.w, Ok(port));
@@ -1444,5 +1455,281 @@ fn a_failed_redundant_open_leaves_the_open_port_alone() {
     assert_eq!(other.state(), LinkState::OpenFailed);
     assert_eq!(shared.state(), LinkState::Closed);
     assert!(r.w.port_mut(slot).is_none());
+    r.check_accounting();
+}
+
+// The XDP shortcut's worker side ([`crate::shortcut`]): what a worker installs, withdraws and
+// refreshes. The maps are real (root); port a1 is the loopback interface, so that the kernel can
+// run the real program on frames "received" there (`BPF_PROG_TEST_RUN`), the others have
+// made-up interface indexes (no frame is ever sent to them).
+
+/// The loopback interface: the kernel runs test programs on it.
+const LO: u32 = 1;
+
+/// A rig whose ports report a shortcut program: a1 on the loopback interface, the others on
+/// interfaces 1000 + slot. Its program, on a map of no sockets.
+/// None where the maps cannot be made (not root).
+fn shortcut_rig(aging_secs: u32) -> Option<(Rig, Arc<Shortcut>, OwnedFd, OwnedFd)> {
+    let sc = Arc::new(crate::shortcut::for_tests()?);
+    let wc = WorkerConfig {
+        frames: 4096,
+        aging_secs,
+        shortcut: Some(Arc::clone(&sc)),
+        ..WorkerConfig::default()
+    };
+    let r = Rig::opened(wc, |w, id, slot| {
+        let ifindex = if id == "a1" {
+            LO
+        } else {
+            1000 + u32::from(slot)
+        };
+        w.handle(
+            Command::AddPort {
+                slot,
+                spec: MemSpec {
+                    capture: true,
+                    tx_size: 256,
+                    shortcut_ifindex: Some(ifindex),
+                    ..MemSpec::default()
+                },
+                shared: Arc::new(PortShared::default()),
+            },
+            Now::default(),
+        );
+    });
+    let xsks = crate::sys::bpf::create_xskmap(1).unwrap();
+    let prog = sc
+        .load_program(&xsks)
+        .expect("the verifier takes the program");
+    Some((r, sc, prog, xsks))
+}
+
+/// [`shortcut_rig`] with VM2 learned on a2 and the entry for VM1's frames from a1 to VM2
+/// installed (by the worker, forwarding one).
+fn installed_rig(aging_secs: u32) -> Option<(Rig, Arc<Shortcut>, OwnedFd, OwnedFd)> {
+    let (mut r, sc, prog, xsks) = shortcut_rig(aging_secs)?;
+    r.learn("a2", VM2);
+    r.inject("a1", udp(VM2, VM1));
+    r.round_now();
+    assert_eq!(r.out("a2"), vec![udp(VM2, VM1)], "forwarded as before");
+    assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), Some(0), "and installed");
+    Some((r, sc, prog, xsks))
+}
+
+/// A UDP datagram from `src` (198.18.0.1) to `dst` (198.18.0.2), as the program takes it.
+fn udp(dst: Mac, src: Mac) -> Vec<u8> {
+    let mut ip = vec![
+        0x45, 0, 0, 48, 0, 0, 0, 0, 64, 17, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2,
+    ];
+    ip.extend_from_slice(&[0x9c, 0x40, 0x13, 0x89, 0, 28, 0, 0]);
+    ip.resize(48, 0x5a);
+    build_frame(dst, src, None, ETHERTYPE_IPV4, &ip)
+}
+
+/// VM2's address: 198.18.0.2.
+const VM2_IP: [u8; 4] = [198, 18, 0, 2];
+
+fn a1_key(dst: Mac) -> crate::shortcut::Key {
+    crate::shortcut::Key {
+        ingress: LO,
+        dst,
+        src: VM1,
+    }
+}
+
+impl Rig {
+    /// Runs a round at the rig's clock: the shortcut's checks run at the start of rounds,
+    /// before the frames' lookups.
+    fn round_now(&mut self) {
+        self.w.round(Now::from_nanos(self.clock));
+    }
+
+    /// As [`Rig::learn`], from the broadcast `frame`.
+    fn learn_from(&mut self, id: &str, frame: Vec<u8>) {
+        self.inject(id, frame);
+        self.round_now();
+        for p in ["a1", "a2", "a3", "b1", "up"] {
+            self.out(p);
+        }
+    }
+}
+
+#[test]
+fn known_unicast_between_plain_ports_gets_a_shortcut_entry() {
+    let Some((mut r, sc, _prog, _xsks)) = installed_rig(300) else {
+        return;
+    };
+    // Unknown unicast floods, and gets no entry; nor does a broadcast.
+    r.inject("a1", udp(Mac([0x02, 0, 0, 0, 0, 3]), VM1));
+    r.inject("a1", udp(Mac::BROADCAST, VM1));
+    r.round_now();
+    assert_eq!(sc.hits(&a1_key(Mac([0x02, 0, 0, 0, 0, 3]))).unwrap(), None);
+    assert_eq!(sc.hits(&a1_key(Mac::BROADCAST)).unwrap(), None);
+    assert_eq!(r.w.stats().read().shortcut_installed, 0, "published later");
+    r.tick(200);
+    let s = r.w.stats().read();
+    assert_eq!((s.shortcut_entries, s.shortcut_installed), (1, 1));
+    r.check_accounting();
+}
+
+#[test]
+fn ports_with_rules_get_no_shortcut_entry() {
+    use crate::security::PortSecurity;
+    type Change = fn(&mut SwitchConfig);
+    let changes: [(&str, Change); 5] = [
+        ("port security on the sender", |c| {
+            c.ports[0].security = Some(PortSecurity {
+                mac: VM1,
+                fixed_ips: vec![[198, 18, 0, 1].into()],
+                ..Default::default()
+            });
+        }),
+        ("port security on the receiver", |c| {
+            c.ports[1].security = Some(PortSecurity {
+                mac: VM2,
+                fixed_ips: vec![VM2_IP.into()],
+                ..Default::default()
+            });
+        }),
+        ("a rate limit on the sender", |c| {
+            c.ports[0].policer = Some(crate::policer::PolicerConfig {
+                bps: 1 << 40,
+                ..Default::default()
+            });
+        }),
+        ("a receive limit on the receiver", |c| {
+            c.ports[1].policer_in = Some(crate::policer::PolicerConfig {
+                bps: 1 << 40,
+                ..Default::default()
+            });
+        }),
+        ("security groups in the network", |c| {
+            *c = filtered_cfg(&[]);
+            c.ports[1].filter = None;
+        }),
+    ];
+    for (what, change) in changes {
+        let Some((mut r, sc, _prog, _xsks)) = shortcut_rig(300) else {
+            return;
+        };
+        let mut c = cfg();
+        change(&mut c);
+        r.apply(&c);
+        // Learned from a datagram VM2 may send (its port may check it).
+        let mut from_vm2 = udp(Mac::BROADCAST, VM2);
+        from_vm2[26..30].copy_from_slice(&VM2_IP);
+        r.learn_from("a2", from_vm2);
+        r.inject("a1", udp(VM2, VM1));
+        r.round_now();
+        assert_eq!(r.out("a2").len(), 1, "{what}: forwarded");
+        assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), None, "{what}: no entry");
+    }
+}
+
+#[test]
+fn entries_go_when_the_mac_table_or_the_snapshot_changes() {
+    let Some((mut r, sc, _prog, _xsks)) = installed_rig(300) else {
+        return;
+    };
+    // VM2 moves to a3: the entry towards a2 goes before the next round's frames.
+    r.learn("a3", VM2);
+    r.round_now();
+    assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), None, "withdrawn on a move");
+    r.inject("a1", udp(VM2, VM1));
+    r.round_now();
+    assert_eq!(r.out("a3"), vec![udp(VM2, VM1)]);
+    assert_eq!(
+        sc.hits(&a1_key(VM2)).unwrap(),
+        Some(0),
+        "installed again, to a3"
+    );
+    // A snapshot that leaves both ports as they were keeps it; one that limits a1's rate
+    // withdraws it.
+    r.apply(&cfg());
+    r.round_now();
+    assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), Some(0), "kept");
+    let mut limited = cfg();
+    limited.ports[0].policer = Some(crate::policer::PolicerConfig {
+        bps: 1 << 40,
+        ..Default::default()
+    });
+    r.apply(&limited);
+    assert_eq!(
+        sc.hits(&a1_key(VM2)).unwrap(),
+        None,
+        "withdrawn: a1 is limited"
+    );
+    // Plain again, installed again; then the egress port closes: withdrawn at the next round.
+    r.apply(&cfg());
+    r.inject("a1", udp(VM2, VM1));
+    r.round_now();
+    assert_eq!(r.out("a3").len(), 1);
+    assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), Some(0));
+    let a3 = r.ports.get("a3").unwrap();
+    assert!(sc.ifindex(a3).is_some());
+    r.w.handle(Command::RemovePort { slot: a3 }, Now::default());
+    assert_eq!(sc.ifindex(a3), None);
+    r.round_now();
+    assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), None, "withdrawn: a3 closed");
+    r.tick(200);
+    let s = r.w.stats().read();
+    assert_eq!((s.shortcut_installed, s.shortcut_withdrawn), (3, 3));
+    r.check_accounting();
+}
+
+#[test]
+fn a_source_heard_only_through_the_shortcut_stays_learned_and_counted() {
+    let Some((mut r, sc, prog, _xsks)) = installed_rig(2) else {
+        return;
+    };
+    let (a1, a2) = (r.ports.get("a1").unwrap(), r.ports.get("a2").unwrap());
+    let f = udp(VM2, VM1);
+    let before = (r.w.counters(a1), r.w.counters(a2));
+    // Six seconds of VM1's frames, all through the shortcut (the kernel runs the program on
+    // them), with VM2 answering through the worker: VM1, heard by no worker, stays learned
+    // (ageing: 2 s), and no change of the table withdraws the entry.
+    let mut through = 0;
+    for _ in 0..30 {
+        assert_eq!(
+            crate::sys::bpf::test_run(&prog, &f, LO).unwrap(),
+            4,
+            "taken"
+        );
+        through += 1;
+        r.inject("a2", udp(VM1, VM2));
+        r.tick(200);
+        assert_eq!(r.out("a1").len(), 1, "VM2's answer, through the worker");
+    }
+    let secs = u32::try_from(r.clock / 1_000_000_000).unwrap();
+    let net = r.nets.get("a").unwrap();
+    assert!(
+        r.w.pipeline().fdb.lookup(net, VM1, secs).is_some(),
+        "VM1, heard only through the shortcut, is still learned at {secs} s"
+    );
+    assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), Some(through));
+    assert_eq!(r.w.stats().read().shortcut_withdrawn, 0);
+    let (c1, c2) = (r.w.counters(a1), r.w.counters(a2));
+    let len = f.len() as u64;
+    assert_eq!(c1.xdp_forwarded - before.0.xdp_forwarded, through);
+    assert_eq!(c1.rx_packets - before.0.rx_packets, through);
+    assert_eq!(c1.rx_bytes - before.0.rx_bytes, through * len);
+    assert_eq!(c2.tx_packets - before.1.tx_packets, through);
+    assert_eq!(c2.tx_bytes - before.1.tx_bytes, through * len);
+    r.check_accounting();
+}
+
+#[test]
+fn an_entry_goes_when_its_destination_ages_out() {
+    let Some((mut r, sc, _prog, _xsks)) = installed_rig(2) else {
+        return;
+    };
+    // VM2 falls silent: once its entry is swept (2 s), frames to it must flood again.
+    for _ in 0..15 {
+        r.tick(200);
+    }
+    assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), None, "withdrawn");
+    r.inject("a1", udp(VM2, VM1));
+    r.round_now();
+    assert_eq!(r.out("a3").len(), 1, "flooded");
     r.check_accounting();
 }

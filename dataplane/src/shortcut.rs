@@ -1,0 +1,249 @@
+//! Forwarding inside XDP: known unicast between plain VM ports, in the sender's call.
+//!
+//! # Design
+//! A frame the switch forwards goes from the kernel to a worker's socket, through the decision,
+//! and back to the kernel by the egress socket: two kernel paths, a second CPU and the worker's
+//! queue (docs/BENCHMARKS.md, "Forwarding inside XDP: the ceiling"). For a frame that no rule of
+//! the switch needs to see, the port's XDP program can send it out of its egress interface
+//! itself (`bpf_redirect`), as the Linux bridge forwards in the sender's call. The worker stays
+//! the one place that decides: it installs what it decided, and only where the program's
+//! result is the same.
+//!
+//! - **The map** ([`Shortcut`]): a BPF hash map from (ingress interface, destination MAC,
+//!   source MAC) to the egress interface, the largest frame it takes, and the two ports'
+//!   counter indexes (their slots). The program (`sys::bpf::load_shortcut_program`) looks every
+//!   frame up, unless the frame is one the switch must see: group destinations, ARP, VLAN tags,
+//!   IPv4 fragments, TCP SYNs (the MSS watch), DHCP and DHCPv6, ICMP "unreachable", ICMPv6,
+//!   IPv6 extension headers, frames larger than the entry's largest (super-frames). Those, and
+//!   every frame without an entry, go to the worker as before.
+//! - **Installing**: a worker installs (ingress, destination, source) when it forwarded a
+//!   frame so, unicast, between two ports of one network that are VM ports (untagged), without
+//!   port security, security groups or rate limits, the ingress attached in generic mode (a
+//!   native redirect into a veth needs an XDP program at its far end). The key holds the
+//!   source, so a frame from an address the table has elsewhere (a move) or does not know
+//!   (learning) never matches: it reaches the worker, which learns it.
+//! - **Withdrawing**: every entry a worker installed goes when anything may have made one
+//!   wrong: the MAC table's [`crate::fdb::MacTable::changes`] moved (a move, a removal, a
+//!   revival), or this map's [`Shortcut::epoch`] did (a snapshot adopted, a port opened or
+//!   closed). A worker reads both at the start of each round, before its lookups, so an entry
+//!   installed from a table that changed meanwhile lives at most until its next round.
+//! - **Ageing and counters**: frames taken by an entry never reach the worker. Once a second
+//!   the worker reads each of its entries' hits and refreshes the source's MAC entry where they
+//!   grew ([`crate::fdb::MacTable::touch`]), so an address that sends only through the shortcut
+//!   never ages out. The program counts frames and bytes per port in a memory-mapped array;
+//!   each port's owner adds what grew to the port's counters when it publishes them (within
+//!   100 ms).
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::sys::bpf::{self, MappedArray, SHORTCUT_KEY_LEN, SHORTCUT_VALUE_LEN};
+use crate::wire::Mac;
+
+/// Slots the counters array has: ports on higher slots are never installed.
+pub const MAX_SLOTS: usize = 4096;
+/// Entries the map holds at most (installs past it fail, and the frames keep going to the
+/// worker).
+pub const MAX_ENTRIES: u32 = 65536;
+
+/// The shortcut shared by a switch's workers: the map, the per-port counters, and each open
+/// port's interface.
+pub struct Shortcut {
+    map: OwnedFd,
+    counters: MappedArray,
+    /// By slot: the interface index of the port open there (0: none).
+    ifindex: Box<[AtomicU32]>,
+    epoch: AtomicU64,
+}
+
+impl core::fmt::Debug for Shortcut {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Shortcut")
+            .field("epoch", &self.epoch())
+            .finish()
+    }
+}
+
+/// An entry's key: (ingress interface, destination, source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// The ingress interface's index.
+    pub ingress: u32,
+    /// The destination address.
+    pub dst: Mac,
+    /// The source address.
+    pub src: Mac,
+}
+
+impl Key {
+    fn bytes(&self) -> [u8; SHORTCUT_KEY_LEN] {
+        let mut k = [0u8; SHORTCUT_KEY_LEN];
+        k[0..4].copy_from_slice(&self.ingress.to_ne_bytes());
+        k[4..10].copy_from_slice(&self.dst.0);
+        k[10..16].copy_from_slice(&self.src.0);
+        k
+    }
+}
+
+/// Where an entry sends its frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The egress interface's index.
+    pub egress: u32,
+    /// The largest frame it takes, whole (larger ones go to the worker).
+    pub max_frame: u32,
+    /// The ingress port's slot (its counters).
+    pub ingress_slot: u16,
+    /// The egress port's slot.
+    pub egress_slot: u16,
+}
+
+/// A port's frames and bytes through the shortcut: received, sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Frames received on the port that the shortcut forwarded.
+    pub rx_packets: u64,
+    /// Their bytes.
+    pub rx_bytes: u64,
+    /// Frames the shortcut sent to the port.
+    pub tx_packets: u64,
+    /// Their bytes.
+    pub tx_bytes: u64,
+}
+
+impl Counts {
+    /// What grew since `before`.
+    pub fn since(&self, before: &Counts) -> Counts {
+        Counts {
+            rx_packets: self.rx_packets.wrapping_sub(before.rx_packets),
+            rx_bytes: self.rx_bytes.wrapping_sub(before.rx_bytes),
+            tx_packets: self.tx_packets.wrapping_sub(before.tx_packets),
+            tx_bytes: self.tx_bytes.wrapping_sub(before.tx_bytes),
+        }
+    }
+}
+
+impl Shortcut {
+    /// Creates the map and the counters.
+    pub fn new() -> io::Result<Shortcut> {
+        let map = bpf::create_hash(
+            SHORTCUT_KEY_LEN as u32,
+            SHORTCUT_VALUE_LEN as u32,
+            MAX_ENTRIES,
+            b"qswitch_short",
+        )?;
+        let counters = MappedArray::create(
+            bpf::SHORTCUT_COUNTERS_LEN as u32,
+            MAX_SLOTS as u32,
+            b"qswitch_scount",
+        )?;
+        Ok(Shortcut {
+            map,
+            counters,
+            ifindex: (0..MAX_SLOTS).map(|_| AtomicU32::new(0)).collect(),
+            epoch: AtomicU64::new(0),
+        })
+    }
+
+    /// Loads a port's program: the shortcut, then its queues' sockets in `xsks`.
+    pub fn load_program(&self, xsks: &OwnedFd) -> io::Result<OwnedFd> {
+        bpf::load_shortcut_program(xsks, &self.map, &self.counters)
+    }
+
+    /// Counts a change that may make installed entries wrong: every worker withdraws its
+    /// entries at its next round.
+    pub fn bump(&self) {
+        self.epoch.fetch_add(1, Ordering::Release);
+    }
+
+    /// See [`Shortcut::bump`].
+    #[inline]
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Records that entries may send to interface `ifindex` for the port open on `slot`, and
+    /// bumps the epoch.
+    pub fn set_port(&self, slot: u16, ifindex: u32) {
+        if let Some(i) = self.ifindex.get(usize::from(slot)) {
+            i.store(ifindex, Ordering::Release);
+        }
+        self.bump();
+    }
+
+    /// Clears what [`Shortcut::set_port`] recorded for `slot`, if it is still `ifindex` (not a
+    /// port opened on the slot since), and bumps the epoch.
+    pub fn clear_port(&self, slot: u16, ifindex: u32) {
+        if let Some(i) = self.ifindex.get(usize::from(slot)) {
+            let _ = i.compare_exchange(ifindex, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+        self.bump();
+    }
+
+    /// The interface of the port open on `slot`, if one is.
+    #[inline]
+    pub fn ifindex(&self, slot: u16) -> Option<u32> {
+        let i = self.ifindex.get(usize::from(slot))?.load(Ordering::Acquire);
+        (i != 0).then_some(i)
+    }
+
+    /// Installs (or replaces) an entry.
+    pub fn install(&self, key: &Key, route: &Route) -> io::Result<()> {
+        let mut v = [0u8; SHORTCUT_VALUE_LEN];
+        v[0..4].copy_from_slice(&route.egress.to_ne_bytes());
+        v[4..8].copy_from_slice(&route.max_frame.to_ne_bytes());
+        v[8..12].copy_from_slice(&u32::from(route.ingress_slot).to_ne_bytes());
+        v[12..16].copy_from_slice(&u32::from(route.egress_slot).to_ne_bytes());
+        bpf::map_update(&self.map, &key.bytes(), &v)
+    }
+
+    /// Removes an entry: false if it was not there.
+    pub fn withdraw(&self, key: &Key) -> io::Result<bool> {
+        bpf::map_delete(&self.map, &key.bytes())
+    }
+
+    /// The frames an entry has forwarded, if it is installed.
+    pub fn hits(&self, key: &Key) -> io::Result<Option<u64>> {
+        let mut v = [0u8; SHORTCUT_VALUE_LEN];
+        if !bpf::map_lookup(&self.map, &key.bytes(), &mut v)? {
+            return Ok(None);
+        }
+        let mut h = [0u8; 8];
+        h.copy_from_slice(&v[16..24]);
+        Ok(Some(u64::from_ne_bytes(h)))
+    }
+
+    /// What the shortcut has forwarded from and to the port on `slot`, since the switch
+    /// started (whichever ports had the slot).
+    pub fn counts(&self, slot: u16) -> Counts {
+        let w = |i| {
+            self.counters
+                .word(usize::from(slot), i)
+                .map_or(0, |a| a.load(Ordering::Relaxed))
+        };
+        Counts {
+            rx_packets: w(0),
+            rx_bytes: w(1),
+            tx_packets: w(2),
+            tx_bytes: w(3),
+        }
+    }
+}
+
+/// The maps, for tests: None (with a line saying why) where this process may not create BPF
+/// maps because it does not run as root; as root (CI) a failure panics.
+#[cfg(test)]
+pub(crate) fn for_tests() -> Option<Shortcut> {
+    match Shortcut::new() {
+        Ok(sc) => Some(sc),
+        Err(e) if !crate::sys::privileged() => {
+            eprintln!("skipped: creating BPF maps needs root ({e})");
+            None
+        }
+        Err(e) => panic!("the shortcut's maps: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

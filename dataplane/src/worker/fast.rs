@@ -1,0 +1,310 @@
+//! A worker's side of the XDP shortcut ([`crate::shortcut`]): the entries it installed, their
+//! withdrawal when the MAC table or the ports change, the sources they keep alive, and the
+//! ports' counts of frames forwarded inside XDP.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{PortView, Role, Snapshot};
+use crate::fdb::{MacTable, PortRef};
+use crate::port::ShortcutPort;
+use crate::shortcut::{Counts, Key, Route, Shortcut, MAX_SLOTS};
+use crate::wire::Mac;
+
+/// Entries one worker installs at most; past them, frames keep going through the worker.
+pub(super) const MAX_INSTALLED: usize = 16384;
+
+/// What a worker installed, and what it read last.
+#[derive(Debug)]
+pub(super) struct Fast {
+    pub(super) sc: Arc<Shortcut>,
+    /// The MAC table's changes and the shortcut's epoch, when last read.
+    seen: (u64, u64),
+    /// The entries installed, in the order they were; `index` finds them.
+    entries: Vec<(Key, Installed)>,
+    index: HashMap<Key, usize>,
+    /// The next entry whose hits the sweep reads.
+    cursor: usize,
+    /// The second an install last failed (the map full): no other is tried within it.
+    refused_at: Option<u32>,
+    /// Installs that failed, entries installed and withdrawn, over the worker's life.
+    pub(super) refused: u64,
+    pub(super) installed: u64,
+    pub(super) withdrawn: u64,
+    /// By slot, for this worker's ports: the interface frames take entries from (0: none) and
+    /// the one registered in the shortcut's table for entries to send to (0: none).
+    own: Vec<(u32, u32)>,
+    /// By slot: the shortcut's counts of the port when last added to its counters.
+    base: Vec<Counts>,
+}
+
+/// An entry this worker installed: what it was installed from, and the hits read last.
+#[derive(Debug, Clone, Copy)]
+struct Installed {
+    net: u16,
+    /// The ingress port (the source's), and the egress port (the destination's).
+    port: PortRef,
+    egress: PortRef,
+    route: Route,
+    hits: u64,
+}
+
+/// May frames of this port of network `net` take, or be sent by, an entry? A VM's port
+/// (untagged), up, without port security (its rules read every frame).
+fn plain(p: &PortView, net: u16) -> bool {
+    p.role == Role::Access(net) && p.admin_up && p.security.is_none()
+}
+
+/// The route frames from port `ingress` to port `egress` of network `net` may take inside
+/// XDP, if both ports and the network let every such frame go without the switch's rules:
+/// no security groups in the network, no rate limit on either port (`policed`), the egress port
+/// open and able to take them (in the shortcut's table).
+fn route(
+    sc: &Shortcut,
+    snap: &Snapshot,
+    policed: &impl Fn(u16) -> bool,
+    (ingress, egress, net): (u16, u16, u16),
+) -> Option<(Route, PortRef, PortRef)> {
+    let (pi, pe, n) = (snap.port(ingress)?, snap.port(egress)?, snap.net(net)?);
+    if n.filtering || !plain(pi, net) || !plain(pe, net) || policed(ingress) || policed(egress) {
+        return None;
+    }
+    let route = Route {
+        egress: sc.ifindex(egress)?,
+        max_frame: pi.max_frame.min(pe.max_frame),
+        ingress_slot: ingress,
+        egress_slot: egress,
+    };
+    let at = |slot, gen| PortRef { slot, gen };
+    Some((route, at(ingress, pi.gen), at(egress, pe.gen)))
+}
+
+impl Fast {
+    pub(super) fn new(sc: Arc<Shortcut>) -> Fast {
+        Fast {
+            sc,
+            seen: (0, 0),
+            entries: Vec::new(),
+            index: HashMap::new(),
+            cursor: 0,
+            refused_at: None,
+            refused: 0,
+            installed: 0,
+            withdrawn: 0,
+            own: Vec::new(),
+            base: Vec::new(),
+        }
+    }
+
+    /// Entries installed.
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The interface frames of this worker's port `slot` take entries from, if any.
+    fn takes(&self, slot: u16) -> Option<u32> {
+        let i = self.own.get(usize::from(slot))?.0;
+        (i != 0).then_some(i)
+    }
+
+    /// Has the MAC table or the shortcut's table of ports changed since the last call? Then
+    /// the entries that may have gone wrong go ([`Fast::revalidate`]). Run at the start of each
+    /// round, before its lookups: an entry installed from a table or ports that changed
+    /// meanwhile lives until the next round at most. Two atomic loads when nothing changed.
+    #[inline]
+    pub(super) fn check(
+        &mut self,
+        fdb: &MacTable,
+        snap: &Snapshot,
+        policed: impl Fn(u16) -> bool,
+        secs: u32,
+    ) -> bool {
+        let now = (fdb.changes(), self.sc.epoch());
+        if now == self.seen {
+            return false;
+        }
+        self.seen = now;
+        self.revalidate(fdb, snap, policed, secs);
+        true
+    }
+
+    /// Did the MAC table or the shortcut's table of ports change since [`Fast::check`] last
+    /// read them (during this round)?
+    #[inline]
+    pub(super) fn moved(&self, fdb: &MacTable) -> bool {
+        (fdb.changes(), self.sc.epoch()) != self.seen
+    }
+
+    /// Withdraws every entry that is no longer what it would be installed as now: both ports
+    /// as the snapshot `snap` has them (and open), the source still learned on the ingress port
+    /// and the destination on the egress port. A worker calls it when it adopts a snapshot, and
+    /// when the MAC table or the ports change: user-space lookups, a system call only for each
+    /// entry withdrawn.
+    pub(super) fn revalidate(
+        &mut self,
+        fdb: &MacTable,
+        snap: &Snapshot,
+        policed: impl Fn(u16) -> bool,
+        secs: u32,
+    ) {
+        let mut i = 0;
+        while i < self.entries.len() {
+            let (key, inst) = self.entries[i];
+            let slots = (inst.port.slot, inst.egress.slot, inst.net);
+            let same = self.takes(inst.port.slot) == Some(key.ingress)
+                && route(&self.sc, snap, &policed, slots)
+                    .is_some_and(|r| r == (inst.route, inst.port, inst.egress))
+                && fdb.lookup(inst.net, key.src, secs) == Some(inst.port)
+                && fdb.lookup(inst.net, key.dst, secs) == Some(inst.egress);
+            if same {
+                i += 1;
+                continue;
+            }
+            let _ = self.sc.withdraw(&key);
+            self.withdrawn += 1;
+            self.forget(i);
+        }
+    }
+
+    /// Installs an entry for frames from `src` on port `ingress` to `dst`, which the worker
+    /// forwarded to `egress` in network `net`, if both ports and the network let every such
+    /// frame go without the switch's rules, and the source is learned on `ingress` (else its
+    /// frames must reach the worker to be learned, or moved). An entry of the same key towards
+    /// another port is replaced. `policed(slot)`: the port has a rate limit.
+    pub(super) fn offer(
+        &mut self,
+        snap: &Snapshot,
+        fdb: &MacTable,
+        policed: impl Fn(u16) -> bool,
+        (ingress, egress, net): (u16, u16, u16),
+        (dst, src): (Mac, Mac),
+        secs: u32,
+    ) {
+        let Some(ingress_if) = self.takes(ingress) else {
+            return;
+        };
+        let key = Key {
+            ingress: ingress_if,
+            dst,
+            src,
+        };
+        let at = self.index.get(&key).copied();
+        if at.is_some_and(|i| self.entries[i].1.egress.slot == egress)
+            || (at.is_none() && self.entries.len() >= MAX_INSTALLED)
+            || self.refused_at == Some(secs)
+        {
+            return;
+        }
+        let Some((route, me, to)) = route(&self.sc, snap, &policed, (ingress, egress, net)) else {
+            return;
+        };
+        if fdb.lookup(net, src, secs) != Some(me) {
+            return;
+        }
+        if let Err(e) = self.sc.install(&key, &route) {
+            if self.refused == 0 {
+                tracing::warn!("XDP shortcut: an entry was not installed: {e}");
+            }
+            self.refused += 1;
+            self.refused_at = Some(secs);
+            return;
+        }
+        self.installed += 1;
+        let inst = Installed {
+            net,
+            port: me,
+            egress: to,
+            route,
+            hits: 0,
+        };
+        match at {
+            Some(i) => self.entries[i] = (key, inst),
+            None => {
+                self.index.insert(key, self.entries.len());
+                self.entries.push((key, inst));
+            }
+        }
+    }
+
+    /// Reads the hits of up to `budget` entries, from where the last call stopped, and
+    /// refreshes the source of each whose hits grew: an address that sends only through the
+    /// shortcut stays learned. Entries the map no longer has are forgotten.
+    pub(super) fn sweep(&mut self, fdb: &MacTable, secs: u32, budget: usize) {
+        let mut left = budget.min(self.entries.len());
+        while left > 0 && !self.entries.is_empty() {
+            left -= 1;
+            if self.cursor >= self.entries.len() {
+                self.cursor = 0;
+            }
+            let (key, inst) = self.entries[self.cursor];
+            match self.sc.hits(&key) {
+                Ok(Some(h)) => {
+                    if h != inst.hits {
+                        self.entries[self.cursor].1.hits = h;
+                        fdb.touch(inst.net, key.src, inst.port, secs);
+                    }
+                    self.cursor += 1;
+                }
+                Ok(None) => self.forget(self.cursor),
+                Err(_) => self.cursor += 1,
+            }
+        }
+    }
+
+    /// Removes entry `i` from this worker's records (not from the map).
+    fn forget(&mut self, i: usize) {
+        let (key, _) = self.entries.swap_remove(i);
+        self.index.remove(&key);
+        if let Some((moved, _)) = self.entries.get(i) {
+            self.index.insert(*moved, i);
+        }
+    }
+
+    /// This worker's port `slot` opened: its frames may take entries (if its program has the
+    /// shortcut), entries may send to it (if it takes what they send), and from now on its
+    /// counts are its own.
+    pub(super) fn open(&mut self, slot: u16, port: ShortcutPort) {
+        let i = usize::from(slot);
+        if i >= MAX_SLOTS {
+            return;
+        }
+        if self.own.len() <= i {
+            self.own.resize(i + 1, (0, 0));
+            self.base.resize(i + 1, Counts::default());
+        }
+        self.base[i] = self.sc.counts(slot);
+        let takes = if port.takes { port.ifindex } else { 0 };
+        let receives = if port.receives { port.ifindex } else { 0 };
+        self.own[i] = (takes, receives);
+        if receives != 0 {
+            self.sc.set_port(slot, receives);
+        }
+    }
+
+    /// This worker's port `slot` closed, or stopped sending (its interface gone): no entry
+    /// takes its frames or sends to it any more. Once, and only what this worker registered
+    /// (a port opened on the slot since by another worker stays).
+    pub(super) fn close(&mut self, slot: u16) {
+        let Some(own) = self.own.get_mut(usize::from(slot)) else {
+            return;
+        };
+        let (takes, receives) = std::mem::take(own);
+        if receives != 0 {
+            self.sc.clear_port(slot, receives);
+        } else if takes != 0 {
+            // Only this worker's entries take its frames: they go at its next check.
+            self.sc.bump();
+        }
+    }
+
+    /// What the shortcut forwarded from and to the port on `slot` since the last call.
+    pub(super) fn take_counts(&mut self, slot: u16) -> Counts {
+        let Some(base) = self.base.get_mut(usize::from(slot)) else {
+            return Counts::default();
+        };
+        let now = self.sc.counts(slot);
+        let grown = now.since(base);
+        *base = now;
+        grown
+    }
+}
