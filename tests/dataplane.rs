@@ -898,16 +898,23 @@ fn known_unicast_crosses_inside_xdp_with_the_shortcut_and_default_offloads() {
         d.log()
     );
     // A tenant's traffic: UDP datagrams (their checksums left partial by the sender), intact,
-    // then TCP over IPv4 and IPv6 both ways (the guests' super-frames and SYNs go through the
-    // worker, the rest inside XDP).
+    // inside XDP, then TCP over IPv4 and IPv6 both ways, which stays with the worker.
+    let before = metric_sum(&addr, "qswitch_port_xdp_forwarded_total");
     let (echoed, altered) = vm1.ns.udp_echo(&vm2.ns, &vm2.ip, 200, 1200);
     assert_eq!(altered, 0, "UDP datagrams altered");
     assert!(echoed >= 196, "{echoed} of 200 UDP datagrams echoed");
-    let log = tcp_both_ways(&vm1, &vm2, &mut d);
-    let inside = port_total(&log, "xdp forwarded ");
-    let rx = port_total(&log, ": rx ");
+    std::thread::sleep(Duration::from_millis(300));
+    let udp = metric_sum(&addr, "qswitch_port_xdp_forwarded_total") - before;
     assert!(
-        inside >= 400 && inside < rx,
-        "{inside} of {rx} frames crossed inside XDP:\n{log}"
+        udp >= 390.0,
+        "{udp} of about 400 datagrams crossed inside XDP"
+    );
+    let before_tcp = before + udp;
+    let log = tcp_both_ways(&vm1, &vm2, &mut d);
+    let inside = port_total(&log, "xdp forwarded ") as f64;
+    let rx = port_total(&log, ": rx ") as f64;
+    assert!(
+        inside - before_tcp < 20.0 && rx - inside > 200.0,
+        "TCP crossed inside XDP: {inside} of {rx} frames, {before_tcp} before the TCP:\n{log}"
     );
 }

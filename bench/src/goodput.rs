@@ -358,7 +358,11 @@ fn measure(dut: Dut, o: &Options, bar: &mut Progress) -> Result<Vec<Run>, String
             bar.advance();
         }
     }
-    crate::topo::check_evidence(dut)?;
+    // Security groups must have seen the traffic. (TCP never takes `qswitch-shortcut`'s
+    // shortcut: its rows measure that TCP is no worse for it.)
+    if dut.filters() {
+        crate::topo::check_evidence(dut)?;
+    }
     Ok(runs)
 }
 

@@ -725,8 +725,8 @@ impl MacTable {
     /// How many changes that may make a copy of an entry wrong the table has had: moves,
     /// removals (swept or not), revivals of expired or stale entries, static entries replaced,
     /// networks flushed. Learning a new address does not count. A holder of copies (the XDP
-    /// shortcut's entries) reads it before it looks entries up, and drops its copies when it
-    /// moved since.
+    /// shortcut's entries) reads it before it looks entries up, and checks its copies against
+    /// the table when it moved since.
     #[inline]
     pub fn changes(&self) -> u64 {
         self.shared.changes.load(Ordering::Acquire)

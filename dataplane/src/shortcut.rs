@@ -13,20 +13,23 @@
 //!   source MAC) to the egress interface, the largest frame it takes, and the two ports'
 //!   counter indexes (their slots). The program (`sys::bpf::load_shortcut_program`) looks every
 //!   frame up, unless the frame is one the switch must see: group destinations, ARP, VLAN tags,
-//!   IPv4 fragments, TCP SYNs (the MSS watch), DHCP and DHCPv6, ICMP "unreachable", ICMPv6,
-//!   IPv6 extension headers, frames larger than the entry's largest (super-frames). Those, and
-//!   every frame without an entry, go to the worker as before.
+//!   IPv4 fragments, all TCP (its super-frames must go through the worker, and a flow split
+//!   between two paths is reordered), DHCP and DHCPv6, ICMP "unreachable", ICMPv6, IPv6
+//!   extension headers, frames larger than the entry's largest. Those, and every frame without
+//!   an entry, go to the worker as before.
 //! - **Installing**: a worker installs (ingress, destination, source) when it forwarded a
 //!   frame so, unicast, between two ports of one network that are VM ports (untagged), without
 //!   port security, security groups or rate limits, the ingress attached in generic mode (a
 //!   native redirect into a veth needs an XDP program at its far end). The key holds the
 //!   source, so a frame from an address the table has elsewhere (a move) or does not know
 //!   (learning) never matches: it reaches the worker, which learns it.
-//! - **Withdrawing**: every entry a worker installed goes when anything may have made one
-//!   wrong: the MAC table's [`crate::fdb::MacTable::changes`] moved (a move, a removal, a
-//!   revival), or this map's [`Shortcut::epoch`] did (a snapshot adopted, a port opened or
-//!   closed). A worker reads both at the start of each round, before its lookups, so an entry
-//!   installed from a table that changed meanwhile lives at most until its next round.
+//! - **Withdrawing**: when the MAC table's [`crate::fdb::MacTable::changes`] moved (a move, a
+//!   removal, a revival) or this map's [`Shortcut::epoch`] did (a port opened, closed or
+//!   stopped sending), and when it adopts a snapshot, a worker checks each entry it installed
+//!   against the table and the snapshot, and withdraws those that are no longer what it would
+//!   install. It reads both counts at the start of each round, before its lookups, so an entry
+//!   installed from a table that changed meanwhile lives at most until its next round; a worker
+//!   that sees or makes a change wakes the others.
 //! - **Ageing and counters**: frames taken by an entry never reach the worker. Once a second
 //!   the worker reads each of its entries' hits and refreshes the source's MAC entry where they
 //!   grew ([`crate::fdb::MacTable::touch`]), so an address that sends only through the shortcut
@@ -151,8 +154,8 @@ impl Shortcut {
         bpf::load_shortcut_program(xsks, &self.map, &self.counters)
     }
 
-    /// Counts a change that may make installed entries wrong: every worker withdraws its
-    /// entries at its next round.
+    /// Counts a change that may make installed entries wrong: every worker checks its entries
+    /// at its next round.
     pub fn bump(&self) {
         self.epoch.fetch_add(1, Ordering::Release);
     }

@@ -1203,8 +1203,7 @@ impl<P: PortIo> Worker<P> {
             // send runs the receiver's stack, for microseconds): their workers start at once.
             self.hand_over();
             self.flush_staged(false);
-            // Entries for what this batch forwarded, once its frames left: the pair's next
-            // frames, inside XDP, do not overtake them.
+            // Entries for what this batch forwarded, once its frames left.
             if !self.offers.is_empty() {
                 self.offer_fast(now);
             }
@@ -1225,6 +1224,15 @@ impl<P: PortIo> Worker<P> {
     /// only frames of pairs that have no entry yet, or cannot have one, come here.
     #[inline(never)]
     fn offer_fast(&mut self, now: Now) {
+        // The frames staged for this worker's egress ports leave first: the pairs' next frames,
+        // inside XDP, must not overtake them. (Frames handed to another worker may still be
+        // overtaken, until it sends them.)
+        for k in 0..self.offers.len() {
+            let egress = self.offers[k].1;
+            if self.owner(egress) == self.links.id {
+                self.flush_port(egress);
+            }
+        }
         let Some(f) = self.fast.as_mut() else {
             self.offers.clear();
             return;
@@ -1900,8 +1908,7 @@ impl<P: PortIo> Worker<P> {
             self.sweep_debt = owed - now_budget;
             // Every entry's hits read about once a second: their sources stay learned.
             if let Some(f) = self.fast.as_mut() {
-                let due = f.len().saturating_mul(ms).div_ceil(1000);
-                f.sweep(&self.pipe.fdb, now.secs, due);
+                f.sweep_for(&self.pipe.fdb, now.secs, ms);
             }
             self.last_sweep = now.nanos;
             // Chunks of closed ports whose sockets are released go back to the pool, and ports
@@ -2103,6 +2110,12 @@ impl<P: PortIo> Worker<P> {
         if self.sweep_debt > 0 {
             self.sweep(now, self.sweep_debt);
             self.sweep_debt = 0;
+            // What it removed may make other workers' shortcut entries wrong, and this one's.
+            if self.fast.as_ref().is_some_and(|f| f.moved(&self.pipe.fdb)) {
+                self.wake_all();
+                wake.awake();
+                return 0;
+            }
         }
         // Frames to release, or addresses to learn once a growth of the MAC table is done:
         // nothing wakes the worker for either.

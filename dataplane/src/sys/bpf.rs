@@ -414,20 +414,21 @@ pub const SHORTCUT_COUNTERS_LEN: usize = 32;
 /// The switch's program with a shortcut in front: a frame whose (ingress, destination, source)
 /// the map `shortcut` holds, and that no rule of the switch needs to see, leaves by the egress
 /// interface the entry names (`bpf_redirect`), counted in the entry and in `counters`; every
-/// other frame goes to its queue's socket as in [`redirect_program`]. Frames the switch must
-/// see: group destinations, any EtherType but IPv4, IPv6 and those outside the IP family
-/// (ARP, RARP and VLAN tags go to the switch), IPv4 fragments and options-malformed headers,
-/// TCP SYNs (the MSS watch), DHCP and DHCPv6 (UDP ports 67, 68, 546, 547), ICMP
-/// "destination unreachable" (path MTU), every ICMPv6 message (neighbour discovery, router
-/// advertisements, "packet too big"), IPv6 extension headers, frames shorter than the headers
-/// read, and frames longer than the entry's largest (a TCP super-frame, whole: the length is
-/// the whole buffer's, `bpf_xdp_get_buff_len`).
+/// other frame goes to its queue's socket as in [`redirect_program`]. Frames that go to the
+/// switch: group destinations, ARP, RARP, VLAN tags and 802.3 lengths, IPv4 fragments and
+/// malformed headers, all TCP (a flow split between two paths is reordered: its super-frames
+/// must go through the switch; and the MSS watch reads its SYNs), DHCP and DHCPv6 (UDP ports
+/// 67, 68, 546, 547), ICMP "destination unreachable" (path MTU), every ICMPv6 message
+/// (neighbour discovery, router advertisements, "packet too big"), IPv6 extension headers,
+/// frames shorter than the headers read, and frames longer than the entry's largest (the whole
+/// buffer's length, `bpf_xdp_get_buff_len`). Other EtherTypes are forwarded as the switch
+/// would, unread.
 fn shortcut_program(xsks: RawFd, shortcut: RawFd, counters: RawFd) -> Vec<u8> {
     const PSEUDO_FD: u8 = 1;
     // Registers kept across calls: r6 the context, r7 data, r8 data_end, r9 the frame's length.
     let mut a = Asm::default();
     let (slow, lookup, ipv4, ipv6, send) = (a.label(), a.label(), a.label(), a.label(), a.label());
-    let (tcp4, udp4, icmp4, udp6) = (a.label(), a.label(), a.label(), a.label());
+    let (udp4, icmp4) = (a.label(), a.label());
     a.op(0xbf, 6, 1, 0, 0); // r6 = r1
     a.op(0x85, 0, 0, 0, 188); // call bpf_xdp_get_buff_len
     a.op(0xbf, 9, 0, 0, 0); // r9 = r0
@@ -468,16 +469,11 @@ fn shortcut_program(xsks: RawFd, shortcut: RawFd, counters: RawFd) -> Vec<u8> {
     a.op(0xbf, 4, 7, 0, 0);
     a.op(0x0f, 4, 2, 0, 0); // r4 = data + header length: layer 4 is at r4 + 14
     a.op(0xbf, 5, 4, 0, 0);
-    a.op(0x07, 5, 0, 0, 28); // 14 bytes of layer 4: TCP's flags, UDP's ports, ICMP's type
+    a.op(0x07, 5, 0, 0, 18); // 4 bytes of layer 4: UDP's ports, ICMP's type
     a.jump(0x2d, 5, 8, 0, slow);
-    a.jump(0x15, 3, 0, 6, tcp4);
+    a.jump(0x15, 3, 0, 6, slow); // TCP
     a.jump(0x15, 3, 0, 17, udp4);
     a.jump(0x15, 3, 0, 1, icmp4);
-    a.jump(0x05, 0, 0, 0, lookup);
-    a.bind(tcp4);
-    a.op(0x71, 2, 4, 14 + 13, 0); // TCP flags
-    a.op(0x57, 2, 0, 0, 0x02); // SYN
-    a.jump(0x55, 2, 0, 0, slow);
     a.jump(0x05, 0, 0, 0, lookup);
     a.bind(udp4);
     udp_ports_slow(&mut a, 4, 14, [67, 68], slow);
@@ -489,16 +485,10 @@ fn shortcut_program(xsks: RawFd, shortcut: RawFd, counters: RawFd) -> Vec<u8> {
 
     a.bind(ipv6);
     a.op(0xbf, 2, 7, 0, 0);
-    a.op(0x07, 2, 0, 0, 14 + 40 + 14);
+    a.op(0x07, 2, 0, 0, 14 + 40 + 8); // the IPv6 and UDP headers
     a.jump(0x2d, 2, 8, 0, slow);
     a.op(0x71, 3, 7, 20, 0); // next header
-    a.jump(0x15, 3, 0, 17, udp6);
-    a.jump(0x55, 3, 0, 6, slow); // neither TCP nor UDP
-    a.op(0x71, 2, 7, 54 + 13, 0); // TCP flags
-    a.op(0x57, 2, 0, 0, 0x02);
-    a.jump(0x55, 2, 0, 0, slow);
-    a.jump(0x05, 0, 0, 0, lookup);
-    a.bind(udp6);
+    a.jump(0x55, 3, 0, 17, slow); // not UDP
     udp_ports_slow(&mut a, 7, 54, [546, 547], slow);
     a.jump(0x05, 0, 0, 0, lookup);
 

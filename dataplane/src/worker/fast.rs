@@ -23,11 +23,14 @@ pub(super) struct Fast {
     /// The entries installed, in the order they were; `index` finds them.
     entries: Vec<(Key, Installed)>,
     index: HashMap<Key, usize>,
-    /// The next entry whose hits the sweep reads.
+    /// The next entry whose hits the sweep reads, and thousandths of an entry owed to the next
+    /// sweep ([`Fast::sweep_for`]).
     cursor: usize,
+    owed: usize,
     /// The second an install last failed (the map full): no other is tried within it.
     refused_at: Option<u32>,
-    /// Installs that failed, entries installed and withdrawn, over the worker's life.
+    /// Installs that failed, entries installed and withdrawn (replaced ones too), over the
+    /// worker's life: installed less withdrawn is the entries held.
     pub(super) refused: u64,
     pub(super) installed: u64,
     pub(super) withdrawn: u64,
@@ -87,6 +90,7 @@ impl Fast {
             entries: Vec::new(),
             index: HashMap::new(),
             cursor: 0,
+            owed: 0,
             refused_at: None,
             refused: 0,
             installed: 0,
@@ -218,11 +222,29 @@ impl Fast {
             hits: 0,
         };
         match at {
-            Some(i) => self.entries[i] = (key, inst),
+            Some(i) => {
+                // The entry towards the old port is gone: replaced.
+                self.withdrawn += 1;
+                self.entries[i] = (key, inst);
+            }
             None => {
                 self.index.insert(key, self.entries.len());
                 self.entries.push((key, inst));
             }
+        }
+    }
+
+    /// Reads the hits of the entries due after `ms` more milliseconds, so that each is read about
+    /// once a second (a fraction of an entry carries over to the next call), from where the last
+    /// call stopped; see [`Fast::sweep`].
+    pub(super) fn sweep_for(&mut self, fdb: &MacTable, secs: u32, ms: usize) {
+        self.owed = self
+            .owed
+            .saturating_add(self.entries.len().saturating_mul(ms));
+        let due = self.owed / 1000;
+        self.owed %= 1000;
+        if due > 0 {
+            self.sweep(fdb, secs, due);
         }
     }
 
@@ -245,7 +267,11 @@ impl Fast {
                     }
                     self.cursor += 1;
                 }
-                Ok(None) => self.forget(self.cursor),
+                Ok(None) => {
+                    // Not in the map any more (it cannot be, but then it is gone).
+                    self.withdrawn += 1;
+                    self.forget(self.cursor);
+                }
                 Err(_) => self.cursor += 1,
             }
         }
