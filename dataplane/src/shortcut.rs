@@ -234,6 +234,25 @@ impl Shortcut {
     }
 }
 
+/// Could the program ever forward `frame` (as far as a look at three fields tells)? False for
+/// group destinations, ARP, RARP, VLAN tags, 802.3 lengths, TCP and IPv6 other than UDP, which
+/// it always leaves to the worker: the worker offers no entry for them.
+#[inline]
+pub fn may_carry(frame: &[u8]) -> bool {
+    let (Some(&first), Some(&[hi, lo])) = (frame.first(), frame.get(12..14)) else {
+        return false;
+    };
+    if first & 1 != 0 {
+        return false;
+    }
+    match u16::from_be_bytes([hi, lo]) {
+        0x0800 => frame.get(23) != Some(&6),
+        0x86dd => frame.get(20) == Some(&17),
+        0x0806 | 0x8035 | 0x8100 | 0x88a8 | 0x9100 | 0x9200 => false,
+        t => t >= 0x0600,
+    }
+}
+
 /// The maps, for tests: None (with a line saying why) where this process may not create BPF
 /// maps because it does not run as root; as root (CI) a failure panics.
 #[cfg(test)]

@@ -1170,7 +1170,10 @@ impl<P: PortIo> Worker<P> {
                 let verdict = match self.umem.frame(d.addr, d.len) {
                     Some(bytes) => {
                         let v = self.pipe.process(&self.snap, slot, bytes, now);
-                        if offer_fast && matches!(v, Verdict::Unicast { .. }) {
+                        if offer_fast
+                            && matches!(v, Verdict::Unicast { .. })
+                            && crate::shortcut::may_carry(bytes)
+                        {
                             macs = EthernetFrame::new_checked(bytes)
                                 .ok()
                                 .map(|e| (e.dst(), e.src()));
@@ -1221,7 +1224,8 @@ impl<P: PortIo> Worker<P> {
 
     /// Installs XDP shortcut entries for the unicast frames the worker just forwarded
     /// (`offers`), where their pairs' frames may go so ([`fast::Fast::offer`]). Out of line:
-    /// only frames of pairs that have no entry yet, or cannot have one, come here.
+    /// only frames the program may carry come here (`shortcut::may_carry`): the first of a
+    /// pair, and those of pairs that cannot have an entry (a port with rules).
     #[inline(never)]
     fn offer_fast(&mut self, now: Now) {
         // The frames staged for this worker's egress ports leave first: the pairs' next frames,
@@ -1870,12 +1874,13 @@ impl<P: PortIo> Worker<P> {
         // Before this round's lookups: entries installed from a table or ports that changed
         // since go. The other workers are woken to check theirs (one that sleeps would not
         // look before its sleep ends).
+        // After the clock's work, whose sweep may remove addresses entries go to.
+        self.housekeep(now);
         let mut changed = false;
         if let Some(f) = self.fast.as_mut() {
             let pipe = &self.pipe;
             changed = f.check(&pipe.fdb, &self.snap, |slot| pipe.polices(slot), now.secs);
         }
-        self.housekeep(now);
         let work = self.poll(now);
         if let Some(f) = &self.fast {
             if changed || f.moved(&self.pipe.fdb) {
