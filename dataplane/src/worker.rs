@@ -1871,11 +1871,11 @@ impl<P: PortIo> Worker<P> {
         // Another worker may have grown the shared MAC table (one atomic load if not); what a
         // growth deferred is learned once it is done.
         self.pipe.refresh(now);
-        // Before this round's lookups: entries installed from a table or ports that changed
-        // since go. The other workers are woken to check theirs (one that sleeps would not
-        // look before its sleep ends).
-        // After the clock's work, whose sweep may remove addresses entries go to.
         self.housekeep(now);
+        // After the clock's work (its sweep may remove addresses entries go to) and before
+        // this round's lookups: the XDP shortcut's entries installed from a table or ports that
+        // changed since go. The other workers are woken to check theirs (one that sleeps would
+        // not look before its sleep ends).
         let mut changed = false;
         if let Some(f) = self.fast.as_mut() {
             let pipe = &self.pipe;
