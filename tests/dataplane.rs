@@ -843,11 +843,7 @@ fn tap_guests_tso_frames(tag: &str, segment: bool) {
 /// The sum over the series of metric `name` in a scrape of the daemon at `addr`.
 fn metric_sum(addr: &str, name: &str) -> f64 {
     let r = common::http::request(addr, "GET", "/metrics", None);
-    r.body
-        .lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    bench::topo::metric_sum(&r.body, name, &[])
 }
 
 #[test]

@@ -664,8 +664,9 @@ pub fn check_evidence(dut: Dut) -> Result<(), String> {
     .map_err(|e| format!("{}: {e}", dut.name()))
 }
 
-/// The sum of metric `name`'s series that carry every label of `labels`, in a scrape's `body`.
-fn metric_sum(body: &str, name: &str, labels: &[&str]) -> f64 {
+/// The sum of metric `name`'s series (the name whole, or with a suffix such as `_total`) that
+/// carry every label of `labels`, in a Prometheus text scrape's `body`.
+pub fn metric_sum(body: &str, name: &str, labels: &[&str]) -> f64 {
     body.lines()
         .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

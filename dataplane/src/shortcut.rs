@@ -17,17 +17,19 @@
 //!   between two paths is reordered), DHCP and DHCPv6, ICMP "unreachable", ICMPv6, IPv6
 //!   extension headers, frames larger than the entry's largest. Those, and every frame without
 //!   an entry, go to the worker as before.
-//! - **Installing**: a worker installs (ingress, destination, source) when it forwarded a
-//!   frame so, unicast, between two ports of one network that are VM ports (untagged), without
+//! - **Installing**: once a batch's frames have left, a worker installs (ingress, destination,
+//!   source) for each frame of it that the program may carry ([`may_carry`]) and that it
+//!   forwarded unicast between two ports of one network that are VM ports (untagged), without
 //!   port security, security groups or rate limits, the ingress attached in generic mode (a
-//!   native redirect into a veth needs an XDP program at its far end). The key holds the
+//!   native redirect into a veth needs an XDP program at its far end), the egress a veth (a
+//!   redirect from XDP skips the kernel's checks of what a device takes). The key holds the
 //!   source, so a frame from an address the table has elsewhere (a move) or does not know
 //!   (learning) never matches: it reaches the worker, which learns it.
 //! - **Withdrawing**: when the MAC table's [`crate::fdb::MacTable::changes`] moved (a move, a
 //!   removal, a revival) or this map's [`Shortcut::epoch`] did (a port opened, closed or
 //!   stopped sending), and when it adopts a snapshot, a worker checks each entry it installed
 //!   against the table and the snapshot, and withdraws those that are no longer what it would
-//!   install. It reads both counts at the start of each round, before its lookups, so an entry
+//!   install. It reads both counts in each round, after its sweep and before its lookups, so an entry
 //!   installed from a table that changed meanwhile lives at most until its next round; a worker
 //!   that sees or makes a change wakes the others.
 //! - **Ageing and counters**: frames taken by an entry never reach the worker. Once a second

@@ -112,8 +112,8 @@ impl Fast {
     }
 
     /// Has the MAC table or the shortcut's table of ports changed since the last call? Then
-    /// the entries that may have gone wrong go ([`Fast::revalidate`]). Run at the start of each
-    /// round, before its lookups: an entry installed from a table or ports that changed
+    /// the entries that may have gone wrong go ([`Fast::revalidate`]). Run in each round after
+    /// the clock's work (its sweep) and before the lookups: an entry installed from a table or ports that changed
     /// meanwhile lives until the next round at most. Two atomic loads when nothing changed.
     #[inline]
     pub(super) fn check(
