@@ -11,6 +11,10 @@
 //!   frame is unicast (checked after the measurement). Their frames are of EtherType IPv4 with
 //!   zeros for payload; `worker/1k-udp` sends the packet harness's own IPv4/UDP frames (64 B,
 //!   256 flows), whose headers the worker also reads (its checksum and MSS checks).
+//! - `decide/pair`, `worker/pair-udp`: as `decide/1k` and `worker/1k-udp`, but every frame is
+//!   from one address to one other, as a VM's stream (and the packet harness) sends: the cases
+//!   above change both addresses every frame, the worst case for the pipeline's memory of the
+//!   MAC table's last answers.
 //! - `csum/{partial,complete}-{64,1518}`: `csum::complete_partial` on an IPv4/TCP frame whose
 //!   checksum is partial (completed: one pass over the segment) or already complete (the headers
 //!   are read and the frame left alone), for 64- and 1518-byte frames.
@@ -108,7 +112,11 @@ fn sized<T>(cases: Vec<(&'static str, u32, T)>) -> Vec<(&'static str, u32, T)> {
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("decide");
-    for (name, n, ()) in sized(vec![("1k", 1_000u32, ()), ("1m", 1_000_000, ())]) {
+    for (name, n, ()) in sized(vec![
+        ("1k", 1_000u32, ()),
+        ("1m", 1_000_000, ()),
+        ("pair", 2, ()),
+    ]) {
         let (mut pipe, snap, a, _) = setup(n);
         let fs = frames(n, 1 << 16, false);
         let mut k = 0usize;
@@ -136,6 +144,7 @@ fn bench(c: &mut Criterion) {
         ("1k", 1_000u32, false),
         ("1m", 1_000_000, false),
         ("1k-udp", 1_000, true),
+        ("pair-udp", 2, true),
     ]) {
         let cfg = config(n);
         let (mut ns, mut ps) = (SlotMap::default(), SlotMap::default());

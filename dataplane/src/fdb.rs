@@ -70,7 +70,7 @@ pub const DEFAULT_MAC_LIMIT: u32 = 8192;
 pub const DEFAULT_AGING_SECS: u32 = 300;
 
 /// A port as the table stores it: its slot in the worker's port array and the slot's generation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PortRef {
     /// Index of the port in the forwarding snapshot.
     pub slot: u16,
@@ -388,11 +388,13 @@ impl MacTable {
         }
     }
 
-    /// Picks up the table another view grew (one atomic load when nothing changed).
+    /// Picks up the table another view grew (one atomic load when nothing changed); true if it
+    /// did.
     #[inline]
-    pub fn refresh(&mut self) {
+    pub fn refresh(&mut self) -> bool {
         let v = self.shared.version.load(Ordering::Acquire);
-        if v != self.version {
+        let grown = v != self.version;
+        if grown {
             let t = self
                 .shared
                 .published
@@ -401,6 +403,7 @@ impl MacTable {
             self.tables = Arc::clone(&t);
             self.version = v;
         }
+        grown
     }
 
     fn writer(&self) -> MutexGuard<'_, Writer> {
@@ -424,6 +427,8 @@ impl MacTable {
         t.begin();
         t.aging.store(secs.max(1), RELAXED);
         t.end();
+        // A shorter time may expire entries copied elsewhere.
+        self.changed();
     }
 
     /// Number of live entries of a network.
@@ -603,7 +608,20 @@ impl MacTable {
     /// Where is `mac` in network `net`? Expired and stale entries read as absent.
     #[inline]
     pub fn lookup(&self, net: u16, mac: Mac, now: u32) -> Option<PortRef> {
-        let key = key_of(net, mac);
+        self.lookup_key(key_of(net, mac), now)
+    }
+
+    /// The table's key of `mac` in network `net`: one word, never 0, the same for the same
+    /// pair. For callers that keep it (the pipeline's memory of the table's last answers) and
+    /// hand it to [`MacTable::lookup_key`] and [`MacTable::learn_key`].
+    #[inline]
+    pub fn key(net: u16, mac: Mac) -> u64 {
+        key_of(net, mac)
+    }
+
+    /// [`MacTable::lookup`] by [`MacTable::key`].
+    #[inline]
+    pub fn lookup_key(&self, key: u64, now: u32) -> Option<PortRef> {
         self.tables.read(|t| {
             let e = t.load(t.find(key)?);
             t.is_live(&e, now).then_some(PortRef {
@@ -639,7 +657,12 @@ impl MacTable {
     /// Learns (or refreshes) that `mac` is reached through `port` in network `net`.
     #[inline]
     pub fn learn(&self, net: u16, mac: Mac, port: PortRef, now: u32) -> Learn {
-        let key = key_of(net, mac);
+        self.learn_key(key_of(net, mac), net, port, now)
+    }
+
+    /// [`MacTable::learn`] by [`MacTable::key`] of `net` and the address.
+    #[inline]
+    pub fn learn_key(&self, key: u64, net: u16, port: PortRef, now: u32) -> Learn {
         // The common cases, without the lock: a live entry of this very port, a static entry of
         // another, or a network at its limit that does not know the address.
         let fast = self.tables.read(|t| match t.find(key) {
@@ -724,7 +747,7 @@ impl MacTable {
 
     /// How many changes that may make a copy of an entry wrong the table has had: moves,
     /// removals (swept or not), revivals of expired or stale entries, static entries replaced,
-    /// networks flushed. Learning a new address does not count. A holder of copies (the XDP
+    /// networks flushed, a new aging time. Learning a new address does not count. A holder of copies (the XDP
     /// shortcut's entries) reads it before it looks entries up, and checks its copies against
     /// the table when it moved since.
     #[inline]

@@ -105,6 +105,32 @@ pub struct Pipeline {
     /// learned once it is done ([`Pipeline::refresh`]), so that a single frame (a migrated VM's
     /// announcement) met during a growth is not lost. At most [`DEFERRED_MAX`].
     deferred: Vec<Deferred>,
+    /// The MAC table's last answers for a source and a destination, reused while they hold.
+    memo: Memo,
+}
+
+/// The MAC table's last answers to this pipeline: the source it refreshed or learned on the
+/// ingress port, and the port a destination was found on. A VM's frames come from one address
+/// and, in a stream, go to one; VPP's learning and forwarding nodes likewise keep the last key
+/// and result of a frame vector. An answer is reused only while it is still the table's:
+/// * in the same second (a live entry cannot expire within it, and a refresh is already
+///   stored: `seen` is that second);
+/// * with the table's change count ([`MacTable::changes`]) unchanged: a move, removal, revival,
+///   replaced static entry, flushed network or new aging time, by any worker, ends it;
+/// * until the pipeline adopts a snapshot or picks up a grown table.
+///
+/// New addresses are no change, so only a destination found is remembered, never its absence.
+#[derive(Debug, Clone, Copy, Default)]
+struct Memo {
+    /// The change count and second the answers are of.
+    changes: u64,
+    secs: u32,
+    /// The source last refreshed or learned ([`MacTable::key`]; 0: none), and its port.
+    src: u64,
+    src_port: PortRef,
+    /// The destination last found ([`MacTable::key`]; 0: none), and its port.
+    dst: u64,
+    dst_port: PortRef,
 }
 
 /// The addresses a pipeline remembers to learn after a growth; past them, later frames learn.
@@ -148,6 +174,7 @@ impl Pipeline {
             l3: None,
             probe: None,
             deferred: Vec::new(),
+            memo: Memo::default(),
         }
     }
 
@@ -161,6 +188,7 @@ impl Pipeline {
         // copies the entries of a network the snapshot re-creates; its new generation then makes
         // them stale (read as absent, not counted, swept), as a flush without a growth does.
         self.fdb.reserve_for(snap.mac_entries(), snap.nets.len());
+        self.memo = Memo::default();
         // Addresses still to learn after a growth, of a port or network that went (or came
         // again): forgotten.
         self.deferred.retain(|d| {
@@ -331,11 +359,27 @@ impl Pipeline {
             slot: ingress,
             gen: port.gen,
         };
-        match self.fdb.learn(net, src, me, now.secs) {
-            Learn::Refreshed | Learn::Learned | Learn::StaticConflict => {}
-            Learn::Moved => self.count(ingress, |c| c.mac_moves += 1),
-            Learn::LimitReached => self.count(ingress, |c| c.learn_limit += 1),
-            Learn::Deferred => self.defer(snap, net, src, me, now),
+        // Read before the table is: a change after this ends what is remembered now.
+        let changes = self.fdb.changes();
+        if self.memo.changes != changes || self.memo.secs != now.secs {
+            self.memo = Memo {
+                changes,
+                secs: now.secs,
+                ..Memo::default()
+            };
+        }
+        let src_key = MacTable::key(net, src);
+        if self.memo.src != src_key || self.memo.src_port != me {
+            match self.fdb.learn_key(src_key, net, me, now.secs) {
+                Learn::Refreshed | Learn::Learned => {
+                    self.memo.src = src_key;
+                    self.memo.src_port = me;
+                }
+                Learn::StaticConflict => {}
+                Learn::Moved => self.count(ingress, |c| c.mac_moves += 1),
+                Learn::LimitReached => self.count(ingress, |c| c.learn_limit += 1),
+                Learn::Deferred => self.defer(snap, net, src, me, now),
+            }
         }
 
         // The port's own client only: other MACs behind the port (nested guests, pairs) are
@@ -367,7 +411,18 @@ impl Pipeline {
         }
         let dst = eth.dst();
         if !dst.is_multicast() {
-            if let Some(to) = self.fdb.lookup(net, dst, now.secs) {
+            let dst_key = MacTable::key(net, dst);
+            let found = if self.memo.dst == dst_key {
+                Some(self.memo.dst_port)
+            } else {
+                let to = self.fdb.lookup_key(dst_key, now.secs);
+                if let Some(to) = to {
+                    self.memo.dst = dst_key;
+                    self.memo.dst_port = to;
+                }
+                to
+            };
+            if let Some(to) = found {
                 if to.slot == ingress {
                     return self.drop(ingress, DropReason::SamePort);
                 }
@@ -420,7 +475,10 @@ impl Pipeline {
     /// done: each where it was last seen, unless a frame learned it elsewhere since.
     #[inline]
     pub fn refresh(&mut self, now: Now) {
-        self.fdb.refresh();
+        if self.fdb.refresh() {
+            // Refreshes stored in the old table since its copy are lost: not to be skipped.
+            self.memo = Memo::default();
+        }
         if !self.deferred.is_empty() && !self.fdb.is_growing() {
             self.catch_up(now);
         }

@@ -251,6 +251,54 @@ fn mac_move_is_counted_and_followed() {
     );
 }
 
+/// The pipeline reuses the table's last answers for a source and a destination; a change any
+/// other view (another worker) makes ends them at once, not at the next second.
+#[test]
+fn the_tables_last_answers_are_reused_only_while_no_worker_changed_the_table() {
+    let mut f = Fixture::new();
+    let (a, a1, a2, a3) = (f.n("a"), f.p("a1"), f.p("a2"), f.p("a3"));
+    let port = |f: &Fixture, slot: u16| PortRef {
+        slot,
+        gen: f.snap.port(slot).unwrap().gen,
+    };
+    let other = f.pipe.fdb.clone();
+    f.send("a2", &frame(Mac::BROADCAST, VM2));
+    for _ in 0..2 {
+        assert_eq!(
+            f.send("a1", &frame(VM2, VM1)),
+            Verdict::Unicast { port: a2, net: a }
+        );
+    }
+    // The destination moves on another worker: followed by the very next frame.
+    assert_eq!(other.learn(a, VM2, port(&f, a3), 0), Learn::Moved);
+    assert_eq!(
+        f.send("a1", &frame(VM2, VM1)),
+        Verdict::Unicast { port: a3, net: a }
+    );
+    // Removed there: flooded.
+    assert!(other.remove(a, VM2, 0));
+    assert_eq!(f.send("a1", &frame(VM2, VM1)), Verdict::Flood { net: a });
+    // The source moves away on another worker: the next frame from it moves it back.
+    assert_eq!(other.learn(a, VM1, port(&f, a3), 0), Learn::Moved);
+    f.send("a1", &frame(VM2, VM1));
+    assert_eq!(other.lookup(a, VM1, 0), Some(port(&f, a1)));
+    assert_eq!(f.pipe.counters[usize::from(a1)].mac_moves, 1);
+    // A shorter aging time, set elsewhere, counts as a change too.
+    f.send("a2", &frame(VM1, VM2));
+    assert_eq!(
+        f.send("a1", &frame(VM2, VM1)),
+        Verdict::Unicast { port: a2, net: a }
+    );
+    let at = |s: u64| Now::from_nanos(s * 1_000_000_000);
+    f.pipe.process(&f.snap, a1, &frame(VM2, VM1), at(5));
+    other.set_aging_secs(2);
+    assert_eq!(
+        f.pipe.process(&f.snap, a1, &frame(VM2, VM1), at(5)),
+        Verdict::Flood { net: a },
+        "VM2, last seen at 0, expired with an aging time of 2 s"
+    );
+}
+
 #[test]
 fn a_source_met_while_the_table_grows_is_forwarded_and_learned_once_it_is_grown() {
     let mut f = Fixture::new();
