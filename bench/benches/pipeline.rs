@@ -12,9 +12,10 @@
 //!   zeros for payload; `worker/1k-udp` sends the packet harness's own IPv4/UDP frames (64 B,
 //!   256 flows), whose headers the worker also reads (its checksum and MSS checks).
 //! - `decide/pair`, `worker/pair-udp`: as `decide/1k` and `worker/1k-udp`, but every frame is
-//!   from one address to one other, as a VM's stream (and the packet harness) sends: the cases
-//!   above change both addresses every frame, the worst case for the pipeline's memory of the
-//!   MAC table's last answers.
+//!   from one address to one other, as a VM's stream: the cases above change both addresses
+//!   every frame, the worst case for the pipeline's memory of the MAC table's recent answers.
+//! - `worker/16-to-1`: as the packet harness sends, 16 sources in turn to one destination, of
+//!   the harness's own EtherType (not IP).
 //! - `csum/{partial,complete}-{64,1518}`: `csum::complete_partial` on an IPv4/TCP frame whose
 //!   checksum is partial (completed: one pass over the segment) or already complete (the headers
 //!   are read and the frame left alone), for 64- and 1518-byte frames.
@@ -63,21 +64,33 @@ fn config(macs: u32) -> SwitchConfig {
     }
 }
 
-/// Frames from port a to port b: sources are the `n/2` MACs behind a, destinations the `n/2`
-/// behind b, visited in a scrambled order so lookups miss the cache as a real table would.
-/// `udp`: IPv4/UDP frames of 64 bytes as the packet harness sends them (256 flows); else
-/// frames of EtherType IPv4 whose payload is zeros (no IP header to read).
-fn frames(n: u32, count: usize, udp: bool) -> Vec<Vec<u8>> {
+/// Frames from port a to port b, of one of three kinds.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Sources are the `n/2` MACs behind a, destinations the `n/2` behind b, visited in a
+    /// scrambled order so lookups miss the cache as a real table would; EtherType IPv4, the
+    /// payload zeros (no IP header to read).
+    Zeros,
+    /// As `Zeros`, but IPv4/UDP frames of 64 bytes (256 flows).
+    Udp,
+    /// As the packet harness sends: the `n/2` sources in turn, all to the first MAC behind b,
+    /// EtherType 0x88b5 (the harness's own), the payload zeros.
+    ToOne,
+}
+
+fn frames(n: u32, count: usize, kind: Kind) -> Vec<Vec<u8>> {
     let half = (n / 2).max(1);
     (0..count as u32)
         .map(|i| {
             let j = i.wrapping_mul(2_654_435_761) % half;
             let (dst, src) = (mac(2, j), mac(1, i % half));
-            if udp {
-                let ip = |h| std::net::Ipv4Addr::new(198, 18, 0, h);
-                udp_flow_frame((dst, ip(2)), (src, ip(1)), 49152 + (i % 256) as u16, 64)
-            } else {
-                build_frame(dst, src, None, 0x0800, &[0; 50])
+            match kind {
+                Kind::Zeros => build_frame(dst, src, None, 0x0800, &[0; 50]),
+                Kind::Udp => {
+                    let ip = |h| std::net::Ipv4Addr::new(198, 18, 0, h);
+                    udp_flow_frame((dst, ip(2)), (src, ip(1)), 49152 + (i % 256) as u16, 64)
+                }
+                Kind::ToOne => build_frame(mac(2, 0), src, None, 0x88b5, &[0; 50]),
             }
         })
         .collect()
@@ -118,7 +131,7 @@ fn bench(c: &mut Criterion) {
         ("pair", 2, ()),
     ]) {
         let (mut pipe, snap, a, _) = setup(n);
-        let fs = frames(n, 1 << 16, false);
+        let fs = frames(n, 1 << 16, Kind::Zeros);
         let mut k = 0usize;
         // As the worker drives it: a table larger than the caches has its lines prefetched
         // four frames ahead.
@@ -140,11 +153,12 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("worker");
-    for (name, n, udp) in sized(vec![
-        ("1k", 1_000u32, false),
-        ("1m", 1_000_000, false),
-        ("1k-udp", 1_000, true),
-        ("pair-udp", 2, true),
+    for (name, n, kind) in sized(vec![
+        ("1k", 1_000u32, Kind::Zeros),
+        ("1m", 1_000_000, Kind::Zeros),
+        ("1k-udp", 1_000, Kind::Udp),
+        ("pair-udp", 2, Kind::Udp),
+        ("16-to-1", 32, Kind::ToOne),
     ]) {
         let cfg = config(n);
         let (mut ns, mut ps) = (SlotMap::default(), SlotMap::default());
@@ -192,7 +206,7 @@ fn bench(c: &mut Criterion) {
         }
         w.port_mut(a)
             .unwrap()
-            .set_source(Arc::new(frames(n, 1 << 16, udp)));
+            .set_source(Arc::new(frames(n, 1 << 16, kind)));
         let (before, before_b) = (w.counters(a), w.counters(b));
         g.throughput(Throughput::Elements(64));
         g.bench_function(BenchmarkId::from_parameter(name), |bn| {

@@ -105,32 +105,105 @@ pub struct Pipeline {
     /// learned once it is done ([`Pipeline::refresh`]), so that a single frame (a migrated VM's
     /// announcement) met during a growth is not lost. At most [`DEFERRED_MAX`].
     deferred: Vec<Deferred>,
-    /// The MAC table's last answers for a source and a destination, reused while they hold.
+    /// The MAC table's recent answers for sources and destinations, reused while they hold.
     memo: Memo,
 }
 
-/// The MAC table's last answers to this pipeline: the source it refreshed or learned on the
-/// ingress port, and the port a destination was found on. A VM's frames come from one address
-/// and, in a stream, go to one; VPP's learning and forwarding nodes likewise keep the last key
-/// and result of a frame vector. An answer is reused only while it is still the table's:
+/// The MAC table's recent answers to this pipeline: sources it refreshed or learned on their
+/// ingress port, and the ports destinations were found on, [`MEMO_SLOTS`] of each in a
+/// direct-mapped table. A VM's frames come from one address and go to a few; a trunk's come from
+/// many in turn. VPP's learning and forwarding nodes likewise keep the last key and result of a
+/// frame vector; OVS's exact-match cache is the same idea for whole flows. An answer is reused
+/// only while it is still the table's:
 /// * in the same second (a live entry cannot expire within it, and a refresh is already
 ///   stored: `seen` is that second);
 /// * with the table's change count ([`MacTable::changes`]) unchanged: a move, removal, revival,
-///   replaced static entry, flushed network or new aging time, by any worker, ends it;
+///   replaced static entry, flushed network or new aging time, by any worker, ends every answer;
 /// * until the pipeline adopts a snapshot or picks up a grown table.
 ///
-/// New addresses are no change, so only a destination found is remembered, never its absence.
-#[derive(Debug, Clone, Copy, Default)]
+/// Ending them all is one increment of `epoch`: an answer counts only if stored in the current
+/// one. New addresses are no change, so only a destination found is remembered, never its
+/// absence.
+#[derive(Debug, Clone)]
 struct Memo {
-    /// The change count and second the answers are of.
+    /// The change count and second the current epoch's answers are of.
     changes: u64,
     secs: u32,
-    /// The source last refreshed or learned ([`MacTable::key`]; 0: none), and its port.
-    src: u64,
-    src_port: PortRef,
-    /// The destination last found ([`MacTable::key`]; 0: none), and its port.
-    dst: u64,
-    dst_port: PortRef,
+    /// The current epoch, never 0 (the epoch of an empty slot).
+    epoch: u32,
+    src: [Answer; MEMO_SLOTS],
+    dst: [Answer; MEMO_SLOTS],
+}
+
+/// Answers [`Memo`] keeps of each kind: a few KiB, in the first-level cache with the table's
+/// lines the frames need.
+const MEMO_SLOTS: usize = 64;
+
+/// One remembered answer: the table's key ([`MacTable::key`]) and the port.
+#[derive(Debug, Clone, Copy, Default)]
+struct Answer {
+    key: u64,
+    port: PortRef,
+    epoch: u32,
+}
+
+impl Default for Memo {
+    fn default() -> Self {
+        Memo {
+            changes: 0,
+            secs: 0,
+            epoch: 1,
+            src: [Answer::default(); MEMO_SLOTS],
+            dst: [Answer::default(); MEMO_SLOTS],
+        }
+    }
+}
+
+impl Memo {
+    /// Ends every answer unless the table's change count and the second are still those of
+    /// the current epoch.
+    #[inline]
+    fn hold(&mut self, changes: u64, secs: u32) {
+        if self.changes != changes || self.secs != secs {
+            self.next_epoch(changes, secs);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn next_epoch(&mut self, changes: u64, secs: u32) {
+        self.changes = changes;
+        self.secs = secs;
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            // After 2^32 epochs a slot's could come round again.
+            *self = Memo {
+                changes,
+                secs,
+                ..Memo::default()
+            };
+        }
+    }
+
+    /// Ends every answer.
+    fn forget(&mut self) {
+        // The second cannot be u32::MAX's (a clock of 136 years): the next frame opens an epoch.
+        self.hold(self.changes, u32::MAX);
+    }
+
+    /// The slot of `key` in either table.
+    #[inline]
+    fn slot(key: u64) -> usize {
+        // The high bits of a multiplicative hash (MEMO_SLOTS is 2^6).
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize
+    }
+
+    /// The port remembered for `key` in `table`, if of the current epoch.
+    #[inline]
+    fn get(&self, table: &[Answer; MEMO_SLOTS], key: u64) -> Option<PortRef> {
+        let a = &table[Self::slot(key)];
+        (a.key == key && a.epoch == self.epoch).then_some(a.port)
+    }
 }
 
 /// The addresses a pipeline remembers to learn after a growth; past them, later frames learn.
@@ -188,7 +261,7 @@ impl Pipeline {
         // copies the entries of a network the snapshot re-creates; its new generation then makes
         // them stale (read as absent, not counted, swept), as a flush without a growth does.
         self.fdb.reserve_for(snap.mac_entries(), snap.nets.len());
-        self.memo = Memo::default();
+        self.memo.forget();
         // Addresses still to learn after a growth, of a port or network that went (or came
         // again): forgotten.
         self.deferred.retain(|d| {
@@ -360,25 +433,28 @@ impl Pipeline {
             gen: port.gen,
         };
         // Read before the table is: a change after this ends what is remembered now.
-        let changes = self.fdb.changes();
-        if self.memo.changes != changes || self.memo.secs != now.secs {
-            self.memo = Memo {
-                changes,
-                secs: now.secs,
-                ..Memo::default()
-            };
-        }
+        self.memo.hold(self.fdb.changes(), now.secs);
         let src_key = MacTable::key(net, src);
-        if self.memo.src != src_key || self.memo.src_port != me {
-            match self.fdb.learn_key(src_key, net, me, now.secs) {
+        if self.memo.get(&self.memo.src, src_key) != Some(me) {
+            let learned = self.fdb.learn_key(src_key, net, me, now.secs);
+            match learned {
                 Learn::Refreshed | Learn::Learned => {
-                    self.memo.src = src_key;
-                    self.memo.src_port = me;
+                    let epoch = self.memo.epoch;
+                    self.memo.src[Memo::slot(src_key)] = Answer {
+                        key: src_key,
+                        port: me,
+                        epoch,
+                    };
                 }
                 Learn::StaticConflict => {}
                 Learn::Moved => self.count(ingress, |c| c.mac_moves += 1),
                 Learn::LimitReached => self.count(ingress, |c| c.learn_limit += 1),
                 Learn::Deferred => self.defer(snap, net, src, me, now),
+            }
+            if learned != Learn::Refreshed {
+                // A change this learning made (a move: a frame to its own source must now see
+                // it) or met ends the answers too.
+                self.memo.hold(self.fdb.changes(), now.secs);
             }
         }
 
@@ -412,16 +488,18 @@ impl Pipeline {
         let dst = eth.dst();
         if !dst.is_multicast() {
             let dst_key = MacTable::key(net, dst);
-            let found = if self.memo.dst == dst_key {
-                Some(self.memo.dst_port)
-            } else {
-                let to = self.fdb.lookup_key(dst_key, now.secs);
-                if let Some(to) = to {
-                    self.memo.dst = dst_key;
-                    self.memo.dst_port = to;
+            let mut found = self.memo.get(&self.memo.dst, dst_key);
+            if found.is_none() {
+                found = self.fdb.lookup_key(dst_key, now.secs);
+                if let Some(port) = found {
+                    let epoch = self.memo.epoch;
+                    self.memo.dst[Memo::slot(dst_key)] = Answer {
+                        key: dst_key,
+                        port,
+                        epoch,
+                    };
                 }
-                to
-            };
+            }
             if let Some(to) = found {
                 if to.slot == ingress {
                     return self.drop(ingress, DropReason::SamePort);
@@ -477,7 +555,7 @@ impl Pipeline {
     pub fn refresh(&mut self, now: Now) {
         if self.fdb.refresh() {
             // Refreshes stored in the old table since its copy are lost: not to be skipped.
-            self.memo = Memo::default();
+            self.memo.forget();
         }
         if !self.deferred.is_empty() && !self.fdb.is_growing() {
             self.catch_up(now);

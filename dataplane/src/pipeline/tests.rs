@@ -299,6 +299,84 @@ fn the_tables_last_answers_are_reused_only_while_no_worker_changed_the_table() {
     );
 }
 
+/// Sources that take turns on one port (a trunk's, the packet harness's) are each remembered;
+/// an answer of an epoch that came round again after 2^32 is not.
+#[test]
+fn the_memory_holds_interleaved_sources_and_forgets_across_an_epochs_wrap() {
+    let mut f = Fixture::new();
+    let (a, a1, a2) = (f.n("a"), f.p("a1"), f.p("a2"));
+    f.send("a2", &frame(Mac::BROADCAST, VM2));
+    let sources: Vec<Mac> = (1..=16).map(|i| Mac([0x02, 1, 0, 0, 0, i])).collect();
+    for _ in 0..3 {
+        for &s in &sources {
+            assert_eq!(
+                f.send("a1", &frame(VM2, s)),
+                Verdict::Unicast { port: a2, net: a }
+            );
+        }
+    }
+    let me = PortRef {
+        slot: a1,
+        gen: f.snap.port(a1).unwrap().gen,
+    };
+    let remembered = sources
+        .iter()
+        .filter(|&&s| {
+            let key = MacTable::key(a, s);
+            f.pipe.memo.get(&f.pipe.memo.src, key) == Some(me)
+        })
+        .count();
+    // Direct-mapped: two of the 16 may share a slot.
+    assert!(remembered >= 12, "{remembered} of 16 sources remembered");
+    let key = MacTable::key(a, VM2);
+    assert!(f.pipe.memo.get(&f.pipe.memo.dst, key).is_some());
+    // The epoch wraps: every slot of the old epochs is forgotten.
+    let (changes, secs) = (f.pipe.memo.changes, f.pipe.memo.secs);
+    f.pipe.memo.epoch = u32::MAX;
+    f.pipe.memo.dst[Memo::slot(key)].epoch = 1;
+    f.pipe.memo.hold(changes + 1, secs);
+    assert_eq!(f.pipe.memo.epoch, 1);
+    assert_eq!(f.pipe.memo.get(&f.pipe.memo.dst, key), None);
+}
+
+/// A frame from an address to itself, just moved by that very frame, is seen as on the ingress
+/// port (dropped), not sent to where the address was remembered.
+#[test]
+fn a_move_made_by_the_frame_itself_ends_the_answers() {
+    let mut f = Fixture::new();
+    let a1 = f.p("a1");
+    f.send("a2", &frame(Mac::BROADCAST, VM1));
+    assert!(matches!(
+        f.send("a1", &frame(VM1, VM2)),
+        Verdict::Unicast { .. }
+    ));
+    assert_eq!(
+        f.send("a1", &frame(VM1, VM1)),
+        Verdict::Drop(DropReason::SamePort)
+    );
+    assert_eq!(f.pipe.counters[usize::from(a1)].mac_moves, 1);
+}
+
+/// Adopting a snapshot, or picking up a table another view grew, forgets every answer.
+#[test]
+fn a_snapshot_or_a_grown_table_ends_the_answers() {
+    let mut f = Fixture::new();
+    let a = f.n("a");
+    f.send("a2", &frame(Mac::BROADCAST, VM2));
+    f.send("a1", &frame(VM2, VM1));
+    let key = MacTable::key(a, VM2);
+    let remembered = |f: &Fixture| f.pipe.memo.get(&f.pipe.memo.dst, key).is_some();
+    assert!(remembered(&f));
+    f.apply();
+    assert!(!remembered(&f), "a snapshot adopted");
+    f.send("a1", &frame(VM2, VM1));
+    assert!(remembered(&f));
+    let mut grower = f.pipe.fdb.clone();
+    grower.reserve(1 << 16);
+    f.pipe.refresh(Now::default());
+    assert!(!remembered(&f), "a grown table picked up");
+}
+
 #[test]
 fn a_source_met_while_the_table_grows_is_forwarded_and_learned_once_it_is_grown() {
     let mut f = Fixture::new();
