@@ -116,7 +116,7 @@ pub struct Pipeline {
 /// frame vector; OVS's exact-match cache is the same idea for whole flows. An answer is reused
 /// only while it is still the table's:
 /// * in the same second (a live entry cannot expire within it, and a refresh is already
-///   stored: `seen` is that second);
+///   stored: `seen` is at least that second, as a refresh never moves it back);
 /// * with the table's change count ([`MacTable::changes`]) unchanged: a move, removal, revival,
 ///   replaced static entry, flushed network or new aging time, by any worker, ends every answer;
 /// * until the pipeline adopts a snapshot or picks up a grown table.
@@ -187,8 +187,7 @@ impl Memo {
 
     /// Ends every answer.
     fn forget(&mut self) {
-        // The second cannot be u32::MAX's (a clock of 136 years): the next frame opens an epoch.
-        self.hold(self.changes, u32::MAX);
+        self.next_epoch(self.changes, self.secs);
     }
 
     /// The slot of `key` in either table.
@@ -198,11 +197,29 @@ impl Memo {
         (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize
     }
 
-    /// The port remembered for `key` in `table`, if of the current epoch.
+    /// The port remembered for source `key`, if of the current epoch.
     #[inline]
-    fn get(&self, table: &[Answer; MEMO_SLOTS], key: u64) -> Option<PortRef> {
+    fn source(&self, key: u64) -> Option<PortRef> {
+        self.find(&self.src, key)
+    }
+
+    /// The port remembered for destination `key`, if of the current epoch.
+    #[inline]
+    fn destination(&self, key: u64) -> Option<PortRef> {
+        self.find(&self.dst, key)
+    }
+
+    #[inline]
+    fn find(&self, table: &[Answer; MEMO_SLOTS], key: u64) -> Option<PortRef> {
         let a = &table[Self::slot(key)];
         (a.key == key && a.epoch == self.epoch).then_some(a.port)
+    }
+
+    /// Remembers, in the current epoch, that `key` is on `port` (in `table`, the sources or the
+    /// destinations).
+    #[inline]
+    fn put(epoch: u32, table: &mut [Answer; MEMO_SLOTS], key: u64, port: PortRef) {
+        table[Self::slot(key)] = Answer { key, port, epoch };
     }
 }
 
@@ -435,25 +452,22 @@ impl Pipeline {
         // Read before the table is: a change after this ends what is remembered now.
         self.memo.hold(self.fdb.changes(), now.secs);
         let src_key = MacTable::key(net, src);
-        if self.memo.get(&self.memo.src, src_key) != Some(me) {
+        if self.memo.source(src_key) != Some(me) {
             let learned = self.fdb.learn_key(src_key, net, me, now.secs);
             match learned {
                 Learn::Refreshed | Learn::Learned => {
-                    let epoch = self.memo.epoch;
-                    self.memo.src[Memo::slot(src_key)] = Answer {
-                        key: src_key,
-                        port: me,
-                        epoch,
-                    };
+                    Memo::put(self.memo.epoch, &mut self.memo.src, src_key, me);
                 }
                 Learn::StaticConflict => {}
                 Learn::Moved => self.count(ingress, |c| c.mac_moves += 1),
                 Learn::LimitReached => self.count(ingress, |c| c.learn_limit += 1),
                 Learn::Deferred => self.defer(snap, net, src, me, now),
             }
+            // Anything but a refresh may have changed the table (a move: a frame to its own
+            // source must see it): the count is read again, and a change ends every answer,
+            // including the one just stored (stored first on purpose: an answer stored after
+            // this read would count in an epoch opened on a count read before it).
             if learned != Learn::Refreshed {
-                // A change this learning made (a move: a frame to its own source must now see
-                // it) or met ends the answers too.
                 self.memo.hold(self.fdb.changes(), now.secs);
             }
         }
@@ -488,16 +502,11 @@ impl Pipeline {
         let dst = eth.dst();
         if !dst.is_multicast() {
             let dst_key = MacTable::key(net, dst);
-            let mut found = self.memo.get(&self.memo.dst, dst_key);
+            let mut found = self.memo.destination(dst_key);
             if found.is_none() {
                 found = self.fdb.lookup_key(dst_key, now.secs);
                 if let Some(port) = found {
-                    let epoch = self.memo.epoch;
-                    self.memo.dst[Memo::slot(dst_key)] = Answer {
-                        key: dst_key,
-                        port,
-                        epoch,
-                    };
+                    Memo::put(self.memo.epoch, &mut self.memo.dst, dst_key, port);
                 }
             }
             if let Some(to) = found {

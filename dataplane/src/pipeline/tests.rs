@@ -251,10 +251,10 @@ fn mac_move_is_counted_and_followed() {
     );
 }
 
-/// The pipeline reuses the table's last answers for a source and a destination; a change any
+/// The pipeline reuses the table's recent answers for sources and destinations; a change any
 /// other view (another worker) makes ends them at once, not at the next second.
 #[test]
-fn the_tables_last_answers_are_reused_only_while_no_worker_changed_the_table() {
+fn the_tables_recent_answers_are_reused_only_while_no_worker_changed_the_table() {
     let mut f = Fixture::new();
     let (a, a1, a2, a3) = (f.n("a"), f.p("a1"), f.p("a2"), f.p("a3"));
     let port = |f: &Fixture, slot: u16| PortRef {
@@ -323,20 +323,20 @@ fn the_memory_holds_interleaved_sources_and_forgets_across_an_epochs_wrap() {
         .iter()
         .filter(|&&s| {
             let key = MacTable::key(a, s);
-            f.pipe.memo.get(&f.pipe.memo.src, key) == Some(me)
+            f.pipe.memo.source(key) == Some(me)
         })
         .count();
     // Direct-mapped: two of the 16 may share a slot.
     assert!(remembered >= 12, "{remembered} of 16 sources remembered");
     let key = MacTable::key(a, VM2);
-    assert!(f.pipe.memo.get(&f.pipe.memo.dst, key).is_some());
+    assert!(f.pipe.memo.destination(key).is_some());
     // The epoch wraps: every slot of the old epochs is forgotten.
     let (changes, secs) = (f.pipe.memo.changes, f.pipe.memo.secs);
     f.pipe.memo.epoch = u32::MAX;
     f.pipe.memo.dst[Memo::slot(key)].epoch = 1;
     f.pipe.memo.hold(changes + 1, secs);
     assert_eq!(f.pipe.memo.epoch, 1);
-    assert_eq!(f.pipe.memo.get(&f.pipe.memo.dst, key), None);
+    assert_eq!(f.pipe.memo.destination(key), None);
 }
 
 /// A frame from an address to itself, just moved by that very frame, is seen as on the ingress
@@ -365,7 +365,7 @@ fn a_snapshot_or_a_grown_table_ends_the_answers() {
     f.send("a2", &frame(Mac::BROADCAST, VM2));
     f.send("a1", &frame(VM2, VM1));
     let key = MacTable::key(a, VM2);
-    let remembered = |f: &Fixture| f.pipe.memo.get(&f.pipe.memo.dst, key).is_some();
+    let remembered = |f: &Fixture| f.pipe.memo.destination(key).is_some();
     assert!(remembered(&f));
     f.apply();
     assert!(!remembered(&f), "a snapshot adopted");
