@@ -26,6 +26,11 @@
 //!   every flow's connection is tracked, two connection-table hits per frame; `refused`: no rule
 //!   matches (the remote is not a member of the receiver's group), a miss and ten rules per frame.
 //!
+//! - `shortcut/{16k-quiet,16k-move}`: the XDP shortcut's checks of a worker's 16 384 entries
+//!   (`Worker::round`, its ports idle): after an address none of them uses moved between two
+//!   ports (the MAC table changed), and without a change. Needs root (BPF maps); skipped
+//!   without it.
+//!
 //! Run: `cargo bench -p bench --bench pipeline`. `QSWITCH_BENCH_SMALL=1` leaves out the cases of
 //! a million MACs (for `valgrind --tool=callgrind`, where their setup alone takes minutes).
 
@@ -38,6 +43,7 @@ use dataplane::csum::{self, Checksum};
 use dataplane::pipeline::{Now, Pipeline, Verdict};
 use dataplane::port::mem::{MemPort, MemSpec};
 use dataplane::security::IpPrefix;
+use dataplane::shortcut::Shortcut;
 use dataplane::wire::{build_frame, Mac};
 use dataplane::worker::{Command, PortShared, Worker, WorkerConfig};
 
@@ -105,10 +111,8 @@ fn setup(n: u32) -> (Pipeline, Snapshot, u16, u16) {
     let (a, b) = (ps.get("a").unwrap(), ps.get("b").unwrap());
     let half = (n / 2).max(1);
     for i in 0..half {
-        let f = build_frame(Mac::BROADCAST, mac(2, i), None, 0x0800, &[0; 50]);
-        pipe.process(&snap, b, &f, Now::default());
-        let f = build_frame(Mac::BROADCAST, mac(1, i), None, 0x0800, &[0; 50]);
-        pipe.process(&snap, a, &f, Now::default());
+        pipe.process(&snap, b, &broadcast_from(mac(2, i)), Now::default());
+        pipe.process(&snap, a, &broadcast_from(mac(1, i)), Now::default());
     }
     (pipe, snap, a, b)
 }
@@ -160,49 +164,15 @@ fn bench(c: &mut Criterion) {
         ("pair-udp", 2, Kind::Udp),
         ("16-to-1", 32, Kind::ToOne),
     ]) {
-        let cfg = config(n);
-        let (mut ns, mut ps) = (SlotMap::default(), SlotMap::default());
-        let snap = Arc::new(Snapshot::compile(&cfg, 1, &mut ns, &mut ps));
-        let mut w: Worker<MemPort> = Worker::new(WorkerConfig {
-            frames: 8192,
-            max_macs: 1 << 22,
-            ..WorkerConfig::default()
-        })
-        .unwrap();
-        w.handle(Command::Snapshot(snap), Now::default());
-        for id in ["a", "b"] {
-            let slot = ps.get(id).unwrap();
-            w.handle(
-                Command::AddPort {
-                    slot,
-                    spec: MemSpec {
-                        capture: false,
-                        tx_size: 4096,
-                        tx_checksum: false,
-                        whole: false,
-                        direct: false,
-                        shortcut_ifindex: None,
-                    },
-                    shared: Arc::new(PortShared::default()),
-                },
-                Now::default(),
-            );
-        }
-        let (a, b) = (ps.get("a").unwrap(), ps.get("b").unwrap());
+        let (mut w, _, a, b) = mem_worker(n, None);
         // Learn every address once.
         let half = (n / 2).max(1);
         for (slot, side) in [(b, 2u8), (a, 1u8)] {
-            let learn: Vec<Vec<u8>> = (0..half)
-                .map(|i| build_frame(Mac::BROADCAST, mac(side, i), None, 0x0800, &[0; 50]))
-                .collect();
-            // Until the port has received every frame once (a round's work also counts TX
-            // completions, so it is no measure of frames received).
-            let until = w.counters(slot).rx_packets + learn.len() as u64;
-            w.port_mut(slot).unwrap().set_source(Arc::new(learn));
-            while w.counters(slot).rx_packets < until {
-                w.poll(Now::default());
-            }
-            w.port_mut(slot).unwrap().set_source(Arc::new(Vec::new()));
+            feed(
+                &mut w,
+                slot,
+                (0..half).map(|i| broadcast_from(mac(side, i))).collect(),
+            );
         }
         w.port_mut(a)
             .unwrap()
@@ -261,6 +231,60 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// A worker over two in-memory ports `a` and `b` of one network sized for `n` addresses, with
+/// the XDP shortcut's maps when given (each port then has an interface of its own, 1001 and
+/// 1002, and takes and receives entries); returns it, the network's slot and the ports' slots.
+fn mem_worker(n: u32, shortcut: Option<Arc<Shortcut>>) -> (Worker<MemPort>, u16, u16, u16) {
+    let cfg = config(n);
+    let (mut ns, mut ps) = (SlotMap::default(), SlotMap::default());
+    let snap = Arc::new(Snapshot::compile(&cfg, 1, &mut ns, &mut ps));
+    let with_shortcut = shortcut.is_some();
+    let mut w: Worker<MemPort> = Worker::new(WorkerConfig {
+        frames: 8192,
+        max_macs: 1 << 22,
+        shortcut,
+        ..WorkerConfig::default()
+    })
+    .unwrap();
+    w.handle(Command::Snapshot(snap), Now::default());
+    for id in ["a", "b"] {
+        let slot = ps.get(id).unwrap();
+        w.handle(
+            Command::AddPort {
+                slot,
+                spec: MemSpec {
+                    capture: false,
+                    tx_size: 4096,
+                    tx_checksum: false,
+                    whole: false,
+                    direct: false,
+                    shortcut_ifindex: with_shortcut.then_some(1000 + u32::from(slot)),
+                },
+                shared: Arc::new(PortShared::default()),
+            },
+            Now::default(),
+        );
+    }
+    let (a, b) = (ps.get("a").unwrap(), ps.get("b").unwrap());
+    (w, ns.get("n").unwrap(), a, b)
+}
+
+/// A broadcast from `src`: the switch learns the address.
+fn broadcast_from(src: Mac) -> Vec<u8> {
+    build_frame(Mac::BROADCAST, src, None, 0x0800, &[0; 50])
+}
+
+/// Has port `slot` receive each of `frames` once (polling until it has: a round's work also
+/// counts TX completions, so it is no measure of frames received), then nothing more.
+fn feed(w: &mut Worker<MemPort>, slot: u16, frames: Vec<Vec<u8>>) {
+    let until = w.counters(slot).rx_packets + frames.len() as u64;
+    w.port_mut(slot).unwrap().set_source(Arc::new(frames));
+    while w.counters(slot).rx_packets < until {
+        w.poll(Now::default());
+    }
+    w.port_mut(slot).unwrap().set_source(Arc::new(Vec::new()));
 }
 
 /// Ten rules: the default group's four (egress anything, ingress from the group's members) and
@@ -349,5 +373,66 @@ fn bench_security_groups(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, bench_security_groups);
+/// The XDP shortcut's checks of its entries, with 16 384 installed (frames from as many sources
+/// on `a` to one destination on `b`): one worker's round after an address none of them uses
+/// moved between the ports (`16k-move`; the MAC table's change count moved, so the worker
+/// checks its entries), and a round without a change (`16k-quiet`).
+fn bench_shortcut(c: &mut Criterion) {
+    let sc = match Shortcut::new() {
+        Ok(sc) => Arc::new(sc),
+        Err(e) => {
+            eprintln!("shortcut: skipped, its BPF maps cannot be created here ({e})");
+            return;
+        }
+    };
+    const ENTRIES: u32 = 16_384;
+    let (mut w, net, a, b) = mem_worker(2 * ENTRIES, Some(Arc::clone(&sc)));
+    let (dst, moving) = (mac(2, 0), mac(3, 0));
+    feed(&mut w, b, vec![broadcast_from(dst), broadcast_from(moving)]);
+    feed(
+        &mut w,
+        a,
+        (0..ENTRIES).map(|i| broadcast_from(mac(1, i))).collect(),
+    );
+    let to_b = (0..ENTRIES)
+        .map(|i| build_frame(dst, mac(1, i), None, 0x0800, &[0; 50]))
+        .collect();
+    feed(&mut w, a, to_b);
+    // Installs follow each batch's sending: one more round for the last batch, and one at
+    // 200 ms to publish the count.
+    w.poll(Now::default());
+    let later = Now::from_nanos(200_000_000);
+    w.round(later);
+    assert_eq!(
+        w.stats().read().shortcut_entries,
+        u64::from(ENTRIES),
+        "the case measures {ENTRIES} entries"
+    );
+    let fdb = &w.pipeline().fdb;
+    let at = |m| fdb.lookup(net, m, later.secs).unwrap();
+    let (on_a, on_b) = (at(mac(1, 0)), at(moving));
+    let mut g = c.benchmark_group("shortcut");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("16k-quiet", |bn| {
+        bn.iter(|| std::hint::black_box(w.round(later)))
+    });
+    let mut k = 0u32;
+    g.bench_function("16k-move", |bn| {
+        bn.iter(|| {
+            k += 1;
+            let to = if k.is_multiple_of(2) { on_b } else { on_a };
+            w.pipeline().fdb.learn(net, moving, to, later.secs);
+            std::hint::black_box(w.round(later))
+        })
+    });
+    g.finish();
+    w.round(Now::from_nanos(400_000_000));
+    assert_eq!(
+        w.stats().read().shortcut_withdrawn,
+        0,
+        "no entry uses the address that moved"
+    );
+}
+
+criterion_group!(benches, bench, bench_security_groups, bench_shortcut);
 criterion_main!(benches);

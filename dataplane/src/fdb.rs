@@ -41,6 +41,11 @@
 //!   network limits and generations) take the writer mutex, and mark the sequence number odd
 //!   while they move entries. Only these contend, and they are rare: at most one per new or
 //!   moved address.
+//! * **Which addresses changed**: a change that may make a copy of an entry held elsewhere
+//!   wrong (a move, a removal, a revival) counts in [`MacTable::changes`], and the table keeps
+//!   the addresses of the last 1 024 in a ring written under the mutex and read without a lock
+//!   ([`MacTable::changed_since`]), so that a holder of many copies (a worker's XDP shortcut
+//!   entries) checks only those of the addresses that changed.
 //! * **Growth** copies the table into a new one of the size asked and publishes it; each view
 //!   picks it up at its next [`MacTable::refresh`] (a worker calls it every round). The copy, tens
 //!   of milliseconds at a million entries, runs outside the writer mutex, so that workers do not
@@ -334,10 +339,51 @@ struct Shared {
     published: RwLock<Arc<Tables>>,
     version: AtomicU64,
     max_entries: usize,
-    /// Counts the changes that may make a copy of an entry held elsewhere wrong (a move, a
-    /// removal, a revival, a static entry replaced, a network flushed, a new aging time); new
-    /// addresses do not count. See [`MacTable::changes`].
-    changes: AtomicU64,
+    /// Counts the changes that may make a copy of an entry held elsewhere wrong, and keeps the
+    /// addresses of the last ones. See [`MacTable::changes`].
+    changes: Changes,
+}
+
+/// Changes kept in [`Changes`]' log: a holder of copies that falls further behind checks them
+/// all.
+const CHANGE_LOG: usize = 1024;
+
+/// What a change of every address is logged as (no address's key is 0).
+const EVERY_ADDRESS: u64 = 0;
+
+/// The changes that may make a copy of an entry held elsewhere wrong: a move, a removal (swept
+/// or not), a revival, a static entry replaced (each of one address), a network flushed or a
+/// new aging time (of every address). New addresses do not count. The count, and the key of
+/// each of the last [`CHANGE_LOG`] changes by its number (change `n` takes the count from `n`
+/// to `n + 1`), so that a holder of copies (the XDP shortcut's entries) checks only those of the
+/// addresses that changed. Written only under the writer mutex; read without a lock, as a
+/// sequence lock is: a reader that may have read a key overwritten meanwhile sees the count
+/// past it ([`MacTable::changed_since`]).
+struct Changes {
+    count: AtomicU64,
+    log: Box<[AtomicU64]>,
+}
+
+impl Changes {
+    fn new() -> Changes {
+        Changes {
+            count: AtomicU64::new(0),
+            log: (0..CHANGE_LOG)
+                .map(|_| AtomicU64::new(EVERY_ADDRESS))
+                .collect(),
+        }
+    }
+
+    /// Notes a change of the address of `key` (or of every address: [`EVERY_ADDRESS`]), after
+    /// the entry was written. `_writer`: only the mutex's holder writes the log.
+    fn note(&self, _writer: &Writer, key: u64) {
+        let n = self.count.load(RELAXED);
+        // The count read (and the mutex's earlier holders' writes) before the log's slot is
+        // overwritten: a reader that sees the new key sees a count past the one it overwrote.
+        fence(Ordering::Release);
+        self.log[n as usize % CHANGE_LOG].store(key, RELAXED);
+        self.count.store(n + 1, Ordering::Release);
+    }
 }
 
 /// A view of the MAC table shared by all workers: all networks, isolated by key. Lookups through
@@ -387,7 +433,7 @@ impl MacTable {
             published: RwLock::new(Arc::clone(&tables)),
             version: AtomicU64::new(0),
             max_entries: max_entries.max(16),
-            changes: AtomicU64::new(0),
+            changes: Changes::new(),
         });
         MacTable {
             shared,
@@ -436,7 +482,7 @@ impl MacTable {
         t.aging.store(secs.max(1), RELAXED);
         t.end();
         // A shorter time may expire entries copied elsewhere.
-        self.changed();
+        self.shared.changes.note(&w, EVERY_ADDRESS);
     }
 
     /// Number of live entries of a network.
@@ -485,7 +531,7 @@ impl MacTable {
                 n.limit.store(limit, RELAXED);
                 t.end();
                 if newer {
-                    self.changed();
+                    self.shared.changes.note(&w, EVERY_ADDRESS);
                 }
             }
         }
@@ -739,20 +785,15 @@ impl MacTable {
                     },
                 );
                 t.end();
-                self.changed();
+                self.shared.changes.note(&w, key);
                 return Learn::Moved;
             }
             // A stale or expired entry of this very key: revive it if the network has room.
             let r = revive(&t, i, net, port, now, 0);
-            self.changed();
+            self.shared.changes.note(&w, key);
             return r;
         }
         insert_new(&t, &mut w, key, net, port, now, 0, &self.shared.changes)
-    }
-
-    /// Notes a change [`MacTable::changes`] counts.
-    fn changed(&self) {
-        self.shared.changes.fetch_add(1, Ordering::Release);
     }
 
     /// How many changes that may make a copy of an entry wrong the table has had: moves,
@@ -762,7 +803,33 @@ impl MacTable {
     /// looks entries up, and checks or drops its copies when it moved since.
     #[inline]
     pub fn changes(&self) -> u64 {
-        self.shared.changes.load(Ordering::Acquire)
+        self.shared.changes.count.load(Ordering::Acquire)
+    }
+
+    /// The addresses that changed since [`MacTable::changes`] read `from`: their keys
+    /// ([`MacTable::key`]) into `out` (cleared first; in the order of the changes, an address
+    /// as often as it changed), and the count they bring it to. None when that may have been
+    /// any address: more changes than the table keeps (1 024), or one of every address (a
+    /// network flushed, a new aging time). Then every copy must be checked. Lock-free.
+    pub fn changed_since(&self, from: u64, out: &mut Vec<u64>) -> Option<u64> {
+        let c = &self.shared.changes;
+        out.clear();
+        let to = c.count.load(Ordering::Acquire);
+        if to.wrapping_sub(from) > CHANGE_LOG as u64 {
+            return None;
+        }
+        for n in from..to {
+            let key = c.log[n as usize % CHANGE_LOG].load(RELAXED);
+            if key == EVERY_ADDRESS {
+                return None;
+            }
+            out.push(key);
+        }
+        // The keys read before the count is read again (see `Changes::note`): a key written
+        // over by change `from + CHANGE_LOG` or later shows as a count that far.
+        fence(Ordering::Acquire);
+        let now = c.count.load(RELAXED);
+        (now.wrapping_sub(from) < CHANGE_LOG as u64).then_some(to)
     }
 
     /// Refreshes `mac`'s entry in network `net` if it is live and of `port`, as a frame from it
@@ -811,12 +878,12 @@ impl MacTable {
                         },
                     );
                     t.end();
-                    self.changed();
+                    self.shared.changes.note(&w, key);
                 }
                 return Learn::Refreshed;
             }
             let r = revive(&t, i, net, port, now, FLAG_STATIC);
-            self.changed();
+            self.shared.changes.note(&w, key);
             return r;
         }
         insert_new(
@@ -833,9 +900,10 @@ impl MacTable {
 
     /// Removes a live entry of a network, if present.
     pub fn remove(&self, net: u16, mac: Mac, now: u32) -> bool {
+        let key = key_of(net, mac);
         let mut w = self.writer();
         let t = Arc::clone(&w.tables);
-        let Some(i) = t.find(key_of(net, mac)) else {
+        let Some(i) = t.find(key) else {
             return false;
         };
         let e = t.load(i);
@@ -847,7 +915,7 @@ impl MacTable {
         if t.is_current(&e) {
             dec_count(&t, net);
         }
-        self.changed();
+        self.shared.changes.note(&w, key);
         live
     }
 
@@ -1003,7 +1071,7 @@ fn insert_new(
     port: PortRef,
     now: u32,
     flags: u8,
-    changes: &AtomicU64,
+    changes: &Changes,
 ) -> Learn {
     let Some(state) = t.net(net) else {
         return Learn::LimitReached;
@@ -1066,9 +1134,9 @@ fn delete_slot(t: &Tables, w: &mut Writer, mut hole: usize) {
     }
 }
 
-/// Removes up to `budget` slots' worth of expired and stale entries; a removal counts in
-/// `changes` ([`MacTable::changes`]).
-fn sweep(t: &Tables, w: &mut Writer, now: u32, budget: usize, changes: &AtomicU64) -> usize {
+/// Removes up to `budget` slots' worth of expired and stale entries; each removal is a change
+/// of its address ([`MacTable::changes`]).
+fn sweep(t: &Tables, w: &mut Writer, now: u32, budget: usize, changes: &Changes) -> usize {
     let cap = t.slots.len();
     let mut removed = 0;
     let mut i = w.sweep_cursor & t.mask;
@@ -1085,6 +1153,7 @@ fn sweep(t: &Tables, w: &mut Writer, now: u32, budget: usize, changes: &AtomicU6
             t.begin();
             delete_slot(t, w, i);
             t.end();
+            changes.note(w, e.key);
             removed += 1;
             // The shift may have moved an unvisited entry into `i`: look at it again.
             continue;
@@ -1092,9 +1161,6 @@ fn sweep(t: &Tables, w: &mut Writer, now: u32, budget: usize, changes: &AtomicU6
         i = (i + 1) & t.mask;
     }
     w.sweep_cursor = i;
-    if removed > 0 {
-        changes.fetch_add(1, Ordering::Release);
-    }
     removed
 }
 
@@ -1297,6 +1363,66 @@ mod tests {
         assert_eq!(t.changes(), c + 4);
         assert_eq!(t.sweep(400, usize::MAX), 0);
         assert_eq!(t.changes(), c + 4, "a sweep that removes nothing");
+    }
+
+    #[test]
+    fn the_table_keeps_which_addresses_changed() {
+        let t = table();
+        let key = |m| MacTable::key(0, m);
+        let mut out = vec![7];
+        let c = t.changes();
+        assert_eq!(t.changed_since(c, &mut out), Some(c));
+        assert!(out.is_empty(), "cleared");
+        t.learn(0, mac(1), P1, 0);
+        t.learn(0, mac(2), P1, 0);
+        t.learn(0, mac(3), P1, 0);
+        assert_eq!(t.learn(0, mac(2), P2, 10), Learn::Moved);
+        assert!(t.remove(0, mac(3), 10));
+        assert_eq!(t.learn(0, mac(2), P1, 20), Learn::Moved);
+        assert_eq!(
+            t.add_static(0, mac(1), P2, 20),
+            Learn::Refreshed,
+            "replaced"
+        );
+        // mac(2) idle since 20, mac(1) static: the sweep removes mac(2) alone.
+        assert_eq!(t.sweep(400, usize::MAX), 1);
+        let all = [mac(2), mac(3), mac(2), mac(1), mac(2)].map(key);
+        assert_eq!(t.changed_since(c, &mut out), Some(c + 5));
+        assert_eq!(out, all, "each change's address, in order");
+        assert_eq!(t.changed_since(c + 3, &mut out), Some(c + 5));
+        assert_eq!(out, all[3..]);
+        // A new aging time may touch any address: every copy must be checked.
+        t.set_aging_secs(100);
+        assert_eq!(t.changed_since(c, &mut out), None);
+        assert_eq!(t.changed_since(c + 5, &mut out), None);
+        t.learn(0, mac(9), P1, 30);
+        let c = t.changes();
+        assert_eq!(
+            t.changed_since(c, &mut out),
+            Some(c),
+            "nothing since: a new address"
+        );
+        // More changes than the table keeps: none of them is told.
+        for i in 0..CHANGE_LOG as u64 {
+            t.learn(0, mac(9), if i % 2 == 0 { P2 } else { P1 }, 30);
+        }
+        assert_eq!(t.changes(), c + CHANGE_LOG as u64);
+        assert_eq!(
+            t.changed_since(c, &mut out),
+            None,
+            "the oldest was written over"
+        );
+        assert_eq!(
+            t.changed_since(c + 1, &mut out),
+            Some(c + CHANGE_LOG as u64)
+        );
+        assert_eq!(out.len(), CHANGE_LOG - 1);
+        assert!(out.iter().all(|&k| k == key(mac(9))));
+        // A network flushed (a new generation) may touch any address too.
+        let mut t = t;
+        let c = t.changes();
+        t.sync_network(0, 2, 1000);
+        assert_eq!(t.changed_since(c, &mut out), None);
     }
 
     #[test]

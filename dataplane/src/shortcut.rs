@@ -26,12 +26,15 @@
 //!   source, so a frame from an address the table has elsewhere (a move) or does not know
 //!   (learning) never matches: it reaches the worker, which learns it.
 //! - **Withdrawing**: when the MAC table's [`crate::fdb::MacTable::changes`] moved (a move, a
-//!   removal, a revival) or this map's [`Shortcut::epoch`] did (a port opened, closed or
-//!   stopped sending), and when it adopts a snapshot, a worker checks each entry it installed
-//!   against the table and the snapshot, and withdraws those that are no longer what it would
-//!   install. It reads both counts in each round, after its sweep and before its lookups, so an entry
-//!   installed from a table that changed meanwhile lives at most until its next round; a worker
-//!   that sees or makes a change wakes the others.
+//!   removal, a revival), a worker checks the entries it installed from or to the addresses
+//!   that changed ([`crate::fdb::MacTable::changed_since`]) against the table and the
+//!   snapshot, and withdraws those that are no longer what it would install. It checks all of
+//!   them when the table cannot tell which addresses changed (more than it keeps, a network
+//!   flushed, a new aging time), when this map's [`Shortcut::epoch`] moved (a port opened,
+//!   closed or stopped sending) and when it adopts a snapshot. It reads both counts in each
+//!   round, after its sweep and before its lookups, so an entry installed from a table that
+//!   changed meanwhile lives at most until its next round; a worker that sees or makes a change
+//!   wakes the others.
 //! - **Ageing and counters**: frames taken by an entry never reach the worker. Once a second
 //!   the worker reads each of its entries' hits and refreshes the source's MAC entry where they
 //!   grew ([`crate::fdb::MacTable::touch`]), so an address that sends only through the shortcut
@@ -71,7 +74,7 @@ impl core::fmt::Debug for Shortcut {
 }
 
 /// An entry's key: (ingress interface, destination, source).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
     /// The ingress interface's index.
     pub ingress: u32,

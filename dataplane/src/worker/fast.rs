@@ -1,8 +1,10 @@
 //! A worker's side of the XDP shortcut ([`crate::shortcut`]): the entries it installed, their
-//! withdrawal when the MAC table or the ports change, the sources they keep alive, and the
-//! ports' counts of frames forwarded inside XDP.
+//! withdrawal when the MAC table or the ports change (after a change of some addresses, only
+//! the entries from or to them are looked at: a change costs the entries it may touch, not
+//! every entry), the sources they keep alive, and the ports' counts of frames forwarded inside
+//! XDP.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::config::{PortView, Role, Snapshot};
@@ -20,9 +22,17 @@ pub(super) struct Fast {
     pub(super) sc: Arc<Shortcut>,
     /// The MAC table's changes and the shortcut's epoch, when last read.
     seen: (u64, u64),
-    /// The entries installed, in the order they were; `index` finds them.
+    /// The entries installed, in the order they were; `index` finds them, and `by_address`
+    /// those of an address (the [`MacTable::key`] of its network and MAC), from or to it.
     entries: Vec<(Key, Installed)>,
     index: HashMap<Key, usize>,
+    by_address: BTreeSet<(u64, Key)>,
+    /// Scratch: the addresses the MAC table changed, the entries to check.
+    changed: Vec<u64>,
+    suspects: Vec<Key>,
+    /// Entries checked against the table and the snapshot, for tests.
+    #[cfg(test)]
+    pub(super) checked: u64,
     /// The next entry whose hits the sweep reads, and thousandths of an entry owed to the next
     /// sweep ([`Fast::sweep_for`]).
     cursor: usize,
@@ -89,6 +99,11 @@ impl Fast {
             seen: (0, 0),
             entries: Vec::new(),
             index: HashMap::new(),
+            by_address: BTreeSet::new(),
+            changed: Vec::new(),
+            suspects: Vec::new(),
+            #[cfg(test)]
+            checked: 0,
             cursor: 0,
             owed: 0,
             refused_at: None,
@@ -112,9 +127,11 @@ impl Fast {
     }
 
     /// Has the MAC table or the shortcut's table of ports changed since the last call? Then
-    /// the entries that may have gone wrong go ([`Fast::revalidate`]). Run in each round after
-    /// the clock's work (its sweep) and before the lookups: an entry installed from a table or ports that changed
-    /// meanwhile lives until the next round at most. Two atomic loads when nothing changed.
+    /// the entries that may have gone wrong go: those from or to the addresses the table
+    /// changed, where it still knows which ([`MacTable::changed_since`]), else all of them
+    /// ([`Fast::revalidate`]). Run in each round after the clock's work (its sweep) and before
+    /// the lookups: an entry installed from a table or ports that changed meanwhile lives until
+    /// the next round at most. Two atomic loads when nothing changed.
     #[inline]
     pub(super) fn check(
         &mut self,
@@ -127,9 +144,61 @@ impl Fast {
         if now == self.seen {
             return false;
         }
-        self.seen = now;
-        self.revalidate(fdb, snap, policed, secs);
+        let (from, epoch) = self.seen;
+        // A port that opened, closed or stopped sending may be any entry's.
+        let told = (now.1 == epoch)
+            .then(|| fdb.changed_since(from, &mut self.changed))
+            .flatten();
+        match told {
+            Some(to) => {
+                self.seen = (to, now.1);
+                self.revalidate_changed(fdb, snap, &policed, secs);
+            }
+            None => {
+                self.seen = now;
+                self.revalidate(fdb, snap, policed, secs);
+            }
+        }
         true
+    }
+
+    /// [`Fast::revalidate`] for the entries from or to the addresses in `changed` alone.
+    fn revalidate_changed(
+        &mut self,
+        fdb: &MacTable,
+        snap: &Snapshot,
+        policed: &impl Fn(u16) -> bool,
+        secs: u32,
+    ) {
+        const FIRST: Key = Key {
+            ingress: 0,
+            dst: Mac([0; 6]),
+            src: Mac([0; 6]),
+        };
+        const LAST: Key = Key {
+            ingress: u32::MAX,
+            dst: Mac([0xff; 6]),
+            src: Mac([0xff; 6]),
+        };
+        self.changed.sort_unstable();
+        self.changed.dedup();
+        let mut suspects = std::mem::take(&mut self.suspects);
+        suspects.clear();
+        for &a in &self.changed {
+            let of = self.by_address.range((a, FIRST)..=(a, LAST));
+            suspects.extend(of.map(|&(_, key)| key));
+        }
+        // An entry between two addresses that both changed, once.
+        suspects.sort_unstable();
+        suspects.dedup();
+        for key in &suspects {
+            if let Some(&i) = self.index.get(key) {
+                if !self.still_right(i, fdb, snap, policed, secs) {
+                    self.withdraw_at(i);
+                }
+            }
+        }
+        self.suspects = suspects;
     }
 
     /// Did the MAC table or the shortcut's table of ports change since [`Fast::check`] last
@@ -153,21 +222,42 @@ impl Fast {
     ) {
         let mut i = 0;
         while i < self.entries.len() {
-            let (key, inst) = self.entries[i];
-            let slots = (inst.port.slot, inst.egress.slot, inst.net);
-            let same = self.takes(inst.port.slot) == Some(key.ingress)
-                && route(&self.sc, snap, &policed, slots)
-                    .is_some_and(|r| r == (inst.route, inst.port, inst.egress))
-                && fdb.lookup(inst.net, key.src, secs) == Some(inst.port)
-                && fdb.lookup(inst.net, key.dst, secs) == Some(inst.egress);
-            if same {
+            if self.still_right(i, fdb, snap, &policed, secs) {
                 i += 1;
-                continue;
+            } else {
+                // The last entry takes its place: looked at next.
+                self.withdraw_at(i);
             }
-            let _ = self.sc.withdraw(&key);
-            self.withdrawn += 1;
-            self.forget(i);
         }
+    }
+
+    /// Is entry `i` still what it would be installed as now (see [`Fast::revalidate`])?
+    fn still_right(
+        &mut self,
+        i: usize,
+        fdb: &MacTable,
+        snap: &Snapshot,
+        policed: &impl Fn(u16) -> bool,
+        secs: u32,
+    ) -> bool {
+        #[cfg(test)]
+        {
+            self.checked += 1;
+        }
+        let (key, inst) = self.entries[i];
+        let slots = (inst.port.slot, inst.egress.slot, inst.net);
+        self.takes(inst.port.slot) == Some(key.ingress)
+            && route(&self.sc, snap, policed, slots)
+                .is_some_and(|r| r == (inst.route, inst.port, inst.egress))
+            && fdb.lookup(inst.net, key.src, secs) == Some(inst.port)
+            && fdb.lookup(inst.net, key.dst, secs) == Some(inst.egress)
+    }
+
+    /// Withdraws entry `i` from the map and forgets it.
+    fn withdraw_at(&mut self, i: usize) {
+        let _ = self.sc.withdraw(&self.entries[i].0);
+        self.withdrawn += 1;
+        self.forget(i);
     }
 
     /// Installs an entry for frames from `src` on port `ingress` to `dst`, which the worker
@@ -225,12 +315,16 @@ impl Fast {
             Some(i) => {
                 // The entry towards the old port is gone: replaced.
                 self.withdrawn += 1;
+                self.unlink(i);
                 self.entries[i] = (key, inst);
             }
             None => {
                 self.index.insert(key, self.entries.len());
                 self.entries.push((key, inst));
             }
+        }
+        for mac in [key.src, key.dst] {
+            self.by_address.insert((MacTable::key(net, mac), key));
         }
     }
 
@@ -277,8 +371,17 @@ impl Fast {
         }
     }
 
+    /// Removes entry `i` from `by_address`.
+    fn unlink(&mut self, i: usize) {
+        let (key, inst) = self.entries[i];
+        for mac in [key.src, key.dst] {
+            self.by_address.remove(&(MacTable::key(inst.net, mac), key));
+        }
+    }
+
     /// Removes entry `i` from this worker's records (not from the map).
     fn forget(&mut self, i: usize) {
+        self.unlink(i);
         let (key, _) = self.entries.swap_remove(i);
         self.index.remove(&key);
         if let Some((moved, _)) = self.entries.get(i) {

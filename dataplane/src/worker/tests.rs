@@ -1677,6 +1677,80 @@ fn entries_go_when_the_mac_table_or_the_snapshot_changes() {
     r.check_accounting();
 }
 
+/// An address no shortcut entry uses.
+const ELSEWHERE: Mac = Mac([0x02, 0, 0, 0, 0, 9]);
+
+/// Shortcut entries the worker has checked against the table and the snapshot.
+fn checked(r: &Rig) -> u64 {
+    r.w.fast.as_ref().unwrap().checked
+}
+
+#[test]
+fn a_change_of_the_mac_table_checks_the_entries_of_the_addresses_it_changed() {
+    let Some((mut r, sc, _prog, _xsks)) = installed_rig(300) else {
+        return;
+    };
+    const VM3: Mac = Mac([0x02, 0, 0, 0, 0, 3]);
+    r.learn("a3", VM3);
+    r.inject("a1", udp(VM3, VM1));
+    r.round_now();
+    assert_eq!(r.out("a3").len(), 1);
+    assert_eq!(sc.hits(&a1_key(VM3)).unwrap(), Some(0), "a second entry");
+    // An address no entry has moves: no entry is checked.
+    r.learn("a2", ELSEWHERE);
+    let before = checked(&r);
+    r.learn("a3", ELSEWHERE);
+    r.round_now();
+    assert_eq!(checked(&r), before, "no entry of the address that moved");
+    // VM3 moves to a2: its entry alone is checked, and withdrawn.
+    r.learn("a2", VM3);
+    r.round_now();
+    assert_eq!(checked(&r) - before, 1);
+    assert_eq!(sc.hits(&a1_key(VM3)).unwrap(), None, "withdrawn");
+    assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), Some(0), "the other kept");
+    // Installed again (to a2); then VM1, the source of both, moves: both checked, both gone.
+    r.inject("a1", udp(VM3, VM1));
+    r.round_now();
+    assert_eq!(sc.hits(&a1_key(VM3)).unwrap(), Some(0));
+    let before = checked(&r);
+    r.learn("a3", VM1);
+    r.round_now();
+    assert_eq!(checked(&r) - before, 2);
+    assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), None);
+    assert_eq!(sc.hits(&a1_key(VM3)).unwrap(), None);
+    r.check_accounting();
+}
+
+#[test]
+fn every_entry_is_checked_when_the_table_cannot_tell_which_addresses_changed() {
+    let Some((mut r, sc, _prog, _xsks)) = installed_rig(300) else {
+        return;
+    };
+    // A new aging time may expire any address.
+    let before = checked(&r);
+    r.w.pipeline().fdb.set_aging_secs(300);
+    r.round_now();
+    assert_eq!(checked(&r) - before, 1);
+    // More moves than the table keeps between two rounds: which addresses they were is lost.
+    r.learn("a2", ELSEWHERE);
+    r.learn("a3", ELSEWHERE);
+    let net = r.nets.get("a").unwrap();
+    let fdb = &r.w.pipeline().fdb;
+    let (a2, a3) = (
+        fdb.lookup(net, VM2, 0).unwrap(),
+        fdb.lookup(net, ELSEWHERE, 0).unwrap(),
+    );
+    for i in 0..1024 {
+        let to = if i % 2 == 0 { a2 } else { a3 };
+        assert_eq!(fdb.learn(net, ELSEWHERE, to, 0), crate::fdb::Learn::Moved);
+    }
+    let before = checked(&r);
+    r.round_now();
+    assert_eq!(checked(&r) - before, 1, "checked all the same");
+    assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), Some(0), "and kept");
+    r.check_accounting();
+}
+
 #[test]
 fn a_source_heard_only_through_the_shortcut_stays_learned_and_counted() {
     let Some((mut r, sc, prog, _xsks)) = installed_rig(2) else {
