@@ -234,8 +234,8 @@ fn bench(c: &mut Criterion) {
 }
 
 /// A worker over two in-memory ports `a` and `b` of one network sized for `n` addresses, with
-/// the XDP shortcut's maps when given (each port then has an interface of its own, 1001 and
-/// 1002, and takes and receives entries); returns it, the network's slot and the ports' slots.
+/// the XDP shortcut's maps when given (each port then has an interface of its own, 1000 plus
+/// its slot, and takes and receives entries); returns it, the network's slot and the ports' slots.
 fn mem_worker(n: u32, shortcut: Option<Arc<Shortcut>>) -> (Worker<MemPort>, u16, u16, u16) {
     let cfg = config(n);
     let (mut ns, mut ps) = (SlotMap::default(), SlotMap::default());
@@ -398,7 +398,7 @@ fn bench_shortcut(c: &mut Criterion) {
         .map(|i| build_frame(dst, mac(1, i), None, 0x0800, &[0; 50]))
         .collect();
     feed(&mut w, a, to_b);
-    // Installs follow each batch's sending: one more round for the last batch, and one at
+    // Installs follow each batch's sending: one more poll for the last batch, and a round at
     // 200 ms to publish the count.
     w.poll(Now::default());
     let later = Now::from_nanos(200_000_000);

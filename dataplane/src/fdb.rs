@@ -42,8 +42,9 @@
 //!   while they move entries. Only these contend, and they are rare: at most one per new or
 //!   moved address.
 //! * **Which addresses changed**: a change that may make a copy of an entry held elsewhere
-//!   wrong (a move, a removal, a revival) counts in [`MacTable::changes`], and the table keeps
-//!   the addresses of the last 1 024 in a ring written under the mutex and read without a lock
+//!   wrong (a move, a removal, a revival, a static entry replaced, a network flushed, a new
+//!   aging time) counts in [`MacTable::changes`], and the table keeps the addresses of the last
+//!   1 024 in a ring written under the mutex and read without a lock
 //!   ([`MacTable::changed_since`]), so that a holder of many copies (a worker's XDP shortcut
 //!   entries) checks only those of the addresses that changed.
 //! * **Growth** copies the table into a new one of the size asked and publishes it; each view
@@ -344,9 +345,13 @@ struct Shared {
     changes: Changes,
 }
 
-/// Changes kept in [`Changes`]' log: a holder of copies that falls further behind checks them
-/// all.
-const CHANGE_LOG: usize = 1024;
+/// Changes since a holder of copies last looked that [`MacTable::changed_since`] can still tell
+/// the addresses of: one that falls further behind checks every copy.
+pub(crate) const CHANGES_TOLD: usize = 1024;
+
+/// Slots of [`Changes`]' log: one more than the changes it tells, for the change that may be
+/// writing over the oldest while a reader reads it.
+const CHANGE_LOG: usize = CHANGES_TOLD + 1;
 
 /// What a change of every address is logged as (no address's key is 0).
 const EVERY_ADDRESS: u64 = 0;
@@ -354,8 +359,8 @@ const EVERY_ADDRESS: u64 = 0;
 /// The changes that may make a copy of an entry held elsewhere wrong: a move, a removal (swept
 /// or not), a revival, a static entry replaced (each of one address), a network flushed or a
 /// new aging time (of every address). New addresses do not count. The count, and the key of
-/// each of the last [`CHANGE_LOG`] changes by its number (change `n` takes the count from `n`
-/// to `n + 1`), so that a holder of copies (the XDP shortcut's entries) checks only those of the
+/// each of the last changes in a ring of [`CHANGE_LOG`], by its number (change `n` takes the
+/// count from `n` to `n + 1`, in slot `n % CHANGE_LOG`), so that a holder of copies (the XDP shortcut's entries) checks only those of the
 /// addresses that changed. Written only under the writer mutex; read without a lock, as a
 /// sequence lock is: a reader that may have read a key overwritten meanwhile sees the count
 /// past it ([`MacTable::changed_since`]).
@@ -458,6 +463,16 @@ impl MacTable {
             self.version = v;
         }
         grown
+    }
+
+    /// Does this view read the latest table (no growth published since its last
+    /// [`MacTable::refresh`])? A change counted in [`MacTable::changes`] may have been made in a
+    /// table grown since: a reader of the count that then finds its view current sees the
+    /// change in its lookups (a growth publishes under the writer mutex, before any later
+    /// change).
+    #[inline]
+    pub fn is_current(&self) -> bool {
+        self.shared.version.load(Ordering::Acquire) == self.version
     }
 
     fn writer(&self) -> MutexGuard<'_, Writer> {
@@ -809,13 +824,15 @@ impl MacTable {
     /// The addresses that changed since [`MacTable::changes`] read `from`: their keys
     /// ([`MacTable::key`]) into `out` (cleared first; in the order of the changes, an address
     /// as often as it changed), and the count they bring it to. None when that may have been
-    /// any address: more changes than the table keeps (1 024), or one of every address (a
-    /// network flushed, a new aging time). Then every copy must be checked. Lock-free.
+    /// any address: more than 1 024 changes since ([`CHANGES_TOLD`]), or one of every address
+    /// (a network flushed, a new aging time). Then every copy must be checked. Lock-free. A
+    /// view that has not picked up a growth yet ([`MacTable::is_current`]) may not see in its
+    /// lookups the changes told.
     pub fn changed_since(&self, from: u64, out: &mut Vec<u64>) -> Option<u64> {
         let c = &self.shared.changes;
         out.clear();
         let to = c.count.load(Ordering::Acquire);
-        if to.wrapping_sub(from) > CHANGE_LOG as u64 {
+        if to.wrapping_sub(from) > CHANGES_TOLD as u64 {
             return None;
         }
         for n in from..to {
@@ -825,8 +842,9 @@ impl MacTable {
             }
             out.push(key);
         }
-        // The keys read before the count is read again (see `Changes::note`): a key written
-        // over by change `from + CHANGE_LOG` or later shows as a count that far.
+        // The keys read before the count is read again (see `Changes::note`): change
+        // `from + CHANGE_LOG`, the first to write over a slot read, starts once the count is
+        // that far, so a key it wrote shows as a count at least that far.
         fence(Ordering::Acquire);
         let now = c.count.load(RELAXED);
         (now.wrapping_sub(from) < CHANGE_LOG as u64).then_some(to)
@@ -1402,21 +1420,15 @@ mod tests {
             Some(c),
             "nothing since: a new address"
         );
-        // More changes than the table keeps: none of them is told.
-        for i in 0..CHANGE_LOG as u64 {
+        // As many changes as the table tells, then one more: none of them is told.
+        let told = CHANGES_TOLD as u64;
+        for i in 0..=told {
             t.learn(0, mac(9), if i % 2 == 0 { P2 } else { P1 }, 30);
         }
-        assert_eq!(t.changes(), c + CHANGE_LOG as u64);
-        assert_eq!(
-            t.changed_since(c, &mut out),
-            None,
-            "the oldest was written over"
-        );
-        assert_eq!(
-            t.changed_since(c + 1, &mut out),
-            Some(c + CHANGE_LOG as u64)
-        );
-        assert_eq!(out.len(), CHANGE_LOG - 1);
+        assert_eq!(t.changes(), c + told + 1);
+        assert_eq!(t.changed_since(c, &mut out), None, "one too many");
+        assert_eq!(t.changed_since(c + 1, &mut out), Some(c + told + 1));
+        assert_eq!(out.len(), CHANGES_TOLD);
         assert!(out.iter().all(|&k| k == key(mac(9))));
         // A network flushed (a new generation) may touch any address too.
         let mut t = t;

@@ -38,7 +38,8 @@
 //! - **Ageing and counters**: frames taken by an entry never reach the worker. Once a second
 //!   the worker reads each of its entries' hits and refreshes the source's MAC entry where they
 //!   grew ([`crate::fdb::MacTable::touch`]), so an address that sends only through the shortcut
-//!   never ages out. The program counts frames and bytes per port in a memory-mapped array;
+//!   never ages out; and checks the entry as a change would (a destination expired goes then,
+//!   if the table's sweeper has not removed it yet). The program counts frames and bytes per port in a memory-mapped array;
 //!   each port's owner adds what grew to the port's counters when it publishes them (within
 //!   100 ms).
 
@@ -85,6 +86,19 @@ pub struct Key {
 }
 
 impl Key {
+    /// The first key in order, and the last (bounds of a range of keys).
+    pub const MIN: Key = Key {
+        ingress: 0,
+        dst: Mac([0; 6]),
+        src: Mac([0; 6]),
+    };
+    /// See [`Key::MIN`].
+    pub const MAX: Key = Key {
+        ingress: u32::MAX,
+        dst: Mac([0xff; 6]),
+        src: Mac([0xff; 6]),
+    };
+
     fn bytes(&self) -> [u8; SHORTCUT_KEY_LEN] {
         let mut k = [0u8; SHORTCUT_KEY_LEN];
         k[0..4].copy_from_slice(&self.ingress.to_ne_bytes());

@@ -733,8 +733,7 @@ impl<P: PortIo> Worker<P> {
                 // The XDP shortcut's entries the snapshot no longer allows go (every worker
                 // adopts every snapshot, and checks its own).
                 if let Some(f) = self.fast.as_mut() {
-                    let pipe = &self.pipe;
-                    f.revalidate(&pipe.fdb, &s, |slot| pipe.polices(slot), now.secs);
+                    f.revalidate(&fast::basis(&self.pipe, &s, now.secs));
                 }
                 let n = s.ports.len();
                 if n > 0 {
@@ -1241,16 +1240,9 @@ impl<P: PortIo> Worker<P> {
             self.offers.clear();
             return;
         };
-        let pipe = &self.pipe;
+        let b = fast::basis(&self.pipe, &self.snap, now.secs);
         for (ingress, egress, net, macs) in self.offers.drain(..) {
-            f.offer(
-                &self.snap,
-                &pipe.fdb,
-                |slot| pipe.polices(slot),
-                (ingress, egress, net),
-                macs,
-                now.secs,
-            );
+            f.offer(&b, (ingress, egress, net), macs);
         }
     }
 
@@ -1878,8 +1870,7 @@ impl<P: PortIo> Worker<P> {
         // not look before its sleep ends).
         let mut changed = false;
         if let Some(f) = self.fast.as_mut() {
-            let pipe = &self.pipe;
-            changed = f.check(&pipe.fdb, &self.snap, |slot| pipe.polices(slot), now.secs);
+            changed = f.check(&fast::basis(&self.pipe, &self.snap, now.secs));
         }
         let work = self.poll(now);
         if let Some(f) = &self.fast {
@@ -1911,9 +1902,10 @@ impl<P: PortIo> Worker<P> {
             let now_budget = owed.min(8 * SWEEP_PER_MS);
             self.sweep(now, now_budget);
             self.sweep_debt = owed - now_budget;
-            // Every entry's hits read about once a second: their sources stay learned.
+            // Every entry's hits read, and the entry checked, about once a second: their
+            // sources stay learned, and no entry outlives what it was installed from by more.
             if let Some(f) = self.fast.as_mut() {
-                f.sweep_for(&self.pipe.fdb, now.secs, ms);
+                f.sweep_for(&fast::basis(&self.pipe, &self.snap, now.secs), ms);
             }
             self.last_sweep = now.nanos;
             // Chunks of closed ports whose sockets are released go back to the pool, and ports

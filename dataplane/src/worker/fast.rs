@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::config::{PortView, Role, Snapshot};
 use crate::fdb::{MacTable, PortRef};
+use crate::pipeline::Pipeline;
 use crate::port::ShortcutPort;
 use crate::shortcut::{Counts, Key, Route, Shortcut, MAX_SLOTS};
 use crate::wire::Mac;
@@ -32,7 +33,7 @@ pub(super) struct Fast {
     suspects: Vec<Key>,
     /// Entries checked against the table and the snapshot, for tests.
     #[cfg(test)]
-    pub(super) checked: u64,
+    pub(super) checked: std::cell::Cell<u64>,
     /// The next entry whose hits the sweep reads, and thousandths of an entry owed to the next
     /// sweep ([`Fast::sweep_for`]).
     cursor: usize,
@@ -62,6 +63,29 @@ struct Installed {
     hits: u64,
 }
 
+/// What entries are checked against, and installed from: the MAC table (this worker's view),
+/// the snapshot, which ports have a rate limit (`policed(slot)`), and the clock's second.
+pub(super) struct Basis<'a, F: Fn(u16) -> bool> {
+    pub(super) fdb: &'a MacTable,
+    pub(super) snap: &'a Snapshot,
+    pub(super) policed: F,
+    pub(super) secs: u32,
+}
+
+/// The basis a worker's pipeline and snapshot give, at second `secs`.
+pub(super) fn basis<'a>(
+    pipe: &'a Pipeline,
+    snap: &'a Snapshot,
+    secs: u32,
+) -> Basis<'a, impl Fn(u16) -> bool + 'a> {
+    Basis {
+        fdb: &pipe.fdb,
+        snap,
+        policed: move |slot| pipe.polices(slot),
+        secs,
+    }
+}
+
 /// May frames of this port of network `net` take, or be sent by, an entry? A VM's port
 /// (untagged), up, without port security (its rules read every frame).
 fn plain(p: &PortView, net: u16) -> bool {
@@ -74,11 +98,15 @@ fn plain(p: &PortView, net: u16) -> bool {
 /// open and able to take them (in the shortcut's table).
 fn route(
     sc: &Shortcut,
-    snap: &Snapshot,
-    policed: &impl Fn(u16) -> bool,
+    b: &Basis<impl Fn(u16) -> bool>,
     (ingress, egress, net): (u16, u16, u16),
 ) -> Option<(Route, PortRef, PortRef)> {
-    let (pi, pe, n) = (snap.port(ingress)?, snap.port(egress)?, snap.net(net)?);
+    let (pi, pe, n) = (
+        b.snap.port(ingress)?,
+        b.snap.port(egress)?,
+        b.snap.net(net)?,
+    );
+    let policed = &b.policed;
     if n.filtering || !plain(pi, net) || !plain(pe, net) || policed(ingress) || policed(egress) {
         return None;
     }
@@ -103,7 +131,7 @@ impl Fast {
             changed: Vec::new(),
             suspects: Vec::new(),
             #[cfg(test)]
-            checked: 0,
+            checked: std::cell::Cell::new(0),
             cursor: 0,
             owed: 0,
             refused_at: None,
@@ -129,63 +157,47 @@ impl Fast {
     /// Has the MAC table or the shortcut's table of ports changed since the last call? Then
     /// the entries that may have gone wrong go: those from or to the addresses the table
     /// changed, where it still knows which ([`MacTable::changed_since`]), else all of them
-    /// ([`Fast::revalidate`]). Run in each round after the clock's work (its sweep) and before
-    /// the lookups: an entry installed from a table or ports that changed meanwhile lives until
-    /// the next round at most. Two atomic loads when nothing changed.
+    /// ([`Fast::revalidate`]). Run in each round after the view of the table was refreshed and
+    /// the clock's work (its sweep) ran, and before the lookups: an entry installed from a
+    /// table or ports that changed meanwhile lives until the next round at most. Two atomic
+    /// loads when nothing changed.
     #[inline]
-    pub(super) fn check(
-        &mut self,
-        fdb: &MacTable,
-        snap: &Snapshot,
-        policed: impl Fn(u16) -> bool,
-        secs: u32,
-    ) -> bool {
-        let now = (fdb.changes(), self.sc.epoch());
+    pub(super) fn check(&mut self, b: &Basis<impl Fn(u16) -> bool>) -> bool {
+        let now = (b.fdb.changes(), self.sc.epoch());
         if now == self.seen {
+            return false;
+        }
+        if !b.fdb.is_current() {
+            // A change counted may have been made in a table grown since this round's refresh,
+            // which this view's lookups do not see yet: the next round looks, after its own.
             return false;
         }
         let (from, epoch) = self.seen;
         // A port that opened, closed or stopped sending may be any entry's.
         let told = (now.1 == epoch)
-            .then(|| fdb.changed_since(from, &mut self.changed))
+            .then(|| b.fdb.changed_since(from, &mut self.changed))
             .flatten();
         match told {
             Some(to) => {
                 self.seen = (to, now.1);
-                self.revalidate_changed(fdb, snap, &policed, secs);
+                self.revalidate_changed(b);
             }
             None => {
                 self.seen = now;
-                self.revalidate(fdb, snap, policed, secs);
+                self.revalidate(b);
             }
         }
         true
     }
 
     /// [`Fast::revalidate`] for the entries from or to the addresses in `changed` alone.
-    fn revalidate_changed(
-        &mut self,
-        fdb: &MacTable,
-        snap: &Snapshot,
-        policed: &impl Fn(u16) -> bool,
-        secs: u32,
-    ) {
-        const FIRST: Key = Key {
-            ingress: 0,
-            dst: Mac([0; 6]),
-            src: Mac([0; 6]),
-        };
-        const LAST: Key = Key {
-            ingress: u32::MAX,
-            dst: Mac([0xff; 6]),
-            src: Mac([0xff; 6]),
-        };
+    fn revalidate_changed(&mut self, b: &Basis<impl Fn(u16) -> bool>) {
         self.changed.sort_unstable();
         self.changed.dedup();
         let mut suspects = std::mem::take(&mut self.suspects);
         suspects.clear();
         for &a in &self.changed {
-            let of = self.by_address.range((a, FIRST)..=(a, LAST));
+            let of = self.by_address.range((a, Key::MIN)..=(a, Key::MAX));
             suspects.extend(of.map(|&(_, key)| key));
         }
         // An entry between two addresses that both changed, once.
@@ -193,7 +205,7 @@ impl Fast {
         suspects.dedup();
         for key in &suspects {
             if let Some(&i) = self.index.get(key) {
-                if !self.still_right(i, fdb, snap, policed, secs) {
+                if !self.still_right(i, b) {
                     self.withdraw_at(i);
                 }
             }
@@ -209,20 +221,14 @@ impl Fast {
     }
 
     /// Withdraws every entry that is no longer what it would be installed as now: both ports
-    /// as the snapshot `snap` has them (and open), the source still learned on the ingress port
-    /// and the destination on the egress port. A worker calls it when it adopts a snapshot, and
-    /// when the MAC table or the ports change: user-space lookups, a system call only for each
-    /// entry withdrawn.
-    pub(super) fn revalidate(
-        &mut self,
-        fdb: &MacTable,
-        snap: &Snapshot,
-        policed: impl Fn(u16) -> bool,
-        secs: u32,
-    ) {
+    /// as the snapshot has them (and open), the source still learned on the ingress port and the
+    /// destination on the egress port. A worker calls it when it adopts a snapshot, and when the
+    /// MAC table or the ports change: user-space lookups, a system call only for each entry
+    /// withdrawn.
+    pub(super) fn revalidate(&mut self, b: &Basis<impl Fn(u16) -> bool>) {
         let mut i = 0;
         while i < self.entries.len() {
-            if self.still_right(i, fdb, snap, &policed, secs) {
+            if self.still_right(i, b) {
                 i += 1;
             } else {
                 // The last entry takes its place: looked at next.
@@ -232,25 +238,15 @@ impl Fast {
     }
 
     /// Is entry `i` still what it would be installed as now (see [`Fast::revalidate`])?
-    fn still_right(
-        &mut self,
-        i: usize,
-        fdb: &MacTable,
-        snap: &Snapshot,
-        policed: &impl Fn(u16) -> bool,
-        secs: u32,
-    ) -> bool {
+    fn still_right(&self, i: usize, b: &Basis<impl Fn(u16) -> bool>) -> bool {
         #[cfg(test)]
-        {
-            self.checked += 1;
-        }
+        self.checked.set(self.checked.get() + 1);
         let (key, inst) = self.entries[i];
         let slots = (inst.port.slot, inst.egress.slot, inst.net);
         self.takes(inst.port.slot) == Some(key.ingress)
-            && route(&self.sc, snap, policed, slots)
-                .is_some_and(|r| r == (inst.route, inst.port, inst.egress))
-            && fdb.lookup(inst.net, key.src, secs) == Some(inst.port)
-            && fdb.lookup(inst.net, key.dst, secs) == Some(inst.egress)
+            && route(&self.sc, b, slots).is_some_and(|r| r == (inst.route, inst.port, inst.egress))
+            && b.fdb.lookup(inst.net, key.src, b.secs) == Some(inst.port)
+            && b.fdb.lookup(inst.net, key.dst, b.secs) == Some(inst.egress)
     }
 
     /// Withdraws entry `i` from the map and forgets it.
@@ -264,15 +260,12 @@ impl Fast {
     /// forwarded to `egress` in network `net`, if both ports and the network let every such
     /// frame go without the switch's rules, and the source is learned on `ingress` (else its
     /// frames must reach the worker to be learned, or moved). An entry of the same key towards
-    /// another port is replaced. `policed(slot)`: the port has a rate limit.
+    /// another port is replaced.
     pub(super) fn offer(
         &mut self,
-        snap: &Snapshot,
-        fdb: &MacTable,
-        policed: impl Fn(u16) -> bool,
+        b: &Basis<impl Fn(u16) -> bool>,
         (ingress, egress, net): (u16, u16, u16),
         (dst, src): (Mac, Mac),
-        secs: u32,
     ) {
         let Some(ingress_if) = self.takes(ingress) else {
             return;
@@ -285,14 +278,14 @@ impl Fast {
         let at = self.index.get(&key).copied();
         if at.is_some_and(|i| self.entries[i].1.egress.slot == egress)
             || (at.is_none() && self.entries.len() >= MAX_INSTALLED)
-            || self.refused_at == Some(secs)
+            || self.refused_at == Some(b.secs)
         {
             return;
         }
-        let Some((route, me, to)) = route(&self.sc, snap, &policed, (ingress, egress, net)) else {
+        let Some((route, me, to)) = route(&self.sc, b, (ingress, egress, net)) else {
             return;
         };
-        if fdb.lookup(net, src, secs) != Some(me) {
+        if b.fdb.lookup(net, src, b.secs) != Some(me) {
             return;
         }
         if let Err(e) = self.sc.install(&key, &route) {
@@ -300,7 +293,7 @@ impl Fast {
                 tracing::warn!("XDP shortcut: an entry was not installed: {e}");
             }
             self.refused += 1;
-            self.refused_at = Some(secs);
+            self.refused_at = Some(b.secs);
             return;
         }
         self.installed += 1;
@@ -331,21 +324,24 @@ impl Fast {
     /// Reads the hits of the entries due after `ms` more milliseconds, so that each is read about
     /// once a second (a fraction of an entry carries over to the next call), from where the last
     /// call stopped; see [`Fast::sweep`].
-    pub(super) fn sweep_for(&mut self, fdb: &MacTable, secs: u32, ms: usize) {
+    pub(super) fn sweep_for(&mut self, b: &Basis<impl Fn(u16) -> bool>, ms: usize) {
         self.owed = self
             .owed
             .saturating_add(self.entries.len().saturating_mul(ms));
         let due = self.owed / 1000;
         self.owed %= 1000;
         if due > 0 {
-            self.sweep(fdb, secs, due);
+            self.sweep(b, due);
         }
     }
 
     /// Reads the hits of up to `budget` entries, from where the last call stopped, and
     /// refreshes the source of each whose hits grew: an address that sends only through the
-    /// shortcut stays learned. Entries the map no longer has are forgotten.
-    pub(super) fn sweep(&mut self, fdb: &MacTable, secs: u32, budget: usize) {
+    /// shortcut stays learned. Then checks each against the table and the snapshot, as a change
+    /// would, and withdraws it if it went wrong without a change to tell (a destination expired
+    /// that the table's sweeper has not removed yet): an entry outlives what it was installed
+    /// from by a second at most. Entries the map no longer has are forgotten.
+    pub(super) fn sweep(&mut self, b: &Basis<impl Fn(u16) -> bool>, budget: usize) {
         let mut left = budget.min(self.entries.len());
         while left > 0 && !self.entries.is_empty() {
             left -= 1;
@@ -357,9 +353,14 @@ impl Fast {
                 Ok(Some(h)) => {
                     if h != inst.hits {
                         self.entries[self.cursor].1.hits = h;
-                        fdb.touch(inst.net, key.src, inst.port, secs);
+                        b.fdb.touch(inst.net, key.src, inst.port, b.secs);
                     }
-                    self.cursor += 1;
+                    if self.still_right(self.cursor, b) {
+                        self.cursor += 1;
+                    } else {
+                        // The last entry takes its place: looked at next.
+                        self.withdraw_at(self.cursor);
+                    }
                 }
                 Ok(None) => {
                     // Not in the map any more (it cannot be, but then it is gone).
@@ -369,6 +370,20 @@ impl Fast {
                 Err(_) => self.cursor += 1,
             }
         }
+    }
+
+    /// Panics unless `index` and `by_address` hold each entry, and nothing else.
+    #[cfg(test)]
+    pub(super) fn assert_indexed(&self) {
+        let mut pairs = BTreeSet::new();
+        for (i, (key, inst)) in self.entries.iter().enumerate() {
+            assert_eq!(self.index.get(key), Some(&i), "{key:?} indexed");
+            for mac in [key.src, key.dst] {
+                pairs.insert((MacTable::key(inst.net, mac), *key));
+            }
+        }
+        assert_eq!(self.index.len(), self.entries.len());
+        assert_eq!(pairs, self.by_address, "each entry by its two addresses");
     }
 
     /// Removes entry `i` from `by_address`.

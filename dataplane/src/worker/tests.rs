@@ -180,6 +180,9 @@ impl Rig {
     fn check_accounting(&mut self) {
         let a = self.w.accounting();
         assert_eq!(a.free + a.user + a.in_kernel(), a.total);
+        if let Some(f) = &self.w.fast {
+            f.assert_indexed();
+        }
         assert_eq!(a.user, 0, "the worker holds no frame between rounds");
         for p in ["a1", "a2", "a3", "b1", "up"] {
             let slot = self.ports.get(p).unwrap();
@@ -1682,7 +1685,7 @@ const ELSEWHERE: Mac = Mac([0x02, 0, 0, 0, 0, 9]);
 
 /// Shortcut entries the worker has checked against the table and the snapshot.
 fn checked(r: &Rig) -> u64 {
-    r.w.fast.as_ref().unwrap().checked
+    r.w.fast.as_ref().unwrap().checked.get()
 }
 
 #[test]
@@ -1740,7 +1743,7 @@ fn every_entry_is_checked_when_the_table_cannot_tell_which_addresses_changed() {
         fdb.lookup(net, VM2, 0).unwrap(),
         fdb.lookup(net, ELSEWHERE, 0).unwrap(),
     );
-    for i in 0..1024 {
+    for i in 0..=crate::fdb::CHANGES_TOLD {
         let to = if i % 2 == 0 { a2 } else { a3 };
         assert_eq!(fdb.learn(net, ELSEWHERE, to, 0), crate::fdb::Learn::Moved);
     }
@@ -1748,6 +1751,79 @@ fn every_entry_is_checked_when_the_table_cannot_tell_which_addresses_changed() {
     r.round_now();
     assert_eq!(checked(&r) - before, 1, "checked all the same");
     assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), Some(0), "and kept");
+    r.check_accounting();
+}
+
+#[test]
+fn a_change_made_in_a_table_grown_since_the_round_began_is_checked_once_the_view_has_it() {
+    let Some((mut r, sc, _prog, _xsks)) = installed_rig(300) else {
+        return;
+    };
+    r.learn("a3", ELSEWHERE);
+    let net = r.nets.get("a").unwrap();
+    // The worker's view, as it was when its round refreshed it; then another worker grows the
+    // table and moves VM2 in the grown one.
+    let stale = r.w.pipeline().fdb.clone();
+    let mut other = r.w.pipeline().fdb.clone();
+    let a3 = other.lookup(net, ELSEWHERE, 0).unwrap();
+    other.reserve(4 * other.capacity());
+    assert!(!stale.is_current());
+    assert_eq!(other.learn(net, VM2, a3, 0), crate::fdb::Learn::Moved);
+    let w = &mut r.w;
+    let b = fast::Basis {
+        fdb: &stale,
+        snap: &w.snap,
+        policed: |_| false,
+        secs: 0,
+    };
+    assert!(
+        !w.fast.as_mut().unwrap().check(&b),
+        "its lookups would not see the move: not checked yet"
+    );
+    assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), Some(0));
+    // The next round's refresh picks the grown table up, and its check withdraws the entry.
+    r.round_now();
+    assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), None, "withdrawn");
+    r.check_accounting();
+}
+
+#[test]
+fn an_entry_forwarded_elsewhere_before_the_check_is_replaced() {
+    let Some((mut r, sc, _prog, _xsks)) = installed_rig(300) else {
+        return;
+    };
+    // VM2 moves to a3, and a frame to it is forwarded there before a round's check ran.
+    r.learn("a3", VM2);
+    r.inject("a1", udp(VM2, VM1));
+    r.run();
+    assert_eq!(r.out("a3"), vec![udp(VM2, VM1)]);
+    assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), Some(0));
+    let f = r.w.fast.as_ref().unwrap();
+    assert_eq!((f.len(), f.installed, f.withdrawn), (1, 2, 1), "replaced");
+    r.check_accounting();
+    // The check finds it right.
+    r.round_now();
+    assert_eq!(r.w.fast.as_ref().unwrap().withdrawn, 1);
+    assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), Some(0));
+}
+
+#[test]
+fn reading_the_hits_withdraws_an_entry_gone_wrong_without_a_change_to_tell() {
+    let Some((mut r, sc, _prog, _xsks)) = installed_rig(300) else {
+        return;
+    };
+    // At 400 s VM2, seen at 0, has expired; nothing has removed it, so no change tells.
+    let w = &mut r.w;
+    let before = w.pipe.fdb.changes();
+    let b = fast::Basis {
+        fdb: &w.pipe.fdb,
+        snap: &w.snap,
+        policed: |_| false,
+        secs: 400,
+    };
+    w.fast.as_mut().unwrap().sweep(&b, 1);
+    assert_eq!(b.fdb.changes(), before);
+    assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), None, "withdrawn");
     r.check_accounting();
 }
 
