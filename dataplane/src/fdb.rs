@@ -360,10 +360,10 @@ const EVERY_ADDRESS: u64 = 0;
 /// or not), a revival, a static entry replaced (each of one address), a network flushed or a
 /// new aging time (of every address). New addresses do not count. The count, and the key of
 /// each of the last changes in a ring of [`CHANGE_LOG`], by its number (change `n` takes the
-/// count from `n` to `n + 1`, in slot `n % CHANGE_LOG`), so that a holder of copies (the XDP shortcut's entries) checks only those of the
-/// addresses that changed. Written only under the writer mutex; read without a lock, as a
-/// sequence lock is: a reader that may have read a key overwritten meanwhile sees the count
-/// past it ([`MacTable::changed_since`]).
+/// count from `n` to `n + 1`, in slot `n % CHANGE_LOG`), so that a holder of copies (the XDP
+/// shortcut's entries) checks only those of the addresses that changed. Written only under the
+/// writer mutex; read without a lock, as a sequence lock is: a reader that may have read a key
+/// overwritten meanwhile sees the count past it ([`MacTable::changed_since`]).
 struct Changes {
     count: AtomicU64,
     log: Box<[AtomicU64]>,

@@ -2084,6 +2084,12 @@ impl<P: PortIo> Worker<P> {
             wake.awake();
             return found;
         }
+        // A change of the MAC table this round made (its sweep), or one its shortcut check left
+        // to the next round (a table grown since its refresh): the next round looks first.
+        if self.fast.as_ref().is_some_and(|f| f.moved(&self.pipe.fdb)) {
+            wake.awake();
+            return 0;
+        }
         // What to wait on, as that round left the ports (it may have started one). Frames held
         // back for want of room, or sent frames the kernel has not taken yet: what ends that
         // wakes no one, so the worker naps instead.

@@ -167,16 +167,17 @@ impl Fast {
         if now == self.seen {
             return false;
         }
-        if !b.fdb.is_current() {
-            // A change counted may have been made in a table grown since this round's refresh,
-            // which this view's lookups do not see yet: the next round looks, after its own.
-            return false;
-        }
         let (from, epoch) = self.seen;
         // A port that opened, closed or stopped sending may be any entry's.
         let told = (now.1 == epoch)
             .then(|| b.fdb.changed_since(from, &mut self.changed))
             .flatten();
+        if !b.fdb.is_current() {
+            // A change counted (up to the count read last, which orders this read after it)
+            // may have been made in a table grown since this round's refresh, which this view's
+            // lookups do not see yet: the next round looks, after its own refresh.
+            return false;
+        }
         match told {
             Some(to) => {
                 self.seen = (to, now.1);
