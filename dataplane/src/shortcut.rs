@@ -40,8 +40,8 @@
 //!   grew ([`crate::fdb::MacTable::touch`]), so an address that sends only through the shortcut
 //!   never ages out; and checks the entry as a change would (a destination expired goes then,
 //!   if the table's sweeper has not removed it yet). The program counts frames and bytes per
-//!   port in a memory-mapped array; each port's owner adds what grew to the port's counters
-//!   when it publishes them (within 100 ms).
+//!   port in a memory-mapped array; readers of a port's counters add what grew since the port
+//!   opened ([`crate::stats::Live`]), so they count at once.
 
 use std::io;
 use std::os::fd::OwnedFd;

@@ -4,9 +4,14 @@
 //! The worker counts into plain `u64`s it owns ([`LocalCounters`]) and publishes them into the
 //! port's shared [`PortCounters`] (relaxed atomic stores) at most every millisecond and whenever it
 //! goes idle, so the per-packet path never touches a shared cache line. Readers see values at most
-//! a millisecond old while traffic flows, and exact values once it stops.
+//! a millisecond old while traffic flows, and exact values once it stops. Frames the XDP
+//! shortcut forwarded from and to the port are counted by its program ([`crate::shortcut`]),
+//! and readers add them live ([`Live`]): they count at once.
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::shortcut::{Counts, Shortcut};
 
 macro_rules! drop_reasons {
     ($($variant:ident => $name:literal, $doc:literal;)*) => {
@@ -114,6 +119,35 @@ impl LocalCounters {
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().sum()
     }
+
+    /// Adds what the XDP shortcut forwarded from and to the port: received, sent, and received
+    /// again as `xdp_forwarded`.
+    pub fn add_shortcut(&mut self, n: &Counts) {
+        self.rx_packets += n.rx_packets;
+        self.rx_bytes += n.rx_bytes;
+        self.tx_packets += n.tx_packets;
+        self.tx_bytes += n.tx_bytes;
+        self.xdp_forwarded += n.rx_packets;
+    }
+}
+
+/// Where the XDP shortcut counts an open port's frames: its slot in the shortcut's counters, and
+/// what they held when the port opened there.
+#[derive(Debug)]
+pub struct Live {
+    /// The switch's shortcut.
+    pub sc: Arc<Shortcut>,
+    /// The port's slot.
+    pub slot: u16,
+    /// The slot's counts when the port opened.
+    pub base: Counts,
+}
+
+impl Live {
+    /// What the shortcut forwarded from and to the port since it opened.
+    fn grown(&self) -> Counts {
+        self.sc.counts(self.slot).since(&self.base)
+    }
 }
 
 /// The kernel's `XDP_STATISTICS` of a port, summed over its queues.
@@ -179,6 +213,10 @@ pub struct PortCounters {
     /// bytes and segments merged, added by each (several writers), read into `tx_packets`,
     /// `tx_bytes` and `coalesced`.
     direct: [AtomicU64; 3],
+    /// While the port is open with the XDP shortcut, where its frames are counted there, read
+    /// into `rx_*`, `tx_*` and `xdp_forwarded`. Folded into the published counters when the port
+    /// closes, under the lock, so that a reader never counts them twice or not at all.
+    live: Mutex<Option<Live>>,
 }
 
 impl PortCounters {
@@ -225,13 +263,37 @@ impl PortCounters {
         self.direct[2].fetch_add(merged, Relaxed);
     }
 
-    /// Reads the last published values, with what other workers sent out of the port.
+    /// Reads the last published values, with what other workers sent out of the port and what
+    /// the XDP shortcut forwarded from and to it.
     pub fn read(&self) -> PortStats {
+        let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         let s = self.read_published();
+        let mut counters = self.with_direct(s.counters);
+        if let Some(l) = &*live {
+            counters.add_shortcut(&l.grown());
+        }
         PortStats {
-            counters: self.with_direct(s.counters),
+            counters,
             xdp: s.xdp,
         }
+    }
+
+    /// The port opened with the XDP shortcut on `slot`: from now on readers add what it counts
+    /// there.
+    pub fn count_live(&self, sc: Arc<Shortcut>, slot: u16) {
+        let base = sc.counts(slot);
+        *self.live.lock().unwrap_or_else(PoisonError::into_inner) = Some(Live { sc, slot, base });
+    }
+
+    /// The port closes: what the shortcut forwarded since it opened is added to `c`, its
+    /// worker's counters, which are published (with `x`) as the last values, all under the
+    /// lock readers take.
+    pub fn close_live(&self, c: &mut LocalCounters, x: &XdpStats) {
+        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(l) = live.take() {
+            c.add_shortcut(&l.grown());
+        }
+        self.publish(c, x);
     }
 
     /// The port's own worker's counters `c` with what other workers sent out of the port.

@@ -55,7 +55,7 @@ use crate::gso;
 use crate::mss::MssTable;
 use crate::pipeline::{flood_targets, Now, Pipeline, Verdict};
 use crate::port::{PortIo, PortMode, Region, VnetHdr, XdpDesc};
-use crate::shortcut::{Counts, Shortcut};
+use crate::shortcut::Shortcut;
 use crate::stats::{DropReason, LocalCounters, PortCounters, WorkerStats, XdpStats};
 use crate::sys::umem::{Accounting, Umem, KERNEL_HEADROOM};
 use crate::sys::wake::Wake;
@@ -404,15 +404,6 @@ fn frame_parts<'a>(
         (true, false) => (-4, [&buf[..12], &buf[12 + VLAN_TAG_LEN..], &[]], 2),
         _ => (0, [buf, &[], &[]], 1),
     }
-}
-
-/// Adds what the XDP shortcut forwarded from and to a port to its counters.
-fn add_counts(c: &mut LocalCounters, n: Counts) {
-    c.rx_packets += n.rx_packets;
-    c.rx_bytes += n.rx_bytes;
-    c.tx_packets += n.tx_packets;
-    c.tx_bytes += n.tx_bytes;
-    c.xdp_forwarded += n.rx_packets;
 }
 
 /// Stops a port whose transmit failed (its interface gone or down): counted, logged and
@@ -918,6 +909,8 @@ impl<P: PortIo> Worker<P> {
         if let (Some(f), Some(p)) = (self.fast.as_mut(), io.shortcut()) {
             f.open(slot, p);
             shortcut = p.takes;
+            // Readers add what the shortcut forwards from and to the port at once.
+            shared.counters.count_live(Arc::clone(&f.sc), slot);
         }
         tracing::info!(
             "port {slot} forwarding: {} ({} queues, partial checksums finished by {}, TCP \
@@ -1032,13 +1025,12 @@ impl<P: PortIo> Worker<P> {
         self.active.retain(|&s| s != slot);
         if let Some(f) = self.fast.as_mut() {
             f.close(slot);
-            add_counts(
-                &mut self.pipe.counters[usize::from(slot)],
-                f.take_counts(slot),
-            );
         }
-        let c = self.counters(slot);
-        open.shared.counters.publish(&c, &open.xdp);
+        // The last values, with what the XDP shortcut forwarded while the port was open: what
+        // the port starts from if it opens again.
+        if let Some(c) = self.pipe.counters.get_mut(usize::from(slot)) {
+            open.shared.counters.close_live(c, &open.xdp);
+        }
         open.io.close(&mut self.umem);
         open.shared.set(LinkState::Closed, PortMode::Closed, None);
         self.recompute_fill_target();
@@ -1834,7 +1826,6 @@ impl<P: PortIo> Worker<P> {
                     o.xdp = x;
                 }
                 if let Some(f) = self.fast.as_mut() {
-                    add_counts(&mut self.pipe.counters[usize::from(s)], f.take_counts(s));
                     if !o.healthy {
                         // Its interface refused to send: the entries to and from it go.
                         f.close(s);

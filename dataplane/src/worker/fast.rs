@@ -1,8 +1,7 @@
 //! A worker's side of the XDP shortcut ([`crate::shortcut`]): the entries it installed, their
 //! withdrawal when the MAC table or the ports change (after a change of some addresses, only
 //! the entries from or to them are looked at: a change costs the entries it may touch, not
-//! every entry), the sources they keep alive, and the ports' counts of frames forwarded inside
-//! XDP.
+//! every entry), and the sources they keep alive.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -11,7 +10,7 @@ use crate::config::{PortView, Role, Snapshot};
 use crate::fdb::{MacTable, PortRef};
 use crate::pipeline::Pipeline;
 use crate::port::ShortcutPort;
-use crate::shortcut::{Counts, Key, Route, Shortcut, MAX_SLOTS};
+use crate::shortcut::{Key, Route, Shortcut, MAX_SLOTS};
 use crate::wire::Mac;
 
 /// Entries one worker installs at most; past them, frames keep going through the worker.
@@ -48,8 +47,6 @@ pub(super) struct Fast {
     /// By slot, for this worker's ports: the interface frames take entries from (0: none) and
     /// the one registered in the shortcut's table for entries to send to (0: none).
     own: Vec<(u32, u32)>,
-    /// By slot: the shortcut's counts of the port when last added to its counters.
-    base: Vec<Counts>,
 }
 
 /// An entry this worker installed: what it was installed from, and the hits read last.
@@ -139,7 +136,6 @@ impl Fast {
             installed: 0,
             withdrawn: 0,
             own: Vec::new(),
-            base: Vec::new(),
         }
     }
 
@@ -406,8 +402,7 @@ impl Fast {
     }
 
     /// This worker's port `slot` opened: its frames may take entries (if its program has the
-    /// shortcut), entries may send to it (if it takes what they send), and from now on its
-    /// counts are its own.
+    /// shortcut), and entries may send to it (if it takes what they send).
     pub(super) fn open(&mut self, slot: u16, port: ShortcutPort) {
         let i = usize::from(slot);
         if i >= MAX_SLOTS {
@@ -415,9 +410,7 @@ impl Fast {
         }
         if self.own.len() <= i {
             self.own.resize(i + 1, (0, 0));
-            self.base.resize(i + 1, Counts::default());
         }
-        self.base[i] = self.sc.counts(slot);
         let takes = if port.takes { port.ifindex } else { 0 };
         let receives = if port.receives { port.ifindex } else { 0 };
         self.own[i] = (takes, receives);
@@ -440,16 +433,5 @@ impl Fast {
             // Only this worker's entries take its frames: they go at its next check.
             self.sc.bump();
         }
-    }
-
-    /// What the shortcut forwarded from and to the port on `slot` since the last call.
-    pub(super) fn take_counts(&mut self, slot: u16) -> Counts {
-        let Some(base) = self.base.get_mut(usize::from(slot)) else {
-            return Counts::default();
-        };
-        let now = self.sc.counts(slot);
-        let grown = now.since(base);
-        *base = now;
-        grown
     }
 }

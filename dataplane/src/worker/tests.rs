@@ -1848,12 +1848,32 @@ fn a_source_heard_only_through_the_shortcut_stays_learned_and_counted() {
         return;
     };
     let (a1, a2) = (r.ports.get("a1").unwrap(), r.ports.get("a2").unwrap());
+    let shared = |r: &Rig, slot: u16| {
+        let open = r.w.ports[usize::from(slot)].as_ref().unwrap();
+        Arc::clone(&open.shared)
+    };
+    let (s1, s2) = (shared(&r, a1), shared(&r, a2));
+    let read = |s: &PortShared| s.counters.read().counters;
+    r.w.publish(Now::from_nanos(r.clock));
+    let before = (read(&s1), read(&s2));
+    let seen = r.w.counters(a1).rx_packets;
     let f = udp(VM2, VM1);
-    let before = (r.w.counters(a1), r.w.counters(a2));
+    let len = f.len() as u64;
+    // One frame through the shortcut counts at once, before any worker publishes.
+    assert_eq!(
+        crate::sys::bpf::test_run(&prog, &f, LO).unwrap(),
+        4,
+        "taken"
+    );
+    let (c1, c2) = (read(&s1), read(&s2));
+    assert_eq!(c1.xdp_forwarded - before.0.xdp_forwarded, 1);
+    assert_eq!(c1.rx_packets - before.0.rx_packets, 1);
+    assert_eq!(c2.tx_bytes - before.1.tx_bytes, len);
+    assert_eq!(r.w.counters(a1).rx_packets, seen, "no worker saw it");
     // Six seconds of VM1's frames, all through the shortcut (the kernel runs the program on
     // them), with VM2 answering through the worker: VM1, heard by no worker, stays learned
     // (ageing: 2 s), and no change of the table withdraws the entry.
-    let mut through = 0;
+    let mut through = 1;
     for _ in 0..30 {
         assert_eq!(
             crate::sys::bpf::test_run(&prog, &f, LO).unwrap(),
@@ -1873,13 +1893,17 @@ fn a_source_heard_only_through_the_shortcut_stays_learned_and_counted() {
     );
     assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), Some(through));
     assert_eq!(r.w.stats().read().shortcut_withdrawn, 0);
-    let (c1, c2) = (r.w.counters(a1), r.w.counters(a2));
-    let len = f.len() as u64;
+    r.w.publish(Now::from_nanos(r.clock));
+    let (c1, c2) = (read(&s1), read(&s2));
     assert_eq!(c1.xdp_forwarded - before.0.xdp_forwarded, through);
     assert_eq!(c1.rx_packets - before.0.rx_packets, through);
     assert_eq!(c1.rx_bytes - before.0.rx_bytes, through * len);
     assert_eq!(c2.tx_packets - before.1.tx_packets, through);
     assert_eq!(c2.tx_bytes - before.1.tx_bytes, through * len);
+    // a1 closes: what the shortcut forwarded stays in its counters, counted once.
+    r.w.handle(Command::RemovePort { slot: a1 }, Now::default());
+    assert_eq!(read(&s1), c1, "folded into the last values");
+    assert_eq!(r.w.counters(a1).xdp_forwarded, c1.xdp_forwarded);
     r.check_accounting();
 }
 
