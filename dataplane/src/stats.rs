@@ -268,14 +268,26 @@ impl PortCounters {
     pub fn read(&self) -> PortStats {
         let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         let s = self.read_published();
-        let mut counters = self.with_direct(s.counters);
-        if let Some(l) = &*live {
-            counters.add_shortcut(&l.grown());
-        }
         PortStats {
-            counters,
+            counters: self.completed(s.counters, &live),
             xdp: s.xdp,
         }
+    }
+
+    /// The port's own worker's counters `c` (exact, not published yet) with what a reader adds:
+    /// what other workers sent out of the port and what the XDP shortcut forwarded from and to
+    /// it.
+    pub fn complete(&self, c: LocalCounters) -> LocalCounters {
+        let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        self.completed(c, &live)
+    }
+
+    fn completed(&self, c: LocalCounters, live: &Option<Live>) -> LocalCounters {
+        let mut c = self.with_direct(c);
+        if let Some(l) = live {
+            c.add_shortcut(&l.grown());
+        }
+        c
     }
 
     /// The port opened with the XDP shortcut on `slot`: from now on readers add what it counts
@@ -297,7 +309,7 @@ impl PortCounters {
     }
 
     /// The port's own worker's counters `c` with what other workers sent out of the port.
-    pub fn with_direct(&self, mut c: LocalCounters) -> LocalCounters {
+    fn with_direct(&self, mut c: LocalCounters) -> LocalCounters {
         c.tx_packets += self.direct[0].load(Relaxed);
         c.tx_bytes += self.direct[1].load(Relaxed);
         c.coalesced += self.direct[2].load(Relaxed);

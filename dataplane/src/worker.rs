@@ -791,7 +791,7 @@ impl<P: PortIo> Worker<P> {
             Command::Stop => {
                 for &slot in &self.active {
                     if let Some(o) = self.ports[usize::from(slot)].as_ref() {
-                        let c = o.shared.counters.with_direct(self.counters(slot));
+                        let c = o.shared.counters.complete(self.counters(slot));
                         let drops: Vec<String> = crate::stats::DropReason::ALL
                             .iter()
                             .filter(|r| c.drops[**r as usize] > 0)

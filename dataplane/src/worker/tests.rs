@@ -1904,6 +1904,34 @@ fn a_source_heard_only_through_the_shortcut_stays_learned_and_counted() {
     r.w.handle(Command::RemovePort { slot: a1 }, Now::default());
     assert_eq!(read(&s1), c1, "folded into the last values");
     assert_eq!(r.w.counters(a1).xdp_forwarded, c1.xdp_forwarded);
+    assert_eq!(read(&s2), c2, "a2's too");
+    // a1 opens again (its interface came back), and its pair takes the shortcut again: it goes
+    // on from its last values.
+    r.w.handle(
+        Command::AddPort {
+            slot: a1,
+            spec: MemSpec {
+                capture: true,
+                tx_size: 256,
+                shortcut_ifindex: Some(LO),
+                ..MemSpec::default()
+            },
+            shared: Arc::clone(&s1),
+        },
+        Now::default(),
+    );
+    r.inject("a1", udp(VM2, VM1));
+    r.round_now();
+    assert_eq!(
+        r.out("a2").len(),
+        1,
+        "through the worker, installing the entry again"
+    );
+    assert_eq!(crate::sys::bpf::test_run(&prog, &f, LO).unwrap(), 4);
+    r.w.publish(Now::from_nanos(r.clock));
+    let again = read(&s1);
+    assert_eq!(again.xdp_forwarded, c1.xdp_forwarded + 1);
+    assert_eq!(again.rx_packets, c1.rx_packets + 2);
     r.check_accounting();
 }
 
