@@ -1438,6 +1438,76 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_of_the_change_log_is_told_each_change_in_order_or_nothing_while_a_writer_runs() {
+        let t = table();
+        const ADDRS: u32 = 64;
+        for i in 0..ADDRS {
+            t.learn(0, mac(i), P1, 0);
+        }
+        let start = t.changes();
+        // The reader tells the writer to stop once it has seen enough; the writer stops anyway
+        // after 4 million changes, and says so.
+        let (stop, done) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        // The writer moves the addresses back and forth, and keeps the order of its changes.
+        let writer = {
+            let (t, stop, done) = (t.clone(), Arc::clone(&stop), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut on_p2 = [false; ADDRS as usize];
+                let mut order = Vec::new();
+                let mut k = 0u32;
+                while !stop.load(Ordering::Acquire) && k < 4_000_000 {
+                    let i = k.wrapping_mul(7919) % ADDRS;
+                    let on = &mut on_p2[i as usize];
+                    *on = !*on;
+                    let to = if *on { P2 } else { P1 };
+                    assert_eq!(t.learn(0, mac(i), to, 0), Learn::Moved);
+                    order.push(MacTable::key(0, mac(i)));
+                    k += 1;
+                }
+                done.store(true, Ordering::Release);
+                order
+            })
+        };
+        let mut told = Vec::new();
+        let (mut from, mut untold, mut told_keys) = (start, 0u32, 0usize);
+        let mut out = Vec::new();
+        let mut lag = 0u64;
+        while (told_keys < 20_000 || untold < 3) && !done.load(Ordering::Acquire) {
+            // Falls behind by 0 to 1 100 changes before it asks: as many as the log tells,
+            // and more.
+            lag = (lag + 37) % 1100;
+            while t.changes() < from + lag && !done.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+            match t.changed_since(from, &mut out) {
+                Some(to) => {
+                    assert_eq!(to - from, out.len() as u64);
+                    told_keys += out.len();
+                    told.push((from, out.clone()));
+                    from = to;
+                }
+                None => {
+                    untold += 1;
+                    from = t.changes();
+                }
+            }
+        }
+        stop.store(true, Ordering::Release);
+        let order = writer.join().unwrap();
+        assert!(
+            told_keys >= 20_000 && untold >= 3,
+            "the reader was told {told_keys} changes, and nothing {untold} times"
+        );
+        for (from, keys) in told {
+            let at = usize::try_from(from - start).unwrap();
+            assert_eq!(keys, order[at..at + keys.len()], "changes from {at}");
+        }
+    }
+
+    #[test]
     fn a_full_tables_own_sweep_counts_as_a_change() {
         let mut t = MacTable::new(300, 16);
         t.sync_network(0, 1, 1_000_000);
