@@ -1683,6 +1683,21 @@ fn entries_go_when_the_mac_table_or_the_snapshot_changes() {
 /// An address no shortcut entry uses.
 const ELSEWHERE: Mac = Mac([0x02, 0, 0, 0, 0, 9]);
 
+/// What a worker checks its shortcut entries against, no port rate-limited, at second `secs`:
+/// for tests that hand `Fast` a view of the table other than its worker's, or another second.
+fn unpoliced<'a>(
+    fdb: &'a crate::fdb::MacTable,
+    snap: &'a crate::config::Snapshot,
+    secs: u32,
+) -> fast::Basis<'a, impl Fn(u16) -> bool> {
+    fast::Basis {
+        fdb,
+        snap,
+        policed: |_| false,
+        secs,
+    }
+}
+
 /// Shortcut entries the worker has checked against the table and the snapshot.
 fn checked(r: &Rig) -> u64 {
     r.w.fast.as_ref().unwrap().checked.get()
@@ -1780,12 +1795,7 @@ fn a_change_made_in_a_table_grown_since_the_round_began_is_checked_once_the_view
     assert!(!stale.is_current());
     assert_eq!(other.learn(net, VM2, a3, 0), crate::fdb::Learn::Moved);
     let w = &mut r.w;
-    let b = fast::Basis {
-        fdb: &stale,
-        snap: &w.snap,
-        policed: |_| false,
-        secs: 0,
-    };
+    let b = unpoliced(&stale, &w.snap, 0);
     assert!(
         !w.fast.as_mut().unwrap().check(&b),
         "its lookups would not see the move: not checked yet"
@@ -1830,12 +1840,7 @@ fn reading_the_hits_withdraws_an_entry_gone_wrong_without_a_change_to_tell() {
     assert_eq!(fdb.learn(net, VM1, a1, 200), crate::fdb::Learn::Refreshed);
     let w = &mut r.w;
     let before = w.pipe.fdb.changes();
-    let b = fast::Basis {
-        fdb: &w.pipe.fdb,
-        snap: &w.snap,
-        policed: |_| false,
-        secs: 400,
-    };
+    let b = unpoliced(&w.pipe.fdb, &w.snap, 400);
     w.fast.as_mut().unwrap().sweep(&b, 1);
     assert_eq!(b.fdb.changes(), before);
     assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), None, "withdrawn");
