@@ -148,7 +148,7 @@ type WorkerSeries = (
     fn(&WorkerReading) -> f64,
 );
 
-const WORKER_SERIES: [WorkerSeries; 12] = [
+const WORKER_SERIES: [WorkerSeries; 13] = [
     (
         "qswitch_worker_rounds",
         "Poll rounds the worker ran",
@@ -196,6 +196,12 @@ const WORKER_SERIES: [WorkerSeries; 12] = [
         "Frames the worker took from other workers for its ports",
         MetricType::Counter,
         |w| w.crossed_in as f64,
+    ),
+    (
+        "qswitch_worker_crossed_lost_frames",
+        "Frames taken from other workers whose port or network had left its slot (or not yet reached this worker): dropped",
+        MetricType::Counter,
+        |w| w.crossed_lost as f64,
     ),
     (
         "qswitch_conntrack_entries",

@@ -376,6 +376,7 @@ pub struct WorkerStats {
     conntrack_entries: AtomicU64,
     crossed_out: AtomicU64,
     crossed_in: AtomicU64,
+    crossed_lost: AtomicU64,
     /// The XDP shortcut's entries: held now, installed and withdrawn over the worker's life.
     shortcut: [AtomicU64; 3],
     /// Per network slot: live MAC entries and learning limit. The worker only `try_lock`s it, so
@@ -404,6 +405,9 @@ pub struct WorkerReading {
     pub crossed_out: u64,
     /// Frames the worker took from other workers, for its ports.
     pub crossed_in: u64,
+    /// Of those, frames whose port or network had gone from its slot, or had not reached this
+    /// worker yet, when the worker took them: dropped.
+    pub crossed_lost: u64,
     /// XDP shortcut entries the worker holds installed ([`crate::shortcut`]).
     pub shortcut_entries: u64,
     /// XDP shortcut entries the worker installed, over its life.
@@ -432,10 +436,12 @@ impl WorkerStats {
         self.window_max_gap_ns.store(max_gap_ns, Relaxed);
     }
 
-    /// Publishes the frames handed to and taken from other workers.
-    pub fn publish_crossed(&self, out: u64, r#in: u64) {
+    /// Publishes the frames handed to and taken from other workers, and of those taken, the
+    /// frames that found their port or network gone.
+    pub fn publish_crossed(&self, out: u64, r#in: u64, lost: u64) {
         self.crossed_out.store(out, Relaxed);
         self.crossed_in.store(r#in, Relaxed);
+        self.crossed_lost.store(lost, Relaxed);
     }
 
     /// Publishes the XDP shortcut's entries held, installed and withdrawn.
@@ -478,6 +484,7 @@ impl WorkerStats {
             conntrack_entries: self.conntrack_entries.load(Relaxed),
             crossed_out: self.crossed_out.load(Relaxed),
             crossed_in: self.crossed_in.load(Relaxed),
+            crossed_lost: self.crossed_lost.load(Relaxed),
             shortcut_entries: self.shortcut[0].load(Relaxed),
             shortcut_installed: self.shortcut[1].load(Relaxed),
             shortcut_withdrawn: self.shortcut[2].load(Relaxed),

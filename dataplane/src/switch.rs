@@ -1290,7 +1290,19 @@ impl Switch {
                         tracing::warn!("cannot pin worker {id} to CPU {cpu}: {e}");
                     }
                 }
-                w.run(rx, pending)
+                // A worker that panics has closed its sockets, then unmapped its UMEM, as it
+                // unwound (its fields' drop order). The process stops then: its ports would
+                // forward nothing, and the buffers its peers handed it would never come back
+                // (their rounds are bounded by them). Restarted, it forwards again from the
+                // store, as after any crash.
+                let run = std::panic::AssertUnwindSafe(move || w.run(rx, pending));
+                if std::panic::catch_unwind(run).is_err() {
+                    tracing::error!(
+                        "worker {id} panicked: stopping the process (restarted, it forwards \
+                         again from the store)"
+                    );
+                    std::process::abort();
+                }
             })?);
         }
         tracing::info!("data plane: {n} worker{}", if n == 1 { "" } else { "s" });

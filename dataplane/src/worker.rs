@@ -50,7 +50,7 @@ use crate::coalesce;
 use crate::config::{Role, Snapshot};
 use crate::csum;
 use crate::dhcp;
-use crate::fdb::{MacEntry, DEFAULT_AGING_SECS};
+use crate::fdb::{MacEntry, PortRef, DEFAULT_AGING_SECS};
 use crate::gso;
 use crate::mss::MssTable;
 use crate::pipeline::{flood_targets, Now, Pipeline, Verdict};
@@ -494,6 +494,11 @@ pub struct Worker<P: PortIo> {
     secs: u32,
     /// Frames handed to other workers, and received from them, over the worker's life.
     crossed: (u64, u64),
+    /// Frames received from other workers for a port or network no longer, or not yet, the one
+    /// they were meant for in this worker's snapshot ([`Worker::meant`]), dropped.
+    crossed_lost: u64,
+    /// The peer whose frames [`Worker::take_crossings`] took first in the last round.
+    first_peer: usize,
     /// The workers frames were handed to (a bit each), woken after each ingress port's batch.
     woken: u64,
     /// The last round left frames where they were for want of room (a full TX ring or pool
@@ -607,6 +612,8 @@ impl<P: PortIo> Worker<P> {
             direct_seen: 0,
             secs: 0,
             crossed: (0, 0),
+            crossed_lost: 0,
+            first_peer: 0,
             woken: 0,
             held_back: false,
             sweep_debt: 0,
@@ -1481,7 +1488,7 @@ impl<P: PortIo> Worker<P> {
         tagged: bool,
         plan: &gso::Plan,
     ) -> bool {
-        let owner = self.owner(egress);
+        let (owner, port) = (self.owner(egress), self.port_ref(egress));
         let Some(o) = self
             .links
             .out
@@ -1492,7 +1499,7 @@ impl<P: PortIo> Worker<P> {
         };
         self.gso_buf.truncate(plan.end());
         let segment = plan.segment_len() as u32;
-        if !o.send_whole(egress, net, ingress, tagged, &mut self.gso_buf, segment) {
+        if !o.send_whole(port, net, ingress, tagged, &mut self.gso_buf, segment) {
             return false;
         }
         // The pool's buffer it got: its capacity once, then it circulates.
@@ -1718,9 +1725,13 @@ impl<P: PortIo> Worker<P> {
     /// port's ingress security group rules and receive limit. Losses are counted on the port.
     /// Returns the segments staged (0 if it left whole).
     fn deliver_whole(&mut self, c: &mut Crossing, now: Now) -> u32 {
-        let Target::Port(p) = c.target else {
+        let Target::Port(PortRef { slot: p, .. }) = c.target else {
             return 0;
         };
+        if !self.meant(c) {
+            self.crossed_lost += 1;
+            return 0;
+        }
         if !self.is_sendable(p) {
             self.pipe.counters[usize::from(p)].drop(DropReason::EgressDown);
             return 0;
@@ -1923,7 +1934,8 @@ impl<P: PortIo> Worker<P> {
         self.publish(now);
         self.stats
             .publish(self.rounds, self.busy_ns, self.rx_total, self.gaps_over_1ms);
-        self.stats.publish_crossed(self.crossed.0, self.crossed.1);
+        self.stats
+            .publish_crossed(self.crossed.0, self.crossed.1, self.crossed_lost);
         let (start, busy_at_start, max_gap) = self.window;
         let len = now.nanos.saturating_sub(start);
         if len >= WorkerStats::WINDOW_NS {
@@ -2006,10 +2018,11 @@ impl<P: PortIo> Worker<P> {
                     foreign |= 1 << (owner & 63);
                 }
             }
+            let flood = Target::Flood(self.snap.net(net).map_or(0, |n| n.gen));
             while foreign != 0 {
                 let owner = foreign.trailing_zeros() as u16;
                 foreign &= foreign - 1;
-                self.cross(owner, Target::Flood, net, ingress, ingress_tagged, d);
+                self.cross(owner, flood, net, ingress, ingress_tagged, d);
             }
         }
         self.flood_here(d, net, ingress, ingress_tagged, vlan, now);
@@ -2158,7 +2171,12 @@ impl<P: PortIo> Worker<P> {
     /// sends them to this worker's ports. Returns how many it took.
     fn take_crossings(&mut self, room: &mut u32, now: Now) -> usize {
         let mut taken: usize = 0;
-        for k in 0..self.links.inbound.len() {
+        // Each round begins with the next peer: where the room runs out, one busy peer does not
+        // keep the others' buffers (and so their rounds) waiting.
+        let peers = self.links.inbound.len();
+        self.first_peer = (self.first_peer + 1) % peers.max(1);
+        let first = self.first_peer;
+        for k in (0..peers).map(|i| (first + i) % peers) {
             while *room > 0 {
                 let Some(mut c) = self.links.inbound[k].next() else {
                     break;
@@ -2191,12 +2209,18 @@ impl<P: PortIo> Worker<P> {
     /// Sends a frame another worker handed over to its port, or floods it to this worker's
     /// ports of its network, each copy through the port's ingress security group rules.
     fn deliver(&mut self, c: &Crossing, now: Now) {
+        if !self.meant(c) {
+            self.crossed_lost += 1;
+            return;
+        }
         let frame = c.frame();
         let Some(base) = self.umem.alloc() else {
             // Counted as a flood copy without a buffer is: on each port it would have reached.
             match c.target {
-                Target::Port(p) => self.pipe.counters[usize::from(p)].drop(DropReason::NoBuffer),
-                Target::Flood => {
+                Target::Port(p) => {
+                    self.pipe.counters[usize::from(p.slot)].drop(DropReason::NoBuffer);
+                }
+                Target::Flood(_) => {
                     let snap = Arc::clone(&self.snap);
                     for t in flood_targets(&snap, c.net, c.ingress) {
                         if self.is_sendable(t) {
@@ -2218,7 +2242,7 @@ impl<P: PortIo> Worker<P> {
             // Cannot happen: the sender's chunks are the size of ours.
             self.umem.release(base);
             if let Target::Port(p) = c.target {
-                self.pipe.counters[usize::from(p)].drop(DropReason::NoBuffer);
+                self.pipe.counters[usize::from(p.slot)].drop(DropReason::NoBuffer);
             }
             return;
         }
@@ -2230,19 +2254,40 @@ impl<P: PortIo> Worker<P> {
         self.pipe.inspect(&self.snap, c.net, frame);
         let vlan = self.snap.net(c.net).map_or(0, |n| n.vlan);
         match c.target {
-            Target::Port(p) if !self.is_sendable(p) => {
+            Target::Port(PortRef { slot: p, .. }) if !self.is_sendable(p) => {
                 self.pipe.counters[usize::from(p)].drop(DropReason::EgressDown);
                 self.umem.release(d.addr);
             }
-            Target::Port(p) if self.pipe.admit(&self.snap, p, d.len as usize, now) => {
+            Target::Port(PortRef { slot: p, .. })
+                if self.pipe.admit(&self.snap, p, d.len as usize, now) =>
+            {
                 // The other workers send the rest of an established connection straight.
                 self.pipe.publish(&self.snap, p, now);
                 // A failure is counted on the port: the ingress belongs to another worker.
                 self.stage_unicast(p, d, c.tagged, (c.net, vlan), p);
             }
             Target::Port(_) => self.umem.release(d.addr),
-            Target::Flood => self.flood_here(d, c.net, c.ingress, c.tagged, vlan, now),
+            Target::Flood(_) => self.flood_here(d, c.net, c.ingress, c.tagged, vlan, now),
         }
+    }
+
+    /// Is crossing `c`'s port or network, in this worker's snapshot, the one its sender meant:
+    /// the same generation in the same slot? A slot reused since holds another port (perhaps of
+    /// another network) or network, and one this worker's snapshot does not have yet, none:
+    /// the frame is dropped, counted as lost among the crossings (no port of this worker's is
+    /// to blame).
+    fn meant(&self, c: &Crossing) -> bool {
+        match c.target {
+            Target::Port(p) => self.snap.port(p.slot).is_some_and(|v| v.gen == p.gen),
+            Target::Flood(gen) => self.snap.net(c.net).is_some_and(|n| n.gen == gen),
+        }
+    }
+
+    /// Port `slot` as a crossing's target, with the generation this worker's snapshot gives it
+    /// (0, which no port has, if none: cannot happen, the frame was decided on that snapshot).
+    fn port_ref(&self, slot: u16) -> PortRef {
+        let gen = self.snap.port(slot).map_or(0, |p| p.gen);
+        PortRef { slot, gen }
     }
 
     /// Floods frame `d` of network `net` to this worker's ports of it (other workers' ports are
@@ -2283,10 +2328,15 @@ impl<P: PortIo> Worker<P> {
     }
 
     /// Where a failure to stage a copy for `target` is counted: on the ingress port if this
-    /// worker owns it (and publishes its counters), else on the target.
+    /// worker owns it (and publishes its counters), else on the target. (An ingress port this
+    /// worker's snapshot does not have yet is another worker's.)
     #[inline]
     fn counted_on(&self, ingress: u16, target: u16) -> u16 {
-        if self.owner(ingress) == self.links.id {
+        if self
+            .snap
+            .port(ingress)
+            .is_some_and(|p| p.worker == self.links.id)
+        {
             ingress
         } else {
             target
@@ -2507,7 +2557,14 @@ impl<P: PortIo> Worker<P> {
         } else {
             d
         };
-        self.cross(owner, Target::Port(egress), net, ingress, tagged, d);
+        self.cross(
+            owner,
+            Target::Port(self.port_ref(egress)),
+            net,
+            ingress,
+            tagged,
+            d,
+        );
         self.umem.release(d.addr);
     }
 
@@ -2679,7 +2736,14 @@ impl<P: PortIo> Worker<P> {
         // The run checked its segment's checksum (`coalesce::sound`).
         if !self.send_lone(m.egress, m.net, m.tagged, &mut d, true) {
             let owner = self.owner(m.egress);
-            self.cross(owner, Target::Port(m.egress), m.net, m.blame, m.tagged, d);
+            self.cross(
+                owner,
+                Target::Port(self.port_ref(m.egress)),
+                m.net,
+                m.blame,
+                m.tagged,
+                d,
+            );
             self.hand_over();
         }
         self.umem.release(d.addr);
@@ -2704,7 +2768,14 @@ impl<P: PortIo> Worker<P> {
             };
             // Its checksum is partial (`plan.write`).
             if crossed || !self.send_lone(egress, net, tagged, &mut d, true) {
-                self.cross(owner, Target::Port(egress), net, blame, tagged, d);
+                self.cross(
+                    owner,
+                    Target::Port(self.port_ref(egress)),
+                    net,
+                    blame,
+                    tagged,
+                    d,
+                );
                 crossed = true;
             }
             self.umem.release(d.addr);

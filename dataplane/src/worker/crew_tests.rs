@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::config::{NetworkConfig, PortConfig, SlotMap, SwitchConfig};
+use crate::config::{NetworkConfig, PortConfig, PortRole, SlotMap, SwitchConfig};
 use crate::port::mem::{MemPort, MemWholeTx};
 use crate::wire::{build_frame, EthernetFrame, Mac, ETHERTYPE_IPV4};
 
@@ -189,7 +189,10 @@ impl Crew {
             assert_eq!(a.user, 0, "worker {} holds no frame between rounds", w.id());
         }
         for (id, o) in OWNERS {
-            let slot = self.ports.get(id).unwrap();
+            // (A port a test removed has no slot.)
+            let Some(slot) = self.ports.get(id) else {
+                continue;
+            };
             if let Some(p) = self.w[usize::from(o)].port_mut(slot) {
                 assert_eq!(p.stats().tx_invalid_descs, 0, "{id}: refused descriptors");
             }
@@ -401,6 +404,96 @@ fn a_mac_moving_between_ports_of_different_workers_follows() {
     c.run();
     assert_eq!(c.take("a2"), vec![frame(VM1, VM2)]);
     assert!(c.take("a1").is_empty());
+    c.check_accounting();
+}
+
+#[test]
+fn a_frame_crossing_for_a_port_whose_slot_another_took_meanwhile_is_dropped() {
+    let mut c = Crew::new(4096, 64);
+    c.announce_vm2();
+    // Worker 0 hands a frame for a2 (network a) over; worker 1 has not taken it yet.
+    c.inject("a1", frame(VM2, VM1));
+    c.w[0].poll(c.now);
+    assert_eq!(c.w[0].crossed.0, 1);
+    // Meanwhile a2 goes, and a port of network b takes its slot on worker 1.
+    let slot = c.ports.get("a2").unwrap();
+    c.w[1].handle(Command::RemovePort { slot }, Now::default());
+    c.reconfigure(|cfg| {
+        cfg.ports.retain(|p| p.id != "a2");
+        let mut b2 = PortConfig::access("b2", "d6", "b");
+        b2.worker = Some(1);
+        cfg.ports.push(b2);
+    });
+    assert_eq!(c.ports.get("b2"), Some(slot), "b2 took a2's slot");
+    super::tests::open_mem_port_spec(&mut c.w[1], slot, false, false, false);
+    c.run();
+    let b2 = c.w[1].port_mut(slot).unwrap();
+    assert!(b2.outbox.is_empty(), "network a's frame reached network b");
+    assert_eq!((c.w[1].crossed.1, c.w[1].crossed_lost), (1, 1));
+    // A flood of network a that crossed before its network's slot went to another network is
+    // dropped too; one of the network then is delivered.
+    c.inject("a1", frame(Mac::BROADCAST, VM1));
+    c.w[0].poll(c.now);
+    let net = c.nets.get("a").unwrap();
+    c.reconfigure(|cfg| {
+        cfg.networks.retain(|n| n.id != "a");
+        cfg.networks.push(NetworkConfig {
+            id: "c".into(),
+            vlan: 30,
+            mac_limit: 100,
+            physnet: Some(crate::config::DEFAULT_PHYSNET.into()),
+        });
+        for p in &mut cfg.ports {
+            if let PortRole::Access { network } = &mut p.role {
+                if network == "a" {
+                    *network = "c".into();
+                }
+            }
+        }
+    });
+    assert_eq!(c.nets.get("c"), Some(net), "c took a's slot");
+    c.run();
+    for p in ["a3", "up"] {
+        assert!(c.take(p).is_empty(), "{p}: a flood of the network gone");
+    }
+    assert_eq!(c.w[1].crossed_lost, 2);
+    c.inject("a1", frame(Mac::BROADCAST, VM1));
+    c.run();
+    assert_eq!(c.take("a3"), vec![frame(Mac::BROADCAST, VM1)]);
+    assert_eq!(c.w[1].crossed_lost, 2);
+    c.check_accounting();
+}
+
+#[test]
+fn a_frame_crossing_for_a_port_its_worker_has_not_heard_of_yet_is_dropped() {
+    let mut c = Crew::new(4096, 64);
+    // a4, with a static address, on worker 1: worker 0 adopts the snapshot first, and with it
+    // the address (the table is shared).
+    c.cfg.ports.push(PortConfig {
+        worker: Some(1),
+        static_macs: vec![VM3],
+        ..PortConfig::access("a4", "d6", "a")
+    });
+    c.version += 1;
+    let snap = Arc::new(Snapshot::compile(
+        &c.cfg,
+        c.version,
+        &mut c.nets,
+        &mut c.ports,
+    ));
+    c.w[0].handle(Command::Snapshot(Arc::clone(&snap)), Now::default());
+    c.inject("a1", frame(VM3, VM1));
+    c.run();
+    assert_eq!((c.w[0].crossed.0, c.w[1].crossed_lost), (1, 1));
+    // Once worker 1 has the snapshot and the port, frames for it arrive.
+    c.w[1].handle(Command::Snapshot(snap), Now::default());
+    let slot = c.ports.get("a4").unwrap();
+    super::tests::open_mem_port_spec(&mut c.w[1], slot, false, false, false);
+    c.inject("a1", frame(VM3, VM1));
+    c.run();
+    let a4 = c.w[1].port_mut(slot).unwrap();
+    assert_eq!(a4.outbox, vec![frame(VM3, VM1)]);
+    assert_eq!(c.w[1].crossed_lost, 1);
     c.check_accounting();
 }
 

@@ -30,15 +30,18 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
 use super::direct::Direct;
+use crate::fdb::PortRef;
 use crate::sys::wake::Wake;
 
-/// Where a crossing frame goes on the receiving worker.
+/// Where a crossing frame goes on the receiving worker, with the generation its sender's
+/// snapshot gave it: the receiver delivers it only where its own snapshot has that generation in
+/// that slot (the slot may hold another port or network by then, or none yet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Target {
     /// One port.
-    Port(u16),
-    /// The receiving worker's ports of the network (its flood targets).
-    Flood,
+    Port(PortRef),
+    /// The receiving worker's ports of the network (its flood targets), of this generation.
+    Flood(u32),
 }
 
 /// A frame handed from one worker to another, in a buffer of the sender's pool.
@@ -173,7 +176,7 @@ impl Outbound {
     /// included, the frame may be cut into.
     pub(crate) fn send_whole(
         &mut self,
-        port: u16,
+        port: PortRef,
         net: u16,
         ingress: u16,
         tagged: bool,
@@ -360,18 +363,23 @@ pub fn mesh(n: usize, depth: usize, size: usize) -> Vec<Links> {
 mod tests {
     use super::*;
 
+    /// Port `k`, generation 1.
+    fn port(k: usize) -> Target {
+        Target::Port(PortRef {
+            slot: k as u16,
+            gen: 1,
+        })
+    }
+
     /// Sends a one-byte frame `k` for port `k`.
     fn send_k(out: &mut Outbound, k: usize) -> bool {
-        out.send(Target::Port(k as u16), 1, 0, false, false, &[k as u8])
+        out.send(port(k), 1, 0, false, false, &[k as u8])
     }
 
     /// Takes the next frame, checks it is `k`, and is done with it.
     fn take_k(inbound: &mut Inbound, k: usize) {
         let c = inbound.next().unwrap_or_else(|| panic!("frame {k}"));
-        assert_eq!(
-            (c.target, c.frame()),
-            (Target::Port(k as u16), &[k as u8][..])
-        );
+        assert_eq!((c.target, c.frame()), (port(k), &[k as u8][..]));
         inbound.done(c);
     }
 
@@ -382,7 +390,7 @@ mod tests {
         let mut inbound = m[1].inbound.pop().unwrap();
         let out = m[0].out[1].as_mut().unwrap();
         assert_eq!(out.reclaim(), 8);
-        assert!(out.send(Target::Port(3), 1, 0, false, false, &[1, 2, 3]));
+        assert!(out.send(port(3), 1, 0, false, false, &[1, 2, 3]));
         assert!(
             inbound.next().is_none(),
             "nothing handed over before the flush"
@@ -391,7 +399,7 @@ mod tests {
         let first = inbound.next().unwrap();
         assert_eq!(
             (first.target, first.frame(), first.unfinished, first.tagged),
-            (Target::Port(3), &[1u8, 2, 3][..], false, false)
+            (port(3), &[1u8, 2, 3][..], false, false)
         );
         inbound.done(first);
         assert_eq!(out.reclaim(), 8, "back as soon as its batch is done");
@@ -405,10 +413,11 @@ mod tests {
         }
         assert!(inbound.next().is_none());
         assert_eq!(out.reclaim(), 8);
-        assert!(out.send(Target::Flood, 1, 0, true, true, &[4; 64]));
+        assert!(out.send(Target::Flood(7), 1, 0, true, true, &[4; 64]));
         out.flush(|_| unreachable!());
         let c = inbound.next().unwrap();
         assert!(c.tagged && c.unfinished && c.frame() == [4; 64]);
+        assert_eq!(c.target, Target::Flood(7));
     }
 
     #[test]
@@ -460,7 +469,7 @@ mod tests {
     fn a_frame_larger_than_a_buffer_is_refused_and_keeps_the_buffer() {
         let mut m = mesh(2, 1, 16);
         let out = m[0].out[1].as_mut().unwrap();
-        assert!(!out.send(Target::Flood, 0, 0, false, false, &[0; 17]));
+        assert!(!out.send(Target::Flood(1), 0, 0, false, false, &[0; 17]));
         assert_eq!(out.reclaim(), 1);
     }
 }
