@@ -129,17 +129,22 @@ impl Crew {
 
     /// Edits the configuration and gives both workers its next snapshot.
     fn reconfigure(&mut self, edit: impl FnOnce(&mut SwitchConfig)) {
+        let snap = self.next_snapshot(edit);
+        for w in &mut self.w {
+            w.handle(Command::Snapshot(Arc::clone(&snap)), Now::default());
+        }
+    }
+
+    /// Edits the configuration and compiles its next snapshot, for the caller to hand out.
+    fn next_snapshot(&mut self, edit: impl FnOnce(&mut SwitchConfig)) -> Arc<Snapshot> {
         edit(&mut self.cfg);
         self.version += 1;
-        let snap = Arc::new(Snapshot::compile(
+        Arc::new(Snapshot::compile(
             &self.cfg,
             self.version,
             &mut self.nets,
             &mut self.ports,
-        ));
-        for w in &mut self.w {
-            w.handle(Command::Snapshot(Arc::clone(&snap)), Now::default());
-        }
+        ))
     }
 
     fn port(&mut self, id: &str) -> &mut MemPort {
@@ -469,18 +474,13 @@ fn a_frame_crossing_for_a_port_its_worker_has_not_heard_of_yet_is_dropped() {
     let mut c = Crew::new(4096, 64);
     // a4, with a static address, on worker 1: worker 0 adopts the snapshot first, and with it
     // the address (the table is shared).
-    c.cfg.ports.push(PortConfig {
-        worker: Some(1),
-        static_macs: vec![VM3],
-        ..PortConfig::access("a4", "d6", "a")
+    let snap = c.next_snapshot(|cfg| {
+        cfg.ports.push(PortConfig {
+            worker: Some(1),
+            static_macs: vec![VM3],
+            ..PortConfig::access("a4", "d6", "a")
+        })
     });
-    c.version += 1;
-    let snap = Arc::new(Snapshot::compile(
-        &c.cfg,
-        c.version,
-        &mut c.nets,
-        &mut c.ports,
-    ));
     c.w[0].handle(Command::Snapshot(Arc::clone(&snap)), Now::default());
     c.inject("a1", frame(VM3, VM1));
     c.run();
