@@ -1488,7 +1488,7 @@ impl<P: PortIo> Worker<P> {
         tagged: bool,
         plan: &gso::Plan,
     ) -> bool {
-        let (owner, port) = (self.owner(egress), self.port_ref(egress));
+        let (owner, port, net_gen) = (self.owner(egress), self.port_ref(egress), self.net_gen(net));
         let Some(o) = self
             .links
             .out
@@ -1499,7 +1499,14 @@ impl<P: PortIo> Worker<P> {
         };
         self.gso_buf.truncate(plan.end());
         let segment = plan.segment_len() as u32;
-        if !o.send_whole(port, net, ingress, tagged, &mut self.gso_buf, segment) {
+        if !o.send_whole(
+            port,
+            (net, net_gen),
+            ingress,
+            tagged,
+            &mut self.gso_buf,
+            segment,
+        ) {
             return false;
         }
         // The pool's buffer it got: its capacity once, then it circulates.
@@ -2018,11 +2025,10 @@ impl<P: PortIo> Worker<P> {
                     foreign |= 1 << (owner & 63);
                 }
             }
-            let flood = Target::Flood(self.snap.net(net).map_or(0, |n| n.gen));
             while foreign != 0 {
                 let owner = foreign.trailing_zeros() as u16;
                 foreign &= foreign - 1;
-                self.cross(owner, flood, net, ingress, ingress_tagged, d);
+                self.cross(owner, Target::Flood, net, ingress, ingress_tagged, d);
             }
         }
         self.flood_here(d, net, ingress, ingress_tagged, vlan, now);
@@ -2147,6 +2153,7 @@ impl<P: PortIo> Worker<P> {
     /// as `no_buffer` if the ring is full (cannot happen while rounds are bounded by the rings'
     /// room) or the frame does not fit.
     fn cross(&mut self, to: u16, target: Target, net: u16, ingress: u16, tagged: bool, d: XdpDesc) {
+        let net = (net, self.net_gen(net));
         let out = self
             .links
             .out
@@ -2220,7 +2227,7 @@ impl<P: PortIo> Worker<P> {
                 Target::Port(p) => {
                     self.pipe.counters[usize::from(p.slot)].drop(DropReason::NoBuffer);
                 }
-                Target::Flood(_) => {
+                Target::Flood => {
                     let snap = Arc::clone(&self.snap);
                     for t in flood_targets(&snap, c.net, c.ingress) {
                         if self.is_sendable(t) {
@@ -2267,20 +2274,21 @@ impl<P: PortIo> Worker<P> {
                 self.stage_unicast(p, d, c.tagged, (c.net, vlan), p);
             }
             Target::Port(_) => self.umem.release(d.addr),
-            Target::Flood(_) => self.flood_here(d, c.net, c.ingress, c.tagged, vlan, now),
+            Target::Flood => self.flood_here(d, c.net, c.ingress, c.tagged, vlan, now),
         }
     }
 
-    /// Is crossing `c`'s port or network, in this worker's snapshot, the one its sender meant:
-    /// the same generation in the same slot? A slot reused since holds another port (perhaps of
-    /// another network) or network, and one this worker's snapshot does not have yet, none:
-    /// the frame is dropped, counted as lost among the crossings (no port of this worker's is
-    /// to blame).
+    /// Are crossing `c`'s network and port, in this worker's snapshot, the ones its sender
+    /// meant: the same generations in the same slots? A slot reused since holds another network
+    /// (another VLAN on a trunk) or port (perhaps of another network), and one this worker's
+    /// snapshot does not have yet, none: the frame is dropped, counted as lost among the
+    /// crossings (no port of this worker's is to blame).
     fn meant(&self, c: &Crossing) -> bool {
-        match c.target {
-            Target::Port(p) => self.snap.port(p.slot).is_some_and(|v| v.gen == p.gen),
-            Target::Flood(gen) => self.snap.net(c.net).is_some_and(|n| n.gen == gen),
-        }
+        self.snap.net(c.net).is_some_and(|n| n.gen == c.net_gen)
+            && match c.target {
+                Target::Port(p) => self.snap.port(p.slot).is_some_and(|v| v.gen == p.gen),
+                Target::Flood => true,
+            }
     }
 
     /// Port `slot` as a crossing's target, with the generation this worker's snapshot gives it
@@ -2288,6 +2296,12 @@ impl<P: PortIo> Worker<P> {
     fn port_ref(&self, slot: u16) -> PortRef {
         let gen = self.snap.port(slot).map_or(0, |p| p.gen);
         PortRef { slot, gen }
+    }
+
+    /// Network `net`'s generation in this worker's snapshot, for a crossing (0 if none, as
+    /// for [`Worker::port_ref`]).
+    fn net_gen(&self, net: u16) -> u32 {
+        self.snap.net(net).map_or(0, |n| n.gen)
     }
 
     /// Floods frame `d` of network `net` to this worker's ports of it (other workers' ports are

@@ -135,6 +135,28 @@ impl Crew {
         }
     }
 
+    /// Network a goes, and network c (VLAN 30) takes its slot and its ports, in one snapshot.
+    fn replace_network_a(&mut self) {
+        let net = self.nets.get("a").unwrap();
+        self.reconfigure(|cfg| {
+            cfg.networks.retain(|n| n.id != "a");
+            cfg.networks.push(NetworkConfig {
+                id: "c".into(),
+                vlan: 30,
+                mac_limit: 100,
+                physnet: Some(crate::config::DEFAULT_PHYSNET.into()),
+            });
+            for p in &mut cfg.ports {
+                if let PortRole::Access { network } = &mut p.role {
+                    if network == "a" {
+                        *network = "c".into();
+                    }
+                }
+            }
+        });
+        assert_eq!(self.nets.get("c"), Some(net), "c took a's slot");
+    }
+
     /// Edits the configuration and compiles its next snapshot, for the caller to hand out.
     fn next_snapshot(&mut self, edit: impl FnOnce(&mut SwitchConfig)) -> Arc<Snapshot> {
         edit(&mut self.cfg);
@@ -439,24 +461,7 @@ fn a_frame_crossing_for_a_port_whose_slot_another_took_meanwhile_is_dropped() {
     // dropped too; one of the network then is delivered.
     c.inject("a1", frame(Mac::BROADCAST, VM1));
     c.w[0].poll(c.now);
-    let net = c.nets.get("a").unwrap();
-    c.reconfigure(|cfg| {
-        cfg.networks.retain(|n| n.id != "a");
-        cfg.networks.push(NetworkConfig {
-            id: "c".into(),
-            vlan: 30,
-            mac_limit: 100,
-            physnet: Some(crate::config::DEFAULT_PHYSNET.into()),
-        });
-        for p in &mut cfg.ports {
-            if let PortRole::Access { network } = &mut p.role {
-                if network == "a" {
-                    *network = "c".into();
-                }
-            }
-        }
-    });
-    assert_eq!(c.nets.get("c"), Some(net), "c took a's slot");
+    c.replace_network_a();
     c.run();
     for p in ["a3", "up"] {
         assert!(c.take(p).is_empty(), "{p}: a flood of the network gone");
@@ -466,6 +471,46 @@ fn a_frame_crossing_for_a_port_whose_slot_another_took_meanwhile_is_dropped() {
     c.run();
     assert_eq!(c.take("a3"), vec![frame(Mac::BROADCAST, VM1)]);
     assert_eq!(c.w[1].crossed_lost, 2);
+    c.check_accounting();
+}
+
+#[test]
+fn a_frame_crossing_to_the_trunk_for_a_network_whose_slot_another_took_meanwhile_is_dropped() {
+    let mut c = Crew::new(4096, 64);
+    // VM3, behind the trunk (worker 1), in network a (VLAN 10).
+    let tagged = |vlan| build_frame(Mac::BROADCAST, VM3, Some(vlan), ETHERTYPE_IPV4, &[1; 46]);
+    c.inject("up", tagged(10));
+    c.run();
+    for p in ["a1", "a2", "a3"] {
+        c.take(p);
+    }
+    // Worker 0 hands a frame for it over; before worker 1 takes it, network c (VLAN 30) takes
+    // a's slot. The trunk keeps its slot and generation: only the network's tells.
+    c.inject("a1", frame(VM3, VM1));
+    c.w[0].poll(c.now);
+    c.replace_network_a();
+    c.run();
+    assert!(
+        c.take("up").is_empty(),
+        "network a's frame left tagged for c"
+    );
+    assert_eq!(c.w[1].crossed_lost, 1);
+    // Network c's own frames cross, tagged 30.
+    c.inject("up", tagged(30));
+    c.run();
+    for p in ["a2", "a3"] {
+        c.take(p);
+    }
+    assert_eq!(c.take("a1").len(), 1);
+    c.inject("a1", frame(VM3, VM1));
+    c.run();
+    let up = c.take("up");
+    assert_eq!(up.len(), 1);
+    assert_eq!(
+        EthernetFrame::new_checked(&up[0]).unwrap().vlan_id(),
+        Some(30)
+    );
+    assert_eq!(c.w[1].crossed_lost, 1);
     c.check_accounting();
 }
 

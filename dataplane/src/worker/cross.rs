@@ -33,15 +33,13 @@ use super::direct::Direct;
 use crate::fdb::PortRef;
 use crate::sys::wake::Wake;
 
-/// Where a crossing frame goes on the receiving worker, with the generation its sender's
-/// snapshot gave it: the receiver delivers it only where its own snapshot has that generation in
-/// that slot (the slot may hold another port or network by then, or none yet).
+/// Where a crossing frame goes on the receiving worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Target {
-    /// One port.
+    /// One port, with the generation the sender's snapshot gave it.
     Port(PortRef),
-    /// The receiving worker's ports of the network (its flood targets), of this generation.
-    Flood(u32),
+    /// The receiving worker's ports of the network (its flood targets).
+    Flood,
 }
 
 /// A frame handed from one worker to another, in a buffer of the sender's pool.
@@ -50,6 +48,10 @@ pub(crate) struct Crossing {
     pub(crate) target: Target,
     /// Network slot (for the tag on a trunk and the flood targets).
     pub(crate) net: u16,
+    /// The network's generation in the sender's snapshot. With the port's, the receiver
+    /// delivers the frame only where its own snapshot has the same in those slots: by then a
+    /// slot may hold another port or network (of another VLAN), or none yet.
+    pub(crate) net_gen: u32,
     /// The ingress port (never a flood target).
     pub(crate) ingress: u16,
     /// Whether the bytes carry the network's tag (the frame came from a trunk).
@@ -177,7 +179,7 @@ impl Outbound {
     pub(crate) fn send_whole(
         &mut self,
         port: PortRef,
-        net: u16,
+        (net, net_gen): (u16, u32),
         ingress: u16,
         tagged: bool,
         frame: &mut Vec<u8>,
@@ -190,6 +192,7 @@ impl Outbound {
         self.batch.push(Crossing {
             target: Target::Port(port),
             net,
+            net_gen,
             ingress,
             tagged,
             unfinished: true,
@@ -210,7 +213,7 @@ impl Outbound {
     pub(crate) fn send(
         &mut self,
         target: Target,
-        net: u16,
+        (net, net_gen): (u16, u32),
         ingress: u16,
         tagged: bool,
         unfinished: bool,
@@ -227,6 +230,7 @@ impl Outbound {
         self.batch.push(Crossing {
             target,
             net,
+            net_gen,
             ingress,
             tagged,
             unfinished,
@@ -373,7 +377,7 @@ mod tests {
 
     /// Sends a one-byte frame `k` for port `k`.
     fn send_k(out: &mut Outbound, k: usize) -> bool {
-        out.send(port(k), 1, 0, false, false, &[k as u8])
+        out.send(port(k), (1, 1), 0, false, false, &[k as u8])
     }
 
     /// Takes the next frame, checks it is `k`, and is done with it.
@@ -390,7 +394,7 @@ mod tests {
         let mut inbound = m[1].inbound.pop().unwrap();
         let out = m[0].out[1].as_mut().unwrap();
         assert_eq!(out.reclaim(), 8);
-        assert!(out.send(port(3), 1, 0, false, false, &[1, 2, 3]));
+        assert!(out.send(port(3), (1, 1), 0, false, false, &[1, 2, 3]));
         assert!(
             inbound.next().is_none(),
             "nothing handed over before the flush"
@@ -413,11 +417,11 @@ mod tests {
         }
         assert!(inbound.next().is_none());
         assert_eq!(out.reclaim(), 8);
-        assert!(out.send(Target::Flood(7), 1, 0, true, true, &[4; 64]));
+        assert!(out.send(Target::Flood, (1, 7), 0, true, true, &[4; 64]));
         out.flush(|_| unreachable!());
         let c = inbound.next().unwrap();
         assert!(c.tagged && c.unfinished && c.frame() == [4; 64]);
-        assert_eq!(c.target, Target::Flood(7));
+        assert_eq!((c.target, c.net, c.net_gen), (Target::Flood, 1, 7));
     }
 
     #[test]
@@ -469,7 +473,7 @@ mod tests {
     fn a_frame_larger_than_a_buffer_is_refused_and_keeps_the_buffer() {
         let mut m = mesh(2, 1, 16);
         let out = m[0].out[1].as_mut().unwrap();
-        assert!(!out.send(Target::Flood(1), 0, 0, false, false, &[0; 17]));
+        assert!(!out.send(Target::Flood, (0, 1), 0, false, false, &[0; 17]));
         assert_eq!(out.reclaim(), 1);
     }
 }
