@@ -1916,7 +1916,8 @@ impl<P: PortIo> Worker<P> {
             if let Some(f) = self.fast.as_mut() {
                 f.sweep_for(&fast::basis(&self.pipe, &self.snap, now.secs), ms);
             }
-            self.last_sweep = now.nanos;
+            // The fraction of a millisecond left over counts towards the next.
+            self.last_sweep = now.nanos - since % 1_000_000;
             // Chunks of closed ports whose sockets are released go back to the pool, and ports
             // that waited for their slots start.
             self.umem.reap();
@@ -2119,16 +2120,13 @@ impl<P: PortIo> Worker<P> {
             std::thread::sleep(NAP);
             return 0;
         }
-        // Nothing waits: the sweeper's debt is paid now rather than before the next frame.
-        if self.sweep_debt > 0 {
-            self.sweep(now, self.sweep_debt);
-            self.sweep_debt = 0;
-            // What it removed may make other workers' shortcut entries wrong, and this one's.
-            if self.fast.as_ref().is_some_and(|f| f.moved(&self.pipe.fdb)) {
-                self.wake_all();
-                wake.awake();
-                return 0;
-            }
+        // Nothing waits: the sweepers' debts are paid now rather than before the next frame.
+        if self.pay_debts(now) {
+            // What the MAC sweeper removed may make other workers' shortcut entries wrong, and
+            // this one's.
+            self.wake_all();
+            wake.awake();
+            return 0;
         }
         // Frames to release, or addresses to learn once a growth of the MAC table is done:
         // nothing wakes the worker for either.
@@ -2141,6 +2139,21 @@ impl<P: PortIo> Worker<P> {
         };
         wake.wait(&mut self.pollfds, Duration::from_nanos(timeout));
         0
+    }
+
+    /// Pays what the clock's work left owed ([`Worker::housekeep`]): the MAC sweeper's slots and
+    /// the shortcut's hits to read. True if that changed the MAC table where a shortcut entry may
+    /// depend on it.
+    fn pay_debts(&mut self, now: Now) -> bool {
+        if let Some(f) = self.fast.as_mut() {
+            f.pay(&fast::basis(&self.pipe, &self.snap, now.secs));
+        }
+        if self.sweep_debt == 0 {
+            return false;
+        }
+        self.sweep(now, self.sweep_debt);
+        self.sweep_debt = 0;
+        self.fast.as_ref().is_some_and(|f| f.moved(&self.pipe.fdb))
     }
 
     /// The worker that owns port `slot` (this one for a port the snapshot does not know).

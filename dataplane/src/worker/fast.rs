@@ -16,6 +16,10 @@ use crate::wire::Mac;
 /// Entries one worker installs at most; past them, frames keep going through the worker.
 pub(super) const MAX_INSTALLED: usize = 16384;
 
+/// Entries whose hits a round reads at most (a system call each, about a microsecond): at
+/// 16 384 entries, a round a millisecond reads about 16.
+const SWEEP_PER_ROUND: usize = 64;
+
 /// What a worker installed, and what it read last.
 #[derive(Debug)]
 pub(super) struct Fast {
@@ -34,7 +38,7 @@ pub(super) struct Fast {
     #[cfg(test)]
     pub(super) checked: std::cell::Cell<u64>,
     /// The next entry whose hits the sweep reads, and thousandths of an entry owed to the next
-    /// sweep ([`Fast::sweep_for`]).
+    /// sweep ([`Fast::sweep_for`], [`Fast::pay`]).
     cursor: usize,
     owed: usize,
     /// The second an install last failed (the map full): no other is tried within it.
@@ -320,14 +324,29 @@ impl Fast {
 
     /// Reads the hits of the entries due after `ms` more milliseconds, so that each is read about
     /// once a second (a fraction of an entry carries over to the next call), from where the last
-    /// call stopped; see [`Fast::sweep`].
+    /// call stopped; see [`Fast::sweep`]. At most [`SWEEP_PER_ROUND`] of them: after a sleep the
+    /// rest stays owed, for the next rounds or the next sleep ([`Fast::pay`]), so that the frame
+    /// that woke the worker does not wait for them.
     pub(super) fn sweep_for(&mut self, b: &Basis<impl Fn(u16) -> bool>, ms: usize) {
+        // Never more than one pass owed.
+        let pass = self.entries.len().saturating_mul(1000);
         self.owed = self
             .owed
-            .saturating_add(self.entries.len().saturating_mul(ms));
+            .saturating_add(self.entries.len().saturating_mul(ms))
+            .min(pass);
+        let now = (self.owed / 1000).min(SWEEP_PER_ROUND);
+        if now > 0 {
+            self.owed -= now * 1000;
+            self.sweep(b, now);
+        }
+    }
+
+    /// Reads what the rounds left owed ([`Fast::sweep_for`]): called before the worker sleeps,
+    /// when no frame waits.
+    pub(super) fn pay(&mut self, b: &Basis<impl Fn(u16) -> bool>) {
         let due = self.owed / 1000;
-        self.owed %= 1000;
         if due > 0 {
+            self.owed %= 1000;
             self.sweep(b, due);
         }
     }

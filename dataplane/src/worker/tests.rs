@@ -1848,6 +1848,36 @@ fn reading_the_hits_withdraws_an_entry_gone_wrong_without_a_change_to_tell() {
 }
 
 #[test]
+fn after_a_sleep_a_round_reads_few_hits_and_the_rest_is_read_before_the_next_sleep() {
+    let Some((mut r, _sc, _prog, _xsks)) = installed_rig(300) else {
+        return;
+    };
+    // 90 more entries: 90 sources on a1 to VM2 (the network learns 100 addresses).
+    for i in 0..90u8 {
+        r.inject("a1", udp(VM2, Mac([0x02, 1, 0, 0, 0, i])));
+    }
+    r.round_now();
+    r.round_now();
+    assert_eq!(r.out("a2").len(), 90);
+    assert_eq!(r.w.fast.as_ref().unwrap().len(), 91);
+    // A round a second later (as after a sleep) owes every entry a read: it reads 64, the
+    // frame that woke the worker waits for no more.
+    let before = checked(&r);
+    r.tick(1000);
+    assert_eq!(checked(&r) - before, 64);
+    // The rest before the worker sleeps again.
+    assert!(!r.w.pay_debts(Now::from_nanos(r.clock)));
+    assert_eq!(checked(&r) - before, 91);
+    assert!(!r.w.pay_debts(Now::from_nanos(r.clock)));
+    assert_eq!(checked(&r) - before, 91, "nothing more owed");
+    // Never more than one pass owed: 10 s without a round read each entry once.
+    r.tick(10_000);
+    assert!(!r.w.pay_debts(Now::from_nanos(r.clock)));
+    assert_eq!(checked(&r) - before, 182);
+    r.check_accounting();
+}
+
+#[test]
 fn a_source_heard_only_through_the_shortcut_stays_learned_and_counted() {
     let Some((mut r, sc, prog, _xsks)) = installed_rig(2) else {
         return;
