@@ -454,7 +454,8 @@ pub struct Worker<P: PortIo> {
     fill_target: u32,
     cfg: WorkerConfig,
     last_publish: u64,
-    /// When the MAC table's sweeper last ran.
+    /// The clock's work (the sweepers) is accounted for up to this time, in whole milliseconds
+    /// since the last (the fraction after it counts towards the next).
     last_sweep: u64,
     last_xdp: u64,
     dirty: bool,
@@ -1896,8 +1897,10 @@ impl<P: PortIo> Worker<P> {
     /// expired stop counting against their network's learning limit even under traffic that
     /// never pauses. Once a millisecond it pays what the time since owes, at most 8 192 slots
     /// (the rest is a debt paid before the worker next sleeps, so that a frame that wakes it
-    /// waits for at most 8 192 slots of the sleep's share). Costs one comparison in the other
-    /// rounds. Counters are published from `poll`, also by the clock.
+    /// waits for at most 8 192 slots of the sleep's share). The shortcut's entries have their
+    /// hits read likewise (about once a second each, at most 64 a round or the share of 8 ms,
+    /// the rest before the worker next sleeps: [`Worker::pay_debts`]). Costs one comparison in
+    /// the other rounds. Counters are published from `poll`, also by the clock.
     fn housekeep(&mut self, now: Now) {
         const SWEEP_PER_MS: usize = 1024;
         const SWEEP_MAX: usize = 1 << 20;

@@ -324,9 +324,9 @@ impl Fast {
 
     /// Reads the hits of the entries due after `ms` more milliseconds, so that each is read about
     /// once a second (a fraction of an entry carries over to the next call), from where the last
-    /// call stopped; see [`Fast::sweep`]. At most [`SWEEP_PER_ROUND`] of them: after a sleep the
-    /// rest stays owed, for the next rounds or the next sleep ([`Fast::pay`]), so that the frame
-    /// that woke the worker does not wait for them.
+    /// call stopped; see [`Fast::sweep`]. At most [`SWEEP_PER_ROUND`] of them, or the share of
+    /// 8 ms if more: after a sleep the rest stays owed, for the next rounds or the next sleep
+    /// ([`Fast::pay`]), so that the frame that woke the worker does not wait for them.
     pub(super) fn sweep_for(&mut self, b: &Basis<impl Fn(u16) -> bool>, ms: usize) {
         // Never more than one pass owed.
         let pass = self.entries.len().saturating_mul(1000);
@@ -334,7 +334,10 @@ impl Fast {
             .owed
             .saturating_add(self.entries.len().saturating_mul(ms))
             .min(pass);
-        let now = (self.owed / 1000).min(SWEEP_PER_ROUND);
+        // A round that comes late under traffic reads its share of up to 8 ms, so the reading
+        // keeps up; one after a sleep leaves the rest owed.
+        let cap = SWEEP_PER_ROUND.max((self.entries.len() * ms.min(8)).div_ceil(1000));
+        let now = (self.owed / 1000).min(cap);
         if now > 0 {
             self.owed -= now * 1000;
             self.sweep(b, now);
