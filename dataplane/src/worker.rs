@@ -2314,6 +2314,11 @@ impl<P: PortIo> Worker<P> {
         PortRef { slot, gen }
     }
 
+    /// Port `slot` as a crossing's target ([`Worker::port_ref`]).
+    fn to_port(&self, slot: u16) -> Target {
+        Target::Port(self.port_ref(slot))
+    }
+
     /// Network `net`'s generation in this worker's snapshot, for a crossing (0 if none, as
     /// for [`Worker::port_ref`]).
     fn net_gen(&self, net: u16) -> u32 {
@@ -2587,14 +2592,7 @@ impl<P: PortIo> Worker<P> {
         } else {
             d
         };
-        self.cross(
-            owner,
-            Target::Port(self.port_ref(egress)),
-            net,
-            ingress,
-            tagged,
-            d,
-        );
+        self.cross(owner, self.to_port(egress), net, ingress, tagged, d);
         self.umem.release(d.addr);
     }
 
@@ -2766,14 +2764,7 @@ impl<P: PortIo> Worker<P> {
         // The run checked its segment's checksum (`coalesce::sound`).
         if !self.send_lone(m.egress, m.net, m.tagged, &mut d, true) {
             let owner = self.owner(m.egress);
-            self.cross(
-                owner,
-                Target::Port(self.port_ref(m.egress)),
-                m.net,
-                m.blame,
-                m.tagged,
-                d,
-            );
+            self.cross(owner, self.to_port(m.egress), m.net, m.blame, m.tagged, d);
             self.hand_over();
         }
         self.umem.release(d.addr);
@@ -2798,14 +2789,7 @@ impl<P: PortIo> Worker<P> {
             };
             // Its checksum is partial (`plan.write`).
             if crossed || !self.send_lone(egress, net, tagged, &mut d, true) {
-                self.cross(
-                    owner,
-                    Target::Port(self.port_ref(egress)),
-                    net,
-                    blame,
-                    tagged,
-                    d,
-                );
+                self.cross(owner, self.to_port(egress), net, blame, tagged, d);
                 crossed = true;
             }
             self.umem.release(d.addr);
