@@ -200,6 +200,13 @@ impl Crew {
         std::mem::take(&mut self.port(id).outbox)
     }
 
+    /// Takes what port `id` sent, one frame (else panics), and returns its VLAN tag.
+    fn take_one_tag(&mut self, id: &str) -> Option<u16> {
+        let out = self.take(id);
+        assert_eq!(out.len(), 1, "{id}: one frame");
+        EthernetFrame::new_checked(&out[0]).unwrap().vlan_id()
+    }
+
     fn counters(&self, id: &str) -> LocalCounters {
         self.w[owner(id)].counters(self.ports.get(id).unwrap())
     }
@@ -407,12 +414,7 @@ fn floods_reach_the_ports_of_both_workers_and_no_other_network() {
     // b1's reply goes back to the trunk across workers, tagged.
     c.inject("b1", frame(VM3, VM2));
     c.run();
-    let up = c.take("up");
-    assert_eq!(up.len(), 1);
-    assert_eq!(
-        EthernetFrame::new_checked(&up[0]).unwrap().vlan_id(),
-        Some(20)
-    );
+    assert_eq!(c.take_one_tag("up"), Some(20));
     c.check_accounting();
 }
 
@@ -504,12 +506,7 @@ fn a_frame_crossing_to_the_trunk_for_a_network_whose_slot_another_took_meanwhile
     assert_eq!(c.take("a1").len(), 1);
     c.inject("a1", frame(VM3, VM1));
     c.run();
-    let up = c.take("up");
-    assert_eq!(up.len(), 1);
-    assert_eq!(
-        EthernetFrame::new_checked(&up[0]).unwrap().vlan_id(),
-        Some(30)
-    );
+    assert_eq!(c.take_one_tag("up"), Some(30));
     assert_eq!(c.w[1].crossed_lost, 1);
     c.check_accounting();
 }
