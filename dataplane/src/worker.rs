@@ -7,7 +7,9 @@
 //! 2. the batch size is bounded by four fifths of the smallest free TX room of any port (a
 //!    chain's segments outnumber its chunks by at most a quarter), so a full TX ring
 //!    holds frames back in the ingress port's RX ring (where the kernel counts `rx_ring_full`
-//!    if it overflows) and no buffer is ever lost in user space;
+//!    if it overflows) and no buffer is ever lost in user space; a port whose transmit stalled
+//!    (no room and nothing sent for 10 ms, [`stall`]) no longer bounds it, and what does not
+//!    fit its ring is dropped on it;
 //! 3. each port's batch (up to 64 frames) goes through the [`Pipeline`]; a forwarded frame whose
 //!    TCP/UDP checksum the sender left partial is completed ([`csum`]); a frame that came as a
 //!    chain of chunks (a TSO super-frame, multi-buffer AF_XDP) is gathered and, towards a known
@@ -68,6 +70,7 @@ use crate::wire::{
 pub mod cross;
 pub mod direct;
 mod fast;
+mod stall;
 
 use crate::conntrack::{Connection, Key, Published};
 use crate::fdb::MacTable;
@@ -362,6 +365,8 @@ struct Open<P> {
     published: Option<(u32, Arc<Published>)>,
     /// Its XDP program has the switch's shortcut: entries for its frames may be installed.
     shortcut: bool,
+    /// Whether its transmit stalled ([`stall`]).
+    tx: stall::TxWatch,
 }
 
 /// Sends the TCP frame `buf` (`plan`'s) whole through `send`, its checksum made partial for the
@@ -520,6 +525,21 @@ pub struct Worker<P: PortIo> {
     offers: Vec<(u16, u16, u16, (Mac, Mac))>,
     /// Last: unmapped after every socket that shares it has closed.
     umem: Umem,
+}
+
+/// Watches port `slot`'s transmit ([`stall`]): its TX ring has `free` room after it completed
+/// `done` frames this round, at `now` (ns). Logs a stall and its end.
+fn watch_tx<P>(slot: u16, o: &mut Open<P>, free: u32, done: usize, now: u64) {
+    match o.tx.observe(free, done, now) {
+        Some(stall::Change::Stalled) => tracing::warn!(
+            "port {slot}: transmit stalled: its TX ring has had no room and sent nothing for {} \
+             ms (its device stopped sending); frames to it are dropped (tx_stalled) until it has \
+             room again, so that it holds no other port back",
+            stall::STALL_NS / 1_000_000
+        ),
+        Some(stall::Change::Resumed) => tracing::info!("port {slot}: transmit resumed"),
+        None => {}
+    }
 }
 
 /// Warns (at most every 10 s per port) when the kernel dropped frames of a port before they
@@ -948,6 +968,7 @@ impl<P: PortIo> Worker<P> {
             warned_at: None,
             published: None,
             shortcut,
+            tx: stall::TxWatch::default(),
         });
         self.active.push(slot);
         self.recompute_fill_target();
@@ -1070,10 +1091,16 @@ impl<P: PortIo> Worker<P> {
                         tx_failed(o, s, &mut self.pipe.counters[usize::from(s)], &e);
                     }
                 }
-                work += o.io.reclaim(&mut self.umem);
+                let done = o.io.reclaim(&mut self.umem);
+                work += done;
                 if o.healthy {
                     o.io.refill(&mut self.umem, self.fill_target);
-                    room = room.min(o.io.tx_room());
+                    let free = o.io.tx_room();
+                    watch_tx(s, o, free, done, now.nanos);
+                    // A stalled port holds no other back: what does not fit its ring is dropped.
+                    if !o.tx.stalled() {
+                        room = room.min(free);
+                    }
                 }
             }
         }
@@ -2909,9 +2936,13 @@ impl<P: PortIo> Worker<P> {
             let c = &mut self.pipe.counters[i];
             c.tx_packets += sent as u64;
             c.tx_bytes += stage[..sent].iter().map(|d| u64::from(d.len)).sum::<u64>();
+            // Only a stalled port has less room than the round took (kept total anyway).
+            let lost = match o.tx.stalled() {
+                true => DropReason::TxStalled,
+                false => DropReason::NoBuffer,
+            };
             for d in &stage[sent..] {
-                // Cannot happen while the batch is bounded by the TX room; kept total anyway.
-                c.backpressure += 1;
+                c.drop(lost);
                 self.umem.release(d.addr);
             }
             if let Err(e) = o.io.flush() {

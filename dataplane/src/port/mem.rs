@@ -103,6 +103,9 @@ pub struct MemPort {
     pub undrained: bool,
     /// Set to make `flush` fail, as a vanished interface would.
     pub fail_tx: bool,
+    /// Set to complete nothing sent, as a device that stopped sending with its carrier up (a
+    /// paused or hung NIC): frames stay on the TX ring, which fills.
+    pub stuck: bool,
     /// What other workers send whole frames through (with `whole` and `direct`).
     pub direct: Option<Arc<MemWholeTx>>,
     stats: XdpStats,
@@ -186,6 +189,7 @@ impl PortIo for MemPort {
             whole_error: None,
             undrained: false,
             fail_tx: false,
+            stuck: false,
             direct: (spec.whole && spec.direct).then(Arc::default),
             stats: XdpStats::default(),
             source: None,
@@ -361,6 +365,9 @@ impl PortIo for MemPort {
     }
 
     fn reclaim(&mut self, umem: &mut Umem) -> usize {
+        if self.stuck {
+            return 0;
+        }
         let n = self.comp.len();
         for addr in self.comp.drain(..) {
             umem.complete(addr, self.slot);

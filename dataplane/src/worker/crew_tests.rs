@@ -559,6 +559,58 @@ fn a_full_ring_holds_frames_back_and_loses_none() {
 }
 
 #[test]
+fn a_port_whose_transmit_stalled_holds_back_neither_its_worker_nor_the_other() {
+    let mut c = Crew::new(4096, 8);
+    c.announce_vm2();
+    c.inject("a3", frame(Mac::BROADCAST, VM3));
+    c.inject("a1", frame(Mac::BROADCAST, VM1));
+    c.run();
+    for p in ["a1", "a2", "a3", "up"] {
+        c.take(p);
+    }
+    // a2's device (worker 1) stops sending. What a1 (worker 0) sends it fills a2's ring, then
+    // the ring to worker 1, which takes no more: a1's frame for a3 waits too, and a3's for a1
+    // sent then, though neither goes to a2.
+    c.port("a2").stuck = true;
+    for _ in 0..300 {
+        c.inject("a1", frame(VM2, VM1));
+    }
+    c.inject("a1", frame(VM3, VM1));
+    let mut ms = 0;
+    let mut run_ms = |c: &mut Crew, n: u64| {
+        for _ in 0..n {
+            ms += 1;
+            c.now = Now::from_nanos(ms * 1_000_000);
+            // (Eight buffers between the workers: many rounds to fill a2's ring.)
+            for _ in 0..16 {
+                c.run();
+            }
+        }
+    };
+    run_ms(&mut c, 1);
+    c.inject("a3", frame(VM1, VM3));
+    run_ms(&mut c, 8);
+    let on_ring = c.take("a2").len();
+    assert!((250..=256).contains(&on_ring), "a2's ring full: {on_ring}");
+    assert!(
+        c.take("a3").is_empty(),
+        "worker 0 waits on the ring to worker 1"
+    );
+    assert!(c.take("a1").is_empty(), "worker 1 waits on a2");
+    // a2 stalls: both workers go on; a2's frames are dropped on it.
+    run_ms(&mut c, 10);
+    assert_eq!(c.take("a3"), vec![frame(VM3, VM1)]);
+    assert_eq!(c.take("a1"), vec![frame(VM1, VM3)]);
+    assert_eq!(c.take("a2").len(), 256 - on_ring);
+    assert_eq!(
+        c.counters("a2").drops[DropReason::TxStalled as usize],
+        300 - 256
+    );
+    assert_eq!(c.counters("a1").total_drops(), 0);
+    c.check_accounting();
+}
+
+#[test]
 fn a_port_s_rules_and_connections_live_on_its_worker() {
     use crate::acl::{AddrSet, PortFilter, Remote, Rule};
     use crate::flow::build::{ipv4_packet, udp};

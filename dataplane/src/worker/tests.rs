@@ -439,6 +439,65 @@ fn failed_transmit_marks_the_port_and_keeps_forwarding_elsewhere() {
 }
 
 #[test]
+fn a_port_whose_transmit_stalled_stops_holding_the_others_back_until_it_sends_again() {
+    const VM3: Mac = Mac([0x02, 0, 0, 0, 0, 3]);
+    let mut r = Rig::new(4096);
+    r.learn("a2", VM2);
+    r.learn("a3", VM3);
+    let (a1, a2) = (r.ports.get("a1").unwrap(), r.ports.get("a2").unwrap());
+    let stalled = |r: &Rig| r.w.counters(a2).drops[DropReason::TxStalled as usize];
+    // a2's device stops sending: its 256-frame TX ring fills, then a1's frames wait behind it,
+    // those for a3 too.
+    r.port("a2").stuck = true;
+    for _ in 0..300 {
+        r.inject("a1", frame(VM2, VM1));
+    }
+    r.inject("a1", frame(VM3, VM1));
+    for _ in 0..9 {
+        r.tick(1);
+    }
+    // (A round takes four fifths of the room: the last frame or so is not taken.)
+    let on_ring = r.out("a2").len();
+    assert!((250..=256).contains(&on_ring), "a2's ring full: {on_ring}");
+    assert!(
+        r.out("a3").is_empty(),
+        "held back while a2 may only be busy"
+    );
+    assert_eq!(r.port("a1").inbox.len(), 301 - on_ring);
+    assert_eq!(stalled(&r), 0);
+    // Ten milliseconds short of room without sending: a2 stalled, holds no one back; what is
+    // for it is dropped and counted there.
+    for _ in 0..10 {
+        r.tick(1);
+    }
+    assert_eq!(r.out("a3"), vec![frame(VM3, VM1)]);
+    // (What room was left on its ring is used.)
+    assert_eq!(r.out("a2").len(), 256 - on_ring);
+    let lost = 300 - 256;
+    assert_eq!(stalled(&r), lost);
+    r.inject("a3", frame(VM1, VM3));
+    r.inject("a1", frame(VM2, VM1));
+    r.inject("a1", frame(VM3, VM1));
+    r.tick(1);
+    assert_eq!(r.out("a1"), vec![frame(VM1, VM3)]);
+    assert_eq!(r.out("a3"), vec![frame(VM3, VM1)]);
+    assert_eq!(stalled(&r), lost + 1);
+    // Its device sends again: the ring empties, and a2 gets its frames.
+    r.port("a2").stuck = false;
+    r.tick(1);
+    r.inject("a1", frame(VM2, VM1));
+    r.tick(1);
+    assert_eq!(r.out("a2"), vec![frame(VM2, VM1)]);
+    assert_eq!(stalled(&r), lost + 1);
+    // Every frame a1 sent is accounted for: sent, or dropped on a2.
+    let c = r.w.counters(a1);
+    assert_eq!(c.rx_packets, 300 + 1 + 2 + 1);
+    // (a2 had a3's broadcast first.)
+    assert_eq!(r.w.counters(a2).tx_packets, 1 + 256 + 1);
+    r.check_accounting();
+}
+
+#[test]
 fn oversize_frames_that_are_not_tcp_are_dropped_whole_or_chained() {
     let mut r = Rig::new(4096);
     // One chunk above the MTU, and a chain of two chunks: neither is TCP.
