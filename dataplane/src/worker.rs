@@ -369,6 +369,18 @@ struct Open<P> {
     tx: stall::TxWatch,
 }
 
+impl<P> Open<P> {
+    /// Why a frame its TX ring has no room for is lost: the port stalled (`tx_stalled`), or
+    /// else `no_buffer`.
+    fn no_room(&self) -> DropReason {
+        if self.tx.stalled() {
+            DropReason::TxStalled
+        } else {
+            DropReason::NoBuffer
+        }
+    }
+}
+
 /// Sends the TCP frame `buf` (`plan`'s) whole through `send`, its checksum made partial for the
 /// kernel to finish and the header telling it to cut at the smaller of the plan's segment size
 /// and `egress_mss`. `(tagged, to_trunk, vlan)`: the frame carries its network's tag, the port
@@ -532,9 +544,10 @@ pub struct Worker<P: PortIo> {
 fn watch_tx<P>(slot: u16, o: &mut Open<P>, free: u32, done: usize, now: u64) {
     match o.tx.observe(free, done, now) {
         Some(stall::Change::Stalled) => tracing::warn!(
-            "port {slot}: transmit stalled: its TX ring has had no room and sent nothing for {} \
-             ms (its device stopped sending); frames to it are dropped (tx_stalled) until it has \
-             room again, so that it holds no other port back",
+            "port {slot}: transmit stalled: its TX ring has had less than {MAX_BATCH} frames of \
+             room and sent nothing for {} ms (its device stopped sending); frames that do not fit \
+             it are dropped (tx_stalled) until it has room or sends again, so that it holds no \
+             other port back",
             stall::STALL_NS / 1_000_000
         ),
         Some(stall::Change::Resumed) => tracing::info!("port {slot}: transmit resumed"),
@@ -1121,7 +1134,7 @@ impl<P: PortIo> Worker<P> {
             // A chain of chunks may become more segments than it had chunks (1792-byte chunks
             // into 1448-byte segments: at most 5 for 4), so a round takes no more chunks than
             // four fifths of the room: its segments always fit.
-            let take = (room as usize * 4 / 5).min(MAX_BATCH);
+            let take = ((room as usize).min(2 * MAX_BATCH) * 4 / 5).min(MAX_BATCH);
             if take == 0 {
                 self.pipe.counters[usize::from(slot)].backpressure += 1;
                 self.held_back = true;
@@ -1707,6 +1720,10 @@ impl<P: PortIo> Worker<P> {
         let Some(Some(o)) = self.ports.get_mut(usize::from(egress)) else {
             return Whole::Cut;
         };
+        if o.tx.stalled() {
+            // Its ring will not drain: no kicks spent on it.
+            return Whole::Cut;
+        }
         // In copy mode a kick sends a budget of frames: what it left would leave after this one.
         for _ in 0..WHOLE_KICKS {
             if o.io.drained() {
@@ -1841,7 +1858,8 @@ impl<P: PortIo> Worker<P> {
             _ => 0,
         };
         if plan.segments() > room.min(STAGE_CAP) {
-            self.pipe.counters[usize::from(egress)].drop(DropReason::NoBuffer);
+            let lost = self.no_room(egress);
+            self.pipe.counters[usize::from(egress)].drop(lost);
             return 0;
         }
         let mut staged = 0;
@@ -2135,13 +2153,17 @@ impl<P: PortIo> Worker<P> {
         // back for want of room, or sent frames the kernel has not taken yet: what ends that
         // wakes no one, so the worker naps instead.
         let mut signals = !self.held_back;
+        let mut stalled = false;
         self.pollfds.clear();
         for &s in &self.active {
             if let Some(o) = self.ports[usize::from(s)].as_mut() {
                 // A port that failed to send is not polled (its frames stay on its RX ring):
-                // it must not wake the worker either.
+                // it must not wake the worker either. A stalled port's ring may not drain for
+                // hours: the worker sleeps, and wakes to kick it at least every 10 ms.
                 if o.healthy {
-                    signals &= o.io.drained() && o.io.wait_fds(&mut self.pollfds);
+                    stalled |= o.tx.stalled();
+                    signals &=
+                        (o.tx.stalled() || o.io.drained()) && o.io.wait_fds(&mut self.pollfds);
                 }
             }
         }
@@ -2164,6 +2186,8 @@ impl<P: PortIo> Worker<P> {
             self.umem.has_graves() || !self.parked.is_empty() || self.pipe.has_deferred();
         let timeout = if pending_release {
             1_000_000
+        } else if stalled {
+            self.cfg.idle_sleep_ns.clamp(1_000_000, stall::STALL_NS)
         } else {
             self.cfg.idle_sleep_ns.max(1_000_000)
         };
@@ -2777,8 +2801,9 @@ impl<P: PortIo> Worker<P> {
             Whole::Cut => {
                 // `cut_for` counts one drop for what it could not stage: the other segments.
                 let staged = self.cut_for(m.egress, m.net, m.tagged, &plan);
+                let lost = self.no_room(m.egress);
                 for _ in 1..count.saturating_sub(staged) {
-                    self.pipe.counters[usize::from(m.egress)].drop(DropReason::NoBuffer);
+                    self.pipe.counters[usize::from(m.egress)].drop(lost);
                 }
             }
         }
@@ -2926,6 +2951,14 @@ impl<P: PortIo> Worker<P> {
         }
     }
 
+    /// Why a frame for port `slot` that its TX ring has no room for is lost ([`Open::no_room`]).
+    fn no_room(&self, slot: u16) -> DropReason {
+        match self.ports.get(usize::from(slot)) {
+            Some(Some(o)) => o.no_room(),
+            _ => DropReason::NoBuffer,
+        }
+    }
+
     /// Sends the frames staged for the port at `self.staged[k]`, and takes it off that list.
     fn flush_at(&mut self, k: usize) {
         let slot = self.staged.swap_remove(k);
@@ -2937,10 +2970,7 @@ impl<P: PortIo> Worker<P> {
             c.tx_packets += sent as u64;
             c.tx_bytes += stage[..sent].iter().map(|d| u64::from(d.len)).sum::<u64>();
             // Only a stalled port has less room than the round took (kept total anyway).
-            let lost = match o.tx.stalled() {
-                true => DropReason::TxStalled,
-                false => DropReason::NoBuffer,
-            };
+            let lost = o.no_room();
             for d in &stage[sent..] {
                 c.drop(lost);
                 self.umem.release(d.addr);

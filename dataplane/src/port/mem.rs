@@ -103,9 +103,10 @@ pub struct MemPort {
     pub undrained: bool,
     /// Set to make `flush` fail, as a vanished interface would.
     pub fail_tx: bool,
-    /// Set to complete nothing sent, as a device that stopped sending with its carrier up (a
-    /// paused or hung NIC): frames stay on the TX ring, which fills.
-    pub stuck: bool,
+    /// Set to complete at most this many sent frames a round, the others staying on the TX
+    /// ring: a slow device, or with `Some(0)` one that stopped sending with its carrier up (a
+    /// paused or hung NIC), whose ring fills.
+    pub completes: Option<usize>,
     /// What other workers send whole frames through (with `whole` and `direct`).
     pub direct: Option<Arc<MemWholeTx>>,
     stats: XdpStats,
@@ -189,7 +190,7 @@ impl PortIo for MemPort {
             whole_error: None,
             undrained: false,
             fail_tx: false,
-            stuck: false,
+            completes: None,
             direct: (spec.whole && spec.direct).then(Arc::default),
             stats: XdpStats::default(),
             source: None,
@@ -321,7 +322,7 @@ impl PortIo for MemPort {
     }
 
     fn drained(&mut self) -> bool {
-        !self.undrained
+        !self.undrained && (self.completes.is_none() || self.comp.is_empty())
     }
 
     fn send_whole(&mut self, hdr: &VnetHdr, parts: &[&[u8]]) -> io::Result<()> {
@@ -365,11 +366,8 @@ impl PortIo for MemPort {
     }
 
     fn reclaim(&mut self, umem: &mut Umem) -> usize {
-        if self.stuck {
-            return 0;
-        }
-        let n = self.comp.len();
-        for addr in self.comp.drain(..) {
+        let n = self.comp.len().min(self.completes.unwrap_or(usize::MAX));
+        for addr in self.comp.drain(..n) {
             umem.complete(addr, self.slot);
         }
         n

@@ -13,8 +13,13 @@
 //! So a port whose TX ring has had less than a batch of room ([`MAX_BATCH`]) and completed no
 //! frame for [`STALL_NS`] is *stalled*: it no longer bounds a round, and what a round sends it
 //! beyond its room is dropped on it (`tx_stalled`). It stays stalled until it has a batch of room
-//! again. A device that sends a frame now and then while traffic keeps its ring full therefore
-//! stays stalled, rather than holding the others back for another [`STALL_NS`] after each frame.
+//! again, or sends a batch within a millisecond (a device sending again at full speed, whose ring
+//! the traffic keeps full). A device that sends a frame now and then while traffic keeps its ring
+//! full therefore stays stalled, rather than holding the others back for another [`STALL_NS`]
+//! after each frame. (A ring smaller than a batch is short of room while it holds any frame.)
+//! One that sends in bursts (a paused NIC let go for a moment; a starved peer given the CPU now
+//! and then) empties its ring and stalls again: within [`RECENT_NS`] of its last stall's end it
+//! stalls after [`RESTALL_NS`], so that each burst holds the others back a millisecond, not ten.
 
 use super::MAX_BATCH;
 
@@ -23,6 +28,12 @@ use super::MAX_BATCH;
 /// (microseconds), or a veth's peer takes to be scheduled on a loaded host; about as long as a
 /// port's RX ring holds back traffic at a million frames a second.
 pub(super) const STALL_NS: u64 = 10_000_000;
+
+/// How long a port that stalled within [`RECENT_NS`] may hold the others back again.
+pub(super) const RESTALL_NS: u64 = 1_000_000;
+
+/// How long after the end of a stall a port stalls again after [`RESTALL_NS`].
+pub(super) const RECENT_NS: u64 = 1_000_000_000;
 
 /// Warnings about one port's stalls are logged at most this often.
 const TELL_EVERY_NS: u64 = 10_000_000_000;
@@ -39,9 +50,16 @@ pub(super) enum Change {
 /// The watch over one port's transmit.
 #[derive(Debug, Default)]
 pub(super) struct TxWatch {
+    /// The most room its ring has been seen to have (its size, seen while it was empty): a ring
+    /// smaller than a batch is short of room while it holds any frame.
+    most_free: u32,
     /// Since when (ns) the ring has been short of room with nothing completed.
     since: Option<u64>,
     stalled: bool,
+    /// While stalled: when the current millisecond began (ns), and the frames completed in it.
+    window: (u64, usize),
+    /// When (ns) its last stall ended.
+    resumed_at: Option<u64>,
     /// When a stall of this port was last logged, and whether it is the current one.
     told_at: Option<u64>,
     told: bool,
@@ -57,25 +75,37 @@ impl TxWatch {
     /// `now` (ns). Returns a change worth logging: a stall (at most every 10 s per port) and the
     /// end of a stall that was logged.
     pub(super) fn observe(&mut self, free: u32, done: usize, now: u64) -> Option<Change> {
-        if free >= MAX_BATCH as u32 {
-            self.since = None;
-            if !core::mem::take(&mut self.stalled) {
+        self.most_free = self.most_free.max(free);
+        let roomy = free >= self.most_free.min(MAX_BATCH as u32);
+        if self.stalled {
+            // It resumes with a batch of room, or once it sends a batch within a millisecond:
+            // a device sending again at full speed, whose ring the traffic keeps full.
+            let (began, sent) = &mut self.window;
+            if now.saturating_sub(*began) >= RESTALL_NS {
+                (*began, *sent) = (now, 0);
+            }
+            *sent += done;
+            if !roomy && *sent < MAX_BATCH {
                 return None;
             }
+            self.stalled = false;
+            self.resumed_at = Some(now);
             return core::mem::take(&mut self.told).then_some(Change::Resumed);
         }
-        if self.stalled {
-            return None;
-        }
-        if done > 0 {
+        if roomy || done > 0 {
             self.since = None;
             return None;
         }
         let since = *self.since.get_or_insert(now);
-        if now.saturating_sub(since) < STALL_NS {
+        let recent = self
+            .resumed_at
+            .is_some_and(|t| since.saturating_sub(t) < RECENT_NS);
+        if now.saturating_sub(since) < if recent { RESTALL_NS } else { STALL_NS } {
             return None;
         }
         self.stalled = true;
+        self.since = None;
+        self.window = (now, 0);
         self.told = self
             .told_at
             .is_none_or(|t| now.saturating_sub(t) >= TELL_EVERY_NS);
@@ -93,9 +123,16 @@ mod tests {
 
     const MS: u64 = 1_000_000;
 
+    /// A watch over a port with a 2048-frame ring, as it opens: empty.
+    fn watch() -> TxWatch {
+        let mut w = TxWatch::default();
+        assert_eq!(w.observe(2048, 0, 0), None);
+        w
+    }
+
     #[test]
     fn a_ring_with_room_never_stalls() {
-        let mut w = TxWatch::default();
+        let mut w = watch();
         for t in 0..100 {
             assert_eq!(w.observe(MAX_BATCH as u32, 0, t * 10 * MS), None);
             assert!(!w.stalled());
@@ -104,7 +141,7 @@ mod tests {
 
     #[test]
     fn a_full_ring_that_sends_never_stalls() {
-        let mut w = TxWatch::default();
+        let mut w = watch();
         for t in 0..100 {
             assert_eq!(w.observe(0, 1, t * 10 * MS), None);
             assert!(!w.stalled());
@@ -113,7 +150,7 @@ mod tests {
 
     #[test]
     fn a_full_ring_that_sends_nothing_stalls_after_the_time_and_not_before() {
-        let mut w = TxWatch::default();
+        let mut w = watch();
         assert_eq!(w.observe(3, 0, 100 * MS), None);
         assert_eq!(w.observe(3, 0, 100 * MS + STALL_NS - 1), None);
         assert!(!w.stalled());
@@ -132,8 +169,40 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_sent_restarts_the_time() {
+    fn a_stalled_port_that_sends_a_batch_within_a_millisecond_resumes_its_ring_still_full() {
+        let mut w = watch();
+        w.observe(0, 0, MS);
+        assert_eq!(w.observe(0, 0, MS + STALL_NS), Some(Change::Stalled));
+        let t = MS + STALL_NS;
+        // A frame a millisecond: stalled still.
+        for k in 1..=20 {
+            assert_eq!(w.observe(0, 1, t + k * MS), None);
+        }
+        assert!(w.stalled());
+        // 32 frames a kick, two kicks within a millisecond: sending at full speed.
+        let t = t + 30 * MS;
+        assert_eq!(w.observe(0, 32, t), None);
+        assert_eq!(w.observe(0, 32, t + MS / 2), Some(Change::Resumed));
+        assert!(!w.stalled());
+    }
+
+    #[test]
+    fn a_ring_smaller_than_a_batch_stalls_only_while_it_holds_frames() {
         let mut w = TxWatch::default();
+        // An idle 32-frame ring: never short of room.
+        for k in 0..100 {
+            assert_eq!(w.observe(32, 0, k * 10 * MS), None);
+        }
+        // One frame it does not send for 10 ms: stalled; its ring empty again: resumed.
+        let t = 1_000 * MS;
+        w.observe(31, 0, t);
+        assert_eq!(w.observe(31, 0, t + STALL_NS), Some(Change::Stalled));
+        assert_eq!(w.observe(32, 1, t + STALL_NS + MS), Some(Change::Resumed));
+    }
+
+    #[test]
+    fn a_frame_sent_restarts_the_time() {
+        let mut w = watch();
         assert_eq!(w.observe(0, 0, 0), None);
         assert_eq!(w.observe(0, 1, STALL_NS - MS), None);
         assert_eq!(w.observe(0, 0, STALL_NS), None);
@@ -143,8 +212,32 @@ mod tests {
     }
 
     #[test]
+    fn a_port_that_stalls_again_soon_after_holds_the_others_back_a_millisecond() {
+        let mut w = watch();
+        w.observe(0, 0, 0);
+        assert_eq!(w.observe(0, 0, STALL_NS), Some(Change::Stalled));
+        let end = STALL_NS + MS;
+        assert_eq!(w.observe(MAX_BATCH as u32, 9, end), Some(Change::Resumed));
+        // Short of room again soon after: a stall after a millisecond (not told: within 10 s).
+        w.observe(0, 0, end + 5 * MS);
+        w.observe(0, 0, end + 6 * MS - 1);
+        assert!(!w.stalled());
+        w.observe(0, 0, end + 6 * MS);
+        assert!(w.stalled());
+        // Short of room a second after the end of its last stall: ten milliseconds again.
+        let end = end + 7 * MS;
+        w.observe(MAX_BATCH as u32, 9, end);
+        assert!(!w.stalled());
+        w.observe(0, 0, end + RECENT_NS);
+        w.observe(0, 0, end + RECENT_NS + STALL_NS - 1);
+        assert!(!w.stalled());
+        w.observe(0, 0, end + RECENT_NS + STALL_NS);
+        assert!(w.stalled());
+    }
+
+    #[test]
     fn stalls_are_told_at_most_every_ten_seconds_and_each_told_one_ends_told() {
-        let mut w = TxWatch::default();
+        let mut w = watch();
         let stall = |w: &mut TxWatch, at: u64| {
             let first = w.observe(0, 0, at);
             assert_eq!(first, None);

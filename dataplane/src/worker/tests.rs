@@ -446,24 +446,32 @@ fn a_port_whose_transmit_stalled_stops_holding_the_others_back_until_it_sends_ag
     r.learn("a3", VM3);
     let (a1, a2) = (r.ports.get("a1").unwrap(), r.ports.get("a2").unwrap());
     let stalled = |r: &Rig| r.w.counters(a2).drops[DropReason::TxStalled as usize];
-    // a2's device stops sending: its 256-frame TX ring fills, then a1's frames wait behind it,
-    // those for a3 too.
-    r.port("a2").stuck = true;
-    for _ in 0..300 {
-        r.inject("a1", frame(VM2, VM1));
-    }
-    r.inject("a1", frame(VM3, VM1));
-    for _ in 0..9 {
-        r.tick(1);
-    }
-    // (A round takes four fifths of the room: the last frame or so is not taken.)
-    let on_ring = r.out("a2").len();
-    assert!((250..=256).contains(&on_ring), "a2's ring full: {on_ring}");
-    assert!(
-        r.out("a3").is_empty(),
-        "held back while a2 may only be busy"
-    );
-    assert_eq!(r.port("a1").inbox.len(), 301 - on_ring);
+    // a2's device stops sending; a1 sends it 300 frames, then one to a3, and rounds run every
+    // `ms`, 9 or 10 of them: a2's 256-frame TX ring fills, then a1's frames wait behind it, the
+    // one for a3 too. Returns how many a2 took (a round takes four fifths of the room: the last
+    // frame or so is not taken).
+    let stop_a2 = |r: &mut Rig, ms: u64, rounds: usize, free: usize| {
+        r.port("a2").completes = Some(0);
+        for _ in 0..300 {
+            r.inject("a1", frame(VM2, VM1));
+        }
+        r.inject("a1", frame(VM3, VM1));
+        for _ in 0..rounds {
+            r.tick(ms);
+        }
+        let on_ring = r.out("a2").len();
+        assert!(
+            (free - 6..=free).contains(&on_ring),
+            "a2's ring full: {on_ring}"
+        );
+        assert!(
+            r.out("a3").is_empty(),
+            "held back while a2 may only be busy"
+        );
+        assert_eq!(r.port("a1").inbox.len(), 301 - on_ring);
+        on_ring
+    };
+    let on_ring = stop_a2(&mut r, 1, 9, 256);
     assert_eq!(stalled(&r), 0);
     // Ten milliseconds short of room without sending: a2 stalled, holds no one back; what is
     // for it is dropped and counted there.
@@ -483,17 +491,58 @@ fn a_port_whose_transmit_stalled_stops_holding_the_others_back_until_it_sends_ag
     assert_eq!(r.out("a3"), vec![frame(VM3, VM1)]);
     assert_eq!(stalled(&r), lost + 1);
     // Its device sends again: the ring empties, and a2 gets its frames.
-    r.port("a2").stuck = false;
+    r.port("a2").completes = None;
     r.tick(1);
     r.inject("a1", frame(VM2, VM1));
     r.tick(1);
     assert_eq!(r.out("a2"), vec![frame(VM2, VM1)]);
     assert_eq!(stalled(&r), lost + 1);
+    // Resumed, a2 holds frames back again as a busy port does, then, stopping again so soon
+    // after its stall, stalls after a millisecond. (The frame it just sent stays on its ring.)
+    stop_a2(&mut r, 0, 10, 255);
+    assert_eq!(stalled(&r), lost + 1);
+    r.tick(1);
+    r.tick(1);
+    assert_eq!(r.out("a3"), vec![frame(VM3, VM1)]);
+    assert_eq!(stalled(&r), lost + 1 + (300 - 255));
     // Every frame a1 sent is accounted for: sent, or dropped on a2.
+    r.out("a2");
     let c = r.w.counters(a1);
-    assert_eq!(c.rx_packets, 300 + 1 + 2 + 1);
+    assert_eq!(c.rx_packets, 300 + 1 + 2 + 1 + 300 + 1);
     // (a2 had a3's broadcast first.)
-    assert_eq!(r.w.counters(a2).tx_packets, 1 + 256 + 1);
+    assert_eq!(r.w.counters(a2).tx_packets, 1 + 256 + 1 + 255);
+    r.check_accounting();
+}
+
+#[test]
+fn a_port_that_sends_slowly_holds_the_others_back_and_loses_nothing() {
+    const VM3: Mac = Mac([0x02, 0, 0, 0, 0, 3]);
+    let mut r = Rig::new(4096);
+    r.learn("a2", VM2);
+    r.learn("a3", VM3);
+    let a2 = r.ports.get("a2").unwrap();
+    // a2's device sends a frame a round, one round a millisecond: far slower than a1 sends it.
+    r.port("a2").completes = Some(1);
+    for _ in 0..300 {
+        r.inject("a1", frame(VM2, VM1));
+    }
+    r.inject("a1", frame(VM3, VM1));
+    for _ in 0..30 {
+        r.tick(1);
+    }
+    assert_eq!(
+        r.w.counters(a2).total_drops(),
+        0,
+        "a slow port is not stalled"
+    );
+    assert!(r.out("a3").is_empty(), "what follows waits behind it");
+    r.port("a2").completes = None;
+    for _ in 0..10 {
+        r.tick(1);
+    }
+    assert_eq!(r.out("a2").len(), 300);
+    assert_eq!(r.out("a3"), vec![frame(VM3, VM1)]);
+    assert_eq!(r.w.counters(a2).total_drops(), 0);
     r.check_accounting();
 }
 

@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""What one port whose device stops sending does to the other ports of its worker.
+
+A study for the stalled-port handling (docs/BENCHMARKS.md, "A port whose device stops
+sending"). Three "VMs" (namespaces qsst-a, qsst-b, qsst-c; 198.18.10.1 to .3) hang off one
+qswitch daemon with one worker (pinned to CPU 0), each through a veth. The path into c is made to
+stop with its carrier up, as a paused NIC's or a stuck guest's would:
+- c's veth takes its frames through NAPI (GRO on in c, TSO off on the switch's end), in a
+  kernel thread of its own (threaded NAPI), and the kernel's veth stops its queue when that NAPI
+  falls behind (its 256-frame ring full);
+- for each trial that thread is starved for `--stall` seconds: moved to CPU 1, given the idle
+  scheduling class, and CPU 1 kept busy. The switch's kicks towards c are then refused, and its
+  TX ring towards c fills.
+
+During the stall a sends UDP to c (`--rate` frames a second, 64 bytes) and pings b every 10 ms.
+Printed per trial: the ping's loss, mean and max (b is not c: a switch that lets c hold a and b
+back loses or delays them), and what the switch sent and dropped towards c.
+
+Run as root, from the repository: `python3 bench/studies/stalled_port.py [--binary
+target/release/qswitch] [--repeat 3] [--stall 4] [--rate 20000]`. Everything it creates is
+removed on exit. Needs 2 CPUs, iproute2, ethtool, util-linux (`taskset`, `chrt`) and curl.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+NS = {"a": "qsst-a", "b": "qsst-b", "c": "qsst-c"}
+IP = {"a": "198.18.10.1", "b": "198.18.10.2", "c": "198.18.10.3"}
+API, METRICS = "127.0.0.1:19797", "127.0.0.1:19798"
+
+BLAST = """
+import socket, sys, time
+rate, secs = int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+t0 = time.time(); n = 0
+while time.time() - t0 < secs:
+    for _ in range(100):
+        try:
+            s.sendto(b"x" * 18, (sys.argv[1], 9)); n += 1
+        except OSError:
+            pass
+    ahead = n / rate - (time.time() - t0)
+    if ahead > 0:
+        time.sleep(ahead)
+"""
+
+
+def sh(cmd, check=True, **kw):
+    return subprocess.run(cmd, shell=True, check=check, text=True, capture_output=True, **kw)
+
+
+def host(x):
+    return f"qsst-{x}0"
+
+
+def guest(x):
+    return f"qsst-{x}1"
+
+
+def teardown():
+    for x in NS:
+        sh(f"ip netns del {NS[x]}", check=False)
+        sh(f"ip link del {host(x)}", check=False)
+
+
+def setup(workdir):
+    teardown()
+    for x in NS:
+        sh(f"ip netns add {NS[x]}")
+        sh(f"ip link add {host(x)} type veth peer name {guest(x)}")
+        sh(f"ip link set {guest(x)} netns {NS[x]}")
+        sh(f"ip link set {host(x)} up")
+        sh(f"ip netns exec {NS[x]} ip link set lo up")
+        sh(f"ip netns exec {NS[x]} ip link set {guest(x)} up")
+        sh(f"ip netns exec {NS[x]} ip addr add {IP[x]}/24 dev {guest(x)}")
+    # c receives through NAPI, in a thread of its own.
+    sh(f"ethtool -K {host('c')} tso off")
+    sh(f"ip netns exec {NS['c']} ethtool -K {guest('c')} gro on")
+    sh(f"ip netns exec {NS['c']} sh -c 'echo 1 > /sys/class/net/{guest('c')}/threaded'")
+    ports = "".join(
+        f'\n[[port]]\nid = "{x}"\ndevice = "{host(x)}"\nnetwork = "n"\n' for x in NS
+    )
+    cfg = os.path.join(workdir, "switch.toml")
+    with open(cfg, "w") as f:
+        f.write(f'[switch]\nworkers = 1\n\n[[network]]\nid = "n"\nvlan = 10\n{ports}')
+    return cfg
+
+
+def napi_thread():
+    out = sh(f"pgrep -f napi/{guest('c')}-", check=False).stdout.split()
+    if not out:
+        sys.exit(f"no NAPI thread for {guest('c')}: does this kernel thread veth NAPI?")
+    return int(out[0])
+
+
+def counters():
+    text = sh(f"curl -s http://{METRICS}/metrics").stdout
+    got = {"sent": 0, "tx_stalled": 0, "backpressure": 0}
+    for line in text.splitlines():
+        if 'port="c"' not in line:
+            continue
+        value = int(float(line.rsplit(" ", 1)[1]))
+        if line.startswith("qswitch_port_tx_packets_total"):
+            got["sent"] = value
+        elif line.startswith("qswitch_port_drops_total") and 'reason="tx_stalled"' in line:
+            got["tx_stalled"] = value
+    for line in text.splitlines():
+        if line.startswith("qswitch_port_backpressure_total") and 'port="a"' in line:
+            got["backpressure"] = int(float(line.rsplit(" ", 1)[1]))
+    return got
+
+
+def trial(args):
+    napi = napi_thread()
+    before = counters()
+    sh(f"taskset -pc 1 {napi}")
+    sh(f"chrt -i -p 0 {napi}")
+    hog = subprocess.Popen(
+        ["taskset", "-c", "1", "nice", "-n", "-20", "timeout", str(args.stall), "sh", "-c",
+         "while :; do :; done"])
+    try:
+        time.sleep(0.3)
+        blast = subprocess.Popen(
+            ["ip", "netns", "exec", NS["a"], "taskset", "-c", "0", sys.executable, "-c", BLAST,
+             IP["c"], str(args.rate), str(args.stall - 1)])
+        count = int((args.stall - 1) / 0.01)
+        ping = sh(f"ip netns exec {NS['a']} ping -c {count} -i 0.01 -W 1 {IP['b']}", check=False)
+        blast.wait()
+    finally:
+        hog.wait()
+        sh(f"chrt -o -p 0 {napi}", check=False)
+        sh(f"taskset -pc 0-{os.cpu_count() - 1} {napi}", check=False)
+    after = counters()
+    loss = re.search(r"([\d.]+)% packet loss", ping.stdout)
+    rtt = re.search(r"= [\d.]+/([\d.]+)/([\d.]+)/", ping.stdout)
+    return {
+        "loss_pct": float(loss.group(1)) if loss else 100.0,
+        "avg_ms": float(rtt.group(1)) if rtt else float("nan"),
+        "max_ms": float(rtt.group(2)) if rtt else float("nan"),
+        **{k: after[k] - before[k] for k in after},
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--binary", default="target/release/qswitch")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--stall", type=int, default=4, help="seconds c's receive path is starved")
+    p.add_argument("--rate", type=int, default=20000, help="frames a second from a to c")
+    args = p.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root")
+    if (os.cpu_count() or 1) < 2:
+        sys.exit("needs 2 CPUs")
+    binary = os.path.abspath(args.binary)
+    workdir = tempfile.mkdtemp(prefix="qsst-")
+    daemon = None
+    try:
+        cfg = setup(workdir)
+        log = open(os.path.join(workdir, "qswitch.log"), "w")
+        daemon = subprocess.Popen(
+            ["taskset", "-c", "0", binary, "serve", "--config", cfg, "--db",
+             os.path.join(workdir, "qswitch.db"), "--listen", API, "--metrics-listen", METRICS],
+            stdout=log, stderr=subprocess.STDOUT)
+        for _ in range(100):
+            if sh(f"curl -s http://{METRICS}/metrics", check=False).stdout.count('port="c"'):
+                break
+            time.sleep(0.1)
+        # Every address learned, c's included.
+        for x in ("b", "c"):
+            sh(f"ip netns exec {NS['a']} ping -c 2 -i 0.2 {IP[x]}")
+        print(f"{binary}: a pings b every 10 ms while c's receive path is starved {args.stall} s "
+              f"and a sends c {args.rate} frames/s")
+        print("| trial | ping a to b: loss | mean ms | max ms | sent to c | tx_stalled on c "
+              "| backpressure on a |")
+        print("|---|---|---|---|---|---|---|")
+        for k in range(args.repeat):
+            r = trial(args)
+            print(f"| {k + 1} | {r['loss_pct']:.1f} % | {r['avg_ms']:.3f} | {r['max_ms']:.1f} "
+                  f"| {r['sent']} | {r['tx_stalled']} | {r['backpressure']} |", flush=True)
+            time.sleep(1)
+    finally:
+        if daemon:
+            daemon.send_signal(signal.SIGINT)
+            try:
+                daemon.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+        teardown()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
