@@ -12,9 +12,11 @@ stop with its carrier up, as a paused NIC's or a stuck guest's would:
   scheduling class, and CPU 1 kept busy. The switch's kicks towards c are then refused, and its
   TX ring towards c fills.
 
-During the stall a sends UDP to c (`--rate` frames a second, 64 bytes) and pings b every 10 ms.
-Printed per trial: the ping's loss, mean and max (b is not c: a switch that lets c hold a and b
-back loses or delays them), and what the switch sent and dropped towards c.
+During the stall, for all of it but its first and last half second, a sends UDP to c (`--rate`
+frames a second, 64 bytes) and pings b every 10 ms. Printed per trial: the ping's loss, mean and
+max (b is not c: a switch that lets c hold a and b back loses or delays them), what the switch
+sent and dropped towards c, and how often it stopped reading a (`backpressure`). Then the
+switch's CPU time over 3 s idle, without a stall and with c's ring left full by a stall.
 
 Run as root, from the repository: `python3 bench/studies/stalled_port.py [--binary
 target/release/qswitch] [--repeat 3] [--stall 4] [--rate 20000]`. Everything it creates is
@@ -94,10 +96,45 @@ def setup(workdir):
 
 
 def napi_thread():
-    out = sh(f"pgrep -f napi/{guest('c')}-", check=False).stdout.split()
+    # (A kernel thread's name is cut at 15 characters: "napi/qsst-c1-12".)
+    out = sh(f"pgrep '^napi/{guest('c')}-'", check=False).stdout.split()
     if not out:
         sys.exit(f"no NAPI thread for {guest('c')}: does this kernel thread veth NAPI?")
     return int(out[0])
+
+
+class Starved:
+    """c's NAPI thread starved (idle class, on a busy CPU 1) for `secs`, then put back."""
+
+    def __init__(self, secs):
+        self.napi = napi_thread()
+        self.secs = secs
+
+    def __enter__(self):
+        self.affinity = sh(f"taskset -pc {self.napi}").stdout.rsplit(":", 1)[1].strip()
+        sh(f"taskset -pc 1 {self.napi}")
+        sh(f"chrt -i -p 0 {self.napi}")
+        self.hog = subprocess.Popen(
+            ["taskset", "-c", "1", "nice", "-n", "-20", "timeout", str(self.secs), "sh", "-c",
+             "while :; do :; done"])
+        return self
+
+    def __exit__(self, *exc):
+        self.hog.wait()
+        sh(f"chrt -o -p 0 {self.napi}", check=False)
+        sh(f"taskset -pc {self.affinity} {self.napi}", check=False)
+
+
+def blast(secs, rate):
+    return subprocess.Popen(
+        ["ip", "netns", "exec", NS["a"], "taskset", "-c", "0", sys.executable, "-c", BLAST,
+         IP["c"], str(rate), str(secs)])
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 def counters():
@@ -118,25 +155,17 @@ def counters():
 
 
 def trial(args):
-    napi = napi_thread()
     before = counters()
-    sh(f"taskset -pc 1 {napi}")
-    sh(f"chrt -i -p 0 {napi}")
-    hog = subprocess.Popen(
-        ["taskset", "-c", "1", "nice", "-n", "-20", "timeout", str(args.stall), "sh", "-c",
-         "while :; do :; done"])
-    try:
-        time.sleep(0.3)
-        blast = subprocess.Popen(
-            ["ip", "netns", "exec", NS["a"], "taskset", "-c", "0", sys.executable, "-c", BLAST,
-             IP["c"], str(args.rate), str(args.stall - 1)])
-        count = int((args.stall - 1) / 0.01)
-        ping = sh(f"ip netns exec {NS['a']} ping -c {count} -i 0.01 -W 1 {IP['b']}", check=False)
-        blast.wait()
-    finally:
-        hog.wait()
-        sh(f"chrt -o -p 0 {napi}", check=False)
-        sh(f"taskset -pc 0-{os.cpu_count() - 1} {napi}", check=False)
+    with Starved(args.stall):
+        time.sleep(0.5)
+        sender = blast(args.stall - 1, args.rate)
+        try:
+            count = int((args.stall - 1) / 0.01)
+            ping = sh(f"ip netns exec {NS['a']} ping -c {count} -i 0.01 -W 1 {IP['b']}",
+                      check=False)
+        finally:
+            sender.kill()
+            sender.wait()
     after = counters()
     loss = re.search(r"([\d.]+)% packet loss", ping.stdout)
     rtt = re.search(r"= [\d.]+/([\d.]+)/([\d.]+)/", ping.stdout)
@@ -155,6 +184,8 @@ def main():
     p.add_argument("--stall", type=int, default=4, help="seconds c's receive path is starved")
     p.add_argument("--rate", type=int, default=20000, help="frames a second from a to c")
     args = p.parse_args()
+    if args.stall < 2:
+        sys.exit("--stall: 2 s at least")
     if os.geteuid() != 0:
         sys.exit("run as root")
     if (os.cpu_count() or 1) < 2:
@@ -162,6 +193,8 @@ def main():
     binary = os.path.abspath(args.binary)
     workdir = tempfile.mkdtemp(prefix="qsst-")
     daemon = None
+    # A SIGTERM cleans up as an error does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:
         cfg = setup(workdir)
         log = open(os.path.join(workdir, "qswitch.log"), "w")
@@ -173,6 +206,8 @@ def main():
             if sh(f"curl -s http://{METRICS}/metrics", check=False).stdout.count('port="c"'):
                 break
             time.sleep(0.1)
+        else:
+            sys.exit(f"the switch did not come up: see {workdir}/qswitch.log")
         # Every address learned, c's included.
         for x in ("b", "c"):
             sh(f"ip netns exec {NS['a']} ping -c 2 -i 0.2 {IP[x]}")
@@ -181,11 +216,30 @@ def main():
         print("| trial | ping a to b: loss | mean ms | max ms | sent to c | tx_stalled on c "
               "| backpressure on a |")
         print("|---|---|---|---|---|---|---|")
+        held = 0
         for k in range(args.repeat):
             r = trial(args)
+            held += r["tx_stalled"] + r["backpressure"]
             print(f"| {k + 1} | {r['loss_pct']:.1f} % | {r['avg_ms']:.3f} | {r['max_ms']:.1f} "
                   f"| {r['sent']} | {r['tx_stalled']} | {r['backpressure']} |", flush=True)
             time.sleep(1)
+        if held == 0:
+            print("note: c's ring never filled (no tx_stalled, no backpressure): this kernel's "
+                  "veth may not stop its queue when NAPI falls behind")
+        # Idle: 3 s without a stall, then 3 s with c's ring left full by one.
+        a = cpu_ticks(daemon.pid)
+        time.sleep(3)
+        quiet = cpu_ticks(daemon.pid) - a
+        with Starved(5):
+            time.sleep(0.5)
+            blast(0.5, args.rate).wait()
+            time.sleep(0.5)
+            a = cpu_ticks(daemon.pid)
+            time.sleep(3)
+            stuck = cpu_ticks(daemon.pid) - a
+        hz = os.sysconf("SC_CLK_TCK")
+        print(f"idle, CPU time of the switch in 3 s: {quiet * 1000 // hz} ms without a stall, "
+              f"{stuck * 1000 // hz} ms with c's ring left full")
     finally:
         if daemon:
             daemon.send_signal(signal.SIGINT)

@@ -8,8 +8,9 @@
 //!    chain's segments outnumber its chunks by at most a quarter), so a full TX ring
 //!    holds frames back in the ingress port's RX ring (where the kernel counts `rx_ring_full`
 //!    if it overflows) and no buffer is ever lost in user space; a port whose transmit stalled
-//!    (no room and nothing sent for 10 ms, [`stall`]) no longer bounds it, and what does not
-//!    fit its ring is dropped on it;
+//!    (less than a batch of room and nothing sent for 10 ms, [`stall`]) no longer bounds it
+//!    until it has a batch of room or sends at full speed again, and what does not fit its
+//!    ring is dropped on it;
 //! 3. each port's batch (up to 64 frames) goes through the [`Pipeline`]; a forwarded frame whose
 //!    TCP/UDP checksum the sender left partial is completed ([`csum`]); a frame that came as a
 //!    chain of chunks (a TSO super-frame, multi-buffer AF_XDP) is gathered and, towards a known
@@ -1799,7 +1800,7 @@ impl<P: PortIo> Worker<P> {
                     let takes =
                         matches!(self.ports.get(usize::from(p)), Some(Some(o)) if o.takes_whole);
                     if !takes || self.send_whole(p, c.net, c.tagged, &plan) == Whole::Cut {
-                        staged = self.cut_for(p, c.net, c.tagged, &plan);
+                        staged = self.cut_for(p, c.net, c.tagged, &plan).0;
                     }
                 }
             }
@@ -1844,13 +1845,20 @@ impl<P: PortIo> Worker<P> {
     /// Cuts the super-frame in `gso_buf` into segments that fit port `egress` (and `plan`'s
     /// segment size) and stages them for it, their checksums partial: for a port that does not
     /// take super-frames whole, when another worker handed one over. A frame whose segments the
-    /// port's TX ring has no room for is lost whole (`no_buffer` on the port), as the ingress
-    /// worker's own cut would lose it. Returns the segments staged.
-    fn cut_for(&mut self, egress: u16, net: u16, tagged: bool, plan: &gso::Plan) -> u32 {
+    /// port's TX ring has no room for is lost whole (`no_buffer` on the port, `tx_stalled` if
+    /// it stalled), as the ingress worker's own cut would lose it. Returns the segments staged,
+    /// and why the others were lost (one loss counted).
+    fn cut_for(
+        &mut self,
+        egress: u16,
+        net: u16,
+        tagged: bool,
+        plan: &gso::Plan,
+    ) -> (u32, DropReason) {
         let vlan = self.snap.net(net).map_or(0, |n| n.vlan);
         let Some(plan) = self.plan_for(egress, tagged, plan) else {
             self.pipe.counters[usize::from(egress)].drop(DropReason::Oversize);
-            return 0;
+            return (0, DropReason::Oversize);
         };
         self.flush_port(egress);
         let room = match self.ports.get_mut(usize::from(egress)) {
@@ -1860,7 +1868,7 @@ impl<P: PortIo> Worker<P> {
         if plan.segments() > room.min(STAGE_CAP) {
             let lost = self.no_room(egress);
             self.pipe.counters[usize::from(egress)].drop(lost);
-            return 0;
+            return (0, lost);
         }
         let mut staged = 0;
         for k in 0..plan.segments() {
@@ -1873,7 +1881,7 @@ impl<P: PortIo> Worker<P> {
         }
         // What the rest of the round stages finds room.
         self.flush_port(egress);
-        staged
+        (staged, DropReason::NoBuffer)
     }
 
     /// Publishes counters (and, at most every 100 ms, the kernel's statistics).
@@ -2149,29 +2157,11 @@ impl<P: PortIo> Worker<P> {
             wake.awake();
             return 0;
         }
-        // What to wait on, as that round left the ports (it may have started one). Frames held
-        // back for want of room, or sent frames the kernel has not taken yet: what ends that
-        // wakes no one, so the worker naps instead.
-        let mut signals = !self.held_back;
-        let mut stalled = false;
-        self.pollfds.clear();
-        for &s in &self.active {
-            if let Some(o) = self.ports[usize::from(s)].as_mut() {
-                // A port that failed to send is not polled (its frames stay on its RX ring):
-                // it must not wake the worker either. A stalled port's ring may not drain for
-                // hours: the worker sleeps, and wakes to kick it at least every 10 ms.
-                if o.healthy {
-                    stalled |= o.tx.stalled();
-                    signals &=
-                        (o.tx.stalled() || o.io.drained()) && o.io.wait_fds(&mut self.pollfds);
-                }
-            }
-        }
-        if !signals {
+        let Some(stuck) = self.what_to_wait_on(now) else {
             wake.awake();
             std::thread::sleep(NAP);
             return 0;
-        }
+        };
         // Nothing waits: the sweepers' debts are paid now rather than before the next frame.
         if self.pay_debts(now) {
             // What the MAC sweeper removed may make other workers' shortcut entries wrong, and
@@ -2186,13 +2176,38 @@ impl<P: PortIo> Worker<P> {
             self.umem.has_graves() || !self.parked.is_empty() || self.pipe.has_deferred();
         let timeout = if pending_release {
             1_000_000
-        } else if stalled {
+        } else if stuck {
             self.cfg.idle_sleep_ns.clamp(1_000_000, stall::STALL_NS)
         } else {
             self.cfg.idle_sleep_ns.max(1_000_000)
         };
         wake.wait(&mut self.pollfds, Duration::from_nanos(timeout));
         0
+    }
+
+    /// What an idle worker waits on, as the last round left the ports (it may have started
+    /// one), in `pollfds`: `None` if it must nap instead (frames held back for want of room, or
+    /// sent frames the kernel has not taken yet: what ends that wakes no one). `Some(true)` if a
+    /// port's ring does not drain (it stalled, or a few frames have stayed on it with nothing
+    /// sent for 10 ms: that may last hours): the worker sleeps, and wakes to kick it at least
+    /// every 10 ms.
+    fn what_to_wait_on(&mut self, now: Now) -> Option<bool> {
+        let mut signals = !self.held_back;
+        let mut stuck = false;
+        self.pollfds.clear();
+        for &s in &self.active {
+            if let Some(o) = self.ports[usize::from(s)].as_mut() {
+                // A port that failed to send is not polled (its frames stay on its RX ring):
+                // it must not wake the worker either.
+                if o.healthy {
+                    let drained = o.io.drained();
+                    let port_stuck = o.tx.stuck(drained, now.nanos);
+                    stuck |= port_stuck;
+                    signals &= (drained || port_stuck) && o.io.wait_fds(&mut self.pollfds);
+                }
+            }
+        }
+        signals.then_some(stuck)
     }
 
     /// Pays what the clock's work left owed ([`Worker::housekeep`]): the MAC sweeper's slots and
@@ -2800,8 +2815,7 @@ impl<P: PortIo> Worker<P> {
             }
             Whole::Cut => {
                 // `cut_for` counts one drop for what it could not stage: the other segments.
-                let staged = self.cut_for(m.egress, m.net, m.tagged, &plan);
-                let lost = self.no_room(m.egress);
+                let (staged, lost) = self.cut_for(m.egress, m.net, m.tagged, &plan);
                 for _ in 1..count.saturating_sub(staged) {
                     self.pipe.counters[usize::from(m.egress)].drop(lost);
                 }

@@ -107,6 +107,9 @@ pub struct MemPort {
     /// ring: a slow device, or with `Some(0)` one that stopped sending with its carrier up (a
     /// paused or hung NIC), whose ring fills.
     pub completes: Option<usize>,
+    /// Set to tell the worker the port can signal its received frames ([`PortIo::wait_fds`],
+    /// with no descriptor to wait on): tests of what an idle worker waits on.
+    pub signals: bool,
     /// What other workers send whole frames through (with `whole` and `direct`).
     pub direct: Option<Arc<MemWholeTx>>,
     stats: XdpStats,
@@ -191,6 +194,7 @@ impl PortIo for MemPort {
             undrained: false,
             fail_tx: false,
             completes: None,
+            signals: false,
             direct: (spec.whole && spec.direct).then(Arc::default),
             stats: XdpStats::default(),
             source: None,
@@ -384,6 +388,10 @@ impl PortIo for MemPort {
 
     fn xdp_stats(&self) -> XdpStats {
         self.stats
+    }
+
+    fn wait_fds(&self, _out: &mut Vec<libc::pollfd>) -> bool {
+        self.signals
     }
 
     fn close(self, umem: &mut Umem) {

@@ -56,10 +56,13 @@ pub(super) struct TxWatch {
     /// Since when (ns) the ring has been short of room with nothing completed.
     since: Option<u64>,
     stalled: bool,
-    /// While stalled: when the current millisecond began (ns), and the frames completed in it.
-    window: (u64, usize),
+    /// While stalled: when the current millisecond began (ns), the frames completed in it, and
+    /// when the port was last watched.
+    window: (u64, usize, u64),
     /// When (ns) its last stall ended.
     resumed_at: Option<u64>,
+    /// Since when (ns) an idle worker has found frames on its ring with nothing completed.
+    undrained_since: Option<u64>,
     /// When a stall of this port was last logged, and whether it is the current one.
     told_at: Option<u64>,
     told: bool,
@@ -71,21 +74,43 @@ impl TxWatch {
         self.stalled
     }
 
+    /// An idle worker found the port's ring `drained` or not, at `now` (ns). True if its ring
+    /// does not drain: it stalled, or frames have stayed on it for [`STALL_NS`] with nothing
+    /// completed (a device that stopped with a few frames on its ring, short of a stall). The
+    /// worker then sleeps rather than naps, and wakes to kick the port at least every
+    /// [`STALL_NS`].
+    pub(super) fn stuck(&mut self, drained: bool, now: u64) -> bool {
+        if drained {
+            self.undrained_since = None;
+            return false;
+        }
+        let since = *self.undrained_since.get_or_insert(now);
+        self.stalled || now.saturating_sub(since) >= STALL_NS
+    }
+
     /// The port's TX ring has `free` room after the port completed `done` frames this round, at
     /// `now` (ns). Returns a change worth logging: a stall (at most every 10 s per port) and the
     /// end of a stall that was logged.
     pub(super) fn observe(&mut self, free: u32, done: usize, now: u64) -> Option<Change> {
         self.most_free = self.most_free.max(free);
+        if done > 0 {
+            self.undrained_since = None;
+        }
         let roomy = free >= self.most_free.min(MAX_BATCH as u32);
         if self.stalled {
-            // It resumes with a batch of room, or once it sends a batch within a millisecond:
-            // a device sending again at full speed, whose ring the traffic keeps full.
-            let (began, sent) = &mut self.window;
-            if now.saturating_sub(*began) >= RESTALL_NS {
-                (*began, *sent) = (now, 0);
+            // It resumes with a batch of room, or once it sends a batch at a millisecond's rate
+            // or faster: a device sending again at full speed, whose ring the traffic keeps full.
+            // (A window older than a millisecond moves on to begin at the last look: frames
+            // completed over a long gap, the worker off its CPU, are not sent fast.)
+            let (began, sent, last) = &mut self.window;
+            if now.saturating_sub(*began) > RESTALL_NS {
+                (*began, *sent) = (*last, 0);
             }
+            *last = now;
             *sent += done;
-            if !roomy && *sent < MAX_BATCH {
+            let span = now.saturating_sub(*began).max(1);
+            let fast = *sent >= MAX_BATCH && *sent as u64 * RESTALL_NS >= MAX_BATCH as u64 * span;
+            if !roomy && !fast {
                 return None;
             }
             self.stalled = false;
@@ -105,7 +130,7 @@ impl TxWatch {
         }
         self.stalled = true;
         self.since = None;
-        self.window = (now, 0);
+        self.window = (now, 0, now);
         self.told = self
             .told_at
             .is_none_or(|t| now.saturating_sub(t) >= TELL_EVERY_NS);
@@ -179,9 +204,15 @@ mod tests {
             assert_eq!(w.observe(0, 1, t + k * MS), None);
         }
         assert!(w.stalled());
-        // 32 frames a kick, two kicks within a millisecond: sending at full speed.
+        // A batch over 8 ms without a look (the worker off its CPU): not at full speed.
         let t = t + 30 * MS;
-        assert_eq!(w.observe(0, 32, t), None);
+        assert_eq!(w.observe(0, 0, t), None);
+        assert_eq!(w.observe(0, MAX_BATCH, t + 8 * MS), None);
+        assert!(w.stalled());
+        // 32 frames a kick, two kicks within a millisecond: sending at full speed.
+        let t = t + 10 * MS;
+        assert_eq!(w.observe(0, 0, t), None);
+        assert_eq!(w.observe(0, 32, t + MS / 4), None);
         assert_eq!(w.observe(0, 32, t + MS / 2), Some(Change::Resumed));
         assert!(!w.stalled());
     }
@@ -198,6 +229,30 @@ mod tests {
         w.observe(31, 0, t);
         assert_eq!(w.observe(31, 0, t + STALL_NS), Some(Change::Stalled));
         assert_eq!(w.observe(32, 1, t + STALL_NS + MS), Some(Change::Resumed));
+    }
+
+    #[test]
+    fn an_idle_worker_sleeps_past_a_ring_that_does_not_drain() {
+        let mut w = watch();
+        // Drained: nothing to kick.
+        assert!(!w.stuck(true, 0));
+        // A few frames left on the ring: not before 10 ms without a frame sent.
+        assert!(!w.stuck(false, MS));
+        assert!(!w.stuck(false, MS + STALL_NS - 1));
+        assert!(w.stuck(false, MS + STALL_NS));
+        // A frame sent: the time starts again.
+        w.observe(2000, 1, 20 * MS);
+        assert!(!w.stuck(false, 21 * MS));
+        assert!(w.stuck(false, 21 * MS + STALL_NS));
+        // Drained since: nothing to kick.
+        assert!(!w.stuck(true, 40 * MS));
+        assert!(!w.stuck(false, 41 * MS));
+        // A stalled port at once.
+        w.observe(0, 0, 100 * MS);
+        w.observe(0, 0, 100 * MS + STALL_NS);
+        assert!(w.stalled());
+        w.stuck(true, 111 * MS);
+        assert!(w.stuck(false, 111 * MS));
     }
 
     #[test]

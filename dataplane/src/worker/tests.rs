@@ -515,6 +515,34 @@ fn a_port_whose_transmit_stalled_stops_holding_the_others_back_until_it_sends_ag
 }
 
 #[test]
+fn an_idle_worker_sleeps_past_a_ring_that_does_not_drain_and_wakes_to_kick_it() {
+    let mut r = Rig::new(4096);
+    r.learn("a2", VM2);
+    for p in ["a1", "a2", "a3", "b1", "up"] {
+        r.port(p).signals = true;
+    }
+    r.tick(1);
+    assert_eq!(r.w.what_to_wait_on(Now::from_nanos(r.clock)), Some(false));
+    // a2's device stops with three frames on its ring, far from a stall: the worker naps
+    // (it kicks a2 each time) for 10 ms, then sleeps, waking to kick a2 at least every 10 ms.
+    r.port("a2").completes = Some(0);
+    for _ in 0..3 {
+        r.inject("a1", frame(VM2, VM1));
+    }
+    r.tick(1);
+    assert_eq!(r.out("a2").len(), 3);
+    let t = r.clock;
+    assert_eq!(r.w.what_to_wait_on(Now::from_nanos(t)), None);
+    let later = Now::from_nanos(t + stall::STALL_NS);
+    assert_eq!(r.w.what_to_wait_on(later), Some(true));
+    // It sends again: nothing left to kick.
+    r.port("a2").completes = None;
+    r.tick(20);
+    assert_eq!(r.w.what_to_wait_on(Now::from_nanos(r.clock)), Some(false));
+    r.check_accounting();
+}
+
+#[test]
 fn a_port_that_sends_slowly_holds_the_others_back_and_loses_nothing() {
     const VM3: Mac = Mac([0x02, 0, 0, 0, 0, 3]);
     let mut r = Rig::new(4096);
