@@ -1752,16 +1752,10 @@ impl<P: PortIo> Worker<P> {
                 // Cannot happen: the port is in the snapshot, and the plan read a TCP header.
                 Whole::Cut
             }
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EAGAIN | libc::ENOBUFS | libc::ENETDOWN)
-                ) =>
-            {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS)) => {
                 // The socket's buffer or the device's queue is full, or the device takes no GSO
-                // frame (a veth both of whose ends run a native XDP program), or its transmit
-                // queue is stopped and it has no qdisc to wait in (a veth whose other end's NAPI
-                // fell behind; down, its AF_XDP kicks fail too): the segments may still go.
+                // frame (a veth both of whose ends run a native XDP program): the segments may
+                // still go.
                 Whole::Cut
             }
             Err(e) => {
