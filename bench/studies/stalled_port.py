@@ -197,7 +197,8 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:
         cfg = setup(workdir)
-        log = open(os.path.join(workdir, "qswitch.log"), "w")
+        log_path = os.path.join(workdir, "qswitch.log")
+        log = open(log_path, "w")
         daemon = subprocess.Popen(
             ["taskset", "-c", "0", binary, "serve", "--config", cfg, "--db",
              os.path.join(workdir, "qswitch.db"), "--listen", API, "--metrics-listen", METRICS],
@@ -207,7 +208,9 @@ def main():
                 break
             time.sleep(0.1)
         else:
-            sys.exit(f"the switch did not come up: see {workdir}/qswitch.log")
+            with open(log_path) as f:
+                sys.stderr.write(f.read())
+            sys.exit("the switch did not come up (its log is above)")
         # Every address learned, c's included.
         for x in ("b", "c"):
             sh(f"ip netns exec {NS['a']} ping -c 2 -i 0.2 {IP[x]}")
@@ -248,6 +251,8 @@ def main():
             except subprocess.TimeoutExpired:
                 daemon.kill()
         teardown()
+        if daemon:
+            log.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -98,19 +98,20 @@ impl TxWatch {
         }
         let roomy = free >= self.most_free.min(MAX_BATCH as u32);
         if self.stalled {
-            // It resumes with a batch of room, or once it sends a batch at a millisecond's rate
+            // It resumes with a batch of room, or once it sends a batch at a batch a millisecond
             // or faster: a device sending again at full speed, whose ring the traffic keeps full.
-            // (A window older than a millisecond moves on to begin at the last look: frames
-            // completed over a long gap, the worker off its CPU, are not sent fast.)
+            // The rate is over the window since `began`; a window longer than a millisecond that
+            // falls short moves on, to begin at the last look. (Frames completed over a long
+            // gap, the worker off its CPU, are not sent fast.)
             let (began, sent, last) = &mut self.window;
-            if now.saturating_sub(*began) > RESTALL_NS {
-                (*began, *sent) = (*last, 0);
-            }
-            *last = now;
             *sent += done;
             let span = now.saturating_sub(*began).max(1);
             let fast = *sent >= MAX_BATCH && *sent as u64 * RESTALL_NS >= MAX_BATCH as u64 * span;
             if !roomy && !fast {
+                if span > RESTALL_NS {
+                    (*began, *sent) = (*last, done);
+                }
+                *last = now;
                 return None;
             }
             self.stalled = false;
@@ -215,6 +216,23 @@ mod tests {
         assert_eq!(w.observe(0, 32, t + MS / 4), None);
         assert_eq!(w.observe(0, 32, t + MS / 2), Some(Change::Resumed));
         assert!(!w.stalled());
+    }
+
+    #[test]
+    fn the_rate_a_stalled_port_resumes_at_spans_looks_far_apart() {
+        // Looks 0.6 ms apart: 70 frames a millisecond resume it, 60 do not.
+        for (rate, resumes) in [(70, true), (60, false)] {
+            let mut w = watch();
+            w.observe(0, 0, MS);
+            assert_eq!(w.observe(0, 0, MS + STALL_NS), Some(Change::Stalled));
+            let t = MS + STALL_NS;
+            let gap = 6 * MS / 10;
+            let resumed = (1..=20).any(|k| {
+                w.observe(0, rate * 6 / 10, t + k * gap);
+                !w.stalled()
+            });
+            assert_eq!(resumed, resumes, "{rate} frames a millisecond");
+        }
     }
 
     #[test]
