@@ -11,6 +11,7 @@ use std::os::fd::OwnedFd;
 
 const VM1: Mac = Mac([0x02, 0, 0, 0, 0, 1]);
 const VM2: Mac = Mac([0x02, 0, 0, 0, 0, 2]);
+const VM3: Mac = Mac([0x02, 0, 0, 0, 0, 3]);
 
 struct Rig {
     w: Worker<MemPort>,
@@ -118,6 +119,14 @@ impl Rig {
         for p in &c.ports {
             open(&mut r.w, &p.id, r.ports.get(&p.id).unwrap());
         }
+        r
+    }
+
+    /// A worker of 4096 frames that learned VM2 behind a2 and VM3 behind a3.
+    fn knowing_vm2_and_vm3() -> Rig {
+        let mut r = Rig::new(4096);
+        r.learn("a2", VM2);
+        r.learn("a3", VM3);
         r
     }
 
@@ -440,10 +449,7 @@ fn failed_transmit_marks_the_port_and_keeps_forwarding_elsewhere() {
 
 #[test]
 fn a_port_whose_transmit_stalled_stops_holding_the_others_back_until_it_sends_again() {
-    const VM3: Mac = Mac([0x02, 0, 0, 0, 0, 3]);
-    let mut r = Rig::new(4096);
-    r.learn("a2", VM2);
-    r.learn("a3", VM3);
+    let mut r = Rig::knowing_vm2_and_vm3();
     let (a1, a2) = (r.ports.get("a1").unwrap(), r.ports.get("a2").unwrap());
     let stalled = |r: &Rig| r.w.counters(a2).drops[DropReason::TxStalled as usize];
     // a2's device stops sending; a1 sends it 300 frames, then one to a3, and rounds run every
@@ -544,10 +550,7 @@ fn an_idle_worker_sleeps_past_a_ring_that_does_not_drain_and_wakes_to_kick_it() 
 
 #[test]
 fn a_port_that_sends_slowly_holds_the_others_back_and_loses_nothing() {
-    const VM3: Mac = Mac([0x02, 0, 0, 0, 0, 3]);
-    let mut r = Rig::new(4096);
-    r.learn("a2", VM2);
-    r.learn("a3", VM3);
+    let mut r = Rig::knowing_vm2_and_vm3();
     let a2 = r.ports.get("a2").unwrap();
     // a2's device sends a frame a round, one round a millisecond: far slower than a1 sends it.
     r.port("a2").completes = Some(1);
@@ -760,7 +763,6 @@ pub(super) fn reassembled(out: &[Vec<u8>], headers: usize, max: usize) -> Vec<u8
 
 #[test]
 fn a_super_frame_leaves_whole_towards_a_port_that_takes_it_in_order_and_tagged_as_needed() {
-    const VM3: Mac = Mac([0x02, 0, 0, 0, 0, 3]);
     let wc = WorkerConfig {
         frames: 4096,
         ..WorkerConfig::default()
@@ -853,7 +855,6 @@ pub(super) fn tcp_segments(dst: Mac, payload: &[u8], mss: usize) -> Vec<Vec<u8>>
 
 #[test]
 fn segments_of_one_flow_leave_merged_towards_a_port_that_takes_super_frames_in_order() {
-    const VM3: Mac = Mac([0x02, 0, 0, 0, 0, 3]);
     let wc = WorkerConfig {
         frames: 4096,
         ..WorkerConfig::default()
@@ -1844,7 +1845,6 @@ fn a_change_of_the_mac_table_checks_the_entries_of_the_addresses_it_changed() {
     let Some((mut r, sc, _prog, _xsks)) = installed_rig(300) else {
         return;
     };
-    const VM3: Mac = Mac([0x02, 0, 0, 0, 0, 3]);
     r.learn("a3", VM3);
     r.inject("a1", udp(VM3, VM1));
     r.round_now();
