@@ -127,13 +127,20 @@ pub struct Seen {
 }
 
 /// [`pending`]`(frame).is_some()`, and whether `frame` is plain ([`Seen`]). Inline: the
-/// worker calls it for every frame it forwards.
+/// worker calls it for every frame it forwards, and a frame that is not IP costs it one read of
+/// its EtherType.
 #[inline(always)]
 pub fn seen(frame: &[u8]) -> Seen {
-    let Some(seg) = segment(frame) else {
+    let Some((l3, ethertype)) = network(frame) else {
         return Seen {
             partial: false,
-            plain: !is_ip(frame),
+            plain: true,
+        };
+    };
+    let Some(seg) = segment_at(frame, l3, ethertype) else {
+        return Seen {
+            partial: false,
+            plain: !is_ip(frame, l3, ethertype),
         };
     };
     let syn = seg.proto == TCP && frame.get(seg.start + 13).is_some_and(|f| f & tcp::SYN != 0);
@@ -196,20 +203,16 @@ pub fn finish(frame: &mut [u8], p: Pending) {
     }
 }
 
-/// Is `frame` an IPv4 or IPv6 packet: its EtherType (after one VLAN tag) says so, and so does
-/// the version in its first byte? (What [`seen`] cannot read further, it leaves to the MSS
-/// watch only if so.) Out of line: the frames [`seen`] reads to their transport header never
-/// ask.
+/// Is `frame`, whose network header of `ethertype` starts at `l3`, an IPv4 or IPv6 packet: its
+/// EtherType says so, and so does the version in its first byte? (What [`seen`] cannot read
+/// further, it leaves to the MSS watch only if so.) Out of line: the frames [`seen`] reads to
+/// their transport header never ask.
 #[inline(never)]
-fn is_ip(frame: &[u8]) -> bool {
-    let (mut l3, mut ethertype) = (ETH_HEADER_LEN, be16(frame, 12));
-    if ethertype.is_some_and(is_vlan_tpid) {
-        (l3, ethertype) = (ETH_HEADER_LEN + VLAN_TAG_LEN, be16(frame, 16));
-    }
+fn is_ip(frame: &[u8], l3: usize, ethertype: u16) -> bool {
     let version = frame.get(l3).map(|b| b >> 4);
     matches!(
         (ethertype, version),
-        (Some(ETHERTYPE_IPV4), Some(4)) | (Some(ETHERTYPE_IPV6), Some(6))
+        (ETHERTYPE_IPV4, Some(4)) | (ETHERTYPE_IPV6, Some(6))
     )
 }
 
@@ -315,12 +318,24 @@ pub(crate) fn header_checksum(header: &[u8]) -> u16 {
 /// Finds the TCP or UDP segment of an Ethernet frame (untagged or with one tag).
 #[inline(always)]
 fn segment(frame: &[u8]) -> Option<Segment> {
-    let mut l3 = ETH_HEADER_LEN;
-    let mut ethertype = be16(frame, 12)?;
+    let (l3, ethertype) = network(frame)?;
+    segment_at(frame, l3, ethertype)
+}
+
+/// Where the network header of an Ethernet frame (untagged or with one tag) starts, and its
+/// EtherType.
+#[inline(always)]
+fn network(frame: &[u8]) -> Option<(usize, u16)> {
+    let ethertype = be16(frame, 12)?;
     if is_vlan_tpid(ethertype) {
-        ethertype = be16(frame, 16)?;
-        l3 += VLAN_TAG_LEN;
+        return Some((ETH_HEADER_LEN + VLAN_TAG_LEN, be16(frame, 16)?));
     }
+    Some((ETH_HEADER_LEN, ethertype))
+}
+
+/// [`segment`] of a frame whose network header of `ethertype` starts at `l3`.
+#[inline(always)]
+fn segment_at(frame: &[u8], l3: usize, ethertype: u16) -> Option<Segment> {
     let ip = frame.get(l3..)?;
     let (start, len, proto, pseudo) = match ethertype {
         ETHERTYPE_IPV4 => ipv4(ip)?,

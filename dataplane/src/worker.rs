@@ -2603,7 +2603,8 @@ impl<P: PortIo> Worker<P> {
     /// Stages a frame of network `net` (VLAN `vlan`) decided for this worker's port `egress`
     /// (counted on `blame` if lost), or merges it with the segments before it
     /// ([`Worker::merge_segment`]) where that port is a VM's that sends super-frames whole.
-    #[inline]
+    /// Inline: every unicast frame passes here.
+    #[inline(always)]
     fn stage_unicast(
         &mut self,
         egress: u16,
@@ -2866,8 +2867,9 @@ impl<P: PortIo> Worker<P> {
     }
 
     /// Stages a worker-owned frame for `egress`, pushing or popping the VLAN tag as the egress
-    /// port's role requires.
-    #[inline]
+    /// port's role requires. Inline, its rare branches out of line: every frame sent passes
+    /// here.
+    #[inline(always)]
     fn stage_to(&mut self, egress: u16, mut d: XdpDesc, tagged: bool, vlan: u16, ingress: u16) {
         if self.merge.as_ref().is_some_and(|m| m.egress == egress) {
             self.close_merge();
@@ -2875,26 +2877,12 @@ impl<P: PortIo> Worker<P> {
         let to_trunk =
             vlan != 0 && matches!(self.snap.port(egress).map(|p| p.role), Some(Role::Trunk(_)));
         if to_trunk != tagged {
-            let moved = self.umem.chunk_mut(d.addr).and_then(|(chunk, off)| {
-                let len = d.len as usize;
-                if to_trunk {
-                    push_vlan_tag(chunk, off, len, vlan)
-                } else {
-                    pop_vlan_tag(chunk, off, len)
-                }
-            });
-            let Some(new_off) = moved else {
+            let Some(retagged) = self.retag(d, to_trunk, vlan) else {
                 self.pipe.counters[usize::from(ingress)].drop(DropReason::NoBuffer);
                 self.umem.release(d.addr);
                 return;
             };
-            let base = self.umem.chunk_base(d.addr);
-            d.addr = base + new_off as u64;
-            d.len = if to_trunk {
-                d.len + VLAN_TAG_LEN as u32
-            } else {
-                d.len - VLAN_TAG_LEN as u32
-            };
+            d = retagged;
         }
         // Only the kernel's options leave the worker.
         let unfinished = d.options & UNFINISHED != 0;
@@ -2909,12 +2897,35 @@ impl<P: PortIo> Worker<P> {
         stage.push(d);
     }
 
+    /// Frame `d` with VLAN tag `vlan` pushed (`to_trunk`) or its tag popped, in its chunk;
+    /// `None` if its chunk has no room for that.
+    #[inline(never)]
+    fn retag(&mut self, d: XdpDesc, to_trunk: bool, vlan: u16) -> Option<XdpDesc> {
+        let (chunk, off) = self.umem.chunk_mut(d.addr)?;
+        let len = d.len as usize;
+        let new_off = if to_trunk {
+            push_vlan_tag(chunk, off, len, vlan)
+        } else {
+            pop_vlan_tag(chunk, off, len)
+        }?;
+        Some(XdpDesc {
+            addr: self.umem.chunk_base(d.addr) + new_off as u64,
+            len: if to_trunk {
+                d.len + VLAN_TAG_LEN as u32
+            } else {
+                d.len - VLAN_TAG_LEN as u32
+            },
+            options: d.options,
+        })
+    }
+
     /// Finishes the checksum the sender of frame `d` left for the device, as it leaves for
     /// `egress`: a port whose kernel finishes it on transmit gets the request in the frame's
     /// metadata (and the frame is sent as it came, its checksum field holding the pseudo-header
     /// sum); any other gets the frame with the checksum computed here. Each copy of a flood is
-    /// finished on its own, after any tag was pushed or popped.
-    #[inline]
+    /// finished on its own, after any tag was pushed or popped. Out of line: only frames whose
+    /// checksum was left unfinished come here.
+    #[inline(never)]
     fn finish_checksum(&mut self, egress: u16, d: &mut XdpDesc) {
         let offload = matches!(self.ports.get(usize::from(egress)), Some(Some(o)) if o.tx_checksum);
         let Some((chunk, off)) = self.umem.chunk_mut(d.addr) else {
