@@ -2170,19 +2170,31 @@ impl<P: PortIo> Worker<P> {
             wake.awake();
             return 0;
         }
+        let timeout = self.sleep_ns(now, stuck);
+        wake.wait(&mut self.pollfds, Duration::from_nanos(timeout));
+        0
+    }
+
+    /// How long an idle worker sleeps at most, `stuck` if a port's ring does not drain
+    /// ([`Worker::what_to_wait_on`]): `idle_sleep_ns`, less where the clock's work cannot wait
+    /// that long (1 ms at least, the housekeeping's step).
+    fn sleep_ns(&self, now: Now, stuck: bool) -> u64 {
         // Frames to release, or addresses to learn once a growth of the MAC table is done:
         // nothing wakes the worker for either.
         let pending_release =
             self.umem.has_graves() || !self.parked.is_empty() || self.pipe.has_deferred();
-        let timeout = if pending_release {
+        let most = if pending_release {
             1_000_000
         } else if stuck {
-            self.cfg.idle_sleep_ns.clamp(1_000_000, stall::STALL_NS)
+            self.cfg.idle_sleep_ns.min(stall::STALL_NS)
         } else {
-            self.cfg.idle_sleep_ns.max(1_000_000)
+            self.cfg.idle_sleep_ns
         };
-        wake.wait(&mut self.pollfds, Duration::from_nanos(timeout));
-        0
+        // A planned router advertisement goes out on time, the first as the port starts.
+        let ra = (self.ra_due.iter())
+            .filter(|d| d.2 > 0)
+            .map(|d| d.3.saturating_sub(now.nanos));
+        ra.fold(most, u64::min).max(1_000_000)
     }
 
     /// What an idle worker waits on, as the last round left the ports (it may have started

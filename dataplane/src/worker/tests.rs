@@ -1399,6 +1399,35 @@ fn a_port_that_starts_forwarding_tells_its_vm_its_advertisement() {
 }
 
 #[test]
+fn an_idle_worker_wakes_for_its_planned_router_advertisements() {
+    let mut c = cfg();
+    c.ports[0].ra = Some(slaac(VM1, "2001:db8:1::", 1500));
+    let mut r = Rig::new(4096);
+    let idle = r.w.cfg.idle_sleep_ns;
+    assert!(idle > 30_000_000);
+    assert_eq!(r.w.sleep_ns(Now::from_nanos(r.clock), false), idle);
+    // The snapshot gives a1 an advertisement, due at once: the worker sleeps no longer than
+    // the housekeeping's millisecond.
+    r.apply(&c);
+    assert_eq!(r.w.sleep_ns(Now::from_nanos(r.clock), false), 1_000_000);
+    r.tick(1);
+    r.only_frame_to("a1", VM1, "unsolicited advertisement");
+    // The next copy is 4 s away: the usual sleep, until the copy is nearer than that.
+    assert_eq!(r.w.sleep_ns(Now::from_nanos(r.clock), false), idle);
+    for copy in 2..=RA_COPIES {
+        r.clock += RA_INTERVAL_NS - 30_000_000;
+        assert_eq!(r.w.sleep_ns(Now::from_nanos(r.clock), false), 30_000_000);
+        // Even past a ring that does not drain.
+        assert_eq!(r.w.sleep_ns(Now::from_nanos(r.clock), true), 10_000_000);
+        r.tick(30);
+        r.only_frame_to("a1", VM1, &format!("copy {copy}"));
+    }
+    // All sent: nothing more to wake for.
+    assert_eq!(r.w.sleep_ns(Now::from_nanos(r.clock), false), idle);
+    r.check_accounting();
+}
+
+#[test]
 fn dhcpv6_messages_of_a_ports_client_are_answered_and_never_flood() {
     let mut c = cfg();
     c.ports[0].dhcp6 = Some(Arc::new(crate::dhcp6::Dhcp6Config {
