@@ -127,8 +127,7 @@ pub struct Seen {
 }
 
 /// [`pending`]`(frame).is_some()`, and whether `frame` is plain ([`Seen`]). Inline: the
-/// worker calls it for every frame it forwards, and a frame that is not IP costs it one read of
-/// its EtherType.
+/// worker calls it for every frame it forwards. The EtherType is read once.
 #[inline(always)]
 pub fn seen(frame: &[u8]) -> Seen {
     let Some((l3, ethertype)) = network(frame) else {

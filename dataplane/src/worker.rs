@@ -2910,7 +2910,7 @@ impl<P: PortIo> Worker<P> {
     }
 
     /// Frame `d` with VLAN tag `vlan` pushed (`to_trunk`) or its tag popped, in its chunk;
-    /// `None` if its chunk has no room for that.
+    /// `None` if that cannot be done (no room in its chunk, a frame too short to untag).
     #[inline(never)]
     fn retag(&mut self, d: XdpDesc, to_trunk: bool, vlan: u16) -> Option<XdpDesc> {
         let (chunk, off) = self.umem.chunk_mut(d.addr)?;

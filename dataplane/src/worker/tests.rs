@@ -1417,12 +1417,15 @@ fn an_idle_worker_wakes_for_its_planned_router_advertisements() {
     for copy in 2..=RA_COPIES {
         r.clock += RA_INTERVAL_NS - 30_000_000;
         assert_eq!(r.w.sleep_ns(Now::from_nanos(r.clock), false), 30_000_000);
-        // Even past a ring that does not drain.
-        assert_eq!(r.w.sleep_ns(Now::from_nanos(r.clock), true), 10_000_000);
-        r.tick(30);
+        // Past a ring that does not drain too, once the copy is nearer than the kick's 10 ms.
+        r.clock += 25_000_000;
+        assert_eq!(r.w.sleep_ns(Now::from_nanos(r.clock), true), 5_000_000);
+        r.tick(5);
         r.only_frame_to("a1", VM1, &format!("copy {copy}"));
     }
-    // All sent: nothing more to wake for.
+    // All sent: nothing more to wake for, even when the next copy would have been due.
+    assert_eq!(r.w.sleep_ns(Now::from_nanos(r.clock), false), idle);
+    r.clock += RA_INTERVAL_NS;
     assert_eq!(r.w.sleep_ns(Now::from_nanos(r.clock), false), idle);
     r.check_accounting();
 }
