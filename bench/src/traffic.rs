@@ -75,6 +75,22 @@ fn open_port(device: &str, umem: &mut Umem, stamp: bool) -> io::Result<AfXdpPort
     }
 }
 
+/// The gist of a failure to load or attach an XDP program: the verifier's last word where its
+/// log is in the error (its final lines are a summary), else the error's first line.
+fn verifier_says(e: &io::Error) -> String {
+    let text = e.to_string();
+    let last = text
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("processed "));
+    let first = text.lines().next().unwrap_or_default();
+    match last {
+        Some(l) if l != first => l.to_string(),
+        _ => first.to_string(),
+    }
+}
+
 /// The source MAC of flow `i`.
 pub fn flow_mac(i: u32) -> Mac {
     let b = i.to_be_bytes();
@@ -374,18 +390,46 @@ pub struct Sink {
     port: AfXdpPort,
     /// The last frame read carried its arrival time.
     stamped: bool,
+    /// Why its program does not stamp arrival times, if it does not ([`Sink::open`]).
+    unstamped: Option<String>,
 }
 
 impl Sink {
-    /// Opens the sink's socket on `device`.
+    /// Opens the sink's socket on `device`, its program stamping each frame's arrival; where
+    /// the kernel refuses that program (some kernels allow XDP programs no metadata), without
+    /// stamps, said once on stderr: latency is then taken when the sink reads a frame.
     pub fn open(device: &str) -> io::Result<Sink> {
         let mut umem = Umem::new(16384, 2048)?;
-        let port = open_port(device, &mut umem, true)?;
+        let (port, unstamped) = match open_port(device, &mut umem, true) {
+            Ok(port) => (port, None),
+            Err(e) => {
+                let why = verifier_says(&e);
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    eprintln!(
+                        "qswitch-bench: sink on {device}: no arrival stamps ({why}); latency is \
+                         taken when the sink reads a frame"
+                    );
+                });
+                (open_port(device, &mut umem, false)?, Some(why))
+            }
+        };
         Ok(Sink {
             umem,
             port,
             stamped: false,
+            unstamped,
         })
+    }
+
+    /// Does its program stamp each frame's arrival time? (Not where the kernel refused it.)
+    pub fn stamps(&self) -> bool {
+        self.unstamped.is_none()
+    }
+
+    /// Why its program does not stamp arrival times (the verifier's last word), if it does not.
+    pub fn why_unstamped(&self) -> Option<&str> {
+        self.unstamped.as_deref()
     }
 
     /// Drops whatever is queued (at most the UMEM's worth: a sender that is already sending
@@ -591,6 +635,21 @@ mod tests {
         let before = short.clone();
         stamp(&mut short, 1, 2);
         assert_eq!(short, before);
+    }
+
+    #[test]
+    fn a_refused_program_is_summed_up_by_the_verifiers_last_word() {
+        let log = "XDP program: Invalid argument (os error 22); verifier: 0: R1=ctx() R10=fp0\n\
+                   5: (85) call bpf_xdp_adjust_meta#54\n\
+                   program of this type cannot use helper bpf_xdp_adjust_meta#54\n\
+                   processed 6 insns (limit 1000000) max_states_per_insn 0\n";
+        let e = io::Error::new(io::ErrorKind::InvalidInput, log);
+        assert_eq!(
+            verifier_says(&e),
+            "program of this type cannot use helper bpf_xdp_adjust_meta#54"
+        );
+        let e = io::Error::new(io::ErrorKind::NotFound, "no interface qsx0");
+        assert_eq!(verifier_says(&e), "no interface qsx0");
     }
 
     #[test]

@@ -229,7 +229,7 @@ fn agent(role: &str, dev: &str) -> Result<(), String> {
                 let s = sink.as_mut().ok_or("recv before open")?;
                 let secs = |v: &str| Duration::from_secs_f64(v.parse().unwrap_or(1.0));
                 let mut seen = s.receive(secs(min), secs(max), secs(quiet));
-                if seen.stamped < seen.frames && !warned_unstamped {
+                if seen.stamped < seen.frames && s.stamps() && !warned_unstamped {
                     warned_unstamped = true;
                     progress::clear();
                     eprintln!(
