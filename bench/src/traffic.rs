@@ -20,14 +20,16 @@
 //! latency ends when it reached the sink's interface, not when the sink's thread got to it: the
 //! sink can sleep between reads (0.5 ms when its ring is empty, fewer wake-ups to take a CPU
 //! from the generator or the DUT) without its sleep counting as the DUT's latency. Where the
-//! kernel gave no stamp, the time of the read stands in, and the sink sleeps 50 µs.
+//! kernel allows XDP programs no metadata, the program writes the stamp over the frame's
+//! Ethernet addresses instead (the sink reads none). Where the kernel gave no stamp, the time
+//! of the read stands in, and the sink sleeps 50 µs.
 
 use std::io;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dataplane::port::afxdp::{AfXdpPort, AfXdpSpec, XdpMode};
 use dataplane::port::{PortIo, Umem, XdpDesc};
-use dataplane::sys::bpf::{ARRIVAL_MAGIC, ARRIVAL_META_LEN};
+use dataplane::sys::bpf::{Stamp, ARRIVAL_HEADER_LEN, ARRIVAL_MAGIC, ARRIVAL_META_LEN};
 use dataplane::sys::monotonic_ns;
 use dataplane::wire::Mac;
 
@@ -46,11 +48,11 @@ pub fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Opens an AF_XDP port on `device` (its program stamping arrival times when `stamp`, attached
+/// Opens an AF_XDP port on `device` (its program stamping arrival times as `stamp` says, attached
 /// natively: the generator's and the sink's way of measuring stays what it was when the
 /// switch's `auto` also meant native on a veth), waiting (up to 2 s) for a queue that a socket
 /// closed just before is still releasing.
-fn open_port(device: &str, umem: &mut Umem, stamp: bool) -> io::Result<AfXdpPort> {
+fn open_port(device: &str, umem: &mut Umem, stamp: Stamp) -> io::Result<AfXdpPort> {
     let start = Instant::now();
     let spec = AfXdpSpec {
         stamp_arrival: stamp,
@@ -224,7 +226,7 @@ impl Generator {
     /// Opens the generator's socket on `device`.
     pub fn open(device: &str) -> io::Result<Generator> {
         let mut umem = Umem::new(8192, 2048)?;
-        let port = open_port(device, &mut umem, false)?;
+        let port = open_port(device, &mut umem, Stamp::Off)?;
         Ok(Generator { umem, port, seq: 0 })
     }
 
@@ -390,46 +392,73 @@ pub struct Sink {
     port: AfXdpPort,
     /// The last frame read carried its arrival time.
     stamped: bool,
-    /// Why its program does not stamp arrival times, if it does not ([`Sink::open`]).
-    unstamped: Option<String>,
+    /// Where its program stamps arrival times ([`Sink::open`]).
+    stamp: Stamp,
+    /// Why it does not stamp them in metadata, if it does not: the verifier's last word.
+    no_metadata: Option<String>,
 }
 
 impl Sink {
-    /// Opens the sink's socket on `device`, its program stamping each frame's arrival; where
-    /// the kernel refuses that program (some kernels allow XDP programs no metadata), without
+    /// Opens the sink's socket on `device`, its program stamping each frame's arrival in the
+    /// frame's metadata; where the kernel refuses that program (some kernels allow XDP programs
+    /// no metadata), over the frame's Ethernet addresses; where it refuses that one too, without
     /// stamps, said once on stderr: latency is then taken when the sink reads a frame.
     pub fn open(device: &str) -> io::Result<Sink> {
         let mut umem = Umem::new(16384, 2048)?;
-        let (port, unstamped) = match open_port(device, &mut umem, true) {
-            Ok(port) => (port, None),
+        let (port, stamp, no_metadata) = match open_port(device, &mut umem, Stamp::Metadata) {
+            Ok(port) => (port, Stamp::Metadata, None),
             Err(e) => {
                 let why = verifier_says(&e);
-                static SAID: std::sync::Once = std::sync::Once::new();
-                SAID.call_once(|| {
-                    eprintln!(
-                        "qswitch-bench: sink on {device}: no arrival stamps ({why}); latency is \
-                         taken when the sink reads a frame"
-                    );
-                });
-                (open_port(device, &mut umem, false)?, Some(why))
+                let (port, stamp) = match open_port(device, &mut umem, Stamp::Header) {
+                    Ok(port) => (port, Stamp::Header),
+                    Err(e) => {
+                        static SAID: std::sync::Once = std::sync::Once::new();
+                        SAID.call_once(|| {
+                            eprintln!(
+                                "qswitch-bench: sink on {device}: no arrival stamps ({why}; {}); \
+                                 latency is taken when the sink reads a frame",
+                                verifier_says(&e)
+                            );
+                        });
+                        (open_port(device, &mut umem, Stamp::Off)?, Stamp::Off)
+                    }
+                };
+                (port, stamp, Some(why))
             }
         };
         Ok(Sink {
             umem,
             port,
             stamped: false,
-            unstamped,
+            stamp,
+            no_metadata,
         })
     }
 
-    /// Does its program stamp each frame's arrival time? (Not where the kernel refused it.)
-    pub fn stamps(&self) -> bool {
-        self.unstamped.is_none()
+    /// Where its program stamps each frame's arrival time ([`Stamp::Off`]: nowhere, the kernel
+    /// refused both ways).
+    pub fn stamp(&self) -> Stamp {
+        self.stamp
     }
 
-    /// Why its program does not stamp arrival times (the verifier's last word), if it does not.
-    pub fn why_unstamped(&self) -> Option<&str> {
-        self.unstamped.as_deref()
+    /// Why its program does not stamp arrival times in metadata (the verifier's last word), if
+    /// it does not.
+    pub fn why_no_metadata(&self) -> Option<&str> {
+        self.no_metadata.as_deref()
+    }
+
+    /// The arrival time the sink's program stamped on the frame at `d`, if any (cleared: the
+    /// chunk's next frame may carry none).
+    fn arrival(&mut self, d: &XdpDesc) -> Option<u64> {
+        match self.stamp {
+            Stamp::Metadata => self.umem.meta(d.addr, ARRIVAL_META_LEN).and_then(arrival),
+            Stamp::Header => self
+                .umem
+                .frame(d.addr, d.len)
+                .and_then(|b| b.get_mut(..ARRIVAL_HEADER_LEN))
+                .and_then(arrival),
+            Stamp::Off => None,
+        }
     }
 
     /// Drops whatever is queued (at most the UMEM's worth: a sender that is already sending
@@ -512,7 +541,7 @@ impl Sink {
             }
             let read_at = monotonic_ns();
             for d in &descs[..n] {
-                let arrived = self.umem.meta(d.addr, ARRIVAL_META_LEN).and_then(arrival);
+                let arrived = self.arrival(d);
                 self.stamped = arrived.is_some();
                 let t = arrived.unwrap_or(read_at);
                 if let Some(b) = self.umem.frame(d.addr, d.len) {
@@ -538,8 +567,9 @@ impl Sink {
     }
 }
 
-/// The arrival time the sink's program wrote into a frame's metadata `m`, which it then clears
-/// (the chunk comes back for another frame, which may carry none).
+/// The arrival time the sink's program wrote into a frame's metadata `m` (or over its Ethernet
+/// addresses), which it then clears (the chunk comes back for another frame, which may carry
+/// none).
 fn arrival(m: &mut [u8]) -> Option<u64> {
     let magic = u32::from_ne_bytes(m.get(8..12)?.try_into().ok()?);
     let t = u64::from_ne_bytes(m.get(..8)?.try_into().ok()?);

@@ -30,6 +30,7 @@ use bench::scenario;
 use bench::search;
 use bench::topo::{self, Dut, Placement, Topology, SINK_MAC};
 use bench::traffic::{cdf, cdf_quantiles, frame, percentile, Generator, Sink};
+use dataplane::sys::bpf::Stamp;
 use dataplane::Mac;
 
 /// Measures qswitch against the Linux bridge, no device and Open vSwitch on the same veth
@@ -229,7 +230,7 @@ fn agent(role: &str, dev: &str) -> Result<(), String> {
                 let s = sink.as_mut().ok_or("recv before open")?;
                 let secs = |v: &str| Duration::from_secs_f64(v.parse().unwrap_or(1.0));
                 let mut seen = s.receive(secs(min), secs(max), secs(quiet));
-                if seen.stamped < seen.frames && s.stamps() && !warned_unstamped {
+                if seen.stamped < seen.frames && s.stamp() != Stamp::Off && !warned_unstamped {
                     warned_unstamped = true;
                     progress::clear();
                     eprintln!(

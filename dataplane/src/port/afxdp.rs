@@ -85,9 +85,9 @@ pub struct AfXdpSpec {
     /// attached across ports, for a registered device); `open` attaches one itself when there
     /// is none, or it is for another interface index.
     pub prepared: Option<Arc<Prepared>>,
-    /// Load the stamping program ([`bpf::ARRIVAL_META_LEN`] bytes of metadata before each
-    /// frame: when it reached the interface), for a measuring sink; the switch's ports never do.
-    pub stamp_arrival: bool,
+    /// Load a stamping program (each frame's arrival time, in metadata before it or over its
+    /// Ethernet addresses: [`bpf::Stamp`]), for a measuring sink; the switch's ports never do.
+    pub stamp_arrival: bpf::Stamp,
     /// Send TCP super-frames whole, through a packet socket with a virtio-net header
     /// ([`crate::sys::packet`]); without it they are cut into segments.
     pub whole: bool,
@@ -105,7 +105,7 @@ impl AfXdpSpec {
             bind_mode: BindMode::Auto,
             rings: xsk::RingSizes::default(),
             prepared: None,
-            stamp_arrival: false,
+            stamp_arrival: bpf::Stamp::Off,
             whole: true,
             shortcut: None,
         }
@@ -159,7 +159,7 @@ pub fn prepare(spec: &AfXdpSpec) -> io::Result<Prepared> {
     // The shortcut forwards in generic mode only: a native redirect into a veth needs an XDP
     // program at the veth's far end, which a guest's end does not have.
     let short = match &spec.shortcut {
-        Some(sc) if !spec.stamp_arrival => match sc.load_program(&map) {
+        Some(sc) if spec.stamp_arrival == bpf::Stamp::Off => match sc.load_program(&map) {
             Ok(p) => Some(p),
             Err(e) => {
                 tracing::warn!(

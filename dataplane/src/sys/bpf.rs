@@ -334,6 +334,29 @@ fn stamping_program(map: RawFd) -> Vec<u8> {
     p.concat()
 }
 
+/// Bytes of a frame's Ethernet addresses the header-stamping program overwrites: the arrival
+/// time (`CLOCK_MONOTONIC` nanoseconds, native byte order), then [`ARRIVAL_MAGIC`] (a `u32`).
+pub const ARRIVAL_HEADER_LEN: usize = 12;
+
+/// The redirect program that first writes each frame's arrival time over the frame's Ethernet
+/// addresses (their first [`ARRIVAL_HEADER_LEN`] bytes), for a measuring sink where the kernel
+/// allows XDP programs no metadata ([`stamping_program`]): the sink reads no address.
+fn header_stamping_program(map: RawFd) -> Vec<u8> {
+    let mut p = vec![
+        insn(0xbf, 6, 1, 0, 0),                         // r6 = r1 (the context)
+        insn(0x85, 0, 0, 0, 5),                         // call bpf_ktime_get_ns
+        insn(0x61, 2, 6, 0, 0),                         // r2 = data
+        insn(0x61, 3, 6, 4, 0),                         // r3 = data_end
+        insn(0xbf, 4, 2, 0, 0),                         // r4 = r2
+        insn(0x07, 4, 0, 0, ARRIVAL_HEADER_LEN as i32), // r4 += 12
+        insn(0x2d, 4, 3, 2, 0),                         // if r4 > r3 goto redirect
+        insn(0x7b, 2, 0, 0, 0),                         // *(u64 *)(r2 + 0) = r0
+        insn(0x62, 2, 0, 8, ARRIVAL_MAGIC as i32),      // *(u32 *)(r2 + 8) = magic
+    ];
+    p.extend(redirect_tail(map, 6)); // redirect:
+    p.concat()
+}
+
 /// The cross-connect program: every frame leaves by interface `ifindex`
 /// (`bpf_redirect(ifindex, 0)`), unlooked-at. Not used by the switch: the packet harness attaches
 /// it to a DUT's two ports as the ceiling of forwarding inside XDP, where no frame reaches user
@@ -590,15 +613,27 @@ pub fn test_run(prog: &OwnedFd, frame: &[u8], ingress_ifindex: u32) -> io::Resul
 /// so generic XDP hands it a non-linear skb as it is instead of linearising 64 KB.
 const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
 
-/// Loads the redirect program for `map` (the stamping one when `stamp`), frags-aware where the
+/// Where a measuring sink's program writes each frame's arrival time, if anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stamp {
+    /// Nowhere: the switch's ports.
+    #[default]
+    Off,
+    /// In [`ARRIVAL_META_LEN`] bytes of metadata before the frame ([`stamping_program`]).
+    Metadata,
+    /// Over the frame's Ethernet addresses ([`header_stamping_program`]).
+    Header,
+}
+
+/// Loads the redirect program for `map` (a stamping one as `stamp` says), frags-aware where the
 /// kernel knows the flag (5.18 and later), else without it. On failure the error carries the
 /// verifier's log.
-pub fn load_redirect_program(map: &OwnedFd, stamp: bool) -> io::Result<OwnedFd> {
+pub fn load_redirect_program(map: &OwnedFd, stamp: Stamp) -> io::Result<OwnedFd> {
     let fd = map.as_raw_fd();
-    let prog = if stamp {
-        stamping_program(fd)
-    } else {
-        redirect_program(fd)
+    let prog = match stamp {
+        Stamp::Off => redirect_program(fd),
+        Stamp::Metadata => stamping_program(fd),
+        Stamp::Header => header_stamping_program(fd),
     };
     load_xdp(&prog, b"qswitch_xsk")
 }
@@ -684,19 +719,22 @@ mod tests {
         assert_eq!(p, want.concat());
     }
 
-    #[test]
-    fn stamping_program_jumps_to_its_redirect() {
-        let p: Vec<[u8; 8]> = stamping_program(7)
-            .chunks(8)
-            .map(|c| c.try_into().unwrap())
-            .collect();
+    /// Asserts that each branch of `prog` (at, opcode) lands on its redirect tail, its last six
+    /// instructions (offsets count from the next instruction).
+    fn assert_branches_redirect(prog: &[u8], branches: &[(usize, u8)]) {
+        let p: Vec<[u8; 8]> = prog.chunks(8).map(|c| c.try_into().unwrap()).collect();
         let redirect = p.len() - 6;
         assert_eq!(p[redirect], [0x61, 0x62, 16, 0, 0, 0, 0, 0]);
-        // Both branches land on it: offsets count from the next instruction.
-        for (at, code) in [(6, 0x55), (11, 0x2d)] {
+        for &(at, code) in branches {
             assert_eq!(p[at][0], code);
             let off = i16::from_ne_bytes([p[at][2], p[at][3]]);
             assert_eq!(at as i16 + 1 + off, redirect as i16);
         }
+    }
+
+    #[test]
+    fn stamping_programs_jump_to_their_redirect() {
+        assert_branches_redirect(&stamping_program(7), &[(6, 0x55), (11, 0x2d)]);
+        assert_branches_redirect(&header_stamping_program(7), &[(6, 0x2d)]);
     }
 }
