@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dataplane::port::afxdp::{AfXdpPort, AfXdpSpec, XdpMode};
 use dataplane::port::{PortIo, Umem, XdpDesc};
-use dataplane::sys::bpf::{Stamp, ARRIVAL_HEADER_LEN, ARRIVAL_MAGIC, ARRIVAL_META_LEN};
+use dataplane::sys::bpf::{self, Stamp, ARRIVAL_HEADER_LEN, ARRIVAL_MAGIC, ARRIVAL_META_LEN};
 use dataplane::sys::monotonic_ns;
 use dataplane::wire::Mac;
 
@@ -74,6 +74,25 @@ fn open_port(device: &str, umem: &mut Umem, stamp: Stamp) -> io::Result<AfXdpPor
             }
             r => return r,
         }
+    }
+}
+
+/// Where this kernel lets a sink's program stamp arrival times ([`Sink::open`]), found by
+/// loading each program over a scratch map (no interface is touched): in metadata, else over
+/// the Ethernet addresses, else nowhere; with why not in metadata, if not (the verifier's last
+/// word, and the second program's after it if that was refused too).
+pub fn stamp_for_this_kernel() -> (Stamp, Option<String>) {
+    let load = |stamp| {
+        let map = bpf::create_xskmap(1)?;
+        bpf::load_redirect_program(&map, stamp).map(drop)
+    };
+    let Err(e) = load(Stamp::Metadata) else {
+        return (Stamp::Metadata, None);
+    };
+    let why = verifier_says(&e);
+    match load(Stamp::Header) {
+        Ok(()) => (Stamp::Header, Some(why)),
+        Err(e) => (Stamp::Off, Some(format!("{why}; {}", verifier_says(&e)))),
     }
 }
 
@@ -399,39 +418,39 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Opens the sink's socket on `device`, its program stamping each frame's arrival in the
-    /// frame's metadata; where the kernel refuses that program (some kernels allow XDP programs
-    /// no metadata), over the frame's Ethernet addresses; where it refuses that one too, without
-    /// stamps, said once on stderr: latency is then taken when the sink reads a frame.
+    /// Opens the sink's socket on `device`, its program stamping each frame's arrival where this
+    /// kernel lets it ([`stamp_for_this_kernel`]): in the frame's metadata; where the kernel
+    /// refuses that program (some kernels allow XDP programs no metadata), over the frame's
+    /// Ethernet addresses; where it refuses that one too, without stamps, said on stderr once by
+    /// each sink: latency is then taken when the sink reads a frame.
     pub fn open(device: &str) -> io::Result<Sink> {
+        let (stamp, no_metadata) = stamp_for_this_kernel();
+        if stamp == Stamp::Off {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                eprintln!(
+                    "qswitch-bench: sink on {device}: no arrival stamps ({}); latency is taken \
+                     when the sink reads a frame",
+                    no_metadata.as_deref().unwrap_or_default()
+                );
+            });
+        }
+        let mut sink = Sink::open_with(device, stamp)?;
+        sink.no_metadata = no_metadata;
+        Ok(sink)
+    }
+
+    /// [`Sink::open`] with its program stamping as `stamp` says (for tests: whatever the
+    /// kernel takes).
+    pub fn open_with(device: &str, stamp: Stamp) -> io::Result<Sink> {
         let mut umem = Umem::new(16384, 2048)?;
-        let (port, stamp, no_metadata) = match open_port(device, &mut umem, Stamp::Metadata) {
-            Ok(port) => (port, Stamp::Metadata, None),
-            Err(e) => {
-                let why = verifier_says(&e);
-                let (port, stamp) = match open_port(device, &mut umem, Stamp::Header) {
-                    Ok(port) => (port, Stamp::Header),
-                    Err(e) => {
-                        static SAID: std::sync::Once = std::sync::Once::new();
-                        SAID.call_once(|| {
-                            eprintln!(
-                                "qswitch-bench: sink on {device}: no arrival stamps ({why}; {}); \
-                                 latency is taken when the sink reads a frame",
-                                verifier_says(&e)
-                            );
-                        });
-                        (open_port(device, &mut umem, Stamp::Off)?, Stamp::Off)
-                    }
-                };
-                (port, stamp, Some(why))
-            }
-        };
+        let port = open_port(device, &mut umem, stamp)?;
         Ok(Sink {
             umem,
             port,
             stamped: false,
             stamp,
-            no_metadata,
+            no_metadata: None,
         })
     }
 
