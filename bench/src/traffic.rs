@@ -440,8 +440,8 @@ impl Sink {
         Ok(sink)
     }
 
-    /// [`Sink::open`] with its program stamping as `stamp` says (for tests: whatever the
-    /// kernel takes).
+    /// [`Sink::open`] with its program stamping as `stamp` says, not as this kernel would take
+    /// (for tests; it fails where the kernel refuses that program).
     pub fn open_with(device: &str, stamp: Stamp) -> io::Result<Sink> {
         let mut umem = Umem::new(16384, 2048)?;
         let port = open_port(device, &mut umem, stamp)?;
