@@ -2879,8 +2879,8 @@ impl<P: PortIo> Worker<P> {
     }
 
     /// Stages a worker-owned frame for `egress`, pushing or popping the VLAN tag as the egress
-    /// port's role requires. Inline, its rare branches out of line: every frame sent passes
-    /// here.
+    /// port's role requires. Inline, with the branches only some frames take out of line: every
+    /// frame sent passes here.
     #[inline(always)]
     fn stage_to(&mut self, egress: u16, mut d: XdpDesc, tagged: bool, vlan: u16, ingress: u16) {
         if self.merge.as_ref().is_some_and(|m| m.egress == egress) {
@@ -2936,7 +2936,8 @@ impl<P: PortIo> Worker<P> {
     /// metadata (and the frame is sent as it came, its checksum field holding the pseudo-header
     /// sum); any other gets the frame with the checksum computed here. Each copy of a flood is
     /// finished on its own, after any tag was pushed or popped. Out of line: only frames whose
-    /// checksum was left unfinished come here.
+    /// checksum was left unfinished come here (every segment of a guest that offloads them, at
+    /// the cost of a call each).
     #[inline(never)]
     fn finish_checksum(&mut self, egress: u16, d: &mut XdpDesc) {
         let offload = matches!(self.ports.get(usize::from(egress)), Some(Some(o)) if o.tx_checksum);
