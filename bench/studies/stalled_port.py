@@ -15,7 +15,9 @@ stop with its carrier up, as a paused NIC's or a stuck guest's would:
 During the stall, for all of it but its first and last half second, a sends UDP to c (`--rate`
 frames a second, 64 bytes) and pings b every 10 ms. Printed per trial: the ping's loss, mean and
 max (b is not c: a switch that lets c hold a and b back loses or delays them), what the switch
-sent and dropped towards c, and how often it stopped reading a (`backpressure`). Then the
+sent and dropped towards c, how often it stopped reading a (`backpressure`), and its `sendto`
+calls a second (its transmit kicks) and those refused, counted by `perf stat` where perf is
+installed. Then the
 switch's CPU time over 3 s idle, without a stall and with c's ring left full by a stall.
 
 Run as root, from the repository: `python3 bench/studies/stalled_port.py [--binary
@@ -154,15 +156,47 @@ def counters():
     return got
 
 
-def trial(args):
+class Kicks:
+    """Counts the switch's `sendto` calls (its transmit kicks) while open, and those refused
+    (an error, `EAGAIN` from a device whose queue stopped), with `perf stat` on the syscall's
+    tracepoints; `count` and `refused` stay None where perf or the tracepoints are missing."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.count = self.refused = None
+        self.secs = 0.0
+
+    def __enter__(self):
+        self.perf = None
+        if shutil.which("perf"):
+            self.perf = subprocess.Popen(
+                ["perf", "stat", "-x,", "-e", "syscalls:sys_enter_sendto", "-e",
+                 "syscalls:sys_exit_sendto", "--filter", "ret < 0", "-p", str(self.pid)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.began = time.monotonic()
+        return self
+
+    def __exit__(self, *exc):
+        self.secs = time.monotonic() - self.began
+        if self.perf:
+            self.perf.send_signal(signal.SIGINT)
+            err = self.perf.communicate(timeout=10)[1]
+            m = re.search(r"^(\d+),.*sys_enter_sendto", err, re.M)
+            self.count = int(m.group(1)) if m else None
+            m = re.search(r"^(\d+),.*sys_exit_sendto", err, re.M)
+            self.refused = int(m.group(1)) if m else None
+
+
+def trial(args, pid):
     before = counters()
     with Starved(args.stall):
         time.sleep(0.5)
         sender = blast(args.stall - 1, args.rate)
         try:
             count = int((args.stall - 1) / 0.01)
-            ping = sh(f"ip netns exec {NS['a']} ping -c {count} -i 0.01 -W 1 {IP['b']}",
-                      check=False)
+            with Kicks(pid) as kicks:
+                ping = sh(f"ip netns exec {NS['a']} ping -c {count} -i 0.01 -W 1 {IP['b']}",
+                          check=False)
         finally:
             sender.kill()
             sender.wait()
@@ -173,6 +207,9 @@ def trial(args):
         "loss_pct": float(loss.group(1)) if loss else 100.0,
         "avg_ms": float(rtt.group(1)) if rtt else float("nan"),
         "max_ms": float(rtt.group(2)) if rtt else float("nan"),
+        "kicks": kicks.count,
+        "refused": kicks.refused,
+        "secs": kicks.secs,
         **{k: after[k] - before[k] for k in after},
     }
 
@@ -217,14 +254,17 @@ def main():
         print(f"{binary}: a pings b every 10 ms while c's receive path is starved {args.stall} s "
               f"and a sends c {args.rate} frames/s")
         print("| trial | ping a to b: loss | mean ms | max ms | sent to c | tx_stalled on c "
-              "| backpressure on a |")
-        print("|---|---|---|---|---|---|---|")
+              "| backpressure on a | the switch's kicks a second | refused |")
+        print("|---|---|---|---|---|---|---|---|---|")
         held = 0
         for k in range(args.repeat):
-            r = trial(args)
+            r = trial(args, daemon.pid)
             held += r["tx_stalled"] + r["backpressure"]
+            kicks, refused = ("-" if r[x] is None else f"{r[x] / r['secs']:.0f}"
+                              for x in ("kicks", "refused"))
             print(f"| {k + 1} | {r['loss_pct']:.1f} % | {r['avg_ms']:.3f} | {r['max_ms']:.1f} "
-                  f"| {r['sent']} | {r['tx_stalled']} | {r['backpressure']} |", flush=True)
+                  f"| {r['sent']} | {r['tx_stalled']} | {r['backpressure']} | {kicks} "
+                  f"| {refused} |", flush=True)
             time.sleep(1)
         if held == 0:
             print("note: c's ring never filled (no tx_stalled, no backpressure): this kernel's "

@@ -20,7 +20,8 @@
 //!    processed as a frame of its own; the resulting descriptors are staged per egress port: a unicast frame moves its descriptor (zero copy),
 //!    a flood copies the frame for all targets but the last, and a tag is pushed or popped in
 //!    place when the frame crosses between an access port and the trunk;
-//! 4. each egress port with staged frames is sent and kicked once per ingress batch.
+//! 4. each egress port with staged frames is sent and kicked once per ingress batch (a stalled
+//!    port at most once a millisecond while its kicks send nothing).
 //!
 //! Configuration arrives as [`Command`]s on a channel, checked between batches through one
 //! flag: a new [`Snapshot`] (read-copy-update), ports opened or closed, and queries. The hot path
@@ -1099,8 +1100,8 @@ impl<P: PortIo> Worker<P> {
         for &s in &self.active {
             if let Some(o) = self.ports[usize::from(s)].as_mut() {
                 // Frames a kick left on the TX ring (copy mode sends a budget a kick) are kicked
-                // again, whether or not this round sends more.
-                if o.healthy && o.io.tx_leftover() {
+                // again, whether or not this round sends more; a stalled port's less often.
+                if o.healthy && o.io.tx_leftover() && o.tx.kick_due(now.nanos) {
                     if let Err(e) = o.io.flush() {
                         tx_failed(o, s, &mut self.pipe.counters[usize::from(s)], &e);
                     }
@@ -3013,8 +3014,11 @@ impl<P: PortIo> Worker<P> {
                 c.drop(lost);
                 self.umem.release(d.addr);
             }
-            if let Err(e) = o.io.flush() {
-                tx_failed(o, slot, c, &e);
+            // A stalled port's frames wait for its next kick at the start of a round.
+            if !o.tx.stalled() {
+                if let Err(e) = o.io.flush() {
+                    tx_failed(o, slot, c, &e);
+                }
             }
         } else {
             for d in &stage {

@@ -103,6 +103,11 @@ pub struct MemPort {
     pub undrained: bool,
     /// Set to make `flush` fail, as a vanished interface would.
     pub fail_tx: bool,
+    /// Kicks that found frames on the TX ring ([`PortIo::flush`] after a send, and again while
+    /// frames stay on it: [`PortIo::tx_leftover`]), as an AF_XDP port's copy mode makes them.
+    pub kicks: u64,
+    /// Frames were sent since the last kick, or stayed on the ring after it.
+    pending: bool,
     /// Set to complete at most this many sent frames a round, the others staying on the TX
     /// ring: a slow device, or with `Some(0)` one that stopped sending with its carrier up (a
     /// paused or hung NIC), whose ring fills.
@@ -193,6 +198,8 @@ impl PortIo for MemPort {
             whole_error: None,
             undrained: false,
             fail_tx: false,
+            kicks: 0,
+            pending: false,
             completes: None,
             signals: false,
             direct: (spec.whole && spec.direct).then(Arc::default),
@@ -314,6 +321,7 @@ impl PortIo for MemPort {
                 self.comp.push_back(umem.chunk_base(d.addr));
             }
         }
+        self.pending |= n > 0;
         n
     }
 
@@ -366,7 +374,16 @@ impl PortIo for MemPort {
         if self.fail_tx {
             return Err(io::Error::from_raw_os_error(libc::ENXIO));
         }
+        if self.pending {
+            self.kicks += 1;
+            // What the device does not complete stays on the ring, to be kicked again.
+            self.pending = self.completes.is_some() && !self.comp.is_empty();
+        }
         Ok(())
+    }
+
+    fn tx_leftover(&self) -> bool {
+        self.pending
     }
 
     fn reclaim(&mut self, umem: &mut Umem) -> usize {

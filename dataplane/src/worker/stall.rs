@@ -20,6 +20,11 @@
 //! One that sends in bursts (a paused NIC let go for a moment; a starved peer given the CPU now
 //! and then) empties its ring and stalls again: within [`RECENT_NS`] of its last stall's end it
 //! stalls after [`RESTALL_NS`], so that each burst holds the others back a millisecond, not ten.
+//!
+//! A stalled port is kicked at most every [`STALLED_KICK_NS`] while its kicks send nothing, and
+//! every round again once one does (in copy mode a kick is a system call that copies a frame
+//! into a buffer the device refuses and frees it: a worker that kicked a dead port every round
+//! paid that on every round, for every other port).
 
 use super::MAX_BATCH;
 
@@ -34,6 +39,10 @@ pub(super) const RESTALL_NS: u64 = 1_000_000;
 
 /// How long after the end of a stall a port stalls again after [`RESTALL_NS`].
 pub(super) const RECENT_NS: u64 = 1_000_000_000;
+
+/// How often a stalled port whose kicks send nothing is kicked: a device that sends again is
+/// found within it, and then kicked every round.
+pub(super) const STALLED_KICK_NS: u64 = 1_000_000;
 
 /// Warnings about one port's stalls are logged at most this often.
 const TELL_EVERY_NS: u64 = 10_000_000_000;
@@ -61,6 +70,8 @@ pub(super) struct TxWatch {
     window: (u64, usize, u64),
     /// When (ns) its last stall ended.
     resumed_at: Option<u64>,
+    /// While stalled: when (ns) it is kicked next; 0 once a kick sent something.
+    next_kick: u64,
     /// Since when (ns) an idle worker has found frames on its ring with nothing completed.
     undrained_since: Option<u64>,
     /// When a stall of this port was last logged, and whether it is the current one.
@@ -72,6 +83,19 @@ impl TxWatch {
     /// The port stalled: it does not bound rounds, and what does not fit its ring is dropped.
     pub(super) fn stalled(&self) -> bool {
         self.stalled
+    }
+
+    /// Whether to kick the port's transmit at `now` (ns): always, unless it stalled; a stalled
+    /// port once its last kick sent something, else at most every [`STALLED_KICK_NS`].
+    pub(super) fn kick_due(&mut self, now: u64) -> bool {
+        if !self.stalled {
+            return true;
+        }
+        if now < self.next_kick {
+            return false;
+        }
+        self.next_kick = now.saturating_add(STALLED_KICK_NS);
+        true
     }
 
     /// An idle worker found the port's ring `drained` or not, at `now` (ns). True if its ring
@@ -103,6 +127,10 @@ impl TxWatch {
             // The rate is over the window since `began`; a window longer than a millisecond that
             // falls short moves on, to begin at the last look. (Frames completed over a long
             // gap, the worker off its CPU, are not sent fast.)
+            if done > 0 {
+                // Its kick sent: kick it every round while that lasts.
+                self.next_kick = 0;
+            }
             let (began, sent, last) = &mut self.window;
             *sent += done;
             let span = now.saturating_sub(*began).max(1);
@@ -233,6 +261,32 @@ mod tests {
             });
             assert_eq!(resumed, resumes, "{rate} frames a millisecond");
         }
+    }
+
+    #[test]
+    fn a_stalled_port_is_kicked_every_millisecond_and_every_round_once_a_kick_sends() {
+        let mut w = watch();
+        // Not stalled: every round.
+        assert!((0..5).all(|k| w.kick_due(k)));
+        w.observe(0, 0, MS);
+        assert_eq!(w.observe(0, 0, MS + STALL_NS), Some(Change::Stalled));
+        let t = MS + STALL_NS;
+        // Stalled: a kick, then none for a millisecond, then one.
+        assert!(w.kick_due(t));
+        assert!(!w.kick_due(t + 1));
+        assert!(!w.kick_due(t + STALLED_KICK_NS - 1));
+        assert!(w.kick_due(t + STALLED_KICK_NS));
+        assert!(!w.kick_due(t + STALLED_KICK_NS + 1));
+        // That kick sent a frame: the next round kicks again, and the one after if it sends.
+        let t = t + STALLED_KICK_NS + 2;
+        assert_eq!(w.observe(0, 1, t), None);
+        assert!(w.kick_due(t + 1));
+        assert_eq!(w.observe(0, 1, t + 2), None);
+        assert!(w.kick_due(t + 3));
+        // A kick that sends nothing: a millisecond's wait again.
+        assert_eq!(w.observe(0, 0, t + 4), None);
+        assert!(!w.kick_due(t + 5));
+        assert!(w.stalled());
     }
 
     #[test]

@@ -521,6 +521,45 @@ fn a_port_whose_transmit_stalled_stops_holding_the_others_back_until_it_sends_ag
 }
 
 #[test]
+fn a_stalled_port_is_kicked_once_a_millisecond_while_its_kicks_send_nothing() {
+    let mut r = Rig::knowing_vm2_and_vm3();
+    let a2 = r.ports.get("a2").unwrap();
+    // a2's device stops sending; its ring fills, and 10 ms later it stalls.
+    r.port("a2").completes = Some(0);
+    for _ in 0..300 {
+        r.inject("a1", frame(VM2, VM1));
+    }
+    for _ in 0..20 {
+        r.tick(1);
+    }
+    assert!(r.w.counters(a2).drops[DropReason::TxStalled as usize] > 0);
+    // Runs `rounds` rounds `gap` ns apart, a frame for a2 in each; returns a2's kicks.
+    let kicks = |r: &mut Rig, rounds: usize, gap: u64| {
+        let before = r.port("a2").kicks;
+        for _ in 0..rounds {
+            r.inject("a1", frame(VM2, VM1));
+            r.clock += gap;
+            r.w.round(Now::from_nanos(r.clock));
+        }
+        r.port("a2").kicks - before
+    };
+    // 500 rounds over 5 ms, each with a frame for a2: a kick a millisecond, not one a round.
+    let k = kicks(&mut r, 500, 10_000);
+    assert!((5..=6).contains(&k), "{k} kicks in 5 ms");
+    // Its device sends a frame a round now, a round every 100 µs (too slow to resume it): every
+    // round's kick sends, so it is kicked every round.
+    r.port("a2").completes = Some(1);
+    let k = kicks(&mut r, 50, 100_000);
+    assert!(k >= 48, "{k} kicks in 50 rounds");
+    let stalled = |r: &Rig| r.w.ports[usize::from(a2)].as_ref().unwrap().tx.stalled();
+    assert!(stalled(&r), "a frame every 100 µs does not resume it");
+    r.port("a2").completes = None;
+    r.tick(1);
+    r.out("a2");
+    r.check_accounting();
+}
+
+#[test]
 fn an_idle_worker_sleeps_past_a_ring_that_does_not_drain_and_wakes_to_kick_it() {
     let mut r = Rig::new(4096);
     r.learn("a2", VM2);
