@@ -157,34 +157,39 @@ def counters():
 
 
 class Kicks:
-    """Counts the switch's `sendto` calls (its transmit kicks) while open, and those refused
-    (an error, `EAGAIN` from a device whose queue stopped), with `perf stat` on the syscall's
-    tracepoints; `count` and `refused` stay None where perf or the tracepoints are missing."""
+    """Counts the switch's `sendto` calls (its transmit kicks) over `secs` from its opening, and
+    those refused (an error, `EAGAIN` from a device whose queue stopped), with `perf stat` on
+    the syscall's tracepoints; `count` and `refused` stay None where perf or the tracepoints are
+    missing."""
 
-    def __init__(self, pid):
+    def __init__(self, pid, secs):
         self.pid = pid
+        self.secs = secs
         self.count = self.refused = None
-        self.secs = 0.0
 
     def __enter__(self):
         self.perf = None
         if shutil.which("perf"):
             self.perf = subprocess.Popen(
                 ["perf", "stat", "-x,", "-e", "syscalls:sys_enter_sendto", "-e",
-                 "syscalls:sys_exit_sendto", "--filter", "ret < 0", "-p", str(self.pid)],
+                 "syscalls:sys_exit_sendto", "--filter", "ret < 0", "-p", str(self.pid), "--",
+                 "sleep", str(self.secs)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.began = time.monotonic()
         return self
 
     def __exit__(self, *exc):
-        self.secs = time.monotonic() - self.began
-        if self.perf:
-            self.perf.send_signal(signal.SIGINT)
-            err = self.perf.communicate(timeout=10)[1]
-            m = re.search(r"^(\d+),.*sys_enter_sendto", err, re.M)
-            self.count = int(m.group(1)) if m else None
-            m = re.search(r"^(\d+),.*sys_exit_sendto", err, re.M)
-            self.refused = int(m.group(1)) if m else None
+        if not self.perf:
+            return
+        try:
+            err = self.perf.communicate(timeout=self.secs + 10)[1]
+        except subprocess.TimeoutExpired:
+            self.perf.kill()
+            self.perf.communicate()
+            return
+        m = re.search(r"^(\d+),[^,]*,syscalls:sys_enter_sendto", err, re.M)
+        self.count = int(m.group(1)) if m else None
+        m = re.search(r"^(\d+),[^,]*,syscalls:sys_exit_sendto", err, re.M)
+        self.refused = int(m.group(1)) if m else None
 
 
 def trial(args, pid):
@@ -194,7 +199,8 @@ def trial(args, pid):
         sender = blast(args.stall - 1, args.rate)
         try:
             count = int((args.stall - 1) / 0.01)
-            with Kicks(pid) as kicks:
+            # Counted over the pings' time but their last half second.
+            with Kicks(pid, args.stall - 1.5) as kicks:
                 ping = sh(f"ip netns exec {NS['a']} ping -c {count} -i 0.01 -W 1 {IP['b']}",
                           check=False)
         finally:

@@ -8,9 +8,8 @@
 //!    chain's segments outnumber its chunks by at most a quarter), so a full TX ring
 //!    holds frames back in the ingress port's RX ring (where the kernel counts `rx_ring_full`
 //!    if it overflows) and no buffer is ever lost in user space; a port whose transmit stalled
-//!    (less than a batch of room and nothing sent for 10 ms, [`stall`]) no longer bounds it
-//!    until it has a batch of room or sends at full speed again, and what does not fit its
-//!    ring is dropped on it;
+//!    (less than a batch of room for 1 ms, sending or not, [`stall`]) no longer bounds it
+//!    until it has a batch of room again, and what does not fit its ring is dropped on it;
 //! 3. each port's batch (up to 64 frames) goes through the [`Pipeline`]; a forwarded frame whose
 //!    TCP/UDP checksum the sender left partial is completed ([`csum`]); a frame that came as a
 //!    chain of chunks (a TSO super-frame, multi-buffer AF_XDP) is gathered and, towards a known
@@ -21,7 +20,7 @@
 //!    a flood copies the frame for all targets but the last, and a tag is pushed or popped in
 //!    place when the frame crosses between an access port and the trunk;
 //! 4. each egress port with staged frames is sent and kicked once per ingress batch (a stalled
-//!    port at most once a millisecond while its kicks send nothing).
+//!    port only at the round's start: at most once a millisecond while its kicks send nothing).
 //!
 //! Configuration arrives as [`Command`]s on a channel, checked between batches through one
 //! flag: a new [`Snapshot`] (read-copy-update), ports opened or closed, and queries. The hot path
@@ -547,10 +546,10 @@ fn watch_tx<P>(slot: u16, o: &mut Open<P>, free: u32, done: usize, now: u64) {
     match o.tx.observe(free, done, now) {
         Some(stall::Change::Stalled) => tracing::warn!(
             "port {slot}: transmit stalled: its TX ring has had less than {MAX_BATCH} frames of \
-             room and sent nothing for {} ms (its device stopped sending); frames that do not fit \
-             it are dropped (tx_stalled) until it has room or sends again, so that it holds no \
+             room for {} ms (its device sends slower than it is sent to, or stopped); frames that \
+             do not fit it are dropped (tx_stalled) until it has room again, so that it holds no \
              other port back",
-            stall::STALL_NS / 1_000_000
+            stall::HOLD_NS / 1_000_000
         ),
         Some(stall::Change::Resumed) => tracing::info!("port {slot}: transmit resumed"),
         None => {}
@@ -1100,7 +1099,8 @@ impl<P: PortIo> Worker<P> {
         for &s in &self.active {
             if let Some(o) = self.ports[usize::from(s)].as_mut() {
                 // Frames a kick left on the TX ring (copy mode sends a budget a kick) are kicked
-                // again, whether or not this round sends more; a stalled port's less often.
+                // again, whether or not this round sends more. A stalled port is kicked only
+                // here, for the frames of the rounds before too, and less often.
                 if o.healthy && o.io.tx_leftover() && o.tx.kick_due(now.nanos) {
                     if let Err(e) = o.io.flush() {
                         tx_failed(o, s, &mut self.pipe.counters[usize::from(s)], &e);
@@ -2187,7 +2187,7 @@ impl<P: PortIo> Worker<P> {
         let most = if pending_release {
             1_000_000
         } else if stuck {
-            self.cfg.idle_sleep_ns.min(stall::STALL_NS)
+            self.cfg.idle_sleep_ns.min(stall::UNDRAINED_NS)
         } else {
             self.cfg.idle_sleep_ns
         };
@@ -2201,9 +2201,9 @@ impl<P: PortIo> Worker<P> {
     /// What an idle worker waits on, as the last round left the ports (it may have started
     /// one), in `pollfds`: `None` if it must nap instead (frames held back for want of room, or
     /// sent frames the kernel has not taken yet: what ends that wakes no one). `Some(true)` if a
-    /// port's ring does not drain (it stalled, or a few frames have stayed on it with nothing
-    /// sent for 10 ms: that may last hours): the worker sleeps, and wakes to kick it at least
-    /// every 10 ms.
+    /// port's ring does not drain (it stalled and its kicks send nothing, or a few frames have
+    /// stayed on it with nothing sent for 10 ms: that may last hours): the worker sleeps, and
+    /// wakes to kick it about every 10 ms.
     fn what_to_wait_on(&mut self, now: Now) -> Option<bool> {
         let mut signals = !self.held_back;
         let mut stuck = false;

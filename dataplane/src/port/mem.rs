@@ -108,9 +108,13 @@ pub struct MemPort {
     pub kicks: u64,
     /// Frames were sent since the last kick, or stayed on the ring after it.
     pending: bool,
+    /// The frames at the front of the TX ring a kick handed to the device: with `completes`, the
+    /// device completes only those, as copy mode sends only on a kick.
+    kicked: usize,
     /// Set to complete at most this many sent frames a round, the others staying on the TX
     /// ring: a slow device, or with `Some(0)` one that stopped sending with its carrier up (a
-    /// paused or hung NIC), whose ring fills.
+    /// paused or hung NIC), whose ring fills. It then completes only frames a kick handed it
+    /// (`flush`), as copy mode sends only then.
     pub completes: Option<usize>,
     /// Set to tell the worker the port can signal its received frames ([`PortIo::wait_fds`],
     /// with no descriptor to wait on): tests of what an idle worker waits on.
@@ -200,6 +204,7 @@ impl PortIo for MemPort {
             fail_tx: false,
             kicks: 0,
             pending: false,
+            kicked: 0,
             completes: None,
             signals: false,
             direct: (spec.whole && spec.direct).then(Arc::default),
@@ -376,6 +381,7 @@ impl PortIo for MemPort {
         }
         if self.pending {
             self.kicks += 1;
+            self.kicked = self.comp.len();
             // What the device does not complete stays on the ring, to be kicked again.
             self.pending = self.completes.is_some() && !self.comp.is_empty();
         }
@@ -387,7 +393,11 @@ impl PortIo for MemPort {
     }
 
     fn reclaim(&mut self, umem: &mut Umem) -> usize {
-        let n = self.comp.len().min(self.completes.unwrap_or(usize::MAX));
+        let n = match self.completes {
+            Some(most) => self.comp.len().min(most).min(self.kicked),
+            None => self.comp.len(),
+        };
+        self.kicked = self.kicked.saturating_sub(n);
         for addr in self.comp.drain(..n) {
             umem.complete(addr, self.slot);
         }
