@@ -55,7 +55,7 @@ drop_reasons! {
     SgIngress => "sg_ingress", "Security groups: a frame to the VM that no rule of its groups allows (counted on the VM's port), or of a cut connection.";
     ConntrackFull => "conntrack_full", "Security groups: a new connection beyond the port's share of the connection table.";
     BadChecksum => "bad_checksum", "A TCP super-frame (a guest's TSO send) whose checksum is neither left partial nor correct: it cannot leave whole, and cut into segments with fresh checksums its corruption would be hidden.";
-    TxStalled => "tx_stalled", "Beyond the TX ring's room of a port whose transmit stalled: its ring has had less than 64 frames of room for 1 ms (its device sends slower than it is sent to, or stopped sending while its carrier is up). Its frames are dropped, rather than holding back every other port, until it has 64 frames of room again.";
+    TxStalled => "tx_stalled", "Beyond the TX ring's room of a port whose transmit stalled: its ring has had less than 64 frames of room for 10 ms, whether it sends or not (1 ms within a second of its last stall; its device sends slower than it is sent to, or stopped sending while its carrier is up). Its frames are dropped, rather than holding back every other port, until it has 64 frames of room again.";
 }
 
 /// Counters of one port, as a worker accumulates them.

@@ -8,7 +8,7 @@
 //!    chain's segments outnumber its chunks by at most a quarter), so a full TX ring
 //!    holds frames back in the ingress port's RX ring (where the kernel counts `rx_ring_full`
 //!    if it overflows) and no buffer is ever lost in user space; a port whose transmit stalled
-//!    (less than a batch of room for 1 ms, sending or not, [`stall`]) no longer bounds it
+//!    (less than a batch of room for 10 ms, sending or not, [`stall`]) no longer bounds it
 //!    until it has a batch of room again, and what does not fit its ring is dropped on it;
 //! 3. each port's batch (up to 64 frames) goes through the [`Pipeline`]; a forwarded frame whose
 //!    TCP/UDP checksum the sender left partial is completed ([`csum`]); a frame that came as a
@@ -20,7 +20,7 @@
 //!    a flood copies the frame for all targets but the last, and a tag is pushed or popped in
 //!    place when the frame crosses between an access port and the trunk;
 //! 4. each egress port with staged frames is sent and kicked once per ingress batch (a stalled
-//!    port only at the round's start: at most once a millisecond while its kicks send nothing).
+//!    port that completes nothing only at the round's start, at most once a millisecond).
 //!
 //! Configuration arrives as [`Command`]s on a channel, checked between batches through one
 //! flag: a new [`Snapshot`] (read-copy-update), ports opened or closed, and queries. The hot path
@@ -511,6 +511,8 @@ pub struct Worker<P: PortIo> {
     /// The second of the round being polled: a published connection goes straight until its
     /// second ([`Worker::may_go_straight`]).
     secs: u32,
+    /// The time of the round being polled (ns): whether a stalled port is kicked ([`stall`]).
+    round_ns: u64,
     /// Frames handed to other workers, and received from them, over the worker's life.
     crossed: (u64, u64),
     /// Frames received from other workers for a port or network no longer, or not yet, the one
@@ -546,10 +548,10 @@ fn watch_tx<P>(slot: u16, o: &mut Open<P>, free: u32, done: usize, now: u64) {
     match o.tx.observe(free, done, now) {
         Some(stall::Change::Stalled) => tracing::warn!(
             "port {slot}: transmit stalled: its TX ring has had less than {MAX_BATCH} frames of \
-             room for {} ms (its device sends slower than it is sent to, or stopped); frames that \
-             do not fit it are dropped (tx_stalled) until it has room again, so that it holds no \
-             other port back",
-            stall::HOLD_NS / 1_000_000
+             room for {} ms, or 1 ms within a second of its last stall (its device sends slower \
+             than it is sent to, or stopped); frames that do not fit it are dropped (tx_stalled) \
+             until it has room again, so that it holds no other port back",
+            stall::STALL_NS / 1_000_000
         ),
         Some(stall::Change::Resumed) => tracing::info!("port {slot}: transmit resumed"),
         None => {}
@@ -646,6 +648,7 @@ impl<P: PortIo> Worker<P> {
             direct: Vec::new(),
             direct_seen: 0,
             secs: 0,
+            round_ns: 0,
             crossed: (0, 0),
             crossed_lost: 0,
             first_peer: 0,
@@ -1084,6 +1087,7 @@ impl<P: PortIo> Worker<P> {
         let mut work = 0;
         self.held_back = false;
         self.secs = now.secs;
+        self.round_ns = now.nanos;
         // Another worker opened or closed a port this one may send TCP out of itself.
         if self.links.direct.version() != self.direct_seen {
             self.direct_seen = self.links.direct.copy_into(&mut self.direct);
@@ -1099,8 +1103,9 @@ impl<P: PortIo> Worker<P> {
         for &s in &self.active {
             if let Some(o) = self.ports[usize::from(s)].as_mut() {
                 // Frames a kick left on the TX ring (copy mode sends a budget a kick) are kicked
-                // again, whether or not this round sends more. A stalled port is kicked only
-                // here, for the frames of the rounds before too, and less often.
+                // again, whether or not this round sends more. A stalled port that completes
+                // nothing is kicked only here, for the frames of the rounds before too, and less
+                // often.
                 if o.healthy && o.io.tx_leftover() && o.tx.kick_due(now.nanos) {
                     if let Err(e) = o.io.flush() {
                         tx_failed(o, s, &mut self.pipe.counters[usize::from(s)], &e);
@@ -1723,7 +1728,8 @@ impl<P: PortIo> Worker<P> {
             return Whole::Cut;
         };
         if o.tx.stalled() {
-            // Its ring will not drain: no kicks spent on it.
+            // Its ring is full (what it holds would leave after this frame): no kicks spent on
+            // draining it.
             return Whole::Cut;
         }
         // In copy mode a kick sends a budget of frames: what it left would leave after this one.
@@ -3014,8 +3020,8 @@ impl<P: PortIo> Worker<P> {
                 c.drop(lost);
                 self.umem.release(d.addr);
             }
-            // A stalled port's frames wait for its next kick at the start of a round.
-            if !o.tx.stalled() {
+            // A stalled port that completes nothing is kicked only at a round's start.
+            if o.tx.kicked_freely(self.round_ns) {
                 if let Err(e) = o.io.flush() {
                     tx_failed(o, slot, c, &e);
                 }

@@ -111,6 +111,9 @@ pub struct MemPort {
     /// The frames at the front of the TX ring a kick handed to the device: with `completes`, the
     /// device completes only those, as copy mode sends only on a kick.
     kicked: usize,
+    /// Set to hand the device at most this many frames a kick, as copy mode sends a budget a
+    /// kick (32 on kernels without `XDP_MAX_TX_SKB_BUDGET`).
+    pub kick_budget: Option<usize>,
     /// Set to complete at most this many sent frames a round, the others staying on the TX
     /// ring: a slow device, or with `Some(0)` one that stopped sending with its carrier up (a
     /// paused or hung NIC), whose ring fills. It then completes only frames a kick handed it
@@ -205,6 +208,7 @@ impl PortIo for MemPort {
             kicks: 0,
             pending: false,
             kicked: 0,
+            kick_budget: None,
             completes: None,
             signals: false,
             direct: (spec.whole && spec.direct).then(Arc::default),
@@ -381,7 +385,11 @@ impl PortIo for MemPort {
         }
         if self.pending {
             self.kicks += 1;
-            self.kicked = self.comp.len();
+            // A device that stopped (`Some(0)`) takes nothing.
+            if self.completes != Some(0) {
+                let budget = self.kick_budget.unwrap_or(usize::MAX);
+                self.kicked = self.kicked.saturating_add(budget).min(self.comp.len());
+            }
             // What the device does not complete stays on the ring, to be kicked again.
             self.pending = self.completes.is_some() && !self.comp.is_empty();
         }

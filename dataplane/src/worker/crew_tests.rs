@@ -576,21 +576,20 @@ fn a_port_whose_transmit_stalled_holds_back_neither_its_worker_nor_the_other() {
         c.inject("a1", frame(VM2, VM1));
     }
     c.inject("a1", frame(VM3, VM1));
-    // Steps of 100 µs.
-    let mut steps = 0;
-    let mut run = |c: &mut Crew, n: u64| {
+    let mut ms = 0;
+    let mut run_ms = |c: &mut Crew, n: u64| {
         for _ in 0..n {
-            steps += 1;
-            c.now = Now::from_nanos(steps * 100_000);
+            ms += 1;
+            c.now = Now::from_nanos(ms * 1_000_000);
             // (Eight buffers between the workers: many rounds to fill a2's ring.)
             for _ in 0..16 {
                 c.run();
             }
         }
     };
-    run(&mut c, 1);
+    run_ms(&mut c, 1);
     c.inject("a3", frame(VM1, VM3));
-    run(&mut c, 5);
+    run_ms(&mut c, 8);
     let on_ring = c.take("a2").len();
     assert!((250..=256).contains(&on_ring), "a2's ring full: {on_ring}");
     assert!(
@@ -598,8 +597,8 @@ fn a_port_whose_transmit_stalled_holds_back_neither_its_worker_nor_the_other() {
         "worker 0 waits on the ring to worker 1"
     );
     assert!(c.take("a1").is_empty(), "worker 1 waits on a2");
-    // A millisecond later a2 stalls: both workers go on; a2's frames are dropped on it.
-    run(&mut c, 10);
+    // a2 stalls: both workers go on; a2's frames are dropped on it.
+    run_ms(&mut c, 10);
     assert_eq!(c.take("a3"), vec![frame(VM3, VM1)]);
     assert_eq!(c.take("a1"), vec![frame(VM1, VM3)]);
     assert_eq!(c.take("a2").len(), 256 - on_ring);
@@ -610,7 +609,7 @@ fn a_port_whose_transmit_stalled_holds_back_neither_its_worker_nor_the_other() {
     // of the eight buffers towards worker 1.)
     let payload = vec![7u8; 5_000];
     c.inject("a1", super::tests::partial_tcp(VM2, &payload, None));
-    run(&mut c, 1);
+    run_ms(&mut c, 1);
     assert_eq!(stalled(&c), 300 - 256 + 1);
     assert_eq!(c.counters("a2").drops[DropReason::NoBuffer as usize], 0);
     assert_eq!(c.counters("a1").total_drops(), 0);

@@ -1,44 +1,55 @@
-//! A port whose transmit falls behind: it holds the worker's other ports back a millisecond at
-//! most.
+//! A port whose transmit falls behind: it no longer holds the worker's other ports back.
 //!
 //! A round takes no more frames than the smallest free TX room of its worker's ports, so that a
 //! full ring holds frames back in the RX rings instead of losing them. That suits a port that is
 //! busy for a moment: it sends, and its room comes back. It does not suit a port whose device
-//! sends slower than it is sent to for longer (an uplink at its line rate, a VM that reads
-//! slowly), or stopped while its carrier stays up (a NIC paused by its link partner's flow
-//! control, or hung until its watchdog resets it; a tap whose VM stopped reading, on kernels
-//! where the tap then stops its queue): every port of its worker would go at its pace, or stop
-//! with it, then every other worker, whose frames for that worker's ports wait in full rings.
-//! Linux's own path drops there: a device's queue fills its qdisc, and what comes after is
-//! dropped, for that device only.
+//! sends slower than it is sent to for longer (an uplink at its line rate), or stopped while its
+//! carrier stays up (a NIC paused by its link partner's flow control, or hung until its watchdog
+//! resets it; a tap whose VM stopped reading, on kernels where the tap then stops its queue):
+//! every port of its worker would go at its pace, or stop with it, then every other worker,
+//! whose frames for that worker's ports wait in full rings. Linux's own path drops there: a
+//! device's queue fills its qdisc, and what comes after is dropped, for that device only.
 //!
-//! So a port whose TX ring has had less than a batch of room ([`MAX_BATCH`]) for [`HOLD_NS`],
+//! So a port whose TX ring has had less than a batch of room ([`MAX_BATCH`]) for [`STALL_NS`],
 //! whether it sends or not, is *stalled*: it no longer bounds a round, and what a round sends it
 //! beyond its room is dropped on it (`tx_stalled`). Its ring is then its queue, dropping at its
 //! tail as a qdisc does. It stays stalled until its ring has a batch of room again: its device
 //! has caught up with what it is sent. (A ring smaller than a batch is short of room while it
-//! holds any frame.) Each time a port falls behind, the others wait behind it for
-//! [`HOLD_NS`] at most: frames stay in their RX rings for about a millisecond, not for as long
-//! as the slowest device takes.
+//! holds any frame.) A device that falls behind again soon (one that sends in bursts: a paused
+//! NIC let go for a moment, a starved peer given the CPU now and then) stalls again sooner:
+//! within [`RECENT_NS`] of its last stall's end, after [`RESTALL_NS`], so that each burst holds
+//! the others back a millisecond, not ten. [`STALL_NS`] is long enough for a port's pause of a
+//! few milliseconds (its peer scheduled late on a loaded host) to be held in the RX rings
+//! without loss, as before there was a stall.
 //!
-//! A stalled port is kicked at most every [`STALLED_KICK_NS`] while its kicks send nothing, and
-//! every round within [`STALLED_KICK_NS`] of a frame it completed (in copy mode a kick is a
-//! system call that copies a frame into a buffer the device refuses and frees it: a worker that
-//! kicked a dead port every round paid that on every round, for every other port).
+//! A stalled port whose device still completes frames (within [`STALLED_KICK_NS`] of the last)
+//! is kicked as any other port, so that it can catch up: in copy mode a device sends only on a
+//! kick, a budget of frames each (32 on kernels without `XDP_MAX_TX_SKB_BUDGET`). One that
+//! completes nothing is kicked only at a round's start, at most every [`STALLED_KICK_NS`]: in
+//! copy mode a kick is a system call that copies a frame into a buffer the device refuses and
+//! frees it, which a worker that kicked a dead port every round paid on every round, for every
+//! other port.
 
 use super::MAX_BATCH;
 
 /// How long a port's TX ring may stay short of a batch's room before the port stops bounding
-/// its worker's rounds: far longer than a busy device takes to send a batch (microseconds);
-/// about as long as a 2048-frame ring takes to drain at two million frames a second.
-pub(super) const HOLD_NS: u64 = 1_000_000;
+/// its worker's rounds: far longer than a busy device takes to send a batch (microseconds), or
+/// a veth's peer takes to be scheduled on a loaded host; about as long as a port's RX ring holds
+/// back traffic at a million frames a second.
+pub(super) const STALL_NS: u64 = 10_000_000;
+
+/// How long a port that stalled within [`RECENT_NS`] may hold the others back again.
+pub(super) const RESTALL_NS: u64 = 1_000_000;
+
+/// How long after the end of a stall a port stalls again after [`RESTALL_NS`].
+pub(super) const RECENT_NS: u64 = 1_000_000_000;
 
 /// How long frames may stay on an idle worker's port ring with nothing completed before the
-/// worker sleeps rather than naps, waking to kick the port at least this often.
+/// worker sleeps rather than naps, waking to kick the port about this often.
 pub(super) const UNDRAINED_NS: u64 = 10_000_000;
 
-/// How often a stalled port whose kicks send nothing is kicked, and for how long after a frame
-/// it completed it is kicked every round: a device that sends again is found within it.
+/// How often a stalled port that completes nothing is kicked, and how long after a frame it
+/// completed it is kicked as any other port: a device that sends again is found within it.
 pub(super) const STALLED_KICK_NS: u64 = 1_000_000;
 
 /// Warnings about one port's stalls are logged at most this often.
@@ -62,11 +73,13 @@ pub(super) struct TxWatch {
     /// Since when (ns) the ring has been short of room.
     since: Option<u64>,
     stalled: bool,
-    /// While stalled: when (ns) it is kicked next, unless before `kick_until`.
+    /// When (ns) its last stall ended.
+    resumed_at: Option<u64>,
+    /// While stalled and completing nothing: when (ns) it is kicked next.
     next_kick: u64,
-    /// Until when (ns) it is kicked every round: a millisecond after it last completed a frame
-    /// (a device's completions may come a while after the kick that sent its frames).
-    kick_until: u64,
+    /// Until when (ns) it counts as sending: a millisecond after it last completed a frame (a
+    /// device's completions may come a while after the kick that sent its frames).
+    sending_until: u64,
     /// Since when (ns) an idle worker has found frames on its ring with nothing completed.
     undrained_since: Option<u64>,
     /// When a stall of this port was last logged, and whether it is the current one.
@@ -80,11 +93,16 @@ impl TxWatch {
         self.stalled
     }
 
-    /// Whether to kick the port's transmit at `now` (ns): always, unless it stalled; a stalled
-    /// port every round within [`STALLED_KICK_NS`] of a frame it completed, else at most every
-    /// [`STALLED_KICK_NS`].
+    /// Whether the port is kicked as any other at `now` (ns): it did not stall, or it completed
+    /// a frame within [`STALLED_KICK_NS`].
+    pub(super) fn kicked_freely(&self, now: u64) -> bool {
+        !self.stalled || now < self.sending_until
+    }
+
+    /// Whether to kick the port's transmit at a round's start, at `now` (ns): as any other
+    /// port ([`TxWatch::kicked_freely`]), else at most every [`STALLED_KICK_NS`].
     pub(super) fn kick_due(&mut self, now: u64) -> bool {
-        if !self.stalled || now < self.kick_until {
+        if self.kicked_freely(now) {
             return true;
         }
         if now < self.next_kick {
@@ -94,25 +112,19 @@ impl TxWatch {
         true
     }
 
-    /// A stalled port that completed no frame for [`STALLED_KICK_NS`] at `now` (ns): its kicks
-    /// send nothing.
-    fn dead(&self, now: u64) -> bool {
-        self.stalled && now >= self.kick_until
-    }
-
     /// An idle worker found the port's ring `drained` or not, at `now` (ns). True if its ring
-    /// does not drain: it stalled and its kicks send nothing, or frames have stayed on it for
+    /// does not drain: it stalled and completes nothing, or frames have stayed on it for
     /// [`UNDRAINED_NS`] with nothing completed (a device that stopped with a few frames on its
     /// ring, short of a stall). The worker then sleeps rather than naps, and wakes to kick the
-    /// port about every [`UNDRAINED_NS`]. (A stalled port whose kicks send, a slow device, is
-    /// kicked as often as a napping worker looks: in copy mode it sends only then.)
+    /// port about every [`UNDRAINED_NS`]. (A stalled port that sends, a slow device, is kicked
+    /// as often as a napping worker looks: in copy mode it sends only then.)
     pub(super) fn stuck(&mut self, drained: bool, now: u64) -> bool {
         if drained {
             self.undrained_since = None;
             return false;
         }
         let since = *self.undrained_since.get_or_insert(now);
-        self.dead(now) || now.saturating_sub(since) >= UNDRAINED_NS
+        !self.kicked_freely(now) || now.saturating_sub(since) >= UNDRAINED_NS
     }
 
     /// The port's TX ring has `free` room after the port completed `done` frames this round, at
@@ -122,7 +134,7 @@ impl TxWatch {
         self.most_free = self.most_free.max(free);
         if done > 0 {
             self.undrained_since = None;
-            self.kick_until = now.saturating_add(STALLED_KICK_NS);
+            self.sending_until = now.saturating_add(STALLED_KICK_NS);
         }
         let roomy = free >= self.most_free.min(MAX_BATCH as u32);
         if roomy {
@@ -131,13 +143,17 @@ impl TxWatch {
                 return None;
             }
             self.stalled = false;
+            self.resumed_at = Some(now);
             return core::mem::take(&mut self.told).then_some(Change::Resumed);
         }
         if self.stalled {
             return None;
         }
         let since = *self.since.get_or_insert(now);
-        if now.saturating_sub(since) < HOLD_NS {
+        let recent = self
+            .resumed_at
+            .is_some_and(|t| since.saturating_sub(t) < RECENT_NS);
+        if now.saturating_sub(since) < if recent { RESTALL_NS } else { STALL_NS } {
             return None;
         }
         self.stalled = true;
@@ -171,8 +187,8 @@ mod tests {
     fn stalled() -> (TxWatch, u64) {
         let mut w = watch();
         w.observe(0, 0, MS);
-        assert_eq!(w.observe(0, 0, MS + HOLD_NS), Some(Change::Stalled));
-        (w, MS + HOLD_NS)
+        assert_eq!(w.observe(0, 0, MS + STALL_NS), Some(Change::Stalled));
+        (w, MS + STALL_NS)
     }
 
     #[test]
@@ -185,14 +201,14 @@ mod tests {
     }
 
     #[test]
-    fn a_ring_short_of_room_stalls_after_the_hold_and_not_before_whether_it_sends_or_not() {
+    fn a_ring_short_of_room_stalls_after_the_time_and_not_before_whether_it_sends_or_not() {
         for sends in [0, 1, MAX_BATCH - 1] {
             let mut w = watch();
             assert_eq!(w.observe(3, sends, 100 * MS), None);
-            assert_eq!(w.observe(3, sends, 100 * MS + HOLD_NS - 1), None);
+            assert_eq!(w.observe(3, sends, 100 * MS + STALL_NS - 1), None);
             assert!(!w.stalled());
             assert_eq!(
-                w.observe(3, sends, 100 * MS + HOLD_NS),
+                w.observe(3, sends, 100 * MS + STALL_NS),
                 Some(Change::Stalled)
             );
             assert!(w.stalled());
@@ -213,11 +229,11 @@ mod tests {
     fn a_batch_of_room_restarts_the_time() {
         let mut w = watch();
         assert_eq!(w.observe(0, 0, 0), None);
-        assert_eq!(w.observe(MAX_BATCH as u32, 9, HOLD_NS - 1), None);
-        assert_eq!(w.observe(0, 0, HOLD_NS), None);
-        assert_eq!(w.observe(0, 0, 2 * HOLD_NS - 1), None);
+        assert_eq!(w.observe(MAX_BATCH as u32, 9, STALL_NS - 1), None);
+        assert_eq!(w.observe(0, 0, STALL_NS), None);
+        assert_eq!(w.observe(0, 0, 2 * STALL_NS - 1), None);
         assert!(!w.stalled());
-        assert_eq!(w.observe(0, 0, 2 * HOLD_NS), Some(Change::Stalled));
+        assert_eq!(w.observe(0, 0, 2 * STALL_NS), Some(Change::Stalled));
     }
 
     #[test]
@@ -226,7 +242,8 @@ mod tests {
         let mut w = watch();
         assert!((0..5).all(|k| w.kick_due(k)));
         let (mut w, t) = stalled();
-        // Stalled: a kick, then none for a millisecond, then one.
+        // Stalled, completing nothing: a kick, then none for a millisecond, then one.
+        assert!(!w.kicked_freely(t));
         assert!(w.kick_due(t));
         assert!(!w.kick_due(t + 1));
         assert!(!w.kick_due(t + STALLED_KICK_NS - 1));
@@ -237,6 +254,7 @@ mod tests {
         let t = t + STALLED_KICK_NS + 2;
         assert_eq!(w.observe(0, 1, t), None);
         assert!((1..10).all(|k| w.kick_due(t + k * STALLED_KICK_NS / 10)));
+        assert!(w.kicked_freely(t + STALLED_KICK_NS - 1));
         // Then no frame completed for a millisecond: once a millisecond again.
         let u = t + STALLED_KICK_NS;
         assert_eq!(w.observe(0, 0, u), None);
@@ -252,11 +270,11 @@ mod tests {
         for k in 0..100 {
             assert_eq!(w.observe(32, 0, k * 10 * MS), None);
         }
-        // One frame on it for a millisecond: stalled; its ring empty again: resumed.
+        // One frame on it for 10 ms: stalled; its ring empty again: resumed.
         let t = 1_000 * MS;
         w.observe(31, 0, t);
-        assert_eq!(w.observe(31, 0, t + HOLD_NS), Some(Change::Stalled));
-        assert_eq!(w.observe(32, 1, t + HOLD_NS + MS), Some(Change::Resumed));
+        assert_eq!(w.observe(31, 0, t + STALL_NS), Some(Change::Stalled));
+        assert_eq!(w.observe(32, 1, t + STALL_NS + MS), Some(Change::Resumed));
     }
 
     #[test]
@@ -277,7 +295,7 @@ mod tests {
         assert!(!w.stuck(false, 41 * MS));
         // A stalled port whose kick sent nothing at once; not one whose kick sent.
         w.observe(0, 0, 100 * MS);
-        w.observe(0, 0, 100 * MS + HOLD_NS);
+        w.observe(0, 0, 100 * MS + STALL_NS);
         assert!(w.stalled());
         assert!(w.kick_due(102 * MS));
         w.observe(0, 1, 102 * MS);
@@ -289,14 +307,39 @@ mod tests {
     }
 
     #[test]
+    fn a_port_that_stalls_again_soon_after_holds_the_others_back_a_millisecond() {
+        let mut w = watch();
+        w.observe(0, 0, 0);
+        assert_eq!(w.observe(0, 0, STALL_NS), Some(Change::Stalled));
+        let end = STALL_NS + MS;
+        assert_eq!(w.observe(MAX_BATCH as u32, 9, end), Some(Change::Resumed));
+        // Short of room again soon after, sending or not: a stall after a millisecond (not
+        // told: within 10 s).
+        w.observe(0, 3, end + 5 * MS);
+        w.observe(0, 3, end + 6 * MS - 1);
+        assert!(!w.stalled());
+        w.observe(0, 3, end + 6 * MS);
+        assert!(w.stalled());
+        // Short of room a second after the end of its last stall: ten milliseconds again.
+        let end = end + 7 * MS;
+        w.observe(MAX_BATCH as u32, 9, end);
+        assert!(!w.stalled());
+        w.observe(0, 0, end + RECENT_NS);
+        w.observe(0, 0, end + RECENT_NS + STALL_NS - 1);
+        assert!(!w.stalled());
+        w.observe(0, 0, end + RECENT_NS + STALL_NS);
+        assert!(w.stalled());
+    }
+
+    #[test]
     fn stalls_are_told_at_most_every_ten_seconds_and_each_told_one_ends_told() {
         let mut w = watch();
         let stall = |w: &mut TxWatch, at: u64| {
             let first = w.observe(0, 0, at);
             assert_eq!(first, None);
-            let told = w.observe(0, 0, at + HOLD_NS);
+            let told = w.observe(0, 0, at + STALL_NS);
             assert!(w.stalled());
-            let end = w.observe(MAX_BATCH as u32, 0, at + HOLD_NS + MS);
+            let end = w.observe(MAX_BATCH as u32, 0, at + STALL_NS + MS);
             assert!(!w.stalled());
             (told, end)
         };

@@ -448,91 +448,115 @@ fn failed_transmit_marks_the_port_and_keeps_forwarding_elsewhere() {
 }
 
 impl Rig {
-    /// Runs `n` rounds 100 µs apart.
-    fn step(&mut self, n: usize) {
+    /// a2's device completes `completes` frames a round from now; a1 sends it `n` frames, then
+    /// one to a3.
+    fn send_a2_then_a3(&mut self, completes: Option<usize>, n: usize) {
+        self.port("a2").completes = completes;
         for _ in 0..n {
-            self.clock += 100_000;
-            self.w.round(Now::from_nanos(self.clock));
+            self.inject("a1", frame(VM2, VM1));
         }
+        self.inject("a1", frame(VM3, VM1));
     }
 }
 
 #[test]
-fn a_port_whose_transmit_stalled_holds_the_others_back_a_millisecond_until_it_has_room() {
+fn a_port_whose_transmit_stalled_stops_holding_the_others_back_until_it_has_room_again() {
     let mut r = Rig::knowing_vm2_and_vm3();
     let (a1, a2) = (r.ports.get("a1").unwrap(), r.ports.get("a2").unwrap());
     let stalled = |r: &Rig| r.w.counters(a2).drops[DropReason::TxStalled as usize];
-    // a2's device sends `completes` frames a round (rounds 100 µs apart); a1 sends it 300
-    // frames, then one to a3: a2's 256-frame TX ring fills, then a1's frames wait behind it,
-    // the one for a3 too, for a millisecond; then a2 stalls, what is for it beyond its ring is
-    // dropped and counted there, and the frame for a3 goes. Returns what a2 took.
-    let fall_behind = |r: &mut Rig, completes: usize| {
-        r.port("a2").completes = Some(completes);
-        for _ in 0..300 {
-            r.inject("a1", frame(VM2, VM1));
+    // a2's device stops sending; a1 sends it 300 frames, then one to a3, and rounds run every
+    // `ms`, 9 or 10 of them: a2's 256-frame TX ring fills, then a1's frames wait behind it, the
+    // one for a3 too. Returns how many a2 took (a round takes four fifths of the room: the last
+    // frame or so is not taken).
+    let stop_a2 = |r: &mut Rig, ms: u64, rounds: usize, free: usize| {
+        r.send_a2_then_a3(Some(0), 300);
+        for _ in 0..rounds {
+            r.tick(ms);
         }
-        r.inject("a1", frame(VM3, VM1));
-        let before = stalled(r);
-        r.step(5);
         let on_ring = r.out("a2").len();
-        // (What it sent meanwhile is counted in: `out` has every frame it was given.)
-        let full = 240..=256 + 5 * completes;
-        assert!(full.contains(&on_ring), "a2's ring full: {on_ring}");
+        assert!(
+            (free - 6..=free).contains(&on_ring),
+            "a2's ring full: {on_ring}"
+        );
         assert!(
             r.out("a3").is_empty(),
             "held back while a2 may only be busy"
         );
         assert_eq!(r.port("a1").inbox.len(), 301 - on_ring);
-        assert_eq!(stalled(r), before);
-        r.step(10);
-        assert_eq!(
-            r.out("a3"),
-            vec![frame(VM3, VM1)],
-            "held a millisecond at most"
-        );
-        assert_eq!(r.port("a1").inbox.len(), 0);
-        let took = on_ring + r.out("a2").len();
-        assert_eq!(stalled(r) - before, (300 - took) as u64);
-        took
+        on_ring
     };
-    // A device that stopped: a2 takes what its ring holds.
-    let mut took = fall_behind(&mut r, 0);
-    assert_eq!(took, 256);
-    // Stalled, a2 holds no one back.
+    let on_ring = stop_a2(&mut r, 1, 9, 256);
+    assert_eq!(stalled(&r), 0);
+    // Ten milliseconds short of room without sending: a2 stalled, holds no one back; what is
+    // for it is dropped and counted there.
+    for _ in 0..10 {
+        r.tick(1);
+    }
+    assert_eq!(r.out("a3"), vec![frame(VM3, VM1)]);
+    // (What room was left on its ring is used.)
+    assert_eq!(r.out("a2").len(), 256 - on_ring);
+    let lost = 300 - 256;
+    assert_eq!(stalled(&r), lost);
     r.inject("a3", frame(VM1, VM3));
     r.inject("a1", frame(VM2, VM1));
     r.inject("a1", frame(VM3, VM1));
-    r.step(1);
+    r.tick(1);
     assert_eq!(r.out("a1"), vec![frame(VM1, VM3)]);
     assert_eq!(r.out("a3"), vec![frame(VM3, VM1)]);
-    assert_eq!(stalled(&r), 300 - 256 + 1);
+    assert_eq!(stalled(&r), lost + 1);
     // Its device sends again: the ring empties, and a2 gets its frames.
     r.port("a2").completes = None;
-    r.step(1);
+    r.tick(1);
     r.inject("a1", frame(VM2, VM1));
-    r.step(1);
+    r.tick(1);
     assert_eq!(r.out("a2"), vec![frame(VM2, VM1)]);
-    took += 1;
-    // A device that sends, slower than it is sent to (three frames a round): the same.
-    let slow = fall_behind(&mut r, 3);
+    assert_eq!(stalled(&r), lost + 1);
+    // Resumed, a2 holds frames back again as a busy port does, then, stopping again so soon
+    // after its stall, stalls after a millisecond. (The frame it just sent stays on its ring.)
+    stop_a2(&mut r, 0, 10, 255);
+    assert_eq!(stalled(&r), lost + 1);
+    r.tick(1);
+    r.tick(1);
+    assert_eq!(r.out("a3"), vec![frame(VM3, VM1)]);
+    assert_eq!(stalled(&r), lost + 1 + (300 - 255));
+    // A device that sends, slower than it is sent to (three frames a millisecond), a second
+    // later: it holds the others back 10 ms too, then stalls, though it sends.
+    r.port("a2").completes = None;
+    r.tick(1);
+    r.out("a2");
+    r.clock += stall::RECENT_NS;
+    r.send_a2_then_a3(Some(3), 600);
+    // (Its ring fills in four rounds: 10 ms short of room from the fourth.)
+    for _ in 0..12 {
+        r.tick(1);
+    }
     assert!(
-        slow > 256,
-        "a2 took {slow}: its ring, and what it sent meanwhile"
+        r.out("a3").is_empty(),
+        "held back while a2 may only be busy"
     );
-    took += slow;
+    let before = stalled(&r);
+    assert_eq!(before, lost + 1 + (300 - 255));
+    // (Once it stalls, a round takes a batch of a1's frames: the frame for a3 comes some rounds
+    // after; at three frames a millisecond it would have waited over 100 ms.)
+    for _ in 0..10 {
+        r.tick(1);
+    }
+    assert_eq!(r.out("a3"), vec![frame(VM3, VM1)]);
+    assert!(
+        stalled(&r) > before,
+        "what does not fit its ring dropped on it"
+    );
     // Every frame a1 sent is accounted for: sent, or dropped on a2.
     r.port("a2").completes = None;
-    r.step(1);
-    r.out("a2");
+    r.tick(1);
+    let sent = r.out("a2").len() as u64;
     let c = r.w.counters(a1);
-    assert_eq!(c.rx_packets, 300 + 1 + 2 + 1 + 300 + 1);
+    assert_eq!(c.rx_packets, 300 + 1 + 2 + 1 + 300 + 1 + 600 + 1);
     // (a2 had a3's broadcast first.)
-    assert_eq!(r.w.counters(a2).tx_packets, 1 + took as u64);
-    assert_eq!(
-        r.w.counters(a2).total_drops(),
-        stalled(&r),
-        "every loss on a2 counted as stalled"
-    );
+    assert_eq!(r.w.counters(a2).tx_packets, 1 + 256 + 1 + 255 + sent);
+    assert_eq!(r.w.counters(a2).total_drops(), stalled(&r));
+    // (Frames for a2: 300, one while it stalled, one after, 300, 600.)
+    assert_eq!(stalled(&r), 1_202 - (256 + 1 + 255 + sent));
     r.check_accounting();
 }
 
@@ -576,6 +600,44 @@ fn a_stalled_port_is_kicked_once_a_millisecond_while_its_kicks_send_nothing() {
 }
 
 #[test]
+fn a_stalled_port_whose_device_sends_again_resumes_under_load_with_small_kicks() {
+    let mut r = Rig::knowing_vm2_and_vm3();
+    let a2 = r.ports.get("a2").unwrap();
+    let stalled = |r: &Rig| r.w.ports[usize::from(a2)].as_ref().unwrap().tx.stalled();
+    // a2's device stops; its ring fills, and it stalls.
+    r.port("a2").completes = Some(0);
+    for _ in 0..300 {
+        r.inject("a1", frame(VM2, VM1));
+    }
+    for _ in 0..20 {
+        r.tick(1);
+    }
+    assert!(stalled(&r));
+    // It sends again, 32 frames a kick (copy mode on kernels without the budget option), while
+    // a1 sends it 40 frames a round: more than one kick a round carries. Kicked as any port
+    // that sends (at the round's start and after staging), it catches up and resumes.
+    r.port("a2").completes = Some(usize::MAX);
+    r.port("a2").kick_budget = Some(32);
+    let mut resumed = None;
+    for k in 0..100 {
+        for _ in 0..40 {
+            r.inject("a1", frame(VM2, VM1));
+        }
+        r.tick(1);
+        if !stalled(&r) {
+            resumed = Some(k);
+            break;
+        }
+    }
+    assert!(resumed.is_some(), "still stalled after 100 rounds");
+    r.port("a2").kick_budget = None;
+    r.port("a2").completes = None;
+    r.tick(1);
+    r.out("a2");
+    r.check_accounting();
+}
+
+#[test]
 fn an_idle_worker_sleeps_past_a_ring_that_does_not_drain_and_wakes_to_kick_it() {
     let mut r = Rig::new(4096);
     r.learn("a2", VM2);
@@ -610,11 +672,7 @@ fn a_port_that_sends_slowly_loses_nothing_its_ring_can_hold() {
     // a2's device sends a frame a round, one round a millisecond: far slower than a1 sends it,
     // but a burst of 150 leaves a batch of room on its 256-frame ring: it holds no one back
     // and loses nothing.
-    r.port("a2").completes = Some(1);
-    for _ in 0..150 {
-        r.inject("a1", frame(VM2, VM1));
-    }
-    r.inject("a1", frame(VM3, VM1));
+    r.send_a2_then_a3(Some(1), 150);
     for _ in 0..30 {
         r.tick(1);
     }
