@@ -548,10 +548,11 @@ fn watch_tx<P>(slot: u16, o: &mut Open<P>, free: u32, done: usize, now: u64) {
     match o.tx.observe(free, done, now) {
         Some(stall::Change::Stalled) => tracing::warn!(
             "port {slot}: transmit stalled: its TX ring has had less than {MAX_BATCH} frames of \
-             room for {} ms, or 1 ms within a second of its last stall (its device sends slower \
+             room for {} ms, or {} ms within a second of its last stall (its device sends slower \
              than it is sent to, or stopped); frames that do not fit it are dropped (tx_stalled) \
              until it has room again, so that it holds no other port back",
-            stall::STALL_NS / 1_000_000
+            stall::STALL_NS / 1_000_000,
+            stall::RESTALL_NS / 1_000_000
         ),
         Some(stall::Change::Resumed) => tracing::info!("port {slot}: transmit resumed"),
         None => {}

@@ -112,7 +112,8 @@ pub struct MemPort {
     /// device completes only those, as copy mode sends only on a kick.
     kicked: usize,
     /// Set to hand the device at most this many frames a kick, as copy mode sends a budget a
-    /// kick (32 on kernels without `XDP_MAX_TX_SKB_BUDGET`).
+    /// kick (32 on kernels without `XDP_MAX_TX_SKB_BUDGET`). Only with `completes` set: without
+    /// it every frame sent completes at the next round.
     pub kick_budget: Option<usize>,
     /// Set to complete at most this many sent frames a round, the others staying on the TX
     /// ring: a slow device, or with `Some(0)` one that stopped sending with its carrier up (a
@@ -390,8 +391,8 @@ impl PortIo for MemPort {
                 let budget = self.kick_budget.unwrap_or(usize::MAX);
                 self.kicked = self.kicked.saturating_add(budget).min(self.comp.len());
             }
-            // What the device does not complete stays on the ring, to be kicked again.
-            self.pending = self.completes.is_some() && !self.comp.is_empty();
+            // What no kick handed the device yet stays on the ring, to be kicked again.
+            self.pending = self.completes.is_some() && self.kicked < self.comp.len();
         }
         Ok(())
     }

@@ -20,7 +20,7 @@
 //! within [`RECENT_NS`] of its last stall's end, after [`RESTALL_NS`], so that each burst holds
 //! the others back a millisecond, not ten. [`STALL_NS`] is long enough for a port's pause of a
 //! few milliseconds (its peer scheduled late on a loaded host) to be held in the RX rings
-//! without loss, as before there was a stall.
+//! without loss, as far as they hold, as before there was a stall.
 //!
 //! A stalled port whose device still completes frames (within [`STALLED_KICK_NS`] of the last)
 //! is kicked as any other port, so that it can catch up: in copy mode a device sends only on a
@@ -297,13 +297,13 @@ mod tests {
         w.observe(0, 0, 100 * MS);
         w.observe(0, 0, 100 * MS + STALL_NS);
         assert!(w.stalled());
-        assert!(w.kick_due(102 * MS));
-        w.observe(0, 1, 102 * MS);
-        w.stuck(true, 102 * MS);
-        assert!(!w.stuck(false, 102 * MS));
-        assert!(w.kick_due(103 * MS));
-        w.observe(0, 0, 103 * MS);
-        assert!(w.stuck(false, 103 * MS));
+        assert!(w.kick_due(112 * MS));
+        w.observe(0, 1, 112 * MS);
+        w.stuck(true, 112 * MS);
+        assert!(!w.stuck(false, 112 * MS));
+        assert!(w.kick_due(113 * MS));
+        w.observe(0, 0, 113 * MS);
+        assert!(w.stuck(false, 113 * MS));
     }
 
     #[test]
