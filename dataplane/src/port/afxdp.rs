@@ -660,12 +660,10 @@ impl PortIo for AfXdpPort {
     #[inline]
     fn flush(&mut self) -> io::Result<()> {
         if self.tx_pending {
-            let tx = &mut self.queues[0].sock;
-            tx.kick_tx()?;
             // In copy mode a kick sends a budget of frames (256 where the kernel takes the
-            // option, else 32); what it left is kicked again next round. (A zero-copy device
-            // sends on its own.)
-            self.tx_pending = self.mode != PortMode::NativeZeroCopy && tx.tx.outstanding() > 0;
+            // option, else 32); a zero-copy driver sends on its own until it asks for a kick.
+            // Either way, what is left on the ring is looked at again next round.
+            self.tx_pending = self.queues[0].sock.wake_tx()?;
         }
         Ok(())
     }

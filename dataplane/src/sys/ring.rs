@@ -240,6 +240,23 @@ impl<T: Entry> ProdRing<T> {
     pub fn needs_wakeup(&self) -> bool {
         self.map.flags() & XDP_RING_NEED_WAKEUP != 0
     }
+
+    /// Wakes the kernel (`kick`) if it asks for it, and says whether entries remain on the ring,
+    /// for another call later.
+    ///
+    /// A TX ring's `NEED_WAKEUP` flag is how the kernel asks. It is set when the ring is made and
+    /// stays set in copy mode, where the kernel sends only inside the call, a budget of frames a
+    /// call. A zero-copy driver clears it while it polls the ring on its own and sets it when it
+    /// stops: a kick it did not ask for is a wasted syscall, and one it asked for and never got
+    /// leaves the frames on the ring for good. So the caller calls again for as long as entries
+    /// remain, whatever the mode.
+    #[inline]
+    pub fn wake(&mut self, kick: impl FnOnce() -> io::Result<()>) -> io::Result<bool> {
+        if self.needs_wakeup() {
+            kick()?;
+        }
+        Ok(self.outstanding() > 0)
+    }
 }
 
 impl<T: Entry> ConsRing<T> {
@@ -355,6 +372,52 @@ mod tests {
         assert_eq!(&out[..3], &[9, 10, 11]);
         assert_eq!(c.pop(&mut out), 0);
         assert_eq!(p.outstanding(), 0);
+    }
+
+    /// Sets or clears the ring's `NEED_WAKEUP` flag, as the kernel does.
+    fn ask_for_wakeup(f: &mut std::fs::File, ask: bool) {
+        f.seek(SeekFrom::Start(OFF.flags)).unwrap();
+        f.write_all(&u32::from(ask).to_ne_bytes()).unwrap();
+    }
+
+    #[test]
+    fn a_ring_is_woken_only_when_its_consumer_asks_and_called_again_while_entries_remain() {
+        let (mut p, mut c, mut f) = pair(8, 0);
+        let mut out = [0u64; 8];
+        let mut kicks = 0;
+        let mut wake = |p: &mut ProdRing<u64>| {
+            p.wake(|| {
+                kicks += 1;
+                Ok(())
+            })
+            .unwrap()
+        };
+        // A zero-copy driver polling the ring on its own: no kick, and the entries it has not
+        // taken yet are reported, so that the ring is looked at again.
+        assert_eq!(p.push(&[1, 2, 3, 4, 5, 6, 7, 8]), 8);
+        assert!(wake(&mut p), "8 entries remain");
+        // It stops with the ring full and asks for a wake-up: the next call kicks, though
+        // nothing more could be pushed in between.
+        assert_eq!(p.push(&[9]), 0);
+        ask_for_wakeup(&mut f, true);
+        assert!(wake(&mut p));
+        // It takes part of the ring and polls again on its own.
+        assert_eq!(c.pop(&mut out[..5]), 5);
+        ask_for_wakeup(&mut f, false);
+        assert!(wake(&mut p), "3 entries remain");
+        assert_eq!(c.pop(&mut out), 3);
+        assert!(!wake(&mut p), "nothing remains");
+        // Copy mode: the flag stays set and every call kicks while entries remain.
+        ask_for_wakeup(&mut f, true);
+        assert_eq!(p.push(&[10, 11]), 2);
+        assert!(wake(&mut p));
+        assert_eq!(c.pop(&mut out), 2);
+        assert!(!wake(&mut p));
+        assert_eq!(kicks, 3);
+        // A kick that fails is the caller's to see.
+        assert_eq!(p.push(&[12]), 1);
+        let e = p.wake(|| Err(io::ErrorKind::BrokenPipe.into()));
+        assert_eq!(e.unwrap_err().kind(), io::ErrorKind::BrokenPipe);
     }
 
     #[test]

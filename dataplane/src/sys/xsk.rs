@@ -333,29 +333,33 @@ impl XskSocket {
         self.queue
     }
 
-    /// Asks the kernel to transmit what is on the TX ring (copy mode always needs this).
+    /// Asks the kernel to transmit what is on the TX ring, if it asks for that
+    /// ([`ProdRing::wake`]), and says whether frames remain on the ring, to be woken for again.
     /// Transient conditions (`EAGAIN`, `EBUSY`, `ENOBUFS`) are not errors.
     #[inline]
-    pub fn kick_tx(&self) -> io::Result<()> {
-        // SAFETY: a zero-length send with no buffer and no address; only the fd is used.
-        let r = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                core::ptr::null(),
-                0,
-                libc::MSG_DONTWAIT,
-                core::ptr::null(),
-                0,
-            )
-        };
-        if r >= 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::EINTR) => Ok(()),
-            _ => Err(e),
-        }
+    pub fn wake_tx(&mut self) -> io::Result<bool> {
+        let fd = self.fd.as_raw_fd();
+        self.tx.wake(|| {
+            // SAFETY: a zero-length send with no buffer and no address; only the fd is used.
+            let r = unsafe {
+                libc::sendto(
+                    fd,
+                    core::ptr::null(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    core::ptr::null(),
+                    0,
+                )
+            };
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::EINTR) => Ok(()),
+                _ => Err(e),
+            }
+        })
     }
 
     /// Wakes the kernel's receive side when the fill ring asks for it.
