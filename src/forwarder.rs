@@ -267,7 +267,7 @@ fn policer(q: &QosLimit) -> PolicerConfig {
 /// The port statistics extension's view of a port's counters: the original `portstats` six
 /// (errors are malformed frames received and transmits the kernel refused), every drop reason,
 /// and the kernel's socket statistics.
-fn port_statistics(s: &PortStats) -> PortStatistics {
+fn port_statistics(s: &PortStats, tx_stalled: bool) -> PortStatistics {
     let c = &s.counters;
     let drops = |r: DropReason| c.drops[r as usize];
     PortStatistics {
@@ -291,6 +291,8 @@ fn port_statistics(s: &PortStats) -> PortStatistics {
         arp_replies: c.arp_replies,
         ra_replies: c.ra_replies,
         xdp_forwarded: c.xdp_forwarded,
+        tx_stalls: c.tx_stalls,
+        tx_stalled,
         drops: DropReason::ALL
             .iter()
             .map(|r| (r.name().to_owned(), drops(*r)))
@@ -355,7 +357,8 @@ impl Forwarder for SwitchForwarder {
     }
 
     fn port_stats(&self, port_id: &str) -> Option<PortStatistics> {
-        self.switch.port_stats(port_id).map(|s| port_statistics(&s))
+        let s = self.switch.port_stats(port_id)?;
+        Some(port_statistics(&s, self.switch.tx_stalled(port_id)))
     }
 
     fn mac_table(&self, network_id: &str) -> Option<Vec<MacEntry>> {

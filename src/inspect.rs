@@ -108,9 +108,19 @@ pub(crate) fn stats(t: &Target, net: &str, port: &str) -> Result<(), String> {
         "arp_replies",
         "ra_replies",
         "xdp_forwarded",
+        "tx_stalls",
     ] {
         println!("{key:<28} {}", s[key].as_u64().unwrap_or(0));
     }
+    println!(
+        "{:<28} {}",
+        "tx_stalled",
+        if s["tx_stalled"].as_bool() == Some(true) {
+            "yes"
+        } else {
+            "no"
+        }
+    );
     for (group, prefix) in [("drops", "drop."), ("kernel", "kernel.")] {
         if let Some(m) = s[group].as_object() {
             for (k, n) in m.iter().filter(|(_, n)| n.as_u64().unwrap_or(0) > 0) {

@@ -20,7 +20,7 @@ pub(crate) struct DataplaneCollector(pub(crate) Arc<Switch>);
 /// A port counter: name, help, and how to read it.
 type PortCounter = (&'static str, &'static str, fn(&LocalCounters) -> u64);
 
-const PORT_COUNTERS: [PortCounter; 17] = [
+const PORT_COUNTERS: [PortCounter; 18] = [
     (
         "qswitch_port_rx_packets",
         "Frames received from the port",
@@ -101,6 +101,11 @@ const PORT_COUNTERS: [PortCounter; 17] = [
         "qswitch_port_xdp_forwarded",
         "Frames from the port that its XDP program forwarded itself, by the switch's shortcut (counted in the port's received frames too)",
         |c| c.xdp_forwarded,
+    ),
+    (
+        "qswitch_port_tx_stalls",
+        "Times the port's transmit stalled: its TX ring short of room for the stall time, frames beyond its room dropped (reason tx_stalled) until it had room again",
+        |c| c.tx_stalls,
     ),
 ];
 
@@ -306,6 +311,16 @@ impl Collector for DataplaneCollector {
             "1 for the port's current state (up: forwarding; down: no device or not open yet; admin_down; error: refused or failed)",
             MetricType::Gauge,
             states,
+        )?;
+        let stalled = ports
+            .iter()
+            .map(|p| (port_labels(p), gauge(u64::from(p.tx_stalled))));
+        family(
+            &mut enc,
+            "qswitch_port_tx_stalled",
+            "1 while the port's transmit is stalled (frames beyond its TX ring's room dropped, reason tx_stalled), else 0",
+            MetricType::Gauge,
+            stalled,
         )?;
         let vlan: Vec<String> = networks.iter().map(|n| n.vlan.to_string()).collect();
         let net_labels = |i: usize| {

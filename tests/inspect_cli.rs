@@ -109,6 +109,12 @@ fn ports_macs_and_stats_show_the_switch_state() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("{stats}"));
     assert!(rx >= 2, "ARP and ICMP from vm1 were counted: {stats}");
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.split_whitespace().eq(["tx_stalled", "no"])),
+        "{stats}"
+    );
     // A bad network id is a clear error, not a crash.
     let out = Command::new(env!("CARGO_BIN_EXE_qswitch"))
         .args(["macs", "--api", &addr, "--tenant", "ops", "no-such-net"])
@@ -265,6 +271,11 @@ fn metrics_count_the_frames_sent_and_the_requests_made() {
         let mut err = port(i);
         err.push(("state", "error"));
         assert_eq!(value(&s, "qswitch_port_state", &err), Some(0.0));
+        assert_eq!(value(&s, "qswitch_port_tx_stalled", &port(i)), Some(0.0));
+        assert_eq!(
+            value(&s, "qswitch_port_tx_stalls_total", &port(i)),
+            Some(0.0)
+        );
     }
     let macs = value(&s, "qswitch_network_mac_entries", &[("network", &net)]).unwrap();
     assert!(macs >= 2.0, "both VMs learned: {macs}");

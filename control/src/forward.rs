@@ -347,6 +347,12 @@ pub struct PortStatistics {
     /// Frames from the port that its XDP program forwarded itself, by the switch's shortcut
     /// (counted in `rx_packets` too).
     pub xdp_forwarded: u64,
+    /// Times the port's transmit stalled: its device sent slower than it was sent to, or
+    /// stopped, for long enough that frames beyond its TX ring's room were dropped (reason
+    /// `tx_stalled`) until it had room again.
+    pub tx_stalls: u64,
+    /// Whether its transmit is stalled now.
+    pub tx_stalled: bool,
     /// Drops by reason (every reason, zeros included), in a stable order.
     pub drops: Vec<(String, u64)>,
     /// The kernel's socket statistics by name.

@@ -105,6 +105,10 @@ pub struct LocalCounters {
     /// shortcut ([`crate::shortcut`]); they are in `rx_packets` too (and in the egress port's
     /// `tx_packets`).
     pub xdp_forwarded: u64,
+    /// Times the port's transmit stalled (`crate::worker::stall`): its TX ring short of room
+    /// for the stall time, frames beyond its room dropped (`tx_stalled`) until it had room
+    /// again.
+    pub tx_stalls: u64,
     /// Drops of frames received on (or destined to) this port, by reason.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -208,6 +212,7 @@ pub struct PortCounters {
     arp_replies: AtomicU64,
     ra_replies: AtomicU64,
     xdp_forwarded: AtomicU64,
+    tx_stalls: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
     xdp: [AtomicU64; 6],
     /// Sent out of the port by other workers, straight through its packet socket: frames,
@@ -240,6 +245,7 @@ impl PortCounters {
         self.arp_replies.store(c.arp_replies, Relaxed);
         self.ra_replies.store(c.ra_replies, Relaxed);
         self.xdp_forwarded.store(c.xdp_forwarded, Relaxed);
+        self.tx_stalls.store(c.tx_stalls, Relaxed);
         for (a, v) in self.drops.iter().zip(c.drops) {
             a.store(v, Relaxed);
         }
@@ -349,6 +355,7 @@ impl PortCounters {
                 arp_replies: self.arp_replies.load(Relaxed),
                 ra_replies: self.ra_replies.load(Relaxed),
                 xdp_forwarded: self.xdp_forwarded.load(Relaxed),
+                tx_stalls: self.tx_stalls.load(Relaxed),
                 drops,
             },
             xdp: XdpStats {

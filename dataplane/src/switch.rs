@@ -102,6 +102,9 @@ pub struct PortStatus {
     pub worker: Option<u16>,
     /// Whether its device exists on this host.
     pub present: bool,
+    /// Whether its transmit is stalled now: its TX ring short of room for the stall time,
+    /// frames beyond its room dropped (`tx_stalled`) until it has room again.
+    pub tx_stalled: bool,
 }
 
 impl PortStatus {
@@ -155,6 +158,8 @@ pub struct PortObservation {
     pub network: Option<String>,
     /// Up, down or in error.
     pub state: PortState,
+    /// Its transmit is stalled now ([`PortStatus::tx_stalled`]).
+    pub tx_stalled: bool,
     /// Its counters (zeros while not placed).
     pub stats: PortStats,
 }
@@ -1592,6 +1597,7 @@ impl Switch {
                 .or_else(|| (!present).then(|| format!("no interface {device}"))),
             worker: h.map(|h| h.worker),
             present,
+            tx_stalled: h.is_some_and(|h| h.shared.tx_stalled()),
         })
     }
 
@@ -1690,6 +1696,16 @@ impl Switch {
         )
     }
 
+    /// Whether the port's transmit is stalled now ([`PortStatus::tx_stalled`]); false for a port
+    /// not open here or unknown.
+    pub fn tx_stalled(&self, id: &str) -> bool {
+        let st = self.inner.lock();
+        st.ports
+            .get(id)
+            .and_then(|p| p.handle.as_ref())
+            .is_some_and(|h| h.shared.tx_stalled())
+    }
+
     /// The connections a port's stateful security groups track, as its worker holds them; empty
     /// for a port not placed on this host, `None` for an unknown port or a worker that did not
     /// answer within 2 s.
@@ -1778,6 +1794,7 @@ impl Switch {
                         PortRole::Trunk { .. } => None,
                     },
                     state,
+                    tx_stalled: h.is_some_and(|h| h.shared.tx_stalled()),
                     stats: h.map_or_else(PortStats::default, |h| h.shared.counters.read()),
                 }
             })

@@ -216,6 +216,7 @@ pub struct PortShared {
     mode: AtomicU8,
     error: Mutex<Option<String>>,
     busy: AtomicBool,
+    tx_stalled: AtomicBool,
     attempts: std::sync::atomic::AtomicU64,
 }
 
@@ -247,6 +248,12 @@ impl PortShared {
         self.busy.load(Ordering::Relaxed)
     }
 
+    /// Is its transmit stalled now ([`stall`]): frames beyond its TX ring's room dropped
+    /// (`tx_stalled`) until it has room again? False while it is not open.
+    pub fn tx_stalled(&self) -> bool {
+        self.tx_stalled.load(Ordering::Relaxed)
+    }
+
     /// How many open requests the worker has carried out for this port.
     pub fn attempts(&self) -> u64 {
         self.attempts.load(Ordering::Acquire)
@@ -274,6 +281,8 @@ impl PortShared {
             PortMode::Memory => 4,
         };
         self.mode.store(m, Ordering::Relaxed);
+        // Opened afresh, closed or failed: no stall yet.
+        self.tx_stalled.store(false, Ordering::Relaxed);
         self.state.store(state as u8, Ordering::Release);
     }
 }
@@ -543,18 +552,38 @@ pub struct Worker<P: PortIo> {
 }
 
 /// Watches port `slot`'s transmit ([`stall`]): its TX ring has `free` room after it completed
-/// `done` frames this round, at `now` (ns). Logs a stall and its end.
-fn watch_tx<P>(slot: u16, o: &mut Open<P>, free: u32, done: usize, now: u64) {
+/// `done` frames this round, at `now` (ns). Counts a stall, shows it in the port's status
+/// while it lasts, and logs it and its end (at most every 10 s per port).
+fn watch_tx<P>(
+    slot: u16,
+    o: &mut Open<P>,
+    c: &mut LocalCounters,
+    free: u32,
+    done: usize,
+    now: u64,
+) {
     match o.tx.observe(free, done, now) {
-        Some(stall::Change::Stalled) => tracing::warn!(
-            "port {slot}: transmit stalled: its TX ring has had less than {MAX_BATCH} frames of \
-             room for {} ms, or {} ms within a second of its last stall (its device sends slower \
-             than it is sent to, or stopped); frames that do not fit it are dropped (tx_stalled) \
-             until it has room again, so that it holds no other port back",
-            stall::STALL_NS / 1_000_000,
-            stall::RESTALL_NS / 1_000_000
-        ),
-        Some(stall::Change::Resumed) => tracing::info!("port {slot}: transmit resumed"),
+        Some(stall::Change::Stalled { tell }) => {
+            c.tx_stalls += 1;
+            o.shared.tx_stalled.store(true, Ordering::Relaxed);
+            if tell {
+                tracing::warn!(
+                    "port {slot}: transmit stalled: its TX ring has had less than {MAX_BATCH} \
+                     frames of room for {} ms, or {} ms within a second of its last stall (its \
+                     device sends slower than it is sent to, or stopped); frames that do not fit \
+                     it are dropped (tx_stalled) until it has room again, so that it holds no \
+                     other port back",
+                    stall::STALL_NS / 1_000_000,
+                    stall::RESTALL_NS / 1_000_000
+                );
+            }
+        }
+        Some(stall::Change::Resumed { tell }) => {
+            o.shared.tx_stalled.store(false, Ordering::Relaxed);
+            if tell {
+                tracing::info!("port {slot}: transmit resumed");
+            }
+        }
         None => {}
     }
 }
@@ -1117,7 +1146,8 @@ impl<P: PortIo> Worker<P> {
                 if o.healthy {
                     o.io.refill(&mut self.umem, self.fill_target);
                     let free = o.io.tx_room();
-                    watch_tx(s, o, free, done, now.nanos);
+                    let c = &mut self.pipe.counters[usize::from(s)];
+                    watch_tx(s, o, c, free, done, now.nanos);
                     // A stalled port holds no other back: what does not fit its ring is dropped.
                     if !o.tx.stalled() {
                         room = room.min(free);

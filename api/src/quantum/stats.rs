@@ -35,6 +35,8 @@ pub(crate) const STATS_ATTRS: Attrs<'static> = &[(
         "arp_replies",
         "ra_replies",
         "xdp_forwarded",
+        "tx_stalls",
+        "tx_stalled",
     ],
 )];
 
@@ -65,7 +67,7 @@ pub(crate) const CONNECTION_ATTRS: Attrs<'static> = &[(
 /// `GET .../ports/{id}/stats`: `{"stats": {"rx_packets", "rx_bytes",
 /// "rx_errors", "tx_packets", "tx_bytes", "tx_errors", "dropped", "floods", "csum_completed",
 /// "gso_segmented", "gso_whole", "coalesced", "dhcp_replies", "arp_replies", "ra_replies",
-/// "xdp_forwarded",
+/// "xdp_forwarded", "tx_stalls", "tx_stalled" (a boolean),
 /// "drops": {reason: n}, "kernel": {name: n}}}`.
 pub(crate) async fn port_stats(ctx: Ctx) -> Response {
     let r = async {
@@ -95,6 +97,8 @@ pub(crate) async fn port_stats(ctx: Ctx) -> Response {
             "arp_replies": s.arp_replies,
             "ra_replies": s.ra_replies,
             "xdp_forwarded": s.xdp_forwarded,
+            "tx_stalls": s.tx_stalls,
+            "tx_stalled": s.tx_stalled,
             "drops": map(&s.drops),
             "kernel": map(&s.kernel),
         }});

@@ -163,6 +163,8 @@ async fn port_stats_come_from_the_forwarder() {
             arp_replies: 8,
             ra_replies: 9,
             xdp_forwarded: 10,
+            tx_stalls: 13,
+            tx_stalled: true,
             drops: vec![("policed".into(), 2), ("truncated".into(), 1)],
             kernel: vec![("rx_ring_full".into(), 0)],
         },
@@ -174,6 +176,7 @@ async fn port_stats_come_from_the_forwarder() {
             "tx_bytes": 420, "tx_errors": 0, "dropped": 3, "floods": 2,
             "csum_completed": 5, "gso_segmented": 4, "gso_whole": 11, "coalesced": 12,
             "dhcp_replies": 6, "arp_replies": 8, "ra_replies": 9, "xdp_forwarded": 10,
+            "tx_stalls": 13, "tx_stalled": true,
             "drops": {"policed": 2, "truncated": 1}, "kernel": {"rx_ring_full": 0}}})
     );
     let r = w
@@ -187,6 +190,11 @@ async fn port_stats_come_from_the_forwarder() {
         r.body.starts_with(
             "<stats xmlns=\"http://openstack.org/quantum/api/v1.0\" rx_packets=\"10\""
         ),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains(" tx_stalls=\"13\" tx_stalled=\"True\""),
         "{}",
         r.body
     );

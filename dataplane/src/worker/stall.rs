@@ -55,13 +55,13 @@ pub(super) const STALLED_KICK_NS: u64 = 1_000_000;
 /// Warnings about one port's stalls are logged at most this often.
 const TELL_EVERY_NS: u64 = 10_000_000_000;
 
-/// What became of a port's transmit, for the log.
+/// What became of a port's transmit, for the port's status and the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Change {
-    /// The port stalled.
-    Stalled,
-    /// The port has room again after a stall that was logged.
-    Resumed,
+    /// The port stalled; `tell`: worth logging (at most every 10 s per port).
+    Stalled { tell: bool },
+    /// The port has room again after a stall; `tell`: that stall was logged.
+    Resumed { tell: bool },
 }
 
 /// The watch over one port's transmit.
@@ -128,8 +128,8 @@ impl TxWatch {
     }
 
     /// The port's TX ring has `free` room after the port completed `done` frames this round, at
-    /// `now` (ns). Returns a change worth logging: a stall (at most every 10 s per port) and the
-    /// end of a stall that was logged.
+    /// `now` (ns). Returns a stall or the end of one, and whether it is worth logging: a stall
+    /// at most every 10 s per port, and the end of a stall that was logged.
     pub(super) fn observe(&mut self, free: u32, done: usize, now: u64) -> Option<Change> {
         self.most_free = self.most_free.max(free);
         if done > 0 {
@@ -144,7 +144,8 @@ impl TxWatch {
             }
             self.stalled = false;
             self.resumed_at = Some(now);
-            return core::mem::take(&mut self.told).then_some(Change::Resumed);
+            let tell = core::mem::take(&mut self.told);
+            return Some(Change::Resumed { tell });
         }
         if self.stalled {
             return None;
@@ -162,11 +163,10 @@ impl TxWatch {
         self.told = self
             .told_at
             .is_none_or(|t| now.saturating_sub(t) >= TELL_EVERY_NS);
-        if !self.told {
-            return None;
+        if self.told {
+            self.told_at = Some(now);
         }
-        self.told_at = Some(now);
-        Some(Change::Stalled)
+        Some(Change::Stalled { tell: self.told })
     }
 }
 
@@ -175,6 +175,9 @@ mod tests {
     use super::*;
 
     const MS: u64 = 1_000_000;
+    /// A stall and the end of one, told.
+    const STALLED: Change = Change::Stalled { tell: true };
+    const RESUMED: Change = Change::Resumed { tell: true };
 
     /// A watch over a port with a 2048-frame ring, as it opens: empty.
     fn watch() -> TxWatch {
@@ -187,7 +190,7 @@ mod tests {
     fn stalled() -> (TxWatch, u64) {
         let mut w = watch();
         w.observe(0, 0, MS);
-        assert_eq!(w.observe(0, 0, MS + STALL_NS), Some(Change::Stalled));
+        assert_eq!(w.observe(0, 0, MS + STALL_NS), Some(STALLED));
         (w, MS + STALL_NS)
     }
 
@@ -207,20 +210,14 @@ mod tests {
             assert_eq!(w.observe(3, sends, 100 * MS), None);
             assert_eq!(w.observe(3, sends, 100 * MS + STALL_NS - 1), None);
             assert!(!w.stalled());
-            assert_eq!(
-                w.observe(3, sends, 100 * MS + STALL_NS),
-                Some(Change::Stalled)
-            );
+            assert_eq!(w.observe(3, sends, 100 * MS + STALL_NS), Some(STALLED));
             assert!(w.stalled());
             // Frames sent, the ring kept short of room: still stalled, nothing more to tell.
             assert_eq!(w.observe(0, sends, 200 * MS), None);
             assert_eq!(w.observe(0, 0, 300 * MS), None);
             assert!(w.stalled());
             // A batch of room: resumed.
-            assert_eq!(
-                w.observe(MAX_BATCH as u32, 5, 301 * MS),
-                Some(Change::Resumed)
-            );
+            assert_eq!(w.observe(MAX_BATCH as u32, 5, 301 * MS), Some(RESUMED));
             assert!(!w.stalled());
         }
     }
@@ -233,7 +230,7 @@ mod tests {
         assert_eq!(w.observe(0, 0, STALL_NS), None);
         assert_eq!(w.observe(0, 0, 2 * STALL_NS - 1), None);
         assert!(!w.stalled());
-        assert_eq!(w.observe(0, 0, 2 * STALL_NS), Some(Change::Stalled));
+        assert_eq!(w.observe(0, 0, 2 * STALL_NS), Some(STALLED));
     }
 
     #[test]
@@ -273,8 +270,8 @@ mod tests {
         // One frame on it for 10 ms: stalled; its ring empty again: resumed.
         let t = 1_000 * MS;
         w.observe(31, 0, t);
-        assert_eq!(w.observe(31, 0, t + STALL_NS), Some(Change::Stalled));
-        assert_eq!(w.observe(32, 1, t + STALL_NS + MS), Some(Change::Resumed));
+        assert_eq!(w.observe(31, 0, t + STALL_NS), Some(STALLED));
+        assert_eq!(w.observe(32, 1, t + STALL_NS + MS), Some(RESUMED));
     }
 
     #[test]
@@ -310,9 +307,9 @@ mod tests {
     fn a_port_that_stalls_again_soon_after_holds_the_others_back_a_millisecond() {
         let mut w = watch();
         w.observe(0, 0, 0);
-        assert_eq!(w.observe(0, 0, STALL_NS), Some(Change::Stalled));
+        assert_eq!(w.observe(0, 0, STALL_NS), Some(STALLED));
         let end = STALL_NS + MS;
-        assert_eq!(w.observe(MAX_BATCH as u32, 9, end), Some(Change::Resumed));
+        assert_eq!(w.observe(MAX_BATCH as u32, 9, end), Some(RESUMED));
         // Short of room again soon after, sending or not: a stall after a millisecond (not
         // told: within 10 s).
         w.observe(0, 3, end + 5 * MS);
@@ -343,11 +340,15 @@ mod tests {
             assert!(!w.stalled());
             (told, end)
         };
-        let told = Some(Change::Stalled);
-        let ended = Some(Change::Resumed);
+        let told = Some(STALLED);
+        let ended = Some(RESUMED);
         assert_eq!(stall(&mut w, 0), (told, ended));
-        assert_eq!(stall(&mut w, 1_000 * MS), (None, None));
-        assert_eq!(stall(&mut w, 9_000 * MS), (None, None));
+        let untold = (
+            Some(Change::Stalled { tell: false }),
+            Some(Change::Resumed { tell: false }),
+        );
+        assert_eq!(stall(&mut w, 1_000 * MS), untold);
+        assert_eq!(stall(&mut w, 9_000 * MS), untold);
         assert_eq!(stall(&mut w, 10_000 * MS), (told, ended));
     }
 }

@@ -464,6 +464,11 @@ fn a_port_whose_transmit_stalled_stops_holding_the_others_back_until_it_has_room
     let mut r = Rig::knowing_vm2_and_vm3();
     let (a1, a2) = (r.ports.get("a1").unwrap(), r.ports.get("a2").unwrap());
     let stalled = |r: &Rig| r.w.counters(a2).drops[DropReason::TxStalled as usize];
+    // Whether a2 is stalled now, as its status shows it, and how many times it stalled.
+    let status = |r: &Rig| {
+        let o = r.w.ports[usize::from(a2)].as_ref().unwrap();
+        (o.shared.tx_stalled(), r.w.counters(a2).tx_stalls)
+    };
     // a2's device stops sending; a1 sends it 300 frames, then one to a3, and rounds run every
     // `ms`, 9 or 10 of them: a2's 256-frame TX ring fills, then a1's frames wait behind it, the
     // one for a3 too. Returns how many a2 took (a round takes four fifths of the room: the last
@@ -487,6 +492,7 @@ fn a_port_whose_transmit_stalled_stops_holding_the_others_back_until_it_has_room
     };
     let on_ring = stop_a2(&mut r, 1, 9, 256);
     assert_eq!(stalled(&r), 0);
+    assert_eq!(status(&r), (false, 0));
     // Ten milliseconds short of room without sending: a2 stalled, holds no one back; what is
     // for it is dropped and counted there.
     for _ in 0..10 {
@@ -497,6 +503,7 @@ fn a_port_whose_transmit_stalled_stops_holding_the_others_back_until_it_has_room
     assert_eq!(r.out("a2").len(), 256 - on_ring);
     let lost = 300 - 256;
     assert_eq!(stalled(&r), lost);
+    assert_eq!(status(&r), (true, 1));
     r.inject("a3", frame(VM1, VM3));
     r.inject("a1", frame(VM2, VM1));
     r.inject("a1", frame(VM3, VM1));
@@ -511,6 +518,7 @@ fn a_port_whose_transmit_stalled_stops_holding_the_others_back_until_it_has_room
     r.tick(1);
     assert_eq!(r.out("a2"), vec![frame(VM2, VM1)]);
     assert_eq!(stalled(&r), lost + 1);
+    assert_eq!(status(&r), (false, 1));
     // Resumed, a2 holds frames back again as a busy port does, then, stopping again so soon
     // after its stall, stalls after a millisecond. (The frame it just sent stays on its ring.)
     stop_a2(&mut r, 0, 10, 255);
@@ -519,6 +527,7 @@ fn a_port_whose_transmit_stalled_stops_holding_the_others_back_until_it_has_room
     r.tick(1);
     assert_eq!(r.out("a3"), vec![frame(VM3, VM1)]);
     assert_eq!(stalled(&r), lost + 1 + (300 - 255));
+    assert_eq!(status(&r), (true, 2));
     // A device that sends, slower than it is sent to (three frames a millisecond), a second
     // later: it holds the others back 10 ms too, then stalls, though it sends.
     r.port("a2").completes = None;
@@ -546,6 +555,7 @@ fn a_port_whose_transmit_stalled_stops_holding_the_others_back_until_it_has_room
         stalled(&r) > before,
         "what does not fit its ring dropped on it"
     );
+    assert_eq!(status(&r), (true, 3));
     // Every frame a1 sent is accounted for: sent, or dropped on a2.
     r.port("a2").completes = None;
     r.tick(1);
