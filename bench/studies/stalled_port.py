@@ -17,7 +17,9 @@ frames a second, 64 bytes) and pings b every 10 ms. Printed per trial: the ping'
 max (b is not c: a switch that lets c hold a and b back loses or delays them), what the switch
 sent and dropped towards c, how often it stopped reading a (`backpressure`), and its `sendto`
 calls a second (its transmit kicks) and those refused, counted by `perf stat` where perf is
-installed. Then the
+installed; how many times c stalled (`qswitch_port_tx_stalls_total`), how many of the reads of
+its status every 100 ms during the pings said stalled (`qswitch_port_tx_stalled`), and how long
+after the stall it said resumed. Then the
 switch's CPU time over 3 s idle, without a stall and with c's ring left full by a stall.
 
 Run as root, from the repository: `python3 bench/studies/stalled_port.py [--binary
@@ -33,6 +35,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 NS = {"a": "qsst-a", "b": "qsst-b", "c": "qsst-c"}
@@ -141,7 +144,7 @@ def cpu_ticks(pid):
 
 def counters():
     text = sh(f"curl -s http://{METRICS}/metrics").stdout
-    got = {"sent": 0, "tx_stalled": 0, "backpressure": 0}
+    got = {"sent": 0, "tx_stalled": 0, "backpressure": 0, "stalls": 0, "stalled_now": 0}
     for line in text.splitlines():
         if 'port="c"' not in line:
             continue
@@ -150,6 +153,10 @@ def counters():
             got["sent"] = value
         elif line.startswith("qswitch_port_drops_total") and 'reason="tx_stalled"' in line:
             got["tx_stalled"] = value
+        elif line.startswith("qswitch_port_tx_stalls_total"):
+            got["stalls"] = value
+        elif line.startswith("qswitch_port_tx_stalled{"):
+            got["stalled_now"] = value
     for line in text.splitlines():
         if line.startswith("qswitch_port_backpressure_total") and 'port="a"' in line:
             got["backpressure"] = int(float(line.rsplit(" ", 1)[1]))
@@ -199,14 +206,34 @@ def trial(args, pid):
         sender = blast(args.stall - 1, args.rate)
         try:
             count = int((args.stall - 1) / 0.01)
-            # Counted over the pings' time but their last half second.
+            # Counted over the pings' time but their last half second. Meanwhile c's status is
+            # read every 100 ms.
+            seen = []
+            done = threading.Event()
+
+            def watch():
+                while not done.wait(0.1):
+                    seen.append(counters()["stalled_now"])
+
+            watcher = threading.Thread(target=watch)
+            watcher.start()
             with Kicks(pid, args.stall - 1.5) as kicks:
                 ping = sh(f"ip netns exec {NS['a']} ping -c {count} -i 0.01 -W 1 {IP['b']}",
                           check=False)
+            done.set()
+            watcher.join()
         finally:
             sender.kill()
             sender.wait()
     after = counters()
+    # And once c's receive path runs again: how long until it says resumed (None: not in 2 s).
+    t0 = time.time()
+    resumed = None
+    while time.time() - t0 < 2:
+        if counters()["stalled_now"] == 0:
+            resumed = time.time() - t0
+            break
+        time.sleep(0.05)
     loss = re.search(r"([\d.]+)% packet loss", ping.stdout)
     rtt = re.search(r"= [\d.]+/([\d.]+)/([\d.]+)/", ping.stdout)
     return {
@@ -216,7 +243,9 @@ def trial(args, pid):
         "kicks": kicks.count,
         "refused": kicks.refused,
         "secs": kicks.secs,
-        **{k: after[k] - before[k] for k in after},
+        "during": (sum(seen), len(seen)),
+        "resumed": resumed,
+        **{k: after[k] - before[k] for k in after if k != "stalled_now"},
     }
 
 
@@ -260,17 +289,20 @@ def main():
         print(f"{binary}: a pings b every 10 ms while c's receive path is starved {args.stall} s "
               f"and a sends c {args.rate} frames/s")
         print("| trial | ping a to b: loss | mean ms | max ms | sent to c | tx_stalled on c "
-              "| backpressure on a | the switch's kicks a second | refused |")
-        print("|---|---|---|---|---|---|---|---|---|")
+              "| backpressure on a | the switch's kicks a second | refused | c's stalls "
+              "| c's status read stalled | resumed, s after the stall |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         held = 0
         for k in range(args.repeat):
             r = trial(args, daemon.pid)
             held += r["tx_stalled"] + r["backpressure"]
             kicks, refused = ("-" if r[x] is None else f"{r[x] / r['secs']:.0f}"
                               for x in ("kicks", "refused"))
+            resumed = "-" if r["resumed"] is None else f"{r['resumed']:.2f}"
             print(f"| {k + 1} | {r['loss_pct']:.1f} % | {r['avg_ms']:.3f} | {r['max_ms']:.1f} "
                   f"| {r['sent']} | {r['tx_stalled']} | {r['backpressure']} | {kicks} "
-                  f"| {refused} |", flush=True)
+                  f"| {refused} | {r['stalls']} | {r['during'][0]} of {r['during'][1]} "
+                  f"| {resumed} |", flush=True)
             time.sleep(1)
         if held == 0:
             print("note: c's ring never filled (no tx_stalled, no backpressure): this kernel's "
