@@ -157,6 +157,8 @@ pub(crate) struct SwitchSection {
     pub(crate) coalesce: bool,
     /// Forward known unicast between plain VM ports inside the ports' XDP programs.
     pub(crate) xdp_shortcut: bool,
+    /// How long a port's full TX ring may hold the others back before the port stalls, µs.
+    pub(crate) tx_stall_us: u64,
 }
 
 impl Default for SwitchSection {
@@ -179,6 +181,7 @@ impl Default for SwitchSection {
             cpu: None,
             workers: 0,
             xdp_shortcut: false,
+            tx_stall_us: w.tx_stall_ns / 1000,
         }
     }
 }
@@ -319,6 +322,13 @@ impl FileConfig {
                 s.idle_spin_us
             ));
         }
+        if !(100..=1_000_000).contains(&s.tx_stall_us) {
+            return Err(format!(
+                "tx_stall_us {}: expected 100 to 1000000 (a second)",
+                s.tx_stall_us
+            ));
+        }
+        o.worker.tx_stall_ns = s.tx_stall_us * 1000;
         o.worker.idle_spin_ns = s.idle_spin_us * 1000;
         o.worker.frames = s.umem_frames;
         o.worker.max_fill = s.max_fill;
@@ -466,6 +476,7 @@ mod tests {
             super_frames = "segment"
             coalesce = false
             xdp_shortcut = true
+            tx_stall_us = 2500
             [uplink]
             device = "eth1"
             worker = 1
@@ -486,6 +497,11 @@ mod tests {
         assert_eq!(o.worker.max_fill, 4096);
         assert_eq!(o.worker.max_queue_ns, 5_000_000);
         assert_eq!(o.worker.idle_spin_ns, 200_000);
+        assert_eq!(o.worker.tx_stall_ns, 2_500_000);
+        assert_eq!(
+            FileConfig::default().options().unwrap().worker.tx_stall_ns,
+            10_000_000
+        );
         assert_eq!(o.worker.conntrack_per_port, 1000);
         assert_eq!((o.workers, o.worker_count()), (2, 2));
         assert!(o.xdp_shortcut);
@@ -578,6 +594,8 @@ mod tests {
             "[switch]\nmax_fill = 16384",
             "[switch]\nmax_queue_us = 1000001",
             "[switch]\nidle_spin_us = 1000001",
+            "[switch]\ntx_stall_us = 99",
+            "[switch]\ntx_stall_us = 1000001",
             "[switch]\nworkers = 65",
         ] {
             let f: FileConfig = toml::from_str(bad).unwrap();

@@ -156,6 +156,10 @@ pub struct WorkerConfig {
     /// The switch's XDP shortcut, shared by its workers ([`crate::shortcut`]): known unicast
     /// between plain VM ports forwarded by the ports' XDP programs, installed by the workers.
     pub shortcut: Option<Arc<Shortcut>>,
+    /// How long a port's TX ring may stay short of a batch's room, holding the worker's other
+    /// ports back, before the port stalls and frames beyond its room are dropped ([`stall`]);
+    /// a millisecond, or this if shorter, within a second of its last stall.
+    pub tx_stall_ns: u64,
 }
 
 /// The default bound on a frame's wait: 5 ms of the worker's work. Shallower rings lose frames
@@ -189,6 +193,7 @@ impl Default for WorkerConfig {
             whole_super_frames: true,
             coalesce_segments: true,
             shortcut: None,
+            tx_stall_ns: stall::STALL_NS,
         }
     }
 }
@@ -567,14 +572,15 @@ fn watch_tx<P>(
             c.tx_stalls += 1;
             o.shared.tx_stalled.store(true, Ordering::Relaxed);
             if tell {
+                let t = o.tx.times();
                 tracing::warn!(
                     "port {slot}: transmit stalled: its TX ring has had less than {MAX_BATCH} \
                      frames of room for {} ms, or {} ms within a second of its last stall (its \
                      device sends slower than it is sent to, or stopped); frames that do not fit \
                      it are dropped (tx_stalled) until it has room again, so that it holds no \
                      other port back",
-                    stall::STALL_NS / 1_000_000,
-                    stall::RESTALL_NS / 1_000_000
+                    t.stall_ns as f64 / 1e6,
+                    t.restall_ns as f64 / 1e6
                 );
             }
         }
@@ -1015,7 +1021,7 @@ impl<P: PortIo> Worker<P> {
             warned_at: None,
             published: None,
             shortcut,
-            tx: stall::TxWatch::default(),
+            tx: stall::TxWatch::new(stall::StallTimes::new(self.cfg.tx_stall_ns)),
         });
         self.active.push(slot);
         self.recompute_fill_target();

@@ -33,12 +33,13 @@
 use super::MAX_BATCH;
 
 /// How long a port's TX ring may stay short of a batch's room before the port stops bounding
-/// its worker's rounds: far longer than a busy device takes to send a batch (microseconds), or
-/// a veth's peer takes to be scheduled on a loaded host; about as long as a port's RX ring holds
-/// back traffic at a million frames a second.
+/// its worker's rounds, by default (`[switch] tx_stall_ms`): far longer than a busy device takes
+/// to send a batch (microseconds), or a veth's peer takes to be scheduled on a loaded host; about
+/// as long as a port's RX ring holds back traffic at a million frames a second.
 pub(super) const STALL_NS: u64 = 10_000_000;
 
-/// How long a port that stalled within [`RECENT_NS`] may hold the others back again.
+/// How long a port that stalled within [`RECENT_NS`] may hold the others back again (or the
+/// stall time, if that is shorter).
 pub(super) const RESTALL_NS: u64 = 1_000_000;
 
 /// How long after the end of a stall a port stalls again after [`RESTALL_NS`].
@@ -64,9 +65,36 @@ pub(super) enum Change {
     Resumed { tell: bool },
 }
 
+/// How long a port's ring may stay short of room before it stalls: [`STALL_NS`] or as
+/// configured, and [`RESTALL_NS`] (at most that) within [`RECENT_NS`] of its last stall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct StallTimes {
+    pub(super) stall_ns: u64,
+    pub(super) restall_ns: u64,
+}
+
+impl StallTimes {
+    /// The times for a stall time of `stall_ns` (at least 1 ns).
+    pub(super) fn new(stall_ns: u64) -> Self {
+        let stall_ns = stall_ns.max(1);
+        StallTimes {
+            stall_ns,
+            restall_ns: RESTALL_NS.min(stall_ns),
+        }
+    }
+}
+
+impl Default for StallTimes {
+    fn default() -> Self {
+        StallTimes::new(STALL_NS)
+    }
+}
+
 /// The watch over one port's transmit.
 #[derive(Debug, Default)]
 pub(super) struct TxWatch {
+    /// How long it may be short of room before it stalls.
+    times: StallTimes,
     /// The most room its ring has been seen to have (its size, seen while it was empty): a ring
     /// smaller than a batch is short of room while it holds any frame.
     most_free: u32,
@@ -88,6 +116,19 @@ pub(super) struct TxWatch {
 }
 
 impl TxWatch {
+    /// A watch that stalls the port after `times`.
+    pub(super) fn new(times: StallTimes) -> Self {
+        TxWatch {
+            times,
+            ..TxWatch::default()
+        }
+    }
+
+    /// How long the port may be short of room before it stalls.
+    pub(super) fn times(&self) -> StallTimes {
+        self.times
+    }
+
     /// The port stalled: it does not bound rounds, and what does not fit its ring is dropped.
     pub(super) fn stalled(&self) -> bool {
         self.stalled
@@ -154,7 +195,12 @@ impl TxWatch {
         let recent = self
             .resumed_at
             .is_some_and(|t| since.saturating_sub(t) < RECENT_NS);
-        if now.saturating_sub(since) < if recent { RESTALL_NS } else { STALL_NS } {
+        let after = if recent {
+            self.times.restall_ns
+        } else {
+            self.times.stall_ns
+        };
+        if now.saturating_sub(since) < after {
             return None;
         }
         self.stalled = true;
@@ -326,6 +372,27 @@ mod tests {
         assert!(!w.stalled());
         w.observe(0, 0, end + RECENT_NS + STALL_NS);
         assert!(w.stalled());
+    }
+
+    #[test]
+    fn a_configured_stall_time_is_kept_and_bounds_the_time_to_stall_again() {
+        assert_eq!(StallTimes::default(), StallTimes::new(STALL_NS));
+        let t = StallTimes::new(400_000);
+        assert_eq!((t.stall_ns, t.restall_ns), (400_000, 400_000));
+        let t = StallTimes::new(50 * MS);
+        assert_eq!((t.stall_ns, t.restall_ns), (50 * MS, RESTALL_NS));
+        let mut w = TxWatch::new(StallTimes::new(400_000));
+        assert_eq!(w.observe(2048, 0, 0), None);
+        assert_eq!(w.observe(0, 0, MS), None);
+        assert_eq!(w.observe(0, 0, MS + 399_999), None);
+        assert_eq!(w.observe(0, 0, MS + 400_000), Some(STALLED));
+        assert_eq!(w.observe(2048, 9, 2 * MS), Some(RESUMED));
+        // Soon after: no longer than the stall time, which is shorter than the usual restall.
+        assert_eq!(w.observe(0, 0, 3 * MS), None);
+        assert_eq!(
+            w.observe(0, 0, 3 * MS + 400_000),
+            Some(Change::Stalled { tell: false })
+        );
     }
 
     #[test]

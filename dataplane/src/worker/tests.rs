@@ -571,6 +571,36 @@ fn a_port_whose_transmit_stalled_stops_holding_the_others_back_until_it_has_room
 }
 
 #[test]
+fn a_port_stalls_after_the_configured_time() {
+    // Rounds a millisecond apart until a1's frame for a3, queued behind 300 for a2 whose device
+    // stopped, reaches a3: a2 must have stalled first. Returns how many rounds that took.
+    let rounds_to_a3 = |tx_stall_ns: u64| {
+        let mut r = Rig::with(WorkerConfig {
+            frames: 4096,
+            tx_stall_ns,
+            ..WorkerConfig::default()
+        });
+        r.learn("a2", VM2);
+        r.learn("a3", VM3);
+        r.send_a2_then_a3(Some(0), 300);
+        (1..=40)
+            .find(|_| {
+                r.tick(1);
+                !r.out("a3").is_empty()
+            })
+            .unwrap()
+    };
+    let default = rounds_to_a3(WorkerConfig::default().tx_stall_ns);
+    let short = rounds_to_a3(3_000_000);
+    let long = rounds_to_a3(20_000_000);
+    // (The ring is short of room from the first rounds, and a3's frame goes a round or so
+    // after the stall: a few rounds more than the stall time, the same few each time.)
+    assert!((10..=17).contains(&default), "{default}");
+    assert!((6..=8).contains(&(default - short)), "{default} {short}");
+    assert!((9..=11).contains(&(long - default)), "{default} {long}");
+}
+
+#[test]
 fn a_stalled_port_is_kicked_once_a_millisecond_while_its_kicks_send_nothing() {
     let mut r = Rig::knowing_vm2_and_vm3();
     let a2 = r.ports.get("a2").unwrap();
