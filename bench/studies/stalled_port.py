@@ -18,8 +18,8 @@ max (b is not c: a switch that lets c hold a and b back loses or delays them), w
 sent and dropped towards c, how often it stopped reading a (`backpressure`), and its `sendto`
 calls a second (its transmit kicks) and those refused, counted by `perf stat` where perf is
 installed; how many times c stalled (`qswitch_port_tx_stalls_total`), how many of the reads of
-its status every 100 ms during the pings said stalled (`qswitch_port_tx_stalled`), and how long
-after the stall it said resumed. Then the
+its status every 100 ms during the pings said stalled (`qswitch_port_tx_stalled`), and, where
+the last of those said stalled, how long after the stall it said resumed. Then the
 switch's CPU time over 3 s idle, without a stall and with c's ring left full by a stall.
 
 Run as root, from the repository: `python3 bench/studies/stalled_port.py [--binary
@@ -199,6 +199,29 @@ class Kicks:
         self.refused = int(m.group(1)) if m else None
 
 
+class Watch:
+    """Reads c's status (`qswitch_port_tx_stalled`) every 100 ms while open: `seen` holds the
+    reads, `failed` counts those that failed."""
+
+    def __enter__(self):
+        self.seen, self.failed = [], 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+        return self
+
+    def run(self):
+        while not self.done.wait(0.1):
+            try:
+                self.seen.append(counters()["stalled_now"])
+            except (subprocess.CalledProcessError, ValueError, IndexError):
+                self.failed += 1
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+
+
 def trial(args, pid):
     before = counters()
     with Starved(args.stall):
@@ -206,34 +229,24 @@ def trial(args, pid):
         sender = blast(args.stall - 1, args.rate)
         try:
             count = int((args.stall - 1) / 0.01)
-            # Counted over the pings' time but their last half second. Meanwhile c's status is
-            # read every 100 ms.
-            seen = []
-            done = threading.Event()
-
-            def watch():
-                while not done.wait(0.1):
-                    seen.append(counters()["stalled_now"])
-
-            watcher = threading.Thread(target=watch)
-            watcher.start()
-            with Kicks(pid, args.stall - 1.5) as kicks:
+            # Counted over the pings' time but their last half second, c's status read every
+            # 100 ms meanwhile.
+            with Watch() as watch, Kicks(pid, args.stall - 1.5) as kicks:
                 ping = sh(f"ip netns exec {NS['a']} ping -c {count} -i 0.01 -W 1 {IP['b']}",
                           check=False)
-            done.set()
-            watcher.join()
         finally:
             sender.kill()
             sender.wait()
-    after = counters()
-    # And once c's receive path runs again: how long until it says resumed (None: not in 2 s).
+    # c's receive path runs again. If its status said stalled at the last read, how long until
+    # it says resumed (None: not stalled then, or not resumed within 2 s).
     t0 = time.time()
     resumed = None
-    while time.time() - t0 < 2:
+    while watch.seen and watch.seen[-1] and time.time() - t0 < 2:
         if counters()["stalled_now"] == 0:
             resumed = time.time() - t0
             break
-        time.sleep(0.05)
+        time.sleep(0.01)
+    after = counters()
     loss = re.search(r"([\d.]+)% packet loss", ping.stdout)
     rtt = re.search(r"= [\d.]+/([\d.]+)/([\d.]+)/", ping.stdout)
     return {
@@ -243,7 +256,7 @@ def trial(args, pid):
         "kicks": kicks.count,
         "refused": kicks.refused,
         "secs": kicks.secs,
-        "during": (sum(seen), len(seen)),
+        "during": (sum(watch.seen), len(watch.seen), watch.failed),
         "resumed": resumed,
         **{k: after[k] - before[k] for k in after if k != "stalled_now"},
     }
@@ -290,7 +303,7 @@ def main():
               f"and a sends c {args.rate} frames/s")
         print("| trial | ping a to b: loss | mean ms | max ms | sent to c | tx_stalled on c "
               "| backpressure on a | the switch's kicks a second | refused | c's stalls "
-              "| c's status read stalled | resumed, s after the stall |")
+              "| c's status read stalled | resumed, s after the stall (if stalled then) |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         held = 0
         for k in range(args.repeat):
@@ -299,9 +312,11 @@ def main():
             kicks, refused = ("-" if r[x] is None else f"{r[x] / r['secs']:.0f}"
                               for x in ("kicks", "refused"))
             resumed = "-" if r["resumed"] is None else f"{r['resumed']:.2f}"
+            stalled, reads, failed = r["during"]
+            read = f"{stalled} of {reads}" + (f" ({failed} failed)" if failed else "")
             print(f"| {k + 1} | {r['loss_pct']:.1f} % | {r['avg_ms']:.3f} | {r['max_ms']:.1f} "
                   f"| {r['sent']} | {r['tx_stalled']} | {r['backpressure']} | {kicks} "
-                  f"| {refused} | {r['stalls']} | {r['during'][0]} of {r['during'][1]} "
+                  f"| {refused} | {r['stalls']} | {read} "
                   f"| {resumed} |", flush=True)
             time.sleep(1)
         if held == 0:

@@ -108,6 +108,14 @@ pub trait PortIo: Sized + Send {
     /// (interface gone or down).
     fn flush(&mut self) -> io::Result<()>;
 
+    /// As [`PortIo::flush`], for frames left on the ring, but kicks the device whether or not it
+    /// asked for a kick: for a port whose ring stays full and sends nothing (a zero-copy driver
+    /// stuck with its wake-up flag clear, or a device that went down, which only a kick's error
+    /// tells).
+    fn kick(&mut self) -> io::Result<()> {
+        self.flush()
+    }
+
     /// Returns sent chunks to the pool; returns how many.
     fn reclaim(&mut self, umem: &mut Umem) -> usize;
 

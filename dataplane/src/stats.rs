@@ -514,16 +514,27 @@ mod tests {
 
     #[test]
     fn published_counters_read_back() {
+        // Every field named, each its own value: a field added and not published fails here.
         let mut c = LocalCounters {
             rx_packets: 3,
+            rx_bytes: 10,
+            tx_packets: 11,
             tx_bytes: 99,
+            floods: 12,
+            learn_limit: 13,
+            mac_moves: 14,
+            learn_deferred: 4,
+            backpressure: 15,
             csum_completed: 2,
             gso_segmented: 1,
             gso_whole: 5,
             coalesced: 6,
-            learn_deferred: 4,
+            dhcp_replies: 16,
+            arp_replies: 17,
+            ra_replies: 18,
             xdp_forwarded: 8,
-            ..Default::default()
+            tx_stalls: 19,
+            drops: [0; DropReason::COUNT],
         };
         c.drop(DropReason::Oversize);
         let x = XdpStats {

@@ -879,7 +879,7 @@ impl<P: PortIo> Worker<P> {
                             .map(|r| format!("{}={}", r.name(), c.drops[*r as usize]))
                             .collect();
                         tracing::info!(
-                            "port {slot}: rx {} tx {} xdp forwarded {} floods {} backpressure {} checksums completed {} super-frames segmented {} whole {} segments coalesced {} sent by other workers {} drops [{}] fill depth {} kernel {:?}",
+                            "port {slot}: rx {} tx {} xdp forwarded {} floods {} backpressure {} checksums completed {} super-frames segmented {} whole {} segments coalesced {} sent by other workers {} transmit stalls {} drops [{}] fill depth {} kernel {:?}",
                             c.rx_packets,
                             c.tx_packets,
                             c.xdp_forwarded,
@@ -890,6 +890,7 @@ impl<P: PortIo> Worker<P> {
                             c.gso_whole,
                             c.coalesced,
                             o.shared.counters.sent_by_others(),
+                            c.tx_stalls,
                             drops.join(" "),
                             o.io.fill_depth(),
                             o.io.xdp_stats()
@@ -1143,7 +1144,14 @@ impl<P: PortIo> Worker<P> {
                 // nothing is kicked only here, for the frames of the rounds before too, and less
                 // often.
                 if o.healthy && o.io.tx_leftover() && o.tx.kick_due(now.nanos) {
-                    if let Err(e) = o.io.flush() {
+                    // (A stalled port that completes nothing is kicked whether or not its
+                    // device asked: a device that went down is found by the kick's error.)
+                    let kicked = if o.tx.kicked_freely(now.nanos) {
+                        o.io.flush()
+                    } else {
+                        o.io.kick()
+                    };
+                    if let Err(e) = kicked {
                         tx_failed(o, s, &mut self.pipe.counters[usize::from(s)], &e);
                     }
                 }

@@ -663,8 +663,14 @@ impl PortIo for AfXdpPort {
             // In copy mode a kick sends a budget of frames (256 where the kernel takes the
             // option, else 32); a zero-copy driver sends on its own until it asks for a kick.
             // Either way, what is left on the ring is looked at again next round.
-            self.tx_pending = self.queues[0].sock.wake_tx()?;
+            let copy = self.mode != PortMode::NativeZeroCopy;
+            self.tx_pending = self.queues[0].sock.wake_tx(copy)?;
         }
+        Ok(())
+    }
+
+    fn kick(&mut self) -> io::Result<()> {
+        self.tx_pending = self.queues[0].sock.wake_tx(true)?;
         Ok(())
     }
 

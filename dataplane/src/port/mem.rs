@@ -106,6 +106,8 @@ pub struct MemPort {
     /// Kicks that found frames on the TX ring ([`PortIo::flush`] after a send, and again while
     /// frames stay on it: [`PortIo::tx_leftover`]), as an AF_XDP port's copy mode makes them.
     pub kicks: u64,
+    /// Of `kicks`, those made whether or not the device asked ([`PortIo::kick`]).
+    pub forced: u64,
     /// Frames were sent since the last kick, or stayed on the ring after it.
     pending: bool,
     /// The frames at the front of the TX ring a kick handed to the device: with `completes`, the
@@ -207,6 +209,7 @@ impl PortIo for MemPort {
             undrained: false,
             fail_tx: false,
             kicks: 0,
+            forced: 0,
             pending: false,
             kicked: 0,
             kick_budget: None,
@@ -395,6 +398,13 @@ impl PortIo for MemPort {
             self.pending = self.completes.is_some() && self.kicked < self.comp.len();
         }
         Ok(())
+    }
+
+    fn kick(&mut self) -> io::Result<()> {
+        if self.pending && !self.fail_tx {
+            self.forced += 1;
+        }
+        self.flush()
     }
 
     fn tx_leftover(&self) -> bool {

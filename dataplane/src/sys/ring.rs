@@ -241,18 +241,20 @@ impl<T: Entry> ProdRing<T> {
         self.map.flags() & XDP_RING_NEED_WAKEUP != 0
     }
 
-    /// Wakes the kernel (`kick`) if it asks for it, and says whether entries remain on the ring,
-    /// for another call later.
+    /// Wakes the kernel (`kick`) if it asks for it, or if `force`, and says whether entries
+    /// remain on the ring, for another call later.
     ///
-    /// A TX ring's `NEED_WAKEUP` flag is how the kernel asks. It is set when the ring is made and
-    /// stays set in copy mode, where the kernel sends only inside the call, a budget of frames a
-    /// call. A zero-copy driver clears it while it polls the ring on its own and sets it when it
-    /// stops: a kick it did not ask for is a wasted syscall, and one it asked for and never got
-    /// leaves the frames on the ring for good. So the caller calls again for as long as entries
-    /// remain, whatever the mode.
+    /// A TX ring's `NEED_WAKEUP` flag is how the kernel asks. A zero-copy driver that clears it
+    /// while it polls the ring on its own sets it when it stops: a kick it did not ask for is a
+    /// wasted syscall, and one it asked for and never got leaves the frames on the ring for
+    /// good. So the caller calls again for as long as entries remain. Copy mode, where the kernel
+    /// sends only inside the call (a budget of frames a call), is always kicked (`force`): the
+    /// flag is set there on current kernels, but was not on some older ones. A kick is also how
+    /// a device that went down is found (the call fails), so a ring that stays full is kicked
+    /// now and then whatever the flag says.
     #[inline]
-    pub fn wake(&mut self, kick: impl FnOnce() -> io::Result<()>) -> io::Result<bool> {
-        if self.needs_wakeup() {
+    pub fn wake(&mut self, force: bool, kick: impl FnOnce() -> io::Result<()>) -> io::Result<bool> {
+        if force || self.needs_wakeup() {
             kick()?;
         }
         Ok(self.outstanding() > 0)
@@ -386,7 +388,7 @@ mod tests {
         let mut out = [0u64; 8];
         let mut kicks = 0;
         let mut wake = |p: &mut ProdRing<u64>| {
-            p.wake(|| {
+            p.wake(false, || {
                 kicks += 1;
                 Ok(())
             })
@@ -407,16 +409,26 @@ mod tests {
         assert!(wake(&mut p), "3 entries remain");
         assert_eq!(c.pop(&mut out), 3);
         assert!(!wake(&mut p), "nothing remains");
-        // Copy mode: the flag stays set and every call kicks while entries remain.
+        // The flag set: every call kicks while entries remain.
         ask_for_wakeup(&mut f, true);
         assert_eq!(p.push(&[10, 11]), 2);
         assert!(wake(&mut p));
         assert_eq!(c.pop(&mut out), 2);
         assert!(!wake(&mut p));
         assert_eq!(kicks, 3);
-        // A kick that fails is the caller's to see.
+        // Forced (copy mode, or a ring that stays full): a kick whatever the flag says.
+        ask_for_wakeup(&mut f, false);
         assert_eq!(p.push(&[12]), 1);
-        let e = p.wake(|| Err(io::ErrorKind::BrokenPipe.into()));
+        let mut forced = 0;
+        assert!(p
+            .wake(true, || {
+                forced += 1;
+                Ok(())
+            })
+            .unwrap());
+        assert_eq!(forced, 1);
+        // A kick that fails (a device gone down) is the caller's to see.
+        let e = p.wake(true, || Err(io::ErrorKind::BrokenPipe.into()));
         assert_eq!(e.unwrap_err().kind(), io::ErrorKind::BrokenPipe);
     }
 

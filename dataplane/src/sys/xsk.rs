@@ -333,13 +333,13 @@ impl XskSocket {
         self.queue
     }
 
-    /// Asks the kernel to transmit what is on the TX ring, if it asks for that
+    /// Asks the kernel to transmit what is on the TX ring, if it asks for that or if `force`
     /// ([`ProdRing::wake`]), and says whether frames remain on the ring, to be woken for again.
     /// Transient conditions (`EAGAIN`, `EBUSY`, `ENOBUFS`) are not errors.
     #[inline]
-    pub fn wake_tx(&mut self) -> io::Result<bool> {
+    pub fn wake_tx(&mut self, force: bool) -> io::Result<bool> {
         let fd = self.fd.as_raw_fd();
-        self.tx.wake(|| {
+        self.tx.wake(force, || {
             // SAFETY: a zero-length send with no buffer and no address; only the fd is used.
             let r = unsafe {
                 libc::sendto(

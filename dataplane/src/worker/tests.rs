@@ -614,30 +614,62 @@ fn a_stalled_port_is_kicked_once_a_millisecond_while_its_kicks_send_nothing() {
     }
     assert!(r.w.counters(a2).drops[DropReason::TxStalled as usize] > 0);
     // Runs `rounds` rounds `gap` ns apart, a frame for a2 in each; returns a2's kicks.
+    // Runs `rounds` rounds `gap` ns apart, a frame for a2 in each; returns a2's kicks, and of
+    // those the ones made whether or not its device asked.
     let kicks = |r: &mut Rig, rounds: usize, gap: u64| {
-        let before = r.port("a2").kicks;
+        let before = (r.port("a2").kicks, r.port("a2").forced);
         for _ in 0..rounds {
             r.inject("a1", frame(VM2, VM1));
             r.clock += gap;
             r.w.round(Now::from_nanos(r.clock));
         }
-        r.port("a2").kicks - before
+        (
+            r.port("a2").kicks - before.0,
+            r.port("a2").forced - before.1,
+        )
     };
-    // 500 rounds over 5 ms, each with a frame for a2: a kick a millisecond, not one a round.
-    let k = kicks(&mut r, 500, 10_000);
+    // 500 rounds over 5 ms, each with a frame for a2: a kick a millisecond, not one a round,
+    // each whether or not its device asked (one gone down is found so).
+    let (k, forced) = kicks(&mut r, 500, 10_000);
     assert!((5..=6).contains(&k), "{k} kicks in 5 ms");
+    assert_eq!(forced, k);
     // Its device sends a frame a round now, a round every 100 µs (too slow to resume it). The
     // next kick, within a millisecond, hands it its ring; from then it completes frames, and is
     // kicked every round that gives it one.
     r.port("a2").completes = Some(1);
-    let k = kicks(&mut r, 50, 100_000);
+    let (k, forced) = kicks(&mut r, 50, 100_000);
     assert!((40..=50).contains(&k), "{k} kicks in 50 rounds");
+    assert!(
+        forced <= 1,
+        "kicked as any port once it sends: {forced} forced"
+    );
     let stalled = |r: &Rig| r.w.ports[usize::from(a2)].as_ref().unwrap().tx.stalled();
     assert!(stalled(&r), "a frame every 100 µs does not resume it");
     r.port("a2").completes = None;
     r.tick(1);
     r.out("a2");
     r.check_accounting();
+}
+
+#[test]
+fn a_stalled_port_whose_device_went_down_is_found_failed_and_no_longer_shows_stalled() {
+    let mut r = Rig::knowing_vm2_and_vm3();
+    let a2 = r.ports.get("a2").unwrap();
+    let shared = Arc::clone(&r.w.ports[usize::from(a2)].as_ref().unwrap().shared);
+    r.send_a2_then_a3(Some(0), 300);
+    for _ in 0..20 {
+        r.tick(1);
+    }
+    assert!(shared.tx_stalled());
+    assert_eq!(shared.state(), LinkState::Up);
+    // Its device goes down: the next kick, within a millisecond, fails.
+    r.port("a2").fail_tx = true;
+    r.inject("a1", frame(VM2, VM1));
+    r.tick(1);
+    r.tick(1);
+    assert_eq!(shared.state(), LinkState::Failed);
+    assert!(!shared.tx_stalled(), "a failed port is not shown stalled");
+    assert_eq!(r.w.counters(a2).tx_stalls, 1);
 }
 
 #[test]
