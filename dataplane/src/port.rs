@@ -23,6 +23,31 @@ pub use crate::sys::packet::VnetHdr;
 pub use crate::sys::ring::XdpDesc;
 pub use crate::sys::umem::{Region, Umem};
 
+/// Kicks of a port's transmit one flush makes at most ([`kick_while_taken`]).
+pub(crate) const KICKS_PER_FLUSH: usize = 8;
+
+/// Kicks a port's transmit with `kick`, which returns the frames left on its TX ring after it,
+/// `left` being there before: again while a kick takes frames and some are left, at most
+/// [`KICKS_PER_FLUSH`] times. Returns the frames left.
+///
+/// In copy mode a kick sends a budget of frames: 256 where the kernel takes the option, 32 on
+/// kernels without it. Kicked once a flush, a port sent more than that in a round would fall
+/// behind however fast its device, and stall as a slow one does. A kick that takes nothing (a
+/// device that stopped, or whose queue is full) ends the kicks: the next round tries again.
+pub(crate) fn kick_while_taken(
+    mut left: u32,
+    mut kick: impl FnMut() -> io::Result<u32>,
+) -> io::Result<u32> {
+    for _ in 0..KICKS_PER_FLUSH {
+        let now = kick()?;
+        if now == 0 || now >= left {
+            return Ok(now);
+        }
+        left = now;
+    }
+    Ok(left)
+}
+
 /// How a port's frames reach user space, as reported to operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PortMode {
@@ -190,4 +215,44 @@ pub trait PortIo: Sized + Send {
 
     /// Closes the port and returns every chunk it held to the pool.
     fn close(self, umem: &mut Umem);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Kicks a ring of `frames` whose device takes `budget` a kick, up to `stops_at` frames in
+    /// all; returns the kicks made and the frames left.
+    fn kicks(frames: u32, budget: u32, stops_at: u32) -> (u32, u32) {
+        let (mut left, mut made) = (frames, 0);
+        let end = kick_while_taken(frames, || {
+            made += 1;
+            let taken = budget.min(left).min(stops_at.saturating_sub(frames - left));
+            left -= taken;
+            Ok(left)
+        })
+        .unwrap();
+        assert_eq!(end, left);
+        (made, left)
+    }
+
+    #[test]
+    fn a_port_is_kicked_while_its_kicks_take_frames_within_a_bound() {
+        // A kick takes them all (the budget option): one kick.
+        assert_eq!(kicks(200, 256, u32::MAX), (1, 0));
+        // 32 a kick: kicked until none are left.
+        assert_eq!(kicks(100, 32, u32::MAX), (4, 0));
+        // At most KICKS_PER_FLUSH kicks; the rest waits for the next round.
+        assert_eq!(
+            kicks(1000, 32, u32::MAX),
+            (KICKS_PER_FLUSH as u32, 1000 - 8 * 32)
+        );
+        // A device that stopped: one kick, which takes nothing.
+        assert_eq!(kicks(100, 32, 0), (1, 100));
+        // One whose queue fills after 40 frames: kicked until a kick takes nothing.
+        assert_eq!(kicks(100, 32, 40), (3, 60));
+        // A kick that fails ends the kicks with its error.
+        let e = kick_while_taken(10, || Err(io::ErrorKind::NotConnected.into()));
+        assert_eq!(e.unwrap_err().kind(), io::ErrorKind::NotConnected);
+    }
 }

@@ -388,14 +388,20 @@ impl PortIo for MemPort {
             return Err(io::Error::from_raw_os_error(libc::ENXIO));
         }
         if self.pending {
-            self.kicks += 1;
-            // A device that stopped (`Some(0)`) takes nothing.
-            if self.completes != Some(0) {
-                let budget = self.kick_budget.unwrap_or(usize::MAX);
-                self.kicked = self.kicked.saturating_add(budget).min(self.comp.len());
-            }
+            // Kicked as an AF_XDP port in copy mode is, each kick handing the device a budget.
+            let unsent = |p: &MemPort| u32::try_from(p.comp.len() - p.kicked).unwrap_or(u32::MAX);
+            let before = unsent(self);
+            let left = super::kick_while_taken(before, || {
+                self.kicks += 1;
+                // A device that stopped (`Some(0)`) takes nothing.
+                if self.completes != Some(0) {
+                    let budget = self.kick_budget.unwrap_or(usize::MAX);
+                    self.kicked = self.kicked.saturating_add(budget).min(self.comp.len());
+                }
+                Ok(unsent(self))
+            })?;
             // What no kick handed the device yet stays on the ring, to be kicked again.
-            self.pending = self.completes.is_some() && self.kicked < self.comp.len();
+            self.pending = self.completes.is_some() && left > 0;
         }
         Ok(())
     }

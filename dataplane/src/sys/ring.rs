@@ -241,7 +241,7 @@ impl<T: Entry> ProdRing<T> {
         self.map.flags() & XDP_RING_NEED_WAKEUP != 0
     }
 
-    /// Wakes the kernel (`kick`) if it asks for it, or if `force`, and says whether entries
+    /// Wakes the kernel (`kick`) if it asks for it, or if `force`, and says how many entries
     /// remain on the ring, for another call later.
     ///
     /// A TX ring's `NEED_WAKEUP` flag is how the kernel asks. A zero-copy driver that clears it
@@ -253,11 +253,11 @@ impl<T: Entry> ProdRing<T> {
     /// a device that went down is found (the call fails), so a ring that stays full is kicked
     /// now and then whatever the flag says.
     #[inline]
-    pub fn wake(&mut self, force: bool, kick: impl FnOnce() -> io::Result<()>) -> io::Result<bool> {
+    pub fn wake(&mut self, force: bool, kick: impl FnOnce() -> io::Result<()>) -> io::Result<u32> {
         if force || self.needs_wakeup() {
             kick()?;
         }
-        Ok(self.outstanding() > 0)
+        Ok(self.outstanding())
     }
 }
 
@@ -393,6 +393,7 @@ mod tests {
                 Ok(())
             })
             .unwrap()
+                > 0
         };
         // A zero-copy driver polling the ring on its own: no kick, and the entries it has not
         // taken yet are reported, so that the ring is looked at again.
@@ -420,12 +421,11 @@ mod tests {
         ask_for_wakeup(&mut f, false);
         assert_eq!(p.push(&[12]), 1);
         let mut forced = 0;
-        assert!(p
-            .wake(true, || {
-                forced += 1;
-                Ok(())
-            })
-            .unwrap());
+        let left = p.wake(true, || {
+            forced += 1;
+            Ok(())
+        });
+        assert_eq!(left.unwrap(), 1);
         assert_eq!(forced, 1);
         // A kick that fails (a device gone down) is the caller's to see.
         let e = p.wake(true, || Err(io::ErrorKind::BrokenPipe.into()));

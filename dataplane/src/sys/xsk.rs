@@ -334,10 +334,10 @@ impl XskSocket {
     }
 
     /// Asks the kernel to transmit what is on the TX ring, if it asks for that or if `force`
-    /// ([`ProdRing::wake`]), and says whether frames remain on the ring, to be woken for again.
-    /// Transient conditions (`EAGAIN`, `EBUSY`, `ENOBUFS`) are not errors.
+    /// ([`ProdRing::wake`]), and says how many frames remain on the ring, to be woken for
+    /// again. Transient conditions (`EAGAIN`, `EBUSY`, `ENOBUFS`) are not errors.
     #[inline]
-    pub fn wake_tx(&mut self, force: bool) -> io::Result<bool> {
+    pub fn wake_tx(&mut self, force: bool) -> io::Result<u32> {
         let fd = self.fd.as_raw_fd();
         self.tx.wake(force, || {
             // SAFETY: a zero-length send with no buffer and no address; only the fd is used.
