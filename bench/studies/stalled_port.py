@@ -143,7 +143,7 @@ def cpu_ticks(pid):
 
 
 def counters():
-    text = sh(f"curl -s http://{METRICS}/metrics").stdout
+    text = sh(f"curl -s -m 2 http://{METRICS}/metrics").stdout
     got = {"sent": 0, "tx_stalled": 0, "backpressure": 0, "stalls": 0, "stalled_now": 0}
     for line in text.splitlines():
         if 'port="c"' not in line:

@@ -23,29 +23,42 @@ pub use crate::sys::packet::VnetHdr;
 pub use crate::sys::ring::XdpDesc;
 pub use crate::sys::umem::{Region, Umem};
 
-/// Kicks of a port's transmit one flush makes at most ([`kick_while_taken`]).
-pub(crate) const KICKS_PER_FLUSH: usize = 8;
+/// Frames one flush of a copy-mode port hands the kernel at most: one kick's budget where the
+/// kernel takes `XDP_MAX_TX_SKB_BUDGET` (256), eight kicks' on kernels whose kicks carry 32.
+pub(crate) const FLUSH_FRAMES: u32 = 256;
 
-/// Kicks a port's transmit with `kick`, which returns the frames left on its TX ring after it,
-/// `left` being there before: again while a kick takes frames and some are left, at most
-/// [`KICKS_PER_FLUSH`] times. Returns the frames left.
+/// Kicks a copy-mode port's transmit with `kick`, `left` frames being on its ring and a kick
+/// sending `budget` at most. While the port keeps up (no more on its ring than two kicks carry:
+/// this one and the next round's), one kick, as the kernel's work of a flush is then spread over
+/// rounds that poll the RX rings in between. Falling behind, again while a kick says it stopped at
+/// its budget with frames left (`true`: `EAGAIN`), up to [`FLUSH_FRAMES`] frames' worth of kicks.
 ///
-/// In copy mode a kick sends a budget of frames: 256 where the kernel takes the option, 32 on
-/// kernels without it. Kicked once a flush, a port sent more than that in a round would fall
-/// behind however fast its device, and stall as a slow one does. A kick that takes nothing (a
-/// device that stopped, or whose queue is full) ends the kicks: the next round tries again.
-pub(crate) fn kick_while_taken(
-    mut left: u32,
-    mut kick: impl FnMut() -> io::Result<u32>,
-) -> io::Result<u32> {
-    for _ in 0..KICKS_PER_FLUSH {
-        let now = kick()?;
-        if now == 0 || now >= left {
-            return Ok(now);
+/// Kicked once a flush, a port on a kernel whose kicks carry 32 frames could be sent no more than
+/// two kicks' worth a round (one after staging, one at the next round's start), however fast its
+/// device: fed more (an uplink fed by several VMs), it fell behind and stalled as a slow device
+/// does. Where kicks carry 256, one kick a flush, as before. (The kernel's published consumer
+/// index cannot tell how much a kick took: before the budget option existed, a kick that stopped
+/// at its budget did not publish it.) A kick told to try again because the device's queue is full
+/// looks the same, so a busy device costs up to eight kicks a flush on such kernels, one on
+/// others; one that stopped with its ring full is kicked once, by the stall rule.
+pub(crate) fn kick_through_budget(
+    left: u32,
+    budget: u32,
+    mut kick: impl FnMut() -> io::Result<bool>,
+) -> io::Result<()> {
+    let budget = budget.max(1);
+    let kicks = if left <= budget.saturating_mul(2) {
+        1
+    } else {
+        left.div_ceil(budget)
+            .clamp(1, (FLUSH_FRAMES / budget).max(1))
+    };
+    for _ in 0..kicks {
+        if !kick()? {
+            break;
         }
-        left = now;
     }
-    Ok(left)
+    Ok(())
 }
 
 /// How a port's frames reach user space, as reported to operators.
@@ -221,38 +234,45 @@ pub trait PortIo: Sized + Send {
 mod tests {
     use super::*;
 
-    /// Kicks a ring of `frames` whose device takes `budget` a kick, up to `stops_at` frames in
-    /// all; returns the kicks made and the frames left.
-    fn kicks(frames: u32, budget: u32, stops_at: u32) -> (u32, u32) {
+    /// Kicks a ring of `frames` whose kernel sends `budget` a kick, its device taking `takes` in
+    /// all before its queue fills; returns the kicks made and the frames left.
+    fn kicks(frames: u32, budget: u32, takes: u32) -> (u32, u32) {
         let (mut left, mut made) = (frames, 0);
-        let end = kick_while_taken(frames, || {
+        kick_through_budget(frames, budget, || {
             made += 1;
-            let taken = budget.min(left).min(stops_at.saturating_sub(frames - left));
+            let taken = budget.min(left).min(takes.saturating_sub(frames - left));
             left -= taken;
-            Ok(left)
+            // Told to try again: stopped at the budget with frames left, or the queue full.
+            Ok(left > 0)
         })
         .unwrap();
-        assert_eq!(end, left);
         (made, left)
     }
 
     #[test]
-    fn a_port_is_kicked_while_its_kicks_take_frames_within_a_bound() {
-        // A kick takes them all (the budget option): one kick.
+    fn a_flush_kicks_through_the_kernels_budget_up_to_its_frames() {
+        // One kick takes them all (256 a kick): one kick.
         assert_eq!(kicks(200, 256, u32::MAX), (1, 0));
-        // 32 a kick: kicked until none are left.
+        // More than one kick's worth where kicks carry 256: still one; the rest next round.
+        assert_eq!(kicks(1000, 256, u32::MAX), (1, 744));
+        // 32 a kick, keeping up (two kicks' worth at most): one kick, the next round's takes
+        // the rest. Falling behind: kicked until none are left, up to 256 frames' worth.
+        assert_eq!(kicks(60, 32, u32::MAX), (1, 28));
         assert_eq!(kicks(100, 32, u32::MAX), (4, 0));
-        // At most KICKS_PER_FLUSH kicks; the rest waits for the next round.
-        assert_eq!(
-            kicks(1000, 32, u32::MAX),
-            (KICKS_PER_FLUSH as u32, 1000 - 8 * 32)
-        );
-        // A device that stopped: one kick, which takes nothing.
-        assert_eq!(kicks(100, 32, 0), (1, 100));
-        // One whose queue fills after 40 frames: kicked until a kick takes nothing.
-        assert_eq!(kicks(100, 32, 40), (3, 60));
+        assert_eq!(kicks(1000, 32, u32::MAX), (8, 1000 - 256));
+        // A device whose queue fills after 40 frames: told to try again each time, kicked as
+        // many times as the frames there were need (at most 8), then left to the next round.
+        assert_eq!(kicks(100, 32, 40), (4, 60));
+        // Nothing told to try again: one kick.
+        let mut made = 0;
+        kick_through_budget(100, 32, || {
+            made += 1;
+            Ok(false)
+        })
+        .unwrap();
+        assert_eq!(made, 1);
         // A kick that fails ends the kicks with its error.
-        let e = kick_while_taken(10, || Err(io::ErrorKind::NotConnected.into()));
+        let e = kick_through_budget(10, 32, || Err(io::ErrorKind::NotConnected.into()));
         assert_eq!(e.unwrap_err().kind(), io::ErrorKind::NotConnected);
     }
 }

@@ -661,23 +661,23 @@ impl PortIo for AfXdpPort {
     fn flush(&mut self) -> io::Result<()> {
         if self.tx_pending {
             // In copy mode a kick sends a budget of frames (256 where the kernel takes the
-            // option, else 32): kicked again while it takes some. A zero-copy driver sends on
+            // option, else 32: then kicked again while told to). A zero-copy driver sends on
             // its own until it asks for a kick. Either way, what is left on the ring is looked
             // at again next round.
             let sock = &mut self.queues[0].sock;
-            let left = if self.mode == PortMode::NativeZeroCopy {
-                sock.wake_tx(false)?
+            if self.mode == PortMode::NativeZeroCopy {
+                sock.wake_tx(false)?;
             } else {
-                let before = sock.tx.outstanding();
-                super::kick_while_taken(before, || sock.wake_tx(true))?
-            };
-            self.tx_pending = left > 0;
+                let (left, budget) = (sock.tx.outstanding(), sock.tx_budget());
+                super::kick_through_budget(left, budget, || Ok(sock.wake_tx(true)?.1))?;
+            }
+            self.tx_pending = sock.tx.outstanding() > 0;
         }
         Ok(())
     }
 
     fn kick(&mut self) -> io::Result<()> {
-        self.tx_pending = self.queues[0].sock.wake_tx(true)? > 0;
+        self.tx_pending = self.queues[0].sock.wake_tx(true)?.0 > 0;
         Ok(())
     }
 

@@ -132,6 +132,26 @@ pub struct MemPort {
 }
 
 impl MemPort {
+    /// Frames on the TX ring that no kick has handed the device yet.
+    pub fn unkicked(&self) -> usize {
+        self.comp.len() - self.kicked
+    }
+
+    /// One kick, as copy mode's `sendto`: hands the device up to a budget of the frames on the
+    /// ring (none if it stopped). Returns whether it was told to try again (`EAGAIN`): it
+    /// stopped at the budget with frames left, or the device stopped.
+    fn kick_once(&mut self) -> bool {
+        self.kicks += 1;
+        // A device that stopped (`Some(0)`) takes nothing.
+        if self.completes != Some(0) {
+            let budget = self.kick_budget.unwrap_or(usize::MAX);
+            self.kicked = self.kicked.saturating_add(budget).min(self.comp.len());
+        }
+        // What no kick handed the device yet stays on the ring, to be kicked again.
+        self.pending = self.completes.is_some() && self.kicked < self.comp.len();
+        self.pending
+    }
+
     /// Makes the port receive `frames` over and over, without allocating (benchmarks).
     pub fn set_source(&mut self, frames: std::sync::Arc<Vec<Vec<u8>>>) {
         self.source = (!frames.is_empty()).then_some((frames, 0));
@@ -389,28 +409,22 @@ impl PortIo for MemPort {
         }
         if self.pending {
             // Kicked as an AF_XDP port in copy mode is, each kick handing the device a budget.
-            let unsent = |p: &MemPort| u32::try_from(p.comp.len() - p.kicked).unwrap_or(u32::MAX);
-            let before = unsent(self);
-            let left = super::kick_while_taken(before, || {
-                self.kicks += 1;
-                // A device that stopped (`Some(0)`) takes nothing.
-                if self.completes != Some(0) {
-                    let budget = self.kick_budget.unwrap_or(usize::MAX);
-                    self.kicked = self.kicked.saturating_add(budget).min(self.comp.len());
-                }
-                Ok(unsent(self))
-            })?;
-            // What no kick handed the device yet stays on the ring, to be kicked again.
-            self.pending = self.completes.is_some() && left > 0;
+            let unsent = u32::try_from(self.comp.len() - self.kicked).unwrap_or(u32::MAX);
+            let budget = self.kick_budget.map_or(u32::MAX, |b| b as u32);
+            super::kick_through_budget(unsent, budget, || Ok(self.kick_once()))?;
         }
         Ok(())
     }
 
     fn kick(&mut self) -> io::Result<()> {
-        if self.pending && !self.fail_tx {
-            self.forced += 1;
+        if self.fail_tx {
+            return Err(io::Error::from_raw_os_error(libc::ENXIO));
         }
-        self.flush()
+        if self.pending {
+            self.forced += 1;
+            self.kick_once();
+        }
+        Ok(())
     }
 
     fn tx_leftover(&self) -> bool {

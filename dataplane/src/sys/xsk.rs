@@ -27,6 +27,10 @@ const XDP_UMEM_FILL_RING: libc::c_int = 5;
 const XDP_UMEM_COMPLETION_RING: libc::c_int = 6;
 const XDP_STATISTICS: libc::c_int = 7;
 const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+/// Frames one copy-mode `sendto` may send, asked for with [`XDP_MAX_TX_SKB_BUDGET`].
+pub const TX_BUDGET: u32 = 256;
+/// Frames one copy-mode `sendto` sends on kernels without that option.
+pub const DEFAULT_TX_BUDGET: u32 = 32;
 
 const XDP_PGOFF_RX_RING: i64 = 0;
 const XDP_PGOFF_TX_RING: i64 = 0x8000_0000;
@@ -173,6 +177,7 @@ pub struct XskSocket {
     fd: OwnedFd,
     queue: u32,
     tx_metadata: bool,
+    tx_budget: u32,
 }
 
 impl core::fmt::Debug for XskSocket {
@@ -281,7 +286,10 @@ impl XskSocket {
         setsockopt(b, XDP_TX_RING, &sizes.tx)?;
         // Let one sendto() move up to 256 frames in copy mode (the default is 32). Older kernels
         // lack the option; that only costs more syscalls.
-        let _ = setsockopt(b, XDP_MAX_TX_SKB_BUDGET, &256u32);
+        let tx_budget = match setsockopt(b, XDP_MAX_TX_SKB_BUDGET, &TX_BUDGET) {
+            Ok(()) => TX_BUDGET,
+            Err(_) => DEFAULT_TX_BUDGET,
+        };
         let off: MmapOffsets = getsockopt(b, XDP_MMAP_OFFSETS)?;
         let fill = ProdRing::map(b, &off.fr, sizes.fill, XDP_UMEM_PGOFF_FILL_RING)?;
         let comp = ConsRing::map(b, &off.cr, sizes.comp, XDP_UMEM_PGOFF_COMPLETION_RING)?;
@@ -314,7 +322,14 @@ impl XskSocket {
             fd,
             queue,
             tx_metadata,
+            tx_budget,
         })
+    }
+
+    /// Frames one copy-mode `sendto` sends at most: [`TX_BUDGET`] where the kernel took the
+    /// option, else [`DEFAULT_TX_BUDGET`].
+    pub fn tx_budget(&self) -> u32 {
+        self.tx_budget
     }
 
     /// Did this socket register its UMEM with room for transmit metadata ([`TX_METADATA_LEN`])?
@@ -334,12 +349,15 @@ impl XskSocket {
     }
 
     /// Asks the kernel to transmit what is on the TX ring, if it asks for that or if `force`
-    /// ([`ProdRing::wake`]), and says how many frames remain on the ring, to be woken for
-    /// again. Transient conditions (`EAGAIN`, `EBUSY`, `ENOBUFS`) are not errors.
+    /// ([`ProdRing::wake`]). Returns how many frames remain on the ring as the kernel published
+    /// it, to be woken for again, and whether the call was told to try again (`EAGAIN`: in copy
+    /// mode, the kick stopped at its budget with frames left, or the device's queue was full).
+    /// Transient conditions (`EAGAIN`, `EBUSY`, `ENOBUFS`) are not errors.
     #[inline]
-    pub fn wake_tx(&mut self, force: bool) -> io::Result<u32> {
+    pub fn wake_tx(&mut self, force: bool) -> io::Result<(u32, bool)> {
         let fd = self.fd.as_raw_fd();
-        self.tx.wake(force, || {
+        let mut again = false;
+        let left = self.tx.wake(force, || {
             // SAFETY: a zero-length send with no buffer and no address; only the fd is used.
             let r = unsafe {
                 libc::sendto(
@@ -356,10 +374,15 @@ impl XskSocket {
             }
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
-                Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::EINTR) => Ok(()),
+                Some(libc::EAGAIN) => {
+                    again = true;
+                    Ok(())
+                }
+                Some(libc::EBUSY | libc::ENOBUFS | libc::EINTR) => Ok(()),
                 _ => Err(e),
             }
-        })
+        })?;
+        Ok((left, again))
     }
 
     /// Wakes the kernel's receive side when the fill ring asks for it.

@@ -33,7 +33,7 @@
 use super::MAX_BATCH;
 
 /// How long a port's TX ring may stay short of a batch's room before the port stops bounding
-/// its worker's rounds, by default (`[switch] tx_stall_ms`): far longer than a busy device takes
+/// its worker's rounds, by default (`[switch] tx_stall_us`): far longer than a busy device takes
 /// to send a batch (microseconds), or a veth's peer takes to be scheduled on a loaded host; about
 /// as long as a port's RX ring holds back traffic at a million frames a second.
 pub(super) const STALL_NS: u64 = 10_000_000;

@@ -613,7 +613,6 @@ fn a_stalled_port_is_kicked_once_a_millisecond_while_its_kicks_send_nothing() {
         r.tick(1);
     }
     assert!(r.w.counters(a2).drops[DropReason::TxStalled as usize] > 0);
-    // Runs `rounds` rounds `gap` ns apart, a frame for a2 in each; returns a2's kicks.
     // Runs `rounds` rounds `gap` ns apart, a frame for a2 in each; returns a2's kicks, and of
     // those the ones made whether or not its device asked.
     let kicks = |r: &mut Rig, rounds: usize, gap: u64| {
@@ -688,8 +687,9 @@ fn a_stalled_port_whose_device_sends_again_resumes_under_load_with_small_kicks()
     assert!(stalled(&r));
     // It sends again, 32 frames a kick (copy mode on kernels without the budget option), while
     // a1 sends it 40 frames a round, rounds 500 µs apart: more than one kick a round carries.
-    // Kicked as any port that sends (at the round's start and after staging), it catches up
-    // and resumes.
+    // Kicked as any port that sends, at the round's start and after staging (each round's
+    // frames kicked within it but what one kick does not carry, from its second round on), it
+    // catches up and resumes.
     r.port("a2").completes = Some(usize::MAX);
     r.port("a2").kick_budget = Some(32);
     let mut resumed = None;
@@ -699,6 +699,13 @@ fn a_stalled_port_whose_device_sends_again_resumes_under_load_with_small_kicks()
         }
         r.clock += 500_000;
         r.w.round(Now::from_nanos(r.clock));
+        if k > 0 {
+            let unkicked = r.port("a2").unkicked();
+            assert!(
+                unkicked <= 40 - 32,
+                "round {k}: {unkicked} frames left unkicked"
+            );
+        }
         if !stalled(&r) {
             resumed = Some(k);
             break;
