@@ -27,11 +27,15 @@ pub use crate::sys::umem::{Region, Umem};
 /// kernel takes `XDP_MAX_TX_SKB_BUDGET` (256), eight kicks' on kernels whose kicks carry 32.
 pub(crate) const FLUSH_FRAMES: u32 = 256;
 
-/// Kicks a copy-mode port's transmit with `kick`, `left` frames being on its ring and a kick
-/// sending `budget` at most. While the port keeps up (no more on its ring than two kicks carry:
-/// this one and the next round's), one kick, as the kernel's work of a flush is then spread over
-/// rounds that poll the RX rings in between. Falling behind, again while a kick says it stopped at
-/// its budget with frames left (`true`: `EAGAIN`), up to [`FLUSH_FRAMES`] frames' worth of kicks.
+/// Kicks a copy-mode port's transmit with `kick`, `left` frames being on its ring, a kick
+/// sending `budget` at most, and its device having completed `done` frames since the last
+/// flush. While the port keeps up (no more on its ring than two kicks carry: this one and the
+/// next round's), one kick, as the kernel's work of a flush is then spread over rounds that poll
+/// the RX rings in between. One kick too while its device completes less than a kick's worth
+/// between flushes: it is slow or stopped, and its kicks are refused (`EAGAIN`, an skb built
+/// and freed each) until the stall rule takes over. Falling behind with a device that keeps
+/// taking frames, again while a kick says it stopped at its budget with frames left (`true`:
+/// `EAGAIN`), up to [`FLUSH_FRAMES`] frames' worth of kicks.
 ///
 /// Kicked once a flush, a port on a kernel whose kicks carry 32 frames could be sent no more than
 /// two kicks' worth a round (one after staging, one at the next round's start), however fast its
@@ -39,15 +43,15 @@ pub(crate) const FLUSH_FRAMES: u32 = 256;
 /// does. Where kicks carry 256, one kick a flush, as before. (The kernel's published consumer
 /// index cannot tell how much a kick took: before the budget option existed, a kick that stopped
 /// at its budget did not publish it.) A kick told to try again because the device's queue is full
-/// looks the same, so a busy device costs up to eight kicks a flush on such kernels, one on
-/// others; one that stopped with its ring full is kicked once, by the stall rule.
+/// looks the same: hence `done`.
 pub(crate) fn kick_through_budget(
     left: u32,
     budget: u32,
+    done: u32,
     mut kick: impl FnMut() -> io::Result<bool>,
 ) -> io::Result<()> {
     let budget = budget.max(1);
-    let kicks = if left <= budget.saturating_mul(2) {
+    let kicks = if left <= budget.saturating_mul(2) || done < budget {
         1
     } else {
         left.div_ceil(budget)
@@ -235,10 +239,11 @@ mod tests {
     use super::*;
 
     /// Kicks a ring of `frames` whose kernel sends `budget` a kick, its device taking `takes` in
-    /// all before its queue fills; returns the kicks made and the frames left.
+    /// all before its queue fills (having completed a kick's worth since the last flush);
+    /// returns the kicks made and the frames left.
     fn kicks(frames: u32, budget: u32, takes: u32) -> (u32, u32) {
         let (mut left, mut made) = (frames, 0);
-        kick_through_budget(frames, budget, || {
+        kick_through_budget(frames, budget, budget, || {
             made += 1;
             let taken = budget.min(left).min(takes.saturating_sub(frames - left));
             left -= taken;
@@ -263,16 +268,19 @@ mod tests {
         // A device whose queue fills after 40 frames: told to try again each time, kicked as
         // many times as the frames there were need (at most 8), then left to the next round.
         assert_eq!(kicks(100, 32, 40), (4, 60));
-        // Nothing told to try again: one kick.
-        let mut made = 0;
-        kick_through_budget(100, 32, || {
-            made += 1;
-            Ok(false)
-        })
-        .unwrap();
-        assert_eq!(made, 1);
+        // Nothing told to try again: one kick. A device that completed less than a kick's
+        // worth since the last flush (slow, or stopped): one kick, though told to try again.
+        for (done, again) in [(32, false), (31, true), (0, true)] {
+            let mut made = 0;
+            kick_through_budget(100, 32, done, || {
+                made += 1;
+                Ok(again)
+            })
+            .unwrap();
+            assert_eq!(made, 1, "{done} {again}");
+        }
         // A kick that fails ends the kicks with its error.
-        let e = kick_through_budget(10, 32, || Err(io::ErrorKind::NotConnected.into()));
+        let e = kick_through_budget(10, 32, 32, || Err(io::ErrorKind::NotConnected.into()));
         assert_eq!(e.unwrap_err().kind(), io::ErrorKind::NotConnected);
     }
 }

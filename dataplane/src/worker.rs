@@ -1778,11 +1778,12 @@ impl<P: PortIo> Worker<P> {
             return Whole::Cut;
         }
         // In copy mode a kick sends a budget of frames: what it left would leave after this one.
+        // (One kick at a time: [`PortIo::flush`] may make several.)
         for _ in 0..WHOLE_KICKS {
             if o.io.drained() {
                 break;
             }
-            if o.io.flush().is_err() {
+            if o.io.kick().is_err() {
                 break;
             }
         }

@@ -390,6 +390,8 @@ pub struct AfXdpPort {
     queues: Vec<Queue>,
     rr: usize,
     tx_pending: bool,
+    /// Frames its device completed since the last flush ([`super::kick_through_budget`]).
+    done: u32,
     buf: Vec<u64>,
     descs: Vec<XdpDesc>,
 }
@@ -541,6 +543,7 @@ impl PortIo for AfXdpPort {
             queues,
             rr: 0,
             tx_pending: false,
+            done: 0,
             buf: vec![0; spec.rings.fill.max(spec.rings.comp) as usize],
             descs: Vec::with_capacity(spec.rings.tx as usize),
         })
@@ -665,11 +668,14 @@ impl PortIo for AfXdpPort {
             // its own until it asks for a kick. Either way, what is left on the ring is looked
             // at again next round.
             let sock = &mut self.queues[0].sock;
+            let done = core::mem::take(&mut self.done);
             if self.mode == PortMode::NativeZeroCopy {
                 sock.wake_tx(false)?;
             } else {
                 let (left, budget) = (sock.tx.outstanding(), sock.tx_budget());
-                super::kick_through_budget(left, budget, || Ok(sock.wake_tx(true)?.1))?;
+                if left > 0 {
+                    super::kick_through_budget(left, budget, done, || Ok(sock.wake_tx(true)?.1))?;
+                }
             }
             self.tx_pending = sock.tx.outstanding() > 0;
         }
@@ -728,6 +734,9 @@ impl PortIo for AfXdpPort {
             }
             total += n;
         }
+        self.done = self
+            .done
+            .saturating_add(u32::try_from(total).unwrap_or(u32::MAX));
         total
     }
 

@@ -113,6 +113,8 @@ pub struct MemPort {
     /// The frames at the front of the TX ring a kick handed to the device: with `completes`, the
     /// device completes only those, as copy mode sends only on a kick.
     kicked: usize,
+    /// Frames completed since the last flush ([`super::kick_through_budget`]).
+    done: u32,
     /// Set to hand the device at most this many frames a kick, as copy mode sends a budget a
     /// kick (32 on kernels without `XDP_MAX_TX_SKB_BUDGET`). Only with `completes` set: without
     /// it every frame sent completes at the next round.
@@ -232,6 +234,7 @@ impl PortIo for MemPort {
             forced: 0,
             pending: false,
             kicked: 0,
+            done: 0,
             kick_budget: None,
             completes: None,
             signals: false,
@@ -409,9 +412,12 @@ impl PortIo for MemPort {
         }
         if self.pending {
             // Kicked as an AF_XDP port in copy mode is, each kick handing the device a budget.
-            let unsent = u32::try_from(self.comp.len() - self.kicked).unwrap_or(u32::MAX);
-            let budget = self.kick_budget.map_or(u32::MAX, |b| b as u32);
-            super::kick_through_budget(unsent, budget, || Ok(self.kick_once()))?;
+            let unsent = u32::try_from(self.unkicked()).unwrap_or(u32::MAX);
+            let budget = self
+                .kick_budget
+                .map_or(u32::MAX, |b| u32::try_from(b).unwrap_or(u32::MAX).max(1));
+            let done = core::mem::take(&mut self.done);
+            super::kick_through_budget(unsent, budget, done, || Ok(self.kick_once()))?;
         }
         Ok(())
     }
@@ -440,6 +446,9 @@ impl PortIo for MemPort {
         for addr in self.comp.drain(..n) {
             umem.complete(addr, self.slot);
         }
+        self.done = self
+            .done
+            .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
         n
     }
 

@@ -753,6 +753,30 @@ fn a_fast_port_sent_more_than_its_kicks_carry_in_a_round_keeps_up_and_loses_noth
 }
 
 #[test]
+fn a_device_that_stops_is_kicked_once_a_flush_not_through_the_budget() {
+    // 32 frames a kick, a2's device stopped: every kick is refused. Before it stalls, a round
+    // kicks it at most twice (its round's start and after staging), not eight times a flush.
+    let mut r = Rig::knowing_vm2_and_vm3();
+    r.port("a2").kick_budget = Some(32);
+    r.port("a2").completes = Some(0);
+    for _ in 0..300 {
+        r.inject("a1", frame(VM2, VM1));
+    }
+    for k in 0..8 {
+        let before = r.port("a2").kicks;
+        r.inject("a1", frame(VM2, VM1));
+        r.tick(1);
+        let kicks = r.port("a2").kicks - before;
+        assert!(kicks <= 2, "round {k}: {kicks} kicks");
+    }
+    r.port("a2").kick_budget = None;
+    r.port("a2").completes = None;
+    r.tick(1);
+    r.out("a2");
+    r.check_accounting();
+}
+
+#[test]
 fn an_idle_worker_sleeps_past_a_ring_that_does_not_drain_and_wakes_to_kick_it() {
     let mut r = Rig::new(4096);
     r.learn("a2", VM2);
