@@ -28,11 +28,11 @@ pub use crate::sys::umem::{Region, Umem};
 pub(crate) const FLUSH_FRAMES: u32 = 256;
 
 /// Kicks a copy-mode port's transmit with `kick`, `left` frames being on its ring, a kick
-/// sending `budget` at most, and its device having completed `done` frames since the last
-/// flush. While the port keeps up (no more on its ring than two kicks carry: this one and the
+/// sending `budget` at most, and its device having completed `done` frames in the last round
+/// (the worker reclaims each port's completions once a round). While the port keeps up (no more on its ring than two kicks carry: this one and the
 /// next round's), one kick, as the kernel's work of a flush is then spread over rounds that poll
 /// the RX rings in between. One kick too while its device completes less than a kick's worth
-/// between flushes: it is slow or stopped, and its kicks are refused (`EAGAIN`, an skb built
+/// a round: it is slow or stopped, and its kicks are refused (`EAGAIN`, an skb built
 /// and freed each) until the stall rule takes over. Falling behind with a device that keeps
 /// taking frames, again while a kick says it stopped at its budget with frames left (`true`:
 /// `EAGAIN`), up to [`FLUSH_FRAMES`] frames' worth of kicks.
@@ -239,7 +239,7 @@ mod tests {
     use super::*;
 
     /// Kicks a ring of `frames` whose kernel sends `budget` a kick, its device taking `takes` in
-    /// all before its queue fills (having completed a kick's worth since the last flush);
+    /// all before its queue fills (having completed a kick's worth in the last round);
     /// returns the kicks made and the frames left.
     fn kicks(frames: u32, budget: u32, takes: u32) -> (u32, u32) {
         let (mut left, mut made) = (frames, 0);
@@ -269,7 +269,7 @@ mod tests {
         // many times as the frames there were need (at most 8), then left to the next round.
         assert_eq!(kicks(100, 32, 40), (4, 60));
         // Nothing told to try again: one kick. A device that completed less than a kick's
-        // worth since the last flush (slow, or stopped): one kick, though told to try again.
+        // worth in the last round (slow, or stopped): one kick, though told to try again.
         for (done, again) in [(32, false), (31, true), (0, true)] {
             let mut made = 0;
             kick_through_budget(100, 32, done, || {

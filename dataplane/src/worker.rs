@@ -1778,12 +1778,11 @@ impl<P: PortIo> Worker<P> {
             return Whole::Cut;
         }
         // In copy mode a kick sends a budget of frames: what it left would leave after this one.
-        // (One kick at a time: [`PortIo::flush`] may make several.)
-        for _ in 0..WHOLE_KICKS {
+        for _ in 0..WHOLE_FLUSHES {
             if o.io.drained() {
                 break;
             }
-            if o.io.kick().is_err() {
+            if o.io.flush().is_err() {
                 break;
             }
         }
@@ -3169,9 +3168,10 @@ impl<P: PortIo> Worker<P> {
 /// each copy is staged.
 const UNFINISHED: u32 = 1 << 31;
 
-/// Kicks a port's TX ring gets, at most, to send what is staged before a super-frame leaves
-/// whole behind it. (A zero-copy device completes on its own: one look, in effect.)
-const WHOLE_KICKS: usize = 8;
+/// Flushes a port's TX ring gets, at most, to send what is staged before a super-frame leaves
+/// whole behind it (each a kick, or a few for a port that falls behind: [`PortIo::flush`]). (A
+/// zero-copy device completes on its own: one look, in effect.)
+const WHOLE_FLUSHES: usize = 8;
 
 /// Super-frames in a row a port's socket may refuse (other than for lack of room) before the
 /// port cuts every later one.

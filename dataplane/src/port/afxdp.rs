@@ -390,7 +390,7 @@ pub struct AfXdpPort {
     queues: Vec<Queue>,
     rr: usize,
     tx_pending: bool,
-    /// Frames its device completed since the last flush ([`super::kick_through_budget`]).
+    /// Frames its device completed in the last round ([`super::kick_through_budget`]).
     done: u32,
     buf: Vec<u64>,
     descs: Vec<XdpDesc>,
@@ -668,12 +668,12 @@ impl PortIo for AfXdpPort {
             // its own until it asks for a kick. Either way, what is left on the ring is looked
             // at again next round.
             let sock = &mut self.queues[0].sock;
-            let done = core::mem::take(&mut self.done);
             if self.mode == PortMode::NativeZeroCopy {
                 sock.wake_tx(false)?;
             } else {
                 let (left, budget) = (sock.tx.outstanding(), sock.tx_budget());
                 if left > 0 {
+                    let done = self.done;
                     super::kick_through_budget(left, budget, done, || Ok(sock.wake_tx(true)?.1))?;
                 }
             }
@@ -734,9 +734,7 @@ impl PortIo for AfXdpPort {
             }
             total += n;
         }
-        self.done = self
-            .done
-            .saturating_add(u32::try_from(total).unwrap_or(u32::MAX));
+        self.done = u32::try_from(total).unwrap_or(u32::MAX);
         total
     }
 

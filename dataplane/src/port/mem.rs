@@ -113,7 +113,7 @@ pub struct MemPort {
     /// The frames at the front of the TX ring a kick handed to the device: with `completes`, the
     /// device completes only those, as copy mode sends only on a kick.
     kicked: usize,
-    /// Frames completed since the last flush ([`super::kick_through_budget`]).
+    /// Frames completed in the last round ([`super::kick_through_budget`]).
     done: u32,
     /// Set to hand the device at most this many frames a kick, as copy mode sends a budget a
     /// kick (32 on kernels without `XDP_MAX_TX_SKB_BUDGET`). Only with `completes` set: without
@@ -416,7 +416,7 @@ impl PortIo for MemPort {
             let budget = self
                 .kick_budget
                 .map_or(u32::MAX, |b| u32::try_from(b).unwrap_or(u32::MAX).max(1));
-            let done = core::mem::take(&mut self.done);
+            let done = self.done;
             super::kick_through_budget(unsent, budget, done, || Ok(self.kick_once()))?;
         }
         Ok(())
@@ -446,9 +446,7 @@ impl PortIo for MemPort {
         for addr in self.comp.drain(..n) {
             umem.complete(addr, self.slot);
         }
-        self.done = self
-            .done
-            .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+        self.done = u32::try_from(n).unwrap_or(u32::MAX);
         n
     }
 

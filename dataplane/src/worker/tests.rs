@@ -721,13 +721,15 @@ fn a_stalled_port_whose_device_sends_again_resumes_under_load_with_small_kicks()
 
 #[test]
 fn a_fast_port_sent_more_than_its_kicks_carry_in_a_round_keeps_up_and_loses_nothing() {
-    // Copy mode on kernels without the budget option: a kick sends 32 frames. a1 and a3 each
-    // send a2 a full batch every round, rounds 200 µs apart for 20 ms: 128 frames a round for
-    // a device that sends all it is handed at once. The worker's kicks must carry them, not
-    // stall a2 as though its device were slow.
+    // Copy mode on kernels without the budget option: a kick sends 32 frames. a1, a3 and the
+    // uplink (tagged) each send a2 a full batch every round, rounds 200 µs apart for 20 ms: 192
+    // frames a round for a device that sends all it is handed at once. The worker's kicks must
+    // carry them, not stall a2 as though its device were slow.
     let mut r = Rig::knowing_vm2_and_vm3();
     let a2 = r.ports.get("a2").unwrap();
     r.learn("a1", VM1);
+    let far = Mac([2, 0, 0, 0, 0, 0x44]);
+    let from_up = build_frame(VM2, far, Some(10), ETHERTYPE_IPV4, &[0; 46]);
     r.port("a2").completes = Some(usize::MAX);
     r.port("a2").kick_budget = Some(32);
     let rounds = 100;
@@ -736,6 +738,7 @@ fn a_fast_port_sent_more_than_its_kicks_carry_in_a_round_keeps_up_and_loses_noth
         for _ in 0..MAX_BATCH {
             r.inject("a1", frame(VM2, VM1));
             r.inject("a3", frame(VM2, VM3));
+            r.inject("up", from_up.clone());
         }
         r.clock += 200_000;
         r.w.round(Now::from_nanos(r.clock));
@@ -748,7 +751,7 @@ fn a_fast_port_sent_more_than_its_kicks_carry_in_a_round_keeps_up_and_loses_noth
     let c = r.w.counters(a2);
     assert_eq!(c.tx_stalls, 0, "a2 stalled");
     assert_eq!(c.total_drops(), 0, "{:?}", c.drops);
-    assert_eq!(delivered, 2 * MAX_BATCH * rounds);
+    assert_eq!(delivered, 3 * MAX_BATCH * rounds);
     r.check_accounting();
 }
 
