@@ -27,15 +27,15 @@ pub use crate::sys::umem::{Region, Umem};
 /// kernel takes `XDP_MAX_TX_SKB_BUDGET` (256), eight kicks' on kernels whose kicks carry 32.
 pub(crate) const FLUSH_FRAMES: u32 = 256;
 
-/// Kicks a copy-mode port's transmit with `kick`, `left` frames being on its ring, a kick
-/// sending `budget` at most, and its device having completed `done` frames in the last round
-/// (the worker reclaims each port's completions once a round). While the port keeps up (no more on its ring than two kicks carry: this one and the
-/// next round's), one kick, as the kernel's work of a flush is then spread over rounds that poll
-/// the RX rings in between. One kick too while its device completes less than a kick's worth
-/// a round: it is slow or stopped, and its kicks are refused (`EAGAIN`, an skb built
-/// and freed each) until the stall rule takes over. Falling behind with a device that keeps
-/// taking frames, again while a kick says it stopped at its budget with frames left (`true`:
-/// `EAGAIN`), up to [`FLUSH_FRAMES`] frames' worth of kicks.
+/// Kicks a copy-mode port's transmit with `kick`, `left` frames being on its ring, a kick sending
+/// `budget` at most, and its device having completed `done` frames in the last round (the worker
+/// reclaims each port's completions once a round). While the port keeps up (no more on its ring
+/// than two kicks carry: this one and the next round's), one kick, as the kernel's work of a flush
+/// is then spread over rounds that poll the RX rings in between. One kick too while its device
+/// completes less than a kick's worth a round: it is slow or stopped, and its kicks are refused
+/// (`EAGAIN`, an skb built and freed each) until the stall rule takes over. Falling behind with a
+/// device that keeps taking frames, again while a kick says it stopped at its budget with frames
+/// left (`true`: `EAGAIN`), up to [`FLUSH_FRAMES`] frames' worth of kicks.
 ///
 /// Kicked once a flush, a port on a kernel whose kicks carry 32 frames could be sent no more than
 /// two kicks' worth a round (one after staging, one at the next round's start), however fast its
