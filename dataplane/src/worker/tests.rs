@@ -448,6 +448,16 @@ fn failed_transmit_marks_the_port_and_keeps_forwarding_elsewhere() {
 }
 
 impl Rig {
+    /// a2's device sends everything it holds at once again, its ring is emptied, and every
+    /// frame is accounted for.
+    fn a2_sends_again_and_all_is_accounted_for(&mut self) {
+        self.port("a2").kick_budget = None;
+        self.port("a2").completes = None;
+        self.tick(1);
+        self.out("a2");
+        self.check_accounting();
+    }
+
     /// a2's device completes `completes` frames a round from now; a1 sends it `n` frames, then
     /// one to a3.
     fn send_a2_then_a3(&mut self, completes: Option<usize>, n: usize) {
@@ -644,10 +654,7 @@ fn a_stalled_port_is_kicked_once_a_millisecond_while_its_kicks_send_nothing() {
     );
     let stalled = |r: &Rig| r.w.ports[usize::from(a2)].as_ref().unwrap().tx.stalled();
     assert!(stalled(&r), "a frame every 100 µs does not resume it");
-    r.port("a2").completes = None;
-    r.tick(1);
-    r.out("a2");
-    r.check_accounting();
+    r.a2_sends_again_and_all_is_accounted_for();
 }
 
 #[test]
@@ -712,11 +719,7 @@ fn a_stalled_port_whose_device_sends_again_resumes_under_load_with_small_kicks()
         }
     }
     assert!(resumed.is_some(), "still stalled after 100 rounds");
-    r.port("a2").kick_budget = None;
-    r.port("a2").completes = None;
-    r.tick(1);
-    r.out("a2");
-    r.check_accounting();
+    r.a2_sends_again_and_all_is_accounted_for();
 }
 
 #[test]
@@ -772,11 +775,7 @@ fn a_device_that_stops_is_kicked_once_a_flush_not_through_the_budget() {
         let kicks = r.port("a2").kicks - before;
         assert!(kicks <= 2, "round {k}: {kicks} kicks");
     }
-    r.port("a2").kick_budget = None;
-    r.port("a2").completes = None;
-    r.tick(1);
-    r.out("a2");
-    r.check_accounting();
+    r.a2_sends_again_and_all_is_accounted_for();
 }
 
 #[test]
