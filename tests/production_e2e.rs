@@ -344,6 +344,9 @@ fn plugged_pair(api: &Api, daemon: &Daemon, t: &str, vms: [&Vm; 2]) -> (String, 
             "port did not come up:\n{}",
             daemon.log()
         );
+        // The data plane's log names the port by its id and device.
+        let opened = format!("port {id} on {} forwarding", vm.host);
+        assert!(daemon.log().contains(&opened), "no {opened:?} in the log");
         ports.push(port);
     }
     (net, ports)

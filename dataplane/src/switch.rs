@@ -218,9 +218,9 @@ struct PortHandle {
 }
 
 impl PortHandle {
-    fn new(worker: u16, weight: u32) -> Self {
+    fn new(shared: PortShared, worker: u16, weight: u32) -> Self {
         PortHandle {
-            shared: Arc::new(PortShared::default()),
+            shared: Arc::new(shared),
             requested: None,
             last_attempt: None,
             sent: 0,
@@ -493,7 +493,11 @@ impl State {
         if let Some(l) = self.load.get_mut(worker) {
             *l += weight;
         }
-        p.handle = Some(PortHandle::new(worker as u16, weight));
+        p.handle = Some(PortHandle::new(
+            PortShared::named(id, dev),
+            worker as u16,
+            weight,
+        ));
         self.placed.insert(id.to_owned());
         true
     }
@@ -886,7 +890,7 @@ impl Inner {
                 let waited = Instant::now();
                 let released = afxdp::wait_closed(ifi, &region, slot, CLOSE_WAIT);
                 tracing::debug!(
-                    "port {slot} ({}): waited {} µs for closed ports' sockets{}",
+                    "port {id} on {}: waited {} µs for closed ports' sockets{}",
                     spec.device,
                     waited.elapsed().as_micros(),
                     if released {
@@ -907,7 +911,7 @@ impl Inner {
                 }
             };
             tracing::debug!(
-                "port {slot} ({}): open took {} µs{}",
+                "port {id} on {}: open took {} µs{}",
                 spec.device,
                 started.elapsed().as_micros(),
                 if bound_ahead { " (bound ahead)" } else { "" }

@@ -223,9 +223,29 @@ pub struct PortShared {
     busy: AtomicBool,
     tx_stalled: AtomicBool,
     attempts: std::sync::atomic::AtomicU64,
+    /// How the logs name the port: its id and device ([`PortShared::named`]); empty where it
+    /// was given none (the logs then say its slot).
+    name: String,
 }
 
 impl PortShared {
+    /// The shared state of port `id`, on device `device`, as the logs name it.
+    pub fn named(id: &str, device: &str) -> Self {
+        PortShared {
+            name: format!("{id} on {device}"),
+            ..PortShared::default()
+        }
+    }
+
+    /// The port as the logs name it, in `slot`: `port <id> on <device>`, or `port in slot N`
+    /// where it was given no name.
+    fn label(&self, slot: u16) -> PortLabel<'_> {
+        PortLabel {
+            slot,
+            name: &self.name,
+        }
+    }
+
     /// The port's state.
     pub fn state(&self) -> LinkState {
         match self.state.load(Ordering::Acquire) {
@@ -289,6 +309,22 @@ impl PortShared {
         // Opened afresh, closed or failed: no stall yet.
         self.tx_stalled.store(false, Ordering::Relaxed);
         self.state.store(state as u8, Ordering::Release);
+    }
+}
+
+/// A port as the logs name it ([`PortShared::label`]).
+struct PortLabel<'a> {
+    slot: u16,
+    name: &'a str,
+}
+
+impl core::fmt::Display for PortLabel<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.name.is_empty() {
+            write!(f, "port in slot {}", self.slot)
+        } else {
+            write!(f, "port {}", self.name)
+        }
     }
 }
 
@@ -443,7 +479,7 @@ fn frame_parts<'a>(
 fn tx_failed<P: PortIo>(o: &mut Open<P>, slot: u16, c: &mut LocalCounters, e: &io::Error) {
     c.drop(DropReason::TxError);
     o.healthy = false;
-    tracing::warn!("port {slot} stopped: transmit failed: {e}");
+    tracing::warn!("{} stopped: transmit failed: {e}", o.shared.label(slot));
     o.shared.set(
         LinkState::Failed,
         o.io.mode(),
@@ -574,11 +610,12 @@ fn watch_tx<P>(
             if tell {
                 let t = o.tx.times();
                 tracing::warn!(
-                    "port {slot}: transmit stalled: its TX ring has had less than {MAX_BATCH} \
+                    "{}: transmit stalled: its TX ring has had less than {MAX_BATCH} \
                      frames of room for {} ms, or {} ms within a second of its last stall (its \
                      device sends slower than it is sent to, or stopped); frames that do not fit \
                      it are dropped (tx_stalled) until it has room again, so that it holds no \
                      other port back",
+                    o.shared.label(slot),
                     t.stall_ns as f64 / 1e6,
                     t.restall_ns as f64 / 1e6
                 );
@@ -587,7 +624,7 @@ fn watch_tx<P>(
         Some(stall::Change::Resumed { tell }) => {
             o.shared.tx_stalled.store(false, Ordering::Relaxed);
             if tell {
-                tracing::info!("port {slot}: transmit resumed");
+                tracing::info!("{}: transmit resumed", o.shared.label(slot));
             }
         }
         None => {}
@@ -609,10 +646,11 @@ fn warn_kernel_drops<P>(slot: u16, o: &mut Open<P>, x: &XdpStats, now: u64) {
     }
     o.warned_at = Some(now);
     tracing::warn!(
-        "port {slot}: the kernel dropped {new} received frames before the switch saw them \
+        "{}: the kernel dropped {new} received frames before the switch saw them \
          ({} in all): no free buffer on the fill ring for a whole frame, or a frame larger than \
          a UMEM chunk on a kernel without multi-buffer sockets (see docs/OPERATIONS.md, \
          \"Offloads\")",
+        o.shared.label(slot),
         x.rx_dropped
     );
 }
@@ -879,7 +917,8 @@ impl<P: PortIo> Worker<P> {
                             .map(|r| format!("{}={}", r.name(), c.drops[*r as usize]))
                             .collect();
                         tracing::info!(
-                            "port {slot}: rx {} tx {} xdp forwarded {} floods {} backpressure {} checksums completed {} super-frames segmented {} whole {} segments coalesced {} sent by other workers {} transmit stalls {} drops [{}] fill depth {} kernel {:?}",
+                            "{}: rx {} tx {} xdp forwarded {} floods {} backpressure {} checksums completed {} super-frames segmented {} whole {} segments coalesced {} sent by other workers {} transmit stalls {} drops [{}] fill depth {} kernel {:?}",
+                            o.shared.label(slot),
                             c.rx_packets,
                             c.tx_packets,
                             c.xdp_forwarded,
@@ -941,7 +980,10 @@ impl<P: PortIo> Worker<P> {
                     .is_some_and(|o| Arc::ptr_eq(&o.shared, &shared));
                 if running {
                     // A redundant request for a port that is open: it stays as it is.
-                    tracing::debug!("port {slot}: a second open failed ({e}); the port stays open");
+                    tracing::debug!(
+                        "{}: a second open failed ({e}); the port stays open",
+                        shared.label(slot)
+                    );
                 } else {
                     self.close_port(slot);
                     self.failed(slot, &e, &shared);
@@ -957,7 +999,10 @@ impl<P: PortIo> Worker<P> {
         if self.umem.unbury(slot, Duration::ZERO) {
             self.start_port(slot, io, shared);
         } else {
-            tracing::debug!("port {slot}: waiting for the slot's previous port to be released");
+            tracing::debug!(
+                "{}: waiting for the slot's previous port to be released",
+                shared.label(slot)
+            );
             self.parked.push((slot, io, shared));
         }
     }
@@ -995,8 +1040,9 @@ impl<P: PortIo> Worker<P> {
             shared.counters.count_live(Arc::clone(&f.sc), slot);
         }
         tracing::info!(
-            "port {slot} forwarding: {} ({} queues, partial checksums finished by {}, TCP \
+            "{} forwarding: {} ({} queues, partial checksums finished by {}, TCP \
              super-frames sent {})",
+            shared.label(slot),
             io.mode().name(),
             io.queues(),
             if tx_checksum {
@@ -1084,9 +1130,9 @@ impl<P: PortIo> Worker<P> {
         let busy = e.kind() == io::ErrorKind::ResourceBusy;
         shared.busy.store(busy, Ordering::Relaxed);
         if busy {
-            tracing::debug!("port {slot}: still busy ({e}), retrying");
+            tracing::debug!("{}: still busy ({e}), retrying", shared.label(slot));
         } else {
-            tracing::warn!("port {slot} failed to open: {e}");
+            tracing::warn!("{} failed to open: {e}", shared.label(slot));
         }
         shared.set(LinkState::OpenFailed, PortMode::Closed, Some(e.to_string()));
     }
@@ -1815,8 +1861,9 @@ impl<P: PortIo> Worker<P> {
                 if o.whole_refusals >= WHOLE_REFUSALS {
                     o.takes_whole = false;
                     tracing::warn!(
-                        "port {egress}: super-frames will be segmented: {WHOLE_REFUSALS} sent \
-                         whole in a row were refused, the last: {e}"
+                        "{}: super-frames will be segmented: {WHOLE_REFUSALS} sent whole in a \
+                         row were refused, the last: {e}",
+                        o.shared.label(egress)
                     );
                     self.offer_direct(egress);
                 }

@@ -2408,3 +2408,14 @@ fn an_entry_goes_when_its_destination_ages_out() {
     assert_eq!(r.out("a3").len(), 1, "flooded");
     r.check_accounting();
 }
+
+#[test]
+fn the_logs_name_a_port_by_its_id_and_device() {
+    let named = PortShared::named("7f3c", "qsveth0");
+    assert_eq!(named.label(3).to_string(), "port 7f3c on qsveth0");
+    assert_eq!(
+        PortShared::default().label(3).to_string(),
+        "port in slot 3",
+        "a port given no name"
+    );
+}
