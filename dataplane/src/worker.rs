@@ -1415,7 +1415,8 @@ impl<P: PortIo> Worker<P> {
     /// else is dropped as oversize. A super-frame whose checksum is neither left partial (as a
     /// TSO send or GRO leaves it) nor correct is dropped as `bad_checksum`: whole or cut, its
     /// checksum would be computed afresh, hiding what corrupted it (`csum::tso_sound`).
-    /// `budget` is the TX room the segments may take. Returns the number of segments made.
+    /// `budget` is the TX room the segments may take (and the buffers towards other workers).
+    /// Returns the number of segments made, or that crossed to another worker.
     fn super_frame(&mut self, slot: u16, from: usize, to: usize, budget: u32, now: Now) -> u32 {
         self.gso_buf.clear();
         for d in &self.rx[from..to] {
@@ -1463,8 +1464,8 @@ impl<P: PortIo> Worker<P> {
                 .process_super(&self.snap, slot, &self.gso_buf[..len], now);
             match v {
                 Verdict::Unicast { port, net } if port == to => {
-                    if self.whole_out(slot, port, net, &plan, now) {
-                        return 0;
+                    if let Some(crossed) = self.whole_out(slot, port, net, &plan, budget, now) {
+                        return crossed;
                     }
                     decided = Some(v);
                 }
@@ -1569,16 +1570,20 @@ impl<P: PortIo> Worker<P> {
 
     /// Sends the super-frame in `gso_buf`, received on `ingress` and decided for `egress` of
     /// network `net`, whole: out of `egress` if it is this worker's ([`Worker::send_whole`]),
-    /// or handed over whole to its worker. False, and nothing done, when the frame must be cut
-    /// instead (every buffer for super-frames towards that worker is in flight).
+    /// or, if it is another worker's port, out of its socket from here ([`Worker::send_straight`],
+    /// which cuts it if the socket refuses it whole) or handed over whole to its worker. The
+    /// buffers towards other workers it took, of `budget` at most (0 unless it was cut and its
+    /// segments crossed); `None`, and nothing done, when the frame must be cut instead (every
+    /// buffer for super-frames towards that worker is in flight).
     fn whole_out(
         &mut self,
         ingress: u16,
         egress: u16,
         net: u16,
         plan: &gso::Plan,
+        budget: u32,
         now: Now,
-    ) -> bool {
+    ) -> Option<u32> {
         let vlan = self.snap.net(net).map_or(0, |n| n.vlan);
         let tagged = vlan != 0
             && matches!(
@@ -1591,29 +1596,41 @@ impl<P: PortIo> Worker<P> {
                 self.close_merge();
             }
             let straight = if self.may_go_straight(egress, net) {
-                self.send_straight(egress, net, tagged, ingress, plan, 0)
+                let via = Via {
+                    egress,
+                    net,
+                    tagged,
+                    blame: ingress,
+                };
+                self.send_straight(via, plan, 0, budget)
             } else {
                 None
             };
-            let c = match straight {
-                Some(Whole::Sent) => &mut self.pipe.counters[usize::from(ingress)].gso_whole,
-                Some(Whole::Cut) => &mut self.pipe.counters[usize::from(ingress)].gso_segmented,
-                None if self.hand_over_whole(ingress, egress, net, tagged, plan) => {
-                    &mut self.pipe.counters[usize::from(ingress)].gso_whole
+            let counters = &mut self.pipe.counters[usize::from(ingress)];
+            return match straight {
+                Some(Straight::Whole) => {
+                    counters.gso_whole += 1;
+                    Some(0)
                 }
-                None => return false,
+                Some(Straight::Cut { crossed }) => {
+                    counters.gso_segmented += 1;
+                    Some(crossed)
+                }
+                None if self.hand_over_whole(ingress, egress, net, tagged, plan) => {
+                    self.pipe.counters[usize::from(ingress)].gso_whole += 1;
+                    Some(0)
+                }
+                None => None,
             };
-            *c += 1;
-            return true;
         }
         if !self.pipe.admit(&self.snap, egress, plan.end(), now) {
-            return true;
+            return Some(0);
         }
         match self.send_whole(egress, net, tagged, plan) {
             Whole::Sent => self.pipe.counters[usize::from(ingress)].gso_whole += 1,
-            Whole::Cut => return false,
+            Whole::Cut => return None,
         }
-        true
+        Some(0)
     }
 
     /// Hands the super-frame in `gso_buf`, received on `ingress` and decided for another
@@ -1692,23 +1709,27 @@ impl<P: PortIo> Worker<P> {
             .is_some_and(|t| dp.published.admits(&Key::of(egress, t), self.secs))
     }
 
-    /// Sends the TCP frame in `gso_buf` (`plan`'s: a super-frame or merged segments), of
-    /// network `net` and carrying its tag if `tagged`, out of another worker's port `egress`
-    /// through the port's packet socket ([`direct`]), and counts it there (`merged`: the
+    /// Sends the TCP frame in `gso_buf` (`plan`'s: a super-frame or merged segments) `via`
+    /// another worker's port (its network, its tag, where losses are counted), through the
+    /// port's packet socket ([`direct`]), and counts it there (`merged`: the
     /// segments merged into it). A frame the socket refuses whole (no room; or a guest end
     /// running a native XDP program, which refuses every GSO frame) is cut into its segments,
-    /// each sent the same way or, refused too, handed over ([`Worker::cut_over`]; losses counted
-    /// on `blame`). Whether it left whole or was cut; `None`, and nothing done, where the port
-    /// is not to be sent to from here.
+    /// each sent the same way or, refused too, handed over with the rest, within `budget`
+    /// ([`Worker::cut_over`]). How it left; `None`, and nothing done,
+    /// where the port is not to be sent to from here.
     fn send_straight(
         &mut self,
-        egress: u16,
-        net: u16,
-        tagged: bool,
-        blame: u16,
+        via: Via,
         plan: &gso::Plan,
         merged: u64,
-    ) -> Option<Whole> {
+        budget: u32,
+    ) -> Option<Straight> {
+        let Via {
+            egress,
+            net,
+            tagged,
+            ..
+        } = via;
         self.straight_port(egress, net)?;
         let mss = self.egress_mss(egress, plan, tagged);
         let vlan = self.snap.net(net).map_or(0, |n| n.vlan);
@@ -1721,12 +1742,9 @@ impl<P: PortIo> Worker<P> {
         }) {
             Ok(len) => {
                 dp.shared.counters.sent_direct(len as u64, merged);
-                Some(Whole::Sent)
+                Some(Straight::Whole)
             }
-            Err(_) => {
-                self.cut_over(egress, net, tagged, blame, plan);
-                Some(Whole::Cut)
-            }
+            Err(_) => Some(self.cut_over(via, plan, budget)),
         }
     }
 
@@ -2910,13 +2928,20 @@ impl<P: PortIo> Worker<P> {
         // there (its segments are what closed the run), and is put back after.
         core::mem::swap(&mut self.gso_buf, &mut self.merge_buf);
         if straight {
-            let (e, n, t, b) = (m.egress, m.net, m.tagged, m.blame);
+            let via = Via {
+                egress: m.egress,
+                net: m.net,
+                tagged: m.tagged,
+                blame: m.blame,
+            };
+            // Its segments were each counted in their rounds' room: only the buffers free
+            // towards that worker bound what crosses.
             if self
-                .send_straight(e, n, t, b, &plan, u64::from(count))
+                .send_straight(via, &plan, u64::from(count), u32::MAX)
                 .is_none()
-                && !self.hand_over_whole(b, e, n, t, &plan)
+                && !self.hand_over_whole(via.blame, via.egress, via.net, via.tagged, &plan)
             {
-                self.cut_over(e, n, t, b, &plan);
+                self.cut_over(via, &plan, u32::MAX);
             }
             core::mem::swap(&mut self.gso_buf, &mut self.merge_buf);
             return;
@@ -2948,33 +2973,71 @@ impl<P: PortIo> Worker<P> {
         self.umem.release(d.addr);
     }
 
-    /// Cuts the TCP frame in `gso_buf` (`plan`'s), of network `net` and carrying its tag if
-    /// `tagged`, into segments that fit another worker's port `egress` (and `plan`'s segment
-    /// size): each sent out of the port from here ([`Worker::send_lone`]) until one cannot be,
-    /// then handed over to the port's worker, that one and every one after it (so that they
-    /// keep their order). A segment without a buffer is lost (`no_buffer` on `blame`).
-    fn cut_over(&mut self, egress: u16, net: u16, tagged: bool, blame: u16, plan: &gso::Plan) {
+    /// Cuts the TCP frame in `gso_buf` (`plan`'s), `via` another worker's port (its network,
+    /// its tag, where losses are counted), into segments that fit the port (and `plan`'s segment
+    /// size), each sent out of the port from here ([`Worker::send_lone`]) until one cannot be.
+    /// Then the rest crosses to the port's worker, so that it keeps its order: the whole frame
+    /// if none was sent yet and a buffer for super-frames towards that worker is free (that
+    /// worker cuts it, within its own room); else the rest as segments, if they fit the buffers
+    /// free towards it and `budget` (the round's room, which the frames received behind this
+    /// one were counted in already); else the rest is lost, one `no_buffer` on `blame`, as a
+    /// frame whose segments do not fit is lost whole where this worker cuts for its own ports
+    /// (TCP sends it again). A segment without a buffer here is lost (`no_buffer` on `blame`).
+    fn cut_over(&mut self, via: Via, plan: &gso::Plan, budget: u32) -> Straight {
+        let Via {
+            egress,
+            net,
+            tagged,
+            blame,
+        } = via;
         let owner = self.owner(egress);
-        let Some(plan) = self.plan_for(egress, tagged, plan) else {
+        let Some(cut) = self.plan_for(egress, tagged, plan) else {
             self.pipe.counters[usize::from(blame)].drop(DropReason::Oversize);
-            return;
+            return Straight::Cut { crossed: 0 };
         };
-        let mut crossed = false;
-        for k in 0..plan.segments() {
-            let Some(mut d) = self.cut_segment(&plan, k) else {
+        let segments = cut.segments();
+        let mut k = 0;
+        while k < segments {
+            let Some(mut d) = self.cut_segment(&cut, k) else {
                 self.pipe.counters[usize::from(blame)].drop(DropReason::NoBuffer);
+                k += 1;
                 continue;
             };
             // Its checksum is partial (`plan.write`).
-            if crossed || !self.send_lone(egress, net, tagged, &mut d, true) {
-                self.cross(owner, self.to_port(egress), net, blame, tagged, d);
-                crossed = true;
+            let sent = self.send_lone(egress, net, tagged, &mut d, true);
+            self.umem.release(d.addr);
+            if !sent {
+                break;
             }
+            k += 1;
+        }
+        if k == segments {
+            return Straight::Cut { crossed: 0 };
+        }
+        if k == 0 && self.hand_over_whole(blame, egress, net, tagged, plan) {
+            return Straight::Whole;
+        }
+        let rest = (segments - k) as u32;
+        let free = self
+            .links
+            .out
+            .get_mut(usize::from(owner))
+            .and_then(Option::as_mut)
+            .map_or(0, |o| o.reclaim());
+        if rest > budget.min(u32::try_from(free).unwrap_or(u32::MAX)) {
+            self.pipe.counters[usize::from(blame)].drop(DropReason::NoBuffer);
+            return Straight::Cut { crossed: 0 };
+        }
+        for k in k..segments {
+            let Some(d) = self.cut_segment(&cut, k) else {
+                self.pipe.counters[usize::from(blame)].drop(DropReason::NoBuffer);
+                continue;
+            };
+            self.cross(owner, self.to_port(egress), net, blame, tagged, d);
             self.umem.release(d.addr);
         }
-        if crossed {
-            self.hand_over();
-        }
+        self.hand_over();
+        Straight::Cut { crossed: rest }
     }
 
     /// Stages a worker-owned frame for `egress`, pushing or popping the VLAN tag as the egress
@@ -3237,6 +3300,26 @@ struct Merge {
     /// The first segment, until a second joins it (then both are in `merge_buf`).
     first: Option<XdpDesc>,
     run: coalesce::Run,
+}
+
+/// A TCP frame leaving out of another worker's port's socket ([`Worker::send_straight`]): the
+/// port, the frame's network, whether it carries the network's tag, and the port its losses are
+/// counted on.
+#[derive(Debug, Clone, Copy)]
+struct Via {
+    egress: u16,
+    net: u16,
+    tagged: bool,
+    blame: u16,
+}
+
+/// How a TCP frame left out of another worker's port's socket ([`Worker::send_straight`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Straight {
+    /// Whole: out of the socket, or handed over whole to the port's worker.
+    Whole,
+    /// Cut into segments; `crossed` of them handed over to the port's worker.
+    Cut { crossed: u32 },
 }
 
 /// What became of a super-frame sent whole ([`Worker::send_whole`]).

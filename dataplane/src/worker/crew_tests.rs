@@ -783,8 +783,8 @@ fn tcp_towards_the_other_workers_vm_leaves_merged_through_its_socket_without_cro
     assert_eq!((sink.sent.load(Relaxed), c.w[0].crossed.0), (5 + 12, 0));
     sink.refuse_gso.store(0, Relaxed);
 
-    // A socket that refuses everything (a full buffer): the segments are handed over, and
-    // worker 1 sends them (merging them again); nothing lost.
+    // A socket that refuses everything (a full buffer): the merged frame is handed over whole,
+    // and worker 1 sends it; nothing lost.
     sink.error.store(libc::ENOBUFS, Relaxed);
     for f in &segs {
         c.inject("a1", f.clone());
@@ -796,7 +796,10 @@ fn tcp_towards_the_other_workers_vm_leaves_merged_through_its_socket_without_cro
     want.push(segs[0].clone());
     assert!(c.take("a2") == want, "sent by worker 1");
     assert_eq!(c.port("a2").whole_sent, 1);
-    assert_eq!(c.w[0].crossed.0, 13, "each segment");
+    assert_eq!(
+        c.w[0].crossed.0, 2,
+        "the merged frame, whole, and the lone segment"
+    );
     sink.error.store(0, Relaxed);
 
     // A super-frame goes straight too, after the segments of the run open for the port.
@@ -810,7 +813,7 @@ fn tcp_towards_the_other_workers_vm_leaves_merged_through_its_socket_without_cro
     assert_eq!(out.len(), 3 + 14);
     assert!(out[..3] == segs[..3], "the run first");
     assert_eq!(super::tests::reassembled(&out[3..], 54, 1514), big);
-    assert_eq!(c.w[0].crossed.0, 13);
+    assert_eq!(c.w[0].crossed.0, 2);
 
     // The port opened again (its device came back) starts from its own worker's counters:
     // what others sent is not counted twice.
@@ -852,7 +855,7 @@ fn tcp_towards_the_other_workers_vm_leaves_merged_through_its_socket_without_cro
     c.run();
     assert!(taken(&sink).is_empty());
     assert_eq!(sink.sent.load(Relaxed), 0);
-    assert_eq!(c.w[0].crossed.0, 13 + 12);
+    assert_eq!(c.w[0].crossed.0, 2 + 12);
     c.check_accounting();
 }
 
@@ -1149,16 +1152,16 @@ fn a_port_withdrawn_from_the_other_workers_retires_what_it_published() {
     c.check_accounting();
 }
 
-#[test]
-fn a_super_frame_refused_whole_leaves_straight_in_segments_that_fit_the_egress_port() {
-    use std::sync::atomic::Ordering::Relaxed;
-    // a2 (worker 1) has a smaller MTU than a1, and its guest end takes no frame to be segmented.
+/// Two workers with `depth` buffers between them, a2 (worker 1) with MTU `mtu`, taking
+/// super-frames whole, from worker 0 too, through its socket; VM2 announced on it. Returns the
+/// socket's sink too.
+fn a2_sent_to_straight(depth: usize, mtu: u32) -> (Crew, Arc<MemWholeTx>) {
     let mut c = Crew::socketed(
         4096,
-        64,
+        depth,
         |cfg| {
             for p in cfg.ports.iter_mut().filter(|p| p.id == "a2") {
-                p.mtu = Some(1000);
+                p.mtu = Some(mtu);
             }
         },
         &[],
@@ -1167,6 +1170,14 @@ fn a_super_frame_refused_whole_leaves_straight_in_segments_that_fit_the_egress_p
     );
     c.announce_vm2();
     let sink = Arc::clone(c.port("a2").direct.as_ref().unwrap());
+    (c, sink)
+}
+
+#[test]
+fn a_super_frame_refused_whole_leaves_straight_in_segments_that_fit_the_egress_port() {
+    use std::sync::atomic::Ordering::Relaxed;
+    // a2 (worker 1) has a smaller MTU than a1, and its guest end takes no frame to be segmented.
+    let (mut c, sink) = a2_sent_to_straight(64, 1000);
     sink.refuse_gso.store(libc::ENOBUFS, Relaxed);
     let big: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
     c.inject("a1", super::tests::partial_tcp(VM2, &big, None));
@@ -1177,6 +1188,51 @@ fn a_super_frame_refused_whole_leaves_straight_in_segments_that_fit_the_egress_p
     assert_eq!(super::tests::reassembled(&out, 54, 1014), big);
     assert_eq!(c.w[0].crossed.0, 0);
     assert_eq!(c.counters("a1").gso_segmented, 1, "cut, not sent whole");
+    c.check_accounting();
+}
+
+#[test]
+fn a_super_frame_the_other_workers_socket_refuses_crosses_whole_or_within_the_free_buffers() {
+    use std::sync::atomic::Ordering::Relaxed;
+    // 16 buffers from worker 0 to worker 1; a2 (worker 1, MTU 600) takes super-frames whole,
+    // from worker 0 too, but its socket refuses everything (a full buffer).
+    let (mut c, sink) = a2_sent_to_straight(16, 600);
+    sink.error.store(libc::ENOBUFS, Relaxed);
+    let no_buffer = |c: &Crew| c.counters("a1").drops[DropReason::NoBuffer as usize];
+    let big: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+    // 36 segments of 560 bytes, more than the 16 buffers: the frame crosses whole, and worker
+    // 1 sends it. (Cut here, 20 of its segments were lost.)
+    c.inject("a1", super::tests::partial_tcp(VM2, &big, None));
+    c.run();
+    assert!(
+        super::tests::reassembled(&c.take("a2"), 54, 614) == big,
+        "all of it"
+    );
+    assert_eq!((c.w[0].crossed.0, no_buffer(&c)), (1, 0));
+
+    // Every buffer for super-frames in flight: cut here, its 36 segments do not fit the 16
+    // buffers, so it is lost whole, counted once; none of it crosses.
+    let held = c.w[0].links.out[1].as_mut().unwrap().hold_whole();
+    c.inject("a1", super::tests::partial_tcp(VM2, &big, None));
+    c.run();
+    assert!(c.take("a2").is_empty(), "no segment of it");
+    assert_eq!((c.w[0].crossed.0, no_buffer(&c)), (1, 1));
+
+    // Its 8 segments fit: they cross, and worker 1 sends them, with the frames behind it.
+    let small: Vec<u8> = (0..4_000u32).map(|i| (i % 241) as u8).collect();
+    c.inject("a1", super::tests::partial_tcp(VM2, &small, None));
+    for _ in 0..4 {
+        c.inject("a1", frame(VM2, VM1));
+    }
+    c.run();
+    let out = c.take("a2");
+    assert_eq!(out.len(), 8 + 4);
+    assert!(
+        super::tests::reassembled(&out[..8], 54, 614) == small,
+        "all of it"
+    );
+    assert_eq!((c.w[0].crossed.0, no_buffer(&c)), (1 + 8 + 4, 1));
+    c.w[0].links.out[1].as_mut().unwrap().unhold_whole(held);
     c.check_accounting();
 }
 

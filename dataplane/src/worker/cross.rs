@@ -161,6 +161,18 @@ impl Outbound {
         self.free_whole.len()
     }
 
+    /// Takes every free buffer for super-frames, as if all were in flight.
+    #[cfg(test)]
+    pub(crate) fn hold_whole(&mut self) -> Vec<Vec<u8>> {
+        core::mem::take(&mut self.free_whole)
+    }
+
+    /// Gives back buffers [`Outbound::hold_whole`] took.
+    #[cfg(test)]
+    pub(crate) fn unhold_whole(&mut self, held: Vec<Vec<u8>>) {
+        self.free_whole.extend(held);
+    }
+
     /// Returns a crossing's buffer to its pool.
     fn put_back(&mut self, mut c: Crossing) {
         if c.is_whole() {
