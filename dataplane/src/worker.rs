@@ -50,7 +50,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::coalesce;
-use crate::config::{Role, Snapshot};
+use crate::config::{Role, Snapshot, NONE};
 use crate::csum;
 use crate::dhcp;
 use crate::fdb::{MacEntry, PortRef, DEFAULT_AGING_SECS};
@@ -1645,6 +1645,7 @@ impl<P: PortIo> Worker<P> {
         plan: &gso::Plan,
     ) -> bool {
         let (owner, port, net_gen) = (self.owner(egress), self.port_ref(egress), self.net_gen(net));
+        let ingress = self.port_ref(ingress);
         let Some(o) = self
             .links
             .out
@@ -2365,6 +2366,7 @@ impl<P: PortIo> Worker<P> {
     /// room) or the frame does not fit.
     fn cross(&mut self, to: u16, target: Target, net: u16, ingress: u16, tagged: bool, d: XdpDesc) {
         let net = (net, self.net_gen(net));
+        let from = self.port_ref(ingress);
         let out = self
             .links
             .out
@@ -2373,7 +2375,7 @@ impl<P: PortIo> Worker<P> {
         let sent = match (out, self.umem.frame(d.addr, d.len)) {
             (Some(o), Some(bytes)) => {
                 let unfinished = d.options & UNFINISHED != 0;
-                o.send(target, net, ingress, tagged, unfinished, bytes)
+                o.send(target, net, from, tagged, unfinished, bytes)
             }
             _ => false,
         };
@@ -2440,7 +2442,7 @@ impl<P: PortIo> Worker<P> {
                 }
                 Target::Flood => {
                     let snap = Arc::clone(&self.snap);
-                    for t in flood_targets(&snap, c.net, c.ingress) {
+                    for t in flood_targets(&snap, c.net, self.ingress_here(c)) {
                         if self.is_sendable(t) {
                             self.pipe.counters[usize::from(t)].drop(DropReason::NoBuffer);
                         }
@@ -2485,7 +2487,10 @@ impl<P: PortIo> Worker<P> {
                 self.stage_unicast(p, d, c.tagged, (c.net, vlan), p);
             }
             Target::Port(_) => self.umem.release(d.addr),
-            Target::Flood => self.flood_here(d, c.net, c.ingress, c.tagged, vlan, now),
+            Target::Flood => {
+                let ingress = self.ingress_here(c);
+                self.flood_here(d, c.net, ingress, c.tagged, vlan, now);
+            }
         }
     }
 
@@ -2500,6 +2505,18 @@ impl<P: PortIo> Worker<P> {
                 Target::Port(p) => self.snap.port(p.slot).is_some_and(|v| v.gen == p.gen),
                 Target::Flood => true,
             }
+    }
+
+    /// Crossing `c`'s ingress port in this worker's snapshot: its slot, or [`NONE`] where the slot
+    /// holds another port by now (one of a flood's targets as any other, and not where a copy's
+    /// loss is counted), or none.
+    fn ingress_here(&self, c: &Crossing) -> u16 {
+        let i = c.ingress;
+        if self.snap.port(i.slot).is_some_and(|p| p.gen == i.gen) {
+            i.slot
+        } else {
+            NONE
+        }
     }
 
     /// Port `slot` as a crossing's target, with the generation this worker's snapshot gives it

@@ -135,6 +135,22 @@ impl Crew {
         }
     }
 
+    /// Port `old` goes (closed on its worker), and `new`, a port of network `net` on worker 1,
+    /// takes its slot and is opened there. Returns the slot.
+    fn reslot(&mut self, old: &str, new: &str, net: &str) -> u16 {
+        let slot = self.ports.get(old).unwrap();
+        self.w[owner(old)].handle(Command::RemovePort { slot }, Now::default());
+        self.reconfigure(|cfg| {
+            cfg.ports.retain(|p| p.id != old);
+            let mut p = PortConfig::access(new, &format!("d-{new}"), net);
+            p.worker = Some(1);
+            cfg.ports.push(p);
+        });
+        assert_eq!(self.ports.get(new), Some(slot), "{new} took {old}'s slot");
+        super::tests::open_mem_port_spec(&mut self.w[1], slot, false, false, false);
+        slot
+    }
+
     /// Network a goes, and network c (VLAN 30) takes its slot and its ports, in one snapshot.
     fn replace_network_a(&mut self) {
         let net = self.nets.get("a").unwrap();
@@ -445,16 +461,7 @@ fn a_frame_crossing_for_a_port_whose_slot_another_took_meanwhile_is_dropped() {
     c.w[0].poll(c.now);
     assert_eq!(c.w[0].crossed.0, 1);
     // Meanwhile a2 goes, and a port of network b takes its slot on worker 1.
-    let slot = c.ports.get("a2").unwrap();
-    c.w[1].handle(Command::RemovePort { slot }, Now::default());
-    c.reconfigure(|cfg| {
-        cfg.ports.retain(|p| p.id != "a2");
-        let mut b2 = PortConfig::access("b2", "d6", "b");
-        b2.worker = Some(1);
-        cfg.ports.push(b2);
-    });
-    assert_eq!(c.ports.get("b2"), Some(slot), "b2 took a2's slot");
-    super::tests::open_mem_port_spec(&mut c.w[1], slot, false, false, false);
+    let slot = c.reslot("a2", "b2", "b");
     c.run();
     let b2 = c.w[1].port_mut(slot).unwrap();
     assert!(b2.outbox.is_empty(), "network a's frame reached network b");
@@ -473,6 +480,28 @@ fn a_frame_crossing_for_a_port_whose_slot_another_took_meanwhile_is_dropped() {
     c.run();
     assert_eq!(c.take("a3"), vec![frame(Mac::BROADCAST, VM1)]);
     assert_eq!(c.w[1].crossed_lost, 2);
+    c.check_accounting();
+}
+
+#[test]
+fn a_flood_crossing_from_a_port_whose_slot_another_took_meanwhile_reaches_that_one_too() {
+    let mut c = Crew::new(4096, 64);
+    c.announce_vm2();
+    // Worker 0 hands a1's broadcast over; worker 1 has not taken it yet.
+    c.inject("a1", frame(Mac::BROADCAST, VM1));
+    c.w[0].poll(c.now);
+    assert_eq!(c.w[0].crossed.0, 1);
+    // Meanwhile a1 goes, and a4, a port of the same network on worker 1, takes its slot.
+    let slot = c.reslot("a1", "a4", "a");
+    c.run();
+    // a4 did not send the flood: it gets its copy, as the network's other ports do.
+    let a4 = std::mem::take(&mut c.w[1].port_mut(slot).unwrap().outbox);
+    assert_eq!(a4, vec![frame(Mac::BROADCAST, VM1)], "a4");
+    for p in ["a2", "a3"] {
+        assert_eq!(c.take(p), vec![frame(Mac::BROADCAST, VM1)], "{p}");
+    }
+    assert_eq!(c.take("up").len(), 1, "the trunk");
+    assert_eq!(c.w[1].crossed_lost, 0);
     c.check_accounting();
 }
 

@@ -52,8 +52,9 @@ pub(crate) struct Crossing {
     /// delivers the frame only where its own snapshot has the same in those slots: by then a
     /// slot may hold another port or network (of another VLAN), or none yet.
     pub(crate) net_gen: u32,
-    /// The ingress port (never a flood target).
-    pub(crate) ingress: u16,
+    /// The ingress port, with the generation the sender's snapshot gave it: never one of a
+    /// flood's targets, unless the receiver's snapshot has another port in its slot by then.
+    pub(crate) ingress: PortRef,
     /// Whether the bytes carry the network's tag (the frame came from a trunk).
     pub(crate) tagged: bool,
     /// Whether the frame's checksum was left for the device to finish (`csum::pending`): the
@@ -140,19 +141,35 @@ impl Outbound {
         if self.batch.is_empty() {
             return;
         }
-        let next = (self.spare.pop()).unwrap_or_else(|| Vec::with_capacity(self.full));
-        let batch = core::mem::replace(&mut self.batch, next);
-        if let Err(e) = self.tx.try_send(batch) {
-            // Full cannot happen: the channel holds as many batches as there are buffers (of
-            // both pools), and a batch holds one at least.
-            debug_assert!(matches!(e, TrySendError::Disconnected(_)));
-            let (TrySendError::Full(mut b) | TrySendError::Disconnected(mut b)) = e;
+        if let Err(mut b) = self.hand() {
             for c in b.drain(..) {
-                lost(c.ingress);
+                lost(c.ingress.slot);
                 self.put_back(c);
             }
             self.spare.push(b);
         }
+    }
+
+    /// Hands a full batch over before the worker's [`Outbound::flush`]. If the peer is gone
+    /// (shutting down) its frames stay, for that flush to count as lost.
+    fn pass_on(&mut self) {
+        if let Err(b) = self.hand() {
+            let empty = core::mem::replace(&mut self.batch, b);
+            self.spare.push(empty);
+        }
+    }
+
+    /// Hands the batch over; gives it back if the peer is gone.
+    fn hand(&mut self) -> Result<(), Batch> {
+        let next = (self.spare.pop()).unwrap_or_else(|| Vec::with_capacity(self.full));
+        let batch = core::mem::replace(&mut self.batch, next);
+        self.tx.try_send(batch).map_err(|e| {
+            // Full cannot happen: the channel holds as many batches as there are buffers (of
+            // both pools), and a batch holds one at least.
+            debug_assert!(matches!(e, TrySendError::Disconnected(_)));
+            let (TrySendError::Full(b) | TrySendError::Disconnected(b)) = e;
+            b
+        })
     }
 
     /// Free buffers for super-frames (after a [`Outbound::reclaim`]).
@@ -192,7 +209,7 @@ impl Outbound {
         &mut self,
         port: PortRef,
         (net, net_gen): (u16, u32),
-        ingress: u16,
+        ingress: PortRef,
         tagged: bool,
         frame: &mut Vec<u8>,
         segment: u32,
@@ -214,7 +231,7 @@ impl Outbound {
             segment,
         });
         if self.batch.len() >= self.full {
-            self.flush(|_| {});
+            self.pass_on();
         }
         true
     }
@@ -226,7 +243,7 @@ impl Outbound {
         &mut self,
         target: Target,
         (net, net_gen): (u16, u32),
-        ingress: u16,
+        ingress: PortRef,
         tagged: bool,
         unfinished: bool,
         frame: &[u8],
@@ -252,8 +269,7 @@ impl Outbound {
             segment: 0,
         });
         if self.batch.len() >= self.full {
-            // A peer that is gone loses the frames with no count: it goes only at shutdown.
-            self.flush(|_| {});
+            self.pass_on();
         }
         true
     }
@@ -380,16 +396,21 @@ mod tests {
     use super::*;
 
     /// Port `k`, generation 1.
-    fn port(k: usize) -> Target {
-        Target::Port(PortRef {
+    fn port_ref(k: usize) -> PortRef {
+        PortRef {
             slot: k as u16,
             gen: 1,
-        })
+        }
+    }
+
+    /// Port `k`, generation 1, as a target.
+    fn port(k: usize) -> Target {
+        Target::Port(port_ref(k))
     }
 
     /// Sends a one-byte frame `k` for port `k`.
     fn send_k(out: &mut Outbound, k: usize) -> bool {
-        out.send(port(k), (1, 1), 0, false, false, &[k as u8])
+        out.send(port(k), (1, 1), port_ref(0), false, false, &[k as u8])
     }
 
     /// Takes the next frame, checks it is `k`, and is done with it.
@@ -406,7 +427,7 @@ mod tests {
         let mut inbound = m[1].inbound.pop().unwrap();
         let out = m[0].out[1].as_mut().unwrap();
         assert_eq!(out.reclaim(), 8);
-        assert!(out.send(port(3), (1, 1), 0, false, false, &[1, 2, 3]));
+        assert!(out.send(port(3), (1, 1), port_ref(0), false, false, &[1, 2, 3]));
         assert!(
             inbound.next().is_none(),
             "nothing handed over before the flush"
@@ -429,7 +450,7 @@ mod tests {
         }
         assert!(inbound.next().is_none());
         assert_eq!(out.reclaim(), 8);
-        assert!(out.send(Target::Flood, (1, 7), 0, true, true, &[4; 64]));
+        assert!(out.send(Target::Flood, (1, 7), port_ref(0), true, true, &[4; 64]));
         out.flush(|_| unreachable!());
         let c = inbound.next().unwrap();
         assert!(c.tagged && c.unfinished && c.frame() == [4; 64]);
@@ -469,23 +490,24 @@ mod tests {
 
     #[test]
     fn frames_for_a_peer_that_is_gone_are_counted_lost_and_keep_their_buffers() {
+        // 8 buffers: a batch goes over on its own at 2.
         let mut m = mesh(2, 8, 8);
         drop(m[1].inbound.pop());
         let out = m[0].out[1].as_mut().unwrap();
-        assert!(send_k(out, 0));
-        let mut lost = 0;
-        out.flush(|ingress| {
-            assert_eq!(ingress, 0);
-            lost += 1;
-        });
-        assert_eq!((lost, out.reclaim()), (1, 8));
+        // Full batches that could not go over wait for the flush, which counts them.
+        for k in 0..5 {
+            assert!(send_k(out, k));
+        }
+        let mut lost = Vec::new();
+        out.flush(|ingress| lost.push(ingress));
+        assert_eq!((lost, out.reclaim()), (vec![0; 5], 8));
     }
 
     #[test]
     fn a_frame_larger_than_a_buffer_is_refused_and_keeps_the_buffer() {
         let mut m = mesh(2, 1, 16);
         let out = m[0].out[1].as_mut().unwrap();
-        assert!(!out.send(Target::Flood, (0, 1), 0, false, false, &[0; 17]));
+        assert!(!out.send(Target::Flood, (0, 1), port_ref(0), false, false, &[0; 17]));
         assert_eq!(out.reclaim(), 1);
     }
 }
