@@ -1595,13 +1595,13 @@ impl<P: PortIo> Worker<P> {
             if self.merge.as_ref().is_some_and(|m| m.egress == egress) {
                 self.close_merge();
             }
+            let via = Via {
+                egress,
+                net,
+                tagged,
+                blame: ingress,
+            };
             let straight = if self.may_go_straight(egress, net) {
-                let via = Via {
-                    egress,
-                    net,
-                    tagged,
-                    blame: ingress,
-                };
                 self.send_straight(via, plan, 0, budget)
             } else {
                 None
@@ -1616,7 +1616,9 @@ impl<P: PortIo> Worker<P> {
                     counters.gso_segmented += 1;
                     Some(crossed)
                 }
-                None if self.hand_over_whole(ingress, egress, net, tagged, plan) => {
+                // Counted as a drop only, as a frame this worker cuts and cannot send is.
+                Some(Straight::Lost) => Some(0),
+                None if self.hand_over_whole(via, plan, 0) => {
                     self.pipe.counters[usize::from(ingress)].gso_whole += 1;
                     Some(0)
                 }
@@ -1633,17 +1635,17 @@ impl<P: PortIo> Worker<P> {
         Some(0)
     }
 
-    /// Hands the super-frame in `gso_buf`, received on `ingress` and decided for another
-    /// worker's port `egress` of network `net`, over whole to that worker. False, and nothing
-    /// done, when every buffer for super-frames towards it is in flight.
-    fn hand_over_whole(
-        &mut self,
-        ingress: u16,
-        egress: u16,
-        net: u16,
-        tagged: bool,
-        plan: &gso::Plan,
-    ) -> bool {
+    /// Hands the TCP frame in `gso_buf` (a super-frame, or `merged` segments merged), decided
+    /// for another worker's port (`via`: the port, its network, the tag, the ingress port),
+    /// over whole to that worker. False, and nothing done, when every buffer for super-frames
+    /// towards it is in flight.
+    fn hand_over_whole(&mut self, via: Via, plan: &gso::Plan, merged: u32) -> bool {
+        let Via {
+            egress,
+            net,
+            tagged,
+            blame: ingress,
+        } = via;
         let (owner, port, net_gen) = (self.owner(egress), self.port_ref(egress), self.net_gen(net));
         let ingress = self.port_ref(ingress);
         let Some(o) = self
@@ -1662,7 +1664,7 @@ impl<P: PortIo> Worker<P> {
             ingress,
             tagged,
             &mut self.gso_buf,
-            segment,
+            (segment, merged),
         ) {
             return false;
         }
@@ -1722,7 +1724,7 @@ impl<P: PortIo> Worker<P> {
         &mut self,
         via: Via,
         plan: &gso::Plan,
-        merged: u64,
+        merged: u32,
         budget: u32,
     ) -> Option<Straight> {
         let Via {
@@ -1742,10 +1744,12 @@ impl<P: PortIo> Worker<P> {
             dp.tx.send(h, p)
         }) {
             Ok(len) => {
-                dp.shared.counters.sent_direct(len as u64, merged);
+                dp.shared
+                    .counters
+                    .sent_direct(len as u64, u64::from(merged));
                 Some(Straight::Whole)
             }
-            Err(_) => Some(self.cut_over(via, plan, budget)),
+            Err(_) => Some(self.cut_over(via, plan, budget, merged)),
         }
     }
 
@@ -1917,8 +1921,11 @@ impl<P: PortIo> Worker<P> {
                     self.pipe.publish(&self.snap, p, now);
                     let takes =
                         matches!(self.ports.get(usize::from(p)), Some(Some(o)) if o.takes_whole);
-                    if !takes || self.send_whole(p, c.net, c.tagged, &plan) == Whole::Cut {
-                        staged = self.cut_for(p, c.net, c.tagged, &plan).0;
+                    let whole = takes && self.send_whole(p, c.net, c.tagged, &plan) == Whole::Sent;
+                    if whole {
+                        self.pipe.counters[usize::from(p)].coalesced += u64::from(c.merged);
+                    } else {
+                        staged = self.cut_merged_for(p, c.net, c.tagged, &plan, c.merged);
                     }
                 }
             }
@@ -2000,6 +2007,24 @@ impl<P: PortIo> Worker<P> {
         // What the rest of the round stages finds room.
         self.flush_port(egress);
         (staged, DropReason::NoBuffer)
+    }
+
+    /// [`Worker::cut_for`] for a frame of `merged` segments merged (0 for a guest's
+    /// super-frame): each merged segment it could not stage is a loss (`cut_for` counts one:
+    /// the other segments' here). Returns the segments staged.
+    fn cut_merged_for(
+        &mut self,
+        egress: u16,
+        net: u16,
+        tagged: bool,
+        plan: &gso::Plan,
+        merged: u32,
+    ) -> u32 {
+        let (staged, lost) = self.cut_for(egress, net, tagged, plan);
+        for _ in 1..merged.saturating_sub(staged) {
+            self.pipe.counters[usize::from(egress)].drop(lost);
+        }
+        staged
     }
 
     /// Publishes counters (and, at most every 100 ms, the kernel's statistics).
@@ -2953,12 +2978,13 @@ impl<P: PortIo> Worker<P> {
             };
             // Its segments were each counted in their rounds' room: only the buffers free
             // towards that worker bound what crosses.
-            if self
-                .send_straight(via, &plan, u64::from(count), u32::MAX)
-                .is_none()
-                && !self.hand_over_whole(via.blame, via.egress, via.net, via.tagged, &plan)
-            {
-                self.cut_over(via, &plan, u32::MAX);
+            if self.send_straight(via, &plan, count, u32::MAX).is_none() {
+                if self.hand_over_whole(via, &plan, count) {
+                    // Now: a run may close after the round's last hand-over.
+                    self.hand_over();
+                } else {
+                    self.cut_over(via, &plan, u32::MAX, count);
+                }
             }
             core::mem::swap(&mut self.gso_buf, &mut self.merge_buf);
             return;
@@ -2968,11 +2994,7 @@ impl<P: PortIo> Worker<P> {
                 self.pipe.counters[usize::from(m.egress)].coalesced += u64::from(count);
             }
             Whole::Cut => {
-                // `cut_for` counts one drop for what it could not stage: the other segments.
-                let (staged, lost) = self.cut_for(m.egress, m.net, m.tagged, &plan);
-                for _ in 1..count.saturating_sub(staged) {
-                    self.pipe.counters[usize::from(m.egress)].drop(lost);
-                }
+                self.cut_merged_for(m.egress, m.net, m.tagged, &plan, count);
             }
         }
         core::mem::swap(&mut self.gso_buf, &mut self.merge_buf);
@@ -2990,17 +3012,19 @@ impl<P: PortIo> Worker<P> {
         self.umem.release(d.addr);
     }
 
-    /// Cuts the TCP frame in `gso_buf` (`plan`'s), `via` another worker's port (its network,
-    /// its tag, where losses are counted), into segments that fit the port (and `plan`'s segment
-    /// size), each sent out of the port from here ([`Worker::send_lone`]) until one cannot be.
-    /// Then the rest crosses to the port's worker, so that it keeps its order: the whole frame
-    /// if none was sent yet and a buffer for super-frames towards that worker is free (that
-    /// worker cuts it, within its own room); else the rest as segments, if they fit the buffers
-    /// free towards it and `budget` (the round's room, which the frames received behind this
-    /// one were counted in already); else the rest is lost, one `no_buffer` on `blame`, as a
-    /// frame whose segments do not fit is lost whole where this worker cuts for its own ports
-    /// (TCP sends it again). A segment without a buffer here is lost (`no_buffer` on `blame`).
-    fn cut_over(&mut self, via: Via, plan: &gso::Plan, budget: u32) -> Straight {
+    /// Cuts the TCP frame in `gso_buf` (`plan`'s: a super-frame, or `merged` segments merged),
+    /// `via` another worker's port (its network, its tag, where losses are counted), into
+    /// segments that fit the port (and `plan`'s segment size), each sent out of the port from
+    /// here ([`Worker::send_lone`]) until one cannot be. Then the rest crosses to the port's
+    /// worker, so that it keeps its order: the whole frame if none was sent (nor lost) yet and a
+    /// buffer for super-frames towards that worker is free (that worker sends it whole or cuts
+    /// it, within its own room); else the rest as segments, if they fit the buffers free
+    /// towards it and `budget` (the round's room, which the frames received behind this one were
+    /// counted in already); else the rest is lost, as `no_buffer` on `blame` (once for a
+    /// super-frame, as a frame whose segments do not fit is lost whole where this worker cuts
+    /// for its own ports, and TCP sends it again; once per merged segment not sent). A segment
+    /// without a buffer here is lost (`no_buffer` on `blame`).
+    fn cut_over(&mut self, via: Via, plan: &gso::Plan, budget: u32, merged: u32) -> Straight {
         let Via {
             egress,
             net,
@@ -3010,7 +3034,7 @@ impl<P: PortIo> Worker<P> {
         let owner = self.owner(egress);
         let Some(cut) = self.plan_for(egress, tagged, plan) else {
             self.pipe.counters[usize::from(blame)].drop(DropReason::Oversize);
-            return Straight::Cut { crossed: 0 };
+            return Straight::Lost;
         };
         let segments = cut.segments();
         let mut k = 0;
@@ -3031,7 +3055,8 @@ impl<P: PortIo> Worker<P> {
         if k == segments {
             return Straight::Cut { crossed: 0 };
         }
-        if k == 0 && self.hand_over_whole(blame, egress, net, tagged, plan) {
+        if k == 0 && self.hand_over_whole(via, plan, merged) {
+            self.hand_over();
             return Straight::Whole;
         }
         let rest = (segments - k) as u32;
@@ -3042,8 +3067,16 @@ impl<P: PortIo> Worker<P> {
             .and_then(Option::as_mut)
             .map_or(0, |o| o.reclaim());
         if rest > budget.min(u32::try_from(free).unwrap_or(u32::MAX)) {
-            self.pipe.counters[usize::from(blame)].drop(DropReason::NoBuffer);
-            return Straight::Cut { crossed: 0 };
+            // A merged run's segments were each received (and counted) on their own.
+            let lost = merged.saturating_sub(k as u32).max(1);
+            for _ in 0..lost {
+                self.pipe.counters[usize::from(blame)].drop(DropReason::NoBuffer);
+            }
+            return if k == 0 {
+                Straight::Lost
+            } else {
+                Straight::Cut { crossed: 0 }
+            };
         }
         for k in k..segments {
             let Some(d) = self.cut_segment(&cut, k) else {
@@ -3337,6 +3370,8 @@ enum Straight {
     Whole,
     /// Cut into segments; `crossed` of them handed over to the port's worker.
     Cut { crossed: u32 },
+    /// Lost before any of it left (counted as dropped).
+    Lost,
 }
 
 /// What became of a super-frame sent whole ([`Worker::send_whole`]).

@@ -813,8 +813,9 @@ fn tcp_towards_the_other_workers_vm_leaves_merged_through_its_socket_without_cro
     sink.refuse_gso.store(0, Relaxed);
 
     // A socket that refuses everything (a full buffer): the merged frame is handed over whole,
-    // and worker 1 sends it; nothing lost.
+    // and worker 1 sends it, its segments counted as merged; nothing lost.
     sink.error.store(libc::ENOBUFS, Relaxed);
+    let merged_before = c.w[1].counters(slot).coalesced;
     for f in &segs {
         c.inject("a1", f.clone());
     }
@@ -829,6 +830,7 @@ fn tcp_towards_the_other_workers_vm_leaves_merged_through_its_socket_without_cro
         c.w[0].crossed.0, 2,
         "the merged frame, whole, and the lone segment"
     );
+    assert_eq!(c.w[1].counters(slot).coalesced, merged_before + 12);
     sink.error.store(0, Relaxed);
 
     // A super-frame goes straight too, after the segments of the run open for the port.
@@ -1181,6 +1183,25 @@ fn a_port_withdrawn_from_the_other_workers_retires_what_it_published() {
     c.check_accounting();
 }
 
+#[test]
+fn a_merged_run_the_other_workers_socket_refuses_crosses_whole_in_its_round() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (mut c, sink) = a2_sent_to_straight(64, 1500);
+    // a2's socket refuses everything: a1's run, merged by worker 0, crosses whole within worker
+    // 0's round, and worker 1's next round sends it.
+    sink.error.store(libc::ENOBUFS, Relaxed);
+    let segs = super::tests::tcp_segments(VM2, &[5u8; 6000], 1000);
+    for f in &segs {
+        c.inject("a1", f.clone());
+    }
+    c.w[0].poll(c.now);
+    c.w[1].poll(c.now);
+    assert!(c.take("a2") == segs, "sent by worker 1 in its next round");
+    assert_eq!(c.w[0].crossed.0, 1, "whole");
+    c.run();
+    c.check_accounting();
+}
+
 /// Two workers with `depth` buffers between them, a2 (worker 1) with MTU `mtu`, taking
 /// super-frames whole, from worker 0 too, through its socket; VM2 announced on it. Returns the
 /// socket's sink too.
@@ -1261,6 +1282,15 @@ fn a_super_frame_the_other_workers_socket_refuses_crosses_whole_or_within_the_fr
         "all of it"
     );
     assert_eq!((c.w[0].crossed.0, no_buffer(&c)), (1 + 8 + 4, 1));
+    // A merged run of 12 segments of 1000 bytes, cut again for a2 into 22 of 560, more than
+    // the 16 buffers: lost, each of the 12 segments received counted.
+    let segs = super::tests::tcp_segments(VM2, &[7u8; 12_000], 1000);
+    for f in &segs {
+        c.inject("a1", f.clone());
+    }
+    c.run();
+    assert!(c.take("a2").is_empty(), "no segment of it");
+    assert_eq!((c.w[0].crossed.0, no_buffer(&c)), (13, 1 + 12));
     c.w[0].links.out[1].as_mut().unwrap().unhold_whole(held);
     c.check_accounting();
 }

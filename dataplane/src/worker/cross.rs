@@ -67,6 +67,9 @@ pub(crate) struct Crossing {
     pub(crate) whole: Vec<u8>,
     /// With `whole`: the largest segment, headers included, the sender's plan allowed.
     pub(crate) segment: u32,
+    /// With `whole`: the segments merged into it (0 for a guest's super-frame), counted as
+    /// `coalesced` where it leaves whole.
+    pub(crate) merged: u32,
 }
 
 impl Crossing {
@@ -204,7 +207,7 @@ impl Outbound {
     /// empty buffer of the pool of super-frames (nothing is copied; the caller gives the empty
     /// buffer its capacity, once). `false` (nothing sent, `frame` unchanged) when every buffer
     /// of that pool is in flight ([`whole_depth`]). `segment` is the largest segment, headers
-    /// included, the frame may be cut into.
+    /// included, the frame may be cut into; `merged`, the segments merged into it.
     pub(crate) fn send_whole(
         &mut self,
         port: PortRef,
@@ -212,7 +215,7 @@ impl Outbound {
         ingress: PortRef,
         tagged: bool,
         frame: &mut Vec<u8>,
-        segment: u32,
+        (segment, merged): (u32, u32),
     ) -> bool {
         let Some(mut buf) = self.free_whole.pop() else {
             return false;
@@ -229,6 +232,7 @@ impl Outbound {
             buf: Box::default(),
             whole: buf,
             segment,
+            merged,
         });
         if self.batch.len() >= self.full {
             self.pass_on();
@@ -267,6 +271,7 @@ impl Outbound {
             buf,
             whole: Vec::new(),
             segment: 0,
+            merged: 0,
         });
         if self.batch.len() >= self.full {
             self.pass_on();
