@@ -3022,8 +3022,9 @@ impl<P: PortIo> Worker<P> {
     /// towards it and `budget` (the round's room, which the frames received behind this one were
     /// counted in already); else the rest is lost, as `no_buffer` on `blame` (once for a
     /// super-frame, as a frame whose segments do not fit is lost whole where this worker cuts
-    /// for its own ports, and TCP sends it again; once per merged segment not sent). A segment
-    /// without a buffer here is lost (`no_buffer` on `blame`).
+    /// for its own ports, and TCP sends it again; for a merged run, once per merged segment,
+    /// in the rest's share of them). A segment without a buffer here is lost (`no_buffer` on
+    /// `blame`).
     fn cut_over(&mut self, via: Via, plan: &gso::Plan, budget: u32, merged: u32) -> Straight {
         let Via {
             egress,
@@ -3067,9 +3068,10 @@ impl<P: PortIo> Worker<P> {
             .and_then(Option::as_mut)
             .map_or(0, |o| o.reclaim());
         if rest > budget.min(u32::try_from(free).unwrap_or(u32::MAX)) {
-            // A merged run's segments were each received (and counted) on their own.
-            let lost = merged.saturating_sub(k as u32).max(1);
-            for _ in 0..lost {
+            // A merged run's segments were each received (and counted) on their own: the rest's
+            // share of them, where the port's segments are smaller than the run's.
+            let lost = (u64::from(merged) * u64::from(rest)).div_ceil(segments as u64);
+            for _ in 0..lost.max(1) {
                 self.pipe.counters[usize::from(blame)].drop(DropReason::NoBuffer);
             }
             return if k == 0 {

@@ -53,6 +53,9 @@ pub struct MemWholeTx {
     /// Set to make sends of frames to be segmented fail with this OS error (0: none), as a veth
     /// whose other end runs a native XDP program refuses every GSO frame.
     pub refuse_gso: AtomicI32,
+    /// Frames it takes before it refuses the rest with `ENOBUFS`, as a socket buffer that fills
+    /// (`None`: no limit).
+    pub room: Mutex<Option<u64>>,
 }
 
 impl WholeTx for MemWholeTx {
@@ -61,6 +64,13 @@ impl WholeTx for MemWholeTx {
             match refusal.load(Ordering::Relaxed) {
                 e if e != 0 && applies => return Err(io::Error::from_raw_os_error(e)),
                 _ => {}
+            }
+        }
+        if let Ok(mut room) = self.room.lock() {
+            match room.as_mut() {
+                Some(0) => return Err(io::Error::from_raw_os_error(libc::ENOBUFS)),
+                Some(n) => *n -= 1,
+                None => {}
             }
         }
         let frame = parts.concat();

@@ -1198,6 +1198,9 @@ fn a_merged_run_the_other_workers_socket_refuses_crosses_whole_in_its_round() {
     c.w[1].poll(c.now);
     assert!(c.take("a2") == segs, "sent by worker 1 in its next round");
     assert_eq!(c.w[0].crossed.0, 1, "whole");
+    let slot = c.ports.get("a2").unwrap();
+    assert_eq!(c.w[1].counters(slot).coalesced, 6, "its segments, merged");
+    assert_eq!(c.counters("a1").drops.iter().sum::<u64>(), 0);
     c.run();
     c.check_accounting();
 }
@@ -1291,6 +1294,21 @@ fn a_super_frame_the_other_workers_socket_refuses_crosses_whole_or_within_the_fr
     c.run();
     assert!(c.take("a2").is_empty(), "no segment of it");
     assert_eq!((c.w[0].crossed.0, no_buffer(&c)), (13, 1 + 12));
+    // The same run, refused whole (its guest end takes no frame to be segmented), its socket
+    // taking 5 of its 22 segments before it is full: the other 17 do not fit the 16 buffers,
+    // and their share of the 12 merged segments, 10, is lost.
+    sink.error.store(0, Relaxed);
+    sink.refuse_gso.store(libc::ENOBUFS, Relaxed);
+    *sink.room.lock().unwrap() = Some(5);
+    for f in &segs {
+        c.inject("a1", f.clone());
+    }
+    c.run();
+    assert_eq!(sink.segments.lock().unwrap().len(), 5, "sent straight");
+    assert!(c.take("a2").is_empty(), "nothing of the rest");
+    assert_eq!((c.w[0].crossed.0, no_buffer(&c)), (13, 1 + 12 + 10));
+    *sink.room.lock().unwrap() = None;
+    sink.refuse_gso.store(0, Relaxed);
     c.w[0].links.out[1].as_mut().unwrap().unhold_whole(held);
     c.check_accounting();
 }
