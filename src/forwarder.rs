@@ -292,6 +292,7 @@ fn port_statistics(s: &PortStats, tx_stalled: bool) -> PortStatistics {
         ra_replies: c.ra_replies,
         xdp_forwarded: c.xdp_forwarded,
         tx_stalls: c.tx_stalls,
+        tx_stalled_ms: c.tx_stalled_ns / 1_000_000,
         tx_stalled,
         drops: DropReason::ALL
             .iter()

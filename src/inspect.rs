@@ -109,6 +109,7 @@ pub(crate) fn stats(t: &Target, net: &str, port: &str) -> Result<(), String> {
         "ra_replies",
         "xdp_forwarded",
         "tx_stalls",
+        "tx_stalled_ms",
     ] {
         println!("{key:<28} {}", s[key].as_u64().unwrap_or(0));
     }

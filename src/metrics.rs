@@ -322,6 +322,17 @@ impl Collector for DataplaneCollector {
             MetricType::Gauge,
             stalled,
         )?;
+        let stalled_time = ports.iter().map(|p| {
+            let ns = p.stats.counters.tx_stalled_ns;
+            (port_labels(p), ConstCounter::new(ns as f64 / 1e9))
+        });
+        family(
+            &mut enc,
+            "qswitch_port_tx_stalled_seconds",
+            "Time the port's transmit spent stalled, the current stall's so far included (its rate: the share of the time the port was stalled)",
+            MetricType::Counter,
+            stalled_time,
+        )?;
         let vlan: Vec<String> = networks.iter().map(|n| n.vlan.to_string()).collect();
         let net_labels = |i: usize| {
             [

@@ -115,6 +115,12 @@ fn ports_macs_and_stats_show_the_switch_state() {
             .any(|l| l.split_whitespace().eq(["tx_stalled", "no"])),
         "{stats}"
     );
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.split_whitespace().eq(["tx_stalled_ms", "0"])),
+        "{stats}"
+    );
     // A bad network id is a clear error, not a crash.
     let out = Command::new(env!("CARGO_BIN_EXE_qswitch"))
         .args(["macs", "--api", &addr, "--tenant", "ops", "no-such-net"])
@@ -274,6 +280,10 @@ fn metrics_count_the_frames_sent_and_the_requests_made() {
         assert_eq!(value(&s, "qswitch_port_tx_stalled", &port(i)), Some(0.0));
         assert_eq!(
             value(&s, "qswitch_port_tx_stalls_total", &port(i)),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(&s, "qswitch_port_tx_stalled_seconds_total", &port(i)),
             Some(0.0)
         );
     }

@@ -18,8 +18,10 @@ max (b is not c: a switch that lets c hold a and b back loses or delays them), w
 sent and dropped towards c, how often it stopped reading a (`backpressure`), and its `sendto`
 calls a second (its transmit kicks) and those refused, counted by `perf stat` where perf is
 installed; how many times c stalled (`qswitch_port_tx_stalls_total`), how many of the reads of
-its status every 100 ms during the pings said stalled (`qswitch_port_tx_stalled`), and, where
-the last of those said stalled, how long after the stall it said resumed. Then the
+its status every 100 ms during the pings said stalled (`qswitch_port_tx_stalled`), how long it
+was stalled in all during the starvation (`qswitch_port_tx_stalled_seconds_total`, read as the
+starvation ends), and, where the last status read said stalled, how long after the stall it
+said resumed. Then the
 switch's CPU time over 3 s idle, without a stall and with c's ring left full by a stall.
 
 Run as root, from the repository: `python3 bench/studies/stalled_port.py [--binary
@@ -144,9 +146,13 @@ def cpu_ticks(pid):
 
 def counters():
     text = sh(f"curl -s -m 2 http://{METRICS}/metrics").stdout
-    got = {"sent": 0, "tx_stalled": 0, "backpressure": 0, "stalls": 0, "stalled_now": 0}
+    got = {"sent": 0, "tx_stalled": 0, "backpressure": 0, "stalls": 0, "stalled_now": 0,
+           "stalled_s": 0.0}
     for line in text.splitlines():
         if 'port="c"' not in line:
+            continue
+        if line.startswith("qswitch_port_tx_stalled_seconds_total"):
+            got["stalled_s"] = float(line.rsplit(" ", 1)[1])
             continue
         value = int(float(line.rsplit(" ", 1)[1]))
         if line.startswith("qswitch_port_tx_packets_total"):
@@ -237,6 +243,7 @@ def trial(args, pid):
         finally:
             sender.kill()
             sender.wait()
+    stalled_s = counters()["stalled_s"] - before["stalled_s"]
     # c's receive path runs again. If its status said stalled at the last read, how long until
     # it says resumed (None: not stalled then, or not resumed within 2 s).
     t0 = time.time()
@@ -258,7 +265,8 @@ def trial(args, pid):
         "secs": kicks.secs,
         "during": (sum(watch.seen), len(watch.seen), watch.failed),
         "resumed": resumed,
-        **{k: after[k] - before[k] for k in after if k != "stalled_now"},
+        "stalled_s": stalled_s,
+        **{k: after[k] - before[k] for k in after if k not in ("stalled_now", "stalled_s")},
     }
 
 
@@ -303,8 +311,9 @@ def main():
               f"and a sends c {args.rate} frames/s")
         print("| trial | ping a to b: loss | mean ms | max ms | sent to c | tx_stalled on c "
               "| backpressure on a | the switch's kicks a second | refused | c's stalls "
-              "| c's status read stalled | resumed, s after the stall (if stalled then) |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "| c's status read stalled | c's time stalled, s "
+              "| resumed, s after the stall (if stalled then) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         held = 0
         for k in range(args.repeat):
             r = trial(args, daemon.pid)
@@ -316,7 +325,7 @@ def main():
             read = f"{stalled} of {reads}" + (f" ({failed} failed)" if failed else "")
             print(f"| {k + 1} | {r['loss_pct']:.1f} % | {r['avg_ms']:.3f} | {r['max_ms']:.1f} "
                   f"| {r['sent']} | {r['tx_stalled']} | {r['backpressure']} | {kicks} "
-                  f"| {refused} | {r['stalls']} | {read} "
+                  f"| {refused} | {r['stalls']} | {read} | {r['stalled_s']:.2f} "
                   f"| {resumed} |", flush=True)
             time.sleep(1)
         if held == 0:

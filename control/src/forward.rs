@@ -351,6 +351,10 @@ pub struct PortStatistics {
     /// stopped, for long enough that frames beyond its TX ring's room were dropped (reason
     /// `tx_stalled`) until it had room again.
     pub tx_stalls: u64,
+    /// Milliseconds its transmit spent stalled, the current stall's so far included: its
+    /// rate is the share of the time the port was stalled (a status read now and then can
+    /// miss stalls of a device that drains in bursts).
+    pub tx_stalled_ms: u64,
     /// Whether its transmit is stalled now.
     pub tx_stalled: bool,
     /// Drops by reason (every reason, zeros included), in a stable order.

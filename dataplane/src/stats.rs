@@ -109,6 +109,9 @@ pub struct LocalCounters {
     /// for the stall time, frames beyond its room dropped (`tx_stalled`) until it had room
     /// again.
     pub tx_stalls: u64,
+    /// Time (ns) the port's transmit spent stalled, the current stall's so far included (as
+    /// far as the worker's last round).
+    pub tx_stalled_ns: u64,
     /// Drops of frames received on (or destined to) this port, by reason.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -213,6 +216,7 @@ pub struct PortCounters {
     ra_replies: AtomicU64,
     xdp_forwarded: AtomicU64,
     tx_stalls: AtomicU64,
+    tx_stalled_ns: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
     xdp: [AtomicU64; 6],
     /// Sent out of the port by other workers, straight through its packet socket: frames,
@@ -246,6 +250,7 @@ impl PortCounters {
         self.ra_replies.store(c.ra_replies, Relaxed);
         self.xdp_forwarded.store(c.xdp_forwarded, Relaxed);
         self.tx_stalls.store(c.tx_stalls, Relaxed);
+        self.tx_stalled_ns.store(c.tx_stalled_ns, Relaxed);
         for (a, v) in self.drops.iter().zip(c.drops) {
             a.store(v, Relaxed);
         }
@@ -356,6 +361,7 @@ impl PortCounters {
                 ra_replies: self.ra_replies.load(Relaxed),
                 xdp_forwarded: self.xdp_forwarded.load(Relaxed),
                 tx_stalls: self.tx_stalls.load(Relaxed),
+                tx_stalled_ns: self.tx_stalled_ns.load(Relaxed),
                 drops,
             },
             xdp: XdpStats {
@@ -534,6 +540,7 @@ mod tests {
             ra_replies: 18,
             xdp_forwarded: 8,
             tx_stalls: 19,
+            tx_stalled_ns: 20,
             drops: [0; DropReason::COUNT],
         };
         c.drop(DropReason::Oversize);

@@ -629,6 +629,7 @@ fn watch_tx<P>(
         }
         None => {}
     }
+    c.tx_stalled_ns += o.tx.stalled_ns(now);
 }
 
 /// Warns (at most every 10 s per port) when the kernel dropped frames of a port before they
@@ -1208,6 +1209,8 @@ impl<P: PortIo> Worker<P> {
                     let free = o.io.tx_room();
                     let c = &mut self.pipe.counters[usize::from(s)];
                     watch_tx(s, o, c, free, done, now.nanos);
+                    // Its time stalled grows without traffic too.
+                    self.dirty |= o.tx.stalled();
                     // A stalled port holds no other back: what does not fit its ring is dropped.
                     if !o.tx.stalled() {
                         room = room.min(free);

@@ -36,6 +36,7 @@ pub(crate) const STATS_ATTRS: Attrs<'static> = &[(
         "ra_replies",
         "xdp_forwarded",
         "tx_stalls",
+        "tx_stalled_ms",
         "tx_stalled",
     ],
 )];
@@ -67,7 +68,7 @@ pub(crate) const CONNECTION_ATTRS: Attrs<'static> = &[(
 /// `GET .../ports/{id}/stats`: `{"stats": {"rx_packets", "rx_bytes",
 /// "rx_errors", "tx_packets", "tx_bytes", "tx_errors", "dropped", "floods", "csum_completed",
 /// "gso_segmented", "gso_whole", "coalesced", "dhcp_replies", "arp_replies", "ra_replies",
-/// "xdp_forwarded", "tx_stalls", "tx_stalled" (a boolean),
+/// "xdp_forwarded", "tx_stalls", "tx_stalled_ms", "tx_stalled" (a boolean),
 /// "drops": {reason: n}, "kernel": {name: n}}}`.
 pub(crate) async fn port_stats(ctx: Ctx) -> Response {
     let r = async {
@@ -98,6 +99,7 @@ pub(crate) async fn port_stats(ctx: Ctx) -> Response {
             "ra_replies": s.ra_replies,
             "xdp_forwarded": s.xdp_forwarded,
             "tx_stalls": s.tx_stalls,
+            "tx_stalled_ms": s.tx_stalled_ms,
             "tx_stalled": s.tx_stalled,
             "drops": map(&s.drops),
             "kernel": map(&s.kernel),

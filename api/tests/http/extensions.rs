@@ -164,6 +164,7 @@ async fn port_stats_come_from_the_forwarder() {
             ra_replies: 9,
             xdp_forwarded: 10,
             tx_stalls: 13,
+            tx_stalled_ms: 14,
             tx_stalled: true,
             drops: vec![("policed".into(), 2), ("truncated".into(), 1)],
             kernel: vec![("rx_ring_full".into(), 0)],
@@ -176,9 +177,19 @@ async fn port_stats_come_from_the_forwarder() {
             "tx_bytes": 420, "tx_errors": 0, "dropped": 3, "floods": 2,
             "csum_completed": 5, "gso_segmented": 4, "gso_whole": 11, "coalesced": 12,
             "dhcp_replies": 6, "arp_replies": 8, "ra_replies": 9, "xdp_forwarded": 10,
-            "tx_stalls": 13, "tx_stalled": true,
+            "tx_stalls": 13, "tx_stalled_ms": 14, "tx_stalled": true,
             "drops": {"policed": 2, "truncated": 1}, "kernel": {"rx_ring_full": 0}}})
     );
+    // The API's description names every field, no more.
+    let doc = w.app.get("/openapi.json").await.json_full();
+    let described: Vec<&String> = doc["components"]["schemas"]["PortStats"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    let body = r.json();
+    let sent: Vec<&String> = body["stats"].as_object().unwrap().keys().collect();
+    assert_eq!(described, sent);
     let r = w
         .app
         .get(&format!(
@@ -194,7 +205,8 @@ async fn port_stats_come_from_the_forwarder() {
         r.body
     );
     assert!(
-        r.body.contains(" tx_stalls=\"13\" tx_stalled=\"True\""),
+        r.body
+            .contains(" tx_stalls=\"13\" tx_stalled_ms=\"14\" tx_stalled=\"True\""),
         "{}",
         r.body
     );

@@ -113,6 +113,10 @@ pub(super) struct TxWatch {
     /// When a stall of this port was last logged, and whether it is the current one.
     told_at: Option<u64>,
     told: bool,
+    /// Up to when (ns) the current stall's time has been counted ([`TxWatch::stalled_ns`]).
+    counted_to: u64,
+    /// The ended stall's time not yet counted.
+    uncounted: u64,
 }
 
 impl TxWatch {
@@ -153,6 +157,19 @@ impl TxWatch {
         true
     }
 
+    /// The time (ns) the port has spent stalled since the last call, up to `now` (ns): the
+    /// current stall's since then, and an ended one's rest. The worker adds it to the port's
+    /// `tx_stalled_ns` each round.
+    #[inline]
+    pub(super) fn stalled_ns(&mut self, now: u64) -> u64 {
+        let mut t = core::mem::take(&mut self.uncounted);
+        if self.stalled {
+            t += now.saturating_sub(self.counted_to);
+            self.counted_to = now;
+        }
+        t
+    }
+
     /// An idle worker found the port's ring `drained` or not, at `now` (ns). True if its ring
     /// does not drain: it stalled and completes nothing, or frames have stayed on it for
     /// [`UNDRAINED_NS`] with nothing completed (a device that stopped with a few frames on its
@@ -185,6 +202,7 @@ impl TxWatch {
             }
             self.stalled = false;
             self.resumed_at = Some(now);
+            self.uncounted += now.saturating_sub(self.counted_to);
             let tell = core::mem::take(&mut self.told);
             return Some(Change::Resumed { tell });
         }
@@ -206,6 +224,7 @@ impl TxWatch {
         self.stalled = true;
         self.since = None;
         self.next_kick = 0;
+        self.counted_to = now;
         self.told = self
             .told_at
             .is_none_or(|t| now.saturating_sub(t) >= TELL_EVERY_NS);
@@ -238,6 +257,25 @@ mod tests {
         w.observe(0, 0, MS);
         assert_eq!(w.observe(0, 0, MS + STALL_NS), Some(STALLED));
         (w, MS + STALL_NS)
+    }
+
+    #[test]
+    fn the_time_stalled_is_counted_from_the_stall_to_its_end() {
+        let (mut w, at) = stalled();
+        assert_eq!(w.stalled_ns(at), 0);
+        assert_eq!(w.stalled_ns(at + 3 * MS), 3 * MS);
+        assert_eq!(w.observe(0, 0, at + 5 * MS), None);
+        assert_eq!(w.observe(2048, 0, at + 7 * MS), Some(RESUMED));
+        assert_eq!(w.stalled_ns(at + 9 * MS), 4 * MS, "to its end, not after");
+        assert_eq!(w.stalled_ns(at + 20 * MS), 0);
+        // Short of room again (a restall after 1 ms): counted from the new stall.
+        w.observe(0, 0, at + 30 * MS);
+        // (Neither told: the first stall was logged less than 10 s before.)
+        let stall = w.observe(0, 0, at + 31 * MS);
+        assert_eq!(stall, Some(Change::Stalled { tell: false }));
+        let resume = w.observe(2048, 0, at + 33 * MS);
+        assert_eq!(resume, Some(Change::Resumed { tell: false }));
+        assert_eq!(w.stalled_ns(at + 40 * MS), 2 * MS);
     }
 
     #[test]

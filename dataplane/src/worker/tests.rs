@@ -514,6 +514,15 @@ fn a_port_whose_transmit_stalled_stops_holding_the_others_back_until_it_has_room
     let lost = 300 - 256;
     assert_eq!(stalled(&r), lost);
     assert_eq!(status(&r), (true, 1));
+    // Its time stalled is published as it grows, with no traffic.
+    let published = |r: &Rig| {
+        let o = r.w.ports[usize::from(a2)].as_ref().unwrap();
+        o.shared.counters.read().counters.tx_stalled_ns
+    };
+    let before = published(&r);
+    r.tick(1);
+    r.tick(1);
+    assert_eq!(published(&r), before + 2_000_000);
     r.inject("a3", frame(VM1, VM3));
     r.inject("a1", frame(VM2, VM1));
     r.inject("a1", frame(VM3, VM1));
@@ -529,6 +538,8 @@ fn a_port_whose_transmit_stalled_stops_holding_the_others_back_until_it_has_room
     assert_eq!(r.out("a2"), vec![frame(VM2, VM1)]);
     assert_eq!(stalled(&r), lost + 1);
     assert_eq!(status(&r), (false, 1));
+    // Its stall lasted 8 ms (from the round it stalled in to the one that saw room again).
+    assert_eq!(r.w.counters(a2).tx_stalled_ns, 8_000_000);
     // Resumed, a2 holds frames back again as a busy port does, then, stopping again so soon
     // after its stall, stalls after a millisecond. (The frame it just sent stays on its ring.)
     stop_a2(&mut r, 0, 10, 255);
