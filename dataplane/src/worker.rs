@@ -593,8 +593,9 @@ pub struct Worker<P: PortIo> {
 }
 
 /// Watches port `slot`'s transmit ([`stall`]): its TX ring has `free` room after it completed
-/// `done` frames this round, at `now` (ns). Counts a stall, shows it in the port's status
-/// while it lasts, and logs it and its end (at most every 10 s per port).
+/// `done` frames this round, at `now` (ns). Counts a stall and its time, shows it in the port's
+/// status while it lasts, and logs it and its end (at most every 10 s per port). Returns the
+/// time stalled it counted (ns).
 fn watch_tx<P>(
     slot: u16,
     o: &mut Open<P>,
@@ -602,7 +603,7 @@ fn watch_tx<P>(
     free: u32,
     done: usize,
     now: u64,
-) {
+) -> u64 {
     match o.tx.observe(free, done, now) {
         Some(stall::Change::Stalled { tell }) => {
             c.tx_stalls += 1;
@@ -629,7 +630,9 @@ fn watch_tx<P>(
         }
         None => {}
     }
-    c.tx_stalled_ns += o.tx.stalled_ns(now);
+    let stalled = o.tx.stalled_ns(now);
+    c.tx_stalled_ns += stalled;
+    stalled
 }
 
 /// Warns (at most every 10 s per port) when the kernel dropped frames of a port before they
@@ -1208,9 +1211,11 @@ impl<P: PortIo> Worker<P> {
                     o.io.refill(&mut self.umem, self.fill_target);
                     let free = o.io.tx_room();
                     let c = &mut self.pipe.counters[usize::from(s)];
-                    watch_tx(s, o, c, free, done, now.nanos);
-                    // Its time stalled grows without traffic too.
-                    self.dirty |= o.tx.stalled();
+                    let stalled = watch_tx(s, o, c, free, done, now.nanos);
+                    // Its time stalled grows without traffic too: published as the counters
+                    // are while traffic flows, at most every millisecond.
+                    self.dirty |=
+                        stalled > 0 && now.nanos.saturating_sub(self.last_publish) >= 1_000_000;
                     // A stalled port holds no other back: what does not fit its ring is dropped.
                     if !o.tx.stalled() {
                         room = room.min(free);
