@@ -1722,12 +1722,11 @@ impl<P: PortIo> Worker<P> {
 
     /// Sends the TCP frame in `gso_buf` (`plan`'s: a super-frame or merged segments) `via`
     /// another worker's port (its network, its tag, where losses are counted), through the
-    /// port's packet socket ([`direct`]), and counts it there (`merged`: the
-    /// segments merged into it). A frame the socket refuses whole (no room; or a guest end
-    /// running a native XDP program, which refuses every GSO frame) is cut into its segments,
-    /// each sent the same way or, refused too, handed over with the rest, within `budget`
-    /// ([`Worker::cut_over`]). How it left; `None`, and nothing done,
-    /// where the port is not to be sent to from here.
+    /// port's packet socket ([`direct`]), and counts it there (`merged`: the segments merged
+    /// into it). A frame the socket refuses whole (no room; or a guest end running a native XDP
+    /// program, which refuses every GSO frame) is cut into its segments, each sent the same way
+    /// or, refused too, handed over with the rest, within `budget` ([`Worker::cut_over`]). How
+    /// it left; `None`, and nothing done, where the port is not to be sent to from here.
     fn send_straight(
         &mut self,
         via: Via,
