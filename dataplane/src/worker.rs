@@ -1656,12 +1656,7 @@ impl<P: PortIo> Worker<P> {
         } = via;
         let (owner, port, net_gen) = (self.owner(egress), self.port_ref(egress), self.net_gen(net));
         let ingress = self.port_ref(ingress);
-        let Some(o) = self
-            .links
-            .out
-            .get_mut(usize::from(owner))
-            .and_then(Option::as_mut)
-        else {
+        let Some(o) = self.links.to(owner) else {
             return false;
         };
         self.gso_buf.truncate(plan.end());
@@ -2399,12 +2394,7 @@ impl<P: PortIo> Worker<P> {
     fn cross(&mut self, to: u16, target: Target, net: u16, ingress: u16, tagged: bool, d: XdpDesc) {
         let net = (net, self.net_gen(net));
         let from = self.port_ref(ingress);
-        let out = self
-            .links
-            .out
-            .get_mut(usize::from(to))
-            .and_then(Option::as_mut);
-        let sent = match (out, self.umem.frame(d.addr, d.len)) {
+        let sent = match (self.links.to(to), self.umem.frame(d.addr, d.len)) {
             (Some(o), Some(bytes)) => {
                 let unfinished = d.options & UNFINISHED != 0;
                 o.send(target, net, from, tagged, unfinished, bytes)
@@ -3068,12 +3058,7 @@ impl<P: PortIo> Worker<P> {
             return Straight::Whole;
         }
         let rest = (segments - k) as u32;
-        let free = self
-            .links
-            .out
-            .get_mut(usize::from(owner))
-            .and_then(Option::as_mut)
-            .map_or(0, |o| o.reclaim());
+        let free = self.links.to(owner).map_or(0, |o| o.reclaim());
         if rest > budget.min(u32::try_from(free).unwrap_or(u32::MAX)) {
             // A merged run's segments were each received (and counted) on their own: the rest's
             // share of them, where the port's segments are smaller than the run's.

@@ -347,6 +347,11 @@ impl Links {
     pub fn id(&self) -> u16 {
         self.id
     }
+
+    /// The sending end towards worker `to` (none towards itself, or beyond the mesh).
+    pub(crate) fn to(&mut self, to: u16) -> Option<&mut Outbound> {
+        self.out.get_mut(usize::from(to)).and_then(Option::as_mut)
+    }
 }
 
 /// The links of `n` workers (at most 64), `depth` buffers of `size` bytes for each ordered pair,
