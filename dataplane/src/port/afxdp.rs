@@ -667,17 +667,24 @@ impl PortIo for AfXdpPort {
             // option, else 32: then kicked again while told to). A zero-copy driver sends on
             // its own until it asks for a kick. Either way, what is left on the ring is looked
             // at again next round.
+            // What is left on the ring after the last kick, as that kick read it (the kernel's
+            // consumer index read once a kick, not again here).
             let sock = &mut self.queues[0].sock;
-            if self.mode == PortMode::NativeZeroCopy {
-                sock.wake_tx(false)?;
+            let left = if self.mode == PortMode::NativeZeroCopy {
+                sock.wake_tx(false)?.0
             } else {
-                let (left, budget) = (sock.tx.outstanding(), sock.tx_budget());
+                let (mut left, budget) = (sock.tx.outstanding(), sock.tx_budget());
                 if left > 0 {
                     let done = self.done;
-                    super::kick_through_budget(left, budget, done, || Ok(sock.wake_tx(true)?.1))?;
+                    super::kick_through_budget(left, budget, done, || {
+                        let (now_left, again) = sock.wake_tx(true)?;
+                        left = now_left;
+                        Ok(again)
+                    })?;
                 }
-            }
-            self.tx_pending = sock.tx.outstanding() > 0;
+                left
+            };
+            self.tx_pending = left > 0;
         }
         Ok(())
     }
