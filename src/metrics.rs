@@ -153,7 +153,7 @@ type WorkerSeries = (
     fn(&WorkerReading) -> f64,
 );
 
-const WORKER_SERIES: [WorkerSeries; 13] = [
+const WORKER_SERIES: [WorkerSeries; 15] = [
     (
         "qswitch_worker_rounds",
         "Poll rounds the worker ran",
@@ -168,9 +168,21 @@ const WORKER_SERIES: [WorkerSeries; 13] = [
     ),
     (
         "qswitch_worker_busy_ratio",
-        "Share of the last complete 10 s window the worker spent in rounds that found work",
+        "Share of the last complete 10 s window the worker spent in rounds that found work (a worker that keeps up is busy most of the time: see qswitch_worker_behind_ratio)",
         MetricType::Gauge,
         |w| w.busy_ratio,
+    ),
+    (
+        "qswitch_worker_behind_seconds",
+        "Time the worker spent in rounds that left frames waiting (a receive gave all the round asked of it, or there was no room to take any): behind what arrived",
+        MetricType::Counter,
+        |w| w.behind_seconds,
+    ),
+    (
+        "qswitch_worker_behind_ratio",
+        "Share of the last complete 10 s window the worker spent in rounds that left frames waiting: its saturation",
+        MetricType::Gauge,
+        |w| w.behind_ratio,
     ),
     (
         "qswitch_worker_round_gap_max_seconds",

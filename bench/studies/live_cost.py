@@ -13,12 +13,13 @@ Per run it prints the frames delivered a second, and, over the sampled window, t
 thread's time a frame (its samples' share of CPU 1 times the window, over the frames the worker
 received in it) and that time's user space (the switch's binary, libc and the vDSO: the goal's
 figure), the kernel's share, the frames the worker's rounds found on average, its user-space
-time a round, and how much of the window its rounds found work (`busy`).
+time a round, how much of the window its rounds found work (`busy`) and how much of it they
+left frames waiting (`behind`: a receive gave all the round asked of it).
 
-The worker's rounds find few frames when it keeps up with what arrives: then each frame pays a
-round's fixed work (a look at every ring, the clock, a transmit kick). `--hog` runs a busy loop
-on CPU 1 beside the worker, which then gets about half of the CPU and finds more frames a round:
-the user-space time a frame then approaches what a frame costs beyond its round.
+Every round, full or nearly empty, pays a round's fixed work (a look at every ring, the clock,
+the housekeeping checks): where the worker runs many short rounds between full ones, that work
+is much of the user-space time a frame. `--hog` runs a busy loop on CPU 1 beside the worker,
+which then gets about half of the CPU and runs fewer, fuller rounds.
 
 Several binaries (`--qswitch A --qswitch B`) are run alternately, A B A B ..., so that the VM's
 slow and fast minutes fall on both; medians per binary close the output.
@@ -44,20 +45,22 @@ import time
 TRIAL = re.compile(r"trial (\d+) B at 0 pps: sent (\d+) in ([0-9.]+) s, (\d+) reached")
 # The DUT's API inside its namespace (bench/src/topo.rs), and its worker thread's name.
 DUT_NS, DUT_API, WORKER_COMM = "qsbdut", "127.0.0.1:19696", "qswitch-worker"
-WORKER = re.compile(r'^qswitch_worker_(rounds_total|rx_frames_total|busy_seconds_total)'
+WORKER = re.compile(r'^qswitch_worker_(rounds_total|rx_frames_total|busy_seconds_total'
+                    r'|behind_seconds_total)'
                     r'\{worker="0"\} (\S+)$', re.M)
 SAMPLE = re.compile(r"\s*([0-9.]+)%\s+(\S+)\s+(\S+)")
 
 Run = collections.namedtuple(
-    "Run", "pps frame_ns user_ns kernel_share per_round busy")
+    "Run", "pps frame_ns user_ns kernel_share per_round busy behind")
 
 
 def worker_counters():
-    """(monotonic time, the worker's rounds, frames received and busy seconds) from /metrics."""
+    """(monotonic time, the worker's rounds, frames received, busy and behind seconds) from
+    /metrics."""
     out = subprocess.run(["ip", "netns", "exec", DUT_NS, "curl", "-s", "--max-time", "2",
                           f"http://{DUT_API}/metrics"], capture_output=True, text=True).stdout
     got = {k: float(v) for k, v in WORKER.findall(out)}
-    if len(got) != 3:
+    if len(got) != 4:
         raise RuntimeError("the DUT's /metrics has no counters of worker 0")
     return time.monotonic(), got
 
@@ -147,7 +150,8 @@ def one_run(harness, binary, size, cpu, hog, tmp):
                user_ns=user * window_ns / frames,
                kernel_share=kernel / worker if worker else 0.0,
                per_round=frames / rounds,
-               busy=(c1["busy_seconds_total"] - c0["busy_seconds_total"]) * 1e9 / window_ns)
+               busy=(c1["busy_seconds_total"] - c0["busy_seconds_total"]) * 1e9 / window_ns,
+               behind=(c1["behind_seconds_total"] - c0["behind_seconds_total"]) * 1e9 / window_ns)
 
 
 def main():
@@ -169,8 +173,9 @@ def main():
     results = {b: [] for b in binaries}
     print(f"{a.size} B flat out, perf on CPU {a.cpu}{', a busy loop beside the worker' if a.hog else ''}")
     print("| run | binary | delivered Mpps | worker ns a frame | user space ns a frame "
-          "| kernel % | frames a round | user space ns a round | rounds with work % |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| kernel % | frames a round | user space ns a round | rounds with work % "
+          "| rounds that left frames waiting % |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="qs-live-") as tmp:
         for r in range(a.repeat):
             for b in binaries:
@@ -178,7 +183,8 @@ def main():
                 results[b].append(x.user_ns)
                 print(f"| {r + 1} | {b} | {x.pps / 1e6:.3f} | {x.frame_ns:.0f} | "
                       f"{x.user_ns:.1f} | {x.kernel_share * 100:.1f} | {x.per_round:.2f} | "
-                      f"{x.user_ns * x.per_round:.0f} | {x.busy * 100:.0f} |", flush=True)
+                      f"{x.user_ns * x.per_round:.0f} | {x.busy * 100:.0f} | "
+                      f"{x.behind * 100:.0f} |", flush=True)
     print()
     for b, ns in results.items():
         print(f"{b}: user space {statistics.median(ns):.1f} ns a frame "

@@ -382,10 +382,12 @@ impl PortCounters {
 pub struct WorkerStats {
     rounds: AtomicU64,
     busy_ns: AtomicU64,
+    behind_ns: AtomicU64,
     rx_frames: AtomicU64,
     gaps_over_1ms: AtomicU64,
     /// Over the last complete window ([`WorkerStats::WINDOW_NS`]).
     window_busy_ppm: AtomicU64,
+    window_behind_ppm: AtomicU64,
     window_max_gap_ns: AtomicU64,
     conntrack_entries: AtomicU64,
     crossed_out: AtomicU64,
@@ -405,12 +407,19 @@ pub struct WorkerReading {
     pub rounds: u64,
     /// Seconds spent in rounds that found work.
     pub busy_seconds: f64,
+    /// Seconds spent in rounds that left frames waiting (a receive gave all the round asked of
+    /// it, or there was no room to take any): the worker was behind what arrived.
+    pub behind_seconds: f64,
     /// Frames received.
     pub rx_frames: u64,
     /// Gaps over a millisecond between two rounds while forwarding.
     pub gaps_over_1ms: u64,
-    /// Share of the last complete window spent in rounds that found work (0 to 1).
+    /// Share of the last complete window spent in rounds that found work (0 to 1). A worker
+    /// that keeps up is busy most of the time all the same: see `behind_ratio`.
     pub busy_ratio: f64,
+    /// Share of the last complete window spent in rounds that left frames waiting (0 to 1): how
+    /// often the worker was behind what arrived, its saturation.
+    pub behind_ratio: f64,
     /// Longest gap between two rounds while forwarding, in the last complete window, seconds.
     pub max_gap_seconds: f64,
     /// Connections in the worker's connection table (security groups).
@@ -432,21 +441,30 @@ pub struct WorkerReading {
 }
 
 impl WorkerStats {
-    /// The window of the busy ratio and the longest gap: 10 s.
+    /// The window of the busy and behind ratios and the longest gap: 10 s.
     pub const WINDOW_NS: u64 = 10_000_000_000;
 
     /// Publishes the lifetime counters (single writer: the worker).
-    pub fn publish(&self, rounds: u64, busy_ns: u64, rx_frames: u64, gaps_over_1ms: u64) {
+    pub fn publish(
+        &self,
+        rounds: u64,
+        busy_ns: u64,
+        behind_ns: u64,
+        rx_frames: u64,
+        gaps_over_1ms: u64,
+    ) {
         self.rounds.store(rounds, Relaxed);
         self.busy_ns.store(busy_ns, Relaxed);
+        self.behind_ns.store(behind_ns, Relaxed);
         self.rx_frames.store(rx_frames, Relaxed);
         self.gaps_over_1ms.store(gaps_over_1ms, Relaxed);
     }
 
-    /// Publishes a completed window: busy time and longest gap over `len_ns`.
-    pub fn publish_window(&self, busy_ns: u64, max_gap_ns: u64, len_ns: u64) {
-        let ppm = busy_ns.saturating_mul(1_000_000) / len_ns.max(1);
-        self.window_busy_ppm.store(ppm.min(1_000_000), Relaxed);
+    /// Publishes a completed window: busy and behind times and longest gap over `len_ns`.
+    pub fn publish_window(&self, busy_ns: u64, behind_ns: u64, max_gap_ns: u64, len_ns: u64) {
+        let ppm = |ns: u64| (ns.saturating_mul(1_000_000) / len_ns.max(1)).min(1_000_000);
+        self.window_busy_ppm.store(ppm(busy_ns), Relaxed);
+        self.window_behind_ppm.store(ppm(behind_ns), Relaxed);
         self.window_max_gap_ns.store(max_gap_ns, Relaxed);
     }
 
@@ -491,9 +509,11 @@ impl WorkerStats {
         WorkerReading {
             rounds: self.rounds.load(Relaxed),
             busy_seconds: self.busy_ns.load(Relaxed) as f64 / 1e9,
+            behind_seconds: self.behind_ns.load(Relaxed) as f64 / 1e9,
             rx_frames: self.rx_frames.load(Relaxed),
             gaps_over_1ms: self.gaps_over_1ms.load(Relaxed),
             busy_ratio: self.window_busy_ppm.load(Relaxed) as f64 / 1e6,
+            behind_ratio: self.window_behind_ppm.load(Relaxed) as f64 / 1e6,
             max_gap_seconds: self.window_max_gap_ns.load(Relaxed) as f64 / 1e9,
             conntrack_entries: self.conntrack_entries.load(Relaxed),
             crossed_out: self.crossed_out.load(Relaxed),
@@ -559,13 +579,20 @@ mod tests {
     #[test]
     fn worker_stats_read_back() {
         let w = WorkerStats::default();
-        w.publish(10, 2_500_000_000, 7, 1);
-        w.publish_window(5_000_000_000, 3_000_000, WorkerStats::WINDOW_NS);
+        w.publish(10, 2_500_000_000, 500_000_000, 7, 1);
+        w.publish_window(
+            5_000_000_000,
+            1_000_000_000,
+            3_000_000,
+            WorkerStats::WINDOW_NS,
+        );
         w.publish_macs(|m| m.extend([(0, 0), (3, 100)]));
         let r = w.read();
         assert_eq!((r.rounds, r.rx_frames, r.gaps_over_1ms), (10, 7, 1));
         assert!((r.busy_seconds - 2.5).abs() < 1e-9);
+        assert!((r.behind_seconds - 0.5).abs() < 1e-9);
         assert!((r.busy_ratio - 0.5).abs() < 1e-9);
+        assert!((r.behind_ratio - 0.1).abs() < 1e-9);
         assert!((r.max_gap_seconds - 0.003).abs() < 1e-12);
         assert_eq!(w.macs(1), (3, 100));
         assert_eq!(w.macs(9), (0, 0));

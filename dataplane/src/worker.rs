@@ -487,6 +487,16 @@ fn tx_failed<P: PortIo>(o: &mut Open<P>, slot: u16, c: &mut LocalCounters, e: &i
     );
 }
 
+/// A statistics window of the worker's ([`WorkerStats::WINDOW_NS`]): when it started, the busy
+/// and behind times at its start, and the longest gap between rounds in it so far.
+#[derive(Debug, Default)]
+struct Window {
+    start: u64,
+    busy_at_start: u64,
+    behind_at_start: u64,
+    max_gap: u64,
+}
+
 /// A worker: one UMEM, its ports, the pipeline.
 pub struct Worker<P: PortIo> {
     // Field order is drop order: the ports (their sockets, which the kernel writes through into
@@ -531,6 +541,11 @@ pub struct Worker<P: PortIo> {
     rx_total: u64,
     /// Time spent in rounds that found work, over the worker's life.
     busy_ns: u64,
+    /// Time spent in rounds that left frames waiting ([`Worker::behind`]), over the worker's
+    /// life: the worker is behind what arrives. A worker that keeps up is busy most of the time
+    /// all the same (each round's few frames cost a transmit call), so `busy_ns` does not say
+    /// how close it is to its capacity; this does.
+    behind_ns: u64,
     /// Longest time between the start of a round that found work and the start of the next (a
     /// long round, or the thread held off its CPU), and how many such gaps exceeded a
     /// millisecond: a fill ring shallower than the rate times the gap runs dry.
@@ -538,8 +553,8 @@ pub struct Worker<P: PortIo> {
     gaps_over_1ms: u64,
     /// Rounds run, over the worker's life.
     rounds: u64,
-    /// The current statistics window: when it started, busy time and longest gap so far.
-    window: (u64, u64, u64),
+    /// The current statistics window.
+    window: Window,
     /// The worker's recent cost of a frame (working time over frames received and taken from
     /// other workers, over the last stretch of at least a thousand), ns; 0 until measured.
     /// Bounds the fill rings in time.
@@ -576,6 +591,10 @@ pub struct Worker<P: PortIo> {
     /// towards a peer): they wait in RX rings or channels that would wake a sleeper at once,
     /// while what frees the room does not wake it. Such a worker naps instead.
     held_back: bool,
+    /// The last round left frames waiting that it could have taken: a port's receive gave all
+    /// the round asked of it (a full batch, or as much as the round had room for), or there was
+    /// no room to take any (`held_back`).
+    behind: bool,
     /// MAC and connection table slots the sweeper owes for the time the worker slept: paid
     /// 8 192 a millisecond while frames flow, and all at once before the worker sleeps again.
     sweep_debt: usize,
@@ -713,10 +732,11 @@ impl<P: PortIo> Worker<P> {
             dirty: false,
             rx_total: 0,
             busy_ns: 0,
+            behind_ns: 0,
             max_gap_ns: 0,
             gaps_over_1ms: 0,
             rounds: 0,
-            window: (0, 0, 0),
+            window: Window::default(),
             frame_ns: 0,
             working_ns: 0,
             cost_mark: (0, 0),
@@ -732,6 +752,7 @@ impl<P: PortIo> Worker<P> {
             first_peer: 0,
             woken: 0,
             held_back: false,
+            behind: false,
             sweep_debt: 0,
             pollfds: Vec::new(),
             epoch,
@@ -1173,6 +1194,7 @@ impl<P: PortIo> Worker<P> {
     pub fn poll(&mut self, now: Now) -> usize {
         let mut work = 0;
         self.held_back = false;
+        self.behind = false;
         self.secs = now.secs;
         self.round_ns = now.nanos;
         // Another worker opened or closed a port this one may send TCP out of itself.
@@ -1247,6 +1269,8 @@ impl<P: PortIo> Worker<P> {
                 continue;
             }
             let n = o.io.recv(&mut self.umem, &mut self.rx[..take]);
+            // All it asked for: more may wait.
+            self.behind |= n == take;
             if n == 0 {
                 continue;
             }
@@ -2141,16 +2165,30 @@ impl<P: PortIo> Worker<P> {
         self.last_stats = now.nanos;
         self.measure_cost();
         self.publish(now);
-        self.stats
-            .publish(self.rounds, self.busy_ns, self.rx_total, self.gaps_over_1ms);
+        self.stats.publish(
+            self.rounds,
+            self.busy_ns,
+            self.behind_ns,
+            self.rx_total,
+            self.gaps_over_1ms,
+        );
         self.stats
             .publish_crossed(self.crossed.0, self.crossed.1, self.crossed_lost);
-        let (start, busy_at_start, max_gap) = self.window;
-        let len = now.nanos.saturating_sub(start);
+        let w = &self.window;
+        let len = now.nanos.saturating_sub(w.start);
         if len >= WorkerStats::WINDOW_NS {
-            self.stats
-                .publish_window(self.busy_ns - busy_at_start, max_gap, len);
-            self.window = (now.nanos, self.busy_ns, 0);
+            self.stats.publish_window(
+                self.busy_ns - w.busy_at_start,
+                self.behind_ns - w.behind_at_start,
+                w.max_gap,
+                len,
+            );
+            self.window = Window {
+                start: now.nanos,
+                busy_at_start: self.busy_ns,
+                behind_at_start: self.behind_ns,
+                max_gap: 0,
+            };
         }
         let fdb = &self.pipe.fdb;
         self.stats.publish_macs(|m| m.extend(fdb.network_sizes()));
@@ -3266,11 +3304,14 @@ impl<P: PortIo> Worker<P> {
                 // The previous round found work: it lasted until now (one clock read a round).
                 let gap = t.nanos.saturating_sub(prev_round);
                 self.busy_ns += gap;
+                if self.behind || self.held_back {
+                    self.behind_ns += gap;
+                }
                 if gap <= 1_000_000 {
                     self.working_ns += gap;
                 }
                 self.max_gap_ns = self.max_gap_ns.max(gap);
-                self.window.2 = self.window.2.max(gap);
+                self.window.max_gap = self.window.max_gap.max(gap);
                 self.gaps_over_1ms += u64::from(gap > 1_000_000);
                 if gap > 5_000_000 {
                     tracing::debug!(

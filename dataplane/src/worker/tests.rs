@@ -1533,6 +1533,32 @@ fn fill_rings_hold_no_more_than_max_queue_of_the_workers_measured_work() {
     assert!(r.w.fill_target > 1000, "no time bound: frames only");
 }
 
+#[test]
+fn a_round_that_leaves_frames_waiting_is_behind() {
+    let mut r = Rig::knowing_vm2_and_vm3();
+    for _ in 0..100 {
+        r.inject("a1", frame(VM2, VM1));
+    }
+    r.w.poll(Now::default());
+    assert!(r.w.behind, "a full batch taken: more may wait");
+    assert_eq!(r.out("a2").len(), MAX_BATCH);
+    r.w.poll(Now::default());
+    assert!(!r.w.behind, "the rest taken: nothing waits");
+    assert_eq!(r.out("a2").len(), 100 - MAX_BATCH);
+    r.w.poll(Now::default());
+    assert!(!r.w.behind, "nothing came");
+    // Exactly a batch: the round cannot tell that nothing is left (it is counted behind), the
+    // next can.
+    for _ in 0..MAX_BATCH {
+        r.inject("a1", frame(VM2, VM1));
+    }
+    r.w.poll(Now::default());
+    assert!(r.w.behind);
+    r.w.poll(Now::default());
+    assert!(!r.w.behind);
+    r.check_accounting();
+}
+
 /// An ARP request from `sha`/`spa` for `tpa`, broadcast.
 fn arp_request(sha: Mac, spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
     let mut body = vec![0, 1, 0x08, 0x00, 6, 4, 0, 1];
