@@ -174,13 +174,13 @@ const WORKER_SERIES: [WorkerSeries; 15] = [
     ),
     (
         "qswitch_worker_behind_seconds",
-        "Time the worker spent in rounds that left frames waiting (a receive gave all the round asked of it, or there was no room to take any): behind what arrived",
+        "Time the worker spent in rounds that left frames waiting (a receive gave all the round asked of it, or there was no room to take any: the worker near its capacity, or held back by a full TX ring or a busy peer)",
         MetricType::Counter,
         |w| w.behind_seconds,
     ),
     (
         "qswitch_worker_behind_ratio",
-        "Share of the last complete 10 s window the worker spent in rounds that left frames waiting: its saturation",
+        "Share of the last complete 10 s window the worker spent in rounds that left frames waiting (near its capacity, or held back by a full TX ring or a busy peer)",
         MetricType::Gauge,
         |w| w.behind_ratio,
     ),

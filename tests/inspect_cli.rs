@@ -291,7 +291,7 @@ fn metrics_count_the_frames_sent_and_the_requests_made() {
     assert!(macs >= 2.0, "both VMs learned: {macs}");
     assert!(value(&s, "qswitch_network_mac_limit", &[("network", &net)]).unwrap() > 0.0);
     assert!(value(&s, "qswitch_worker_rounds_total", &[("worker", "0")]).unwrap() > 0.0);
-    // A few pings leave nothing waiting after a round; the window is not complete yet.
+    // A few pings leave nothing waiting after a round.
     let w0 = [("worker", "0")];
     assert!(value(&s, "qswitch_worker_behind_seconds_total", &w0).unwrap() < 0.1);
     assert_eq!(value(&s, "qswitch_worker_behind_ratio", &w0), Some(0.0));
