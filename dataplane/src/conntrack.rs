@@ -532,6 +532,11 @@ impl ConnTable {
         self.conns.len()
     }
 
+    /// Slots of the key slab the sweeper walks ([`ConnTable::sweep`]).
+    pub fn slab_len(&self) -> usize {
+        self.keys.len()
+    }
+
     /// True when nothing is tracked.
     pub fn is_empty(&self) -> bool {
         self.conns.is_empty()

@@ -522,6 +522,12 @@ impl MacTable {
         self.writer().tables.slots.len()
     }
 
+    /// Slots in this handle's view of the table, without a lock: a growth shows once the handle
+    /// refreshed ([`MacTable::refresh`]).
+    pub fn slots_seen(&self) -> usize {
+        self.tables.slots.len()
+    }
+
     /// Declares network `net` with generation `gen` and learning `limit`. A generation newer than
     /// the one the table knows flushes the network in O(1); an older one (a worker that has not
     /// adopted the latest snapshot yet) changes nothing, so workers adopting the same snapshots

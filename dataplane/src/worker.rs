@@ -177,6 +177,10 @@ pub const DEFAULT_IDLE_SPIN_NS: u64 = 50_000;
 /// The shallowest fill ring the time bound leaves a busy queue.
 const MIN_BOUNDED_FILL: u32 = 256;
 
+/// How long the sweeper takes to walk the MAC table and the connection table whole, ms: an
+/// expired entry stops counting against its network's limit (or its port's share) within it.
+pub const SWEEP_PASS_MS: usize = 1000;
+
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
@@ -595,8 +599,9 @@ pub struct Worker<P: PortIo> {
     /// the round asked of it (a full batch, or as much as the round had room for), or there was
     /// no room to take any (`held_back`).
     behind: bool,
-    /// MAC and connection table slots the sweeper owes for the time the worker slept: paid
-    /// 8 192 a millisecond while frames flow, and all at once before the worker sleeps again.
+    /// Milliseconds of the MAC and connection tables' sweep ([`Worker::sweep`]) the worker owes
+    /// for the time it slept: paid 8 a millisecond while frames flow, and all at once before it
+    /// sleeps again; at most a whole pass.
     sweep_debt: usize,
     /// What an idle worker sleeps on (scratch, rebuilt each time it sleeps).
     pollfds: Vec<libc::pollfd>,
@@ -2081,11 +2086,16 @@ impl<P: PortIo> Worker<P> {
         self.dirty = false;
     }
 
-    /// Housekeeping off the per-packet path: ages out a slice of the MAC table and of the
-    /// connection table.
-    pub fn sweep(&mut self, now: Now, budget: usize) {
-        self.pipe.fdb.try_sweep(now.secs, budget);
-        self.pipe.conns.sweep(now.secs, budget);
+    /// Housekeeping off the per-packet path: ages out `ms` milliseconds' share of the MAC table
+    /// and of the connection table, each swept whole every [`SWEEP_PASS_MS`] (a table of 16 384
+    /// slots, 17 slots a millisecond). A fixed count of slots a millisecond would walk a small
+    /// table over and over, its lines evicting the worker's own.
+    pub fn sweep(&mut self, now: Now, ms: usize) {
+        let share = |slots: usize| slots.saturating_mul(ms).div_ceil(SWEEP_PASS_MS);
+        let fdb = share(self.pipe.fdb.slots_seen());
+        self.pipe.fdb.try_sweep(now.secs, fdb);
+        let conns = share(self.pipe.conns.slab_len());
+        self.pipe.conns.sweep(now.secs, conns);
     }
 
     /// One round of the loop: the clock's work first, every round, traffic or not (ageing must
@@ -2124,18 +2134,13 @@ impl<P: PortIo> Worker<P> {
     /// the rest before the worker next sleeps: [`Worker::pay_debts`]). Costs one comparison in
     /// the other rounds. Counters are published from `poll`, also by the clock.
     fn housekeep(&mut self, now: Now) {
-        const SWEEP_PER_MS: usize = 1024;
-        const SWEEP_MAX: usize = 1 << 20;
         let since = now.nanos.saturating_sub(self.last_sweep);
         if since >= 1_000_000 {
             let ms = usize::try_from(since / 1_000_000).unwrap_or(usize::MAX);
-            let owed = self
-                .sweep_debt
-                .saturating_add(ms.saturating_mul(SWEEP_PER_MS))
-                .min(SWEEP_MAX);
-            let now_budget = owed.min(8 * SWEEP_PER_MS);
-            self.sweep(now, now_budget);
-            self.sweep_debt = owed - now_budget;
+            let owed = self.sweep_debt.saturating_add(ms).min(SWEEP_PASS_MS);
+            let now_ms = owed.min(8);
+            self.sweep(now, now_ms);
+            self.sweep_debt = owed - now_ms;
             // Every entry's hits read, and the entry checked, about once a second: their
             // sources stay learned, and no entry outlives what it was installed from by more.
             if let Some(f) = self.fast.as_mut() {
@@ -2405,7 +2410,7 @@ impl<P: PortIo> Worker<P> {
         signals.then_some(stuck)
     }
 
-    /// Pays what the clock's work left owed ([`Worker::housekeep`]): the MAC sweeper's slots and
+    /// Pays what the clock's work left owed ([`Worker::housekeep`]): the sweep's share and
     /// the shortcut's hits to read. True if that changed the MAC table where a shortcut entry may
     /// depend on it.
     fn pay_debts(&mut self, now: Now) -> bool {

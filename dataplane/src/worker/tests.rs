@@ -122,6 +122,20 @@ impl Rig {
         r
     }
 
+    /// A worker of 4096 frames whose MAC entries age out after a second, network "a" learning
+    /// at most `mac_limit` addresses.
+    fn ageing_in_a_second(mac_limit: u32) -> Rig {
+        let mut r = Rig::with(WorkerConfig {
+            frames: 4096,
+            aging_secs: 1,
+            ..WorkerConfig::default()
+        });
+        let mut c = cfg();
+        c.networks[0].mac_limit = mac_limit;
+        r.apply(&c);
+        r
+    }
+
     /// A worker of 4096 frames that learned VM2 behind a2 and VM3 behind a3.
     fn knowing_vm2_and_vm3() -> Rig {
         let mut r = Rig::new(4096);
@@ -1383,14 +1397,7 @@ fn segments_never_exceed_the_mss_the_peer_announced() {
 /// stopped sending are gone after the ageing time and new MACs are learned at the limit.
 #[test]
 fn entries_age_out_and_learning_goes_on_under_traffic_that_never_pauses() {
-    let mut r = Rig::with(WorkerConfig {
-        frames: 4096,
-        aging_secs: 1,
-        ..WorkerConfig::default()
-    });
-    let mut c = cfg();
-    c.networks[0].mac_limit = 3;
-    r.apply(&c);
+    let mut r = Rig::ageing_in_a_second(3);
     let (x, y, z) = (
         Mac([0x02, 0, 0, 0, 0, 0x0a]),
         Mac([0x02, 0, 0, 0, 0, 0x0b]),
@@ -1531,6 +1538,32 @@ fn fill_rings_hold_no_more_than_max_queue_of_the_workers_measured_work() {
     r.w.rx_total += 1000;
     r.w.measure_cost();
     assert!(r.w.fill_target > 1000, "no time bound: frames only");
+}
+
+#[test]
+fn the_sweeper_walks_a_table_whole_once_a_second_whatever_its_size() {
+    let mut r = Rig::ageing_in_a_second(8192);
+    let slots = r.w.pipe.fdb.slots_seen();
+    assert!(slots >= 16384, "{slots}");
+    // 200 addresses learned at second 0, expired from second 2.
+    for i in 0..200u8 {
+        r.inject("a2", frame(Mac::BROADCAST, Mac([0x02, 0, 0, 1, 0, i])));
+    }
+    r.run();
+    let net = usize::from(r.nets.get("a").unwrap());
+    let counted = |r: &Rig| r.w.pipe.fdb.network_sizes()[net].0;
+    assert_eq!(counted(&r), 200);
+    // The first round after two seconds asleep walks 8 ms' share of the table (263 of 32 768
+    // slots), not thousands (8 192 before: 46 of the 200 went): nearly all are still counted.
+    r.tick(2_000);
+    let left = counted(&r);
+    assert!(left >= 190, "{left} of 200 left after one round");
+    // Within a second of rounds, all are gone.
+    for _ in 0..1_000 {
+        r.tick(1);
+    }
+    assert_eq!(counted(&r), 0);
+    r.check_accounting();
 }
 
 #[test]
