@@ -177,9 +177,13 @@ pub const DEFAULT_IDLE_SPIN_NS: u64 = 50_000;
 /// The shallowest fill ring the time bound leaves a busy queue.
 const MIN_BOUNDED_FILL: u32 = 256;
 
-/// How long the sweeper takes to walk the MAC table and the connection table whole, ms: an
+/// The longest the sweeper takes to walk the MAC table and the connection table whole, ms: an
 /// expired entry stops counting against its network's limit (or its port's share) within it.
 pub const SWEEP_PASS_MS: usize = 1000;
+
+/// The fewest slots of each table the sweeper walks a millisecond: a table of up to 128 000
+/// slots is walked whole in less than [`SWEEP_PASS_MS`] (32 768 slots in 256 ms).
+const SWEEP_MIN_PER_MS: usize = 128;
 
 impl Default for WorkerConfig {
     fn default() -> Self {
@@ -2087,11 +2091,15 @@ impl<P: PortIo> Worker<P> {
     }
 
     /// Housekeeping off the per-packet path: ages out `ms` milliseconds' share of the MAC table
-    /// and of the connection table, each swept whole every [`SWEEP_PASS_MS`] (a table of 16 384
-    /// slots, 17 slots a millisecond). A fixed count of slots a millisecond would walk a small
-    /// table over and over, its lines evicting the worker's own.
+    /// and of the connection table: [`SWEEP_MIN_PER_MS`] slots a millisecond, or more for a
+    /// table that would otherwise take longer than [`SWEEP_PASS_MS`] to walk whole. (1 024 slots
+    /// a millisecond before, whatever the size, walked a small table over and over, its lines
+    /// evicting the worker's own, and a large one in more than a second.)
     pub fn sweep(&mut self, now: Now, ms: usize) {
-        let share = |slots: usize| slots.saturating_mul(ms).div_ceil(SWEEP_PASS_MS);
+        let share = |slots: usize| {
+            let per_pass = slots.saturating_mul(ms).div_ceil(SWEEP_PASS_MS);
+            per_pass.max(SWEEP_MIN_PER_MS.saturating_mul(ms))
+        };
         let fdb = share(self.pipe.fdb.slots_seen());
         self.pipe.fdb.try_sweep(now.secs, fdb);
         let conns = share(self.pipe.conns.slab_len());
