@@ -177,11 +177,12 @@ pub const DEFAULT_IDLE_SPIN_NS: u64 = 50_000;
 /// The shallowest fill ring the time bound leaves a busy queue.
 const MIN_BOUNDED_FILL: u32 = 256;
 
-/// The longest the sweeper takes to walk the MAC table and the connection table whole, ms: an
-/// expired entry stops counting against its network's limit (or its port's share) within it.
-pub const SWEEP_PASS_MS: usize = 1000;
+/// The longest the sweeper takes to walk the MAC table and the connection table whole, ms, of
+/// the clock: an expired entry stops counting against its network's limit (or its port's share)
+/// within a second, a fifth of it left for turns lost to another worker's sweep or a sleep.
+pub const SWEEP_PASS_MS: usize = 800;
 
-/// The fewest slots of each table the sweeper walks a millisecond: a table of up to 128 000
+/// The fewest slots of each table the sweeper walks a millisecond: a table of up to 102 400
 /// slots is walked whole in less than [`SWEEP_PASS_MS`] (32 768 slots in 256 ms).
 const SWEEP_MIN_PER_MS: usize = 128;
 
@@ -2132,12 +2133,13 @@ impl<P: PortIo> Worker<P> {
     }
 
     /// Work driven by the clock, run at the start of every round whether or not frames flow
-    /// (as VPP's age scanner runs on a timer): the MAC and connection tables' sweeper visits
-    /// 1024 slots for each millisecond (a million-slot table every second), so entries that
-    /// expired stop counting against their network's learning limit even under traffic that
-    /// never pauses. Once a millisecond it pays what the time since owes, at most 8 192 slots
-    /// (the rest is a debt paid before the worker next sleeps, so that a frame that wakes it
-    /// waits for at most 8 192 slots of the sleep's share). The shortcut's entries have their
+    /// (as VPP's age scanner runs on a timer): the MAC and connection tables' sweeper owes each
+    /// millisecond's share of them ([`Worker::sweep`]: each table whole within
+    /// [`SWEEP_PASS_MS`]), so entries that expired stop counting against their network's
+    /// learning limit even under traffic that never pauses. Once a millisecond it pays what the
+    /// time since owes, at most 8 milliseconds' share (the rest, at most a whole pass, is a debt
+    /// paid before the worker next sleeps, so that a frame that wakes it waits for at most 8
+    /// milliseconds' share of the sleep's). The shortcut's entries have their
     /// hits read likewise (about once a second each, at most 64 a round or the share of 8 ms,
     /// the rest before the worker next sleeps: [`Worker::pay_debts`]). Costs one comparison in
     /// the other rounds. Counters are published from `poll`, also by the clock.
