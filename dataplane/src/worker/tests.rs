@@ -136,6 +136,20 @@ impl Rig {
         r
     }
 
+    /// [`Rig::ageing_in_a_second`] with a MAC table of 32 768 slots (network "a" learns up to
+    /// 8 192), in which 200 addresses behind a2 were learned at second 0 (so expired from second
+    /// 1); and how many entries network "a" counts, expired or not, until swept.
+    fn with_200_expiring() -> (Rig, impl Fn(&Rig) -> u32) {
+        let mut r = Rig::ageing_in_a_second(8192);
+        assert_eq!(r.w.pipe.fdb.slots_seen(), 32_768);
+        for i in 0..200u8 {
+            r.inject("a2", frame(Mac::BROADCAST, Mac([0x02, 0, 0, 1, 0, i])));
+        }
+        r.run();
+        let net = usize::from(r.nets.get("a").unwrap());
+        (r, move |r: &Rig| r.w.pipe.fdb.network_sizes()[net].0)
+    }
+
     /// A worker of 4096 frames that learned VM2 behind a2 and VM3 behind a3.
     fn knowing_vm2_and_vm3() -> Rig {
         let mut r = Rig::new(4096);
@@ -1542,16 +1556,7 @@ fn fill_rings_hold_no_more_than_max_queue_of_the_workers_measured_work() {
 
 #[test]
 fn a_round_of_the_sweeper_walks_a_share_of_a_large_table_not_thousands_of_slots() {
-    let mut r = Rig::ageing_in_a_second(8192);
-    let slots = r.w.pipe.fdb.slots_seen();
-    assert!(slots >= 16384, "{slots}");
-    // 200 addresses learned at second 0, expired from second 1.
-    for i in 0..200u8 {
-        r.inject("a2", frame(Mac::BROADCAST, Mac([0x02, 0, 0, 1, 0, i])));
-    }
-    r.run();
-    let net = usize::from(r.nets.get("a").unwrap());
-    let counted = |r: &Rig| r.w.pipe.fdb.network_sizes()[net].0;
+    let (mut r, counted) = Rig::with_200_expiring();
     assert_eq!(counted(&r), 200);
     // The first round after two seconds asleep walks 8 ms' share of the table (1 024 of 32 768
     // slots, 5 of the 200 entries' homes), not 8 192 (46 went before): nearly all still count.
@@ -1563,14 +1568,7 @@ fn a_round_of_the_sweeper_walks_a_share_of_a_large_table_not_thousands_of_slots(
 
 #[test]
 fn a_table_of_32_768_slots_is_swept_whole_in_about_256_ms() {
-    let mut r = Rig::ageing_in_a_second(8192);
-    assert_eq!(r.w.pipe.fdb.slots_seen(), 32_768);
-    for i in 0..200u8 {
-        r.inject("a2", frame(Mac::BROADCAST, Mac([0x02, 0, 0, 1, 0, i])));
-    }
-    r.run();
-    let net = usize::from(r.nets.get("a").unwrap());
-    let counted = |r: &Rig| r.w.pipe.fdb.network_sizes()[net].0;
+    let (mut r, counted) = Rig::with_200_expiring();
     // A round every millisecond, nothing owed: 128 slots each. The entries expire at second 1.
     for _ in 0..999 {
         r.tick(1);
