@@ -153,7 +153,7 @@ type WorkerSeries = (
     fn(&WorkerReading) -> f64,
 );
 
-const WORKER_SERIES: [WorkerSeries; 15] = [
+const WORKER_SERIES: [WorkerSeries; 17] = [
     (
         "qswitch_worker_rounds",
         "Poll rounds the worker ran",
@@ -195,6 +195,18 @@ const WORKER_SERIES: [WorkerSeries; 15] = [
         "Gaps of more than a millisecond between two rounds while forwarding",
         MetricType::Counter,
         |w| w.gaps_over_1ms as f64,
+    ),
+    (
+        "qswitch_worker_fill_frames",
+        "The deepest a busy receive queue's fill ring is kept: the frames the kernel receives into while the worker is held off its core (beyond them it drops, counted in qswitch_port_xdp_rx_fill_ring_empty_total)",
+        MetricType::Gauge,
+        |w| w.fill_frames as f64,
+    ),
+    (
+        "qswitch_worker_frame_cost_seconds",
+        "The worker's cost of a frame while frames wait (until they have, over every round that found work; 0 until measured): fill rings hold no more than it handles in max_queue_us",
+        MetricType::Gauge,
+        |w| w.frame_cost_seconds,
     ),
     (
         "qswitch_worker_rx_frames",

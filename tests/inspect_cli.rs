@@ -295,6 +295,12 @@ fn metrics_count_the_frames_sent_and_the_requests_made() {
     let w0 = [("worker", "0")];
     assert!(value(&s, "qswitch_worker_behind_seconds_total", &w0).unwrap() < 0.1);
     assert_eq!(value(&s, "qswitch_worker_behind_ratio", &w0), Some(0.0));
+    // The fill rings' bound: by frames (the UMEM's share), its cost not measured yet.
+    assert!(value(&s, "qswitch_worker_fill_frames", &w0).unwrap() >= 16.0);
+    assert_eq!(
+        value(&s, "qswitch_worker_frame_cost_seconds", &w0),
+        Some(0.0)
+    );
     assert!(value(&s, "qswitch_store_revision", &[]).unwrap() >= 3.0);
 
     // A deleted port's series are gone from the next scrape.

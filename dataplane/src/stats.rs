@@ -395,6 +395,9 @@ pub struct WorkerStats {
     crossed_lost: AtomicU64,
     /// The XDP shortcut's entries: held now, installed and withdrawn over the worker's life.
     shortcut: [AtomicU64; 3],
+    /// The deepest a busy queue's fill ring is kept, and the cost of a frame that bounds it.
+    fill_frames: AtomicU64,
+    frame_cost_ns: AtomicU64,
     /// Per network slot: live MAC entries and learning limit. The worker only `try_lock`s it, so
     /// a slow reader costs the worker one skipped update, never a wait.
     macs: std::sync::Mutex<Vec<(u32, u32)>>,
@@ -438,6 +441,12 @@ pub struct WorkerReading {
     /// XDP shortcut entries the worker withdrew (the MAC table or the ports changed), over its
     /// life.
     pub shortcut_withdrawn: u64,
+    /// The deepest a busy receive queue's fill ring is kept (frames): what the kernel can
+    /// receive into while the worker is held off its core.
+    pub fill_frames: u64,
+    /// The worker's cost of a frame while frames wait (until they have, over every round that
+    /// found work), seconds: with `max_queue_us`, it bounds `fill_frames`. 0 until measured.
+    pub frame_cost_seconds: f64,
 }
 
 impl WorkerStats {
@@ -483,6 +492,12 @@ impl WorkerStats {
         }
     }
 
+    /// Publishes the fill rings' depth and the cost of a frame that bounds it.
+    pub fn publish_fill(&self, frames: u32, frame_cost_ns: u64) {
+        self.fill_frames.store(u64::from(frames), Relaxed);
+        self.frame_cost_ns.store(frame_cost_ns, Relaxed);
+    }
+
     /// Publishes the connection table's size.
     pub fn publish_conntrack(&self, entries: u64) {
         self.conntrack_entries.store(entries, Relaxed);
@@ -522,6 +537,8 @@ impl WorkerStats {
             shortcut_entries: self.shortcut[0].load(Relaxed),
             shortcut_installed: self.shortcut[1].load(Relaxed),
             shortcut_withdrawn: self.shortcut[2].load(Relaxed),
+            fill_frames: self.fill_frames.load(Relaxed),
+            frame_cost_seconds: self.frame_cost_ns.load(Relaxed) as f64 / 1e9,
         }
     }
 }
@@ -587,7 +604,10 @@ mod tests {
             WorkerStats::WINDOW_NS,
         );
         w.publish_macs(|m| m.extend([(0, 0), (3, 100)]));
+        w.publish_fill(3000, 1_500);
         let r = w.read();
+        assert_eq!(r.fill_frames, 3000);
+        assert!((r.frame_cost_seconds - 1.5e-6).abs() < 1e-15);
         assert_eq!((r.rounds, r.rx_frames, r.gaps_over_1ms), (10, 7, 1));
         assert!((r.busy_seconds - 2.5).abs() < 1e-9);
         assert!((r.behind_seconds - 0.5).abs() < 1e-9);

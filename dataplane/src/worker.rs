@@ -564,15 +564,25 @@ pub struct Worker<P: PortIo> {
     rounds: u64,
     /// The current statistics window.
     window: Window,
-    /// The worker's recent cost of a frame (working time over frames received and taken from
-    /// other workers, over the last stretch of at least a thousand), ns; 0 until measured.
-    /// Bounds the fill rings in time.
+    /// The worker's cost of a frame while frames wait (`queued_work`), or, until frames have
+    /// waited, its recent cost of a frame in any round (working time over frames received and
+    /// taken from other workers, over the last stretch of at least a thousand), ns; 0 until
+    /// measured. Bounds the fill rings in time ([`Worker::measure_cost`]).
     frame_ns: u64,
+    /// `frame_ns` was measured while frames waited.
+    frame_ns_queued: bool,
     /// Time in rounds that found work, leaving out gaps over a millisecond: those are stalls
     /// (the thread held off its core), not the cost of frames.
     working_ns: u64,
     /// Working time and frames when `frame_ns` was last measured.
     cost_mark: (u64, u64),
+    /// Working time and frames in rounds that left frames waiting on a receive ring (`behind`):
+    /// the rate at which a standing queue, a full fill ring, drains. A round with few frames
+    /// costs more a frame (its fixed work, a transmit call for one or two frames), so the cost
+    /// over every round overstates how long a full ring takes to drain, two times or more.
+    queued_work: (u64, u64),
+    /// `queued_work` when `frame_ns` was last measured from it.
+    queued_mark: (u64, u64),
     /// When the worker's own statistics were last published.
     last_stats: u64,
     stats: Arc<WorkerStats>,
@@ -748,8 +758,11 @@ impl<P: PortIo> Worker<P> {
             rounds: 0,
             window: Window::default(),
             frame_ns: 0,
+            frame_ns_queued: false,
             working_ns: 0,
             cost_mark: (0, 0),
+            queued_work: (0, 0),
+            queued_mark: (0, 0),
             last_stats: 0,
             stats: Arc::default(),
             links,
@@ -856,9 +869,26 @@ impl<P: PortIo> Worker<P> {
             .max(MIN_BOUNDED_FILL)
     }
 
-    /// Measures the cost of a frame over the last stretch of busy rounds (at least a thousand
-    /// frames), and bounds the fill rings by it.
+    /// Measures the cost of a frame, and bounds the fill rings by it: over the last stretch of
+    /// rounds that left frames waiting (at least a thousand frames), which is how fast a full
+    /// ring drains; until frames have waited, over the last stretch of rounds that found work
+    /// (a frame there costs more: a shallower ring, on the safe side). Once measured while
+    /// frames waited, the cost stays until they wait again: it is a queue's drain that the
+    /// bound is about, and a worker that just had a queue measures it within the next
+    /// publication of its counters (100 ms) once one stands again.
     fn measure_cost(&mut self) {
+        let (queued_ns, queued) = self.queued_work;
+        let frames = queued - self.queued_mark.1;
+        if frames >= 1000 {
+            self.frame_ns = ((queued_ns - self.queued_mark.0) / frames).max(1);
+            self.frame_ns_queued = true;
+            self.queued_mark = self.queued_work;
+            self.recompute_fill_target();
+            return;
+        }
+        if self.frame_ns_queued {
+            return;
+        }
         let (working, seen) = self.cost_mark;
         let total = self.rx_total + self.crossed.1;
         let frames = total - seen;
@@ -2189,6 +2219,7 @@ impl<P: PortIo> Worker<P> {
         );
         self.stats
             .publish_crossed(self.crossed.0, self.crossed.1, self.crossed_lost);
+        self.stats.publish_fill(self.fill_target, self.frame_ns);
         let w = &self.window;
         let len = now.nanos.saturating_sub(w.start);
         if len >= WorkerStats::WINDOW_NS {
@@ -3287,6 +3318,34 @@ impl<P: PortIo> Worker<P> {
         self.stage[i].clear();
     }
 
+    /// Counts a round that found work, which lasted `gap` ns and received or took from other
+    /// workers `frames` frames, into the worker's busy, behind and working times, its queued
+    /// work and its gaps.
+    fn account_round(&mut self, gap: u64, frames: u64) {
+        self.busy_ns += gap;
+        if self.behind || self.held_back {
+            self.behind_ns += gap;
+        }
+        if gap <= 1_000_000 {
+            self.working_ns += gap;
+            if self.behind && frames > 0 {
+                self.queued_work.0 += gap;
+                self.queued_work.1 += frames;
+            }
+        }
+        self.max_gap_ns = self.max_gap_ns.max(gap);
+        self.window.max_gap = self.window.max_gap.max(gap);
+        self.gaps_over_1ms += u64::from(gap > 1_000_000);
+        if gap > 5_000_000 {
+            tracing::debug!(
+                "worker: {:.1} ms between two rounds while forwarding (frames arriving meanwhile \
+                 wait in fill rings of at most {} frames)",
+                gap as f64 / 1e6,
+                self.fill_target
+            );
+        }
+    }
+
     /// Runs the loop until [`Command::Stop`] or until the command channel closes.
     pub fn run(mut self, commands: Receiver<Command<P>>, pending: Arc<AtomicBool>) {
         let epoch = self.epoch;
@@ -3296,6 +3355,8 @@ impl<P: PortIo> Worker<P> {
         let mut prev_round = now().nanos;
         // When the current stretch without traffic began.
         let mut idle_since = prev_round;
+        // Frames the last round that found work received or took from other workers.
+        let mut round_frames = 0;
         loop {
             if pending.swap(false, Ordering::Acquire) {
                 loop {
@@ -3317,28 +3378,12 @@ impl<P: PortIo> Worker<P> {
             if idle == 0 {
                 // Only while traffic flows (an idle adaptive worker sleeps on purpose).
                 // The previous round found work: it lasted until now (one clock read a round).
-                let gap = t.nanos.saturating_sub(prev_round);
-                self.busy_ns += gap;
-                if self.behind || self.held_back {
-                    self.behind_ns += gap;
-                }
-                if gap <= 1_000_000 {
-                    self.working_ns += gap;
-                }
-                self.max_gap_ns = self.max_gap_ns.max(gap);
-                self.window.max_gap = self.window.max_gap.max(gap);
-                self.gaps_over_1ms += u64::from(gap > 1_000_000);
-                if gap > 5_000_000 {
-                    tracing::debug!(
-                        "worker: {:.1} ms between two rounds while forwarding (frames arriving meanwhile \
-                         wait in fill rings of at most {} frames)",
-                        gap as f64 / 1e6,
-                        self.fill_target
-                    );
-                }
+                self.account_round(t.nanos.saturating_sub(prev_round), round_frames);
             }
             prev_round = t.nanos;
+            let seen = self.rx_total + self.crossed.1;
             if self.round(t) > 0 {
+                round_frames = self.rx_total + self.crossed.1 - seen;
                 idle = 0;
                 continue;
             }

@@ -1555,6 +1555,47 @@ fn fill_rings_hold_no_more_than_max_queue_of_the_workers_measured_work() {
 }
 
 #[test]
+fn fill_rings_are_bounded_by_what_a_frame_costs_while_frames_wait() {
+    let mut r = Rig::new(65536);
+    let by_frames = r.w.fill_target;
+    assert!(by_frames > 4000, "{by_frames}");
+    // Rounds of one frame each (3 µs: a round's fixed work and a transmit call a frame).
+    let light = |r: &mut Rig, rounds: u64| {
+        r.w.behind = false;
+        for _ in 0..rounds {
+            r.w.rx_total += 1;
+            r.w.account_round(3_000, 1);
+        }
+    };
+    light(&mut r, 1000);
+    r.w.measure_cost();
+    assert_eq!(r.w.fill_target, 1666, "5 ms at 3 µs a frame");
+    // Among more such rounds, rounds that left frames waiting, 64 frames in 80 µs: a full
+    // ring drains at 1.25 µs a frame, so 5 ms of queue is 4000 frames (over every round, 1.8
+    // µs a frame, 2741 frames).
+    light(&mut r, 500);
+    r.w.behind = true;
+    for _ in 0..16 {
+        r.w.rx_total += 64;
+        r.w.account_round(80_000, 64);
+    }
+    // A stall of the thread in such a round is not the frames' cost.
+    r.w.account_round(5_000_000, 64);
+    r.w.measure_cost();
+    assert_eq!(r.w.fill_target, 4000, "5 ms at 1.25 µs a frame");
+    // Light rounds again do not make the ring shallower: the cost while frames waited stays.
+    light(&mut r, 1000);
+    r.w.measure_cost();
+    assert_eq!(r.w.fill_target, 4000);
+    // Nor do rounds that waited on a full TX ring with no frame received.
+    r.w.held_back = true;
+    r.w.behind = false;
+    r.w.account_round(900_000, 0);
+    r.w.measure_cost();
+    assert_eq!(r.w.fill_target, 4000);
+}
+
+#[test]
 fn a_round_of_the_sweeper_walks_a_share_of_a_large_table_not_thousands_of_slots() {
     let (mut r, counted) = Rig::with_200_expiring();
     assert_eq!(counted(&r), 200);
