@@ -295,7 +295,8 @@ fn metrics_count_the_frames_sent_and_the_requests_made() {
     let w0 = [("worker", "0")];
     assert!(value(&s, "qswitch_worker_behind_seconds_total", &w0).unwrap() < 0.1);
     assert_eq!(value(&s, "qswitch_worker_behind_ratio", &w0), Some(0.0));
-    // The fill rings' bound: by frames (the UMEM's share), its cost not measured yet.
+    // The fill rings' bound: by frames alone (at least 16), a few pings too few to measure
+    // a frame's cost.
     assert!(value(&s, "qswitch_worker_fill_frames", &w0).unwrap() >= 16.0);
     assert_eq!(
         value(&s, "qswitch_worker_frame_cost_seconds", &w0),

@@ -7,7 +7,7 @@ qswitch --sizes SIZE --trial TRIAL --steps STEPS`: one worker pinned to CPU 1, t
 the sink on CPU 0), and every half second reads the DUT's `/metrics` (the worker's frames,
 rounds, busy and behind times, fill-ring depth and cost of a frame; the ports' drops for want of
 a fill buffer) and the worker thread's user and system time (`/proc`), while `perf stat -I 500`
-counts the system calls on the worker's CPU. Per interval with traffic it prints the frames a
+counts the transmit calls on the worker's CPU. Per interval with traffic it prints the frames a
 second the worker received, its rounds a frame, its transmit calls (`sendto`) a frame, its user
 and kernel shares of the CPU, the share of the interval in rounds that found work and in rounds
 that left frames waiting, the frames the kernel dropped for want of a fill buffer, and the fill
@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 
-from live_cost import DUT_API, DUT_NS, WORKER_COMM
+from live_cost import DUT_API, DUT_NS, WORKER_COMM, stop_harness
 
 WORKER = re.compile(r'^qswitch_worker_(rounds_total|rx_frames_total|busy_seconds_total'
                     r'|behind_seconds_total|fill_frames|frame_cost_seconds)'
@@ -36,7 +36,7 @@ WORKER = re.compile(r'^qswitch_worker_(rounds_total|rx_frames_total|busy_seconds
 FILL_EMPTY = re.compile(r'^qswitch_port_xdp_rx_fill_ring_empty_total\{[^}]*\} (\S+)$', re.M)
 # A trial's line (`QSB_DEBUG`), after whatever the progress line left before it.
 TRIAL = re.compile(r"trial \d+ B at .*")
-SYSCALLS = "raw_syscalls:sys_enter,syscalls:sys_enter_sendto"
+PERF_STEP = 0.5
 
 
 def read_metrics():
@@ -51,8 +51,8 @@ def read_metrics():
 
 
 def worker_stat_path():
-    """The worker thread's /proc stat file, if the DUT runs."""
-    pids = subprocess.run(["pgrep", "-f", "qswitch serve"], capture_output=True,
+    """The DUT's worker thread's /proc stat file, if the DUT runs."""
+    pids = subprocess.run(["ip", "netns", "pids", DUT_NS], capture_output=True,
                           text=True).stdout.split()
     for pid in pids:
         try:
@@ -75,19 +75,29 @@ def cpu_ticks(path):
         return None
 
 
-def perf_intervals(text):
-    """{interval end (s, to the half second): {event: count}} from `perf stat -x, -I`."""
-    out = {}
+def perf_intervals(text, start):
+    """[(interval end, count)] from `perf stat -x, -I`, its times shifted by `start` (when perf
+    started, on the study's clock)."""
+    out = []
     for line in text.splitlines():
         parts = line.strip().split(",")
         if len(parts) < 4:
             continue
         try:
-            t, count = float(parts[0]), float(parts[1])
+            out.append((start + float(parts[0]), float(parts[1])))
         except ValueError:
             continue
-        out.setdefault(round(t * 2) / 2, {})[parts[3]] = count
     return out
+
+
+def count_between(intervals, a, b):
+    """perf's count over [a, b]: each of its intervals' counts in the share that overlaps."""
+    total = 0.0
+    for end, count in intervals:
+        overlap = min(b, end) - max(a, end - PERF_STEP)
+        if overlap > 0:
+            total += count * overlap / PERF_STEP
+    return total
 
 
 def main():
@@ -103,44 +113,55 @@ def main():
         if not os.access(b, os.X_OK):
             sys.exit(f"{b}: not an executable (build with cargo build --release first)")
     hz = os.sysconf("SC_CLK_TCK")
+    samples, trials, tail = [], [], []
     with tempfile.TemporaryDirectory(prefix="qs-intervals-") as tmp:
         env = dict(os.environ, QSB_DEBUG="1", QSB_QSWITCH=os.path.abspath(a.qswitch))
+        t0 = time.monotonic()
         proc = subprocess.Popen(
             [a.harness, "run", "--duts", "qswitch", "--sizes", str(a.size), "--trial", a.trial,
              "--steps", a.steps, "--out", os.path.join(tmp, "out")],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        t0 = time.monotonic()
-        trials = []
 
         def read():
             for line in proc.stdout:
+                tail.append(line)
+                del tail[:-20]
                 m = TRIAL.search(line)
                 if m:
                     trials.append((time.monotonic() - t0, m.group(0)))
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        perf = subprocess.Popen(["perf", "stat", "-C", str(a.cpu), "-x,", "-I", "500", "-e",
-                                 SYSCALLS], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True)
-        samples = []
-        stat = None
+        perf = None
         try:
+            # `sendto` on the worker's CPU: the harness keeps its own threads off it.
+            perf_start = time.monotonic() - t0
+            perf = subprocess.Popen(
+                ["perf", "stat", "-C", str(a.cpu), "-x,", "-I", str(int(PERF_STEP * 1000)),
+                 "-e", "syscalls:sys_enter_sendto"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            stat = None
             while proc.poll() is None:
                 time.sleep(0.5)
                 m = read_metrics()
                 if m is None:
                     continue
-                stat = stat or worker_stat_path()
-                samples.append((time.monotonic() - t0, m, cpu_ticks(stat)))
+                ticks = cpu_ticks(stat)
+                if ticks is None:
+                    stat = worker_stat_path()
+                    ticks = cpu_ticks(stat)
+                samples.append((time.monotonic() - t0, m, ticks))
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                proc.wait(60)
-            perf.send_signal(signal.SIGINT)
-            _, perf_err = perf.communicate(timeout=30)
+            stop_harness(proc)
+            perf_err = ""
+            if perf is not None:
+                perf.send_signal(signal.SIGINT)
+                _, perf_err = perf.communicate(timeout=30)
             reader.join(5)
-    calls = perf_intervals(perf_err)
+    if proc.returncode != 0 or not samples:
+        sys.exit(f"the harness ended with {proc.returncode}, {len(samples)} samples:\n"
+                 + "".join(tail))
+    calls = perf_intervals(perf_err, perf_start)
     print(f"{a.size} B, {a.trial} s trials; per half second with traffic:")
     print("| s | kfps | rounds a frame | sendto a frame | user % | kernel % | busy % | behind % "
           "| fill-ring drops | fill depth | frame cost µs |")
@@ -150,8 +171,7 @@ def main():
         frames = m_b["rx_frames_total"] - m_a["rx_frames_total"]
         if frames < 1000:
             continue
-        c = calls.get(round(t_b * 2) / 2, {})
-        sendto = c.get("syscalls:sys_enter_sendto", float("nan")) / frames
+        sendto = count_between(calls, t_a, t_b) / frames
         user = kernel = float("nan")
         if c_a and c_b:
             user = (c_b[0] - c_a[0]) / hz / dt * 100

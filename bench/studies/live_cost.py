@@ -69,6 +69,21 @@ def worker_counters():
     return time.monotonic(), got
 
 
+def stop_harness(proc):
+    """Interrupts the harness if it still runs (it removes what it created), killing it after
+    60 s."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        print("the harness did not stop within 60 s: killed; its namespaces (qsb*) "
+              "and veths may be left", file=sys.stderr)
+
+
 def worker_shares(perf_data, binary):
     """(the worker thread's share of CPU 1's samples, its user-space share, its kernel share)."""
     out = subprocess.run(
@@ -144,15 +159,7 @@ def one_run(harness, binary, size, cpu, tmp):
         if "pps" not in counted:
             raise RuntimeError("no count of the flat-out trial:\n" + "".join(log[-20:]))
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                print("the harness did not stop within 60 s: killed; its namespaces (qsb*) "
-                      "and veths may be left", file=sys.stderr)
+        stop_harness(proc)
         reader.join(5)
     worker, user, kernel = worker_shares(perf_data, binary)
     window_ns = (t1 - t0) * 1e9

@@ -444,8 +444,9 @@ pub struct WorkerReading {
     /// The deepest a busy receive queue's fill ring is kept (frames): what the kernel can
     /// receive into while the worker is held off its core.
     pub fill_frames: u64,
-    /// The worker's cost of a frame while frames wait (until they have, over every round that
-    /// found work), seconds: with `max_queue_us`, it bounds `fill_frames`. 0 until measured.
+    /// The worker's cost of a frame while frames wait (rounds that left frames on a receive
+    /// ring or held them back; until frames have waited, over every round that found work),
+    /// seconds: with `max_queue_us`, it bounds `fill_frames`. 0 until measured.
     pub frame_cost_seconds: f64,
 }
 

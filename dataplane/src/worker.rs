@@ -177,6 +177,10 @@ pub const DEFAULT_IDLE_SPIN_NS: u64 = 50_000;
 /// The shallowest fill ring the time bound leaves a busy queue.
 const MIN_BOUNDED_FILL: u32 = 256;
 
+/// Frames taken in rounds that left frames waiting over which the cost of a frame is measured
+/// ([`Worker::measure_cost`]).
+const QUEUED_MEASURE: u64 = 1000;
+
 /// The longest the sweeper takes to walk the MAC table and the connection table whole, ms, of
 /// the clock: an expired entry stops counting against its network's limit (or its port's share)
 /// within a second, a fifth of it left for turns lost to another worker's sweep or a sleep.
@@ -576,10 +580,12 @@ pub struct Worker<P: PortIo> {
     working_ns: u64,
     /// Working time and frames when `frame_ns` was last measured.
     cost_mark: (u64, u64),
-    /// Working time and frames in rounds that left frames waiting on a receive ring (`behind`):
-    /// the rate at which a standing queue, a full fill ring, drains. A round with few frames
-    /// costs more a frame (its fixed work, a transmit call for one or two frames), so the cost
-    /// over every round overstates how long a full ring takes to drain, two times or more.
+    /// Working time and frames in rounds that left frames waiting (`behind`: a receive ring
+    /// gave all the round asked; `held_back`: no room to take any): the rate at which a
+    /// standing queue, a full fill ring, drains. A round with few frames costs more a frame
+    /// (its fixed work, a transmit call for one or two frames), so the cost over every round
+    /// overstates how long a full ring takes to drain (by up to two and a half times,
+    /// measured).
     queued_work: (u64, u64),
     /// `queued_work` when `frame_ns` was last measured from it.
     queued_mark: (u64, u64),
@@ -870,16 +876,17 @@ impl<P: PortIo> Worker<P> {
     }
 
     /// Measures the cost of a frame, and bounds the fill rings by it: over the last stretch of
-    /// rounds that left frames waiting (at least a thousand frames), which is how fast a full
-    /// ring drains; until frames have waited, over the last stretch of rounds that found work
-    /// (a frame there costs more: a shallower ring, on the safe side). Once measured while
+    /// rounds that left frames waiting ([`QUEUED_MEASURE`] frames at least), which is how fast
+    /// a full ring drains; until frames have waited, over the last stretch of rounds that found
+    /// work (a frame there costs more: a shallower ring, on the safe side). Once measured while
     /// frames waited, the cost stays until they wait again: it is a queue's drain that the
-    /// bound is about, and a worker that just had a queue measures it within the next
-    /// publication of its counters (100 ms) once one stands again.
+    /// bound is about, and [`Worker::account_round`] measures it again as soon as a queue's
+    /// next [`QUEUED_MEASURE`] frames have waited. Called from there and with every
+    /// publication of the worker's statistics (100 ms).
     fn measure_cost(&mut self) {
         let (queued_ns, queued) = self.queued_work;
         let frames = queued - self.queued_mark.1;
-        if frames >= 1000 {
+        if frames >= QUEUED_MEASURE {
             self.frame_ns = ((queued_ns - self.queued_mark.0) / frames).max(1);
             self.frame_ns_queued = true;
             self.queued_mark = self.queued_work;
@@ -890,7 +897,7 @@ impl<P: PortIo> Worker<P> {
             return;
         }
         let (working, seen) = self.cost_mark;
-        let total = self.rx_total + self.crossed.1;
+        let total = self.frames_taken();
         let frames = total - seen;
         if frames < 1000 {
             return;
@@ -3318,6 +3325,11 @@ impl<P: PortIo> Worker<P> {
         self.stage[i].clear();
     }
 
+    /// Frames received, and taken from other workers, over the worker's life.
+    fn frames_taken(&self) -> u64 {
+        self.rx_total + self.crossed.1
+    }
+
     /// Counts a round that found work, which lasted `gap` ns and received or took from other
     /// workers `frames` frames, into the worker's busy, behind and working times, its queued
     /// work and its gaps.
@@ -3328,9 +3340,17 @@ impl<P: PortIo> Worker<P> {
         }
         if gap <= 1_000_000 {
             self.working_ns += gap;
-            if self.behind && frames > 0 {
+            // A round held back by a full TX ring or a busy peer takes no frame, and the frames
+            // on the receive rings wait through it: it slows their drain.
+            if self.behind || self.held_back {
                 self.queued_work.0 += gap;
                 self.queued_work.1 += frames;
+                // At once, not at the next publication: a queue that stands after the cost of
+                // a frame rose (larger frames, more rules) is bounded at the new cost within
+                // a thousand of its frames.
+                if self.queued_work.1 - self.queued_mark.1 >= QUEUED_MEASURE {
+                    self.measure_cost();
+                }
             }
         }
         self.max_gap_ns = self.max_gap_ns.max(gap);
@@ -3381,9 +3401,9 @@ impl<P: PortIo> Worker<P> {
                 self.account_round(t.nanos.saturating_sub(prev_round), round_frames);
             }
             prev_round = t.nanos;
-            let seen = self.rx_total + self.crossed.1;
+            let seen = self.frames_taken();
             if self.round(t) > 0 {
-                round_frames = self.rx_total + self.crossed.1 - seen;
+                round_frames = self.frames_taken() - seen;
                 idle = 0;
                 continue;
             }
@@ -3409,7 +3429,13 @@ impl<P: PortIo> Worker<P> {
                     std::thread::yield_now();
                 }
                 PollMode::Adaptive => {
-                    if self.sleep(&pending, now()) > 0 {
+                    // The sleep's last look is a round: one that finds work is the one timed
+                    // next.
+                    let t = now();
+                    let seen = self.frames_taken();
+                    if self.sleep(&pending, t) > 0 {
+                        prev_round = t.nanos;
+                        round_frames = self.frames_taken() - seen;
                         idle = 0;
                     }
                 }

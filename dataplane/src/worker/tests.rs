@@ -1561,10 +1561,18 @@ fn fill_rings_are_bounded_by_what_a_frame_costs_while_frames_wait() {
     assert!(by_frames > 4000, "{by_frames}");
     // Rounds of one frame each (3 µs: a round's fixed work and a transmit call a frame).
     let light = |r: &mut Rig, rounds: u64| {
-        r.w.behind = false;
+        (r.w.behind, r.w.held_back) = (false, false);
         for _ in 0..rounds {
             r.w.rx_total += 1;
             r.w.account_round(3_000, 1);
+        }
+    };
+    // Rounds that left frames waiting, 64 frames each in `ns`.
+    let full = |r: &mut Rig, rounds: u64, ns: u64| {
+        (r.w.behind, r.w.held_back) = (true, false);
+        for _ in 0..rounds {
+            r.w.rx_total += 64;
+            r.w.account_round(ns, 64);
         }
     };
     light(&mut r, 1000);
@@ -1572,27 +1580,30 @@ fn fill_rings_are_bounded_by_what_a_frame_costs_while_frames_wait() {
     assert_eq!(r.w.fill_target, 1666, "5 ms at 3 µs a frame");
     // Among more such rounds, rounds that left frames waiting, 64 frames in 80 µs: a full
     // ring drains at 1.25 µs a frame, so 5 ms of queue is 4000 frames (over every round, 1.8
-    // µs a frame, 2741 frames).
+    // µs a frame, 2741 frames). Measured as soon as a thousand such frames have passed.
     light(&mut r, 500);
-    r.w.behind = true;
-    for _ in 0..16 {
-        r.w.rx_total += 64;
-        r.w.account_round(80_000, 64);
-    }
+    full(&mut r, 15, 80_000);
+    assert_eq!(r.w.fill_target, 1666, "960 frames: not measured yet");
+    full(&mut r, 1, 80_000);
+    assert_eq!(r.w.fill_target, 4000, "5 ms at 1.25 µs a frame");
     // A stall of the thread in such a round is not the frames' cost.
     r.w.account_round(5_000_000, 64);
     r.w.measure_cost();
-    assert_eq!(r.w.fill_target, 4000, "5 ms at 1.25 µs a frame");
+    assert_eq!(r.w.fill_target, 4000);
     // Light rounds again do not make the ring shallower: the cost while frames waited stays.
     light(&mut r, 1000);
     r.w.measure_cost();
     assert_eq!(r.w.fill_target, 4000);
-    // Nor do rounds that waited on a full TX ring with no frame received.
-    r.w.held_back = true;
-    r.w.behind = false;
+    // Rounds held back by a full TX ring take no frame, and the frames waiting on the receive
+    // rings wait through them: 900 µs of them and 1024 frames in 1.28 ms drain at 2.13 µs a
+    // frame.
+    (r.w.behind, r.w.held_back) = (false, true);
     r.w.account_round(900_000, 0);
-    r.w.measure_cost();
-    assert_eq!(r.w.fill_target, 4000);
+    full(&mut r, 16, 80_000);
+    assert_eq!(r.w.fill_target, 2349, "5 ms at 2.13 µs a frame");
+    // And a queue whose frames cost more (2.5 µs) is bounded at that cost once measured.
+    full(&mut r, 16, 160_000);
+    assert_eq!(r.w.fill_target, 2000, "5 ms at 2.5 µs a frame");
 }
 
 #[test]
