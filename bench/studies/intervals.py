@@ -7,11 +7,12 @@ qswitch --sizes SIZE --trial TRIAL --steps STEPS`: one worker pinned to CPU 1, t
 the sink on CPU 0), and every half second reads the DUT's `/metrics` (the worker's frames,
 rounds, busy and behind times, fill-ring depth and cost of a frame; the ports' drops for want of
 a fill buffer) and the worker thread's user and system time (`/proc`), while `perf stat -I 500`
-counts the transmit calls on the worker's CPU. Per interval with traffic it prints the frames a
-second the worker received, its rounds a frame, its transmit calls (`sendto`) a frame, its user
-and kernel shares of the CPU, the share of the interval in rounds that found work and in rounds
-that left frames waiting, the frames the kernel dropped for want of a fill buffer, and the fill
-rings' depth. The harness's own trial lines (`QSB_DEBUG`) follow, with the second they ended.
+counts the transmit calls on the worker's CPU (the harness's own threads run on the other). Per
+interval with traffic it prints the frames a second the worker received, its rounds a frame, its
+transmit calls (`sendto`) a frame, its user and kernel shares of the CPU, the share of the
+interval in rounds that found work and in rounds that left frames waiting, the frames the kernel
+dropped for want of a fill buffer, and the fill rings' depth and the cost that bounds it. The
+harness's own trial lines (`QSB_DEBUG`) follow, with the second they ended.
 
 Run as root, from the repository, after `cargo build --release -p qswitch -p bench`:
 `python3 bench/studies/intervals.py [--qswitch BINARY] [--size 64] [--trial 5] [--steps 4]`.
@@ -75,19 +76,19 @@ def cpu_ticks(path):
         return None
 
 
-def perf_intervals(text, start):
-    """[(interval end, count)] from `perf stat -x, -I`, its times shifted by `start` (when perf
-    started, on the study's clock)."""
-    out = []
-    for line in text.splitlines():
+def read_perf(stream, t0, out):
+    """Appends (the study's time the line came, count) for each interval line of
+    `perf stat -x, -I` on `stream`: perf writes an interval's line as it ends, so the time it
+    came is the interval's end on the study's clock (perf's own times start when it is ready,
+    some time after it is started)."""
+    for line in stream:
         parts = line.strip().split(",")
         if len(parts) < 4:
             continue
         try:
-            out.append((start + float(parts[0]), float(parts[1])))
+            out.append((time.monotonic() - t0, float(parts[1])))
         except ValueError:
             continue
-    return out
 
 
 def count_between(intervals, a, b):
@@ -113,7 +114,7 @@ def main():
         if not os.access(b, os.X_OK):
             sys.exit(f"{b}: not an executable (build with cargo build --release first)")
     hz = os.sysconf("SC_CLK_TCK")
-    samples, trials, tail = [], [], []
+    samples, trials, tail, calls = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="qs-intervals-") as tmp:
         env = dict(os.environ, QSB_DEBUG="1", QSB_QSWITCH=os.path.abspath(a.qswitch))
         t0 = time.monotonic()
@@ -132,14 +133,16 @@ def main():
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        perf = None
+        perf = perf_reader = None
         try:
             # `sendto` on the worker's CPU: the harness keeps its own threads off it.
-            perf_start = time.monotonic() - t0
             perf = subprocess.Popen(
                 ["perf", "stat", "-C", str(a.cpu), "-x,", "-I", str(int(PERF_STEP * 1000)),
                  "-e", "syscalls:sys_enter_sendto"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1)
+            perf_reader = threading.Thread(target=read_perf, args=(perf.stderr, t0, calls),
+                                           daemon=True)
+            perf_reader.start()
             stat = None
             while proc.poll() is None:
                 time.sleep(0.5)
@@ -153,15 +156,21 @@ def main():
                 samples.append((time.monotonic() - t0, m, ticks))
         finally:
             stop_harness(proc)
-            perf_err = ""
-            if perf is not None:
+            if perf is not None and perf.poll() is None:
                 perf.send_signal(signal.SIGINT)
-                _, perf_err = perf.communicate(timeout=30)
+                try:
+                    perf.wait(30)
+                except subprocess.TimeoutExpired:
+                    perf.kill()
+                    perf.wait()
+            if perf_reader is not None:
+                perf_reader.join(5)
             reader.join(5)
     if proc.returncode != 0 or not samples:
         sys.exit(f"the harness ended with {proc.returncode}, {len(samples)} samples:\n"
                  + "".join(tail))
-    calls = perf_intervals(perf_err, perf_start)
+    if not calls:
+        print(f"perf counted nothing (exit {perf.returncode}): no sendto column", file=sys.stderr)
     print(f"{a.size} B, {a.trial} s trials; per half second with traffic:")
     print("| s | kfps | rounds a frame | sendto a frame | user % | kernel % | busy % | behind % "
           "| fill-ring drops | fill depth | frame cost µs |")
@@ -171,9 +180,10 @@ def main():
         frames = m_b["rx_frames_total"] - m_a["rx_frames_total"]
         if frames < 1000:
             continue
-        sendto = count_between(calls, t_a, t_b) / frames
+        sendto = count_between(calls, t_a, t_b) / frames if calls else float("nan")
         user = kernel = float("nan")
-        if c_a and c_b:
+        # (Not across a restart of the DUT: another thread's times.)
+        if c_a and c_b and c_b[0] >= c_a[0] and c_b[1] >= c_a[1]:
             user = (c_b[0] - c_a[0]) / hz / dt * 100
             kernel = (c_b[1] - c_a[1]) / hz / dt * 100
         print(f"| {t_b:.1f} | {frames / dt / 1e3:.1f} "

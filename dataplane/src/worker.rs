@@ -178,8 +178,15 @@ pub const DEFAULT_IDLE_SPIN_NS: u64 = 50_000;
 const MIN_BOUNDED_FILL: u32 = 256;
 
 /// Frames taken in rounds that left frames waiting over which the cost of a frame is measured
-/// ([`Worker::measure_cost`]).
-const QUEUED_MEASURE: u64 = 1000;
+/// ([`Worker::measure_cost`]): a few milliseconds of a standing queue, several stalls' drains at
+/// moderate loads, so that one preemption of the thread (under the millisecond that counts as a
+/// stall) moves the bound little.
+const QUEUED_MEASURE: u64 = 4096;
+
+/// How long a cost measured while frames waited serves ([`Worker::measure_cost`]) before the
+/// cost over every round takes over again (the safe side): a cost measured long ago may be of
+/// other traffic.
+const QUEUED_COST_NS: u64 = 10_000_000_000;
 
 /// The longest the sweeper takes to walk the MAC table and the connection table whole, ms, of
 /// the clock: an expired entry stops counting against its network's limit (or its port's share)
@@ -569,23 +576,25 @@ pub struct Worker<P: PortIo> {
     /// The current statistics window.
     window: Window,
     /// The worker's cost of a frame while frames wait (`queued_work`), or, until frames have
-    /// waited, its recent cost of a frame in any round (working time over frames received and
-    /// taken from other workers, over the last stretch of at least a thousand), ns; 0 until
-    /// measured. Bounds the fill rings in time ([`Worker::measure_cost`]).
+    /// waited (or [`QUEUED_COST_NS`] after they last did), its recent cost of a frame in any
+    /// round (working time over frames received and taken from other workers, over the last
+    /// stretch of at least a thousand), ns; 0 until measured. Bounds the fill rings in time
+    /// ([`Worker::measure_cost`]).
     frame_ns: u64,
-    /// `frame_ns` was measured while frames waited.
-    frame_ns_queued: bool,
+    /// `frame_ns` was measured while frames waited, and when (ns).
+    frame_ns_queued: Option<u64>,
     /// Time in rounds that found work, leaving out gaps over a millisecond: those are stalls
     /// (the thread held off its core), not the cost of frames.
     working_ns: u64,
     /// Working time and frames when `frame_ns` was last measured.
     cost_mark: (u64, u64),
     /// Working time and frames in rounds that left frames waiting (`behind`: a receive ring
-    /// gave all the round asked; `held_back`: no room to take any): the rate at which a
-    /// standing queue, a full fill ring, drains. A round with few frames costs more a frame
+    /// gave all the round asked; `held_back`: no room to take any, which may also happen with
+    /// nothing waiting: a time with no frame, a higher cost, the safe side): the rate at which
+    /// a standing queue, a full fill ring, drains. A round with few frames costs more a frame
     /// (its fixed work, a transmit call for one or two frames), so the cost over every round
-    /// overstates how long a full ring takes to drain (by up to two and a half times,
-    /// measured).
+    /// overstates how long a full ring takes to drain (by up to two and a half times, measured
+    /// on a 2 vCPU VM).
     queued_work: (u64, u64),
     /// `queued_work` when `frame_ns` was last measured from it.
     queued_mark: (u64, u64),
@@ -613,8 +622,9 @@ pub struct Worker<P: PortIo> {
     /// The workers frames were handed to (a bit each), woken after each ingress port's batch.
     woken: u64,
     /// The last round left frames where they were for want of room (a full TX ring or pool
-    /// towards a peer): they wait in RX rings or channels that would wake a sleeper at once,
-    /// while what frees the room does not wake it. Such a worker naps instead.
+    /// towards a peer), or would have if any had waited: they wait in RX rings or channels
+    /// that would wake a sleeper at once, while what frees the room does not wake it. Such a
+    /// worker naps instead.
     held_back: bool,
     /// The last round left frames waiting that it could have taken: a port's receive gave all
     /// the round asked of it (a full batch, or as much as the round had room for), or there was
@@ -764,7 +774,7 @@ impl<P: PortIo> Worker<P> {
             rounds: 0,
             window: Window::default(),
             frame_ns: 0,
-            frame_ns_queued: false,
+            frame_ns_queued: None,
             working_ns: 0,
             cost_mark: (0, 0),
             queued_work: (0, 0),
@@ -878,23 +888,29 @@ impl<P: PortIo> Worker<P> {
     /// Measures the cost of a frame, and bounds the fill rings by it: over the last stretch of
     /// rounds that left frames waiting ([`QUEUED_MEASURE`] frames at least), which is how fast
     /// a full ring drains; until frames have waited, over the last stretch of rounds that found
-    /// work (a frame there costs more: a shallower ring, on the safe side). Once measured while
-    /// frames waited, the cost stays until they wait again: it is a queue's drain that the
-    /// bound is about, and [`Worker::account_round`] measures it again as soon as a queue's
-    /// next [`QUEUED_MEASURE`] frames have waited. Called from there and with every
-    /// publication of the worker's statistics (100 ms).
-    fn measure_cost(&mut self) {
+    /// work (a frame there costs more: a shallower ring, on the safe side). A cost measured
+    /// while frames waited stays until they wait again, for [`QUEUED_COST_NS`] at most: it is a
+    /// queue's drain that the bound is about, and [`Worker::account_round`] measures it again
+    /// as soon as [`QUEUED_MEASURE`] more frames have waited. Called from there and with every
+    /// publication of the worker's statistics (100 ms); `now_ns`, the time.
+    fn measure_cost(&mut self, now_ns: u64) {
         let (queued_ns, queued) = self.queued_work;
         let frames = queued - self.queued_mark.1;
         if frames >= QUEUED_MEASURE {
             self.frame_ns = ((queued_ns - self.queued_mark.0) / frames).max(1);
-            self.frame_ns_queued = true;
+            self.frame_ns_queued = Some(now_ns);
             self.queued_mark = self.queued_work;
             self.recompute_fill_target();
             return;
         }
-        if self.frame_ns_queued {
-            return;
+        if let Some(at) = self.frame_ns_queued {
+            if now_ns.saturating_sub(at) < QUEUED_COST_NS {
+                return;
+            }
+            // Expired: the cost over every round since stands in, and an old queue's frames do
+            // not join the next one's measure.
+            self.frame_ns_queued = None;
+            self.queued_mark = self.queued_work;
         }
         let (working, seen) = self.cost_mark;
         let total = self.frames_taken();
@@ -2215,7 +2231,7 @@ impl<P: PortIo> Worker<P> {
     /// every frame before the switch sees one, its counters are the ones that move).
     fn publish_stats(&mut self, now: Now) {
         self.last_stats = now.nanos;
-        self.measure_cost();
+        self.measure_cost(now.nanos);
         self.publish(now);
         self.stats.publish(
             self.rounds,
@@ -3330,6 +3346,28 @@ impl<P: PortIo> Worker<P> {
         self.rx_total + self.crossed.1
     }
 
+    /// Counts `gap` ns and `frames` frames of a round that left frames waiting into the queued
+    /// work, and measures the cost of a frame at once, not at the next publication, when
+    /// [`QUEUED_MEASURE`] frames have waited: a queue that stands after the cost rose (larger
+    /// frames, more rules) is bounded at the new cost within that many of its frames (twice
+    /// that many at most: the measure may begin with an earlier queue's).
+    fn count_queued(&mut self, gap: u64, frames: u64) {
+        self.queued_work.0 += gap;
+        self.queued_work.1 += frames;
+        if self.queued_work.1 - self.queued_mark.1 >= QUEUED_MEASURE {
+            self.measure_cost(self.round_ns);
+        }
+    }
+
+    /// Counts a round that found nothing and lasted `gap` ns: if it was held back (no TX room
+    /// or none towards a peer), the frames on the receive rings waited through it, and the
+    /// spin, yield or nap after it.
+    fn account_idle_round(&mut self, gap: u64) {
+        if self.held_back && gap <= 1_000_000 {
+            self.count_queued(gap, 0);
+        }
+    }
+
     /// Counts a round that found work, which lasted `gap` ns and received or took from other
     /// workers `frames` frames, into the worker's busy, behind and working times, its queued
     /// work and its gaps.
@@ -3343,14 +3381,7 @@ impl<P: PortIo> Worker<P> {
             // A round held back by a full TX ring or a busy peer takes no frame, and the frames
             // on the receive rings wait through it: it slows their drain.
             if self.behind || self.held_back {
-                self.queued_work.0 += gap;
-                self.queued_work.1 += frames;
-                // At once, not at the next publication: a queue that stands after the cost of
-                // a frame rose (larger frames, more rules) is bounded at the new cost within
-                // a thousand of its frames.
-                if self.queued_work.1 - self.queued_mark.1 >= QUEUED_MEASURE {
-                    self.measure_cost();
-                }
+                self.count_queued(gap, frames);
             }
         }
         self.max_gap_ns = self.max_gap_ns.max(gap);
@@ -3395,10 +3426,13 @@ impl<P: PortIo> Worker<P> {
                 }
             }
             let t = now();
+            let gap = t.nanos.saturating_sub(prev_round);
             if idle == 0 {
                 // Only while traffic flows (an idle adaptive worker sleeps on purpose).
                 // The previous round found work: it lasted until now (one clock read a round).
-                self.account_round(t.nanos.saturating_sub(prev_round), round_frames);
+                self.account_round(gap, round_frames);
+            } else {
+                self.account_idle_round(gap);
             }
             prev_round = t.nanos;
             let seen = self.frames_taken();

@@ -1541,7 +1541,7 @@ fn fill_rings_hold_no_more_than_max_queue_of_the_workers_measured_work() {
     for (busy, frames, depth) in steps {
         r.w.working_ns += busy;
         r.w.rx_total += frames;
-        r.w.measure_cost();
+        r.w.measure_cost(0);
         assert_eq!(r.w.fill_target, depth, "{busy} ns over {frames} frames");
     }
     let mut r = Rig::with(WorkerConfig {
@@ -1550,7 +1550,7 @@ fn fill_rings_hold_no_more_than_max_queue_of_the_workers_measured_work() {
     });
     r.w.working_ns += 3_000_000;
     r.w.rx_total += 1000;
-    r.w.measure_cost();
+    r.w.measure_cost(0);
     assert!(r.w.fill_target > 1000, "no time bound: frames only");
 }
 
@@ -1576,34 +1576,56 @@ fn fill_rings_are_bounded_by_what_a_frame_costs_while_frames_wait() {
         }
     };
     light(&mut r, 1000);
-    r.w.measure_cost();
+    r.w.measure_cost(0);
     assert_eq!(r.w.fill_target, 1666, "5 ms at 3 µs a frame");
     // Among more such rounds, rounds that left frames waiting, 64 frames in 80 µs: a full
-    // ring drains at 1.25 µs a frame, so 5 ms of queue is 4000 frames (over every round, 1.8
-    // µs a frame, 2741 frames). Measured as soon as a thousand such frames have passed.
-    light(&mut r, 500);
-    full(&mut r, 15, 80_000);
-    assert_eq!(r.w.fill_target, 1666, "960 frames: not measured yet");
+    // ring drains at 1.25 µs a frame, so 5 ms of queue is 4000 frames (over every round, 1.59
+    // µs a frame, 3138 frames). Measured as soon as 4096 such frames have passed.
+    light(&mut r, 1000);
+    full(&mut r, 63, 80_000);
+    assert_eq!(r.w.fill_target, 1666, "4032 frames: not measured yet");
     full(&mut r, 1, 80_000);
     assert_eq!(r.w.fill_target, 4000, "5 ms at 1.25 µs a frame");
     // A stall of the thread in such a round is not the frames' cost.
+    let queued = r.w.queued_work;
     r.w.account_round(5_000_000, 64);
-    r.w.measure_cost();
-    assert_eq!(r.w.fill_target, 4000);
+    assert_eq!(r.w.queued_work, queued);
     // Light rounds again do not make the ring shallower: the cost while frames waited stays.
     light(&mut r, 1000);
-    r.w.measure_cost();
+    r.w.measure_cost(1_000_000_000);
     assert_eq!(r.w.fill_target, 4000);
     // Rounds held back by a full TX ring take no frame, and the frames waiting on the receive
-    // rings wait through them: 900 µs of them and 1024 frames in 1.28 ms drain at 2.13 µs a
-    // frame.
+    // rings wait through them, whether the round found other work or not: 900 µs of them and
+    // 4096 frames in 5.12 ms drain at 1.47 µs a frame.
     (r.w.behind, r.w.held_back) = (false, true);
-    r.w.account_round(900_000, 0);
-    full(&mut r, 16, 80_000);
-    assert_eq!(r.w.fill_target, 2349, "5 ms at 2.13 µs a frame");
-    // And a queue whose frames cost more (2.5 µs) is bounded at that cost once measured.
-    full(&mut r, 16, 160_000);
+    r.w.account_round(600_000, 0);
+    r.w.account_idle_round(300_000);
+    r.w.account_idle_round(2_000_000); // a stall
+    full(&mut r, 64, 80_000);
+    assert_eq!(r.w.fill_target, 3403, "5 ms at 1.47 µs a frame");
+    // An idle round that was not held back is nobody's wait.
+    r.w.held_back = false;
+    let queued = r.w.queued_work;
+    r.w.account_idle_round(300_000);
+    assert_eq!(r.w.queued_work, queued);
+    // A queue whose frames cost more (2.5 µs) is bounded at that cost once measured.
+    r.w.round_ns = 30_000_000_000;
+    full(&mut r, 64, 160_000);
     assert_eq!(r.w.fill_target, 2000, "5 ms at 2.5 µs a frame");
+    // Ten seconds after that measure, the cost over every round stands in again (the light
+    // rounds' 3 µs a frame, once measured), and the old queue's frames do not join the next
+    // measure.
+    full(&mut r, 1, 80_000);
+    let since_queue = r.w.round_ns + 9_000_000_000;
+    light(&mut r, 1000);
+    r.w.measure_cost(since_queue);
+    assert_eq!(r.w.fill_target, 2000, "within ten seconds");
+    r.w.measure_cost(since_queue + 2_000_000_000);
+    assert_ne!(r.w.fill_target, 2000, "expired");
+    light(&mut r, 1000);
+    r.w.measure_cost(since_queue + 2_100_000_000);
+    assert_eq!(r.w.fill_target, 1666, "5 ms at 3 µs a frame");
+    assert_eq!(r.w.queued_mark, r.w.queued_work);
 }
 
 #[test]
