@@ -76,19 +76,19 @@ def cpu_ticks(path):
         return None
 
 
-def read_perf(stream, t0, out):
+def read_perf(stream, t0, out, said):
     """Appends (the study's time the line came, count) for each interval line of
     `perf stat -x, -I` on `stream`: perf writes an interval's line as it ends, so the time it
     came is the interval's end on the study's clock (perf's own times start when it is ready,
     some time after it is started)."""
     for line in stream:
         parts = line.strip().split(",")
-        if len(parts) < 4:
-            continue
         try:
             out.append((time.monotonic() - t0, float(parts[1])))
-        except ValueError:
-            continue
+        except (ValueError, IndexError):
+            # Not an interval's count: what perf says (kept to show if it counted nothing).
+            said.append(line)
+            del said[:-10]
 
 
 def count_between(intervals, a, b):
@@ -114,7 +114,7 @@ def main():
         if not os.access(b, os.X_OK):
             sys.exit(f"{b}: not an executable (build with cargo build --release first)")
     hz = os.sysconf("SC_CLK_TCK")
-    samples, trials, tail, calls = [], [], [], []
+    samples, trials, tail, calls, perf_said = [], [], [], [], []
     with tempfile.TemporaryDirectory(prefix="qs-intervals-") as tmp:
         env = dict(os.environ, QSB_DEBUG="1", QSB_QSWITCH=os.path.abspath(a.qswitch))
         t0 = time.monotonic()
@@ -140,20 +140,24 @@ def main():
                 ["perf", "stat", "-C", str(a.cpu), "-x,", "-I", str(int(PERF_STEP * 1000)),
                  "-e", "syscalls:sys_enter_sendto"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1)
-            perf_reader = threading.Thread(target=read_perf, args=(perf.stderr, t0, calls),
+            perf_reader = threading.Thread(target=read_perf, args=(perf.stderr, t0, calls, perf_said),
                                            daemon=True)
             perf_reader.start()
             stat = None
             while proc.poll() is None:
                 time.sleep(0.5)
+                asked = time.monotonic() - t0
                 m = read_metrics()
                 if m is None:
                     continue
+                # The counters' time: half way through the request (they are published every
+                # 100 ms besides).
+                at = (asked + time.monotonic() - t0) / 2
                 ticks = cpu_ticks(stat)
                 if ticks is None:
                     stat = worker_stat_path()
                     ticks = cpu_ticks(stat)
-                samples.append((time.monotonic() - t0, m, ticks))
+                samples.append((at, m, (stat, ticks)))
         finally:
             stop_harness(proc)
             if perf is not None and perf.poll() is None:
@@ -170,7 +174,8 @@ def main():
         sys.exit(f"the harness ended with {proc.returncode}, {len(samples)} samples:\n"
                  + "".join(tail))
     if not calls:
-        print(f"perf counted nothing (exit {perf.returncode}): no sendto column", file=sys.stderr)
+        print(f"perf counted nothing (exit {perf.returncode}): no sendto column\n"
+              + "".join(perf_said), file=sys.stderr)
     print(f"{a.size} B, {a.trial} s trials; per half second with traffic:")
     print("| s | kfps | rounds a frame | sendto a frame | user % | kernel % | busy % | behind % "
           "| fill-ring drops | fill depth | frame cost µs |")
@@ -182,10 +187,11 @@ def main():
             continue
         sendto = count_between(calls, t_a, t_b) / frames if calls else float("nan")
         user = kernel = float("nan")
-        # (Not across a restart of the DUT: another thread's times.)
-        if c_a and c_b and c_b[0] >= c_a[0] and c_b[1] >= c_a[1]:
-            user = (c_b[0] - c_a[0]) / hz / dt * 100
-            kernel = (c_b[1] - c_a[1]) / hz / dt * 100
+        # Not across a restart of the DUT: another thread's times.
+        (stat_a, ticks_a), (stat_b, ticks_b) = c_a, c_b
+        if ticks_a and ticks_b and stat_a == stat_b:
+            user = (ticks_b[0] - ticks_a[0]) / hz / dt * 100
+            kernel = (ticks_b[1] - ticks_a[1]) / hz / dt * 100
         print(f"| {t_b:.1f} | {frames / dt / 1e3:.1f} "
               f"| {(m_b['rounds_total'] - m_a['rounds_total']) / frames:.2f} | {sendto:.2f} "
               f"| {user:.0f} | {kernel:.0f} "

@@ -445,8 +445,8 @@ pub struct WorkerReading {
     /// receive into while the worker is held off its core.
     pub fill_frames: u64,
     /// The worker's cost of a frame while frames wait (rounds that left frames on a receive
-    /// ring or held them back; until frames have waited, over every round that found work),
-    /// seconds: with `max_queue_us`, it bounds `fill_frames`. 0 until measured.
+    /// ring or held them back), measured within the last 10 s, else over every round that found
+    /// work, seconds: with `max_queue_us`, it bounds `fill_frames`. 0 until measured.
     pub frame_cost_seconds: f64,
 }
 

@@ -183,6 +183,45 @@ const MIN_BOUNDED_FILL: u32 = 256;
 /// stall) moves the bound little.
 const QUEUED_MEASURE: u64 = 4096;
 
+/// The rounds that left frames waiting (`behind`: a receive ring gave all the round asked;
+/// `held_back`: no room to take any) since the cost of a frame was last measured from them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct QueuedWindow {
+    /// When the window began (ns).
+    since: u64,
+    /// Time in those rounds that took frames.
+    ns: u64,
+    /// Time in those that took none (held back, waiting for room), counted up to `ns`: a round
+    /// is held back whether or not frames wait behind it, and a long wait with nothing behind
+    /// it (a full TX ring, an idle receive ring) is no frame's cost.
+    held_ns: u64,
+    /// Frames those rounds received and took from other workers.
+    frames: u64,
+}
+
+impl QueuedWindow {
+    fn starting(now_ns: u64) -> Self {
+        QueuedWindow {
+            since: now_ns,
+            ..QueuedWindow::default()
+        }
+    }
+
+    fn add(&mut self, gap: u64, frames: u64) {
+        if frames > 0 {
+            self.ns += gap;
+            self.frames += frames;
+        } else {
+            self.held_ns += gap;
+        }
+    }
+
+    /// A frame's cost over the window, ns (at least 1).
+    fn cost(&self) -> u64 {
+        ((self.ns + self.held_ns.min(self.ns)) / self.frames.max(1)).max(1)
+    }
+}
+
 /// How long a cost measured while frames waited serves ([`Worker::measure_cost`]) before the
 /// cost over every round takes over again (the safe side): a cost measured long ago may be of
 /// other traffic.
@@ -575,29 +614,26 @@ pub struct Worker<P: PortIo> {
     rounds: u64,
     /// The current statistics window.
     window: Window,
-    /// The worker's cost of a frame while frames wait (`queued_work`), or, until frames have
-    /// waited (or [`QUEUED_COST_NS`] after they last did), its recent cost of a frame in any
-    /// round (working time over frames received and taken from other workers, over the last
-    /// stretch of at least a thousand), ns; 0 until measured. Bounds the fill rings in time
-    /// ([`Worker::measure_cost`]).
+    /// The worker's cost of a frame that bounds the fill rings in time, ns: the cost measured
+    /// while frames waited (`queued_cost`), if measured within [`QUEUED_COST_NS`], else the cost
+    /// over every round (`round_cost_ns`); 0 until measured ([`Worker::measure_cost`]).
     frame_ns: u64,
-    /// `frame_ns` was measured while frames waited, and when (ns).
-    frame_ns_queued: Option<u64>,
+    /// The cost of a frame in rounds that left frames waiting (ns), and when it was measured:
+    /// the rate at which a standing queue, a full fill ring, drains.
+    queued_cost: Option<(u64, u64)>,
+    /// The rounds that left frames waiting since `queued_cost` was last measured.
+    queued: QueuedWindow,
+    /// The cost of a frame over every round that found work (working time over frames received
+    /// and taken from other workers, over the last stretch of at least a thousand), ns; 0 until
+    /// measured. A round with few frames costs more a frame (its fixed work, a transmit call
+    /// for one or two frames), so it overstates how long a full ring takes to drain (up to two
+    /// and a half times, measured on a 2 vCPU VM).
+    round_cost_ns: u64,
     /// Time in rounds that found work, leaving out gaps over a millisecond: those are stalls
     /// (the thread held off its core), not the cost of frames.
     working_ns: u64,
-    /// Working time and frames when `frame_ns` was last measured.
+    /// Working time and frames when `round_cost_ns` was last measured.
     cost_mark: (u64, u64),
-    /// Working time and frames in rounds that left frames waiting (`behind`: a receive ring
-    /// gave all the round asked; `held_back`: no room to take any, which may also happen with
-    /// nothing waiting: a time with no frame, a higher cost, the safe side): the rate at which
-    /// a standing queue, a full fill ring, drains. A round with few frames costs more a frame
-    /// (its fixed work, a transmit call for one or two frames), so the cost over every round
-    /// overstates how long a full ring takes to drain (by up to two and a half times, measured
-    /// on a 2 vCPU VM).
-    queued_work: (u64, u64),
-    /// `queued_work` when `frame_ns` was last measured from it.
-    queued_mark: (u64, u64),
     /// When the worker's own statistics were last published.
     last_stats: u64,
     stats: Arc<WorkerStats>,
@@ -774,11 +810,11 @@ impl<P: PortIo> Worker<P> {
             rounds: 0,
             window: Window::default(),
             frame_ns: 0,
-            frame_ns_queued: None,
+            queued_cost: None,
+            queued: QueuedWindow::default(),
+            round_cost_ns: 0,
             working_ns: 0,
             cost_mark: (0, 0),
-            queued_work: (0, 0),
-            queued_mark: (0, 0),
             last_stats: 0,
             stats: Arc::default(),
             links,
@@ -885,42 +921,33 @@ impl<P: PortIo> Worker<P> {
             .max(MIN_BOUNDED_FILL)
     }
 
-    /// Measures the cost of a frame, and bounds the fill rings by it: over the last stretch of
-    /// rounds that left frames waiting ([`QUEUED_MEASURE`] frames at least), which is how fast
-    /// a full ring drains; until frames have waited, over the last stretch of rounds that found
-    /// work (a frame there costs more: a shallower ring, on the safe side). A cost measured
-    /// while frames waited stays until they wait again, for [`QUEUED_COST_NS`] at most: it is a
-    /// queue's drain that the bound is about, and [`Worker::account_round`] measures it again
-    /// as soon as [`QUEUED_MEASURE`] more frames have waited. Called from there and with every
-    /// publication of the worker's statistics (100 ms); `now_ns`, the time.
+    /// Measures the cost of a frame, and bounds the fill rings by it: the cost in rounds that
+    /// left frames waiting, over [`QUEUED_MEASURE`] of their frames, which is how fast a full
+    /// ring drains; where none was measured within [`QUEUED_COST_NS`] (frames have not waited,
+    /// or not lately: the traffic may have changed), the cost over every round that found work
+    /// (a frame there costs more: a shallower ring, on the safe side), which is kept current
+    /// either way. [`Worker::count_queued`] calls it as soon as a window of waiting frames is
+    /// full; every publication of the worker's statistics (100 ms) too. `now_ns`, the time.
     fn measure_cost(&mut self, now_ns: u64) {
-        let (queued_ns, queued) = self.queued_work;
-        let frames = queued - self.queued_mark.1;
-        if frames >= QUEUED_MEASURE {
-            self.frame_ns = ((queued_ns - self.queued_mark.0) / frames).max(1);
-            self.frame_ns_queued = Some(now_ns);
-            self.queued_mark = self.queued_work;
-            self.recompute_fill_target();
-            return;
-        }
-        if let Some(at) = self.frame_ns_queued {
-            if now_ns.saturating_sub(at) < QUEUED_COST_NS {
-                return;
-            }
-            // Expired: the cost over every round since stands in, and an old queue's frames do
-            // not join the next one's measure.
-            self.frame_ns_queued = None;
-            self.queued_mark = self.queued_work;
-        }
         let (working, seen) = self.cost_mark;
         let total = self.frames_taken();
-        let frames = total - seen;
-        if frames < 1000 {
-            return;
+        if total - seen >= 1000 {
+            self.round_cost_ns = ((self.working_ns - working) / (total - seen)).max(1);
+            self.cost_mark = (self.working_ns, total);
         }
-        self.frame_ns = ((self.working_ns - working) / frames).max(1);
-        self.cost_mark = (self.working_ns, total);
-        self.recompute_fill_target();
+        let q = self.queued;
+        if q.frames >= QUEUED_MEASURE {
+            self.queued_cost = Some((q.cost(), now_ns));
+            self.queued = QueuedWindow::starting(now_ns);
+        }
+        let cost = match self.queued_cost {
+            Some((cost, at)) if now_ns.saturating_sub(at) < QUEUED_COST_NS => cost,
+            _ => self.round_cost_ns,
+        };
+        if cost != self.frame_ns {
+            self.frame_ns = cost;
+            self.recompute_fill_target();
+        }
     }
 
     /// Carries out one command. Returns false for [`Command::Stop`].
@@ -3346,16 +3373,20 @@ impl<P: PortIo> Worker<P> {
         self.rx_total + self.crossed.1
     }
 
-    /// Counts `gap` ns and `frames` frames of a round that left frames waiting into the queued
-    /// work, and measures the cost of a frame at once, not at the next publication, when
-    /// [`QUEUED_MEASURE`] frames have waited: a queue that stands after the cost rose (larger
-    /// frames, more rules) is bounded at the new cost within that many of its frames (twice
-    /// that many at most: the measure may begin with an earlier queue's).
+    /// Counts `gap` ns and `frames` frames of a round that left frames waiting into the window
+    /// of such rounds, and measures the cost of a frame at once, not at the next publication,
+    /// when the window holds [`QUEUED_MEASURE`] frames: a queue that stands after the cost rose
+    /// (larger frames, more rules) is bounded at the new cost within that many of its frames
+    /// (twice that many at most: the window may begin with an earlier queue's). A window that
+    /// began more than [`QUEUED_COST_NS`] ago holds another time's traffic: a new one begins.
     fn count_queued(&mut self, gap: u64, frames: u64) {
-        self.queued_work.0 += gap;
-        self.queued_work.1 += frames;
-        if self.queued_work.1 - self.queued_mark.1 >= QUEUED_MEASURE {
-            self.measure_cost(self.round_ns);
+        let now = self.round_ns;
+        if now.saturating_sub(self.queued.since) > QUEUED_COST_NS {
+            self.queued = QueuedWindow::starting(now);
+        }
+        self.queued.add(gap, frames);
+        if self.queued.frames >= QUEUED_MEASURE {
+            self.measure_cost(now);
         }
     }
 

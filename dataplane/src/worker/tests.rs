@@ -1587,9 +1587,9 @@ fn fill_rings_are_bounded_by_what_a_frame_costs_while_frames_wait() {
     full(&mut r, 1, 80_000);
     assert_eq!(r.w.fill_target, 4000, "5 ms at 1.25 µs a frame");
     // A stall of the thread in such a round is not the frames' cost.
-    let queued = r.w.queued_work;
+    let queued = r.w.queued;
     r.w.account_round(5_000_000, 64);
-    assert_eq!(r.w.queued_work, queued);
+    assert_eq!(r.w.queued, queued);
     // Light rounds again do not make the ring shallower: the cost while frames waited stays.
     light(&mut r, 1000);
     r.w.measure_cost(1_000_000_000);
@@ -1605,27 +1605,36 @@ fn fill_rings_are_bounded_by_what_a_frame_costs_while_frames_wait() {
     assert_eq!(r.w.fill_target, 3403, "5 ms at 1.47 µs a frame");
     // An idle round that was not held back is nobody's wait.
     r.w.held_back = false;
-    let queued = r.w.queued_work;
+    let queued = r.w.queued;
     r.w.account_idle_round(300_000);
-    assert_eq!(r.w.queued_work, queued);
-    // A queue whose frames cost more (2.5 µs) is bounded at that cost once measured.
-    r.w.round_ns = 30_000_000_000;
-    full(&mut r, 64, 160_000);
+    assert_eq!(r.w.queued, queued);
+    // A round is held back whether or not frames wait behind it: a window's held-back time
+    // counts up to its frames' own, 20 ms of it with 4096 frames in 5.12 ms making 2.5 µs a
+    // frame, not 6.1.
+    r.w.held_back = true;
+    for _ in 0..20 {
+        r.w.account_idle_round(1_000_000);
+    }
+    full(&mut r, 64, 80_000);
     assert_eq!(r.w.fill_target, 2000, "5 ms at 2.5 µs a frame");
-    // Ten seconds after that measure, the cost over every round stands in again (the light
-    // rounds' 3 µs a frame, once measured), and the old queue's frames do not join the next
-    // measure.
-    full(&mut r, 1, 80_000);
-    let since_queue = r.w.round_ns + 9_000_000_000;
+    // A queue whose frames cost more (3.125 µs) is bounded at that cost once measured.
+    r.w.round_ns = 30_000_000_000;
+    full(&mut r, 64, 200_000);
+    assert_eq!(r.w.fill_target, 1600, "5 ms at 3.125 µs a frame");
+    // That cost serves ten seconds; then the cost over every round stands in, as measured at
+    // the last publication (the light rounds' 3 µs a frame).
+    full(&mut r, 1, 900_000); // 64 dear frames begin a window
     light(&mut r, 1000);
-    r.w.measure_cost(since_queue);
-    assert_eq!(r.w.fill_target, 2000, "within ten seconds");
-    r.w.measure_cost(since_queue + 2_000_000_000);
-    assert_ne!(r.w.fill_target, 2000, "expired");
+    r.w.measure_cost(39_000_000_000);
+    assert_eq!(r.w.fill_target, 1600, "within ten seconds");
     light(&mut r, 1000);
-    r.w.measure_cost(since_queue + 2_100_000_000);
+    r.w.measure_cost(41_000_000_000);
     assert_eq!(r.w.fill_target, 1666, "5 ms at 3 µs a frame");
-    assert_eq!(r.w.queued_mark, r.w.queued_work);
+    // The window the dear frames began is older than ten seconds: the next one begins afresh
+    // (with them, 1.45 µs a frame, 3448 frames).
+    r.w.round_ns = 41_000_000_000;
+    full(&mut r, 64, 80_000);
+    assert_eq!(r.w.fill_target, 4000, "5 ms at 1.25 µs a frame");
 }
 
 #[test]
