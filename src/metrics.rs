@@ -198,7 +198,7 @@ const WORKER_SERIES: [WorkerSeries; 17] = [
     ),
     (
         "qswitch_worker_fill_frames",
-        "The deepest a busy receive queue's fill ring is kept: the frames the kernel receives into while the worker is held off its core (beyond them it drops, counted in qswitch_port_xdp_rx_fill_ring_empty_total)",
+        "The deepest a busy receive queue's fill ring is kept: the frames the kernel receives into while the worker is held off its core (beyond them it drops, counted in qswitch_port_xdp_rx_fill_ring_empty_total); 0 while the worker has no port",
         MetricType::Gauge,
         |w| w.fill_frames as f64,
     ),

@@ -22,14 +22,13 @@ Needs perf (linux-perf) and curl.
 import argparse
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-from live_cost import DUT_API, DUT_NS, WORKER_COMM, stop_harness
+from live_cost import DUT_API, DUT_NS, WORKER_COMM, interrupt, stop_harness
 
 WORKER = re.compile(r'^qswitch_worker_(rounds_total|rx_frames_total|busy_seconds_total'
                     r'|behind_seconds_total|fill_frames|frame_cost_seconds)'
@@ -160,13 +159,8 @@ def main():
                 samples.append((at, m, (stat, ticks)))
         finally:
             stop_harness(proc)
-            if perf is not None and perf.poll() is None:
-                perf.send_signal(signal.SIGINT)
-                try:
-                    perf.wait(30)
-                except subprocess.TimeoutExpired:
-                    perf.kill()
-                    perf.wait()
+            if perf is not None:
+                interrupt(perf, 30)
             if perf_reader is not None:
                 perf_reader.join(5)
             reader.join(5)

@@ -69,17 +69,25 @@ def worker_counters():
     return time.monotonic(), got
 
 
-def stop_harness(proc):
-    """Interrupts the harness if it still runs (it removes what it created), killing it after
-    60 s."""
+def interrupt(proc, secs=60):
+    """Interrupts `proc` if it still runs, killing it after `secs`. True if it had to be
+    killed."""
     if proc.poll() is not None:
-        return
+        return False
     proc.send_signal(signal.SIGINT)
     try:
-        proc.wait(60)
+        proc.wait(secs)
+        return False
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+        return True
+
+
+def stop_harness(proc):
+    """Interrupts the harness if it still runs (it removes what it created), killing it after
+    60 s."""
+    if interrupt(proc):
         print("the harness did not stop within 60 s: killed; its namespaces (qsb*) "
               "and veths may be left", file=sys.stderr)
 
