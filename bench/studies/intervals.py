@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 
-from live_cost import DUT_API, DUT_NS, WORKER_COMM, interrupt, stop_harness
+from live_cost import DUT_NS, WORKER_COMM, dut_metrics, interrupt, stop_harness
 
 WORKER = re.compile(r'^qswitch_worker_(rounds_total|rx_frames_total|busy_seconds_total'
                     r'|behind_seconds_total|fill_frames|frame_cost_seconds)'
@@ -41,8 +41,7 @@ PERF_STEP = 0.5
 
 def read_metrics():
     """The worker's counters and the ports' fill-ring drops, or None before the DUT answers."""
-    out = subprocess.run(["ip", "netns", "exec", DUT_NS, "curl", "-s", "--max-time", "1",
-                          f"http://{DUT_API}/metrics"], capture_output=True, text=True).stdout
+    out = dut_metrics(timeout=1)
     got = {k: float(v) for k, v in WORKER.findall(out)}
     if "rx_frames_total" not in got:
         return None

@@ -56,12 +56,17 @@ Run = collections.namedtuple(
     "Run", "pps frame_ns user_ns kernel_share per_round busy behind")
 
 
+def dut_metrics(timeout=2):
+    """The DUT's /metrics text (empty if it does not answer within `timeout` seconds)."""
+    return subprocess.run(["ip", "netns", "exec", DUT_NS, "curl", "-s", "--max-time",
+                           str(timeout), f"http://{DUT_API}/metrics"],
+                          capture_output=True, text=True).stdout
+
+
 def worker_counters():
     """(monotonic time, the worker's rounds, frames received, busy and behind seconds) from
     /metrics."""
-    out = subprocess.run(["ip", "netns", "exec", DUT_NS, "curl", "-s", "--max-time", "2",
-                          f"http://{DUT_API}/metrics"], capture_output=True, text=True).stdout
-    got = {k: float(v) for k, v in WORKER.findall(out)}
+    got = {k: float(v) for k, v in WORKER.findall(dut_metrics())}
     if len(got) < 3:
         raise RuntimeError("the DUT's /metrics has no counters of worker 0")
     # A binary from before the behind counter: its share is not known.

@@ -3403,15 +3403,16 @@ impl<P: PortIo> Worker<P> {
     /// workers `frames` frames, into the worker's busy, behind and working times, its queued
     /// work and its gaps.
     fn account_round(&mut self, gap: u64, frames: u64) {
+        // It left frames waiting (or, held back by a full TX ring or a busy peer, would have:
+        // the frames on the receive rings wait through it, which slows their drain).
+        let waiting = self.behind || self.held_back;
         self.busy_ns += gap;
-        if self.behind || self.held_back {
+        if waiting {
             self.behind_ns += gap;
         }
         if gap <= 1_000_000 {
             self.working_ns += gap;
-            // A round held back by a full TX ring or a busy peer takes no frame, and the frames
-            // on the receive rings wait through it: it slows their drain.
-            if self.behind || self.held_back {
+            if waiting {
                 self.count_queued(gap, frames);
             }
         }
