@@ -76,7 +76,7 @@ pub const DEFAULT_MAC_LIMIT: u32 = 8192;
 pub const DEFAULT_AGING_SECS: u32 = 300;
 
 /// A port as the table stores it: its slot in the worker's port array and the slot's generation.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PortRef {
     /// Index of the port in the forwarding snapshot.
     pub slot: u16,
@@ -924,14 +924,38 @@ impl MacTable {
 
     /// Removes a live entry of a network, if present.
     pub fn remove(&self, net: u16, mac: Mac, now: u32) -> bool {
+        self.remove_if(net, mac, now, |_| true).unwrap_or(false)
+    }
+
+    /// Removes the static entry of `mac` in network `net` if it is still `port`'s: the port
+    /// went, or no longer claims the address (its port security turned off, its address
+    /// changed). Static entries never age, so nothing else would: the address would stay
+    /// bound to a port that is gone, refused to learning elsewhere, and counted against its
+    /// network's limit for good. Another port's entry of the address, static or learned, stays.
+    /// Returns whether one was removed.
+    pub fn remove_static(&self, net: u16, mac: Mac, port: PortRef) -> bool {
+        let theirs =
+            |e: &Entry| e.flags & FLAG_STATIC != 0 && e.port == port.slot && e.port_gen == port.gen;
+        self.remove_if(net, mac, 0, theirs).is_some()
+    }
+
+    /// Removes the entry of `mac` in network `net`, live or not, if `which` says so of it.
+    /// `Some(whether it was live at now)` if it did.
+    fn remove_if(
+        &self,
+        net: u16,
+        mac: Mac,
+        now: u32,
+        which: impl FnOnce(&Entry) -> bool,
+    ) -> Option<bool> {
         let key = key_of(net, mac);
         let mut w = self.writer();
         let t = Arc::clone(&w.tables);
-        let Some(i) = t.find(key) else {
-            return false;
-        };
+        let i = t.find(key)?;
         let e = t.load(i);
-        let live = t.is_live(&e, now);
+        if !which(&e) {
+            return None;
+        }
         t.begin();
         delete_slot(&t, &mut w, i);
         t.end();
@@ -940,7 +964,7 @@ impl MacTable {
             dec_count(&t, net);
         }
         self.shared.changes.note(&w, key);
-        live
+        Some(t.is_live(&e, now))
     }
 
     /// Removes up to `budget` slots' worth of expired and stale entries, resuming where the last

@@ -107,6 +107,9 @@ pub struct Pipeline {
     deferred: Vec<Deferred>,
     /// The MAC table's recent answers for sources and destinations, reused while they hold.
     memo: Memo,
+    /// The static entries the last snapshot adopted gives (network, address, port), sorted:
+    /// those the next one no longer gives are removed ([`MacTable::remove_static`]).
+    statics: Vec<(u16, Mac, PortRef)>,
 }
 
 /// The MAC table's recent answers to this pipeline: sources it refreshed or learned on their
@@ -265,12 +268,18 @@ impl Pipeline {
             probe: None,
             deferred: Vec::new(),
             memo: Memo::default(),
+            statics: Vec::new(),
         }
     }
 
     /// Adopts a new snapshot: declares networks to the MAC table (a new generation flushes),
-    /// sizes the tables, installs static entries and (re)creates changed policers. Runs between
-    /// batches, never per packet.
+    /// sizes the tables, installs static entries and removes those of the snapshot before that
+    /// this one no longer gives, and (re)creates changed policers. Runs between batches, never
+    /// per packet.
+    ///
+    /// Every worker adopts every snapshot into the one shared table, in order: one that adopts
+    /// an older snapshot after another adopted a newer one may install a static entry the newer
+    /// one removed, and removes it again when it adopts the newer one itself.
     pub fn adopt(&mut self, snap: &Snapshot, now: Now) {
         // Sized first, in one growth for entries and networks: nothing to do where the switch
         // grew the shared table before publishing the snapshot (`Switch`: a growth copies the
@@ -302,6 +311,7 @@ impl Pipeline {
         }
         self.policers.resize(snap.ports.len(), None);
         self.policers_in.resize(snap.ports.len(), None);
+        let mut statics = Vec::with_capacity(self.statics.len());
         for (slot, p) in snap.ports.iter().enumerate() {
             let Ok(slot16) = u16::try_from(slot) else {
                 continue;
@@ -328,9 +338,17 @@ impl Pipeline {
                 };
                 for &mac in &p.static_macs {
                     self.fdb.add_static(net, mac, port, now.secs);
+                    statics.push((net, mac, port));
                 }
             }
         }
+        statics.sort_unstable();
+        for &(net, mac, port) in &self.statics {
+            if statics.binary_search(&(net, mac, port)).is_err() {
+                self.fdb.remove_static(net, mac, port);
+            }
+        }
+        self.statics = statics;
     }
 
     /// Resets the counters of a slot (when a new port takes it).

@@ -432,7 +432,7 @@ pub struct WorkerReading {
     /// Frames the worker took from other workers, for its ports.
     pub crossed_in: u64,
     /// Of those, frames whose port or network had gone from its slot, or had not reached this
-    /// worker yet, when the worker took them: dropped.
+    /// worker yet, when the worker took them, or whose port was not open on it: dropped.
     pub crossed_lost: u64,
     /// XDP shortcut entries the worker holds installed ([`crate::shortcut`]).
     pub shortcut_entries: u64,

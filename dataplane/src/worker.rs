@@ -2024,7 +2024,7 @@ impl<P: PortIo> Worker<P> {
             return 0;
         }
         if !self.is_sendable(p) {
-            self.pipe.counters[usize::from(p)].drop(DropReason::EgressDown);
+            self.count_unsendable(p);
             return 0;
         }
         let mut staged = 0;
@@ -2631,7 +2631,7 @@ impl<P: PortIo> Worker<P> {
         let vlan = self.snap.net(c.net).map_or(0, |n| n.vlan);
         match c.target {
             Target::Port(PortRef { slot: p, .. }) if !self.is_sendable(p) => {
-                self.pipe.counters[usize::from(p)].drop(DropReason::EgressDown);
+                self.count_unsendable(p);
                 self.umem.release(d.addr);
             }
             Target::Port(PortRef { slot: p, .. })
@@ -2647,6 +2647,19 @@ impl<P: PortIo> Worker<P> {
                 let ingress = self.ingress_here(c);
                 self.flood_here(d, c.net, ingress, c.tagged, vlan, now);
             }
+        }
+    }
+
+    /// Counts a frame another worker handed over for port `p`, which cannot send it: on the
+    /// port (`egress_down`) while it is open here, its transmit failed; among the crossings
+    /// lost while it is not (its device is missing, or not opened yet): a port that is not open
+    /// publishes no counters, and starts from those it last published when it opens, so a
+    /// count there would be lost. (The sender could not know: its snapshot has the port.)
+    fn count_unsendable(&mut self, p: u16) {
+        if matches!(self.ports.get(usize::from(p)), Some(Some(_))) {
+            self.pipe.counters[usize::from(p)].drop(DropReason::EgressDown);
+        } else {
+            self.crossed_lost += 1;
         }
     }
 

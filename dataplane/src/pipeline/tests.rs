@@ -525,6 +525,88 @@ fn static_entries_are_installed_from_config() {
     );
 }
 
+/// A static entry goes with the port that claimed it, or when the port no longer claims the
+/// address (nothing else would remove it: static entries never age): the address is learned
+/// where it is heard next, and no longer counts against its network's limit. Another port's
+/// claim, at the same slot or not, stays.
+#[test]
+fn static_entries_go_when_their_port_no_longer_claims_them() {
+    let mut f = Fixture::new();
+    let a = f.n("a");
+    let static_of = |f: &Fixture, mac| {
+        f.pipe
+            .fdb
+            .entries(a, 0)
+            .into_iter()
+            .find(|e| e.mac == mac)
+            .map(|e| (e.port.slot, e.is_static))
+    };
+    f.port_cfg("a3").static_macs = vec![VM3];
+    f.port_cfg("a2").static_macs = vec![VM2];
+    f.apply();
+    let (a2, a3) = (f.p("a2"), f.p("a3"));
+    assert_eq!(static_of(&f, VM3), Some((a3, true)));
+    assert_eq!(f.pipe.fdb.network_len(a), 2);
+
+    // a3 claims no address any more: its entry goes; a2's stays.
+    f.port_cfg("a3").static_macs.clear();
+    f.apply();
+    assert_eq!(static_of(&f, VM3), None);
+    assert_eq!(static_of(&f, VM2), Some((a2, true)));
+    assert_eq!(f.pipe.fdb.network_len(a), 1);
+    // The address is learned where it is heard.
+    assert!(matches!(
+        f.send("a1", &frame(VM1, VM3)),
+        Verdict::Flood { .. }
+    ));
+    assert_eq!(static_of(&f, VM3), Some((f.p("a1"), false)));
+
+    // a2 goes: its entry with it, and the address is unknown (flooded), not sent to a port
+    // that is gone.
+    f.cfg.ports.retain(|p| p.id != "a2");
+    f.apply();
+    assert_eq!(static_of(&f, VM2), None);
+    assert!(matches!(
+        f.send("a3", &frame(VM2, VM3)),
+        Verdict::Flood { .. }
+    ));
+
+    // An address another port claims now stays that port's.
+    f.port_cfg("a1").static_macs = vec![VM1];
+    f.apply();
+    f.port_cfg("a1").static_macs.clear();
+    f.port_cfg("a3").static_macs = vec![VM1];
+    f.apply();
+    assert_eq!(static_of(&f, VM1), Some((a3, true)));
+}
+
+/// Two workers' pipelines share the table: one that adopts the older snapshot after the other
+/// adopted the newer puts the entry back, and removes it again with the newer snapshot.
+#[test]
+fn static_entries_go_once_every_pipeline_adopted_the_snapshot_without_them() {
+    let mut f = Fixture::new();
+    f.port_cfg("a3").static_macs = vec![VM3];
+    f.apply();
+    let older = f.snap.clone();
+    let mut other = Pipeline {
+        fdb: f.pipe.fdb.clone(),
+        ..Pipeline::default()
+    };
+    other.adopt(&older, Now::default());
+    f.port_cfg("a3").static_macs.clear();
+    f.apply();
+    let a = f.n("a");
+    assert_eq!(f.pipe.fdb.lookup(a, VM3, 0), None);
+    other.adopt(&older, Now::default());
+    assert_eq!(
+        f.pipe.fdb.lookup(a, VM3, 0).map(|p| p.slot),
+        Some(f.p("a3"))
+    );
+    other.adopt(&f.snap, Now::default());
+    assert_eq!(f.pipe.fdb.lookup(a, VM3, 0), None);
+    assert_eq!(f.pipe.fdb.network_len(a), 0);
+}
+
 #[test]
 fn oversize_and_truncated_frames_are_counted() {
     let mut f = Fixture::new();

@@ -483,6 +483,21 @@ fn a_frame_crossing_for_a_port_whose_slot_another_took_meanwhile_is_dropped() {
     c.check_accounting();
 }
 
+/// A frame handed over for a port its worker has not open (its device went) is counted where
+/// the worker publishes it, among the crossings lost, not on the closed port's counters, which
+/// nobody reads until it opens again, and then from what it last published.
+#[test]
+fn a_frame_crossing_for_a_port_that_is_not_open_is_counted_as_lost() {
+    let mut c = Crew::new(4096, 64);
+    c.announce_vm2();
+    let a2 = c.ports.get("a2").unwrap();
+    c.w[1].handle(Command::RemovePort { slot: a2 }, c.now);
+    c.inject("a1", frame(VM2, VM1));
+    c.run();
+    assert_eq!((c.w[1].crossed.1, c.w[1].crossed_lost), (1, 1));
+    c.check_accounting();
+}
+
 #[test]
 fn a_flood_crossing_from_a_port_whose_slot_another_took_meanwhile_reaches_that_one_too() {
     let mut c = Crew::new(4096, 64);
