@@ -277,9 +277,11 @@ impl Pipeline {
     /// this one no longer gives, and (re)creates changed policers. Runs between batches, never
     /// per packet.
     ///
-    /// Every worker adopts every snapshot into the one shared table, in order: one that adopts
-    /// an older snapshot after another adopted a newer one may install a static entry the newer
-    /// one removed, and removes it again when it adopts the newer one itself.
+    /// Every worker adopts every snapshot into the one shared table, in order, and removes only
+    /// what its own last snapshot gave. One that adopts an older snapshot after another adopted
+    /// a newer one may put back a static entry the newer one removed, or remove one the newer
+    /// one gives again; it mends either when it adopts the newer one itself, so the table
+    /// converges once every worker has.
     pub fn adopt(&mut self, snap: &Snapshot, now: Now) {
         // Sized first, in one growth for entries and networks: nothing to do where the switch
         // grew the shared table before publishing the snapshot (`Switch`: a growth copies the

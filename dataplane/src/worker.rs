@@ -2589,6 +2589,13 @@ impl<P: PortIo> Worker<P> {
             self.crossed_lost += 1;
             return;
         }
+        // Before a buffer is sought: a loss is counted on the port only while it is open.
+        if let Target::Port(p) = c.target {
+            if !self.is_sendable(p.slot) {
+                self.count_unsendable(p.slot);
+                return;
+            }
+        }
         let frame = c.frame();
         let Some(base) = self.umem.alloc() else {
             // Counted as a flood copy without a buffer is: on each port it would have reached.
@@ -2630,10 +2637,6 @@ impl<P: PortIo> Worker<P> {
         self.pipe.inspect(&self.snap, c.net, frame);
         let vlan = self.snap.net(c.net).map_or(0, |n| n.vlan);
         match c.target {
-            Target::Port(PortRef { slot: p, .. }) if !self.is_sendable(p) => {
-                self.count_unsendable(p);
-                self.umem.release(d.addr);
-            }
             Target::Port(PortRef { slot: p, .. })
                 if self.pipe.admit(&self.snap, p, d.len as usize, now) =>
             {

@@ -578,6 +578,18 @@ fn static_entries_go_when_their_port_no_longer_claims_them() {
     f.port_cfg("a3").static_macs = vec![VM1];
     f.apply();
     assert_eq!(static_of(&f, VM1), Some((a3, true)));
+
+    // a3 goes and a new port takes its slot (another generation) claiming the same address in
+    // the same snapshot: the entry is the new port's, and stays.
+    f.cfg.ports.retain(|p| p.id != "a3");
+    let mut a4 = PortConfig::access("a4", "d7", "a");
+    a4.static_macs = vec![VM1];
+    f.cfg.ports.push(a4);
+    f.apply();
+    assert_eq!(f.p("a4"), a3, "the slot is reused");
+    let now = f.pipe.fdb.lookup(a, VM1, 0).unwrap();
+    assert_eq!(now.gen, f.snap.port(a3).unwrap().gen);
+    assert_eq!(static_of(&f, VM1), Some((a3, true)));
 }
 
 /// Two workers' pipelines share the table: one that adopts the older snapshot after the other

@@ -492,9 +492,11 @@ fn a_frame_crossing_for_a_port_that_is_not_open_is_counted_as_lost() {
     c.announce_vm2();
     let a2 = c.ports.get("a2").unwrap();
     c.w[1].handle(Command::RemovePort { slot: a2 }, c.now);
+    let before = c.w[1].counters(a2);
     c.inject("a1", frame(VM2, VM1));
     c.run();
     assert_eq!((c.w[1].crossed.1, c.w[1].crossed_lost), (1, 1));
+    assert_eq!(c.w[1].counters(a2).drops, before.drops, "a2 is not open");
     c.check_accounting();
 }
 
