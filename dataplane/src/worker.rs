@@ -996,7 +996,14 @@ impl<P: PortIo> Worker<P> {
             }
             Command::RemovePort { slot } => self.close_port(slot),
             Command::MacTable { net, reply } => {
-                let _ = reply.send(self.pipe.fdb.entries(net, now.secs));
+                // Learned entries of a port that went (its slot empty, or another port's now)
+                // are dead: frames to their addresses are flooded, and they age out. Not
+                // listed: the port that took the slot would be shown with addresses it never
+                // had, and a gone one's as belonging to no port.
+                let snap = &self.snap;
+                let mut entries = self.pipe.fdb.entries(net, now.secs);
+                entries.retain(|e| snap.port(e.port.slot).is_some_and(|p| p.gen == e.port.gen));
+                let _ = reply.send(entries);
             }
             Command::Connections { slot, reply } => {
                 // A port without a filter (port security off) is not filtered: what it tracked

@@ -393,6 +393,36 @@ fn a_table_large_enough_to_prefetch_forwards_and_drops_as_a_small_one() {
     r.check_accounting();
 }
 
+/// The MAC table the operator is shown lists the addresses of the ports there are: those a port
+/// that went had learned are not listed (as the switch treats them: unknown), neither as no
+/// port's nor as the port that took its slot.
+#[test]
+fn the_mac_table_shown_leaves_out_the_addresses_of_ports_that_went() {
+    let mut r = Rig::knowing_vm2_and_vm3();
+    let listed = |r: &mut Rig| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let net = r.nets.get("a").unwrap();
+        r.w.handle(Command::MacTable { net, reply: tx }, Now::default());
+        let mut macs: Vec<(Mac, u16)> = rx
+            .recv()
+            .unwrap()
+            .iter()
+            .map(|e| (e.mac, e.port.slot))
+            .collect();
+        macs.sort();
+        macs
+    };
+    let (a2, a3) = (r.ports.get("a2").unwrap(), r.ports.get("a3").unwrap());
+    assert_eq!(listed(&mut r), vec![(VM2, a2), (VM3, a3)]);
+    // a2 goes, and a4 takes its slot.
+    let mut c = cfg();
+    c.ports.retain(|p| p.id != "a2");
+    c.ports.push(PortConfig::access("a4", "d6", "a"));
+    r.apply(&c);
+    assert_eq!(r.ports.get("a4"), Some(a2), "the slot is reused");
+    assert_eq!(listed(&mut r), vec![(VM3, a3)]);
+}
+
 #[test]
 fn every_frame_is_delivered_or_counted_under_load() {
     // Few frames, small TX rings: floods need copies and rings fill up.
