@@ -15,7 +15,10 @@
 //!   removed, re-created or reconfigured) makes all its entries stale in O(1). Stale entries read
 //!   as absent and are reclaimed by the sweeper or reused by the next insert on their probe path.
 //!   Ports also carry a generation, checked by the pipeline, so an entry of a removed port is never
-//!   used for a new port that reuses its slot.
+//!   used for a new port that reuses its slot; the workers tell the table which ports went
+//!   ([`MacTable::forget_ports`]), and the sweeper removes their entries on its next pass (within
+//!   a second), as the Linux bridge flushes a removed port's entries, so that they stop counting
+//!   against their network's limit.
 //! * **Capacity** is fixed between reconfigurations (twice the sum of the network limits, capped),
 //!   so learning never allocates. [`MacTable::reserve_for`] grows it for a snapshot: the switch
 //!   calls it before publishing one, and a worker's adoption finds the room made.
@@ -321,6 +324,10 @@ struct Writer {
     /// Occupied slots, stale or not.
     used: usize,
     sweep_cursor: usize,
+    /// By port slot, the latest generation of the slot whose port went ([`MacTable::forget_ports`]):
+    /// the sweeper removes entries of that generation or an earlier one (a slot's generations
+    /// only grow, and a port that went never comes back under its generation).
+    gone: Vec<u32>,
 }
 
 struct Shared {
@@ -428,6 +435,7 @@ impl MacTable {
                 tables: Arc::clone(&tables),
                 used: 0,
                 sweep_cursor: 0,
+                gone: Vec::new(),
             }),
             growth: Mutex::new(()),
             growing: AtomicBool::new(false),
@@ -939,6 +947,24 @@ impl MacTable {
         self.remove_if(net, mac, 0, theirs).is_some()
     }
 
+    /// Ports that went: the sweeper removes their entries, static or learned, on its next pass
+    /// (until then lookups still find them; the pipeline reads an entry of a port its snapshot
+    /// does not have as unknown). Any worker may say so, of any snapshot it adopts, again or
+    /// late: a port's slot and generation never name another port.
+    pub fn forget_ports(&self, ports: &[PortRef]) {
+        if ports.is_empty() {
+            return;
+        }
+        let mut w = self.writer();
+        for p in ports {
+            let i = usize::from(p.slot);
+            if w.gone.len() <= i {
+                w.gone.resize(i + 1, 0);
+            }
+            w.gone[i] = w.gone[i].max(p.gen);
+        }
+    }
+
     /// Removes the entry of `mac` in network `net`, live or not, if `which` says so of it.
     /// `Some(whether it was live at now)` if it did.
     fn remove_if(
@@ -1182,17 +1208,23 @@ fn delete_slot(t: &Tables, w: &mut Writer, mut hole: usize) {
     }
 }
 
-/// Removes up to `budget` slots' worth of expired and stale entries; each removal is a change
-/// of its address ([`MacTable::changes`]).
+/// Removes up to `budget` slots' worth of expired and stale entries, and those of ports that went
+/// ([`MacTable::forget_ports`]); each removal is a change of its address ([`MacTable::changes`]).
 fn sweep(t: &Tables, w: &mut Writer, now: u32, budget: usize, changes: &Changes) -> usize {
     let cap = t.slots.len();
     let mut removed = 0;
     let mut i = w.sweep_cursor & t.mask;
     for _ in 0..budget.min(cap) {
         let e = t.load(i);
-        if e.key != EMPTY && !t.is_live(&e, now) {
+        let gone = || {
+            w.gone
+                .get(usize::from(e.port))
+                .is_some_and(|&g| e.port_gen <= g)
+        };
+        if e.key != EMPTY && (!t.is_live(&e, now) || gone()) {
             if t.is_current(&e) {
-                // Expired, not stale: it still counted against its network's limit.
+                // Expired or its port's, not stale: it still counted against its network's
+                // limit.
                 if let Ok(net) = u16::try_from(net_of(e.key)) {
                     dec_count(t, net);
                 }
@@ -1373,6 +1405,33 @@ mod tests {
         assert_eq!(t.lookup(0, mac(1), 1300), None);
         assert_eq!(t.sweep(1300, usize::MAX), 1);
         assert_eq!(t.network_len(0), 0);
+    }
+
+    /// A port that went loses its entries, static or learned, on the sweeper's next pass, and
+    /// they stop counting against their network's limit; a later port in its slot keeps its own.
+    #[test]
+    fn entries_of_ports_that_went_are_swept() {
+        let t = table();
+        t.set_aging_secs(300);
+        t.learn(0, mac(1), P1, 0);
+        t.add_static(0, mac(2), P1, 0);
+        t.learn(0, mac(3), P2, 0);
+        assert_eq!(t.sweep(1, usize::MAX), 0, "nothing is gone yet");
+        t.forget_ports(&[P1]);
+        // Said again, or late, by another worker: no harm.
+        t.forget_ports(&[P1, PortRef { slot: 1, gen: 0 }]);
+        let next = PortRef { slot: 1, gen: 2 };
+        t.learn(0, mac(4), next, 1);
+        assert_eq!(t.lookup(0, mac(1), 1), Some(P1), "until swept");
+        assert_eq!(t.sweep(1, usize::MAX), 2);
+        assert_eq!(t.lookup(0, mac(1), 1), None);
+        assert_eq!(t.lookup(0, mac(2), 1), None);
+        assert_eq!(t.lookup(0, mac(3), 1), Some(P2));
+        assert_eq!(t.lookup(0, mac(4), 1), Some(next));
+        assert_eq!(t.network_len(0), 2);
+        // The old port's address heard on the new one is learned there, and stays.
+        assert_eq!(t.learn(0, mac(1), next, 2), Learn::Learned);
+        assert_eq!(t.sweep(2, usize::MAX), 0);
     }
 
     #[test]

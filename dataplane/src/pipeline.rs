@@ -110,6 +110,9 @@ pub struct Pipeline {
     /// The static entries the last snapshot adopted gives (network, address, port), sorted:
     /// those the next one no longer gives are removed ([`MacTable::remove_static`]).
     statics: Vec<(u16, Mac, PortRef)>,
+    /// By port slot, the generation of the port the last snapshot adopted has there (0: none):
+    /// a port gone from it by the next is told to the MAC table ([`MacTable::forget_ports`]).
+    port_gens: Vec<u32>,
 }
 
 /// The MAC table's recent answers to this pipeline: sources it refreshed or learned on their
@@ -269,13 +272,15 @@ impl Pipeline {
             deferred: Vec::new(),
             memo: Memo::default(),
             statics: Vec::new(),
+            port_gens: Vec::new(),
         }
     }
 
     /// Adopts a new snapshot: declares networks to the MAC table (a new generation flushes),
     /// sizes the tables, installs static entries and removes those of the snapshot before that
-    /// this one no longer gives, and (re)creates changed policers. Runs between batches, never
-    /// per packet.
+    /// this one no longer gives, tells the table which ports went (their entries go on the
+    /// sweeper's next pass), and (re)creates changed policers. Runs between batches, never per
+    /// packet.
     ///
     /// Every worker adopts every snapshot into the one shared table, in order, and removes only
     /// what its own last snapshot gave. One that adopts an older snapshot after another adopted
@@ -351,6 +356,31 @@ impl Pipeline {
             }
         }
         self.statics = statics;
+        self.forget_gone_ports(snap);
+    }
+
+    /// Tells the MAC table the ports the last snapshot had and `snap` has not (removed, or
+    /// another port in their slot), so that their entries go on the sweeper's next pass.
+    fn forget_gone_ports(&mut self, snap: &Snapshot) {
+        let gens: Vec<u32> = snap
+            .ports
+            .iter()
+            .map(|p| p.as_ref().map_or(0, |p| p.gen))
+            .collect();
+        let gone: Vec<PortRef> = self
+            .port_gens
+            .iter()
+            .enumerate()
+            .filter(|&(slot, &old)| old != 0 && gens.get(slot).copied() != Some(old))
+            .filter_map(|(slot, &gen)| {
+                Some(PortRef {
+                    slot: u16::try_from(slot).ok()?,
+                    gen,
+                })
+            })
+            .collect();
+        self.fdb.forget_ports(&gone);
+        self.port_gens = gens;
     }
 
     /// Resets the counters of a slot (when a new port takes it).

@@ -423,6 +423,31 @@ fn the_mac_table_shown_leaves_out_the_addresses_of_ports_that_went() {
     assert_eq!(listed(&mut r), vec![(VM3, a3)]);
 }
 
+/// A port that goes takes its addresses with it within a pass of the sweeper (under a second),
+/// so that they stop counting against their network's limit, as a bridge flushes them; a port
+/// that takes its slot keeps what it learns.
+#[test]
+fn a_port_that_goes_takes_its_addresses_out_of_the_table() {
+    let mut r = Rig::knowing_vm2_and_vm3();
+    let net = usize::from(r.nets.get("a").unwrap());
+    let count = |r: &Rig| r.w.pipe.fdb.network_sizes()[net].0;
+    assert_eq!(count(&r), 2);
+    let mut c = cfg();
+    c.ports.retain(|p| p.id != "a2");
+    c.ports.push(PortConfig::access("a4", "d6", "a"));
+    r.apply(&c);
+    open_mem_port(&mut r.w, r.ports.get("a4").unwrap());
+    r.inject("a4", frame(Mac::BROADCAST, VM1));
+    r.run();
+    for _ in 0..1000 {
+        r.tick(1);
+    }
+    assert_eq!(count(&r), 2, "VM3 on a3 and VM1 on a4; VM2 gone with a2");
+    let a = r.nets.get("a").unwrap();
+    assert_eq!(r.w.pipe.fdb.lookup(a, VM2, 0), None);
+    assert!(r.w.pipe.fdb.lookup(a, VM1, 0).is_some());
+}
+
 #[test]
 fn every_frame_is_delivered_or_counted_under_load() {
     // Few frames, small TX rings: floods need copies and rings fill up.
