@@ -36,7 +36,7 @@ use crate::config::{
     NONE,
 };
 use crate::conntrack::Connection;
-use crate::fdb::{MacEntry, MacTable};
+use crate::fdb::MacTable;
 use crate::port::afxdp::{self, AfXdpPort, AfXdpSpec, BindMode, Prepared, XdpMode};
 use crate::port::{PortIo, PortMode, Region};
 use crate::shortcut::Shortcut;
@@ -195,7 +195,7 @@ pub struct Observation {
 pub struct MacTableEntry {
     /// Address.
     pub mac: Mac,
-    /// Port id (empty if the port is gone).
+    /// Port id.
     pub port: String,
     /// Seconds since last seen.
     pub age_secs: u32,
@@ -1741,31 +1741,12 @@ impl Switch {
 
     /// The live MAC table of a network.
     pub fn mac_table(&self, network: &str) -> Option<Vec<MacTableEntry>> {
-        let (net, slots) = {
-            let st = self.inner.lock();
-            let net = st.nets.get(network)?;
-            let slots: HashMap<u16, String> = st
-                .placed
-                .iter()
-                .filter_map(|id| st.slots.get(id).map(|s| (s, id.clone())))
-                .collect();
-            (net, slots)
-        };
-        // The table is shared: any worker answers, on the clock they share.
+        let net = self.inner.lock().nets.get(network)?;
+        // The table is shared: any worker answers, on the clock they share, naming each
+        // entry's port as its snapshot has it.
         let (tx, rx) = mpsc::channel();
         self.inner.send_to(0, Command::MacTable { net, reply: tx });
-        let entries: Vec<MacEntry> = rx.recv_timeout(Duration::from_secs(2)).ok()?;
-        Some(
-            entries
-                .into_iter()
-                .map(|e| MacTableEntry {
-                    mac: e.mac,
-                    port: slots.get(&e.port.slot).cloned().unwrap_or_default(),
-                    age_secs: e.age_secs,
-                    is_static: e.is_static,
-                })
-                .collect(),
-        )
+        rx.recv_timeout(Duration::from_secs(2)).ok()
     }
 
     /// Everything an exporter reports, read in one pass from the published copies (no system

@@ -53,7 +53,7 @@ use crate::coalesce;
 use crate::config::{Role, Snapshot, NONE};
 use crate::csum;
 use crate::dhcp;
-use crate::fdb::{MacEntry, PortRef, DEFAULT_AGING_SECS};
+use crate::fdb::{PortRef, DEFAULT_AGING_SECS};
 use crate::gso;
 use crate::mss::MssTable;
 use crate::pipeline::{flood_targets, Now, Pipeline, Verdict};
@@ -419,8 +419,8 @@ pub enum Command<P: PortIo> {
     MacTable {
         /// Network slot.
         net: u16,
-        /// Where to send them.
-        reply: Sender<Vec<MacEntry>>,
+        /// Where to send them, each with its port's id in the worker's snapshot.
+        reply: Sender<Vec<crate::switch::MacTableEntry>>,
     },
     /// Send the tracked connections of a port's security groups (its zone in this worker's
     /// connection table, which holds every connection of the ports it owns).
@@ -996,13 +996,23 @@ impl<P: PortIo> Worker<P> {
             }
             Command::RemovePort { slot } => self.close_port(slot),
             Command::MacTable { net, reply } => {
-                // Learned entries of a port that went (its slot empty, or another port's now)
-                // are dead: frames to their addresses are flooded, and they age out. Not
-                // listed: the port that took the slot would be shown with addresses it never
-                // had, and a gone one's as belonging to no port.
+                // Entries of a port that went (its slot empty, or another port's now) are dead:
+                // frames to their addresses are flooded, and the sweeper removes them on its
+                // next pass. Not listed: the port that took the slot would be shown with
+                // addresses it never had, and a gone one's as belonging to no port. Each is
+                // named by this snapshot's port, so the names match the filter.
                 let snap = &self.snap;
-                let mut entries = self.pipe.fdb.entries(net, now.secs);
-                entries.retain(|e| snap.port(e.port.slot).is_some_and(|p| p.gen == e.port.gen));
+                let entries = (self.pipe.fdb.entries(net, now.secs).into_iter())
+                    .filter_map(|e| {
+                        let p = snap.port(e.port.slot).filter(|p| p.gen == e.port.gen)?;
+                        Some(crate::switch::MacTableEntry {
+                            mac: e.mac,
+                            port: p.id.clone(),
+                            age_secs: e.age_secs,
+                            is_static: e.is_static,
+                        })
+                    })
+                    .collect();
                 let _ = reply.send(entries);
             }
             Command::Connections { slot, reply } => {
