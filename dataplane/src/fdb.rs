@@ -16,9 +16,9 @@
 //!   as absent and are reclaimed by the sweeper or reused by the next insert on their probe path.
 //!   Ports also carry a generation, checked by the pipeline, so an entry of a removed port is never
 //!   used for a new port that reuses its slot; the workers tell the table which ports went
-//!   ([`MacTable::forget_ports`]), and the sweeper removes their entries on its next pass (within
-//!   about a second), as the Linux bridge flushes a removed port's entries, so that they stop counting
-//!   against their network's limit.
+//!   ([`MacTable::forget_ports`]), and the sweeper removes their entries on its next pass
+//!   (within about a second), as the Linux bridge flushes a removed port's entries, so that
+//!   they stop counting against their network's limit.
 //! * **Capacity** is fixed between reconfigurations (twice the sum of the network limits, capped),
 //!   so learning never allocates. [`MacTable::reserve_for`] grows it for a snapshot: the switch
 //!   calls it before publishing one, and a worker's adoption finds the room made.
@@ -324,10 +324,10 @@ struct Writer {
     /// Occupied slots, stale or not.
     used: usize,
     sweep_cursor: usize,
-    /// By port slot, the latest generation of the slot whose port went ([`MacTable::forget_ports`]):
-    /// the sweeper removes entries of that generation or an earlier one (a slot's generations
-    /// only grow, and a port that went never comes back under its generation; a slot would have
-    /// to be reused 2^32 times for its generation to wrap).
+    /// By port slot, the latest generation of the slot whose port went
+    /// ([`MacTable::forget_ports`]): the sweeper removes entries of that generation or an earlier
+    /// one (a slot's generations only grow, and a port that went never comes back under its
+    /// generation; a slot would have to be reused 2^32 times for its generation to wrap).
     gone: Vec<u32>,
 }
 
