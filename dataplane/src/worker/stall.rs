@@ -22,6 +22,14 @@
 //! few milliseconds (its peer scheduled late on a loaded host) to be held in the RX rings
 //! without loss, as far as they hold, as before there was a stall.
 //!
+//! The time short of room is the worker's time spent looking at the port: a gap between two looks
+//! counts at most [`LOOK_NS`], and at most half the time to stall. A worker that holds frames back
+//! looks every round, at least every 200 µs (its nap) while it has its CPU; a longer gap is the
+//! worker asleep, with nothing to hold back, or its CPU taken from it (its VM paused, the host
+//! busy), when a copy-mode port could not send either: it sends only when the worker kicks it.
+//! Counted by the wall clock, a pause of 10 ms stalled a port whose ring had been short of room for
+//! a moment before it, and a pause of a millisecond one that had stalled within the second before.
+//!
 //! A stalled port whose device still completes frames (within [`STALLED_KICK_NS`] of the last)
 //! is kicked as any other port, so that it can catch up: in copy mode a device sends only on a
 //! kick, a budget of frames each (32 on kernels without `XDP_MAX_TX_SKB_BUDGET`). One that
@@ -44,6 +52,11 @@ pub(super) const RESTALL_NS: u64 = 1_000_000;
 
 /// How long after the end of a stall a port stalls again after [`RESTALL_NS`].
 pub(super) const RECENT_NS: u64 = 1_000_000_000;
+
+/// The most a gap between two looks at a port counts towards the time its ring is short of
+/// room: longer than a round, or a held-back worker's nap (200 µs), with room for the worker to
+/// be scheduled late. (A stall takes at least two looks, and `stall time / LOOK_NS`.)
+pub(super) const LOOK_NS: u64 = 1_000_000;
 
 /// How long frames may stay on an idle worker's port ring with nothing completed before the
 /// worker sleeps rather than naps, waking to kick the port about this often.
@@ -90,6 +103,15 @@ impl Default for StallTimes {
     }
 }
 
+/// A port's ring short of room: since when (ns), the time counted of it, and when it was last
+/// looked at (ns).
+#[derive(Debug, Clone, Copy)]
+struct Short {
+    since: u64,
+    counted: u64,
+    seen: u64,
+}
+
 /// The watch over one port's transmit.
 #[derive(Debug, Default)]
 pub(super) struct TxWatch {
@@ -98,8 +120,8 @@ pub(super) struct TxWatch {
     /// The most room its ring has been seen to have (its size, seen while it was empty): a ring
     /// smaller than a batch is short of room while it holds any frame.
     most_free: u32,
-    /// Since when (ns) the ring has been short of room.
-    since: Option<u64>,
+    /// Since when the ring has been short of room, if it is.
+    short: Option<Short>,
     stalled: bool,
     /// When (ns) its last stall ended.
     resumed_at: Option<u64>,
@@ -196,7 +218,7 @@ impl TxWatch {
         }
         let roomy = free >= self.most_free.min(MAX_BATCH as u32);
         if roomy {
-            self.since = None;
+            self.short = None;
             if !self.stalled {
                 return None;
             }
@@ -209,20 +231,27 @@ impl TxWatch {
         if self.stalled {
             return None;
         }
-        let since = *self.since.get_or_insert(now);
+        let short = self.short.get_or_insert(Short {
+            since: now,
+            counted: 0,
+            seen: now,
+        });
         let recent = self
             .resumed_at
-            .is_some_and(|t| since.saturating_sub(t) < RECENT_NS);
+            .is_some_and(|t| short.since.saturating_sub(t) < RECENT_NS);
         let after = if recent {
             self.times.restall_ns
         } else {
             self.times.stall_ns
         };
-        if now.saturating_sub(since) < after {
+        // At most half the time to stall, too: one pause alone never stalls a port.
+        short.counted += now.saturating_sub(short.seen).min(LOOK_NS.min(after / 2));
+        short.seen = now;
+        if short.counted < after {
             return None;
         }
         self.stalled = true;
-        self.since = None;
+        self.short = None;
         self.next_kick = 0;
         self.counted_to = now;
         self.told = self
@@ -251,11 +280,25 @@ mod tests {
         w
     }
 
+    /// Looks at the port every 100 µs from `from` to `to` (ns), its ring with `free` room and
+    /// `done` frames completed each time, as a worker whose rounds hold frames back does: none
+    /// but the last may change anything. Returns what the last did.
+    fn looks(w: &mut TxWatch, free: u32, done: usize, from: u64, to: u64) -> Option<Change> {
+        let mut t = from;
+        loop {
+            let change = w.observe(free, done, t);
+            if t == to {
+                return change;
+            }
+            assert_eq!(change, None, "at {t} ns");
+            t = (t + MS / 10).min(to);
+        }
+    }
+
     /// A watch over a port that stalled at the returned time.
     fn stalled() -> (TxWatch, u64) {
         let mut w = watch();
-        w.observe(0, 0, MS);
-        assert_eq!(w.observe(0, 0, MS + STALL_NS), Some(STALLED));
+        assert_eq!(looks(&mut w, 0, 0, MS, MS + STALL_NS), Some(STALLED));
         (w, MS + STALL_NS)
     }
 
@@ -269,13 +312,45 @@ mod tests {
         assert_eq!(w.stalled_ns(at + 9 * MS), 4 * MS, "to its end, not after");
         assert_eq!(w.stalled_ns(at + 20 * MS), 0);
         // Short of room again (a restall after 1 ms): counted from the new stall.
-        w.observe(0, 0, at + 30 * MS);
         // (Neither told: the first stall was logged less than 10 s before.)
-        let stall = w.observe(0, 0, at + 31 * MS);
+        let stall = looks(&mut w, 0, 0, at + 30 * MS, at + 31 * MS);
         assert_eq!(stall, Some(Change::Stalled { tell: false }));
         let resume = w.observe(2048, 0, at + 33 * MS);
         assert_eq!(resume, Some(Change::Resumed { tell: false }));
         assert_eq!(w.stalled_ns(at + 40 * MS), 2 * MS);
+    }
+
+    #[test]
+    fn a_pause_of_the_worker_counts_as_one_look_not_as_time_short_of_room() {
+        // Short of room for a moment, then the worker does not look for 50 ms (its CPU taken
+        // from it): no stall. Looked at again, short of room all along: a stall once the looks
+        // add up to the stall time, the pause counted as a millisecond.
+        let mut w = watch();
+        assert_eq!(looks(&mut w, 0, 0, MS, 2 * MS), None);
+        assert_eq!(w.observe(0, 0, 52 * MS), None);
+        let stall = looks(&mut w, 0, 0, 52 * MS, 52 * MS + STALL_NS - 2 * MS - 1);
+        assert_eq!(stall, None);
+        assert_eq!(w.observe(0, 0, 52 * MS + STALL_NS - 2 * MS), Some(STALLED));
+        // Resumed; short of room again within a second of it, and a pause of 5 ms: not one look
+        // of a pause, though a millisecond short of room stalls it again now.
+        let t = 100 * MS;
+        assert_eq!(w.observe(2048, 9, t), Some(RESUMED));
+        assert_eq!(w.observe(0, 0, t + MS), None);
+        assert_eq!(w.observe(0, 0, t + 6 * MS), None);
+        assert!(!w.stalled(), "one pause alone");
+        let again = w.observe(0, 0, t + 6 * MS + RESTALL_NS / 2);
+        assert_eq!(again, Some(Change::Stalled { tell: false }));
+    }
+
+    #[test]
+    fn a_dead_port_of_a_sleeping_worker_stalls_after_ten_looks() {
+        // An idle worker whose port's ring does not drain looks at it every 10 ms: each look
+        // counts a millisecond.
+        let mut w = watch();
+        for k in 0..10 {
+            assert_eq!(w.observe(0, 0, k * UNDRAINED_NS), None);
+        }
+        assert_eq!(w.observe(0, 0, 10 * UNDRAINED_NS), Some(STALLED));
     }
 
     #[test]
@@ -291,8 +366,8 @@ mod tests {
     fn a_ring_short_of_room_stalls_after_the_time_and_not_before_whether_it_sends_or_not() {
         for sends in [0, 1, MAX_BATCH - 1] {
             let mut w = watch();
-            assert_eq!(w.observe(3, sends, 100 * MS), None);
-            assert_eq!(w.observe(3, sends, 100 * MS + STALL_NS - 1), None);
+            let short = looks(&mut w, 3, sends, 100 * MS, 100 * MS + STALL_NS - 1);
+            assert_eq!(short, None);
             assert!(!w.stalled());
             assert_eq!(w.observe(3, sends, 100 * MS + STALL_NS), Some(STALLED));
             assert!(w.stalled());
@@ -311,8 +386,7 @@ mod tests {
         let mut w = watch();
         assert_eq!(w.observe(0, 0, 0), None);
         assert_eq!(w.observe(MAX_BATCH as u32, 9, STALL_NS - 1), None);
-        assert_eq!(w.observe(0, 0, STALL_NS), None);
-        assert_eq!(w.observe(0, 0, 2 * STALL_NS - 1), None);
+        assert_eq!(looks(&mut w, 0, 0, STALL_NS, 2 * STALL_NS - 1), None);
         assert!(!w.stalled());
         assert_eq!(w.observe(0, 0, 2 * STALL_NS), Some(STALLED));
     }
@@ -353,8 +427,7 @@ mod tests {
         }
         // One frame on it for 10 ms: stalled; its ring empty again: resumed.
         let t = 1_000 * MS;
-        w.observe(31, 0, t);
-        assert_eq!(w.observe(31, 0, t + STALL_NS), Some(STALLED));
+        assert_eq!(looks(&mut w, 31, 0, t, t + STALL_NS), Some(STALLED));
         assert_eq!(w.observe(32, 1, t + STALL_NS + MS), Some(RESUMED));
     }
 
@@ -375,8 +448,7 @@ mod tests {
         assert!(!w.stuck(true, 40 * MS));
         assert!(!w.stuck(false, 41 * MS));
         // A stalled port whose kick sent nothing at once; not one whose kick sent.
-        w.observe(0, 0, 100 * MS);
-        w.observe(0, 0, 100 * MS + STALL_NS);
+        looks(&mut w, 0, 0, 100 * MS, 100 * MS + STALL_NS);
         assert!(w.stalled());
         assert!(w.kick_due(112 * MS));
         w.observe(0, 1, 112 * MS);
@@ -390,14 +462,12 @@ mod tests {
     #[test]
     fn a_port_that_stalls_again_soon_after_holds_the_others_back_a_millisecond() {
         let mut w = watch();
-        w.observe(0, 0, 0);
-        assert_eq!(w.observe(0, 0, STALL_NS), Some(STALLED));
+        assert_eq!(looks(&mut w, 0, 0, 0, STALL_NS), Some(STALLED));
         let end = STALL_NS + MS;
         assert_eq!(w.observe(MAX_BATCH as u32, 9, end), Some(RESUMED));
         // Short of room again soon after, sending or not: a stall after a millisecond (not
         // told: within 10 s).
-        w.observe(0, 3, end + 5 * MS);
-        w.observe(0, 3, end + 6 * MS - 1);
+        looks(&mut w, 0, 3, end + 5 * MS, end + 6 * MS - 1);
         assert!(!w.stalled());
         w.observe(0, 3, end + 6 * MS);
         assert!(w.stalled());
@@ -405,10 +475,10 @@ mod tests {
         let end = end + 7 * MS;
         w.observe(MAX_BATCH as u32, 9, end);
         assert!(!w.stalled());
-        w.observe(0, 0, end + RECENT_NS);
-        w.observe(0, 0, end + RECENT_NS + STALL_NS - 1);
+        let later = end + RECENT_NS;
+        looks(&mut w, 0, 0, later, later + STALL_NS - 1);
         assert!(!w.stalled());
-        w.observe(0, 0, end + RECENT_NS + STALL_NS);
+        w.observe(0, 0, later + STALL_NS);
         assert!(w.stalled());
     }
 
@@ -421,14 +491,12 @@ mod tests {
         assert_eq!((t.stall_ns, t.restall_ns), (50 * MS, RESTALL_NS));
         let mut w = TxWatch::new(StallTimes::new(400_000));
         assert_eq!(w.observe(2048, 0, 0), None);
-        assert_eq!(w.observe(0, 0, MS), None);
-        assert_eq!(w.observe(0, 0, MS + 399_999), None);
+        assert_eq!(looks(&mut w, 0, 0, MS, MS + 399_999), None);
         assert_eq!(w.observe(0, 0, MS + 400_000), Some(STALLED));
         assert_eq!(w.observe(2048, 9, 2 * MS), Some(RESUMED));
         // Soon after: no longer than the stall time, which is shorter than the usual restall.
-        assert_eq!(w.observe(0, 0, 3 * MS), None);
         assert_eq!(
-            w.observe(0, 0, 3 * MS + 400_000),
+            looks(&mut w, 0, 0, 3 * MS, 3 * MS + 400_000),
             Some(Change::Stalled { tell: false })
         );
     }
@@ -437,9 +505,7 @@ mod tests {
     fn stalls_are_told_at_most_every_ten_seconds_and_each_told_one_ends_told() {
         let mut w = watch();
         let stall = |w: &mut TxWatch, at: u64| {
-            let first = w.observe(0, 0, at);
-            assert_eq!(first, None);
-            let told = w.observe(0, 0, at + STALL_NS);
+            let told = looks(w, 0, 0, at, at + STALL_NS);
             assert!(w.stalled());
             let end = w.observe(MAX_BATCH as u32, 0, at + STALL_NS + MS);
             assert!(!w.stalled());
@@ -452,8 +518,8 @@ mod tests {
             Some(Change::Stalled { tell: false }),
             Some(Change::Resumed { tell: false }),
         );
-        assert_eq!(stall(&mut w, 1_000 * MS), untold);
-        assert_eq!(stall(&mut w, 9_000 * MS), untold);
+        assert_eq!(stall(&mut w, 2_000 * MS), untold);
+        assert_eq!(stall(&mut w, 8_000 * MS), untold);
         assert_eq!(stall(&mut w, 10_000 * MS), (told, ended));
     }
 }
