@@ -236,6 +236,25 @@ pub const SWEEP_PASS_MS: usize = 800;
 /// slots is walked whole in less than [`SWEEP_PASS_MS`] (32 768 slots in 256 ms).
 const SWEEP_MIN_PER_MS: usize = 128;
 
+/// The most of the MAC table's slots an idle worker sweeps at once when it pays its debt before
+/// sleeping ([`Worker::pay_debts`]), or 8 ms' share if more: the sweep holds the table's writer
+/// lock, which another worker's learning waits for. 16 384 slots take tens of microseconds; a
+/// table of up to 16 384 slots, or of 102 400 after a sleep of up to 128 ms, is paid at once.
+const PAY_SLOTS: usize = 16_384;
+
+/// The slots of a table of `slots` the sweeper walks for `ms` milliseconds of the clock: the
+/// share that walks it whole in [`SWEEP_PASS_MS`], at least [`SWEEP_MIN_PER_MS`] a millisecond.
+fn sweep_share(slots: usize, ms: usize) -> usize {
+    let per_pass = slots.saturating_mul(ms).div_ceil(SWEEP_PASS_MS);
+    per_pass.max(SWEEP_MIN_PER_MS.saturating_mul(ms))
+}
+
+/// The milliseconds of sweep an idle worker pays at once on a MAC table of `slots`: as many as
+/// walk at most [`PAY_SLOTS`] of it, 8 at least (what a round pays while frames flow).
+fn pay_ms(slots: usize) -> usize {
+    (PAY_SLOTS / sweep_share(slots, 1)).max(8)
+}
+
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
@@ -2194,13 +2213,9 @@ impl<P: PortIo> Worker<P> {
     /// a millisecond before, whatever the size, walked a small table over and over, its lines
     /// evicting the worker's own, and a large one in more than a second.)
     pub fn sweep(&mut self, now: Now, ms: usize) {
-        let share = |slots: usize| {
-            let per_pass = slots.saturating_mul(ms).div_ceil(SWEEP_PASS_MS);
-            per_pass.max(SWEEP_MIN_PER_MS.saturating_mul(ms))
-        };
-        let fdb = share(self.pipe.fdb.slots_seen());
+        let fdb = sweep_share(self.pipe.fdb.slots_seen(), ms);
         self.pipe.fdb.try_sweep(now.secs, fdb);
-        let conns = share(self.pipe.conns.slab_len());
+        let conns = sweep_share(self.pipe.conns.slab_len(), ms);
         self.pipe.conns.sweep(now.secs, conns);
     }
 
@@ -2229,17 +2244,17 @@ impl<P: PortIo> Worker<P> {
         work
     }
 
-    /// Work driven by the clock, run at the start of every round whether or not frames flow
-    /// (as VPP's age scanner runs on a timer): the MAC and connection tables' sweeper owes each
-    /// millisecond's share of them ([`Worker::sweep`]: each table whole within
-    /// [`SWEEP_PASS_MS`]), so entries that expired stop counting against their network's
-    /// learning limit even under traffic that never pauses. Once a millisecond it pays what the
-    /// time since owes, at most 8 milliseconds' share (the rest, at most a whole pass, is a debt
-    /// paid before the worker next sleeps, so that a frame that wakes it waits for at most 8
-    /// milliseconds' share of the sleep's). The shortcut's entries have their
-    /// hits read likewise (about once a second each, at most 64 a round or the share of 8 ms,
-    /// the rest before the worker next sleeps: [`Worker::pay_debts`]). Costs one comparison in
-    /// the other rounds. Counters are published from `poll`, also by the clock.
+    /// Work driven by the clock, run at the start of every round whether or not frames flow (as
+    /// VPP's age scanner runs on a timer): the MAC and connection tables' sweeper owes each
+    /// millisecond's share of them ([`Worker::sweep`]: each table whole within [`SWEEP_PASS_MS`]),
+    /// so entries that expired stop counting against their network's learning limit even under
+    /// traffic that never pauses. Once a millisecond it pays what the time since owes, at most 8
+    /// milliseconds' share (the rest, at most a whole pass, is a debt paid before the worker next
+    /// sleeps, at most [`PAY_SLOTS`] at once, so that a frame that wakes it waits for at most 8
+    /// milliseconds' share of the sleep's). The shortcut's entries have their hits read likewise
+    /// (about once a second each, at most 64 a round or the share of 8 ms, the rest before the
+    /// worker next sleeps: [`Worker::pay_debts`]). Costs one comparison in the other rounds.
+    /// Counters are published from `poll`, also by the clock.
     fn housekeep(&mut self, now: Now) {
         let since = now.nanos.saturating_sub(self.last_sweep);
         if since >= 1_000_000 {
@@ -2477,8 +2492,11 @@ impl<P: PortIo> Worker<P> {
     fn sleep_ns(&self, now: Now, stuck: bool) -> u64 {
         // Frames to release, or addresses to learn once a growth of the MAC table is done:
         // nothing wakes the worker for either.
-        let pending_release =
-            self.umem.has_graves() || !self.parked.is_empty() || self.pipe.has_deferred();
+        // Or sweep left owed on a large table ([`Worker::pay_debts`]).
+        let pending_release = self.umem.has_graves()
+            || !self.parked.is_empty()
+            || self.pipe.has_deferred()
+            || self.sweep_debt > 0;
         let most = if pending_release {
             1_000_000
         } else if stuck {
@@ -2518,7 +2536,8 @@ impl<P: PortIo> Worker<P> {
         signals.then_some(stuck)
     }
 
-    /// Pays what the clock's work left owed ([`Worker::housekeep`]): the sweep's share and
+    /// Pays what the clock's work left owed ([`Worker::housekeep`]): the sweep's share (at most
+    /// [`PAY_SLOTS`] of the MAC table, or 8 ms' share; the rest after a millisecond's sleep) and
     /// the shortcut's hits to read. True if that changed the MAC table where a shortcut entry may
     /// depend on it.
     fn pay_debts(&mut self, now: Now) -> bool {
@@ -2528,8 +2547,11 @@ impl<P: PortIo> Worker<P> {
         if self.sweep_debt == 0 {
             return false;
         }
-        self.sweep(now, self.sweep_debt);
-        self.sweep_debt = 0;
+        // A part at a time on a large table, the worker sleeping a millisecond between parts
+        // ([`Worker::sleep_ns`]): another worker's learning never waits for a whole pass.
+        let ms = self.sweep_debt.min(pay_ms(self.pipe.fdb.slots_seen()));
+        self.sweep(now, ms);
+        self.sweep_debt -= ms;
         self.fast.as_ref().is_some_and(|f| f.moved(&self.pipe.fdb))
     }
 

@@ -1731,6 +1731,48 @@ fn a_table_of_32_768_slots_is_swept_whole_in_about_256_ms() {
 }
 
 #[test]
+fn an_idle_worker_pays_its_sweep_a_part_at_a_time_sleeping_a_millisecond_between() {
+    let (mut r, counted) = Rig::with_200_expiring();
+    let now = |r: &Rig| Now::from_nanos(r.clock);
+    // Two seconds asleep: the waking round pays 8 ms' share, the rest of a pass (792 ms) is
+    // owed. Paid before the worker sleeps again, a part of 16 384 slots (128 ms' share, half of
+    // the 32 768) at a time, holding the table's writer lock no longer.
+    r.tick(2_000);
+    assert!(counted(&r) >= 180);
+    assert_eq!(r.w.sweep_debt, SWEEP_PASS_MS - 8);
+    assert!(!r.w.pay_debts(now(&r)));
+    let left = counted(&r);
+    assert!(
+        (50..=150).contains(&left),
+        "{left} of 200 left after a part"
+    );
+    assert_eq!(r.w.sweep_debt, SWEEP_PASS_MS - 8 - 128);
+    // The rest after a millisecond's sleep, not the worker's usual 100 ms.
+    assert_eq!(r.w.sleep_ns(now(&r), false), 1_000_000);
+    let mut parts = 1;
+    while r.w.sweep_debt > 0 {
+        r.w.pay_debts(now(&r));
+        parts += 1;
+    }
+    assert_eq!(parts, 7, "792 ms of debt in parts of 128");
+    assert_eq!(counted(&r), 0);
+    assert_eq!(r.w.sleep_ns(now(&r), false), r.w.cfg.idle_sleep_ns);
+    r.check_accounting();
+}
+
+#[test]
+fn a_payment_walks_at_most_16_384_slots_or_8_ms_share() {
+    // Up to 102 400 slots, 128 a millisecond: 128 ms' share. Larger: fewer milliseconds.
+    assert_eq!(pay_ms(4_096), 128);
+    assert_eq!(pay_ms(102_400), 128);
+    let m = 1 << 20;
+    assert_eq!(pay_ms(m), 12);
+    assert!(sweep_share(m, pay_ms(m)) <= PAY_SLOTS);
+    // A table so large that 8 ms' share is more: 8 ms, as a round pays while frames flow.
+    assert_eq!(pay_ms(1 << 24), 8);
+}
+
+#[test]
 fn a_round_that_leaves_frames_waiting_is_behind() {
     let mut r = Rig::knowing_vm2_and_vm3();
     for _ in 0..100 {
@@ -1911,6 +1953,12 @@ fn an_idle_worker_wakes_for_its_planned_router_advertisements() {
         assert_eq!(r.w.sleep_ns(Now::from_nanos(r.clock), true), 5_000_000);
         r.tick(5);
         r.only_frame_to("a1", VM1, &format!("copy {copy}"));
+        // (The sweep the clock's jump left owed is paid before the worker sleeps, a
+        // millisecond's sleep between parts.)
+        while r.w.sweep_debt > 0 {
+            assert_eq!(r.w.sleep_ns(Now::from_nanos(r.clock), false), 1_000_000);
+            r.w.pay_debts(Now::from_nanos(r.clock));
+        }
     }
     // All sent: nothing more to wake for, even when the next copy would have been due.
     assert_eq!(r.w.sleep_ns(Now::from_nanos(r.clock), false), idle);
