@@ -31,6 +31,13 @@
 //!   ports (the MAC table changed), and without a change. Needs root (BPF maps); skipped
 //!   without it.
 //!
+//! - `sweep/1m/{part,sleep-share,pass}`: the MAC table's sweep over a table of a million live
+//!   entries (2 097 152 slots, none expired), as long as a worker holds the table's writer lock
+//!   for it (another worker's learning waits that long): 16 384 slots (`part`, the most an idle
+//!   worker pays at once before it sleeps), the share of a 92 ms sleep (`sleep-share`, 241 172
+//!   slots, what it paid at once after its usual 100 ms sleep before), a whole pass (`pass`, what
+//!   it paid at once after a sleep or a pause of 800 ms or more).
+//!
 //! Run: `cargo bench -p bench --bench pipeline`. `QSWITCH_BENCH_SMALL=1` leaves out the cases of
 //! a million MACs (for `valgrind --tool=callgrind`, where their setup alone takes minutes).
 
@@ -40,7 +47,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use dataplane::acl::{AddrSet, PortFilter, Remote, Rule};
 use dataplane::config::{NetworkConfig, PortConfig, SlotMap, Snapshot, SwitchConfig};
 use dataplane::csum::{self, Checksum};
-use dataplane::fdb::PortRef;
+use dataplane::fdb::{MacTable, PortRef};
 use dataplane::pipeline::{Now, Pipeline, Verdict};
 use dataplane::port::mem::{MemPort, MemSpec};
 use dataplane::security::IpPrefix;
@@ -469,5 +476,40 @@ impl ShortcutRig {
     }
 }
 
-criterion_group!(benches, bench, bench_security_groups, bench_shortcut);
+/// The MAC table's sweep over a million live entries: see the module documentation.
+fn bench_sweep(c: &mut Criterion) {
+    if std::env::var_os("QSWITCH_BENCH_SMALL").is_some() {
+        return;
+    }
+    let mut t = MacTable::new(300, 1 << 22);
+    t.sync_network(0, 1, 1 << 21);
+    t.reserve_for(1_000_000, 1);
+    let port = PortRef { slot: 1, gen: 1 };
+    for i in 0..1_000_000 {
+        t.learn(0, mac(1, i), port, 0);
+    }
+    let slots = t.capacity();
+    assert_eq!(slots, 1 << 21);
+    let mut g = c.benchmark_group("sweep");
+    for (name, budget) in [
+        ("part", 16_384),
+        ("sleep-share", slots * 92 / 800),
+        ("pass", slots),
+    ] {
+        g.throughput(Throughput::Elements(budget as u64));
+        g.bench_function(BenchmarkId::new("1m", name), |bn| {
+            bn.iter(|| std::hint::black_box(t.sweep(1, budget)))
+        });
+    }
+    g.finish();
+    assert_eq!(t.network_len(0), 1_000_000, "nothing expired");
+}
+
+criterion_group!(
+    benches,
+    bench,
+    bench_security_groups,
+    bench_shortcut,
+    bench_sweep
+);
 criterion_main!(benches);

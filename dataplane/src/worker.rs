@@ -249,6 +249,12 @@ fn sweep_share(slots: usize, ms: usize) -> usize {
     per_pass.max(SWEEP_MIN_PER_MS.saturating_mul(ms))
 }
 
+/// The milliseconds of sweep that walk a table of `slots` whole ([`sweep_share`]): what a
+/// sleep may leave owed at most.
+fn pass_ms(slots: usize) -> usize {
+    slots.div_ceil(SWEEP_MIN_PER_MS).clamp(1, SWEEP_PASS_MS)
+}
+
 /// The milliseconds of sweep an idle worker pays at once on a MAC table of `slots`: as many as
 /// walk at most [`PAY_SLOTS`] of it, 8 at least (what a round pays while frames flow).
 fn pay_ms(slots: usize) -> usize {
@@ -686,9 +692,11 @@ pub struct Worker<P: PortIo> {
     /// no room to take any (`held_back`).
     behind: bool,
     /// Milliseconds of the MAC and connection tables' sweep ([`Worker::sweep`]) the worker owes
-    /// for the time it slept: paid 8 a millisecond while frames flow, and all at once before it
-    /// sleeps again; at most a whole pass.
+    /// for the time it slept: paid 8 a millisecond while frames flow, and before it sleeps again
+    /// in parts a millisecond apart ([`Worker::pay_debts`]); at most a pass of the larger table.
     sweep_debt: usize,
+    /// When (ns) the next part of the debt may be paid before the worker sleeps.
+    next_pay: u64,
     /// What an idle worker sleeps on (scratch, rebuilt each time it sleeps).
     pollfds: Vec<libc::pollfd>,
     /// The clock every worker of a switch shares (MAC entries are stamped with its seconds).
@@ -848,6 +856,7 @@ impl<P: PortIo> Worker<P> {
             held_back: false,
             behind: false,
             sweep_debt: 0,
+            next_pay: 0,
             pollfds: Vec::new(),
             epoch,
             fast,
@@ -2259,7 +2268,9 @@ impl<P: PortIo> Worker<P> {
         let since = now.nanos.saturating_sub(self.last_sweep);
         if since >= 1_000_000 {
             let ms = usize::try_from(since / 1_000_000).unwrap_or(usize::MAX);
-            let owed = self.sweep_debt.saturating_add(ms).min(SWEEP_PASS_MS);
+            // Never more than a pass of the larger table: more would walk it again.
+            let pass = pass_ms(self.pipe.fdb.slots_seen()).max(pass_ms(self.pipe.conns.slab_len()));
+            let owed = self.sweep_debt.saturating_add(ms).min(pass);
             let now_ms = owed.min(8);
             self.sweep(now, now_ms);
             self.sweep_debt = owed - now_ms;
@@ -2544,14 +2555,16 @@ impl<P: PortIo> Worker<P> {
         if let Some(f) = self.fast.as_mut() {
             f.pay(&fast::basis(&self.pipe, &self.snap, now.secs));
         }
-        if self.sweep_debt == 0 {
+        if self.sweep_debt == 0 || now.nanos < self.next_pay {
             return false;
         }
-        // A part at a time on a large table, the worker sleeping a millisecond between parts
-        // ([`Worker::sleep_ns`]): another worker's learning never waits for a whole pass.
+        // A part at a time on a large table, a part a millisecond at most (the worker sleeps a
+        // millisecond while it owes: [`Worker::sleep_ns`]), even where a part's removals send it
+        // round first: another worker's learning never waits for a whole pass.
         let ms = self.sweep_debt.min(pay_ms(self.pipe.fdb.slots_seen()));
         self.sweep(now, ms);
         self.sweep_debt -= ms;
+        self.next_pay = now.nanos.saturating_add(1_000_000);
         self.fast.as_ref().is_some_and(|f| f.moved(&self.pipe.fdb))
     }
 

@@ -23,12 +23,13 @@
 //! without loss, as far as they hold, as before there was a stall.
 //!
 //! The time short of room is the worker's time spent looking at the port: a gap between two looks
-//! counts at most [`LOOK_NS`], and at most half the time to stall. A worker that holds frames back
-//! looks every round, at least every 200 µs (its nap) while it has its CPU; a longer gap is the
-//! worker asleep, with nothing to hold back, or its CPU taken from it (its VM paused, the host
-//! busy), when a copy-mode port could not send either: it sends only when the worker kicks it.
-//! Counted by the wall clock, a pause of 10 ms stalled a port whose ring had been short of room for
-//! a moment before it, and a pause of a millisecond one that had stalled within the second before.
+//! counts at most [`LOOK_NS`], and at most half the time to stall (or a nap's). A worker that holds
+//! frames back looks every round, at least every 200 µs (its nap) while it has its CPU; a longer
+//! gap is the worker asleep, with nothing to hold back, or its CPU taken from it (its VM paused,
+//! the host busy), when a copy-mode port could not send either: it sends only when the worker kicks
+//! it. Counted by the wall clock, a pause of 10 ms stalled a port whose ring had been short of room
+//! for a moment before it, and a pause of a millisecond one that had stalled within the second
+//! before.
 //!
 //! A stalled port whose device still completes frames (within [`STALLED_KICK_NS`] of the last)
 //! is kicked as any other port, so that it can catch up: in copy mode a device sends only on a
@@ -55,8 +56,15 @@ pub(super) const RECENT_NS: u64 = 1_000_000_000;
 
 /// The most a gap between two looks at a port counts towards the time its ring is short of
 /// room: longer than a round, or a held-back worker's nap (200 µs), with room for the worker to
-/// be scheduled late. (A stall takes at least two looks, and `stall time / LOOK_NS`.)
+/// be scheduled late. A gap counts at most half the time to stall, too, so that one pause alone
+/// never stalls a port (a stall takes two gaps at least, and `stall time / LOOK_NS`), but always
+/// up to [`NAP_NS`].
 pub(super) const LOOK_NS: u64 = 1_000_000;
+
+/// What a gap between two looks always counts up to, however short the stall time: a
+/// held-back worker's nap (200 µs) and its wake-up. (Below a stall time of twice this, one
+/// pause may stall a port.)
+pub(super) const NAP_NS: u64 = 250_000;
 
 /// How long frames may stay on an idle worker's port ring with nothing completed before the
 /// worker sleeps rather than naps, waking to kick the port about this often.
@@ -244,8 +252,8 @@ impl TxWatch {
         } else {
             self.times.stall_ns
         };
-        // At most half the time to stall, too: one pause alone never stalls a port.
-        short.counted += now.saturating_sub(short.seen).min(LOOK_NS.min(after / 2));
+        let most = LOOK_NS.min((after / 2).max(NAP_NS));
+        short.counted += now.saturating_sub(short.seen).min(most);
         short.seen = now;
         if short.counted < after {
             return None;
@@ -343,9 +351,8 @@ mod tests {
     }
 
     #[test]
-    fn a_dead_port_of_a_sleeping_worker_stalls_after_ten_looks() {
-        // An idle worker whose port's ring does not drain looks at it every 10 ms: each look
-        // counts a millisecond.
+    fn looks_10_ms_apart_count_a_millisecond_each() {
+        // (As an idle worker looks at a port whose ring does not drain.)
         let mut w = watch();
         for k in 0..10 {
             assert_eq!(w.observe(0, 0, k * UNDRAINED_NS), None);
@@ -502,6 +509,20 @@ mod tests {
     }
 
     #[test]
+    fn however_short_the_stall_time_a_nap_counts_whole() {
+        // 100 µs (the least `tx_stall_us`): a held-back worker's nap of 200 µs stalls the port.
+        let mut w = TxWatch::new(StallTimes::new(100_000));
+        assert_eq!(w.observe(2048, 0, 0), None);
+        assert_eq!(w.observe(0, 0, MS), None);
+        assert_eq!(w.observe(0, 0, MS + 200_000), Some(STALLED));
+        // 1 ns: the first gap.
+        let mut w = TxWatch::new(StallTimes::new(1));
+        assert_eq!(w.observe(2048, 0, 0), None);
+        assert_eq!(w.observe(0, 0, MS), None);
+        assert_eq!(w.observe(0, 0, MS + 1), Some(STALLED));
+    }
+
+    #[test]
     fn stalls_are_told_at_most_every_ten_seconds_and_each_told_one_ends_told() {
         let mut w = watch();
         let stall = |w: &mut TxWatch, at: u64| {
@@ -519,7 +540,8 @@ mod tests {
             Some(Change::Resumed { tell: false }),
         );
         assert_eq!(stall(&mut w, 2_000 * MS), untold);
-        assert_eq!(stall(&mut w, 8_000 * MS), untold);
-        assert_eq!(stall(&mut w, 10_000 * MS), (told, ended));
+        assert_eq!(stall(&mut w, 9_000 * MS), untold);
+        // (More than a second after the last stall's end: 10 ms short of room again.)
+        assert_eq!(stall(&mut w, 10_100 * MS), (told, ended));
     }
 }
