@@ -741,18 +741,39 @@ impl Pipeline {
     /// whose rules or limit refused it.
     #[inline(always)]
     pub fn admit(&mut self, snap: &Snapshot, egress: u16, len: usize, now: Now) -> bool {
+        self.admit_run(snap, egress, len, now, 1)
+    }
+
+    /// [`Pipeline::admit`] for a frame that is `frames` TCP segments merged (a refusal counts
+    /// each; at least 1).
+    #[inline(always)]
+    pub fn admit_run(
+        &mut self,
+        snap: &Snapshot,
+        egress: u16,
+        len: usize,
+        now: Now,
+        frames: u32,
+    ) -> bool {
         // The common case, inline: a network without filters (no layer 4 read) and a port
         // without a receive limit.
         if self.l3.is_none() && !matches!(self.policers_in.get(usize::from(egress)), Some(Some(_)))
         {
             return true;
         }
-        self.admit_checked(snap, egress, len, now)
+        self.admit_checked(snap, egress, len, now, frames)
     }
 
-    /// [`Pipeline::admit`] where a rule or a limit may refuse the frame.
+    /// [`Pipeline::admit`] where a rule or a limit may refuse the frame, `frames` frames merged.
     #[inline(never)]
-    fn admit_checked(&mut self, snap: &Snapshot, egress: u16, len: usize, now: Now) -> bool {
+    fn admit_checked(
+        &mut self,
+        snap: &Snapshot,
+        egress: u16,
+        len: usize,
+        now: Now,
+        frames: u32,
+    ) -> bool {
         let l3 = self.l3.as_ref();
         let probe = &mut self.probe;
         let verdict = filter(
@@ -774,7 +795,11 @@ impl Pipeline {
         match verdict {
             Ok(()) => true,
             Err(reason) => {
-                self.count(egress, |c| c.drop(reason));
+                self.count(egress, |c| {
+                    for _ in 0..frames.max(1) {
+                        c.drop(reason);
+                    }
+                });
                 false
             }
         }

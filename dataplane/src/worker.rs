@@ -2065,12 +2065,14 @@ impl<P: PortIo> Worker<P> {
         let Target::Port(PortRef { slot: p, .. }) = c.target else {
             return 0;
         };
+        // A merged run lost here is counted once per segment, as wherever else it is lost.
+        let frames = c.merged.max(1);
         if !self.meant(c) {
-            self.crossed_lost += 1;
+            self.crossed_lost += u64::from(frames);
             return 0;
         }
         if !self.is_sendable(p) {
-            self.count_unsendable(p);
+            self.count_unsendable(p, frames);
             return 0;
         }
         let mut staged = 0;
@@ -2079,7 +2081,7 @@ impl<P: PortIo> Worker<P> {
         match gso::Plan::new(&self.gso_buf[..len], c.segment as usize) {
             Some(plan) => {
                 self.pipe.inspect(&self.snap, c.net, &self.gso_buf[..len]);
-                if self.pipe.admit(&self.snap, p, len, now) {
+                if self.pipe.admit_run(&self.snap, p, len, now, frames) {
                     self.pipe.publish(&self.snap, p, now);
                     let takes =
                         matches!(self.ports.get(usize::from(p)), Some(Some(o)) if o.takes_whole);
@@ -2092,7 +2094,11 @@ impl<P: PortIo> Worker<P> {
                 }
             }
             // Cannot happen: the sender planned it.
-            None => self.pipe.counters[usize::from(p)].drop(DropReason::Oversize),
+            None => {
+                for _ in 0..frames {
+                    self.pipe.counters[usize::from(p)].drop(DropReason::Oversize);
+                }
+            }
         }
         core::mem::swap(&mut self.gso_buf, &mut c.whole);
         staged
@@ -2425,13 +2431,16 @@ impl<P: PortIo> Worker<P> {
     }
 
     /// Hands the frames copied for other workers over, and wakes those workers if they sleep.
-    /// Frames for a worker that is gone (at shutdown) are counted as lost on their ingress.
+    /// Frames for a worker that is gone (at shutdown) are counted as lost on their ingress (a
+    /// merged run once per segment).
     #[inline]
     fn hand_over(&mut self) {
         let (counters, crossed) = (&mut self.pipe.counters, &mut self.crossed.0);
         for o in self.links.out.iter_mut().flatten() {
-            o.flush(|ingress| {
-                counters[usize::from(ingress)].drop(DropReason::NoBuffer);
+            o.flush(|ingress, frames| {
+                for _ in 0..frames {
+                    counters[usize::from(ingress)].drop(DropReason::NoBuffer);
+                }
                 *crossed -= 1;
             });
         }
@@ -2645,7 +2654,7 @@ impl<P: PortIo> Worker<P> {
         // Before a buffer is sought: a loss is counted on the port only while it is open.
         if let Target::Port(p) = c.target {
             if !self.is_sendable(p.slot) {
-                self.count_unsendable(p.slot);
+                self.count_unsendable(p.slot, 1);
                 return;
             }
         }
@@ -2706,16 +2715,19 @@ impl<P: PortIo> Worker<P> {
         }
     }
 
-    /// Counts a frame another worker handed over for port `p`, which cannot send it: on the
-    /// port (`egress_down`) while it is open here, its transmit failed; among the crossings
-    /// lost while it is not (its device is missing, or not opened yet): a port that is not open
-    /// publishes no counters, and starts from those it last published when it opens, so a
-    /// count there would be lost. (The sender could not know: its snapshot has the port.)
-    fn count_unsendable(&mut self, p: u16) {
+    /// Counts `frames` frames another worker handed over for port `p` (one, or a merged run's
+    /// segments), which cannot send them: on the port (`egress_down`) while it is open here, its
+    /// transmit failed; among the crossings lost while it is not (its device is missing, or not
+    /// opened yet): a port that is not open publishes no counters, and starts from those it last
+    /// published when it opens, so a count there would be lost. (The sender could not know: its
+    /// snapshot has the port.)
+    fn count_unsendable(&mut self, p: u16, frames: u32) {
         if matches!(self.ports.get(usize::from(p)), Some(Some(_))) {
-            self.pipe.counters[usize::from(p)].drop(DropReason::EgressDown);
+            for _ in 0..frames {
+                self.pipe.counters[usize::from(p)].drop(DropReason::EgressDown);
+            }
         } else {
-            self.crossed_lost += 1;
+            self.crossed_lost += u64::from(frames);
         }
     }
 

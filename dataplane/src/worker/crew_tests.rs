@@ -763,6 +763,66 @@ fn only_the_worker_that_owns_a_port_tells_its_vm_its_advertisement() {
 }
 
 #[test]
+fn a_merged_run_handed_over_whole_and_lost_there_is_counted_once_per_segment() {
+    use super::tests::tcp_segments;
+    use std::sync::atomic::Ordering::Relaxed;
+    // a2 (worker 1) takes super-frames whole, from worker 0 too, but its socket refuses worker
+    // 0's sends (a full buffer): the runs worker 0 merges from a1's segments are handed over
+    // whole.
+    let mut c = Crew::socketed(4096, 64, |_| {}, &[], &["a2"], &["a2"]);
+    c.announce_vm2();
+    let slot = c.ports.get("a2").unwrap();
+    let sink = Arc::clone(c.port("a2").direct.as_ref().unwrap());
+    sink.error.store(libc::ENOBUFS, Relaxed);
+    let payload: Vec<u8> = (0..12_000u32).map(|i| (i % 247) as u8).collect();
+    let segs = tcp_segments(VM2, &payload, 1000);
+    let merge_and_hand_over = |c: &mut Crew| {
+        let before = c.w[0].crossed.0;
+        for f in &segs {
+            c.inject("a1", f.clone());
+        }
+        c.w[0].poll(c.now);
+        assert_eq!(c.w[0].crossed.0, before + 1, "one frame, whole");
+    };
+    let rx = |c: &Crew| c.counters("a1").rx_packets;
+    let rx_before = rx(&c);
+
+    // A receive limit on a2 of a frame a second, which a frame from a3 (worker 1) used up,
+    // refuses the run on worker 1: its 12 segments lost.
+    let snap = c.next_snapshot(|cfg| {
+        let a2 = cfg.ports.iter_mut().find(|p| p.id == "a2").unwrap();
+        a2.policer_in = Some(crate::policer::PolicerConfig {
+            pps: 1,
+            burst_packets: 1,
+            ..Default::default()
+        });
+    });
+    // (Worker 0 adopts it later: one that polices a2 does not merge for it.)
+    c.w[1].handle(Command::Snapshot(Arc::clone(&snap)), Now::default());
+    c.inject("a3", frame(VM2, VM3));
+    c.w[1].poll(c.now);
+    assert_eq!(c.take("a2"), vec![frame(VM2, VM3)]);
+    merge_and_hand_over(&mut c);
+    c.w[1].poll(c.now);
+    let policed = |c: &Crew| c.w[1].counters(slot).drops[DropReason::Policed as usize];
+    assert_eq!(policed(&c), 12, "each segment");
+    c.w[0].handle(Command::Snapshot(snap), Now::default());
+    assert!(c.take("a2").is_empty());
+
+    // a2's device goes on worker 1 before it takes the next run: 12 crossings lost.
+    c.reconfigure(|cfg| {
+        let a2 = cfg.ports.iter_mut().find(|p| p.id == "a2").unwrap();
+        a2.policer_in = None;
+    });
+    merge_and_hand_over(&mut c);
+    c.w[1].handle(Command::RemovePort { slot }, Now::default());
+    c.w[1].poll(c.now);
+    assert_eq!(c.w[1].crossed_lost, 12, "each segment");
+    assert_eq!(rx(&c), rx_before + 24);
+    c.check_accounting();
+}
+
+#[test]
 fn tcp_towards_the_other_workers_vm_leaves_merged_through_its_socket_without_crossing() {
     use super::tests::tcp_segments;
     use std::sync::atomic::Ordering::Relaxed;

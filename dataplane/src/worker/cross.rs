@@ -139,14 +139,15 @@ impl Outbound {
     }
 
     /// Hands the frames copied since the last call over to the peer. If the peer is gone their
-    /// buffers are kept and `lost` is called with each frame's ingress port.
-    pub(crate) fn flush(&mut self, mut lost: impl FnMut(u16)) {
+    /// buffers are kept and `lost` is called with each frame's ingress port and the frames it
+    /// carries (a merged run's segments, else 1).
+    pub(crate) fn flush(&mut self, mut lost: impl FnMut(u16, u32)) {
         if self.batch.is_empty() {
             return;
         }
         if let Err(mut b) = self.hand() {
             for c in b.drain(..) {
-                lost(c.ingress.slot);
+                lost(c.ingress.slot, c.merged.max(1));
                 self.put_back(c);
             }
             self.spare.push(b);
@@ -442,7 +443,7 @@ mod tests {
             inbound.next().is_none(),
             "nothing handed over before the flush"
         );
-        out.flush(|_| unreachable!());
+        out.flush(|_, _| unreachable!());
         let first = inbound.next().unwrap();
         assert_eq!(
             (first.target, first.frame(), first.unfinished, first.tagged),
@@ -461,7 +462,7 @@ mod tests {
         assert!(inbound.next().is_none());
         assert_eq!(out.reclaim(), 8);
         assert!(out.send(Target::Flood, (1, 7), port_ref(0), true, true, &[4; 64]));
-        out.flush(|_| unreachable!());
+        out.flush(|_, _| unreachable!());
         let c = inbound.next().unwrap();
         assert!(c.tagged && c.unfinished && c.frame() == [4; 64]);
         assert_eq!((c.target, c.net, c.net_gen), (Target::Flood, 1, 7));
@@ -486,11 +487,11 @@ mod tests {
             inbound.next().is_none(),
             "the last frame waits for the flush"
         );
-        out.flush(|_| unreachable!());
+        out.flush(|_, _| unreachable!());
         for k in BATCH + 1..BATCH + 3 {
             assert!(send_k(out, k));
         }
-        out.flush(|_| unreachable!());
+        out.flush(|_, _| unreachable!());
         for k in BATCH..BATCH + 3 {
             take_k(&mut inbound, k);
         }
@@ -509,7 +510,7 @@ mod tests {
             assert!(send_k(out, k));
         }
         let mut lost = Vec::new();
-        out.flush(|ingress| lost.push(ingress));
+        out.flush(|ingress, _| lost.push(ingress));
         assert_eq!((lost, out.reclaim()), (vec![0; 5], 8));
     }
 
