@@ -204,7 +204,7 @@ const WORKER_SERIES: [WorkerSeries; 17] = [
     ),
     (
         "qswitch_worker_frame_cost_seconds",
-        "The worker's cost of a frame while frames wait (rounds that left frames on a receive ring or held them back), measured within the last 10 s, else over every round that found work (0 until measured): a busy queue's fill ring holds no more than the worker handles in max_queue_us at this cost, nor fewer than 256 frames unless the UMEM's share per queue is smaller",
+        "The worker's cost of a frame while frames wait (rounds that left frames on a receive ring or held them back), measured within the last 10 s, else over every round that found work (0 until measured): a busy queue's fill ring holds no more than the worker handles in max_queue_us at this cost, nor fewer than 256 frames unless the UMEM's share per queue or max_fill is smaller",
         MetricType::Gauge,
         |w| w.frame_cost_seconds,
     ),

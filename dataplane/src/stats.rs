@@ -8,7 +8,10 @@
 //! shortcut forwarded from and to the port are counted by its program ([`crate::shortcut`]),
 //! and readers add them live ([`Live`]): they count at once.
 
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{
+    AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::shortcut::{Counts, Shortcut};
@@ -464,8 +467,10 @@ impl WorkerStats {
         gaps_over_1ms: u64,
     ) {
         self.rounds.store(rounds, Relaxed);
+        // Busy before behind (a part of it), released with it: a reader that sees this behind
+        // sees this busy or a later one, never behind above busy.
         self.busy_ns.store(busy_ns, Relaxed);
-        self.behind_ns.store(behind_ns, Relaxed);
+        self.behind_ns.store(behind_ns, Release);
         self.rx_frames.store(rx_frames, Relaxed);
         self.gaps_over_1ms.store(gaps_over_1ms, Relaxed);
     }
@@ -473,8 +478,9 @@ impl WorkerStats {
     /// Publishes a completed window: busy and behind times and longest gap over `len_ns`.
     pub fn publish_window(&self, busy_ns: u64, behind_ns: u64, max_gap_ns: u64, len_ns: u64) {
         let ppm = |ns: u64| (ns.saturating_mul(1_000_000) / len_ns.max(1)).min(1_000_000);
+        // As in `publish`: busy, then behind released with it.
         self.window_busy_ppm.store(ppm(busy_ns), Relaxed);
-        self.window_behind_ppm.store(ppm(behind_ns), Relaxed);
+        self.window_behind_ppm.store(ppm(behind_ns), Release);
         self.window_max_gap_ns.store(max_gap_ns, Relaxed);
     }
 
@@ -522,14 +528,17 @@ impl WorkerStats {
 
     /// Reads the last published values.
     pub fn read(&self) -> WorkerReading {
+        // Behind first, acquired, then busy: never less than the behind read ([`Self::publish`]).
+        let behind_ns = self.behind_ns.load(Acquire);
+        let behind_ppm = self.window_behind_ppm.load(Acquire);
         WorkerReading {
             rounds: self.rounds.load(Relaxed),
             busy_seconds: self.busy_ns.load(Relaxed) as f64 / 1e9,
-            behind_seconds: self.behind_ns.load(Relaxed) as f64 / 1e9,
+            behind_seconds: behind_ns as f64 / 1e9,
             rx_frames: self.rx_frames.load(Relaxed),
             gaps_over_1ms: self.gaps_over_1ms.load(Relaxed),
             busy_ratio: self.window_busy_ppm.load(Relaxed) as f64 / 1e6,
-            behind_ratio: self.window_behind_ppm.load(Relaxed) as f64 / 1e6,
+            behind_ratio: behind_ppm as f64 / 1e6,
             max_gap_seconds: self.window_max_gap_ns.load(Relaxed) as f64 / 1e9,
             conntrack_entries: self.conntrack_entries.load(Relaxed),
             crossed_out: self.crossed_out.load(Relaxed),

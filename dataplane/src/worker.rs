@@ -493,7 +493,11 @@ struct Open<P> {
     takes_whole: bool,
     /// Super-frames in a row its socket refused ([`WHOLE_REFUSALS`] turn `takes_whole` off).
     whole_refusals: u32,
+    /// The kernel's statistics of the port's sockets, as last read.
     xdp: XdpStats,
+    /// What the port's sockets before these counted (published when it opened): a port opened
+    /// again (its device came back) has new sockets, which count from 0.
+    xdp_before: XdpStats,
     /// When the last warning about frames the kernel dropped was logged.
     warned_at: Option<u64>,
     /// The table the port's established connections are published in for the other workers
@@ -506,6 +510,13 @@ struct Open<P> {
 }
 
 impl<P> Open<P> {
+    /// The kernel's statistics of the port since it first opened, for its published counters.
+    fn xdp_total(&self) -> XdpStats {
+        let mut total = self.xdp_before;
+        total += self.xdp;
+        total
+    }
+
     /// Why a frame its TX ring has no room for is lost: the port stalled (`tx_stalled`), or
     /// else `no_buffer`.
     fn no_room(&self) -> DropReason {
@@ -934,7 +945,10 @@ impl<P: PortIo> Worker<P> {
             .map(|o| o.io.queues())
             .sum();
         // Half the frames wait in fill rings; the other half are in flight (RX, TX, copies).
-        let by_frames = (self.cfg.frames / 2 / queues.max(1)).clamp(16, self.cfg.max_fill);
+        // (At least 16, unless `max_fill` is less.)
+        let by_frames = (self.cfg.frames / 2 / queues.max(1))
+            .max(16)
+            .min(self.cfg.max_fill);
         self.fill_target = by_frames.min(self.fill_by_time());
     }
 
@@ -1213,7 +1227,7 @@ impl<P: PortIo> Worker<P> {
             },
             if takes_whole { "whole" } else { "as segments" }
         );
-        // A port that is re-opened (its device came back) keeps its counters.
+        // A port that is re-opened (its device came back) keeps its counters, the kernel's too.
         let published = shared.counters.read_published();
         self.pipe.counters[usize::from(slot)] = published.counters;
         shared.busy.store(false, Ordering::Relaxed);
@@ -1226,6 +1240,7 @@ impl<P: PortIo> Worker<P> {
             takes_whole,
             whole_refusals: 0,
             xdp: XdpStats::default(),
+            xdp_before: published.xdp,
             warned_at: None,
             published: None,
             shortcut,
@@ -1319,7 +1334,7 @@ impl<P: PortIo> Worker<P> {
         // The last values, with what the XDP shortcut forwarded while the port was open: what
         // the port starts from if it opens again.
         if let Some(c) = self.pipe.counters.get_mut(usize::from(slot)) {
-            open.shared.counters.close_live(c, &open.xdp);
+            open.shared.counters.close_live(c, &open.xdp_total());
         }
         open.io.close(&mut self.umem);
         open.shared.set(LinkState::Closed, PortMode::Closed, None);
@@ -2216,7 +2231,7 @@ impl<P: PortIo> Worker<P> {
                 }
                 o.shared
                     .counters
-                    .publish(&self.pipe.counters[usize::from(s)], &o.xdp);
+                    .publish(&self.pipe.counters[usize::from(s)], &o.xdp_total());
             }
         }
         self.last_publish = now.nanos;
@@ -2319,7 +2334,13 @@ impl<P: PortIo> Worker<P> {
         );
         self.stats
             .publish_crossed(self.crossed.0, self.crossed.1, self.crossed_lost);
-        self.stats.publish_fill(self.fill_target, self.frame_ns);
+        // (None while the worker has no port open: the target is kept for the next to open.)
+        let fill = if self.active.is_empty() {
+            0
+        } else {
+            self.fill_target
+        };
+        self.stats.publish_fill(fill, self.frame_ns);
         let w = &self.window;
         let len = now.nanos.saturating_sub(w.start);
         if len >= WorkerStats::WINDOW_NS {

@@ -174,6 +174,12 @@ impl MemPort {
         self.stats
     }
 
+    /// Counts `n` frames the "kernel side" dropped (`rx_dropped`): tests of what the worker
+    /// makes of the kernel's statistics.
+    pub fn kernel_dropped(&mut self, n: u64) {
+        self.stats.rx_dropped += n;
+    }
+
     /// Checks descriptor `d` as the kernel checks it, and with `capture` keeps the frame it puts
     /// on the wire: a requested checksum finished as the kernel's software fallback finishes it
     /// (the sum from `csum_start` to the frame's end). False for a descriptor the kernel would

@@ -501,6 +501,63 @@ fn removing_a_port_returns_all_its_frames() {
 }
 
 #[test]
+fn a_port_opened_again_goes_on_counting_the_kernels_drops_from_where_it_was() {
+    let mut r = Rig::new(4096);
+    let slot = r.ports.get("a1").unwrap();
+    let shared = Arc::clone(&r.w.ports[usize::from(slot)].as_ref().unwrap().shared);
+    let dropped = |s: &PortShared| s.counters.read_published().xdp.rx_dropped;
+    // The kernel's statistics are read every 100 ms.
+    r.port("a1").kernel_dropped(3);
+    r.tick(101);
+    assert_eq!(dropped(&shared), 3);
+    // Its device goes and comes back: new sockets, which count from 0.
+    r.w.handle(Command::RemovePort { slot }, Now::default());
+    assert_eq!(dropped(&shared), 3, "kept while closed");
+    r.w.handle(
+        Command::AddPort {
+            slot,
+            spec: MemSpec {
+                capture: true,
+                tx_size: 256,
+                tx_checksum: false,
+                whole: false,
+                direct: false,
+                shortcut_ifindex: None,
+            },
+            shared: Arc::clone(&shared),
+        },
+        Now::default(),
+    );
+    r.tick(101);
+    assert_eq!(dropped(&shared), 3, "never backwards");
+    r.port("a1").kernel_dropped(2);
+    r.tick(101);
+    assert_eq!(dropped(&shared), 5);
+    // Closed again: what it counted stays.
+    r.w.handle(Command::RemovePort { slot }, Now::default());
+    assert_eq!(dropped(&shared), 5);
+}
+
+#[test]
+fn a_worker_without_a_port_shows_no_fill_ring() {
+    let mut r = Rig::new(4096);
+    r.tick(101);
+    let fill = |r: &Rig| r.w.stats().read().fill_frames;
+    assert!(fill(&r) >= 16, "{}", fill(&r));
+    for p in ["a1", "a2", "a3", "b1", "up"] {
+        let slot = r.ports.get(p).unwrap();
+        r.w.handle(Command::RemovePort { slot }, Now::default());
+    }
+    r.tick(101);
+    assert_eq!(fill(&r), 0);
+    // The next port to open gets a ring as before.
+    let a1 = r.ports.get("a1").unwrap();
+    open_mem_port_spec(&mut r.w, a1, false, false, false);
+    r.tick(101);
+    assert!(fill(&r) >= 16, "{}", fill(&r));
+}
+
+#[test]
 fn failed_transmit_marks_the_port_and_keeps_forwarding_elsewhere() {
     let mut r = Rig::new(4096);
     let shared = Arc::new(PortShared::default());
