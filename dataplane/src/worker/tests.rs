@@ -59,6 +59,26 @@ pub(super) fn open_mem_port_spec(
     );
 }
 
+/// Opens port `slot` on `w` with a TX ring of `tx_size` and the status `shared` (kept across
+/// openings, as the switch keeps it), its frames captured, no offload.
+fn open_plain_port(w: &mut Worker<MemPort>, slot: u16, tx_size: u32, shared: &Arc<PortShared>) {
+    w.handle(
+        Command::AddPort {
+            slot,
+            spec: MemSpec {
+                capture: true,
+                tx_size,
+                tx_checksum: false,
+                whole: false,
+                direct: false,
+                shortcut_ifindex: None,
+            },
+            shared: Arc::clone(shared),
+        },
+        Now::default(),
+    );
+}
+
 fn cfg() -> SwitchConfig {
     let net = |id: &str, vlan| NetworkConfig {
         id: id.into(),
@@ -513,21 +533,7 @@ fn a_port_opened_again_goes_on_counting_the_kernels_drops_from_where_it_was() {
     // Its device goes and comes back: new sockets, which count from 0.
     r.w.handle(Command::RemovePort { slot }, Now::default());
     assert_eq!(dropped(&shared), 3, "kept while closed");
-    r.w.handle(
-        Command::AddPort {
-            slot,
-            spec: MemSpec {
-                capture: true,
-                tx_size: 256,
-                tx_checksum: false,
-                whole: false,
-                direct: false,
-                shortcut_ifindex: None,
-            },
-            shared: Arc::clone(&shared),
-        },
-        Now::default(),
-    );
+    open_plain_port(&mut r.w, slot, 256, &shared);
     r.tick(101);
     assert_eq!(dropped(&shared), 3, "never backwards");
     r.port("a1").kernel_dropped(2);
@@ -562,21 +568,7 @@ fn failed_transmit_marks_the_port_and_keeps_forwarding_elsewhere() {
     let mut r = Rig::new(4096);
     let shared = Arc::new(PortShared::default());
     let slot = r.ports.get("a2").unwrap();
-    r.w.handle(
-        Command::AddPort {
-            slot,
-            spec: MemSpec {
-                capture: true,
-                tx_size: 64,
-                tx_checksum: false,
-                whole: false,
-                direct: false,
-                shortcut_ifindex: None,
-            },
-            shared: Arc::clone(&shared),
-        },
-        Now::default(),
-    );
+    open_plain_port(&mut r.w, slot, 64, &shared);
     r.port("a2").fail_tx = true;
     r.inject("a1", frame(Mac::BROADCAST, VM1));
     r.run();
