@@ -228,7 +228,7 @@ const WORKER_SERIES: [WorkerSeries; 17] = [
     ),
     (
         "qswitch_worker_crossed_lost_frames",
-        "Frames taken from other workers whose port or network had left its slot (or not yet reached this worker), or whose port is not open on this worker: dropped",
+        "Frames taken from other workers whose port or network had left its slot (or not yet reached this worker), or whose port is not open on this worker: dropped (a merged run of TCP segments taken whole counts once per segment)",
         MetricType::Counter,
         |w| w.crossed_lost as f64,
     ),

@@ -126,6 +126,11 @@ impl LocalCounters {
         self.drops[reason as usize] += 1;
     }
 
+    /// Counts `frames` dropped frames for `reason` (a merged run's segments).
+    pub fn drop_n(&mut self, reason: DropReason, frames: u32) {
+        self.drops[reason as usize] += u64::from(frames);
+    }
+
     /// All drops, whatever the reason.
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().sum()
@@ -176,6 +181,23 @@ pub struct XdpStats {
     pub rx_fill_ring_empty_descs: u64,
     /// Times the TX ring was empty when the kernel looked.
     pub tx_ring_empty_descs: u64,
+}
+
+impl XdpStats {
+    /// Each count the larger of `self`'s and `newer`'s: a socket's counts only grow, and a read
+    /// that failed for one of a port's sockets (its device going) sums lower than the last.
+    pub fn max_each(self, newer: XdpStats) -> XdpStats {
+        XdpStats {
+            rx_dropped: self.rx_dropped.max(newer.rx_dropped),
+            rx_invalid_descs: self.rx_invalid_descs.max(newer.rx_invalid_descs),
+            tx_invalid_descs: self.tx_invalid_descs.max(newer.tx_invalid_descs),
+            rx_ring_full: self.rx_ring_full.max(newer.rx_ring_full),
+            rx_fill_ring_empty_descs: self
+                .rx_fill_ring_empty_descs
+                .max(newer.rx_fill_ring_empty_descs),
+            tx_ring_empty_descs: self.tx_ring_empty_descs.max(newer.tx_ring_empty_descs),
+        }
+    }
 }
 
 impl core::ops::AddAssign for XdpStats {
@@ -389,8 +411,9 @@ pub struct WorkerStats {
     rx_frames: AtomicU64,
     gaps_over_1ms: AtomicU64,
     /// Over the last complete window ([`WorkerStats::WINDOW_NS`]).
-    window_busy_ppm: AtomicU64,
-    window_behind_ppm: AtomicU64,
+    /// The last complete window's busy and behind times, millionths of it: busy in the high 32
+    /// bits, behind in the low (one store, so that a reader never pairs two windows').
+    window_ppm: AtomicU64,
     window_max_gap_ns: AtomicU64,
     conntrack_entries: AtomicU64,
     crossed_out: AtomicU64,
@@ -434,8 +457,10 @@ pub struct WorkerReading {
     pub crossed_out: u64,
     /// Frames the worker took from other workers, for its ports.
     pub crossed_in: u64,
-    /// Of those, frames whose port or network had gone from its slot, or had not reached this
-    /// worker yet, when the worker took them, or whose port was not open on it: dropped.
+    /// Frames taken from other workers whose port or network had gone from its slot, or had not
+    /// reached this worker yet, when the worker took them, or whose port was not open on it:
+    /// dropped. A merged run of TCP segments taken whole counts once per segment (it is one of
+    /// `crossed_in`), so this may exceed `crossed_in`.
     pub crossed_lost: u64,
     /// XDP shortcut entries the worker holds installed ([`crate::shortcut`]).
     pub shortcut_entries: u64,
@@ -478,9 +503,8 @@ impl WorkerStats {
     /// Publishes a completed window: busy and behind times and longest gap over `len_ns`.
     pub fn publish_window(&self, busy_ns: u64, behind_ns: u64, max_gap_ns: u64, len_ns: u64) {
         let ppm = |ns: u64| (ns.saturating_mul(1_000_000) / len_ns.max(1)).min(1_000_000);
-        // As in `publish`: busy, then behind released with it.
-        self.window_busy_ppm.store(ppm(busy_ns), Relaxed);
-        self.window_behind_ppm.store(ppm(behind_ns), Release);
+        self.window_ppm
+            .store(ppm(busy_ns) << 32 | ppm(behind_ns), Relaxed);
         self.window_max_gap_ns.store(max_gap_ns, Relaxed);
     }
 
@@ -530,15 +554,15 @@ impl WorkerStats {
     pub fn read(&self) -> WorkerReading {
         // Behind first, acquired, then busy: never less than the behind read ([`Self::publish`]).
         let behind_ns = self.behind_ns.load(Acquire);
-        let behind_ppm = self.window_behind_ppm.load(Acquire);
+        let window = self.window_ppm.load(Relaxed);
         WorkerReading {
             rounds: self.rounds.load(Relaxed),
             busy_seconds: self.busy_ns.load(Relaxed) as f64 / 1e9,
             behind_seconds: behind_ns as f64 / 1e9,
             rx_frames: self.rx_frames.load(Relaxed),
             gaps_over_1ms: self.gaps_over_1ms.load(Relaxed),
-            busy_ratio: self.window_busy_ppm.load(Relaxed) as f64 / 1e6,
-            behind_ratio: behind_ppm as f64 / 1e6,
+            busy_ratio: (window >> 32) as f64 / 1e6,
+            behind_ratio: (window & 0xffff_ffff) as f64 / 1e6,
             max_gap_seconds: self.window_max_gap_ns.load(Relaxed) as f64 / 1e9,
             conntrack_entries: self.conntrack_entries.load(Relaxed),
             crossed_out: self.crossed_out.load(Relaxed),

@@ -785,7 +785,7 @@ fn warn_kernel_drops<P>(slot: u16, o: &mut Open<P>, x: &XdpStats, now: u64) {
          a UMEM chunk on a kernel without multi-buffer sockets (see docs/OPERATIONS.md, \
          \"Offloads\")",
         o.shared.label(slot),
-        x.rx_dropped
+        o.xdp_before.rx_dropped + x.rx_dropped
     );
 }
 
@@ -945,10 +945,8 @@ impl<P: PortIo> Worker<P> {
             .map(|o| o.io.queues())
             .sum();
         // Half the frames wait in fill rings; the other half are in flight (RX, TX, copies).
-        // (At least 16, unless `max_fill` is less.)
-        let by_frames = (self.cfg.frames / 2 / queues.max(1))
-            .max(16)
-            .min(self.cfg.max_fill);
+        // (A `max_fill` below 16, which the file refuses, is taken as 16.)
+        let by_frames = (self.cfg.frames / 2 / queues.max(1)).clamp(16, self.cfg.max_fill.max(16));
         self.fill_target = by_frames.min(self.fill_by_time());
     }
 
@@ -1107,7 +1105,12 @@ impl<P: PortIo> Worker<P> {
                             c.tx_stalls,
                             drops.join(" "),
                             o.io.fill_depth(),
-                            o.io.xdp_stats()
+                            {
+                                // (Since the port first opened, as its published counters.)
+                                let mut kernel = o.xdp_before;
+                                kernel += o.io.xdp_stats();
+                                kernel
+                            }
                         );
                     }
                 }
@@ -1319,7 +1322,7 @@ impl<P: PortIo> Worker<P> {
             io.close(&mut self.umem);
             shared.set(LinkState::Closed, PortMode::Closed, None);
         }
-        let Some(open) = self.ports.get_mut(usize::from(slot)).and_then(Option::take) else {
+        let Some(mut open) = self.ports.get_mut(usize::from(slot)).and_then(Option::take) else {
             return;
         };
         self.links.direct.withdraw(slot, &open.shared);
@@ -1333,6 +1336,9 @@ impl<P: PortIo> Worker<P> {
         }
         // The last values, with what the XDP shortcut forwarded while the port was open: what
         // the port starts from if it opens again.
+        // (The kernel's statistics read now: what its sockets counted since the last read would
+        // be lost with them.)
+        open.xdp = open.xdp.max_each(open.io.xdp_stats());
         if let Some(c) = self.pipe.counters.get_mut(usize::from(slot)) {
             open.shared.counters.close_live(c, &open.xdp_total());
         }
@@ -2109,11 +2115,7 @@ impl<P: PortIo> Worker<P> {
                 }
             }
             // Cannot happen: the sender planned it.
-            None => {
-                for _ in 0..frames {
-                    self.pipe.counters[usize::from(p)].drop(DropReason::Oversize);
-                }
-            }
+            None => self.pipe.counters[usize::from(p)].drop_n(DropReason::Oversize, frames),
         }
         core::mem::swap(&mut self.gso_buf, &mut c.whole);
         staged
@@ -2219,7 +2221,7 @@ impl<P: PortIo> Worker<P> {
         for &s in &self.active {
             if let Some(o) = self.ports[usize::from(s)].as_mut() {
                 if read_xdp {
-                    let x = o.io.xdp_stats();
+                    let x = o.xdp.max_each(o.io.xdp_stats());
                     warn_kernel_drops(s, o, &x, now.nanos);
                     o.xdp = x;
                 }
@@ -2459,9 +2461,7 @@ impl<P: PortIo> Worker<P> {
         let (counters, crossed) = (&mut self.pipe.counters, &mut self.crossed.0);
         for o in self.links.out.iter_mut().flatten() {
             o.flush(|ingress, frames| {
-                for _ in 0..frames {
-                    counters[usize::from(ingress)].drop(DropReason::NoBuffer);
-                }
+                counters[usize::from(ingress)].drop_n(DropReason::NoBuffer, frames);
                 *crossed -= 1;
             });
         }
@@ -2744,9 +2744,7 @@ impl<P: PortIo> Worker<P> {
     /// snapshot has the port.)
     fn count_unsendable(&mut self, p: u16, frames: u32) {
         if matches!(self.ports.get(usize::from(p)), Some(Some(_))) {
-            for _ in 0..frames {
-                self.pipe.counters[usize::from(p)].drop(DropReason::EgressDown);
-            }
+            self.pipe.counters[usize::from(p)].drop_n(DropReason::EgressDown, frames);
         } else {
             self.crossed_lost += u64::from(frames);
         }

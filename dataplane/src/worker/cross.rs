@@ -510,8 +510,14 @@ mod tests {
             assert!(send_k(out, k));
         }
         let mut lost = Vec::new();
-        out.flush(|ingress, _| lost.push(ingress));
-        assert_eq!((lost, out.reclaim()), (vec![0; 5], 8));
+        out.flush(|ingress, frames| lost.push((ingress, frames)));
+        assert_eq!((lost, out.reclaim()), (vec![(0, 1); 5], 8));
+        // A merged run of 5 segments, handed over whole: lost as its 5.
+        let mut run = vec![0u8; 3000];
+        assert!(out.send_whole(port_ref(2), (1, 1), port_ref(1), false, &mut run, (1514, 5)));
+        let mut lost = Vec::new();
+        out.flush(|ingress, frames| lost.push((ingress, frames)));
+        assert_eq!(lost, vec![(1, 5)]);
     }
 
     #[test]

@@ -539,9 +539,10 @@ fn a_port_opened_again_goes_on_counting_the_kernels_drops_from_where_it_was() {
     r.port("a1").kernel_dropped(2);
     r.tick(101);
     assert_eq!(dropped(&shared), 5);
-    // Closed again: what it counted stays.
+    // Closed again, a drop after the last read: read as it closes, and kept.
+    r.port("a1").kernel_dropped(1);
     r.w.handle(Command::RemovePort { slot }, Now::default());
-    assert_eq!(dropped(&shared), 5);
+    assert_eq!(dropped(&shared), 6);
 }
 
 #[test]
