@@ -268,22 +268,24 @@ pub struct SlotMap {
 }
 
 impl SlotMap {
-    /// The slot of `id`, allocating one if needed. Returns `(slot, generation)`.
-    pub fn get_or_insert(&mut self, id: &str) -> (u16, u32) {
+    /// The slot of `id`, allocating one if needed. Returns `(slot, generation)`; `None` when
+    /// every slot below [`NONE`] is taken (65 535: [`NONE`] means no slot).
+    pub fn get_or_insert(&mut self, id: &str) -> Option<(u16, u32)> {
         if let Some(&s) = self.by_id.get(id) {
-            return (s, self.gens[usize::from(s)]);
+            return Some((s, self.gens[usize::from(s)]));
         }
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
+                let next = u16::try_from(self.gens.len()).ok().filter(|&s| s != NONE)?;
                 self.gens.push(0);
-                u16::try_from(self.gens.len() - 1).unwrap_or(NONE)
+                next
             }
         };
         let g = &mut self.gens[usize::from(slot)];
         *g = g.wrapping_add(1);
         self.by_id.insert(id.to_owned(), slot);
-        (slot, *g)
+        Some((slot, *g))
     }
 
     /// The slot of `id`, if it has one.
@@ -395,6 +397,17 @@ pub struct NetView {
 }
 
 impl NetView {
+    /// Whether `port` carries this network (in slot `net`): one of its access ports, or the
+    /// uplink of its physical network. A unicast frame of the network leaves by no other port,
+    /// whatever the MAC table says: an entry may name a port of another segment (learned by a
+    /// worker still on a snapshot from before the network moved, or its slot was reused).
+    pub fn carries(&self, net: u16, port: &PortView) -> bool {
+        match port.role {
+            Role::Access(n) => n == net,
+            Role::Trunk(physnet) => physnet == self.physnet && physnet != NONE,
+        }
+    }
+
     /// The MAC and port of `ip`, if the switch answers ARP for it.
     pub fn arp_owner(&self, ip: Ipv4Addr) -> Option<(Mac, u16)> {
         let i = self.arp.binary_search_by_key(&ip, |e| e.0).ok()?;
@@ -452,8 +465,12 @@ impl Snapshot {
             policy_epoch: cfg.policy_epoch,
             ..Snapshot::default()
         };
+        let mut unslotted = (0usize, 0usize);
         for n in &cfg.networks {
-            let (slot, gen) = net_slots.get_or_insert(&n.id);
+            let Some((slot, gen)) = net_slots.get_or_insert(&n.id) else {
+                unslotted.0 += 1;
+                continue;
+            };
             let i = usize::from(slot);
             if snap.nets.len() <= i {
                 snap.nets.resize(i + 1, None);
@@ -482,7 +499,10 @@ impl Snapshot {
         // Per network: the allowed address pairs of its ports, and the port each belongs to.
         let mut pairs: Vec<(u16, u16, IpPrefix)> = Vec::new();
         for p in &cfg.ports {
-            let (slot, gen) = port_slots.get_or_insert(&p.id);
+            let Some((slot, gen)) = port_slots.get_or_insert(&p.id) else {
+                unslotted.1 += 1;
+                continue;
+            };
             let role = match &p.role {
                 PortRole::Trunk { physnet } => Role::Trunk(snap.physnet(physnet)),
                 PortRole::Access { network } => {
@@ -529,6 +549,14 @@ impl Snapshot {
                     n.filtering = true;
                 }
             }
+        }
+        if unslotted != (0, 0) {
+            tracing::warn!(
+                "{} networks and {} ports beyond the {NONE} slots of each the switch holds are not \
+                 forwarded",
+                unslotted.0,
+                unslotted.1
+            );
         }
         uplinks.sort_unstable();
         for n in snap.nets.iter_mut().flatten() {
@@ -630,11 +658,11 @@ mod tests {
     #[test]
     fn slots_are_stable_and_reuse_bumps_the_generation() {
         let mut m = SlotMap::default();
-        let (a, ga) = m.get_or_insert("a");
-        let (b, _) = m.get_or_insert("b");
-        assert_eq!(m.get_or_insert("a"), (a, ga));
+        let (a, ga) = m.get_or_insert("a").unwrap();
+        let (b, _) = m.get_or_insert("b").unwrap();
+        assert_eq!(m.get_or_insert("a"), Some((a, ga)));
         m.retain(&|id| id != "a");
-        let (c, gc) = m.get_or_insert("c");
+        let (c, gc) = m.get_or_insert("c").unwrap();
         assert_eq!(c, a);
         assert_ne!(gc, ga);
         assert_eq!(m.get("b"), Some(b));

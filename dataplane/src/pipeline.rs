@@ -560,11 +560,16 @@ impl Pipeline {
                 }
             }
             if let Some(to) = found {
-                if to.slot == ingress {
-                    return self.drop(ingress, DropReason::SamePort);
-                }
-                // An entry of a removed port whose slot was reused reads as unknown: flood.
-                if let Some(egress) = snap.port(to.slot).filter(|p| p.gen == to.gen) {
+                // An entry of a removed port whose slot was reused (by the ingress port too)
+                // reads as unknown, and one naming a port that does not carry the network (of
+                // another segment: [`NetView::carries`]): flood.
+                let egress = snap
+                    .port(to.slot)
+                    .filter(|p| p.gen == to.gen && network.carries(net, p));
+                if let Some(egress) = egress {
+                    if to.slot == ingress {
+                        return self.drop(ingress, DropReason::SamePort);
+                    }
                     if !egress.admin_up {
                         return self.drop(ingress, DropReason::EgressDown);
                     }

@@ -462,7 +462,8 @@ impl State {
             }
             return false;
         }
-        self.slots.get_or_insert(id);
+        // (A slot is free: counted above.)
+        let _ = self.slots.get_or_insert(id);
         let Some(p) = self.ports.get_mut(id) else {
             return false;
         };

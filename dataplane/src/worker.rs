@@ -2754,13 +2754,19 @@ impl<P: PortIo> Worker<P> {
     /// meant: the same generations in the same slots? A slot reused since holds another network
     /// (another VLAN on a trunk) or port (perhaps of another network), and one this worker's
     /// snapshot does not have yet, none: the frame is dropped, counted as lost among the
-    /// crossings (no port of this worker's is to blame).
+    /// crossings (no port of this worker's is to blame). A port must carry the network here
+    /// too ([`crate::config::NetView::carries`]).
     fn meant(&self, c: &Crossing) -> bool {
-        self.snap.net(c.net).is_some_and(|n| n.gen == c.net_gen)
-            && match c.target {
-                Target::Port(p) => self.snap.port(p.slot).is_some_and(|v| v.gen == p.gen),
-                Target::Flood => true,
-            }
+        let Some(n) = self.snap.net(c.net).filter(|n| n.gen == c.net_gen) else {
+            return false;
+        };
+        match c.target {
+            Target::Port(p) => self
+                .snap
+                .port(p.slot)
+                .is_some_and(|v| v.gen == p.gen && n.carries(c.net, v)),
+            Target::Flood => true,
+        }
     }
 
     /// Crossing `c`'s ingress port in this worker's snapshot: its slot, or [`NONE`] where the slot

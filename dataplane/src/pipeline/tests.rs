@@ -149,6 +149,54 @@ fn networks_are_isolated_even_with_the_same_mac() {
 }
 
 #[test]
+fn an_entry_naming_a_port_of_another_segment_floods_and_never_leaves_there() {
+    // As a worker still on a snapshot from before network a moved (or its slot was reused)
+    // may leave: entries of a naming b's access port, and the uplink of another physical
+    // network.
+    let mut f = Fixture::new();
+    f.cfg
+        .ports
+        .push(PortConfig::uplink("up2", "d6", "physnet2"));
+    f.apply();
+    let a = f.n("a");
+    let at = |f: &Fixture, id: &str| PortRef {
+        slot: f.p(id),
+        gen: 1,
+    };
+    for (mac, port) in [(VM2, "b1"), (VM3, "up2")] {
+        assert_eq!(f.pipe.fdb.learn(a, mac, at(&f, port), 0), Learn::Learned);
+        assert_eq!(
+            f.send("a1", &frame(mac, VM1)),
+            Verdict::Flood { net: a },
+            "not out of {port}"
+        );
+    }
+    // The trunk of a's own physical network and a's own ports do carry it.
+    assert_eq!(f.pipe.fdb.learn(a, VM3, at(&f, "up"), 0), Learn::Moved);
+    let to_up = Verdict::Unicast {
+        port: f.p("up"),
+        net: a,
+    };
+    assert_eq!(f.send("a1", &frame(VM3, VM1)), to_up);
+}
+
+#[test]
+fn an_entry_of_a_removed_port_whose_slot_the_ingress_took_floods() {
+    let mut f = Fixture::new();
+    // An entry of an earlier port in a1's slot (generation 0, before a1's 1).
+    let gone = PortRef {
+        slot: f.p("a1"),
+        gen: 0,
+    };
+    f.pipe.fdb.learn(f.n("a"), VM3, gone, 0);
+    assert_eq!(
+        f.send("a1", &frame(VM3, VM1)),
+        Verdict::Flood { net: f.n("a") }
+    );
+    assert_eq!(f.drops("a1", DropReason::SamePort), 0);
+}
+
+#[test]
 fn tagged_frame_from_access_port_is_dropped() {
     let mut f = Fixture::new();
     assert_eq!(

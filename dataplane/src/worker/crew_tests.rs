@@ -763,6 +763,34 @@ fn only_the_worker_that_owns_a_port_tells_its_vm_its_advertisement() {
 }
 
 #[test]
+fn a_frame_for_a_port_that_moved_to_another_network_meanwhile_never_reaches_it() {
+    // VM2 learned on a2 (worker 1) in network a; worker 1 adopts a snapshot in which a2 is a
+    // port of network b (same slot, same generation) before it takes worker 0's frame for VM2.
+    let mut c = Crew::new(4096, 64);
+    c.announce_vm2();
+    let snap = c.next_snapshot(|cfg| {
+        let a2 = cfg.ports.iter_mut().find(|p| p.id == "a2").unwrap();
+        a2.role = PortRole::Access {
+            network: "b".into(),
+        };
+    });
+    c.w[1].handle(Command::Snapshot(Arc::clone(&snap)), Now::default());
+    c.inject("a1", frame(VM2, VM1));
+    c.w[0].poll(c.now);
+    assert_eq!(c.w[0].crossed.0, 1);
+    c.w[1].poll(c.now);
+    assert!(c.take("a2").is_empty(), "a frame of network a on b's port");
+    assert_eq!(c.w[1].crossed_lost, 1);
+    // Worker 0 on the new snapshot too: its table's entry names a port of b, so it floods in a.
+    c.w[0].handle(Command::Snapshot(snap), Now::default());
+    c.inject("a1", frame(VM2, VM1));
+    c.run();
+    assert!(c.take("a2").is_empty());
+    assert_eq!(c.take("a3").len(), 1, "flooded in a");
+    c.check_accounting();
+}
+
+#[test]
 fn a_merged_run_handed_over_whole_and_lost_there_is_counted_once_per_segment() {
     use super::tests::tcp_segments;
     use std::sync::atomic::Ordering::Relaxed;
