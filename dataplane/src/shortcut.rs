@@ -31,7 +31,8 @@
 //!   snapshot, and withdraws those that are no longer what it would install. It checks all of
 //!   them when the table cannot tell which addresses changed (more than it keeps, a network
 //!   flushed, a new aging time), when this map's [`Shortcut::epoch`] moved (a port opened,
-//!   closed or stopped sending) and when it adopts a snapshot. It reads both counts in each
+//!   closed or stopped sending, or its worker's snapshot gave it another network:
+//!   [`Shortcut::set_net`]) and when it adopts a snapshot. It reads both counts in each
 //!   round, after its sweep and before its lookups, so an entry installed from a table that
 //!   changed meanwhile lives at most until its next round; a worker that sees or makes a change
 //!   wakes the others.
@@ -63,6 +64,9 @@ pub struct Shortcut {
     counters: MappedArray,
     /// By slot: the interface index of the port open there (0: none).
     ifindex: Box<[AtomicU32]>,
+    /// By slot: the network of the port open there, in its worker's snapshot
+    /// ([`Shortcut::set_net`]; 0: none).
+    nets: Box<[AtomicU64]>,
     epoch: AtomicU64,
 }
 
@@ -164,6 +168,7 @@ impl Shortcut {
             map,
             counters,
             ifindex: (0..MAX_SLOTS).map(|_| AtomicU32::new(0)).collect(),
+            nets: (0..MAX_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             epoch: AtomicU64::new(0),
         })
     }
@@ -201,6 +206,27 @@ impl Shortcut {
             let _ = i.compare_exchange(ifindex, 0, Ordering::AcqRel, Ordering::Relaxed);
         }
         self.bump();
+    }
+
+    /// Records the network (slot and generation) the snapshot of the worker that owns the port
+    /// open on `slot` gives it, `None` for none; bumps the epoch if that changed. Entries send to
+    /// the port only frames of that network: a worker installing from an older snapshot (the
+    /// port's network changed in place since, the port keeping its slot and generation) withdraws
+    /// its entries at its next round.
+    pub fn set_net(&self, slot: u16, net: Option<(u16, u32)>) {
+        let v = net.map_or(0, |(n, g)| 1 << 63 | u64::from(n) << 32 | u64::from(g));
+        if let Some(a) = self.nets.get(usize::from(slot)) {
+            if a.swap(v, Ordering::AcqRel) != v {
+                self.bump();
+            }
+        }
+    }
+
+    /// See [`Shortcut::set_net`].
+    #[inline]
+    pub fn net(&self, slot: u16) -> Option<(u16, u32)> {
+        let v = self.nets.get(usize::from(slot))?.load(Ordering::Acquire);
+        (v != 0).then_some(((v >> 32) as u16, v as u32))
     }
 
     /// The interface of the port open on `slot`, if one is.

@@ -997,8 +997,12 @@ impl<P: PortIo> Worker<P> {
             Command::Snapshot(s) => {
                 self.pipe.adopt(&s, now);
                 // The XDP shortcut's entries the snapshot no longer allows go (every worker
-                // adopts every snapshot, and checks its own).
+                // adopts every snapshot, and checks its own), after this worker's ports' networks
+                // are recorded as the snapshot gives them, for every installer.
                 if let Some(f) = self.fast.as_mut() {
+                    for &slot in &self.active {
+                        f.port_net(slot, network_of(&s, slot));
+                    }
                     f.revalidate(&fast::basis(&self.pipe, &s, now.secs));
                 }
                 let n = s.ports.len();
@@ -1213,6 +1217,7 @@ impl<P: PortIo> Worker<P> {
         let mut shortcut = false;
         if let (Some(f), Some(p)) = (self.fast.as_mut(), io.shortcut()) {
             f.open(slot, p);
+            f.port_net(slot, network_of(&self.snap, slot));
             shortcut = p.takes;
             // Readers add what the shortcut forwards from and to the port at once.
             shared.counters.count_live(Arc::clone(&f.sc), slot);
@@ -1269,13 +1274,14 @@ impl<P: PortIo> Worker<P> {
             self.links.direct.offer(slot, None);
             return;
         };
-        let offer = match self.snap.port(slot) {
-            Some(v) if o.healthy && o.takes_whole && matches!(v.role, Role::Access(_)) => {
-                o.io.whole_tx().map(|tx| (v.gen, tx))
+        let offer = match self.snap.port(slot).map(|v| (v, v.role)) {
+            Some((v, Role::Access(net))) if o.healthy && o.takes_whole => {
+                let net = (net, self.snap.net(net).map_or(0, |n| n.gen));
+                o.io.whole_tx().map(|tx| (v.gen, net, tx))
             }
             _ => None,
         };
-        let Some((gen, tx)) = offer else {
+        let Some((gen, net, tx)) = offer else {
             if let Some((_, old)) = o.published.take() {
                 old.retire();
                 self.pipe.conns.share(slot, None);
@@ -1297,6 +1303,7 @@ impl<P: PortIo> Worker<P> {
         published.set_epoch(epoch);
         let port = DirectPort {
             gen,
+            net,
             tx,
             shared: Arc::clone(&o.shared),
             published,
@@ -1871,6 +1878,7 @@ impl<P: PortIo> Worker<P> {
             && v.gen == dp.gen
             && v.admin_up
             && matches!(v.role, Role::Access(n) if n == net)
+            && self.snap.net(net).is_some_and(|n| dp.net == (net, n.gen))
             && dp.shared.state() == LinkState::Up
             && !self.pipe.polices(egress);
         ok.then_some(dp)
@@ -3679,6 +3687,14 @@ enum Whole {
 /// Unsolicited advertisements sent for each change, and the time between them.
 const RA_COPIES: u8 = 3;
 const RA_INTERVAL_NS: u64 = 4_000_000_000;
+
+/// The network (slot and generation) `snap` gives port `slot`, if it is a VM's port.
+fn network_of(snap: &Snapshot, slot: u16) -> Option<(u16, u32)> {
+    match snap.port(slot)?.role {
+        Role::Access(net) => Some((net, snap.net(net)?.gen)),
+        Role::Trunk(_) => None,
+    }
+}
 
 /// Port `slot` of `snap` as its router advertisements go: its generation, whether it is up, and
 /// what it is told (a port coming up is told again: its VM's solicitations went nowhere).

@@ -791,6 +791,34 @@ fn a_frame_for_a_port_that_moved_to_another_network_meanwhile_never_reaches_it()
 }
 
 #[test]
+fn tcp_is_not_sent_straight_into_a_port_that_moved_to_another_network() {
+    use super::tests::tcp_segments;
+    use std::sync::atomic::Ordering::Relaxed;
+    // a2 (worker 1) takes super-frames whole, from worker 0 too; worker 1 adopts a snapshot in
+    // which a2 is a port of network b (same slot, same generation), and offers it so; worker 0,
+    // still on the one before, must neither send a's TCP into it nor have it delivered there.
+    let mut c = Crew::socketed(4096, 64, |_| {}, &[], &["a2"], &["a2"]);
+    c.announce_vm2();
+    let sink = Arc::clone(c.port("a2").direct.as_ref().unwrap());
+    let snap = c.next_snapshot(|cfg| {
+        let a2 = cfg.ports.iter_mut().find(|p| p.id == "a2").unwrap();
+        a2.role = PortRole::Access {
+            network: "b".into(),
+        };
+    });
+    c.w[1].handle(Command::Snapshot(snap), Now::default());
+    let payload: Vec<u8> = (0..6_000u32).map(|i| (i % 247) as u8).collect();
+    for f in tcp_segments(VM2, &payload, 1000) {
+        c.inject("a1", f);
+    }
+    c.run();
+    assert_eq!(sink.sent.load(Relaxed), 0, "sent into b's port");
+    assert!(c.take("a2").is_empty());
+    assert!(c.w[1].crossed_lost > 0, "handed over, and dropped there");
+    c.check_accounting();
+}
+
+#[test]
 fn a_merged_run_handed_over_whole_and_lost_there_is_counted_once_per_segment() {
     use super::tests::tcp_segments;
     use std::sync::atomic::Ordering::Relaxed;

@@ -16,8 +16,9 @@
 //!
 //! The owner offers the socket while the port is up and takes super-frames whole, and withdraws
 //! it when the port closes (its own offer only: the slot may be another port's by then) or stops
-//! taking them; the offer names the slot's generation, so a sender whose snapshot gives the slot
-//! to another port does not use it. Every worker keeps its own copy of the table,
+//! taking them; the offer names the slot's generation and the port's network (slot and
+//! generation), so a sender whose snapshot gives the slot to another port, or the port another
+//! network, does not use it. Every worker keeps its own copy of the table,
 //! refreshed when the table's version changes: one atomic load a round.
 //!
 //! Only where the owner has nothing to apply: the port has no rate limit (the owner's policers)
@@ -39,6 +40,10 @@ use crate::port::WholeTx;
 pub struct DirectPort {
     /// The slot's generation in the owner's snapshot when offered.
     pub gen: u32,
+    /// The port's network there, slot and generation: a sender whose snapshot gives the port
+    /// another network (changed in place, the port keeping its slot and generation), or the
+    /// network another segment, does not send into it.
+    pub net: (u16, u32),
     /// The socket.
     pub tx: Arc<dyn WholeTx>,
     /// The port's state and counters.
@@ -67,6 +72,7 @@ impl Direct {
             (None, None) => true,
             (Some(a), Some(b)) => {
                 a.gen == b.gen
+                    && a.net == b.net
                     && Arc::ptr_eq(&a.shared, &b.shared)
                     && Arc::ptr_eq(&a.published, &b.published)
             }
@@ -126,8 +132,18 @@ mod tests {
     use crate::port::mem::MemWholeTx;
 
     fn port(gen: u32, shared: &Arc<PortShared>, table: &Arc<Published>) -> Option<Arc<DirectPort>> {
+        in_net((0, 1), gen, shared, table)
+    }
+
+    fn in_net(
+        net: (u16, u32),
+        gen: u32,
+        shared: &Arc<PortShared>,
+        table: &Arc<Published>,
+    ) -> Option<Arc<DirectPort>> {
         Some(Arc::new(DirectPort {
             gen,
+            net,
             tx: Arc::new(MemWholeTx::default()),
             shared: Arc::clone(shared),
             published: Arc::clone(table),
@@ -152,6 +168,12 @@ mod tests {
         let v1 = d.version();
         d.offer(3, port(2, &shared, &next));
         assert_ne!(d.version(), v1, "the slot's next generation");
+        let v1 = d.version();
+        d.offer(3, in_net((1, 1), 2, &shared, &next));
+        assert_ne!(d.version(), v1, "another network");
+        let v1 = d.version();
+        d.offer(3, in_net((1, 2), 2, &shared, &next));
+        assert_ne!(d.version(), v1, "the network's next generation");
         let mut copy = Vec::new();
         assert_eq!(d.copy_into(&mut copy), d.version());
         assert_eq!(copy.len(), 4);

@@ -111,6 +111,10 @@ fn route(
     if n.filtering || !plain(pi, net) || !plain(pe, net) || policed(ingress) || policed(egress) {
         return None;
     }
+    // The egress port's worker's snapshot gives it this network too.
+    if sc.net(egress) != Some((net, n.gen)) {
+        return None;
+    }
     let route = Route {
         egress: sc.ifindex(egress)?,
         max_frame: pi.max_frame.min(pe.max_frame),
@@ -438,6 +442,14 @@ impl Fast {
         self.own[i] = (takes, receives);
         if receives != 0 {
             self.sc.set_port(slot, receives);
+        }
+    }
+
+    /// This worker's snapshot gives its port `slot` network `net` (slot and generation), or
+    /// none: recorded for the installers of entries that send to it ([`Shortcut::set_net`]).
+    pub(super) fn port_net(&self, slot: u16, net: Option<(u16, u32)>) {
+        if self.own.get(usize::from(slot)).is_some_and(|o| o.1 != 0) {
+            self.sc.set_net(slot, net);
         }
     }
 

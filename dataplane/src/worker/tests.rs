@@ -2393,6 +2393,36 @@ fn ports_with_rules_get_no_shortcut_entry() {
 }
 
 #[test]
+fn entries_to_a_port_another_worker_moved_to_another_network_go_at_the_next_round() {
+    let Some((mut r, sc, _prog, _xsks)) = installed_rig(300) else {
+        return;
+    };
+    let a2 = r.ports.get("a2").unwrap();
+    let net = |r: &Rig, id: &str| {
+        let n = r.nets.get(id).unwrap();
+        (n, r.w.snap.net(n).unwrap().gen)
+    };
+    assert_eq!(sc.net(a2), Some(net(&r, "a")), "recorded as a2 opened");
+    // a2's worker (another, as it may be) adopts a snapshot that makes a2 a port of network b,
+    // which this worker has not adopted yet: its entry towards a2 goes at its next round.
+    sc.set_net(a2, Some(net(&r, "b")));
+    r.round_now();
+    assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), None, "withdrawn");
+    r.inject("a1", udp(VM2, VM1));
+    r.round_now();
+    assert_eq!(
+        r.out("a2"),
+        vec![udp(VM2, VM1)],
+        "this worker's snapshot decides"
+    );
+    assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), None, "not installed again");
+    // This worker adopts a snapshot (the same as before): a2's network recorded as it gives it.
+    r.apply(&cfg());
+    assert_eq!(sc.net(a2), Some(net(&r, "a")));
+    r.check_accounting();
+}
+
+#[test]
 fn entries_go_when_the_mac_table_or_the_snapshot_changes() {
     let Some((mut r, sc, _prog, _xsks)) = installed_rig(300) else {
         return;
