@@ -63,9 +63,9 @@
 //!   old table meanwhile is lost, which costs at most a relearn.
 //!
 //! A refresh may race with a removal that shifts another entry into the slot it read: the
-//! compare-and-swap then finds another `seen` and writes nothing, unless both were last seen in
-//! the same second: the other entry is then refreshed to now, which may keep it up to an aging
-//! time longer than its own traffic would (its port is never changed: aging only). Workers stamp with a
+//! compare-and-swap then finds another `seen` and writes nothing, unless both were last seen in the
+//! same second: the other entry is then refreshed to now, which may keep it up to an aging time
+//! longer than its own traffic would (its port is never changed: aging only). Workers stamp with a
 //! clock they share, read at slightly different moments: a `seen` a second ahead of a worker's
 //! `now` counts as fresh.
 

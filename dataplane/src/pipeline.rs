@@ -800,11 +800,7 @@ impl Pipeline {
         match verdict {
             Ok(()) => true,
             Err(reason) => {
-                self.count(egress, |c| {
-                    for _ in 0..frames.max(1) {
-                        c.drop(reason);
-                    }
-                });
+                self.count(egress, |c| c.drop_n(reason, frames.max(1)));
                 false
             }
         }

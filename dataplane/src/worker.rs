@@ -1274,9 +1274,8 @@ impl<P: PortIo> Worker<P> {
             self.links.direct.offer(slot, None);
             return;
         };
-        let offer = match self.snap.port(slot).map(|v| (v, v.role)) {
-            Some((v, Role::Access(net))) if o.healthy && o.takes_whole => {
-                let net = (net, self.snap.net(net).map_or(0, |n| n.gen));
+        let offer = match (self.snap.port(slot), network_of(&self.snap, slot)) {
+            (Some(v), Some(net)) if o.healthy && o.takes_whole => {
                 o.io.whole_tx().map(|tx| (v.gen, net, tx))
             }
             _ => None,
