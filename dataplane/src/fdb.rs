@@ -104,6 +104,10 @@ pub enum Learn {
     Deferred,
     /// The address is a static entry of another port; static entries are never moved.
     StaticConflict,
+    /// The learner's view of the network is older than the table's: the network moved to
+    /// another segment (or its slot was reused) since, and what a worker still on the old
+    /// snapshot hears belongs to the old one. Not learned, not counted.
+    Stale,
 }
 
 /// One entry, as the operator's view shows it.
@@ -739,15 +743,21 @@ impl MacTable {
         crate::sys::prefetch(core::ptr::from_ref(&slot.seen).cast());
     }
 
-    /// Learns (or refreshes) that `mac` is reached through `port` in network `net`.
-    #[inline]
+    /// Learns (or refreshes) that `mac` is reached through `port` in network `net`, of the
+    /// generation the table holds (the pipeline learns by [`MacTable::learn_key`], with the
+    /// generation of its own snapshot).
     pub fn learn(&self, net: u16, mac: Mac, port: PortRef, now: u32) -> Learn {
-        self.learn_key(key_of(net, mac), net, port, now)
+        let gen = self.tables.net(net).map_or(0, |n| n.gen.load(RELAXED));
+        self.learn_key(key_of(net, mac), net, gen, port, now)
     }
 
-    /// [`MacTable::learn`] by [`MacTable::key`] of `net` and the address.
+    /// [`MacTable::learn`] by [`MacTable::key`] of `net` and the address, where the learner's
+    /// snapshot has the network at generation `net_gen`: a new, moved or revived entry is
+    /// written only while the table has the network at that generation too
+    /// ([`Learn::Stale`] otherwise). A refresh of this very port's live entry is not checked:
+    /// it changes nothing but the entry's age.
     #[inline]
-    pub fn learn_key(&self, key: u64, net: u16, port: PortRef, now: u32) -> Learn {
+    pub fn learn_key(&self, key: u64, net: u16, net_gen: u32, port: PortRef, now: u32) -> Learn {
         // The common cases, without the lock: a live entry of this very port, a static entry of
         // another, or a network at its limit that does not know the address.
         let fast = self.tables.read(|t| match t.find(key) {
@@ -775,13 +785,13 @@ impl MacTable {
             }
             return verdict;
         }
-        self.learn_locked(key, net, port, now)
+        self.learn_locked(key, net, net_gen, port, now)
     }
 
     /// [`MacTable::learn`] under the writer mutex: a new address, a move, or an entry to revive.
     /// Out of line, so that the lock-free common case inlines into the pipeline small.
     #[inline(never)]
-    fn learn_locked(&self, key: u64, net: u16, port: PortRef, now: u32) -> Learn {
+    fn learn_locked(&self, key: u64, net: u16, net_gen: u32, port: PortRef, now: u32) -> Learn {
         // Neither wait for a growth's copy nor make it copy again: the caller learns the address
         // once the copy is done. Checked before the mutex, which a growth holds at its start and
         // end, and under it (a growth may have started while this waited).
@@ -793,6 +803,10 @@ impl MacTable {
             return Learn::Deferred;
         }
         let t = Arc::clone(&w.tables);
+        // Generations change under this mutex (`sync_network`): checked once, it holds.
+        if t.net(net).is_some_and(|n| n.gen.load(RELAXED) != net_gen) {
+            return Learn::Stale;
+        }
         if let Some(i) = t.find(key) {
             let e = t.load(i);
             if t.is_live(&e, now) {
@@ -1682,6 +1696,48 @@ mod tests {
         t.sync_network(0, 1, 8192);
         assert_eq!(t.lookup(0, mac(1), 0), Some(P1));
         assert_eq!(t.network_len(0), 1);
+    }
+
+    #[test]
+    fn a_learner_on_an_older_generation_writes_nothing() {
+        // The network moved to another segment; a worker still on the snapshot from before it
+        // hears addresses of the old segment.
+        let mut t = table();
+        let key = |n| MacTable::key(0, mac(n));
+        assert_eq!(t.learn_key(key(1), 0, 1, P1, 0), Learn::Learned);
+        assert_eq!(t.learn_key(key(2), 0, 1, P1, 0), Learn::Learned);
+        t.sync_network(0, 2, 8192);
+        assert_eq!(
+            t.learn(0, mac(2), P2, 0),
+            Learn::Learned,
+            "heard in the new"
+        );
+        assert_eq!(
+            t.learn_key(key(1), 0, 1, P1, 0),
+            Learn::Stale,
+            "a stale revival"
+        );
+        assert_eq!(
+            t.learn_key(key(2), 0, 1, P1, 0),
+            Learn::Stale,
+            "a stale move"
+        );
+        assert_eq!(
+            t.learn_key(key(3), 0, 1, P1, 0),
+            Learn::Stale,
+            "a stale address"
+        );
+        assert_eq!(t.lookup(0, mac(1), 0), None);
+        assert_eq!(t.lookup(0, mac(2), 0), Some(P2));
+        assert_eq!(t.lookup(0, mac(3), 0), None);
+        assert_eq!(
+            t.network_len(0),
+            1,
+            "nothing stale counts against the limit"
+        );
+        // The same port, once its worker adopted the new snapshot.
+        assert_eq!(t.learn_key(key(3), 0, 2, P1, 0), Learn::Learned);
+        assert_eq!(t.learn_key(key(3), 0, 2, P1, 1), Learn::Refreshed);
     }
 
     #[test]

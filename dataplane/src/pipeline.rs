@@ -503,12 +503,13 @@ impl Pipeline {
         self.memo.hold(self.fdb.changes(), now.secs);
         let src_key = MacTable::key(net, src);
         if self.memo.source(src_key) != Some(me) {
-            let learned = self.fdb.learn_key(src_key, net, me, now.secs);
+            let learned = self.fdb.learn_key(src_key, net, network.gen, me, now.secs);
             match learned {
                 Learn::Refreshed | Learn::Learned => {
                     Memo::put(self.memo.epoch, &mut self.memo.src, src_key, me);
                 }
-                Learn::StaticConflict => {}
+                // Not learned: a snapshot of this network's new segment will learn it.
+                Learn::StaticConflict | Learn::Stale => {}
                 Learn::Moved => self.count(ingress, |c| c.mac_moves += 1),
                 Learn::LimitReached => self.count(ingress, |c| c.learn_limit += 1),
                 Learn::Deferred => self.defer(snap, net, src, me, now),
@@ -633,8 +634,9 @@ impl Pipeline {
             if self.fdb.lookup(d.net, d.mac, now.secs) != d.was {
                 return false;
             }
-            match self.fdb.learn(d.net, d.mac, d.port, now.secs) {
-                Learn::Refreshed | Learn::Learned | Learn::StaticConflict => {}
+            let key = MacTable::key(d.net, d.mac);
+            match self.fdb.learn_key(key, d.net, d.net_gen, d.port, now.secs) {
+                Learn::Refreshed | Learn::Learned | Learn::StaticConflict | Learn::Stale => {}
                 Learn::Moved => self.count(d.port.slot, |c| c.mac_moves += 1),
                 Learn::LimitReached => self.count(d.port.slot, |c| c.learn_limit += 1),
                 // Another growth began: next time.

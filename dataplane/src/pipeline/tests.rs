@@ -667,6 +667,37 @@ fn static_entries_go_once_every_pipeline_adopted_the_snapshot_without_them() {
     assert_eq!(f.pipe.fdb.network_len(a), 0);
 }
 
+/// A network moves to another VLAN (a new generation, as the switch gives it): a pipeline
+/// still on the snapshot from before hears the old segment, and learns nothing into the new one
+/// (its entries would count against the network's limit there, and name ports by the old
+/// segment's view).
+#[test]
+fn a_pipeline_on_the_snapshot_before_a_network_moved_learns_nothing_into_it() {
+    let mut f = Fixture::new();
+    let older = f.snap.clone();
+    let mut other = Pipeline {
+        fdb: f.pipe.fdb.clone(),
+        ..Pipeline::default()
+    };
+    other.adopt(&older, Now::default());
+    f.nets.remove("a");
+    f.cfg.networks[0].vlan = 11;
+    f.apply();
+    let (a, up) = (f.n("a"), f.p("up"));
+    assert_ne!(f.snap.net(a).unwrap().gen, older.net(a).unwrap().gen);
+    // VLAN 10 of the uplink is still network a to the other pipeline.
+    let v = other.process(&older, up, &tagged(VM1, VM2, 10), Now::default());
+    assert_eq!(v, Verdict::Flood { net: a });
+    assert_eq!(f.pipe.fdb.lookup(a, VM2, 0), None);
+    assert_eq!(f.pipe.fdb.network_len(a), 0);
+    // Heard on the new segment, it is learned.
+    assert_eq!(
+        f.send("up", &tagged(VM1, VM2, 11)),
+        Verdict::Flood { net: a }
+    );
+    assert_eq!(f.pipe.fdb.lookup(a, VM2, 0).map(|p| p.slot), Some(up));
+}
+
 #[test]
 fn oversize_and_truncated_frames_are_counted() {
     let mut f = Fixture::new();
