@@ -671,6 +671,9 @@ pub struct Worker<P: PortIo> {
     working_ns: u64,
     /// Working time and frames when `round_cost_ns` was last measured.
     cost_mark: (u64, u64),
+    /// Time spent handling commands (a snapshot's adoption, a port's start) since the last
+    /// round was counted: part of the gap between two rounds, but no frame's cost.
+    commands_ns: u64,
     /// When the worker's own statistics were last published.
     last_stats: u64,
     stats: Arc<WorkerStats>,
@@ -853,6 +856,7 @@ impl<P: PortIo> Worker<P> {
             queued: QueuedWindow::default(),
             round_cost_ns: 0,
             working_ns: 0,
+            commands_ns: 0,
             cost_mark: (0, 0),
             last_stats: 0,
             stats: Arc::default(),
@@ -3507,14 +3511,16 @@ impl<P: PortIo> Worker<P> {
     /// or none towards a peer), the frames on the receive rings waited through it, and the
     /// spin, yield or nap after it.
     fn account_idle_round(&mut self, gap: u64) {
-        if self.held_back && gap <= 1_000_000 {
-            self.count_queued(gap, 0);
+        let work = gap.saturating_sub(std::mem::take(&mut self.commands_ns));
+        if self.held_back && work <= 1_000_000 {
+            self.count_queued(work, 0);
         }
     }
 
     /// Counts a round that found work, which lasted `gap` ns and received or took from other
     /// workers `frames` frames, into the worker's busy, behind and working times, its queued
-    /// work and its gaps.
+    /// work and its gaps. The commands handled after it (`commands_ns`) count into the busy
+    /// and behind times and the gaps, not into the cost of its frames.
     fn account_round(&mut self, gap: u64, frames: u64) {
         // It left frames waiting (or, held back by a full TX ring or a busy peer, would have:
         // the frames on the receive rings wait through it, which slows their drain).
@@ -3523,10 +3529,11 @@ impl<P: PortIo> Worker<P> {
         if waiting {
             self.behind_ns += gap;
         }
-        if gap <= 1_000_000 {
-            self.working_ns += gap;
+        let work = gap.saturating_sub(std::mem::take(&mut self.commands_ns));
+        if work <= 1_000_000 {
+            self.working_ns += work;
             if waiting {
-                self.count_queued(gap, frames);
+                self.count_queued(work, frames);
             }
         }
         self.max_gap_ns = self.max_gap_ns.max(gap);
@@ -3555,6 +3562,7 @@ impl<P: PortIo> Worker<P> {
         let mut round_frames = 0;
         loop {
             if pending.swap(false, Ordering::Acquire) {
+                let start = now().nanos;
                 loop {
                     match commands.try_recv() {
                         Ok(cmd) => {
@@ -3569,6 +3577,7 @@ impl<P: PortIo> Worker<P> {
                         }
                     }
                 }
+                self.commands_ns += now().nanos.saturating_sub(start);
             }
             let t = now();
             let gap = t.nanos.saturating_sub(prev_round);

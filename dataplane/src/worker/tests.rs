@@ -1699,6 +1699,17 @@ fn fill_rings_are_bounded_by_what_a_frame_costs_while_frames_wait() {
     let queued = r.w.queued;
     r.w.account_round(5_000_000, 64);
     assert_eq!(r.w.queued, queued);
+    // Nor are commands handled after a round (a snapshot adopted in half a millisecond): the
+    // round's own 80 µs count, and the next round's are its own.
+    let (working, busy) = (r.w.working_ns, r.w.busy_ns);
+    r.w.commands_ns = 500_000;
+    r.w.account_round(580_000, 64);
+    assert_eq!(r.w.queued.ns - queued.ns, 80_000);
+    assert_eq!(r.w.working_ns - working, 80_000);
+    assert_eq!(r.w.busy_ns - busy, 580_000, "the commands kept it busy");
+    r.w.account_round(80_000, 64);
+    assert_eq!(r.w.queued.ns - queued.ns, 160_000);
+    (r.w.queued, r.w.working_ns) = (queued, working);
     // Light rounds again do not make the ring shallower: the cost while frames waited stays.
     light(&mut r, 1000);
     r.w.measure_cost(1_000_000_000);
