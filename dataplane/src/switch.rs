@@ -1522,6 +1522,9 @@ impl Switch {
                     e.cfg = p;
                     continue;
                 }
+                // Another device or network: another port, in its slot's next generation, so
+                // that nothing kept by slot and generation (its MAC entries, its connection
+                // table zone, its XDP shortcut entries) outlives the move.
                 released |= st.remove_port(&id, inner);
             }
             st.ports.insert(
