@@ -196,8 +196,9 @@ pub fn respond(cfg: &DhcpConfig, frame: &[u8], at: usize, out: &mut [u8]) -> Opt
         w.option(51, &cfg.lease_secs.to_be_bytes())?;
         w.option(58, &(cfg.lease_secs / 2).to_be_bytes())?;
         w.option(59, &(cfg.lease_secs / 8 * 7).to_be_bytes())?;
+        // (A prefix over 32, which the configuration refuses, is taken as 32.)
         let mask = u32::MAX
-            .checked_shl(32 - u32::from(cfg.prefix_len))
+            .checked_shl(32u32.saturating_sub(u32::from(cfg.prefix_len)))
             .unwrap_or(0);
         w.option(1, &mask.to_be_bytes())?;
         if let Some(r) = cfg.router {

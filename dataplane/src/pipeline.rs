@@ -328,13 +328,15 @@ impl Pipeline {
                 self.policers_in[slot] = None;
                 continue;
             };
-            // A policer keeps its bucket while its configuration stays the same.
+            // A policer keeps its bucket while its port and its configuration stay the same (a
+            // port that took a removed port's slot starts with full buckets of its own).
+            let same_port = self.port_gens.get(slot) == Some(&p.gen);
             for (have, want) in [
                 (&mut self.policers[slot], p.policer),
                 (&mut self.policers_in[slot], p.policer_in),
             ] {
                 let want = want.filter(|c| c.bps > 0 || c.pps > 0);
-                if want != have.as_ref().map(Policer::config) {
+                if !same_port || want != have.as_ref().map(Policer::config) {
                     *have = want.map(|c| Policer::new(c, now.nanos));
                 }
             }
@@ -793,7 +795,7 @@ impl Pipeline {
             now,
         )
         .and_then(|()| match self.policers_in.get_mut(usize::from(egress)) {
-            Some(Some(p)) => match p.admit(len, now.nanos) {
+            Some(Some(p)) => match p.admit_run(len, frames, now.nanos) {
                 true => Ok(()),
                 false => Err(DropReason::Policed),
             },

@@ -755,6 +755,41 @@ fn policer_limits_ingress() {
     assert_eq!(f.drops("a1", DropReason::Policed), 15);
 }
 
+/// A policer keeps its bucket across snapshots while its port and configuration stay; a port
+/// that takes a removed port's slot, with the same limit, starts with full buckets of its own.
+#[test]
+fn a_policer_is_its_ports_own() {
+    let mut f = Fixture::new();
+    let limit = PolicerConfig {
+        pps: 10,
+        burst_packets: 5,
+        ..Default::default()
+    };
+    f.port_cfg("a1").policer = Some(limit);
+    f.apply();
+    let passed = |f: &mut Fixture, from: &str| {
+        (0..20)
+            .filter(|_| f.send(from, &frame(VM2, VM1)) != Verdict::Drop(DropReason::Policed))
+            .count()
+    };
+    assert_eq!(passed(&mut f, "a1"), 5);
+    f.port_cfg("a2").admin_up = false;
+    f.apply();
+    assert_eq!(
+        passed(&mut f, "a1"),
+        0,
+        "the same port's bucket, still empty"
+    );
+    let a1 = f.p("a1");
+    f.cfg.ports.retain(|p| p.id != "a1");
+    let mut a4 = PortConfig::access("a4", "d7", "a");
+    a4.policer = Some(limit);
+    f.cfg.ports.push(a4);
+    f.apply();
+    assert_eq!(f.p("a4"), a1, "the slot is reused");
+    assert_eq!(passed(&mut f, "a4"), 5);
+}
+
 #[test]
 fn a_frame_between_two_filtered_ports_is_tracked_in_both_zones() {
     use crate::acl::{PortFilter, Remote, Rule};
