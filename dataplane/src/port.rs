@@ -169,6 +169,13 @@ pub trait PortIo: Sized + Send {
         1
     }
 
+    /// The RX queues the port could have a socket on, were it opened again as it is (the room
+    /// in its device's XSKMAP): a device that now has more than [`PortIo::queues`], up to
+    /// this, is worth opening again.
+    fn queue_room(&self) -> u32 {
+        self.queues()
+    }
+
     /// Did the last flush leave frames to send (a kick sends a budget)? Then the next round
     /// flushes again. One flag, no system call.
     fn tx_leftover(&self) -> bool {

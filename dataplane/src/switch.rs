@@ -321,7 +321,15 @@ struct State {
     /// Registered devices whose sockets could not be bound ahead, with the interface index it
     /// failed on: tried again only once the device is re-created.
     unbindable: HashMap<String, u32>,
+    /// Where the device monitor's next look at the placed ports' queue counts begins
+    /// ([`QUEUE_LOOKS`] a look).
+    queue_look: usize,
 }
+
+/// Placed ports whose devices' RX queues the monitor counts a look (every 100 ms), in turn: a
+/// device that gained queues is seen within a second up to 640 ports (a count reads a sysfs
+/// folder, a few microseconds).
+const QUEUE_LOOKS: usize = 64;
 
 /// A registered device's sockets, bound ahead of its port on a worker's UMEM and not started
 /// (not in the device's map: frames pass to the kernel's stack, and no chunk is given). Binding
@@ -1159,9 +1167,13 @@ impl Inner {
             ports,
             placed,
             slots,
+            queue_look,
             ..
         } = st;
-        for id in placed.iter() {
+        let n = placed.len().max(1);
+        let first = *queue_look % n;
+        *queue_look = first + QUEUE_LOOKS;
+        for (i, id) in placed.iter().enumerate() {
             let Some(slot) = slots.get(id) else {
                 continue;
             };
@@ -1177,10 +1189,26 @@ impl Inner {
             // order, so that a counted attempt comes with its state (never an older one).
             let attempts = h.shared.attempts();
             let state = h.shared.state();
+            // A device that gained RX queues (a guest enabled more of its virtio-net queues):
+            // frames on a queue without a socket go to the kernel's stack, not to the switch.
+            let grown = (i + n - first) % n < QUEUE_LOOKS
+                && state == LinkState::Up
+                && present.is_some()
+                && netdev::rx_queues(device).is_ok_and(|q| {
+                    let grown = h.shared.lacks_queues(q);
+                    if grown {
+                        tracing::info!(
+                            "port {id} on {device}: {q} RX queues now; opening it again to \
+                             take them all"
+                        );
+                    }
+                    grown
+                });
             match h.requested {
-                Some(ifi) if present != Some(ifi) || state == LinkState::Failed => {
+                Some(ifi) if present != Some(ifi) || state == LinkState::Failed || grown => {
                     // The interface vanished, was re-created, or stopped sending: close the port
-                    // (it is reported DOWN); it is opened again once the device is usable.
+                    // (it is reported DOWN); it is opened again once the device is usable. One
+                    // that gained queues is opened again likewise.
                     self.send_to(h.worker, Command::RemovePort { slot });
                     h.requested = None;
                     h.last_attempt = Some(now);

@@ -44,7 +44,7 @@
 //! table and its rings to the other workers.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -308,6 +308,10 @@ pub struct PortShared {
     busy: AtomicBool,
     tx_stalled: AtomicBool,
     attempts: std::sync::atomic::AtomicU64,
+    /// While it is up: the RX queues it has a socket on, and those it could have, were it
+    /// opened again ([`PortIo::queue_room`]).
+    queues: AtomicU32,
+    queue_room: AtomicU32,
     /// How the logs name the port: its id and device ([`PortShared::named`]); empty where it
     /// was given none (the logs then say its slot).
     name: String,
@@ -372,6 +376,15 @@ impl PortShared {
     /// Counts an open request as carried out without reaching the worker (it was superseded).
     pub(crate) fn attempt_dropped(&self) {
         self.attempts.fetch_add(1, Ordering::Release);
+    }
+
+    /// While it is up, the RX queues it has a socket on: fewer than `device_queues`, the
+    /// queues its device has now, where it could have more, opened again (frames on a queue
+    /// without a socket go to the kernel's stack, not to the switch)?
+    pub fn lacks_queues(&self, device_queues: u32) -> bool {
+        self.state() == LinkState::Up
+            && device_queues.min(self.queue_room.load(Ordering::Relaxed))
+                > self.queues.load(Ordering::Relaxed)
     }
 
     /// The last error, if the port failed.
@@ -1243,6 +1256,9 @@ impl<P: PortIo> Worker<P> {
         let published = shared.counters.read_published();
         self.pipe.counters[usize::from(slot)] = published.counters;
         shared.busy.store(false, Ordering::Relaxed);
+        // (Published by the state's release store.)
+        shared.queues.store(io.queues(), Ordering::Relaxed);
+        shared.queue_room.store(io.queue_room(), Ordering::Relaxed);
         shared.set(LinkState::Up, io.mode(), None);
         self.ports[usize::from(slot)] = Some(Open {
             io,

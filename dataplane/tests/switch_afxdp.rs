@@ -757,3 +757,86 @@ fn partial_checksums_are_left_to_the_kernel_with_the_offsets_it_needs() {
     assert_eq!(pa.csum_completed, 2);
     sw.shutdown();
 }
+
+/// The VMM's side of a multi-queue tap (`tests/tools/mqtap.py`), in the root namespace.
+struct MqTap {
+    name: String,
+    vmm: std::process::Child,
+    answers: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl MqTap {
+    fn new(tag: &str) -> MqTap {
+        use std::process::Stdio;
+        let name = format!("qsx{tag}{:04}", std::process::id() % 10_000);
+        let tool = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/tools/mqtap.py");
+        let mut vmm = Command::new("python3")
+            .args([tool, &name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("mqtap.py");
+        let answers = std::io::BufReader::new(vmm.stdout.take().unwrap());
+        MqTap { name, vmm, answers }
+    }
+
+    fn ask(&mut self, line: &str) {
+        use std::io::{BufRead, Write};
+        let stdin = self.vmm.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+        let mut answer = String::new();
+        self.answers.read_line(&mut answer).unwrap();
+        assert_eq!(answer.trim(), "ok", "mqtap.py {line}");
+    }
+}
+
+impl Drop for MqTap {
+    fn drop(&mut self) {
+        drop(self.vmm.stdin.take());
+        let _ = self.vmm.wait();
+    }
+}
+
+/// A device that gains RX queues while its port is open (a guest enabling more of its virtio-net
+/// queues, and its VMM attaching more of the tap's): the port is opened again with a socket on
+/// each, so that no frame goes past the switch to the host's stack.
+#[test]
+fn a_device_that_gains_rx_queues_has_its_port_opened_again_on_them() {
+    let mut tap = MqTap::new("q");
+    tap.ask("attach");
+    assert!(sh(&["ip", "link", "set", &tap.name, "up"]));
+    let sw = Switch::start(SwitchOptions::default()).unwrap();
+    sw.update(ConfigDelta {
+        networks: vec![net_n()],
+        ports: vec![PortConfig::access("pa", &tap.name, "n")],
+        ..ConfigDelta::default()
+    });
+    assert!(sw.wait_settled(Duration::from_secs(5)));
+    let st = sw.port_status("pa").unwrap();
+    assert_eq!(st.link, LinkState::Up, "{st:?}");
+    let rx = || sw.port_stats("pa").unwrap().counters.rx_packets;
+    let broadcast = frame("ffffffffffff", "020000000a0a");
+    tap.ask(&format!("send 0 8 {broadcast}"));
+    assert!(wait_for(|| rx() == 8), "{:?}", sw.port_stats("pa"));
+    // A second queue: within a second the monitor sees it and the port opens again on both.
+    tap.ask("attach");
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut whole = false;
+    while !whole && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(200));
+        if sw.port_status("pa").unwrap().link != LinkState::Up {
+            continue;
+        }
+        let before = rx();
+        tap.ask(&format!("send 1 8 {broadcast}"));
+        whole = wait_for(|| rx() - before == 8);
+    }
+    assert!(
+        whole,
+        "frames on the new queue went past the port: {:?} {:?}",
+        sw.port_status("pa"),
+        sw.port_stats("pa").map(|s| s.counters)
+    );
+    sw.shutdown();
+}

@@ -127,7 +127,8 @@ pub struct Prepared {
     _prog: OwnedFd,
     map: OwnedFd,
     ifindex: u32,
-    queues: u32,
+    /// RX queues the map has room for: the device's then, at least [`MAP_QUEUES`].
+    room: u32,
     native: bool,
     /// The program attached has the shortcut in front.
     shortcut: bool,
@@ -142,9 +143,16 @@ impl Prepared {
     }
 }
 
-/// Creates the device's XSKMAP (one entry per RX queue) and program and attaches it. Until
-/// sockets are bound into the map, the program passes every frame on to the kernel's stack, as
-/// if nothing were attached.
+/// The least room a device's XSKMAP has for RX queues (512 bytes of kernel memory). A device
+/// may gain queues after its program is attached (a guest enables more of its virtio-net
+/// queues and the hypervisor attaches more of the tap's; `ethtool -L`): the port, opened again
+/// on the same program, binds a socket on each queue the map has room for. Frames on a queue
+/// beyond it go to the kernel's stack, as on a queue without a socket.
+pub const MAP_QUEUES: u32 = 64;
+
+/// Creates the device's XSKMAP (an entry per RX queue, [`MAP_QUEUES`] at least) and program
+/// and attaches it. Until sockets are bound into the map, the program passes every frame on to
+/// the kernel's stack, as if nothing were attached.
 pub fn prepare(spec: &AfXdpSpec) -> io::Result<Prepared> {
     let ifindex = netdev::ifindex(&spec.device).ok_or_else(|| {
         io::Error::new(
@@ -152,8 +160,10 @@ pub fn prepare(spec: &AfXdpSpec) -> io::Result<Prepared> {
             format!("no interface {}", spec.device),
         )
     })?;
-    let queues = netdev::rx_queues(&spec.device).map_err(|e| context(e, "queues"))?;
-    let map = bpf::create_xskmap(queues).map_err(|e| context(e, "XSKMAP"))?;
+    let room = netdev::rx_queues(&spec.device)
+        .map_err(|e| context(e, "queues"))?
+        .max(MAP_QUEUES);
+    let map = bpf::create_xskmap(room).map_err(|e| context(e, "XSKMAP"))?;
     let plain = bpf::load_redirect_program(&map, spec.stamp_arrival)
         .map_err(|e| context(e, "XDP program"))?;
     // The shortcut forwards in generic mode only: a native redirect into a veth needs an XDP
@@ -198,7 +208,7 @@ pub fn prepare(spec: &AfXdpSpec) -> io::Result<Prepared> {
     };
     Ok(Prepared {
         ifindex,
-        queues,
+        room,
         map,
         _prog: prog,
         _link: link,
@@ -418,7 +428,7 @@ impl AfXdpPort {
     pub fn fits(&self, device: &str) -> bool {
         netdev::ifindex(device) == Some(self.ifindex)
             && netdev::rx_queues(device)
-                .is_ok_and(|n| n.min(self.pre.queues) == self.queues.len() as u32)
+                .is_ok_and(|n| n.min(self.pre.room) == self.queues.len() as u32)
     }
 
     /// A port bound ahead of its plug, given the slot it serves in: it was opened but never
@@ -457,7 +467,7 @@ impl PortIo for AfXdpPort {
         // registering both ends): it may have fewer queues now than when its program was
         // prepared (its map has room to spare). A socket for each queue it has now, up to the
         // map's size.
-        let nq = netdev::rx_queues(&spec.device).map_or(pre.queues, |n| n.min(pre.queues));
+        let nq = netdev::rx_queues(&spec.device).map_or(1, |n| n.min(pre.room));
         let (ifindex, native, driver) = (pre.ifindex, pre.native, pre.driver.clone());
         // The port's first socket registers the region and chooses the mode; its other sockets
         // share that registration and inherit the mode. `Auto` binds in copy mode, which every
@@ -564,6 +574,10 @@ impl PortIo for AfXdpPort {
 
     fn queues(&self) -> u32 {
         self.queues.len() as u32
+    }
+
+    fn queue_room(&self) -> u32 {
+        self.pre.room
     }
 
     fn wait_fds(&self, out: &mut Vec<libc::pollfd>) -> bool {
