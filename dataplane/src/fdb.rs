@@ -747,7 +747,12 @@ impl MacTable {
     /// generation the table holds (the pipeline learns by [`MacTable::learn_key`], with the
     /// generation of its own snapshot).
     pub fn learn(&self, net: u16, mac: Mac, port: PortRef, now: u32) -> Learn {
-        let gen = self.tables.net(net).map_or(0, |n| n.gen.load(RELAXED));
+        // (The current table's: this view's may be one a growth replaced.)
+        let gen = self
+            .writer()
+            .tables
+            .net(net)
+            .map_or(0, |n| n.gen.load(RELAXED));
         self.learn_key(key_of(net, mac), net, gen, port, now)
     }
 
@@ -773,7 +778,10 @@ impl MacTable {
                     None
                 }
             }
-            None => (!has_room(t, net)).then_some((Learn::LimitReached, 0, 0)),
+            // (A learner on another generation is told `Stale` under the mutex, not counted.)
+            None => (!has_room(t, net)
+                && t.net(net).is_none_or(|n| n.gen.load(RELAXED) == net_gen))
+            .then_some((Learn::LimitReached, 0, 0)),
         });
         if let Some((verdict, i, seen)) = fast {
             if verdict == Learn::Refreshed && later(now, seen) {
@@ -1738,6 +1746,10 @@ mod tests {
         // The same port, once its worker adopted the new snapshot.
         assert_eq!(t.learn_key(key(3), 0, 2, P1, 0), Learn::Learned);
         assert_eq!(t.learn_key(key(3), 0, 2, P1, 1), Learn::Refreshed);
+        // At the new generation's limit, a stale learner is not counted as refused by it.
+        t.sync_network(0, 2, 2);
+        assert_eq!(t.learn_key(key(4), 0, 2, P1, 0), Learn::LimitReached);
+        assert_eq!(t.learn_key(key(4), 0, 1, P1, 0), Learn::Stale);
     }
 
     #[test]

@@ -57,14 +57,17 @@ impl Bucket {
             return;
         }
         let total = u128::from(self.rate) * u128::from(elapsed_ns) + u128::from(self.carry);
-        let add = i128::try_from(total / 1_000_000_000).unwrap_or(i128::MAX);
-        self.tokens = self.tokens.saturating_add(add);
+        let whole = total / 1_000_000_000;
+        self.tokens = self
+            .tokens
+            .saturating_add(i128::try_from(whole).unwrap_or(i128::MAX));
         if self.tokens >= depth {
             // Full: nothing is owed to a bucket that cannot hold it.
             self.tokens = depth;
             self.carry = 0;
         } else {
-            self.carry = (total % 1_000_000_000) as u64;
+            // (One division: the remainder from the quotient.)
+            self.carry = (total - whole * 1_000_000_000) as u64;
         }
     }
 
@@ -246,10 +249,10 @@ mod tests {
             10 + 199,
             "the 200th refilled at 2 s, after the last offer"
         );
-        // Bits alike: 1 kbit/s, 64-byte frames every µs for 5 s.
+        // Bits alike: 999 bit/s, 64-byte frames every µs for 5 s (0.999 milli-bits a refill).
         let mut p = Policer::new(
             PolicerConfig {
-                bps: 1000,
+                bps: 999,
                 burst_bits: 512,
                 ..Default::default()
             },

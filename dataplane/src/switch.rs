@@ -1552,7 +1552,7 @@ impl Switch {
                 }
                 // Another device or network: another port, in its slot's next generation, so
                 // that nothing kept by slot and generation (its MAC entries, its connection
-                // table zone, its XDP shortcut entries) outlives the move.
+                // table zone, its XDP shortcut entries, its policers' buckets) outlives the move.
                 released |= st.remove_port(&id, inner);
             }
             st.ports.insert(
