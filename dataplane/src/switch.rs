@@ -215,6 +215,8 @@ struct PortHandle {
     /// What the port adds to its worker's load: its device's RX queues (each gets a socket the
     /// worker polls), at least 1.
     weight: u32,
+    /// Whether the device was seen with more RX queues than its map has room for (warned once).
+    over_room: bool,
 }
 
 impl PortHandle {
@@ -226,6 +228,7 @@ impl PortHandle {
             sent: 0,
             worker,
             weight,
+            over_room: false,
         }
     }
 }
@@ -1168,6 +1171,7 @@ impl Inner {
             placed,
             slots,
             queue_look,
+            load,
             ..
         } = st;
         let n = placed.len().max(1);
@@ -1191,19 +1195,31 @@ impl Inner {
             let state = h.shared.state();
             // A device that gained RX queues (a guest enabled more of its virtio-net queues):
             // frames on a queue without a socket go to the kernel's stack, not to the switch.
-            let grown = (i + n - first) % n < QUEUE_LOOKS
-                && state == LinkState::Up
-                && present.is_some()
-                && netdev::rx_queues(device).is_ok_and(|q| {
-                    let grown = h.shared.lacks_queues(q);
+            let mut grown = false;
+            if (i + n - first) % n < QUEUE_LOOKS && state == LinkState::Up && present.is_some() {
+                if let Ok(q) = netdev::rx_queues(device) {
+                    grown = h.shared.lacks_queues(q);
                     if grown {
                         tracing::info!(
-                            "port {id} on {device}: {q} RX queues now; opening it again to \
-                             take them all"
+                            "port {id} on {device}: {q} RX queues now; opening it again to take \
+                             them"
+                        );
+                        // Its worker polls that many now.
+                        if let Some(l) = load.get_mut(usize::from(h.worker)) {
+                            *l = l.saturating_sub(h.weight) + q;
+                        }
+                        h.weight = q;
+                    }
+                    let room = h.shared.queue_room();
+                    if q > room && !h.over_room {
+                        tracing::warn!(
+                            "port {id} on {device}: {q} RX queues, room for {room}: frames on \
+                             the others go to the kernel's stack, not to the switch"
                         );
                     }
-                    grown
-                });
+                    h.over_room = q > room;
+                }
+            }
             match h.requested {
                 Some(ifi) if present != Some(ifi) || state == LinkState::Failed || grown => {
                     // The interface vanished, was re-created, or stopped sending: close the port

@@ -387,6 +387,14 @@ impl PortShared {
                 > self.queues.load(Ordering::Relaxed)
     }
 
+    /// While it is up, the RX queues it could have a socket on ([`PortIo::queue_room`]).
+    pub fn queue_room(&self) -> u32 {
+        match self.state() {
+            LinkState::Up => self.queue_room.load(Ordering::Relaxed),
+            _ => 0,
+        }
+    }
+
     /// The last error, if the port failed.
     pub fn error(&self) -> Option<String> {
         self.error.lock().ok().and_then(|e| e.clone())

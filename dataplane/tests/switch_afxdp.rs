@@ -803,10 +803,24 @@ impl Drop for MqTap {
 /// each, so that no frame goes past the switch to the host's stack.
 #[test]
 fn a_device_that_gains_rx_queues_has_its_port_opened_again_on_them() {
-    let mut tap = MqTap::new("q");
+    gains_queues("m", false);
+}
+
+/// As above, on a registered device (its program prepared ahead and kept across its ports).
+#[test]
+fn a_registered_device_that_gains_rx_queues_has_its_port_opened_again_on_them() {
+    gains_queues("r", true);
+}
+
+fn gains_queues(tag: &str, registered: bool) {
+    let mut tap = MqTap::new(tag);
     tap.ask("attach");
     assert!(sh(&["ip", "link", "set", &tap.name, "up"]));
     let sw = Switch::start(SwitchOptions::default()).unwrap();
+    if registered {
+        sw.prepare_devices(std::slice::from_ref(&tap.name));
+        assert!(wait_for(|| has_xdp(&tap.name)), "prepared");
+    }
     sw.update(ConfigDelta {
         networks: vec![net_n()],
         ports: vec![PortConfig::access("pa", &tap.name, "n")],
@@ -837,6 +851,20 @@ fn a_device_that_gains_rx_queues_has_its_port_opened_again_on_them() {
         "frames on the new queue went past the port: {:?} {:?}",
         sw.port_status("pa"),
         sw.port_stats("pa").map(|s| s.counters)
+    );
+    // Opened again once: it stays up, and frames on either queue reach it.
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(50));
+        let st = sw.port_status("pa").unwrap();
+        assert_eq!(st.link, LinkState::Up, "{st:?}");
+    }
+    let before = rx();
+    tap.ask(&format!("send 0 8 {broadcast}"));
+    tap.ask(&format!("send 1 8 {broadcast}"));
+    assert!(
+        wait_for(|| rx() - before == 16),
+        "{:?}",
+        sw.port_stats("pa")
     );
     sw.shutdown();
 }

@@ -32,7 +32,7 @@ def main():
         if words[0] == "attach":
             fd = os.open("/dev/net/tun", os.O_RDWR)
             flags = IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE
-            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", iface.encode(), flags))
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", iface.encode(), flags))
             queues.append(fd)
         elif words[0] == "send":
             fd, frame = queues[int(words[1])], bytes.fromhex(words[3])

@@ -143,12 +143,13 @@ impl Prepared {
     }
 }
 
-/// The least room a device's XSKMAP has for RX queues (512 bytes of kernel memory). A device
-/// may gain queues after its program is attached (a guest enables more of its virtio-net
-/// queues and the hypervisor attaches more of the tap's; `ethtool -L`): the port, opened again
-/// on the same program, binds a socket on each queue the map has room for. Frames on a queue
-/// beyond it go to the kernel's stack, as on a queue without a socket.
-pub const MAP_QUEUES: u32 = 64;
+/// The least room a device's XSKMAP has for RX queues: as many as a tap can have (the kernel's
+/// `MAX_TAP_QUEUES`), 2 KiB of kernel memory. A device may gain queues after its program is
+/// attached (a guest enables more of its virtio-net queues and the hypervisor attaches more of
+/// the tap's; `ethtool -L`): the port, opened again on the same program, binds a socket on
+/// each queue the map has room for. Frames on a queue beyond it would go to the kernel's stack,
+/// as on a queue without a socket (the device monitor warns of it).
+pub const MAP_QUEUES: u32 = 256;
 
 /// Creates the device's XSKMAP (an entry per RX queue, [`MAP_QUEUES`] at least) and program
 /// and attaches it. Until sockets are bound into the map, the program passes every frame on to
@@ -467,7 +468,9 @@ impl PortIo for AfXdpPort {
         // registering both ends): it may have fewer queues now than when its program was
         // prepared (its map has room to spare). A socket for each queue it has now, up to the
         // map's size.
-        let nq = netdev::rx_queues(&spec.device).map_or(1, |n| n.min(pre.room));
+        let nq = netdev::rx_queues(&spec.device)
+            .map_err(|e| context(e, "queues"))?
+            .min(pre.room);
         let (ifindex, native, driver) = (pre.ifindex, pre.native, pre.driver.clone());
         // The port's first socket registers the region and chooses the mode; its other sockets
         // share that registration and inherit the mode. `Auto` binds in copy mode, which every
