@@ -3,9 +3,12 @@
 //!
 //! # Design
 //! The rules are compiled into small vectors in the snapshot; a check is a few comparisons over
-//! the frame's source MAC and the sender address, read through checked slices. DHCP discovery
-//! (IPv4 source 0.0.0.0), IPv6 duplicate address detection (source ::) and IPv6 link-local
-//! sources are allowed, as Neutron allows them. Other EtherTypes are dropped.
+//! the frame's source MAC and the sender address, read through checked slices. As Neutron's
+//! firewall allows them: DHCP discovery from IPv4 0.0.0.0 (UDP 68 to 67 only); from IPv6 ::
+//! only duplicate address detection and MLD reports (ICMPv6 135, 131, 143); the port's own
+//! link-local address (modified EUI-64 of its MAC), or one an allowed pair covers; a neighbour
+//! advertisement only for an address the port may use, and an ARP packet only with its sender
+//! hardware address the frame's own source. Other EtherTypes are dropped.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -79,44 +82,18 @@ impl PortSecurity {
             return false;
         }
         let payload = frame.payload();
-        let ip = match frame.payload_ethertype() {
-            ETHERTYPE_ARP => match payload.get(14..18) {
-                // ARP sender protocol address (Ethernet/IPv4 ARP: 8-byte header + 6-byte SHA).
-                Some(&[a, b, c, d]) => {
-                    let spa = Ipv4Addr::new(a, b, c, d);
-                    if spa.is_unspecified() {
-                        return true; // ARP probe (RFC 5227)
-                    }
-                    IpAddr::V4(spa)
-                }
-                _ => return false,
-            },
-            ETHERTYPE_IPV4 => match payload.get(12..16) {
-                Some(&[a, b, c, d]) => {
-                    let s = Ipv4Addr::new(a, b, c, d);
-                    if s.is_unspecified() {
-                        return true; // DHCP discovery
-                    }
-                    IpAddr::V4(s)
-                }
-                _ => return false,
-            },
-            ETHERTYPE_IPV6 => match payload
-                .get(8..24)
-                .and_then(|s| <[u8; 16]>::try_from(s).ok())
-            {
-                Some(b) => {
-                    let s = Ipv6Addr::from(b);
-                    if s.is_unspecified() || (s.segments()[0] & 0xffc0) == 0xfe80 {
-                        return true; // DAD and link-local
-                    }
-                    IpAddr::V6(s)
-                }
-                None => return false,
-            },
-            _ => return false,
-        };
-        (own_mac && self.fixed_ips.contains(&ip))
+        match frame.payload_ethertype() {
+            ETHERTYPE_ARP => self.permits_arp(src, own_mac, payload),
+            ETHERTYPE_IPV4 => self.permits_ipv4(src, own_mac, payload),
+            ETHERTYPE_IPV6 => self.permits_ipv6(src, own_mac, payload),
+            _ => false,
+        }
+    }
+
+    /// May the sender `src` (the port's own MAC if `own_mac`) use address `ip`?
+    fn may_use(&self, src: Mac, own_mac: bool, ip: IpAddr) -> bool {
+        (own_mac
+            && (self.fixed_ips.contains(&ip) || ip == IpAddr::V6(crate::ra::link_local(self.mac))))
             || self.allowed_pairs.iter().any(|(m, p)| {
                 *m == src
                     && match p {
@@ -124,6 +101,61 @@ impl PortSecurity {
                         None => self.fixed_ips.contains(&ip),
                     }
             })
+    }
+
+    /// Ethernet/IPv4 ARP whose sender hardware address is the frame's source, and whose sender
+    /// protocol address the sender may use (0.0.0.0: a probe, RFC 5227).
+    fn permits_arp(&self, src: Mac, own_mac: bool, arp: &[u8]) -> bool {
+        let (Some([0, 1, 8, 0, 6, 4]), Some(sha), Some(&[a, b, c, d])) =
+            (arp.get(..6), arp.get(8..14), arp.get(14..18))
+        else {
+            return false;
+        };
+        let spa = Ipv4Addr::new(a, b, c, d);
+        sha == src.0 && (spa.is_unspecified() || self.may_use(src, own_mac, IpAddr::V4(spa)))
+    }
+
+    fn permits_ipv4(&self, src: Mac, own_mac: bool, ip: &[u8]) -> bool {
+        let Some(&[a, b, c, d]) = ip.get(12..16) else {
+            return false;
+        };
+        let s = Ipv4Addr::new(a, b, c, d);
+        if !s.is_unspecified() {
+            return self.may_use(src, own_mac, IpAddr::V4(s));
+        }
+        // DHCP discovery: UDP from 68 to 67, in a first (or only) fragment.
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        let first = ip.get(6..8).is_some_and(|f| f[0] & 0x1f == 0 && f[1] == 0);
+        first && ip.get(9) == Some(&17) && ip.get(ihl..ihl + 4) == Some(&[0, 68, 0, 67])
+    }
+
+    fn permits_ipv6(&self, src: Mac, own_mac: bool, ip: &[u8]) -> bool {
+        let Some(b) = ip.get(8..24).and_then(|s| <[u8; 16]>::try_from(s).ok()) else {
+            return false;
+        };
+        let s = Ipv6Addr::from(b);
+        // The ICMPv6 message, if the packet is one: its type and where it starts. A walk that
+        // ends on another options header (more than the walk reads) hides what follows.
+        let icmp = match crate::csum::ipv6_upper(ip) {
+            Some((_, 0 | 60)) | None => return false,
+            Some((off, 58)) => ip.get(off).map(|&t| (t, off)),
+            Some(_) => None,
+        };
+        if s.is_unspecified() {
+            // Duplicate address detection and MLD reports (v1, v2).
+            return matches!(icmp, Some((131 | 135 | 143, _)));
+        }
+        if !self.may_use(src, own_mac, IpAddr::V6(s)) {
+            return false;
+        }
+        match icmp {
+            // A neighbour advertisement speaks for its target address: one the sender may use.
+            Some((136, off)) => ip
+                .get(off + 8..off + 24)
+                .and_then(|t| <[u8; 16]>::try_from(t).ok())
+                .is_some_and(|t| self.may_use(src, own_mac, IpAddr::V6(Ipv6Addr::from(t)))),
+            _ => true,
+        }
     }
 }
 
@@ -183,9 +215,118 @@ mod tests {
         assert!(!check(&ipv4(PAIR, [198, 18, 2, 77])));
     }
 
+    /// An IPv4 packet of protocol `proto` whose first four payload bytes are `l4`.
+    fn ipv4_l4(src: [u8; 4], proto: u8, l4: [u8; 4]) -> Vec<u8> {
+        let mut ip = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, proto, 0, 0];
+        ip.extend_from_slice(&src);
+        ip.extend_from_slice(&[255, 255, 255, 255]);
+        ip.extend_from_slice(&l4);
+        ip.extend_from_slice(&[0; 4]);
+        build_frame(Mac::BROADCAST, OWN, None, ETHERTYPE_IPV4, &ip)
+    }
+
+    /// An IPv6 packet from `src` carrying `upper` (protocol `next`), behind `hops` hop-by-hop
+    /// headers.
+    fn ipv6(src_mac: Mac, src: &str, hops: usize, next: u8, upper: &[u8]) -> Vec<u8> {
+        let src: Ipv6Addr = src.parse().unwrap();
+        let mut ip = vec![0x60, 0, 0, 0];
+        let len = u16::try_from(hops * 8 + upper.len()).unwrap();
+        ip.extend_from_slice(&len.to_be_bytes());
+        ip.push(if hops > 0 { 0 } else { next });
+        ip.push(255);
+        ip.extend_from_slice(&src.octets());
+        ip.extend_from_slice(&"ff02::1".parse::<Ipv6Addr>().unwrap().octets());
+        for h in 0..hops {
+            ip.push(if h + 1 == hops { next } else { 0 });
+            ip.extend_from_slice(&[0; 7]);
+        }
+        ip.extend_from_slice(upper);
+        build_frame(Mac::BROADCAST, src_mac, None, ETHERTYPE_IPV6, &ip)
+    }
+
+    /// An ICMPv6 message of `kind` whose target (bytes 8 to 24) is `target`.
+    fn icmpv6(kind: u8, target: &str) -> Vec<u8> {
+        let mut m = vec![kind, 0, 0, 0, 0x20, 0, 0, 0];
+        m.extend_from_slice(&target.parse::<Ipv6Addr>().unwrap().octets());
+        m
+    }
+
+    fn rules6() -> PortSecurity {
+        PortSecurity {
+            fixed_ips: vec!["2001:db8::1".parse().unwrap()],
+            ..rules()
+        }
+    }
+
+    fn check6(f: &[u8]) -> bool {
+        rules6().permits(&EthernetFrame::new_checked(f).unwrap())
+    }
+
+    /// The port's link-local address (of `OWN`, modified EUI-64).
+    const OWN_LLA: &str = "fe80::f816:3eff:fe00:1";
+
+    #[test]
+    fn a_neighbour_advertisement_speaks_only_for_the_ports_own_addresses() {
+        let na = |target| ipv6(OWN, OWN_LLA, 0, 58, &icmpv6(136, target));
+        assert!(check6(&na("2001:db8::1")));
+        assert!(check6(&na(OWN_LLA)));
+        assert!(!check6(&na("2001:db8::2")), "another VM's address");
+        assert!(!check6(&na("fe80::1")), "the router's link-local address");
+        // A solicitation asks about any address.
+        assert!(check6(&ipv6(OWN, OWN_LLA, 0, 58, &icmpv6(135, "fe80::1"))));
+        // An advertisement hidden behind more options headers than the walk reads.
+        assert!(!check6(&ipv6(
+            OWN,
+            OWN_LLA,
+            9,
+            58,
+            &icmpv6(136, "2001:db8::2")
+        )));
+    }
+
+    #[test]
+    fn only_the_ports_own_link_local_address_passes() {
+        let udp = [0, 1, 0, 2, 0, 8, 0, 0];
+        assert!(check6(&ipv6(OWN, OWN_LLA, 0, 17, &udp)));
+        assert!(check6(&ipv6(OWN, "2001:db8::1", 0, 17, &udp)));
+        assert!(!check6(&ipv6(OWN, "fe80::1", 0, 17, &udp)));
+        assert!(!check6(&ipv6(OWN, "2001:db8::2", 0, 17, &udp)));
+    }
+
+    #[test]
+    fn the_unspecified_source_is_for_address_detection_and_dhcp_only() {
+        // IPv6 ::: a solicitation (duplicate address detection), MLD reports behind a
+        // hop-by-hop header; nothing else.
+        assert!(check6(&ipv6(OWN, "::", 0, 58, &icmpv6(135, "2001:db8::1"))));
+        assert!(check6(&ipv6(OWN, "::", 1, 58, &icmpv6(143, "::"))));
+        assert!(!check6(&ipv6(
+            OWN,
+            "::",
+            0,
+            58,
+            &icmpv6(136, "2001:db8::1")
+        )));
+        assert!(!check6(&ipv6(OWN, "::", 0, 17, &[0, 1, 0, 2, 0, 8, 0, 0])));
+        // IPv4 0.0.0.0: DHCP (UDP 68 to 67) only.
+        assert!(check(&ipv4_l4([0; 4], 17, [0, 68, 0, 67])));
+        assert!(!check(&ipv4_l4([0; 4], 17, [0, 68, 0, 53])));
+        assert!(!check(&ipv4_l4([0; 4], 6, [0, 68, 0, 67])));
+    }
+
+    #[test]
+    fn arp_must_carry_its_senders_own_hardware_address() {
+        let mut f = arp(OWN, [198, 18, 0, 1]);
+        f[14 + 8..14 + 14].copy_from_slice(&OTHER.0);
+        assert!(!check(&f), "another MAC as the sender's");
+        let mut f = arp(OWN, [198, 18, 0, 1]);
+        f[14 + 4] = 8;
+        assert!(!check(&f), "not Ethernet/IPv4 ARP");
+        assert!(check(&arp(OWN, [0, 0, 0, 0])), "a probe");
+    }
+
     #[test]
     fn dhcp_discovery_and_truncated_headers() {
-        assert!(check(&ipv4(OWN, [0, 0, 0, 0])));
+        assert!(check(&ipv4_l4([0; 4], 17, [0, 68, 0, 67])));
         let short = build_frame(Mac::BROADCAST, OWN, None, ETHERTYPE_IPV4, &[0x45, 0]);
         assert!(!check(&short));
         let other = build_frame(Mac::BROADCAST, OWN, None, 0x88cc, &[0; 40]);
