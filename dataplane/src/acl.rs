@@ -347,16 +347,24 @@ pub fn check(
             None => Err(dir.refused()),
         };
     }
-    if conns.tracks(zone.slot) || filter.stateful() {
-        // An ICMP error about a tracked connection passes with it (`RELATED`).
-        let tuple = flow.quoted.as_ref().unwrap_or(&flow.tuple);
+    // An ICMP error about a tracked connection passes with it (`RELATED`), when it is sent to
+    // the quoted packet's sender (as Linux's connection tracking checks); else the rules decide.
+    let quote = flow.quoted.as_ref().filter(|q| q.src == flow.tuple.dst);
+    if tracked(flow, quote) && (conns.tracks(zone.slot) || filter.stateful()) {
+        let tuple = quote.unwrap_or(&flow.tuple);
         let at = probe
             .get_or_insert_with(|| conns.probe(tuple))
             .in_zone(zone.slot);
-        let update = flow.quoted.is_none().then_some(flow);
+        let update = quote.is_none().then_some(flow);
         match conns.established(&at, zone.gen, policy.epoch, update, now, revalidate) {
             Some(true) => return pass_fragment(conns, zone, flow, now),
-            Some(false) => return Err(dir.refused()),
+            // A connection the rules cut: only a stateless rule lets its packets pass now.
+            Some(false) => {
+                return match filter.matching(flow, dir, policy.sets, true) {
+                    Some(r) if !r.stateful => pass_fragment(conns, zone, flow, now),
+                    _ => Err(dir.refused()),
+                };
+            }
             None => {}
         }
     }
@@ -400,12 +408,21 @@ fn pass_fragment(
     Ok(())
 }
 
-/// Can this packet open a connection? Not an ICMP echo reply or error (those only belong to
-/// one), nor a TCP reset.
+/// Does this packet belong to connections at all? Not an ICMP message other than an echo
+/// request or reply, or an error about a connection (`quote`): their key would have no ports,
+/// one for every such message between two addresses (Linux's connection tracking finds them
+/// invalid). The rules decide those.
+#[inline]
+fn tracked(flow: &Flow, quote: Option<&crate::flow::Tuple>) -> bool {
+    !flow.is_icmp() || flow.is_echo_request() || flow.is_echo_reply() || quote.is_some()
+}
+
+/// Can this packet open a connection? Of ICMP, only an echo request (a reply or an error only
+/// belongs to one, other messages to none); not a TCP reset.
 #[inline]
 fn starts_connection(flow: &Flow) -> bool {
     if flow.is_icmp() {
-        return flow.quoted.is_none() && !flow.is_echo_reply();
+        return flow.quoted.is_none() && flow.is_echo_request();
     }
     !(flow.tuple.proto == crate::wire::ipproto::TCP && flow.tcp_flags & crate::flow::tcp::RST != 0)
 }

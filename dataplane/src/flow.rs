@@ -179,6 +179,16 @@ pub fn parse_into(frame: &[u8], out: &mut L3) {
     flow.frag_id = h.frag_id;
     flow.quoted = None;
     if h.fragment != Fragment::Later {
+        // A transport header cut short (a tiny first fragment, RFC 1858) would hide its ports,
+        // or a TCP segment's flags, from the rules and the connection table: malformed.
+        let need = match flow.tuple.proto {
+            TCP => 14,
+            p if has_ports(p) => 4,
+            _ => 0,
+        };
+        if h.l4.len() < need {
+            return *out = L3::Malformed;
+        }
         transport(flow, h.l4);
     }
 }
@@ -282,6 +292,12 @@ fn ipv6_header<'a>(ip: &'a [u8], quoted: bool, t: &mut Tuple) -> Option<Header<'
             }
             _ => break,
         }
+    }
+    // More extension headers than the walk reads: what follows (a router advertisement, a
+    // DHCPv6 server's answer, any port) would be hidden from the rules, which a receiver walking
+    // the whole chain is not. Malformed: refused.
+    if fragment != Fragment::Later && matches!(next, 0 | 43 | 44 | 60) {
+        return None;
     }
     let h = Header {
         l4: ip.get(off..end)?,

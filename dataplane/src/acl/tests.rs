@@ -345,3 +345,54 @@ fn a_stateful_rule_decides_before_a_stateless_one_matching_the_same_packet() {
         "tracked: the reply passes"
     );
 }
+
+/// An ICMP error passes with the connection it quotes only when it goes to the quoted packet's
+/// sender: a VM cannot carry messages past its rules by quoting a connection it has.
+#[test]
+fn an_icmp_error_is_related_only_on_its_way_to_the_quoted_sender() {
+    let ssh = rule(false, Some(TCP), Some((22, 22)), Remote::Any);
+    let mut r = Rig::new(PortFilter::new(vec![ssh], vec![]));
+    assert_eq!(r.inbound(PEER4, TCP, &tcp(50000, 22, tcp::SYN)), Ok(()));
+    let about = ipv4_packet(PEER4, VM4, TCP, &tcp(50000, 22, tcp::ACK), 0, 3);
+    let mut err = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    err.extend_from_slice(&about[..40]);
+    assert_eq!(
+        r.check(Direction::Egress, &v4(VM4, PEER4, ICMP, &err)),
+        Ok(())
+    );
+    assert_eq!(
+        r.check(Direction::Egress, &v4(VM4, OTHER4, ICMP, &err)),
+        NO_OUT
+    );
+}
+
+/// ICMP messages other than echoes and errors belong to no connection: a timestamp request
+/// the VM sent does not let any message of the peer's in for the next 30 s.
+#[test]
+fn icmp_other_than_echoes_and_errors_is_left_to_the_rules() {
+    let mut r = Rig::new(default_group());
+    assert_eq!(r.outbound(ICMP, &icmp(13, 0, 0)), Ok(()));
+    assert_eq!(r.inbound(PEER4, ICMP, &icmp(9, 0, 0)), NO_IN);
+    assert_eq!(r.inbound(PEER4, ICMP, &icmp(14, 0, 0)), NO_IN);
+    assert_eq!(r.conns.zone_len(3, 7), 0);
+    // An echo is tracked as before.
+    assert_eq!(r.outbound(ICMP, &icmp(8, 0, 0)), Ok(()));
+    assert_eq!(r.inbound(PEER4, ICMP, &icmp(0, 0, 0)), Ok(()));
+    assert_eq!(r.inbound(PEER4, ICMP, &icmp(9, 0, 0)), NO_IN);
+}
+
+/// A connection a rule change cut is not refused where a stateless rule now lets its packets
+/// pass (it stays cut for stateful ones).
+#[test]
+fn a_cut_connection_passes_by_a_stateless_rule() {
+    let ssh = rule(false, Some(TCP), Some((22, 22)), Remote::Any);
+    let mut r = Rig::new(PortFilter::new(vec![ssh.clone()], vec![]));
+    assert_eq!(r.inbound(PEER4, TCP, &tcp(50000, 22, tcp::SYN)), Ok(()));
+    let mut loose = ssh;
+    loose.stateful = false;
+    r.filter = PortFilter::new(vec![loose], vec![]);
+    r.epoch += 1;
+    assert_eq!(r.inbound(PEER4, TCP, &tcp(50000, 22, tcp::ACK)), Ok(()));
+    assert_eq!(r.inbound(PEER4, TCP, &tcp(50000, 22, tcp::ACK)), Ok(()));
+    assert_eq!(r.outbound(TCP, &tcp(22, 50000, tcp::ACK)), NO_OUT);
+}

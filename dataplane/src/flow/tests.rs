@@ -66,6 +66,44 @@ fn inconsistent_ip_headers_are_malformed() {
     assert_eq!(parse(&wrong_version), L3::Malformed);
 }
 
+/// A chain of more extension headers than the parser walks hides the upper layer (the rules
+/// would read protocol 60, ports 0): such a packet is malformed.
+#[test]
+fn an_extension_header_chain_longer_than_the_walk_is_malformed() {
+    let chain = |n: usize| {
+        let mut ext = Vec::new();
+        for i in 0..n {
+            ext.extend_from_slice(&[if i + 1 == n { UDP } else { 60 }, 0, 1, 4, 0, 0, 0, 0]);
+        }
+        let p = ipv6_packet(a6(1), a6(2), 60, &ext, &udp(547, 546));
+        parse(&build_frame(PEER, VM, None, ETHERTYPE_IPV6, &p))
+    };
+    let f = ip(chain(MAX_IPV6_EXT));
+    assert_eq!((f.tuple.proto, f.tuple.sport), (UDP, 547));
+    assert_eq!(chain(MAX_IPV6_EXT + 1), L3::Malformed);
+}
+
+/// A first fragment (or a whole packet) whose transport header is cut short hides its ports or
+/// a TCP segment's flags: malformed.
+#[test]
+fn a_transport_header_cut_short_is_malformed() {
+    let segment = tcp(1000, 22, tcp::SYN);
+    // 8 bytes of a first fragment (ports, no flags); 13 of a whole packet.
+    for (l4, frag) in [(&segment[..8], 0x2000), (&segment[..13], 0)] {
+        let p = ipv4_packet(S4, D4, TCP, l4, frag, 7);
+        let f = build_frame(PEER, VM, None, ETHERTYPE_IPV4, &p);
+        assert_eq!(parse(&f), L3::Malformed, "{} bytes", l4.len());
+    }
+    let p = ipv4_packet(S4, D4, TCP, &segment[..14], 0x2000, 7);
+    let f = ip(parse(&build_frame(PEER, VM, None, ETHERTYPE_IPV4, &p)));
+    assert_eq!((f.tuple.dport, f.tcp_flags), (22, tcp::SYN));
+    let p = ipv4_packet(S4, D4, UDP, &udp(1, 2)[..3], 0, 7);
+    assert_eq!(
+        parse(&build_frame(PEER, VM, None, ETHERTYPE_IPV4, &p)),
+        L3::Malformed
+    );
+}
+
 #[test]
 fn fragments_are_told_apart_and_later_ones_carry_no_ports() {
     // First fragment: offset 0, more fragments.
