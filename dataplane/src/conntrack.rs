@@ -411,7 +411,10 @@ impl FragKey {
             zone,
             gen,
             v6: f.tuple.v6,
-            proto: f.tuple.proto,
+            // An IPv6 datagram is its addresses and identification (RFC 8200 4.5): a later
+            // fragment reads the fragment header's next header as its protocol, which is not
+            // the first's where options headers follow the fragment header.
+            proto: if f.tuple.v6 { 0 } else { f.tuple.proto },
             src: f.tuple.src,
             dst: f.tuple.dst,
             id: f.frag_id,

@@ -396,3 +396,26 @@ fn a_cut_connection_passes_by_a_stateless_rule() {
     assert_eq!(r.inbound(PEER4, TCP, &tcp(50000, 22, tcp::ACK)), Ok(()));
     assert_eq!(r.outbound(TCP, &tcp(22, 50000, tcp::ACK)), NO_OUT);
 }
+
+/// An IPv6 datagram whose fragment header is followed by a destination options header: its
+/// later fragments (whose protocol reads as the options header) follow its first.
+#[test]
+fn ipv6_later_fragments_follow_their_first_behind_options() {
+    let dns = rule(true, Some(UDP), Some((53, 53)), Remote::Any);
+    let mut r = Rig::new(PortFilter::new(vec![dns], vec![]));
+    let frame = |ext: &[u8], l4: &[u8]| {
+        let p = ipv6_packet(a6(1), a6(2), 44, ext, l4);
+        build_frame(PEER, VM, None, crate::wire::ETHERTYPE_IPV6, &p)
+    };
+    // Fragment header (offset 0, M, id 9), then destination options, then UDP to 53.
+    let mut first = vec![60, 0, 0, 1, 0, 0, 0, 9];
+    first.extend_from_slice(&[UDP, 0, 1, 4, 0, 0, 0, 0]);
+    assert_eq!(
+        r.check(Direction::Ingress, &frame(&first, &udp(1, 53))),
+        Ok(())
+    );
+    let later = [60, 0, 0x05, 0xa8, 0, 0, 0, 9]; // offset 181, no M
+    assert_eq!(r.check(Direction::Ingress, &frame(&later, &[0; 8])), Ok(()));
+    let other = [60, 0, 0x05, 0xa8, 0, 0, 0, 10];
+    assert_eq!(r.check(Direction::Ingress, &frame(&other, &[0; 8])), NO_IN);
+}
