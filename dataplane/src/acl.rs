@@ -410,8 +410,10 @@ fn pass_fragment(
 
 /// Does this packet belong to connections at all? Not an ICMP message other than an echo
 /// request or reply, or an error about a connection (`quote`): their key would have no ports,
-/// one for every such message between two addresses (Linux's connection tracking finds them
-/// invalid). The rules decide those.
+/// one for every such message between two addresses. The rules decide those. (Linux's
+/// connection tracking also pairs IPv4 timestamp, information and address mask requests, and
+/// ICMPv6 node information queries, with their replies by identifier; here those replies need a
+/// rule.)
 #[inline]
 fn tracked(flow: &Flow, quote: Option<&crate::flow::Tuple>) -> bool {
     !flow.is_icmp() || flow.is_echo_request() || flow.is_echo_reply() || quote.is_some()

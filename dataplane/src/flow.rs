@@ -316,6 +316,16 @@ fn ipv6_header<'a>(ip: &'a [u8], quoted: bool, t: &mut Tuple) -> Option<Header<'
     Some(h)
 }
 
+/// The upper layer of an IPv6 packet (from its fixed header on) as the rules read it, past every
+/// extension header they walk: its protocol and its bytes (`None` for a later fragment's, which
+/// carry no upper-layer header). `None` where the packet is malformed (lengths beyond it, more
+/// extension headers than the walk reads).
+pub(crate) fn ipv6_transport(ip: &[u8]) -> Option<(u8, Option<&[u8]>)> {
+    let mut t = Tuple::default();
+    let h = ipv6_header(ip, false, &mut t)?;
+    Some((t.proto, (h.fragment != Fragment::Later).then_some(h.l4)))
+}
+
 /// Fills in ports, ICMP fields and TCP flags from the transport bytes (left zero when short).
 fn transport(flow: &mut Flow, l4: &[u8]) {
     let t = &mut flow.tuple;

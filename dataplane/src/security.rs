@@ -90,10 +90,12 @@ impl PortSecurity {
         }
     }
 
-    /// May the sender `src` (the port's own MAC if `own_mac`) use address `ip`?
+    /// May the sender `src` (the port's own MAC if `own_mac`, else an allowed pair's) use
+    /// address `ip`? Its own link-local address (modified EUI-64 of `src`) too, as Neutron's
+    /// firewalls allow it.
     fn may_use(&self, src: Mac, own_mac: bool, ip: IpAddr) -> bool {
-        (own_mac
-            && (self.fixed_ips.contains(&ip) || ip == IpAddr::V6(crate::ra::link_local(self.mac))))
+        ip == IpAddr::V6(crate::ra::link_local(src))
+            || (own_mac && self.fixed_ips.contains(&ip))
             || self.allowed_pairs.iter().any(|(m, p)| {
                 *m == src
                     && match p {
@@ -126,7 +128,10 @@ impl PortSecurity {
         // DHCP discovery: UDP from 68 to 67, in a first (or only) fragment.
         let ihl = usize::from(ip[0] & 0x0f) * 4;
         let first = ip.get(6..8).is_some_and(|f| f[0] & 0x1f == 0 && f[1] == 0);
-        first && ip.get(9) == Some(&17) && ip.get(ihl..ihl + 4) == Some(&[0, 68, 0, 67])
+        ihl >= 20
+            && first
+            && ip.get(9) == Some(&17)
+            && ip.get(ihl..ihl + 4) == Some(&[0, 68, 0, 67])
     }
 
     fn permits_ipv6(&self, src: Mac, own_mac: bool, ip: &[u8]) -> bool {
@@ -134,24 +139,26 @@ impl PortSecurity {
             return false;
         };
         let s = Ipv6Addr::from(b);
-        // The ICMPv6 message, if the packet is one: its type and where it starts. A walk that
-        // ends on another options header (more than the walk reads) hides what follows.
-        let icmp = match crate::csum::ipv6_upper(ip) {
-            Some((_, 0 | 60)) | None => return false,
-            Some((off, 58)) => ip.get(off).map(|&t| (t, off)),
+        // The ICMPv6 message, if the packet is one, read past every extension header the
+        // security groups read past (a routing or fragment header in front hides nothing). A
+        // packet the walk cannot read to its end (more headers than it reads) is refused.
+        let icmp = match crate::flow::ipv6_transport(ip) {
+            None => return false,
+            Some((58, Some(m))) => Some(m),
             Some(_) => None,
         };
+        let kind = icmp.and_then(|m| m.first().copied());
         if s.is_unspecified() {
             // Duplicate address detection and MLD reports (v1, v2).
-            return matches!(icmp, Some((131 | 135 | 143, _)));
+            return matches!(kind, Some(131 | 135 | 143));
         }
         if !self.may_use(src, own_mac, IpAddr::V6(s)) {
             return false;
         }
-        match icmp {
+        match (kind, icmp) {
             // A neighbour advertisement speaks for its target address: one the sender may use.
-            Some((136, off)) => ip
-                .get(off + 8..off + 24)
+            (Some(136), Some(m)) => m
+                .get(8..24)
                 .and_then(|t| <[u8; 16]>::try_from(t).ok())
                 .is_some_and(|t| self.may_use(src, own_mac, IpAddr::V6(Ipv6Addr::from(t)))),
             _ => true,
@@ -274,14 +281,67 @@ mod tests {
         assert!(!check6(&na("fe80::1")), "the router's link-local address");
         // A solicitation asks about any address.
         assert!(check6(&ipv6(OWN, OWN_LLA, 0, 58, &icmpv6(135, "fe80::1"))));
-        // An advertisement hidden behind more options headers than the walk reads.
+        // More options headers than the walk reads: refused, whatever the target.
+        assert!(check6(&ipv6(
+            OWN,
+            OWN_LLA,
+            8,
+            58,
+            &icmpv6(136, "2001:db8::1")
+        )));
         assert!(!check6(&ipv6(
             OWN,
             OWN_LLA,
             9,
             58,
-            &icmpv6(136, "2001:db8::2")
+            &icmpv6(136, "2001:db8::1")
         )));
+    }
+
+    /// Behind a routing header (segments left 0) or an atomic fragment header, an advertisement
+    /// is still read for its target.
+    #[test]
+    fn a_neighbour_advertisement_behind_a_routing_or_fragment_header_is_read() {
+        for (first, ext) in [
+            (43u8, [58u8, 0, 0, 0, 0, 0, 0, 0]),
+            (44, [58, 0, 0, 0, 0, 0, 0, 7]),
+        ] {
+            let frame = |target| {
+                let mut m = ext.to_vec();
+                m.extend_from_slice(&icmpv6(136, target));
+                ipv6(OWN, OWN_LLA, 0, first, &m)
+            };
+            assert!(check6(&frame("2001:db8::1")), "header {first}");
+            assert!(!check6(&frame("fe80::1")), "header {first}");
+        }
+    }
+
+    /// An allowed pair's MAC may use its own link-local address and advertise its addresses (a
+    /// VRRP virtual MAC, a nested guest).
+    #[test]
+    fn an_allowed_pair_speaks_for_its_own_addresses() {
+        let pair = PortSecurity {
+            allowed_pairs: vec![(PAIR, IpPrefix::parse("2001:db8::10"))],
+            ..rules6()
+        };
+        let check = |f: &[u8]| pair.permits(&EthernetFrame::new_checked(f).unwrap());
+        let pair_lla = "fe80::f816:3eff:fe00:2";
+        assert!(check(&ipv6(PAIR, pair_lla, 0, 58, &icmpv6(133, "::"))));
+        assert!(check(&ipv6(
+            PAIR,
+            "2001:db8::10",
+            0,
+            58,
+            &icmpv6(136, "2001:db8::10")
+        )));
+        assert!(!check(&ipv6(
+            PAIR,
+            "2001:db8::10",
+            0,
+            58,
+            &icmpv6(136, "2001:db8::1")
+        )));
+        assert!(!check(&ipv6(PAIR, OWN_LLA, 0, 58, &icmpv6(133, "::"))));
     }
 
     #[test]
@@ -307,8 +367,17 @@ mod tests {
             &icmpv6(136, "2001:db8::1")
         )));
         assert!(!check6(&ipv6(OWN, "::", 0, 17, &[0, 1, 0, 2, 0, 8, 0, 0])));
-        // IPv4 0.0.0.0: DHCP (UDP 68 to 67) only.
+        // IPv4 0.0.0.0: DHCP (UDP 68 to 67) only, behind options too; a header length below
+        // 20 bytes reads nothing.
         assert!(check(&ipv4_l4([0; 4], 17, [0, 68, 0, 67])));
+        let mut options = ipv4_l4([0; 4], 17, [1, 1, 1, 1]);
+        options[14] = 0x46;
+        options.splice(14 + 24..14 + 24, [0, 68, 0, 67]);
+        assert!(check(&options));
+        let mut short = ipv4_l4([0; 4], 17, [0; 4]);
+        short[14] = 0x44;
+        short[14 + 16..14 + 20].copy_from_slice(&[0, 68, 0, 67]);
+        assert!(!check(&short));
         assert!(!check(&ipv4_l4([0; 4], 17, [0, 68, 0, 53])));
         assert!(!check(&ipv4_l4([0; 4], 6, [0, 68, 0, 67])));
     }

@@ -367,7 +367,8 @@ fn an_icmp_error_is_related_only_on_its_way_to_the_quoted_sender() {
 }
 
 /// ICMP messages other than echoes and errors belong to no connection: a timestamp request
-/// the VM sent does not let any message of the peer's in for the next 30 s.
+/// the VM sent does not let any message of the peer's in for the next 30 s (its reply too needs
+/// a rule here, where Linux's connection tracking would pair it).
 #[test]
 fn icmp_other_than_echoes_and_errors_is_left_to_the_rules() {
     let mut r = Rig::new(default_group());
