@@ -6,7 +6,8 @@
 //! the frame's source MAC and the sender address, read through checked slices. As Neutron's
 //! firewall allows them: DHCP discovery from IPv4 0.0.0.0 (UDP 68 to 67 only); from IPv6 ::
 //! only duplicate address detection and MLD reports (ICMPv6 135, 131, 143); the port's own
-//! link-local address (modified EUI-64 of its MAC), or one an allowed pair covers; a neighbour
+//! link-local address (modified EUI-64 of its MAC), an IPv6 allowed pair's MAC's own, or one an
+//! allowed pair covers; a neighbour
 //! advertisement only for an address the port may use, and an ARP packet only with its sender
 //! hardware address the frame's own source. Other EtherTypes are dropped.
 
@@ -91,18 +92,22 @@ impl PortSecurity {
     }
 
     /// May the sender `src` (the port's own MAC if `own_mac`, else an allowed pair's) use
-    /// address `ip`? Its own link-local address (modified EUI-64 of `src`) too, as Neutron's
-    /// firewalls allow it.
+    /// address `ip`? Its own link-local address (modified EUI-64 of `src`) too where it may
+    /// use IPv6, as Neutron's iptables firewall allows it: the port's MAC, or a pair's with an
+    /// IPv6 address.
     fn may_use(&self, src: Mac, own_mac: bool, ip: IpAddr) -> bool {
-        ip == IpAddr::V6(crate::ra::link_local(src))
-            || (own_mac && self.fixed_ips.contains(&ip))
-            || self.allowed_pairs.iter().any(|(m, p)| {
-                *m == src
-                    && match p {
-                        Some(p) => p.contains(ip),
-                        None => self.fixed_ips.contains(&ip),
-                    }
+        let pairs = || self.allowed_pairs.iter().filter(move |(m, _)| *m == src);
+        let v6 = |p: &Option<IpPrefix>| match p {
+            Some(p) => p.addr.is_ipv6(),
+            None => self.fixed_ips.iter().any(IpAddr::is_ipv6),
+        };
+        (own_mac && self.fixed_ips.contains(&ip))
+            || pairs().any(|(_, p)| match p {
+                Some(p) => p.contains(ip),
+                None => self.fixed_ips.contains(&ip),
             })
+            || (ip == IpAddr::V6(crate::ra::link_local(src))
+                && (own_mac || pairs().any(|(_, p)| v6(p))))
     }
 
     /// Ethernet/IPv4 ARP whose sender hardware address is the frame's source, and whose sender
@@ -342,6 +347,8 @@ mod tests {
             &icmpv6(136, "2001:db8::1")
         )));
         assert!(!check(&ipv6(PAIR, OWN_LLA, 0, 58, &icmpv6(133, "::"))));
+        // A pair of IPv4 only (the rules' `PAIR`) has no IPv6 address, link-local or other.
+        assert!(!check6(&ipv6(PAIR, pair_lla, 0, 58, &icmpv6(133, "::"))));
     }
 
     #[test]
@@ -372,6 +379,7 @@ mod tests {
         assert!(check(&ipv4_l4([0; 4], 17, [0, 68, 0, 67])));
         let mut options = ipv4_l4([0; 4], 17, [1, 1, 1, 1]);
         options[14] = 0x46;
+        options[14 + 3] = 32;
         options.splice(14 + 24..14 + 24, [0, 68, 0, 67]);
         assert!(check(&options));
         let mut short = ipv4_l4([0; 4], 17, [0; 4]);
