@@ -669,11 +669,13 @@ impl ConnTable {
         let key = at.key;
         let z = usize::from(key.zone());
         self.claim_zone(z, gen);
+        // The entry in the way: dead (expired, of an earlier generation), or one this packet
+        // starts anew (a SYN once it closed, an echo request from the side that answered),
+        // which counts no more once replaced.
+        self.remove(at);
         if self.zones[z].live >= self.per_zone {
             return Err(DropReason::ConntrackFull);
         }
-        // A dead entry (expired, or of an earlier generation) in the way.
-        self.remove(at);
         let slot = match self.free.pop() {
             Some(i) => {
                 self.keys[i as usize] = Some(key);

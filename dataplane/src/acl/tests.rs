@@ -420,3 +420,23 @@ fn ipv6_later_fragments_follow_their_first_behind_options() {
     let other = [60, 0, 0x05, 0xa8, 0, 0, 0, 10];
     assert_eq!(r.check(Direction::Ingress, &frame(&other, &[0; 8])), NO_IN);
 }
+
+/// A port at its share may still start a connection anew in place of its own closed one (a SYN
+/// after a reset on the same addresses and ports): the table holds no more than before.
+#[test]
+fn a_full_zone_reopens_a_closed_connection_in_its_place() {
+    let mut r = Rig::new(default_group());
+    r.conns = ConnTable::new(1);
+    assert_eq!(r.outbound(TCP, &tcp(40000, 80, tcp::SYN)), Ok(()));
+    assert_eq!(r.inbound(PEER4, TCP, &tcp(80, 40000, tcp::RST)), Ok(()));
+    assert_eq!(
+        r.outbound(TCP, &tcp(40001, 80, tcp::SYN)),
+        Err(DropReason::ConntrackFull)
+    );
+    assert_eq!(r.outbound(TCP, &tcp(40000, 80, tcp::SYN)), Ok(()));
+    assert_eq!(r.conns.zone_len(3, 7), 1);
+    assert_eq!(
+        r.inbound(PEER4, TCP, &tcp(80, 40000, tcp::SYN | tcp::ACK)),
+        Ok(())
+    );
+}
