@@ -155,16 +155,29 @@ impl Policer {
 mod tests {
     use super::*;
 
+    /// A policer of `pps` packets a second and a burst of `burst` packets, full at time 0.
+    fn packets(pps: u64, burst: u64) -> Policer {
+        let c = PolicerConfig {
+            pps,
+            burst_packets: burst,
+            ..Default::default()
+        };
+        Policer::new(c, 0)
+    }
+
+    /// A policer of `bps` bits a second and a burst of `burst` bits, full at time 0.
+    fn bits(bps: u64, burst: u64) -> Policer {
+        let c = PolicerConfig {
+            bps,
+            burst_bits: burst,
+            ..Default::default()
+        };
+        Policer::new(c, 0)
+    }
+
     #[test]
     fn packet_rate_is_enforced_over_a_second() {
-        let mut p = Policer::new(
-            PolicerConfig {
-                pps: 1000,
-                burst_packets: 10,
-                ..Default::default()
-            },
-            0,
-        );
+        let mut p = packets(1000, 10);
         // Offer 10 000 frames evenly over one second.
         let passed = (0..10_000u64).filter(|i| p.admit(64, i * 100_000)).count();
         assert!((1000..=1010).contains(&passed), "{passed}");
@@ -172,14 +185,7 @@ mod tests {
 
     #[test]
     fn bit_rate_is_enforced_and_burst_passes_first() {
-        let mut p = Policer::new(
-            PolicerConfig {
-                bps: 8_000_000,
-                burst_bits: 8 * 10_000,
-                ..Default::default()
-            },
-            0,
-        );
+        let mut p = bits(8_000_000, 8 * 10_000);
         // The burst: 10 000 bytes pass at t=0.
         let burst = (0..100).filter(|_| p.admit(1000, 0)).count();
         assert_eq!(burst, 10);
@@ -199,15 +205,7 @@ mod tests {
     #[test]
     fn a_bucket_smaller_than_a_frame_still_passes_frames_at_its_rate() {
         // 10 kbit of burst, 1514-byte frames (12 112 bits), 100 kbit/s.
-        let mut p = Policer::new(
-            PolicerConfig {
-                bps: 100_000,
-                burst_bits: 10_000,
-                pps: 0,
-                burst_packets: 0,
-            },
-            0,
-        );
+        let mut p = bits(100_000, 10_000);
         // Over 10 s, a frame every millisecond offered: 99 kbit/s passes (a frame every 122 ms,
         // the first offered once the debt is paid), not a frame each time the bucket is full
         // again (every 100 ms, 121 kbit/s).
@@ -217,14 +215,7 @@ mod tests {
         assert_eq!(passed, 82);
         // Jumbo frames through a bucket of 1 000 bits at 1 Mbit/s: about 28 in 2 s (72 112 bits
         // each), not one every millisecond.
-        let mut p = Policer::new(
-            PolicerConfig {
-                bps: 1_000_000,
-                burst_bits: 1000,
-                ..Default::default()
-            },
-            0,
-        );
+        let mut p = bits(1_000_000, 1000);
         let passed = (0..20_000u64)
             .filter(|i| p.admit(9014, i * 100_000))
             .count();
@@ -235,14 +226,7 @@ mod tests {
     fn a_slow_bucket_refills_at_its_rate_however_often_frames_come() {
         // 100 packets a second, a burst of 10, frames offered every 3 µs for 2 s: each refill
         // is a third of a milli-packet, which a refill rounding down would lose every time.
-        let mut p = Policer::new(
-            PolicerConfig {
-                pps: 100,
-                burst_packets: 10,
-                ..Default::default()
-            },
-            0,
-        );
+        let mut p = packets(100, 10);
         let passed = (0..666_667u64).filter(|i| p.admit(64, i * 3_000)).count();
         assert_eq!(
             passed,
@@ -250,28 +234,14 @@ mod tests {
             "the 200th refilled at 2 s, after the last offer"
         );
         // Bits alike: 999 bit/s, 64-byte frames every µs for 5 s (0.999 milli-bits a refill).
-        let mut p = Policer::new(
-            PolicerConfig {
-                bps: 999,
-                burst_bits: 512,
-                ..Default::default()
-            },
-            0,
-        );
+        let mut p = bits(999, 512);
         let passed = (0..5_000_000u64).filter(|i| p.admit(64, i * 1_000)).count();
         assert_eq!(passed, 1 + 9);
     }
 
     #[test]
     fn a_merged_run_takes_a_packet_token_per_segment() {
-        let mut p = Policer::new(
-            PolicerConfig {
-                pps: 1000,
-                burst_packets: 10,
-                ..Default::default()
-            },
-            0,
-        );
+        let mut p = packets(1000, 10);
         assert!(p.admit_run(5000, 4, 0));
         assert!(p.admit_run(5000, 4, 0));
         assert!(!p.admit_run(5000, 4, 0), "2 tokens left");
