@@ -152,6 +152,27 @@ fn tagged_frames_from_a_vm_are_dropped() {
 }
 
 #[test]
+fn priority_tagged_frames_are_switched_as_untagged() {
+    let lab = Lab::new("q");
+    let c2 = lab.vm2.capture(10.0, TEST_ETHERTYPE);
+    let c3 = lab.vm3.capture(10.0, TEST_ETHERTYPE);
+    let cu = lab.up.capture(10.0, TEST_ETHERTYPE);
+    // An 802.1Q tag of VLAN 0 carries a priority only: the frame is vm1's untagged frame.
+    lab.vm1
+        .send(&[frame_hex(BCAST, &lab.vm1.mac, Some(0), 0x51)]);
+    let untagged = Seen {
+        hex: frame_hex(BCAST, &lab.vm1.mac, None, 0x51),
+        vlan: None,
+        partial: false,
+    };
+    assert_eq!(c2.finish(), vec![untagged]);
+    let su = cu.finish();
+    assert_eq!(su.len(), 1, "{su:?}");
+    assert_eq!(su[0].vlan, Some(10));
+    assert!(c3.finish().is_empty());
+}
+
+#[test]
 fn trunk_frames_reach_their_network_untagged() {
     let lab = Lab::new("k");
     let c1 = lab.vm1.capture(10.0, TEST_ETHERTYPE);

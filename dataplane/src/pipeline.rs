@@ -14,6 +14,8 @@
 //! 3. Access (VM) ports take untagged frames only: any tag, including double tags,
 //!    `tagged_on_access`. The trunk takes tagged frames only (`untagged_on_trunk`) of a VLAN a
 //!    local network owns (`unknown_vlan`), and a tagged frame inside the tag is dropped too.
+//!    (The worker untags a priority-tagged frame, VLAN 0, before it comes here:
+//!    [`crate::wire::strip_priority_tag`].)
 //! 4. Source multicast or zero: `invalid_source`. Port security: `spoofed`. Policer: `policed`.
 //!    Security groups, the VM's egress rules (`acl`): `sg_egress`, `conntrack_full`. The ingress
 //!    rules of each port a frame goes to are checked by [`Pipeline::admit`], once per copy.
@@ -836,7 +838,8 @@ fn ingress_net(
             None => snap
                 .uplink_net(physnet, 0)
                 .ok_or(DropReason::UntaggedOnTrunk),
-            // A priority tag (VLAN 0) or a tag inside the tag belongs to no network.
+            // A tag inside the tag belongs to no network, nor does a priority tag (VLAN 0): the
+            // worker untags those first (`wire::strip_priority_tag`).
             Some(vid) => snap
                 .uplink_net(physnet, vid)
                 .filter(|_| vid != 0 && !eth.is_double_tagged())

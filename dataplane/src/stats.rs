@@ -46,7 +46,7 @@ drop_reasons! {
     PortDown => "port_down", "Arrived on a port that is administratively down or unbound.";
     TaggedOnAccess => "tagged_on_access", "A VLAN-tagged (or double-tagged) frame from a VM port.";
     UntaggedOnTrunk => "untagged_on_trunk", "An untagged frame on an uplink whose physical network has no flat network.";
-    UnknownVlan => "unknown_vlan", "A tagged frame on an uplink whose VLAN no network of its physical network owns (or a priority or double tag).";
+    UnknownVlan => "unknown_vlan", "A tagged frame on an uplink whose VLAN no network of its physical network owns (or a double tag).";
     SamePort => "same_port", "The destination is learned on the ingress port itself.";
     EgressDown => "egress_down", "The destination port is down.";
     NoBuffer => "no_buffer", "No free frame for a flood copy, a tag push or a segment, or no transmit room for a super-frame's segments.";

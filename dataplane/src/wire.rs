@@ -151,6 +151,30 @@ pub fn is_vlan_tpid(ethertype: u16) -> bool {
     )
 }
 
+/// Is `frame` priority-tagged: an 802.1Q tag of VLAN 0, which carries a priority only, with no
+/// tag inside it? 802.1Q, the Linux bridge and Open vSwitch take such a frame as untagged.
+#[inline]
+pub fn is_priority_tagged(frame: &[u8]) -> bool {
+    match frame.get(12..18) {
+        Some(&[0x81, 0x00, hi, lo, t0, t1]) => {
+            hi & 0x0f == 0 && lo == 0 && !is_vlan_tpid(u16::from_be_bytes([t0, t1]))
+        }
+        _ => false,
+    }
+}
+
+/// Removes the tag of a frame [`is_priority_tagged`] found priority-tagged, in place: the two
+/// addresses move 4 bytes towards the payload. Returns the untagged frame, `frame`'s last
+/// `len - 4` bytes (all of `frame` if it is too short to hold a tag).
+#[cold]
+pub fn strip_priority_tag(frame: &mut [u8]) -> &mut [u8] {
+    if frame.len() < ETH_HEADER_LEN + VLAN_TAG_LEN {
+        return frame;
+    }
+    frame.copy_within(..12, VLAN_TAG_LEN);
+    &mut frame[VLAN_TAG_LEN..]
+}
+
 /// A read-only view of an Ethernet frame whose header length has been checked.
 #[derive(Debug, Clone, Copy)]
 pub struct EthernetFrame<'a> {
@@ -305,6 +329,63 @@ mod tests {
 
     const A: Mac = Mac([0x02, 0, 0, 0, 0, 0xa]);
     const B: Mac = Mac([0x02, 0, 0, 0, 0, 0xb]);
+
+    #[test]
+    fn only_an_802_1q_tag_of_vlan_0_with_no_tag_inside_is_a_priority_tag() {
+        let tagged = |tpid: u16, tci: u16, inner: u16| {
+            let mut f = build_frame(B, A, None, tpid, &[0; 46]);
+            f[14..16].copy_from_slice(&tci.to_be_bytes());
+            f[16..18].copy_from_slice(&inner.to_be_bytes());
+            f
+        };
+        assert!(is_priority_tagged(&tagged(
+            ETHERTYPE_VLAN,
+            0,
+            ETHERTYPE_IPV4
+        )));
+        assert!(is_priority_tagged(&tagged(ETHERTYPE_VLAN, 0xe000, 0x0806)));
+        assert!(
+            is_priority_tagged(&tagged(ETHERTYPE_VLAN, 0x1000, 0x0806)),
+            "DEI set"
+        );
+        assert!(!is_priority_tagged(&tagged(
+            ETHERTYPE_VLAN,
+            1,
+            ETHERTYPE_IPV4
+        )));
+        assert!(!is_priority_tagged(&tagged(
+            ETHERTYPE_VLAN,
+            0x0100,
+            ETHERTYPE_IPV4
+        )));
+        assert!(!is_priority_tagged(&tagged(
+            ETHERTYPE_QINQ,
+            0,
+            ETHERTYPE_IPV4
+        )));
+        assert!(!is_priority_tagged(&tagged(
+            ETHERTYPE_VLAN,
+            0,
+            ETHERTYPE_VLAN
+        )));
+        assert!(!is_priority_tagged(&build_frame(
+            B,
+            A,
+            None,
+            ETHERTYPE_IPV4,
+            &[0; 46]
+        )));
+        assert!(!is_priority_tagged(&tagged(ETHERTYPE_VLAN, 0, 0)[..17]));
+
+        let mut f = tagged(ETHERTYPE_VLAN, 0xa000, ETHERTYPE_IPV4);
+        let untagged = strip_priority_tag(&mut f).to_vec();
+        assert_eq!(
+            untagged,
+            build_frame(B, A, None, ETHERTYPE_IPV4, &[0; 46])[..untagged.len()]
+        );
+        assert_eq!(untagged.len(), 56);
+        assert_eq!(strip_priority_tag(&mut [0u8; 17]).len(), 17);
+    }
 
     #[test]
     fn untagged_frame_is_parsed() {

@@ -1528,7 +1528,14 @@ impl<P: PortIo> Worker<P> {
                 j += 1;
                 let mut macs = None;
                 let verdict = match self.umem.frame(d.addr, d.len) {
-                    Some(bytes) => {
+                    Some(mut bytes) => {
+                        // A priority tag (VLAN 0) is no tag: the frame is switched untagged.
+                        if wire::is_priority_tagged(bytes) {
+                            bytes = wire::strip_priority_tag(bytes);
+                            d.addr += VLAN_TAG_LEN as u64;
+                            d.len -= VLAN_TAG_LEN as u32;
+                        }
+                        let bytes = &*bytes;
                         let v = self.pipe.process(&self.snap, slot, bytes, now);
                         if offer_fast
                             && matches!(v, Verdict::Unicast { .. })
@@ -1647,6 +1654,9 @@ impl<P: PortIo> Worker<P> {
                 self.gso_buf.extend_from_slice(bytes);
             }
             self.umem.release(d.addr);
+        }
+        if wire::is_priority_tagged(&self.gso_buf) {
+            self.gso_buf.drain(12..12 + VLAN_TAG_LEN);
         }
         let tagged = wire::be16(&self.gso_buf, 12).is_some_and(is_vlan_tpid);
         // Segments are built in one chunk each, behind the kernel's headroom (room for a tag).

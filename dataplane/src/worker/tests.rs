@@ -342,6 +342,71 @@ fn tagged_frames_from_vms_never_leave() {
     r.check_accounting();
 }
 
+/// `frame` with an 802.1Q tag of VLAN 0 and priority 5 after its addresses.
+fn priority_tagged(frame: &[u8]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    f.splice(12..12, [0x81, 0x00, 0xa0, 0x00]);
+    f
+}
+
+#[test]
+fn priority_tagged_frames_are_switched_as_untagged() {
+    let mut r = Rig::new(4096);
+    r.learn("a2", VM2);
+    // From a VM: a broadcast and a unicast, as if untagged (the priority is not kept).
+    r.inject("a1", priority_tagged(&frame(Mac::BROADCAST, VM1)));
+    r.inject("a1", priority_tagged(&frame(VM2, VM1)));
+    r.run();
+    assert_eq!(
+        r.out("a2"),
+        vec![frame(Mac::BROADCAST, VM1), frame(VM2, VM1)]
+    );
+    assert_eq!(r.out("a3"), vec![frame(Mac::BROADCAST, VM1)]);
+    let on_trunk = build_frame(Mac::BROADCAST, VM1, Some(10), ETHERTYPE_IPV4, &[0xab; 46]);
+    assert_eq!(r.out("up"), vec![on_trunk]);
+    assert!(r.out("b1").is_empty());
+    // Learned on a1: the answer goes there alone.
+    r.inject("a2", frame(VM1, VM2));
+    r.run();
+    assert_eq!(r.out("a1"), vec![frame(VM1, VM2)]);
+    // A super-frame too: its segments leave untagged.
+    let payload: Vec<u8> = (0..4000u32).map(|i| (i % 249) as u8).collect();
+    r.inject("a1", partial_tcp(VM2, &payload, Some(0)));
+    r.run();
+    let segments = r.out("a2");
+    assert_eq!(segments.len(), 3);
+    assert!(segments.iter().all(|f| f[12..14] == [0x08, 0x00]));
+    let joined: Vec<u8> = segments.iter().flat_map(|f| f[54..].to_vec()).collect();
+    assert!(joined == payload);
+    // A tag inside the priority tag is a tag: refused.
+    let double = build_frame(Mac::BROADCAST, VM1, Some(10), ETHERTYPE_IPV4, &[0xab; 46]);
+    r.inject("a1", priority_tagged(&double));
+    r.run();
+    for p in ["a2", "a3", "b1", "up"] {
+        assert!(r.out(p).is_empty(), "{p}");
+    }
+    let a1 = r.ports.get("a1").unwrap();
+    let c = r.w.counters(a1);
+    assert_eq!(c.drops[DropReason::TaggedOnAccess as usize], 1);
+    assert_eq!(c.rx_packets, 6);
+    // On the trunk, a priority-tagged frame belongs to the flat network; with none, to no one.
+    r.inject("up", priority_tagged(&frame(Mac::BROADCAST, VM3)));
+    r.run();
+    assert!(r.out("b1").is_empty());
+    let up = r.ports.get("up").unwrap();
+    assert_eq!(
+        r.w.counters(up).drops[DropReason::UntaggedOnTrunk as usize],
+        1
+    );
+    let mut c = cfg();
+    c.networks[1].vlan = 0;
+    r.apply(&c);
+    r.inject("up", priority_tagged(&frame(Mac::BROADCAST, VM3)));
+    r.run();
+    assert_eq!(r.out("b1"), vec![frame(Mac::BROADCAST, VM3)]);
+    r.check_accounting();
+}
+
 #[test]
 fn a_table_large_enough_to_prefetch_forwards_and_drops_as_a_small_one() {
     let mut r = Rig::new(4096);
