@@ -408,23 +408,22 @@ fn pass_fragment(
     Ok(())
 }
 
-/// Does this packet belong to connections at all? Not an ICMP message other than an echo
-/// request or reply, or an error about a connection (`quote`): their key would have no ports,
-/// one for every such message between two addresses. The rules decide those. (Linux's
-/// connection tracking also pairs IPv4 timestamp, information and address mask requests, and
-/// ICMPv6 node information queries, with their replies by identifier; here those replies need a
-/// rule.)
+/// Does this packet belong to connections at all? Of ICMP, only a query or its reply (an echo,
+/// a timestamp, information or address mask request, an ICMPv6 node information query: those
+/// Linux's connection tracking pairs by identifier, [`crate::flow::icmp_query`]), or an error
+/// about a connection (`quote`). Other messages would have a key without ports, one for every
+/// such message between two addresses; the rules decide those.
 #[inline]
 fn tracked(flow: &Flow, quote: Option<&crate::flow::Tuple>) -> bool {
-    !flow.is_icmp() || flow.is_echo_request() || flow.is_echo_reply() || quote.is_some()
+    !flow.is_icmp() || flow.is_query() || quote.is_some()
 }
 
-/// Can this packet open a connection? Of ICMP, only an echo request (a reply or an error only
-/// belongs to one, other messages to none); not a TCP reset.
+/// Can this packet open a connection? Of ICMP, only a query (a reply or an error only belongs to
+/// one, other messages to none); not a TCP reset.
 #[inline]
 fn starts_connection(flow: &Flow) -> bool {
     if flow.is_icmp() {
-        return flow.quoted.is_none() && flow.is_echo_request();
+        return flow.quoted.is_none() && flow.is_query_request();
     }
     !(flow.tuple.proto == crate::wire::ipproto::TCP && flow.tcp_flags & crate::flow::tcp::RST != 0)
 }

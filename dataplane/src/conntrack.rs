@@ -51,8 +51,8 @@ type RandomState = foldhash::fast::RandomState;
 /// words so that hashing and comparing it is a handful of word operations.
 #[derive(Debug, Clone, Copy, Eq)]
 pub struct Key {
-    /// zone (16 bits) | protocol (8) | IPv6 (8) | port of `a` (16) | port of `b` (16), then the
-    /// addresses `a` and `b` as two words each.
+    /// zone (16 bits) | protocol (8) | ICMP query kind (7) | IPv6 (1) | port of `a` (16) |
+    /// port of `b` (16), then the addresses `a` and `b` as two words each.
     w: [u64; 5],
 }
 
@@ -86,6 +86,7 @@ impl Key {
         };
         let head = u64::from(zone) << 48
             | u64::from(t.proto) << 40
+            | u64::from(t.query & 0x7f) << 33
             | u64::from(t.v6) << 32
             | u64::from(pa) << 16
             | u64::from(pb);
@@ -113,7 +114,12 @@ impl Key {
 
     #[inline]
     fn v6(&self) -> bool {
-        (self.w[0] >> 32) & 0xff != 0
+        (self.w[0] >> 32) & 1 != 0
+    }
+
+    #[inline]
+    fn query(&self) -> u8 {
+        (self.w[0] >> 33) as u8 & 0x7f
     }
 
     /// Endpoint `a`: address and port.
@@ -231,6 +237,7 @@ impl Entry {
                 dst: dst.to_be_bytes(),
                 sport,
                 dport,
+                query: k.query(),
             },
             icmp_type: self.icmp.0,
             icmp_code: self.icmp.1,
@@ -640,10 +647,11 @@ impl ConnTable {
         }
         if let Some(f) = update {
             let orig = e.is_orig(key, f);
-            // Not part of the connection, but the start of another: an echo request from the
-            // side that answered, or a SYN once the connection has closed. The rules decide.
+            // Not part of the connection, but the start of another: an ICMP query (an echo
+            // request) from the side that answered, or a SYN once the connection has closed.
+            // The rules decide.
             let syn = f.tcp_flags & (tcp::SYN | tcp::ACK) == tcp::SYN && key.proto() == TCP;
-            if (f.is_echo_request() && !orig) || (syn && e.closed()) {
+            if (f.is_query_request() && !orig) || (syn && e.closed()) {
                 return None;
             }
             let was = e.state;

@@ -60,10 +60,13 @@ pub struct Tuple {
     pub src: [u8; 16],
     /// Destination address.
     pub dst: [u8; 16],
-    /// Source port; for ICMP echo, the identifier; else 0.
+    /// Source port; for an ICMP query or its reply (an echo, say), the identifier; else 0.
     pub sport: u16,
-    /// Destination port; for ICMP echo, the identifier; else 0.
+    /// Destination port; for an ICMP query or its reply, the identifier; else 0.
     pub dport: u16,
+    /// For an ICMP query or its reply, which kind of query ([`icmp_query`]): an echo's
+    /// identifier is not a timestamp request's. Else 0.
+    pub query: u8,
 }
 
 /// One IP packet as the filter sees it.
@@ -112,6 +115,28 @@ impl Flow {
     #[inline]
     pub fn is_echo_reply(&self) -> bool {
         self.is_icmp_type(0, 129)
+    }
+
+    /// Is this an ICMP query (an echo, timestamp, information or address mask request, an
+    /// ICMPv6 echo request or node information query), which starts an ICMP "connection"?
+    #[inline]
+    pub fn is_query_request(&self) -> bool {
+        self.query().is_some_and(|(_, request)| request)
+    }
+
+    /// Is this an ICMP query or a reply to one, which belongs to a connection by its identifier?
+    #[inline]
+    pub fn is_query(&self) -> bool {
+        self.query().is_some()
+    }
+
+    /// The kind of ICMP query this is, and whether it is the request ([`icmp_query`]).
+    #[inline]
+    fn query(&self) -> Option<(u8, bool)> {
+        if !self.is_icmp() {
+            return None;
+        }
+        icmp_query(self.tuple.v6, self.icmp_type)
     }
 
     /// Is this ICMP (of its family)?
@@ -248,6 +273,7 @@ fn ipv4_header<'a>(ip: &'a [u8], quoted: bool, t: &mut Tuple) -> Option<Header<'
         dst: v4_addr(&ip[16..20]),
         sport: 0,
         dport: 0,
+        query: 0,
     };
     Some(h)
 }
@@ -312,6 +338,7 @@ fn ipv6_header<'a>(ip: &'a [u8], quoted: bool, t: &mut Tuple) -> Option<Header<'
         dst: addr(24),
         sport: 0,
         dport: 0,
+        query: 0,
     };
     Some(h)
 }
@@ -345,12 +372,33 @@ fn transport(flow: &mut Flow, l4: &[u8]) {
     };
     flow.icmp_type = ty;
     flow.icmp_code = code;
-    if flow.is_echo_request() || flow.is_echo_reply() {
+    if let Some((query, _)) = icmp_query(flow.tuple.v6, ty) {
         let id = be16(l4, 4).unwrap_or(0);
         flow.tuple.sport = id;
         flow.tuple.dport = id;
+        flow.tuple.query = query;
     } else if is_icmp_error(flow.tuple.v6, ty) {
         flow.quoted = l4.get(8..).and_then(|inner| quoted(flow.tuple.v6, inner));
+    }
+}
+
+/// The ICMP queries whose replies Linux's connection tracking pairs with them by identifier
+/// (`nf_conntrack_proto_icmp`, `_icmpv6`): of ICMP type `ty`, the kind of query (0 for an echo,
+/// 1 to 3 for a timestamp, information and address mask request, 4 for an ICMPv6 node
+/// information query) and whether it is the request (else the reply); `None` for other types.
+#[inline]
+pub fn icmp_query(v6: bool, ty: u8) -> Option<(u8, bool)> {
+    if v6 {
+        return match ty {
+            128 | 129 => Some((0, ty == 128)),
+            139 | 140 => Some((4, ty == 139)),
+            _ => None,
+        };
+    }
+    match ty {
+        0 | 8 => Some((0, ty == 8)),
+        13..=18 => Some(((ty - 11) / 2, ty % 2 == 1)),
+        _ => None,
     }
 }
 
@@ -382,11 +430,11 @@ fn quoted(v6: bool, inner: &[u8]) -> Option<Tuple> {
         t.sport = be16(l4, 0)?;
         t.dport = be16(l4, 2)?;
     } else if (t.proto == ICMP && !v6) || (t.proto == ICMPV6 && v6) {
-        let ty = *l4.first()?;
-        if (!v6 && (ty == 8 || ty == 0)) || (v6 && (ty == 128 || ty == 129)) {
+        if let Some((query, _)) = icmp_query(v6, *l4.first()?) {
             let id = be16(l4, 4)?;
             t.sport = id;
             t.dport = id;
+            t.query = query;
         }
     }
     Some(t)

@@ -3,7 +3,7 @@
 use super::*;
 use crate::flow::build::*;
 use crate::flow::{parse, tcp};
-use crate::wire::ipproto::{ICMP, TCP};
+use crate::wire::ipproto::{ICMP, ICMPV6, TCP};
 use crate::wire::{build_frame, ETHERTYPE_IPV4};
 
 /// Refused by the ingress or the egress rules.
@@ -366,20 +366,43 @@ fn an_icmp_error_is_related_only_on_its_way_to_the_quoted_sender() {
     );
 }
 
-/// ICMP messages other than echoes and errors belong to no connection: a timestamp request
-/// the VM sent does not let any message of the peer's in for the next 30 s (its reply too needs
-/// a rule here, where Linux's connection tracking would pair it).
+/// ICMP queries are tracked as Linux's connection tracking pairs them: a timestamp, information
+/// or address mask request, or an ICMPv6 node information query, lets its own reply in (by
+/// identifier and kind), and nothing else; other ICMP messages belong to no connection (a
+/// router advertisement does not pass for a request the VM sent).
 #[test]
-fn icmp_other_than_echoes_and_errors_is_left_to_the_rules() {
+fn icmp_queries_let_their_own_replies_in_and_other_icmp_is_left_to_the_rules() {
     let mut r = Rig::new(default_group());
-    assert_eq!(r.outbound(ICMP, &icmp(13, 0, 0)), Ok(()));
+    for (request, reply) in [(13, 14), (15, 16), (17, 18)] {
+        assert_eq!(r.outbound(ICMP, &icmp(request, 0, 7)), Ok(()));
+        assert_eq!(r.inbound(PEER4, ICMP, &icmp(reply, 0, 8)), NO_IN, "{reply}");
+        assert_eq!(
+            r.inbound(PEER4, ICMP, &icmp(reply, 0, 7)),
+            Ok(()),
+            "{reply}"
+        );
+        // The peer's own query is no part of the VM's.
+        assert_eq!(r.inbound(PEER4, ICMP, &icmp(request, 0, 7)), NO_IN);
+    }
+    assert_eq!(r.conns.zone_len(3, 7), 3);
+    // Of another kind, the same identifier is another connection.
+    assert_eq!(r.inbound(PEER4, ICMP, &icmp(0, 0, 7)), NO_IN);
     assert_eq!(r.inbound(PEER4, ICMP, &icmp(9, 0, 0)), NO_IN);
-    assert_eq!(r.inbound(PEER4, ICMP, &icmp(14, 0, 0)), NO_IN);
-    assert_eq!(r.conns.zone_len(3, 7), 0);
+    assert_eq!(r.inbound(PEER4, ICMP, &icmp(9, 0, 7)), NO_IN);
+    assert_eq!(r.outbound(ICMP, &icmp(9, 0, 0)), Ok(()));
+    assert_eq!(r.conns.zone_len(3, 7), 3);
     // An echo is tracked as before.
-    assert_eq!(r.outbound(ICMP, &icmp(8, 0, 0)), Ok(()));
-    assert_eq!(r.inbound(PEER4, ICMP, &icmp(0, 0, 0)), Ok(()));
-    assert_eq!(r.inbound(PEER4, ICMP, &icmp(9, 0, 0)), NO_IN);
+    assert_eq!(r.outbound(ICMP, &icmp(8, 0, 7)), Ok(()));
+    assert_eq!(r.inbound(PEER4, ICMP, &icmp(0, 0, 7)), Ok(()));
+    assert_eq!(r.inbound(PEER4, ICMP, &icmp(14, 0, 7)), Ok(()));
+    assert_eq!(r.conns.zone_len(3, 7), 4);
+    // ICMPv6: a node information query and its reply, not an echo reply.
+    let (vm, peer) = (a6(1), a6(2));
+    let out6 = |l4: &[u8]| v6(vm, peer, ICMPV6, l4);
+    let in6 = |l4: &[u8]| v6(peer, vm, ICMPV6, l4);
+    assert_eq!(r.check(Direction::Egress, &out6(&icmp(139, 0, 5))), Ok(()));
+    assert_eq!(r.check(Direction::Ingress, &in6(&icmp(129, 0, 5))), NO_IN);
+    assert_eq!(r.check(Direction::Ingress, &in6(&icmp(140, 0, 5))), Ok(()));
 }
 
 /// A connection a rule change cut is not refused where a stateless rule now lets its packets

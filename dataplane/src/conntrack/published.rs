@@ -228,6 +228,7 @@ mod tests {
                 dst,
                 sport,
                 dport: 80,
+                query: 0,
             },
         )
     }

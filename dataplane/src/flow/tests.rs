@@ -41,6 +41,49 @@ fn tcp_udp_and_icmp_echo_read_their_ports_flags_and_identifier() {
     let f = ip(parse(&v6(a6(1), a6(2), ICMPV6, &icmp(129, 0, 78))));
     assert!(f.is_echo_reply() && f.is_icmp());
     assert_eq!(f.tuple.sport, 78);
+    assert_eq!(f.tuple.query, 0);
+}
+
+#[test]
+fn icmp_queries_carry_their_identifier_and_kind() {
+    let query = |v6_: bool, ty: u8| {
+        let l4 = icmp(ty, 0, 9);
+        let f = if v6_ {
+            ip(parse(&v6(a6(1), a6(2), ICMPV6, &l4)))
+        } else {
+            ip(parse(&v4(S4, D4, ICMP, &l4)))
+        };
+        let id = (f.tuple.sport, f.tuple.dport) == (9, 9);
+        (f.tuple.query, f.is_query_request(), f.is_query() && id)
+    };
+    assert_eq!(query(false, 8), (0, true, true));
+    assert_eq!(query(false, 0), (0, false, true));
+    assert_eq!(query(false, 13), (1, true, true));
+    assert_eq!(query(false, 14), (1, false, true));
+    assert_eq!(query(false, 15), (2, true, true));
+    assert_eq!(query(false, 16), (2, false, true));
+    assert_eq!(query(false, 17), (3, true, true));
+    assert_eq!(query(false, 18), (3, false, true));
+    assert_eq!(query(true, 128), (0, true, true));
+    assert_eq!(query(true, 139), (4, true, true));
+    assert_eq!(query(true, 140), (4, false, true));
+    for (v6_, ty) in [
+        (false, 9),
+        (false, 10),
+        (false, 19),
+        (true, 13),
+        (true, 133),
+        (true, 141),
+    ] {
+        assert_eq!(query(v6_, ty), (0, false, false), "{v6_} {ty}");
+    }
+    // An error quoting a timestamp request names its connection.
+    let inner = ipv4_packet(D4, S4, ICMP, &icmp(13, 0, 9), 0, 1);
+    let mut err = icmp(3, 1, 0);
+    err.extend_from_slice(&inner);
+    let f = ip(parse(&v4(S4, D4, ICMP, &err)));
+    let q = f.quoted.unwrap();
+    assert_eq!((q.sport, q.dport, q.query), (9, 9, 1));
 }
 
 #[test]
