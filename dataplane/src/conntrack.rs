@@ -28,10 +28,13 @@
 //!
 //! Later fragments carry no ports: a first fragment that passed records its datagram (zone,
 //! addresses, protocol, identification) for a few seconds so that the rest follows it, at most
-//! [`FRAGMENTS_PER_ZONE`] datagrams per port.
+//! [`FRAGMENTS_PER_ZONE`] datagrams per port; past them the port's oldest datagram makes room
+//! (as Linux's fragment evictor drops the oldest queues), so that a flood of first fragments
+//! (a remote host's, which the port's rules let in) displaces the port's own datagrams only
+//! by sending 256 of them between one datagram's first and later fragments.
 
 use core::hash::BuildHasher;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use hashbrown::HashTable;
@@ -392,12 +395,11 @@ impl Connection {
     }
 }
 
-/// A zone's generation, live entries and remembered datagrams.
+/// A zone's generation and live entries.
 #[derive(Debug, Clone, Copy, Default)]
 struct ZoneCount {
     gen: u32,
     live: u32,
-    frags: u32,
 }
 
 /// A datagram whose first fragment passed.
@@ -445,7 +447,10 @@ pub struct ConnTable {
     zones: Vec<ZoneCount>,
     per_zone: u32,
     cursor: usize,
+    /// Datagrams whose first fragment passed, and until when their later fragments may follow;
+    /// by zone, the same datagrams oldest first.
     fragments: HashMap<FragKey, u32, RandomState>,
+    frag_order: Vec<VecDeque<FragKey>>,
     /// The second the fragments were last swept.
     frags_swept: u32,
     /// By zone: the port's generation and the table its established connections are published
@@ -474,6 +479,7 @@ impl ConnTable {
             per_zone: per_zone.max(1),
             cursor: 0,
             fragments: HashMap::with_hasher(RandomState::default()),
+            frag_order: Vec::new(),
             frags_swept: 0,
             published: Vec::new(),
         }
@@ -593,13 +599,17 @@ impl ConnTable {
     /// the connections of an earlier port are dead at once and swept. Called when a snapshot is
     /// adopted.
     pub fn sync_zone(&mut self, zone: u16, gen: Option<u32>) {
-        if let Some(z) = self.zones.get_mut(usize::from(zone)) {
+        let z = usize::from(zone);
+        if let Some(count) = self.zones.get_mut(z) {
             let gen = gen.unwrap_or(u32::MAX);
-            if z.gen != gen && (z.live > 0 || z.frags > 0) {
-                *z = ZoneCount {
-                    gen,
-                    ..ZoneCount::default()
-                };
+            if count.gen != gen {
+                if count.live > 0 {
+                    *count = ZoneCount {
+                        gen,
+                        ..ZoneCount::default()
+                    };
+                }
+                self.forget_fragments(z);
             }
         }
     }
@@ -759,21 +769,28 @@ impl ConnTable {
             }
         }
         if now != self.frags_swept && !self.fragments.is_empty() {
-            // Once a second; at most 256 datagrams per port are remembered.
+            // Once a second, the expired datagrams at the head of each zone's (at most 256; one
+            // a later fragment refreshed holds those behind it a little longer).
             self.frags_swept = now;
-            let zones = &mut self.zones;
-            self.fragments.retain(|k, until| {
-                let keep = *until >= now;
-                if !keep {
-                    if let Some(z) = zones
-                        .get_mut(usize::from(k.zone))
-                        .filter(|z| z.gen == k.gen)
-                    {
-                        z.frags = z.frags.saturating_sub(1);
+            let fragments = &mut self.fragments;
+            for order in &mut self.frag_order {
+                while let Some(k) = order.front() {
+                    if fragments.get(k).is_some_and(|&until| until >= now) {
+                        break;
                     }
+                    fragments.remove(k);
+                    order.pop_front();
                 }
-                keep
-            });
+            }
+        }
+    }
+
+    /// Forgets the datagrams remembered in zone `z` (its port went, or another took its slot).
+    fn forget_fragments(&mut self, z: usize) {
+        if let Some(order) = self.frag_order.get_mut(z) {
+            for k in order.drain(..) {
+                self.fragments.remove(&k);
+            }
         }
     }
 
@@ -787,28 +804,34 @@ impl ConnTable {
                 gen,
                 ..ZoneCount::default()
             };
+            self.forget_fragments(z);
         }
     }
 
-    /// Remembers that the first fragment of `flow`'s datagram passed; a port that has
-    /// [`FRAGMENTS_PER_ZONE`] datagrams remembered already gets no more (their later fragments
-    /// are then checked by the rules without ports), so one VM cannot crowd out the others.
+    /// Remembers that the first fragment of `flow`'s datagram passed (for [`FRAGMENT_SECS`]
+    /// more, if it was already). A port remembers at most [`FRAGMENTS_PER_ZONE`] datagrams, so
+    /// that one VM cannot crowd out the others; past them its oldest is forgotten (its later
+    /// fragments, if any come still, are checked by the rules without ports).
     pub fn fragment_seen(&mut self, zone: u16, gen: u32, flow: &Flow, now: u32) {
         let z = usize::from(zone);
         self.claim_zone(z, gen);
-        if self.zones[z].frags >= FRAGMENTS_PER_ZONE {
+        let key = FragKey::of(zone, gen, flow);
+        let until = now.saturating_add(FRAGMENT_SECS);
+        if let Some(u) = self.fragments.get_mut(&key) {
+            *u = until;
             return;
         }
-        let fresh = self
-            .fragments
-            .insert(
-                FragKey::of(zone, gen, flow),
-                now.saturating_add(FRAGMENT_SECS),
-            )
-            .is_none();
-        if fresh {
-            self.zones[z].frags += 1;
+        if self.frag_order.len() <= z {
+            self.frag_order.resize_with(z + 1, VecDeque::new);
         }
+        let order = &mut self.frag_order[z];
+        if order.len() >= FRAGMENTS_PER_ZONE as usize {
+            if let Some(oldest) = order.pop_front() {
+                self.fragments.remove(&oldest);
+            }
+        }
+        order.push_back(key);
+        self.fragments.insert(key, until);
     }
 
     /// Did the first fragment of `flow`'s datagram pass (recently)?

@@ -215,13 +215,35 @@ fn a_port_remembers_a_bounded_number_of_fragmented_datagrams() {
         t.fragment_seen(1, 1, &first(id), 0);
         t.fragment_seen(2, 1, &first(id), 0);
     }
-    assert!(t.fragment_passed(1, 1, &first(255), 0));
-    assert!(
-        !t.fragment_passed(1, 1, &first(256), 0),
-        "over the port's share"
-    );
-    // Expired datagrams free the share.
-    t.sweep(10, 1);
+    // Past its share, a port's oldest datagrams made room for the newest.
+    for zone in [1, 2] {
+        assert!(t.fragment_passed(zone, 1, &first(299), 0));
+        assert!(t.fragment_passed(zone, 1, &first(44), 0));
+        assert!(
+            !t.fragment_passed(zone, 1, &first(43), 0),
+            "the oldest went"
+        );
+        assert!(!t.fragment_passed(zone, 1, &first(0), 0));
+    }
+    assert_eq!(t.fragments.len(), 512);
+    // One seen again is not remembered twice (its place is kept): the next new one displaces
+    // it, the oldest.
+    t.fragment_seen(1, 1, &first(44), 3);
+    t.fragment_seen(1, 1, &first(300), 3);
+    assert!(!t.fragment_passed(1, 1, &first(44), 3));
+    assert!(t.fragment_passed(1, 1, &first(45), 3));
+    assert!(t.fragment_passed(1, 1, &first(300), 3));
+    // Another port in the slot starts with none.
+    t.sync_zone(2, Some(2));
+    assert!(!t.fragment_passed(2, 1, &first(299), 0));
+    assert_eq!(t.fragments.len(), 256);
+    // Expired datagrams are swept.
+    t.sweep(6, 1);
+    assert!(t.fragment_passed(1, 1, &first(300), 6));
+    assert_eq!(t.fragments.len(), 1);
+    assert_eq!(t.frag_order[1].len(), 1);
+    t.sweep(9, 1);
+    assert!(t.fragments.is_empty());
     t.fragment_seen(1, 1, &first(299), 10);
     assert!(t.fragment_passed(1, 1, &first(299), 10));
 }
