@@ -205,10 +205,12 @@ pub fn parse_into(frame: &[u8], out: &mut L3) {
     flow.quoted = None;
     if h.fragment != Fragment::Later {
         // A transport header cut short (a tiny first fragment, RFC 1858) would hide its ports,
-        // or a TCP segment's flags, from the rules and the connection table: malformed.
+        // a TCP segment's flags or an ICMP message's type and identifier from the rules and the
+        // connection table (an empty one would read as an echo reply): malformed.
         let need = match flow.tuple.proto {
             TCP => 14,
             p if has_ports(p) => 4,
+            _ if flow.is_icmp() => 8,
             _ => 0,
         };
         if h.l4.len() < need {

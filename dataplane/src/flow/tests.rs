@@ -145,6 +145,18 @@ fn a_transport_header_cut_short_is_malformed() {
         parse(&build_frame(PEER, VM, None, ETHERTYPE_IPV4, &p)),
         L3::Malformed
     );
+    // An ICMP header is 8 bytes: an empty first fragment is no echo reply.
+    for (l4, frag) in [(&[][..], 0x2000), (&icmp(0, 0, 1)[..7], 0)] {
+        let p = ipv4_packet(S4, D4, ICMP, l4, frag, 7);
+        let f = build_frame(PEER, VM, None, ETHERTYPE_IPV4, &p);
+        assert_eq!(parse(&f), L3::Malformed, "{} bytes", l4.len());
+    }
+    let p = ipv6_packet(a6(1), a6(2), ICMPV6, &[], &icmp(129, 0, 1)[..7]);
+    let f = build_frame(PEER, VM, None, crate::wire::ETHERTYPE_IPV6, &p);
+    assert_eq!(parse(&f), L3::Malformed);
+    let p = ipv4_packet(S4, D4, ICMP, &icmp(0, 0, 1), 0x2000, 7);
+    let f = ip(parse(&build_frame(PEER, VM, None, ETHERTYPE_IPV4, &p)));
+    assert!(f.is_echo_reply());
 }
 
 #[test]
