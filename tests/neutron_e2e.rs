@@ -442,6 +442,10 @@ fn security_groups_filter_traffic_between_vms_live() {
         daemon.log()
     );
     assert!(b.ping(&c.ip, None));
+    // An ICMP query's reply is tracked as an echo's is: c's timestamp replies reach a, whose
+    // group lets nothing of c's in.
+    assert_eq!(a.ns.icmp_timestamps(&c.ip, 3), 3, "{}", daemon.log());
+    assert!(!c.ping(&a.ip, None));
     // TCP only where a rule allows it: 20000-20999 (the test servers' ports) from anywhere.
     assert!(
         a.ns.tcp_transfer(&c.ns, &c.ip, 4096).is_err(),

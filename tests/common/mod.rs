@@ -166,6 +166,15 @@ impl Netns {
         (n("echoed"), n("mismatched"))
     }
 
+    /// Sends `count` ICMP timestamp requests to `ip`, one at a time; returns how many the
+    /// peer's kernel answered within a second each.
+    pub fn icmp_timestamps(&self, ip: &str, count: u32) -> u32 {
+        let out = self
+            .transport(&["icmp-timestamp", ip, &count.to_string()])
+            .unwrap_or_else(|e| panic!("icmp-timestamp: {e}"));
+        json_field(&out, "answered").map_or(0, |v: f64| v as u32)
+    }
+
     fn transport(&self, args: &[&str]) -> Result<String, String> {
         let tool = tools_dir().join("transport.py");
         let out = Command::new("timeout")

@@ -19,6 +19,9 @@ nothing is accepted on the kernel's word alone.
                                               and pseudo-random content), each waiting up to 1 s
                                               for its echo; prints {"sent": N, "echoed": M,
                                               "mismatched": K}
+  transport.py icmp-timestamp ADDR COUNT      send COUNT ICMP timestamp requests (IPv4), each
+                                              waiting up to 1 s for its reply (the peer's kernel
+                                              answers them); prints {"sent": N, "answered": M}
 
 Servers print "ready" on stderr once they listen. The address picks IPv4 or IPv6.
 """
@@ -156,6 +159,37 @@ def udp_client(addr, port, count, size):
     print(json.dumps({"sent": count, "echoed": echoed, "mismatched": mismatched}), flush=True)
 
 
+def checksum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
+    s = (s >> 16) + (s & 0xFFFF)
+    s += s >> 16
+    return ~s & 0xFFFF
+
+
+def icmp_timestamp(addr, count):
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    ident = random.randrange(1 << 16)
+    answered = 0
+    for seq in range(count):
+        body = struct.pack("!HHIII", ident, seq, 0, 0, 0)
+        head = struct.pack("!BBH", 13, 0, 0)
+        msg = struct.pack("!BBH", 13, 0, checksum(head + body)) + body
+        s.sendto(msg, (addr, 0))
+        deadline = time.monotonic() + 1
+        while (left := deadline - time.monotonic()) > 0:
+            r, _, _ = select.select([s], [], [], left)
+            if not r:
+                break
+            b, _ = s.recvfrom(1 << 16)
+            icmp = b[(b[0] & 0x0F) * 4:]
+            if len(icmp) >= 8 and icmp[0] == 14 and struct.unpack("!HH", icmp[4:8]) == (ident, seq):
+                answered += 1
+                break
+    print(json.dumps({"sent": count, "answered": answered}), flush=True)
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "tcp-server":
@@ -170,6 +204,8 @@ def main():
         udp_server(args[0], int(args[1]))
     elif cmd == "udp-client":
         udp_client(args[0], int(args[1]), int(args[2]), int(args[3]))
+    elif cmd == "icmp-timestamp":
+        icmp_timestamp(args[0], int(args[1]))
     else:
         sys.exit(f"unknown command {cmd}")
 
