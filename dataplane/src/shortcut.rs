@@ -64,9 +64,10 @@ pub struct Shortcut {
     counters: MappedArray,
     /// By slot: the interface index of the port open there (0: none).
     ifindex: Box<[AtomicU32]>,
-    /// By slot: the network of the port open there, in its worker's snapshot
-    /// ([`Shortcut::set_net`]; 0: none).
+    /// By slot: the network of the port open there, in its worker's snapshot, and the port's
+    /// generation ([`Shortcut::set_net`]; 0: none).
     nets: Box<[AtomicU64]>,
+    gens: Box<[AtomicU32]>,
     epoch: AtomicU64,
 }
 
@@ -169,6 +170,7 @@ impl Shortcut {
             counters,
             ifindex: (0..MAX_SLOTS).map(|_| AtomicU32::new(0)).collect(),
             nets: (0..MAX_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            gens: (0..MAX_SLOTS).map(|_| AtomicU32::new(0)).collect(),
             epoch: AtomicU64::new(0),
         })
     }
@@ -209,24 +211,32 @@ impl Shortcut {
     }
 
     /// Records the network (slot and generation) the snapshot of the worker that owns the port
-    /// open on `slot` gives it, `None` for none; bumps the epoch if that changed. Entries send to
-    /// the port only frames of that network: a worker installing from an older snapshot (the
-    /// port's network changed in place since, the port keeping its slot and generation) withdraws
-    /// its entries at its next round.
-    pub fn set_net(&self, slot: u16, net: Option<(u16, u32)>) {
-        let v = net.map_or(0, |(n, g)| 1 << 63 | u64::from(n) << 32 | u64::from(g));
-        if let Some(a) = self.nets.get(usize::from(slot)) {
-            if a.swap(v, Ordering::AcqRel) != v {
-                self.bump();
-            }
+    /// open on `slot` gives it, and the port's generation (`(net, net_gen, port_gen)`), `None`
+    /// for none; bumps the epoch if that changed. Entries send to the port only frames of that
+    /// network, and only for that port: a worker installing from an older snapshot (the port's
+    /// network changed in place since, the port keeping its slot and generation; or another
+    /// port took the slot) withdraws its entries at its next round, and installs none.
+    pub fn set_net(&self, slot: u16, net: Option<(u16, u32, u32)>) {
+        let v = net.map_or(0, |(n, g, _)| 1 << 63 | u64::from(n) << 32 | u64::from(g));
+        let gen = net.map_or(0, |(_, _, p)| p);
+        let (Some(a), Some(p)) = (
+            self.nets.get(usize::from(slot)),
+            self.gens.get(usize::from(slot)),
+        ) else {
+            return;
+        };
+        let was_gen = p.swap(gen, Ordering::AcqRel);
+        if a.swap(v, Ordering::AcqRel) != v || was_gen != gen {
+            self.bump();
         }
     }
 
     /// See [`Shortcut::set_net`].
     #[inline]
-    pub fn net(&self, slot: u16) -> Option<(u16, u32)> {
+    pub fn net(&self, slot: u16) -> Option<(u16, u32, u32)> {
         let v = self.nets.get(usize::from(slot))?.load(Ordering::Acquire);
-        (v != 0).then_some(((v >> 32) as u16, v as u32))
+        let gen = self.gens.get(usize::from(slot))?.load(Ordering::Acquire);
+        (v != 0).then_some(((v >> 32) as u16, v as u32, gen))
     }
 
     /// The interface of the port open on `slot`, if one is.

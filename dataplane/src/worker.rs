@@ -1028,7 +1028,7 @@ impl<P: PortIo> Worker<P> {
                     for &slot in &self.active {
                         f.port_net(slot, network_of(&s, slot));
                     }
-                    f.revalidate(&fast::basis(&self.pipe, &s, now.secs));
+                    f.revalidate(&fast::basis(&self.pipe, &s, now.secs, &self.umem));
                 }
                 let n = s.ports.len();
                 if n > 0 {
@@ -1303,8 +1303,8 @@ impl<P: PortIo> Worker<P> {
             return;
         };
         let offer = match (self.snap.port(slot), network_of(&self.snap, slot)) {
-            (Some(v), Some(net)) if o.healthy && o.takes_whole => {
-                o.io.whole_tx().map(|tx| (v.gen, net, tx))
+            (Some(v), Some((net, net_gen, _))) if o.healthy && o.takes_whole => {
+                o.io.whole_tx().map(|tx| (v.gen, (net, net_gen), tx))
             }
             _ => None,
         };
@@ -1608,7 +1608,7 @@ impl<P: PortIo> Worker<P> {
             self.offers.clear();
             return;
         };
-        let b = fast::basis(&self.pipe, &self.snap, now.secs);
+        let b = fast::basis(&self.pipe, &self.snap, now.secs, &self.umem);
         for (ingress, egress, net, macs) in self.offers.drain(..) {
             f.offer(&b, (ingress, egress, net), macs);
         }
@@ -2311,7 +2311,7 @@ impl<P: PortIo> Worker<P> {
         // not look before its sleep ends).
         let mut changed = false;
         if let Some(f) = self.fast.as_mut() {
-            changed = f.check(&fast::basis(&self.pipe, &self.snap, now.secs));
+            changed = f.check(&fast::basis(&self.pipe, &self.snap, now.secs, &self.umem));
         }
         let work = self.poll(now);
         if let Some(f) = &self.fast {
@@ -2346,7 +2346,10 @@ impl<P: PortIo> Worker<P> {
             // Every entry's hits read, and the entry checked, about once a second: their
             // sources stay learned, and no entry outlives what it was installed from by more.
             if let Some(f) = self.fast.as_mut() {
-                f.sweep_for(&fast::basis(&self.pipe, &self.snap, now.secs), ms);
+                f.sweep_for(
+                    &fast::basis(&self.pipe, &self.snap, now.secs, &self.umem),
+                    ms,
+                );
             }
             // The fraction of a millisecond left over counts towards the next.
             self.last_sweep = now.nanos - since % 1_000_000;
@@ -2629,7 +2632,7 @@ impl<P: PortIo> Worker<P> {
     /// depend on it.
     fn pay_debts(&mut self, now: Now) -> bool {
         if let Some(f) = self.fast.as_mut() {
-            f.pay(&fast::basis(&self.pipe, &self.snap, now.secs));
+            f.pay(&fast::basis(&self.pipe, &self.snap, now.secs, &self.umem));
         }
         if self.sweep_debt == 0 || now.nanos < self.next_pay {
             return false;
@@ -3730,10 +3733,12 @@ enum Whole {
 const RA_COPIES: u8 = 3;
 const RA_INTERVAL_NS: u64 = 4_000_000_000;
 
-/// The network (slot and generation) `snap` gives port `slot`, if it is a VM's port.
-fn network_of(snap: &Snapshot, slot: u16) -> Option<(u16, u32)> {
-    match snap.port(slot)?.role {
-        Role::Access(net) => Some((net, snap.net(net)?.gen)),
+/// The network (slot and generation) `snap` gives port `slot`, if it is a VM's port, and the
+/// port's generation.
+fn network_of(snap: &Snapshot, slot: u16) -> Option<(u16, u32, u32)> {
+    let port = snap.port(slot)?;
+    match port.role {
+        Role::Access(net) => Some((net, snap.net(net)?.gen, port.gen)),
         Role::Trunk(_) => None,
     }
 }

@@ -11,6 +11,7 @@ use crate::fdb::{MacTable, PortRef};
 use crate::pipeline::Pipeline;
 use crate::port::ShortcutPort;
 use crate::shortcut::{Key, Route, Shortcut, MAX_SLOTS};
+use crate::sys::umem::{Umem, KERNEL_HEADROOM};
 use crate::wire::Mac;
 
 /// Entries one worker installs at most; past them, frames keep going through the worker.
@@ -65,25 +66,30 @@ struct Installed {
 }
 
 /// What entries are checked against, and installed from: the MAC table (this worker's view),
-/// the snapshot, which ports have a rate limit (`policed(slot)`), and the clock's second.
+/// the snapshot, which ports have a rate limit (`policed(slot)`), the clock's second, and the
+/// largest frame the worker forwards other than TCP (what one of its chunks holds: a larger
+/// frame comes as a chain, which the worker cuts if it is TCP and drops if not).
 pub(super) struct Basis<'a, F: Fn(u16) -> bool> {
     pub(super) fdb: &'a MacTable,
     pub(super) snap: &'a Snapshot,
     pub(super) policed: F,
     pub(super) secs: u32,
+    pub(super) largest: u32,
 }
 
-/// The basis a worker's pipeline and snapshot give, at second `secs`.
+/// The basis a worker's pipeline, snapshot and memory give, at second `secs`.
 pub(super) fn basis<'a>(
     pipe: &'a Pipeline,
     snap: &'a Snapshot,
     secs: u32,
+    umem: &Umem,
 ) -> Basis<'a, impl Fn(u16) -> bool + 'a> {
     Basis {
         fdb: &pipe.fdb,
         snap,
         policed: move |slot| pipe.polices(slot),
         secs,
+        largest: umem.chunk_size().saturating_sub(KERNEL_HEADROOM),
     }
 }
 
@@ -111,13 +117,15 @@ fn route(
     if n.filtering || !plain(pi, net) || !plain(pe, net) || policed(ingress) || policed(egress) {
         return None;
     }
-    // The egress port's worker's snapshot gives it this network too.
-    if sc.net(egress) != Some((net, n.gen)) {
+    // The egress port's worker's snapshot gives it this network too, and the port open there
+    // is this one (not a port that took the slot since).
+    if sc.net(egress) != Some((net, n.gen, pe.gen)) {
         return None;
     }
     let route = Route {
         egress: sc.ifindex(egress)?,
-        max_frame: pi.max_frame.min(pe.max_frame),
+        // No frame the worker would drop (one above a port's MTU, or larger than a chunk).
+        max_frame: pi.max_frame.min(pe.max_frame).min(b.largest),
         ingress_slot: ingress,
         egress_slot: egress,
     };
@@ -233,11 +241,9 @@ impl Fast {
     pub(super) fn revalidate(&mut self, b: &Basis<impl Fn(u16) -> bool>) {
         let mut i = 0;
         while i < self.entries.len() {
-            if self.still_right(i, b) {
+            // Withdrawn: the last entry takes its place, looked at next.
+            if self.still_right(i, b) || !self.withdraw_at(i) {
                 i += 1;
-            } else {
-                // The last entry takes its place: looked at next.
-                self.withdraw_at(i);
             }
         }
     }
@@ -254,11 +260,16 @@ impl Fast {
             && b.fdb.lookup(inst.net, key.dst, b.secs) == Some(inst.egress)
     }
 
-    /// Withdraws entry `i` from the map and forgets it.
-    fn withdraw_at(&mut self, i: usize) {
-        let _ = self.sc.withdraw(&self.entries[i].0);
+    /// Withdraws entry `i` from the map and forgets it; true if it did. An entry the map
+    /// could not delete (an error other than its absence) is kept, and withdrawn at a later
+    /// check or sweep: forgotten, it would forward for good.
+    fn withdraw_at(&mut self, i: usize) -> bool {
+        if self.sc.withdraw(&self.entries[i].0).is_err() {
+            return false;
+        }
         self.withdrawn += 1;
         self.forget(i);
+        true
     }
 
     /// Installs an entry for frames from `src` on port `ingress` to `dst`, which the worker
@@ -290,7 +301,11 @@ impl Fast {
         let Some((route, me, to)) = route(&self.sc, b, (ingress, egress, net)) else {
             return;
         };
-        if b.fdb.lookup(net, src, b.secs) != Some(me) {
+        // Both addresses still where the frame found them: a later frame of the batch may have
+        // moved either (the check of the next round would withdraw the entry, but frames
+        // meanwhile would take it).
+        if b.fdb.lookup(net, src, b.secs) != Some(me) || b.fdb.lookup(net, dst, b.secs) != Some(to)
+        {
             return;
         }
         if let Err(e) = self.sc.install(&key, &route) {
@@ -378,11 +393,9 @@ impl Fast {
                         self.entries[self.cursor].1.hits = h;
                         b.fdb.touch(inst.net, key.src, inst.port, b.secs);
                     }
-                    if self.still_right(self.cursor, b) {
+                    // Withdrawn: the last entry takes its place, looked at next.
+                    if self.still_right(self.cursor, b) || !self.withdraw_at(self.cursor) {
                         self.cursor += 1;
-                    } else {
-                        // The last entry takes its place: looked at next.
-                        self.withdraw_at(self.cursor);
                     }
                 }
                 Ok(None) => {
@@ -445,9 +458,10 @@ impl Fast {
         }
     }
 
-    /// This worker's snapshot gives its port `slot` network `net` (slot and generation), or
-    /// none: recorded for the installers of entries that send to it ([`Shortcut::set_net`]).
-    pub(super) fn port_net(&self, slot: u16, net: Option<(u16, u32)>) {
+    /// This worker's snapshot gives its port `slot` network `net` (slot and generation, and
+    /// the port's generation), or none: recorded for the installers of entries that send to it
+    /// ([`Shortcut::set_net`]).
+    pub(super) fn port_net(&self, slot: u16, net: Option<(u16, u32, u32)>) {
         if self.own.get(usize::from(slot)).is_some_and(|o| o.1 != 0) {
             self.sc.set_net(slot, net);
         }
@@ -461,6 +475,17 @@ impl Fast {
             return;
         };
         let (takes, receives) = std::mem::take(own);
+        // This worker's entries that take its frames, or send to it, go now: its device may be
+        // another port's, of another network, as soon as it closes. (Other workers' entries
+        // that send to it go at their next round.)
+        let mut i = 0;
+        while i < self.entries.len() {
+            let (key, inst) = self.entries[i];
+            let its = (takes != 0 && key.ingress == takes) || inst.egress.slot == slot;
+            if !its || !self.withdraw_at(i) {
+                i += 1;
+            }
+        }
         if receives != 0 {
             self.sc.clear_port(slot, receives);
         } else if takes != 0 {

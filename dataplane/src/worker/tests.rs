@@ -2476,7 +2476,11 @@ fn entries_to_a_port_another_worker_moved_to_another_network_go_at_the_next_roun
     let a2 = r.ports.get("a2").unwrap();
     let net = |r: &Rig, id: &str| {
         let n = r.nets.get(id).unwrap();
-        (n, r.w.snap.net(n).unwrap().gen)
+        (
+            n,
+            r.w.snap.net(n).unwrap().gen,
+            r.w.snap.port(a2).unwrap().gen,
+        )
     };
     assert_eq!(sc.net(a2), Some(net(&r, "a")), "recorded as a2 opened");
     // a2's worker (another, as it may be) adopts a snapshot that makes a2 a port of network b,
@@ -2564,6 +2568,7 @@ fn unpoliced<'a>(
         snap,
         policed: |_| false,
         secs,
+        largest: WorkerConfig::default().chunk_size - crate::sys::umem::KERNEL_HEADROOM,
     }
 }
 
@@ -2743,6 +2748,92 @@ fn after_a_sleep_a_round_reads_few_hits_and_the_rest_is_read_before_the_next_sle
     assert!(!r.w.pay_debts(Now::from_nanos(r.clock)));
     assert_eq!(checked(&r) - before, 182);
     r.check_accounting();
+}
+
+/// A UDP datagram from VM1 to VM2 of `len` bytes (as [`udp`], longer).
+fn long_udp(len: usize) -> Vec<u8> {
+    let mut f = udp(VM2, VM1);
+    f.resize(len, 0x5a);
+    let ip_len = (len - 14) as u16;
+    f[16..18].copy_from_slice(&ip_len.to_be_bytes());
+    f[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    f
+}
+
+/// Ports of MTU 9000 (a chunk holds 1792 bytes of a frame): the shortcut takes no frame the
+/// worker would drop, none larger than a chunk.
+#[test]
+fn a_shortcut_entry_takes_no_frame_larger_than_the_worker_forwards() {
+    let Some((mut r, _sc, prog, _xsks)) = shortcut_rig(300) else {
+        return;
+    };
+    let mut c = cfg();
+    for p in &mut c.ports {
+        p.mtu = Some(9000);
+    }
+    r.apply(&c);
+    r.learn("a2", VM2);
+    r.inject("a1", udp(VM2, VM1));
+    r.round_now();
+    assert_eq!(r.out("a2").len(), 1);
+    let largest = (WorkerConfig::default().chunk_size - crate::sys::umem::KERNEL_HEADROOM) as usize;
+    let run = |f: &[u8]| crate::sys::bpf::test_run(&prog, f, LO).unwrap();
+    assert_eq!(run(&long_udp(largest)), 4, "taken");
+    assert_eq!(
+        run(&long_udp(largest + 1)),
+        2,
+        "to the worker (XDP_PASS here)"
+    );
+    r.check_accounting();
+}
+
+/// Frames from VM1 to VM2 of one batch, and then one from VM2 on a1 (a move): no entry is
+/// installed for a destination that moved within the batch.
+#[test]
+fn no_shortcut_entry_for_a_destination_that_moved_within_the_batch() {
+    let Some((mut r, sc, _prog, _xsks)) = shortcut_rig(300) else {
+        return;
+    };
+    r.learn("a2", VM2);
+    r.inject("a1", udp(VM2, VM1));
+    r.inject("a1", frame(Mac::BROADCAST, VM2));
+    r.round_now();
+    assert_eq!(r.out("a2").len(), 2, "the datagram, and the broadcast");
+    assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), None);
+    r.check_accounting();
+}
+
+/// Another port took a2's slot in the same network (its worker's snapshot says so, this
+/// worker's not yet): entries towards the slot go at the next round, and none is installed.
+#[test]
+fn entries_towards_a_slot_another_port_took_go_at_the_next_round() {
+    let Some((mut r, sc, _prog, _xsks)) = installed_rig(300) else {
+        return;
+    };
+    let a2 = r.ports.get("a2").unwrap();
+    let (net, net_gen, gen) = sc.net(a2).unwrap();
+    sc.set_net(a2, Some((net, net_gen, gen + 1)));
+    r.round_now();
+    assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), None, "withdrawn");
+    r.inject("a1", udp(VM2, VM1));
+    r.round_now();
+    assert_eq!(r.out("a2").len(), 1);
+    assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), None, "not installed again");
+    r.check_accounting();
+}
+
+/// A port that closes takes this worker's entries from and to it out of the map at once: its
+/// device may be another port's, of another network, before any round.
+#[test]
+fn a_closing_port_withdraws_the_entries_from_and_to_it_at_once() {
+    for closing in ["a1", "a2"] {
+        let Some((mut r, sc, _prog, _xsks)) = installed_rig(300) else {
+            return;
+        };
+        let slot = r.ports.get(closing).unwrap();
+        r.w.handle(Command::RemovePort { slot }, Now::from_nanos(r.clock));
+        assert_eq!(sc.hits(&a1_key(VM2)).unwrap(), None, "{closing}");
+    }
 }
 
 #[test]
