@@ -1328,13 +1328,17 @@ impl<P: PortIo> Worker<P> {
             }
         };
         published.set_epoch(epoch);
-        let port = DirectPort {
+        let guarded = self.snap.net(net.0).is_some_and(|n| n.filtering)
+            && self.snap.port(slot).is_some_and(|p| p.filter.is_some());
+        let policed = self.pipe.polices(slot);
+        let port = DirectPort::new(
             gen,
             net,
             tx,
-            shared: Arc::clone(&o.shared),
+            Arc::clone(&o.shared),
             published,
-        };
+            (guarded, policed),
+        );
         self.links.direct.offer(slot, Some(Arc::new(port)));
     }
 
@@ -1930,6 +1934,7 @@ impl<P: PortIo> Worker<P> {
             && matches!(v.role, Role::Access(n) if n == net)
             && self.snap.net(net).is_some_and(|n| dp.net == (net, n.gen))
             && dp.shared.state() == LinkState::Up
+            && !dp.policed
             && !self.pipe.polices(egress);
         ok.then_some(dp)
     }
@@ -1945,8 +1950,9 @@ impl<P: PortIo> Worker<P> {
         let Some(dp) = self.straight_port(egress, net) else {
             return false;
         };
+        // Unguarded in both snapshots, the owner's and this worker's (one may be newer).
         let unfiltered = || self.snap.port(egress).is_some_and(|p| p.filter.is_none());
-        if !self.snap.net(net).is_some_and(|n| n.filtering) || unfiltered() {
+        if !dp.guarded && (!self.snap.net(net).is_some_and(|n| n.filtering) || unfiltered()) {
             return true;
         }
         self.pipe
@@ -1981,9 +1987,7 @@ impl<P: PortIo> Worker<P> {
             return None;
         };
         let buf = &mut self.gso_buf[..plan.end()];
-        match send_frame_whole(buf, plan, (tagged, false, vlan), mss, |h, p| {
-            dp.tx.send(h, p)
-        }) {
+        match send_frame_whole(buf, plan, (tagged, false, vlan), mss, |h, p| dp.send(h, p)) {
             Ok(len) => {
                 dp.shared
                     .counters
@@ -2026,7 +2030,7 @@ impl<P: PortIo> Worker<P> {
         let frame = &mut frame[..plan.end()];
         // A partial checksum is the pseudo-header sum exactly (`csum::pending`, which marked it).
         let sound = sound || d.options & UNFINISHED != 0 || csum::verify(frame) == Some(true);
-        let send = |h: &VnetHdr, p: &[&[u8]]| dp.tx.send(h, p);
+        let send = |h: &VnetHdr, p: &[&[u8]]| dp.send(h, p);
         let sent = if sound {
             if !csum::make_partial(frame) {
                 return false;

@@ -832,19 +832,22 @@ fn a_merged_run_handed_over_whole_and_lost_there_is_counted_once_per_segment() {
     sink.error.store(libc::ENOBUFS, Relaxed);
     let payload: Vec<u8> = (0..12_000u32).map(|i| (i % 247) as u8).collect();
     let segs = tcp_segments(VM2, &payload, 1000);
-    let merge_and_hand_over = |c: &mut Crew| {
+    // Handed over in `n` frames: merged into one, or one by one.
+    let merge_and_hand_over = |c: &mut Crew, n: u64| {
         let before = c.w[0].crossed.0;
         for f in &segs {
             c.inject("a1", f.clone());
         }
         c.w[0].poll(c.now);
-        assert_eq!(c.w[0].crossed.0, before + 1, "one frame, whole");
+        assert_eq!(c.w[0].crossed.0, before + n, "one frame, whole");
     };
     let rx = |c: &Crew| c.counters("a1").rx_packets;
     let rx_before = rx(&c);
 
     // A receive limit on a2 of a frame a second, which a frame from a3 (worker 1) used up,
-    // refuses the run on worker 1: its 12 segments lost.
+    // refuses a1's segments on worker 1: all 12 lost. Worker 0, whose snapshot has no limit yet,
+    // neither merges nor sends straight into a port its owner limits (the owner's offer says
+    // so): the segments cross one by one.
     let snap = c.next_snapshot(|cfg| {
         let a2 = cfg.ports.iter_mut().find(|p| p.id == "a2").unwrap();
         a2.policer_in = Some(crate::policer::PolicerConfig {
@@ -858,7 +861,7 @@ fn a_merged_run_handed_over_whole_and_lost_there_is_counted_once_per_segment() {
     c.inject("a3", frame(VM2, VM3));
     c.w[1].poll(c.now);
     assert_eq!(c.take("a2"), vec![frame(VM2, VM3)]);
-    merge_and_hand_over(&mut c);
+    merge_and_hand_over(&mut c, 12);
     c.w[1].poll(c.now);
     let policed = |c: &Crew| c.w[1].counters(slot).drops[DropReason::Policed as usize];
     assert_eq!(policed(&c), 12, "each segment");
@@ -870,7 +873,7 @@ fn a_merged_run_handed_over_whole_and_lost_there_is_counted_once_per_segment() {
         let a2 = cfg.ports.iter_mut().find(|p| p.id == "a2").unwrap();
         a2.policer_in = None;
     });
-    merge_and_hand_over(&mut c);
+    merge_and_hand_over(&mut c, 1);
     c.w[1].handle(Command::RemovePort { slot }, Now::default());
     c.w[1].poll(c.now);
     assert_eq!(c.w[1].crossed_lost, 12, "each segment");
@@ -1362,6 +1365,36 @@ fn a_segment_that_crossed_is_not_overtaken_by_the_next_sent_straight() {
     assert_eq!(c.w[0].crossed.0, 2);
     c.run();
     c.check_accounting();
+}
+
+/// Rules given to a2 reach its worker first: the other worker, whose snapshot has none yet,
+/// sends a2 straight only the connections a2's worker published (none), as the owner's offer
+/// says, and the rest crosses to be checked there.
+#[test]
+fn tcp_into_a_port_its_owner_filters_crosses_though_the_senders_snapshot_has_no_rules() {
+    use crate::wire::tcp::{ACK, PSH};
+    let (mut c, sink) = a2_sent_to_straight(64, 1500);
+    let data = |n: u8| segment(VM2, VM1, 1000, PSH | ACK, &[n; 100]);
+    c.inject("a1", data(1));
+    c.run();
+    assert_eq!(sink.segments.lock().unwrap().len(), 1, "straight before");
+    let snap = c.next_snapshot(|cfg| {
+        for p in cfg.ports.iter_mut().filter(|p| p.id == "a2") {
+            p.filter = tcp_rules("g");
+        }
+    });
+    c.w[1].handle(Command::Snapshot(snap), Now::default());
+    let crossed = c.w[0].crossed.0;
+    c.inject("a1", data(2));
+    c.w[0].poll(c.now);
+    assert_eq!(sink.segments.lock().unwrap().len(), 1, "not straight");
+    assert_eq!(c.w[0].crossed.0, crossed + 1);
+    c.w[1].poll(c.now);
+    assert!(
+        c.take("a2").is_empty(),
+        "no connection: refused by a2's rules"
+    );
+    assert_eq!(c.counters("a2").drops[DropReason::SgIngress as usize], 1);
 }
 
 /// Two workers with `depth` buffers between them, a2 (worker 1) with MTU `mtu`, taking

@@ -28,12 +28,14 @@
 //! and its check would pass the segment without a change. What is sent straight is counted on the
 //! port by the sender ([`crate::stats::PortCounters::sent_direct`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::PortShared;
 use crate::conntrack::Published;
 use crate::port::WholeTx;
+use crate::sys::packet::VnetHdr;
 
 /// A port's packet socket, offered by the worker that owns the port.
 #[derive(Debug)]
@@ -51,6 +53,47 @@ pub struct DirectPort {
     /// The port's established TCP connections that may be sent into it from here where its
     /// network has security groups ([`crate::conntrack::published`]).
     pub published: Arc<Published>,
+    /// The owner's snapshot filters the port (its network has security groups and the port
+    /// rules), or rate-limits it: a sender whose snapshot is older or newer does not decide
+    /// alone (only published connections go straight into a port either filters; none into
+    /// one the owner limits).
+    pub guarded: bool,
+    pub policed: bool,
+    /// Set once the offer is withdrawn or replaced: a sender holding a copy from before its
+    /// round sends nothing more through it ([`DirectPort::send`]).
+    pub revoked: AtomicBool,
+}
+
+impl DirectPort {
+    /// A new offer, not revoked.
+    pub fn new(
+        gen: u32,
+        net: (u16, u32),
+        tx: Arc<dyn WholeTx>,
+        shared: Arc<PortShared>,
+        published: Arc<Published>,
+        (guarded, policed): (bool, bool),
+    ) -> DirectPort {
+        DirectPort {
+            gen,
+            net,
+            tx,
+            shared,
+            published,
+            guarded,
+            policed,
+            revoked: AtomicBool::new(false),
+        }
+    }
+
+    /// Sends through the socket, unless the offer was revoked (an error: the frame crosses to
+    /// the owner, which decides by its own snapshot).
+    pub fn send(&self, hdr: &VnetHdr, parts: &[&[u8]]) -> io::Result<()> {
+        if self.revoked.load(Ordering::Acquire) {
+            return Err(io::Error::from(io::ErrorKind::NotConnected));
+        }
+        self.tx.send(hdr, parts)
+    }
 }
 
 /// The ports offered, by slot; shared by every worker of a switch.
@@ -73,6 +116,7 @@ impl Direct {
             (Some(a), Some(b)) => {
                 a.gen == b.gen
                     && a.net == b.net
+                    && (a.guarded, a.policed) == (b.guarded, b.policed)
                     && Arc::ptr_eq(&a.shared, &b.shared)
                     && Arc::ptr_eq(&a.published, &b.published)
             }
@@ -84,7 +128,9 @@ impl Direct {
         if ports.len() <= i {
             ports.resize(i + 1, None);
         }
-        ports[i] = port;
+        if let Some(old) = core::mem::replace(&mut ports[i], port) {
+            old.revoked.store(true, Ordering::Release);
+        }
         self.version.fetch_add(1, Ordering::Release);
     }
 
@@ -99,7 +145,9 @@ impl Direct {
                 .as_ref()
                 .is_some_and(|p| Arc::ptr_eq(&p.shared, shared))
             {
-                *entry = None;
+                if let Some(old) = entry.take() {
+                    old.revoked.store(true, Ordering::Release);
+                }
                 self.version.fetch_add(1, Ordering::Release);
             }
         }
@@ -141,13 +189,14 @@ mod tests {
         shared: &Arc<PortShared>,
         table: &Arc<Published>,
     ) -> Option<Arc<DirectPort>> {
-        Some(Arc::new(DirectPort {
+        Some(Arc::new(DirectPort::new(
             gen,
             net,
-            tx: Arc::new(MemWholeTx::default()),
-            shared: Arc::clone(shared),
-            published: Arc::clone(table),
-        }))
+            Arc::new(MemWholeTx::default()),
+            Arc::clone(shared),
+            Arc::clone(table),
+            (false, false),
+        )))
     }
 
     #[test]
@@ -158,13 +207,22 @@ mod tests {
         let v0 = d.version();
         d.offer(3, None);
         assert_eq!(d.version(), v0, "withdrawing nothing changes nothing");
-        d.offer(3, port(1, &shared, &table));
+        let first = port(1, &shared, &table);
+        d.offer(3, first.clone());
         let v1 = d.version();
         assert_ne!(v1, v0);
         d.offer(3, port(1, &shared, &table));
         assert_eq!(d.version(), v1, "the same port offered again");
+        assert!(!first.as_ref().unwrap().revoked.load(Ordering::Relaxed));
         d.offer(3, port(1, &shared, &next));
         assert_ne!(d.version(), v1, "another table of connections");
+        let first = first.unwrap();
+        assert!(
+            first.revoked.load(Ordering::Relaxed),
+            "the copies senders hold"
+        );
+        let hdr = VnetHdr::default();
+        assert!(first.send(&hdr, &[&[0u8; 60]]).is_err());
         let v1 = d.version();
         d.offer(3, port(2, &shared, &next));
         assert_ne!(d.version(), v1, "the slot's next generation");
@@ -184,8 +242,11 @@ mod tests {
         let v = d.version();
         d.withdraw(3, &other);
         assert_eq!(d.version(), v);
+        let held = Arc::clone(copy[3].as_ref().unwrap());
+        assert!(held.send(&hdr, &[&[0u8; 60]]).is_ok());
         d.withdraw(3, &shared);
         assert_ne!(d.version(), v);
+        assert!(held.send(&hdr, &[&[0u8; 60]]).is_err(), "revoked");
         d.copy_into(&mut copy);
         assert!(copy.iter().all(Option::is_none));
         d.offer(3, None);
