@@ -1584,6 +1584,11 @@ impl<P: PortIo> Worker<P> {
         }
         self.hand_over();
         self.flush_staged(true);
+        // What other workers handed over is sent (in the TX rings): their buffers go back, and
+        // with them the senders may send those ports' TCP straight again.
+        for i in &mut self.links.inbound {
+            i.release();
+        }
         if work > 0 {
             self.dirty = true;
         }
@@ -1909,11 +1914,19 @@ impl<P: PortIo> Worker<P> {
 
     /// The packet socket of another worker's port `egress` that this worker may send frames of
     /// network `net` out of itself ([`direct`]): a VM's port, up, offered for the generation the
-    /// snapshot has, and without a rate limit. Whether a frame may go so past the port's
-    /// security groups is [`Worker::may_go_straight`]'s to say.
+    /// snapshot has, and without a rate limit, while no frame this worker handed over for it is
+    /// still out ([`cross::Outbound::in_flight`]: a segment sent straight would overtake it).
+    /// Whether a frame may go so past the port's security groups is
+    /// [`Worker::may_go_straight`]'s to say.
     #[inline]
     fn straight_port(&self, egress: u16, net: u16) -> Option<&Arc<DirectPort>> {
         let dp = self.direct.get(usize::from(egress))?.as_ref()?;
+        let owner = self.snap.port(egress)?.worker;
+        if let Some(Some(o)) = self.links.out.get(usize::from(owner)) {
+            if o.in_flight(egress) > 0 {
+                return None;
+            }
+        }
         let v = self.snap.port(egress)?;
         let ok = self.whole
             && v.gen == dp.gen

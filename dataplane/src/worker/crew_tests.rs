@@ -1341,6 +1341,32 @@ fn a_merged_run_the_other_workers_socket_refuses_crosses_whole_in_its_round() {
     c.check_accounting();
 }
 
+/// A segment that crossed (a2's socket refused it) is not overtaken by the flow's next one:
+/// worker 0 sends a2's TCP straight again only once worker 1 has sent what crossed.
+#[test]
+fn a_segment_that_crossed_is_not_overtaken_by_the_next_sent_straight() {
+    use crate::wire::tcp::{ACK, PSH};
+    use std::sync::atomic::Ordering::Relaxed;
+    let (mut c, sink) = a2_sent_to_straight(64, 1500);
+    let straight = |sink: &MemWholeTx| std::mem::take(&mut *sink.segments.lock().unwrap());
+    let data = |n: u8| segment(VM2, VM1, 1000, PSH | ACK, &[n; 100]);
+    sink.error.store(libc::ENOBUFS, Relaxed);
+    c.inject("a1", data(1));
+    c.w[0].poll(c.now);
+    sink.error.store(0, Relaxed);
+    c.inject("a1", data(2));
+    c.w[0].poll(c.now);
+    assert!(straight(&sink).is_empty(), "behind the one that crossed");
+    c.w[1].poll(c.now);
+    assert_eq!(c.take("a2"), [data(1), data(2)]);
+    c.inject("a1", data(3));
+    c.w[0].poll(c.now);
+    assert_eq!(straight(&sink), [data(3)], "straight again");
+    assert_eq!(c.w[0].crossed.0, 2);
+    c.run();
+    c.check_accounting();
+}
+
 /// Rules given to a2 reach its worker first: the other worker, whose snapshot has none yet,
 /// sends a2 straight only the connections a2's worker published (none), as the owner's offer
 /// says, and the rest crosses to be checked there.

@@ -25,6 +25,14 @@
 //!
 //! A flood crosses once per worker that owns some of the network's other ports, not once per
 //! port: the receiving worker makes its own copies for its ports.
+//!
+//! The receiving worker gives a batch back only once its frames are in their ports' TX rings
+//! (at the end of its round, after it sent what it staged: [`Inbound::release`]), and the
+//! sender counts, by egress port, the frames it handed over that have not come back
+//! ([`Outbound::in_flight`]): a worker sends a port's TCP straight ([`super::direct`]) only
+//! while none of its frames for that port is still crossing, so a flow's segments that go
+//! straight never overtake those that crossed before them (a segment that crossed because
+//! the socket refused it, a FIN, the segments before the owner published the connection).
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -124,6 +132,8 @@ pub(crate) struct Outbound {
     /// The peer's wake-up, if it can sleep: notified after the batches in which frames were
     /// handed over.
     pub(crate) wake: Option<Arc<Wake>>,
+    /// By egress slot: the frames for that port handed over (or copied to be) and not back.
+    in_flight: Vec<u32>,
 }
 
 impl Outbound {
@@ -194,8 +204,31 @@ impl Outbound {
         self.free_whole.extend(held);
     }
 
+    /// The frames for port `slot` this worker handed over (or copied, to hand over) that the
+    /// peer has not given back yet ([`Inbound::release`]): some may not have been sent.
+    #[inline]
+    pub(crate) fn in_flight(&self, slot: u16) -> u32 {
+        self.in_flight.get(usize::from(slot)).copied().unwrap_or(0)
+    }
+
+    /// Counts a frame for `target` into [`Outbound::in_flight`].
+    fn counted(&mut self, target: Target) {
+        if let Target::Port(p) = target {
+            let i = usize::from(p.slot);
+            if self.in_flight.len() <= i {
+                self.in_flight.resize(i + 1, 0);
+            }
+            self.in_flight[i] += 1;
+        }
+    }
+
     /// Returns a crossing's buffer to its pool.
     fn put_back(&mut self, mut c: Crossing) {
+        if let Target::Port(p) = c.target {
+            if let Some(n) = self.in_flight.get_mut(usize::from(p.slot)) {
+                *n = n.saturating_sub(1);
+            }
+        }
         if c.is_whole() {
             c.whole.clear();
             self.free_whole.push(c.whole);
@@ -222,6 +255,7 @@ impl Outbound {
             return false;
         };
         core::mem::swap(&mut buf, frame);
+        self.counted(Target::Port(port));
         self.batch.push(Crossing {
             target: Target::Port(port),
             net,
@@ -261,6 +295,7 @@ impl Outbound {
             return false;
         };
         dst.copy_from_slice(frame);
+        self.counted(target);
         self.batch.push(Crossing {
             target,
             net,
@@ -290,13 +325,16 @@ pub(crate) struct Inbound {
     current: Batch,
     /// The frames taken, to go back to the sender together once `current` is empty.
     taken: Batch,
+    /// Batches whose frames were all taken, to go back once they were sent
+    /// ([`Inbound::release`]).
+    held: Vec<Batch>,
 }
 
 impl Inbound {
     /// The next frame, if any.
     pub(crate) fn next(&mut self) -> Option<Crossing> {
         if self.current.is_empty() {
-            self.give_back();
+            self.hold();
             // Empty, or the sender is gone: nothing more.
             let mut batch = self.rx.try_recv().ok()?;
             batch.reverse();
@@ -309,21 +347,31 @@ impl Inbound {
         self.current.pop()
     }
 
-    /// Returns a frame's buffer to its sender: with the rest of its batch, as soon as the
-    /// batch's last frame is done.
+    /// Returns a frame's buffer to its sender: with the rest of its batch, at the first
+    /// [`Inbound::release`] after the batch's last frame is done.
     pub(crate) fn done(&mut self, c: Crossing) {
         self.taken.push(c);
         if self.current.is_empty() {
-            self.give_back();
+            self.hold();
         }
     }
 
-    /// Sends the frames taken back to their sender.
-    fn give_back(&mut self) {
+    /// Keeps the frames taken (a whole batch) for [`Inbound::release`].
+    fn hold(&mut self) {
         if !self.taken.is_empty() {
+            self.held.push(core::mem::take(&mut self.taken));
+        }
+    }
+
+    /// Sends the batches done back to their sender: called once their frames were sent (in
+    /// their ports' TX rings), so that the sender, which sends TCP straight into a port only
+    /// while none of its frames for the port is out ([`Outbound::in_flight`]), does not
+    /// overtake them.
+    pub(crate) fn release(&mut self) {
+        for b in self.held.drain(..) {
             // The back channel holds as many batches as there are buffers, so this never
             // blocks; a sender that is gone no longer needs them.
-            let _ = self.back.try_send(core::mem::take(&mut self.taken));
+            let _ = self.back.try_send(b);
         }
     }
 }
@@ -390,12 +438,14 @@ pub fn mesh(n: usize, depth: usize, size: usize) -> Vec<Links> {
                 batch: Vec::with_capacity(full),
                 full,
                 spare: Vec::new(),
+                in_flight: Vec::new(),
             });
             links[to].inbound.push(Inbound {
                 rx,
                 back: back_tx,
                 current: Vec::new(),
                 taken: Vec::new(),
+                held: Vec::new(),
             });
         }
     }
@@ -450,17 +500,27 @@ mod tests {
             (port(3), &[1u8, 2, 3][..], false, false)
         );
         inbound.done(first);
-        assert_eq!(out.reclaim(), 8, "back as soon as its batch is done");
+        assert_eq!(out.reclaim(), 7, "done, not yet sent");
+        assert_eq!(out.in_flight(3), 1);
+        inbound.release();
+        assert_eq!(out.reclaim(), 8, "back once released");
+        assert_eq!(out.in_flight(3), 0);
         for k in 0..8 {
             assert!(send_k(out, k), "frame {k}");
         }
         assert!(!send_k(out, 8), "pool empty");
         assert_eq!(out.reclaim(), 0);
+        assert_eq!(
+            (out.in_flight(0), out.in_flight(7), out.in_flight(8)),
+            (1, 1, 0)
+        );
         for k in 0..8 {
             take_k(&mut inbound, k);
         }
         assert!(inbound.next().is_none());
+        inbound.release();
         assert_eq!(out.reclaim(), 8);
+        assert!((0..9).all(|k| out.in_flight(k) == 0));
         assert!(out.send(Target::Flood, (1, 7), port_ref(0), true, true, &[4; 64]));
         out.flush(|_, _| unreachable!());
         let c = inbound.next().unwrap();
@@ -480,9 +540,12 @@ mod tests {
         for k in 0..BATCH - 1 {
             take_k(&mut inbound, k);
         }
+        inbound.release();
         assert_eq!(out.reclaim(), 3 * BATCH - 1, "a batch half done stays");
         take_k(&mut inbound, BATCH - 1);
-        assert_eq!(out.reclaim(), 4 * BATCH - 1, "done: back at once");
+        assert_eq!(out.reclaim(), 3 * BATCH - 1, "done: back once released");
+        inbound.release();
+        assert_eq!(out.reclaim(), 4 * BATCH - 1);
         assert!(
             inbound.next().is_none(),
             "the last frame waits for the flush"
@@ -496,6 +559,7 @@ mod tests {
             take_k(&mut inbound, k);
         }
         assert!(inbound.next().is_none());
+        inbound.release();
         assert_eq!(out.reclaim(), 4 * BATCH);
     }
 
@@ -512,6 +576,7 @@ mod tests {
         let mut lost = Vec::new();
         out.flush(|ingress, frames| lost.push((ingress, frames)));
         assert_eq!((lost, out.reclaim()), (vec![(0, 1); 5], 8));
+        assert!((0..5).all(|k| out.in_flight(k) == 0), "lost: not in flight");
         // A merged run of 5 segments, handed over whole: lost as its 5.
         let mut run = vec![0u8; 3000];
         assert!(out.send_whole(port_ref(2), (1, 1), port_ref(1), false, &mut run, (1514, 5)));
