@@ -344,7 +344,8 @@ pub struct Connection {
     pub dst: std::net::IpAddr,
     /// Its source and destination ports, for protocols with ports.
     pub ports: Option<(u16, u16)>,
-    /// Its ICMP type, code and echo identifier (0 but for echo), for ICMP.
+    /// Its ICMP type, code and identifier (0 but for a query: [`crate::flow::icmp_query`]),
+    /// for ICMP.
     pub icmp: Option<(u8, u8, u16)>,
     /// The opening packet's direction for the port: sent by its VM (egress) or to it.
     pub dir: Direction,
@@ -769,8 +770,8 @@ impl ConnTable {
             }
         }
         if now != self.frags_swept && !self.fragments.is_empty() {
-            // Once a second, the expired datagrams at the head of each zone's (at most 256; one
-            // a later fragment refreshed holds those behind it a little longer).
+            // Once a second, the expired datagrams at the head of each zone's (at most 256, the
+            // oldest first).
             self.frags_swept = now;
             let fragments = &mut self.fragments;
             for order in &mut self.frag_order {
@@ -817,14 +818,19 @@ impl ConnTable {
         self.claim_zone(z, gen);
         let key = FragKey::of(zone, gen, flow);
         let until = now.saturating_add(FRAGMENT_SECS);
-        if let Some(u) = self.fragments.get_mut(&key) {
-            *u = until;
-            return;
-        }
         if self.frag_order.len() <= z {
             self.frag_order.resize_with(z + 1, VecDeque::new);
         }
         let order = &mut self.frag_order[z];
+        if let Some(u) = self.fragments.get_mut(&key) {
+            // Seen again (a first fragment sent twice): the newest, at the back.
+            *u = until;
+            if let Some(at) = order.iter().position(|k| *k == key) {
+                order.remove(at);
+                order.push_back(key);
+            }
+            return;
+        }
         if order.len() >= FRAGMENTS_PER_ZONE as usize {
             if let Some(oldest) = order.pop_front() {
                 self.fragments.remove(&oldest);

@@ -1,5 +1,5 @@
 //! The layer 3 and 4 view of a frame that security groups match on and connections are tracked
-//! by: addresses, protocol, ports (or ICMP type, code and echo identifier), TCP flags, the
+//! by: addresses, protocol, ports (or ICMP type, code and a query's identifier), TCP flags, the
 //! fragment it is, and for an ICMP error the flow of the packet it quotes.
 //!
 //! # Design

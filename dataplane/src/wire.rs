@@ -163,6 +163,23 @@ pub fn is_priority_tagged(frame: &[u8]) -> bool {
     }
 }
 
+/// Does `frame` carry TCP right after its IP header (behind one tag at most; an IPv6 header
+/// followed by extension headers reads as not)?
+#[inline]
+pub fn carries_tcp(frame: &[u8]) -> bool {
+    let tagged = be16(frame, 12).is_some_and(is_vlan_tpid);
+    let l3 = if tagged {
+        ETH_HEADER_LEN + VLAN_TAG_LEN
+    } else {
+        ETH_HEADER_LEN
+    };
+    match be16(frame, l3 - 2) {
+        Some(ETHERTYPE_IPV4) => frame.get(l3 + 9) == Some(&ipproto::TCP),
+        Some(ETHERTYPE_IPV6) => frame.get(l3 + 6) == Some(&ipproto::TCP),
+        _ => false,
+    }
+}
+
 /// Removes the tag of a frame [`is_priority_tagged`] found priority-tagged, in place: the two
 /// addresses move 4 bytes towards the payload. Returns the untagged frame, `frame`'s last
 /// `len - 4` bytes (all of `frame` if it is too short to hold a tag).

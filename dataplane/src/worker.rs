@@ -1241,8 +1241,7 @@ impl<P: PortIo> Worker<P> {
         let takes_whole = io.takes_whole();
         let mut shortcut = false;
         if let (Some(f), Some(p)) = (self.fast.as_mut(), io.shortcut()) {
-            f.open(slot, p);
-            f.port_net(slot, network_of(&self.snap, slot));
+            f.open(slot, p, network_of(&self.snap, slot));
             shortcut = p.takes;
             // Readers add what the shortcut forwards from and to the port at once.
             shared.counters.count_live(Arc::clone(&f.sc), slot);
@@ -1584,10 +1583,15 @@ impl<P: PortIo> Worker<P> {
         }
         self.hand_over();
         self.flush_staged(true);
-        // What other workers handed over is sent (in the TX rings): their buffers go back, and
-        // with them the senders may send those ports' TCP straight again.
+        // What other workers handed over and the ports sent: its buffers go back, and with them
+        // the senders may send those ports' TCP straight again. A stalled port's frames count
+        // as sent (it holds no buffer back), as do those of a port no longer open.
+        let ports = &mut self.ports;
         for i in &mut self.links.inbound {
-            i.release();
+            i.release(|slot| match ports.get_mut(usize::from(slot)) {
+                Some(Some(o)) => o.tx.stalled() || !o.healthy || o.io.drained(),
+                _ => true,
+            });
         }
         if work > 0 {
             self.dirty = true;

@@ -26,12 +26,13 @@
 //! A flood crosses once per worker that owns some of the network's other ports, not once per
 //! port: the receiving worker makes its own copies for its ports.
 //!
-//! The receiving worker gives a batch back only once its frames are in their ports' TX rings
-//! (at the end of its round, after it sent what it staged: [`Inbound::release`]), and the
-//! sender counts, by egress port, the frames it handed over that have not come back
+//! The receiving worker gives a batch back only once its frames were sent (at the end of a
+//! round, when the ports it holds frames for have sent every frame queued: [`Inbound::release`];
+//! a stalled port's frames count as sent, so that it holds no buffer back), and the sender
+//! counts, by egress port, the TCP frames it handed over that have not come back
 //! ([`Outbound::in_flight`]): a worker sends a port's TCP straight ([`super::direct`]) only
-//! while none of its frames for that port is still crossing, so a flow's segments that go
-//! straight never overtake those that crossed before them (a segment that crossed because
+//! while none of its TCP frames for that port is still crossing, so a flow's segments that go
+//! straight do not overtake those that crossed before them (a segment that crossed because
 //! the socket refused it, a FIN, the segments before the owner published the connection).
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -78,6 +79,8 @@ pub(crate) struct Crossing {
     /// With `whole`: the segments merged into it (0 for a guest's super-frame), counted as
     /// `coalesced` where it leaves whole.
     pub(crate) merged: u32,
+    /// A TCP frame, counted in [`Outbound::in_flight`] while out.
+    pub(crate) tcp: bool,
 }
 
 impl Crossing {
@@ -132,7 +135,7 @@ pub(crate) struct Outbound {
     /// The peer's wake-up, if it can sleep: notified after the batches in which frames were
     /// handed over.
     pub(crate) wake: Option<Arc<Wake>>,
-    /// By egress slot: the frames for that port handed over (or copied to be) and not back.
+    /// By egress slot: the TCP frames for that port handed over (or copied to be) and not back.
     in_flight: Vec<u32>,
 }
 
@@ -204,14 +207,15 @@ impl Outbound {
         self.free_whole.extend(held);
     }
 
-    /// The frames for port `slot` this worker handed over (or copied, to hand over) that the
-    /// peer has not given back yet ([`Inbound::release`]): some may not have been sent.
+    /// The TCP frames for port `slot` this worker handed over (or copied, to hand over) that
+    /// the peer has not given back yet ([`Inbound::release`]): some may not have been sent.
+    /// (Other frames are of other flows than the TCP that may go straight.)
     #[inline]
     pub(crate) fn in_flight(&self, slot: u16) -> u32 {
         self.in_flight.get(usize::from(slot)).copied().unwrap_or(0)
     }
 
-    /// Counts a frame for `target` into [`Outbound::in_flight`].
+    /// Counts a TCP frame for `target` into [`Outbound::in_flight`].
     fn counted(&mut self, target: Target) {
         if let Target::Port(p) = target {
             let i = usize::from(p.slot);
@@ -224,7 +228,7 @@ impl Outbound {
 
     /// Returns a crossing's buffer to its pool.
     fn put_back(&mut self, mut c: Crossing) {
-        if let Target::Port(p) = c.target {
+        if let (Target::Port(p), true) = (c.target, c.tcp) {
             if let Some(n) = self.in_flight.get_mut(usize::from(p.slot)) {
                 *n = n.saturating_sub(1);
             }
@@ -257,6 +261,7 @@ impl Outbound {
         core::mem::swap(&mut buf, frame);
         self.counted(Target::Port(port));
         self.batch.push(Crossing {
+            tcp: true,
             target: Target::Port(port),
             net,
             net_gen,
@@ -295,8 +300,12 @@ impl Outbound {
             return false;
         };
         dst.copy_from_slice(frame);
-        self.counted(target);
+        let tcp = crate::wire::carries_tcp(frame);
+        if tcp {
+            self.counted(target);
+        }
         self.batch.push(Crossing {
+            tcp,
             target,
             net,
             net_gen,
@@ -363,15 +372,24 @@ impl Inbound {
         }
     }
 
-    /// Sends the batches done back to their sender: called once their frames were sent (in
-    /// their ports' TX rings), so that the sender, which sends TCP straight into a port only
-    /// while none of its frames for the port is out ([`Outbound::in_flight`]), does not
-    /// overtake them.
-    pub(crate) fn release(&mut self) {
-        for b in self.held.drain(..) {
-            // The back channel holds as many batches as there are buffers, so this never
-            // blocks; a sender that is gone no longer needs them.
-            let _ = self.back.try_send(b);
+    /// Sends the batches done back to their sender, those whose ports (`sent(slot)`) have sent
+    /// every frame queued, so that the sender, which sends TCP straight into a port only while
+    /// none of its TCP frames for the port is out ([`Outbound::in_flight`]), does not overtake
+    /// them. The others wait for a later call.
+    pub(crate) fn release(&mut self, mut sent: impl FnMut(u16) -> bool) {
+        let mut k = 0;
+        while k < self.held.len() {
+            let done = self.held[k].iter().all(|c| match c.target {
+                Target::Port(p) => !c.tcp || sent(p.slot),
+                Target::Flood => true,
+            });
+            if done {
+                // The back channel holds as many batches as there are buffers, so this never
+                // blocks; a sender that is gone no longer needs them.
+                let _ = self.back.try_send(self.held.swap_remove(k));
+            } else {
+                k += 1;
+            }
         }
     }
 }
@@ -501,31 +519,57 @@ mod tests {
         );
         inbound.done(first);
         assert_eq!(out.reclaim(), 7, "done, not yet sent");
-        assert_eq!(out.in_flight(3), 1);
-        inbound.release();
+        inbound.release(|_| true);
         assert_eq!(out.reclaim(), 8, "back once released");
-        assert_eq!(out.in_flight(3), 0);
         for k in 0..8 {
             assert!(send_k(out, k), "frame {k}");
         }
         assert!(!send_k(out, 8), "pool empty");
         assert_eq!(out.reclaim(), 0);
-        assert_eq!(
-            (out.in_flight(0), out.in_flight(7), out.in_flight(8)),
-            (1, 1, 0)
-        );
         for k in 0..8 {
             take_k(&mut inbound, k);
         }
         assert!(inbound.next().is_none());
-        inbound.release();
+        inbound.release(|_| true);
         assert_eq!(out.reclaim(), 8);
-        assert!((0..9).all(|k| out.in_flight(k) == 0));
         assert!(out.send(Target::Flood, (1, 7), port_ref(0), true, true, &[4; 64]));
         out.flush(|_, _| unreachable!());
         let c = inbound.next().unwrap();
         assert!(c.tagged && c.unfinished && c.frame() == [4; 64]);
         assert_eq!((c.target, c.net, c.net_gen), (Target::Flood, 1, 7));
+    }
+
+    /// TCP frames handed over count as in flight for their port until the batch goes back,
+    /// once the ports it holds TCP for have sent it; other frames never count.
+    #[test]
+    fn tcp_frames_are_in_flight_until_their_port_sent_them() {
+        // 64 buffers: the three frames go over in one batch.
+        let mut m = mesh(2, 64, 128);
+        let mut inbound = m[1].inbound.pop().unwrap();
+        let out = m[0].out[1].as_mut().unwrap();
+        let mut tcp = vec![0u8; 54];
+        tcp[12..14].copy_from_slice(&[0x08, 0x00]);
+        tcp[14] = 0x45;
+        tcp[23] = 6;
+        assert!(crate::wire::carries_tcp(&tcp));
+        assert!(out.send(port(3), (1, 1), port_ref(0), false, false, &tcp));
+        assert!(out.send(port(3), (1, 1), port_ref(0), false, false, &[0; 54]));
+        assert!(out.send(port(4), (1, 1), port_ref(0), false, false, &tcp));
+        assert_eq!(
+            (out.in_flight(3), out.in_flight(4), out.in_flight(5)),
+            (1, 1, 0)
+        );
+        out.flush(|_, _| unreachable!());
+        while let Some(c) = inbound.next() {
+            inbound.done(c);
+        }
+        // Port 4 still has frames queued: the batch waits.
+        inbound.release(|slot| slot != 4);
+        assert_eq!(out.reclaim(), 61);
+        assert_eq!((out.in_flight(3), out.in_flight(4)), (1, 1));
+        inbound.release(|_| true);
+        assert_eq!(out.reclaim(), 64);
+        assert_eq!((out.in_flight(3), out.in_flight(4)), (0, 0));
     }
 
     #[test]
@@ -540,11 +584,11 @@ mod tests {
         for k in 0..BATCH - 1 {
             take_k(&mut inbound, k);
         }
-        inbound.release();
+        inbound.release(|_| true);
         assert_eq!(out.reclaim(), 3 * BATCH - 1, "a batch half done stays");
         take_k(&mut inbound, BATCH - 1);
         assert_eq!(out.reclaim(), 3 * BATCH - 1, "done: back once released");
-        inbound.release();
+        inbound.release(|_| true);
         assert_eq!(out.reclaim(), 4 * BATCH - 1);
         assert!(
             inbound.next().is_none(),
@@ -559,7 +603,7 @@ mod tests {
             take_k(&mut inbound, k);
         }
         assert!(inbound.next().is_none());
-        inbound.release();
+        inbound.release(|_| true);
         assert_eq!(out.reclaim(), 4 * BATCH);
     }
 
@@ -576,7 +620,7 @@ mod tests {
         let mut lost = Vec::new();
         out.flush(|ingress, frames| lost.push((ingress, frames)));
         assert_eq!((lost, out.reclaim()), (vec![(0, 1); 5], 8));
-        assert!((0..5).all(|k| out.in_flight(k) == 0), "lost: not in flight");
+        assert_eq!(out.in_flight(2), 0, "lost: not in flight");
         // A merged run of 5 segments, handed over whole: lost as its 5.
         let mut run = vec![0u8; 3000];
         assert!(out.send_whole(port_ref(2), (1, 1), port_ref(1), false, &mut run, (1514, 5)));

@@ -442,7 +442,9 @@ impl Fast {
 
     /// This worker's port `slot` opened: its frames may take entries (if its program has the
     /// shortcut), and entries may send to it (if it takes what they send).
-    pub(super) fn open(&mut self, slot: u16, port: ShortcutPort) {
+    /// `net`: as [`Fast::port_net`], recorded before the port's interface is, so that no
+    /// installer pairs the interface with what the slot's earlier port left recorded.
+    pub(super) fn open(&mut self, slot: u16, port: ShortcutPort, net: Option<(u16, u32, u32)>) {
         let i = usize::from(slot);
         if i >= MAX_SLOTS {
             return;
@@ -454,6 +456,7 @@ impl Fast {
         let receives = if port.receives { port.ifindex } else { 0 };
         self.own[i] = (takes, receives);
         if receives != 0 {
+            self.sc.set_net(slot, net);
             self.sc.set_port(slot, receives);
         }
     }
