@@ -4,8 +4,14 @@
 //!
 //! RFC 2131 server behaviour, reduced to one client per port: DISCOVER gets an OFFER of the
 //! port's address; REQUEST gets an ACK when it asks for that address (selecting state, init-
-//! reboot, renewing or rebinding) and a NAK otherwise; a REQUEST naming another server, a
-//! RELEASE, a DECLINE, an INFORM and anything from a MAC other than the port's get nothing.
+//! reboot, renewing or rebinding) and a NAK otherwise; INFORM (a client with an address, asking
+//! for the rest) gets an ACK to its address without a lease (RFC 2131 4.3.5); a REQUEST naming
+//! another server, a RELEASE, a DECLINE and anything from a MAC other than the port's get
+//! nothing.
+//!
+//! The default route is the subnet's gateway; a subnet without one takes a host route to
+//! 0.0.0.0/0 as its gateway, and one with a gateway leaves such a route out (as Neutron's DHCP
+//! agent does), so a client never gets two default routes.
 
 use std::net::Ipv4Addr;
 
@@ -21,7 +27,8 @@ pub struct DhcpConfig {
     pub ip: Ipv4Addr,
     /// The subnet's prefix length.
     pub prefix_len: u8,
-    /// The subnet's gateway (option 3, and the default route of option 121).
+    /// The subnet's gateway (option 3, and the default route of option 121); without one, a
+    /// host route to 0.0.0.0/0 takes its place.
     pub router: Option<Ipv4Addr>,
     /// `dns_nameservers` (option 6).
     pub dns: Vec<Ipv4Addr>,
@@ -35,6 +42,15 @@ pub struct DhcpConfig {
     pub server_ip: Ipv4Addr,
     /// The replies' source MAC.
     pub server_mac: Mac,
+}
+
+impl DhcpConfig {
+    /// Is the client message at `at` in `frame` (`client_message`) the port's client's own:
+    /// its hardware address, not a guest's behind it (a bridge that rewrites source MACs
+    /// forwards its guests' requests with their own `chaddr`, which go on as any frame)?
+    pub fn asks(&self, frame: &[u8], at: usize) -> bool {
+        frame.get(at + 28..at + 34) == Some(&self.client_mac.0[..])
+    }
 }
 
 /// The replies' source MAC unless configured: locally administered, the same on every port.
@@ -59,6 +75,7 @@ const OFFER: u8 = 2;
 const REQUEST: u8 = 3;
 const ACK: u8 = 5;
 const NAK: u8 = 6;
+const INFORM: u8 = 8;
 
 /// Where a client's DHCP message starts in an untagged frame (the BOOTP header), if `frame` is
 /// IPv4/UDP to port 67 from port 68.
@@ -135,7 +152,10 @@ pub fn respond(cfg: &DhcpConfig, frame: &[u8], at: usize, out: &mut [u8]) -> Opt
     }
     let opts = parse_options(&msg[BOOTP_FIXED + 4..]);
     let ciaddr = Ipv4Addr::new(msg[12], msg[13], msg[14], msg[15]);
+    let inform = opts.kind == Some(INFORM);
     let kind = match opts.kind? {
+        // Answered at the address the client has, which it must give.
+        INFORM if !ciaddr.is_unspecified() => ACK,
         DISCOVER => OFFER,
         REQUEST => {
             if opts.server.is_some_and(|s| s != cfg.server_ip) {
@@ -180,7 +200,7 @@ pub fn respond(cfg: &DhcpConfig, frame: &[u8], at: usize, out: &mut [u8]) -> Opt
     if kind == ACK {
         m[12..16].copy_from_slice(&msg[12..16]); // ciaddr
     }
-    if kind != NAK {
+    if kind != NAK && !inform {
         m[16..20].copy_from_slice(&cfg.ip.octets()); // yiaddr
     }
     m[24..28].copy_from_slice(&msg[24..28]); // giaddr
@@ -193,28 +213,40 @@ pub fn respond(cfg: &DhcpConfig, frame: &[u8], at: usize, out: &mut [u8]) -> Opt
     w.option(53, &[kind])?;
     w.option(54, &cfg.server_ip.octets())?;
     if kind != NAK {
-        w.option(51, &cfg.lease_secs.to_be_bytes())?;
-        w.option(58, &(cfg.lease_secs / 2).to_be_bytes())?;
-        w.option(59, &(cfg.lease_secs / 8 * 7).to_be_bytes())?;
+        if !inform {
+            w.option(51, &cfg.lease_secs.to_be_bytes())?;
+            w.option(58, &(cfg.lease_secs / 2).to_be_bytes())?;
+            w.option(59, &(cfg.lease_secs / 8 * 7).to_be_bytes())?;
+        }
         // (A prefix over 32, which the configuration refuses, is taken as 32.)
         let mask = u32::MAX
             .checked_shl(32u32.saturating_sub(u32::from(cfg.prefix_len)))
             .unwrap_or(0);
         w.option(1, &mask.to_be_bytes())?;
-        if let Some(r) = cfg.router {
+        // The gateway, else a host route to 0.0.0.0/0 (Neutron's DHCP agent's rule).
+        let gateway = cfg.router.or_else(|| {
+            cfg.routes
+                .iter()
+                .find(|&&(_, len, _)| len == 0)
+                .map(|&(_, _, via)| via)
+        });
+        if let Some(r) = gateway {
             w.option(3, &r.octets())?;
         }
-        // The optional ones are left out when they do not fit (one byte stays for the end).
+        // The optional ones are left out when they do not fit (one byte stays for the end),
+        // the MTU last of all (a VM that misses it sends frames the network drops).
+        w.optional(26, &cfg.mtu.to_be_bytes());
         if !cfg.dns.is_empty() {
             let v: Vec<u8> = cfg.dns.iter().flat_map(|a| a.octets()).collect();
             w.optional(6, &v);
         }
         if !cfg.routes.is_empty() {
             // A client that takes option 121 ignores option 3 (RFC 3442): the default route
-            // goes in it too.
+            // goes in it too, once.
             let mut v = Vec::new();
-            let default = cfg.router.map(|r| (Ipv4Addr::UNSPECIFIED, 0, r));
-            for (dst, len, via) in cfg.routes.iter().copied().chain(default) {
+            let default = gateway.map(|r| (Ipv4Addr::UNSPECIFIED, 0, r));
+            let others = cfg.routes.iter().copied().filter(|&(_, len, _)| len != 0);
+            for (dst, len, via) in others.chain(default) {
                 if len > 32 {
                     continue;
                 }
@@ -225,7 +257,6 @@ pub fn respond(cfg: &DhcpConfig, frame: &[u8], at: usize, out: &mut [u8]) -> Opt
             }
             w.optional(121, &v);
         }
-        w.optional(26, &cfg.mtu.to_be_bytes());
     }
     w.put(&[255])?;
     let dhcp_len = w.at.max(MIN_MESSAGE);

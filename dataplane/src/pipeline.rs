@@ -529,10 +529,10 @@ impl Pipeline {
 
         // The port's own client only: other MACs behind the port (nested guests, pairs) are
         // switched as usual.
-        if port.dhcp.as_ref().is_some_and(|d| d.client_mac == src)
-            && crate::dhcp::client_message(frame).is_some()
-        {
-            return Verdict::Dhcp;
+        if let Some(d) = port.dhcp.as_ref().filter(|d| d.client_mac == src) {
+            if crate::dhcp::client_message(frame).is_some_and(|at| d.asks(frame, at)) {
+                return Verdict::Dhcp;
+            }
         }
         if port.dhcp6.as_ref().is_some_and(|d| d.client_mac == src)
             && crate::dhcp6::client_message(frame).is_some()

@@ -164,9 +164,12 @@ fn nothing_answers_other_servers_macs_or_messages() {
     // Another MAC than the port's.
     let other = Mac([0xfa, 0x16, 0x3e, 0, 0, 8]);
     assert!(reply(&message(other, DISCOVER, [0; 4], &[])).is_none());
-    // Release, decline, inform.
-    for kind in [7, 4, 8] {
-        assert!(reply(&message(CLIENT, kind, ip, &[])).is_none(), "{kind}");
+    // Release, decline; an inform without the address it has.
+    for (kind, ciaddr) in [(7, ip), (4, ip), (8, [0; 4])] {
+        assert!(
+            reply(&message(CLIENT, kind, ciaddr, &[])).is_none(),
+            "{kind}"
+        );
     }
     // Not DHCP: server to client, truncated, another protocol.
     let mut m = message(CLIENT, DISCOVER, [0; 4], &[]);
@@ -197,7 +200,77 @@ fn options_that_do_not_fit_are_left_out_not_the_lease() {
     assert_eq!(option(r, 53), Some(vec![OFFER]));
     assert_eq!(option(r, 6), None);
     assert_eq!(&r[42 + 16..42 + 20], &[198, 18, 0, 7]);
+    // 63 DNS servers fit (252 bytes), and leave no room for the MTU after them: the MTU goes
+    // first, and the host routes are left out instead.
+    c.dns.truncate(63);
+    let n = respond(&c, &req, at, &mut out).unwrap();
+    let r = &out[..n];
+    assert_eq!(option(r, 26), Some(1450u16.to_be_bytes().to_vec()));
+    assert_eq!(option(r, 6).map(|v| v.len()), Some(252));
+    assert_eq!(option(r, 121), None);
     // Too little room for any reply: none, and no panic.
     let mut small = vec![0u8; 200];
     assert!(respond(&cfg(), &req, at, &mut small).is_none());
+}
+
+/// DHCPINFORM (a client with an address asking for the rest, as Windows does for its proxy
+/// settings): an ACK to its address, without a lease or an address offered (RFC 2131 4.3.5).
+#[test]
+fn inform_gets_an_ack_without_a_lease() {
+    let ip = [198, 18, 0, 7];
+    let r = reply(&message(CLIENT, INFORM, ip, &[])).unwrap();
+    assert_eq!(option(&r, 53), Some(vec![ACK]));
+    assert_eq!(&r[14 + 16..14 + 20], &ip, "to the client's address");
+    assert_eq!(&r[42 + 12..42 + 16], &ip, "ciaddr");
+    assert_eq!(&r[42 + 16..42 + 20], &[0; 4], "no yiaddr");
+    for lease in [51, 58, 59] {
+        assert_eq!(option(&r, lease), None, "{lease}");
+    }
+    assert_eq!(option(&r, 1), Some(vec![255, 255, 255, 0]));
+    assert_eq!(option(&r, 3), Some(vec![198, 18, 0, 1]));
+    assert_eq!(option(&r, 6), Some(vec![198, 18, 9, 9]));
+    assert_eq!(csum::verify(&r), Some(true));
+}
+
+/// A host route to 0.0.0.0/0 is the default route of a subnet without a gateway, and left out
+/// where the subnet has one (as Neutron's DHCP agent does): never two default routes.
+#[test]
+fn a_host_route_to_anywhere_is_the_gateway_only_where_there_is_none() {
+    let anywhere = (Ipv4Addr::UNSPECIFIED, 0, Ipv4Addr::new(198, 18, 0, 254));
+    let offer = |c: &DhcpConfig| {
+        let req = message(CLIENT, DISCOVER, [0; 4], &[]);
+        let at = client_message(&req).unwrap();
+        let mut out = vec![0u8; 2048];
+        let n = respond(c, &req, at, &mut out).unwrap();
+        out.truncate(n);
+        out
+    };
+    let mut c = cfg();
+    c.routes.push(anywhere);
+    let r = offer(&c);
+    assert_eq!(option(&r, 3), Some(vec![198, 18, 0, 1]));
+    assert_eq!(
+        option(&r, 121),
+        Some(vec![16, 198, 19, 198, 18, 0, 254, 0, 198, 18, 0, 1])
+    );
+    c.router = None;
+    let r = offer(&c);
+    assert_eq!(option(&r, 3), Some(vec![198, 18, 0, 254]));
+    assert_eq!(
+        option(&r, 121),
+        Some(vec![16, 198, 19, 198, 18, 0, 254, 0, 198, 18, 0, 254])
+    );
+}
+
+/// A request the port's MAC sends for another hardware address (a guest behind a bridge that
+/// rewrites source MACs) is not the port's client's: the pipeline switches it as any frame.
+#[test]
+fn only_the_clients_own_hardware_address_asks() {
+    let m = message(CLIENT, DISCOVER, [0; 4], &[]);
+    let at = client_message(&m).unwrap();
+    assert!(cfg().asks(&m, at));
+    let mut behind = m.clone();
+    behind[at + 28..at + 34].copy_from_slice(&[0xfa, 0x16, 0x3e, 0, 0, 9]);
+    assert!(!cfg().asks(&behind, at));
+    assert!(!cfg().asks(&m[..at + 30], at));
 }
