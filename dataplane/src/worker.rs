@@ -1327,8 +1327,7 @@ impl<P: PortIo> Worker<P> {
             }
         };
         published.set_epoch(epoch);
-        let guarded = self.snap.net(net.0).is_some_and(|n| n.filtering)
-            && self.snap.port(slot).is_some_and(|p| p.filter.is_some());
+        let guarded = filters(&self.snap, slot, net.0);
         let policed = self.pipe.polices(slot);
         let port = DirectPort::new(
             gen,
@@ -1918,20 +1917,19 @@ impl<P: PortIo> Worker<P> {
 
     /// The packet socket of another worker's port `egress` that this worker may send frames of
     /// network `net` out of itself ([`direct`]): a VM's port, up, offered for the generation the
-    /// snapshot has, and without a rate limit, while no frame this worker handed over for it is
-    /// still out ([`cross::Outbound::in_flight`]: a segment sent straight would overtake it).
+    /// snapshot has, and without a rate limit, while no TCP frame this worker handed over for it
+    /// is still out ([`cross::Outbound::in_flight`]: a segment sent straight would overtake it).
     /// Whether a frame may go so past the port's security groups is
     /// [`Worker::may_go_straight`]'s to say.
     #[inline]
     fn straight_port(&self, egress: u16, net: u16) -> Option<&Arc<DirectPort>> {
         let dp = self.direct.get(usize::from(egress))?.as_ref()?;
-        let owner = self.snap.port(egress)?.worker;
-        if let Some(Some(o)) = self.links.out.get(usize::from(owner)) {
+        let v = self.snap.port(egress)?;
+        if let Some(Some(o)) = self.links.out.get(usize::from(v.worker)) {
             if o.in_flight(egress) > 0 {
                 return None;
             }
         }
-        let v = self.snap.port(egress)?;
         let ok = self.whole
             && v.gen == dp.gen
             && v.admin_up
@@ -1954,9 +1952,8 @@ impl<P: PortIo> Worker<P> {
         let Some(dp) = self.straight_port(egress, net) else {
             return false;
         };
-        // Unguarded in both snapshots, the owner's and this worker's (one may be newer).
-        let unfiltered = || self.snap.port(egress).is_some_and(|p| p.filter.is_none());
-        if !dp.guarded && (!self.snap.net(net).is_some_and(|n| n.filtering) || unfiltered()) {
+        // Unfiltered in both snapshots, the owner's and this worker's (one may be newer).
+        if !dp.guarded && !filters(&self.snap, egress, net) {
             return true;
         }
         self.pipe
@@ -3753,6 +3750,13 @@ enum Whole {
 /// Unsolicited advertisements sent for each change, and the time between them.
 const RA_COPIES: u8 = 3;
 const RA_INTERVAL_NS: u64 = 4_000_000_000;
+
+/// Does `snap` filter what port `slot` of network `net` receives: the network has security
+/// groups and the port rules?
+fn filters(snap: &Snapshot, slot: u16, net: u16) -> bool {
+    snap.net(net).is_some_and(|n| n.filtering)
+        && snap.port(slot).is_some_and(|p| p.filter.is_some())
+}
 
 /// The network (slot and generation) `snap` gives port `slot`, if it is a VM's port, and the
 /// port's generation.
