@@ -701,10 +701,14 @@ fn dhcp6_client(vm: &TapVm, info_only: bool, secs: u32) -> Option<String> {
     // dhclient -1 goes on in the background once it has a lease, and its pid file may appear only
     // after the foreground process has returned: wait for it (an information request leaves none),
     // then stop the client.
+    // The file may still name the foreground process, gone by now, whose pid another process
+    // (another test's daemon) may have taken: only a dhclient is stopped.
     for _ in 0..if info_only { 1 } else { 50 } {
         if let Ok(p) = std::fs::read_to_string(&pid) {
-            if !p.trim().is_empty() {
-                let _ = Command::new("kill").arg(p.trim()).status();
+            let p = p.trim();
+            let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+            if !p.is_empty() && comm.trim() == "dhclient" {
+                let _ = Command::new("kill").arg(p).status();
                 break;
             }
         }
