@@ -180,16 +180,16 @@ pub fn carries_tcp(frame: &[u8]) -> bool {
     }
 }
 
-/// Removes the tag of a frame [`is_priority_tagged`] found priority-tagged, in place: the two
-/// addresses move 4 bytes towards the payload. Returns the untagged frame, `frame`'s last
-/// `len - 4` bytes (all of `frame` if it is too short to hold a tag).
+/// Removes the tag of a frame [`is_priority_tagged`] found priority-tagged, in place
+/// ([`pop_vlan_tag`]). Returns the untagged frame, `frame`'s last `len - 4` bytes (all of
+/// `frame` if it is too short to hold a tag).
 #[cold]
 pub fn strip_priority_tag(frame: &mut [u8]) -> &mut [u8] {
-    if frame.len() < ETH_HEADER_LEN + VLAN_TAG_LEN {
-        return frame;
+    let len = frame.len();
+    match pop_vlan_tag(frame, 0, len) {
+        Some(off) => &mut frame[off..],
+        None => frame,
     }
-    frame.copy_within(..12, VLAN_TAG_LEN);
-    &mut frame[VLAN_TAG_LEN..]
 }
 
 /// A read-only view of an Ethernet frame whose header length has been checked.
