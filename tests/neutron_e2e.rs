@@ -643,32 +643,54 @@ fn dhcp_client(vm: &TapVm, tries: &str) -> Option<String> {
     out.filter(|_| ok)
 }
 
-/// Runs ISC dhclient in DHCPv6 mode on a VM's interface (`-S`: an information request only) with
-/// a script that records what it was given and configures the address; returns the record, or
-/// `None` with no answer within `secs` seconds. (dhclient 4.4 runs its script with `RENEW6` for
-/// the answer to an information request.)
-fn dhcp6_client(vm: &TapVm, info_only: bool, secs: u32) -> Option<String> {
-    let dir = std::env::temp_dir().join(unique("dhcp6"));
+/// What ISC dhclient is asked for: an IPv4 lease, a DHCPv6 lease, or a DHCPv6 information
+/// request only (`-S`).
+#[derive(Clone, Copy, PartialEq)]
+enum Dhclient {
+    V4,
+    V6,
+    V6InfoOnly,
+}
+
+/// Runs ISC dhclient on a VM's interface with a script that records what it was given and
+/// configures the address; returns the record, or `None` with no answer within `secs` seconds.
+/// (dhclient 4.4 runs its script with `RENEW6` for the answer to an information request.)
+fn dhclient(vm: &TapVm, ask: Dhclient, secs: u32) -> Option<String> {
+    let dir = std::env::temp_dir().join(unique("dhclient"));
     std::fs::create_dir_all(&dir).unwrap();
     let record = dir.join("record");
     let script = dir.join("script.sh");
     let conf = dir.join("dhclient.conf");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\ncase \"$reason\" in BOUND6|RENEW6|INFORM6)\n  echo \"reason=$reason \
-             ip=$new_ip6_address dns=$new_dhcp6_name_servers\" > {}\n  [ -n \"$new_ip6_address\" ] \
-             && ip -6 addr add \"$new_ip6_address/64\" dev \"$interface\" nodad\n;; esac\nexit 0\n",
-            record.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(&conf, format!("timeout {secs};\nretry 1;\n")).unwrap();
+    let body = if ask == Dhclient::V4 {
+        "case \"$reason\" in BOUND|RENEW|REBOOT)\n  echo \"reason=$reason ip=$new_ip_address \
+         mask=$new_subnet_mask router=$new_routers dns=$new_domain_name_servers \
+         mtu=$new_interface_mtu routes=$new_rfc3442_classless_static_routes\" > {record}\n  \
+         ip addr add \"$new_ip_address/$new_subnet_mask\" dev \"$interface\"\n;; esac\n"
+    } else {
+        "case \"$reason\" in BOUND6|RENEW6|INFORM6)\n  echo \"reason=$reason \
+         ip=$new_ip6_address dns=$new_dhcp6_name_servers\" > {record}\n  [ -n \"$new_ip6_address\" ] \
+         && ip -6 addr add \"$new_ip6_address/64\" dev \"$interface\" nodad\n;; esac\n"
+    };
+    let body = body.replace("{record}", &record.display().to_string());
+    std::fs::write(&script, format!("#!/bin/sh\n{body}exit 0\n")).unwrap();
+    // dhclient.conf's default `request` list leaves out option 121 (classless routes).
+    let request = if ask == Dhclient::V4 {
+        "option rfc3442-classless-static-routes code 121 = array of unsigned integer 8;\n\
+         request subnet-mask, routers, domain-name-servers, interface-mtu, \
+         rfc3442-classless-static-routes;\n"
+    } else {
+        ""
+    };
+    std::fs::write(&conf, format!("timeout {secs};\nretry 1;\n{request}")).unwrap();
     sh(&["chmod", "+x", script.to_str().unwrap()]);
+    if ask == Dhclient::V4 {
+        vm.ns.exec(&["ip", "addr", "flush", "dev", &vm.dev()]);
+    }
     let (lease, pid) = (dir.join("lease"), dir.join("pid"));
+    let family = if ask == Dhclient::V4 { "-4" } else { "-6" };
     let mut args = vec![
         "dhclient",
-        "-6",
+        family,
         "-1",
         "-v",
         "-cf",
@@ -680,7 +702,7 @@ fn dhcp6_client(vm: &TapVm, info_only: bool, secs: u32) -> Option<String> {
         "-pf",
         pid.to_str().unwrap(),
     ];
-    if info_only {
+    if ask == Dhclient::V6InfoOnly {
         args.push("-S");
     }
     let dev = vm.dev();
@@ -703,7 +725,7 @@ fn dhcp6_client(vm: &TapVm, info_only: bool, secs: u32) -> Option<String> {
     // then stop the client.
     // The file may still name the foreground process, gone by now, whose pid another process
     // (another test's daemon) may have taken: only a dhclient is stopped.
-    for _ in 0..if info_only { 1 } else { 50 } {
+    for _ in 0..if ask == Dhclient::V6InfoOnly { 1 } else { 50 } {
         if let Ok(p) = std::fs::read_to_string(&pid) {
             let p = p.trim();
             let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
@@ -778,6 +800,23 @@ fn the_switch_answers_a_ports_dhcp_client_with_its_address_and_subnet() {
     let addrs =
         a.ns.exec(&["ip", "-4", "-o", "addr", "show", "dev", &a.dev()]);
     assert!(addrs.contains(&format!("{}/24", a.ip)), "{addrs}");
+    // ISC dhclient gets the same (it asks for option 121 by name; busybox's takes what comes),
+    // its classless routes with the default route through the gateway (RFC 3442: a client
+    // given option 121 ignores option 3).
+    let lease = dhclient(&a, Dhclient::V4, 10)
+        .unwrap_or_else(|| panic!("no lease for dhclient:\n{}", daemon.log()));
+    let lan_bytes = lan.replace('.', " ");
+    for want in [
+        format!("ip={} ", a.ip),
+        "mask=255.255.255.0 ".into(),
+        format!("router={lan}.1 "),
+        format!("dns={lan}.53 "),
+        "mtu=1500 ".into(),
+        format!("16 198 19 {lan_bytes} 254"),
+        format!("0 {lan_bytes} 1"),
+    ] {
+        assert!(lease.contains(&want), "{want} in {lease}");
+    }
     // A subnet's settings reach the responder live.
     let subnet = pa["fixed_ips"][0]["subnet_id"].as_str().unwrap();
     let (status, v) = api.call(
@@ -885,20 +924,20 @@ fn the_switch_answers_a_ports_dhcpv6_client_with_its_address_and_dns() {
     enable_ipv6(&a, false);
     enable_ipv6(&c, false);
     std::thread::sleep(Duration::from_millis(500));
-    let lease =
-        dhcp6_client(&a, false, 10).unwrap_or_else(|| panic!("no DHCPv6 lease:\n{}", daemon.log()));
+    let lease = dhclient(&a, Dhclient::V6, 10)
+        .unwrap_or_else(|| panic!("no DHCPv6 lease:\n{}", daemon.log()));
     assert!(lease.contains("reason=BOUND6"), "{lease}");
     assert!(lease.contains(&format!("ip={v6} ")), "{v6} in {lease}");
     assert!(lease.contains(&format!("dns={stateful}53")), "{lease}");
     let addrs = global_v6(&a);
     assert!(addrs.contains(&format!("{v6}/64")), "{addrs}");
     // Stateless: an information request gets the DNS servers.
-    let info =
-        dhcp6_client(&a, true, 10).unwrap_or_else(|| panic!("no DHCPv6 reply:\n{}", daemon.log()));
+    let info = dhclient(&a, Dhclient::V6InfoOnly, 10)
+        .unwrap_or_else(|| panic!("no DHCPv6 reply:\n{}", daemon.log()));
     assert!(info.contains(&format!("dns={stateful}53")), "{info}");
     // A network without DHCPv6 subnets answers nothing.
     assert!(
-        dhcp6_client(&c, true, 3).is_none(),
+        dhclient(&c, Dhclient::V6InfoOnly, 3).is_none(),
         "a DHCPv6 answer without DHCPv6 subnets"
     );
     let ida = pa["id"].as_str().unwrap();
