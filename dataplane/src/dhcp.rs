@@ -9,6 +9,9 @@
 //! another server, a RELEASE, a DECLINE and anything from a MAC other than the port's get
 //! nothing.
 //!
+//! Every reply echoes the client identifier (option 61) the client sent (RFC 6842), and carries
+//! the subnet's broadcast address (option 28, not on a /31 or /32), as dnsmasq's do.
+//!
 //! The default route is the subnet's gateway; a subnet without one takes a host route to
 //! 0.0.0.0/0 as its gateway, and one with a gateway leaves such a route out (as Neutron's DHCP
 //! agent does), so a client never gets two default routes.
@@ -101,13 +104,15 @@ pub fn client_message(frame: &[u8]) -> Option<usize> {
 
 /// The options of a message that matter here.
 #[derive(Debug, Default)]
-struct Options {
+struct Options<'a> {
     kind: Option<u8>,
     requested: Option<Ipv4Addr>,
     server: Option<Ipv4Addr>,
+    /// The client identifier (option 61), echoed in every reply (RFC 6842).
+    client_id: Option<&'a [u8]>,
 }
 
-fn parse_options(mut o: &[u8]) -> Options {
+fn parse_options(mut o: &[u8]) -> Options<'_> {
     let mut out = Options::default();
     while let Some((&code, rest)) = o.split_first() {
         match code {
@@ -125,6 +130,7 @@ fn parse_options(mut o: &[u8]) -> Options {
                     53 => out.kind = value.first().copied(),
                     50 => out.requested = addr(),
                     54 => out.server = addr(),
+                    61 => out.client_id = Some(value),
                     _ => {}
                 }
                 o = &rest[usize::from(len)..];
@@ -212,6 +218,9 @@ pub fn respond(cfg: &DhcpConfig, frame: &[u8], at: usize, out: &mut [u8]) -> Opt
     };
     w.option(53, &[kind])?;
     w.option(54, &cfg.server_ip.octets())?;
+    if let Some(id) = opts.client_id {
+        w.option(61, id)?;
+    }
     if kind != NAK {
         if !inform {
             w.option(51, &cfg.lease_secs.to_be_bytes())?;
@@ -256,6 +265,10 @@ pub fn respond(cfg: &DhcpConfig, frame: &[u8], at: usize, out: &mut [u8]) -> Opt
                 v.extend_from_slice(&via.octets());
             }
             w.optional(121, &v);
+        }
+        // (A /31 or /32 has no broadcast address.)
+        if cfg.prefix_len < 31 {
+            w.optional(28, &(cfg.ip.to_bits() | !mask).to_be_bytes());
         }
     }
     w.put(&[255])?;

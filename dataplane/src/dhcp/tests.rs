@@ -121,6 +121,12 @@ fn discover_gets_an_offer_of_the_ports_address_with_its_subnet() {
     assert_eq!(option(&r, 6), Some(vec![198, 18, 9, 9]));
     assert_eq!(option(&r, 26), Some(1450u16.to_be_bytes().to_vec()));
     assert_eq!(option(&r, 51), Some(3600u32.to_be_bytes().to_vec()));
+    assert_eq!(option(&r, 28), Some(vec![198, 18, 0, 255]), "broadcast");
+    assert_eq!(
+        option(&r, 61),
+        None,
+        "no client identifier asked, none given"
+    );
     // The host route, then the default route (RFC 3442 encoding).
     assert_eq!(
         option(&r, 121),
@@ -273,4 +279,24 @@ fn only_the_clients_own_hardware_address_asks() {
     behind[at + 28..at + 34].copy_from_slice(&[0xfa, 0x16, 0x3e, 0, 0, 9]);
     assert!(!cfg().asks(&behind, at));
     assert!(!cfg().asks(&m[..at + 30], at));
+}
+
+/// A client identifier (option 61) comes back in every reply, a NAK's too (RFC 6842: a client
+/// may drop a reply whose identifier is not its own).
+#[test]
+fn the_client_identifier_is_echoed() {
+    let id: &[u8] = &[0xff, 0, 0, 0, 7, 0, 2, 0, 0, 0xab, 0x11, 0x22, 0x33];
+    let ip = [198, 18, 0, 7];
+    for (kind, opts, answer) in [
+        (DISCOVER, vec![(61, id)], OFFER),
+        (REQUEST, vec![(61, id), (50, &ip[..])], ACK),
+        (REQUEST, vec![(61, id), (50, &[198, 18, 0, 8][..])], NAK),
+        (INFORM, vec![(61, id)], ACK),
+    ] {
+        let ciaddr = if kind == INFORM { ip } else { [0; 4] };
+        let r = reply(&message(CLIENT, kind, ciaddr, &opts)).unwrap();
+        assert_eq!(option(&r, 53), Some(vec![answer]));
+        assert_eq!(option(&r, 61).as_deref(), Some(id), "{kind}");
+        assert_eq!(csum::verify(&r), Some(true));
+    }
 }
