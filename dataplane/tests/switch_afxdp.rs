@@ -364,6 +364,89 @@ fn a_registered_device_stays_prepared_across_its_ports_until_released() {
 /// A port unplugged and plugged again at once (a registered device, as Quantum attachments do)
 /// reopens every time: its old sockets are released off the worker while the new ones wait for
 /// the device's queues, and the frames it held come back to the pool.
+/// The kernel lets go of a closed socket's queue later than its close returns; `queue_free`
+/// sees when: busy while a socket is bound there, free again once it is closed and released.
+#[test]
+fn a_queue_reads_busy_until_the_kernel_has_let_go_of_its_socket() {
+    use dataplane::sys::{netdev, umem::Umem, xsk};
+    let a = Pair::with_queues("q", 1);
+    let ifindex = netdev::ifindex(&a.host).unwrap();
+    assert!(
+        wait_for(|| xsk::queue_free(ifindex, 0).unwrap()),
+        "a new device's queue is free"
+    );
+    let umem = Umem::new(64, 4096).unwrap();
+    let sizes = xsk::RingSizes {
+        fill: 64,
+        comp: 64,
+        rx: 64,
+        tx: 64,
+    };
+    // (The probe's own socket may still be releasing: a bind waits for it as the switch's do.)
+    let mut sock = None;
+    assert!(wait_for(|| {
+        sock = xsk::XskSocket::open(&umem.region(), None, ifindex, 0, sizes, xsk::XDP_COPY).ok();
+        sock.is_some()
+    }));
+    assert!(!xsk::queue_free(ifindex, 0).unwrap(), "busy while bound");
+    drop(sock);
+    assert!(
+        wait_for(|| xsk::queue_free(ifindex, 0).unwrap()),
+        "free once released"
+    );
+    // A device that is gone: an error, not "busy".
+    assert!(xsk::queue_free(u32::MAX - 1, 0).is_err());
+}
+
+/// A port on a device other than a veth or a tap (here an `ifb` device) keeps its chunks from the
+/// pool after its close until the kernel has let go of its queues; they all come back, and the
+/// port opens again.
+#[test]
+fn a_port_whose_chunks_wait_for_the_kernel_gives_them_back_and_opens_again() {
+    let dev = format!("qsxifb{:04}", std::process::id() % 10_000);
+    assert!(sh(&["ip", "link", "add", &dev, "type", "ifb"]));
+    struct Del(String);
+    impl Drop for Del {
+        fn drop(&mut self) {
+            let _ = sh(&["ip", "link", "del", &self.0]);
+        }
+    }
+    let _del = Del(dev.clone());
+    assert!(sh(&["ip", "link", "set", &dev, "up"]));
+    let waited = dataplane::port::afxdp::releases_waited_for_kernel();
+    let sw = Switch::start(SwitchOptions::default()).unwrap();
+    let cfg = SwitchConfig {
+        networks: vec![net_n()],
+        ports: vec![PortConfig::access("pd", &dev, "n")],
+        ..SwitchConfig::default()
+    };
+    let none = SwitchConfig {
+        networks: vec![net_n()],
+        ..SwitchConfig::default()
+    };
+    for round in 1..=3 {
+        sw.apply(cfg.clone()).unwrap();
+        assert!(sw.wait_settled(Duration::from_secs(5)));
+        let st = sw.port_status("pd").unwrap();
+        assert_eq!(st.link, LinkState::Up, "round {round}: {st:?}");
+        assert!(sw.accounting().unwrap().by_port.len() == 1);
+        sw.apply(none.clone()).unwrap();
+        assert!(
+            wait_for(|| {
+                let acc = sw.accounting().unwrap();
+                acc.by_port.is_empty() && acc.free == acc.total
+            }),
+            "round {round}: {:?}",
+            sw.accounting()
+        );
+        assert!(
+            dataplane::port::afxdp::releases_waited_for_kernel() >= waited + round,
+            "round {round}: the release waited for the kernel"
+        );
+    }
+    sw.shutdown();
+}
+
 #[test]
 fn a_port_plugged_again_at_once_forwards_each_time() {
     let a = Pair::new("p");

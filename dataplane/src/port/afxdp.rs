@@ -27,6 +27,10 @@
 //!   kernel's release of a socket waits for an RCU grace period (5 to 30 ms measured here, on
 //!   the worker's every other port before). The port's chunks stay buried in the UMEM until the
 //!   sockets are gone, and an open on the same device waits for its release ([`wait_closed`]).
+//!   Where a driver or an skb may still use the chunks after the close returns (zero-copy; a
+//!   device other than a veth or a tap, which may take a chunk's pages into an skb rather than
+//!   copy them, as virtio-net does), they stay buried until the kernel has let go of the queues
+//!   too ([`kernel_may_hold_chunks`], [`xsk::queue_free`]).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -295,14 +299,62 @@ pub fn wait_closed(ifindex: u32, region: &Region, slot: u16, timeout: Duration) 
     true
 }
 
-/// A closed port's sockets and program, released when this is dropped: the sockets first (then
-/// `released` is set), the program next (when this was its last holder), and its entries in
-/// [`CLOSING`] last.
+/// A closed port's sockets and program, released when this is dropped: the sockets first (then,
+/// once the kernel has let go of their queues where it may hold chunks after the close, see
+/// [`kernel_may_hold_chunks`], `released` is set), the program next (when this was its last
+/// holder), and its entries in [`CLOSING`] last.
 struct Release {
     held: Vec<Held>,
     queues: Vec<Queue>,
+    /// The interface and queues to see free ([`xsk::queue_free`]) before `released` is set.
+    wait: Option<(u32, Vec<u32>)>,
     pre: Option<Arc<Prepared>>,
     released: Arc<AtomicBool>,
+}
+
+/// How long a release waits for the kernel to let go of a closed port's queues (its deferred
+/// work waits for RTNL, which a storm of attaches can hold for seconds) before the port's
+/// chunks go back to the pool all the same.
+const KERNEL_LETS_GO: Duration = Duration::from_secs(10);
+
+/// May the kernel still use a port's chunks after its sockets' close returned, until it
+/// releases their buffer pool (deferred work: [`xsk::queue_free`])? In zero-copy mode the
+/// driver receives into the chunks it took from the fill ring until then; on a device that
+/// takes a transmitted chunk's pages into its skb rather than copying them (virtio-net asks for
+/// that), the skb may still be queued. A veth or a tap in copy mode copies both ways, and
+/// nothing copies into a socket's chunks once its close returned.
+fn kernel_may_hold_chunks(mode: PortMode, driver: Option<&str>) -> bool {
+    mode == PortMode::NativeZeroCopy || !matches!(driver, Some("veth" | "tun"))
+}
+
+/// Releases that waited for the kernel to let go of their queues, since the process started.
+static KERNEL_WAITS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many closed ports' releases waited for the kernel to let go of their queues
+/// ([`kernel_may_hold_chunks`]) since the process started.
+pub fn releases_waited_for_kernel() -> usize {
+    KERNEL_WAITS.load(Ordering::Relaxed)
+}
+
+/// Waits (at most `timeout`) until the kernel has let go of queues `queues` of interface
+/// `ifindex` ([`xsk::queue_free`]). False on a timeout; a queue whose probe fails otherwise (the
+/// device gone) counts as free.
+fn wait_queues_free(ifindex: u32, queues: &[u32], timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    for &q in queues {
+        loop {
+            match xsk::queue_free(ifindex, q) {
+                Ok(true) => break,
+                Ok(false) if Instant::now() < end => std::thread::sleep(Duration::from_millis(1)),
+                Ok(false) => return false,
+                Err(e) => {
+                    tracing::debug!("queue {q} of interface {ifindex}: {e}: taken as free");
+                    break;
+                }
+            }
+        }
+    }
+    true
 }
 
 impl Release {
@@ -316,6 +368,7 @@ impl Release {
         Release {
             held,
             queues,
+            wait: None,
             pre: Some(pre),
             released: Arc::new(AtomicBool::new(false)),
         }
@@ -324,8 +377,24 @@ impl Release {
 
 impl Drop for Release {
     fn drop(&mut self) {
-        // Closing the sockets unbinds them: the kernel lets go of every chunk they held.
+        // Closing the sockets unbinds them; the kernel lets go of their chunks when it releases
+        // their buffer pools, which may come later.
         self.queues.clear();
+        if let Some((ifindex, queues)) = self.wait.take() {
+            KERNEL_WAITS.fetch_add(1, Ordering::Relaxed);
+            let start = Instant::now();
+            let free = wait_queues_free(ifindex, &queues, KERNEL_LETS_GO);
+            tracing::debug!(
+                "interface {ifindex}: the kernel let go of a closed port's queues after {:?}",
+                start.elapsed()
+            );
+            if !free {
+                tracing::warn!(
+                    "the kernel still holds a closed port's queues on interface {ifindex} after \
+                     {KERNEL_LETS_GO:?}: its chunks go back to the pool all the same"
+                );
+            }
+        }
         self.released.store(true, Ordering::Release);
         drop(self.pre.take());
         let mut closing = closing();
@@ -821,6 +890,7 @@ impl PortIo for AfXdpPort {
         let AfXdpPort {
             slot,
             ifindex,
+            mode,
             pre,
             queues,
             ..
@@ -834,8 +904,37 @@ impl PortIo for AfXdpPort {
             umem.release(d.addr);
         }
         let held = vec![Held::Device(ifindex), Held::Slot(umem.region().addr, slot)];
-        let release = Release::new(held, queues, pre);
+        let wait = kernel_may_hold_chunks(mode, pre.driver.as_deref())
+            .then(|| (ifindex, queues.iter().map(|q| q.sock.queue()).collect()));
+        let mut release = Release::new(held, queues, pre);
+        release.wait = wait;
         umem.bury(slot, Arc::clone(&release.released));
         release_later(release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_wait_for_the_kernel_where_it_may_still_use_them_after_the_close() {
+        // Copy mode on a veth or a tap: copied both ways, nothing left once the close returns.
+        for driver in ["veth", "tun"] {
+            for mode in [PortMode::GenericCopy, PortMode::NativeCopy] {
+                assert!(!kernel_may_hold_chunks(mode, Some(driver)), "{driver}");
+            }
+        }
+        // Zero-copy anywhere; any other device (virtio-net lends transmitted pages to its
+        // skbs), or one whose driver could not be read.
+        assert!(kernel_may_hold_chunks(
+            PortMode::NativeZeroCopy,
+            Some("veth")
+        ));
+        for driver in [Some("virtio_net"), Some("ice"), Some("dummy"), None] {
+            for mode in [PortMode::GenericCopy, PortMode::NativeCopy] {
+                assert!(kernel_may_hold_chunks(mode, driver), "{driver:?}");
+            }
+        }
     }
 }

@@ -467,8 +467,13 @@ impl Drop for Umem {
         if !self.reap_all(Duration::from_secs(2)) {
             tracing::warn!("UMEM unmapped while a closed port's sockets were still being released");
         }
-        // SAFETY: `base`/`len` are exactly the mapping made in `new`; all sockets using it hold a
-        // borrow-free registration that the owning worker closes before dropping the UMEM.
+        // SAFETY: `base`/`len` are exactly the mapping made in `new`, and nothing in this process
+        // refers to it past this point (the worker's borrows of frames end before it drops its
+        // UMEM). A socket still bound to it (one whose release outlasted the wait above, or one
+        // bound ahead on this worker's UMEM by the switch) does not make this unsound:
+        // `XDP_UMEM_REG` pinned the pages, so the kernel and a device keep writing into pages
+        // that stay allocated until the last registration goes, never into memory mapped here
+        // later.
         unsafe {
             libc::munmap(self.base.as_ptr().cast(), self.len);
         }

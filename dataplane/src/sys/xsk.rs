@@ -6,8 +6,13 @@
 //! and binds with `XDP_USE_NEED_WAKEUP` (plus `XDP_ZEROCOPY` or `XDP_COPY`); the port's further
 //! sockets bind with `XDP_SHARED_UMEM` alone, naming its first, and inherit its mode. Each socket
 //! has its own fill and completion rings (required once several queues share a registration)
-//! besides its RX and TX rings. Closing the socket (dropping it) unbinds it;
-//! the kernel then no longer touches any chunk it held.
+//! besides its RX and TX rings. Closing the socket (dropping it) unbinds it: in copy mode
+//! nothing copies into its chunks once the close returns. The kernel lets go of the socket's
+//! buffer pool later, though (deferred work, once the socket's last reference is gone and RTNL is
+//! taken): until then a driver in zero-copy mode may still receive into the chunks it took from
+//! the fill ring, and an skb that took a chunk's pages instead of copying them (zero-copy, or a
+//! device that asks for that, virtio-net) may still be sent from it. [`queue_free`] tells when
+//! that is over.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -255,6 +260,31 @@ pub fn kernel_has_tx_metadata(region: &Region) -> bool {
     // SAFETY: `raw` is a fresh fd that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     register(fd.as_fd(), region).unwrap_or(false)
+}
+
+/// Has the kernel let go of every buffer pool bound to queue `queue` of interface `ifindex`
+/// (every socket closed there fully released), so that no driver or skb in flight still uses
+/// their chunks? A bind there fails with `EBUSY` until then: a socket of its own, on a UMEM of
+/// two chunks, in copy mode, tries it and is closed at once (the queue then reads busy to the
+/// next bind for as long as this socket's own release takes). Other errors are returned (the
+/// device gone: `ENODEV`).
+pub fn queue_free(ifindex: u32, queue: u32) -> io::Result<bool> {
+    let umem = super::umem::Umem::new(2, 4096)?;
+    let sizes = RingSizes {
+        fill: 2,
+        comp: 2,
+        rx: 2,
+        tx: 2,
+    };
+    match XskSocket::open(&umem.region(), None, ifindex, queue, sizes, XDP_COPY) {
+        Ok(sock) => {
+            // Closed before its UMEM is unmapped.
+            drop(sock);
+            Ok(true)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 impl XskSocket {
