@@ -232,7 +232,9 @@ impl Umem {
     /// is kept for flood copies and tag pushes, whatever the number of ports.
     #[inline]
     pub fn alloc_for(&mut self, slot: u16) -> Option<u64> {
-        if self.free.len() <= self.reserve {
+        // (A slot that reads as an owner mark, such as the "no slot" of a socket bound ahead,
+        // holds nothing.)
+        if self.free.len() <= self.reserve || slot >= OWNER_USER {
             return None;
         }
         let i = self.free.pop()? as usize;
@@ -255,7 +257,7 @@ impl Umem {
     #[inline]
     pub fn give(&mut self, addr: u64, slot: u16) -> bool {
         match self.index(addr) {
-            Some(i) if self.owner[i] == OWNER_USER => {
+            Some(i) if self.owner[i] == OWNER_USER && slot < OWNER_USER => {
                 self.owner[i] = slot;
                 true
             }
@@ -292,6 +294,10 @@ impl Umem {
     /// Returns to the pool every chunk port `slot` holds. Call only once the kernel can no longer
     /// use them (the port's sockets are closed). Returns how many were reclaimed.
     pub fn reclaim_port(&mut self, slot: u16) -> usize {
+        if slot >= OWNER_USER {
+            // An owner mark, not a port: the free pool would get its chunks twice.
+            return 0;
+        }
         let mut n = 0;
         for (i, o) in self.owner.iter_mut().enumerate() {
             if *o == slot {
@@ -514,6 +520,24 @@ mod tests {
         assert_eq!(u.reclaim_port(5), 1);
         u.release(c);
         assert_eq!(u.free_frames(), 8);
+    }
+
+    /// The owner marks are no port's slot: a socket that carries one (bound ahead, "no slot")
+    /// is given no chunk, and reclaiming "its" chunks does not put the free ones in the pool
+    /// twice.
+    #[test]
+    fn an_owner_mark_is_no_ports_slot() {
+        let mut u = Umem::new(8, 2048).unwrap();
+        for mark in [OWNER_FREE, OWNER_USER] {
+            assert_eq!(u.alloc_for(mark), None);
+            let a = u.alloc().unwrap();
+            assert!(!u.give(a, mark));
+            u.release(a);
+            assert_eq!(u.reclaim_port(mark), 0);
+            assert_eq!(u.free_frames(), 8);
+            let acc = u.accounting();
+            assert_eq!((acc.free, acc.user), (8, 0));
+        }
     }
 
     #[test]
