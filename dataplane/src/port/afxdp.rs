@@ -839,6 +839,13 @@ impl PortIo for AfXdpPort {
             q.want = q.want.min(cap);
             let bulk = (q.want / 2).clamp(1, REFILL_BULK);
             if q.in_fill + bulk > q.want {
+                // A zero-copy driver that found the fill ring empty (before the last refill
+                // reached it: the flag read then may have been older) waits for a kick, even
+                // with nothing more to give it, as libbpf's examples kick whenever the flag is
+                // up. (Copy mode never raises it.)
+                if q.sock.fill.needs_wakeup() {
+                    q.sock.kick_rx();
+                }
                 continue;
             }
             // Traffic took more than half of what the fill ring held before we came back: give
