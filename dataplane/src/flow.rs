@@ -5,7 +5,8 @@
 //! # Design
 //! [`parse`] reads the headers once per frame through checked slices, behind at most one VLAN
 //! tag, walking at most [`MAX_IPV6_EXT`] IPv6 extension headers (hop-by-hop, routing,
-//! destination options, fragment). Addresses are kept as 16 bytes (IPv4 in the first four) so
+//! destination options, fragment, authentication: those Linux's connection tracking and
+//! `ip6tables` skip to reach the upper layer). Addresses are kept as 16 bytes (IPv4 in the first four) so
 //! that one key type serves both families. A frame whose IP header is inconsistent (short,
 //! wrong version, lengths beyond the frame) is [`L3::Malformed`]: the filter refuses it.
 //!
@@ -16,6 +17,9 @@ use crate::wire::ipproto::{ICMP, ICMPV6, SCTP, TCP, UDP};
 use crate::wire::{
     be16, is_vlan_tpid, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, VLAN_TAG_LEN,
 };
+
+/// The IPv6 authentication header's protocol number (IPsec AH).
+const AH: u8 = 51;
 
 /// DCCP's protocol number (a protocol with ports).
 pub const DCCP: u8 = 33;
@@ -306,6 +310,13 @@ fn ipv6_header<'a>(ip: &'a [u8], quoted: bool, t: &mut Tuple) -> Option<Header<'
                 next = ext[0];
                 off += (usize::from(ext[1]) + 1) * 8;
             }
+            // Authentication header (IPsec AH), whose length counts 4-byte words less 2: skipped
+            // too, as Linux skips it, so that the rules see the ports behind it.
+            AH => {
+                let ext = ip.get(off..off + 2)?;
+                next = ext[0];
+                off += (usize::from(ext[1]) + 2) * 4;
+            }
             // Fragment header: 8 bytes, offset and M flag, 32-bit identification.
             44 => {
                 let ext = ip.get(off..off + 8)?;
@@ -324,7 +335,7 @@ fn ipv6_header<'a>(ip: &'a [u8], quoted: bool, t: &mut Tuple) -> Option<Header<'
     // More extension headers than the walk reads: what follows (a router advertisement, a
     // DHCPv6 server's answer, any port) would be hidden from the rules, which a receiver walking
     // the whole chain is not. Malformed: refused.
-    if fragment != Fragment::Later && matches!(next, 0 | 43 | 44 | 60) {
+    if fragment != Fragment::Later && matches!(next, 0 | 43 | 44 | 60 | AH) {
         return None;
     }
     let h = Header {

@@ -126,6 +126,32 @@ fn an_extension_header_chain_longer_than_the_walk_is_malformed() {
     assert_eq!(chain(MAX_IPV6_EXT + 1), L3::Malformed);
 }
 
+/// An IPv6 authentication header (IPsec AH, its length in 4-byte words less 2) is walked past,
+/// as Linux's connection tracking does: the rules see the TCP ports behind it, not protocol 51.
+#[test]
+fn the_ports_behind_an_ipv6_authentication_header_are_read() {
+    // AH: next header, length 4 (24 bytes: 12 fixed, a 12-byte ICV), reserved, SPI, sequence.
+    let mut ah = vec![TCP, 4, 0, 0, 0, 0, 1, 0, 0, 0, 0, 9];
+    ah.extend_from_slice(&[0xab; 12]);
+    let p = ipv6_packet(a6(1), a6(2), 51, &ah, &tcp(40000, 22, tcp::SYN));
+    let f = ip(parse(&build_frame(PEER, VM, None, ETHERTYPE_IPV6, &p)));
+    assert_eq!(
+        (f.tuple.proto, f.tuple.sport, f.tuple.dport, f.tcp_flags),
+        (TCP, 40000, 22, tcp::SYN)
+    );
+    // Behind a destination options header too; an AH that runs past the packet is malformed.
+    let mut ext = vec![51, 0, 1, 4, 0, 0, 0, 0];
+    ext.extend_from_slice(&ah);
+    let p = ipv6_packet(a6(1), a6(2), 60, &ext, &tcp(40000, 22, tcp::SYN));
+    let f = ip(parse(&build_frame(PEER, VM, None, ETHERTYPE_IPV6, &p)));
+    assert_eq!((f.tuple.proto, f.tuple.dport), (TCP, 22));
+    let p = ipv6_packet(a6(1), a6(2), 51, &[TCP, 200, 0, 0], &[]);
+    assert_eq!(
+        parse(&build_frame(PEER, VM, None, ETHERTYPE_IPV6, &p)),
+        L3::Malformed
+    );
+}
+
 /// A first fragment (or a whole packet) whose transport header is cut short hides its ports or
 /// a TCP segment's flags: malformed.
 #[test]
