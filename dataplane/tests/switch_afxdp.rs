@@ -361,15 +361,12 @@ fn a_registered_device_stays_prepared_across_its_ports_until_released() {
     sw.shutdown();
 }
 
-/// A port unplugged and plugged again at once (a registered device, as Quantum attachments do)
-/// reopens every time: its old sockets are released off the worker while the new ones wait for
-/// the device's queues, and the frames it held come back to the pool.
 /// The kernel lets go of a closed socket's queue later than its close returns; `queue_free`
 /// sees when: busy while a socket is bound there, free again once it is closed and released.
 #[test]
 fn a_queue_reads_busy_until_the_kernel_has_let_go_of_its_socket() {
     use dataplane::sys::{netdev, umem::Umem, xsk};
-    let a = Pair::with_queues("q", 1);
+    let a = Pair::with_queues("qf", 1);
     let ifindex = netdev::ifindex(&a.host).unwrap();
     assert!(
         wait_for(|| xsk::queue_free(ifindex, 0).unwrap()),
@@ -447,6 +444,9 @@ fn a_port_whose_chunks_wait_for_the_kernel_gives_them_back_and_opens_again() {
     sw.shutdown();
 }
 
+/// A port unplugged and plugged again at once (a registered device, as Quantum attachments do)
+/// reopens every time: its old sockets are released off the worker while the new ones wait for
+/// the device's queues, and the frames it held come back to the pool.
 #[test]
 fn a_port_plugged_again_at_once_forwards_each_time() {
     let a = Pair::new("p");

@@ -300,3 +300,22 @@ fn the_client_identifier_is_echoed() {
         assert_eq!(csum::verify(&r), Some(true));
     }
 }
+
+/// The broadcast address (option 28) is the subnet's last address; a /31 or /32 has none.
+#[test]
+fn the_broadcast_address_is_given_where_the_subnet_has_one() {
+    let req = message(CLIENT, DISCOVER, [0; 4], &[]);
+    let at = client_message(&req).unwrap();
+    for (len, want) in [
+        (28, Some(vec![198, 18, 0, 15])),
+        (16, Some(vec![198, 18, 255, 255])),
+        (31, None),
+        (32, None),
+    ] {
+        let mut c = cfg();
+        c.prefix_len = len;
+        let mut out = vec![0u8; 2048];
+        let n = respond(&c, &req, at, &mut out).unwrap();
+        assert_eq!(option(&out[..n], 28), want, "/{len}");
+    }
+}

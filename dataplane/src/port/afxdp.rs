@@ -337,21 +337,33 @@ pub fn releases_waited_for_kernel() -> usize {
 }
 
 /// Waits (at most `timeout`) until the kernel has let go of queues `queues` of interface
-/// `ifindex` ([`xsk::queue_free`]). False on a timeout; a queue whose probe fails otherwise (the
-/// device gone) counts as free.
+/// `ifindex`: a probe bind there no longer reads busy ([`xsk::queue_free`]), or a socket of this
+/// process bound there since (a port opened on it again, whose socket the probe would then read
+/// as the old one: a bind succeeds only once the old pool is gone). Probes every millisecond at
+/// first, then less often, up to every 16 ms (each takes RTNL). A probe that finds the device or
+/// the queue gone counts as free; any other error is tried again. False on a timeout.
 fn wait_queues_free(ifindex: u32, queues: &[u32], timeout: Duration) -> bool {
     let end = Instant::now() + timeout;
     for &q in queues {
-        loop {
+        let binds = xsk::binds(ifindex, q);
+        let mut pause = Duration::from_millis(1);
+        while xsk::binds(ifindex, q) == binds {
             match xsk::queue_free(ifindex, q) {
                 Ok(true) => break,
-                Ok(false) if Instant::now() < end => std::thread::sleep(Duration::from_millis(1)),
-                Ok(false) => return false,
-                Err(e) => {
-                    tracing::debug!("queue {q} of interface {ifindex}: {e}: taken as free");
-                    break;
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENODEV | libc::ENXIO | libc::EINVAL)
+                    ) =>
+                {
+                    break
                 }
+                Ok(false) | Err(_) if Instant::now() >= end => return false,
+                Ok(false) => {}
+                Err(e) => tracing::debug!("queue {q} of interface {ifindex}: probe failed: {e}"),
             }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(16));
         }
     }
     true
@@ -383,12 +395,12 @@ impl Drop for Release {
         if let Some((ifindex, queues)) = self.wait.take() {
             KERNEL_WAITS.fetch_add(1, Ordering::Relaxed);
             let start = Instant::now();
-            let free = wait_queues_free(ifindex, &queues, KERNEL_LETS_GO);
-            tracing::debug!(
-                "interface {ifindex}: the kernel let go of a closed port's queues after {:?}",
-                start.elapsed()
-            );
-            if !free {
+            if wait_queues_free(ifindex, &queues, KERNEL_LETS_GO) {
+                tracing::debug!(
+                    "interface {ifindex}: the kernel let go of a closed port's queues after {:?}",
+                    start.elapsed()
+                );
+            } else {
                 tracing::warn!(
                     "the kernel still holds a closed port's queues on interface {ifindex} after \
                      {KERNEL_LETS_GO:?}: its chunks go back to the pool all the same"
@@ -841,9 +853,10 @@ impl PortIo for AfXdpPort {
             if q.in_fill + bulk > q.want {
                 // A zero-copy driver that found the fill ring empty (before the last refill
                 // reached it: the flag read then may have been older) waits for a kick, even
-                // with nothing more to give it, as libbpf's examples kick whenever the flag is
-                // up. (Copy mode never raises it.)
-                if q.sock.fill.needs_wakeup() {
+                // when there is nothing more to give it, while chunks wait on the ring. (Not
+                // when the ring is empty: a driver whose own ring is not full keeps the flag
+                // up, and each kick would only raise it again. Copy mode never raises it.)
+                if q.sock.fill.needs_wakeup() && q.sock.fill.outstanding() > 0 {
                     q.sock.kick_rx();
                 }
                 continue;

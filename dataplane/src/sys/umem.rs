@@ -270,7 +270,7 @@ impl Umem {
     #[inline]
     pub fn take(&mut self, addr: u64, slot: u16) -> bool {
         match self.index(addr) {
-            Some(i) if self.owner[i] == slot => {
+            Some(i) if self.owner[i] == slot && slot < OWNER_USER => {
                 self.owner[i] = OWNER_USER;
                 true
             }
@@ -282,7 +282,7 @@ impl Umem {
     #[inline]
     pub fn complete(&mut self, addr: u64, slot: u16) -> bool {
         match self.index(addr) {
-            Some(i) if self.owner[i] == slot => {
+            Some(i) if self.owner[i] == slot && slot < OWNER_USER => {
                 self.owner[i] = OWNER_FREE;
                 self.free.push(i as u32);
                 true
@@ -533,6 +533,10 @@ mod tests {
             let a = u.alloc().unwrap();
             assert!(!u.give(a, mark));
             u.release(a);
+            // A free chunk is not taken back from "port" OWNER_FREE (it would be handed out
+            // twice), nor completed into the pool again.
+            assert!(!u.take(a, mark));
+            assert!(!u.complete(a, mark));
             assert_eq!(u.reclaim_port(mark), 0);
             assert_eq!(u.free_frames(), 8);
             let acc = u.accounting();

@@ -14,8 +14,10 @@
 //! device that asks for that, virtio-net) may still be sent from it. [`queue_free`] tells when
 //! that is over.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
 
 use super::check;
 use super::ring::{ConsRing, ProdRing, RingOffset, XdpDesc};
@@ -262,6 +264,17 @@ pub fn kernel_has_tx_metadata(region: &Region) -> bool {
     register(fd.as_fd(), region).unwrap_or(false)
 }
 
+/// Successful binds of this process's sockets, by interface and queue ([`binds`]).
+static BINDS: Mutex<BTreeMap<(u32, u32), u64>> = Mutex::new(BTreeMap::new());
+
+/// How many sockets of this process have bound queue `queue` of interface `ifindex`: one that
+/// changes proves that every buffer pool bound there before was released (a bind succeeds only
+/// then).
+pub fn binds(ifindex: u32, queue: u32) -> u64 {
+    let binds = BINDS.lock().unwrap_or_else(|p| p.into_inner());
+    binds.get(&(ifindex, queue)).copied().unwrap_or(0)
+}
+
 /// Has the kernel let go of every buffer pool bound to queue `queue` of interface `ifindex`
 /// (every socket closed there fully released), so that no driver or skb in flight still uses
 /// their chunks? A bind there fails with `EBUSY` until then: a socket of its own, on a UMEM of
@@ -344,6 +357,11 @@ impl XskSocket {
                 core::mem::size_of::<SockaddrXdp>() as libc::socklen_t,
             )
         })?;
+        *BINDS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((ifindex, queue))
+            .or_insert(0) += 1;
         Ok(XskSocket {
             fill,
             comp,
