@@ -482,7 +482,7 @@ fn bench_sweep(c: &mut Criterion) {
         return;
     }
     let mut t = MacTable::new(300, 1 << 22);
-    t.sync_network(0, 1, 1 << 21);
+    t.sync_network(0, 1, 1 << 21, 0);
     t.reserve_for(1_000_000, 1);
     let port = PortRef { slot: 1, gen: 1 };
     for i in 0..1_000_000 {

@@ -158,6 +158,9 @@ struct Slot {
 struct Net {
     gen: AtomicU32,
     limit: AtomicU32,
+    /// The snapshot version `limit` was declared by: a worker still adopting an older snapshot
+    /// (of the same generation) does not put its limit back.
+    limit_version: AtomicU64,
     count: AtomicU32,
 }
 
@@ -196,6 +199,15 @@ const RELAXED: Ordering = Ordering::Relaxed;
 #[inline]
 fn later(now: u32, seen: u32) -> bool {
     (now.wrapping_sub(seen) as i32) > 0
+}
+
+/// Is an entry of age `age` (now less seen, wrapping) younger than `aging`? An age that reads
+/// negative is a `seen` ahead of now (another worker read the shared clock a moment later):
+/// fresh. Any aging time works, up to `u32::MAX` (never, in effect): compared as signed, one of
+/// 2^31 s or more read as negative and aged every entry at once.
+#[inline]
+fn fresh(age: u32, aging: u32) -> bool {
+    (age as i32) < 0 || age < aging
 }
 
 impl Tables {
@@ -295,8 +307,7 @@ impl Tables {
     #[inline]
     fn is_live(&self, e: &Entry, now: u32) -> bool {
         self.is_current(e)
-            && (e.flags & FLAG_STATIC != 0
-                || (now.wrapping_sub(e.seen) as i32) < self.aging() as i32)
+            && (e.flags & FLAG_STATIC != 0 || fresh(now.wrapping_sub(e.seen), self.aging()))
     }
 
     /// Finds the slot of `key`, live or not. Bounded by the table's size, so that a probe racing
@@ -542,11 +553,12 @@ impl MacTable {
         self.tables.slots.len()
     }
 
-    /// Declares network `net` with generation `gen` and learning `limit`. A generation newer than
-    /// the one the table knows flushes the network in O(1); an older one (a worker that has not
-    /// adopted the latest snapshot yet) changes nothing, so workers adopting the same snapshots
-    /// at different moments never undo each other's declarations.
-    pub fn sync_network(&mut self, net: u16, gen: u32, limit: u32) {
+    /// Declares network `net` with generation `gen` and learning `limit`, as snapshot `version`
+    /// has it. A generation newer than the one the table knows flushes the network in O(1); an
+    /// older one, or a limit of an older snapshot than the one that declared the table's (a
+    /// worker that has not adopted the latest snapshot yet), changes nothing, so workers
+    /// adopting the same snapshots at different moments never undo each other's declarations.
+    pub fn sync_network(&mut self, net: u16, gen: u32, limit: u32, version: u64) {
         let i = usize::from(net);
         self.reserve_for(0, i + 1);
         {
@@ -555,7 +567,8 @@ impl MacTable {
             let n = &t.nets[i];
             let cur = n.gen.load(RELAXED);
             let newer = (gen.wrapping_sub(cur) as i32) > 0;
-            if newer || (gen == cur && n.limit.load(RELAXED) != limit) {
+            let later_limit = version >= n.limit_version.load(RELAXED);
+            if newer || (gen == cur && later_limit && n.limit.load(RELAXED) != limit) {
                 // Bracketed as a change of entries is (a new generation hides them all), so
                 // that a growth copying meanwhile sees it.
                 t.begin();
@@ -564,6 +577,7 @@ impl MacTable {
                     n.count.store(0, RELAXED);
                 }
                 n.limit.store(limit, RELAXED);
+                n.limit_version.store(version, RELAXED);
                 t.end();
                 if newer {
                     self.shared.changes.note(&w, EVERY_ADDRESS);
@@ -841,9 +855,12 @@ impl MacTable {
                 self.shared.changes.note(&w, key);
                 return Learn::Moved;
             }
-            // A stale or expired entry of this very key: revive it if the network has room.
+            // A stale or expired entry of this very key: revive it if the network has room (a
+            // refusal changed nothing: the other workers' answers stand).
             let r = revive(&t, i, net, port, now, 0);
-            self.shared.changes.note(&w, key);
+            if r != Learn::LimitReached {
+                self.shared.changes.note(&w, key);
+            }
             return r;
         }
         insert_new(&t, &mut w, key, net, port, now, 0, &self.shared.changes)
@@ -911,11 +928,23 @@ impl MacTable {
         true
     }
 
-    /// Installs a static entry: it never ages and learning never moves it.
-    pub fn add_static(&self, net: u16, mac: Mac, port: PortRef, now: u32) -> Learn {
+    /// Installs a static entry of network `net` of generation `net_gen`: it never ages and
+    /// learning never moves it. `Stale` (nothing installed) where the table knows the network's
+    /// slot at another generation: a worker adopting an older snapshot late would otherwise put
+    /// a removed network's static entry into the network that took its slot.
+    pub fn add_static(
+        &self,
+        (net, net_gen): (u16, u32),
+        mac: Mac,
+        port: PortRef,
+        now: u32,
+    ) -> Learn {
         let key = key_of(net, mac);
         let mut w = self.writer();
         let t = Arc::clone(&w.tables);
+        if t.net(net).is_some_and(|n| n.gen.load(RELAXED) != net_gen) {
+            return Learn::Stale;
+        }
         if let Some(i) = t.find(key) {
             let e = t.load(i);
             if t.is_live(&e, now) {
@@ -1060,7 +1089,8 @@ impl MacTable {
                 age_secs: if e.flags & FLAG_STATIC != 0 {
                     0
                 } else {
-                    now.wrapping_sub(e.seen)
+                    // (A `seen` a moment ahead of now, stamped by another worker, is age 0.)
+                    now.saturating_sub(e.seen)
                 },
                 is_static: e.flags & FLAG_STATIC != 0,
             })
@@ -1095,6 +1125,8 @@ fn copy(old: &Tables, cap: usize, nets: usize) -> (Tables, usize) {
     for (n, o) in new.nets.iter().zip(old.nets.iter()) {
         n.gen.store(o.gen.load(RELAXED), RELAXED);
         n.limit.store(o.limit.load(RELAXED), RELAXED);
+        n.limit_version
+            .store(o.limit_version.load(RELAXED), RELAXED);
         n.count.store(o.count.load(RELAXED), RELAXED);
     }
     let mut used = 0;
@@ -1282,7 +1314,7 @@ mod tests {
     #[test]
     fn one_growth_makes_room_for_entries_and_networks() {
         let mut t = MacTable::new(300, 1 << 20);
-        t.sync_network(0, 1, 1000);
+        t.sync_network(0, 1, 1000, 0);
         assert_eq!(t.learn(0, mac(1), P1, 0), Learn::Learned);
         let grown = MacTable::growths;
         let before = grown(&t);
@@ -1292,7 +1324,7 @@ mod tests {
         // Declaring those networks, and reserving what is there, copies nothing more.
         let after = grown(&t);
         for net in 1..70u16 {
-            t.sync_network(net, 1, 1000);
+            t.sync_network(net, 1, 1000, 0);
         }
         t.reserve_for(100_000, 70);
         t.reserve(50);
@@ -1300,7 +1332,7 @@ mod tests {
         // The entry came along.
         assert_eq!(t.lookup(0, mac(1), 0), Some(P1));
         // A network beyond the room still grows the table.
-        t.sync_network(200, 1, 10);
+        t.sync_network(200, 1, 10, 0);
         assert_eq!(grown(&t), after + 1);
     }
 
@@ -1312,7 +1344,7 @@ mod tests {
     fn learning_during_a_growth_is_deferred_and_lookups_go_on() {
         let mut t = table();
         assert_eq!(t.learn(0, mac(1), P1, 0), Learn::Learned);
-        t.add_static(0, mac(9), P2, 0);
+        t.add_static((0, 1), mac(9), P2, 0);
         let (slots, grown) = (t.capacity(), t.growths());
         let (go, grower) = t.growth_paused(100_000);
         // The copy runs outside the writer mutex: nothing here waits for it, and nothing here
@@ -1324,8 +1356,8 @@ mod tests {
         assert_eq!(t.lookup(0, mac(1), 1), Some(P1));
         assert_eq!(t.try_sweep(1000, 1 << 20), 0, "the sweeper waits too");
         // A worker adopting a snapshot it already adopted writes nothing.
-        t.sync_network(0, 1, 8192);
-        assert_eq!(t.add_static(0, mac(9), P2, 0), Learn::Refreshed);
+        t.sync_network(0, 1, 8192, 0);
+        assert_eq!(t.add_static((0, 1), mac(9), P2, 0), Learn::Refreshed);
         go.send(()).unwrap();
         grower.join().unwrap();
         assert!(!t.is_growing());
@@ -1352,7 +1384,7 @@ mod tests {
         let cases: [(&str, Change, Check); 5] = [
             (
                 "a static entry",
-                |t| assert_eq!(t.add_static(0, mac(3), P2, 0), Learn::Learned),
+                |t| assert_eq!(t.add_static((0, 1), mac(3), P2, 0), Learn::Learned),
                 |t| assert_eq!(t.learn(0, mac(3), P1, 0), Learn::StaticConflict),
             ),
             (
@@ -1362,12 +1394,12 @@ mod tests {
             ),
             (
                 "a network's new generation",
-                |t| t.sync_network(1, 2, 8192),
+                |t| t.sync_network(1, 2, 8192, 0),
                 |t| assert_eq!((t.lookup(1, mac(5), 0), t.network_len(1)), (None, 0)),
             ),
             (
                 "a network's limit",
-                |t| t.sync_network(0, 1, 2),
+                |t| t.sync_network(0, 1, 2, 0),
                 |t| assert_eq!(t.learn(0, mac(4), P1, 0), Learn::LimitReached),
             ),
             (
@@ -1395,8 +1427,8 @@ mod tests {
 
     fn table() -> MacTable {
         let mut t = MacTable::new(300, 1 << 20);
-        t.sync_network(0, 1, 8192);
-        t.sync_network(1, 1, 8192);
+        t.sync_network(0, 1, 8192, 0);
+        t.sync_network(1, 1, 8192, 0);
         t.reserve(16384);
         t
     }
@@ -1438,7 +1470,7 @@ mod tests {
         let t = table();
         t.set_aging_secs(300);
         t.learn(0, mac(1), P1, 0);
-        t.add_static(0, mac(2), P1, 0);
+        t.add_static((0, 1), mac(2), P1, 0);
         t.learn(0, mac(3), P2, 0);
         assert_eq!(t.sweep(1, usize::MAX), 0, "nothing is gone yet");
         t.forget_ports(&[P1]);
@@ -1497,6 +1529,64 @@ mod tests {
     }
 
     #[test]
+    fn any_aging_time_works_up_to_never() {
+        // 2^31 s and more: compared as signed, every entry read as aged at once.
+        for aging in [i32::MAX as u32 + 1, u32::MAX] {
+            let mut t = MacTable::new(aging, 1 << 10);
+            t.sync_network(0, 1, 8192, 0);
+            assert_eq!(t.learn(0, mac(1), P1, 10), Learn::Learned);
+            assert_eq!(t.lookup(0, mac(1), 1_000_000), Some(P1), "{aging}");
+            assert_eq!(t.learn(0, mac(1), P1, 1_000_001), Learn::Refreshed);
+            assert_eq!(t.sweep(2_000_000, usize::MAX), 0);
+        }
+        // A `seen` a second ahead of now (another worker's clock) is fresh, and shown as age 0.
+        let t = table();
+        t.learn(0, mac(2), P1, 11);
+        assert_eq!(t.lookup(0, mac(2), 10), Some(P1));
+        assert_eq!(t.entries(0, 10)[0].age_secs, 0);
+    }
+
+    /// Workers adopt the same snapshots at different moments: one still on an older snapshot
+    /// puts neither its learning limit back (same generation) nor its static entries into a
+    /// network that took the slot since (newer generation).
+    #[test]
+    fn a_late_adopter_of_an_older_snapshot_undoes_nothing() {
+        let mut t = table();
+        t.sync_network(0, 1, 2, 5);
+        t.sync_network(0, 1, 8192, 4);
+        assert_eq!(t.network_sizes()[0], (0, 2), "the newer limit stands");
+        t.learn(0, mac(1), P1, 0);
+        t.learn(0, mac(2), P1, 0);
+        assert_eq!(t.learn(0, mac(3), P1, 0), Learn::LimitReached);
+        t.sync_network(0, 1, 8192, 6);
+        assert_eq!(
+            t.learn(0, mac(3), P1, 0),
+            Learn::Learned,
+            "a newer one applies"
+        );
+        // Slot 0 now holds generation 2 (another network): generation 1's static entry stays out.
+        t.sync_network(0, 2, 8192, 7);
+        assert_eq!(t.add_static((0, 1), mac(9), P2, 0), Learn::Stale);
+        assert_eq!(t.lookup(0, mac(9), 0), None);
+        assert_eq!(t.add_static((0, 2), mac(9), P2, 0), Learn::Learned);
+        assert_eq!(t.lookup(0, mac(9), 0), Some(P2));
+    }
+
+    /// An address the network has no room to revive changes nothing: the workers' remembered
+    /// answers are not ended for it.
+    #[test]
+    fn a_refused_revival_is_no_change() {
+        let mut t = table();
+        t.learn(0, mac(1), P1, 0);
+        // A new generation leaves mac(1) stale in its slot; the limit is then filled.
+        t.sync_network(0, 2, 1, 1);
+        t.learn(0, mac(2), P1, 0);
+        let c = t.changes();
+        assert_eq!(t.learn(0, mac(1), P1, 0), Learn::LimitReached);
+        assert_eq!(t.changes(), c);
+    }
+
+    #[test]
     fn the_table_keeps_which_addresses_changed() {
         let t = table();
         let key = |m| MacTable::key(0, m);
@@ -1511,7 +1601,7 @@ mod tests {
         assert!(t.remove(0, mac(3), 10));
         assert_eq!(t.learn(0, mac(2), P1, 20), Learn::Moved);
         assert_eq!(
-            t.add_static(0, mac(1), P2, 20),
+            t.add_static((0, 1), mac(1), P2, 20),
             Learn::Refreshed,
             "replaced"
         );
@@ -1546,7 +1636,7 @@ mod tests {
         // A network flushed (a new generation) may touch any address too.
         let mut t = t;
         let c = t.changes();
-        t.sync_network(0, 2, 1000);
+        t.sync_network(0, 2, 1000, 0);
         assert_eq!(t.changed_since(c, &mut out), None);
     }
 
@@ -1623,7 +1713,7 @@ mod tests {
     #[test]
     fn a_full_tables_own_sweep_counts_as_a_change() {
         let mut t = MacTable::new(300, 16);
-        t.sync_network(0, 1, 1_000_000);
+        t.sync_network(0, 1, 1_000_000, 0);
         t.reserve(1_000_000);
         let full = (0..1000)
             .filter(|&i| t.learn(0, mac(i), P1, 0) == Learn::Learned)
@@ -1654,7 +1744,7 @@ mod tests {
     #[test]
     fn limit_stops_learning_but_not_lookup() {
         let mut t = table();
-        t.sync_network(0, 1, 3);
+        t.sync_network(0, 1, 3, 0);
         for i in 0..3 {
             assert_eq!(t.learn(0, mac(i), P1, 0), Learn::Learned);
         }
@@ -1672,7 +1762,7 @@ mod tests {
     #[test]
     fn static_entries_neither_age_nor_move() {
         let t = table();
-        t.add_static(0, mac(9), P1, 0);
+        t.add_static((0, 1), mac(9), P1, 0);
         assert_eq!(t.learn(0, mac(9), P2, 10), Learn::StaticConflict);
         assert_eq!(t.lookup(0, mac(9), 1_000_000), Some(P1));
     }
@@ -1684,7 +1774,7 @@ mod tests {
             t.learn(0, mac(i), P1, 0);
             t.learn(1, mac(i), P2, 0);
         }
-        t.sync_network(0, 2, 8192);
+        t.sync_network(0, 2, 8192, 0);
         assert_eq!(t.lookup(0, mac(5), 0), None);
         assert_eq!(t.network_len(0), 0);
         assert_eq!(t.lookup(1, mac(5), 0), Some(P2));
@@ -1699,9 +1789,9 @@ mod tests {
     fn an_older_generation_changes_nothing() {
         // A worker still on the older snapshot declares the network after one on the newer.
         let mut t = table();
-        t.sync_network(0, 2, 8192);
+        t.sync_network(0, 2, 8192, 0);
         t.learn(0, mac(1), P1, 0);
-        t.sync_network(0, 1, 8192);
+        t.sync_network(0, 1, 8192, 0);
         assert_eq!(t.lookup(0, mac(1), 0), Some(P1));
         assert_eq!(t.network_len(0), 1);
     }
@@ -1714,7 +1804,7 @@ mod tests {
         let key = |n| MacTable::key(0, mac(n));
         assert_eq!(t.learn_key(key(1), 0, 1, P1, 0), Learn::Learned);
         assert_eq!(t.learn_key(key(2), 0, 1, P1, 0), Learn::Learned);
-        t.sync_network(0, 2, 8192);
+        t.sync_network(0, 2, 8192, 0);
         assert_eq!(
             t.learn(0, mac(2), P2, 0),
             Learn::Learned,
@@ -1747,7 +1837,7 @@ mod tests {
         assert_eq!(t.learn_key(key(3), 0, 2, P1, 0), Learn::Learned);
         assert_eq!(t.learn_key(key(3), 0, 2, P1, 1), Learn::Refreshed);
         // At the new generation's limit, a stale learner is not counted as refused by it.
-        t.sync_network(0, 2, 2);
+        t.sync_network(0, 2, 2, 0);
         assert_eq!(t.learn_key(key(4), 0, 2, P1, 0), Learn::LimitReached);
         assert_eq!(t.learn_key(key(4), 0, 1, P1, 0), Learn::Stale);
     }
@@ -1764,14 +1854,14 @@ mod tests {
     fn new_generation_flushes() {
         let mut t = table();
         t.learn(0, mac(1), P1, 0);
-        t.sync_network(0, 2, 8192);
+        t.sync_network(0, 2, 8192, 0);
         assert_eq!(t.lookup(0, mac(1), 0), None);
     }
 
     #[test]
     fn many_entries_survive_deletes_in_probe_chains() {
         let mut t = MacTable::new(300, 1 << 20);
-        t.sync_network(0, 1, 100_000);
+        t.sync_network(0, 1, 100_000, 0);
         t.reserve(100_000);
         for i in 0..50_000 {
             t.learn(0, mac(i), P1, 0);
@@ -1788,7 +1878,7 @@ mod tests {
     #[test]
     fn full_table_refuses_to_learn_instead_of_growing() {
         let mut t = MacTable::new(300, 16);
-        t.sync_network(0, 1, 1_000_000);
+        t.sync_network(0, 1, 1_000_000, 0);
         t.reserve(1_000_000);
         let cap = t.capacity();
         let learned = (0..1000)
@@ -1802,7 +1892,7 @@ mod tests {
     fn entries_lists_live_entries_with_age() {
         let t = table();
         t.learn(0, mac(2), P1, 10);
-        t.add_static(0, mac(1), P2, 0);
+        t.add_static((0, 1), mac(1), P2, 0);
         let e = t.entries(0, 15);
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].mac, mac(1));
@@ -1819,7 +1909,7 @@ mod tests {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         for round in 0..40u32 {
             let mut t = MacTable::new(300, 1 << 20);
-            t.sync_network(0, 1, 1 << 20);
+            t.sync_network(0, 1, 1 << 20, 0);
             // 8192 slots, 6000 entries: long probe chains, many shifts.
             t.reserve(4096);
             let churn = 100_000..104_000;
@@ -1860,7 +1950,7 @@ mod tests {
     fn a_view_picks_up_the_table_another_view_grew() {
         let mut a = MacTable::new(300, 1 << 20);
         let mut b = a.clone();
-        a.sync_network(0, 1, 100_000);
+        a.sync_network(0, 1, 100_000, 0);
         a.learn(0, mac(1), P1, 0);
         a.reserve(100_000);
         b.refresh();

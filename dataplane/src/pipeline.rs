@@ -305,7 +305,8 @@ impl Pipeline {
         });
         for (slot, n) in snap.nets.iter().enumerate() {
             if let (Some(n), Ok(slot)) = (n, u16::try_from(slot)) {
-                self.fdb.sync_network(slot, n.gen, n.mac_limit);
+                self.fdb
+                    .sync_network(slot, n.gen, n.mac_limit, snap.version);
             }
         }
         // Connections of a port that went, or whose slot another port took, are dead.
@@ -347,8 +348,9 @@ impl Pipeline {
                     slot: slot16,
                     gen: p.gen,
                 };
+                let net_gen = snap.net(net).map_or(0, |n| n.gen);
                 for &mac in &p.static_macs {
-                    self.fdb.add_static(net, mac, port, now.secs);
+                    self.fdb.add_static((net, net_gen), mac, port, now.secs);
                     statics.push((net, mac, port));
                 }
             }
