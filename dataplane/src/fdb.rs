@@ -1572,6 +1572,59 @@ mod tests {
         assert_eq!(t.lookup(0, mac(9), 0), Some(P2));
     }
 
+    /// Two workers learning the same addresses on their own ports (each move undone by the
+    /// other) while a third sweeps with a clock that ages the idle ones: the network's count
+    /// stays exactly its live entries, within its limit, and every lookup answers one of the two
+    /// ports.
+    #[test]
+    fn concurrent_learners_and_the_sweeper_keep_the_count_exact() {
+        let mut t = table();
+        const ADDRS: u32 = 300;
+        t.sync_network(0, 2, 200, 1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let learner = |port: PortRef, odd: bool| {
+            let (t, stop) = (t.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut k = 0u32;
+                while !stop.load(Ordering::Acquire) && k < 2_000_000 {
+                    // Half the addresses learned at second 0 only (they age), half at 0 to 1000.
+                    let i = k.wrapping_mul(7919) % ADDRS;
+                    let now = if i % 2 == u32::from(odd) { 0 } else { k % 1000 };
+                    let r = t.learn(0, mac(i), port, now);
+                    assert_ne!(r, Learn::Stale);
+                    if let Some(p) = t.lookup(0, mac(i), now) {
+                        assert!(p == P1 || p == P2, "{p:?}");
+                    }
+                    k += 1;
+                }
+            })
+        };
+        let (a, b) = (learner(P1, false), learner(P2, true));
+        let sweeper = {
+            let (t, stop) = (t.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut now = 0;
+                while !stop.load(Ordering::Acquire) {
+                    now = (now + 7) % 1300;
+                    t.try_sweep(now, 64);
+                }
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stop.store(true, Ordering::Release);
+        for h in [a, b, sweeper] {
+            h.join().unwrap();
+        }
+        // At a time no entry has aged (every `seen` is 0 to 1000, aging 300 s: "now" 0 reads
+        // every one as live), the count is every current entry.
+        let live = t.entries(0, 0).len() as u32;
+        assert_eq!(t.network_len(0), live);
+        assert!(live <= 200, "{live}");
+        // Once all have aged, a sweep leaves none, and the count follows.
+        t.sweep(5000, usize::MAX);
+        assert_eq!((t.network_len(0), t.entries(0, 5000).len()), (0, 0));
+    }
+
     /// An address the network has no room to revive changes nothing: the workers' remembered
     /// answers are not ended for it.
     #[test]
