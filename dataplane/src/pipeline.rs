@@ -350,8 +350,10 @@ impl Pipeline {
                 };
                 let net_gen = snap.net(net).map_or(0, |n| n.gen);
                 for &mac in &p.static_macs {
-                    self.fdb.add_static((net, net_gen), mac, port, now.secs);
-                    statics.push((net, mac, port));
+                    // (One refused as of an older generation is not this worker's to remove.)
+                    if self.fdb.add_static((net, net_gen), mac, port, now.secs) != Learn::Stale {
+                        statics.push((net, mac, port));
+                    }
                 }
             }
         }
