@@ -1636,6 +1636,53 @@ mod tests {
         assert!(t.entries(0, 0).is_empty());
     }
 
+    /// A worker's lookups race growths published by another view (the worker refreshing its
+    /// view between passes, as it does each round): a live entry never reads absent, nor on
+    /// another port, in the table it had or in the one it picks up.
+    #[test]
+    fn lookups_racing_growths_find_every_live_entry() {
+        let mut t = MacTable::new(300, 1 << 20);
+        t.sync_network(0, 1, 1 << 20, 0);
+        t.reserve(1000);
+        const ADDRS: u32 = 500;
+        let port = |i: u32| if i.is_multiple_of(2) { P1 } else { P2 };
+        for i in 0..ADDRS {
+            assert_eq!(t.learn(0, mac(i), port(i), 0), Learn::Learned);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (mut r, stop) = (t.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let (mut passes, mut grown) = (0u32, 0u32);
+                loop {
+                    // One more pass once told to stop: over the last table, whatever the
+                    // scheduler let this thread see before.
+                    let last = stop.load(Ordering::Acquire);
+                    grown += u32::from(r.refresh());
+                    for i in 0..ADDRS {
+                        assert_eq!(r.lookup(0, mac(i), 1), Some(port(i)), "{i}");
+                    }
+                    passes += 1;
+                    if last {
+                        break;
+                    }
+                }
+                (passes, grown)
+            })
+        };
+        let before = t.capacity();
+        for k in 11..18 {
+            t.reserve(1 << k);
+        }
+        assert_eq!(t.capacity(), before << 7, "seven growths");
+        stop.store(true, Ordering::Release);
+        let (passes, grown) = reader.join().unwrap();
+        assert!(
+            passes > 0 && grown > 0,
+            "{passes} passes, {grown} growths seen"
+        );
+    }
+
     /// An address the network has no room to revive changes nothing: the workers' remembered
     /// answers are not ended for it.
     #[test]
