@@ -38,6 +38,11 @@
 //!   slots, what it paid at once after its usual 100 ms sleep before), a whole pass (`pass`, what
 //!   it paid at once after a sleep or a pause of 800 ms or more).
 //!
+//! - `learn/full-new`: learning an address never seen before in a table full of live entries
+//!   (65 536 slots, three quarters of them live; a spoofing VM's ever new source addresses):
+//!   refused, each as one worker pays it. The first refusal of each second sweeps 256 slots under
+//!   the writer lock; the others are refused without it.
+//!
 //! Run: `cargo bench -p bench --bench pipeline`. `QSWITCH_BENCH_SMALL=1` leaves out the cases of
 //! a million MACs (for `valgrind --tool=callgrind`, where their setup alone takes minutes).
 
@@ -47,7 +52,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use dataplane::acl::{AddrSet, PortFilter, Remote, Rule};
 use dataplane::config::{NetworkConfig, PortConfig, SlotMap, Snapshot, SwitchConfig};
 use dataplane::csum::{self, Checksum};
-use dataplane::fdb::{MacTable, PortRef};
+use dataplane::fdb::{Learn, MacTable, PortRef};
 use dataplane::pipeline::{Now, Pipeline, Verdict};
 use dataplane::port::mem::{MemPort, MemSpec};
 use dataplane::security::IpPrefix;
@@ -505,11 +510,35 @@ fn bench_sweep(c: &mut Criterion) {
     assert_eq!(t.network_len(0), 1_000_000, "nothing expired");
 }
 
+/// Learning ever new addresses in a table full of live entries: see the module documentation.
+fn bench_full_table(c: &mut Criterion) {
+    let mut t = MacTable::new(300, 1 << 15);
+    t.sync_network(0, 1, 1 << 20, 0);
+    t.reserve(1 << 15);
+    let port = PortRef { slot: 1, gen: 1 };
+    let learned = (0..1 << 16)
+        .filter(|&i| t.learn(0, mac(1, i), port, 0) == Learn::Learned)
+        .count();
+    assert_eq!(learned, t.capacity() / 4 * 3, "full");
+    let mut g = c.benchmark_group("learn");
+    g.throughput(Throughput::Elements(1));
+    let mut next = 1u32 << 20;
+    g.bench_function("full-new", |bn| {
+        bn.iter(|| {
+            next = next.wrapping_add(1);
+            std::hint::black_box(t.learn_key(MacTable::key(0, mac(2, next)), 0, 1, port, 0))
+        })
+    });
+    g.finish();
+    assert_eq!(t.network_len(0), learned as u32, "nothing learned");
+}
+
 criterion_group!(
     benches,
     bench,
     bench_security_groups,
     bench_shortcut,
-    bench_sweep
+    bench_sweep,
+    bench_full_table
 );
 criterion_main!(benches);

@@ -172,7 +172,15 @@ struct Tables {
     slots: Box<[Slot]>,
     mask: usize,
     nets: Box<[Net]>,
+    /// `FULL | second` when learning last found this table full of live entries (more than
+    /// three quarters, after a bounded sweep), 0 once a removal made room since: a new address
+    /// is refused that second without the writer mutex, so that a source of ever new addresses
+    /// (a spoofing VM) costs the workers one locked sweep a second, not one a frame.
+    full: AtomicU64,
 }
+
+/// [`Tables::full`]'s mark bit above the second.
+const FULL: u64 = 1 << 32;
 
 #[inline]
 fn key_of(net: u16, mac: Mac) -> u64 {
@@ -223,7 +231,14 @@ impl Tables {
             slots,
             mask: cap - 1,
             nets: std::iter::repeat_with(Net::default).take(nets).collect(),
+            full: AtomicU64::new(0),
         }
+    }
+
+    /// Did learning find this table full in second `now`, with nothing removed since?
+    #[inline]
+    fn found_full(&self, now: u32) -> bool {
+        self.full.load(RELAXED) == FULL | u64::from(now)
     }
 
     #[inline]
@@ -793,7 +808,7 @@ impl MacTable {
                 }
             }
             // (A learner on another generation is told `Stale` under the mutex, not counted.)
-            None => (!has_room(t, net)
+            None => ((!has_room(t, net) || t.found_full(now))
                 && t.net(net).is_none_or(|n| n.gen.load(RELAXED) == net_gen))
             .then_some((Learn::LimitReached, 0, 0)),
         });
@@ -1215,6 +1230,7 @@ fn insert_new(
         // Bounded, so that a flood of new addresses cannot make each frame scan the table.
         sweep(t, w, now, 256, changes);
         if w.used + 1 > t.slots.len() / 4 * 3 {
+            t.full.store(FULL | u64::from(now), RELAXED);
             return Learn::LimitReached;
         }
     }
@@ -1245,6 +1261,7 @@ fn insert_new(
 fn delete_slot(t: &Tables, w: &mut Writer, mut hole: usize) {
     t.store(hole, &Entry::default());
     w.used -= 1;
+    t.full.store(0, RELAXED);
     let mut j = hole;
     loop {
         j = (j + 1) & t.mask;
@@ -1823,16 +1840,39 @@ mod tests {
 
     #[test]
     fn a_full_tables_own_sweep_counts_as_a_change() {
-        let mut t = MacTable::new(300, 16);
-        t.sync_network(0, 1, 1_000_000, 0);
-        t.reserve(1_000_000);
-        let full = (0..1000)
-            .filter(|&i| t.learn(0, mac(i), P1, 0) == Learn::Learned)
-            .count();
+        let (t, _) = full_table();
         let c = t.changes();
         // Every entry expired: learning makes room by sweeping them.
         assert_eq!(t.learn(0, mac(5000), P1, 400), Learn::Learned);
-        assert!(full > 0 && t.changes() > c);
+        assert!(t.changes() > c);
+    }
+
+    /// A table full of live entries refuses ever new addresses (a spoofing VM's) without the
+    /// writer mutex for the rest of the second its learning found it full, and learns again as
+    /// soon as a removal makes room.
+    #[test]
+    fn a_full_table_refuses_new_addresses_without_the_writer_mutex() {
+        let (t, _) = full_table();
+        // Learning with the writer mutex held elsewhere: a refusal must not wait for it.
+        let learn = |i: u32, now: u32| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::scope(|s| {
+                let held = t.writer();
+                s.spawn(|| tx.send(t.learn_key(MacTable::key(0, mac(i)), 0, 1, P1, now)));
+                let r = rx.recv_timeout(std::time::Duration::from_secs(5));
+                drop(held);
+                r.ok()
+            })
+        };
+        for i in 5000..5100 {
+            assert_eq!(learn(i, 0), Some(Learn::LimitReached), "{i}");
+        }
+        // The next second, one learner looks (and sweeps) under the mutex again.
+        assert_eq!(t.learn(0, mac(6000), P1, 1), Learn::LimitReached);
+        assert_eq!(learn(6001, 1), Some(Learn::LimitReached));
+        // A removal makes room: learning takes it at once.
+        assert!(t.remove(0, mac(3), 1));
+        assert_eq!(t.learn(0, mac(6002), P1, 1), Learn::Learned);
     }
 
     #[test]
@@ -1988,6 +2028,14 @@ mod tests {
 
     #[test]
     fn full_table_refuses_to_learn_instead_of_growing() {
+        let (t, cap) = full_table();
+        assert_eq!(t.capacity(), cap, "not grown");
+    }
+
+    /// A table of 64 slots (`max_macs` 16) whose network's limit is far above: 1 000 addresses
+    /// learned at second 0 fill it to three quarters (checked), the rest refused. Returns the
+    /// table and its capacity before the learning.
+    fn full_table() -> (MacTable, usize) {
         let mut t = MacTable::new(300, 16);
         t.sync_network(0, 1, 1_000_000, 0);
         t.reserve(1_000_000);
@@ -1995,8 +2043,8 @@ mod tests {
         let learned = (0..1000)
             .filter(|&i| t.learn(0, mac(i), P1, 0) == Learn::Learned)
             .count();
-        assert_eq!(t.capacity(), cap);
-        assert_eq!(learned, cap / 4 * 3);
+        assert_eq!(learned, cap / 4 * 3, "learned up to three quarters");
+        (t, cap)
     }
 
     #[test]
