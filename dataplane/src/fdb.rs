@@ -13,7 +13,7 @@
 //!   counts [`Learn::LimitReached`].
 //! * **O(1) flush.** Each network has a generation number; bumping it (because the network was
 //!   removed, re-created or reconfigured) makes all its entries stale in O(1). Stale entries read
-//!   as absent and are reclaimed by the sweeper or reused by the next insert on their probe path.
+//!   as absent and are reclaimed by the sweeper, or revived by the next insert of their address.
 //!   Ports also carry a generation, checked by the pipeline, so an entry of a removed port is never
 //!   used for a new port that reuses its slot; the workers tell the table which ports went
 //!   ([`MacTable::forget_ports`]), and the sweeper removes their entries on its next pass
@@ -38,8 +38,9 @@
 //!   `seen` second with one relaxed compare-and-swap, only when the second is later: at most one
 //!   write a second per entry to a line other workers read, and never back.
 //! * **Refusals** a reader can decide alone take no lock either: a static entry of another port,
-//!   or an unknown address in a network at its limit (a flood of spoofed sources does not make
-//!   every worker queue on the writer lock).
+//!   an unknown address in a network at its limit, or one in a table that learning found full
+//!   this second, nothing removed since (`Tables::full`): a flood of spoofed sources does not make
+//!   every worker queue on the writer lock.
 //! * **Changes** (learning a new address, a move, static entries, the sweeper's removals,
 //!   network limits and generations) take the writer mutex, and mark the sequence number odd
 //!   while they move entries. Only these contend, and they are rare: at most one per new or
@@ -172,10 +173,12 @@ struct Tables {
     slots: Box<[Slot]>,
     mask: usize,
     nets: Box<[Net]>,
-    /// `FULL | second` when learning last found this table full of live entries (more than
-    /// three quarters, after a bounded sweep), 0 once a removal made room since: a new address
-    /// is refused that second without the writer mutex, so that a source of ever new addresses
-    /// (a spoofing VM) costs the workers one locked sweep a second, not one a frame.
+    /// `FULL | second` when learning last found this table full (three quarters of its slots
+    /// used, and nothing dead in the 256 it swept then), 0 once room may have been made since
+    /// (a removal, a network flushed, a shorter aging time, a growth begun): a new address is
+    /// refused that second without the writer mutex, so that a source of ever new addresses (a
+    /// spoofing VM) costs the workers one locked sweep a second, not one a frame. The sweeper's
+    /// first removal ends the mark early.
     full: AtomicU64,
 }
 
@@ -235,10 +238,16 @@ impl Tables {
         }
     }
 
-    /// Did learning find this table full in second `now`, with nothing removed since?
+    /// Did learning find this table full in second `now`, with no room made since?
     #[inline]
     fn found_full(&self, now: u32) -> bool {
         self.full.load(RELAXED) == FULL | u64::from(now)
+    }
+
+    /// Room may have been made: learning looks under the writer mutex again (held by the
+    /// caller).
+    fn room_made(&self) {
+        self.full.store(0, RELAXED);
     }
 
     #[inline]
@@ -535,6 +544,7 @@ impl MacTable {
         // Bracketed as a change of entries is, so that a growth copying meanwhile sees it.
         t.begin();
         t.aging.store(secs.max(1), RELAXED);
+        t.room_made();
         t.end();
         // A shorter time may expire entries copied elsewhere.
         self.shared.changes.note(&w, EVERY_ADDRESS);
@@ -590,6 +600,7 @@ impl MacTable {
                 if newer {
                     n.gen.store(gen, RELAXED);
                     n.count.store(0, RELAXED);
+                    t.room_made();
                 }
                 n.limit.store(limit, RELAXED);
                 n.limit_version.store(version, RELAXED);
@@ -644,6 +655,8 @@ impl MacTable {
                 return;
             }
             self.shared.growing.store(true, RELAXED);
+            // Learners defer until the larger table is out, not refused by the old one's mark.
+            w.tables.room_made();
             (Arc::clone(&w.tables), w.tables.seq.load(RELAXED))
         };
         let _growing = Growing(&self.shared.growing);
@@ -1261,7 +1274,7 @@ fn insert_new(
 fn delete_slot(t: &Tables, w: &mut Writer, mut hole: usize) {
     t.store(hole, &Entry::default());
     w.used -= 1;
-    t.full.store(0, RELAXED);
+    t.room_made();
     let mut j = hole;
     loop {
         j = (j + 1) & t.mask;
@@ -1873,6 +1886,16 @@ mod tests {
         // A removal makes room: learning takes it at once.
         assert!(t.remove(0, mac(3), 1));
         assert_eq!(t.learn(0, mac(6002), P1, 1), Learn::Learned);
+
+        // So do a network flushed and a shorter aging time, the same second.
+        let (mut t, _) = full_table();
+        assert_eq!(t.learn(0, mac(7000), P1, 0), Learn::LimitReached);
+        t.sync_network(0, 2, 1_000_000, 1);
+        assert_eq!(t.learn(0, mac(7001), P1, 0), Learn::Learned);
+        let (t, _) = full_table();
+        assert_eq!(t.learn(0, mac(7000), P1, 5), Learn::LimitReached);
+        t.set_aging_secs(2);
+        assert_eq!(t.learn(0, mac(7001), P1, 5), Learn::Learned);
     }
 
     #[test]
