@@ -57,13 +57,21 @@ pub const MAX_SLOTS: usize = 4096;
 /// worker).
 pub const MAX_ENTRIES: u32 = 65536;
 
+/// A port's registration in the shortcut's table of ports ([`Shortcut::set_port`]): its
+/// interface, and which opening of a port it was.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Registration(u64);
+
 /// The shortcut shared by a switch's workers: the map, the per-port counters, and each open
 /// port's interface.
 pub struct Shortcut {
     map: OwnedFd,
     counters: MappedArray,
-    /// By slot: the interface index of the port open there (0: none).
-    ifindex: Box<[AtomicU32]>,
+    /// By slot: the registration of the port open there ([`Registration`]: its interface
+    /// index in the low 32 bits; 0: none).
+    ifindex: Box<[AtomicU64]>,
+    /// Registrations made: the next one's number ([`Shortcut::set_port`]).
+    registrations: AtomicU32,
     /// By slot: the network of the port open there, in its worker's snapshot, and the port's
     /// generation ([`Shortcut::set_net`]; 0: none).
     nets: Box<[AtomicU64]>,
@@ -168,7 +176,8 @@ impl Shortcut {
         Ok(Shortcut {
             map,
             counters,
-            ifindex: (0..MAX_SLOTS).map(|_| AtomicU32::new(0)).collect(),
+            ifindex: (0..MAX_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            registrations: AtomicU32::new(0),
             nets: (0..MAX_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             gens: (0..MAX_SLOTS).map(|_| AtomicU32::new(0)).collect(),
             epoch: AtomicU64::new(0),
@@ -192,20 +201,28 @@ impl Shortcut {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// Records that entries may send to interface `ifindex` for the port open on `slot`, and
-    /// bumps the epoch.
-    pub fn set_port(&self, slot: u16, ifindex: u32) {
+    /// Records that entries may send to interface `ifindex` (0: to none) for the port open on
+    /// `slot`, and bumps the epoch. Returns the registration, for [`Shortcut::clear_port`].
+    pub fn set_port(&self, slot: u16, ifindex: u32) -> Registration {
+        let n = self.registrations.fetch_add(1, Ordering::Relaxed);
+        let reg = Registration(if ifindex == 0 {
+            0
+        } else {
+            u64::from(n) << 32 | u64::from(ifindex)
+        });
         if let Some(i) = self.ifindex.get(usize::from(slot)) {
-            i.store(ifindex, Ordering::Release);
+            i.store(reg.0, Ordering::Release);
         }
         self.bump();
+        reg
     }
 
-    /// Clears what [`Shortcut::set_port`] recorded for `slot`, if it is still `ifindex` (not a
-    /// port opened on the slot since), and bumps the epoch.
-    pub fn clear_port(&self, slot: u16, ifindex: u32) {
+    /// Clears registration `reg` of `slot` ([`Shortcut::set_port`]) if it is still there, and
+    /// bumps the epoch. A port opened on the slot since keeps its own, even on the same
+    /// interface (the port handed from one worker to another, which opened it first).
+    pub fn clear_port(&self, slot: u16, reg: Registration) {
         if let Some(i) = self.ifindex.get(usize::from(slot)) {
-            let _ = i.compare_exchange(ifindex, 0, Ordering::AcqRel, Ordering::Relaxed);
+            let _ = i.compare_exchange(reg.0, 0, Ordering::AcqRel, Ordering::Relaxed);
         }
         self.bump();
     }
@@ -242,7 +259,7 @@ impl Shortcut {
     /// The interface of the port open on `slot`, if one is.
     #[inline]
     pub fn ifindex(&self, slot: u16) -> Option<u32> {
-        let i = self.ifindex.get(usize::from(slot))?.load(Ordering::Acquire);
+        let i = self.ifindex.get(usize::from(slot))?.load(Ordering::Acquire) as u32;
         (i != 0).then_some(i)
     }
 

@@ -330,4 +330,16 @@ fn ports_and_epochs() {
     assert_eq!(sc.ifindex(7), None);
     sc.set_port(u16::MAX, 3);
     assert_eq!(sc.ifindex(u16::MAX), None);
+    // A port handed from one worker to the other on its interface, the new owner opening it
+    // first: the old owner's clear leaves the new registration.
+    let old = sc.set_port(9, 42);
+    let new = sc.set_port(9, 42);
+    sc.clear_port(9, old);
+    assert_eq!(
+        sc.ifindex(9),
+        Some(42),
+        "the new owner's registration stays"
+    );
+    sc.clear_port(9, new);
+    assert_eq!(sc.ifindex(9), None);
 }

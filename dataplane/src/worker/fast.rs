@@ -10,7 +10,7 @@ use crate::config::{PortView, Role, Snapshot};
 use crate::fdb::{MacTable, PortRef};
 use crate::pipeline::Pipeline;
 use crate::port::ShortcutPort;
-use crate::shortcut::{Key, Route, Shortcut, MAX_SLOTS};
+use crate::shortcut::{Key, Registration, Route, Shortcut, MAX_SLOTS};
 use crate::sys::umem::{Umem, KERNEL_HEADROOM};
 use crate::wire::Mac;
 
@@ -50,8 +50,8 @@ pub(super) struct Fast {
     pub(super) installed: u64,
     pub(super) withdrawn: u64,
     /// By slot, for this worker's ports: the interface frames take entries from (0: none) and
-    /// the one registered in the shortcut's table for entries to send to (0: none).
-    own: Vec<(u32, u32)>,
+    /// the port's registration in the shortcut's table for entries to send to (none: 0).
+    own: Vec<(u32, Registration)>,
 }
 
 /// An entry this worker installed: what it was installed from, and the hits read last.
@@ -450,22 +450,27 @@ impl Fast {
             return;
         }
         if self.own.len() <= i {
-            self.own.resize(i + 1, (0, 0));
+            self.own.resize(i + 1, (0, Registration::default()));
         }
         let takes = if port.takes { port.ifindex } else { 0 };
         let receives = if port.receives { port.ifindex } else { 0 };
-        self.own[i] = (takes, receives);
+        let mut reg = Registration::default();
         if receives != 0 {
             self.sc.set_net(slot, net);
-            self.sc.set_port(slot, receives);
+            reg = self.sc.set_port(slot, receives);
         }
+        self.own[i] = (takes, reg);
     }
 
     /// This worker's snapshot gives its port `slot` network `net` (slot and generation, and
     /// the port's generation), or none: recorded for the installers of entries that send to it
     /// ([`Shortcut::set_net`]).
     pub(super) fn port_net(&self, slot: u16, net: Option<(u16, u32, u32)>) {
-        if self.own.get(usize::from(slot)).is_some_and(|o| o.1 != 0) {
+        if self
+            .own
+            .get(usize::from(slot))
+            .is_some_and(|o| o.1 != Registration::default())
+        {
             self.sc.set_net(slot, net);
         }
     }
@@ -489,7 +494,7 @@ impl Fast {
                 i += 1;
             }
         }
-        if receives != 0 {
+        if receives != Registration::default() {
             self.sc.clear_port(slot, receives);
         } else if takes != 0 {
             // Only this worker's entries take its frames: they go at its next check.
