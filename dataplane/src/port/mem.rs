@@ -141,6 +141,10 @@ pub struct MemPort {
     pub direct: Option<Arc<MemWholeTx>>,
     stats: XdpStats,
     source: Option<(std::sync::Arc<Vec<Vec<u8>>>, usize)>,
+    /// Set to have a receive give at most this many of the source's frames
+    /// ([`MemPort::set_source`]): frames that trickle in, a few a round (benchmarks of a round's
+    /// own work).
+    pub source_batch: Option<usize>,
 }
 
 impl MemPort {
@@ -257,6 +261,7 @@ impl PortIo for MemPort {
             direct: (spec.whole && spec.direct).then(Arc::default),
             stats: XdpStats::default(),
             source: None,
+            source_batch: None,
         })
     }
 
@@ -269,7 +274,8 @@ impl PortIo for MemPort {
         let room = (umem.chunk_size() - KERNEL_HEADROOM) as usize;
         if self.inbox.is_empty() {
             if let Some((frames, next)) = &mut self.source {
-                while n < out.len() {
+                let want = out.len().min(self.source_batch.unwrap_or(usize::MAX));
+                while n < want {
                     let Some(addr) = self.fill.pop_front() else {
                         break;
                     };
