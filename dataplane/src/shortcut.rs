@@ -204,13 +204,12 @@ impl Shortcut {
     /// Records that entries may send to interface `ifindex` (0: to none) for the port open on
     /// `slot`, and bumps the epoch. Returns the registration, for [`Shortcut::clear_port`].
     pub fn set_port(&self, slot: u16, ifindex: u32) -> Registration {
-        let n = self.registrations.fetch_add(1, Ordering::Relaxed);
-        let reg = Registration(if ifindex == 0 {
-            0
-        } else {
-            u64::from(n) << 32 | u64::from(ifindex)
-        });
+        let mut reg = Registration::default();
         if let Some(i) = self.ifindex.get(usize::from(slot)) {
+            if ifindex != 0 {
+                let n = self.registrations.fetch_add(1, Ordering::Relaxed);
+                reg = Registration(u64::from(n) << 32 | u64::from(ifindex));
+            }
             i.store(reg.0, Ordering::Release);
         }
         self.bump();

@@ -328,7 +328,11 @@ fn ports_and_epochs() {
     assert!(sc.epoch() > e);
     sc.set_port(7, 0);
     assert_eq!(sc.ifindex(7), None);
-    sc.set_port(u16::MAX, 3);
+    assert_eq!(
+        sc.set_port(u16::MAX, 3),
+        Registration::default(),
+        "no such slot"
+    );
     assert_eq!(sc.ifindex(u16::MAX), None);
     // A port handed from one worker to the other on its interface, the new owner opening it
     // first: the old owner's clear leaves the new registration.
