@@ -202,7 +202,8 @@ impl Shortcut {
     }
 
     /// Records that entries may send to interface `ifindex` (0: to none) for the port open on
-    /// `slot`, and bumps the epoch. Returns the registration, for [`Shortcut::clear_port`].
+    /// `slot`, and bumps the epoch. Returns the registration, for [`Shortcut::clear_port`]: none
+    /// (`Registration::default()`) for `ifindex` 0 or a slot beyond the table.
     pub fn set_port(&self, slot: u16, ifindex: u32) -> Registration {
         let mut reg = Registration::default();
         if let Some(i) = self.ifindex.get(usize::from(slot)) {

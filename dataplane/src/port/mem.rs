@@ -142,8 +142,8 @@ pub struct MemPort {
     stats: XdpStats,
     source: Option<(std::sync::Arc<Vec<Vec<u8>>>, usize)>,
     /// Set to have a receive give at most this many of the source's frames
-    /// ([`MemPort::set_source`]): frames that trickle in, a few a round (benchmarks of a round's
-    /// own work).
+    /// ([`MemPort::set_source`]; `Some(0)`: none): frames that trickle in, a few a round
+    /// (benchmarks of a round's own work).
     pub source_batch: Option<usize>,
 }
 
