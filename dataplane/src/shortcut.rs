@@ -63,13 +63,13 @@ pub const MAX_ENTRIES: u32 = 65536;
 pub struct Registration(u64);
 
 /// The shortcut shared by a switch's workers: the map, the per-port counters, and each open
-/// port's interface.
+/// port's registration (its interface).
 pub struct Shortcut {
     map: OwnedFd,
     counters: MappedArray,
     /// By slot: the registration of the port open there ([`Registration`]: its interface
     /// index in the low 32 bits; 0: none).
-    ifindex: Box<[AtomicU64]>,
+    registered: Box<[AtomicU64]>,
     /// Registrations made: the next one's number ([`Shortcut::set_port`]).
     registrations: AtomicU32,
     /// By slot: the network of the port open there, in its worker's snapshot, and the port's
@@ -176,7 +176,7 @@ impl Shortcut {
         Ok(Shortcut {
             map,
             counters,
-            ifindex: (0..MAX_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            registered: (0..MAX_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             registrations: AtomicU32::new(0),
             nets: (0..MAX_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             gens: (0..MAX_SLOTS).map(|_| AtomicU32::new(0)).collect(),
@@ -206,7 +206,7 @@ impl Shortcut {
     /// (`Registration::default()`) for `ifindex` 0 or a slot beyond the table.
     pub fn set_port(&self, slot: u16, ifindex: u32) -> Registration {
         let mut reg = Registration::default();
-        if let Some(i) = self.ifindex.get(usize::from(slot)) {
+        if let Some(i) = self.registered.get(usize::from(slot)) {
             if ifindex != 0 {
                 let n = self.registrations.fetch_add(1, Ordering::Relaxed);
                 reg = Registration(u64::from(n) << 32 | u64::from(ifindex));
@@ -221,7 +221,7 @@ impl Shortcut {
     /// bumps the epoch. A port opened on the slot since keeps its own, even on the same
     /// interface (the port handed from one worker to another, which opened it first).
     pub fn clear_port(&self, slot: u16, reg: Registration) {
-        if let Some(i) = self.ifindex.get(usize::from(slot)) {
+        if let Some(i) = self.registered.get(usize::from(slot)) {
             let _ = i.compare_exchange(reg.0, 0, Ordering::AcqRel, Ordering::Relaxed);
         }
         self.bump();
@@ -259,7 +259,10 @@ impl Shortcut {
     /// The interface of the port open on `slot`, if one is.
     #[inline]
     pub fn ifindex(&self, slot: u16) -> Option<u32> {
-        let i = self.ifindex.get(usize::from(slot))?.load(Ordering::Acquire) as u32;
+        let i = self
+            .registered
+            .get(usize::from(slot))?
+            .load(Ordering::Acquire) as u32;
         (i != 0).then_some(i)
     }
 
